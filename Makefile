@@ -1,0 +1,52 @@
+# A thin front for CMake. The two commands in README work on a fresh
+# Debian 12 machine as root: `make run` and `make test`.
+BUILD      ?= build
+JOBS       ?= $(shell nproc)
+CMAKE_GEN   = cmake -S . -G "Unix Makefiles"
+PREFIX     ?= /usr/local
+
+.PHONY: all deps build test run bench asan tsan fuzz install format clean
+
+all: build
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/Makefile: CMakeLists.txt
+	@$(CMAKE_GEN) -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+
+build: deps $(BUILD)/Makefile
+	@cmake --build $(BUILD) -j $(JOBS)
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j 1
+
+# The main job. The server issue turns this into `rill serve`.
+run: build
+	@$(BUILD)/rill bench mem
+
+bench: build
+	@$(BUILD)/rill bench all
+
+asan: deps
+	@$(CMAKE_GEN) -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRILL_SANITIZE=address,undefined -DRILL_BENCH=OFF >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 ctest --output-on-failure -j 1
+
+tsan: deps
+	@$(CMAKE_GEN) -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRILL_SANITIZE=thread -DRILL_BENCH=OFF >/dev/null
+	@cmake --build build-tsan -j $(JOBS)
+	@cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ctest --output-on-failure -j 1
+
+fuzz: deps
+	@CC=clang $(CMAKE_GEN) -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRILL_FUZZ=ON -DRILL_TESTS=OFF -DRILL_BENCH=OFF -DRILL_SANITIZE=address,undefined >/dev/null
+	@cmake --build build-fuzz -j $(JOBS)
+
+install: build
+	@cmake --install $(BUILD)
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	@rm -rf build build-asan build-tsan build-fuzz

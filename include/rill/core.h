@@ -1,0 +1,209 @@
+/*
+ * rill core: errors, clocks, hashing and the latency histogram.
+ *
+ * Every rill function that can fail returns an int: 0 on success or a
+ * negative RILL_E* code. The codes that mirror an errno value are that errno
+ * negated (as in libuv and liburing), so a failed syscall's errno passes
+ * through unchanged; the rest are rill's own and lie below -4000.
+ * rill_errmsg() gives the calling thread's detail of its most recent error.
+ */
+#ifndef RILL_CORE_H
+#define RILL_CORE_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RILL_VERSION_MAJOR  0
+#define RILL_VERSION_MINOR  1
+#define RILL_VERSION_PATCH  0
+#define RILL_VERSION_STRING "0.1.0"
+
+#if defined(__GNUC__)
+#define RILL_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define RILL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define RILL_INLINE      static inline __attribute__((always_inline))
+#else
+#define RILL_LIKELY(x)   (x)
+#define RILL_UNLIKELY(x) (x)
+#define RILL_INLINE      static inline
+#endif
+
+/* One cache line on the machines rill targets; counters written by different
+ * threads are kept this far apart. */
+#define RILL_CACHELINE 64
+
+/* ---- errors ------------------------------------------------------------ */
+
+#define RILL_EPERM      (-EPERM)
+#define RILL_ENOENT     (-ENOENT)
+#define RILL_EINTR      (-EINTR)
+#define RILL_EIO        (-EIO)
+#define RILL_EBADF      (-EBADF)
+#define RILL_EAGAIN     (-EAGAIN)
+#define RILL_ENOMEM     (-ENOMEM)
+#define RILL_EACCES     (-EACCES)
+#define RILL_EBUSY      (-EBUSY)
+#define RILL_EEXIST     (-EEXIST)
+#define RILL_EINVAL     (-EINVAL)
+#define RILL_ENOSPC     (-ENOSPC)
+#define RILL_ERANGE     (-ERANGE)
+#define RILL_ENOSYS     (-ENOSYS)
+#define RILL_EMSGSIZE   (-EMSGSIZE)
+#define RILL_EPROTO     (-EPROTO)
+#define RILL_ENOTSUP    (-ENOTSUP)
+#define RILL_ETIMEDOUT  (-ETIMEDOUT)
+#define RILL_ECONNRESET (-ECONNRESET)
+#define RILL_ECANCELED  (-ECANCELED)
+
+/* rill's own codes. */
+#define RILL_ECORRUPT (-4001) /* stored or received bytes fail a check */
+#define RILL_EVERSION (-4002) /* wrong magic or unsupported version */
+#define RILL_ECLOSED  (-4003) /* the object was closed or shut down */
+#define RILL_ELAGGED  (-4004) /* a reader fell behind and lost records */
+#define RILL_EDOUBLE  (-4005) /* an object was released twice */
+#define RILL_EFOREIGN (-4006) /* a pointer that this object never gave out */
+#define RILL_EFULL    (-4007) /* no room, and the policy says not to wait */
+
+/** Name and short description of an error code ("ENOMEM: out of memory").
+ *  Never NULL; unknown codes get a generic text. */
+const char *rill_strerror(int err);
+
+/** The calling thread's detail of its most recent rill error, for example
+ *  "slab: object 0x7f.. was put twice". Empty when none was recorded. The
+ *  text stays valid until the thread's next failing rill call. */
+const char *rill_errmsg(void);
+
+/** Clears the calling thread's error detail. */
+void rill_errmsg_clear(void);
+
+/* ---- clocks ------------------------------------------------------------ */
+
+/* The TSC fast path: a calibrated (tsc * mult) >> shift + base. Filled by
+ * rill_time_init(); when the TSC is not invariant, or calibration fails,
+ * mult stays 0 and rill_time_ns() falls back to CLOCK_MONOTONIC. */
+typedef struct rill_tsc_cal {
+  uint64_t mult;
+  uint32_t shift;
+  uint32_t usable;
+  uint64_t tsc0;
+  uint64_t ns0;
+} rill_tsc_cal_t;
+
+extern rill_tsc_cal_t rill__tsc;
+
+/** Calibrates the TSC against CLOCK_MONOTONIC. Called once automatically when
+ *  librill loads; callable again (for example after a CPU frequency change)
+ *  from a single thread while no other thread reads the clock. */
+void rill_time_init(void);
+
+/** Nanoseconds from CLOCK_MONOTONIC through the vDSO. The reference clock. */
+uint64_t rill_time_mono_ns(void);
+
+/** Monotonic nanoseconds; the TSC when it is invariant (about 8 ns a read),
+ *  else CLOCK_MONOTONIC. Same epoch as rill_time_mono_ns(), within the
+ *  calibration error (a few parts per million). */
+RILL_INLINE uint64_t rill_time_ns(void) {
+#if defined(__x86_64__)
+  if (RILL_LIKELY(rill__tsc.usable)) {
+    uint32_t lo, hi;
+    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+    uint64_t d = (((uint64_t)hi << 32) | lo) - rill__tsc.tsc0;
+    return rill__tsc.ns0 + (uint64_t)(((unsigned __int128)d * rill__tsc.mult) >> rill__tsc.shift);
+  }
+#endif
+  return rill_time_mono_ns();
+}
+
+/** Milliseconds from CLOCK_MONOTONIC_COARSE: a few ns a read, a resolution of
+ *  one scheduler tick. For timeouts and ages, not for measuring. */
+uint64_t rill_time_coarse_ms(void);
+
+/** Wall-clock nanoseconds since the Unix epoch (CLOCK_REALTIME). */
+uint64_t rill_time_wall_ns(void);
+
+/* ---- hashing ----------------------------------------------------------- */
+
+/** xxh3 64-bit hash of len bytes (libxxhash). */
+uint64_t rill_hash64(const void *data, size_t len);
+
+/** xxh3 64-bit hash with a seed. */
+uint64_t rill_hash64_seed(const void *data, size_t len, uint64_t seed);
+
+/** Maps a 64-bit hash onto [0, n) with Lemire's multiply-shift reduction:
+ *  the high 64 bits of hash * n. No division, no bias worth measuring for
+ *  n far below 2^64, and it uses the hash's high bits, which xxh3 mixes
+ *  fully. n == 0 gives 0. */
+RILL_INLINE uint32_t rill_hash_reduce(uint64_t hash, uint32_t n) {
+  return (uint32_t)(((unsigned __int128)hash * n) >> 64);
+}
+
+/* ---- latency histogram ------------------------------------------------- */
+
+/* Log-linear buckets: values below 2^RILL_HIST_SUB_BITS are exact; above,
+ * each power of two is split into 2^RILL_HIST_SUB_BITS equal buckets, so a
+ * recorded value is known to within 1/32 (3.1%) of itself, over the whole
+ * range of uint64_t. Fixed size, no allocation: embed it or put it on the
+ * stack. */
+#define RILL_HIST_SUB_BITS 5
+#define RILL_HIST_SUB      (1u << RILL_HIST_SUB_BITS)
+#define RILL_HIST_BUCKETS  ((64 - RILL_HIST_SUB_BITS + 1) * RILL_HIST_SUB)
+
+typedef struct rill_hist {
+  uint64_t count;
+  uint64_t min;
+  uint64_t max;
+  uint64_t sum; /* saturates at UINT64_MAX */
+  uint64_t bucket[RILL_HIST_BUCKETS];
+} rill_hist_t;
+
+/** Empties a histogram. */
+void rill_hist_init(rill_hist_t *h);
+
+/** Bucket index of a value. Exposed for the inline recorder. */
+RILL_INLINE uint32_t rill_hist_index(uint64_t v) {
+  if (v < RILL_HIST_SUB)
+    return (uint32_t)v;
+  uint32_t msb = 63u - (uint32_t)__builtin_clzll(v);
+  uint32_t shift = msb - RILL_HIST_SUB_BITS;
+  /* The top SUB_BITS+1 bits of v: 1 (the msb) then the sub-bucket. */
+  return ((shift + 1) << RILL_HIST_SUB_BITS) + (uint32_t)((v >> shift) & (RILL_HIST_SUB - 1));
+}
+
+/** Records one value. Not thread-safe: give each thread its own histogram
+ *  and merge them. */
+RILL_INLINE void rill_hist_record(rill_hist_t *h, uint64_t v) {
+  h->bucket[rill_hist_index(v)]++;
+  h->count++;
+  if (v < h->min)
+    h->min = v;
+  if (v > h->max)
+    h->max = v;
+  uint64_t s = h->sum + v;
+  h->sum = s < h->sum ? UINT64_MAX : s;
+}
+
+/** Adds src's counts into dst. */
+void rill_hist_merge(rill_hist_t *dst, const rill_hist_t *src);
+
+/** The value at quantile q (0.0..1.0, e.g. 0.99): the upper bound of the
+ *  bucket holding it, clamped to the recorded min and max, so the answer is
+ *  at most 3.1% above the exact one and never outside what was recorded.
+ *  0 for an empty histogram; q outside [0, 1] is clamped. */
+uint64_t rill_hist_quantile(const rill_hist_t *h, double q);
+
+/** Mean of the recorded values (0 when empty). */
+double rill_hist_mean(const rill_hist_t *h);
+
+/** The lowest and highest value that land in bucket i. */
+uint64_t rill_hist_bucket_low(uint32_t i);
+uint64_t rill_hist_bucket_high(uint32_t i);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RILL_CORE_H */

@@ -1,0 +1,10 @@
+/*
+ * rill: a zero-copy data-movement engine. The one header to include.
+ */
+#ifndef RILL_H
+#define RILL_H
+
+#include "core.h"
+#include "mem.h"
+
+#endif /* RILL_H */

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that rill's build, tests and benches need.
+# Idempotent, and quiet when nothing is missing, so `make test` can call it
+# every time. Root (or sudo) is needed only when something must be installed.
+set -euo pipefail
+
+pkgs=(
+  build-essential cmake pkg-config clang libclang-rt-14-dev
+  libcriterion-dev   # tests
+  libxxhash-dev      # core: xxh3
+  libck-dev          # bench peer: ck_ring, and the bench's neutral transport
+  libmimalloc-dev    # bench peer
+  libjemalloc-dev    # bench peer
+  liburing-dev       # io: later modules
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

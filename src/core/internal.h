@@ -1,0 +1,34 @@
+/*
+ * Private helpers shared by every rill module. Not installed.
+ */
+#ifndef RILL_INTERNAL_H
+#define RILL_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "rill/core.h"
+
+/* Records the calling thread's error detail and returns err, so a failing
+ * path reads `return rill__err(RILL_EINVAL, "slab: obj_size is 0");`. */
+int rill__err(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* rill__err() with the text of errno appended; returns -errno. */
+int rill__err_errno(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* The counting allocator: every heap byte rill uses comes from here. */
+void *rill__malloc(size_t size);
+void *rill__calloc(size_t n, size_t size);
+void *rill__realloc(void *p, size_t size);
+void *rill__aligned(size_t align, size_t size);
+void rill__free(void *p);
+
+/* Counts mappings made outside the heap (mmap, or committing reserved
+ * address space), so the counters cover every way rill takes memory. */
+void rill__count_map(size_t bytes);
+void rill__count_unmap(size_t bytes);
+
+#define RILL__ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((__typeof__(x))(a)-1))
+#define RILL__IS_POW2(x)     ((x) != 0 && ((x) & ((x)-1)) == 0)
+
+#endif

@@ -1,0 +1,40 @@
+/*
+ * rill: the command. Subcommands are added by the modules' issues; each is
+ * one function taking the arguments after its name.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "rill/rill.h"
+
+#ifdef RILL_WITH_BENCH
+#include "bench.h"
+#endif
+
+static int usage(FILE *f) {
+  fprintf(f, "usage: rill <command> [args]\n"
+             "\n"
+             "commands:\n"
+             "  bench <suite> [--json] [--quick]   run a benchmark suite (rill bench list)\n"
+             "  version                            print the version\n"
+             "  help                               this text\n");
+  return f == stdout ? 0 : 2;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2)
+    return usage(stderr);
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
+    return usage(stdout);
+  if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+    printf("rill %s\n", RILL_VERSION_STRING);
+    return 0;
+  }
+#ifdef RILL_WITH_BENCH
+  if (!strcmp(cmd, "bench"))
+    return rill_bench_main(argc - 1, argv + 1);
+#endif
+  fprintf(stderr, "rill: unknown command '%s'\n", cmd);
+  return usage(stderr);
+}
