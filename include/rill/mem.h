@@ -156,23 +156,23 @@ typedef struct rill__slab_tc {
   void *obj[];
 } rill__slab_tc_t;
 
-typedef struct rill__slab_tab {
-  uint32_t len; /* entries in tc[] */
-  uint32_t pad;
-  rill__slab_tc_t *tc[];
-} rill__slab_tab_t;
+/* Slabs alive at once that get per-thread caches; slab 4096 and beyond
+ * work, through the depot lock on every call. */
+#define RILL__SLAB_IDS 4096
 
-/* The calling thread's table of caches, indexed by slab id. Starts as an
- * empty table, so the fast path needs no NULL check. */
-extern __thread rill__slab_tab_t *rill__slab_tls __attribute__((tls_model("initial-exec")));
+/* The calling thread's caches, indexed by slab id: RILL__SLAB_IDS entries,
+ * none NULL (an unused entry points at an empty cache of capacity 0), so
+ * the inline paths need neither a bounds check nor a NULL check. Entry 0
+ * stays empty for good: slabs that must always take the slow path use it. */
+extern __thread rill__slab_tc_t **rill__slab_tls __attribute__((tls_model("initial-exec")));
 
 struct rill__slab_head {
   uint32_t id;    /* index into rill__slab_tls */
   uint32_t flags; /* RILL_SLAB_CHECKED makes every call take the slow path */
   uintptr_t base; /* start of the reserved range */
   size_t stride;  /* object size after alignment */
-  uint64_t div;   /* ceil(2^64 / stride): off is a multiple of stride
-                     iff (uint32)off * div <= div - 1 (Lemire et al.) */
+    uint64_t div;      /* ceil(2^64 / stride): a 32-bit off is a multiple of
+                        stride iff off * div < div (mod 2^64; Lemire et al.) */
   size_t limit;   /* committed bytes; grows under the depot lock */
 };
 
@@ -181,20 +181,15 @@ struct rill__slab_head {
  *  (not zeroed). */
 RILL_INLINE int rill_slab_get(rill_slab_t *s, void **obj) {
   const struct rill__slab_head *h = (const struct rill__slab_head *)(const void *)s;
-  const rill__slab_tab_t *t = rill__slab_tls;
-  if (RILL_LIKELY(h->id < t->len)) {
-    rill__slab_tc_t *c = __atomic_load_n(&t->tc[h->id], __ATOMIC_RELAXED);
-    if (RILL_LIKELY(c != NULL)) {
-      uint32_t n = __atomic_load_n(&c->n, __ATOMIC_RELAXED);
-      if (RILL_LIKELY(n != 0)) {
-        void *p = c->obj[n - 1];
-        /* Relaxed: only this thread writes n; stats read it as a snapshot. */
-        __atomic_store_n(&c->n, n - 1, __ATOMIC_RELAXED);
-        RILL__UNPOISON(p, h->stride);
-        *obj = p;
-        return 0;
-      }
-    }
+  rill__slab_tc_t *c = __atomic_load_n(&rill__slab_tls[h->id], __ATOMIC_RELAXED);
+  uint32_t n = __atomic_load_n(&c->n, __ATOMIC_RELAXED);
+  if (RILL_LIKELY(n != 0)) {
+    void *p = c->obj[n - 1];
+    /* Relaxed: only this thread writes n; stats read it as a snapshot. */
+    __atomic_store_n(&c->n, n - 1, __ATOMIC_RELAXED);
+    RILL__UNPOISON(p, h->stride);
+    *obj = p;
+    return 0;
   }
   return rill__slab_get_slow(s, obj);
 }
@@ -206,19 +201,14 @@ RILL_INLINE int rill_slab_put(rill_slab_t *s, void *p) {
   const struct rill__slab_head *h = (const struct rill__slab_head *)(const void *)s;
   uintptr_t off = (uintptr_t)p - h->base;
   if (RILL_LIKELY(off < __atomic_load_n(&h->limit, __ATOMIC_RELAXED) &&
-                  (uint64_t)(uint32_t)off * h->div <= h->div - 1)) {
-    const rill__slab_tab_t *t = rill__slab_tls;
-    if (RILL_LIKELY(h->id < t->len)) {
-      rill__slab_tc_t *c = __atomic_load_n(&t->tc[h->id], __ATOMIC_RELAXED);
-      if (RILL_LIKELY(c != NULL)) {
-        uint32_t n = __atomic_load_n(&c->n, __ATOMIC_RELAXED);
-        if (RILL_LIKELY(n < c->cap)) {
-          c->obj[n] = p;
-          __atomic_store_n(&c->n, n + 1, __ATOMIC_RELAXED);
-          RILL__POISON(p, h->stride);
-          return 0;
-        }
-      }
+                  (uint64_t)(uint32_t)off * h->div < h->div)) {
+    rill__slab_tc_t *c = __atomic_load_n(&rill__slab_tls[h->id], __ATOMIC_RELAXED);
+    uint32_t n = __atomic_load_n(&c->n, __ATOMIC_RELAXED);
+    if (RILL_LIKELY(n < c->cap)) {
+      c->obj[n] = p;
+      __atomic_store_n(&c->n, n + 1, __ATOMIC_RELAXED);
+      RILL__POISON(p, h->stride);
+      return 0;
     }
   }
   return rill__slab_put_slow(s, p);
