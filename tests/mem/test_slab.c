@@ -281,3 +281,33 @@ Test(slab, use_after_put_is_reported_under_asan, .signal = SIGABRT) {
 const char *__asan_default_options(void);
 const char *__asan_default_options(void) { return "abort_on_error=1"; }
 #endif
+
+/* The one-comparison ownership test against plain arithmetic, near object
+ * starts, at every byte of a few objects, below the base and far above. */
+Test(slab, ownership_test_matches_division) {
+  size_t sizes[] = {8, 24, 40, 48, 56, 72, 100, 1000, 4096, 5000};
+  for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+    rill_slab_t *s = mk(sizes[k], 0, 0);
+    void *p;
+    cr_assert_eq(rill_slab_get(s, &p), 0);
+    rill_slab_stats_t st;
+    rill_slab_stats(s, &st);
+    uintptr_t base = (uintptr_t)p;
+    uintptr_t end = base + st.capacity * st.stride;
+    for (uintptr_t a = base - 3 * st.stride; a < base + 5 * st.stride; a++) {
+      bool want = a >= base && a < end && (a - base) % st.stride == 0;
+      cr_assert_eq(rill_slab_owns(s, (void *)a), want, "stride %zu, offset %td", st.stride,
+                   (ptrdiff_t)(a - base));
+    }
+    for (uintptr_t a = end - 2 * st.stride; a < end + 2 * st.stride; a += 8) {
+      bool want = a < end && (a - base) % st.stride == 0;
+      cr_assert_eq(rill_slab_owns(s, (void *)a), want, "stride %zu near the end", st.stride);
+    }
+    uintptr_t far[] = {0, 8, base ^ ((uintptr_t)1 << 46), UINTPTR_MAX - 7,
+                       base + ((uintptr_t)st.stride << 40)};
+    for (size_t i = 0; i < sizeof far / sizeof *far; i++)
+      cr_assert_not(rill_slab_owns(s, (void *)far[i]), "stride %zu: %#lx", st.stride,
+                    (unsigned long)far[i]);
+    rill_slab_destroy(s);
+  }
+}
