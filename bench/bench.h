@@ -1,6 +1,13 @@
 /*
  * The bench harness behind `rill bench <suite>`: suites, timing, output.
  * Internal to the rill command; not part of librill's API.
+ *
+ * A suite measures cases. A case is a name and a size, run for several
+ * implementations: rill's own (names starting "rill") and the peers a user
+ * would otherwise pick. The harness runs a case's implementations
+ * interleaved, repetition by repetition, in one process, so that the noise
+ * of a small shared machine lands on all of them alike; it reports each
+ * one's median ns/op and every peer's time as a multiple of rill's.
  */
 #ifndef RILL_BENCH_H
 #define RILL_BENCH_H
@@ -9,7 +16,105 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "rill/core.h"
+
 /** Entry point: argv[0] is "bench", argv[1] the suite. Returns an exit code. */
 int rill_bench_main(int argc, char **argv);
+
+typedef struct bench_ctx bench_ctx_t;
+
+typedef struct bench_suite {
+  const char *name;
+  const char *about;
+  int (*run)(bench_ctx_t *b); /* 0, or non-zero when the suite could not run */
+} bench_suite_t;
+
+/* Every suite, in the order `rill bench all` runs them. A new suite adds
+ * X(name) here and defines `const bench_suite_t bench_suite_<name>`. An
+ * explicit list rather than constructors: the suites live in a static
+ * library, and the linker drops members nothing refers to. */
+#define BENCH_SUITES(X) X(mem)
+
+#define BENCH__DECLARE(n) extern const bench_suite_t bench_suite_##n;
+BENCH_SUITES(BENCH__DECLARE)
+#undef BENCH__DECLARE
+
+/* ---- cases ------------------------------------------------------------- */
+
+/* One implementation of a case. Set exactly one of the three run functions;
+ * each does `iters` iterations of the case (an iteration is ops_per_iter
+ * operations). */
+typedef struct bench_impl {
+  const char *name; /* "rill_slab", "glibc", ...: rill's own start with "rill" */
+  /* Timed by the harness around the call. */
+  void (*run)(void *arg, uint64_t iters);
+  /* Times itself and returns the nanoseconds that count (cases with threads,
+   * where the clock starts in one thread and stops in another). */
+  uint64_t (*run_timed)(void *arg, uint64_t iters);
+  /* A latency case: records one sample (ns) per operation into h. The row's
+   * ns/op is the median of the runs' means; p50/p99/p999 are over all runs. */
+  void (*run_lat)(void *arg, uint64_t iters, rill_hist_t *h);
+  void *arg;
+} bench_impl_t;
+
+typedef struct bench_case {
+  const char *name;      /* "get_put_hot" */
+  size_t size;           /* bytes, or 0 when the case has no size */
+  uint64_t ops_per_iter; /* 0 means 1 */
+  const bench_impl_t *impl;
+  size_t n_impl;
+} bench_case_t;
+
+/** Runs a case (unless --filter excludes it) and prints its rows. The first
+ *  implementation whose name starts with "rill" is the one the others are
+ *  compared with. */
+void bench_run(bench_ctx_t *b, const bench_case_t *c);
+
+/** Whether --filter lets a case run: lets a suite skip costly setup. */
+bool bench_want(const bench_ctx_t *b, const char *case_name);
+
+/** The median ns/op measured for a case, size and implementation in this
+ *  suite, or NAN when it was not run. */
+double bench_result(const bench_ctx_t *b, const char *case_name, size_t size, const char *impl);
+
+/** Prints one of the suite's goals with the figure measured for it: passes
+ *  when value >= limit (at_least) or value <= limit (!at_least); NAN
+ *  (not measured) is neither pass nor fail. unit follows both numbers. */
+void bench_goal(bench_ctx_t *b, const char *what, double value, bool at_least, double limit,
+                const char *unit);
+
+/** A line for the reader (a peer that could not load, say): on stdout in
+ *  the table, on stderr with --json so stdout stays one object per line. */
+void bench_note(bench_ctx_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/** Prints the message and exits 1: for a failure inside a timed loop. */
+_Noreturn void bench_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+bool bench_quick(const bench_ctx_t *b);
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/** Pins the calling thread to one CPU. 0, or a negative errno when the CPU
+ *  is not ours to use; a bench carries on unpinned then. */
+int bench_pin_cpu(int cpu);
+
+/** CPUs online. */
+int bench_ncpu(void);
+
+/* Makes the compiler believe p is used and any memory may have been read
+ * or written, so work on it is neither folded away nor hoisted out of the
+ * loop. Costs no instruction. */
+static inline __attribute__((always_inline)) void bench_black_box(const void *p) {
+  __asm__ volatile("" : : "r"(p) : "memory");
+}
+
+/* Spin-wait hint. */
+static inline __attribute__((always_inline)) void bench_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield" ::: "memory");
+#endif
+}
 
 #endif

@@ -1,0 +1,452 @@
+/*
+ * The bench harness: argument parsing, the suite registry, the timing loop
+ * and the two output formats. See bench.h for the model.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#define BENCH__REF(n) &bench_suite_##n,
+static const bench_suite_t *const suites[] = {BENCH_SUITES(BENCH__REF)};
+#undef BENCH__REF
+#define N_SUITES (sizeof suites / sizeof suites[0])
+
+/* Repetitions per implementation and the wall time each should take. Nine
+ * gives a median that one preempted run cannot move; --quick is for smoke
+ * runs, where the figures only need to exist. */
+#define REPS_FULL        9
+#define TARGET_NS_FULL   20000000u
+#define REPS_QUICK       3
+#define TARGET_NS_QUICK  5000000u
+#define MAX_REPS         16
+#define MAX_IMPLS        16
+#define BENCH_TUNABLE    "glibc.rtld.optional_static_tls"
+#define BENCH_TUNABLE_KV BENCH_TUNABLE "=65536"
+
+typedef struct bench_row {
+  const char *case_name;
+  size_t size;
+  const char *impl;
+  double ns;
+  bool lat;
+  uint64_t p50, p99, p999;
+} bench_row_t;
+
+struct bench_ctx {
+  const bench_suite_t *suite;
+  bool json, quick;
+  const char *filter;
+  int reps;
+  uint64_t target_ns;
+  bench_row_t *rows;
+  size_t n_rows, cap_rows;
+  bool header_done, goals_started;
+  const char *last_case;
+};
+
+/* ---- small helpers ----------------------------------------------------- */
+
+_Noreturn void bench_die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("rill bench: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  exit(1);
+}
+
+int bench_pin_cpu(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (cpu < 0 || cpu >= CPU_SETSIZE)
+    return -EINVAL;
+  CPU_SET(cpu, &set);
+  return -pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+int bench_ncpu(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
+}
+
+bool bench_quick(const bench_ctx_t *b) { return b->quick; }
+
+bool bench_want(const bench_ctx_t *b, const char *case_name) {
+  return !b->filter || strstr(case_name, b->filter) != NULL;
+}
+
+static FILE *text_out(const bench_ctx_t *b) { return b->json ? stderr : stdout; }
+
+void bench_note(bench_ctx_t *b, const char *fmt, ...) {
+  FILE *f = text_out(b);
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("note: ", f);
+  vfprintf(f, fmt, ap);
+  fputc('\n', f);
+  va_end(ap);
+  fflush(f);
+}
+
+static bool is_rill(const char *impl) { return strncmp(impl, "rill", 4) == 0; }
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+  qsort(v, (size_t)n, sizeof *v, cmp_double);
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* What two back-to-back clock reads cost: it is inside every latency
+ * sample, so the table says how much. */
+static double timer_cost_ns(void) {
+  double v[15];
+  for (int r = 0; r < 15; r++) {
+    uint64_t t0 = rill_time_ns(), t1 = t0;
+    for (int i = 0; i < 1000; i++)
+      t1 = rill_time_ns();
+    v[r] = (double)(t1 - t0) / 1000;
+  }
+  return median(v, 15);
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+static void print_header(bench_ctx_t *b) {
+  if (b->header_done || b->json)
+    return;
+  b->header_done = true;
+  printf("rill bench %s: %d CPUs, median of %d runs of ~%.0f ms per row, clock %s (%.1f ns a "
+         "read, inside latency samples)\n",
+         b->suite->name, bench_ncpu(), b->reps, (double)b->target_ns / 1e6,
+         rill__tsc.usable ? "TSC" : "CLOCK_MONOTONIC", timer_cost_ns());
+  printf("vs rill: the peer's ns/op divided by rill's for the same case and size (above 1: rill "
+         "is faster)\n\n");
+  printf("%-20s %6s  %-12s %10s %9s %8s %8s %8s\n", "case", "size", "impl", "ns/op", "vs rill",
+         "p50", "p99", "p999");
+}
+
+static void json_str(const char *key, const char *s) {
+  printf("\"%s\":\"", key);
+  for (; *s; s++) {
+    if (*s == '"' || *s == '\\')
+      putchar('\\');
+    if ((unsigned char)*s >= 0x20)
+      putchar(*s);
+  }
+  putchar('"');
+}
+
+static void print_row(bench_ctx_t *b, const bench_row_t *r, double ratio) {
+  if (b->json) {
+    putchar('{');
+    json_str("suite", b->suite->name);
+    putchar(',');
+    json_str("case", r->case_name);
+    putchar(',');
+    json_str("impl", r->impl);
+    printf(",\"size\":%zu,\"ns_per_op\":%.2f", r->size, r->ns);
+    if (r->lat)
+      printf(",\"p50_ns\":%" PRIu64 ",\"p99_ns\":%" PRIu64 ",\"p999_ns\":%" PRIu64, r->p50, r->p99,
+             r->p999);
+    if (!isnan(ratio))
+      printf(",\"ratio_vs_rill\":%.2f", ratio);
+    printf("}\n");
+  } else {
+    if (b->last_case && strcmp(b->last_case, r->case_name) != 0)
+      putchar('\n');
+    b->last_case = r->case_name;
+    char ratio_s[32] = "", p[3][24] = {"", "", ""};
+    if (!isnan(ratio))
+      snprintf(ratio_s, sizeof ratio_s, "%.2fx", ratio);
+    if (r->lat) {
+      snprintf(p[0], sizeof p[0], "%" PRIu64, r->p50);
+      snprintf(p[1], sizeof p[1], "%" PRIu64, r->p99);
+      snprintf(p[2], sizeof p[2], "%" PRIu64, r->p999);
+    }
+    printf("%-20s %6zu  %-12s %10.2f %9s %8s %8s %8s\n", r->case_name, r->size, r->impl, r->ns,
+           ratio_s, p[0], p[1], p[2]);
+  }
+  fflush(stdout);
+}
+
+static void add_row(bench_ctx_t *b, const bench_row_t *r) {
+  if (b->n_rows == b->cap_rows) {
+    size_t cap = b->cap_rows ? b->cap_rows * 2 : 64;
+    bench_row_t *n = realloc(b->rows, cap * sizeof *n);
+    if (!n)
+      bench_die("out of memory");
+    b->rows = n;
+    b->cap_rows = cap;
+  }
+  b->rows[b->n_rows++] = *r;
+}
+
+double bench_result(const bench_ctx_t *b, const char *case_name, size_t size, const char *impl) {
+  for (size_t i = 0; i < b->n_rows; i++) {
+    const bench_row_t *r = &b->rows[i];
+    if (r->size == size && !strcmp(r->case_name, case_name) && !strcmp(r->impl, impl))
+      return r->ns;
+  }
+  return NAN;
+}
+
+void bench_goal(bench_ctx_t *b, const char *what, double value, bool at_least, double limit,
+                const char *unit) {
+  FILE *f = text_out(b);
+  if (!b->goals_started) {
+    b->goals_started = true;
+    fprintf(f, "\ngoals (%s):\n", b->suite->name);
+  }
+  const char *verdict = isnan(value)                                   ? "n/a "
+                        : (at_least ? value >= limit : value <= limit) ? "PASS"
+                                                                       : "FAIL";
+  char got[32] = "not measured";
+  if (!isnan(value))
+    snprintf(got, sizeof got, "%.2f%s", value, unit);
+  fprintf(f, "  %s  %-52s %14s   (goal %s %g%s)\n", verdict, what, got,
+          at_least ? ">=" : "<=", limit, unit);
+  fflush(f);
+}
+
+/* ---- timing ------------------------------------------------------------ */
+
+static uint64_t run_once(const bench_impl_t *im, uint64_t iters, rill_hist_t *h) {
+  if (im->run_timed)
+    return im->run_timed(im->arg, iters);
+  uint64_t t0 = rill_time_ns();
+  if (im->run_lat)
+    im->run_lat(im->arg, iters, h);
+  else
+    im->run(im->arg, iters);
+  return rill_time_ns() - t0;
+}
+
+/* Grows the iteration count until one run takes a good part of the target
+ * time, then scales it to the target. The runs on the way there are the
+ * warm-up: caches, branch predictors, page faults and lazily built
+ * allocator state all settle before anything is kept. */
+static uint64_t calibrate(const bench_ctx_t *b, const bench_impl_t *im, rill_hist_t *scratch) {
+  uint64_t n = 1, t;
+  for (;;) {
+    rill_hist_init(scratch);
+    t = run_once(im, n, scratch);
+    if (t >= b->target_ns / 4 || n >= ((uint64_t)1 << 40))
+      break;
+    uint64_t grow = t ? (b->target_ns / 2) / t : 1000;
+    n *= grow < 2 ? 2 : grow > 1000 ? 1000 : grow;
+  }
+  /* One more run at the final count, so the first kept one is not the
+   * first at that size. */
+  uint64_t iters = (uint64_t)((double)n * (double)b->target_ns / (double)(t ? t : 1));
+  if (iters < 1)
+    iters = 1;
+  rill_hist_init(scratch);
+  run_once(im, iters, scratch);
+  return iters;
+}
+
+void bench_run(bench_ctx_t *b, const bench_case_t *c) {
+  if (!bench_want(b, c->name) || c->n_impl == 0)
+    return;
+  if (c->n_impl > MAX_IMPLS)
+    bench_die("case %s: more than %d implementations", c->name, MAX_IMPLS);
+  print_header(b);
+  size_t n = c->n_impl;
+  uint64_t ops = c->ops_per_iter ? c->ops_per_iter : 1;
+  uint64_t iters[MAX_IMPLS];
+  double ns[MAX_IMPLS][MAX_REPS];
+  rill_hist_t *hist = malloc((n + 1) * sizeof *hist);
+  if (!hist)
+    bench_die("out of memory");
+  rill_hist_t *scratch = &hist[n];
+
+  for (size_t i = 0; i < n; i++) {
+    iters[i] = calibrate(b, &c->impl[i], scratch);
+    rill_hist_init(&hist[i]);
+  }
+  for (int r = 0; r < b->reps; r++) {
+    for (size_t i = 0; i < n; i++) {
+      const bench_impl_t *im = &c->impl[i];
+      rill_hist_t *h = &hist[i];
+      if (im->run_lat) {
+        rill_hist_init(scratch);
+        h = scratch;
+      }
+      uint64_t t = run_once(im, iters[i], h);
+      ns[i][r] = (double)t / (double)(iters[i] * ops);
+      /* A latency row's ns/op is the samples' mean, taken per run and
+       * then the median of the runs: one preemption of a few ms inside
+       * a run moves a mean, not the median. */
+      if (im->run_lat) {
+        ns[i][r] = rill_hist_mean(scratch);
+        rill_hist_merge(&hist[i], scratch);
+      }
+    }
+  }
+
+  bench_row_t rows[MAX_IMPLS];
+  double ref = NAN;
+  for (size_t i = 0; i < n; i++) {
+    const bench_impl_t *im = &c->impl[i];
+    bench_row_t *row = &rows[i];
+    *row = (bench_row_t){.case_name = c->name, .size = c->size, .impl = im->name};
+    row->ns = median(ns[i], b->reps);
+    if (im->run_lat) {
+      row->lat = true;
+      row->p50 = rill_hist_quantile(&hist[i], 0.50);
+      row->p99 = rill_hist_quantile(&hist[i], 0.99);
+      row->p999 = rill_hist_quantile(&hist[i], 0.999);
+    }
+    if (isnan(ref) && is_rill(im->name))
+      ref = row->ns;
+    add_row(b, row);
+  }
+  for (size_t i = 0; i < n; i++)
+    print_row(b, &rows[i], is_rill(rows[i].impl) || ref <= 0 ? NAN : rows[i].ns / ref);
+  free(hist);
+}
+
+/* ---- running suites ---------------------------------------------------- */
+
+/* jemalloc, dlopen'd as a peer, needs more static TLS than glibc keeps
+ * spare for libraries loaded after startup, and that reserve is fixed
+ * when the process starts. So `rill bench` asks for it and starts itself
+ * again. The marker stops a loop where the variable does not survive
+ * exec (setuid, say). */
+static void ensure_static_tls(int argc, char **argv) {
+  const char *t = getenv("GLIBC_TUNABLES");
+  if ((t && strstr(t, BENCH_TUNABLE)) || getenv("RILL_BENCH_REEXEC"))
+    return;
+  size_t len = (t ? strlen(t) + 1 : 0) + sizeof BENCH_TUNABLE_KV;
+  char *v = malloc(len);
+  char **nargv = calloc((size_t)argc + 2, sizeof *nargv);
+  if (!v || !nargv)
+    bench_die("out of memory");
+  snprintf(v, len, "%s%s%s", t ? t : "", t && *t ? ":" : "", BENCH_TUNABLE_KV);
+  setenv("GLIBC_TUNABLES", v, 1);
+  setenv("RILL_BENCH_REEXEC", "1", 1);
+  nargv[0] = program_invocation_name;
+  for (int i = 0; i < argc; i++)
+    nargv[i + 1] = argv[i];
+  fflush(NULL);
+  execv("/proc/self/exe", nargv);
+  fprintf(stderr, "rill bench: cannot restart with %s (%s); jemalloc may not load\n",
+          BENCH_TUNABLE_KV, strerror(errno));
+  free(v);
+  free(nargv);
+}
+
+static int run_suite(bench_ctx_t *base, const bench_suite_t *s) {
+  bench_ctx_t b = *base;
+  b.suite = s;
+  /* Single-threaded cases stay on one CPU, so a migration does not cost
+   * one implementation its warm caches in the middle of a run. The last
+   * CPU we may use: interrupts favour CPU 0. Cases with threads pin their
+   * own. */
+  cpu_set_t saved, allowed;
+  bool restore = pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) == 0;
+  if (restore) {
+    allowed = saved;
+    for (int cpu = CPU_SETSIZE - 1; cpu >= 0; cpu--) {
+      if (CPU_ISSET(cpu, &allowed)) {
+        bench_pin_cpu(cpu);
+        break;
+      }
+    }
+  }
+  int rc = s->run(&b);
+  if (restore)
+    pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
+  if (!b.json && b.header_done)
+    putchar('\n');
+  free(b.rows);
+  fflush(NULL);
+  return rc;
+}
+
+static int usage(FILE *f) {
+  fprintf(f, "usage: rill bench list\n"
+             "       rill bench <suite>|all [--json] [--quick] [--filter SUBSTR]\n"
+             "\n"
+             "  --json           one JSON object per result line on stdout\n"
+             "  --quick          ~10x fewer iterations: a smoke run, figures are rough\n"
+             "  --filter SUBSTR  only the cases whose name contains SUBSTR\n");
+  return f == stdout ? 0 : 2;
+}
+
+static void list(void) {
+  for (size_t i = 0; i < N_SUITES; i++)
+    printf("%-8s %s\n", suites[i]->name, suites[i]->about);
+}
+
+int rill_bench_main(int argc, char **argv) {
+  bench_ctx_t b = {0};
+  const char *name = NULL;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--json"))
+      b.json = true;
+    else if (!strcmp(a, "--quick"))
+      b.quick = true;
+    else if (!strcmp(a, "--filter") && i + 1 < argc)
+      b.filter = argv[++i];
+    else if (!strncmp(a, "--filter=", 9))
+      b.filter = a + 9;
+    else if (!strcmp(a, "--help") || !strcmp(a, "-h"))
+      return usage(stdout);
+    else if (a[0] == '-' || name) {
+      fprintf(stderr, "rill bench: unexpected argument '%s'\n", a);
+      return usage(stderr);
+    } else
+      name = a;
+  }
+  if (!name)
+    return usage(stderr);
+  if (!strcmp(name, "list")) {
+    list();
+    return 0;
+  }
+
+  const bench_suite_t *one = NULL;
+  if (strcmp(name, "all") != 0) {
+    for (size_t i = 0; i < N_SUITES; i++)
+      if (!strcmp(suites[i]->name, name))
+        one = suites[i];
+    if (!one) {
+      fprintf(stderr, "rill bench: no suite '%s'; the suites are:\n", name);
+      for (size_t i = 0; i < N_SUITES; i++)
+        fprintf(stderr, "  %s\n", suites[i]->name);
+      return 2;
+    }
+  }
+
+  ensure_static_tls(argc, argv);
+  b.reps = b.quick ? REPS_QUICK : REPS_FULL;
+  b.target_ns = b.quick ? TARGET_NS_QUICK : TARGET_NS_FULL;
+  _Static_assert(REPS_FULL <= MAX_REPS && REPS_QUICK <= MAX_REPS, "reps");
+
+  int rc = 0;
+  for (size_t i = 0; i < N_SUITES; i++) {
+    if (one && suites[i] != one)
+      continue;
+    if (run_suite(&b, suites[i]) != 0) {
+      fprintf(stderr, "rill bench: suite %s failed\n", suites[i]->name);
+      rc = 1;
+    }
+  }
+  return rc;
+}

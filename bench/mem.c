@@ -1,0 +1,452 @@
+/*
+ * rill bench mem: the slab against the allocators a user would
+ * otherwise reach for (glibc, mimalloc, jemalloc), all in this process.
+ *
+ * mimalloc and jemalloc are dlopen'd RTLD_LOCAL and called through dlsym'd
+ * pointers, never linked: linking either one replaces malloc for the whole
+ * process, and the glibc rows would then be measuring someone else.
+ *
+ * Every loop is written once, as an always-inline template over get and
+ * put functions, and instantiated per implementation, so rill and each
+ * peer run the same instructions around the allocator calls; glibc's
+ * instance calls malloc and free directly.
+ */
+#include <dlfcn.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "rill/mem.h"
+
+#define TEMPLATE static inline __attribute__((always_inline))
+
+static const size_t sizes[] = {48, 64, 256, 1024, 4096};
+#define N_SIZES (sizeof sizes / sizeof sizes[0])
+
+#define N_HELD 100000u /* get_put_n100k, get_lat_n100k */
+#define XQ_CAP 1024u   /* cross_thread's queue; a power of two */
+
+/* ---- peers ------------------------------------------------------------- */
+
+typedef struct peer {
+  const char *name;
+  void *(*malloc_fn)(size_t);
+  void (*free_fn)(void *);
+  bool direct; /* glibc: the loops call malloc and free by name */
+} peer_t;
+
+static peer_t peers[3];
+static size_t n_peers;
+static bool peers_loaded;
+
+static void load_peer(bench_ctx_t *b, const char *name, const char *lib, const char *m,
+                      const char *f) {
+  void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    bench_note(b, "%s skipped: %s", name, dlerror());
+    return;
+  }
+  peer_t p = {name, (void *(*)(size_t))dlsym(h, m), (void (*)(void *))dlsym(h, f), false};
+  /* dlsym on a handle searches the library's dependencies too; make sure
+   * the symbol is the library's own and not glibc's. */
+  Dl_info di;
+  if (!p.malloc_fn || !p.free_fn || !dladdr((void *)p.malloc_fn, &di) || !di.dli_fname ||
+      !strstr(di.dli_fname, lib)) {
+    bench_note(b, "%s skipped: %s in %s is not the library's own", name, m, lib);
+    return;
+  }
+  void *t = p.malloc_fn(64);
+  if (!t) {
+    bench_note(b, "%s skipped: its malloc failed", name);
+    return;
+  }
+  p.free_fn(t);
+  peers[n_peers++] = p;
+}
+
+static void load_peers(bench_ctx_t *b) {
+  if (peers_loaded)
+    return;
+  peers_loaded = true;
+  peers[n_peers++] = (peer_t){"glibc", malloc, free, true};
+  load_peer(b, "mimalloc", "libmimalloc.so.2", "mi_malloc", "mi_free");
+  load_peer(b, "jemalloc", "libjemalloc.so.2", "malloc", "free");
+}
+
+/* ---- what every loop works on ------------------------------------------ */
+
+typedef struct mcase {
+  size_t size;
+  rill_slab_t *slab;
+  void *(*m)(size_t);
+  void (*f)(void *);
+  void **ptrs;   /* N_HELD slots, shared by the implementations */
+  uint64_t held; /* objects held per round in the get_put_n cases */
+} mcase_t;
+
+typedef void *(*get_fn)(const mcase_t *c);
+typedef void (*put_fn)(const mcase_t *c, void *p);
+
+TEMPLATE void *get_rill(const mcase_t *c) {
+  void *p;
+  int rc = rill_slab_get(c->slab, &p);
+  if (RILL_UNLIKELY(rc != 0))
+    bench_die("rill_slab_get: %s", rill_strerror(rc));
+  return p;
+}
+
+TEMPLATE void put_rill(const mcase_t *c, void *p) {
+  int rc = rill_slab_put(c->slab, p);
+  if (RILL_UNLIKELY(rc != 0))
+    bench_die("rill_slab_put: %s", rill_strerror(rc));
+}
+
+TEMPLATE void *get_glibc(const mcase_t *c) {
+  void *p = malloc(c->size);
+  if (RILL_UNLIKELY(!p))
+    bench_die("malloc(%zu) failed", c->size);
+  return p;
+}
+
+TEMPLATE void put_glibc(const mcase_t *c, void *p) {
+  (void)c;
+  free(p);
+}
+
+TEMPLATE void *get_dl(const mcase_t *c) {
+  void *p = c->m(c->size);
+  if (RILL_UNLIKELY(!p))
+    bench_die("malloc(%zu) failed", c->size);
+  return p;
+}
+
+TEMPLATE void put_dl(const mcase_t *c, void *p) { c->f(p); }
+
+/* Instantiates loop for the slab and both kinds of peer: loop##_rill,
+ * loop##_glibc, loop##_dl. */
+#define INSTANTIATE(loop)                                                                          \
+  static void loop##_rill(void *a, uint64_t n) { loop(a, n, get_rill, put_rill); }                 \
+  INSTANTIATE_PEERS(loop)
+#define INSTANTIATE_PEERS(loop)                                                                    \
+  static void loop##_glibc(void *a, uint64_t n) { loop(a, n, get_glibc, put_glibc); }              \
+  static void loop##_dl(void *a, uint64_t n) { loop(a, n, get_dl, put_dl); }
+
+/* ---- get_put_hot, get_put_n1, get_put_n100k ---------------------------- */
+
+TEMPLATE void hot(void *arg, uint64_t iters, get_fn get, put_fn put) {
+  const mcase_t *c = arg;
+  for (uint64_t i = 0; i < iters; i++) {
+    void *p = get(c);
+    bench_black_box(p);
+    put(c, p);
+  }
+}
+INSTANTIATE(hot)
+
+/* One iteration: get c->held objects, then put them all back, in the order
+ * they came. The objects are not written: this is the allocator alone. */
+TEMPLATE void held(void *arg, uint64_t iters, get_fn get, put_fn put) {
+  const mcase_t *c = arg;
+  void **ptrs = c->ptrs;
+  for (uint64_t r = 0; r < iters; r++) {
+    uint64_t n = c->held;
+    for (uint64_t i = 0; i < n; i++) {
+      void *p = get(c);
+      bench_black_box(p);
+      ptrs[i] = p;
+    }
+    for (uint64_t i = 0; i < n; i++)
+      put(c, ptrs[i]);
+  }
+}
+INSTANTIATE(held)
+
+/* ---- get_lat_n100k: each get of a 100k fill timed on its own ------------ */
+
+TEMPLATE void lat(void *arg, uint64_t iters, rill_hist_t *h, get_fn get, put_fn put) {
+  const mcase_t *c = arg;
+  void **ptrs = c->ptrs;
+  for (uint64_t r = 0; r < iters; r++) {
+    for (uint64_t i = 0; i < N_HELD; i++) {
+      uint64_t t0 = rill_time_ns();
+      void *p = get(c);
+      bench_black_box(p);
+      uint64_t t1 = rill_time_ns();
+      ptrs[i] = p;
+      rill_hist_record(h, t1 - t0);
+    }
+    for (uint64_t i = 0; i < N_HELD; i++)
+      put(c, ptrs[i]);
+  }
+}
+static void lat_rill(void *a, uint64_t n, rill_hist_t *h) { lat(a, n, h, get_rill, put_rill); }
+static void lat_glibc(void *a, uint64_t n, rill_hist_t *h) { lat(a, n, h, get_glibc, put_glibc); }
+static void lat_dl(void *a, uint64_t n, rill_hist_t *h) { lat(a, n, h, get_dl, put_dl); }
+
+/* ---- cross_thread ------------------------------------------------------- */
+
+/* The transport: a bounded single-producer single-consumer ring, the same
+ * for every implementation. Each side caches the other's index and reads
+ * the shared one only when its cached view says full (or empty). */
+typedef struct xq {
+  _Alignas(RILL_CACHELINE) _Atomic uint64_t head; /* next slot to read; the consumer's */
+  _Alignas(RILL_CACHELINE) _Atomic uint64_t tail; /* next slot to write; the producer's */
+  _Alignas(RILL_CACHELINE) void *slot[XQ_CAP];
+} xq_t;
+
+typedef struct xrun {
+  const mcase_t *c;
+  xq_t *q;
+  uint64_t n;
+  _Atomic int ready;
+  uint64_t t0, t1;
+} xrun_t;
+
+/* Both threads arrive, then both go. Past a few thousand spins it yields,
+ * in case the two threads share a CPU. */
+static void xrun_meet(xrun_t *x) {
+  atomic_fetch_add(&x->ready, 1);
+  for (unsigned spins = 0; atomic_load(&x->ready) < 2; spins++) {
+    bench_relax();
+    if (spins > 4096)
+      sched_yield();
+  }
+}
+
+TEMPLATE void produce(xrun_t *x, get_fn get) {
+  bench_pin_cpu(0);
+  const mcase_t *c = x->c;
+  xq_t *q = x->q;
+  uint64_t tail = 0, head = 0;
+  xrun_meet(x);
+  x->t0 = rill_time_ns();
+  for (uint64_t i = 0; i < x->n; i++) {
+    void *p = get(c);
+    bench_black_box(p);
+    for (unsigned spins = 0; tail - head == XQ_CAP; spins++) {
+      head = atomic_load_explicit(&q->head, memory_order_acquire);
+      bench_relax();
+      if (spins > 4096)
+        sched_yield();
+    }
+    q->slot[tail & (XQ_CAP - 1)] = p;
+    atomic_store_explicit(&q->tail, ++tail, memory_order_release);
+  }
+}
+
+TEMPLATE void consume(xrun_t *x, put_fn put) {
+  bench_pin_cpu(1);
+  const mcase_t *c = x->c;
+  xq_t *q = x->q;
+  uint64_t head = 0, tail = 0;
+  xrun_meet(x);
+  for (uint64_t i = 0; i < x->n; i++) {
+    for (unsigned spins = 0; head == tail; spins++) {
+      tail = atomic_load_explicit(&q->tail, memory_order_acquire);
+      if (head != tail)
+        break;
+      bench_relax();
+      if (spins > 4096)
+        sched_yield();
+    }
+    void *p = q->slot[head & (XQ_CAP - 1)];
+    atomic_store_explicit(&q->head, ++head, memory_order_release);
+    put(c, p);
+  }
+  x->t1 = rill_time_ns();
+}
+
+#define INSTANTIATE_X(kind)                                                                        \
+  static void *produce_##kind(void *x) {                                                           \
+    produce(x, get_##kind);                                                                        \
+    return NULL;                                                                                   \
+  }                                                                                                \
+  static void *consume_##kind(void *x) {                                                           \
+    consume(x, put_##kind);                                                                        \
+    return NULL;                                                                                   \
+  }                                                                                                \
+  static uint64_t cross_##kind(void *a, uint64_t n) {                                              \
+    return cross_run(a, n, produce_##kind, consume_##kind);                                        \
+  }
+
+/* Thread start and join are outside the clock: it runs from the
+ * producer's first get to the consumer's last put. */
+static uint64_t cross_run(void *arg, uint64_t n, void *(*prod)(void *), void *(*cons)(void *)) {
+  const mcase_t *c = arg;
+  xq_t *q = aligned_alloc(RILL_CACHELINE, sizeof *q);
+  if (!q)
+    bench_die("out of memory");
+  atomic_init(&q->head, 0);
+  atomic_init(&q->tail, 0);
+  xrun_t x = {.c = c, .q = q, .n = n};
+  atomic_init(&x.ready, 0);
+  pthread_t tp, tc;
+  if (pthread_create(&tc, NULL, cons, &x) != 0 || pthread_create(&tp, NULL, prod, &x) != 0)
+    bench_die("pthread_create failed");
+  pthread_join(tp, NULL);
+  pthread_join(tc, NULL);
+  free(q);
+  return x.t1 - x.t0;
+}
+INSTANTIATE_X(rill)
+INSTANTIATE_X(glibc)
+INSTANTIATE_X(dl)
+
+/* ---- the suite ---------------------------------------------------------- */
+
+typedef struct mset {
+  mcase_t rill;
+  mcase_t peer[3];
+  bench_impl_t impl[4];
+  size_t n;
+  void *resident[4]; /* peers' first, then the slab's */
+} mset_t;
+
+/* rill's case and one per peer, all sharing the pointer array. */
+static void mset_init(mset_t *s, size_t size, void **ptrs) {
+  memset(s, 0, sizeof *s);
+  s->rill = (mcase_t){.size = size, .ptrs = ptrs};
+  for (size_t i = 0; i < n_peers; i++)
+    s->peer[i] =
+        (mcase_t){.size = size, .m = peers[i].malloc_fn, .f = peers[i].free_fn, .ptrs = ptrs};
+}
+
+/* While a case runs, every implementation holds one more object of the
+ * case's size, got before and put after. A program's heap is never empty;
+ * and without it, mimalloc retires its page on each free in a loop that
+ * holds one object (about 9 ns a pair on this machine against 5.5 ns with
+ * the page kept): a cost of the benchmark's setting, not of mimalloc.
+ * Neither glibc, jemalloc nor the slab notices. */
+static void mset_hold(mset_t *s) {
+  for (size_t i = 0; i < n_peers; i++)
+    s->resident[i] = get_dl(&s->peer[i]);
+  if (s->rill.slab)
+    s->resident[n_peers] = get_rill(&s->rill);
+}
+
+static void mset_unhold(mset_t *s) {
+  for (size_t i = 0; i < n_peers; i++)
+    put_dl(&s->peer[i], s->resident[i]);
+  if (s->rill.slab)
+    put_rill(&s->rill, s->resident[n_peers]);
+}
+
+static void mset_add(mset_t *s, const char *name, void (*run)(void *, uint64_t), mcase_t *arg) {
+  s->impl[s->n++] = (bench_impl_t){.name = name, .run = run, .arg = arg};
+}
+
+/* Adds the peers with the glibc or the dlsym'd instance of a loop. */
+#define ADD_PEERS(s, field, loop)                                                                  \
+  for (size_t i_ = 0; i_ < n_peers; i_++)                                                          \
+    (s)->impl[(s)->n++] = (bench_impl_t) {                                                         \
+      .name = peers[i_].name, .field = peers[i_].direct ? loop##_glibc : loop##_dl,                \
+      .arg = &(s)->peer[i_]                                                                        \
+    }
+
+static rill_slab_t *slab_new(size_t size) {
+  rill_slab_opts_t o = {.obj_size = size, .flags = RILL_SLAB_UNCHECKED, .name = "bench"};
+  rill_slab_t *s;
+  int rc = rill_slab_create(&s, &o);
+  if (rc != 0)
+    bench_die("rill_slab_create(%zu): %s: %s", size, rill_strerror(rc), rill_errmsg());
+  return s;
+}
+
+static void slab_free(rill_slab_t *s) {
+  rill_slab_flush(s);
+  rill_slab_destroy(s);
+}
+
+/* The cases that use a slab: a fresh one per case and size, so no case
+ * inherits another's committed chunks or depot. */
+enum slab_case { HOT, HELD_1, HELD_N, LAT, CROSS };
+
+static void run_slab_case(bench_ctx_t *b, enum slab_case k, size_t size, void **ptrs) {
+  static const char *const names[] = {"get_put_hot", "get_put_n1", "get_put_n100k", "get_lat_n100k",
+                                      "cross_thread"};
+  if (!bench_want(b, names[k]))
+    return;
+  mset_t s;
+  mset_init(&s, size, ptrs);
+  s.rill.slab = slab_new(size);
+  uint64_t ops = 1;
+  switch (k) {
+  case HOT:
+    mset_add(&s, "rill_slab", hot_rill, &s.rill);
+    ADD_PEERS(&s, run, hot);
+    break;
+  case HELD_1:
+  case HELD_N:
+    ops = k == HELD_1 ? 1 : N_HELD;
+    s.rill.held = ops;
+    for (size_t i = 0; i < n_peers; i++)
+      s.peer[i].held = ops;
+    mset_add(&s, "rill_slab", held_rill, &s.rill);
+    ADD_PEERS(&s, run, held);
+    break;
+  case LAT:
+    ops = N_HELD;
+    s.impl[s.n++] = (bench_impl_t){.name = "rill_slab", .run_lat = lat_rill, .arg = &s.rill};
+    ADD_PEERS(&s, run_lat, lat);
+    break;
+  case CROSS:
+    s.impl[s.n++] = (bench_impl_t){.name = "rill_slab", .run_timed = cross_rill, .arg = &s.rill};
+    ADD_PEERS(&s, run_timed, cross);
+    break;
+  }
+  /* The threads of cross_thread are new each run: an object held here
+   * would sit in another thread's heap. */
+  if (k != CROSS)
+    mset_hold(&s);
+  bench_run(b, &(bench_case_t){names[k], size, ops, s.impl, s.n});
+  if (k != CROSS)
+    mset_unhold(&s);
+  slab_free(s.rill.slab);
+}
+
+/* The goals of the mem issue, each against the figure just measured.
+ * Goals whose cases --filter left out are not listed. */
+static void goals(bench_ctx_t *b) {
+  char what[96];
+  for (size_t i = 0; i < N_SIZES && bench_want(b, "get_put_hot"); i++) {
+    size_t z = sizes[i];
+    double r = bench_result(b, "get_put_hot", z, "rill_slab");
+    snprintf(what, sizeof what, "slab get+put hot vs glibc, %zu B", z);
+    bench_goal(b, what, bench_result(b, "get_put_hot", z, "glibc") / r, true, 5, "x");
+    snprintf(what, sizeof what, "slab get+put hot vs mimalloc, %zu B", z);
+    bench_goal(b, what, bench_result(b, "get_put_hot", z, "mimalloc") / r, true, 1.5, "x");
+  }
+  for (size_t i = 0; i < N_SIZES && bench_want(b, "get_put_n1") && bench_want(b, "get_put_n100k");
+       i++) {
+    size_t z = sizes[i];
+    snprintf(what, sizeof what, "slab N=100k vs N=1 get+put, %zu B", z);
+    double n1 = bench_result(b, "get_put_n1", z, "rill_slab");
+    double big = bench_result(b, "get_put_n100k", z, "rill_slab");
+    bench_goal(b, what, big / n1, false, 1.2, "x");
+  }
+}
+
+static int mem_run(bench_ctx_t *b) {
+  load_peers(b);
+  void **ptrs = calloc(N_HELD, sizeof *ptrs);
+  if (!ptrs)
+    bench_die("out of memory");
+  for (enum slab_case k = HOT; k <= CROSS; k++)
+    for (size_t i = 0; i < N_SIZES; i++)
+      run_slab_case(b, k, sizes[i], ptrs);
+  goals(b);
+  free(ptrs);
+  return 0;
+}
+
+const bench_suite_t bench_suite_mem = {
+    .name = "mem",
+    .about = "slab vs glibc malloc, mimalloc and jemalloc",
+    .run = mem_run,
+};
