@@ -205,55 +205,62 @@ typedef struct xrun {
   xq_t *q;
   uint64_t n;
   _Atomic int ready;
+  atomic_bool share; /* a thread could not be pinned: both may be on one CPU */
   uint64_t t0, t1;
 } xrun_t;
 
-/* Both threads arrive, then both go. Past a few thousand spins it yields,
- * in case the two threads share a CPU. */
-static void xrun_meet(xrun_t *x) {
-  atomic_fetch_add(&x->ready, 1);
-  for (unsigned spins = 0; atomic_load(&x->ready) < 2; spins++) {
-    bench_relax();
-    if (spins > 4096)
-      sched_yield();
-  }
+/* A spin-wait step. Threads on CPUs of their own only spin; threads that
+ * may share a CPU yield after a while, as spinning there only keeps the
+ * awaited thread off the CPU. */
+static inline void xwait(const xrun_t *x, unsigned *spins) {
+  bench_relax();
+  if (++*spins > 1024 && atomic_load_explicit(&x->share, memory_order_relaxed))
+    sched_yield();
 }
 
-TEMPLATE void produce(xrun_t *x, get_fn get) {
-  bench_pin_cpu(0);
+/* Pins the thread, sets its allocator up with one get and put (a new
+ * thread's first call builds its caches, in every allocator: that is not
+ * the steady state measured here), then waits for the other thread. */
+TEMPLATE void xrun_start(xrun_t *x, int cpu, get_fn get, put_fn put) {
+  if (bench_pin_cpu(cpu) != 0)
+    atomic_store(&x->share, true);
+  put(x->c, get(x->c));
+  atomic_fetch_add(&x->ready, 1);
+  for (unsigned spins = 0; atomic_load(&x->ready) < 2;)
+    xwait(x, &spins);
+}
+
+TEMPLATE void produce(xrun_t *x, get_fn get, put_fn put) {
   const mcase_t *c = x->c;
   xq_t *q = x->q;
   uint64_t tail = 0, head = 0;
-  xrun_meet(x);
+  xrun_start(x, 0, get, put);
   x->t0 = rill_time_ns();
   for (uint64_t i = 0; i < x->n; i++) {
     void *p = get(c);
     bench_black_box(p);
-    for (unsigned spins = 0; tail - head == XQ_CAP; spins++) {
+    for (unsigned spins = 0; tail - head == XQ_CAP;) {
       head = atomic_load_explicit(&q->head, memory_order_acquire);
-      bench_relax();
-      if (spins > 4096)
-        sched_yield();
+      if (tail - head != XQ_CAP)
+        break;
+      xwait(x, &spins);
     }
     q->slot[tail & (XQ_CAP - 1)] = p;
     atomic_store_explicit(&q->tail, ++tail, memory_order_release);
   }
 }
 
-TEMPLATE void consume(xrun_t *x, put_fn put) {
-  bench_pin_cpu(1);
+TEMPLATE void consume(xrun_t *x, get_fn get, put_fn put) {
   const mcase_t *c = x->c;
   xq_t *q = x->q;
   uint64_t head = 0, tail = 0;
-  xrun_meet(x);
+  xrun_start(x, 1, get, put);
   for (uint64_t i = 0; i < x->n; i++) {
-    for (unsigned spins = 0; head == tail; spins++) {
+    for (unsigned spins = 0; head == tail;) {
       tail = atomic_load_explicit(&q->tail, memory_order_acquire);
       if (head != tail)
         break;
-      bench_relax();
-      if (spins > 4096)
-        sched_yield();
+      xwait(x, &spins);
     }
     void *p = q->slot[head & (XQ_CAP - 1)];
     atomic_store_explicit(&q->head, ++head, memory_order_release);
@@ -264,11 +271,11 @@ TEMPLATE void consume(xrun_t *x, put_fn put) {
 
 #define INSTANTIATE_X(kind)                                                                        \
   static void *produce_##kind(void *x) {                                                           \
-    produce(x, get_##kind);                                                                        \
+    produce(x, get_##kind, put_##kind);                                                            \
     return NULL;                                                                                   \
   }                                                                                                \
   static void *consume_##kind(void *x) {                                                           \
-    consume(x, put_##kind);                                                                        \
+    consume(x, get_##kind, put_##kind);                                                            \
     return NULL;                                                                                   \
   }                                                                                                \
   static uint64_t cross_##kind(void *a, uint64_t n) {                                              \
@@ -286,6 +293,7 @@ static uint64_t cross_run(void *arg, uint64_t n, void *(*prod)(void *), void *(*
   atomic_init(&q->tail, 0);
   xrun_t x = {.c = c, .q = q, .n = n};
   atomic_init(&x.ready, 0);
+  atomic_init(&x.share, bench_ncpu() < 2);
   pthread_t tp, tc;
   if (pthread_create(&tc, NULL, cons, &x) != 0 || pthread_create(&tp, NULL, prod, &x) != 0)
     bench_die("pthread_create failed");
