@@ -13,7 +13,7 @@ deps:
 	@bash scripts/deps.sh
 
 $(BUILD)/Makefile: CMakeLists.txt
-	@$(CMAKE_GEN) -B $(BUILD) -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+		@$(CMAKE_GEN) -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 
 build: deps $(BUILD)/Makefile
 	@cmake --build $(BUILD) -j $(JOBS)
@@ -43,7 +43,7 @@ fuzz: deps
 	@cmake --build build-fuzz -j $(JOBS)
 
 install: build
-	@cmake --install $(BUILD)
+	@cmake --install $(BUILD) --prefix $(PREFIX)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
