@@ -249,13 +249,16 @@ static uint64_t calibrate(const bench_ctx_t *b, const bench_impl_t *im, rill_his
     uint64_t grow = t ? (b->target_ns / 2) / t : 1000;
     n *= grow < 2 ? 2 : grow > 1000 ? 1000 : grow;
   }
-  /* One more run at the final count, so the first kept one is not the
-   * first at that size. */
   uint64_t iters = (uint64_t)((double)n * (double)b->target_ns / (double)(t ? t : 1));
   if (iters < 1)
     iters = 1;
-  rill_hist_init(scratch);
-  run_once(im, iters, scratch);
+  /* One more run at the final count, so the first kept one is not the
+   * first at that count; not needed when one iteration already filled the
+   * target (a peer that takes a second per round, say). */
+  if (iters != n) {
+    rill_hist_init(scratch);
+    run_once(im, iters, scratch);
+  }
   return iters;
 }
 
