@@ -351,11 +351,12 @@ int rill_buf_wrap(rill_buf_t *b, void *data, size_t len, uint32_t flags,
                   rill_buf_release_fn release, void *ctx);
 
 /** Views storage whose header you provide and keep alive (pools use this to
- *  hand out bufs without allocating). store->refs must be 0; it becomes 1. */
+ *  hand out bufs without allocating). store->refs must be 0; it becomes 1.
+ *  RILL_EBUSY if the header still has views. */
 int rill_buf_wrap_store(rill_buf_t *b, rill__buf_store_t *store, size_t off, size_t len);
 
 /** A second view of the same bytes. RILL_ERANGE if the count would pass
- *  2^31. An empty src gives an empty dst. */
+ *  2^31; RILL_EINVAL if dst is src. An empty src gives an empty dst. */
 int rill_buf_clone(rill_buf_t *dst, const rill_buf_t *src);
 
 /** A view of len bytes at off within src. RILL_ERANGE if off + len passes
@@ -415,7 +416,8 @@ int rill_iopool_destroy(rill_iopool_t *p);
 int rill_iopool_get(rill_iopool_t *p, void **buf, uint32_t *index);
 
 /** Gives a buffer back. RILL_EFOREIGN for a pointer that is not the start
- *  of one of the pool's buffers, RILL_EDOUBLE for one that is not out. */
+ *  of one of the pool's buffers, RILL_EDOUBLE for one that is not out,
+ *  RILL_EBUSY for one handed out as a view (its last release returns it). */
 int rill_iopool_put(rill_iopool_t *p, void *buf);
 
 /** Takes a buffer as a view of its whole size that returns to the pool
