@@ -1,5 +1,5 @@
 /*
- * rill bench mem: the slab against the allocators a user would
+ * rill bench mem: slab, arena and buf against the allocators a user would
  * otherwise reach for (glibc, mimalloc, jemalloc), all in this process.
  *
  * mimalloc and jemalloc are dlopen'd RTLD_LOCAL and called through dlsym'd
@@ -29,8 +29,10 @@
 static const size_t sizes[] = {48, 64, 256, 1024, 4096};
 #define N_SIZES (sizeof sizes / sizeof sizes[0])
 
-#define N_HELD 100000u /* get_put_n100k, get_lat_n100k */
-#define XQ_CAP 1024u   /* cross_thread's queue; a power of two */
+#define N_HELD    100000u /* get_put_n100k, get_lat_n100k */
+#define ARENA_K   1000u   /* allocations between arena resets */
+#define BUF_BYTES 65536u  /* the buffer buf_slice_clone slices */
+#define XQ_CAP    1024u   /* cross_thread's queue; a power of two */
 
 /* ---- peers ------------------------------------------------------------- */
 
@@ -86,7 +88,9 @@ typedef struct mcase {
   rill_slab_t *slab;
   void *(*m)(size_t);
   void (*f)(void *);
-  void **ptrs;   /* N_HELD slots, shared by the implementations */
+  void **ptrs; /* N_HELD (or ARENA_K) slots, shared by the implementations */
+  rill_arena_t *arena;
+  const rill_buf_t *big;
   uint64_t held; /* objects held per round in the get_put_n cases */
 } mcase_t;
 
@@ -306,6 +310,75 @@ INSTANTIATE_X(rill)
 INSTANTIATE_X(glibc)
 INSTANTIATE_X(dl)
 
+/* ---- arena_alloc_reset -------------------------------------------------- */
+
+/* rill: K bump allocations then one reset, which the K share. */
+static void arena_rill(void *arg, uint64_t iters) {
+  const mcase_t *c = arg;
+  rill_arena_t *a = c->arena;
+  for (uint64_t r = 0; r < iters; r++) {
+    for (uint32_t k = 0; k < ARENA_K; k++) {
+      void *p;
+      int rc = rill_arena_alloc(a, c->size, &p);
+      if (RILL_UNLIKELY(rc != 0))
+        bench_die("rill_arena_alloc: %s", rill_strerror(rc));
+      bench_black_box(p);
+    }
+    rill_arena_reset(a);
+  }
+}
+
+/* A peer: K mallocs, then K frees, which the pointers must be kept for. */
+TEMPLATE void arena_peer(void *arg, uint64_t iters, get_fn get, put_fn put) {
+  const mcase_t *c = arg;
+  void **ptrs = c->ptrs;
+  for (uint64_t r = 0; r < iters; r++) {
+    for (uint32_t k = 0; k < ARENA_K; k++) {
+      void *p = get(c);
+      bench_black_box(p);
+      ptrs[k] = p;
+    }
+    for (uint32_t k = 0; k < ARENA_K; k++)
+      put(c, ptrs[k]);
+  }
+}
+INSTANTIATE_PEERS(arena_peer)
+
+/* ---- buf_slice_clone ---------------------------------------------------- */
+
+/* The offset walks the buffer in 1 KiB steps below 32 KiB, so neither side
+ * reads the same bytes every time, and off + size stays in the 64 KiB. */
+#define BUF_OFF(i) (((size_t)(i) << 10) & 32767u)
+
+static void buf_rill(void *arg, uint64_t iters) {
+  const mcase_t *c = arg;
+  for (uint64_t i = 0; i < iters; i++) {
+    rill_buf_t s, k;
+    int rc = rill_buf_slice(&s, c->big, BUF_OFF(i), c->size);
+    if (RILL_LIKELY(rc == 0))
+      rc = rill_buf_clone(&k, &s);
+    if (RILL_UNLIKELY(rc != 0))
+      bench_die("rill_buf_slice/clone: %s", rill_strerror(rc));
+    bench_black_box(k.data);
+    rill_buf_release(&s);
+    rill_buf_release(&k);
+  }
+}
+
+/* Without shared, counted storage, a view that outlives the buffer is a
+ * copy. */
+TEMPLATE void buf_peer(void *arg, uint64_t iters, get_fn get, put_fn put) {
+  const mcase_t *c = arg;
+  const uint8_t *src = c->big->data;
+  for (uint64_t i = 0; i < iters; i++) {
+    void *p = get(c);
+    memcpy(p, src + BUF_OFF(i), c->size);
+    bench_black_box(p);
+    put(c, p);
+  }
+}
+INSTANTIATE_PEERS(buf_peer)
+
 /* ---- the suite ---------------------------------------------------------- */
 
 typedef struct mset {
@@ -418,6 +491,39 @@ static void run_slab_case(bench_ctx_t *b, enum slab_case k, size_t size, void **
   slab_free(s.rill.slab);
 }
 
+static void run_arena_case(bench_ctx_t *b, size_t size, void **ptrs) {
+  if (!bench_want(b, "arena_alloc_reset"))
+    return;
+  mset_t s;
+  rill_arena_t arena;
+  int rc = rill_arena_init(&arena, NULL);
+  if (rc != 0)
+    bench_die("rill_arena_init: %s", rill_strerror(rc));
+  mset_init(&s, size, ptrs);
+  s.rill.arena = &arena;
+  mset_add(&s, "rill_arena", arena_rill, &s.rill);
+  ADD_PEERS(&s, run, arena_peer);
+  mset_hold(&s);
+  bench_run(b, &(bench_case_t){"arena_alloc_reset", size, ARENA_K, s.impl, s.n});
+  mset_unhold(&s);
+  rill_arena_fini(&arena);
+}
+
+static void run_buf_case(bench_ctx_t *b, size_t size, void **ptrs, const rill_buf_t *big) {
+  if (!bench_want(b, "buf_slice_clone"))
+    return;
+  mset_t s;
+  mset_init(&s, size, ptrs);
+  s.rill.big = big;
+  for (size_t i = 0; i < n_peers; i++)
+    s.peer[i].big = big;
+  mset_add(&s, "rill_buf", buf_rill, &s.rill);
+  ADD_PEERS(&s, run, buf_peer);
+  mset_hold(&s);
+  bench_run(b, &(bench_case_t){"buf_slice_clone", size, 1, s.impl, s.n});
+  mset_unhold(&s);
+}
+
 /* The goals of the mem issue, each against the figure just measured.
  * Goals whose cases --filter left out are not listed. */
 static void goals(bench_ctx_t *b) {
@@ -438,6 +544,9 @@ static void goals(bench_ctx_t *b) {
     double big = bench_result(b, "get_put_n100k", z, "rill_slab");
     bench_goal(b, what, big / n1, false, 1.2, "x");
   }
+  if (bench_want(b, "arena_alloc_reset"))
+    bench_goal(b, "arena alloc, 48 B (ns per allocation)",
+               bench_result(b, "arena_alloc_reset", 48, "rill_arena"), false, 2, " ns");
 }
 
 static int mem_run(bench_ctx_t *b) {
@@ -445,16 +554,28 @@ static int mem_run(bench_ctx_t *b) {
   void **ptrs = calloc(N_HELD, sizeof *ptrs);
   if (!ptrs)
     bench_die("out of memory");
+  rill_buf_t big = RILL_BUF_EMPTY;
+  if (bench_want(b, "buf_slice_clone")) {
+    int rc = rill_buf_alloc(&big, BUF_BYTES);
+    if (rc != 0)
+      bench_die("rill_buf_alloc: %s", rill_strerror(rc));
+    memset(big.data, 0x5a, big.len);
+  }
   for (enum slab_case k = HOT; k <= CROSS; k++)
     for (size_t i = 0; i < N_SIZES; i++)
       run_slab_case(b, k, sizes[i], ptrs);
+  for (size_t i = 0; i < N_SIZES; i++)
+    run_arena_case(b, sizes[i], ptrs);
+  for (size_t i = 0; i < N_SIZES; i++)
+    run_buf_case(b, sizes[i], ptrs, &big);
   goals(b);
+  rill_buf_release(&big);
   free(ptrs);
   return 0;
 }
 
 const bench_suite_t bench_suite_mem = {
     .name = "mem",
-    .about = "slab vs glibc malloc, mimalloc and jemalloc",
+    .about = "slab, arena and buf vs glibc malloc, mimalloc and jemalloc",
     .run = mem_run,
 };
