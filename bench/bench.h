@@ -70,6 +70,12 @@ typedef struct bench_case {
  *  compared with. */
 void bench_run(bench_ctx_t *b, const bench_case_t *c);
 
+/** Runs several cases as one: every implementation of every case,
+ *  interleaved run by run. For cases a suite compares with each other
+ *  (the same code with 1 and with 100,000 objects held, say), so that
+ *  ratio too is measured side by side. Rows print case by case. */
+void bench_run_set(bench_ctx_t *b, const bench_case_t *cases, size_t n_cases);
+
 /** Whether --filter lets a case run: lets a suite skip costly setup. */
 bool bench_want(const bench_ctx_t *b, const char *case_name);
 

@@ -28,7 +28,6 @@ static const bench_suite_t *const suites[] = {BENCH_SUITES(BENCH__REF)};
 #define REPS_QUICK       3
 #define TARGET_NS_QUICK  5000000u
 #define MAX_REPS         16
-#define MAX_IMPLS        16
 #define BENCH_TUNABLE    "glibc.rtld.optional_static_tls"
 #define BENCH_TUNABLE_KV BENCH_TUNABLE "=65536"
 
@@ -262,66 +261,81 @@ static uint64_t calibrate(const bench_ctx_t *b, const bench_impl_t *im, rill_his
   return iters;
 }
 
-void bench_run(bench_ctx_t *b, const bench_case_t *c) {
-  if (!bench_want(b, c->name) || c->n_impl == 0)
+/* One implementation of one case, as the runner sees it. */
+typedef struct slot {
+  const bench_case_t *c;
+  const bench_impl_t *im;
+  uint64_t iters;
+  double ns[MAX_REPS];
+  rill_hist_t hist;
+} slot_t;
+
+void bench_run_set(bench_ctx_t *b, const bench_case_t *cases, size_t n_cases) {
+  size_t n = 0;
+  for (size_t k = 0; k < n_cases; k++)
+    if (bench_want(b, cases[k].name))
+      n += cases[k].n_impl;
+  if (n == 0)
     return;
-  if (c->n_impl > MAX_IMPLS)
-    bench_die("case %s: more than %d implementations", c->name, MAX_IMPLS);
   print_header(b);
-  size_t n = c->n_impl;
-  uint64_t ops = c->ops_per_iter ? c->ops_per_iter : 1;
-  uint64_t iters[MAX_IMPLS];
-  double ns[MAX_IMPLS][MAX_REPS];
-  rill_hist_t *hist = malloc((n + 1) * sizeof *hist);
-  if (!hist)
+  slot_t *slot = malloc(n * sizeof *slot);
+  rill_hist_t *scratch = malloc(sizeof *scratch);
+  if (!slot || !scratch)
     bench_die("out of memory");
-  rill_hist_t *scratch = &hist[n];
+  n = 0;
+  for (size_t k = 0; k < n_cases; k++)
+    for (size_t i = 0; bench_want(b, cases[k].name) && i < cases[k].n_impl; i++)
+      slot[n++] = (slot_t){.c = &cases[k], .im = &cases[k].impl[i]};
 
   for (size_t i = 0; i < n; i++) {
-    iters[i] = calibrate(b, &c->impl[i], scratch);
-    rill_hist_init(&hist[i]);
+    slot[i].iters = calibrate(b, slot[i].im, scratch);
+    rill_hist_init(&slot[i].hist);
   }
   for (int r = 0; r < b->reps; r++) {
     for (size_t i = 0; i < n; i++) {
-      const bench_impl_t *im = &c->impl[i];
-      rill_hist_t *h = &hist[i];
-      if (im->run_lat) {
-        rill_hist_init(scratch);
-        h = scratch;
-      }
-      uint64_t t = run_once(im, iters[i], h);
-      ns[i][r] = (double)t / (double)(iters[i] * ops);
+      slot_t *sl = &slot[i];
+      uint64_t ops = sl->c->ops_per_iter ? sl->c->ops_per_iter : 1;
+      rill_hist_init(scratch);
+      uint64_t t = run_once(sl->im, sl->iters, scratch);
+      sl->ns[r] = (double)t / (double)(sl->iters * ops);
       /* A latency row's ns/op is the samples' mean, taken per run and
        * then the median of the runs: one preemption of a few ms inside
        * a run moves a mean, not the median. */
-      if (im->run_lat) {
-        ns[i][r] = rill_hist_mean(scratch);
-        rill_hist_merge(&hist[i], scratch);
+      if (sl->im->run_lat) {
+        sl->ns[r] = rill_hist_mean(scratch);
+        rill_hist_merge(&sl->hist, scratch);
       }
     }
   }
 
-  bench_row_t rows[MAX_IMPLS];
-  double ref = NAN;
-  for (size_t i = 0; i < n; i++) {
-    const bench_impl_t *im = &c->impl[i];
-    bench_row_t *row = &rows[i];
-    *row = (bench_row_t){.case_name = c->name, .size = c->size, .impl = im->name};
-    row->ns = median(ns[i], b->reps);
-    if (im->run_lat) {
-      row->lat = true;
-      row->p50 = rill_hist_quantile(&hist[i], 0.50);
-      row->p99 = rill_hist_quantile(&hist[i], 0.99);
-      row->p999 = rill_hist_quantile(&hist[i], 0.999);
+  for (size_t i = 0; i < n;) {
+    const bench_case_t *c = slot[i].c;
+    size_t end = i;
+    double ref = NAN;
+    for (; end < n && slot[end].c == c; end++) {
+      slot_t *sl = &slot[end];
+      bench_row_t row = {.case_name = c->name, .size = c->size, .impl = sl->im->name};
+      row.ns = median(sl->ns, b->reps);
+      if (sl->im->run_lat) {
+        row.lat = true;
+        row.p50 = rill_hist_quantile(&sl->hist, 0.50);
+        row.p99 = rill_hist_quantile(&sl->hist, 0.99);
+        row.p999 = rill_hist_quantile(&sl->hist, 0.999);
+      }
+      if (isnan(ref) && is_rill(row.impl))
+        ref = row.ns;
+      add_row(b, &row);
     }
-    if (isnan(ref) && is_rill(im->name))
-      ref = row->ns;
-    add_row(b, row);
+    for (; i < end; i++) {
+      const bench_row_t *row = &b->rows[b->n_rows - (end - i)];
+      print_row(b, row, is_rill(row->impl) || !(ref > 0) ? NAN : row->ns / ref);
+    }
   }
-  for (size_t i = 0; i < n; i++)
-    print_row(b, &rows[i], is_rill(rows[i].impl) || ref <= 0 ? NAN : rows[i].ns / ref);
-  free(hist);
+  free(scratch);
+  free(slot);
 }
+
+void bench_run(bench_ctx_t *b, const bench_case_t *c) { bench_run_set(b, c, 1); }
 
 /* ---- running suites ---------------------------------------------------- */
 

@@ -447,48 +447,63 @@ static void slab_free(rill_slab_t *s) {
 /* The cases that use a slab: a fresh one per case and size, so no case
  * inherits another's committed chunks or depot. */
 enum slab_case { HOT, HELD_1, HELD_N, LAT, CROSS };
+static const char *const slab_case_name[] = {"get_put_hot", "get_put_n1", "get_put_n100k",
+                                             "get_lat_n100k", "cross_thread"};
 
-static void run_slab_case(bench_ctx_t *b, enum slab_case k, size_t size, void **ptrs) {
-  static const char *const names[] = {"get_put_hot", "get_put_n1", "get_put_n100k", "get_lat_n100k",
-                                      "cross_thread"};
-  if (!bench_want(b, names[k]))
-    return;
-  mset_t s;
-  mset_init(&s, size, ptrs);
-  s.rill.slab = slab_new(size);
+static uint64_t slab_case_build(mset_t *s, enum slab_case k, size_t size, void **ptrs) {
+  mset_init(s, size, ptrs);
+  s->rill.slab = slab_new(size);
   uint64_t ops = 1;
   switch (k) {
   case HOT:
-    mset_add(&s, "rill_slab", hot_rill, &s.rill);
-    ADD_PEERS(&s, run, hot);
+    mset_add(s, "rill_slab", hot_rill, &s->rill);
+    ADD_PEERS(s, run, hot);
     break;
   case HELD_1:
   case HELD_N:
     ops = k == HELD_1 ? 1 : N_HELD;
-    s.rill.held = ops;
+    s->rill.held = ops;
     for (size_t i = 0; i < n_peers; i++)
-      s.peer[i].held = ops;
-    mset_add(&s, "rill_slab", held_rill, &s.rill);
-    ADD_PEERS(&s, run, held);
+      s->peer[i].held = ops;
+    mset_add(s, "rill_slab", held_rill, &s->rill);
+    ADD_PEERS(s, run, held);
     break;
   case LAT:
     ops = N_HELD;
-    s.impl[s.n++] = (bench_impl_t){.name = "rill_slab", .run_lat = lat_rill, .arg = &s.rill};
-    ADD_PEERS(&s, run_lat, lat);
+    s->impl[s->n++] = (bench_impl_t){.name = "rill_slab", .run_lat = lat_rill, .arg = &s->rill};
+    ADD_PEERS(s, run_lat, lat);
     break;
   case CROSS:
-    s.impl[s.n++] = (bench_impl_t){.name = "rill_slab", .run_timed = cross_rill, .arg = &s.rill};
-    ADD_PEERS(&s, run_timed, cross);
+    s->impl[s->n++] = (bench_impl_t){.name = "rill_slab", .run_timed = cross_rill, .arg = &s->rill};
+    ADD_PEERS(s, run_timed, cross);
     break;
   }
   /* The threads of cross_thread are new each run: an object held here
    * would sit in another thread's heap. */
   if (k != CROSS)
-    mset_hold(&s);
-  bench_run(b, &(bench_case_t){names[k], size, ops, s.impl, s.n});
-  if (k != CROSS)
-    mset_unhold(&s);
-  slab_free(s.rill.slab);
+    mset_hold(s);
+  return ops;
+}
+
+/* Runs the given slab cases at one size as a set, interleaved. */
+static void run_slab_cases(bench_ctx_t *b, const enum slab_case *k, size_t nk, size_t size,
+                           void **ptrs) {
+  mset_t s[2];
+  bench_case_t c[2] = {{0}};
+  size_t n = 0;
+  for (size_t i = 0; i < nk && i < 2; i++) {
+    if (!bench_want(b, slab_case_name[k[i]]))
+      continue;
+    uint64_t ops = slab_case_build(&s[n], k[i], size, ptrs);
+    c[n] = (bench_case_t){slab_case_name[k[i]], size, ops, s[n].impl, s[n].n};
+    n++;
+  }
+  bench_run_set(b, c, n);
+  for (size_t i = 0; i < n; i++) {
+    if (s[i].impl[0].run_timed == NULL)
+      mset_unhold(&s[i]);
+    slab_free(s[i].rill.slab);
+  }
 }
 
 static void run_arena_case(bench_ctx_t *b, size_t size, void **ptrs) {
@@ -561,9 +576,12 @@ static int mem_run(bench_ctx_t *b) {
       bench_die("rill_buf_alloc: %s", rill_strerror(rc));
     memset(big.data, 0x5a, big.len);
   }
-  for (enum slab_case k = HOT; k <= CROSS; k++)
+  /* get_put_n1 and get_put_n100k run as a set: the goal compares them. */
+  static const enum slab_case sets[][2] = {{HOT}, {HELD_1, HELD_N}, {LAT}, {CROSS}};
+  static const size_t set_len[] = {1, 2, 1, 1};
+  for (size_t k = 0; k < 4; k++)
     for (size_t i = 0; i < N_SIZES; i++)
-      run_slab_case(b, k, sizes[i], ptrs);
+      run_slab_cases(b, sets[k], set_len[k], sizes[i], ptrs);
   for (size_t i = 0; i < N_SIZES; i++)
     run_arena_case(b, sizes[i], ptrs);
   for (size_t i = 0; i < N_SIZES; i++)
