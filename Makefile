@@ -1,5 +1,6 @@
 # A thin front for CMake. The two commands in README work on a fresh
 # Debian 12 machine as root: `make run` and `make test`.
+MAKEFLAGS  += --no-print-directory
 BUILD      ?= build
 JOBS       ?= $(shell nproc)
 CMAKE_GEN   = cmake -S . -G "Unix Makefiles"
