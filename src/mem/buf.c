@@ -130,12 +130,8 @@ static int ref(rill__buf_store_t *s) {
   return 0;
 }
 
-int rill_buf_clone(rill_buf_t *dst, const rill_buf_t *src) {
-  if (!dst || !src)
-    return rill__err(RILL_EINVAL, "buf: NULL view");
-  /* Cloning onto the source would leave one view holding two references. */
-  if (dst == src)
-    return rill__err(RILL_EINVAL, "buf: clone onto its own source");
+/* dst becomes a new view, of len bytes at data, of src's storage. */
+static int new_view(rill_buf_t *dst, const rill_buf_t *src, uint8_t *data, size_t len) {
   if (!src->store) {
     *dst = RILL_BUF_EMPTY;
     return 0;
@@ -145,8 +141,17 @@ int rill_buf_clone(rill_buf_t *dst, const rill_buf_t *src) {
     *dst = RILL_BUF_EMPTY;
     return rc;
   }
-  *dst = *src;
+  *dst = (rill_buf_t){src->store, data, len};
   return 0;
+}
+
+int rill_buf_clone(rill_buf_t *dst, const rill_buf_t *src) {
+  if (!dst || !src)
+    return rill__err(RILL_EINVAL, "buf: NULL view");
+  /* Cloning onto the source would leave one view holding two references. */
+  if (dst == src)
+    return rill__err(RILL_EINVAL, "buf: clone onto its own source");
+  return new_view(dst, src, src->data, src->len);
 }
 
 int rill_buf_slice(rill_buf_t *dst, const rill_buf_t *src, size_t off, size_t len) {
@@ -164,17 +169,7 @@ int rill_buf_slice(rill_buf_t *dst, const rill_buf_t *src, size_t off, size_t le
     dst->len = len;
     return 0;
   }
-  if (!src->store) {
-    *dst = RILL_BUF_EMPTY;
-    return 0;
-  }
-  int rc = ref(src->store);
-  if (rc) {
-    *dst = RILL_BUF_EMPTY;
-    return rc;
-  }
-  *dst = (rill_buf_t){src->store, at(src->data, off), len};
-  return 0;
+  return new_view(dst, src, at(src->data, off), len);
 }
 
 void rill_buf_release(rill_buf_t *b) {
