@@ -6,5 +6,6 @@
 
 #include "core.h"
 #include "mem.h"
+#include "bus.h"
 
 #endif /* RILL_H */
