@@ -565,3 +565,323 @@ Test(filter, match_allocates_nothing) {
   cr_expect_eq(allocs, 0, "%llu allocations in 1,000,000 matches", (unsigned long long)allocs);
   rill_filter_free(f);
 }
+
+/* ---- differential: random documents against a naive tree ------------------------ */
+
+/* A tiny JSON tree built by the test, serialised with random whitespace and
+ * random escaping; a naive lookup on the tree is the reference. */
+enum { J_NULL, J_FALSE, J_TRUE, J_NUM, J_STR, J_ARR, J_OBJ };
+
+typedef struct jnode {
+  int type;
+  int num; /* J_NUM: index in nums[]; J_STR: index in strs[] */
+  int n;
+  int key[4]; /* J_OBJ: index in strs[] */
+  struct jnode *kid[4];
+} jnode;
+
+static const struct {
+  const char *text;
+  double v;
+} nums[] = {{"0", 0},
+            {"-0", -0.0},
+            {"1", 1},
+            {"1.0", 1},
+            {"1e0", 1},
+            {"2", 2},
+            {"-1.5", -1.5},
+            {"-15e-1", -1.5},
+            {"1e400", 1e300 * 1e300},
+            {"-1E999", -1e300 * 1e300},
+            {"9007199254740993", 9007199254740992.0},
+            {"0.5", 0.5},
+            {"5E-1", 0.5},
+            {"123456789012345678901234567890", 1.2345678901234568e29}};
+
+/* Decoded UTF-8; strs[0..3] double as keys. */
+static const char *strs[] = {"a", "b", "\xc3\xa9", "x.y", "", "\xf0\x9f\x98\x80", "a\"\\", "B"};
+
+typedef struct rng {
+  uint64_t s;
+} rng;
+
+static uint32_t rnd(rng *r, uint32_t n) {
+  r->s = r->s * 6364136223846793005ull + 1442695040888963407ull;
+  return (uint32_t)((r->s >> 33) % n);
+}
+
+static jnode *gen(rng *r, jnode *pool, int *used, int depth) {
+  jnode *j = &pool[(*used)++];
+  memset(j, 0, sizeof *j);
+  int t = depth >= 3 ? (int)rnd(r, 5) : (int)rnd(r, 7);
+  j->type = t;
+  if (t == J_NUM)
+    j->num = (int)rnd(r, sizeof nums / sizeof *nums);
+  if (t == J_STR)
+    j->num = (int)rnd(r, sizeof strs / sizeof *strs);
+  if (t == J_ARR || t == J_OBJ) {
+    j->n = (int)rnd(r, 5);
+    for (int i = 0; i < j->n; i++) {
+      j->key[i] = (int)rnd(r, 4);
+      j->kid[i] = gen(r, pool, used, depth + 1);
+    }
+  }
+  return j;
+}
+
+typedef struct sbuf {
+  char b[8192];
+  size_t n;
+} sbuf;
+
+static void put(sbuf *s, const char *t) {
+  size_t l = strlen(t);
+  cr_assert(s->n + l < sizeof s->b);
+  memcpy(s->b + s->n, t, l);
+  s->n += l;
+}
+
+static void ws(rng *r, sbuf *s) {
+  static const char *w[] = {"", "", "", " ", "\n", "\t ", "\r\n"};
+  put(s, w[rnd(r, 7)]);
+}
+
+/* Serialises decoded UTF-8 as a JSON string, escaping at random. */
+static void put_str(rng *r, sbuf *s, const char *t) {
+  put(s, "\"");
+  for (const unsigned char *p = (const unsigned char *)t; *p;) {
+    char e[16];
+    if (*p == '"' || *p == '\\') {
+      snprintf(e, sizeof e, rnd(r, 2) ? "\\%c" : "\\u%04x", *p);
+      p++;
+    } else if (*p < 0x80) {
+      if (rnd(r, 4) == 0)
+        snprintf(e, sizeof e, rnd(r, 2) ? "\\u%04x" : "\\u%04X", *p);
+      else
+        snprintf(e, sizeof e, "%c", *p);
+      p++;
+    } else if ((*p & 0xe0) == 0xc0) {
+      unsigned cp = (unsigned)(p[0] & 0x1f) << 6 | (p[1] & 0x3f);
+      if (rnd(r, 2))
+        snprintf(e, sizeof e, "\\u%04x", cp);
+      else
+        snprintf(e, sizeof e, "%c%c", p[0], p[1]);
+      p += 2;
+    } else { /* four bytes */
+      unsigned cp = (unsigned)(p[0] & 0x07) << 18 | (unsigned)(p[1] & 0x3f) << 12 |
+                    (unsigned)(p[2] & 0x3f) << 6 | (p[3] & 0x3f);
+      if (rnd(r, 2))
+        snprintf(e, sizeof e, "\\u%04x\\u%04x", 0xd800 + ((cp - 0x10000) >> 10),
+                 0xdc00 + ((cp - 0x10000) & 0x3ff));
+      else
+        snprintf(e, sizeof e, "%c%c%c%c", p[0], p[1], p[2], p[3]);
+      p += 4;
+    }
+    put(s, e);
+  }
+  put(s, "\"");
+}
+
+static void ser(rng *r, sbuf *s, const jnode *j) {
+  ws(r, s);
+  switch (j->type) {
+  case J_NULL: put(s, "null"); break;
+  case J_FALSE: put(s, "false"); break;
+  case J_TRUE: put(s, "true"); break;
+  case J_NUM: put(s, nums[j->num].text); break;
+  case J_STR: put_str(r, s, strs[j->num]); break;
+  default:
+    put(s, j->type == J_ARR ? "[" : "{");
+    for (int i = 0; i < j->n; i++) {
+      if (i)
+        put(s, ",");
+      if (j->type == J_OBJ) {
+        ws(r, s);
+        put_str(r, s, strs[j->key[i]]);
+        ws(r, s);
+        put(s, ":");
+      }
+      ser(r, s, j->kid[i]);
+    }
+    ws(r, s);
+    put(s, j->type == J_ARR ? "]" : "}");
+  }
+  ws(r, s);
+}
+
+typedef struct seg {
+  int key; /* index in strs[], or -1 */
+  int idx;
+} seg;
+
+static const jnode *ref_find(const jnode *j, const seg *p, int n) {
+  for (int i = 0; i < n && j; i++) {
+    const jnode *next = NULL;
+    if (p[i].key >= 0 && j->type == J_OBJ) {
+      for (int k = 0; k < j->n && !next; k++)
+        if (j->key[k] == p[i].key)
+          next = j->kid[k]; /* the first of duplicate keys */
+    } else if (p[i].key < 0 && j->type == J_ARR && p[i].idx < j->n) {
+      next = j->kid[p[i].idx];
+    }
+    j = next;
+  }
+  return j;
+}
+
+typedef struct cond {
+  seg path[3];
+  int npath;
+  int op;  /* 0 $eq 1 $ne 2 $lt 3 $lte 4 $gt 5 $gte 6 $exists */
+  jnode c; /* a scalar; $exists: J_TRUE or J_FALSE */
+} cond;
+
+static bool ref_eq(const jnode *v, const jnode *c) {
+  if (!v || v->type != c->type)
+    return false;
+  if (v->type == J_NUM)
+    return nums[v->num].v == nums[c->num].v;
+  if (v->type == J_STR)
+    return strcmp(strs[v->num], strs[c->num]) == 0;
+  return v->type != J_ARR && v->type != J_OBJ;
+}
+
+static bool ref_cond(const jnode *doc, const cond *c) {
+  const jnode *v = ref_find(doc, c->path, c->npath);
+  switch (c->op) {
+  case 0: return ref_eq(v, &c->c);
+  case 1: return !ref_eq(v, &c->c);
+  case 6: return (v != NULL) == (c->c.type == J_TRUE);
+  default: break;
+  }
+  if (!v || v->type != J_NUM)
+    return false;
+  double a = nums[v->num].v, b = nums[c->c.num].v;
+  return c->op == 2 ? a < b : c->op == 3 ? a <= b : c->op == 4 ? a > b : a >= b;
+}
+
+static void gen_cond(rng *r, cond *c) {
+  memset(c, 0, sizeof *c);
+  c->npath = 1 + (int)rnd(r, 3);
+  for (int i = 0; i < c->npath; i++) {
+    c->path[i].key = (i > 0 || rnd(r, 4)) && rnd(r, 3) ? (int)rnd(r, 4) : -1;
+    c->path[i].idx = (int)rnd(r, 3);
+  }
+  c->op = (int)rnd(r, 7);
+  if (c->op == 6)
+    c->c.type = rnd(r, 2) ? J_TRUE : J_FALSE;
+  else if (c->op >= 2 || rnd(r, 2))
+    c->c = (jnode){.type = J_NUM, .num = (int)rnd(r, sizeof nums / sizeof *nums)};
+  else
+    c->c = (jnode){.type = (int)rnd(r, 5), .num = (int)rnd(r, sizeof strs / sizeof *strs)};
+}
+
+static void ser_cond(rng *r, sbuf *s, const cond *c) {
+  static const char *ops[] = {"$eq", "$ne", "$lt", "$lte", "$gt", "$gte", "$exists"};
+  put(s, "{\"");
+  for (int i = 0; i < c->npath; i++) {
+    char t[32];
+    if (c->path[i].key < 0) {
+      snprintf(t, sizeof t, "[%d]", c->path[i].idx);
+      put(s, t);
+      continue;
+    }
+    if (i)
+      put(s, ".");
+    const char *k = strs[c->path[i].key];
+    for (; *k; k++) {
+      if (*k == '.')
+        put(s, "\\\\"); /* a path escape, itself escaped for JSON */
+      snprintf(t, sizeof t, "%c", *k);
+      put(s, t);
+    }
+  }
+  put(s, "\": ");
+  bool bare = c->op == 0 && rnd(r, 2);
+  if (!bare) {
+    put(s, "{\"");
+    put(s, ops[c->op]);
+    put(s, "\": ");
+  }
+  ser(r, s, &c->c);
+  put(s, bare ? "}" : "}}");
+}
+
+Test(filter, differential_against_a_tree) {
+  rng r = {0x5eed};
+  jnode pool[512];
+  size_t matched = 0, checked = 0;
+  for (int iter = 0; iter < 20000; iter++) {
+    int used = 0;
+    jnode *doc = gen(&r, pool, &used, (int)rnd(&r, 2)); /* mostly containers at the top */
+    if (iter % 3)
+      doc->type = J_OBJ, doc->n = doc->n ? doc->n : 1;
+    if (doc->type == J_OBJ || doc->type == J_ARR)
+      for (int i = 0; i < doc->n; i++)
+        if (!doc->kid[i])
+          doc->kid[i] = gen(&r, pool, &used, 1);
+    sbuf d = {.n = 0};
+    ser(&r, &d, doc);
+    cr_assert(rill_json_valid(d.b, d.n), "generated %.*s", (int)d.n, d.b);
+
+    cond a, b;
+    gen_cond(&r, &a);
+    gen_cond(&r, &b);
+    int mode = (int)rnd(&r, 4);
+    sbuf fs = {.n = 0}, sa = {.n = 0}, sb = {.n = 0};
+    ser_cond(&r, &sa, &a);
+    ser_cond(&r, &sb, &b);
+    sa.b[sa.n] = sb.b[sb.n] = '\0';
+    bool want;
+    switch (mode) {
+    case 0: /* one condition */
+      put(&fs, sa.b);
+      want = ref_cond(doc, &a);
+      break;
+    case 1:
+      put(&fs, "{\"$and\": [");
+      put(&fs, sa.b);
+      put(&fs, ",");
+      put(&fs, sb.b);
+      put(&fs, "]}");
+      want = ref_cond(doc, &a) && ref_cond(doc, &b);
+      break;
+    case 2:
+      put(&fs, "{\"$or\": [");
+      put(&fs, sa.b);
+      put(&fs, ",");
+      put(&fs, sb.b);
+      put(&fs, "]}");
+      want = ref_cond(doc, &a) || ref_cond(doc, &b);
+      break;
+    default:
+      put(&fs, "{\"$not\": ");
+      put(&fs, sa.b);
+      put(&fs, "}");
+      want = !ref_cond(doc, &a);
+      break;
+    }
+    rill_filter_t *f = NULL;
+    int rc = rill_filter_compile(&f, fs.b, fs.n);
+    cr_assert_eq(rc, 0, "compile %.*s: %s", (int)fs.n, fs.b, rill_errmsg());
+    bool got = rill_filter_match(f, d.b, d.n);
+    cr_assert_eq(got, want, "filter %.*s on %.*s: got %d, reference says %d", (int)fs.n, fs.b,
+                 (int)d.n, d.b, got, want);
+    matched += got;
+    checked++;
+    /* Broken by one byte, the document never matches unless it is still JSON. */
+    if (d.n > 1) {
+      size_t at = rnd(&r, (uint32_t)d.n);
+      char old = d.b[at];
+      d.b[at] = "{}[],:\"\\x0"[rnd(&r, 10)];
+      if (!rill_json_valid(d.b, d.n))
+        cr_assert_not(rill_filter_match(f, d.b, d.n), "mutated %.*s matched %.*s", (int)d.n, d.b,
+                      (int)fs.n, fs.b);
+      d.b[at] = old;
+    }
+    rill_filter_free(f);
+  }
+  /* Both outcomes must be common, or the comparison proves little. */
+  cr_expect_gt(matched, checked / 10, "%zu of %zu matched", matched, checked);
+  cr_expect_lt(matched, checked * 9 / 10, "%zu of %zu matched", matched, checked);
+}
