@@ -6,6 +6,7 @@
 
 #include "core.h"
 #include "mem.h"
+#include "ring.h"
 #include "bus.h"
 
 #endif /* RILL_H */

@@ -1,0 +1,346 @@
+/*
+ * Broadcast ring: one writer that never waits, readers that may be lapped.
+ *
+ * A record is {int32 length, int32 type, uint64 seq} and the payload,
+ * 16-aligned; length counts the 16-byte header; records never cross the end
+ * of the data (padding fills it, carrying the next record's seq). Every
+ * shared word is read and written with 8-byte relaxed atomics, because a
+ * reader may copy a record while the writer overwrites it: the copy is
+ * then torn, and the seqlock below is what tells.
+ *
+ * The writer's line holds four counters: tail (bytes published), intent
+ * (where tail will be once the record in progress is written), oldest (the
+ * start of the oldest record not touched by the write up to intent) and
+ * next_seq. Before writing a record the writer moves oldest past every
+ * record the write will cover (reading back its own headers), stores
+ * intent and oldest, and fences (release) so both are visible before any
+ * byte of the new record. A reader copies a record at cursor, fences
+ * (acquire) and loads intent: if intent - cursor > capacity, the writer had
+ * begun to overwrite the record and the copy is thrown away. A lapped
+ * reader moves to oldest; the seq of the record there, less the seq it
+ * expected, is how many records it lost.
+ */
+#include <string.h>
+
+#include "core/internal.h"
+#include "ring/layout.h"
+
+struct rill__ring_bcast_w {
+  uint64_t intent;   /* where tail will be after the write in progress */
+  uint64_t tail;     /* bytes published */
+  uint64_t oldest;   /* start of the oldest whole record */
+  uint64_t next_seq; /* seq of the next record */
+};
+
+struct rill_ring_bcast {
+  struct rill__ring_bcast_w *w;
+  uint64_t *data; /* as words */
+  uint64_t cap, mask;
+  size_t max_payload;
+  void *mem;
+  bool owned;
+};
+
+#define HDR 16u
+/* Records are 16-aligned, so that the room left before the end is never
+ * smaller than a header: padding carries a seq like any record. */
+#define ALIGN16(x) (((x) + 15u) & ~(uint64_t)15u)
+
+/* The first header word: length in the low half, type in the high half
+ * (little-endian: length at byte 0, type at byte 4). */
+static inline uint64_t word0(int32_t len, int32_t type) {
+  return (uint64_t)(uint32_t)len | (uint64_t)(uint32_t)type << 32;
+}
+
+static inline uint64_t load_w(const rill_ring_bcast_t *r, uint64_t off) {
+  return __atomic_load_n(&r->data[off / 8], __ATOMIC_RELAXED);
+}
+
+static inline void store_w(rill_ring_bcast_t *r, uint64_t off, uint64_t v) {
+  __atomic_store_n(&r->data[off / 8], v, __ATOMIC_RELAXED);
+}
+
+size_t rill_ring_bcast_bytes(uint64_t capacity) { return rill__ring_record_bytes(capacity); }
+
+static int make_handle(rill_ring_bcast_t **out, void *mem, uint64_t cap) {
+  rill_ring_bcast_t *r = rill__malloc(sizeof *r);
+  if (!r)
+    return rill__err(RILL_ENOMEM, "ring bcast: no memory for the handle");
+  uint8_t *base = mem;
+  r->w = (void *)(base + RILL_RING_PROD_OFF);
+  r->data = (void *)(base + RILL_RING_DATA_OFF);
+  r->cap = cap;
+  r->mask = cap - 1;
+  r->max_payload = (size_t)(cap / 8 - HDR);
+  r->mem = mem;
+  r->owned = false;
+  *out = r;
+  return 0;
+}
+
+int rill_ring_bcast_init(rill_ring_bcast_t **out, void *mem, size_t bytes, uint64_t capacity) {
+  if (!out)
+    return rill__err(RILL_EINVAL, "ring bcast: out is NULL");
+  *out = NULL;
+  int rc = rill__ring_check_mem("bcast", mem, bytes);
+  if (rc)
+    return rc;
+  size_t need = rill_ring_bcast_bytes(capacity);
+  if (!need)
+    return rill__err(RILL_EINVAL, "ring bcast: capacity %llu is not a power of two in 256..2^32",
+                     (unsigned long long)capacity);
+  if (bytes < need)
+    return rill__err(RILL_EINVAL, "ring bcast: %zu bytes, the capacity needs %zu", bytes, need);
+  rill__ring_format(mem, RILL_RING_BCAST_MAGIC, capacity, (uint32_t)(capacity / 8 - HDR), need);
+  memset((uint8_t *)mem + RILL_RING_DATA_OFF, 0, capacity);
+  return make_handle(out, mem, capacity);
+}
+
+int rill_ring_bcast_attach(rill_ring_bcast_t **out, void *mem, size_t bytes) {
+  if (!out)
+    return rill__err(RILL_EINVAL, "ring bcast: out is NULL");
+  *out = NULL;
+  struct rill__ring_hdr h;
+  int rc = rill__ring_read_hdr("bcast", mem, bytes, RILL_RING_BCAST_MAGIC, &h);
+  if (rc)
+    return rc;
+  size_t need = rill_ring_bcast_bytes(h.capacity);
+  if (!need || need != h.total || h.item_size != h.capacity / 8 - HDR)
+    return rill__err(RILL_ECORRUPT, "ring bcast: capacity %llu, max payload %u, %llu bytes",
+                     (unsigned long long)h.capacity, h.item_size, (unsigned long long)h.total);
+  /* Counters of a live ring, read oldest, tail, intent: each read later
+   * than the one it is compared with, and all three only grow, so
+   * oldest <= tail <= intent holds whatever the writer does meanwhile.
+   * With the writer idle (tail == intent) the span is at most a ring. */
+  const struct rill__ring_bcast_w *w = (const void *)((uint8_t *)mem + RILL_RING_PROD_OFF);
+  uint64_t o = __atomic_load_n(&w->oldest, __ATOMIC_ACQUIRE);
+  uint64_t t = __atomic_load_n(&w->tail, __ATOMIC_ACQUIRE);
+  uint64_t i = __atomic_load_n(&w->intent, __ATOMIC_ACQUIRE);
+  if (o > t || t > i || (o | t | i) % 16 || (t == i && t - o > h.capacity))
+    return rill__err(RILL_ECORRUPT, "ring bcast: oldest %llu, tail %llu, intent %llu cannot be",
+                     (unsigned long long)o, (unsigned long long)t, (unsigned long long)i);
+  return make_handle(out, mem, h.capacity);
+}
+
+int rill_ring_bcast_create(rill_ring_bcast_t **out, uint64_t capacity) {
+  if (!out)
+    return rill__err(RILL_EINVAL, "ring bcast: out is NULL");
+  *out = NULL;
+  size_t need = rill_ring_bcast_bytes(capacity);
+  if (!need)
+    return rill__err(RILL_EINVAL, "ring bcast: capacity %llu is not a power of two in 256..2^32",
+                     (unsigned long long)capacity);
+  void *mem = rill__aligned(RILL_CACHELINE, need);
+  if (!mem)
+    return rill__err(RILL_ENOMEM, "ring bcast: no memory for %zu bytes", need);
+  int rc = rill_ring_bcast_init(out, mem, need, capacity);
+  if (rc)
+    goto free_mem;
+  (*out)->owned = true;
+  return 0;
+free_mem:
+  rill__free(mem);
+  return rc;
+}
+
+void rill_ring_bcast_destroy(rill_ring_bcast_t *r) {
+  if (!r)
+    return;
+  if (r->owned)
+    rill__free(r->mem);
+  rill__free(r);
+}
+
+size_t rill_ring_bcast_max_payload(const rill_ring_bcast_t *r) { return r->max_payload; }
+
+uint64_t rill_ring_bcast_written(const rill_ring_bcast_t *r) {
+  return __atomic_load_n(&r->w->next_seq, __ATOMIC_RELAXED);
+}
+
+int rill_ring_bcast_write(rill_ring_bcast_t *r, int32_t type, const void *data, size_t len) {
+  if (RILL_UNLIKELY(type < 0))
+    return rill__err(RILL_EINVAL, "ring bcast: record type %d is reserved", (int)type);
+  if (RILL_UNLIKELY(len > r->max_payload))
+    return rill__err(RILL_EMSGSIZE, "ring bcast: %zu bytes, the ring takes at most %zu", len,
+                     r->max_payload);
+  struct rill__ring_bcast_w *w = r->w;
+  const uint64_t cap = r->cap;
+  /* Relaxed: the writer reads back its own counters. */
+  uint64_t tail = __atomic_load_n(&w->tail, __ATOMIC_RELAXED);
+  uint64_t seq = __atomic_load_n(&w->next_seq, __ATOMIC_RELAXED);
+  uint64_t oldest = __atomic_load_n(&w->oldest, __ATOMIC_RELAXED);
+  uint64_t rec = ALIGN16(len + HDR);
+  uint64_t off = tail & r->mask, to_end = cap - off;
+  uint64_t pad = rec > to_end ? to_end : 0;
+  uint64_t end = tail + pad + rec;
+  /* Move oldest past the records this write covers, reading our own
+   * headers back. A header that cannot be (another process scribbled on
+   * the ring) ends the walk at end - cap: readers then see the damage as
+   * RILL_ECORRUPT. */
+  if (end - oldest > 2 * cap)
+    oldest = end - cap;
+  while (end - oldest > cap) {
+    uint64_t o = oldest & r->mask;
+    int64_t l = (int32_t)(uint32_t)load_w(r, o);
+    if (l < (int64_t)HDR || ALIGN16((uint64_t)l) > cap - o) {
+      oldest = end - cap;
+      break;
+    }
+    oldest += ALIGN16((uint64_t)l);
+  }
+  __atomic_store_n(&w->intent, end, __ATOMIC_RELAXED);
+  __atomic_store_n(&w->oldest, oldest, __ATOMIC_RELAXED);
+  /* Release fence: intent and oldest are stored before any byte of the
+   * record below, so a reader whose copy saw one of those bytes sees the
+   * new intent after its acquire fence, and throws the copy away. */
+  __atomic_thread_fence(__ATOMIC_RELEASE);
+  if (pad) {
+    store_w(r, off, word0((int32_t)pad, RILL_RING_PADDING));
+    store_w(r, off + 8, seq);
+    off = 0;
+  }
+  store_w(r, off, word0((int32_t)(len + HDR), type));
+  store_w(r, off + 8, seq);
+  const uint8_t *src = data;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t v;
+    memcpy(&v, src + i, 8);
+    store_w(r, off + HDR + i, v);
+  }
+  if (i < len) {
+    uint64_t v = 0;
+    memcpy(&v, src + i, len - i);
+    store_w(r, off + HDR + i, v);
+  }
+  __atomic_store_n(&w->next_seq, seq + 1, __ATOMIC_RELAXED);
+  /* Release: the record (and next_seq) are visible before readers, which
+   * acquire tail, see it. */
+  __atomic_store_n(&w->tail, end, __ATOMIC_RELEASE);
+  return 0;
+}
+
+/* The seq stored at a record start, if the header there is whole and the
+ * writer had not begun to overwrite it: 0 and *seq, or -1 to retry. */
+static int seq_at(const rill_ring_bcast_t *r, uint64_t pos, uint64_t *seq) {
+  uint64_t s = load_w(r, (pos & r->mask) + 8);
+  /* Acquire: orders the header load before the intent load (seqlock). */
+  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  uint64_t intent = __atomic_load_n(&r->w->intent, __ATOMIC_RELAXED);
+  if (intent - pos > r->cap)
+    return -1;
+  *seq = s;
+  return 0;
+}
+
+static void join_at(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, bool at_oldest) {
+  memset(rd, 0, sizeof *rd);
+  for (;;) {
+    /* Acquire: pairs with the writer's release of tail. */
+    uint64_t tail = __atomic_load_n(&r->w->tail, __ATOMIC_ACQUIRE);
+    uint64_t pos = at_oldest ? __atomic_load_n(&r->w->oldest, __ATOMIC_ACQUIRE) : tail;
+    uint64_t seq = __atomic_load_n(&r->w->next_seq, __ATOMIC_RELAXED);
+    if (pos != tail) {
+      if (seq_at(r, pos, &seq) != 0)
+        continue; /* overwritten meanwhile */
+    } else {
+      /* next_seq belongs with tail if the writer had not begun the next
+       * record: the release fence of that write orders its intent store
+       * before its next_seq store, so seeing a newer next_seq means seeing
+       * a newer intent here. */
+      __atomic_thread_fence(__ATOMIC_ACQUIRE);
+      if (__atomic_load_n(&r->w->intent, __ATOMIC_RELAXED) != tail)
+        continue;
+    }
+    rd->cursor = pos;
+    rd->next_seq = seq;
+    return;
+  }
+}
+
+void rill_ring_bcast_join(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd) {
+  join_at(r, rd, false);
+}
+
+void rill_ring_bcast_join_oldest(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd) {
+  join_at(r, rd, true);
+}
+
+/* The reader was lapped: move it to the oldest whole record, count what it
+ * skipped, and say RILL_ELAGGED. */
+static int lapped(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd) {
+  for (;;) {
+    uint64_t o = __atomic_load_n(&r->w->oldest, __ATOMIC_ACQUIRE);
+    uint64_t seq;
+    if (seq_at(r, o, &seq) != 0)
+      continue;
+    uint64_t bytes = o - rd->cursor, recs = seq - rd->next_seq;
+    if (o < rd->cursor) /* a cursor that never was: count nothing */
+      bytes = 0;
+    if (seq < rd->next_seq)
+      recs = 0;
+    rd->lost_bytes = bytes;
+    rd->lost_records = recs;
+    rd->total_lost += recs;
+    rd->laps++;
+    rd->cursor = o;
+    rd->next_seq = seq;
+    return rill__err(RILL_ELAGGED, "ring bcast: lapped, %llu records (%llu bytes) lost",
+                     (unsigned long long)recs, (unsigned long long)bytes);
+  }
+}
+
+int rill_ring_bcast_read(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, void *buf,
+                         size_t cap, size_t *len, int32_t *type) {
+  for (;;) {
+    uint64_t cursor = rd->cursor;
+    /* Acquire: pairs with the writer's release of tail: the records before
+     * it are visible. */
+    uint64_t tail = __atomic_load_n(&r->w->tail, __ATOMIC_ACQUIRE);
+    if (cursor == tail)
+      return RILL_EAGAIN;
+    if (tail - cursor > r->cap)
+      return lapped(r, rd);
+    uint64_t off = cursor & r->mask;
+    uint64_t h0 = load_w(r, off), seq = load_w(r, off + 8);
+    int64_t l = (int32_t)(uint32_t)h0;
+    int32_t t = (int32_t)(uint32_t)(h0 >> 32);
+    bool pad = t == RILL_RING_PADDING;
+    bool valid = l >= (int64_t)HDR && ALIGN16((uint64_t)l) <= r->cap - off &&
+                 (pad || (t >= 0 && (uint64_t)l - HDR <= r->max_payload));
+    size_t n = valid ? (size_t)l - HDR : 0;
+    bool fits = !pad && n <= cap;
+    if (valid && fits) {
+      uint8_t *dst = buf;
+      size_t i = 0;
+      for (; i + 8 <= n; i += 8) {
+        uint64_t v = load_w(r, off + HDR + i);
+        memcpy(dst + i, &v, 8);
+      }
+      if (i < n) {
+        uint64_t v = load_w(r, off + HDR + i);
+        memcpy(dst + i, &v, n - i);
+      }
+    }
+    /* Acquire: orders the copy above before the intent load. If the
+     * writer's overwrite reached any byte we copied, we see its intent. */
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    uint64_t intent = __atomic_load_n(&r->w->intent, __ATOMIC_RELAXED);
+    if (intent - cursor > r->cap)
+      return lapped(r, rd);
+    if (!valid)
+      return rill__err(RILL_ECORRUPT, "ring bcast: record at %llu has length %lld, type %d",
+                       (unsigned long long)cursor, (long long)l, (int)t);
+    if (pad) {
+      rd->cursor = cursor + ALIGN16((uint64_t)l);
+      continue;
+    }
+    *len = n;
+    if (!fits)
+      return rill__err(RILL_EMSGSIZE, "ring bcast: a %zu-byte record, a %zu-byte buffer", n, cap);
+    *type = t;
+    rd->cursor = cursor + ALIGN16((uint64_t)l);
+    rd->next_seq = seq + 1;
+    return 0;
+  }
+}
