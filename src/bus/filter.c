@@ -181,22 +181,33 @@ static const uint8_t *v_utf8(const uint8_t *p, const uint8_t *e, jerr *er) {
   return p + n;
 }
 
-static const uint8_t *v_string(const uint8_t *p, const uint8_t *e, jerr *er) {
+/* Bytes that may stand in a string as they are and need no further look:
+ * printable ASCII other than '"' and '\'. */
+static const uint8_t plain[256] = {
+    [0x20 ... 0x21] = 1, /* '"' is 0x22 */
+    [0x23 ... 0x5b] = 1, /* '\\' is 0x5c */
+    [0x5d ... 0x7f] = 1,
+};
+
+/* Validates the string at p (its opening quote); *esc is set when it holds
+ * an escape. Returns the byte after the closing quote. */
+static const uint8_t *v_string(const uint8_t *p, const uint8_t *e, bool *esc, jerr *er) {
   const uint8_t *start = p;
   p++;
   for (;;) {
+    while (p < e && plain[*p])
+      p++;
     if (p >= e)
       return fail(er, start, "unterminated string");
     uint8_t c = *p;
     if (c == '"')
       return p + 1;
     if (c == '\\') {
+      *esc = true;
       if (!(p = v_escape(p, e, er)))
         return NULL;
     } else if (c < 0x20) {
       return fail(er, p, "raw control character in string (it must be escaped)");
-    } else if (c < 0x80) {
-      p++;
     } else if (!(p = v_utf8(p, e, er))) {
       return NULL;
     }
@@ -242,25 +253,94 @@ static const uint8_t *v_literal(const uint8_t *p, const uint8_t *e, const char *
   return p + n;
 }
 
-static const uint8_t *v_value(const uint8_t *p, const uint8_t *e, int depth, jerr *er) {
+/* The paths a validating pass looks for as it goes: bit i of a mask stands
+ * for path i (i < CACHED_PATHS). A value at depth d is on path i when the
+ * first d segments of the path led to it; when the path has exactly d
+ * segments, the value is the path's. NULL when only validating. */
+typedef struct scan {
+  const rill_filter_t *f;
+  uint64_t found;
+  const uint8_t **val;
+} scan;
+
+static bool str_eq(const uint8_t *p, const uint8_t *e, const uint8_t *s, size_t n,
+                   const uint8_t **after);
+
+/* Paths among live whose segment at depth is the key of the string [k, q)
+ * (validated; esc if it holds escapes). */
+static uint64_t key_paths(const scan *sc, uint64_t live, uint32_t depth, const uint8_t *k,
+                          const uint8_t *q, bool esc) {
+  uint64_t hit = 0;
+  for (uint64_t m = live; m; m &= m - 1) {
+    uint32_t i = (uint32_t)__builtin_ctzll(m);
+    const fseg *sg = &sc->f->segs[sc->f->paths[i].first + depth];
+    if (sg->kind & SEG_INDEX)
+      continue;
+    const uint8_t *kb = sc->f->pool + sg->off;
+    bool eq;
+    if (!esc) {
+      eq = (size_t)(q - k - 2) == sg->len && memcmp(k + 1, kb, sg->len) == 0;
+    } else {
+      const uint8_t *after;
+      eq = str_eq(k, q, kb, sg->len, &after);
+    }
+    if (eq)
+      hit |= m & -m;
+  }
+  return hit;
+}
+
+/* Paths among live whose segment at depth is index ix. */
+static uint64_t index_paths(const scan *sc, uint64_t live, uint32_t depth, uint32_t ix) {
+  uint64_t hit = 0;
+  for (uint64_t m = live; m; m &= m - 1) {
+    uint32_t i = (uint32_t)__builtin_ctzll(m);
+    if (sc->f->segs[sc->f->paths[i].first + depth].kind == (SEG_INDEX | ix))
+      hit |= m & -m;
+  }
+  return hit;
+}
+
+/* Validates the value at p, nested depth levels deep; records the paths
+ * among live that end here and follows the others into it. */
+static const uint8_t *v_value(const uint8_t *p, const uint8_t *e, uint32_t depth, uint64_t live,
+                              scan *sc, jerr *er) {
   if (p >= e)
     return fail(er, p, "unexpected end: expected a value");
+  if (live) {
+    for (uint64_t m = live; m; m &= m - 1) {
+      uint32_t i = (uint32_t)__builtin_ctzll(m);
+      if (sc->f->paths[i].n == depth) {
+        sc->val[i] = p;
+        sc->found |= m & -m;
+        live &= ~(m & -m);
+      }
+    }
+  }
   switch (*p) {
-  case '{':
+  case '{': {
     if (depth >= RILL_FILTER_MAX_DEPTH)
       return fail(er, p, "nesting deeper than 128");
     p = skip_ws(p + 1, e);
     if (p < e && *p == '}')
       return p + 1;
+    uint64_t claimed = 0; /* paths that met their key here: the first of duplicates wins */
     for (;;) {
       if (p >= e || *p != '"')
         return fail(er, p, "expected a string key");
-      if (!(p = v_string(p, e, er)))
+      const uint8_t *k = p;
+      bool esc = false;
+      if (!(p = v_string(p, e, &esc, er)))
         return NULL;
+      uint64_t sub = 0;
+      if (live & ~claimed) {
+        sub = key_paths(sc, live & ~claimed, depth, k, p, esc);
+        claimed |= sub;
+      }
       p = skip_ws(p, e);
       if (p >= e || *p != ':')
         return fail(er, p, "expected ':' after a key");
-      if (!(p = v_value(skip_ws(p + 1, e), e, depth + 1, er)))
+      if (!(p = v_value(skip_ws(p + 1, e), e, depth + 1, sub, sc, er)))
         return NULL;
       p = skip_ws(p, e);
       if (p < e && *p == ',') {
@@ -271,14 +351,16 @@ static const uint8_t *v_value(const uint8_t *p, const uint8_t *e, int depth, jer
         return p + 1;
       return fail(er, p, "expected ',' or '}' in an object");
     }
-  case '[':
+  }
+  case '[': {
     if (depth >= RILL_FILTER_MAX_DEPTH)
       return fail(er, p, "nesting deeper than 128");
     p = skip_ws(p + 1, e);
     if (p < e && *p == ']')
       return p + 1;
-    for (;;) {
-      if (!(p = v_value(p, e, depth + 1, er)))
+    for (uint32_t ix = 0;; ix++) {
+      uint64_t sub = live ? index_paths(sc, live, depth, ix) : 0;
+      if (!(p = v_value(p, e, depth + 1, sub, sc, er)))
         return NULL;
       p = skip_ws(p, e);
       if (p < e && *p == ',') {
@@ -289,7 +371,11 @@ static const uint8_t *v_value(const uint8_t *p, const uint8_t *e, int depth, jer
         return p + 1;
       return fail(er, p, "expected ',' or ']' in an array");
     }
-  case '"': return v_string(p, e, er);
+  }
+  case '"': {
+    bool esc = false;
+    return v_string(p, e, &esc, er);
+  }
   case 't': return v_literal(p, e, "true", 4, er);
   case 'f': return v_literal(p, e, "false", 5, er);
   case 'n': return v_literal(p, e, "null", 4, er);
@@ -300,8 +386,10 @@ static const uint8_t *v_value(const uint8_t *p, const uint8_t *e, int depth, jer
   }
 }
 
-static bool json_valid(const uint8_t *p, const uint8_t *e, jerr *er) {
-  p = v_value(skip_ws(p, e), e, 0, er);
+/* Validates [p, e) as one JSON value; with live paths, records where each
+ * one's value starts in sc. */
+static bool json_scan(const uint8_t *p, const uint8_t *e, uint64_t live, scan *sc, jerr *er) {
+  p = v_value(skip_ws(p, e), e, 0, live, sc, er);
   if (!p)
     return false;
   p = skip_ws(p, e);
@@ -310,6 +398,10 @@ static bool json_valid(const uint8_t *p, const uint8_t *e, jerr *er) {
     return false;
   }
   return true;
+}
+
+static bool json_valid(const uint8_t *p, const uint8_t *e, jerr *er) {
+  return json_scan(p, e, 0, NULL, er);
 }
 
 bool rill_json_valid(const void *p, size_t len) {
@@ -671,9 +763,17 @@ bool rill_filter_match(const rill_filter_t *f, const void *payload, size_t len) 
       return false;
     m.base = payload;
     m.end = m.base + len;
+    /* One pass validates the payload and finds the first CACHED_PATHS
+     * paths; lookup() finds any beyond those on demand. */
+    uint32_t n = f->npaths < CACHED_PATHS ? f->npaths : CACHED_PATHS;
+    uint64_t live = n == 64 ? ~(uint64_t)0 : ((uint64_t)1 << n) - 1;
+    for (uint32_t i = 0; i < n; i++)
+      m.val[i] = NULL;
+    scan sc = {.f = f, .found = 0, .val = m.val};
     jerr er;
-    if (!json_valid(m.base, m.end, &er))
+    if (!json_scan(m.base, m.end, live, &sc, &er))
       return false;
+    m.done = live;
   } else {
     m.base = m.end = NULL; /* no COND node: the payload is never read */
   }

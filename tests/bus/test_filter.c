@@ -885,3 +885,35 @@ Test(filter, differential_against_a_tree) {
   cr_expect_gt(matched, checked / 10, "%zu of %zu matched", matched, checked);
   cr_expect_lt(matched, checked * 9 / 10, "%zu of %zu matched", matched, checked);
 }
+
+Test(filter, many_paths_beyond_the_cache) {
+  /* Paths past the first 64 are found by a scan of their own, not the
+   * validating pass: both must agree. */
+  char filt[8192], doc[8192];
+  size_t fn = 0, dn = 0;
+  fn += (size_t)snprintf(filt + fn, sizeof filt - fn, "{");
+  dn += (size_t)snprintf(doc + dn, sizeof doc - dn, "{\"o\":{");
+  for (int i = 0; i < 100; i++) {
+    fn += (size_t)snprintf(filt + fn, sizeof filt - fn, "%s\"o.k%d[%d]\": %d", i ? ", " : "", i,
+                           i % 2, i);
+    dn += (size_t)snprintf(doc + dn, sizeof doc - dn, "%s\"k%d\":[%d,%d]", i ? "," : "", i,
+                           i % 2 ? -1 : i, i % 2 ? i : -1);
+  }
+  snprintf(filt + fn, sizeof filt - fn, "}");
+  snprintf(doc + dn, sizeof doc - dn, ",\"k5\":[0,0]}}");
+  rill_filter_t *f = mk(filt);
+  cr_expect_eq(rill_filter_paths(f), 100);
+  cr_expect(rill_filter_match(f, doc, strlen(doc)), "%s on %s", filt, doc);
+  rill_filter_free(f);
+  /* One wrong value at the end (path 99, uncached) fails the match. */
+  char *at = strstr(doc, "\"k99\":[-1,99]");
+  cr_assert_not_null(at);
+  at[11] = '8';
+  f = mk(filt);
+  cr_expect_not(rill_filter_match(f, doc, strlen(doc)));
+  at[11] = '9';
+  at = strstr(doc, "\"k3\":[-1,3]");
+  at[9] = '4'; /* path 3, cached */
+  cr_expect_not(rill_filter_match(f, doc, strlen(doc)));
+  rill_filter_free(f);
+}
