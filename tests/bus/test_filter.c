@@ -140,6 +140,9 @@ static const row_t table[] = {
     {"{\"n\": -5}", "{\"n\":-5.00}", true},
     {"{\"n\": 5}", "{\"n\":\"5\"}", false},
     {"{\"n\": 2.5e-3}", "{\"n\":0.0025}", true},
+    /* m * 10^e with m past 2^53 must not round twice (m, then the scaling) */
+    {"{\"n\": 1173122633160.899400000000}", "{\"n\":1173122633160899524e-6}", true},
+    {"{\"n\": 1173122633160.8997}", "{\"n\":1173122633160899524e-6}", false},
     /* $exists */
     {"{\"gone\": {\"$exists\": true}}", NULL, true}, /* present with null */
     {"{\"nope\": {\"$exists\": true}}", NULL, false},
