@@ -13,12 +13,16 @@
  * All of it lands in one allocation.
  *
  * Match: one validating pass over the whole payload (never matched: bad
- * JSON), then the node tree is evaluated with short-circuit; a COND finds
- * its path's value by skipping what it does not need (strings with memchr,
- * containers by counting brackets outside strings) and remembers where it
- * found it in a small cache on the stack. Nothing allocates and no tree is
- * built. The validator recurses once per nesting level, at most
- * RILL_FILTER_MAX_DEPTH; everything else is iterative.
+ * JSON) that also finds the first 64 paths as it goes: a bitmask of the
+ * paths still live at each level, narrowed at each key and index, and a
+ * path ending at a value records where the value starts (the first of
+ * duplicate keys claims it). Then the node tree is evaluated with
+ * short-circuit, comparing constants with the bytes where the values
+ * start. Paths past the 64th are found on demand by a scan that skips what
+ * it does not need (strings with memchr, containers by counting brackets
+ * outside strings). Nothing allocates and no tree is built. The validator
+ * recurses once per nesting level, at most RILL_FILTER_MAX_DEPTH;
+ * everything else is iterative.
  */
 #include <stdarg.h>
 #include <stdio.h>
