@@ -336,11 +336,13 @@ static uint64_t key_paths(const scan *sc, uint64_t live, uint32_t depth, const u
 }
 
 /* Paths among live whose segment at depth is index ix. */
-static uint64_t index_paths(const scan *sc, uint64_t live, uint32_t depth, uint32_t ix) {
+static uint64_t index_paths(const scan *sc, uint64_t live, uint32_t depth, size_t ix) {
+  if (ix >= SEG_INDEX)
+    return 0; /* past the largest index a path can name (a payload of 4 GB and more) */
   uint64_t hit = 0;
   for (uint64_t m = live; m; m &= m - 1) {
     uint32_t i = (uint32_t)__builtin_ctzll(m);
-    if (sc->f->segs[sc->f->paths[i].first + depth].kind == (SEG_INDEX | ix))
+    if (sc->f->segs[sc->f->paths[i].first + depth].kind == (SEG_INDEX | (uint32_t)ix))
       hit |= m & -m;
   }
   return hit;
@@ -409,7 +411,7 @@ static const uint8_t *v_value(const uint8_t *p, const uint8_t *e, uint32_t depth
     p = skip_ws(p + 1, e);
     if (p < e && *p == ']')
       return p + 1;
-    for (uint32_t ix = 0;; ix++) {
+    for (size_t ix = 0;; ix++) {
       uint64_t sub = live ? index_paths(sc, live, depth, ix) : 0;
       if (!sub && p < e && *p != '{' && *p != '[')
         p = v_scalar(p, e, er);
