@@ -493,7 +493,9 @@ int rill_ring_bcast_write(rill_ring_bcast_t *r, int32_t type, const void *data, 
 /** Records written since init. */
 uint64_t rill_ring_bcast_written(const rill_ring_bcast_t *r);
 
-/** Makes rd a reader that will see the records written from now on. */
+/** Makes rd a reader that will see the records written from now on. If
+ *  the writer is mid-record, waits (a bounded number of tries) for it to
+ *  finish. */
 void rill_ring_bcast_join(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd);
 
 /** Makes rd a reader that starts at the oldest record still in the ring. */
@@ -505,7 +507,9 @@ void rill_ring_bcast_join_oldest(const rill_ring_bcast_t *r, rill_ring_bcast_rea
  *  the oldest whole record, rd->lost_records and rd->lost_bytes say what
  *  was skipped; call again to read on); RILL_EMSGSIZE when cap is too small
  *  (*len says what is needed, the record stays next); RILL_ECORRUPT when a
- *  header the writer is not overwriting is impossible. */
+ *  header the writer is not overwriting is impossible, or when lapped and
+ *  the oldest record never holds still (a writer that died mid-record, or
+ *  counters no writer made). */
 int rill_ring_bcast_read(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, void *buf,
                          size_t cap, size_t *len, int32_t *type);
 

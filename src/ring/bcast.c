@@ -42,6 +42,29 @@ struct rill_ring_bcast {
 };
 
 #define HDR 16u
+
+/* ThreadSanitizer does not model standalone fences (gcc refuses them under
+ * -fsanitize=thread). Under TSan the seqlock is built the other way, which
+ * the C11 model also makes correct: every record word is stored with
+ * release and loaded with acquire, so a reader that loads any new word
+ * sees the intent stored before it. Elsewhere the words are relaxed and
+ * one fence on each side does the ordering for the whole record. */
+#if defined(__SANITIZE_THREAD__)
+#define RING_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RING_TSAN 1
+#endif
+#endif
+#ifdef RING_TSAN
+#define WORD_LOAD    __ATOMIC_ACQUIRE
+#define WORD_STORE   __ATOMIC_RELEASE
+#define FENCE(order) ((void)0)
+#else
+#define WORD_LOAD    __ATOMIC_RELAXED
+#define WORD_STORE   __ATOMIC_RELAXED
+#define FENCE(order) __atomic_thread_fence(order)
+#endif
 /* Records are 16-aligned, so that the room left before the end is never
  * smaller than a header: padding carries a seq like any record. */
 #define ALIGN16(x) (((x) + 15u) & ~(uint64_t)15u)
@@ -53,11 +76,11 @@ static inline uint64_t word0(int32_t len, int32_t type) {
 }
 
 static inline uint64_t load_w(const rill_ring_bcast_t *r, uint64_t off) {
-  return __atomic_load_n(&r->data[off / 8], __ATOMIC_RELAXED);
+  return __atomic_load_n(&r->data[off / 8], WORD_LOAD);
 }
 
 static inline void store_w(rill_ring_bcast_t *r, uint64_t off, uint64_t v) {
-  __atomic_store_n(&r->data[off / 8], v, __ATOMIC_RELAXED);
+  __atomic_store_n(&r->data[off / 8], v, WORD_STORE);
 }
 
 size_t rill_ring_bcast_bytes(uint64_t capacity) { return rill__ring_record_bytes(capacity); }
@@ -193,7 +216,7 @@ int rill_ring_bcast_write(rill_ring_bcast_t *r, int32_t type, const void *data, 
   /* Release fence: intent and oldest are stored before any byte of the
    * record below, so a reader whose copy saw one of those bytes sees the
    * new intent after its acquire fence, and throws the copy away. */
-  __atomic_thread_fence(__ATOMIC_RELEASE);
+  FENCE(__ATOMIC_RELEASE);
   if (pad) {
     store_w(r, off, word0((int32_t)pad, RILL_RING_PADDING));
     store_w(r, off + 8, seq);
@@ -213,7 +236,7 @@ int rill_ring_bcast_write(rill_ring_bcast_t *r, int32_t type, const void *data, 
     memcpy(&v, src + i, len - i);
     store_w(r, off + HDR + i, v);
   }
-  __atomic_store_n(&w->next_seq, seq + 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&w->next_seq, seq + 1, WORD_STORE);
   /* Release: the record (and next_seq) are visible before readers, which
    * acquire tail, see it. */
   __atomic_store_n(&w->tail, end, __ATOMIC_RELEASE);
@@ -225,7 +248,7 @@ int rill_ring_bcast_write(rill_ring_bcast_t *r, int32_t type, const void *data, 
 static int seq_at(const rill_ring_bcast_t *r, uint64_t pos, uint64_t *seq) {
   uint64_t s = load_w(r, (pos & r->mask) + 8);
   /* Acquire: orders the header load before the intent load (seqlock). */
-  __atomic_thread_fence(__ATOMIC_ACQUIRE);
+  FENCE(__ATOMIC_ACQUIRE);
   uint64_t intent = __atomic_load_n(&r->w->intent, __ATOMIC_RELAXED);
   if (intent - pos > r->cap)
     return -1;
@@ -233,13 +256,24 @@ static int seq_at(const rill_ring_bcast_t *r, uint64_t pos, uint64_t *seq) {
   return 0;
 }
 
+/* Retries of a seqlock read before giving up: a live writer moves on in
+ * nanoseconds, so running out means a writer that died mid-record or
+ * counters that were never a writer's. */
+#define TRIES 1000
+
 static void join_at(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, bool at_oldest) {
   memset(rd, 0, sizeof *rd);
-  for (;;) {
+  for (int tries = 0;; tries++) {
     /* Acquire: pairs with the writer's release of tail. */
     uint64_t tail = __atomic_load_n(&r->w->tail, __ATOMIC_ACQUIRE);
     uint64_t pos = at_oldest ? __atomic_load_n(&r->w->oldest, __ATOMIC_ACQUIRE) : tail;
-    uint64_t seq = __atomic_load_n(&r->w->next_seq, __ATOMIC_RELAXED);
+    uint64_t seq = __atomic_load_n(&r->w->next_seq, WORD_LOAD);
+    if (tries >= TRIES) {
+      /* Dead or broken writer: start at tail; reads report what is wrong. */
+      rd->cursor = tail;
+      rd->next_seq = seq;
+      return;
+    }
     if (pos != tail) {
       if (seq_at(r, pos, &seq) != 0)
         continue; /* overwritten meanwhile */
@@ -248,7 +282,7 @@ static void join_at(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, bo
        * record: the release fence of that write orders its intent store
        * before its next_seq store, so seeing a newer next_seq means seeing
        * a newer intent here. */
-      __atomic_thread_fence(__ATOMIC_ACQUIRE);
+      FENCE(__ATOMIC_ACQUIRE);
       if (__atomic_load_n(&r->w->intent, __ATOMIC_RELAXED) != tail)
         continue;
     }
@@ -269,9 +303,12 @@ void rill_ring_bcast_join_oldest(const rill_ring_bcast_t *r, rill_ring_bcast_rea
 /* The reader was lapped: move it to the oldest whole record, count what it
  * skipped, and say RILL_ELAGGED. */
 static int lapped(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd) {
-  for (;;) {
+  for (int tries = 0;; tries++) {
     uint64_t o = __atomic_load_n(&r->w->oldest, __ATOMIC_ACQUIRE);
     uint64_t seq;
+    if (tries >= TRIES)
+      return rill__err(RILL_ECORRUPT, "ring bcast: lapped, and oldest %llu is never whole",
+                       (unsigned long long)o);
     if (seq_at(r, o, &seq) != 0)
       continue;
     uint64_t bytes = o - rd->cursor, recs = seq - rd->next_seq;
@@ -324,7 +361,7 @@ int rill_ring_bcast_read(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *r
     }
     /* Acquire: orders the copy above before the intent load. If the
      * writer's overwrite reached any byte we copied, we see its intent. */
-    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    FENCE(__ATOMIC_ACQUIRE);
     uint64_t intent = __atomic_load_n(&r->w->intent, __ATOMIC_RELAXED);
     if (intent - cursor > r->cap)
       return lapped(r, rd);
