@@ -25,7 +25,7 @@ extern "C" {
  * It is compiled once into flat arrays (paths split into decoded keys and
  * indexes, constants parsed) and matched against raw JSON payloads without
  * building a tree and without allocating: one validating pass over the
- * payload, then a skipping scan per path.
+ * payload that also finds where each path's value starts.
  *
  * A payload that is not valid JSON (RFC 8259, strings valid UTF-8, nesting
  * at most RILL_FILTER_MAX_DEPTH) never matches a filter that tests a path.
