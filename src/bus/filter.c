@@ -1249,9 +1249,9 @@ int rill_filter_compile(rill_filter_t **out, const char *json, size_t len) {
   if (len > RILL_FILTER_MAX_LEN)
     return rill__err(RILL_EINVAL, "filter: %zu bytes, longer than the limit of %zu", len,
                      RILL_FILTER_MAX_LEN);
-  cc c = {.base = (const uint8_t *)json, .end = (const uint8_t *)json + len};
   if (!json)
-    c.base = c.end = (const uint8_t *)"";
+    json = ""; /* NULL with len 0: the empty text, malformed like any other */
+  cc c = {.base = (const uint8_t *)json, .end = (const uint8_t *)json + len};
   jerr er;
   if (!json_valid(c.base, c.end, &er))
     return rill__err(RILL_EINVAL, "filter: byte %zu: malformed JSON: %s", (size_t)(er.at - c.base),
