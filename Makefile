@@ -43,14 +43,16 @@ fuzz: deps
 	@CC=clang $(CMAKE_GEN) -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRILL_FUZZ=ON -DRILL_TESTS=OFF -DRILL_BENCH=OFF -DRILL_SANITIZE=address,undefined >/dev/null
 	@cmake --build build-fuzz -j $(JOBS)
 
-# Every fuzz target for FUZZ_SECONDS over its seeds (fuzz/corpus/<name>/, if
-# any) and what it finds; a crash fails and leaves the input in build-fuzz/.
+# Every fuzz target for FUZZ_SECONDS over its seeds (fuzz/corpus/<name>/) and
+# dictionary (fuzz/<first word of name>.dict), where they exist, and over what
+# it finds; a crash fails and leaves the input in build-fuzz/.
 FUZZ_SECONDS ?= 20
 fuzz-smoke: fuzz
 	@for f in build-fuzz/fuzz_*; do \
 	  [ -x "$$f" ] || continue; n=$${f#build-fuzz/fuzz_}; \
 	  mkdir -p build-fuzz/found/$$n; seeds=; [ -d fuzz/corpus/$$n ] && seeds=fuzz/corpus/$$n; \
-	  if $$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 -artifact_prefix=build-fuzz/ \
+	  dict=; [ -f fuzz/$${n%%_*}.dict ] && dict=-dict=fuzz/$${n%%_*}.dict; \
+	  if $$f -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 $$dict -artifact_prefix=build-fuzz/ \
 	      build-fuzz/found/$$n $$seeds >build-fuzz/$$n.log 2>&1; then \
 	    echo "fuzz: $$n clean for $(FUZZ_SECONDS) s ($$(grep -o 'stat::number_of_executed_units: [0-9]*' build-fuzz/$$n.log | grep -o '[0-9]*$$' || echo '?') runs)"; \
 	  else tail -40 build-fuzz/$$n.log; echo "fuzz: $$n FAILED"; exit 1; fi; \
