@@ -9,8 +9,11 @@
  *   reserve/commit), so its row is its one-at-a-time loop over the batch.
  * - mpsc_2p: two producers, records of an 8-byte payload; ck's row is
  *   ck_ring_enqueue_mpsc / ck_ring_dequeue_mpsc of pointer-sized values.
- *   Two CPUs for three threads: the producers share CPU 0, the consumer
- *   has CPU 1.
+ *   Two CPUs for three threads: producer i runs on CPU i and the consumer
+ *   on CPU 1 beside producer 1, yielding whenever it finds nothing. (With
+ *   both producers on one CPU, ck's producers, which publish in ticket
+ *   order and spin without yielding while an earlier one is preempted,
+ *   advanced one scheduler tick at a time and the case never finished.)
  * - spsc_pingpong: round trip of one 8-byte item over two rings (CPU 0 to
  *   CPU 1 and back), each sample one round trip.
  *
@@ -175,7 +178,7 @@ static void *mpsc_prod(void *arg) {
   ring_set_t *rs = x->rs;
   uint64_t id = atomic_fetch_add(&x->id, 1);
   uint64_t n = x->n / 2;
-  start(x, 0);
+  start(x, (int)id);
   for (uint64_t i = 0; i < n; i++) {
     uint64_t v = id << 40 | i;
     unsigned spins = 0;
@@ -398,8 +401,9 @@ static int ring_run(bench_ctx_t *b) {
     bench_note(b, "one CPU: the cross-core cases run on one core, taking turns");
   bench_note(b, "ck_ring has no batch enqueue/dequeue: its spsc_u64_batch32 row moves each batch "
                 "one item at a time");
-  bench_note(b, "mpsc_2p: the two producers share CPU 0, the consumer has CPU 1; rill moves "
-                "records (8-byte header, 8-byte payload), ck pointer-sized values");
+  bench_note(b, "mpsc_2p: producers on CPUs 0 and 1, the consumer on CPU 1 too (it yields when "
+                "idle); rill moves records (8-byte header, 8-byte payload), ck pointer-sized "
+                "values");
   const bench_impl_t spsc[] = {{.name = "rill_spsc", .run_timed = spsc_run, .arg = &r},
                                {.name = "ck_ring", .run_timed = spsc_run, .arg = &c}};
   const bench_impl_t batch[] = {{.name = "rill_spsc", .run_timed = batch_run, .arg = &r},
