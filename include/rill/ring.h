@@ -402,7 +402,8 @@ uint64_t rill_ring_mpsc_used(const rill_ring_mpsc_t *r);
  *  RILL_EMSGSIZE when len exceeds the max payload, RILL_EINVAL for a
  *  negative type, RILL_ECANCELED when the consumer unblocked the claim
  *  before it was marked (see unblock; the room is lost, nothing to
- *  commit). */
+ *  commit), RILL_ECORRUPT when the shared tail is not 8-aligned (a peer
+ *  wrote over the counters). */
 int rill_ring_mpsc_claim(rill_ring_mpsc_t *r, size_t len, int32_t type, void **out);
 
 /** Publishes a claimed record. 0; RILL_EFOREIGN when p is not a claimed,

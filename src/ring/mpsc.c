@@ -176,6 +176,9 @@ int rill_ring_mpsc_claim(rill_ring_mpsc_t *r, size_t len, int32_t type, void **o
   uint64_t tail = __atomic_load_n(&r->prod->tail, __ATOMIC_RELAXED);
   uint64_t off, need;
   for (;;) {
+    if (RILL_UNLIKELY(tail % RILL_RING_ALIGN)) /* only a peer's scribbling does this */
+      return rill__err(RILL_ECORRUPT, "ring mpsc: tail %llu is not 8-aligned",
+                       (unsigned long long)tail);
     off = tail & r->mask;
     uint64_t to_end = cap - off;
     need = rec <= to_end ? rec : to_end + rec;
@@ -275,6 +278,9 @@ int rill_ring_mpsc_read(rill_ring_mpsc_t *r, rill_ring_handler_fn handler, void 
   const uint64_t head = __atomic_load_n(&r->cons->head, __ATOMIC_RELAXED);
   uint64_t pos = head;
   int count = 0, rc = 0;
+  if (RILL_UNLIKELY(head % RILL_RING_ALIGN))
+    return rill__err(RILL_ECORRUPT, "ring mpsc: head %llu is not 8-aligned",
+                     (unsigned long long)head);
   if (limit > INT32_MAX)
     limit = INT32_MAX;
   while ((size_t)count < limit && pos - head < r->cap) {
@@ -313,6 +319,9 @@ int rill_ring_mpsc_unblock(rill_ring_mpsc_t *r) {
   uint64_t tail = __atomic_load_n(&r->prod->tail, __ATOMIC_ACQUIRE);
   if (tail == head || tail - head > r->cap)
     return 0;
+  if ((head | tail) % RILL_RING_ALIGN)
+    return rill__err(RILL_ECORRUPT, "ring mpsc: head %llu or tail %llu is not 8-aligned",
+                     (unsigned long long)head, (unsigned long long)tail);
   uint64_t off = head & r->mask;
   int32_t len = __atomic_load_n(len_at(r, off), __ATOMIC_ACQUIRE);
   if (len > 0)

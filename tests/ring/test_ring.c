@@ -602,6 +602,16 @@ Test(mpsc, second_handle_and_corrupt_memory) {
   hdr[1] = -5;
   cr_expect_eq(rill_ring_mpsc_read(a, collect, s, 10), RILL_ECORRUPT, "reserved type");
   hdr[1] = 1;
+  /* Counters a peer scribbled on after attach: an error, not a misaligned
+   * access. */
+  CONS(m, 0) += 4;
+  cr_expect_eq(rill_ring_mpsc_read(a, collect, s, 10), RILL_ECORRUPT, "head unaligned");
+  CONS(m, 0) -= 4;
+  PROD(m, 0) += 4;
+  void *p;
+  cr_expect_eq(rill_ring_mpsc_claim(a, 8, 1, &p), RILL_ECORRUPT, "tail unaligned");
+  cr_expect_eq(rill_ring_mpsc_unblock(a), RILL_ECORRUPT, "tail unaligned");
+  PROD(m, 0) -= 4;
   s->n = 0;
   cr_expect_eq(rill_ring_mpsc_read(a, collect, s, 10), 1);
   free(s);
