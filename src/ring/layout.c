@@ -61,3 +61,39 @@ size_t rill__ring_record_bytes(uint64_t capacity) {
     return 0;
   return (size_t)(RILL_RING_DATA_OFF + capacity);
 }
+
+/* The rings of variable-length records (mpsc, bcast) share their geometry:
+ * a power-of-two data area, and a largest payload of an eighth of it less
+ * a record header. */
+static uint32_t record_max_payload(uint64_t capacity, uint32_t rec_hdr) {
+  return (uint32_t)(capacity / 8 - rec_hdr);
+}
+
+int rill__ring_init_records(const char *kind, uint32_t magic, uint32_t rec_hdr, void *mem,
+                            size_t bytes, uint64_t capacity) {
+  int rc = rill__ring_check_mem(kind, mem, bytes);
+  if (rc)
+    return rc;
+  size_t need = rill__ring_record_bytes(capacity);
+  if (!need)
+    return rill__err(RILL_EINVAL, "ring %s: capacity %llu is not a power of two in 256..2^32", kind,
+                     (unsigned long long)capacity);
+  if (bytes < need)
+    return rill__err(RILL_EINVAL, "ring %s: %zu bytes, the capacity needs %zu", kind, bytes, need);
+  rill__ring_format(mem, magic, capacity, record_max_payload(capacity, rec_hdr), need);
+  /* Every record header starts as "not written yet". */
+  memset((uint8_t *)mem + RILL_RING_DATA_OFF, 0, capacity);
+  return 0;
+}
+
+int rill__ring_read_records_hdr(const char *kind, uint32_t magic, uint32_t rec_hdr, const void *mem,
+                                size_t bytes, struct rill__ring_hdr *h) {
+  int rc = rill__ring_read_hdr(kind, mem, bytes, magic, h);
+  if (rc)
+    return rc;
+  size_t need = rill__ring_record_bytes(h->capacity);
+  if (!need || need != h->total || h->item_size != record_max_payload(h->capacity, rec_hdr))
+    return rill__err(RILL_ECORRUPT, "ring %s: capacity %llu, max payload %u, %llu bytes", kind,
+                     (unsigned long long)h->capacity, h->item_size, (unsigned long long)h->total);
+  return 0;
+}

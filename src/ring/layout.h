@@ -30,4 +30,15 @@ int rill__ring_read_hdr(const char *kind, const void *mem, size_t bytes, uint32_
 /* Bytes of a record ring (MPSC, bcast) of capacity data bytes, or 0. */
 size_t rill__ring_record_bytes(uint64_t capacity);
 
+/* Formats mem as a ring of variable-length records with rec_hdr-byte record
+ * headers (mpsc, bcast): checks the memory and capacity, writes the header,
+ * zeroes the data. */
+int rill__ring_init_records(const char *kind, uint32_t magic, uint32_t rec_hdr, void *mem,
+                            size_t bytes, uint64_t capacity);
+
+/* Reads the header of a records ring and checks its geometry is one that
+ * rill__ring_init_records() writes: RILL_EVERSION or RILL_ECORRUPT. */
+int rill__ring_read_records_hdr(const char *kind, uint32_t magic, uint32_t rec_hdr, const void *mem,
+                                size_t bytes, struct rill__ring_hdr *h);
+
 #endif

@@ -80,18 +80,9 @@ int rill_ring_mpsc_init(rill_ring_mpsc_t **out, void *mem, size_t bytes, uint64_
   if (!out)
     return rill__err(RILL_EINVAL, "ring mpsc: out is NULL");
   *out = NULL;
-  int rc = rill__ring_check_mem("mpsc", mem, bytes);
+  int rc = rill__ring_init_records("mpsc", RILL_RING_MPSC_MAGIC, HDR, mem, bytes, capacity);
   if (rc)
     return rc;
-  size_t need = rill_ring_mpsc_bytes(capacity);
-  if (!need)
-    return rill__err(RILL_EINVAL, "ring mpsc: capacity %llu is not a power of two in 256..2^32",
-                     (unsigned long long)capacity);
-  if (bytes < need)
-    return rill__err(RILL_EINVAL, "ring mpsc: %zu bytes, the capacity needs %zu", bytes, need);
-  rill__ring_format(mem, RILL_RING_MPSC_MAGIC, capacity, (uint32_t)(capacity / 8 - HDR), need);
-  /* Every header starts as "not written yet". */
-  memset((uint8_t *)mem + RILL_RING_DATA_OFF, 0, capacity);
   return make_handle(out, mem, capacity);
 }
 
@@ -100,13 +91,9 @@ int rill_ring_mpsc_attach(rill_ring_mpsc_t **out, void *mem, size_t bytes) {
     return rill__err(RILL_EINVAL, "ring mpsc: out is NULL");
   *out = NULL;
   struct rill__ring_hdr h;
-  int rc = rill__ring_read_hdr("mpsc", mem, bytes, RILL_RING_MPSC_MAGIC, &h);
+  int rc = rill__ring_read_records_hdr("mpsc", RILL_RING_MPSC_MAGIC, HDR, mem, bytes, &h);
   if (rc)
     return rc;
-  size_t need = rill_ring_mpsc_bytes(h.capacity);
-  if (!need || need != h.total || h.item_size != h.capacity / 8 - HDR)
-    return rill__err(RILL_ECORRUPT, "ring mpsc: capacity %llu, max payload %u, %llu bytes",
-                     (unsigned long long)h.capacity, h.item_size, (unsigned long long)h.total);
   /* As for SPSC: head, tail, head again bound a live ring's tail. */
   uint8_t *base = mem;
   const struct rill__ring_mpsc_prod *p = (const void *)(base + RILL_RING_PROD_OFF);
