@@ -171,8 +171,8 @@ struct rill__slab_head {
   uint32_t flags; /* RILL_SLAB_CHECKED makes every call take the slow path */
   uintptr_t base; /* start of the reserved range */
   size_t stride;  /* object size after alignment */
-    uint64_t div;      /* ceil(2^64 / stride): a 32-bit off is a multiple of
-                        stride iff off * div < div (mod 2^64; Lemire et al.) */
+  uint64_t div;   /* ceil(2^64 / stride): a 32-bit off is a multiple of
+                   stride iff off * div < div (mod 2^64; Lemire et al.) */
   size_t limit;   /* committed bytes; grows under the depot lock */
 };
 

@@ -4,9 +4,9 @@
 #ifndef RILL_H
 #define RILL_H
 
+#include "bus.h"
 #include "core.h"
 #include "mem.h"
 #include "ring.h"
-#include "bus.h"
 
 #endif /* RILL_H */

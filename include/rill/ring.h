@@ -508,9 +508,10 @@ void rill_ring_bcast_join_oldest(const rill_ring_bcast_t *r, rill_ring_bcast_rea
  *  the oldest whole record, rd->lost_records and rd->lost_bytes say what
  *  was skipped; call again to read on); RILL_EMSGSIZE when cap is too small
  *  (*len says what is needed, the record stays next); RILL_ECORRUPT when a
- *  header the writer is not overwriting is impossible, or when lapped and
- *  the oldest record never holds still (a writer that died mid-record, or
- *  counters no writer made). */
+ *  header the writer is not overwriting is impossible. A lapped reader
+ *  whose oldest record is still being overwritten after a short wait (the
+ *  writer was preempted mid-record, or died there) gets RILL_EAGAIN and
+ *  stays where it is: the next call retries. */
 int rill_ring_bcast_read(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, void *buf,
                          size_t cap, size_t *len, int32_t *type);
 
