@@ -1,8 +1,9 @@
 /*
  * rill bus: the sharded in-process event bus (issue 3).
  *
- * The bus API (ingest, backpressure, sinks, poll with cursors) will join
- * this header; for now it holds the filters consumers will poll with.
+ * The bus: producers publish events without a lock into per-shard SPSC
+ * rings they own; worker threads drain the rings into batches for a sink.
+ * Below it, the filters consumers will poll with (poll is not built yet).
  */
 #ifndef RILL_BUS_H
 #define RILL_BUS_H
@@ -16,6 +17,146 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* ---- the bus: lock-free ingest, sharded workers, sinks ----------------- */
+
+/*
+ * A bus has `shards` shards. Each producer handle owns one SPSC ring per
+ * shard, so publishing is the inline SPSC push and shares nothing with
+ * other producers. Worker threads each own a fixed set of shards (shard s
+ * belongs to worker s % workers) and drain every producer's ring for those
+ * shards into batches for the sink.
+ *
+ * Order: events of one producer to one shard reach the sink in the order
+ * they were published; across producers, order within a shard is the
+ * order the worker drained them. Each event gets a per-shard sequence
+ * number (dense, from 0) when its batch is delivered.
+ *
+ * Events are delivered in place: rill_event_t.data points into the ring
+ * slot, valid only during on_batch.
+ */
+
+#define RILL_BUS_MAX_SHARDS 1024u
+
+/** What a producer does when its ring for the event's shard is full. */
+typedef enum rill_bus_policy {
+  RILL_BUS_DROP_NEWEST = 0, /* drop the event, count it, return 0 */
+  RILL_BUS_FAIL,            /* return RILL_EFULL, count it */
+  RILL_BUS_BLOCK,           /* wait for room up to block_timeout_ns, then RILL_ETIMEDOUT */
+  RILL_BUS_SAMPLE,          /* under pressure (under 1/4 of the ring free) keep 1 in sample_n */
+} rill_bus_policy_t;
+
+/** One delivered event. */
+typedef struct rill_event {
+  const void *data; /* the payload, in the ring slot: valid during on_batch */
+  uint32_t len;     /* payload bytes */
+  uint32_t shard;   /* 0..shards-1 */
+  uint64_t seq;     /* per shard, dense from 0, assigned by the worker */
+  uint64_t ts_ns;   /* rill_time_ns() when it was published */
+} rill_event_t;
+
+/** Where a bus delivers. on_batch is called by worker threads, possibly by
+ *  several at once for different shards; each call holds 1..batch_max
+ *  events of one shard. flush and then close are called once, by
+ *  rill_bus_close, after the workers are stopped. flush and close may be
+ *  NULL. */
+typedef struct rill_sink {
+  void (*on_batch)(void *ctx, const rill_event_t *ev, size_t n);
+  void (*flush)(void *ctx);
+  void (*close)(void *ctx);
+  void *ctx;
+} rill_sink_t;
+
+/** Bus options; zero fields take the defaults. */
+typedef struct rill_bus_opts {
+  uint32_t shards;           /* 1..RILL_BUS_MAX_SHARDS; default 4 */
+  uint32_t ring_slots;       /* per producer per shard, a power of two >= 2; default 4096 */
+  uint32_t slot_payload;     /* largest inline payload, 1..65520; default 120 */
+  rill_bus_policy_t policy;  /* default RILL_BUS_DROP_NEWEST */
+  uint64_t block_timeout_ns; /* RILL_BUS_BLOCK; default 1 s */
+  uint32_t sample_n;         /* RILL_BUS_SAMPLE: keep 1 in sample_n; default 10 */
+  uint32_t workers;          /* threads, 1..shards; default 1 */
+  rill_sink_t *sink;         /* required; copied at create */
+  uint32_t batch_min;        /* default 1 */
+  uint32_t batch_max;        /* >= batch_min; default 256 */
+  uint64_t max_delay_ns;     /* how long a batch under batch_min may wait; default 1 ms */
+} rill_bus_opts_t;
+
+/** Totals since create. Pass shard_fill (an array of `shards` entries) to
+ *  get each shard's fill summed over the producers' rings, or NULL. */
+typedef struct rill_bus_stats {
+  uint64_t ingested; /* publishes that reached a ring or a counted drop */
+  uint64_t delivered;
+  uint64_t dropped_newest;
+  uint64_t dropped_sampled;
+  uint64_t failed_full;
+  uint64_t blocked_timeouts;
+  uint64_t batches;
+  uint64_t *shard_fill; /* in: NULL or shards entries; out: filled */
+} rill_bus_stats_t;
+
+typedef struct rill_bus rill_bus_t;
+typedef struct rill_bus_producer rill_bus_producer_t;
+
+/** Creates a bus and starts its workers. RILL_EINVAL (with rill_errmsg)
+ *  for options out of range or a missing sink; RILL_ENOMEM; or the error of
+ *  pthread_create. */
+int rill_bus_create(rill_bus_t **out, const rill_bus_opts_t *opts);
+
+/** Stops ingest (later publishes get RILL_ECLOSED), lets the workers drain
+ *  every ring into the sink, joins them and calls the sink's flush and
+ *  close. When timeout_ns passes first, the workers stop after their
+ *  current batch and *left (may be NULL) says how many published events
+ *  were not delivered; 0 otherwise. Publishes must not run concurrently
+ *  with close: one that does is delivered or counted in *left. A sink that
+ *  never returns from on_batch blocks close. RILL_ETIMEDOUT when events
+ *  were left, RILL_ECLOSED on a second call. */
+int rill_bus_close(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left);
+
+/** Frees the bus (closing it first with a 1 s timeout if needed) and every
+ *  producer still open: their handles become invalid. NULL is a no-op. */
+void rill_bus_destroy(rill_bus_t *bus);
+
+/** Opens a producer: one SPSC ring per shard, used by one thread at a time.
+ *  May be called while the workers run. RILL_ECLOSED after close. */
+int rill_bus_producer_open(rill_bus_t *bus, rill_bus_producer_t **out);
+
+/** Closes a producer. Its events already published are still delivered:
+ *  the workers drain its rings and then free them. The handle is invalid
+ *  afterwards. NULL is a no-op. */
+void rill_bus_producer_close(rill_bus_producer_t *p);
+
+/** Publishes len bytes (0..slot_payload) to the shard
+ *  rill_hash_reduce(rill_hash64(data, len), shards). Copies them into the
+ *  ring; takes no lock and allocates nothing. 0 when published or dropped
+ *  by policy (DROP_NEWEST, SAMPLE); RILL_EFULL (FAIL), RILL_ETIMEDOUT
+ *  (BLOCK), RILL_EMSGSIZE over slot_payload, RILL_ECLOSED after close. */
+int rill_bus_publish(rill_bus_producer_t *p, const void *data, uint32_t len);
+
+/** rill_bus_publish to shard key % shards: events of one key keep their
+ *  order. */
+int rill_bus_publish_key(rill_bus_producer_t *p, uint64_t key, const void *data, uint32_t len);
+
+/** Snapshot of the totals (producers' counters summed, including closed
+ *  ones). Takes the producer-list lock; not for the hot path. */
+void rill_bus_stats(rill_bus_t *bus, rill_bus_stats_t *st);
+
+/** Per-shard and total counts kept by the counting sink. Updated with
+ *  relaxed atomic adds; read them with __atomic loads while the bus runs,
+ *  or plainly after rill_bus_close. */
+typedef struct rill_sink_counters {
+  uint64_t events;
+  uint64_t bytes;
+  uint64_t batches;
+  uint64_t flushes;
+  uint64_t closes;
+  uint64_t shard_events[RILL_BUS_MAX_SHARDS];
+  uint64_t shard_bytes[RILL_BUS_MAX_SHARDS];
+} rill_sink_counters_t;
+
+/** Fills *sink with the built-in counting sink, which adds into *c (zeroed
+ *  here). c must outlive the bus. */
+void rill_sink_counting(rill_sink_t *sink, rill_sink_counters_t *c);
 
 /* ---- filters: JSON predicates evaluated on raw bytes ------------------- */
 

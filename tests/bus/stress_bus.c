@@ -1,0 +1,173 @@
+/*
+ * The bus under threads: 1, 2, 4 and 8 producers with BLOCK and no loss,
+ * producers opening and closing while the workers run, and exact
+ * accounting under DROP_NEWEST. The sink checks per-producer per-shard
+ * order (each payload carries its producer id and a counter) and the
+ * per-shard sequence numbers.
+ */
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "rill/bus.h"
+#include "stress.h"
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define SCALE 8
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define SCALE 8
+#endif
+#endif
+#ifndef SCALE
+#define SCALE 1
+#endif
+
+#define SHARDS   8
+#define MAX_PIDS 1024
+
+struct payload {
+  uint32_t pid;
+  uint32_t pad;
+  uint64_t ctr;
+};
+
+/* Checking sink. last[pid][shard] and next_seq[shard] are touched only by
+ * the worker owning the shard, so they need no atomics. */
+typedef struct {
+  uint64_t last[MAX_PIDS][SHARDS]; /* counter + 1 of the last event seen */
+  uint64_t next_seq[SHARDS];
+  uint64_t events; /* atomic */
+  int slow;        /* nap in each batch */
+} check_t;
+
+static void check_batch(void *ctx, const rill_event_t *ev, size_t n) {
+  check_t *c = ctx;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t s = ev[i].shard;
+    CHECK(s < SHARDS, "shard %u", s);
+    CHECK(ev[i].seq == c->next_seq[s], "shard %u seq %llu want %llu", s,
+          (unsigned long long)ev[i].seq, (unsigned long long)c->next_seq[s]);
+    c->next_seq[s]++;
+    CHECK(ev[i].len == sizeof(struct payload), "len %u", ev[i].len);
+    struct payload pl;
+    memcpy(&pl, ev[i].data, sizeof pl);
+    CHECK(pl.pid < MAX_PIDS, "pid %u", pl.pid);
+    CHECK(pl.ctr + 1 > c->last[pl.pid][s], "pid %u shard %u: %llu after %llu", pl.pid, s,
+          (unsigned long long)pl.ctr, (unsigned long long)c->last[pl.pid][s] - 1);
+    c->last[pl.pid][s] = pl.ctr + 1;
+  }
+  __atomic_fetch_add(&c->events, n, __ATOMIC_RELAXED);
+  if (c->slow) {
+    struct timespec ts = {0, 20000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static check_t chk;
+
+typedef struct {
+  rill_bus_t *bus;
+  uint32_t pid0;
+  uint32_t rounds; /* open, publish, close this many times */
+  uint64_t events; /* per round */
+  int expect_all;  /* every publish must return 0 */
+  uint64_t ok;
+} prod_arg_t;
+
+static void *producer(void *arg) {
+  prod_arg_t *a = arg;
+  for (uint32_t r = 0; r < a->rounds; r++) {
+    rill_bus_producer_t *p;
+    CHECK(rill_bus_producer_open(a->bus, &p) == 0, "open: %s", rill_errmsg());
+    struct payload pl = {a->pid0 + r, 0, 0};
+    for (uint64_t i = 0; i < a->events; i++) {
+      pl.ctr = i;
+      int rc = rill_bus_publish(p, &pl, sizeof pl);
+      if (a->expect_all)
+        CHECK(rc == 0, "publish: %d %s", rc, rill_errmsg());
+      a->ok += rc == 0;
+    }
+    rill_bus_producer_close(p);
+  }
+  return NULL;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void run(int nprod, uint32_t rounds, uint64_t events, rill_bus_policy_t pol,
+                uint32_t workers, uint32_t ring_slots, int slow, const char *name) {
+  memset(&chk, 0, sizeof chk);
+  chk.slow = slow;
+  rill_sink_t sink = {check_batch, NULL, NULL, &chk};
+  rill_bus_t *bus;
+  CHECK(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
+                                                 .shards = SHARDS,
+                                                 .workers = workers,
+                                                 .ring_slots = ring_slots,
+                                                 .policy = pol,
+                                                 .block_timeout_ns = 10000000000ull,
+                                                 .batch_max = 64}) == 0,
+        "create: %s", rill_errmsg());
+  prod_arg_t a[8];
+  pthread_t t[8];
+  double t0 = now_s();
+  for (int i = 0; i < nprod; i++) {
+    a[i] = (prod_arg_t){bus, (uint32_t)i * rounds, rounds, events, pol == RILL_BUS_BLOCK, 0};
+    CHECK(pthread_create(&t[i], NULL, producer, &a[i]) == 0, "pthread_create");
+  }
+  uint64_t ok = 0;
+  for (int i = 0; i < nprod; i++) {
+    pthread_join(t[i], NULL);
+    ok += a[i].ok;
+  }
+  uint64_t left = 1;
+  CHECK(rill_bus_close(bus, 10000000000ull, &left) == 0, "close: %s", rill_errmsg());
+  double dt = now_s() - t0;
+  CHECK(left == 0, "left %llu", (unsigned long long)left);
+  rill_bus_stats_t st = {0};
+  rill_bus_stats(bus, &st);
+  uint64_t total = (uint64_t)nprod * rounds * events;
+  uint64_t dropped = st.dropped_newest + st.dropped_sampled + st.failed_full + st.blocked_timeouts;
+  CHECK(st.ingested == total, "ingested %llu of %llu", (unsigned long long)st.ingested,
+        (unsigned long long)total);
+  CHECK(st.ingested == st.delivered + dropped, "ingested %llu delivered %llu dropped %llu",
+        (unsigned long long)st.ingested, (unsigned long long)st.delivered,
+        (unsigned long long)dropped);
+  CHECK(chk.events == st.delivered, "sink %llu delivered %llu", (unsigned long long)chk.events,
+        (unsigned long long)st.delivered);
+  CHECK(pol != RILL_BUS_BLOCK || ok == st.delivered, "ok %llu delivered %llu",
+        (unsigned long long)ok, (unsigned long long)st.delivered);
+  if (pol == RILL_BUS_BLOCK)
+    CHECK(dropped == 0 && st.delivered == total, "lost %llu", (unsigned long long)dropped);
+  uint64_t seqs = 0;
+  for (int s = 0; s < SHARDS; s++)
+    seqs += chk.next_seq[s];
+  CHECK(seqs == st.delivered, "seqs %llu", (unsigned long long)seqs);
+  printf("     %s: %llu events, %llu dropped, %llu batches, %.1f M events/s\n", name,
+         (unsigned long long)total, (unsigned long long)dropped, (unsigned long long)st.batches,
+         (double)st.delivered / dt / 1e6);
+  rill_bus_destroy(bus);
+}
+
+#define EV (400000 / SCALE)
+
+static void block_1(void) { run(1, 1, EV, RILL_BUS_BLOCK, 2, 1024, 0, "block 1p"); }
+static void block_2(void) { run(2, 1, EV, RILL_BUS_BLOCK, 2, 1024, 0, "block 2p"); }
+static void block_4(void) { run(4, 1, EV / 2, RILL_BUS_BLOCK, 4, 256, 0, "block 4p"); }
+static void block_8(void) { run(8, 1, EV / 4, RILL_BUS_BLOCK, 3, 64, 0, "block 8p"); }
+static void churn(void) { run(4, 100, EV / 400, RILL_BUS_BLOCK, 2, 64, 0, "churn 4x100"); }
+static void drops(void) { run(4, 4, EV / 16, RILL_BUS_DROP_NEWEST, 2, 16, 1, "drop 4p"); }
+
+int main(void) {
+  static const stress_case_t cases[] = {
+      {"block, 1 producer", block_1},      {"block, 2 producers", block_2},
+      {"block, 4 producers", block_4},     {"block, 8 producers", block_8},
+      {"open/close while running", churn}, {"drop-newest accounting", drops},
+  };
+  return stress_run(cases, (int)(sizeof cases / sizeof cases[0]));
+}
