@@ -137,6 +137,22 @@ int rill_bus_publish(rill_bus_producer_t *p, const void *data, uint32_t len);
  *  order. */
 int rill_bus_publish_key(rill_bus_producer_t *p, uint64_t key, const void *data, uint32_t len);
 
+/** One event of a batch publish. */
+typedef struct rill_bus_iov {
+  const void *data;
+  uint32_t len;
+} rill_bus_iov_t;
+
+/** Publishes n events, each to its hashed shard as rill_bus_publish does,
+ *  with one ring reserve and commit per run of consecutive events bound for
+ *  the same shard (and one timestamp for the whole call). Events that do not
+ *  fit take the policy one by one. Stops at the first error (RILL_EFULL,
+ *  RILL_ETIMEDOUT, RILL_EMSGSIZE, RILL_ECLOSED) and returns it; *done (may
+ *  be NULL) says how many events were handled before it (published or
+ *  dropped by policy). 0 when all were handled. */
+int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_bus_iov_t *iov, size_t n,
+                           size_t *done);
+
 /** Snapshot of the totals (producers' counters summed, including closed
  *  ones). Takes the producer-list lock; not for the hot path. */
 void rill_bus_stats(rill_bus_t *bus, rill_bus_stats_t *st);

@@ -655,6 +655,80 @@ int rill_bus_publish_key(rill_bus_producer_t *p, uint64_t key, const void *data,
   return publish_to(p, (uint32_t)(key % p->bus->o.shards), data, len);
 }
 
+/* Copies a run of events bound for one shard with one reserve and one
+ * commit per contiguous stretch of free slots. Returns how many it pushed
+ * (fewer when the ring filled up). */
+static size_t push_run(rill_bus_t *bus, rill_ring_spsc_t *r, const rill_bus_iov_t *iov, size_t n,
+                       uint64_t ts) {
+  size_t pushed = 0;
+  while (pushed < n) {
+    size_t got;
+    uint8_t *sl = rill_ring_spsc_reserve(r, n - pushed, &got);
+    if (!got)
+      break;
+    for (size_t k = 0; k < got; k++, sl += bus->slot_size) {
+      const rill_bus_iov_t *e = &iov[pushed + k];
+      struct slot_hdr h = {ts, e->len, 0};
+      memcpy(sl, &h, sizeof h);
+      if (e->len)
+        memcpy(sl + SLOT_HDR, e->data, e->len);
+    }
+    rill_ring_spsc_commit(r, got);
+    pushed += got;
+  }
+  return pushed;
+}
+
+int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_bus_iov_t *iov, size_t n,
+                           size_t *done) {
+  rill_bus_t *bus = p->bus;
+  size_t i = 0;
+  int rc = 0;
+  if (RILL_UNLIKELY(__atomic_load_n(&bus->stop, __ATOMIC_RELAXED))) {
+    rc = rill__err(RILL_ECLOSED, "bus: publish after close");
+    goto out;
+  }
+  uint64_t ts = rill_time_ns();
+  uint32_t shard = n ? rill_hash_reduce(rill_hash64(iov[0].data, iov[0].len), bus->o.shards) : 0;
+  while (i < n) {
+    /* The run: events from i on that go to the same shard and fit. */
+    size_t j = i;
+    uint32_t next = shard;
+    while (j < n && iov[j].len <= bus->o.slot_payload) {
+      next = rill_hash_reduce(rill_hash64(iov[j].data, iov[j].len), bus->o.shards);
+      if (next != shard)
+        break;
+      j++;
+    }
+    rill_ring_spsc_t *r = p->rings[shard];
+    size_t k = i;
+    if (bus->o.policy != RILL_BUS_SAMPLE) {
+      k += push_run(bus, r, iov + i, j - i, ts);
+      __atomic_store_n(&p->c.ingested, p->c.ingested + (k - i), __ATOMIC_RELAXED);
+    }
+    /* What did not fit (or every event under SAMPLE) takes the one-event
+     * path and its policy. */
+    for (; k < j; k++) {
+      rc = publish_to(p, shard, iov[k].data, iov[k].len);
+      if (rc) {
+        i = k;
+        goto out;
+      }
+    }
+    i = j;
+    if (j < n && iov[j].len > bus->o.slot_payload) {
+      rc = rill__err(RILL_EMSGSIZE, "bus: payload %u over slot_payload %u", iov[j].len,
+                     bus->o.slot_payload);
+      goto out;
+    }
+    shard = next;
+  }
+out:
+  if (done)
+    *done = i;
+  return rc;
+}
+
 /* ---- stats ------------------------------------------------------------- */
 
 void rill_bus_stats(rill_bus_t *bus, rill_bus_stats_t *st) {

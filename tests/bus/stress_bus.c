@@ -72,6 +72,7 @@ typedef struct {
   uint32_t rounds; /* open, publish, close this many times */
   uint64_t events; /* per round */
   int expect_all;  /* every publish must return 0 */
+  int batch;       /* publish in batches of 16 */
   uint64_t ok;
 } prod_arg_t;
 
@@ -81,6 +82,22 @@ static void *producer(void *arg) {
     rill_bus_producer_t *p;
     CHECK(rill_bus_producer_open(a->bus, &p) == 0, "open: %s", rill_errmsg());
     struct payload pl = {a->pid0 + r, 0, 0};
+    if (a->batch) {
+      struct payload b[16];
+      rill_bus_iov_t iov[16];
+      for (uint64_t i = 0; i < a->events; i += 16) {
+        size_t n = a->events - i < 16 ? (size_t)(a->events - i) : 16, done = 0;
+        for (size_t k = 0; k < n; k++) {
+          b[k] = (struct payload){a->pid0 + r, 0, i + k};
+          iov[k] = (rill_bus_iov_t){&b[k], sizeof b[k]};
+        }
+        int rc = rill_bus_publish_batch(p, iov, n, &done);
+        CHECK(rc == 0 && done == n, "publish_batch: %d %s", rc, rill_errmsg());
+        a->ok += n;
+      }
+      rill_bus_producer_close(p);
+      continue;
+    }
     for (uint64_t i = 0; i < a->events; i++) {
       pl.ctr = i;
       int rc = rill_bus_publish(p, &pl, sizeof pl);
@@ -98,6 +115,8 @@ static double now_s(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
+
+static int batch_mode;
 
 static void run(int nprod, uint32_t rounds, uint64_t events, rill_bus_policy_t pol,
                 uint32_t workers, uint32_t ring_slots, int slow, const char *name) {
@@ -117,7 +136,8 @@ static void run(int nprod, uint32_t rounds, uint64_t events, rill_bus_policy_t p
   pthread_t t[8];
   double t0 = now_s();
   for (int i = 0; i < nprod; i++) {
-    a[i] = (prod_arg_t){bus, (uint32_t)i * rounds, rounds, events, pol == RILL_BUS_BLOCK, 0};
+    a[i] = (prod_arg_t){
+        bus, (uint32_t)i * rounds, rounds, events, pol == RILL_BUS_BLOCK, batch_mode, 0};
     CHECK(pthread_create(&t[i], NULL, producer, &a[i]) == 0, "pthread_create");
   }
   uint64_t ok = 0;
@@ -161,13 +181,19 @@ static void block_2(void) { run(2, 1, EV, RILL_BUS_BLOCK, 2, 1024, 0, "block 2p"
 static void block_4(void) { run(4, 1, EV / 2, RILL_BUS_BLOCK, 4, 256, 0, "block 4p"); }
 static void block_8(void) { run(8, 1, EV / 4, RILL_BUS_BLOCK, 3, 64, 0, "block 8p"); }
 static void churn(void) { run(4, 100, EV / 400, RILL_BUS_BLOCK, 2, 64, 0, "churn 4x100"); }
+static void batch_4(void) {
+  batch_mode = 1;
+  run(4, 1, EV / 2, RILL_BUS_BLOCK, 2, 256, 0, "batch 4p");
+  batch_mode = 0;
+}
 static void drops(void) { run(4, 4, EV / 16, RILL_BUS_DROP_NEWEST, 2, 16, 1, "drop 4p"); }
 
 int main(void) {
   static const stress_case_t cases[] = {
       {"block, 1 producer", block_1},      {"block, 2 producers", block_2},
       {"block, 4 producers", block_4},     {"block, 8 producers", block_8},
-      {"open/close while running", churn}, {"drop-newest accounting", drops},
+      {"open/close while running", churn}, {"batch publish, 4 producers", batch_4},
+      {"drop-newest accounting", drops},
   };
   return stress_run(cases, (int)(sizeof cases / sizeof cases[0]));
 }

@@ -326,3 +326,65 @@ Test(bus, zero_allocations_per_event) {
   cr_expect_eq(c.events + st.dropped_newest, 1000000);
   rill_bus_destroy(bus);
 }
+
+Test(bus, publish_batch_in_order) {
+  rec_t r;
+  rill_sink_t sink = rec_sink(&r);
+  rill_bus_t *bus;
+  cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
+                                                        .shards = 4,
+                                                        .workers = 2,
+                                                        .ring_slots = 64,
+                                                        .policy = RILL_BUS_BLOCK}),
+               0);
+  rill_bus_producer_t *p;
+  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  static uint32_t vals[1000];
+  static rill_bus_iov_t iov[1000];
+  char big[200] = {0};
+  for (uint32_t i = 0; i < 1000; i++) {
+    vals[i] = i + 1;
+    iov[i] = (rill_bus_iov_t){&vals[i], 4};
+  }
+  iov[500] = (rill_bus_iov_t){big, sizeof big};
+  size_t done = 0;
+  cr_expect_eq(rill_bus_publish_batch(p, iov, 1000, &done), RILL_EMSGSIZE);
+  cr_expect_eq(done, 500);
+  cr_expect_eq(rill_bus_publish_batch(p, iov + 501, 499, &done), 0);
+  cr_expect_eq(done, 499);
+  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_expect_eq(r.n, 999);
+  cr_expect_eq(r.bad, 0);
+  rill_bus_stats_t st = {0};
+  rill_bus_stats(bus, &st);
+  cr_expect_eq(st.ingested, 999);
+  cr_expect_eq(rill_bus_publish_batch(p, iov, 1, &done), RILL_ECLOSED);
+  cr_expect_eq(done, 0);
+  rill_bus_destroy(bus);
+}
+
+Test(bus, publish_batch_policies) {
+  rec_t r;
+  rill_sink_t sink;
+  rill_bus_producer_t *p;
+  static uint32_t vals[20];
+  rill_bus_iov_t iov[20];
+  for (uint32_t i = 0; i < 20; i++) {
+    vals[i] = i + 1;
+    iov[i] = (rill_bus_iov_t){&vals[i], 4};
+  }
+  size_t done = 0;
+  rill_bus_t *bus = stalled(&r, &sink, RILL_BUS_DROP_NEWEST, 8, &p);
+  cr_expect_eq(rill_bus_publish_batch(p, iov, 20, &done), 0);
+  cr_expect_eq(done, 20);
+  rill_bus_stats_t st = {0};
+  rill_bus_stats(bus, &st);
+  cr_expect_eq(st.dropped_newest, 13);
+  cr_expect_eq(st.ingested, 21);
+  unstall_close(bus, &r, 8);
+
+  bus = stalled(&r, &sink, RILL_BUS_FAIL, 8, &p);
+  cr_expect_eq(rill_bus_publish_batch(p, iov, 20, &done), RILL_EFULL);
+  cr_expect_eq(done, 7);
+  unstall_close(bus, &r, 8);
+}
