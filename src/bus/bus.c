@@ -556,19 +556,23 @@ void rill_bus_producer_close(rill_bus_producer_t *p) {
 
 /* The slow path: the ring for the shard is full, or under pressure for
  * SAMPLE. Applies the policy. */
-static int publish_full(rill_bus_producer_t *p, rill_ring_spsc_t *r, uint32_t shard,
-                        const void *data, uint32_t len);
+static int publish_full(rill_bus_producer_t *p, rill_ring_spsc_t *r, const void *data,
+                        uint32_t len);
 
-static inline int push_slot(rill_bus_t *bus, rill_ring_spsc_t *r, const void *data, uint32_t len) {
+/* An event into a reserved slot: its header, then its payload inline. */
+static inline void write_slot(uint8_t *sl, uint64_t ts, const void *data, uint32_t len) {
+  struct slot_hdr h = {ts, len, 0};
+  memcpy(sl, &h, sizeof h);
+  if (len)
+    memcpy(sl + SLOT_HDR, data, len);
+}
+
+static inline int push_slot(rill_ring_spsc_t *r, const void *data, uint32_t len) {
   size_t got;
   uint8_t *sl = rill_ring_spsc_reserve(r, 1, &got);
   if (RILL_UNLIKELY(!got))
     return RILL_EAGAIN;
-  struct slot_hdr h = {rill_time_ns(), len, 0};
-  memcpy(sl, &h, sizeof h);
-  if (len)
-    memcpy(sl + SLOT_HDR, data, len);
-  (void)bus;
+  write_slot(sl, rill_time_ns(), data, len);
   rill_ring_spsc_commit(r, 1);
   return 0;
 }
@@ -588,20 +592,19 @@ static int publish_to(rill_bus_producer_t *p, uint32_t shard, const void *data, 
     uint64_t q = (s->mask + 1) / 4;
     uint64_t tail = __atomic_load_n(&s->prod->tail, __ATOMIC_RELAXED);
     if (rill__ring_spsc_free(s, tail, q ? q : 1) < (q ? q : 1))
-      return publish_full(p, r, shard, data, len);
+      return publish_full(p, r, data, len);
     p->c.sample_ctr = 0;
   }
-  if (RILL_LIKELY(push_slot(bus, r, data, len) == 0)) {
+  if (RILL_LIKELY(push_slot(r, data, len) == 0)) {
     cnt_inc(&p->c.ingested);
     return 0;
   }
-  return publish_full(p, r, shard, data, len);
+  return publish_full(p, r, data, len);
 }
 
-static int publish_full(rill_bus_producer_t *p, rill_ring_spsc_t *r, uint32_t shard,
-                        const void *data, uint32_t len) {
+static int publish_full(rill_bus_producer_t *p, rill_ring_spsc_t *r, const void *data,
+                        uint32_t len) {
   rill_bus_t *bus = p->bus;
-  (void)shard;
   switch (bus->o.policy) {
   case RILL_BUS_DROP_NEWEST:
     cnt_inc(&p->c.ingested);
@@ -617,14 +620,14 @@ static int publish_full(rill_bus_producer_t *p, rill_ring_spsc_t *r, uint32_t sh
       cnt_inc(&p->c.dropped_sampled);
       return 0;
     }
-    if (push_slot(bus, r, data, len) != 0)
+    if (push_slot(r, data, len) != 0)
       cnt_inc(&p->c.dropped_newest);
     return 0;
   case RILL_BUS_BLOCK:
   default: {
     uint64_t deadline = rill_time_ns() + bus->o.block_timeout_ns;
     for (unsigned spins = 0;; spins++) {
-      if (push_slot(bus, r, data, len) == 0) {
+      if (push_slot(r, data, len) == 0) {
         cnt_inc(&p->c.ingested);
         return 0;
       }
@@ -666,13 +669,8 @@ static size_t push_run(rill_bus_t *bus, rill_ring_spsc_t *r, const rill_bus_iov_
     uint8_t *sl = rill_ring_spsc_reserve(r, n - pushed, &got);
     if (!got)
       break;
-    for (size_t k = 0; k < got; k++, sl += bus->slot_size) {
-      const rill_bus_iov_t *e = &iov[pushed + k];
-      struct slot_hdr h = {ts, e->len, 0};
-      memcpy(sl, &h, sizeof h);
-      if (e->len)
-        memcpy(sl + SLOT_HDR, e->data, e->len);
-    }
+    for (size_t k = 0; k < got; k++, sl += bus->slot_size)
+      write_slot(sl, ts, iov[pushed + k].data, iov[pushed + k].len);
     rill_ring_spsc_commit(r, got);
     pushed += got;
   }
@@ -691,13 +689,16 @@ int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_bus_iov_t *iov, si
   uint64_t ts = rill_time_ns();
   uint32_t shard = n ? rill_hash_reduce(rill_hash64(iov[0].data, iov[0].len), bus->o.shards) : 0;
   while (i < n) {
-    /* The run: events from i on that go to the same shard and fit. */
+    /* The run: events from i on that go to the same shard and fit. The
+     * shard of iov[i] is known already (it ended the previous run). */
     size_t j = i;
     uint32_t next = shard;
     while (j < n && iov[j].len <= bus->o.slot_payload) {
-      next = rill_hash_reduce(rill_hash64(iov[j].data, iov[j].len), bus->o.shards);
-      if (next != shard)
-        break;
+      if (j > i) {
+        next = rill_hash_reduce(rill_hash64(iov[j].data, iov[j].len), bus->o.shards);
+        if (next != shard)
+          break;
+      }
       j++;
     }
     rill_ring_spsc_t *r = p->rings[shard];
