@@ -174,6 +174,114 @@ typedef struct rill_sink_counters {
  *  here). c must outlive the bus. */
 void rill_sink_counting(rill_sink_t *sink, rill_sink_counters_t *c);
 
+/* ---- memory sink and poll: a retained window consumers read ------------ */
+
+/*
+ * The memory sink keeps, per shard, the most recent events in a window of
+ * window_bytes (a bcast ring: the shard's worker writes, any number of
+ * consumers read and are never waited for). Consumers read it with
+ * rill_bus_poll through a cursor: per shard, the position and sequence
+ * number of the next event. A cursor serialises to a few bytes
+ * (docs/FORMATS.md) and loads back, so a consumer that restarts resumes at
+ * exactly the next event it had not seen, provided the window still holds
+ * it; events the window dropped first are counted as lost, never silently
+ * skipped.
+ *
+ * Each retained event costs 32 bytes of headers plus its payload rounded
+ * up to 16; an event larger than the window's max payload (window_bytes /
+ * 8 - 32) is counted as omitted and not retained.
+ */
+typedef struct rill_memsink rill_memsink_t;
+typedef struct rill_filter rill_filter_t; /* below, with the filters */
+typedef struct rill_bus_cursor rill_bus_cursor_t;
+
+typedef struct rill_memsink_opts {
+  uint32_t shards;       /* the bus's shard count, 1..RILL_BUS_MAX_SHARDS; required */
+  uint64_t window_bytes; /* per shard, a power of two in 4096..2^32; default 1 MiB */
+  rill_sink_t *next;     /* NULL, or a sink that also gets every batch (after the window) */
+} rill_memsink_opts_t;
+
+/** Creates a memory sink. RILL_EINVAL for options out of range, RILL_ENOMEM. */
+int rill_memsink_create(rill_memsink_t **out, const rill_memsink_opts_t *opts);
+
+/** Fills *sink so that a bus delivers into ms (pass it as opts.sink). One
+ *  bus per memory sink. */
+void rill_memsink_sink(rill_memsink_t *ms, rill_sink_t *sink);
+
+/** Frees the sink. Its cursors must be freed first; the bus delivering
+ *  into it must be closed first. NULL is a no-op. */
+void rill_memsink_destroy(rill_memsink_t *ms);
+
+/** Largest payload the window retains (window_bytes / 8 - 32). */
+size_t rill_memsink_max_payload(const rill_memsink_t *ms);
+
+/** Totals since create: events retained, and events omitted as too large. */
+void rill_memsink_counts(const rill_memsink_t *ms, uint64_t *retained, uint64_t *omitted);
+
+/** Where a new cursor starts. */
+typedef enum rill_bus_from {
+  RILL_BUS_FROM_OLDEST = 0, /* the oldest event each shard's window still holds */
+  RILL_BUS_FROM_NOW,        /* the next event delivered from now on */
+} rill_bus_from_t;
+
+/** Order of the events one rill_bus_poll returns. */
+typedef enum rill_bus_order {
+  /* Each shard's events in sequence order; shards taken in turn, starting
+   * one further each call, so no shard starves. */
+  RILL_BUS_ORDER_SHARD = 0,
+  /* Merged across shards by publish timestamp: each event returned is the
+   * earliest of the shards' next events (ties by shard). Within a shard
+   * events stay in sequence order, which is timestamp order for one
+   * producer; events of two producers on one shard are in the order the
+   * worker drained them, so their timestamps may interleave. An event
+   * delivered after a poll may carry an earlier timestamp than one that
+   * poll returned. */
+  RILL_BUS_ORDER_TIME,
+} rill_bus_order_t;
+
+/** Opens a cursor on ms, with a private buffer for the events poll
+ *  returns. RILL_EINVAL, RILL_ENOMEM. A cursor is used by one thread at a
+ *  time; any number of cursors may poll one sink at once. */
+int rill_bus_cursor_open(rill_memsink_t *ms, rill_bus_from_t from, rill_bus_cursor_t **out);
+
+/** Frees a cursor. NULL is a no-op. */
+void rill_bus_cursor_free(rill_bus_cursor_t *c);
+
+/** Bytes rill_bus_cursor_save writes for this cursor: 32 + 16 per shard. */
+size_t rill_bus_cursor_size(const rill_bus_cursor_t *c);
+
+/** Serialises the cursor's position (docs/FORMATS.md) into buf. *len (may
+ *  be NULL) gets the size. RILL_ENOBUFS when cap is smaller. */
+int rill_bus_cursor_save(const rill_bus_cursor_t *c, void *buf, size_t cap, size_t *len);
+
+/** A cursor at the position saved in buf, for the same memory sink (which
+ *  has to be the one the position was saved from: a sink gets a random
+ *  identity at create). RILL_EVERSION for a wrong magic or version,
+ *  RILL_ECORRUPT for a wrong length, checksum or an impossible position,
+ *  RILL_EINVAL for a position saved from another sink or shard count. */
+int rill_bus_cursor_load(rill_memsink_t *ms, const void *buf, size_t len,
+                         rill_bus_cursor_t **out);
+
+/** Events this cursor lost because a window dropped them before it read
+ *  them, since it was opened or loaded. */
+uint64_t rill_bus_cursor_lost(const rill_bus_cursor_t *c);
+
+/** The sequence number of the next event the cursor will read from shard. */
+uint64_t rill_bus_cursor_next_seq(const rill_bus_cursor_t *c, uint32_t shard);
+
+/** Reads up to limit events past the cursor into ev and moves the cursor
+ *  past them, and past the events the filter rejects (f NULL takes every
+ *  event). ev[i].data points into the cursor's buffer: valid until the
+ *  next poll or free of this cursor. *n gets the count, 0 when nothing is
+ *  new. Allocates nothing and never waits for the writer. Returns 0;
+ *  RILL_ELAGGED when the cursor was lapped on some shard (the lost events
+ *  are added to rill_bus_cursor_lost; the *n events returned are valid and
+ *  the next poll goes on from the oldest event held); RILL_ECORRUPT when a
+ *  window holds a record that cannot be (the cursor does not point at
+ *  one); RILL_EINVAL for a bad order. */
+int rill_bus_poll(rill_bus_cursor_t *c, const rill_filter_t *f, rill_bus_order_t order,
+                  rill_event_t *ev, size_t limit, size_t *n);
+
 /* ---- filters: JSON predicates evaluated on raw bytes ------------------- */
 
 /*

@@ -59,6 +59,7 @@ extern "C" {
 #define RILL_ETIMEDOUT  (-ETIMEDOUT)
 #define RILL_ECONNRESET (-ECONNRESET)
 #define RILL_ECANCELED  (-ECANCELED)
+#define RILL_ENOBUFS    (-ENOBUFS)
 
 /* rill's own codes. */
 #define RILL_ECORRUPT (-4001) /* stored or received bytes fail a check */

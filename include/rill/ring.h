@@ -491,6 +491,19 @@ size_t rill_ring_bcast_max_payload(const rill_ring_bcast_t *r);
  *  for a negative type. */
 int rill_ring_bcast_write(rill_ring_bcast_t *r, int32_t type, const void *data, size_t len);
 
+/** One piece of a record gathered by rill_ring_bcast_writev. */
+typedef struct rill_ring_part {
+  const void *data;
+  size_t len;
+} rill_ring_part_t;
+
+/** Writer: rill_ring_bcast_write of the n parts' bytes one after another,
+ *  as one record, without staging them: a header or prefix and a payload
+ *  from elsewhere, say. RILL_EMSGSIZE when they add up to more than the
+ *  max payload. */
+int rill_ring_bcast_writev(rill_ring_bcast_t *r, int32_t type, const rill_ring_part_t *parts,
+                           size_t n);
+
 /** Records written since init. */
 uint64_t rill_ring_bcast_written(const rill_ring_bcast_t *r);
 
@@ -513,6 +526,14 @@ void rill_ring_bcast_join_oldest(const rill_ring_bcast_t *r, rill_ring_bcast_rea
  *  writer was preempted mid-record, or died there) gets RILL_EAGAIN and
  *  stays where it is: the next call retries. */
 int rill_ring_bcast_read(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, void *buf,
+                         size_t cap, size_t *len, int32_t *type);
+
+/** rill_ring_bcast_read without moving on: copies the first min(cap, len)
+ *  bytes of the next record's payload, with its full length in *len, and
+ *  leaves rd on it (a merge looks at each ring's next record this way).
+ *  Returns as read does, except that a short cap is not RILL_EMSGSIZE. A
+ *  lapped reader still moves to the oldest record and gets RILL_ELAGGED. */
+int rill_ring_bcast_peek(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, void *buf,
                          size_t cap, size_t *len, int32_t *type);
 
 #ifdef __cplusplus

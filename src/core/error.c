@@ -61,6 +61,7 @@ const char *rill_strerror(int err) {
   case RILL_ETIMEDOUT: return "ETIMEDOUT: timed out";
   case RILL_ECONNRESET: return "ECONNRESET: connection reset";
   case RILL_ECANCELED: return "ECANCELED: canceled";
+  case RILL_ENOBUFS: return "ENOBUFS: buffer too small";
   default: return err < 0 ? "EUNKNOWN: unknown error" : "not an error code";
   }
 }

@@ -169,12 +169,53 @@ uint64_t rill_ring_bcast_written(const rill_ring_bcast_t *r) {
   return __atomic_load_n(&r->w->next_seq, __ATOMIC_RELAXED);
 }
 
+/* Stores the parts' bytes as consecutive words from off, the last word
+ * zero-padded. Whole words go straight from a part; only the bytes that
+ * straddle two parts gather in acc. */
+static void store_parts(rill_ring_bcast_t *r, uint64_t off, const rill_ring_part_t *parts,
+                        size_t n) {
+  uint64_t acc = 0;
+  size_t have = 0; /* bytes in acc */
+  for (size_t p = 0; p < n; p++) {
+    const uint8_t *src = parts[p].data;
+    size_t len = parts[p].len, i = 0;
+    while (have && i < len) {
+      acc |= (uint64_t)src[i++] << (8 * have);
+      if (++have == 8) {
+        store_w(r, off, acc);
+        off += 8;
+        acc = 0;
+        have = 0;
+      }
+    }
+    for (; i + 8 <= len; i += 8, off += 8) {
+      uint64_t v;
+      memcpy(&v, src + i, 8);
+      store_w(r, off, v);
+    }
+    for (; i < len; i++)
+      acc |= (uint64_t)src[i] << (8 * have++);
+  }
+  if (have)
+    store_w(r, off, acc);
+}
+
 int rill_ring_bcast_write(rill_ring_bcast_t *r, int32_t type, const void *data, size_t len) {
+  rill_ring_part_t part = {data, len};
+  return rill_ring_bcast_writev(r, type, &part, 1);
+}
+
+int rill_ring_bcast_writev(rill_ring_bcast_t *r, int32_t type, const rill_ring_part_t *parts,
+                           size_t nparts) {
   if (RILL_UNLIKELY(type < 0))
     return rill__err(RILL_EINVAL, "ring bcast: record type %d is reserved", (int)type);
-  if (RILL_UNLIKELY(len > r->max_payload))
-    return rill__err(RILL_EMSGSIZE, "ring bcast: %zu bytes, the ring takes at most %zu", len,
-                     r->max_payload);
+  size_t len = 0;
+  for (size_t p = 0; p < nparts; p++) {
+    len += parts[p].len;
+    if (RILL_UNLIKELY(len < parts[p].len || len > r->max_payload))
+      return rill__err(RILL_EMSGSIZE, "ring bcast: %zu bytes or more, the ring takes at most %zu",
+                       len, r->max_payload);
+  }
   struct rill__ring_bcast_w *w = r->w;
   const uint64_t cap = r->cap;
   /* Relaxed: the writer reads back its own counters. */
@@ -213,18 +254,7 @@ int rill_ring_bcast_write(rill_ring_bcast_t *r, int32_t type, const void *data, 
   }
   store_w(r, off, word0((int32_t)(len + HDR), type));
   store_w(r, off + 8, seq);
-  const uint8_t *src = data;
-  size_t i = 0;
-  for (; i + 8 <= len; i += 8) {
-    uint64_t v;
-    memcpy(&v, src + i, 8);
-    store_w(r, off + HDR + i, v);
-  }
-  if (i < len) {
-    uint64_t v = 0;
-    memcpy(&v, src + i, len - i);
-    store_w(r, off + HDR + i, v);
-  }
+  store_parts(r, off + HDR, parts, nparts);
   __atomic_store_n(&w->next_seq, seq + 1, WORD_STORE);
   /* Release: the record (and next_seq) are visible before readers, which
    * acquire tail, see it. */
@@ -328,8 +358,11 @@ static int lapped(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd) {
   }
 }
 
-int rill_ring_bcast_read(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, void *buf,
-                         size_t cap, size_t *len, int32_t *type) {
+/* read, or with peek: copy at most cap bytes of the payload and leave the
+ * cursor on the record (it still moves past padding, and to the oldest
+ * record when lapped: neither is a record the reader could have read). */
+static int read_rec(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, void *buf, size_t cap,
+                    size_t *len, int32_t *type, bool peek) {
   for (;;) {
     uint64_t cursor = rd->cursor;
     /* Acquire: pairs with the writer's release of tail: the records before
@@ -347,17 +380,17 @@ int rill_ring_bcast_read(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *r
     bool valid = l >= (int64_t)HDR && ALIGN16((uint64_t)l) <= r->cap - off &&
                  (pad || (t >= 0 && (uint64_t)l - HDR <= r->max_payload));
     size_t n = valid ? (size_t)l - HDR : 0;
-    bool fits = !pad && n <= cap;
+    bool fits = !pad && (peek || n <= cap);
     if (valid && fits) {
       uint8_t *dst = buf;
-      size_t i = 0;
-      for (; i + 8 <= n; i += 8) {
+      size_t want = n < cap ? n : cap, i = 0;
+      for (; i + 8 <= want; i += 8) {
         uint64_t v = load_w(r, off + HDR + i);
         memcpy(dst + i, &v, 8);
       }
-      if (i < n) {
+      if (i < want) {
         uint64_t v = load_w(r, off + HDR + i);
-        memcpy(dst + i, &v, n - i);
+        memcpy(dst + i, &v, want - i);
       }
     }
     /* Acquire: orders the copy above before the intent load. If the
@@ -377,8 +410,20 @@ int rill_ring_bcast_read(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *r
     if (!fits)
       return rill__err(RILL_EMSGSIZE, "ring bcast: a %zu-byte record, a %zu-byte buffer", n, cap);
     *type = t;
-    rd->cursor = cursor + ALIGN16((uint64_t)l);
-    rd->next_seq = seq + 1;
+    if (!peek) {
+      rd->cursor = cursor + ALIGN16((uint64_t)l);
+      rd->next_seq = seq + 1;
+    }
     return 0;
   }
+}
+
+int rill_ring_bcast_read(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, void *buf,
+                         size_t cap, size_t *len, int32_t *type) {
+  return read_rec(r, rd, buf, cap, len, type, false);
+}
+
+int rill_ring_bcast_peek(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, void *buf,
+                         size_t cap, size_t *len, int32_t *type) {
+  return read_rec(r, rd, buf, cap, len, type, true);
 }

@@ -684,6 +684,75 @@ Test(bcast, write_and_read) {
   rill_ring_bcast_destroy(r);
 }
 
+/* A gathered record reads back as the parts' bytes in order, whatever
+ * their lengths and however they straddle 8-byte words. */
+Test(bcast, writev_gathers_parts) {
+  rill_ring_bcast_t *r = NULL;
+  cr_assert_eq(rill_ring_bcast_create(&r, 4096), 0);
+  rill_ring_bcast_reader_t rd;
+  rill_ring_bcast_join(r, &rd);
+  uint8_t src[300], out[300];
+  for (size_t i = 0; i < sizeof src; i++)
+    src[i] = (uint8_t)(i * 7 + 1);
+  srand(11);
+  for (int round = 0; round < 2000; round++) {
+    rill_ring_part_t parts[4];
+    size_t np = 1 + (size_t)(rand() % 4), total = 0;
+    for (size_t k = 0; k < np; k++) {
+      size_t l = (size_t)(rand() % 40);
+      parts[k] = (rill_ring_part_t){src + total, l};
+      total += l;
+    }
+    cr_assert_eq(rill_ring_bcast_writev(r, 3, parts, np), 0);
+    size_t len;
+    int32_t type;
+    memset(out, 0xee, sizeof out);
+    cr_assert_eq(rill_ring_bcast_read(r, &rd, out, sizeof out, &len, &type), 0);
+    cr_assert_eq(len, total);
+    cr_assert_eq(type, 3);
+    cr_assert_eq(memcmp(out, src, total), 0, "round %d", round);
+  }
+  rill_ring_part_t big[2] = {{src, 300}, {src, 197}};
+  cr_expect_eq(rill_ring_bcast_writev(r, 0, big, 2), RILL_EMSGSIZE); /* max 496 */
+  rill_ring_part_t wrap[2] = {{src, 1}, {NULL, SIZE_MAX}};
+  cr_expect_eq(rill_ring_bcast_writev(r, 0, wrap, 2), RILL_EMSGSIZE);
+  rill_ring_bcast_destroy(r);
+}
+
+Test(bcast, peek_leaves_the_record_next) {
+  rill_ring_bcast_t *r = NULL;
+  cr_assert_eq(rill_ring_bcast_create(&r, 512), 0);
+  rill_ring_bcast_reader_t rd;
+  rill_ring_bcast_join(r, &rd);
+  uint8_t b[64];
+  size_t len;
+  int32_t type;
+  cr_expect_eq(rill_ring_bcast_peek(r, &rd, b, 4, &len, &type), RILL_EAGAIN);
+  cr_assert_eq(rill_ring_bcast_write(r, 5, "abcdefghij", 10), 0);
+  memset(b, 0, sizeof b);
+  cr_assert_eq(rill_ring_bcast_peek(r, &rd, b, 4, &len, &type), 0);
+  cr_expect_eq(len, 10, "the full length, though only 4 bytes were asked for");
+  cr_expect_eq(type, 5);
+  cr_expect_eq(memcmp(b, "abcd\0", 5), 0);
+  cr_assert_eq(rill_ring_bcast_peek(r, &rd, b, 0, &len, &type), 0);
+  cr_assert_eq(rill_ring_bcast_read(r, &rd, b, sizeof b, &len, &type), 0);
+  cr_expect_eq(memcmp(b, "abcdefghij", 10), 0);
+  cr_expect_eq(rill_ring_bcast_peek(r, &rd, b, 4, &len, &type), RILL_EAGAIN);
+  /* Lapped: peek moves to the oldest record and says so, like read. */
+  for (int i = 0; i < 40; i++)
+    cr_assert_eq(rill_ring_bcast_write(r, 1, &i, sizeof i), 0);
+  cr_expect_eq(rill_ring_bcast_peek(r, &rd, b, 4, &len, &type), RILL_ELAGGED);
+  cr_assert_eq(rill_ring_bcast_peek(r, &rd, b, 4, &len, &type), 0);
+  int first;
+  memcpy(&first, b, 4);
+  cr_expect_eq((uint64_t)first + 1, rd.next_seq); /* "abcdefghij" was seq 0 */
+  cr_assert_eq(rill_ring_bcast_read(r, &rd, b, sizeof b, &len, &type), 0);
+  int again;
+  memcpy(&again, b, 4);
+  cr_expect_eq(again, first);
+  rill_ring_bcast_destroy(r);
+}
+
 Test(bcast, lapped_reader_knows_exactly_what_it_lost) {
   rill_ring_bcast_t *r = NULL;
   cr_assert_eq(rill_ring_bcast_create(&r, 512), 0);

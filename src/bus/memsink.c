@@ -1,0 +1,517 @@
+/*
+ * The memory sink and poll: a retained window per shard that consumers read
+ * through cursors.
+ *
+ * Each shard's window is a bcast ring. Only the shard's worker calls
+ * on_batch for it, so each ring has the one writer bcast wants, and the
+ * writer never waits for a consumer: a slow consumer is lapped, and the
+ * ring tells it exactly how many records it lost. A record is the event:
+ * a 16-byte prefix {u64 seq, u64 ts_ns} and the payload. The record's
+ * bcast sequence and the event's per-shard sequence are the same number
+ * (the sink sees every event of its shard from 0); poll checks that they
+ * agree, which is what turns a cursor pointing anywhere but at a record
+ * into RILL_ECORRUPT rather than garbage events.
+ *
+ * A cursor is, per shard, a bcast reader (byte position, next sequence).
+ * Poll copies events into the cursor's buffer, so what it returns stays
+ * valid however far the writer moves on. Nothing is allocated per poll.
+ */
+#include <string.h>
+#include <sys/random.h>
+
+#include "core/internal.h"
+#include "rill/bus.h"
+#include "rill/ring.h"
+
+#define REC_EVENT   0 /* prefix and payload */
+#define REC_OMITTED 1 /* prefix only: the event was larger than the window takes */
+#define PREFIX      16u
+
+#define WINDOW_DEFAULT ((uint64_t)1 << 20)
+#define WINDOW_MIN     ((uint64_t)4096)
+#define WINDOW_MAX     ((uint64_t)1 << 32)
+
+/* Serialised cursor (docs/FORMATS.md): "RLCU", version, shard count, the
+ * sink's identity, {position, next seq} per shard, then an xxh3 of it all. */
+#define CURSOR_MAGIC   0x55434c52u /* "RLCU" read as a little-endian u32 */
+#define CURSOR_VERSION 1u
+#define CURSOR_HDR     24u
+#define CURSOR_SHARD   16u
+#define CURSOR_TRAILER 8u
+
+struct rill_memsink {
+  uint32_t shards;
+  uint64_t window;
+  size_t max_payload;
+  uint64_t id; /* random at create: a saved cursor names the sink it came from */
+  rill_ring_bcast_t **win;
+  rill_sink_t next;
+  /* Added with relaxed atomics: workers of different shards run at once. */
+  uint64_t retained, omitted;
+};
+
+/* The next event of a shard, for the time merge. */
+struct head {
+  uint64_t ts;
+  uint32_t shard;
+};
+
+struct rill_bus_cursor {
+  rill_memsink_t *ms;
+  uint32_t rr; /* first shard of the next RILL_BUS_ORDER_SHARD poll */
+  uint64_t lost;
+  rill_ring_bcast_reader_t *rd; /* one per shard */
+  struct head *heap;            /* RILL_BUS_ORDER_TIME: a min-heap of shards' next events */
+  uint8_t *buf;                 /* what poll returns points in here */
+  size_t cap;
+};
+
+/* ---- the sink ---------------------------------------------------------- */
+
+static void memsink_batch(void *ctx, const rill_event_t *ev, size_t n) {
+  rill_memsink_t *ms = ctx;
+  rill_ring_bcast_t *r = ms->win[ev[0].shard]; /* a batch is one shard */
+  uint64_t omitted = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t prefix[2] = {ev[i].seq, ev[i].ts_ns};
+    rill_ring_part_t parts[2] = {{prefix, PREFIX}, {ev[i].data, ev[i].len}};
+    bool fits = ev[i].len <= ms->max_payload;
+    /* Cannot fail: the type is valid and the size checked. An omitted
+     * event still takes a record, so sequences stay dense in the window. */
+    rill_ring_bcast_writev(r, fits ? REC_EVENT : REC_OMITTED, parts, fits ? 2 : 1);
+    omitted += !fits;
+  }
+  __atomic_fetch_add(&ms->retained, n - omitted, __ATOMIC_RELAXED);
+  if (omitted)
+    __atomic_fetch_add(&ms->omitted, omitted, __ATOMIC_RELAXED);
+  if (ms->next.on_batch)
+    ms->next.on_batch(ms->next.ctx, ev, n);
+}
+
+static void memsink_flush(void *ctx) {
+  rill_memsink_t *ms = ctx;
+  if (ms->next.flush)
+    ms->next.flush(ms->next.ctx);
+}
+
+static void memsink_close(void *ctx) {
+  rill_memsink_t *ms = ctx;
+  if (ms->next.close)
+    ms->next.close(ms->next.ctx);
+}
+
+int rill_memsink_create(rill_memsink_t **out, const rill_memsink_opts_t *opts) {
+  if (!out || !opts)
+    return rill__err(RILL_EINVAL, "memsink: NULL out or opts");
+  *out = NULL;
+  uint64_t window = opts->window_bytes ? opts->window_bytes : WINDOW_DEFAULT;
+  if (opts->shards < 1 || opts->shards > RILL_BUS_MAX_SHARDS)
+    return rill__err(RILL_EINVAL, "memsink: shards %u not in 1..%u", opts->shards,
+                     RILL_BUS_MAX_SHARDS);
+  if (!RILL__IS_POW2(window) || window < WINDOW_MIN || window > WINDOW_MAX)
+    return rill__err(RILL_EINVAL, "memsink: window_bytes %llu is not a power of two in 4096..2^32",
+                     (unsigned long long)window);
+  if (opts->next && !opts->next->on_batch)
+    return rill__err(RILL_EINVAL, "memsink: next sink without on_batch");
+  rill_memsink_t *ms = rill__calloc(1, sizeof *ms);
+  if (!ms)
+    goto fail_nomem;
+  ms->shards = opts->shards;
+  ms->window = window;
+  if (opts->next)
+    ms->next = *opts->next;
+  /* The identity only has to differ between sinks a consumer could
+   * confuse; the clock stands in if getrandom is refused. */
+  if (getrandom(&ms->id, sizeof ms->id, GRND_NONBLOCK) != sizeof ms->id)
+    ms->id = rill_hash64_seed(&ms, sizeof ms, rill_time_wall_ns());
+  ms->win = rill__calloc(ms->shards, sizeof *ms->win);
+  if (!ms->win)
+    goto undo_ms;
+  for (uint32_t s = 0; s < ms->shards; s++) {
+    int rc = rill_ring_bcast_create(&ms->win[s], window);
+    if (rc) {
+      rill_memsink_destroy(ms);
+      return rc;
+    }
+  }
+  ms->max_payload = rill_ring_bcast_max_payload(ms->win[0]) - PREFIX;
+  *out = ms;
+  return 0;
+undo_ms:
+  rill__free(ms);
+fail_nomem:
+  return rill__err(RILL_ENOMEM, "memsink: no memory");
+}
+
+void rill_memsink_sink(rill_memsink_t *ms, rill_sink_t *sink) {
+  sink->on_batch = memsink_batch;
+  sink->flush = memsink_flush;
+  sink->close = memsink_close;
+  sink->ctx = ms;
+}
+
+void rill_memsink_destroy(rill_memsink_t *ms) {
+  if (!ms)
+    return;
+  if (ms->win)
+    for (uint32_t s = 0; s < ms->shards; s++)
+      rill_ring_bcast_destroy(ms->win[s]);
+  rill__free(ms->win);
+  rill__free(ms);
+}
+
+size_t rill_memsink_max_payload(const rill_memsink_t *ms) { return ms->max_payload; }
+
+void rill_memsink_counts(const rill_memsink_t *ms, uint64_t *retained, uint64_t *omitted) {
+  if (retained)
+    *retained = __atomic_load_n(&ms->retained, __ATOMIC_RELAXED);
+  if (omitted)
+    *omitted = __atomic_load_n(&ms->omitted, __ATOMIC_RELAXED);
+}
+
+/* ---- cursors ----------------------------------------------------------- */
+
+static int cursor_alloc(rill_memsink_t *ms, rill_bus_cursor_t **out) {
+  rill_bus_cursor_t *c = rill__calloc(1, sizeof *c);
+  if (!c)
+    goto fail;
+  c->ms = ms;
+  /* One record of the largest size always fits, so poll can always make
+   * progress; beyond that, room for a good batch of small events. */
+  c->cap = ms->max_payload + PREFIX + 16;
+  if (c->cap < 64 * 1024)
+    c->cap = 64 * 1024;
+  c->rd = rill__calloc(ms->shards, sizeof *c->rd);
+  c->heap = rill__calloc(ms->shards, sizeof *c->heap);
+  c->buf = rill__aligned(64, RILL__ALIGN_UP(c->cap, (size_t)64));
+  if (!c->rd || !c->heap || !c->buf)
+    goto undo_c;
+  *out = c;
+  return 0;
+undo_c:
+  rill_bus_cursor_free(c);
+fail:
+  return rill__err(RILL_ENOMEM, "bus cursor: no memory");
+}
+
+int rill_bus_cursor_open(rill_memsink_t *ms, rill_bus_from_t from, rill_bus_cursor_t **out) {
+  if (!ms || !out)
+    return rill__err(RILL_EINVAL, "bus cursor: NULL sink or out");
+  *out = NULL;
+  if ((unsigned)from > RILL_BUS_FROM_NOW)
+    return rill__err(RILL_EINVAL, "bus cursor: unknown start %d", (int)from);
+  rill_bus_cursor_t *c;
+  int rc = cursor_alloc(ms, &c);
+  if (rc)
+    return rc;
+  for (uint32_t s = 0; s < ms->shards; s++) {
+    if (from == RILL_BUS_FROM_OLDEST)
+      rill_ring_bcast_join_oldest(ms->win[s], &c->rd[s]);
+    else
+      rill_ring_bcast_join(ms->win[s], &c->rd[s]);
+  }
+  *out = c;
+  return 0;
+}
+
+void rill_bus_cursor_free(rill_bus_cursor_t *c) {
+  if (!c)
+    return;
+  rill__free(c->rd);
+  rill__free(c->heap);
+  rill__free(c->buf);
+  rill__free(c);
+}
+
+size_t rill_bus_cursor_size(const rill_bus_cursor_t *c) {
+  return CURSOR_HDR + (size_t)c->ms->shards * CURSOR_SHARD + CURSOR_TRAILER;
+}
+
+static void put32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get32(const uint8_t *p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++)
+    v |= (uint32_t)p[i] << (8 * i);
+  return v;
+}
+
+static uint64_t get64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+int rill_bus_cursor_save(const rill_bus_cursor_t *c, void *buf, size_t cap, size_t *len) {
+  if (!c || (!buf && cap))
+    return rill__err(RILL_EINVAL, "bus cursor: NULL cursor or buffer");
+  size_t need = rill_bus_cursor_size(c);
+  if (len)
+    *len = need;
+  if (cap < need)
+    return rill__err(RILL_ENOBUFS, "bus cursor: %zu bytes needed, %zu given", need, cap);
+  uint8_t *p = buf;
+  put32(p, CURSOR_MAGIC);
+  p[4] = CURSOR_VERSION;
+  p[5] = p[6] = p[7] = 0;
+  put32(p + 8, c->ms->shards);
+  put32(p + 12, 0);
+  put64(p + 16, c->ms->id);
+  for (uint32_t s = 0; s < c->ms->shards; s++) {
+    put64(p + CURSOR_HDR + s * CURSOR_SHARD, c->rd[s].cursor);
+    put64(p + CURSOR_HDR + s * CURSOR_SHARD + 8, c->rd[s].next_seq);
+  }
+  put64(p + need - CURSOR_TRAILER, rill_hash64(p, need - CURSOR_TRAILER));
+  return 0;
+}
+
+int rill_bus_cursor_load(rill_memsink_t *ms, const void *buf, size_t len, rill_bus_cursor_t **out) {
+  if (!ms || !out || (!buf && len))
+    return rill__err(RILL_EINVAL, "bus cursor: NULL sink, buffer or out");
+  *out = NULL;
+  const uint8_t *p = buf;
+  if (len < CURSOR_HDR + CURSOR_TRAILER || get32(p) != CURSOR_MAGIC)
+    return rill__err(RILL_EVERSION, "bus cursor: not a saved cursor (no RLCU magic)");
+  if (p[4] != CURSOR_VERSION)
+    return rill__err(RILL_EVERSION, "bus cursor: version %u, this build reads %u", p[4],
+                     CURSOR_VERSION);
+  uint32_t shards = get32(p + 8);
+  if (shards < 1 || shards > RILL_BUS_MAX_SHARDS ||
+      len != CURSOR_HDR + (size_t)shards * CURSOR_SHARD + CURSOR_TRAILER)
+    return rill__err(RILL_ECORRUPT, "bus cursor: %zu bytes cannot hold %u shards", len, shards);
+  if (get64(p + len - CURSOR_TRAILER) != rill_hash64(p, len - CURSOR_TRAILER))
+    return rill__err(RILL_ECORRUPT, "bus cursor: checksum mismatch");
+  if (p[5] || p[6] || p[7] || get32(p + 12))
+    return rill__err(RILL_ECORRUPT, "bus cursor: reserved bytes are not zero");
+  if (shards != ms->shards)
+    return rill__err(RILL_EINVAL, "bus cursor: saved for %u shards, the sink has %u", shards,
+                     ms->shards);
+  if (get64(p + 16) != ms->id)
+    return rill__err(RILL_EINVAL, "bus cursor: saved from another memory sink");
+  for (uint32_t s = 0; s < shards; s++) {
+    uint64_t pos = get64(p + CURSOR_HDR + s * CURSOR_SHARD);
+    uint64_t seq = get64(p + CURSOR_HDR + s * CURSOR_SHARD + 8);
+    /* A position the writer has not reached, or off the record grid,
+     * never came from this sink. */
+    if (pos % 16 || seq > rill_ring_bcast_written(ms->win[s]))
+      return rill__err(RILL_ECORRUPT, "bus cursor: shard %u position %llu, seq %llu cannot be", s,
+                       (unsigned long long)pos, (unsigned long long)seq);
+  }
+  rill_bus_cursor_t *c;
+  int rc = cursor_alloc(ms, &c);
+  if (rc)
+    return rc;
+  for (uint32_t s = 0; s < shards; s++) {
+    c->rd[s].cursor = get64(p + CURSOR_HDR + s * CURSOR_SHARD);
+    c->rd[s].next_seq = get64(p + CURSOR_HDR + s * CURSOR_SHARD + 8);
+  }
+  *out = c;
+  return 0;
+}
+
+uint64_t rill_bus_cursor_lost(const rill_bus_cursor_t *c) { return c->lost; }
+
+uint64_t rill_bus_cursor_next_seq(const rill_bus_cursor_t *c, uint32_t shard) {
+  return shard < c->ms->shards ? c->rd[shard].next_seq : 0;
+}
+
+/* ---- poll -------------------------------------------------------------- */
+
+enum { EMPTY = 0, GOT, NO_ROOM, SKIPPED };
+
+/* Reads shard s's next event that the filter takes into the buffer at
+ * *used, skipping omitted records and rejected events (their room is
+ * reused). GOT (with *e, and *used moved past it), EMPTY, NO_ROOM (the
+ * buffer cannot take the record: it stays next), or an error. With one,
+ * reads a single record: SKIPPED when it was not an event to return (or
+ * the cursor was lapped to the oldest record instead). */
+static int read_event(rill_bus_cursor_t *c, uint32_t s, const rill_filter_t *f, bool one,
+                      size_t *used, rill_event_t *e, bool *lagged) {
+  rill_ring_bcast_t *r = c->ms->win[s];
+  rill_ring_bcast_reader_t *rd = &c->rd[s];
+  size_t off = RILL__ALIGN_UP(*used, (size_t)16);
+  for (;;) {
+    if (off >= c->cap)
+      return NO_ROOM;
+    uint64_t want = rd->next_seq;
+    size_t len;
+    int32_t type;
+    int rc = rill_ring_bcast_read(r, rd, c->buf + off, c->cap - off, &len, &type);
+    if (rc == RILL_EAGAIN)
+      return EMPTY;
+    if (rc == RILL_EMSGSIZE)
+      return NO_ROOM;
+    if (rc == RILL_ELAGGED) {
+      c->lost += rd->lost_records;
+      *lagged = true;
+      if (one)
+        return SKIPPED;
+      continue;
+    }
+    if (rc)
+      return rc;
+    uint64_t seq, ts;
+    if (len >= PREFIX) {
+      memcpy(&seq, c->buf + off, 8);
+      memcpy(&ts, c->buf + off + 8, 8);
+    }
+    if (len < PREFIX || seq != want || (type != REC_EVENT && type != REC_OMITTED))
+      return rill__err(RILL_ECORRUPT,
+                       "bus poll: shard %u, the record for seq %llu is not an event of this sink",
+                       s, (unsigned long long)want);
+    const uint8_t *data = c->buf + off + PREFIX;
+    uint32_t n = (uint32_t)(len - PREFIX);
+    if (type == REC_OMITTED || (f && !rill_filter_match(f, data, n))) {
+      if (one)
+        return SKIPPED;
+      continue;
+    }
+    *e = (rill_event_t){data, n, s, seq, ts};
+    *used = off + len;
+    return GOT;
+  }
+}
+
+static int poll_shard_order(rill_bus_cursor_t *c, const rill_filter_t *f, rill_event_t *ev,
+                            size_t limit, size_t *n, bool *lagged) {
+  uint32_t shards = c->ms->shards, start = c->rr;
+  c->rr = (c->rr + 1) % shards;
+  size_t used = 0;
+  /* Passes over the shards, each taking a share of what is left, until
+   * the limit, the buffer, or every shard runs out. */
+  for (bool more = true; more && *n < limit;) {
+    more = false;
+    size_t share = (limit - *n + shards - 1) / shards;
+    for (uint32_t i = 0; i < shards && *n < limit; i++) {
+      uint32_t s = (start + i) % shards;
+      for (size_t k = 0; k < share && *n < limit; k++) {
+        int rc = read_event(c, s, f, false, &used, &ev[*n], lagged);
+        if (rc < 0)
+          return rc;
+        if (rc == NO_ROOM)
+          return 0;
+        if (rc == EMPTY)
+          break;
+        ++*n;
+        more = true;
+      }
+    }
+  }
+  return 0;
+}
+
+static bool head_less(struct head a, struct head b) {
+  return a.ts < b.ts || (a.ts == b.ts && a.shard < b.shard);
+}
+
+static void heap_down(struct head *h, size_t n, size_t i) {
+  for (;;) {
+    size_t l = 2 * i + 1, m = i;
+    if (l < n && head_less(h[l], h[m]))
+      m = l;
+    if (l + 1 < n && head_less(h[l + 1], h[m]))
+      m = l + 1;
+    if (m == i)
+      return;
+    struct head t = h[i];
+    h[i] = h[m];
+    h[m] = t;
+    i = m;
+  }
+}
+
+/* The timestamp of shard s's next record, without taking it: EMPTY or GOT. */
+static int peek_ts(rill_bus_cursor_t *c, uint32_t s, uint64_t *ts, bool *lagged) {
+  for (;;) {
+    uint8_t prefix[PREFIX];
+    size_t len;
+    int32_t type;
+    int rc = rill_ring_bcast_peek(c->ms->win[s], &c->rd[s], prefix, sizeof prefix, &len, &type);
+    if (rc == RILL_EAGAIN)
+      return EMPTY;
+    if (rc == RILL_ELAGGED) {
+      c->lost += c->rd[s].lost_records;
+      *lagged = true;
+      continue;
+    }
+    if (rc)
+      return rc;
+    if (len < PREFIX)
+      return rill__err(RILL_ECORRUPT, "bus poll: shard %u holds a %zu-byte record", s, len);
+    memcpy(ts, prefix + 8, 8);
+    return GOT;
+  }
+}
+
+/* A k-way merge on peeked timestamps: only the event taken is copied, so
+ * the buffer needs room for what poll returns, not for every shard's
+ * next event. The merge reads one record at a time: one the filter
+ * rejects, or a lap between peek and read, sends the shard back to be
+ * peeked again, so an event is only ever returned while it is the
+ * earliest head. */
+static int poll_time_order(rill_bus_cursor_t *c, const rill_filter_t *f, rill_event_t *ev,
+                           size_t limit, size_t *n, bool *lagged) {
+  struct head *h = c->heap;
+  size_t nh = 0, used = 0;
+  for (uint32_t s = 0; s < c->ms->shards; s++) {
+    uint64_t ts;
+    int rc = peek_ts(c, s, &ts, lagged);
+    if (rc < 0)
+      return rc;
+    if (rc == GOT)
+      h[nh++] = (struct head){ts, s};
+  }
+  for (size_t i = nh / 2; i-- > 0;)
+    heap_down(h, nh, i);
+  while (nh && *n < limit) {
+    uint32_t s = h[0].shard;
+    int rc = read_event(c, s, f, true, &used, &ev[*n], lagged);
+    if (rc < 0)
+      return rc;
+    if (rc == NO_ROOM)
+      return 0;
+    if (rc == GOT)
+      ++*n;
+    uint64_t ts;
+    rc = peek_ts(c, s, &ts, lagged);
+    if (rc < 0)
+      return rc;
+    if (rc == GOT)
+      h[0].ts = ts;
+    else
+      h[0] = h[--nh];
+    heap_down(h, nh, 0);
+  }
+  return 0;
+}
+
+int rill_bus_poll(rill_bus_cursor_t *c, const rill_filter_t *f, rill_bus_order_t order,
+                  rill_event_t *ev, size_t limit, size_t *n) {
+  if (n)
+    *n = 0;
+  if (!c || !n || (!ev && limit))
+    return rill__err(RILL_EINVAL, "bus poll: NULL cursor, events or count");
+  bool lagged = false;
+  int rc;
+  if (order == RILL_BUS_ORDER_SHARD)
+    rc = poll_shard_order(c, f, ev, limit, n, &lagged);
+  else if (order == RILL_BUS_ORDER_TIME)
+    rc = poll_time_order(c, f, ev, limit, n, &lagged);
+  else
+    return rill__err(RILL_EINVAL, "bus poll: unknown order %d", (int)order);
+  if (rc)
+    return rc;
+  if (lagged)
+    return rill__err(RILL_ELAGGED, "bus poll: lapped; %llu events lost since the cursor began",
+                     (unsigned long long)c->lost);
+  return 0;
+}
