@@ -33,7 +33,7 @@ typedef struct bench_suite {
  * X(name) here and defines `const bench_suite_t bench_suite_<name>`. An
  * explicit list rather than constructors: the suites live in a static
  * library, and the linker drops members nothing refers to. */
-#define BENCH_SUITES(X) X(mem) X(ring)
+#define BENCH_SUITES(X) X(mem) X(ring) X(bus)
 
 #define BENCH__DECLARE(n) extern const bench_suite_t bench_suite_##n;
 BENCH_SUITES(BENCH__DECLARE)
@@ -82,6 +82,11 @@ bool bench_want(const bench_ctx_t *b, const char *case_name);
 /** The median ns/op measured for a case, size and implementation in this
  *  suite, or NAN when it was not run. */
 double bench_result(const bench_ctx_t *b, const char *case_name, size_t size, const char *impl);
+
+/** A latency case's quantile over all its kept runs, as the row prints it:
+ *  q is 50, 99 or 999 (p99.9). NAN when not run or not a latency case. */
+double bench_result_q(const bench_ctx_t *b, const char *case_name, size_t size, const char *impl,
+                      int q);
 
 /** Prints one of the suite's goals with the figure measured for it: passes
  *  when value >= limit (at_least) or value <= limit (!at_least); NAN

@@ -194,13 +194,27 @@ static void add_row(bench_ctx_t *b, const bench_row_t *r) {
   b->rows[b->n_rows++] = *r;
 }
 
-double bench_result(const bench_ctx_t *b, const char *case_name, size_t size, const char *impl) {
+static const bench_row_t *find_row(const bench_ctx_t *b, const char *case_name, size_t size,
+                                   const char *impl) {
   for (size_t i = 0; i < b->n_rows; i++) {
     const bench_row_t *r = &b->rows[i];
     if (r->size == size && !strcmp(r->case_name, case_name) && !strcmp(r->impl, impl))
-      return r->ns;
+      return r;
   }
-  return NAN;
+  return NULL;
+}
+
+double bench_result(const bench_ctx_t *b, const char *case_name, size_t size, const char *impl) {
+  const bench_row_t *r = find_row(b, case_name, size, impl);
+  return r ? r->ns : NAN;
+}
+
+double bench_result_q(const bench_ctx_t *b, const char *case_name, size_t size, const char *impl,
+                      int q) {
+  const bench_row_t *r = find_row(b, case_name, size, impl);
+  if (!r || !r->lat)
+    return NAN;
+  return (double)(q == 50 ? r->p50 : q == 99 ? r->p99 : q == 999 ? r->p999 : 0);
 }
 
 void bench_goal(bench_ctx_t *b, const char *what, double value, bool at_least, double limit,

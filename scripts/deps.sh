@@ -11,6 +11,7 @@ pkgs=(
   libck-dev          # bench peer: ck_ring, and the bench's neutral transport
   libmimalloc-dev    # bench peer
   libjemalloc-dev    # bench peer
+  libzmq3-dev        # bench peer: ZeroMQ inproc PUSH/PULL for `rill bench bus`
   liburing-dev       # io: later modules
 )
 

@@ -1,0 +1,431 @@
+/*
+ * rill bench bus: the sharded event bus against ZeroMQ inproc PUSH/PULL
+ * (libzmq) in the same process run, with the same 64-byte events.
+ *
+ * rill's bus: 4 shards, 1 worker, RILL_BUS_BLOCK (no event is lost), the
+ * counting sink, the library's defaults for everything else (rings of 4096
+ * slots of up to 120 bytes per producer and shard). Events carry a running
+ * counter in their first 8 bytes, so xxh3 spreads them over the shards.
+ *
+ * ZeroMQ: one context, a PULL socket bound on inproc:// and PUSH sockets
+ * connected to it; one zmq_send of 64 bytes per event, one zmq_recv per
+ * event in the puller, which counts messages and bytes as the counting
+ * sink does. ZMQ_SNDHWM and ZMQ_RCVHWM are raised to ZMQ_HWM (see there).
+ *
+ * CPUs: producers and pushers run on CPU 0 (the second of two producers on
+ * CPU 1); the bus's worker and the puller on CPU 1. The worker inherits
+ * the CPU of the thread that creates the bus, which is why the suite pins
+ * itself to CPU 1 before creating it.
+ *
+ * - e2e_1p: one producer publishes N events one at a time; the clock runs
+ *   from the start until the sink has counted all N (consumed, not just
+ *   enqueued) or the puller has received all N.
+ * - e2e_batch: rill_bus_publish_batch, 64 events a call, timed the same
+ *   way. ZeroMQ has no batch send: its row is the same one-message-per-
+ *   event loop as in e2e_1p (multipart messages are one atomic message to
+ *   the receiver, not a batch of events, so they are not what a user would
+ *   batch events with).
+ * - ingest_lat: each publish (or zmq_send) timed alone, while the worker
+ *   (or the puller) drains on the other CPU; publishing does not wait for
+ *   anything but room, so the tail shows when the rings were full.
+ * - e2e_2p: two producers (two PUSH sockets into one PULL for ZeroMQ),
+ *   N events in all, timed until the last one is consumed.
+ *
+ * The bus and the sockets are created once for the suite (the second
+ * producer and PUSH socket at the first e2e_2p run), outside every clock;
+ * the next run starts only after the previous one drained.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "bench.h"
+#include "rill/bus.h"
+
+#define EV     64u /* event bytes */
+#define BATCH  64u /* events per rill_bus_publish_batch */
+#define SHARDS 4u
+#define NPROD  2u
+/* ZeroMQ's default high-water marks (1000 messages each side) leave its
+ * pipe a small fraction of the 16,384 events one rill producer's rings
+ * hold; a throughput user raises them, and at 8192 each side the inproc
+ * pipe (the two marks added) holds what rill's rings do. */
+#define ZMQ_HWM 8192
+
+typedef enum { RILL, ZMQ } impl_k;
+
+typedef struct bus_set {
+  impl_k k;
+  /* rill */
+  rill_bus_t *bus;
+  rill_bus_producer_t *p[NPROD];
+  rill_sink_counters_t *cnt;
+  uint64_t sent; /* events published since create: what the sink must reach */
+  /* zmq */
+  void *zctx, *pull, *push[NPROD];
+  /* Both: the next event's counter, so no two events are alike. */
+  uint64_t seq;
+} bus_set_t;
+
+typedef struct run {
+  bus_set_t *bs;
+  uint64_t n;          /* events in all */
+  uint64_t base;       /* the first event's counter */
+  int nprod;           /* producer threads */
+  int nthreads;        /* that wait at the start barrier */
+  _Atomic int ready;   /* at the barrier */
+  atomic_bool share;   /* some threads share a CPU: yield while waiting */
+  _Atomic uint32_t id; /* producer ids */
+  bool batch;
+  uint64_t t0, t1;
+} run_t;
+
+static inline void wait_step(run_t *x, unsigned *spins) {
+  bench_relax();
+  if (++*spins > 64 && atomic_load_explicit(&x->share, memory_order_relaxed))
+    sched_yield();
+}
+
+static void start(run_t *x, int cpu) {
+  if (bench_pin_cpu(cpu) != 0)
+    atomic_store(&x->share, true);
+  atomic_fetch_add(&x->ready, 1);
+  for (unsigned spins = 0; atomic_load(&x->ready) < x->nthreads;)
+    wait_step(x, &spins);
+}
+
+/* An event: its counter, then filler. The counter is what the hash sees
+ * change; the filler makes it the full 64 bytes. */
+static inline void ev_fill(uint8_t *e, uint64_t v) {
+  memcpy(e, &v, 8);
+  memset(e + 8, 0x5a, EV - 8);
+}
+
+static void zmq_die(const char *what) { bench_die("%s: %s", what, zmq_strerror(zmq_errno())); }
+
+static inline void zsend(void *sock, const uint8_t *e) {
+  while (RILL_UNLIKELY(zmq_send(sock, e, EV, 0) != (int)EV))
+    if (zmq_errno() != EINTR)
+      zmq_die("zmq_send");
+}
+
+static inline void rsend(rill_bus_producer_t *p, const uint8_t *e) {
+  int rc = rill_bus_publish(p, e, EV);
+  if (RILL_UNLIKELY(rc != 0))
+    bench_die("rill_bus_publish: %s", rill_strerror(rc));
+}
+
+/* ---- end to end: producers, the sink or the puller ------------------------ */
+
+static void publish_one_by_one(run_t *x, uint32_t id, uint64_t first, uint64_t n) {
+  bus_set_t *bs = x->bs;
+  uint8_t e[EV];
+  ev_fill(e, 0);
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t v = first + i;
+    memcpy(e, &v, 8);
+    if (bs->k == RILL)
+      rsend(bs->p[id], e);
+    else
+      zsend(bs->push[id], e);
+  }
+}
+
+static void publish_batched(run_t *x, uint32_t id, uint64_t first, uint64_t n) {
+  bus_set_t *bs = x->bs;
+  uint8_t e[BATCH][EV];
+  rill_bus_iov_t iov[BATCH];
+  for (uint32_t j = 0; j < BATCH; j++) {
+    ev_fill(e[j], 0);
+    iov[j] = (rill_bus_iov_t){e[j], EV};
+  }
+  for (uint64_t i = 0; i < n;) {
+    uint64_t want = n - i < BATCH ? n - i : BATCH;
+    for (uint64_t j = 0; j < want; j++) {
+      uint64_t v = first + i + j;
+      memcpy(e[j], &v, 8);
+    }
+    if (bs->k == RILL) {
+      size_t done = 0;
+      int rc = rill_bus_publish_batch(bs->p[id], iov, want, &done);
+      if (RILL_UNLIKELY(rc != 0 || done != want))
+        bench_die("rill_bus_publish_batch: %s (%zu of %" PRIu64 " done)", rill_strerror(rc), done,
+                  want);
+    } else {
+      for (uint64_t j = 0; j < want; j++)
+        zsend(bs->push[id], e[j]);
+    }
+    i += want;
+  }
+}
+
+/* The counting sink's total, read while the worker adds to it. */
+static inline uint64_t sink_events(const bus_set_t *bs) {
+  return __atomic_load_n(&bs->cnt->events, __ATOMIC_RELAXED);
+}
+
+static void *producer(void *arg) {
+  run_t *x = arg;
+  bus_set_t *bs = x->bs;
+  uint32_t id = atomic_fetch_add(&x->id, 1);
+  /* Producer i takes events [base + i*share, ...): each its own range. */
+  uint64_t share = x->n / (uint64_t)x->nprod;
+  uint64_t n = id + 1 == (uint32_t)x->nprod ? x->n - share * id : share;
+  start(x, (int)id);
+  if (id == 0)
+    x->t0 = rill_time_ns();
+  if (x->batch)
+    publish_batched(x, id, x->base + share * id, n);
+  else
+    publish_one_by_one(x, id, x->base + share * id, n);
+  /* rill's clock stops when the sink has counted every event; producer 0,
+   * alone on CPU 0, watches for it (the other leaves CPU 1 to the worker). */
+  if (bs->k == RILL && id == 0) {
+    unsigned spins = 0;
+    while (sink_events(bs) < bs->sent)
+      wait_step(x, &spins);
+    x->t1 = rill_time_ns();
+  }
+  return NULL;
+}
+
+/* Receives n messages of EV bytes, as the counting sink counts them. */
+static uint64_t pull_n(void *pull, uint64_t n) {
+  uint8_t buf[EV * 2];
+  uint64_t bytes = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    int got;
+    while (RILL_UNLIKELY((got = zmq_recv(pull, buf, sizeof buf, 0)) < 0))
+      if (zmq_errno() != EINTR)
+        zmq_die("zmq_recv");
+    if (RILL_UNLIKELY(got != (int)EV))
+      bench_die("zmq: a message of %d bytes, not %u", got, EV);
+    bytes += (uint64_t)got;
+  }
+  return bytes;
+}
+
+static void *puller(void *arg) {
+  run_t *x = arg;
+  start(x, 1);
+  bench_black_box((void *)(uintptr_t)pull_n(x->bs->pull, x->n));
+  x->t1 = rill_time_ns();
+  return NULL;
+}
+
+/* The second producer (or PUSH socket) exists only from the first e2e_2p
+ * run on, so the one-producer cases drain one producer's rings, as a bus
+ * with one producer does. Opened outside the clock; the first run at any
+ * count is calibration, which the harness does not keep. */
+static void second_open(bus_set_t *bs) {
+  int rc;
+  if (bs->k == RILL && !bs->p[1] && (rc = rill_bus_producer_open(bs->bus, &bs->p[1])) != 0)
+    bench_die("rill_bus_producer_open: %s", rill_strerror(rc));
+  if (bs->k == ZMQ && !bs->push[1]) {
+    int hwm = ZMQ_HWM;
+    if (!(bs->push[1] = zmq_socket(bs->zctx, ZMQ_PUSH)) ||
+        zmq_setsockopt(bs->push[1], ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_connect(bs->push[1], "inproc://rill-bench-bus") != 0)
+      zmq_die("zmq_connect");
+  }
+}
+
+/* Thread start and join stay outside the clock. */
+static uint64_t e2e(void *arg, uint64_t n, int nprod, bool batch) {
+  bus_set_t *bs = arg;
+  if (n < (uint64_t)nprod)
+    n = (uint64_t)nprod;
+  run_t x = {.bs = bs, .n = n, .base = bs->seq, .nprod = nprod, .batch = batch};
+  bs->seq += n;
+  bool pulls = bs->k == ZMQ;
+  x.nthreads = nprod + pulls;
+  atomic_init(&x.ready, 0);
+  atomic_init(&x.id, 0);
+  atomic_init(&x.share, bench_ncpu() < 2 || nprod > 1);
+  if (bs->k == RILL)
+    bs->sent += n;
+  if (nprod > 1)
+    second_open(bs);
+  pthread_t t[NPROD + 1];
+  if (pulls && pthread_create(&t[nprod], NULL, puller, &x) != 0)
+    bench_die("pthread_create failed");
+  for (int i = 0; i < nprod; i++)
+    if (pthread_create(&t[i], NULL, producer, &x) != 0)
+      bench_die("pthread_create failed");
+  for (int i = 0; i < nprod + pulls; i++)
+    pthread_join(t[i], NULL);
+  return x.t1 - x.t0;
+}
+
+static uint64_t e2e_1p(void *a, uint64_t n) { return e2e(a, n, 1, false); }
+static uint64_t e2e_batch(void *a, uint64_t n) { return e2e(a, n, 1, true); }
+static uint64_t e2e_2p(void *a, uint64_t n) { return e2e(a, n, 2, false); }
+
+/* ---- ingest latency --------------------------------------------------------- */
+
+typedef struct lat_pull {
+  void *pull;
+  uint64_t n;
+} lat_pull_t;
+
+static void *lat_puller(void *arg) {
+  lat_pull_t *lp = arg;
+  bench_pin_cpu(1);
+  pull_n(lp->pull, lp->n);
+  return NULL;
+}
+
+static void lat_run(void *arg, uint64_t iters, rill_hist_t *h) {
+  bus_set_t *bs = arg;
+  /* The worker (or the puller) is on CPU 1; the publisher takes CPU 0. */
+  bench_pin_cpu(0);
+  lat_pull_t lp = {bs->pull, iters};
+  pthread_t t;
+  if (bs->k == ZMQ && pthread_create(&t, NULL, lat_puller, &lp) != 0)
+    bench_die("pthread_create failed");
+  uint8_t e[EV];
+  ev_fill(e, 0);
+  for (uint64_t i = 0; i < iters; i++) {
+    uint64_t v = bs->seq++;
+    memcpy(e, &v, 8);
+    uint64_t t0 = rill_time_ns();
+    if (bs->k == RILL)
+      rsend(bs->p[0], e);
+    else
+      zsend(bs->push[0], e);
+    rill_hist_record(h, rill_time_ns() - t0);
+  }
+  if (bs->k == ZMQ) {
+    pthread_join(t, NULL);
+  } else {
+    /* Drained before the next run, so no run starts with full rings. */
+    bs->sent += iters;
+    while (sink_events(bs) < bs->sent)
+      sched_yield();
+  }
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  for (int c = 0; c < bench_ncpu() && c < CPU_SETSIZE; c++)
+    CPU_SET(c, &all);
+  pthread_setaffinity_np(pthread_self(), sizeof all, &all);
+}
+
+/* ---- setup and goals ---------------------------------------------------------- */
+
+static void set_init(bus_set_t *bs, impl_k k) {
+  memset(bs, 0, sizeof *bs);
+  bs->k = k;
+  if (k == RILL) {
+    static rill_sink_counters_t cnt;
+    static rill_sink_t sink;
+    rill_sink_counting(&sink, &cnt);
+    bs->cnt = &cnt;
+    rill_bus_opts_t o = {.shards = SHARDS, .workers = 1, .policy = RILL_BUS_BLOCK, .sink = &sink};
+    int rc = rill_bus_create(&bs->bus, &o);
+    if (rc != 0)
+      bench_die("rill_bus_create: %s: %s", rill_strerror(rc), rill_errmsg());
+    if ((rc = rill_bus_producer_open(bs->bus, &bs->p[0])) != 0)
+      bench_die("rill_bus_producer_open: %s", rill_strerror(rc));
+    return;
+  }
+  int hwm = ZMQ_HWM;
+  if (!(bs->zctx = zmq_ctx_new()) || !(bs->pull = zmq_socket(bs->zctx, ZMQ_PULL)))
+    zmq_die("zmq_socket");
+  if (zmq_setsockopt(bs->pull, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
+      zmq_bind(bs->pull, "inproc://rill-bench-bus") != 0)
+    zmq_die("zmq_bind");
+  if (!(bs->push[0] = zmq_socket(bs->zctx, ZMQ_PUSH)) ||
+      zmq_setsockopt(bs->push[0], ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
+      zmq_connect(bs->push[0], "inproc://rill-bench-bus") != 0)
+    zmq_die("zmq_connect");
+}
+
+static void set_fini(bench_ctx_t *b, bus_set_t *bs) {
+  if (bs->k == ZMQ) {
+    int linger = 0;
+    for (unsigned i = 0; i < NPROD && bs->push[i]; i++) {
+      zmq_setsockopt(bs->push[i], ZMQ_LINGER, &linger, sizeof linger);
+      zmq_close(bs->push[i]);
+    }
+    zmq_close(bs->pull);
+    zmq_ctx_term(bs->zctx);
+    return;
+  }
+  for (unsigned i = 0; i < NPROD; i++)
+    rill_bus_producer_close(bs->p[i]);
+  uint64_t left = 0;
+  int rc = rill_bus_close(bs->bus, 1000000000ull, &left);
+  const rill_sink_counters_t *c = bs->cnt;
+  if (rc != 0 || c->events != bs->sent || c->bytes != bs->sent * EV)
+    bench_die("bus: close %s, %" PRIu64 " left; the sink counted %" PRIu64 " events and %" PRIu64
+              " bytes of %" PRIu64 " published",
+              rill_strerror(rc), left, c->events, c->bytes, bs->sent);
+  char spread[128] = "";
+  for (unsigned s = 0, at = 0; s < SHARDS && at < sizeof spread; s++)
+    at += (unsigned)snprintf(spread + at, sizeof spread - at, "%s%.1f%%", s ? " " : "",
+                             100.0 * (double)c->shard_events[s] / (double)c->events);
+  bench_note(b, "rill: the sink counted all %" PRIu64 " events, per shard %s", c->events, spread);
+  rill_bus_destroy(bs->bus);
+}
+
+static void goal_rate(bench_ctx_t *b, const char *what, const char *c, double limit) {
+  if (bench_want(b, c))
+    bench_goal(b, what, 1e3 / bench_result(b, c, EV, "rill_bus"), true, limit, "M/s");
+}
+
+static void goal_zmq(bench_ctx_t *b, const char *what, const char *c) {
+  if (bench_want(b, c))
+    bench_goal(b, what, bench_result(b, c, EV, "zmq_inproc") / bench_result(b, c, EV, "rill_bus"),
+               true, 5.0, "x");
+}
+
+static int bus_run(bench_ctx_t *b) {
+  static bus_set_t r, z;
+  /* The bus's worker starts on this thread's CPU: CPU 1 (see the top). */
+  if (bench_pin_cpu(1) != 0 || bench_ncpu() < 2)
+    bench_note(b, "fewer than two CPUs: producers, worker and puller take turns on one");
+  set_init(&r, RILL);
+  set_init(&z, ZMQ);
+  bench_note(b,
+             "rill: %u shards, 1 worker, RILL_BUS_BLOCK, counting sink; zmq %d.%d.%d inproc "
+             "PUSH/PULL, SNDHWM = RCVHWM = %d",
+             SHARDS, ZMQ_VERSION_MAJOR, ZMQ_VERSION_MINOR, ZMQ_VERSION_PATCH, ZMQ_HWM);
+  bench_note(b, "zmq has no batch send: its e2e_batch row is one zmq_send per event");
+  const bench_impl_t one[] = {{.name = "rill_bus", .run_timed = e2e_1p, .arg = &r},
+                              {.name = "zmq_inproc", .run_timed = e2e_1p, .arg = &z}};
+  const bench_impl_t batch[] = {{.name = "rill_bus", .run_timed = e2e_batch, .arg = &r},
+                                {.name = "zmq_inproc", .run_timed = e2e_batch, .arg = &z}};
+  const bench_impl_t lat[] = {{.name = "rill_bus", .run_lat = lat_run, .arg = &r},
+                              {.name = "zmq_inproc", .run_lat = lat_run, .arg = &z}};
+  const bench_impl_t two[] = {{.name = "rill_bus", .run_timed = e2e_2p, .arg = &r},
+                              {.name = "zmq_inproc", .run_timed = e2e_2p, .arg = &z}};
+  bench_run(b, &(bench_case_t){"e2e_1p", EV, 1, one, 2});
+  bench_run(b, &(bench_case_t){"e2e_batch", EV, 1, batch, 2});
+  bench_run(b, &(bench_case_t){"ingest_lat", EV, 1, lat, 2});
+  bench_run(b, &(bench_case_t){"e2e_2p", EV, 1, two, 2});
+
+  goal_rate(b, "1 producer, 64 B, end to end into the counting sink", "e2e_1p", 25);
+  goal_rate(b, "batch publish, 64 B, end to end", "e2e_batch", 100);
+  bench_goal(b, "ingest latency p99", bench_result_q(b, "ingest_lat", EV, "rill_bus", 99), false,
+             250, " ns");
+  bench_goal(b, "ingest latency p99.9", bench_result_q(b, "ingest_lat", EV, "rill_bus", 999), false,
+             1000, " ns");
+  goal_zmq(b, "1 producer end to end vs zmq inproc", "e2e_1p");
+  goal_zmq(b, "batch publish end to end vs zmq inproc (1 msg/event)", "e2e_batch");
+  goal_zmq(b, "2 producers end to end vs zmq inproc", "e2e_2p");
+  set_fini(b, &r);
+  set_fini(b, &z);
+  return 0;
+}
+
+const bench_suite_t bench_suite_bus = {
+    .name = "bus",
+    .about = "the sharded event bus, 64-byte events end to end, vs ZeroMQ inproc PUSH/PULL",
+    .run = bus_run,
+};
