@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "core.h"
+#include "mem.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -33,7 +34,21 @@ extern "C" {
  * number (dense, from 0) when its batch is delivered.
  *
  * Events are delivered in place: rill_event_t.data points into the ring
- * slot, valid only during on_batch.
+ * slot, valid only during on_batch. Payloads up to slot_payload travel
+ * inline in the slot; a rill_buf_t (rill_bus_publish_buf) and any payload
+ * over slot_payload (copied into a new buf: one allocation) travel as a
+ * reference held by the slot, up to max_payload. Then data points at the
+ * buf's bytes (no copy), and the bus releases the reference after on_batch
+ * returns, or when the event is dropped (DROP_OLDEST) or left undelivered
+ * (a close that timed out; released by rill_bus_destroy).
+ *
+ * Sleeping: a RILL_BUS_BLOCK producer waiting for room sleeps on a futex
+ * that the worker signals when it gives slots of that ring back; an idle
+ * worker sleeps on a futex doorbell that a publish rings. The publish side
+ * checks the doorbell without a fence (a fence per publish costs more than
+ * the wakeup is worth), so a wakeup can rarely be missed; an idle worker
+ * therefore never sleeps longer than 500 us at a time. rill_bus_close
+ * wakes every worker and every blocked producer.
  */
 
 #define RILL_BUS_MAX_SHARDS 1024u
@@ -42,13 +57,24 @@ extern "C" {
 typedef enum rill_bus_policy {
   RILL_BUS_DROP_NEWEST = 0, /* drop the event, count it, return 0 */
   RILL_BUS_FAIL,            /* return RILL_EFULL, count it */
-  RILL_BUS_BLOCK,           /* wait for room up to block_timeout_ns, then RILL_ETIMEDOUT */
+  RILL_BUS_BLOCK,           /* wait (asleep) for room up to block_timeout_ns, then
+                             * RILL_ETIMEDOUT; RILL_ECLOSED at once when the bus closes */
   RILL_BUS_SAMPLE,          /* under pressure (under 1/4 of the ring free) keep 1 in sample_n */
+  RILL_BUS_DROP_OLDEST,     /* discard the oldest event the worker has not taken, count it,
+                             * publish the new one, return 0 (see below) */
 } rill_bus_policy_t;
+
+/*
+ * RILL_BUS_DROP_OLDEST never waits for the ring to drain, with one
+ * exception: when the worker is delivering a batch from that very ring at
+ * that moment (its slots are read in place), the producer waits for that
+ * batch to be given back, a wait bounded by one on_batch call, and then
+ * drops. A sink that never returns from on_batch stalls such a producer.
+ */
 
 /** One delivered event. */
 typedef struct rill_event {
-  const void *data; /* the payload, in the ring slot: valid during on_batch */
+  const void *data; /* the payload, in the slot or the buf: valid during on_batch */
   uint32_t len;     /* payload bytes */
   uint32_t shard;   /* 0..shards-1 */
   uint64_t seq;     /* per shard, dense from 0, assigned by the worker */
@@ -80,6 +106,8 @@ typedef struct rill_bus_opts {
   uint32_t batch_min;        /* default 1 */
   uint32_t batch_max;        /* >= batch_min; default 256 */
   uint64_t max_delay_ns;     /* how long a batch under batch_min may wait; default 1 ms */
+  uint32_t max_payload;      /* largest payload, by reference over slot_payload;
+                              * >= slot_payload; default 16 MiB */
 } rill_bus_opts_t;
 
 /** Totals since create. Pass shard_fill (an array of `shards` entries) to
@@ -91,6 +119,7 @@ typedef struct rill_bus_stats {
   uint64_t dropped_sampled;
   uint64_t failed_full;
   uint64_t blocked_timeouts;
+  uint64_t dropped_oldest; /* published, then discarded for a newer one */
   uint64_t batches;
   uint64_t *shard_fill; /* in: NULL or shards entries; out: filled */
 } rill_bus_stats_t;
@@ -105,10 +134,13 @@ int rill_bus_create(rill_bus_t **out, const rill_bus_opts_t *opts);
 
 /** Stops ingest (later publishes get RILL_ECLOSED), lets the workers drain
  *  every ring into the sink, joins them and calls the sink's flush and
- *  close. When timeout_ns passes first, the workers stop after their
+ *  close. It wakes sleeping workers and producers blocked in a BLOCK or
+ *  DROP_OLDEST wait at once; those return RILL_ECLOSED (not counted).
+ *  When timeout_ns passes first, the workers stop after their
  *  current batch and *left (may be NULL) says how many published events
  *  were not delivered; 0 otherwise. Publishes must not run concurrently
- *  with close: one that does is delivered or counted in *left. A sink that
+ *  with close: one that does is delivered, counted in *left, or refused
+ *  with RILL_ECLOSED. A sink that
  *  never returns from on_batch blocks close. RILL_ETIMEDOUT when events
  *  were left, RILL_ECLOSED on a second call. */
 int rill_bus_close(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left);
@@ -126,16 +158,32 @@ int rill_bus_producer_open(rill_bus_t *bus, rill_bus_producer_t **out);
  *  afterwards. NULL is a no-op. */
 void rill_bus_producer_close(rill_bus_producer_t *p);
 
-/** Publishes len bytes (0..slot_payload) to the shard
- *  rill_hash_reduce(rill_hash64(data, len), shards). Copies them into the
- *  ring; takes no lock and allocates nothing. 0 when published or dropped
- *  by policy (DROP_NEWEST, SAMPLE); RILL_EFULL (FAIL), RILL_ETIMEDOUT
- *  (BLOCK), RILL_EMSGSIZE over slot_payload, RILL_ECLOSED after close. */
+/** Publishes len bytes (0..max_payload) to the shard
+ *  rill_hash_reduce(rill_hash64(data, len), shards). Up to slot_payload,
+ *  copies them into the ring, takes no lock and allocates nothing; over
+ *  it, copies them into a new rill_buf_t (one allocation, fine for big
+ *  events) sent by reference. 0 when published or dropped by policy
+ *  (DROP_NEWEST, SAMPLE, DROP_OLDEST); RILL_EFULL (FAIL), RILL_ETIMEDOUT
+ *  (BLOCK), RILL_EMSGSIZE over max_payload, RILL_ENOMEM for the copy,
+ *  RILL_ECLOSED after close (or when it closes while BLOCK waits). */
 int rill_bus_publish(rill_bus_producer_t *p, const void *data, uint32_t len);
 
 /** rill_bus_publish to shard key % shards: events of one key keep their
  *  order. */
 int rill_bus_publish_key(rill_bus_producer_t *p, uint64_t key, const void *data, uint32_t len);
+
+/** Publishes b's bytes without copying them, whatever their size (up to
+ *  max_payload), to the shard rill_hash_reduce(rill_hash64(b->data,
+ *  b->len), shards) as rill_bus_publish would. The slot takes a reference
+ *  of its own (rill_buf_clone: no allocation); the caller keeps b and may
+ *  release it at once. The sink sees rill_event_t.data == b->data; the bus
+ *  drops its reference after on_batch returns, or when the event is
+ *  dropped or left undelivered. Returns as rill_bus_publish does;
+ *  RILL_EINVAL for a NULL p or b, RILL_ERANGE when b has 2^31 views. */
+int rill_bus_publish_buf(rill_bus_producer_t *p, const rill_buf_t *b);
+
+/** rill_bus_publish_buf to shard key % shards. */
+int rill_bus_publish_buf_key(rill_bus_producer_t *p, uint64_t key, const rill_buf_t *b);
 
 /** One event of a batch publish. */
 typedef struct rill_bus_iov {
@@ -145,9 +193,11 @@ typedef struct rill_bus_iov {
 
 /** Publishes n events, each to its hashed shard as rill_bus_publish does,
  *  with one ring reserve and commit per run of consecutive events bound for
- *  the same shard (and one timestamp for the whole call). Events that do not
- *  fit take the policy one by one. Stops at the first error (RILL_EFULL,
- *  RILL_ETIMEDOUT, RILL_EMSGSIZE, RILL_ECLOSED) and returns it; *done (may
+ *  the same shard (and one timestamp for the whole call); an event over
+ *  slot_payload goes alone, by reference, as rill_bus_publish sends it.
+ *  Events that do not fit take the policy one by one. Stops at the first
+ *  error (RILL_EFULL, RILL_ETIMEDOUT, RILL_EMSGSIZE over max_payload,
+ *  RILL_ENOMEM, RILL_ECLOSED) and returns it; *done (may
  *  be NULL) says how many events were handled before it (published or
  *  dropped by policy). 0 when all were handled. */
 int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_bus_iov_t *iov, size_t n,

@@ -1,8 +1,10 @@
 /*
  * The bus under threads: 1, 2, 4 and 8 producers with BLOCK and no loss,
  * producers opening and closing while the workers run, and exact
- * accounting under DROP_NEWEST. The sink checks per-producer per-shard
- * order (each payload carries its producer id and a counter) and the
+ * accounting under DROP_NEWEST and DROP_OLDEST (a slow sink, so producers
+ * drop while the worker delivers from the same rings in place), and bufs
+ * by reference, each released exactly once whether delivered or dropped. The sink checks
+ * per-producer per-shard order (each payload carries its producer id and a counter) and the
  * per-shard sequence numbers.
  */
 #include <pthread.h>
@@ -76,6 +78,28 @@ typedef struct {
   uint64_t ok;
 } prod_arg_t;
 
+static int buf_mode; /* publish each event as a wrapped heap buf */
+static uint64_t buf_released;
+
+static void free_payload(void *ctx, void *data, size_t len) {
+  (void)ctx, (void)len;
+  free(data);
+  __atomic_fetch_add(&buf_released, 1, __ATOMIC_RELAXED);
+}
+
+/* One event by reference: a heap copy wrapped with a counting release.
+ * Our view goes at once; the slot's goes when delivered or dropped. */
+static int publish_wrapped(rill_bus_producer_t *p, const struct payload *pl) {
+  struct payload *h = malloc(sizeof *h);
+  CHECK(h, "malloc");
+  *h = *pl;
+  rill_buf_t b;
+  CHECK(rill_buf_wrap(&b, h, sizeof *h, 0, free_payload, NULL) == 0, "wrap");
+  int rc = rill_bus_publish_buf(p, &b);
+  rill_buf_release(&b);
+  return rc;
+}
+
 static void *producer(void *arg) {
   prod_arg_t *a = arg;
   for (uint32_t r = 0; r < a->rounds; r++) {
@@ -100,7 +124,7 @@ static void *producer(void *arg) {
     }
     for (uint64_t i = 0; i < a->events; i++) {
       pl.ctr = i;
-      int rc = rill_bus_publish(p, &pl, sizeof pl);
+      int rc = buf_mode ? publish_wrapped(p, &pl) : rill_bus_publish(p, &pl, sizeof pl);
       if (a->expect_all)
         CHECK(rc == 0, "publish: %d %s", rc, rill_errmsg());
       a->ok += rc == 0;
@@ -152,7 +176,8 @@ static void run(int nprod, uint32_t rounds, uint64_t events, rill_bus_policy_t p
   rill_bus_stats_t st = {0};
   rill_bus_stats(bus, &st);
   uint64_t total = (uint64_t)nprod * rounds * events;
-  uint64_t dropped = st.dropped_newest + st.dropped_sampled + st.failed_full + st.blocked_timeouts;
+  uint64_t dropped = st.dropped_newest + st.dropped_sampled + st.failed_full + st.blocked_timeouts +
+                     st.dropped_oldest;
   CHECK(st.ingested == total, "ingested %llu of %llu", (unsigned long long)st.ingested,
         (unsigned long long)total);
   CHECK(st.ingested == st.delivered + dropped, "ingested %llu delivered %llu dropped %llu",
@@ -164,6 +189,14 @@ static void run(int nprod, uint32_t rounds, uint64_t events, rill_bus_policy_t p
         (unsigned long long)ok, (unsigned long long)st.delivered);
   if (pol == RILL_BUS_BLOCK)
     CHECK(dropped == 0 && st.delivered == total, "lost %llu", (unsigned long long)dropped);
+  if (pol == RILL_BUS_DROP_OLDEST) {
+    /* Every publish returns 0; each is delivered once (the sink checks
+     * strictly rising counters per producer per shard) or dropped once. */
+    CHECK(ok == total, "ok %llu of %llu", (unsigned long long)ok, (unsigned long long)total);
+    CHECK(st.delivered + st.dropped_oldest == total, "delivered %llu + dropped_oldest %llu",
+          (unsigned long long)st.delivered, (unsigned long long)st.dropped_oldest);
+    CHECK(st.dropped_oldest == dropped, "other drops under DROP_OLDEST");
+  }
   uint64_t seqs = 0;
   for (int s = 0; s < SHARDS; s++)
     seqs += chk.next_seq[s];
@@ -172,6 +205,9 @@ static void run(int nprod, uint32_t rounds, uint64_t events, rill_bus_policy_t p
          (unsigned long long)total, (unsigned long long)dropped, (unsigned long long)st.batches,
          (double)st.delivered / dt / 1e6);
   rill_bus_destroy(bus);
+  if (buf_mode) /* every reference the bus took is gone, whatever its fate */
+    CHECK(buf_released == total, "released %llu of %llu bufs", (unsigned long long)buf_released,
+          (unsigned long long)total);
 }
 
 #define EV (400000 / SCALE)
@@ -180,6 +216,7 @@ static void block_1(void) { run(1, 1, EV, RILL_BUS_BLOCK, 2, 1024, 0, "block 1p"
 static void block_2(void) { run(2, 1, EV, RILL_BUS_BLOCK, 2, 1024, 0, "block 2p"); }
 static void block_4(void) { run(4, 1, EV / 2, RILL_BUS_BLOCK, 4, 256, 0, "block 4p"); }
 static void block_8(void) { run(8, 1, EV / 4, RILL_BUS_BLOCK, 3, 64, 0, "block 8p"); }
+static void block_slow(void) { run(4, 1, EV / 16, RILL_BUS_BLOCK, 2, 16, 1, "block 4p slow sink"); }
 static void churn(void) { run(4, 100, EV / 400, RILL_BUS_BLOCK, 2, 64, 0, "churn 4x100"); }
 static void batch_4(void) {
   batch_mode = 1;
@@ -187,13 +224,41 @@ static void batch_4(void) {
   batch_mode = 0;
 }
 static void drops(void) { run(4, 4, EV / 16, RILL_BUS_DROP_NEWEST, 2, 16, 1, "drop 4p"); }
+static void oldest_2(void) { run(2, 2, EV / 8, RILL_BUS_DROP_OLDEST, 1, 16, 1, "drop-oldest 2p"); }
+static void oldest_4(void) { run(4, 4, EV / 16, RILL_BUS_DROP_OLDEST, 2, 8, 1, "drop-oldest 4p"); }
+static void bufs_oldest(void) {
+  buf_mode = 1;
+  buf_released = 0;
+  run(4, 2, EV / 16, RILL_BUS_DROP_OLDEST, 2, 16, 1, "bufs drop-oldest 4p");
+  buf_mode = 0;
+}
+static void bufs_block(void) {
+  buf_mode = 1;
+  buf_released = 0;
+  run(4, 1, EV / 8, RILL_BUS_BLOCK, 3, 64, 0, "bufs block 4p");
+  buf_mode = 0;
+}
+static void oldest_batch(void) {
+  batch_mode = 1;
+  run(3, 2, EV / 8, RILL_BUS_DROP_OLDEST, 2, 16, 1, "drop-oldest batch 3p");
+  batch_mode = 0;
+}
 
 int main(void) {
   static const stress_case_t cases[] = {
-      {"block, 1 producer", block_1},      {"block, 2 producers", block_2},
-      {"block, 4 producers", block_4},     {"block, 8 producers", block_8},
-      {"open/close while running", churn}, {"batch publish, 4 producers", batch_4},
+      {"block, 1 producer", block_1},
+      {"block, 2 producers", block_2},
+      {"block, 4 producers", block_4},
+      {"block, 8 producers", block_8},
+      {"block, 4 producers asleep on a slow sink", block_slow},
+      {"open/close while running", churn},
+      {"batch publish, 4 producers", batch_4},
       {"drop-newest accounting", drops},
+      {"drop-oldest, 2 producers, slow sink", oldest_2},
+      {"drop-oldest, 4 producers, slow sink", oldest_4},
+      {"drop-oldest, batch publish, 3 producers", oldest_batch},
+      {"bufs by reference, drop-oldest, 4 producers", bufs_oldest},
+      {"bufs by reference, block, 4 producers", bufs_block},
   };
   return stress_run(cases, (int)(sizeof cases / sizeof cases[0]));
 }

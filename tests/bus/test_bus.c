@@ -20,6 +20,8 @@ typedef struct {
   uint32_t last_val[8];
   int flushed, closed;
   int bad;
+  uint32_t vals[256]; /* the first 4-byte payloads delivered, in order */
+  uint32_t nvals;
 } rec_t;
 
 static void rec_batch(void *ctx, const rill_event_t *ev, size_t n) {
@@ -41,6 +43,8 @@ static void rec_batch(void *ctx, const rill_event_t *ev, size_t n) {
       if (r->next_seq[s] > 1 && v <= r->last_val[s])
         r->bad++; /* FIFO per producer per shard */
       r->last_val[s] = v;
+      if (r->nvals < 256)
+        r->vals[r->nvals++] = v;
     }
   }
   __atomic_fetch_add(&r->n, n, __ATOMIC_RELEASE);
@@ -123,11 +127,12 @@ Test(bus, counting_sink_and_hash_shards) {
   rill_sink_t sink;
   rill_sink_counting(&sink, &c);
   rill_bus_t *bus;
-  cr_assert_eq(
-      rill_bus_create(
-          &bus,
-          &(rill_bus_opts_t){.sink = &sink, .shards = 8, .workers = 3, .policy = RILL_BUS_BLOCK}),
-      0);
+  cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
+                                                        .shards = 8,
+                                                        .workers = 3,
+                                                        .policy = RILL_BUS_BLOCK,
+                                                        .max_payload = 120}),
+               0);
   rill_bus_producer_t *p;
   cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
   char buf[120];
@@ -188,7 +193,7 @@ static void unstall_close(rill_bus_t *bus, rec_t *r, uint64_t expect_delivered) 
   rill_bus_stats(bus, &st);
   cr_expect_eq(st.delivered, expect_delivered);
   cr_expect_eq(st.ingested, st.delivered + st.dropped_newest + st.dropped_sampled + st.failed_full +
-                                st.blocked_timeouts);
+                                st.blocked_timeouts + st.dropped_oldest);
   rill_bus_destroy(bus);
 }
 
@@ -335,6 +340,7 @@ Test(bus, publish_batch_in_order) {
                                                         .shards = 4,
                                                         .workers = 2,
                                                         .ring_slots = 64,
+                                                        .max_payload = 150,
                                                         .policy = RILL_BUS_BLOCK}),
                0);
   rill_bus_producer_t *p;
@@ -387,4 +393,435 @@ Test(bus, publish_batch_policies) {
   cr_expect_eq(rill_bus_publish_batch(p, iov, 20, &done), RILL_EFULL);
   cr_expect_eq(done, 7);
   unstall_close(bus, &r, 8);
+}
+
+/* DROP_OLDEST with nothing in flight: batch_min above the ring holds
+ * every batch (the worker takes and gives back its claim) until close, so
+ * the ring fills deterministically and each publish past it discards the
+ * oldest. The survivors are exactly the newest ring_slots, in order. */
+Test(bus, drop_oldest_exact) {
+  rec_t r;
+  rill_sink_t sink = rec_sink(&r);
+  rill_bus_t *bus;
+  cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
+                                                        .shards = 1,
+                                                        .ring_slots = 8,
+                                                        .policy = RILL_BUS_DROP_OLDEST,
+                                                        .batch_min = 64,
+                                                        .max_delay_ns = 60000000000ull}),
+               0);
+  rill_bus_producer_t *p;
+  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  for (uint32_t i = 1; i <= 100; i++)
+    cr_assert_eq(rill_bus_publish(p, &i, 4), 0);
+  rill_bus_stats_t st = {0};
+  uint64_t fill[1];
+  st.shard_fill = fill;
+  rill_bus_stats(bus, &st);
+  cr_expect_eq(st.ingested, 100);
+  cr_expect_eq(st.dropped_oldest, 92);
+  cr_expect_eq(st.delivered, 0);
+  cr_expect_eq(fill[0], 8);
+  uint64_t left = 1;
+  cr_assert_eq(rill_bus_close(bus, 5000000000ull, &left), 0);
+  cr_expect_eq(left, 0);
+  cr_expect_eq(r.bad, 0);
+  cr_assert_eq(r.nvals, 8);
+  for (uint32_t i = 0; i < 8; i++)
+    cr_expect_eq(r.vals[i], 93 + i, "survivor %u is %u", i, r.vals[i]);
+  rill_bus_stats(bus, &st);
+  cr_expect_eq(st.delivered, 8);
+  cr_expect_eq(st.ingested, st.delivered + st.dropped_oldest);
+  rill_bus_producer_close(p);
+  rill_bus_destroy(bus);
+}
+
+/* DROP_OLDEST against a batch in flight: the sink holds event 0 in
+ * place, the ring fills, and the next publish waits for that batch (it
+ * may not take a slot the worker reads) until a thread lets the sink go;
+ * then every publish returns 0 and the counts are exact. */
+Test(bus, drop_oldest_waits_for_the_batch_in_flight) {
+  rec_t r;
+  rill_sink_t sink;
+  rill_bus_producer_t *p;
+  rill_bus_t *bus = stalled(&r, &sink, RILL_BUS_DROP_OLDEST, 8, &p);
+  for (uint32_t i = 1; i <= 7; i++)
+    cr_assert_eq(rill_bus_publish(p, &i, 4), 0);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, unstall_later, &r), 0);
+  for (uint32_t i = 8; i <= 1000; i++)
+    cr_assert_eq(rill_bus_publish(p, &i, 4), 0);
+  /* The first publish past the full ring could not return before the
+   * sink was let go. */
+  cr_expect_eq(__atomic_load_n(&r.stall, __ATOMIC_ACQUIRE), 0);
+  pthread_join(t, NULL);
+  uint64_t left = 1;
+  cr_assert_eq(rill_bus_close(bus, 5000000000ull, &left), 0);
+  cr_expect_eq(left, 0);
+  cr_expect_eq(r.bad, 0);
+  rill_bus_stats_t st = {0};
+  rill_bus_stats(bus, &st);
+  cr_expect_eq(st.ingested, 1001);
+  cr_expect_eq(st.delivered, r.n);
+  cr_expect_eq(st.delivered + st.dropped_oldest, 1001);
+  cr_expect_geq(st.delivered, 8);
+  rill_bus_destroy(bus);
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A BLOCK bus whose sink holds event 0 in place; block_timeout_ns long. */
+static rill_bus_t *stalled_block(rec_t *r, rill_sink_t *sink, uint64_t timeout_ns,
+                                 rill_bus_producer_t **p) {
+  *sink = rec_sink(r);
+  r->stall = 1;
+  rill_bus_t *bus;
+  cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = sink,
+                                                        .shards = 1,
+                                                        .ring_slots = 8,
+                                                        .policy = RILL_BUS_BLOCK,
+                                                        .block_timeout_ns = timeout_ns}),
+               0);
+  cr_assert_eq(rill_bus_producer_open(bus, p), 0);
+  uint32_t v = 0;
+  cr_assert_eq(rill_bus_publish(*p, &v, 4), 0);
+  wait_entered(r, 1);
+  return bus;
+}
+
+/* BLOCK against a paused sink: the producer sleeps on its futex until the
+ * worker gives slots back, then goes on; nothing is lost. */
+Test(bus, block_sleeps_then_delivers_everything) {
+  rec_t r;
+  rill_sink_t sink;
+  rill_bus_producer_t *p;
+  rill_bus_t *bus = stalled_block(&r, &sink, 10000000000ull, &p);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, unstall_later, &r), 0);
+  for (uint32_t i = 1; i <= 5000; i++)
+    cr_assert_eq(rill_bus_publish(p, &i, 4), 0, "publish %u", i);
+  pthread_join(t, NULL);
+  uint64_t left = 1;
+  cr_assert_eq(rill_bus_close(bus, 5000000000ull, &left), 0);
+  cr_expect_eq(left, 0);
+  cr_expect_eq(r.n, 5001);
+  cr_expect_eq(r.bad, 0);
+  rill_bus_stats_t st = {0};
+  rill_bus_stats(bus, &st);
+  cr_expect_eq(st.ingested, 5001);
+  cr_expect_eq(st.delivered, 5001);
+  cr_expect_eq(st.blocked_timeouts, 0);
+  rill_bus_destroy(bus);
+}
+
+typedef struct {
+  rill_bus_producer_t *p;
+  int about_to_block;
+  int rc;
+  uint64_t returned_ns;
+} blocker_t;
+
+static void *blocker(void *arg) {
+  blocker_t *b = arg;
+  for (uint32_t i = 1; i <= 7; i++) /* the 7 free slots */
+    if (rill_bus_publish(b->p, &i, 4) != 0)
+      b->rc = 99;
+  __atomic_store_n(&b->about_to_block, 1, __ATOMIC_RELEASE);
+  uint32_t v = 8;
+  int rc = rill_bus_publish(b->p, &v, 4);
+  b->returned_ns = now_ns();
+  if (!b->rc)
+    b->rc = rc;
+  return NULL;
+}
+
+/* Close while a BLOCK producer sleeps: close wakes it and it returns
+ * RILL_ECLOSED at once, long before its 10 s timeout and before the sink
+ * (stalled for 200 ms more) lets the worker go. */
+Test(bus, close_wakes_a_blocked_producer) {
+  rec_t r;
+  rill_sink_t sink;
+  blocker_t b = {0};
+  rill_bus_t *bus = stalled_block(&r, &sink, 10000000000ull, &b.p);
+  pthread_t tb, tu;
+  cr_assert_eq(pthread_create(&tb, NULL, blocker, &b), 0);
+  while (!__atomic_load_n(&b.about_to_block, __ATOMIC_ACQUIRE)) {
+    struct timespec ts = {0, 100000};
+    nanosleep(&ts, NULL);
+  }
+  struct timespec ts = {0, 20000000}; /* well past its spinning: asleep */
+  nanosleep(&ts, NULL);
+  cr_assert_eq(pthread_create(&tu, NULL, unstall_later, &r), 0);
+  uint64_t t0 = now_ns();
+  uint64_t left = 0;
+  cr_expect_eq(rill_bus_close(bus, 10000000, &left), RILL_ETIMEDOUT);
+  pthread_join(tb, NULL);
+  pthread_join(tu, NULL);
+  cr_expect_eq(b.rc, RILL_ECLOSED);
+  cr_expect_lt(b.returned_ns - t0, 150000000ull, "returned %llu ns after close",
+               (unsigned long long)(b.returned_ns - t0));
+  cr_expect_eq(left, 7);
+  rill_bus_stats_t st = {0};
+  rill_bus_stats(bus, &st);
+  cr_expect_eq(st.ingested, 8); /* the closed publish is not counted */
+  cr_expect_eq(st.blocked_timeouts, 0);
+  rill_bus_destroy(bus);
+}
+
+/* An idle worker sleeps on its doorbell: a publish after a quiet spell is
+ * still delivered, each time. */
+Test(bus, idle_worker_wakes_on_publish) {
+  rec_t r;
+  rill_sink_t sink = rec_sink(&r);
+  rill_bus_t *bus;
+  cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink, .shards = 2, .workers = 2}),
+               0);
+  rill_bus_producer_t *p;
+  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  uint64_t worst = 0;
+  for (uint32_t i = 1; i <= 20; i++) {
+    struct timespec ts = {0, 3000000}; /* the workers go to sleep */
+    nanosleep(&ts, NULL);
+    uint64_t t0 = now_ns();
+    cr_assert_eq(rill_bus_publish_key(p, i, &i, 4), 0);
+    while (__atomic_load_n(&r.n, __ATOMIC_ACQUIRE) < i)
+      ;
+    if (now_ns() - t0 > worst)
+      worst = now_ns() - t0;
+  }
+  /* Even a lost doorbell costs at most the bounded sleep (500 us). */
+  cr_expect_lt(worst, 100000000ull, "worst wake %llu ns", (unsigned long long)worst);
+  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_expect_eq(r.n, 20);
+  cr_expect_eq(r.bad, 0);
+  rill_bus_destroy(bus);
+}
+
+/* ---- payloads by reference ---- */
+
+/* A sink that keeps what each event pointed at and checks big payloads
+ * against a reference copy. */
+#define BIG (1u << 20)
+static uint8_t big_ref[BIG];
+
+typedef struct {
+  const void *data[64];
+  uint32_t len[64];
+  uint64_t n;
+  int intact; /* big payloads equal to big_ref */
+  int bad;
+} ptr_t;
+
+static void ptr_batch(void *ctx, const rill_event_t *ev, size_t n) {
+  ptr_t *r = ctx;
+  for (size_t i = 0; i < n; i++) {
+    if (r->n < 64) {
+      r->data[r->n] = ev[i].data;
+      r->len[r->n] = ev[i].len;
+    }
+    __atomic_store_n(&r->n, r->n + 1, __ATOMIC_RELEASE); /* polled by the test */
+    if (ev[i].len == BIG)
+      r->intact += memcmp(ev[i].data, big_ref, BIG) == 0;
+  }
+}
+
+static void fill_big_ref(void) {
+  for (uint32_t i = 0; i < BIG; i++)
+    big_ref[i] = (uint8_t)(i * 7 + i / 251);
+}
+
+Test(bus, big_payload_arrives_intact) {
+  fill_big_ref();
+  ptr_t r = {0};
+  rill_sink_t sink = {ptr_batch, NULL, NULL, &r};
+  rill_bus_t *bus;
+  cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
+                                                        .shards = 2,
+                                                        .policy = RILL_BUS_BLOCK,
+                                                        .max_payload = 2 * BIG}),
+               0);
+  rill_bus_producer_t *p;
+  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_publish(p, big_ref, BIG), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_bus_publish_key(p, 1, big_ref, BIG), 0);
+  /* In a batch, between small events: in order, alone, by reference. */
+  uint32_t a = 1, b = 2;
+  rill_bus_iov_t iov[3] = {{&a, 4}, {big_ref, BIG}, {&b, 4}};
+  size_t done = 0;
+  cr_assert_eq(rill_bus_publish_batch(p, iov, 3, &done), 0);
+  cr_expect_eq(done, 3);
+  static uint8_t huge[2 * BIG + 1];
+  cr_expect_eq(rill_bus_publish(p, huge, sizeof huge), RILL_EMSGSIZE);
+  cr_expect_neq(rill_errmsg()[0], '\0');
+  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_expect_eq(r.n, 5);
+  cr_expect_eq(r.intact, 3);
+  rill_bus_stats_t st = {0};
+  rill_bus_stats(bus, &st);
+  cr_expect_eq(st.ingested, 5);
+  cr_expect_eq(st.delivered, 5);
+  rill_bus_destroy(bus);
+}
+
+Test(bus, max_payload_bounds) {
+  rill_sink_counters_t c;
+  rill_sink_t sink;
+  rill_sink_counting(&sink, &c);
+  expect_einval((rill_bus_opts_t){.sink = &sink, .slot_payload = 200, .max_payload = 100},
+                "max_payload below slot_payload");
+  /* A 1-byte slot still carries a reference. */
+  rill_bus_t *bus;
+  cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
+                                                        .shards = 1,
+                                                        .slot_payload = 1,
+                                                        .max_payload = 4096,
+                                                        .policy = RILL_BUS_BLOCK}),
+               0);
+  rill_bus_producer_t *p;
+  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  static char buf[4097];
+  for (uint32_t len = 0; len <= 4096; len += 64)
+    cr_assert_eq(rill_bus_publish(p, buf, len), 0);
+  cr_expect_eq(rill_bus_publish(p, buf, 4097), RILL_EMSGSIZE);
+  rill_buf_t b;
+  cr_assert_eq(rill_buf_copy(&b, buf, 4097), 0);
+  cr_expect_eq(rill_bus_publish_buf(p, &b), RILL_EMSGSIZE);
+  cr_expect_eq(rill_bus_publish_buf(p, NULL), RILL_EINVAL);
+  rill_buf_release(&b);
+  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_expect_eq(c.events, 65);
+  cr_expect_eq(c.bytes, 64ull * 65 * 64 / 2);
+  rill_bus_destroy(bus);
+}
+
+/* publish_buf: the sink sees the buf's own bytes (zero copy), and the
+ * bus's reference is gone once the event is delivered. */
+Test(bus, publish_buf_zero_copy) {
+  ptr_t r = {0};
+  rill_sink_t sink = {ptr_batch, NULL, NULL, &r};
+  rill_bus_t *bus;
+  cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink, .shards = 4}), 0);
+  rill_bus_producer_t *p;
+  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  rill_buf_t small, large;
+  cr_assert_eq(rill_buf_copy(&small, "hello", 5), 0);
+  cr_assert_eq(rill_buf_alloc(&large, 100000), 0);
+  memset(large.data, 'z', large.len);
+  cr_assert_eq(rill_bus_publish_buf(p, &small), 0);
+  cr_assert_eq(rill_bus_publish_buf_key(p, 3, &large), 0);
+  while (__atomic_load_n(&r.n, __ATOMIC_ACQUIRE) < 2)
+    ;
+  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_assert_eq(r.n, 2);
+  /* One shard each, so either may come first. */
+  int si = r.len[0] == 5 ? 0 : 1;
+  cr_expect_eq(r.data[si], (const void *)small.data);
+  cr_expect_eq(r.len[si], 5);
+  cr_expect_eq(r.data[1 - si], (const void *)large.data);
+  cr_expect_eq(r.len[1 - si], 100000);
+  cr_expect_eq(rill_buf_refs(&small), 1);
+  cr_expect_eq(rill_buf_refs(&large), 1);
+  rill_buf_release(&small);
+  rill_buf_release(&large);
+  rill_bus_destroy(bus);
+}
+
+static int released;
+static void count_release(void *ctx, void *data, size_t len) {
+  (void)ctx, (void)data, (void)len;
+  __atomic_fetch_add(&released, 1, __ATOMIC_RELAXED);
+}
+
+/* Every path that discards a slot releases its reference: drop-oldest
+ * (at once), and delivery. */
+Test(bus, drop_oldest_releases_bufs) {
+  rec_t r;
+  rill_sink_t sink = rec_sink(&r);
+  rill_bus_t *bus;
+  cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
+                                                        .shards = 1,
+                                                        .ring_slots = 8,
+                                                        .policy = RILL_BUS_DROP_OLDEST,
+                                                        .batch_min = 64,
+                                                        .max_delay_ns = 60000000000ull}),
+               0);
+  rill_bus_producer_t *p;
+  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  released = 0;
+  static uint32_t vals[20];
+  for (uint32_t i = 0; i < 20; i++) {
+    vals[i] = i + 1;
+    rill_buf_t b;
+    cr_assert_eq(rill_buf_wrap(&b, &vals[i], 4, 0, count_release, NULL), 0);
+    cr_assert_eq(rill_bus_publish_buf(p, &b), 0);
+    rill_buf_release(&b); /* the slot's reference keeps it */
+  }
+  cr_expect_eq(__atomic_load_n(&released, __ATOMIC_RELAXED), 12, "the 12 dropped");
+  rill_bus_stats_t st = {0};
+  rill_bus_stats(bus, &st);
+  cr_expect_eq(st.dropped_oldest, 12);
+  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_expect_eq(released, 20, "and the 8 delivered");
+  cr_expect_eq(r.nvals, 8);
+  for (uint32_t i = 0; i < r.nvals; i++)
+    cr_expect_eq(r.vals[i], 13 + i);
+  rill_bus_destroy(bus);
+}
+
+/* A close that times out leaves events in the rings; destroy releases
+ * their references. */
+Test(bus, destroy_releases_undelivered_bufs) {
+  rec_t r;
+  rill_sink_t sink;
+  rill_bus_producer_t *p;
+  rill_bus_t *bus = stalled(&r, &sink, RILL_BUS_DROP_NEWEST, 8, &p);
+  released = 0;
+  static uint32_t vals[5];
+  for (uint32_t i = 0; i < 5; i++) {
+    vals[i] = i + 1;
+    rill_buf_t b;
+    cr_assert_eq(rill_buf_wrap(&b, &vals[i], 4, 0, count_release, NULL), 0);
+    cr_assert_eq(rill_bus_publish_buf(p, &b), 0);
+    rill_buf_release(&b);
+  }
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, unstall_later, &r), 0);
+  uint64_t left = 0;
+  cr_expect_eq(rill_bus_close(bus, 10000000, &left), RILL_ETIMEDOUT);
+  pthread_join(t, NULL);
+  cr_expect_eq(left, 5);
+  cr_expect_eq(released, 0);
+  rill_bus_destroy(bus);
+  cr_expect_eq(released, 5);
+}
+
+/* publish_buf takes a reference, never memory. */
+Test(bus, publish_buf_allocates_nothing) {
+  rill_sink_counters_t c;
+  rill_sink_t sink;
+  rill_sink_counting(&sink, &c);
+  rill_bus_t *bus;
+  cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink, .shards = 4}), 0);
+  rill_bus_producer_t *p;
+  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  rill_buf_t b;
+  cr_assert_eq(rill_buf_alloc(&b, 4096), 0);
+  memset(b.data, 1, b.len);
+  uint64_t before = rill_mem_allocs_thread();
+  for (uint32_t i = 0; i < 200000; i++)
+    cr_assert_eq(rill_bus_publish_buf_key(p, i, &b), 0);
+  cr_expect_eq(rill_mem_allocs_thread(), before);
+  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  rill_bus_stats_t st = {0};
+  rill_bus_stats(bus, &st);
+  cr_expect_eq(st.ingested, 200000);
+  cr_expect_eq(c.events + st.dropped_newest, 200000);
+  cr_expect_eq(c.bytes, c.events * 4096);
+  cr_expect_eq(rill_buf_refs(&b), 1);
+  rill_buf_release(&b);
+  rill_bus_destroy(bus);
 }
