@@ -309,8 +309,7 @@ int rill_bus_cursor_save(const rill_bus_cursor_t *c, void *buf, size_t cap, size
  *  identity at create). RILL_EVERSION for a wrong magic or version,
  *  RILL_ECORRUPT for a wrong length, checksum or an impossible position,
  *  RILL_EINVAL for a position saved from another sink or shard count. */
-int rill_bus_cursor_load(rill_memsink_t *ms, const void *buf, size_t len,
-                         rill_bus_cursor_t **out);
+int rill_bus_cursor_load(rill_memsink_t *ms, const void *buf, size_t len, rill_bus_cursor_t **out);
 
 /** Events this cursor lost because a window dropped them before it read
  *  them, since it was opened or loaded. */
