@@ -108,7 +108,17 @@ typedef struct rill_bus_opts {
   uint64_t max_delay_ns;     /* how long a batch under batch_min may wait; default 1 ms */
   uint32_t max_payload;      /* largest payload, by reference over slot_payload;
                               * >= slot_payload; default 16 MiB */
+  /* A worker whose pass over its shards delivered fewer than batch_max / 8
+   * events waits this long before the next pass, so the producers fill
+   * its next batches: a worker that keeps up one event at a time pulls
+   * every slot's cache line across the cores while it is being written,
+   * which halves end-to-end throughput. It adds up to linger_ns to the
+   * delivery of events that arrive meanwhile; publish is not affected.
+   * Default 2 us; RILL_BUS_LINGER_NONE for none. */
+  uint64_t linger_ns;
 } rill_bus_opts_t;
+
+#define RILL_BUS_LINGER_NONE UINT64_MAX
 
 /** Totals since create. Pass shard_fill (an array of `shards` entries) to
  *  get each shard's fill summed over the producers' rings, or NULL. */

@@ -369,6 +369,48 @@ Test(bus, publish_batch_in_order) {
   rill_bus_destroy(bus);
 }
 
+/* Batches are written grouped by shard: every event lands on the shard
+ * its hash names, none twice, and the steady state allocates nothing. */
+Test(bus, publish_batch_groups_by_shard_allocating_nothing) {
+  rill_sink_counters_t c;
+  rill_sink_t sink;
+  rill_sink_counting(&sink, &c);
+  rill_bus_t *bus;
+  cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
+                                                        .shards = 64,
+                                                        .workers = 2,
+                                                        .ring_slots = 256,
+                                                        .linger_ns = RILL_BUS_LINGER_NONE,
+                                                        .policy = RILL_BUS_BLOCK}),
+               0);
+  rill_bus_producer_t *p;
+  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  static uint64_t vals[64][8];
+  rill_bus_iov_t iov[64];
+  static uint64_t want[64];
+  uint64_t before = rill_mem_allocs_thread();
+  for (uint64_t round = 0; round < 2000; round++) {
+    size_t n = 1 + round % 64;
+    for (size_t k = 0; k < n; k++) {
+      vals[k][0] = round * 64 + k;
+      iov[k] = (rill_bus_iov_t){vals[k], 8 * (uint32_t)(1 + k % 8)};
+      want[rill_hash_reduce(rill_hash64(iov[k].data, iov[k].len), 64)]++;
+    }
+    size_t done = 0;
+    cr_assert_eq(rill_bus_publish_batch(p, iov, n, &done), 0);
+    cr_assert_eq(done, n);
+  }
+  cr_expect_eq(rill_mem_allocs_thread(), before);
+  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  uint64_t total = 0;
+  for (int s = 0; s < 64; s++) {
+    cr_expect_eq(c.shard_events[s], want[s], "shard %d", s);
+    total += want[s];
+  }
+  cr_expect_eq(c.events, total);
+  rill_bus_destroy(bus);
+}
+
 Test(bus, publish_batch_policies) {
   rec_t r;
   rill_sink_t sink;
