@@ -61,7 +61,7 @@ int main(void) {
     return 1;
   printf("poll: %zu event(s) with n >= 2: %.*s\n", n, n ? (int)ev[0].len : 0,
          n ? (const char *)ev[0].data : "");
-  ok = ok && n == 1 && ev[0].len == 20 && memcmp(ev[0].data, "{\"user\":\"ada\"", 14) == 0;
+  ok = ok && n == 1 && ev[0].len == 20 && memcmp(ev[0].data, "{\"user\":\"ada\"", 13) == 0;
   rill_bus_cursor_free(cur);
   rill_filter_free(f);
   rill_bus_destroy(bus);
