@@ -135,6 +135,11 @@ uint64_t rill_hash64(const void *data, size_t len);
 /** xxh3 64-bit hash with a seed. */
 uint64_t rill_hash64_seed(const void *data, size_t len, uint64_t seed);
 
+/** CRC32C (Castagnoli) of len bytes, continuing from crc (0 to start):
+ *  rill_crc32c(rill_crc32c(0, a, n), b, m) is the CRC of a then b. SSE4.2's
+ *  crc32 instruction when the CPU has it, tables otherwise. */
+uint32_t rill_crc32c(uint32_t crc, const void *data, size_t len);
+
 /** Maps a 64-bit hash onto [0, n) with Lemire's multiply-shift reduction:
  *  the high 64 bits of hash * n. No division, no bias worth measuring for
  *  n far below 2^64, and it uses the hash's high bits, which xxh3 mixes

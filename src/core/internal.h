@@ -28,6 +28,19 @@ void rill__free(void *p);
 void rill__count_map(size_t bytes);
 void rill__count_unmap(size_t bytes);
 
+/* The table-driven CRC32C, which rill_crc32c uses without SSE4.2: exposed
+ * so tests can check the two against each other. */
+uint32_t rill__crc32c_sw(uint32_t crc, const void *data, size_t len);
+
+/* Sleeps while *addr == val, at most ns (spurious and early returns are
+ * fine: callers re-check their condition). */
+void rill__futex_wait(uint32_t *addr, uint32_t val, uint64_t ns);
+
+/* Bumps *addr and wakes every sleeper on it. Release: what the caller did
+ * before is visible to a sleeper that loads the word with acquire and sees
+ * the bump. */
+void rill__futex_bump(uint32_t *addr);
+
 #define RILL__ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((__typeof__(x))(a)-1))
 #define RILL__IS_POW2(x)     ((x) != 0 && ((x) & ((x)-1)) == 0)
 

@@ -253,3 +253,22 @@ Test(hist, sum_saturates) {
   cr_expect_eq(h.max, UINT64_MAX - 1);
   cr_expect_eq(rill_hist_quantile(&h, 1.0), UINT64_MAX - 1);
 }
+
+/* The standard check value, the hardware and table paths agreeing on every
+ * length and alignment, and chaining. */
+Test(crc32c, check_value_paths_and_chaining) {
+  cr_expect_eq(rill_crc32c(0, "123456789", 9), 0xE3069283u);
+  cr_expect_eq(rill__crc32c_sw(0, "123456789", 9), 0xE3069283u);
+  cr_expect_eq(rill_crc32c(0, "", 0), 0);
+  uint8_t buf[300];
+  srand(5);
+  for (size_t i = 0; i < sizeof buf; i++)
+    buf[i] = (uint8_t)rand();
+  for (size_t off = 0; off < 8; off++)
+    for (size_t len = 0; len + off <= sizeof buf; len += 7) {
+      uint32_t a = rill_crc32c(0, buf + off, len), b = rill__crc32c_sw(0, buf + off, len);
+      cr_assert_eq(a, b, "off %zu len %zu", off, len);
+      size_t cut = len / 3;
+      cr_assert_eq(rill_crc32c(rill_crc32c(0, buf + off, cut), buf + off + cut, len - cut), a);
+    }
+}

@@ -1,0 +1,196 @@
+/*
+ * rill log: a durable append-only log per topic (issue 4).
+ *
+ * A log directory holds topics; a topic is a directory of segment files
+ * (named by the sequence number of their first record), one index file per
+ * segment, a MANIFEST and a LOCK (docs/FORMATS.md has every byte). Segments
+ * are preallocated and mmap'd: an append copies the record into the
+ * mapping under the topic's append lock, and readers in other threads read
+ * it in place, handed out as rill_buf slices of the mapping, so a read
+ * copies nothing and a segment stays mapped while any slice of it lives.
+ *
+ * Sequence numbers are dense, from 0, assigned by the log. A record is a
+ * 32-byte header (length, CRC32C, sequence, timestamp, flags, marker) and
+ * the payload, padded to 8 bytes.
+ *
+ * Durability is a policy per open topic: never (the page cache, and
+ * rill_log_sync when you ask), every N records, every interval, or group
+ * commit (appenders wait, one fdatasync covers all who wait). Records are
+ * visible to readers as soon as they are appended; rill_log_durable says
+ * how far they are on disk. Tailing waiters are woken for records that are
+ * durable under the policy (all of them for never).
+ *
+ * One writer per topic: the open that writes holds an OFD lock on LOCK, so
+ * a second writer, in this process or another, gets RILL_EBUSY. Opening
+ * recovers: it trusts the index up to its last checkpoint, verifies the
+ * records after it one by one and truncates a torn tail.
+ */
+#ifndef RILL_LOG_H
+#define RILL_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+#include "mem.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct rill_log rill_log_t;
+
+/** When appends reach the disk. */
+typedef enum rill_log_sync {
+  RILL_LOG_SYNC_NEVER = 0, /* only rill_log_sync and close; a crash of the machine loses
+                            * what the page cache held (a crash of the process does not) */
+  RILL_LOG_SYNC_EVERY_N,   /* the append that completes each sync_every records syncs */
+  RILL_LOG_SYNC_INTERVAL,  /* an append syncs when sync_interval_ns passed since the last */
+  RILL_LOG_SYNC_GROUP,     /* every append returns once durable; concurrent appenders
+                            * share one fdatasync */
+} rill_log_sync_t;
+
+/** What a read does with a record whose checksum or header fails. */
+typedef enum rill_log_on_corrupt {
+  RILL_LOG_CORRUPT_STOP = 0, /* the read returns RILL_ECORRUPT */
+  RILL_LOG_CORRUPT_SKIP,     /* range reads and iterators skip it and count it */
+} rill_log_on_corrupt_t;
+
+/** Options; zero fields take the defaults. */
+typedef struct rill_log_opts {
+  uint64_t segment_bytes; /* a multiple of 4096 in 64 KiB..2 GiB; default 128 MiB; a new
+                           * topic records it, an existing one keeps its own */
+  rill_log_sync_t sync;
+  uint64_t sync_every;       /* RILL_LOG_SYNC_EVERY_N; default 1000 */
+  uint64_t sync_interval_ns; /* RILL_LOG_SYNC_INTERVAL; default 10 ms */
+  rill_log_on_corrupt_t on_corrupt;
+  bool read_only;    /* no lock, no recovery writes: a reader beside a writer in
+                      * another process sees what was there at open */
+  bool no_create;    /* RILL_ENOENT rather than creating a missing topic */
+  bool verify_reads; /* check each record's CRC32C on read, not only at recovery */
+} rill_log_opts_t;
+
+/** Opens (creating when missing, unless no_create) topic `topic` in
+ *  directory `dir` (created too). The topic name is 1..200 bytes of
+ *  [A-Za-z0-9._-], not starting with '.'. Recovers a topic that was not
+ *  closed cleanly. RILL_EBUSY when another open holds the writer lock,
+ *  RILL_EVERSION for files of an unknown format, RILL_ECORRUPT when
+ *  recovery finds damage it cannot repair (rill_errmsg names the file and
+ *  offset), RILL_EINVAL for bad options or names, or an errno. */
+int rill_log_open(rill_log_t **out, const char *dir, const char *topic,
+                  const rill_log_opts_t *opts);
+
+/** Syncs (unless read_only), checkpoints the index, unmaps what no slice
+ *  holds and frees the handle. Slices handed out stay valid. Returns the
+ *  sync's error, if any; the handle is gone either way. NULL is a no-op. */
+int rill_log_close(rill_log_t *l);
+
+/* ---- appending (any thread; appends are serialised by the topic) ------- */
+
+/** One record of a batch or one piece of a vectored record. */
+typedef struct rill_log_iov {
+  const void *data;
+  uint32_t len;
+} rill_log_iov_t;
+
+/** Largest payload a record may have for this topic: the segment size less
+ *  the segment header and the record header. */
+uint32_t rill_log_max_payload(const rill_log_t *l);
+
+/** Appends one record; *seq (may be NULL) gets its sequence number. Under
+ *  RILL_LOG_SYNC_GROUP returns once the record is durable; under EVERY_N
+ *  and INTERVAL the append that is due syncs before returning. RILL_EMSGSIZE
+ *  over the max payload, RILL_ENOSPC when a new segment cannot be
+ *  allocated (nothing is written; appends work again once there is room),
+ *  RILL_EPERM on a read-only open, or the sync's error (the record is
+ *  appended, and readable, but not known durable). */
+int rill_log_append(rill_log_t *l, const void *data, uint32_t len, uint64_t *seq);
+
+/** Appends one record made of n pieces (a header and a body from separate
+ *  buffers, say), copied straight into the segment. */
+int rill_log_appendv(rill_log_t *l, const rill_log_iov_t *iov, size_t n, uint64_t *seq);
+
+/** Appends n records under one lock and one sync; *first gets the first
+ *  record's sequence number (the others follow densely). All or nothing
+ *  for RILL_EMSGSIZE; on RILL_ENOSPC the records before the one that did
+ *  not fit are appended, and *done (may be NULL) says how many. */
+int rill_log_append_batch(rill_log_t *l, const rill_log_iov_t *recs, size_t n, uint64_t *first,
+                          size_t *done);
+
+/** Reserves room for a record of len bytes and points *data at where its
+ *  payload goes, in the segment: write it in place, then rill_log_commit.
+ *  Holds the topic's append lock until commit or abort, so other appenders
+ *  wait: keep it short. */
+int rill_log_reserve(rill_log_t *l, uint32_t len, void **data);
+
+/** Seals the reserved record (checksum, index, visible to readers) and
+ *  applies the sync policy as append does. */
+int rill_log_commit(rill_log_t *l, uint64_t *seq);
+
+/** Gives the reservation up; nothing was appended. */
+void rill_log_abort(rill_log_t *l);
+
+/** Makes every record appended so far durable (fdatasync of the segments
+ *  written since the last sync and of their index), then checkpoints. */
+int rill_log_sync(rill_log_t *l);
+
+/* ---- reading (any thread, any number at once) -------------------------- */
+
+/** A record handed out by a read: payload is a slice of the segment's
+ *  mapping (release it with rill_buf_release; it keeps the segment mapped
+ *  even after retention removed it). */
+typedef struct rill_log_record {
+  rill_buf_t payload;
+  uint64_t seq;
+  uint64_t ts_ns; /* wall clock (CLOCK_REALTIME) at append */
+} rill_log_record_t;
+
+/** Sequence number of the oldest record still held (after retention). */
+uint64_t rill_log_first(const rill_log_t *l);
+
+/** Sequence number the next append will get: records are [first, next). */
+uint64_t rill_log_next(const rill_log_t *l);
+
+/** Records below this are on disk (synced); up to next when nothing waits. */
+uint64_t rill_log_durable(const rill_log_t *l);
+
+/** The record seq, in O(1) (the segment by binary search over the
+ *  segments, then the index). RILL_ENOENT outside [first, next),
+ *  RILL_ECORRUPT for a record that fails its checks (whatever on_corrupt
+ *  says: one record has nothing to skip to). */
+int rill_log_read(rill_log_t *l, uint64_t seq, rill_log_record_t *rec);
+
+/** Reads records from `from` on into out: at most max_count records and
+ *  no more than max_bytes of payload (the first record is returned even if
+ *  it alone is larger, so a read always makes progress). *n gets the count;
+ *  0 with RILL_ENOENT when from is at or past next, or below first. With
+ *  RILL_LOG_CORRUPT_SKIP, records that fail their checks are passed over
+ *  and counted in the stats. */
+int rill_log_read_range(rill_log_t *l, uint64_t from, size_t max_count, size_t max_bytes,
+                        rill_log_record_t *out, size_t *n);
+
+/** Waits until records from `from` on are visible and durable under the
+ *  topic's policy (any record >= from), or timeout_ns passes: 0, or
+ *  RILL_ETIMEDOUT, or RILL_ECLOSED once the log is being closed. A
+ *  subscriber that fell behind retention learns it from the next read
+ *  (RILL_ENOENT below first), never by a silent skip. */
+int rill_log_wait(rill_log_t *l, uint64_t from, uint64_t timeout_ns);
+
+/* ---- stats ------------------------------------------------------------- */
+
+typedef struct rill_log_stats {
+  uint64_t first, next, durable;
+  uint64_t segments;
+  uint64_t bytes;          /* of records in all segments */
+  uint64_t syncs;          /* fdatasync rounds */
+  uint64_t skipped;        /* corrupt records passed over by reads (SKIP) */
+  uint64_t recovered_torn; /* bytes of torn tail truncated at open */
+} rill_log_stats_t;
+
+void rill_log_stats(rill_log_t *l, rill_log_stats_t *st);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RILL_LOG_H */

@@ -1,0 +1,21 @@
+/*
+ * The futex calls the bus and the log sleep and wake with (process-private:
+ * the words live in one process's memory).
+ */
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+void rill__futex_wait(uint32_t *addr, uint32_t val, uint64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+  syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+}
+
+void rill__futex_bump(uint32_t *addr) {
+  __atomic_fetch_add(addr, 1, __ATOMIC_RELEASE);
+  syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}

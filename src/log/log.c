@@ -1,0 +1,1103 @@
+/*
+ * The durable log: one topic's segments, index files, manifest and lock
+ * (docs/FORMATS.md, "Log").
+ *
+ * Writing. Appends take `lock` (a mutex: appenders are any threads), copy
+ * header and payload into the mapping of the last segment, store the index
+ * entry, and publish with a store of `next`. A segment is preallocated, so
+ * writing through the mapping never meets a full disk; a record that does
+ * not fit seals the segment (synced and checkpointed) and starts the next,
+ * which is where RILL_ENOSPC can come from, before any byte is written.
+ *
+ * Reading. Records below `next` are complete: next is stored with release
+ * after the record and its index entry, and readers load it with acquire.
+ * Readers find the segment under `segs_lock` (read side) and take a slice
+ * of the segment's whole view before dropping it, so a segment that
+ * retention or close lets go stays mapped as long as a slice lives (the
+ * view's release callback unmaps it).
+ *
+ * Syncing. `sync_lock` serialises syncs: the syncer notes how far records
+ * go (next), fdatasyncs the segments and indexes that hold records past
+ * `durable`, checkpoints them, and stores `durable`. Group commit is that
+ * and nothing more: an appender under RILL_LOG_SYNC_GROUP syncs up to its
+ * own record; whoever holds sync_lock meanwhile syncs everything appended
+ * so far, so those queued behind find their record durable and return
+ * without a syscall.
+ *
+ * Waking. Tail waiters spin briefly (a futex wake costs more than the 2 µs
+ * append-to-subscriber budget), then count themselves in `sleepers` and
+ * sleep on `wake`. next and durable are stored seq_cst and sleepers loaded
+ * seq_cst after them, against the waiters' seq_cst increment and reload:
+ * with both sides sequentially consistent one always sees the other, so no
+ * wakeup is lost (the cost is one locked store per append).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "log/format.h"
+#include "rill/log.h"
+
+#define DEFAULT_SEGMENT ((uint64_t)128 << 20)
+#define MIN_SEGMENT     ((uint64_t)64 << 10)
+#define MAX_SEGMENT     ((uint64_t)2 << 30)
+#define IDX_GROW        ((uint64_t)1 << 20) /* index bytes allocated at a time */
+#define SPIN_WAIT_NS    50000u              /* a tail waiter spins this long first */
+#define MAX_TOPIC       200u
+
+struct seg {
+  rill_buf_t whole; /* the log's view of the mapping; slices keep it alive */
+  uint64_t base;
+  uint8_t *map;  /* the segment, seg_bytes */
+  uint8_t *imap; /* the index file's mapping, header included */
+  size_t imap_len;
+  int fd, ifd;
+  /* Writer only (and recovery). */
+  uint64_t count;     /* records */
+  uint64_t end;       /* offset past the last record */
+  uint64_t idx_alloc; /* index bytes allocated (file size) */
+  uint64_t synced;    /* records covered by the last checkpoint */
+  /* Read-only opens: offsets of the records recovery found past the
+   * checkpoint, which the index may not hold yet (the writer rewrites
+   * them when it recovers; a reader may not write). */
+  uint32_t *tail_off;
+  uint64_t tail_from, tail_n;
+};
+
+struct rill_log {
+  rill_log_opts_t o;
+  char *path;
+  int dir_fd, lock_fd;
+  uint64_t seg_bytes;
+  uint64_t wall_off; /* wall clock minus rill_time_ns, for record timestamps */
+
+  pthread_mutex_t lock; /* appends */
+  pthread_rwlock_t segs_lock;
+  struct seg **segs;
+  size_t nsegs, cap;
+
+  uint64_t first, next, durable; /* atomics */
+  uint32_t wake, sleepers;       /* tail waiters */
+  int closing;
+
+  pthread_mutex_t sync_lock;
+  pthread_mutex_t ckpt_lock;    /* checkpoint writes: a roll and a sync may meet */
+  uint64_t appended_since_sync; /* under lock */
+  uint64_t last_sync_ns;        /* under lock */
+
+  bool reserved; /* a reservation holds lock */
+  uint32_t res_len;
+
+  uint64_t syncs, skipped, torn; /* stats */
+};
+
+static inline uint64_t ld(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+/* ---- the segment list -------------------------------------------------- */
+
+/* The view's release: the last slice of a segment unmaps and closes it. */
+static void seg_unmap(void *ctx, void *data, size_t len) {
+  struct seg *g = ctx;
+  munmap(data, len);
+  rill__count_unmap(len);
+  if (g->imap) {
+    munmap(g->imap, g->imap_len);
+    rill__count_unmap(g->imap_len);
+  }
+  close(g->fd);
+  if (g->ifd >= 0)
+    close(g->ifd);
+  rill__free(g->tail_off);
+  rill__free(g);
+}
+
+/* The segment holding seq, or NULL; under segs_lock. */
+static struct seg *seg_find(rill_log_t *l, uint64_t seq) {
+  size_t lo = 0, hi = l->nsegs;
+  while (hi - lo > 1) {
+    size_t mid = (lo + hi) / 2;
+    if (l->segs[mid]->base <= seq)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return l->nsegs && l->segs[lo]->base <= seq ? l->segs[lo] : NULL;
+}
+
+/* Where g sits in the list; under segs_lock. */
+static size_t seg_find_index(rill_log_t *l, struct seg *g) {
+  size_t i = 0;
+  while (l->segs[i] != g)
+    i++;
+  return i;
+}
+
+static int segs_push(rill_log_t *l, struct seg *g) {
+  if (l->nsegs == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 16;
+    struct seg **n = rill__realloc(l->segs, cap * sizeof *n);
+    if (!n)
+      return rill__err(RILL_ENOMEM, "log: no memory for the segment list");
+    l->segs = n;
+    l->cap = cap;
+  }
+  l->segs[l->nsegs++] = g;
+  return 0;
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+static void seg_name(char *buf, size_t n, uint64_t base, const char *ext) {
+  snprintf(buf, n, "%020llu.%s", (unsigned long long)base, ext);
+}
+
+/* Makes sure the index file has room for entry i: grows it IDX_GROW at a
+ * time with fallocate, so an entry store never meets a full disk. */
+static int idx_room(rill_log_t *l, struct seg *g, uint64_t i) {
+  uint64_t need = LOG_HDR + 4 * (i + 1);
+  if (need <= g->idx_alloc)
+    return 0;
+  uint64_t to = RILL__ALIGN_UP(need, IDX_GROW);
+  if (to > g->imap_len)
+    to = g->imap_len;
+  int e = posix_fallocate(g->ifd, 0, (off_t)to);
+  if (e)
+    return rill__err(-e, "log %s: index of segment %llu cannot grow to %llu bytes: %s", l->path,
+                     (unsigned long long)g->base, (unsigned long long)to, strerror(e));
+  g->idx_alloc = to;
+  return 0;
+}
+
+/* Maps seg and idx files already open; validates nothing. */
+static int seg_map(rill_log_t *l, struct seg *g, bool rw) {
+  int prot = rw ? PROT_READ | PROT_WRITE : PROT_READ;
+  g->map = mmap(NULL, l->seg_bytes, prot, MAP_SHARED, g->fd, 0);
+  if (g->map == MAP_FAILED) {
+    g->map = NULL;
+    return rill__err_errno("log %s: mmap of segment %llu", l->path, (unsigned long long)g->base);
+  }
+  rill__count_map(l->seg_bytes);
+  /* Room for the most entries a segment can have: the file behind it grows
+   * as entries are written, and nothing past its end is touched. */
+  g->imap_len = LOG_HDR + 4 * (l->seg_bytes / LOG_REC_HDR);
+  g->imap = mmap(NULL, g->imap_len, prot, MAP_SHARED, g->ifd, 0);
+  if (g->imap == MAP_FAILED) {
+    g->imap = NULL;
+    return rill__err_errno("log %s: mmap of index %llu", l->path, (unsigned long long)g->base);
+  }
+  rill__count_map(g->imap_len);
+  return 0;
+}
+
+static struct seg *seg_alloc(void) {
+  struct seg *g = rill__calloc(1, sizeof *g);
+  if (g)
+    g->fd = g->ifd = -1;
+  return g;
+}
+
+/* Frees a segment that never got its view (a failed open or create). */
+static void seg_discard(rill_log_t *l, struct seg *g) {
+  if (g->map) {
+    munmap(g->map, l->seg_bytes);
+    rill__count_unmap(l->seg_bytes);
+  }
+  if (g->imap) {
+    munmap(g->imap, g->imap_len);
+    rill__count_unmap(g->imap_len);
+  }
+  if (g->fd >= 0)
+    close(g->fd);
+  if (g->ifd >= 0)
+    close(g->ifd);
+  rill__free(g->tail_off);
+  rill__free(g);
+}
+
+static int seg_view(rill_log_t *l, struct seg *g) {
+  int rc = rill_buf_wrap(&g->whole, g->map, l->seg_bytes, l->o.read_only ? RILL_BUF_RDONLY : 0,
+                         seg_unmap, g);
+  return rc;
+}
+
+/* Creates segment `base`: both files, preallocated, headers written and
+ * synced, the directory synced. RILL_ENOSPC (nothing left behind) when the
+ * disk cannot hold it. */
+static int seg_create(rill_log_t *l, uint64_t base, struct seg **out) {
+  char sname[32], iname[32];
+  seg_name(sname, sizeof sname, base, "seg");
+  seg_name(iname, sizeof iname, base, "idx");
+  struct seg *g = seg_alloc();
+  if (!g)
+    return rill__err(RILL_ENOMEM, "log: no memory for a segment");
+  g->base = base;
+  int rc;
+  g->fd = openat(l->dir_fd, sname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (g->fd < 0) {
+    rc = rill__err_errno("log %s: create %s", l->path, sname);
+    goto undo_g;
+  }
+  g->ifd = openat(l->dir_fd, iname, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (g->ifd < 0) {
+    rc = rill__err_errno("log %s: create %s", l->path, iname);
+    goto undo_files;
+  }
+  int e = posix_fallocate(g->fd, 0, (off_t)l->seg_bytes);
+  if (e) {
+    rc = rill__err(-e, "log %s: cannot allocate %llu bytes for %s: %s", l->path,
+                   (unsigned long long)l->seg_bytes, sname, strerror(e));
+    goto undo_files;
+  }
+  if ((rc = seg_map(l, g, true)) != 0)
+    goto undo_files;
+  if ((rc = idx_room(l, g, 0)) != 0)
+    goto undo_files;
+  log_seg_hdr_write(g->map, base, l->seg_bytes, rill_time_wall_ns());
+  log_idx_hdr_write(g->imap, base);
+  g->end = LOG_HDR;
+  if (fdatasync(g->fd) || fdatasync(g->ifd) || fsync(l->dir_fd)) {
+    rc = rill__err_errno("log %s: sync of new segment %s", l->path, sname);
+    goto undo_files;
+  }
+  *out = g;
+  return 0;
+undo_files:
+  unlinkat(l->dir_fd, sname, 0);
+  unlinkat(l->dir_fd, iname, 0);
+undo_g:
+  seg_discard(l, g);
+  return rc;
+}
+
+/* fdatasyncs the segment and its index, then checkpoints `count` records
+ * ending at `end`: a checkpoint only ever covers what is on disk. */
+static int seg_sync(rill_log_t *l, struct seg *g, uint64_t count, uint64_t end) {
+  if (fdatasync(g->fd) || fdatasync(g->ifd))
+    return rill__err_errno("log %s: fdatasync of segment %llu", l->path,
+                           (unsigned long long)g->base);
+  pthread_mutex_lock(&l->ckpt_lock);
+  if (count > g->synced) {
+    log_idx_checkpoint(g->imap, g->base, count, end);
+    g->synced = count;
+  }
+  pthread_mutex_unlock(&l->ckpt_lock);
+  return 0;
+}
+
+/* ---- manifest and lock --------------------------------------------------- */
+
+static int manifest_write(rill_log_t *l, uint64_t first) {
+  uint8_t m[LOG_HDR];
+  log_manifest_encode(m, l->seg_bytes, first, rill_time_wall_ns());
+  int fd = openat(l->dir_fd, "MANIFEST.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return rill__err_errno("log %s: create MANIFEST.tmp", l->path);
+  int rc = 0;
+  if (write(fd, m, sizeof m) != (ssize_t)sizeof m || fdatasync(fd))
+    rc = rill__err_errno("log %s: write MANIFEST.tmp", l->path);
+  close(fd);
+  if (!rc && (renameat(l->dir_fd, "MANIFEST.tmp", l->dir_fd, "MANIFEST") || fsync(l->dir_fd)))
+    rc = rill__err_errno("log %s: replace MANIFEST", l->path);
+  return rc;
+}
+
+/* Reads MANIFEST into *seg_bytes and *first: 0, RILL_ENOENT when there is
+ * none, or why it cannot be trusted. */
+static int manifest_read(rill_log_t *l, uint64_t *seg_bytes, uint64_t *first) {
+  int fd = openat(l->dir_fd, "MANIFEST", O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? RILL_ENOENT : rill__err_errno("log %s: open MANIFEST", l->path);
+  uint8_t m[LOG_HDR + 1];
+  ssize_t n = read(fd, m, sizeof m);
+  close(fd);
+  if (n < 0)
+    return rill__err_errno("log %s: read MANIFEST", l->path);
+  return log_manifest_decode(m, (size_t)n, seg_bytes, first, l->path);
+}
+
+static int take_lock(rill_log_t *l) {
+  l->lock_fd = openat(l->dir_fd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (l->lock_fd < 0)
+    return rill__err_errno("log %s: open LOCK", l->path);
+  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+  if (fcntl(l->lock_fd, F_OFD_SETLK, &fl) != 0) {
+    if (errno == EAGAIN || errno == EACCES)
+      return rill__err(RILL_EBUSY, "log %s: another writer holds the topic", l->path);
+    return rill__err_errno("log %s: lock LOCK", l->path);
+  }
+  return 0;
+}
+
+/* ---- recovery ------------------------------------------------------------ */
+
+/* Opens and maps an existing segment and checks its header. */
+static int seg_open(rill_log_t *l, uint64_t base, struct seg **out) {
+  char sname[32], iname[32];
+  seg_name(sname, sizeof sname, base, "seg");
+  seg_name(iname, sizeof iname, base, "idx");
+  bool rw = !l->o.read_only;
+  struct seg *g = seg_alloc();
+  if (!g)
+    return rill__err(RILL_ENOMEM, "log: no memory for a segment");
+  g->base = base;
+  int rc;
+  g->fd = openat(l->dir_fd, sname, (rw ? O_RDWR : O_RDONLY) | O_CLOEXEC);
+  if (g->fd < 0) {
+    rc = rill__err_errno("log %s: open %s", l->path, sname);
+    goto undo_g;
+  }
+  struct stat st;
+  if (fstat(g->fd, &st) || (uint64_t)st.st_size != l->seg_bytes) {
+    rc = rill__err(RILL_ECORRUPT, "log %s: %s is %lld bytes, the topic's segments are %llu",
+                   l->path, sname, (long long)st.st_size, (unsigned long long)l->seg_bytes);
+    goto undo_g;
+  }
+  /* A missing index is rebuilt from the records (writer) or read around
+   * (the reader scans instead). */
+  g->ifd = openat(l->dir_fd, iname, (rw ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC, 0644);
+  if (g->ifd < 0 && rw) {
+    rc = rill__err_errno("log %s: open %s", l->path, iname);
+    goto undo_g;
+  }
+  if (g->ifd >= 0) {
+    if (fstat(g->ifd, &st)) {
+      rc = rill__err_errno("log %s: stat %s", l->path, iname);
+      goto undo_g;
+    }
+    g->idx_alloc = (uint64_t)st.st_size;
+  }
+  if (g->ifd < 0) {
+    g->map = mmap(NULL, l->seg_bytes, PROT_READ, MAP_SHARED, g->fd, 0);
+    if (g->map == MAP_FAILED) {
+      g->map = NULL;
+      rc = rill__err_errno("log %s: mmap %s", l->path, sname);
+      goto undo_g;
+    }
+    rill__count_map(l->seg_bytes);
+  } else if ((rc = seg_map(l, g, rw)) != 0) {
+    goto undo_g;
+  }
+  if ((rc = log_seg_hdr_check(g->map, base, l->seg_bytes, l->path)) != 0)
+    goto undo_g;
+  *out = g;
+  return 0;
+undo_g:
+  seg_discard(l, g);
+  return rc;
+}
+
+/* The records of g: trusts the index up to a valid checkpoint, then
+ * verifies record by record from there, rewriting their index entries (a
+ * writer) or noting their offsets (a reader). Sets count and end; *stop
+ * gets the offset where verification stopped. */
+static int seg_scan(rill_log_t *l, struct seg *g, uint64_t *stop) {
+  bool rw = !l->o.read_only;
+  uint64_t count = 0, end = LOG_HDR;
+  bool idx_ok =
+      g->imap && g->idx_alloc >= LOG_HDR && log_idx_hdr_check(g->imap, g->base, l->path) == 0;
+  if (idx_ok) {
+    uint64_t c, e;
+    /* A checkpoint whose crc holds but that the files cannot hold is not
+     * trusted either: scan from the start. */
+    if (log_idx_checkpoint_read(g->imap, g->base, &c, &e) == 0 && LOG_HDR + 4 * c <= g->idx_alloc &&
+        e >= LOG_HDR && e <= l->seg_bytes)
+      count = c, end = e;
+  } else if (rw) {
+    int rc = idx_room(l, g, 0);
+    if (rc)
+      return rc;
+    log_idx_hdr_write(g->imap, g->base); /* rebuilt below from the records */
+  }
+  g->synced = count;
+  g->tail_from = count;
+  uint64_t cap = 0;
+  for (;;) {
+    uint32_t len;
+    if (log_rec_check(g->map, l->seg_bytes, end, g->base + count, true, &len) != 0)
+      break;
+    if (rw) {
+      int rc = idx_room(l, g, count);
+      if (rc)
+        return rc;
+      uint32_t off = (uint32_t)end;
+      memcpy(g->imap + LOG_HDR + 4 * count, &off, 4);
+    } else {
+      if (g->tail_n == cap) {
+        cap = cap ? 2 * cap : 1024;
+        uint32_t *n = rill__realloc(g->tail_off, cap * sizeof *n);
+        if (!n)
+          return rill__err(RILL_ENOMEM, "log: no memory");
+        g->tail_off = n;
+      }
+      g->tail_off[g->tail_n++] = (uint32_t)end;
+    }
+    end += LOG_REC_HDR + RILL__ALIGN_UP((uint64_t)len, 8u);
+    count++;
+  }
+  g->count = count;
+  g->end = end;
+  *stop = end;
+  return 0;
+}
+
+/* Zeroes a torn tail: from `from` until a whole page of zeros, which is as
+ * far as one sequential writer's unfinished record can reach. */
+static uint64_t zero_tail(rill_log_t *l, struct seg *g, uint64_t from) {
+  uint64_t p = from, last = from;
+  while (p < l->seg_bytes) {
+    uint64_t page_end = RILL__ALIGN_UP(p + 1, (uint64_t)4096);
+    if (page_end > l->seg_bytes)
+      page_end = l->seg_bytes;
+    bool nonzero = false;
+    for (uint64_t q = p; q < page_end; q++)
+      if (g->map[q]) {
+        nonzero = true;
+        last = q + 1;
+      }
+    if (!nonzero && p != from)
+      break;
+    p = page_end;
+  }
+  if (last > from)
+    memset(g->map + from, 0, last - from);
+  return last - from;
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Lists the segments, drops those retired, opens and checks the rest. */
+static int recover(rill_log_t *l, uint64_t first) {
+  int dfd = dup(l->dir_fd);
+  DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+  if (!d) {
+    if (dfd >= 0)
+      close(dfd);
+    return rill__err_errno("log %s: list", l->path);
+  }
+  uint64_t *bases = NULL;
+  size_t n = 0, cap = 0;
+  int rc = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char *endp;
+    if (strlen(e->d_name) != 24 || strcmp(e->d_name + 20, ".seg"))
+      continue;
+    unsigned long long b = strtoull(e->d_name, &endp, 10);
+    if (endp != e->d_name + 20)
+      continue;
+    if (n == cap) {
+      cap = cap ? 2 * cap : 16;
+      uint64_t *nb = rill__realloc(bases, cap * sizeof *nb);
+      if (!nb) {
+        rc = rill__err(RILL_ENOMEM, "log: no memory");
+        goto out;
+      }
+      bases = nb;
+    }
+    bases[n++] = b;
+  }
+  if (n)
+    qsort(bases, n, sizeof *bases, cmp_u64);
+  for (size_t i = 0; i < n; i++) {
+    /* Wholly below first: retention got this far before a crash. */
+    if (i + 1 < n && bases[i + 1] <= first) {
+      if (!l->o.read_only) {
+        char name[32];
+        seg_name(name, sizeof name, bases[i], "seg");
+        unlinkat(l->dir_fd, name, 0);
+        seg_name(name, sizeof name, bases[i], "idx");
+        unlinkat(l->dir_fd, name, 0);
+      }
+      continue;
+    }
+    struct seg *g = NULL;
+    if ((rc = seg_open(l, bases[i], &g)) != 0)
+      goto out;
+    uint64_t stop = 0;
+    if ((rc = seg_scan(l, g, &stop)) != 0 || (rc = seg_view(l, g)) != 0) {
+      seg_discard(l, g);
+      goto out;
+    }
+    if ((rc = segs_push(l, g)) != 0) {
+      rill_buf_release(&g->whole);
+      goto out;
+    }
+    bool last = i + 1 == n;
+    if (!last && g->base + g->count != bases[i + 1]) {
+      rc = rill__err(RILL_ECORRUPT,
+                     "log %s: segment %llu holds %llu good records, its successor starts at %llu: "
+                     "records %llu.. are damaged",
+                     l->path, (unsigned long long)g->base, (unsigned long long)g->count,
+                     (unsigned long long)bases[i + 1], (unsigned long long)(g->base + g->count));
+      goto out;
+    }
+    if (last && !l->o.read_only) {
+      l->torn = zero_tail(l, g, stop);
+      if ((rc = seg_sync(l, g, g->count, g->end)) != 0)
+        goto out;
+    }
+  }
+out:
+  rill__free(bases);
+  closedir(d);
+  return rc;
+}
+
+/* ---- open, close ----------------------------------------------------------- */
+
+static bool topic_ok(const char *t) {
+  size_t n = strlen(t);
+  if (n == 0 || n > MAX_TOPIC || t[0] == '.')
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = t[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
+      return false;
+  }
+  return true;
+}
+
+static int check_opts(rill_log_opts_t *o) {
+  if (!o->sync_every)
+    o->sync_every = 1000;
+  if (!o->sync_interval_ns)
+    o->sync_interval_ns = 10000000;
+  if (o->segment_bytes &&
+      (o->segment_bytes % 4096 || o->segment_bytes < MIN_SEGMENT || o->segment_bytes > MAX_SEGMENT))
+    return rill__err(RILL_EINVAL,
+                     "log: segment_bytes %llu is not a multiple of 4096 in 64 KiB..2 GiB",
+                     (unsigned long long)o->segment_bytes);
+  if ((unsigned)o->sync > RILL_LOG_SYNC_GROUP)
+    return rill__err(RILL_EINVAL, "log: unknown sync policy %d", (int)o->sync);
+  if ((unsigned)o->on_corrupt > RILL_LOG_CORRUPT_SKIP)
+    return rill__err(RILL_EINVAL, "log: unknown on_corrupt %d", (int)o->on_corrupt);
+  return 0;
+}
+
+static void log_free(rill_log_t *l) {
+  for (size_t i = 0; i < l->nsegs; i++)
+    rill_buf_release(&l->segs[i]->whole);
+  rill__free(l->segs);
+  if (l->lock_fd >= 0)
+    close(l->lock_fd); /* drops the OFD lock */
+  if (l->dir_fd >= 0)
+    close(l->dir_fd);
+  pthread_mutex_destroy(&l->lock);
+  pthread_mutex_destroy(&l->sync_lock);
+  pthread_mutex_destroy(&l->ckpt_lock);
+  pthread_rwlock_destroy(&l->segs_lock);
+  rill__free(l->path);
+  rill__free(l);
+}
+
+int rill_log_open(rill_log_t **out, const char *dir, const char *topic,
+                  const rill_log_opts_t *opts) {
+  if (!out || !dir || !topic)
+    return rill__err(RILL_EINVAL, "log: NULL out, dir or topic");
+  *out = NULL;
+  rill_log_opts_t o = opts ? *opts : (rill_log_opts_t){0};
+  int rc = check_opts(&o);
+  if (rc)
+    return rc;
+  if (!topic_ok(topic))
+    return rill__err(RILL_EINVAL,
+                     "log: topic '%.40s' is not 1..200 of [A-Za-z0-9._-], not "
+                     "starting with '.'",
+                     topic);
+  rill_log_t *l = rill__calloc(1, sizeof *l);
+  if (!l)
+    return rill__err(RILL_ENOMEM, "log: no memory");
+  l->o = o;
+  l->dir_fd = l->lock_fd = -1;
+  pthread_mutex_init(&l->lock, NULL);
+  pthread_mutex_init(&l->sync_lock, NULL);
+  pthread_mutex_init(&l->ckpt_lock, NULL);
+  pthread_rwlock_init(&l->segs_lock, NULL);
+  size_t plen = strlen(dir) + 1 + strlen(topic) + 1;
+  l->path = rill__malloc(plen);
+  if (!l->path) {
+    rc = rill__err(RILL_ENOMEM, "log: no memory");
+    goto undo_l;
+  }
+  snprintf(l->path, plen, "%s/%s", dir, topic);
+  if (!o.read_only && !o.no_create) {
+    if (mkdir(dir, 0755) && errno != EEXIST) {
+      rc = rill__err_errno("log: mkdir %s", dir);
+      goto undo_l;
+    }
+    if (mkdir(l->path, 0755) && errno != EEXIST) {
+      rc = rill__err_errno("log: mkdir %s", l->path);
+      goto undo_l;
+    }
+  }
+  l->dir_fd = open(l->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (l->dir_fd < 0) {
+    rc = errno == ENOENT ? rill__err(RILL_ENOENT, "log: no topic %s", l->path)
+                         : rill__err_errno("log: open %s", l->path);
+    goto undo_l;
+  }
+  if (!o.read_only && (rc = take_lock(l)) != 0)
+    goto undo_l;
+  uint64_t first = 0;
+  rc = manifest_read(l, &l->seg_bytes, &first);
+  if (rc == RILL_ENOENT) {
+    if (o.read_only || o.no_create) {
+      rc = rill__err(RILL_ENOENT, "log: %s has no MANIFEST", l->path);
+      goto undo_l;
+    }
+    l->seg_bytes = o.segment_bytes ? o.segment_bytes : DEFAULT_SEGMENT;
+    if ((rc = manifest_write(l, 0)) != 0)
+      goto undo_l;
+  } else if (rc) {
+    goto undo_l;
+  }
+  if (!o.read_only)
+    unlinkat(l->dir_fd, "MANIFEST.tmp", 0);
+  if ((rc = recover(l, first)) != 0)
+    goto undo_l;
+  if (l->nsegs == 0) {
+    if (o.read_only) {
+      rc = rill__err(RILL_ENOENT, "log: %s has no segments", l->path);
+      goto undo_l;
+    }
+    struct seg *g = NULL;
+    if ((rc = seg_create(l, first, &g)) != 0)
+      goto undo_l;
+    if ((rc = seg_view(l, g)) != 0) {
+      seg_discard(l, g);
+      goto undo_l;
+    }
+    if ((rc = segs_push(l, g)) != 0) {
+      rill_buf_release(&g->whole);
+      goto undo_l;
+    }
+  }
+  struct seg *last = l->segs[l->nsegs - 1];
+  l->first = l->segs[0]->base > first ? l->segs[0]->base : first;
+  l->next = last->base + last->count;
+  l->durable = l->next;
+  l->wall_off = rill_time_wall_ns() - rill_time_ns();
+  l->last_sync_ns = rill_time_ns();
+  *out = l;
+  return 0;
+undo_l:
+  log_free(l);
+  return rc;
+}
+
+int rill_log_sync(rill_log_t *l);
+
+int rill_log_close(rill_log_t *l) {
+  if (!l)
+    return 0;
+  __atomic_store_n(&l->closing, 1, __ATOMIC_SEQ_CST);
+  rill__futex_bump(&l->wake);
+  int rc = l->o.read_only ? 0 : rill_log_sync(l);
+  /* Waiters leave once they see closing; wait for them before freeing. */
+  while (__atomic_load_n(&l->sleepers, __ATOMIC_ACQUIRE)) {
+    rill__futex_bump(&l->wake);
+    sched_yield();
+  }
+  log_free(l);
+  return rc;
+}
+
+/* ---- appending --------------------------------------------------------------- */
+
+uint32_t rill_log_max_payload(const rill_log_t *l) {
+  uint64_t m = l->seg_bytes - LOG_HDR - LOG_REC_HDR;
+  return m > UINT32_MAX ? UINT32_MAX : (uint32_t)m;
+}
+
+/* Seals the last segment (synced, checkpointed) and starts the next. */
+static int roll(rill_log_t *l) {
+  struct seg *g = l->segs[l->nsegs - 1];
+  int rc = seg_sync(l, g, g->count, g->end);
+  if (rc)
+    return rc;
+  struct seg *n;
+  if ((rc = seg_create(l, g->base + g->count, &n)) != 0)
+    return rc;
+  if ((rc = seg_view(l, n)) != 0) {
+    seg_discard(l, n);
+    return rc;
+  }
+  pthread_rwlock_wrlock(&l->segs_lock);
+  rc = segs_push(l, n);
+  pthread_rwlock_unlock(&l->segs_lock);
+  if (rc)
+    rill_buf_release(&n->whole);
+  return rc;
+}
+
+/* Room for a record of len payload bytes in the last segment (rolling if
+ * needed) and for its index entry. Under lock. */
+static int make_room(rill_log_t *l, uint32_t len, struct seg **out) {
+  if (RILL_UNLIKELY(len > rill_log_max_payload(l)))
+    return rill__err(RILL_EMSGSIZE, "log %s: a %u-byte record, segments take at most %u", l->path,
+                     len, rill_log_max_payload(l));
+  struct seg *g = l->segs[l->nsegs - 1];
+  uint64_t need = LOG_REC_HDR + RILL__ALIGN_UP((uint64_t)len, 8u);
+  if (RILL_UNLIKELY(g->end + need > l->seg_bytes)) {
+    int rc = roll(l);
+    if (rc)
+      return rc;
+    g = l->segs[l->nsegs - 1];
+  }
+  int rc = idx_room(l, g, g->count);
+  if (rc)
+    return rc;
+  *out = g;
+  return 0;
+}
+
+/* Writes the header of the record at g->end (payload already in place),
+ * its index entry, and moves the segment on. Returns its seq. */
+static uint64_t seal(rill_log_t *l, struct seg *g, uint32_t len) {
+  uint64_t seq = g->base + g->count;
+  uint8_t *rec = g->map + g->end;
+  log_rec_seal(rec, len, seq, rill_time_ns() + l->wall_off);
+  uint32_t off = (uint32_t)g->end;
+  memcpy(g->imap + LOG_HDR + 4 * g->count, &off, 4);
+  g->end += LOG_REC_HDR + RILL__ALIGN_UP((uint64_t)len, 8u);
+  g->count++;
+  return seq;
+}
+
+static void publish(rill_log_t *l, uint64_t next) {
+  /* seq_cst: pairs with the waiters' seq_cst increment of sleepers (see the
+   * file comment); also a release, so the record is visible with next. */
+  __atomic_store_n(&l->next, next, __ATOMIC_SEQ_CST);
+  if (l->o.sync == RILL_LOG_SYNC_NEVER && __atomic_load_n(&l->sleepers, __ATOMIC_SEQ_CST))
+    rill__futex_bump(&l->wake);
+}
+
+static int sync_to(rill_log_t *l, uint64_t target);
+
+/* After an append (lock dropped): the sync the policy asks for. due is
+ * what make_due said under the lock. */
+static int apply_policy(rill_log_t *l, uint64_t seq, bool due) {
+  if (l->o.sync == RILL_LOG_SYNC_GROUP || due)
+    return sync_to(l, seq + 1);
+  return 0;
+}
+
+/* Under lock, after `n` records: whether the policy wants a sync now. */
+static bool make_due(rill_log_t *l, uint64_t n) {
+  switch (l->o.sync) {
+  case RILL_LOG_SYNC_EVERY_N:
+    l->appended_since_sync += n;
+    if (l->appended_since_sync < l->o.sync_every)
+      return false;
+    l->appended_since_sync = 0;
+    return true;
+  case RILL_LOG_SYNC_INTERVAL: {
+    uint64_t now = rill_time_ns();
+    if (now - l->last_sync_ns < l->o.sync_interval_ns)
+      return false;
+    l->last_sync_ns = now;
+    return true;
+  }
+  default: return false;
+  }
+}
+
+int rill_log_appendv(rill_log_t *l, const rill_log_iov_t *iov, size_t n, uint64_t *seq) {
+  if (RILL_UNLIKELY(l->o.read_only))
+    return rill__err(RILL_EPERM, "log %s: opened read-only", l->path);
+  uint64_t len = 0;
+  for (size_t i = 0; i < n; i++)
+    len += iov[i].len;
+  if (RILL_UNLIKELY(len > UINT32_MAX))
+    return rill__err(RILL_EMSGSIZE, "log %s: a record of %llu bytes", l->path,
+                     (unsigned long long)len);
+  pthread_mutex_lock(&l->lock);
+  struct seg *g = NULL;
+  int rc = make_room(l, (uint32_t)len, &g);
+  if (RILL_UNLIKELY(rc)) {
+    pthread_mutex_unlock(&l->lock);
+    return rc;
+  }
+  uint8_t *p = g->map + g->end + LOG_REC_HDR;
+  for (size_t i = 0; i < n; i++) {
+    if (iov[i].len) /* an empty piece may have no buffer */
+      memcpy(p, iov[i].data, iov[i].len);
+    p += iov[i].len;
+  }
+  uint64_t s = seal(l, g, (uint32_t)len);
+  bool due = make_due(l, 1);
+  publish(l, s + 1);
+  pthread_mutex_unlock(&l->lock);
+  if (seq)
+    *seq = s;
+  return apply_policy(l, s, due);
+}
+
+int rill_log_append(rill_log_t *l, const void *data, uint32_t len, uint64_t *seq) {
+  rill_log_iov_t one = {data, len};
+  return rill_log_appendv(l, &one, 1, seq);
+}
+
+int rill_log_append_batch(rill_log_t *l, const rill_log_iov_t *recs, size_t n, uint64_t *first,
+                          size_t *done) {
+  if (done)
+    *done = 0;
+  if (RILL_UNLIKELY(l->o.read_only))
+    return rill__err(RILL_EPERM, "log %s: opened read-only", l->path);
+  for (size_t i = 0; i < n; i++)
+    if (recs[i].len > rill_log_max_payload(l))
+      return rill__err(RILL_EMSGSIZE, "log %s: record %zu of the batch is %u bytes, over %u",
+                       l->path, i, recs[i].len, rill_log_max_payload(l));
+  pthread_mutex_lock(&l->lock);
+  uint64_t s0 = l->next, s = s0;
+  size_t i = 0;
+  int rc = 0;
+  for (; i < n; i++) {
+    struct seg *g = NULL;
+    if ((rc = make_room(l, recs[i].len, &g)) != 0)
+      break;
+    if (recs[i].len)
+      memcpy(g->map + g->end + LOG_REC_HDR, recs[i].data, recs[i].len);
+    s = seal(l, g, recs[i].len);
+  }
+  bool due = i && make_due(l, i);
+  if (i)
+    publish(l, s + 1);
+  pthread_mutex_unlock(&l->lock);
+  if (first)
+    *first = s0;
+  if (done)
+    *done = i;
+  if (rc)
+    return rc;
+  return n ? apply_policy(l, s, due) : 0;
+}
+
+int rill_log_reserve(rill_log_t *l, uint32_t len, void **data) {
+  if (RILL_UNLIKELY(l->o.read_only))
+    return rill__err(RILL_EPERM, "log %s: opened read-only", l->path);
+  pthread_mutex_lock(&l->lock);
+  struct seg *g = NULL;
+  int rc = make_room(l, len, &g);
+  if (rc) {
+    pthread_mutex_unlock(&l->lock);
+    return rc;
+  }
+  l->reserved = true;
+  l->res_len = len;
+  *data = g->map + g->end + LOG_REC_HDR;
+  return 0; /* lock held until commit or abort */
+}
+
+int rill_log_commit(rill_log_t *l, uint64_t *seq) {
+  if (!l->reserved)
+    return rill__err(RILL_EINVAL, "log %s: commit without a reservation", l->path);
+  struct seg *g = l->segs[l->nsegs - 1];
+  uint64_t s = seal(l, g, l->res_len);
+  l->reserved = false;
+  bool due = make_due(l, 1);
+  publish(l, s + 1);
+  pthread_mutex_unlock(&l->lock);
+  if (seq)
+    *seq = s;
+  return apply_policy(l, s, due);
+}
+
+void rill_log_abort(rill_log_t *l) {
+  if (!l->reserved)
+    return;
+  /* The payload bytes written stay past end: zero them, so recovery and
+   * the next record never see them. */
+  struct seg *g = l->segs[l->nsegs - 1];
+  memset(g->map + g->end + LOG_REC_HDR, 0, l->res_len);
+  l->reserved = false;
+  pthread_mutex_unlock(&l->lock);
+}
+
+/* ---- syncing ------------------------------------------------------------------- */
+
+/* Makes records below target (at least) durable. */
+static int sync_to(rill_log_t *l, uint64_t target) {
+  if (ld(&l->durable) >= target)
+    return 0;
+  pthread_mutex_lock(&l->sync_lock);
+  int rc = 0;
+  uint64_t from = ld(&l->durable);
+  if (from >= target)
+    goto out;
+  /* Everything appended so far, not only target: the group's one sync. The
+   * lock orders our reads of the segments' writer fields after the
+   * appends that set them. */
+  pthread_mutex_lock(&l->lock);
+  uint64_t upto = l->next;
+  /* Only the last segment can hold records not yet synced: a roll syncs
+   * the segment it seals. A reference keeps it mapped while we sync
+   * without the lock. */
+  struct seg *g = l->segs[l->nsegs - 1];
+  uint64_t cnt = g->count, end = g->end;
+  rill_buf_t ref;
+  rill_buf_clone(&ref, &g->whole);
+  pthread_mutex_unlock(&l->lock);
+  rc = seg_sync(l, g, cnt, end);
+  rill_buf_release(&ref);
+  if (!rc) {
+    __atomic_fetch_add(&l->syncs, 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&l->durable, upto, __ATOMIC_SEQ_CST);
+    if (l->o.sync != RILL_LOG_SYNC_NEVER && __atomic_load_n(&l->sleepers, __ATOMIC_SEQ_CST))
+      rill__futex_bump(&l->wake);
+  }
+out:
+  pthread_mutex_unlock(&l->sync_lock);
+  return rc;
+}
+
+int rill_log_sync(rill_log_t *l) {
+  if (l->o.read_only)
+    return 0;
+  return sync_to(l, ld(&l->next));
+}
+
+/* ---- reading --------------------------------------------------------------------- */
+
+uint64_t rill_log_first(const rill_log_t *l) { return ld(&l->first); }
+uint64_t rill_log_next(const rill_log_t *l) { return ld(&l->next); }
+uint64_t rill_log_durable(const rill_log_t *l) { return ld(&l->durable); }
+
+/* Checks and slices record seq of g (seq below next). */
+static int rec_get(rill_log_t *l, struct seg *g, uint64_t seq, rill_log_record_t *rec) {
+  uint64_t i = seq - g->base;
+  uint32_t off;
+  if (i >= g->tail_from && i - g->tail_from < g->tail_n)
+    off = g->tail_off[i - g->tail_from];
+  else if (g->imap && LOG_HDR + 4 * (i + 1) <= g->imap_len)
+    memcpy(&off, g->imap + LOG_HDR + 4 * i, 4);
+  else
+    return rill__err(RILL_ECORRUPT, "log %s: record %llu has no index entry", l->path,
+                     (unsigned long long)seq);
+  uint32_t len;
+  if (log_rec_check(g->map, l->seg_bytes, off, seq, l->o.verify_reads, &len) != 0)
+    return rill__err(RILL_ECORRUPT, "log %s: record %llu at offset %u of segment %llu is damaged",
+                     l->path, (unsigned long long)seq, off, (unsigned long long)g->base);
+  rill_buf_slice(&rec->payload, &g->whole, off + LOG_REC_HDR, len);
+  rec->seq = seq;
+  memcpy(&rec->ts_ns, g->map + off + 16, 8);
+  return 0;
+}
+
+int rill_log_read(rill_log_t *l, uint64_t seq, rill_log_record_t *rec) {
+  uint64_t next = ld(&l->next);
+  if (seq >= next || seq < ld(&l->first))
+    return rill__err(RILL_ENOENT, "log %s: no record %llu (held: %llu..%llu)", l->path,
+                     (unsigned long long)seq, (unsigned long long)ld(&l->first),
+                     (unsigned long long)next);
+  pthread_rwlock_rdlock(&l->segs_lock);
+  struct seg *g = seg_find(l, seq);
+  int rc =
+      g ? rec_get(l, g, seq, rec)
+        : rill__err(RILL_ENOENT, "log %s: no segment holds %llu", l->path, (unsigned long long)seq);
+  pthread_rwlock_unlock(&l->segs_lock);
+  return rc;
+}
+
+int rill_log_read_range(rill_log_t *l, uint64_t from, size_t max_count, size_t max_bytes,
+                        rill_log_record_t *out, size_t *n) {
+  *n = 0;
+  uint64_t next = ld(&l->next);
+  if (from >= next || from < ld(&l->first))
+    return rill__err(RILL_ENOENT, "log %s: no record %llu (held: %llu..%llu)", l->path,
+                     (unsigned long long)from, (unsigned long long)ld(&l->first),
+                     (unsigned long long)next);
+  int rc = 0;
+  size_t bytes = 0;
+  pthread_rwlock_rdlock(&l->segs_lock);
+  struct seg *g = seg_find(l, from);
+  size_t gi = g ? (size_t)(seg_find_index(l, g)) : 0;
+  for (uint64_t seq = from; g && seq < next && *n < max_count; seq++) {
+    while (gi + 1 < l->nsegs && seq >= l->segs[gi + 1]->base)
+      g = l->segs[++gi];
+    rill_log_record_t r;
+    int e = rec_get(l, g, seq, &r);
+    if (e) {
+      if (l->o.on_corrupt == RILL_LOG_CORRUPT_SKIP) {
+        __atomic_fetch_add(&l->skipped, 1, __ATOMIC_RELAXED);
+        continue;
+      }
+      rc = e;
+      break;
+    }
+    if (*n && bytes + r.payload.len > max_bytes) {
+      rill_buf_release(&r.payload);
+      break;
+    }
+    bytes += r.payload.len;
+    out[(*n)++] = r;
+  }
+  pthread_rwlock_unlock(&l->segs_lock);
+  return rc;
+}
+
+int rill_log_wait(rill_log_t *l, uint64_t from, uint64_t timeout_ns) {
+  const uint64_t *vis = l->o.sync == RILL_LOG_SYNC_NEVER ? &l->next : &l->durable;
+  uint64_t start = rill_time_ns();
+  /* Spin first: waking a sleeper costs more than the latency we promise. */
+  while (__atomic_load_n(vis, __ATOMIC_ACQUIRE) <= from) {
+    if (__atomic_load_n(&l->closing, __ATOMIC_ACQUIRE))
+      return rill__err(RILL_ECLOSED, "log %s: closing", l->path);
+    uint64_t spent = rill_time_ns() - start;
+    if (spent >= timeout_ns)
+      return RILL_ETIMEDOUT;
+    if (spent >= SPIN_WAIT_NS)
+      break;
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+  }
+  int rc = 0;
+  __atomic_fetch_add(&l->sleepers, 1, __ATOMIC_SEQ_CST);
+  for (;;) {
+    uint32_t w0 = __atomic_load_n(&l->wake, __ATOMIC_ACQUIRE);
+    if (__atomic_load_n(vis, __ATOMIC_SEQ_CST) > from)
+      break;
+    if (__atomic_load_n(&l->closing, __ATOMIC_SEQ_CST)) {
+      rc = rill__err(RILL_ECLOSED, "log %s: closing", l->path);
+      break;
+    }
+    uint64_t spent = rill_time_ns() - start;
+    if (spent >= timeout_ns) {
+      rc = RILL_ETIMEDOUT;
+      break;
+    }
+    rill__futex_wait(&l->wake, w0, timeout_ns - spent);
+  }
+  __atomic_fetch_sub(&l->sleepers, 1, __ATOMIC_RELEASE);
+  return rc;
+}
+
+/* ---- stats ------------------------------------------------------------------------ */
+
+void rill_log_stats(rill_log_t *l, rill_log_stats_t *st) {
+  memset(st, 0, sizeof *st);
+  st->first = ld(&l->first);
+  st->next = ld(&l->next);
+  st->durable = ld(&l->durable);
+  pthread_mutex_lock(&l->lock);
+  st->segments = l->nsegs;
+  for (size_t i = 0; i < l->nsegs; i++)
+    st->bytes += l->segs[i]->end - LOG_HDR;
+  pthread_mutex_unlock(&l->lock);
+  st->syncs = __atomic_load_n(&l->syncs, __ATOMIC_RELAXED);
+  st->skipped = __atomic_load_n(&l->skipped, __ATOMIC_RELAXED);
+  st->recovered_torn = l->torn;
+}
