@@ -99,12 +99,10 @@
  */
 #include <assert.h>
 #include <limits.h>
-#include <linux/futex.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -305,19 +303,6 @@ static void nap(long ns) {
 }
 
 /* Sleeps while *addr == val, at most ns; wakeups may be spurious. */
-static void futex_wait(uint32_t *addr, uint32_t val, uint64_t ns) {
-  struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
-  syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
-}
-
-/* Bumps the futex word and wakes its sleepers. Release: what the caller
- * did before (gave slots back, set stop) is visible to a sleeper that
- * loads the word with acquire and sees the bump. */
-static void futex_bump(uint32_t *addr) {
-  __atomic_fetch_add(addr, 1, __ATOMIC_RELEASE);
-  syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-}
-
 /* After a publish to shard: wakes its worker if it sleeps. Relaxed and
  * without a fence on purpose (see "Sleeping" at the top): a miss costs at
  * most IDLE_SLEEP_NS. The exchange lets one producer make the syscall. */
@@ -325,13 +310,13 @@ static inline void doorbell_ring(rill_bus_t *bus, uint32_t shard) {
   struct doorbell *d = bus->bell[shard];
   if (RILL_UNLIKELY(__atomic_load_n(&d->sleeping, __ATOMIC_RELAXED)) &&
       __atomic_exchange_n(&d->sleeping, 0, __ATOMIC_RELAXED))
-    futex_bump(&d->ring);
+    rill__futex_bump(&d->ring);
 }
 
 /* Wakes every worker (close: stop or abort was just set). */
 static void wake_workers(rill_bus_t *bus) {
   for (uint32_t i = 0; i < bus->o.workers; i++)
-    futex_bump(&bus->w[i].bell.ring);
+    rill__futex_bump(&bus->w[i].bell.ring);
 }
 
 /* A producer about to sleep: raises its flag and returns the wake word to
@@ -356,7 +341,7 @@ static void producer_unarm(rill_bus_producer_t *p) {
 }
 
 static void producer_sleep(rill_bus_producer_t *p, uint32_t w0, uint64_t ns) {
-  futex_wait(&p->wt.wake, w0, ns);
+  rill__futex_wait(&p->wt.wake, w0, ns);
   producer_unarm(p);
 }
 
@@ -365,7 +350,7 @@ static void producer_sleep(rill_bus_producer_t *p, uint32_t w0, uint64_t ns) {
  * needs no fence then (the bump after stop is enough, see producer_arm). */
 static void wake_producers_locked(rill_bus_t *bus) {
   for (rill_bus_producer_t *p = bus->head; p; p = p->next)
-    futex_bump(&p->wt.wake);
+    rill__futex_bump(&p->wt.wake);
 }
 
 static inline void cpu_relax(void) {
@@ -530,7 +515,7 @@ static void worker_wake_producers(struct worker *w) {
      * make the syscall when several give back to the same producer. */
     if (w->take[i] && __atomic_load_n(&p->wt.waiting, __ATOMIC_RELAXED) &&
         __atomic_exchange_n(&p->wt.waiting, 0, __ATOMIC_RELAXED))
-      futex_bump(&p->wt.wake);
+      rill__futex_bump(&p->wt.wake);
   }
 }
 
@@ -691,7 +676,7 @@ static void *worker_main(void *arg) {
       if (w->hold_until - now < ns)
         ns = w->hold_until - now;
     }
-    futex_wait(&w->bell.ring, bell0, ns);
+    rill__futex_wait(&w->bell.ring, bell0, ns);
     /* Down before the next pass: producers stop making syscalls. */
     __atomic_store_n(&w->bell.sleeping, 0, __ATOMIC_RELAXED);
     armed = false;
