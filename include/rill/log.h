@@ -177,6 +177,14 @@ int rill_log_read_range(rill_log_t *l, uint64_t from, size_t max_count, size_t m
  *  (RILL_ENOENT below first), never by a silent skip. */
 int rill_log_wait(rill_log_t *l, uint64_t from, uint64_t timeout_ns);
 
+/** On a read-only open: takes in the records a writer (in this process or
+ *  another) appended since open or the last refresh, following it into new
+ *  segments; each is verified as recovery would, so a record still being
+ *  written is left for the next call. 0 on a writer's handle, which is
+ *  always current. rill_log_wait does not see a writer in another process:
+ *  poll with refresh instead. */
+int rill_log_refresh(rill_log_t *l);
+
 /* ---- stats ------------------------------------------------------------- */
 
 typedef struct rill_log_stats {

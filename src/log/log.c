@@ -69,7 +69,7 @@ struct seg {
    * checkpoint, which the index may not hold yet (the writer rewrites
    * them when it recovers; a reader may not write). */
   uint32_t *tail_off;
-  uint64_t tail_from, tail_n;
+  uint64_t tail_from, tail_n, tail_cap;
 };
 
 struct rill_log {
@@ -418,7 +418,6 @@ static int seg_scan(rill_log_t *l, struct seg *g, uint64_t *stop) {
   }
   g->synced = count;
   g->tail_from = count;
-  uint64_t cap = 0;
   for (;;) {
     uint32_t len;
     if (log_rec_check(g->map, l->seg_bytes, end, g->base + count, true, &len) != 0)
@@ -430,12 +429,13 @@ static int seg_scan(rill_log_t *l, struct seg *g, uint64_t *stop) {
       uint32_t off = (uint32_t)end;
       memcpy(g->imap + LOG_HDR + 4 * count, &off, 4);
     } else {
-      if (g->tail_n == cap) {
-        cap = cap ? 2 * cap : 1024;
+      if (g->tail_n == g->tail_cap) {
+        uint64_t cap = g->tail_cap ? 2 * g->tail_cap : 1024;
         uint32_t *n = rill__realloc(g->tail_off, cap * sizeof *n);
         if (!n)
           return rill__err(RILL_ENOMEM, "log: no memory");
         g->tail_off = n;
+        g->tail_cap = cap;
       }
       g->tail_off[g->tail_n++] = (uint32_t)end;
     }
@@ -1082,6 +1082,68 @@ int rill_log_wait(rill_log_t *l, uint64_t from, uint64_t timeout_ns) {
     rill__futex_wait(&l->wake, w0, timeout_ns - spent);
   }
   __atomic_fetch_sub(&l->sleepers, 1, __ATOMIC_RELEASE);
+  return rc;
+}
+
+/* ---- following a writer from a read-only open ------------------------------------ */
+
+/* Records the writer added to g since we looked, verified one by one as
+ * recovery does (a record still being written fails its check and waits
+ * for the next call). Under segs_lock (write side): tail_off may move. */
+static int seg_follow(rill_log_t *l, struct seg *g) {
+  for (;;) {
+    uint32_t len;
+    if (log_rec_check(g->map, l->seg_bytes, g->end, g->base + g->count, true, &len) != 0)
+      return 0;
+    uint64_t i = g->count - g->tail_from;
+    if (i == g->tail_cap) {
+      uint64_t cap = g->tail_cap ? 2 * g->tail_cap : 1024;
+      uint32_t *n = rill__realloc(g->tail_off, cap * sizeof *n);
+      if (!n)
+        return rill__err(RILL_ENOMEM, "log: no memory");
+      g->tail_off = n;
+      g->tail_cap = cap;
+    }
+    g->tail_off[i] = (uint32_t)g->end;
+    g->tail_n = i + 1;
+    g->end += LOG_REC_HDR + RILL__ALIGN_UP((uint64_t)len, 8u);
+    g->count++;
+  }
+}
+
+int rill_log_refresh(rill_log_t *l) {
+  if (!l->o.read_only)
+    return 0; /* a writer's handle is always current */
+  int rc = 0;
+  pthread_rwlock_wrlock(&l->segs_lock);
+  for (;;) {
+    struct seg *g = l->segs[l->nsegs - 1];
+    if ((rc = seg_follow(l, g)) != 0)
+      break;
+    /* A successor means the writer sealed g: everything in g is found. */
+    struct seg *n = NULL;
+    char name[32];
+    seg_name(name, sizeof name, g->base + g->count, "seg");
+    if (faccessat(l->dir_fd, name, F_OK, 0) != 0)
+      break;
+    uint64_t stop = 0;
+    if ((rc = seg_open(l, g->base + g->count, &n)) != 0)
+      break;
+    if ((rc = seg_scan(l, n, &stop)) != 0 || (rc = seg_view(l, n)) != 0) {
+      seg_discard(l, n);
+      break;
+    }
+    if ((rc = segs_push(l, n)) != 0) {
+      rill_buf_release(&n->whole);
+      break;
+    }
+  }
+  struct seg *last = l->segs[l->nsegs - 1];
+  /* Release: the offsets noted above are visible to a reader that sees
+   * the new next. */
+  __atomic_store_n(&l->next, last->base + last->count, __ATOMIC_RELEASE);
+  __atomic_store_n(&l->durable, last->base + last->count, __ATOMIC_RELEASE);
+  pthread_rwlock_unlock(&l->segs_lock);
   return rc;
 }
 

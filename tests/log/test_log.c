@@ -355,3 +355,23 @@ Test(log, appending_allocates_nothing) {
   cr_expect_eq(rill_mem_allocs_thread(), before);
   cr_assert_eq(rill_log_close(l), 0);
 }
+
+/* A read-only open follows a writer with refresh, into new segments. */
+Test(log, reader_follows_writer_with_refresh) {
+  rill_log_t *w = open_log((rill_log_opts_t){.segment_bytes = 64 << 10});
+  append_n(w, 0, 100);
+  rill_log_t *r = NULL;
+  cr_assert_eq(rill_log_open(&r, dir, "t", &(rill_log_opts_t){.read_only = true}), 0, "%s",
+               rill_errmsg());
+  cr_expect_eq(rill_log_next(r), 100);
+  append_n(w, 100, 2000); /* several rolls */
+  cr_expect_eq(rill_log_next(r), 100, "nothing new before refresh");
+  cr_assert_eq(rill_log_refresh(r), 0, "%s", rill_errmsg());
+  cr_expect_eq(rill_log_next(r), 2000);
+  read_all(r, 2000);
+  cr_expect_eq(rill_log_refresh(w), 0);
+  cr_assert_eq(rill_log_close(w), 0);
+  cr_assert_eq(rill_log_refresh(r), 0);
+  cr_expect_eq(rill_log_next(r), 2000);
+  cr_assert_eq(rill_log_close(r), 0);
+}
