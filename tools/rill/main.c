@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "rill/rill.h"
+#include "tools.h"
 
 #ifdef RILL_WITH_BENCH
 #include "bench.h"
@@ -16,6 +17,8 @@ static int usage(FILE *f) {
              "\n"
              "commands:\n"
              "  bench <suite> [--json] [--quick]   run a benchmark suite (rill bench list)\n"
+             "  log <command> DIR TOPIC ...        the durable log: append, cat, tail, stat,\n"
+             "                                     verify, dump (rill log help)\n"
              "  version                            print the version\n"
              "  help                               this text\n");
   return f == stdout ? 0 : 2;
@@ -31,6 +34,8 @@ int main(int argc, char **argv) {
     printf("rill %s\n", RILL_VERSION_STRING);
     return 0;
   }
+  if (!strcmp(cmd, "log"))
+    return rill_log_main(argc - 1, argv + 1);
 #ifdef RILL_WITH_BENCH
   if (!strcmp(cmd, "bench"))
     return rill_bench_main(argc - 1, argv + 1);

@@ -1,0 +1,359 @@
+/*
+ * rill log: the durable log for people. Human output by default, --json
+ * for scripts (one object per line). Readers open the topic read-only, so
+ * they run beside a writer in another process; `tail` follows it with
+ * rill_log_refresh.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "rill/log.h"
+#include "tools.h"
+
+static int log_usage(FILE *f) {
+  fprintf(f, "usage: rill log <command> DIR TOPIC [options]\n"
+             "\n"
+             "  append DIR TOPIC [--sync never|group|every:N|interval:MS] [RECORD...]\n"
+             "        appends each RECORD argument, or each line of stdin when there are none\n"
+             "  cat DIR TOPIC [--from SEQ] [--count N]     prints records\n"
+             "  tail DIR TOPIC [--from SEQ] [--count N]    prints records as they are appended\n"
+             "  stat DIR TOPIC                             first, next, segments, bytes\n"
+             "  verify DIR TOPIC                           checks every record's checksum\n"
+             "  dump DIR TOPIC                             the files, record by record\n"
+             "\n"
+             "  --json   one JSON object per line\n");
+  return f == stdout ? 0 : 2;
+}
+
+typedef struct {
+  const char *cmd, *dir, *topic;
+  bool json;
+  uint64_t from, count;
+  bool has_from;
+  rill_log_opts_t o;
+  char **rest;
+  int nrest;
+} args_t;
+
+static int fail(const char *what, int rc) {
+  fprintf(stderr, "rill log: %s: %s (%s)\n", what, rill_strerror(rc), rill_errmsg());
+  return 1;
+}
+
+static bool parse_u64(const char *s, uint64_t *v) {
+  char *end;
+  errno = 0;
+  unsigned long long x = strtoull(s, &end, 10);
+  if (errno || end == s || *end || s[0] == '-')
+    return false;
+  *v = x;
+  return true;
+}
+
+static bool parse_sync(const char *s, rill_log_opts_t *o) {
+  uint64_t n;
+  if (!strcmp(s, "never"))
+    o->sync = RILL_LOG_SYNC_NEVER;
+  else if (!strcmp(s, "group"))
+    o->sync = RILL_LOG_SYNC_GROUP;
+  else if (!strncmp(s, "every:", 6) && parse_u64(s + 6, &n) && n)
+    o->sync = RILL_LOG_SYNC_EVERY_N, o->sync_every = n;
+  else if (!strncmp(s, "interval:", 9) && parse_u64(s + 9, &n) && n)
+    o->sync = RILL_LOG_SYNC_INTERVAL, o->sync_interval_ns = n * 1000000;
+  else
+    return false;
+  return true;
+}
+
+static int parse(int argc, char **argv, args_t *a) {
+  memset(a, 0, sizeof *a);
+  a->count = UINT64_MAX;
+  if (argc < 4)
+    return -1;
+  a->cmd = argv[1];
+  a->dir = argv[2];
+  a->topic = argv[3];
+  a->rest = rill_tool_alloc_args(argc);
+  for (int i = 4; i < argc; i++) {
+    const char *s = argv[i];
+    if (!strcmp(s, "--json")) {
+      a->json = true;
+    } else if (!strcmp(s, "--from") && i + 1 < argc) {
+      if (!parse_u64(argv[++i], &a->from))
+        return rill_tool_bad("--from wants a sequence number");
+      a->has_from = true;
+    } else if (!strcmp(s, "--count") && i + 1 < argc) {
+      if (!parse_u64(argv[++i], &a->count))
+        return rill_tool_bad("--count wants a number");
+    } else if (!strcmp(s, "--sync") && i + 1 < argc) {
+      if (!parse_sync(argv[++i], &a->o))
+        return rill_tool_bad("--sync wants never, group, every:N or interval:MS");
+    } else if (!strcmp(s, "--")) {
+      while (++i < argc)
+        a->rest[a->nrest++] = argv[i];
+    } else if (s[0] == '-' && s[1] == '-') {
+      fprintf(stderr, "rill log: unknown option %s\n", s);
+      return -1;
+    } else {
+      a->rest[a->nrest++] = argv[i];
+    }
+  }
+  return 0;
+}
+
+/* ---- append -------------------------------------------------------------- */
+
+static int cmd_append(args_t *a) {
+  rill_log_t *l;
+  int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
+  if (rc)
+    return fail("open", rc);
+  int status = 0;
+  char *line = NULL;
+  size_t cap = 0;
+  for (int i = 0;; i++) {
+    const char *rec;
+    size_t len;
+    if (a->nrest) {
+      if (i == a->nrest)
+        break;
+      rec = a->rest[i];
+      len = strlen(rec);
+    } else {
+      ssize_t n = getline(&line, &cap, stdin);
+      if (n < 0)
+        break;
+      if (n && line[n - 1] == '\n')
+        n--;
+      rec = line;
+      len = (size_t)n;
+    }
+    uint64_t seq;
+    if (len > UINT32_MAX || (rc = rill_log_append(l, rec, (uint32_t)len, &seq)) != 0) {
+      status = fail("append", len > UINT32_MAX ? RILL_EMSGSIZE : rc);
+      break;
+    }
+    if (a->json)
+      printf("{\"seq\":%" PRIu64 ",\"len\":%zu,\"durable\":%s}\n", seq, len,
+             rill_log_durable(l) > seq ? "true" : "false");
+    else
+      printf("%" PRIu64 "\n", seq);
+  }
+  free(line);
+  rc = rill_log_close(l);
+  if (rc && !status)
+    status = fail("close", rc);
+  return status;
+}
+
+/* ---- cat and tail -------------------------------------------------------- */
+
+static void print_record(const args_t *a, const rill_log_record_t *r) {
+  if (a->json) {
+    printf("{\"seq\":%" PRIu64 ",\"ts_ns\":%" PRIu64 ",\"len\":%zu,\"data\":", r->seq, r->ts_ns,
+           r->payload.len);
+    rill_tool_json_string(stdout, r->payload.data, r->payload.len);
+    printf("}\n");
+    return;
+  }
+  char when[32];
+  time_t secs = (time_t)(r->ts_ns / 1000000000u);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+  printf("%" PRIu64 " %s.%06uZ %zu ", r->seq, when, (unsigned)(r->ts_ns % 1000000000u / 1000),
+         r->payload.len);
+  rill_tool_text(stdout, r->payload.data, r->payload.len);
+  putchar('\n');
+}
+
+static volatile sig_atomic_t stop_tail;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  stop_tail = 1;
+}
+
+/* Prints records from *seq on; returns how many, or -1 after an error. */
+static int64_t print_from(rill_log_t *l, const args_t *a, uint64_t *seq, uint64_t *left) {
+  rill_log_record_t recs[64];
+  int64_t printed = 0;
+  while (*left && *seq < rill_log_next(l)) {
+    size_t n, want = *left < 64 ? (size_t)*left : 64;
+    int rc = rill_log_read_range(l, *seq, want, SIZE_MAX, recs, &n);
+    for (size_t k = 0; k < n; k++) {
+      print_record(a, &recs[k]);
+      *seq = recs[k].seq + 1;
+      rill_buf_release(&recs[k].payload);
+    }
+    printed += (int64_t)n;
+    *left -= n;
+    if (rc) {
+      fail("read", rc);
+      return -1;
+    }
+  }
+  fflush(stdout);
+  return printed;
+}
+
+static int cmd_cat(args_t *a, bool follow) {
+  rill_log_t *l;
+  a->o.read_only = true;
+  int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
+  if (rc)
+    return fail("open", rc);
+  /* cat starts at the oldest record, tail at the next one to come. */
+  uint64_t seq = a->has_from ? a->from : follow ? rill_log_next(l) : rill_log_first(l);
+  uint64_t left = a->count;
+  if (seq < rill_log_first(l)) {
+    fprintf(stderr, "rill log: records before %" PRIu64 " were retired; starting there\n",
+            rill_log_first(l));
+    seq = rill_log_first(l);
+  }
+  int status = print_from(l, a, &seq, &left) < 0;
+  if (follow) {
+    signal(SIGINT, on_sigint);
+    signal(SIGTERM, on_sigint);
+    /* Another process's writer cannot wake us: look again every ms. */
+    while (!status && left && !stop_tail) {
+      if ((rc = rill_log_refresh(l)) != 0) {
+        status = fail("refresh", rc);
+        break;
+      }
+      int64_t n = print_from(l, a, &seq, &left);
+      if (n < 0)
+        status = 1;
+      else if (n == 0)
+        usleep(1000);
+    }
+  }
+  rill_log_close(l);
+  return status;
+}
+
+/* ---- stat, verify -------------------------------------------------------- */
+
+static int cmd_stat(args_t *a) {
+  rill_log_t *l;
+  a->o.read_only = true;
+  int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
+  if (rc)
+    return fail("open", rc);
+  rill_log_stats_t st;
+  rill_log_stats(l, &st);
+  if (a->json)
+    printf("{\"topic\":\"%s\",\"first\":%" PRIu64 ",\"next\":%" PRIu64 ",\"records\":%" PRIu64
+           ",\"segments\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"max_payload\":%u}\n",
+           a->topic, st.first, st.next, st.next - st.first, st.segments, st.bytes,
+           rill_log_max_payload(l));
+  else
+    printf("topic     %s/%s\nrecords   %" PRIu64 " (%" PRIu64 "..%" PRIu64 ")\nsegments  %" PRIu64
+           "\nbytes     %" PRIu64 "\nmax rec   %u bytes\n",
+           a->dir, a->topic, st.next - st.first, st.first, st.next, st.segments, st.bytes,
+           rill_log_max_payload(l));
+  rill_log_close(l);
+  return 0;
+}
+
+static int cmd_verify(args_t *a) {
+  rill_log_t *l;
+  a->o.read_only = true;
+  a->o.verify_reads = true;
+  int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
+  if (rc)
+    return fail("open", rc);
+  uint64_t ok = 0, bad = 0, next = rill_log_next(l);
+  for (uint64_t seq = rill_log_first(l); seq < next; seq++) {
+    rill_log_record_t r;
+    rc = rill_log_read(l, seq, &r);
+    if (rc == 0) {
+      ok++;
+      rill_buf_release(&r.payload);
+      continue;
+    }
+    bad++;
+    if (a->json)
+      printf("{\"seq\":%" PRIu64 ",\"error\":\"%s\"}\n", seq, rill_strerror(rc));
+    else
+      printf("record %" PRIu64 ": %s (%s)\n", seq, rill_strerror(rc), rill_errmsg());
+  }
+  if (a->json)
+    printf("{\"records\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"damaged\":%" PRIu64 "}\n", ok + bad, ok,
+           bad);
+  else
+    printf("%" PRIu64 " records, %" PRIu64 " ok, %" PRIu64 " damaged\n", ok + bad, ok, bad);
+  rill_log_close(l);
+  return bad ? 1 : 0;
+}
+
+/* ---- dump ---------------------------------------------------------------- */
+
+static int cmd_dump(args_t *a) {
+  rill_log_t *l;
+  a->o.read_only = true;
+  a->o.verify_reads = true;
+  int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
+  if (rc)
+    return fail("open", rc);
+  rill_log_stats_t st;
+  rill_log_stats(l, &st);
+  if (!a->json)
+    printf("# %s/%s: %" PRIu64 " segment(s), records %" PRIu64 "..%" PRIu64 "\n", a->dir, a->topic,
+           st.segments, st.first, st.next);
+  uint64_t next = rill_log_next(l), left = a->count;
+  for (uint64_t seq = a->has_from ? a->from : rill_log_first(l); seq < next && left;
+       seq++, left--) {
+    rill_log_record_t r;
+    rc = rill_log_read(l, seq, &r);
+    if (a->json) {
+      printf("{\"seq\":%" PRIu64 ",\"ok\":%s", seq, rc ? "false" : "true");
+      if (!rc)
+        printf(",\"ts_ns\":%" PRIu64 ",\"len\":%zu", r.ts_ns, r.payload.len);
+      printf("}\n");
+    } else if (rc) {
+      printf("%10" PRIu64 "  DAMAGED  %s\n", seq, rill_errmsg());
+    } else {
+      printf("%10" PRIu64 "  %19" PRIu64 "  %8zu  ", seq, r.ts_ns, r.payload.len);
+      rill_tool_hex(stdout, r.payload.data, r.payload.len < 16 ? r.payload.len : 16);
+      putchar('\n');
+    }
+    if (!rc)
+      rill_buf_release(&r.payload);
+  }
+  rill_log_close(l);
+  return 0;
+}
+
+int rill_log_main(int argc, char **argv) {
+  if (argc >= 2 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")))
+    return log_usage(stdout);
+  args_t a;
+  if (parse(argc, argv, &a) != 0) {
+    free(a.rest);
+    return log_usage(stderr);
+  }
+  int rc;
+  if (!strcmp(a.cmd, "append"))
+    rc = cmd_append(&a);
+  else if (!strcmp(a.cmd, "cat"))
+    rc = cmd_cat(&a, false);
+  else if (!strcmp(a.cmd, "tail"))
+    rc = cmd_cat(&a, true);
+  else if (!strcmp(a.cmd, "stat"))
+    rc = cmd_stat(&a);
+  else if (!strcmp(a.cmd, "verify"))
+    rc = cmd_verify(&a);
+  else if (!strcmp(a.cmd, "dump"))
+    rc = cmd_dump(&a);
+  else
+    rc = log_usage(stderr);
+  free(a.rest);
+  return rc;
+}
