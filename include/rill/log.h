@@ -32,6 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bus.h"
 #include "core.h"
 #include "mem.h"
 
@@ -68,7 +69,16 @@ typedef struct rill_log_opts {
   bool read_only;    /* no lock, no recovery writes: a reader beside a writer in
                       * another process sees what was there at open */
   bool no_create;    /* RILL_ENOENT rather than creating a missing topic */
-  bool verify_reads; /* check each record's CRC32C on read, not only at recovery */
+  bool verify_reads; /* check each record's checksum on read, not only at recovery */
+  /* Retention, whole segments at a time, never the one being written;
+   * 0 keeps everything. A segment goes when what is left still holds at
+   * least retain_bytes of records and retain_count records, or when its
+   * newest record is older than retain_age_ns. Applied after each roll by
+   * the appender that rolled (other appenders do not wait for it), and by
+   * rill_log_retain. */
+  uint64_t retain_bytes;
+  uint64_t retain_count;
+  uint64_t retain_age_ns;
 } rill_log_opts_t;
 
 /** Opens (creating when missing, unless no_create) topic `topic` in
@@ -131,6 +141,11 @@ int rill_log_commit(rill_log_t *l, uint64_t *seq);
 /** Gives the reservation up; nothing was appended. */
 void rill_log_abort(rill_log_t *l);
 
+/** Applies the retention options now: drops whole segments from the
+ *  front, moves rill_log_first, rewrites the MANIFEST, deletes the files.
+ *  Slices of dropped segments stay valid. RILL_EPERM when read-only. */
+int rill_log_retain(rill_log_t *l);
+
 /** Makes every record appended so far durable (fdatasync of the segments
  *  written since the last sync and of their index), then checkpoints. */
 int rill_log_sync(rill_log_t *l);
@@ -184,6 +199,27 @@ int rill_log_wait(rill_log_t *l, uint64_t from, uint64_t timeout_ns);
  *  always current. rill_log_wait does not see a writer in another process:
  *  poll with refresh instead. */
 int rill_log_refresh(rill_log_t *l);
+
+/* ---- the bus's log sink ------------------------------------------------- */
+
+/** What the log sink did: appended and failed events, and the error of the
+ *  last failure (0 if none). Added with relaxed atomics by the bus's
+ *  workers; read them after rill_bus_close, or with __atomic loads. */
+typedef struct rill_log_sink {
+  rill_log_t *log;
+  uint64_t appended;
+  uint64_t failed;
+  int last_error;
+} rill_log_sink_t;
+
+/** Fills *sink so that a bus appends every event it delivers to l, one
+ *  record per event (the payload; the record gets the log's own sequence
+ *  number and time), a batch per append_batch; flush syncs the log. A
+ *  batch that cannot be appended (RILL_ENOSPC, say) is counted in
+ *  s->failed, not retried: a sink cannot push back on a bus. l must
+ *  outlive the bus; several workers may append at once. Consumers read the
+ *  events back with rill_log_read_range, from any thread or process. */
+void rill_log_sink(rill_sink_t *sink, rill_log_sink_t *s, rill_log_t *l);
 
 /* ---- stats ------------------------------------------------------------- */
 

@@ -93,6 +93,9 @@ struct rill_log {
   uint64_t appended_since_sync; /* under lock */
   uint64_t last_sync_ns;        /* under lock */
 
+  pthread_mutex_t retain_lock; /* one retention pass at a time */
+  int retain_due;              /* a roll happened: the appender that rolled retains */
+
   bool reserved; /* a reservation holds lock */
   uint32_t res_len;
 
@@ -476,6 +479,38 @@ static int cmp_u64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
+/* Whether segment base is one whose creation a crash cut short: a file
+ * that is all zeros (or empty), as seg_create leaves it between creating
+ * the file and writing its header. Nothing was ever appended to it, so
+ * recovery may drop it; failing the open instead would make a crash
+ * during a roll (or while a topic is created) unrecoverable. A file with
+ * any non-zero byte is not this and gets the usual checks. */
+static bool seg_unborn(rill_log_t *l, uint64_t base) {
+  char name[32];
+  seg_name(name, sizeof name, base, "seg");
+  int fd = openat(l->dir_fd, name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  struct stat st;
+  bool zero = fstat(fd, &st) == 0 && (uint64_t)st.st_size <= l->seg_bytes;
+  static const uint8_t zeros[LOG_HDR];
+  uint8_t b[65536];
+  for (off_t at = 0; zero && at < st.st_size;) {
+    /* The header first: a real segment fails on its first 64 bytes. */
+    size_t want = at == 0 ? LOG_HDR : sizeof b;
+    ssize_t n = pread(fd, b, want, at);
+    if (n <= 0) {
+      zero = false;
+      break;
+    }
+    for (ssize_t k = 0; zero && k < n; k += LOG_HDR)
+      zero = memcmp(b + k, zeros, (size_t)(n - k < LOG_HDR ? n - k : LOG_HDR)) == 0;
+    at += n;
+  }
+  close(fd);
+  return zero;
+}
+
 /* Lists the segments, drops those retired, opens and checks the rest. */
 static int recover(rill_log_t *l, uint64_t first) {
   int dfd = dup(l->dir_fd);
@@ -520,6 +555,17 @@ static int recover(rill_log_t *l, uint64_t first) {
         unlinkat(l->dir_fd, name, 0);
       }
       continue;
+    }
+    if (i + 1 == n && seg_unborn(l, bases[i])) {
+      if (!l->o.read_only) {
+        char name[32];
+        seg_name(name, sizeof name, bases[i], "seg");
+        unlinkat(l->dir_fd, name, 0);
+        seg_name(name, sizeof name, bases[i], "idx");
+        unlinkat(l->dir_fd, name, 0);
+        fsync(l->dir_fd);
+      }
+      break;
     }
     struct seg *g = NULL;
     if ((rc = seg_open(l, bases[i], &g)) != 0)
@@ -597,6 +643,7 @@ static void log_free(rill_log_t *l) {
   pthread_mutex_destroy(&l->lock);
   pthread_mutex_destroy(&l->sync_lock);
   pthread_mutex_destroy(&l->ckpt_lock);
+  pthread_mutex_destroy(&l->retain_lock);
   pthread_rwlock_destroy(&l->segs_lock);
   rill__free(l->path);
   rill__free(l);
@@ -624,6 +671,7 @@ int rill_log_open(rill_log_t **out, const char *dir, const char *topic,
   pthread_mutex_init(&l->lock, NULL);
   pthread_mutex_init(&l->sync_lock, NULL);
   pthread_mutex_init(&l->ckpt_lock, NULL);
+  pthread_mutex_init(&l->retain_lock, NULL);
   pthread_rwlock_init(&l->segs_lock, NULL);
   size_t plen = strlen(dir) + 1 + strlen(topic) + 1;
   l->path = rill__malloc(plen);
@@ -739,6 +787,8 @@ static int roll(rill_log_t *l) {
   pthread_rwlock_unlock(&l->segs_lock);
   if (rc)
     rill_buf_release(&n->whole);
+  else if (l->o.retain_bytes || l->o.retain_count || l->o.retain_age_ns)
+    __atomic_store_n(&l->retain_due, 1, __ATOMIC_RELAXED);
   return rc;
 }
 
@@ -785,10 +835,12 @@ static void publish(rill_log_t *l, uint64_t next) {
 }
 
 static int sync_to(rill_log_t *l, uint64_t target);
+static inline void retain_if_due(rill_log_t *l);
 
 /* After an append (lock dropped): the sync the policy asks for. due is
  * what make_due said under the lock. */
 static int apply_policy(rill_log_t *l, uint64_t seq, bool due) {
+  retain_if_due(l);
   if (l->o.sync == RILL_LOG_SYNC_GROUP || due)
     return sync_to(l, seq + 1);
   return 0;
@@ -924,6 +976,85 @@ void rill_log_abort(rill_log_t *l) {
   memset(g->map + g->end + LOG_REC_HDR, 0, l->res_len);
   l->reserved = false;
   pthread_mutex_unlock(&l->lock);
+}
+
+/* ---- retention ------------------------------------------------------------------ */
+
+/* Bytes of records in g, and the timestamp of its last record (0 if none). */
+static uint64_t seg_bytes_used(const struct seg *g) { return g->end - LOG_HDR; }
+
+static uint64_t seg_last_ts(const struct seg *g) {
+  if (!g->count)
+    return 0;
+  uint32_t off;
+  memcpy(&off, g->imap + LOG_HDR + 4 * (g->count - 1), 4);
+  uint64_t ts;
+  memcpy(&ts, g->map + off + 16, 8);
+  return ts;
+}
+
+int rill_log_retain(rill_log_t *l) {
+  if (l->o.read_only)
+    return rill__err(RILL_EPERM, "log %s: opened read-only", l->path);
+  pthread_mutex_lock(&l->retain_lock);
+  /* Decide under the append lock, which keeps the segments' counts still;
+   * whole segments only, never the one being written; and keep at least
+   * what each limit asks (a segment goes only if what is left still
+   * meets the limit), as Kafka's retention does. */
+  pthread_mutex_lock(&l->lock);
+  uint64_t total = 0, now = rill_time_wall_ns();
+  for (size_t i = 0; i < l->nsegs; i++)
+    total += seg_bytes_used(l->segs[i]);
+  size_t drop = 0;
+  for (; drop + 1 < l->nsegs; drop++) {
+    struct seg *g = l->segs[drop];
+    uint64_t left_recs = l->next - l->segs[drop + 1]->base;
+    uint64_t left_bytes = total - seg_bytes_used(g);
+    bool by_count = l->o.retain_count && left_recs >= l->o.retain_count;
+    bool by_bytes = l->o.retain_bytes && left_bytes >= l->o.retain_bytes;
+    bool by_age = l->o.retain_age_ns && seg_last_ts(g) + l->o.retain_age_ns < now;
+    if (!by_count && !by_bytes && !by_age)
+      break;
+    total = left_bytes;
+  }
+  if (!drop) {
+    pthread_mutex_unlock(&l->lock);
+    pthread_mutex_unlock(&l->retain_lock);
+    return 0;
+  }
+  struct seg *gone[64];
+  size_t ng = drop < 64 ? drop : 64; /* the rest go on the next pass */
+  pthread_rwlock_wrlock(&l->segs_lock);
+  memcpy(gone, l->segs, ng * sizeof *gone);
+  memmove(l->segs, l->segs + ng, (l->nsegs - ng) * sizeof *l->segs);
+  l->nsegs -= ng;
+  uint64_t first = l->segs[0]->base;
+  /* Release: readers that see the new first no longer look below it. */
+  __atomic_store_n(&l->first, first, __ATOMIC_RELEASE);
+  pthread_rwlock_unlock(&l->segs_lock);
+  pthread_mutex_unlock(&l->lock);
+  /* The manifest first, then the files: a crash between leaves files below
+   * first, which open deletes. Readers' slices keep the mappings. */
+  int rc = manifest_write(l, first);
+  for (size_t k = 0; k < ng; k++) {
+    char name[32];
+    if (!rc) {
+      seg_name(name, sizeof name, gone[k]->base, "seg");
+      unlinkat(l->dir_fd, name, 0);
+      seg_name(name, sizeof name, gone[k]->base, "idx");
+      unlinkat(l->dir_fd, name, 0);
+    }
+    rill_buf_release(&gone[k]->whole);
+  }
+  pthread_mutex_unlock(&l->retain_lock);
+  return rc;
+}
+
+/* After an append, outside the append lock: the roll asked for retention. */
+static inline void retain_if_due(rill_log_t *l) {
+  if (RILL_UNLIKELY(__atomic_load_n(&l->retain_due, __ATOMIC_RELAXED)) &&
+      __atomic_exchange_n(&l->retain_due, 0, __ATOMIC_RELAXED))
+    rill_log_retain(l);
 }
 
 /* ---- syncing ------------------------------------------------------------------- */
