@@ -200,6 +200,25 @@ int rill_log_wait(rill_log_t *l, uint64_t from, uint64_t timeout_ns);
  *  poll with refresh instead. */
 int rill_log_refresh(rill_log_t *l);
 
+/** A subscriber's callback: n records (their slices are released after it
+ *  returns: clone what you keep), preceded by `lost` records that
+ *  retention removed before the subscriber read them (it moves on to the
+ *  oldest record held, and says so, rather than skipping silently). */
+typedef void (*rill_log_cb)(void *ctx, const rill_log_record_t *recs, size_t n, uint64_t lost);
+
+typedef struct rill_log_sub rill_log_sub_t;
+
+/** Starts a thread that calls cb with the records from `from` on as they
+ *  become visible under the topic's policy (as rill_log_wait sees them),
+ *  in order, up to 64 at a time. RILL_ENOMEM or pthread_create's error. */
+int rill_log_subscribe(rill_log_t *l, uint64_t from, rill_log_cb cb, void *ctx,
+                       rill_log_sub_t **out);
+
+/** Stops the subscriber (after the callback in progress) and frees it;
+ *  returns the next sequence number it would have delivered. Call it
+ *  before closing the log. NULL is a no-op returning 0. */
+uint64_t rill_log_unsubscribe(rill_log_sub_t *s);
+
 /* ---- the bus's log sink ------------------------------------------------- */
 
 /** What the log sink did: appended and failed events, and the error of the

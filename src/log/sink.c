@@ -37,3 +37,75 @@ void rill_log_sink(rill_sink_t *sink, rill_log_sink_t *s, rill_log_t *l) {
   *s = (rill_log_sink_t){.log = l};
   *sink = (rill_sink_t){sink_batch, sink_flush, NULL, s};
 }
+
+/* ---- subscribers --------------------------------------------------------- */
+
+#include <pthread.h>
+
+struct rill_log_sub {
+  rill_log_t *log;
+  rill_log_cb cb;
+  void *ctx;
+  uint64_t next;
+  int stop; /* atomic */
+  pthread_t tid;
+};
+
+/* Waits in slices, so that unsubscribe is seen within one of them. */
+#define SUB_WAIT_NS 50000000u
+
+static void *sub_main(void *arg) {
+  rill_log_sub_t *s = arg;
+  rill_log_record_t recs[CHUNK];
+  while (!__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE)) {
+    int rc = rill_log_wait(s->log, s->next, SUB_WAIT_NS);
+    if (rc == RILL_ETIMEDOUT)
+      continue;
+    if (rc)
+      break; /* closing */
+    uint64_t lost = 0, first = rill_log_first(s->log);
+    if (s->next < first) {
+      lost = first - s->next;
+      s->next = first;
+    }
+    size_t n = 0;
+    rc = rill_log_read_range(s->log, s->next, CHUNK, SIZE_MAX, recs, &n);
+    if (rc == RILL_ENOENT && !n) /* retention moved first meanwhile */
+      continue;
+    if (n || lost)
+      s->cb(s->ctx, recs, n, lost);
+    for (size_t k = 0; k < n; k++)
+      rill_buf_release(&recs[k].payload);
+    /* A damaged record under CORRUPT_STOP: hand over what came before it,
+     * then step past it rather than spin on it. */
+    s->next = n ? recs[n - 1].seq + 1 : s->next + (rc == RILL_ECORRUPT);
+  }
+  return NULL;
+}
+
+int rill_log_subscribe(rill_log_t *l, uint64_t from, rill_log_cb cb, void *ctx,
+                       rill_log_sub_t **out) {
+  if (!l || !cb || !out)
+    return rill__err(RILL_EINVAL, "log subscribe: NULL log, callback or out");
+  rill_log_sub_t *s = rill__calloc(1, sizeof *s);
+  if (!s)
+    return rill__err(RILL_ENOMEM, "log subscribe: no memory");
+  *s = (rill_log_sub_t){.log = l, .cb = cb, .ctx = ctx, .next = from};
+  int e = pthread_create(&s->tid, NULL, sub_main, s);
+  if (e) {
+    rill__free(s);
+    return rill__err(-e, "log subscribe: pthread_create failed");
+  }
+  *out = s;
+  return 0;
+}
+
+uint64_t rill_log_unsubscribe(rill_log_sub_t *s) {
+  if (!s)
+    return 0;
+  __atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
+  pthread_join(s->tid, NULL);
+  uint64_t next = s->next;
+  rill__free(s);
+  return next;
+}

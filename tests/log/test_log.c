@@ -455,3 +455,56 @@ Test(log, bus_log_sink) {
   }
   cr_assert_eq(rill_log_close(l), 0);
 }
+
+typedef struct {
+  uint64_t next, lost, calls;
+  int bad;
+} subctx_t;
+
+static void on_records(void *ctx, const rill_log_record_t *recs, size_t n, uint64_t lost) {
+  subctx_t *c = ctx;
+  c->lost += lost;
+  c->next += lost;
+  for (size_t k = 0; k < n; k++) {
+    if (recs[k].seq != c->next || recs[k].payload.len != rec_len(recs[k].seq))
+      c->bad++;
+    c->next = recs[k].seq + 1;
+  }
+  __atomic_fetch_add(&c->calls, 1, __ATOMIC_RELEASE);
+}
+
+/* A subscriber gets every record in order; one that fell behind retention
+ * is told how many it lost. */
+Test(log, subscriber_callbacks) {
+  rill_log_t *l = open_log((rill_log_opts_t){0});
+  subctx_t c = {0};
+  rill_log_sub_t *s;
+  cr_assert_eq(rill_log_subscribe(l, 0, on_records, &c, &s), 0);
+  append_n(l, 0, 3000);
+  while (__atomic_load_n(&c.next, __ATOMIC_ACQUIRE) < 3000)
+    usleep(1000);
+  cr_expect_eq(rill_log_unsubscribe(s), 3000);
+  cr_expect_eq(c.bad, 0);
+  cr_expect_eq(c.lost, 0);
+  cr_assert_eq(rill_log_close(l), 0);
+  /* Behind retention: subscribe from 0 after the old segments went. */
+  /* A topic of its own: "t" keeps the 128 MiB segments it was made with. */
+  cr_assert_eq(rill_log_open(&l, dir, "u",
+                             &(rill_log_opts_t){.segment_bytes = 64 << 10, .retain_count = 500}),
+               0);
+  uint8_t b[512];
+  for (uint64_t i = 0; i < 6000; i++) {
+    rec_fill(b, i);
+    cr_assert_eq(rill_log_append(l, b, rec_len(i), NULL), 0);
+  }
+  uint64_t first = rill_log_first(l);
+  cr_assert_gt(first, 0);
+  subctx_t d = {0};
+  cr_assert_eq(rill_log_subscribe(l, 0, on_records, &d, &s), 0);
+  while (__atomic_load_n(&d.next, __ATOMIC_ACQUIRE) < 6000)
+    usleep(1000);
+  rill_log_unsubscribe(s);
+  cr_expect_eq(d.lost, first, "told exactly what retention took");
+  cr_expect_eq(d.bad, 0);
+  cr_assert_eq(rill_log_close(l), 0);
+}
