@@ -12,6 +12,8 @@ pkgs=(
   libmimalloc-dev    # bench peer
   libjemalloc-dev    # bench peer
   libzmq3-dev        # bench peer: ZeroMQ inproc PUSH/PULL for `rill bench bus`
+  redis-server       # bench peer: Redis Streams for `rill bench log` (scripts/redis.sh)
+  libhiredis-dev     # bench peer: the Redis client `rill bench log` drives it with
   liburing-dev       # io: later modules
 )
 

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Starts the redis-server that `rill bench log` measures as a peer, unless
+# one already answers on its port. Idempotent, so `make test` and `make
+# bench` call it every time; `scripts/redis.sh stop` stops it.
+#
+#   scripts/redis.sh [DIR]   DIR holds its pid, log and dump files
+#                            (default build/redis)
+#
+# A port of its own (RILL_REDIS_PORT, default 6390), so it is never
+# mistaken for a system instance on 6379 (Debian's package starts one
+# where systemd runs). Bound to 127.0.0.1 only. Persistence is left at
+# redis-server's built-in defaults (RDB snapshots on its save rules, no
+# AOF), as a user who installs it gets: the suite turns AOF on only for
+# its group-commit cases and restores it after.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+port=${RILL_REDIS_PORT:-6390}
+
+if [ "${1:-}" = stop ]; then
+  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  exit 0
+fi
+
+dir=${1:-build/redis}
+
+if ! command -v redis-server >/dev/null; then
+  echo "redis: redis-server is not installed (scripts/deps.sh installs it)" >&2
+  exit 1
+fi
+if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
+  exit 0
+fi
+
+mkdir -p "$dir"
+dir=$(cd "$dir" && pwd)
+redis-server --port "$port" --bind 127.0.0.1 --daemonize yes \
+  --dir "$dir" --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
+
+# It forks and returns before it listens: wait for it to answer.
+for _ in $(seq 50); do
+  [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ] && exit 0
+  sleep 0.1
+done
+echo "redis: redis-server on 127.0.0.1:$port did not answer; see $dir/redis.log" >&2
+exit 1
