@@ -146,8 +146,8 @@ void rill_log_abort(rill_log_t *l);
  *  Slices of dropped segments stay valid. RILL_EPERM when read-only. */
 int rill_log_retain(rill_log_t *l);
 
-/** Makes every record appended so far durable (fdatasync of the segments
- *  written since the last sync and of their index), then checkpoints. */
+/** Makes every record appended so far durable: one fdatasync of the
+ *  segment being written (shared with any sync already under way). */
 int rill_log_sync(rill_log_t *l);
 
 /* ---- reading (any thread, any number at once) -------------------------- */

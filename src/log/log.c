@@ -16,13 +16,14 @@
  * retention or close lets go stays mapped as long as a slice lives (the
  * view's release callback unmaps it).
  *
- * Syncing. `sync_lock` serialises syncs: the syncer notes how far records
- * go (next), fdatasyncs the segments and indexes that hold records past
- * `durable`, checkpoints them, and stores `durable`. Group commit is that
- * and nothing more: an appender under RILL_LOG_SYNC_GROUP syncs up to its
- * own record; whoever holds sync_lock meanwhile syncs everything appended
- * so far, so those queued behind find their record durable and return
- * without a syscall.
+ * Syncing. One syncer at a time leads a round (the `syncing` flag): it
+ * notes how far records go (next), fdatasyncs the last segment (a roll
+ * syncs the segment it seals, so only the last can hold unsynced
+ * records) and stores `durable`. Group commit is that and nothing more:
+ * an appender under RILL_LOG_SYNC_GROUP needs its own record durable;
+ * while a round runs, the others sleep on `sync_word` and most find their
+ * record covered when it ends. Index checkpoints are written at rolls,
+ * open and close, after syncing the segment and its index.
  *
  * Waking. Tail waiters spin briefly (a futex wake costs more than the 2 µs
  * append-to-subscriber budget), then count themselves in `sleepers` and
@@ -51,7 +52,8 @@
 #define MAX_SEGMENT     ((uint64_t)2 << 30)
 #define IDX_GROW        ((uint64_t)1 << 20) /* index bytes allocated at a time */
 #define SPIN_WAIT_NS    50000u              /* a tail waiter spins this long first */
-#define MAX_TOPIC       200u
+
+#define MAX_TOPIC 200u
 
 struct seg {
   rill_buf_t whole; /* the log's view of the mapping; slices keep it alive */
@@ -88,7 +90,8 @@ struct rill_log {
   uint32_t wake, sleepers;       /* tail waiters */
   int closing;
 
-  pthread_mutex_t sync_lock;
+  int syncing;                  /* a leader is syncing (atomic) */
+  uint32_t sync_word;           /* futex: bumped when a sync round ends */
   pthread_mutex_t ckpt_lock;    /* checkpoint writes: a roll and a sync may meet */
   uint64_t appended_since_sync; /* under lock */
   uint64_t last_sync_ns;        /* under lock */
@@ -508,7 +511,21 @@ static bool seg_unborn(rill_log_t *l, uint64_t base) {
     at += n;
   }
   close(fd);
-  return zero;
+  if (!zero)
+    return false;
+  /* A segment that held records and was then cut to nothing by damage
+   * still has them named in its index: that is for open to report. */
+  seg_name(name, sizeof name, base, "idx");
+  fd = openat(l->dir_fd, name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return true;
+  uint64_t c, e;
+  uint32_t first_off = 0;
+  bool used = pread(fd, b, LOG_HDR + 4, 0) == LOG_HDR + 4 &&
+              ((log_idx_checkpoint_read(b, base, &c, &e) == 0 && c > 0) ||
+               (memcpy(&first_off, b + LOG_HDR, 4), first_off != 0));
+  close(fd);
+  return !used;
 }
 
 /* Lists the segments, drops those retired, opens and checks the rest. */
@@ -544,6 +561,19 @@ static int recover(rill_log_t *l, uint64_t first) {
   }
   if (n)
     qsort(bases, n, sizeof *bases, cmp_u64);
+  /* Dropped before the loop, so the segment before it is recovered as the
+   * last one (its tail checked and zeroed) and appends go on there. */
+  if (n && seg_unborn(l, bases[n - 1])) {
+    if (!l->o.read_only) {
+      char name[32];
+      seg_name(name, sizeof name, bases[n - 1], "seg");
+      unlinkat(l->dir_fd, name, 0);
+      seg_name(name, sizeof name, bases[n - 1], "idx");
+      unlinkat(l->dir_fd, name, 0);
+      fsync(l->dir_fd);
+    }
+    n--;
+  }
   for (size_t i = 0; i < n; i++) {
     /* Wholly below first: retention got this far before a crash. */
     if (i + 1 < n && bases[i + 1] <= first) {
@@ -555,17 +585,6 @@ static int recover(rill_log_t *l, uint64_t first) {
         unlinkat(l->dir_fd, name, 0);
       }
       continue;
-    }
-    if (i + 1 == n && seg_unborn(l, bases[i])) {
-      if (!l->o.read_only) {
-        char name[32];
-        seg_name(name, sizeof name, bases[i], "seg");
-        unlinkat(l->dir_fd, name, 0);
-        seg_name(name, sizeof name, bases[i], "idx");
-        unlinkat(l->dir_fd, name, 0);
-        fsync(l->dir_fd);
-      }
-      break;
     }
     struct seg *g = NULL;
     if ((rc = seg_open(l, bases[i], &g)) != 0)
@@ -641,7 +660,6 @@ static void log_free(rill_log_t *l) {
   if (l->dir_fd >= 0)
     close(l->dir_fd);
   pthread_mutex_destroy(&l->lock);
-  pthread_mutex_destroy(&l->sync_lock);
   pthread_mutex_destroy(&l->ckpt_lock);
   pthread_mutex_destroy(&l->retain_lock);
   pthread_rwlock_destroy(&l->segs_lock);
@@ -669,7 +687,6 @@ int rill_log_open(rill_log_t **out, const char *dir, const char *topic,
   l->o = o;
   l->dir_fd = l->lock_fd = -1;
   pthread_mutex_init(&l->lock, NULL);
-  pthread_mutex_init(&l->sync_lock, NULL);
   pthread_mutex_init(&l->ckpt_lock, NULL);
   pthread_mutex_init(&l->retain_lock, NULL);
   pthread_rwlock_init(&l->segs_lock, NULL);
@@ -752,7 +769,15 @@ int rill_log_close(rill_log_t *l) {
     return 0;
   __atomic_store_n(&l->closing, 1, __ATOMIC_SEQ_CST);
   rill__futex_bump(&l->wake);
-  int rc = l->o.read_only ? 0 : rill_log_sync(l);
+  int rc = 0;
+  if (!l->o.read_only) {
+    /* The checkpoint too, so the next open scans nothing. */
+    rc = rill_log_sync(l);
+    struct seg *g = l->segs[l->nsegs - 1];
+    int e = seg_sync(l, g, g->count, g->end);
+    if (!rc)
+      rc = e;
+  }
   /* Waiters leave once they see closing; wait for them before freeing. */
   while (__atomic_load_n(&l->sleepers, __ATOMIC_ACQUIRE)) {
     rill__futex_bump(&l->wake);
@@ -1060,38 +1085,54 @@ static inline void retain_if_due(rill_log_t *l) {
 /* ---- syncing ------------------------------------------------------------------- */
 
 /* Makes records below target (at least) durable. */
+/* Makes records below target (at least) durable. One syncer at a time,
+ * the leader: it notes how far records go and fdatasyncs the segment that
+ * holds them, so its one sync covers every record appended before it
+ * began. The others (followers) sleep on sync_word until it is done, then
+ * find their record covered and return, or one of them leads the next
+ * round for the records appended meanwhile. Followers do not queue on a
+ * mutex: they would each have to take it in turn to learn they are done,
+ * and the leader, back for its next record, would win it again and again
+ * (rounds of 1.3 records at 16 appenders, measured). Only the segment is
+ * synced: index entries past the checkpoint are rebuilt by recovery, so
+ * they need not cost a second fdatasync a round; checkpoints are written
+ * at rolls, open and close, after syncing both files. */
 static int sync_to(rill_log_t *l, uint64_t target) {
-  if (ld(&l->durable) >= target)
-    return 0;
-  pthread_mutex_lock(&l->sync_lock);
-  int rc = 0;
-  uint64_t from = ld(&l->durable);
-  if (from >= target)
-    goto out;
-  /* Everything appended so far, not only target: the group's one sync. The
-   * lock orders our reads of the segments' writer fields after the
-   * appends that set them. */
-  pthread_mutex_lock(&l->lock);
-  uint64_t upto = l->next;
-  /* Only the last segment can hold records not yet synced: a roll syncs
-   * the segment it seals. A reference keeps it mapped while we sync
-   * without the lock. */
-  struct seg *g = l->segs[l->nsegs - 1];
-  uint64_t cnt = g->count, end = g->end;
-  rill_buf_t ref;
-  rill_buf_clone(&ref, &g->whole);
-  pthread_mutex_unlock(&l->lock);
-  rc = seg_sync(l, g, cnt, end);
-  rill_buf_release(&ref);
-  if (!rc) {
-    __atomic_fetch_add(&l->syncs, 1, __ATOMIC_RELAXED);
-    __atomic_store_n(&l->durable, upto, __ATOMIC_SEQ_CST);
-    if (l->o.sync != RILL_LOG_SYNC_NEVER && __atomic_load_n(&l->sleepers, __ATOMIC_SEQ_CST))
-      rill__futex_bump(&l->wake);
+  for (;;) {
+    if (ld(&l->durable) >= target)
+      return 0;
+    uint32_t w0 = __atomic_load_n(&l->sync_word, __ATOMIC_ACQUIRE);
+    if (__atomic_exchange_n(&l->syncing, 1, __ATOMIC_ACQ_REL)) {
+      /* A leader is at work: wait for its round (bounded, in case its
+       * bump came between our load of the word and this wait). */
+      rill__futex_wait(&l->sync_word, w0, 10000000);
+      continue;
+    }
+    /* The lock orders our reads of the segment after the appends. */
+    pthread_mutex_lock(&l->lock);
+    uint64_t upto = l->next;
+    /* Only the last segment can hold records not yet synced: a roll syncs
+     * the segment it seals. A reference keeps it mapped meanwhile. */
+    struct seg *g = l->segs[l->nsegs - 1];
+    rill_buf_t ref;
+    rill_buf_clone(&ref, &g->whole);
+    pthread_mutex_unlock(&l->lock);
+    int rc = 0;
+    if (ld(&l->durable) < upto && fdatasync(g->fd))
+      rc = rill__err_errno("log %s: fdatasync of segment %llu", l->path,
+                           (unsigned long long)g->base);
+    rill_buf_release(&ref);
+    if (!rc && ld(&l->durable) < upto) {
+      __atomic_fetch_add(&l->syncs, 1, __ATOMIC_RELAXED);
+      __atomic_store_n(&l->durable, upto, __ATOMIC_SEQ_CST);
+      if (l->o.sync != RILL_LOG_SYNC_NEVER && __atomic_load_n(&l->sleepers, __ATOMIC_SEQ_CST))
+        rill__futex_bump(&l->wake);
+    }
+    __atomic_store_n(&l->syncing, 0, __ATOMIC_RELEASE);
+    rill__futex_bump(&l->sync_word); /* release: durable is visible to the woken */
+    if (rc)
+      return rc; /* followers retry, and meet the error themselves */
   }
-out:
-  pthread_mutex_unlock(&l->sync_lock);
-  return rc;
 }
 
 int rill_log_sync(rill_log_t *l) {
