@@ -1148,7 +1148,9 @@ uint64_t rill_log_next(const rill_log_t *l) { return ld(&l->next); }
 uint64_t rill_log_durable(const rill_log_t *l) { return ld(&l->durable); }
 
 /* Checks and slices record seq of g (seq below next). */
-static int rec_get(rill_log_t *l, struct seg *g, uint64_t seq, rill_log_record_t *rec) {
+/* Finds and checks record seq of g: *rec gets all but a reference (its
+ * payload view is filled in without taking one). */
+static int rec_find(rill_log_t *l, struct seg *g, uint64_t seq, rill_log_record_t *rec) {
   uint64_t i = seq - g->base;
   uint32_t off;
   if (i >= g->tail_from && i - g->tail_from < g->tail_n)
@@ -1162,10 +1164,26 @@ static int rec_get(rill_log_t *l, struct seg *g, uint64_t seq, rill_log_record_t
   if (log_rec_check(g->map, l->seg_bytes, off, seq, l->o.verify_reads, &len) != 0)
     return rill__err(RILL_ECORRUPT, "log %s: record %llu at offset %u of segment %llu is damaged",
                      l->path, (unsigned long long)seq, off, (unsigned long long)g->base);
-  rill_buf_slice(&rec->payload, &g->whole, off + LOG_REC_HDR, len);
+  rec->payload = (rill_buf_t){g->whole.store, g->map + off + LOG_REC_HDR, len};
   rec->seq = seq;
   memcpy(&rec->ts_ns, g->map + off + 16, 8);
   return 0;
+}
+
+/* Takes k references on g's storage for k views rec_find filled in, with
+ * one atomic add (the views are released one by one, like any). Relaxed,
+ * as rill_buf_clone's increment: the caller already holds the segment
+ * (under segs_lock), so no release can free it meanwhile. */
+static void seg_ref(struct seg *g, uint32_t k) {
+  if (k)
+    __atomic_fetch_add(&g->whole.store->refs, k, __ATOMIC_RELAXED);
+}
+
+static int rec_get(rill_log_t *l, struct seg *g, uint64_t seq, rill_log_record_t *rec) {
+  int rc = rec_find(l, g, seq, rec);
+  if (!rc)
+    seg_ref(g, 1);
+  return rc;
 }
 
 int rill_log_read(rill_log_t *l, uint64_t seq, rill_log_record_t *rec) {
@@ -1196,11 +1214,18 @@ int rill_log_read_range(rill_log_t *l, uint64_t from, size_t max_count, size_t m
   pthread_rwlock_rdlock(&l->segs_lock);
   struct seg *g = seg_find(l, from);
   size_t gi = g ? (size_t)(seg_find_index(l, g)) : 0;
+  /* References are taken per run of records in one segment, one atomic
+   * add each, before the lock is dropped: a read of 256 small records
+   * would otherwise spend more on its atomics than on everything else. */
+  uint32_t run = 0;
   for (uint64_t seq = from; g && seq < next && *n < max_count; seq++) {
-    while (gi + 1 < l->nsegs && seq >= l->segs[gi + 1]->base)
+    while (gi + 1 < l->nsegs && seq >= l->segs[gi + 1]->base) {
+      seg_ref(g, run);
+      run = 0;
       g = l->segs[++gi];
+    }
     rill_log_record_t r;
-    int e = rec_get(l, g, seq, &r);
+    int e = rec_find(l, g, seq, &r);
     if (e) {
       if (l->o.on_corrupt == RILL_LOG_CORRUPT_SKIP) {
         __atomic_fetch_add(&l->skipped, 1, __ATOMIC_RELAXED);
@@ -1209,13 +1234,14 @@ int rill_log_read_range(rill_log_t *l, uint64_t from, size_t max_count, size_t m
       rc = e;
       break;
     }
-    if (*n && bytes + r.payload.len > max_bytes) {
-      rill_buf_release(&r.payload);
+    if (*n && bytes + r.payload.len > max_bytes)
       break;
-    }
     bytes += r.payload.len;
     out[(*n)++] = r;
+    run++;
   }
+  if (g)
+    seg_ref(g, run);
   pthread_rwlock_unlock(&l->segs_lock);
   return rc;
 }
