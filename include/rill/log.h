@@ -185,6 +185,25 @@ int rill_log_read(rill_log_t *l, uint64_t seq, rill_log_record_t *rec);
 int rill_log_read_range(rill_log_t *l, uint64_t from, size_t max_count, size_t max_bytes,
                         rill_log_record_t *out, size_t *n);
 
+/** A cursor over a topic: the next sequence number to read, and what it
+ *  lost to retention. Embed it; any number per log, one thread each. */
+typedef struct rill_log_iter {
+  rill_log_t *log;
+  uint64_t next;
+  uint64_t lost; /* records retention removed before this cursor read them */
+} rill_log_iter_t;
+
+/** Points it at record `from` of l. */
+void rill_log_iter_init(rill_log_iter_t *it, rill_log_t *l, uint64_t from);
+
+/** The cursor's next record into *rec, and moves on: 0; RILL_EAGAIN at
+ *  the end of the log (call again later, or rill_log_wait on it->next);
+ *  RILL_ELAGGED when retention removed records the cursor had not read
+ *  (it moves to the oldest held and adds them to it->lost; call again);
+ *  RILL_ECORRUPT for a damaged record (under RILL_LOG_CORRUPT_SKIP it is
+ *  passed over and counted instead, and the next one returned). */
+int rill_log_iter_next(rill_log_iter_t *it, rill_log_record_t *rec);
+
 /** Waits until records from `from` on are visible and durable under the
  *  topic's policy (any record >= from), or timeout_ns passes: 0, or
  *  RILL_ETIMEDOUT, or RILL_ECLOSED once the log is being closed. A

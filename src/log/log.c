@@ -1246,6 +1246,40 @@ int rill_log_read_range(rill_log_t *l, uint64_t from, size_t max_count, size_t m
   return rc;
 }
 
+void rill_log_iter_init(rill_log_iter_t *it, rill_log_t *l, uint64_t from) {
+  *it = (rill_log_iter_t){.log = l, .next = from};
+}
+
+int rill_log_iter_next(rill_log_iter_t *it, rill_log_record_t *rec) {
+  rill_log_t *l = it->log;
+  uint64_t first = ld(&l->first);
+  if (it->next < first) {
+    uint64_t lost = first - it->next;
+    it->lost += lost;
+    it->next = first;
+    return rill__err(RILL_ELAGGED, "log %s: retention removed %llu records before the cursor",
+                     l->path, (unsigned long long)lost);
+  }
+  uint64_t end = ld(&l->next);
+  if (it->next >= end)
+    return RILL_EAGAIN;
+  size_t n = 0;
+  int rc = rill_log_read_range(l, it->next, 1, SIZE_MAX, rec, &n);
+  if (n) {
+    it->next = rec->seq + 1; /* past any record SKIP passed over */
+    return 0;
+  }
+  if (!rc) { /* SKIP passed over every record up to end */
+    it->next = end;
+    return RILL_EAGAIN;
+  }
+  if (rc == RILL_ENOENT) /* retention moved first meanwhile, or SKIP reached the end */
+    return it->next < ld(&l->first) ? rill_log_iter_next(it, rec) : RILL_EAGAIN;
+  if (rc == RILL_ECORRUPT)
+    it->next++; /* reported once; the next call goes on past it */
+  return rc;
+}
+
 int rill_log_wait(rill_log_t *l, uint64_t from, uint64_t timeout_ns) {
   const uint64_t *vis = l->o.sync == RILL_LOG_SYNC_NEVER ? &l->next : &l->durable;
   uint64_t start = rill_time_ns();

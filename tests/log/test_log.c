@@ -508,3 +508,33 @@ Test(log, subscriber_callbacks) {
   cr_expect_eq(d.bad, 0);
   cr_assert_eq(rill_log_close(l), 0);
 }
+
+/* A cursor reads every record once, says EAGAIN at the end and picks up
+ * what comes later, and is told what retention took from under it. */
+Test(log, iterator) {
+  rill_log_t *l = open_log((rill_log_opts_t){.segment_bytes = 64 << 10, .retain_count = 400});
+  append_n(l, 0, 100);
+  rill_log_iter_t it;
+  rill_log_iter_init(&it, l, 0);
+  rill_log_record_t r;
+  for (uint64_t i = 0; i < 100; i++) {
+    cr_assert_eq(rill_log_iter_next(&it, &r), 0);
+    expect_rec(&r, i);
+    rill_buf_release(&r.payload);
+  }
+  cr_expect_eq(rill_log_iter_next(&it, &r), RILL_EAGAIN);
+  append_n(l, 100, 3000);
+  cr_assert_eq(rill_log_iter_next(&it, &r), RILL_ELAGGED);
+  cr_expect_eq(it.lost, rill_log_first(l) - 100);
+  cr_expect_eq(it.next, rill_log_first(l));
+  uint64_t got = 0;
+  int rc;
+  while ((rc = rill_log_iter_next(&it, &r)) == 0) {
+    expect_rec(&r, r.seq);
+    rill_buf_release(&r.payload);
+    got++;
+  }
+  cr_expect_eq(rc, RILL_EAGAIN);
+  cr_expect_eq(100 + it.lost + got, 3000);
+  cr_assert_eq(rill_log_close(l), 0);
+}
