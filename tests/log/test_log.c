@@ -538,3 +538,41 @@ Test(log, iterator) {
   cr_expect_eq(100 + it.lost + got, 3000);
   cr_assert_eq(rill_log_close(l), 0);
 }
+
+/* Past half a segment, the preparer writes the next one's zeros under a
+ * temporary name; the roll takes it; close removes an unused one. */
+Test(log, preparer_readies_the_next_segment) {
+  rill_log_t *l = open_log((rill_log_opts_t){.segment_bytes = 64 << 10});
+  char tmp[128];
+  snprintf(tmp, sizeof tmp, "%s/t/next.seg.tmp", dir);
+  cr_expect_neq(access(tmp, F_OK), 0, "nothing prepared before half");
+  append_n(l, 0, 250); /* ~ 42 KB: past half of 64 KiB */
+  struct stat st;
+  for (int i = 0; i < 2000 && (stat(tmp, &st) != 0 || st.st_size != 64 << 10); i++)
+    usleep(1000);
+  cr_assert_eq(stat(tmp, &st), 0, "the preparer made %s", tmp);
+  cr_expect_eq(st.st_size, 64 << 10);
+  ino_t prepared = st.st_ino;
+  append_n(l, 250, 500); /* rolls */
+  char seg1[128];
+  rill_log_stats_t ls;
+  rill_log_stats(l, &ls);
+  cr_assert_geq(ls.segments, 2);
+  rill_log_record_t r;
+  cr_assert_eq(rill_log_read(l, 499, &r), 0);
+  rill_buf_release(&r.payload);
+  /* The second segment is the prepared file, renamed. */
+  bool found = false;
+  for (uint64_t base = 1; base < 500 && !found; base++) {
+    snprintf(seg1, sizeof seg1, "%s/t/%020llu.seg", dir, (unsigned long long)base);
+    found = stat(seg1, &st) == 0;
+  }
+  cr_assert(found);
+  cr_expect_eq(st.st_ino, prepared, "the roll took the prepared file");
+  read_all(l, 500);
+  cr_assert_eq(rill_log_close(l), 0);
+  cr_expect_neq(access(tmp, F_OK), 0, "close removed an unused prepared file");
+  l = open_log((rill_log_opts_t){0});
+  read_all(l, 500);
+  cr_assert_eq(rill_log_close(l), 0);
+}
