@@ -106,8 +106,9 @@ struct rill_log {
   pthread_cond_t prep_cv;
   pthread_t prep_tid;
   bool prep_started, prep_want, prep_stop;
-  bool prep_asked; /* under lock: this segment asked for its successor */
-  int prep_fd;     /* a ready file named PREP_NAME, or -1; under prep_mu */
+  bool prep_asked;         /* under lock: this segment asked for its successor */
+  int prep_fd;             /* a ready file named PREP_NAME, or -1; under prep_mu */
+  uint64_t rolls_prepared; /* under prep_mu */
 
   bool reserved; /* a reservation holds lock */
   uint32_t res_len;
@@ -317,6 +318,7 @@ static int prep_take(rill_log_t *l, const char *name) {
   if (l->prep_fd >= 0 && renameat(l->dir_fd, PREP_NAME, l->dir_fd, name) == 0) {
     fd = l->prep_fd;
     l->prep_fd = -1;
+    l->rolls_prepared++;
   }
   pthread_mutex_unlock(&l->prep_mu);
   return fd;
@@ -1513,4 +1515,8 @@ void rill_log_stats(rill_log_t *l, rill_log_stats_t *st) {
   st->syncs = __atomic_load_n(&l->syncs, __ATOMIC_RELAXED);
   st->skipped = __atomic_load_n(&l->skipped, __ATOMIC_RELAXED);
   st->recovered_torn = l->torn;
+  pthread_mutex_lock(&l->prep_mu);
+  st->rolls_prepared = l->rolls_prepared;
+  st->next_ready = l->prep_fd >= 0;
+  pthread_mutex_unlock(&l->prep_mu);
 }
