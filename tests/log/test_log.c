@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "rill/log.h"
@@ -577,4 +578,35 @@ Test(log, preparer_readies_the_next_segment) {
   l = open_log((rill_log_opts_t){0});
   read_all(l, 500);
   cr_assert_eq(rill_log_close(l), 0);
+}
+
+/* The writer lock holds across processes: a child that opens the topic
+ * for writing while the parent holds it gets RILL_EBUSY, and succeeds once
+ * the parent closed it. */
+Test(log, second_writer_in_another_process_is_refused) {
+  rill_log_t *l = open_log((rill_log_opts_t){0});
+  append_n(l, 0, 10);
+  for (int round = 0; round < 2; round++) {
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+      rill_log_t *c = NULL;
+      int rc = rill_log_open(&c, dir, "t", NULL);
+      if (rc == 0) {
+        uint64_t next = rill_log_next(c);
+        rill_log_close(c);
+        _exit(next == 10 ? 0 : 3);
+      }
+      _exit(rc == RILL_EBUSY ? 1 : 2);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFEXITED(st));
+    if (round == 0) {
+      cr_expect_eq(WEXITSTATUS(st), 1, "while held: EBUSY in the child");
+      cr_assert_eq(rill_log_close(l), 0);
+    } else {
+      cr_expect_eq(WEXITSTATUS(st), 0, "after close: the child writes");
+    }
+  }
 }
