@@ -7,6 +7,7 @@
 #include "bus.h"
 #include "core.h"
 #include "log.h"
+#include "net.h"
 #include "mem.h"
 #include "ring.h"
 

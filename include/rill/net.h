@@ -1,0 +1,147 @@
+/*
+ * rill net: the rill server's TCP protocol (issue 5). This first part is
+ * the wire format: frames with a fixed 24-byte header, the handshake, and
+ * the decoders the server and client share (docs/FORMATS.md, "Protocol",
+ * has every byte). The server, the client and the tools build on it.
+ *
+ * A frame is its header and `len` body bytes. Decoding checks the header
+ * (known type, known flags, length within the connection's maximum) and
+ * points into the bytes it was given, copying nothing: a body can then be
+ * appended to a log or sliced as a rill_buf straight from the receive
+ * buffer. Bad input is an error code, never a crash or a read outside the
+ * bytes given.
+ */
+#ifndef RILL_NET_H
+#define RILL_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core.h"
+#include "mem.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RILL_NET_MAGIC        0x4c4c4952u /* "RILL", the HELLO body's first bytes */
+#define RILL_NET_VERSION      1u
+#define RILL_NET_HDR          24u         /* frame header bytes */
+#define RILL_NET_PORT         7450u       /* rill serve's default */
+#define RILL_NET_MAX_BODY     (64u << 20) /* the most any frame body may be */
+#define RILL_NET_DEFAULT_BODY (1u << 20)  /* bodies above stream in chunks */
+#define RILL_NET_MAX_TOKEN    256u
+#define RILL_NET_MAX_NAME     200u /* topic, service and client names */
+
+/** Frame types. Requests carry the client's id, echoed by the answer. */
+typedef enum rill_frame_type {
+  RILL_F_HELLO = 1, /* c->s, first frame: magic, version, token, client name */
+  RILL_F_WELCOME,   /* s->c: version, limits, server id, initial credits */
+  RILL_F_ERROR,     /* either way: arg = the RILL_E* code, body = message; id = the request */
+  RILL_F_PING,      /* either way: answered by PONG with the same id */
+  RILL_F_PONG,      /* */
+  RILL_F_BYE,       /* either way: closing, no more requests (arg = RILL_E* reason) */
+  RILL_F_BIND = 16, /* c->s: topic name (body) -> channel; answered by ACK */
+  RILL_F_PUBLISH,   /* c->s: channel = bound topic, body = payload; ACK flag: ack once durable */
+  RILL_F_PUBLISH_BATCH, /* c->s: channel, body = records, each u32 length then bytes */
+  RILL_F_ACK,           /* s->c: id = the request, arg = sequence (of the first record) */
+  RILL_F_SUBSCRIBE,     /* c->s: channel = subscription (client's), body = topic, arg = from */
+  RILL_F_UNSUBSCRIBE,   /* c->s: channel = subscription */
+  RILL_F_DELIVER,       /* s->c: channel = subscription, arg = sequence, body = payload */
+  RILL_F_CREDIT,        /* either way: channel = subscription (0: publishing), arg = count */
+  RILL_F_FETCH,         /* c->s: body = topic, arg = from, id = request; DELIVERs, then END */
+  RILL_F_SERVE = 32,    /* c->s: channel = service (client's), body = service name */
+  RILL_F_ASK,           /* c->s->provider: id = request, body = u16 name length, name, payload */
+  RILL_F_REPLY,         /* provider->s->c: id = request, body = payload */
+  RILL_F_CANCEL,        /* c->s->provider: id = request */
+  RILL_F_CHUNK = 48,    /* either way: id = stream, body = the next piece; MORE until the last */
+} rill_frame_type_t;
+
+/* Frame flags. A type accepts only the flags that mean something for it. */
+#define RILL_FF_ACK 0x01u /* PUBLISH, PUBLISH_BATCH: answer with ACK once durable */
+#define RILL_FF_STREAM                                                                             \
+  0x02u                    /* PUBLISH, ASK, REPLY, DELIVER: the body is the first chunk;           \
+                            * arg (DELIVER: id) carries the whole length, CHUNKs follow */
+#define RILL_FF_MORE 0x04u /* CHUNK: more chunks follow */
+#define RILL_FF_END  0x08u /* DELIVER: the last record a FETCH returns (body may be empty) */
+
+/* SUBSCRIBE and FETCH `from` values besides a sequence number. */
+#define RILL_NET_FROM_EARLIEST UINT64_MAX
+#define RILL_NET_FROM_LATEST   (UINT64_MAX - 1)
+
+/** A decoded frame header and where its body is. */
+typedef struct rill_frame {
+  uint32_t len; /* body bytes */
+  uint8_t type; /* rill_frame_type_t */
+  uint8_t flags;
+  uint16_t channel;
+  uint64_t id;
+  uint64_t arg;
+  const uint8_t *body; /* into the decoded bytes */
+} rill_frame_t;
+
+/** Decodes the frame at the start of the n bytes at buf. 0 with *f (body
+ *  pointing into buf) and *used = RILL_NET_HDR + len. RILL_EAGAIN when
+ *  the bytes hold only part of it: *used then says how many the whole
+ *  frame needs (RILL_NET_HDR while the header itself is short).
+ *  RILL_EMSGSIZE for a length over max_body (the connection's limit,
+ *  at most RILL_NET_MAX_BODY), RILL_EPROTO for an unknown type or a flag
+ *  the type does not take. Reads nothing outside [buf, buf + n). */
+int rill_frame_decode(const void *buf, size_t n, uint32_t max_body, rill_frame_t *f, size_t *used);
+
+/** Writes a frame header for a body of len bytes into hdr (RILL_NET_HDR
+ *  bytes). */
+void rill_frame_header(void *hdr, uint8_t type, uint8_t flags, uint16_t channel, uint64_t id,
+                       uint64_t arg, uint32_t len);
+
+/** The frame's body as a slice of the receive buffer rx that holds it
+ *  (f->body must point into rx): a reference, no copy. */
+int rill_frame_body_buf(const rill_frame_t *f, const rill_buf_t *rx, rill_buf_t *body);
+
+/** The HELLO body: what a client says first. */
+typedef struct rill_net_hello {
+  uint16_t version;
+  const uint8_t *token; /* token_len bytes, into the decoded body */
+  uint16_t token_len;
+  const uint8_t *name; /* the client's name, for the server's logs and stats */
+  uint16_t name_len;
+} rill_net_hello_t;
+
+/** Bytes rill_net_hello_encode writes. */
+size_t rill_net_hello_size(size_t token_len, size_t name_len);
+
+/** Encodes a HELLO body into out (rill_net_hello_size bytes). RILL_EINVAL
+ *  for a token over RILL_NET_MAX_TOKEN or a name over RILL_NET_MAX_NAME. */
+int rill_net_hello_encode(void *out, const void *token, size_t token_len, const char *name,
+                          size_t name_len);
+
+/** Decodes a HELLO body: RILL_EVERSION for a wrong magic or an unknown
+ *  version, RILL_EPROTO for lengths that do not add up or reserved bits
+ *  set, RILL_EINVAL for a name that is not printable ASCII. */
+int rill_net_hello_decode(const void *body, size_t len, rill_net_hello_t *h);
+
+/** The WELCOME body: the server's answer to a HELLO it accepts. */
+typedef struct rill_net_welcome {
+  uint16_t version;
+  uint32_t max_body;        /* the largest frame body the server takes */
+  uint64_t server_id;       /* random per server start */
+  uint32_t publish_credits; /* publishes the client may send before a CREDIT */
+} rill_net_welcome_t;
+
+#define RILL_NET_WELCOME_SIZE 24u
+
+void rill_net_welcome_encode(void *out, const rill_net_welcome_t *w);
+
+/** RILL_EVERSION for an unknown version, RILL_EPROTO for a wrong size,
+ *  reserved bytes set, or a max_body outside 4 KiB..RILL_NET_MAX_BODY. */
+int rill_net_welcome_decode(const void *body, size_t len, rill_net_welcome_t *w);
+
+/** A topic or service name's bytes: 1..RILL_NET_MAX_NAME of
+ *  [A-Za-z0-9._-], not starting with '.' (the log's topic rule). */
+bool rill_net_name_ok(const void *name, size_t len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RILL_NET_H */

@@ -1,0 +1,208 @@
+/*
+ * The protocol's bytes: frame headers and the handshake bodies, written
+ * and checked field by field in little-endian order (docs/FORMATS.md,
+ * "Protocol"). Everything a peer sends is checked here before the server
+ * or client acts on it, so this is what the fuzz targets drive.
+ */
+#include <string.h>
+
+#include "core/internal.h"
+#include "rill/net.h"
+
+static void put16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+
+static void put32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+static uint32_t get32(const uint8_t *p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++)
+    v |= (uint32_t)p[i] << (8 * i);
+  return v;
+}
+
+static uint64_t get64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
+/* The flags each type takes; 0xff for a type that does not exist. */
+static uint8_t allowed_flags(uint8_t type) {
+  switch (type) {
+  case RILL_F_HELLO:
+  case RILL_F_WELCOME:
+  case RILL_F_ERROR:
+  case RILL_F_PING:
+  case RILL_F_PONG:
+  case RILL_F_BYE:
+  case RILL_F_BIND:
+  case RILL_F_ACK:
+  case RILL_F_SUBSCRIBE:
+  case RILL_F_UNSUBSCRIBE:
+  case RILL_F_CREDIT:
+  case RILL_F_FETCH:
+  case RILL_F_SERVE:
+  case RILL_F_CANCEL: return 0;
+  case RILL_F_PUBLISH: return RILL_FF_ACK | RILL_FF_STREAM;
+  case RILL_F_PUBLISH_BATCH: return RILL_FF_ACK;
+  case RILL_F_DELIVER: return RILL_FF_STREAM | RILL_FF_END;
+  case RILL_F_ASK:
+  case RILL_F_REPLY: return RILL_FF_STREAM;
+  case RILL_F_CHUNK: return RILL_FF_MORE;
+  default: return 0xff;
+  }
+}
+
+int rill_frame_decode(const void *buf, size_t n, uint32_t max_body, rill_frame_t *f, size_t *used) {
+  const uint8_t *p = buf;
+  if (n < RILL_NET_HDR) {
+    *used = RILL_NET_HDR;
+    return RILL_EAGAIN;
+  }
+  uint32_t len = get32(p);
+  uint8_t type = p[4], flags = p[5];
+  uint8_t ok = allowed_flags(type);
+  if (ok == 0xff)
+    return rill__err(RILL_EPROTO, "net: unknown frame type %u", type);
+  if (flags & ~ok)
+    return rill__err(RILL_EPROTO, "net: frame type %u with flags 0x%02x it does not take", type,
+                     flags);
+  if (max_body > RILL_NET_MAX_BODY)
+    max_body = RILL_NET_MAX_BODY;
+  if (len > max_body)
+    return rill__err(RILL_EMSGSIZE, "net: a %u-byte frame body, the limit is %u", len, max_body);
+  *used = RILL_NET_HDR + (size_t)len;
+  if (n < *used)
+    return RILL_EAGAIN;
+  *f = (rill_frame_t){.len = len,
+                      .type = type,
+                      .flags = flags,
+                      .channel = get16(p + 6),
+                      .id = get64(p + 8),
+                      .arg = get64(p + 16),
+                      .body = p + RILL_NET_HDR};
+  return 0;
+}
+
+void rill_frame_header(void *hdr, uint8_t type, uint8_t flags, uint16_t channel, uint64_t id,
+                       uint64_t arg, uint32_t len) {
+  uint8_t *p = hdr;
+  put32(p, len);
+  p[4] = type;
+  p[5] = flags;
+  put16(p + 6, channel);
+  put64(p + 8, id);
+  put64(p + 16, arg);
+}
+
+int rill_frame_body_buf(const rill_frame_t *f, const rill_buf_t *rx, rill_buf_t *body) {
+  const uint8_t *start = rx->data;
+  if (f->body < start || f->body > start + rx->len || f->len > rx->len - (size_t)(f->body - start))
+    return rill__err(RILL_EINVAL, "net: the frame's body is not in that buffer");
+  return rill_buf_slice(body, rx, (size_t)(f->body - start), f->len);
+}
+
+/* ---- names ------------------------------------------------------------- */
+
+bool rill_net_name_ok(const void *name, size_t len) {
+  const uint8_t *s = name;
+  if (len == 0 || len > RILL_NET_MAX_NAME || s[0] == '.')
+    return false;
+  for (size_t i = 0; i < len; i++) {
+    uint8_t c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
+      return false;
+  }
+  return true;
+}
+
+/* ---- HELLO ------------------------------------------------------------- */
+
+#define HELLO_FIXED 12u
+
+size_t rill_net_hello_size(size_t token_len, size_t name_len) {
+  return HELLO_FIXED + token_len + name_len;
+}
+
+int rill_net_hello_encode(void *out, const void *token, size_t token_len, const char *name,
+                          size_t name_len) {
+  if (token_len > RILL_NET_MAX_TOKEN || name_len > RILL_NET_MAX_NAME)
+    return rill__err(RILL_EINVAL, "net: token of %zu or name of %zu bytes is too long", token_len,
+                     name_len);
+  uint8_t *p = out;
+  put32(p, RILL_NET_MAGIC);
+  put16(p + 4, RILL_NET_VERSION);
+  put16(p + 6, 0);
+  put16(p + 8, (uint16_t)token_len);
+  put16(p + 10, (uint16_t)name_len);
+  if (token_len)
+    memcpy(p + HELLO_FIXED, token, token_len);
+  if (name_len)
+    memcpy(p + HELLO_FIXED + token_len, name, name_len);
+  return 0;
+}
+
+int rill_net_hello_decode(const void *body, size_t len, rill_net_hello_t *h) {
+  const uint8_t *p = body;
+  if (len < 4 || get32(p) != RILL_NET_MAGIC)
+    return rill__err(RILL_EVERSION, "net: the first frame is not a rill HELLO (no RILL magic)");
+  if (len < HELLO_FIXED)
+    return rill__err(RILL_EPROTO, "net: a %zu-byte HELLO", len);
+  uint16_t version = get16(p + 4);
+  if (version != RILL_NET_VERSION)
+    return rill__err(RILL_EVERSION, "net: protocol version %u, this server speaks %u", version,
+                     RILL_NET_VERSION);
+  if (get16(p + 6) != 0)
+    return rill__err(RILL_EPROTO, "net: HELLO flags 0x%04x are reserved", get16(p + 6));
+  uint16_t tl = get16(p + 8), nl = get16(p + 10);
+  if (tl > RILL_NET_MAX_TOKEN || nl > RILL_NET_MAX_NAME || HELLO_FIXED + (size_t)tl + nl != len)
+    return rill__err(RILL_EPROTO, "net: HELLO lengths (token %u, name %u) do not add up to %zu", tl,
+                     nl, len);
+  const uint8_t *name = p + HELLO_FIXED + tl;
+  for (uint16_t i = 0; i < nl; i++)
+    if (name[i] < 0x20 || name[i] > 0x7e)
+      return rill__err(RILL_EINVAL, "net: the client name has a byte 0x%02x", name[i]);
+  *h = (rill_net_hello_t){version, p + HELLO_FIXED, tl, name, nl};
+  return 0;
+}
+
+/* ---- WELCOME ----------------------------------------------------------- */
+
+void rill_net_welcome_encode(void *out, const rill_net_welcome_t *w) {
+  uint8_t *p = out;
+  memset(p, 0, RILL_NET_WELCOME_SIZE);
+  put16(p, w->version);
+  put32(p + 4, w->max_body);
+  put64(p + 8, w->server_id);
+  put32(p + 16, w->publish_credits);
+}
+
+int rill_net_welcome_decode(const void *body, size_t len, rill_net_welcome_t *w) {
+  const uint8_t *p = body;
+  if (len != RILL_NET_WELCOME_SIZE)
+    return rill__err(RILL_EPROTO, "net: a %zu-byte WELCOME", len);
+  uint16_t version = get16(p);
+  if (version != RILL_NET_VERSION)
+    return rill__err(RILL_EVERSION, "net: the server speaks version %u, this client %u", version,
+                     RILL_NET_VERSION);
+  uint32_t max_body = get32(p + 4);
+  if (get16(p + 2) || get32(p + 20) || max_body < 4096 || max_body > RILL_NET_MAX_BODY)
+    return rill__err(RILL_EPROTO, "net: WELCOME with reserved bytes set or max body %u", max_body);
+  *w = (rill_net_welcome_t){version, max_body, get64(p + 8), get32(p + 16)};
+  return 0;
+}
