@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "core.h"
+#include "log.h"
 #include "mem.h"
 
 #ifdef __cplusplus
@@ -140,6 +141,62 @@ int rill_net_welcome_decode(const void *body, size_t len, rill_net_welcome_t *w)
 /** A topic or service name's bytes: 1..RILL_NET_MAX_NAME of
  *  [A-Za-z0-9._-], not starting with '.' (the log's topic rule). */
 bool rill_net_name_ok(const void *name, size_t len);
+
+/* ---- the server ------------------------------------------------------- */
+
+/*
+ * rill serve's engine: one event-loop thread (epoll, non-blocking sockets)
+ * that speaks the protocol above, keeps each topic in an embedded log
+ * under data_dir, and delivers to subscribers as their credits allow.
+ * Built so far: the handshake with an optional token, PING, BIND,
+ * PUBLISH (acknowledged or not), PUBLISH_BATCH, SUBSCRIBE, UNSUBSCRIBE,
+ * CREDIT, FETCH, limits and timeouts; a frame that breaks the protocol
+ * gets an ERROR and the connection is closed, and nobody else notices.
+ */
+typedef struct rill_server rill_server_t;
+
+typedef struct rill_server_opts {
+  const char *host;              /* address to listen on; default "127.0.0.1" (loopback) */
+  uint16_t port;                 /* default RILL_NET_PORT */
+  bool any_port;                 /* listen on a free port instead (rill_server_port says which) */
+  const char *data_dir;          /* where the topics' logs live; required */
+  const char *token;             /* clients must present it in HELLO; NULL: none */
+  uint32_t max_conns;            /* default 1024 */
+  uint32_t max_body;             /* largest frame body taken, 4 KiB..64 MiB; default 1 MiB */
+  uint64_t handshake_timeout_ns; /* HELLO must arrive within; default 5 s */
+  uint64_t idle_timeout_ns;      /* a silent connection is closed after; default 5 min */
+  uint32_t sub_credits_max;      /* credits a subscription may hold; default 65536 */
+  size_t tx_limit;      /* bytes queued for one connection before it is cut off; default 64 MiB */
+  rill_log_sync_t sync; /* the topics' sync policy; default RILL_LOG_SYNC_NEVER */
+} rill_server_opts_t;
+
+/** Opens data_dir and starts listening (nothing is served until
+ *  rill_server_run). RILL_EINVAL for options out of range, or the socket's
+ *  errno (RILL_EADDRINUSE and the like, as -errno). */
+int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts);
+
+/** The port it listens on (the one picked when opts.port was 0). */
+uint16_t rill_server_port(const rill_server_t *s);
+
+/** Serves until rill_server_stop: then tells every client BYE, flushes
+ *  the logs, and returns 0 (or the first error that stopped it). */
+int rill_server_run(rill_server_t *s);
+
+/** Asks a running server to stop. Async-signal-safe (one write to an
+ *  eventfd), so a SIGTERM handler may call it. */
+void rill_server_stop(rill_server_t *s);
+
+/** Frees a server that is not running: closes the logs and sockets. */
+void rill_server_destroy(rill_server_t *s);
+
+/** Counters since create (read while it runs with relaxed atomics). */
+typedef struct rill_server_stats {
+  uint64_t conns_accepted, conns_open, conns_refused, conns_dropped;
+  uint64_t frames_in, frames_out, bytes_in, bytes_out;
+  uint64_t published, delivered, errors_sent;
+} rill_server_stats_t;
+
+void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st);
 
 #ifdef __cplusplus
 }

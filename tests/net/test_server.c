@@ -1,0 +1,413 @@
+/*
+ * The server over real sockets, driven by a raw client that writes frames
+ * with the codec: the handshake and its token, publish with acks, batches,
+ * subscriptions held to their credits, fetch, restart with the data kept,
+ * connection limits, and hostile bytes that close only their sender.
+ * Ordering, not timing: a PING's PONG comes after everything the server
+ * queued for that connection before it.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "rill/net.h"
+
+static char dir[64];
+
+static void mkdir_tmp(void) {
+  snprintf(dir, sizeof dir, "/tmp/rill-test-net-XXXXXX");
+  cr_assert_not_null(mkdtemp(dir));
+}
+
+static void rm_tmp(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(server, .init = mkdir_tmp, .fini = rm_tmp);
+
+typedef struct {
+  rill_server_t *s;
+  pthread_t t;
+  int rc;
+} srv_t;
+
+static void *srv_main(void *arg) {
+  srv_t *v = arg;
+  v->rc = rill_server_run(v->s);
+  return NULL;
+}
+
+static void srv_start(srv_t *v, rill_server_opts_t o) {
+  o.data_dir = dir;
+  o.any_port = true;
+  cr_assert_eq(rill_server_create(&v->s, &o), 0, "%s", rill_errmsg());
+  cr_assert_eq(pthread_create(&v->t, NULL, srv_main, v), 0);
+}
+
+static void srv_stop(srv_t *v) {
+  rill_server_stop(v->s);
+  pthread_join(v->t, NULL);
+  cr_expect_eq(v->rc, 0);
+  rill_server_destroy(v->s);
+}
+
+/* ---- a raw client ---------------------------------------------------------- */
+
+typedef struct {
+  int fd;
+  uint8_t rx[1 << 17];
+  size_t have;
+} cli_t;
+
+static void cli_connect(cli_t *c, srv_t *v) {
+  c->have = 0;
+  c->fd = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert_geq(c->fd, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(rill_server_port(v->s))};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  cr_assert_eq(connect(c->fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  struct timeval tv = {10, 0}; /* a hang fails the test instead of stalling it */
+  setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+static void cli_send(cli_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id, uint64_t arg,
+                     const void *body, uint32_t len) {
+  uint8_t hdr[RILL_NET_HDR];
+  rill_frame_header(hdr, type, flags, ch, id, arg, len);
+  cr_assert_eq(send(c->fd, hdr, sizeof hdr, MSG_NOSIGNAL), (ssize_t)sizeof hdr);
+  if (len)
+    cr_assert_eq(send(c->fd, body, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* The next frame (body copied into out, up to 4 KiB), or -1 when the
+ * server closed the connection. */
+static int cli_recv(cli_t *c, rill_frame_t *f, uint8_t *out) {
+  for (;;) {
+    size_t used;
+    int rc = rill_frame_decode(c->rx, c->have, RILL_NET_MAX_BODY, f, &used);
+    if (rc == 0) {
+      if (out)
+        memcpy(out, f->body, f->len < 4096 ? f->len : 4096);
+      memmove(c->rx, c->rx + used, c->have - used);
+      c->have -= used;
+      return 0;
+    }
+    cr_assert_eq(rc, RILL_EAGAIN, "the server sent a bad frame");
+    ssize_t n = recv(c->fd, c->rx + c->have, sizeof c->rx - c->have, 0);
+    if (n == 0)
+      return -1;
+    cr_assert_gt(n, 0, "recv: %s", strerror(errno));
+    c->have += (size_t)n;
+  }
+}
+
+static void expect_frame(cli_t *c, uint8_t type, uint64_t id, rill_frame_t *f) {
+  uint8_t body[4096];
+  cr_assert_eq(cli_recv(c, f, body), 0, "closed while waiting for type %u", type);
+  if (f->type == RILL_F_ERROR && type != RILL_F_ERROR)
+    cr_assert_fail("ERROR %lld: %.*s", (long long)(int64_t)f->arg, (int)f->len, body);
+  cr_assert_eq(f->type, type);
+  cr_assert_eq(f->id, id);
+}
+
+static void hello(cli_t *c, const char *token) {
+  uint8_t b[600];
+  size_t tl = token ? strlen(token) : 0;
+  cr_assert_eq(rill_net_hello_encode(b, token, tl, "test", 4), 0);
+  cli_send(c, RILL_F_HELLO, 0, 0, 0, 0, b, (uint32_t)rill_net_hello_size(tl, 4));
+}
+
+static void handshake(cli_t *c, srv_t *v) {
+  cli_connect(c, v);
+  hello(c, NULL);
+  rill_frame_t f;
+  uint8_t body[64];
+  cr_assert_eq(cli_recv(c, &f, body), 0);
+  cr_assert_eq(f.type, RILL_F_WELCOME);
+  rill_net_welcome_t w;
+  cr_assert_eq(rill_net_welcome_decode(body, f.len, &w), 0);
+  cr_expect_geq(w.max_body, 4096);
+}
+
+/* Expects an ERROR with code, then the connection closed. */
+static void expect_refused(cli_t *c, int code) {
+  rill_frame_t f;
+  uint8_t body[4096];
+  cr_assert_eq(cli_recv(c, &f, body), 0, "closed without a word");
+  cr_assert_eq(f.type, RILL_F_ERROR, "type %u", f.type);
+  cr_expect_eq((int64_t)f.arg, code, "code %lld: %.*s", (long long)(int64_t)f.arg, (int)f.len,
+               body);
+  cr_expect_eq(cli_recv(c, &f, NULL), -1, "still open after the error");
+  close(c->fd);
+}
+
+static void ping(cli_t *c, uint64_t id) {
+  cli_send(c, RILL_F_PING, 0, 0, id, 0, NULL, 0);
+  rill_frame_t f;
+  expect_frame(c, RILL_F_PONG, id, &f);
+}
+
+/* ---- tests ----------------------------------------------------------------- */
+
+Test(server, handshake_ping_and_token) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.token = "s3cret"});
+  static cli_t c;
+  cli_connect(&c, &v);
+  hello(&c, "wrong!");
+  expect_refused(&c, RILL_EACCES);
+  cli_connect(&c, &v);
+  hello(&c, NULL);
+  expect_refused(&c, RILL_EACCES);
+  cli_connect(&c, &v);
+  hello(&c, "s3cret0");
+  expect_refused(&c, RILL_EACCES);
+  cli_connect(&c, &v);
+  cli_send(&c, RILL_F_PING, 0, 0, 1, 0, NULL, 0);
+  expect_refused(&c, RILL_EPROTO); /* the first frame must be HELLO */
+  cli_connect(&c, &v);
+  hello(&c, "s3cret");
+  rill_frame_t f;
+  expect_frame(&c, RILL_F_WELCOME, 0, &f);
+  ping(&c, 42);
+  ping(&c, 43);
+  close(c.fd);
+  srv_stop(&v);
+}
+
+Test(server, publish_subscribe_credits_fetch) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){0});
+  static cli_t a, b;
+  handshake(&a, &v);
+  handshake(&b, &v);
+  rill_frame_t f;
+  cli_send(&a, RILL_F_BIND, 0, 1, 100, 0, "orders", 6);
+  expect_frame(&a, RILL_F_ACK, 100, &f);
+  for (uint64_t i = 0; i < 100; i++) {
+    char msg[32];
+    int n = snprintf(msg, sizeof msg, "order-%llu", (unsigned long long)i);
+    cli_send(&a, RILL_F_PUBLISH, RILL_FF_ACK, 1, 1000 + i, 0, msg, (uint32_t)n);
+    expect_frame(&a, RILL_F_ACK, 1000 + i, &f);
+    cr_assert_eq(f.arg, i, "the sequence the log gave");
+  }
+  /* A subscription gets nothing until it grants credits, then exactly as
+   * many as it granted. */
+  cli_send(&b, RILL_F_SUBSCRIBE, 0, 5, 7, RILL_NET_FROM_EARLIEST, "orders", 6);
+  expect_frame(&b, RILL_F_ACK, 7, &f);
+  cr_expect_eq(f.arg, 0);
+  ping(&b, 1);
+  cli_send(&b, RILL_F_CREDIT, 0, 5, 0, 10, NULL, 0);
+  uint8_t body[4096];
+  for (uint64_t i = 0; i < 10; i++) {
+    cr_assert_eq(cli_recv(&b, &f, body), 0);
+    cr_assert_eq(f.type, RILL_F_DELIVER);
+    cr_assert_eq(f.channel, 5);
+    cr_assert_eq(f.arg, i);
+    char want[32];
+    int n = snprintf(want, sizeof want, "order-%llu", (unsigned long long)i);
+    cr_assert_eq(f.len, (uint32_t)n);
+    cr_assert_eq(memcmp(body, want, (size_t)n), 0);
+  }
+  ping(&b, 2); /* nothing more was queued: the credits ran out */
+  cli_send(&b, RILL_F_CREDIT, 0, 5, 0, 1000, NULL, 0);
+  for (uint64_t i = 10; i < 100; i++) {
+    cr_assert_eq(cli_recv(&b, &f, NULL), 0);
+    cr_assert_eq(f.type, RILL_F_DELIVER);
+    cr_assert_eq(f.arg, i);
+  }
+  ping(&b, 3);
+  /* Live: new publishes reach the subscriber, which still has credits. */
+  for (uint64_t i = 100; i < 105; i++) {
+    cli_send(&a, RILL_F_PUBLISH, 0, 1, 0, 0, "live", 4);
+  }
+  ping(&a, 4); /* the publishes are handled (and delivered) before the PONG */
+  for (uint64_t i = 100; i < 105; i++) {
+    cr_assert_eq(cli_recv(&b, &f, body), 0);
+    cr_assert_eq(f.type, RILL_F_DELIVER);
+    cr_assert_eq(f.arg, i);
+    cr_assert_eq(memcmp(body, "live", 4), 0);
+  }
+  /* FETCH: up to 10 from 98, then END with where to go on. */
+  uint8_t fetch[4 + 6] = {10, 0, 0, 0, 'o', 'r', 'd', 'e', 'r', 's'};
+  cli_send(&a, RILL_F_FETCH, 0, 0, 77, 98, fetch, sizeof fetch);
+  for (uint64_t i = 98; i < 105; i++) {
+    expect_frame(&a, RILL_F_DELIVER, 77, &f);
+    cr_assert_eq(f.arg, i);
+    cr_assert_eq(f.flags, 0);
+  }
+  expect_frame(&a, RILL_F_DELIVER, 77, &f);
+  cr_expect_eq(f.flags, RILL_FF_END);
+  cr_expect_eq(f.arg, 105);
+  cr_expect_eq(f.len, 0);
+  /* UNSUBSCRIBE: no more deliveries. */
+  cli_send(&b, RILL_F_UNSUBSCRIBE, 0, 5, 8, 0, NULL, 0);
+  expect_frame(&b, RILL_F_ACK, 8, &f);
+  cli_send(&a, RILL_F_PUBLISH, RILL_FF_ACK, 1, 9, 0, "after", 5);
+  expect_frame(&a, RILL_F_ACK, 9, &f);
+  ping(&b, 5);
+  rill_server_stats_t st;
+  rill_server_stats(v.s, &st);
+  cr_expect_eq(st.published, 106);
+  cr_expect_eq(st.delivered, 105);
+  close(a.fd);
+  close(b.fd);
+  srv_stop(&v);
+}
+
+Test(server, batches_and_request_errors_keep_the_connection) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){0});
+  static cli_t a;
+  handshake(&a, &v);
+  rill_frame_t f;
+  uint8_t body[4096];
+  cli_send(&a, RILL_F_PUBLISH, RILL_FF_ACK, 3, 1, 0, "x", 1);
+  cr_assert_eq(cli_recv(&a, &f, body), 0);
+  cr_expect_eq(f.type, RILL_F_ERROR, "publish on an unbound channel");
+  cr_expect_eq((int64_t)f.arg, RILL_EINVAL);
+  cli_send(&a, RILL_F_BIND, 0, 3, 2, 0, "bad/name", 8);
+  cr_assert_eq(cli_recv(&a, &f, body), 0);
+  cr_expect_eq(f.type, RILL_F_ERROR);
+  cli_send(&a, RILL_F_BIND, 0, 3, 3, 0, "events", 6);
+  expect_frame(&a, RILL_F_ACK, 3, &f);
+  uint8_t batch[] = {3,   0,   0, 0, 'o', 'n', 'e', 3,   0,   0,   0,  't',
+                     'w', 'o', 5, 0, 0,   0,   't', 'h', 'r', 'e', 'e'};
+  cli_send(&a, RILL_F_PUBLISH_BATCH, RILL_FF_ACK, 3, 4, 3, batch, sizeof batch);
+  expect_frame(&a, RILL_F_ACK, 4, &f);
+  cr_expect_eq(f.arg, 0);
+  cli_send(&a, RILL_F_PUBLISH_BATCH, RILL_FF_ACK, 3, 5, 4, batch, sizeof batch); /* count lies */
+  cr_assert_eq(cli_recv(&a, &f, body), 0);
+  cr_expect_eq(f.type, RILL_F_ERROR);
+  cr_expect_eq((int64_t)f.arg, RILL_EPROTO);
+  cli_send(&a, RILL_F_PUBLISH_BATCH, RILL_FF_ACK, 3, 6, 3, batch, sizeof batch - 1); /* short */
+  cr_assert_eq(cli_recv(&a, &f, body), 0);
+  cr_expect_eq(f.type, RILL_F_ERROR);
+  cli_send(&a, RILL_F_ASK, 0, 0, 7, 0, NULL, 0);
+  cr_assert_eq(cli_recv(&a, &f, body), 0);
+  cr_expect_eq((int64_t)f.arg, RILL_ENOTSUP);
+  ping(&a, 8); /* all of that was the request's error, not the connection's */
+  uint8_t fetch[4 + 6] = {10, 0, 0, 0, 'e', 'v', 'e', 'n', 't', 's'};
+  cli_send(&a, RILL_F_FETCH, 0, 0, 9, RILL_NET_FROM_EARLIEST, fetch, sizeof fetch);
+  const char *want[] = {"one", "two", "three"};
+  for (int i = 0; i < 3; i++) {
+    expect_frame(&a, RILL_F_DELIVER, 9, &f);
+    cr_assert_eq(f.len, strlen(want[i]));
+  }
+  expect_frame(&a, RILL_F_DELIVER, 9, &f);
+  cr_expect_eq(f.flags, RILL_FF_END);
+  close(a.fd);
+  srv_stop(&v);
+}
+
+/* Hostile bytes close their sender with an error; everyone else goes on. */
+Test(server, hostile_clients_close_only_themselves) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.max_body = 4096, .tx_limit = 1 << 20});
+  static cli_t good, bad;
+  handshake(&good, &v);
+  struct {
+    const char *what;
+    uint8_t type, flags;
+    uint32_t len;
+    int code;
+  } cases[] = {
+      {"unknown type", 99, 0, 0, RILL_EPROTO},
+      {"bad flags", RILL_F_PING, RILL_FF_MORE, 0, RILL_EPROTO},
+      {"over max_body", RILL_F_PUBLISH, 0, 4097, RILL_EMSGSIZE},
+      {"a second HELLO", RILL_F_HELLO, 0, 0, RILL_EPROTO},
+  };
+  for (int k = 0; k < 4; k++) {
+    handshake(&bad, &v);
+    uint8_t hdr[RILL_NET_HDR];
+    rill_frame_header(hdr, cases[k].type, cases[k].flags, 0, 0, 0, cases[k].len);
+    cr_assert_eq(send(bad.fd, hdr, RILL_NET_HDR, MSG_NOSIGNAL), RILL_NET_HDR, "%s", cases[k].what);
+    expect_refused(&bad, cases[k].code);
+    ping(&good, (uint64_t)k);
+  }
+  /* Random bytes before the handshake. */
+  srand(4);
+  for (int k = 0; k < 20; k++) {
+    cli_connect(&bad, &v);
+    uint8_t junk[256];
+    for (size_t i = 0; i < sizeof junk; i++)
+      junk[i] = (uint8_t)rand();
+    ssize_t w = send(bad.fd, junk, sizeof junk, MSG_NOSIGNAL);
+    (void)w;
+    rill_frame_t f;
+    int r = cli_recv(&bad, &f, NULL);
+    if (r == 0)
+      cr_expect_eq(f.type, RILL_F_ERROR);
+    close(bad.fd);
+    ping(&good, 100 + (uint64_t)k);
+  }
+  /* Connect and go, many times. */
+  for (int k = 0; k < 500; k++) {
+    cli_connect(&bad, &v);
+    close(bad.fd);
+  }
+  ping(&good, 1000);
+  close(good.fd);
+  srv_stop(&v);
+}
+
+Test(server, connection_limit) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.max_conns = 2});
+  static cli_t a, b, c;
+  handshake(&a, &v);
+  handshake(&b, &v);
+  cli_connect(&c, &v);
+  expect_refused(&c, RILL_EBUSY);
+  ping(&a, 1);
+  close(b.fd);
+  ping(&a, 2); /* the server has seen b go */
+  handshake(&c, &v);
+  ping(&c, 3);
+  close(a.fd);
+  close(c.fd);
+  srv_stop(&v);
+}
+
+/* What was acknowledged is there after a restart on the same data. */
+Test(server, restart_keeps_the_topics) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){0});
+  static cli_t a;
+  handshake(&a, &v);
+  rill_frame_t f;
+  cli_send(&a, RILL_F_BIND, 0, 1, 1, 0, "kept", 4);
+  expect_frame(&a, RILL_F_ACK, 1, &f);
+  for (uint64_t i = 0; i < 50; i++) {
+    cli_send(&a, RILL_F_PUBLISH, RILL_FF_ACK, 1, 10 + i, 0, &i, sizeof i);
+    expect_frame(&a, RILL_F_ACK, 10 + i, &f);
+  }
+  close(a.fd);
+  srv_stop(&v);
+  srv_start(&v, (rill_server_opts_t){0});
+  handshake(&a, &v);
+  uint8_t fetch[4 + 4] = {100, 0, 0, 0, 'k', 'e', 'p', 't'};
+  cli_send(&a, RILL_F_FETCH, 0, 0, 5, 0, fetch, sizeof fetch);
+  uint8_t body[4096];
+  for (uint64_t i = 0; i < 50; i++) {
+    cr_assert_eq(cli_recv(&a, &f, body), 0);
+    cr_assert_eq(f.type, RILL_F_DELIVER);
+    cr_assert_eq(f.arg, i);
+    uint64_t got;
+    memcpy(&got, body, 8);
+    cr_assert_eq(got, i);
+  }
+  expect_frame(&a, RILL_F_DELIVER, 5, &f);
+  cr_expect_eq(f.flags, RILL_FF_END);
+  close(a.fd);
+  srv_stop(&v);
+}
