@@ -198,6 +198,62 @@ typedef struct rill_server_stats {
 
 void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st);
 
+/* ---- the client (first slice: blocking, one thread) --------------------- */
+
+typedef struct rill_client rill_client_t;
+
+typedef struct rill_client_opts {
+  const char *host;    /* default "127.0.0.1" */
+  uint16_t port;       /* default RILL_NET_PORT */
+  const char *token;   /* NULL: none */
+  const char *name;    /* shown in the server's logs; default "rill" */
+  uint64_t timeout_ns; /* per request; default 10 s */
+} rill_client_opts_t;
+
+/** Connects and shakes hands. The server's refusal comes back as its code
+ *  (RILL_EACCES for a wrong token, ...) with its message in rill_errmsg;
+ *  a socket error as -errno; RILL_ETIMEDOUT. */
+int rill_client_connect(rill_client_t **out, const rill_client_opts_t *opts);
+
+/** Says BYE and closes. NULL is a no-op. */
+void rill_client_close(rill_client_t *c);
+
+/** Binds topic to a channel for publishing (channels are numbered by the
+ *  client from 1). */
+int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel);
+
+/** Publishes to a bound channel. With ack, waits for the server's ACK and
+ *  puts the record's sequence number in *seq; without, returns once the
+ *  frame is sent, and the server's error, if any, is returned by the next
+ *  call that waits for an answer (after doing its own work). */
+int rill_client_publish(rill_client_t *c, uint16_t channel, const void *data, uint32_t len,
+                        bool ack, uint64_t *seq);
+
+/** Subscribes to topic from `from` (a sequence, RILL_NET_FROM_EARLIEST or
+ *  RILL_NET_FROM_LATEST) with credits deliveries allowed; *sub gets the
+ *  subscription's channel and *start (may be NULL) where it starts. */
+int rill_client_subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
+                          uint16_t *sub, uint64_t *start);
+
+/** Grants a subscription n more deliveries. */
+int rill_client_credit(rill_client_t *c, uint16_t sub, uint32_t n);
+
+/** A delivered message: its subscription, sequence and payload (valid
+ *  until the next call on this client). */
+typedef struct rill_client_msg {
+  uint16_t sub;
+  uint64_t seq;
+  const uint8_t *data;
+  uint32_t len;
+} rill_client_msg_t;
+
+/** Waits up to timeout_ns for the next delivery: 0, RILL_ETIMEDOUT, or the
+ *  error the server sent (RILL_ECLOSED when it said BYE or went away). */
+int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns);
+
+/** Round trip of a PING, in ns. */
+int rill_client_ping(rill_client_t *c, uint64_t *rtt_ns);
+
 #ifdef __cplusplus
 }
 #endif
