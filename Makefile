@@ -25,9 +25,10 @@ test: build
 	@bash scripts/redis.sh $(BUILD)/redis
 	@cd $(BUILD) && ctest --output-on-failure -j 1
 
-# The main job. The server issue turns this into `rill serve`.
+# The main job: the rill server on 127.0.0.1:7450, topics in ./rill-data.
+# Ctrl-C stops it cleanly (clients are told, logs flushed).
 run: build
-	@$(BUILD)/rill bench mem
+	@$(BUILD)/rill serve
 
 bench: build
 	@bash scripts/redis.sh $(BUILD)/redis

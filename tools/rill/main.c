@@ -19,6 +19,9 @@ static int usage(FILE *f) {
              "  bench <suite> [--json] [--quick]   run a benchmark suite (rill bench list)\n"
              "  log <command> DIR TOPIC ...        the durable log: append, cat, tail, stat,\n"
              "                                     verify, dump (rill log help)\n"
+             "  serve [--listen H:P] [--data DIR]  the rill server (rill serve --help)\n"
+             "  pub [--ack] TOPIC [MESSAGE...]     publish to a server (stdin lines without args)\n"
+             "  sub [--from earliest] TOPIC        print what a server delivers\n"
              "  version                            print the version\n"
              "  help                               this text\n");
   return f == stdout ? 0 : 2;
@@ -36,6 +39,12 @@ int main(int argc, char **argv) {
   }
   if (!strcmp(cmd, "log"))
     return rill_log_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "serve"))
+    return rill_serve_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "pub"))
+    return rill_pub_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "sub"))
+    return rill_sub_main(argc - 1, argv + 1);
 #ifdef RILL_WITH_BENCH
   if (!strcmp(cmd, "bench"))
     return rill_bench_main(argc - 1, argv + 1);

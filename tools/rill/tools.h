@@ -27,5 +27,8 @@ void rill_tool_hex(FILE *f, const void *p, size_t len);
 
 /* The subcommands. */
 int rill_log_main(int argc, char **argv);
+int rill_serve_main(int argc, char **argv);
+int rill_pub_main(int argc, char **argv);
+int rill_sub_main(int argc, char **argv);
 
 #endif

@@ -1,0 +1,265 @@
+/*
+ * rill serve, rill pub, rill sub: the server and its simplest clients.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "rill/log.h"
+#include "rill/net.h"
+#include "tools.h"
+
+static int fail(const char *who, const char *what, int rc) {
+  fprintf(stderr, "rill %s: %s: %s (%s)\n", who, what, rill_strerror(rc), rill_errmsg());
+  return 1;
+}
+
+/* "HOST:PORT", "HOST" or ":PORT" into host (static storage) and port. */
+static bool parse_addr(const char *s, const char **host, uint16_t *port) {
+  static char h[64];
+  const char *colon = strrchr(s, ':');
+  size_t hl = colon ? (size_t)(colon - s) : strlen(s);
+  if (hl >= sizeof h)
+    return false;
+  memcpy(h, s, hl);
+  h[hl] = 0;
+  if (hl)
+    *host = h;
+  if (colon) {
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p <= 0 || p > 65535)
+      return false;
+    *port = (uint16_t)p;
+  }
+  return true;
+}
+
+/* ---- serve ----------------------------------------------------------------- */
+
+static rill_server_t *serving;
+
+static void on_stop(int sig) {
+  (void)sig;
+  if (serving)
+    rill_server_stop(serving); /* one write to an eventfd: signal-safe */
+}
+
+int rill_serve_main(int argc, char **argv) {
+  rill_server_opts_t o = {.data_dir = "./rill-data"};
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--listen") && i + 1 < argc) {
+      if (!parse_addr(argv[++i], &o.host, &o.port))
+        return rill_tool_bad("--listen wants HOST:PORT"), 2;
+    } else if (!strcmp(a, "--data") && i + 1 < argc) {
+      o.data_dir = argv[++i];
+    } else if (!strcmp(a, "--token") && i + 1 < argc) {
+      o.token = argv[++i];
+    } else if (!strcmp(a, "--sync") && i + 1 < argc) {
+      const char *s = argv[++i];
+      if (!strcmp(s, "never"))
+        o.sync = RILL_LOG_SYNC_NEVER;
+      else if (!strcmp(s, "group"))
+        o.sync = RILL_LOG_SYNC_GROUP;
+      else
+        return rill_tool_bad("--sync wants never or group"), 2;
+    } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      printf("usage: rill serve [--listen HOST:PORT] [--data DIR] [--token TOKEN] "
+             "[--sync never|group]\n"
+             "  defaults: --listen 127.0.0.1:%u --data ./rill-data, no token, --sync never\n",
+             RILL_NET_PORT);
+      return 0;
+    } else {
+      fprintf(stderr, "rill serve: unknown argument %s (rill serve --help)\n", a);
+      return 2;
+    }
+  }
+  if (mkdir(o.data_dir, 0755) && errno != EEXIST) {
+    fprintf(stderr, "rill serve: mkdir %s: %s\n", o.data_dir, strerror(errno));
+    return 1;
+  }
+  int rc = rill_server_create(&serving, &o);
+  if (rc)
+    return fail("serve", "start", rc);
+  struct sigaction sa = {.sa_handler = on_stop};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  printf("rill serve: listening on %s:%u, topics in %s%s\n", o.host ? o.host : "127.0.0.1",
+         rill_server_port(serving), o.data_dir, o.token ? ", token required" : "");
+  fflush(stdout);
+  rc = rill_server_run(serving);
+  rill_server_stats_t st;
+  rill_server_stats(serving, &st);
+  rill_server_destroy(serving);
+  serving = NULL;
+  printf("rill serve: stopped; %" PRIu64 " connections, %" PRIu64 " published, %" PRIu64
+         " delivered\n",
+         st.conns_accepted, st.published, st.delivered);
+  return rc ? fail("serve", "run", rc) : 0;
+}
+
+/* ---- pub and sub ------------------------------------------------------------- */
+
+typedef struct {
+  rill_client_opts_t o;
+  const char *topic;
+  bool ack, json, has_from;
+  uint64_t from, count;
+  char **rest;
+  int nrest;
+} cargs_t;
+
+static int cparse(const char *who, int argc, char **argv, cargs_t *a) {
+  memset(a, 0, sizeof *a);
+  a->count = UINT64_MAX;
+  a->o.name = who;
+  a->rest = rill_tool_alloc_args(argc);
+  for (int i = 1; i < argc; i++) {
+    const char *s = argv[i];
+    if (!strcmp(s, "--server") && i + 1 < argc) {
+      if (!parse_addr(argv[++i], &a->o.host, &a->o.port))
+        return rill_tool_bad("--server wants HOST:PORT");
+    } else if (!strcmp(s, "--token") && i + 1 < argc) {
+      a->o.token = argv[++i];
+    } else if (!strcmp(s, "--ack")) {
+      a->ack = true;
+    } else if (!strcmp(s, "--json")) {
+      a->json = true;
+    } else if (!strcmp(s, "--from") && i + 1 < argc) {
+      const char *f = argv[++i];
+      char *end;
+      a->has_from = true;
+      if (!strcmp(f, "earliest"))
+        a->from = RILL_NET_FROM_EARLIEST;
+      else if (!strcmp(f, "latest"))
+        a->from = RILL_NET_FROM_LATEST;
+      else if ((a->from = strtoull(f, &end, 10), *end || f[0] == '-'))
+        return rill_tool_bad("--from wants earliest, latest or a sequence number");
+    } else if (!strcmp(s, "--count") && i + 1 < argc) {
+      char *end;
+      a->count = strtoull(argv[++i], &end, 10);
+      if (*end)
+        return rill_tool_bad("--count wants a number");
+    } else if (s[0] == '-' && s[1] == '-') {
+      fprintf(stderr, "rill %s: unknown option %s\n", who, s);
+      return -1;
+    } else if (!a->topic) {
+      a->topic = s;
+    } else {
+      a->rest[a->nrest++] = argv[i];
+    }
+  }
+  if (!a->topic)
+    return rill_tool_bad("a topic is needed");
+  return 0;
+}
+
+int rill_pub_main(int argc, char **argv) {
+  cargs_t a;
+  if (cparse("pub", argc, argv, &a) != 0) {
+    fprintf(stderr, "usage: rill pub [--server HOST:PORT] [--token T] [--ack] TOPIC [MESSAGE...]\n"
+                    "  messages from the arguments, or one per line of stdin\n");
+    free(a.rest);
+    return 2;
+  }
+  rill_client_t *c;
+  int rc = rill_client_connect(&c, &a.o);
+  if (rc) {
+    free(a.rest);
+    return fail("pub", "connect", rc);
+  }
+  uint16_t ch;
+  int status = 0;
+  if ((rc = rill_client_bind(c, a.topic, &ch)) != 0)
+    status = fail("pub", "bind", rc);
+  char *line = NULL;
+  size_t cap = 0;
+  for (int i = 0; !status; i++) {
+    const char *msg;
+    size_t len;
+    if (a.nrest) {
+      if (i == a.nrest)
+        break;
+      msg = a.rest[i];
+      len = strlen(msg);
+    } else {
+      ssize_t n = getline(&line, &cap, stdin);
+      if (n < 0)
+        break;
+      if (n && line[n - 1] == '\n')
+        n--;
+      msg = line;
+      len = (size_t)n;
+    }
+    uint64_t seq;
+    if ((rc = rill_client_publish(c, ch, msg, (uint32_t)len, a.ack, &seq)) != 0)
+      status = fail("pub", "publish", rc);
+    else if (a.ack)
+      printf("%" PRIu64 "\n", seq);
+  }
+  /* Unacknowledged publishes: a ping makes sure they arrived (and brings
+   * back the error of any that did not). */
+  if (!status && (rc = rill_client_ping(c, NULL)) != 0)
+    status = fail("pub", "publish", rc);
+  free(line);
+  free(a.rest);
+  rill_client_close(c);
+  return status;
+}
+
+int rill_sub_main(int argc, char **argv) {
+  cargs_t a;
+  if (cparse("sub", argc, argv, &a) != 0) {
+    fprintf(stderr, "usage: rill sub [--server HOST:PORT] [--token T] [--from earliest|latest|SEQ] "
+                    "[--count N] [--json] TOPIC\n");
+    free(a.rest);
+    return 2;
+  }
+  free(a.rest);
+  rill_client_t *c;
+  int rc = rill_client_connect(&c, &a.o);
+  if (rc)
+    return fail("sub", "connect", rc);
+  /* Credits in windows: a new half-window each time half was used, so the
+   * server never holds more for us than the window. */
+  const uint32_t window = 1024;
+  uint16_t s;
+  if ((rc = rill_client_subscribe(c, a.topic, a.has_from ? a.from : RILL_NET_FROM_LATEST, window,
+                                  &s, NULL)) != 0) {
+    rill_client_close(c);
+    return fail("sub", "subscribe", rc);
+  }
+  signal(SIGPIPE, SIG_DFL);
+  uint32_t used = 0;
+  int status = 0;
+  for (uint64_t n = 0; n < a.count; n++) {
+    rill_client_msg_t m;
+    rc = rill_client_next(c, &m, UINT64_MAX / 2);
+    if (rc) {
+      status = rc == RILL_ECLOSED ? 0 : fail("sub", "receive", rc);
+      break;
+    }
+    if (a.json) {
+      printf("{\"seq\":%" PRIu64 ",\"len\":%u,\"data\":", m.seq, m.len);
+      rill_tool_json_string(stdout, m.data, m.len);
+      printf("}\n");
+    } else {
+      printf("%" PRIu64 " ", m.seq);
+      rill_tool_text(stdout, m.data, m.len);
+      putchar('\n');
+    }
+    fflush(stdout);
+    if (++used == window / 2) {
+      rill_client_credit(c, s, used);
+      used = 0;
+    }
+  }
+  rill_client_close(c);
+  return status;
+}
