@@ -22,6 +22,19 @@
     }                                                                                              \
   } while (0)
 
+/* Sanitized builds run each program with SCALE times less work: the
+ * same interleavings, in the time the CI has. */
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#define SCALE 8
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
+#define SCALE 8
+#endif
+#endif
+#ifndef SCALE
+#define SCALE 1
+#endif
+
 typedef struct {
   const char *name;
   void (*fn)(void);

@@ -227,30 +227,6 @@ size_t rill_bus_cursor_size(const rill_bus_cursor_t *c) {
   return CURSOR_HDR + (size_t)c->ms->shards * CURSOR_SHARD + CURSOR_TRAILER;
 }
 
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++)
-    v |= (uint32_t)p[i] << (8 * i);
-  return v;
-}
-
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++)
-    v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
-
 int rill_bus_cursor_save(const rill_bus_cursor_t *c, void *buf, size_t cap, size_t *len) {
   if (!c || (!buf && cap))
     return rill__err(RILL_EINVAL, "bus cursor: NULL cursor or buffer");
@@ -260,17 +236,17 @@ int rill_bus_cursor_save(const rill_bus_cursor_t *c, void *buf, size_t cap, size
   if (cap < need)
     return rill__err(RILL_ENOBUFS, "bus cursor: %zu bytes needed, %zu given", need, cap);
   uint8_t *p = buf;
-  put32(p, CURSOR_MAGIC);
+  rill__put32(p, CURSOR_MAGIC);
   p[4] = CURSOR_VERSION;
   p[5] = p[6] = p[7] = 0;
-  put32(p + 8, c->ms->shards);
-  put32(p + 12, 0);
-  put64(p + 16, c->ms->id);
+  rill__put32(p + 8, c->ms->shards);
+  rill__put32(p + 12, 0);
+  rill__put64(p + 16, c->ms->id);
   for (uint32_t s = 0; s < c->ms->shards; s++) {
-    put64(p + CURSOR_HDR + s * CURSOR_SHARD, c->rd[s].cursor);
-    put64(p + CURSOR_HDR + s * CURSOR_SHARD + 8, c->rd[s].next_seq);
+    rill__put64(p + CURSOR_HDR + s * CURSOR_SHARD, c->rd[s].cursor);
+    rill__put64(p + CURSOR_HDR + s * CURSOR_SHARD + 8, c->rd[s].next_seq);
   }
-  put64(p + need - CURSOR_TRAILER, rill_hash64(p, need - CURSOR_TRAILER));
+  rill__put64(p + need - CURSOR_TRAILER, rill_hash64(p, need - CURSOR_TRAILER));
   return 0;
 }
 
@@ -279,27 +255,27 @@ int rill_bus_cursor_load(rill_memsink_t *ms, const void *buf, size_t len, rill_b
     return rill__err(RILL_EINVAL, "bus cursor: NULL sink, buffer or out");
   *out = NULL;
   const uint8_t *p = buf;
-  if (len < CURSOR_HDR + CURSOR_TRAILER || get32(p) != CURSOR_MAGIC)
+  if (len < CURSOR_HDR + CURSOR_TRAILER || rill__get32(p) != CURSOR_MAGIC)
     return rill__err(RILL_EVERSION, "bus cursor: not a saved cursor (no RLCU magic)");
   if (p[4] != CURSOR_VERSION)
     return rill__err(RILL_EVERSION, "bus cursor: version %u, this build reads %u", p[4],
                      CURSOR_VERSION);
-  uint32_t shards = get32(p + 8);
+  uint32_t shards = rill__get32(p + 8);
   if (shards < 1 || shards > RILL_BUS_MAX_SHARDS ||
       len != CURSOR_HDR + (size_t)shards * CURSOR_SHARD + CURSOR_TRAILER)
     return rill__err(RILL_ECORRUPT, "bus cursor: %zu bytes cannot hold %u shards", len, shards);
-  if (get64(p + len - CURSOR_TRAILER) != rill_hash64(p, len - CURSOR_TRAILER))
+  if (rill__get64(p + len - CURSOR_TRAILER) != rill_hash64(p, len - CURSOR_TRAILER))
     return rill__err(RILL_ECORRUPT, "bus cursor: checksum mismatch");
-  if (p[5] || p[6] || p[7] || get32(p + 12))
+  if (p[5] || p[6] || p[7] || rill__get32(p + 12))
     return rill__err(RILL_ECORRUPT, "bus cursor: reserved bytes are not zero");
   if (shards != ms->shards)
     return rill__err(RILL_EINVAL, "bus cursor: saved for %u shards, the sink has %u", shards,
                      ms->shards);
-  if (get64(p + 16) != ms->id)
+  if (rill__get64(p + 16) != ms->id)
     return rill__err(RILL_EINVAL, "bus cursor: saved from another memory sink");
   for (uint32_t s = 0; s < shards; s++) {
-    uint64_t pos = get64(p + CURSOR_HDR + s * CURSOR_SHARD);
-    uint64_t seq = get64(p + CURSOR_HDR + s * CURSOR_SHARD + 8);
+    uint64_t pos = rill__get64(p + CURSOR_HDR + s * CURSOR_SHARD);
+    uint64_t seq = rill__get64(p + CURSOR_HDR + s * CURSOR_SHARD + 8);
     /* A position the writer has not reached, or off the record grid,
      * never came from this sink. */
     if (pos % 16 || seq > rill_ring_bcast_written(ms->win[s]))
@@ -311,8 +287,8 @@ int rill_bus_cursor_load(rill_memsink_t *ms, const void *buf, size_t len, rill_b
   if (rc)
     return rc;
   for (uint32_t s = 0; s < shards; s++) {
-    c->rd[s].cursor = get64(p + CURSOR_HDR + s * CURSOR_SHARD);
-    c->rd[s].next_seq = get64(p + CURSOR_HDR + s * CURSOR_SHARD + 8);
+    c->rd[s].cursor = rill__get64(p + CURSOR_HDR + s * CURSOR_SHARD);
+    c->rd[s].next_seq = rill__get64(p + CURSOR_HDR + s * CURSOR_SHARD + 8);
   }
   *out = c;
   return 0;

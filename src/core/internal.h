@@ -41,6 +41,35 @@ void rill__futex_wait(uint32_t *addr, uint32_t val, uint64_t ns);
  * the bump. */
 void rill__futex_bump(uint32_t *addr);
 
+/* Little-endian integers in byte buffers, for every on-disk and wire
+ * format: byte by byte, so neither alignment nor the host's order
+ * matters (compilers turn each into one load or store on x86). */
+static inline void rill__put16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+static inline void rill__put32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void rill__put64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint16_t rill__get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t rill__get32(const uint8_t *p) {
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++)
+    v |= (uint32_t)p[i] << (8 * i);
+  return v;
+}
+static inline uint64_t rill__get64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++)
+    v |= (uint64_t)p[i] << (8 * i);
+  return v;
+}
+
 #define RILL__ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((__typeof__(x))(a)-1))
 #define RILL__IS_POW2(x)     ((x) != 0 && ((x) & ((x)-1)) == 0)
 

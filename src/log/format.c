@@ -10,55 +10,24 @@
 #include "core/internal.h"
 #include "log/format.h"
 
-static void put16(uint8_t *p, uint16_t v) {
-  p[0] = (uint8_t)v;
-  p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++)
-    v |= (uint32_t)p[i] << (8 * i);
-  return v;
-}
-
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++)
-    v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
-
 /* magic, version, header size: the first 8 bytes of every file header. */
 static void put_head(uint8_t *h, uint32_t magic) {
   memset(h, 0, LOG_HDR);
-  put32(h, magic);
-  put16(h + 4, LOG_VERSION);
-  put16(h + 6, LOG_HDR);
+  rill__put32(h, magic);
+  rill__put16(h + 4, LOG_VERSION);
+  rill__put16(h + 6, LOG_HDR);
 }
 
 static int check_head(const uint8_t *h, uint32_t magic, const char *what, const char *path) {
-  if (get32(h) != magic)
+  if (rill__get32(h) != magic)
     return rill__err(RILL_EVERSION, "log %s: %s has no %s magic", path, what,
                      magic == LOG_SEG_MAGIC   ? "RLSG"
                      : magic == LOG_IDX_MAGIC ? "RLIX"
                                               : "RLMF");
-  if (get16(h + 4) != LOG_VERSION || get16(h + 6) != LOG_HDR)
+  if (rill__get16(h + 4) != LOG_VERSION || rill__get16(h + 6) != LOG_HDR)
     return rill__err(RILL_EVERSION,
                      "log %s: %s is version %u (header %u bytes); this build reads 1", path, what,
-                     get16(h + 4), get16(h + 6));
+                     rill__get16(h + 4), rill__get16(h + 6));
   return 0;
 }
 
@@ -66,23 +35,23 @@ static int check_head(const uint8_t *h, uint32_t magic, const char *what, const 
 
 void log_seg_hdr_write(uint8_t *h, uint64_t base, uint64_t seg_bytes, uint64_t created) {
   put_head(h, LOG_SEG_MAGIC);
-  put64(h + 8, base);
-  put64(h + 16, seg_bytes);
-  put64(h + 24, created);
-  put32(h + 32, rill_crc32c(0, h, 32));
+  rill__put64(h + 8, base);
+  rill__put64(h + 16, seg_bytes);
+  rill__put64(h + 24, created);
+  rill__put32(h + 32, rill_crc32c(0, h, 32));
 }
 
 int log_seg_hdr_check(const uint8_t *h, uint64_t base, uint64_t seg_bytes, const char *path) {
   int rc = check_head(h, LOG_SEG_MAGIC, "a segment", path);
   if (rc)
     return rc;
-  if (get32(h + 32) != rill_crc32c(0, h, 32))
+  if (rill__get32(h + 32) != rill_crc32c(0, h, 32))
     return rill__err(RILL_ECORRUPT, "log %s: segment %llu: header checksum mismatch", path,
                      (unsigned long long)base);
-  if (get64(h + 8) != base || get64(h + 16) != seg_bytes)
+  if (rill__get64(h + 8) != base || rill__get64(h + 16) != seg_bytes)
     return rill__err(RILL_ECORRUPT, "log %s: segment %llu says base %llu, size %llu", path,
-                     (unsigned long long)base, (unsigned long long)get64(h + 8),
-                     (unsigned long long)get64(h + 16));
+                     (unsigned long long)base, (unsigned long long)rill__get64(h + 8),
+                     (unsigned long long)rill__get64(h + 16));
   return 0;
 }
 
@@ -90,15 +59,15 @@ int log_seg_hdr_check(const uint8_t *h, uint64_t base, uint64_t seg_bytes, const
 
 void log_idx_hdr_write(uint8_t *h, uint64_t base) {
   put_head(h, LOG_IDX_MAGIC);
-  put64(h + 8, base);
-  put32(h + 16, rill_crc32c(0, h, 16));
+  rill__put64(h + 8, base);
+  rill__put32(h + 16, rill_crc32c(0, h, 16));
 }
 
 int log_idx_hdr_check(const uint8_t *h, uint64_t base, const char *path) {
   int rc = check_head(h, LOG_IDX_MAGIC, "an index", path);
   if (rc)
     return rc;
-  if (get32(h + 16) != rill_crc32c(0, h, 16) || get64(h + 8) != base)
+  if (rill__get32(h + 16) != rill_crc32c(0, h, 16) || rill__get64(h + 8) != base)
     return rill__err(RILL_ECORRUPT, "log %s: index of segment %llu: header damaged", path,
                      (unsigned long long)base);
   return 0;
@@ -112,16 +81,16 @@ void log_idx_checkpoint(uint8_t *h, uint64_t base, uint64_t count, uint64_t end)
   (void)base; /* covered by the crc through bytes 8..16 */
   /* The crc goes last and covers both: a checkpoint torn by a crash
    * between these stores fails its crc and is ignored. */
-  put64(h + 24, count);
-  put64(h + 32, end);
-  put32(h + 40, ckpt_crc(h));
+  rill__put64(h + 24, count);
+  rill__put64(h + 32, end);
+  rill__put32(h + 40, ckpt_crc(h));
 }
 
 int log_idx_checkpoint_read(const uint8_t *h, uint64_t base, uint64_t *count, uint64_t *end) {
-  if (get64(h + 8) != base || get32(h + 40) != ckpt_crc(h))
+  if (rill__get64(h + 8) != base || rill__get32(h + 40) != ckpt_crc(h))
     return -1;
-  *count = get64(h + 24);
-  *end = get64(h + 32);
+  *count = rill__get64(h + 24);
+  *end = rill__get64(h + 32);
   return 0;
 }
 
@@ -129,10 +98,10 @@ int log_idx_checkpoint_read(const uint8_t *h, uint64_t base, uint64_t *count, ui
 
 void log_manifest_encode(uint8_t *m, uint64_t seg_bytes, uint64_t first, uint64_t created) {
   put_head(m, LOG_MF_MAGIC);
-  put64(m + 8, seg_bytes);
-  put64(m + 16, first);
-  put64(m + 24, created);
-  put32(m + 32, rill_crc32c(0, m, 32));
+  rill__put64(m + 8, seg_bytes);
+  rill__put64(m + 16, first);
+  rill__put64(m + 24, created);
+  rill__put32(m + 32, rill_crc32c(0, m, 32));
 }
 
 int log_manifest_decode(const uint8_t *m, size_t n, uint64_t *seg_bytes, uint64_t *first,
@@ -142,14 +111,14 @@ int log_manifest_decode(const uint8_t *m, size_t n, uint64_t *seg_bytes, uint64_
   int rc = check_head(m, LOG_MF_MAGIC, "MANIFEST", path);
   if (rc)
     return rc;
-  if (n != LOG_HDR || get32(m + 32) != rill_crc32c(0, m, 32))
+  if (n != LOG_HDR || rill__get32(m + 32) != rill_crc32c(0, m, 32))
     return rill__err(RILL_ECORRUPT, "log %s: MANIFEST damaged (%zu bytes, checksum)", path, n);
-  uint64_t sb = get64(m + 8);
+  uint64_t sb = rill__get64(m + 8);
   if (sb % 4096 || sb < (64u << 10) || sb > ((uint64_t)2 << 30))
     return rill__err(RILL_ECORRUPT, "log %s: MANIFEST names segments of %llu bytes", path,
                      (unsigned long long)sb);
   *seg_bytes = sb;
-  *first = get64(m + 16);
+  *first = rill__get64(m + 16);
   return 0;
 }
 
@@ -163,12 +132,12 @@ void log_rec_seal(uint8_t *rec, uint32_t len, uint64_t seq, uint64_t ts) {
   uint32_t pad = (uint32_t)(RILL__ALIGN_UP((uint64_t)len, 8u) - len);
   if (pad)
     memset(rec + LOG_REC_HDR + len, 0, pad);
-  put32(rec, len);
-  put64(rec + 8, seq);
-  put64(rec + 16, ts);
-  put32(rec + 24, 0);
-  put32(rec + 28, LOG_REC_MARK);
-  put32(rec + 4, rec_check(rec, len));
+  rill__put32(rec, len);
+  rill__put64(rec + 8, seq);
+  rill__put64(rec + 16, ts);
+  rill__put32(rec + 24, 0);
+  rill__put32(rec + 28, LOG_REC_MARK);
+  rill__put32(rec + 4, rec_check(rec, len));
 }
 
 int log_rec_check(const uint8_t *seg, uint64_t seg_bytes, uint64_t off, uint64_t seq, bool verify,
@@ -176,12 +145,13 @@ int log_rec_check(const uint8_t *seg, uint64_t seg_bytes, uint64_t off, uint64_t
   if (off < LOG_HDR || off % 8 || off > seg_bytes || seg_bytes - off < LOG_REC_HDR)
     return -1;
   const uint8_t *rec = seg + off;
-  if (get32(rec + 28) != LOG_REC_MARK || get64(rec + 8) != seq || get32(rec + 24) != 0)
+  if (rill__get32(rec + 28) != LOG_REC_MARK || rill__get64(rec + 8) != seq ||
+      rill__get32(rec + 24) != 0)
     return -1;
-  uint32_t l = get32(rec);
+  uint32_t l = rill__get32(rec);
   if ((uint64_t)l > seg_bytes - off - LOG_REC_HDR)
     return -1;
-  if (verify && get32(rec + 4) != rec_check(rec, l))
+  if (verify && rill__get32(rec + 4) != rec_check(rec, l))
     return -1;
   *len = l;
   return 0;

@@ -9,37 +9,6 @@
 #include "core/internal.h"
 #include "rill/net.h"
 
-static void put16(uint8_t *p, uint16_t v) {
-  p[0] = (uint8_t)v;
-  p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-
-static uint32_t get32(const uint8_t *p) {
-  uint32_t v = 0;
-  for (int i = 0; i < 4; i++)
-    v |= (uint32_t)p[i] << (8 * i);
-  return v;
-}
-
-static uint64_t get64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++)
-    v |= (uint64_t)p[i] << (8 * i);
-  return v;
-}
-
 /* The flags each type takes; 0xff for a type that does not exist. */
 static uint8_t allowed_flags(uint8_t type) {
   switch (type) {
@@ -73,7 +42,7 @@ int rill_frame_decode(const void *buf, size_t n, uint32_t max_body, rill_frame_t
     *used = RILL_NET_HDR;
     return RILL_EAGAIN;
   }
-  uint32_t len = get32(p);
+  uint32_t len = rill__get32(p);
   uint8_t type = p[4], flags = p[5];
   uint8_t ok = allowed_flags(type);
   if (ok == 0xff)
@@ -91,9 +60,9 @@ int rill_frame_decode(const void *buf, size_t n, uint32_t max_body, rill_frame_t
   *f = (rill_frame_t){.len = len,
                       .type = type,
                       .flags = flags,
-                      .channel = get16(p + 6),
-                      .id = get64(p + 8),
-                      .arg = get64(p + 16),
+                      .channel = rill__get16(p + 6),
+                      .id = rill__get64(p + 8),
+                      .arg = rill__get64(p + 16),
                       .body = p + RILL_NET_HDR};
   return 0;
 }
@@ -101,12 +70,12 @@ int rill_frame_decode(const void *buf, size_t n, uint32_t max_body, rill_frame_t
 void rill_frame_header(void *hdr, uint8_t type, uint8_t flags, uint16_t channel, uint64_t id,
                        uint64_t arg, uint32_t len) {
   uint8_t *p = hdr;
-  put32(p, len);
+  rill__put32(p, len);
   p[4] = type;
   p[5] = flags;
-  put16(p + 6, channel);
-  put64(p + 8, id);
-  put64(p + 16, arg);
+  rill__put16(p + 6, channel);
+  rill__put64(p + 8, id);
+  rill__put64(p + 16, arg);
 }
 
 int rill_frame_body_buf(const rill_frame_t *f, const rill_buf_t *rx, rill_buf_t *body) {
@@ -145,11 +114,11 @@ int rill_net_hello_encode(void *out, const void *token, size_t token_len, const 
     return rill__err(RILL_EINVAL, "net: token of %zu or name of %zu bytes is too long", token_len,
                      name_len);
   uint8_t *p = out;
-  put32(p, RILL_NET_MAGIC);
-  put16(p + 4, RILL_NET_VERSION);
-  put16(p + 6, 0);
-  put16(p + 8, (uint16_t)token_len);
-  put16(p + 10, (uint16_t)name_len);
+  rill__put32(p, RILL_NET_MAGIC);
+  rill__put16(p + 4, RILL_NET_VERSION);
+  rill__put16(p + 6, 0);
+  rill__put16(p + 8, (uint16_t)token_len);
+  rill__put16(p + 10, (uint16_t)name_len);
   if (token_len)
     memcpy(p + HELLO_FIXED, token, token_len);
   if (name_len)
@@ -159,17 +128,17 @@ int rill_net_hello_encode(void *out, const void *token, size_t token_len, const 
 
 int rill_net_hello_decode(const void *body, size_t len, rill_net_hello_t *h) {
   const uint8_t *p = body;
-  if (len < 4 || get32(p) != RILL_NET_MAGIC)
+  if (len < 4 || rill__get32(p) != RILL_NET_MAGIC)
     return rill__err(RILL_EVERSION, "net: the first frame is not a rill HELLO (no RILL magic)");
   if (len < HELLO_FIXED)
     return rill__err(RILL_EPROTO, "net: a %zu-byte HELLO", len);
-  uint16_t version = get16(p + 4);
+  uint16_t version = rill__get16(p + 4);
   if (version != RILL_NET_VERSION)
     return rill__err(RILL_EVERSION, "net: protocol version %u, this server speaks %u", version,
                      RILL_NET_VERSION);
-  if (get16(p + 6) != 0)
-    return rill__err(RILL_EPROTO, "net: HELLO flags 0x%04x are reserved", get16(p + 6));
-  uint16_t tl = get16(p + 8), nl = get16(p + 10);
+  if (rill__get16(p + 6) != 0)
+    return rill__err(RILL_EPROTO, "net: HELLO flags 0x%04x are reserved", rill__get16(p + 6));
+  uint16_t tl = rill__get16(p + 8), nl = rill__get16(p + 10);
   if (tl > RILL_NET_MAX_TOKEN || nl > RILL_NET_MAX_NAME || HELLO_FIXED + (size_t)tl + nl != len)
     return rill__err(RILL_EPROTO, "net: HELLO lengths (token %u, name %u) do not add up to %zu", tl,
                      nl, len);
@@ -186,23 +155,23 @@ int rill_net_hello_decode(const void *body, size_t len, rill_net_hello_t *h) {
 void rill_net_welcome_encode(void *out, const rill_net_welcome_t *w) {
   uint8_t *p = out;
   memset(p, 0, RILL_NET_WELCOME_SIZE);
-  put16(p, w->version);
-  put32(p + 4, w->max_body);
-  put64(p + 8, w->server_id);
-  put32(p + 16, w->publish_credits);
+  rill__put16(p, w->version);
+  rill__put32(p + 4, w->max_body);
+  rill__put64(p + 8, w->server_id);
+  rill__put32(p + 16, w->publish_credits);
 }
 
 int rill_net_welcome_decode(const void *body, size_t len, rill_net_welcome_t *w) {
   const uint8_t *p = body;
   if (len != RILL_NET_WELCOME_SIZE)
     return rill__err(RILL_EPROTO, "net: a %zu-byte WELCOME", len);
-  uint16_t version = get16(p);
+  uint16_t version = rill__get16(p);
   if (version != RILL_NET_VERSION)
     return rill__err(RILL_EVERSION, "net: the server speaks version %u, this client %u", version,
                      RILL_NET_VERSION);
-  uint32_t max_body = get32(p + 4);
-  if (get16(p + 2) || get32(p + 20) || max_body < 4096 || max_body > RILL_NET_MAX_BODY)
+  uint32_t max_body = rill__get32(p + 4);
+  if (rill__get16(p + 2) || rill__get32(p + 20) || max_body < 4096 || max_body > RILL_NET_MAX_BODY)
     return rill__err(RILL_EPROTO, "net: WELCOME with reserved bytes set or max body %u", max_body);
-  *w = (rill_net_welcome_t){version, max_body, get64(p + 8), get32(p + 16)};
+  *w = (rill_net_welcome_t){version, max_body, rill__get64(p + 8), rill__get32(p + 16)};
   return 0;
 }

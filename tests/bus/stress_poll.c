@@ -18,17 +18,6 @@
 #include "rill/bus.h"
 #include "stress.h"
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define SCALE 8
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer) || __has_feature(address_sanitizer)
-#define SCALE 8
-#endif
-#endif
-#ifndef SCALE
-#define SCALE 1
-#endif
-
 #define SHARDS    4
 #define PRODUCERS 2
 #define PER_PROD  (100000 / SCALE)
