@@ -251,6 +251,36 @@ typedef struct rill_client_msg {
  *  error the server sent (RILL_ECLOSED when it said BYE or went away). */
 int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns);
 
+/** Serves `service`: asks to that name may now come to this client (the
+ *  server takes the providers of a name in turn). *ch (may be NULL) gets
+ *  the channel asks for it arrive on. */
+int rill_client_serve(rill_client_t *c, const char *service, uint16_t *ch);
+
+/** An ask to a service this client serves. */
+typedef struct rill_client_ask {
+  uint16_t service;    /* the channel rill_client_serve gave */
+  uint64_t id;         /* reply with it */
+  const uint8_t *data; /* valid until the next call on this client */
+  uint32_t len;
+  uint64_t deadline_ns; /* the time the asker gave it, from when it was sent; 0: none */
+} rill_client_ask_t;
+
+/** Waits up to timeout_ns for the next ask: 0, RILL_ETIMEDOUT, or the
+ *  server's connection-level error. */
+int rill_client_next_ask(rill_client_t *c, rill_client_ask_t *a, uint64_t timeout_ns);
+
+/** Answers ask id. A reply to an ask that was cancelled or timed out
+ *  meanwhile is dropped by the server. */
+int rill_client_reply(rill_client_t *c, uint64_t id, const void *data, uint32_t len);
+
+/** Asks `service` and waits for the reply: *reply points at it (valid
+ *  until the next call on this client). timeout_ns (0: none) is the
+ *  deadline the server enforces: RILL_ETIMEDOUT when it passes,
+ *  RILL_ENOENT when nobody serves the name, RILL_ECONNRESET when the
+ *  provider went away. */
+int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint32_t len,
+                    uint64_t timeout_ns, const uint8_t **reply, uint32_t *reply_len);
+
 /** Round trip of a PING, in ns. */
 int rill_client_ping(rill_client_t *c, uint64_t *rtt_ns);
 

@@ -20,6 +20,8 @@
 
 struct held {
   struct held *next;
+  uint8_t type;     /* DELIVER or ASK */
+  uint64_t id, arg; /* ASK: the server's id and the deadline */
   rill_client_msg_t m;
   uint8_t data[];
 };
@@ -119,6 +121,9 @@ static int hold(rill_client_t *c, const rill_frame_t *f) {
   if (!h)
     return rill__err(RILL_ENOMEM, "client: no memory");
   h->next = NULL;
+  h->type = f->type;
+  h->id = f->id;
+  h->arg = f->arg;
   memcpy(h->data, f->body, f->len);
   h->m = (rill_client_msg_t){f->channel, f->arg, h->data, f->len};
   if (c->tail)
@@ -144,7 +149,8 @@ static int await(rill_client_t *c, uint8_t type, uint64_t id, rill_frame_t *f) {
     int rc = read_frame(c, f, c->o.timeout_ns);
     if (rc)
       return rc;
-    if (f->type == RILL_F_DELIVER && f->id == 0) {
+    if ((f->type == RILL_F_DELIVER && f->id == 0) || f->type == RILL_F_ASK ||
+        f->type == RILL_F_CANCEL) {
       if ((rc = hold(c, f)) != 0)
         return rc;
       continue;
@@ -297,14 +303,27 @@ int rill_client_credit(rill_client_t *c, uint16_t sub, uint32_t n) {
   return send_frame(c, RILL_F_CREDIT, 0, sub, 0, n, NULL, 0);
 }
 
+/* The first held frame of type t, unlinked (the caller owns it), or NULL. */
+static struct held *take(rill_client_t *c, uint8_t t) {
+  struct held *prev = NULL;
+  for (struct held *h = c->head; h; prev = h, h = h->next)
+    if (h->type == t) {
+      if (prev)
+        prev->next = h->next;
+      else
+        c->head = h->next;
+      if (c->tail == h)
+        c->tail = prev;
+      return h;
+    }
+  return NULL;
+}
+
 int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns) {
   rill__free(c->cur);
   c->cur = NULL;
-  if (c->head) {
-    struct held *h = c->head;
-    c->head = h->next;
-    if (!c->head)
-      c->tail = NULL;
+  struct held *h = take(c, RILL_F_DELIVER);
+  if (h) {
     *m = h->m;
     c->cur = (uint8_t *)h; /* freed on the next call */
     return 0;
@@ -318,9 +337,99 @@ int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns
       *m = (rill_client_msg_t){f.channel, f.arg, f.body, f.len};
       return 0;
     }
+    if (f.type == RILL_F_ASK || f.type == RILL_F_CANCEL) {
+      if ((rc = hold(c, &f)) != 0)
+        return rc;
+      continue;
+    }
     if (f.type == RILL_F_BYE || f.type == RILL_F_ERROR)
       return as_error(&f);
   }
+}
+
+/* ---- services ------------------------------------------------------------ */
+
+int rill_client_serve(rill_client_t *c, const char *service, uint16_t *ch) {
+  size_t n = strlen(service);
+  if (!rill_net_name_ok(service, n))
+    return rill__err(RILL_EINVAL, "client: '%s' is not a service name", service);
+  uint16_t sch = c->next_ch++;
+  uint64_t id = c->next_id++;
+  int rc = send_frame(c, RILL_F_SERVE, 0, sch, id, 0, service, (uint32_t)n);
+  rill_frame_t f;
+  if (!rc)
+    rc = await(c, RILL_F_ACK, id, &f);
+  if (!rc && ch)
+    *ch = sch;
+  return rc;
+}
+
+int rill_client_next_ask(rill_client_t *c, rill_client_ask_t *a, uint64_t timeout_ns) {
+  rill__free(c->cur);
+  c->cur = NULL;
+  for (;;) {
+    struct held *h = take(c, RILL_F_ASK);
+    if (h) {
+      *a = (rill_client_ask_t){h->m.sub, h->id, h->data, h->m.len, h->arg};
+      c->cur = (uint8_t *)h;
+      return 0;
+    }
+    rill_frame_t f;
+    int rc = read_frame(c, &f, timeout_ns);
+    if (rc)
+      return rc;
+    if (f.type == RILL_F_ASK) {
+      *a = (rill_client_ask_t){f.channel, f.id, f.body, f.len, f.arg};
+      return 0;
+    }
+    if (f.type == RILL_F_DELIVER && f.id == 0) {
+      if ((rc = hold(c, &f)) != 0)
+        return rc;
+      continue;
+    }
+    if (f.type == RILL_F_BYE || (f.type == RILL_F_ERROR && f.id == 0))
+      return as_error(&f);
+    /* A CANCEL of an ask not taken yet, or already answered: nothing to do
+     * in this blocking client (the server drops a late reply). */
+  }
+}
+
+int rill_client_reply(rill_client_t *c, uint64_t id, const void *data, uint32_t len) {
+  if (len > c->max_body)
+    return rill__err(RILL_EMSGSIZE, "client: %u bytes, the server takes %u", len, c->max_body);
+  return send_frame(c, RILL_F_REPLY, 0, 0, id, 0, data, len);
+}
+
+int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint32_t len,
+                    uint64_t timeout_ns, const uint8_t **reply, uint32_t *reply_len) {
+  size_t n = strlen(service);
+  if (!rill_net_name_ok(service, n))
+    return rill__err(RILL_EINVAL, "client: '%s' is not a service name", service);
+  if (2 + n + len > c->max_body)
+    return rill__err(RILL_EMSGSIZE, "client: an ask of %u bytes, the server takes %u", len,
+                     c->max_body);
+  uint64_t id = c->next_id++;
+  uint8_t hdr[RILL_NET_HDR + 2 + RILL_NET_MAX_NAME];
+  rill_frame_header(hdr, RILL_F_ASK, 0, 0, id, timeout_ns, (uint32_t)(2 + n + len));
+  hdr[RILL_NET_HDR] = (uint8_t)n;
+  hdr[RILL_NET_HDR + 1] = (uint8_t)(n >> 8);
+  memcpy(hdr + RILL_NET_HDR + 2, service, n);
+  struct iovec iov[2] = {{hdr, RILL_NET_HDR + 2 + n}, {(void *)req, len}};
+  size_t want = RILL_NET_HDR + 2 + n + len;
+  ssize_t w = writev(c->fd, iov, len ? 2 : 1);
+  if (w != (ssize_t)want) /* a short write of a small frame: give up on the connection */
+    return w < 0 ? rill__err_errno("client: send") : rill__err(RILL_EIO, "client: short send");
+  rill_frame_t f;
+  uint64_t saved = c->o.timeout_ns;
+  if (timeout_ns)
+    c->o.timeout_ns = timeout_ns + 1000000000ull; /* the server's deadline answers first */
+  int rc = await(c, RILL_F_REPLY, id, &f);
+  c->o.timeout_ns = saved;
+  if (rc)
+    return rc;
+  *reply = f.body;
+  *reply_len = f.len;
+  return 0;
 }
 
 int rill_client_ping(rill_client_t *c, uint64_t *rtt_ns) {

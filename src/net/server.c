@@ -14,9 +14,14 @@
  * queue of their own: WELCOME grants unlimited publish credits and TCP
  * does the pacing.
  *
- * Not yet built (issue 5 goes on): services (SERVE, ASK, REPLY, CANCEL),
- * streamed bodies (CHUNK), one loop per core, acknowledgements that wait
- * for group commit without stalling the loop, metrics over HTTP.
+ * Services: a SERVE registers the connection as a provider of a name;
+ * an ASK goes to the providers in turn, under an id the server gives it,
+ * and the provider's REPLY goes back under the asker's id. An ask ends
+ * with its reply, its cancellation, its deadline (swept every 100 ms), or
+ * either side going away; the other side is told.
+ *
+ * Not yet built (issue 5 goes on): streamed bodies (CHUNK), one loop per core, acknowledgements
+ * that wait for group commit without stalling the loop, metrics over HTTP.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -60,6 +65,31 @@ struct bind {
   struct topic *t;
 };
 
+/* A service: the connections that serve it, taken in turn. */
+struct provider {
+  struct conn *c;
+  uint16_t ch; /* the provider's channel for it */
+  struct service *svc;
+  struct provider *next_in_svc, *next_in_conn;
+};
+
+struct service {
+  char name[RILL_NET_MAX_NAME + 1];
+  struct provider *providers, *turn; /* turn: who gets the next ask */
+  struct service *next;
+};
+
+/* An ask in flight, by the id the server gave it (what the provider sees). */
+struct ask {
+  uint64_t sid;
+  struct conn *asker, *provider;
+  uint64_t cid;      /* the asker's id for it */
+  uint64_t deadline; /* rill_time_ns, or 0 */
+  struct ask *next;  /* in its hash bucket, or in the free list */
+};
+
+#define ASK_BUCKETS 4096u
+
 struct conn {
   int fd;
   bool ready;   /* HELLO accepted */
@@ -73,8 +103,9 @@ struct conn {
   struct bind *binds;
   size_t nbinds, cap_binds;
   struct sub *subs;
+  struct provider *provides;
   struct conn *prev, *next;
-  bool dirty;              /* queued by another connection's request: settle it */
+  bool dirty; /* queued by another connection's request: settle it */
   struct conn *next_dirty;
 };
 
@@ -86,7 +117,11 @@ struct rill_server {
   struct conn *conns;
   uint32_t nconns;
   struct topic *topics;
-  struct conn *dirty; /* connections a request queued frames on, besides its own */
+  struct service *services;
+  struct ask *asks[ASK_BUCKETS]; /* in flight, by sid % ASK_BUCKETS */
+  struct ask *free_asks;         /* reused: a steady stream allocates nothing */
+  uint64_t next_sid, asks_open;
+  struct conn *dirty;     /* connections a request queued frames on, besides its own */
   rill_server_stats_t st; /* written by the loop, read with relaxed loads */
 };
 
@@ -469,6 +504,150 @@ static void on_fetch(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
   send_frame(s, c, RILL_F_DELIVER, RILL_FF_END, 0, f->id, seq, NULL, 0);
 }
 
+/* ---- services ------------------------------------------------------------------- */
+
+static void on_serve(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+  if (!rill_net_name_ok(f->body, f->len)) {
+    send_error(s, c, f->channel, f->id, RILL_EINVAL, "SERVE: not a service name");
+    return;
+  }
+  struct service *v = s->services;
+  while (v && !(strlen(v->name) == f->len && !memcmp(v->name, f->body, f->len)))
+    v = v->next;
+  if (!v) {
+    if (!(v = rill__calloc(1, sizeof *v))) {
+      send_error(s, c, f->channel, f->id, RILL_ENOMEM, "no memory");
+      return;
+    }
+    memcpy(v->name, f->body, f->len);
+    v->next = s->services;
+    s->services = v;
+  }
+  struct provider *p = rill__calloc(1, sizeof *p);
+  if (!p) {
+    send_error(s, c, f->channel, f->id, RILL_ENOMEM, "no memory");
+    return;
+  }
+  *p = (struct provider){.c = c, .ch = f->channel, .svc = v};
+  p->next_in_svc = v->providers;
+  v->providers = p;
+  p->next_in_conn = c->provides;
+  c->provides = p;
+  send_frame(s, c, RILL_F_ACK, 0, f->channel, f->id, 0, NULL, 0);
+}
+
+static struct ask **ask_slot(rill_server_t *s, uint64_t sid) {
+  struct ask **pp = &s->asks[sid % ASK_BUCKETS];
+  while (*pp && (*pp)->sid != sid)
+    pp = &(*pp)->next;
+  return pp;
+}
+
+static void ask_done(rill_server_t *s, struct ask **pp) {
+  struct ask *a = *pp;
+  *pp = a->next;
+  a->next = s->free_asks;
+  s->free_asks = a;
+  s->asks_open--;
+}
+
+static void on_ask(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+  if (f->flags & RILL_FF_STREAM) {
+    send_error(s, c, 0, f->id, RILL_ENOTSUP, "ASK: streamed bodies are not built yet");
+    return;
+  }
+  uint16_t nl = f->len >= 2 ? (uint16_t)(f->body[0] | f->body[1] << 8) : 0;
+  if (f->len < 2 || (size_t)nl + 2 > f->len || !rill_net_name_ok(f->body + 2, nl)) {
+    send_error(s, c, 0, f->id, RILL_EINVAL, "ASK: a u16 name length, a service name, a payload");
+    return;
+  }
+  struct service *v = s->services;
+  while (v && !(strlen(v->name) == nl && !memcmp(v->name, f->body + 2, nl)))
+    v = v->next;
+  if (!v || !v->providers) {
+    send_error(s, c, 0, f->id, RILL_ENOENT, "ASK: nobody serves that name");
+    return;
+  }
+  struct provider *p = v->turn && v->turn->svc == v ? v->turn : v->providers;
+  v->turn = p->next_in_svc; /* the next ask goes to the next provider */
+  struct ask *a = s->free_asks;
+  if (a)
+    s->free_asks = a->next;
+  else if (!(a = rill__malloc(sizeof *a))) {
+    send_error(s, c, 0, f->id, RILL_ENOMEM, "no memory");
+    return;
+  }
+  uint64_t now = rill_time_ns();
+  *a = (struct ask){.sid = ++s->next_sid,
+                    .asker = c,
+                    .provider = p->c,
+                    .cid = f->id,
+                    .deadline = f->arg ? now + f->arg : 0};
+  struct ask **slot = &s->asks[a->sid % ASK_BUCKETS];
+  a->next = *slot;
+  *slot = a;
+  s->asks_open++;
+  send_frame(s, p->c, RILL_F_ASK, 0, p->ch, a->sid, f->arg, f->body + 2 + nl, f->len - 2 - nl);
+}
+
+static void on_reply(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+  if (f->flags & RILL_FF_STREAM) {
+    send_error(s, c, 0, f->id, RILL_ENOTSUP, "REPLY: streamed bodies are not built yet");
+    return;
+  }
+  struct ask **pp = ask_slot(s, f->id);
+  if (!*pp || (*pp)->provider != c)
+    return; /* cancelled or timed out meanwhile: the answer has no one to go to */
+  struct ask *a = *pp;
+  send_frame(s, a->asker, RILL_F_REPLY, 0, 0, a->cid, 0, f->body, f->len);
+  ask_done(s, pp);
+}
+
+static void on_cancel(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+  for (uint32_t b = 0; b < ASK_BUCKETS; b++)
+    for (struct ask **pp = &s->asks[b]; *pp; pp = &(*pp)->next)
+      if ((*pp)->asker == c && (*pp)->cid == f->id) {
+        send_frame(s, (*pp)->provider, RILL_F_CANCEL, 0, 0, (*pp)->sid, 0, NULL, 0);
+        send_error(s, c, 0, f->id, RILL_ECANCELED, "ASK cancelled");
+        ask_done(s, pp);
+        return;
+      }
+}
+
+/* Asks of a connection that goes, or past their deadline, end here: the
+ * asker is told (unless it is the one going), the provider cancelled. */
+static void asks_end(rill_server_t *s, struct conn *gone, uint64_t now) {
+  if (!s->asks_open)
+    return;
+  for (uint32_t b = 0; b < ASK_BUCKETS; b++)
+    for (struct ask **pp = &s->asks[b]; *pp;) {
+      struct ask *a = *pp;
+      bool late = !gone && a->deadline && now > a->deadline;
+      if (!late && a->asker != gone && a->provider != gone) {
+        pp = &a->next;
+        continue;
+      }
+      if (a->asker != gone)
+        send_error(s, a->asker, 0, a->cid, late ? RILL_ETIMEDOUT : RILL_ECONNRESET,
+                   late ? "ASK: past its deadline" : "ASK: the provider went away");
+      if (a->provider != gone)
+        send_frame(s, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
+      ask_done(s, pp);
+    }
+}
+
+static void provider_free(rill_server_t *s, struct provider *p) {
+  (void)s;
+  struct service *v = p->svc;
+  if (v->turn == p)
+    v->turn = p->next_in_svc;
+  struct provider **pp = &v->providers;
+  while (*pp != p)
+    pp = &(*pp)->next_in_svc;
+  *pp = p->next_in_svc;
+  rill__free(p);
+}
+
 static void on_frame(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
   INC(s, frames_in, 1);
   if (!c->ready) {
@@ -486,12 +665,12 @@ static void on_frame(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
   case RILL_F_UNSUBSCRIBE: on_unsubscribe(s, c, f); break;
   case RILL_F_CREDIT: on_credit(s, c, f); break;
   case RILL_F_FETCH: on_fetch(s, c, f); break;
-  case RILL_F_SERVE:
-  case RILL_F_ASK:
-  case RILL_F_REPLY:
-  case RILL_F_CANCEL:
+  case RILL_F_SERVE: on_serve(s, c, f); break;
+  case RILL_F_ASK: on_ask(s, c, f); break;
+  case RILL_F_REPLY: on_reply(s, c, f); break;
+  case RILL_F_CANCEL: on_cancel(s, c, f); break;
   case RILL_F_CHUNK:
-    send_error(s, c, f->channel, f->id, RILL_ENOTSUP, "services and streams are not built yet");
+    send_error(s, c, f->channel, f->id, RILL_ENOTSUP, "streamed bodies are not built yet");
     break;
   default: /* HELLO again, or what only a server sends */
     fatal(s, c, RILL_EPROTO, "a frame a client does not send");
@@ -516,6 +695,12 @@ static void conn_close(rill_server_t *s, struct conn *c) {
   }
   while (c->subs)
     sub_free(s, c->subs);
+  while (c->provides) {
+    struct provider *p = c->provides;
+    c->provides = p->next_in_conn;
+    provider_free(s, p);
+  }
+  asks_end(s, c, 0);
   epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
   if (c->prev)
@@ -664,6 +849,7 @@ static void conn_settle(rill_server_t *s, struct conn *c) {
 /* Handshake and idle timeouts, once per loop tick. */
 static void sweep(rill_server_t *s) {
   uint64_t now = rill_time_ns();
+  asks_end(s, NULL, now);
   for (struct conn *c = s->conns, *n; c; c = n) {
     n = c->next;
     if (!c->ready && now - c->born_ns > s->o.handshake_timeout_ns) {
@@ -820,6 +1006,18 @@ void rill_server_destroy(rill_server_t *s) {
     n = t->next;
     rill_log_close(t->log);
     rill__free(t);
+  }
+  for (struct service *v = s->services, *n; v; v = n) {
+    n = v->next;
+    rill__free(v);
+  }
+  for (uint32_t b = 0; b < ASK_BUCKETS; b++)
+    while (s->asks[b])
+      ask_done(s, &s->asks[b]);
+  while (s->free_asks) {
+    struct ask *a = s->free_asks;
+    s->free_asks = a->next;
+    rill__free(a);
   }
   if (s->lfd >= 0)
     close(s->lfd);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rill/net.h"
 
@@ -107,4 +108,101 @@ Test(client, publish_and_subscribe) {
   cr_expect_eq(rill_client_ping(pub, NULL), RILL_EINVAL, "publish on an unbound channel");
   rill_client_close(pub);
   rill_client_close(sub);
+}
+
+typedef struct {
+  int id;
+  int stop;       /* atomic */
+  int silent;     /* take asks, answer none */
+  uint64_t asked; /* atomic */
+  pthread_t t;
+  rill_client_t *c;
+} provider_t;
+
+static void *provide(void *arg) {
+  provider_t *p = arg;
+  while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+    rill_client_ask_t a;
+    int rc = rill_client_next_ask(p->c, &a, 50000000);
+    if (rc == RILL_ETIMEDOUT)
+      continue;
+    cr_assert_eq(rc, 0, "next_ask: %s", rill_errmsg());
+    __atomic_fetch_add(&p->asked, 1, __ATOMIC_RELAXED);
+    if (p->silent)
+      continue;
+    char out[300];
+    int n = snprintf(out, sizeof out, "%d:%.*s", p->id, (int)a.len, (const char *)a.data);
+    cr_assert_eq(rill_client_reply(p->c, a.id, out, (uint32_t)n), 0);
+  }
+  return NULL;
+}
+
+static void provider_start(provider_t *p, int id, bool silent) {
+  *p = (provider_t){.id = id, .silent = silent};
+  rill_client_opts_t o = opts("tok");
+  cr_assert_eq(rill_client_connect(&p->c, &o), 0);
+  cr_assert_eq(rill_client_serve(p->c, "echo", NULL), 0, "%s", rill_errmsg());
+  cr_assert_eq(pthread_create(&p->t, NULL, provide, p), 0);
+}
+
+static void provider_stop(provider_t *p) {
+  __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+  pthread_join(p->t, NULL);
+  rill_client_close(p->c);
+}
+
+typedef struct {
+  rill_client_t *c;
+  pthread_t t;
+  int rc;
+} asker_t;
+
+static void *ask_thread(void *arg) {
+  asker_t *k = arg;
+  const uint8_t *r;
+  uint32_t rl;
+  k->rc = rill_client_ask(k->c, "echo", "held", 4, 0, &r, &rl);
+  return NULL;
+}
+
+/* Asks go to the providers of a name in turn and their replies come back
+ * to the asker; no provider, a silent one past the deadline, and one that
+ * goes away are each a clear error. */
+Test(client, ask_and_reply) {
+  rill_client_t *c;
+  rill_client_opts_t o = opts("tok");
+  cr_assert_eq(rill_client_connect(&c, &o), 0);
+  const uint8_t *r;
+  uint32_t rl;
+  cr_expect_eq(rill_client_ask(c, "echo", "x", 1, 0, &r, &rl), RILL_ENOENT);
+  provider_t p1, p2;
+  provider_start(&p1, 1, false);
+  provider_start(&p2, 2, false);
+  for (int i = 0; i < 100; i++) {
+    char q[16];
+    int n = snprintf(q, sizeof q, "q%d", i);
+    cr_assert_eq(rill_client_ask(c, "echo", q, (uint32_t)n, 2000000000ull, &r, &rl), 0, "%s",
+                 rill_errmsg());
+    cr_assert_eq(rl, (uint32_t)n + 2);
+    cr_assert(r[0] == '1' || r[0] == '2');
+    cr_assert_eq(memcmp(r + 2, q, (size_t)n), 0);
+  }
+  cr_expect_eq(p1.asked + p2.asked, 100);
+  cr_expect_eq(p1.asked, 50, "taken in turn");
+  provider_stop(&p1);
+  provider_stop(&p2);
+  provider_t mute;
+  provider_start(&mute, 3, true);
+  cr_expect_eq(rill_client_ask(c, "echo", "late", 4, 200000000ull, &r, &rl), RILL_ETIMEDOUT);
+  /* A provider that goes away holding an ask: the asker hears of it. */
+  asker_t k = {.c = c};
+  cr_assert_eq(pthread_create(&k.t, NULL, ask_thread, &k), 0);
+  while (__atomic_load_n(&mute.asked, __ATOMIC_ACQUIRE) < 2)
+    usleep(1000);
+  provider_stop(&mute);
+  pthread_join(k.t, NULL);
+  cr_expect_eq(k.rc, RILL_ECONNRESET);
+  cr_expect_eq(rill_client_ask(c, "echo", "x", 1, 0, &r, &rl), RILL_ENOENT,
+               "the provider's going took its name with it");
+  rill_client_close(c);
 }

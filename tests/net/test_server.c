@@ -294,7 +294,10 @@ Test(server, batches_and_request_errors_keep_the_connection) {
   cr_expect_eq(f.type, RILL_F_ERROR);
   cli_send(&a, RILL_F_ASK, 0, 0, 7, 0, NULL, 0);
   cr_assert_eq(cli_recv(&a, &f, body), 0);
-  cr_expect_eq((int64_t)f.arg, RILL_ENOTSUP);
+  cr_expect_eq((int64_t)f.arg, RILL_EINVAL, "an ASK without a service name");
+  cli_send(&a, RILL_F_CHUNK, 0, 0, 7, 0, NULL, 0);
+  cr_assert_eq(cli_recv(&a, &f, body), 0);
+  cr_expect_eq((int64_t)f.arg, RILL_ENOTSUP, "streams are not built yet");
   ping(&a, 8); /* all of that was the request's error, not the connection's */
   uint8_t fetch[4 + 6] = {10, 0, 0, 0, 'e', 'v', 'e', 'n', 't', 's'};
   cli_send(&a, RILL_F_FETCH, 0, 0, 9, RILL_NET_FROM_EARLIEST, fetch, sizeof fetch);
