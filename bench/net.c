@@ -1,0 +1,554 @@
+/*
+ * rill bench net: the rill server over loopback TCP, publish and subscribe
+ * (the parts of issue 5's server that are built), against ZeroMQ PUSH/PULL
+ * over tcp:// and Redis PUBLISH/SUBSCRIBE, in the same process run, with
+ * the same 128-byte messages.
+ *
+ * rill: a server in this process (rill_server_create on a free port of
+ * 127.0.0.1, topics in a fresh directory under $TMPDIR or /tmp,
+ * RILL_LOG_SYNC_NEVER), its loop in a thread of its own. The clients are
+ * librill's blocking client, except where it has no call for the case.
+ * Connections are opened once for the suite, outside every clock; so is
+ * the subscription.
+ *
+ * - pub_128: one connection publishes N messages with rill_client_publish,
+ *   no ack; another, subscribed from RILL_NET_FROM_LATEST, reads them in a
+ *   thread with rill_client_next, granting credits as `rill sub` does (a
+ *   window of 1024, half of it again each time half was used). The clock
+ *   runs from the first publish until the subscriber holds all N: messages
+ *   are counted where a user would see them.
+ *   zmq_tcp: a PUSH socket connected to a PULL socket bound on
+ *   tcp://127.0.0.1, SNDHWM = RCVHWM = 8192 as in `rill bench bus`, one
+ *   zmq_send per message, a thread in zmq_recv; timed the same way.
+ *   redis_pubsub: one hiredis connection SUBSCRIBEd, read by a thread; the
+ *   other PUBLISHes pipelined, 256 commands then their 256 replies. Redis
+ *   cuts off a subscriber whose output buffer passes 32 MiB (8 MiB for a
+ *   minute), so the publisher waits while it is more than LAG messages
+ *   ahead of the subscriber: the credit window of this peer.
+ * - pub_ack_batch: PUBLISH_BATCH frames of 256 records with RILL_FF_ACK
+ *   over a plain socket written here (the blocking client has no batch
+ *   call), WINDOW batches outstanding, the next sent as each ACK comes;
+ *   the clock stops at the last ACK, so the rate is of acknowledged
+ *   messages. Its topic has no subscriber. No peer: neither ZeroMQ nor
+ *   Redis PUBLISH acknowledges anything a user could compare.
+ *
+ * CPUs: nothing is pinned. The server's loop, the publisher and the
+ * subscriber are three busy threads (Redis and ZeroMQ have their server
+ * or I/O thread too), so on a machine of two CPUs they take turns.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ftw.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "bench.h"
+#include "rill/net.h"
+
+#define MSG        128u  /* message bytes */
+#define BATCH      256u  /* records per PUBLISH_BATCH, PUBLISHes per pipelined round */
+#define WINDOW     4u    /* PUBLISH_BATCH frames awaiting their ACK */
+#define SUB_WINDOW 1024u /* the subscriber's credits, as `rill sub` grants them */
+#define ZMQ_HWM    8192
+#define REDIS_PORT 6390
+/* Messages the Redis publisher may be ahead of its subscriber: 16384 of
+ * about 170 bytes on the wire is under 3 MiB, far from the 8 MiB at which
+ * Redis starts counting toward cutting a subscriber off. */
+#define LAG 16384u
+
+#define TOPIC_PUB "pub_128"
+#define TOPIC_ACK "pub_ack_batch"
+#define CHAN      "rill-bench-net"
+
+static struct {
+  char dir[PATH_MAX];
+  rill_server_t *srv;
+  pthread_t srv_thread;
+  int srv_rc;
+  /* pub_128 */
+  rill_client_t *pub, *sub;
+  uint16_t pub_ch, sub_ch;
+  uint64_t sub_next; /* the sequence the subscriber expects next */
+  uint32_t sub_used; /* deliveries since credits were last granted */
+  /* pub_ack_batch: a raw connection */
+  int fd;
+  uint16_t ack_ch;
+  uint64_t ack_id;
+  uint8_t *frame; /* a whole batch frame: header, then BATCH records */
+  uint8_t rx[4096];
+  size_t rx_have;
+  /* zmq */
+  void *zctx, *push, *pull;
+  /* redis */
+  int rport;
+  redisContext *rpub, *rsub;
+} S = {.fd = -1};
+
+/* ---- shared -------------------------------------------------------------------- */
+
+typedef struct run {
+  uint64_t n;
+  atomic_bool ready;
+  _Atomic uint64_t got; /* redis: messages the subscriber has read */
+  uint64_t t0, t1;
+} run_t;
+
+static void wait_ready(run_t *x) {
+  while (!atomic_load(&x->ready))
+    sched_yield();
+}
+
+static void msg_fill(uint8_t *m) { memset(m, 0x5a, MSG); }
+
+static void zmq_die(const char *what) { bench_die("%s: %s", what, zmq_strerror(zmq_errno())); }
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  return remove(p);
+}
+
+static void rm_tree(const char *p) { nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
+
+/* ---- rill: pub_128 ---------------------------------------------------------------- */
+
+static void *rill_sub_thread(void *arg) {
+  run_t *x = arg;
+  atomic_store(&x->ready, true);
+  for (uint64_t i = 0; i < x->n; i++) {
+    rill_client_msg_t m;
+    int rc = rill_client_next(S.sub, &m, 10000000000ull);
+    if (RILL_UNLIKELY(rc != 0))
+      bench_die("rill subscriber: %s: %s", rill_strerror(rc), rill_errmsg());
+    if (RILL_UNLIKELY(m.seq != S.sub_next || m.len != MSG))
+      bench_die("rill subscriber: seq %" PRIu64 " of %u bytes, expected %" PRIu64 " of %u", m.seq,
+                m.len, S.sub_next, MSG);
+    S.sub_next++;
+    if (++S.sub_used == SUB_WINDOW / 2) {
+      if ((rc = rill_client_credit(S.sub, S.sub_ch, S.sub_used)) != 0)
+        bench_die("rill_client_credit: %s", rill_strerror(rc));
+      S.sub_used = 0;
+    }
+  }
+  x->t1 = rill_time_ns();
+  return NULL;
+}
+
+static uint64_t rill_pub_run(void *arg, uint64_t n) {
+  (void)arg;
+  run_t x = {.n = n};
+  pthread_t t;
+  if (pthread_create(&t, NULL, rill_sub_thread, &x) != 0)
+    bench_die("pthread_create failed");
+  wait_ready(&x);
+  uint8_t m[MSG];
+  msg_fill(m);
+  x.t0 = rill_time_ns();
+  for (uint64_t i = 0; i < n; i++) {
+    int rc = rill_client_publish(S.pub, S.pub_ch, m, MSG, false, NULL);
+    if (RILL_UNLIKELY(rc != 0))
+      bench_die("rill_client_publish: %s: %s", rill_strerror(rc), rill_errmsg());
+  }
+  pthread_join(t, NULL);
+  return x.t1 - x.t0;
+}
+
+/* ---- rill: pub_ack_batch over a raw socket ------------------------------------------- */
+
+static void raw_send(const void *p, size_t n) {
+  const uint8_t *b = p;
+  while (n) {
+    ssize_t w = send(S.fd, b, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      bench_die("rill raw client: send: %s", strerror(errno));
+    b += w;
+    n -= (size_t)w;
+  }
+}
+
+/* The next frame from the server; its body stays in S.rx until the next
+ * call. Only small frames come back on this connection (WELCOME, ACK). */
+static void raw_recv(rill_frame_t *f) {
+  static size_t consumed;
+  memmove(S.rx, S.rx + consumed, S.rx_have - consumed);
+  S.rx_have -= consumed;
+  consumed = 0;
+  for (;;) {
+    size_t used;
+    int rc = rill_frame_decode(S.rx, S.rx_have, sizeof S.rx - RILL_NET_HDR, f, &used);
+    if (rc == 0) {
+      consumed = used;
+      if (f->type == RILL_F_ERROR || f->type == RILL_F_BYE)
+        bench_die("rill raw client: the server says %" PRId64 ": %.*s", (int64_t)f->arg,
+                  (int)f->len, (const char *)f->body);
+      return;
+    }
+    if (rc != RILL_EAGAIN)
+      bench_die("rill raw client: a bad frame: %s", rill_strerror(rc));
+    ssize_t got = recv(S.fd, S.rx + S.rx_have, sizeof S.rx - S.rx_have, 0);
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got <= 0)
+      bench_die("rill raw client: recv: %s", got ? strerror(errno) : "the server closed");
+    S.rx_have += (size_t)got;
+  }
+}
+
+static void raw_open(void) {
+  S.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(rill_server_port(S.srv))};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  if (S.fd < 0 || connect(S.fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+    bench_die("rill raw client: connect: %s", strerror(errno));
+  int one = 1;
+  setsockopt(S.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  uint8_t b[RILL_NET_HDR + 64];
+  size_t hl = rill_net_hello_size(0, 5);
+  rill_net_hello_encode(b + RILL_NET_HDR, NULL, 0, "bench", 5);
+  rill_frame_header(b, RILL_F_HELLO, 0, 0, 0, 0, (uint32_t)hl);
+  raw_send(b, RILL_NET_HDR + hl);
+  rill_frame_t f;
+  raw_recv(&f);
+  if (f.type != RILL_F_WELCOME)
+    bench_die("rill raw client: frame type %u, not WELCOME", f.type);
+  S.ack_ch = 1;
+  rill_frame_header(b, RILL_F_BIND, 0, S.ack_ch, ++S.ack_id, 0, sizeof TOPIC_ACK - 1);
+  memcpy(b + RILL_NET_HDR, TOPIC_ACK, sizeof TOPIC_ACK - 1);
+  raw_send(b, RILL_NET_HDR + sizeof TOPIC_ACK - 1);
+  raw_recv(&f);
+  if (f.type != RILL_F_ACK || f.id != S.ack_id)
+    bench_die("rill raw client: BIND answered by type %u", f.type);
+  /* The records never change: only the header does, batch by batch. */
+  S.frame = malloc(RILL_NET_HDR + BATCH * (4 + MSG));
+  if (!S.frame)
+    bench_die("out of memory");
+  for (uint32_t i = 0; i < BATCH; i++) {
+    uint8_t *r = S.frame + RILL_NET_HDR + i * (4 + MSG);
+    uint32_t len = MSG;
+    memcpy(r, &len, 4); /* little-endian, as the protocol is */
+    msg_fill(r + 4);
+  }
+}
+
+static void batch_send(uint32_t k) {
+  rill_frame_header(S.frame, RILL_F_PUBLISH_BATCH, RILL_FF_ACK, S.ack_ch, ++S.ack_id, k,
+                    k * (4 + MSG));
+  raw_send(S.frame, RILL_NET_HDR + (size_t)k * (4 + MSG));
+}
+
+static void ack_recv(void) {
+  rill_frame_t f;
+  raw_recv(&f);
+  if (RILL_UNLIKELY(f.type != RILL_F_ACK))
+    bench_die("rill raw client: frame type %u, not ACK", f.type);
+}
+
+static uint64_t rill_ack_run(void *arg, uint64_t n) {
+  (void)arg;
+  uint64_t t0 = rill_time_ns(), sent = 0;
+  uint32_t out = 0;
+  while (sent < n || out) {
+    if (sent < n && out < WINDOW) {
+      uint32_t k = n - sent < BATCH ? (uint32_t)(n - sent) : BATCH;
+      batch_send(k);
+      sent += k;
+      out++;
+      continue;
+    }
+    ack_recv(); /* ACKs come in order: one connection, one loop */
+    out--;
+  }
+  return rill_time_ns() - t0;
+}
+
+/* ---- zmq ------------------------------------------------------------------------------ */
+
+static void *zmq_pull_thread(void *arg) {
+  run_t *x = arg;
+  atomic_store(&x->ready, true);
+  uint8_t buf[MSG * 2];
+  for (uint64_t i = 0; i < x->n; i++) {
+    int got;
+    while (RILL_UNLIKELY((got = zmq_recv(S.pull, buf, sizeof buf, 0)) < 0))
+      if (zmq_errno() != EINTR)
+        zmq_die("zmq_recv");
+    if (RILL_UNLIKELY(got != (int)MSG))
+      bench_die("zmq: a message of %d bytes, not %u", got, MSG);
+  }
+  x->t1 = rill_time_ns();
+  return NULL;
+}
+
+static uint64_t zmq_run(void *arg, uint64_t n) {
+  (void)arg;
+  run_t x = {.n = n};
+  pthread_t t;
+  if (pthread_create(&t, NULL, zmq_pull_thread, &x) != 0)
+    bench_die("pthread_create failed");
+  wait_ready(&x);
+  uint8_t m[MSG];
+  msg_fill(m);
+  x.t0 = rill_time_ns();
+  for (uint64_t i = 0; i < n; i++)
+    while (RILL_UNLIKELY(zmq_send(S.push, m, MSG, 0) != (int)MSG))
+      if (zmq_errno() != EINTR)
+        zmq_die("zmq_send");
+  pthread_join(t, NULL);
+  return x.t1 - x.t0;
+}
+
+static void zmq_open(void) {
+  int hwm = ZMQ_HWM;
+  char ep[256];
+  size_t epl = sizeof ep;
+  if (!(S.zctx = zmq_ctx_new()) || !(S.pull = zmq_socket(S.zctx, ZMQ_PULL)) ||
+      !(S.push = zmq_socket(S.zctx, ZMQ_PUSH)))
+    zmq_die("zmq_socket");
+  if (zmq_setsockopt(S.pull, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
+      zmq_bind(S.pull, "tcp://127.0.0.1:*") != 0 ||
+      zmq_getsockopt(S.pull, ZMQ_LAST_ENDPOINT, ep, &epl) != 0)
+    zmq_die("zmq_bind");
+  if (zmq_setsockopt(S.push, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 || zmq_connect(S.push, ep) != 0)
+    zmq_die("zmq_connect");
+}
+
+static void zmq_shut(void) {
+  int linger = 0;
+  zmq_setsockopt(S.push, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_close(S.push);
+  zmq_close(S.pull);
+  zmq_ctx_term(S.zctx);
+}
+
+/* ---- redis ----------------------------------------------------------------------------- */
+
+static redisContext *redis_connect(void) {
+  struct timeval tv = {1, 0};
+  redisContext *c = redisConnectWithTimeout("127.0.0.1", S.rport, tv);
+  if (!c || c->err) {
+    if (c)
+      redisFree(c);
+    return NULL;
+  }
+  /* The connect timeout would also bound every read: a subscriber waits. */
+  struct timeval none = {30, 0};
+  redisSetTimeout(c, none);
+  return c;
+}
+
+static redisReply *redis_get(redisContext *c) {
+  void *r = NULL;
+  if (redisGetReply(c, &r) != REDIS_OK || !r)
+    bench_die("redis: %s", c->errstr);
+  redisReply *rr = r;
+  if (rr->type == REDIS_REPLY_ERROR)
+    bench_die("redis: %s", rr->str);
+  return rr;
+}
+
+static void *redis_sub_thread(void *arg) {
+  run_t *x = arg;
+  atomic_store(&x->ready, true);
+  for (uint64_t i = 0; i < x->n; i++) {
+    redisReply *r = redis_get(S.rsub);
+    if (RILL_UNLIKELY(r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+                      r->element[2]->len != MSG))
+      bench_die("redis: the subscriber got something other than a %u-byte message", MSG);
+    freeReplyObject(r);
+    atomic_store_explicit(&x->got, i + 1, memory_order_release);
+  }
+  x->t1 = rill_time_ns();
+  return NULL;
+}
+
+static uint64_t redis_run(void *arg, uint64_t n) {
+  (void)arg;
+  run_t x = {.n = n};
+  pthread_t t;
+  if (pthread_create(&t, NULL, redis_sub_thread, &x) != 0)
+    bench_die("pthread_create failed");
+  wait_ready(&x);
+  uint8_t m[MSG];
+  msg_fill(m);
+  x.t0 = rill_time_ns();
+  for (uint64_t sent = 0; sent < n;) {
+    while (sent - atomic_load_explicit(&x.got, memory_order_acquire) > LAG)
+      sched_yield();
+    uint64_t k = n - sent < BATCH ? n - sent : BATCH;
+    for (uint64_t j = 0; j < k; j++)
+      if (redisAppendCommand(S.rpub, "PUBLISH %s %b", CHAN, m, (size_t)MSG) != REDIS_OK)
+        bench_die("redis: %s", S.rpub->errstr);
+    for (uint64_t j = 0; j < k; j++) {
+      redisReply *r = redis_get(S.rpub);
+      if (RILL_UNLIKELY(r->type != REDIS_REPLY_INTEGER || r->integer != 1))
+        bench_die("redis: PUBLISH reached %lld subscribers, not 1", r->integer);
+      freeReplyObject(r);
+    }
+    sent += k;
+  }
+  pthread_join(t, NULL);
+  return x.t1 - x.t0;
+}
+
+/* Both connections, the second SUBSCRIBEd; false when no server answers. */
+static bool redis_open(bench_ctx_t *b) {
+  const char *port = getenv("RILL_REDIS_PORT");
+  S.rport = port && *port ? atoi(port) : REDIS_PORT;
+  if (!(S.rpub = redis_connect()))
+    return false;
+  if (!(S.rsub = redis_connect()))
+    bench_die("redis: a second connection failed");
+  redisReply *r = redisCommand(S.rpub, "INFO server");
+  const char *v = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "redis_version:") : NULL;
+  char ver[32] = "?";
+  if (v)
+    sscanf(v + 14, "%31[0-9.]", ver);
+  if (r)
+    freeReplyObject(r);
+  if (redisAppendCommand(S.rsub, "SUBSCRIBE %s", CHAN) != REDIS_OK)
+    bench_die("redis: %s", S.rsub->errstr);
+  freeReplyObject(redis_get(S.rsub));
+  bench_note(b, "redis %s on 127.0.0.1:%d, hiredis %d.%d.%d, PUBLISH/SUBSCRIBE on one channel", ver,
+             S.rport, HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH);
+  return true;
+}
+
+/* ---- the rill server ------------------------------------------------------------------ */
+
+static void *srv_main(void *arg) {
+  (void)arg;
+  S.srv_rc = rill_server_run(S.srv);
+  return NULL;
+}
+
+static int rill_open(bench_ctx_t *b) {
+  const char *tmp = getenv("TMPDIR");
+  snprintf(S.dir, sizeof S.dir, "%s/rill-bench-net-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(S.dir)) {
+    fprintf(stderr, "rill bench net: mkdtemp %s: %s\n", S.dir, strerror(errno));
+    S.dir[0] = 0;
+    return 1;
+  }
+  rill_server_opts_t o = {.any_port = true, .data_dir = S.dir, .sync = RILL_LOG_SYNC_NEVER};
+  int rc = rill_server_create(&S.srv, &o);
+  if (rc)
+    bench_die("rill_server_create: %s: %s", rill_strerror(rc), rill_errmsg());
+  if (pthread_create(&S.srv_thread, NULL, srv_main, NULL) != 0)
+    bench_die("pthread_create failed");
+  rill_client_opts_t co = {.port = rill_server_port(S.srv), .name = "bench"};
+  if ((rc = rill_client_connect(&S.pub, &co)) != 0 || (rc = rill_client_connect(&S.sub, &co)) != 0)
+    bench_die("rill_client_connect: %s: %s", rill_strerror(rc), rill_errmsg());
+  if ((rc = rill_client_bind(S.pub, TOPIC_PUB, &S.pub_ch)) != 0 ||
+      (rc = rill_client_subscribe(S.sub, TOPIC_PUB, RILL_NET_FROM_LATEST, SUB_WINDOW, &S.sub_ch,
+                                  &S.sub_next)) != 0)
+    bench_die("rill: bind or subscribe: %s: %s", rill_strerror(rc), rill_errmsg());
+  raw_open();
+  bench_note(b,
+             "rill: server on 127.0.0.1:%u, topics in %s, RILL_LOG_SYNC_NEVER; subscriber credits "
+             "%u, granted by halves; batches of %u records, %u awaiting their ACK",
+             rill_server_port(S.srv), S.dir, SUB_WINDOW, BATCH, WINDOW);
+  return 0;
+}
+
+static void rill_shut(bench_ctx_t *b) {
+  /* Unacknowledged publishes: a ping brings back the error of any that
+   * failed before the figures are believed. */
+  int rc = rill_client_ping(S.pub, NULL);
+  if (rc)
+    bench_die("rill publisher: %s: %s", rill_strerror(rc), rill_errmsg());
+  rill_client_close(S.pub);
+  rill_client_close(S.sub);
+  if (S.fd >= 0)
+    close(S.fd);
+  free(S.frame);
+  rill_server_stats_t st;
+  rill_server_stats(S.srv, &st);
+  rill_server_stop(S.srv);
+  pthread_join(S.srv_thread, NULL);
+  if (S.srv_rc)
+    bench_die("rill_server_run: %s", rill_strerror(S.srv_rc));
+  rill_server_destroy(S.srv);
+  bench_note(b,
+             "rill server: %" PRIu64 " published, %" PRIu64 " delivered, %" PRIu64
+             " frames in, %" PRIu64 " out, %" PRIu64 " errors sent",
+             st.published, st.delivered, st.frames_in, st.frames_out, st.errors_sent);
+  rm_tree(S.dir);
+  S.dir[0] = 0;
+}
+
+/* ---- the suite -------------------------------------------------------------------------- */
+
+static double rate_m(bench_ctx_t *b, const char *c, const char *impl) {
+  return 1e3 / bench_result(b, c, MSG, impl);
+}
+
+static int net_run(bench_ctx_t *b) {
+  if (rill_open(b) != 0)
+    return 1;
+  zmq_open();
+  bool redis = redis_open(b);
+  if (!redis)
+    bench_note(b,
+               "no redis-server answers on 127.0.0.1:%d (scripts/redis.sh starts one): the redis "
+               "rows are absent",
+               S.rport);
+  bench_note(b, "zmq %d.%d.%d PUSH/PULL over tcp://127.0.0.1, SNDHWM = RCVHWM = %d",
+             ZMQ_VERSION_MAJOR, ZMQ_VERSION_MINOR, ZMQ_VERSION_PATCH, ZMQ_HWM);
+  bench_note(b, "no ask rows: the server does not build services yet (SERVE/ASK/REPLY answer "
+                "ENOTSUP), so there is nothing to measure");
+  if (bench_ncpu() < 3)
+    bench_note(b, "%d CPUs: server loop, publisher and subscriber take turns", bench_ncpu());
+
+  const bench_impl_t pub[] = {{.name = "rill_net", .run_timed = rill_pub_run},
+                              {.name = "zmq_tcp", .run_timed = zmq_run},
+                              {.name = "redis_pubsub", .run_timed = redis_run}};
+  const bench_impl_t ack[] = {{.name = "rill_net", .run_timed = rill_ack_run}};
+  bench_run(b, &(bench_case_t){"pub_128", MSG, 1, pub, redis ? 3 : 2});
+  bench_run(b, &(bench_case_t){"pub_ack_batch", MSG, 1, ack, 1});
+
+  if (bench_want(b, "pub_128")) {
+    bench_goal(b, "publish 128 B, no ack, at the subscriber", rate_m(b, "pub_128", "rill_net"),
+               true, 5, "M/s");
+    bench_goal(b, "publish 128 B vs zmq PUSH/PULL tcp",
+               bench_result(b, "pub_128", MSG, "zmq_tcp") /
+                   bench_result(b, "pub_128", MSG, "rill_net"),
+               true, 1.5, "x");
+    if (redis)
+      bench_goal(b, "publish 128 B vs Redis PUBLISH/SUBSCRIBE",
+                 bench_result(b, "pub_128", MSG, "redis_pubsub") /
+                     bench_result(b, "pub_128", MSG, "rill_net"),
+                 true, 3, "x");
+  }
+  if (bench_want(b, "pub_ack_batch"))
+    bench_goal(b, "publish 128 B in acknowledged batches of 256",
+               rate_m(b, "pub_ack_batch", "rill_net"), true, 2, "M/s");
+
+  rill_shut(b);
+  zmq_shut();
+  if (redis) {
+    redisFree(S.rpub);
+    redisFree(S.rsub);
+  }
+  return 0;
+}
+
+const bench_suite_t bench_suite_net = {
+    .name = "net",
+    .about = "the rill server over loopback TCP: publish to a subscriber, acknowledged batches, vs "
+             "ZeroMQ PUSH/PULL tcp and Redis PUBLISH/SUBSCRIBE",
+    .run = net_run,
+};
