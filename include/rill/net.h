@@ -223,9 +223,11 @@ void rill_client_close(rill_client_t *c);
 int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel);
 
 /** Publishes to a bound channel. With ack, waits for the server's ACK and
- *  puts the record's sequence number in *seq; without, returns once the
- *  frame is sent, and the server's error, if any, is returned by the next
- *  call that waits for an answer (after doing its own work). */
+ *  puts the record's sequence number in *seq. Without, the frame goes into
+ *  the client's send buffer (64 KiB), which is sent when it fills, with
+ *  the next request, or by rill_client_flush; the server's error, if any,
+ *  is returned by the next call that waits for an answer (after doing its
+ *  own work). */
 int rill_client_publish(rill_client_t *c, uint16_t channel, const void *data, uint32_t len,
                         bool ack, uint64_t *seq);
 
@@ -280,6 +282,9 @@ int rill_client_reply(rill_client_t *c, uint64_t id, const void *data, uint32_t 
  *  provider went away. */
 int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint32_t len,
                     uint64_t timeout_ns, const uint8_t **reply, uint32_t *reply_len);
+
+/** Sends what the send buffer holds now. */
+int rill_client_flush(rill_client_t *c);
 
 /** Round trip of a PING, in ns. */
 int rill_client_ping(rill_client_t *c, uint64_t *rtt_ns);

@@ -33,21 +33,25 @@ struct rill_client {
   uint64_t next_id;
   uint16_t next_ch;
   uint8_t *rx;
-  size_t have, cap, consumed; /* consumed: the frame handed out last */
-  struct held *head, *tail;   /* deliveries that came while waiting */
-  uint8_t *cur;               /* the delivery rill_client_next handed out */
-  int late;                   /* an error for a request nobody waited for */
+  size_t have, cap, off; /* rx[off..have) is not decoded yet */
+  uint8_t *tx;           /* unacknowledged publishes not sent yet */
+  size_t tx_len;
+  struct held *head, *tail; /* deliveries that came while waiting */
+  uint8_t *cur;             /* the delivery rill_client_next handed out */
+  int late;                 /* an error for a request nobody waited for */
   char late_msg[200];
 };
 
-static int send_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id,
-                      uint64_t arg, const void *body, uint32_t len) {
+static int write_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id,
+                       uint64_t arg, const void *body, uint32_t len) {
   uint8_t hdr[RILL_NET_HDR];
   rill_frame_header(hdr, type, flags, ch, id, arg, len);
-  struct iovec iov[2] = {{hdr, sizeof hdr}, {(void *)body, len}};
-  size_t left = sizeof hdr + len;
-  int n_iov = len ? 2 : 1;
+  /* What the send buffer holds goes first, in the same writev. */
+  struct iovec iov[3] = {{c->tx, c->tx_len}, {hdr, sizeof hdr}, {(void *)body, len}};
+  size_t left = c->tx_len + sizeof hdr + len;
+  int n_iov = len ? 3 : 2;
   struct iovec *v = iov;
+  c->tx_len = 0; /* sent below, or the connection is broken */
   while (left) {
     ssize_t n = writev(c->fd, v, n_iov);
     if (n < 0) {
@@ -69,24 +73,57 @@ static int send_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch
   return 0;
 }
 
+/* Sends a frame now, after anything buffered. */
+static int send_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id,
+                      uint64_t arg, const void *body, uint32_t len) {
+  return write_frame(c, type, flags, ch, id, arg, body, len);
+}
+
+/* Unacknowledged publishes are buffered (TX_BUF) and go out when the
+ * buffer fills, with the next frame that is sent now, or at
+ * rill_client_flush: one writev for many small messages. */
+#define TX_BUF (64u << 10)
+
+static int buffer_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id,
+                        uint64_t arg, const void *body, uint32_t len) {
+  size_t need = RILL_NET_HDR + (size_t)len;
+  if (!c->tx || c->tx_len + need > TX_BUF)
+    return write_frame(c, type, flags, ch, id, arg, body, len);
+  rill_frame_header(c->tx + c->tx_len, type, flags, ch, id, arg, len);
+  if (len)
+    memcpy(c->tx + c->tx_len + RILL_NET_HDR, body, len);
+  c->tx_len += need;
+  return 0;
+}
+
+int rill_client_flush(rill_client_t *c) {
+  if (!c->tx_len)
+    return 0;
+  /* A PING carries the buffer out without waiting for its PONG, which the
+   * reading calls pass over. */
+  return write_frame(c, RILL_F_PING, 0, 0, 0, 0, NULL, 0);
+}
+
 /* The next frame, waiting up to timeout_ns; its body stays valid until the
  * next call. */
 static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
-  if (c->consumed) {
-    memmove(c->rx, c->rx + c->consumed, c->have - c->consumed);
-    c->have -= c->consumed;
-    c->consumed = 0;
-  }
-  uint64_t deadline = rill_time_ns() + timeout_ns;
+  uint64_t deadline = 0;
   for (;;) {
     size_t used;
-    int rc = rill_frame_decode(c->rx, c->have, c->max_body, f, &used);
+    int rc = rill_frame_decode(c->rx + c->off, c->have - c->off, c->max_body, f, &used);
     if (rc == 0) {
-      c->consumed = used;
+      c->off += used; /* the body stays where it is until the next call */
       return 0;
     }
     if (rc != RILL_EAGAIN)
       return rc; /* the server broke the protocol */
+    /* Room for the rest of the frame: move what is left to the front (only
+     * now, not after every frame), then grow if that is not enough. */
+    if (c->off && (c->cap - c->have < 4096 || used > c->cap - c->off)) {
+      memmove(c->rx, c->rx + c->off, c->have - c->off);
+      c->have -= c->off;
+      c->off = 0;
+    }
     if (used > c->cap) {
       uint8_t *n = rill__realloc(c->rx, used);
       if (!n)
@@ -94,17 +131,20 @@ static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
       c->rx = n;
       c->cap = used;
     }
-    uint64_t now = rill_time_ns();
-    if (now >= deadline)
-      return rill__err(RILL_ETIMEDOUT, "client: no answer in time");
-    struct pollfd p = {c->fd, POLLIN, 0};
-    int ms = (int)((deadline - now + 999999) / 1000000);
-    int pr = poll(&p, 1, ms);
-    if (pr < 0 && errno != EINTR)
-      return rill__err_errno("client: poll");
-    if (pr <= 0)
+    /* Try the socket first; poll only when it has nothing. */
+    ssize_t n = recv(c->fd, c->rx + c->have, c->cap - c->have, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      uint64_t now = rill_time_ns();
+      if (!deadline)
+        deadline = now + timeout_ns;
+      if (now >= deadline)
+        return rill__err(RILL_ETIMEDOUT, "client: no answer in time");
+      struct pollfd p = {c->fd, POLLIN, 0};
+      int ms = (int)((deadline - now + 999999) / 1000000);
+      if (poll(&p, 1, ms) < 0 && errno != EINTR)
+        return rill__err_errno("client: poll");
       continue;
-    ssize_t n = recv(c->fd, c->rx + c->have, c->cap - c->have, 0);
+    }
     if (n == 0)
       return rill__err(RILL_ECLOSED, "client: the server closed the connection");
     if (n < 0) {
@@ -202,6 +242,7 @@ int rill_client_connect(rill_client_t **out, const rill_client_opts_t *opts) {
   c->max_body = RILL_NET_MAX_BODY;
   c->cap = 64 << 10;
   c->rx = rill__malloc(c->cap);
+  c->tx = rill__malloc(TX_BUF); /* without it, publishes are sent one by one */
   int rc;
   c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (!c->rx || c->fd < 0) {
@@ -247,6 +288,7 @@ void rill_client_close(rill_client_t *c) {
   }
   rill__free(c->cur);
   rill__free(c->rx);
+  rill__free(c->tx);
   rill__free(c);
 }
 
@@ -270,8 +312,10 @@ int rill_client_publish(rill_client_t *c, uint16_t channel, const void *data, ui
   if (len > c->max_body)
     return rill__err(RILL_EMSGSIZE, "client: %u bytes, the server takes %u", len, c->max_body);
   uint64_t id = c->next_id++;
-  int rc = send_frame(c, RILL_F_PUBLISH, ack ? RILL_FF_ACK : 0, channel, id, 0, data, len);
-  if (rc || !ack)
+  if (!ack)
+    return buffer_frame(c, RILL_F_PUBLISH, 0, channel, id, 0, data, len);
+  int rc = send_frame(c, RILL_F_PUBLISH, RILL_FF_ACK, channel, id, 0, data, len);
+  if (rc)
     return rc;
   rill_frame_t f;
   rc = await(c, RILL_F_ACK, id, &f);
@@ -322,6 +366,11 @@ static struct held *take(rill_client_t *c, uint8_t t) {
 int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns) {
   rill__free(c->cur);
   c->cur = NULL;
+  if (c->tx_len) { /* about to wait: what we buffered must not wait with us */
+    int rc = rill_client_flush(c);
+    if (rc)
+      return rc;
+  }
   struct held *h = take(c, RILL_F_DELIVER);
   if (h) {
     *m = h->m;
@@ -367,6 +416,11 @@ int rill_client_serve(rill_client_t *c, const char *service, uint16_t *ch) {
 int rill_client_next_ask(rill_client_t *c, rill_client_ask_t *a, uint64_t timeout_ns) {
   rill__free(c->cur);
   c->cur = NULL;
+  if (c->tx_len) {
+    int rc = rill_client_flush(c);
+    if (rc)
+      return rc;
+  }
   for (;;) {
     struct held *h = take(c, RILL_F_ASK);
     if (h) {

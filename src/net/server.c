@@ -47,6 +47,8 @@ struct topic {
   rill_log_t *log;
   struct sub *subs; /* every connection's subscriptions to it */
   struct topic *next;
+  bool fresh; /* published to since its subscribers were pumped */
+  struct topic *next_fresh;
 };
 
 struct conn;
@@ -117,6 +119,7 @@ struct rill_server {
   struct conn *conns;
   uint32_t nconns;
   struct topic *topics;
+  struct topic *fresh; /* topics published to during this read */
   struct service *services;
   struct ask *asks[ASK_BUCKETS]; /* in flight, by sid % ASK_BUCKETS */
   struct ask *free_asks;         /* reused: a steady stream allocates nothing */
@@ -277,6 +280,26 @@ static void pump_topic(rill_server_t *s, struct topic *t) {
     pump(s, u);
 }
 
+/* Subscribers are pumped once per read, not once per publish: a read
+ * that brought a hundred publishes delivers them in one read of the log
+ * and one run of DELIVER frames per subscriber. */
+static void topic_fresh(rill_server_t *s, struct topic *t) {
+  if (!t->fresh && t->subs) {
+    t->fresh = true;
+    t->next_fresh = s->fresh;
+    s->fresh = t;
+  }
+}
+
+static void pump_fresh(rill_server_t *s) {
+  while (s->fresh) {
+    struct topic *t = s->fresh;
+    s->fresh = t->next_fresh;
+    t->fresh = false;
+    pump_topic(s, t);
+  }
+}
+
 static void sub_free(rill_server_t *s, struct sub *u) {
   (void)s;
   struct sub **pp = &u->t->subs;
@@ -371,7 +394,7 @@ static void on_publish(rill_server_t *s, struct conn *c, const rill_frame_t *f) 
   INC(s, published, 1);
   if (f->flags & RILL_FF_ACK)
     send_frame(s, c, RILL_F_ACK, 0, f->channel, f->id, seq, NULL, 0);
-  pump_topic(s, t);
+  topic_fresh(s, t);
 }
 
 static void on_publish_batch(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
@@ -409,7 +432,7 @@ static void on_publish_batch(rill_server_t *s, struct conn *c, const rill_frame_
   INC(s, published, n);
   if (f->flags & RILL_FF_ACK)
     send_frame(s, c, RILL_F_ACK, 0, f->channel, f->id, first, NULL, 0);
-  pump_topic(s, t);
+  topic_fresh(s, t);
 }
 
 /* The start a SUBSCRIBE or FETCH asks for, in the log's terms. */
@@ -773,6 +796,7 @@ static void conn_read(rill_server_t *s, struct conn *c) {
         break;
       }
     }
+    pump_fresh(s);
     memmove(c->rx, c->rx + off, c->rx_len - off);
     c->rx_len -= off;
   }
