@@ -7,8 +7,8 @@
 #include "bus.h"
 #include "core.h"
 #include "log.h"
-#include "net.h"
 #include "mem.h"
+#include "net.h"
 #include "ring.h"
 
 #endif /* RILL_H */
