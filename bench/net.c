@@ -91,8 +91,15 @@ static struct {
   uint8_t *frame; /* a whole batch frame: header, then BATCH records */
   uint8_t rx[4096];
   size_t rx_have;
+  /* ask_rtt: a provider of "echo" on its own connection, an asker */
+  rill_client_t *provider, *asker;
+  pthread_t provider_thread;
+  atomic_bool provider_stop;
   /* zmq */
   void *zctx, *push, *pull;
+  void *req, *rep; /* ask_rtt's peer: REQ/REP over tcp */
+  pthread_t rep_thread;
+  atomic_bool rep_stop;
   /* redis */
   int rport;
   redisContext *rpub, *rsub;
@@ -495,6 +502,99 @@ static void rill_shut(bench_ctx_t *b) {
   S.dir[0] = 0;
 }
 
+/* ---- ask round trip ------------------------------------------------------------------- */
+
+/* The provider answers each ask with its own bytes, as fast as it can. */
+static void *provider_main(void *arg) {
+  (void)arg;
+  while (!atomic_load(&S.provider_stop)) {
+    rill_client_ask_t a;
+    int rc = rill_client_next_ask(S.provider, &a, 50000000);
+    if (rc == RILL_ETIMEDOUT)
+      continue;
+    if (rc || rill_client_reply(S.provider, a.id, a.data, a.len) != 0)
+      bench_die("rill provider: %s", rill_errmsg());
+  }
+  return NULL;
+}
+
+static void rill_ask_lat(void *arg, uint64_t iters, rill_hist_t *h) {
+  (void)arg;
+  uint8_t m[MSG];
+  msg_fill(m);
+  for (uint64_t i = 0; i < iters; i++) {
+    const uint8_t *r;
+    uint32_t rl;
+    uint64_t t0 = rill_time_ns();
+    int rc = rill_client_ask(S.asker, "echo", m, MSG, 0, &r, &rl);
+    rill_hist_record(h, rill_time_ns() - t0);
+    if (RILL_UNLIKELY(rc || rl != MSG))
+      bench_die("rill_client_ask: %s: %s", rill_strerror(rc), rill_errmsg());
+  }
+}
+
+/* ZeroMQ's REP echoes; it polls so that it can be stopped. */
+static void *rep_main(void *arg) {
+  (void)arg;
+  uint8_t buf[MSG * 2];
+  while (!atomic_load(&S.rep_stop)) {
+    zmq_pollitem_t it = {S.rep, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, 50) <= 0)
+      continue;
+    int n = zmq_recv(S.rep, buf, sizeof buf, 0);
+    if (n < 0 || zmq_send(S.rep, buf, (size_t)n, 0) != n)
+      zmq_die("zmq REP");
+  }
+  return NULL;
+}
+
+static void zmq_ask_lat(void *arg, uint64_t iters, rill_hist_t *h) {
+  (void)arg;
+  uint8_t m[MSG], buf[MSG * 2];
+  msg_fill(m);
+  for (uint64_t i = 0; i < iters; i++) {
+    uint64_t t0 = rill_time_ns();
+    if (zmq_send(S.req, m, MSG, 0) != (int)MSG || zmq_recv(S.req, buf, sizeof buf, 0) != (int)MSG)
+      zmq_die("zmq REQ");
+    rill_hist_record(h, rill_time_ns() - t0);
+  }
+}
+
+static void ask_open(void) {
+  rill_client_opts_t co = {.port = rill_server_port(S.srv), .name = "bench"};
+  int rc;
+  if ((rc = rill_client_connect(&S.provider, &co)) != 0 ||
+      (rc = rill_client_connect(&S.asker, &co)) != 0 ||
+      (rc = rill_client_serve(S.provider, "echo", NULL)) != 0)
+    bench_die("rill: provider or asker: %s: %s", rill_strerror(rc), rill_errmsg());
+  atomic_init(&S.provider_stop, false);
+  if (pthread_create(&S.provider_thread, NULL, provider_main, NULL) != 0)
+    bench_die("pthread_create failed");
+  char ep[64];
+  size_t epl = sizeof ep;
+  if (!(S.rep = zmq_socket(S.zctx, ZMQ_REP)) || zmq_bind(S.rep, "tcp://127.0.0.1:*") != 0 ||
+      zmq_getsockopt(S.rep, ZMQ_LAST_ENDPOINT, ep, &epl) != 0 ||
+      !(S.req = zmq_socket(S.zctx, ZMQ_REQ)) || zmq_connect(S.req, ep) != 0)
+    zmq_die("zmq REQ/REP");
+  atomic_init(&S.rep_stop, false);
+  if (pthread_create(&S.rep_thread, NULL, rep_main, NULL) != 0)
+    bench_die("pthread_create failed");
+}
+
+static void ask_shut(void) {
+  atomic_store(&S.provider_stop, true);
+  pthread_join(S.provider_thread, NULL);
+  rill_client_close(S.provider);
+  rill_client_close(S.asker);
+  atomic_store(&S.rep_stop, true);
+  pthread_join(S.rep_thread, NULL);
+  int linger = 0;
+  zmq_setsockopt(S.req, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(S.rep, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_close(S.req);
+  zmq_close(S.rep);
+}
+
 /* ---- the suite -------------------------------------------------------------------------- */
 
 static double rate_m(bench_ctx_t *b, const char *c, const char *impl) {
@@ -513,8 +613,8 @@ static int net_run(bench_ctx_t *b) {
                S.rport);
   bench_note(b, "zmq %d.%d.%d PUSH/PULL over tcp://127.0.0.1, SNDHWM = RCVHWM = %d",
              ZMQ_VERSION_MAJOR, ZMQ_VERSION_MINOR, ZMQ_VERSION_PATCH, ZMQ_HWM);
-  bench_note(b, "no ask rows yet: services are built (SERVE/ASK/REPLY), their cases in this "
-                "suite are not");
+  bench_note(b, "ask_rtt: one ask at a time to an echo provider on another connection (rill), "
+                "REQ/REP over tcp (zmq); pipelined asks need the async client, not built yet");
   if (bench_ncpu() < 3)
     bench_note(b, "%d CPUs: server loop, publisher and subscriber take turns", bench_ncpu());
 
@@ -524,6 +624,15 @@ static int net_run(bench_ctx_t *b) {
   const bench_impl_t ack[] = {{.name = "rill_net", .run_timed = rill_ack_run}};
   bench_run(b, &(bench_case_t){"pub_128", MSG, 1, pub, redis ? 3 : 2});
   bench_run(b, &(bench_case_t){"pub_ack_batch", MSG, 1, ack, 1});
+  if (bench_want(b, "ask_rtt")) {
+    ask_open();
+    const bench_impl_t ask[] = {{.name = "rill_net", .run_lat = rill_ask_lat},
+                                {.name = "zmq_reqrep", .run_lat = zmq_ask_lat}};
+    bench_run(b, &(bench_case_t){"ask_rtt", MSG, 1, ask, 2});
+    ask_shut();
+    bench_goal(b, "ask round trip p50", bench_result_q(b, "ask_rtt", MSG, "rill_net", 50) / 1e3,
+               false, 25, " us");
+  }
 
   if (bench_want(b, "pub_128")) {
     bench_goal(b, "publish 128 B, no ack, at the subscriber", rate_m(b, "pub_128", "rill_net"),
