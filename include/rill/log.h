@@ -268,8 +268,6 @@ typedef struct rill_log_stats {
   uint64_t syncs;          /* fdatasync rounds */
   uint64_t skipped;        /* corrupt records passed over by reads (SKIP) */
   uint64_t recovered_torn; /* bytes of torn tail truncated at open */
-  uint64_t rolls_prepared; /* segments that started from a file the preparer readied */
-  bool next_ready;         /* the preparer has the next segment ready now */
 } rill_log_stats_t;
 
 void rill_log_stats(rill_log_t *l, rill_log_stats_t *st);

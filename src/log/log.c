@@ -52,7 +52,6 @@
 #define MAX_SEGMENT     ((uint64_t)2 << 30)
 #define IDX_GROW        ((uint64_t)1 << 20) /* index bytes allocated at a time */
 #define SPIN_WAIT_NS    50000u              /* a tail waiter spins this long first */
-#define PREP_NAME       "next.seg.tmp"      /* the segment the preparer made ready */
 
 #define MAX_TOPIC 200u
 
@@ -99,16 +98,6 @@ struct rill_log {
 
   pthread_mutex_t retain_lock; /* one retention pass at a time */
   int retain_due;              /* a roll happened: the appender that rolled retains */
-
-  /* The segment preparer (see prep_main): a thread started when the first
-   * segment is half full, that writes the next segment's zeros ahead. */
-  pthread_mutex_t prep_mu;
-  pthread_cond_t prep_cv;
-  pthread_t prep_tid;
-  bool prep_started, prep_want, prep_stop;
-  bool prep_asked;         /* under lock: this segment asked for its successor */
-  int prep_fd;             /* a ready file named PREP_NAME, or -1; under prep_mu */
-  uint64_t rolls_prepared; /* under prep_mu */
 
   bool reserved; /* a reservation holds lock */
   uint32_t res_len;
@@ -245,100 +234,6 @@ static int seg_view(rill_log_t *l, struct seg *g) {
   return rc;
 }
 
-/* ---- the segment preparer ------------------------------------------------------ */
-
-/*
- * A page of a segment preallocated with fallocate is an unwritten extent:
- * the first store to it through the mapping faults, reads the extent in as
- * zeros and makes the page writable, 1.2 to 3.9 µs a 4 KiB page on ext4 on
- * this VM (measured apart), against 0.25 µs for a page whose zeros were
- * written and synced before: for 4 KiB records that fault is most of an
- * append. So once the segment being written is half full, a thread writes
- * the next segment's zeros (and syncs them, so that a later fdatasync of
- * the segment flushes only records), under a temporary name; a roll
- * renames it into place and falls back to fallocate when it is not ready.
- * The first segment of a topic, and a roll that outruns the preparer, get
- * fallocate's slower pages.
- */
-static int prep_file(rill_log_t *l) {
-  unlinkat(l->dir_fd, PREP_NAME, 0);
-  int fd = openat(l->dir_fd, PREP_NAME, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return -1;
-  static const uint8_t zeros[1 << 16];
-  /* fallocate first: a full disk fails here, at once, not a write later. */
-  bool ok = posix_fallocate(fd, 0, (off_t)l->seg_bytes) == 0;
-  /* Relaxed: close only wants the thread back sooner; it joins anyway. */
-  for (uint64_t off = 0;
-       ok && off < l->seg_bytes && !__atomic_load_n(&l->prep_stop, __ATOMIC_RELAXED);
-       off += sizeof zeros)
-    ok = pwrite(fd, zeros, sizeof zeros, (off_t)off) == (ssize_t)sizeof zeros;
-  if (ok && !__atomic_load_n(&l->prep_stop, __ATOMIC_RELAXED) && fdatasync(fd) == 0)
-    return fd;
-  close(fd);
-  unlinkat(l->dir_fd, PREP_NAME, 0);
-  return -1;
-}
-
-static void *prep_main(void *arg) {
-  rill_log_t *l = arg;
-  pthread_mutex_lock(&l->prep_mu);
-  for (;;) {
-    while (!l->prep_stop && (!l->prep_want || l->prep_fd >= 0))
-      pthread_cond_wait(&l->prep_cv, &l->prep_mu);
-    if (l->prep_stop)
-      break;
-    l->prep_want = false;
-    pthread_mutex_unlock(&l->prep_mu);
-    int fd = prep_file(l); /* a failure (a full disk) leaves rolls to fallocate */
-    pthread_mutex_lock(&l->prep_mu);
-    if (fd >= 0)
-      l->prep_fd = fd;
-  }
-  pthread_mutex_unlock(&l->prep_mu);
-  return NULL;
-}
-
-/* Under lock: the segment being written is half full, ask for the next. */
-static void prep_ask(rill_log_t *l) {
-  l->prep_asked = true;
-  pthread_mutex_lock(&l->prep_mu);
-  if (!l->prep_started && pthread_create(&l->prep_tid, NULL, prep_main, l) == 0)
-    l->prep_started = true;
-  l->prep_want = true;
-  pthread_cond_signal(&l->prep_cv);
-  pthread_mutex_unlock(&l->prep_mu);
-}
-
-/* A ready file renamed to name, or -1. The rename happens under prep_mu,
- * so the preparer cannot be making a new file under the same name. */
-static int prep_take(rill_log_t *l, const char *name) {
-  int fd = -1;
-  pthread_mutex_lock(&l->prep_mu);
-  if (l->prep_fd >= 0 && renameat(l->dir_fd, PREP_NAME, l->dir_fd, name) == 0) {
-    fd = l->prep_fd;
-    l->prep_fd = -1;
-    l->rolls_prepared++;
-  }
-  pthread_mutex_unlock(&l->prep_mu);
-  return fd;
-}
-
-static void prep_stop(rill_log_t *l) {
-  pthread_mutex_lock(&l->prep_mu);
-  __atomic_store_n(&l->prep_stop, true, __ATOMIC_RELAXED);
-  pthread_cond_signal(&l->prep_cv);
-  pthread_mutex_unlock(&l->prep_mu);
-  if (l->prep_started)
-    pthread_join(l->prep_tid, NULL);
-  l->prep_started = false;
-  if (l->prep_fd >= 0) {
-    close(l->prep_fd);
-    l->prep_fd = -1;
-    unlinkat(l->dir_fd, PREP_NAME, 0);
-  }
-}
-
 /* Creates segment `base`: both files, preallocated, headers written and
  * synced, the directory synced. RILL_ENOSPC (nothing left behind) when the
  * disk cannot hold it. */
@@ -351,10 +246,7 @@ static int seg_create(rill_log_t *l, uint64_t base, struct seg **out) {
     return rill__err(RILL_ENOMEM, "log: no memory for a segment");
   g->base = base;
   int rc;
-  g->fd = prep_take(l, sname);
-  bool prepared = g->fd >= 0;
-  if (!prepared)
-    g->fd = openat(l->dir_fd, sname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  g->fd = openat(l->dir_fd, sname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (g->fd < 0) {
     rc = rill__err_errno("log %s: create %s", l->path, sname);
     goto undo_g;
@@ -364,7 +256,7 @@ static int seg_create(rill_log_t *l, uint64_t base, struct seg **out) {
     rc = rill__err_errno("log %s: create %s", l->path, iname);
     goto undo_files;
   }
-  int e = prepared ? 0 : posix_fallocate(g->fd, 0, (off_t)l->seg_bytes);
+  int e = posix_fallocate(g->fd, 0, (off_t)l->seg_bytes);
   if (e) {
     rc = rill__err(-e, "log %s: cannot allocate %llu bytes for %s: %s", l->path,
                    (unsigned long long)l->seg_bytes, sname, strerror(e));
@@ -760,8 +652,6 @@ static int check_opts(rill_log_opts_t *o) {
 }
 
 static void log_free(rill_log_t *l) {
-  if (l->dir_fd >= 0)
-    prep_stop(l);
   for (size_t i = 0; i < l->nsegs; i++)
     rill_buf_release(&l->segs[i]->whole);
   rill__free(l->segs);
@@ -772,8 +662,6 @@ static void log_free(rill_log_t *l) {
   pthread_mutex_destroy(&l->lock);
   pthread_mutex_destroy(&l->ckpt_lock);
   pthread_mutex_destroy(&l->retain_lock);
-  pthread_mutex_destroy(&l->prep_mu);
-  pthread_cond_destroy(&l->prep_cv);
   pthread_rwlock_destroy(&l->segs_lock);
   rill__free(l->path);
   rill__free(l);
@@ -801,9 +689,6 @@ int rill_log_open(rill_log_t **out, const char *dir, const char *topic,
   pthread_mutex_init(&l->lock, NULL);
   pthread_mutex_init(&l->ckpt_lock, NULL);
   pthread_mutex_init(&l->retain_lock, NULL);
-  pthread_mutex_init(&l->prep_mu, NULL);
-  pthread_cond_init(&l->prep_cv, NULL);
-  l->prep_fd = -1;
   pthread_rwlock_init(&l->segs_lock, NULL);
   size_t plen = strlen(dir) + 1 + strlen(topic) + 1;
   l->path = rill__malloc(plen);
@@ -845,8 +730,6 @@ int rill_log_open(rill_log_t **out, const char *dir, const char *topic,
   }
   if (!o.read_only)
     unlinkat(l->dir_fd, "MANIFEST.tmp", 0);
-  if (!o.read_only)
-    unlinkat(l->dir_fd, PREP_NAME, 0); /* a crash left it; remade when wanted */
   if ((rc = recover(l, first)) != 0)
     goto undo_l;
   if (l->nsegs == 0) {
@@ -927,8 +810,6 @@ static int roll(rill_log_t *l) {
   pthread_rwlock_wrlock(&l->segs_lock);
   rc = segs_push(l, n);
   pthread_rwlock_unlock(&l->segs_lock);
-  if (!rc)
-    l->prep_asked = false;
   if (rc)
     rill_buf_release(&n->whole);
   else if (l->o.retain_bytes || l->o.retain_count || l->o.retain_age_ns)
@@ -944,8 +825,6 @@ static int make_room(rill_log_t *l, uint32_t len, struct seg **out) {
                      len, rill_log_max_payload(l));
   struct seg *g = l->segs[l->nsegs - 1];
   uint64_t need = LOG_REC_HDR + RILL__ALIGN_UP((uint64_t)len, 8u);
-  if (RILL_UNLIKELY(!l->prep_asked && g->end > l->seg_bytes / 2))
-    prep_ask(l);
   if (RILL_UNLIKELY(g->end + need > l->seg_bytes)) {
     int rc = roll(l);
     if (rc)
@@ -1515,8 +1394,4 @@ void rill_log_stats(rill_log_t *l, rill_log_stats_t *st) {
   st->syncs = __atomic_load_n(&l->syncs, __ATOMIC_RELAXED);
   st->skipped = __atomic_load_n(&l->skipped, __ATOMIC_RELAXED);
   st->recovered_torn = l->torn;
-  pthread_mutex_lock(&l->prep_mu);
-  st->rolls_prepared = l->rolls_prepared;
-  st->next_ready = l->prep_fd >= 0;
-  pthread_mutex_unlock(&l->prep_mu);
 }

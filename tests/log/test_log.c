@@ -539,47 +539,6 @@ Test(log, iterator) {
   cr_expect_eq(100 + it.lost + got, 3000);
   cr_assert_eq(rill_log_close(l), 0);
 }
-
-/* Past half a segment, the preparer writes the next one's zeros under a
- * temporary name; the roll takes it; close removes an unused one. */
-Test(log, preparer_readies_the_next_segment) {
-  rill_log_t *l = open_log((rill_log_opts_t){.segment_bytes = 64 << 10});
-  char tmp[128];
-  snprintf(tmp, sizeof tmp, "%s/t/next.seg.tmp", dir);
-  rill_log_stats_t ls;
-  append_n(l, 0, 100); /* ~ 17 KB: under half of 64 KiB */
-  rill_log_stats(l, &ls);
-  cr_expect(!ls.next_ready, "nothing prepared before half");
-  cr_expect_neq(access(tmp, F_OK), 0);
-  append_n(l, 100, 250); /* ~ 42 KB: past half */
-  for (int i = 0; i < 5000 && (rill_log_stats(l, &ls), !ls.next_ready); i++)
-    usleep(1000);
-  cr_assert(ls.next_ready, "the preparer readied the next segment");
-  struct stat st;
-  cr_assert_eq(stat(tmp, &st), 0);
-  cr_expect_eq(st.st_size, 64 << 10);
-  ino_t prepared = st.st_ino;
-  append_n(l, 250, 500); /* rolls */
-  rill_log_stats(l, &ls);
-  cr_assert_eq(ls.segments, 2);
-  cr_expect_eq(ls.rolls_prepared, 1);
-  /* The second segment is the prepared file, renamed. */
-  char seg1[128];
-  bool found = false;
-  for (uint64_t base = 1; base < 500 && !found; base++) {
-    snprintf(seg1, sizeof seg1, "%s/t/%020llu.seg", dir, (unsigned long long)base);
-    found = stat(seg1, &st) == 0;
-  }
-  cr_assert(found);
-  cr_expect_eq(st.st_ino, prepared, "the roll took the prepared file");
-  read_all(l, 500);
-  cr_assert_eq(rill_log_close(l), 0);
-  cr_expect_neq(access(tmp, F_OK), 0);
-  l = open_log((rill_log_opts_t){0});
-  read_all(l, 500);
-  cr_assert_eq(rill_log_close(l), 0);
-}
-
 /* The writer lock holds across processes: a child that opens the topic
  * for writing while the parent holds it gets RILL_EBUSY, and succeeds once
  * the parent closed it. */
