@@ -12,6 +12,8 @@
 #ifndef RILL_BENCH_H
 #define RILL_BENCH_H
 
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -126,6 +128,40 @@ static inline __attribute__((always_inline)) void bench_relax(void) {
 #elif defined(__aarch64__)
   __asm__ volatile("yield" ::: "memory");
 #endif
+}
+
+/** A start barrier for threaded cases: each thread pins itself and waits
+ *  until all nthreads are there, so the clock starts with everyone
+ *  running. share says some threads share a CPU: waiters then yield after
+ *  a short spin instead of spinning the other off its CPU. */
+typedef struct bench_barrier {
+  int nthreads;
+  _Atomic int ready;
+  atomic_bool share;
+} bench_barrier_t;
+
+static inline void bench_barrier_init(bench_barrier_t *b, int nthreads, bool share) {
+  b->nthreads = nthreads;
+  atomic_init(&b->ready, 0);
+  atomic_init(&b->share, share);
+}
+
+/** One step of a wait loop (for the barrier, or for data): spin, and yield
+ *  when the CPU is shared. */
+static inline void bench_wait_step(bench_barrier_t *b, unsigned *spins) {
+  bench_relax();
+  if (++*spins > 64 && atomic_load_explicit(&b->share, memory_order_relaxed))
+    sched_yield();
+}
+
+/** Pins the caller to cpu (marking the CPU shared if it cannot) and waits
+ *  for the others. */
+static inline void bench_barrier_wait(bench_barrier_t *b, int cpu) {
+  if (bench_pin_cpu(cpu) != 0)
+    atomic_store(&b->share, true);
+  atomic_fetch_add(&b->ready, 1);
+  for (unsigned spins = 0; atomic_load(&b->ready) < b->nthreads;)
+    bench_wait_step(b, &spins);
 }
 
 #endif

@@ -83,27 +83,11 @@ typedef struct run {
   uint64_t n;          /* events in all */
   uint64_t base;       /* the first event's counter */
   int nprod;           /* producer threads */
-  int nthreads;        /* that wait at the start barrier */
-  _Atomic int ready;   /* at the barrier */
-  atomic_bool share;   /* some threads share a CPU: yield while waiting */
+  bench_barrier_t bar; /* the start barrier */
   _Atomic uint32_t id; /* producer ids */
   bool batch;
   uint64_t t0, t1;
 } run_t;
-
-static inline void wait_step(run_t *x, unsigned *spins) {
-  bench_relax();
-  if (++*spins > 64 && atomic_load_explicit(&x->share, memory_order_relaxed))
-    sched_yield();
-}
-
-static void start(run_t *x, int cpu) {
-  if (bench_pin_cpu(cpu) != 0)
-    atomic_store(&x->share, true);
-  atomic_fetch_add(&x->ready, 1);
-  for (unsigned spins = 0; atomic_load(&x->ready) < x->nthreads;)
-    wait_step(x, &spins);
-}
 
 /* An event: its counter, then filler. The counter is what the hash sees
  * change; the filler makes it the full 64 bytes. */
@@ -182,7 +166,7 @@ static void *producer(void *arg) {
   /* Producer i takes events [base + i*share, ...): each its own range. */
   uint64_t share = x->n / (uint64_t)x->nprod;
   uint64_t n = id + 1 == (uint32_t)x->nprod ? x->n - share * id : share;
-  start(x, (int)id);
+  bench_barrier_wait(&x->bar, (int)id);
   if (id == 0)
     x->t0 = rill_time_ns();
   if (x->batch)
@@ -194,7 +178,7 @@ static void *producer(void *arg) {
   if (bs->k == RILL && id == 0) {
     unsigned spins = 0;
     while (sink_events(bs) < bs->sent)
-      wait_step(x, &spins);
+      bench_wait_step(&x->bar, &spins);
     x->t1 = rill_time_ns();
   }
   return NULL;
@@ -218,7 +202,7 @@ static uint64_t pull_n(void *pull, uint64_t n) {
 
 static void *puller(void *arg) {
   run_t *x = arg;
-  start(x, 1);
+  bench_barrier_wait(&x->bar, 1);
   bench_black_box((void *)(uintptr_t)pull_n(x->bs->pull, x->n));
   x->t1 = rill_time_ns();
   return NULL;
@@ -249,10 +233,8 @@ static uint64_t e2e(void *arg, uint64_t n, int nprod, bool batch) {
   run_t x = {.bs = bs, .n = n, .base = bs->seq, .nprod = nprod, .batch = batch};
   bs->seq += n;
   bool pulls = bs->k == ZMQ;
-  x.nthreads = nprod + pulls;
-  atomic_init(&x.ready, 0);
+  bench_barrier_init(&x.bar, nprod + pulls, bench_ncpu() < 2 || nprod > 1);
   atomic_init(&x.id, 0);
-  atomic_init(&x.share, bench_ncpu() < 2 || nprod > 1);
   if (bs->k == RILL)
     bs->sent += n;
   if (nprod > 1)

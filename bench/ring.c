@@ -51,41 +51,25 @@ typedef struct ring_set {
 typedef struct run {
   ring_set_t *rs;
   uint64_t n;          /* items in all */
-  int nthreads;        /* that wait at the start barrier */
-  _Atomic int ready;   /* at the barrier */
-  atomic_bool share;   /* some threads share a CPU: yield while waiting */
+  bench_barrier_t bar; /* the start barrier */
   _Atomic uint32_t id; /* producer ids */
   uint64_t t0, t1;
 } run_t;
-
-static inline void wait_step(run_t *x, unsigned *spins) {
-  bench_relax();
-  if (++*spins > 64 && atomic_load_explicit(&x->share, memory_order_relaxed))
-    sched_yield();
-}
-
-static void start(run_t *x, int cpu) {
-  if (bench_pin_cpu(cpu) != 0)
-    atomic_store(&x->share, true);
-  atomic_fetch_add(&x->ready, 1);
-  for (unsigned spins = 0; atomic_load(&x->ready) < x->nthreads;)
-    wait_step(x, &spins);
-}
 
 /* ---- SPSC one at a time, and in batches -------------------------------- */
 
 static void *spsc_prod(void *arg) {
   run_t *x = arg;
   ring_set_t *rs = x->rs;
-  start(x, 0);
+  bench_barrier_wait(&x->bar, 0);
   for (uint64_t i = 0; i < x->n; i++) {
     unsigned spins = 0;
     if (rs->k == RILL)
       while (RILL_UNLIKELY(rill_ring_spsc_push_u64(rs->s, i) != 0))
-        wait_step(x, &spins);
+        bench_wait_step(&x->bar, &spins);
     else
       while (RILL_UNLIKELY(!ck_ring_enqueue_spsc(&rs->ck, rs->ckb, (void *)(uintptr_t)i)))
-        wait_step(x, &spins);
+        bench_wait_step(&x->bar, &spins);
   }
   return NULL;
 }
@@ -93,18 +77,18 @@ static void *spsc_prod(void *arg) {
 static void *spsc_cons(void *arg) {
   run_t *x = arg;
   ring_set_t *rs = x->rs;
-  start(x, 1);
+  bench_barrier_wait(&x->bar, 1);
   x->t0 = rill_time_ns();
   for (uint64_t i = 0; i < x->n; i++) {
     unsigned spins = 0;
     uint64_t v;
     if (rs->k == RILL) {
       while (RILL_UNLIKELY(rill_ring_spsc_pop_u64(rs->s, &v) != 0))
-        wait_step(x, &spins);
+        bench_wait_step(&x->bar, &spins);
     } else {
       void *p;
       while (RILL_UNLIKELY(!ck_ring_dequeue_spsc(&rs->ck, rs->ckb, &p)))
-        wait_step(x, &spins);
+        bench_wait_step(&x->bar, &spins);
       v = (uintptr_t)p;
     }
     if (RILL_UNLIKELY(v != i))
@@ -118,7 +102,7 @@ static void *batch_prod(void *arg) {
   run_t *x = arg;
   ring_set_t *rs = x->rs;
   uint64_t b[BATCH];
-  start(x, 0);
+  bench_barrier_wait(&x->bar, 0);
   for (uint64_t i = 0; i < x->n;) {
     uint64_t want = x->n - i < BATCH ? x->n - i : BATCH;
     for (uint64_t j = 0; j < want; j++)
@@ -135,7 +119,7 @@ static void *batch_prod(void *arg) {
       }
       done += k;
       if (!k)
-        wait_step(x, &spins);
+        bench_wait_step(&x->bar, &spins);
     }
     i += want;
   }
@@ -146,7 +130,7 @@ static void *batch_cons(void *arg) {
   run_t *x = arg;
   ring_set_t *rs = x->rs;
   uint64_t b[BATCH];
-  start(x, 1);
+  bench_barrier_wait(&x->bar, 1);
   x->t0 = rill_time_ns();
   unsigned spins = 0;
   for (uint64_t i = 0; i < x->n;) {
@@ -159,7 +143,7 @@ static void *batch_cons(void *arg) {
         b[k] = (uintptr_t)p;
     }
     if (!k) {
-      wait_step(x, &spins);
+      bench_wait_step(&x->bar, &spins);
       continue;
     }
     for (size_t j = 0; j < k; j++)
@@ -178,7 +162,7 @@ static void *mpsc_prod(void *arg) {
   ring_set_t *rs = x->rs;
   uint64_t id = atomic_fetch_add(&x->id, 1);
   uint64_t n = x->n / 2;
-  start(x, (int)id);
+  bench_barrier_wait(&x->bar, (int)id);
   for (uint64_t i = 0; i < n; i++) {
     uint64_t v = id << 40 | i;
     unsigned spins = 0;
@@ -186,14 +170,14 @@ static void *mpsc_prod(void *arg) {
       void *p;
       int rc;
       while (RILL_UNLIKELY((rc = rill_ring_mpsc_claim(rs->m, 8, 1, &p)) == RILL_EAGAIN))
-        wait_step(x, &spins);
+        bench_wait_step(&x->bar, &spins);
       if (rc != 0)
         bench_die("mpsc claim: %s", rill_strerror(rc));
       memcpy(p, &v, 8);
       rill_ring_mpsc_commit(rs->m, p);
     } else {
       while (RILL_UNLIKELY(!ck_ring_enqueue_mpsc(&rs->ckm, rs->ckmb, (void *)(uintptr_t)v)))
-        wait_step(x, &spins);
+        bench_wait_step(&x->bar, &spins);
     }
   }
   return NULL;
@@ -224,7 +208,7 @@ static void *mpsc_cons(void *arg) {
   ring_set_t *rs = x->rs;
   mseen_t s = {{0, 0}, 0};
   uint64_t want = x->n / 2 * 2;
-  start(x, 1);
+  bench_barrier_wait(&x->bar, 1);
   x->t0 = rill_time_ns();
   unsigned spins = 0;
   while (s.got < want) {
@@ -233,13 +217,13 @@ static void *mpsc_cons(void *arg) {
       if (n < 0)
         bench_die("mpsc read: %s", rill_strerror(n));
       if (n == 0)
-        wait_step(x, &spins);
+        bench_wait_step(&x->bar, &spins);
     } else {
       void *p;
       if (ck_ring_dequeue_mpsc(&rs->ckm, rs->ckmb, &p))
         mpsc_check(&s, (uintptr_t)p);
       else
-        wait_step(x, &spins);
+        bench_wait_step(&x->bar, &spins);
     }
   }
   x->t1 = rill_time_ns();
@@ -249,10 +233,9 @@ static void *mpsc_cons(void *arg) {
 /* Thread start and join stay outside the clock. */
 static uint64_t cross(void *arg, uint64_t n, void *(*prod)(void *), void *(*cons)(void *),
                       int nprod) {
-  run_t x = {.rs = arg, .n = n, .nthreads = nprod + 1};
-  atomic_init(&x.ready, 0);
+  run_t x = {.rs = arg, .n = n};
+  bench_barrier_init(&x.bar, nprod + 1, bench_ncpu() < 2 || nprod > 1);
   atomic_init(&x.id, 0);
-  atomic_init(&x.share, bench_ncpu() < 2 || nprod > 1);
   pthread_t t[3];
   if (pthread_create(&t[0], NULL, cons, &x) != 0)
     bench_die("pthread_create failed");

@@ -4,6 +4,7 @@
 #ifndef RILL_INTERNAL_H
 #define RILL_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,10 @@ void rill__count_unmap(size_t bytes);
 /* The table-driven CRC32C, which rill_crc32c uses without SSE4.2: exposed
  * so tests can check the two against each other. */
 uint32_t rill__crc32c_sw(uint32_t crc, const void *data, size_t len);
+
+/* A topic or service name: 1..max bytes of [A-Za-z0-9._-], not starting
+ * with '.'. */
+bool rill__name_ok(const void *name, size_t len, size_t max);
 
 /* Sleeps while *addr == val, at most ns (spurious and early returns are
  * fine: callers re-check their condition). */

@@ -400,6 +400,21 @@ undo_g:
   return rc;
 }
 
+/* Read-only opens: notes the offset of the next record past the
+ * checkpoint, which the index may not hold (see tail_off). */
+static int tail_note(struct seg *g, uint64_t off) {
+  if (g->tail_n == g->tail_cap) {
+    uint64_t cap = g->tail_cap ? 2 * g->tail_cap : 1024;
+    uint32_t *n = rill__realloc(g->tail_off, cap * sizeof *n);
+    if (!n)
+      return rill__err(RILL_ENOMEM, "log: no memory");
+    g->tail_off = n;
+    g->tail_cap = cap;
+  }
+  g->tail_off[g->tail_n++] = (uint32_t)off;
+  return 0;
+}
+
 /* The records of g: trusts the index up to a valid checkpoint, then
  * verifies record by record from there, rewriting their index entries (a
  * writer) or noting their offsets (a reader). Sets count and end; *stop
@@ -435,15 +450,9 @@ static int seg_scan(rill_log_t *l, struct seg *g, uint64_t *stop) {
       uint32_t off = (uint32_t)end;
       memcpy(g->imap + LOG_HDR + 4 * count, &off, 4);
     } else {
-      if (g->tail_n == g->tail_cap) {
-        uint64_t cap = g->tail_cap ? 2 * g->tail_cap : 1024;
-        uint32_t *n = rill__realloc(g->tail_off, cap * sizeof *n);
-        if (!n)
-          return rill__err(RILL_ENOMEM, "log: no memory");
-        g->tail_off = n;
-        g->tail_cap = cap;
-      }
-      g->tail_off[g->tail_n++] = (uint32_t)end;
+      int rc = tail_note(g, end);
+      if (rc)
+        return rc;
     }
     end += LOG_REC_HDR + RILL__ALIGN_UP((uint64_t)len, 8u);
     count++;
@@ -621,18 +630,7 @@ out:
 
 /* ---- open, close ----------------------------------------------------------- */
 
-static bool topic_ok(const char *t) {
-  size_t n = strlen(t);
-  if (n == 0 || n > MAX_TOPIC || t[0] == '.')
-    return false;
-  for (size_t i = 0; i < n; i++) {
-    char c = t[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-          c == '_' || c == '-'))
-      return false;
-  }
-  return true;
-}
+static bool topic_ok(const char *t) { return rill__name_ok(t, strlen(t), MAX_TOPIC); }
 
 static int check_opts(rill_log_opts_t *o) {
   if (!o->sync_every)
@@ -1327,17 +1325,9 @@ static int seg_follow(rill_log_t *l, struct seg *g) {
     uint32_t len;
     if (log_rec_check(g->map, l->seg_bytes, g->end, g->base + g->count, true, &len) != 0)
       return 0;
-    uint64_t i = g->count - g->tail_from;
-    if (i == g->tail_cap) {
-      uint64_t cap = g->tail_cap ? 2 * g->tail_cap : 1024;
-      uint32_t *n = rill__realloc(g->tail_off, cap * sizeof *n);
-      if (!n)
-        return rill__err(RILL_ENOMEM, "log: no memory");
-      g->tail_off = n;
-      g->tail_cap = cap;
-    }
-    g->tail_off[i] = (uint32_t)g->end;
-    g->tail_n = i + 1;
+    int rc = tail_note(g, g->end);
+    if (rc)
+      return rc;
     g->end += LOG_REC_HDR + RILL__ALIGN_UP((uint64_t)len, 8u);
     g->count++;
   }

@@ -88,16 +88,7 @@ int rill_frame_body_buf(const rill_frame_t *f, const rill_buf_t *rx, rill_buf_t 
 /* ---- names ------------------------------------------------------------- */
 
 bool rill_net_name_ok(const void *name, size_t len) {
-  const uint8_t *s = name;
-  if (len == 0 || len > RILL_NET_MAX_NAME || s[0] == '.')
-    return false;
-  for (size_t i = 0; i < len; i++) {
-    uint8_t c = s[i];
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-          c == '_' || c == '-'))
-      return false;
-  }
-  return true;
+  return rill__name_ok(name, len, RILL_NET_MAX_NAME);
 }
 
 /* ---- HELLO ------------------------------------------------------------- */

@@ -115,25 +115,10 @@ static int cmd_append(args_t *a) {
   if (rc)
     return fail("open", rc);
   int status = 0;
-  char *line = NULL;
-  size_t cap = 0;
-  for (int i = 0;; i++) {
-    const char *rec;
-    size_t len;
-    if (a->nrest) {
-      if (i == a->nrest)
-        break;
-      rec = a->rest[i];
-      len = strlen(rec);
-    } else {
-      ssize_t n = getline(&line, &cap, stdin);
-      if (n < 0)
-        break;
-      if (n && line[n - 1] == '\n')
-        n--;
-      rec = line;
-      len = (size_t)n;
-    }
+  rill_tool_records_t in = {.args = a->rest, .nargs = a->nrest};
+  const char *rec;
+  size_t len;
+  while (rill_tool_next_record(&in, &rec, &len)) {
     uint64_t seq;
     if (len > UINT32_MAX || (rc = rill_log_append(l, rec, (uint32_t)len, &seq)) != 0) {
       status = fail("append", len > UINT32_MAX ? RILL_EMSGSIZE : rc);
@@ -145,7 +130,7 @@ static int cmd_append(args_t *a) {
     else
       printf("%" PRIu64 "\n", seq);
   }
-  free(line);
+  rill_tool_records_free(&in);
   rc = rill_log_close(l);
   if (rc && !status)
     status = fail("close", rc);

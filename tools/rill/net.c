@@ -178,27 +178,14 @@ int rill_pub_main(int argc, char **argv) {
   int status = 0;
   if ((rc = rill_client_bind(c, a.topic, &ch)) != 0)
     status = fail("pub", "bind", rc);
-  char *line = NULL;
-  size_t cap = 0;
-  for (int i = 0; !status; i++) {
-    const char *msg;
-    size_t len;
-    if (a.nrest) {
-      if (i == a.nrest)
-        break;
-      msg = a.rest[i];
-      len = strlen(msg);
-    } else {
-      ssize_t n = getline(&line, &cap, stdin);
-      if (n < 0)
-        break;
-      if (n && line[n - 1] == '\n')
-        n--;
-      msg = line;
-      len = (size_t)n;
-    }
+  rill_tool_records_t in = {.args = a.rest, .nargs = a.nrest};
+  const char *msg;
+  size_t len;
+  while (!status && rill_tool_next_record(&in, &msg, &len)) {
     uint64_t seq;
-    if ((rc = rill_client_publish(c, ch, msg, (uint32_t)len, a.ack, &seq)) != 0)
+    if (len > UINT32_MAX)
+      status = fail("pub", "publish", RILL_EMSGSIZE);
+    else if ((rc = rill_client_publish(c, ch, msg, (uint32_t)len, a.ack, &seq)) != 0)
       status = fail("pub", "publish", rc);
     else if (a.ack)
       printf("%" PRIu64 "\n", seq);
@@ -207,7 +194,7 @@ int rill_pub_main(int argc, char **argv) {
    * back the error of any that did not). */
   if (!status && (rc = rill_client_ping(c, NULL)) != 0)
     status = fail("pub", "publish", rc);
-  free(line);
+  rill_tool_records_free(&in);
   free(a.rest);
   rill_client_close(c);
   return status;

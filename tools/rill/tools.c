@@ -1,6 +1,7 @@
 /* The subcommands' shared helpers (tools.h). */
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tools.h"
 
@@ -90,4 +91,27 @@ void rill_tool_hex(FILE *f, const void *data, size_t len) {
   const uint8_t *p = data;
   for (size_t i = 0; i < len; i++)
     fprintf(f, "%02x", p[i]);
+}
+
+bool rill_tool_next_record(rill_tool_records_t *r, const char **rec, size_t *len) {
+  if (r->nargs) {
+    if (r->next == r->nargs)
+      return false;
+    *rec = r->args[r->next++];
+    *len = strlen(*rec);
+    return true;
+  }
+  ssize_t n = getline(&r->line, &r->cap, stdin);
+  if (n < 0)
+    return false;
+  if (n && r->line[n - 1] == '\n')
+    n--;
+  *rec = r->line;
+  *len = (size_t)n;
+  return true;
+}
+
+void rill_tool_records_free(rill_tool_records_t *r) {
+  free(r->line);
+  r->line = NULL;
 }

@@ -5,6 +5,7 @@
 #ifndef RILL_TOOLS_H
 #define RILL_TOOLS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 
@@ -24,6 +25,21 @@ void rill_tool_text(FILE *f, const void *p, size_t len);
 
 /** Writes len bytes as hex pairs. */
 void rill_tool_hex(FILE *f, const void *p, size_t len);
+
+/** Records to send, one per argument, or when there are none one per line
+ *  of stdin (without its newline). Zero-initialise with args and nargs. */
+typedef struct rill_tool_records {
+  char **args;
+  int nargs, next;
+  char *line;
+  size_t cap;
+} rill_tool_records_t;
+
+/** The next record into *rec and *len; false at the end. */
+bool rill_tool_next_record(rill_tool_records_t *r, const char **rec, size_t *len);
+
+/** Frees the line buffer. */
+void rill_tool_records_free(rill_tool_records_t *r);
 
 /* The subcommands. */
 int rill_log_main(int argc, char **argv);
