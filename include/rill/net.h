@@ -57,6 +57,7 @@ typedef enum rill_frame_type {
   RILL_F_REPLY,         /* provider->s->c: id = request, body = payload */
   RILL_F_CANCEL,        /* c->s->provider: id = request */
   RILL_F_CHUNK = 48,    /* either way: id = stream, body = the next piece; MORE until the last */
+  RILL_F_STATS = 64,    /* c->s: id = request, no body; s->c: the metrics, Prometheus text */
 } rill_frame_type_t;
 
 /* Frame flags. A type accepts only the flags that mean something for it. */
@@ -168,6 +169,9 @@ typedef struct rill_server_opts {
   uint32_t sub_credits_max;      /* credits a subscription may hold; default 65536 */
   size_t tx_limit;      /* bytes queued for one connection before it is cut off; default 64 MiB */
   rill_log_sync_t sync; /* the topics' sync policy; default RILL_LOG_SYNC_NEVER */
+  uint32_t loops;       /* event-loop threads; default one per online CPU */
+  const char *metrics;  /* "HOST:PORT" to serve Prometheus text over HTTP on; NULL: none */
+  uint64_t max_message; /* largest message streamed in CHUNKs, max_body..4 GiB; default 64 MiB */
 } rill_server_opts_t;
 
 /** Opens data_dir and starts listening (nothing is served until

@@ -25,7 +25,8 @@ static uint8_t allowed_flags(uint8_t type) {
   case RILL_F_CREDIT:
   case RILL_F_FETCH:
   case RILL_F_SERVE:
-  case RILL_F_CANCEL: return 0;
+  case RILL_F_CANCEL:
+  case RILL_F_STATS: return 0;
   case RILL_F_PUBLISH: return RILL_FF_ACK | RILL_FF_STREAM;
   case RILL_F_PUBLISH_BATCH: return RILL_FF_ACK;
   case RILL_F_DELIVER: return RILL_FF_STREAM | RILL_FF_END;
