@@ -35,6 +35,7 @@ static const struct {
     {RILL_F_REPLY, RILL_FF_STREAM},
     {RILL_F_CANCEL, 0},
     {RILL_F_CHUNK, RILL_FF_MORE},
+    {RILL_F_STATS, 0},
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 
