@@ -1,33 +1,57 @@
 /*
- * The rill server, first slice: one event-loop thread on epoll, level
- * triggered, non-blocking sockets. Each connection has a receive buffer
- * that frames are decoded from in place (a publish is appended to its log
- * straight from it) and a send queue with a hard limit.
+ * The rill server: one event loop per core (epoll, level triggered,
+ * non-blocking sockets), each owning the connections it accepted. Every
+ * loop has the listening socket in its epoll set with EPOLLEXCLUSIVE, so
+ * the kernel hands each new connection to one of them.
+ *
+ * What a connection's loop does alone needs no lock: its receive buffer,
+ * which frames are decoded from in place (a publish is appended to its
+ * log straight from it), its send queue and its subscriptions. What
+ * loops share is locked or atomic:
+ *   - the registry of topics and services (`reg`, taken on BIND,
+ *     SUBSCRIBE, FETCH, SERVE, ASK and when a connection goes);
+ *   - the asks in flight (`asks_mu`), so a reply arriving on the
+ *     provider's loop finds its asker on another;
+ *   - a connection's cross-loop send queue (`xlock`): a frame for a
+ *     connection of another loop (an ask, a reply, a cancellation) goes
+ *     there, and its loop moves it to its own queue when woken;
+ *   - a topic's per-loop subscriber counts, so a loop that appended to a
+ *     topic wakes only the loops with subscribers to it.
+ * A loop is woken through an intrusive MPSC stack (pushing allocates
+ * nothing: the nodes live in the topic and the connection) and, when it
+ * may be asleep in epoll_wait, an eventfd write. Connections are
+ * refcounted: an ask or a provider entry holds a reference, so another
+ * loop can queue a frame on a connection that its own loop is closing;
+ * the frame is then dropped, and the memory goes with the last reference.
  *
  * Flow control. A connection is read only while its send queue is under
  * half its limit, so a client that floods requests without reading the
  * answers is held back by TCP, not by our memory; one whose queue passes
  * the limit anyway is cut off with a reason. Subscriptions deliver only
  * as far as the credits their client granted, and only while the send
- * queue has room: a slow subscriber is held back, never buffered without
- * bound. Publishes are appended as they are decoded, so they need no
- * queue of their own: WELCOME grants unlimited publish credits and TCP
- * does the pacing.
+ * queue has room. Acknowledged publishes waiting for durability count
+ * too: past RILL__ACKS_MAX waiting, the connection is not read.
  *
- * Services: a SERVE registers the connection as a provider of a name;
- * an ASK goes to the providers in turn, under an id the server gives it,
- * and the provider's REPLY goes back under the asker's id. An ask ends
- * with its reply, its cancellation, its deadline (swept every 100 ms), or
+ * Durability without stalling. Under RILL_LOG_SYNC_GROUP the server opens
+ * the logs without a sync policy and runs one syncer thread: a loop that
+ * appends marks the topic, the syncer fdatasyncs each marked topic (one
+ * sync covers every append made before it, from every loop: group commit
+ * across connections and loops) and wakes the loops whose acknowledged
+ * publishes were waiting. No loop ever waits on the disk.
+ *
+ * Services: a SERVE registers the connection as a provider of a name; an
+ * ASK goes to the providers in turn, under an id the server gives it, and
+ * the provider's REPLY goes back under the asker's id. An ask ends with
+ * its reply, its cancellation, its deadline (swept every 100 ms), or
  * either side going away; the other side is told.
- *
- * Not yet built (issue 5 goes on): streamed bodies (CHUNK), one loop per core, acknowledgements
- * that wait for group commit without stalling the loop, metrics over HTTP.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -41,17 +65,47 @@
 
 #define RX_MIN        (64u << 10)
 #define DELIVER_BATCH 64u
+#define MAX_LOOPS     64u
+#define ASK_BUCKETS   4096u
+#define ACKS_MAX      65536u /* acknowledged publishes one connection may have waiting */
+
+struct loop;
+struct conn;
+struct topic;
+
+/* A wakeup pushed onto a loop's inbox by another thread. The nodes are
+ * embedded in what they are about, so waking allocates nothing. */
+enum { W_TOPIC, W_CONN, W_SYNC };
+struct wake {
+  struct wake *next;
+  uint8_t kind;
+};
+
+/* A topic as one loop sees it: that loop's subscribers and its wakeup. */
+struct tloop {
+  struct topic *t;
+  struct sub *subs;       /* only this loop touches them */
+  _Atomic uint32_t nsubs; /* read by loops deciding whom to wake */
+  atomic_bool notified;   /* a W_TOPIC is on this loop's inbox */
+  struct wake w;
+  bool touched; /* appended to during this loop's current read */
+  struct tloop *next_touched;
+  uint64_t appended, bytes; /* by this loop, for the metrics */
+  char pad[48];             /* loops' entries on separate cache lines */
+};
 
 struct topic {
   char name[RILL_NET_MAX_NAME + 1];
   rill_log_t *log;
-  struct sub *subs; /* every connection's subscriptions to it */
-  struct topic *next;
-  bool fresh; /* published to since its subscribers were pumped */
-  struct topic *next_fresh;
+  struct topic *next;           /* in the registry */
+  bool group;                   /* acks wait for the syncer */
+  _Atomic uint64_t durable;     /* group: records below are synced */
+  _Atomic uint64_t failed_upto; /* group: a sync failed for records below */
+  atomic_int sync_err;
+  atomic_bool sync_wanted; /* on the syncer's queue */
+  struct topic *next_sync;
+  struct tloop per[]; /* one per loop */
 };
-
-struct conn;
 
 struct sub {
   struct conn *c;
@@ -67,10 +121,10 @@ struct bind {
   struct topic *t;
 };
 
-/* A service: the connections that serve it, taken in turn. */
+/* A service: the connections that serve it, taken in turn. Under reg. */
 struct provider {
-  struct conn *c;
-  uint16_t ch; /* the provider's channel for it */
+  struct conn *c; /* holds a reference */
+  uint16_t ch;    /* the provider's channel for it */
   struct service *svc;
   struct provider *next_in_svc, *next_in_conn;
 };
@@ -81,7 +135,8 @@ struct service {
   struct service *next;
 };
 
-/* An ask in flight, by the id the server gave it (what the provider sees). */
+/* An ask in flight, by the id the server gave it. Under asks_mu; holds a
+ * reference on both connections. */
 struct ask {
   uint64_t sid;
   struct conn *asker, *provider;
@@ -90,13 +145,21 @@ struct ask {
   struct ask *next;  /* in its hash bucket, or in the free list */
 };
 
-#define ASK_BUCKETS 4096u
+/* An acknowledged publish waiting for its topic's sync. */
+struct pack {
+  struct conn *c; /* NULL once the connection went */
+  struct topic *t;
+  uint64_t id, first, last;
+  uint16_t ch;
+};
 
 struct conn {
+  struct loop *lp; /* the loop that owns it */
+  atomic_uint refs;
   int fd;
   bool ready;   /* HELLO accepted */
   bool closing; /* send what is queued, then close */
-  bool paused;  /* not reading: the send queue is over half full */
+  bool paused;  /* not reading: the send queue is over half full, or acks wait */
   uint64_t born_ns, last_ns;
   uint8_t *rx;
   size_t rx_len, rx_cap;
@@ -105,37 +168,105 @@ struct conn {
   struct bind *binds;
   size_t nbinds, cap_binds;
   struct sub *subs;
-  struct provider *provides;
+  struct provider *provides; /* under reg */
+  uint32_t acks_waiting;
   struct conn *prev, *next;
-  bool dirty; /* queued by another connection's request: settle it */
+  bool dirty; /* frames queued by another connection's request: settle it */
   struct conn *next_dirty;
+  /* Frames from other loops, under xlock. */
+  pthread_mutex_t xlock;
+  uint8_t *xtx;
+  size_t xtx_len, xtx_cap;
+  bool dead;   /* closed by its loop: drop what comes */
+  bool cut;    /* xtx passed the limit: its loop closes it */
+  bool xwoken; /* its W_CONN is on the loop's inbox */
+  struct wake xw;
+};
+
+struct loop {
+  rill_server_t *s;
+  uint32_t idx;
+  pthread_t th;
+  int ep, wakefd;
+  _Atomic(struct wake *) inbox;
+  atomic_int sleeping; /* in epoll_wait, or about to be: pushers write wakefd */
+  atomic_bool sync_woken;
+  struct wake sync_w;
+  struct conn *conns;
+  struct conn *dirty;
+  struct tloop *touched; /* topics appended to during this read */
+  struct pack *acks;     /* waiting for durability, in arrival order */
+  size_t cap_acks;
+  _Atomic size_t nacks;
+  uint64_t last_sweep;
+  rill_server_stats_t st; /* this loop's share, written by it, read relaxed */
+  char pad[64];
 };
 
 struct rill_server {
   rill_server_opts_t o;
-  int lfd, ep, stopfd;
+  int lfd, stopfd;
   uint16_t port;
   uint64_t server_id;
-  struct conn *conns;
-  uint32_t nconns;
+  uint32_t nloops;
+  struct loop *loops;
+  atomic_uint nconns;
+  atomic_bool stopping;
+  pthread_mutex_t reg; /* topics and services */
   struct topic *topics;
-  struct topic *fresh; /* topics published to during this read */
   struct service *services;
+  pthread_mutex_t asks_mu;
   struct ask *asks[ASK_BUCKETS]; /* in flight, by sid % ASK_BUCKETS */
   struct ask *free_asks;         /* reused: a steady stream allocates nothing */
   uint64_t next_sid, asks_open;
-  struct conn *dirty;     /* connections a request queued frames on, besides its own */
-  rill_server_stats_t st; /* written by the loop, read with relaxed loads */
+  /* The syncer (RILL_LOG_SYNC_GROUP only). */
+  bool syncing;
+  pthread_t syncer;
+  _Atomic(struct topic *) sync_q;
+  uint32_t sync_word;
 };
 
-#define INC(s, field, n) __atomic_store_n(&(s)->st.field, (s)->st.field + (n), __ATOMIC_RELAXED)
+#define INC(lp, field, n)                                                                          \
+  atomic_store_explicit((_Atomic uint64_t *)&(lp)->st.field, (lp)->st.field + (n),                 \
+                        memory_order_relaxed)
+
+/* ---- references and wakeups ------------------------------------------------- */
+
+static void conn_get(struct conn *c) {
+  atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+static void conn_put(struct conn *c) {
+  if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  pthread_mutex_destroy(&c->xlock);
+  rill__free(c->xtx);
+  rill__free(c);
+}
+
+/* Pushes w onto lp's inbox; writes its eventfd only when it may sleep.
+ * The seq_cst fence pairs with the one in loop_sleep: either the loop sees
+ * the push before it sleeps, or we see it sleeping and wake it. */
+static void loop_wake(struct loop *lp, struct wake *w) {
+  struct wake *h = atomic_load_explicit(&lp->inbox, memory_order_relaxed);
+  do
+    w->next = h;
+  while (!atomic_compare_exchange_weak_explicit(&lp->inbox, &h, w, memory_order_release,
+                                                memory_order_relaxed));
+  atomic_thread_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&lp->sleeping, memory_order_relaxed)) {
+    uint64_t one = 1;
+    ssize_t n = write(lp->wakefd, &one, sizeof one);
+    (void)n;
+  }
+}
 
 /* ---- sending ------------------------------------------------------------- */
 
-static void conn_close(rill_server_t *s, struct conn *c);
+static void conn_close(struct loop *lp, struct conn *c);
 
 /* Writes what the send queue holds, as far as the socket takes it. */
-static int conn_flush(rill_server_t *s, struct conn *c) {
+static int conn_flush(struct loop *lp, struct conn *c) {
   while (c->tx_off < c->tx_len) {
     ssize_t n = send(c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off, MSG_NOSIGNAL);
     if (n < 0) {
@@ -146,7 +277,7 @@ static int conn_flush(rill_server_t *s, struct conn *c) {
       return -1;
     }
     c->tx_off += (size_t)n;
-    INC(s, bytes_out, (uint64_t)n);
+    INC(lp, bytes_out, (uint64_t)n);
   }
   if (c->tx_off == c->tx_len)
     c->tx_off = c->tx_len = 0;
@@ -155,82 +286,185 @@ static int conn_flush(rill_server_t *s, struct conn *c) {
 
 static size_t queued(const struct conn *c) { return c->tx_len - c->tx_off; }
 
-/* Appends a frame to the send queue; false when the connection is over its
- * limit (it is then closing). */
-static bool send_frame(rill_server_t *s, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
+/* Room for need more bytes at the end of a queue of *len bytes: grows it
+ * by doubling (the queue's limit bounds it). */
+static bool room(uint8_t **buf, size_t *cap, size_t len, size_t need) {
+  if (len + need <= *cap)
+    return true;
+  size_t ncap = *cap ? *cap : RX_MIN;
+  while (ncap < len + need)
+    ncap *= 2;
+  uint8_t *n = rill__realloc(*buf, ncap);
+  if (!n)
+    return false;
+  *buf = n;
+  *cap = ncap;
+  return true;
+}
+
+static void mark_dirty(struct loop *lp, struct conn *c) {
+  if (!c->dirty) {
+    c->dirty = true;
+    c->next_dirty = lp->dirty;
+    lp->dirty = c;
+  }
+}
+
+/* Appends a frame to the send queue of a connection of this loop; false
+ * when the connection is over its limit (it is then closing). */
+static bool send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
                        uint64_t id, uint64_t arg, const void *body, uint32_t len) {
+  rill_server_t *s = lp->s;
   if (c->closing)
     return false;
   size_t need = RILL_NET_HDR + (size_t)len;
   if (queued(c) + need > s->o.tx_limit) {
-    INC(s, conns_dropped, 1);
+    INC(lp, conns_dropped, 1);
     c->closing = true; /* not reading what it asked for: cut off */
     c->tx_off = c->tx_len = 0;
     return false;
   }
-  if (c->tx_len + need > c->tx_cap) {
-    if (c->tx_off) { /* compact first */
-      memmove(c->tx, c->tx + c->tx_off, c->tx_len - c->tx_off);
-      c->tx_len -= c->tx_off;
-      c->tx_off = 0;
-    }
-    if (c->tx_len + need > c->tx_cap) {
-      size_t cap = c->tx_cap ? c->tx_cap : RX_MIN;
-      while (cap < c->tx_len + need)
-        cap *= 2;
-      uint8_t *n = rill__realloc(c->tx, cap);
-      if (!n) {
-        c->closing = true;
-        return false;
-      }
-      c->tx = n;
-      c->tx_cap = cap;
-    }
+  if (c->tx_len + need > c->tx_cap && c->tx_off) { /* compact first */
+    memmove(c->tx, c->tx + c->tx_off, c->tx_len - c->tx_off);
+    c->tx_len -= c->tx_off;
+    c->tx_off = 0;
   }
-  if (!c->dirty) {
-    c->dirty = true;
-    c->next_dirty = s->dirty;
-    s->dirty = c;
+  if (!room(&c->tx, &c->tx_cap, c->tx_len, need)) {
+    c->closing = true;
+    return false;
   }
+  mark_dirty(lp, c);
   rill_frame_header(c->tx + c->tx_len, type, flags, ch, id, arg, len);
   if (len)
     memcpy(c->tx + c->tx_len + RILL_NET_HDR, body, len);
   c->tx_len += need;
-  INC(s, frames_out, 1);
+  INC(lp, frames_out, 1);
   return true;
 }
 
-static void send_error(rill_server_t *s, struct conn *c, uint16_t ch, uint64_t id, int code,
+/* A frame for a connection of another loop: into its cross-loop queue,
+ * and its loop woken to move it on. */
+static bool xsend(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
+                  uint64_t id, uint64_t arg, const void *body, uint32_t len) {
+  size_t need = RILL_NET_HDR + (size_t)len;
+  pthread_mutex_lock(&c->xlock);
+  if (c->dead || c->cut) {
+    pthread_mutex_unlock(&c->xlock);
+    return false;
+  }
+  bool ok = c->xtx_len + need <= lp->s->o.tx_limit && room(&c->xtx, &c->xtx_cap, c->xtx_len, need);
+  if (ok) {
+    rill_frame_header(c->xtx + c->xtx_len, type, flags, ch, id, arg, len);
+    if (len)
+      memcpy(c->xtx + c->xtx_len + RILL_NET_HDR, body, len);
+    c->xtx_len += need;
+  } else {
+    c->cut = true; /* its loop closes it when woken */
+  }
+  bool wake = !c->xwoken;
+  c->xwoken = true;
+  pthread_mutex_unlock(&c->xlock);
+  if (wake) {
+    conn_get(c); /* for the wakeup node; its loop puts it */
+    loop_wake(c->lp, &c->xw);
+  }
+  if (ok)
+    INC(lp, frames_out, 1);
+  return ok;
+}
+
+static bool send_to(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
+                    uint64_t id, uint64_t arg, const void *body, uint32_t len) {
+  if (c->lp == lp)
+    return send_frame(lp, c, type, flags, ch, id, arg, body, len);
+  return xsend(lp, c, type, flags, ch, id, arg, body, len);
+}
+
+static bool error_to(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, int code,
+                     const char *msg) {
+  INC(lp, errors_sent, 1);
+  return send_to(lp, c, RILL_F_ERROR, 0, ch, id, (uint64_t)(int64_t)code, msg,
+                 (uint32_t)strlen(msg));
+}
+
+static void send_error(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, int code,
                        const char *msg) {
-  INC(s, errors_sent, 1);
-  send_frame(s, c, RILL_F_ERROR, 0, ch, id, (uint64_t)(int64_t)code, msg, (uint32_t)strlen(msg));
+  error_to(lp, c, ch, id, code, msg);
 }
 
 /* An error the connection does not survive: said, then closed. */
-static void fatal(rill_server_t *s, struct conn *c, int code, const char *msg) {
-  send_error(s, c, 0, 0, code, msg);
+static void fatal(struct loop *lp, struct conn *c, int code, const char *msg) {
+  send_error(lp, c, 0, 0, code, msg);
   c->closing = true;
+}
+
+/* What other loops queued for c: moved to its own queue. */
+static void conn_take_x(struct loop *lp, struct conn *c) {
+  pthread_mutex_lock(&c->xlock);
+  c->xwoken = false;
+  bool cut = c->cut;
+  if (!c->dead && !cut && c->xtx_len) {
+    if (!queued(c) && c->xtx_cap >= c->tx_cap) { /* swap rather than copy */
+      uint8_t *t = c->tx;
+      size_t cap = c->tx_cap;
+      c->tx = c->xtx;
+      c->tx_cap = c->xtx_cap;
+      c->tx_off = 0;
+      c->tx_len = c->xtx_len;
+      c->xtx = t;
+      c->xtx_cap = cap;
+    } else if (queued(c) + c->xtx_len <= lp->s->o.tx_limit &&
+               room(&c->tx, &c->tx_cap, c->tx_len, c->xtx_len)) {
+      memcpy(c->tx + c->tx_len, c->xtx, c->xtx_len);
+      c->tx_len += c->xtx_len;
+    } else {
+      cut = true;
+    }
+    c->xtx_len = 0;
+  }
+  bool dead = c->dead;
+  pthread_mutex_unlock(&c->xlock);
+  if (dead)
+    return;
+  if (cut && !c->closing) {
+    INC(lp, conns_dropped, 1);
+    c->tx_off = c->tx_len = 0;
+    fatal(lp, c, RILL_ENOBUFS, "send queue over its limit");
+  }
+  mark_dirty(lp, c);
 }
 
 /* ---- topics and subscriptions ---------------------------------------------- */
 
 static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len, int *rc) {
-  for (struct topic *t = s->topics; t; t = t->next)
-    if (strlen(t->name) == len && !memcmp(t->name, name, len))
-      return t;
-  struct topic *t = rill__calloc(1, sizeof *t);
+  pthread_mutex_lock(&s->reg);
+  struct topic *t = s->topics;
+  while (t && !(strlen(t->name) == len && !memcmp(t->name, name, len)))
+    t = t->next;
+  if (t)
+    goto unlock_reg;
+  t = rill__calloc(1, sizeof *t + s->nloops * sizeof t->per[0]);
   if (!t) {
-    *rc = RILL_ENOMEM;
-    return NULL;
+    *rc = rill__err(RILL_ENOMEM, "topic: no memory");
+    goto unlock_reg;
   }
   memcpy(t->name, name, len);
-  *rc = rill_log_open(&t->log, s->o.data_dir, t->name, &(rill_log_opts_t){.sync = s->o.sync});
+  /* Group commit is the syncer's job: the log itself never waits. */
+  t->group = s->o.sync == RILL_LOG_SYNC_GROUP;
+  rill_log_sync_t sync = t->group ? RILL_LOG_SYNC_NEVER : s->o.sync;
+  *rc = rill_log_open(&t->log, s->o.data_dir, t->name, &(rill_log_opts_t){.sync = sync});
   if (*rc) {
     rill__free(t);
-    return NULL;
+    t = NULL;
+    goto unlock_reg;
   }
+  atomic_store(&t->durable, rill_log_next(t->log)); /* what open recovered is on disk */
+  for (uint32_t i = 0; i < s->nloops; i++)
+    t->per[i] = (struct tloop){.t = t, .w.kind = W_TOPIC};
   t->next = s->topics;
   s->topics = t;
+unlock_reg:
+  pthread_mutex_unlock(&s->reg);
   return t;
 }
 
@@ -249,9 +483,10 @@ static struct sub *sub_of(struct conn *c, uint16_t ch) {
 }
 
 /* Delivers what u's credits and the send queue allow. */
-static void pump(rill_server_t *s, struct sub *u) {
+static void pump(struct loop *lp, struct sub *u) {
   struct conn *c = u->c;
-  while (u->credits && !c->closing && queued(c) < s->o.tx_limit / 2) {
+  size_t limit = lp->s->o.tx_limit;
+  while (u->credits && !c->closing && queued(c) < limit / 2) {
     uint64_t first = rill_log_first(u->t->log);
     if (u->next < first)
       u->next = first; /* retention passed it: the client sees the gap in sequences */
@@ -259,53 +494,72 @@ static void pump(rill_server_t *s, struct sub *u) {
       return;
     rill_log_record_t recs[DELIVER_BATCH];
     size_t n = 0, want = u->credits < DELIVER_BATCH ? (size_t)u->credits : DELIVER_BATCH;
-    int rc = rill_log_read_range(u->t->log, u->next, want, s->o.tx_limit / 4, recs, &n);
+    int rc = rill_log_read_range(u->t->log, u->next, want, limit / 4, recs, &n);
     for (size_t k = 0; k < n; k++) {
-      send_frame(s, c, RILL_F_DELIVER, 0, u->ch, 0, recs[k].seq, recs[k].payload.data,
+      send_frame(lp, c, RILL_F_DELIVER, 0, u->ch, 0, recs[k].seq, recs[k].payload.data,
                  (uint32_t)recs[k].payload.len);
       u->next = recs[k].seq + 1;
       rill_buf_release(&recs[k].payload);
     }
     u->credits -= n;
-    INC(s, delivered, n);
+    INC(lp, delivered, n);
     if (rc && !n) {
-      send_error(s, c, u->ch, 0, rc, "subscription: a record cannot be read");
+      send_error(lp, c, u->ch, 0, rc, "subscription: a record cannot be read");
       u->next++;
     }
   }
 }
 
-static void pump_topic(rill_server_t *s, struct topic *t) {
-  for (struct sub *u = t->subs; u; u = u->next_in_topic)
-    pump(s, u);
+static void pump_topic(struct loop *lp, struct topic *t) {
+  for (struct sub *u = t->per[lp->idx].subs; u; u = u->next_in_topic)
+    pump(lp, u);
 }
 
-/* Subscribers are pumped once per read, not once per publish: a read
- * that brought a hundred publishes delivers them in one read of the log
- * and one run of DELIVER frames per subscriber. */
-static void topic_fresh(rill_server_t *s, struct topic *t) {
-  if (!t->fresh && t->subs) {
-    t->fresh = true;
-    t->next_fresh = s->fresh;
-    s->fresh = t;
+/* Marks t appended to by this loop. Subscribers are pumped once per read,
+ * not once per publish: a read that brought a hundred publishes delivers
+ * them in one read of the log and one run of DELIVER frames each. */
+static void touch(struct loop *lp, struct topic *t, uint64_t n, uint64_t bytes) {
+  struct tloop *tl = &t->per[lp->idx];
+  atomic_store_explicit((_Atomic uint64_t *)&tl->appended, tl->appended + n, memory_order_relaxed);
+  atomic_store_explicit((_Atomic uint64_t *)&tl->bytes, tl->bytes + bytes, memory_order_relaxed);
+  if (!tl->touched) {
+    tl->touched = true;
+    tl->next_touched = lp->touched;
+    lp->touched = tl;
   }
 }
 
-static void pump_fresh(rill_server_t *s) {
-  while (s->fresh) {
-    struct topic *t = s->fresh;
-    s->fresh = t->next_fresh;
-    t->fresh = false;
-    pump_topic(s, t);
+static void want_sync(rill_server_t *s, struct topic *t);
+
+/* After a read: pump this loop's subscribers of the topics it appended
+ * to, wake the other loops that have some, and queue the group syncs. */
+static void pump_touched(struct loop *lp) {
+  rill_server_t *s = lp->s;
+  while (lp->touched) {
+    struct tloop *tl = lp->touched;
+    lp->touched = tl->next_touched;
+    tl->touched = false;
+    struct topic *t = tl->t;
+    if (t->group)
+      want_sync(s, t);
+    if (tl->subs)
+      pump_topic(lp, t);
+    for (uint32_t i = 0; i < s->nloops; i++) {
+      struct tloop *o = &t->per[i];
+      if (i != lp->idx && atomic_load_explicit(&o->nsubs, memory_order_relaxed) &&
+          !atomic_exchange_explicit(&o->notified, true, memory_order_acq_rel))
+        loop_wake(&s->loops[i], &o->w);
+    }
   }
 }
 
-static void sub_free(rill_server_t *s, struct sub *u) {
-  (void)s;
-  struct sub **pp = &u->t->subs;
+static void sub_free(struct loop *lp, struct sub *u) {
+  struct tloop *tl = &u->t->per[lp->idx];
+  struct sub **pp = &tl->subs;
   while (*pp != u)
     pp = &(*pp)->next_in_topic;
   *pp = u->next_in_topic;
+  atomic_store_explicit(&tl->nsubs, tl->nsubs - 1, memory_order_relaxed);
   pp = &u->c->subs;
   while (*pp != u)
     pp = &(*pp)->next_in_conn;
@@ -313,17 +567,111 @@ static void sub_free(rill_server_t *s, struct sub *u) {
   rill__free(u);
 }
 
+/* ---- durability -------------------------------------------------------------- */
+
+/* Queues t for the syncer, once until it syncs it. */
+static void want_sync(rill_server_t *s, struct topic *t) {
+  if (atomic_exchange_explicit(&t->sync_wanted, true, memory_order_acq_rel))
+    return;
+  struct topic *h = atomic_load_explicit(&s->sync_q, memory_order_relaxed);
+  do
+    t->next_sync = h;
+  while (!atomic_compare_exchange_weak_explicit(&s->sync_q, &h, t, memory_order_release,
+                                                memory_order_relaxed));
+  rill__futex_bump(&s->sync_word);
+}
+
+/* The syncer: one fdatasync per queued topic covers every record appended
+ * to it before, by any loop; then the loops with acks waiting are woken. */
+static void *syncer_main(void *arg) {
+  rill_server_t *s = arg;
+  for (;;) {
+    uint32_t w = __atomic_load_n(&s->sync_word, __ATOMIC_ACQUIRE);
+    struct topic *q = atomic_exchange_explicit(&s->sync_q, NULL, memory_order_acquire);
+    if (!q) {
+      if (atomic_load(&s->stopping))
+        return NULL;
+      rill__futex_wait(&s->sync_word, w, 100000000ull);
+      continue;
+    }
+    while (q) {
+      struct topic *t = q;
+      q = t->next_sync;
+      /* Cleared before the sync: an append after this queues it again. */
+      atomic_store(&t->sync_wanted, false);
+      uint64_t upto = rill_log_next(t->log);
+      int rc = rill_log_sync(t->log);
+      if (rc) {
+        atomic_store(&t->sync_err, rc);
+        atomic_store_explicit(&t->failed_upto, upto, memory_order_release);
+      } else {
+        atomic_store_explicit(&t->durable, upto, memory_order_release);
+      }
+    }
+    for (uint32_t i = 0; i < s->nloops; i++) {
+      struct loop *lp = &s->loops[i];
+      if (atomic_load_explicit(&lp->nacks, memory_order_relaxed) &&
+          !atomic_exchange_explicit(&lp->sync_woken, true, memory_order_acq_rel))
+        loop_wake(lp, &lp->sync_w);
+    }
+  }
+}
+
+/* Parks an acknowledged publish until its records are synced. */
+static void ack_later(struct loop *lp, struct conn *c, struct topic *t, uint16_t ch, uint64_t id,
+                      uint64_t first, uint64_t last) {
+  size_t n = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
+  if (n == lp->cap_acks) {
+    size_t cap = n ? 2 * n : 256;
+    struct pack *a = rill__realloc(lp->acks, cap * sizeof *a);
+    if (!a) {
+      send_error(lp, c, ch, id, RILL_ENOMEM,
+                 "PUBLISH: appended, but no memory to wait for its sync");
+      return;
+    }
+    lp->acks = a;
+    lp->cap_acks = cap;
+  }
+  lp->acks[n] = (struct pack){c, t, id, first, last, ch};
+  atomic_store_explicit(&lp->nacks, n + 1, memory_order_relaxed);
+  c->acks_waiting++;
+}
+
+/* Sends the ACKs whose records are now durable (or the sync's error). */
+static void acks_release(struct loop *lp) {
+  size_t n = atomic_load_explicit(&lp->nacks, memory_order_relaxed), keep = 0;
+  for (size_t i = 0; i < n; i++) {
+    struct pack *a = &lp->acks[i];
+    if (!a->c)
+      continue;
+    uint64_t durable = atomic_load_explicit(&a->t->durable, memory_order_acquire);
+    uint64_t failed = atomic_load_explicit(&a->t->failed_upto, memory_order_acquire);
+    if (a->last < durable)
+      send_frame(lp, a->c, RILL_F_ACK, 0, a->ch, a->id, a->first, NULL, 0);
+    else if (a->last < failed)
+      send_error(lp, a->c, a->ch, a->id, atomic_load(&a->t->sync_err),
+                 "PUBLISH: appended, but the sync failed");
+    else {
+      lp->acks[keep++] = *a;
+      continue;
+    }
+    a->c->acks_waiting--;
+  }
+  atomic_store_explicit(&lp->nacks, keep, memory_order_relaxed);
+}
+
 /* ---- requests ------------------------------------------------------------------- */
 
-static void on_hello(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+static void on_hello(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
   rill_net_hello_t h;
   if (f->type != RILL_F_HELLO) {
-    fatal(s, c, RILL_EPROTO, "the first frame must be HELLO");
+    fatal(lp, c, RILL_EPROTO, "the first frame must be HELLO");
     return;
   }
   int rc = rill_net_hello_decode(f->body, f->len, &h);
   if (rc) {
-    fatal(s, c, rc, rill_errmsg());
+    fatal(lp, c, rc, rill_errmsg());
     return;
   }
   if (s->o.token) {
@@ -333,26 +681,26 @@ static void on_hello(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
     for (size_t i = 0; i < h.token_len; i++)
       diff |= (uint8_t)(h.token[i] ^ (uint8_t)s->o.token[i < tl ? i : 0]);
     if (diff) {
-      fatal(s, c, RILL_EACCES, "wrong or missing token");
+      fatal(lp, c, RILL_EACCES, "wrong or missing token");
       return;
     }
   }
   uint8_t w[RILL_NET_WELCOME_SIZE];
   rill_net_welcome_encode(
       w, &(rill_net_welcome_t){RILL_NET_VERSION, s->o.max_body, s->server_id, UINT32_MAX});
-  send_frame(s, c, RILL_F_WELCOME, 0, 0, 0, 0, w, sizeof w);
+  send_frame(lp, c, RILL_F_WELCOME, 0, 0, 0, 0, w, sizeof w);
   c->ready = true;
 }
 
-static void on_bind(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (!rill_net_name_ok(f->body, f->len)) {
-    send_error(s, c, f->channel, f->id, RILL_EINVAL, "BIND: not a topic name");
+    send_error(lp, c, f->channel, f->id, RILL_EINVAL, "BIND: not a topic name");
     return;
   }
   int rc = 0;
-  struct topic *t = topic_get(s, f->body, f->len, &rc);
+  struct topic *t = topic_get(lp->s, f->body, f->len, &rc);
   if (!t) {
-    send_error(s, c, f->channel, f->id, rc, rill_errmsg());
+    send_error(lp, c, f->channel, f->id, rc, rill_errmsg());
     return;
   }
   for (size_t i = 0; i < c->nbinds; i++)
@@ -364,7 +712,7 @@ static void on_bind(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
     size_t cap = c->cap_binds ? 2 * c->cap_binds : 8;
     struct bind *n = rill__realloc(c->binds, cap * sizeof *n);
     if (!n) {
-      send_error(s, c, f->channel, f->id, RILL_ENOMEM, "BIND: no memory");
+      send_error(lp, c, f->channel, f->id, RILL_ENOMEM, "BIND: no memory");
       return;
     }
     c->binds = n;
@@ -372,35 +720,47 @@ static void on_bind(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
   }
   c->binds[c->nbinds++] = (struct bind){f->channel, t};
 ack:
-  send_frame(s, c, RILL_F_ACK, 0, f->channel, f->id, rill_log_next(t->log), NULL, 0);
+  send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, rill_log_next(t->log), NULL, 0);
 }
 
-static void on_publish(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+/* The answer to an acknowledged publish of records first..last: now,
+ * or once the syncer has them on disk. */
+static void ack(struct loop *lp, struct conn *c, struct topic *t, const rill_frame_t *f,
+                uint64_t first, uint64_t last) {
+  if (!(f->flags & RILL_FF_ACK))
+    return;
+  if (t->group)
+    ack_later(lp, c, t, f->channel, f->id, first, last);
+  else
+    send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, first, NULL, 0);
+}
+
+static void on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   struct topic *t = bound(c, f->channel);
   if (!t) {
-    send_error(s, c, f->channel, f->id, RILL_EINVAL, "PUBLISH: channel not bound");
+    send_error(lp, c, f->channel, f->id, RILL_EINVAL, "PUBLISH: channel not bound");
     return;
   }
   if (f->flags & RILL_FF_STREAM) {
-    send_error(s, c, f->channel, f->id, RILL_ENOTSUP, "PUBLISH: streamed bodies are not built yet");
+    send_error(lp, c, f->channel, f->id, RILL_ENOTSUP,
+               "PUBLISH: streamed bodies are not built yet");
     return;
   }
   uint64_t seq;
   int rc = rill_log_append(t->log, f->body, f->len, &seq);
   if (rc) {
-    send_error(s, c, f->channel, f->id, rc, rill_errmsg());
+    send_error(lp, c, f->channel, f->id, rc, rill_errmsg());
     return;
   }
-  INC(s, published, 1);
-  if (f->flags & RILL_FF_ACK)
-    send_frame(s, c, RILL_F_ACK, 0, f->channel, f->id, seq, NULL, 0);
-  topic_fresh(s, t);
+  INC(lp, published, 1);
+  touch(lp, t, 1, f->len);
+  ack(lp, c, t, f, seq, seq);
 }
 
-static void on_publish_batch(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+static void on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   struct topic *t = bound(c, f->channel);
   if (!t) {
-    send_error(s, c, f->channel, f->id, RILL_EINVAL, "PUBLISH_BATCH: channel not bound");
+    send_error(lp, c, f->channel, f->id, RILL_EINVAL, "PUBLISH_BATCH: channel not bound");
     return;
   }
   /* Every record's length is checked before anything is appended: the
@@ -410,15 +770,14 @@ static void on_publish_batch(rill_server_t *s, struct conn *c, const rill_frame_
   while (off < f->len) {
     if (f->len - off < 4 || n == 256)
       break;
-    uint32_t len = (uint32_t)f->body[off] | (uint32_t)f->body[off + 1] << 8 |
-                   (uint32_t)f->body[off + 2] << 16 | (uint32_t)f->body[off + 3] << 24;
+    uint32_t len = rill__get32(f->body + off);
     if (len > f->len - off - 4)
       break;
     recs[n++] = (rill_log_iov_t){f->body + off + 4, len};
     off += 4 + (size_t)len;
   }
   if (off != f->len || n != f->arg || n == 0) {
-    send_error(s, c, f->channel, f->id, RILL_EPROTO,
+    send_error(lp, c, f->channel, f->id, RILL_EPROTO,
                "PUBLISH_BATCH: 1..256 records whose lengths add up to the body, as many as arg");
     return;
   }
@@ -426,13 +785,12 @@ static void on_publish_batch(rill_server_t *s, struct conn *c, const rill_frame_
   size_t done = 0;
   int rc = rill_log_append_batch(t->log, recs, n, &first, &done);
   if (rc) {
-    send_error(s, c, f->channel, f->id, rc, rill_errmsg());
+    send_error(lp, c, f->channel, f->id, rc, rill_errmsg());
     return;
   }
-  INC(s, published, n);
-  if (f->flags & RILL_FF_ACK)
-    send_frame(s, c, RILL_F_ACK, 0, f->channel, f->id, first, NULL, 0);
-  topic_fresh(s, t);
+  INC(lp, published, n);
+  touch(lp, t, n, f->len - 4 * n);
+  ack(lp, c, t, f, first, first + n - 1);
 }
 
 /* The start a SUBSCRIBE or FETCH asks for, in the log's terms. */
@@ -444,119 +802,126 @@ static uint64_t start_of(rill_log_t *log, uint64_t from) {
   return from < rill_log_first(log) ? rill_log_first(log) : from;
 }
 
-static void on_subscribe(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (!rill_net_name_ok(f->body, f->len)) {
-    send_error(s, c, f->channel, f->id, RILL_EINVAL, "SUBSCRIBE: not a topic name");
+    send_error(lp, c, f->channel, f->id, RILL_EINVAL, "SUBSCRIBE: not a topic name");
     return;
   }
   if (sub_of(c, f->channel)) {
-    send_error(s, c, f->channel, f->id, RILL_EEXIST, "SUBSCRIBE: channel already subscribed");
+    send_error(lp, c, f->channel, f->id, RILL_EEXIST, "SUBSCRIBE: channel already subscribed");
     return;
   }
   int rc = 0;
-  struct topic *t = topic_get(s, f->body, f->len, &rc);
+  struct topic *t = topic_get(lp->s, f->body, f->len, &rc);
   struct sub *u = t ? rill__calloc(1, sizeof *u) : NULL;
   if (!u) {
-    send_error(s, c, f->channel, f->id, t ? RILL_ENOMEM : rc, t ? "no memory" : rill_errmsg());
+    send_error(lp, c, f->channel, f->id, t ? RILL_ENOMEM : rc, t ? "no memory" : rill_errmsg());
     return;
   }
+  struct tloop *tl = &t->per[lp->idx];
   *u = (struct sub){.c = c, .ch = f->channel, .t = t, .next = start_of(t->log, f->arg)};
   u->next_in_conn = c->subs;
   c->subs = u;
-  u->next_in_topic = t->subs;
-  t->subs = u;
-  send_frame(s, c, RILL_F_ACK, 0, f->channel, f->id, u->next, NULL, 0);
+  u->next_in_topic = tl->subs;
+  tl->subs = u;
+  /* Counted before the ACK goes: from here on, appends by other loops
+   * wake this one. One appended just before is caught by the first
+   * CREDIT's pump, which reads the log, not the wakeups. */
+  atomic_store_explicit(&tl->nsubs, tl->nsubs + 1, memory_order_seq_cst);
+  send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, u->next, NULL, 0);
 }
 
-static void on_unsubscribe(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+static void on_unsubscribe(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   struct sub *u = sub_of(c, f->channel);
   if (!u) {
-    send_error(s, c, f->channel, f->id, RILL_ENOENT, "UNSUBSCRIBE: no such subscription");
+    send_error(lp, c, f->channel, f->id, RILL_ENOENT, "UNSUBSCRIBE: no such subscription");
     return;
   }
   uint64_t next = u->next;
-  sub_free(s, u);
-  send_frame(s, c, RILL_F_ACK, 0, f->channel, f->id, next, NULL, 0);
+  sub_free(lp, u);
+  send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, next, NULL, 0);
 }
 
-static void on_credit(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+static void on_credit(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (f->channel == 0)
     return; /* publish credits flow the other way */
   struct sub *u = sub_of(c, f->channel);
   if (!u) {
-    send_error(s, c, f->channel, f->id, RILL_ENOENT, "CREDIT: no such subscription");
+    send_error(lp, c, f->channel, f->id, RILL_ENOENT, "CREDIT: no such subscription");
     return;
   }
-  uint64_t max = s->o.sub_credits_max;
+  uint64_t max = lp->s->o.sub_credits_max;
   u->credits = f->arg > max - u->credits ? max : u->credits + f->arg;
-  pump(s, u);
+  pump(lp, u);
 }
 
-static void on_fetch(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (f->len < 4 || !rill_net_name_ok(f->body + 4, f->len - 4)) {
-    send_error(s, c, 0, f->id, RILL_EINVAL, "FETCH: a u32 count, then a topic name");
+    send_error(lp, c, 0, f->id, RILL_EINVAL, "FETCH: a u32 count, then a topic name");
     return;
   }
-  uint32_t count = (uint32_t)f->body[0] | (uint32_t)f->body[1] << 8 | (uint32_t)f->body[2] << 16 |
-                   (uint32_t)f->body[3] << 24;
+  uint32_t count = rill__get32(f->body);
   if (count > DELIVER_BATCH * 16)
     count = DELIVER_BATCH * 16;
   int rc = 0;
-  struct topic *t = topic_get(s, f->body + 4, f->len - 4, &rc);
+  struct topic *t = topic_get(lp->s, f->body + 4, f->len - 4, &rc);
   if (!t) {
-    send_error(s, c, 0, f->id, rc, rill_errmsg());
+    send_error(lp, c, 0, f->id, rc, rill_errmsg());
     return;
   }
+  size_t limit = lp->s->o.tx_limit;
   uint64_t seq = start_of(t->log, f->arg);
   while (count) {
     rill_log_record_t recs[DELIVER_BATCH];
     size_t n = 0;
-    rc = rill_log_read_range(t->log, seq, count < DELIVER_BATCH ? count : DELIVER_BATCH,
-                             s->o.tx_limit / 4, recs, &n);
+    rc = rill_log_read_range(t->log, seq, count < DELIVER_BATCH ? count : DELIVER_BATCH, limit / 4,
+                             recs, &n);
     for (size_t k = 0; k < n; k++) {
-      send_frame(s, c, RILL_F_DELIVER, 0, 0, f->id, recs[k].seq, recs[k].payload.data,
+      send_frame(lp, c, RILL_F_DELIVER, 0, 0, f->id, recs[k].seq, recs[k].payload.data,
                  (uint32_t)recs[k].payload.len);
       seq = recs[k].seq + 1;
       rill_buf_release(&recs[k].payload);
     }
     count -= (uint32_t)n;
-    if (!n || queued(c) > s->o.tx_limit / 2)
+    if (!n || queued(c) > limit / 2)
       break;
   }
   /* END: arg is where a next FETCH would start. */
-  send_frame(s, c, RILL_F_DELIVER, RILL_FF_END, 0, f->id, seq, NULL, 0);
+  send_frame(lp, c, RILL_F_DELIVER, RILL_FF_END, 0, f->id, seq, NULL, 0);
 }
 
 /* ---- services ------------------------------------------------------------------- */
 
-static void on_serve(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+static void on_serve(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
   if (!rill_net_name_ok(f->body, f->len)) {
-    send_error(s, c, f->channel, f->id, RILL_EINVAL, "SERVE: not a service name");
+    send_error(lp, c, f->channel, f->id, RILL_EINVAL, "SERVE: not a service name");
     return;
   }
+  pthread_mutex_lock(&s->reg);
   struct service *v = s->services;
   while (v && !(strlen(v->name) == f->len && !memcmp(v->name, f->body, f->len)))
     v = v->next;
-  if (!v) {
-    if (!(v = rill__calloc(1, sizeof *v))) {
-      send_error(s, c, f->channel, f->id, RILL_ENOMEM, "no memory");
-      return;
-    }
+  if (!v && (v = rill__calloc(1, sizeof *v))) {
     memcpy(v->name, f->body, f->len);
     v->next = s->services;
     s->services = v;
   }
-  struct provider *p = rill__calloc(1, sizeof *p);
+  struct provider *p = v ? rill__calloc(1, sizeof *p) : NULL;
+  if (p) {
+    *p = (struct provider){.c = c, .ch = f->channel, .svc = v};
+    conn_get(c);
+    p->next_in_svc = v->providers;
+    v->providers = p;
+    p->next_in_conn = c->provides;
+    c->provides = p;
+  }
+  pthread_mutex_unlock(&s->reg);
   if (!p) {
-    send_error(s, c, f->channel, f->id, RILL_ENOMEM, "no memory");
+    send_error(lp, c, f->channel, f->id, RILL_ENOMEM, "no memory");
     return;
   }
-  *p = (struct provider){.c = c, .ch = f->channel, .svc = v};
-  p->next_in_svc = v->providers;
-  v->providers = p;
-  p->next_in_conn = c->provides;
-  c->provides = p;
-  send_frame(s, c, RILL_F_ACK, 0, f->channel, f->id, 0, NULL, 0);
+  send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, 0, NULL, 0);
 }
 
 static struct ask **ask_slot(rill_server_t *s, uint64_t sid) {
@@ -566,182 +931,229 @@ static struct ask **ask_slot(rill_server_t *s, uint64_t sid) {
   return pp;
 }
 
+/* Under asks_mu. */
 static void ask_done(rill_server_t *s, struct ask **pp) {
   struct ask *a = *pp;
   *pp = a->next;
+  conn_put(a->asker);
+  conn_put(a->provider);
   a->next = s->free_asks;
   s->free_asks = a;
   s->asks_open--;
 }
 
-static void on_ask(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
   if (f->flags & RILL_FF_STREAM) {
-    send_error(s, c, 0, f->id, RILL_ENOTSUP, "ASK: streamed bodies are not built yet");
+    send_error(lp, c, 0, f->id, RILL_ENOTSUP, "ASK: streamed bodies are not built yet");
     return;
   }
-  uint16_t nl = f->len >= 2 ? (uint16_t)(f->body[0] | f->body[1] << 8) : 0;
+  uint16_t nl = f->len >= 2 ? rill__get16(f->body) : 0;
   if (f->len < 2 || (size_t)nl + 2 > f->len || !rill_net_name_ok(f->body + 2, nl)) {
-    send_error(s, c, 0, f->id, RILL_EINVAL, "ASK: a u16 name length, a service name, a payload");
+    send_error(lp, c, 0, f->id, RILL_EINVAL, "ASK: a u16 name length, a service name, a payload");
     return;
   }
+  pthread_mutex_lock(&s->reg);
   struct service *v = s->services;
   while (v && !(strlen(v->name) == nl && !memcmp(v->name, f->body + 2, nl)))
     v = v->next;
-  if (!v || !v->providers) {
-    send_error(s, c, 0, f->id, RILL_ENOENT, "ASK: nobody serves that name");
+  struct provider *p = NULL;
+  if (v && v->providers) {
+    p = v->turn ? v->turn : v->providers;
+    v->turn = p->next_in_svc; /* the next ask goes to the next provider */
+    conn_get(p->c);           /* the ask's reference */
+  }
+  struct conn *pc = p ? p->c : NULL;
+  uint16_t pch = p ? p->ch : 0;
+  pthread_mutex_unlock(&s->reg);
+  if (!pc) {
+    send_error(lp, c, 0, f->id, RILL_ENOENT, "ASK: nobody serves that name");
     return;
   }
-  struct provider *p = v->turn && v->turn->svc == v ? v->turn : v->providers;
-  v->turn = p->next_in_svc; /* the next ask goes to the next provider */
+  pthread_mutex_lock(&s->asks_mu);
   struct ask *a = s->free_asks;
   if (a)
     s->free_asks = a->next;
   else if (!(a = rill__malloc(sizeof *a))) {
-    send_error(s, c, 0, f->id, RILL_ENOMEM, "no memory");
+    pthread_mutex_unlock(&s->asks_mu);
+    conn_put(pc);
+    send_error(lp, c, 0, f->id, RILL_ENOMEM, "no memory");
     return;
   }
   uint64_t now = rill_time_ns();
+  conn_get(c);
   *a = (struct ask){.sid = ++s->next_sid,
                     .asker = c,
-                    .provider = p->c,
+                    .provider = pc,
                     .cid = f->id,
                     .deadline = f->arg ? now + f->arg : 0};
   struct ask **slot = &s->asks[a->sid % ASK_BUCKETS];
   a->next = *slot;
   *slot = a;
   s->asks_open++;
-  send_frame(s, p->c, RILL_F_ASK, 0, p->ch, a->sid, f->arg, f->body + 2 + nl, f->len - 2 - nl);
+  /* Sent under asks_mu, so the ask (and its reference) cannot end before
+   * the frame is queued. A provider that went meanwhile ends it now. */
+  if (!send_to(lp, pc, RILL_F_ASK, 0, pch, a->sid, f->arg, f->body + 2 + nl, f->len - 2 - nl)) {
+    send_error(lp, c, 0, f->id, RILL_ECONNRESET, "ASK: the provider went away");
+    ask_done(s, ask_slot(s, a->sid));
+  }
+  pthread_mutex_unlock(&s->asks_mu);
 }
 
-static void on_reply(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+static void on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
   if (f->flags & RILL_FF_STREAM) {
-    send_error(s, c, 0, f->id, RILL_ENOTSUP, "REPLY: streamed bodies are not built yet");
+    send_error(lp, c, 0, f->id, RILL_ENOTSUP, "REPLY: streamed bodies are not built yet");
     return;
   }
+  pthread_mutex_lock(&s->asks_mu);
   struct ask **pp = ask_slot(s, f->id);
-  if (!*pp || (*pp)->provider != c)
-    return; /* cancelled or timed out meanwhile: the answer has no one to go to */
-  struct ask *a = *pp;
-  send_frame(s, a->asker, RILL_F_REPLY, 0, 0, a->cid, 0, f->body, f->len);
-  ask_done(s, pp);
+  if (*pp && (*pp)->provider == c) {
+    send_to(lp, (*pp)->asker, RILL_F_REPLY, 0, 0, (*pp)->cid, 0, f->body, f->len);
+    ask_done(s, pp);
+  } /* else cancelled or timed out meanwhile: the answer has no one to go to */
+  pthread_mutex_unlock(&s->asks_mu);
 }
 
-static void on_cancel(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
+static void on_cancel(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
+  pthread_mutex_lock(&s->asks_mu);
   for (uint32_t b = 0; b < ASK_BUCKETS; b++)
     for (struct ask **pp = &s->asks[b]; *pp; pp = &(*pp)->next)
       if ((*pp)->asker == c && (*pp)->cid == f->id) {
-        send_frame(s, (*pp)->provider, RILL_F_CANCEL, 0, 0, (*pp)->sid, 0, NULL, 0);
-        send_error(s, c, 0, f->id, RILL_ECANCELED, "ASK cancelled");
+        send_to(lp, (*pp)->provider, RILL_F_CANCEL, 0, 0, (*pp)->sid, 0, NULL, 0);
+        send_error(lp, c, 0, f->id, RILL_ECANCELED, "ASK cancelled");
         ask_done(s, pp);
-        return;
+        goto unlock_asks;
       }
+unlock_asks:
+  pthread_mutex_unlock(&s->asks_mu);
 }
 
 /* Asks of a connection that goes, or past their deadline, end here: the
  * asker is told (unless it is the one going), the provider cancelled. */
-static void asks_end(rill_server_t *s, struct conn *gone, uint64_t now) {
-  if (!s->asks_open)
-    return;
-  for (uint32_t b = 0; b < ASK_BUCKETS; b++)
+static void asks_end(struct loop *lp, struct conn *gone, uint64_t now) {
+  rill_server_t *s = lp->s;
+  pthread_mutex_lock(&s->asks_mu);
+  for (uint32_t b = 0; s->asks_open && b < ASK_BUCKETS; b++)
     for (struct ask **pp = &s->asks[b]; *pp;) {
       struct ask *a = *pp;
       bool late = !gone && a->deadline && now > a->deadline;
-      if (!late && a->asker != gone && a->provider != gone) {
+      if (!late && (!gone || (a->asker != gone && a->provider != gone))) {
         pp = &a->next;
         continue;
       }
       if (a->asker != gone)
-        send_error(s, a->asker, 0, a->cid, late ? RILL_ETIMEDOUT : RILL_ECONNRESET,
-                   late ? "ASK: past its deadline" : "ASK: the provider went away");
+        error_to(lp, a->asker, 0, a->cid, late ? RILL_ETIMEDOUT : RILL_ECONNRESET,
+                 late ? "ASK: past its deadline" : "ASK: the provider went away");
       if (a->provider != gone)
-        send_frame(s, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
+        send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
       ask_done(s, pp);
     }
+  pthread_mutex_unlock(&s->asks_mu);
 }
 
-static void provider_free(rill_server_t *s, struct provider *p) {
-  (void)s;
-  struct service *v = p->svc;
-  if (v->turn == p)
-    v->turn = p->next_in_svc;
-  struct provider **pp = &v->providers;
-  while (*pp != p)
-    pp = &(*pp)->next_in_svc;
-  *pp = p->next_in_svc;
-  rill__free(p);
-}
-
-static void on_frame(rill_server_t *s, struct conn *c, const rill_frame_t *f) {
-  INC(s, frames_in, 1);
+static void on_frame(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  INC(lp, frames_in, 1);
   if (!c->ready) {
-    on_hello(s, c, f);
+    on_hello(lp, c, f);
     return;
   }
   switch (f->type) {
-  case RILL_F_PING: send_frame(s, c, RILL_F_PONG, 0, 0, f->id, 0, NULL, 0); break;
+  case RILL_F_PING: send_frame(lp, c, RILL_F_PONG, 0, 0, f->id, 0, NULL, 0); break;
   case RILL_F_PONG: break;
   case RILL_F_BYE: c->closing = true; break;
-  case RILL_F_BIND: on_bind(s, c, f); break;
-  case RILL_F_PUBLISH: on_publish(s, c, f); break;
-  case RILL_F_PUBLISH_BATCH: on_publish_batch(s, c, f); break;
-  case RILL_F_SUBSCRIBE: on_subscribe(s, c, f); break;
-  case RILL_F_UNSUBSCRIBE: on_unsubscribe(s, c, f); break;
-  case RILL_F_CREDIT: on_credit(s, c, f); break;
-  case RILL_F_FETCH: on_fetch(s, c, f); break;
-  case RILL_F_SERVE: on_serve(s, c, f); break;
-  case RILL_F_ASK: on_ask(s, c, f); break;
-  case RILL_F_REPLY: on_reply(s, c, f); break;
-  case RILL_F_CANCEL: on_cancel(s, c, f); break;
+  case RILL_F_BIND: on_bind(lp, c, f); break;
+  case RILL_F_PUBLISH: on_publish(lp, c, f); break;
+  case RILL_F_PUBLISH_BATCH: on_publish_batch(lp, c, f); break;
+  case RILL_F_SUBSCRIBE: on_subscribe(lp, c, f); break;
+  case RILL_F_UNSUBSCRIBE: on_unsubscribe(lp, c, f); break;
+  case RILL_F_CREDIT: on_credit(lp, c, f); break;
+  case RILL_F_FETCH: on_fetch(lp, c, f); break;
+  case RILL_F_SERVE: on_serve(lp, c, f); break;
+  case RILL_F_ASK: on_ask(lp, c, f); break;
+  case RILL_F_REPLY: on_reply(lp, c, f); break;
+  case RILL_F_CANCEL: on_cancel(lp, c, f); break;
   case RILL_F_CHUNK:
-    send_error(s, c, f->channel, f->id, RILL_ENOTSUP, "streamed bodies are not built yet");
+    send_error(lp, c, f->channel, f->id, RILL_ENOTSUP, "streamed bodies are not built yet");
     break;
   default: /* HELLO again, or what only a server sends */
-    fatal(s, c, RILL_EPROTO, "a frame a client does not send");
+    fatal(lp, c, RILL_EPROTO, "a frame a client does not send");
   }
 }
 
 /* ---- connections ----------------------------------------------------------------- */
 
-static void conn_watch(rill_server_t *s, struct conn *c) {
+static void conn_watch(struct loop *lp, struct conn *c) {
   struct epoll_event ev = {.events =
                                (c->paused || c->closing ? 0 : EPOLLIN) | (queued(c) ? EPOLLOUT : 0),
                            .data.ptr = c};
-  epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev);
+  epoll_ctl(lp->ep, EPOLL_CTL_MOD, c->fd, &ev);
 }
 
-static void conn_close(rill_server_t *s, struct conn *c) {
+static void conn_close(struct loop *lp, struct conn *c) {
+  rill_server_t *s = lp->s;
   if (c->dirty) {
-    struct conn **pp = &s->dirty;
+    struct conn **pp = &lp->dirty;
     while (*pp != c)
       pp = &(*pp)->next_dirty;
     *pp = c->next_dirty;
   }
   while (c->subs)
-    sub_free(s, c->subs);
-  while (c->provides) {
-    struct provider *p = c->provides;
-    c->provides = p->next_in_conn;
-    provider_free(s, p);
+    sub_free(lp, c->subs);
+  pthread_mutex_lock(&s->reg);
+  struct provider *gone = c->provides;
+  c->provides = NULL;
+  for (struct provider *p = gone; p; p = p->next_in_conn) {
+    struct service *v = p->svc;
+    if (v->turn == p)
+      v->turn = p->next_in_svc;
+    struct provider **pp = &v->providers;
+    while (*pp != p)
+      pp = &(*pp)->next_in_svc;
+    *pp = p->next_in_svc;
   }
-  asks_end(s, c, 0);
-  epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
+  pthread_mutex_unlock(&s->reg);
+  while (gone) {
+    struct provider *p = gone;
+    gone = p->next_in_conn;
+    conn_put(c);
+    rill__free(p);
+  }
+  asks_end(lp, c, 0);
+  size_t nacks = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
+  for (size_t i = 0; c->acks_waiting && i < nacks; i++)
+    if (lp->acks[i].c == c) {
+      lp->acks[i].c = NULL;
+      c->acks_waiting--;
+    }
+  epoll_ctl(lp->ep, EPOLL_CTL_DEL, c->fd, NULL);
   close(c->fd);
+  pthread_mutex_lock(&c->xlock);
+  c->dead = true; /* what other loops send from now on is dropped */
+  pthread_mutex_unlock(&c->xlock);
   if (c->prev)
     c->prev->next = c->next;
   else
-    s->conns = c->next;
+    lp->conns = c->next;
   if (c->next)
     c->next->prev = c->prev;
-  s->nconns--;
-  INC(s, conns_open, (uint64_t)-1);
+  atomic_fetch_sub(&s->nconns, 1);
   rill__free(c->rx);
   rill__free(c->tx);
   rill__free(c->binds);
-  rill__free(c);
+  c->rx = c->tx = NULL;
+  c->binds = NULL;
+  conn_put(c); /* the loop's reference */
+}
+
+static bool over(const struct loop *lp, const struct conn *c) {
+  return queued(c) > lp->s->o.tx_limit / 2 || c->acks_waiting >= ACKS_MAX;
 }
 
 /* Reads what the socket has, decodes and handles every whole frame. */
-static void conn_read(rill_server_t *s, struct conn *c) {
+static void conn_read(struct loop *lp, struct conn *c) {
+  rill_server_t *s = lp->s;
   for (int rounds = 0; rounds < 16 && !c->closing && !c->paused; rounds++) {
     if (c->rx_cap - c->rx_len < 4096) {
       size_t cap = c->rx_cap * 2;
@@ -749,12 +1161,12 @@ static void conn_read(rill_server_t *s, struct conn *c) {
       if (cap > most)
         cap = most;
       if (cap <= c->rx_cap) {
-        fatal(s, c, RILL_EMSGSIZE, "receive buffer full");
+        fatal(lp, c, RILL_EMSGSIZE, "receive buffer full");
         return;
       }
       uint8_t *n = rill__realloc(c->rx, cap);
       if (!n) {
-        fatal(s, c, RILL_ENOMEM, "no memory");
+        fatal(lp, c, RILL_ENOMEM, "no memory");
         return;
       }
       c->rx = n;
@@ -777,7 +1189,7 @@ static void conn_read(rill_server_t *s, struct conn *c) {
     }
     c->rx_len += (size_t)got;
     c->last_ns = rill_time_ns();
-    INC(s, bytes_in, (uint64_t)got);
+    INC(lp, bytes_in, (uint64_t)got);
     size_t off = 0;
     while (!c->closing) {
       rill_frame_t f;
@@ -786,29 +1198,31 @@ static void conn_read(rill_server_t *s, struct conn *c) {
       if (rc == RILL_EAGAIN)
         break;
       if (rc) {
-        fatal(s, c, rc, rill_errmsg());
+        fatal(lp, c, rc, rill_errmsg());
         break;
       }
-      on_frame(s, c, &f);
+      on_frame(lp, c, &f);
       off += used;
-      if (queued(c) > s->o.tx_limit / 2) {
+      if (over(lp, c)) {
         c->paused = true; /* answers pile up: stop reading until they drain */
         break;
       }
     }
-    pump_fresh(s);
+    pump_touched(lp);
     memmove(c->rx, c->rx + off, c->rx_len - off);
     c->rx_len -= off;
   }
 }
 
-static void conn_accept(rill_server_t *s) {
+static void conn_accept(struct loop *lp) {
+  rill_server_t *s = lp->s;
   for (;;) {
     int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
-      return; /* EAGAIN, or a transient error: the next readiness retries */
-    INC(s, conns_accepted, 1);
-    if (s->nconns >= s->o.max_conns) {
+      return; /* EAGAIN, another loop took it, or a transient error */
+    INC(lp, conns_accepted, 1);
+    if (atomic_fetch_add(&s->nconns, 1) >= s->o.max_conns) {
+      atomic_fetch_sub(&s->nconns, 1);
       /* Told why, best effort, and closed: the socket is fresh and empty. */
       uint8_t b[RILL_NET_HDR + 64];
       const char *msg = "too many connections";
@@ -818,77 +1232,182 @@ static void conn_accept(rill_server_t *s) {
       ssize_t w = send(fd, b, RILL_NET_HDR + strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
       (void)w;
       close(fd);
-      INC(s, conns_refused, 1);
+      INC(lp, conns_refused, 1);
       continue;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct conn *c = rill__calloc(1, sizeof *c);
     uint8_t *rx = rill__malloc(RX_MIN);
-    if (!c || !rx) {
-      rill__free(c);
-      rill__free(rx);
-      close(fd);
-      continue;
-    }
+    if (!c || !rx)
+      goto undo_conn;
+    c->lp = lp;
+    atomic_init(&c->refs, 1);
     c->fd = fd;
     c->rx = rx;
     c->rx_cap = RX_MIN;
     c->born_ns = c->last_ns = rill_time_ns();
+    c->xw.kind = W_CONN;
+    pthread_mutex_init(&c->xlock, NULL);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-    if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
-      rill__free(rx);
-      rill__free(c);
-      close(fd);
-      continue;
+    if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      pthread_mutex_destroy(&c->xlock);
+      goto undo_conn;
     }
-    c->next = s->conns;
-    if (s->conns)
-      s->conns->prev = c;
-    s->conns = c;
-    s->nconns++;
-    INC(s, conns_open, 1);
+    c->next = lp->conns;
+    if (lp->conns)
+      lp->conns->prev = c;
+    lp->conns = c;
+    continue;
+  undo_conn:
+    rill__free(c);
+    rill__free(rx);
+    close(fd);
+    atomic_fetch_sub(&s->nconns, 1);
   }
 }
 
 /* After a connection's events: send, resume reading, close, or re-arm. */
-static void conn_settle(rill_server_t *s, struct conn *c) {
-  if (conn_flush(s, c) != 0) {
-    conn_close(s, c);
+static void conn_settle(struct loop *lp, struct conn *c) {
+  size_t limit = lp->s->o.tx_limit;
+  if (conn_flush(lp, c) != 0) {
+    conn_close(lp, c);
     return;
   }
-  if (c->paused && queued(c) < s->o.tx_limit / 4) {
+  if (c->paused && queued(c) < limit / 4 && c->acks_waiting < ACKS_MAX / 2) {
     c->paused = false;
     for (struct sub *u = c->subs; u; u = u->next_in_conn)
-      pump(s, u);
-    conn_flush(s, c);
+      pump(lp, u);
+    conn_flush(lp, c);
   }
   if (c->closing && !queued(c)) {
-    conn_close(s, c);
+    conn_close(lp, c);
     return;
   }
-  conn_watch(s, c);
+  conn_watch(lp, c);
 }
 
-/* Handshake and idle timeouts, once per loop tick. */
-static void sweep(rill_server_t *s) {
+/* Handshake and idle timeouts of this loop's connections; ask deadlines
+ * by loop 0. Every 100 ms. */
+static void sweep(struct loop *lp) {
+  rill_server_t *s = lp->s;
   uint64_t now = rill_time_ns();
-  asks_end(s, NULL, now);
-  for (struct conn *c = s->conns, *n; c; c = n) {
+  if (lp->idx == 0)
+    asks_end(lp, NULL, now);
+  for (struct conn *c = lp->conns, *n; c; c = n) {
     n = c->next;
     if (!c->ready && now - c->born_ns > s->o.handshake_timeout_ns) {
-      fatal(s, c, RILL_ETIMEDOUT, "no HELLO in time");
-      conn_settle(s, c);
+      fatal(lp, c, RILL_ETIMEDOUT, "no HELLO in time");
+      conn_settle(lp, c);
     } else if (now - c->last_ns > s->o.idle_timeout_ns) {
-      fatal(s, c, RILL_ETIMEDOUT, "idle too long");
-      conn_settle(s, c);
+      fatal(lp, c, RILL_ETIMEDOUT, "idle too long");
+      conn_settle(lp, c);
     } else if (c->closing) {
-      conn_close(s, c); /* could not flush its last words in a whole tick */
+      conn_close(lp, c); /* could not flush its last words in a whole tick */
     }
   }
 }
 
+/* What other threads pushed: topics appended to, frames for connections,
+ * syncs done. */
+static void loop_inbox(struct loop *lp) {
+  struct wake *w = atomic_exchange_explicit(&lp->inbox, NULL, memory_order_acquire);
+  while (w) {
+    struct wake *next = w->next;
+    if (w->kind == W_TOPIC) {
+      struct tloop *tl = (struct tloop *)((char *)w - offsetof(struct tloop, w));
+      atomic_store(&tl->notified, false); /* before the pump: a later append wakes again */
+      pump_topic(lp, tl->t);
+    } else if (w->kind == W_CONN) {
+      struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, xw));
+      conn_take_x(lp, c);
+      conn_put(c);
+    } else {
+      atomic_store(&lp->sync_woken, false);
+      acks_release(lp);
+    }
+    w = next;
+  }
+}
+
+static void *loop_main(void *arg) {
+  struct loop *lp = arg;
+  rill_server_t *s = lp->s;
+  struct epoll_event evs[64];
+  lp->last_sweep = rill_time_ns();
+  for (bool stop = false; !stop;) {
+    atomic_store(&lp->sleeping, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    int timeout = atomic_load_explicit(&lp->inbox, memory_order_relaxed) ? 0 : 100;
+    int n = epoll_wait(lp->ep, evs, 64, timeout);
+    atomic_store_explicit(&lp->sleeping, 0, memory_order_relaxed);
+    for (int i = 0; i < n; i++) {
+      void *p = evs[i].data.ptr;
+      if (p == s) {
+        conn_accept(lp);
+        continue;
+      }
+      if (p == &s->stopfd) {
+        stop = true;
+        continue;
+      }
+      if (p == lp) {
+        uint64_t v;
+        ssize_t r = read(lp->wakefd, &v, sizeof v);
+        (void)r;
+        continue;
+      }
+      struct conn *c = p;
+      if (evs[i].events & (EPOLLERR | EPOLLHUP) && !(evs[i].events & EPOLLIN)) {
+        conn_close(lp, c);
+        continue;
+      }
+      if (evs[i].events & EPOLLIN)
+        conn_read(lp, c);
+      conn_settle(lp, c);
+    }
+    loop_inbox(lp);
+    /* Frames queued on connections other than the one whose request made
+     * them (deliveries to subscribers of a topic just published to). */
+    while (lp->dirty) {
+      struct conn *c = lp->dirty;
+      lp->dirty = c->next_dirty;
+      c->dirty = false;
+      conn_settle(lp, c);
+    }
+    if (rill_time_ns() - lp->last_sweep > 100000000ull) {
+      sweep(lp);
+      lp->last_sweep = rill_time_ns();
+    }
+  }
+  /* Stop: tell everyone, give them what is queued. */
+  for (struct conn *c = lp->conns; c; c = c->next) {
+    send_frame(lp, c, RILL_F_BYE, 0, 0, 0, (uint64_t)(int64_t)RILL_ECLOSED, "server stopping", 15);
+    conn_flush(lp, c);
+  }
+  return NULL;
+}
+
 /* ---- create, run, stop -------------------------------------------------------------- */
+
+static int loop_init(rill_server_t *s, struct loop *lp, uint32_t idx) {
+  lp->s = s;
+  lp->idx = idx;
+  lp->sync_w.kind = W_SYNC;
+  lp->ep = epoll_create1(EPOLL_CLOEXEC);
+  lp->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (lp->ep < 0 || lp->wakefd < 0)
+    return rill__err_errno("server: epoll or eventfd");
+  /* EPOLLEXCLUSIVE: a new connection wakes one loop, not all of them. */
+  struct epoll_event el = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = s};
+  struct epoll_event es = {.events = EPOLLIN, .data.ptr = &s->stopfd};
+  struct epoll_event ew = {.events = EPOLLIN, .data.ptr = lp};
+  if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, s->lfd, &el) ||
+      epoll_ctl(lp->ep, EPOLL_CTL_ADD, s->stopfd, &es) ||
+      epoll_ctl(lp->ep, EPOLL_CTL_ADD, lp->wakefd, &ew))
+    return rill__err_errno("server: epoll_ctl");
+  return 0;
+}
 
 int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   if (!out || !opts || !opts->data_dir)
@@ -909,8 +1428,18 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     o.sub_credits_max = 65536;
   if (!o.tx_limit)
     o.tx_limit = (size_t)64 << 20;
+  if (!o.max_message)
+    o.max_message = (uint64_t)64 << 20;
+  if (!o.loops) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    o.loops = n < 1 ? 1 : n > (long)MAX_LOOPS ? MAX_LOOPS : (uint32_t)n;
+  }
+  if (o.loops > MAX_LOOPS)
+    return rill__err(RILL_EINVAL, "server: %u loops, at most %u", o.loops, MAX_LOOPS);
   if (o.max_body < 4096 || o.max_body > RILL_NET_MAX_BODY)
     return rill__err(RILL_EINVAL, "server: max_body %u not in 4 KiB..64 MiB", o.max_body);
+  if (o.max_message < o.max_body || o.max_message > UINT32_MAX)
+    return rill__err(RILL_EINVAL, "server: max_message not in max_body..4 GiB");
   if (o.tx_limit < 4 * ((size_t)o.max_body + RILL_NET_HDR))
     return rill__err(RILL_EINVAL, "server: tx_limit under four frames of max_body");
   if (o.token && strlen(o.token) > RILL_NET_MAX_TOKEN)
@@ -920,10 +1449,20 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   if (inet_pton(AF_INET, o.host, &sa.sin_addr) != 1)
     return rill__err(RILL_EINVAL, "server: '%s' is not an IPv4 address", o.host);
   rill_server_t *s = rill__calloc(1, sizeof *s);
-  if (!s)
+  struct loop *loops = rill__calloc(o.loops, sizeof *loops);
+  if (!s || !loops) {
+    rill__free(s);
+    rill__free(loops);
     return rill__err(RILL_ENOMEM, "server: no memory");
+  }
   s->o = o;
-  s->lfd = s->ep = s->stopfd = -1;
+  s->nloops = o.loops;
+  s->loops = loops;
+  s->lfd = s->stopfd = -1;
+  for (uint32_t i = 0; i < s->nloops; i++)
+    loops[i].ep = loops[i].wakefd = -1;
+  pthread_mutex_init(&s->reg, NULL);
+  pthread_mutex_init(&s->asks_mu, NULL);
   int rc;
   if (getrandom(&s->server_id, sizeof s->server_id, GRND_NONBLOCK) != sizeof s->server_id)
     s->server_id = rill_time_wall_ns();
@@ -937,19 +1476,14 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   socklen_t sl = sizeof sa;
   getsockname(s->lfd, (struct sockaddr *)&sa, &sl);
   s->port = ntohs(sa.sin_port);
-  s->ep = epoll_create1(EPOLL_CLOEXEC);
   s->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (s->ep < 0 || s->stopfd < 0) {
-    rc = rill__err_errno("server: epoll or eventfd");
+  if (s->stopfd < 0) {
+    rc = rill__err_errno("server: eventfd");
     goto undo_s;
   }
-  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = s};
-  struct epoll_event evs = {.events = EPOLLIN, .data.ptr = &s->stopfd};
-  if (epoll_ctl(s->ep, EPOLL_CTL_ADD, s->lfd, &ev) ||
-      epoll_ctl(s->ep, EPOLL_CTL_ADD, s->stopfd, &evs)) {
-    rc = rill__err_errno("server: epoll_ctl");
-    goto undo_s;
-  }
+  for (uint32_t i = 0; i < s->nloops; i++)
+    if ((rc = loop_init(s, &loops[i], i)))
+      goto undo_s;
   *out = s;
   return 0;
 undo_s:
@@ -966,66 +1500,60 @@ void rill_server_stop(rill_server_t *s) {
 }
 
 int rill_server_run(rill_server_t *s) {
-  struct epoll_event evs[64];
-  uint64_t last_sweep = rill_time_ns();
-  for (;;) {
-    int n = epoll_wait(s->ep, evs, 64, 200);
-    if (n < 0 && errno != EINTR)
-      return rill__err_errno("server: epoll_wait");
-    bool stop = false;
-    for (int i = 0; i < n; i++) {
-      void *p = evs[i].data.ptr;
-      if (p == s) {
-        conn_accept(s);
-        continue;
-      }
-      if (p == &s->stopfd) {
-        stop = true;
-        continue;
-      }
-      struct conn *c = p;
-      if (evs[i].events & (EPOLLERR | EPOLLHUP) && !(evs[i].events & EPOLLIN)) {
-        conn_close(s, c);
-        continue;
-      }
-      if (evs[i].events & EPOLLIN)
-        conn_read(s, c);
-      conn_settle(s, c);
-    }
-    /* Frames queued on connections other than the one whose request made
-     * them (deliveries to subscribers of a topic just published to). */
-    while (s->dirty) {
-      struct conn *c = s->dirty;
-      s->dirty = c->next_dirty;
-      c->dirty = false;
-      conn_settle(s, c);
-    }
-    if (stop)
-      break;
-    if (rill_time_ns() - last_sweep > 100000000ull) {
-      sweep(s);
-      last_sweep = rill_time_ns();
-    }
-  }
-  /* Stop: tell everyone, give them what is queued, flush the logs. */
-  for (struct conn *c = s->conns; c; c = c->next) {
-    send_frame(s, c, RILL_F_BYE, 0, 0, 0, (uint64_t)(int64_t)RILL_ECLOSED, "server stopping", 15);
-    conn_flush(s, c);
-  }
   int rc = 0;
+  atomic_store(&s->stopping, false);
+  if (s->o.sync == RILL_LOG_SYNC_GROUP) {
+    if ((rc = pthread_create(&s->syncer, NULL, syncer_main, s)))
+      return rill__err(-rc, "server: cannot start the syncer");
+    s->syncing = true;
+  }
+  uint32_t started = 1;
+  for (; started < s->nloops; started++)
+    if ((rc = pthread_create(&s->loops[started].th, NULL, loop_main, &s->loops[started]))) {
+      rc = rill__err(-rc, "server: cannot start loop %u", started);
+      rill_server_stop(s);
+      break;
+    }
+  loop_main(&s->loops[0]);
+  for (uint32_t i = 1; i < started; i++)
+    pthread_join(s->loops[i].th, NULL);
+  if (s->syncing) {
+    atomic_store(&s->stopping, true);
+    rill__futex_bump(&s->sync_word);
+    pthread_join(s->syncer, NULL);
+    s->syncing = false;
+  }
+  /* The logs flushed: what was acknowledged was already on disk; this
+   * covers what was published without acknowledgement. */
+  pthread_mutex_lock(&s->reg);
   for (struct topic *t = s->topics; t; t = t->next) {
     int e = rill_log_sync(t->log);
     if (e && !rc)
       rc = e;
   }
+  pthread_mutex_unlock(&s->reg);
   return rc;
 }
 
 void rill_server_destroy(rill_server_t *s) {
   if (!s)
     return;
-  while (s->conns)
-    conn_close(s, s->conns);
+  for (uint32_t i = 0; i < s->nloops; i++) {
+    struct loop *lp = &s->loops[i];
+    /* Wakeups still queued hold connection references. */
+    for (struct wake *w = atomic_exchange(&lp->inbox, NULL), *n; w; w = n) {
+      n = w->next;
+      if (w->kind == W_CONN)
+        conn_put((struct conn *)((char *)w - offsetof(struct conn, xw)));
+    }
+    while (lp->conns)
+      conn_close(lp, lp->conns);
+    rill__free(lp->acks);
+    if (lp->ep >= 0)
+      close(lp->ep);
+    if (lp->wakefd >= 0)
+      close(lp->wakefd);
+  }
   for (struct topic *t = s->topics, *n; t; t = n) {
     n = t->next;
     rill_log_close(t->log);
@@ -1035,9 +1563,6 @@ void rill_server_destroy(rill_server_t *s) {
     n = v->next;
     rill__free(v);
   }
-  for (uint32_t b = 0; b < ASK_BUCKETS; b++)
-    while (s->asks[b])
-      ask_done(s, &s->asks[b]);
   while (s->free_asks) {
     struct ask *a = s->free_asks;
     s->free_asks = a->next;
@@ -1045,16 +1570,21 @@ void rill_server_destroy(rill_server_t *s) {
   }
   if (s->lfd >= 0)
     close(s->lfd);
-  if (s->ep >= 0)
-    close(s->ep);
   if (s->stopfd >= 0)
     close(s->stopfd);
+  pthread_mutex_destroy(&s->reg);
+  pthread_mutex_destroy(&s->asks_mu);
+  rill__free(s->loops);
   rill__free(s);
 }
 
 void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st) {
-  const uint64_t *src = (const uint64_t *)&s->st;
+  memset(st, 0, sizeof *st);
   uint64_t *dst = (uint64_t *)st;
-  for (size_t i = 0; i < sizeof *st / sizeof(uint64_t); i++)
-    dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+  for (uint32_t i = 0; i < s->nloops; i++) {
+    const uint64_t *src = (const uint64_t *)&s->loops[i].st;
+    for (size_t k = 0; k < sizeof *st / sizeof(uint64_t); k++)
+      dst[k] += atomic_load_explicit((_Atomic uint64_t *)&src[k], memory_order_relaxed);
+  }
+  st->conns_open = atomic_load_explicit(&((rill_server_t *)s)->nconns, memory_order_relaxed);
 }
