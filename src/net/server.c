@@ -145,6 +145,32 @@ struct ask {
   struct ask *next;  /* in its hash bucket, or in the free list */
 };
 
+/* A streamed PUBLISH being put together: its CHUNKs are copied in until
+ * the last, then the whole is appended as one record. */
+#define IN_STREAMS 4u
+struct instream {
+  uint64_t id; /* the PUBLISH's, which its CHUNKs carry */
+  struct topic *t;
+  uint8_t *buf; /* NULL: refused, its CHUNKs are dropped until the last */
+  uint32_t len, got;
+  uint16_t ch;
+  uint8_t flags; /* the PUBLISH's: ACK */
+  bool on;
+};
+
+/* A record over max_body going out: a reference to its bytes in the log,
+ * sent a chunk at a time as the send queue drains. One per connection;
+ * what comes after it on the connection waits for it. */
+struct outstream {
+  bool on;
+  bool fetch; /* ends a FETCH's answer: END follows the last chunk */
+  uint16_t ch;
+  uint64_t id; /* FETCH's id, or 0 */
+  uint64_t seq;
+  rill_buf_t data;
+  size_t off;
+};
+
 /* An acknowledged publish waiting for its topic's sync. */
 struct pack {
   struct conn *c; /* NULL once the connection went */
@@ -170,6 +196,8 @@ struct conn {
   struct sub *subs;
   struct provider *provides; /* under reg */
   uint32_t acks_waiting;
+  struct instream in[IN_STREAMS];
+  struct outstream out;
   struct conn *prev, *next;
   bool dirty; /* frames queued by another connection's request: settle it */
   struct conn *next_dirty;
@@ -212,6 +240,8 @@ struct rill_server {
   struct loop *loops;
   atomic_uint nconns;
   atomic_bool stopping;
+  _Atomic uint64_t assembling; /* bytes of streamed publishes being put together */
+  uint64_t assembly_max;
   pthread_mutex_t reg; /* topics and services */
   struct topic *topics;
   struct service *services;
@@ -482,11 +512,52 @@ static struct sub *sub_of(struct conn *c, uint16_t ch) {
   return NULL;
 }
 
+/* Sends the next pieces of the record going out in chunks, as far as the
+ * send queue allows: DELIVER with STREAM (id = the whole length) and the
+ * first max_body bytes, then CHUNKs. True when none is left going out. */
+static bool out_pump(struct loop *lp, struct conn *c) {
+  struct outstream *o = &c->out;
+  size_t limit = lp->s->o.tx_limit, piece = lp->s->o.max_body;
+  while (o->on && !c->closing && queued(c) < limit / 2) {
+    size_t n = o->data.len - o->off < piece ? o->data.len - o->off : piece;
+    const uint8_t *p = o->data.data + o->off;
+    bool more = o->off + n < o->data.len;
+    if (o->off == 0)
+      send_frame(lp, c, RILL_F_DELIVER, RILL_FF_STREAM, o->ch, o->data.len, o->seq, p, (uint32_t)n);
+    else
+      send_frame(lp, c, RILL_F_CHUNK, more ? RILL_FF_MORE : 0, o->ch, o->seq, RILL_F_DELIVER, p,
+                 (uint32_t)n);
+    o->off += n;
+    if (!more) {
+      o->on = false;
+      if (o->fetch) /* END: where a next FETCH would start */
+        send_frame(lp, c, RILL_F_DELIVER, RILL_FF_END, 0, o->id, o->seq + 1, NULL, 0);
+    }
+  }
+  if (!o->on || c->closing) {
+    rill_buf_release(&o->data);
+    o->on = false;
+  }
+  return !o->on;
+}
+
+/* Starts sending rec, a record over max_body, in chunks; it keeps the
+ * reference to the record's bytes until the last chunk is queued. */
+static void out_start(struct loop *lp, struct conn *c, uint16_t ch, uint64_t fetch_id, bool fetch,
+                      rill_log_record_t *rec) {
+  c->out = (struct outstream){
+      .on = true, .fetch = fetch, .ch = ch, .id = fetch_id, .seq = rec->seq, .data = rec->payload};
+  rec->payload = RILL_BUF_EMPTY;
+  out_pump(lp, c);
+}
+
 /* Delivers what u's credits and the send queue allow. */
 static void pump(struct loop *lp, struct sub *u) {
   struct conn *c = u->c;
   size_t limit = lp->s->o.tx_limit;
-  while (u->credits && !c->closing && queued(c) < limit / 2) {
+  if (!out_pump(lp, c))
+    return; /* a record in chunks goes first */
+  while (u->credits && !c->closing && !c->out.on && queued(c) < limit / 2) {
     uint64_t first = rill_log_first(u->t->log);
     if (u->next < first)
       u->next = first; /* retention passed it: the client sees the gap in sequences */
@@ -495,14 +566,23 @@ static void pump(struct loop *lp, struct sub *u) {
     rill_log_record_t recs[DELIVER_BATCH];
     size_t n = 0, want = u->credits < DELIVER_BATCH ? (size_t)u->credits : DELIVER_BATCH;
     int rc = rill_log_read_range(u->t->log, u->next, want, limit / 4, recs, &n);
+    size_t sent = 0;
     for (size_t k = 0; k < n; k++) {
-      send_frame(lp, c, RILL_F_DELIVER, 0, u->ch, 0, recs[k].seq, recs[k].payload.data,
-                 (uint32_t)recs[k].payload.len);
+      if (c->out.on) {
+        rill_buf_release(&recs[k].payload); /* read again once the chunks are out */
+        continue;
+      }
+      sent++;
       u->next = recs[k].seq + 1;
+      if (recs[k].payload.len > lp->s->o.max_body)
+        out_start(lp, c, u->ch, 0, false, &recs[k]);
+      else
+        send_frame(lp, c, RILL_F_DELIVER, 0, u->ch, 0, recs[k].seq, recs[k].payload.data,
+                   (uint32_t)recs[k].payload.len);
       rill_buf_release(&recs[k].payload);
     }
-    u->credits -= n;
-    INC(lp, delivered, n);
+    u->credits -= sent;
+    INC(lp, delivered, sent);
     if (rc && !n) {
       send_error(lp, c, u->ch, 0, rc, "subscription: a record cannot be read");
       u->next++;
@@ -735,6 +815,101 @@ static void ack(struct loop *lp, struct conn *c, struct topic *t, const rill_fra
     send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, first, NULL, 0);
 }
 
+/* A streamed PUBLISH's first frame: arg is the whole length. A refused
+ * stream keeps its slot, without a buffer, so its CHUNKs are dropped
+ * rather than taken for a protocol error. */
+static void stream_open(struct loop *lp, struct conn *c, struct topic *t, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
+  struct instream *in = NULL;
+  for (uint32_t i = 0; i < IN_STREAMS; i++) {
+    if (c->in[i].on && c->in[i].id == f->id) {
+      fatal(lp, c, RILL_EPROTO, "PUBLISH: a stream with that id is open");
+      return;
+    }
+    if (!c->in[i].on && !in)
+      in = &c->in[i];
+  }
+  if (!in) {
+    fatal(lp, c, RILL_EPROTO, "PUBLISH: more than 4 streams open on one connection");
+    return;
+  }
+  *in = (struct instream){.on = true, .id = f->id, .t = t, .ch = f->channel, .flags = f->flags};
+  const char *why = NULL;
+  int code = RILL_EMSGSIZE;
+  if (f->arg <= f->len || f->arg > s->o.max_message) {
+    why = f->arg <= f->len ? "PUBLISH: a stream no longer than its first chunk"
+                           : "PUBLISH: a stream over the server's max_message";
+    code = f->arg <= f->len ? RILL_EPROTO : RILL_EMSGSIZE;
+  } else if (atomic_fetch_add(&s->assembling, f->arg) + f->arg > s->assembly_max) {
+    atomic_fetch_sub(&s->assembling, f->arg);
+    why = "PUBLISH: too many streamed bytes in flight on the server; try again";
+    code = RILL_EBUSY;
+  } else if (!(in->buf = rill__malloc(f->arg))) {
+    atomic_fetch_sub(&s->assembling, f->arg);
+    why = "PUBLISH: no memory for the stream";
+    code = RILL_ENOMEM;
+  }
+  if (why) {
+    send_error(lp, c, f->channel, f->id, code, why);
+    return;
+  }
+  in->len = (uint32_t)f->arg;
+  memcpy(in->buf, f->body, f->len);
+  in->got = f->len;
+}
+
+static void stream_close(rill_server_t *s, struct instream *in) {
+  if (in->buf) {
+    rill__free(in->buf);
+    atomic_fetch_sub(&s->assembling, in->len);
+  }
+  *in = (struct instream){0};
+}
+
+static void ack(struct loop *lp, struct conn *c, struct topic *t, const rill_frame_t *f,
+                uint64_t first, uint64_t last);
+
+/* The next piece of a streamed PUBLISH; the last appends the whole. */
+static void on_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  if (f->arg != RILL_F_PUBLISH) {
+    send_error(lp, c, f->channel, f->id, RILL_ENOTSUP,
+               "CHUNK: only PUBLISH streams are built yet (ASK and REPLY bodies up to max_body)");
+    return;
+  }
+  struct instream *in = NULL;
+  for (uint32_t i = 0; i < IN_STREAMS && !in; i++)
+    if (c->in[i].on && c->in[i].id == f->id)
+      in = &c->in[i];
+  if (!in) {
+    fatal(lp, c, RILL_EPROTO, "CHUNK: no stream with that id");
+    return;
+  }
+  bool last = !(f->flags & RILL_FF_MORE);
+  if (in->buf) {
+    if (f->len > in->len - in->got || (last && in->got + f->len != in->len)) {
+      fatal(lp, c, RILL_EPROTO, "CHUNK: the pieces do not add up to the stream's length");
+      return;
+    }
+    memcpy(in->buf + in->got, f->body, f->len);
+    in->got += f->len;
+  }
+  if (!last)
+    return;
+  if (in->buf) {
+    uint64_t seq;
+    int rc = rill_log_append(in->t->log, in->buf, in->len, &seq);
+    rill_frame_t first = {.flags = in->flags, .channel = in->ch, .id = in->id};
+    if (rc) {
+      send_error(lp, c, in->ch, in->id, rc, rill_errmsg());
+    } else {
+      INC(lp, published, 1);
+      touch(lp, in->t, 1, in->len);
+      ack(lp, c, in->t, &first, seq, seq);
+    }
+  }
+  stream_close(lp->s, in);
+}
+
 static void on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   struct topic *t = bound(c, f->channel);
   if (!t) {
@@ -742,8 +917,7 @@ static void on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     return;
   }
   if (f->flags & RILL_FF_STREAM) {
-    send_error(lp, c, f->channel, f->id, RILL_ENOTSUP,
-               "PUBLISH: streamed bodies are not built yet");
+    stream_open(lp, c, t, f);
     return;
   }
   uint64_t seq;
@@ -871,23 +1045,34 @@ static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   }
   size_t limit = lp->s->o.tx_limit;
   uint64_t seq = start_of(t->log, f->arg);
+  bool streamed = false;
   while (count) {
     rill_log_record_t recs[DELIVER_BATCH];
     size_t n = 0;
     rc = rill_log_read_range(t->log, seq, count < DELIVER_BATCH ? count : DELIVER_BATCH, limit / 4,
                              recs, &n);
     for (size_t k = 0; k < n; k++) {
-      send_frame(lp, c, RILL_F_DELIVER, 0, 0, f->id, recs[k].seq, recs[k].payload.data,
-                 (uint32_t)recs[k].payload.len);
+      if (c->out.on || streamed) { /* the answer ends with a streamed record */
+        rill_buf_release(&recs[k].payload);
+        continue;
+      }
       seq = recs[k].seq + 1;
+      if (recs[k].payload.len > lp->s->o.max_body) {
+        out_start(lp, c, 0, f->id, true, &recs[k]); /* the answer ends with it */
+        streamed = true;
+      } else
+        send_frame(lp, c, RILL_F_DELIVER, 0, 0, f->id, recs[k].seq, recs[k].payload.data,
+                   (uint32_t)recs[k].payload.len);
       rill_buf_release(&recs[k].payload);
     }
     count -= (uint32_t)n;
-    if (!n || queued(c) > limit / 2)
+    if (!n || c->out.on || streamed || queued(c) > limit / 2)
       break;
   }
-  /* END: arg is where a next FETCH would start. */
-  send_frame(lp, c, RILL_F_DELIVER, RILL_FF_END, 0, f->id, seq, NULL, 0);
+  /* END: arg is where a next FETCH would start (after the chunks, if a
+   * record goes out in chunks). */
+  if (!streamed)
+    send_frame(lp, c, RILL_F_DELIVER, RILL_FF_END, 0, f->id, seq, NULL, 0);
 }
 
 /* ---- services ------------------------------------------------------------------- */
@@ -1074,9 +1259,7 @@ static void on_frame(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   case RILL_F_ASK: on_ask(lp, c, f); break;
   case RILL_F_REPLY: on_reply(lp, c, f); break;
   case RILL_F_CANCEL: on_cancel(lp, c, f); break;
-  case RILL_F_CHUNK:
-    send_error(lp, c, f->channel, f->id, RILL_ENOTSUP, "streamed bodies are not built yet");
-    break;
+  case RILL_F_CHUNK: on_chunk(lp, c, f); break;
   default: /* HELLO again, or what only a server sends */
     fatal(lp, c, RILL_EPROTO, "a frame a client does not send");
   }
@@ -1139,6 +1322,9 @@ static void conn_close(struct loop *lp, struct conn *c) {
   if (c->next)
     c->next->prev = c->prev;
   atomic_fetch_sub(&s->nconns, 1);
+  for (uint32_t i = 0; i < IN_STREAMS; i++)
+    stream_close(s, &c->in[i]);
+  rill_buf_release(&c->out.data);
   rill__free(c->rx);
   rill__free(c->tx);
   rill__free(c->binds);
@@ -1273,6 +1459,11 @@ static void conn_settle(struct loop *lp, struct conn *c) {
   if (conn_flush(lp, c) != 0) {
     conn_close(lp, c);
     return;
+  }
+  if (c->out.on && out_pump(lp, c)) { /* the record in chunks is out: the rest may follow */
+    for (struct sub *u = c->subs; u; u = u->next_in_conn)
+      pump(lp, u);
+    conn_flush(lp, c);
   }
   if (c->paused && queued(c) < limit / 4 && c->acks_waiting < ACKS_MAX / 2) {
     c->paused = false;
@@ -1440,6 +1631,7 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     return rill__err(RILL_EINVAL, "server: max_body %u not in 4 KiB..64 MiB", o.max_body);
   if (o.max_message < o.max_body || o.max_message > UINT32_MAX)
     return rill__err(RILL_EINVAL, "server: max_message not in max_body..4 GiB");
+  uint64_t assembly_max = 4 * o.max_message;
   if (o.tx_limit < 4 * ((size_t)o.max_body + RILL_NET_HDR))
     return rill__err(RILL_EINVAL, "server: tx_limit under four frames of max_body");
   if (o.token && strlen(o.token) > RILL_NET_MAX_TOKEN)
@@ -1456,6 +1648,7 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     return rill__err(RILL_ENOMEM, "server: no memory");
   }
   s->o = o;
+  s->assembly_max = assembly_max;
   s->nloops = o.loops;
   s->loops = loops;
   s->lfd = s->stopfd = -1;

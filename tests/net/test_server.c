@@ -414,3 +414,129 @@ Test(server, restart_keeps_the_topics) {
   close(a.fd);
   srv_stop(&v);
 }
+
+/* The next frame with up to cap body bytes copied into out. */
+static void recv_into(cli_t *c, rill_frame_t *f, uint8_t *out, size_t cap) {
+  for (;;) {
+    size_t used;
+    int rc = rill_frame_decode(c->rx, c->have, RILL_NET_MAX_BODY, f, &used);
+    if (rc == 0) {
+      cr_assert_leq(f->len, cap, "a %u-byte body", f->len);
+      memcpy(out, f->body, f->len);
+      memmove(c->rx, c->rx + used, c->have - used);
+      c->have -= used;
+      return;
+    }
+    cr_assert_eq(rc, RILL_EAGAIN);
+    ssize_t n = recv(c->fd, c->rx + c->have, sizeof c->rx - c->have, 0);
+    cr_assert_gt(n, 0, "closed or failed");
+    c->have += (size_t)n;
+  }
+}
+
+/* A record over max_body, as the server sends it: DELIVER with STREAM
+ * (id = the whole length), then CHUNKs on the same channel, MORE on all
+ * but the last. */
+static void expect_streamed(cli_t *c, uint16_t ch, uint64_t seq, const uint8_t *want, size_t len) {
+  static uint8_t got[1 << 18];
+  rill_frame_t f;
+  recv_into(c, &f, got, sizeof got);
+  cr_assert_eq(f.type, RILL_F_DELIVER);
+  cr_assert_eq(f.flags, RILL_FF_STREAM);
+  cr_assert_eq(f.channel, ch);
+  cr_assert_eq(f.id, len, "the whole length");
+  cr_assert_eq(f.arg, seq);
+  size_t have = f.len;
+  for (bool more = true; more;) {
+    recv_into(c, &f, got + have, sizeof got - have);
+    cr_assert_eq(f.type, RILL_F_CHUNK);
+    cr_assert_eq(f.channel, ch);
+    cr_assert_eq(f.id, seq);
+    cr_assert_eq(f.arg, RILL_F_DELIVER);
+    have += f.len;
+    more = f.flags & RILL_FF_MORE;
+  }
+  cr_assert_eq(have, len);
+  cr_assert(!memcmp(got, want, len), "the bytes came back changed");
+}
+
+/* Sends len bytes as a streamed PUBLISH: the first piece, then CHUNKs. */
+static void publish_streamed(cli_t *c, uint16_t ch, uint64_t id, const uint8_t *m, size_t len,
+                             size_t piece) {
+  cli_send(c, RILL_F_PUBLISH, RILL_FF_STREAM | RILL_FF_ACK, ch, id, len, m, (uint32_t)piece);
+  for (size_t off = piece; off < len; off += piece) {
+    size_t n = len - off < piece ? len - off : piece;
+    cli_send(c, RILL_F_CHUNK, off + n < len ? RILL_FF_MORE : 0, ch, id, RILL_F_PUBLISH, m + off,
+             (uint32_t)n);
+  }
+}
+
+Test(server, streamed_messages_over_max_body) {
+  srv_t v;
+  /* A send queue of four frames: the record goes out a chunk or two at a
+   * time, as the subscriber reads. */
+  srv_start(&v, (rill_server_opts_t){
+                    .max_body = 16384, .max_message = 200000, .tx_limit = 4 * (16384 + 24)});
+  static uint8_t m[150001];
+  for (size_t i = 0; i < sizeof m; i++)
+    m[i] = (uint8_t)(i * 7 + i / 251);
+  cli_t *pub = calloc(1, sizeof *pub), *sub = calloc(1, sizeof *sub), *fe = calloc(1, sizeof *fe);
+  handshake(pub, &v);
+  handshake(sub, &v);
+  handshake(fe, &v);
+  rill_frame_t f;
+  cli_send(sub, RILL_F_SUBSCRIBE, 0, 5, 1, RILL_NET_FROM_EARLIEST, "big", 3);
+  expect_frame(sub, RILL_F_ACK, 1, &f);
+  cli_send(sub, RILL_F_CREDIT, 0, 5, 0, 10, NULL, 0);
+  cli_send(pub, RILL_F_BIND, 0, 1, 2, 0, "big", 3);
+  expect_frame(pub, RILL_F_ACK, 2, &f);
+
+  /* In, whole, acknowledged once the last piece is in; out, in pieces of
+   * max_body, to a subscriber; then a small one after it. */
+  publish_streamed(pub, 1, 3, m, sizeof m, 10000);
+  expect_frame(pub, RILL_F_ACK, 3, &f);
+  cr_expect_eq(f.arg, 0);
+  cli_send(pub, RILL_F_PUBLISH, RILL_FF_ACK, 1, 4, 0, "small", 5);
+  expect_frame(pub, RILL_F_ACK, 4, &f);
+  expect_streamed(sub, 5, 0, m, sizeof m);
+  uint8_t body[64];
+  recv_into(sub, &f, body, sizeof body);
+  cr_assert_eq(f.type, RILL_F_DELIVER);
+  cr_assert_eq(f.arg, 1);
+  cr_assert_eq(f.len, 5);
+
+  /* A FETCH's answer ends with the streamed record; the next picks up. */
+  uint8_t req[16] = {10, 0, 0, 0, 'b', 'i', 'g'};
+  cli_send(fe, RILL_F_FETCH, 0, 0, 9, RILL_NET_FROM_EARLIEST, req, 7);
+  expect_streamed(fe, 0, 0, m, sizeof m);
+  expect_frame(fe, RILL_F_DELIVER, 9, &f);
+  cr_assert_eq(f.flags, RILL_FF_END);
+  cr_assert_eq(f.arg, 1);
+  cli_send(fe, RILL_F_FETCH, 0, 0, 10, 1, req, 7);
+  recv_into(fe, &f, body, sizeof body);
+  cr_assert_eq(f.arg, 1);
+  cr_assert_eq(f.len, 5);
+  expect_frame(fe, RILL_F_DELIVER, 10, &f);
+  cr_assert_eq(f.flags, RILL_FF_END);
+
+  /* Over max_message: refused by its first frame, its pieces dropped,
+   * the connection goes on. */
+  static uint8_t huge[250000];
+  publish_streamed(pub, 1, 11, huge, sizeof huge, 16384);
+  expect_frame(pub, RILL_F_ERROR, 11, &f);
+  cr_expect_eq((int64_t)f.arg, RILL_EMSGSIZE);
+  ping(pub, 12);
+
+  /* Pieces that overrun the announced length, and a CHUNK of no stream:
+   * protocol errors, the connection closed. */
+  cli_send(pub, RILL_F_PUBLISH, RILL_FF_STREAM, 1, 13, 20000, m, 16000);
+  cli_send(pub, RILL_F_CHUNK, 0, 1, 13, RILL_F_PUBLISH, m, 16000);
+  expect_refused(pub, RILL_EPROTO);
+  cli_send(fe, RILL_F_CHUNK, RILL_FF_MORE, 0, 99, RILL_F_PUBLISH, m, 100);
+  expect_refused(fe, RILL_EPROTO);
+  close(sub->fd);
+  free(pub);
+  free(sub);
+  free(fe);
+  srv_stop(&v);
+}
