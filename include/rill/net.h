@@ -182,6 +182,9 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts);
 /** The port it listens on (the one picked when opts.port was 0). */
 uint16_t rill_server_port(const rill_server_t *s);
 
+/** The port of its Prometheus endpoint (opts.metrics), 0 when it has none. */
+uint16_t rill_server_metrics_port(const rill_server_t *s);
+
 /** Serves until rill_server_stop: then tells every client BYE, flushes
  *  the logs, and returns 0 (or the first error that stopped it). */
 int rill_server_run(rill_server_t *s);

@@ -61,6 +61,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "net/metrics.h"
 #include "rill/net.h"
 
 #define RX_MIN        (64u << 10)
@@ -142,6 +143,7 @@ struct ask {
   struct conn *asker, *provider;
   uint64_t cid;      /* the asker's id for it */
   uint64_t deadline; /* rill_time_ns, or 0 */
+  uint64_t t0;       /* when the ASK was read, for the histogram */
   struct ask *next;  /* in its hash bucket, or in the free list */
 };
 
@@ -176,6 +178,7 @@ struct pack {
   struct conn *c; /* NULL once the connection went */
   struct topic *t;
   uint64_t id, first, last;
+  uint64_t t0; /* when the PUBLISH was read */
   uint16_t ch;
 };
 
@@ -227,7 +230,9 @@ struct loop {
   size_t cap_acks;
   _Atomic size_t nacks;
   uint64_t last_sweep;
-  rill_server_stats_t st; /* this loop's share, written by it, read relaxed */
+  rill_server_stats_t st;        /* this loop's share, written by it, read relaxed */
+  rill__hist_t publish_ack, ask; /* this loop's, one writer each */
+  rill__prom_t stats;            /* the text of STATS answers, kept for the next */
   char pad[64];
 };
 
@@ -237,7 +242,8 @@ struct rill_server {
   uint16_t port;
   uint64_t server_id;
   uint32_t nloops;
-  struct loop *loops;
+  struct loop *loops; /* aligned to a cache line, in loops_mem */
+  void *loops_mem;
   atomic_uint nconns;
   atomic_bool stopping;
   _Atomic uint64_t assembling; /* bytes of streamed publishes being put together */
@@ -245,6 +251,8 @@ struct rill_server {
   pthread_mutex_t reg; /* topics and services */
   struct topic *topics;
   struct service *services;
+  uint64_t started_ns;
+  rill__metrics_http_t *metrics;
   pthread_mutex_t asks_mu;
   struct ask *asks[ASK_BUCKETS]; /* in flight, by sid % ASK_BUCKETS */
   struct ask *free_asks;         /* reused: a steady stream allocates nothing */
@@ -699,7 +707,7 @@ static void *syncer_main(void *arg) {
 
 /* Parks an acknowledged publish until its records are synced. */
 static void ack_later(struct loop *lp, struct conn *c, struct topic *t, uint16_t ch, uint64_t id,
-                      uint64_t first, uint64_t last) {
+                      uint64_t first, uint64_t last, uint64_t t0) {
   size_t n = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
   if (n == lp->cap_acks) {
     size_t cap = n ? 2 * n : 256;
@@ -712,7 +720,7 @@ static void ack_later(struct loop *lp, struct conn *c, struct topic *t, uint16_t
     lp->acks = a;
     lp->cap_acks = cap;
   }
-  lp->acks[n] = (struct pack){c, t, id, first, last, ch};
+  lp->acks[n] = (struct pack){c, t, id, first, last, t0, ch};
   atomic_store_explicit(&lp->nacks, n + 1, memory_order_relaxed);
   c->acks_waiting++;
 }
@@ -726,9 +734,10 @@ static void acks_release(struct loop *lp) {
       continue;
     uint64_t durable = atomic_load_explicit(&a->t->durable, memory_order_acquire);
     uint64_t failed = atomic_load_explicit(&a->t->failed_upto, memory_order_acquire);
-    if (a->last < durable)
+    if (a->last < durable) {
       send_frame(lp, a->c, RILL_F_ACK, 0, a->ch, a->id, a->first, NULL, 0);
-    else if (a->last < failed)
+      rill__hist_add(&lp->publish_ack, rill_time_ns() - a->t0);
+    } else if (a->last < failed)
       send_error(lp, a->c, a->ch, a->id, atomic_load(&a->t->sync_err),
                  "PUBLISH: appended, but the sync failed");
     else {
@@ -809,10 +818,13 @@ static void ack(struct loop *lp, struct conn *c, struct topic *t, const rill_fra
                 uint64_t first, uint64_t last) {
   if (!(f->flags & RILL_FF_ACK))
     return;
-  if (t->group)
-    ack_later(lp, c, t, f->channel, f->id, first, last);
-  else
+  /* last_ns: when the read that brought the frame returned. */
+  if (t->group) {
+    ack_later(lp, c, t, f->channel, f->id, first, last, c->last_ns);
+  } else {
     send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, first, NULL, 0);
+    rill__hist_add(&lp->publish_ack, rill_time_ns() - c->last_ns);
+  }
 }
 
 /* A streamed PUBLISH's first frame: arg is the whole length. A refused
@@ -1171,7 +1183,8 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
                     .asker = c,
                     .provider = pc,
                     .cid = f->id,
-                    .deadline = f->arg ? now + f->arg : 0};
+                    .deadline = f->arg ? now + f->arg : 0,
+                    .t0 = c->last_ns};
   struct ask **slot = &s->asks[a->sid % ASK_BUCKETS];
   a->next = *slot;
   *slot = a;
@@ -1195,6 +1208,7 @@ static void on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   struct ask **pp = ask_slot(s, f->id);
   if (*pp && (*pp)->provider == c) {
     send_to(lp, (*pp)->asker, RILL_F_REPLY, 0, 0, (*pp)->cid, 0, f->body, f->len);
+    rill__hist_add(&lp->ask, rill_time_ns() - (*pp)->t0);
     ask_done(s, pp);
   } /* else cancelled or timed out meanwhile: the answer has no one to go to */
   pthread_mutex_unlock(&s->asks_mu);
@@ -1238,6 +1252,72 @@ static void asks_end(struct loop *lp, struct conn *gone, uint64_t now) {
   pthread_mutex_unlock(&s->asks_mu);
 }
 
+/* ---- metrics --------------------------------------------------------------------- */
+
+/* The server's metrics as Prometheus text: the loops' counters summed and
+ * their histograms merged (relaxed loads: a scrape may miss the newest
+ * few values, never tear one), and the topics under reg. Runs on the
+ * metrics thread, or on a loop for STATS. */
+static int render(void *ctx, rill__prom_t *p) {
+  rill_server_t *s = ctx;
+  rill__metrics_snap_t snap_ = {0}, *snap = &snap_; /* on the stack: aligned for its histograms */
+  rill_server_stats(s, &snap->st);
+  pthread_mutex_lock(&s->asks_mu);
+  snap->asks_in_flight = s->asks_open;
+  pthread_mutex_unlock(&s->asks_mu);
+  snap->uptime_s = (double)(rill_time_ns() - s->started_ns) / 1e9;
+  snap->loops = s->nloops;
+  for (uint32_t i = 0; i < s->nloops; i++) {
+    rill__hist_merge(&snap->publish_ack, &s->loops[i].publish_ack);
+    rill__hist_merge(&snap->ask, &s->loops[i].ask);
+  }
+  int rc = 0;
+  pthread_mutex_lock(&s->reg);
+  size_t n = 0;
+  for (struct topic *t = s->topics; t; t = t->next)
+    n++;
+  rill__metrics_topic_t *topics = n ? rill__calloc(n, sizeof *topics) : NULL;
+  if (n && !topics) {
+    rc = rill__err(RILL_ENOMEM, "metrics: no memory");
+    goto unlock_reg;
+  }
+  n = 0;
+  for (struct topic *t = s->topics; t; t = t->next, n++) {
+    rill__metrics_topic_t *m = &topics[n];
+    m->name = t->name; /* topics live as long as the server */
+    m->next_seq = rill_log_next(t->log);
+    for (uint32_t i = 0; i < s->nloops; i++) {
+      const struct tloop *tl = &t->per[i];
+      m->appended += atomic_load_explicit((_Atomic uint64_t *)&tl->appended, memory_order_relaxed);
+      m->appended_bytes +=
+          atomic_load_explicit((_Atomic uint64_t *)&tl->bytes, memory_order_relaxed);
+      m->subscribers += atomic_load_explicit(&((struct tloop *)tl)->nsubs, memory_order_relaxed);
+    }
+  }
+unlock_reg:
+  pthread_mutex_unlock(&s->reg);
+  if (!rc) {
+    snap->topics = topics;
+    snap->ntopics = n;
+    rill__metrics_render_server(p, snap);
+    rc = rill__prom_status(p);
+  }
+  rill__free(topics);
+  return rc;
+}
+
+static void on_stats(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill__prom_reset(&lp->stats);
+  int rc = render(lp->s, &lp->stats);
+  if (rc)
+    send_error(lp, c, 0, f->id, rc, rill_errmsg());
+  else if (lp->stats.len > lp->s->o.max_body)
+    send_error(lp, c, 0, f->id, RILL_EMSGSIZE,
+               "STATS: the metrics are over max_body; scrape the HTTP endpoint (--metrics)");
+  else
+    send_frame(lp, c, RILL_F_STATS, 0, 0, f->id, 0, lp->stats.buf, (uint32_t)lp->stats.len);
+}
+
 static void on_frame(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   INC(lp, frames_in, 1);
   if (!c->ready) {
@@ -1260,6 +1340,7 @@ static void on_frame(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   case RILL_F_REPLY: on_reply(lp, c, f); break;
   case RILL_F_CANCEL: on_cancel(lp, c, f); break;
   case RILL_F_CHUNK: on_chunk(lp, c, f); break;
+  case RILL_F_STATS: on_stats(lp, c, f); break;
   default: /* HELLO again, or what only a server sends */
     fatal(lp, c, RILL_EPROTO, "a frame a client does not send");
   }
@@ -1585,6 +1666,7 @@ static int loop_init(rill_server_t *s, struct loop *lp, uint32_t idx) {
   lp->s = s;
   lp->idx = idx;
   lp->sync_w.kind = W_SYNC;
+  rill__prom_init(&lp->stats);
   lp->ep = epoll_create1(EPOLL_CLOEXEC);
   lp->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (lp->ep < 0 || lp->wakefd < 0)
@@ -1641,12 +1723,16 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   if (inet_pton(AF_INET, o.host, &sa.sin_addr) != 1)
     return rill__err(RILL_EINVAL, "server: '%s' is not an IPv4 address", o.host);
   rill_server_t *s = rill__calloc(1, sizeof *s);
-  struct loop *loops = rill__calloc(o.loops, sizeof *loops);
-  if (!s || !loops) {
+  /* Aligned by hand: the loops' histograms are cache-line aligned. */
+  void *mem = rill__calloc(1, o.loops * sizeof(struct loop) + RILL_CACHELINE);
+  if (!s || !mem) {
     rill__free(s);
-    rill__free(loops);
+    rill__free(mem);
     return rill__err(RILL_ENOMEM, "server: no memory");
   }
+  struct loop *loops =
+      (struct loop *)(((uintptr_t)mem + RILL_CACHELINE - 1) & ~(uintptr_t)(RILL_CACHELINE - 1));
+  s->loops_mem = mem;
   s->o = o;
   s->assembly_max = assembly_max;
   s->nloops = o.loops;
@@ -1677,6 +1763,9 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   for (uint32_t i = 0; i < s->nloops; i++)
     if ((rc = loop_init(s, &loops[i], i)))
       goto undo_s;
+  s->started_ns = rill_time_ns();
+  if (o.metrics && (rc = rill__metrics_http_start(&s->metrics, o.metrics, render, s)))
+    goto undo_s;
   *out = s;
   return 0;
 undo_s:
@@ -1685,6 +1774,10 @@ undo_s:
 }
 
 uint16_t rill_server_port(const rill_server_t *s) { return s->port; }
+
+uint16_t rill_server_metrics_port(const rill_server_t *s) {
+  return s->metrics ? rill__metrics_http_port(s->metrics) : 0;
+}
 
 void rill_server_stop(rill_server_t *s) {
   uint64_t one = 1;
@@ -1731,6 +1824,7 @@ int rill_server_run(rill_server_t *s) {
 void rill_server_destroy(rill_server_t *s) {
   if (!s)
     return;
+  rill__metrics_http_stop(s->metrics); /* its render reads what is freed below */
   for (uint32_t i = 0; i < s->nloops; i++) {
     struct loop *lp = &s->loops[i];
     /* Wakeups still queued hold connection references. */
@@ -1742,6 +1836,7 @@ void rill_server_destroy(rill_server_t *s) {
     while (lp->conns)
       conn_close(lp, lp->conns);
     rill__free(lp->acks);
+    rill__prom_free(&lp->stats);
     if (lp->ep >= 0)
       close(lp->ep);
     if (lp->wakefd >= 0)
@@ -1767,7 +1862,7 @@ void rill_server_destroy(rill_server_t *s) {
     close(s->stopfd);
   pthread_mutex_destroy(&s->reg);
   pthread_mutex_destroy(&s->asks_mu);
-  rill__free(s->loops);
+  rill__free(s->loops_mem);
   rill__free(s);
 }
 

@@ -7,12 +7,15 @@
  * asker or provider goes away, or whose deadline passes, end cleanly.
  * Run under TSan too: this is where the loops' shared state is raced.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "rill/net.h"
@@ -165,6 +168,35 @@ static void *churn_main(void *arg) {
   return NULL;
 }
 
+/* Scrapes the metrics endpoint while everything runs: the render reads
+ * every loop's counters, histograms and the topics from its own thread. */
+static uint16_t metrics_port;
+static atomic_bool scraping = true;
+static atomic_int scrapes;
+
+static void *scraper_main(void *arg) {
+  (void)arg;
+  static char text[1 << 17];
+  while (atomic_load(&scraping)) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(metrics_port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    CHECK(connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0, "connect to metrics");
+    const char req[] = "GET /metrics HTTP/1.0\r\n\r\n";
+    CHECK(send(fd, req, sizeof req - 1, MSG_NOSIGNAL) == (ssize_t)sizeof req - 1, "send");
+    size_t have = 0;
+    for (ssize_t n;
+         have < sizeof text - 1 && (n = recv(fd, text + have, sizeof text - 1 - have, 0)) > 0;)
+      have += (size_t)n;
+    text[have] = 0;
+    close(fd);
+    CHECK(strstr(text, "rill_loops 4"), "a scrape without rill_loops: %.100s", text);
+    atomic_fetch_add(&scrapes, 1);
+    usleep(20000);
+  }
+  return NULL;
+}
+
 static void loops_side_by_side(void) {
   char dir[] = "/tmp/rill-stress-loops-XXXXXX";
   CHECK(mkdtemp(dir), "mkdtemp");
@@ -172,9 +204,13 @@ static void loops_side_by_side(void) {
   CHECK(rill_server_create(&s, &(rill_server_opts_t){.data_dir = dir,
                                                      .any_port = true,
                                                      .loops = 4,
+                                                     .metrics = "127.0.0.1:0",
                                                      .sync = RILL_LOG_SYNC_GROUP}) == 0,
         "create: %s", rill_errmsg());
   port = rill_server_port(s);
+  metrics_port = rill_server_metrics_port(s);
+  pthread_t scraper;
+  CHECK(pthread_create(&scraper, NULL, scraper_main, NULL) == 0, "thread");
   pthread_t srv, prov[2], ask[ASKERS], pub[PUBLISHERS], sub[SUBSCRIBERS], churn;
   CHECK(pthread_create(&srv, NULL, server_main, s) == 0, "thread");
   for (int i = 0; i < 2; i++)
@@ -198,6 +234,9 @@ static void loops_side_by_side(void) {
   atomic_store(&providers_done, true);
   for (int i = 0; i < 2; i++)
     pthread_join(prov[i], NULL);
+  atomic_store(&scraping, false);
+  pthread_join(scraper, NULL);
+  CHECK(atomic_load(&scrapes) > 0, "no scrape");
   /* Both providers took their turns. */
   CHECK(answered_by[0] + answered_by[1] == ASKERS * ASKS, "%d + %d answers", answered_by[0],
         answered_by[1]);

@@ -540,3 +540,56 @@ Test(server, streamed_messages_over_max_body) {
   free(fe);
   srv_stop(&v);
 }
+
+/* The whole answer to GET path on port, or an empty string. */
+static void http_get(uint16_t port, const char *path, char *out, size_t cap) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  char req[128];
+  int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
+  cr_assert_eq(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+  size_t have = 0;
+  for (ssize_t got; have < cap - 1 && (got = recv(fd, out + have, cap - 1 - have, 0)) > 0;)
+    have += (size_t)got;
+  out[have] = 0;
+  close(fd);
+}
+
+Test(server, metrics_over_http_and_stats) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.metrics = "127.0.0.1:0", .sync = RILL_LOG_SYNC_GROUP});
+  uint16_t mport = rill_server_metrics_port(v.s);
+  cr_assert_gt(mport, 0);
+  cli_t *c = calloc(1, sizeof *c);
+  handshake(c, &v);
+  rill_frame_t f;
+  cli_send(c, RILL_F_BIND, 0, 1, 1, 0, "m", 1);
+  expect_frame(c, RILL_F_ACK, 1, &f);
+  for (uint64_t id = 2; id < 5; id++) {
+    cli_send(c, RILL_F_PUBLISH, RILL_FF_ACK, 1, id, 0, "hello", 5);
+    expect_frame(c, RILL_F_ACK, id, &f); /* after the syncer's fdatasync */
+  }
+  static char text[1 << 16];
+  http_get(mport, "/metrics", text, sizeof text);
+  cr_assert(!strncmp(text, "HTTP/1.1 200", 12), "%.40s", text);
+  cr_expect(strstr(text, "\nrill_messages_published_total 3\n"), "published");
+  cr_expect(strstr(text, "\nrill_topic_appended_total{topic=\"m\"} 3\n"), "per topic");
+  cr_expect(strstr(text, "\nrill_topic_appended_bytes_total{topic=\"m\"} 15\n"), "bytes");
+  cr_expect(strstr(text, "\nrill_publish_ack_seconds_count 3\n"), "ack latencies");
+  cr_expect(strstr(text, "\nrill_connections_open 1\n"), "connections");
+  http_get(mport, "/nope", text, sizeof text);
+  cr_expect(!strncmp(text, "HTTP/1.1 404", 12), "%.40s", text);
+
+  /* The same text over the protocol, for rill stat. */
+  cli_send(c, RILL_F_STATS, 0, 0, 7, 0, NULL, 0);
+  recv_into(c, &f, (uint8_t *)text, sizeof text - 1);
+  cr_assert_eq(f.type, RILL_F_STATS);
+  cr_assert_eq(f.id, 7);
+  text[f.len] = 0;
+  cr_expect(strstr(text, "rill_topic_next_sequence{topic=\"m\"} 3\n"), "%s", text);
+  close(c->fd);
+  free(c);
+  srv_stop(&v);
+}
