@@ -172,6 +172,7 @@ typedef struct rill_server_opts {
   uint32_t loops;       /* event-loop threads; default one per online CPU */
   const char *metrics;  /* "HOST:PORT" to serve Prometheus text over HTTP on; NULL: none */
   uint64_t max_message; /* largest message streamed in CHUNKs, max_body..4 GiB; default 64 MiB */
+  uint32_t max_topics;  /* topics the server creates at most (BIND, SUBSCRIBE); default 4096 */
 } rill_server_opts_t;
 
 /** Opens data_dir and starts listening (nothing is served until

@@ -48,6 +48,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -58,6 +59,7 @@
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/internal.h"
@@ -68,7 +70,12 @@
 #define DELIVER_BATCH 64u
 #define MAX_LOOPS     64u
 #define ASK_BUCKETS   4096u
-#define ACKS_MAX      65536u /* acknowledged publishes one connection may have waiting */
+#define ACKS_MAX      65536u
+#define STREAM_STALL_NS                                                                            \
+  10000000000ull /* a streamed PUBLISH with no piece for this long goes */ /* acknowledged         \
+                                                                              publishes one        \
+                                                                              connection may have  \
+                                                                              waiting */
 
 struct loop;
 struct conn;
@@ -155,6 +162,7 @@ struct instream {
   struct topic *t;
   uint8_t *buf; /* NULL: refused, its CHUNKs are dropped until the last */
   uint32_t len, got;
+  uint64_t last_ns; /* its last piece: a stream that stalls is dropped */
   uint16_t ch;
   uint8_t flags; /* the PUBLISH's: ACK */
   bool on;
@@ -186,10 +194,14 @@ struct conn {
   struct loop *lp; /* the loop that owns it */
   atomic_uint refs;
   int fd;
-  bool ready;   /* HELLO accepted */
-  bool closing; /* send what is queued, then close */
-  bool paused;  /* not reading: the send queue is over half full, or acks wait */
-  uint64_t born_ns, last_ns;
+  bool ready;            /* HELLO accepted */
+  bool closing;          /* send what is queued, then close */
+  bool paused;           /* not reading: the send queue is over half full, or acks wait */
+  uint8_t closing_ticks; /* sweeps since closing, with its queue not drained */
+  uint64_t born_ns;
+  uint64_t last_ns;    /* the last whole frame: bytes dripped in do not count */
+  uint64_t read_ns;    /* when the read being handled returned */
+  uint64_t assembling; /* bytes of its streams being put together */
   uint8_t *rx;
   size_t rx_len, rx_cap;
   uint8_t *tx;
@@ -250,6 +262,7 @@ struct rill_server {
   uint64_t assembly_max;
   pthread_mutex_t reg; /* topics and services */
   struct topic *topics;
+  uint32_t ntopics;
   struct service *services;
   uint64_t started_ns;
   rill__metrics_http_t *metrics;
@@ -474,13 +487,29 @@ static void conn_take_x(struct loop *lp, struct conn *c) {
 
 /* ---- topics and subscriptions ---------------------------------------------- */
 
-static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len, int *rc) {
+/* The topic called name: open already, or opened from data_dir, or (with
+ * create) a new one. Every topic costs a directory, a preallocated
+ * segment and descriptors until the server stops, so only a publisher's
+ * BIND and a SUBSCRIBE create one, and at most max_topics exist. */
+static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len, bool create,
+                               int *rc) {
   pthread_mutex_lock(&s->reg);
   struct topic *t = s->topics;
   while (t && !(strlen(t->name) == len && !memcmp(t->name, name, len)))
     t = t->next;
   if (t)
     goto unlock_reg;
+  char path[PATH_MAX];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%.*s", s->o.data_dir, (int)len, (const char *)name);
+  if (!create && stat(path, &st) != 0) {
+    *rc = rill__err(RILL_ENOENT, "no topic '%.*s'", (int)len, (const char *)name);
+    goto unlock_reg;
+  }
+  if (s->ntopics >= s->o.max_topics) {
+    *rc = rill__err(RILL_EBUSY, "the server holds max_topics (%u) topics already", s->o.max_topics);
+    goto unlock_reg;
+  }
   t = rill__calloc(1, sizeof *t + s->nloops * sizeof t->per[0]);
   if (!t) {
     *rc = rill__err(RILL_ENOMEM, "topic: no memory");
@@ -501,6 +530,7 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
     t->per[i] = (struct tloop){.t = t, .w.kind = W_TOPIC};
   t->next = s->topics;
   s->topics = t;
+  s->ntopics++;
 unlock_reg:
   pthread_mutex_unlock(&s->reg);
   return t;
@@ -787,7 +817,7 @@ static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     return;
   }
   int rc = 0;
-  struct topic *t = topic_get(lp->s, f->body, f->len, &rc);
+  struct topic *t = topic_get(lp->s, f->body, f->len, true, &rc);
   if (!t) {
     send_error(lp, c, f->channel, f->id, rc, rill_errmsg());
     return;
@@ -818,12 +848,11 @@ static void ack(struct loop *lp, struct conn *c, struct topic *t, const rill_fra
                 uint64_t first, uint64_t last) {
   if (!(f->flags & RILL_FF_ACK))
     return;
-  /* last_ns: when the read that brought the frame returned. */
   if (t->group) {
-    ack_later(lp, c, t, f->channel, f->id, first, last, c->last_ns);
+    ack_later(lp, c, t, f->channel, f->id, first, last, c->read_ns);
   } else {
     send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, first, NULL, 0);
-    rill__hist_add(&lp->publish_ack, rill_time_ns() - c->last_ns);
+    rill__hist_add(&lp->publish_ack, rill_time_ns() - c->read_ns);
   }
 }
 
@@ -852,6 +881,9 @@ static void stream_open(struct loop *lp, struct conn *c, struct topic *t, const 
     why = f->arg <= f->len ? "PUBLISH: a stream no longer than its first chunk"
                            : "PUBLISH: a stream over the server's max_message";
     code = f->arg <= f->len ? RILL_EPROTO : RILL_EMSGSIZE;
+  } else if (c->assembling + f->arg > s->o.max_message) {
+    why = "PUBLISH: this connection's streams in flight would pass max_message";
+    code = RILL_EBUSY;
   } else if (atomic_fetch_add(&s->assembling, f->arg) + f->arg > s->assembly_max) {
     atomic_fetch_sub(&s->assembling, f->arg);
     why = "PUBLISH: too many streamed bytes in flight on the server; try again";
@@ -868,14 +900,21 @@ static void stream_open(struct loop *lp, struct conn *c, struct topic *t, const 
   in->len = (uint32_t)f->arg;
   memcpy(in->buf, f->body, f->len);
   in->got = f->len;
+  in->last_ns = c->read_ns;
+  c->assembling += in->len;
 }
 
-static void stream_close(rill_server_t *s, struct instream *in) {
+/* Frees a stream's buffer; with `keep`, its slot stays to drop the CHUNKs
+ * still coming. */
+static void stream_drop(rill_server_t *s, struct conn *c, struct instream *in, bool keep) {
   if (in->buf) {
     rill__free(in->buf);
+    in->buf = NULL;
     atomic_fetch_sub(&s->assembling, in->len);
+    c->assembling -= in->len;
   }
-  *in = (struct instream){0};
+  if (!keep)
+    *in = (struct instream){0};
 }
 
 static void ack(struct loop *lp, struct conn *c, struct topic *t, const rill_frame_t *f,
@@ -904,6 +943,7 @@ static void on_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     }
     memcpy(in->buf + in->got, f->body, f->len);
     in->got += f->len;
+    in->last_ns = c->read_ns;
   }
   if (!last)
     return;
@@ -919,7 +959,7 @@ static void on_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) {
       ack(lp, c, in->t, &first, seq, seq);
     }
   }
-  stream_close(lp->s, in);
+  stream_drop(lp->s, c, in, false);
 }
 
 static void on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f) {
@@ -998,7 +1038,7 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
     return;
   }
   int rc = 0;
-  struct topic *t = topic_get(lp->s, f->body, f->len, &rc);
+  struct topic *t = topic_get(lp->s, f->body, f->len, true, &rc);
   struct sub *u = t ? rill__calloc(1, sizeof *u) : NULL;
   if (!u) {
     send_error(lp, c, f->channel, f->id, t ? RILL_ENOMEM : rc, t ? "no memory" : rill_errmsg());
@@ -1050,7 +1090,7 @@ static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (count > DELIVER_BATCH * 16)
     count = DELIVER_BATCH * 16;
   int rc = 0;
-  struct topic *t = topic_get(lp->s, f->body + 4, f->len - 4, &rc);
+  struct topic *t = topic_get(lp->s, f->body + 4, f->len - 4, false, &rc);
   if (!t) {
     send_error(lp, c, 0, f->id, rc, rill_errmsg());
     return;
@@ -1184,7 +1224,7 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
                     .provider = pc,
                     .cid = f->id,
                     .deadline = f->arg ? now + f->arg : 0,
-                    .t0 = c->last_ns};
+                    .t0 = c->read_ns};
   struct ask **slot = &s->asks[a->sid % ASK_BUCKETS];
   a->next = *slot;
   *slot = a;
@@ -1211,6 +1251,20 @@ static void on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     rill__hist_add(&lp->ask, rill_time_ns() - (*pp)->t0);
     ask_done(s, pp);
   } /* else cancelled or timed out meanwhile: the answer has no one to go to */
+  pthread_mutex_unlock(&s->asks_mu);
+}
+
+/* An ERROR from a client: a provider failing an ask (id = the ask's) has
+ * it passed to the asker, code and message; any other is ignored. */
+static void on_client_error(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
+  pthread_mutex_lock(&s->asks_mu);
+  struct ask **pp = ask_slot(s, f->id);
+  if (*pp && (*pp)->provider == c) {
+    INC(lp, errors_sent, 1);
+    send_to(lp, (*pp)->asker, RILL_F_ERROR, 0, 0, (*pp)->cid, f->arg, f->body, f->len);
+    ask_done(s, pp);
+  }
   pthread_mutex_unlock(&s->asks_mu);
 }
 
@@ -1339,6 +1393,7 @@ static void on_frame(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   case RILL_F_ASK: on_ask(lp, c, f); break;
   case RILL_F_REPLY: on_reply(lp, c, f); break;
   case RILL_F_CANCEL: on_cancel(lp, c, f); break;
+  case RILL_F_ERROR: on_client_error(lp, c, f); break;
   case RILL_F_CHUNK: on_chunk(lp, c, f); break;
   case RILL_F_STATS: on_stats(lp, c, f); break;
   default: /* HELLO again, or what only a server sends */
@@ -1404,7 +1459,7 @@ static void conn_close(struct loop *lp, struct conn *c) {
     c->next->prev = c->prev;
   atomic_fetch_sub(&s->nconns, 1);
   for (uint32_t i = 0; i < IN_STREAMS; i++)
-    stream_close(s, &c->in[i]);
+    stream_drop(s, c, &c->in[i], false);
   rill_buf_release(&c->out.data);
   rill__free(c->rx);
   rill__free(c->tx);
@@ -1418,13 +1473,42 @@ static bool over(const struct loop *lp, const struct conn *c) {
   return queued(c) > lp->s->o.tx_limit / 2 || c->acks_waiting >= ACKS_MAX;
 }
 
+/* Handles every whole frame in rx, until the connection pauses. What a
+ * pause leaves is handled when it resumes, before anything is read. */
+static void conn_decode(struct loop *lp, struct conn *c) {
+  size_t off = 0;
+  while (!c->closing && !c->paused) {
+    rill_frame_t f;
+    size_t used;
+    int rc = rill_frame_decode(c->rx + off, c->rx_len - off, lp->s->o.max_body, &f, &used);
+    if (rc == RILL_EAGAIN)
+      break;
+    if (rc) {
+      fatal(lp, c, rc, rill_errmsg());
+      break;
+    }
+    on_frame(lp, c, &f);
+    off += used;
+    c->last_ns = c->read_ns;
+    if (over(lp, c))
+      c->paused = true; /* answers pile up: stop reading until they drain */
+  }
+  pump_touched(lp);
+  memmove(c->rx, c->rx + off, c->rx_len - off);
+  c->rx_len -= off;
+}
+
 /* Reads what the socket has, decodes and handles every whole frame. */
 static void conn_read(struct loop *lp, struct conn *c) {
   rill_server_t *s = lp->s;
+  if (c->rx_len)
+    conn_decode(lp, c);
   for (int rounds = 0; rounds < 16 && !c->closing && !c->paused; rounds++) {
     if (c->rx_cap - c->rx_len < 4096) {
       size_t cap = c->rx_cap * 2;
-      size_t most = RILL_NET_HDR + (size_t)s->o.max_body;
+      /* A whole frame of max_body and room to read on: what stays in rx
+       * after decoding is one partial frame, so this never fills. */
+      size_t most = RILL_NET_HDR + (size_t)s->o.max_body + 4096;
       if (cap > most)
         cap = most;
       if (cap <= c->rx_cap) {
@@ -1441,8 +1525,9 @@ static void conn_read(struct loop *lp, struct conn *c) {
     }
     ssize_t got = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, 0);
     if (got == 0) {
-      c->closing = true; /* the peer closed: answer nothing more */
-      c->tx_off = c->tx_len = 0;
+      /* The peer is done sending; it may still read (a half close):
+       * what is queued goes, then the connection closes. */
+      c->closing = true;
       return;
     }
     if (got < 0) {
@@ -1455,29 +1540,9 @@ static void conn_read(struct loop *lp, struct conn *c) {
       return;
     }
     c->rx_len += (size_t)got;
-    c->last_ns = rill_time_ns();
+    c->read_ns = rill_time_ns();
     INC(lp, bytes_in, (uint64_t)got);
-    size_t off = 0;
-    while (!c->closing) {
-      rill_frame_t f;
-      size_t used;
-      int rc = rill_frame_decode(c->rx + off, c->rx_len - off, s->o.max_body, &f, &used);
-      if (rc == RILL_EAGAIN)
-        break;
-      if (rc) {
-        fatal(lp, c, rc, rill_errmsg());
-        break;
-      }
-      on_frame(lp, c, &f);
-      off += used;
-      if (over(lp, c)) {
-        c->paused = true; /* answers pile up: stop reading until they drain */
-        break;
-      }
-    }
-    pump_touched(lp);
-    memmove(c->rx, c->rx + off, c->rx_len - off);
-    c->rx_len -= off;
+    conn_decode(lp, c);
   }
 }
 
@@ -1548,6 +1613,8 @@ static void conn_settle(struct loop *lp, struct conn *c) {
   }
   if (c->paused && queued(c) < limit / 4 && c->acks_waiting < ACKS_MAX / 2) {
     c->paused = false;
+    if (c->rx_len) /* frames read before the pause, which no EPOLLIN will announce */
+      conn_decode(lp, c);
     for (struct sub *u = c->subs; u; u = u->next_in_conn)
       pump(lp, u);
     conn_flush(lp, c);
@@ -1568,14 +1635,32 @@ static void sweep(struct loop *lp) {
     asks_end(lp, NULL, now);
   for (struct conn *c = lp->conns, *n; c; c = n) {
     n = c->next;
-    if (!c->ready && now - c->born_ns > s->o.handshake_timeout_ns) {
+    if (c->closing) {
+      /* Its last words have had a second to go (a peer that does not
+       * read them would hold the connection forever). */
+      if (++c->closing_ticks >= 10)
+        conn_close(lp, c);
+    } else if (!c->ready && now - c->born_ns > s->o.handshake_timeout_ns) {
       fatal(lp, c, RILL_ETIMEDOUT, "no HELLO in time");
       conn_settle(lp, c);
     } else if (now - c->last_ns > s->o.idle_timeout_ns) {
       fatal(lp, c, RILL_ETIMEDOUT, "idle too long");
       conn_settle(lp, c);
-    } else if (c->closing) {
-      conn_close(lp, c); /* could not flush its last words in a whole tick */
+    } else {
+      /* A stream that stalls holds memory others may need: dropped, the
+       * publisher told, its later pieces ignored. */
+      bool told = false;
+      for (uint32_t i = 0; i < IN_STREAMS; i++) {
+        struct instream *in = &c->in[i];
+        if (in->buf && now - in->last_ns > STREAM_STALL_NS) {
+          send_error(lp, c, in->ch, in->id, RILL_ETIMEDOUT,
+                     "PUBLISH: no piece of the stream for 10 s; dropped");
+          stream_drop(s, c, in, true);
+          told = true;
+        }
+      }
+      if (told)
+        conn_settle(lp, c);
     }
   }
 }
@@ -1701,6 +1786,8 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     o.sub_credits_max = 65536;
   if (!o.tx_limit)
     o.tx_limit = (size_t)64 << 20;
+  if (!o.max_topics)
+    o.max_topics = 4096;
   if (!o.max_message)
     o.max_message = (uint64_t)64 << 20;
   if (!o.loops) {

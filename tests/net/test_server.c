@@ -593,3 +593,96 @@ Test(server, metrics_over_http_and_stats) {
   free(c);
   srv_stop(&v);
 }
+
+static bool dir_has(const char *name) {
+  char p[256];
+  snprintf(p, sizeof p, "%s/%s", dir, name);
+  return access(p, F_OK) == 0;
+}
+
+Test(server, limits_on_what_one_client_may_hold) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.max_topics = 2,
+                                     .max_body = 16384,
+                                     .max_message = 100000,
+                                     .idle_timeout_ns = 1000000000ull});
+  cli_t *c = calloc(1, sizeof *c), *d = calloc(1, sizeof *d);
+  handshake(c, &v);
+  rill_frame_t f;
+  /* Reading a topic that does not exist creates nothing. */
+  uint8_t req[16] = {10, 0, 0, 0, 'n', 'o', 'n', 'e'};
+  cli_send(c, RILL_F_FETCH, 0, 0, 1, RILL_NET_FROM_EARLIEST, req, 8);
+  expect_frame(c, RILL_F_ERROR, 1, &f);
+  cr_expect_eq((int64_t)f.arg, RILL_ENOENT);
+  cr_expect(!dir_has("none"), "a FETCH made a topic");
+  /* At most max_topics topics. */
+  cli_send(c, RILL_F_BIND, 0, 1, 2, 0, "t1", 2);
+  expect_frame(c, RILL_F_ACK, 2, &f);
+  cli_send(c, RILL_F_SUBSCRIBE, 0, 9, 3, 0, "t2", 2);
+  expect_frame(c, RILL_F_ACK, 3, &f);
+  cli_send(c, RILL_F_BIND, 0, 2, 4, 0, "t3", 2);
+  expect_frame(c, RILL_F_ERROR, 4, &f);
+  cr_expect_eq((int64_t)f.arg, RILL_EBUSY);
+  cr_expect(!dir_has("t3"));
+  /* One connection's streams in flight stay under max_message. */
+  static uint8_t m[16000];
+  cli_send(c, RILL_F_PUBLISH, RILL_FF_STREAM, 1, 5, 60000, m, sizeof m);
+  cli_send(c, RILL_F_PUBLISH, RILL_FF_STREAM, 1, 6, 60000, m, sizeof m);
+  expect_frame(c, RILL_F_ERROR, 6, &f);
+  cr_expect_eq((int64_t)f.arg, RILL_EBUSY);
+  ping(c, 7);
+  /* A client that drips a frame a byte at a time is idle: the bytes of a
+   * frame that never completes do not keep it alive. */
+  handshake(d, &v);
+  uint8_t hdr[RILL_NET_HDR];
+  rill_frame_header(hdr, RILL_F_PUBLISH, 0, 1, 1, 0, 1000);
+  int got = 0;
+  for (size_t i = 0; i < sizeof hdr && got == 0; i++) {
+    if (send(d->fd, hdr + i, 1, MSG_NOSIGNAL) != 1)
+      break;
+    usleep(300000);
+    got = recv(d->fd, d->rx, sizeof d->rx, MSG_DONTWAIT) > 0;
+  }
+  cr_expect(got, "still open after %zu bytes at 300 ms each", sizeof hdr);
+  close(d->fd);
+  close(c->fd);
+  free(c);
+  free(d);
+  srv_stop(&v);
+}
+
+Test(server, half_close_and_provider_errors) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){0});
+  cli_t *p = calloc(1, sizeof *p), *a = calloc(1, sizeof *a), *h = calloc(1, sizeof *h);
+  handshake(p, &v);
+  handshake(a, &v);
+  rill_frame_t f;
+  uint8_t body[256];
+  cli_send(p, RILL_F_SERVE, 0, 3, 1, 0, "svc", 3);
+  expect_frame(p, RILL_F_ACK, 1, &f);
+  uint8_t ask[] = {3, 0, 's', 'v', 'c', 'q'};
+  cli_send(a, RILL_F_ASK, 0, 0, 42, 0, ask, sizeof ask);
+  cr_assert_eq(cli_recv(p, &f, body), 0);
+  cr_assert_eq(f.type, RILL_F_ASK);
+  /* The provider fails it: the asker gets the code and the message. */
+  cli_send(p, RILL_F_ERROR, 0, 0, f.id, (uint64_t)(int64_t)RILL_EINVAL, "bad question", 12);
+  recv_into(a, &f, body, sizeof body);
+  cr_assert_eq(f.type, RILL_F_ERROR);
+  cr_expect_eq((int64_t)f.arg, RILL_EINVAL);
+  cr_expect_eq(f.id, 42);
+  cr_expect(f.len == 12 && !memcmp(body, "bad question", 12));
+  /* A client that sends, then shuts its side, still gets its answers. */
+  handshake(h, &v);
+  cli_send(h, RILL_F_PING, 0, 0, 77, 0, NULL, 0);
+  shutdown(h->fd, SHUT_WR);
+  expect_frame(h, RILL_F_PONG, 77, &f);
+  cr_expect_eq(cli_recv(h, &f, NULL), -1, "closed after the answers");
+  close(h->fd);
+  close(p->fd);
+  close(a->fd);
+  free(p);
+  free(a);
+  free(h);
+  srv_stop(&v);
+}
