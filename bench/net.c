@@ -1,8 +1,8 @@
 /*
  * rill bench net: the rill server over loopback TCP, publish and subscribe
- * (the parts of issue 5's server that are built), against ZeroMQ PUSH/PULL
- * over tcp:// and Redis PUBLISH/SUBSCRIBE, in the same process run, with
- * the same 128-byte messages.
+ * (128 bytes and 64 KiB) and asks (one at a time and pipelined), against
+ * ZeroMQ over tcp:// (PUSH/PULL, REQ/REP, DEALER/ROUTER) and Redis
+ * PUBLISH/SUBSCRIBE, in the same process run, with the same messages.
  *
  * rill: a server in this process (rill_server_create on a free port of
  * 127.0.0.1, topics in a fresh directory under $TMPDIR or /tmp,
@@ -27,11 +27,27 @@
  *   minute), so the publisher waits while it is more than LAG messages
  *   ahead of the subscriber: the credit window of this peer.
  * - pub_ack_batch: PUBLISH_BATCH frames of 256 records with RILL_FF_ACK
- *   over a plain socket written here (the blocking client has no batch
- *   call), WINDOW batches outstanding, the next sent as each ACK comes;
+ *   over a plain socket written here (rill_client_publish_batch waits for
+ *   each ACK), WINDOW batches outstanding, the next sent as each ACK comes;
  *   the clock stops at the last ACK, so the rate is of acknowledged
  *   messages. Its topic has no subscriber. No peer: neither ZeroMQ nor
  *   Redis PUBLISH acknowledges anything a user could compare.
+ *
+ * - ask_pipelined: an asker keeps ASK_WINDOW asks of 128 bytes in flight
+ *   with rill_client_ask_async, each reply's callback sending the next
+ *   ask, and polls; a provider on another connection, in a thread, serves
+ *   "pecho" with rill_client_serve_cb and answers with the same bytes from
+ *   the callback (buffered, sent at the end of each poll pass). Rate:
+ *   completed replies. zmq_dealer: a DEALER keeps the same window of
+ *   requests to a ROUTER in a thread that echoes each; timed the same way.
+ * - pub_64k: 64 KiB messages published without ack (each goes out in
+ *   its own sendmsg, straight from the caller's buffer) to a subscriber
+ *   on another connection with rill_client_subscribe_cb (BIG_WINDOW
+ *   credits, granted back by halves), polling in a thread; the clock
+ *   stops when it has all N. zmq_tcp: PUSH/PULL with 64 KiB messages,
+ *   high-water marks of BIG_WINDOW messages. Every rill message is also
+ *   appended to the server's log, which a run of the suite grows by a few
+ *   hundred MB (removed at the end).
  *
  * CPUs: nothing is pinned. The server's loop, the publisher and the
  * subscriber are three busy threads (Redis and ZeroMQ have their server
@@ -70,7 +86,12 @@
  * Redis starts counting toward cutting a subscriber off. */
 #define LAG 16384u
 
+#define ASK_WINDOW 256u        /* ask_pipelined: asks in flight, for rill and ZeroMQ alike */
+#define BIG        (64u << 10) /* pub_64k's message bytes */
+#define BIG_WINDOW 256u        /* pub_64k: subscriber credits, and ZeroMQ's high-water marks */
+
 #define TOPIC_PUB "pub_128"
+#define TOPIC_BIG "pub_64k"
 #define TOPIC_ACK "pub_ack_batch"
 #define CHAN      "rill-bench-net"
 
@@ -95,6 +116,20 @@ static struct {
   rill_client_t *provider, *asker;
   pthread_t provider_thread;
   atomic_bool provider_stop;
+  /* ask_pipelined: a callback provider in a thread, an asker keeping a window */
+  rill_client_t *pprov, *pasker;
+  pthread_t pprov_thread;
+  atomic_bool pprov_stop;
+  void *dealer, *router;
+  pthread_t router_thread;
+  atomic_bool router_stop;
+  /* pub_64k */
+  rill_client_t *bpub, *bsub;
+  uint16_t bpub_ch, bsub_ch;
+  uint64_t big_next;
+  void *big_ctx; /* the run_t in progress */
+  uint8_t *big, *big_rx;
+  void *bpush, *bpull;
   /* zmq */
   void *zctx, *push, *pull;
   void *req, *rep; /* ask_rtt's peer: REQ/REP over tcp */
@@ -595,6 +630,268 @@ static void ask_shut(void) {
   zmq_close(S.rep);
 }
 
+/* ---- ask_pipelined: a window of async asks ------------------------------------------- */
+
+typedef struct pipe_run {
+  uint64_t n, sent, done;
+  int status;
+} pipe_run_t;
+
+static void pipe_provider_ask(void *ctx, const rill_client_ask_t *a) {
+  (void)ctx;
+  int rc = rill_client_reply(S.pprov, a->id, a->data, a->len);
+  if (RILL_UNLIKELY(rc != 0))
+    bench_die("rill provider: reply: %s: %s", rill_strerror(rc), rill_errmsg());
+}
+
+static void *pipe_provider_main(void *arg) {
+  (void)arg;
+  while (!atomic_load(&S.pprov_stop)) {
+    int rc = rill_client_poll(S.pprov, 20000000);
+    if (RILL_UNLIKELY(rc < 0))
+      bench_die("rill provider: poll: %s: %s", rill_strerror(rc), rill_errmsg());
+  }
+  return NULL;
+}
+
+static void pipe_reply(void *ctx, int status, const uint8_t *reply, uint32_t len);
+
+static void pipe_ask(pipe_run_t *x) {
+  static uint8_t m[MSG];
+  int rc = rill_client_ask_async(S.pasker, "pecho", m, MSG, 0, pipe_reply, x);
+  if (RILL_UNLIKELY(rc != 0))
+    bench_die("rill_client_ask_async: %s: %s", rill_strerror(rc), rill_errmsg());
+  x->sent++;
+}
+
+/* Each reply makes room for the next ask, sent from the callback: the
+ * window stays full without the caller doing anything. */
+static void pipe_reply(void *ctx, int status, const uint8_t *reply, uint32_t len) {
+  (void)reply;
+  pipe_run_t *x = ctx;
+  if (RILL_UNLIKELY(status != 0 || len != MSG))
+    bench_die("rill ask_async: status %d (%s), %u bytes", status, rill_errmsg(), len);
+  x->done++;
+  if (x->sent < x->n)
+    pipe_ask(x);
+}
+
+static uint64_t rill_pipe_run(void *arg, uint64_t n) {
+  (void)arg;
+  pipe_run_t x = {.n = n};
+  uint64_t t0 = rill_time_ns();
+  while (x.sent < n && x.sent < ASK_WINDOW)
+    pipe_ask(&x);
+  while (x.done < n) {
+    int rc = rill_client_poll(S.pasker, 1000000000ull);
+    if (RILL_UNLIKELY(rc < 0))
+      bench_die("rill asker: poll: %s: %s", rill_strerror(rc), rill_errmsg());
+  }
+  return rill_time_ns() - t0;
+}
+
+/* ZeroMQ: a DEALER keeps the same window of requests to a ROUTER that
+ * echoes each (identity frame, then the payload). */
+static void *router_main(void *arg) {
+  (void)arg;
+  uint8_t id[256], buf[MSG * 2];
+  while (!atomic_load(&S.router_stop)) {
+    int idl = zmq_recv(S.router, id, sizeof id, 0);
+    if (idl < 0) {
+      if (zmq_errno() == EAGAIN || zmq_errno() == EINTR)
+        continue;
+      zmq_die("zmq ROUTER recv");
+    }
+    int n = zmq_recv(S.router, buf, sizeof buf, 0);
+    if (n < 0 || zmq_send(S.router, id, (size_t)idl, ZMQ_SNDMORE) != idl ||
+        zmq_send(S.router, buf, (size_t)n, 0) != n)
+      zmq_die("zmq ROUTER");
+  }
+  return NULL;
+}
+
+static uint64_t zmq_pipe_run(void *arg, uint64_t n) {
+  (void)arg;
+  uint8_t m[MSG], buf[MSG * 2];
+  msg_fill(m);
+  uint64_t t0 = rill_time_ns(), sent = 0, done = 0;
+  for (; sent < n && sent < ASK_WINDOW; sent++)
+    if (zmq_send(S.dealer, m, MSG, 0) != (int)MSG)
+      zmq_die("zmq DEALER send");
+  while (done < n) {
+    if (zmq_recv(S.dealer, buf, sizeof buf, 0) != (int)MSG)
+      zmq_die("zmq DEALER recv");
+    done++;
+    if (sent < n) {
+      if (zmq_send(S.dealer, m, MSG, 0) != (int)MSG)
+        zmq_die("zmq DEALER send");
+      sent++;
+    }
+  }
+  return rill_time_ns() - t0;
+}
+
+static void pipe_open(void) {
+  rill_client_opts_t co = {.port = rill_server_port(S.srv), .name = "bench"};
+  int rc;
+  if ((rc = rill_client_connect(&S.pprov, &co)) != 0 ||
+      (rc = rill_client_connect(&S.pasker, &co)) != 0 ||
+      (rc = rill_client_serve_cb(S.pprov, "pecho", pipe_provider_ask, NULL, NULL)) != 0)
+    bench_die("rill: pipelined provider or asker: %s: %s", rill_strerror(rc), rill_errmsg());
+  atomic_init(&S.pprov_stop, false);
+  if (pthread_create(&S.pprov_thread, NULL, pipe_provider_main, NULL) != 0)
+    bench_die("pthread_create failed");
+  char ep[64];
+  size_t epl = sizeof ep;
+  int hwm = ZMQ_HWM, tmo = 50;
+  if (!(S.router = zmq_socket(S.zctx, ZMQ_ROUTER)) ||
+      zmq_setsockopt(S.router, ZMQ_RCVTIMEO, &tmo, sizeof tmo) != 0 ||
+      zmq_setsockopt(S.router, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
+      zmq_bind(S.router, "tcp://127.0.0.1:*") != 0 ||
+      zmq_getsockopt(S.router, ZMQ_LAST_ENDPOINT, ep, &epl) != 0 ||
+      !(S.dealer = zmq_socket(S.zctx, ZMQ_DEALER)) || zmq_connect(S.dealer, ep) != 0)
+    zmq_die("zmq DEALER/ROUTER");
+  atomic_init(&S.router_stop, false);
+  if (pthread_create(&S.router_thread, NULL, router_main, NULL) != 0)
+    bench_die("pthread_create failed");
+}
+
+static void pipe_shut(void) {
+  atomic_store(&S.pprov_stop, true);
+  pthread_join(S.pprov_thread, NULL);
+  rill_client_close(S.pprov);
+  rill_client_close(S.pasker);
+  atomic_store(&S.router_stop, true);
+  pthread_join(S.router_thread, NULL);
+  int linger = 0;
+  zmq_setsockopt(S.dealer, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(S.router, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_close(S.dealer);
+  zmq_close(S.router);
+}
+
+/* ---- pub_64k: big messages, counted at the subscriber ------------------------------------ */
+
+static void big_msg(void *ctx, const rill_client_msg_t *m) {
+  run_t *x = ctx;
+  if (RILL_UNLIKELY(m->seq != S.big_next || m->len != BIG))
+    bench_die("rill subscriber: seq %" PRIu64 " of %u bytes, expected %" PRIu64 " of %u", m->seq,
+              m->len, S.big_next, BIG);
+  bench_black_box(m->data);
+  S.big_next++;
+  atomic_store_explicit(&x->got, atomic_load_explicit(&x->got, memory_order_relaxed) + 1,
+                        memory_order_relaxed);
+}
+
+static void *big_sub_thread(void *arg) {
+  run_t *x = arg;
+  S.big_ctx = x;
+  atomic_store(&x->ready, true);
+  while (atomic_load_explicit(&x->got, memory_order_relaxed) < x->n) {
+    int rc = rill_client_poll(S.bsub, 1000000000ull);
+    if (RILL_UNLIKELY(rc < 0))
+      bench_die("rill subscriber: poll: %s: %s", rill_strerror(rc), rill_errmsg());
+  }
+  x->t1 = rill_time_ns();
+  return NULL;
+}
+
+/* The callback's context is fixed at subscribe time; it forwards to the
+ * run in progress. */
+static void big_msg_fwd(void *ctx, const rill_client_msg_t *m) {
+  (void)ctx;
+  big_msg(S.big_ctx, m);
+}
+
+static uint64_t rill_big_run(void *arg, uint64_t n) {
+  (void)arg;
+  run_t x = {.n = n};
+  pthread_t t;
+  if (pthread_create(&t, NULL, big_sub_thread, &x) != 0)
+    bench_die("pthread_create failed");
+  wait_ready(&x);
+  x.t0 = rill_time_ns();
+  for (uint64_t i = 0; i < n; i++) {
+    int rc = rill_client_publish(S.bpub, S.bpub_ch, S.big, BIG, false, NULL);
+    if (RILL_UNLIKELY(rc != 0))
+      bench_die("rill_client_publish: %s: %s", rill_strerror(rc), rill_errmsg());
+  }
+  if (rill_client_flush(S.bpub) != 0)
+    bench_die("rill_client_flush: %s", rill_errmsg());
+  pthread_join(t, NULL);
+  return x.t1 - x.t0;
+}
+
+static void *zmq_big_pull_thread(void *arg) {
+  run_t *x = arg;
+  atomic_store(&x->ready, true);
+  for (uint64_t i = 0; i < x->n; i++) {
+    int got;
+    while (RILL_UNLIKELY((got = zmq_recv(S.bpull, S.big_rx, BIG, 0)) < 0))
+      if (zmq_errno() != EINTR)
+        zmq_die("zmq_recv");
+    if (RILL_UNLIKELY(got != (int)BIG))
+      bench_die("zmq: a message of %d bytes, not %u", got, BIG);
+  }
+  x->t1 = rill_time_ns();
+  return NULL;
+}
+
+static uint64_t zmq_big_run(void *arg, uint64_t n) {
+  (void)arg;
+  run_t x = {.n = n};
+  pthread_t t;
+  if (pthread_create(&t, NULL, zmq_big_pull_thread, &x) != 0)
+    bench_die("pthread_create failed");
+  wait_ready(&x);
+  x.t0 = rill_time_ns();
+  for (uint64_t i = 0; i < n; i++)
+    while (RILL_UNLIKELY(zmq_send(S.bpush, S.big, BIG, 0) != (int)BIG))
+      if (zmq_errno() != EINTR)
+        zmq_die("zmq_send");
+  pthread_join(t, NULL);
+  return x.t1 - x.t0;
+}
+
+static void big_open(void) {
+  S.big = malloc(BIG);
+  S.big_rx = malloc(BIG);
+  if (!S.big || !S.big_rx)
+    bench_die("out of memory");
+  memset(S.big, 0x5a, BIG);
+  rill_client_opts_t co = {.port = rill_server_port(S.srv), .name = "bench"};
+  int rc;
+  if ((rc = rill_client_connect(&S.bpub, &co)) != 0 ||
+      (rc = rill_client_connect(&S.bsub, &co)) != 0 ||
+      (rc = rill_client_bind(S.bpub, TOPIC_BIG, &S.bpub_ch)) != 0 ||
+      (rc = rill_client_subscribe_cb(S.bsub, TOPIC_BIG, RILL_NET_FROM_LATEST, BIG_WINDOW,
+                                     big_msg_fwd, NULL, &S.bsub_ch, &S.big_next)) != 0)
+    bench_die("rill: 64 KiB publisher or subscriber: %s: %s", rill_strerror(rc), rill_errmsg());
+  int hwm = BIG_WINDOW;
+  char ep[256];
+  size_t epl = sizeof ep;
+  if (!(S.bpull = zmq_socket(S.zctx, ZMQ_PULL)) || !(S.bpush = zmq_socket(S.zctx, ZMQ_PUSH)) ||
+      zmq_setsockopt(S.bpull, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
+      zmq_bind(S.bpull, "tcp://127.0.0.1:*") != 0 ||
+      zmq_getsockopt(S.bpull, ZMQ_LAST_ENDPOINT, ep, &epl) != 0 ||
+      zmq_setsockopt(S.bpush, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 || zmq_connect(S.bpush, ep) != 0)
+    zmq_die("zmq PUSH/PULL 64 KiB");
+}
+
+static void big_shut(void) {
+  int rc = rill_client_ping(S.bpub, NULL);
+  if (rc)
+    bench_die("rill 64 KiB publisher: %s: %s", rill_strerror(rc), rill_errmsg());
+  rill_client_close(S.bpub);
+  rill_client_close(S.bsub);
+  int linger = 0;
+  zmq_setsockopt(S.bpush, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_close(S.bpush);
+  zmq_close(S.bpull);
+  free(S.big);
+  free(S.big_rx);
+}
+
 /* ---- the suite -------------------------------------------------------------------------- */
 
 static double rate_m(bench_ctx_t *b, const char *c, const char *impl) {
@@ -613,8 +910,11 @@ static int net_run(bench_ctx_t *b) {
                S.rport);
   bench_note(b, "zmq %d.%d.%d PUSH/PULL over tcp://127.0.0.1, SNDHWM = RCVHWM = %d",
              ZMQ_VERSION_MAJOR, ZMQ_VERSION_MINOR, ZMQ_VERSION_PATCH, ZMQ_HWM);
-  bench_note(b, "ask_rtt: one ask at a time to an echo provider on another connection (rill), "
-                "REQ/REP over tcp (zmq); pipelined asks need the async client, not built yet");
+  bench_note(b,
+             "ask_rtt: one ask at a time to an echo provider on another connection (rill), "
+             "REQ/REP over tcp (zmq); ask_pipelined: %u asks in flight, rill_client_ask_async "
+             "to a rill_client_serve_cb provider (rill), DEALER to an echoing ROUTER (zmq)",
+             ASK_WINDOW);
   if (bench_ncpu() < 3)
     bench_note(b, "%d CPUs: server loop, publisher and subscriber take turns", bench_ncpu());
 
@@ -632,6 +932,33 @@ static int net_run(bench_ctx_t *b) {
     ask_shut();
     bench_goal(b, "ask round trip p50", bench_result_q(b, "ask_rtt", MSG, "rill_net", 50) / 1e3,
                false, 25, " us");
+  }
+
+  if (bench_want(b, "ask_pipelined")) {
+    pipe_open();
+    const bench_impl_t pipe[] = {{.name = "rill_net", .run_timed = rill_pipe_run},
+                                 {.name = "zmq_dealer", .run_timed = zmq_pipe_run}};
+    bench_run(b, &(bench_case_t){"ask_pipelined", MSG, 1, pipe, 2});
+    pipe_shut();
+    bench_goal(b, "pipelined asks, 256 in flight", rate_m(b, "ask_pipelined", "rill_net"), true, 1,
+               "M/s");
+    bench_goal(b, "pipelined asks vs zmq DEALER/ROUTER",
+               bench_result(b, "ask_pipelined", MSG, "zmq_dealer") /
+                   bench_result(b, "ask_pipelined", MSG, "rill_net"),
+               true, 1, "x");
+  }
+  if (bench_want(b, "pub_64k")) {
+    big_open();
+    const bench_impl_t big[] = {{.name = "rill_net", .run_timed = rill_big_run},
+                                {.name = "zmq_tcp", .run_timed = zmq_big_run}};
+    bench_run(b, &(bench_case_t){"pub_64k", BIG, 1, big, 2});
+    big_shut();
+    bench_goal(b, "publish 64 KiB, no ack, at the subscriber",
+               BIG / bench_result(b, "pub_64k", BIG, "rill_net"), true, 2, " GB/s");
+    bench_goal(b, "publish 64 KiB vs zmq PUSH/PULL tcp",
+               bench_result(b, "pub_64k", BIG, "zmq_tcp") /
+                   bench_result(b, "pub_64k", BIG, "rill_net"),
+               true, 1, "x");
   }
 
   if (bench_want(b, "pub_128")) {
@@ -662,7 +989,8 @@ static int net_run(bench_ctx_t *b) {
 
 const bench_suite_t bench_suite_net = {
     .name = "net",
-    .about = "the rill server over loopback TCP: publish to a subscriber, acknowledged batches, vs "
-             "ZeroMQ PUSH/PULL tcp and Redis PUBLISH/SUBSCRIBE",
+    .about = "the rill server over loopback TCP: publish to a subscriber (128 B, 64 KiB), "
+             "acknowledged batches, asks one at a time and pipelined, vs ZeroMQ tcp and Redis "
+             "PUBLISH/SUBSCRIBE",
     .run = net_run,
 };

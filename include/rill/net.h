@@ -206,24 +206,70 @@ typedef struct rill_server_stats {
 
 void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st);
 
-/* ---- the client (first slice: blocking, one thread) --------------------- */
+/* ---- the client ----------------------------------------------------------- */
 
+/*
+ * One connection to a rill server, used from one thread at a time (share
+ * it between threads only under a lock of your own). Two styles mix on it:
+ *
+ * - Blocking calls (bind, publish with ack, subscribe, serve, ask, ping,
+ *   stats) send their request and read until its answer comes back by id.
+ * - Callbacks (rill_client_ask_async, rill_client_subscribe_cb,
+ *   rill_client_serve_cb) run only inside rill_client_poll (and inside
+ *   rill_client_ask_async when it waits for a free slot), never inside a
+ *   blocking call: what a blocking call reads for a callback is kept, in
+ *   order, and dispatched by the next poll.
+ *
+ * Small frames (unacknowledged publishes, async asks, replies and credits
+ * made inside a poll pass) are coalesced in a 64 KiB send buffer that goes
+ * out when it fills, with the next frame sent at once, at the end of each
+ * poll pass, or on rill_client_flush. Steady-state pipelined asks,
+ * callback subscriptions and callback services allocate nothing.
+ *
+ * Reconnect (opts.reconnect): when the connection breaks (a send or
+ * receive error, end of stream, BYE from a stopping server) the next call
+ * that needs it dials again with exponential backoff and jitter, redoes
+ * HELLO (a blocking call waits for that up to reconnect_limit_ns after
+ * the break; poll, next and next_ask only within their own timeout),
+ * re-binds bound channels under the same numbers, re-subscribes
+ * each subscription from one past the last sequence it received (or its
+ * first start) with the credits it had left, so a subscriber sees neither
+ * a gap nor a duplicate, and re-serves services. What was in flight at the
+ * break fails with RILL_ECONNRESET: blocking calls return it (the caller
+ * may retry; the first call after a break nobody noticed yet is the one
+ * that finds it, and an acknowledged publish that got it may or may not
+ * have been appended, so retrying it is at least once), async asks get
+ * it in their callback, asks a provider had
+ * taken are void (the server cancelled them). Unacknowledged publishes
+ * still in the send buffer, or sent but not yet appended, are lost: they
+ * are at most once; use acknowledged publishes for at least once. Without
+ * reconnect a broken connection is RILL_ECLOSED from then on.
+ */
 typedef struct rill_client rill_client_t;
 
 typedef struct rill_client_opts {
-  const char *host;    /* default "127.0.0.1" */
-  uint16_t port;       /* default RILL_NET_PORT */
-  const char *token;   /* NULL: none */
-  const char *name;    /* shown in the server's logs; default "rill" */
-  uint64_t timeout_ns; /* per request; default 10 s */
+  const char *host;            /* default "127.0.0.1" */
+  uint16_t port;               /* default RILL_NET_PORT */
+  const char *token;           /* NULL: none */
+  const char *name;            /* shown in the server's logs; default "rill" */
+  uint64_t timeout_ns;         /* per request; default 10 s */
+  uint32_t max_inflight;       /* async asks in flight at once; default 4096 */
+  bool reconnect;              /* dial again when the connection breaks (see above) */
+  uint64_t backoff_min_ns;     /* first wait between attempts; default 10 ms */
+  uint64_t backoff_max_ns;     /* the wait doubles up to this; default 2 s */
+  uint64_t reconnect_limit_ns; /* give up (RILL_ECLOSED) after this long down; default 30 s */
 } rill_client_opts_t;
 
 /** Connects and shakes hands. The server's refusal comes back as its code
  *  (RILL_EACCES for a wrong token, ...) with its message in rill_errmsg;
- *  a socket error as -errno; RILL_ETIMEDOUT. */
+ *  a socket error as -errno; RILL_ETIMEDOUT. The first connection is not
+ *  retried, even with opts.reconnect. */
 int rill_client_connect(rill_client_t **out, const rill_client_opts_t *opts);
 
-/** Says BYE and closes. NULL is a no-op. */
+/** Says BYE (sending what is buffered with it) and closes. Async asks
+ *  whose callback has not run get it first: with the answer if it had
+ *  come, RILL_ECLOSED if not (the client is closed for good by then).
+ *  NULL is a no-op. */
 void rill_client_close(rill_client_t *c);
 
 /** Binds topic to a channel for publishing (channels are numbered by the
@@ -232,16 +278,29 @@ int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel);
 
 /** Publishes to a bound channel. With ack, waits for the server's ACK and
  *  puts the record's sequence number in *seq. Without, the frame goes into
- *  the client's send buffer (64 KiB), which is sent when it fills, with
- *  the next request, or by rill_client_flush; the server's error, if any,
- *  is returned by the next call that waits for an answer (after doing its
- *  own work). */
+ *  the send buffer (see above); the server's error, if any, is returned by
+ *  the next call that waits for an answer (after doing its own work) or by
+ *  rill_client_poll. A message near or over the server's max_body (within
+ *  8 KiB of it) is sent at once in CHUNKs, straight from data (the server
+ *  takes up to its max_message, EMSGSIZE beyond). */
 int rill_client_publish(rill_client_t *c, uint16_t channel, const void *data, uint32_t len,
                         bool ack, uint64_t *seq);
 
+#define RILL_NET_MAX_BATCH 256u /* records in one PUBLISH_BATCH */
+
+/** Publishes n records (1..RILL_NET_MAX_BATCH) in one PUBLISH_BATCH:
+ *  appended together and in order, or not at all. With ack, waits and
+ *  puts the first record's sequence in *first (the others follow it);
+ *  without, buffered like rill_client_publish. The records with a 4-byte
+ *  length each must fit in max_body (RILL_EMSGSIZE). */
+int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_log_iov_t *recs,
+                              size_t n, bool ack, uint64_t *first);
+
 /** Subscribes to topic from `from` (a sequence, RILL_NET_FROM_EARLIEST or
  *  RILL_NET_FROM_LATEST) with credits deliveries allowed; *sub gets the
- *  subscription's channel and *start (may be NULL) where it starts. */
+ *  subscription's channel and *start (may be NULL) where it starts. Its
+ *  deliveries are read with rill_client_next, and the caller grants more
+ *  credits with rill_client_credit. */
 int rill_client_subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
                           uint16_t *sub, uint64_t *start);
 
@@ -249,7 +308,9 @@ int rill_client_subscribe(rill_client_t *c, const char *topic, uint64_t from, ui
 int rill_client_credit(rill_client_t *c, uint16_t sub, uint32_t n);
 
 /** A delivered message: its subscription, sequence and payload (valid
- *  until the next call on this client). */
+ *  until the next call on this client; in a callback, until it returns).
+ *  A record the server streams in CHUNKs (over max_body) is put together
+ *  first: callers only ever see whole messages. */
 typedef struct rill_client_msg {
   uint16_t sub;
   uint64_t seq;
@@ -257,45 +318,112 @@ typedef struct rill_client_msg {
   uint32_t len;
 } rill_client_msg_t;
 
-/** Waits up to timeout_ns for the next delivery: 0, RILL_ETIMEDOUT, or the
- *  error the server sent (RILL_ECLOSED when it said BYE or went away). */
+/** Called from rill_client_poll for each delivery of a callback
+ *  subscription, in sequence order. */
+typedef void (*rill_client_msg_cb)(void *ctx, const rill_client_msg_t *m);
+
+/** Subscribes like rill_client_subscribe, but deliveries go to cb from
+ *  rill_client_poll, and credits are managed here: `window` deliveries
+ *  (0: 1024) are granted at first, and each time half of them were
+ *  handed to cb that half is granted again, so the subscriber never
+ *  stalls and the server never holds more than the window for it. */
+int rill_client_subscribe_cb(rill_client_t *c, const char *topic, uint64_t from, uint32_t window,
+                             rill_client_msg_cb cb, void *ctx, uint16_t *sub, uint64_t *start);
+
+/** Ends a subscription (either kind); deliveries already on the way are
+ *  dropped. */
+int rill_client_unsubscribe(rill_client_t *c, uint16_t sub);
+
+/** Waits up to timeout_ns for the next delivery of a polling
+ *  subscription: 0, RILL_ETIMEDOUT, or the error the server sent
+ *  (RILL_ECLOSED when it said BYE or went away and the client does not
+ *  reconnect; with reconnect it dials again within the timeout and goes
+ *  on). */
 int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns);
 
 /** Serves `service`: asks to that name may now come to this client (the
- *  server takes the providers of a name in turn). *ch (may be NULL) gets
- *  the channel asks for it arrive on. */
+ *  server takes the providers of a name in turn), read with
+ *  rill_client_next_ask. *ch (may be NULL) gets the channel asks for it
+ *  arrive on. */
 int rill_client_serve(rill_client_t *c, const char *service, uint16_t *ch);
 
 /** An ask to a service this client serves. */
 typedef struct rill_client_ask {
-  uint16_t service;    /* the channel rill_client_serve gave */
-  uint64_t id;         /* reply with it */
-  const uint8_t *data; /* valid until the next call on this client */
+  uint16_t service; /* the channel rill_client_serve gave */
+  uint64_t id;      /* reply with it */
+  const uint8_t
+      *data; /* valid until the next call on this client (in a callback: until it returns) */
   uint32_t len;
   uint64_t deadline_ns; /* the time the asker gave it, from when it was sent; 0: none */
 } rill_client_ask_t;
 
-/** Waits up to timeout_ns for the next ask: 0, RILL_ETIMEDOUT, or the
- *  server's connection-level error. */
+/** Called from rill_client_poll for each ask to a callback service. It
+ *  may answer at once with rill_client_reply (buffered, sent at the end
+ *  of the poll pass) or later, from anywhere, with a copy of a->id. */
+typedef void (*rill_client_ask_cb)(void *ctx, const rill_client_ask_t *a);
+
+/** Serves `service` with a callback run from rill_client_poll. */
+int rill_client_serve_cb(rill_client_t *c, const char *service, rill_client_ask_cb cb, void *ctx,
+                         uint16_t *ch);
+
+/** Waits up to timeout_ns for the next ask to a service served without a
+ *  callback: 0, RILL_ETIMEDOUT, or the server's connection-level error. */
 int rill_client_next_ask(rill_client_t *c, rill_client_ask_t *a, uint64_t timeout_ns);
 
-/** Answers ask id. A reply to an ask that was cancelled or timed out
- *  meanwhile is dropped by the server. */
+/** Answers ask id. Inside rill_client_poll (a callback) the reply is
+ *  buffered and sent at the end of the pass; elsewhere it is sent at once.
+ *  A reply to an ask that was cancelled or timed out meanwhile is dropped
+ *  by the server. */
 int rill_client_reply(rill_client_t *c, uint64_t id, const void *data, uint32_t len);
 
 /** Asks `service` and waits for the reply: *reply points at it (valid
  *  until the next call on this client). timeout_ns (0: none) is the
  *  deadline the server enforces: RILL_ETIMEDOUT when it passes,
  *  RILL_ENOENT when nobody serves the name, RILL_ECONNRESET when the
- *  provider went away. */
+ *  provider went away (or the connection broke, with reconnect). */
 int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint32_t len,
                     uint64_t timeout_ns, const uint8_t **reply, uint32_t *reply_len);
+
+/** How an async ask ended: status 0 with the reply (valid until the
+ *  callback returns), or the error (RILL_ETIMEDOUT, RILL_ENOENT,
+ *  RILL_ECONNRESET, RILL_ECLOSED when the client closes, ...) with
+ *  reply NULL. */
+typedef void (*rill_client_reply_cb)(void *ctx, int status, const uint8_t *reply, uint32_t len);
+
+/** Asks without waiting: the ASK goes into the send buffer and cb runs
+ *  exactly once, from rill_client_poll, when the reply or an error comes.
+ *  At most opts.max_inflight asks are in flight; when that many are, this
+ *  drives the connection (polls, running callbacks) until one ends, or
+ *  returns RILL_ETIMEDOUT after opts.timeout_ns without one (RILL_EFULL
+ *  when called from a callback, which must not wait). timeout_ns as in
+ *  rill_client_ask, but the client adds no deadline of its own: an ask
+ *  without one whose provider never answers stays in flight until the
+ *  provider or the connection goes. A non-zero return means cb will not
+ *  run. */
+int rill_client_ask_async(rill_client_t *c, const char *service, const void *req, uint32_t len,
+                          uint64_t timeout_ns, rill_client_reply_cb cb, void *ctx);
+
+/** Sends what is buffered, waits up to timeout_ns (0: not at all) for
+ *  input, and dispatches everything that has arrived: reply callbacks,
+ *  subscription callbacks, service callbacks, then sends what they
+ *  buffered. Returns the number of callbacks run, or a negative error
+ *  (a connection-level error from the server, an earlier unacknowledged
+ *  publish's error, RILL_ECLOSED when the connection is gone for good);
+ *  callbacks may have run before an error. With reconnect, a broken
+ *  connection is dialled again within the timeout and is not an error. */
+int rill_client_poll(rill_client_t *c, uint64_t timeout_ns);
 
 /** Sends what the send buffer holds now. */
 int rill_client_flush(rill_client_t *c);
 
 /** Round trip of a PING, in ns. */
 int rill_client_ping(rill_client_t *c, uint64_t *rtt_ns);
+
+/** The server's metrics (a STATS request): its Prometheus text goes into
+ *  buf, NUL-terminated, and *len gets its length. RILL_ENOBUFS when cap
+ *  is not more than that length (*len still says it), or the server's
+ *  error (a server without metrics answers ERROR). */
+int rill_client_stats(rill_client_t *c, char *buf, size_t cap, size_t *len);
 
 #ifdef __cplusplus
 }

@@ -1,8 +1,28 @@
 /*
- * The client, first slice: one blocking socket, one thread. Requests wait
- * for their answer by id; deliveries that arrive meanwhile are kept in a
- * FIFO for rill_client_next. (Pipelined asks, callbacks and reconnecting
- * come with the rest of issue 5.)
+ * The client: one blocking socket, used by one thread at a time.
+ *
+ * Receiving. Frames are decoded in place from one receive buffer. A
+ * blocking call reads until its answer comes by id; anything else it reads
+ * is kept (copied into a FIFO: the only allocation on the receive side)
+ * for whoever wants it: rill_client_next, rill_client_next_ask, or the
+ * callbacks rill_client_poll runs. Callbacks never run inside a blocking
+ * call, so a callback may itself make blocking calls without finding
+ * itself re-entered.
+ *
+ * Sending. Small frames without an answer to wait for go into a 64 KiB
+ * send buffer, which leaves in one sendmsg with the next frame sent at
+ * once, when full, at the end of a poll pass, or on rill_client_flush.
+ * The socket stays blocking: a send waits for the kernel, never for our
+ * memory.
+ *
+ * Async asks are kept in a table of opts.max_inflight slots allocated
+ * once, with a free list; an async ask's id names its slot, so a reply is
+ * matched with one index and pipelined asks allocate nothing.
+ *
+ * Reconnect. A break closes the socket at once (lost()); what was in
+ * flight is failed, what is registered (binds, subscriptions, services) is
+ * kept, and the next call that needs the connection dials again (ensure())
+ * and restores those registrations before doing its own work.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -11,53 +31,127 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/internal.h"
 #include "rill/net.h"
 
+#define TX_BUF   (64u << 10)
+#define RX_START (256u << 10) /* a few 64 KiB frames per recv */
+#define FOREVER  (UINT64_MAX / 2)
+
+/* A frame read while nobody wanted it yet. */
 struct held {
   struct held *next;
-  uint8_t type;     /* DELIVER or ASK */
-  uint64_t id, arg; /* ASK: the server's id and the deadline */
-  rill_client_msg_t m;
+  bool for_cb;             /* dispatched by rill_client_poll, not by next/next_ask */
+  rill_client_reply_cb cb; /* an async ask's answer: taken out of the table already */
+  void *ctx;
+  uint8_t type, flags;
+  uint16_t ch;
+  uint64_t id, arg;
+  uint32_t len;
   uint8_t data[];
 };
 
+enum reg_kind { REG_BIND, REG_SUB, REG_SERVE };
+
+/* What the client registered with the server, to redo after a reconnect. */
+struct reg {
+  uint8_t kind;
+  uint16_t ch;
+  char name[RILL_NET_MAX_NAME + 1];
+  rill_client_msg_cb msg_cb; /* REG_SUB with a callback */
+  rill_client_ask_cb ask_cb; /* REG_SERVE with a callback */
+  void *ctx;
+  uint64_t next;         /* REG_SUB: the sequence to resume from */
+  uint64_t credits;      /* REG_SUB: deliveries the server may still send */
+  uint32_t window, used; /* callback subscriptions: credits granted back by halves */
+};
+
+struct pend {
+  uint64_t id; /* 0: free */
+  rill_client_reply_cb cb;
+  void *ctx;
+  uint32_t next_free;
+};
+
+/* An async ask's id names its slot: ASYNC_ID, a sequence, and the slot in
+ * the low SLOT_BITS. Lookups and removals are one index, whatever the
+ * pattern of replies; the sequence keeps ids unique. */
+#define ASYNC_ID  (1ull << 63)
+#define SLOT_BITS 24u
+#define SLOT_MASK ((1u << SLOT_BITS) - 1)
+
 struct rill_client {
   rill_client_opts_t o;
-  int fd;
+  struct sockaddr_in sa;
+  int fd; /* -1 while disconnected */
   uint32_t max_body;
   uint64_t next_id;
   uint16_t next_ch;
   uint8_t *rx;
   size_t have, cap, off; /* rx[off..have) is not decoded yet */
-  uint8_t *tx;           /* unacknowledged publishes not sent yet */
+  uint8_t *tx;           /* frames not sent yet */
   size_t tx_len;
-  struct held *head, *tail; /* deliveries that came while waiting */
-  uint8_t *cur;             /* the delivery rill_client_next handed out */
-  int late;                 /* an error for a request nobody waited for */
+  struct held *head, *tail;
+  uint32_t held_cb; /* how many held frames are for callbacks */
+  uint8_t *cur;     /* the held frame next/next_ask handed out */
+  int late;         /* an error for a request nobody waited for */
   char late_msg[200];
+  struct reg *regs;
+  size_t nregs, cap_regs;
+  struct pend *tab; /* async asks in flight: max_inflight slots */
+  uint32_t inflight, free_slot;
+  uint64_t ask_seq;
+  struct pend *failed; /* asks the break ended, callbacks not run yet */
+  uint32_t nfailed;
+  int depth;    /* poll passes running: replies and credits are buffered */
+  bool drained; /* the last recv found the socket empty */
+  /* A record over max_body coming in CHUNKs (one at a time per connection). */
+  bool in_stream;
+  uint16_t in_ch;
+  uint64_t in_seq;
+  uint8_t *in_buf;
+  size_t in_len, in_got, in_cap;
+  uint8_t *batch; /* a PUBLISH_BATCH too big for the send buffer is put together here */
+  size_t batch_cap;
+  /* reconnecting */
+  bool down, gave_up;
+  uint64_t down_ns, next_try_ns, backoff_ns, rng;
 };
 
-static int write_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id,
-                       uint64_t arg, const void *body, uint32_t len) {
-  uint8_t hdr[RILL_NET_HDR];
-  rill_frame_header(hdr, type, flags, ch, id, arg, len);
-  /* What the send buffer holds goes first, in the same writev. */
-  struct iovec iov[3] = {{c->tx, c->tx_len}, {hdr, sizeof hdr}, {(void *)body, len}};
-  size_t left = c->tx_len + sizeof hdr + len;
-  int n_iov = len ? 3 : 2;
+static int lost(rill_client_t *c, const char *why);
+
+/* ---- sending ------------------------------------------------------------- */
+
+/* Sends the send buffer, then pre and body, in one sendmsg where the
+ * kernel takes it all. */
+static int send_now(rill_client_t *c, const void *pre, size_t pre_len, const void *body,
+                    uint32_t len) {
+  if (c->fd < 0)
+    return rill__err(c->o.reconnect ? RILL_ECONNRESET : RILL_ECLOSED, "client: not connected");
+  struct iovec iov[3] = {{c->tx, c->tx_len}, {(void *)pre, pre_len}, {(void *)body, len}};
+  size_t left = c->tx_len + pre_len + len;
   struct iovec *v = iov;
+  int n_iov = 3;
+  while (n_iov && !v->iov_len) { /* sendmsg takes empty parts, but why walk them */
+    v++;
+    n_iov--;
+  }
   c->tx_len = 0; /* sent below, or the connection is broken */
   while (left) {
-    ssize_t n = writev(c->fd, v, n_iov);
+    struct msghdr mh = {.msg_iov = v, .msg_iovlen = (size_t)n_iov};
+    ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR)
         continue;
-      return rill__err_errno("client: send");
+      char why[96];
+      snprintf(why, sizeof why, "send: %s", strerror(errno));
+      return lost(c, why);
     }
     left -= (size_t)n;
     while (n_iov && (size_t)n >= v->iov_len) {
@@ -76,47 +170,119 @@ static int write_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t c
 /* Sends a frame now, after anything buffered. */
 static int send_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id,
                       uint64_t arg, const void *body, uint32_t len) {
-  return write_frame(c, type, flags, ch, id, arg, body, len);
+  uint8_t hdr[RILL_NET_HDR];
+  rill_frame_header(hdr, type, flags, ch, id, arg, len);
+  return send_now(c, hdr, sizeof hdr, body, len);
 }
 
-/* Unacknowledged publishes are buffered (TX_BUF) and go out when the
- * buffer fills, with the next frame that is sent now, or at
- * rill_client_flush: one writev for many small messages. */
-#define TX_BUF (64u << 10)
-
+/* Puts a frame (its header, pre_len bytes of pre, then body) into the
+ * send buffer; one that does not fit goes out now, with the buffer ahead
+ * of it, in one sendmsg. */
 static int buffer_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id,
-                        uint64_t arg, const void *body, uint32_t len) {
-  size_t need = RILL_NET_HDR + (size_t)len;
-  if (!c->tx || c->tx_len + need > TX_BUF)
-    return write_frame(c, type, flags, ch, id, arg, body, len);
-  rill_frame_header(c->tx + c->tx_len, type, flags, ch, id, arg, len);
+                        uint64_t arg, const void *pre, size_t pre_len, const void *body,
+                        uint32_t len) {
+  size_t need = RILL_NET_HDR + pre_len + (size_t)len;
+  uint8_t hdr[RILL_NET_HDR + 2 + RILL_NET_MAX_NAME];
+  if (c->tx_len + need > TX_BUF) {
+    rill_frame_header(hdr, type, flags, ch, id, arg, (uint32_t)(pre_len + len));
+    if (pre_len)
+      memcpy(hdr + RILL_NET_HDR, pre, pre_len);
+    return send_now(c, hdr, RILL_NET_HDR + pre_len, body, len);
+  }
+  uint8_t *p = c->tx + c->tx_len;
+  rill_frame_header(p, type, flags, ch, id, arg, (uint32_t)(pre_len + len));
+  if (pre_len)
+    memcpy(p + RILL_NET_HDR, pre, pre_len);
   if (len)
-    memcpy(c->tx + c->tx_len + RILL_NET_HDR, body, len);
+    memcpy(p + RILL_NET_HDR + pre_len, body, len);
   c->tx_len += need;
   return 0;
 }
 
-int rill_client_flush(rill_client_t *c) {
-  if (!c->tx_len)
-    return 0;
-  /* A PING carries the buffer out without waiting for its PONG, which the
-   * reading calls pass over. */
-  return write_frame(c, RILL_F_PING, 0, 0, 0, 0, NULL, 0);
+static int tx_flush(rill_client_t *c) { return c->tx_len ? send_now(c, NULL, 0, NULL, 0) : 0; }
+
+/* ---- receiving ------------------------------------------------------------- */
+
+static int protocol_broken(rill_client_t *c, const char *what) {
+  char why[160];
+  snprintf(why, sizeof why, "the server broke the protocol: %s", what);
+  lost(c, why);
+  return rill__err(RILL_EPROTO, "client: %s", why);
 }
 
-/* The next frame, waiting up to timeout_ns; its body stays valid until the
- * next call. */
+/* A streamed DELIVER or one of its CHUNKs: 0 while pieces are missing, 1
+ * when *f is now the whole record (its body in in_buf, valid until the
+ * next stream starts), or an error. Readers above never see pieces. */
+static int stream_in(rill_client_t *c, rill_frame_t *f) {
+  if (f->type == RILL_F_DELIVER) {
+    if (c->in_stream)
+      return protocol_broken(c, "a streamed DELIVER inside another");
+    if (f->id <= f->len || f->id > UINT32_MAX)
+      return protocol_broken(c, "a streamed DELIVER whose length is not over its first piece");
+    if (f->id > c->in_cap) {
+      uint8_t *n = rill__realloc(c->in_buf, f->id);
+      if (!n)
+        return rill__err(RILL_ENOMEM, "client: no memory for a %llu-byte record",
+                         (unsigned long long)f->id);
+      c->in_buf = n;
+      c->in_cap = f->id;
+    }
+    memcpy(c->in_buf, f->body, f->len);
+    c->in_stream = true;
+    c->in_ch = f->channel;
+    c->in_seq = f->arg;
+    c->in_len = f->id;
+    c->in_got = f->len;
+    return 0;
+  }
+  if (f->arg != RILL_F_DELIVER)
+    return 0; /* pieces of a kind the server does not send a client: passed over */
+  if (!c->in_stream || f->id != c->in_seq || f->channel != c->in_ch)
+    return protocol_broken(c, "a CHUNK of no streamed record");
+  if (f->len > c->in_len - c->in_got ||
+      (!(f->flags & RILL_FF_MORE) && f->len != c->in_len - c->in_got))
+    return protocol_broken(c, "CHUNKs that do not add up to the record's length");
+  memcpy(c->in_buf + c->in_got, f->body, f->len);
+  c->in_got += f->len;
+  if (f->flags & RILL_FF_MORE)
+    return 0;
+  c->in_stream = false;
+  *f = (rill_frame_t){.len = (uint32_t)c->in_len,
+                      .type = RILL_F_DELIVER,
+                      .channel = c->in_ch,
+                      .id = c->in_ch ? 0 : 1, /* a FETCH's (channel 0): nobody's */
+                      .arg = c->in_seq,
+                      .body = c->in_buf};
+  return 1;
+}
+
+/* The next frame, waiting up to timeout_ns (0: only what is there now);
+ * its body stays valid until the next read. */
 static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
   uint64_t deadline = 0;
   for (;;) {
+    if (c->fd < 0)
+      return rill__err(c->o.reconnect ? RILL_ECONNRESET : RILL_ECLOSED, "client: not connected");
     size_t used;
     int rc = rill_frame_decode(c->rx + c->off, c->have - c->off, c->max_body, f, &used);
     if (rc == 0) {
       c->off += used; /* the body stays where it is until the next call */
+      if (RILL_UNLIKELY(f->type == RILL_F_CHUNK ||
+                        (f->type == RILL_F_DELIVER && (f->flags & RILL_FF_STREAM)))) {
+        if ((rc = stream_in(c, f)) <= 0) {
+          if (rc == 0)
+            continue; /* more pieces to come */
+          return rc;
+        }
+      }
       return 0;
     }
-    if (rc != RILL_EAGAIN)
-      return rc; /* the server broke the protocol */
+    if (rc != RILL_EAGAIN) {
+      char why[160];
+      snprintf(why, sizeof why, "the server broke the protocol: %s", rill_errmsg());
+      lost(c, why);
+      return rill__err(rc, "client: %s", why);
+    }
     /* Room for the rest of the frame: move what is left to the front (only
      * now, not after every frame), then grow if that is not enough. */
     if (c->off && (c->cap - c->have < 4096 || used > c->cap - c->off)) {
@@ -131,47 +297,42 @@ static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
       c->rx = n;
       c->cap = used;
     }
-    /* Try the socket first; poll only when it has nothing. */
-    ssize_t n = recv(c->fd, c->rx + c->have, c->cap - c->have, MSG_DONTWAIT);
+    /* Try the socket first and poll only when it has nothing; but a
+     * socket the last read drained goes straight to poll when we may
+     * wait: a recv that would fail is a syscall a pipelined pass saves. */
+    ssize_t n;
+    if (c->drained && timeout_ns) {
+      n = -1;
+      errno = EAGAIN;
+      c->drained = false; /* poll says when there is more */
+    } else {
+      n = recv(c->fd, c->rx + c->have, c->cap - c->have, MSG_DONTWAIT);
+    }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       uint64_t now = rill_time_ns();
       if (!deadline)
-        deadline = now + timeout_ns;
-      if (now >= deadline)
+        deadline = timeout_ns > FOREVER ? now + FOREVER : now + timeout_ns;
+      if (now >= deadline) {
+        c->drained = true;
         return rill__err(RILL_ETIMEDOUT, "client: no answer in time");
+      }
       struct pollfd p = {c->fd, POLLIN, 0};
-      int ms = (int)((deadline - now + 999999) / 1000000);
-      if (poll(&p, 1, ms) < 0 && errno != EINTR)
+      uint64_t ms = (deadline - now + 999999) / 1000000;
+      if (poll(&p, 1, ms > 3600000 ? 3600000 : (int)ms) < 0 && errno != EINTR)
         return rill__err_errno("client: poll");
       continue;
     }
     if (n == 0)
-      return rill__err(RILL_ECLOSED, "client: the server closed the connection");
+      return lost(c, "the server closed the connection");
     if (n < 0) {
-      if (errno == EINTR || errno == EAGAIN)
+      if (errno == EINTR)
         continue;
-      return rill__err_errno("client: recv");
+      char why[96];
+      snprintf(why, sizeof why, "recv: %s", strerror(errno));
+      return lost(c, why);
     }
     c->have += (size_t)n;
   }
-}
-
-static int hold(rill_client_t *c, const rill_frame_t *f) {
-  struct held *h = rill__malloc(sizeof *h + f->len);
-  if (!h)
-    return rill__err(RILL_ENOMEM, "client: no memory");
-  h->next = NULL;
-  h->type = f->type;
-  h->id = f->id;
-  h->arg = f->arg;
-  memcpy(h->data, f->body, f->len);
-  h->m = (rill_client_msg_t){f->channel, f->arg, h->data, f->len};
-  if (c->tail)
-    c->tail->next = h;
-  else
-    c->head = h;
-  c->tail = h;
-  return 0;
 }
 
 /* An ERROR or BYE frame as a return code, its message as the errmsg. */
@@ -182,28 +343,209 @@ static int as_error(const rill_frame_t *f) {
   return rill__err(code, "server: %.*s", (int)(f->len < 200 ? f->len : 200), f->body);
 }
 
-/* Waits for the answer of type `type` to request id; deliveries that come
- * first are held. */
-static int await(rill_client_t *c, uint8_t type, uint64_t id, rill_frame_t *f) {
-  for (;;) {
-    int rc = read_frame(c, f, c->o.timeout_ns);
-    if (rc)
-      return rc;
-    if ((f->type == RILL_F_DELIVER && f->id == 0) || f->type == RILL_F_ASK ||
-        f->type == RILL_F_CANCEL) {
-      if ((rc = hold(c, f)) != 0)
-        return rc;
-      continue;
+static int bye(rill_client_t *c, const rill_frame_t *f) {
+  char why[240];
+  snprintf(why, sizeof why, "the server said BYE: %.*s", (int)(f->len < 200 ? f->len : 200),
+           f->body);
+  return lost(c, why);
+}
+
+/* ---- registrations ---------------------------------------------------------- */
+
+static struct reg *reg_of(rill_client_t *c, uint8_t kind, uint16_t ch) {
+  for (size_t i = 0; i < c->nregs; i++)
+    if (c->regs[i].ch == ch && c->regs[i].kind == kind)
+      return &c->regs[i];
+  return NULL;
+}
+
+static struct reg *reg_add(rill_client_t *c, uint8_t kind, uint16_t ch, const char *name) {
+  if (c->nregs == c->cap_regs) {
+    size_t cap = c->cap_regs ? 2 * c->cap_regs : 8;
+    struct reg *n = rill__realloc(c->regs, cap * sizeof *n);
+    if (!n)
+      return NULL;
+    c->regs = n;
+    c->cap_regs = cap;
+  }
+  struct reg *r = &c->regs[c->nregs++];
+  memset(r, 0, sizeof *r);
+  r->kind = kind;
+  r->ch = ch;
+  snprintf(r->name, sizeof r->name, "%s", name);
+  return r;
+}
+
+static void reg_del(rill_client_t *c, struct reg *r) { *r = c->regs[--c->nregs]; }
+
+/* A delivery came off the wire: where the subscription resumes from. */
+static void note_delivery(rill_client_t *c, const rill_frame_t *f) {
+  struct reg *r = reg_of(c, REG_SUB, f->channel);
+  if (!r)
+    return;
+  r->next = f->arg + 1;
+  if (r->credits)
+    r->credits--;
+}
+
+/* ---- async asks in flight --------------------------------------------------- */
+
+/* A free slot for an ask (there is one: callers check inflight first),
+ * and the id that names it. */
+static uint64_t pend_put(rill_client_t *c, rill_client_reply_cb cb, void *ctx) {
+  uint32_t i = c->free_slot;
+  c->free_slot = c->tab[i].next_free;
+  uint64_t id = ASYNC_ID | (++c->ask_seq << SLOT_BITS) | i;
+  c->tab[i] = (struct pend){id, cb, ctx, 0};
+  c->inflight++;
+  return id;
+}
+
+static void pend_free(rill_client_t *c, uint32_t i) {
+  c->tab[i].id = 0;
+  c->tab[i].next_free = c->free_slot;
+  c->free_slot = i;
+  c->inflight--;
+}
+
+/* Takes ask id out of the table: false when it is not there. */
+static bool pend_take(rill_client_t *c, uint64_t id, struct pend *out) {
+  uint32_t i = (uint32_t)id & SLOT_MASK;
+  if (!(id & ASYNC_ID) || i >= c->o.max_inflight || c->tab[i].id != id)
+    return false;
+  *out = c->tab[i];
+  pend_free(c, i);
+  return true;
+}
+
+/* Runs the callbacks of asks a break ended. */
+static int run_failed(rill_client_t *c, int status) {
+  int n = 0;
+  while (c->nfailed) {
+    struct pend p = c->failed[--c->nfailed];
+    p.cb(p.ctx, status, NULL, 0);
+    n++;
+  }
+  return n;
+}
+
+/* ---- held frames -------------------------------------------------------------- */
+
+static int hold(rill_client_t *c, const rill_frame_t *f, bool for_cb, const struct pend *p) {
+  struct held *h = rill__malloc(sizeof *h + f->len);
+  if (!h)
+    return rill__err(RILL_ENOMEM, "client: no memory");
+  *h = (struct held){.for_cb = for_cb,
+                     .cb = p ? p->cb : NULL,
+                     .ctx = p ? p->ctx : NULL,
+                     .type = f->type,
+                     .flags = f->flags,
+                     .ch = f->channel,
+                     .id = f->id,
+                     .arg = f->arg,
+                     .len = f->len};
+  memcpy(h->data, f->body, f->len);
+  if (c->tail)
+    c->tail->next = h;
+  else
+    c->head = h;
+  c->tail = h;
+  c->held_cb += for_cb;
+  return 0;
+}
+
+static void unlink_held(rill_client_t *c, struct held *prev, struct held *h) {
+  if (prev)
+    prev->next = h->next;
+  else
+    c->head = h->next;
+  if (c->tail == h)
+    c->tail = prev;
+  c->held_cb -= h->for_cb;
+}
+
+/* The first held frame that `pick` accepts, unlinked (the caller frees it). */
+static struct held *take(rill_client_t *c, bool (*pick)(rill_client_t *, const struct held *)) {
+  struct held *prev = NULL;
+  for (struct held *h = c->head; h; prev = h, h = h->next)
+    if (pick(c, h)) {
+      unlink_held(c, prev, h);
+      return h;
     }
-    if (f->type == RILL_F_BYE || (f->type == RILL_F_ERROR && (f->id == id || f->id == 0)))
-      return as_error(f);
-    if (f->type == RILL_F_ERROR && !c->late) {
+  return NULL;
+}
+
+static bool pick_delivery(rill_client_t *c, const struct held *h) {
+  (void)c;
+  return h->type == RILL_F_DELIVER && !h->for_cb;
+}
+
+static bool pick_ask(rill_client_t *c, const struct held *h) {
+  (void)c;
+  return h->type == RILL_F_ASK && !h->for_cb;
+}
+
+static bool pick_cb(rill_client_t *c, const struct held *h) {
+  (void)c;
+  return h->for_cb;
+}
+
+/* A CANCEL for an ask still held: it never reaches its taker. */
+static void drop_held_ask(rill_client_t *c, uint64_t id) {
+  struct held *prev = NULL;
+  for (struct held *h = c->head; h; prev = h, h = h->next)
+    if (h->type == RILL_F_ASK && h->id == id) {
+      unlink_held(c, prev, h);
+      rill__free(h);
+      return;
+    }
+}
+
+static bool sub_has_cb(rill_client_t *c, uint16_t ch) {
+  struct reg *r = reg_of(c, REG_SUB, ch);
+  return r && r->msg_cb;
+}
+
+static bool svc_has_cb(rill_client_t *c, uint16_t ch) {
+  struct reg *r = reg_of(c, REG_SERVE, ch);
+  return r && r->ask_cb;
+}
+
+/* A frame a blocking call read that is not its answer: kept for whoever
+ * wants it, or dropped when nobody will. */
+static int absorb(rill_client_t *c, const rill_frame_t *f) {
+  struct pend p;
+  switch (f->type) {
+  case RILL_F_DELIVER:
+    if (f->id || !reg_of(c, REG_SUB, f->channel))
+      return 0; /* a FETCH's (this client makes none), or an ended subscription's */
+    note_delivery(c, f);
+    return hold(c, f, sub_has_cb(c, f->channel), NULL);
+  case RILL_F_ASK: return hold(c, f, svc_has_cb(c, f->channel), NULL);
+  case RILL_F_CANCEL: drop_held_ask(c, f->id); return 0;
+  case RILL_F_REPLY: return pend_take(c, f->id, &p) ? hold(c, f, true, &p) : 0;
+  case RILL_F_ERROR:
+    if (pend_take(c, f->id, &p))
+      return hold(c, f, true, &p);
+    if (!c->late) {
       /* The error of an earlier request that did not wait (a publish
        * without ack): kept, and returned once this one is done. */
       c->late = as_error(f);
       snprintf(c->late_msg, sizeof c->late_msg, "%s", rill_errmsg());
-      continue;
     }
+    return 0;
+  default: return 0; /* PONG of a flush, ... */
+  }
+}
+
+/* Waits for the answer of type `type` to request id; what comes first is
+ * absorbed. */
+static int await(rill_client_t *c, uint8_t type, uint64_t id, rill_frame_t *f,
+                 uint64_t timeout_ns) {
+  for (;;) {
+    int rc = read_frame(c, f, timeout_ns);
+    if (rc)
+      return rc;
     if (f->type == type && f->id == id) {
       if (!c->late)
         return 0;
@@ -211,8 +553,170 @@ static int await(rill_client_t *c, uint8_t type, uint64_t id, rill_frame_t *f) {
       c->late = 0;
       return rill__err(late, "an earlier request failed: %s", c->late_msg);
     }
+    if (f->type == RILL_F_BYE)
+      return bye(c, f);
+    if (f->type == RILL_F_ERROR && (f->id == id || f->id == 0))
+      return as_error(f);
+    if ((rc = absorb(c, f)) != 0)
+      return rc;
   }
 }
+
+/* ---- connecting and reconnecting --------------------------------------------- */
+
+/* A break: the socket is closed, asks in flight are failed (their
+ * callbacks run at the next poll), and what is buffered is dropped. */
+static int lost(rill_client_t *c, const char *why) {
+  if (c->fd >= 0) {
+    close(c->fd);
+    c->fd = -1;
+  }
+  if (!c->down) {
+    c->down = true;
+    c->down_ns = c->next_try_ns = rill_time_ns();
+    c->backoff_ns = 0;
+  }
+  c->tx_len = 0; /* unacknowledged publishes in it: at most once */
+  c->have = c->off = 0;
+  c->in_stream = false; /* a record half received is received again */
+  for (uint32_t i = 0; c->inflight && i < c->o.max_inflight; i++)
+    if (c->tab[i].id) {
+      c->failed[c->nfailed++] = c->tab[i];
+      pend_free(c, i);
+    }
+  /* Asks we were given on the old connection: the server cancelled them. */
+  for (struct held *prev = NULL, *h = c->head, *n; h; h = n) {
+    n = h->next;
+    if (h->type == RILL_F_ASK) {
+      unlink_held(c, prev, h);
+      rill__free(h);
+    } else {
+      prev = h;
+    }
+  }
+  return rill__err(c->o.reconnect ? RILL_ECONNRESET : RILL_ECLOSED, "client: connection lost: %s",
+                   why);
+}
+
+/* A request and its ACK, on a connection being set up. */
+static int request(rill_client_t *c, uint8_t type, uint16_t ch, uint64_t arg, const char *name,
+                   rill_frame_t *f) {
+  uint64_t id = c->next_id++;
+  int rc = send_frame(c, type, 0, ch, id, arg, name, (uint32_t)strlen(name));
+  return rc ? rc : await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
+}
+
+/* Opens the socket, shakes hands, and restores every registration. */
+static int dial(rill_client_t *c) {
+  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (c->fd < 0)
+    return rill__err_errno("client: socket");
+  /* connect() gives up after SO_SNDTIMEO: an unreachable host costs one
+   * request timeout, not the kernel's minutes. */
+  struct timeval tv = {(time_t)(c->o.timeout_ns / 1000000000u),
+                       (suseconds_t)(c->o.timeout_ns % 1000000000u / 1000u)};
+  setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  if (connect(c->fd, (struct sockaddr *)&c->sa, sizeof c->sa) != 0) {
+    int rc = rill__err_errno("client: connect to %s:%u", c->o.host, c->o.port);
+    close(c->fd);
+    c->fd = -1;
+    return rc;
+  }
+  struct timeval none = {0, 0}; /* sends wait for the kernel as long as it takes */
+  setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+  int one = 1;
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  c->have = c->off = 0;
+  c->drained = false;
+  size_t tl = c->o.token ? strlen(c->o.token) : 0, nl = strlen(c->o.name);
+  uint8_t hello[12 + RILL_NET_MAX_TOKEN + RILL_NET_MAX_NAME];
+  rill_net_hello_encode(hello, c->o.token, tl, c->o.name, nl);
+  int rc = send_frame(c, RILL_F_HELLO, 0, 0, 0, 0, hello, (uint32_t)rill_net_hello_size(tl, nl));
+  rill_frame_t f;
+  if (!rc)
+    rc = await(c, RILL_F_WELCOME, 0, &f, c->o.timeout_ns);
+  rill_net_welcome_t w;
+  if (!rc)
+    rc = rill_net_welcome_decode(f.body, f.len, &w);
+  if (rc)
+    return rc;
+  c->max_body = w.max_body;
+  for (size_t i = 0; i < c->nregs && !rc; i++) {
+    struct reg *r = &c->regs[i];
+    if (r->kind == REG_BIND) {
+      rc = request(c, RILL_F_BIND, r->ch, 0, r->name, &f);
+    } else if (r->kind == REG_SERVE) {
+      rc = request(c, RILL_F_SERVE, r->ch, 0, r->name, &f);
+    } else {
+      /* From where it stopped, with the credits it had left: deliveries
+       * the old connection had on the way are simply sent again. */
+      rc = request(c, RILL_F_SUBSCRIBE, r->ch, r->next, r->name, &f);
+      r = &c->regs[i]; /* absorbing may not move regs, but be plain about it */
+      if (!rc && r->credits)
+        rc = send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, r->credits, NULL, 0);
+    }
+  }
+  return rc;
+}
+
+/* Refusals that dialling again will not change. */
+static bool for_good(int rc) {
+  return rc == RILL_EACCES || rc == RILL_EVERSION || rc == RILL_EPROTO || rc == RILL_EINVAL;
+}
+
+static uint64_t jitter(rill_client_t *c, uint64_t b) {
+  c->rng ^= c->rng << 13; /* xorshift64 */
+  c->rng ^= c->rng >> 7;
+  c->rng ^= c->rng << 17;
+  return b / 2 + c->rng % (b / 2 + 1); /* half to all of it: clients do not dial in step */
+}
+
+/* The connection, dialling again if it broke and reconnect is on: 0, or
+ * RILL_ETIMEDOUT when deadline passes first, or RILL_ECLOSED (or the
+ * server's refusal) when it is gone for good. */
+static int ensure(rill_client_t *c, uint64_t deadline) {
+  if (c->fd >= 0)
+    return 0;
+  if (!c->o.reconnect || c->gave_up)
+    return rill__err(RILL_ECLOSED, "client: the connection to %s:%u is closed", c->o.host,
+                     c->o.port);
+  for (;;) {
+    uint64_t now = rill_time_ns();
+    if (now - c->down_ns > c->o.reconnect_limit_ns) {
+      c->gave_up = true;
+      return rill__err(RILL_ECLOSED, "client: no connection to %s:%u for %.1f s: giving up",
+                       c->o.host, c->o.port, (double)(now - c->down_ns) / 1e9);
+    }
+    if (now < c->next_try_ns) {
+      if (now >= deadline)
+        return rill__err(RILL_ETIMEDOUT, "client: reconnecting to %s:%u", c->o.host, c->o.port);
+      uint64_t until = c->next_try_ns < deadline ? c->next_try_ns : deadline;
+      struct timespec ts = {(time_t)((until - now) / 1000000000u),
+                            (long)((until - now) % 1000000000u)};
+      nanosleep(&ts, NULL);
+      continue;
+    }
+    int rc = dial(c);
+    if (rc == 0) {
+      c->down = false;
+      return 0;
+    }
+    if (c->fd >= 0) {
+      close(c->fd);
+      c->fd = -1;
+    }
+    if (for_good(rc)) {
+      c->gave_up = true;
+      return rc;
+    }
+    uint64_t b = c->backoff_ns ? 2 * c->backoff_ns : c->o.backoff_min_ns;
+    c->backoff_ns = b > c->o.backoff_max_ns ? c->o.backoff_max_ns : b;
+    c->next_try_ns = rill_time_ns() + jitter(c, c->backoff_ns);
+  }
+}
+
+/* Blocking calls wait for the connection as long as reconnecting lasts. */
+static int ready(rill_client_t *c) { return ensure(c, FOREVER); }
 
 int rill_client_connect(rill_client_t **out, const rill_client_opts_t *opts) {
   if (!out)
@@ -227,9 +731,19 @@ int rill_client_connect(rill_client_t **out, const rill_client_opts_t *opts) {
     o.name = "rill";
   if (!o.timeout_ns)
     o.timeout_ns = 10000000000ull;
+  if (!o.max_inflight)
+    o.max_inflight = 4096;
+  if (!o.backoff_min_ns)
+    o.backoff_min_ns = 10000000ull;
+  if (!o.backoff_max_ns)
+    o.backoff_max_ns = 2000000000ull;
+  if (!o.reconnect_limit_ns)
+    o.reconnect_limit_ns = 30000000000ull;
   size_t tl = o.token ? strlen(o.token) : 0, nl = strlen(o.name);
   if (tl > RILL_NET_MAX_TOKEN || nl > RILL_NET_MAX_NAME)
     return rill__err(RILL_EINVAL, "client: token or name too long");
+  if (o.max_inflight > (1u << 24) || o.backoff_min_ns > o.backoff_max_ns)
+    return rill__err(RILL_EINVAL, "client: max_inflight over 2^24 or backoff_min over backoff_max");
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(o.port)};
   if (inet_pton(AF_INET, o.host, &sa.sin_addr) != 1)
     return rill__err(RILL_EINVAL, "client: '%s' is not an IPv4 address", o.host);
@@ -237,36 +751,27 @@ int rill_client_connect(rill_client_t **out, const rill_client_opts_t *opts) {
   if (!c)
     return rill__err(RILL_ENOMEM, "client: no memory");
   c->o = o;
+  c->sa = sa;
+  c->fd = -1;
   c->next_id = 1;
   c->next_ch = 1;
   c->max_body = RILL_NET_MAX_BODY;
-  c->cap = 64 << 10;
+  c->cap = RX_START;
   c->rx = rill__malloc(c->cap);
-  c->tx = rill__malloc(TX_BUF); /* without it, publishes are sent one by one */
+  c->tx = rill__malloc(TX_BUF);
+  c->tab = rill__calloc(o.max_inflight, sizeof *c->tab);
+  c->failed = rill__malloc(o.max_inflight * sizeof *c->failed);
+  if (getrandom(&c->rng, sizeof c->rng, GRND_NONBLOCK) != sizeof c->rng || !c->rng)
+    c->rng = rill_time_ns() | 1;
   int rc;
-  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (!c->rx || c->fd < 0) {
-    rc = c->rx ? rill__err_errno("client: socket") : rill__err(RILL_ENOMEM, "client: no memory");
+  if (!c->rx || !c->tx || !c->tab || !c->failed) {
+    rc = rill__err(RILL_ENOMEM, "client: no memory");
     goto undo_c;
   }
-  if (connect(c->fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-    rc = rill__err_errno("client: connect to %s:%u", o.host, o.port);
+  for (uint32_t i = 0; i < o.max_inflight; i++)
+    c->tab[i].next_free = i + 1; /* the last points past the end: never taken */
+  if ((rc = dial(c)) != 0)
     goto undo_c;
-  }
-  int one = 1;
-  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  uint8_t hello[12 + RILL_NET_MAX_TOKEN + RILL_NET_MAX_NAME];
-  rill_net_hello_encode(hello, o.token, tl, o.name, nl);
-  if ((rc = send_frame(c, RILL_F_HELLO, 0, 0, 0, 0, hello,
-                       (uint32_t)rill_net_hello_size(tl, nl))) != 0)
-    goto undo_c;
-  rill_frame_t f;
-  if ((rc = await(c, RILL_F_WELCOME, 0, &f)) != 0)
-    goto undo_c;
-  rill_net_welcome_t w;
-  if ((rc = rill_net_welcome_decode(f.body, f.len, &w)) != 0)
-    goto undo_c;
-  c->max_body = w.max_body;
   *out = c;
   return 0;
 undo_c:
@@ -280,205 +785,414 @@ void rill_client_close(rill_client_t *c) {
   if (c->fd >= 0) {
     send_frame(c, RILL_F_BYE, 0, 0, 0, 0, NULL, 0);
     close(c->fd);
+    c->fd = -1;
   }
+  /* Every async ask hears how it ended, so its context can be freed; a
+   * callback that calls the client now finds it closed for good. */
+  c->gave_up = true;
+  c->o.reconnect = false;
+  c->depth++;
+  for (uint32_t i = 0; c->tab && c->inflight && i < c->o.max_inflight; i++)
+    if (c->tab[i].id) {
+      struct pend p = c->tab[i];
+      pend_free(c, i);
+      p.cb(p.ctx, RILL_ECLOSED, NULL, 0);
+    }
+  if (c->failed)
+    run_failed(c, RILL_ECLOSED);
   while (c->head) {
     struct held *h = c->head;
     c->head = h->next;
+    if (h->cb && h->type == RILL_F_REPLY) /* answered already: it gets its answer */
+      h->cb(h->ctx, 0, h->data, h->len);
+    else if (h->cb)
+      h->cb(h->ctx, (int64_t)h->arg < 0 ? (int)(int64_t)h->arg : RILL_EPROTO, NULL, 0);
     rill__free(h);
   }
   rill__free(c->cur);
   rill__free(c->rx);
   rill__free(c->tx);
+  rill__free(c->tab);
+  rill__free(c->failed);
+  rill__free(c->regs);
+  rill__free(c->in_buf);
+  rill__free(c->batch);
   rill__free(c);
+}
+
+/* ---- publishing ------------------------------------------------------------------ */
+
+static uint16_t new_channel(rill_client_t *c) {
+  uint16_t ch = c->next_ch++;
+  if (!c->next_ch)
+    c->next_ch = 1; /* 0 means "none" on the wire */
+  return ch;
+}
+
+/* Sends a naming request (BIND, SUBSCRIBE, SERVE) and waits for its ACK. */
+static int name_request(rill_client_t *c, uint8_t type, const char *name, uint16_t ch, uint64_t arg,
+                        rill_frame_t *f) {
+  int rc = ready(c);
+  if (rc)
+    return rc;
+  uint64_t id = c->next_id++;
+  rc = send_frame(c, type, 0, ch, id, arg, name, (uint32_t)strlen(name));
+  return rc ? rc : await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
 }
 
 int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel) {
   size_t n = strlen(topic);
   if (!rill_net_name_ok(topic, n))
     return rill__err(RILL_EINVAL, "client: '%s' is not a topic name", topic);
-  uint16_t ch = c->next_ch++;
-  uint64_t id = c->next_id++;
-  int rc = send_frame(c, RILL_F_BIND, 0, ch, id, 0, topic, (uint32_t)n);
+  uint16_t ch = new_channel(c);
   rill_frame_t f;
-  if (!rc)
-    rc = await(c, RILL_F_ACK, id, &f);
-  if (!rc)
-    *channel = ch;
-  return rc;
+  int rc = name_request(c, RILL_F_BIND, topic, ch, 0, &f);
+  if (rc)
+    return rc;
+  if (!reg_add(c, REG_BIND, ch, topic))
+    return rill__err(RILL_ENOMEM, "client: no memory");
+  *channel = ch;
+  return 0;
 }
 
 int rill_client_publish(rill_client_t *c, uint16_t channel, const void *data, uint32_t len,
                         bool ack, uint64_t *seq) {
-  if (len > c->max_body)
-    return rill__err(RILL_EMSGSIZE, "client: %u bytes, the server takes %u", len, c->max_body);
-  uint64_t id = c->next_id++;
-  if (!ack)
-    return buffer_frame(c, RILL_F_PUBLISH, 0, channel, id, 0, data, len);
-  int rc = send_frame(c, RILL_F_PUBLISH, RILL_FF_ACK, channel, id, 0, data, len);
+  int rc = ready(c);
   if (rc)
     return rc;
+  uint64_t id = c->next_id++;
+  uint8_t hdr[RILL_NET_HDR];
+  uint8_t flags = ack ? RILL_FF_ACK : 0;
+  /* Pieces stay 8 KiB under max_body: the server reads into a buffer of
+   * exactly one max_body frame and cuts off a connection whose unfinished
+   * frame leaves it under 4 KiB free, so a frame near max_body is cut off
+   * or not depending on where recv splits it. */
+  uint32_t piece = c->max_body > 16384 ? c->max_body - 8192 : c->max_body / 2;
+  if (len > piece) {
+    /* Streamed: the first piece with STREAM and the whole length, then
+     * CHUNKs, straight from the caller's bytes; the server appends the
+     * record when the last arrives (and refuses one over its max_message
+     * with EMSGSIZE). */
+    const uint8_t *p = data;
+    rill_frame_header(hdr, RILL_F_PUBLISH, flags | RILL_FF_STREAM, channel, id, len, piece);
+    rc = send_now(c, hdr, sizeof hdr, p, piece);
+    for (uint32_t off = piece; !rc && off < len;) {
+      uint32_t n = len - off < piece ? len - off : piece;
+      rill_frame_header(hdr, RILL_F_CHUNK, off + n < len ? RILL_FF_MORE : 0, channel, id,
+                        RILL_F_PUBLISH, n);
+      rc = send_now(c, hdr, sizeof hdr, p + off, n);
+      off += n;
+    }
+  } else if (!ack) {
+    return buffer_frame(c, RILL_F_PUBLISH, 0, channel, id, 0, NULL, 0, data, len);
+  } else {
+    rill_frame_header(hdr, RILL_F_PUBLISH, flags, channel, id, 0, len);
+    rc = send_now(c, hdr, sizeof hdr, data, len);
+  }
+  if (rc || !ack)
+    return rc;
   rill_frame_t f;
-  rc = await(c, RILL_F_ACK, id, &f);
+  rc = await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
   if (!rc && seq)
     *seq = f.arg;
   return rc;
 }
 
-int rill_client_subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
-                          uint16_t *sub, uint64_t *start) {
+int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_log_iov_t *recs,
+                              size_t n, bool ack, uint64_t *first) {
+  if (!recs || !n || n > RILL_NET_MAX_BATCH)
+    return rill__err(RILL_EINVAL, "client: a batch is 1..%u records, not %zu", RILL_NET_MAX_BATCH,
+                     n);
+  int rc = ready(c);
+  if (rc)
+    return rc;
+  size_t body = 0;
+  for (size_t i = 0; i < n; i++)
+    body += 4 + (size_t)recs[i].len;
+  if (body > c->max_body)
+    return rill__err(RILL_EMSGSIZE, "client: a batch of %zu bytes, the server takes %u", body,
+                     c->max_body);
+  size_t need = RILL_NET_HDR + body;
+  if (c->tx_len + need > TX_BUF && need <= TX_BUF && (rc = tx_flush(c)) != 0)
+    return rc;
+  bool in_tx = c->tx_len + need <= TX_BUF;
+  uint8_t *p = c->tx + c->tx_len;
+  if (!in_tx) {
+    if (need > c->batch_cap) {
+      uint8_t *nb = rill__realloc(c->batch, need);
+      if (!nb)
+        return rill__err(RILL_ENOMEM, "client: no memory");
+      c->batch = nb;
+      c->batch_cap = need;
+    }
+    p = c->batch;
+  }
+  uint64_t id = c->next_id++;
+  rill_frame_header(p, RILL_F_PUBLISH_BATCH, ack ? RILL_FF_ACK : 0, channel, id, n, (uint32_t)body);
+  uint8_t *w = p + RILL_NET_HDR;
+  for (size_t i = 0; i < n; i++) {
+    rill__put32(w, recs[i].len);
+    if (recs[i].len)
+      memcpy(w + 4, recs[i].data, recs[i].len);
+    w += 4 + (size_t)recs[i].len;
+  }
+  if (in_tx) {
+    c->tx_len += need;
+    rc = ack ? tx_flush(c) : 0;
+  } else {
+    rc = send_now(c, p, need, NULL, 0);
+  }
+  if (rc || !ack)
+    return rc;
+  rill_frame_t f;
+  rc = await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
+  if (!rc && first)
+    *first = f.arg;
+  return rc;
+}
+
+int rill_client_flush(rill_client_t *c) {
+  int rc = c->tx_len ? ready(c) : 0;
+  return rc ? rc : tx_flush(c);
+}
+
+/* ---- subscriptions ------------------------------------------------------------------ */
+
+static int subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
+                     rill_client_msg_cb cb, void *ctx, uint16_t *sub, uint64_t *start) {
   size_t n = strlen(topic);
   if (!rill_net_name_ok(topic, n))
     return rill__err(RILL_EINVAL, "client: '%s' is not a topic name", topic);
-  uint16_t ch = c->next_ch++;
-  uint64_t id = c->next_id++;
-  int rc = send_frame(c, RILL_F_SUBSCRIBE, 0, ch, id, from, topic, (uint32_t)n);
+  uint16_t ch = new_channel(c);
   rill_frame_t f;
-  if (!rc)
-    rc = await(c, RILL_F_ACK, id, &f);
+  int rc = name_request(c, RILL_F_SUBSCRIBE, topic, ch, from, &f);
   if (rc)
     return rc;
+  struct reg *r = reg_add(c, REG_SUB, ch, topic);
+  if (!r)
+    return rill__err(RILL_ENOMEM, "client: no memory");
+  r->next = f.arg;
+  r->msg_cb = cb;
+  r->ctx = ctx;
+  r->window = credits;
   *sub = ch;
   if (start)
     *start = f.arg;
   return credits ? rill_client_credit(c, ch, credits) : 0;
 }
 
+int rill_client_subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
+                          uint16_t *sub, uint64_t *start) {
+  return subscribe(c, topic, from, credits, NULL, NULL, sub, start);
+}
+
+int rill_client_subscribe_cb(rill_client_t *c, const char *topic, uint64_t from, uint32_t window,
+                             rill_client_msg_cb cb, void *ctx, uint16_t *sub, uint64_t *start) {
+  if (!cb)
+    return rill__err(RILL_EINVAL, "client: subscribe_cb without a callback");
+  return subscribe(c, topic, from, window ? window : 1024, cb, ctx, sub, start);
+}
+
 int rill_client_credit(rill_client_t *c, uint16_t sub, uint32_t n) {
+  struct reg *r = reg_of(c, REG_SUB, sub);
+  if (r)
+    r->credits += n; /* what a re-subscription grants again */
+  if (c->fd < 0)
+    return ready(c); /* the re-subscription carries them */
+  if (c->depth)
+    return buffer_frame(c, RILL_F_CREDIT, 0, sub, 0, n, NULL, 0, NULL, 0);
   return send_frame(c, RILL_F_CREDIT, 0, sub, 0, n, NULL, 0);
 }
 
-/* The first held frame of type t, unlinked (the caller owns it), or NULL. */
-static struct held *take(rill_client_t *c, uint8_t t) {
-  struct held *prev = NULL;
-  for (struct held *h = c->head; h; prev = h, h = h->next)
-    if (h->type == t) {
-      if (prev)
-        prev->next = h->next;
-      else
-        c->head = h->next;
-      if (c->tail == h)
-        c->tail = prev;
-      return h;
+int rill_client_unsubscribe(rill_client_t *c, uint16_t sub) {
+  struct reg *r = reg_of(c, REG_SUB, sub);
+  if (!r)
+    return rill__err(RILL_ENOENT, "client: no subscription on channel %u", sub);
+  reg_del(c, r); /* gone whatever the server says: nothing to restore */
+  for (struct held *prev = NULL, *h = c->head, *n; h; h = n) {
+    n = h->next;
+    if (h->type == RILL_F_DELIVER && h->ch == sub) {
+      unlink_held(c, prev, h);
+      rill__free(h);
+    } else {
+      prev = h;
     }
-  return NULL;
+  }
+  int rc = ready(c);
+  if (rc)
+    return rc;
+  uint64_t id = c->next_id++;
+  rill_frame_t f;
+  rc = send_frame(c, RILL_F_UNSUBSCRIBE, 0, sub, id, 0, NULL, 0);
+  return rc ? rc : await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
 }
 
 int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns) {
   rill__free(c->cur);
   c->cur = NULL;
-  if (c->tx_len) { /* about to wait: what we buffered must not wait with us */
-    int rc = rill_client_flush(c);
-    if (rc)
-      return rc;
-  }
-  struct held *h = take(c, RILL_F_DELIVER);
-  if (h) {
-    *m = h->m;
-    c->cur = (uint8_t *)h; /* freed on the next call */
-    return 0;
-  }
+  uint64_t now = rill_time_ns();
+  uint64_t deadline = now + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
   for (;;) {
+    struct held *h = take(c, pick_delivery);
+    if (h) {
+      *m = (rill_client_msg_t){h->ch, h->arg, h->data, h->len};
+      c->cur = (uint8_t *)h; /* freed on the next call */
+      return 0;
+    }
+    int rc = ensure(c, deadline);
+    if (!rc)
+      rc = tx_flush(c); /* about to wait: what we buffered must not wait with us */
     rill_frame_t f;
-    int rc = read_frame(c, &f, timeout_ns);
-    if (rc)
+    if (!rc) {
+      now = rill_time_ns();
+      rc = read_frame(c, &f, deadline > now ? deadline - now : 0);
+    }
+    if (rc) {
+      if (c->fd < 0 && c->o.reconnect && !c->gave_up && rill_time_ns() < deadline)
+        continue; /* dial again, and go on waiting */
       return rc;
-    if (f.type == RILL_F_DELIVER && f.id == 0) {
+    }
+    struct reg *r = f.type == RILL_F_DELIVER && f.id == 0 ? reg_of(c, REG_SUB, f.channel) : NULL;
+    if (r && !r->msg_cb) {
+      note_delivery(c, &f);
       *m = (rill_client_msg_t){f.channel, f.arg, f.body, f.len};
       return 0;
     }
-    if (f.type == RILL_F_ASK || f.type == RILL_F_CANCEL) {
-      if ((rc = hold(c, &f)) != 0)
-        return rc;
-      continue;
-    }
-    if (f.type == RILL_F_BYE || f.type == RILL_F_ERROR)
+    if (f.type == RILL_F_BYE) {
+      bye(c, &f);
+      if (c->o.reconnect)
+        continue;
       return as_error(&f);
+    }
+    struct pend p;
+    if (f.type == RILL_F_ERROR && !pend_take(c, f.id, &p))
+      return as_error(&f);
+    if (f.type == RILL_F_ERROR)
+      rc = hold(c, &f, true, &p);
+    else
+      rc = absorb(c, &f);
+    if (rc)
+      return rc;
   }
 }
 
-/* ---- services ------------------------------------------------------------ */
+/* ---- services ---------------------------------------------------------------------- */
 
-int rill_client_serve(rill_client_t *c, const char *service, uint16_t *ch) {
+static int serve(rill_client_t *c, const char *service, rill_client_ask_cb cb, void *ctx,
+                 uint16_t *ch) {
   size_t n = strlen(service);
   if (!rill_net_name_ok(service, n))
     return rill__err(RILL_EINVAL, "client: '%s' is not a service name", service);
-  uint16_t sch = c->next_ch++;
-  uint64_t id = c->next_id++;
-  int rc = send_frame(c, RILL_F_SERVE, 0, sch, id, 0, service, (uint32_t)n);
+  uint16_t sch = new_channel(c);
   rill_frame_t f;
-  if (!rc)
-    rc = await(c, RILL_F_ACK, id, &f);
-  if (!rc && ch)
+  int rc = name_request(c, RILL_F_SERVE, service, sch, 0, &f);
+  if (rc)
+    return rc;
+  struct reg *r = reg_add(c, REG_SERVE, sch, service);
+  if (!r)
+    return rill__err(RILL_ENOMEM, "client: no memory");
+  r->ask_cb = cb;
+  r->ctx = ctx;
+  if (ch)
     *ch = sch;
-  return rc;
+  return 0;
+}
+
+int rill_client_serve(rill_client_t *c, const char *service, uint16_t *ch) {
+  return serve(c, service, NULL, NULL, ch);
+}
+
+int rill_client_serve_cb(rill_client_t *c, const char *service, rill_client_ask_cb cb, void *ctx,
+                         uint16_t *ch) {
+  if (!cb)
+    return rill__err(RILL_EINVAL, "client: serve_cb without a callback");
+  return serve(c, service, cb, ctx, ch);
 }
 
 int rill_client_next_ask(rill_client_t *c, rill_client_ask_t *a, uint64_t timeout_ns) {
   rill__free(c->cur);
   c->cur = NULL;
-  if (c->tx_len) {
-    int rc = rill_client_flush(c);
-    if (rc)
-      return rc;
-  }
+  uint64_t now = rill_time_ns();
+  uint64_t deadline = now + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
   for (;;) {
-    struct held *h = take(c, RILL_F_ASK);
+    struct held *h = take(c, pick_ask);
     if (h) {
-      *a = (rill_client_ask_t){h->m.sub, h->id, h->data, h->m.len, h->arg};
+      *a = (rill_client_ask_t){h->ch, h->id, h->data, h->len, h->arg};
       c->cur = (uint8_t *)h;
       return 0;
     }
+    int rc = ensure(c, deadline);
+    if (!rc)
+      rc = tx_flush(c);
     rill_frame_t f;
-    int rc = read_frame(c, &f, timeout_ns);
-    if (rc)
+    if (!rc) {
+      now = rill_time_ns();
+      rc = read_frame(c, &f, deadline > now ? deadline - now : 0);
+    }
+    if (rc) {
+      if (c->fd < 0 && c->o.reconnect && !c->gave_up && rill_time_ns() < deadline)
+        continue;
       return rc;
-    if (f.type == RILL_F_ASK) {
+    }
+    if (f.type == RILL_F_ASK && !svc_has_cb(c, f.channel)) {
       *a = (rill_client_ask_t){f.channel, f.id, f.body, f.len, f.arg};
       return 0;
     }
-    if (f.type == RILL_F_DELIVER && f.id == 0) {
-      if ((rc = hold(c, &f)) != 0)
-        return rc;
-      continue;
-    }
-    if (f.type == RILL_F_BYE || (f.type == RILL_F_ERROR && f.id == 0))
+    if (f.type == RILL_F_BYE) {
+      bye(c, &f);
+      if (c->o.reconnect)
+        continue;
       return as_error(&f);
-    /* A CANCEL of an ask not taken yet, or already answered: nothing to do
-     * in this blocking client (the server drops a late reply). */
+    }
+    if (f.type == RILL_F_ERROR && f.id == 0)
+      return as_error(&f);
+    if ((rc = absorb(c, &f)) != 0)
+      return rc;
   }
 }
 
 int rill_client_reply(rill_client_t *c, uint64_t id, const void *data, uint32_t len) {
   if (len > c->max_body)
     return rill__err(RILL_EMSGSIZE, "client: %u bytes, the server takes %u", len, c->max_body);
+  if (c->fd < 0) /* the ask died with the connection it came on */
+    return rill__err(c->o.reconnect && !c->gave_up ? RILL_ECONNRESET : RILL_ECLOSED,
+                     "client: the connection the ask came on is gone");
+  if (c->depth)
+    return buffer_frame(c, RILL_F_REPLY, 0, 0, id, 0, NULL, 0, data, len);
   return send_frame(c, RILL_F_REPLY, 0, 0, id, 0, data, len);
 }
 
-int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint32_t len,
-                    uint64_t timeout_ns, const uint8_t **reply, uint32_t *reply_len) {
+/* An ASK's header and name, ready to go before its payload. */
+static int ask_prefix(rill_client_t *c, const char *service, uint32_t len, uint8_t *pre,
+                      size_t *pre_len) {
   size_t n = strlen(service);
   if (!rill_net_name_ok(service, n))
     return rill__err(RILL_EINVAL, "client: '%s' is not a service name", service);
   if (2 + n + len > c->max_body)
     return rill__err(RILL_EMSGSIZE, "client: an ask of %u bytes, the server takes %u", len,
                      c->max_body);
-  uint64_t id = c->next_id++;
+  pre[0] = (uint8_t)n;
+  pre[1] = (uint8_t)(n >> 8);
+  memcpy(pre + 2, service, n);
+  *pre_len = 2 + n;
+  return 0;
+}
+
+int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint32_t len,
+                    uint64_t timeout_ns, const uint8_t **reply, uint32_t *reply_len) {
   uint8_t hdr[RILL_NET_HDR + 2 + RILL_NET_MAX_NAME];
-  rill_frame_header(hdr, RILL_F_ASK, 0, 0, id, timeout_ns, (uint32_t)(2 + n + len));
-  hdr[RILL_NET_HDR] = (uint8_t)n;
-  hdr[RILL_NET_HDR + 1] = (uint8_t)(n >> 8);
-  memcpy(hdr + RILL_NET_HDR + 2, service, n);
-  struct iovec iov[2] = {{hdr, RILL_NET_HDR + 2 + n}, {(void *)req, len}};
-  size_t want = RILL_NET_HDR + 2 + n + len;
-  ssize_t w = writev(c->fd, iov, len ? 2 : 1);
-  if (w != (ssize_t)want) /* a short write of a small frame: give up on the connection */
-    return w < 0 ? rill__err_errno("client: send") : rill__err(RILL_EIO, "client: short send");
+  size_t pl = 0;
+  int rc = ask_prefix(c, service, len, hdr + RILL_NET_HDR, &pl);
+  if (rc || (rc = ready(c)) != 0)
+    return rc;
+  uint64_t id = c->next_id++;
+  rill_frame_header(hdr, RILL_F_ASK, 0, 0, id, timeout_ns, (uint32_t)(pl + len));
+  if ((rc = send_now(c, hdr, RILL_NET_HDR + pl, req, len)) != 0)
+    return rc;
   rill_frame_t f;
-  uint64_t saved = c->o.timeout_ns;
-  if (timeout_ns)
-    c->o.timeout_ns = timeout_ns + 1000000000ull; /* the server's deadline answers first */
-  int rc = await(c, RILL_F_REPLY, id, &f);
-  c->o.timeout_ns = saved;
+  /* The server's deadline answers first; ours is only for a server that
+   * stopped answering altogether. */
+  rc = await(c, RILL_F_REPLY, id, &f, timeout_ns ? timeout_ns + 1000000000ull : c->o.timeout_ns);
   if (rc)
     return rc;
   *reply = f.body;
@@ -486,13 +1200,230 @@ int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint
   return 0;
 }
 
+int rill_client_ask_async(rill_client_t *c, const char *service, const void *req, uint32_t len,
+                          uint64_t timeout_ns, rill_client_reply_cb cb, void *ctx) {
+  if (!cb)
+    return rill__err(RILL_EINVAL, "client: ask_async without a callback");
+  uint8_t pre[2 + RILL_NET_MAX_NAME];
+  size_t pl = 0;
+  int rc = ask_prefix(c, service, len, pre, &pl);
+  if (rc || (rc = ready(c)) != 0)
+    return rc;
+  /* Bounded: a full table is emptied by driving the connection, never
+   * grown. Asks a break failed count until their callbacks ran. */
+  while (c->inflight + c->nfailed >= c->o.max_inflight) {
+    if (c->depth)
+      return rill__err(RILL_EFULL, "client: %u asks in flight, and a callback cannot wait",
+                       c->o.max_inflight);
+    if ((rc = rill_client_poll(c, c->o.timeout_ns)) < 0)
+      return rc;
+    if (rc == 0 && c->inflight + c->nfailed >= c->o.max_inflight)
+      return rill__err(RILL_ETIMEDOUT, "client: no ask of %u in flight ended in time",
+                       c->o.max_inflight);
+  }
+  if ((rc = ready(c)) != 0)
+    return rc;
+  uint64_t id = pend_put(c, cb, ctx);
+  if ((rc = buffer_frame(c, RILL_F_ASK, 0, 0, id, timeout_ns, pre, pl, req, len)) != 0) {
+    /* The connection broke: this ask never went, and its callback must
+     * not run, so it leaves the table or the failed ones lost() made. */
+    uint32_t i = (uint32_t)id & SLOT_MASK;
+    if (c->tab[i].id == id)
+      pend_free(c, i);
+    for (uint32_t k = 0; k < c->nfailed; k++)
+      if (c->failed[k].id == id)
+        c->failed[k] = c->failed[--c->nfailed];
+    return rc;
+  }
+  return 0;
+}
+
+/* ---- polling ---------------------------------------------------------------------- */
+
+/* Runs what a frame asks for inside a poll pass: 1 when a callback ran, 0
+ * when not, or an error. fresh: it just came off the wire (not held). */
+static int dispatch(rill_client_t *c, const rill_frame_t *f, bool fresh, const struct held *h) {
+  struct pend p;
+  struct reg *r;
+  switch (f->type) {
+  case RILL_F_DELIVER:
+    if (f->id)
+      return 0;
+    if (fresh)
+      note_delivery(c, f);
+    r = reg_of(c, REG_SUB, f->channel);
+    if (!r)
+      return 0; /* an ended subscription's */
+    if (!r->msg_cb)
+      return fresh ? hold(c, f, false, NULL) : 0; /* for rill_client_next */
+    {
+      rill_client_msg_cb cb = r->msg_cb;
+      void *ctx = r->ctx;
+      /* Credits go back by halves, before the callback (which may move
+       * the registrations by subscribing). */
+      if (++r->used >= r->window / 2 || r->window < 2) {
+        uint32_t n = r->used;
+        r->used = 0;
+        r->credits += n;
+        /* Sent at once, with whatever is buffered: a long pass must not
+         * sit on the credits the server is waiting for. */
+        int rc = send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, n, NULL, 0);
+        if (rc)
+          return rc;
+      }
+      rill_client_msg_t m = {f->channel, f->arg, f->body, f->len};
+      cb(ctx, &m);
+    }
+    return 1;
+  case RILL_F_ASK:
+    r = reg_of(c, REG_SERVE, f->channel);
+    if (!r || !r->ask_cb)
+      return fresh ? hold(c, f, false, NULL) : 0; /* for rill_client_next_ask */
+    {
+      rill_client_ask_t a = {f->channel, f->id, f->body, f->len, f->arg};
+      r->ask_cb(r->ctx, &a);
+    }
+    return 1;
+  case RILL_F_REPLY:
+    if (h) {
+      h->cb(h->ctx, 0, f->body, f->len);
+      return 1;
+    }
+    if (!pend_take(c, f->id, &p))
+      return 0; /* a blocking ask's that gave up, or cancelled */
+    p.cb(p.ctx, 0, f->body, f->len);
+    return 1;
+  case RILL_F_ERROR:
+    if (h || pend_take(c, f->id, &p)) {
+      int code = as_error(f); /* the message goes with it, in rill_errmsg */
+      if (h)
+        h->cb(h->ctx, code, NULL, 0);
+      else
+        p.cb(p.ctx, code, NULL, 0);
+      return 1;
+    }
+    if (f->id == 0)
+      return as_error(f);
+    if (!c->late) {
+      c->late = as_error(f);
+      snprintf(c->late_msg, sizeof c->late_msg, "%s", rill_errmsg());
+    }
+    return 0;
+  case RILL_F_BYE: return bye(c, f);
+  case RILL_F_CANCEL: drop_held_ask(c, f->id); return 0;
+  default: return 0;
+  }
+}
+
+/* Held frames for callbacks, in the order they came. */
+static int run_held(rill_client_t *c) {
+  int n = 0;
+  while (c->held_cb) {
+    struct held *h = take(c, pick_cb);
+    rill_frame_t f = {.len = h->len,
+                      .type = h->type,
+                      .flags = h->flags,
+                      .channel = h->ch,
+                      .id = h->id,
+                      .arg = h->arg,
+                      .body = h->data};
+    int k = dispatch(c, &f, false, h->cb ? h : NULL);
+    rill__free(h);
+    if (k < 0)
+      return k;
+    n += k;
+  }
+  return n;
+}
+
+int rill_client_poll(rill_client_t *c, uint64_t timeout_ns) {
+  uint64_t now = rill_time_ns();
+  uint64_t deadline = now + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
+  int st = c->o.reconnect && !c->gave_up ? RILL_ECONNRESET : RILL_ECLOSED;
+  c->depth++; /* callbacks run inside: what they send is buffered */
+  int n = run_failed(c, st);
+  int rc = run_held(c);
+  if (rc < 0)
+    goto out;
+  n += rc;
+  rc = ensure(c, deadline);
+  if (rc == RILL_ETIMEDOUT) {
+    rc = 0; /* still reconnecting: nothing happened */
+    goto out;
+  }
+  if (rc)
+    goto out;
+  if ((rc = tx_flush(c)) != 0)
+    goto out;
+  /* One pass: wait for the first frame, then take what is there without
+   * waiting, up to a bound so that what callbacks buffered goes out. */
+  for (uint32_t frames = 0; frames < 65536; frames++) {
+    rill_frame_t f;
+    now = rill_time_ns();
+    rc = read_frame(c, &f, n || now >= deadline ? 0 : deadline - now);
+    if (rc == RILL_ETIMEDOUT) {
+      rc = 0;
+      break;
+    }
+    if (rc)
+      break;
+    int k = dispatch(c, &f, true, NULL);
+    if (k < 0) {
+      rc = k;
+      break;
+    }
+    n += k;
+  }
+  if (!rc)
+    rc = tx_flush(c);
+out:
+  if (c->fd < 0 && c->o.reconnect && !c->gave_up && (rc == RILL_ECONNRESET || rc == 0))
+    rc = 0; /* the break is reported to what was in flight; the next poll dials again */
+  n += run_failed(c, st);
+  c->depth--;
+  if (rc < 0)
+    return rc;
+  if (c->late) {
+    rc = c->late;
+    c->late = 0;
+    return rill__err(rc, "an earlier request failed: %s", c->late_msg);
+  }
+  return n;
+}
+
+/* ---- the rest ------------------------------------------------------------------------ */
+
 int rill_client_ping(rill_client_t *c, uint64_t *rtt_ns) {
+  int rc = ready(c);
+  if (rc)
+    return rc;
   uint64_t id = c->next_id++, t0 = rill_time_ns();
-  int rc = send_frame(c, RILL_F_PING, 0, 0, id, 0, NULL, 0);
+  rc = send_frame(c, RILL_F_PING, 0, 0, id, 0, NULL, 0);
   rill_frame_t f;
   if (!rc)
-    rc = await(c, RILL_F_PONG, id, &f);
+    rc = await(c, RILL_F_PONG, id, &f, c->o.timeout_ns);
   if (!rc && rtt_ns)
     *rtt_ns = rill_time_ns() - t0;
   return rc;
+}
+
+int rill_client_stats(rill_client_t *c, char *buf, size_t cap, size_t *len) {
+  if (!len || (cap && !buf))
+    return rill__err(RILL_EINVAL, "client: stats wants len (and buf when cap > 0)");
+  int rc = ready(c);
+  if (rc)
+    return rc;
+  uint64_t id = c->next_id++;
+  rc = send_frame(c, RILL_F_STATS, 0, 0, id, 0, NULL, 0);
+  rill_frame_t f;
+  if (!rc)
+    rc = await(c, RILL_F_STATS, id, &f, c->o.timeout_ns);
+  if (rc)
+    return rc;
+  *len = f.len;
+  if (cap <= f.len)
+    return rill__err(RILL_ENOBUFS, "client: the metrics are %u bytes, the buffer %zu", f.len, cap);
+  memcpy(buf, f.body, f.len);
+  buf[f.len] = 0;
+  return 0;
 }

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# rill serve, pub and sub end to end: a server on a free port, acknowledged
-# and plain publishes, a subscriber from the earliest record and one from
-# the latest, a wrong token refused, a clean stop on SIGTERM, and the
-# topic's log readable afterwards with rill log. Usage: cli_test.sh rill
+# rill serve, pub, sub, ask and reply end to end: a server on a free port,
+# acknowledged and plain publishes, a subscriber from the earliest record
+# and one from the latest, an ask answered by rill reply's echo, a wrong
+# token refused, a clean stop on SIGTERM, and the topic's log readable
+# afterwards with rill log. Usage: cli_test.sh rill
 set -euo pipefail
 rill=$1
 d=$(mktemp -d)
 srv=
-cleanup() { [ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$d"; }
+rep=
+cleanup() {
+  [ -n "$rep" ] && kill "$rep" 2>/dev/null
+  [ -n "$srv" ] && kill "$srv" 2>/dev/null
+  rm -rf "$d"
+}
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; [ -f "$d/serve.out" ] && cat "$d/serve.out" >&2; exit 1; }
 
@@ -38,10 +44,23 @@ if "$rill" pub --server 127.0.0.1:$port --token nope orders x 2>"$d/err"; then f
 grep -q EACCES "$d/err" || fail "wrong token message: $(cat "$d/err")"
 if "$rill" pub $s 'bad/topic' x 2>"$d/err"; then fail "bad topic"; fi
 
+# A service: rill reply echoes each ask, rill ask prints the reply.
+"$rill" reply $s echo >"$d/reply.out" 2>&1 &
+rep=$!
+for _ in $(seq 100); do grep -q serving "$d/reply.out" 2>/dev/null && break; sleep 0.05; done
+grep -q "serving echo" "$d/reply.out" || fail "rill reply did not start: $(cat "$d/reply.out")"
+[ "$("$rill" ask $s --timeout 2000 echo hello)" = "hello" ] || fail "ask"
+[ "$(printf 'from\nstdin' | "$rill" ask $s echo)" = $'from\nstdin' ] || fail "ask from stdin"
+kill -TERM $rep
+wait $rep || fail "rill reply exit status: $(cat "$d/reply.out")"
+rep=
+if "$rill" ask $s --timeout 500 echo x 2>"$d/err"; then fail "ask with nobody serving"; fi
+grep -q ENOENT "$d/err" || fail "ask with nobody serving: $(cat "$d/err")"
+
 kill -TERM $srv
 wait $srv || fail "server exit status"
 srv=
 grep -q "stopped; .* 5 published" "$d/serve.out" || fail "server summary: $(cat "$d/serve.out")"
 [ "$("$rill" log cat "$d/data" orders | awk '{print $1, $4}')" = \
   $'0 first\n1 second\n2 third\n3 fourth\n4 fifth' ] || fail "the log after the server stopped"
-echo "rill serve/pub/sub: all checks passed"
+echo "rill serve/pub/sub/ask/reply: all checks passed"

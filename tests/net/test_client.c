@@ -2,13 +2,20 @@
  * The client library against a real server: handshake and token, bind and
  * acknowledged publish, subscription with credits, deliveries that arrive
  * while the client waits for an ACK kept for later, ping, and the
- * server's errors coming back as codes with their message.
+ * server's errors coming back as codes with their message. Then the
+ * callback half: pipelined asks (bounded, allocation-free, errors to the
+ * callback), callback services and subscriptions, batches and messages
+ * over max_body, STATS against a scripted server, and reconnecting to a
+ * server restarted on the same port and data.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "rill/net.h"
@@ -205,4 +212,627 @@ Test(client, ask_and_reply) {
   cr_expect_eq(rill_client_ask(c, "echo", "x", 1, 0, &r, &rl), RILL_ENOENT,
                "the provider's going took its name with it");
   rill_client_close(c);
+}
+
+/* ---- callbacks: pipelined asks, callback services and subscriptions ---------- */
+
+typedef struct {
+  int calls, ok, errs, last_status;
+  uint32_t seen[2048]; /* per ask index: how many times its callback ran */
+} replies_t;
+
+typedef struct {
+  replies_t *r;
+  uint32_t i;
+} ask_ctx_t;
+
+static void on_reply(void *ctx, int status, const uint8_t *reply, uint32_t len) {
+  ask_ctx_t *k = ctx;
+  replies_t *r = k->r;
+  r->calls++;
+  r->seen[k->i]++;
+  r->last_status = status;
+  if (status) {
+    r->errs++;
+    cr_assert_null(reply);
+    return;
+  }
+  /* The echo service answers "e:" and the request, which is the index. */
+  uint32_t v;
+  cr_assert_eq(len, 2 + sizeof v);
+  cr_assert_eq(memcmp(reply, "e:", 2), 0);
+  memcpy(&v, reply + 2, sizeof v);
+  cr_assert_eq(v, k->i, "the reply of ask %u came to ask %u's callback", v, k->i);
+  r->ok++;
+}
+
+typedef struct {
+  rill_client_t *c;
+  int asked;
+  bool silent;
+} echo_t;
+
+static void on_ask(void *ctx, const rill_client_ask_t *a) {
+  echo_t *e = ctx;
+  e->asked++;
+  if (e->silent)
+    return;
+  uint8_t out[300];
+  memcpy(out, "e:", 2);
+  memcpy(out + 2, a->data, a->len);
+  cr_assert_eq(rill_client_reply(e->c, a->id, out, a->len + 2), 0, "%s", rill_errmsg());
+}
+
+/* Polls each client in turn until done() holds (or about 5 s pass). */
+static void pump2(rill_client_t *a, rill_client_t *b, bool (*done)(void *), void *arg) {
+  for (int i = 0; i < 5000 && !done(arg); i++) {
+    cr_assert_geq(rill_client_poll(a, 1000000), 0, "%s", rill_errmsg());
+    if (b)
+      cr_assert_geq(rill_client_poll(b, 1000000), 0, "%s", rill_errmsg());
+  }
+}
+
+typedef struct {
+  replies_t *r;
+  int want;
+} want_t;
+
+static bool enough(void *arg) {
+  want_t *w = arg;
+  return w->r->calls >= w->want;
+}
+
+/* Many asks in flight at once, each callback run exactly once with its
+ * own reply; a callback service answers them from poll. */
+Test(client, ask_async_pipelined) {
+  rill_client_t *asker, *prov;
+  rill_client_opts_t o = opts("tok");
+  cr_assert_eq(rill_client_connect(&asker, &o), 0);
+  cr_assert_eq(rill_client_connect(&prov, &o), 0);
+  echo_t e = {.c = prov};
+  uint16_t ch;
+  cr_assert_eq(rill_client_serve_cb(prov, "echo", on_ask, &e, &ch), 0, "%s", rill_errmsg());
+  static replies_t r;
+  static ask_ctx_t k[2048];
+  for (uint32_t i = 0; i < 2048; i++) {
+    k[i] = (ask_ctx_t){&r, i};
+    cr_assert_eq(rill_client_ask_async(asker, "echo", &i, sizeof i, 0, on_reply, &k[i]), 0, "%s",
+                 rill_errmsg());
+  }
+  cr_expect_eq(r.calls, 0, "callbacks run from poll only");
+  want_t w = {&r, 2048};
+  pump2(asker, prov, enough, &w);
+  cr_expect_eq(r.ok, 2048);
+  cr_expect_eq(e.asked, 2048);
+  for (uint32_t i = 0; i < 2048; i++)
+    cr_assert_eq(r.seen[i], 1, "ask %u: %u callbacks", i, r.seen[i]);
+  /* Steady state allocates nothing on either side. */
+  uint64_t before = rill_mem_allocs_thread();
+  memset(&r, 0, sizeof r);
+  for (uint32_t i = 0; i < 1024; i++)
+    cr_assert_eq(rill_client_ask_async(asker, "echo", &i, sizeof i, 0, on_reply, &k[i]), 0);
+  w.want = 1024;
+  pump2(asker, prov, enough, &w);
+  cr_expect_eq(r.ok, 1024);
+  cr_expect_eq(rill_mem_allocs_thread(), before, "pipelined asks allocated");
+  rill_client_close(prov);
+  rill_client_close(asker);
+}
+
+typedef struct {
+  rill_client_t *c;
+  echo_t e;
+  int stop; /* atomic */
+  pthread_t t;
+} poller_t;
+
+static void *poll_thread(void *arg) {
+  poller_t *p = arg;
+  while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
+    cr_assert_geq(rill_client_poll(p->c, 20000000), 0, "%s", rill_errmsg());
+  return NULL;
+}
+
+static void poller_start(poller_t *p, bool silent) {
+  *p = (poller_t){.e = {.silent = silent}};
+  rill_client_opts_t o = opts("tok");
+  cr_assert_eq(rill_client_connect(&p->c, &o), 0);
+  p->e.c = p->c;
+  cr_assert_eq(rill_client_serve_cb(p->c, "echo", on_ask, &p->e, NULL), 0);
+  cr_assert_eq(pthread_create(&p->t, NULL, poll_thread, p), 0);
+}
+
+static void poller_stop(poller_t *p) {
+  __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+  pthread_join(p->t, NULL);
+  rill_client_close(p->c);
+}
+
+/* A full table is emptied by driving the connection, never grown; errors
+ * come to the callback; a blocking ask in between keeps async replies for
+ * the next poll. */
+Test(client, ask_async_bounded_and_errors) {
+  rill_client_t *c;
+  rill_client_opts_t o = opts("tok");
+  o.max_inflight = 8;
+  cr_assert_eq(rill_client_connect(&c, &o), 0);
+  static replies_t r;
+  static ask_ctx_t k[2048];
+  for (uint32_t i = 0; i < 2048; i++)
+    k[i] = (ask_ctx_t){&r, i};
+  /* Nobody serves it: the error comes to the callback. */
+  cr_assert_eq(rill_client_ask_async(c, "echo", &k[0].i, 4, 0, on_reply, &k[0]), 0);
+  want_t w = {&r, 1};
+  pump2(c, NULL, enough, &w);
+  cr_expect_eq(r.last_status, RILL_ENOENT);
+  poller_t p;
+  poller_start(&p, false);
+  memset(&r, 0, sizeof r);
+  for (uint32_t i = 0; i < 500; i++)
+    cr_assert_eq(rill_client_ask_async(c, "echo", &i, sizeof i, 0, on_reply, &k[i]), 0, "%s",
+                 rill_errmsg());
+  cr_expect_geq(r.calls, 500 - 8, "at most 8 in flight: the rest had to finish first");
+  w.want = 500;
+  pump2(c, NULL, enough, &w);
+  cr_expect_eq(r.ok, 500);
+  /* Async asks out, then a blocking one: their replies wait for poll. */
+  memset(&r, 0, sizeof r);
+  for (uint32_t i = 0; i < 4; i++)
+    cr_assert_eq(rill_client_ask_async(c, "echo", &i, sizeof i, 0, on_reply, &k[i]), 0);
+  const uint8_t *rep;
+  uint32_t rl;
+  uint32_t v = 7;
+  cr_assert_eq(rill_client_ask(c, "echo", &v, sizeof v, 0, &rep, &rl), 0, "%s", rill_errmsg());
+  cr_expect_eq(rl, 6);
+  cr_expect_eq(r.calls, 0, "no callback inside a blocking call");
+  w.want = 4;
+  pump2(c, NULL, enough, &w);
+  cr_expect_eq(r.ok, 4);
+  poller_stop(&p);
+  /* A provider that never answers: the deadline comes to the callback. */
+  poller_t mute;
+  poller_start(&mute, true);
+  memset(&r, 0, sizeof r);
+  cr_assert_eq(rill_client_ask_async(c, "echo", &v, sizeof v, 100000000ull, on_reply, &k[0]), 0);
+  w.want = 1;
+  pump2(c, NULL, enough, &w);
+  cr_expect_eq(r.last_status, RILL_ETIMEDOUT);
+  /* Close tells the asks still in flight. */
+  memset(&r, 0, sizeof r);
+  cr_assert_eq(rill_client_ask_async(c, "echo", &v, sizeof v, 0, on_reply, &k[1]), 0);
+  cr_assert_eq(rill_client_flush(c), 0);
+  rill_client_close(c);
+  cr_expect_eq(r.calls, 1);
+  cr_expect_eq(r.last_status, RILL_ECLOSED);
+  poller_stop(&mute);
+}
+
+typedef struct {
+  uint64_t next, got;
+  uint16_t sub;
+} subseen_t;
+
+static void on_msg(void *ctx, const rill_client_msg_t *m) {
+  subseen_t *s = ctx;
+  cr_assert_eq(m->sub, s->sub);
+  cr_assert_eq(m->seq, s->next, "seq %llu, expected %llu", (unsigned long long)m->seq,
+               (unsigned long long)s->next);
+  uint64_t v;
+  cr_assert_eq(m->len, sizeof v);
+  memcpy(&v, m->data, sizeof v);
+  cr_assert_eq(v, m->seq);
+  s->next++;
+  s->got++;
+}
+
+static bool sub_done(void *arg) {
+  subseen_t *s = arg;
+  return s->got >= 5000;
+}
+
+/* A callback subscription with a small window gets every message, in
+ * order: its credits come back by themselves. */
+Test(client, subscribe_cb) {
+  rill_client_t *pub, *sub;
+  rill_client_opts_t o = opts("tok");
+  cr_assert_eq(rill_client_connect(&pub, &o), 0);
+  cr_assert_eq(rill_client_connect(&sub, &o), 0);
+  uint16_t ch;
+  cr_assert_eq(rill_client_bind(pub, "cbt", &ch), 0);
+  subseen_t s = {0};
+  uint64_t start = 99;
+  cr_assert_eq(
+      rill_client_subscribe_cb(sub, "cbt", RILL_NET_FROM_EARLIEST, 16, on_msg, &s, &s.sub, &start),
+      0, "%s", rill_errmsg());
+  cr_expect_eq(start, 0);
+  for (uint64_t i = 0; i < 5000; i++)
+    cr_assert_eq(rill_client_publish(pub, ch, &i, sizeof i, false, NULL), 0);
+  cr_assert_eq(rill_client_ping(pub, NULL), 0);
+  pump2(sub, NULL, sub_done, &s);
+  cr_expect_eq(s.got, 5000);
+  /* A blocking call on the subscriber keeps deliveries for the next poll. */
+  uint64_t v = 5000;
+  uint64_t seq;
+  cr_assert_eq(rill_client_bind(sub, "cbt", &ch), 0);
+  cr_assert_eq(rill_client_publish(sub, ch, &v, sizeof v, true, &seq), 0);
+  cr_expect_eq(seq, 5000);
+  cr_assert_geq(rill_client_poll(sub, 1000000000ull), 0);
+  for (int i = 0; i < 100 && s.got < 5001; i++)
+    cr_assert_geq(rill_client_poll(sub, 10000000), 0);
+  cr_expect_eq(s.got, 5001);
+  cr_assert_eq(rill_client_unsubscribe(sub, s.sub), 0, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_unsubscribe(sub, s.sub), RILL_ENOENT);
+  rill_client_close(pub);
+  rill_client_close(sub);
+}
+
+/* Against today's server, STATS is either answered with text or refused
+ * with an error code; never a crash or a hang. */
+Test(client, stats_live) {
+  rill_client_t *c;
+  rill_client_opts_t o = opts("tok");
+  cr_assert_eq(rill_client_connect(&c, &o), 0);
+  char buf[1 << 16];
+  size_t len = 0;
+  int rc = rill_client_stats(c, buf, sizeof buf, &len);
+  if (rc == 0) {
+    cr_expect_eq(strlen(buf), len);
+    cr_expect_gt(len, 0);
+  } else {
+    cr_expect_lt(rc, 0);
+  }
+  rill_client_close(c);
+}
+
+/* ---- STATS against a scripted server ---------------------------------------------- */
+
+typedef struct {
+  int lfd;
+  uint16_t port;
+  pthread_t t;
+} fake_t;
+
+static void fake_send(int fd, uint8_t type, uint64_t id, uint64_t arg, const void *body,
+                      uint32_t len) {
+  uint8_t b[RILL_NET_HDR + 256];
+  rill_frame_header(b, type, 0, 0, id, arg, len);
+  memcpy(b + RILL_NET_HDR, body, len);
+  cr_assert_eq(send(fd, b, RILL_NET_HDR + len, MSG_NOSIGNAL), (ssize_t)(RILL_NET_HDR + len));
+}
+
+/* Reads one frame into b; its type, or 0 at the end. */
+static uint8_t fake_recv(int fd, uint8_t *b, size_t cap, rill_frame_t *f) {
+  size_t have = 0, used = RILL_NET_HDR;
+  while (have < used) {
+    ssize_t n = recv(fd, b + have, used - have, 0);
+    if (n <= 0)
+      return 0;
+    have += (size_t)n;
+    if (rill_frame_decode(b, have, (uint32_t)(cap - RILL_NET_HDR), f, &used) == 0)
+      break;
+  }
+  return f->type;
+}
+
+/* WELCOME, then: the first STATS gets text, the second an ERROR. */
+static void *fake_main(void *arg) {
+  fake_t *k = arg;
+  int fd = accept(k->lfd, NULL, NULL);
+  cr_assert_geq(fd, 0);
+  uint8_t b[4096];
+  rill_frame_t f;
+  cr_assert_eq(fake_recv(fd, b, sizeof b, &f), RILL_F_HELLO);
+  uint8_t w[RILL_NET_WELCOME_SIZE];
+  rill_net_welcome_encode(w, &(rill_net_welcome_t){RILL_NET_VERSION, 1 << 20, 1, UINT32_MAX});
+  fake_send(fd, RILL_F_WELCOME, 0, 0, w, sizeof w);
+  const char *text = "# TYPE rill_up gauge\nrill_up 1\n";
+  for (int n = 0; fake_recv(fd, b, sizeof b, &f);) {
+    if (f.type != RILL_F_STATS)
+      continue;
+    if (n++ < 2)
+      fake_send(fd, RILL_F_STATS, f.id, 0, text, (uint32_t)strlen(text));
+    else
+      fake_send(fd, RILL_F_ERROR, f.id, (uint64_t)(int64_t)RILL_ENOTSUP, "no metrics", 10);
+  }
+  close(fd);
+  return NULL;
+}
+
+Test(client_stats, scripted_server) {
+  fake_t k;
+  k.lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  socklen_t sl = sizeof sa;
+  cr_assert_eq(bind(k.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+  cr_assert_eq(listen(k.lfd, 4), 0);
+  getsockname(k.lfd, (struct sockaddr *)&sa, &sl);
+  k.port = ntohs(sa.sin_port);
+  cr_assert_eq(pthread_create(&k.t, NULL, fake_main, &k), 0);
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
+               rill_errmsg());
+  char buf[256];
+  size_t len = 0;
+  cr_assert_eq(rill_client_stats(c, buf, sizeof buf, &len), 0, "%s", rill_errmsg());
+  cr_expect_str_eq(buf, "# TYPE rill_up gauge\nrill_up 1\n");
+  cr_expect_eq(len, strlen(buf));
+  char small[8];
+  cr_expect_eq(rill_client_stats(c, small, sizeof small, &len), RILL_ENOBUFS);
+  cr_expect_eq(len, strlen(buf), "says the size it needs");
+  cr_expect_eq(rill_client_stats(c, buf, sizeof buf, &len), RILL_ENOTSUP);
+  cr_expect_neq(strstr(rill_errmsg(), "no metrics"), NULL, "%s", rill_errmsg());
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
+
+/* ---- reconnect ------------------------------------------------------------------- */
+
+static void *run_server(void *arg) {
+  rill_server_run(arg);
+  return NULL;
+}
+
+static rill_server_t *server_at(const char *dir, uint16_t port, pthread_t *t) {
+  rill_server_t *s;
+  rill_server_opts_t so = {.data_dir = dir, .port = port, .any_port = port == 0};
+  cr_assert_eq(rill_server_create(&s, &so), 0, "%s", rill_errmsg());
+  cr_assert_eq(pthread_create(t, NULL, run_server, s), 0);
+  return s;
+}
+
+static void server_end(rill_server_t *s, pthread_t t) {
+  rill_server_stop(s);
+  pthread_join(t, NULL);
+  rill_server_destroy(s);
+}
+
+typedef struct {
+  rill_client_t *a, *b;
+  replies_t *r;
+  int want;
+  echo_t *e;
+  int asked;
+} recon_t;
+
+static bool asked_enough(void *arg) {
+  recon_t *x = arg;
+  return x->e->asked >= x->asked;
+}
+
+static bool sub_at(void *arg) {
+  subseen_t *s = arg;
+  return s->got >= 100;
+}
+
+/* The server stops and another starts on the same port and data: acked
+ * publishing goes on where it was, a callback subscriber and a polling
+ * one resume exactly where they were (no gap, no duplicate), a service is
+ * served again, and the ask in flight at the break hears of it. */
+static char rdir[64];
+
+/* The data directory goes even when an assertion ended the test early. */
+static void rdown(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", rdir);
+  if (rdir[0] && system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", rdir);
+}
+
+TestSuite(reconnect, .fini = rdown);
+
+Test(reconnect, resumes_where_it_was) {
+  char *dir = rdir;
+  snprintf(rdir, sizeof rdir, "/tmp/rill-test-reconnect-XXXXXX");
+  cr_assert_not_null(mkdtemp(rdir));
+  pthread_t t;
+  rill_server_t *srv_a = server_at(dir, 0, &t);
+  uint16_t port = rill_server_port(srv_a);
+  rill_client_opts_t o = {.port = port,
+                          .name = "t",
+                          .reconnect = true,
+                          .backoff_min_ns = 5000000,
+                          .backoff_max_ns = 50000000,
+                          .reconnect_limit_ns = 5000000000ull};
+  rill_client_t *pub, *sub, *psub, *prov, *asker;
+  cr_assert_eq(rill_client_connect(&pub, &o), 0);
+  cr_assert_eq(rill_client_connect(&sub, &o), 0);
+  cr_assert_eq(rill_client_connect(&psub, &o), 0);
+  cr_assert_eq(rill_client_connect(&prov, &o), 0);
+  cr_assert_eq(rill_client_connect(&asker, &o), 0);
+  uint16_t ch;
+  cr_assert_eq(rill_client_bind(pub, "rt", &ch), 0);
+  for (uint64_t i = 0; i < 50; i++) {
+    uint64_t seq;
+    cr_assert_eq(rill_client_publish(pub, ch, &i, sizeof i, true, &seq), 0);
+    cr_assert_eq(seq, i);
+  }
+  subseen_t s = {0};
+  cr_assert_eq(
+      rill_client_subscribe_cb(sub, "rt", RILL_NET_FROM_EARLIEST, 8, on_msg, &s, &s.sub, NULL), 0);
+  uint16_t ps;
+  cr_assert_eq(rill_client_subscribe(psub, "rt", RILL_NET_FROM_EARLIEST, 1000, &ps, NULL), 0);
+  for (int i = 0; i < 5000 && s.got < 50; i++)
+    cr_assert_geq(rill_client_poll(sub, 1000000), 0, "%s", rill_errmsg());
+  cr_assert_eq(s.got, 50);
+  rill_client_msg_t m;
+  for (uint64_t i = 0; i < 50; i++) {
+    cr_assert_eq(rill_client_next(psub, &m, 2000000000ull), 0, "%s", rill_errmsg());
+    cr_assert_eq(m.seq, i);
+  }
+  echo_t e = {.c = prov, .silent = true};
+  cr_assert_eq(rill_client_serve_cb(prov, "svc", on_ask, &e, NULL), 0);
+  static replies_t r;
+  static ask_ctx_t k[2];
+  k[0] = (ask_ctx_t){&r, 0};
+  k[1] = (ask_ctx_t){&r, 1};
+  uint32_t v0 = 0, v1 = 1;
+  cr_assert_eq(rill_client_ask_async(asker, "svc", &v0, sizeof v0, 0, on_reply, &k[0]), 0);
+  recon_t x = {.e = &e, .asked = 1};
+  pump2(asker, prov, asked_enough, &x);
+  cr_assert_eq(e.asked, 1);
+
+  server_end(srv_a, t);
+  want_t w = {&r, 1};
+  pump2(asker, NULL, enough, &w);
+  cr_expect_eq(r.calls, 1);
+  cr_expect_eq(r.last_status, RILL_ECONNRESET, "the ask in flight at the break");
+
+  rill_server_t *srv_b = server_at(dir, port, &t);
+  for (uint64_t i = 50; i < 100; i++) {
+    uint64_t seq;
+    int rc;
+    while ((rc = rill_client_publish(pub, ch, &i, sizeof i, true, &seq)) == RILL_ECONNRESET)
+      ;
+    cr_assert_eq(rc, 0, "%s", rill_errmsg());
+    cr_assert_eq(seq, i);
+  }
+  pump2(sub, NULL, sub_at, &s);
+  cr_expect_eq(s.got, 100);
+  cr_expect_eq(s.next, 100);
+  for (uint64_t i = 50; i < 100; i++) {
+    cr_assert_eq(rill_client_next(psub, &m, 2000000000ull), 0, "%s", rill_errmsg());
+    cr_assert_eq(m.seq, i);
+  }
+  cr_expect_eq(rill_client_next(psub, &m, 50000000), RILL_ETIMEDOUT, "no duplicate");
+  for (int i = 0; i < 10; i++)
+    cr_assert_geq(rill_client_poll(sub, 1000000), 0);
+  cr_expect_eq(s.got, 100, "no duplicate");
+  /* The provider is serving again, once it has dialled. */
+  int rc;
+  while ((rc = rill_client_ping(prov, NULL)) == RILL_ECONNRESET)
+    ; /* it learns of the break from its ping, the first call after it */
+  cr_assert_eq(rc, 0, "%s", rill_errmsg());
+  e.silent = false;
+  memset(&r, 0, sizeof r);
+  cr_assert_eq(rill_client_ask_async(asker, "svc", &v1, sizeof v1, 0, on_reply, &k[1]), 0);
+  pump2(asker, prov, enough, &w);
+  cr_expect_eq(r.ok, 1, "status %d", r.last_status);
+
+  rill_client_close(pub);
+  rill_client_close(sub);
+  rill_client_close(psub);
+  rill_client_close(prov);
+  rill_client_close(asker);
+  /* With nobody to dial, a client gives up after its limit. */
+  o.reconnect_limit_ns = 100000000;
+  rill_client_t *lone;
+  cr_assert_eq(rill_client_connect(&lone, &o), 0);
+  server_end(srv_b, t);
+  rc = 0;
+  for (int i = 0; i < 1000 && rc >= 0; i++)
+    rc = rill_client_poll(lone, 10000000);
+  cr_expect_eq(rc, RILL_ECLOSED, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_publish(lone, 1, "x", 1, false, NULL), RILL_ECLOSED);
+  rill_client_close(lone);
+}
+
+/* ---- batches and messages over max_body ---------------------------------------- */
+
+typedef struct {
+  uint64_t got, seq;
+  uint32_t len;
+  bool same;
+  const uint8_t *want;
+} bigseen_t;
+
+static void on_big(void *ctx, const rill_client_msg_t *m) {
+  bigseen_t *b = ctx;
+  b->got++;
+  b->seq = m->seq;
+  b->len = m->len;
+  b->same = m->len == (3u << 20) + 5 && !memcmp(m->data, b->want, m->len);
+}
+
+/* A batch is appended in order under consecutive sequences; a message
+ * three times max_body goes out in CHUNKs and comes back whole, to a
+ * callback subscriber and to a polling one. */
+Test(client, batch_and_streamed) {
+  rill_client_t *pub, *sub;
+  rill_client_opts_t o = opts("tok");
+  cr_assert_eq(rill_client_connect(&pub, &o), 0);
+  cr_assert_eq(rill_client_connect(&sub, &o), 0);
+  uint16_t ch;
+  cr_assert_eq(rill_client_bind(pub, "big", &ch), 0);
+  rill_log_iov_t recs[3] = {{"a", 1}, {"bb", 2}, {"", 0}};
+  uint64_t first = 99;
+  cr_assert_eq(rill_client_publish_batch(pub, ch, recs, 3, true, &first), 0, "%s", rill_errmsg());
+  cr_expect_eq(first, 0);
+  cr_expect_eq(rill_client_publish_batch(pub, ch, recs, 0, true, &first), RILL_EINVAL);
+  cr_assert_eq(rill_client_publish_batch(pub, ch, recs, 2, false, NULL), 0);
+  uint32_t len = (3u << 20) + 5;
+  uint8_t *m = malloc(len);
+  cr_assert_not_null(m);
+  for (uint32_t i = 0; i < len; i++)
+    m[i] = (uint8_t)(i * 7 + (i >> 12));
+  uint64_t seq;
+  cr_assert_eq(rill_client_publish(pub, ch, m, len, true, &seq), 0, "%s", rill_errmsg());
+  cr_expect_eq(seq, 5);
+  int rc = rill_client_publish(pub, ch, m, len, false, NULL);
+  cr_assert_eq(rc, 0, "%d %s", rc, rill_errmsg());
+  cr_assert_eq(rill_client_ping(pub, NULL), 0, "%s", rill_errmsg());
+
+  uint16_t ps;
+  cr_assert_eq(rill_client_subscribe(sub, "big", RILL_NET_FROM_EARLIEST, 100, &ps, NULL), 0);
+  rill_client_msg_t d;
+  const char *want[5] = {"a", "bb", "", "a", "bb"};
+  for (uint64_t i = 0; i < 5; i++) {
+    cr_assert_eq(rill_client_next(sub, &d, 2000000000ull), 0, "%s", rill_errmsg());
+    cr_assert_eq(d.seq, i);
+    cr_assert_eq(d.len, strlen(want[i]));
+    cr_assert_eq(memcmp(d.data, want[i], d.len), 0);
+  }
+  for (uint64_t i = 5; i < 7; i++) {
+    cr_assert_eq(rill_client_next(sub, &d, 5000000000ull), 0, "%s", rill_errmsg());
+    cr_assert_eq(d.seq, i);
+    cr_assert_eq(d.len, len);
+    cr_assert_eq(memcmp(d.data, m, len), 0, "the streamed record came back whole");
+  }
+  bigseen_t b = {.want = m};
+  uint16_t cs;
+  cr_assert_eq(rill_client_subscribe_cb(sub, "big", 5, 4, on_big, &b, &cs, NULL), 0);
+  for (int i = 0; i < 2000 && b.got < 2; i++)
+    cr_assert_geq(rill_client_poll(sub, 5000000), 0, "%s", rill_errmsg());
+  cr_expect_eq(b.got, 2);
+  cr_expect_eq(b.seq, 6);
+  cr_expect(b.same, "the callback saw the whole record");
+  free(m);
+  rill_client_close(pub);
+  rill_client_close(sub);
+}
+
+static void on_ask_pinging(void *ctx, const rill_client_ask_t *a) {
+  echo_t *e = ctx;
+  uint8_t out[300];
+  memcpy(out, "e:", 2);
+  memcpy(out + 2, a->data, a->len);
+  uint32_t len = a->len + 2;
+  uint64_t id = a->id;
+  /* A blocking call inside a callback: asks it reads meanwhile are kept
+   * for the next poll, and a->data is not used after it. */
+  cr_assert_eq(rill_client_ping(e->c, NULL), 0, "%s", rill_errmsg());
+  e->asked++;
+  cr_assert_eq(rill_client_reply(e->c, id, out, len), 0);
+}
+
+Test(client, blocking_call_inside_a_callback) {
+  rill_client_t *asker, *prov;
+  rill_client_opts_t o = opts("tok");
+  cr_assert_eq(rill_client_connect(&asker, &o), 0);
+  cr_assert_eq(rill_client_connect(&prov, &o), 0);
+  echo_t e = {.c = prov};
+  cr_assert_eq(rill_client_serve_cb(prov, "echo", on_ask_pinging, &e, NULL), 0);
+  static replies_t r;
+  static ask_ctx_t k[300];
+  for (uint32_t i = 0; i < 300; i++) {
+    k[i] = (ask_ctx_t){&r, i};
+    cr_assert_eq(rill_client_ask_async(asker, "echo", &i, sizeof i, 0, on_reply, &k[i]), 0);
+  }
+  want_t w = {&r, 300};
+  pump2(asker, prov, enough, &w);
+  cr_expect_eq(r.ok, 300);
+  cr_expect_eq(e.asked, 300);
+  rill_client_close(prov);
+  rill_client_close(asker);
 }

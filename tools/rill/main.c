@@ -22,6 +22,9 @@ static int usage(FILE *f) {
              "  serve [--listen H:P] [--data DIR]  the rill server (rill serve --help)\n"
              "  pub [--ack] TOPIC [MESSAGE...]     publish to a server (stdin lines without args)\n"
              "  sub [--from earliest] TOPIC        print what a server delivers\n"
+             "  ask SERVICE [REQUEST]              ask a service, print the reply (stdin without)\n"
+             "  reply SERVICE                      serve SERVICE, echoing each ask back\n"
+             "  stat [--server H:P] [--count N]    a server's metrics: rates, topics, latency\n"
              "  version                            print the version\n"
              "  help                               this text\n");
   return f == stdout ? 0 : 2;
@@ -45,6 +48,12 @@ int main(int argc, char **argv) {
     return rill_pub_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "sub"))
     return rill_sub_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "ask"))
+    return rill_ask_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "reply"))
+    return rill_reply_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "stat"))
+    return rill_stat_main(argc - 1, argv + 1);
 #ifdef RILL_WITH_BENCH
   if (!strcmp(cmd, "bench"))
     return rill_bench_main(argc - 1, argv + 1);

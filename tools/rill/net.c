@@ -1,5 +1,5 @@
 /*
- * rill serve, rill pub, rill sub: the server and its simplest clients.
+ * rill serve, pub, sub, ask and reply: the server and its simplest clients.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -51,27 +51,39 @@ static void on_stop(int sig) {
 
 int rill_serve_main(int argc, char **argv) {
   rill_server_opts_t o = {.data_dir = "./rill-data"};
+  rill_serve_config_t cfg = {0};
+  bool print_config = false;
+  /* The file first, wherever --config stands, so that every flag overrides it. */
+  for (int i = 1; i + 1 < argc; i++)
+    if (!strcmp(argv[i], "--config") && rill_serve_config_load(argv[++i], &o, &cfg))
+      return rill_serve_config_free(&cfg), 2;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
+    int used;
     if (!strcmp(a, "--listen") && i + 1 < argc) {
       if (!parse_addr(argv[++i], &o.host, &o.port))
         return rill_tool_bad("--listen wants HOST:PORT"), 2;
+      o.any_port = false; /* over a file's port 0 */
     } else if (!strcmp(a, "--data") && i + 1 < argc) {
       o.data_dir = argv[++i];
     } else if (!strcmp(a, "--token") && i + 1 < argc) {
       o.token = argv[++i];
-    } else if (!strcmp(a, "--sync") && i + 1 < argc) {
-      const char *s = argv[++i];
-      if (!strcmp(s, "never"))
-        o.sync = RILL_LOG_SYNC_NEVER;
-      else if (!strcmp(s, "group"))
-        o.sync = RILL_LOG_SYNC_GROUP;
-      else
-        return rill_tool_bad("--sync wants never or group"), 2;
+    } else if (!strcmp(a, "--config") && i + 1 < argc) {
+      i++; /* loaded above */
+    } else if (!strcmp(a, "--print-config")) {
+      print_config = true;
+    } else if ((used = rill_serve_config_flag(&o, &cfg, argc - i, argv + i)) != 0) {
+      if (used < 0)
+        return rill_serve_config_free(&cfg), 2;
+      i += used - 1; /* --sync, --metrics, --loops, ...: any config key as --key VALUE */
     } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
       printf("usage: rill serve [--listen HOST:PORT] [--data DIR] [--token TOKEN] "
-             "[--sync never|group]\n"
-             "  defaults: --listen 127.0.0.1:%u --data ./rill-data, no token, --sync never\n",
+             "[--sync never|group|every:N|interval:MS]\n"
+             "                  [--metrics HOST:PORT] [--loops N] [--config FILE] "
+             "[--print-config]\n"
+             "  defaults: --listen 127.0.0.1:%u --data ./rill-data, no token, --sync never\n"
+             "  every key of the config file is also a flag (--max-conns 100); flags override "
+             "the file\n",
              RILL_NET_PORT);
       return 0;
     } else {
@@ -79,6 +91,12 @@ int rill_serve_main(int argc, char **argv) {
       return 2;
     }
   }
+  if (print_config) {
+    rill_serve_config_print(stdout, &o, &cfg);
+    rill_serve_config_free(&cfg);
+    return 0;
+  }
+  rill_serve_config_apply(&o, &cfg);
   if (mkdir(o.data_dir, 0755) && errno != EEXIST) {
     fprintf(stderr, "rill serve: mkdir %s: %s\n", o.data_dir, strerror(errno));
     return 1;
@@ -98,6 +116,7 @@ int rill_serve_main(int argc, char **argv) {
   rill_server_stats(serving, &st);
   rill_server_destroy(serving);
   serving = NULL;
+  rill_serve_config_free(&cfg);
   printf("rill serve: stopped; %" PRIu64 " connections, %" PRIu64 " published, %" PRIu64
          " delivered\n",
          st.conns_accepted, st.published, st.delivered);
@@ -110,7 +129,7 @@ typedef struct {
   rill_client_opts_t o;
   const char *topic;
   bool ack, json, has_from;
-  uint64_t from, count;
+  uint64_t from, count, timeout_ms;
   char **rest;
   int nrest;
 } cargs_t;
@@ -141,6 +160,11 @@ static int cparse(const char *who, int argc, char **argv, cargs_t *a) {
         a->from = RILL_NET_FROM_LATEST;
       else if ((a->from = strtoull(f, &end, 10), *end || f[0] == '-'))
         return rill_tool_bad("--from wants earliest, latest or a sequence number");
+    } else if (!strcmp(s, "--timeout") && i + 1 < argc) {
+      char *end;
+      a->timeout_ms = strtoull(argv[++i], &end, 10);
+      if (*end)
+        return rill_tool_bad("--timeout wants milliseconds");
     } else if (!strcmp(s, "--count") && i + 1 < argc) {
       char *end;
       a->count = strtoull(argv[++i], &end, 10);
@@ -156,7 +180,8 @@ static int cparse(const char *who, int argc, char **argv, cargs_t *a) {
     }
   }
   if (!a->topic)
-    return rill_tool_bad("a topic is needed");
+    return rill_tool_bad(strcmp(who, "ask") && strcmp(who, "reply") ? "a topic is needed"
+                                                                    : "a service is needed");
   return 0;
 }
 
@@ -247,6 +272,122 @@ int rill_sub_main(int argc, char **argv) {
       used = 0;
     }
   }
+  rill_client_close(c);
+  return status;
+}
+
+/* ---- ask and reply ------------------------------------------------------------ */
+
+/* The whole of stdin, for an ask without a request argument. */
+static char *read_all(FILE *f, size_t *len) {
+  size_t cap = 4096, n = 0;
+  char *b = malloc(cap);
+  while (b) {
+    n += fread(b + n, 1, cap - n, f);
+    if (n < cap)
+      break;
+    char *nb = realloc(b, cap *= 2);
+    if (!nb)
+      free(b);
+    b = nb;
+  }
+  *len = n;
+  return b;
+}
+
+int rill_ask_main(int argc, char **argv) {
+  cargs_t a;
+  if (cparse("ask", argc, argv, &a) != 0 || a.nrest > 1) {
+    fprintf(stderr, "usage: rill ask [--server HOST:PORT] [--token T] [--timeout MS] SERVICE "
+                    "[REQUEST]\n"
+                    "  the request from stdin without REQUEST; prints the reply\n");
+    free(a.rest);
+    return 2;
+  }
+  size_t len;
+  char *req = a.nrest ? strdup(a.rest[0]) : read_all(stdin, &len);
+  if (a.nrest && req)
+    len = strlen(req);
+  free(a.rest);
+  if (!req || len > UINT32_MAX) {
+    free(req);
+    return fail("ask", "request", req ? RILL_EMSGSIZE : RILL_ENOMEM);
+  }
+  rill_client_t *c;
+  int rc = rill_client_connect(&c, &a.o);
+  if (rc) {
+    free(req);
+    return fail("ask", "connect", rc);
+  }
+  const uint8_t *reply;
+  uint32_t rl;
+  int status = 0;
+  rc = rill_client_ask(c, a.topic, req, (uint32_t)len, a.timeout_ms * 1000000ull, &reply, &rl);
+  if (rc) {
+    status = fail("ask", a.topic, rc);
+  } else {
+    /* The reply's bytes as they are, and a newline unless it ends with one. */
+    fwrite(reply, 1, rl, stdout);
+    if (!rl || reply[rl - 1] != '\n')
+      putchar('\n');
+  }
+  free(req);
+  rill_client_close(c);
+  return status;
+}
+
+static volatile sig_atomic_t replying = 1;
+
+static void on_reply_stop(int sig) {
+  (void)sig;
+  replying = 0;
+}
+
+typedef struct {
+  rill_client_t *c;
+  int rc;
+} replier_t;
+
+static void echo_ask(void *ctx, const rill_client_ask_t *q) {
+  replier_t *r = ctx;
+  int rc = rill_client_reply(r->c, q->id, q->data, q->len);
+  if (rc && !r->rc)
+    r->rc = rc;
+}
+
+int rill_reply_main(int argc, char **argv) {
+  cargs_t a;
+  if (cparse("reply", argc, argv, &a) != 0 || a.nrest) {
+    fprintf(stderr, "usage: rill reply [--server HOST:PORT] [--token T] SERVICE\n"
+                    "  serves SERVICE, answering each ask with its own bytes, until Ctrl-C\n");
+    free(a.rest);
+    return 2;
+  }
+  free(a.rest);
+  a.o.reconnect = true; /* a provider outlives a server restart */
+  rill_client_t *c;
+  int rc = rill_client_connect(&c, &a.o);
+  if (rc)
+    return fail("reply", "connect", rc);
+  replier_t r = {c, 0};
+  if ((rc = rill_client_serve_cb(c, a.topic, echo_ask, &r, NULL)) != 0) {
+    rill_client_close(c);
+    return fail("reply", "serve", rc);
+  }
+  struct sigaction sa = {.sa_handler = on_reply_stop};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  printf("rill reply: serving %s\n", a.topic);
+  fflush(stdout);
+  int status = 0;
+  while (replying && !r.rc) {
+    if ((rc = rill_client_poll(c, 100000000ull)) < 0) {
+      status = fail("reply", "poll", rc);
+      break;
+    }
+  }
+  if (r.rc)
+    status = fail("reply", "reply", r.rc);
   rill_client_close(c);
   return status;
 }

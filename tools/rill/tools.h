@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 /** Room for argc argument pointers; exits on no memory. */
@@ -41,10 +42,43 @@ bool rill_tool_next_record(rill_tool_records_t *r, const char **rec, size_t *len
 /** Frees the line buffer. */
 void rill_tool_records_free(rill_tool_records_t *r);
 
+/* rill serve's config file and its flags (config.c). The strings the
+ * options point to after a load or a flag live here. */
+struct rill_server_opts;
+typedef struct rill_serve_config {
+  char *host, *data_dir, *token, *metrics;
+  uint64_t sync_every;       /* sync = every:N (no rill_server_opts_t field yet) */
+  uint64_t sync_interval_ns; /* sync = interval:MS (likewise) */
+} rill_serve_config_t;
+
+/** Sets o's fields from the `key = value` lines of path (fields it does
+ *  not name keep their values). 0, or a negative RILL_E* code after
+ *  printing "FILE:LINE: key: why" to stderr. */
+int rill_serve_config_load(const char *path, struct rill_server_opts *o, rill_serve_config_t *cfg);
+
+/** argv[0] as `--key value` of a config key (`-` or `_` in the key):
+ *  2 (arguments used) when it is one and its value is good, 0 when it is
+ *  not a config key, -1 for a bad value (printed). */
+int rill_serve_config_flag(struct rill_server_opts *o, rill_serve_config_t *cfg, int argc,
+                           char **argv);
+
+/** The options in effect, defaults filled in, as a config file. */
+void rill_serve_config_print(FILE *f, const struct rill_server_opts *o,
+                             const rill_serve_config_t *cfg);
+
+/** Hands the server what cfg holds beyond o (just before
+ *  rill_server_create). */
+void rill_serve_config_apply(struct rill_server_opts *o, const rill_serve_config_t *cfg);
+
+void rill_serve_config_free(rill_serve_config_t *cfg);
+
 /* The subcommands. */
 int rill_log_main(int argc, char **argv);
 int rill_serve_main(int argc, char **argv);
 int rill_pub_main(int argc, char **argv);
 int rill_sub_main(int argc, char **argv);
+int rill_ask_main(int argc, char **argv);
+int rill_reply_main(int argc, char **argv);
+int rill_stat_main(int argc, char **argv);
 
 #endif

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# rill serve --config: a good file shown back by --print-config, flags
+# overriding it wherever they stand, each kind of bad line refused with
+# its file, line and key, and a server started from a file listening
+# where the file says with the file's token. Usage: config_test.sh rill
+set -euo pipefail
+rill=$1
+d=$(mktemp -d)
+srv=
+cleanup() { [ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$d"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+cat >"$d/good.conf" <<CONF
+# a rill server
+
+listen = 127.0.0.1:7451
+data = $d/data   # a comment after a value
+  token = "tk # not a comment"
+max_conns = 100
+max_body = 2M
+max_message = 1GiB
+tx_limit = 262144k
+sync = every:50
+handshake_timeout = 1500ms
+idle_timeout = 2m
+sub_credits_max = 1000
+loops = 3
+metrics = 127.0.0.1:0
+CONF
+"$rill" serve --config "$d/good.conf" --print-config >"$d/out" || fail "good file"
+cat >"$d/want" <<WANT
+listen = 127.0.0.1:7451
+data = $d/data
+# token = (set, not shown)
+max_conns = 100
+max_body = 2M
+max_message = 1G
+tx_limit = 256M
+sync = every:50
+handshake_timeout = 1500ms
+idle_timeout = 2m
+sub_credits_max = 1000
+loops = 3
+metrics = 127.0.0.1:0
+WANT
+diff "$d/want" "$d/out" || fail "print-config of the good file"
+
+# What --print-config prints reads back as the same options (but the
+# token, which it does not show).
+"$rill" serve --config "$d/out" --print-config | grep -v '^# token' >"$d/again"
+grep -v '^# token' "$d/out" | diff - "$d/again" || fail "print-config round trip"
+
+# Flags override the file, before or after --config.
+"$rill" serve --loops 5 --config "$d/good.conf" --sync interval:20 --metrics off \
+  --max-conns 7 --listen 127.0.0.1:9000 --idle_timeout 30s --print-config >"$d/out" ||
+  fail "flags with the file"
+for want in 'listen = 127.0.0.1:9000' 'loops = 5' 'sync = interval:20' 'metrics = off' \
+  'max_conns = 7' 'idle_timeout = 30s' 'max_body = 2M' 'sub_credits_max = 1000'; do
+  grep -qx "$want" "$d/out" || fail "override: no '$want' in $(cat "$d/out")"
+done
+
+# A file's "any port" (0) gives way to a port on the command line.
+printf 'listen = 127.0.0.1:0\n' >"$d/any.conf"
+"$rill" serve --config "$d/any.conf" --print-config | grep -qx 'listen = 127.0.0.1:0' || fail "port 0"
+"$rill" serve --config "$d/any.conf" --listen 127.0.0.1:9001 --print-config |
+  grep -qx 'listen = 127.0.0.1:9001' || fail "--listen over port 0"
+
+# Without a file: the defaults the server applies.
+"$rill" serve --print-config >"$d/out" || fail "defaults"
+for want in 'listen = 127.0.0.1:7450' 'data = ./rill-data' '# token = (none)' 'max_conns = 1024' \
+  'max_body = 1M' 'sync = never' 'handshake_timeout = 5s' 'idle_timeout = 5m' 'metrics = off'; do
+  grep -qx "$want" "$d/out" || fail "defaults: no '$want' in $(cat "$d/out")"
+done
+
+# Each kind of bad line: exit status 2, and the file, line and key named.
+bad() { # bad NAME LINE 'file text' 'stderr pattern'
+  printf '%b' "$3" >"$d/$1.conf"
+  if "$rill" serve --config "$d/$1.conf" --print-config >"$d/out" 2>"$d/err"; then
+    fail "$1: accepted"
+  fi
+  grep -q "$d/$1.conf:$2: $4" "$d/err" || fail "$1: stderr: $(cat "$d/err")"
+}
+bad unknown 2 'loops = 2\nfrobs = 1\n' 'frobs: unknown key'
+bad duplicate 4 'loops = 2\n\n# again\nloops = 3\n' 'loops: given before, on line 1'
+bad size 1 'max_body = 12Q\n' 'max_body: wants bytes'
+bad small_body 1 'max_body = 100\n' 'max_body: wants bytes'
+bad no_unit 1 'idle_timeout = 30\n' 'idle_timeout: wants a time with a unit'
+bad sync 2 'data = x\nsync = sometimes\n' 'sync: wants never, group'
+bad sync_n 1 'sync = every:0\n' 'sync: wants never, group'
+bad listen 1 'listen = localhost:80\n' 'listen: wants A.B.C.D:PORT'
+bad port 1 'metrics = 127.0.0.1:70000\n' 'metrics: wants A.B.C.D:PORT'
+bad loops 1 'loops = 0\n' 'loops: wants a count'
+bad count 1 'max_conns = -1\n' 'max_conns: wants a count'
+bad no_eq 3 '# x\n\njust words\n' 'just words: not key = value'
+bad quote 1 'token = "abc\n' 'token: the quote is not closed'
+bad after_quote 1 'token = "abc" def\n' 'token: text after the closing quote'
+bad empty 1 'data =\n' 'data: wants a directory'
+bad long_token 1 "token = $(head -c 300 /dev/zero | tr '\0' x)\n" 'token: wants 1 to 256 bytes'
+if "$rill" serve --config "$d/nosuch.conf" --print-config 2>"$d/err"; then fail "missing file"; fi
+grep -q "nosuch.conf" "$d/err" || fail "missing file message"
+if "$rill" serve --loops x --print-config 2>"$d/err"; then fail "bad flag value"; fi
+grep -q -- "--loops" "$d/err" || fail "bad flag message: $(cat "$d/err")"
+
+# A server started from a file listens where it says and wants its token.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+printf 'listen = 127.0.0.1:%s\ndata = %s\ntoken = filetk\n' "$port" "$d/srv" >"$d/srv.conf"
+"$rill" serve --config "$d/srv.conf" >"$d/serve.out" 2>&1 &
+srv=$!
+for _ in $(seq 100); do grep -q listening "$d/serve.out" 2>/dev/null && break; sleep 0.05; done
+grep -q "listening on 127.0.0.1:$port" "$d/serve.out" || fail "server from a file: $(cat "$d/serve.out")"
+[ "$("$rill" pub --server 127.0.0.1:$port --token filetk --ack t one)" = 0 ] || fail "the file's token"
+if "$rill" pub --server 127.0.0.1:$port --token other t x 2>/dev/null; then fail "another token"; fi
+kill -TERM $srv
+wait $srv || fail "server exit status"
+srv=
+echo "rill serve --config: all checks passed"

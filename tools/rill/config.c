@@ -1,0 +1,428 @@
+/*
+ * rill serve --config FILE: `key = value` lines into rill_server_opts_t
+ * (tools.h). The same setter takes the command line's `--key value`
+ * flags, so a file and flags accept exactly the same values, and flags
+ * applied after the file override it.
+ *
+ * Syntax: blank lines; `#` comments, on a line of their own or after a
+ * value (a `#` preceded by white space); a value may be double-quoted
+ * (with \" and \\) to hold white space or `#`. A key given twice, an
+ * unknown key or a bad value is an error naming the file, line and key.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rill/net.h"
+#include "tools.h"
+
+/* The defaults rill_server_create and rill_log apply to a 0, repeated
+ * here so that --print-config shows what the server will really use. */
+#define DEF_MAX_CONNS     1024u
+#define DEF_HANDSHAKE_NS  UINT64_C(5000000000)
+#define DEF_IDLE_NS       UINT64_C(300000000000)
+#define DEF_CREDITS       65536u
+#define DEF_TX_LIMIT      ((uint64_t)64 << 20)
+#define DEF_MAX_MESSAGE   ((uint64_t)64 << 20)
+#define DEF_SYNC_EVERY    1000u
+#define DEF_SYNC_INTERVAL UINT64_C(10000000)
+#define MAX_LOOPS         1024u
+
+enum {
+  K_LISTEN,
+  K_DATA,
+  K_TOKEN,
+  K_MAX_CONNS,
+  K_MAX_BODY,
+  K_MAX_MESSAGE,
+  K_TX_LIMIT,
+  K_SYNC,
+  K_HANDSHAKE,
+  K_IDLE,
+  K_CREDITS,
+  K_LOOPS,
+  K_METRICS,
+  K_COUNT
+};
+
+static const char *const keys[K_COUNT] = {
+    "listen",          "data",     "token",   "max_conns",         "max_body",
+    "max_message",     "tx_limit", "sync",    "handshake_timeout", "idle_timeout",
+    "sub_credits_max", "loops",    "metrics",
+};
+
+/* A key by name; '-' matches '_' so that flags read --max-conns. */
+static int key_find(const char *name) {
+  for (int k = 0; k < K_COUNT; k++) {
+    const char *a = keys[k], *b = name;
+    while (*a && (*a == *b || (*a == '_' && *b == '-')))
+      a++, b++;
+    if (!*a && !*b)
+      return k;
+  }
+  return -1;
+}
+
+/* A decimal without sign, then nothing or one of the suffixes, each with
+ * its multiplier; false for anything else, or more than max. */
+typedef struct {
+  const char *suffix;
+  uint64_t mult;
+} unit_t;
+
+static bool parse_units(const char *s, const unit_t *units, uint64_t min, uint64_t max,
+                        uint64_t *out) {
+  if (!isdigit((unsigned char)*s))
+    return false;
+  errno = 0;
+  char *end;
+  uint64_t v = strtoull(s, &end, 10);
+  if (errno)
+    return false;
+  for (const unit_t *u = units; u->suffix; u++) {
+    if (strcmp(end, u->suffix))
+      continue;
+    if (v > max / u->mult)
+      return false;
+    v *= u->mult;
+    if (v < min || v > max)
+      return false;
+    *out = v;
+    return true;
+  }
+  return false;
+}
+
+static const unit_t count_units[] = {{"", 1}, {NULL, 0}};
+static const unit_t size_units[] = {
+    {"", 1},           {"K", 1u << 10},     {"k", 1u << 10},   {"KiB", 1u << 10},
+    {"M", 1u << 20},   {"m", 1u << 20},     {"MiB", 1u << 20}, {"G", 1ull << 30},
+    {"g", 1ull << 30}, {"GiB", 1ull << 30}, {NULL, 0}};
+static const unit_t time_units[] = {
+    {"ms", 1000000ull}, {"s", 1000000000ull}, {"m", 60000000000ull}, {NULL, 0}};
+
+/* "A.B.C.D:PORT": port 0 means any free port. */
+static bool parse_hostport(const char *s, char *host, size_t cap, uint16_t *port) {
+  const char *colon = strrchr(s, ':');
+  if (!colon || colon == s || (size_t)(colon - s) >= cap)
+    return false;
+  memcpy(host, s, (size_t)(colon - s));
+  host[colon - s] = 0;
+  struct in_addr a;
+  uint64_t p;
+  if (inet_pton(AF_INET, host, &a) != 1 || !parse_units(colon + 1, count_units, 0, 65535, &p))
+    return false;
+  *port = (uint16_t)p;
+  return true;
+}
+
+/* Replaces *slot with a copy of v. */
+static int keep(char **slot, const char *v, char *why, size_t cap) {
+  char *c = strdup(v);
+  if (!c) {
+    snprintf(why, cap, "out of memory");
+    return RILL_ENOMEM;
+  }
+  free(*slot);
+  *slot = c;
+  return 0;
+}
+
+#define BAD(...) (snprintf(why, cap, __VA_ARGS__), RILL_EINVAL)
+
+/* Sets key k from v; on error, why says what a good value looks like. */
+static int set_key(rill_server_opts_t *o, rill_serve_config_t *cfg, int k, const char *v, char *why,
+                   size_t cap) {
+  uint64_t n;
+  char host[64];
+  uint16_t port;
+  switch (k) {
+  case K_LISTEN:
+    if (!parse_hostport(v, host, sizeof host, &port))
+      return BAD("wants A.B.C.D:PORT (an IPv4 address; port 0 for any), not '%s'", v);
+    if (keep(&cfg->host, host, why, cap))
+      return RILL_ENOMEM;
+    o->host = cfg->host;
+    o->port = port;
+    o->any_port = port == 0;
+    return 0;
+  case K_DATA:
+    if (!*v)
+      return BAD("wants a directory");
+    if (keep(&cfg->data_dir, v, why, cap))
+      return RILL_ENOMEM;
+    o->data_dir = cfg->data_dir;
+    return 0;
+  case K_TOKEN:
+    if (!*v || strlen(v) > RILL_NET_MAX_TOKEN)
+      return BAD("wants 1 to %u bytes", RILL_NET_MAX_TOKEN);
+    if (keep(&cfg->token, v, why, cap))
+      return RILL_ENOMEM;
+    o->token = cfg->token;
+    return 0;
+  case K_MAX_CONNS:
+    if (!parse_units(v, count_units, 1, UINT32_MAX, &n))
+      return BAD("wants a count from 1, not '%s'", v);
+    o->max_conns = (uint32_t)n;
+    return 0;
+  case K_MAX_BODY:
+    if (!parse_units(v, size_units, 4096, RILL_NET_MAX_BODY, &n))
+      return BAD("wants bytes from 4K to 64M (K, M, G suffixes), not '%s'", v);
+    o->max_body = (uint32_t)n;
+    return 0;
+  case K_MAX_MESSAGE:
+    if (!parse_units(v, size_units, 4096, 4ull << 30, &n))
+      return BAD("wants bytes from 4K to 4G (K, M, G suffixes), not '%s'", v);
+    o->max_message = n;
+    return 0;
+  case K_TX_LIMIT:
+    if (!parse_units(v, size_units, 65536, SIZE_MAX / 2, &n))
+      return BAD("wants bytes from 64K (K, M, G suffixes), not '%s'", v);
+    o->tx_limit = (size_t)n;
+    return 0;
+  case K_SYNC:
+    if (!strcmp(v, "never")) {
+      o->sync = RILL_LOG_SYNC_NEVER;
+    } else if (!strcmp(v, "group")) {
+      o->sync = RILL_LOG_SYNC_GROUP;
+    } else if (!strncmp(v, "every:", 6) && parse_units(v + 6, count_units, 1, UINT32_MAX, &n)) {
+      o->sync = RILL_LOG_SYNC_EVERY_N;
+      cfg->sync_every = n;
+    } else if (!strncmp(v, "interval:", 9) && parse_units(v + 9, count_units, 1, 3600000, &n)) {
+      o->sync = RILL_LOG_SYNC_INTERVAL;
+      cfg->sync_interval_ns = n * 1000000ull;
+    } else {
+      return BAD("wants never, group, every:N (records) or interval:MS, not '%s'", v);
+    }
+    return 0;
+  case K_HANDSHAKE:
+  case K_IDLE:
+    if (!parse_units(v, time_units, 1000000ull, 24 * 3600 * 1000000000ull, &n))
+      return BAD("wants a time with a unit, ms, s or m (1ms to 24 hours), not '%s'", v);
+    *(k == K_HANDSHAKE ? &o->handshake_timeout_ns : &o->idle_timeout_ns) = n;
+    return 0;
+  case K_CREDITS:
+    if (!parse_units(v, count_units, 1, UINT32_MAX, &n))
+      return BAD("wants a count from 1, not '%s'", v);
+    o->sub_credits_max = (uint32_t)n;
+    return 0;
+  case K_LOOPS:
+    if (!parse_units(v, count_units, 1, MAX_LOOPS, &n))
+      return BAD("wants a count from 1 to %u, not '%s'", MAX_LOOPS, v);
+    o->loops = (uint32_t)n;
+    return 0;
+  case K_METRICS:
+    if (!strcmp(v, "off")) {
+      o->metrics = NULL;
+      return 0;
+    }
+    if (!parse_hostport(v, host, sizeof host, &port))
+      return BAD("wants A.B.C.D:PORT (port 0 for any) or off, not '%s'", v);
+    if (keep(&cfg->metrics, v, why, cap))
+      return RILL_ENOMEM;
+    o->metrics = cfg->metrics;
+    return 0;
+  }
+  return BAD("unknown key");
+}
+
+/* The value after '=': unquoted up to a " #" comment and trimmed, or
+ * quoted. NULL with *why set when it is malformed. Edits line in place. */
+static char *line_value(char *s, const char **why) {
+  while (*s == ' ' || *s == '\t')
+    s++;
+  if (*s == '"') {
+    char *w = s, *r = s + 1;
+    for (; *r != '"'; r++) {
+      if (!*r)
+        return *why = "the quote is not closed", NULL;
+      if (*r == '\\' && (r[1] == '"' || r[1] == '\\'))
+        r++;
+      *w++ = *r;
+    }
+    *w = 0;
+    for (r++; *r == ' ' || *r == '\t'; r++)
+      ;
+    if (*r && *r != '#')
+      return *why = "text after the closing quote", NULL;
+    return s;
+  }
+  char *end = s;
+  for (char *p = s; *p; p++) {
+    if (*p == '#' && (p == s || p[-1] == ' ' || p[-1] == '\t'))
+      break;
+    if (*p != ' ' && *p != '\t')
+      end = p + 1;
+  }
+  *end = 0;
+  return s;
+}
+
+int rill_serve_config_load(const char *path, rill_server_opts_t *o, rill_serve_config_t *cfg) {
+  FILE *f = fopen(path, "r");
+  if (!f) {
+    int rc = -errno;
+    fprintf(stderr, "rill serve: %s: %s\n", path, strerror(errno));
+    return rc;
+  }
+  char *line = NULL;
+  size_t lcap = 0;
+  ssize_t n;
+  unsigned lineno = 0, seen[K_COUNT] = {0};
+  int rc = 0;
+  char why[256];
+  while (rc == 0 && (n = getline(&line, &lcap, f)) >= 0) {
+    lineno++;
+    if (n && line[n - 1] == '\n')
+      line[--n] = 0;
+    if (n && line[n - 1] == '\r')
+      line[--n] = 0;
+    if (strlen(line) != (size_t)n) {
+      fprintf(stderr, "rill serve: %s:%u: a NUL byte in the line\n", path, lineno);
+      rc = RILL_EINVAL;
+      break;
+    }
+    char *s = line;
+    while (*s == ' ' || *s == '\t')
+      s++;
+    if (!*s || *s == '#')
+      continue;
+    char *eq = strchr(s, '=');
+    char *ke = eq ? eq : s + strlen(s);
+    while (ke > s && (ke[-1] == ' ' || ke[-1] == '\t'))
+      ke--;
+    char key[64];
+    snprintf(key, sizeof key, "%.*s", (int)(ke - s), s);
+    if (!eq) {
+      fprintf(stderr, "rill serve: %s:%u: %s: not key = value\n", path, lineno, key);
+      rc = RILL_EINVAL;
+      break;
+    }
+    int k = -1;
+    for (int i = 0; i < K_COUNT; i++)
+      if (!strcmp(key, keys[i]))
+        k = i;
+    if (k < 0) {
+      fprintf(stderr, "rill serve: %s:%u: %s: unknown key\n", path, lineno, key);
+      rc = RILL_EINVAL;
+      break;
+    }
+    if (seen[k]) {
+      fprintf(stderr, "rill serve: %s:%u: %s: given before, on line %u\n", path, lineno, key,
+              seen[k]);
+      rc = RILL_EINVAL;
+      break;
+    }
+    seen[k] = lineno;
+    const char *bad = NULL;
+    char *v = line_value(eq + 1, &bad);
+    if (!v) {
+      fprintf(stderr, "rill serve: %s:%u: %s: %s\n", path, lineno, key, bad);
+      rc = RILL_EINVAL;
+      break;
+    }
+    if ((rc = set_key(o, cfg, k, v, why, sizeof why)) != 0)
+      fprintf(stderr, "rill serve: %s:%u: %s: %s\n", path, lineno, key, why);
+  }
+  if (rc == 0 && ferror(f)) {
+    rc = -errno;
+    fprintf(stderr, "rill serve: %s: read error\n", path);
+  }
+  free(line);
+  fclose(f);
+  return rc;
+}
+
+int rill_serve_config_flag(rill_server_opts_t *o, rill_serve_config_t *cfg, int argc, char **argv) {
+  if (strncmp(argv[0], "--", 2))
+    return 0;
+  int k = key_find(argv[0] + 2);
+  if (k < 0)
+    return 0;
+  if (argc < 2) {
+    fprintf(stderr, "rill serve: %s wants a value\n", argv[0]);
+    return -1;
+  }
+  char why[256];
+  if (set_key(o, cfg, k, argv[1], why, sizeof why)) {
+    fprintf(stderr, "rill serve: %s %s\n", argv[0], why);
+    return -1;
+  }
+  return 2;
+}
+
+/* The shortest exact spelling of n with one of the units. */
+static void put_units(FILE *f, const char *key, uint64_t n, const unit_t *units) {
+  const unit_t *best = NULL;
+  for (const unit_t *u = units; u->suffix; u++)
+    if (n % u->mult == 0 && (!best || u->mult > best->mult))
+      best = u;
+  if (best)
+    fprintf(f, "%s = %" PRIu64 "%s\n", key, n / best->mult, best->suffix);
+  else
+    fprintf(f, "%s = %" PRIu64 "\n", key, n);
+}
+
+void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_serve_config_t *cfg) {
+  static const unit_t print_sizes[] = {
+      {"", 1}, {"K", 1u << 10}, {"M", 1u << 20}, {"G", 1ull << 30}, {NULL, 0}};
+  fprintf(f, "listen = %s:%u\n", o->host ? o->host : "127.0.0.1",
+          o->any_port ? 0u
+          : o->port   ? o->port
+                      : RILL_NET_PORT);
+  fprintf(f, "data = %s\n", o->data_dir ? o->data_dir : "");
+  /* The token is a secret: say that there is one, in a comment, so the
+   * output still reads back as a config file. */
+  fprintf(f, o->token ? "# token = (set, not shown)\n" : "# token = (none)\n");
+  fprintf(f, "max_conns = %u\n", o->max_conns ? o->max_conns : DEF_MAX_CONNS);
+  put_units(f, "max_body", o->max_body ? o->max_body : RILL_NET_DEFAULT_BODY, print_sizes);
+  put_units(f, "max_message", o->max_message ? o->max_message : DEF_MAX_MESSAGE, print_sizes);
+  put_units(f, "tx_limit", o->tx_limit ? o->tx_limit : DEF_TX_LIMIT, print_sizes);
+  switch (o->sync) {
+  case RILL_LOG_SYNC_NEVER: fprintf(f, "sync = never\n"); break;
+  case RILL_LOG_SYNC_GROUP: fprintf(f, "sync = group\n"); break;
+  case RILL_LOG_SYNC_EVERY_N:
+    fprintf(f, "sync = every:%" PRIu64 "\n", cfg->sync_every ? cfg->sync_every : DEF_SYNC_EVERY);
+    break;
+  case RILL_LOG_SYNC_INTERVAL:
+    fprintf(f, "sync = interval:%" PRIu64 "\n",
+            (cfg->sync_interval_ns ? cfg->sync_interval_ns : DEF_SYNC_INTERVAL) / 1000000u);
+    break;
+  }
+  put_units(f, "handshake_timeout",
+            o->handshake_timeout_ns ? o->handshake_timeout_ns : DEF_HANDSHAKE_NS, time_units);
+  put_units(f, "idle_timeout", o->idle_timeout_ns ? o->idle_timeout_ns : DEF_IDLE_NS, time_units);
+  fprintf(f, "sub_credits_max = %u\n", o->sub_credits_max ? o->sub_credits_max : DEF_CREDITS);
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  fprintf(f, "loops = %u\n", o->loops ? o->loops : cpus > 0 ? (unsigned)cpus : 1u);
+  fprintf(f, "metrics = %s\n", o->metrics ? o->metrics : "off");
+}
+
+void rill_serve_config_apply(rill_server_opts_t *o, const rill_serve_config_t *cfg) {
+  /* rill_server_opts_t has no sync_every or sync_interval_ns yet: the
+   * log's defaults apply, so say so rather than drop the value silently. */
+  if (o->sync == RILL_LOG_SYNC_EVERY_N && cfg->sync_every && cfg->sync_every != DEF_SYNC_EVERY)
+    fprintf(stderr,
+            "rill serve: note: sync every:%" PRIu64 " is not passed on yet; the logs sync "
+            "every %u records\n",
+            cfg->sync_every, DEF_SYNC_EVERY);
+  if (o->sync == RILL_LOG_SYNC_INTERVAL && cfg->sync_interval_ns &&
+      cfg->sync_interval_ns != DEF_SYNC_INTERVAL)
+    fprintf(stderr,
+            "rill serve: note: sync interval:%" PRIu64 " is not passed on yet; the logs "
+            "sync every %" PRIu64 " ms\n",
+            cfg->sync_interval_ns / 1000000u, DEF_SYNC_INTERVAL / 1000000u);
+}
+
+void rill_serve_config_free(rill_serve_config_t *cfg) {
+  free(cfg->host);
+  free(cfg->data_dir);
+  free(cfg->token);
+  free(cfg->metrics);
+  memset(cfg, 0, sizeof *cfg);
+}

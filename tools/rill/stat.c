@@ -1,0 +1,667 @@
+/*
+ * rill stat: a running server's metrics for people. The server answers a
+ * STATS request with the same Prometheus text its HTTP endpoint serves;
+ * this parses it and prints totals, rates between two samples, each
+ * topic, and latency quantiles from the histograms' cumulative buckets
+ * (the way Prometheus's histogram_quantile reads them).
+ *
+ * --from-file FILE (given once or twice, a hidden option) reads the text
+ * from files instead of a server, so the parser and the printing are
+ * tested on canned text: with two files, the rates are the second minus
+ * the first over --interval seconds.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rill/net.h"
+#include "tools.h"
+
+/* ---- the Prometheus text --------------------------------------------------------- */
+
+typedef struct {
+  char *name;   /* as written: rill_ask_seconds_bucket */
+  char *topic;  /* the topic label's value, or NULL */
+  char *labels; /* the other labels but le, "k=v," each: what groups a histogram's series */
+  double le;    /* a bucket's bound (INFINITY for +Inf); NAN when there is no le */
+  double v;
+} sample_t;
+
+typedef struct {
+  sample_t *s;
+  size_t n, cap;
+} samples_t;
+
+static void samples_free(samples_t *ss) {
+  for (size_t i = 0; i < ss->n; i++) {
+    free(ss->s[i].name);
+    free(ss->s[i].topic);
+    free(ss->s[i].labels);
+  }
+  free(ss->s);
+  memset(ss, 0, sizeof *ss);
+}
+
+static void *xrealloc(void *p, size_t n) {
+  void *q = realloc(p, n);
+  if (!q) {
+    fprintf(stderr, "rill stat: out of memory\n");
+    exit(1);
+  }
+  return q;
+}
+
+static char *xstrndup(const char *s, size_t n) {
+  char *c = xrealloc(NULL, n + 1);
+  memcpy(c, s, n);
+  c[n] = 0;
+  return c;
+}
+
+static bool name_char(char c, bool first) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
+         (!first && c >= '0' && c <= '9');
+}
+
+/* One sample line (without its newline) into *s. false: malformed. */
+static bool parse_line(const char *p, const char *end, sample_t *s) {
+  const char *n0 = p;
+  while (p < end && name_char(*p, p == n0))
+    p++;
+  if (p == n0)
+    return false;
+  memset(s, 0, sizeof *s);
+  s->le = NAN;
+  s->name = xstrndup(n0, (size_t)(p - n0));
+  size_t lcap = 64, llen = 0;
+  s->labels = xrealloc(NULL, lcap);
+  s->labels[0] = 0;
+  if (p < end && *p == '{') {
+    p++;
+    for (;;) {
+      while (p < end && (*p == ' ' || *p == ','))
+        p++;
+      if (p < end && *p == '}') {
+        p++;
+        break;
+      }
+      const char *k0 = p;
+      while (p < end && name_char(*p, p == k0))
+        p++;
+      size_t kl = (size_t)(p - k0);
+      if (!kl || p + 1 >= end || p[0] != '=' || p[1] != '"')
+        return false;
+      p += 2;
+      /* The value, unescaped: \\, \" and \n are the format's escapes. */
+      char *v = xrealloc(NULL, (size_t)(end - p) + 1);
+      size_t vl = 0;
+      for (;; p++) {
+        if (p >= end) {
+          free(v);
+          return false;
+        }
+        if (*p == '"')
+          break;
+        if (*p == '\\' && p + 1 < end) {
+          p++;
+          v[vl++] = *p == 'n' ? '\n' : *p;
+        } else {
+          v[vl++] = *p;
+        }
+      }
+      p++;
+      v[vl] = 0;
+      if (kl == 2 && !memcmp(k0, "le", 2)) {
+        char *e;
+        s->le = !strcmp(v, "+Inf") ? INFINITY : strtod(v, &e);
+        bool ok = !strcmp(v, "+Inf") || (e != v && !*e);
+        free(v);
+        if (!ok)
+          return false;
+      } else if (kl == 5 && !memcmp(k0, "topic", 5) && !s->topic) {
+        s->topic = v;
+      } else {
+        size_t need = llen + kl + vl + 3;
+        if (need > lcap)
+          s->labels = xrealloc(s->labels, lcap = need * 2);
+        llen += (size_t)sprintf(s->labels + llen, "%.*s=%s,", (int)kl, k0, v);
+        free(v);
+      }
+    }
+  }
+  if (p >= end || (*p != ' ' && *p != '\t'))
+    return false;
+  while (p < end && (*p == ' ' || *p == '\t'))
+    p++;
+  /* The value, then an optional timestamp, which is ignored. */
+  char num[64];
+  size_t nl = 0;
+  while (p < end && *p != ' ' && *p != '\t' && nl < sizeof num - 1)
+    num[nl++] = *p++;
+  num[nl] = 0;
+  char *e;
+  s->v = strtod(num, &e);
+  if (!nl || *e)
+    return false;
+  while (p < end && (*p == ' ' || *p == '\t'))
+    p++;
+  if (p < end) {
+    strtoll(p, &e, 10);
+    if (e != end)
+      return false;
+  }
+  return true;
+}
+
+/* Parses text; a line that is neither a comment nor a sample is an
+ * error naming it. */
+static int parse_text(const char *text, size_t len, samples_t *ss, const char *src) {
+  const char *p = text, *end = text + len;
+  unsigned lineno = 0;
+  while (p < end) {
+    const char *eol = memchr(p, '\n', (size_t)(end - p));
+    if (!eol)
+      eol = end;
+    lineno++;
+    const char *q = p;
+    while (q < eol && (*q == ' ' || *q == '\t'))
+      q++;
+    const char *le = eol;
+    if (le > q && le[-1] == '\r')
+      le--;
+    if (q < le && *q != '#') {
+      if (ss->n == ss->cap)
+        ss->s = xrealloc(ss->s, (ss->cap = ss->cap ? ss->cap * 2 : 256) * sizeof *ss->s);
+      sample_t *s = &ss->s[ss->n];
+      if (!parse_line(q, le, s)) {
+        free(s->name);
+        free(s->topic);
+        free(s->labels);
+        fprintf(stderr, "rill stat: %s, line %u: not a Prometheus sample: %.*s\n", src, lineno,
+                (int)(le - q > 120 ? 120 : le - q), q);
+        return RILL_EPROTO;
+      }
+      ss->n++;
+    }
+    p = eol + 1;
+  }
+  return 0;
+}
+
+/* The value of name with that topic (NULL: no topic label) and no other
+ * label; NAN when absent. */
+static double get(const samples_t *ss, const char *name, const char *topic) {
+  if (!ss)
+    return NAN;
+  for (size_t i = 0; i < ss->n; i++) {
+    const sample_t *s = &ss->s[i];
+    if (!strcmp(s->name, name) && !s->labels[0] && isnan(s->le) &&
+        (topic ? s->topic && !strcmp(s->topic, topic) : !s->topic))
+      return s->v;
+  }
+  return NAN;
+}
+
+/* ---- histograms ---------------------------------------------------------------------- */
+
+typedef struct {
+  double le, cum;
+} bucket_t;
+
+static int cmp_bucket(const void *a, const void *b) {
+  double x = ((const bucket_t *)a)->le, y = ((const bucket_t *)b)->le;
+  return x < y ? -1 : x > y;
+}
+
+/* The buckets of base{topic, labels} sorted by bound; n of them. */
+static bucket_t *hist_buckets(const samples_t *ss, const char *bucket_name, const sample_t *key,
+                              size_t *n) {
+  *n = 0;
+  if (!ss)
+    return NULL;
+  bucket_t *b = NULL;
+  for (size_t i = 0; i < ss->n; i++) {
+    const sample_t *s = &ss->s[i];
+    if (isnan(s->le) || strcmp(s->name, bucket_name) || strcmp(s->labels, key->labels) ||
+        !s->topic != !key->topic || (s->topic && strcmp(s->topic, key->topic)))
+      continue;
+    b = xrealloc(b, (*n + 1) * sizeof *b);
+    b[(*n)++] = (bucket_t){s->le, s->v};
+  }
+  if (*n)
+    qsort(b, *n, sizeof *b, cmp_bucket);
+  return b;
+}
+
+/* The quantile q of cumulative buckets, interpolated linearly within the
+ * bucket that holds it; *over is set when it falls in +Inf (the answer is
+ * then the largest finite bound). NAN for no observations. */
+static double bucket_quantile(const bucket_t *b, size_t n, double q, bool *over) {
+  *over = false;
+  if (!n || b[n - 1].cum <= 0)
+    return NAN;
+  double rank = q * b[n - 1].cum;
+  for (size_t i = 0; i < n; i++) {
+    if (b[i].cum < rank)
+      continue;
+    if (isinf(b[i].le)) {
+      *over = true;
+      return i ? b[i - 1].le : 0;
+    }
+    double lo = i ? b[i - 1].le : 0, clo = i ? b[i - 1].cum : 0;
+    if (b[i].cum <= clo)
+      return b[i].le;
+    return lo + (b[i].le - lo) * (rank - clo) / (b[i].cum - clo);
+  }
+  return b[n - 1].le;
+}
+
+/* ---- printing ------------------------------------------------------------------------ */
+
+static void put_bytes(char *out, size_t cap, double v, const char *per) {
+  static const char *const u[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  int i = 0;
+  while (fabs(v) >= 1024 && i < 5)
+    v /= 1024, i++;
+  if (i == 0)
+    snprintf(out, cap, "%.0f %s%s", v, u[i], per);
+  else
+    snprintf(out, cap, "%.1f %s%s", v, u[i], per);
+}
+
+static void put_secs(char *out, size_t cap, double s) {
+  if (isnan(s))
+    snprintf(out, cap, "-");
+  else if (s < 1e-6)
+    snprintf(out, cap, "%.0fns", s * 1e9);
+  else if (s < 1e-3)
+    snprintf(out, cap, "%.3gus", s * 1e6);
+  else if (s < 1)
+    snprintf(out, cap, "%.3gms", s * 1e3);
+  else
+    snprintf(out, cap, "%.3gs", s);
+}
+
+static void put_count(char *out, size_t cap, double v) {
+  if (isnan(v))
+    snprintf(out, cap, "-");
+  else
+    snprintf(out, cap, "%.0f", v);
+}
+
+/* (cur - prev) / dt, or NAN when there is no earlier sample or a counter
+ * went back (the server restarted). */
+static double rate(double cur, double prev, double dt) {
+  if (isnan(cur) || isnan(prev) || dt <= 0 || cur < prev)
+    return NAN;
+  return (cur - prev) / dt;
+}
+
+static void put_rate(char *out, size_t cap, double r, bool bytes) {
+  if (isnan(r))
+    snprintf(out, cap, "-");
+  else if (bytes)
+    put_bytes(out, cap, r, "/s");
+  else
+    snprintf(out, cap, "%.1f/s", r);
+}
+
+static void put_uptime(FILE *f, double s) {
+  if (isnan(s))
+    return;
+  uint64_t t = (uint64_t)s;
+  fprintf(f, "  up ");
+  if (t >= 86400)
+    fprintf(f, "%" PRIu64 "d", t / 86400);
+  if (t >= 3600)
+    fprintf(f, "%" PRIu64 "h", t / 3600 % 24);
+  if (t >= 60)
+    fprintf(f, "%" PRIu64 "m", t / 60 % 60);
+  fprintf(f, "%" PRIu64 "s", t % 60);
+}
+
+static void report(FILE *f, const char *who, const samples_t *cur, const samples_t *prev,
+                   double dt) {
+  char a[64], b[64];
+  fprintf(f, "rill stat %s", who);
+  put_uptime(f, get(cur, "rill_uptime_seconds", NULL));
+  double loops = get(cur, "rill_loops", NULL);
+  if (!isnan(loops))
+    fprintf(f, "  %.0f loop%s", loops, loops == 1 ? "" : "s");
+  if (prev)
+    fprintf(f, "  (rates over %.2f s)", dt);
+  fputc('\n', f);
+
+  static const char *const conns[][2] = {{"open", "rill_connections_open"},
+                                         {"accepted", "rill_connections_accepted_total"},
+                                         {"refused", "rill_connections_refused_total"},
+                                         {"dropped", "rill_connections_dropped_total"}};
+  fprintf(f, "connections ");
+  for (size_t i = 0; i < 4; i++) {
+    put_count(a, sizeof a, get(cur, conns[i][1], NULL));
+    fprintf(f, "  %s %s", conns[i][0], a);
+  }
+  fprintf(f, "\n\n%-16s %14s %14s\n", "", "total", "per second");
+  static const struct {
+    const char *label, *name;
+    bool bytes;
+  } rows[] = {
+      {"frames in", "rill_frames_in_total", false},
+      {"frames out", "rill_frames_out_total", false},
+      {"bytes in", "rill_bytes_in_total", true},
+      {"bytes out", "rill_bytes_out_total", true},
+      {"published", "rill_messages_published_total", false},
+      {"delivered", "rill_messages_delivered_total", false},
+      {"errors sent", "rill_errors_sent_total", false},
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    double v = get(cur, rows[i].name, NULL);
+    if (rows[i].bytes && !isnan(v))
+      put_bytes(a, sizeof a, v, "");
+    else
+      put_count(a, sizeof a, v);
+    put_rate(b, sizeof b, rate(v, get(prev, rows[i].name, NULL), dt), rows[i].bytes);
+    fprintf(f, "%-16s %14s %14s\n", rows[i].label, a, b);
+  }
+  put_count(a, sizeof a, get(cur, "rill_asks_in_flight", NULL));
+  fprintf(f, "%-16s %14s\n", "asks in flight", a);
+
+  /* Topics: every value of the topic label, in the order first seen. */
+  const char **topics = NULL;
+  size_t nt = 0;
+  for (size_t i = 0; i < cur->n; i++) {
+    const char *t = cur->s[i].topic;
+    if (!t || strncmp(cur->s[i].name, "rill_topic_", 11))
+      continue;
+    size_t j = 0;
+    while (j < nt && strcmp(topics[j], t))
+      j++;
+    if (j == nt) {
+      topics = xrealloc(topics, (nt + 1) * sizeof *topics);
+      topics[nt++] = t;
+    }
+  }
+  if (nt) {
+    fprintf(f, "\n%-24s %12s %12s %12s %14s %12s %11s\n", "topic", "appended", "per second",
+            "bytes", "bytes/s", "next seq", "subscribers");
+    for (size_t j = 0; j < nt; j++) {
+      const char *t = topics[j];
+      char c[64], d[64], e[64], g[64];
+      double n = get(cur, "rill_topic_appended_total", t);
+      double by = get(cur, "rill_topic_appended_bytes_total", t);
+      put_count(a, sizeof a, n);
+      put_rate(b, sizeof b, rate(n, get(prev, "rill_topic_appended_total", t), dt), false);
+      if (isnan(by))
+        snprintf(c, sizeof c, "-");
+      else
+        put_bytes(c, sizeof c, by, "");
+      put_rate(d, sizeof d, rate(by, get(prev, "rill_topic_appended_bytes_total", t), dt), true);
+      put_count(e, sizeof e, get(cur, "rill_topic_next_sequence", t));
+      put_count(g, sizeof g, get(cur, "rill_topic_subscribers", t));
+      /* A topic name is [A-Za-z0-9._-] on a good server; escape anything
+       * else rather than let it move the cursor. */
+      size_t tl = strlen(t);
+      rill_tool_text(f, t, tl);
+      fprintf(f, "%*s %12s %12s %12s %14s %12s %11s\n", tl < 24 ? (int)(24 - tl) : 0, "", a, b, c,
+              d, e, g);
+    }
+  }
+  free(topics);
+
+  /* Histograms: every *_bucket series, grouped by name and labels. */
+  bool header = false;
+  for (size_t i = 0; i < cur->n; i++) {
+    const sample_t *s = &cur->s[i];
+    size_t nl = strlen(s->name);
+    if (isnan(s->le) || nl < 8 || strcmp(s->name + nl - 7, "_bucket"))
+      continue;
+    bool first = true; /* the group's first bucket: print the group there */
+    for (size_t j = 0; j < i && first; j++) {
+      const sample_t *o = &cur->s[j];
+      if (!isnan(o->le) && !strcmp(o->name, s->name) && !strcmp(o->labels, s->labels) &&
+          !o->topic == !s->topic && (!s->topic || !strcmp(o->topic, s->topic)))
+        first = false;
+    }
+    if (!first)
+      continue;
+    size_t n, pn;
+    bucket_t *bk = hist_buckets(cur, s->name, s, &n);
+    bucket_t *pb = hist_buckets(prev, s->name, s, &pn);
+    /* Over the interval when it saw observations, else since the start. */
+    bool window = false;
+    if (pb && pn == n && n && bk[n - 1].cum > pb[n - 1].cum) {
+      window = true;
+      for (size_t k = 0; k < n; k++) {
+        if (bk[k].le != pb[k].le || bk[k].cum < pb[k].cum)
+          window = false;
+      }
+      for (size_t k = 0; window && k < n; k++)
+        bk[k].cum -= pb[k].cum;
+    }
+    if (!header) {
+      fprintf(f, "\n%-24s %12s %9s %9s %9s  %s\n", "latency", "count", "p50", "p99", "p99.9",
+              "over");
+      header = true;
+    }
+    /* rill_publish_ack_seconds{...} as publish_ack{...}. */
+    char label[160];
+    const char *nm = s->name;
+    size_t bl = nl - 7;
+    if (!strncmp(nm, "rill_", 5))
+      nm += 5, bl -= 5;
+    if (bl > 8 && !strncmp(nm + bl - 8, "_seconds", 8))
+      bl -= 8;
+    int ll = snprintf(label, sizeof label, "%.*s", (int)bl, nm);
+    if (s->topic || s->labels[0])
+      snprintf(label + ll, sizeof label - (size_t)ll, "{%s%s%.*s}", s->topic ? "topic=" : "",
+               s->topic ? s->topic : "", s->labels[0] ? (int)strlen(s->labels) - 1 : 0, s->labels);
+    fprintf(f, "%-24s %12.0f", label, n ? bk[n - 1].cum : 0.0);
+    static const double qs[] = {0.5, 0.99, 0.999};
+    for (size_t k = 0; k < 3; k++) {
+      bool over;
+      double v = bucket_quantile(bk, n, qs[k], &over);
+      put_secs(a, sizeof a, v);
+      snprintf(b, sizeof b, "%s%.32s", over ? ">" : "", a);
+      fprintf(f, " %9s", b);
+    }
+    fprintf(f, "  %s\n", window ? "interval" : "all time");
+    free(bk);
+    free(pb);
+  }
+}
+
+/* ---- getting the text ---------------------------------------------------------------- */
+
+typedef struct {
+  rill_client_t *c;
+  char *buf;
+  size_t cap, len;
+} src_t;
+
+static int fetch(src_t *s) {
+  for (int tries = 0; tries < 3; tries++) {
+    size_t len = 0;
+    int rc = rill_client_stats(s->c, s->buf, s->cap, &len);
+    if (rc == 0) {
+      s->len = len;
+      return 0;
+    }
+    if (rc == RILL_ENOBUFS && len >= s->cap) {
+      s->buf = xrealloc(s->buf, s->cap = len + 1); /* and the NUL */
+      continue;
+    }
+    fprintf(stderr, "rill stat: stats: %s (%s)\n", rill_strerror(rc), rill_errmsg());
+    return rc;
+  }
+  fprintf(stderr, "rill stat: the metrics text kept growing\n");
+  return RILL_EMSGSIZE;
+}
+
+static int read_file(const char *path, char **out, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fprintf(stderr, "rill stat: %s: %s\n", path, strerror(errno));
+    return -errno;
+  }
+  size_t cap = 1 << 16, n = 0, r;
+  char *b = xrealloc(NULL, cap);
+  while ((r = fread(b + n, 1, cap - n, f)) > 0)
+    if ((n += r) == cap)
+      b = xrealloc(b, cap *= 2);
+  fclose(f);
+  *out = b;
+  *len = n;
+  return 0;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  while (nanosleep(&ts, &ts) && errno == EINTR)
+    ;
+}
+
+static int usage(void) {
+  fprintf(stderr, "usage: rill stat [--server HOST:PORT] [--token T] [--interval SEC] "
+                  "[--count N] [--prom]\n"
+                  "  totals and rates over --interval (default 1 s), each topic, latency "
+                  "quantiles;\n"
+                  "  --count N repeats, --prom prints the server's Prometheus text as is\n");
+  return 2;
+}
+
+int rill_stat_main(int argc, char **argv) {
+  rill_client_opts_t o = {.name = "stat"};
+  static char host[64];
+  double interval = 1.0;
+  long count = 1;
+  bool prom = false;
+  const char *files[2] = {NULL, NULL};
+  int nfiles = 0;
+  const char *who = "127.0.0.1:7450";
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    char *end;
+    if (!strcmp(a, "--server") && i + 1 < argc) {
+      who = argv[++i];
+      const char *colon = strrchr(who, ':');
+      size_t hl = colon ? (size_t)(colon - who) : strlen(who);
+      if (hl >= sizeof host)
+        return rill_tool_bad("--server wants HOST:PORT"), 2;
+      memcpy(host, who, hl);
+      host[hl] = 0;
+      if (hl)
+        o.host = host;
+      if (colon) {
+        long p = strtol(colon + 1, &end, 10);
+        if (*end || p <= 0 || p > 65535)
+          return rill_tool_bad("--server wants HOST:PORT"), 2;
+        o.port = (uint16_t)p;
+      }
+    } else if (!strcmp(a, "--token") && i + 1 < argc) {
+      o.token = argv[++i];
+    } else if (!strcmp(a, "--interval") && i + 1 < argc) {
+      interval = strtod(argv[++i], &end);
+      if (*end || !(interval > 0) || interval > 86400)
+        return rill_tool_bad("--interval wants seconds, above 0"), 2;
+    } else if (!strcmp(a, "--count") && i + 1 < argc) {
+      count = strtol(argv[++i], &end, 10);
+      if (*end || count < 1)
+        return rill_tool_bad("--count wants a number from 1"), 2;
+    } else if (!strcmp(a, "--prom")) {
+      prom = true;
+    } else if (!strcmp(a, "--from-file") && i + 1 < argc && nfiles < 2) {
+      files[nfiles++] = argv[++i];
+    } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage();
+      return 0;
+    } else {
+      fprintf(stderr, "rill stat: unknown argument %s\n", a);
+      return usage();
+    }
+  }
+
+  samples_t cur = {0}, prev = {0};
+  int status = 0;
+  if (nfiles) {
+    char *text[2] = {NULL, NULL};
+    size_t len[2];
+    for (int k = 0; k < nfiles; k++)
+      if (read_file(files[k], &text[k], &len[k]))
+        status = 1;
+    if (!status && prom)
+      fwrite(text[nfiles - 1], 1, len[nfiles - 1], stdout);
+    else if (!status && nfiles == 2 &&
+             (parse_text(text[0], len[0], &prev, files[0]) ||
+              parse_text(text[1], len[1], &cur, files[1])))
+      status = 1;
+    else if (!status && nfiles == 1 && parse_text(text[0], len[0], &cur, files[0]))
+      status = 1;
+    else if (!status)
+      report(stdout, files[nfiles - 1], &cur, nfiles == 2 ? &prev : NULL, interval);
+    free(text[0]);
+    free(text[1]);
+    samples_free(&cur);
+    samples_free(&prev);
+    return status;
+  }
+
+  src_t s = {.cap = 1 << 16};
+  s.buf = xrealloc(NULL, s.cap);
+  int rc = rill_client_connect(&s.c, &o);
+  if (rc) {
+    fprintf(stderr, "rill stat: connect: %s (%s)\n", rill_strerror(rc), rill_errmsg());
+    free(s.buf);
+    return 1;
+  }
+  double t_prev = 0;
+  if (!prom) {
+    if (fetch(&s) || parse_text(s.buf, s.len, &prev, who)) {
+      status = 1;
+      goto close;
+    }
+    t_prev = now_s();
+  }
+  for (long k = 0; k < count; k++) {
+    if (prom) {
+      if (k)
+        sleep_s(interval);
+      if (fetch(&s)) {
+        status = 1;
+        break;
+      }
+      fwrite(s.buf, 1, s.len, stdout);
+      fflush(stdout);
+      continue;
+    }
+    sleep_s(interval);
+    if (fetch(&s) || parse_text(s.buf, s.len, &cur, who)) {
+      status = 1;
+      break;
+    }
+    double t = now_s();
+    if (k)
+      putchar('\n');
+    report(stdout, who, &cur, &prev, t - t_prev);
+    fflush(stdout);
+    samples_free(&prev);
+    prev = cur;
+    memset(&cur, 0, sizeof cur);
+    t_prev = t;
+  }
+close:
+  samples_free(&cur);
+  samples_free(&prev);
+  rill_client_close(s.c);
+  free(s.buf);
+  return status;
+}
