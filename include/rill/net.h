@@ -169,8 +169,10 @@ typedef struct rill_server_opts {
   uint32_t sub_credits_max;      /* credits a subscription may hold; default 65536 */
   size_t tx_limit;      /* bytes queued for one connection before it is cut off; default 64 MiB */
   rill_log_sync_t sync; /* the topics' sync policy; default RILL_LOG_SYNC_NEVER */
-  uint32_t loops;       /* event-loop threads; default one per online CPU */
-  const char *metrics;  /* "HOST:PORT" to serve Prometheus text over HTTP on; NULL: none */
+  uint64_t sync_every;  /* RILL_LOG_SYNC_EVERY_N: records; the log's default when 0 */
+  uint64_t sync_interval_ns; /* RILL_LOG_SYNC_INTERVAL; the log's default when 0 */
+  uint32_t loops;            /* event-loop threads; default one per online CPU */
+  const char *metrics;       /* "HOST:PORT" to serve Prometheus text over HTTP on; NULL: none */
   uint64_t max_message; /* largest message streamed in CHUNKs, max_body..4 GiB; default 64 MiB */
   uint32_t max_topics;  /* topics the server creates at most (BIND, SUBSCRIBE); default 4096 */
 } rill_server_opts_t;

@@ -519,7 +519,10 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
   /* Group commit is the syncer's job: the log itself never waits. */
   t->group = s->o.sync == RILL_LOG_SYNC_GROUP;
   rill_log_sync_t sync = t->group ? RILL_LOG_SYNC_NEVER : s->o.sync;
-  *rc = rill_log_open(&t->log, s->o.data_dir, t->name, &(rill_log_opts_t){.sync = sync});
+  *rc = rill_log_open(&t->log, s->o.data_dir, t->name,
+                      &(rill_log_opts_t){.sync = sync,
+                                         .sync_every = s->o.sync_every,
+                                         .sync_interval_ns = s->o.sync_interval_ns});
   if (*rc) {
     rill__free(t);
     t = NULL;

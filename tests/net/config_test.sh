@@ -27,6 +27,7 @@ idle_timeout = 2m
 sub_credits_max = 1000
 loops = 3
 metrics = 127.0.0.1:0
+max_topics = 10
 CONF
 "$rill" serve --config "$d/good.conf" --print-config >"$d/out" || fail "good file"
 cat >"$d/want" <<WANT
@@ -43,6 +44,7 @@ idle_timeout = 2m
 sub_credits_max = 1000
 loops = 3
 metrics = 127.0.0.1:0
+max_topics = 10
 WANT
 diff "$d/want" "$d/out" || fail "print-config of the good file"
 

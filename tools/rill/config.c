@@ -31,6 +31,7 @@
 #define DEF_MAX_MESSAGE   ((uint64_t)64 << 20)
 #define DEF_SYNC_EVERY    1000u
 #define DEF_SYNC_INTERVAL UINT64_C(10000000)
+#define DEF_MAX_TOPICS    4096u
 #define MAX_LOOPS         1024u
 
 enum {
@@ -47,13 +48,14 @@ enum {
   K_CREDITS,
   K_LOOPS,
   K_METRICS,
+  K_MAX_TOPICS,
   K_COUNT
 };
 
 static const char *const keys[K_COUNT] = {
     "listen",          "data",     "token",   "max_conns",         "max_body",
     "max_message",     "tx_limit", "sync",    "handshake_timeout", "idle_timeout",
-    "sub_credits_max", "loops",    "metrics",
+    "sub_credits_max", "loops",    "metrics", "max_topics",
 };
 
 /* A key by name; '-' matches '_' so that flags read --max-conns. */
@@ -210,6 +212,11 @@ static int set_key(rill_server_opts_t *o, rill_serve_config_t *cfg, int k, const
     if (!parse_units(v, count_units, 1, UINT32_MAX, &n))
       return BAD("wants a count from 1, not '%s'", v);
     o->sub_credits_max = (uint32_t)n;
+    return 0;
+  case K_MAX_TOPICS:
+    if (!parse_units(v, count_units, 1, UINT32_MAX, &n))
+      return BAD("wants a count from 1, not '%s'", v);
+    o->max_topics = (uint32_t)n;
     return 0;
   case K_LOOPS:
     if (!parse_units(v, count_units, 1, MAX_LOOPS, &n))
@@ -401,22 +408,12 @@ void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_se
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   fprintf(f, "loops = %u\n", o->loops ? o->loops : cpus > 0 ? (unsigned)cpus : 1u);
   fprintf(f, "metrics = %s\n", o->metrics ? o->metrics : "off");
+  fprintf(f, "max_topics = %u\n", o->max_topics ? o->max_topics : DEF_MAX_TOPICS);
 }
 
 void rill_serve_config_apply(rill_server_opts_t *o, const rill_serve_config_t *cfg) {
-  /* rill_server_opts_t has no sync_every or sync_interval_ns yet: the
-   * log's defaults apply, so say so rather than drop the value silently. */
-  if (o->sync == RILL_LOG_SYNC_EVERY_N && cfg->sync_every && cfg->sync_every != DEF_SYNC_EVERY)
-    fprintf(stderr,
-            "rill serve: note: sync every:%" PRIu64 " is not passed on yet; the logs sync "
-            "every %u records\n",
-            cfg->sync_every, DEF_SYNC_EVERY);
-  if (o->sync == RILL_LOG_SYNC_INTERVAL && cfg->sync_interval_ns &&
-      cfg->sync_interval_ns != DEF_SYNC_INTERVAL)
-    fprintf(stderr,
-            "rill serve: note: sync interval:%" PRIu64 " is not passed on yet; the logs "
-            "sync every %" PRIu64 " ms\n",
-            cfg->sync_interval_ns / 1000000u, DEF_SYNC_INTERVAL / 1000000u);
+  o->sync_every = o->sync == RILL_LOG_SYNC_EVERY_N ? cfg->sync_every : 0;
+  o->sync_interval_ns = o->sync == RILL_LOG_SYNC_INTERVAL ? cfg->sync_interval_ns : 0;
 }
 
 void rill_serve_config_free(rill_serve_config_t *cfg) {

@@ -110,6 +110,10 @@ int rill_serve_main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   printf("rill serve: listening on %s:%u, topics in %s%s\n", o.host ? o.host : "127.0.0.1",
          rill_server_port(serving), o.data_dir, o.token ? ", token required" : "");
+  if (rill_server_metrics_port(serving))
+    printf("rill serve: metrics on http://%.*s:%u/metrics\n",
+           (int)(strrchr(o.metrics, ':') - o.metrics), o.metrics,
+           rill_server_metrics_port(serving));
   fflush(stdout);
   rc = rill_server_run(serving);
   rill_server_stats_t st;
