@@ -151,6 +151,8 @@ struct ask {
   uint64_t cid;      /* the asker's id for it */
   uint64_t deadline; /* rill_time_ns, or 0 */
   uint64_t t0;       /* when the ASK was read, for the histogram */
+  uint64_t bytes;    /* of the stream going through, to hold it to max_message */
+  bool replying;     /* the provider's REPLY is streaming: its last CHUNK ends the ask */
   struct ask *next;  /* in its hash bucket, or in the free list */
 };
 
@@ -213,6 +215,12 @@ struct conn {
   uint32_t acks_waiting;
   struct instream in[IN_STREAMS];
   struct outstream out;
+  /* Asks this connection is streaming: its id for each and the server's
+   * (0 once the ask failed or ended: its CHUNKs are dropped). */
+  struct {
+    uint64_t cid, sid;
+    bool on;
+  } askout[IN_STREAMS];
   struct conn *prev, *next;
   bool dirty; /* frames queued by another connection's request: settle it */
   struct conn *next_dirty;
@@ -924,10 +932,15 @@ static void ack(struct loop *lp, struct conn *c, struct topic *t, const rill_fra
                 uint64_t first, uint64_t last);
 
 /* The next piece of a streamed PUBLISH; the last appends the whole. */
+static void on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f);
+
 static void on_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  if (f->arg == RILL_F_ASK || f->arg == RILL_F_REPLY) {
+    on_ask_chunk(lp, c, f);
+    return;
+  }
   if (f->arg != RILL_F_PUBLISH) {
-    send_error(lp, c, f->channel, f->id, RILL_ENOTSUP,
-               "CHUNK: only PUBLISH streams are built yet (ASK and REPLY bodies up to max_body)");
+    fatal(lp, c, RILL_EPROTO, "CHUNK: arg must be the type it continues: PUBLISH, ASK or REPLY");
     return;
   }
   struct instream *in = NULL;
@@ -1184,9 +1197,24 @@ static void ask_done(rill_server_t *s, struct ask **pp) {
 
 static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
-  if (f->flags & RILL_FF_STREAM) {
-    send_error(lp, c, 0, f->id, RILL_ENOTSUP, "ASK: streamed bodies are not built yet");
-    return;
+  uint8_t stream = f->flags & RILL_FF_STREAM;
+  int out = -1; /* the askout slot of a streamed ask, taken before anything can fail */
+  if (stream) {
+    for (int i = 0; i < (int)IN_STREAMS; i++) {
+      if (c->askout[i].on && c->askout[i].cid == f->id) {
+        fatal(lp, c, RILL_EPROTO, "ASK: a stream with that id is open");
+        return;
+      }
+      if (!c->askout[i].on && out < 0)
+        out = i;
+    }
+    if (out < 0) {
+      fatal(lp, c, RILL_EPROTO, "ASK: more than 4 streams open on one connection");
+      return;
+    }
+    c->askout[out].on = true;
+    c->askout[out].cid = f->id;
+    c->askout[out].sid = 0;
   }
   uint16_t nl = f->len >= 2 ? rill__get16(f->body) : 0;
   if (f->len < 2 || (size_t)nl + 2 > f->len || !rill_net_name_ok(f->body + 2, nl)) {
@@ -1227,32 +1255,88 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
                     .provider = pc,
                     .cid = f->id,
                     .deadline = f->arg ? now + f->arg : 0,
-                    .t0 = c->read_ns};
+                    .t0 = c->read_ns,
+                    .bytes = f->len - 2u - nl};
   struct ask **slot = &s->asks[a->sid % ASK_BUCKETS];
   a->next = *slot;
   *slot = a;
   s->asks_open++;
   /* Sent under asks_mu, so the ask (and its reference) cannot end before
    * the frame is queued. A provider that went meanwhile ends it now. */
-  if (!send_to(lp, pc, RILL_F_ASK, 0, pch, a->sid, f->arg, f->body + 2 + nl, f->len - 2 - nl)) {
+  if (!send_to(lp, pc, RILL_F_ASK, stream, pch, a->sid, f->arg, f->body + 2 + nl,
+               f->len - 2 - nl)) {
     send_error(lp, c, 0, f->id, RILL_ECONNRESET, "ASK: the provider went away");
     ask_done(s, ask_slot(s, a->sid));
+  } else if (stream) {
+    c->askout[out].sid = a->sid;
+  }
+  pthread_mutex_unlock(&s->asks_mu);
+}
+
+/* Under asks_mu: a streamed ask that would pass max_message ends. */
+static bool ask_too_big(struct loop *lp, struct ask **pp, uint32_t more) {
+  struct ask *a = *pp;
+  a->bytes += more;
+  if (a->bytes <= lp->s->o.max_message)
+    return false;
+  error_to(lp, a->asker, 0, a->cid, RILL_EMSGSIZE, "ASK: a streamed body over max_message");
+  send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
+  ask_done(lp->s, pp);
+  return true;
+}
+
+/* The next piece of a streamed ASK (from its asker) or REPLY (from its
+ * provider): passed on as it comes, under the other side's id. Pieces of
+ * an ask that ended meanwhile are dropped. */
+static void on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
+  bool last = !(f->flags & RILL_FF_MORE);
+  uint64_t sid = f->id;
+  int out = -1;
+  if (f->arg == RILL_F_ASK) {
+    for (int i = 0; i < (int)IN_STREAMS && out < 0; i++)
+      if (c->askout[i].on && c->askout[i].cid == f->id)
+        out = i;
+    if (out < 0) {
+      fatal(lp, c, RILL_EPROTO, "CHUNK: no ASK stream with that id");
+      return;
+    }
+    sid = c->askout[out].sid;
+    if (last)
+      c->askout[out].on = false;
+  }
+  pthread_mutex_lock(&s->asks_mu);
+  struct ask **pp = sid ? ask_slot(s, sid) : NULL;
+  struct ask *a = pp ? *pp : NULL;
+  if (f->arg == RILL_F_ASK && a && a->asker == c) {
+    if (!ask_too_big(lp, pp, f->len))
+      send_to(lp, a->provider, RILL_F_CHUNK, f->flags, 0, a->sid, RILL_F_ASK, f->body, f->len);
+  } else if (f->arg == RILL_F_REPLY && a && a->provider == c && a->replying) {
+    if (!ask_too_big(lp, pp, f->len)) {
+      send_to(lp, a->asker, RILL_F_CHUNK, f->flags, 0, a->cid, RILL_F_REPLY, f->body, f->len);
+      if (last) {
+        rill__hist_add(&lp->ask, rill_time_ns() - a->t0);
+        ask_done(s, pp);
+      }
+    }
   }
   pthread_mutex_unlock(&s->asks_mu);
 }
 
 static void on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
-  if (f->flags & RILL_FF_STREAM) {
-    send_error(lp, c, 0, f->id, RILL_ENOTSUP, "REPLY: streamed bodies are not built yet");
-    return;
-  }
   pthread_mutex_lock(&s->asks_mu);
   struct ask **pp = ask_slot(s, f->id);
-  if (*pp && (*pp)->provider == c) {
-    send_to(lp, (*pp)->asker, RILL_F_REPLY, 0, 0, (*pp)->cid, 0, f->body, f->len);
-    rill__hist_add(&lp->ask, rill_time_ns() - (*pp)->t0);
-    ask_done(s, pp);
+  if (*pp && (*pp)->provider == c && !(*pp)->replying) {
+    struct ask *a = *pp;
+    send_to(lp, a->asker, RILL_F_REPLY, f->flags & RILL_FF_STREAM, 0, a->cid, 0, f->body, f->len);
+    if (f->flags & RILL_FF_STREAM) { /* ends with its last CHUNK */
+      a->replying = true;
+      a->bytes = f->len;
+    } else {
+      rill__hist_add(&lp->ask, rill_time_ns() - a->t0);
+      ask_done(s, pp);
+    }
   } /* else cancelled or timed out meanwhile: the answer has no one to go to */
   pthread_mutex_unlock(&s->asks_mu);
 }
