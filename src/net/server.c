@@ -206,6 +206,7 @@ struct conn {
   uint64_t assembling; /* bytes of its streams being put together */
   uint8_t *rx;
   size_t rx_len, rx_cap;
+  bool rx_pooled; /* rx is one of the server's pool buffers (RX_MIN) */
   uint8_t *tx;
   size_t tx_off, tx_len, tx_cap;
   struct bind *binds;
@@ -274,6 +275,7 @@ struct rill_server {
   struct service *services;
   uint64_t started_ns;
   rill__metrics_http_t *metrics;
+  rill_iopool_t *rxpool; /* connections' first receive buffers */
   pthread_mutex_t asks_mu;
   struct ask *asks[ASK_BUCKETS]; /* in flight, by sid % ASK_BUCKETS */
   struct ask *free_asks;         /* reused: a steady stream allocates nothing */
@@ -1490,6 +1492,22 @@ static void on_frame(struct loop *lp, struct conn *c, const rill_frame_t *f) {
 
 /* ---- connections ----------------------------------------------------------------- */
 
+/* A connection's first receive buffer comes from the server's pool (no
+ * allocation to accept one); past the pool, or for a frame over RX_MIN,
+ * from the heap. */
+static uint8_t *rx_take(rill_server_t *s, bool *pooled) {
+  void *b;
+  *pooled = s->rxpool && rill_iopool_get(s->rxpool, &b, NULL) == 0;
+  return *pooled ? b : rill__malloc(RX_MIN);
+}
+
+static void rx_give(rill_server_t *s, uint8_t *b, bool pooled) {
+  if (pooled)
+    rill_iopool_put(s->rxpool, b);
+  else
+    rill__free(b);
+}
+
 static void conn_watch(struct loop *lp, struct conn *c) {
   struct epoll_event ev = {.events =
                                (c->paused || c->closing ? 0 : EPOLLIN) | (queued(c) ? EPOLLOUT : 0),
@@ -1548,7 +1566,7 @@ static void conn_close(struct loop *lp, struct conn *c) {
   for (uint32_t i = 0; i < IN_STREAMS; i++)
     stream_drop(s, c, &c->in[i], false);
   rill_buf_release(&c->out.data);
-  rill__free(c->rx);
+  rx_give(s, c->rx, c->rx_pooled);
   rill__free(c->tx);
   rill__free(c->binds);
   c->rx = c->tx = NULL;
@@ -1602,7 +1620,12 @@ static void conn_read(struct loop *lp, struct conn *c) {
         fatal(lp, c, RILL_EMSGSIZE, "receive buffer full");
         return;
       }
-      uint8_t *n = rill__realloc(c->rx, cap);
+      uint8_t *n = c->rx_pooled ? rill__malloc(cap) : rill__realloc(c->rx, cap);
+      if (n && c->rx_pooled) { /* past the pool's size: to the heap */
+        memcpy(n, c->rx, c->rx_len);
+        rx_give(s, c->rx, true);
+        c->rx_pooled = false;
+      }
       if (!n) {
         fatal(lp, c, RILL_ENOMEM, "no memory");
         return;
@@ -1657,9 +1680,11 @@ static void conn_accept(struct loop *lp) {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     struct conn *c = rill__calloc(1, sizeof *c);
-    uint8_t *rx = rill__malloc(RX_MIN);
+    bool pooled = false;
+    uint8_t *rx = rx_take(s, &pooled);
     if (!c || !rx)
       goto undo_conn;
+    c->rx_pooled = pooled;
     c->lp = lp;
     atomic_init(&c->refs, 1);
     c->fd = fd;
@@ -1680,7 +1705,7 @@ static void conn_accept(struct loop *lp) {
     continue;
   undo_conn:
     rill__free(c);
-    rill__free(rx);
+    rx_give(s, rx, pooled);
     close(fd);
     atomic_fetch_sub(&s->nconns, 1);
   }
@@ -1937,6 +1962,11 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   for (uint32_t i = 0; i < s->nloops; i++)
     if ((rc = loop_init(s, &loops[i], i)))
       goto undo_s;
+  /* As many first buffers as connections (pages are touched only when a
+   * connection uses them). */
+  if ((rc = rill_iopool_create(&s->rxpool,
+                               &(rill_iopool_opts_t){.buf_size = RX_MIN, .count = o.max_conns})))
+    goto undo_s;
   s->started_ns = rill_time_ns();
   if (o.metrics && (rc = rill__metrics_http_start(&s->metrics, o.metrics, render, s)))
     goto undo_s;
@@ -2030,6 +2060,8 @@ void rill_server_destroy(rill_server_t *s) {
     s->free_asks = a->next;
     rill__free(a);
   }
+  if (s->rxpool)
+    rill_iopool_destroy(s->rxpool);
   if (s->lfd >= 0)
     close(s->lfd);
   if (s->stopfd >= 0)
