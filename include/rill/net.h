@@ -146,13 +146,15 @@ bool rill_net_name_ok(const void *name, size_t len);
 /* ---- the server ------------------------------------------------------- */
 
 /*
- * rill serve's engine: one event-loop thread (epoll, non-blocking sockets)
- * that speaks the protocol above, keeps each topic in an embedded log
- * under data_dir, and delivers to subscribers as their credits allow.
- * Built so far: the handshake with an optional token, PING, BIND,
- * PUBLISH (acknowledged or not), PUBLISH_BATCH, SUBSCRIBE, UNSUBSCRIBE,
- * CREDIT, FETCH, limits and timeouts; a frame that breaks the protocol
- * gets an ERROR and the connection is closed, and nobody else notices.
+ * rill serve's engine: one event loop per core (epoll, non-blocking
+ * sockets) speaking the protocol above; each topic is an embedded log
+ * under data_dir. Publishes are appended as they are decoded (under
+ * RILL_LOG_SYNC_GROUP their ACKs wait for a syncer thread, never the
+ * loop); subscribers get what their credits allow; asks go to a
+ * service's providers in turn; messages over max_body stream in CHUNKs up
+ * to max_message. A frame that breaks the protocol gets an ERROR and its
+ * connection is closed, and nobody else notices. Metrics: STATS over the
+ * protocol, and Prometheus text over HTTP when opts.metrics is set.
  */
 typedef struct rill_server rill_server_t;
 
