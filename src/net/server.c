@@ -60,6 +60,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "core/internal.h"
@@ -71,6 +72,8 @@
 #define MAX_LOOPS     64u
 #define ASK_BUCKETS   4096u
 #define ACKS_MAX      65536u
+#define TX_REFS       64u   /* payloads one connection's queue holds by reference */
+#define REF_MIN       2048u /* smaller payloads are copied: one iovec per frame costs more */
 #define STREAM_STALL_NS                                                                            \
   10000000000ull /* a streamed PUBLISH with no piece for this long goes */ /* acknowledged         \
                                                                               publishes one        \
@@ -209,6 +212,15 @@ struct conn {
   bool rx_pooled; /* rx is one of the server's pool buffers (RX_MIN) */
   uint8_t *tx;
   size_t tx_off, tx_len, tx_cap;
+  /* Payloads sent by reference (a record's bytes in the log), each after
+   * tx byte `at`: written with the bytes around them by one sendmsg. A
+   * ring, oldest at refs_head. */
+  struct txref {
+    size_t at;
+    rill_buf_t b;
+  } txrefs[TX_REFS];
+  uint32_t refs_head, nrefs;
+  size_t ref_bytes; /* not yet sent */
   struct bind *binds;
   size_t nbinds, cap_binds;
   struct sub *subs;
@@ -326,10 +338,37 @@ static void loop_wake(struct loop *lp, struct wake *w) {
 
 static void conn_close(struct loop *lp, struct conn *c);
 
-/* Writes what the send queue holds, as far as the socket takes it. */
+static struct txref *ref_at(struct conn *c, uint32_t i) {
+  return &c->txrefs[(c->refs_head + i) % TX_REFS];
+}
+
+/* Empties the send queue (the connection is cut off or gone). */
+static void tx_drop(struct conn *c) {
+  c->tx_off = c->tx_len = 0;
+  for (; c->nrefs; c->nrefs--, c->refs_head = (c->refs_head + 1) % TX_REFS)
+    rill_buf_release(&ref_at(c, 0)->b);
+  c->ref_bytes = 0;
+}
+
+/* Writes what the send queue holds, as far as the socket takes it: the
+ * queued bytes and the payloads held by reference between them, in one
+ * sendmsg a round. */
 static int conn_flush(struct loop *lp, struct conn *c) {
-  while (c->tx_off < c->tx_len) {
-    ssize_t n = send(c->fd, c->tx + c->tx_off, c->tx_len - c->tx_off, MSG_NOSIGNAL);
+  while (c->tx_off < c->tx_len || c->nrefs) {
+    struct iovec iov[2 * TX_REFS + 1];
+    int n_iov = 0;
+    size_t pos = c->tx_off;
+    for (uint32_t i = 0; i < c->nrefs; i++) {
+      struct txref *r = ref_at(c, i);
+      if (r->at > pos)
+        iov[n_iov++] = (struct iovec){c->tx + pos, r->at - pos};
+      iov[n_iov++] = (struct iovec){r->b.data, r->b.len};
+      pos = r->at;
+    }
+    if (c->tx_len > pos)
+      iov[n_iov++] = (struct iovec){c->tx + pos, c->tx_len - pos};
+    ssize_t n =
+        sendmsg(c->fd, &(struct msghdr){.msg_iov = iov, .msg_iovlen = (size_t)n_iov}, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK)
         break;
@@ -337,15 +376,34 @@ static int conn_flush(struct loop *lp, struct conn *c) {
         continue;
       return -1;
     }
-    c->tx_off += (size_t)n;
     INC(lp, bytes_out, (uint64_t)n);
+    /* Consume n bytes in the same order. */
+    for (size_t left = (size_t)n; left;) {
+      struct txref *r = c->nrefs ? ref_at(c, 0) : NULL;
+      size_t bytes = (r ? r->at : c->tx_len) - c->tx_off;
+      if (bytes) {
+        size_t k = left < bytes ? left : bytes;
+        c->tx_off += k;
+        left -= k;
+        continue;
+      }
+      size_t k = left < r->b.len ? left : r->b.len;
+      rill_buf_slice(&r->b, &r->b, k, r->b.len - k); /* narrowed in place */
+      c->ref_bytes -= k;
+      left -= k;
+      if (!r->b.len) {
+        rill_buf_release(&r->b);
+        c->refs_head = (c->refs_head + 1) % TX_REFS;
+        c->nrefs--;
+      }
+    }
   }
-  if (c->tx_off == c->tx_len)
+  if (c->tx_off == c->tx_len && !c->nrefs)
     c->tx_off = c->tx_len = 0;
   return 0;
 }
 
-static size_t queued(const struct conn *c) { return c->tx_len - c->tx_off; }
+static size_t queued(const struct conn *c) { return c->tx_len - c->tx_off + c->ref_bytes; }
 
 /* Room for need more bytes at the end of a queue of *len bytes: grows it
  * by doubling (the queue's limit bounds it). */
@@ -382,11 +440,13 @@ static bool send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t fl
   if (queued(c) + need > s->o.tx_limit) {
     INC(lp, conns_dropped, 1);
     c->closing = true; /* not reading what it asked for: cut off */
-    c->tx_off = c->tx_len = 0;
+    tx_drop(c);
     return false;
   }
   if (c->tx_len + need > c->tx_cap && c->tx_off) { /* compact first */
     memmove(c->tx, c->tx + c->tx_off, c->tx_len - c->tx_off);
+    for (uint32_t i = 0; i < c->nrefs; i++)
+      ref_at(c, i)->at -= c->tx_off;
     c->tx_len -= c->tx_off;
     c->tx_off = 0;
   }
@@ -400,6 +460,27 @@ static bool send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t fl
     memcpy(c->tx + c->tx_len + RILL_NET_HDR, body, len);
   c->tx_len += need;
   INC(lp, frames_out, 1);
+  return true;
+}
+
+/* A frame whose payload is sent from where it is (a record in the log):
+ * the header is queued, the payload held by a new reference to it. */
+static bool send_frame_ref(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags,
+                           uint16_t ch, uint64_t id, uint64_t arg, const rill_buf_t *payload) {
+  if (payload->len < REF_MIN || c->nrefs == TX_REFS || c->closing ||
+      queued(c) + RILL_NET_HDR + payload->len > lp->s->o.tx_limit)
+    return send_frame(lp, c, type, flags, ch, id, arg, payload->data, (uint32_t)payload->len);
+  rill_buf_t ref;
+  if (!send_frame(lp, c, type, flags, ch, id, arg, NULL, 0))
+    return false;
+  if (rill_buf_slice(&ref, payload, 0, payload->len) != 0) {
+    c->closing = true; /* the header went out without its body */
+    tx_drop(c);
+    return false;
+  }
+  rill__put32(c->tx + c->tx_len - RILL_NET_HDR, (uint32_t)payload->len); /* the real length */
+  *ref_at(c, c->nrefs++) = (struct txref){c->tx_len, ref};
+  c->ref_bytes += ref.len;
   return true;
 }
 
@@ -489,7 +570,7 @@ static void conn_take_x(struct loop *lp, struct conn *c) {
     return;
   if (cut && !c->closing) {
     INC(lp, conns_dropped, 1);
-    c->tx_off = c->tx_len = 0;
+    tx_drop(c);
     fatal(lp, c, RILL_ENOBUFS, "send queue over its limit");
   }
   mark_dirty(lp, c);
@@ -571,13 +652,13 @@ static bool out_pump(struct loop *lp, struct conn *c) {
   size_t limit = lp->s->o.tx_limit, piece = lp->s->o.max_body;
   while (o->on && !c->closing && queued(c) < limit / 2) {
     size_t n = o->data.len - o->off < piece ? o->data.len - o->off : piece;
-    const uint8_t *p = o->data.data + o->off;
+    rill_buf_t view = {o->data.store, o->data.data + o->off, n}; /* of the record's bytes */
     bool more = o->off + n < o->data.len;
     if (o->off == 0)
-      send_frame(lp, c, RILL_F_DELIVER, RILL_FF_STREAM, o->ch, o->data.len, o->seq, p, (uint32_t)n);
+      send_frame_ref(lp, c, RILL_F_DELIVER, RILL_FF_STREAM, o->ch, o->data.len, o->seq, &view);
     else
-      send_frame(lp, c, RILL_F_CHUNK, more ? RILL_FF_MORE : 0, o->ch, o->seq, RILL_F_DELIVER, p,
-                 (uint32_t)n);
+      send_frame_ref(lp, c, RILL_F_CHUNK, more ? RILL_FF_MORE : 0, o->ch, o->seq, RILL_F_DELIVER,
+                     &view);
     o->off += n;
     if (!more) {
       o->on = false;
@@ -628,8 +709,7 @@ static void pump(struct loop *lp, struct sub *u) {
       if (recs[k].payload.len > lp->s->o.max_body)
         out_start(lp, c, u->ch, 0, false, &recs[k]);
       else
-        send_frame(lp, c, RILL_F_DELIVER, 0, u->ch, 0, recs[k].seq, recs[k].payload.data,
-                   (uint32_t)recs[k].payload.len);
+        send_frame_ref(lp, c, RILL_F_DELIVER, 0, u->ch, 0, recs[k].seq, &recs[k].payload);
       rill_buf_release(&recs[k].payload);
     }
     u->credits -= sent;
@@ -716,6 +796,7 @@ static void want_sync(rill_server_t *s, struct topic *t) {
  * to it before, by any loop; then the loops with acks waiting are woken. */
 static void *syncer_main(void *arg) {
   rill_server_t *s = arg;
+  pthread_setname_np(pthread_self(), "rill-sync");
   for (;;) {
     uint32_t w = __atomic_load_n(&s->sync_word, __ATOMIC_ACQUIRE);
     struct topic *q = atomic_exchange_explicit(&s->sync_q, NULL, memory_order_acquire);
@@ -1131,8 +1212,7 @@ static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
         out_start(lp, c, 0, f->id, true, &recs[k]); /* the answer ends with it */
         streamed = true;
       } else
-        send_frame(lp, c, RILL_F_DELIVER, 0, 0, f->id, recs[k].seq, recs[k].payload.data,
-                   (uint32_t)recs[k].payload.len);
+        send_frame_ref(lp, c, RILL_F_DELIVER, 0, 0, f->id, recs[k].seq, &recs[k].payload);
       rill_buf_release(&recs[k].payload);
     }
     count -= (uint32_t)n;
@@ -1566,6 +1646,7 @@ static void conn_close(struct loop *lp, struct conn *c) {
   for (uint32_t i = 0; i < IN_STREAMS; i++)
     stream_drop(s, c, &c->in[i], false);
   rill_buf_release(&c->out.data);
+  tx_drop(c);
   rx_give(s, c->rx, c->rx_pooled);
   rill__free(c->tx);
   rill__free(c->binds);
@@ -1645,7 +1726,7 @@ static void conn_read(struct loop *lp, struct conn *c) {
         continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
         c->closing = true;
-        c->tx_off = c->tx_len = 0;
+        tx_drop(c);
       }
       return;
     }
@@ -1802,6 +1883,11 @@ static void loop_inbox(struct loop *lp) {
 static void *loop_main(void *arg) {
   struct loop *lp = arg;
   rill_server_t *s = lp->s;
+  if (lp->idx) { /* loop 0 runs on the caller's thread: its name stays */
+    char name[16];
+    snprintf(name, sizeof name, "rill-loop%u", lp->idx % MAX_LOOPS);
+    pthread_setname_np(pthread_self(), name);
+  }
   struct epoll_event evs[64];
   lp->last_sweep = rill_time_ns();
   for (bool stop = false; !stop;) {
