@@ -262,6 +262,7 @@ typedef struct rill_client_opts {
   uint64_t backoff_min_ns;     /* first wait between attempts; default 10 ms */
   uint64_t backoff_max_ns;     /* the wait doubles up to this; default 2 s */
   uint64_t reconnect_limit_ns; /* give up (RILL_ECLOSED) after this long down; default 30 s */
+  uint64_t max_message;        /* largest ask or reply sent or taken in CHUNKs; default 64 MiB */
 } rill_client_opts_t;
 
 /** Connects and shakes hands. The server's refusal comes back as its code
@@ -361,6 +362,15 @@ typedef struct rill_client_ask {
   uint64_t deadline_ns; /* the time the asker gave it, from when it was sent; 0: none */
 } rill_client_ask_t;
 
+/* Asks and replies near or over max_body (within 8 KiB of it, as for
+ * publishes) travel in CHUNKs: the sender streams them straight from the
+ * caller's bytes, and the receiver puts them together (allocating for
+ * them, up to opts.max_message) and hands over one whole ask or reply,
+ * exactly as for a small one. One over max_message is refused before
+ * anything is sent (RILL_EMSGSIZE); one coming in over it is dropped: an
+ * ask is answered with an ERROR of RILL_EMSGSIZE, and an ask whose reply
+ * it was fails with RILL_EMSGSIZE. */
+
 /** Called from rill_client_poll for each ask to a callback service. It
  *  may answer at once with rill_client_reply (buffered, sent at the end
  *  of the poll pass) or later, from anywhere, with a copy of a->id. */
@@ -375,16 +385,27 @@ int rill_client_serve_cb(rill_client_t *c, const char *service, rill_client_ask_
 int rill_client_next_ask(rill_client_t *c, rill_client_ask_t *a, uint64_t timeout_ns);
 
 /** Answers ask id. Inside rill_client_poll (a callback) the reply is
- *  buffered and sent at the end of the pass; elsewhere it is sent at once.
+ *  buffered and sent at the end of the pass; elsewhere, or when it streams
+ *  (near or over max_body), it is sent at once. RILL_EMSGSIZE over
+ *  opts.max_message.
  *  A reply to an ask that was cancelled or timed out meanwhile is dropped
  *  by the server. */
 int rill_client_reply(rill_client_t *c, uint64_t id, const void *data, uint32_t len);
+
+/** Fails ask id instead of answering it (an ERROR frame the server passes
+ *  on): the asker's ask fails with code, a negative RILL_E* code (RILL_EINVAL
+ *  for any other), and msg (NULL: none; cut at 1 KiB) in its rill_errmsg.
+ *  Buffered or sent like rill_client_reply. */
+int rill_client_reply_error(rill_client_t *c, uint64_t id, int code, const char *msg);
 
 /** Asks `service` and waits for the reply: *reply points at it (valid
  *  until the next call on this client). timeout_ns (0: none) is the
  *  deadline the server enforces: RILL_ETIMEDOUT when it passes,
  *  RILL_ENOENT when nobody serves the name, RILL_ECONNRESET when the
- *  provider went away (or the connection broke, with reconnect). */
+ *  provider went away (or the connection broke, with reconnect),
+ *  RILL_EMSGSIZE for an ask or a reply over max_message (the client's or
+ *  the server's), or the code the provider failed it with
+ *  (rill_client_reply_error). */
 int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint32_t len,
                     uint64_t timeout_ns, const uint8_t **reply, uint32_t *reply_len);
 

@@ -3,11 +3,13 @@
  *
  * Receiving. Frames are decoded in place from one receive buffer. A
  * blocking call reads until its answer comes by id; anything else it reads
- * is kept (copied into a FIFO: the only allocation on the receive side)
- * for whoever wants it: rill_client_next, rill_client_next_ask, or the
- * callbacks rill_client_poll runs. Callbacks never run inside a blocking
- * call, so a callback may itself make blocking calls without finding
- * itself re-entered.
+ * is kept (copied into a FIFO: with messages streamed in CHUNKs, the only
+ * allocation on the receive side) for whoever wants it: rill_client_next,
+ * rill_client_next_ask, or the callbacks rill_client_poll runs. A record,
+ * an ask or a reply over max_body comes in pieces that read_frame puts
+ * together, so that nothing above it ever sees a piece. Callbacks never
+ * run inside a blocking call, so a callback may itself make blocking
+ * calls without finding itself re-entered.
  *
  * Sending. Small frames without an answer to wait for go into a 64 KiB
  * send buffer, which leaves in one sendmsg with the next frame sent at
@@ -43,6 +45,9 @@
 #define TX_BUF   (64u << 10)
 #define RX_START (256u << 10) /* a few 64 KiB frames per recv */
 #define FOREVER  (UINT64_MAX / 2)
+/* On an ERROR frame the client made up itself (the wire never sets a flag
+ * on ERROR): its message is the client's, not the server's. */
+#define LOCAL_ERR 0x80u
 
 /* A frame read while nobody wanted it yet. */
 struct held {
@@ -55,6 +60,19 @@ struct held {
   uint64_t id, arg;
   uint32_t len;
   uint8_t data[];
+};
+
+/* An ask or a reply coming in CHUNKs, put together here. Several may be
+ * open at once (the server forwards pieces as they come, interleaved);
+ * asks and replies are told apart by type, as their ids are the server's
+ * and ours. */
+struct asm_in {
+  struct asm_in *next;
+  uint8_t type; /* RILL_F_ASK or RILL_F_REPLY */
+  uint16_t ch;
+  uint64_t id, arg;
+  uint8_t *buf;
+  size_t len, cap;
 };
 
 enum reg_kind { REG_BIND, REG_SUB, REG_SERVE };
@@ -117,7 +135,11 @@ struct rill_client {
   uint64_t in_seq;
   uint8_t *in_buf;
   size_t in_len, in_got, in_cap;
-  uint8_t *batch; /* a PUBLISH_BATCH too big for the send buffer is put together here */
+  struct asm_in *asms;  /* asks and replies coming in CHUNKs */
+  uint8_t *done_buf;    /* the last one put together: freed by the next read */
+  uint64_t ask_waiting; /* the blocking ask waiting for its reply now; 0: none */
+  char asm_msg[128];    /* the message of an ERROR made up for one over max_message */
+  uint8_t *batch;       /* a PUBLISH_BATCH too big for the send buffer is put together here */
   size_t batch_cap;
   /* reconnecting */
   bool down, gave_up;
@@ -201,6 +223,30 @@ static int buffer_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t 
 
 static int tx_flush(rill_client_t *c) { return c->tx_len ? send_now(c, NULL, 0, NULL, 0) : 0; }
 
+/* The most a frame carries of a message that streams, and the size over
+ * which one does. Pieces stay 8 KiB under max_body: the server reads into
+ * a buffer of exactly one max_body frame and cuts off a connection whose
+ * unfinished frame leaves it under 4 KiB free, so a frame near max_body
+ * is cut off or not depending on where recv splits it. */
+static uint32_t piece_of(const rill_client_t *c) {
+  return c->max_body > 16384 ? c->max_body - 8192 : c->max_body / 2;
+}
+
+/* The rest of a streamed message after its first frame: CHUNKs with
+ * arg = the first frame's type, straight from the caller's bytes, sent at
+ * once (after anything buffered, which keeps the order). */
+static int send_chunks(rill_client_t *c, uint8_t type, uint16_t ch, uint64_t id, const uint8_t *p,
+                       uint32_t off, uint32_t len) {
+  uint32_t piece = piece_of(c);
+  int rc = 0;
+  while (!rc && off < len) {
+    uint32_t n = len - off < piece ? len - off : piece;
+    rc = send_frame(c, RILL_F_CHUNK, off + n < len ? RILL_FF_MORE : 0, ch, id, type, p + off, n);
+    off += n;
+  }
+  return rc;
+}
+
 /* ---- receiving ------------------------------------------------------------- */
 
 static int protocol_broken(rill_client_t *c, const char *what) {
@@ -210,10 +256,135 @@ static int protocol_broken(rill_client_t *c, const char *what) {
   return rill__err(RILL_EPROTO, "client: %s", why);
 }
 
-/* A streamed DELIVER or one of its CHUNKs: 0 while pieces are missing, 1
- * when *f is now the whole record (its body in in_buf, valid until the
- * next stream starts), or an error. Readers above never see pieces. */
+static struct asm_in **asm_slot(rill_client_t *c, uint8_t type, uint64_t id) {
+  struct asm_in **pp = &c->asms;
+  while (*pp && !((*pp)->type == type && (*pp)->id == id))
+    pp = &(*pp)->next;
+  return pp;
+}
+
+static void asm_drop(struct asm_in **pp) {
+  struct asm_in *a = *pp;
+  *pp = a->next;
+  rill__free(a->buf);
+  rill__free(a);
+}
+
+/* An ask the server ended (CANCEL) or an ask of ours that failed (ERROR)
+ * while its pieces were coming: what came is dropped, and the pieces that
+ * still come find nothing and are dropped too. */
+static void asm_end(rill_client_t *c, uint8_t type, uint64_t id) {
+  struct asm_in **pp = asm_slot(c, type, id);
+  if (*pp)
+    asm_drop(pp);
+}
+
+/* Appends a piece: 0, or RILL_EMSGSIZE when it would pass max_message,
+ * RILL_ENOMEM. No total length comes first, so the buffer grows by
+ * doubling (bounded by max_message). */
+static int asm_add(rill_client_t *c, struct asm_in *a, const uint8_t *p, uint32_t n) {
+  if (n > c->o.max_message - a->len) /* a->len never passes max_message */
+    return RILL_EMSGSIZE;
+  if (n > a->cap - a->len) {
+    size_t cap = a->cap ? a->cap : 65536;
+    while (cap < a->len + n)
+      cap *= 2;
+    if (cap > c->o.max_message)
+      cap = c->o.max_message; /* still room for this piece: checked above */
+    uint8_t *b = rill__realloc(a->buf, cap);
+    if (!b)
+      return RILL_ENOMEM;
+    a->buf = b;
+    a->cap = cap;
+  }
+  memcpy(a->buf + a->len, p, n);
+  a->len += n;
+  return 0;
+}
+
+/* Whether anyone waits for the reply to ask id: the blocking ask waiting
+ * now, or an async ask in the table. One nobody waits for (a blocking ask
+ * that gave up) is not put together: its pieces are dropped as they come. */
+static bool reply_wanted(const rill_client_t *c, uint64_t id) {
+  uint32_t i = (uint32_t)id & SLOT_MASK;
+  return id == c->ask_waiting || ((id & ASYNC_ID) && i < c->o.max_inflight && c->tab[i].id == id);
+}
+
+/* An ask or reply coming in that cannot be taken (code: RILL_EMSGSIZE or
+ * RILL_ENOMEM), already dropped. The side waiting for it hears: an ask's
+ * asker by an ERROR we send (the server forwards it), our own ask by the
+ * ERROR *f now is (1). 0 when there is nothing to hand over, or an error. */
+static int asm_refuse(rill_client_t *c, uint8_t type, uint64_t id, int code, rill_frame_t *f) {
+  const char *what = type == RILL_F_ASK ? "ask" : "reply";
+  int n;
+  if (code == RILL_EMSGSIZE)
+    n = snprintf(c->asm_msg, sizeof c->asm_msg, "a streamed %s over max_message (%llu bytes)", what,
+                 (unsigned long long)c->o.max_message);
+  else
+    n = snprintf(c->asm_msg, sizeof c->asm_msg, "no memory for a streamed %s", what);
+  if (type == RILL_F_ASK)
+    return send_frame(c, RILL_F_ERROR, 0, 0, id, (uint64_t)(int64_t)code, c->asm_msg, (uint32_t)n);
+  if (!reply_wanted(c, id))
+    return 0; /* an error for nobody would come back as somebody else's */
+  *f = (rill_frame_t){.len = (uint32_t)n,
+                      .type = RILL_F_ERROR,
+                      .flags = LOCAL_ERR,
+                      .id = id,
+                      .arg = (uint64_t)(int64_t)code,
+                      .body = (const uint8_t *)c->asm_msg};
+  return 1;
+}
+
+/* A streamed ASK or REPLY, or one of their CHUNKs: 0 while pieces are
+ * missing (or for pieces of one dropped), 1 when *f is the whole ask or
+ * reply (its body in done_buf, valid until the next read), or an error. */
+static int asm_in(rill_client_t *c, rill_frame_t *f) {
+  uint8_t type = f->type == RILL_F_CHUNK ? (uint8_t)f->arg : f->type;
+  struct asm_in **pp = asm_slot(c, type, f->id);
+  if (f->type != RILL_F_CHUNK) {
+    if (*pp)
+      return protocol_broken(c, "a streamed ASK or REPLY under an id already streaming");
+    if (type == RILL_F_REPLY && !reply_wanted(c, f->id))
+      return 0;
+    struct asm_in *a = rill__calloc(1, sizeof *a);
+    if (!a)
+      return asm_refuse(c, type, f->id, RILL_ENOMEM, f);
+    *a = (struct asm_in){
+        .next = c->asms, .type = type, .ch = f->channel, .id = f->id, .arg = f->arg};
+    c->asms = a;
+    pp = &c->asms;
+  } else if (!*pp) {
+    return 0; /* of an ask that ended, or one we refused: dropped quietly */
+  }
+  struct asm_in *a = *pp;
+  int rc = asm_add(c, a, f->body, f->len);
+  if (rc) {
+    asm_drop(pp);
+    return asm_refuse(c, type, f->id, rc, f);
+  }
+  if (f->type != RILL_F_CHUNK || (f->flags & RILL_FF_MORE))
+    return 0;
+  *pp = a->next;
+  rill__free(c->done_buf);
+  c->done_buf = a->buf;
+  *f = (rill_frame_t){.len = (uint32_t)a->len,
+                      .type = a->type,
+                      .channel = a->ch,
+                      .id = a->id,
+                      .arg = a->arg,
+                      .body = a->buf ? a->buf : (const uint8_t *)""};
+  rill__free(a);
+  return 1;
+}
+
+/* A streamed DELIVER, ASK or REPLY or one of its CHUNKs: 0 while pieces
+ * are missing, 1 when *f is now the whole message (a record's body in
+ * in_buf, valid until the next stream starts), or an error. Readers above
+ * never see pieces. */
 static int stream_in(rill_client_t *c, rill_frame_t *f) {
+  if (f->type == RILL_F_ASK || f->type == RILL_F_REPLY ||
+      (f->type == RILL_F_CHUNK && (f->arg == RILL_F_ASK || f->arg == RILL_F_REPLY)))
+    return asm_in(c, f);
   if (f->type == RILL_F_DELIVER) {
     if (c->in_stream)
       return protocol_broken(c, "a streamed DELIVER inside another");
@@ -260,6 +431,10 @@ static int stream_in(rill_client_t *c, rill_frame_t *f) {
  * its body stays valid until the next read. */
 static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
   uint64_t deadline = 0;
+  if (RILL_UNLIKELY(c->done_buf != NULL)) { /* the last message put together: read */
+    rill__free(c->done_buf);
+    c->done_buf = NULL;
+  }
   for (;;) {
     if (c->fd < 0)
       return rill__err(c->o.reconnect ? RILL_ECONNRESET : RILL_ECLOSED, "client: not connected");
@@ -267,13 +442,19 @@ static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
     int rc = rill_frame_decode(c->rx + c->off, c->have - c->off, c->max_body, f, &used);
     if (rc == 0) {
       c->off += used; /* the body stays where it is until the next call */
-      if (RILL_UNLIKELY(f->type == RILL_F_CHUNK ||
-                        (f->type == RILL_F_DELIVER && (f->flags & RILL_FF_STREAM)))) {
+      /* STREAM comes from the server only on DELIVER, ASK and REPLY. */
+      if (RILL_UNLIKELY(f->type == RILL_F_CHUNK || (f->flags & RILL_FF_STREAM))) {
         if ((rc = stream_in(c, f)) <= 0) {
           if (rc == 0)
             continue; /* more pieces to come */
           return rc;
         }
+      }
+      if (RILL_UNLIKELY(c->asms != NULL)) {
+        if (f->type == RILL_F_CANCEL)
+          asm_end(c, RILL_F_ASK, f->id);
+        else if (f->type == RILL_F_ERROR && !(f->flags & LOCAL_ERR))
+          asm_end(c, RILL_F_REPLY, f->id);
       }
       return 0;
     }
@@ -340,6 +521,8 @@ static int as_error(const rill_frame_t *f) {
   int code = f->type == RILL_F_BYE ? RILL_ECLOSED : (int)(int64_t)f->arg;
   if (code >= 0)
     code = RILL_EPROTO;
+  if (f->flags & LOCAL_ERR)
+    return rill__err(code, "client: %.*s", (int)f->len, f->body);
   return rill__err(code, "server: %.*s", (int)(f->len < 200 ? f->len : 200), f->body);
 }
 
@@ -579,6 +762,8 @@ static int lost(rill_client_t *c, const char *why) {
   c->tx_len = 0; /* unacknowledged publishes in it: at most once */
   c->have = c->off = 0;
   c->in_stream = false; /* a record half received is received again */
+  while (c->asms)       /* their asks ended with the connection */
+    asm_drop(&c->asms);
   for (uint32_t i = 0; c->inflight && i < c->o.max_inflight; i++)
     if (c->tab[i].id) {
       c->failed[c->nfailed++] = c->tab[i];
@@ -739,11 +924,15 @@ int rill_client_connect(rill_client_t **out, const rill_client_opts_t *opts) {
     o.backoff_max_ns = 2000000000ull;
   if (!o.reconnect_limit_ns)
     o.reconnect_limit_ns = 30000000000ull;
+  if (!o.max_message)
+    o.max_message = 64u << 20;
   size_t tl = o.token ? strlen(o.token) : 0, nl = strlen(o.name);
   if (tl > RILL_NET_MAX_TOKEN || nl > RILL_NET_MAX_NAME)
     return rill__err(RILL_EINVAL, "client: token or name too long");
   if (o.max_inflight > (1u << 24) || o.backoff_min_ns > o.backoff_max_ns)
     return rill__err(RILL_EINVAL, "client: max_inflight over 2^24 or backoff_min over backoff_max");
+  if (o.max_message > UINT32_MAX) /* lengths are u32 in the API */
+    return rill__err(RILL_EINVAL, "client: max_message over 4 GiB - 1");
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(o.port)};
   if (inet_pton(AF_INET, o.host, &sa.sin_addr) != 1)
     return rill__err(RILL_EINVAL, "client: '%s' is not an IPv4 address", o.host);
@@ -816,6 +1005,9 @@ void rill_client_close(rill_client_t *c) {
   rill__free(c->failed);
   rill__free(c->regs);
   rill__free(c->in_buf);
+  while (c->asms)
+    asm_drop(&c->asms);
+  rill__free(c->done_buf);
   rill__free(c->batch);
   rill__free(c);
 }
@@ -863,26 +1055,16 @@ int rill_client_publish(rill_client_t *c, uint16_t channel, const void *data, ui
   uint64_t id = c->next_id++;
   uint8_t hdr[RILL_NET_HDR];
   uint8_t flags = ack ? RILL_FF_ACK : 0;
-  /* Pieces stay 8 KiB under max_body: the server reads into a buffer of
-   * exactly one max_body frame and cuts off a connection whose unfinished
-   * frame leaves it under 4 KiB free, so a frame near max_body is cut off
-   * or not depending on where recv splits it. */
-  uint32_t piece = c->max_body > 16384 ? c->max_body - 8192 : c->max_body / 2;
+  uint32_t piece = piece_of(c);
   if (len > piece) {
     /* Streamed: the first piece with STREAM and the whole length, then
      * CHUNKs, straight from the caller's bytes; the server appends the
      * record when the last arrives (and refuses one over its max_message
      * with EMSGSIZE). */
-    const uint8_t *p = data;
     rill_frame_header(hdr, RILL_F_PUBLISH, flags | RILL_FF_STREAM, channel, id, len, piece);
-    rc = send_now(c, hdr, sizeof hdr, p, piece);
-    for (uint32_t off = piece; !rc && off < len;) {
-      uint32_t n = len - off < piece ? len - off : piece;
-      rill_frame_header(hdr, RILL_F_CHUNK, off + n < len ? RILL_FF_MORE : 0, channel, id,
-                        RILL_F_PUBLISH, n);
-      rc = send_now(c, hdr, sizeof hdr, p + off, n);
-      off += n;
-    }
+    rc = send_now(c, hdr, sizeof hdr, data, piece);
+    if (!rc)
+      rc = send_chunks(c, RILL_F_PUBLISH, channel, id, data, piece, len);
   } else if (!ack) {
     return buffer_frame(c, RILL_F_PUBLISH, 0, channel, id, 0, NULL, 0, data, len);
   } else {
@@ -1152,30 +1334,66 @@ int rill_client_next_ask(rill_client_t *c, rill_client_ask_t *a, uint64_t timeou
 }
 
 int rill_client_reply(rill_client_t *c, uint64_t id, const void *data, uint32_t len) {
-  if (len > c->max_body)
-    return rill__err(RILL_EMSGSIZE, "client: %u bytes, the server takes %u", len, c->max_body);
+  if (len > c->o.max_message)
+    return rill__err(RILL_EMSGSIZE, "client: a reply of %u bytes, max_message is %llu", len,
+                     (unsigned long long)c->o.max_message);
   if (c->fd < 0) /* the ask died with the connection it came on */
     return rill__err(c->o.reconnect && !c->gave_up ? RILL_ECONNRESET : RILL_ECLOSED,
                      "client: the connection the ask came on is gone");
+  uint32_t piece = piece_of(c);
+  if (len > piece) {
+    /* Streamed, at once even inside a poll pass: buffering megabytes
+     * would only copy them. No total length: the asker grows its buffer. */
+    int rc = send_frame(c, RILL_F_REPLY, RILL_FF_STREAM, 0, id, 0, data, piece);
+    return rc ? rc : send_chunks(c, RILL_F_REPLY, 0, id, data, piece, len);
+  }
   if (c->depth)
     return buffer_frame(c, RILL_F_REPLY, 0, 0, id, 0, NULL, 0, data, len);
   return send_frame(c, RILL_F_REPLY, 0, 0, id, 0, data, len);
 }
 
-/* An ASK's header and name, ready to go before its payload. */
+int rill_client_reply_error(rill_client_t *c, uint64_t id, int code, const char *msg) {
+  if (code >= 0)
+    return rill__err(RILL_EINVAL, "client: reply_error wants a negative RILL_E* code, not %d",
+                     code);
+  uint32_t n = msg ? (uint32_t)strnlen(msg, 1024) : 0; /* max_body is at least 4 KiB */
+  if (c->fd < 0)
+    return rill__err(c->o.reconnect && !c->gave_up ? RILL_ECONNRESET : RILL_ECLOSED,
+                     "client: the connection the ask came on is gone");
+  uint64_t arg = (uint64_t)(int64_t)code;
+  if (c->depth)
+    return buffer_frame(c, RILL_F_ERROR, 0, 0, id, arg, NULL, 0, msg, n);
+  return send_frame(c, RILL_F_ERROR, 0, 0, id, arg, msg, n);
+}
+
+/* An ASK's name, ready to go before its payload. Over max_body it streams
+ * (ask_stream), so only max_message bounds it. */
 static int ask_prefix(rill_client_t *c, const char *service, uint32_t len, uint8_t *pre,
                       size_t *pre_len) {
   size_t n = strlen(service);
   if (!rill_net_name_ok(service, n))
     return rill__err(RILL_EINVAL, "client: '%s' is not a service name", service);
-  if (2 + n + len > c->max_body)
-    return rill__err(RILL_EMSGSIZE, "client: an ask of %u bytes, the server takes %u", len,
-                     c->max_body);
+  if (len > c->o.max_message)
+    return rill__err(RILL_EMSGSIZE, "client: an ask of %u bytes, max_message is %llu", len,
+                     (unsigned long long)c->o.max_message);
   pre[0] = (uint8_t)n;
   pre[1] = (uint8_t)(n >> 8);
   memcpy(pre + 2, service, n);
   *pre_len = 2 + n;
   return 0;
+}
+
+/* Sends an ASK over the threshold at once: STREAM with the name and the
+ * first piece (the whole frame within a piece), then CHUNKs with arg = ASK
+ * and no total length; the server forwards the pieces as they come. */
+static int ask_stream(rill_client_t *c, uint64_t id, uint64_t timeout_ns, const uint8_t *pre,
+                      size_t pl, const uint8_t *req, uint32_t len) {
+  uint8_t hdr[RILL_NET_HDR + 2 + RILL_NET_MAX_NAME];
+  uint32_t first = piece_of(c) - (uint32_t)pl; /* pieces are >= 2 KiB, names <= 202 bytes */
+  rill_frame_header(hdr, RILL_F_ASK, RILL_FF_STREAM, 0, id, timeout_ns, (uint32_t)pl + first);
+  memcpy(hdr + RILL_NET_HDR, pre, pl);
+  int rc = send_now(c, hdr, RILL_NET_HDR + pl, req, first);
+  return rc ? rc : send_chunks(c, RILL_F_ASK, 0, id, req, first, len);
 }
 
 int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint32_t len,
@@ -1186,13 +1404,20 @@ int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint
   if (rc || (rc = ready(c)) != 0)
     return rc;
   uint64_t id = c->next_id++;
-  rill_frame_header(hdr, RILL_F_ASK, 0, 0, id, timeout_ns, (uint32_t)(pl + len));
-  if ((rc = send_now(c, hdr, RILL_NET_HDR + pl, req, len)) != 0)
+  if (pl + len > piece_of(c)) {
+    rc = ask_stream(c, id, timeout_ns, hdr + RILL_NET_HDR, pl, req, len);
+  } else {
+    rill_frame_header(hdr, RILL_F_ASK, 0, 0, id, timeout_ns, (uint32_t)(pl + len));
+    rc = send_now(c, hdr, RILL_NET_HDR + pl, req, len);
+  }
+  if (rc)
     return rc;
   rill_frame_t f;
   /* The server's deadline answers first; ours is only for a server that
    * stopped answering altogether. */
+  c->ask_waiting = id;
   rc = await(c, RILL_F_REPLY, id, &f, timeout_ns ? timeout_ns + 1000000000ull : c->o.timeout_ns);
+  c->ask_waiting = 0;
   if (rc)
     return rc;
   *reply = f.body;
@@ -1224,7 +1449,11 @@ int rill_client_ask_async(rill_client_t *c, const char *service, const void *req
   if ((rc = ready(c)) != 0)
     return rc;
   uint64_t id = pend_put(c, cb, ctx);
-  if ((rc = buffer_frame(c, RILL_F_ASK, 0, 0, id, timeout_ns, pre, pl, req, len)) != 0) {
+  if (pl + len > piece_of(c))
+    rc = ask_stream(c, id, timeout_ns, pre, pl, req, len);
+  else
+    rc = buffer_frame(c, RILL_F_ASK, 0, 0, id, timeout_ns, pre, pl, req, len);
+  if (rc != 0) {
     /* The connection broke: this ask never went, and its callback must
      * not run, so it leaves the table or the failed ones lost() made. */
     uint32_t i = (uint32_t)id & SLOT_MASK;

@@ -6,7 +6,9 @@
  * callback half: pipelined asks (bounded, allocation-free, errors to the
  * callback), callback services and subscriptions, batches and messages
  * over max_body, STATS against a scripted server, and reconnecting to a
- * server restarted on the same port and data.
+ * server restarted on the same port and data. Last, asks and replies over
+ * max_body streamed in CHUNKs both ways (either side going away in the
+ * middle, max_message), and a provider failing an ask with an ERROR.
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
@@ -833,6 +835,408 @@ Test(client, blocking_call_inside_a_callback) {
   pump2(asker, prov, enough, &w);
   cr_expect_eq(r.ok, 300);
   cr_expect_eq(e.asked, 300);
+  rill_client_close(prov);
+  rill_client_close(asker);
+}
+
+/* ---- asks and replies over max_body, streamed in CHUNKs ---------------------------- */
+
+#define BIG_ASK   ((3u << 20) + 11)
+#define BIG_REPLY ((5u << 20) + 3)
+
+static uint8_t *pattern(uint32_t len, uint32_t seed) {
+  uint8_t *p = malloc(len);
+  cr_assert_not_null(p);
+  for (uint32_t i = 0; i < len; i++)
+    p[i] = (uint8_t)(i * seed + (i >> 11));
+  return p;
+}
+
+static bool is_pattern(const uint8_t *p, uint32_t len, uint32_t seed) {
+  for (uint32_t i = 0; i < len; i++)
+    if (p[i] != (uint8_t)(i * seed + (i >> 11)))
+      return false;
+  return true;
+}
+
+/* What the "big" service answers: the 3 MiB ask, or "B", with the 5 MiB
+ * reply; "s" with "ok"; anything else with an ERROR. A reply the client
+ * refuses (over its max_message) becomes an ERROR too. */
+static void big_answer(rill_client_t *c, const rill_client_ask_t *a, const uint8_t *reply) {
+  int rc;
+  if ((a->len == BIG_ASK && is_pattern(a->data, a->len, 7)) || (a->len == 1 && a->data[0] == 'B'))
+    rc = rill_client_reply(c, a->id, reply, BIG_REPLY);
+  else if (a->len == 1 && a->data[0] == 's')
+    rc = rill_client_reply(c, a->id, "ok", 2);
+  else
+    rc = rill_client_reply_error(c, a->id, RILL_EINVAL, "not an ask the big service takes");
+  if (rc)
+    cr_assert_eq(rill_client_reply_error(c, a->id, rc, rill_errmsg()), 0, "%s", rill_errmsg());
+}
+
+typedef struct {
+  rill_client_t *c;
+  uint8_t *reply;
+  int stop;  /* atomic */
+  int asked; /* atomic */
+  int whole; /* atomic: asks that came as the whole 3 MiB */
+  pthread_t t;
+} bigprov_t;
+
+static void big_note(bigprov_t *p, const rill_client_ask_t *a) {
+  if (a->len == BIG_ASK && is_pattern(a->data, a->len, 7))
+    __atomic_fetch_add(&p->whole, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&p->asked, 1, __ATOMIC_RELEASE);
+}
+
+static void *big_provide(void *arg) {
+  bigprov_t *p = arg;
+  while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+    rill_client_ask_t a;
+    int rc = rill_client_next_ask(p->c, &a, 20000000);
+    if (rc == RILL_ETIMEDOUT)
+      continue;
+    cr_assert_eq(rc, 0, "next_ask: %s", rill_errmsg());
+    big_note(p, &a);
+    big_answer(p->c, &a, p->reply);
+  }
+  return NULL;
+}
+
+static void on_big_ask(void *ctx, const rill_client_ask_t *a) {
+  bigprov_t *p = ctx;
+  big_note(p, a);
+  big_answer(p->c, a, p->reply);
+}
+
+static void *big_poll(void *arg) {
+  bigprov_t *p = arg;
+  while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
+    cr_assert_geq(rill_client_poll(p->c, 20000000), 0, "%s", rill_errmsg());
+  return NULL;
+}
+
+/* A provider of "big": by next_ask in a thread, or (cb) by a serve
+ * callback run from polls in a thread. */
+static void bigprov_start(bigprov_t *p, bool cb, uint64_t max_message) {
+  *p = (bigprov_t){.reply = pattern(BIG_REPLY, 13)};
+  rill_client_opts_t o = opts("tok");
+  o.max_message = max_message;
+  cr_assert_eq(rill_client_connect(&p->c, &o), 0, "%s", rill_errmsg());
+  if (cb)
+    cr_assert_eq(rill_client_serve_cb(p->c, "big", on_big_ask, p, NULL), 0, "%s", rill_errmsg());
+  else
+    cr_assert_eq(rill_client_serve(p->c, "big", NULL), 0, "%s", rill_errmsg());
+  cr_assert_eq(pthread_create(&p->t, NULL, cb ? big_poll : big_provide, p), 0);
+}
+
+static void bigprov_stop(bigprov_t *p) {
+  __atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
+  pthread_join(p->t, NULL);
+  rill_client_close(p->c);
+  free(p->reply);
+}
+
+typedef struct {
+  int calls, status;
+  uint32_t len;
+  bool whole; /* the 5 MiB reply, every byte */
+  char msg[256];
+} bigrep_t;
+
+static void on_big_reply(void *ctx, int status, const uint8_t *reply, uint32_t len) {
+  bigrep_t *b = ctx;
+  b->calls++;
+  b->status = status;
+  b->len = len;
+  b->whole = reply && len == BIG_REPLY && is_pattern(reply, len, 13);
+  snprintf(b->msg, sizeof b->msg, "%s", status ? rill_errmsg() : "");
+}
+
+static bool big_done(void *arg) {
+  bigrep_t *b = arg;
+  return b[0].calls && b[1].calls;
+}
+
+/* A 3 MiB ask answered with a 5 MiB reply, both in CHUNKs: the provider
+ * sees the whole ask once, the asker the whole reply, blocking and async. */
+static void ask_big_both_ways(bool cb) {
+  rill_client_t *c;
+  rill_client_opts_t o = opts("tok");
+  cr_assert_eq(rill_client_connect(&c, &o), 0);
+  bigprov_t p;
+  bigprov_start(&p, cb, 0);
+  uint8_t *req = pattern(BIG_ASK, 7);
+  const uint8_t *r;
+  uint32_t rl;
+  cr_assert_eq(rill_client_ask(c, "big", req, BIG_ASK, 0, &r, &rl), 0, "%s", rill_errmsg());
+  cr_assert_eq(rl, BIG_REPLY);
+  cr_assert(is_pattern(r, rl, 13), "the reply came whole");
+  cr_assert_eq(rill_client_ask(c, "big", req, BIG_ASK, 5000000000ull, &r, &rl), 0, "%s",
+               rill_errmsg());
+  cr_assert_eq(rl, BIG_REPLY);
+  cr_assert(is_pattern(r, rl, 13));
+  /* Two async ones in flight at once, and small asks between them. */
+  bigrep_t b[2] = {0};
+  cr_assert_eq(rill_client_ask_async(c, "big", req, BIG_ASK, 0, on_big_reply, &b[0]), 0, "%s",
+               rill_errmsg());
+  cr_assert_eq(rill_client_ask_async(c, "big", "B", 1, 0, on_big_reply, &b[1]), 0, "%s",
+               rill_errmsg());
+  cr_assert_eq(rill_client_ask(c, "big", "s", 1, 0, &r, &rl), 0, "%s", rill_errmsg());
+  cr_expect_eq(rl, 2);
+  cr_expect_eq(memcmp(r, "ok", 2), 0);
+  pump2(c, NULL, big_done, b);
+  for (int i = 0; i < 2; i++) {
+    cr_expect_eq(b[i].calls, 1, "ask %d: %d callbacks", i, b[i].calls);
+    cr_expect_eq(b[i].status, 0, "ask %d: %s", i, b[i].msg);
+    cr_expect(b[i].whole, "ask %d: the reply came whole (%u bytes)", i, b[i].len);
+  }
+  cr_expect_eq(__atomic_load_n(&p.whole, __ATOMIC_ACQUIRE), 3, "the provider saw 3 whole asks");
+  cr_expect_eq(__atomic_load_n(&p.asked, __ATOMIC_ACQUIRE), 5);
+  free(req);
+  bigprov_stop(&p);
+  rill_client_close(c);
+}
+
+Test(client, ask_streamed_next_ask) { ask_big_both_ways(false); }
+
+Test(client, ask_streamed_serve_cb) { ask_big_both_ways(true); }
+
+/* ---- a provider that speaks the protocol by hand ---- */
+
+static void raw_send(int fd, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id, uint64_t arg,
+                     const void *body, uint32_t len) {
+  uint8_t h[RILL_NET_HDR];
+  rill_frame_header(h, type, flags, ch, id, arg, len);
+  cr_assert_eq(send(fd, h, sizeof h, MSG_NOSIGNAL), (ssize_t)sizeof h);
+  for (uint32_t off = 0; off < len;) {
+    ssize_t n = send(fd, (const uint8_t *)body + off, len - off, MSG_NOSIGNAL);
+    cr_assert_gt(n, 0);
+    off += (uint32_t)n;
+  }
+}
+
+#define RAW_CAP (RILL_NET_HDR + RILL_NET_DEFAULT_BODY)
+
+/* Connects and shakes hands; b is a frame buffer of RAW_CAP bytes. */
+static int raw_connect(uint8_t *b) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(rill_server_port(srv))};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  uint8_t hello[64];
+  cr_assert_eq(rill_net_hello_encode(hello, "tok", 3, "raw", 3), 0);
+  raw_send(fd, RILL_F_HELLO, 0, 0, 0, 0, hello, (uint32_t)rill_net_hello_size(3, 3));
+  rill_frame_t f;
+  cr_assert_eq(fake_recv(fd, b, RAW_CAP, &f), RILL_F_WELCOME);
+  return fd;
+}
+
+/* Connects and serves "big" on channel 1. */
+static int raw_provider(uint8_t *b) {
+  int fd = raw_connect(b);
+  rill_frame_t f;
+  raw_send(fd, RILL_F_SERVE, 0, 1, 1, 0, "big", 3);
+  cr_assert_eq(fake_recv(fd, b, RAW_CAP, &f), RILL_F_ACK);
+  return fd;
+}
+
+typedef struct {
+  rill_client_t *c;
+  const uint8_t *req;
+  uint32_t len;
+  int rc;
+  pthread_t t;
+} bigask_t;
+
+static void *big_ask_thread(void *arg) {
+  bigask_t *k = arg;
+  const uint8_t *r;
+  uint32_t rl;
+  k->rc = rill_client_ask(k->c, "big", k->req, k->len, 0, &r, &rl);
+  return NULL;
+}
+
+/* A provider that goes away in the middle of a streamed ask, or of its
+ * streamed reply: the ask fails (no hang), and what still comes of it is
+ * dropped quietly, with no error left over for the next call. */
+Test(client, ask_streamed_provider_gone) {
+  rill_client_t *c;
+  rill_client_opts_t o = opts("tok");
+  cr_assert_eq(rill_client_connect(&c, &o), 0);
+  uint8_t *b = malloc(RAW_CAP);
+  cr_assert_not_null(b);
+  uint8_t *req = pattern(BIG_ASK, 7);
+  rill_frame_t f;
+
+  /* Gone after the first piece of the ask. */
+  int fd = raw_provider(b);
+  bigask_t k = {.c = c, .req = req, .len = BIG_ASK};
+  cr_assert_eq(pthread_create(&k.t, NULL, big_ask_thread, &k), 0);
+  cr_assert_eq(fake_recv(fd, b, RAW_CAP, &f), RILL_F_ASK);
+  cr_expect(f.flags & RILL_FF_STREAM, "a 3 MiB ask comes in pieces");
+  close(fd);
+  pthread_join(k.t, NULL);
+  cr_expect_eq(k.rc, RILL_ECONNRESET, "%d: %s", k.rc, rill_errmsg());
+  const uint8_t *r;
+  uint32_t rl;
+  cr_expect_eq(rill_client_ask(c, "big", "s", 1, 0, &r, &rl), RILL_ENOENT, "%s", rill_errmsg());
+
+  /* Gone after the first piece of the reply. */
+  fd = raw_provider(b);
+  k = (bigask_t){.c = c, .req = (const uint8_t *)"B", .len = 1};
+  cr_assert_eq(pthread_create(&k.t, NULL, big_ask_thread, &k), 0);
+  cr_assert_eq(fake_recv(fd, b, RAW_CAP, &f), RILL_F_ASK);
+  cr_expect_eq(f.len, 1);
+  uint8_t *piece = pattern(100000, 13);
+  raw_send(fd, RILL_F_REPLY, RILL_FF_STREAM, 0, f.id, 0, piece, 100000);
+  raw_send(fd, RILL_F_CHUNK, RILL_FF_MORE, 0, f.id, RILL_F_REPLY, piece, 100000);
+  close(fd);
+  pthread_join(k.t, NULL);
+  cr_expect_eq(k.rc, RILL_ECONNRESET, "%d: %s", k.rc, rill_errmsg());
+  cr_expect_eq(rill_client_ask(c, "big", "s", 1, 0, &r, &rl), RILL_ENOENT, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_ping(c, NULL), 0, "%s", rill_errmsg());
+  free(piece);
+  free(req);
+  free(b);
+  rill_client_close(c);
+}
+
+/* An asker that goes away in the middle of its streamed ask: the provider
+ * is never handed a piece of it (the server cancels it), and answers the
+ * next one whole. */
+Test(client, ask_streamed_asker_gone) {
+  bigprov_t p;
+  bigprov_start(&p, false, 0);
+  uint8_t *b = malloc(RAW_CAP);
+  cr_assert_not_null(b);
+  int fd = raw_connect(b);
+  uint8_t *req = pattern(BIG_ASK, 7);
+  uint32_t piece = 500000;
+  b[0] = 3; /* the name's length, u16 */
+  b[1] = 0;
+  memcpy(b + 2, "big", 3);
+  memcpy(b + 5, req, piece);
+  raw_send(fd, RILL_F_ASK, RILL_FF_STREAM, 0, 9, 0, b, piece + 5);
+  raw_send(fd, RILL_F_CHUNK, RILL_FF_MORE, 0, 9, RILL_F_ASK, req + piece, piece);
+  close(fd);
+  rill_client_t *c;
+  rill_client_opts_t o = opts("tok");
+  cr_assert_eq(rill_client_connect(&c, &o), 0);
+  const uint8_t *r;
+  uint32_t rl;
+  cr_assert_eq(rill_client_ask(c, "big", req, BIG_ASK, 5000000000ull, &r, &rl), 0, "%s",
+               rill_errmsg());
+  cr_expect_eq(rl, BIG_REPLY);
+  cr_expect(is_pattern(r, rl, 13));
+  cr_expect_eq(__atomic_load_n(&p.asked, __ATOMIC_ACQUIRE), 1, "the broken ask never got there");
+  cr_expect_eq(__atomic_load_n(&p.whole, __ATOMIC_ACQUIRE), 1);
+  rill_client_close(c);
+  free(req);
+  free(b);
+  bigprov_stop(&p);
+}
+
+/* max_message: a streamed ask or reply over it is refused before a byte
+ * is sent; one coming in over it is dropped, and its ask fails with
+ * RILL_EMSGSIZE on the asker's side either way. */
+Test(client, ask_max_message) {
+  rill_client_t *c;
+  rill_client_opts_t o = opts("tok");
+  o.max_message = 2u << 20;
+  cr_assert_eq(rill_client_connect(&c, &o), 0);
+  uint8_t *req = pattern(BIG_ASK, 7);
+  const uint8_t *r;
+  uint32_t rl;
+  cr_expect_eq(rill_client_ask(c, "big", req, BIG_ASK, 0, &r, &rl), RILL_EMSGSIZE,
+               "refused before the name is even looked up");
+  bigrep_t b[2] = {0};
+  cr_expect_eq(rill_client_ask_async(c, "big", req, BIG_ASK, 0, on_big_reply, &b[0]),
+               RILL_EMSGSIZE);
+  cr_expect_eq(rill_client_reply(c, 12345, req, BIG_ASK), RILL_EMSGSIZE);
+  cr_expect_eq(rill_client_poll(c, 0), 0, "no callback, no error from the server");
+  cr_expect_eq(b[0].calls, 0);
+  cr_expect_eq(rill_client_ping(c, NULL), 0, "%s", rill_errmsg());
+  o.max_message = 1ull << 32;
+  rill_client_t *bad = NULL;
+  cr_expect_eq(rill_client_connect(&bad, &o), RILL_EINVAL);
+
+  /* Coming in: a 5 MiB reply to an asker that takes 2 MiB. */
+  bigprov_t p;
+  bigprov_start(&p, false, 0);
+  cr_expect_eq(rill_client_ask(c, "big", "B", 1, 0, &r, &rl), RILL_EMSGSIZE, "%s", rill_errmsg());
+  cr_expect_neq(strstr(rill_errmsg(), "max_message"), NULL, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_ask_async(c, "big", "B", 1, 0, on_big_reply, &b[0]), 0);
+  cr_assert_eq(rill_client_ask_async(c, "big", "s", 1, 0, on_big_reply, &b[1]), 0);
+  pump2(c, NULL, big_done, b);
+  cr_expect_eq(b[0].calls, 1);
+  cr_expect_eq(b[0].status, RILL_EMSGSIZE, "%s", b[0].msg);
+  cr_expect_eq(b[1].status, 0, "%s", b[1].msg);
+  cr_expect_eq(b[1].len, 2);
+  cr_expect_eq(rill_client_ask(c, "big", "s", 1, 0, &r, &rl), 0, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_ping(c, NULL), 0, "nothing left over: %s", rill_errmsg());
+  bigprov_stop(&p);
+
+  /* Coming in: a 3 MiB ask to a provider that takes 2 MiB. */
+  bigprov_start(&p, true, 2u << 20);
+  rill_client_t *big;
+  o = opts("tok");
+  cr_assert_eq(rill_client_connect(&big, &o), 0);
+  cr_expect_eq(rill_client_ask(big, "big", req, BIG_ASK, 0, &r, &rl), RILL_EMSGSIZE, "%s",
+               rill_errmsg());
+  cr_expect_neq(strstr(rill_errmsg(), "max_message"), NULL, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_ask(big, "big", "s", 1, 0, &r, &rl), 0, "%s", rill_errmsg());
+  cr_expect_eq(__atomic_load_n(&p.asked, __ATOMIC_ACQUIRE), 1, "only the small ask got there");
+  bigprov_stop(&p);
+  rill_client_close(big);
+  free(req);
+  rill_client_close(c);
+}
+
+/* ---- a provider failing an ask ---- */
+
+static void on_ask_refusing(void *ctx, const rill_client_ask_t *a) {
+  echo_t *e = ctx;
+  e->asked++;
+  cr_assert_eq(rill_client_reply_error(e->c, a->id, RILL_EPERM, "not for you"), 0, "%s",
+               rill_errmsg());
+}
+
+static void on_refused(void *ctx, int status, const uint8_t *reply, uint32_t len) {
+  bigrep_t *b = ctx;
+  on_big_reply(ctx, status, reply, len);
+  b->whole = strstr(rill_errmsg(), "not for you") != NULL;
+}
+
+static bool refused_done(void *arg) { return ((bigrep_t *)arg)->calls > 0; }
+
+Test(client, reply_error) {
+  rill_client_t *asker, *prov;
+  rill_client_opts_t o = opts("tok");
+  cr_assert_eq(rill_client_connect(&asker, &o), 0);
+  cr_assert_eq(rill_client_connect(&prov, &o), 0);
+  echo_t e = {.c = prov};
+  cr_assert_eq(rill_client_serve_cb(prov, "no", on_ask_refusing, &e, NULL), 0);
+  cr_expect_eq(rill_client_reply_error(prov, 1, 0, "x"), RILL_EINVAL, "not an error code");
+  bigrep_t b = {0};
+  cr_assert_eq(rill_client_ask_async(asker, "no", "x", 1, 0, on_refused, &b), 0);
+  pump2(asker, prov, refused_done, &b);
+  cr_expect_eq(b.calls, 1);
+  cr_expect_eq(b.status, RILL_EPERM);
+  cr_expect(b.whole, "the provider's message came with it: %s", b.msg);
+  /* Blocking, with the provider polled from a thread. */
+  poller_t p = {.c = prov, .e = e};
+  p.e.asked = 0;
+  cr_assert_eq(rill_client_serve_cb(prov, "no2", on_ask_refusing, &p.e, NULL), 0);
+  cr_assert_eq(pthread_create(&p.t, NULL, poll_thread, &p), 0);
+  const uint8_t *r;
+  uint32_t rl;
+  cr_expect_eq(rill_client_ask(asker, "no2", "x", 1, 2000000000ull, &r, &rl), RILL_EPERM);
+  cr_expect_neq(strstr(rill_errmsg(), "not for you"), NULL, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_ping(asker, NULL), 0, "nothing left over: %s", rill_errmsg());
+  __atomic_store_n(&p.stop, 1, __ATOMIC_RELEASE);
+  pthread_join(p.t, NULL);
+  cr_expect_eq(p.e.asked, 1);
   rill_client_close(prov);
   rill_client_close(asker);
 }
