@@ -373,11 +373,24 @@ static void zmq_open(void) {
     zmq_die("zmq_connect");
 }
 
-static void zmq_shut(void) {
+/* Closes a pair of sockets without waiting for what is unsent (the
+ * suite has counted what it needs). */
+static void zmq_close_pair(void *a, void *b) {
   int linger = 0;
-  zmq_setsockopt(S.push, ZMQ_LINGER, &linger, sizeof linger);
-  zmq_close(S.push);
-  zmq_close(S.pull);
+  zmq_setsockopt(a, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_setsockopt(b, ZMQ_LINGER, &linger, sizeof linger);
+  zmq_close(a);
+  zmq_close(b);
+}
+
+/* Tells a peer thread to stop and waits for it. */
+static void stop_join(atomic_bool *stop, pthread_t t) {
+  atomic_store(stop, true);
+  pthread_join(t, NULL);
+}
+
+static void zmq_shut(void) {
+  zmq_close_pair(S.push, S.pull);
   zmq_ctx_term(S.zctx);
 }
 
@@ -617,17 +630,11 @@ static void ask_open(void) {
 }
 
 static void ask_shut(void) {
-  atomic_store(&S.provider_stop, true);
-  pthread_join(S.provider_thread, NULL);
+  stop_join(&S.provider_stop, S.provider_thread);
   rill_client_close(S.provider);
   rill_client_close(S.asker);
-  atomic_store(&S.rep_stop, true);
-  pthread_join(S.rep_thread, NULL);
-  int linger = 0;
-  zmq_setsockopt(S.req, ZMQ_LINGER, &linger, sizeof linger);
-  zmq_setsockopt(S.rep, ZMQ_LINGER, &linger, sizeof linger);
-  zmq_close(S.req);
-  zmq_close(S.rep);
+  stop_join(&S.rep_stop, S.rep_thread);
+  zmq_close_pair(S.req, S.rep);
 }
 
 /* ---- ask_pipelined: a window of async asks ------------------------------------------- */
@@ -757,17 +764,11 @@ static void pipe_open(void) {
 }
 
 static void pipe_shut(void) {
-  atomic_store(&S.pprov_stop, true);
-  pthread_join(S.pprov_thread, NULL);
+  stop_join(&S.pprov_stop, S.pprov_thread);
   rill_client_close(S.pprov);
   rill_client_close(S.pasker);
-  atomic_store(&S.router_stop, true);
-  pthread_join(S.router_thread, NULL);
-  int linger = 0;
-  zmq_setsockopt(S.dealer, ZMQ_LINGER, &linger, sizeof linger);
-  zmq_setsockopt(S.router, ZMQ_LINGER, &linger, sizeof linger);
-  zmq_close(S.dealer);
-  zmq_close(S.router);
+  stop_join(&S.router_stop, S.router_thread);
+  zmq_close_pair(S.dealer, S.router);
 }
 
 /* ---- pub_64k: big messages, counted at the subscriber ------------------------------------ */
@@ -884,10 +885,7 @@ static void big_shut(void) {
     bench_die("rill 64 KiB publisher: %s: %s", rill_strerror(rc), rill_errmsg());
   rill_client_close(S.bpub);
   rill_client_close(S.bsub);
-  int linger = 0;
-  zmq_setsockopt(S.bpush, ZMQ_LINGER, &linger, sizeof linger);
-  zmq_close(S.bpush);
-  zmq_close(S.bpull);
+  zmq_close_pair(S.bpush, S.bpull);
   free(S.big);
   free(S.big_rx);
 }
