@@ -792,6 +792,15 @@ static void want_sync(rill_server_t *s, struct topic *t) {
   rill__futex_bump(&s->sync_word);
 }
 
+/* Moves t's durable mark up to upto, never down (the syncer and a
+ * stopping loop may both sync). */
+static void durable_raise(struct topic *t, uint64_t upto) {
+  uint64_t d = atomic_load_explicit(&t->durable, memory_order_relaxed);
+  while (d < upto && !atomic_compare_exchange_weak_explicit(
+                         &t->durable, &d, upto, memory_order_release, memory_order_relaxed))
+    ;
+}
+
 /* The syncer: one fdatasync per queued topic covers every record appended
  * to it before, by any loop; then the loops with acks waiting are woken. */
 static void *syncer_main(void *arg) {
@@ -817,7 +826,7 @@ static void *syncer_main(void *arg) {
         atomic_store(&t->sync_err, rc);
         atomic_store_explicit(&t->failed_upto, upto, memory_order_release);
       } else {
-        atomic_store_explicit(&t->durable, upto, memory_order_release);
+        durable_raise(t, upto);
       }
     }
     for (uint32_t i = 0; i < s->nloops; i++) {
@@ -1935,7 +1944,19 @@ static void *loop_main(void *arg) {
       lp->last_sweep = rill_time_ns();
     }
   }
-  /* Stop: tell everyone, give them what is queued. */
+  /* Stop. Acks still waiting for the syncer: their topics synced here
+   * and answered, so a publisher hears about what is on disk. */
+  size_t nacks = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
+  for (size_t i = 0; i < nacks; i++) {
+    struct pack *a = &lp->acks[i];
+    if (a->c && a->last >= atomic_load(&a->t->durable)) {
+      uint64_t upto = rill_log_next(a->t->log);
+      if (rill_log_sync(a->t->log) == 0)
+        durable_raise(a->t, upto);
+    }
+  }
+  acks_release(lp);
+  /* Then tell everyone, and give them what is queued. */
   for (struct conn *c = lp->conns; c; c = c->next) {
     send_frame(lp, c, RILL_F_BYE, 0, 0, 0, (uint64_t)(int64_t)RILL_ECLOSED, "server stopping", 15);
     conn_flush(lp, c);

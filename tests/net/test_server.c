@@ -762,3 +762,58 @@ Test(server, asks_and_replies_stream_through) {
   free(a);
   srv_stop(&v);
 }
+
+/* Stopping under group commit: every acknowledged publish the server
+ * appended is answered before the BYE (its topic synced by the stopping
+ * loop if the syncer had not got to it), and is in the log after. */
+Test(server, stop_answers_the_acks_it_owes) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.sync = RILL_LOG_SYNC_GROUP, .loops = 1});
+  cli_t *c = calloc(1, sizeof *c);
+  handshake(c, &v);
+  rill_frame_t f;
+  cli_send(c, RILL_F_BIND, 0, 1, 1, 0, "owed", 4);
+  expect_frame(c, RILL_F_ACK, 1, &f);
+  /* Many acknowledged publishes in one write, then the stop at once. */
+  enum { N = 4000 };
+  static uint8_t frames[N * (RILL_NET_HDR + 8)];
+  for (uint64_t i = 0; i < N; i++) {
+    uint8_t *p = frames + i * (RILL_NET_HDR + 8);
+    rill_frame_header(p, RILL_F_PUBLISH, RILL_FF_ACK, 1, 100 + i, 0, 8);
+    memcpy(p + RILL_NET_HDR, &i, 8);
+  }
+  cr_assert_eq(send(c->fd, frames, sizeof frames, MSG_NOSIGNAL), (ssize_t)sizeof frames);
+  /* The PONG says the server has read them all; some ACKs may come
+   * before it, the syncer being quick. */
+  cli_send(c, RILL_F_PING, 0, 0, 2, 0, NULL, 0);
+  uint64_t acks = 0;
+  bool bye = false;
+  for (;;) {
+    cr_assert_eq(cli_recv(c, &f, NULL), 0);
+    if (f.type == RILL_F_PONG)
+      break;
+    cr_assert_eq(f.type, RILL_F_ACK);
+    cr_assert_eq(f.id, 100 + acks, "ACKs in order");
+    acks++;
+  }
+  rill_server_stop(v.s);
+  pthread_join(v.t, NULL);
+  rill_server_destroy(v.s); /* closes the connection after what was queued */
+  while (cli_recv(c, &f, NULL) == 0) {
+    if (f.type == RILL_F_ACK) {
+      cr_assert_eq(f.id, 100 + acks, "ACKs in order");
+      acks++;
+    } else {
+      cr_assert_eq(f.type, RILL_F_BYE, "type %u", f.type);
+      bye = true;
+    }
+  }
+  cr_expect(bye, "no BYE");
+  cr_expect_eq(acks, N, "%llu of %d acks before the BYE", (unsigned long long)acks, N);
+  rill_log_t *log;
+  cr_assert_eq(rill_log_open(&log, dir, "owed", &(rill_log_opts_t){.read_only = true}), 0);
+  cr_expect_eq(rill_log_next(log), N);
+  rill_log_close(log);
+  close(c->fd);
+  free(c);
+}
