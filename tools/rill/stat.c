@@ -69,12 +69,12 @@ static bool name_char(char c, bool first) {
 
 /* One sample line (without its newline) into *s. false: malformed. */
 static bool parse_line(const char *p, const char *end, sample_t *s) {
+  memset(s, 0, sizeof *s); /* first: a line refused here is freed by the caller */
   const char *n0 = p;
   while (p < end && name_char(*p, p == n0))
     p++;
   if (p == n0)
     return false;
-  memset(s, 0, sizeof *s);
   s->le = NAN;
   s->name = xstrndup(n0, (size_t)(p - n0));
   size_t lcap = 64, llen = 0;
