@@ -224,10 +224,8 @@ static int buffer_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t 
 static int tx_flush(rill_client_t *c) { return c->tx_len ? send_now(c, NULL, 0, NULL, 0) : 0; }
 
 /* The most a frame carries of a message that streams, and the size over
- * which one does. Pieces stay 8 KiB under max_body: the server reads into
- * a buffer of exactly one max_body frame and cuts off a connection whose
- * unfinished frame leaves it under 4 KiB free, so a frame near max_body
- * is cut off or not depending on where recv splits it. */
+ * which one does: 8 KiB under max_body, so a piece and whatever prefix
+ * its frame has (an ASK's service name) stay within the limit. */
 static uint32_t piece_of(const rill_client_t *c) {
   return c->max_body > 16384 ? c->max_body - 8192 : c->max_body / 2;
 }
@@ -442,6 +440,13 @@ static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
     int rc = rill_frame_decode(c->rx + c->off, c->have - c->off, c->max_body, f, &used);
     if (rc == 0) {
       c->off += used; /* the body stays where it is until the next call */
+      if (RILL_UNLIKELY(f->type == RILL_F_PING)) {
+        /* The server's keepalive (a connection it has not heard from):
+         * answered here, whoever is reading. */
+        if ((rc = send_frame(c, RILL_F_PONG, 0, 0, f->id, 0, NULL, 0)) != 0)
+          return rc;
+        continue;
+      }
       /* STREAM comes from the server only on DELIVER, ASK and REPLY. */
       if (RILL_UNLIKELY(f->type == RILL_F_CHUNK || (f->flags & RILL_FF_STREAM))) {
         if ((rc = stream_in(c, f)) <= 0) {

@@ -203,6 +203,7 @@ struct conn {
   bool closing;          /* send what is queued, then close */
   bool paused;           /* not reading: the send queue is over half full, or acks wait */
   uint8_t closing_ticks; /* sweeps since closing, with its queue not drained */
+  bool pinged;           /* a keepalive PING went out since its last frame */
   uint64_t born_ns;
   uint64_t last_ns;    /* the last whole frame: bytes dripped in do not count */
   uint64_t read_ns;    /* when the read being handled returned */
@@ -1685,6 +1686,7 @@ static void conn_decode(struct loop *lp, struct conn *c) {
     on_frame(lp, c, &f);
     off += used;
     c->last_ns = c->read_ns;
+    c->pinged = false;
     if (over(lp, c))
       c->paused = true; /* answers pile up: stop reading until they drain */
   }
@@ -1847,6 +1849,12 @@ static void sweep(struct loop *lp) {
       conn_settle(lp, c);
     } else if (now - c->last_ns > s->o.idle_timeout_ns) {
       fatal(lp, c, RILL_ETIMEDOUT, "idle too long");
+      conn_settle(lp, c);
+    } else if (c->ready && !c->pinged && now - c->last_ns > s->o.idle_timeout_ns / 2) {
+      /* Quiet for half the timeout: asked for a sign of life, so a
+       * subscriber waiting on a quiet topic stays while a dead peer goes. */
+      c->pinged = true;
+      send_frame(lp, c, RILL_F_PING, 0, 0, 0, 0, NULL, 0);
       conn_settle(lp, c);
     } else {
       /* A stream that stalls holds memory others may need: dropped, the

@@ -1240,3 +1240,49 @@ Test(client, reply_error) {
   rill_client_close(prov);
   rill_client_close(asker);
 }
+
+/* ---- keepalive ------------------------------------------------------------------------ */
+
+static char kdir[64];
+
+static void kdown(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", kdir);
+  if (kdir[0] && system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", kdir);
+}
+
+TestSuite(keepalive, .fini = kdown);
+
+/* A subscriber waiting on a quiet topic longer than the server's idle
+ * timeout keeps its connection: the server pings it at half the timeout
+ * and the client answers from whatever call is reading. */
+Test(keepalive, a_waiting_subscriber_stays) {
+  snprintf(kdir, sizeof kdir, "/tmp/rill-test-keep-XXXXXX");
+  cr_assert_not_null(mkdtemp(kdir));
+  rill_server_t *s;
+  pthread_t t;
+  cr_assert_eq(rill_server_create(&s, &(rill_server_opts_t){.data_dir = kdir,
+                                                            .any_port = true,
+                                                            .idle_timeout_ns = 600000000ull}),
+               0, "%s", rill_errmsg());
+  cr_assert_eq(pthread_create(&t, NULL, run_server, s), 0);
+  rill_client_opts_t o = {.port = rill_server_port(s), .name = "k"};
+  rill_client_t *sub, *pub;
+  cr_assert_eq(rill_client_connect(&sub, &o), 0, "%s", rill_errmsg());
+  uint16_t ch;
+  cr_assert_eq(rill_client_subscribe(sub, "quiet", RILL_NET_FROM_LATEST, 16, &ch, NULL), 0);
+  rill_client_msg_t m;
+  /* Three idle timeouts of nothing. */
+  cr_assert_eq(rill_client_next(sub, &m, 1800000000ull), RILL_ETIMEDOUT, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_connect(&pub, &o), 0, "%s", rill_errmsg());
+  uint16_t pch;
+  uint64_t seq;
+  cr_assert_eq(rill_client_bind(pub, "quiet", &pch), 0);
+  cr_assert_eq(rill_client_publish(pub, pch, "at last", 7, true, &seq), 0);
+  cr_assert_eq(rill_client_next(sub, &m, 5000000000ull), 0, "%s", rill_errmsg());
+  cr_expect(m.len == 7 && !memcmp(m.data, "at last", 7));
+  rill_client_close(pub);
+  rill_client_close(sub);
+  server_end(s, t);
+}
