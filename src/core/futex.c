@@ -1,6 +1,9 @@
 /*
  * The futex calls the bus and the log sleep and wake with (process-private:
- * the words live in one process's memory).
+ * the words live in one process's memory), and the shared ones ipc uses for
+ * words in MAP_SHARED memory, which other processes wait on too (the
+ * private flag would key the wait on this process's address space, and a
+ * wake from another process would never find it).
  */
 #include <limits.h>
 #include <linux/futex.h>
@@ -18,4 +21,16 @@ void rill__futex_wait(uint32_t *addr, uint32_t val, uint64_t ns) {
 void rill__futex_bump(uint32_t *addr) {
   __atomic_fetch_add(addr, 1, __ATOMIC_RELEASE);
   syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+void rill__futex_wait_shared(uint32_t *addr, uint32_t val, uint64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+  syscall(SYS_futex, addr, FUTEX_WAIT, val, &ts, NULL, 0);
+}
+
+void rill__futex_bump_shared(uint32_t *addr) {
+  /* Release: pairs with the sleeper's acquire load of the word, as in
+   * rill__futex_bump. */
+  __atomic_fetch_add(addr, 1, __ATOMIC_RELEASE);
+  syscall(SYS_futex, addr, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }

@@ -47,6 +47,12 @@ void rill__futex_wait(uint32_t *addr, uint32_t val, uint64_t ns);
  * the bump. */
 void rill__futex_bump(uint32_t *addr);
 
+/* The same two for a word in memory shared between processes (MAP_SHARED):
+ * without FUTEX_PRIVATE_FLAG, so a waker in another process finds the
+ * sleeper. */
+void rill__futex_wait_shared(uint32_t *addr, uint32_t val, uint64_t ns);
+void rill__futex_bump_shared(uint32_t *addr);
+
 /* Little-endian integers in byte buffers, for every on-disk and wire
  * format, whatever the alignment. On a little-endian host each is one
  * unaligned load or store (memcpy); elsewhere byte by byte. (gcc 12 did
