@@ -1,0 +1,177 @@
+/*
+ * rill ipc: shared-memory channels between processes (issue 6).
+ *
+ * First slice: the `route`, one sender and up to 64 receivers, every
+ * receiver getting every message (broadcast), messages inline in the
+ * ring's slots. A route is a named POSIX shared-memory segment
+ * (/dev/shm/rill.<name>) holding a header (magic, version, layout), a
+ * table of participants (the sender and each receiver, each with its pid
+ * and start time, so a dead one is told from a live one whose pid was
+ * reused) and a ring of fixed slots. Nothing goes through the kernel on
+ * the way: the sender writes a slot and publishes it with one release
+ * store; a receiver reads it in place.
+ *
+ * Waiting: by default a waiter parks on a futex in the segment (no
+ * spinning); RILL_IPC_SPIN spins spin_ns first, for the lowest latency.
+ *
+ * Crashes: a receiver killed at any moment is reaped by the sender as
+ * soon as the sender would wait for it (its slot in the table is freed);
+ * a sender killed between writing a slot and publishing it leaves
+ * nothing half-published (receivers see only published slots), and a
+ * new sender process takes the route over where it stopped; a restarted
+ * receiver attaches to a free slot at once. No reboot, no manual
+ * cleanup: `rill ipc rm NAME` removes a route nobody uses.
+ *
+ * Attaching checks the magic, the version and that the layout adds up
+ * to the segment's size; a foreign or corrupted segment is refused with
+ * RILL_EVERSION or RILL_EPROTO and a message, never trusted. A segment
+ * whose creator died before finishing its header is RILL_EPROTO (after
+ * waiting 200 ms for it), until `rill ipc rm` removes it. Liveness is read
+ * from /proc (pid, start time; a zombie is dead): the processes of one
+ * route must share a pid namespace.
+ *
+ * Threads: a sender or receiver handle is used by one thread at a time;
+ * handles are independent of each other, in one process or several.
+ * docs/FORMATS.md ("IPC route segment") gives every byte and the protocol.
+ *
+ * Later slices: `channel` (many senders, broadcast or shared work
+ * queue), a shared chunk pool for messages larger than a slot, read in
+ * place and refcounted.
+ */
+#ifndef RILL_IPC_H
+#define RILL_IPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RILL_IPC_MAGIC         0x50494c52u /* "RLIP", the segment's first bytes */
+#define RILL_IPC_VERSION       1u
+#define RILL_IPC_MAX_RECEIVERS 64u
+#define RILL_IPC_MAX_NAME      100u /* [A-Za-z0-9._-], not starting with '.' */
+#define RILL_IPC_SLOT_HDR      16u  /* bytes of each slot before its payload */
+
+/** What a sender does when the slowest live receiver is a whole ring
+ *  behind. */
+typedef enum rill_ipc_policy {
+  RILL_IPC_BLOCK = 0, /* wait (up to the send's timeout) for room */
+  RILL_IPC_FAIL,      /* return RILL_EFULL at once */
+  RILL_IPC_OVERWRITE, /* never wait: the oldest slot is overwritten; a
+                       * lapped receiver gets RILL_ELAGGED and the count lost */
+} rill_ipc_policy_t;
+
+/** How a waiter waits. */
+typedef enum rill_ipc_wait {
+  RILL_IPC_PARK = 0, /* a futex in the segment: no CPU while waiting */
+  RILL_IPC_SPIN,     /* spin spin_ns, then park */
+} rill_ipc_wait_t;
+
+/** A route's layout and behaviour, fixed when it is created (the sender
+ *  that creates it decides; later ones must agree or get RILL_EINVAL: each
+ *  of slots, slot_size and max_receivers they set (non-zero), and the
+ *  policy). wait, spin_ns and mode are the creator's, kept in the segment
+ *  for every participant; a later sender's are ignored. */
+typedef struct rill_ipc_opts {
+  uint32_t slots;         /* ring slots, a power of two, 2..2^24; default 4096 */
+  uint32_t slot_size;     /* bytes a slot takes, header included, a multiple of 64
+                           * from 64 to 1 MiB; default 128 */
+  uint32_t max_receivers; /* 1..64; default 64 */
+  rill_ipc_policy_t policy;
+  rill_ipc_wait_t wait;
+  uint64_t spin_ns; /* RILL_IPC_SPIN: how long before parking; default 50 us */
+  mode_t mode;      /* the segment's permissions when created (0..0777, set
+                     * exactly: the umask does not apply); default 0600 */
+} rill_ipc_opts_t;
+
+typedef struct rill_ipc_sender rill_ipc_sender_t;
+typedef struct rill_ipc_receiver rill_ipc_receiver_t;
+
+/** Opens route `name` as its sender, creating it with opts if it does
+ *  not exist (opts may be NULL for the defaults). An existing route must
+ *  have the same layout (RILL_EINVAL otherwise; NULL opts take an
+ *  existing route as it is). RILL_EBUSY when a live
+ *  process is its sender; a dead sender's place is taken over, and the
+ *  route goes on from the last message it published. */
+int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_ipc_opts_t *opts);
+
+/** Sends len bytes (at most rill_ipc_max_payload: RILL_EMSGSIZE beyond)
+ *  to every receiver attached when it is published. Under
+ *  RILL_IPC_BLOCK, waits up to timeout_ns (0: not at all) for the
+ *  slowest live receiver: RILL_ETIMEDOUT; RILL_IPC_FAIL: RILL_EFULL.
+ *  Receivers that died are reaped while it would wait. */
+int rill_ipc_send(rill_ipc_sender_t *s, const void *data, uint32_t len, uint64_t timeout_ns);
+
+/** The largest message a slot holds: slot_size - RILL_IPC_SLOT_HDR. */
+uint32_t rill_ipc_max_payload(const rill_ipc_sender_t *s);
+
+/** Leaves the route (its sender place is free for another process); the
+ *  segment stays. NULL is a no-op. */
+void rill_ipc_sender_close(rill_ipc_sender_t *s);
+
+/** Attaches to route `name` as a receiver, in a free place of its table
+ *  (places of dead receivers are reaped first): RILL_ENOENT when there is
+ *  no such route, RILL_EBUSY when max_receivers live ones are attached,
+ *  RILL_EVERSION / RILL_EPROTO for a segment that is not a rill route of
+ *  this version or whose layout does not add up. It receives what is
+ *  published from now on. */
+int rill_ipc_receiver_open(rill_ipc_receiver_t **out, const char *name);
+
+/** A received message: a view of its bytes in the ring (no copy), valid
+ *  until the next rill_ipc_recv or close on this receiver; until then the
+ *  sender does not reuse its slot (under RILL_IPC_OVERWRITE it may: the
+ *  next call then reports RILL_ELAGGED). */
+typedef struct rill_ipc_msg {
+  const uint8_t *data;
+  uint32_t len;
+  uint64_t seq; /* the route's message number, from 0 */
+} rill_ipc_msg_t;
+
+/** Waits up to timeout_ns (0: not at all) for the next message: 0,
+ *  RILL_ETIMEDOUT (RILL_EAGAIN when timeout_ns is 0), or RILL_ELAGGED
+ *  with *lost (may be NULL) set to the messages overwritten before they
+ *  were read (the receiver then goes on from the oldest still there; a
+ *  view the previous call returned that was overwritten while held counts
+ *  as one of them). No message is returned with RILL_ELAGGED: call again.
+ *  RILL_ECORRUPT for a slot whose length is over the slot (a scribbled
+ *  segment). */
+int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns, uint64_t *lost);
+
+/** Leaves the route: its place in the table is freed, the sender waits
+ *  for it no more. NULL is a no-op. */
+void rill_ipc_receiver_close(rill_ipc_receiver_t *r);
+
+/** Removes route `name` (its shared-memory name; processes attached keep
+ *  their mapping). RILL_ENOENT when there is none. */
+int rill_ipc_unlink(const char *name);
+
+/** A route as `rill ipc ls` shows it. */
+typedef struct rill_ipc_info {
+  char name[RILL_IPC_MAX_NAME + 1];
+  uint32_t slots, slot_size, max_receivers;
+  rill_ipc_policy_t policy;
+  uint64_t head;      /* messages published */
+  pid_t sender;       /* 0: none attached */
+  bool sender_alive;  /* the pid is the process that attached (start time checked) */
+  uint32_t receivers; /* places taken */
+  uint32_t dead;      /* of which held by a process that is gone (reaped at the next wait) */
+  uint64_t slowest;   /* the slowest live receiver's next message (head when none) */
+} rill_ipc_info_t;
+
+/** Describes route `name` without attaching to it. */
+int rill_ipc_info(const char *name, rill_ipc_info_t *info);
+
+/** Calls fn for each route in /dev/shm (those whose segment validates);
+ *  stops early when fn returns non-zero, and returns that. */
+int rill_ipc_list(int (*fn)(void *ctx, const rill_ipc_info_t *info), void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RILL_IPC_H */

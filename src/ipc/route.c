@@ -1,0 +1,888 @@
+/*
+ * The route: one sender, up to 64 receivers, every receiver getting every
+ * message, inline in the slots of a ring in a named shared-memory segment
+ * (docs/FORMATS.md, "IPC route segment").
+ *
+ * Publication is the slot's mark: the sender writes payload and length,
+ * stores mark = seq + 1 with release, then head = seq + 1 with release. A
+ * receiver trusts a slot only when its acquire load of the mark gives the
+ * seq it expects. So a sender killed anywhere leaves each slot either
+ * published or not; head can lag one published slot behind (killed between
+ * the two stores), and a sender taking over moves head past it first.
+ *
+ * Room: a receiver's cursor is the oldest message it has not finished
+ * with (the view it holds, or the next one); the sender may write seq only
+ * when every live receiver's cursor is above seq - slots. It keeps the
+ * lowest cursor it last saw and scans the table again only when that is
+ * not enough, so a send in steady state reads no receiver's line.
+ *
+ * A receiver joining sets its cursor to head, marks its place taken, then
+ * a seq_cst fence and reads head again: the sender scans after a seq_cst
+ * fence too (after storing head), so either the scan sees the new place,
+ * or the joiner's second read sees every head the scan was made under,
+ * and the sender only overwrites what is below that.
+ *
+ * Parking, both ways: the waiter reads the futex word, counts itself in
+ * the waiter count (seq_cst), fences, checks its condition again and only
+ * then sleeps; the other side stores what it publishes, fences, and makes
+ * the wake syscall only when the count is non-zero. One side's fence or
+ * the other's is first, so either the waiter sees the change or the waker
+ * sees the waiter: no lost wakeup, and no syscall when nobody sleeps.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/internal.h"
+#include "ipc/segment.h"
+#include "rill/ipc.h"
+
+/* gcc refuses standalone fences under -fsanitize=thread, which does not
+ * model them. Under TSan a seq_cst exchange of a dummy word stands in for
+ * each: a locked instruction, a full barrier on x86 where the TSan build
+ * runs (as in the bus). The data they order across processes is invisible
+ * to TSan anyway; between threads, every slot is published by the mark's
+ * release and acquire, which TSan sees. */
+#if defined(__SANITIZE_THREAD__)
+#define IPC_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define IPC_TSAN 1
+#endif
+#endif
+#ifdef IPC_TSAN
+static uint32_t tsan_fence_word;
+#define FENCE(order) ((void)__atomic_exchange_n(&tsan_fence_word, 0, __ATOMIC_SEQ_CST))
+#else
+#define FENCE(order) __atomic_thread_fence(order)
+#endif
+
+#define SHM_PREFIX      "/rill."
+#define ATTACH_PATIENCE 200000000ull /* ns a header may take to appear */
+#define PARK_SLICE      10000000ull  /* a blocked sender re-checks for dead receivers this often */
+#define REAP_EVERY_MS   1            /* a sender checks liveness at most this often */
+
+/* A mapped segment and the geometry it was checked with. */
+struct seg {
+  uint8_t *base;
+  size_t size;
+  struct rill__ipc_hdr *hdr;
+  struct rill__ipc_place *places;
+  uint8_t *ring;
+  struct rill__ipc_geom g;
+  uint64_t mask;
+  char name[RILL_IPC_MAX_NAME + 1];
+};
+
+struct rill_ipc_sender {
+  struct seg s;
+  uint64_t mine;      /* our state word in place 0 */
+  uint64_t seq;       /* the next message's seq (head, as only we write it) */
+  uint64_t min_seen;  /* the lowest live cursor at the last scan */
+  uint64_t reaped_ms; /* when we last checked the laggards' liveness */
+};
+
+struct rill_ipc_receiver {
+  struct seg s;
+  struct rill__ipc_place *me;
+  uint64_t mine; /* our state word */
+  uint64_t cur;  /* the next message to return */
+  bool held;     /* a view of cur - 1 is out */
+};
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+static inline struct rill__ipc_slot *slot_at(const struct seg *s, uint64_t seq) {
+  return (struct rill__ipc_slot *)(void *)(s->ring + (seq & s->mask) * s->g.slot_size);
+}
+
+static uint64_t deadline_after(uint64_t now, uint64_t ns) {
+  return ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
+}
+
+static int name_check(const char *name) {
+  if (!name)
+    return rill__err(RILL_EINVAL, "ipc: the route name is NULL");
+  size_t n = strnlen(name, RILL_IPC_MAX_NAME + 1);
+  if (!rill__name_ok(name, n, RILL_IPC_MAX_NAME))
+    return rill__err(RILL_EINVAL,
+                     "ipc: route name \"%.*s\" is not 1..%u bytes of [A-Za-z0-9._-] not starting "
+                     "with '.'",
+                     (int)(n > 64 ? 64 : n), name, RILL_IPC_MAX_NAME);
+  return 0;
+}
+
+static void shm_path(char *buf, size_t cap, const char *name) {
+  snprintf(buf, cap, SHM_PREFIX "%s", name);
+}
+
+static uint64_t self_start(void) {
+  uint64_t st = 0;
+  (void)rill__ipc_proc_start(getpid(), &st); /* our own /proc entry: always there */
+  return st;
+}
+
+static void seg_unmap(struct seg *s) {
+  if (s->base) {
+    munmap(s->base, s->size);
+    rill__count_unmap(s->size);
+    s->base = NULL;
+  }
+}
+
+static int seg_map(struct seg *s, int fd, size_t size, bool writable) {
+  void *p = mmap(NULL, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED)
+    return rill__err_errno("ipc route %s: mmap of %zu bytes", s->name, size);
+  rill__count_map(size);
+  s->base = p;
+  s->size = size;
+  return 0;
+}
+
+static void seg_bind(struct seg *s) {
+  s->hdr = (struct rill__ipc_hdr *)(void *)s->base;
+  s->places = (struct rill__ipc_place *)(void *)(s->base + s->g.table_off);
+  s->ring = s->base + s->g.ring_off;
+  s->mask = (uint64_t)s->g.slots - 1;
+}
+
+/* Maps an existing segment and checks it, waiting up to ATTACH_PATIENCE for
+ * a creator that is still writing its header. */
+static int seg_attach(struct seg *s, bool writable) {
+  char path[RILL_IPC_MAX_NAME + 16];
+  shm_path(path, sizeof path, s->name);
+  int fd = shm_open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+  if (fd < 0) {
+    if (errno == ENOENT)
+      return rill__err(RILL_ENOENT, "ipc route %s: no such route (/dev/shm%s)", s->name, path);
+    return rill__err_errno("ipc route %s: shm_open", s->name);
+  }
+  int rc;
+  uint64_t t0 = rill_time_mono_ns();
+  for (;;) {
+    struct stat sb;
+    if (fstat(fd, &sb) < 0) {
+      rc = rill__err_errno("ipc route %s: fstat", s->name);
+      goto close_fd;
+    }
+    size_t size = (size_t)sb.st_size;
+    bool ready = false;
+    if (size >= sizeof(uint32_t)) {
+      rc = seg_map(s, fd, size, writable);
+      if (rc)
+        goto close_fd;
+      /* Acquire: pairs with the creator's release store of the magic, its
+       * last, so the whole header it wrote is visible once we see it. */
+      ready = __atomic_load_n((uint32_t *)(void *)s->base, __ATOMIC_ACQUIRE) != 0;
+      if (ready) {
+        rc = rill__ipc_check(s->name, s->base, s->size, &s->g);
+        if (rc)
+          goto unmap;
+        seg_bind(s);
+        close(fd);
+        return 0;
+      }
+      seg_unmap(s);
+    }
+    if (rill_time_mono_ns() - t0 > ATTACH_PATIENCE) {
+      rc = rill__err(RILL_EPROTO,
+                     "ipc route %s: a segment of %zu bytes with no header after %llu ms (its "
+                     "creator died making it?); `rill ipc rm %s` removes it",
+                     s->name, size, ATTACH_PATIENCE / 1000000, s->name);
+      goto close_fd;
+    }
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+unmap:
+  seg_unmap(s);
+close_fd:
+  close(fd);
+  return rc;
+}
+
+/* Creates the segment with O_EXCL: 0 when we made it, RILL_EEXIST when it
+ * was there (the caller attaches), or an error. */
+static int seg_create(struct seg *s, const struct rill__ipc_geom *g, mode_t mode) {
+  char path[RILL_IPC_MAX_NAME + 16];
+  shm_path(path, sizeof path, s->name);
+  int fd = shm_open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode);
+  if (fd < 0) {
+    if (errno == EEXIST)
+      return RILL_EEXIST;
+    return rill__err_errno("ipc route %s: shm_open(O_CREAT)", s->name);
+  }
+  int rc;
+  /* The umask must not narrow what the creator asked for. */
+  if (fchmod(fd, mode) < 0) {
+    rc = rill__err_errno("ipc route %s: fchmod %o", s->name, (unsigned)mode);
+    goto unlink;
+  }
+  if (ftruncate(fd, (off_t)g->total) < 0) {
+    rc = rill__err_errno("ipc route %s: ftruncate to %llu bytes", s->name,
+                         (unsigned long long)g->total);
+    goto unlink;
+  }
+  rc = seg_map(s, fd, (size_t)g->total, true);
+  if (rc)
+    goto unlink;
+  s->g = *g;
+  seg_bind(s);
+  /* ftruncate gave zeros: counters, places and marks all start at 0. */
+  struct rill__ipc_hdr *h = s->hdr;
+  h->version = RILL_IPC_VERSION;
+  h->policy = g->policy;
+  h->wait = g->wait;
+  h->slots = g->slots;
+  h->slot_size = g->slot_size;
+  h->max_receivers = g->max_receivers;
+  h->flags = 0;
+  h->total = g->total;
+  h->spin_ns = g->spin_ns;
+  /* Release: pairs with the attacher's acquire load of the magic; the
+   * header above is complete before anyone trusts it. */
+  __atomic_store_n(&h->magic, RILL_IPC_MAGIC, __ATOMIC_RELEASE);
+  close(fd);
+  return 0;
+unlink:
+  shm_unlink(path);
+  close(fd);
+  return rc;
+}
+
+/* Frees place idx if its holder, as state word st says, is dead: a CAS
+ * from exactly st, so a place freed and taken again meanwhile is left
+ * alone. The CAS claims the place for us first, so that we alone take the
+ * dead holder out of the waiter count if it died parked (else every
+ * publish would make a wake syscall for nobody). True when the place is
+ * free afterwards (by us or someone else). */
+static bool reap_if_dead(const struct seg *s, uint32_t idx, uint64_t st) {
+  struct rill__ipc_place *p = &s->places[idx];
+  if (RILL__IPC_ST_PHASE(st) == RILL__IPC_FREE)
+    return true;
+  /* Relaxed: the state was loaded with acquire, which orders this load
+   * after the holder's store of its start time. */
+  if (rill__ipc_holder_alive(st, __atomic_load_n(&p->start, __ATOMIC_RELAXED)))
+    return false;
+  uint32_t gen = RILL__IPC_ST_GEN(st) + 1;
+  uint64_t ours = RILL__IPC_ST(RILL__IPC_CLAIMING, gen, (uint32_t)getpid());
+  /* Acquire: pairs with the dead holder's last stores (its parked flag). */
+  if (!__atomic_compare_exchange_n(&p->state, &st, ours, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+    return true; /* someone else reaped or took it; look again */
+  if (__atomic_exchange_n(&p->parked, 0, __ATOMIC_RELAXED))
+    __atomic_fetch_sub(idx == 0 ? &s->hdr->send_waiters : &s->hdr->recv_waiters, 1,
+                       __ATOMIC_RELAXED);
+  /* Release: pairs with a claimer's acquire load of the state; the parked
+   * flag is clear before the place is free. */
+  __atomic_store_n(&p->state, RILL__IPC_ST(RILL__IPC_FREE, gen, 0), __ATOMIC_RELEASE);
+  return true;
+}
+
+/* Takes place p for this process if it is free, or held by a dead one:
+ * true with *mine the CLAIMING word now in it. */
+static bool claim(const struct seg *s, uint32_t idx, uint64_t *mine) {
+  struct rill__ipc_place *p = &s->places[idx];
+  /* Acquire: pairs with the holder's release store of TAKEN (its start
+   * time is then the one reap_if_dead compares). */
+  uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+  if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE) {
+    if (!reap_if_dead(s, idx, st))
+      return false;
+    st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE)
+      return false;
+  }
+  uint64_t want = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
+  /* seq_cst: the take is ordered with the fences of the join protocol
+   * (file comment) like the TAKEN store that follows. */
+  if (!__atomic_compare_exchange_n(&p->state, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+    return false;
+  *mine = want;
+  return true;
+}
+
+/* Publishes a claimed place as TAKEN after its start time (and cursor) are
+ * written; returns the new state word. */
+static uint64_t take(struct rill__ipc_place *p, uint64_t claiming) {
+  uint64_t taken =
+      RILL__IPC_ST(RILL__IPC_TAKEN, RILL__IPC_ST_GEN(claiming), RILL__IPC_ST_PID(claiming));
+  /* Release: pairs with the acquire loads of the state by the sender's scan,
+   * reapers and info: start and cursor are visible with TAKEN. */
+  __atomic_store_n(&p->state, taken, __ATOMIC_RELEASE);
+  return taken;
+}
+
+/* Frees our place, if it is still ours. */
+static void release_place(struct rill__ipc_place *p, uint64_t mine) {
+  uint64_t freed = RILL__IPC_ST(RILL__IPC_FREE, RILL__IPC_ST_GEN(mine), 0);
+  /* Release: pairs with the sender's acquire load of the state in its scan;
+   * our reads of the ring are done before it stops counting us. */
+  __atomic_compare_exchange_n(&p->state, &mine, freed, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+}
+
+/* ---- opts ------------------------------------------------------------------ */
+
+static int opts_geom(const char *name, const rill_ipc_opts_t *o, struct rill__ipc_geom *g,
+                     mode_t *mode) {
+  rill_ipc_opts_t d = {0};
+  if (o)
+    d = *o;
+  g->slots = d.slots ? d.slots : 4096;
+  g->slot_size = d.slot_size ? d.slot_size : 128;
+  g->max_receivers = d.max_receivers ? d.max_receivers : RILL_IPC_MAX_RECEIVERS;
+  g->spin_ns = d.spin_ns ? d.spin_ns : 50000;
+  *mode = d.mode ? d.mode : 0600;
+  if ((unsigned)d.policy > RILL_IPC_OVERWRITE)
+    return rill__err(RILL_EINVAL, "ipc route %s: unknown policy %d", name, (int)d.policy);
+  if ((unsigned)d.wait > RILL_IPC_SPIN)
+    return rill__err(RILL_EINVAL, "ipc route %s: unknown wait mode %d", name, (int)d.wait);
+  g->policy = (uint8_t)d.policy;
+  g->wait = (uint8_t)d.wait;
+  if (!RILL__IS_POW2(g->slots) || g->slots < RILL__IPC_MIN_SLOTS || g->slots > RILL__IPC_MAX_SLOTS)
+    return rill__err(RILL_EINVAL, "ipc route %s: %u slots, not a power of two in 2..2^24", name,
+                     g->slots);
+  if (g->slot_size % 64 || g->slot_size < RILL__IPC_MIN_SLOT || g->slot_size > RILL__IPC_MAX_SLOT)
+    return rill__err(RILL_EINVAL, "ipc route %s: slot size %u, not a multiple of 64 in 64..1 MiB",
+                     name, g->slot_size);
+  if (g->max_receivers > RILL_IPC_MAX_RECEIVERS)
+    return rill__err(RILL_EINVAL, "ipc route %s: max receivers %u, not in 1..%u", name,
+                     g->max_receivers, RILL_IPC_MAX_RECEIVERS);
+  if (*mode & ~(mode_t)0777)
+    return rill__err(RILL_EINVAL, "ipc route %s: mode %o has bits beyond 0777", name,
+                     (unsigned)*mode);
+  rill__ipc_layout(g);
+  return 0;
+}
+
+/* An existing route against the opts a sender gave: the fields it set, and
+ * the policy, must agree. */
+static int opts_agree(const struct seg *s, const rill_ipc_opts_t *o) {
+  if (!o)
+    return 0;
+  const struct rill__ipc_geom *g = &s->g;
+  if ((o->slots && o->slots != g->slots) || (o->slot_size && o->slot_size != g->slot_size) ||
+      (o->max_receivers && o->max_receivers != g->max_receivers) ||
+      (unsigned)o->policy != g->policy)
+    return rill__err(RILL_EINVAL,
+                     "ipc route %s: exists with %u slots of %u bytes, %u receivers, policy %u; "
+                     "asked for %u, %u, %u, %u",
+                     s->name, g->slots, g->slot_size, g->max_receivers, (unsigned)g->policy,
+                     o->slots, o->slot_size, o->max_receivers, (unsigned)o->policy);
+  return 0;
+}
+
+/* ---- sender ------------------------------------------------------------------ */
+
+int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_ipc_opts_t *opts) {
+  if (!out)
+    return rill__err(RILL_EINVAL, "ipc: out is NULL");
+  *out = NULL;
+  int rc = name_check(name);
+  if (rc)
+    return rc;
+  struct rill__ipc_geom g;
+  mode_t mode;
+  rc = opts_geom(name, opts, &g, &mode);
+  if (rc)
+    return rc;
+  rill_ipc_sender_t *x = rill__calloc(1, sizeof *x);
+  if (!x)
+    return rill__err(RILL_ENOMEM, "ipc route %s: no memory for the sender", name);
+  snprintf(x->s.name, sizeof x->s.name, "%s", name);
+  /* Create, or attach to what a racing creator made; a route unlinked
+   * between the two gets a few more tries. */
+  for (int tries = 0;; tries++) {
+    rc = seg_create(&x->s, &g, mode);
+    if (rc != RILL_EEXIST)
+      break;
+    rc = seg_attach(&x->s, true);
+    if (rc != RILL_ENOENT || tries == 8)
+      break;
+  }
+  if (rc)
+    goto free_sender;
+  rc = opts_agree(&x->s, opts);
+  if (rc)
+    goto unmap;
+  struct rill__ipc_place *p = &x->s.places[0];
+  if (!claim(&x->s, 0, &x->mine)) {
+    uint64_t st = __atomic_load_n(&p->state, __ATOMIC_RELAXED);
+    rc =
+        rill__err(RILL_EBUSY, "ipc route %s: process %u is its sender", name, RILL__IPC_ST_PID(st));
+    goto unmap;
+  }
+  __atomic_store_n(&p->start, self_start(), __ATOMIC_RELAXED); /* published by take() */
+  __atomic_store_n(&p->cursor, 0, __ATOMIC_RELAXED);
+  x->mine = take(p, x->mine);
+  /* A dead sender may have stored a slot's mark and not head: that slot is
+   * published (receivers go by the mark), so go on after it. Acquire: pairs
+   * with the release stores of head and of the mark by the previous
+   * sender. */
+  uint64_t head = __atomic_load_n(&x->s.hdr->head, __ATOMIC_ACQUIRE);
+  if (__atomic_load_n(&slot_at(&x->s, head)->mark, __ATOMIC_ACQUIRE) == head + 1) {
+    head++;
+    /* Release: as in send. */
+    __atomic_store_n(&x->s.hdr->head, head, __ATOMIC_RELEASE);
+  }
+  x->seq = head;
+  x->min_seen = head - x->s.g.slots; /* forces a scan at the first send */
+  *out = x;
+  return 0;
+unmap:
+  seg_unmap(&x->s);
+free_sender:
+  rill__free(x);
+  return rc;
+}
+
+uint32_t rill_ipc_max_payload(const rill_ipc_sender_t *s) {
+  return s ? s->s.g.slot_size - RILL_IPC_SLOT_HDR : 0;
+}
+
+void rill_ipc_sender_close(rill_ipc_sender_t *s) {
+  if (!s)
+    return;
+  release_place(&s->s.places[0], s->mine);
+  seg_unmap(&s->s);
+  rill__free(s);
+}
+
+/* The lowest cursor of the receivers that hold a place (seq when none). */
+static uint64_t scan(rill_ipc_sender_t *s, uint64_t seq) {
+  /* seq_cst: pairs with the fence a joining receiver makes after taking its
+   * place (file comment): we see it, or it sees our head. */
+  FENCE(__ATOMIC_SEQ_CST);
+  uint64_t min = seq;
+  for (uint32_t i = 1; i <= s->s.g.max_receivers; i++) {
+    struct rill__ipc_place *p = &s->s.places[i];
+    /* Acquire: pairs with the receiver's release store of TAKEN, so its
+     * first cursor is visible. */
+    uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_TAKEN)
+      continue;
+    /* Acquire: pairs with the receiver's release store of its cursor; its
+     * reads of the slots below happen before we overwrite them. */
+    uint64_t c = __atomic_load_n(&p->cursor, __ATOMIC_ACQUIRE);
+    if (c > seq)
+      c = seq; /* a cursor from the future: a corrupt one cannot widen our room */
+    if (c < min)
+      min = c;
+  }
+  s->min_seen = min;
+  return min;
+}
+
+/* Reaps the receivers that hold back seq (cursor + slots <= seq) and are
+ * dead; true when one was. */
+static bool reap_laggards(rill_ipc_sender_t *s, uint64_t seq) {
+  bool any = false;
+  for (uint32_t i = 1; i <= s->s.g.max_receivers; i++) {
+    struct rill__ipc_place *p = &s->s.places[i];
+    uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+    if (RILL__IPC_ST_PHASE(st) == RILL__IPC_FREE)
+      continue;
+    uint64_t c = __atomic_load_n(&p->cursor, __ATOMIC_RELAXED);
+    if (RILL__IPC_ST_PHASE(st) == RILL__IPC_TAKEN && seq - c < s->s.g.slots)
+      continue;
+    if (reap_if_dead(&s->s, i, st))
+      any = true;
+  }
+  return any;
+}
+
+static int wait_room(rill_ipc_sender_t *s, uint64_t seq, uint64_t timeout_ns) {
+  const uint64_t slots = s->s.g.slots;
+  struct rill__ipc_hdr *h = s->s.hdr;
+  uint64_t now = 0, deadline = 0, spin_until = 0;
+  bool timed = false;
+  for (;;) {
+    if (seq - scan(s, seq) < slots)
+      return 0;
+    if (s->s.g.policy == RILL_IPC_FAIL) {
+      uint64_t ms = rill_time_coarse_ms();
+      if (ms - s->reaped_ms >= REAP_EVERY_MS) {
+        s->reaped_ms = ms;
+        if (reap_laggards(s, seq) && seq - scan(s, seq) < slots)
+          return 0;
+      }
+      return rill__err(RILL_EFULL, "ipc route %s: a receiver is %llu messages behind", s->s.name,
+                       (unsigned long long)slots);
+    }
+    now = rill_time_mono_ns();
+    if (!timed) {
+      timed = true;
+      deadline = deadline_after(now, timeout_ns);
+      spin_until = s->s.g.wait == RILL_IPC_SPIN ? deadline_after(now, s->s.g.spin_ns) : now;
+      if (spin_until > deadline)
+        spin_until = deadline;
+    }
+    if (now < spin_until) {
+      cpu_relax();
+      continue;
+    }
+    uint64_t ms = rill_time_coarse_ms();
+    if (ms - s->reaped_ms >= REAP_EVERY_MS) {
+      /* Not at every wakeup: /proc is read for each laggard. */
+      s->reaped_ms = ms;
+      if (reap_laggards(s, seq))
+        continue;
+    }
+    if (now >= deadline)
+      return rill__err(RILL_ETIMEDOUT, "ipc route %s: a receiver is %llu messages behind",
+                       s->s.name, (unsigned long long)slots);
+    /* Acquire: pairs with a receiver's release bump of the word. */
+    uint32_t w = __atomic_load_n(&h->send_futex, __ATOMIC_ACQUIRE);
+    /* seq_cst, then the fence in scan(): pairs with the fence a receiver
+     * makes after moving its cursor (file comment). */
+    __atomic_fetch_add(&h->send_waiters, 1, __ATOMIC_SEQ_CST);
+    /* Relaxed: read only by a reaper after we are dead. Set after the
+     * count and cleared before it, so dying between leaks a count of one
+     * (a wake syscall for nobody), never takes one from a live waiter. */
+    __atomic_store_n(&s->s.places[0].parked, 1, __ATOMIC_RELAXED);
+    if (seq - scan(s, seq) >= slots) {
+      uint64_t left = deadline - now;
+      rill__futex_wait_shared(&h->send_futex, w, left < PARK_SLICE ? left : PARK_SLICE);
+    }
+    __atomic_store_n(&s->s.places[0].parked, 0, __ATOMIC_RELAXED);
+    /* Relaxed: only a hint for wakers. */
+    __atomic_fetch_sub(&h->send_waiters, 1, __ATOMIC_RELAXED);
+  }
+}
+
+int rill_ipc_send(rill_ipc_sender_t *s, const void *data, uint32_t len, uint64_t timeout_ns) {
+  if (RILL_UNLIKELY(!s || (!data && len)))
+    return rill__err(RILL_EINVAL, "ipc send: %s is NULL", s ? "data" : "the sender");
+  if (RILL_UNLIKELY(len > s->s.g.slot_size - RILL_IPC_SLOT_HDR))
+    return rill__err(RILL_EMSGSIZE, "ipc route %s: a message of %u bytes, over the %u a slot holds",
+                     s->s.name, len, s->s.g.slot_size - RILL_IPC_SLOT_HDR);
+  uint64_t seq = s->seq;
+  if (s->s.g.policy != RILL_IPC_OVERWRITE && seq - s->min_seen >= s->s.g.slots) {
+    int rc = wait_room(s, seq, timeout_ns);
+    if (rc)
+      return rc;
+  }
+  struct rill__ipc_slot *sl = slot_at(&s->s, seq);
+  if (s->s.g.policy == RILL_IPC_OVERWRITE) {
+    /* A receiver may be reading the message this slot holds: unmark it
+     * first, and the release fence orders that before the payload stores,
+     * so a reader that checks the mark again after its copy (acquire fence,
+     * then the mark) sees the change. */
+    __atomic_store_n(&sl->mark, 0, __ATOMIC_RELAXED);
+    FENCE(__ATOMIC_RELEASE);
+  }
+  if (len)
+    memcpy(sl + 1, data, len); /* data may be NULL when len is 0 */
+  __atomic_store_n(&sl->len, len, __ATOMIC_RELAXED);
+  /* Release: pairs with the receiver's acquire load of the mark; payload
+   * and length are visible once it sees seq + 1. The publication point. */
+  __atomic_store_n(&sl->mark, seq + 1, __ATOMIC_RELEASE);
+  /* Release: pairs with the acquire loads of head by receivers (joining,
+   * or telling "not yet" from "lapped") and by a sender taking over. */
+  __atomic_store_n(&s->s.hdr->head, seq + 1, __ATOMIC_RELEASE);
+  s->seq = seq + 1;
+  /* seq_cst: pairs with the fence a receiver makes after counting itself a
+   * waiter: it sees the mark, or we see its count. */
+  FENCE(__ATOMIC_SEQ_CST);
+  if (RILL_UNLIKELY(__atomic_load_n(&s->s.hdr->recv_waiters, __ATOMIC_RELAXED)))
+    rill__futex_bump_shared(&s->s.hdr->recv_futex);
+  return 0;
+}
+
+/* ---- receiver ---------------------------------------------------------------- */
+
+int rill_ipc_receiver_open(rill_ipc_receiver_t **out, const char *name) {
+  if (!out)
+    return rill__err(RILL_EINVAL, "ipc: out is NULL");
+  *out = NULL;
+  int rc = name_check(name);
+  if (rc)
+    return rc;
+  rill_ipc_receiver_t *r = rill__calloc(1, sizeof *r);
+  if (!r)
+    return rill__err(RILL_ENOMEM, "ipc route %s: no memory for the receiver", name);
+  snprintf(r->s.name, sizeof r->s.name, "%s", name);
+  rc = seg_attach(&r->s, true);
+  if (rc)
+    goto free_receiver;
+  for (uint32_t i = 1; i <= r->s.g.max_receivers && !r->me; i++)
+    if (claim(&r->s, i, &r->mine))
+      r->me = &r->s.places[i];
+  if (!r->me) {
+    rc = rill__err(RILL_EBUSY, "ipc route %s: its %u receiver places are held by live processes",
+                   name, r->s.g.max_receivers);
+    goto unmap;
+  }
+  struct rill__ipc_hdr *h = r->s.hdr;
+  __atomic_store_n(&r->me->start, self_start(), __ATOMIC_RELAXED); /* published by take() */
+  /* Acquire: pairs with the sender's release of head. */
+  uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+  __atomic_store_n(&r->me->cursor, head, __ATOMIC_RELAXED); /* published by take() */
+  r->mine = take(r->me, r->mine);
+  /* seq_cst: pairs with the fence in the sender's scan (file comment): it
+   * sees our place, or we now see every head it scanned under. */
+  FENCE(__ATOMIC_SEQ_CST);
+  uint64_t head2 = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
+  if (head2 != head) {
+    head = head2;
+    /* Release: as every cursor store (rill_ipc_recv). */
+    __atomic_store_n(&r->me->cursor, head, __ATOMIC_RELEASE);
+  }
+  r->cur = head;
+  *out = r;
+  return 0;
+unmap:
+  seg_unmap(&r->s);
+free_receiver:
+  rill__free(r);
+  return rc;
+}
+
+/* Moves our shared cursor to r->cur and wakes a sender waiting for room. */
+static void advance(rill_ipc_receiver_t *r) {
+  struct rill__ipc_hdr *h = r->s.hdr;
+  /* Release: pairs with the sender's acquire load of our cursor in its
+   * scan; our reads of the slots below happen before it overwrites them. */
+  __atomic_store_n(&r->me->cursor, r->cur, __ATOMIC_RELEASE);
+  /* seq_cst: pairs with the fence the sender makes after counting itself a
+   * waiter: it sees our cursor, or we see its count. */
+  FENCE(__ATOMIC_SEQ_CST);
+  if (RILL_UNLIKELY(__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED)))
+    rill__futex_bump_shared(&h->send_futex);
+}
+
+/* One look at the next message: 0 with *m, RILL_EAGAIN (nothing yet),
+ * RILL_ELAGGED (lapped: the cursor moved, *lost says how far). */
+static int try_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t *lost) {
+  const uint64_t c = r->cur, slots = r->s.g.slots;
+  struct rill__ipc_slot *sl = slot_at(&r->s, c);
+  /* Acquire: pairs with the sender's release store of the mark; the
+   * payload and length are visible when it is ours. */
+  uint64_t mark = __atomic_load_n(&sl->mark, __ATOMIC_ACQUIRE);
+  if (mark != c + 1) {
+    /* Acquire: pairs with the sender's release of head, which follows its
+     * mark store: a head past c means the mark was written, so look again. */
+    uint64_t head = __atomic_load_n(&r->s.hdr->head, __ATOMIC_ACQUIRE);
+    mark = __atomic_load_n(&sl->mark, __ATOMIC_ACQUIRE);
+    if (mark != c + 1) {
+      if (head <= c && (mark == 0 || mark <= c + 1))
+        return RILL_EAGAIN;
+      /* The slot holds a later message, or is being overwritten: lapped.
+       * Go on from the oldest message a slot may still hold. */
+      uint64_t next = head > slots && head - slots > c + 1 ? head - slots : c + 1;
+      if (lost)
+        *lost = next - c;
+      r->cur = next;
+      advance(r);
+      return rill__err(RILL_ELAGGED,
+                       "ipc route %s: %llu messages overwritten before they were read", r->s.name,
+                       (unsigned long long)(next - c));
+    }
+  }
+  uint32_t len = __atomic_load_n(&sl->len, __ATOMIC_RELAXED);
+  if (r->s.g.policy == RILL_IPC_OVERWRITE) {
+    /* Acquire: orders the length load before the mark's second load; a
+     * sender that began to overwrite the slot unmarked it first. */
+    FENCE(__ATOMIC_ACQUIRE);
+    if (__atomic_load_n(&sl->mark, __ATOMIC_RELAXED) != c + 1)
+      return RILL_EAGAIN; /* the next look finds it lapped */
+  }
+  if (RILL_UNLIKELY(len > r->s.g.slot_size - RILL_IPC_SLOT_HDR))
+    return rill__err(RILL_ECORRUPT, "ipc route %s: message %llu says %u bytes, a slot holds %u",
+                     r->s.name, (unsigned long long)c, len, r->s.g.slot_size - RILL_IPC_SLOT_HDR);
+  m->data = (const uint8_t *)(sl + 1);
+  m->len = len;
+  m->seq = c;
+  r->cur = c + 1;
+  r->held = true;
+  return 0;
+}
+
+int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns, uint64_t *lost) {
+  if (RILL_UNLIKELY(!r || !m))
+    return rill__err(RILL_EINVAL, "ipc recv: %s is NULL", r ? "the message" : "the receiver");
+  if (lost)
+    *lost = 0;
+  if (r->held) {
+    r->held = false;
+    uint64_t was = r->cur - 1;
+    bool torn = false;
+    if (r->s.g.policy == RILL_IPC_OVERWRITE) {
+      /* Acquire: the caller's reads of the view come before this load; a
+       * sender that began to overwrite the slot had unmarked it. */
+      FENCE(__ATOMIC_ACQUIRE);
+      torn = __atomic_load_n(&slot_at(&r->s, was)->mark, __ATOMIC_RELAXED) != was + 1;
+    }
+    advance(r);
+    if (torn) {
+      /* Counted as lost, with whatever was lapped after it: one report. */
+      uint64_t more = 0;
+      int rc = try_recv(r, m, &more);
+      if (rc == 0) {
+        r->cur--; /* not returned now: the next call returns it */
+        r->held = false;
+      }
+      if (lost)
+        *lost = 1 + (rc == RILL_ELAGGED ? more : 0);
+      return rill__err(RILL_ELAGGED,
+                       "ipc route %s: message %llu was overwritten while it was read%s", r->s.name,
+                       (unsigned long long)was, rc == RILL_ELAGGED ? ", and more after it" : "");
+    }
+  }
+  int rc = try_recv(r, m, lost);
+  if (rc != RILL_EAGAIN || timeout_ns == 0)
+    return rc;
+  struct rill__ipc_hdr *h = r->s.hdr;
+  uint64_t now = rill_time_mono_ns();
+  uint64_t deadline = deadline_after(now, timeout_ns);
+  if (r->s.g.wait == RILL_IPC_SPIN) {
+    uint64_t spin_until = deadline_after(now, r->s.g.spin_ns);
+    while (now < spin_until && now < deadline) {
+      for (int i = 0; i < 64; i++) {
+        cpu_relax();
+        rc = try_recv(r, m, lost);
+        if (rc != RILL_EAGAIN)
+          return rc;
+      }
+      now = rill_time_mono_ns();
+    }
+  }
+  for (;;) {
+    now = rill_time_mono_ns();
+    if (now >= deadline)
+      return rill__err(RILL_ETIMEDOUT, "ipc route %s: no message in %llu ns", r->s.name,
+                       (unsigned long long)timeout_ns);
+    /* Acquire: pairs with the sender's release bump. */
+    uint32_t w = __atomic_load_n(&h->recv_futex, __ATOMIC_ACQUIRE);
+    __atomic_fetch_add(&h->recv_waiters, 1, __ATOMIC_SEQ_CST);
+    /* Relaxed: as the sender's (wait_room). */
+    __atomic_store_n(&r->me->parked, 1, __ATOMIC_RELAXED);
+    /* seq_cst: pairs with the sender's fence after publishing (file
+     * comment): we see its mark, or it sees our count. */
+    FENCE(__ATOMIC_SEQ_CST);
+    rc = try_recv(r, m, lost);
+    if (rc == RILL_EAGAIN)
+      rill__futex_wait_shared(&h->recv_futex, w, deadline - now);
+    __atomic_store_n(&r->me->parked, 0, __ATOMIC_RELAXED);
+    /* Relaxed: only a hint for wakers. */
+    __atomic_fetch_sub(&h->recv_waiters, 1, __ATOMIC_RELAXED);
+    if (rc != RILL_EAGAIN)
+      return rc;
+    rc = try_recv(r, m, lost);
+    if (rc != RILL_EAGAIN)
+      return rc;
+  }
+}
+
+void rill_ipc_receiver_close(rill_ipc_receiver_t *r) {
+  if (!r)
+    return;
+  struct rill__ipc_hdr *h = r->s.hdr;
+  release_place(r->me, r->mine);
+  /* seq_cst: as in advance(); a sender waiting for us stops. */
+  FENCE(__ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED))
+    rill__futex_bump_shared(&h->send_futex);
+  seg_unmap(&r->s);
+  rill__free(r);
+}
+
+/* ---- the rest ------------------------------------------------------------------ */
+
+int rill_ipc_unlink(const char *name) {
+  int rc = name_check(name);
+  if (rc)
+    return rc;
+  char path[RILL_IPC_MAX_NAME + 16];
+  shm_path(path, sizeof path, name);
+  if (shm_unlink(path) < 0) {
+    if (errno == ENOENT)
+      return rill__err(RILL_ENOENT, "ipc route %s: no such route", name);
+    return rill__err_errno("ipc route %s: shm_unlink", name);
+  }
+  return 0;
+}
+
+int rill_ipc_info(const char *name, rill_ipc_info_t *info) {
+  if (!info)
+    return rill__err(RILL_EINVAL, "ipc info: info is NULL");
+  int rc = name_check(name);
+  if (rc)
+    return rc;
+  struct seg s = {0};
+  snprintf(s.name, sizeof s.name, "%s", name);
+  char path[RILL_IPC_MAX_NAME + 16];
+  shm_path(path, sizeof path, name);
+  int fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
+  if (fd < 0) {
+    if (errno == ENOENT)
+      return rill__err(RILL_ENOENT, "ipc route %s: no such route", name);
+    return rill__err_errno("ipc route %s: shm_open", name);
+  }
+  struct stat sb;
+  if (fstat(fd, &sb) < 0) {
+    rc = rill__err_errno("ipc route %s: fstat", name);
+    goto close_fd;
+  }
+  if ((size_t)sb.st_size < sizeof(uint32_t)) {
+    rc = rill__err(RILL_EPROTO, "ipc route %s: a segment of %zu bytes has no header", name,
+                   (size_t)sb.st_size);
+    goto close_fd;
+  }
+  rc = seg_map(&s, fd, (size_t)sb.st_size, false);
+  if (rc)
+    goto close_fd;
+  /* Acquire: pairs with the creator's release store of the magic. */
+  if (__atomic_load_n((const uint32_t *)(const void *)s.base, __ATOMIC_ACQUIRE) == 0) {
+    rc = rill__err(RILL_EPROTO, "ipc route %s: no header yet (its creator died making it?)", name);
+    goto unmap;
+  }
+  rc = rill__ipc_check(name, s.base, s.size, &s.g);
+  if (rc)
+    goto unmap;
+  memset(info, 0, sizeof *info);
+  snprintf(info->name, sizeof info->name, "%s", name);
+  rill__ipc_summary(s.base, &s.g, info);
+unmap:
+  seg_unmap(&s);
+close_fd:
+  close(fd);
+  return rc;
+}
+
+int rill_ipc_list(int (*fn)(void *ctx, const rill_ipc_info_t *info), void *ctx) {
+  if (!fn)
+    return rill__err(RILL_EINVAL, "ipc list: fn is NULL");
+  DIR *d = opendir("/dev/shm");
+  if (!d)
+    return rill__err_errno("ipc list: opendir /dev/shm");
+  int rc = 0;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    if (strncmp(e->d_name, "rill.", 5) != 0)
+      continue;
+    const char *name = e->d_name + 5;
+    if (!rill__name_ok(name, strlen(name), RILL_IPC_MAX_NAME))
+      continue;
+    rill_ipc_info_t info;
+    if (rill_ipc_info(name, &info) != 0)
+      continue; /* not a route of ours, or gone meanwhile */
+    rc = fn(ctx, &info);
+    if (rc)
+      break;
+  }
+  closedir(d);
+  if (rc == 0)
+    rill_errmsg_clear(); /* the routes skipped are no failure of the call */
+  return rc;
+}

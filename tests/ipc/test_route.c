@@ -1,0 +1,599 @@
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rill/ipc.h"
+
+/* Offsets in the segment, as docs/FORMATS.md gives them. */
+#define OFF_VERSION 4
+#define OFF_SLOTS   8
+#define OFF_TOTAL   24
+#define OFF_HEAD    64
+
+/* Every test its own route (Criterion runs each in a process of its own),
+ * removed at the end whatever happened. */
+static char route[64];
+
+static void init_name(void) {
+  snprintf(route, sizeof route, "test.%d", (int)getpid());
+  rill_ipc_unlink(route);
+}
+static void fini_name(void) { rill_ipc_unlink(route); }
+
+TestSuite(ipc, .init = init_name, .fini = fini_name);
+
+static void shm_file(char *buf, size_t cap) { snprintf(buf, cap, "/dev/shm/rill.%s", route); }
+
+static rill_ipc_sender_t *sender(const rill_ipc_opts_t *o) {
+  rill_ipc_sender_t *s = NULL;
+  int rc = rill_ipc_sender_open(&s, route, o);
+  cr_assert_eq(rc, 0, "sender_open: %s (%s)", rill_strerror(rc), rill_errmsg());
+  return s;
+}
+
+static rill_ipc_receiver_t *receiver(void) {
+  rill_ipc_receiver_t *r = NULL;
+  int rc = rill_ipc_receiver_open(&r, route);
+  cr_assert_eq(rc, 0, "receiver_open: %s (%s)", rill_strerror(rc), rill_errmsg());
+  return r;
+}
+
+/* A message's bytes follow from its number, so content is checked too. */
+static uint32_t fill(uint8_t *buf, uint64_t i, uint32_t max) {
+  uint32_t len = (uint32_t)(8 + (i * 7) % (max - 7));
+  memcpy(buf, &i, 8);
+  for (uint32_t k = 8; k < len; k++)
+    buf[k] = (uint8_t)(i * 31 + k);
+  return len;
+}
+
+static void expect_msg(const rill_ipc_msg_t *m, uint64_t i, uint32_t max) {
+  uint8_t want[1 << 12];
+  uint32_t len = fill(want, i, max);
+  cr_assert_eq(m->seq, i, "seq %llu, expected %llu", (unsigned long long)m->seq,
+               (unsigned long long)i);
+  cr_assert_eq(m->len, len, "message %llu: %u bytes, expected %u", (unsigned long long)i, m->len,
+               len);
+  cr_assert_eq(memcmp(m->data, want, len), 0, "message %llu: content", (unsigned long long)i);
+}
+
+static void send_n(rill_ipc_sender_t *s, uint64_t from, uint64_t n) {
+  uint8_t buf[1 << 12];
+  for (uint64_t i = from; i < from + n; i++) {
+    uint32_t len = fill(buf, i, rill_ipc_max_payload(s));
+    int rc = rill_ipc_send(s, buf, len, 0);
+    cr_assert_eq(rc, 0, "send %llu: %s (%s)", (unsigned long long)i, rill_strerror(rc),
+                 rill_errmsg());
+  }
+}
+
+static void recv_n(rill_ipc_receiver_t *r, uint64_t from, uint64_t n, uint32_t max) {
+  for (uint64_t i = from; i < from + n; i++) {
+    rill_ipc_msg_t m;
+    int rc = rill_ipc_recv(r, &m, 1000000000ull, NULL);
+    cr_assert_eq(rc, 0, "recv %llu: %s (%s)", (unsigned long long)i, rill_strerror(rc),
+                 rill_errmsg());
+    expect_msg(&m, i, max);
+  }
+}
+
+Test(ipc, create_attach_and_layout_mismatch) {
+  rill_ipc_opts_t o = {.slots = 8, .slot_size = 128, .max_receivers = 4};
+  rill_ipc_sender_t *s = sender(&o);
+  cr_expect_eq(rill_ipc_max_payload(s), 128 - RILL_IPC_SLOT_HDR);
+  char path[128];
+  shm_file(path, sizeof path);
+  struct stat sb;
+  cr_assert_eq(stat(path, &sb), 0);
+  cr_expect_eq(sb.st_mode & 0777, 0600, "mode %o", (unsigned)(sb.st_mode & 0777));
+  cr_expect_eq(sb.st_size, 4096 + 4096 + 8 * 128, "size %lld", (long long)sb.st_size);
+  rill_ipc_sender_close(s);
+
+  s = sender(NULL); /* no opts: the route as it is */
+  cr_expect_eq(rill_ipc_max_payload(s), 112);
+  rill_ipc_sender_close(s);
+  s = sender(&o);
+  rill_ipc_sender_close(s);
+
+  rill_ipc_opts_t bad[] = {
+      {.slots = 16, .slot_size = 128, .max_receivers = 4},
+      {.slots = 8, .slot_size = 192, .max_receivers = 4},
+      {.slots = 8, .slot_size = 128, .max_receivers = 5},
+      {.slots = 8, .slot_size = 128, .max_receivers = 4, .policy = RILL_IPC_OVERWRITE},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    s = (void *)1;
+    int rc = rill_ipc_sender_open(&s, route, &bad[i]);
+    cr_expect_eq(rc, RILL_EINVAL, "mismatch %zu: %s", i, rill_strerror(rc));
+    cr_expect_null(s);
+    cr_expect_neq(strstr(rill_errmsg(), "exists with"), NULL, "%s", rill_errmsg());
+  }
+
+  /* Opts no route may have. */
+  rill_ipc_opts_t invalid[] = {
+      {.slots = 12},           {.slots = 1u << 25},   {.slot_size = 100},
+      {.slot_size = 2u << 20}, {.max_receivers = 65}, {.policy = (rill_ipc_policy_t)7},
+      {.mode = 01777},
+  };
+  for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++)
+    cr_expect_eq(rill_ipc_sender_open(&s, "test.never", &invalid[i]), RILL_EINVAL, "opts %zu", i);
+  cr_expect_eq(access("/dev/shm/rill.test.never", F_OK), -1, "nothing created");
+
+  const char *names[] = {"", ".hidden", "a/b", "sp ace", NULL};
+  rill_ipc_receiver_t *r;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+    cr_expect_eq(rill_ipc_sender_open(&s, names[i], NULL), RILL_EINVAL, "name %zu", i);
+    cr_expect_eq(rill_ipc_receiver_open(&r, names[i]), RILL_EINVAL, "name %zu", i);
+  }
+  char longname[RILL_IPC_MAX_NAME + 2];
+  memset(longname, 'a', sizeof longname - 1);
+  longname[sizeof longname - 1] = '\0';
+  cr_expect_eq(rill_ipc_receiver_open(&r, longname), RILL_EINVAL);
+
+  cr_expect_eq(rill_ipc_receiver_open(&r, "test.no-such-route"), RILL_ENOENT);
+  cr_expect_eq(rill_ipc_unlink(route), 0);
+  cr_expect_eq(rill_ipc_unlink(route), RILL_ENOENT);
+  cr_expect_eq(rill_ipc_receiver_open(&r, route), RILL_ENOENT);
+}
+
+Test(ipc, mode_is_the_creators) {
+  mode_t old = umask(077);
+  rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 4, .mode = 0640});
+  umask(old);
+  char path[128];
+  shm_file(path, sizeof path);
+  struct stat sb;
+  cr_assert_eq(stat(path, &sb), 0);
+  cr_expect_eq(sb.st_mode & 0777, 0640, "mode %o", (unsigned)(sb.st_mode & 0777));
+  rill_ipc_sender_close(s);
+}
+
+Test(ipc, second_live_sender_is_busy) {
+  rill_ipc_sender_t *s = sender(NULL), *s2 = (void *)1;
+  cr_expect_eq(rill_ipc_sender_open(&s2, route, NULL), RILL_EBUSY);
+  cr_expect_null(s2);
+  cr_expect_neq(strstr(rill_errmsg(), "is its sender"), NULL, "%s", rill_errmsg());
+  rill_ipc_sender_close(s);
+  s2 = sender(NULL);
+  rill_ipc_sender_close(s2);
+}
+
+Test(ipc, in_order_to_several_receivers) {
+  rill_ipc_opts_t o = {.slots = 16, .slot_size = 256, .max_receivers = 4};
+  rill_ipc_sender_t *s = sender(&o);
+  uint32_t max = rill_ipc_max_payload(s);
+  rill_ipc_receiver_t *r[3] = {receiver(), receiver(), receiver()};
+  rill_ipc_msg_t m;
+  cr_expect_eq(rill_ipc_recv(r[0], &m, 0, NULL), RILL_EAGAIN, "empty");
+  for (uint64_t round = 0; round < 20; round++) {
+    send_n(s, round * 10, 10);
+    for (int k = 0; k < 3; k++)
+      recv_n(r[k], round * 10, 10, max);
+  }
+  /* A receiver that joins now gets what is published from now on. */
+  rill_ipc_receiver_t *late = receiver();
+  cr_expect_eq(rill_ipc_recv(late, &m, 0, NULL), RILL_EAGAIN);
+  send_n(s, 200, 15); /* the others hold message 199's view: 15 slots free */
+  recv_n(late, 200, 15, max);
+  for (int k = 0; k < 3; k++)
+    recv_n(r[k], 200, 15, max);
+  cr_expect_eq(rill_ipc_recv(r[1], &m, 1000000, NULL), RILL_ETIMEDOUT);
+  /* A fifth receiver has no place. */
+  rill_ipc_receiver_t *fifth = (void *)1;
+  cr_expect_eq(rill_ipc_receiver_open(&fifth, route), RILL_EBUSY);
+  cr_expect_null(fifth);
+  rill_ipc_receiver_close(late);
+  fifth = receiver(); /* the place late left */
+  rill_ipc_receiver_close(fifth);
+  for (int k = 0; k < 3; k++)
+    rill_ipc_receiver_close(r[k]);
+  rill_ipc_sender_close(s);
+}
+
+Test(ipc, max_payload_and_msgsize) {
+  rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 4, .slot_size = 128});
+  rill_ipc_receiver_t *r = receiver();
+  uint8_t big[200];
+  for (int i = 0; i < 200; i++)
+    big[i] = (uint8_t)i;
+  cr_expect_eq(rill_ipc_send(s, big, 113, 0), RILL_EMSGSIZE);
+  cr_expect_neq(strstr(rill_errmsg(), "112"), NULL, "%s", rill_errmsg());
+  cr_assert_eq(rill_ipc_send(s, big, 112, 0), 0);
+  cr_assert_eq(rill_ipc_send(s, NULL, 0, 0), 0);
+  rill_ipc_msg_t m;
+  cr_assert_eq(rill_ipc_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(m.len, 112);
+  cr_expect_eq(memcmp(m.data, big, 112), 0);
+  cr_assert_eq(rill_ipc_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(m.len, 0);
+  cr_expect_eq(m.seq, 1);
+  cr_expect_eq(rill_ipc_send(NULL, big, 1, 0), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_recv(r, NULL, 0, NULL), RILL_EINVAL);
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+  rill_ipc_sender_close(NULL);
+  rill_ipc_receiver_close(NULL);
+}
+
+Test(ipc, fail_policy_is_full_a_ring_behind) {
+  rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 4, .policy = RILL_IPC_FAIL});
+  uint32_t max = rill_ipc_max_payload(s);
+  rill_ipc_receiver_t *fast = receiver(), *slow = receiver();
+  send_n(s, 0, 4);
+  recv_n(fast, 0, 4, max);
+  uint8_t b[8] = {0};
+  cr_expect_eq(rill_ipc_send(s, b, 8, 1000000000ull), RILL_EFULL, "the slow one is a ring behind");
+  rill_ipc_msg_t m;
+  cr_assert_eq(rill_ipc_recv(slow, &m, 0, NULL), 0);
+  expect_msg(&m, 0, max);
+  /* It still holds message 0's view: slot 0 is not free yet. */
+  cr_expect_eq(rill_ipc_send(s, b, 8, 0), RILL_EFULL);
+  cr_assert_eq(rill_ipc_recv(slow, &m, 0, NULL), 0);
+  expect_msg(&m, 1, max);
+  send_n(s, 4, 1);
+  cr_expect_eq(rill_ipc_send(s, b, 8, 0), RILL_EFULL);
+  rill_ipc_receiver_close(slow); /* the sender waits for it no more */
+  send_n(s, 5, 2);               /* fast holds message 3's view */
+  cr_expect_eq(rill_ipc_send(s, b, 8, 0), RILL_EFULL);
+  recv_n(fast, 4, 3, max);
+  send_n(s, 7, 3);
+  rill_ipc_receiver_close(fast);
+  rill_ipc_sender_close(s);
+}
+
+Test(ipc, overwrite_reports_the_exact_loss) {
+  rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 8, .policy = RILL_IPC_OVERWRITE});
+  uint32_t max = rill_ipc_max_payload(s);
+  rill_ipc_receiver_t *r = receiver();
+  send_n(s, 0, 13); /* never waits: 0..4 are overwritten */
+  rill_ipc_msg_t m;
+  uint64_t lost = 99;
+  cr_expect_eq(rill_ipc_recv(r, &m, 0, &lost), RILL_ELAGGED);
+  cr_expect_eq(lost, 5, "lost %llu", (unsigned long long)lost);
+  recv_n(r, 5, 8, max);
+  /* Message 12's view is held while 8 more overwrite its slot: the next
+   * call says so, then goes on. */
+  send_n(s, 13, 8);
+  cr_expect_eq(rill_ipc_recv(r, &m, 0, &lost), RILL_ELAGGED);
+  cr_expect_eq(lost, 1, "lost %llu", (unsigned long long)lost);
+  recv_n(r, 13, 8, max);
+  cr_expect_eq(rill_ipc_recv(r, &m, 0, &lost), RILL_EAGAIN);
+  cr_expect_eq(lost, 0);
+  /* Lapped several times over (the call above gave message 20's view
+   * back). */
+  send_n(s, 21, 100);
+  cr_expect_eq(rill_ipc_recv(r, &m, 0, &lost), RILL_ELAGGED);
+  cr_expect_eq(lost, 92, "lost %llu", (unsigned long long)lost);
+  recv_n(r, 113, 8, max);
+  /* Message 120's view overwritten and 121..212 lapped: one report. */
+  send_n(s, 121, 100);
+  cr_expect_eq(rill_ipc_recv(r, &m, 0, &lost), RILL_ELAGGED);
+  cr_expect_eq(lost, 93, "lost %llu", (unsigned long long)lost);
+  recv_n(r, 213, 8, max);
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+}
+
+Test(ipc, block_times_out) {
+  rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 4});
+  rill_ipc_receiver_t *r = receiver();
+  send_n(s, 0, 4);
+  uint8_t b[8] = {0};
+  cr_expect_eq(rill_ipc_send(s, b, 8, 20000000), RILL_ETIMEDOUT);
+  cr_expect_eq(rill_ipc_send(s, b, 8, 0), RILL_ETIMEDOUT);
+  rill_ipc_msg_t m;
+  cr_assert_eq(rill_ipc_recv(r, &m, 0, NULL), 0);
+  cr_assert_eq(rill_ipc_recv(r, &m, 0, NULL), 0); /* gives message 0's slot back */
+  send_n(s, 4, 1);
+  cr_expect_eq(rill_ipc_send(s, b, 8, 1000000), RILL_ETIMEDOUT);
+  rill_ipc_receiver_close(r);
+  send_n(s, 5, 10); /* nobody to wait for */
+  rill_ipc_sender_close(s);
+}
+
+Test(ipc, spin_mode_block_times_out) {
+  rill_ipc_sender_t *s =
+      sender(&(rill_ipc_opts_t){.slots = 2, .wait = RILL_IPC_SPIN, .spin_ns = 1000000});
+  rill_ipc_receiver_t *r = receiver();
+  send_n(s, 0, 2);
+  uint8_t b[8] = {0};
+  cr_expect_eq(rill_ipc_send(s, b, 8, 5000000), RILL_ETIMEDOUT);
+  rill_ipc_msg_t m;
+  cr_expect_eq(rill_ipc_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(rill_ipc_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(rill_ipc_recv(r, &m, 3000000, NULL), RILL_ETIMEDOUT);
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+}
+
+/* A child that attaches as a receiver and dies without closing. The parent
+ * does not wait for it before sending: a zombie is dead too. */
+static pid_t dead_receiver(void) {
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    rill_ipc_receiver_t *r;
+    _exit(rill_ipc_receiver_open(&r, route) == 0 ? 0 : 1);
+  }
+  /* Wait for its attach through info rather than waitpid, to keep it a
+   * zombie. */
+  for (int i = 0; i < 5000; i++) {
+    rill_ipc_info_t info;
+    if (rill_ipc_info(route, &info) == 0 && info.receivers == 1 && info.dead == 1)
+      return pid;
+    usleep(1000);
+  }
+  cr_assert_fail("the child receiver did not attach");
+  return pid;
+}
+
+Test(ipc, block_reaps_a_dead_receiver) {
+  rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 4, .max_receivers = 1});
+  uint32_t max = rill_ipc_max_payload(s);
+  pid_t pid = dead_receiver();
+  /* Its place is taken; the only one. */
+  rill_ipc_info_t info;
+  cr_assert_eq(rill_ipc_info(route, &info), 0);
+  cr_expect_eq(info.receivers, 1);
+  cr_expect_eq(info.dead, 1);
+  send_n(s, 0, 4);
+  uint8_t b[8] = {0};
+  cr_expect_eq(rill_ipc_send(s, b, 8, 5000000000ull), 0, "reaped: %s", rill_errmsg());
+  cr_assert_eq(rill_ipc_info(route, &info), 0);
+  cr_expect_eq(info.receivers, 0);
+  rill_ipc_receiver_t *r = receiver();
+  send_n(s, 5, 3);
+  recv_n(r, 5, 3, max);
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+  waitpid(pid, NULL, 0);
+}
+
+Test(ipc, receiver_reaps_a_dead_place) {
+  rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 4, .max_receivers = 1});
+  pid_t pid = dead_receiver();
+  rill_ipc_receiver_t *r = receiver(); /* the dead one's place */
+  rill_ipc_info_t info;
+  cr_assert_eq(rill_ipc_info(route, &info), 0);
+  cr_expect_eq(info.receivers, 1);
+  cr_expect_eq(info.dead, 0);
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+  waitpid(pid, NULL, 0);
+}
+
+Test(ipc, a_new_sender_takes_over_from_a_dead_one) {
+  rill_ipc_opts_t o = {.slots = 8};
+  rill_ipc_sender_t *s = sender(&o);
+  uint32_t max = rill_ipc_max_payload(s);
+  rill_ipc_sender_close(s);
+  rill_ipc_receiver_t *r = receiver();
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    rill_ipc_sender_t *c;
+    if (rill_ipc_sender_open(&c, route, &o))
+      _exit(1);
+    uint8_t buf[256];
+    for (uint64_t i = 0; i < 3; i++)
+      if (rill_ipc_send(c, buf, fill(buf, i, max), 0))
+        _exit(2);
+    _exit(0); /* without closing */
+  }
+  int st;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  rill_ipc_info_t info;
+  cr_assert_eq(rill_ipc_info(route, &info), 0);
+  cr_expect_eq(info.sender, pid);
+  cr_expect(!info.sender_alive);
+  cr_expect_eq(info.head, 3);
+
+  /* As if it had died between the mark of message 2 and head: the mark
+   * published it, and the new sender goes on after it. */
+  char path[128];
+  shm_file(path, sizeof path);
+  int fd = open(path, O_RDWR);
+  cr_assert_geq(fd, 0);
+  uint64_t head = 2;
+  cr_assert_eq(pwrite(fd, &head, 8, OFF_HEAD), 8);
+  close(fd);
+
+  s = sender(&o);
+  cr_assert_eq(rill_ipc_info(route, &info), 0);
+  cr_expect_eq(info.sender, getpid());
+  cr_expect(info.sender_alive);
+  cr_expect_eq(info.head, 3);
+  send_n(s, 3, 2);
+  recv_n(r, 0, 5, max);
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+}
+
+/* ---- corrupted segments ------------------------------------------------------ */
+
+static void poke(off_t off, const void *bytes, size_t n) {
+  char path[128];
+  shm_file(path, sizeof path);
+  int fd = open(path, O_RDWR);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(pwrite(fd, bytes, n, off), (ssize_t)n);
+  close(fd);
+}
+
+static void expect_refused(int code, const char *words) {
+  rill_ipc_receiver_t *r = (void *)1;
+  int rc = rill_ipc_receiver_open(&r, route);
+  cr_expect_eq(rc, code, "receiver: %s (%s)", rill_strerror(rc), rill_errmsg());
+  cr_expect_null(r);
+  cr_expect_neq(strstr(rill_errmsg(), words), NULL, "\"%s\" lacks \"%s\"", rill_errmsg(), words);
+  rill_ipc_sender_t *s = (void *)1;
+  rc = rill_ipc_sender_open(&s, route, NULL);
+  cr_expect_eq(rc, code, "sender: %s (%s)", rill_strerror(rc), rill_errmsg());
+  cr_expect_null(s);
+  rill_ipc_info_t info;
+  cr_expect_eq(rill_ipc_info(route, &info), code);
+}
+
+static void fresh(void) {
+  rill_ipc_unlink(route);
+  rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 8, .max_receivers = 2});
+  rill_ipc_sender_close(s);
+}
+
+Test(ipc, corrupted_segments_are_refused) {
+  fresh();
+  poke(0, "XLIP", 4);
+  expect_refused(RILL_EVERSION, "magic");
+
+  fresh();
+  uint16_t v = 2;
+  poke(OFF_VERSION, &v, 2);
+  expect_refused(RILL_EVERSION, "version 2");
+
+  fresh();
+  uint32_t slots = 12;
+  poke(OFF_SLOTS, &slots, 4);
+  expect_refused(RILL_EPROTO, "not a power of two");
+
+  fresh();
+  uint64_t total = 4096;
+  poke(OFF_TOTAL, &total, 8);
+  expect_refused(RILL_EPROTO, "header says 4096 bytes");
+
+  fresh();
+  char path[128];
+  shm_file(path, sizeof path);
+  cr_assert_eq(truncate(path, 4096 * 2 + 8 * 128 + 64), 0);
+  expect_refused(RILL_EPROTO, "the segment is 9280 bytes");
+
+  /* A creator that died before its header: no magic, however long. */
+  rill_ipc_unlink(route);
+  int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
+  cr_assert_geq(fd, 0);
+  close(fd);
+  expect_refused(RILL_EPROTO, "no header");
+  cr_assert_eq(truncate(path, 4096 * 2 + 8 * 128), 0);
+  expect_refused(RILL_EPROTO, "no header");
+}
+
+/* ---- info and list ------------------------------------------------------------- */
+
+struct seen {
+  bool found;
+  rill_ipc_info_t info;
+};
+
+static int on_route(void *ctx, const rill_ipc_info_t *info) {
+  struct seen *x = ctx;
+  if (strcmp(info->name, route) == 0) {
+    x->found = true;
+    x->info = *info;
+  }
+  return 0;
+}
+
+static int stop_at_first(void *ctx, const rill_ipc_info_t *info) {
+  (void)info;
+  ++*(int *)ctx;
+  return 7;
+}
+
+Test(ipc, info_and_list) {
+  rill_ipc_sender_t *s =
+      sender(&(rill_ipc_opts_t){.slots = 16, .max_receivers = 8, .policy = RILL_IPC_FAIL});
+  uint32_t max = rill_ipc_max_payload(s);
+  rill_ipc_receiver_t *a = receiver(), *b = receiver();
+  send_n(s, 0, 5);
+  recv_n(a, 0, 5, max);
+  recv_n(b, 0, 2, max);
+  rill_ipc_info_t info;
+  cr_assert_eq(rill_ipc_info(route, &info), 0);
+  cr_expect_str_eq(info.name, route);
+  cr_expect_eq(info.slots, 16);
+  cr_expect_eq(info.slot_size, 128);
+  cr_expect_eq(info.max_receivers, 8);
+  cr_expect_eq(info.policy, RILL_IPC_FAIL);
+  cr_expect_eq(info.head, 5);
+  cr_expect_eq(info.sender, getpid());
+  cr_expect(info.sender_alive);
+  cr_expect_eq(info.receivers, 2);
+  cr_expect_eq(info.dead, 0);
+  cr_expect_eq(info.slowest, 1, "b holds message 1: %llu", (unsigned long long)info.slowest);
+
+  struct seen x = {0};
+  cr_assert_eq(rill_ipc_list(on_route, &x), 0);
+  cr_expect(x.found);
+  cr_expect_eq(x.info.head, 5);
+  int calls = 0;
+  cr_expect_eq(rill_ipc_list(stop_at_first, &calls), 7);
+  cr_expect_eq(calls, 1);
+
+  rill_ipc_receiver_close(a);
+  rill_ipc_receiver_close(b);
+  rill_ipc_sender_close(s);
+  cr_assert_eq(rill_ipc_info(route, &info), 0);
+  cr_expect_eq(info.sender, 0);
+  cr_expect_eq(info.receivers, 0);
+  cr_expect_eq(info.slowest, 5);
+
+  cr_expect_eq(rill_ipc_unlink(route), 0);
+  x.found = false;
+  cr_assert_eq(rill_ipc_list(on_route, &x), 0);
+  cr_expect(!x.found);
+  cr_expect_eq(rill_ipc_info(route, &info), RILL_ENOENT);
+}
+
+/* ---- the create race ----------------------------------------------------------- */
+
+/* Processes opening one route at once, over and over, while it is created
+ * and removed: every open ends in a route whose header is whole (or in
+ * EBUSY, ENOENT), never in one taken half-made (EPROTO, EVERSION). */
+static int race(int as_sender, int rounds) {
+  rill_ipc_opts_t o = {.slots = 64, .max_receivers = 8};
+  for (int i = 0; i < rounds; i++) {
+    int rc;
+    if (as_sender) {
+      rill_ipc_sender_t *s;
+      rc = rill_ipc_sender_open(&s, route, &o);
+      if (rc == 0) {
+        if (rill_ipc_max_payload(s) != 112)
+          return 100;
+        rill_ipc_sender_close(s);
+      }
+    } else {
+      rill_ipc_receiver_t *r;
+      rc = rill_ipc_receiver_open(&r, route);
+      if (rc == 0)
+        rill_ipc_receiver_close(r);
+    }
+    if (rc != 0 && rc != RILL_EBUSY && rc != RILL_ENOENT) {
+      fprintf(stderr, "race: %s (%s)\n", rill_strerror(rc), rill_errmsg());
+      return 1;
+    }
+    if (i % 16 == 15)
+      rill_ipc_unlink(route);
+  }
+  return 0;
+}
+
+Test(ipc, create_race) {
+  pid_t kids[4];
+  for (int k = 0; k < 4; k++) {
+    kids[k] = fork();
+    cr_assert_geq(kids[k], 0);
+    if (kids[k] == 0)
+      _exit(race(k < 2, 2000));
+  }
+  for (int k = 0; k < 4; k++) {
+    int st;
+    cr_assert_eq(waitpid(kids[k], &st, 0), kids[k]);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d: status 0x%x", k, st);
+  }
+}
