@@ -25,6 +25,8 @@ static int usage(FILE *f) {
              "  ask SERVICE [REQUEST]              ask a service, print the reply (stdin without)\n"
              "  reply SERVICE                      serve SERVICE, echoing each ask back\n"
              "  stat [--server H:P] [--count N]    a server's metrics: rates, topics, latency\n"
+             "  ipc pub|sub|ls|rm ...              shared-memory routes between processes\n"
+             "                                     (rill ipc help)\n"
              "  version                            print the version\n"
              "  help                               this text\n");
   return f == stdout ? 0 : 2;
@@ -54,6 +56,16 @@ int main(int argc, char **argv) {
     return rill_reply_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "stat"))
     return rill_stat_main(argc - 1, argv + 1);
+#ifdef RILL_WITH_BENCH
+  /* `rill ipc bench ...` is `rill bench ipc ...`: one benchmark, two ways in. */
+  if (!strcmp(cmd, "ipc") && argc >= 3 && !strcmp(argv[2], "bench")) {
+    argv[1] = "bench";
+    argv[2] = "ipc";
+    return rill_bench_main(argc - 1, argv + 1);
+  }
+#endif
+  if (!strcmp(cmd, "ipc"))
+    return rill_ipc_main(argc - 1, argv + 1);
 #ifdef RILL_WITH_BENCH
   if (!strcmp(cmd, "bench"))
     return rill_bench_main(argc - 1, argv + 1);

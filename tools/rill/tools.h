@@ -80,5 +80,6 @@ int rill_sub_main(int argc, char **argv);
 int rill_ask_main(int argc, char **argv);
 int rill_reply_main(int argc, char **argv);
 int rill_stat_main(int argc, char **argv);
+int rill_ipc_main(int argc, char **argv);
 
 #endif

@@ -1,0 +1,415 @@
+/*
+ * rill ipc: shared-memory routes from the shell (include/rill/ipc.h).
+ *
+ * pub sends its arguments, or the lines of stdin, as a route's sender
+ * (creating the route with the given layout when there is none); sub
+ * attaches as a receiver and prints what is published from then on; ls
+ * lists the routes in /dev/shm with their participants; rm removes one.
+ *
+ * Waits (a blocked send, a receive) are cut into short slices so that
+ * Ctrl-C or SIGTERM closes the route cleanly: a receiver that leaves
+ * through rill_ipc_receiver_close frees its place at once, where a killed
+ * one is only reaped when the sender next waits for it.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "rill/ipc.h"
+#include "tools.h"
+
+#define SLICE_NS 100000000ull /* 100 ms: how long a wait goes before checking for a signal */
+
+static int ipc_usage(FILE *f) {
+  fprintf(f,
+          "usage: rill ipc <command> ...\n"
+          "\n"
+          "  pub [--slots N] [--slot-size B] [--policy block|fail|overwrite] [--spin]\n"
+          "      [--timeout MS] NAME [MESSAGE...]\n"
+          "        sends each MESSAGE, or each line of stdin when there are none; creates\n"
+          "        the route with that layout if it does not exist (defaults: 4096 slots of\n"
+          "        128 bytes, block); --timeout bounds each blocked send (default: none)\n"
+          "  sub [--count N] [--timeout MS] [--json] NAME\n"
+          "        prints each message published from now on, one per line; waits for\n"
+          "        the route to be created; --timeout: stop after MS ms without a message\n"
+          "  ls [--json]     every route: layout, policy, head, sender, receivers, lag\n"
+          "  rm NAME         removes a route\n"
+          "  bench           the benchmark is `rill bench ipc`\n"
+          "\n"
+          "  NAME: up to %u of [A-Za-z0-9._-], not starting with '.'; the segment is\n"
+          "  /dev/shm/rill.NAME\n",
+          RILL_IPC_MAX_NAME);
+  return f == stdout ? 0 : 2;
+}
+
+static int fail(const char *who, const char *what, int rc) {
+  fprintf(stderr, "rill ipc %s: %s: %s (%s)\n", who, what, rill_strerror(rc), rill_errmsg());
+  return 1;
+}
+
+static volatile sig_atomic_t stopping;
+
+static void on_stop(int sig) {
+  (void)sig;
+  stopping = 1;
+}
+
+/* No SA_RESTART: a futex wait or a read of stdin returns at once. */
+static void catch_stop(void) {
+  struct sigaction sa = {.sa_handler = on_stop};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+static bool parse_u64(const char *s, uint64_t *v) {
+  char *end;
+  if (!*s || *s == '-' || *s == '+' || *s == ' ')
+    return false;
+  *v = strtoull(s, &end, 10);
+  return !*end;
+}
+
+static bool parse_u32(const char *s, uint32_t *v) {
+  uint64_t x;
+  if (!parse_u64(s, &x) || x > UINT32_MAX)
+    return false;
+  *v = (uint32_t)x;
+  return true;
+}
+
+static const char *policy_name(rill_ipc_policy_t p) {
+  switch (p) {
+  case RILL_IPC_BLOCK: return "block";
+  case RILL_IPC_FAIL: return "fail";
+  case RILL_IPC_OVERWRITE: return "overwrite";
+  }
+  return "?";
+}
+
+static bool name_ok(const char *n) {
+  size_t len = strlen(n);
+  if (!len || len > RILL_IPC_MAX_NAME || n[0] == '.')
+    return false;
+  for (const char *c = n; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+          *c == '.' || *c == '_' || *c == '-'))
+      return false;
+  return true;
+}
+
+typedef struct {
+  const char *cmd, *name;
+  rill_ipc_opts_t o;
+  bool has_slots, has_slot_size, has_policy, has_spin, has_timeout, json;
+  uint64_t count, timeout_ms;
+  char **rest;
+  int nrest;
+} args_t;
+
+/* argv[0] is the subcommand. -1 after printing why on a bad argument. */
+static int parse(int argc, char **argv, args_t *a) {
+  memset(a, 0, sizeof *a);
+  a->cmd = argv[0];
+  a->count = UINT64_MAX;
+  a->rest = rill_tool_alloc_args(argc);
+  bool pub = !strcmp(a->cmd, "pub"), sub = !strcmp(a->cmd, "sub");
+  for (int i = 1; i < argc; i++) {
+    const char *s = argv[i];
+    bool more = i + 1 < argc;
+    if (pub && !strcmp(s, "--slots") && more) {
+      /* 0 would mean "the default" to the library: not what was typed. */
+      if (!parse_u32(argv[++i], &a->o.slots) || !a->o.slots)
+        return rill_tool_bad("--slots wants a number (a power of two, 2 to 2^24)");
+      a->has_slots = true;
+    } else if (pub && !strcmp(s, "--slot-size") && more) {
+      if (!parse_u32(argv[++i], &a->o.slot_size) || !a->o.slot_size)
+        return rill_tool_bad("--slot-size wants bytes (a multiple of 64, 64 to 1 MiB)");
+      a->has_slot_size = true;
+    } else if (pub && !strcmp(s, "--policy") && more) {
+      const char *p = argv[++i];
+      if (!strcmp(p, "block"))
+        a->o.policy = RILL_IPC_BLOCK;
+      else if (!strcmp(p, "fail"))
+        a->o.policy = RILL_IPC_FAIL;
+      else if (!strcmp(p, "overwrite"))
+        a->o.policy = RILL_IPC_OVERWRITE;
+      else
+        return rill_tool_bad("--policy wants block, fail or overwrite");
+      a->has_policy = true;
+    } else if (pub && !strcmp(s, "--spin")) {
+      a->o.wait = RILL_IPC_SPIN;
+      a->has_spin = true;
+    } else if ((pub || sub) && !strcmp(s, "--timeout") && more) {
+      if (!parse_u64(argv[++i], &a->timeout_ms) || a->timeout_ms > UINT64_MAX / 1000000)
+        return rill_tool_bad("--timeout wants milliseconds");
+      a->has_timeout = true;
+    } else if (sub && !strcmp(s, "--count") && more) {
+      if (!parse_u64(argv[++i], &a->count))
+        return rill_tool_bad("--count wants a number");
+    } else if ((sub || !strcmp(a->cmd, "ls")) && !strcmp(s, "--json")) {
+      a->json = true;
+    } else if (s[0] == '-' && s[1] == '-') {
+      fprintf(stderr, "rill ipc %s: unknown option %s%s\n", a->cmd, s,
+              more ? "" : " (or its value is missing)");
+      return -1;
+    } else if (!a->name) {
+      a->name = s;
+    } else {
+      a->rest[a->nrest++] = argv[i];
+    }
+  }
+  bool named = pub || sub || !strcmp(a->cmd, "rm");
+  if (named && !a->name)
+    return rill_tool_bad("a route name is needed");
+  if (named && !name_ok(a->name)) {
+    /* Checked here too, not only by the library: sub waits for a route
+     * that does not exist yet, and must not wait for one that never can. */
+    fprintf(stderr,
+            "rill ipc %s: bad route name '%s': 1 to %u of [A-Za-z0-9._-], not starting "
+            "with '.'\n",
+            a->cmd, a->name, RILL_IPC_MAX_NAME);
+    return -1;
+  }
+  if (!named && a->name) {
+    fprintf(stderr, "rill ipc %s: unexpected argument %s\n", a->cmd, a->name);
+    return -1;
+  }
+  if (!pub && a->nrest) {
+    fprintf(stderr, "rill ipc %s: unexpected argument %s\n", a->cmd, a->rest[0]);
+    return -1;
+  }
+  return 0;
+}
+
+/* ---- pub --------------------------------------------------------------------------- */
+
+/* One message, waiting in slices (see the top); timeout_ns 0 means no limit. */
+static int send_one(rill_ipc_sender_t *s, const void *p, uint32_t len, bool bounded,
+                    uint64_t timeout_ns) {
+  uint64_t waited = 0;
+  for (;;) {
+    uint64_t slice = bounded && timeout_ns - waited < SLICE_NS ? timeout_ns - waited : SLICE_NS;
+    int rc = rill_ipc_send(s, p, len, slice);
+    if (rc != RILL_ETIMEDOUT)
+      return rc;
+    waited += slice;
+    if (stopping)
+      return RILL_ECANCELED;
+    if (bounded && waited >= timeout_ns)
+      return rc;
+  }
+}
+
+static int cmd_pub(args_t *a) {
+  /* A route that exists keeps its layout: the options not given are
+   * taken from it, so `rill ipc pub NAME` works on any route. */
+  rill_ipc_info_t info;
+  bool existed = rill_ipc_info(a->name, &info) == 0;
+  if (existed) {
+    if (!a->has_slots)
+      a->o.slots = info.slots;
+    if (!a->has_slot_size)
+      a->o.slot_size = info.slot_size;
+    if (!a->has_policy)
+      a->o.policy = info.policy;
+    a->o.max_receivers = info.max_receivers;
+  }
+  rill_ipc_sender_t *s;
+  int rc = rill_ipc_sender_open(&s, a->name, &a->o);
+  if (rc == RILL_EINVAL && existed && !a->has_spin) {
+    /* The wait mode is part of a route but not of its info: a route made
+     * with --spin is opened with --spin. */
+    a->o.wait = RILL_IPC_SPIN;
+    rc = rill_ipc_sender_open(&s, a->name, &a->o);
+  }
+  if (rc)
+    return fail("pub", a->name, rc);
+  catch_stop();
+  uint32_t max = rill_ipc_max_payload(s);
+  rill_tool_records_t in = {.args = a->rest, .nargs = a->nrest};
+  const char *msg;
+  size_t len;
+  int status = 0;
+  uint64_t sent = 0;
+  while (!status && !stopping && rill_tool_next_record(&in, &msg, &len)) {
+    if (len > max) {
+      fprintf(stderr,
+              "rill ipc pub: message %" PRIu64 " is %zu bytes; the route's slots hold at most %u "
+              "(--slot-size when creating it)\n",
+              sent, len, max);
+      status = 1;
+    } else if ((rc = send_one(s, msg, (uint32_t)len, a->has_timeout, a->timeout_ms * 1000000ull)) !=
+               0) {
+      status = rc == RILL_ECANCELED ? 1 : fail("pub", "send", rc);
+    } else {
+      sent++;
+    }
+  }
+  rill_tool_records_free(&in);
+  rill_ipc_sender_close(s);
+  return status;
+}
+
+/* ---- sub --------------------------------------------------------------------------- */
+
+static int cmd_sub(args_t *a) {
+  catch_stop();
+  uint64_t limit = a->timeout_ms * 1000000ull, idle = 0;
+  rill_ipc_receiver_t *r = NULL;
+  bool told = false;
+  /* A route not created yet is waited for: sub may start before pub. */
+  for (;;) {
+    int rc = rill_ipc_receiver_open(&r, a->name);
+    if (rc == 0)
+      break;
+    if (rc != RILL_ENOENT)
+      return fail("sub", a->name, rc);
+    if (!told) {
+      fprintf(stderr, "rill ipc sub: no route %s yet; waiting for it\n", a->name);
+      told = true;
+    }
+    struct timespec ts = {0, 20000000};
+    nanosleep(&ts, NULL);
+    idle += 20000000;
+    if (stopping || (a->has_timeout && idle >= limit)) {
+      if (!stopping)
+        fprintf(stderr, "rill ipc sub: no route %s after %" PRIu64 " ms\n", a->name, a->timeout_ms);
+      return 1;
+    }
+  }
+  signal(SIGPIPE, SIG_DFL);
+  int status = 0;
+  uint64_t n = 0;
+  idle = 0;
+  while (n < a->count && !stopping) {
+    uint64_t slice = a->has_timeout && limit - idle < SLICE_NS ? limit - idle : SLICE_NS;
+    rill_ipc_msg_t m;
+    uint64_t lost = 0;
+    int rc = rill_ipc_recv(r, &m, slice, &lost);
+    if (rc == RILL_ETIMEDOUT || rc == RILL_EAGAIN) {
+      idle += slice;
+      if (a->has_timeout && idle >= limit) {
+        /* Asked for N and got fewer: a failure; otherwise the end of a drain. */
+        if (a->count != UINT64_MAX) {
+          fprintf(stderr, "rill ipc sub: %" PRIu64 " of %" PRIu64 " messages in time\n", n,
+                  a->count);
+          status = 1;
+        }
+        break;
+      }
+      continue;
+    }
+    if (rc == RILL_ELAGGED) {
+      /* Under the overwrite policy: say so, and go on from the oldest kept. */
+      fprintf(stderr, "rill ipc sub: %" PRIu64 " messages overwritten before they were read\n",
+              lost);
+      continue;
+    }
+    if (rc) {
+      status = fail("sub", "receive", rc);
+      break;
+    }
+    idle = 0;
+    if (a->json) {
+      printf("{\"seq\":%" PRIu64 ",\"len\":%u,\"data\":", m.seq, m.len);
+      rill_tool_json_string(stdout, m.data, m.len);
+      printf("}\n");
+    } else {
+      rill_tool_text(stdout, m.data, m.len);
+      putchar('\n');
+    }
+    fflush(stdout);
+    n++;
+  }
+  rill_ipc_receiver_close(r);
+  return status;
+}
+
+/* ---- ls and rm ------------------------------------------------------------------------ */
+
+typedef struct {
+  bool json;
+  unsigned n;
+} ls_ctx_t;
+
+static int ls_one(void *ctx, const rill_ipc_info_t *i) {
+  ls_ctx_t *c = ctx;
+  /* slowest is the slowest live receiver's next message, head with none. */
+  uint64_t lag = i->head >= i->slowest ? i->head - i->slowest : 0;
+  if (c->json) {
+    printf("{\"name\":");
+    rill_tool_json_string(stdout, i->name, strlen(i->name));
+    printf(",\"slots\":%u,\"slot_size\":%u,\"max_receivers\":%u,\"policy\":\"%s\","
+           "\"head\":%" PRIu64 ",\"sender\":%ld,\"sender_alive\":%s,\"receivers\":%u,"
+           "\"dead\":%u,\"lag\":%" PRIu64 "}\n",
+           i->slots, i->slot_size, i->max_receivers, policy_name(i->policy), i->head,
+           (long)i->sender, i->sender && i->sender_alive ? "true" : "false", i->receivers, i->dead,
+           lag);
+  } else {
+    if (!c->n)
+      printf("%-24s %-12s %-9s %12s  %-14s %9s %5s %10s\n", "name", "layout", "policy", "head",
+             "sender", "receivers", "dead", "lag");
+    char layout[32], sender[32];
+    snprintf(layout, sizeof layout, "%ux%u", i->slots, i->slot_size);
+    if (i->sender)
+      snprintf(sender, sizeof sender, "%ld %s", (long)i->sender,
+               i->sender_alive ? "alive" : "dead");
+    else
+      snprintf(sender, sizeof sender, "none");
+    printf("%-24s %-12s %-9s %12" PRIu64 "  %-14s %5u/%-3u %5u %10" PRIu64 "\n", i->name, layout,
+           policy_name(i->policy), i->head, sender, i->receivers, i->max_receivers, i->dead, lag);
+  }
+  c->n++;
+  return 0;
+}
+
+static int cmd_ls(args_t *a) {
+  ls_ctx_t c = {.json = a->json};
+  int rc = rill_ipc_list(ls_one, &c);
+  if (rc < 0)
+    return fail("ls", "/dev/shm", rc);
+  if (!c.n && !a->json)
+    printf("no routes\n");
+  return 0;
+}
+
+static int cmd_rm(args_t *a) {
+  int rc = rill_ipc_unlink(a->name);
+  if (rc == RILL_ENOENT) {
+    fprintf(stderr, "rill ipc rm: no route %s\n", a->name);
+    return 1;
+  }
+  return rc ? fail("rm", a->name, rc) : 0;
+}
+
+int rill_ipc_main(int argc, char **argv) {
+  if (argc < 2)
+    return ipc_usage(stderr);
+  const char *cmd = argv[1];
+  if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
+    return ipc_usage(stdout);
+  if (!strcmp(cmd, "bench")) {
+    /* With the benches built, main.c hands `ipc bench` to `rill bench ipc`. */
+    fprintf(stderr, "rill ipc bench: this rill was built without the benchmarks (RILL_BENCH=OFF); "
+                    "the benchmark is `rill bench ipc`\n");
+    return 2;
+  }
+  if (strcmp(cmd, "pub") && strcmp(cmd, "sub") && strcmp(cmd, "ls") && strcmp(cmd, "rm")) {
+    fprintf(stderr, "rill ipc: unknown command '%s'\n", cmd);
+    return ipc_usage(stderr);
+  }
+  args_t a;
+  if (parse(argc - 1, argv + 1, &a) != 0) {
+    free(a.rest);
+    return ipc_usage(stderr);
+  }
+  int rc = !strcmp(cmd, "pub")   ? cmd_pub(&a)
+           : !strcmp(cmd, "sub") ? cmd_sub(&a)
+           : !strcmp(cmd, "ls")  ? cmd_ls(&a)
+                                 : cmd_rm(&a);
+  free(a.rest);
+  return rc;
+}
