@@ -35,7 +35,7 @@ typedef struct bench_suite {
  * X(name) here and defines `const bench_suite_t bench_suite_<name>`. An
  * explicit list rather than constructors: the suites live in a static
  * library, and the linker drops members nothing refers to. */
-#define BENCH_SUITES(X) X(mem) X(ring) X(bus) X(log) X(net)
+#define BENCH_SUITES(X) X(mem) X(ring) X(bus) X(log) X(net) X(ipc)
 
 #define BENCH__DECLARE(n) extern const bench_suite_t bench_suite_##n;
 BENCH_SUITES(BENCH__DECLARE)

@@ -1,0 +1,651 @@
+/*
+ * rill bench ipc: rill's shared-memory route (include/rill/ipc.h) between
+ * two processes, against a Unix domain socket (SOCK_STREAM and
+ * SOCK_SEQPACKET), a pipe and ZeroMQ over ipc://, in the same run, with
+ * the same 64-byte messages and the same processes.
+ *
+ * Every implementation gets its own peer processes, forked once when its
+ * case starts (after the route, socket pair or pipe is set up) and kept
+ * until the case ends: the parent is the sender, each child a receiver.
+ * A child takes orders on a pipe ("receive N", "echo N", "quit") and
+ * answers on another one, so no fork and no handshake is inside a clock.
+ * On two CPUs or more the parent runs on CPU 0 and a lone child on CPU 1:
+ * every 1:1 case crosses cores. Routes: 4096 slots of 128 bytes (a 64-byte
+ * message and the slot header), RILL_IPC_BLOCK.
+ *
+ * - lat_64: ping-pong, the parent sends a message and the child sends it
+ *   back (rill: over a second route the other way; the child sends the
+ *   bytes it received straight from the ring, no copy); each sample is
+ *   the round trip halved, so it needs no clock shared by the processes.
+ *   rill_spin: RILL_IPC_SPIN (spin up to 50 us, then park); rill_park:
+ *   the futex at once, like the kernel peers, whose ends block in read.
+ *   zmq: PAIR over ipc://.
+ * - thr_64: the parent sends N messages; the clock runs from the moment
+ *   the child says it is ready until the child holds all N (its own
+ *   rill_time_ns(): the TSC calibration is inherited through fork, so the
+ *   two processes read the same clock). Every receiver checks each
+ *   message's sequence number, so none can skip the reads. The stream
+ *   socket and the pipe carry one write per message (a sender that
+ *   publishes messages one at a time) and are read 64 KiB at a time, the
+ *   way a reader of a byte stream would; SOCK_SEQPACKET is one send and
+ *   one recv per message; zmq: PUSH/PULL over ipc://, high-water marks of
+ *   8192 as in `rill bench net`.
+ * - thr_64_4rx: one sender, four receiver processes, every message to
+ *   every receiver (the route's broadcast; the socket and the pipe: one
+ *   write to each of four). ns/op is per message sent, the clock stopping
+ *   when the last receiver holds all N. Five processes on a small machine
+ *   take turns, so nothing is pinned, and the route is measured parked
+ *   (the reference row) and spinning.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "bench.h"
+#include "rill/ipc.h"
+
+#define MSG      64u
+#define MAX_RX   4
+#define SLOTS    4096u
+#define SLOT     128u           /* 64 bytes of payload and the 16-byte slot header */
+#define WAIT_NS  10000000000ull /* any single wait longer than 10 s is a hang */
+#define STREAM_B (64u << 10)    /* a stream reader's buffer */
+#define ZMQ_HWM  8192
+
+typedef enum { K_RILL, K_UNIX, K_SEQ, K_PIPE, K_ZMQ } kind_t;
+typedef enum { OP_QUIT, OP_RECV, OP_ECHO } op_t;
+
+typedef struct cmd {
+  uint32_t op;
+  uint64_t n;
+} cmd_t;
+
+typedef struct res {
+  int32_t rc; /* 0, or the child failed (it printed why) */
+  uint64_t t1;
+} res_t;
+
+/* One implementation of one case, and its peer processes. */
+typedef struct peer {
+  const char *impl;
+  kind_t kind;
+  bool spin, lat;
+  int nrx;
+  bool up;
+  pid_t pid[MAX_RX];
+  int ctl[MAX_RX], res[MAX_RX]; /* orders to each child, answers from it */
+  int fd[MAX_RX];               /* the parent's end toward each child */
+  int back;                     /* pipe ping-pong: the way back */
+  rill_ipc_sender_t *tx;
+  rill_ipc_receiver_t *rx;
+  char fwd[64], bwd[64], ep[128];
+  void *zctx, *zsock;
+} peer_t;
+
+static pid_t owner;
+static char made[16][64]; /* routes this run created, removed at exit even after bench_die */
+static int n_made;
+
+static void unlink_made(void) {
+  if (getpid() != owner)
+    return; /* a child's exit leaves the parent's routes alone */
+  for (int i = 0; i < n_made; i++)
+    rill_ipc_unlink(made[i]);
+  n_made = 0;
+}
+
+static void remember(const char *name) {
+  if (n_made < (int)(sizeof made / sizeof made[0]))
+    snprintf(made[n_made++], sizeof made[0], "%s", name);
+}
+
+/* ---- plumbing ------------------------------------------------------------------ */
+
+static void write_full(int fd, const void *p, size_t n) {
+  const uint8_t *b = p;
+  while (n) {
+    ssize_t w = write(fd, b, n);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      bench_die("ipc: write: %s", strerror(errno));
+    b += w;
+    n -= (size_t)w;
+  }
+}
+
+/* false at end of file. */
+static bool read_full(int fd, void *p, size_t n) {
+  uint8_t *b = p;
+  while (n) {
+    ssize_t r = read(fd, b, n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      bench_die("ipc: read: %s", strerror(errno));
+    if (r == 0)
+      return false;
+    b += r;
+    n -= (size_t)r;
+  }
+  return true;
+}
+
+static void zmq_die(const char *what) { bench_die("ipc: %s: %s", what, zmq_strerror(zmq_errno())); }
+
+static void pin_all(void) {
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  for (int c = 0; c < bench_ncpu() && c < CPU_SETSIZE; c++)
+    CPU_SET(c, &all);
+  sched_setaffinity(0, sizeof all, &all);
+}
+
+static inline void msg_set(uint8_t *m, uint64_t seq) { memcpy(m, &seq, 8); }
+
+static inline void msg_check(const char *who, const uint8_t *m, size_t len, uint64_t want) {
+  uint64_t seq;
+  memcpy(&seq, m, 8);
+  if (RILL_UNLIKELY(len != MSG || seq != want))
+    bench_die("ipc %s: message %" PRIu64 " arrived as %" PRIu64 " of %zu bytes", who, want, seq,
+              len);
+}
+
+static rill_ipc_opts_t route_opts(const peer_t *p) {
+  return (rill_ipc_opts_t){.slots = SLOTS,
+                           .slot_size = SLOT,
+                           .max_receivers = MAX_RX,
+                           .policy = RILL_IPC_BLOCK,
+                           .wait = p->spin ? RILL_IPC_SPIN : RILL_IPC_PARK};
+}
+
+static void rill_check(const char *what, int rc) {
+  if (RILL_UNLIKELY(rc != 0))
+    bench_die("ipc: %s: %s (%s)", what, rill_strerror(rc), rill_errmsg());
+}
+
+/* ---- the child ----------------------------------------------------------------- */
+
+typedef struct child_end {
+  int fd, back; /* sockets: fd both ways; pipes: fd in, back out */
+  rill_ipc_receiver_t *rx;
+  rill_ipc_sender_t *tx;
+  void *zctx, *zsock;
+} child_end_t;
+
+static void child_recv(const peer_t *p, child_end_t *e, uint64_t n) {
+  static uint8_t buf[STREAM_B];
+  switch (p->kind) {
+  case K_RILL:
+    for (uint64_t i = 0; i < n; i++) {
+      rill_ipc_msg_t m;
+      rill_check("child recv", rill_ipc_recv(e->rx, &m, WAIT_NS, NULL));
+      msg_check(p->impl, m.data, m.len, i);
+    }
+    break;
+  case K_UNIX:
+  case K_PIPE: {
+    /* A byte stream: whole messages out of each read, the tail kept. */
+    size_t have = 0;
+    for (uint64_t i = 0; i < n;) {
+      ssize_t r = read(e->fd, buf + have, sizeof buf - have);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0)
+        bench_die("ipc %s child: read: %s", p->impl, r ? strerror(errno) : "end of stream");
+      have += (size_t)r;
+      size_t k = have / MSG;
+      for (size_t j = 0; j < k; j++)
+        msg_check(p->impl, buf + j * MSG, MSG, i + j);
+      i += k;
+      memmove(buf, buf + k * MSG, have - k * MSG);
+      have -= k * MSG;
+    }
+    break;
+  }
+  case K_SEQ:
+    for (uint64_t i = 0; i < n; i++) {
+      ssize_t r = recv(e->fd, buf, sizeof buf, 0);
+      if (r < 0 && errno == EINTR) {
+        i--;
+        continue;
+      }
+      if (r < 0)
+        bench_die("ipc %s child: recv: %s", p->impl, strerror(errno));
+      msg_check(p->impl, buf, (size_t)r, i);
+    }
+    break;
+  case K_ZMQ:
+    for (uint64_t i = 0; i < n; i++) {
+      int r;
+      while ((r = zmq_recv(e->zsock, buf, sizeof buf, 0)) < 0)
+        if (zmq_errno() != EINTR)
+          zmq_die("child zmq_recv");
+      msg_check(p->impl, buf, (size_t)r, i);
+    }
+    break;
+  }
+}
+
+/* Ping-pong's far end: each message straight back. */
+static void child_echo(const peer_t *p, child_end_t *e, uint64_t n) {
+  uint8_t buf[MSG * 2];
+  for (uint64_t i = 0; i < n; i++) {
+    switch (p->kind) {
+    case K_RILL: {
+      rill_ipc_msg_t m;
+      rill_check("child recv", rill_ipc_recv(e->rx, &m, WAIT_NS, NULL));
+      /* From the ring to the ring: the view stays valid until the next recv. */
+      rill_check("child send", rill_ipc_send(e->tx, m.data, m.len, WAIT_NS));
+      break;
+    }
+    case K_UNIX:
+    case K_SEQ:
+    case K_PIPE:
+      if (!read_full(e->fd, buf, MSG))
+        bench_die("ipc %s child: end of stream", p->impl);
+      write_full(p->kind == K_PIPE ? e->back : e->fd, buf, MSG);
+      break;
+    case K_ZMQ:
+      if (zmq_recv(e->zsock, buf, sizeof buf, 0) != (int)MSG ||
+          zmq_send(e->zsock, buf, MSG, 0) != (int)MSG)
+        zmq_die("child zmq PAIR");
+      break;
+    }
+  }
+}
+
+static _Noreturn void child_main(const peer_t *p, child_end_t *e, int ctl, int resfd) {
+  if (p->kind == K_RILL) {
+    rill_check("child attach", rill_ipc_receiver_open(&e->rx, p->fwd));
+    if (p->lat) {
+      rill_ipc_opts_t o = route_opts(p);
+      rill_check("child sender", rill_ipc_sender_open(&e->tx, p->bwd, &o));
+    }
+  } else if (p->kind == K_ZMQ) {
+    int hwm = ZMQ_HWM;
+    if (!(e->zctx = zmq_ctx_new()) ||
+        !(e->zsock = zmq_socket(e->zctx, p->lat ? ZMQ_PAIR : ZMQ_PULL)) ||
+        zmq_setsockopt(e->zsock, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_connect(e->zsock, p->ep) != 0)
+      zmq_die("child zmq_connect");
+  }
+  res_t r = {0, 0};
+  write_full(resfd, &r, sizeof r); /* attached: the parent may go on */
+  cmd_t c;
+  while (read_full(ctl, &c, sizeof c) && c.op != OP_QUIT) {
+    write_full(resfd, &r, sizeof r); /* awake and about to receive */
+    if (c.op == OP_RECV)
+      child_recv(p, e, c.n);
+    else
+      child_echo(p, e, c.n);
+    r.t1 = rill_time_ns();
+    write_full(resfd, &r, sizeof r);
+  }
+  if (p->kind == K_RILL) {
+    rill_ipc_sender_close(e->tx);
+    rill_ipc_receiver_close(e->rx);
+  } else if (p->kind == K_ZMQ) {
+    int linger = 0;
+    zmq_setsockopt(e->zsock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(e->zsock);
+    zmq_ctx_term(e->zctx);
+  }
+  fflush(NULL);
+  _exit(0);
+}
+
+/* ---- the parent: set up, run, tear down ------------------------------------------- */
+
+static void peer_open(peer_t *p) {
+  static unsigned seq;
+  unsigned id = seq++;
+  p->back = -1;
+  if (p->kind == K_RILL) {
+    snprintf(p->fwd, sizeof p->fwd, "rill-bench-%d-%u-fwd", (int)getpid(), id);
+    snprintf(p->bwd, sizeof p->bwd, "rill-bench-%d-%u-back", (int)getpid(), id);
+    rill_ipc_opts_t o = route_opts(p);
+    rill_check("sender_open", rill_ipc_sender_open(&p->tx, p->fwd, &o));
+    remember(p->fwd);
+    if (p->lat)
+      remember(p->bwd);
+  } else if (p->kind == K_ZMQ) {
+    snprintf(p->ep, sizeof p->ep, "ipc:///tmp/rill-bench-%d-%u.zmq", (int)getpid(), id);
+  }
+  bool pin = p->nrx == 1 && bench_ncpu() >= 2;
+  for (int i = 0; i < p->nrx; i++) {
+    int ctl[2], res[2], sv[2] = {-1, -1}, bk[2] = {-1, -1};
+    if (pipe(ctl) || pipe(res))
+      bench_die("ipc: pipe: %s", strerror(errno));
+    if (p->kind == K_UNIX || p->kind == K_SEQ) {
+      if (socketpair(AF_UNIX, (p->kind == K_UNIX ? SOCK_STREAM : SOCK_SEQPACKET), 0, sv))
+        bench_die("ipc: socketpair: %s", strerror(errno));
+    } else if (p->kind == K_PIPE) {
+      if (pipe(sv) || (p->lat && pipe(bk)))
+        bench_die("ipc: pipe: %s", strerror(errno));
+    }
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+      bench_die("ipc: fork: %s", strerror(errno));
+    if (pid == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a parent that died */
+      if (pin)
+        bench_pin_cpu(1);
+      else
+        pin_all();
+      close(ctl[1]);
+      close(res[0]);
+      child_end_t e = {.fd = -1, .back = -1};
+      if (p->kind == K_UNIX || p->kind == K_SEQ) {
+        close(sv[0]);
+        e.fd = sv[1];
+      } else if (p->kind == K_PIPE) {
+        close(sv[1]);
+        e.fd = sv[0];
+        if (p->lat) {
+          close(bk[0]);
+          e.back = bk[1];
+        }
+      }
+      child_main(p, &e, ctl[0], res[1]);
+    }
+    close(ctl[0]);
+    close(res[1]);
+    p->pid[i] = pid;
+    p->ctl[i] = ctl[1];
+    p->res[i] = res[0];
+    if (p->kind == K_UNIX || p->kind == K_SEQ) {
+      close(sv[1]);
+      p->fd[i] = sv[0];
+    } else if (p->kind == K_PIPE) {
+      close(sv[0]);
+      p->fd[i] = sv[1];
+      if (p->lat) {
+        close(bk[1]);
+        p->back = bk[0];
+      }
+    }
+  }
+  if (pin)
+    bench_pin_cpu(0);
+  else
+    pin_all();
+  if (p->kind == K_ZMQ) {
+    int hwm = ZMQ_HWM;
+    if (!(p->zctx = zmq_ctx_new()) ||
+        !(p->zsock = zmq_socket(p->zctx, p->lat ? ZMQ_PAIR : ZMQ_PUSH)) ||
+        zmq_setsockopt(p->zsock, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0 ||
+        zmq_bind(p->zsock, p->ep) != 0)
+      zmq_die("zmq_bind");
+  }
+  for (int i = 0; i < p->nrx; i++) {
+    res_t r;
+    if (!read_full(p->res[i], &r, sizeof r))
+      bench_die("ipc %s: a peer process died while attaching", p->impl);
+  }
+  /* The way back exists now: the child created it. */
+  if (p->kind == K_RILL && p->lat)
+    rill_check("receiver_open (back)", rill_ipc_receiver_open(&p->rx, p->bwd));
+  p->up = true;
+}
+
+static void peer_close(peer_t *p) {
+  if (!p->up)
+    return;
+  cmd_t q = {OP_QUIT, 0};
+  for (int i = 0; i < p->nrx; i++) {
+    write_full(p->ctl[i], &q, sizeof q);
+    close(p->ctl[i]);
+    int st;
+    waitpid(p->pid[i], &st, 0);
+    close(p->res[i]);
+    if (p->kind == K_UNIX || p->kind == K_SEQ || p->kind == K_PIPE)
+      close(p->fd[i]);
+  }
+  if (p->back >= 0)
+    close(p->back);
+  if (p->kind == K_RILL) {
+    rill_ipc_sender_close(p->tx);
+    rill_ipc_receiver_close(p->rx);
+    rill_ipc_unlink(p->fwd);
+    if (p->lat)
+      rill_ipc_unlink(p->bwd);
+  } else if (p->kind == K_ZMQ) {
+    int linger = 0;
+    zmq_setsockopt(p->zsock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close(p->zsock);
+    zmq_ctx_term(p->zctx);
+    unlink(p->ep + strlen("ipc://"));
+  }
+  p->up = false;
+}
+
+/* Orders every child and waits until each is awake. */
+static void order(peer_t *p, op_t op, uint64_t n) {
+  cmd_t c = {op, n};
+  for (int i = 0; i < p->nrx; i++)
+    write_full(p->ctl[i], &c, sizeof c);
+  for (int i = 0; i < p->nrx; i++) {
+    res_t r;
+    if (!read_full(p->res[i], &r, sizeof r))
+      bench_die("ipc %s: a peer process died", p->impl);
+  }
+}
+
+/* The latest time a child finished at. */
+static uint64_t finish(peer_t *p) {
+  uint64_t t1 = 0;
+  for (int i = 0; i < p->nrx; i++) {
+    res_t r;
+    if (!read_full(p->res[i], &r, sizeof r) || r.rc)
+      bench_die("ipc %s: a peer process failed", p->impl);
+    if (r.t1 > t1)
+      t1 = r.t1;
+  }
+  return t1;
+}
+
+static inline void send_one(peer_t *p, const uint8_t *m) {
+  switch (p->kind) {
+  case K_RILL: {
+    int rc = rill_ipc_send(p->tx, m, MSG, WAIT_NS);
+    if (RILL_UNLIKELY(rc != 0))
+      rill_check("send", rc);
+    break;
+  }
+  case K_UNIX:
+  case K_PIPE:
+    for (int i = 0; i < p->nrx; i++)
+      write_full(p->fd[i], m, MSG);
+    break;
+  case K_SEQ:
+    for (int i = 0; i < p->nrx; i++)
+      while (send(p->fd[i], m, MSG, MSG_NOSIGNAL) != (ssize_t)MSG)
+        if (errno != EINTR)
+          bench_die("ipc %s: send: %s", p->impl, strerror(errno));
+    break;
+  case K_ZMQ:
+    while (zmq_send(p->zsock, m, MSG, 0) != (int)MSG)
+      if (zmq_errno() != EINTR)
+        zmq_die("zmq_send");
+    break;
+  }
+}
+
+static uint64_t thr_run(void *arg, uint64_t n) {
+  peer_t *p = arg;
+  uint8_t m[MSG];
+  memset(m, 0x5a, sizeof m);
+  order(p, OP_RECV, n);
+  uint64_t t0 = rill_time_ns();
+  for (uint64_t i = 0; i < n; i++) {
+    msg_set(m, i);
+    send_one(p, m);
+  }
+  return finish(p) - t0;
+}
+
+/* The reply to message i. */
+static inline void recv_back(peer_t *p, uint64_t i) {
+  uint8_t buf[MSG * 2];
+  switch (p->kind) {
+  case K_RILL: {
+    rill_ipc_msg_t mm;
+    rill_check("recv (back)", rill_ipc_recv(p->rx, &mm, WAIT_NS, NULL));
+    msg_check(p->impl, mm.data, mm.len, i);
+    return;
+  }
+  case K_UNIX:
+  case K_SEQ:
+  case K_PIPE:
+    if (!read_full(p->kind == K_PIPE ? p->back : p->fd[0], buf, MSG))
+      bench_die("ipc %s: the echo stopped", p->impl);
+    msg_check(p->impl, buf, MSG, i);
+    return;
+  case K_ZMQ: {
+    int r = zmq_recv(p->zsock, buf, sizeof buf, 0);
+    if (r < 0)
+      zmq_die("zmq_recv");
+    msg_check(p->impl, buf, (size_t)r, i);
+    return;
+  }
+  }
+}
+
+static void lat_run(void *arg, uint64_t iters, rill_hist_t *h) {
+  peer_t *p = arg;
+  uint8_t m[MSG];
+  memset(m, 0x5a, sizeof m);
+  order(p, OP_ECHO, iters + 1);
+  /* One round trip untimed: the child is up and in its loop. */
+  msg_set(m, 0);
+  send_one(p, m);
+  recv_back(p, 0);
+  for (uint64_t i = 1; i <= iters; i++) {
+    msg_set(m, i);
+    uint64_t t0 = rill_time_ns();
+    send_one(p, m);
+    recv_back(p, i);
+    uint64_t t1 = rill_time_ns();
+    rill_hist_record(h, (t1 - t0) / 2);
+  }
+  finish(p);
+}
+
+/* ---- the suite ----------------------------------------------------------------------- */
+
+static void run_case(bench_ctx_t *b, const char *name, peer_t *peers, size_t n, bool lat) {
+  if (!bench_want(b, name))
+    return;
+  bench_impl_t im[8];
+  for (size_t i = 0; i < n; i++) {
+    peer_open(&peers[i]);
+    im[i] = lat ? (bench_impl_t){.name = peers[i].impl, .run_lat = lat_run, .arg = &peers[i]}
+                : (bench_impl_t){.name = peers[i].impl, .run_timed = thr_run, .arg = &peers[i]};
+  }
+  bench_run(b, &(bench_case_t){name, MSG, 1, im, n});
+  for (size_t i = 0; i < n; i++)
+    peer_close(&peers[i]);
+}
+
+static double rate_m(bench_ctx_t *b, const char *c, const char *impl) {
+  return 1e3 / bench_result(b, c, MSG, impl);
+}
+
+static int ipc_run(bench_ctx_t *b) {
+  owner = getpid();
+  static bool registered;
+  if (!registered && atexit(unlink_made) == 0)
+    registered = true;
+  /* A peer that died shows as an error of the next read, not a signal. */
+  void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
+
+  if (bench_ncpu() < 2)
+    bench_note(b, "one CPU: sender and receiver take turns on it");
+  else
+    bench_note(b, "1:1 cases: the sender on CPU 0, the receiving process on CPU 1");
+  bench_note(b,
+             "rill routes: %u slots of %u bytes (a 64-byte message and the %u-byte slot "
+             "header), policy block",
+             SLOTS, SLOT, RILL_IPC_SLOT_HDR);
+  bench_note(b, "lat_64: ping-pong between two processes, each sample the round trip halved; "
+                "rill_spin spins up to 50 us before parking, rill_park and the kernel peers "
+                "block at once");
+  bench_note(
+      b,
+      "thr_64: messages counted at the receiving process; unix_stream and pipe: one "
+      "write per message, read 64 KiB at a time; unix_seqpkt (SOCK_SEQPACKET): one send/recv per "
+      "message; zmq %d.%d.%d PUSH/PULL over ipc://, HWM %d",
+      ZMQ_VERSION_MAJOR, ZMQ_VERSION_MINOR, ZMQ_VERSION_PATCH, ZMQ_HWM);
+  bench_note(b, "thr_64_4rx: ns per message sent, each delivered to 4 receiving processes "
+                "(unix_stream and pipe: one write to each of 4); zmq absent (PUB/SUB drops "
+                "what a slow subscriber cannot take, so it is not the same service)");
+  bench_note(b, "64 KiB through a shared chunk pool, zero copy: not built yet (a route carries "
+                "messages inline in its slots only), so no row");
+
+  peer_t lat[] = {
+      {.impl = "rill_spin", .kind = K_RILL, .spin = true, .lat = true, .nrx = 1},
+      {.impl = "rill_park", .kind = K_RILL, .lat = true, .nrx = 1},
+      {.impl = "unix_stream", .kind = K_UNIX, .lat = true, .nrx = 1},
+      {.impl = "unix_seqpkt", .kind = K_SEQ, .lat = true, .nrx = 1},
+      {.impl = "pipe", .kind = K_PIPE, .lat = true, .nrx = 1},
+      {.impl = "zmq_pair", .kind = K_ZMQ, .lat = true, .nrx = 1},
+  };
+  peer_t thr[] = {
+      {.impl = "rill_spin", .kind = K_RILL, .spin = true, .nrx = 1},
+      {.impl = "rill_park", .kind = K_RILL, .nrx = 1},
+      {.impl = "unix_stream", .kind = K_UNIX, .nrx = 1},
+      {.impl = "unix_seqpkt", .kind = K_SEQ, .nrx = 1},
+      {.impl = "pipe", .kind = K_PIPE, .nrx = 1},
+      {.impl = "zmq_pushpull", .kind = K_ZMQ, .nrx = 1},
+  };
+  peer_t thr4[] = {
+      {.impl = "rill_park", .kind = K_RILL, .nrx = 4},
+      {.impl = "rill_spin", .kind = K_RILL, .spin = true, .nrx = 4},
+      {.impl = "unix_stream", .kind = K_UNIX, .nrx = 4},
+      {.impl = "pipe", .kind = K_PIPE, .nrx = 4},
+  };
+  run_case(b, "lat_64", lat, sizeof lat / sizeof lat[0], true);
+  run_case(b, "thr_64", thr, sizeof thr / sizeof thr[0], false);
+  run_case(b, "thr_64_4rx", thr4, sizeof thr4 / sizeof thr4[0], false);
+  pin_all();
+
+  if (bench_want(b, "lat_64")) {
+    bench_goal(b, "one-way 64 B, spin, p50", bench_result_q(b, "lat_64", MSG, "rill_spin", 50),
+               false, 200, " ns");
+    bench_goal(b, "one-way 64 B, spin, p99", bench_result_q(b, "lat_64", MSG, "rill_spin", 99),
+               false, 1000, " ns");
+  }
+  if (bench_want(b, "thr_64")) {
+    bench_goal(b, "64 B messages, 1 sender, 1 receiver", rate_m(b, "thr_64", "rill_spin"), true, 20,
+               "M/s");
+    bench_goal(b, "64 B messages vs Unix stream socket",
+               bench_result(b, "thr_64", MSG, "unix_stream") /
+                   bench_result(b, "thr_64", MSG, "rill_spin"),
+               true, 10, "x");
+  }
+  if (bench_want(b, "thr_64_4rx"))
+    bench_goal(b, "64 B messages, 1 sender, 4 receivers", rate_m(b, "thr_64_4rx", "rill_park"),
+               true, 20, "M/s");
+
+  unlink_made();
+  signal(SIGPIPE, old_pipe);
+  return 0;
+}
+
+const bench_suite_t bench_suite_ipc = {
+    .name = "ipc",
+    .about = "shared-memory routes between two processes: 64 B one-way latency and throughput "
+             "(1 and 4 receivers) vs Unix sockets, a pipe and ZeroMQ ipc://",
+    .run = ipc_run,
+};
