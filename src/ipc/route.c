@@ -550,6 +550,9 @@ static int wait_room(rill_ipc_sender_t *s, uint64_t seq, uint64_t timeout_ns) {
      * count and cleared before it, so dying between leaks a count of one
      * (a wake syscall for nobody), never takes one from a live waiter. */
     __atomic_store_n(&s->s.places[0].parked, 1, __ATOMIC_RELAXED);
+    /* Relaxed: ordered before our scan by its fence; taken by a receiver
+     * after its fence (advance). */
+    __atomic_store_n(&h->send_want, 1, __ATOMIC_RELAXED);
     if (seq - scan(s, seq) >= slots) {
       uint64_t left = deadline - now;
       rill__futex_wait_shared(&h->send_futex, w, left < PARK_SLICE ? left : PARK_SLICE);
@@ -594,7 +597,14 @@ int rill_ipc_send(rill_ipc_sender_t *s, const void *data, uint32_t len, uint64_t
   /* seq_cst: pairs with the fence a receiver makes after counting itself a
    * waiter: it sees the mark, or we see its count. */
   FENCE(__ATOMIC_SEQ_CST);
-  if (RILL_UNLIKELY(__atomic_load_n(&s->s.hdr->recv_waiters, __ATOMIC_RELAXED)))
+  /* One wake a park, not one a message: a receiver woken but not yet
+   * running stays counted, and with more receivers than CPUs one nearly
+   * always is, which made a futex syscall of every send. recv_want is
+   * set by each receiver about to park and taken here; a receiver that
+   * sets it after our exchange sees this message (store-buffer pattern
+   * with the two seq_cst fences), so no wakeup is lost. */
+  if (RILL_UNLIKELY(__atomic_load_n(&s->s.hdr->recv_waiters, __ATOMIC_RELAXED)) &&
+      __atomic_exchange_n(&s->s.hdr->recv_want, 0, __ATOMIC_RELAXED))
     rill__futex_bump_shared(&s->s.hdr->recv_futex);
   return 0;
 }
@@ -657,7 +667,10 @@ static void advance(rill_ipc_receiver_t *r) {
   /* seq_cst: pairs with the fence the sender makes after counting itself a
    * waiter: it sees our cursor, or we see its count. */
   FENCE(__ATOMIC_SEQ_CST);
-  if (RILL_UNLIKELY(__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED)))
+  /* One wake a park, as for receivers (rill_ipc_send): four receivers
+   * moving on while the woken sender waits for a CPU made four wakes. */
+  if (RILL_UNLIKELY(__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED)) &&
+      __atomic_exchange_n(&h->send_want, 0, __ATOMIC_RELAXED))
     rill__futex_bump_shared(&h->send_futex);
 }
 
@@ -767,6 +780,9 @@ int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns
     __atomic_fetch_add(&h->recv_waiters, 1, __ATOMIC_SEQ_CST);
     /* Relaxed: as the sender's (wait_room). */
     __atomic_store_n(&r->me->parked, 1, __ATOMIC_RELAXED);
+    /* Relaxed: ordered before our check by the fence below; the sender
+     * takes it after its fence (see rill_ipc_send). */
+    __atomic_store_n(&h->recv_want, 1, __ATOMIC_RELAXED);
     /* seq_cst: pairs with the sender's fence after publishing (file
      * comment): we see its mark, or it sees our count. */
     FENCE(__ATOMIC_SEQ_CST);

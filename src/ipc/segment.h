@@ -42,11 +42,13 @@ struct rill__ipc_hdr {
 
   uint32_t recv_futex;   /* bumped by the sender on publish when recv_waiters > 0 */
   uint32_t recv_waiters; /* receivers parked (or about to park) on recv_futex */
-  uint8_t reserved2[56];
+  uint32_t recv_want;    /* set by a receiver about to park, taken by the wake it gets */
+  uint8_t reserved2[52];
 
   uint32_t send_futex;   /* bumped by a receiver that moves on while send_waiters > 0 */
   uint32_t send_waiters; /* senders parked (or about to park) on send_futex */
-  uint8_t reserved3[56];
+  uint32_t send_want;    /* set by a sender about to park, taken by the wake it gets */
+  uint8_t reserved3[52];
 };
 
 /* A place in the participants table: index 0 is the sender's, 1..max
