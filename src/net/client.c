@@ -1037,10 +1037,21 @@ static int name_request(rill_client_t *c, uint8_t type, const char *name, uint16
   return rc ? rc : await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
 }
 
+/* A topic or service name given by the caller: 0, or RILL_EINVAL saying
+ * what is wrong with it (NULL included). */
+static int name_arg(const char *name, const char *what) {
+  if (!name)
+    return rill__err(RILL_EINVAL, "client: a NULL %s name", what);
+  if (!rill_net_name_ok(name, strnlen(name, RILL_NET_MAX_NAME + 1)))
+    return rill__err(RILL_EINVAL, "client: '%.*s' is not a %s name", (int)RILL_NET_MAX_NAME, name,
+                     what);
+  return 0;
+}
+
 int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel) {
-  size_t n = strlen(topic);
-  if (!rill_net_name_ok(topic, n))
-    return rill__err(RILL_EINVAL, "client: '%s' is not a topic name", topic);
+  int bad = name_arg(topic, "topic");
+  if (bad)
+    return bad;
   uint16_t ch = new_channel(c);
   rill_frame_t f;
   int rc = name_request(c, RILL_F_BIND, topic, ch, 0, &f);
@@ -1147,9 +1158,9 @@ int rill_client_flush(rill_client_t *c) {
 
 static int subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
                      rill_client_msg_cb cb, void *ctx, uint16_t *sub, uint64_t *start) {
-  size_t n = strlen(topic);
-  if (!rill_net_name_ok(topic, n))
-    return rill__err(RILL_EINVAL, "client: '%s' is not a topic name", topic);
+  int bad = name_arg(topic, "topic");
+  if (bad)
+    return bad;
   uint16_t ch = new_channel(c);
   rill_frame_t f;
   int rc = name_request(c, RILL_F_SUBSCRIBE, topic, ch, from, &f);
@@ -1267,9 +1278,9 @@ int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns
 
 static int serve(rill_client_t *c, const char *service, rill_client_ask_cb cb, void *ctx,
                  uint16_t *ch) {
-  size_t n = strlen(service);
-  if (!rill_net_name_ok(service, n))
-    return rill__err(RILL_EINVAL, "client: '%s' is not a service name", service);
+  int bad = name_arg(service, "service");
+  if (bad)
+    return bad;
   uint16_t sch = new_channel(c);
   rill_frame_t f;
   int rc = name_request(c, RILL_F_SERVE, service, sch, 0, &f);
@@ -1375,12 +1386,13 @@ int rill_client_reply_error(rill_client_t *c, uint64_t id, int code, const char 
  * (ask_stream), so only max_message bounds it. */
 static int ask_prefix(rill_client_t *c, const char *service, uint32_t len, uint8_t *pre,
                       size_t *pre_len) {
-  size_t n = strlen(service);
-  if (!rill_net_name_ok(service, n))
-    return rill__err(RILL_EINVAL, "client: '%s' is not a service name", service);
+  int bad = name_arg(service, "service");
+  if (bad)
+    return bad;
   if (len > c->o.max_message)
     return rill__err(RILL_EMSGSIZE, "client: an ask of %u bytes, max_message is %llu", len,
                      (unsigned long long)c->o.max_message);
+  size_t n = strlen(service);
   pre[0] = (uint8_t)n;
   pre[1] = (uint8_t)(n >> 8);
   memcpy(pre + 2, service, n);

@@ -72,6 +72,26 @@ Test(client, token) {
   rill_client_close(c);
 }
 
+/* Bad names are the caller's error, said before anything is sent: NULL
+ * included. */
+Test(client, bad_names) {
+  rill_client_t *c;
+  rill_client_opts_t o = opts("tok");
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  uint16_t ch;
+  const uint8_t *rep;
+  uint32_t len;
+  cr_expect_eq(rill_client_bind(c, NULL, &ch), RILL_EINVAL);
+  cr_expect(strstr(rill_errmsg(), "NULL"), "%s", rill_errmsg());
+  cr_expect_eq(rill_client_bind(c, ".hidden", &ch), RILL_EINVAL);
+  cr_expect_eq(rill_client_subscribe(c, NULL, RILL_NET_FROM_LATEST, 1, &ch, NULL), RILL_EINVAL);
+  cr_expect_eq(rill_client_serve(c, "a b", &ch), RILL_EINVAL);
+  cr_expect_eq(rill_client_ask(c, NULL, "x", 1, 0, &rep, &len), RILL_EINVAL);
+  uint64_t rtt;
+  cr_expect_eq(rill_client_ping(c, &rtt), 0, "the connection goes on");
+  rill_client_close(c);
+}
+
 Test(client, publish_and_subscribe) {
   rill_client_t *pub, *sub;
   rill_client_opts_t o = opts("tok");
