@@ -34,9 +34,15 @@
  * handles are independent of each other, in one process or several.
  * docs/FORMATS.md ("IPC route segment") gives every byte and the protocol.
  *
+ * Large messages (opts.max_message): a message over a slot's payload goes
+ * into a chunk of a pool in the same segment (the one copy, from the
+ * sender's buffer); its slot holds the chunk's index, and receivers read
+ * the chunk in place. A chunk is free again once every live receiver has
+ * moved past its message: no refcount, and a dead receiver's hold ends
+ * when it is reaped.
+ *
  * Later slices: `channel` (many senders, broadcast or shared work
- * queue), a shared chunk pool for messages larger than a slot, read in
- * place and refcounted.
+ * queue); several size classes in the pool.
  */
 #ifndef RILL_IPC_H
 #define RILL_IPC_H
@@ -75,8 +81,8 @@ typedef enum rill_ipc_wait {
 
 /** A route's layout and behaviour, fixed when it is created (the sender
  *  that creates it decides; later ones must agree or get RILL_EINVAL: each
- *  of slots, slot_size and max_receivers they set (non-zero), and the
- *  policy). wait, spin_ns and mode are the creator's, kept in the segment
+ *  of slots, slot_size, max_receivers, max_message and pool_chunks they set
+ *  (non-zero), and the policy). wait, spin_ns and mode are the creator's, kept in the segment
  *  for every participant; a later sender's are ignored. */
 typedef struct rill_ipc_opts {
   uint32_t slots;         /* ring slots, a power of two, 2..2^24; default 4096 */
@@ -88,6 +94,17 @@ typedef struct rill_ipc_opts {
   uint64_t spin_ns; /* RILL_IPC_SPIN: how long before parking; default 50 us */
   mode_t mode;      /* the segment's permissions when created (0..0777, set
                      * exactly: the umask does not apply); default 0600 */
+  /* The chunk pool, for messages larger than a slot's payload: such a
+   * message is copied once into a chunk of shared memory and receivers
+   * read it there in place. A chunk is free again once every live
+   * receiver has moved past its message (a dead one is reaped), so no
+   * refcount is kept. One size class in this slice: chunks of max_message
+   * bytes. */
+  uint32_t max_message; /* the largest message, over the slot payload, at most
+                         * 1 GiB; default 0: no pool, messages inline only */
+  uint32_t pool_chunks; /* chunks in the pool, 1..2^20; default 64 (when
+                         * max_message is set); also bounds the pooled
+                         * messages in flight */
 } rill_ipc_opts_t;
 
 typedef struct rill_ipc_sender rill_ipc_sender_t;
@@ -101,15 +118,21 @@ typedef struct rill_ipc_receiver rill_ipc_receiver_t;
  *  route goes on from the last message it published. */
 int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_ipc_opts_t *opts);
 
-/** Sends len bytes (at most rill_ipc_max_payload: RILL_EMSGSIZE beyond)
- *  to every receiver attached when it is published. Under
+/** Sends len bytes (at most rill_ipc_max_message: RILL_EMSGSIZE beyond)
+ *  to every receiver attached when it is published: inline in a slot up
+ *  to rill_ipc_max_payload bytes, else through a chunk of the pool. Under
  *  RILL_IPC_BLOCK, waits up to timeout_ns (0: not at all) for the
- *  slowest live receiver: RILL_ETIMEDOUT; RILL_IPC_FAIL: RILL_EFULL.
- *  Receivers that died are reaped while it would wait. */
+ *  slowest live receiver (to free a slot, or the chunk a pooled message
+ *  takes): RILL_ETIMEDOUT; RILL_IPC_FAIL: RILL_EFULL. Receivers that died
+ *  are reaped while it would wait. */
 int rill_ipc_send(rill_ipc_sender_t *s, const void *data, uint32_t len, uint64_t timeout_ns);
 
-/** The largest message a slot holds: slot_size - RILL_IPC_SLOT_HDR. */
+/** The largest message a slot holds inline: slot_size - RILL_IPC_SLOT_HDR. */
 uint32_t rill_ipc_max_payload(const rill_ipc_sender_t *s);
+
+/** The largest message the route takes: max_message when it has a pool,
+ *  else rill_ipc_max_payload. */
+uint32_t rill_ipc_max_message(const rill_ipc_sender_t *s);
 
 /** Leaves the route (its sender place is free for another process); the
  *  segment stays. NULL is a no-op. */
@@ -123,10 +146,11 @@ void rill_ipc_sender_close(rill_ipc_sender_t *s);
  *  published from now on. */
 int rill_ipc_receiver_open(rill_ipc_receiver_t **out, const char *name);
 
-/** A received message: a view of its bytes in the ring (no copy), valid
- *  until the next rill_ipc_recv or close on this receiver; until then the
- *  sender does not reuse its slot (under RILL_IPC_OVERWRITE it may: the
- *  next call then reports RILL_ELAGGED). */
+/** A received message: a view of its bytes in the ring, or in a chunk of
+ *  the pool for a large one (no copy either way), valid until the next
+ *  rill_ipc_recv or close on this receiver; until then the sender does not
+ *  reuse its slot or chunk (under RILL_IPC_OVERWRITE it may: the next call
+ *  then reports RILL_ELAGGED). */
 typedef struct rill_ipc_msg {
   const uint8_t *data;
   uint32_t len;
@@ -139,8 +163,8 @@ typedef struct rill_ipc_msg {
  *  were read (the receiver then goes on from the oldest still there; a
  *  view the previous call returned that was overwritten while held counts
  *  as one of them). No message is returned with RILL_ELAGGED: call again.
- *  RILL_ECORRUPT for a slot whose length is over the slot (a scribbled
- *  segment). */
+ *  RILL_ECORRUPT for a slot whose length is over the slot, or a pool
+ *  descriptor naming no chunk or the wrong one (a scribbled segment). */
 int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns, uint64_t *lost);
 
 /** Leaves the route: its place in the table is freed, the sender waits
@@ -162,6 +186,7 @@ typedef struct rill_ipc_info {
   uint32_t receivers; /* places taken */
   uint32_t dead;      /* of which held by a process that is gone (reaped at the next wait) */
   uint64_t slowest;   /* the slowest live receiver's next message (head when none) */
+  uint32_t max_message, pool_chunks; /* 0, 0: no pool */
 } rill_ipc_info_t;
 
 /** Describes route `name` without attaching to it. */
@@ -170,6 +195,115 @@ int rill_ipc_info(const char *name, rill_ipc_info_t *info);
 /** Calls fn for each route in /dev/shm (those whose segment validates);
  *  stops early when fn returns non-zero, and returns that. */
 int rill_ipc_list(int (*fn)(void *ctx, const rill_ipc_info_t *info), void *ctx);
+
+/* ---- channels: many senders, many receivers ------------------------------
+ * A channel is a segment of its own (/dev/shm/rill.<name>, magic "RLIC"):
+ * up to 64 senders, each claiming the next message number with a CAS on a
+ * shared counter once there is room for it, writing its slot and
+ * committing it (the slot's mark, stored last); receivers read in number
+ * order. RILL_IPC_BROADCAST: every receiver gets every message, each with
+ * its own cursor (as a route's). RILL_IPC_QUEUE: receivers share one
+ * cursor and each message goes to exactly one of them (a work queue).
+ *
+ * Crashes: a sender killed between its claim and its commit would leave a
+ * hole every receiver waits at; a receiver that finds the claimer dead
+ * (pid and start time) marks the slot aborted and goes on, reporting
+ * RILL_ELAGGED with *lost = 1 (and the header counts it). A receiver that
+ * died is reaped by the senders that would wait for it; under
+ * RILL_IPC_QUEUE a message it had received and not finished with is lost
+ * (not redelivered). Policies: RILL_IPC_BLOCK or RILL_IPC_FAIL
+ * (RILL_IPC_OVERWRITE is refused). docs/FORMATS.md ("IPC channel
+ * segment") gives every byte and the protocol.
+ *
+ * Threads: a handle is used by one thread at a time; handles are
+ * independent, in one process or several. */
+
+#define RILL_IPC_CHAN_MAGIC   0x43494c52u /* "RLIC" */
+#define RILL_IPC_CHAN_VERSION 1u
+#define RILL_IPC_MAX_SENDERS  64u
+
+typedef enum rill_ipc_delivery {
+  RILL_IPC_BROADCAST = 0, /* every receiver gets every message */
+  RILL_IPC_QUEUE,         /* each message goes to exactly one receiver */
+} rill_ipc_delivery_t;
+
+typedef enum rill_ipc_chan_role {
+  RILL_IPC_SENDER = 1,
+  RILL_IPC_RECEIVER,
+} rill_ipc_chan_role_t;
+
+/** A channel's layout and behaviour, fixed by whoever creates it (either
+ *  role); later openers must agree on each of slots, slot_size,
+ *  max_senders, max_receivers they set (non-zero), and on delivery and
+ *  policy (RILL_EINVAL otherwise). NULL opts: the defaults when creating,
+ *  the channel as it is when it exists. */
+typedef struct rill_ipc_chan_opts {
+  uint32_t slots;         /* a power of two, 2..2^24; default 4096 */
+  uint32_t slot_size;     /* a multiple of 64, 64..1 MiB, header included; default 128 */
+  uint32_t max_senders;   /* 1..64; default 64 */
+  uint32_t max_receivers; /* 1..64; default 64 */
+  rill_ipc_delivery_t delivery;
+  rill_ipc_policy_t policy; /* RILL_IPC_BLOCK or RILL_IPC_FAIL */
+  rill_ipc_wait_t wait;
+  uint64_t spin_ns; /* RILL_IPC_SPIN: how long before parking; default 50 us */
+  mode_t mode;      /* permissions when created, exactly; default 0600 */
+} rill_ipc_chan_opts_t;
+
+typedef struct rill_ipc_chan rill_ipc_chan_t;
+
+/** Opens channel `name` in a role, creating it with opts if it does not
+ *  exist. RILL_EBUSY when every place of that role is held by a live
+ *  process (dead holders' places are reaped first); RILL_EVERSION /
+ *  RILL_EPROTO for a segment that is not a channel of this version or
+ *  whose layout does not add up. A receiver gets what is claimed from
+ *  now on (broadcast) or the queue's next message (queue). */
+int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_chan_opts_t *opts,
+                       rill_ipc_chan_role_t role);
+
+/** Sends len bytes (at most rill_ipc_chan_max_payload: RILL_EMSGSIZE
+ *  beyond). No room (broadcast: the slowest live receiver a ring behind;
+ *  queue: a ring of messages not yet finished with): RILL_IPC_BLOCK waits
+ *  up to timeout_ns (RILL_ETIMEDOUT), RILL_IPC_FAIL returns RILL_EFULL.
+ *  Messages of one sender keep their order. RILL_EINVAL on a receiver. */
+int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint64_t timeout_ns);
+
+/** Waits up to timeout_ns (0: not at all) for the next message: 0 with a
+ *  view in place valid until the next recv or close, RILL_ETIMEDOUT
+ *  (RILL_EAGAIN when timeout_ns is 0), or RILL_ELAGGED with *lost (may be
+ *  NULL) the messages skipped because their sender died before committing
+ *  them (no message: call again). RILL_ECORRUPT for a scribbled slot.
+ *  RILL_EINVAL on a sender. */
+int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_ns, uint64_t *lost);
+
+/** slot_size - RILL_IPC_SLOT_HDR. */
+uint32_t rill_ipc_chan_max_payload(const rill_ipc_chan_t *ch);
+
+/** Leaves the channel (the place is freed; the segment stays). NULL is a
+ *  no-op. */
+void rill_ipc_chan_close(rill_ipc_chan_t *ch);
+
+/** Removes channel `name` (RILL_ENOENT when there is none). */
+int rill_ipc_chan_unlink(const char *name);
+
+/** A channel as `rill ipc ls` shows it. */
+typedef struct rill_ipc_chan_info {
+  char name[RILL_IPC_MAX_NAME + 1];
+  uint32_t slots, slot_size, max_senders, max_receivers;
+  rill_ipc_delivery_t delivery;
+  rill_ipc_policy_t policy;
+  uint64_t claimed;  /* messages claimed by senders (committed or not) */
+  uint64_t consumed; /* RILL_IPC_QUEUE: messages taken by receivers */
+  uint64_t aborted;  /* claims of dead senders skipped */
+  uint64_t slowest;  /* the lowest seq a live receiver still holds or awaits */
+  uint32_t senders, senders_dead, receivers, receivers_dead; /* places taken, of which dead */
+} rill_ipc_chan_info_t;
+
+/** Describes channel `name` without attaching to it. */
+int rill_ipc_chan_info(const char *name, rill_ipc_chan_info_t *info);
+
+/** Calls fn for each channel in /dev/shm (those whose segment validates);
+ *  stops early when fn returns non-zero, and returns that. */
+int rill_ipc_chan_list(int (*fn)(void *ctx, const rill_ipc_chan_info_t *info), void *ctx);
 
 #ifdef __cplusplus
 }

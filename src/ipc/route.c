@@ -22,6 +22,11 @@
  * or the joiner's second read sees every head the scan was made under,
  * and the sender only overwrites what is below that.
  *
+ * Large messages go into the chunk pool (pool.c): the slot holds the chunk's
+ * index, the chunk is filled before the mark's release store, and the
+ * sender reuses a chunk under the same rule as a slot, with a tighter
+ * bound: every live cursor past the message the chunk last held.
+ *
  * Parking, both ways: the waiter reads the futex word, counts itself in
  * the waiter count (seq_cst), fences, checks its condition again and only
  * then sleeps; the other side stores what it publishes, fences, and makes
@@ -86,6 +91,7 @@ struct rill_ipc_sender {
   uint64_t seq;       /* the next message's seq (head, as only we write it) */
   uint64_t min_seen;  /* the lowest live cursor at the last scan */
   uint64_t reaped_ms; /* when we last checked the laggards' liveness */
+  uint64_t pool_next; /* pooled messages sent (the header's, as only we write it) */
 };
 
 struct rill_ipc_receiver {
@@ -247,9 +253,11 @@ static int seg_create(struct seg *s, const struct rill__ipc_geom *g, mode_t mode
   h->slots = g->slots;
   h->slot_size = g->slot_size;
   h->max_receivers = g->max_receivers;
-  h->flags = 0;
+  h->flags = g->pool_chunks ? RILL__IPC_F_POOL : 0;
   h->total = g->total;
   h->spin_ns = g->spin_ns;
+  h->max_message = g->max_message;
+  h->pool_chunks = g->pool_chunks;
   /* Release: pairs with the attacher's acquire load of the magic; the
    * header above is complete before anyone trusts it. */
   __atomic_store_n(&h->magic, RILL_IPC_MAGIC, __ATOMIC_RELEASE);
@@ -361,6 +369,19 @@ static int opts_geom(const char *name, const rill_ipc_opts_t *o, struct rill__ip
   if (*mode & ~(mode_t)0777)
     return rill__err(RILL_EINVAL, "ipc route %s: mode %o has bits beyond 0777", name,
                      (unsigned)*mode);
+  g->max_message = d.max_message;
+  g->pool_chunks = d.max_message ? (d.pool_chunks ? d.pool_chunks : 64) : 0;
+  if (d.pool_chunks && !d.max_message)
+    return rill__err(RILL_EINVAL, "ipc route %s: %u pool chunks but no max_message", name,
+                     d.pool_chunks);
+  if (g->max_message && (g->max_message <= g->slot_size - RILL_IPC_SLOT_HDR ||
+                         g->max_message > RILL__IPC_MAX_MESSAGE))
+    return rill__err(RILL_EINVAL,
+                     "ipc route %s: max_message %u, not over the slot payload %u and at most 1 GiB",
+                     name, g->max_message, g->slot_size - RILL_IPC_SLOT_HDR);
+  if (g->pool_chunks > RILL__IPC_MAX_CHUNKS)
+    return rill__err(RILL_EINVAL, "ipc route %s: %u pool chunks, not in 1..2^20", name,
+                     g->pool_chunks);
   rill__ipc_layout(g);
   return 0;
 }
@@ -373,12 +394,14 @@ static int opts_agree(const struct seg *s, const rill_ipc_opts_t *o) {
   const struct rill__ipc_geom *g = &s->g;
   if ((o->slots && o->slots != g->slots) || (o->slot_size && o->slot_size != g->slot_size) ||
       (o->max_receivers && o->max_receivers != g->max_receivers) ||
-      (unsigned)o->policy != g->policy)
+      (unsigned)o->policy != g->policy || (o->max_message && o->max_message != g->max_message) ||
+      (o->pool_chunks && o->pool_chunks != g->pool_chunks))
     return rill__err(RILL_EINVAL,
-                     "ipc route %s: exists with %u slots of %u bytes, %u receivers, policy %u; "
-                     "asked for %u, %u, %u, %u",
+                     "ipc route %s: exists with %u slots of %u bytes, %u receivers, policy %u, "
+                     "max message %u, %u pool chunks; asked for %u, %u, %u, %u, %u, %u",
                      s->name, g->slots, g->slot_size, g->max_receivers, (unsigned)g->policy,
-                     o->slots, o->slot_size, o->max_receivers, (unsigned)o->policy);
+                     g->max_message, g->pool_chunks, o->slots, o->slot_size, o->max_receivers,
+                     (unsigned)o->policy, o->max_message, o->pool_chunks);
   return 0;
 }
 
@@ -436,6 +459,9 @@ int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_i
     __atomic_store_n(&x->s.hdr->head, head, __ATOMIC_RELEASE);
   }
   x->seq = head;
+  /* Relaxed: written by the previous sender before its head, which we
+   * acquired; a stale value only makes us wait for a chunk (pool.c). */
+  x->pool_next = __atomic_load_n(&x->s.hdr->pool_next, __ATOMIC_RELAXED);
   x->min_seen = head - x->s.g.slots; /* forces a scan at the first send */
   *out = x;
   return 0;
@@ -448,6 +474,12 @@ free_sender:
 
 uint32_t rill_ipc_max_payload(const rill_ipc_sender_t *s) {
   return s ? s->s.g.slot_size - RILL_IPC_SLOT_HDR : 0;
+}
+
+uint32_t rill_ipc_max_message(const rill_ipc_sender_t *s) {
+  if (!s)
+    return 0;
+  return s->s.g.max_message ? s->s.g.max_message : s->s.g.slot_size - RILL_IPC_SLOT_HDR;
 }
 
 void rill_ipc_sender_close(rill_ipc_sender_t *s) {
@@ -483,9 +515,9 @@ static uint64_t scan(rill_ipc_sender_t *s, uint64_t seq) {
   return min;
 }
 
-/* Reaps the receivers that hold back seq (cursor + slots <= seq) and are
+/* Reaps the receivers that hold back seq (cursor + limit <= seq) and are
  * dead; true when one was. */
-static bool reap_laggards(rill_ipc_sender_t *s, uint64_t seq) {
+static bool reap_laggards(rill_ipc_sender_t *s, uint64_t seq, uint64_t limit) {
   bool any = false;
   for (uint32_t i = 1; i <= s->s.g.max_receivers; i++) {
     struct rill__ipc_place *p = &s->s.places[i];
@@ -493,7 +525,7 @@ static bool reap_laggards(rill_ipc_sender_t *s, uint64_t seq) {
     if (RILL__IPC_ST_PHASE(st) == RILL__IPC_FREE)
       continue;
     uint64_t c = __atomic_load_n(&p->cursor, __ATOMIC_RELAXED);
-    if (RILL__IPC_ST_PHASE(st) == RILL__IPC_TAKEN && seq - c < s->s.g.slots)
+    if (RILL__IPC_ST_PHASE(st) == RILL__IPC_TAKEN && seq - c < limit)
       continue;
     if (reap_if_dead(&s->s, i, st))
       any = true;
@@ -501,8 +533,9 @@ static bool reap_laggards(rill_ipc_sender_t *s, uint64_t seq) {
   return any;
 }
 
-static int wait_room(rill_ipc_sender_t *s, uint64_t seq, uint64_t timeout_ns) {
-  const uint64_t slots = s->s.g.slots;
+/* Waits until every live cursor is within limit of seq (limit: the slots,
+ * or less when the chunk a pooled message takes is still held). */
+static int wait_room(rill_ipc_sender_t *s, uint64_t seq, uint64_t slots, uint64_t timeout_ns) {
   struct rill__ipc_hdr *h = s->s.hdr;
   uint64_t now = 0, deadline = 0, spin_until = 0;
   bool timed = false;
@@ -513,11 +546,12 @@ static int wait_room(rill_ipc_sender_t *s, uint64_t seq, uint64_t timeout_ns) {
       uint64_t ms = rill_time_coarse_ms();
       if (ms - s->reaped_ms >= REAP_EVERY_MS) {
         s->reaped_ms = ms;
-        if (reap_laggards(s, seq) && seq - scan(s, seq) < slots)
+        if (reap_laggards(s, seq, slots) && seq - scan(s, seq) < slots)
           return 0;
       }
-      return rill__err(RILL_EFULL, "ipc route %s: a receiver is %llu messages behind", s->s.name,
-                       (unsigned long long)slots);
+      return rill__err(RILL_EFULL, "ipc route %s: a receiver is %llu messages behind%s", s->s.name,
+                       (unsigned long long)slots,
+                       slots < s->s.g.slots ? " (it holds the pool chunk this message needs)" : "");
     }
     now = rill_time_mono_ns();
     if (!timed) {
@@ -535,12 +569,13 @@ static int wait_room(rill_ipc_sender_t *s, uint64_t seq, uint64_t timeout_ns) {
     if (ms - s->reaped_ms >= REAP_EVERY_MS) {
       /* Not at every wakeup: /proc is read for each laggard. */
       s->reaped_ms = ms;
-      if (reap_laggards(s, seq))
+      if (reap_laggards(s, seq, slots))
         continue;
     }
     if (now >= deadline)
-      return rill__err(RILL_ETIMEDOUT, "ipc route %s: a receiver is %llu messages behind",
-                       s->s.name, (unsigned long long)slots);
+      return rill__err(RILL_ETIMEDOUT, "ipc route %s: a receiver is %llu messages behind%s",
+                       s->s.name, (unsigned long long)slots,
+                       slots < s->s.g.slots ? " (it holds the pool chunk this message needs)" : "");
     /* Acquire: pairs with a receiver's release bump of the word. */
     uint32_t w = __atomic_load_n(&h->send_futex, __ATOMIC_ACQUIRE);
     /* seq_cst, then the fence in scan(): pairs with the fence a receiver
@@ -566,27 +601,52 @@ static int wait_room(rill_ipc_sender_t *s, uint64_t seq, uint64_t timeout_ns) {
 int rill_ipc_send(rill_ipc_sender_t *s, const void *data, uint32_t len, uint64_t timeout_ns) {
   if (RILL_UNLIKELY(!s || (!data && len)))
     return rill__err(RILL_EINVAL, "ipc send: %s is NULL", s ? "data" : "the sender");
-  if (RILL_UNLIKELY(len > s->s.g.slot_size - RILL_IPC_SLOT_HDR))
-    return rill__err(RILL_EMSGSIZE, "ipc route %s: a message of %u bytes, over the %u a slot holds",
-                     s->s.name, len, s->s.g.slot_size - RILL_IPC_SLOT_HDR);
-  uint64_t seq = s->seq;
-  if (s->s.g.policy != RILL_IPC_OVERWRITE && seq - s->min_seen >= s->s.g.slots) {
-    int rc = wait_room(s, seq, timeout_ns);
+  const struct rill__ipc_geom *g = &s->s.g;
+  const bool pooled = len > g->slot_size - RILL_IPC_SLOT_HDR;
+  if (RILL_UNLIKELY(pooled && len > g->max_message)) {
+    if (!g->max_message)
+      return rill__err(RILL_EMSGSIZE,
+                       "ipc route %s: a message of %u bytes, over the %u a slot holds (the route "
+                       "has no pool: max_message is 0)",
+                       s->s.name, len, g->slot_size - RILL_IPC_SLOT_HDR);
+    return rill__err(RILL_EMSGSIZE, "ipc route %s: a message of %u bytes, over its max_message %u",
+                     s->s.name, len, g->max_message);
+  }
+  uint64_t seq = s->seq, limit = g->slots, old = 0;
+  uint32_t idx = 0;
+  if (pooled)
+    idx = rill__ipc_pool_pick(s->s.base, g, s->pool_next, seq, &limit, &old);
+  if (g->policy != RILL_IPC_OVERWRITE && seq - s->min_seen >= limit) {
+    int rc = wait_room(s, seq, limit, timeout_ns);
     if (rc)
       return rc;
   }
   struct rill__ipc_slot *sl = slot_at(&s->s, seq);
-  if (s->s.g.policy == RILL_IPC_OVERWRITE) {
+  if (g->policy == RILL_IPC_OVERWRITE) {
     /* A receiver may be reading the message this slot holds: unmark it
      * first, and the release fence orders that before the payload stores,
      * so a reader that checks the mark again after its copy (acquire fence,
-     * then the mark) sees the change. */
+     * then the mark) sees the change. The same for the message the chunk
+     * held, if its slot still holds it (only we write marks). */
     __atomic_store_n(&sl->mark, 0, __ATOMIC_RELAXED);
+    if (old && __atomic_load_n(&slot_at(&s->s, old - 1)->mark, __ATOMIC_RELAXED) == old)
+      __atomic_store_n(&slot_at(&s->s, old - 1)->mark, 0, __ATOMIC_RELAXED);
     FENCE(__ATOMIC_RELEASE);
   }
-  if (len)
+  uint32_t flags = 0;
+  if (pooled) {
+    struct rill__ipc_chunk *ck = rill__ipc_chunk_at(s->s.base, g, idx);
+    memcpy(ck + 1, data, len); /* the one copy */
+    /* Relaxed: published with the slot by the mark's release below. */
+    __atomic_store_n(&ck->owner, seq + 1, __ATOMIC_RELAXED);
+    memcpy(sl + 1, &idx, sizeof idx);
+    flags = RILL__IPC_SLOT_POOL;
+  } else if (len) {
     memcpy(sl + 1, data, len); /* data may be NULL when len is 0 */
+  }
   __atomic_store_n(&sl->len, len, __ATOMIC_RELAXED);
+  /* Relaxed: published by the mark's release below, as the length. */
+  __atomic_store_n(&sl->flags, flags, __ATOMIC_RELAXED);
   /* Release: pairs with the receiver's acquire load of the mark; payload
    * and length are visible once it sees seq + 1. The publication point. */
   __atomic_store_n(&sl->mark, seq + 1, __ATOMIC_RELEASE);
@@ -594,6 +654,11 @@ int rill_ipc_send(rill_ipc_sender_t *s, const void *data, uint32_t len, uint64_t
    * or telling "not yet" from "lapped") and by a sender taking over. */
   __atomic_store_n(&s->s.hdr->head, seq + 1, __ATOMIC_RELEASE);
   s->seq = seq + 1;
+  if (pooled) {
+    s->pool_next++;
+    /* Relaxed: read only by a sender taking the route over (open). */
+    __atomic_store_n(&s->s.hdr->pool_next, s->pool_next, __ATOMIC_RELAXED);
+  }
   /* seq_cst: pairs with the fence a receiver makes after counting itself a
    * waiter: it sees the mark, or we see its count. */
   FENCE(__ATOMIC_SEQ_CST);
@@ -703,17 +768,38 @@ static int try_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t *lost) {
     }
   }
   uint32_t len = __atomic_load_n(&sl->len, __ATOMIC_RELAXED);
+  /* Relaxed: ordered by the mark's acquire above, as the length. */
+  uint32_t flags = __atomic_load_n(&sl->flags, __ATOMIC_RELAXED);
+  const uint8_t *data = (const uint8_t *)(sl + 1);
+  uint32_t idx = 0;
+  uint64_t owner = 0;
+  if (flags & RILL__IPC_SLOT_POOL) {
+    memcpy(&idx, sl + 1, sizeof idx);
+    if (idx < r->s.g.pool_chunks) {
+      data = (const uint8_t *)(rill__ipc_chunk_at(r->s.base, &r->s.g, idx) + 1);
+      /* Relaxed: ordered by the mark's acquire above (the sender stored it
+       * before the mark's release). */
+      owner =
+          __atomic_load_n(&rill__ipc_chunk_at(r->s.base, &r->s.g, idx)->owner, __ATOMIC_RELAXED);
+    }
+  }
   if (r->s.g.policy == RILL_IPC_OVERWRITE) {
-    /* Acquire: orders the length load before the mark's second load; a
-     * sender that began to overwrite the slot unmarked it first. */
+    /* Acquire: orders the length, descriptor and owner loads before the
+     * mark's second load; a sender that began to overwrite the slot, or the
+     * chunk, unmarked the slot first. */
     FENCE(__ATOMIC_ACQUIRE);
     if (__atomic_load_n(&sl->mark, __ATOMIC_RELAXED) != c + 1)
       return RILL_EAGAIN; /* the next look finds it lapped */
   }
-  if (RILL_UNLIKELY(len > r->s.g.slot_size - RILL_IPC_SLOT_HDR))
+  if (flags & RILL__IPC_SLOT_POOL) {
+    int rc = rill__ipc_pool_check(r->s.name, &r->s.g, c, idx, len, owner);
+    if (RILL_UNLIKELY(rc))
+      return rc;
+  } else if (RILL_UNLIKELY(len > r->s.g.slot_size - RILL_IPC_SLOT_HDR)) {
     return rill__err(RILL_ECORRUPT, "ipc route %s: message %llu says %u bytes, a slot holds %u",
                      r->s.name, (unsigned long long)c, len, r->s.g.slot_size - RILL_IPC_SLOT_HDR);
-  m->data = (const uint8_t *)(sl + 1);
+  }
+  m->data = data;
   m->len = len;
   m->seq = c;
   r->cur = c + 1;

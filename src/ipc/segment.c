@@ -13,7 +13,10 @@
 #include "ipc/segment.h"
 
 _Static_assert(sizeof(struct rill__ipc_hdr) == 256, "header lines");
+_Static_assert(offsetof(struct rill__ipc_hdr, max_message) == 40, "pool geometry");
 _Static_assert(offsetof(struct rill__ipc_hdr, head) == 64, "head on its own line");
+_Static_assert(offsetof(struct rill__ipc_hdr, pool_next) == 72, "the sender's pool counter");
+_Static_assert(sizeof(struct rill__ipc_chunk) == RILL__IPC_CHUNK_HDR, "chunk header");
 _Static_assert(offsetof(struct rill__ipc_hdr, recv_futex) == 128, "receivers' futex line");
 _Static_assert(offsetof(struct rill__ipc_hdr, send_futex) == 192, "sender's futex line");
 _Static_assert(sizeof(struct rill__ipc_place) == RILL__IPC_PLACE_BYTES, "a place is a line");
@@ -24,6 +27,10 @@ void rill__ipc_layout(struct rill__ipc_geom *g) {
   g->table_off = RILL__IPC_HDR_BYTES;
   g->ring_off = g->table_off + RILL__ALIGN_UP(table, (uint64_t)RILL__IPC_PAGE);
   g->total = g->ring_off + (uint64_t)g->slots * g->slot_size;
+  g->chunk_stride = RILL__IPC_CHUNK_HDR + RILL__ALIGN_UP((uint64_t)g->max_message, (uint64_t)64);
+  g->pool_off = RILL__ALIGN_UP(g->total, (uint64_t)RILL__IPC_PAGE);
+  if (g->pool_chunks)
+    g->total = g->pool_off + (uint64_t)g->pool_chunks * g->chunk_stride;
 }
 
 int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill__ipc_geom *g) {
@@ -53,11 +60,13 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
   uint32_t flags = rill__get32(p + 20);
   uint64_t total = rill__get64(p + 24);
   x.spin_ns = rill__get64(p + 32);
+  x.max_message = rill__get32(p + 40);
+  x.pool_chunks = rill__get32(p + 44);
   if (x.policy > RILL_IPC_OVERWRITE)
     return rill__err(RILL_EPROTO, "ipc route %s: unknown policy %u", name, (unsigned)x.policy);
   if (x.wait > RILL_IPC_SPIN)
     return rill__err(RILL_EPROTO, "ipc route %s: unknown wait mode %u", name, (unsigned)x.wait);
-  if (flags)
+  if (flags & ~RILL__IPC_F_POOL)
     return rill__err(RILL_EPROTO, "ipc route %s: unknown flags 0x%x", name, flags);
   if (!RILL__IS_POW2(x.slots) || x.slots < RILL__IPC_MIN_SLOTS || x.slots > RILL__IPC_MAX_SLOTS)
     return rill__err(RILL_EPROTO, "ipc route %s: %u slots, not a power of two in 2..2^24", name,
@@ -68,20 +77,36 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
   if (x.max_receivers < 1 || x.max_receivers > RILL_IPC_MAX_RECEIVERS)
     return rill__err(RILL_EPROTO, "ipc route %s: max receivers %u, not in 1..%u", name,
                      x.max_receivers, RILL_IPC_MAX_RECEIVERS);
+  if (x.max_message || x.pool_chunks || flags) {
+    uint32_t inline_max = x.slot_size - RILL_IPC_SLOT_HDR;
+    if (!(flags & RILL__IPC_F_POOL))
+      return rill__err(RILL_EPROTO,
+                       "ipc route %s: max message %u and %u pool chunks without the pool flag",
+                       name, x.max_message, x.pool_chunks);
+    if (x.max_message <= inline_max || x.max_message > RILL__IPC_MAX_MESSAGE)
+      return rill__err(RILL_EPROTO,
+                       "ipc route %s: max message %u, not over the slot payload %u and at most "
+                       "1 GiB",
+                       name, x.max_message, inline_max);
+    if (x.pool_chunks < 1 || x.pool_chunks > RILL__IPC_MAX_CHUNKS)
+      return rill__err(RILL_EPROTO, "ipc route %s: %u pool chunks, not in 1..2^20", name,
+                       x.pool_chunks);
+  }
   rill__ipc_layout(&x);
   if (total != x.total)
     return rill__err(RILL_EPROTO,
                      "ipc route %s: the header says %llu bytes, its layout needs %llu (header %u + "
-                     "table %llu + ring %u x %u)",
+                     "table %llu + ring %u x %u + pool %u x %llu)",
                      name, (unsigned long long)total, (unsigned long long)x.total,
                      RILL__IPC_HDR_BYTES, (unsigned long long)(x.ring_off - x.table_off), x.slots,
-                     x.slot_size);
+                     x.slot_size, x.pool_chunks, (unsigned long long)x.chunk_stride);
   if ((uint64_t)size != x.total)
     return rill__err(RILL_EPROTO,
                      "ipc route %s: the segment is %zu bytes, its layout needs %llu (header %u + "
-                     "table %llu + ring %u x %u)",
+                     "table %llu + ring %u x %u + pool %u x %llu)",
                      name, size, (unsigned long long)x.total, RILL__IPC_HDR_BYTES,
-                     (unsigned long long)(x.ring_off - x.table_off), x.slots, x.slot_size);
+                     (unsigned long long)(x.ring_off - x.table_off), x.slots, x.slot_size,
+                     x.pool_chunks, (unsigned long long)x.chunk_stride);
   if (g)
     *g = x;
   return 0;
@@ -144,6 +169,8 @@ void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g, rill_ipc
   info->slot_size = g->slot_size;
   info->max_receivers = g->max_receivers;
   info->policy = (rill_ipc_policy_t)g->policy;
+  info->max_message = g->max_message;
+  info->pool_chunks = g->pool_chunks;
   /* Acquire: pairs with the sender's release of head; only a snapshot. */
   info->head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
   /* Acquire on each state word: pairs with the holder's release store of
@@ -170,6 +197,314 @@ void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g, rill_ipc
     /* Relaxed: a snapshot for display, nothing is read through it. */
     uint64_t c = __atomic_load_n(&pl[i].cursor, __ATOMIC_RELAXED);
     if (RILL__IPC_ST_PHASE(st) == RILL__IPC_TAKEN && c < slowest)
+      slowest = c;
+  }
+  info->slowest = slowest;
+}
+
+/* ---- shared by the channel (and open to the route) --------------------------- */
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define SHM_PATIENCE 200000000ull /* ns a header may take to appear */
+
+int rill__ipc_name_check(const char *kind, const char *name) {
+  if (!name)
+    return rill__err(RILL_EINVAL, "ipc: the %s name is NULL", kind);
+  size_t n = strnlen(name, RILL_IPC_MAX_NAME + 1);
+  if (!rill__name_ok(name, n, RILL_IPC_MAX_NAME))
+    return rill__err(RILL_EINVAL,
+                     "ipc: %s name \"%.*s\" is not 1..%u bytes of [A-Za-z0-9._-] not starting "
+                     "with '.'",
+                     kind, (int)(n > 64 ? 64 : n), name, RILL_IPC_MAX_NAME);
+  return 0;
+}
+
+static void shm_name(char *buf, size_t cap, const char *name) {
+  snprintf(buf, cap, "/rill.%s", name);
+}
+
+void rill__ipc_shm_unmap(uint8_t *base, size_t size) {
+  if (base) {
+    munmap(base, size);
+    rill__count_unmap(size);
+  }
+}
+
+static int shm_map(const char *kind, const char *name, int fd, size_t size, bool writable,
+                   uint8_t **base) {
+  void *p = mmap(NULL, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
+  if (p == MAP_FAILED)
+    return rill__err_errno("ipc %s %s: mmap of %zu bytes", kind, name, size);
+  rill__count_map(size);
+  *base = p;
+  return 0;
+}
+
+int rill__ipc_shm_create(const char *kind, const char *name, uint64_t total, mode_t mode,
+                         uint8_t **base) {
+  char path[RILL_IPC_MAX_NAME + 16];
+  shm_name(path, sizeof path, name);
+  int fd = shm_open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode);
+  if (fd < 0) {
+    if (errno == EEXIST)
+      return RILL_EEXIST;
+    return rill__err_errno("ipc %s %s: shm_open(O_CREAT)", kind, name);
+  }
+  int rc;
+  /* The umask must not narrow what the creator asked for. */
+  if (fchmod(fd, mode) < 0) {
+    rc = rill__err_errno("ipc %s %s: fchmod %o", kind, name, (unsigned)mode);
+    goto unlink;
+  }
+  if (ftruncate(fd, (off_t)total) < 0) {
+    rc = rill__err_errno("ipc %s %s: ftruncate to %llu bytes", kind, name,
+                         (unsigned long long)total);
+    goto unlink;
+  }
+  rc = shm_map(kind, name, fd, (size_t)total, true, base);
+  if (rc)
+    goto unlink;
+  close(fd);
+  return 0;
+unlink:
+  shm_unlink(path);
+  close(fd);
+  return rc;
+}
+
+int rill__ipc_shm_attach(const char *kind, const char *name, bool writable, bool patient,
+                         uint8_t **base, size_t *size) {
+  char path[RILL_IPC_MAX_NAME + 16];
+  shm_name(path, sizeof path, name);
+  int fd = shm_open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
+  if (fd < 0) {
+    if (errno == ENOENT)
+      return rill__err(RILL_ENOENT, "ipc %s %s: no such %s (/dev/shm%s)", kind, name, kind, path);
+    return rill__err_errno("ipc %s %s: shm_open", kind, name);
+  }
+  int rc;
+  uint64_t t0 = rill_time_mono_ns();
+  for (;;) {
+    struct stat sb;
+    if (fstat(fd, &sb) < 0) {
+      rc = rill__err_errno("ipc %s %s: fstat", kind, name);
+      goto close_fd;
+    }
+    size_t n = (size_t)sb.st_size;
+    if (n >= sizeof(uint32_t)) {
+      uint8_t *p = NULL;
+      rc = shm_map(kind, name, fd, n, writable, &p);
+      if (rc)
+        goto close_fd;
+      /* Acquire: pairs with the creator's release store of the magic, its
+       * last, so the whole header it wrote is visible once we see it. */
+      if (__atomic_load_n((uint32_t *)(void *)p, __ATOMIC_ACQUIRE) != 0) {
+        *base = p;
+        *size = n;
+        close(fd);
+        return 0;
+      }
+      rill__ipc_shm_unmap(p, n);
+    }
+    if (!patient || rill_time_mono_ns() - t0 > SHM_PATIENCE) {
+      rc = rill__err(RILL_EPROTO,
+                     "ipc %s %s: a segment of %zu bytes with no header (its creator died making "
+                     "it?); `rill ipc rm %s` removes it",
+                     kind, name, n, name);
+      goto close_fd;
+    }
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+close_fd:
+  close(fd);
+  return rc;
+}
+
+uint64_t rill__ipc_self_start(void) {
+  uint64_t st = 0;
+  (void)rill__ipc_proc_start(getpid(), &st); /* our own /proc entry: always there */
+  return st;
+}
+
+bool rill__ipc_reap_if_dead(struct rill__ipc_place *p, uint64_t st, uint32_t *waiters) {
+  if (RILL__IPC_ST_PHASE(st) == RILL__IPC_FREE)
+    return true;
+  /* Relaxed: the caller loaded st with acquire, which orders this load
+   * after the holder's store of its start time. */
+  if (rill__ipc_holder_alive(st, __atomic_load_n(&p->start, __ATOMIC_RELAXED)))
+    return false;
+  uint32_t gen = RILL__IPC_ST_GEN(st) + 1;
+  uint64_t ours = RILL__IPC_ST(RILL__IPC_CLAIMING, gen, (uint32_t)getpid());
+  /* Acquire: pairs with the dead holder's last stores (its parked flag). */
+  if (!__atomic_compare_exchange_n(&p->state, &st, ours, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+    return true; /* someone else reaped or took it; look again */
+  if (__atomic_exchange_n(&p->parked, 0, __ATOMIC_RELAXED))
+    __atomic_fetch_sub(waiters, 1, __ATOMIC_RELAXED);
+  /* Release: pairs with a claimer's acquire load of the state; the parked
+   * flag is clear before the place is free. */
+  __atomic_store_n(&p->state, RILL__IPC_ST(RILL__IPC_FREE, gen, 0), __ATOMIC_RELEASE);
+  return true;
+}
+
+bool rill__ipc_claim_place(struct rill__ipc_place *p, uint32_t *waiters, uint64_t *mine) {
+  /* Acquire: pairs with the holder's release store of TAKEN. */
+  uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+  if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE) {
+    if (!rill__ipc_reap_if_dead(p, st, waiters))
+      return false;
+    st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE)
+      return false;
+  }
+  uint64_t want = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
+  /* seq_cst: the take is ordered with the join fences (channel.c, route.c). */
+  if (!__atomic_compare_exchange_n(&p->state, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+    return false;
+  *mine = want;
+  return true;
+}
+
+uint64_t rill__ipc_take_place(struct rill__ipc_place *p, uint64_t claiming) {
+  uint64_t taken =
+      RILL__IPC_ST(RILL__IPC_TAKEN, RILL__IPC_ST_GEN(claiming), RILL__IPC_ST_PID(claiming));
+  /* Release: pairs with the acquire loads of the state by scans, reapers
+   * and info: start and cursor are visible with TAKEN. */
+  __atomic_store_n(&p->state, taken, __ATOMIC_RELEASE);
+  return taken;
+}
+
+void rill__ipc_leave_place(struct rill__ipc_place *p, uint64_t mine) {
+  uint64_t freed = RILL__IPC_ST(RILL__IPC_FREE, RILL__IPC_ST_GEN(mine), 0);
+  /* Release: pairs with the acquire loads of the state by scans; what we
+   * did in the ring is done before we stop counting. */
+  __atomic_compare_exchange_n(&p->state, &mine, freed, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+}
+
+/* ---- the channel segment ------------------------------------------------------ */
+
+_Static_assert(sizeof(struct rill__chan_hdr) == 384, "channel header lines");
+_Static_assert(offsetof(struct rill__chan_hdr, claim) == 64, "claim on its own line");
+_Static_assert(offsetof(struct rill__chan_hdr, consumed) == 128, "consumed on its own line");
+_Static_assert(offsetof(struct rill__chan_hdr, recv_futex) == 192, "receivers' futex line");
+_Static_assert(offsetof(struct rill__chan_hdr, send_futex) == 256, "senders' futex line");
+_Static_assert(offsetof(struct rill__chan_hdr, aborted) == 320, "aborted count line");
+
+void rill__chan_layout(struct rill__chan_geom *g) {
+  uint64_t table = (uint64_t)(g->max_senders + g->max_receivers) * RILL__IPC_PLACE_BYTES;
+  g->table_off = RILL__IPC_HDR_BYTES;
+  g->ring_off = g->table_off + RILL__ALIGN_UP(table, (uint64_t)RILL__IPC_PAGE);
+  g->total = g->ring_off + (uint64_t)g->slots * g->slot_size;
+}
+
+int rill__chan_check(const char *name, const void *mem, size_t size, struct rill__chan_geom *g) {
+  const uint8_t *p = mem;
+  if (!name)
+    name = "?";
+  if (size < 8)
+    return rill__err(RILL_EPROTO, "ipc channel %s: a segment of %zu bytes has no header", name,
+                     size);
+  uint32_t magic = rill__get32(p);
+  if (magic != RILL_IPC_CHAN_MAGIC)
+    return rill__err(RILL_EVERSION, "ipc channel %s: magic 0x%08x, not 0x%08x (\"RLIC\")", name,
+                     magic, RILL_IPC_CHAN_MAGIC);
+  uint16_t version = rill__get16(p + 4);
+  if (version != RILL_IPC_CHAN_VERSION)
+    return rill__err(RILL_EVERSION, "ipc channel %s: version %u, this build knows %u", name,
+                     (unsigned)version, RILL_IPC_CHAN_VERSION);
+  if (size < RILL__IPC_HDR_BYTES)
+    return rill__err(RILL_EPROTO,
+                     "ipc channel %s: a segment of %zu bytes, shorter than its %u-byte header",
+                     name, size, RILL__IPC_HDR_BYTES);
+  struct rill__chan_geom x = {0};
+  x.policy = p[6];
+  x.wait = p[7];
+  x.slots = rill__get32(p + 8);
+  x.slot_size = rill__get32(p + 12);
+  x.max_senders = rill__get32(p + 16);
+  x.max_receivers = rill__get32(p + 20);
+  uint64_t total = rill__get64(p + 24);
+  x.spin_ns = rill__get64(p + 32);
+  x.delivery = p[40];
+  uint32_t flags = rill__get32(p + 44);
+  if (x.policy > RILL_IPC_FAIL)
+    return rill__err(RILL_EPROTO, "ipc channel %s: unknown policy %u", name, (unsigned)x.policy);
+  if (x.wait > RILL_IPC_SPIN)
+    return rill__err(RILL_EPROTO, "ipc channel %s: unknown wait mode %u", name, (unsigned)x.wait);
+  if (x.delivery > RILL_IPC_QUEUE)
+    return rill__err(RILL_EPROTO, "ipc channel %s: unknown delivery %u", name,
+                     (unsigned)x.delivery);
+  if (flags)
+    return rill__err(RILL_EPROTO, "ipc channel %s: unknown flags 0x%x", name, flags);
+  if (!RILL__IS_POW2(x.slots) || x.slots < RILL__IPC_MIN_SLOTS || x.slots > RILL__IPC_MAX_SLOTS)
+    return rill__err(RILL_EPROTO, "ipc channel %s: %u slots, not a power of two in 2..2^24", name,
+                     x.slots);
+  if (x.slot_size % 64 || x.slot_size < RILL__IPC_MIN_SLOT || x.slot_size > RILL__IPC_MAX_SLOT)
+    return rill__err(RILL_EPROTO, "ipc channel %s: slot size %u, not a multiple of 64 in 64..1 MiB",
+                     name, x.slot_size);
+  if (x.max_senders < 1 || x.max_senders > RILL_IPC_MAX_SENDERS)
+    return rill__err(RILL_EPROTO, "ipc channel %s: max senders %u, not in 1..%u", name,
+                     x.max_senders, RILL_IPC_MAX_SENDERS);
+  if (x.max_receivers < 1 || x.max_receivers > RILL_IPC_MAX_RECEIVERS)
+    return rill__err(RILL_EPROTO, "ipc channel %s: max receivers %u, not in 1..%u", name,
+                     x.max_receivers, RILL_IPC_MAX_RECEIVERS);
+  rill__chan_layout(&x);
+  if (total != x.total)
+    return rill__err(RILL_EPROTO,
+                     "ipc channel %s: the header says %llu bytes, its layout needs %llu (header "
+                     "%u + table %llu + ring %u x %u)",
+                     name, (unsigned long long)total, (unsigned long long)x.total,
+                     RILL__IPC_HDR_BYTES, (unsigned long long)(x.ring_off - x.table_off), x.slots,
+                     x.slot_size);
+  if ((uint64_t)size != x.total)
+    return rill__err(RILL_EPROTO,
+                     "ipc channel %s: the segment is %zu bytes, its layout needs %llu (header %u "
+                     "+ table %llu + ring %u x %u)",
+                     name, size, (unsigned long long)x.total, RILL__IPC_HDR_BYTES,
+                     (unsigned long long)(x.ring_off - x.table_off), x.slots, x.slot_size);
+  if (g)
+    *g = x;
+  return 0;
+}
+
+void rill__chan_summary(const void *mem, const struct rill__chan_geom *g,
+                        rill_ipc_chan_info_t *info) {
+  const uint8_t *base = mem;
+  const struct rill__chan_hdr *h = mem;
+  const struct rill__ipc_place *pl = (const void *)(base + g->table_off);
+  info->slots = g->slots;
+  info->slot_size = g->slot_size;
+  info->max_senders = g->max_senders;
+  info->max_receivers = g->max_receivers;
+  info->delivery = (rill_ipc_delivery_t)g->delivery;
+  info->policy = (rill_ipc_policy_t)g->policy;
+  /* Relaxed, all of them: a snapshot for display, nothing is read
+   * through the counters. */
+  info->claimed = __atomic_load_n(&h->claim, __ATOMIC_RELAXED);
+  info->consumed = __atomic_load_n(&h->consumed, __ATOMIC_RELAXED);
+  info->aborted = __atomic_load_n(&h->aborted, __ATOMIC_RELAXED);
+  info->senders = info->senders_dead = info->receivers = info->receivers_dead = 0;
+  uint64_t slowest = g->delivery == RILL_IPC_QUEUE ? info->consumed : info->claimed;
+  uint32_t n = g->max_senders + g->max_receivers;
+  for (uint32_t i = 0; i < n; i++) {
+    /* Acquire: pairs with the holder's release store of TAKEN, so its
+     * start time is the one it wrote. */
+    uint64_t st = __atomic_load_n(&pl[i].state, __ATOMIC_ACQUIRE);
+    if (RILL__IPC_ST_PHASE(st) == RILL__IPC_FREE)
+      continue;
+    bool alive = rill__ipc_holder_alive(st, __atomic_load_n(&pl[i].start, __ATOMIC_RELAXED));
+    if (i < g->max_senders) {
+      info->senders++;
+      info->senders_dead += !alive;
+      continue;
+    }
+    info->receivers++;
+    info->receivers_dead += !alive;
+    uint64_t c = __atomic_load_n(&pl[i].cursor, __ATOMIC_RELAXED);
+    if (alive && RILL__IPC_ST_PHASE(st) == RILL__IPC_TAKEN && c != RILL__CHAN_NONE && c < slowest)
       slowest = c;
   }
   info->slowest = slowest;

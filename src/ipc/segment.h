@@ -21,6 +21,11 @@
 #define RILL__IPC_MAX_SLOTS   (1u << 24)
 #define RILL__IPC_MIN_SLOT    64u
 #define RILL__IPC_MAX_SLOT    (1u << 20)
+#define RILL__IPC_MAX_MESSAGE (1u << 30) /* the largest max_message */
+#define RILL__IPC_MAX_CHUNKS  (1u << 20)
+#define RILL__IPC_CHUNK_HDR   64u /* bytes of each chunk before its payload */
+#define RILL__IPC_F_POOL      1u  /* header flag: the segment has a chunk pool */
+#define RILL__IPC_SLOT_POOL   1u  /* slot flag: the payload is a descriptor of a chunk */
 
 /* The header page. The first line is written once by the creator (magic
  * last, with release); each of the next three lines has one writer side. */
@@ -32,13 +37,17 @@ struct rill__ipc_hdr {
   uint32_t slots;
   uint32_t slot_size;
   uint32_t max_receivers;
-  uint32_t flags; /* 0 */
+  uint32_t flags; /* RILL__IPC_F_POOL when pool_chunks > 0, else 0 */
   uint64_t total; /* bytes of the segment */
   uint64_t spin_ns;
-  uint8_t reserved0[24];
+  uint32_t max_message; /* the largest message; 0: no pool, a slot's payload */
+  uint32_t pool_chunks; /* chunks in the pool; 0 when max_message is 0 */
+  uint8_t reserved0[16];
 
-  uint64_t head; /* messages published; written by the sender (release) */
-  uint8_t reserved1[56];
+  uint64_t head;      /* messages published; written by the sender (release) */
+  uint64_t pool_next; /* pooled messages sent: the next one takes chunk
+                       * pool_next % pool_chunks; the sender's alone */
+  uint8_t reserved1[48];
 
   uint32_t recv_futex;   /* bumped by the sender on publish when recv_waiters > 0 */
   uint32_t recv_waiters; /* receivers parked (or about to park) on recv_futex */
@@ -75,10 +84,18 @@ struct rill__ipc_place {
 
 /* The slot header; the payload follows. */
 struct rill__ipc_slot {
-  uint64_t mark; /* seq + 1 of the message it holds, stored last (release); 0:
-                  * never written, or being overwritten (RILL_IPC_OVERWRITE) */
-  uint32_t len;
-  uint32_t reserved;
+  uint64_t mark;  /* seq + 1 of the message it holds, stored last (release); 0:
+                   * never written, or being overwritten (RILL_IPC_OVERWRITE) */
+  uint32_t len;   /* the message's length (in the pool or inline) */
+  uint32_t flags; /* RILL__IPC_SLOT_POOL: the payload's first 4 bytes are the
+                   * index of the chunk holding the message */
+};
+
+/* A chunk of the pool's header; the payload follows. */
+struct rill__ipc_chunk {
+  uint64_t owner; /* seq + 1 of the message it holds or last held; 0: never
+                   * used. Written by the sender before the slot's mark. */
+  uint8_t reserved[56];
 };
 
 /* A segment's geometry, as the check found it. Handles keep their own copy:
@@ -87,10 +104,33 @@ struct rill__ipc_geom {
   uint32_t slots, slot_size, max_receivers;
   uint8_t policy, wait;
   uint64_t spin_ns;
-  uint64_t table_off, ring_off, total;
+  uint32_t max_message, pool_chunks;
+  uint64_t chunk_stride; /* RILL__IPC_CHUNK_HDR + max_message rounded up to 64 */
+  uint64_t table_off, ring_off, pool_off, total;
 };
 
-/* Fills g's offsets from its slots, slot_size and max_receivers. */
+/* The pool (pool.c). Chunk idx (< g->pool_chunks) of the segment at base. */
+static inline struct rill__ipc_chunk *
+rill__ipc_chunk_at(uint8_t *base, const struct rill__ipc_geom *g, uint32_t idx) {
+  return (struct rill__ipc_chunk *)(void *)(base + g->pool_off + (uint64_t)idx * g->chunk_stride);
+}
+
+/* The chunk the sender gives its pooled message number k (pool_next), to be
+ * published as seq: its index, and in *limit (which comes in as the ring's
+ * bound, slots) the room a send needs so that every live receiver is past
+ * the chunk's previous message (seq - lowest cursor < *limit); *old is that
+ * message's seq + 1, 0 when the chunk holds none below seq. */
+uint32_t rill__ipc_pool_pick(uint8_t *base, const struct rill__ipc_geom *g, uint64_t k,
+                             uint64_t seq, uint64_t *limit, uint64_t *old);
+
+/* Checks a received slot's pool descriptor (chunk idx, len bytes, the
+ * chunk's owner as loaded) for message seq: 0, or RILL_ECORRUPT with a
+ * message. */
+int rill__ipc_pool_check(const char *name, const struct rill__ipc_geom *g, uint64_t seq,
+                         uint32_t idx, uint32_t len, uint64_t owner);
+
+/* Fills g's offsets from its slots, slot_size, max_receivers, max_message
+ * and pool_chunks. */
 void rill__ipc_layout(struct rill__ipc_geom *g);
 
 /* Checks size bytes at mem (a segment, or anything) as a route segment:
@@ -115,3 +155,94 @@ int rill__ipc_proc_start(pid_t pid, uint64_t *start);
 bool rill__ipc_holder_alive(uint64_t st, uint64_t start);
 
 #endif
+
+/* ---- shared by the channel (and open to the route) ------------------------- */
+
+/* name as a route or channel name: 0, or RILL_EINVAL naming what (kind). */
+int rill__ipc_name_check(const char *kind, const char *name);
+
+/* Creates /rill.<name> with O_EXCL, mode set exactly, total bytes of zeros,
+ * mapped read-write at *base: 0, RILL_EEXIST when it was there (attach
+ * instead), or an error. The caller writes the header, magic last. */
+int rill__ipc_shm_create(const char *kind, const char *name, uint64_t total, mode_t mode,
+                         uint8_t **base);
+
+/* Maps an existing /rill.<name> once its first 4 bytes (the magic) are not
+ * 0, waiting up to 200 ms for a creator still writing its header: 0 with
+ * *base and *size (the caller checks the bytes), RILL_ENOENT, or
+ * RILL_EPROTO for a segment whose header never came. */
+int rill__ipc_shm_attach(const char *kind, const char *name, bool writable, bool patient,
+                         uint8_t **base, size_t *size);
+
+void rill__ipc_shm_unmap(uint8_t *base, size_t size);
+
+/* The calling process's start time (field 22 of /proc/self/stat). */
+uint64_t rill__ipc_self_start(void);
+
+/* Frees place p if its holder (state word st) is dead, by a CAS from
+ * exactly st; a holder that died parked is taken out of *waiters. True
+ * when the place is free afterwards. */
+bool rill__ipc_reap_if_dead(struct rill__ipc_place *p, uint64_t st, uint32_t *waiters);
+
+/* Takes place p (free, or reaped from a dead holder): true with *mine the
+ * CLAIMING word now in it. */
+bool rill__ipc_claim_place(struct rill__ipc_place *p, uint32_t *waiters, uint64_t *mine);
+
+/* Publishes a claimed place as TAKEN (release); returns the new word. */
+uint64_t rill__ipc_take_place(struct rill__ipc_place *p, uint64_t claiming);
+
+/* Frees our place if it is still ours (release). */
+void rill__ipc_leave_place(struct rill__ipc_place *p, uint64_t mine);
+
+/* ---- the channel segment (docs/FORMATS.md, "IPC channel segment") ---------- */
+
+#define RILL__CHAN_ABORTED (1ull << 63) /* mark flag: the claim was abandoned */
+#define RILL__CHAN_NONE    UINT64_MAX   /* a queue receiver's cursor: holds nothing */
+
+struct rill__chan_hdr {
+  uint32_t magic;   /* RILL_IPC_CHAN_MAGIC; 0 while the creator is still writing */
+  uint16_t version; /* RILL_IPC_CHAN_VERSION */
+  uint8_t policy;   /* RILL_IPC_BLOCK or RILL_IPC_FAIL */
+  uint8_t wait;     /* rill_ipc_wait_t */
+  uint32_t slots;
+  uint32_t slot_size;
+  uint32_t max_senders;
+  uint32_t max_receivers;
+  uint64_t total;
+  uint64_t spin_ns;
+  uint8_t delivery; /* rill_ipc_delivery_t */
+  uint8_t reserved0[3];
+  uint32_t flags; /* 0 */
+  uint8_t reserved1[16];
+
+  uint64_t claim; /* the next seq a sender claims (CAS by senders) */
+  uint8_t reserved2[56];
+
+  uint64_t consumed; /* RILL_IPC_QUEUE: the next seq a receiver claims (CAS) */
+  uint8_t reserved3[56];
+
+  uint32_t recv_futex, recv_waiters, recv_want;
+  uint8_t reserved4[52];
+
+  uint32_t send_futex, send_waiters, send_want;
+  uint8_t reserved5[52];
+
+  uint64_t aborted; /* claims abandoned by dead senders and skipped */
+  uint8_t reserved6[56];
+};
+
+struct rill__chan_geom {
+  uint32_t slots, slot_size, max_senders, max_receivers;
+  uint8_t policy, wait, delivery;
+  uint64_t spin_ns;
+  uint64_t table_off, ring_off, total;
+};
+
+void rill__chan_layout(struct rill__chan_geom *g);
+
+/* As rill__ipc_check, for a channel segment. */
+int rill__chan_check(const char *name, const void *mem, size_t size, struct rill__chan_geom *g);
+
+/* Summarises a channel segment that passed the check; reaps nothing. */
+void rill__chan_summary(const void *mem, const struct rill__chan_geom *g,
+                        rill_ipc_chan_info_t *info);

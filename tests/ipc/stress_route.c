@@ -6,7 +6,11 @@
  * once); senders SIGKILLed at random moments and replaced (the receivers
  * see every published message once, in order, then the new sender's);
  * and the same protocol between threads of one process, where TSan can
- * see it. Plain C so that it runs under TSan (see tests/stress.h).
+ * see it. One message in eight is large (over a slot's payload, up to
+ * 8 KiB): it goes through the route's chunk pool, 16 chunks for 256 slots,
+ * so chunks are reused far more often than slots and the pool's bound is
+ * what the sender mostly waits for. Plain C so that it runs under TSan
+ * (see tests/stress.h).
  */
 #include <poll.h>
 #include <pthread.h>
@@ -27,12 +31,19 @@
 
 static char route[64];
 static int ready[2]; /* a receiver process writes a byte here once attached */
-static rill_ipc_opts_t opts = {.slots = 256, .slot_size = 128, .max_receivers = RECEIVERS};
+#define MAXMSG 8192u
+static rill_ipc_opts_t opts = {.slots = 256,
+                               .slot_size = 128,
+                               .max_receivers = RECEIVERS,
+                               .max_message = MAXMSG,
+                               .pool_chunks = 16};
 
 /* A message: its sender's generation, its number in that generation, then
- * bytes that follow from both. */
+ * bytes that follow from both; one in eight over the slot payload max. */
 static uint32_t fill(uint8_t *buf, uint32_t gen, uint32_t i, uint32_t max) {
-  uint32_t len = 8 + (gen * 131u + i * 7u) % (max - 7);
+  uint32_t h = gen * 131u + i * 7u;
+  uint32_t len =
+      (i ^ gen) % 8 == 5 ? max + 1 + (h * 2654435761u >> 7) % (MAXMSG - max) : 8 + h % (max - 7);
   memcpy(buf, &gen, 4);
   memcpy(buf + 4, &i, 4);
   for (uint32_t k = 8; k < len; k++)
@@ -41,7 +52,7 @@ static uint32_t fill(uint8_t *buf, uint32_t gen, uint32_t i, uint32_t max) {
 }
 
 static int content_ok(const rill_ipc_msg_t *m, uint32_t *gen, uint32_t *i) {
-  uint8_t want[256];
+  static _Thread_local uint8_t want[MAXMSG];
   if (m->len < 8)
     return 0;
   memcpy(gen, m->data, 4);
@@ -171,7 +182,7 @@ static void reap_killed(pid_t pid, const char *who) {
 }
 
 static void send_one(rill_ipc_sender_t *s, uint32_t gen, uint32_t i) {
-  uint8_t buf[256];
+  static _Thread_local uint8_t buf[MAXMSG];
   uint32_t len = fill(buf, gen, i, rill_ipc_max_payload(s));
   int rc = rill_ipc_send(s, buf, len, PATIENCE);
   CHECK(rc == 0, "send (%u, %u): %s (%s)", gen, i, rill_strerror(rc), rill_errmsg());

@@ -1,0 +1,514 @@
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "rill/ipc.h"
+
+/* Offsets in the segment, as docs/FORMATS.md ("IPC channel segment")
+ * gives them. */
+#define OFF_VERSION 4
+#define OFF_SLOTS   8
+#define OFF_TOTAL   24
+#define OFF_CLAIM   64
+#define TABLE       4096
+#define PLACE       64
+
+static char chan[64];
+
+static void init_name(void) {
+  snprintf(chan, sizeof chan, "chtest.%d", (int)getpid());
+  rill_ipc_chan_unlink(chan);
+}
+static void fini_name(void) { rill_ipc_chan_unlink(chan); }
+
+TestSuite(chan, .init = init_name, .fini = fini_name);
+
+static rill_ipc_chan_t *open_as(const rill_ipc_chan_opts_t *o, rill_ipc_chan_role_t role) {
+  rill_ipc_chan_t *ch = NULL;
+  int rc = rill_ipc_chan_open(&ch, chan, o, role);
+  cr_assert_eq(rc, 0, "open: %s (%s)", rill_strerror(rc), rill_errmsg());
+  return ch;
+}
+
+/* A message: sender k's i-th, with bytes that follow from both. */
+static uint32_t fill(uint8_t *buf, uint32_t k, uint32_t i, uint32_t max) {
+  uint32_t len = 8 + (k * 13u + i * 7u) % (max - 7);
+  memcpy(buf, &k, 4);
+  memcpy(buf + 4, &i, 4);
+  for (uint32_t b = 8; b < len; b++)
+    buf[b] = (uint8_t)(k * 17u + i * 31u + b);
+  return len;
+}
+
+static void parse(const rill_ipc_msg_t *m, uint32_t max, uint32_t *k, uint32_t *i) {
+  uint8_t want[4096];
+  cr_assert_geq(m->len, 8);
+  memcpy(k, m->data, 4);
+  memcpy(i, m->data + 4, 4);
+  uint32_t len = fill(want, *k, *i, max);
+  cr_assert_eq(m->len, len, "(%u, %u): %u bytes, expected %u", *k, *i, m->len, len);
+  cr_assert_eq(memcmp(m->data, want, len), 0, "(%u, %u): content", *k, *i);
+}
+
+static void send_one(rill_ipc_chan_t *s, uint32_t k, uint32_t i) {
+  uint8_t buf[4096];
+  uint32_t len = fill(buf, k, i, rill_ipc_chan_max_payload(s));
+  int rc = rill_ipc_chan_send(s, buf, len, 1000000000ull);
+  cr_assert_eq(rc, 0, "send (%u, %u): %s (%s)", k, i, rill_strerror(rc), rill_errmsg());
+}
+
+Test(chan, layout_mismatch_and_bad_opts) {
+  rill_ipc_chan_opts_t o = {.slots = 8, .max_senders = 4, .max_receivers = 2};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER);
+  char path[128];
+  snprintf(path, sizeof path, "/dev/shm/rill.%s", chan);
+  struct stat sb;
+  cr_assert_eq(stat(path, &sb), 0);
+  cr_expect_eq(sb.st_mode & 0777, 0600);
+  cr_expect_eq(sb.st_size, 4096 + 4096 + 8 * 128);
+  rill_ipc_chan_t *r = open_as(NULL, RILL_IPC_RECEIVER);
+  rill_ipc_chan_opts_t bad[] = {
+      {.slots = 16, .max_senders = 4, .max_receivers = 2},
+      {.slots = 8, .max_senders = 3, .max_receivers = 2},
+      {.slots = 8, .max_senders = 4, .max_receivers = 2, .delivery = RILL_IPC_QUEUE},
+      {.slots = 8, .max_senders = 4, .max_receivers = 2, .policy = RILL_IPC_FAIL},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    rill_ipc_chan_t *x = (void *)1;
+    cr_expect_eq(rill_ipc_chan_open(&x, chan, &bad[i], RILL_IPC_SENDER), RILL_EINVAL, "bad %zu", i);
+    cr_expect_null(x);
+    cr_expect_neq(strstr(rill_errmsg(), "exists with"), NULL, "%s", rill_errmsg());
+  }
+  rill_ipc_chan_opts_t invalid[] = {
+      {.slots = 12},
+      {.slot_size = 100},
+      {.max_senders = 65},
+      {.max_receivers = 65},
+      {.policy = RILL_IPC_OVERWRITE},
+      {.delivery = (rill_ipc_delivery_t)5},
+      {.mode = 01777},
+  };
+  rill_ipc_chan_t *x;
+  for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++)
+    cr_expect_eq(rill_ipc_chan_open(&x, "chtest.never", &invalid[i], RILL_IPC_SENDER), RILL_EINVAL,
+                 "opts %zu", i);
+  cr_expect_eq(access("/dev/shm/rill.chtest.never", F_OK), -1);
+  cr_expect_eq(rill_ipc_chan_open(&x, chan, NULL, (rill_ipc_chan_role_t)9), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_chan_open(&x, "a/b", NULL, RILL_IPC_SENDER), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_chan_open(&x, NULL, NULL, RILL_IPC_SENDER), RILL_EINVAL);
+  /* Role errors, sizes. */
+  rill_ipc_msg_t m;
+  uint8_t big[200] = {0};
+  cr_expect_eq(rill_ipc_chan_recv(s, &m, 0, NULL), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_chan_send(r, big, 1, 0), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_chan_send(s, big, 113, 0), RILL_EMSGSIZE);
+  cr_expect_eq(rill_ipc_chan_send(s, NULL, 0, 0), 0);
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(m.len, 0);
+  /* A route of the same name space is not a channel, and the other way. */
+  rill_ipc_receiver_t *rr = (void *)1;
+  cr_expect_eq(rill_ipc_receiver_open(&rr, chan), RILL_EVERSION);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
+  rill_ipc_chan_close(NULL);
+}
+
+/* Three senders interleaved, three broadcast receivers: every receiver gets
+ * every message, each sender's in its order. */
+Test(chan, broadcast_every_message_to_every_receiver) {
+  rill_ipc_chan_opts_t o = {.slots = 16, .slot_size = 256, .max_senders = 3, .max_receivers = 3};
+  rill_ipc_chan_t *s[3], *r[3];
+  for (int k = 0; k < 3; k++)
+    s[k] = open_as(&o, RILL_IPC_SENDER);
+  rill_ipc_chan_t *extra = (void *)1;
+  cr_expect_eq(rill_ipc_chan_open(&extra, chan, &o, RILL_IPC_SENDER), RILL_EBUSY);
+  for (int k = 0; k < 3; k++)
+    r[k] = open_as(&o, RILL_IPC_RECEIVER);
+  uint32_t max = rill_ipc_chan_max_payload(s[0]);
+  uint32_t next[3][3] = {{0}};
+  uint32_t sent[3] = {0};
+  for (int round = 0; round < 50; round++) {
+    for (int j = 0; j < 15; j++) {
+      int k = (round + j * 7) % 3;
+      send_one(s[k], (uint32_t)k, sent[k]++);
+    }
+    for (int q = 0; q < 3; q++)
+      for (int j = 0; j < 15; j++) {
+        rill_ipc_msg_t m;
+        int rc = rill_ipc_chan_recv(r[q], &m, 0, NULL);
+        cr_assert_eq(rc, 0, "recv: %s (%s)", rill_strerror(rc), rill_errmsg());
+        cr_expect_eq(m.seq, (uint64_t)round * 15 + (uint64_t)j);
+        uint32_t k, i;
+        parse(&m, max, &k, &i);
+        cr_assert_lt(k, 3);
+        cr_assert_eq(i, next[q][k], "receiver %d: sender %u's %u, expected %u", q, k, i,
+                     next[q][k]);
+        next[q][k]++;
+      }
+  }
+  rill_ipc_msg_t m;
+  cr_expect_eq(rill_ipc_chan_recv(r[0], &m, 1000000, NULL), RILL_ETIMEDOUT);
+  rill_ipc_chan_info_t info;
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.claimed, 750);
+  cr_expect_eq(info.senders, 3);
+  cr_expect_eq(info.receivers, 3);
+  cr_expect_eq(info.aborted, 0);
+  cr_expect_eq(info.delivery, RILL_IPC_BROADCAST);
+  for (int k = 0; k < 3; k++) {
+    rill_ipc_chan_close(r[k]);
+    rill_ipc_chan_close(s[k]);
+  }
+}
+
+/* Queue: each message to exactly one receiver. */
+Test(chan, queue_each_message_once) {
+  rill_ipc_chan_opts_t o = {
+      .slots = 8, .max_senders = 2, .max_receivers = 3, .delivery = RILL_IPC_QUEUE};
+  rill_ipc_chan_t *s[2] = {open_as(&o, RILL_IPC_SENDER), open_as(&o, RILL_IPC_SENDER)};
+  rill_ipc_chan_t *r[3];
+  for (int q = 0; q < 3; q++)
+    r[q] = open_as(&o, RILL_IPC_RECEIVER);
+  uint32_t max = rill_ipc_chan_max_payload(s[0]);
+  enum { TOTAL = 400 };
+  static uint8_t seen[2][TOTAL];
+  uint32_t sent[2] = {0}, got = 0, per[3] = {0};
+  while (got < 2 * TOTAL) {
+    for (int k = 0; k < 2; k++)
+      for (int j = 0; j < 3 && sent[k] < TOTAL; j++) {
+        uint8_t buf[256];
+        uint32_t len = fill(buf, (uint32_t)k, sent[k], max);
+        int rc = rill_ipc_chan_send(s[k], buf, len, 0);
+        if (rc == RILL_ETIMEDOUT)
+          break; /* full: the receivers first */
+        cr_assert_eq(rc, 0, "send: %s (%s)", rill_strerror(rc), rill_errmsg());
+        sent[k]++;
+      }
+    for (int q = 0; q < 3; q++)
+      for (int j = 0; j <= q; j++) {
+        rill_ipc_msg_t m;
+        int rc = rill_ipc_chan_recv(r[q], &m, 0, NULL);
+        if (rc == RILL_EAGAIN)
+          break;
+        cr_assert_eq(rc, 0, "recv: %s (%s)", rill_strerror(rc), rill_errmsg());
+        uint32_t k, i;
+        parse(&m, max, &k, &i);
+        cr_assert(k < 2 && i < TOTAL);
+        cr_assert_eq(seen[k][i], 0, "(%u, %u) twice", k, i);
+        seen[k][i] = 1;
+        got++;
+        per[q]++;
+      }
+  }
+  for (int q = 0; q < 3; q++)
+    cr_expect_gt(per[q], 0, "receiver %d got nothing", q);
+  rill_ipc_msg_t m;
+  for (int q = 0; q < 3; q++)
+    cr_expect_eq(rill_ipc_chan_recv(r[q], &m, 0, NULL), RILL_EAGAIN);
+  rill_ipc_chan_info_t info;
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.claimed, 2 * TOTAL);
+  cr_expect_eq(info.consumed, 2 * TOTAL);
+  for (int q = 0; q < 3; q++)
+    rill_ipc_chan_close(r[q]);
+  rill_ipc_chan_close(s[0]);
+  rill_ipc_chan_close(s[1]);
+}
+
+Test(chan, full_under_block_and_fail) {
+  rill_ipc_chan_opts_t o = {.slots = 4, .max_senders = 2, .max_receivers = 2};
+  rill_ipc_chan_t *a = open_as(&o, RILL_IPC_SENDER), *b = open_as(&o, RILL_IPC_SENDER);
+  rill_ipc_chan_t *r = open_as(&o, RILL_IPC_RECEIVER);
+  for (uint32_t i = 0; i < 4; i++)
+    send_one(i % 2 ? b : a, i % 2, i);
+  uint8_t x[8] = {0};
+  cr_expect_eq(rill_ipc_chan_send(a, x, 8, 20000000), RILL_ETIMEDOUT);
+  cr_expect_eq(rill_ipc_chan_send(b, x, 8, 0), RILL_ETIMEDOUT);
+  rill_ipc_msg_t m;
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(rill_ipc_chan_send(a, x, 8, 0), RILL_ETIMEDOUT, "message 0's view is held");
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(rill_ipc_chan_send(b, x, 8, 0), 0);
+  rill_ipc_chan_close(r); /* nobody to wait for */
+  for (int i = 0; i < 20; i++)
+    cr_expect_eq(rill_ipc_chan_send(a, x, 8, 0), 0);
+  rill_ipc_chan_close(a);
+  rill_ipc_chan_close(b);
+
+  rill_ipc_chan_unlink(chan);
+  o.policy = RILL_IPC_FAIL;
+  o.delivery = RILL_IPC_QUEUE;
+  a = open_as(&o, RILL_IPC_SENDER);
+  /* A queue with no receiver keeps its messages: full after a ring. */
+  for (int i = 0; i < 4; i++)
+    cr_expect_eq(rill_ipc_chan_send(a, x, 8, 0), 0);
+  cr_expect_eq(rill_ipc_chan_send(a, x, 8, 0), RILL_EFULL);
+  r = open_as(&o, RILL_IPC_RECEIVER);
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(m.seq, 0);
+  cr_expect_eq(rill_ipc_chan_send(a, x, 8, 0), RILL_EFULL, "message 0 is held");
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(rill_ipc_chan_send(a, x, 8, 0), 0);
+  cr_expect_eq(rill_ipc_chan_send(a, x, 8, 0), RILL_EFULL);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(a);
+}
+
+/* A sender that claims a message and dies before committing it: the
+ * receivers find the claimer dead, skip the message (RILL_ELAGGED, lost
+ * 1) and get the ones after it. */
+static void dead_claim(rill_ipc_delivery_t delivery) {
+  rill_ipc_chan_opts_t o = {.slots = 8, .max_senders = 2, .max_receivers = 2, .delivery = delivery};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER);
+  rill_ipc_chan_t *r[2] = {open_as(&o, RILL_IPC_RECEIVER), open_as(&o, RILL_IPC_RECEIVER)};
+  uint32_t max = rill_ipc_chan_max_payload(s);
+  send_one(s, 0, 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    /* Claim seq 1 as the protocol does and die before the commit: our
+     * place's pending is seq + 1, claim is bumped, the mark never comes. */
+    rill_ipc_chan_t *c;
+    if (rill_ipc_chan_open(&c, chan, &o, RILL_IPC_SENDER))
+      _exit(1);
+    char path[128];
+    snprintf(path, sizeof path, "/dev/shm/rill.%s", chan);
+    int fd = open(path, O_RDWR);
+    uint64_t pending = 2, claim = 2;
+    /* Place 1 (the second sender place): pending at offset 16 of it. */
+    if (fd < 0 || pwrite(fd, &pending, 8, TABLE + PLACE * 1 + 16) != 8 ||
+        pwrite(fd, &claim, 8, OFF_CLAIM) != 8)
+      _exit(2);
+    _exit(0);
+  }
+  int st;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child 0x%x", st);
+  send_one(s, 0, 1); /* seq 2 */
+  rill_ipc_chan_info_t info;
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.senders, 2);
+  cr_expect_eq(info.senders_dead, 1);
+  uint32_t got[2] = {0}, lost_total = 0;
+  for (int q = 0; q < 2; q++) {
+    for (int tries = 0; tries < 3; tries++) {
+      rill_ipc_msg_t m;
+      uint64_t lost = 0;
+      int rc = rill_ipc_chan_recv(r[q], &m, 200000000ull, &lost);
+      if (rc == RILL_ELAGGED) {
+        cr_expect_eq(lost, 1);
+        lost_total++;
+        continue;
+      }
+      if (rc == RILL_ETIMEDOUT || rc == RILL_EAGAIN)
+        break;
+      cr_assert_eq(rc, 0, "recv: %s (%s)", rill_strerror(rc), rill_errmsg());
+      uint32_t k, i;
+      parse(&m, max, &k, &i);
+      cr_expect_eq(i, got[q] + (delivery == RILL_IPC_QUEUE ? 0 : 0));
+      got[q]++;
+    }
+  }
+  if (delivery == RILL_IPC_BROADCAST) {
+    cr_expect_eq(got[0], 2);
+    cr_expect_eq(got[1], 2);
+    cr_expect_eq(lost_total, 2, "each receiver reports the hole");
+  } else {
+    cr_expect_eq(got[0] + got[1], 2);
+    cr_expect_eq(lost_total, 1, "the hole goes to one receiver");
+  }
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.aborted, 1);
+  /* The dead sender's place is taken over; the channel goes on. */
+  rill_ipc_chan_t *s2 = open_as(&o, RILL_IPC_SENDER);
+  send_one(s2, 1, 0);
+  rill_ipc_msg_t m;
+  cr_assert_eq(rill_ipc_chan_recv(r[0], &m, 1000000000ull, NULL), 0);
+  cr_expect_eq(m.seq, 3);
+  rill_ipc_chan_close(s2);
+  rill_ipc_chan_close(r[0]);
+  rill_ipc_chan_close(r[1]);
+  rill_ipc_chan_close(s);
+}
+
+Test(chan, dead_sender_between_claim_and_commit_broadcast) { dead_claim(RILL_IPC_BROADCAST); }
+Test(chan, dead_sender_between_claim_and_commit_queue) { dead_claim(RILL_IPC_QUEUE); }
+
+/* A receiver that died holding a queue message: the senders reap it. */
+Test(chan, dead_receiver_is_reaped) {
+  rill_ipc_chan_opts_t o = {
+      .slots = 4, .max_senders = 1, .max_receivers = 1, .delivery = RILL_IPC_QUEUE};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER);
+  for (uint32_t i = 0; i < 4; i++)
+    send_one(s, 0, i);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    rill_ipc_chan_t *r;
+    rill_ipc_msg_t m;
+    if (rill_ipc_chan_open(&r, chan, &o, RILL_IPC_RECEIVER) || rill_ipc_chan_recv(r, &m, 0, NULL))
+      _exit(1);
+    _exit(0); /* holding message 0 */
+  }
+  int st;
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  send_one(s, 0, 4); /* message 0's slot: free once the holder is reaped */
+  rill_ipc_chan_t *r = open_as(&o, RILL_IPC_RECEIVER);
+  rill_ipc_msg_t m;
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(m.seq, 1);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
+}
+
+static void poke(off_t off, const void *bytes, size_t n) {
+  char path[128];
+  snprintf(path, sizeof path, "/dev/shm/rill.%s", chan);
+  int fd = open(path, O_RDWR);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(pwrite(fd, bytes, n, off), (ssize_t)n);
+  close(fd);
+}
+
+static void fresh(void) {
+  rill_ipc_chan_unlink(chan);
+  rill_ipc_chan_close(open_as(
+      &(rill_ipc_chan_opts_t){.slots = 8, .max_senders = 2, .max_receivers = 2}, RILL_IPC_SENDER));
+}
+
+static void expect_refused(int code, const char *words) {
+  rill_ipc_chan_t *x = (void *)1;
+  int rc = rill_ipc_chan_open(&x, chan, NULL, RILL_IPC_RECEIVER);
+  cr_expect_eq(rc, code, "%s (%s)", rill_strerror(rc), rill_errmsg());
+  cr_expect_null(x);
+  cr_expect_neq(strstr(rill_errmsg(), words), NULL, "\"%s\" lacks \"%s\"", rill_errmsg(), words);
+  rill_ipc_chan_info_t info;
+  cr_expect_eq(rill_ipc_chan_info(chan, &info), code);
+}
+
+Test(chan, corrupted_segments_are_refused) {
+  fresh();
+  poke(0, "RLIP", 4);
+  expect_refused(RILL_EVERSION, "magic");
+  fresh();
+  uint16_t v = 2;
+  poke(OFF_VERSION, &v, 2);
+  expect_refused(RILL_EVERSION, "version 2");
+  fresh();
+  uint32_t slots = 12;
+  poke(OFF_SLOTS, &slots, 4);
+  expect_refused(RILL_EPROTO, "not a power of two");
+  fresh();
+  uint32_t senders = 0;
+  poke(16, &senders, 4);
+  expect_refused(RILL_EPROTO, "max senders");
+  fresh();
+  uint64_t total = 4096;
+  poke(OFF_TOTAL, &total, 8);
+  expect_refused(RILL_EPROTO, "header says 4096 bytes");
+  fresh();
+  char path[128];
+  snprintf(path, sizeof path, "/dev/shm/rill.%s", chan);
+  cr_assert_eq(truncate(path, 4096 * 2 + 8 * 128 + 64), 0);
+  expect_refused(RILL_EPROTO, "the segment is");
+  /* A route is not a channel. */
+  rill_ipc_chan_unlink(chan);
+  rill_ipc_sender_t *rs;
+  cr_assert_eq(rill_ipc_sender_open(&rs, chan, NULL), 0);
+  expect_refused(RILL_EVERSION, "RLIC");
+  rill_ipc_sender_close(rs);
+}
+
+struct seen {
+  bool found;
+  rill_ipc_chan_info_t info;
+};
+
+static int on_chan(void *ctx, const rill_ipc_chan_info_t *info) {
+  struct seen *x = ctx;
+  if (strcmp(info->name, chan) == 0) {
+    x->found = true;
+    x->info = *info;
+  }
+  return 0;
+}
+
+Test(chan, info_and_list) {
+  rill_ipc_chan_opts_t o = {
+      .slots = 16, .max_senders = 2, .max_receivers = 4, .delivery = RILL_IPC_QUEUE};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER), *r = open_as(&o, RILL_IPC_RECEIVER);
+  for (uint32_t i = 0; i < 5; i++)
+    send_one(s, 0, i);
+  rill_ipc_msg_t m;
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  struct seen x = {0};
+  cr_assert_eq(rill_ipc_chan_list(on_chan, &x), 0);
+  cr_assert(x.found);
+  cr_expect_eq(x.info.claimed, 5);
+  cr_expect_eq(x.info.consumed, 2);
+  cr_expect_eq(x.info.slowest, 1, "r holds message 1");
+  cr_expect_eq(x.info.max_senders, 2);
+  cr_expect_eq(x.info.senders, 1);
+  cr_expect_eq(x.info.receivers, 1);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
+  cr_expect_eq(rill_ipc_chan_unlink(chan), 0);
+  cr_expect_eq(rill_ipc_chan_unlink(chan), RILL_ENOENT);
+}
+
+Test(chan, spin_mode_waits_and_times_out) {
+  rill_ipc_chan_opts_t o = {
+      .slots = 2, .max_senders = 2, .max_receivers = 1, .wait = RILL_IPC_SPIN, .spin_ns = 1000000};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER), *r = open_as(&o, RILL_IPC_RECEIVER);
+  send_one(s, 0, 0);
+  send_one(s, 0, 1);
+  uint8_t x[8] = {0};
+  cr_expect_eq(rill_ipc_chan_send(s, x, 8, 5000000), RILL_ETIMEDOUT);
+  rill_ipc_msg_t m;
+  cr_expect_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(m.seq, 1);
+  cr_expect_eq(rill_ipc_chan_recv(r, &m, 3000000, NULL), RILL_ETIMEDOUT);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
+}
+
+/* Receivers in threads, parked, woken by senders in other threads. */
+struct rx_arg {
+  rill_ipc_chan_t *r;
+  uint32_t got;
+};
+
+static void *rx_thread(void *arg) {
+  struct rx_arg *a = arg;
+  rill_ipc_msg_t m;
+  while (rill_ipc_chan_recv(a->r, &m, 200000000ull, NULL) == 0)
+    a->got++;
+  return NULL;
+}
+
+Test(chan, queue_parked_receivers_in_threads) {
+  rill_ipc_chan_opts_t o = {
+      .slots = 8, .max_senders = 2, .max_receivers = 2, .delivery = RILL_IPC_QUEUE};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER);
+  struct rx_arg a[2] = {{open_as(&o, RILL_IPC_RECEIVER), 0}, {open_as(&o, RILL_IPC_RECEIVER), 0}};
+  pthread_t th[2];
+  for (int q = 0; q < 2; q++)
+    cr_assert_eq(pthread_create(&th[q], NULL, rx_thread, &a[q]), 0);
+  for (uint32_t i = 0; i < 2000; i++)
+    send_one(s, 0, i);
+  for (int q = 0; q < 2; q++) {
+    pthread_join(th[q], NULL);
+    rill_ipc_chan_close(a[q].r);
+  }
+  cr_expect_eq(a[0].got + a[1].got, 2000);
+  rill_ipc_chan_close(s);
+}
