@@ -366,6 +366,35 @@ static int ls_one(void *ctx, const rill_ipc_info_t *i) {
   return 0;
 }
 
+/* A channel: many senders; lag is how far the slowest receiver is behind
+ * what was claimed. */
+static int ls_chan_one(void *ctx, const rill_ipc_chan_info_t *i) {
+  ls_ctx_t *c = ctx;
+  uint64_t lag = i->claimed >= i->slowest ? i->claimed - i->slowest : 0;
+  const char *delivery = i->delivery == RILL_IPC_QUEUE ? "queue" : "broadcast";
+  if (c->json) {
+    printf("{\"channel\":");
+    rill_tool_json_string(stdout, i->name, strlen(i->name));
+    printf(",\"slots\":%u,\"slot_size\":%u,\"delivery\":\"%s\",\"policy\":\"%s\","
+           "\"claimed\":%" PRIu64 ",\"aborted\":%" PRIu64 ",\"senders\":%u,\"senders_dead\":%u,"
+           "\"receivers\":%u,\"receivers_dead\":%u,\"lag\":%" PRIu64 "}\n",
+           i->slots, i->slot_size, delivery, policy_name(i->policy), i->claimed, i->aborted,
+           i->senders, i->senders_dead, i->receivers, i->receivers_dead, lag);
+  } else {
+    if (!c->n)
+      printf("%-24s %-12s %-9s %-9s %12s %9s %9s %10s\n", "channel", "layout", "delivery", "policy",
+             "claimed", "senders", "receivers", "lag");
+    char layout[32], senders[24], receivers[24];
+    snprintf(layout, sizeof layout, "%ux%u", i->slots, i->slot_size);
+    snprintf(senders, sizeof senders, "%u/%u", i->senders, i->max_senders);
+    snprintf(receivers, sizeof receivers, "%u/%u", i->receivers, i->max_receivers);
+    printf("%-24s %-12s %-9s %-9s %12" PRIu64 " %9s %9s %10" PRIu64 "\n", i->name, layout, delivery,
+           policy_name(i->policy), i->claimed, senders, receivers, lag);
+  }
+  c->n++;
+  return 0;
+}
+
 static int cmd_ls(args_t *a) {
   ls_ctx_t c = {.json = a->json};
   int rc = rill_ipc_list(ls_one, &c);
@@ -373,6 +402,13 @@ static int cmd_ls(args_t *a) {
     return fail("ls", "/dev/shm", rc);
   if (!c.n && !a->json)
     printf("no routes\n");
+  ls_ctx_t cc = {.json = a->json};
+  if (!a->json)
+    putchar('\n');
+  if ((rc = rill_ipc_chan_list(ls_chan_one, &cc)) < 0)
+    return fail("ls", "/dev/shm", rc);
+  if (!cc.n && !a->json)
+    printf("no channels\n");
   return 0;
 }
 
