@@ -36,12 +36,9 @@
  */
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/internal.h"
@@ -68,10 +65,9 @@ static uint32_t tsan_fence_word;
 #define FENCE(order) __atomic_thread_fence(order)
 #endif
 
-#define SHM_PREFIX      "/rill."
-#define ATTACH_PATIENCE 200000000ull /* ns a header may take to appear */
-#define PARK_SLICE      10000000ull  /* a blocked sender re-checks for dead receivers this often */
-#define REAP_EVERY_MS   1            /* a sender checks liveness at most this often */
+#define KIND          "route"
+#define PARK_SLICE    10000000ull /* a blocked sender re-checks for dead receivers this often */
+#define REAP_EVERY_MS 1           /* a sender checks liveness at most this often */
 
 /* A mapped segment and the geometry it was checked with. */
 struct seg {
@@ -116,44 +112,9 @@ static uint64_t deadline_after(uint64_t now, uint64_t ns) {
   return ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
 }
 
-static int name_check(const char *name) {
-  if (!name)
-    return rill__err(RILL_EINVAL, "ipc: the route name is NULL");
-  size_t n = strnlen(name, RILL_IPC_MAX_NAME + 1);
-  if (!rill__name_ok(name, n, RILL_IPC_MAX_NAME))
-    return rill__err(RILL_EINVAL,
-                     "ipc: route name \"%.*s\" is not 1..%u bytes of [A-Za-z0-9._-] not starting "
-                     "with '.'",
-                     (int)(n > 64 ? 64 : n), name, RILL_IPC_MAX_NAME);
-  return 0;
-}
-
-static void shm_path(char *buf, size_t cap, const char *name) {
-  snprintf(buf, cap, SHM_PREFIX "%s", name);
-}
-
-static uint64_t self_start(void) {
-  uint64_t st = 0;
-  (void)rill__ipc_proc_start(getpid(), &st); /* our own /proc entry: always there */
-  return st;
-}
-
 static void seg_unmap(struct seg *s) {
-  if (s->base) {
-    munmap(s->base, s->size);
-    rill__count_unmap(s->size);
-    s->base = NULL;
-  }
-}
-
-static int seg_map(struct seg *s, int fd, size_t size, bool writable) {
-  void *p = mmap(NULL, size, writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0);
-  if (p == MAP_FAILED)
-    return rill__err_errno("ipc route %s: mmap of %zu bytes", s->name, size);
-  rill__count_map(size);
-  s->base = p;
-  s->size = size;
-  return 0;
+  rill__ipc_shm_unmap(s->base, s->size);
+  s->base = NULL;
 }
 
 static void seg_bind(struct seg *s) {
@@ -163,86 +124,28 @@ static void seg_bind(struct seg *s) {
   s->mask = (uint64_t)s->g.slots - 1;
 }
 
-/* Maps an existing segment and checks it, waiting up to ATTACH_PATIENCE for
- * a creator that is still writing its header. */
+/* Maps an existing segment and checks it, waiting up to 200 ms for a
+ * creator that is still writing its header (rill__ipc_shm_attach). */
 static int seg_attach(struct seg *s, bool writable) {
-  char path[RILL_IPC_MAX_NAME + 16];
-  shm_path(path, sizeof path, s->name);
-  int fd = shm_open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC, 0);
-  if (fd < 0) {
-    if (errno == ENOENT)
-      return rill__err(RILL_ENOENT, "ipc route %s: no such route (/dev/shm%s)", s->name, path);
-    return rill__err_errno("ipc route %s: shm_open", s->name);
+  int rc = rill__ipc_shm_attach(KIND, s->name, writable, true, &s->base, &s->size);
+  if (rc)
+    return rc;
+  rc = rill__ipc_check(s->name, s->base, s->size, &s->g);
+  if (rc) {
+    seg_unmap(s);
+    return rc;
   }
-  int rc;
-  uint64_t t0 = rill_time_mono_ns();
-  for (;;) {
-    struct stat sb;
-    if (fstat(fd, &sb) < 0) {
-      rc = rill__err_errno("ipc route %s: fstat", s->name);
-      goto close_fd;
-    }
-    size_t size = (size_t)sb.st_size;
-    bool ready = false;
-    if (size >= sizeof(uint32_t)) {
-      rc = seg_map(s, fd, size, writable);
-      if (rc)
-        goto close_fd;
-      /* Acquire: pairs with the creator's release store of the magic, its
-       * last, so the whole header it wrote is visible once we see it. */
-      ready = __atomic_load_n((uint32_t *)(void *)s->base, __ATOMIC_ACQUIRE) != 0;
-      if (ready) {
-        rc = rill__ipc_check(s->name, s->base, s->size, &s->g);
-        if (rc)
-          goto unmap;
-        seg_bind(s);
-        close(fd);
-        return 0;
-      }
-      seg_unmap(s);
-    }
-    if (rill_time_mono_ns() - t0 > ATTACH_PATIENCE) {
-      rc = rill__err(RILL_EPROTO,
-                     "ipc route %s: a segment of %zu bytes with no header after %llu ms (its "
-                     "creator died making it?); `rill ipc rm %s` removes it",
-                     s->name, size, ATTACH_PATIENCE / 1000000, s->name);
-      goto close_fd;
-    }
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
-unmap:
-  seg_unmap(s);
-close_fd:
-  close(fd);
-  return rc;
+  seg_bind(s);
+  return 0;
 }
 
 /* Creates the segment with O_EXCL: 0 when we made it, RILL_EEXIST when it
  * was there (the caller attaches), or an error. */
 static int seg_create(struct seg *s, const struct rill__ipc_geom *g, mode_t mode) {
-  char path[RILL_IPC_MAX_NAME + 16];
-  shm_path(path, sizeof path, s->name);
-  int fd = shm_open(path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode);
-  if (fd < 0) {
-    if (errno == EEXIST)
-      return RILL_EEXIST;
-    return rill__err_errno("ipc route %s: shm_open(O_CREAT)", s->name);
-  }
-  int rc;
-  /* The umask must not narrow what the creator asked for. */
-  if (fchmod(fd, mode) < 0) {
-    rc = rill__err_errno("ipc route %s: fchmod %o", s->name, (unsigned)mode);
-    goto unlink;
-  }
-  if (ftruncate(fd, (off_t)g->total) < 0) {
-    rc = rill__err_errno("ipc route %s: ftruncate to %llu bytes", s->name,
-                         (unsigned long long)g->total);
-    goto unlink;
-  }
-  rc = seg_map(s, fd, (size_t)g->total, true);
+  int rc = rill__ipc_shm_create(KIND, s->name, g->total, mode, &s->base);
   if (rc)
-    goto unlink;
+    return rc;
+  s->size = (size_t)g->total;
   s->g = *g;
   seg_bind(s);
   /* ftruncate gave zeros: counters, places and marks all start at 0. */
@@ -261,82 +164,14 @@ static int seg_create(struct seg *s, const struct rill__ipc_geom *g, mode_t mode
   /* Release: pairs with the attacher's acquire load of the magic; the
    * header above is complete before anyone trusts it. */
   __atomic_store_n(&h->magic, RILL_IPC_MAGIC, __ATOMIC_RELEASE);
-  close(fd);
   return 0;
-unlink:
-  shm_unlink(path);
-  close(fd);
-  return rc;
 }
 
-/* Frees place idx if its holder, as state word st says, is dead: a CAS
- * from exactly st, so a place freed and taken again meanwhile is left
- * alone. The CAS claims the place for us first, so that we alone take the
- * dead holder out of the waiter count if it died parked (else every
- * publish would make a wake syscall for nobody). True when the place is
- * free afterwards (by us or someone else). */
-static bool reap_if_dead(const struct seg *s, uint32_t idx, uint64_t st) {
-  struct rill__ipc_place *p = &s->places[idx];
-  if (RILL__IPC_ST_PHASE(st) == RILL__IPC_FREE)
-    return true;
-  /* Relaxed: the state was loaded with acquire, which orders this load
-   * after the holder's store of its start time. */
-  if (rill__ipc_holder_alive(st, __atomic_load_n(&p->start, __ATOMIC_RELAXED)))
-    return false;
-  uint32_t gen = RILL__IPC_ST_GEN(st) + 1;
-  uint64_t ours = RILL__IPC_ST(RILL__IPC_CLAIMING, gen, (uint32_t)getpid());
-  /* Acquire: pairs with the dead holder's last stores (its parked flag). */
-  if (!__atomic_compare_exchange_n(&p->state, &st, ours, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-    return true; /* someone else reaped or took it; look again */
-  if (__atomic_exchange_n(&p->parked, 0, __ATOMIC_RELAXED))
-    __atomic_fetch_sub(idx == 0 ? &s->hdr->send_waiters : &s->hdr->recv_waiters, 1,
-                       __ATOMIC_RELAXED);
-  /* Release: pairs with a claimer's acquire load of the state; the parked
-   * flag is clear before the place is free. */
-  __atomic_store_n(&p->state, RILL__IPC_ST(RILL__IPC_FREE, gen, 0), __ATOMIC_RELEASE);
-  return true;
-}
-
-/* Takes place p for this process if it is free, or held by a dead one:
- * true with *mine the CLAIMING word now in it. */
-static bool claim(const struct seg *s, uint32_t idx, uint64_t *mine) {
-  struct rill__ipc_place *p = &s->places[idx];
-  /* Acquire: pairs with the holder's release store of TAKEN (its start
-   * time is then the one reap_if_dead compares). */
-  uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
-  if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE) {
-    if (!reap_if_dead(s, idx, st))
-      return false;
-    st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
-    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE)
-      return false;
-  }
-  uint64_t want = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
-  /* seq_cst: the take is ordered with the fences of the join protocol
-   * (file comment) like the TAKEN store that follows. */
-  if (!__atomic_compare_exchange_n(&p->state, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
-    return false;
-  *mine = want;
-  return true;
-}
-
-/* Publishes a claimed place as TAKEN after its start time (and cursor) are
- * written; returns the new state word. */
-static uint64_t take(struct rill__ipc_place *p, uint64_t claiming) {
-  uint64_t taken =
-      RILL__IPC_ST(RILL__IPC_TAKEN, RILL__IPC_ST_GEN(claiming), RILL__IPC_ST_PID(claiming));
-  /* Release: pairs with the acquire loads of the state by the sender's scan,
-   * reapers and info: start and cursor are visible with TAKEN. */
-  __atomic_store_n(&p->state, taken, __ATOMIC_RELEASE);
-  return taken;
-}
-
-/* Frees our place, if it is still ours. */
-static void release_place(struct rill__ipc_place *p, uint64_t mine) {
-  uint64_t freed = RILL__IPC_ST(RILL__IPC_FREE, RILL__IPC_ST_GEN(mine), 0);
-  /* Release: pairs with the sender's acquire load of the state in its scan;
-   * our reads of the ring are done before it stops counting us. */
-  __atomic_compare_exchange_n(&p->state, &mine, freed, false, __ATOMIC_RELEASE, __ATOMIC_RELAXED);
+/* The waiter count a holder of place idx counts itself in while parked:
+ * the sender's (place 0) or the receivers'. A reaper takes a holder that
+ * died parked out of it (rill__ipc_reap_if_dead). */
+static uint32_t *waiters_of(const struct seg *s, uint32_t idx) {
+  return idx == 0 ? &s->hdr->send_waiters : &s->hdr->recv_waiters;
 }
 
 /* ---- opts ------------------------------------------------------------------ */
@@ -411,7 +246,7 @@ int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_i
   if (!out)
     return rill__err(RILL_EINVAL, "ipc: out is NULL");
   *out = NULL;
-  int rc = name_check(name);
+  int rc = rill__ipc_name_check(KIND, name);
   if (rc)
     return rc;
   struct rill__ipc_geom g;
@@ -439,15 +274,15 @@ int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_i
   if (rc)
     goto unmap;
   struct rill__ipc_place *p = &x->s.places[0];
-  if (!claim(&x->s, 0, &x->mine)) {
+  if (!rill__ipc_claim_place(&x->s.places[0], waiters_of(&x->s, 0), &x->mine)) {
     uint64_t st = __atomic_load_n(&p->state, __ATOMIC_RELAXED);
     rc =
         rill__err(RILL_EBUSY, "ipc route %s: process %u is its sender", name, RILL__IPC_ST_PID(st));
     goto unmap;
   }
-  __atomic_store_n(&p->start, self_start(), __ATOMIC_RELAXED); /* published by take() */
+  __atomic_store_n(&p->start, rill__ipc_self_start(), __ATOMIC_RELAXED); /* published by the take */
   __atomic_store_n(&p->cursor, 0, __ATOMIC_RELAXED);
-  x->mine = take(p, x->mine);
+  x->mine = rill__ipc_take_place(p, x->mine);
   /* A dead sender may have stored a slot's mark and not head: that slot is
    * published (receivers go by the mark), so go on after it. Acquire: pairs
    * with the release stores of head and of the mark by the previous
@@ -485,7 +320,7 @@ uint32_t rill_ipc_max_message(const rill_ipc_sender_t *s) {
 void rill_ipc_sender_close(rill_ipc_sender_t *s) {
   if (!s)
     return;
-  release_place(&s->s.places[0], s->mine);
+  rill__ipc_leave_place(&s->s.places[0], s->mine);
   seg_unmap(&s->s);
   rill__free(s);
 }
@@ -527,7 +362,7 @@ static bool reap_laggards(rill_ipc_sender_t *s, uint64_t seq, uint64_t limit) {
     uint64_t c = __atomic_load_n(&p->cursor, __ATOMIC_RELAXED);
     if (RILL__IPC_ST_PHASE(st) == RILL__IPC_TAKEN && seq - c < limit)
       continue;
-    if (reap_if_dead(&s->s, i, st))
+    if (rill__ipc_reap_if_dead(p, st, waiters_of(&s->s, i)))
       any = true;
   }
   return any;
@@ -680,7 +515,7 @@ int rill_ipc_receiver_open(rill_ipc_receiver_t **out, const char *name) {
   if (!out)
     return rill__err(RILL_EINVAL, "ipc: out is NULL");
   *out = NULL;
-  int rc = name_check(name);
+  int rc = rill__ipc_name_check(KIND, name);
   if (rc)
     return rc;
   rill_ipc_receiver_t *r = rill__calloc(1, sizeof *r);
@@ -691,7 +526,7 @@ int rill_ipc_receiver_open(rill_ipc_receiver_t **out, const char *name) {
   if (rc)
     goto free_receiver;
   for (uint32_t i = 1; i <= r->s.g.max_receivers && !r->me; i++)
-    if (claim(&r->s, i, &r->mine))
+    if (rill__ipc_claim_place(&r->s.places[i], waiters_of(&r->s, i), &r->mine))
       r->me = &r->s.places[i];
   if (!r->me) {
     rc = rill__err(RILL_EBUSY, "ipc route %s: its %u receiver places are held by live processes",
@@ -699,11 +534,12 @@ int rill_ipc_receiver_open(rill_ipc_receiver_t **out, const char *name) {
     goto unmap;
   }
   struct rill__ipc_hdr *h = r->s.hdr;
-  __atomic_store_n(&r->me->start, self_start(), __ATOMIC_RELAXED); /* published by take() */
+  __atomic_store_n(&r->me->start, rill__ipc_self_start(),
+                   __ATOMIC_RELAXED); /* published by the take */
   /* Acquire: pairs with the sender's release of head. */
   uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
-  __atomic_store_n(&r->me->cursor, head, __ATOMIC_RELAXED); /* published by take() */
-  r->mine = take(r->me, r->mine);
+  __atomic_store_n(&r->me->cursor, head, __ATOMIC_RELAXED); /* published by the take */
+  r->mine = rill__ipc_take_place(r->me, r->mine);
   /* seq_cst: pairs with the fence in the sender's scan (file comment): it
    * sees our place, or we now see every head it scanned under. */
   FENCE(__ATOMIC_SEQ_CST);
@@ -890,7 +726,7 @@ void rill_ipc_receiver_close(rill_ipc_receiver_t *r) {
   if (!r)
     return;
   struct rill__ipc_hdr *h = r->s.hdr;
-  release_place(r->me, r->mine);
+  rill__ipc_leave_place(r->me, r->mine);
   /* seq_cst: as in advance(); a sender waiting for us stops. */
   FENCE(__ATOMIC_SEQ_CST);
   if (__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED))
@@ -902,11 +738,11 @@ void rill_ipc_receiver_close(rill_ipc_receiver_t *r) {
 /* ---- the rest ------------------------------------------------------------------ */
 
 int rill_ipc_unlink(const char *name) {
-  int rc = name_check(name);
+  int rc = rill__ipc_name_check(KIND, name);
   if (rc)
     return rc;
   char path[RILL_IPC_MAX_NAME + 16];
-  shm_path(path, sizeof path, name);
+  snprintf(path, sizeof path, "/rill.%s", name);
   if (shm_unlink(path) < 0) {
     if (errno == ENOENT)
       return rill__err(RILL_ENOENT, "ipc route %s: no such route", name);
@@ -918,47 +754,22 @@ int rill_ipc_unlink(const char *name) {
 int rill_ipc_info(const char *name, rill_ipc_info_t *info) {
   if (!info)
     return rill__err(RILL_EINVAL, "ipc info: info is NULL");
-  int rc = name_check(name);
+  int rc = rill__ipc_name_check(KIND, name);
   if (rc)
     return rc;
-  struct seg s = {0};
-  snprintf(s.name, sizeof s.name, "%s", name);
-  char path[RILL_IPC_MAX_NAME + 16];
-  shm_path(path, sizeof path, name);
-  int fd = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
-  if (fd < 0) {
-    if (errno == ENOENT)
-      return rill__err(RILL_ENOENT, "ipc route %s: no such route", name);
-    return rill__err_errno("ipc route %s: shm_open", name);
-  }
-  struct stat sb;
-  if (fstat(fd, &sb) < 0) {
-    rc = rill__err_errno("ipc route %s: fstat", name);
-    goto close_fd;
-  }
-  if ((size_t)sb.st_size < sizeof(uint32_t)) {
-    rc = rill__err(RILL_EPROTO, "ipc route %s: a segment of %zu bytes has no header", name,
-                   (size_t)sb.st_size);
-    goto close_fd;
-  }
-  rc = seg_map(&s, fd, (size_t)sb.st_size, false);
+  uint8_t *base;
+  size_t size;
+  rc = rill__ipc_shm_attach(KIND, name, false, false, &base, &size);
   if (rc)
-    goto close_fd;
-  /* Acquire: pairs with the creator's release store of the magic. */
-  if (__atomic_load_n((const uint32_t *)(const void *)s.base, __ATOMIC_ACQUIRE) == 0) {
-    rc = rill__err(RILL_EPROTO, "ipc route %s: no header yet (its creator died making it?)", name);
-    goto unmap;
+    return rc;
+  struct rill__ipc_geom g;
+  rc = rill__ipc_check(name, base, size, &g);
+  if (rc == 0) {
+    memset(info, 0, sizeof *info);
+    snprintf(info->name, sizeof info->name, "%s", name);
+    rill__ipc_summary(base, &g, info);
   }
-  rc = rill__ipc_check(name, s.base, s.size, &s.g);
-  if (rc)
-    goto unmap;
-  memset(info, 0, sizeof *info);
-  snprintf(info->name, sizeof info->name, "%s", name);
-  rill__ipc_summary(s.base, &s.g, info);
-unmap:
-  seg_unmap(&s);
-close_fd:
-  close(fd);
+  rill__ipc_shm_unmap(base, size);
   return rc;
 }
 

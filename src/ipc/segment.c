@@ -330,6 +330,10 @@ uint64_t rill__ipc_self_start(void) {
   return st;
 }
 
+/* A CAS from exactly st, so a place freed and taken again meanwhile is left
+ * alone. The CAS claims the place for us first, so that we alone take the
+ * dead holder out of the waiter count if it died parked (else every
+ * publish would make a wake syscall for nobody). */
 bool rill__ipc_reap_if_dead(struct rill__ipc_place *p, uint64_t st, uint32_t *waiters) {
   if (RILL__IPC_ST_PHASE(st) == RILL__IPC_FREE)
     return true;
