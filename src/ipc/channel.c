@@ -37,8 +37,6 @@
  * Joining (broadcast) and parking follow the route's protocol (route.c's
  * file comment): seq_cst fences on both sides, one wake a park.
  */
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -705,19 +703,7 @@ int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_
 
 /* ---- the rest ------------------------------------------------------------------ */
 
-int rill_ipc_chan_unlink(const char *name) {
-  int rc = rill__ipc_name_check(KIND, name);
-  if (rc)
-    return rc;
-  char path[RILL_IPC_MAX_NAME + 16];
-  snprintf(path, sizeof path, "/rill.%s", name);
-  if (shm_unlink(path) < 0) {
-    if (errno == ENOENT)
-      return rill__err(RILL_ENOENT, "ipc channel %s: no such channel", name);
-    return rill__err_errno("ipc channel %s: shm_unlink", name);
-  }
-  return 0;
-}
+int rill_ipc_chan_unlink(const char *name) { return rill__ipc_shm_unlink(KIND, name); }
 
 int rill_ipc_chan_info(const char *name, rill_ipc_chan_info_t *info) {
   if (!info)
@@ -741,29 +727,20 @@ int rill_ipc_chan_info(const char *name, rill_ipc_chan_info_t *info) {
   return rc;
 }
 
+struct lister {
+  int (*fn)(void *ctx, const rill_ipc_chan_info_t *info);
+  void *ctx;
+};
+
+static int list_one(void *arg, const char *name) {
+  struct lister *l = arg;
+  rill_ipc_chan_info_t info;
+  /* Not a channel (a route, a foreign segment), or gone meanwhile: skipped. */
+  return rill_ipc_chan_info(name, &info) ? 0 : l->fn(l->ctx, &info);
+}
+
 int rill_ipc_chan_list(int (*fn)(void *ctx, const rill_ipc_chan_info_t *info), void *ctx) {
   if (!fn)
     return rill__err(RILL_EINVAL, "ipc channel list: fn is NULL");
-  DIR *d = opendir("/dev/shm");
-  if (!d)
-    return rill__err_errno("ipc channel list: opendir /dev/shm");
-  int rc = 0;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    if (strncmp(e->d_name, "rill.", 5) != 0)
-      continue;
-    const char *name = e->d_name + 5;
-    if (!rill__name_ok(name, strlen(name), RILL_IPC_MAX_NAME))
-      continue;
-    rill_ipc_chan_info_t info;
-    if (rill_ipc_chan_info(name, &info) != 0)
-      continue; /* a route, not ours, or gone meanwhile */
-    rc = fn(ctx, &info);
-    if (rc)
-      break;
-  }
-  closedir(d);
-  if (rc == 0)
-    rill_errmsg_clear();
-  return rc;
+  return rill__ipc_scan("ipc channel list", list_one, &(struct lister){fn, ctx});
 }

@@ -34,8 +34,6 @@
  * the other's is first, so either the waiter sees the change or the waker
  * sees the waiter: no lost wakeup, and no syscall when nobody sleeps.
  */
-#include <dirent.h>
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -737,19 +735,7 @@ void rill_ipc_receiver_close(rill_ipc_receiver_t *r) {
 
 /* ---- the rest ------------------------------------------------------------------ */
 
-int rill_ipc_unlink(const char *name) {
-  int rc = rill__ipc_name_check(KIND, name);
-  if (rc)
-    return rc;
-  char path[RILL_IPC_MAX_NAME + 16];
-  snprintf(path, sizeof path, "/rill.%s", name);
-  if (shm_unlink(path) < 0) {
-    if (errno == ENOENT)
-      return rill__err(RILL_ENOENT, "ipc route %s: no such route", name);
-    return rill__err_errno("ipc route %s: shm_unlink", name);
-  }
-  return 0;
-}
+int rill_ipc_unlink(const char *name) { return rill__ipc_shm_unlink(KIND, name); }
 
 int rill_ipc_info(const char *name, rill_ipc_info_t *info) {
   if (!info)
@@ -773,29 +759,20 @@ int rill_ipc_info(const char *name, rill_ipc_info_t *info) {
   return rc;
 }
 
+struct lister {
+  int (*fn)(void *ctx, const rill_ipc_info_t *info);
+  void *ctx;
+};
+
+static int list_one(void *arg, const char *name) {
+  struct lister *l = arg;
+  rill_ipc_info_t info;
+  /* Not a route (a channel, a foreign segment), or gone meanwhile: skipped. */
+  return rill_ipc_info(name, &info) ? 0 : l->fn(l->ctx, &info);
+}
+
 int rill_ipc_list(int (*fn)(void *ctx, const rill_ipc_info_t *info), void *ctx) {
   if (!fn)
     return rill__err(RILL_EINVAL, "ipc list: fn is NULL");
-  DIR *d = opendir("/dev/shm");
-  if (!d)
-    return rill__err_errno("ipc list: opendir /dev/shm");
-  int rc = 0;
-  struct dirent *e;
-  while ((e = readdir(d))) {
-    if (strncmp(e->d_name, "rill.", 5) != 0)
-      continue;
-    const char *name = e->d_name + 5;
-    if (!rill__name_ok(name, strlen(name), RILL_IPC_MAX_NAME))
-      continue;
-    rill_ipc_info_t info;
-    if (rill_ipc_info(name, &info) != 0)
-      continue; /* not a route of ours, or gone meanwhile */
-    rc = fn(ctx, &info);
-    if (rc)
-      break;
-  }
-  closedir(d);
-  if (rc == 0)
-    rill_errmsg_clear(); /* the routes skipped are no failure of the call */
-  return rc;
+  return rill__ipc_scan("ipc list", list_one, &(struct lister){fn, ctx});
 }

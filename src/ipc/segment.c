@@ -2,11 +2,15 @@
  * The route segment's layout and its attach-time check, and the liveness
  * test behind reaping. See docs/FORMATS.md ("IPC route segment").
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/internal.h"
@@ -202,11 +206,7 @@ void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g, rill_ipc
   info->slowest = slowest;
 }
 
-/* ---- shared by the channel (and open to the route) --------------------------- */
-
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <time.h>
+/* ---- shared by the route and the channel -------------------------------------- */
 
 #define SHM_PATIENCE 200000000ull /* ns a header may take to appear */
 
@@ -224,6 +224,37 @@ int rill__ipc_name_check(const char *kind, const char *name) {
 
 static void shm_name(char *buf, size_t cap, const char *name) {
   snprintf(buf, cap, "/rill.%s", name);
+}
+
+int rill__ipc_shm_unlink(const char *kind, const char *name) {
+  int rc = rill__ipc_name_check(kind, name);
+  if (rc)
+    return rc;
+  char path[RILL_IPC_MAX_NAME + 16];
+  shm_name(path, sizeof path, name);
+  if (shm_unlink(path) < 0) {
+    if (errno == ENOENT)
+      return rill__err(RILL_ENOENT, "ipc %s %s: no such %s", kind, name, kind);
+    return rill__err_errno("ipc %s %s: shm_unlink", kind, name);
+  }
+  return 0;
+}
+
+int rill__ipc_scan(const char *what, int (*each)(void *ctx, const char *name), void *ctx) {
+  DIR *d = opendir("/dev/shm");
+  if (!d)
+    return rill__err_errno("%s: opendir /dev/shm", what);
+  int rc = 0;
+  struct dirent *e;
+  while (!rc && (e = readdir(d))) {
+    const char *name = e->d_name + 5;
+    if (!strncmp(e->d_name, "rill.", 5) && rill__name_ok(name, strlen(name), RILL_IPC_MAX_NAME))
+      rc = each(ctx, name);
+  }
+  closedir(d);
+  if (rc == 0)
+    rill_errmsg_clear(); /* the segments each skipped are no failure of the call */
+  return rc;
 }
 
 void rill__ipc_shm_unmap(uint8_t *base, size_t size) {

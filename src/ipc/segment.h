@@ -176,6 +176,15 @@ int rill__ipc_shm_attach(const char *kind, const char *name, bool writable, bool
 
 void rill__ipc_shm_unmap(uint8_t *base, size_t size);
 
+/* Removes /rill.<name>: 0, RILL_ENOENT ("no such <kind>"), or the error. */
+int rill__ipc_shm_unlink(const char *kind, const char *name);
+
+/* Calls each(ctx, name) for every /dev/shm/rill.<name> with a valid name,
+ * whatever it holds (each tells its own kind by its check); stops at the
+ * first non-zero return and returns it. `what` names the caller in an
+ * error. */
+int rill__ipc_scan(const char *what, int (*each)(void *ctx, const char *name), void *ctx);
+
 /* The calling process's start time (field 22 of /proc/self/stat). */
 uint64_t rill__ipc_self_start(void);
 
