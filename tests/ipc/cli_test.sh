@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # rill ipc pub, sub, ls and rm end to end: a route created by a pub, a sub
 # in the background that prints what is published after it attached, ls
-# showing the route with its sender gone, rm removing it, and bad
-# arguments refused with a message. Usage: cli_test.sh rill
+# showing the route with its sender gone, rm removing it; channels (two
+# pubs into one broadcast channel, a work queue shared by two subs, no
+# overwrite policy, rm); and bad arguments refused with a message.
+# Usage: cli_test.sh rill
 set -euo pipefail
 rill=$1
 d=$(mktemp -d)
@@ -76,6 +78,106 @@ grep -q "no route $name" "$d/err" || fail "rm twice message: $(cat "$d/err")"
 if "$rill" ipc sub --timeout 100 "$name" 2>"$d/err"; then fail "sub without a route"; fi
 grep -q "no route $name" "$d/err" || fail "sub without a route: $(cat "$d/err")"
 
+# Channels. Two pubs into one broadcast channel: a sub that opened it
+# first (creating it) gets every line of both, each pub's in its order.
+chan="$name-chan"
+queue="$name-queue"
+cleanup_chan() {
+  "$rill" ipc rm "$chan" 2>/dev/null || true
+  "$rill" ipc rm "$queue" 2>/dev/null || true
+}
+q1= q2=
+trap '{ [ -n "$q1" ] && kill $q1 $q2 2>/dev/null; } || true; cleanup_chan; cleanup' EXIT
+wait_chan() { # name pattern
+  for _ in $(seq 100); do
+    "$rill" ipc ls --json | grep "\"channel\":\"$1\"" | grep -q "$2" && return 0
+    sleep 0.05
+  done
+  fail "ls never showed $1 with $2: $("$rill" ipc ls)"
+}
+"$rill" ipc sub --channel --count 6 --timeout 10000 "$chan" >"$d/chan.out" 2>"$d/chan.err" &
+sub=$!
+wait_chan "$chan" '"receivers":1,'
+"$rill" ipc pub --channel "$chan" a1 a2 a3 &
+p1=$!
+printf 'b1\nb2\nb3\n' | "$rill" ipc pub --channel "$chan" || fail "channel pub from stdin"
+wait $p1 || fail "channel pub from arguments"
+wait $sub || fail "channel sub exit status: $(cat "$d/chan.err")"
+sub=
+[ "$(sort "$d/chan.out" | tr '\n' ' ')" = "a1 a2 a3 b1 b2 b3 " ] ||
+  fail "channel sub printed: $(cat "$d/chan.out")"
+[ "$(grep a "$d/chan.out" | tr '\n' ' ')" = "a1 a2 a3 " ] || fail "a's order: $(cat "$d/chan.out")"
+[ "$(grep b "$d/chan.out" | tr '\n' ' ')" = "b1 b2 b3 " ] || fail "b's order: $(cat "$d/chan.out")"
+line=$("$rill" ipc ls --json | grep "\"channel\":\"$chan\"")
+echo "$line" | grep -q '"delivery":"broadcast"' || fail "ls channel: $line"
+echo "$line" | grep -q '"claimed":6,' || fail "ls channel claimed: $line"
+# --json on a channel; the seq is the channel's message number.
+"$rill" ipc sub --channel --count 1 --json --timeout 10000 "$chan" >"$d/cj.out" &
+sub=$!
+wait_chan "$chan" '"receivers":1,'
+"$rill" ipc pub --channel "$chan" 'c "q"' || fail "channel pub for --json"
+wait $sub || fail "channel sub --json"
+sub=
+grep -q '^{"seq":6,"len":5,"data":"c \\"q\\""}$' "$d/cj.out" ||
+  fail "channel sub --json printed: $(cat "$d/cj.out")"
+# A route's commands on a channel, and the other delivery, are refused.
+if "$rill" ipc pub "$chan" x 2>"$d/err"; then fail "route pub on a channel"; fi
+grep -q "is a channel: add --channel" "$d/err" || fail "route pub on a channel: $(cat "$d/err")"
+if "$rill" ipc pub --queue "$chan" x 2>"$d/err"; then fail "--queue on a broadcast channel"; fi
+grep -q "use --channel" "$d/err" || fail "--queue on a broadcast channel: $(cat "$d/err")"
+
+# A work queue with two subs: every line reaches exactly one of them.
+# The pub creates it with room for all 200 lines, so it never waits.
+"$rill" ipc pub --queue --slots 256 --senders 2 --receivers 2 "$queue" </dev/null ||
+  fail "queue pub creating the channel"
+"$rill" ipc ls | grep -q "^$queue .*256x128 .*queue" || fail "ls queue: $("$rill" ipc ls)"
+# Neither knows how many it will get: both run until all 200 are printed,
+# then leave on SIGTERM (a sub prints each message before it looks at a
+# signal, so nothing taken is lost on the way out).
+"$rill" ipc sub --queue --timeout 60000 "$queue" >"$d/q1.out" 2>"$d/q1.err" &
+q1=$!
+"$rill" ipc sub --queue --timeout 60000 "$queue" >"$d/q2.out" 2>"$d/q2.err" &
+q2=$!
+wait_chan "$queue" '"receivers":2,'
+# A third receiver does not fit: --receivers 2.
+if "$rill" ipc sub --queue --timeout 100 "$queue" 2>"$d/err"; then fail "a third receiver"; fi
+grep -q EBUSY "$d/err" || fail "a third receiver: $(cat "$d/err")"
+seq 1 100 | "$rill" ipc pub --queue "$queue" &
+p1=$!
+seq 101 200 | "$rill" ipc pub --queue "$queue" || fail "queue pub 2"
+wait $p1 || fail "queue pub 1"
+for _ in $(seq 400); do
+  [ "$(cat "$d/q1.out" "$d/q2.out" | wc -l)" -ge 200 ] && break
+  sleep 0.05
+done
+kill -TERM $q1 $q2
+wait $q1 || fail "queue sub 1: $(cat "$d/q1.err")"
+wait $q2 || fail "queue sub 2: $(cat "$d/q2.err")"
+q1= q2=
+[ "$(cat "$d/q1.out" "$d/q2.out" | sort -n | tr '\n' ' ')" = "$(seq 1 200 | tr '\n' ' ')" ] ||
+  fail "queue: not each line once: $(wc -l "$d/q1.out" "$d/q2.out")"
+line=$("$rill" ipc ls --json | grep "\"channel\":\"$queue\"")
+echo "$line" | grep -q '"delivery":"queue"' || fail "ls queue: $line"
+
+# No overwrite on a channel; layout options only with --channel/--queue.
+st=0
+"$rill" ipc pub --channel --policy overwrite "$name-x" x 2>"$d/err" || st=$?
+[ "$st" -eq 2 ] || fail "--policy overwrite on a channel: status $st"
+grep -q "overwrite is for routes" "$d/err" || fail "overwrite message: $(cat "$d/err")"
+st=0
+"$rill" ipc sub --queue --policy overwrite "$name-x" 2>"$d/err" || st=$?
+[ "$st" -eq 2 ] || fail "sub --policy overwrite on a queue: status $st"
+st=0
+"$rill" ipc pub --senders 2 "$name-x" x 2>"$d/err" || st=$?
+[ "$st" -eq 2 ] || fail "--senders without --channel: status $st"
+"$rill" ipc ls --json | grep -q "$name-x" && fail "a refused channel was created"
+
+# rm removes a channel as it does a route.
+"$rill" ipc rm "$chan" || fail "rm channel"
+"$rill" ipc rm "$queue" || fail "rm queue"
+"$rill" ipc ls --json | grep -Eq "\"channel\":\"($chan|$queue)\"" && fail "ls after rm of channels"
+if "$rill" ipc rm "$chan" 2>/dev/null; then fail "rm channel twice"; fi
+
 # Bad arguments: a message and a non-zero exit, never a crash.
 bad() {
   local st=0
@@ -99,6 +201,11 @@ bad rm "$name" extra
 bad pub 'bad/name' x
 bad pub '.hidden' x
 bad sub ''
+bad pub --channel --queue "$name" x
+bad pub --channel --senders 0 "$name" x
+bad pub --channel --senders 65 "$name" x
+bad sub --queue --receivers many "$name"
+bad sub --slots 64 "$name"
 "$rill" ipc ls --json | grep -q '"name":"bad' && fail "a bad name was created"
 "$rill" ipc help | grep -q "rill ipc <command>" || fail "help"
-echo "rill ipc pub/sub/ls/rm: all checks passed"
+echo "rill ipc pub/sub/ls/rm, routes and channels: all checks passed"

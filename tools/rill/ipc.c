@@ -1,10 +1,17 @@
 /*
- * rill ipc: shared-memory routes from the shell (include/rill/ipc.h).
+ * rill ipc: shared-memory routes and channels from the shell
+ * (include/rill/ipc.h).
  *
  * pub sends its arguments, or the lines of stdin, as a route's sender
  * (creating the route with the given layout when there is none); sub
  * attaches as a receiver and prints what is published from then on; ls
- * lists the routes in /dev/shm with their participants; rm removes one.
+ * lists the routes and channels in /dev/shm with their participants; rm
+ * removes one (a route or a channel: they share /dev/shm/rill.NAME). With
+ * --channel or --queue, pub and sub open a channel instead (many senders;
+ * broadcast or a work queue), which either of them creates when it is
+ * absent, so that a sub started first need not poll for it as it does for
+ * a route: a broadcast receiver gets what is sent after it attached, a
+ * queue's receiver what is still queued.
  *
  * Waits (a blocked send, a receive) are cut into short slices so that
  * Ctrl-C or SIGTERM closes the route cleanly: a receiver that leaves
@@ -35,8 +42,15 @@ static int ipc_usage(FILE *f) {
           "  sub [--count N] [--timeout MS] [--json] NAME\n"
           "        prints each message published from now on, one per line; waits for\n"
           "        the route to be created; --timeout: stop after MS ms without a message\n"
-          "  ls [--json]     every route: layout, policy, head, sender, receivers, lag\n"
-          "  rm NAME         removes a route\n"
+          "  pub|sub --channel|--queue [--slots N] [--slot-size B] [--policy block|fail]\n"
+          "      [--spin] [--senders N] [--receivers N] ...\n"
+          "        the same on a channel: many senders, each message to every receiver\n"
+          "        (--channel) or to exactly one of them (--queue); pub or sub creates it\n"
+          "        with that layout if it does not exist (defaults: 4096 slots of 128\n"
+          "        bytes, block, 64 senders, 64 receivers); no overwrite policy\n"
+          "  ls [--json]     every route: layout, policy, head, sender, receivers, lag;\n"
+          "                  then every channel\n"
+          "  rm NAME         removes a route or a channel\n"
           "  bench           the benchmark is `rill bench ipc`\n"
           "\n"
           "  NAME: up to %u of [A-Za-z0-9._-], not starting with '.'; the segment is\n"
@@ -104,6 +118,10 @@ typedef struct {
   const char *cmd, *name;
   rill_ipc_opts_t o;
   bool has_slots, has_slot_size, has_policy, has_spin, has_timeout, json;
+  bool chan; /* --channel or --queue: NAME is a channel */
+  rill_ipc_delivery_t delivery;
+  uint32_t senders, receivers; /* --senders, --receivers; 0: not given */
+  const char *chan_only;       /* the first option given that only a channel takes */
   uint64_t count, timeout_ms;
   char **rest;
   int nrest;
@@ -119,16 +137,38 @@ static int parse(int argc, char **argv, args_t *a) {
   for (int i = 1; i < argc; i++) {
     const char *s = argv[i];
     bool more = i + 1 < argc;
-    if (pub && !strcmp(s, "--slots") && more) {
+    /* sub takes the layout options only for a channel, which it may create;
+     * whether it is one is known once every option is read. */
+    bool layout = pub || sub;
+    if (sub && !a->chan_only &&
+        (((!strcmp(s, "--slots") || !strcmp(s, "--slot-size") || !strcmp(s, "--policy")) && more) ||
+         !strcmp(s, "--spin")))
+      a->chan_only = s;
+    if ((pub || sub) && (!strcmp(s, "--channel") || !strcmp(s, "--queue"))) {
+      rill_ipc_delivery_t d = !strcmp(s, "--queue") ? RILL_IPC_QUEUE : RILL_IPC_BROADCAST;
+      if (a->chan && a->delivery != d)
+        return rill_tool_bad("--channel and --queue: one or the other");
+      a->chan = true;
+      a->delivery = d;
+    } else if ((pub || sub) && (!strcmp(s, "--senders") || !strcmp(s, "--receivers")) && more) {
+      bool tx = !strcmp(s, "--senders");
+      uint32_t *v = tx ? &a->senders : &a->receivers;
+      if (!parse_u32(argv[++i], v) || !*v ||
+          *v > (tx ? RILL_IPC_MAX_SENDERS : RILL_IPC_MAX_RECEIVERS))
+        return rill_tool_bad(tx ? "--senders wants a number from 1 to 64"
+                                : "--receivers wants a number from 1 to 64");
+      if (!a->chan_only)
+        a->chan_only = s;
+    } else if (layout && !strcmp(s, "--slots") && more) {
       /* 0 would mean "the default" to the library: not what was typed. */
       if (!parse_u32(argv[++i], &a->o.slots) || !a->o.slots)
         return rill_tool_bad("--slots wants a number (a power of two, 2 to 2^24)");
       a->has_slots = true;
-    } else if (pub && !strcmp(s, "--slot-size") && more) {
+    } else if (layout && !strcmp(s, "--slot-size") && more) {
       if (!parse_u32(argv[++i], &a->o.slot_size) || !a->o.slot_size)
         return rill_tool_bad("--slot-size wants bytes (a multiple of 64, 64 to 1 MiB)");
       a->has_slot_size = true;
-    } else if (pub && !strcmp(s, "--policy") && more) {
+    } else if (layout && !strcmp(s, "--policy") && more) {
       const char *p = argv[++i];
       if (!strcmp(p, "block"))
         a->o.policy = RILL_IPC_BLOCK;
@@ -139,7 +179,7 @@ static int parse(int argc, char **argv, args_t *a) {
       else
         return rill_tool_bad("--policy wants block, fail or overwrite");
       a->has_policy = true;
-    } else if (pub && !strcmp(s, "--spin")) {
+    } else if (layout && !strcmp(s, "--spin")) {
       a->o.wait = RILL_IPC_SPIN;
       a->has_spin = true;
     } else if ((pub || sub) && !strcmp(s, "--timeout") && more) {
@@ -161,16 +201,29 @@ static int parse(int argc, char **argv, args_t *a) {
       a->rest[a->nrest++] = argv[i];
     }
   }
+  if (a->chan_only && !a->chan) {
+    /* Without --channel or --queue, as before channels existed: sub knows
+     * no layout option, and pub no --senders or --receivers. */
+    if (sub && strcmp(a->chan_only, "--senders") && strcmp(a->chan_only, "--receivers")) {
+      fprintf(stderr, "rill ipc %s: unknown option %s\n", a->cmd, a->chan_only);
+      return -1;
+    }
+    fprintf(stderr, "rill ipc %s: %s is for a channel: add --channel or --queue\n", a->cmd,
+            a->chan_only);
+    return -1;
+  }
+  if (a->chan && a->has_policy && a->o.policy == RILL_IPC_OVERWRITE)
+    return rill_tool_bad("--policy overwrite is for routes: a channel blocks or fails when full");
   bool named = pub || sub || !strcmp(a->cmd, "rm");
   if (named && !a->name)
-    return rill_tool_bad("a route name is needed");
+    return rill_tool_bad(a->chan ? "a channel name is needed" : "a route name is needed");
   if (named && !name_ok(a->name)) {
     /* Checked here too, not only by the library: sub waits for a route
      * that does not exist yet, and must not wait for one that never can. */
     fprintf(stderr,
-            "rill ipc %s: bad route name '%s': 1 to %u of [A-Za-z0-9._-], not starting "
+            "rill ipc %s: bad %s name '%s': 1 to %u of [A-Za-z0-9._-], not starting "
             "with '.'\n",
-            a->cmd, a->name, RILL_IPC_MAX_NAME);
+            a->cmd, a->chan ? "channel" : "route", a->name, RILL_IPC_MAX_NAME);
     return -1;
   }
   if (!named && a->name) {
@@ -186,13 +239,19 @@ static int parse(int argc, char **argv, args_t *a) {
 
 /* ---- pub --------------------------------------------------------------------------- */
 
+/* A route's sender or a channel's: pub and sub do the same on either. */
+typedef struct {
+  rill_ipc_sender_t *tx;
+  rill_ipc_receiver_t *rx;
+  rill_ipc_chan_t *ch;
+} end_t;
+
 /* One message, waiting in slices (see the top); timeout_ns 0 means no limit. */
-static int send_one(rill_ipc_sender_t *s, const void *p, uint32_t len, bool bounded,
-                    uint64_t timeout_ns) {
+static int send_one(end_t *e, const void *p, uint32_t len, bool bounded, uint64_t timeout_ns) {
   uint64_t waited = 0;
   for (;;) {
     uint64_t slice = bounded && timeout_ns - waited < SLICE_NS ? timeout_ns - waited : SLICE_NS;
-    int rc = rill_ipc_send(s, p, len, slice);
+    int rc = e->ch ? rill_ipc_chan_send(e->ch, p, len, slice) : rill_ipc_send(e->tx, p, len, slice);
     if (rc != RILL_ETIMEDOUT)
       return rc;
     waited += slice;
@@ -201,6 +260,16 @@ static int send_one(rill_ipc_sender_t *s, const void *p, uint32_t len, bool boun
     if (bounded && waited >= timeout_ns)
       return rc;
   }
+}
+
+static int pub_loop(args_t *a, end_t *e, uint32_t max, const char *kind);
+
+/* After a route failed to open: the name may be a channel's. */
+static void chan_hint(const char *who, const char *name) {
+  rill_ipc_chan_info_t ci;
+  if (rill_ipc_chan_info(name, &ci) == 0)
+    fprintf(stderr, "rill ipc %s: %s is a channel: add %s\n", who, name,
+            ci.delivery == RILL_IPC_QUEUE ? "--queue" : "--channel");
 }
 
 static int cmd_pub(args_t *a) {
@@ -225,10 +294,62 @@ static int cmd_pub(args_t *a) {
     a->o.wait = RILL_IPC_SPIN;
     rc = rill_ipc_sender_open(&s, a->name, &a->o);
   }
+  if (rc) {
+    fail("pub", a->name, rc);
+    chan_hint("pub", a->name);
+    return 1;
+  }
+  end_t e = {.tx = s};
+  return pub_loop(a, &e, rill_ipc_max_payload(s), "route");
+}
+
+/* A channel's layout, for opening it: what was given, and for what was
+ * not, what an existing channel has (zero, or its policy), so that
+ * `--channel NAME` opens any broadcast channel. */
+static int chan_opts(args_t *a, const char *who, rill_ipc_chan_opts_t *o) {
+  *o = (rill_ipc_chan_opts_t){.slots = a->has_slots ? a->o.slots : 0,
+                              .slot_size = a->has_slot_size ? a->o.slot_size : 0,
+                              .max_senders = a->senders,
+                              .max_receivers = a->receivers,
+                              .delivery = a->delivery,
+                              .policy = a->has_policy ? a->o.policy : RILL_IPC_BLOCK,
+                              .wait = a->o.wait};
+  rill_ipc_info_t ri;
+  if (rill_ipc_info(a->name, &ri) == 0) {
+    fprintf(stderr, "rill ipc %s: %s is a route, not a channel (drop --channel/--queue)\n", who,
+            a->name);
+    return 1;
+  }
+  rill_ipc_chan_info_t ci;
+  if (rill_ipc_chan_info(a->name, &ci) != 0)
+    return 0;
+  if (ci.delivery != a->delivery) {
+    fprintf(stderr, "rill ipc %s: channel %s is a %s: use %s\n", who, a->name,
+            ci.delivery == RILL_IPC_QUEUE ? "work queue" : "broadcast channel",
+            ci.delivery == RILL_IPC_QUEUE ? "--queue" : "--channel");
+    return 1;
+  }
+  if (!a->has_policy)
+    o->policy = ci.policy;
+  return 0;
+}
+
+static int cmd_pub_chan(args_t *a) {
+  rill_ipc_chan_opts_t o;
+  if (chan_opts(a, "pub", &o))
+    return 1;
+  rill_ipc_chan_t *ch;
+  int rc = rill_ipc_chan_open(&ch, a->name, &o, RILL_IPC_SENDER);
   if (rc)
     return fail("pub", a->name, rc);
+  end_t e = {.ch = ch};
+  return pub_loop(a, &e, rill_ipc_chan_max_payload(ch), "channel");
+}
+
+/* Sends the records and closes e. kind names it in messages. */
+static int pub_loop(args_t *a, end_t *e, uint32_t max, const char *kind) {
   catch_stop();
-  uint32_t max = rill_ipc_max_payload(s);
+  int rc;
   rill_tool_records_t in = {.args = a->rest, .nargs = a->nrest};
   const char *msg;
   size_t len;
@@ -237,11 +358,11 @@ static int cmd_pub(args_t *a) {
   while (!status && !stopping && rill_tool_next_record(&in, &msg, &len)) {
     if (len > max) {
       fprintf(stderr,
-              "rill ipc pub: message %" PRIu64 " is %zu bytes; the route's slots hold at most %u "
+              "rill ipc pub: message %" PRIu64 " is %zu bytes; the %s's slots hold at most %u "
               "(--slot-size when creating it)\n",
-              sent, len, max);
+              sent, len, kind, max);
       status = 1;
-    } else if ((rc = send_one(s, msg, (uint32_t)len, a->has_timeout, a->timeout_ms * 1000000ull)) !=
+    } else if ((rc = send_one(e, msg, (uint32_t)len, a->has_timeout, a->timeout_ms * 1000000ull)) !=
                0) {
       status = rc == RILL_ECANCELED ? 1 : fail("pub", "send", rc);
     } else {
@@ -249,11 +370,14 @@ static int cmd_pub(args_t *a) {
     }
   }
   rill_tool_records_free(&in);
-  rill_ipc_sender_close(s);
+  rill_ipc_sender_close(e->tx);
+  rill_ipc_chan_close(e->ch);
   return status;
 }
 
 /* ---- sub --------------------------------------------------------------------------- */
+
+static int sub_loop(args_t *a, end_t *e);
 
 static int cmd_sub(args_t *a) {
   catch_stop();
@@ -265,8 +389,11 @@ static int cmd_sub(args_t *a) {
     int rc = rill_ipc_receiver_open(&r, a->name);
     if (rc == 0)
       break;
-    if (rc != RILL_ENOENT)
-      return fail("sub", a->name, rc);
+    if (rc != RILL_ENOENT) {
+      fail("sub", a->name, rc);
+      chan_hint("sub", a->name);
+      return 1;
+    }
     if (!told) {
       fprintf(stderr, "rill ipc sub: no route %s yet; waiting for it\n", a->name);
       told = true;
@@ -280,15 +407,36 @@ static int cmd_sub(args_t *a) {
       return 1;
     }
   }
+  end_t e = {.rx = r};
+  return sub_loop(a, &e);
+}
+
+/* A channel exists once a sub opens it: created here when absent. */
+static int cmd_sub_chan(args_t *a) {
+  catch_stop();
+  rill_ipc_chan_opts_t o;
+  if (chan_opts(a, "sub", &o))
+    return 1;
+  rill_ipc_chan_t *ch;
+  int rc = rill_ipc_chan_open(&ch, a->name, &o, RILL_IPC_RECEIVER);
+  if (rc)
+    return fail("sub", a->name, rc);
+  end_t e = {.ch = ch};
+  return sub_loop(a, &e);
+}
+
+/* Prints what e receives and closes it. */
+static int sub_loop(args_t *a, end_t *e) {
+  uint64_t limit = a->timeout_ms * 1000000ull, idle = 0;
   signal(SIGPIPE, SIG_DFL);
   int status = 0;
   uint64_t n = 0;
-  idle = 0;
   while (n < a->count && !stopping) {
     uint64_t slice = a->has_timeout && limit - idle < SLICE_NS ? limit - idle : SLICE_NS;
     rill_ipc_msg_t m;
     uint64_t lost = 0;
-    int rc = rill_ipc_recv(r, &m, slice, &lost);
+    int rc = e->ch ? rill_ipc_chan_recv(e->ch, &m, slice, &lost)
+                   : rill_ipc_recv(e->rx, &m, slice, &lost);
     if (rc == RILL_ETIMEDOUT || rc == RILL_EAGAIN) {
       idle += slice;
       if (a->has_timeout && idle >= limit) {
@@ -300,6 +448,14 @@ static int cmd_sub(args_t *a) {
         }
         break;
       }
+      continue;
+    }
+    if (rc == RILL_ELAGGED && e->ch) {
+      /* A sender died between claiming a message and committing it. */
+      fprintf(stderr,
+              "rill ipc sub: %" PRIu64 " messages skipped: their sender died before "
+              "sending them\n",
+              lost);
       continue;
     }
     if (rc == RILL_ELAGGED) {
@@ -324,7 +480,8 @@ static int cmd_sub(args_t *a) {
     fflush(stdout);
     n++;
   }
-  rill_ipc_receiver_close(r);
+  rill_ipc_receiver_close(e->rx);
+  rill_ipc_chan_close(e->ch);
   return status;
 }
 
@@ -442,8 +599,8 @@ int rill_ipc_main(int argc, char **argv) {
     free(a.rest);
     return ipc_usage(stderr);
   }
-  int rc = !strcmp(cmd, "pub")   ? cmd_pub(&a)
-           : !strcmp(cmd, "sub") ? cmd_sub(&a)
+  int rc = !strcmp(cmd, "pub")   ? (a.chan ? cmd_pub_chan(&a) : cmd_pub(&a))
+           : !strcmp(cmd, "sub") ? (a.chan ? cmd_sub_chan(&a) : cmd_sub(&a))
            : !strcmp(cmd, "ls")  ? cmd_ls(&a)
                                  : cmd_rm(&a);
   free(a.rest);
