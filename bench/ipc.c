@@ -47,9 +47,28 @@
  *   and pipe: one 64 KiB write per message (to each receiver), read 64 KiB
  *   at a time. GB/s is the bytes one receiver gets (65536 / ns per
  *   message): with 4 receivers, 4 times as many bytes are delivered.
+ * - chan_64: a channel (many senders), broadcast: two sender processes
+ *   forked as well (the parent only gives orders), each sending N
+ *   messages, one receiving process counting all 2N; ns/op is per
+ *   message received, the clock running from the first sender's start to
+ *   the receiver holding the last. The receiver checks each sender's
+ *   numbers in order. Peers, many writers to one reader as their users
+ *   set them up: one SOCK_SEQPACKET or SOCK_DGRAM socket pair whose one
+ *   end both writers share (the reader's receive queue is where their
+ *   messages meet, as with clients of a bound datagram socket); zmq: two
+ *   PUSH sockets connected to one PULL.
+ * - chan_64_queue: a work queue: the parent sends N messages, two
+ *   receiving processes take them, each message to exactly one. Neither
+ *   knows how many it will get: after the N messages the parent sends a
+ *   stop to each (zmq: until each has one, as PUSH may hand a stopped
+ *   receiver two), and checks that the counts add up to N and the
+ *   numbers to N(N-1)/2. Peers: one socket pair end read by both
+ *   processes (the kernel hands each datagram to one reader); zmq: PUSH to
+ *   two PULLs, round-robin.
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -66,6 +85,9 @@
 
 #define MSG      64u
 #define MAX_RX   4
+#define MAX_TX   2 /* sender processes of a channel case */
+#define MAX_KIDS (MAX_RX + MAX_TX)
+#define STOP     UINT64_MAX /* chan_64_queue: a message's number that tells a receiver to stop */
 #define SLOTS    4096u
 #define SLOT     128u           /* 64 bytes of payload and the 16-byte slot header */
 #define WAIT_NS  10000000000ull /* any single wait longer than 10 s is a hang */
@@ -74,8 +96,8 @@
 #define BIG      (64u << 10) /* thr_64k's messages */
 #define CHUNKS   64u
 
-typedef enum { K_RILL, K_UNIX, K_SEQ, K_PIPE, K_ZMQ } kind_t;
-typedef enum { OP_QUIT, OP_RECV, OP_ECHO } op_t;
+typedef enum { K_RILL, K_CHAN, K_UNIX, K_SEQ, K_DGRAM, K_PIPE, K_ZMQ } kind_t;
+typedef enum { OP_QUIT, OP_RECV, OP_ECHO, OP_SEND, OP_TAKE } op_t;
 
 typedef struct cmd {
   uint32_t op;
@@ -83,8 +105,9 @@ typedef struct cmd {
 } cmd_t;
 
 typedef struct res {
-  int32_t rc; /* 0, or the child failed (it printed why) */
-  uint64_t t1;
+  int32_t rc;        /* 0, or the child failed (it printed why) */
+  uint64_t t1;       /* when it finished; in the "awake" answer, when it starts */
+  uint64_t got, sum; /* OP_TAKE: messages taken, and their numbers added up */
 } res_t;
 
 /* One implementation of one case, and its peer processes. */
@@ -95,13 +118,17 @@ typedef struct peer {
   bool big;     /* 64 KiB messages through the chunk pool */
   bool readall; /* the receiver reads every byte of a big message */
   int nrx;
+  int ntx;    /* channel cases: sender processes (children nrx..); 0: the parent sends */
+  bool queue; /* each message to exactly one receiver (OP_TAKE) */
   bool up;
-  pid_t pid[MAX_RX];
-  int ctl[MAX_RX], res[MAX_RX]; /* orders to each child, answers from it */
-  int fd[MAX_RX];               /* the parent's end toward each child */
-  int back;                     /* pipe ping-pong: the way back */
+  uint64_t epoch; /* chan_64_queue: the run, in its stops (zmq may leave stale ones) */
+  pid_t pid[MAX_KIDS];
+  int ctl[MAX_KIDS], res[MAX_KIDS]; /* orders to each child, answers from it */
+  int fd[MAX_RX];                   /* the parent's end toward each child (-1: none) */
+  int back;                         /* pipe ping-pong: the way back */
   rill_ipc_sender_t *tx;
   rill_ipc_receiver_t *rx;
+  rill_ipc_chan_t *ch; /* chan_64_queue: the parent's sender */
   char fwd[64], bwd[64], ep[128];
   void *zctx, *zsock;
 } peer_t;
@@ -208,6 +235,19 @@ static rill_ipc_opts_t route_opts(const peer_t *p) {
                            .pool_chunks = p->big ? CHUNKS : 0};
 }
 
+/* Channel cases put every process on one socket pair, not one per child. */
+static bool shared(const peer_t *p) { return p->ntx > 0 || p->queue; }
+
+static rill_ipc_chan_opts_t chan_opts(const peer_t *p) {
+  return (rill_ipc_chan_opts_t){.slots = SLOTS,
+                                .slot_size = SLOT,
+                                .max_senders = MAX_TX,
+                                .max_receivers = MAX_RX,
+                                .delivery = p->queue ? RILL_IPC_QUEUE : RILL_IPC_BROADCAST,
+                                .policy = RILL_IPC_BLOCK,
+                                .wait = p->spin ? RILL_IPC_SPIN : RILL_IPC_PARK};
+}
+
 static void rill_check(const char *what, int rc) {
   if (RILL_UNLIKELY(rc != 0))
     bench_die("ipc: %s: %s (%s)", what, rill_strerror(rc), rill_errmsg());
@@ -217,14 +257,130 @@ static void rill_check(const char *what, int rc) {
 
 typedef struct child_end {
   int fd, back; /* sockets: fd both ways; pipes: fd in, back out */
+  int tx_id;    /* channel cases: which sender this child is; -1: a receiver */
   rill_ipc_receiver_t *rx;
   rill_ipc_sender_t *tx;
+  rill_ipc_chan_t *ch;
   void *zctx, *zsock;
 } child_end_t;
+
+/* ---- channel cases: one message each way, whatever carries it ---------------------- */
+
+/* A channel case's message: its number, then the sender's id (or, for a
+ * stop, the run's epoch). */
+static inline void chan_msg_set(uint8_t *m, uint64_t seq, uint64_t tag) {
+  memcpy(m, &seq, 8);
+  memcpy(m + 8, &tag, 8);
+}
+
+static inline void chan_send(kind_t k, rill_ipc_chan_t *ch, int fd, void *zsock, const uint8_t *m,
+                             const char *who) {
+  switch (k) {
+  case K_CHAN: {
+    int rc = rill_ipc_chan_send(ch, m, MSG, WAIT_NS);
+    if (RILL_UNLIKELY(rc != 0))
+      rill_check("channel send", rc);
+    break;
+  }
+  case K_SEQ:
+  case K_DGRAM:
+    while (send(fd, m, MSG, MSG_NOSIGNAL) != (ssize_t)MSG)
+      if (errno != EINTR)
+        bench_die("ipc %s: send: %s", who, strerror(errno));
+    break;
+  case K_ZMQ:
+    while (zmq_send(zsock, m, MSG, 0) != (int)MSG)
+      if (zmq_errno() != EINTR)
+        zmq_die("zmq_send");
+    break;
+  default: bench_die("ipc %s: not a channel peer", who);
+  }
+}
+
+/* The next message of a channel case: in place (rill) or copied into buf. */
+static inline void chan_recv(const peer_t *p, child_end_t *e, uint8_t *buf, size_t cap,
+                             uint64_t *seq, uint64_t *tag) {
+  const uint8_t *d = buf;
+  ssize_t len;
+  switch (p->kind) {
+  case K_CHAN: {
+    rill_ipc_msg_t m;
+    rill_check("child channel recv", rill_ipc_chan_recv(e->ch, &m, WAIT_NS, NULL));
+    d = m.data;
+    len = m.len;
+    break;
+  }
+  case K_SEQ:
+  case K_DGRAM:
+    while ((len = recv(e->fd, buf, cap, 0)) < 0)
+      if (errno != EINTR)
+        bench_die("ipc %s child: recv: %s", p->impl, strerror(errno));
+    break;
+  case K_ZMQ:
+    while ((len = zmq_recv(e->zsock, buf, cap, 0)) < 0)
+      if (zmq_errno() != EINTR)
+        zmq_die("child zmq_recv");
+    break;
+  default: bench_die("ipc %s: not a channel peer", p->impl);
+  }
+  if (RILL_UNLIKELY(len != MSG))
+    bench_die("ipc %s: a message of %zd bytes", p->impl, len);
+  memcpy(seq, d, 8);
+  memcpy(tag, d + 8, 8);
+}
+
+/* chan_64's receiver: n messages from ntx senders, each sender's in order. */
+static void child_recv_many(const peer_t *p, child_end_t *e, uint64_t n) {
+  uint8_t buf[MSG * 2];
+  uint64_t next[MAX_TX] = {0};
+  for (uint64_t i = 0; i < n; i++) {
+    uint64_t seq, id;
+    chan_recv(p, e, buf, sizeof buf, &seq, &id);
+    if (RILL_UNLIKELY(id >= (uint64_t)p->ntx || seq != next[id]))
+      bench_die("ipc %s: message %" PRIu64 " of sender %" PRIu64 " arrived as %" PRIu64, p->impl,
+                id < MAX_TX ? next[id] : 0, id, seq);
+    next[id]++;
+  }
+}
+
+/* chan_64_queue's receivers: what comes, until this run's stop. Numbers
+ * rise (each receiver gets an ordered part of the stream); the parent
+ * checks that the parts add up. */
+static void child_take(const peer_t *p, child_end_t *e, uint64_t epoch, res_t *r) {
+  uint8_t buf[MSG * 2];
+  uint64_t got = 0, sum = 0, last = 0;
+  for (;;) {
+    uint64_t seq, tag;
+    chan_recv(p, e, buf, sizeof buf, &seq, &tag);
+    if (seq == STOP) {
+      if (tag == epoch)
+        break;
+      continue; /* left over from an earlier run (zmq) */
+    }
+    if (RILL_UNLIKELY(tag != 0 || (got && seq <= last)))
+      bench_die("ipc %s: message %" PRIu64 " after %" PRIu64, p->impl, seq, last);
+    last = seq;
+    got++;
+    sum += seq;
+  }
+  r->got = got;
+  r->sum = sum;
+}
+
+/* A sender process of chan_64. */
+static void child_send(const peer_t *p, child_end_t *e, uint64_t n) {
+  uint8_t m[MSG];
+  memset(m, 0x5a, sizeof m);
+  for (uint64_t i = 0; i < n; i++) {
+    chan_msg_set(m, i, (uint64_t)e->tx_id);
+    chan_send(p->kind, e->ch, e->fd, e->zsock, m, p->impl);
+  }
+}
 
 static void child_recv(const peer_t *p, child_end_t *e, uint64_t n) {
   static uint8_t buf[STREAM_B];
   switch (p->kind) {
+  case K_CHAN: bench_die("ipc %s: a channel has its own cases", p->impl);
   case K_RILL:
     for (uint64_t i = 0; i < n; i++) {
       rill_ipc_msg_t m;
@@ -261,6 +417,7 @@ static void child_recv(const peer_t *p, child_end_t *e, uint64_t n) {
     break;
   }
   case K_SEQ:
+  case K_DGRAM:
     for (uint64_t i = 0; i < n; i++) {
       ssize_t r = recv(e->fd, buf, sizeof buf, 0);
       if (r < 0 && errno == EINTR) {
@@ -289,6 +446,7 @@ static void child_echo(const peer_t *p, child_end_t *e, uint64_t n) {
   uint8_t buf[MSG * 2];
   for (uint64_t i = 0; i < n; i++) {
     switch (p->kind) {
+    case K_CHAN: bench_die("ipc %s: a channel has its own cases", p->impl);
     case K_RILL: {
       rill_ipc_msg_t m;
       rill_check("child recv", rill_ipc_recv(e->rx, &m, WAIT_NS, NULL));
@@ -298,6 +456,7 @@ static void child_echo(const peer_t *p, child_end_t *e, uint64_t n) {
     }
     case K_UNIX:
     case K_SEQ:
+    case K_DGRAM:
     case K_PIPE:
       if (!read_full(e->fd, buf, MSG))
         bench_die("ipc %s child: end of stream", p->impl);
@@ -313,7 +472,19 @@ static void child_echo(const peer_t *p, child_end_t *e, uint64_t n) {
 }
 
 static _Noreturn void child_main(const peer_t *p, child_end_t *e, int ctl, int resfd) {
-  if (p->kind == K_RILL) {
+  if (p->kind == K_CHAN) {
+    rill_check("child channel open",
+               rill_ipc_chan_open(&e->ch, p->fwd, NULL,
+                                  e->tx_id >= 0 ? RILL_IPC_SENDER : RILL_IPC_RECEIVER));
+  } else if (p->kind == K_ZMQ && p->ntx > 0) {
+    /* Many to one: the receiver binds a PULL, each sender connects a PUSH. */
+    int hwm = ZMQ_HWM;
+    bool tx = e->tx_id >= 0;
+    if (!(e->zctx = zmq_ctx_new()) || !(e->zsock = zmq_socket(e->zctx, tx ? ZMQ_PUSH : ZMQ_PULL)) ||
+        zmq_setsockopt(e->zsock, tx ? ZMQ_SNDHWM : ZMQ_RCVHWM, &hwm, sizeof hwm) != 0 ||
+        (tx ? zmq_connect(e->zsock, p->ep) : zmq_bind(e->zsock, p->ep)) != 0)
+      zmq_die("child zmq PUSH/PULL");
+  } else if (p->kind == K_RILL) {
     rill_check("child attach", rill_ipc_receiver_open(&e->rx, p->fwd));
     if (p->lat) {
       rill_ipc_opts_t o = route_opts(p);
@@ -327,13 +498,20 @@ static _Noreturn void child_main(const peer_t *p, child_end_t *e, int ctl, int r
         zmq_connect(e->zsock, p->ep) != 0)
       zmq_die("child zmq_connect");
   }
-  res_t r = {0, 0};
+  res_t r = {0};
   write_full(resfd, &r, sizeof r); /* attached: the parent may go on */
   cmd_t c;
   while (read_full(ctl, &c, sizeof c) && c.op != OP_QUIT) {
-    write_full(resfd, &r, sizeof r); /* awake and about to receive */
-    if (c.op == OP_RECV)
+    r = (res_t){.t1 = rill_time_ns()};
+    write_full(resfd, &r, sizeof r); /* awake and about to start */
+    if (c.op == OP_RECV && p->ntx > 0)
+      child_recv_many(p, e, c.n);
+    else if (c.op == OP_RECV)
       child_recv(p, e, c.n);
+    else if (c.op == OP_SEND)
+      child_send(p, e, c.n);
+    else if (c.op == OP_TAKE)
+      child_take(p, e, c.n, &r);
     else
       child_echo(p, e, c.n);
     r.t1 = rill_time_ns();
@@ -342,6 +520,8 @@ static _Noreturn void child_main(const peer_t *p, child_end_t *e, int ctl, int r
   if (p->kind == K_RILL) {
     rill_ipc_sender_close(e->tx);
     rill_ipc_receiver_close(e->rx);
+  } else if (p->kind == K_CHAN) {
+    rill_ipc_chan_close(e->ch);
   } else if (p->kind == K_ZMQ) {
     int linger = 0;
     zmq_setsockopt(e->zsock, ZMQ_LINGER, &linger, sizeof linger);
@@ -354,11 +534,30 @@ static _Noreturn void child_main(const peer_t *p, child_end_t *e, int ctl, int r
 
 /* ---- the parent: set up, run, tear down ------------------------------------------- */
 
+static uint64_t chan_run(peer_t *p, uint64_t n);
+static uint64_t thr_run(void *arg, uint64_t n);
+
 static void peer_open(peer_t *p) {
   static unsigned seq;
   unsigned id = seq++;
   p->back = -1;
-  if (p->kind == K_RILL) {
+  for (int i = 0; i < MAX_RX; i++)
+    p->fd[i] = -1;
+  int one[2] = {-1, -1}; /* shared(): the socket pair every process uses */
+  if (shared(p) && (p->kind == K_SEQ || p->kind == K_DGRAM) &&
+      socketpair(AF_UNIX, p->kind == K_SEQ ? SOCK_SEQPACKET : SOCK_DGRAM, 0, one))
+    bench_die("ipc: socketpair: %s", strerror(errno));
+  if (p->kind == K_CHAN) {
+    snprintf(p->fwd, sizeof p->fwd, "rill-bench-%d-%u-chan", (int)getpid(), id);
+    rill_ipc_chan_opts_t o = chan_opts(p);
+    /* The parent creates it; it stays a sender only when it sends. */
+    rill_check("channel open", rill_ipc_chan_open(&p->ch, p->fwd, &o, RILL_IPC_SENDER));
+    remember(p->fwd);
+    if (p->ntx > 0) {
+      rill_ipc_chan_close(p->ch);
+      p->ch = NULL;
+    }
+  } else if (p->kind == K_RILL) {
     snprintf(p->fwd, sizeof p->fwd, "rill-bench-%d-%u-fwd", (int)getpid(), id);
     snprintf(p->bwd, sizeof p->bwd, "rill-bench-%d-%u-back", (int)getpid(), id);
     rill_ipc_opts_t o = route_opts(p);
@@ -369,12 +568,22 @@ static void peer_open(peer_t *p) {
   } else if (p->kind == K_ZMQ) {
     snprintf(p->ep, sizeof p->ep, "ipc:///tmp/rill-bench-%d-%u.zmq", (int)getpid(), id);
   }
-  bool pin = p->nrx == 1 && bench_ncpu() >= 2;
-  for (int i = 0; i < p->nrx; i++) {
+  bool pin = p->nrx == 1 && p->ntx == 0 && bench_ncpu() >= 2;
+  for (int i = 0; i < p->nrx + p->ntx; i++) {
     int ctl[2], res[2], sv[2] = {-1, -1}, bk[2] = {-1, -1};
+    if (i == p->nrx && p->ntx > 0) {
+      /* The receivers are attached (zmq: bound) before a sender starts. */
+      for (int j = 0; j < p->nrx; j++) {
+        res_t r;
+        if (!read_full(p->res[j], &r, sizeof r))
+          bench_die("ipc %s: a peer process died while attaching", p->impl);
+      }
+    }
     if (pipe(ctl) || pipe(res))
       bench_die("ipc: pipe: %s", strerror(errno));
-    if (p->kind == K_UNIX || p->kind == K_SEQ) {
+    if (shared(p)) {
+      /* one[] serves every child. */
+    } else if (p->kind == K_UNIX || p->kind == K_SEQ) {
       if (socketpair(AF_UNIX, (p->kind == K_UNIX ? SOCK_STREAM : SOCK_SEQPACKET), 0, sv))
         bench_die("ipc: socketpair: %s", strerror(errno));
     } else if (p->kind == K_PIPE) {
@@ -393,8 +602,12 @@ static void peer_open(peer_t *p) {
         pin_all();
       close(ctl[1]);
       close(res[0]);
-      child_end_t e = {.fd = -1, .back = -1};
-      if (p->kind == K_UNIX || p->kind == K_SEQ) {
+      child_end_t e = {.fd = -1, .back = -1, .tx_id = i >= p->nrx ? i - p->nrx : -1};
+      if (one[0] >= 0) {
+        /* Senders write one end, receivers read the other. */
+        close(one[e.tx_id >= 0 ? 1 : 0]);
+        e.fd = one[e.tx_id >= 0 ? 0 : 1];
+      } else if (p->kind == K_UNIX || p->kind == K_SEQ) {
         close(sv[0]);
         e.fd = sv[1];
       } else if (p->kind == K_PIPE) {
@@ -412,7 +625,8 @@ static void peer_open(peer_t *p) {
     p->pid[i] = pid;
     p->ctl[i] = ctl[1];
     p->res[i] = res[0];
-    if (p->kind == K_UNIX || p->kind == K_SEQ) {
+    if (shared(p)) {
+    } else if (p->kind == K_UNIX || p->kind == K_SEQ) {
       close(sv[1]);
       p->fd[i] = sv[0];
     } else if (p->kind == K_PIPE) {
@@ -424,11 +638,19 @@ static void peer_open(peer_t *p) {
       }
     }
   }
+  if (one[0] >= 0) {
+    /* The parent keeps the sending end when it is the sender. */
+    if (p->ntx == 0)
+      p->fd[0] = one[0];
+    else
+      close(one[0]);
+    close(one[1]);
+  }
   if (pin)
     bench_pin_cpu(0);
   else
     pin_all();
-  if (p->kind == K_ZMQ) {
+  if (p->kind == K_ZMQ && p->ntx == 0) {
     int hwm = ZMQ_HWM;
     if (!(p->zctx = zmq_ctx_new()) ||
         !(p->zsock = zmq_socket(p->zctx, p->lat ? ZMQ_PAIR : ZMQ_PUSH)) ||
@@ -436,7 +658,7 @@ static void peer_open(peer_t *p) {
         zmq_bind(p->zsock, p->ep) != 0)
       zmq_die("zmq_bind");
   }
-  for (int i = 0; i < p->nrx; i++) {
+  for (int i = p->ntx > 0 ? p->nrx : 0; i < p->nrx + p->ntx; i++) {
     res_t r;
     if (!read_full(p->res[i], &r, sizeof r))
       bench_die("ipc %s: a peer process died while attaching", p->impl);
@@ -445,21 +667,33 @@ static void peer_open(peer_t *p) {
   if (p->kind == K_RILL && p->lat)
     rill_check("receiver_open (back)", rill_ipc_receiver_open(&p->rx, p->bwd));
   p->up = true;
+  /* The PULLs connected before the PUSH was bound, and zmq retries only
+   * 100 ms later: one untimed run, which ends once both got a stop, so
+   * both are connected before the harness calibrates on the first run. */
+  if (p->kind == K_ZMQ && p->queue)
+    chan_run(p, 1);
+  /* The same for the other zmq peers whose receivers connect before the
+   * parent binds (thr_*, chan_64 is bound by its receiver): without it, a
+   * first run that waited out the retry made the harness calibrate on one
+   * iteration, and the row read 140-300 us a message. */
+  else if (p->kind == K_ZMQ && !p->lat && !shared(p))
+    thr_run(p, 1);
 }
 
 static void peer_close(peer_t *p) {
   if (!p->up)
     return;
   cmd_t q = {OP_QUIT, 0};
-  for (int i = 0; i < p->nrx; i++) {
+  for (int i = 0; i < p->nrx + p->ntx; i++) {
     write_full(p->ctl[i], &q, sizeof q);
     close(p->ctl[i]);
     int st;
     waitpid(p->pid[i], &st, 0);
     close(p->res[i]);
-    if (p->kind == K_UNIX || p->kind == K_SEQ || p->kind == K_PIPE)
-      close(p->fd[i]);
   }
+  for (int i = 0; i < MAX_RX; i++)
+    if (p->fd[i] >= 0)
+      close(p->fd[i]);
   if (p->back >= 0)
     close(p->back);
   if (p->kind == K_RILL) {
@@ -468,32 +702,45 @@ static void peer_close(peer_t *p) {
     rill_ipc_unlink(p->fwd);
     if (p->lat)
       rill_ipc_unlink(p->bwd);
+  } else if (p->kind == K_CHAN) {
+    rill_ipc_chan_close(p->ch);
+    rill_ipc_chan_unlink(p->fwd);
   } else if (p->kind == K_ZMQ) {
-    int linger = 0;
-    zmq_setsockopt(p->zsock, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_close(p->zsock);
-    zmq_ctx_term(p->zctx);
+    if (p->zsock) { /* chan_64: the parent has no zmq socket */
+      int linger = 0;
+      zmq_setsockopt(p->zsock, ZMQ_LINGER, &linger, sizeof linger);
+      zmq_close(p->zsock);
+      zmq_ctx_term(p->zctx);
+    }
     unlink(p->ep + strlen("ipc://"));
   }
   p->up = false;
 }
 
-/* Orders every child and waits until each is awake. */
-static void order(peer_t *p, op_t op, uint64_t n) {
+/* Orders children lo..hi-1 and waits until each is awake; returns the
+ * earliest time one of them started. */
+static uint64_t order_some(peer_t *p, int lo, int hi, op_t op, uint64_t n) {
   cmd_t c = {op, n};
-  for (int i = 0; i < p->nrx; i++)
+  uint64_t t0 = UINT64_MAX;
+  for (int i = lo; i < hi; i++)
     write_full(p->ctl[i], &c, sizeof c);
-  for (int i = 0; i < p->nrx; i++) {
+  for (int i = lo; i < hi; i++) {
     res_t r;
     if (!read_full(p->res[i], &r, sizeof r))
       bench_die("ipc %s: a peer process died", p->impl);
+    if (r.t1 < t0)
+      t0 = r.t1;
   }
+  return t0;
 }
+
+/* Orders every receiving child. */
+static void order(peer_t *p, op_t op, uint64_t n) { order_some(p, 0, p->nrx, op, n); }
 
 /* The latest time a child finished at. */
 static uint64_t finish(peer_t *p) {
   uint64_t t1 = 0;
-  for (int i = 0; i < p->nrx; i++) {
+  for (int i = 0; i < p->nrx + p->ntx; i++) {
     res_t r;
     if (!read_full(p->res[i], &r, sizeof r) || r.rc)
       bench_die("ipc %s: a peer process failed", p->impl);
@@ -506,6 +753,7 @@ static uint64_t finish(peer_t *p) {
 static inline void send_one(peer_t *p, const uint8_t *m) {
   const uint32_t msz = p->big ? BIG : MSG;
   switch (p->kind) {
+  case K_CHAN: bench_die("ipc %s: a channel has its own cases", p->impl);
   case K_RILL: {
     int rc = rill_ipc_send(p->tx, m, msz, WAIT_NS);
     if (RILL_UNLIKELY(rc != 0))
@@ -518,6 +766,7 @@ static inline void send_one(peer_t *p, const uint8_t *m) {
       write_full(p->fd[i], m, msz);
     break;
   case K_SEQ:
+  case K_DGRAM:
     for (int i = 0; i < p->nrx; i++)
       while (send(p->fd[i], m, MSG, MSG_NOSIGNAL) != (ssize_t)MSG)
         if (errno != EINTR)
@@ -531,8 +780,77 @@ static inline void send_one(peer_t *p, const uint8_t *m) {
   }
 }
 
+/* chan_64_queue after the N messages: a stop for each receiver, then
+ * their answers. PUSH may give two stops to one receiver, which reads only
+ * the first: while one is still taking, another stop is sent every 50 us. */
+static uint64_t queue_finish(peer_t *p, uint64_t n) {
+  uint8_t m[MSG];
+  memset(m, 0x5a, sizeof m);
+  chan_msg_set(m, STOP, p->epoch);
+  for (int i = 0; i < p->nrx; i++)
+    chan_send(p->kind, p->ch, p->fd[0], p->zsock, m, p->impl);
+  bool done[MAX_RX] = {false};
+  uint64_t t1 = 0, got = 0, sum = 0;
+  for (int left = p->nrx; left > 0;) {
+    struct pollfd pf[MAX_RX];
+    int who[MAX_RX], k = 0;
+    for (int i = 0; i < p->nrx; i++)
+      if (!done[i]) {
+        pf[k] = (struct pollfd){.fd = p->res[i], .events = POLLIN};
+        who[k++] = i;
+      }
+    struct timespec tick = {0, 50000};
+    int ready = ppoll(pf, (nfds_t)k, p->kind == K_ZMQ ? &tick : NULL, NULL);
+    if (ready < 0 && errno != EINTR)
+      bench_die("ipc: ppoll: %s", strerror(errno));
+    if (ready == 0 && zmq_send(p->zsock, m, MSG, ZMQ_DONTWAIT) < 0 && zmq_errno() != EAGAIN)
+      zmq_die("zmq_send (stop)");
+    for (int j = 0; ready > 0 && j < k; j++) {
+      if (!pf[j].revents)
+        continue;
+      res_t r;
+      if (!read_full(p->res[who[j]], &r, sizeof r) || r.rc)
+        bench_die("ipc %s: a peer process failed", p->impl);
+      done[who[j]] = true;
+      left--;
+      got += r.got;
+      sum += r.sum;
+      if (r.t1 > t1)
+        t1 = r.t1;
+    }
+  }
+  /* Each message once: as many as were sent, and their numbers add up
+   * (modulo 2^64, on both sides). */
+  if (got != n || sum != (n % 2 ? n * ((n - 1) / 2) : (n / 2) * (n - 1)))
+    bench_die("ipc %s: the receivers took %" PRIu64 " messages of %" PRIu64
+              ", numbers adding up to %" PRIu64,
+              p->impl, got, n, sum);
+  return t1;
+}
+
+static uint64_t chan_run(peer_t *p, uint64_t n) {
+  if (p->ntx > 0) {
+    /* Many to one: the receiver first, then the senders; the clock starts
+     * when the first sender does. */
+    order_some(p, 0, p->nrx, OP_RECV, n * (uint64_t)p->ntx);
+    uint64_t t0 = order_some(p, p->nrx, p->nrx + p->ntx, OP_SEND, n);
+    return finish(p) - t0;
+  }
+  uint8_t m[MSG];
+  memset(m, 0x5a, sizeof m);
+  order(p, OP_TAKE, ++p->epoch);
+  uint64_t t0 = rill_time_ns();
+  for (uint64_t i = 0; i < n; i++) {
+    chan_msg_set(m, i, 0);
+    chan_send(p->kind, p->ch, p->fd[0], p->zsock, m, p->impl);
+  }
+  return queue_finish(p, n) - t0;
+}
+
 static uint64_t thr_run(void *arg, uint64_t n) {
   peer_t *p = arg;
+  if (p->ntx > 0 || p->queue)
+    return chan_run(p, n);
   static uint8_t m[BIG];
   memset(m, 0x5a, sizeof m);
   order(p, OP_RECV, n);
@@ -550,6 +868,7 @@ static uint64_t thr_run(void *arg, uint64_t n) {
 static inline void recv_back(peer_t *p, uint64_t i) {
   uint8_t buf[MSG * 2];
   switch (p->kind) {
+  case K_CHAN: bench_die("ipc %s: a channel has its own cases", p->impl);
   case K_RILL: {
     rill_ipc_msg_t mm;
     rill_check("recv (back)", rill_ipc_recv(p->rx, &mm, WAIT_NS, NULL));
@@ -558,6 +877,7 @@ static inline void recv_back(peer_t *p, uint64_t i) {
   }
   case K_UNIX:
   case K_SEQ:
+  case K_DGRAM:
   case K_PIPE:
     if (!read_full(p->kind == K_PIPE ? p->back : p->fd[0], buf, MSG))
       bench_die("ipc %s: the echo stopped", p->impl);
@@ -604,7 +924,9 @@ static void run_case(bench_ctx_t *b, const char *name, peer_t *peers, size_t n, 
     im[i] = lat ? (bench_impl_t){.name = peers[i].impl, .run_lat = lat_run, .arg = &peers[i]}
                 : (bench_impl_t){.name = peers[i].impl, .run_timed = thr_run, .arg = &peers[i]};
   }
-  bench_run(b, &(bench_case_t){name, peers[0].big ? BIG : MSG, 1, im, n});
+  /* Many senders: an iteration is one message from each. */
+  uint64_t ops = peers[0].ntx > 0 ? (uint64_t)peers[0].ntx : 1;
+  bench_run(b, &(bench_case_t){name, peers[0].big ? BIG : MSG, ops, im, n});
   for (size_t i = 0; i < n; i++)
     peer_close(&peers[i]);
 }
@@ -648,6 +970,24 @@ static int ipc_run(bench_ctx_t *b) {
              "pipe: one 64 KiB write per message and receiver, read 64 KiB at a time, the same "
              "checks; GB/s is what one receiver gets",
              CHUNKS);
+  bench_note(b,
+             "rill channels: %u slots of %u bytes, policy block, at most %d senders and %d "
+             "receivers; nothing pinned in the chan cases (three processes)",
+             SLOTS, SLOT, MAX_TX, MAX_RX);
+  bench_note(b,
+             "chan_64: 2 sender processes into 1 broadcast channel, 1 receiving process; ns "
+             "per message received (2N), from the first sender's start to the receiver "
+             "holding all; unix_seqpkt, unix_dgram: both writers share one end of one "
+             "SOCK_SEQPACKET / SOCK_DGRAM socket pair, one send per message; zmq: 2 PUSH "
+             "connected to 1 PULL over ipc://, HWM %d",
+             ZMQ_HWM);
+  bench_note(b,
+             "chan_64_queue: the parent sends N messages into a work queue, 2 receiving "
+             "processes take them, each message to one; ns per message sent, until both "
+             "have stopped (a stop message each after the N); unix_seqpkt, unix_dgram: both "
+             "readers recv from one shared socket end (the kernel gives each datagram to "
+             "one); zmq: PUSH to 2 PULL, round-robin, HWM %d",
+             ZMQ_HWM);
 
   peer_t lat[] = {
       {.impl = "rill_spin", .kind = K_RILL, .spin = true, .lat = true, .nrx = 1},
@@ -690,6 +1030,22 @@ static int ipc_run(bench_ctx_t *b) {
   };
   run_case(b, "thr_64k", thrk, sizeof thrk / sizeof thrk[0], false);
   run_case(b, "thr_64k_4rx", thrk4, sizeof thrk4 / sizeof thrk4[0], false);
+  peer_t chan[] = {
+      {.impl = "rill_park", .kind = K_CHAN, .nrx = 1, .ntx = 2},
+      {.impl = "rill_spin", .kind = K_CHAN, .spin = true, .nrx = 1, .ntx = 2},
+      {.impl = "unix_seqpkt", .kind = K_SEQ, .nrx = 1, .ntx = 2},
+      {.impl = "unix_dgram", .kind = K_DGRAM, .nrx = 1, .ntx = 2},
+      {.impl = "zmq_pushpull", .kind = K_ZMQ, .nrx = 1, .ntx = 2},
+  };
+  peer_t chanq[] = {
+      {.impl = "rill_park", .kind = K_CHAN, .queue = true, .nrx = 2},
+      {.impl = "rill_spin", .kind = K_CHAN, .spin = true, .queue = true, .nrx = 2},
+      {.impl = "unix_seqpkt", .kind = K_SEQ, .queue = true, .nrx = 2},
+      {.impl = "unix_dgram", .kind = K_DGRAM, .queue = true, .nrx = 2},
+      {.impl = "zmq_pushpull", .kind = K_ZMQ, .queue = true, .nrx = 2},
+  };
+  run_case(b, "chan_64", chan, sizeof chan / sizeof chan[0], false);
+  run_case(b, "chan_64_queue", chanq, sizeof chanq / sizeof chanq[0], false);
   pin_all();
 
   if (bench_want(b, "lat_64")) {
@@ -730,7 +1086,8 @@ static int ipc_run(bench_ctx_t *b) {
 const bench_suite_t bench_suite_ipc = {
     .name = "ipc",
     .about = "shared-memory routes between two processes: 64 B one-way latency and throughput "
-             "(1 and 4 receivers), 64 KiB throughput through the chunk pool, vs Unix sockets, a "
-             "pipe and ZeroMQ ipc://",
+             "(1 and 4 receivers), 64 KiB throughput through the chunk pool; channels: 2 senders "
+             "to 1 receiver and a 2-receiver work queue; vs Unix sockets, a pipe and ZeroMQ "
+             "ipc://",
     .run = ipc_run,
 };
