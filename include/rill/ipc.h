@@ -34,15 +34,17 @@
  * handles are independent of each other, in one process or several.
  * docs/FORMATS.md ("IPC route segment") gives every byte and the protocol.
  *
- * Large messages (opts.max_message): a message over a slot's payload goes
- * into a chunk of a pool in the same segment (the one copy, from the
- * sender's buffer); its slot holds the chunk's index, and receivers read
+ * Large messages (opts.max_message or opts.pool): a message over a slot's
+ * payload goes into a chunk of a pool in the same segment (the one copy,
+ * from the sender's buffer, or none with rill_ipc_reserve); its slot holds
+ * the chunk's class and index, and receivers read
  * the chunk in place. A chunk is free again once every live receiver has
  * moved past its message: no refcount, and a dead receiver's hold ends
  * when it is reaped.
  *
- * Later slices: `channel` (many senders, broadcast or shared work
- * queue); several size classes in the pool.
+ * The pool has up to 8 size classes (opts.pool), and rill_ipc_reserve /
+ * rill_ipc_commit let a sender write a message in place, in its slot or
+ * chunk: then no byte is copied from sender to receivers.
  */
 #ifndef RILL_IPC_H
 #define RILL_IPC_H
@@ -59,10 +61,11 @@ extern "C" {
 #endif
 
 #define RILL_IPC_MAGIC         0x50494c52u /* "RLIP", the segment's first bytes */
-#define RILL_IPC_VERSION       1u
+#define RILL_IPC_VERSION       2u
 #define RILL_IPC_MAX_RECEIVERS 64u
 #define RILL_IPC_MAX_NAME      100u /* [A-Za-z0-9._-], not starting with '.' */
 #define RILL_IPC_SLOT_HDR      16u  /* bytes of each slot before its payload */
+#define RILL_IPC_MAX_CLASSES   8u   /* size classes in a route's chunk pool */
 
 /** What a sender does when the slowest live receiver is a whole ring
  *  behind. */
@@ -82,8 +85,15 @@ typedef enum rill_ipc_wait {
 /** A route's layout and behaviour, fixed when it is created (the sender
  *  that creates it decides; later ones must agree or get RILL_EINVAL: each
  *  of slots, slot_size, max_receivers, max_message and pool_chunks they set
- *  (non-zero), and the policy). wait, spin_ns and mode are the creator's, kept in the segment
- *  for every participant; a later sender's are ignored. */
+ *  (non-zero), the pool classes when they give any, and the policy). wait, spin_ns and mode are the
+ * creator's, kept in the segment for every participant; a later sender's are ignored. */
+/** A size class of a route's chunk pool: chunks chunks of up to size bytes
+ *  each. */
+typedef struct rill_ipc_class {
+  uint32_t size;   /* over the slot payload, at most 1 GiB */
+  uint32_t chunks; /* 1..2^20 */
+} rill_ipc_class_t;
+
 typedef struct rill_ipc_opts {
   uint32_t slots;         /* ring slots, a power of two, 2..2^24; default 4096 */
   uint32_t slot_size;     /* bytes a slot takes, header included, a multiple of 64
@@ -95,16 +105,21 @@ typedef struct rill_ipc_opts {
   mode_t mode;      /* the segment's permissions when created (0..0777, set
                      * exactly: the umask does not apply); default 0600 */
   /* The chunk pool, for messages larger than a slot's payload: such a
-   * message is copied once into a chunk of shared memory and receivers
-   * read it there in place. A chunk is free again once every live
-   * receiver has moved past its message (a dead one is reaped), so no
-   * refcount is kept. One size class in this slice: chunks of max_message
-   * bytes. */
-  uint32_t max_message; /* the largest message, over the slot payload, at most
-                         * 1 GiB; default 0: no pool, messages inline only */
-  uint32_t pool_chunks; /* chunks in the pool, 1..2^20; default 64 (when
-                         * max_message is set); also bounds the pooled
-                         * messages in flight */
+   * message is written once into a chunk of shared memory (by send's copy,
+   * or in place through rill_ipc_reserve) and receivers read it there. A
+   * chunk is free again once every live receiver has moved past its
+   * message (a dead one is reaped), so no refcount is kept. A message
+   * takes a chunk of the smallest class that holds it, or of a larger one
+   * whose next chunk is free when that class's is still held. Either
+   * max_message (one class of pool_chunks chunks) or pool[] (classes). */
+  uint32_t max_message;                        /* one class of chunks this large (over the slot
+                                                * payload, at most 1 GiB); default 0: no pool, messages
+                                                * inline only. With pool[]: 0, or its largest size */
+  uint32_t pool_chunks;                        /* chunks of that class, 1..2^20; default 64 (when
+                                                * max_message is set); 0 with pool[] */
+  rill_ipc_class_t pool[RILL_IPC_MAX_CLASSES]; /* up to 8 classes in ascending size,
+                                                * the first {0, 0} ends them; the
+                                                * largest is the route's max_message */
 } rill_ipc_opts_t;
 
 typedef struct rill_ipc_sender rill_ipc_sender_t;
@@ -126,6 +141,21 @@ int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_i
  *  takes): RILL_ETIMEDOUT; RILL_IPC_FAIL: RILL_EFULL. Receivers that died
  *  are reaped while it would wait. */
 int rill_ipc_send(rill_ipc_sender_t *s, const void *data, uint32_t len, uint64_t timeout_ns);
+
+/** Zero-copy send: reserves room for a message of up to len bytes (as
+ *  rill_ipc_send would take it: inline when it fits a slot, else a chunk of
+ *  the pool, waiting or failing as send does) and points *buf at it. Write
+ *  the message there, then rill_ipc_commit publishes it. A reservation not
+ *  committed is dropped by the next reserve, send or close (nothing is
+ *  published). Under RILL_IPC_OVERWRITE, the message the room held is gone
+ *  from the reserve on. */
+int rill_ipc_reserve(rill_ipc_sender_t *s, uint32_t len, uint64_t timeout_ns, void **buf);
+
+/** Publishes the reserved message with its length, len (at most the
+ *  reserved length: RILL_EINVAL beyond, and without a reservation). A
+ *  reserved chunk committed with a length a slot holds is moved into the
+ *  slot (the chunk stays free). */
+int rill_ipc_commit(rill_ipc_sender_t *s, uint32_t len);
 
 /** The largest message a slot holds inline: slot_size - RILL_IPC_SLOT_HDR. */
 uint32_t rill_ipc_max_payload(const rill_ipc_sender_t *s);
@@ -186,7 +216,9 @@ typedef struct rill_ipc_info {
   uint32_t receivers; /* places taken */
   uint32_t dead;      /* of which held by a process that is gone (reaped at the next wait) */
   uint64_t slowest;   /* the slowest live receiver's next message (head when none) */
-  uint32_t max_message, pool_chunks; /* 0, 0: no pool */
+  uint32_t max_message, pool_chunks; /* the largest class, every class's chunks; 0, 0: no pool */
+  uint32_t pool_classes;
+  rill_ipc_class_t pool[RILL_IPC_MAX_CLASSES];
 } rill_ipc_info_t;
 
 /** Describes route `name` without attaching to it. */

@@ -3,8 +3,12 @@
  * shared memory, read in place by every receiver (docs/FORMATS.md, "IPC
  * route segment", "Pool").
  *
- * No refcount and no free list: the sender takes the chunks in turn
- * (pooled message k takes chunk k % pool_chunks), and the chunk's owner word
+ * Size classes: a message takes the smallest class that holds it, or a
+ * larger one whose next chunk is free already when the smaller class's is
+ * not (route.c decides; a class's chunks are only ever taken in turn).
+ *
+ * No refcount and no free list: the sender takes each class's chunks in
+ * turn (its pooled message k takes chunk k % chunks), and the chunk's owner word
  * says which message it last held. Receivers finish with messages in seq
  * order and the route already tracks the lowest live cursor for slot
  * reuse, so the chunk of message o is free once that cursor is past o:
@@ -17,13 +21,13 @@
 #include "core/internal.h"
 #include "ipc/segment.h"
 
-uint32_t rill__ipc_pool_pick(uint8_t *base, const struct rill__ipc_geom *g, uint64_t k,
+uint32_t rill__ipc_pool_pick(uint8_t *base, const struct rill__ipc_geom *g, uint32_t c, uint64_t k,
                              uint64_t seq, uint64_t *limit, uint64_t *old) {
-  uint32_t idx = (uint32_t)(k % g->pool_chunks);
+  uint32_t idx = (uint32_t)(k % g->cls[c].chunks);
   /* Relaxed: only a sender writes the owner word, and a sender that took
    * the route over acquired head (and the marks) after its predecessor's
    * last stores. */
-  uint64_t owner = __atomic_load_n(&rill__ipc_chunk_at(base, g, idx)->owner, __ATOMIC_RELAXED);
+  uint64_t owner = __atomic_load_n(&rill__ipc_chunk_at(base, g, c, idx)->owner, __ATOMIC_RELAXED);
   *old = 0;
   /* owner - 1 >= seq: never published (its sender died before the mark),
    * or scribbled; either way no receiver can hold it. */
@@ -36,22 +40,24 @@ uint32_t rill__ipc_pool_pick(uint8_t *base, const struct rill__ipc_geom *g, uint
   return idx;
 }
 
-int rill__ipc_pool_check(const char *name, const struct rill__ipc_geom *g, uint64_t seq,
+int rill__ipc_pool_check(const char *name, const struct rill__ipc_geom *g, uint64_t seq, uint32_t c,
                          uint32_t idx, uint32_t len, uint64_t owner) {
-  uint32_t inline_max = g->slot_size - RILL_IPC_SLOT_HDR;
-  if (!g->pool_chunks)
+  if (!g->nclasses)
     return rill__err(RILL_ECORRUPT,
                      "ipc route %s: message %llu says it is in a pool, there is none", name,
                      (unsigned long long)seq);
-  if (idx >= g->pool_chunks)
-    return rill__err(RILL_ECORRUPT, "ipc route %s: message %llu names chunk %u of %u", name,
-                     (unsigned long long)seq, idx, g->pool_chunks);
-  if (len <= inline_max || len > g->max_message)
+  if (c >= g->nclasses || idx >= g->cls[c].chunks)
     return rill__err(RILL_ECORRUPT,
-                     "ipc route %s: pooled message %llu says %u bytes, not in %u..%u", name,
-                     (unsigned long long)seq, len, inline_max + 1, g->max_message);
+                     "ipc route %s: message %llu names chunk %u of class %u; there are %u classes",
+                     name, (unsigned long long)seq, idx, c, g->nclasses);
+  /* No lower bound: a message may take a larger class than it needs. The
+   * upper one keeps a reader inside the chunk. */
+  if (len > g->cls[c].size)
+    return rill__err(RILL_ECORRUPT,
+                     "ipc route %s: pooled message %llu says %u bytes, its chunk holds %u", name,
+                     (unsigned long long)seq, len, g->cls[c].size);
   if (owner != seq + 1)
-    return rill__err(RILL_ECORRUPT, "ipc route %s: chunk %u holds message %lld, not %llu", name,
-                     idx, (long long)owner - 1, (unsigned long long)seq);
+    return rill__err(RILL_ECORRUPT, "ipc route %s: chunk %u:%u holds message %lld, not %llu", name,
+                     c, idx, (long long)owner - 1, (unsigned long long)seq);
   return 0;
 }

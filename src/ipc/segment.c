@@ -16,10 +16,12 @@
 #include "core/internal.h"
 #include "ipc/segment.h"
 
-_Static_assert(sizeof(struct rill__ipc_hdr) == 256, "header lines");
+_Static_assert(sizeof(struct rill__ipc_hdr) == 384, "header lines");
 _Static_assert(offsetof(struct rill__ipc_hdr, max_message) == 40, "pool geometry");
 _Static_assert(offsetof(struct rill__ipc_hdr, head) == 64, "head on its own line");
-_Static_assert(offsetof(struct rill__ipc_hdr, pool_next) == 72, "the sender's pool counter");
+_Static_assert(offsetof(struct rill__ipc_hdr, send_need) == 208, "the parked sender's need");
+_Static_assert(offsetof(struct rill__ipc_hdr, pool) == 256, "the class table");
+_Static_assert(offsetof(struct rill__ipc_hdr, pool_next) == 320, "the sender's pool counters");
 _Static_assert(sizeof(struct rill__ipc_chunk) == RILL__IPC_CHUNK_HDR, "chunk header");
 _Static_assert(offsetof(struct rill__ipc_hdr, recv_futex) == 128, "receivers' futex line");
 _Static_assert(offsetof(struct rill__ipc_hdr, send_futex) == 192, "sender's futex line");
@@ -31,10 +33,18 @@ void rill__ipc_layout(struct rill__ipc_geom *g) {
   g->table_off = RILL__IPC_HDR_BYTES;
   g->ring_off = g->table_off + RILL__ALIGN_UP(table, (uint64_t)RILL__IPC_PAGE);
   g->total = g->ring_off + (uint64_t)g->slots * g->slot_size;
-  g->chunk_stride = RILL__IPC_CHUNK_HDR + RILL__ALIGN_UP((uint64_t)g->max_message, (uint64_t)64);
-  g->pool_off = RILL__ALIGN_UP(g->total, (uint64_t)RILL__IPC_PAGE);
-  if (g->pool_chunks)
-    g->total = g->pool_off + (uint64_t)g->pool_chunks * g->chunk_stride;
+  g->max_message = 0;
+  g->pool_chunks = 0;
+  /* Each class starts on a page: a receiver's reads of one class never
+   * share a page with the sender's writes to the next. */
+  for (uint32_t c = 0; c < g->nclasses; c++) {
+    struct rill__ipc_class *k = &g->cls[c];
+    k->stride = RILL__IPC_CHUNK_HDR + RILL__ALIGN_UP((uint64_t)k->size, (uint64_t)64);
+    k->off = RILL__ALIGN_UP(g->total, (uint64_t)RILL__IPC_PAGE);
+    g->total = k->off + (uint64_t)k->chunks * k->stride;
+    g->max_message = k->size;
+    g->pool_chunks += k->chunks;
+  }
 }
 
 int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill__ipc_geom *g) {
@@ -64,8 +74,8 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
   uint32_t flags = rill__get32(p + 20);
   uint64_t total = rill__get64(p + 24);
   x.spin_ns = rill__get64(p + 32);
-  x.max_message = rill__get32(p + 40);
-  x.pool_chunks = rill__get32(p + 44);
+  uint32_t max_message = rill__get32(p + 40);
+  x.nclasses = rill__get32(p + 44);
   if (x.policy > RILL_IPC_OVERWRITE)
     return rill__err(RILL_EPROTO, "ipc route %s: unknown policy %u", name, (unsigned)x.policy);
   if (x.wait > RILL_IPC_SPIN)
@@ -81,36 +91,46 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
   if (x.max_receivers < 1 || x.max_receivers > RILL_IPC_MAX_RECEIVERS)
     return rill__err(RILL_EPROTO, "ipc route %s: max receivers %u, not in 1..%u", name,
                      x.max_receivers, RILL_IPC_MAX_RECEIVERS);
-  if (x.max_message || x.pool_chunks || flags) {
+  if (max_message || x.nclasses || flags) {
     uint32_t inline_max = x.slot_size - RILL_IPC_SLOT_HDR;
     if (!(flags & RILL__IPC_F_POOL))
       return rill__err(RILL_EPROTO,
-                       "ipc route %s: max message %u and %u pool chunks without the pool flag",
-                       name, x.max_message, x.pool_chunks);
-    if (x.max_message <= inline_max || x.max_message > RILL__IPC_MAX_MESSAGE)
-      return rill__err(RILL_EPROTO,
-                       "ipc route %s: max message %u, not over the slot payload %u and at most "
-                       "1 GiB",
-                       name, x.max_message, inline_max);
-    if (x.pool_chunks < 1 || x.pool_chunks > RILL__IPC_MAX_CHUNKS)
-      return rill__err(RILL_EPROTO, "ipc route %s: %u pool chunks, not in 1..2^20", name,
-                       x.pool_chunks);
+                       "ipc route %s: max message %u and %u pool classes without the pool flag",
+                       name, max_message, x.nclasses);
+    if (x.nclasses < 1 || x.nclasses > RILL_IPC_MAX_CLASSES)
+      return rill__err(RILL_EPROTO, "ipc route %s: %u pool classes, not in 1..%u", name, x.nclasses,
+                       RILL_IPC_MAX_CLASSES);
+    for (uint32_t c = 0; c < x.nclasses; c++) {
+      x.cls[c].size = rill__get32(p + 256 + 8 * c);
+      x.cls[c].chunks = rill__get32(p + 260 + 8 * c);
+      uint32_t floor = c ? x.cls[c - 1].size : inline_max;
+      if (x.cls[c].size <= floor || x.cls[c].size > RILL__IPC_MAX_MESSAGE)
+        return rill__err(RILL_EPROTO,
+                         "ipc route %s: pool class %u of %u bytes, not over %u and at most 1 GiB",
+                         name, c, x.cls[c].size, floor);
+      if (x.cls[c].chunks < 1 || x.cls[c].chunks > RILL__IPC_MAX_CHUNKS)
+        return rill__err(RILL_EPROTO, "ipc route %s: pool class %u has %u chunks, not 1..2^20",
+                         name, c, x.cls[c].chunks);
+    }
+    if (max_message != x.cls[x.nclasses - 1].size)
+      return rill__err(RILL_EPROTO, "ipc route %s: max message %u, its largest class is %u", name,
+                       max_message, x.cls[x.nclasses - 1].size);
   }
   rill__ipc_layout(&x);
   if (total != x.total)
     return rill__err(RILL_EPROTO,
                      "ipc route %s: the header says %llu bytes, its layout needs %llu (header %u + "
-                     "table %llu + ring %u x %u + pool %u x %llu)",
+                     "table %llu + ring %u x %u + pool of %u chunks in %u classes)",
                      name, (unsigned long long)total, (unsigned long long)x.total,
                      RILL__IPC_HDR_BYTES, (unsigned long long)(x.ring_off - x.table_off), x.slots,
-                     x.slot_size, x.pool_chunks, (unsigned long long)x.chunk_stride);
+                     x.slot_size, x.pool_chunks, x.nclasses);
   if ((uint64_t)size != x.total)
     return rill__err(RILL_EPROTO,
                      "ipc route %s: the segment is %zu bytes, its layout needs %llu (header %u + "
-                     "table %llu + ring %u x %u + pool %u x %llu)",
+                     "table %llu + ring %u x %u + pool of %u chunks in %u classes)",
                      name, size, (unsigned long long)x.total, RILL__IPC_HDR_BYTES,
                      (unsigned long long)(x.ring_off - x.table_off), x.slots, x.slot_size,
-                     x.pool_chunks, (unsigned long long)x.chunk_stride);
+                     x.pool_chunks, x.nclasses);
   if (g)
     *g = x;
   return 0;
@@ -175,6 +195,9 @@ void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g, rill_ipc
   info->policy = (rill_ipc_policy_t)g->policy;
   info->max_message = g->max_message;
   info->pool_chunks = g->pool_chunks;
+  info->pool_classes = g->nclasses;
+  for (uint32_t c = 0; c < g->nclasses; c++)
+    info->pool[c] = (rill_ipc_class_t){g->cls[c].size, g->cls[c].chunks};
   /* Acquire: pairs with the sender's release of head; only a snapshot. */
   info->head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
   /* Acquire on each state word: pairs with the holder's release store of

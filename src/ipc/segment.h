@@ -22,10 +22,11 @@
 #define RILL__IPC_MIN_SLOT    64u
 #define RILL__IPC_MAX_SLOT    (1u << 20)
 #define RILL__IPC_MAX_MESSAGE (1u << 30) /* the largest max_message */
-#define RILL__IPC_MAX_CHUNKS  (1u << 20)
-#define RILL__IPC_CHUNK_HDR   64u /* bytes of each chunk before its payload */
-#define RILL__IPC_F_POOL      1u  /* header flag: the segment has a chunk pool */
-#define RILL__IPC_SLOT_POOL   1u  /* slot flag: the payload is a descriptor of a chunk */
+#define RILL__IPC_MAX_CHUNKS  (1u << 20) /* in one class */
+#define RILL__IPC_CHUNK_HDR   64u        /* bytes of each chunk before its payload */
+#define RILL__IPC_F_POOL      1u         /* header flag: the segment has a chunk pool */
+#define RILL__IPC_SLOT_POOL   1u         /* slot flag: the payload is a descriptor of a chunk */
+#define RILL__IPC_DESC_BYTES  8u         /* the descriptor: chunk index, class (u32 each) */
 
 /* The header page. The first line is written once by the creator (magic
  * last, with release); each of the next three lines has one writer side. */
@@ -40,14 +41,12 @@ struct rill__ipc_hdr {
   uint32_t flags; /* RILL__IPC_F_POOL when pool_chunks > 0, else 0 */
   uint64_t total; /* bytes of the segment */
   uint64_t spin_ns;
-  uint32_t max_message; /* the largest message; 0: no pool, a slot's payload */
-  uint32_t pool_chunks; /* chunks in the pool; 0 when max_message is 0 */
+  uint32_t max_message;  /* the largest class's size; 0: no pool, a slot's payload */
+  uint32_t pool_classes; /* size classes in the pool, 0..RILL_IPC_MAX_CLASSES */
   uint8_t reserved0[16];
 
-  uint64_t head;      /* messages published; written by the sender (release) */
-  uint64_t pool_next; /* pooled messages sent: the next one takes chunk
-                       * pool_next % pool_chunks; the sender's alone */
-  uint8_t reserved1[48];
+  uint64_t head; /* messages published; written by the sender (release) */
+  uint8_t reserved1[56];
 
   uint32_t recv_futex;   /* bumped by the sender on publish when recv_waiters > 0 */
   uint32_t recv_waiters; /* receivers parked (or about to park) on recv_futex */
@@ -57,7 +56,19 @@ struct rill__ipc_hdr {
   uint32_t send_futex;   /* bumped by a receiver that moves on while send_waiters > 0 */
   uint32_t send_waiters; /* senders parked (or about to park) on send_futex */
   uint32_t send_want;    /* set by a sender about to park, taken by the wake it gets */
-  uint8_t reserved3[52];
+  uint32_t reserved3a;
+  uint64_t send_need; /* the cursor every live receiver must reach for the parked
+                       * sender to go on: only a receiver crossing it wakes it */
+  uint8_t reserved3[40];
+
+  struct {
+    uint32_t size;              /* the largest message a chunk of the class holds */
+    uint32_t chunks;            /* chunks in the class */
+  } pool[RILL_IPC_MAX_CLASSES]; /* ascending sizes; the first pool_classes used */
+
+  uint64_t pool_next[RILL_IPC_MAX_CLASSES]; /* pooled messages sent in each class:
+                                             * the next takes chunk pool_next % chunks;
+                                             * the sender's alone */
 };
 
 /* A place in the participants table: index 0 is the sender's, 1..max
@@ -98,39 +109,60 @@ struct rill__ipc_chunk {
   uint8_t reserved[56];
 };
 
+/* A pool size class's geometry. */
+struct rill__ipc_class {
+  uint32_t size, chunks;
+  uint64_t stride; /* RILL__IPC_CHUNK_HDR + size rounded up to 64 */
+  uint64_t off;    /* the class's first chunk, from the segment's base (a page) */
+};
+
 /* A segment's geometry, as the check found it. Handles keep their own copy:
  * later writes to the shared header are never read again. */
 struct rill__ipc_geom {
   uint32_t slots, slot_size, max_receivers;
   uint8_t policy, wait;
   uint64_t spin_ns;
-  uint32_t max_message, pool_chunks;
-  uint64_t chunk_stride; /* RILL__IPC_CHUNK_HDR + max_message rounded up to 64 */
-  uint64_t table_off, ring_off, pool_off, total;
+  uint32_t max_message; /* the largest class's size, 0 without a pool */
+  uint32_t pool_chunks; /* in every class together */
+  uint32_t nclasses;
+  struct rill__ipc_class cls[RILL_IPC_MAX_CLASSES];
+  uint64_t table_off, ring_off, total;
 };
 
-/* The pool (pool.c). Chunk idx (< g->pool_chunks) of the segment at base. */
+/* The pool (pool.c). Chunk idx (< chunks) of class c of the segment at base. */
 static inline struct rill__ipc_chunk *
-rill__ipc_chunk_at(uint8_t *base, const struct rill__ipc_geom *g, uint32_t idx) {
-  return (struct rill__ipc_chunk *)(void *)(base + g->pool_off + (uint64_t)idx * g->chunk_stride);
+rill__ipc_chunk_at(uint8_t *base, const struct rill__ipc_geom *g, uint32_t c, uint32_t idx) {
+  return (struct rill__ipc_chunk *)(void *)(base + g->cls[c].off +
+                                            (uint64_t)idx * g->cls[c].stride);
 }
 
-/* The chunk the sender gives its pooled message number k (pool_next), to be
- * published as seq: its index, and in *limit (which comes in as the ring's
- * bound, slots) the room a send needs so that every live receiver is past
- * the chunk's previous message (seq - lowest cursor < *limit); *old is that
- * message's seq + 1, 0 when the chunk holds none below seq. */
-uint32_t rill__ipc_pool_pick(uint8_t *base, const struct rill__ipc_geom *g, uint64_t k,
+/* The chunk the sender gives its pooled message number k in class c
+ * (pool_next[c]), to be published as seq: its index, and in *limit (which
+ * comes in as the ring's bound, slots) the room a send needs so that every
+ * live receiver is past the chunk's previous message (seq - lowest cursor <
+ * *limit); *old is that message's seq + 1, 0 when the chunk holds none below
+ * seq. */
+uint32_t rill__ipc_pool_pick(uint8_t *base, const struct rill__ipc_geom *g, uint32_t c, uint64_t k,
                              uint64_t seq, uint64_t *limit, uint64_t *old);
 
-/* Checks a received slot's pool descriptor (chunk idx, len bytes, the
- * chunk's owner as loaded) for message seq: 0, or RILL_ECORRUPT with a
+/* The smallest class holding len bytes (len over the slot payload and at
+ * most max_message). */
+static inline uint32_t rill__ipc_class_for(const struct rill__ipc_geom *g, uint32_t len) {
+  uint32_t c = 0;
+  while (g->cls[c].size < len)
+    c++;
+  return c;
+}
+
+/* Checks a received slot's pool descriptor (class c, chunk idx, len bytes,
+ * the chunk's owner as loaded) for message seq: 0, or RILL_ECORRUPT with a
  * message. */
-int rill__ipc_pool_check(const char *name, const struct rill__ipc_geom *g, uint64_t seq,
+int rill__ipc_pool_check(const char *name, const struct rill__ipc_geom *g, uint64_t seq, uint32_t c,
                          uint32_t idx, uint32_t len, uint64_t owner);
 
-/* Fills g's offsets from its slots, slot_size, max_receivers, max_message
- * and pool_chunks. */
+/* Fills g's offsets, strides, max_message and pool_chunks from its slots,
+ * slot_size, max_receivers and classes (nclasses, and each size and
+ * chunks). */
 void rill__ipc_layout(struct rill__ipc_geom *g);
 
 /* Checks size bytes at mem (a segment, or anything) as a route segment:

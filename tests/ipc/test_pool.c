@@ -19,7 +19,8 @@
 /* Offsets in the segment, as docs/FORMATS.md gives them. */
 #define OFF_FLAGS       20
 #define OFF_MAX_MESSAGE 40
-#define OFF_POOL_CHUNKS 44
+#define OFF_CLASSES     44
+#define OFF_CLASS0      256 /* size, then chunks; 8 bytes a class */
 #define PAGE            4096u
 
 static char route[64];
@@ -362,27 +363,54 @@ Test(ipc_pool, corrupted_pool_fields_are_refused) {
   fresh();
   v = 100;
   poke(OFF_MAX_MESSAGE, &v, 4);
-  expect_refused(RILL_EPROTO, "max message 100, not over the slot payload 112");
+  expect_refused(RILL_EPROTO, "max message 100, its largest class is 1000");
+
+  fresh();
+  v = 100;
+  poke(OFF_CLASS0, &v, 4);
+  poke(OFF_MAX_MESSAGE, &v, 4);
+  expect_refused(RILL_EPROTO, "pool class 0 of 100 bytes, not over 112");
 
   fresh();
   v = (1u << 30) + 64;
   poke(OFF_MAX_MESSAGE, &v, 4);
+  poke(OFF_CLASS0, &v, 4);
   expect_refused(RILL_EPROTO, "at most 1 GiB");
 
   fresh();
   v = 2000; /* valid on its own, but the layout no longer adds up */
   poke(OFF_MAX_MESSAGE, &v, 4);
-  expect_refused(RILL_EPROTO, "pool 4 x 2112");
+  expect_refused(RILL_EPROTO, "max message 2000, its largest class is 1000");
 
   fresh();
   v = 0;
-  poke(OFF_POOL_CHUNKS, &v, 4);
-  expect_refused(RILL_EPROTO, "0 pool chunks");
+  poke(OFF_CLASS0 + 4, &v, 4);
+  expect_refused(RILL_EPROTO, "class 0 has 0 chunks");
 
   fresh();
   v = 5;
-  poke(OFF_POOL_CHUNKS, &v, 4);
-  expect_refused(RILL_EPROTO, "pool 5 x 1088");
+  poke(OFF_CLASS0 + 4, &v, 4);
+  expect_refused(RILL_EPROTO, "pool of 5 chunks in 1 classes");
+
+  fresh();
+  v = 0;
+  poke(OFF_CLASSES, &v, 4);
+  expect_refused(RILL_EPROTO, "0 pool classes");
+
+  fresh();
+  v = 9;
+  poke(OFF_CLASSES, &v, 4);
+  expect_refused(RILL_EPROTO, "9 pool classes");
+
+  fresh();
+  v = 2; /* a second class of size 0: not over the first */
+  poke(OFF_CLASSES, &v, 4);
+  expect_refused(RILL_EPROTO, "pool class 1 of 0 bytes, not over 1000");
+
+  fresh();
+  v = 999; /* the class no longer matches max_message */
+  poke(OFF_CLASS0, &v, 4);
+  expect_refused(RILL_EPROTO, "max message 1000, its largest class is 999");
 
   fresh();
   v = 0;
@@ -399,7 +427,7 @@ Test(ipc_pool, corrupted_pool_fields_are_refused) {
   rill_ipc_sender_close(sender(&(rill_ipc_opts_t){.slots = 8, .max_receivers = 2}));
   v = 1;
   poke(OFF_FLAGS, &v, 4);
-  expect_refused(RILL_EPROTO, "max message 0, not over");
+  expect_refused(RILL_EPROTO, "0 pool classes");
 }
 
 /* Slot 0 of the corrupt_opts route: header page, one table page. */
@@ -414,22 +442,218 @@ Test(ipc_pool, scribbled_descriptors_are_corrupt) {
   uint32_t idx = 9;
   poke(SLOT0 + 16, &idx, 4);
   cr_expect_eq(rill_ipc_recv(r, &m, 0, NULL), RILL_ECORRUPT);
-  cr_expect_neq(strstr(rill_errmsg(), "names chunk 9 of 4"), NULL, "%s", rill_errmsg());
+  cr_expect_neq(strstr(rill_errmsg(), "names chunk 9 of class 0"), NULL, "%s", rill_errmsg());
+  uint32_t cls = 1; /* a class the route does not have */
+  idx = 0;
+  poke(SLOT0 + 16, &idx, 4);
+  poke(SLOT0 + 20, &cls, 4);
+  cr_expect_eq(rill_ipc_recv(r, &m, 0, NULL), RILL_ECORRUPT);
+  cr_expect_neq(strstr(rill_errmsg(), "chunk 0 of class 1; there are 1 classes"), NULL, "%s",
+                rill_errmsg());
+  cls = 0;
+  poke(SLOT0 + 20, &cls, 4);
   idx = 1; /* a chunk that holds no such message */
   poke(SLOT0 + 16, &idx, 4);
   cr_expect_eq(rill_ipc_recv(r, &m, 0, NULL), RILL_ECORRUPT);
-  cr_expect_neq(strstr(rill_errmsg(), "chunk 1 holds message -1, not 0"), NULL, "%s",
+  cr_expect_neq(strstr(rill_errmsg(), "chunk 0:1 holds message -1, not 0"), NULL, "%s",
                 rill_errmsg());
   idx = 0;
   poke(SLOT0 + 16, &idx, 4);
   uint32_t len = 1001;
   poke(SLOT0 + 8, &len, 4);
   cr_expect_eq(rill_ipc_recv(r, &m, 0, NULL), RILL_ECORRUPT);
-  cr_expect_neq(strstr(rill_errmsg(), "says 1001 bytes, not in 113..1000"), NULL, "%s",
+  cr_expect_neq(strstr(rill_errmsg(), "says 1001 bytes, its chunk holds 1000"), NULL, "%s",
                 rill_errmsg());
   len = 500;
   poke(SLOT0 + 8, &len, 4);
   recv_msg(r, 0, 500);
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+}
+
+/* ---- size classes ------------------------------------------------------------ */
+
+static const rill_ipc_opts_t class_opts = {
+    .slots = 16,
+    .slot_size = 128,
+    .max_receivers = 2,
+    .policy = RILL_IPC_FAIL,
+    .pool = {{256, 2}, {4096, 2}, {65536, 1}},
+};
+
+Test(ipc_pool, each_message_takes_the_smallest_class_that_holds_it) {
+  /* Two chunks in the largest class: the view held of one message keeps
+   * its chunk, and two in a row take it. */
+  rill_ipc_opts_t o = class_opts;
+  o.pool[2].chunks = 2;
+  rill_ipc_sender_t *s = sender(&o);
+  cr_expect_eq(rill_ipc_max_message(s), 65536);
+  rill_ipc_info_t info;
+  cr_assert_eq(rill_ipc_info(route, &info), 0);
+  cr_expect_eq(info.pool_classes, 3);
+  cr_expect_eq(info.pool_chunks, 6);
+  cr_expect_eq(info.max_message, 65536);
+  cr_expect_eq(info.pool[1].size, 4096);
+  cr_expect_eq(info.pool[1].chunks, 2);
+  rill_ipc_receiver_t *r = receiver();
+  /* One of each class, then the edges of each. */
+  uint32_t lens[] = {200, 3000, 60000, 113, 256, 257, 4096, 4097, 65536};
+  for (uint64_t round = 0; round < 3; round++)
+    for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+      uint64_t n = round * 9 + i;
+      send_msg(s, n, lens[i]);
+      recv_msg(r, n, lens[i]);
+    }
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+}
+
+Test(ipc_pool, a_busy_class_spills_into_a_larger_free_one) {
+  rill_ipc_sender_t *s = sender(&class_opts);
+  rill_ipc_receiver_t *r = receiver();
+  rill_ipc_msg_t m;
+  /* The receiver reads nothing: class 0's 2 chunks, then class 1's 2, then
+   * class 2's one, then nothing is left for a 200-byte message. */
+  for (uint64_t i = 0; i < 5; i++)
+    send_msg(s, i, 200);
+  uint8_t b[200] = {0};
+  cr_expect_eq(rill_ipc_send(s, b, sizeof b, 0), RILL_EFULL);
+  cr_expect_neq(strstr(rill_errmsg(), "pool chunk"), NULL, "%s", rill_errmsg());
+  /* A 4000-byte one cannot go below its class either. */
+  uint8_t *big = make(99, 4000);
+  cr_expect_eq(rill_ipc_send(s, big, 4000, 0), RILL_EFULL);
+  free(big);
+  /* Inline messages still go: the ring has room. */
+  send_msg(s, 5, 100);
+  for (uint64_t i = 0; i < 5; i++)
+    recv_msg(r, i, 200);
+  recv_msg(r, 5, 100);
+  cr_assert_eq(rill_ipc_recv(r, &m, 0, NULL), RILL_EAGAIN);
+  /* Every chunk is free again. */
+  send_msg(s, 6, 60000);
+  send_msg(s, 7, 4000);
+  send_msg(s, 8, 250);
+  recv_msg(r, 6, 60000);
+  recv_msg(r, 7, 4000);
+  recv_msg(r, 8, 250);
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+}
+
+Test(ipc_pool, bad_classes_are_refused) {
+  rill_ipc_sender_t *s = NULL;
+  struct {
+    rill_ipc_opts_t o;
+    const char *words;
+  } bad[] = {
+      {{.pool = {{4096, 2}, {1024, 2}}}, "not over 4096 (the class before"},
+      {{.pool = {{100, 2}}}, "not over 112 (the slot payload)"},
+      {{.pool = {{1024, 0}}}, "with 0 chunks"},
+      {{.pool = {{1024, 2}, {(1u << 30) + 1, 1}}}, "at most 1 GiB"},
+      {{.pool = {{1024, 2}}, .pool_chunks = 4}, "pool_chunks with pool classes"},
+      {{.pool = {{1024, 2}, {2048, 1}}, .max_message = 1024}, "the largest pool class is 2048"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    int rc = rill_ipc_sender_open(&s, route, &bad[i].o);
+    cr_expect_eq(rc, RILL_EINVAL, "case %zu: %s", i, rill_strerror(rc));
+    cr_expect_null(s);
+    cr_expect_neq(strstr(rill_errmsg(), bad[i].words), NULL, "case %zu: %s", i, rill_errmsg());
+    if (s)
+      rill_ipc_sender_close(s);
+    s = NULL;
+  }
+  /* A later sender must agree with the classes it gives. */
+  rill_ipc_sender_close(sender(&class_opts));
+  rill_ipc_opts_t o = class_opts;
+  o.pool[2].chunks = 2;
+  cr_expect_eq(rill_ipc_sender_open(&s, route, &o), RILL_EINVAL);
+  cr_expect_neq(strstr(rill_errmsg(), "pool class 2 of 1 chunks of 65536 bytes"), NULL, "%s",
+                rill_errmsg());
+  o = class_opts;
+  o.pool[3] = (rill_ipc_class_t){1 << 20, 1};
+  cr_expect_eq(rill_ipc_sender_open(&s, route, &o), RILL_EINVAL);
+  rill_ipc_sender_close(sender(&class_opts));
+  rill_ipc_sender_close(sender(&(rill_ipc_opts_t){.policy = RILL_IPC_FAIL, .max_message = 65536}));
+  cr_expect_eq(rill_ipc_sender_open(&s, route,
+                                    &(rill_ipc_opts_t){.policy = RILL_IPC_FAIL, .pool_chunks = 5}),
+               RILL_EINVAL);
+}
+
+/* ---- reserve and commit ------------------------------------------------------- */
+
+Test(ipc_pool, reserve_writes_the_message_in_place) {
+  rill_ipc_sender_t *s = sender(&class_opts);
+  rill_ipc_receiver_t *r = receiver();
+  uint32_t lens[] = {0, 64, 112, 113, 3000, 65536};
+  for (uint64_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+    void *buf = NULL;
+    int rc = rill_ipc_reserve(s, lens[i], 0, &buf);
+    cr_assert_eq(rc, 0, "reserve %u: %s (%s)", lens[i], rill_strerror(rc), rill_errmsg());
+    cr_assert_not_null(buf);
+    uint8_t *want = make(i, lens[i]);
+    memcpy(buf, want, lens[i]);
+    free(want);
+    cr_assert_eq(rill_ipc_commit(s, lens[i]), 0, "%s", rill_errmsg());
+    recv_msg(r, i, lens[i]);
+  }
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+}
+
+Test(ipc_pool, a_short_commit_moves_into_the_slot_and_frees_the_chunk) {
+  rill_ipc_opts_t o = {.slots = 16,
+                       .max_receivers = 2,
+                       .policy = RILL_IPC_FAIL,
+                       .max_message = 4096,
+                       .pool_chunks = 1};
+  rill_ipc_sender_t *s = sender(&o);
+  rill_ipc_receiver_t *r = receiver();
+  void *buf;
+  cr_assert_eq(rill_ipc_reserve(s, 4096, 0, &buf), 0);
+  uint8_t *want = make(0, 50);
+  memcpy(buf, want, 50);
+  free(want);
+  cr_assert_eq(rill_ipc_commit(s, 50), 0);
+  /* The one chunk was not spent: a pooled message takes it, and then the
+   * next finds it held by the unread receiver. */
+  send_msg(s, 1, 3000);
+  uint8_t *b = make(2, 3000);
+  cr_expect_eq(rill_ipc_send(s, b, 3000, 0), RILL_EFULL);
+  free(b);
+  recv_msg(r, 0, 50);
+  recv_msg(r, 1, 3000);
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+}
+
+Test(ipc_pool, commit_needs_a_reservation_it_fits) {
+  rill_ipc_sender_t *s = sender(&class_opts);
+  rill_ipc_receiver_t *r = receiver();
+  rill_ipc_msg_t m;
+  void *buf = (void *)1;
+  cr_expect_eq(rill_ipc_commit(s, 10), RILL_EINVAL);
+  cr_expect_neq(strstr(rill_errmsg(), "without a reservation"), NULL, "%s", rill_errmsg());
+  cr_expect_eq(rill_ipc_reserve(s, 65537, 0, &buf), RILL_EMSGSIZE);
+  cr_expect_null(buf);
+  cr_expect_eq(rill_ipc_reserve(NULL, 10, 0, &buf), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_reserve(s, 10, 0, NULL), RILL_EINVAL);
+  cr_assert_eq(rill_ipc_reserve(s, 100, 0, &buf), 0);
+  cr_expect_eq(rill_ipc_commit(s, 101), RILL_EINVAL);
+  cr_expect_neq(strstr(rill_errmsg(), "101 bytes, 100 were reserved"), NULL, "%s", rill_errmsg());
+  /* A send drops the reservation: nothing of it is published. */
+  send_msg(s, 0, 30);
+  cr_expect_eq(rill_ipc_commit(s, 10), RILL_EINVAL);
+  recv_msg(r, 0, 30);
+  cr_expect_eq(rill_ipc_recv(r, &m, 0, NULL), RILL_EAGAIN);
+  /* A reservation dropped by a later one publishes nothing either. */
+  cr_assert_eq(rill_ipc_reserve(s, 3000, 0, &buf), 0);
+  cr_assert_eq(rill_ipc_reserve(s, 20, 0, &buf), 0);
+  uint8_t *want = make(1, 20);
+  memcpy(buf, want, 20);
+  free(want);
+  cr_assert_eq(rill_ipc_commit(s, 20), 0);
+  recv_msg(r, 1, 20);
+  cr_expect_eq(rill_ipc_recv(r, &m, 0, NULL), RILL_EAGAIN);
   rill_ipc_receiver_close(r);
   rill_ipc_sender_close(s);
 }

@@ -453,9 +453,9 @@ Test(ipc, corrupted_segments_are_refused) {
   expect_refused(RILL_EVERSION, "magic");
 
   fresh();
-  uint16_t v = 2;
+  uint16_t v = RILL_IPC_VERSION + 1;
   poke(OFF_VERSION, &v, 2);
-  expect_refused(RILL_EVERSION, "version 2");
+  expect_refused(RILL_EVERSION, "version 3");
 
   fresh();
   uint32_t slots = 12;
