@@ -78,6 +78,29 @@ grep -q "no route $name" "$d/err" || fail "rm twice message: $(cat "$d/err")"
 if "$rill" ipc sub --timeout 100 "$name" 2>"$d/err"; then fail "sub without a route"; fi
 grep -q "no route $name" "$d/err" || fail "sub without a route: $(cat "$d/err")"
 
+# A route with a pool: a line over the slot payload goes through a chunk
+# of the class that holds it, and arrives whole; ls shows the classes.
+"$rill" ipc pub --slot-size 64 --pool 1024:4,8192:2 "$name" </dev/null || fail "pub --pool"
+"$rill" ipc ls --json | grep "\"name\":\"$name\"" |
+  grep -q '"pool":\[{"size":1024,"chunks":4},{"size":8192,"chunks":2}\]' ||
+  fail "ls pool: $("$rill" ipc ls --json)"
+"$rill" ipc sub --count 2 --timeout 10000 "$name" >"$d/pool.out" &
+sub=$!
+wait_ls '"receivers":1,'
+big=$(head -c 5000 /dev/zero | tr '\0' y)
+"$rill" ipc pub "$name" "$big" 'short' || fail "pub through the pool"
+wait $sub || fail "sub of pooled lines"
+sub=
+[ "$(cat "$d/pool.out")" = "$big"$'\nshort' ] || fail "pooled line: $(wc -c <"$d/pool.out") bytes"
+"$rill" ipc pub "$name" "$(head -c 9000 /dev/zero | tr '\0' z)" 2>"$d/big.err" &&
+  fail "a line over the largest class was sent"
+grep -q "takes at most 8192" "$d/big.err" || fail "over the pool: $(cat "$d/big.err")"
+"$rill" ipc pub --pool 1024:4,512:2 "$name-bad" x 2>/dev/null && fail "descending classes taken"
+rc=0
+"$rill" ipc pub --pool 1024 "$name-bad" x 2>/dev/null || rc=$?
+[ $rc -eq 2 ] || fail "--pool 1024: exit $rc, not a usage error"
+"$rill" ipc rm "$name" || fail "rm of the pooled route"
+
 # Channels. Two pubs into one broadcast channel: a sub that opened it
 # first (creating it) gets every line of both, each pub's in its order.
 chan="$name-chan"

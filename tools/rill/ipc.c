@@ -35,10 +35,12 @@ static int ipc_usage(FILE *f) {
           "usage: rill ipc <command> ...\n"
           "\n"
           "  pub [--slots N] [--slot-size B] [--policy block|fail|overwrite] [--spin]\n"
-          "      [--timeout MS] NAME [MESSAGE...]\n"
+          "      [--pool SIZE:CHUNKS[,SIZE:CHUNKS...]] [--timeout MS] NAME [MESSAGE...]\n"
           "        sends each MESSAGE, or each line of stdin when there are none; creates\n"
           "        the route with that layout if it does not exist (defaults: 4096 slots of\n"
-          "        128 bytes, block); --timeout bounds each blocked send (default: none)\n"
+          "        128 bytes, block, no pool); --pool: up to 8 size classes of chunks for\n"
+          "        messages over a slot, e.g. 4096:64,65536:16; --timeout bounds each\n"
+          "        blocked send (default: none)\n"
           "  sub [--count N] [--timeout MS] [--json] NAME\n"
           "        prints each message published from now on, one per line; waits for\n"
           "        the route to be created; --timeout: stop after MS ms without a message\n"
@@ -117,7 +119,7 @@ static bool name_ok(const char *n) {
 typedef struct {
   const char *cmd, *name;
   rill_ipc_opts_t o;
-  bool has_slots, has_slot_size, has_policy, has_spin, has_timeout, json;
+  bool has_slots, has_slot_size, has_policy, has_spin, has_timeout, has_pool, json;
   bool chan; /* --channel or --queue: NAME is a channel */
   rill_ipc_delivery_t delivery;
   uint32_t senders, receivers; /* --senders, --receivers; 0: not given */
@@ -179,6 +181,25 @@ static int parse(int argc, char **argv, args_t *a) {
       else
         return rill_tool_bad("--policy wants block, fail or overwrite");
       a->has_policy = true;
+    } else if (pub && !strcmp(s, "--pool") && more) {
+      /* SIZE:CHUNKS[,SIZE:CHUNKS...]: the route's pool classes. */
+      const char *p = argv[++i];
+      uint32_t n = 0;
+      while (*p) {
+        char *end;
+        unsigned long long size = strtoull(p, &end, 10), chunks = 0;
+        if (end != p && *end == ':' && end[1] >= '0' && end[1] <= '9')
+          chunks = strtoull(end + 1, &end, 10);
+        if (!size || !chunks || size > UINT32_MAX || chunks > UINT32_MAX || (*end && *end != ',') ||
+            n == RILL_IPC_MAX_CLASSES)
+          return rill_tool_bad("--pool wants SIZE:CHUNKS[,SIZE:CHUNKS...], up to 8 classes in "
+                               "ascending size");
+        a->o.pool[n++] = (rill_ipc_class_t){(uint32_t)size, (uint32_t)chunks};
+        p = *end ? end + 1 : end;
+      }
+      if (!n)
+        return rill_tool_bad("--pool wants SIZE:CHUNKS[,SIZE:CHUNKS...]");
+      a->has_pool = true;
     } else if (layout && !strcmp(s, "--spin")) {
       a->o.wait = RILL_IPC_SPIN;
       a->has_spin = true;
@@ -212,6 +233,8 @@ static int parse(int argc, char **argv, args_t *a) {
             a->chan_only);
     return -1;
   }
+  if (a->chan && a->has_pool)
+    return rill_tool_bad("--pool is for routes: a channel's messages travel in its slots");
   if (a->chan && a->has_policy && a->o.policy == RILL_IPC_OVERWRITE)
     return rill_tool_bad("--policy overwrite is for routes: a channel blocks or fails when full");
   bool named = pub || sub || !strcmp(a->cmd, "rm");
@@ -284,6 +307,9 @@ static int cmd_pub(args_t *a) {
       a->o.slot_size = info.slot_size;
     if (!a->has_policy)
       a->o.policy = info.policy;
+    if (!a->has_pool)
+      for (uint32_t c = 0; c < info.pool_classes; c++)
+        a->o.pool[c] = info.pool[c];
     a->o.max_receivers = info.max_receivers;
   }
   rill_ipc_sender_t *s;
@@ -300,7 +326,7 @@ static int cmd_pub(args_t *a) {
     return 1;
   }
   end_t e = {.tx = s};
-  return pub_loop(a, &e, rill_ipc_max_payload(s), "route");
+  return pub_loop(a, &e, rill_ipc_max_message(s), "route");
 }
 
 /* A channel's layout, for opening it: what was given, and for what was
@@ -358,8 +384,8 @@ static int pub_loop(args_t *a, end_t *e, uint32_t max, const char *kind) {
   while (!status && !stopping && rill_tool_next_record(&in, &msg, &len)) {
     if (len > max) {
       fprintf(stderr,
-              "rill ipc pub: message %" PRIu64 " is %zu bytes; the %s's slots hold at most %u "
-              "(--slot-size when creating it)\n",
+              "rill ipc pub: message %" PRIu64 " is %zu bytes; the %s takes at most %u "
+              "(--slot-size, or --pool for a route, when creating it)\n",
               sent, len, kind, max);
       status = 1;
     } else if ((rc = send_one(e, msg, (uint32_t)len, a->has_timeout, a->timeout_ms * 1000000ull)) !=
@@ -501,10 +527,13 @@ static int ls_one(void *ctx, const rill_ipc_info_t *i) {
     rill_tool_json_string(stdout, i->name, strlen(i->name));
     printf(",\"slots\":%u,\"slot_size\":%u,\"max_receivers\":%u,\"policy\":\"%s\","
            "\"head\":%" PRIu64 ",\"sender\":%ld,\"sender_alive\":%s,\"receivers\":%u,"
-           "\"dead\":%u,\"lag\":%" PRIu64 "}\n",
+           "\"dead\":%u,\"lag\":%" PRIu64 ",\"pool\":[",
            i->slots, i->slot_size, i->max_receivers, policy_name(i->policy), i->head,
            (long)i->sender, i->sender && i->sender_alive ? "true" : "false", i->receivers, i->dead,
            lag);
+    for (uint32_t k = 0; k < i->pool_classes; k++)
+      printf("%s{\"size\":%u,\"chunks\":%u}", k ? "," : "", i->pool[k].size, i->pool[k].chunks);
+    printf("]}\n");
   } else {
     if (!c->n)
       printf("%-24s %-12s %-9s %12s  %-14s %9s %5s %10s\n", "name", "layout", "policy", "head",
@@ -516,8 +545,12 @@ static int ls_one(void *ctx, const rill_ipc_info_t *i) {
                i->sender_alive ? "alive" : "dead");
     else
       snprintf(sender, sizeof sender, "none");
-    printf("%-24s %-12s %-9s %12" PRIu64 "  %-14s %5u/%-3u %5u %10" PRIu64 "\n", i->name, layout,
+    printf("%-24s %-12s %-9s %12" PRIu64 "  %-14s %5u/%-3u %5u %10" PRIu64, i->name, layout,
            policy_name(i->policy), i->head, sender, i->receivers, i->max_receivers, i->dead, lag);
+    /* The pool, when there is one, after the columns: SIZExCHUNKS a class. */
+    for (uint32_t k = 0; k < i->pool_classes; k++)
+      printf("%s%ux%u", k ? "," : "  pool ", i->pool[k].size, i->pool[k].chunks);
+    printf("\n");
   }
   c->n++;
   return 0;
