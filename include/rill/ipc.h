@@ -184,8 +184,13 @@ int rill_ipc_receiver_open(rill_ipc_receiver_t **out, const char *name);
 typedef struct rill_ipc_msg {
   const uint8_t *data;
   uint32_t len;
-  uint64_t seq; /* the route's message number, from 0 */
+  uint32_t flags; /* RILL_IPC_REDELIVERED, or 0 (always 0 from a route) */
+  uint64_t seq;   /* the route's (or channel's) message number, from 0 */
 } rill_ipc_msg_t;
+
+/* rill_ipc_msg_t flags: a channel queue message handed out before to a
+ * receiver that died holding it (it may have been partly processed). */
+#define RILL_IPC_REDELIVERED 1u
 
 /** Waits up to timeout_ns (0: not at all) for the next message: 0,
  *  RILL_ETIMEDOUT (RILL_EAGAIN when timeout_ns is 0), or RILL_ELAGGED
@@ -241,9 +246,15 @@ int rill_ipc_list(int (*fn)(void *ctx, const rill_ipc_info_t *info), void *ctx);
  * hole every receiver waits at; a receiver that finds the claimer dead
  * (pid and start time) marks the slot aborted and goes on, reporting
  * RILL_ELAGGED with *lost = 1 (and the header counts it). A receiver that
- * died is reaped by the senders that would wait for it; under
- * RILL_IPC_QUEUE a message it had received and not finished with is lost
- * (not redelivered). Policies: RILL_IPC_BLOCK or RILL_IPC_FAIL
+ * died is reaped by the senders that would wait for it (and, under
+ * RILL_IPC_QUEUE, by idle receivers). Under RILL_IPC_QUEUE delivery is at
+ * least once: a message a dead receiver had received and not finished
+ * with (rill_ipc_chan_release, or its next recv) is handed out again to
+ * another receiver, before newer ones, with RILL_IPC_REDELIVERED in its
+ * flags. The windows left are a few instructions wide: a receiver killed
+ * just as it takes a message loses it, one killed while adopting a dead
+ * receiver's message gets it handed out twice.
+ * Policies: RILL_IPC_BLOCK or RILL_IPC_FAIL
  * (RILL_IPC_OVERWRITE is refused). docs/FORMATS.md ("IPC channel
  * segment") gives every byte and the protocol.
  *
@@ -251,7 +262,7 @@ int rill_ipc_list(int (*fn)(void *ctx, const rill_ipc_info_t *info), void *ctx);
  * independent, in one process or several. */
 
 #define RILL_IPC_CHAN_MAGIC   0x43494c52u /* "RLIC" */
-#define RILL_IPC_CHAN_VERSION 1u
+#define RILL_IPC_CHAN_VERSION 2u
 #define RILL_IPC_MAX_SENDERS  64u
 
 typedef enum rill_ipc_delivery {
@@ -288,7 +299,10 @@ typedef struct rill_ipc_chan rill_ipc_chan_t;
  *  process (dead holders' places are reaped first); RILL_EVERSION /
  *  RILL_EPROTO for a segment that is not a channel of this version or
  *  whose layout does not add up. A receiver gets what is claimed from
- *  now on (broadcast) or the queue's next message (queue). */
+ *  now on (broadcast) or the queue's next message (queue). A queue
+ *  receiver finding every place held by a live process or orphaned takes
+ *  an orphaned one: its first recv hands out the message that place
+ *  held (RILL_IPC_REDELIVERED). */
 int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_chan_opts_t *opts,
                        rill_ipc_chan_role_t role);
 
@@ -300,12 +314,20 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
 int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint64_t timeout_ns);
 
 /** Waits up to timeout_ns (0: not at all) for the next message: 0 with a
- *  view in place valid until the next recv or close, RILL_ETIMEDOUT
+ *  view in place valid until the next recv, release or close (m->flags:
+ *  RILL_IPC_REDELIVERED for a queue message handed out again), RILL_ETIMEDOUT
  *  (RILL_EAGAIN when timeout_ns is 0), or RILL_ELAGGED with *lost (may be
  *  NULL) the messages skipped because their sender died before committing
  *  them (no message: call again). RILL_ECORRUPT for a scribbled slot.
  *  RILL_EINVAL on a sender. */
 int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_ns, uint64_t *lost);
+
+/** Finishes with the message the last recv returned, before the next
+ *  recv: its view is invalid from now on, its slot may be reused (senders
+ *  waiting for room are woken), and under RILL_IPC_QUEUE it is no longer
+ *  handed out again should this receiver die. 0, or RILL_EINVAL on a
+ *  sender or when no message is held. */
+int rill_ipc_chan_release(rill_ipc_chan_t *ch);
 
 /** slot_size - RILL_IPC_SLOT_HDR. */
 uint32_t rill_ipc_chan_max_payload(const rill_ipc_chan_t *ch);
@@ -326,8 +348,10 @@ typedef struct rill_ipc_chan_info {
   uint64_t claimed;  /* messages claimed by senders (committed or not) */
   uint64_t consumed; /* RILL_IPC_QUEUE: messages taken by receivers */
   uint64_t aborted;  /* claims of dead senders skipped */
-  uint64_t slowest;  /* the lowest seq a live receiver still holds or awaits */
+  uint64_t slowest;  /* the lowest seq a live receiver (or an orphan) holds or awaits */
   uint32_t senders, senders_dead, receivers, receivers_dead; /* places taken, of which dead */
+  uint32_t orphaned;    /* RILL_IPC_QUEUE: messages of dead receivers awaiting redelivery */
+  uint64_t redelivered; /* RILL_IPC_QUEUE: messages handed out again so far */
 } rill_ipc_chan_info_t;
 
 /** Describes channel `name` without attaching to it. */

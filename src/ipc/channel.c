@@ -34,6 +34,34 @@
  * CAS it saw has its cursor visible, so min(consumed, cursors) is never
  * above a slot being read.
  *
+ * Redelivery (queue). A receiver's hold is TAKING | c from its store
+ * before its CAS of consumed until it knows the CAS won, then c. A dead
+ * receiver showing a plain c had taken c (c < consumed); one showing
+ * TAKING | c may have lost its CAS to another receiver (and its hold may
+ * be stale: stored after the slot was given to a later lap), so it is
+ * freed as one holding nothing: a receiver killed between the two stores
+ * of a won take loses that message, rather than have a copy of another's
+ * or a torn slot handed out. The reaper of a dead holder of a message (a
+ * sender waiting for room, a receiver with nothing to take, a receiver
+ * opening) moves its place to ORPHAN, keeping the cursor: scans count it
+ * as any hold, and the header's `orphans`, counted up before the ORPHAN
+ * word is stored (release), tells receivers to look. An adopter stores its
+ * cursor TAKING | h, then CASes the orphan's state from what it saw to
+ * CLAIMING: of two adopters one wins, the loser stores NONE back (a scan
+ * that saw its hold only waited more); a place freed and retaken meanwhile
+ * has another generation, so a stale adopter's CAS fails. The winner
+ * confirms its cursor h, bumps `redelivered` (release), then clears the
+ * orphan's cursor and frees it: h is held throughout by one place or the
+ * other. A scan reads the places one by one, so it could read our cursor
+ * before the move and the orphan's after it; it loads `redelivered` before
+ * and after (acquire) and scans again when it moved: having seen the
+ * orphan given up, it sees the bump, and a first load that saw the bump
+ * makes our hold visible. An adopter killed after confirming and before
+ * clearing leaves two orphans of h: h is handed out twice (at least once).
+ * A queue place is CLAIMING with a hold only when taken from an orphan
+ * (whoever frees a queue place stores NONE in it first), so scans count
+ * every queue place that is not free.
+ *
  * Joining (broadcast) and parking follow the route's protocol (route.c's
  * file comment): seq_cst fences on both sides, one wake a park.
  */
@@ -79,7 +107,12 @@ struct rill_ipc_chan {
   uint64_t min_seen; /* sender: the lowest bound of the last scan */
   uint64_t cur;      /* broadcast receiver: the next seq to return */
   bool held;         /* receiver: a view is out */
+  bool adopted;      /* queue receiver: opened on an orphan, adopted_seq not handed out yet */
+  uint64_t adopted_seq;
   uint64_t checked_ms;
+  uint64_t reaped_ms; /* queue receiver: the last look for dead holders of a message */
+  uint32_t reap_next; /* queue receiver: the place a look with messages to take starts at */
+  uint32_t takes;     /* queue receiver: recvs, to look at the clock every 64th */
   char name[RILL_IPC_MAX_NAME + 1];
 };
 
@@ -210,6 +243,10 @@ static int attach(rill_ipc_chan_t *ch) {
 
 /* ---- open and close ---------------------------------------------------------- */
 
+static bool claim_queue_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p);
+static bool adopt_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p);
+static void leave_orphan(rill_ipc_chan_t *ch);
+
 int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_chan_opts_t *opts,
                        rill_ipc_chan_role_t role) {
   if (!out)
@@ -247,21 +284,35 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
     goto unmap;
   struct rill__chan_hdr *h = ch->hdr;
   bool sender = role == RILL_IPC_SENDER;
+  bool queue = ch->g.delivery == RILL_IPC_QUEUE;
   struct rill__ipc_place *pl = sender ? ch->places : receivers(ch);
   uint32_t n = sender ? ch->g.max_senders : ch->g.max_receivers;
   uint32_t *waiters = sender ? &h->send_waiters : &h->recv_waiters;
-  for (uint32_t i = 0; i < n && !ch->me; i++)
-    if (rill__ipc_claim_place(&pl[i], waiters, &ch->mine))
-      ch->me = &pl[i];
+  if (!sender && queue) {
+    /* A free place first; an orphan only when none is left. */
+    for (uint32_t i = 0; i < n && !ch->me; i++)
+      if (claim_queue_place(ch, &pl[i]))
+        ch->me = &pl[i];
+    for (uint32_t i = 0; i < n && !ch->me; i++)
+      if (adopt_place(ch, &pl[i]))
+        ch->me = &pl[i];
+  } else {
+    for (uint32_t i = 0; i < n && !ch->me; i++)
+      if (rill__ipc_claim_place(&pl[i], waiters, &ch->mine))
+        ch->me = &pl[i];
+  }
   if (!ch->me) {
     rc = rill__err(RILL_EBUSY, "ipc channel %s: its %u %s places are held by live processes", name,
                    n, sender ? "sender" : "receiver");
     goto unmap;
   }
   __atomic_store_n(&ch->me->start, rill__ipc_self_start(), __ATOMIC_RELAXED); /* by take */
-  if (sender || g.delivery == RILL_IPC_QUEUE) {
-    /* A sender's pending claim, a queue receiver's hold: none. */
-    __atomic_store_n(&ch->me->cursor, sender ? 0 : RILL__CHAN_NONE, __ATOMIC_RELAXED);
+  if (sender || queue) {
+    /* A sender's pending claim, a queue receiver's hold: none (an adopted
+     * orphan's hold stays). The delivery is the channel's: opts may be
+     * NULL. */
+    if (!ch->adopted)
+      __atomic_store_n(&ch->me->cursor, sender ? 0 : RILL__CHAN_NONE, __ATOMIC_RELAXED);
     ch->mine = rill__ipc_take_place(ch->me, ch->mine);
     ch->min_seen = 0;
     ch->checked_ms = 0;
@@ -300,7 +351,15 @@ void rill_ipc_chan_close(rill_ipc_chan_t *ch) {
   if (!ch)
     return;
   struct rill__chan_hdr *h = ch->hdr;
-  rill__ipc_leave_place(ch->me, ch->mine);
+  if (ch->role == RILL_IPC_RECEIVER && ch->g.delivery == RILL_IPC_QUEUE && ch->adopted) {
+    leave_orphan(ch);
+  } else {
+    if (ch->role == RILL_IPC_RECEIVER && ch->g.delivery == RILL_IPC_QUEUE)
+      /* Relaxed: published by the leave's release; a free queue place
+       * shows NONE (file comment). */
+      __atomic_store_n(&ch->me->cursor, RILL__CHAN_NONE, __ATOMIC_RELAXED);
+    rill__ipc_leave_place(ch->me, ch->mine);
+  }
   /* seq_cst: as in advance(); a sender waiting for us stops waiting. */
   FENCE(__ATOMIC_SEQ_CST);
   if (ch->role == RILL_IPC_RECEIVER && __atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED))
@@ -316,28 +375,100 @@ void rill_ipc_chan_close(rill_ipc_chan_t *ch) {
 static uint64_t scan(rill_ipc_chan_t *ch, uint64_t c) {
   /* seq_cst: pairs with the fence a joining receiver makes (file comment). */
   FENCE(__ATOMIC_SEQ_CST);
-  uint64_t min = c;
-  if (ch->g.delivery == RILL_IPC_QUEUE) {
-    /* Acquire: pairs with the receivers' CAS of consumed (release); the
-     * cursor a receiver stored before its CAS is visible below. */
-    uint64_t k = __atomic_load_n(&ch->hdr->consumed, __ATOMIC_ACQUIRE);
-    if (k < min)
-      min = k;
-  }
+  const bool queue = ch->g.delivery == RILL_IPC_QUEUE;
+  struct rill__chan_hdr *h = ch->hdr;
   struct rill__ipc_place *rx = receivers(ch);
-  for (uint32_t i = 0; i < ch->g.max_receivers; i++) {
-    /* Acquire: pairs with the receiver's release store of TAKEN. */
-    uint64_t st = __atomic_load_n(&rx[i].state, __ATOMIC_ACQUIRE);
-    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_TAKEN)
-      continue;
-    /* Acquire: pairs with the receiver's release stores of its cursor; its
-     * reads of the slots below happen before we overwrite them. */
-    uint64_t v = __atomic_load_n(&rx[i].cursor, __ATOMIC_ACQUIRE);
-    if (v < min)
-      min = v; /* NONE (holds nothing) and cursors from the future are above c */
-  }
+  uint64_t min, moved = 0;
+  do {
+    min = c;
+    if (queue) {
+      /* Acquire: pairs with an adopter's release bump (try_adopt): the
+       * hold it moved into its own place before is visible below. */
+      moved = __atomic_load_n(&h->redelivered, __ATOMIC_ACQUIRE);
+      /* Acquire: pairs with the receivers' CAS of consumed (release); the
+       * cursor a receiver stored before its CAS is visible below. */
+      uint64_t k = __atomic_load_n(&h->consumed, __ATOMIC_ACQUIRE);
+      if (k < min)
+        min = k;
+    }
+    for (uint32_t i = 0; i < ch->g.max_receivers; i++) {
+      /* Acquire: pairs with the receiver's release store of TAKEN (and a
+       * reaper's of ORPHAN). */
+      uint64_t st = __atomic_load_n(&rx[i].state, __ATOMIC_ACQUIRE);
+      unsigned phase = RILL__IPC_ST_PHASE(st);
+      /* Queue: a claiming or orphaned place's cursor holds too (file
+       * comment); broadcast: a claiming place's cursor may be stale. */
+      if (phase == RILL__IPC_FREE || (!queue && phase != RILL__IPC_TAKEN))
+        continue;
+      /* Acquire: pairs with the receiver's release stores of its cursor;
+       * its reads of the slots below happen before we overwrite them. */
+      uint64_t v = __atomic_load_n(&rx[i].cursor, __ATOMIC_ACQUIRE);
+      if (v != RILL__CHAN_NONE)
+        v &= ~RILL__CHAN_TAKING; /* a take in progress holds as a taken one */
+      if (v < min)
+        min = v; /* NONE (holds nothing) and cursors from the future are above c */
+    }
+    /* Acquire: as the first load; a hold moved during our look. */
+  } while (queue && __atomic_load_n(&h->redelivered, __ATOMIC_ACQUIRE) != moved);
   ch->min_seen = min;
   return min;
+}
+
+static void wake_receivers(rill_ipc_chan_t *ch);
+
+enum { REAP_NOTHING, REAP_FREED, REAP_ORPHANED };
+
+/* Reaps receiver place p (state word st, loaded with acquire) if its
+ * holder is dead: freed, or under RILL_IPC_QUEUE left ORPHAN when the
+ * holder had taken a message (file comment). REAP_FREED when the place is
+ * free (or was seen free), REAP_ORPHANED when we made it an orphan,
+ * REAP_NOTHING when its holder lives, it is an orphan already, or another
+ * reaper or taker got there first. */
+static int reap_receiver(rill_ipc_chan_t *ch, struct rill__ipc_place *p, uint64_t st) {
+  struct rill__chan_hdr *h = ch->hdr;
+  unsigned phase = RILL__IPC_ST_PHASE(st);
+  if (phase == RILL__IPC_FREE)
+    return REAP_FREED;
+  if (phase == RILL__IPC_ORPHAN)
+    return REAP_NOTHING;
+  if (ch->g.delivery != RILL_IPC_QUEUE)
+    return rill__ipc_reap_if_dead(p, st, &h->recv_waiters) ? REAP_FREED : REAP_NOTHING;
+  /* Relaxed: st was loaded with acquire, after the holder's start. */
+  if (rill__ipc_holder_alive(st, __atomic_load_n(&p->start, __ATOMIC_RELAXED)))
+    return REAP_NOTHING;
+  uint32_t gen = RILL__IPC_ST_GEN(st) + 1;
+  uint64_t ours = RILL__IPC_ST(RILL__IPC_CLAIMING, gen, (uint32_t)getpid());
+  /* A CAS from exactly st, as rill__ipc_reap_if_dead: a place retaken
+   * meanwhile is left alone. Claiming, the place still holds its cursor
+   * for the scans. Acquire: pairs with the dead holder's last stores. */
+  if (!__atomic_compare_exchange_n(&p->state, &st, ours, false, __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+    return REAP_NOTHING;
+  if (__atomic_exchange_n(&p->parked, 0, __ATOMIC_RELAXED))
+    __atomic_fetch_sub(&h->recv_waiters, 1, __ATOMIC_RELAXED);
+  /* Acquire: pairs with the receivers' CAS of consumed (release), the dead
+   * holder's among them if it won: its hold stored before is visible. */
+  uint64_t k = __atomic_load_n(&h->consumed, __ATOMIC_ACQUIRE);
+  /* Relaxed: the holder is dead, its cursor is final. */
+  uint64_t v = __atomic_load_n(&p->cursor, __ATOMIC_RELAXED);
+  if (v < k) { /* a plain hold: NONE and TAKING holds are above any seq */
+    /* Relaxed: counted before the ORPHAN word (release) that an adopter
+     * sees with acquire, so its decrement comes after: never below the
+     * number of orphans. */
+    __atomic_fetch_add(&h->orphans, 1, __ATOMIC_RELAXED);
+    /* Relaxed: stored again so that the release below publishes the hold
+     * to adopters (the dead holder's store pairs with nothing of theirs). */
+    __atomic_store_n(&p->cursor, v, __ATOMIC_RELAXED);
+    /* Release: pairs with the adopters' and scans' acquire loads of the
+     * state. */
+    __atomic_store_n(&p->state, RILL__IPC_ST(RILL__IPC_ORPHAN, gen, 0), __ATOMIC_RELEASE);
+    wake_receivers(ch); /* a parked receiver adopts it */
+    return REAP_ORPHANED;
+  }
+  /* Relaxed: published by the release below; a free queue place shows NONE. */
+  __atomic_store_n(&p->cursor, RILL__CHAN_NONE, __ATOMIC_RELAXED);
+  /* Release: pairs with a claimer's acquire load of the state. */
+  __atomic_store_n(&p->state, RILL__IPC_ST(RILL__IPC_FREE, gen, 0), __ATOMIC_RELEASE);
+  return REAP_FREED;
 }
 
 /* Reaps the dead receivers that hold back seq c; true when one was. */
@@ -345,13 +476,18 @@ static bool reap_laggards(rill_ipc_chan_t *ch, uint64_t c) {
   bool any = false;
   struct rill__ipc_place *rx = receivers(ch);
   for (uint32_t i = 0; i < ch->g.max_receivers; i++) {
+    /* Acquire: pairs with the holder's release store of TAKEN (its start). */
     uint64_t st = __atomic_load_n(&rx[i].state, __ATOMIC_ACQUIRE);
-    if (RILL__IPC_ST_PHASE(st) == RILL__IPC_FREE)
-      continue;
+    unsigned phase = RILL__IPC_ST_PHASE(st);
+    if (phase == RILL__IPC_FREE || phase == RILL__IPC_ORPHAN)
+      continue; /* an orphan holds c back until a receiver adopts it */
+    /* Relaxed: a hint for whom to check; the reap decides on its own loads. */
     uint64_t v = __atomic_load_n(&rx[i].cursor, __ATOMIC_RELAXED);
-    if (RILL__IPC_ST_PHASE(st) == RILL__IPC_TAKEN && (v == RILL__CHAN_NONE || c - v < ch->g.slots))
+    if (v != RILL__CHAN_NONE)
+      v &= ~RILL__CHAN_TAKING;
+    if (phase == RILL__IPC_TAKEN && (v == RILL__CHAN_NONE || c - v < ch->g.slots))
       continue;
-    if (rill__ipc_reap_if_dead(&rx[i], st, &ch->hdr->recv_waiters))
+    if (reap_receiver(ch, &rx[i], st) == REAP_FREED)
       any = true;
   }
   return any;
@@ -461,13 +597,19 @@ int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint
                                    __ATOMIC_RELAXED))
     return rill__err(RILL_EPROTO, "ipc channel %s: message %llu was aborted before its commit",
                      ch->name, (unsigned long long)c);
+  wake_receivers(ch);
+  return 0;
+}
+
+/* After a commit (or an orphan made): wakes a receiver parked for one. */
+static void wake_receivers(rill_ipc_chan_t *ch) {
+  struct rill__chan_hdr *h = ch->hdr;
   /* seq_cst: pairs with the fence a receiver makes after counting itself
-   * a waiter: it sees the mark, or we see its count. */
+   * a waiter: it sees the mark (the orphan), or we see its count. */
   FENCE(__ATOMIC_SEQ_CST);
   if (RILL_UNLIKELY(__atomic_load_n(&h->recv_waiters, __ATOMIC_RELAXED)) &&
       __atomic_exchange_n(&h->recv_want, 0, __ATOMIC_RELAXED))
     rill__futex_bump_shared(&h->recv_futex);
-  return 0;
 }
 
 /* ---- receive ------------------------------------------------------------------ */
@@ -575,7 +717,8 @@ static int drop_hold(rill_ipc_chan_t *ch, bool held) {
   return RILL_EAGAIN;
 }
 
-static int try_queue(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t *lost) {
+/* The next message off the shared counter. */
+static int take_next(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t *lost) {
   struct rill__chan_hdr *h = ch->hdr;
   bool held = false;
   for (;;) {
@@ -595,8 +738,9 @@ static int try_queue(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t *lost) {
       aborted = true;
     }
     /* Relaxed: published by the CAS below (release): a sender that sees
-     * consumed past c sees our hold of c. */
-    __atomic_store_n(&ch->me->cursor, c, __ATOMIC_RELAXED);
+     * consumed past c sees our hold of c. TAKING until we know the CAS
+     * won: a reaper must not take it for a message we had (file comment). */
+    __atomic_store_n(&ch->me->cursor, RILL__CHAN_TAKING | c, __ATOMIC_RELAXED);
     held = true;
     if (!__atomic_compare_exchange_n(&h->consumed, &c, c + 1, false, __ATOMIC_ACQ_REL,
                                      __ATOMIC_RELAXED))
@@ -606,11 +750,211 @@ static int try_queue(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t *lost) {
       __atomic_store_n(&ch->me->cursor, RILL__CHAN_NONE, __ATOMIC_RELEASE);
       return lost_one(ch, c, lost);
     }
+    /* Relaxed: the same hold for the scans; only a reaper of ours (we are
+     * dead then) tells the two apart. */
+    __atomic_store_n(&ch->me->cursor, c, __ATOMIC_RELAXED);
     int rc = deliver(ch, sl, c, m);
     if (rc)
       __atomic_store_n(&ch->me->cursor, RILL__CHAN_NONE, __ATOMIC_RELEASE);
     return rc;
   }
+}
+
+/* Hands out seq s again: our cursor holds it (TAKING | s or s), adopted
+ * from a dead receiver that had taken it. Its slot has been held since
+ * that take, so its mark is still s + 1 (or aborted, taken by the dead
+ * receiver and not reported). */
+static int redeliver(rill_ipc_chan_t *ch, uint64_t s, rill_ipc_msg_t *m, uint64_t *lost) {
+  struct rill__ipc_slot *sl = slot_at(ch, s);
+  /* Acquire: pairs with the sender's release CAS of the mark. */
+  uint64_t mark = __atomic_load_n(&sl->mark, __ATOMIC_ACQUIRE);
+  if (mark == s + 1) {
+    /* Relaxed: the hold is confirmed ours (a reaper of ours hands s out
+     * again); published with the bump below. */
+    __atomic_store_n(&ch->me->cursor, s, __ATOMIC_RELAXED);
+    /* Release: pairs with the scans' acquire loads before and after their
+     * look (scan()): our hold is visible to one that saw the bump. */
+    __atomic_fetch_add(&ch->hdr->redelivered, 1, __ATOMIC_RELEASE);
+    int rc = deliver(ch, sl, s, m);
+    if (rc == 0) {
+      m->flags = RILL_IPC_REDELIVERED;
+      return 0;
+    }
+    /* Release: as every cursor store. */
+    __atomic_store_n(&ch->me->cursor, RILL__CHAN_NONE, __ATOMIC_RELEASE);
+    return rc;
+  }
+  /* Release: as every cursor store; nothing of the slot was read. */
+  __atomic_store_n(&ch->me->cursor, RILL__CHAN_NONE, __ATOMIC_RELEASE);
+  if (mark == (RILL__CHAN_ABORTED | (s + 1)))
+    return lost_one(ch, s, lost);
+  return rill__err(RILL_ECORRUPT,
+                   "ipc channel %s: message %llu, held by a dead receiver, has its slot marked "
+                   "%llu",
+                   ch->name, (unsigned long long)s, (unsigned long long)mark);
+}
+
+/* Adopts an orphan and hands its message out again (file comment):
+ * RILL_EAGAIN when there is none to adopt. */
+static int try_adopt(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t *lost) {
+  struct rill__ipc_place *rx = receivers(ch);
+  for (uint32_t i = 0; i < ch->g.max_receivers; i++) {
+    struct rill__ipc_place *p = &rx[i];
+    /* Acquire: pairs with the reaper's release store of ORPHAN, after its
+     * store of the cursor. */
+    uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_ORPHAN)
+      continue;
+    uint64_t s = __atomic_load_n(&p->cursor, __ATOMIC_RELAXED);
+    if (s >= RILL__CHAN_TAKING)
+      continue; /* no plain hold: not an orphan we made; left to be seen */
+    /* Relaxed: published by the bump of redelivered (release) if we win.
+     * TAKING: should we die before confirming it, our reaper frees our
+     * place, and the orphan's (claimed by a dead process, its cursor a
+     * plain s) is made an orphan again: one holder of s either way. */
+    __atomic_store_n(&ch->me->cursor, RILL__CHAN_TAKING | s, __ATOMIC_RELAXED);
+    uint64_t ours = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
+    /* A CAS from exactly the orphan we saw: of two adopters one wins, and
+     * a place freed and retaken meanwhile has another generation. Acquire:
+     * as the load above. */
+    if (!__atomic_compare_exchange_n(&p->state, &st, ours, false, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED)) {
+      /* Release: as every cursor store; the slot was not read. */
+      __atomic_store_n(&ch->me->cursor, RILL__CHAN_NONE, __ATOMIC_RELEASE);
+      continue;
+    }
+    /* Relaxed: a hint to look, counted up before the ORPHAN word. */
+    __atomic_fetch_sub(&ch->hdr->orphans, 1, __ATOMIC_RELAXED);
+    int rc = redeliver(ch, s, m, lost);
+    /* Release, both: the hold is ours (or given up) before the orphan
+     * gives it up, after the bump a scan checks (file comment); a free
+     * queue place shows NONE. */
+    __atomic_store_n(&p->cursor, RILL__CHAN_NONE, __ATOMIC_RELEASE);
+    __atomic_store_n(&p->state, RILL__IPC_ST(RILL__IPC_FREE, RILL__IPC_ST_GEN(ours), 0),
+                     __ATOMIC_RELEASE);
+    if (rc != RILL_EAGAIN)
+      return rc;
+  }
+  return RILL_EAGAIN;
+}
+
+/* Looks for dead receivers holding a message (at most once every
+ * CHECK_EVERY_MS), so that it is handed out again even when no sender
+ * waits for room. Each check reads /proc: with nothing to take (all) we
+ * check every holder, else only the next one round the table, so that a
+ * busy receiver reads /proc once a millisecond at most however many
+ * receivers there are. True when an orphan was made. */
+static bool reap_holders(rill_ipc_chan_t *ch, bool all) {
+  uint64_t ms = rill_time_coarse_ms();
+  if (ms - ch->reaped_ms < CHECK_EVERY_MS)
+    return false;
+  ch->reaped_ms = ms;
+  bool made = false;
+  struct rill__ipc_place *rx = receivers(ch);
+  const uint32_t n = ch->g.max_receivers;
+  for (uint32_t j = 0; j < n; j++) {
+    uint32_t i = (ch->reap_next + j) % n;
+    if (&rx[i] == ch->me)
+      continue;
+    /* Acquire: pairs with the holder's release store of TAKEN (its start). */
+    uint64_t st = __atomic_load_n(&rx[i].state, __ATOMIC_ACQUIRE);
+    unsigned phase = RILL__IPC_ST_PHASE(st);
+    if (phase != RILL__IPC_TAKEN && phase != RILL__IPC_CLAIMING)
+      continue;
+    /* Relaxed: a hint for whom to check; the reap decides on its own loads. */
+    if (__atomic_load_n(&rx[i].cursor, __ATOMIC_RELAXED) >= RILL__CHAN_TAKING)
+      continue; /* holds no message (or is taking one: its CAS decides) */
+    made |= reap_receiver(ch, &rx[i], st) == REAP_ORPHANED;
+    if (!all) {
+      ch->reap_next = (i + 1) % n;
+      break;
+    }
+  }
+  return made;
+}
+
+static int try_queue(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t *lost) {
+  if (RILL_UNLIKELY(ch->adopted)) {
+    ch->adopted = false; /* opened on an orphan: its message first */
+    return redeliver(ch, ch->adopted_seq, m, lost);
+  }
+  /* The clock every 64th call: it costs as much as the rest of a take. */
+  if (RILL_UNLIKELY((ch->takes++ & 63) == 0))
+    reap_holders(ch, false);
+  /* Relaxed: a hint; try_adopt loads each state with acquire. Orphans
+   * before new messages. */
+  if (RILL_UNLIKELY(__atomic_load_n(&ch->hdr->orphans, __ATOMIC_RELAXED))) {
+    int rc = try_adopt(ch, m, lost);
+    if (rc != RILL_EAGAIN)
+      return rc;
+  }
+  int rc = take_next(ch, m, lost);
+  if (rc == RILL_EAGAIN && reap_holders(ch, true))
+    rc = try_adopt(ch, m, lost);
+  return rc;
+}
+
+/* Open, queue receiver: takes place p if it is free, or its holder is
+ * dead and held no message (reap_receiver; a generic reap would lose it). */
+static bool claim_queue_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p) {
+  /* Acquire: pairs with the holder's release store of TAKEN, or a
+   * leaver's or reaper's of FREE (the NONE stored before). */
+  uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+  if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE) {
+    if (reap_receiver(ch, p, st) != REAP_FREED)
+      return false;
+    st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE)
+      return false;
+  }
+  uint64_t want = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
+  /* seq_cst: as rill__ipc_claim_place. */
+  if (!__atomic_compare_exchange_n(&p->state, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+    return false;
+  ch->mine = want;
+  return true;
+}
+
+/* Open, queue receiver, no place free: takes orphan p with its hold; the
+ * first recv hands the message out again. The cursor is never touched:
+ * claiming, then taken, the place holds it throughout for the scans. */
+static bool adopt_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p) {
+  /* Acquire: pairs with the reaper's release store of ORPHAN. */
+  uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+  if (RILL__IPC_ST_PHASE(st) != RILL__IPC_ORPHAN)
+    return false;
+  uint64_t s = __atomic_load_n(&p->cursor, __ATOMIC_RELAXED);
+  if (s >= RILL__CHAN_TAKING)
+    return false;
+  uint64_t want = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
+  /* seq_cst: as rill__ipc_claim_place; from exactly the orphan seen (its
+   * cursor s with it), as try_adopt. */
+  if (!__atomic_compare_exchange_n(&p->state, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+    return false;
+  /* Relaxed: a hint to look, counted up before the ORPHAN word. */
+  __atomic_fetch_sub(&ch->hdr->orphans, 1, __ATOMIC_RELAXED);
+  ch->mine = want;
+  ch->adopted = true;
+  ch->adopted_seq = s;
+  return true;
+}
+
+/* Close, queue receiver opened on an orphan whose message it never asked
+ * for: the place goes back to ORPHAN (its cursor still holds the message)
+ * for another receiver. */
+static void leave_orphan(rill_ipc_chan_t *ch) {
+  struct rill__chan_hdr *h = ch->hdr;
+  uint64_t mine = ch->mine;
+  /* Relaxed: counted up before the ORPHAN word, as a reaper does. */
+  __atomic_fetch_add(&h->orphans, 1, __ATOMIC_RELAXED);
+  /* Release: pairs with the adopters' acquire loads of the state. */
+  if (!__atomic_compare_exchange_n(&ch->me->state, &mine,
+                                   RILL__IPC_ST(RILL__IPC_ORPHAN, RILL__IPC_ST_GEN(mine), 0), false,
+                                   __ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+    __atomic_fetch_sub(&h->orphans, 1, __ATOMIC_RELAXED); /* not ours: never, alive */
+    return;
+  }
+  wake_receivers(ch);
 }
 
 static int try_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t *lost) {
@@ -647,6 +991,7 @@ int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_
     return rill__err(RILL_EINVAL, "ipc channel %s: recv on a sender", ch->name);
   if (lost)
     *lost = 0;
+  m->flags = 0;
   if (ch->held) {
     ch->held = false;
     advance(ch);
@@ -699,6 +1044,18 @@ int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_
     if (rc != RILL_EAGAIN)
       return rc;
   }
+}
+
+int rill_ipc_chan_release(rill_ipc_chan_t *ch) {
+  if (RILL_UNLIKELY(!ch))
+    return rill__err(RILL_EINVAL, "ipc channel release: the channel is NULL");
+  if (RILL_UNLIKELY(ch->role != RILL_IPC_RECEIVER))
+    return rill__err(RILL_EINVAL, "ipc channel %s: release on a sender", ch->name);
+  if (!ch->held)
+    return rill__err(RILL_EINVAL, "ipc channel %s: release with no message held", ch->name);
+  ch->held = false;
+  advance(ch);
+  return 0;
 }
 
 /* ---- the rest ------------------------------------------------------------------ */

@@ -810,6 +810,7 @@ static int try_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t *lost) {
 int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns, uint64_t *lost) {
   if (RILL_UNLIKELY(!r || !m))
     return rill__err(RILL_EINVAL, "ipc recv: %s is NULL", r ? "the message" : "the receiver");
+  m->flags = 0;
   if (lost)
     *lost = 0;
   if (r->held) {

@@ -450,6 +450,8 @@ _Static_assert(offsetof(struct rill__chan_hdr, consumed) == 128, "consumed on it
 _Static_assert(offsetof(struct rill__chan_hdr, recv_futex) == 192, "receivers' futex line");
 _Static_assert(offsetof(struct rill__chan_hdr, send_futex) == 256, "senders' futex line");
 _Static_assert(offsetof(struct rill__chan_hdr, aborted) == 320, "aborted count line");
+_Static_assert(offsetof(struct rill__chan_hdr, redelivered) == 328, "redelivered count");
+_Static_assert(offsetof(struct rill__chan_hdr, orphans) == 336, "orphan count");
 
 void rill__chan_layout(struct rill__chan_geom *g) {
   uint64_t table = (uint64_t)(g->max_senders + g->max_receivers) * RILL__IPC_PLACE_BYTES;
@@ -544,15 +546,27 @@ void rill__chan_summary(const void *mem, const struct rill__chan_geom *g,
   info->claimed = __atomic_load_n(&h->claim, __ATOMIC_RELAXED);
   info->consumed = __atomic_load_n(&h->consumed, __ATOMIC_RELAXED);
   info->aborted = __atomic_load_n(&h->aborted, __ATOMIC_RELAXED);
+  info->redelivered = __atomic_load_n(&h->redelivered, __ATOMIC_RELAXED);
   info->senders = info->senders_dead = info->receivers = info->receivers_dead = 0;
+  info->orphaned = 0;
   uint64_t slowest = g->delivery == RILL_IPC_QUEUE ? info->consumed : info->claimed;
   uint32_t n = g->max_senders + g->max_receivers;
   for (uint32_t i = 0; i < n; i++) {
     /* Acquire: pairs with the holder's release store of TAKEN, so its
-     * start time is the one it wrote. */
+     * start time is the one it wrote (and with the reaper's of ORPHAN). */
     uint64_t st = __atomic_load_n(&pl[i].state, __ATOMIC_ACQUIRE);
-    if (RILL__IPC_ST_PHASE(st) == RILL__IPC_FREE)
+    unsigned phase = RILL__IPC_ST_PHASE(st);
+    if (phase == RILL__IPC_FREE)
       continue;
+    uint64_t c = __atomic_load_n(&pl[i].cursor, __ATOMIC_RELAXED);
+    if (phase == RILL__IPC_ORPHAN && i >= g->max_senders && g->delivery == RILL_IPC_QUEUE) {
+      /* Not a participant: a message waiting to be handed out again,
+       * holding its slot meanwhile. */
+      info->orphaned++;
+      if (c < slowest)
+        slowest = c;
+      continue;
+    }
     bool alive = rill__ipc_holder_alive(st, __atomic_load_n(&pl[i].start, __ATOMIC_RELAXED));
     if (i < g->max_senders) {
       info->senders++;
@@ -561,8 +575,9 @@ void rill__chan_summary(const void *mem, const struct rill__chan_geom *g,
     }
     info->receivers++;
     info->receivers_dead += !alive;
-    uint64_t c = __atomic_load_n(&pl[i].cursor, __ATOMIC_RELAXED);
-    if (alive && RILL__IPC_ST_PHASE(st) == RILL__IPC_TAKEN && c != RILL__CHAN_NONE && c < slowest)
+    if (c != RILL__CHAN_NONE)
+      c &= ~RILL__CHAN_TAKING; /* a take in progress */
+    if (alive && phase == RILL__IPC_TAKEN && c < slowest)
       slowest = c;
   }
   info->slowest = slowest;

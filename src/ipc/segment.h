@@ -87,6 +87,10 @@ struct rill__ipc_place {
 #define RILL__IPC_FREE     0u
 #define RILL__IPC_CLAIMING 1u /* taken, start and cursor not written yet */
 #define RILL__IPC_TAKEN    2u
+/* Channel queue receiver places only (a route reads 3 as claiming): the
+ * holder died with a message; the place keeps its cursor (that seq) until
+ * a live receiver adopts it. No holder: pid 0. */
+#define RILL__IPC_ORPHAN 3u
 #define RILL__IPC_ST(phase, gen, pid)                                                              \
   (((uint64_t)(phase) << 62) | (((uint64_t)(gen)&0x3fffffffu) << 32) | (uint32_t)(pid))
 #define RILL__IPC_ST_PHASE(s) ((unsigned)((s) >> 62))
@@ -222,7 +226,8 @@ uint64_t rill__ipc_self_start(void);
 
 /* Frees place p if its holder (state word st) is dead, by a CAS from
  * exactly st; a holder that died parked is taken out of *waiters. True
- * when the place is free afterwards. */
+ * when the place is free afterwards. Phase 3 is read as claiming: a
+ * channel queue receiver place (where it means ORPHAN) never comes here. */
 bool rill__ipc_reap_if_dead(struct rill__ipc_place *p, uint64_t st, uint32_t *waiters);
 
 /* Takes place p (free, or reaped from a dead holder): true with *mine the
@@ -239,6 +244,9 @@ void rill__ipc_leave_place(struct rill__ipc_place *p, uint64_t mine);
 
 #define RILL__CHAN_ABORTED (1ull << 63) /* mark flag: the claim was abandoned */
 #define RILL__CHAN_NONE    UINT64_MAX   /* a queue receiver's cursor: holds nothing */
+/* A queue receiver's cursor flag: TAKING | c holds c while the receiver
+ * does not know yet that its CAS of consumed for c won. */
+#define RILL__CHAN_TAKING (1ull << 62)
 
 struct rill__chan_hdr {
   uint32_t magic;   /* RILL_IPC_CHAN_MAGIC; 0 while the creator is still writing */
@@ -268,8 +276,11 @@ struct rill__chan_hdr {
   uint32_t send_futex, send_waiters, send_want;
   uint8_t reserved5[52];
 
-  uint64_t aborted; /* claims abandoned by dead senders and skipped */
-  uint8_t reserved6[56];
+  uint64_t aborted;     /* claims abandoned by dead senders and skipped */
+  uint64_t redelivered; /* RILL_IPC_QUEUE: messages of dead receivers handed out again */
+  uint32_t orphans;     /* RILL_IPC_QUEUE: places in ORPHAN now (or about to be, or just
+                         * adopted): never below their number */
+  uint8_t reserved6[44];
 };
 
 struct rill__chan_geom {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rill/ipc.h"
@@ -340,7 +341,8 @@ static void dead_claim(rill_ipc_delivery_t delivery) {
 Test(chan, dead_sender_between_claim_and_commit_broadcast) { dead_claim(RILL_IPC_BROADCAST); }
 Test(chan, dead_sender_between_claim_and_commit_queue) { dead_claim(RILL_IPC_QUEUE); }
 
-/* A receiver that died holding a queue message: the senders reap it. */
+/* A receiver that died holding a queue message: its place is the only
+ * one, so the next receiver opens on it and gets the message again. */
 Test(chan, dead_receiver_is_reaped) {
   rill_ipc_chan_opts_t o = {
       .slots = 4, .max_senders = 1, .max_receivers = 1, .delivery = RILL_IPC_QUEUE};
@@ -359,12 +361,296 @@ Test(chan, dead_receiver_is_reaped) {
   int st;
   cr_assert_eq(waitpid(pid, &st, 0), pid);
   cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-  send_one(s, 0, 4); /* message 0's slot: free once the holder is reaped */
+  uint8_t x[8] = {0};
+  cr_expect_eq(rill_ipc_chan_send(s, x, 8, 0), RILL_ETIMEDOUT, "message 0 is still held");
+  rill_ipc_chan_info_t info;
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.orphaned, 1, "the sender's reap orphaned it");
+  cr_expect_eq(info.receivers, 0);
   rill_ipc_chan_t *r = open_as(&o, RILL_IPC_RECEIVER);
+  uint32_t max = rill_ipc_chan_max_payload(s), k, i;
+  rill_ipc_msg_t m;
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(m.seq, 0);
+  cr_expect_eq(m.flags, RILL_IPC_REDELIVERED);
+  parse(&m, max, &k, &i);
+  cr_expect_eq(i, 0);
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(m.seq, 1);
+  cr_expect_eq(m.flags, 0);
+  send_one(s, 0, 4); /* message 0's slot: free once it is finished with */
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
+}
+
+/* A queue receiver process that takes one message (and releases it when
+ * asked), tells its seq, and waits to be SIGKILLed (kill_holder). */
+static pid_t spawn_holder(const rill_ipc_chan_opts_t *o, bool release, uint64_t *seq) {
+  int fd[2];
+  cr_assert_eq(pipe(fd), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    close(fd[0]);
+    rill_ipc_chan_t *r;
+    rill_ipc_msg_t m;
+    if (rill_ipc_chan_open(&r, chan, o, RILL_IPC_RECEIVER) ||
+        rill_ipc_chan_recv(r, &m, 1000000000ull, NULL))
+      _exit(1);
+    if (release && rill_ipc_chan_release(r))
+      _exit(2);
+    if (write(fd[1], &m.seq, sizeof m.seq) != (ssize_t)sizeof m.seq)
+      _exit(3);
+    for (;;)
+      pause();
+  }
+  close(fd[1]);
+  *seq = UINT64_MAX;
+  ssize_t n = read(fd[0], seq, sizeof *seq);
+  close(fd[0]);
+  cr_assert_eq(n, (ssize_t)sizeof *seq, "the holder failed");
+  return pid;
+}
+
+static void kill_holder(pid_t pid) {
+  int st;
+  cr_assert_eq(kill(pid, SIGKILL), 0);
+  cr_assert_eq(waitpid(pid, &st, 0), pid);
+  cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "holder 0x%x", st);
+}
+
+/* The message a SIGKILLed receiver held goes to a surviving receiver, before
+ * newer ones, flagged; every other message exactly once. */
+Test(chan, queue_killed_receivers_message_is_redelivered) {
+  rill_ipc_chan_opts_t o = {
+      .slots = 8, .max_senders = 1, .max_receivers = 2, .delivery = RILL_IPC_QUEUE};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER), *r = open_as(&o, RILL_IPC_RECEIVER);
+  uint32_t max = rill_ipc_chan_max_payload(s), k, i;
+  for (uint32_t j = 0; j < 3; j++)
+    send_one(s, 0, j);
+  uint64_t seq;
+  kill_holder(spawn_holder(&o, false, &seq));
+  cr_assert_eq(seq, 0);
+  rill_ipc_chan_info_t info;
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.receivers, 2);
+  cr_expect_eq(info.receivers_dead, 1);
+  cr_expect_eq(info.orphaned, 0, "not reaped yet");
+  cr_expect_eq(info.slowest, 1, "a dead holder is not counted until it is orphaned");
+  rill_ipc_msg_t m;
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0, "%s", rill_errmsg());
+  cr_expect_eq(m.seq, 0, "the orphan before message %llu", (unsigned long long)m.seq);
+  cr_expect_eq(m.flags, RILL_IPC_REDELIVERED);
+  parse(&m, max, &k, &i);
+  cr_expect_eq(i, 0);
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.receivers, 1);
+  cr_expect_eq(info.orphaned, 0);
+  cr_expect_eq(info.redelivered, 1);
+  /* The rest once each, in order, unflagged, over two laps of the ring. */
+  uint32_t next = 1;
+  for (uint32_t j = 3; j < 20; j++) {
+    send_one(s, 0, j);
+    while (rill_ipc_chan_recv(r, &m, 0, NULL) == 0) {
+      cr_expect_eq(m.seq, next);
+      cr_expect_eq(m.flags, 0);
+      parse(&m, max, &k, &i);
+      cr_expect_eq(i, next);
+      next++;
+    }
+  }
+  cr_expect_eq(next, 20);
+  cr_expect_eq(rill_ipc_chan_recv(r, &m, 20000000, NULL), RILL_ETIMEDOUT);
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.redelivered, 1);
+  cr_expect_eq(info.consumed, 20);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
+}
+
+/* Released before the kill: finished with, never handed out again. */
+Test(chan, queue_released_message_is_not_redelivered) {
+  rill_ipc_chan_opts_t o = {.slots = 4,
+                            .max_senders = 1,
+                            .max_receivers = 2,
+                            .delivery = RILL_IPC_QUEUE,
+                            .policy = RILL_IPC_FAIL};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER), *r = open_as(&o, RILL_IPC_RECEIVER);
+  cr_expect_eq(rill_ipc_chan_release(s), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_chan_release(r), RILL_EINVAL, "nothing held");
+  cr_expect_eq(rill_ipc_chan_release(NULL), RILL_EINVAL);
+  send_one(s, 0, 0);
+  send_one(s, 0, 1);
+  uint64_t seq;
+  kill_holder(spawn_holder(&o, true, &seq));
+  cr_assert_eq(seq, 0);
   rill_ipc_msg_t m;
   cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
   cr_expect_eq(m.seq, 1);
+  cr_expect_eq(m.flags, 0);
+  cr_expect_eq(rill_ipc_chan_release(r), 0);
+  cr_expect_eq(rill_ipc_chan_release(r), RILL_EINVAL, "released already");
+  /* Nothing held by anyone: a full ring of room. */
+  for (uint32_t j = 2; j < 6; j++)
+    send_one(s, 0, j);
+  uint8_t x[8] = {0};
+  cr_expect_eq(rill_ipc_chan_send(s, x, 8, 0), RILL_EFULL);
+  for (uint64_t j = 2; j < 6; j++) {
+    cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+    cr_expect_eq(m.seq, j);
+    cr_expect_eq(m.flags, 0);
+  }
+  cr_expect_eq(rill_ipc_chan_recv(r, &m, 20000000, NULL), RILL_ETIMEDOUT);
+  rill_ipc_chan_info_t info;
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.redelivered, 0);
+  cr_expect_eq(info.orphaned, 0);
   rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
+}
+
+/* Broadcast: release moves the cursor on now, giving the sender room. */
+Test(chan, broadcast_release_gives_room) {
+  rill_ipc_chan_opts_t o = {
+      .slots = 2, .max_senders = 1, .max_receivers = 1, .policy = RILL_IPC_FAIL};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER), *r = open_as(&o, RILL_IPC_RECEIVER);
+  send_one(s, 0, 0);
+  send_one(s, 0, 1);
+  rill_ipc_msg_t m;
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(m.flags, 0);
+  uint8_t x[8] = {0};
+  cr_expect_eq(rill_ipc_chan_send(s, x, 8, 0), RILL_EFULL, "message 0's view is held");
+  cr_expect_eq(rill_ipc_chan_release(r), 0);
+  cr_expect_eq(rill_ipc_chan_send(s, x, 8, 0), 0);
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(m.seq, 1);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
+}
+
+/* Every receiver place orphaned: a new receiver still gets in, on an
+ * orphan, and hands out both messages again before the rest. One that
+ * closes before asking puts its orphan back. */
+Test(chan, queue_all_places_orphaned_can_be_joined) {
+  rill_ipc_chan_opts_t o = {
+      .slots = 8, .max_senders = 1, .max_receivers = 2, .delivery = RILL_IPC_QUEUE};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER);
+  uint32_t max = rill_ipc_chan_max_payload(s), k, i;
+  for (uint32_t j = 0; j < 4; j++)
+    send_one(s, 0, j);
+  uint64_t sa, sb;
+  pid_t a = spawn_holder(&o, false, &sa), b = spawn_holder(&o, false, &sb);
+  cr_assert_eq(sa, 0);
+  cr_assert_eq(sb, 1);
+  rill_ipc_chan_t *x = (void *)1;
+  cr_expect_eq(rill_ipc_chan_open(&x, chan, &o, RILL_IPC_RECEIVER), RILL_EBUSY, "both alive");
+  kill_holder(a);
+  kill_holder(b);
+  rill_ipc_chan_t *r = open_as(&o, RILL_IPC_RECEIVER);
+  rill_ipc_chan_info_t info;
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.orphaned, 1, "one orphan adopted by the open");
+  cr_expect_eq(info.receivers, 1);
+  rill_ipc_chan_close(r); /* never asked: back to an orphan */
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.orphaned, 2);
+  cr_expect_eq(info.receivers, 0);
+  cr_expect_eq(info.redelivered, 0);
+  r = open_as(&o, RILL_IPC_RECEIVER);
+  bool got[2] = {false, false};
+  for (int j = 0; j < 2; j++) {
+    rill_ipc_msg_t m;
+    cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0, "%s", rill_errmsg());
+    cr_assert_lt(m.seq, 2, "orphans first: got %llu", (unsigned long long)m.seq);
+    cr_expect_eq(m.flags, RILL_IPC_REDELIVERED);
+    parse(&m, max, &k, &i);
+    cr_expect_eq(i, m.seq);
+    cr_expect_not(got[m.seq], "message %llu twice", (unsigned long long)m.seq);
+    got[m.seq] = true;
+  }
+  /* The adopted place is free now: a second receiver gets in. */
+  rill_ipc_chan_t *r2 = open_as(&o, RILL_IPC_RECEIVER);
+  for (uint64_t j = 2; j < 4; j++) {
+    rill_ipc_msg_t m;
+    cr_assert_eq(rill_ipc_chan_recv(j == 2 ? r : r2, &m, 0, NULL), 0);
+    cr_expect_eq(m.seq, j);
+    cr_expect_eq(m.flags, 0);
+  }
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.orphaned, 0);
+  cr_expect_eq(info.redelivered, 2);
+  cr_expect_eq(info.receivers, 2);
+  rill_ipc_chan_close(r2);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
+}
+
+/* Two receivers in threads race for one orphan, round after round: exactly
+ * one gets it. Both spin on recv without waiting, so that both look at the
+ * orphan the moment one of them has reaped its dead holder. */
+struct racer {
+  rill_ipc_chan_t *r;
+  pthread_barrier_t *go;
+  int rc;
+  rill_ipc_msg_t m;
+};
+
+static void *race(void *arg) {
+  struct racer *a = arg;
+  pthread_barrier_wait(a->go);
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  do {
+    a->rc = rill_ipc_chan_recv(a->r, &a->m, 0, NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t);
+  } while (a->rc == RILL_EAGAIN &&
+           (t.tv_sec - t0.tv_sec) * 1000000000ll + (t.tv_nsec - t0.tv_nsec) < 30000000ll);
+  return NULL;
+}
+
+Test(chan, queue_two_receivers_race_for_an_orphan) {
+  rill_ipc_chan_opts_t o = {
+      .slots = 8, .max_senders = 1, .max_receivers = 3, .delivery = RILL_IPC_QUEUE};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER);
+  struct racer a[2] = {{.r = open_as(&o, RILL_IPC_RECEIVER)},
+                       {.r = open_as(&o, RILL_IPC_RECEIVER)}};
+  enum { ROUNDS = 40 };
+  for (uint32_t round = 0; round < ROUNDS; round++) {
+    send_one(s, 0, round);
+    uint64_t seq;
+    kill_holder(spawn_holder(&o, false, &seq));
+    cr_assert_eq(seq, round);
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, 2);
+    pthread_t th[2];
+    for (int q = 0; q < 2; q++) {
+      a[q].go = &go;
+      cr_assert_eq(pthread_create(&th[q], NULL, race, &a[q]), 0);
+    }
+    for (int q = 0; q < 2; q++)
+      pthread_join(th[q], NULL);
+    pthread_barrier_destroy(&go);
+    int winners = 0;
+    for (int q = 0; q < 2; q++) {
+      if (a[q].rc == 0) {
+        winners++;
+        cr_expect_eq(a[q].m.seq, round);
+        cr_expect_eq(a[q].m.flags, RILL_IPC_REDELIVERED);
+        cr_expect_eq(rill_ipc_chan_release(a[q].r), 0);
+      } else {
+        cr_expect_eq(a[q].rc, RILL_EAGAIN, "round %u: %s", round, rill_strerror(a[q].rc));
+      }
+    }
+    cr_assert_eq(winners, 1, "round %u: %d receivers got the orphan", round, winners);
+  }
+  rill_ipc_chan_info_t info;
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.redelivered, ROUNDS);
+  cr_expect_eq(info.orphaned, 0);
+  cr_expect_eq(info.consumed, ROUNDS);
+  for (int q = 0; q < 2; q++)
+    rill_ipc_chan_close(a[q].r);
   rill_ipc_chan_close(s);
 }
 
@@ -398,9 +684,9 @@ Test(chan, corrupted_segments_are_refused) {
   poke(0, "RLIP", 4);
   expect_refused(RILL_EVERSION, "magic");
   fresh();
-  uint16_t v = 2;
+  uint16_t v = 1;
   poke(OFF_VERSION, &v, 2);
-  expect_refused(RILL_EVERSION, "version 2");
+  expect_refused(RILL_EVERSION, "version 1");
   fresh();
   uint32_t slots = 12;
   poke(OFF_SLOTS, &slots, 4);
