@@ -290,6 +290,14 @@ typedef struct rill_ipc_chan_opts {
   rill_ipc_wait_t wait;
   uint64_t spin_ns; /* RILL_IPC_SPIN: how long before parking; default 50 us */
   mode_t mode;      /* permissions when created, exactly; default 0600 */
+  /* A chunk pool for messages over a slot's payload, as a route's
+   * (rill_ipc_opts_t.pool): up to 8 classes in ascending size, the first
+   * {0, 0} ends them; none by default. Message seq takes chunk seq % chunks
+   * of the first class that holds it and has one free, so a class of n
+   * chunks carries a pooled message only while the slowest receiver is
+   * fewer than n messages behind; later openers must give the same
+   * classes, or none. */
+  rill_ipc_class_t pool[RILL_IPC_MAX_CLASSES];
 } rill_ipc_chan_opts_t;
 
 typedef struct rill_ipc_chan rill_ipc_chan_t;
@@ -306,8 +314,9 @@ typedef struct rill_ipc_chan rill_ipc_chan_t;
 int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_chan_opts_t *opts,
                        rill_ipc_chan_role_t role);
 
-/** Sends len bytes (at most rill_ipc_chan_max_payload: RILL_EMSGSIZE
- *  beyond). No room (broadcast: the slowest live receiver a ring behind;
+/** Sends len bytes (at most rill_ipc_chan_max_message: RILL_EMSGSIZE
+ *  beyond; over rill_ipc_chan_max_payload, through a chunk of the pool,
+ *  read in place by receivers). No room (broadcast: the slowest live receiver a ring behind;
  *  queue: a ring of messages not yet finished with): RILL_IPC_BLOCK waits
  *  up to timeout_ns (RILL_ETIMEDOUT), RILL_IPC_FAIL returns RILL_EFULL.
  *  Messages of one sender keep their order. RILL_EINVAL on a receiver. */
@@ -332,6 +341,10 @@ int rill_ipc_chan_release(rill_ipc_chan_t *ch);
 /** slot_size - RILL_IPC_SLOT_HDR. */
 uint32_t rill_ipc_chan_max_payload(const rill_ipc_chan_t *ch);
 
+/** The largest message the channel takes: its largest pool class, else
+ *  rill_ipc_chan_max_payload. */
+uint32_t rill_ipc_chan_max_message(const rill_ipc_chan_t *ch);
+
 /** Leaves the channel (the place is freed; the segment stays). NULL is a
  *  no-op. */
 void rill_ipc_chan_close(rill_ipc_chan_t *ch);
@@ -350,6 +363,8 @@ typedef struct rill_ipc_chan_info {
   uint64_t aborted;  /* claims of dead senders skipped */
   uint64_t slowest;  /* the lowest seq a live receiver (or an orphan) holds or awaits */
   uint32_t senders, senders_dead, receivers, receivers_dead; /* places taken, of which dead */
+  uint32_t max_message, pool_chunks, pool_classes;           /* the pool: 0, 0, 0 without one */
+  rill_ipc_class_t pool[RILL_IPC_MAX_CLASSES];
   uint32_t orphaned;    /* RILL_IPC_QUEUE: messages of dead receivers awaiting redelivery */
   uint64_t redelivered; /* RILL_IPC_QUEUE: messages handed out again so far */
 } rill_ipc_chan_info_t;

@@ -62,6 +62,17 @@
  * (whoever frees a queue place stores NONE in it first), so scans count
  * every queue place that is not free.
  *
+ * The pool. A message over a slot's payload goes into a chunk: message c
+ * takes chunk c % chunks of the first class that holds it whose chunk is
+ * free, i.e. whose previous message (c - chunks or before) every receiver
+ * has finished with, the bound the room already rests on. Senders claim
+ * seqs out of order of their writes, so a chunk is tied to the seq, not
+ * taken in turn as in a route: two seqs in flight never share a chunk of
+ * a class, and a sender that dies after its claim leaves a chunk that is
+ * free again once the aborted seq is passed. The cost: a pooled message
+ * needs the slowest receiver within the class's chunks of it, counting
+ * inline messages between.
+ *
  * Joining (broadcast) and parking follow the route's protocol (route.c's
  * file comment): seq_cst fences on both sides, one wake a park.
  */
@@ -172,6 +183,10 @@ static int opts_geom(const char *name, const rill_ipc_chan_opts_t *o, struct ril
   if (*mode & ~(mode_t)0777)
     return rill__err(RILL_EINVAL, "ipc channel %s: mode %o has bits beyond 0777", name,
                      (unsigned)*mode);
+  int rc = rill__ipc_classes_opts(KIND, name, d.pool, g->slot_size - RILL_IPC_SLOT_HDR, g->cls,
+                                  &g->nclasses);
+  if (rc)
+    return rc;
   rill__chan_layout(g);
   return 0;
 }
@@ -180,6 +195,9 @@ static int opts_agree(const rill_ipc_chan_t *ch, const rill_ipc_chan_opts_t *o) 
   if (!o)
     return 0;
   const struct rill__chan_geom *g = &ch->g;
+  int rc = rill__ipc_classes_agree(KIND, ch->name, o->pool, g->cls, g->nclasses);
+  if (rc)
+    return rc;
   if ((o->slots && o->slots != g->slots) || (o->slot_size && o->slot_size != g->slot_size) ||
       (o->max_senders && o->max_senders != g->max_senders) ||
       (o->max_receivers && o->max_receivers != g->max_receivers) ||
@@ -219,6 +237,13 @@ static int create(rill_ipc_chan_t *ch, const struct rill__chan_geom *g, mode_t m
   h->total = g->total;
   h->spin_ns = g->spin_ns;
   h->delivery = g->delivery;
+  h->flags = g->nclasses ? RILL__IPC_F_POOL : 0;
+  h->max_message = g->max_message;
+  h->pool_classes = g->nclasses;
+  for (uint32_t c = 0; c < g->nclasses; c++) {
+    h->pool[c].size = g->cls[c].size;
+    h->pool[c].chunks = g->cls[c].chunks;
+  }
   for (uint32_t i = 0; i < g->max_receivers; i++)
     receivers(ch)[i].cursor = RILL__CHAN_NONE;
   /* Release: pairs with the attacher's acquire load of the magic; the
@@ -341,6 +366,12 @@ unmap:
 free_handle:
   rill__free(ch);
   return rc;
+}
+
+uint32_t rill_ipc_chan_max_message(const rill_ipc_chan_t *ch) {
+  if (!ch)
+    return 0;
+  return ch->g.nclasses ? ch->g.max_message : ch->g.slot_size - RILL_IPC_SLOT_HDR;
 }
 
 uint32_t rill_ipc_chan_max_payload(const rill_ipc_chan_t *ch) {
@@ -471,8 +502,9 @@ static int reap_receiver(rill_ipc_chan_t *ch, struct rill__ipc_place *p, uint64_
   return REAP_FREED;
 }
 
-/* Reaps the dead receivers that hold back seq c; true when one was. */
-static bool reap_laggards(rill_ipc_chan_t *ch, uint64_t c) {
+/* Reaps the dead receivers that hold back seq c (limit: the room it
+ * needs); true when one was. */
+static bool reap_laggards(rill_ipc_chan_t *ch, uint64_t c, uint64_t limit) {
   bool any = false;
   struct rill__ipc_place *rx = receivers(ch);
   for (uint32_t i = 0; i < ch->g.max_receivers; i++) {
@@ -485,7 +517,7 @@ static bool reap_laggards(rill_ipc_chan_t *ch, uint64_t c) {
     uint64_t v = __atomic_load_n(&rx[i].cursor, __ATOMIC_RELAXED);
     if (v != RILL__CHAN_NONE)
       v &= ~RILL__CHAN_TAKING;
-    if (phase == RILL__IPC_TAKEN && (v == RILL__CHAN_NONE || c - v < ch->g.slots))
+    if (phase == RILL__IPC_TAKEN && (v == RILL__CHAN_NONE || c - v < limit))
       continue;
     if (reap_receiver(ch, &rx[i], st) == REAP_FREED)
       any = true;
@@ -500,15 +532,15 @@ struct waiting {
   uint64_t deadline, spin_until;
 };
 
-static int wait_room(rill_ipc_chan_t *ch, uint64_t c, struct waiting *wt, uint64_t timeout_ns) {
-  const uint64_t slots = ch->g.slots;
+static int wait_room(rill_ipc_chan_t *ch, uint64_t c, uint64_t slots, struct waiting *wt,
+                     uint64_t timeout_ns) {
   struct rill__chan_hdr *h = ch->hdr;
   if (c - scan(ch, c) < slots)
     return 0;
   uint64_t ms = rill_time_coarse_ms();
   if (ms - ch->checked_ms >= CHECK_EVERY_MS) {
     ch->checked_ms = ms; /* not at every look: /proc is read for each laggard */
-    if (reap_laggards(ch, c) && c - scan(ch, c) < slots)
+    if (reap_laggards(ch, c, slots) && c - scan(ch, c) < slots)
       return 0;
   }
   if (ch->g.policy == RILL_IPC_FAIL)
@@ -552,17 +584,37 @@ int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint
     return rill__err(RILL_EINVAL, "ipc channel send: %s is NULL", ch ? "data" : "the channel");
   if (RILL_UNLIKELY(ch->role != RILL_IPC_SENDER))
     return rill__err(RILL_EINVAL, "ipc channel %s: send on a receiver", ch->name);
-  if (RILL_UNLIKELY(len > ch->g.slot_size - RILL_IPC_SLOT_HDR))
-    return rill__err(RILL_EMSGSIZE,
-                     "ipc channel %s: a message of %u bytes, over the %u a slot holds", ch->name,
-                     len, ch->g.slot_size - RILL_IPC_SLOT_HDR);
+  const struct rill__chan_geom *g = &ch->g;
+  const bool pooled = len > g->slot_size - RILL_IPC_SLOT_HDR;
+  uint64_t limit = g->slots;
+  uint32_t cls = 0;
+  if (RILL_UNLIKELY(pooled)) {
+    if (len > g->max_message)
+      return rill__err(RILL_EMSGSIZE,
+                       g->nclasses ? "ipc channel %s: a message of %u bytes, over its largest "
+                                     "pool class (%u)"
+                                   : "ipc channel %s: a message of %u bytes, over the %u a slot "
+                                     "holds (the channel has no pool)",
+                       ch->name, len,
+                       g->nclasses ? g->max_message : g->slot_size - RILL_IPC_SLOT_HDR);
+    /* Message c takes chunk c % chunks of its class (pool file comment):
+     * free once every receiver is past c - chunks. Room, then, is the
+     * most chunks of a class that holds it. */
+    cls = rill__ipc_class_of(g->cls, len);
+    uint64_t most = 0;
+    for (uint32_t d = cls; d < g->nclasses; d++)
+      if (g->cls[d].chunks > most)
+        most = g->cls[d].chunks;
+    if (most < limit)
+      limit = most;
+  }
   struct rill__chan_hdr *h = ch->hdr;
   struct waiting wt = {0};
   /* Acquire: pairs with the other senders' CAS of claim. */
   uint64_t c = __atomic_load_n(&h->claim, __ATOMIC_ACQUIRE);
   for (;;) {
-    if (c - ch->min_seen >= ch->g.slots || c < ch->min_seen) {
-      int rc = wait_room(ch, c, &wt, timeout_ns);
+    if (c - ch->min_seen >= limit || c < ch->min_seen) {
+      int rc = wait_room(ch, c, limit, &wt, timeout_ns);
       if (rc < 0)
         return rc;
       if (rc > 0) {
@@ -587,9 +639,26 @@ int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint
   /* Relaxed: the slot's last lap is finished with (room), so its mark is
    * stable until our commit or a receiver's abort. */
   uint64_t old = __atomic_load_n(&sl->mark, __ATOMIC_RELAXED);
-  if (len)
+  uint32_t flags = 0;
+  if (RILL_UNLIKELY(pooled)) {
+    /* The first class that holds it whose chunk for c is free: one is,
+     * as c - min_seen < limit (and min_seen only lags the truth). */
+    while (cls + 1 < g->nclasses && c - ch->min_seen >= g->cls[cls].chunks)
+      cls++;
+    uint32_t idx = (uint32_t)(c % g->cls[cls].chunks);
+    struct rill__ipc_chunk *ck = rill__ipc_chunk_in(ch->base, &g->cls[cls], idx);
+    memcpy(ck + 1, data, len); /* the one copy */
+    /* Relaxed: published with the slot by the mark's CAS (release). */
+    __atomic_store_n(&ck->owner, c + 1, __ATOMIC_RELAXED);
+    uint32_t desc[2] = {idx, cls};
+    memcpy(sl + 1, desc, sizeof desc);
+    flags = RILL__IPC_SLOT_POOL;
+  } else if (len) {
     memcpy(sl + 1, data, len);
+  }
   __atomic_store_n(&sl->len, len, __ATOMIC_RELAXED);
+  /* Relaxed: published by the mark's CAS, as the length. */
+  __atomic_store_n(&sl->flags, flags, __ATOMIC_RELAXED);
   /* Release: pairs with the receivers' acquire load of the mark; payload
    * and length are visible once it reads c + 1. The publication point. A
    * CAS, so that a receiver's abort (it took us for dead) is never undone. */
@@ -668,13 +737,46 @@ static int lost_one(rill_ipc_chan_t *ch, uint64_t seq, uint64_t *lost) {
                    ch->name, (unsigned long long)seq);
 }
 
+/* A pooled message's view: its chunk's payload, once the descriptor
+ * checks out (the chunk c % chunks of a class the channel has, holding c). */
+static int pooled_view(rill_ipc_chan_t *ch, struct rill__ipc_slot *sl, uint64_t seq, uint32_t len,
+                       const uint8_t **data) {
+  const struct rill__chan_geom *g = &ch->g;
+  uint32_t desc[2]; /* chunk index, class */
+  memcpy(desc, sl + 1, sizeof desc);
+  uint64_t owner = 0;
+  struct rill__ipc_chunk *ck = NULL;
+  if (desc[1] < g->nclasses && desc[0] < g->cls[desc[1]].chunks) {
+    if (desc[0] != seq % g->cls[desc[1]].chunks)
+      return rill__err(RILL_ECORRUPT, "ipc channel %s: message %llu names chunk %u of class %u",
+                       ch->name, (unsigned long long)seq, desc[0], desc[1]);
+    ck = rill__ipc_chunk_in(ch->base, &g->cls[desc[1]], desc[0]);
+    /* Relaxed: ordered by the mark's acquire load (the sender stored it
+     * before the mark's release CAS). */
+    owner = __atomic_load_n(&ck->owner, __ATOMIC_RELAXED);
+  }
+  int rc =
+      rill__ipc_pool_check(KIND, ch->name, g->cls, g->nclasses, seq, desc[1], desc[0], len, owner);
+  if (rc == 0)
+    *data = (const uint8_t *)(ck + 1);
+  return rc;
+}
+
 static int deliver(rill_ipc_chan_t *ch, struct rill__ipc_slot *sl, uint64_t seq,
                    rill_ipc_msg_t *m) {
   uint32_t len = __atomic_load_n(&sl->len, __ATOMIC_RELAXED);
-  if (RILL_UNLIKELY(len > ch->g.slot_size - RILL_IPC_SLOT_HDR))
+  /* Relaxed: ordered by the mark's acquire load, as the length. */
+  uint32_t flags = __atomic_load_n(&sl->flags, __ATOMIC_RELAXED);
+  const uint8_t *data = (const uint8_t *)(sl + 1);
+  if (RILL_UNLIKELY(flags & RILL__IPC_SLOT_POOL)) {
+    int rc = pooled_view(ch, sl, seq, len, &data);
+    if (rc)
+      return rc;
+  } else if (RILL_UNLIKELY(len > ch->g.slot_size - RILL_IPC_SLOT_HDR)) {
     return rill__err(RILL_ECORRUPT, "ipc channel %s: message %llu says %u bytes, a slot holds %u",
                      ch->name, (unsigned long long)seq, len, ch->g.slot_size - RILL_IPC_SLOT_HDR);
-  m->data = (const uint8_t *)(sl + 1);
+  }
+  m->data = data;
   m->len = len;
   m->seq = seq;
   ch->held = true;

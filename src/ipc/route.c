@@ -222,22 +222,9 @@ static int opts_geom(const char *name, const rill_ipc_opts_t *o, struct rill__ip
     if (d.pool_chunks)
       return rill__err(RILL_EINVAL, "ipc route %s: pool_chunks with pool classes (give either)",
                        name);
-    while (g->nclasses < RILL_IPC_MAX_CLASSES &&
-           (d.pool[g->nclasses].size || d.pool[g->nclasses].chunks)) {
-      uint32_t c = g->nclasses++;
-      uint32_t floor = c ? d.pool[c - 1].size : inline_max;
-      if (d.pool[c].size <= floor || d.pool[c].size > RILL__IPC_MAX_MESSAGE)
-        return rill__err(RILL_EINVAL,
-                         "ipc route %s: pool class %u of %u bytes, not over %u%s and at most "
-                         "1 GiB",
-                         name, c, d.pool[c].size, floor,
-                         c ? " (the class before: sizes ascend)" : " (the slot payload)");
-      if (d.pool[c].chunks < 1 || d.pool[c].chunks > RILL__IPC_MAX_CHUNKS)
-        return rill__err(RILL_EINVAL, "ipc route %s: pool class %u with %u chunks, not 1..2^20",
-                         name, c, d.pool[c].chunks);
-      g->cls[c].size = d.pool[c].size;
-      g->cls[c].chunks = d.pool[c].chunks;
-    }
+    int rc = rill__ipc_classes_opts(KIND, name, d.pool, inline_max, g->cls, &g->nclasses);
+    if (rc)
+      return rc;
     if (d.max_message && d.max_message != g->cls[g->nclasses - 1].size)
       return rill__err(RILL_EINVAL,
                        "ipc route %s: max_message %u, but the largest pool class is %u", name,
@@ -268,20 +255,11 @@ static int opts_agree(const struct seg *s, const rill_ipc_opts_t *o) {
   if (!o)
     return 0;
   const struct rill__ipc_geom *g = &s->g;
-  /* Classes given must be the route's, all of them; one class given as
-   * max_message and pool_chunks is compared field by field. */
-  bool classes = o->pool[0].size || o->pool[0].chunks;
-  for (uint32_t c = 0; classes && c < RILL_IPC_MAX_CLASSES; c++) {
-    uint32_t size = c < g->nclasses ? g->cls[c].size : 0;
-    uint32_t chunks = c < g->nclasses ? g->cls[c].chunks : 0;
-    if (o->pool[c].size != size || o->pool[c].chunks != chunks)
-      return rill__err(RILL_EINVAL,
-                       "ipc route %s: exists with pool class %u of %u chunks of %u bytes; asked "
-                       "for %u of %u",
-                       s->name, c, chunks, size, o->pool[c].chunks, o->pool[c].size);
-    if (!size)
-      break;
-  }
+  /* One class given as max_message and pool_chunks is compared field by
+   * field below. */
+  int rc = rill__ipc_classes_agree(KIND, s->name, o->pool, g->cls, g->nclasses);
+  if (rc)
+    return rc;
   uint32_t chunks0 = g->nclasses ? g->cls[0].chunks : 0;
   if ((o->slots && o->slots != g->slots) || (o->slot_size && o->slot_size != g->slot_size) ||
       (o->max_receivers && o->max_receivers != g->max_receivers) ||
@@ -792,7 +770,8 @@ static int try_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t *lost) {
       return RILL_EAGAIN; /* the next look finds it lapped */
   }
   if (flags & RILL__IPC_SLOT_POOL) {
-    int rc = rill__ipc_pool_check(r->s.name, &r->s.g, c, desc[1], desc[0], len, owner);
+    int rc = rill__ipc_pool_check(KIND, r->s.name, r->s.g.cls, r->s.g.nclasses, c, desc[1], desc[0],
+                                  len, owner);
     if (RILL_UNLIKELY(rc))
       return rc;
   } else if (RILL_UNLIKELY(len > r->s.g.slot_size - RILL_IPC_SLOT_HDR)) {

@@ -33,18 +33,7 @@ void rill__ipc_layout(struct rill__ipc_geom *g) {
   g->table_off = RILL__IPC_HDR_BYTES;
   g->ring_off = g->table_off + RILL__ALIGN_UP(table, (uint64_t)RILL__IPC_PAGE);
   g->total = g->ring_off + (uint64_t)g->slots * g->slot_size;
-  g->max_message = 0;
-  g->pool_chunks = 0;
-  /* Each class starts on a page: a receiver's reads of one class never
-   * share a page with the sender's writes to the next. */
-  for (uint32_t c = 0; c < g->nclasses; c++) {
-    struct rill__ipc_class *k = &g->cls[c];
-    k->stride = RILL__IPC_CHUNK_HDR + RILL__ALIGN_UP((uint64_t)k->size, (uint64_t)64);
-    k->off = RILL__ALIGN_UP(g->total, (uint64_t)RILL__IPC_PAGE);
-    g->total = k->off + (uint64_t)k->chunks * k->stride;
-    g->max_message = k->size;
-    g->pool_chunks += k->chunks;
-  }
+  rill__ipc_pool_layout(g->cls, g->nclasses, &g->total, &g->max_message, &g->pool_chunks);
 }
 
 int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill__ipc_geom *g) {
@@ -97,24 +86,10 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
       return rill__err(RILL_EPROTO,
                        "ipc route %s: max message %u and %u pool classes without the pool flag",
                        name, max_message, x.nclasses);
-    if (x.nclasses < 1 || x.nclasses > RILL_IPC_MAX_CLASSES)
-      return rill__err(RILL_EPROTO, "ipc route %s: %u pool classes, not in 1..%u", name, x.nclasses,
-                       RILL_IPC_MAX_CLASSES);
-    for (uint32_t c = 0; c < x.nclasses; c++) {
-      x.cls[c].size = rill__get32(p + 256 + 8 * c);
-      x.cls[c].chunks = rill__get32(p + 260 + 8 * c);
-      uint32_t floor = c ? x.cls[c - 1].size : inline_max;
-      if (x.cls[c].size <= floor || x.cls[c].size > RILL__IPC_MAX_MESSAGE)
-        return rill__err(RILL_EPROTO,
-                         "ipc route %s: pool class %u of %u bytes, not over %u and at most 1 GiB",
-                         name, c, x.cls[c].size, floor);
-      if (x.cls[c].chunks < 1 || x.cls[c].chunks > RILL__IPC_MAX_CHUNKS)
-        return rill__err(RILL_EPROTO, "ipc route %s: pool class %u has %u chunks, not 1..2^20",
-                         name, c, x.cls[c].chunks);
-    }
-    if (max_message != x.cls[x.nclasses - 1].size)
-      return rill__err(RILL_EPROTO, "ipc route %s: max message %u, its largest class is %u", name,
-                       max_message, x.cls[x.nclasses - 1].size);
+    int rc =
+        rill__ipc_classes_check("route", name, p + 256, x.nclasses, inline_max, max_message, x.cls);
+    if (rc)
+      return rc;
   }
   rill__ipc_layout(&x);
   if (total != x.total)
@@ -444,7 +419,9 @@ void rill__ipc_leave_place(struct rill__ipc_place *p, uint64_t mine) {
 
 /* ---- the channel segment ------------------------------------------------------ */
 
-_Static_assert(sizeof(struct rill__chan_hdr) == 384, "channel header lines");
+_Static_assert(sizeof(struct rill__chan_hdr) == 448, "channel header lines");
+_Static_assert(offsetof(struct rill__chan_hdr, max_message) == 48, "channel pool geometry");
+_Static_assert(offsetof(struct rill__chan_hdr, pool) == 384, "channel class table");
 _Static_assert(offsetof(struct rill__chan_hdr, claim) == 64, "claim on its own line");
 _Static_assert(offsetof(struct rill__chan_hdr, consumed) == 128, "consumed on its own line");
 _Static_assert(offsetof(struct rill__chan_hdr, recv_futex) == 192, "receivers' futex line");
@@ -458,6 +435,7 @@ void rill__chan_layout(struct rill__chan_geom *g) {
   g->table_off = RILL__IPC_HDR_BYTES;
   g->ring_off = g->table_off + RILL__ALIGN_UP(table, (uint64_t)RILL__IPC_PAGE);
   g->total = g->ring_off + (uint64_t)g->slots * g->slot_size;
+  rill__ipc_pool_layout(g->cls, g->nclasses, &g->total, &g->max_message, &g->pool_chunks);
 }
 
 int rill__chan_check(const char *name, const void *mem, size_t size, struct rill__chan_geom *g) {
@@ -497,7 +475,7 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
   if (x.delivery > RILL_IPC_QUEUE)
     return rill__err(RILL_EPROTO, "ipc channel %s: unknown delivery %u", name,
                      (unsigned)x.delivery);
-  if (flags)
+  if (flags & ~RILL__IPC_F_POOL)
     return rill__err(RILL_EPROTO, "ipc channel %s: unknown flags 0x%x", name, flags);
   if (!RILL__IS_POW2(x.slots) || x.slots < RILL__IPC_MIN_SLOTS || x.slots > RILL__IPC_MAX_SLOTS)
     return rill__err(RILL_EPROTO, "ipc channel %s: %u slots, not a power of two in 2..2^24", name,
@@ -511,20 +489,33 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
   if (x.max_receivers < 1 || x.max_receivers > RILL_IPC_MAX_RECEIVERS)
     return rill__err(RILL_EPROTO, "ipc channel %s: max receivers %u, not in 1..%u", name,
                      x.max_receivers, RILL_IPC_MAX_RECEIVERS);
+  uint32_t max_message = rill__get32(p + 48);
+  x.nclasses = rill__get32(p + 52);
+  if (max_message || x.nclasses || flags) {
+    if (!(flags & RILL__IPC_F_POOL))
+      return rill__err(RILL_EPROTO,
+                       "ipc channel %s: max message %u and %u pool classes without the pool flag",
+                       name, max_message, x.nclasses);
+    int rc = rill__ipc_classes_check("channel", name, p + 384, x.nclasses,
+                                     x.slot_size - RILL_IPC_SLOT_HDR, max_message, x.cls);
+    if (rc)
+      return rc;
+  }
   rill__chan_layout(&x);
   if (total != x.total)
     return rill__err(RILL_EPROTO,
                      "ipc channel %s: the header says %llu bytes, its layout needs %llu (header "
-                     "%u + table %llu + ring %u x %u)",
+                     "%u + table %llu + ring %u x %u + pool of %u chunks in %u classes)",
                      name, (unsigned long long)total, (unsigned long long)x.total,
                      RILL__IPC_HDR_BYTES, (unsigned long long)(x.ring_off - x.table_off), x.slots,
-                     x.slot_size);
+                     x.slot_size, x.pool_chunks, x.nclasses);
   if ((uint64_t)size != x.total)
     return rill__err(RILL_EPROTO,
                      "ipc channel %s: the segment is %zu bytes, its layout needs %llu (header %u "
-                     "+ table %llu + ring %u x %u)",
+                     "+ table %llu + ring %u x %u + pool of %u chunks in %u classes)",
                      name, size, (unsigned long long)x.total, RILL__IPC_HDR_BYTES,
-                     (unsigned long long)(x.ring_off - x.table_off), x.slots, x.slot_size);
+                     (unsigned long long)(x.ring_off - x.table_off), x.slots, x.slot_size,
+                     x.pool_chunks, x.nclasses);
   if (g)
     *g = x;
   return 0;
@@ -541,6 +532,11 @@ void rill__chan_summary(const void *mem, const struct rill__chan_geom *g,
   info->max_receivers = g->max_receivers;
   info->delivery = (rill_ipc_delivery_t)g->delivery;
   info->policy = (rill_ipc_policy_t)g->policy;
+  info->max_message = g->max_message;
+  info->pool_chunks = g->pool_chunks;
+  info->pool_classes = g->nclasses;
+  for (uint32_t c = 0; c < g->nclasses; c++)
+    info->pool[c] = (rill_ipc_class_t){g->cls[c].size, g->cls[c].chunks};
   /* Relaxed, all of them: a snapshot for display, nothing is read
    * through the counters. */
   info->claimed = __atomic_load_n(&h->claim, __ATOMIC_RELAXED);

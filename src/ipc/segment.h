@@ -133,11 +133,48 @@ struct rill__ipc_geom {
   uint64_t table_off, ring_off, total;
 };
 
-/* The pool (pool.c). Chunk idx (< chunks) of class c of the segment at base. */
+/* The pool (pool.c), shared by routes and channels. Chunk idx (< chunks)
+ * of class k of the segment at base. */
+static inline struct rill__ipc_chunk *
+rill__ipc_chunk_in(uint8_t *base, const struct rill__ipc_class *k, uint32_t idx) {
+  return (struct rill__ipc_chunk *)(void *)(base + k->off + (uint64_t)idx * k->stride);
+}
+
 static inline struct rill__ipc_chunk *
 rill__ipc_chunk_at(uint8_t *base, const struct rill__ipc_geom *g, uint32_t c, uint32_t idx) {
-  return (struct rill__ipc_chunk *)(void *)(base + g->cls[c].off +
-                                            (uint64_t)idx * g->cls[c].stride);
+  return rill__ipc_chunk_in(base, &g->cls[c], idx);
+}
+
+/* Places n classes one after another from *end, each on a page: fills
+ * their stride and offset and moves *end past the last; *max_message is
+ * the largest size (0 without classes), *chunks the chunks of all. */
+void rill__ipc_pool_layout(struct rill__ipc_class *cls, uint32_t n, uint64_t *end,
+                           uint32_t *max_message, uint32_t *chunks);
+
+/* The classes a caller gave (pool, ended by the first {0, 0}): each over
+ * the one before (the first over inline_max), at most 1 GiB, with 1..2^20
+ * chunks. 0 with the sizes and counts in cls and their number in *n, or
+ * RILL_EINVAL naming what is wrong (kind: "route" or "channel"). */
+int rill__ipc_classes_opts(const char *kind, const char *name, const rill_ipc_class_t *pool,
+                           uint32_t inline_max, struct rill__ipc_class *cls, uint32_t *n);
+
+/* The classes an opener gave (pool; none: 0) against a segment's n
+ * classes: all of them must be the same, or RILL_EINVAL. */
+int rill__ipc_classes_agree(const char *kind, const char *name, const rill_ipc_class_t *pool,
+                            const struct rill__ipc_class *cls, uint32_t n);
+
+/* The same rules on n classes read from a segment's class table at tbl
+ * (size, then chunks, 8 bytes a class), and max_message equal to the
+ * last size: 0 with cls filled, or RILL_EPROTO. */
+int rill__ipc_classes_check(const char *kind, const char *name, const uint8_t *tbl, uint32_t n,
+                            uint32_t inline_max, uint32_t max_message, struct rill__ipc_class *cls);
+
+/* The smallest of n classes holding len bytes (len at most the last size). */
+static inline uint32_t rill__ipc_class_of(const struct rill__ipc_class *cls, uint32_t len) {
+  uint32_t c = 0;
+  while (cls[c].size < len)
+    c++;
+  return c;
 }
 
 /* The chunk the sender gives its pooled message number k in class c
@@ -149,20 +186,16 @@ rill__ipc_chunk_at(uint8_t *base, const struct rill__ipc_geom *g, uint32_t c, ui
 uint32_t rill__ipc_pool_pick(uint8_t *base, const struct rill__ipc_geom *g, uint32_t c, uint64_t k,
                              uint64_t seq, uint64_t *limit, uint64_t *old);
 
-/* The smallest class holding len bytes (len over the slot payload and at
- * most max_message). */
 static inline uint32_t rill__ipc_class_for(const struct rill__ipc_geom *g, uint32_t len) {
-  uint32_t c = 0;
-  while (g->cls[c].size < len)
-    c++;
-  return c;
+  return rill__ipc_class_of(g->cls, len);
 }
 
 /* Checks a received slot's pool descriptor (class c, chunk idx, len bytes,
- * the chunk's owner as loaded) for message seq: 0, or RILL_ECORRUPT with a
- * message. */
-int rill__ipc_pool_check(const char *name, const struct rill__ipc_geom *g, uint64_t seq, uint32_t c,
-                         uint32_t idx, uint32_t len, uint64_t owner);
+ * the chunk's owner as loaded) for message seq against n classes: 0, or
+ * RILL_ECORRUPT with a message. */
+int rill__ipc_pool_check(const char *kind, const char *name, const struct rill__ipc_class *cls,
+                         uint32_t n, uint64_t seq, uint32_t c, uint32_t idx, uint32_t len,
+                         uint64_t owner);
 
 /* Fills g's offsets, strides, max_message and pool_chunks from its slots,
  * slot_size, max_receivers and classes (nclasses, and each size and
@@ -261,8 +294,10 @@ struct rill__chan_hdr {
   uint64_t spin_ns;
   uint8_t delivery; /* rill_ipc_delivery_t */
   uint8_t reserved0[3];
-  uint32_t flags; /* 0 */
-  uint8_t reserved1[16];
+  uint32_t flags;        /* RILL__IPC_F_POOL when pool_classes > 0, else 0 */
+  uint32_t max_message;  /* the largest class's size; 0: no pool */
+  uint32_t pool_classes; /* 0..RILL_IPC_MAX_CLASSES */
+  uint8_t reserved1[8];
 
   uint64_t claim; /* the next seq a sender claims (CAS by senders) */
   uint8_t reserved2[56];
@@ -281,12 +316,18 @@ struct rill__chan_hdr {
   uint32_t orphans;     /* RILL_IPC_QUEUE: places in ORPHAN now (or about to be, or just
                          * adopted): never below their number */
   uint8_t reserved6[44];
+
+  struct {
+    uint32_t size, chunks;
+  } pool[RILL_IPC_MAX_CLASSES]; /* as the route's; the first pool_classes used */
 };
 
 struct rill__chan_geom {
   uint32_t slots, slot_size, max_senders, max_receivers;
   uint8_t policy, wait, delivery;
   uint64_t spin_ns;
+  uint32_t max_message, pool_chunks, nclasses; /* the pool: 0, 0, 0 without one */
+  struct rill__ipc_class cls[RILL_IPC_MAX_CLASSES];
   uint64_t table_off, ring_off, total;
 };
 

@@ -101,6 +101,21 @@ rc=0
 [ $rc -eq 2 ] || fail "--pool 1024: exit $rc, not a usage error"
 "$rill" ipc rm "$name" || fail "rm of the pooled route"
 
+# A channel with a pool, made by the sub that opens it first.
+"$rill" ipc sub --channel --pool 8192:8 --count 2 --timeout 10000 "$name" >"$d/cpool.out" &
+sub=$!
+for _ in $(seq 100); do
+  "$rill" ipc ls --json | grep "\"channel\":\"$name\"" | grep -q '"receivers":1,' && break
+  sleep 0.05
+done
+"$rill" ipc ls --json | grep "\"channel\":\"$name\"" | grep -q '"pool":\[{"size":8192,"chunks":8}\]' ||
+  fail "ls channel pool: $("$rill" ipc ls --json)"
+"$rill" ipc pub --channel "$name" "$big" 'after' || fail "pub through a channel's pool"
+wait $sub || fail "sub of a channel's pooled lines"
+sub=
+[ "$(cat "$d/cpool.out")" = "$big"$'\nafter' ] || fail "channel pooled line: $(wc -c <"$d/cpool.out") bytes"
+"$rill" ipc rm "$name" || fail "rm of the pooled channel"
+
 # Channels. Two pubs into one broadcast channel: a sub that opened it
 # first (creating it) gets every line of both, each pub's in its order.
 chan="$name-chan"

@@ -49,8 +49,14 @@ struct tally {
 };
 static struct tally *T;
 
+#define POOLMAX 4096u /* the largest message: the pool's last class */
+
+/* Sender gen's message i: one in eight goes through the pool (over the
+ * slot payload max). */
 static uint32_t fill(uint8_t *buf, uint32_t gen, uint32_t i, uint32_t max) {
-  uint32_t len = 8 + (gen * 131u + i * 7u) % (max - 7);
+  uint32_t h = gen * 131u + i * 7u;
+  uint32_t len =
+      (i ^ gen) % 8 == 5 ? max + 1 + (h * 2654435761u >> 7) % (POOLMAX - max) : 8 + h % (max - 7);
   memcpy(buf, &gen, 4);
   memcpy(buf + 4, &i, 4);
   for (uint32_t k = 8; k < len; k++)
@@ -59,7 +65,7 @@ static uint32_t fill(uint8_t *buf, uint32_t gen, uint32_t i, uint32_t max) {
 }
 
 static int content_ok(const rill_ipc_msg_t *m, uint32_t *gen, uint32_t *i) {
-  uint8_t want[256];
+  uint8_t want[POOLMAX];
   if (m->len < 8)
     return 0;
   memcpy(gen, m->data, 4);
@@ -94,7 +100,8 @@ static rill_ipc_chan_opts_t opts(rill_ipc_delivery_t d) {
                                 .slot_size = 128,
                                 .max_senders = SENDERS + 1,
                                 .max_receivers = RECVS + 1,
-                                .delivery = d};
+                                .delivery = d,
+                                .pool = {{512, 8}, {POOLMAX, 32}}};
 }
 
 static rill_ipc_chan_t *open_retry(rill_ipc_delivery_t d, rill_ipc_chan_role_t role) {
@@ -177,7 +184,7 @@ static void receiver(rill_ipc_delivery_t d, int q, int late) {
 
 static void sender(rill_ipc_delivery_t d, uint32_t gen, uint32_t count) {
   rill_ipc_chan_t *s = open_retry(d, RILL_IPC_SENDER);
-  uint8_t buf[256];
+  uint8_t buf[POOLMAX];
   for (uint32_t i = 0; i < count; i++) {
     uint32_t len = fill(buf, gen, i, rill_ipc_chan_max_payload(s));
     int rc = rill_ipc_chan_send(s, buf, len, PATIENCE);
@@ -413,7 +420,7 @@ static void *thread_sender(void *arg) {
   rill_ipc_chan_opts_t o = opts(t->d);
   rill_ipc_chan_t *s = NULL;
   CHECK(rill_ipc_chan_open(&s, chan, &o, RILL_IPC_SENDER) == 0, "sender: %s", rill_errmsg());
-  uint8_t buf[256];
+  uint8_t buf[POOLMAX];
   for (uint32_t i = 0; i < COUNT / 4; i++) {
     uint32_t len = fill(buf, t->gen, i, rill_ipc_chan_max_payload(s));
     int rc = rill_ipc_chan_send(s, buf, len, PATIENCE);
@@ -433,7 +440,7 @@ static void plant_orphan(void) {
   rill_ipc_chan_opts_t o = opts(RILL_IPC_QUEUE);
   rill_ipc_chan_t *s = NULL;
   CHECK(rill_ipc_chan_open(&s, chan, &o, RILL_IPC_SENDER) == 0, "sender: %s", rill_errmsg());
-  uint8_t buf[256];
+  uint8_t buf[POOLMAX];
   uint32_t len = fill(buf, SENDERS, 0, rill_ipc_chan_max_payload(s));
   CHECK(rill_ipc_chan_send(s, buf, len, PATIENCE) == 0, "send: %s", rill_errmsg());
   rill_ipc_chan_close(s);

@@ -798,3 +798,160 @@ Test(chan, queue_parked_receivers_in_threads) {
   cr_expect_eq(a[0].got + a[1].got, 2000);
   rill_ipc_chan_close(s);
 }
+
+/* ---- the pool ---------------------------------------------------------------- */
+
+/* Message i of len bytes for the pool tests: its number, then bytes that
+ * follow from both. */
+static void big_fill(uint8_t *b, uint32_t i, uint32_t len) {
+  for (uint32_t k = 0; k < len; k++)
+    b[k] = (uint8_t)(i * 131u + k * 7u + (k >> 8));
+  memcpy(b, &i, 4);
+}
+
+static void big_send(rill_ipc_chan_t *s, uint32_t i, uint32_t len, int want) {
+  static uint8_t b[70000];
+  big_fill(b, i, len);
+  int rc = rill_ipc_chan_send(s, b, len, 0);
+  cr_assert_eq(rc, want, "send %u (%u bytes): %s (%s)", i, len, rill_strerror(rc), rill_errmsg());
+}
+
+static void big_recv(rill_ipc_chan_t *r, uint32_t i, uint32_t len) {
+  static uint8_t b[70000];
+  rill_ipc_msg_t m;
+  int rc = rill_ipc_chan_recv(r, &m, 1000000000ull, NULL);
+  cr_assert_eq(rc, 0, "recv %u: %s (%s)", i, rill_strerror(rc), rill_errmsg());
+  cr_assert_eq(m.len, len, "message %u: %u bytes, expected %u", i, m.len, len);
+  big_fill(b, i, len);
+  cr_assert_eq(memcmp(m.data, b, len), 0, "message %u: content", i);
+}
+
+static const rill_ipc_chan_opts_t pool_opts = {.slots = 16,
+                                               .max_senders = 2,
+                                               .max_receivers = 2,
+                                               .policy = RILL_IPC_FAIL,
+                                               .pool = {{256, 2}, {4096, 4}, {65536, 2}}};
+
+Test(chan, pool_messages_are_read_in_place_by_every_receiver) {
+  rill_ipc_chan_t *s = open_as(&pool_opts, RILL_IPC_SENDER);
+  rill_ipc_chan_t *s2 = open_as(NULL, RILL_IPC_SENDER);
+  rill_ipc_chan_t *r1 = open_as(NULL, RILL_IPC_RECEIVER);
+  rill_ipc_chan_t *r2 = open_as(NULL, RILL_IPC_RECEIVER);
+  cr_expect_eq(rill_ipc_chan_max_message(s), 65536);
+  cr_expect_eq(rill_ipc_chan_max_payload(s), 112);
+  rill_ipc_chan_info_t info;
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.pool_classes, 3);
+  cr_expect_eq(info.pool_chunks, 8);
+  cr_expect_eq(info.max_message, 65536);
+  cr_expect_eq(info.pool[2].size, 65536);
+  uint32_t lens[] = {200, 3000, 60000, 100, 256, 257, 4096, 4097, 65536, 113};
+  for (uint32_t round = 0; round < 4; round++)
+    for (uint32_t j = 0; j < 10; j++) {
+      uint32_t i = round * 10 + j;
+      big_send(i % 2 ? s2 : s, i, lens[j], 0);
+      big_recv(r1, i, lens[j]);
+      big_recv(r2, i, lens[j]);
+    }
+  big_send(s, 99, 65537, RILL_EMSGSIZE);
+  cr_expect_neq(strstr(rill_errmsg(), "over its largest pool class (65536)"), NULL, "%s",
+                rill_errmsg());
+  rill_ipc_chan_close(r1);
+  rill_ipc_chan_close(r2);
+  rill_ipc_chan_close(s2);
+  rill_ipc_chan_close(s);
+}
+
+Test(chan, pool_chunks_bound_how_far_behind_a_receiver_may_be) {
+  rill_ipc_chan_t *s = open_as(&pool_opts, RILL_IPC_SENDER);
+  rill_ipc_chan_t *r = open_as(NULL, RILL_IPC_RECEIVER);
+  rill_ipc_msg_t m;
+  /* The receiver reads nothing. Messages 0 and 1 take class 0's chunks;
+   * 2 and 3 find class 0's chunk held (2 - 0 >= 2 chunks) and take class
+   * 1's, 4 has no class with a free chunk: it waits, or here fails. */
+  for (uint32_t i = 0; i < 4; i++)
+    big_send(s, i, 200, 0);
+  big_send(s, 4, 200, RILL_EFULL);
+  /* An inline message needs only a slot. */
+  big_send(s, 4, 100, 0);
+  for (uint32_t i = 0; i < 4; i++)
+    big_recv(r, i, 200);
+  big_recv(r, 4, 100);
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), RILL_EAGAIN);
+  big_send(s, 5, 60000, 0);
+  big_recv(r, 5, 60000);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
+}
+
+Test(chan, pool_work_queue_and_classes_must_agree) {
+  rill_ipc_chan_opts_t o = pool_opts;
+  o.delivery = RILL_IPC_QUEUE;
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER);
+  rill_ipc_chan_t *r1 = open_as(NULL, RILL_IPC_RECEIVER);
+  rill_ipc_chan_t *r2 = open_as(NULL, RILL_IPC_RECEIVER);
+  for (uint32_t i = 0; i < 40; i++) {
+    big_send(s, i, 3000 + i, 0);
+    big_recv(i % 2 ? r2 : r1, i, 3000 + i);
+  }
+  rill_ipc_chan_t *x = NULL;
+  o.pool[1].chunks = 5;
+  cr_expect_eq(rill_ipc_chan_open(&x, chan, &o, RILL_IPC_SENDER), RILL_EINVAL);
+  cr_expect_neq(strstr(rill_errmsg(), "pool class 1 of 4 chunks of 4096 bytes"), NULL, "%s",
+                rill_errmsg());
+  cr_expect_null(x);
+  rill_ipc_chan_opts_t bad = {.pool = {{1024, 2}, {512, 2}}};
+  rill_ipc_chan_unlink("chtest-bad");
+  cr_expect_eq(rill_ipc_chan_open(&x, "chtest-bad", &bad, RILL_IPC_SENDER), RILL_EINVAL);
+  cr_expect_neq(strstr(rill_errmsg(), "not over 1024 (the class before"), NULL, "%s",
+                rill_errmsg());
+  rill_ipc_chan_close(r1);
+  rill_ipc_chan_close(r2);
+  rill_ipc_chan_close(s);
+}
+
+/* Slot 0 of the pool_opts channel: header page, one table page. */
+#define CH_SLOT0 (4096 + 4096)
+
+Test(chan, pool_scribbles_are_refused_or_corrupt) {
+  rill_ipc_chan_t *s = open_as(&pool_opts, RILL_IPC_SENDER);
+  rill_ipc_chan_t *r = open_as(NULL, RILL_IPC_RECEIVER);
+  rill_ipc_msg_t m;
+  big_send(s, 0, 3000, 0); /* class 1, chunk 0 */
+  uint32_t v = 1;
+  poke(CH_SLOT0 + 16, &v, 4); /* chunk 1: not message 0's */
+  cr_expect_eq(rill_ipc_chan_recv(r, &m, 0, NULL), RILL_ECORRUPT);
+  cr_expect_neq(strstr(rill_errmsg(), "names chunk 1 of class 1"), NULL, "%s", rill_errmsg());
+  v = 0;
+  poke(CH_SLOT0 + 16, &v, 4);
+  v = 7;
+  poke(CH_SLOT0 + 20, &v, 4);
+  cr_expect_eq(rill_ipc_chan_recv(r, &m, 0, NULL), RILL_ECORRUPT);
+  cr_expect_neq(strstr(rill_errmsg(), "class 7; there are 3 classes"), NULL, "%s", rill_errmsg());
+  v = 1;
+  poke(CH_SLOT0 + 20, &v, 4);
+  v = 5000;
+  poke(CH_SLOT0 + 8, &v, 4);
+  cr_expect_eq(rill_ipc_chan_recv(r, &m, 0, NULL), RILL_ECORRUPT);
+  cr_expect_neq(strstr(rill_errmsg(), "says 5000 bytes, its chunk holds 4096"), NULL, "%s",
+                rill_errmsg());
+  v = 3000;
+  poke(CH_SLOT0 + 8, &v, 4);
+  big_recv(r, 0, 3000);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
+  /* The header's class table, checked at attach. */
+  v = 100;
+  poke(384, &v, 4);
+  expect_refused(RILL_EPROTO, "pool class 0 of 100 bytes, not over 112");
+  v = 256;
+  poke(384, &v, 4);
+  v = 9;
+  poke(52, &v, 4);
+  expect_refused(RILL_EPROTO, "9 pool classes");
+  v = 3;
+  poke(52, &v, 4);
+  v = 0;
+  poke(44, &v, 4);
+  expect_refused(RILL_EPROTO, "without the pool flag");
+}

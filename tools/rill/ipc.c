@@ -45,7 +45,7 @@ static int ipc_usage(FILE *f) {
           "        prints each message published from now on, one per line; waits for\n"
           "        the route to be created; --timeout: stop after MS ms without a message\n"
           "  pub|sub --channel|--queue [--slots N] [--slot-size B] [--policy block|fail]\n"
-          "      [--spin] [--senders N] [--receivers N] ...\n"
+          "      [--spin] [--senders N] [--receivers N] [--pool ...] ...\n"
           "        the same on a channel: many senders, each message to every receiver\n"
           "        (--channel) or to exactly one of them (--queue); pub or sub creates it\n"
           "        with that layout if it does not exist (defaults: 4096 slots of 128\n"
@@ -143,7 +143,9 @@ static int parse(int argc, char **argv, args_t *a) {
      * whether it is one is known once every option is read. */
     bool layout = pub || sub;
     if (sub && !a->chan_only &&
-        (((!strcmp(s, "--slots") || !strcmp(s, "--slot-size") || !strcmp(s, "--policy")) && more) ||
+        (((!strcmp(s, "--slots") || !strcmp(s, "--slot-size") || !strcmp(s, "--policy") ||
+           !strcmp(s, "--pool")) &&
+          more) ||
          !strcmp(s, "--spin")))
       a->chan_only = s;
     if ((pub || sub) && (!strcmp(s, "--channel") || !strcmp(s, "--queue"))) {
@@ -181,7 +183,7 @@ static int parse(int argc, char **argv, args_t *a) {
       else
         return rill_tool_bad("--policy wants block, fail or overwrite");
       a->has_policy = true;
-    } else if (pub && !strcmp(s, "--pool") && more) {
+    } else if (layout && !strcmp(s, "--pool") && more) {
       /* SIZE:CHUNKS[,SIZE:CHUNKS...]: the route's pool classes. */
       const char *p = argv[++i];
       uint32_t n = 0;
@@ -233,8 +235,6 @@ static int parse(int argc, char **argv, args_t *a) {
             a->chan_only);
     return -1;
   }
-  if (a->chan && a->has_pool)
-    return rill_tool_bad("--pool is for routes: a channel's messages travel in its slots");
   if (a->chan && a->has_policy && a->o.policy == RILL_IPC_OVERWRITE)
     return rill_tool_bad("--policy overwrite is for routes: a channel blocks or fails when full");
   bool named = pub || sub || !strcmp(a->cmd, "rm");
@@ -340,6 +340,8 @@ static int chan_opts(args_t *a, const char *who, rill_ipc_chan_opts_t *o) {
                               .delivery = a->delivery,
                               .policy = a->has_policy ? a->o.policy : RILL_IPC_BLOCK,
                               .wait = a->o.wait};
+  if (a->has_pool)
+    memcpy(o->pool, a->o.pool, sizeof o->pool);
   rill_ipc_info_t ri;
   if (rill_ipc_info(a->name, &ri) == 0) {
     fprintf(stderr, "rill ipc %s: %s is a route, not a channel (drop --channel/--queue)\n", who,
@@ -369,7 +371,7 @@ static int cmd_pub_chan(args_t *a) {
   if (rc)
     return fail("pub", a->name, rc);
   end_t e = {.ch = ch};
-  return pub_loop(a, &e, rill_ipc_chan_max_payload(ch), "channel");
+  return pub_loop(a, &e, rill_ipc_chan_max_message(ch), "channel");
 }
 
 /* Sends the records and closes e. kind names it in messages. */
@@ -385,7 +387,7 @@ static int pub_loop(args_t *a, end_t *e, uint32_t max, const char *kind) {
     if (len > max) {
       fprintf(stderr,
               "rill ipc pub: message %" PRIu64 " is %zu bytes; the %s takes at most %u "
-              "(--slot-size, or --pool for a route, when creating it)\n",
+              "(--slot-size, or --pool, when creating it)\n",
               sent, len, kind, max);
       status = 1;
     } else if ((rc = send_one(e, msg, (uint32_t)len, a->has_timeout, a->timeout_ms * 1000000ull)) !=
@@ -567,9 +569,14 @@ static int ls_chan_one(void *ctx, const rill_ipc_chan_info_t *i) {
     rill_tool_json_string(stdout, i->name, strlen(i->name));
     printf(",\"slots\":%u,\"slot_size\":%u,\"delivery\":\"%s\",\"policy\":\"%s\","
            "\"claimed\":%" PRIu64 ",\"aborted\":%" PRIu64 ",\"senders\":%u,\"senders_dead\":%u,"
-           "\"receivers\":%u,\"receivers_dead\":%u,\"lag\":%" PRIu64 "}\n",
+           "\"receivers\":%u,\"receivers_dead\":%u,\"lag\":%" PRIu64 ",\"orphaned\":%u,"
+           "\"redelivered\":%" PRIu64 ",\"pool\":[",
            i->slots, i->slot_size, delivery, policy_name(i->policy), i->claimed, i->aborted,
-           i->senders, i->senders_dead, i->receivers, i->receivers_dead, lag);
+           i->senders, i->senders_dead, i->receivers, i->receivers_dead, lag, i->orphaned,
+           i->redelivered);
+    for (uint32_t k = 0; k < i->pool_classes; k++)
+      printf("%s{\"size\":%u,\"chunks\":%u}", k ? "," : "", i->pool[k].size, i->pool[k].chunks);
+    printf("]}\n");
   } else {
     if (!c->n)
       printf("%-24s %-12s %-9s %-9s %12s %9s %9s %10s\n", "channel", "layout", "delivery", "policy",
@@ -578,8 +585,13 @@ static int ls_chan_one(void *ctx, const rill_ipc_chan_info_t *i) {
     snprintf(layout, sizeof layout, "%ux%u", i->slots, i->slot_size);
     snprintf(senders, sizeof senders, "%u/%u", i->senders, i->max_senders);
     snprintf(receivers, sizeof receivers, "%u/%u", i->receivers, i->max_receivers);
-    printf("%-24s %-12s %-9s %-9s %12" PRIu64 " %9s %9s %10" PRIu64 "\n", i->name, layout, delivery,
+    printf("%-24s %-12s %-9s %-9s %12" PRIu64 " %9s %9s %10" PRIu64, i->name, layout, delivery,
            policy_name(i->policy), i->claimed, senders, receivers, lag);
+    for (uint32_t k = 0; k < i->pool_classes; k++)
+      printf("%s%ux%u", k ? "," : "  pool ", i->pool[k].size, i->pool[k].chunks);
+    if (i->orphaned || i->redelivered)
+      printf("  orphaned %u, redelivered %" PRIu64, i->orphaned, i->redelivered);
+    printf("\n");
   }
   c->n++;
   return 0;
