@@ -202,6 +202,14 @@ typedef struct rill_ipc_msg {
  *  descriptor naming no chunk or the wrong one (a scribbled segment). */
 int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns, uint64_t *lost);
 
+/** Finishes with the message the last rill_ipc_recv returned before the
+ *  next one: its view becomes invalid, and the sender may reuse its slot
+ *  (and chunk) at once, instead of at the next receive. 0; RILL_EINVAL
+ *  when no message is held; under RILL_IPC_OVERWRITE, RILL_ELAGGED when the
+ *  message was overwritten while it was held (what was read of it may be
+ *  torn; it is not counted again by the next receive). */
+int rill_ipc_release(rill_ipc_receiver_t *r);
+
 /** Leaves the route: its place in the table is freed, the sender waits
  *  for it no more. NULL is a no-op. */
 void rill_ipc_receiver_close(rill_ipc_receiver_t *r);

@@ -866,6 +866,27 @@ int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns
   }
 }
 
+int rill_ipc_release(rill_ipc_receiver_t *r) {
+  if (RILL_UNLIKELY(!r))
+    return rill__err(RILL_EINVAL, "ipc release: the receiver is NULL");
+  if (RILL_UNLIKELY(!r->held))
+    return rill__err(RILL_EINVAL, "ipc route %s: release with no message held", r->s.name);
+  r->held = false;
+  uint64_t was = r->cur - 1;
+  bool torn = false;
+  if (r->s.g.policy == RILL_IPC_OVERWRITE) {
+    /* Acquire: as in rill_ipc_recv; the caller's reads of the view come
+     * before this load. */
+    FENCE(__ATOMIC_ACQUIRE);
+    torn = __atomic_load_n(&slot_at(&r->s, was)->mark, __ATOMIC_RELAXED) != was + 1;
+  }
+  advance(r);
+  if (torn)
+    return rill__err(RILL_ELAGGED, "ipc route %s: message %llu was overwritten while it was read",
+                     r->s.name, (unsigned long long)was);
+  return 0;
+}
+
 void rill_ipc_receiver_close(rill_ipc_receiver_t *r) {
   if (!r)
     return;

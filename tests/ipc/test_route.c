@@ -247,6 +247,47 @@ Test(ipc, fail_policy_is_full_a_ring_behind) {
   rill_ipc_sender_close(s);
 }
 
+Test(ipc, release_gives_the_slot_back_before_the_next_receive) {
+  rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 4, .policy = RILL_IPC_FAIL});
+  uint32_t max = rill_ipc_max_payload(s);
+  rill_ipc_receiver_t *r = receiver();
+  rill_ipc_msg_t m;
+  cr_expect_eq(rill_ipc_release(r), RILL_EINVAL);
+  cr_expect_neq(strstr(rill_errmsg(), "no message held"), NULL, "%s", rill_errmsg());
+  cr_expect_eq(rill_ipc_release(NULL), RILL_EINVAL);
+  send_n(s, 0, 4);
+  cr_assert_eq(rill_ipc_recv(r, &m, 0, NULL), 0);
+  expect_msg(&m, 0, max);
+  uint8_t b[8] = {0};
+  cr_expect_eq(rill_ipc_send(s, b, 8, 0), RILL_EFULL, "the view of 0 holds its slot");
+  cr_expect_eq(rill_ipc_release(r), 0);
+  cr_expect_eq(rill_ipc_release(r), RILL_EINVAL, "released already");
+  send_n(s, 4, 1); /* slot 0 is free now */
+  recv_n(r, 1, 4, max);
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+}
+
+Test(ipc, release_of_an_overwritten_view_says_so) {
+  rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 4, .policy = RILL_IPC_OVERWRITE});
+  uint32_t max = rill_ipc_max_payload(s);
+  rill_ipc_receiver_t *r = receiver();
+  rill_ipc_msg_t m;
+  uint64_t lost = 99;
+  send_n(s, 0, 1);
+  cr_assert_eq(rill_ipc_recv(r, &m, 0, NULL), 0);
+  send_n(s, 1, 4); /* the fifth message overwrites the held view's slot */
+  cr_expect_eq(rill_ipc_release(r), RILL_ELAGGED);
+  cr_expect_neq(strstr(rill_errmsg(), "message 0 was overwritten"), NULL, "%s", rill_errmsg());
+  /* Not counted again: the next receive goes on from 1. */
+  cr_assert_eq(rill_ipc_recv(r, &m, 0, &lost), 0);
+  cr_expect_eq(lost, 0);
+  expect_msg(&m, 1, max);
+  recv_n(r, 2, 3, max);
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+}
+
 Test(ipc, overwrite_reports_the_exact_loss) {
   rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 8, .policy = RILL_IPC_OVERWRITE});
   uint32_t max = rill_ipc_max_payload(s);
