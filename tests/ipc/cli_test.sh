@@ -3,7 +3,9 @@
 # in the background that prints what is published after it attached, ls
 # showing the route with its sender gone, rm removing it; channels (two
 # pubs into one broadcast channel, a work queue shared by two subs, no
-# overwrite policy, rm); and bad arguments refused with a message.
+# overwrite policy, rm); rill ipc bench NAME on routes, a pool, a queue and
+# --latency (the figures are not checked, only that the runs add up); and
+# bad arguments refused with a message.
 # Usage: cli_test.sh rill
 set -euo pipefail
 rill=$1
@@ -215,6 +217,84 @@ st=0
 "$rill" ipc rm "$queue" || fail "rm queue"
 "$rill" ipc ls --json | grep -Eq "\"channel\":\"($chan|$queue)\"" && fail "ls after rm of channels"
 if "$rill" ipc rm "$chan" 2>/dev/null; then fail "rm channel twice"; fi
+
+# rill ipc bench NAME: a route made for the run, measured and removed.
+bench="$name-bench"
+lsname() { "$rill" ipc ls --json | grep -E "\"(name|channel)\":\"$1\"" || true; }
+pubpid=
+cleanup_bench() {
+  { [ -n "$pubpid" ] && kill "$pubpid" 2>/dev/null; } || true
+  "$rill" ipc rm "$bench" 2>/dev/null || true
+  "$rill" ipc rm "$bench.back" 2>/dev/null || true
+}
+trap '{ [ -n "$q1" ] && kill $q1 $q2 2>/dev/null; } || true; cleanup_bench; cleanup_chan; cleanup' EXIT
+"$rill" ipc bench --count 20000 "$bench" >"$d/b.out" 2>"$d/b.err" || fail "bench: $(cat "$d/b.err")"
+grep -q "^20000 messages of 64 bytes" "$d/b.out" || fail "bench output: $(cat "$d/b.out")"
+grep -q "^receiver 0: 20000 messages in .* msg/s, .* MB/s$" "$d/b.out" || fail "bench: $(cat "$d/b.out")"
+[ -z "$(lsname "$bench")" ] || fail "bench left its route: $(lsname "$bench")"
+# Through the pool, with --json: one object, the layout in it.
+"$rill" ipc bench --count 20000 --size 5000 --pool 8192:16 --receivers 2 --json "$bench" \
+  >"$d/b.out" 2>"$d/b.err" || fail "bench --size 5000: $(cat "$d/b.err")"
+[ "$(wc -l <"$d/b.out")" -eq 1 ] || fail "bench --json lines: $(cat "$d/b.out")"
+grep -q '"mode":"throughput".*"pool":\[{"size":8192,"chunks":16}\].*"size":5000,"count":20000' \
+  "$d/b.out" || fail "bench --json: $(cat "$d/b.out")"
+[ "$(grep -o '"messages":20000,' "$d/b.out" | wc -l)" -eq 2 ] || fail "bench 2 receivers: $(cat "$d/b.out")"
+grep -q '"ok":true}$' "$d/b.out" || fail "bench --json ok: $(cat "$d/b.out")"
+# Too large for the route: the library's refusal, and no run.
+st=0
+"$rill" ipc bench --count 10 --size 5000 "$bench" >/dev/null 2>"$d/err" || st=$?
+[ $st -eq 1 ] && grep -q EMSGSIZE "$d/err" || fail "bench --size over a slot: $st $(cat "$d/err")"
+[ -z "$(lsname "$bench")" ] || fail "a refused bench left its route"
+# A work queue, two senders and two receivers: their shares add up.
+"$rill" ipc bench --queue --senders 2 --receivers 2 --count 20000 "$bench" >"$d/b.out" \
+  2>"$d/b.err" || fail "bench --queue: $(cat "$d/b.err")"
+grep -q "^received 20000 messages in " "$d/b.out" || fail "bench --queue: $(cat "$d/b.out")"
+[ "$(grep -c '^  receiver [01]: ' "$d/b.out")" -eq 2 ] || fail "bench --queue: $(cat "$d/b.out")"
+[ -z "$(lsname "$bench")" ] || fail "bench left its queue"
+# Latency: a ping-pong over NAME and NAME.back, both removed after.
+"$rill" ipc bench --latency --count 2000 "$bench" >"$d/b.out" 2>"$d/b.err" ||
+  fail "bench --latency: $(cat "$d/b.err")"
+grep -q "^2000 round trips of 64 bytes" "$d/b.out" || fail "bench --latency: $(cat "$d/b.out")"
+grep -Eq "p50 [0-9]+ ns, p99 [0-9]+ ns, p999 [0-9]+ ns, max [0-9]+ ns" "$d/b.out" ||
+  fail "bench --latency: $(cat "$d/b.out")"
+[ -z "$(lsname "$bench")$(lsname "$bench.back")" ] || fail "bench --latency left a route"
+# A route someone else made is used as it is and kept; while it has a
+# live sender, bench refuses it rather than take it over.
+"$rill" ipc pub --slots 64 "$bench" </dev/null || fail "pub for bench"
+# Its stdin a fifo held open here: closing it ends the pub (no stray
+# process keeps ctest's output open).
+mkfifo "$d/fifo"
+"$rill" ipc pub "$bench" <"$d/fifo" &
+pubpid=$!
+exec 3>"$d/fifo"
+for _ in $(seq 100); do lsname "$bench" | grep -q '"sender_alive":true' && break; sleep 0.05; done
+st=0
+"$rill" ipc bench --count 10 "$bench" >/dev/null 2>"$d/err" || st=$?
+[ $st -eq 1 ] && grep -q "live sender" "$d/err" || fail "bench on a live sender's route: $st $(cat "$d/err")"
+exec 3>&-
+wait $pubpid || fail "the pub holding the route"
+pubpid=
+"$rill" ipc bench --count 20000 "$bench" >"$d/b.out" 2>"$d/b.err" || fail "bench: $(cat "$d/b.err")"
+grep -q "^route $bench (as it was): 64 slots of 128 bytes" "$d/b.out" || fail "bench: $(cat "$d/b.out")"
+lsname "$bench" | grep -q '"head":20000,' || fail "bench on an existing route: $(lsname "$bench")"
+st=0
+"$rill" ipc bench --slots 128 --count 10 "$bench" >/dev/null 2>"$d/err" || st=$?
+[ $st -eq 1 ] && grep -q EINVAL "$d/err" || fail "bench with another layout: $st $(cat "$d/err")"
+"$rill" ipc rm "$bench" || fail "rm after bench"
+# Usage errors are 2; the built-in suite is still `rill ipc bench` without NAME.
+for args in "--size 4 $bench" "--count 0 $bench" "--senders 2 $bench" "--receivers 65 $bench" \
+  "--latency --receivers 2 $bench" "--bogus $bench" "$bench extra" "--count 5" \
+  "--queue --policy overwrite $bench"; do
+  st=0
+  # shellcheck disable=SC2086
+  "$rill" ipc bench $args >/dev/null 2>"$d/err" || st=$?
+  [ $st -eq 2 ] && [ -s "$d/err" ] || fail "rill ipc bench $args: status $st"
+done
+[ -z "$(lsname "$bench")" ] || fail "a refused bench made its route"
+"$rill" ipc help | grep -q "bench .*NAME" || fail "help: bench NAME"
+out=$("$rill" ipc bench --help 2>&1 || true)
+echo "$out" | grep -Eq "rill bench <suite>|built without the benchmarks" ||
+  fail "rill ipc bench --help is not the suite's: $out"
 
 # Bad arguments: a message and a non-zero exit, never a crash.
 bad() {

@@ -25,7 +25,7 @@ static int usage(FILE *f) {
              "  ask SERVICE [REQUEST]              ask a service, print the reply (stdin without)\n"
              "  reply SERVICE                      serve SERVICE, echoing each ask back\n"
              "  stat [--server H:P] [--count N]    a server's metrics: rates, topics, latency\n"
-             "  ipc pub|sub|ls|rm ...              shared-memory routes between processes\n"
+             "  ipc pub|sub|ls|rm|bench ...        shared-memory routes between processes\n"
              "                                     (rill ipc help)\n"
              "  version                            print the version\n"
              "  help                               this text\n");
@@ -57,8 +57,10 @@ int main(int argc, char **argv) {
   if (!strcmp(cmd, "stat"))
     return rill_stat_main(argc - 1, argv + 1);
 #ifdef RILL_WITH_BENCH
-  /* `rill ipc bench ...` is `rill bench ipc ...`: one benchmark, two ways in. */
-  if (!strcmp(cmd, "ipc") && argc >= 3 && !strcmp(argv[2], "bench")) {
+  /* `rill ipc bench [--json] [--quick] [--filter S]` is `rill bench ipc`:
+   * one suite, two ways in; with a NAME it measures that route (ipc.c). */
+  if (!strcmp(cmd, "ipc") && argc >= 3 && !strcmp(argv[2], "bench") &&
+      rill_ipc_bench_is_suite(argc - 2, argv + 2)) {
     argv[1] = "bench";
     argv[2] = "ipc";
     return rill_bench_main(argc - 1, argv + 1);

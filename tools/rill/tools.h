@@ -81,5 +81,8 @@ int rill_ask_main(int argc, char **argv);
 int rill_reply_main(int argc, char **argv);
 int rill_stat_main(int argc, char **argv);
 int rill_ipc_main(int argc, char **argv);
+/** argv[0] is "bench": true when `rill ipc bench` is to run the suite
+ *  `rill bench ipc` (no NAME, only the suite's flags). */
+bool rill_ipc_bench_is_suite(int argc, char **argv);
 
 #endif
