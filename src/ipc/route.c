@@ -786,6 +786,22 @@ static int try_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t *lost) {
   return 0;
 }
 
+/* Gives back the view held (of cur - 1): true when, under OVERWRITE, it
+ * was overwritten while it was held. */
+static bool give_back(rill_ipc_receiver_t *r) {
+  r->held = false;
+  uint64_t was = r->cur - 1;
+  bool torn = false;
+  if (r->s.g.policy == RILL_IPC_OVERWRITE) {
+    /* Acquire: the caller's reads of the view come before this load; a
+     * sender that began to overwrite the slot had unmarked it. */
+    FENCE(__ATOMIC_ACQUIRE);
+    torn = __atomic_load_n(&slot_at(&r->s, was)->mark, __ATOMIC_RELAXED) != was + 1;
+  }
+  advance(r);
+  return torn;
+}
+
 int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns, uint64_t *lost) {
   if (RILL_UNLIKELY(!r || !m))
     return rill__err(RILL_EINVAL, "ipc recv: %s is NULL", r ? "the message" : "the receiver");
@@ -793,17 +809,8 @@ int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns
   if (lost)
     *lost = 0;
   if (r->held) {
-    r->held = false;
     uint64_t was = r->cur - 1;
-    bool torn = false;
-    if (r->s.g.policy == RILL_IPC_OVERWRITE) {
-      /* Acquire: the caller's reads of the view come before this load; a
-       * sender that began to overwrite the slot had unmarked it. */
-      FENCE(__ATOMIC_ACQUIRE);
-      torn = __atomic_load_n(&slot_at(&r->s, was)->mark, __ATOMIC_RELAXED) != was + 1;
-    }
-    advance(r);
-    if (torn) {
+    if (give_back(r)) {
       /* Counted as lost, with whatever was lapped after it: one report. */
       uint64_t more = 0;
       int rc = try_recv(r, m, &more);
@@ -871,17 +878,8 @@ int rill_ipc_release(rill_ipc_receiver_t *r) {
     return rill__err(RILL_EINVAL, "ipc release: the receiver is NULL");
   if (RILL_UNLIKELY(!r->held))
     return rill__err(RILL_EINVAL, "ipc route %s: release with no message held", r->s.name);
-  r->held = false;
   uint64_t was = r->cur - 1;
-  bool torn = false;
-  if (r->s.g.policy == RILL_IPC_OVERWRITE) {
-    /* Acquire: as in rill_ipc_recv; the caller's reads of the view come
-     * before this load. */
-    FENCE(__ATOMIC_ACQUIRE);
-    torn = __atomic_load_n(&slot_at(&r->s, was)->mark, __ATOMIC_RELAXED) != was + 1;
-  }
-  advance(r);
-  if (torn)
+  if (give_back(r))
     return rill__err(RILL_ELAGGED, "ipc route %s: message %llu was overwritten while it was read",
                      r->s.name, (unsigned long long)was);
   return 0;
