@@ -407,6 +407,21 @@ static int size_check(args_t *a, end_t *e, uint32_t max) {
 
 static double secs(uint64_t ns) { return (double)ns / 1e9; }
 
+/* The end of a run: the children stopped (killed if need be), the pipes
+ * closed, the buffer freed. */
+static void bench_end(bench_t *b, int status, uint8_t *buf) {
+  if (status && ipc_stopping)
+    fprintf(stderr, "rill ipc bench: interrupted\n");
+  bench_reap(b, true);
+  for (int k = 0; k < 2; k++) {
+    int *fds[] = {b->up, b->go, b->done};
+    for (int j = 0; j < 3; j++)
+      if (fds[j][k] >= 0)
+        close(fds[j][k]);
+  }
+  free(buf);
+}
+
 static int bench_throughput(args_t *a) {
   bench_t b = {.a = a,
                .size = (uint32_t)a->size,
@@ -550,16 +565,7 @@ static int bench_throughput(args_t *a) {
   if (a->json)
     printf("],\"ok\":%s}\n", status ? "false" : "true");
 out:
-  if (status && ipc_stopping)
-    fprintf(stderr, "rill ipc bench: interrupted\n");
-  bench_reap(&b, true);
-  for (int k = 0; k < 2; k++) {
-    int *fds[] = {b.up, b.go, b.done};
-    for (int j = 0; j < 3; j++)
-      if (fds[j][k] >= 0)
-        close(fds[j][k]);
-  }
-  free(buf);
+  bench_end(&b, status, buf);
   rill_ipc_sender_close(e.tx);
   bench_unlink(a, created);
   return status;
@@ -744,16 +750,7 @@ static int bench_latency(args_t *a) {
            rill_hist_quantile(&h, 0.999), h.max);
   }
 out:
-  if (status && ipc_stopping)
-    fprintf(stderr, "rill ipc bench: interrupted\n");
-  bench_reap(&b, true);
-  for (int k = 0; k < 2; k++) {
-    int *fds[] = {b.up, b.go, b.done};
-    for (int j = 0; j < 3; j++)
-      if (fds[j][k] >= 0)
-        close(fds[j][k]);
-  }
-  free(buf);
+  bench_end(&b, status, buf);
   rill_ipc_receiver_close(rx);
   rill_ipc_sender_close(e.tx);
   rill_ipc_chan_close(e.ch);
