@@ -330,6 +330,25 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
  *  Messages of one sender keep their order. RILL_EINVAL on a receiver. */
 int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint64_t timeout_ns);
 
+/** Zero-copy send on a channel: claims the next message number for up to
+ *  len bytes (waiting for room as send does) and points *buf at its slot
+ *  or chunk; write the message there and rill_ipc_chan_commit it, or
+ *  rill_ipc_chan_cancel. Until then every receiver waits at that number
+ *  (messages are delivered in number order): keep it short. One
+ *  reservation at a time: send or reserve with one open is RILL_EBUSY;
+ *  close cancels it. */
+int rill_ipc_chan_reserve(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns, void **buf);
+
+/** Publishes the reserved message with len bytes (at most the reserved:
+ *  RILL_EINVAL beyond, and without a reservation). A reserved chunk
+ *  committed with a length a slot holds is moved into the slot. */
+int rill_ipc_chan_commit(rill_ipc_chan_t *ch, uint32_t len);
+
+/** Gives the reservation up: its number is marked aborted, and receivers
+ *  skip it as they skip a dead sender's claim (RILL_ELAGGED, one lost).
+ *  RILL_EINVAL without a reservation. */
+int rill_ipc_chan_cancel(rill_ipc_chan_t *ch);
+
 /** Waits up to timeout_ns (0: not at all) for the next message: 0 with a
  *  view in place valid until the next recv, release or close (m->flags:
  *  RILL_IPC_REDELIVERED for a queue message handed out again), RILL_ETIMEDOUT

@@ -101,6 +101,7 @@ static uint32_t tsan_fence_word;
 #endif
 
 #define KIND           "channel"
+#define NO_CLASS       UINT32_MAX
 #define PARK_SLICE     10000000ull /* a waiter re-checks for dead peers this often */
 #define CHECK_EVERY_MS 1           /* liveness is read from /proc at most this often */
 
@@ -118,7 +119,13 @@ struct rill_ipc_chan {
   uint64_t min_seen; /* sender: the lowest bound of the last scan */
   uint64_t cur;      /* broadcast receiver: the next seq to return */
   bool held;         /* receiver: a view is out */
-  bool adopted;      /* queue receiver: opened on an orphan, adopted_seq not handed out yet */
+  bool reserved;     /* sender: res holds a claim not committed yet */
+  struct {
+    uint64_t seq;
+    uint32_t len, cls, idx; /* cls NO_CLASS: the slot */
+    uint8_t *buf;           /* where the message goes */
+  } res;
+  bool adopted; /* queue receiver: opened on an orphan, adopted_seq not handed out yet */
   uint64_t adopted_seq;
   uint64_t checked_ms;
   uint64_t reaped_ms; /* queue receiver: the last look for dead holders of a message */
@@ -378,10 +385,14 @@ uint32_t rill_ipc_chan_max_payload(const rill_ipc_chan_t *ch) {
   return ch ? ch->g.slot_size - RILL_IPC_SLOT_HDR : 0;
 }
 
+static void cancel(rill_ipc_chan_t *ch);
+
 void rill_ipc_chan_close(rill_ipc_chan_t *ch) {
   if (!ch)
     return;
   struct rill__chan_hdr *h = ch->hdr;
+  if (ch->reserved)
+    cancel(ch); /* receivers skip it now, not after the dead-claimer check */
   if (ch->role == RILL_IPC_RECEIVER && ch->g.delivery == RILL_IPC_QUEUE && ch->adopted) {
     leave_orphan(ch);
   } else {
@@ -579,11 +590,10 @@ static int wait_room(rill_ipc_chan_t *ch, uint64_t c, uint64_t slots, struct wai
   return 1;
 }
 
-int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint64_t timeout_ns) {
-  if (RILL_UNLIKELY(!ch || (!data && len)))
-    return rill__err(RILL_EINVAL, "ipc channel send: %s is NULL", ch ? "data" : "the channel");
-  if (RILL_UNLIKELY(ch->role != RILL_IPC_SENDER))
-    return rill__err(RILL_EINVAL, "ipc channel %s: send on a receiver", ch->name);
+/* Claims the next seq for a message of len bytes once there is room for
+ * it (a slot, and a free chunk when it is pooled): the claim is ours in
+ * ch->res, with where the message goes. */
+static int claim(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns) {
   const struct rill__chan_geom *g = &ch->g;
   const bool pooled = len > g->slot_size - RILL_IPC_SLOT_HDR;
   uint64_t limit = g->slots;
@@ -636,25 +646,42 @@ int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint
     __atomic_store_n(&ch->me->cursor, 0, __ATOMIC_RELAXED);
   }
   struct rill__ipc_slot *sl = slot_at(ch, c);
-  /* Relaxed: the slot's last lap is finished with (room), so its mark is
-   * stable until our commit or a receiver's abort. */
-  uint64_t old = __atomic_load_n(&sl->mark, __ATOMIC_RELAXED);
-  uint32_t flags = 0;
+  ch->res.seq = c;
+  ch->res.len = len;
+  ch->res.cls = NO_CLASS;
+  ch->res.buf = (uint8_t *)(sl + 1);
   if (RILL_UNLIKELY(pooled)) {
     /* The first class that holds it whose chunk for c is free: one is,
      * as c - min_seen < limit (and min_seen only lags the truth). */
     while (cls + 1 < g->nclasses && c - ch->min_seen >= g->cls[cls].chunks)
       cls++;
-    uint32_t idx = (uint32_t)(c % g->cls[cls].chunks);
-    struct rill__ipc_chunk *ck = rill__ipc_chunk_in(ch->base, &g->cls[cls], idx);
-    memcpy(ck + 1, data, len); /* the one copy */
+    ch->res.cls = cls;
+    ch->res.idx = (uint32_t)(c % g->cls[cls].chunks);
+    ch->res.buf = (uint8_t *)(rill__ipc_chunk_in(ch->base, &g->cls[cls], ch->res.idx) + 1);
+  }
+  ch->reserved = true;
+  return 0;
+}
+
+/* Publishes the claimed message as len bytes (at most the claimed). */
+static int commit(rill_ipc_chan_t *ch, uint32_t len) {
+  const struct rill__chan_geom *g = &ch->g;
+  const uint64_t c = ch->res.seq;
+  struct rill__ipc_slot *sl = slot_at(ch, c);
+  ch->reserved = false;
+  /* Relaxed: the slot's last lap is finished with (room), so its mark is
+   * stable until our commit or a receiver's abort. */
+  uint64_t old = __atomic_load_n(&sl->mark, __ATOMIC_RELAXED);
+  uint32_t flags = 0;
+  if (ch->res.cls != NO_CLASS && len <= g->slot_size - RILL_IPC_SLOT_HDR) {
+    memcpy(sl + 1, ch->res.buf, len); /* committed short: into the slot */
+  } else if (ch->res.cls != NO_CLASS) {
+    struct rill__ipc_chunk *ck = rill__ipc_chunk_in(ch->base, &g->cls[ch->res.cls], ch->res.idx);
     /* Relaxed: published with the slot by the mark's CAS (release). */
     __atomic_store_n(&ck->owner, c + 1, __ATOMIC_RELAXED);
-    uint32_t desc[2] = {idx, cls};
+    uint32_t desc[2] = {ch->res.idx, ch->res.cls};
     memcpy(sl + 1, desc, sizeof desc);
     flags = RILL__IPC_SLOT_POOL;
-  } else if (len) {
-    memcpy(sl + 1, data, len);
   }
   __atomic_store_n(&sl->len, len, __ATOMIC_RELAXED);
   /* Relaxed: published by the mark's CAS, as the length. */
@@ -667,6 +694,88 @@ int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint
     return rill__err(RILL_EPROTO, "ipc channel %s: message %llu was aborted before its commit",
                      ch->name, (unsigned long long)c);
   wake_receivers(ch);
+  return 0;
+}
+
+static int sender_ok(rill_ipc_chan_t *ch, const char *what) {
+  if (RILL_UNLIKELY(!ch))
+    return rill__err(RILL_EINVAL, "ipc channel %s: the channel is NULL", what);
+  if (RILL_UNLIKELY(ch->role != RILL_IPC_SENDER))
+    return rill__err(RILL_EINVAL, "ipc channel %s: %s on a receiver", ch->name, what);
+  return 0;
+}
+
+/* A claim is a hole every receiver waits at until it is committed or
+ * cancelled: a second one is refused rather than leave the first open. */
+static int no_open_claim(rill_ipc_chan_t *ch, const char *what) {
+  if (RILL_UNLIKELY(ch->reserved))
+    return rill__err(RILL_EBUSY,
+                     "ipc channel %s: %s with message %llu reserved: commit or cancel it first",
+                     ch->name, what, (unsigned long long)ch->res.seq);
+  return 0;
+}
+
+int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint64_t timeout_ns) {
+  int rc = sender_ok(ch, "send");
+  if (RILL_UNLIKELY(rc))
+    return rc;
+  if (RILL_UNLIKELY(!data && len))
+    return rill__err(RILL_EINVAL, "ipc channel %s: send: data is NULL", ch->name);
+  if (RILL_UNLIKELY((rc = no_open_claim(ch, "send")) || (rc = claim(ch, len, timeout_ns))))
+    return rc;
+  if (len)
+    memcpy(ch->res.buf, data, len); /* the one copy */
+  return commit(ch, len);
+}
+
+int rill_ipc_chan_reserve(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns, void **buf) {
+  int rc = sender_ok(ch, "reserve");
+  if (rc)
+    return rc;
+  if (!buf)
+    return rill__err(RILL_EINVAL, "ipc channel %s: reserve: buf is NULL", ch->name);
+  *buf = NULL;
+  if ((rc = no_open_claim(ch, "reserve")) || (rc = claim(ch, len, timeout_ns)))
+    return rc;
+  *buf = ch->res.buf;
+  return 0;
+}
+
+int rill_ipc_chan_commit(rill_ipc_chan_t *ch, uint32_t len) {
+  int rc = sender_ok(ch, "commit");
+  if (rc)
+    return rc;
+  if (!ch->reserved)
+    return rill__err(RILL_EINVAL, "ipc channel %s: commit without a reservation", ch->name);
+  if (len > ch->res.len)
+    return rill__err(RILL_EINVAL, "ipc channel %s: commit of %u bytes, %u were reserved", ch->name,
+                     len, ch->res.len);
+  return commit(ch, len);
+}
+
+/* Gives up our claim: its slot is marked aborted, as a dead sender's
+ * would be, so receivers skip it at once. */
+static void cancel(rill_ipc_chan_t *ch) {
+  const uint64_t c = ch->res.seq;
+  struct rill__ipc_slot *sl = slot_at(ch, c);
+  ch->reserved = false;
+  uint64_t old = __atomic_load_n(&sl->mark, __ATOMIC_RELAXED);
+  /* Release: as a commit's; a receiver's abort of it (it took us for
+   * dead) leaves the same mark. */
+  if (__atomic_compare_exchange_n(&sl->mark, &old, RILL__CHAN_ABORTED | (c + 1), false,
+                                  __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    /* Relaxed: a counter for info. */
+    __atomic_fetch_add(&ch->hdr->aborted, 1, __ATOMIC_RELAXED);
+  wake_receivers(ch);
+}
+
+int rill_ipc_chan_cancel(rill_ipc_chan_t *ch) {
+  int rc = sender_ok(ch, "cancel");
+  if (rc)
+    return rc;
+  if (!ch->reserved)
+    return rill__err(RILL_EINVAL, "ipc channel %s: cancel without a reservation", ch->name);
+  cancel(ch);
   return 0;
 }
 

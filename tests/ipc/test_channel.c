@@ -955,3 +955,54 @@ Test(chan, pool_scribbles_are_refused_or_corrupt) {
   poke(44, &v, 4);
   expect_refused(RILL_EPROTO, "without the pool flag");
 }
+
+/* ---- reserve, commit, cancel --------------------------------------------------- */
+
+Test(chan, reserve_writes_in_place_and_cancel_is_skipped) {
+  rill_ipc_chan_t *s = open_as(&pool_opts, RILL_IPC_SENDER);
+  rill_ipc_chan_t *s2 = open_as(NULL, RILL_IPC_SENDER);
+  rill_ipc_chan_t *r = open_as(NULL, RILL_IPC_RECEIVER);
+  rill_ipc_msg_t m;
+  uint64_t lost = 0;
+  void *buf = (void *)1;
+  cr_expect_eq(rill_ipc_chan_commit(s, 1), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_chan_cancel(s), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_chan_reserve(r, 10, 0, &buf), RILL_EINVAL, "a receiver");
+  cr_expect_eq(rill_ipc_chan_reserve(s, 65537, 0, &buf), RILL_EMSGSIZE);
+  cr_expect_null(buf);
+  /* In place, inline and pooled; a pooled reservation committed short. */
+  uint32_t lens[] = {64, 3000, 60000};
+  for (uint32_t i = 0; i < 3; i++) {
+    cr_assert_eq(rill_ipc_chan_reserve(s, lens[i], 0, &buf), 0, "%s", rill_errmsg());
+    big_fill(buf, i, lens[i]);
+    cr_assert_eq(rill_ipc_chan_commit(s, lens[i]), 0, "%s", rill_errmsg());
+    big_recv(r, i, lens[i]);
+  }
+  cr_assert_eq(rill_ipc_chan_reserve(s, 3000, 0, &buf), 0);
+  big_fill(buf, 3, 50);
+  cr_expect_eq(rill_ipc_chan_commit(s, 3001), RILL_EINVAL);
+  cr_assert_eq(rill_ipc_chan_commit(s, 50), 0);
+  big_recv(r, 3, 50);
+  /* One open reservation at a time; the other sender goes on meanwhile,
+   * and the receiver waits at the reserved number. */
+  cr_assert_eq(rill_ipc_chan_reserve(s, 100, 0, &buf), 0);
+  cr_expect_eq(rill_ipc_chan_reserve(s, 100, 0, &buf), RILL_EBUSY);
+  cr_expect_eq(rill_ipc_chan_send(s, "x", 1, 0), RILL_EBUSY);
+  big_send(s2, 5, 100, 0);
+  cr_expect_eq(rill_ipc_chan_recv(r, &m, 0, NULL), RILL_EAGAIN, "held at the reservation");
+  cr_assert_eq(rill_ipc_chan_cancel(s), 0);
+  cr_expect_eq(rill_ipc_chan_recv(r, &m, 0, &lost), RILL_ELAGGED);
+  cr_expect_eq(lost, 1);
+  big_recv(r, 5, 100);
+  rill_ipc_chan_info_t info;
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.aborted, 1);
+  /* Close cancels an open reservation: the receiver skips it at once. */
+  cr_assert_eq(rill_ipc_chan_reserve(s, 100, 0, &buf), 0);
+  rill_ipc_chan_close(s);
+  big_send(s2, 7, 100, 0);
+  cr_expect_eq(rill_ipc_chan_recv(r, &m, 0, &lost), RILL_ELAGGED);
+  big_recv(r, 7, 100);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s2);
+}
