@@ -262,7 +262,9 @@ typedef struct rill_client_opts {
   uint64_t backoff_min_ns;     /* first wait between attempts; default 10 ms */
   uint64_t backoff_max_ns;     /* the wait doubles up to this; default 2 s */
   uint64_t reconnect_limit_ns; /* give up (RILL_ECLOSED) after this long down; default 30 s */
-  uint64_t max_message;        /* largest ask or reply sent or taken in CHUNKs; default 64 MiB */
+  uint64_t max_message;        /* largest ask or reply sent or taken in CHUNKs; default 64 MiB.
+                                * Those coming in at once may hold 4 max_messages
+                                * together: one past that fails with RILL_ENOBUFS */
 } rill_client_opts_t;
 
 /** Connects and shakes hands. The server's refusal comes back as its code

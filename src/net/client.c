@@ -48,6 +48,8 @@
 /* On an ERROR frame the client made up itself (the wire never sets a flag
  * on ERROR): its message is the client's, not the server's. */
 #define LOCAL_ERR 0x80u
+/* Streams coming in at once may hold this many max_messages together. */
+#define ASM_BUDGET 4
 
 /* A frame read while nobody wanted it yet. */
 struct held {
@@ -136,6 +138,7 @@ struct rill_client {
   uint8_t *in_buf;
   size_t in_len, in_got, in_cap;
   struct asm_in *asms;  /* asks and replies coming in CHUNKs */
+  size_t asm_bytes;     /* the buffers of asms together: at most ASM_BUDGET max_messages */
   uint8_t *done_buf;    /* the last one put together: freed by the next read */
   uint64_t ask_waiting; /* the blocking ask waiting for its reply now; 0: none */
   char asm_msg[128];    /* the message of an ERROR made up for one over max_message */
@@ -261,9 +264,10 @@ static struct asm_in **asm_slot(rill_client_t *c, uint8_t type, uint64_t id) {
   return pp;
 }
 
-static void asm_drop(struct asm_in **pp) {
+static void asm_drop(rill_client_t *c, struct asm_in **pp) {
   struct asm_in *a = *pp;
   *pp = a->next;
+  c->asm_bytes -= a->cap;
   rill__free(a->buf);
   rill__free(a);
 }
@@ -274,12 +278,14 @@ static void asm_drop(struct asm_in **pp) {
 static void asm_end(rill_client_t *c, uint8_t type, uint64_t id) {
   struct asm_in **pp = asm_slot(c, type, id);
   if (*pp)
-    asm_drop(pp);
+    asm_drop(c, pp);
 }
 
 /* Appends a piece: 0, or RILL_EMSGSIZE when it would pass max_message,
- * RILL_ENOMEM. No total length comes first, so the buffer grows by
- * doubling (bounded by max_message). */
+ * RILL_ENOBUFS when the streams coming in at once would hold more than
+ * ASM_BUDGET max_messages (each is bounded by max_message, but a server
+ * could open any number of them), RILL_ENOMEM. No total length comes
+ * first, so the buffer grows by doubling (bounded by max_message). */
 static int asm_add(rill_client_t *c, struct asm_in *a, const uint8_t *p, uint32_t n) {
   if (n > c->o.max_message - a->len) /* a->len never passes max_message */
     return RILL_EMSGSIZE;
@@ -289,9 +295,12 @@ static int asm_add(rill_client_t *c, struct asm_in *a, const uint8_t *p, uint32_
       cap *= 2;
     if (cap > c->o.max_message)
       cap = c->o.max_message; /* still room for this piece: checked above */
+    if (cap - a->cap > ASM_BUDGET * c->o.max_message - c->asm_bytes)
+      return RILL_ENOBUFS;
     uint8_t *b = rill__realloc(a->buf, cap);
     if (!b)
       return RILL_ENOMEM;
+    c->asm_bytes += cap - a->cap;
     a->buf = b;
     a->cap = cap;
   }
@@ -308,7 +317,7 @@ static bool reply_wanted(const rill_client_t *c, uint64_t id) {
   return id == c->ask_waiting || ((id & ASYNC_ID) && i < c->o.max_inflight && c->tab[i].id == id);
 }
 
-/* An ask or reply coming in that cannot be taken (code: RILL_EMSGSIZE or
+/* An ask or reply coming in that cannot be taken (code: RILL_EMSGSIZE, RILL_ENOBUFS or
  * RILL_ENOMEM), already dropped. The side waiting for it hears: an ask's
  * asker by an ERROR we send (the server forwards it), our own ask by the
  * ERROR *f now is (1). 0 when there is nothing to hand over, or an error. */
@@ -318,6 +327,9 @@ static int asm_refuse(rill_client_t *c, uint8_t type, uint64_t id, int code, ril
   if (code == RILL_EMSGSIZE)
     n = snprintf(c->asm_msg, sizeof c->asm_msg, "a streamed %s over max_message (%llu bytes)", what,
                  (unsigned long long)c->o.max_message);
+  else if (code == RILL_ENOBUFS)
+    n = snprintf(c->asm_msg, sizeof c->asm_msg,
+                 "streamed asks and replies coming in at once over %d x max_message", ASM_BUDGET);
   else
     n = snprintf(c->asm_msg, sizeof c->asm_msg, "no memory for a streamed %s", what);
   if (type == RILL_F_ASK)
@@ -357,12 +369,13 @@ static int asm_in(rill_client_t *c, rill_frame_t *f) {
   struct asm_in *a = *pp;
   int rc = asm_add(c, a, f->body, f->len);
   if (rc) {
-    asm_drop(pp);
+    asm_drop(c, pp);
     return asm_refuse(c, type, f->id, rc, f);
   }
   if (f->type != RILL_F_CHUNK || (f->flags & RILL_FF_MORE))
     return 0;
   *pp = a->next;
+  c->asm_bytes -= a->cap;
   rill__free(c->done_buf);
   c->done_buf = a->buf;
   *f = (rill_frame_t){.len = (uint32_t)a->len,
@@ -768,7 +781,7 @@ static int lost(rill_client_t *c, const char *why) {
   c->have = c->off = 0;
   c->in_stream = false; /* a record half received is received again */
   while (c->asms)       /* their asks ended with the connection */
-    asm_drop(&c->asms);
+    asm_drop(c, &c->asms);
   for (uint32_t i = 0; c->inflight && i < c->o.max_inflight; i++)
     if (c->tab[i].id) {
       c->failed[c->nfailed++] = c->tab[i];
@@ -1011,7 +1024,7 @@ void rill_client_close(rill_client_t *c) {
   rill__free(c->regs);
   rill__free(c->in_buf);
   while (c->asms)
-    asm_drop(&c->asms);
+    asm_drop(c, &c->asms);
   rill__free(c->done_buf);
   rill__free(c->batch);
   rill__free(c);

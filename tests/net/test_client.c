@@ -589,6 +589,118 @@ Test(client_stats, scripted_server) {
   close(k.lfd);
 }
 
+/* ---- streamed replies in total ------------------------------------------------------ */
+
+#define PIECE (60u << 10)
+
+static void fake_piece(int fd, uint8_t type, uint8_t flags, uint64_t id, uint64_t arg,
+                       uint32_t len) {
+  static uint8_t b[RILL_NET_HDR + PIECE];
+  rill_frame_header(b, type, flags, 0, id, arg, len);
+  memset(b + RILL_NET_HDR, (int)(id & 0x7f), len);
+  size_t left = RILL_NET_HDR + len, off = 0;
+  while (left) {
+    ssize_t n = send(fd, b + off, left, MSG_NOSIGNAL);
+    cr_assert_gt(n, 0);
+    off += (size_t)n, left -= (size_t)n;
+  }
+}
+
+/* WELCOME with a 64 KiB max_body; then five ASKs, answered by five
+ * streamed REPLYs of 241 KiB whose pieces come interleaved, so that all
+ * five are being put together at once. */
+static void *fake_streams(void *arg) {
+  fake_t *k = arg;
+  int fd = accept(k->lfd, NULL, NULL);
+  cr_assert_geq(fd, 0);
+  uint8_t b[4096];
+  rill_frame_t f;
+  cr_assert_eq(fake_recv(fd, b, sizeof b, &f), RILL_F_HELLO);
+  uint8_t w[RILL_NET_WELCOME_SIZE];
+  rill_net_welcome_encode(w, &(rill_net_welcome_t){RILL_NET_VERSION, 64u << 10, 1, UINT32_MAX});
+  fake_send(fd, RILL_F_WELCOME, 0, 0, w, sizeof w);
+  uint64_t ids[5];
+  for (int i = 0; i < 5;)
+    if (fake_recv(fd, b, sizeof b, &f) == RILL_F_ASK)
+      ids[i++] = f.id;
+    else
+      cr_assert_neq(f.type, 0, "the client went away");
+  for (int i = 0; i < 5; i++)
+    fake_piece(fd, RILL_F_REPLY, RILL_FF_STREAM, ids[i], 0, PIECE);
+  for (int round = 0; round < 3; round++)
+    for (int i = 0; i < 5; i++)
+      fake_piece(fd, RILL_F_CHUNK, RILL_FF_MORE, ids[i], RILL_F_REPLY, PIECE);
+  for (int i = 0; i < 5; i++)
+    fake_piece(fd, RILL_F_CHUNK, 0, ids[i], RILL_F_REPLY, 1024);
+  while (fake_recv(fd, b, sizeof b, &f))
+    ;
+  close(fd);
+  return NULL;
+}
+
+struct got {
+  int status;
+  uint32_t len;
+  char msg[200];
+};
+
+static void got_reply(void *ctx, int status, const uint8_t *reply, uint32_t len) {
+  struct got *g = ctx;
+  g->status = status;
+  g->len = len;
+  if (status)
+    snprintf(g->msg, sizeof g->msg, "%s", rill_errmsg());
+  (void)reply;
+}
+
+/* Each stream is bounded by max_message; together they are bounded by 4
+ * max_messages, so a server cannot make the client hold any number of
+ * them. Five at 256 KiB each pass 1 MiB: one is refused, the others come
+ * whole. */
+Test(client_stats, streams_coming_in_at_once_are_bounded_in_total) {
+  fake_t k;
+  k.lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  socklen_t sl = sizeof sa;
+  cr_assert_eq(bind(k.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+  cr_assert_eq(listen(k.lfd, 4), 0);
+  getsockname(k.lfd, (struct sockaddr *)&sa, &sl);
+  k.port = ntohs(sa.sin_port);
+  cr_assert_eq(pthread_create(&k.t, NULL, fake_streams, &k), 0);
+  rill_client_t *c;
+  cr_assert_eq(
+      rill_client_connect(&c, &(rill_client_opts_t){.port = k.port, .max_message = 256u << 10}), 0,
+      "%s", rill_errmsg());
+  struct got g[5] = {0};
+  for (int i = 0; i < 5; i++) {
+    g[i].status = 1;
+    cr_assert_eq(rill_client_ask_async(c, "svc", "q", 1, 0, got_reply, &g[i]), 0, "%s",
+                 rill_errmsg());
+  }
+  int done = 0, refused = 0;
+  for (int tries = 0; done < 5 && tries < 500; tries++) {
+    cr_assert_geq(rill_client_poll(c, 20000000ull), 0, "%s", rill_errmsg());
+    done = 0;
+    for (int i = 0; i < 5; i++)
+      done += g[i].status != 1;
+  }
+  cr_assert_eq(done, 5, "every ask ended");
+  for (int i = 0; i < 5; i++) {
+    if (g[i].status == 0) {
+      cr_expect_eq(g[i].len, 4 * PIECE + 1024);
+    } else {
+      refused++;
+      cr_expect_eq(g[i].status, RILL_ENOBUFS, "%s", rill_strerror(g[i].status));
+      cr_expect_neq(strstr(g[i].msg, "over 4 x max_message"), NULL, "%s", g[i].msg);
+    }
+  }
+  cr_expect_eq(refused, 1, "exactly the one that passed the budget");
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
+
 /* ---- reconnect ------------------------------------------------------------------- */
 
 static void *run_server(void *arg) {
