@@ -13,7 +13,7 @@ d=$(mktemp -d)
 name="rill-cli-test-$$"
 sub=
 cleanup() {
-  [ -n "$sub" ] && kill "$sub" 2>/dev/null
+  [ -z "$sub" ] || kill "$sub" 2>/dev/null || true
   "$rill" ipc rm "$name" 2>/dev/null || true
   rm -rf "$d"
 }
