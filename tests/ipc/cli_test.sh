@@ -76,7 +76,7 @@ grep -q "at most 112" "$d/err" || fail "oversized message: $(cat "$d/err")"
 "$rill" ipc rm "$name" || fail "rm"
 "$rill" ipc ls --json | grep -q "\"name\":\"$name\"" && fail "ls after rm"
 if "$rill" ipc rm "$name" 2>"$d/err"; then fail "rm twice"; fi
-grep -q "no route $name" "$d/err" || fail "rm twice message: $(cat "$d/err")"
+grep -q "no route or channel $name" "$d/err" || fail "rm twice message: $(cat "$d/err")"
 if "$rill" ipc sub --timeout 100 "$name" 2>"$d/err"; then fail "sub without a route"; fi
 grep -q "no route $name" "$d/err" || fail "sub without a route: $(cat "$d/err")"
 

@@ -642,7 +642,7 @@ static int cmd_ls(args_t *a) {
 static int cmd_rm(args_t *a) {
   int rc = rill_ipc_unlink(a->name);
   if (rc == RILL_ENOENT) {
-    fprintf(stderr, "rill ipc rm: no route %s\n", a->name);
+    fprintf(stderr, "rill ipc rm: no route or channel %s\n", a->name);
     return 1;
   }
   return rc ? ipc_fail("rm", a->name, rc) : 0;
