@@ -28,8 +28,24 @@ if ! command -v redis-server >/dev/null; then
   echo "redis: redis-server is not installed (scripts/deps.sh installs it)" >&2
   exit 1
 fi
-if [ "$(redis-cli -p "$port" ping 2>/dev/null)" = PONG ]; then
-  exit 0
+# One left running by an earlier build whose directory is gone (a removed
+# clone) cannot write its snapshots, and then refuses every write, PING
+# included (MISCONF): stop it and start one here instead.
+reply=$(redis-cli -p "$port" ping 2>/dev/null || true)
+if [ "$reply" = PONG ]; then
+  running=$(redis-cli -p "$port" config get dir 2>/dev/null | sed -n 2p)
+  persistence=$(redis-cli -p "$port" info persistence 2>/dev/null || true)
+  if [ -n "$running" ] && [ -d "$running" ] &&
+    [[ $persistence != *rdb_last_bgsave_status:err* ]]; then
+    exit 0
+  fi
+fi
+if [ -n "$reply" ]; then
+  redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true
+  for _ in $(seq 50); do
+    [ -n "$(redis-cli -p "$port" ping 2>/dev/null || true)" ] || break
+    sleep 0.1
+  done
 fi
 
 mkdir -p "$dir"
