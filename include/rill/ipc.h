@@ -1,9 +1,11 @@
 /*
- * rill ipc: shared-memory channels between processes (issue 6).
+ * rill ipc: shared-memory channels between processes, of two kinds: the
+ * `route` (one sender, up to 64 receivers, every receiver getting every
+ * message) and, below, the `channel` (many senders; broadcast or a work
+ * queue). Small messages travel inline in a ring's slots, large ones in a
+ * chunk pool of up to 8 size classes; receivers read both in place.
  *
- * First slice: the `route`, one sender and up to 64 receivers, every
- * receiver getting every message (broadcast), messages inline in the
- * ring's slots. A route is a named POSIX shared-memory segment
+ * The route. A route is a named POSIX shared-memory segment
  * (/dev/shm/rill.<name>) holding a header (magic, version, layout), a
  * table of participants (the sender and each receiver, each with its pid
  * and start time, so a dead one is told from a live one whose pid was
