@@ -42,9 +42,10 @@
 #include "core/internal.h"
 #include "rill/net.h"
 
-#define TX_BUF   (64u << 10)
-#define RX_START (256u << 10) /* a few 64 KiB frames per recv */
-#define FOREVER  (UINT64_MAX / 2)
+#define TX_BUF    (64u << 10)
+#define RX_START  (256u << 10) /* a few 64 KiB frames per recv */
+#define SPILL_MAX (64u << 20)  /* read while a send waits, at most (the server's tx_limit) */
+#define FOREVER   (UINT64_MAX / 2)
 /* On an ERROR frame the client made up itself (the wire never sets a flag
  * on ERROR): its message is the client's, not the server's. */
 #define LOCAL_ERR 0x80u
@@ -131,6 +132,11 @@ struct rill_client {
   uint32_t nfailed;
   int depth;    /* poll passes running: replies and credits are buffered */
   bool drained; /* the last recv found the socket empty */
+  /* What came in while a send waited for room (wait_writable): read
+   * there rather than into rx, where frames handed out still point, and
+   * moved into rx by the next read. */
+  uint8_t *spill;
+  size_t spill_len, spill_cap;
   /* A record over max_body coming in CHUNKs (one at a time per connection). */
   bool in_stream;
   uint16_t in_ch;
@@ -153,8 +159,66 @@ static int lost(rill_client_t *c, const char *why);
 
 /* ---- sending ------------------------------------------------------------- */
 
+/* Waits until the socket takes more, reading what the server sends
+ * meanwhile into the spill buffer. A server whose queue to us backs up
+ * stops reading us (and cuts us off past its tx_limit): a client that
+ * only waited to write, say in a long streamed reply, would never let that
+ * queue drain. */
+static int wait_writable(rill_client_t *c) {
+  for (;;) {
+    bool room = c->spill_len < SPILL_MAX;
+    struct pollfd p = {c->fd, (short)(POLLOUT | (room ? POLLIN : 0)), 0};
+    if (poll(&p, 1, -1) < 0) {
+      if (errno == EINTR)
+        continue;
+      return rill__err_errno("client: poll");
+    }
+    if (p.revents & POLLIN) {
+      if (c->spill_cap - c->spill_len < 65536) {
+        size_t cap = c->spill_cap ? c->spill_cap * 2 : RX_START;
+        uint8_t *b = rill__realloc(c->spill, cap);
+        if (!b)
+          return rill__err(RILL_ENOMEM, "client: no memory");
+        c->spill = b;
+        c->spill_cap = cap;
+      }
+      ssize_t n = recv(c->fd, c->spill + c->spill_len, c->spill_cap - c->spill_len, MSG_DONTWAIT);
+      if (n == 0)
+        return lost(c, "the server closed the connection");
+      if (n > 0)
+        c->spill_len += (size_t)n;
+      else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return lost(c, "recv failed while a send waited");
+    }
+    if (p.revents & (POLLOUT | POLLERR | POLLHUP))
+      return 0; /* the next sendmsg sends, or says what is wrong */
+  }
+}
+
+/* Moves what a waiting send read into rx, after what rx holds: only
+ * between frames handed out (the last one's body is let go). */
+static int unspill(rill_client_t *c) {
+  if (c->off) {
+    memmove(c->rx, c->rx + c->off, c->have - c->off);
+    c->have -= c->off;
+    c->off = 0;
+  }
+  if (c->spill_len > c->cap - c->have) {
+    uint8_t *n = rill__realloc(c->rx, c->have + c->spill_len);
+    if (!n)
+      return rill__err(RILL_ENOMEM, "client: no memory");
+    c->rx = n;
+    c->cap = c->have + c->spill_len;
+  }
+  memcpy(c->rx + c->have, c->spill, c->spill_len);
+  c->have += c->spill_len;
+  c->spill_len = 0;
+  c->drained = false;
+  return 0;
+}
+
 /* Sends the send buffer, then pre and body, in one sendmsg where the
- * kernel takes it all. */
+ * kernel takes it all (waiting for room, wait_writable). */
 static int send_now(rill_client_t *c, const void *pre, size_t pre_len, const void *body,
                     uint32_t len) {
   if (c->fd < 0)
@@ -170,10 +234,16 @@ static int send_now(rill_client_t *c, const void *pre, size_t pre_len, const voi
   c->tx_len = 0; /* sent below, or the connection is broken */
   while (left) {
     struct msghdr mh = {.msg_iov = v, .msg_iovlen = (size_t)n_iov};
-    ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+    ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EINTR)
         continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        int rc = wait_writable(c);
+        if (rc)
+          return rc;
+        continue;
+      }
       char why[96];
       snprintf(why, sizeof why, "send: %s", strerror(errno));
       return lost(c, why);
@@ -449,6 +519,13 @@ static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
   for (;;) {
     if (c->fd < 0)
       return rill__err(c->o.reconnect ? RILL_ECONNRESET : RILL_ECLOSED, "client: not connected");
+    /* Nothing of rx is handed out here: the bytes a send waited over go
+     * after it, before anything read now. */
+    if (RILL_UNLIKELY(c->spill_len)) {
+      int src = unspill(c);
+      if (src)
+        return src;
+    }
     size_t used;
     int rc = rill_frame_decode(c->rx + c->off, c->have - c->off, c->max_body, f, &used);
     if (rc == 0) {
@@ -779,6 +856,7 @@ static int lost(rill_client_t *c, const char *why) {
   }
   c->tx_len = 0; /* unacknowledged publishes in it: at most once */
   c->have = c->off = 0;
+  c->spill_len = 0;
   c->in_stream = false; /* a record half received is received again */
   while (c->asms)       /* their asks ended with the connection */
     asm_drop(c, &c->asms);
@@ -830,6 +908,7 @@ static int dial(rill_client_t *c) {
   int one = 1;
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   c->have = c->off = 0;
+  c->spill_len = 0;
   c->drained = false;
   size_t tl = c->o.token ? strlen(c->o.token) : 0, nl = strlen(c->o.name);
   uint8_t hello[12 + RILL_NET_MAX_TOKEN + RILL_NET_MAX_NAME];
@@ -1018,6 +1097,7 @@ void rill_client_close(rill_client_t *c) {
   }
   rill__free(c->cur);
   rill__free(c->rx);
+  rill__free(c->spill);
   rill__free(c->tx);
   rill__free(c->tab);
   rill__free(c->failed);

@@ -12,7 +12,9 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -696,6 +698,102 @@ Test(client_stats, streams_coming_in_at_once_are_bounded_in_total) {
     }
   }
   cr_expect_eq(refused, 1, "exactly the one that passed the budget");
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
+
+/* ---- a send that waits reads meanwhile ------------------------------------------------ */
+
+#define PINGS 40000 /* 960 KB of PING frames: far more than the socket buffers hold */
+
+/* Writes n bytes, giving up (false) when the peer takes nothing for 3 s:
+ * a client that does not read while it sends would hold both sides here. */
+static bool write_patient(int fd, const uint8_t *b, size_t n) {
+  while (n) {
+    struct pollfd p = {fd, POLLOUT, 0};
+    if (poll(&p, 1, 3000) <= 0)
+      return false;
+    ssize_t w = send(fd, b, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w < 0 && errno != EAGAIN)
+      return false;
+    if (w > 0)
+      b += w, n -= (size_t)w;
+  }
+  return true;
+}
+
+/* WELCOME; then, reading nothing, PINGs until they are all written; then
+ * the client's streamed ask, answered with a REPLY; then whatever comes
+ * (the PONGs) until the client goes. Small buffers, so that neither side
+ * can park much in the kernel. */
+static void *fake_pinger(void *arg) {
+  fake_t *k = arg;
+  int fd = accept(k->lfd, NULL, NULL);
+  cr_assert_geq(fd, 0);
+  uint8_t *b = malloc(2u << 20);
+  cr_assert_not_null(b);
+  rill_frame_t f;
+  cr_assert_eq(fake_recv(fd, b, 4096, &f), RILL_F_HELLO);
+  uint8_t w[RILL_NET_WELCOME_SIZE];
+  rill_net_welcome_encode(w, &(rill_net_welcome_t){RILL_NET_VERSION, 64u << 10, 1, UINT32_MAX});
+  fake_send(fd, RILL_F_WELCOME, 0, 0, w, sizeof w);
+  for (int i = 0; i < PINGS; i++)
+    rill_frame_header(b + (size_t)i * RILL_NET_HDR, RILL_F_PING, 0, 0, (uint64_t)i + 1, 0, 0);
+  bool wrote = write_patient(fd, b, (size_t)PINGS * RILL_NET_HDR);
+  __atomic_store_n(&k->port, wrote ? 1 : 2, __ATOMIC_RELEASE); /* the verdict, for the test */
+  uint64_t ask = 0;
+  size_t got = 0;
+  for (uint8_t t; wrote && (t = fake_recv(fd, b, 2u << 20, &f));) {
+    if (t == RILL_F_ASK) {
+      ask = f.id;
+      got += f.len;
+    } else if (t == RILL_F_CHUNK) {
+      got += f.len;
+      if (!(f.flags & RILL_FF_MORE))
+        fake_send(fd, RILL_F_REPLY, ask, 0, "done", 4);
+    }
+  }
+  (void)got;
+  free(b);
+  close(fd);
+  return NULL;
+}
+
+Test(client_stats, a_send_that_waits_reads_what_the_server_sends) {
+  fake_t k;
+  k.lfd = socket(AF_INET, SOCK_STREAM, 0);
+  int small = 16384;
+  setsockopt(k.lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  setsockopt(k.lfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  socklen_t sl = sizeof sa;
+  cr_assert_eq(bind(k.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+  cr_assert_eq(listen(k.lfd, 4), 0);
+  getsockname(k.lfd, (struct sockaddr *)&sa, &sl);
+  uint16_t port = ntohs(sa.sin_port);
+  k.port = 0;
+  cr_assert_eq(pthread_create(&k.t, NULL, fake_pinger, &k), 0);
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = port}), 0, "%s",
+               rill_errmsg());
+  /* 8 MiB streamed in 64 KiB CHUNKs while the server writes PINGs and
+   * reads nothing until they are all out. */
+  size_t n = 8u << 20;
+  uint8_t *req = calloc(1, n);
+  cr_assert_not_null(req);
+  const uint8_t *reply = NULL;
+  uint32_t len = 0;
+  int rc = rill_client_ask(c, "svc", req, (uint32_t)n, 0, &reply, &len);
+  free(req);
+  cr_expect_eq(__atomic_load_n(&k.port, __ATOMIC_ACQUIRE), 1,
+               "the server could not write its PINGs: the client did not read while it sent");
+  cr_expect_eq(rc, 0, "ask: %s (%s)", rill_strerror(rc), rill_errmsg());
+  if (rc == 0) {
+    cr_expect_eq(len, 4);
+    cr_expect_eq(memcmp(reply, "done", 4), 0);
+  }
   rill_client_close(c);
   pthread_join(k.t, NULL);
   close(k.lfd);
