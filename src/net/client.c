@@ -214,6 +214,11 @@ static int unspill(rill_client_t *c) {
   c->have += c->spill_len;
   c->spill_len = 0;
   c->drained = false;
+  if (c->spill_cap > 4 * RX_START) { /* a burst's worth is not kept for good */
+    rill__free(c->spill);
+    c->spill = NULL;
+    c->spill_cap = 0;
+  }
   return 0;
 }
 
