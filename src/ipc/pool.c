@@ -77,14 +77,16 @@ void rill__ipc_pool_layout(struct rill__ipc_class *cls, uint32_t n, uint64_t *en
   }
 }
 
+enum { CLASS_OK, CLASS_BAD_SIZE, CLASS_BAD_CHUNKS };
+
 /* One class's size and chunks against the rules; the class before's size
  * (or the slot payload) is floor. */
-static const char *class_wrong(uint32_t size, uint32_t chunks, uint32_t floor) {
+static int class_wrong(uint32_t size, uint32_t chunks, uint32_t floor) {
   if (size <= floor || size > RILL__IPC_MAX_MESSAGE)
-    return "size";
+    return CLASS_BAD_SIZE;
   if (chunks < 1 || chunks > RILL__IPC_MAX_CHUNKS)
-    return "chunks";
-  return NULL;
+    return CLASS_BAD_CHUNKS;
+  return CLASS_OK;
 }
 
 int rill__ipc_classes_opts(const char *kind, const char *name, const rill_ipc_class_t *pool,
@@ -93,8 +95,8 @@ int rill__ipc_classes_opts(const char *kind, const char *name, const rill_ipc_cl
   while (*n < RILL_IPC_MAX_CLASSES && (pool[*n].size || pool[*n].chunks)) {
     uint32_t c = (*n)++;
     uint32_t floor = c ? pool[c - 1].size : inline_max;
-    const char *bad = class_wrong(pool[c].size, pool[c].chunks, floor);
-    if (bad && bad[0] == 's')
+    int bad = class_wrong(pool[c].size, pool[c].chunks, floor);
+    if (bad == CLASS_BAD_SIZE)
       return rill__err(RILL_EINVAL,
                        "ipc %s %s: pool class %u of %u bytes, not over %u%s and at most 1 GiB",
                        kind, name, c, pool[c].size, floor,
@@ -116,8 +118,8 @@ int rill__ipc_classes_check(const char *kind, const char *name, const uint8_t *t
   for (uint32_t c = 0; c < n; c++) {
     uint32_t size = rill__get32(tbl + 8 * c), chunks = rill__get32(tbl + 8 * c + 4);
     uint32_t floor = c ? cls[c - 1].size : inline_max;
-    const char *bad = class_wrong(size, chunks, floor);
-    if (bad && bad[0] == 's')
+    int bad = class_wrong(size, chunks, floor);
+    if (bad == CLASS_BAD_SIZE)
       return rill__err(RILL_EPROTO,
                        "ipc %s %s: pool class %u of %u bytes, not over %u and at most 1 GiB", kind,
                        name, c, size, floor);

@@ -514,7 +514,28 @@ typedef struct {
   int lfd;
   uint16_t port;
   pthread_t t;
+  int verdict; /* what the script found, for the test to check */
 } fake_t;
+
+/* Listens on a loopback port (with socket buffers of buf bytes, 0: the
+ * defaults) and runs the script fn on its thread; the client's port is
+ * k->port. */
+static void fake_start(fake_t *k, void *(*fn)(void *), int buf) {
+  *k = (fake_t){.lfd = socket(AF_INET, SOCK_STREAM, 0)};
+  cr_assert_geq(k->lfd, 0);
+  if (buf) {
+    setsockopt(k->lfd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+    setsockopt(k->lfd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+  }
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  socklen_t sl = sizeof sa;
+  cr_assert_eq(bind(k->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+  cr_assert_eq(listen(k->lfd, 4), 0);
+  getsockname(k->lfd, (struct sockaddr *)&sa, &sl);
+  k->port = ntohs(sa.sin_port);
+  cr_assert_eq(pthread_create(&k->t, NULL, fn, k), 0);
+}
 
 static void fake_send(int fd, uint8_t type, uint64_t id, uint64_t arg, const void *body,
                       uint32_t len) {
@@ -564,15 +585,7 @@ static void *fake_main(void *arg) {
 
 Test(client_stats, scripted_server) {
   fake_t k;
-  k.lfd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  socklen_t sl = sizeof sa;
-  cr_assert_eq(bind(k.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-  cr_assert_eq(listen(k.lfd, 4), 0);
-  getsockname(k.lfd, (struct sockaddr *)&sa, &sl);
-  k.port = ntohs(sa.sin_port);
-  cr_assert_eq(pthread_create(&k.t, NULL, fake_main, &k), 0);
+  fake_start(&k, fake_main, 0);
   rill_client_t *c;
   cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
                rill_errmsg());
@@ -661,15 +674,7 @@ static void got_reply(void *ctx, int status, const uint8_t *reply, uint32_t len)
  * whole. */
 Test(client_stats, streams_coming_in_at_once_are_bounded_in_total) {
   fake_t k;
-  k.lfd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  socklen_t sl = sizeof sa;
-  cr_assert_eq(bind(k.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-  cr_assert_eq(listen(k.lfd, 4), 0);
-  getsockname(k.lfd, (struct sockaddr *)&sa, &sl);
-  k.port = ntohs(sa.sin_port);
-  cr_assert_eq(pthread_create(&k.t, NULL, fake_streams, &k), 0);
+  fake_start(&k, fake_streams, 0);
   rill_client_t *c;
   cr_assert_eq(
       rill_client_connect(&c, &(rill_client_opts_t){.port = k.port, .max_message = 256u << 10}), 0,
@@ -741,7 +746,7 @@ static void *fake_pinger(void *arg) {
   for (int i = 0; i < PINGS; i++)
     rill_frame_header(b + (size_t)i * RILL_NET_HDR, RILL_F_PING, 0, 0, (uint64_t)i + 1, 0, 0);
   bool wrote = write_patient(fd, b, (size_t)PINGS * RILL_NET_HDR);
-  __atomic_store_n(&k->port, wrote ? 1 : 2, __ATOMIC_RELEASE); /* the verdict, for the test */
+  __atomic_store_n(&k->verdict, wrote ? 1 : 2, __ATOMIC_RELEASE);
   uint64_t ask = 0;
   size_t got = 0;
   for (uint8_t t; wrote && (t = fake_recv(fd, b, 2u << 20, &f));) {
@@ -762,21 +767,9 @@ static void *fake_pinger(void *arg) {
 
 Test(client_stats, a_send_that_waits_reads_what_the_server_sends) {
   fake_t k;
-  k.lfd = socket(AF_INET, SOCK_STREAM, 0);
-  int small = 16384;
-  setsockopt(k.lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
-  setsockopt(k.lfd, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  socklen_t sl = sizeof sa;
-  cr_assert_eq(bind(k.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-  cr_assert_eq(listen(k.lfd, 4), 0);
-  getsockname(k.lfd, (struct sockaddr *)&sa, &sl);
-  uint16_t port = ntohs(sa.sin_port);
-  k.port = 0;
-  cr_assert_eq(pthread_create(&k.t, NULL, fake_pinger, &k), 0);
+  fake_start(&k, fake_pinger, 16384);
   rill_client_t *c;
-  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = port}), 0, "%s",
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
                rill_errmsg());
   /* 8 MiB streamed in 64 KiB CHUNKs while the server writes PINGs and
    * reads nothing until they are all out. */
@@ -787,7 +780,7 @@ Test(client_stats, a_send_that_waits_reads_what_the_server_sends) {
   uint32_t len = 0;
   int rc = rill_client_ask(c, "svc", req, (uint32_t)n, 0, &reply, &len);
   free(req);
-  cr_expect_eq(__atomic_load_n(&k.port, __ATOMIC_ACQUIRE), 1,
+  cr_expect_eq(__atomic_load_n(&k.verdict, __ATOMIC_ACQUIRE), 1,
                "the server could not write its PINGs: the client did not read while it sent");
   cr_expect_eq(rc, 0, "ask: %s (%s)", rill_strerror(rc), rill_errmsg());
   if (rc == 0) {
