@@ -60,6 +60,7 @@ extern "C" {
 #define RILL_ECONNRESET (-ECONNRESET)
 #define RILL_ECANCELED  (-ECANCELED)
 #define RILL_ENOBUFS    (-ENOBUFS)
+#define RILL_EPIPE      (-EPIPE) /* nobody is there to receive what is sent */
 
 /* rill's own codes. */
 #define RILL_ECORRUPT (-4001) /* stored or received bytes fail a check */

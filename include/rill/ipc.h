@@ -63,7 +63,7 @@ extern "C" {
 #endif
 
 #define RILL_IPC_MAGIC         0x50494c52u /* "RLIP", the segment's first bytes */
-#define RILL_IPC_VERSION       2u
+#define RILL_IPC_VERSION       3u
 #define RILL_IPC_MAX_RECEIVERS 64u
 #define RILL_IPC_MAX_NAME      100u /* [A-Za-z0-9._-], not starting with '.' */
 #define RILL_IPC_SLOT_HDR      16u  /* bytes of each slot before its payload */
@@ -141,8 +141,21 @@ int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_i
  *  RILL_IPC_BLOCK, waits up to timeout_ns (0: not at all) for the
  *  slowest live receiver (to free a slot, or the chunk a pooled message
  *  takes): RILL_ETIMEDOUT; RILL_IPC_FAIL: RILL_EFULL. Receivers that died
- *  are reaped while it would wait. */
+ *  are reaped while it would wait.
+ *  RILL_EPIPE when no receiver is attached (none whose
+ *  rill_ipc_receiver_open has returned): nothing is published, as nobody
+ *  would get it (a receiver that died is counted until it is reaped: when
+ *  the send would wait for it, or by rill_ipc_wait_receivers). To send
+ *  once someone listens, rill_ipc_wait_receivers first. RILL_ECLOSED when
+ *  the route was removed (rill_ipc_unlink): close the sender. */
 int rill_ipc_send(rill_ipc_sender_t *s, const void *data, uint32_t len, uint64_t timeout_ns);
+
+/** Waits up to timeout_ns (0: not at all) until at least n receivers
+ *  (1..max_receivers) are attached, reaping dead ones so that they do not
+ *  count: 0, and every message sent from then on reaches each of them.
+ *  RILL_ETIMEDOUT (RILL_EAGAIN when timeout_ns is 0), RILL_ECLOSED when the
+ *  route was removed, RILL_EINVAL. Polls every millisecond. */
+int rill_ipc_wait_receivers(rill_ipc_sender_t *s, uint32_t n, uint64_t timeout_ns);
 
 /** Zero-copy send: reserves room for a message of up to len bytes (as
  *  rill_ipc_send would take it: inline when it fits a slot, else a chunk of
@@ -201,7 +214,9 @@ typedef struct rill_ipc_msg {
  *  view the previous call returned that was overwritten while held counts
  *  as one of them). No message is returned with RILL_ELAGGED: call again.
  *  RILL_ECORRUPT for a slot whose length is over the slot, or a pool
- *  descriptor naming no chunk or the wrong one (a scribbled segment). */
+ *  descriptor naming no chunk or the wrong one (a scribbled segment).
+ *  RILL_ECLOSED once everything published before the route was removed
+ *  (rill_ipc_unlink) was read: nothing more can come; close the receiver. */
 int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns, uint64_t *lost);
 
 /** Finishes with the message the last rill_ipc_recv returned before the
@@ -217,7 +232,13 @@ int rill_ipc_release(rill_ipc_receiver_t *r);
 void rill_ipc_receiver_close(rill_ipc_receiver_t *r);
 
 /** Removes route `name` (its shared-memory name; processes attached keep
- *  their mapping). RILL_ENOENT when there is none. */
+ *  their mapping). RILL_ENOENT when there is none. Whoever is attached is
+ *  told: the segment is marked removed first and its waiters woken, so
+ *  that its receivers get RILL_ECLOSED once they have read what was
+ *  published, and its sender RILL_ECLOSED at its next send (a later
+ *  rill_ipc_sender_open makes a new route under the name). It does not
+ *  ask who is attached: rill_ipc_info tells (`rill ipc rm` refuses a route
+ *  in use without --force). */
 int rill_ipc_unlink(const char *name);
 
 /** A route as `rill ipc ls` shows it. */
@@ -272,7 +293,7 @@ int rill_ipc_list(int (*fn)(void *ctx, const rill_ipc_info_t *info), void *ctx);
  * independent, in one process or several. */
 
 #define RILL_IPC_CHAN_MAGIC   0x43494c52u /* "RLIC" */
-#define RILL_IPC_CHAN_VERSION 2u
+#define RILL_IPC_CHAN_VERSION 3u
 #define RILL_IPC_MAX_SENDERS  64u
 
 typedef enum rill_ipc_delivery {
@@ -378,7 +399,9 @@ uint32_t rill_ipc_chan_max_message(const rill_ipc_chan_t *ch);
  *  no-op. */
 void rill_ipc_chan_close(rill_ipc_chan_t *ch);
 
-/** Removes channel `name` (RILL_ENOENT when there is none). */
+/** Removes channel `name` (RILL_ENOENT when there is none), telling
+ *  whoever is attached as rill_ipc_unlink does: sends and reserves return
+ *  RILL_ECLOSED, receives too once nothing is left to read. */
 int rill_ipc_chan_unlink(const char *name);
 
 /** A channel as `rill ipc ls` shows it. */

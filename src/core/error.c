@@ -62,6 +62,7 @@ const char *rill_strerror(int err) {
   case RILL_ECONNRESET: return "ECONNRESET: connection reset";
   case RILL_ECANCELED: return "ECANCELED: canceled";
   case RILL_ENOBUFS: return "ENOBUFS: buffer too small";
+  case RILL_EPIPE: return "EPIPE: nobody to receive it";
   default:
     if (err < 0 && err > -4000) { /* -errno, as rill__err_errno returns */
       const char *d = strerrordesc_np(-err);

@@ -79,6 +79,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/internal.h"
@@ -259,6 +260,16 @@ static int create(rill_ipc_chan_t *ch, const struct rill__chan_geom *g, mode_t m
   return 0;
 }
 
+/* Whether the channel was removed (rill_ipc_chan_unlink). Acquire: pairs
+ * with the remover's release. */
+static inline bool removed(const rill_ipc_chan_t *ch) {
+  return __atomic_load_n(&ch->hdr->closed, __ATOMIC_ACQUIRE) & RILL__IPC_REMOVED;
+}
+
+static int closed_err(const rill_ipc_chan_t *ch) {
+  return rill__err(RILL_ECLOSED, "ipc channel %s: removed (rill ipc rm) while in use", ch->name);
+}
+
 static int attach(rill_ipc_chan_t *ch) {
   int rc = rill__ipc_shm_attach(KIND, ch->name, true, true, &ch->base, &ch->size);
   if (rc)
@@ -270,6 +281,11 @@ static int attach(rill_ipc_chan_t *ch) {
     return rc;
   }
   bind(ch);
+  if (removed(ch)) {
+    rill__ipc_shm_unmap(ch->base, ch->size);
+    ch->base = NULL;
+    return rill__err(RILL_ENOENT, "ipc channel %s: being removed", ch->name);
+  }
   return 0;
 }
 
@@ -308,6 +324,9 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
     rc = attach(ch);
     if (rc != RILL_ENOENT || tries == 8)
       break;
+    /* Removed meanwhile, or being removed: its remover unlinks it soon. */
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
   }
   if (rc)
     goto free_handle;
@@ -548,6 +567,8 @@ static int wait_room(rill_ipc_chan_t *ch, uint64_t c, uint64_t slots, struct wai
   struct rill__chan_hdr *h = ch->hdr;
   if (c - scan(ch, c) < slots)
     return 0;
+  if (RILL_UNLIKELY(removed(ch)))
+    return closed_err(ch);
   uint64_t ms = rill_time_coarse_ms();
   if (ms - ch->checked_ms >= CHECK_EVERY_MS) {
     ch->checked_ms = ms; /* not at every look: /proc is read for each laggard */
@@ -598,6 +619,8 @@ static int claim(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns) {
   const bool pooled = len > g->slot_size - RILL_IPC_SLOT_HDR;
   uint64_t limit = g->slots;
   uint32_t cls = 0;
+  if (RILL_UNLIKELY(removed(ch)))
+    return closed_err(ch);
   if (RILL_UNLIKELY(pooled)) {
     if (len > g->max_message)
       return rill__err(RILL_EMSGSIZE,
@@ -1169,7 +1192,11 @@ static void leave_orphan(rill_ipc_chan_t *ch) {
 }
 
 static int try_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t *lost) {
-  return ch->g.delivery == RILL_IPC_QUEUE ? try_queue(ch, m, lost) : try_broadcast(ch, m, lost);
+  int rc = ch->g.delivery == RILL_IPC_QUEUE ? try_queue(ch, m, lost) : try_broadcast(ch, m, lost);
+  /* Nothing left to read of a removed channel: nothing more can come. */
+  if (RILL_UNLIKELY(rc == RILL_EAGAIN) && removed(ch))
+    return closed_err(ch);
+  return rc;
 }
 
 /* Gives back the view held: the cursor moves on, a sender waiting for

@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/internal.h"
@@ -84,6 +85,8 @@ struct rill_ipc_sender {
   uint64_t mine;                            /* our state word in place 0 */
   uint64_t seq;                             /* the next message's seq (head, as only we write it) */
   uint64_t min_seen;                        /* the lowest live cursor at the last scan */
+  uint32_t rx_seen;                         /* ready receivers at the last scan */
+  uint32_t gone_seen;                       /* the header's gone word at the last scan */
   uint64_t reaped_ms;                       /* when we last checked the laggards' liveness */
   uint64_t pool_next[RILL_IPC_MAX_CLASSES]; /* pooled messages sent in each class
                                              * (the header's, as only we write it) */
@@ -144,6 +147,12 @@ static int seg_attach(struct seg *s, bool writable) {
     return rc;
   }
   seg_bind(s);
+  /* Acquire: pairs with the remover's release; a route being removed is as
+   * good as gone (its name is about to be unlinked). */
+  if (__atomic_load_n(&s->hdr->gone, __ATOMIC_ACQUIRE) & RILL__IPC_REMOVED) {
+    seg_unmap(s);
+    return rill__err(RILL_ENOENT, "ipc route %s: being removed", s->name);
+  }
   return 0;
 }
 
@@ -277,6 +286,10 @@ static int opts_agree(const struct seg *s, const rill_ipc_opts_t *o) {
 
 /* ---- sender ------------------------------------------------------------------ */
 
+static uint64_t scan(rill_ipc_sender_t *s, uint64_t seq);
+static bool reap_laggards(rill_ipc_sender_t *s, uint64_t seq, uint64_t limit);
+static int closed_err(const struct seg *s);
+
 int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_ipc_opts_t *opts) {
   if (!out)
     return rill__err(RILL_EINVAL, "ipc: out is NULL");
@@ -302,6 +315,9 @@ int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_i
     rc = seg_attach(&x->s, true);
     if (rc != RILL_ENOENT || tries == 8)
       break;
+    /* Removed meanwhile, or being removed: its remover unlinks it soon. */
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
   }
   if (rc)
     goto free_sender;
@@ -334,6 +350,7 @@ int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_i
   for (uint32_t c = 0; c < x->s.g.nclasses; c++)
     x->pool_next[c] = __atomic_load_n(&x->s.hdr->pool_next[c], __ATOMIC_RELAXED);
   x->min_seen = head - x->s.g.slots; /* forces a scan at the first send */
+  x->rx_seen = 0;                    /* and a count of the receivers with it */
   *out = x;
   return 0;
 unmap:
@@ -341,6 +358,39 @@ unmap:
 free_sender:
   rill__free(x);
   return rc;
+}
+
+int rill_ipc_wait_receivers(rill_ipc_sender_t *s, uint32_t n, uint64_t timeout_ns) {
+  if (RILL_UNLIKELY(!s))
+    return rill__err(RILL_EINVAL, "ipc wait_receivers: the sender is NULL");
+  if (n < 1 || n > s->s.g.max_receivers)
+    return rill__err(RILL_EINVAL, "ipc route %s: waiting for %u receivers, not in 1..%u", s->s.name,
+                     n, s->s.g.max_receivers);
+  uint64_t deadline = deadline_after(rill_time_mono_ns(), timeout_ns);
+  for (;;) {
+    /* Acquire: as in reserve. */
+    uint32_t gone = __atomic_load_n(&s->s.hdr->gone, __ATOMIC_ACQUIRE);
+    if (gone & RILL__IPC_REMOVED)
+      return closed_err(&s->s);
+    s->gone_seen = gone;
+    /* A limit of 0 holds nobody back: every receiver that is not free is
+     * looked at, and the dead are reaped, so that they are not counted. */
+    reap_laggards(s, s->seq, 0);
+    scan(s, s->seq);
+    if (s->rx_seen >= n)
+      return 0;
+    uint64_t now = rill_time_mono_ns();
+    if (now >= deadline) {
+      if (!timeout_ns)
+        return RILL_EAGAIN;
+      return rill__err(RILL_ETIMEDOUT, "ipc route %s: %u of %u receivers attached after %llu ns",
+                       s->s.name, s->rx_seen, n, (unsigned long long)timeout_ns);
+    }
+    /* Polled: joining is rare, and a joiner wakes nobody. */
+    uint64_t left = deadline - now < 1000000 ? deadline - now : 1000000;
+    struct timespec ts = {0, (long)left};
+    nanosleep(&ts, NULL);
+  }
 }
 
 uint32_t rill_ipc_max_payload(const rill_ipc_sender_t *s) {
@@ -367,6 +417,7 @@ static uint64_t scan(rill_ipc_sender_t *s, uint64_t seq) {
    * place (file comment): we see it, or it sees our head. */
   FENCE(__ATOMIC_SEQ_CST);
   uint64_t min = seq;
+  uint32_t ready = 0;
   for (uint32_t i = 1; i <= s->s.g.max_receivers; i++) {
     struct rill__ipc_place *p = &s->s.places[i];
     /* Acquire: pairs with the receiver's release store of TAKEN, so its
@@ -374,6 +425,10 @@ static uint64_t scan(rill_ipc_sender_t *s, uint64_t seq) {
     uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
     if (RILL__IPC_ST_PHASE(st) != RILL__IPC_TAKEN)
       continue;
+    /* Acquire: pairs with the receiver's release store of ready, made once
+     * its cursor is final: every message we publish from now on is at or
+     * past it. */
+    ready += __atomic_load_n(&p->ready, __ATOMIC_ACQUIRE) == 1;
     /* Acquire: pairs with the receiver's release store of its cursor; its
      * reads of the slots below happen before we overwrite them. */
     uint64_t c = __atomic_load_n(&p->cursor, __ATOMIC_ACQUIRE);
@@ -383,7 +438,32 @@ static uint64_t scan(rill_ipc_sender_t *s, uint64_t seq) {
       min = c;
   }
   s->min_seen = min;
+  s->rx_seen = ready;
   return min;
+}
+
+/* Whether the route was removed (rill_ipc_unlink): its participants stop
+ * with RILL_ECLOSED. Acquire: pairs with the remover's release. */
+static inline bool removed(const struct seg *s) {
+  return __atomic_load_n(&s->hdr->gone, __ATOMIC_ACQUIRE) & RILL__IPC_REMOVED;
+}
+
+static int closed_err(const struct seg *s) {
+  return rill__err(RILL_ECLOSED, "ipc route %s: removed (rill ipc rm) while in use", s->name);
+}
+
+/* Counts the ready receivers again, when the last count was none or a
+ * receiver left since (the gone word moved): RILL_ECLOSED when the route
+ * was removed, RILL_EPIPE when nobody would receive the next message. */
+static int recount(rill_ipc_sender_t *s, uint32_t gone) {
+  if (gone & RILL__IPC_REMOVED)
+    return closed_err(&s->s);
+  s->gone_seen = gone;
+  scan(s, s->seq);
+  if (!s->rx_seen)
+    return rill__err(RILL_EPIPE, "ipc route %s: no receiver attached; the message was not sent",
+                     s->s.name);
+  return 0;
 }
 
 /* Reaps the receivers that hold back seq (cursor + limit <= seq) and are
@@ -413,6 +493,8 @@ static int wait_room(rill_ipc_sender_t *s, uint64_t seq, uint64_t slots, uint64_
   for (;;) {
     if (seq - scan(s, seq) < slots)
       return 0;
+    if (RILL_UNLIKELY(removed(&s->s)))
+      return closed_err(&s->s);
     if (s->s.g.policy == RILL_IPC_FAIL) {
       uint64_t ms = rill_time_coarse_ms();
       if (ms - s->reaped_ms >= REAP_EVERY_MS) {
@@ -511,6 +593,14 @@ static int reserve(rill_ipc_sender_t *s, uint32_t len, uint64_t timeout_ns) {
     return rill__err(RILL_EMSGSIZE, "ipc route %s: a message of %u bytes, over its max_message %u",
                      s->s.name, len, g->max_message);
   }
+  /* Acquire: pairs with a leaving receiver's release of the word (after
+   * freeing its place), so the scan recount makes sees the place free. */
+  uint32_t gone = __atomic_load_n(&s->s.hdr->gone, __ATOMIC_ACQUIRE);
+  if (RILL_UNLIKELY(gone != s->gone_seen || !s->rx_seen)) {
+    int rc = recount(s, gone);
+    if (rc)
+      return rc;
+  }
   uint64_t seq = s->seq, limit = g->slots, old = 0;
   uint32_t c = NO_CLASS, idx = 0;
   if (pooled)
@@ -519,6 +609,12 @@ static int reserve(rill_ipc_sender_t *s, uint32_t len, uint64_t timeout_ns) {
     int rc = wait_room(s, seq, limit, timeout_ns);
     if (rc)
       return rc;
+    /* The wait may have reaped the last receiver (a dead one). */
+    if (RILL_UNLIKELY(!s->rx_seen))
+      return rill__err(RILL_EPIPE,
+                       "ipc route %s: no receiver attached (the last one died); the message was "
+                       "not sent",
+                       s->s.name);
   }
   struct rill__ipc_slot *sl = slot_at(&s->s, seq);
   if (g->policy == RILL_IPC_OVERWRITE) {
@@ -593,8 +689,10 @@ int rill_ipc_send(rill_ipc_sender_t *s, const void *data, uint32_t len, uint64_t
   const struct rill__ipc_geom *g = &s->s.g;
   /* The common case without reserve's bookkeeping: inline, and room by
    * what we last saw of the cursors. */
+  /* Acquire on gone: as in reserve. */
   if (RILL_LIKELY(len <= g->slot_size - RILL_IPC_SLOT_HDR && g->policy != RILL_IPC_OVERWRITE &&
-                  s->seq - s->min_seen < g->slots)) {
+                  s->seq - s->min_seen < g->slots && s->rx_seen &&
+                  __atomic_load_n(&s->s.hdr->gone, __ATOMIC_ACQUIRE) == s->gone_seen)) {
     if (len)
       memcpy(slot_at(&s->s, s->seq) + 1, data, len);
     s->res_class = NO_CLASS;
@@ -662,6 +760,7 @@ int rill_ipc_receiver_open(rill_ipc_receiver_t **out, const char *name) {
   /* Acquire: pairs with the sender's release of head. */
   uint64_t head = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
   __atomic_store_n(&r->me->cursor, head, __ATOMIC_RELAXED); /* published by the take */
+  __atomic_store_n(&r->me->ready, 0, __ATOMIC_RELAXED);     /* a previous holder's */
   r->mine = rill__ipc_take_place(r->me, r->mine);
   /* seq_cst: pairs with the fence in the sender's scan (file comment): it
    * sees our place, or we now see every head it scanned under. */
@@ -674,6 +773,9 @@ int rill_ipc_receiver_open(rill_ipc_receiver_t **out, const char *name) {
   }
   r->cur = head;
   r->checked = head;
+  /* Release: pairs with the sender's acquire in scan: a sender that sees
+   * it publishes at or past our cursor from then on (rill_ipc_wait_receivers). */
+  __atomic_store_n(&r->me->ready, 1, __ATOMIC_RELEASE);
   *out = r;
   return 0;
 unmap:
@@ -732,7 +834,7 @@ static int try_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t *lost) {
     mark = __atomic_load_n(&sl->mark, __ATOMIC_ACQUIRE);
     if (mark != c + 1) {
       if (head <= c && (mark == 0 || mark <= c + 1))
-        return RILL_EAGAIN;
+        return RILL_UNLIKELY(removed(&r->s)) ? closed_err(&r->s) : RILL_EAGAIN;
       /* The slot holds a later message, or is being overwritten: lapped.
        * Go on from the oldest message a slot may still hold. */
       uint64_t next = head > slots && head - slots > c + 1 ? head - slots : c + 1;
@@ -890,6 +992,14 @@ void rill_ipc_receiver_close(rill_ipc_receiver_t *r) {
     return;
   struct rill__ipc_hdr *h = r->s.hdr;
   rill__ipc_leave_place(r->me, r->mine);
+  /* Count the leave in gone's low bits (the removed bit kept): a sender
+   * that counted us recounts. Release: pairs with the sender's acquire of
+   * the word; our place is free before it sees the new count. */
+  uint32_t gone = __atomic_load_n(&h->gone, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(
+      &h->gone, &gone, (gone & RILL__IPC_REMOVED) | ((gone + 1) & ~RILL__IPC_REMOVED), false,
+      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    ;
   /* seq_cst: as in advance(); a sender waiting for us stops. */
   FENCE(__ATOMIC_SEQ_CST);
   if (__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED))

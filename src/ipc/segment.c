@@ -26,6 +26,8 @@ _Static_assert(sizeof(struct rill__ipc_chunk) == RILL__IPC_CHUNK_HDR, "chunk hea
 _Static_assert(offsetof(struct rill__ipc_hdr, recv_futex) == 128, "receivers' futex line");
 _Static_assert(offsetof(struct rill__ipc_hdr, send_futex) == 192, "sender's futex line");
 _Static_assert(sizeof(struct rill__ipc_place) == RILL__IPC_PLACE_BYTES, "a place is a line");
+_Static_assert(offsetof(struct rill__ipc_hdr, gone) == 140, "the receivers' leave count");
+_Static_assert(offsetof(struct rill__ipc_place, ready) == 28, "a receiver's ready word");
 _Static_assert(sizeof(struct rill__ipc_slot) == RILL_IPC_SLOT_HDR, "slot header");
 
 void rill__ipc_layout(struct rill__ipc_geom *g) {
@@ -224,12 +226,56 @@ static void shm_name(char *buf, size_t cap, const char *name) {
   snprintf(buf, cap, "/rill.%s", name);
 }
 
+/* Marks the segment at path removed, when it is a route or a channel this
+ * build knows: its gone / closed word, then every waiter woken. Best
+ * effort: a segment we may not write, or that does not validate, is only
+ * unlinked (nothing in it is trusted, so nothing is written to it). */
+static void mark_removed(const char *path, const char *name) {
+  int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
+  if (fd < 0)
+    return;
+  struct stat sb;
+  void *p = MAP_FAILED;
+  size_t n = 0;
+  if (fstat(fd, &sb) == 0 && sb.st_size >= (off_t)RILL__IPC_HDR_BYTES) {
+    n = (size_t)sb.st_size;
+    p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  }
+  close(fd);
+  if (p == MAP_FAILED)
+    return;
+  rill__count_map(n);
+  uint32_t *word = NULL, *futexes[2] = {NULL, NULL};
+  if (rill__ipc_check(name, p, n, NULL) == 0) {
+    struct rill__ipc_hdr *h = p;
+    word = &h->gone;
+    futexes[0] = &h->recv_futex;
+    futexes[1] = &h->send_futex;
+  } else if (rill__chan_check(name, p, n, NULL) == 0) {
+    struct rill__chan_hdr *h = p;
+    word = &h->closed;
+    futexes[0] = &h->recv_futex;
+    futexes[1] = &h->send_futex;
+  }
+  if (word) {
+    /* Release: then each bump (a release RMW of the futex word) orders it
+     * before a waiter's acquire load of that word: a waiter that parks on
+     * an older word value returns at once and sees the mark. */
+    __atomic_fetch_or(word, RILL__IPC_REMOVED, __ATOMIC_RELEASE);
+    rill__futex_bump_shared(futexes[0]);
+    rill__futex_bump_shared(futexes[1]);
+  }
+  rill_errmsg_clear(); /* a failed check here is no failure of the removal */
+  rill__ipc_shm_unmap(p, n);
+}
+
 int rill__ipc_shm_unlink(const char *kind, const char *name) {
   int rc = rill__ipc_name_check(kind, name);
   if (rc)
     return rc;
   char path[RILL_IPC_MAX_NAME + 16];
   shm_name(path, sizeof path, name);
+  mark_removed(path, name);
   if (shm_unlink(path) < 0) {
     if (errno == ENOENT)
       return rill__err(RILL_ENOENT, "ipc %s %s: no such %s", kind, name, kind);
@@ -429,6 +475,7 @@ _Static_assert(offsetof(struct rill__chan_hdr, send_futex) == 256, "senders' fut
 _Static_assert(offsetof(struct rill__chan_hdr, aborted) == 320, "aborted count line");
 _Static_assert(offsetof(struct rill__chan_hdr, redelivered) == 328, "redelivered count");
 _Static_assert(offsetof(struct rill__chan_hdr, orphans) == 336, "orphan count");
+_Static_assert(offsetof(struct rill__chan_hdr, closed) == 204, "the channel's removed word");
 
 void rill__chan_layout(struct rill__chan_geom *g) {
   uint64_t table = (uint64_t)(g->max_senders + g->max_receivers) * RILL__IPC_PLACE_BYTES;

@@ -27,6 +27,7 @@
 #define RILL__IPC_F_POOL      1u         /* header flag: the segment has a chunk pool */
 #define RILL__IPC_SLOT_POOL   1u         /* slot flag: the payload is a descriptor of a chunk */
 #define RILL__IPC_DESC_BYTES  8u         /* the descriptor: chunk index, class (u32 each) */
+#define RILL__IPC_REMOVED     (1u << 31) /* gone / closed bit: the segment was removed */
 
 /* The header page. The first line is written once by the creator (magic
  * last, with release); each of the next three lines has one writer side. */
@@ -51,7 +52,9 @@ struct rill__ipc_hdr {
   uint32_t recv_futex;   /* bumped by the sender on publish when recv_waiters > 0 */
   uint32_t recv_waiters; /* receivers parked (or about to park) on recv_futex */
   uint32_t recv_want;    /* set by a receiver about to park, taken by the wake it gets */
-  uint8_t reserved2[52];
+  uint32_t gone;         /* bits 0..30: receivers that closed their handle (wrapping);
+                          * RILL__IPC_REMOVED: the route was removed (rill_ipc_unlink) */
+  uint8_t reserved2[48];
 
   uint32_t send_futex;   /* bumped by a receiver that moves on while send_waiters > 0 */
   uint32_t send_waiters; /* senders parked (or about to park) on send_futex */
@@ -78,7 +81,10 @@ struct rill__ipc_place {
   uint64_t start;  /* the holder's start time (field 22 of /proc/<pid>/stat) */
   uint64_t cursor; /* a receiver's next message it has not finished with */
   uint32_t parked; /* 1 while the holder counts itself in its side's waiters */
-  uint8_t reserved[36];
+  uint32_t ready;  /* route receivers: 1 once the cursor is final (the open returns),
+                    * so that every message published after the sender sees it is
+                    * received; 0 from the claim on */
+  uint8_t reserved[32];
 };
 
 /* The state word: phase in bits 62..63, a generation bumped by every take
@@ -245,7 +251,10 @@ int rill__ipc_shm_attach(const char *kind, const char *name, bool writable, bool
 
 void rill__ipc_shm_unmap(uint8_t *base, size_t size);
 
-/* Removes /rill.<name>: 0, RILL_ENOENT ("no such <kind>"), or the error. */
+/* Removes /rill.<name>: 0, RILL_ENOENT ("no such <kind>"), or the error.
+ * A route or channel segment that validates is marked removed first (its
+ * gone / closed word) and its waiters woken, so that its participants
+ * learn it (RILL_ECLOSED) rather than wait on a name nobody can open. */
 int rill__ipc_shm_unlink(const char *kind, const char *name);
 
 /* Calls each(ctx, name) for every /dev/shm/rill.<name> with a valid name,
@@ -306,7 +315,8 @@ struct rill__chan_hdr {
   uint8_t reserved3[56];
 
   uint32_t recv_futex, recv_waiters, recv_want;
-  uint8_t reserved4[52];
+  uint32_t closed; /* RILL__IPC_REMOVED once the channel was removed, else 0 */
+  uint8_t reserved4[48];
 
   uint32_t send_futex, send_waiters, send_want;
   uint8_t reserved5[52];

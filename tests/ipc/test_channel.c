@@ -1006,3 +1006,28 @@ Test(chan, reserve_writes_in_place_and_cancel_is_skipped) {
   rill_ipc_chan_close(r);
   rill_ipc_chan_close(s2);
 }
+
+/* Removing a channel tells whoever is attached: receivers read what is
+ * there, then RILL_ECLOSED; senders RILL_ECLOSED; a queue's too. */
+Test(chan, unlink_tells_the_senders_and_receivers) {
+  for (int q = 0; q < 2; q++) {
+    rill_ipc_chan_opts_t o = {.slots = 8, .delivery = q ? RILL_IPC_QUEUE : RILL_IPC_BROADCAST};
+    rill_ipc_chan_t *r = open_as(&o, RILL_IPC_RECEIVER);
+    rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER);
+    send_one(s, 0, 0);
+    cr_assert_eq(rill_ipc_chan_unlink(chan), 0);
+    rill_ipc_msg_t m;
+    uint32_t k, i;
+    cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0, "%s: %s", q ? "queue" : "broadcast",
+                 rill_errmsg());
+    parse(&m, rill_ipc_chan_max_payload(r), &k, &i);
+    cr_expect_eq(rill_ipc_chan_recv(r, &m, 0, NULL), RILL_ECLOSED);
+    cr_expect_eq(rill_ipc_chan_recv(r, &m, 1000000, NULL), RILL_ECLOSED);
+    uint8_t b[8] = {0};
+    cr_expect_eq(rill_ipc_chan_send(s, b, 8, 0), RILL_ECLOSED);
+    void *buf;
+    cr_expect_eq(rill_ipc_chan_reserve(s, 8, 0, &buf), RILL_ECLOSED);
+    rill_ipc_chan_close(s);
+    rill_ipc_chan_close(r);
+  }
+}

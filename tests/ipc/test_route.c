@@ -334,7 +334,12 @@ Test(ipc, block_times_out) {
   send_n(s, 4, 1);
   cr_expect_eq(rill_ipc_send(s, b, 8, 1000000), RILL_ETIMEDOUT);
   rill_ipc_receiver_close(r);
-  send_n(s, 5, 10); /* nobody to wait for */
+  /* Nobody to wait for, and nobody to get it: not sent, and said so. */
+  cr_expect_eq(rill_ipc_send(s, b, 8, 0), RILL_EPIPE);
+  cr_expect_eq(rill_ipc_send(s, b, 8, 1000000000ull), RILL_EPIPE, "no wait for nobody");
+  rill_ipc_info_t info;
+  cr_assert_eq(rill_ipc_info(route, &info), 0);
+  cr_expect_eq(info.head, 5, "nothing published");
   rill_ipc_sender_close(s);
 }
 
@@ -383,14 +388,16 @@ Test(ipc, block_reaps_a_dead_receiver) {
   cr_assert_eq(rill_ipc_info(route, &info), 0);
   cr_expect_eq(info.receivers, 1);
   cr_expect_eq(info.dead, 1);
-  send_n(s, 0, 4);
+  send_n(s, 0, 4); /* counted until it is reaped */
   uint8_t b[8] = {0};
-  cr_expect_eq(rill_ipc_send(s, b, 8, 5000000000ull), 0, "reaped: %s", rill_errmsg());
+  /* The wait reaps it, and then nobody is there: not sent. */
+  cr_expect_eq(rill_ipc_send(s, b, 8, 5000000000ull), RILL_EPIPE, "reaped: %s", rill_errmsg());
   cr_assert_eq(rill_ipc_info(route, &info), 0);
   cr_expect_eq(info.receivers, 0);
+  cr_expect_eq(info.head, 4);
   rill_ipc_receiver_t *r = receiver();
-  send_n(s, 5, 3);
-  recv_n(r, 5, 3, max);
+  send_n(s, 4, 3);
+  recv_n(r, 4, 3, max);
   rill_ipc_receiver_close(r);
   rill_ipc_sender_close(s);
   waitpid(pid, NULL, 0);
@@ -496,7 +503,7 @@ Test(ipc, corrupted_segments_are_refused) {
   fresh();
   uint16_t v = RILL_IPC_VERSION + 1;
   poke(OFF_VERSION, &v, 2);
-  expect_refused(RILL_EVERSION, "version 3");
+  expect_refused(RILL_EVERSION, "this build knows");
 
   fresh();
   uint32_t slots = 12;
@@ -637,4 +644,115 @@ Test(ipc, create_race) {
     cr_assert_eq(waitpid(kids[k], &st, 0), kids[k]);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %d: status 0x%x", k, st);
   }
+}
+
+/* ---- nobody to receive, and a route removed under its users ---------------- */
+
+Test(ipc, a_send_nobody_can_receive_is_epipe) {
+  rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 8});
+  uint8_t b[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  cr_expect_eq(rill_ipc_send(s, b, 8, 0), RILL_EPIPE);
+  cr_expect_neq(strstr(rill_errmsg(), "no receiver"), NULL, "%s", rill_errmsg());
+  void *buf = (void *)1;
+  cr_expect_eq(rill_ipc_reserve(s, 8, 0, &buf), RILL_EPIPE);
+  cr_expect_null(buf);
+  cr_expect_eq(rill_ipc_wait_receivers(s, 1, 0), RILL_EAGAIN);
+  cr_expect_eq(rill_ipc_wait_receivers(s, 1, 2000000), RILL_ETIMEDOUT);
+  cr_expect_eq(rill_ipc_wait_receivers(s, 0, 0), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_wait_receivers(s, 65, 0), RILL_EINVAL);
+  rill_ipc_info_t info;
+  cr_assert_eq(rill_ipc_info(route, &info), 0);
+  cr_expect_eq(info.head, 0, "nothing was published");
+
+  rill_ipc_receiver_t *r = receiver();
+  cr_expect_eq(rill_ipc_wait_receivers(s, 1, 0), 0);
+  send_n(s, 0, 3);
+  recv_n(r, 0, 3, rill_ipc_max_payload(s));
+  rill_ipc_receiver_close(r);
+  /* The sender counted it: its leave is seen at the next send. */
+  cr_expect_eq(rill_ipc_send(s, b, 8, 0), RILL_EPIPE);
+  rill_ipc_sender_close(s);
+}
+
+/* The README's demo, in one process pair: a receiver that attaches while
+ * the sender waits for it gets the first message sent after the wait. */
+Test(ipc, a_message_sent_once_a_receiver_is_attached_reaches_it) {
+  rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 8});
+  uint32_t max = rill_ipc_max_payload(s);
+  for (int round = 0; round < 20; round++) {
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+      rill_ipc_receiver_t *r;
+      if (rill_ipc_receiver_open(&r, route))
+        _exit(2);
+      rill_ipc_msg_t m;
+      int rc = rill_ipc_recv(r, &m, 10000000000ull, NULL);
+      _exit(rc == 0 && m.len == 8 && !memcmp(m.data, &round, sizeof round) ? 0 : 1);
+    }
+    int rc = rill_ipc_wait_receivers(s, 1, 10000000000ull);
+    cr_assert_eq(rc, 0, "round %d: %s", round, rill_errmsg());
+    uint8_t b[8] = {0};
+    memcpy(b, &round, sizeof round);
+    cr_assert_eq(rill_ipc_send(s, b, 8, 0), 0, "round %d: %s", round, rill_errmsg());
+    int st = -1;
+    waitpid(pid, &st, 0);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "round %d: the receiver got %d", round, st);
+    /* Reaped (it exited without closing): the next round waits again. */
+  }
+  (void)max;
+  rill_ipc_sender_close(s);
+}
+
+Test(ipc, unlink_tells_the_sender_and_receivers) {
+  rill_ipc_sender_t *s = sender(&(rill_ipc_opts_t){.slots = 8});
+  uint32_t max = rill_ipc_max_payload(s);
+  rill_ipc_receiver_t *r = receiver();
+  /* A receiver parked in another process is woken by the removal. */
+  int ready[2];
+  cr_assert_eq(pipe(ready), 0);
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0);
+  if (pid == 0) {
+    rill_ipc_receiver_t *r2;
+    if (rill_ipc_receiver_open(&r2, route))
+      _exit(2);
+    if (write(ready[1], "r", 1) != 1)
+      _exit(3);
+    rill_ipc_msg_t m;
+    int rc;
+    do
+      rc = rill_ipc_recv(r2, &m, 30000000000ull, NULL);
+    while (rc == 0);
+    _exit(rc == RILL_ECLOSED ? 0 : 1);
+  }
+  char c;
+  cr_assert_eq(read(ready[0], &c, 1), 1);
+  send_n(s, 0, 2);
+  cr_expect_eq(rill_ipc_unlink(route), 0);
+  int st = -1;
+  waitpid(pid, &st, 0);
+  cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the parked receiver ended with %d", st);
+  /* What was published before is still read; then ECLOSED, every time. */
+  recv_n(r, 0, 2, max);
+  rill_ipc_msg_t m;
+  cr_expect_eq(rill_ipc_recv(r, &m, 0, NULL), RILL_ECLOSED);
+  cr_expect_eq(rill_ipc_recv(r, &m, 1000000, NULL), RILL_ECLOSED);
+  cr_expect_neq(strstr(rill_errmsg(), "removed"), NULL, "%s", rill_errmsg());
+  uint8_t b[8] = {0};
+  cr_expect_eq(rill_ipc_send(s, b, 8, 0), RILL_ECLOSED);
+  cr_expect_eq(rill_ipc_wait_receivers(s, 1, 0), RILL_ECLOSED);
+  /* A new route under the name is another route: the old handles still
+   * see theirs removed. */
+  rill_ipc_sender_t *s2 = sender(&(rill_ipc_opts_t){.slots = 8});
+  rill_ipc_receiver_t *r2 = receiver();
+  send_n(s2, 0, 1);
+  cr_expect_eq(rill_ipc_recv(r, &m, 0, NULL), RILL_ECLOSED);
+  recv_n(r2, 0, 1, max);
+  rill_ipc_receiver_close(r2);
+  rill_ipc_sender_close(s2);
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+  close(ready[0]);
+  close(ready[1]);
 }
