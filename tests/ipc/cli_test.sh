@@ -14,7 +14,7 @@ name="rill-cli-test-$$"
 sub=
 cleanup() {
   [ -z "$sub" ] || kill "$sub" 2>/dev/null || true
-  "$rill" ipc rm "$name" 2>/dev/null || true
+  "$rill" ipc rm --force "$name" 2>/dev/null || true
   rm -rf "$d"
 }
 trap cleanup EXIT
@@ -224,6 +224,7 @@ lsname() { "$rill" ipc ls --json | grep -E "\"(name|channel)\":\"$1\"" || true; 
 pubpid=
 cleanup_bench() {
   { [ -n "$pubpid" ] && kill "$pubpid" 2>/dev/null; } || true
+  "$rill" ipc rm --force "$name-demo" 2>/dev/null || true
   "$rill" ipc rm "$bench" 2>/dev/null || true
   "$rill" ipc rm "$bench.back" 2>/dev/null || true
 }
@@ -296,6 +297,77 @@ out=$("$rill" ipc bench --help 2>&1 || true)
 echo "$out" | grep -Eq "rill bench <suite>|built without the benchmarks" ||
   fail "rill ipc bench --help is not the suite's: $out"
 
+# The README's demo, in its order: a sub waiting for a route that does not
+# exist yet, then a pub that creates it and sends. The pub waits for the
+# receiver before sending, so the sub gets both lines every time.
+demo="$name-demo"
+for i in $(seq 20); do
+  "$rill" ipc sub --count 2 --timeout 10000 "$demo" >"$d/demo.out" 2>"$d/demo.err" &
+  sub=$!
+  "$rill" ipc pub --slots 1024 "$demo" 'a' "b$i" 2>"$d/demo.pub" || fail "demo pub $i: $(cat "$d/demo.pub")"
+  wait $sub || fail "demo sub $i: $(cat "$d/demo.err")"
+  sub=
+  [ "$(cat "$d/demo.out")" = $'a\nb'"$i" ] || fail "demo $i: the sub printed '$(cat "$d/demo.out")'"
+  "$rill" ipc rm "$demo" || fail "demo rm $i"
+done
+# A pub with nobody to receive says so and sends nothing: --timeout bounds
+# its wait (0: none at all).
+st=0
+"$rill" ipc pub --timeout 200 "$demo" 'lost?' 2>"$d/err" || st=$?
+[ $st -eq 1 ] && grep -q "no receiver on route $demo in time" "$d/err" ||
+  fail "pub without a receiver: $st $(cat "$d/err")"
+grep -q "0 messages sent" "$d/err" || fail "pub without a receiver: $(cat "$d/err")"
+st=0
+"$rill" ipc pub --timeout 0 "$demo" 'lost?' 2>"$d/err" || st=$?
+[ $st -eq 1 ] && grep -q "no receiver on route $demo" "$d/err" || fail "pub --timeout 0: $st"
+"$rill" ipc ls --json | grep "\"name\":\"$demo\"" | grep -q '"head":0,' ||
+  fail "a pub without a receiver published: $("$rill" ipc ls --json)"
+# Without --timeout it waits, and says so, until a receiver comes.
+"$rill" ipc pub "$demo" 'late' 2>"$d/late.err" &
+pubpid=$!
+for _ in $(seq 100); do grep -q "waiting for one" "$d/late.err" && break; sleep 0.05; done
+grep -q "no receiver on route $demo; waiting for one" "$d/late.err" || fail "pub waiting: $(cat "$d/late.err")"
+"$rill" ipc sub --count 1 --timeout 10000 "$demo" >"$d/late.out" || fail "sub of a waiting pub"
+wait $pubpid || fail "the waiting pub: $(cat "$d/late.err")"
+pubpid=
+[ "$(cat "$d/late.out")" = late ] || fail "late: $(cat "$d/late.out")"
+
+# rm refuses a route in use, naming who uses it; --force removes it, and
+# the sub is told and exits 1.
+"$rill" ipc sub --timeout 30000 "$demo" >/dev/null 2>"$d/rm.err" &
+sub=$!
+for _ in $(seq 100); do
+  "$rill" ipc ls --json | grep "\"name\":\"$demo\"" | grep -q '"receivers":1,' && break
+  sleep 0.05
+done
+st=0
+"$rill" ipc rm "$demo" 2>"$d/err" || st=$?
+[ $st -eq 1 ] && grep -q "route $demo is in use: 1 live receivers; --force" "$d/err" ||
+  fail "rm of a route in use: $st $(cat "$d/err")"
+"$rill" ipc ls --json | grep -q "\"name\":\"$demo\"" || fail "a refused rm removed the route"
+"$rill" ipc rm --force "$demo" || fail "rm --force"
+st=0
+wait $sub || st=$?
+sub=
+[ $st -eq 1 ] && grep -q "route $demo was removed" "$d/rm.err" || fail "sub after rm: $st $(cat "$d/rm.err")"
+# The same for a channel.
+"$rill" ipc sub --channel --timeout 30000 "$demo" >/dev/null 2>"$d/rm.err" &
+sub=$!
+for _ in $(seq 100); do
+  "$rill" ipc ls --json | grep "\"channel\":\"$demo\"" | grep -q '"receivers":1,' && break
+  sleep 0.05
+done
+st=0
+"$rill" ipc rm "$demo" 2>"$d/err" || st=$?
+[ $st -eq 1 ] && grep -q "channel $demo is in use: 0 live senders and 1 live receivers" "$d/err" ||
+  fail "rm of a channel in use: $st $(cat "$d/err")"
+"$rill" ipc rm --force "$demo" || fail "rm --force of a channel"
+st=0
+wait $sub || st=$?
+sub=
+[ $st -eq 1 ] && grep -q "channel $demo was removed" "$d/rm.err" ||
+  fail "channel sub after rm: $st $(cat "$d/rm.err")"
+
 # Bad arguments: a message and a non-zero exit, never a crash.
 bad() {
   local st=0
@@ -316,6 +388,7 @@ bad sub --count -1 "$name"
 bad sub --bogus "$name"
 bad ls extra
 bad rm "$name" extra
+bad rm --bogus "$name"
 bad pub 'bad/name' x
 bad pub '.hidden' x
 bad sub ''

@@ -3,10 +3,14 @@
  * (include/rill/ipc.h).
  *
  * pub sends its arguments, or the lines of stdin, as a route's sender
- * (creating the route with the given layout when there is none); sub
- * attaches as a receiver and prints what is published from then on; ls
- * lists the routes and channels in /dev/shm with their participants; rm
- * removes one (a route or a channel: they share /dev/shm/rill.NAME). With
+ * (creating the route with the given layout when there is none), once a
+ * receiver is attached: a route's message reaches the receivers attached
+ * when it is sent, so a pub that sent into an empty route would lose it
+ * (the library refuses such a send: RILL_EPIPE). sub attaches as a
+ * receiver and prints what is published from then on; ls lists the routes
+ * and channels in /dev/shm with their participants; rm removes one (a
+ * route or a channel: they share /dev/shm/rill.NAME), refusing one in use
+ * unless --force, and then its participants are told (RILL_ECLOSED). With
  * --channel or --queue, pub and sub open a channel instead (many senders;
  * broadcast or a work queue), which either of them creates when it is
  * absent, so that a sub started first need not poll for it as it does for
@@ -45,11 +49,15 @@ static int ipc_usage(FILE *f) {
           "        sends each MESSAGE, or each line of stdin when there are none; creates\n"
           "        the route with that layout if it does not exist (defaults: 4096 slots of\n"
           "        128 bytes, block, no pool); --pool: up to 8 size classes of chunks for\n"
-          "        messages over a slot, e.g. 4096:64,65536:16; --timeout bounds each\n"
-          "        blocked send (default: none)\n"
+          "        messages over a slot, e.g. 4096:64,65536:16. Waits until a receiver\n"
+          "        is attached before sending (a route's messages reach only receivers\n"
+          "        attached when they are sent), again if all leave; --timeout MS bounds\n"
+          "        that wait and each blocked send (default: none; 0: do not wait):\n"
+          "        then it says what was not sent and exits 1\n"
           "  sub [--count N] [--timeout MS] [--json] NAME\n"
           "        prints each message published from now on, one per line; waits for\n"
-          "        the route to be created; --timeout: stop after MS ms without a message\n"
+          "        the route to be created; --timeout: stop after MS ms without a message;\n"
+          "        exits 1 if the route is removed under it\n"
           "  pub|sub --channel|--queue [--slots N] [--slot-size B] [--policy block|fail]\n"
           "      [--spin] [--senders N] [--receivers N] [--pool ...] ...\n"
           "        the same on a channel: many senders, each message to every receiver\n"
@@ -58,7 +66,8 @@ static int ipc_usage(FILE *f) {
           "        bytes, block, 64 senders, 64 receivers); no overwrite policy\n"
           "  ls [--json]     every route: layout, policy, head, sender, receivers, lag;\n"
           "                  then every channel\n"
-          "  rm NAME         removes a route or a channel\n"
+          "  rm [--force] NAME  removes a route or a channel; one with live participants\n"
+          "                  only with --force (they are told it was removed)\n"
           "  bench [--size B] [--count N] [--receivers K] [--latency] [--json]\n"
           "      [layout options as pub's] [--channel|--queue [--senders S]] NAME\n"
           "        measures NAME as it is, or creates it with those options and removes\n"
@@ -222,6 +231,8 @@ static int parse(int argc, char **argv, args_t *a) {
       /* The first 8 bytes carry the sequence number the receivers check. */
       if (!parse_u64(argv[++i], &a->size) || a->size < 8 || a->size > (1ull << 30))
         return rill_tool_bad("--size wants bytes, from 8 to 1 GiB");
+    } else if (!strcmp(a->cmd, "rm") && !strcmp(s, "--force")) {
+      a->force = true;
     } else if (bench && !strcmp(s, "--latency")) {
       a->latency = true;
     } else if ((sub || bench || !strcmp(a->cmd, "ls")) && !strcmp(s, "--json")) {
@@ -398,6 +409,43 @@ static int cmd_pub_chan(args_t *a) {
   return pub_loop(a, &e, rill_ipc_chan_max_message(ch), "channel");
 }
 
+/* Waits until a receiver is attached to the route, bounded by --timeout
+ * (0: a look only) and cut into slices for signals. 0, or 1 after saying
+ * why nothing (more) is sent: sent messages went out before. */
+static int pub_wait_receiver(args_t *a, end_t *e, uint64_t sent, bool again) {
+  int rc = rill_ipc_wait_receivers(e->tx, 1, 0);
+  if (rc == RILL_EAGAIN) {
+    if (!a->has_timeout || a->timeout_ms)
+      fprintf(stderr, "rill ipc pub: %s on route %s; waiting for one%s\n",
+              again ? "the receivers left" : "no receiver", a->name,
+              a->has_timeout ? "" : " (--timeout MS bounds the wait)");
+    uint64_t limit = a->timeout_ms * 1000000ull, waited = 0;
+    for (;;) {
+      uint64_t slice = a->has_timeout && limit - waited < SLICE_NS ? limit - waited : SLICE_NS;
+      if (a->has_timeout && !slice)
+        break;
+      rc = rill_ipc_wait_receivers(e->tx, 1, slice);
+      if (rc != RILL_ETIMEDOUT)
+        break;
+      waited += slice;
+      if (ipc_stopping)
+        break;
+    }
+  }
+  if (rc == 0)
+    return 0;
+  if (rc == RILL_ECLOSED)
+    fprintf(stderr, "rill ipc pub: route %s was removed (rill ipc rm); %" PRIu64 " messages sent\n",
+            a->name, sent);
+  else if (rc == RILL_ETIMEDOUT || rc == RILL_EAGAIN || rc == RILL_ECANCELED || ipc_stopping)
+    fprintf(stderr,
+            "rill ipc pub: no receiver on route %s%s; %" PRIu64 " messages sent, the rest not\n",
+            a->name, ipc_stopping ? "" : " in time (--timeout)", sent);
+  else
+    ipc_fail("pub", a->name, rc);
+  return 1;
+}
+
 /* Sends the records and closes e. kind names it in messages. */
 static int pub_loop(args_t *a, end_t *e, uint32_t max, const char *kind) {
   ipc_catch_stop();
@@ -407,6 +455,7 @@ static int pub_loop(args_t *a, end_t *e, uint32_t max, const char *kind) {
   size_t len;
   int status = 0;
   uint64_t sent = 0;
+  bool waited = false;
   while (!status && !ipc_stopping && rill_tool_next_record(&in, &msg, &len)) {
     if (len > max) {
       fprintf(stderr,
@@ -414,8 +463,27 @@ static int pub_loop(args_t *a, end_t *e, uint32_t max, const char *kind) {
               "(--slot-size, or --pool, when creating it)\n",
               sent, len, kind, max);
       status = 1;
-    } else if ((rc = ipc_send_one(e, msg, (uint32_t)len, a->has_timeout,
-                                  a->timeout_ms * 1000000ull)) != 0) {
+      break;
+    }
+    if (e->tx && !waited) {
+      waited = true;
+      if ((status = pub_wait_receiver(a, e, sent, false)) != 0)
+        break;
+    }
+    rc = ipc_send_one(e, msg, (uint32_t)len, a->has_timeout, a->timeout_ms * 1000000ull);
+    if (rc == RILL_EPIPE && e->tx) {
+      /* Every receiver left (or died) since: nothing was sent; wait for
+       * one and send the same message again. */
+      waited = false;
+      if ((status = pub_wait_receiver(a, e, sent, true)) != 0)
+        break;
+      rc = ipc_send_one(e, msg, (uint32_t)len, a->has_timeout, a->timeout_ms * 1000000ull);
+    }
+    if (rc == RILL_ECLOSED) {
+      fprintf(stderr, "rill ipc pub: %s %s was removed (rill ipc rm); %" PRIu64 " messages sent\n",
+              kind, a->name, sent);
+      status = 1;
+    } else if (rc) {
       status = rc == RILL_ECANCELED ? 1 : ipc_fail("pub", "send", rc);
     } else {
       sent++;
@@ -515,6 +583,13 @@ static int sub_loop(args_t *a, end_t *e) {
       fprintf(stderr, "rill ipc sub: %" PRIu64 " messages overwritten before they were read\n",
               lost);
       continue;
+    }
+    if (rc == RILL_ECLOSED) {
+      fprintf(stderr,
+              "rill ipc sub: %s %s was removed (rill ipc rm); %" PRIu64 " messages received\n",
+              e->ch ? "channel" : "route", a->name, n);
+      status = 1;
+      break;
     }
     if (rc) {
       status = ipc_fail("sub", "receive", rc);
@@ -639,7 +714,45 @@ static int cmd_ls(args_t *a) {
   return 0;
 }
 
+/* Refuses to remove a route or channel whose participants live, unless
+ * --force: 0 to go on, or 1 after saying who is there. */
+static int rm_in_use(args_t *a) {
+  if (a->force)
+    return 0;
+  rill_ipc_info_t ri;
+  rill_ipc_chan_info_t ci;
+  char who[160];
+  if (rill_ipc_info(a->name, &ri) == 0) {
+    uint32_t live = ri.receivers - ri.dead;
+    bool tx = ri.sender && ri.sender_alive;
+    if (!live && !tx)
+      return 0;
+    if (tx)
+      snprintf(who, sizeof who, "its sender (pid %ld) and %u live receivers", (long)ri.sender,
+               live);
+    else
+      snprintf(who, sizeof who, "%u live receivers", live);
+    fprintf(stderr,
+            "rill ipc rm: route %s is in use: %s; --force removes it anyway (they are told)\n",
+            a->name, who);
+    return 1;
+  }
+  if (rill_ipc_chan_info(a->name, &ci) == 0) {
+    uint32_t tx = ci.senders - ci.senders_dead, rx = ci.receivers - ci.receivers_dead;
+    if (!tx && !rx)
+      return 0;
+    fprintf(stderr,
+            "rill ipc rm: channel %s is in use: %u live senders and %u live receivers; --force "
+            "removes it anyway (they are told)\n",
+            a->name, tx, rx);
+    return 1;
+  }
+  return 0; /* none, or not one of ours: rm says so, or removes it */
+}
+
 static int cmd_rm(args_t *a) {
+  if (rm_in_use(a))
+    return 1;
   int rc = rill_ipc_unlink(a->name);
   if (rc == RILL_ENOENT) {
     fprintf(stderr, "rill ipc rm: no route or channel %s\n", a->name);
