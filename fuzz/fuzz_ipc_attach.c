@@ -1,25 +1,41 @@
 /*
- * The route segment's attach-time check on arbitrary bytes. What it
- * accepts, summary reads (head, the participants table, cursors) as info
- * and list do: never a crash, never a read outside the bytes.
+ * The route segment against hostile bytes, two ways, chosen by the
+ * input's first byte.
+ *
+ * Raw: the attach-time check on arbitrary bytes (half the time with the
+ * magic and version stamped on, so that the geometry checks are reached);
+ * what it accepts, summary reads as info and list do.
+ *
+ * Live: a real route is made in /dev/shm with a geometry the input picks
+ * (a pool of 0..2 classes, every policy and wait mode), two receivers
+ * attach and a sender publishes a few messages, inline and pooled. Then
+ * the input's patches are written over the segment, anywhere (header,
+ * head, futex words, the participants table, slot marks, lengths, flags
+ * and descriptors, chunk owners), as a buggy or hostile peer could at any
+ * time, and the handles go on: the receivers receive and release, info
+ * reads, the sender sends, a new sender takes the route over, a new
+ * receiver attaches. Never a crash, a hang or a read outside the mapping:
+ * every message returned lies in mapped memory (msync checks) and is read
+ * whole, and it is no longer than the route's largest message.
  */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "ipc/segment.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+static void raw(const uint8_t *data, size_t size) {
   if (size > (1u << 20))
-    return 0;
+    return;
   uint8_t *mem = aligned_alloc(64, (size + 63) & ~(size_t)63);
   if (!mem)
-    return 0;
+    return;
   memcpy(mem, data, size);
-  /* Half the time the magic and version are stamped on, so the fuzzer
-   * reaches the geometry checks without guessing them. */
   if (size >= 8 && data[size - 1] % 2 == 0) {
     uint32_t magic = RILL_IPC_MAGIC;
     uint16_t version = RILL_IPC_VERSION;
@@ -34,5 +50,147 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       abort();
   }
   free(mem);
+}
+
+/* A message handed out must be mapped, whole, and within the route's
+ * largest message. */
+static void check_msg(const rill_ipc_msg_t *m, uint32_t max) {
+  if (m->len > max)
+    abort();
+  if (!m->len)
+    return;
+  long page = sysconf(_SC_PAGESIZE);
+  uintptr_t a = (uintptr_t)m->data & ~(uintptr_t)(page - 1);
+  if (msync((void *)a, (uintptr_t)m->data + m->len - a, MS_ASYNC) != 0)
+    abort();
+  volatile uint8_t sum = 0;
+  for (uint32_t i = 0; i < m->len; i++)
+    sum ^= m->data[i];
+  (void)sum;
+}
+
+static void drain(rill_ipc_receiver_t *r, uint32_t max, uint8_t how) {
+  for (int i = 0; r && i < 24; i++) {
+    rill_ipc_msg_t m;
+    uint64_t lost;
+    int rc = rill_ipc_recv(r, &m, 0, &lost);
+    if (rc == 0) {
+      check_msg(&m, max);
+      if ((how >> (i % 8)) & 1)
+        rill_ipc_release(r);
+    } else if (rc != RILL_ELAGGED) {
+      break;
+    }
+  }
+}
+
+static void sends(rill_ipc_sender_t *s, const uint8_t *lens, size_t n, uint32_t max) {
+  static uint8_t buf[1 << 16];
+  for (size_t i = 0; s && i < n; i++) {
+    uint32_t len = (uint32_t)(lens[i] * 131u) % (max + 1);
+    if (len > sizeof buf)
+      len = sizeof buf;
+    memset(buf, (int)i, len);
+    if (lens[i] % 5 == 0) {
+      void *room;
+      if (rill_ipc_reserve(s, len, 0, &room) == 0) {
+        memcpy(room, buf, len);
+        rill_ipc_commit(s, len);
+      }
+    } else {
+      rill_ipc_send(s, buf, len, 0);
+    }
+  }
+}
+
+static void live(const uint8_t *data, size_t size) {
+  if (size < 8)
+    return;
+  char name[64];
+  snprintf(name, sizeof name, "fuzz.attach.%d", (int)getpid());
+  rill_ipc_unlink(name);
+  rill_ipc_opts_t o = {.slots = 2u << (data[1] % 4),
+                       .slot_size = 64u * (1 + data[2] % 4),
+                       .max_receivers = 1 + data[3] % 4,
+                       .policy = (rill_ipc_policy_t)(data[4] % 3),
+                       .wait = (rill_ipc_wait_t)((data[4] >> 2) % 2),
+                       .spin_ns = 1000};
+  uint32_t inline_max = o.slot_size - RILL_IPC_SLOT_HDR;
+  uint32_t nclasses = (data[4] >> 3) % 3;
+  for (uint32_t c = 0; c < nclasses; c++)
+    o.pool[c] = (rill_ipc_class_t){inline_max * (2 + 2 * c), 1 + (data[5] >> (2 * c)) % 4};
+  rill_ipc_sender_t *s = NULL, *s2 = NULL;
+  rill_ipc_receiver_t *r1 = NULL, *r2 = NULL, *r3 = NULL;
+  if (rill_ipc_sender_open(&s, name, &o))
+    return;
+  uint32_t max = rill_ipc_max_message(s);
+  rill_ipc_receiver_open(&r1, name);
+  if (o.max_receivers > 1)
+    rill_ipc_receiver_open(&r2, name);
+  sends(s, data + 8, data[6] % 12 < size - 8 ? data[6] % 12 : size - 8, max);
+  drain(r2, max, 0xff);
+
+  /* The patches: (offset / 4: 2 bytes, length - 1: 1 byte, the bytes). */
+  rill_ipc_info_t info;
+  size_t total = 0;
+  uint8_t *seg = MAP_FAILED;
+  char path[96];
+  snprintf(path, sizeof path, "/dev/shm/rill.%s", name);
+  FILE *f = fopen(path, "r+");
+  if (f) {
+    fseek(f, 0, SEEK_END);
+    total = (size_t)ftell(f);
+    seg = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fileno(f), 0);
+    fclose(f);
+  }
+  if (seg != MAP_FAILED) {
+    size_t at = 8 + data[6] % 12;
+    while (at + 3 <= size) {
+      size_t off = ((size_t)data[at] | (size_t)data[at + 1] << 8) * 4 % total;
+      size_t n = data[at + 2] % 16 + 1;
+      at += 3;
+      if (n > size - at)
+        n = size - at;
+      if (n > total - off)
+        n = total - off;
+      memcpy(seg + off, data + at, n);
+      at += n;
+    }
+    /* The magic stays: without it a new open waits 200 ms for a creator
+     * (the unit tests cover that), which would slow the fuzzer down to a
+     * crawl; the handles attached never read it again. */
+    uint32_t magic = RILL_IPC_MAGIC;
+    memcpy(seg, &magic, 4);
+  }
+
+  drain(r1, max, data[7]);
+  drain(r2, max, (uint8_t)~data[7]);
+  if (rill_ipc_info(name, &info) == 0 && info.receivers > info.max_receivers)
+    abort();
+  sends(s, data + 8, 4 < size - 8 ? 4 : size - 8, max);
+  drain(r1, max, 0);
+  rill_ipc_wait_receivers(s, 1, 0);
+  rill_ipc_sender_close(s);
+  /* Another sender takes the patched route over; another receiver joins. */
+  if (rill_ipc_sender_open(&s2, name, NULL) == 0) {
+    rill_ipc_receiver_open(&r3, name);
+    sends(s2, data + 8, 6 < size - 8 ? 6 : size - 8, rill_ipc_max_message(s2));
+    drain(r3, rill_ipc_max_message(s2), data[7]);
+    drain(r1, max, data[7]);
+  }
+  rill_ipc_receiver_close(r3);
+  rill_ipc_sender_close(s2);
+  rill_ipc_receiver_close(r2);
+  rill_ipc_receiver_close(r1);
+  if (seg != MAP_FAILED)
+    munmap(seg, total);
+  rill_ipc_unlink(name);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size && data[0] % 2)
+    live(data, size);
+  else
+    raw(data, size);
   return 0;
 }
