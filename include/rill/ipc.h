@@ -350,8 +350,18 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
  *  read in place by receivers). No room (broadcast: the slowest live receiver a ring behind;
  *  queue: a ring of messages not yet finished with): RILL_IPC_BLOCK waits
  *  up to timeout_ns (RILL_ETIMEDOUT), RILL_IPC_FAIL returns RILL_EFULL.
- *  Messages of one sender keep their order. RILL_EINVAL on a receiver. */
+ *  Messages of one sender keep their order. RILL_EINVAL on a receiver.
+ *  RILL_IPC_BROADCAST with no receiver attached: RILL_EPIPE, nothing sent
+ *  (as rill_ipc_send; a queue keeps its messages for receivers to come).
+ *  RILL_ECLOSED once the channel was removed. */
 int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint64_t timeout_ns);
+
+/** A sender waits up to timeout_ns (0: not at all) until at least n live
+ *  receivers (1..max_receivers) are attached: 0, and (broadcast) every
+ *  message claimed from then on reaches each of them. RILL_ETIMEDOUT
+ *  (RILL_EAGAIN when timeout_ns is 0), RILL_ECLOSED, RILL_EINVAL (on a
+ *  receiver too). Polls every millisecond. */
+int rill_ipc_chan_wait_receivers(rill_ipc_chan_t *ch, uint32_t n, uint64_t timeout_ns);
 
 /** Zero-copy send on a channel: claims the next message number for up to
  *  len bytes (waiting for room as send does) and points *buf at its slot

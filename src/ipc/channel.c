@@ -116,11 +116,13 @@ struct rill_ipc_chan {
   uint64_t mask;
   rill_ipc_chan_role_t role;
   struct rill__ipc_place *me;
-  uint64_t mine;     /* our state word */
-  uint64_t min_seen; /* sender: the lowest bound of the last scan */
-  uint64_t cur;      /* broadcast receiver: the next seq to return */
-  bool held;         /* receiver: a view is out */
-  bool reserved;     /* sender: res holds a claim not committed yet */
+  uint64_t mine;      /* our state word */
+  uint64_t min_seen;  /* sender: the lowest bound of the last scan */
+  uint32_t rx_seen;   /* broadcast sender: ready receivers at the last count */
+  uint32_t gone_seen; /* broadcast sender: the header's gone word at that count */
+  uint64_t cur;       /* broadcast receiver: the next seq to return */
+  bool held;          /* receiver: a view is out */
+  bool reserved;      /* sender: res holds a claim not committed yet */
   struct {
     uint64_t seq;
     uint32_t len, cls, idx; /* cls NO_CLASS: the slot */
@@ -263,7 +265,7 @@ static int create(rill_ipc_chan_t *ch, const struct rill__chan_geom *g, mode_t m
 /* Whether the channel was removed (rill_ipc_chan_unlink). Acquire: pairs
  * with the remover's release. */
 static inline bool removed(const rill_ipc_chan_t *ch) {
-  return __atomic_load_n(&ch->hdr->closed, __ATOMIC_ACQUIRE) & RILL__IPC_REMOVED;
+  return __atomic_load_n(&ch->hdr->gone, __ATOMIC_ACQUIRE) & RILL__IPC_REMOVED;
 }
 
 static int closed_err(const rill_ipc_chan_t *ch) {
@@ -294,6 +296,7 @@ static int attach(rill_ipc_chan_t *ch) {
 static bool claim_queue_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p);
 static bool adopt_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p);
 static void leave_orphan(rill_ipc_chan_t *ch);
+static uint32_t count_ready(rill_ipc_chan_t *ch, bool live);
 
 int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_chan_opts_t *opts,
                        rill_ipc_chan_role_t role) {
@@ -361,9 +364,10 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
   if (sender || queue) {
     /* A sender's pending claim, a queue receiver's hold: none (an adopted
      * orphan's hold stays). The delivery is the channel's: opts may be
-     * NULL. */
+     * NULL. A queue receiver gets whatever is queued: ready at once. */
     if (!ch->adopted)
       __atomic_store_n(&ch->me->cursor, sender ? 0 : RILL__CHAN_NONE, __ATOMIC_RELAXED);
+    __atomic_store_n(&ch->me->ready, !sender, __ATOMIC_RELAXED); /* published by take */
     ch->mine = rill__ipc_take_place(ch->me, ch->mine);
     ch->min_seen = 0;
     ch->checked_ms = 0;
@@ -374,6 +378,7 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
    * CAS of claim (release). */
   uint64_t c = __atomic_load_n(&h->claim, __ATOMIC_ACQUIRE);
   __atomic_store_n(&ch->me->cursor, c, __ATOMIC_RELAXED); /* published by take */
+  __atomic_store_n(&ch->me->ready, 0, __ATOMIC_RELAXED);  /* a previous holder's */
   ch->mine = rill__ipc_take_place(ch->me, ch->mine);
   /* seq_cst: pairs with the fence in a sender's scan: it sees our place,
    * or we now see every claim it scanned under. */
@@ -385,6 +390,9 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
     __atomic_store_n(&ch->me->cursor, c, __ATOMIC_RELEASE);
   }
   ch->cur = c;
+  /* Release: pairs with a sender's acquire in count_ready: a sender that
+   * sees it claims at or past our cursor from then on. */
+  __atomic_store_n(&ch->me->ready, 1, __ATOMIC_RELEASE);
   *out = ch;
   return 0;
 unmap:
@@ -392,6 +400,38 @@ unmap:
 free_handle:
   rill__free(ch);
   return rc;
+}
+
+int rill_ipc_chan_wait_receivers(rill_ipc_chan_t *ch, uint32_t n, uint64_t timeout_ns) {
+  if (RILL_UNLIKELY(!ch))
+    return rill__err(RILL_EINVAL, "ipc chan_wait_receivers: the channel is NULL");
+  if (ch->role != RILL_IPC_SENDER)
+    return rill__err(RILL_EINVAL, "ipc channel %s: wait_receivers on a receiver", ch->name);
+  if (n < 1 || n > ch->g.max_receivers)
+    return rill__err(RILL_EINVAL, "ipc channel %s: waiting for %u receivers, not in 1..%u",
+                     ch->name, n, ch->g.max_receivers);
+  uint64_t deadline = deadline_after(rill_time_mono_ns(), timeout_ns);
+  for (;;) {
+    /* Acquire: as in claim. */
+    uint32_t gone = __atomic_load_n(&ch->hdr->gone, __ATOMIC_ACQUIRE);
+    if (gone & RILL__IPC_REMOVED)
+      return closed_err(ch);
+    ch->gone_seen = gone;
+    /* The dead are not counted (claim's count keeps them until reaped). */
+    if (count_ready(ch, true) >= n)
+      return 0;
+    uint64_t now = rill_time_mono_ns();
+    if (now >= deadline) {
+      if (!timeout_ns)
+        return RILL_EAGAIN;
+      return rill__err(RILL_ETIMEDOUT, "ipc channel %s: %u of %u receivers attached after %llu ns",
+                       ch->name, ch->rx_seen, n, (unsigned long long)timeout_ns);
+    }
+    /* Polled: joining is rare, and a joiner wakes nobody. */
+    uint64_t left = deadline - now < 1000000 ? deadline - now : 1000000;
+    struct timespec ts = {0, (long)left};
+    nanosleep(&ts, NULL);
+  }
 }
 
 uint32_t rill_ipc_chan_max_message(const rill_ipc_chan_t *ch) {
@@ -420,6 +460,16 @@ void rill_ipc_chan_close(rill_ipc_chan_t *ch) {
        * shows NONE (file comment). */
       __atomic_store_n(&ch->me->cursor, RILL__CHAN_NONE, __ATOMIC_RELAXED);
     rill__ipc_leave_place(ch->me, ch->mine);
+  }
+  if (ch->role == RILL_IPC_RECEIVER) {
+    /* Count the leave in gone's low bits (the removed bit kept): a sender
+     * that counted us recounts. Release: pairs with the senders' acquire
+     * of the word; our place is free before they see the new count. */
+    uint32_t gone = __atomic_load_n(&h->gone, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(
+        &h->gone, &gone, (gone & RILL__IPC_REMOVED) | ((gone + 1) & ~RILL__IPC_REMOVED), false,
+        __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+      ;
   }
   /* seq_cst: as in advance(); a sender waiting for us stops waiting. */
   FENCE(__ATOMIC_SEQ_CST);
@@ -555,6 +605,37 @@ static bool reap_laggards(rill_ipc_chan_t *ch, uint64_t c, uint64_t limit) {
   return any;
 }
 
+/* The receivers a message claimed now would reach: places TAKEN whose
+ * holder is ready (its cursor final), and, with live, whose holder is
+ * alive (/proc is read for each). Stored as rx_seen. */
+static uint32_t count_ready(rill_ipc_chan_t *ch, bool live) {
+  /* seq_cst: as the fence in scan(), pairs with a joining receiver's. */
+  FENCE(__ATOMIC_SEQ_CST);
+  struct rill__ipc_place *rx = receivers(ch);
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < ch->g.max_receivers; i++) {
+    /* Acquire: pairs with the receiver's release store of TAKEN. */
+    uint64_t st = __atomic_load_n(&rx[i].state, __ATOMIC_ACQUIRE);
+    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_TAKEN)
+      continue;
+    /* Acquire: pairs with the receiver's release store of ready, made once
+     * its cursor is final: whatever we claim from now on is at or past it. */
+    if (__atomic_load_n(&rx[i].ready, __ATOMIC_ACQUIRE) != 1)
+      continue;
+    if (live && !rill__ipc_holder_alive(st, __atomic_load_n(&rx[i].start, __ATOMIC_RELAXED)))
+      continue;
+    n++;
+  }
+  ch->rx_seen = n;
+  return n;
+}
+
+static int no_receiver(const rill_ipc_chan_t *ch) {
+  return rill__err(RILL_EPIPE,
+                   "ipc channel %s: no receiver attached; the message was not sent (broadcast)",
+                   ch->name);
+}
+
 /* Waits for room for seq c (reaping dead receivers meanwhile): 0, or
  * RILL_EFULL / RILL_ETIMEDOUT. The caller loads claim again after. */
 struct waiting {
@@ -619,8 +700,17 @@ static int claim(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns) {
   const bool pooled = len > g->slot_size - RILL_IPC_SLOT_HDR;
   uint64_t limit = g->slots;
   uint32_t cls = 0;
-  if (RILL_UNLIKELY(removed(ch)))
+  const bool bcast = g->delivery == RILL_IPC_BROADCAST;
+  /* Acquire: pairs with a leaving receiver's release of the word (after
+   * freeing its place), and with the remover's. */
+  uint32_t gone = __atomic_load_n(&ch->hdr->gone, __ATOMIC_ACQUIRE);
+  if (RILL_UNLIKELY(gone & RILL__IPC_REMOVED))
     return closed_err(ch);
+  if (bcast && RILL_UNLIKELY(gone != ch->gone_seen || !ch->rx_seen)) {
+    ch->gone_seen = gone;
+    if (!count_ready(ch, false))
+      return no_receiver(ch);
+  }
   if (RILL_UNLIKELY(pooled)) {
     if (len > g->max_message)
       return rill__err(RILL_EMSGSIZE,
@@ -654,6 +744,9 @@ static int claim(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns) {
         c = __atomic_load_n(&h->claim, __ATOMIC_ACQUIRE);
         continue;
       }
+      /* The wait may have reaped the last receiver (a dead one). */
+      if (bcast && !count_ready(ch, false))
+        return no_receiver(ch);
     }
     /* Relaxed: published by the CAS below (release). */
     __atomic_store_n(&ch->me->cursor, c + 1, __ATOMIC_RELAXED);

@@ -227,7 +227,7 @@ static void shm_name(char *buf, size_t cap, const char *name) {
 }
 
 /* Marks the segment at path removed, when it is a route or a channel this
- * build knows: its gone / closed word, then every waiter woken. Best
+ * build knows: its gone word, then every waiter woken. Best
  * effort: a segment we may not write, or that does not validate, is only
  * unlinked (nothing in it is trusted, so nothing is written to it). */
 static void mark_removed(const char *path, const char *name) {
@@ -253,7 +253,7 @@ static void mark_removed(const char *path, const char *name) {
     futexes[1] = &h->send_futex;
   } else if (rill__chan_check(name, p, n, NULL) == 0) {
     struct rill__chan_hdr *h = p;
-    word = &h->closed;
+    word = &h->gone;
     futexes[0] = &h->recv_futex;
     futexes[1] = &h->send_futex;
   }
@@ -475,7 +475,7 @@ _Static_assert(offsetof(struct rill__chan_hdr, send_futex) == 256, "senders' fut
 _Static_assert(offsetof(struct rill__chan_hdr, aborted) == 320, "aborted count line");
 _Static_assert(offsetof(struct rill__chan_hdr, redelivered) == 328, "redelivered count");
 _Static_assert(offsetof(struct rill__chan_hdr, orphans) == 336, "orphan count");
-_Static_assert(offsetof(struct rill__chan_hdr, closed) == 204, "the channel's removed word");
+_Static_assert(offsetof(struct rill__chan_hdr, gone) == 204, "the channel's gone word");
 
 void rill__chan_layout(struct rill__chan_geom *g) {
   uint64_t table = (uint64_t)(g->max_senders + g->max_receivers) * RILL__IPC_PLACE_BYTES;

@@ -27,7 +27,7 @@
 #define RILL__IPC_F_POOL      1u         /* header flag: the segment has a chunk pool */
 #define RILL__IPC_SLOT_POOL   1u         /* slot flag: the payload is a descriptor of a chunk */
 #define RILL__IPC_DESC_BYTES  8u         /* the descriptor: chunk index, class (u32 each) */
-#define RILL__IPC_REMOVED     (1u << 31) /* gone / closed bit: the segment was removed */
+#define RILL__IPC_REMOVED     (1u << 31) /* the gone word's bit: the segment was removed */
 
 /* The header page. The first line is written once by the creator (magic
  * last, with release); each of the next three lines has one writer side. */
@@ -81,9 +81,9 @@ struct rill__ipc_place {
   uint64_t start;  /* the holder's start time (field 22 of /proc/<pid>/stat) */
   uint64_t cursor; /* a receiver's next message it has not finished with */
   uint32_t parked; /* 1 while the holder counts itself in its side's waiters */
-  uint32_t ready;  /* route receivers: 1 once the cursor is final (the open returns),
-                    * so that every message published after the sender sees it is
-                    * received; 0 from the claim on */
+  uint32_t ready;  /* receivers: 1 once the cursor is final (the open returns), so
+                    * that every message published (claimed) after a sender sees it
+                    * is received; 0 from the claim on. Senders: 0 */
   uint8_t reserved[32];
 };
 
@@ -253,7 +253,7 @@ void rill__ipc_shm_unmap(uint8_t *base, size_t size);
 
 /* Removes /rill.<name>: 0, RILL_ENOENT ("no such <kind>"), or the error.
  * A route or channel segment that validates is marked removed first (its
- * gone / closed word) and its waiters woken, so that its participants
+ * gone word) and its waiters woken, so that its participants
  * learn it (RILL_ECLOSED) rather than wait on a name nobody can open. */
 int rill__ipc_shm_unlink(const char *kind, const char *name);
 
@@ -315,7 +315,7 @@ struct rill__chan_hdr {
   uint8_t reserved3[56];
 
   uint32_t recv_futex, recv_waiters, recv_want;
-  uint32_t closed; /* RILL__IPC_REMOVED once the channel was removed, else 0 */
+  uint32_t gone; /* as the route's: receivers that closed (bits 0..30), RILL__IPC_REMOVED */
   uint8_t reserved4[48];
 
   uint32_t send_futex, send_waiters, send_want;

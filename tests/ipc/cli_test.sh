@@ -225,6 +225,8 @@ pubpid=
 cleanup_bench() {
   { [ -n "$pubpid" ] && kill "$pubpid" 2>/dev/null; } || true
   "$rill" ipc rm --force "$name-demo" 2>/dev/null || true
+  "$rill" ipc rm --force "$name-demo-c" 2>/dev/null || true
+  "$rill" ipc rm --force "$name-demo-q" 2>/dev/null || true
   "$rill" ipc rm "$bench" 2>/dev/null || true
   "$rill" ipc rm "$bench.back" 2>/dev/null || true
 }
@@ -331,6 +333,27 @@ grep -q "no receiver on route $demo; waiting for one" "$d/late.err" || fail "pub
 wait $pubpid || fail "the waiting pub: $(cat "$d/late.err")"
 pubpid=
 [ "$(cat "$d/late.out")" = late ] || fail "late: $(cat "$d/late.out")"
+
+# A broadcast channel the same: its pub waits for a receiver (--timeout
+# bounds it); a queue's pub does not (the queue keeps the lines).
+st=0
+"$rill" ipc pub --channel --timeout 200 "$demo-c" 'lost?' 2>"$d/err" || st=$?
+[ $st -eq 1 ] && grep -q "no receiver on channel $demo-c in time" "$d/err" ||
+  fail "channel pub without a receiver: $st $(cat "$d/err")"
+"$rill" ipc ls --json | grep "\"channel\":\"$demo-c\"" | grep -q '"claimed":0,' ||
+  fail "a channel pub without a receiver sent: $("$rill" ipc ls --json)"
+"$rill" ipc pub --channel "$demo-c" 'first' 'second' 2>"$d/late.err" &
+pubpid=$!
+for _ in $(seq 100); do grep -q "waiting for one" "$d/late.err" && break; sleep 0.05; done
+"$rill" ipc sub --channel --count 2 --timeout 10000 "$demo-c" >"$d/late.out" || fail "channel sub"
+wait $pubpid || fail "the waiting channel pub: $(cat "$d/late.err")"
+pubpid=
+[ "$(cat "$d/late.out")" = $'first\nsecond' ] || fail "channel late: $(cat "$d/late.out")"
+"$rill" ipc rm "$demo-c" || fail "rm $demo-c"
+"$rill" ipc pub --queue --timeout 0 "$demo-q" 'kept' || fail "queue pub without a receiver"
+"$rill" ipc sub --queue --count 1 --timeout 10000 "$demo-q" >"$d/q.out" || fail "queue sub"
+[ "$(cat "$d/q.out")" = kept ] || fail "queue kept: $(cat "$d/q.out")"
+"$rill" ipc rm "$demo-q" || fail "rm $demo-q"
 
 # rm refuses a route in use, naming who uses it; --force removes it, and
 # the sub is told and exits 1.

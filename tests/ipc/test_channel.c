@@ -236,9 +236,12 @@ Test(chan, full_under_block_and_fail) {
   cr_expect_eq(rill_ipc_chan_send(a, x, 8, 0), RILL_ETIMEDOUT, "message 0's view is held");
   cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
   cr_expect_eq(rill_ipc_chan_send(b, x, 8, 0), 0);
-  rill_ipc_chan_close(r); /* nobody to wait for */
+  rill_ipc_chan_close(r); /* nobody to wait for, and nobody to get it */
   for (int i = 0; i < 20; i++)
-    cr_expect_eq(rill_ipc_chan_send(a, x, 8, 0), 0);
+    cr_expect_eq(rill_ipc_chan_send(a, x, 8, 0), RILL_EPIPE);
+  rill_ipc_chan_info_t info;
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.claimed, 5, "nothing claimed without a receiver");
   rill_ipc_chan_close(a);
   rill_ipc_chan_close(b);
 
@@ -1030,4 +1033,44 @@ Test(chan, unlink_tells_the_senders_and_receivers) {
     rill_ipc_chan_close(s);
     rill_ipc_chan_close(r);
   }
+}
+
+/* A broadcast send nobody can receive is EPIPE, nothing claimed; a queue
+ * keeps its messages. wait_receivers waits for a receiver that will get
+ * what is sent next. */
+Test(chan, a_broadcast_send_nobody_can_receive_is_epipe) {
+  rill_ipc_chan_opts_t o = {.slots = 8};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER);
+  uint8_t x[8] = {0};
+  cr_expect_eq(rill_ipc_chan_send(s, x, 8, 0), RILL_EPIPE);
+  void *buf;
+  cr_expect_eq(rill_ipc_chan_reserve(s, 8, 0, &buf), RILL_EPIPE);
+  cr_expect_eq(rill_ipc_chan_wait_receivers(s, 1, 0), RILL_EAGAIN);
+  cr_expect_eq(rill_ipc_chan_wait_receivers(s, 1, 1000000), RILL_ETIMEDOUT);
+  cr_expect_eq(rill_ipc_chan_wait_receivers(s, 0, 0), RILL_EINVAL);
+  rill_ipc_chan_info_t info;
+  cr_assert_eq(rill_ipc_chan_info(chan, &info), 0);
+  cr_expect_eq(info.claimed, 0);
+  rill_ipc_chan_t *r = open_as(&o, RILL_IPC_RECEIVER);
+  cr_expect_eq(rill_ipc_chan_wait_receivers(r, 1, 0), RILL_EINVAL, "on a receiver");
+  cr_expect_eq(rill_ipc_chan_wait_receivers(s, 1, 0), 0);
+  send_one(s, 0, 0);
+  rill_ipc_msg_t m;
+  uint32_t k, i;
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  parse(&m, rill_ipc_chan_max_payload(r), &k, &i);
+  cr_expect_eq(m.seq, 0);
+  rill_ipc_chan_close(r);
+  cr_expect_eq(rill_ipc_chan_send(s, x, 8, 0), RILL_EPIPE, "its leave is seen");
+  rill_ipc_chan_close(s);
+  rill_ipc_chan_unlink(chan);
+
+  o.delivery = RILL_IPC_QUEUE;
+  s = open_as(&o, RILL_IPC_SENDER);
+  send_one(s, 0, 0); /* kept for a receiver to come */
+  r = open_as(&o, RILL_IPC_RECEIVER);
+  cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(m.seq, 0);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
 }

@@ -53,7 +53,8 @@ static int ipc_usage(FILE *f) {
           "        is attached before sending (a route's messages reach only receivers\n"
           "        attached when they are sent), again if all leave; --timeout MS bounds\n"
           "        that wait and each blocked send (default: none; 0: do not wait):\n"
-          "        then it says what was not sent and exits 1\n"
+          "        then it says what was not sent and exits 1 (a broadcast channel's\n"
+          "        pub waits too; a queue keeps its lines for receivers to come)\n"
           "  sub [--count N] [--timeout MS] [--json] NAME\n"
           "        prints each message published from now on, one per line; waits for\n"
           "        the route to be created; --timeout: stop after MS ms without a message;\n"
@@ -409,22 +410,30 @@ static int cmd_pub_chan(args_t *a) {
   return pub_loop(a, &e, rill_ipc_chan_max_message(ch), "channel");
 }
 
-/* Waits until a receiver is attached to the route, bounded by --timeout
- * (0: a look only) and cut into slices for signals. 0, or 1 after saying
- * why nothing (more) is sent: sent messages went out before. */
+/* A receiver attached to e's route or broadcast channel, within timeout_ns. */
+static int wait_rx(end_t *e, uint64_t timeout_ns) {
+  return e->ch ? rill_ipc_chan_wait_receivers(e->ch, 1, timeout_ns)
+               : rill_ipc_wait_receivers(e->tx, 1, timeout_ns);
+}
+
+/* Waits until a receiver is attached to the route (or broadcast channel),
+ * bounded by --timeout (0: a look only) and cut into slices for signals.
+ * 0, or 1 after saying why nothing (more) is sent: sent messages went out
+ * before. */
 static int pub_wait_receiver(args_t *a, end_t *e, uint64_t sent, bool again) {
-  int rc = rill_ipc_wait_receivers(e->tx, 1, 0);
+  const char *kind = e->ch ? "channel" : "route";
+  int rc = wait_rx(e, 0);
   if (rc == RILL_EAGAIN) {
     if (!a->has_timeout || a->timeout_ms)
-      fprintf(stderr, "rill ipc pub: %s on route %s; waiting for one%s\n",
-              again ? "the receivers left" : "no receiver", a->name,
+      fprintf(stderr, "rill ipc pub: %s on %s %s; waiting for one%s\n",
+              again ? "the receivers left" : "no receiver", kind, a->name,
               a->has_timeout ? "" : " (--timeout MS bounds the wait)");
     uint64_t limit = a->timeout_ms * 1000000ull, waited = 0;
     for (;;) {
       uint64_t slice = a->has_timeout && limit - waited < SLICE_NS ? limit - waited : SLICE_NS;
       if (a->has_timeout && !slice)
         break;
-      rc = rill_ipc_wait_receivers(e->tx, 1, slice);
+      rc = wait_rx(e, slice);
       if (rc != RILL_ETIMEDOUT)
         break;
       waited += slice;
@@ -435,11 +444,11 @@ static int pub_wait_receiver(args_t *a, end_t *e, uint64_t sent, bool again) {
   if (rc == 0)
     return 0;
   if (rc == RILL_ECLOSED)
-    fprintf(stderr, "rill ipc pub: route %s was removed (rill ipc rm); %" PRIu64 " messages sent\n",
-            a->name, sent);
+    fprintf(stderr, "rill ipc pub: %s %s was removed (rill ipc rm); %" PRIu64 " messages sent\n",
+            kind, a->name, sent);
   else if (rc == RILL_ETIMEDOUT || rc == RILL_EAGAIN || rc == RILL_ECANCELED || ipc_stopping)
     fprintf(stderr,
-            "rill ipc pub: no receiver on route %s%s; %" PRIu64 " messages sent, the rest not\n",
+            "rill ipc pub: no receiver on %s %s%s; %" PRIu64 " messages sent, the rest not\n", kind,
             a->name, ipc_stopping ? "" : " in time (--timeout)", sent);
   else
     ipc_fail("pub", a->name, rc);
@@ -455,7 +464,8 @@ static int pub_loop(args_t *a, end_t *e, uint32_t max, const char *kind) {
   size_t len;
   int status = 0;
   uint64_t sent = 0;
-  bool waited = false;
+  /* A work queue keeps what it is sent for receivers to come. */
+  bool waited = e->ch && a->delivery == RILL_IPC_QUEUE;
   while (!status && !ipc_stopping && rill_tool_next_record(&in, &msg, &len)) {
     if (len > max) {
       fprintf(stderr,
@@ -465,13 +475,13 @@ static int pub_loop(args_t *a, end_t *e, uint32_t max, const char *kind) {
       status = 1;
       break;
     }
-    if (e->tx && !waited) {
+    if (!waited) {
       waited = true;
       if ((status = pub_wait_receiver(a, e, sent, false)) != 0)
         break;
     }
     rc = ipc_send_one(e, msg, (uint32_t)len, a->has_timeout, a->timeout_ms * 1000000ull);
-    if (rc == RILL_EPIPE && e->tx) {
+    if (rc == RILL_EPIPE) {
       /* Every receiver left (or died) since: nothing was sent; wait for
        * one and send the same message again. */
       waited = false;
