@@ -756,3 +756,32 @@ Test(ipc, unlink_tells_the_sender_and_receivers) {
   close(ready[0]);
   close(ready[1]);
 }
+
+/* The words the receiver count and removal rest on, forged: a removed bit
+ * keeps opens out, a ready word on a free place counts nobody, and a
+ * scribbled leave count only makes the sender count again. */
+Test(ipc, forged_gone_and_ready_words) {
+  fresh();
+  uint32_t removed = 1u << 31;
+  poke(140, &removed, 4);
+  rill_ipc_receiver_t *r = (void *)1;
+  cr_expect_eq(rill_ipc_receiver_open(&r, route), RILL_ENOENT);
+  cr_expect_neq(strstr(rill_errmsg(), "being removed"), NULL, "%s", rill_errmsg());
+  rill_ipc_sender_t *s = (void *)1;
+  cr_expect_eq(rill_ipc_sender_open(&s, route, NULL), RILL_ENOENT);
+
+  fresh();
+  uint32_t one = 1;
+  poke(4096 + 64 * 1 + 28, &one, 4); /* receiver place 1: free, but "ready" */
+  s = sender(NULL);
+  uint8_t b[8] = {0};
+  cr_expect_eq(rill_ipc_send(s, b, 8, 0), RILL_EPIPE, "a free place is nobody");
+  r = receiver();
+  send_n(s, 0, 2);
+  uint32_t leaves = 12345;
+  poke(140, &leaves, 4);
+  send_n(s, 2, 2); /* recounted: the receiver is still there */
+  recv_n(r, 0, 4, rill_ipc_max_payload(s));
+  rill_ipc_receiver_close(r);
+  rill_ipc_sender_close(s);
+}
