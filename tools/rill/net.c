@@ -3,6 +3,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,12 +42,18 @@ static bool parse_addr(const char *s, const char **host, uint16_t *port) {
 
 /* ---- serve ----------------------------------------------------------------- */
 
-static rill_server_t *serving;
-
-static void on_stop(int sig) {
-  (void)sig;
-  if (serving)
-    rill_server_stop(serving); /* one write to an eventfd: signal-safe */
+/* SIGINT and SIGTERM are blocked in every thread (the server's threads
+ * inherit the mask) and taken here by sigwait: no handler can run while
+ * the server is destroyed, which a handler holding a pointer to it could. */
+static void *stop_on_signal(void *arg) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig;
+  sigwait(&set, &sig);
+  rill_server_stop(arg); /* the server outlives this thread: joined before destroy */
+  return NULL;
 }
 
 int rill_serve_main(int argc, char **argv) {
@@ -101,12 +108,22 @@ int rill_serve_main(int argc, char **argv) {
     fprintf(stderr, "rill serve: mkdir %s: %s\n", o.data_dir, strerror(errno));
     return 1;
   }
+  sigset_t stops;
+  sigemptyset(&stops);
+  sigaddset(&stops, SIGINT);
+  sigaddset(&stops, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stops, NULL); /* before any thread exists */
+  rill_server_t *serving;
   int rc = rill_server_create(&serving, &o);
   if (rc)
-    return fail("serve", "start", rc);
-  struct sigaction sa = {.sa_handler = on_stop};
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+    return rill_serve_config_free(&cfg), fail("serve", "start", rc);
+  pthread_t stopper;
+  if ((rc = pthread_create(&stopper, NULL, stop_on_signal, serving)) != 0) {
+    rill_server_destroy(serving);
+    rill_serve_config_free(&cfg);
+    fprintf(stderr, "rill serve: a thread for signals: %s\n", strerror(rc));
+    return 1;
+  }
   signal(SIGPIPE, SIG_IGN);
   printf("rill serve: listening on %s:%u, topics in %s%s\n", o.host ? o.host : "127.0.0.1",
          rill_server_port(serving), o.data_dir, o.token ? ", token required" : "");
@@ -118,8 +135,9 @@ int rill_serve_main(int argc, char **argv) {
   rc = rill_server_run(serving);
   rill_server_stats_t st;
   rill_server_stats(serving, &st);
+  pthread_kill(stopper, SIGTERM); /* still waiting when the server stopped by itself */
+  pthread_join(stopper, NULL);
   rill_server_destroy(serving);
-  serving = NULL;
   rill_serve_config_free(&cfg);
   printf("rill serve: stopped; %" PRIu64 " connections, %" PRIu64 " published, %" PRIu64
          " delivered\n",
