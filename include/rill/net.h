@@ -299,6 +299,12 @@ int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel);
 int rill_client_publish(rill_client_t *c, uint16_t channel, const void *data, uint32_t len,
                         bool ack, uint64_t *seq);
 
+/** The largest frame body the server takes (its WELCOME's max_body, of the
+ *  connection now or the last one): a PUBLISH_BATCH's records with their
+ *  4-byte lengths must fit in it, and a message within 8 KiB of it or over
+ *  streams. */
+uint32_t rill_client_max_body(const rill_client_t *c);
+
 #define RILL_NET_MAX_BATCH 256u /* records in one PUBLISH_BATCH */
 
 /** Publishes n records (1..RILL_NET_MAX_BATCH) in one PUBLISH_BATCH:

@@ -1344,6 +1344,8 @@ int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_log
   return rc;
 }
 
+uint32_t rill_client_max_body(const rill_client_t *c) { return c->max_body; }
+
 int rill_client_flush(rill_client_t *c) {
   int rc = c->tx_len ? ready(c) : 0;
   return rc ? rc : tx_flush(c);
