@@ -1741,3 +1741,58 @@ Test(client_limits, opts_strings_are_copied) {
   pthread_join(k.t, NULL);
   close(k.lfd);
 }
+
+/* ---- a registration the client cannot record ------------------------------------------- */
+
+static _Atomic bool starve; /* every allocation fails while set */
+
+static void *starve_malloc(size_t n) { return starve ? NULL : malloc(n); }
+static void *starve_realloc(void *p, size_t n) { return starve ? NULL : realloc(p, n); }
+static void *starve_aligned(size_t a, size_t n) {
+  void *p = NULL;
+  return starve || posix_memalign(&p, a, n) ? NULL : p;
+}
+
+/* ACKs SUBSCRIBE, UNSUBSCRIBE and SERVE, answers PING; verdict: the
+ * subscriptions and services the client holds on this server. */
+static void *script_registry(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  int fd = script_accept(k, b, sizeof b, NULL);
+  cr_assert_geq(fd, 0);
+  rill_frame_t f;
+  for (uint8_t t; (t = fake_recv(fd, b, sizeof b, &f)) != 0;) {
+    if (t == RILL_F_SUBSCRIBE || t == RILL_F_SERVE || t == RILL_F_UNSUBSCRIBE) {
+      __atomic_add_fetch(&k->verdict, t == RILL_F_UNSUBSCRIBE ? -1 : 1, __ATOMIC_ACQ_REL);
+      raw_send(fd, RILL_F_ACK, 0, f.channel, f.id, 0, NULL, 0);
+    } else if (t == RILL_F_PING) {
+      fake_send(fd, RILL_F_PONG, f.id, 0, NULL, 0);
+    }
+  }
+  close(fd);
+  return NULL;
+}
+
+/* With no memory to record a subscription or a service, the call fails
+ * and the server holds nothing for it: the room is made before the
+ * request goes, so an accepted one is never left behind unrecorded. */
+Test(client_alloc, no_memory_leaves_no_registration_on_the_server) {
+  rill_allocator_t a = {starve_malloc, starve_realloc, starve_aligned, free};
+  cr_assert_eq(rill_mem_set_allocator(&a), 0, "%s", rill_errmsg());
+  fake_t k;
+  fake_start(&k, script_registry, 0);
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
+               rill_errmsg());
+  uint16_t ch;
+  starve = true;
+  cr_expect_eq(rill_client_subscribe(c, "t", RILL_NET_FROM_LATEST, 0, &ch, NULL), RILL_ENOMEM);
+  cr_expect_eq(rill_client_serve(c, "svc", &ch), RILL_ENOMEM);
+  starve = false;
+  cr_assert_eq(rill_client_ping(c, NULL), 0, "%s", rill_errmsg());
+  cr_expect_eq(__atomic_load_n(&k.verdict, __ATOMIC_ACQUIRE), 0,
+               "registrations left on the server that the client does not know");
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
