@@ -486,7 +486,7 @@ static int asm_in(rill_client_t *c, rill_frame_t *f) {
   return 1;
 }
 
-static void note_delivery(rill_client_t *c, const rill_frame_t *f);
+static bool note_delivery(rill_client_t *c, const rill_frame_t *f);
 static struct reg *reg_of(rill_client_t *c, uint8_t kind, uint16_t ch);
 
 /* A streamed record over max_message went by: its subscription moves past
@@ -736,14 +736,22 @@ static void reg_del(rill_client_t *c, struct reg *r) {
   *r = c->regs[--c->nregs];
 }
 
-/* A delivery came off the wire: where the subscription resumes from. */
-static void note_delivery(rill_client_t *c, const rill_frame_t *f) {
+/* A delivery came off the wire: where the subscription resumes from.
+ * false for one past the credits granted: a server that sent it could
+ * make the client hold any number while a blocking call waits. */
+static bool note_delivery(rill_client_t *c, const rill_frame_t *f) {
   struct reg *r = reg_of(c, REG_SUB, f->channel);
   if (!r)
-    return;
+    return true;
+  if (!r->credits)
+    return false;
   r->next = f->arg + 1;
-  if (r->credits)
-    r->credits--;
+  r->credits--;
+  return true;
+}
+
+static int past_credits(rill_client_t *c) {
+  return protocol_broken(c, "a DELIVER past the credits granted");
 }
 
 /* ---- async asks in flight --------------------------------------------------- */
@@ -877,7 +885,8 @@ static int absorb(rill_client_t *c, const rill_frame_t *f) {
   case RILL_F_DELIVER:
     if (f->id || !reg_of(c, REG_SUB, f->channel))
       return 0; /* a FETCH's (this client makes none), or an ended subscription's */
-    note_delivery(c, f);
+    if (!note_delivery(c, f))
+      return past_credits(c);
     return hold(c, f, sub_has_cb(c, f->channel), NULL);
   case RILL_F_ASK: return hold(c, f, svc_has_cb(c, f->channel), NULL);
   case RILL_F_CANCEL: drop_held_ask(c, f->id); return 0;
@@ -1461,7 +1470,8 @@ int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns
     }
     struct reg *r = f.type == RILL_F_DELIVER && f.id == 0 ? reg_of(c, REG_SUB, f.channel) : NULL;
     if (r && !r->msg_cb) {
-      note_delivery(c, &f);
+      if (!note_delivery(c, &f))
+        return past_credits(c);
       if (c->skipped) /* the record skipped came first: this one waits its turn */
         return (rc = hold(c, &f, false, NULL)) != 0 ? rc : took_skip(c);
       *m = (rill_client_msg_t){f.channel, f.arg, f.body, f.len};
@@ -1705,8 +1715,8 @@ static int dispatch(rill_client_t *c, const rill_frame_t *f, bool fresh, const s
   case RILL_F_DELIVER:
     if (f->id)
       return 0;
-    if (fresh)
-      note_delivery(c, f);
+    if (fresh && !note_delivery(c, f))
+      return past_credits(c);
     r = reg_of(c, REG_SUB, f->channel);
     if (!r)
       return 0; /* an ended subscription's */

@@ -1796,3 +1796,44 @@ Test(client_alloc, no_memory_leaves_no_registration_on_the_server) {
   pthread_join(k.t, NULL);
   close(k.lfd);
 }
+
+/* SUBSCRIBE acked, then three deliveries whatever the credits. */
+static void *script_flood(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  int fd = script_accept(k, b, sizeof b, NULL);
+  cr_assert_geq(fd, 0);
+  rill_frame_t f;
+  while (fake_recv(fd, b, sizeof b, &f) != RILL_F_SUBSCRIBE)
+    cr_assert_neq(f.type, 0);
+  raw_send(fd, RILL_F_ACK, 0, f.channel, f.id, 0, NULL, 0);
+  for (uint64_t seq = 0; seq < 3; seq++)
+    raw_send(fd, RILL_F_DELIVER, 0, f.channel, 0, seq, "r", 1);
+  while (fake_recv(fd, b, sizeof b, &f))
+    ;
+  close(fd);
+  return NULL;
+}
+
+/* Deliveries are held (while a blocking call waits) only up to the
+ * credits granted: one past them is the server breaking the protocol,
+ * not memory the client gives. */
+Test(client_limits, a_delivery_past_the_credits_is_refused) {
+  fake_t k;
+  fake_start(&k, script_flood, 0);
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
+               rill_errmsg());
+  uint16_t s;
+  cr_assert_eq(rill_client_subscribe(c, "t", RILL_NET_FROM_EARLIEST, 2, &s, NULL), 0, "%s",
+               rill_errmsg());
+  rill_client_msg_t m;
+  cr_assert_eq(rill_client_next(c, &m, 5000000000ull), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_next(c, &m, 5000000000ull), 0, "%s", rill_errmsg());
+  int rc = rill_client_next(c, &m, 5000000000ull);
+  cr_expect_eq(rc, RILL_EPROTO, "%s (%s)", rill_strerror(rc), rill_errmsg());
+  cr_expect_neq(strstr(rill_errmsg(), "credits"), NULL, "%s", rill_errmsg());
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
