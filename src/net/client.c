@@ -906,11 +906,14 @@ static int absorb(rill_client_t *c, const rill_frame_t *f) {
 }
 
 /* Waits for the answer of type `type` to request id; what comes first is
- * absorbed. */
+ * absorbed. The timeout is one deadline for the whole wait: frames that
+ * keep coming (asks, deliveries, errors of others) do not extend it. */
 static int await(rill_client_t *c, uint8_t type, uint64_t id, rill_frame_t *f,
                  uint64_t timeout_ns) {
+  uint64_t deadline = rill_time_ns() + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
   for (;;) {
-    int rc = read_frame(c, f, timeout_ns);
+    uint64_t now = rill_time_ns();
+    int rc = read_frame(c, f, deadline > now ? deadline - now : 0);
     if (rc)
       return rc;
     if (f->type == type && f->id == id) {

@@ -1837,3 +1837,33 @@ Test(client_limits, a_delivery_past_the_credits_is_refused) {
   pthread_join(k.t, NULL);
   close(k.lfd);
 }
+
+/* Never answers; sends a CANCEL of no ask every 20 ms until the client
+ * goes. */
+static void *script_chatter(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  int fd = script_accept(k, b, sizeof b, NULL);
+  cr_assert_geq(fd, 0);
+  uint8_t h[RILL_NET_HDR];
+  rill_frame_header(h, RILL_F_CANCEL, 0, 0, 12345, 0, 0);
+  while (send(fd, h, sizeof h, MSG_NOSIGNAL) == (ssize_t)sizeof h)
+    usleep(20000);
+  close(fd);
+  return NULL;
+}
+
+/* A request's timeout is one deadline: frames that keep coming while it
+ * waits, none of them its answer, do not push it back. */
+Test(client_limits, the_timeout_is_one_deadline, .timeout = 30) {
+  fake_t k;
+  fake_start(&k, script_chatter, 0);
+  rill_client_t *c;
+  cr_assert_eq(
+      rill_client_connect(&c, &(rill_client_opts_t){.port = k.port, .timeout_ns = 300000000ull}), 0,
+      "%s", rill_errmsg());
+  cr_expect_eq(rill_client_ping(c, NULL), RILL_ETIMEDOUT, "%s", rill_errmsg());
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}

@@ -327,6 +327,8 @@ static int pub_flush(pub_t *p) {
   if (rc == 0) {
     for (size_t i = 0; p->ack && i < n; i++)
       printf("%" PRIu64 "\n", seq + i);
+    if (p->ack)
+      fflush(stdout); /* as they are stored, for a pipe too */
     p->stored += n;
     return 0;
   }
