@@ -1242,7 +1242,23 @@ static int name_request(rill_client_t *c, uint8_t type, const char *name, uint16
     return rc;
   uint64_t id = c->next_id++;
   rc = send_frame(c, type, 0, ch, id, arg, name, (uint32_t)strlen(name));
-  return rc ? rc : await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
+  if (!rc)
+    rc = await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
+  if (rc == RILL_ETIMEDOUT && c->fd >= 0) {
+    /* The server may yet accept it, and nothing takes a BIND or a SERVE
+     * back: a registration the client does not know of would hold its
+     * channel on the server. The connection goes, and every registration
+     * with it; a reconnect restores only those recorded. */
+    lost(c, "a registration got no answer in time");
+    return rill__err(RILL_ETIMEDOUT,
+                     "client: no answer to %s '%s' in time: connection dropped (the server "
+                     "may have taken it)",
+                     type == RILL_F_BIND    ? "BIND"
+                     : type == RILL_F_SERVE ? "SERVE"
+                                            : "SUBSCRIBE",
+                     name);
+  }
+  return rc;
 }
 
 /* A topic or service name given by the caller: 0, or RILL_EINVAL saying

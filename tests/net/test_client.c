@@ -1871,3 +1871,40 @@ Test(client_limits, the_timeout_is_one_deadline) {
   pthread_join(k.t, NULL);
   close(k.lfd);
 }
+
+/* Never answers SUBSCRIBE; verdict 1 when the client then closes the
+ * connection (EOF within 5 s). */
+static void *script_mute(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  int fd = script_accept(k, b, sizeof b, NULL);
+  cr_assert_geq(fd, 0);
+  rill_frame_t f;
+  while (fake_recv(fd, b, sizeof b, &f) != RILL_F_SUBSCRIBE)
+    cr_assert_neq(f.type, 0);
+  struct pollfd p = {fd, POLLIN, 0};
+  if (poll(&p, 1, 5000) == 1 && recv(fd, b, sizeof b, 0) == 0)
+    __atomic_store_n(&k->verdict, 1, __ATOMIC_RELEASE);
+  close(fd);
+  return NULL;
+}
+
+/* A SUBSCRIBE (or BIND, SERVE) with no answer in time may still be taken
+ * by the server: the client drops the connection, so nothing it does not
+ * know of stays registered there. */
+Test(client_limits, a_registration_timed_out_drops_the_connection) {
+  alarm(30); /* a hang is a failure (SIGALRM), not a stuck suite */
+  fake_t k;
+  fake_start(&k, script_mute, 0);
+  rill_client_t *c;
+  cr_assert_eq(
+      rill_client_connect(&c, &(rill_client_opts_t){.port = k.port, .timeout_ns = 200000000ull}), 0,
+      "%s", rill_errmsg());
+  uint16_t s;
+  cr_expect_eq(rill_client_subscribe(c, "t", RILL_NET_FROM_LATEST, 1, &s, NULL), RILL_ETIMEDOUT);
+  cr_expect_neq(strstr(rill_errmsg(), "connection dropped"), NULL, "%s", rill_errmsg());
+  pthread_join(k.t, NULL);
+  cr_expect_eq(k.verdict, 1, "the connection was closed");
+  rill_client_close(c);
+  close(k.lfd);
+}
