@@ -286,7 +286,10 @@ void rill_client_close(rill_client_t *c);
 
 /** Binds topic to a channel for publishing (channels are numbered by the
  *  client from 1). Binds, subscriptions and services share 65,535
- *  channels: with all of them live, RILL_EFULL. */
+ *  channels: with all of them live, RILL_EFULL. When the server's answer
+ *  does not come within opts.timeout_ns (here, on subscribe and serve),
+ *  RILL_ETIMEDOUT, and the connection is dropped: the server may have
+ *  taken it, and only a new connection says for sure that it did not. */
 int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel);
 
 /** Publishes to a bound channel. With ack, waits for the server's ACK and
