@@ -270,8 +270,9 @@ static const char pub_usage[] =
     "  messages from the arguments, or one per line of stdin, sent as they come (the lines\n"
     "  already waiting go together, appended all or none); each group is stored before\n"
     "  more is read, so a failure stops there: it names the line, says how many were\n"
-    "  stored before it, and nothing after it was sent. Ctrl-C (or SIGTERM) sends the\n"
-    "  lines read so far and says so. --ack prints each record's sequence number.\n"
+    "  stored before it, and nothing after it was sent (exit 1). Ctrl-C (SIGTERM) sends\n"
+    "  the lines read so far, says so and exits 130 (143). --ack prints each record's\n"
+    "  sequence number.\n"
     "  --timeout: how long to wait for the server (default 10000). -- ends the options.\n";
 
 typedef struct {
