@@ -252,19 +252,23 @@ void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st);
 typedef struct rill_client rill_client_t;
 
 typedef struct rill_client_opts {
-  const char *host;            /* default "127.0.0.1" */
+  const char *host;            /* default "127.0.0.1"; the strings are copied at connect */
   uint16_t port;               /* default RILL_NET_PORT */
   const char *token;           /* NULL: none */
   const char *name;            /* shown in the server's logs; default "rill" */
-  uint64_t timeout_ns;         /* per request; default 10 s */
+  uint64_t timeout_ns;         /* per request, and the longest a send waits for the server to
+                                * take a byte (past it the connection is dropped:
+                                * RILL_ETIMEDOUT); default 10 s */
   uint32_t max_inflight;       /* async asks in flight at once; default 4096 */
   bool reconnect;              /* dial again when the connection breaks (see above) */
   uint64_t backoff_min_ns;     /* first wait between attempts; default 10 ms */
   uint64_t backoff_max_ns;     /* the wait doubles up to this; default 2 s */
   uint64_t reconnect_limit_ns; /* give up (RILL_ECLOSED) after this long down; default 30 s */
-  uint64_t max_message;        /* largest ask or reply sent or taken in CHUNKs; default 64 MiB.
-                                * Those coming in at once may hold 4 max_messages
-                                * together: one past that fails with RILL_ENOBUFS */
+  uint64_t max_message;        /* largest ask, reply or delivery sent or taken in CHUNKs;
+                                * default 64 MiB. A delivery over it is skipped
+                                * (RILL_EMSGSIZE from next or poll). Asks and replies
+                                * coming in at once may hold 4 max_messages together:
+                                * one past that fails with RILL_ENOBUFS */
 } rill_client_opts_t;
 
 /** Connects and shakes hands. The server's refusal comes back as its code
@@ -273,14 +277,19 @@ typedef struct rill_client_opts {
  *  retried, even with opts.reconnect. */
 int rill_client_connect(rill_client_t **out, const rill_client_opts_t *opts);
 
-/** Says BYE (sending what is buffered with it) and closes. Async asks
+/** Says BYE (sending what is buffered with it, waiting at most
+ *  opts.timeout_ns for the server to take it) and closes. Async asks
  *  whose callback has not run get it first: with the answer if it had
  *  come, RILL_ECLOSED if not (the client is closed for good by then).
  *  NULL is a no-op. */
 void rill_client_close(rill_client_t *c);
 
 /** Binds topic to a channel for publishing (channels are numbered by the
- *  client from 1). */
+ *  client from 1). Binds, subscriptions and services share 65,535
+ *  channels: with all of them live, RILL_EFULL. When the server's answer
+ *  does not come within opts.timeout_ns (here, on subscribe and serve),
+ *  RILL_ETIMEDOUT, and the connection is dropped: the server may have
+ *  taken it, and only a new connection says for sure that it did not. */
 int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel);
 
 /** Publishes to a bound channel. With ack, waits for the server's ACK and
@@ -292,6 +301,12 @@ int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel);
  *  takes up to its max_message, EMSGSIZE beyond). */
 int rill_client_publish(rill_client_t *c, uint16_t channel, const void *data, uint32_t len,
                         bool ack, uint64_t *seq);
+
+/** The largest frame body the server takes (its WELCOME's max_body, of the
+ *  connection now or the last one): a PUBLISH_BATCH's records with their
+ *  4-byte lengths must fit in it, and a message within 8 KiB of it or over
+ *  streams. */
+uint32_t rill_client_max_body(const rill_client_t *c);
 
 #define RILL_NET_MAX_BATCH 256u /* records in one PUBLISH_BATCH */
 
@@ -345,7 +360,8 @@ int rill_client_unsubscribe(rill_client_t *c, uint16_t sub);
  *  subscription: 0, RILL_ETIMEDOUT, or the error the server sent
  *  (RILL_ECLOSED when it said BYE or went away and the client does not
  *  reconnect; with reconnect it dials again within the timeout and goes
- *  on). */
+ *  on). RILL_EMSGSIZE, once, for a record over opts.max_message, which
+ *  is skipped: the next call goes on after it. */
 int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns);
 
 /** Serves `service`: asks to that name may now come to this client (the

@@ -108,12 +108,14 @@ struct pend {
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
 
 struct rill_client {
-  rill_client_opts_t o;
+  rill_client_opts_t o; /* its strings point to the copies below */
+  char host[INET_ADDRSTRLEN], token[RILL_NET_MAX_TOKEN + 1], name[RILL_NET_MAX_NAME + 1];
   struct sockaddr_in sa;
   int fd; /* -1 while disconnected */
   uint32_t max_body;
   uint64_t next_id;
   uint16_t next_ch;
+  uint64_t live_ch[65536 / 64]; /* channels of registrations: never handed out again */
   uint8_t *rx;
   size_t have, cap, off; /* rx[off..have) is not decoded yet */
   uint8_t *tx;           /* frames not sent yet */
@@ -139,6 +141,7 @@ struct rill_client {
   size_t spill_len, spill_cap;
   /* A record over max_body coming in CHUNKs (one at a time per connection). */
   bool in_stream;
+  bool in_skip; /* the record in_stream is over max_message: its pieces are dropped */
   uint16_t in_ch;
   uint64_t in_seq;
   uint8_t *in_buf;
@@ -148,7 +151,10 @@ struct rill_client {
   uint8_t *done_buf;    /* the last one put together: freed by the next read */
   uint64_t ask_waiting; /* the blocking ask waiting for its reply now; 0: none */
   char asm_msg[128];    /* the message of an ERROR made up for one over max_message */
-  uint8_t *batch;       /* a PUBLISH_BATCH too big for the send buffer is put together here */
+  int skipped;          /* a delivery over max_message was dropped: told by next or poll */
+  bool skip_wake;       /* read_frame returns 1 at a skip (next and poll wait on it) */
+  char skip_msg[160];
+  uint8_t *batch; /* a PUBLISH_BATCH too big for the send buffer is put together here */
   size_t batch_cap;
   /* reconnecting */
   bool down, gave_up;
@@ -165,10 +171,27 @@ static int lost(rill_client_t *c, const char *why);
  * only waited to write, say in a long streamed reply, would never let that
  * queue drain. */
 static int wait_writable(rill_client_t *c) {
+  /* The timeout counts from the last byte the socket took (send_now calls
+   * again after each), so a long stream to a slow server goes on while a
+   * server that stopped reading ends it. Reading alone is no progress: a
+   * server may send (PINGs, deliveries) and never read. */
+  uint64_t deadline = rill_time_ns() + (c->o.timeout_ns > FOREVER ? FOREVER : c->o.timeout_ns);
   for (;;) {
     bool room = c->spill_len < SPILL_MAX;
     struct pollfd p = {c->fd, (short)(POLLOUT | (room ? POLLIN : 0)), 0};
-    if (poll(&p, 1, -1) < 0) {
+    uint64_t now = rill_time_ns();
+    if (now >= deadline) {
+      /* A frame may be half sent: the stream cannot go on, so the
+       * connection goes (and reconnect, if on, dials again). */
+      lost(c, "the server took nothing for the client's timeout");
+      return rill__err(RILL_ETIMEDOUT,
+                       "client: the server took no bytes for %llu ms (the client's timeout_ns): "
+                       "connection dropped",
+                       (unsigned long long)(c->o.timeout_ns / 1000000u));
+    }
+    uint64_t ms = (deadline - now + 999999) / 1000000;
+    int k = poll(&p, 1, ms > 3600000 ? 3600000 : (int)ms);
+    if (k < 0) {
       if (errno == EINTR)
         continue;
       return rill__err_errno("client: poll");
@@ -463,6 +486,31 @@ static int asm_in(rill_client_t *c, rill_frame_t *f) {
   return 1;
 }
 
+static bool note_delivery(rill_client_t *c, const rill_frame_t *f);
+static struct reg *reg_of(rill_client_t *c, uint8_t kind, uint16_t ch);
+
+/* A streamed record over max_message went by: its subscription moves past
+ * it (a re-subscription does not fetch it again) and the next
+ * rill_client_next or rill_client_poll says so. */
+static void skip_record(rill_client_t *c) {
+  c->in_skip = false;
+  if (c->in_ch) {
+    rill_frame_t f = {.type = RILL_F_DELIVER, .channel = c->in_ch, .arg = c->in_seq};
+    note_delivery(c, &f);
+    struct reg *r = reg_of(c, REG_SUB, c->in_ch);
+    if (r && r->msg_cb)
+      r->used++; /* its credit goes back with the next half-window */
+  }
+  if (!c->skipped) {
+    c->skipped = RILL_EMSGSIZE;
+    snprintf(c->skip_msg, sizeof c->skip_msg,
+             "client: record %llu on subscription %u is %llu bytes, over max_message "
+             "(%llu): skipped",
+             (unsigned long long)c->in_seq, c->in_ch, (unsigned long long)c->in_len,
+             (unsigned long long)c->o.max_message);
+  }
+}
+
 /* A streamed DELIVER, ASK or REPLY or one of its CHUNKs: 0 while pieces
  * are missing, 1 when *f is now the whole message (a record's body in
  * in_buf, valid until the next stream starts), or an error. Readers above
@@ -476,6 +524,17 @@ static int stream_in(rill_client_t *c, rill_frame_t *f) {
       return protocol_broken(c, "a streamed DELIVER inside another");
     if (f->id <= f->len || f->id > UINT32_MAX)
       return protocol_broken(c, "a streamed DELIVER whose length is not over its first piece");
+    c->in_stream = true;
+    c->in_ch = f->channel;
+    c->in_seq = f->arg;
+    c->in_len = f->id;
+    c->in_got = f->len;
+    /* Nothing is allocated on the server's word beyond max_message: a
+     * record over it is passed over (its pieces still checked), and the
+     * reader hears of it once the last piece went by. */
+    c->in_skip = f->id > c->o.max_message;
+    if (c->in_skip)
+      return 0;
     if (f->id > c->in_cap) {
       uint8_t *n = rill__realloc(c->in_buf, f->id);
       if (!n)
@@ -485,11 +544,6 @@ static int stream_in(rill_client_t *c, rill_frame_t *f) {
       c->in_cap = f->id;
     }
     memcpy(c->in_buf, f->body, f->len);
-    c->in_stream = true;
-    c->in_ch = f->channel;
-    c->in_seq = f->arg;
-    c->in_len = f->id;
-    c->in_got = f->len;
     return 0;
   }
   if (f->arg != RILL_F_DELIVER)
@@ -499,11 +553,16 @@ static int stream_in(rill_client_t *c, rill_frame_t *f) {
   if (f->len > c->in_len - c->in_got ||
       (!(f->flags & RILL_FF_MORE) && f->len != c->in_len - c->in_got))
     return protocol_broken(c, "CHUNKs that do not add up to the record's length");
-  memcpy(c->in_buf + c->in_got, f->body, f->len);
+  if (!c->in_skip)
+    memcpy(c->in_buf + c->in_got, f->body, f->len);
   c->in_got += f->len;
   if (f->flags & RILL_FF_MORE)
     return 0;
   c->in_stream = false;
+  if (c->in_skip) {
+    skip_record(c);
+    return 0;
+  }
   *f = (rill_frame_t){.len = (uint32_t)c->in_len,
                       .type = RILL_F_DELIVER,
                       .channel = c->in_ch,
@@ -514,7 +573,8 @@ static int stream_in(rill_client_t *c, rill_frame_t *f) {
 }
 
 /* The next frame, waiting up to timeout_ns (0: only what is there now);
- * its body stays valid until the next read. */
+ * its body stays valid until the next read. 1 (no frame) when skip_wake
+ * is set and a record over max_message went by. */
 static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
   uint64_t deadline = 0;
   if (RILL_UNLIKELY(c->done_buf != NULL)) { /* the last message put together: read */
@@ -545,6 +605,8 @@ static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
       /* STREAM comes from the server only on DELIVER, ASK and REPLY. */
       if (RILL_UNLIKELY(f->type == RILL_F_CHUNK || (f->flags & RILL_FF_STREAM))) {
         if ((rc = stream_in(c, f)) <= 0) {
+          if (rc == 0 && c->skipped && c->skip_wake)
+            return 1; /* a reader waits: it hears of the skipped record now */
           if (rc == 0)
             continue; /* more pieces to come */
           return rc;
@@ -642,16 +704,26 @@ static struct reg *reg_of(rill_client_t *c, uint8_t kind, uint16_t ch) {
   return NULL;
 }
 
+/* Room for one more registration, made before its request goes: once the
+ * server has accepted one, recording it cannot fail (there is no UNBIND
+ * nor UNSERVE to take it back, and an unrecorded one would never be
+ * restored nor routed). */
+static int reg_room(rill_client_t *c) {
+  if (c->nregs < c->cap_regs)
+    return 0;
+  size_t cap = c->cap_regs ? 2 * c->cap_regs : 8;
+  struct reg *n = rill__realloc(c->regs, cap * sizeof *n);
+  if (!n)
+    return rill__err(RILL_ENOMEM, "client: no memory for a registration");
+  c->regs = n;
+  c->cap_regs = cap;
+  return 0;
+}
+
+/* Records a registration the server accepted (reg_room made room). */
 static struct reg *reg_add(rill_client_t *c, uint8_t kind, uint16_t ch, const char *name) {
-  if (c->nregs == c->cap_regs) {
-    size_t cap = c->cap_regs ? 2 * c->cap_regs : 8;
-    struct reg *n = rill__realloc(c->regs, cap * sizeof *n);
-    if (!n)
-      return NULL;
-    c->regs = n;
-    c->cap_regs = cap;
-  }
   struct reg *r = &c->regs[c->nregs++];
+  c->live_ch[ch / 64] |= 1ull << (ch % 64);
   memset(r, 0, sizeof *r);
   r->kind = kind;
   r->ch = ch;
@@ -659,16 +731,27 @@ static struct reg *reg_add(rill_client_t *c, uint8_t kind, uint16_t ch, const ch
   return r;
 }
 
-static void reg_del(rill_client_t *c, struct reg *r) { *r = c->regs[--c->nregs]; }
+static void reg_del(rill_client_t *c, struct reg *r) {
+  c->live_ch[r->ch / 64] &= ~(1ull << (r->ch % 64));
+  *r = c->regs[--c->nregs];
+}
 
-/* A delivery came off the wire: where the subscription resumes from. */
-static void note_delivery(rill_client_t *c, const rill_frame_t *f) {
+/* A delivery came off the wire: where the subscription resumes from.
+ * false for one past the credits granted: a server that sent it could
+ * make the client hold any number while a blocking call waits. */
+static bool note_delivery(rill_client_t *c, const rill_frame_t *f) {
   struct reg *r = reg_of(c, REG_SUB, f->channel);
   if (!r)
-    return;
+    return true;
+  if (!r->credits)
+    return false;
   r->next = f->arg + 1;
-  if (r->credits)
-    r->credits--;
+  r->credits--;
+  return true;
+}
+
+static int past_credits(rill_client_t *c) {
+  return protocol_broken(c, "a DELIVER past the credits granted");
 }
 
 /* ---- async asks in flight --------------------------------------------------- */
@@ -802,7 +885,8 @@ static int absorb(rill_client_t *c, const rill_frame_t *f) {
   case RILL_F_DELIVER:
     if (f->id || !reg_of(c, REG_SUB, f->channel))
       return 0; /* a FETCH's (this client makes none), or an ended subscription's */
-    note_delivery(c, f);
+    if (!note_delivery(c, f))
+      return past_credits(c);
     return hold(c, f, sub_has_cb(c, f->channel), NULL);
   case RILL_F_ASK: return hold(c, f, svc_has_cb(c, f->channel), NULL);
   case RILL_F_CANCEL: drop_held_ask(c, f->id); return 0;
@@ -822,11 +906,14 @@ static int absorb(rill_client_t *c, const rill_frame_t *f) {
 }
 
 /* Waits for the answer of type `type` to request id; what comes first is
- * absorbed. */
+ * absorbed. The timeout is one deadline for the whole wait: frames that
+ * keep coming (asks, deliveries, errors of others) do not extend it. */
 static int await(rill_client_t *c, uint8_t type, uint64_t id, rill_frame_t *f,
                  uint64_t timeout_ns) {
+  uint64_t deadline = rill_time_ns() + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
   for (;;) {
-    int rc = read_frame(c, f, timeout_ns);
+    uint64_t now = rill_time_ns();
+    int rc = read_frame(c, f, deadline > now ? deadline - now : 0);
     if (rc)
       return rc;
     if (f->type == type && f->id == id) {
@@ -863,7 +950,8 @@ static int lost(rill_client_t *c, const char *why) {
   c->have = c->off = 0;
   c->spill_len = 0;
   c->in_stream = false; /* a record half received is received again */
-  while (c->asms)       /* their asks ended with the connection */
+  c->in_skip = false;
+  while (c->asms) /* their asks ended with the connection */
     asm_drop(c, &c->asms);
   for (uint32_t i = 0; c->inflight && i < c->o.max_inflight; i++)
     if (c->tab[i].id) {
@@ -1041,7 +1129,18 @@ int rill_client_connect(rill_client_t **out, const rill_client_opts_t *opts) {
   rill_client_t *c = rill__calloc(1, sizeof *c);
   if (!c)
     return rill__err(RILL_ENOMEM, "client: no memory");
+  /* The caller's strings may not outlive this call; a reconnect needs
+   * them later. Their lengths were checked above (an IPv4 address is at
+   * most 15 characters). */
   c->o = o;
+  c->o.host = c->host;
+  c->o.name = c->name;
+  snprintf(c->host, sizeof c->host, "%s", o.host);
+  snprintf(c->name, sizeof c->name, "%s", o.name);
+  if (o.token) {
+    memcpy(c->token, o.token, tl + 1);
+    c->o.token = c->token;
+  }
   c->sa = sa;
   c->fd = -1;
   c->next_id = 1;
@@ -1117,11 +1216,22 @@ void rill_client_close(rill_client_t *c) {
 
 /* ---- publishing ------------------------------------------------------------------ */
 
-static uint16_t new_channel(rill_client_t *c) {
-  uint16_t ch = c->next_ch++;
-  if (!c->next_ch)
-    c->next_ch = 1; /* 0 means "none" on the wire */
-  return ch;
+/* A channel number no registration holds, in turn from next_ch (a number
+ * let go is not taken again at once: deliveries may still be on their
+ * way to it). 0 means "none" on the wire, so there are 65,535. */
+static int new_channel(rill_client_t *c, uint16_t *out) {
+  for (uint32_t k = 0; k < 65535; k++) {
+    uint16_t ch = c->next_ch++;
+    if (!c->next_ch)
+      c->next_ch = 1;
+    if (!(c->live_ch[ch / 64] & (1ull << (ch % 64)))) {
+      *out = ch;
+      return 0;
+    }
+  }
+  return rill__err(RILL_EFULL,
+                   "client: all 65535 channels are in use (binds, subscriptions and services "
+                   "together)");
 }
 
 /* Sends a naming request (BIND, SUBSCRIBE, SERVE) and waits for its ACK. */
@@ -1132,7 +1242,23 @@ static int name_request(rill_client_t *c, uint8_t type, const char *name, uint16
     return rc;
   uint64_t id = c->next_id++;
   rc = send_frame(c, type, 0, ch, id, arg, name, (uint32_t)strlen(name));
-  return rc ? rc : await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
+  if (!rc)
+    rc = await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
+  if (rc == RILL_ETIMEDOUT && c->fd >= 0) {
+    /* The server may yet accept it, and nothing takes a BIND or a SERVE
+     * back: a registration the client does not know of would hold its
+     * channel on the server. The connection goes, and every registration
+     * with it; a reconnect restores only those recorded. */
+    lost(c, "a registration got no answer in time");
+    return rill__err(RILL_ETIMEDOUT,
+                     "client: no answer to %s '%s' in time: connection dropped (the server "
+                     "may have taken it)",
+                     type == RILL_F_BIND    ? "BIND"
+                     : type == RILL_F_SERVE ? "SERVE"
+                                            : "SUBSCRIBE",
+                     name);
+  }
+  return rc;
 }
 
 /* A topic or service name given by the caller: 0, or RILL_EINVAL saying
@@ -1150,13 +1276,12 @@ int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel) {
   int bad = name_arg(topic, "topic");
   if (bad)
     return bad;
-  uint16_t ch = new_channel(c);
+  uint16_t ch = 0;
   rill_frame_t f;
-  int rc = name_request(c, RILL_F_BIND, topic, ch, 0, &f);
-  if (rc)
+  int rc = new_channel(c, &ch);
+  if (rc || (rc = reg_room(c)) != 0 || (rc = name_request(c, RILL_F_BIND, topic, ch, 0, &f)) != 0)
     return rc;
-  if (!reg_add(c, REG_BIND, ch, topic))
-    return rill__err(RILL_ENOMEM, "client: no memory");
+  reg_add(c, REG_BIND, ch, topic);
   *channel = ch;
   return 0;
 }
@@ -1247,6 +1372,8 @@ int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_log
   return rc;
 }
 
+uint32_t rill_client_max_body(const rill_client_t *c) { return c->max_body; }
+
 int rill_client_flush(rill_client_t *c) {
   int rc = c->tx_len ? ready(c) : 0;
   return rc ? rc : tx_flush(c);
@@ -1259,14 +1386,13 @@ static int subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_
   int bad = name_arg(topic, "topic");
   if (bad)
     return bad;
-  uint16_t ch = new_channel(c);
+  uint16_t ch = 0;
   rill_frame_t f;
-  int rc = name_request(c, RILL_F_SUBSCRIBE, topic, ch, from, &f);
-  if (rc)
+  int rc = new_channel(c, &ch);
+  if (rc || (rc = reg_room(c)) != 0 ||
+      (rc = name_request(c, RILL_F_SUBSCRIBE, topic, ch, from, &f)) != 0)
     return rc;
   struct reg *r = reg_add(c, REG_SUB, ch, topic);
-  if (!r)
-    return rill__err(RILL_ENOMEM, "client: no memory");
   r->next = f.arg;
   r->msg_cb = cb;
   r->ctx = ctx;
@@ -1323,6 +1449,13 @@ int rill_client_unsubscribe(rill_client_t *c, uint16_t sub) {
   return rc ? rc : await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
 }
 
+/* The record skip_record passed over, as the reader's error (once). */
+static int took_skip(rill_client_t *c) {
+  int rc = c->skipped;
+  c->skipped = 0;
+  return rill__err(rc, "%s", c->skip_msg);
+}
+
 int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns) {
   rill__free(c->cur);
   c->cur = NULL;
@@ -1335,22 +1468,31 @@ int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns
       c->cur = (uint8_t *)h; /* freed on the next call */
       return 0;
     }
+    if (c->skipped)
+      return took_skip(c);
     int rc = ensure(c, deadline);
     if (!rc)
       rc = tx_flush(c); /* about to wait: what we buffered must not wait with us */
     rill_frame_t f;
     if (!rc) {
       now = rill_time_ns();
+      c->skip_wake = true;
       rc = read_frame(c, &f, deadline > now ? deadline - now : 0);
+      c->skip_wake = false;
     }
     if (rc) {
+      if (c->skipped)
+        return took_skip(c); /* it came before the error */
       if (c->fd < 0 && c->o.reconnect && !c->gave_up && rill_time_ns() < deadline)
         continue; /* dial again, and go on waiting */
       return rc;
     }
     struct reg *r = f.type == RILL_F_DELIVER && f.id == 0 ? reg_of(c, REG_SUB, f.channel) : NULL;
     if (r && !r->msg_cb) {
-      note_delivery(c, &f);
+      if (!note_delivery(c, &f))
+        return past_credits(c);
+      if (c->skipped) /* the record skipped came first: this one waits its turn */
+        return (rc = hold(c, &f, false, NULL)) != 0 ? rc : took_skip(c);
       *m = (rill_client_msg_t){f.channel, f.arg, f.body, f.len};
       return 0;
     }
@@ -1379,14 +1521,13 @@ static int serve(rill_client_t *c, const char *service, rill_client_ask_cb cb, v
   int bad = name_arg(service, "service");
   if (bad)
     return bad;
-  uint16_t sch = new_channel(c);
+  uint16_t sch = 0;
   rill_frame_t f;
-  int rc = name_request(c, RILL_F_SERVE, service, sch, 0, &f);
-  if (rc)
+  int rc = new_channel(c, &sch);
+  if (rc || (rc = reg_room(c)) != 0 ||
+      (rc = name_request(c, RILL_F_SERVE, service, sch, 0, &f)) != 0)
     return rc;
   struct reg *r = reg_add(c, REG_SERVE, sch, service);
-  if (!r)
-    return rill__err(RILL_ENOMEM, "client: no memory");
   r->ask_cb = cb;
   r->ctx = ctx;
   if (ch)
@@ -1593,8 +1734,8 @@ static int dispatch(rill_client_t *c, const rill_frame_t *f, bool fresh, const s
   case RILL_F_DELIVER:
     if (f->id)
       return 0;
-    if (fresh)
-      note_delivery(c, f);
+    if (fresh && !note_delivery(c, f))
+      return past_credits(c);
     r = reg_of(c, REG_SUB, f->channel);
     if (!r)
       return 0; /* an ended subscription's */
@@ -1704,8 +1845,10 @@ int rill_client_poll(rill_client_t *c, uint64_t timeout_ns) {
   for (uint32_t frames = 0; frames < 65536; frames++) {
     rill_frame_t f;
     now = rill_time_ns();
+    c->skip_wake = true;
     rc = read_frame(c, &f, n || now >= deadline ? 0 : deadline - now);
-    if (rc == RILL_ETIMEDOUT) {
+    c->skip_wake = false;
+    if (rc == RILL_ETIMEDOUT || rc == 1) { /* a skip: returned below */
       rc = 0;
       break;
     }
@@ -1727,6 +1870,8 @@ out:
   c->depth--;
   if (rc < 0)
     return rc;
+  if (c->skipped)
+    return took_skip(c);
   if (c->late) {
     rc = c->late;
     c->late = 0;

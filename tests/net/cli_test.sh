@@ -3,7 +3,10 @@
 # acknowledged and plain publishes, a subscriber from the earliest record
 # and one from the latest, an ask answered by rill reply's echo, a wrong
 # token refused, a clean stop on SIGTERM, and the topic's log readable
-# afterwards with rill log. Usage: cli_test.sh rill
+# afterwards with rill log. Then what a new user meets: options a command
+# does not take refused, sub --timeout, pub sending lines as they come and
+# on SIGINT, a refused line named with where to resume, and a sub whose
+# server stops exiting non-zero. Usage: cli_test.sh rill
 set -euo pipefail
 rill=$1
 d=$(mktemp -d)
@@ -19,7 +22,8 @@ fail() { echo "FAIL: $*" >&2; [ -f "$d/serve.out" ] && cat "$d/serve.out" >&2; e
 
 # A free port: the kernel's pick for a socket we close at once.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$rill" serve --listen 127.0.0.1:$port --data "$d/data" --token tk >"$d/serve.out" 2>&1 &
+"$rill" serve --listen 127.0.0.1:$port --data "$d/data" --token tk --max-message 2097152 \
+  >"$d/serve.out" 2>&1 &
 srv=$!
 for _ in $(seq 100); do grep -q listening "$d/serve.out" 2>/dev/null && break; sleep 0.05; done
 grep -q "listening on 127.0.0.1:$port" "$d/serve.out" || fail "server did not start"
@@ -44,6 +48,47 @@ if "$rill" pub --server 127.0.0.1:$port --token nope orders x 2>"$d/err"; then f
 grep -q EACCES "$d/err" || fail "wrong token message: $(cat "$d/err")"
 if "$rill" pub $s 'bad/topic' x 2>"$d/err"; then fail "bad topic"; fi
 
+# Each command takes only its own options: one it does not use is an error
+# that names it (it used to be accepted and ignored).
+if "$rill" sub $s --ack orders 2>"$d/err"; then fail "sub --ack accepted"; fi
+grep -q -- "--ack is not an option of rill sub" "$d/err" || fail "sub --ack: $(cat "$d/err")"
+if "$rill" pub $s --count 1 orders x 2>"$d/err"; then fail "pub --count accepted"; fi
+grep -q -- "--count is not an option of rill pub" "$d/err" || fail "pub --count: $(cat "$d/err")"
+"$rill" sub -h | grep -q "^usage: rill sub" || fail "sub -h is help, not a topic"
+[ "$("$rill" pub $s --ack dash -- -5)" = 0 ] || fail "-- ends the options"
+
+# sub --timeout: nothing comes, so it gives up, says so, and exits non-zero.
+if "$rill" sub $s --timeout 300 orders >"$d/out" 2>"$d/err"; then fail "sub --timeout exit 0"; fi
+grep -q "no record for 300 ms" "$d/err" || fail "sub --timeout: $(cat "$d/err")"
+
+# pub sends lines as they come, not at EOF: two lines into a pipe kept
+# open reach a subscriber while pub still runs; SIGINT then ends pub, which
+# says what it sent (and that the unfinished line was not).
+mkfifo "$d/fifo"
+"$rill" pub $s live <"$d/fifo" 2>"$d/pub.err" &
+pub=$!
+exec 7>"$d/fifo"
+printf 'one\ntwo\npart' >&7
+[ "$("$rill" sub $s --from earliest --count 2 --timeout 5000 live)" = $'0 one\n1 two' ] ||
+  fail "pub held its lines back"
+kill -INT $pub
+st=0
+wait $pub || st=$?
+exec 7>&-
+[ $st = 130 ] || fail "pub after SIGINT: exit $st, $(cat "$d/pub.err")"
+grep -q "the 2 lines read were published; an unfinished line of 4 bytes was not" "$d/pub.err" ||
+  fail "pub after SIGINT: $(cat "$d/pub.err")"
+
+# A line the server refuses (over its max_message of 2 MiB): pub names it,
+# stops there (m3 and m4 are not stored after it) and says where to resume.
+if { echo m1; head -c 3000000 /dev/zero | tr '\0' a; printf '\nm3\nm4\n'; } |
+  "$rill" pub $s parts 2>"$d/err"; then fail "pub of a refused line exit 0"; fi
+grep -q "line 2 (3000000 bytes) was not published" "$d/err" || fail "refused line: $(cat "$d/err")"
+grep -q "1 line was stored before it; nothing after line 2 was sent: resume from line 2" "$d/err" ||
+  fail "refused line: $(cat "$d/err")"
+"$rill" sub $s --from earliest --timeout 500 parts >"$d/out" 2>/dev/null || true
+[ "$(cat "$d/out")" = "0 m1" ] || fail "after a refused line: $(cat "$d/out")"
+
 # A service: rill reply echoes each ask, rill ask prints the reply.
 "$rill" reply $s echo >"$d/reply.out" 2>&1 &
 rep=$!
@@ -57,10 +102,19 @@ rep=
 if "$rill" ask $s --timeout 500 echo x 2>"$d/err"; then fail "ask with nobody serving"; fi
 grep -q ENOENT "$d/err" || fail "ask with nobody serving: $(cat "$d/err")"
 
+# A sub whose server stops before --count says so and exits non-zero.
+"$rill" sub $s --count 5 orders 2>"$d/sub.err" &
+sub=$!
+sleep 0.3
 kill -TERM $srv
 wait $srv || fail "server exit status"
 srv=
-grep -q "stopped; .* 5 published" "$d/serve.out" || fail "server summary: $(cat "$d/serve.out")"
+st=0
+wait $sub || st=$?
+[ $st != 0 ] || fail "sub exit 0 when the server stopped"
+grep -q "the server ended the subscription after 0 records" "$d/sub.err" ||
+  fail "sub when the server stopped: $(cat "$d/sub.err")"
+grep -q "stopped; .* 9 published" "$d/serve.out" || fail "server summary: $(cat "$d/serve.out")"
 [ "$("$rill" log cat "$d/data" orders | awk '{print $1, $4}')" = \
   $'0 first\n1 second\n2 third\n3 fourth\n4 fifth' ] || fail "the log after the server stopped"
 echo "rill serve/pub/sub/ask/reply: all checks passed"

@@ -1509,3 +1509,402 @@ Test(keepalive, a_waiting_subscriber_stays) {
   rill_client_close(sub);
   server_end(s, t);
 }
+
+/* ---- what a server cannot make the client do ------------------------------------------ */
+
+/* Scripted servers for the tests below: each answers a HELLO with a
+ * WELCOME of a 64 KiB max_body. */
+static int script_accept(fake_t *k, uint8_t *b, size_t cap, rill_net_hello_t *h) {
+  int fd = accept(k->lfd, NULL, NULL);
+  if (fd < 0)
+    return -1;
+  rill_frame_t f;
+  if (fake_recv(fd, b, cap, &f) != RILL_F_HELLO) {
+    close(fd);
+    return -1;
+  }
+  if (h)
+    cr_assert_eq(rill_net_hello_decode(f.body, f.len, h), 0);
+  uint8_t w[RILL_NET_WELCOME_SIZE];
+  rill_net_welcome_encode(w, &(rill_net_welcome_t){RILL_NET_VERSION, 64u << 10, 1, UINT32_MAX});
+  fake_send(fd, RILL_F_WELCOME, 0, 0, w, sizeof w);
+  return fd;
+}
+
+/* Accepts and shakes hands, then reads nothing, ever; the connections stay
+ * open until the listener is shut down. */
+static void *script_deaf(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  int fds[8], n = 0;
+  for (int fd; n < 8 && (fd = script_accept(k, b, sizeof b, NULL)) >= 0;)
+    fds[n++] = fd;
+  while (n)
+    close(fds[--n]);
+  return NULL;
+}
+
+/* The client's socket to port: the descriptor whose peer it is. */
+static int client_fd_to(uint16_t port) {
+  for (int fd = 3; fd < 1024; fd++) {
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+    if (getpeername(fd, (struct sockaddr *)&sa, &sl) == 0 && sa.sin_family == AF_INET &&
+        ntohs(sa.sin_port) == port)
+      return fd;
+  }
+  return -1;
+}
+
+/* A server that stops reading: a publish, an ask and a close each give
+ * up after the client's timeout (the connection is dropped), rather than
+ * waiting forever for room in the socket. */
+Test(client_limits, sends_time_out) {
+  alarm(60); /* a hang is a failure (SIGALRM), not a stuck suite */
+  fake_t k;
+  fake_start(&k, script_deaf, 16384);
+  rill_client_opts_t o = {.port = k.port, .timeout_ns = 300000000ull};
+  size_t n = 16u << 20;
+  uint8_t *big = calloc(1, n);
+  cr_assert_not_null(big);
+  rill_client_t *c;
+
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_publish(c, 1, big, (uint32_t)n, false, NULL), RILL_ETIMEDOUT);
+  cr_expect_neq(strstr(rill_errmsg(), "timeout"), NULL, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_ping(c, NULL), RILL_ECLOSED, "the connection was dropped");
+  rill_client_close(c);
+
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  const uint8_t *rep;
+  uint32_t rl;
+  cr_expect_eq(rill_client_ask(c, "svc", big, (uint32_t)n, 0, &rep, &rl), RILL_ETIMEDOUT, "%s",
+               rill_errmsg());
+  rill_client_close(c);
+
+  /* close: the kernel's buffers full behind a publish still buffered. */
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  int fd = client_fd_to(k.port);
+  cr_assert_geq(fd, 0);
+  while (send(fd, big, 65536, MSG_DONTWAIT | MSG_NOSIGNAL) > 0)
+    ;
+  cr_assert_eq(rill_client_publish(c, 1, "x", 1, false, NULL), 0, "buffered");
+  rill_client_close(c); /* returns: that is the test */
+
+  free(big);
+  shutdown(k.lfd, SHUT_RDWR);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
+
+/* SUBSCRIBE acked; then a streamed delivery of 2 MiB (over the client's
+ * max_message of 1 MiB) in 64 KiB pieces, and a small one after it. */
+static void *script_big_delivery(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  int fd = script_accept(k, b, sizeof b, NULL);
+  cr_assert_geq(fd, 0);
+  rill_frame_t f;
+  while (fake_recv(fd, b, sizeof b, &f) != RILL_F_SUBSCRIBE)
+    cr_assert_neq(f.type, 0);
+  uint16_t ch = f.channel;
+  raw_send(fd, RILL_F_ACK, 0, ch, f.id, 0, NULL, 0);
+  const uint32_t total = 2u << 20, piece = 60u << 10;
+  uint8_t *p = calloc(1, piece);
+  cr_assert_not_null(p);
+  raw_send(fd, RILL_F_DELIVER, RILL_FF_STREAM, ch, total, 0, p, piece);
+  for (uint32_t off = piece; off < total; off += piece) {
+    uint32_t len = total - off < piece ? total - off : piece;
+    raw_send(fd, RILL_F_CHUNK, off + len < total ? RILL_FF_MORE : 0, ch, 0, RILL_F_DELIVER, p, len);
+  }
+  raw_send(fd, RILL_F_DELIVER, 0, ch, 0, 1, "small", 5);
+  free(p);
+  while (fake_recv(fd, b, sizeof b, &f))
+    ;
+  close(fd);
+  return NULL;
+}
+
+/* A delivery is bounded by max_message like an ask or a reply: the
+ * client does not allocate what the server claims beyond it. The record
+ * is passed over with an error naming the limit, and the next one comes. */
+Test(client_limits, a_delivery_over_max_message_is_skipped) {
+  alarm(60); /* a hang is a failure (SIGALRM), not a stuck suite */
+  fake_t k;
+  fake_start(&k, script_big_delivery, 0);
+  rill_client_t *c;
+  cr_assert_eq(
+      rill_client_connect(&c, &(rill_client_opts_t){.port = k.port, .max_message = 1u << 20}), 0,
+      "%s", rill_errmsg());
+  uint16_t s;
+  cr_assert_eq(rill_client_subscribe(c, "t", RILL_NET_FROM_EARLIEST, 10, &s, NULL), 0, "%s",
+               rill_errmsg());
+  rill_client_msg_t m;
+  int rc = rill_client_next(c, &m, 10000000000ull);
+  cr_expect_eq(rc, RILL_EMSGSIZE, "%s (%s)", rill_strerror(rc), rill_errmsg());
+  cr_expect_neq(strstr(rill_errmsg(), "max_message"), NULL, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_next(c, &m, 10000000000ull), 0, "%s", rill_errmsg());
+  cr_expect_eq(m.seq, 1);
+  cr_expect(m.len == 5 && !memcmp(m.data, "small", 5));
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
+
+/* ACKs every BIND, SUBSCRIBE, SERVE and UNSUBSCRIBE. */
+static void *script_acker(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  int fd = script_accept(k, b, sizeof b, NULL);
+  cr_assert_geq(fd, 0);
+  rill_frame_t f;
+  for (uint8_t t; (t = fake_recv(fd, b, sizeof b, &f)) != 0;)
+    if (t == RILL_F_BIND || t == RILL_F_SUBSCRIBE || t == RILL_F_SERVE || t == RILL_F_UNSUBSCRIBE)
+      raw_send(fd, RILL_F_ACK, 0, f.channel, f.id, 0, NULL, 0);
+  close(fd);
+  return NULL;
+}
+
+/* 65,535 channels live at once: the next bind is refused with the limit
+ * named, rather than handed a live channel again; one let go is free. */
+Test(client_limits, channels_never_wrap_onto_live_ones) {
+  alarm(120); /* a hang is a failure (SIGALRM), not a stuck suite */
+  fake_t k;
+  fake_start(&k, script_acker, 0);
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
+               rill_errmsg());
+  uint16_t sub, ch, srv_ch;
+  cr_assert_eq(rill_client_subscribe(c, "s", RILL_NET_FROM_LATEST, 0, &sub, NULL), 0);
+  cr_assert_eq(rill_client_serve(c, "svc", &srv_ch), 0);
+  cr_expect_neq(sub, srv_ch);
+  for (uint32_t i = 0; i < 65533; i++) {
+    cr_assert_eq(rill_client_bind(c, "t", &ch), 0, "bind %u: %s", i, rill_errmsg());
+    cr_assert(ch != 0 && ch != sub && ch != srv_ch, "bind %u got channel %u", i, ch);
+  }
+  int rc = rill_client_bind(c, "t", &ch);
+  cr_expect_eq(rc, RILL_EFULL, "the 65,536th channel: %s, channel %u", rill_strerror(rc), ch);
+  cr_expect_neq(strstr(rill_errmsg(), "65535"), NULL, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_unsubscribe(c, sub), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_bind(c, "t", &ch), 0, "%s", rill_errmsg());
+  cr_expect_eq(ch, sub, "the channel let go");
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
+
+/* The HELLO of each connection: token "secret" and name "nm" in both
+ * (verdict counts those that had them); the first connection is closed
+ * after its WELCOME, so the client dials again. */
+static void *script_hello_twice(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  rill_frame_t f;
+  for (int i = 0; i < 2; i++) {
+    rill_net_hello_t h;
+    int fd = script_accept(k, b, sizeof b, &h);
+    cr_assert_geq(fd, 0);
+    if (h.token_len == 6 && !memcmp(h.token, "secret", 6) && h.name_len == 2 &&
+        !memcmp(h.name, "nm", 2))
+      __atomic_add_fetch(&k->verdict, 1, __ATOMIC_ACQ_REL);
+    if (i == 0) {
+      close(fd);
+      continue;
+    }
+    for (uint8_t t; (t = fake_recv(fd, b, sizeof b, &f)) != 0;)
+      if (t == RILL_F_PING)
+        fake_send(fd, RILL_F_PONG, f.id, 0, "", 0);
+    close(fd);
+  }
+  return NULL;
+}
+
+/* The caller's strings are copied at connect: overwritten right after,
+ * the reconnect still says the token and name it was given. */
+Test(client_limits, opts_strings_are_copied) {
+  fake_t k;
+  fake_start(&k, script_hello_twice, 0);
+  char host[16] = "127.0.0.1", token[16] = "secret", name[8] = "nm";
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.host = host,
+                                                             .port = k.port,
+                                                             .token = token,
+                                                             .name = name,
+                                                             .reconnect = true}),
+               0, "%s", rill_errmsg());
+  memset(host, 'X', sizeof host - 1);
+  memset(token, 'X', sizeof token - 1);
+  memset(name, 'X', sizeof name - 1);
+  int rc = RILL_ECONNRESET;
+  for (int i = 0; i < 5 && rc; i++)
+    rc = rill_client_ping(c, NULL); /* the first finds the break, the next dials again */
+  cr_expect_eq(rc, 0, "%s", rill_errmsg());
+  cr_expect_eq(__atomic_load_n(&k.verdict, __ATOMIC_ACQUIRE), 2, "both HELLOs as given");
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
+
+/* ---- a registration the client cannot record ------------------------------------------- */
+
+static _Atomic bool starve; /* every allocation fails while set */
+
+static void *starve_malloc(size_t n) { return starve ? NULL : malloc(n); }
+static void *starve_realloc(void *p, size_t n) { return starve ? NULL : realloc(p, n); }
+static void *starve_aligned(size_t a, size_t n) {
+  void *p = NULL;
+  return starve || posix_memalign(&p, a, n) ? NULL : p;
+}
+
+/* ACKs SUBSCRIBE, UNSUBSCRIBE and SERVE, answers PING; verdict: the
+ * subscriptions and services the client holds on this server. */
+static void *script_registry(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  int fd = script_accept(k, b, sizeof b, NULL);
+  cr_assert_geq(fd, 0);
+  rill_frame_t f;
+  for (uint8_t t; (t = fake_recv(fd, b, sizeof b, &f)) != 0;) {
+    if (t == RILL_F_SUBSCRIBE || t == RILL_F_SERVE || t == RILL_F_UNSUBSCRIBE) {
+      __atomic_add_fetch(&k->verdict, t == RILL_F_UNSUBSCRIBE ? -1 : 1, __ATOMIC_ACQ_REL);
+      raw_send(fd, RILL_F_ACK, 0, f.channel, f.id, 0, NULL, 0);
+    } else if (t == RILL_F_PING) {
+      fake_send(fd, RILL_F_PONG, f.id, 0, "", 0);
+    }
+  }
+  close(fd);
+  return NULL;
+}
+
+/* With no memory to record a subscription or a service, the call fails
+ * and the server holds nothing for it: the room is made before the
+ * request goes, so an accepted one is never left behind unrecorded. */
+Test(client_alloc, no_memory_leaves_no_registration_on_the_server) {
+  rill_allocator_t a = {starve_malloc, starve_realloc, starve_aligned, free};
+  cr_assert_eq(rill_mem_set_allocator(&a), 0, "%s", rill_errmsg());
+  fake_t k;
+  fake_start(&k, script_registry, 0);
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
+               rill_errmsg());
+  uint16_t ch;
+  starve = true;
+  cr_expect_eq(rill_client_subscribe(c, "t", RILL_NET_FROM_LATEST, 0, &ch, NULL), RILL_ENOMEM);
+  cr_expect_eq(rill_client_serve(c, "svc", &ch), RILL_ENOMEM);
+  starve = false;
+  cr_assert_eq(rill_client_ping(c, NULL), 0, "%s", rill_errmsg());
+  cr_expect_eq(__atomic_load_n(&k.verdict, __ATOMIC_ACQUIRE), 0,
+               "registrations left on the server that the client does not know");
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
+
+/* SUBSCRIBE acked, then three deliveries whatever the credits. */
+static void *script_flood(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  int fd = script_accept(k, b, sizeof b, NULL);
+  cr_assert_geq(fd, 0);
+  rill_frame_t f;
+  while (fake_recv(fd, b, sizeof b, &f) != RILL_F_SUBSCRIBE)
+    cr_assert_neq(f.type, 0);
+  raw_send(fd, RILL_F_ACK, 0, f.channel, f.id, 0, NULL, 0);
+  for (uint64_t seq = 0; seq < 3; seq++)
+    raw_send(fd, RILL_F_DELIVER, 0, f.channel, 0, seq, "r", 1);
+  while (fake_recv(fd, b, sizeof b, &f))
+    ;
+  close(fd);
+  return NULL;
+}
+
+/* Deliveries are held (while a blocking call waits) only up to the
+ * credits granted: one past them is the server breaking the protocol,
+ * not memory the client gives. */
+Test(client_limits, a_delivery_past_the_credits_is_refused) {
+  fake_t k;
+  fake_start(&k, script_flood, 0);
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
+               rill_errmsg());
+  uint16_t s;
+  cr_assert_eq(rill_client_subscribe(c, "t", RILL_NET_FROM_EARLIEST, 2, &s, NULL), 0, "%s",
+               rill_errmsg());
+  rill_client_msg_t m;
+  cr_assert_eq(rill_client_next(c, &m, 5000000000ull), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_next(c, &m, 5000000000ull), 0, "%s", rill_errmsg());
+  int rc = rill_client_next(c, &m, 5000000000ull);
+  cr_expect_eq(rc, RILL_EPROTO, "%s (%s)", rill_strerror(rc), rill_errmsg());
+  cr_expect_neq(strstr(rill_errmsg(), "credits"), NULL, "%s", rill_errmsg());
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
+
+/* Never answers; sends a CANCEL of no ask every 20 ms until the client
+ * goes. */
+static void *script_chatter(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  int fd = script_accept(k, b, sizeof b, NULL);
+  cr_assert_geq(fd, 0);
+  uint8_t h[RILL_NET_HDR];
+  rill_frame_header(h, RILL_F_CANCEL, 0, 0, 12345, 0, 0);
+  while (send(fd, h, sizeof h, MSG_NOSIGNAL) == (ssize_t)sizeof h)
+    usleep(20000);
+  close(fd);
+  return NULL;
+}
+
+/* A request's timeout is one deadline: frames that keep coming while it
+ * waits, none of them its answer, do not push it back. */
+Test(client_limits, the_timeout_is_one_deadline) {
+  alarm(30); /* a hang is a failure (SIGALRM), not a stuck suite */
+  fake_t k;
+  fake_start(&k, script_chatter, 0);
+  rill_client_t *c;
+  cr_assert_eq(
+      rill_client_connect(&c, &(rill_client_opts_t){.port = k.port, .timeout_ns = 300000000ull}), 0,
+      "%s", rill_errmsg());
+  cr_expect_eq(rill_client_ping(c, NULL), RILL_ETIMEDOUT, "%s", rill_errmsg());
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
+
+/* Never answers SUBSCRIBE; verdict 1 when the client then closes the
+ * connection (EOF within 5 s). */
+static void *script_mute(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  int fd = script_accept(k, b, sizeof b, NULL);
+  cr_assert_geq(fd, 0);
+  rill_frame_t f;
+  while (fake_recv(fd, b, sizeof b, &f) != RILL_F_SUBSCRIBE)
+    cr_assert_neq(f.type, 0);
+  struct pollfd p = {fd, POLLIN, 0};
+  if (poll(&p, 1, 5000) == 1 && recv(fd, b, sizeof b, 0) == 0)
+    __atomic_store_n(&k->verdict, 1, __ATOMIC_RELEASE);
+  close(fd);
+  return NULL;
+}
+
+/* A SUBSCRIBE (or BIND, SERVE) with no answer in time may still be taken
+ * by the server: the client drops the connection, so nothing it does not
+ * know of stays registered there. */
+Test(client_limits, a_registration_timed_out_drops_the_connection) {
+  alarm(30); /* a hang is a failure (SIGALRM), not a stuck suite */
+  fake_t k;
+  fake_start(&k, script_mute, 0);
+  rill_client_t *c;
+  cr_assert_eq(
+      rill_client_connect(&c, &(rill_client_opts_t){.port = k.port, .timeout_ns = 200000000ull}), 0,
+      "%s", rill_errmsg());
+  uint16_t s;
+  cr_expect_eq(rill_client_subscribe(c, "t", RILL_NET_FROM_LATEST, 1, &s, NULL), RILL_ETIMEDOUT);
+  cr_expect_neq(strstr(rill_errmsg(), "connection dropped"), NULL, "%s", rill_errmsg());
+  pthread_join(k.t, NULL);
+  cr_expect_eq(k.verdict, 1, "the connection was closed");
+  rill_client_close(c);
+  close(k.lfd);
+}

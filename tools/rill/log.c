@@ -204,8 +204,12 @@ static int cmd_cat(args_t *a, bool follow) {
   }
   int status = print_from(l, a, &seq, &left) < 0;
   if (follow) {
-    signal(SIGINT, on_sigint);
-    signal(SIGTERM, on_sigint);
+    /* sigaction, not signal(): its semantics (reset to the default after
+     * one delivery on some systems) are not portable. */
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     /* Another process's writer cannot wake us: look again every ms. */
     while (!status && left && !stop_tail) {
       if ((rc = rill_log_refresh(l)) != 0) {

@@ -3,11 +3,14 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "rill/log.h"
 #include "rill/net.h"
@@ -41,12 +44,18 @@ static bool parse_addr(const char *s, const char **host, uint16_t *port) {
 
 /* ---- serve ----------------------------------------------------------------- */
 
-static rill_server_t *serving;
-
-static void on_stop(int sig) {
-  (void)sig;
-  if (serving)
-    rill_server_stop(serving); /* one write to an eventfd: signal-safe */
+/* SIGINT and SIGTERM are blocked in every thread (the server's threads
+ * inherit the mask) and taken here by sigwait: no handler can run while
+ * the server is destroyed, which a handler holding a pointer to it could. */
+static void *stop_on_signal(void *arg) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  int sig;
+  sigwait(&set, &sig);
+  rill_server_stop(arg); /* the server outlives this thread: joined before destroy */
+  return NULL;
 }
 
 int rill_serve_main(int argc, char **argv) {
@@ -101,12 +110,22 @@ int rill_serve_main(int argc, char **argv) {
     fprintf(stderr, "rill serve: mkdir %s: %s\n", o.data_dir, strerror(errno));
     return 1;
   }
+  sigset_t stops;
+  sigemptyset(&stops);
+  sigaddset(&stops, SIGINT);
+  sigaddset(&stops, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stops, NULL); /* before any thread exists */
+  rill_server_t *serving;
   int rc = rill_server_create(&serving, &o);
   if (rc)
-    return fail("serve", "start", rc);
-  struct sigaction sa = {.sa_handler = on_stop};
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+    return rill_serve_config_free(&cfg), fail("serve", "start", rc);
+  pthread_t stopper;
+  if ((rc = pthread_create(&stopper, NULL, stop_on_signal, serving)) != 0) {
+    rill_server_destroy(serving);
+    rill_serve_config_free(&cfg);
+    fprintf(stderr, "rill serve: a thread for signals: %s\n", strerror(rc));
+    return 1;
+  }
   signal(SIGPIPE, SIG_IGN);
   printf("rill serve: listening on %s:%u, topics in %s%s\n", o.host ? o.host : "127.0.0.1",
          rill_server_port(serving), o.data_dir, o.token ? ", token required" : "");
@@ -118,8 +137,9 @@ int rill_serve_main(int argc, char **argv) {
   rc = rill_server_run(serving);
   rill_server_stats_t st;
   rill_server_stats(serving, &st);
+  pthread_kill(stopper, SIGTERM); /* still waiting when the server stopped by itself */
+  pthread_join(stopper, NULL);
   rill_server_destroy(serving);
-  serving = NULL;
   rill_serve_config_free(&cfg);
   printf("rill serve: stopped; %" PRIu64 " connections, %" PRIu64 " published, %" PRIu64
          " delivered\n",
@@ -129,58 +149,106 @@ int rill_serve_main(int argc, char **argv) {
 
 /* ---- pub and sub ------------------------------------------------------------- */
 
+/* The options of the client commands; each command takes only those it
+ * uses, and any other is an error that names it. */
+enum {
+  O_SERVER = 1 << 0,
+  O_TOKEN = 1 << 1,
+  O_ACK = 1 << 2,
+  O_JSON = 1 << 3,
+  O_FROM = 1 << 4,
+  O_TIMEOUT = 1 << 5,
+  O_COUNT = 1 << 6,
+};
+
+static const struct {
+  const char *name;
+  unsigned bit;
+  bool value;
+} copts[] = {
+    {"--server", O_SERVER, true}, {"--token", O_TOKEN, true}, {"--ack", O_ACK, false},
+    {"--json", O_JSON, false},    {"--from", O_FROM, true},   {"--timeout", O_TIMEOUT, true},
+    {"--count", O_COUNT, true},
+};
+
 typedef struct {
   rill_client_opts_t o;
   const char *topic;
-  bool ack, json, has_from;
+  bool ack, json, has_from, has_timeout;
   uint64_t from, count, timeout_ms;
   char **rest;
   int nrest;
 } cargs_t;
 
-static int cparse(const char *who, int argc, char **argv, cargs_t *a) {
+/* 0, 1 for --help or -h, -1 for a bad argument (said on stderr). Options
+ * may stand anywhere; after `--` everything is a name or a message, so
+ * one may begin with '-'. */
+static int cparse(const char *who, unsigned allowed, int argc, char **argv, cargs_t *a) {
   memset(a, 0, sizeof *a);
   a->count = UINT64_MAX;
   a->o.name = who;
   a->rest = rill_tool_alloc_args(argc);
+  bool opts_done = false;
   for (int i = 1; i < argc; i++) {
     const char *s = argv[i];
-    if (!strcmp(s, "--server") && i + 1 < argc) {
-      if (!parse_addr(argv[++i], &a->o.host, &a->o.port))
-        return rill_tool_bad("--server wants HOST:PORT");
-    } else if (!strcmp(s, "--token") && i + 1 < argc) {
-      a->o.token = argv[++i];
-    } else if (!strcmp(s, "--ack")) {
-      a->ack = true;
-    } else if (!strcmp(s, "--json")) {
-      a->json = true;
-    } else if (!strcmp(s, "--from") && i + 1 < argc) {
-      const char *f = argv[++i];
-      char *end;
-      a->has_from = true;
-      if (!strcmp(f, "earliest"))
-        a->from = RILL_NET_FROM_EARLIEST;
-      else if (!strcmp(f, "latest"))
-        a->from = RILL_NET_FROM_LATEST;
-      else if ((a->from = strtoull(f, &end, 10), *end || f[0] == '-'))
-        return rill_tool_bad("--from wants earliest, latest or a sequence number");
-    } else if (!strcmp(s, "--timeout") && i + 1 < argc) {
-      char *end;
-      a->timeout_ms = strtoull(argv[++i], &end, 10);
-      if (*end)
-        return rill_tool_bad("--timeout wants milliseconds");
-    } else if (!strcmp(s, "--count") && i + 1 < argc) {
-      char *end;
-      a->count = strtoull(argv[++i], &end, 10);
-      if (*end)
-        return rill_tool_bad("--count wants a number");
-    } else if (s[0] == '-' && s[1] == '-') {
+    if (opts_done || s[0] != '-' || !s[1]) {
+      if (!a->topic)
+        a->topic = s;
+      else
+        a->rest[a->nrest++] = argv[i];
+      continue;
+    }
+    if (!strcmp(s, "--")) {
+      opts_done = true;
+      continue;
+    }
+    if (!strcmp(s, "--help") || !strcmp(s, "-h"))
+      return 1;
+    size_t k = 0;
+    while (k < sizeof copts / sizeof copts[0] && strcmp(s, copts[k].name))
+      k++;
+    if (k == sizeof copts / sizeof copts[0]) {
       fprintf(stderr, "rill %s: unknown option %s\n", who, s);
       return -1;
-    } else if (!a->topic) {
-      a->topic = s;
-    } else {
-      a->rest[a->nrest++] = argv[i];
+    }
+    if (!(allowed & copts[k].bit)) {
+      fprintf(stderr, "rill %s: %s is not an option of rill %s\n", who, s, who);
+      return -1;
+    }
+    if (copts[k].value && i + 1 >= argc) {
+      fprintf(stderr, "rill %s: %s wants a value\n", who, s);
+      return -1;
+    }
+    const char *v = copts[k].value ? argv[++i] : NULL;
+    char *end;
+    switch (copts[k].bit) {
+    case O_SERVER:
+      if (!parse_addr(v, &a->o.host, &a->o.port))
+        return rill_tool_bad("--server wants HOST:PORT");
+      break;
+    case O_TOKEN: a->o.token = v; break;
+    case O_ACK: a->ack = true; break;
+    case O_JSON: a->json = true; break;
+    case O_FROM:
+      a->has_from = true;
+      if (!strcmp(v, "earliest"))
+        a->from = RILL_NET_FROM_EARLIEST;
+      else if (!strcmp(v, "latest"))
+        a->from = RILL_NET_FROM_LATEST;
+      else if ((a->from = strtoull(v, &end, 10), *end || !*v || v[0] == '-'))
+        return rill_tool_bad("--from wants earliest, latest or a sequence number");
+      break;
+    case O_TIMEOUT:
+      a->timeout_ms = strtoull(v, &end, 10);
+      if (*end || !*v || v[0] == '-' || !a->timeout_ms || a->timeout_ms > UINT64_MAX / 2000000)
+        return rill_tool_bad("--timeout wants a positive number of milliseconds");
+      a->has_timeout = true;
+      break;
+    case O_COUNT:
+      a->count = strtoull(v, &end, 10);
+      if (*end || !*v || v[0] == '-')
+        return rill_tool_bad("--count wants a number");
+      break;
     }
   }
   if (!a->topic)
@@ -189,54 +257,247 @@ static int cparse(const char *who, int argc, char **argv, cargs_t *a) {
   return 0;
 }
 
+/* The exit status of a parse that did not go on: usage on stdout and 0 for
+ * --help, on stderr and 2 for a bad argument. */
+static int cusage(int parsed, cargs_t *a, const char *usage) {
+  free(a->rest);
+  fputs(usage, parsed > 0 ? stdout : stderr);
+  return parsed > 0 ? 0 : 2;
+}
+
+static const char pub_usage[] =
+    "usage: rill pub [--server HOST:PORT] [--token T] [--ack] [--timeout MS] TOPIC [MESSAGE...]\n"
+    "  messages from the arguments, or one per line of stdin, sent as they come (the lines\n"
+    "  already waiting go together, appended all or none); each group is stored before\n"
+    "  more is read, so a failure stops there: it names the line, says how many were\n"
+    "  stored before it, and nothing after it was sent (exit 1). Ctrl-C (SIGTERM) sends\n"
+    "  the lines read so far, says so and exits 130 (143). --ack prints each record's\n"
+    "  sequence number.\n"
+    "  --timeout: how long to wait for the server (default 10000). -- ends the options.\n";
+
+typedef struct {
+  rill_client_t *c;
+  uint16_t ch;
+  bool ack;
+  const char *noun; /* "line" or "message" */
+  uint64_t no;      /* the number of the next record to add, from 1 */
+  uint64_t stored;  /* records the server said it stored */
+  size_t n, body;   /* the group being put together: recs[0..n), body bytes */
+  rill_log_iov_t recs[RILL_NET_MAX_BATCH];
+} pub_t;
+
+/* Whether the server may have stored what it did not answer for. */
+static bool answer_lost(int rc) {
+  return rc == RILL_ETIMEDOUT || rc == RILL_ECLOSED || rc == RILL_ECONNRESET;
+}
+
+/* Says which records failed (why: the reason, or NULL for rc's) and what
+ * is stored: 1. */
+static int pub_failed(pub_t *p, uint64_t first, uint64_t last, size_t len, int rc,
+                      const char *why) {
+  char msg[320];
+  snprintf(msg, sizeof msg, "%s (%s)", rill_strerror(rc), rill_errmsg());
+  if (first == last)
+    fprintf(stderr, "rill pub: %s %" PRIu64 " (%zu bytes) was not published: %s\n", p->noun, first,
+            len, why ? why : msg);
+  else
+    fprintf(stderr, "rill pub: %ss %" PRIu64 "-%" PRIu64 " were not published: %s\n", p->noun,
+            first, last, why ? why : msg);
+  if (answer_lost(rc))
+    fprintf(stderr,
+            "rill pub: no answer came, so the server may or may not have stored %s %" PRIu64 "%s\n",
+            first == last ? "it:" : "them: from", first,
+            first == last ? "" : " on, check before resending");
+  fprintf(stderr,
+          "rill pub: %" PRIu64 " %s%s stored before it; nothing after %s %" PRIu64
+          " was sent: resume from %s %" PRIu64 "\n",
+          p->stored, p->noun, p->stored == 1 ? " was" : "s were", p->noun, last, p->noun, first);
+  return 1;
+}
+
+/* Publishes the group with one acknowledged batch (one round trip); a
+ * batch is stored whole or not at all, so when the server refuses it its
+ * records go again one by one to find the one it refuses. 0, or 1 said. */
+static int pub_flush(pub_t *p) {
+  size_t n = p->n;
+  if (!n)
+    return 0;
+  p->n = p->body = 0;
+  uint64_t first_no = p->no - n, seq;
+  int rc = rill_client_publish_batch(p->c, p->ch, p->recs, n, true, &seq);
+  if (rc == 0) {
+    for (size_t i = 0; p->ack && i < n; i++)
+      printf("%" PRIu64 "\n", seq + i);
+    if (p->ack)
+      fflush(stdout); /* as they are stored, for a pipe too */
+    p->stored += n;
+    return 0;
+  }
+  if (answer_lost(rc) || n == 1)
+    return pub_failed(p, first_no, first_no + n - 1, p->recs[0].len, rc, NULL);
+  for (size_t i = 0; i < n; i++) {
+    if ((rc = rill_client_publish(p->c, p->ch, p->recs[i].data, p->recs[i].len, true, &seq)))
+      return pub_failed(p, first_no + i, first_no + i, p->recs[i].len, rc, NULL);
+    if (p->ack)
+      printf("%" PRIu64 "\n", seq);
+    p->stored++;
+  }
+  return 0;
+}
+
+/* Adds a record to the group (which goes out by pub_flush, or when it is
+ * full); one too big for a batch goes alone, after the group (in CHUNKs
+ * over max_body). The bytes must stay until pub_flush. 0, or 1 said. */
+static int pub_add(pub_t *p, const void *data, size_t len) {
+  uint32_t max_body = rill_client_max_body(p->c);
+  bool alone = len > max_body - 4;
+  if (alone || p->n == RILL_NET_MAX_BATCH || p->body + 4 + len > max_body) {
+    int st = pub_flush(p);
+    if (st)
+      return st;
+  }
+  uint64_t no = p->no++;
+  if (!alone) {
+    p->recs[p->n++] = (rill_log_iov_t){data, (uint32_t)len};
+    p->body += 4 + len;
+    return 0;
+  }
+  if (len > UINT32_MAX)
+    return pub_failed(p, no, no, len, RILL_EMSGSIZE, "a record is at most 4 GiB - 1 bytes");
+  uint64_t seq;
+  int rc = rill_client_publish(p->c, p->ch, data, (uint32_t)len, true, &seq);
+  if (rc)
+    return pub_failed(p, no, no, len, rc, NULL);
+  if (p->ack)
+    printf("%" PRIu64 "\n", seq);
+  p->stored++;
+  return 0;
+}
+
+static volatile sig_atomic_t pub_stop;
+
+static void on_pub_stop(int sig) { pub_stop = sig; }
+
+/* Lines of stdin, each group published as soon as it is read: a read
+ * takes what is waiting (up to the buffer), its whole lines go out, and
+ * only then is more read. SIGINT and SIGTERM are blocked but while
+ * waiting for input (ppoll), so a signal never cuts a publish short and
+ * is never missed between a check and a wait. 0, or 1 said. */
+static int pub_stdin(pub_t *p) {
+  sigset_t stops, waiting;
+  sigemptyset(&stops);
+  sigaddset(&stops, SIGINT);
+  sigaddset(&stops, SIGTERM);
+  struct sigaction sa = {.sa_handler = on_pub_stop};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigprocmask(SIG_BLOCK, &stops, &waiting);
+  size_t cap = 256u << 10, have = 0;
+  char *buf = malloc(cap);
+  int status = buf ? 0 : (fprintf(stderr, "rill pub: out of memory\n"), 1);
+  bool eof = false;
+  while (!status && !eof && !pub_stop) {
+    struct pollfd pf = {0, POLLIN, 0};
+    if (ppoll(&pf, 1, NULL, &waiting) < 0) {
+      if (errno != EINTR)
+        status = (fprintf(stderr, "rill pub: poll stdin: %s\n", strerror(errno)), 1);
+      continue;
+    }
+    if (have == cap) { /* a line longer than the buffer: it grows */
+      char *nb = cap <= ((size_t)UINT32_MAX + 1) / 2 ? realloc(buf, cap * 2) : NULL;
+      if (!nb) {
+        status = pub_failed(p, p->no, p->no, have, RILL_ENOMEM,
+                            "a line this long does not fit in memory (or passes 4 GiB)");
+        break;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+    ssize_t n = read(0, buf + have, cap - have);
+    if (n < 0) {
+      if (errno != EINTR && errno != EAGAIN)
+        status = (fprintf(stderr, "rill pub: read stdin: %s\n", strerror(errno)), 1);
+      continue;
+    }
+    if (n == 0) {
+      eof = true;
+      break;
+    }
+    size_t from = have, start = 0;
+    have += (size_t)n;
+    for (char *nl; !status && (nl = memchr(buf + from, '\n', have - from)) != NULL;) {
+      size_t end = (size_t)(nl - buf);
+      status = pub_add(p, buf + start, end - start);
+      start = from = end + 1;
+    }
+    if (!status)
+      status = pub_flush(p);
+    memmove(buf, buf + start, have - start);
+    have -= start;
+  }
+  if (!status && eof && have) /* the last line, without its newline */
+    status = pub_add(p, buf, have) ? 1 : pub_flush(p);
+  if (!status && pub_stop) {
+    fprintf(stderr, "rill pub: %s: the %" PRIu64 " %s%s read were published", strsignal(pub_stop),
+            p->stored, p->noun, p->stored == 1 ? "" : "s");
+    if (have)
+      fprintf(stderr, "; an unfinished line of %zu bytes was not", have);
+    fputc('\n', stderr);
+    status = 128 + pub_stop;
+  }
+  free(buf);
+  sigprocmask(SIG_SETMASK, &waiting, NULL);
+  return status;
+}
+
 int rill_pub_main(int argc, char **argv) {
   cargs_t a;
-  if (cparse("pub", argc, argv, &a) != 0) {
-    fprintf(stderr, "usage: rill pub [--server HOST:PORT] [--token T] [--ack] TOPIC [MESSAGE...]\n"
-                    "  messages from the arguments, or one per line of stdin\n");
-    free(a.rest);
-    return 2;
-  }
+  int parsed = cparse("pub", O_SERVER | O_TOKEN | O_ACK | O_TIMEOUT, argc, argv, &a);
+  if (parsed)
+    return cusage(parsed, &a, pub_usage);
+  if (a.has_timeout)
+    a.o.timeout_ns = a.timeout_ms * 1000000ull;
   rill_client_t *c;
   int rc = rill_client_connect(&c, &a.o);
   if (rc) {
     free(a.rest);
     return fail("pub", "connect", rc);
   }
-  uint16_t ch;
-  int status = 0;
-  if ((rc = rill_client_bind(c, a.topic, &ch)) != 0)
+  pub_t *p = calloc(1, sizeof *p);
+  int status = p ? 0 : (fprintf(stderr, "rill pub: out of memory\n"), 1);
+  if (!status && (rc = rill_client_bind(c, a.topic, &p->ch)) != 0)
     status = fail("pub", "bind", rc);
-  rill_tool_records_t in = {.args = a.rest, .nargs = a.nrest};
-  const char *msg;
-  size_t len;
-  while (!status && rill_tool_next_record(&in, &msg, &len)) {
-    uint64_t seq;
-    if (len > UINT32_MAX)
-      status = fail("pub", "publish", RILL_EMSGSIZE);
-    else if ((rc = rill_client_publish(c, ch, msg, (uint32_t)len, a.ack, &seq)) != 0)
-      status = fail("pub", "publish", rc);
-    else if (a.ack)
-      printf("%" PRIu64 "\n", seq);
+  if (!status) {
+    p->c = c;
+    p->ack = a.ack;
+    p->no = 1;
+    p->noun = a.nrest ? "message" : "line";
+    for (int i = 0; !status && i < a.nrest; i++)
+      status = pub_add(p, a.rest[i], strlen(a.rest[i]));
+    if (!status)
+      status = a.nrest ? pub_flush(p) : pub_stdin(p);
   }
-  /* Unacknowledged publishes: a ping makes sure they arrived (and brings
-   * back the error of any that did not). */
-  if (!status && (rc = rill_client_ping(c, NULL)) != 0)
-    status = fail("pub", "publish", rc);
-  rill_tool_records_free(&in);
+  fflush(stdout);
+  free(p);
   free(a.rest);
   rill_client_close(c);
   return status;
 }
 
+static const char sub_usage[] =
+    "usage: rill sub [--server HOST:PORT] [--token T] [--from earliest|latest|SEQ] [--count N]\n"
+    "                [--timeout MS] [--json] TOPIC\n"
+    "  prints each record as it comes (SEQ TEXT, or JSON), from the latest by default;\n"
+    "  exits 0 once --count records came, and 1 saying why when it ends before: the\n"
+    "  server closed the connection, or (--timeout) no record came for MS.\n";
+
 int rill_sub_main(int argc, char **argv) {
   cargs_t a;
-  if (cparse("sub", argc, argv, &a) != 0) {
-    fprintf(stderr, "usage: rill sub [--server HOST:PORT] [--token T] [--from earliest|latest|SEQ] "
-                    "[--count N] [--json] TOPIC\n");
-    free(a.rest);
-    return 2;
-  }
+  int parsed =
+      cparse("sub", O_SERVER | O_TOKEN | O_FROM | O_COUNT | O_JSON | O_TIMEOUT, argc, argv, &a);
+  if (parsed)
+    return cusage(parsed, &a, sub_usage);
   free(a.rest);
   rill_client_t *c;
   int rc = rill_client_connect(&c, &a.o);
@@ -254,11 +515,27 @@ int rill_sub_main(int argc, char **argv) {
   signal(SIGPIPE, SIG_DFL);
   uint32_t used = 0;
   int status = 0;
+  uint64_t wait_ns = a.has_timeout ? a.timeout_ms * 1000000ull : UINT64_MAX / 2;
   for (uint64_t n = 0; n < a.count; n++) {
     rill_client_msg_t m;
-    rc = rill_client_next(c, &m, UINT64_MAX / 2);
+    rc = rill_client_next(c, &m, wait_ns);
+    if (rc == RILL_ETIMEDOUT && a.has_timeout) {
+      fprintf(stderr,
+              "rill sub: no record for %" PRIu64 " ms (--timeout): stopping after %" PRIu64
+              " record%s\n",
+              a.timeout_ms, n, n == 1 ? "" : "s");
+      status = 1;
+      break;
+    }
+    if (rc == RILL_ECLOSED) {
+      fprintf(stderr,
+              "rill sub: the server ended the subscription after %" PRIu64 " record%s: %s\n", n,
+              n == 1 ? "" : "s", rill_errmsg());
+      status = 1;
+      break;
+    }
     if (rc) {
-      status = rc == RILL_ECLOSED ? 0 : fail("sub", "receive", rc);
+      status = fail("sub", "receive", rc);
       break;
     }
     if (a.json) {
@@ -300,14 +577,14 @@ static char *read_all(FILE *f, size_t *len) {
 }
 
 int rill_ask_main(int argc, char **argv) {
+  static const char usage[] =
+      "usage: rill ask [--server HOST:PORT] [--token T] [--timeout MS] SERVICE [REQUEST]\n"
+      "  the request from stdin without REQUEST; prints the reply. --timeout: the ask's\n"
+      "  deadline (default none: as long as the provider takes). -- ends the options.\n";
   cargs_t a;
-  if (cparse("ask", argc, argv, &a) != 0 || a.nrest > 1) {
-    fprintf(stderr, "usage: rill ask [--server HOST:PORT] [--token T] [--timeout MS] SERVICE "
-                    "[REQUEST]\n"
-                    "  the request from stdin without REQUEST; prints the reply\n");
-    free(a.rest);
-    return 2;
-  }
+  int parsed = cparse("ask", O_SERVER | O_TOKEN | O_TIMEOUT, argc, argv, &a);
+  if (parsed || a.nrest > 1)
+    return cusage(parsed ? parsed : -1, &a, usage);
   size_t len;
   char *req = a.nrest ? strdup(a.rest[0]) : read_all(stdin, &len);
   if (a.nrest && req)
@@ -360,13 +637,13 @@ static void echo_ask(void *ctx, const rill_client_ask_t *q) {
 }
 
 int rill_reply_main(int argc, char **argv) {
+  static const char usage[] =
+      "usage: rill reply [--server HOST:PORT] [--token T] SERVICE\n"
+      "  serves SERVICE, answering each ask with its own bytes, until Ctrl-C\n";
   cargs_t a;
-  if (cparse("reply", argc, argv, &a) != 0 || a.nrest) {
-    fprintf(stderr, "usage: rill reply [--server HOST:PORT] [--token T] SERVICE\n"
-                    "  serves SERVICE, answering each ask with its own bytes, until Ctrl-C\n");
-    free(a.rest);
-    return 2;
-  }
+  int parsed = cparse("reply", O_SERVER | O_TOKEN, argc, argv, &a);
+  if (parsed || a.nrest)
+    return cusage(parsed ? parsed : -1, &a, usage);
   free(a.rest);
   a.o.reconnect = true; /* a provider outlives a server restart */
   rill_client_t *c;
