@@ -20,6 +20,10 @@
  *   never_reads clients that ask for gigabytes (FETCHes of a big topic,
  *               subscriptions with unbounded credits) and read nothing:
  *               the process's memory stays bounded
+ *   out_of_fds  RLIMIT_NOFILE lowered until the server's accept fails
+ *               with EMFILE: each client after is turned away with EBUSY
+ *               (not left waiting while the server spins), and the
+ *               listener works again once descriptors are back
  *
  * Each phase must see the good clients make progress; at the end every
  * acknowledged message has been delivered exactly once, in order, and the
@@ -41,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -1203,6 +1208,79 @@ static void never_reads(void) {
          (unsigned long long)p.delivered, slowest_ack_ms());
 }
 
+/* ---- out of file descriptors ------------------------------------------------------- */
+
+#define FD_CLIENTS 60
+
+/* The process runs out of descriptors (RLIMIT_NOFILE lowered under what
+ * it holds plus 41): clients keep coming, one at a time. Each is either
+ * welcomed or turned away with an ERROR (EBUSY) and EOF; none is left
+ * waiting with its connection in the listener's queue (the server took
+ * a spare descriptor to accept and refuse it, instead of spinning on a
+ * listener it cannot accept from). */
+static void out_of_fds(void) {
+  mark_t m = phase_begin();
+  struct rlimit rl0, rl;
+  CHECK(getrlimit(RLIMIT_NOFILE, &rl0) == 0, "getrlimit: %s", strerror(errno));
+  rl = rl0;
+  /* Odd: a client's socket and the server's end take two, so the
+   * server's accept is the one that finds none left. */
+  rl.rlim_cur = (rlim_t)count_fds() + 41;
+  CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit: %s", strerror(errno));
+  raw_t r[FD_CLIENTS];
+  int n = 0, welcomed = 0, refused = 0, bumps = 0;
+  for (; n < FD_CLIENTS; n++) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      /* This side took the last one: one more, and the server's accept
+       * is the one to run short. */
+      CHECK(errno == EMFILE && bumps++ < 4, "socket: %s", strerror(errno));
+      rl.rlim_cur++;
+      CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit: %s", strerror(errno));
+      n--;
+      continue;
+    }
+    close(fd);
+    raw_open(&r[n], 4096);
+    out_t o = {0};
+    out_hello(&o, TOKEN, strlen(TOKEN), "fd-starved");
+    bool sent = raw_send(&r[n], o.b, o.n);
+    free(o.b);
+    rill_frame_t f;
+    int k = raw_next(&r[n], &f, guard(), "out_of_fds");
+    if (k == 1 && f.type == RILL_F_WELCOME) {
+      CHECK(sent, "out_of_fds: welcomed, but the HELLO was not taken");
+      welcomed++;
+      continue;
+    }
+    CHECK(k == 1 && f.type == RILL_F_ERROR && (int64_t)f.arg == RILL_EBUSY,
+          "out_of_fds: client %d got %s (type %u, code %lld) instead of WELCOME or EBUSY", n,
+          k == 1 ? "a frame" : "no frame", k == 1 ? f.type : 0,
+          k == 1 ? (long long)(int64_t)f.arg : 0LL);
+    CHECK(raw_next(&r[n], &f, guard(), "out_of_fds") != 1, "out_of_fds: a frame after EBUSY");
+    refused++;
+    raw_close(&r[n--]); /* its descriptor is the next client's */
+    if (refused >= 20)
+      break;
+  }
+  CHECK(setrlimit(RLIMIT_NOFILE, &rl0) == 0, "setrlimit: %s", strerror(errno));
+  CHECK(welcomed > 0 && refused > 0, "out_of_fds: %d welcomed, %d refused", welcomed, refused);
+  for (int i = 0; i < welcomed; i++)
+    raw_close(&r[i]);
+  await_conns(2, "out_of_fds");
+  /* The listener still takes connections once descriptors are back. */
+  raw_t again;
+  raw_open(&again, 4096);
+  raw_handshake(&again, "fd-after");
+  raw_close(&again);
+  await_progress("out_of_fds", m);
+  mark_t p = since(m);
+  printf("     out_of_fds (%.1f s): %d welcomed, then %d turned away with EBUSY, one at a time, "
+         "none left waiting; good clients +%llu acked, +%llu delivered\n",
+         phase_secs(), welcomed, refused, (unsigned long long)p.acked,
+         (unsigned long long)p.delivered);
+}
+
 /* ---- start and stop ---------------------------------------------------------------- */
 
 static int fds_at_start;
@@ -1284,7 +1362,8 @@ int main(void) {
       {"malformed", malformed},           {"truncated", truncated},
       {"random_bytes", random_bytes},     {"slowloris", slowloris},
       {"connect_cycles", connect_cycles}, {"bad_tokens", bad_tokens},
-      {"never_reads", never_reads},       {"clean_stop", clean_stop},
+      {"never_reads", never_reads},       {"out_of_fds", out_of_fds},
+      {"clean_stop", clean_stop},
   };
   return stress_run(cases, (int)(sizeof cases / sizeof cases[0]));
 }
