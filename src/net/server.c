@@ -93,6 +93,12 @@ struct loop;
 struct conn;
 struct topic;
 
+/* A loop's counters: rill_server_stats_t's fields as an array of atomic
+ * words, each written by its loop only. */
+#define NSTATS     (sizeof(rill_server_stats_t) / sizeof(uint64_t))
+#define STAT(name) (offsetof(rill_server_stats_t, name) / sizeof(uint64_t))
+_Static_assert(sizeof(rill_server_stats_t) % sizeof(uint64_t) == 0, "stats: u64 fields only");
+
 /* A wakeup pushed onto a loop's inbox by another thread. The nodes are
  * embedded in what they are about, so waking allocates nothing. */
 enum { W_TOPIC, W_CONN, W_SYNC };
@@ -110,8 +116,8 @@ struct tloop {
   struct wake w;
   bool touched; /* appended to during this loop's current read */
   struct tloop *next_touched;
-  uint64_t appended, bytes; /* by this loop, for the metrics */
-  char pad[48];             /* loops' entries on separate cache lines */
+  _Atomic uint64_t appended, bytes; /* by this loop (its one writer), for the metrics */
+  char pad[48];                     /* loops' entries on separate cache lines */
 };
 
 struct topic {
@@ -283,7 +289,7 @@ struct loop {
   size_t cap_acks;
   _Atomic size_t nacks;
   uint64_t last_sweep;
-  rill_server_stats_t st;        /* this loop's share, written by it, read relaxed */
+  _Atomic uint64_t st[NSTATS];   /* this loop's share of rill_server_stats_t, by STAT() */
   rill__hist_t publish_ack, ask; /* this loop's, one writer each */
   rill__prom_t stats;            /* the text of STATS answers, kept for the next */
   char pad[64];
@@ -324,9 +330,14 @@ struct rill_server {
   uint32_t sync_word;
 };
 
-#define INC(lp, field, n)                                                                          \
-  atomic_store_explicit((_Atomic uint64_t *)&(lp)->st.field, (lp)->st.field + (n),                 \
-                        memory_order_relaxed)
+#define INC(lp, field, n) stat_add(&(lp)->st[STAT(field)], (n))
+
+/* Relaxed load and store, no locked instruction: the loop is the word's
+ * one writer, and a scrape summing relaxed loads may miss the newest
+ * increments but never sees a torn word. */
+static inline void stat_add(_Atomic uint64_t *w, uint64_t n) {
+  atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) + n, memory_order_relaxed);
+}
 
 /* ---- references and wakeups ------------------------------------------------- */
 
@@ -343,7 +354,9 @@ static void conn_put(struct conn *c) {
 }
 
 /* Pushes w onto lp's inbox; writes its eventfd only when it may sleep.
- * The seq_cst fence pairs with the one in loop_sleep: either the loop sees
+ * The seq_cst fence pairs with the one loop_main makes after it marks
+ * itself sleeping and before it looks at its inbox (a store then a load
+ * on each side, which only seq_cst fences order): either the loop sees
  * the push before it sleeps, or we see it sleeping and wake it. */
 static void loop_wake(struct loop *lp, struct wake *w) {
   struct wake *h = atomic_load_explicit(&lp->inbox, memory_order_relaxed);
@@ -694,7 +707,9 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
     t = NULL;
     goto unlock_reg;
   }
-  atomic_store(&t->durable, rill_log_next(t->log)); /* what open recovered is on disk */
+  /* What open recovered is on disk. Relaxed: other loops find the topic
+   * only through the registry, under reg, whose unlock publishes this. */
+  atomic_store_explicit(&t->durable, rill_log_next(t->log), memory_order_relaxed);
   for (uint32_t i = 0; i < s->nloops; i++)
     t->per[i] = (struct tloop){.t = t, .w.kind = W_TOPIC};
   t->next = s->topics;
@@ -809,8 +824,8 @@ static void pump_topic(struct loop *lp, struct topic *t) {
  * them in one read of the log and one run of DELIVER frames each. */
 static void touch(struct loop *lp, struct topic *t, uint64_t n, uint64_t bytes) {
   struct tloop *tl = &t->per[lp->idx];
-  atomic_store_explicit((_Atomic uint64_t *)&tl->appended, tl->appended + n, memory_order_relaxed);
-  atomic_store_explicit((_Atomic uint64_t *)&tl->bytes, tl->bytes + bytes, memory_order_relaxed);
+  stat_add(&tl->appended, n); /* this loop's entry: it is the one writer */
+  stat_add(&tl->bytes, bytes);
   if (!tl->touched) {
     tl->touched = true;
     tl->next_touched = lp->touched;
@@ -848,7 +863,10 @@ static void sub_free(struct loop *lp, struct sub *u) {
   while (*pp != u)
     pp = &(*pp)->next_in_topic;
   *pp = u->next_in_topic;
-  atomic_store_explicit(&tl->nsubs, tl->nsubs - 1, memory_order_relaxed);
+  /* Only this loop writes its count; others read it relaxed to decide
+   * whom to wake (a stale count costs one needless wakeup). */
+  atomic_store_explicit(&tl->nsubs, atomic_load_explicit(&tl->nsubs, memory_order_relaxed) - 1,
+                        memory_order_relaxed);
   pp = &u->c->subs;
   while (*pp != u)
     pp = &(*pp)->next_in_conn;
@@ -885,10 +903,16 @@ static void *syncer_main(void *arg) {
   rill_server_t *s = arg;
   pthread_setname_np(pthread_self(), "rill-sync");
   for (;;) {
+    /* The futex word is a plain u32 (the futex calls take one): read
+     * before the queue, acquire pairing with rill__futex_bump's release,
+     * so a push after the exchange below changes it and the wait returns. */
     uint32_t w = __atomic_load_n(&s->sync_word, __ATOMIC_ACQUIRE);
     struct topic *q = atomic_exchange_explicit(&s->sync_q, NULL, memory_order_acquire);
     if (!q) {
-      if (atomic_load(&s->stopping))
+      /* Acquire, pairing with run's release store made after every loop
+       * was joined. Topics queued after the exchange above are synced by
+       * run itself. */
+      if (atomic_load_explicit(&s->stopping, memory_order_acquire))
         return NULL;
       rill__futex_wait(&s->sync_word, w, 100000000ull);
       continue;
@@ -896,12 +920,16 @@ static void *syncer_main(void *arg) {
     while (q) {
       struct topic *t = q;
       q = t->next_sync;
-      /* Cleared before the sync: an append after this queues it again. */
-      atomic_store(&t->sync_wanted, false);
+      /* Cleared before the sync: an append after this queues it again.
+       * seq_cst: this store must not pass the load of the log's end below
+       * (a store then a load), or an append in between would find the
+       * flag still set, not queue the topic, and miss this sync. */
+      atomic_store_explicit(&t->sync_wanted, false, memory_order_seq_cst);
       uint64_t upto = rill_log_next(t->log);
       int rc = rill_log_sync(t->log);
       if (rc) {
-        atomic_store(&t->sync_err, rc);
+        /* Relaxed: the release store of failed_upto publishes it. */
+        atomic_store_explicit(&t->sync_err, rc, memory_order_relaxed);
         atomic_store_explicit(&t->failed_upto, upto, memory_order_release);
       } else {
         durable_raise(t, upto);
@@ -949,7 +977,9 @@ static void acks_release(struct loop *lp) {
       send_frame(lp, a->c, RILL_F_ACK, 0, a->ch, a->id, a->first, NULL, 0);
       rill__hist_add(&lp->publish_ack, rill_time_ns() - a->t0);
     } else if (a->last < failed)
-      send_error(lp, a->c, a->ch, a->id, atomic_load(&a->t->sync_err),
+      send_error(lp, a->c, a->ch, a->id,
+                 /* after the acquire load of failed_upto, which publishes it */
+                 atomic_load_explicit(&a->t->sync_err, memory_order_relaxed),
                  "PUBLISH: appended, but the sync failed");
     else {
       lp->acks[keep++] = *a;
@@ -1068,12 +1098,14 @@ static void stream_open(struct loop *lp, struct conn *c, struct topic *t, const 
   } else if (c->assembling + f->arg > s->o.max_message) {
     why = "PUBLISH: this connection's streams in flight would pass max_message";
     code = RILL_EBUSY;
-  } else if (atomic_fetch_add(&s->assembling, f->arg) + f->arg > s->assembly_max) {
-    atomic_fetch_sub(&s->assembling, f->arg);
+  } else if (atomic_fetch_add_explicit(&s->assembling, f->arg, memory_order_relaxed) + f->arg >
+             s->assembly_max) {
+    /* Relaxed: a count of bytes, nothing is published through it. */
+    atomic_fetch_sub_explicit(&s->assembling, f->arg, memory_order_relaxed);
     why = "PUBLISH: too many streamed bytes in flight on the server; try again";
     code = RILL_EBUSY;
   } else if (!(in->buf = rill__malloc(f->arg))) {
-    atomic_fetch_sub(&s->assembling, f->arg);
+    atomic_fetch_sub_explicit(&s->assembling, f->arg, memory_order_relaxed);
     why = "PUBLISH: no memory for the stream";
     code = RILL_ENOMEM;
   }
@@ -1094,7 +1126,7 @@ static void stream_drop(rill_server_t *s, struct conn *c, struct instream *in, b
   if (in->buf) {
     rill__free(in->buf);
     in->buf = NULL;
-    atomic_fetch_sub(&s->assembling, in->len);
+    atomic_fetch_sub_explicit(&s->assembling, in->len, memory_order_relaxed); /* a count */
     c->assembling -= in->len;
   }
   if (!keep)
@@ -1242,7 +1274,8 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
   /* Counted before the ACK goes: from here on, appends by other loops
    * wake this one. One appended just before is caught by the first
    * CREDIT's pump, which reads the log, not the wakeups. */
-  atomic_store_explicit(&tl->nsubs, tl->nsubs + 1, memory_order_seq_cst);
+  atomic_store_explicit(&tl->nsubs, atomic_load_explicit(&tl->nsubs, memory_order_relaxed) + 1,
+                        memory_order_seq_cst);
   send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, u->next, NULL, 0);
 }
 
@@ -1678,10 +1711,9 @@ static int render(void *ctx, rill__prom_t *p) {
     m->next_seq = rill_log_next(t->log);
     for (uint32_t i = 0; i < s->nloops; i++) {
       const struct tloop *tl = &t->per[i];
-      m->appended += atomic_load_explicit((_Atomic uint64_t *)&tl->appended, memory_order_relaxed);
-      m->appended_bytes +=
-          atomic_load_explicit((_Atomic uint64_t *)&tl->bytes, memory_order_relaxed);
-      m->subscribers += atomic_load_explicit(&((struct tloop *)tl)->nsubs, memory_order_relaxed);
+      m->appended += atomic_load_explicit(&tl->appended, memory_order_relaxed);
+      m->appended_bytes += atomic_load_explicit(&tl->bytes, memory_order_relaxed);
+      m->subscribers += atomic_load_explicit(&tl->nsubs, memory_order_relaxed);
     }
   }
 unlock_reg:
@@ -1820,7 +1852,7 @@ static void conn_close(struct loop *lp, struct conn *c) {
     lp->conns = c->next;
   if (c->next)
     c->next->prev = c->prev;
-  atomic_fetch_sub(&s->nconns, 1);
+  atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed); /* a count: publishes nothing */
   for (uint32_t i = 0; i < IN_STREAMS; i++)
     stream_drop(s, c, &c->in[i], false);
   rill_buf_release(&c->out.data);
@@ -1987,8 +2019,10 @@ static void conn_accept(struct loop *lp) {
       return; /* EAGAIN, another loop took it, or a transient error */
     }
     INC(lp, conns_accepted, 1);
-    if (atomic_fetch_add(&s->nconns, 1) >= s->o.max_conns) {
-      atomic_fetch_sub(&s->nconns, 1);
+    /* Relaxed: a count against max_conns; the RMW keeps loops that
+     * accept at once from both taking the last place. */
+    if (atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed) >= s->o.max_conns) {
+      atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
       refuse(lp, fd, "too many connections (max_conns)");
       continue;
     }
@@ -2022,7 +2056,7 @@ static void conn_accept(struct loop *lp) {
     rill__free(c);
     rx_give(s, rx, pooled);
     close(fd);
-    atomic_fetch_sub(&s->nconns, 1);
+    atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
   }
 }
 
@@ -2113,14 +2147,19 @@ static void loop_inbox(struct loop *lp) {
     struct wake *next = w->next;
     if (w->kind == W_TOPIC) {
       struct tloop *tl = (struct tloop *)((char *)w - offsetof(struct tloop, w));
-      atomic_store(&tl->notified, false); /* before the pump: a later append wakes again */
+      /* Before the pump: a later append wakes again. seq_cst: the store
+       * must not pass the pump's loads of the log (a store then a load),
+       * or an append in between would find the flag set and not wake us. */
+      atomic_store_explicit(&tl->notified, false, memory_order_seq_cst);
       pump_topic(lp, tl->t);
     } else if (w->kind == W_CONN) {
       struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, xw));
       conn_take_x(lp, c);
       conn_put(c);
     } else {
-      atomic_store(&lp->sync_woken, false);
+      /* seq_cst, as for notified: not past acks_release's loads of the
+       * durable marks, or a sync in between would not wake us. */
+      atomic_store_explicit(&lp->sync_woken, false, memory_order_seq_cst);
       acks_release(lp);
     }
     w = next;
@@ -2138,7 +2177,9 @@ static void *loop_main(void *arg) {
   struct epoll_event evs[64];
   lp->last_sweep = rill_time_ns();
   for (bool stop = false; !stop;) {
-    atomic_store(&lp->sleeping, 1);
+    /* Relaxed store, ordered before the inbox load by the seq_cst fence
+     * that pairs with loop_wake's. */
+    atomic_store_explicit(&lp->sleeping, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
     int timeout = atomic_load_explicit(&lp->inbox, memory_order_relaxed) ? 0 : 100;
     int n = epoll_wait(lp->ep, evs, 64, timeout);
@@ -2187,7 +2228,7 @@ static void *loop_main(void *arg) {
   size_t nacks = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
   for (size_t i = 0; i < nacks; i++) {
     struct pack *a = &lp->acks[i];
-    if (a->c && a->last >= atomic_load(&a->t->durable)) {
+    if (a->c && a->last >= atomic_load_explicit(&a->t->durable, memory_order_acquire)) {
       uint64_t upto = rill_log_next(a->t->log);
       if (rill_log_sync(a->t->log) == 0)
         durable_raise(a->t, upto);
@@ -2389,7 +2430,8 @@ void rill_server_stop(rill_server_t *s) {
 
 int rill_server_run(rill_server_t *s) {
   int rc = 0;
-  atomic_store(&s->stopping, false);
+  /* Relaxed: the syncer starts after it, and pthread_create orders it. */
+  atomic_store_explicit(&s->stopping, false, memory_order_relaxed);
   if (s->o.sync == RILL_LOG_SYNC_GROUP) {
     if ((rc = pthread_create(&s->syncer, NULL, syncer_main, s)))
       return rill__err(-rc, "server: cannot start the syncer");
@@ -2406,7 +2448,8 @@ int rill_server_run(rill_server_t *s) {
   for (uint32_t i = 1; i < started; i++)
     pthread_join(s->loops[i].th, NULL);
   if (s->syncing) {
-    atomic_store(&s->stopping, true);
+    /* Release: the loops are joined; the syncer's acquire load pairs. */
+    atomic_store_explicit(&s->stopping, true, memory_order_release);
     rill__futex_bump(&s->sync_word);
     pthread_join(s->syncer, NULL);
     s->syncing = false;
@@ -2430,7 +2473,9 @@ void rill_server_destroy(rill_server_t *s) {
   for (uint32_t i = 0; i < s->nloops; i++) {
     struct loop *lp = &s->loops[i];
     /* Wakeups still queued hold connection references. */
-    for (struct wake *w = atomic_exchange(&lp->inbox, NULL), *n; w; w = n) {
+    /* Acquire, pairing with the pushers' release: the nodes' links. */
+    for (struct wake *w = atomic_exchange_explicit(&lp->inbox, NULL, memory_order_acquire), *n; w;
+         w = n) {
       n = w->next;
       if (w->kind == W_CONN)
         conn_put((struct conn *)((char *)w - offsetof(struct conn, xw)));
@@ -2475,12 +2520,10 @@ void rill_server_destroy(rill_server_t *s) {
 }
 
 void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st) {
-  memset(st, 0, sizeof *st);
-  uint64_t *dst = (uint64_t *)st;
-  for (uint32_t i = 0; i < s->nloops; i++) {
-    const uint64_t *src = (const uint64_t *)&s->loops[i].st;
-    for (size_t k = 0; k < sizeof *st / sizeof(uint64_t); k++)
-      dst[k] += atomic_load_explicit((_Atomic uint64_t *)&src[k], memory_order_relaxed);
-  }
-  st->conns_open = atomic_load_explicit(&((rill_server_t *)s)->nconns, memory_order_relaxed);
+  uint64_t sum[NSTATS] = {0};
+  for (uint32_t i = 0; i < s->nloops; i++)
+    for (size_t k = 0; k < NSTATS; k++)
+      sum[k] += atomic_load_explicit(&s->loops[i].st[k], memory_order_relaxed); /* see stat_add */
+  memcpy(st, sum, sizeof *st);
+  st->conns_open = atomic_load_explicit(&s->nconns, memory_order_relaxed);
 }
