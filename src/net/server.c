@@ -527,8 +527,8 @@ static bool send_frame_ref(struct loop *lp, struct conn *c, uint8_t type, uint8_
   if (!send_frame(lp, c, type, flags, ch, id, arg, NULL, 0))
     return false;
   if (rill_buf_slice(&ref, payload, 0, payload->len) != 0) {
-    c->closing = true; /* the header went out without its body */
-    tx_drop(c);
+    /* The header is queued without its body: the stream cannot go on. */
+    cut_off(lp, c, RILL_ENOMEM, "no memory to send a record");
     return false;
   }
   rill__put32(c->tx + c->tx_len - RILL_NET_HDR, (uint32_t)payload->len); /* the real length */

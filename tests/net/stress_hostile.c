@@ -20,6 +20,9 @@
  *   never_reads clients that ask for gigabytes (FETCHes of a big topic,
  *               subscriptions with unbounded credits) and read nothing:
  *               the process's memory stays bounded
+ *   table_fill  10,000 unanswered asks on one connection, 10,000 SERVEs
+ *               on another: refused past the per-connection limits with
+ *               EBUSY naming them, nobody cut off, all let go on close
  *   out_of_fds  RLIMIT_NOFILE lowered until the server's accept fails
  *               with EMFILE: each client after is turned away with EBUSY
  *               (not left waiting while the server spins), and the
@@ -1208,6 +1211,118 @@ static void never_reads(void) {
          (unsigned long long)p.delivered, slowest_ack_ms());
 }
 
+/* ---- tables a client fills ----------------------------------------------------------- */
+
+#define FILL_N          10000
+#define ASKS_PER_CONN   4096 /* the server's defaults */
+#define SERVES_PER_CONN 1024
+
+/* Reads r's answers until the PONG with id pong: counts ACKs, and ERRORs
+ * with code whose message names what; any other ERROR fails. */
+static void count_answers(raw_t *r, uint64_t pong, int code, const char *what, int *acks, int *errs,
+                          const char *phase) {
+  uint64_t end = guard();
+  for (;;) {
+    rill_frame_t f;
+    CHECK(raw_next(r, &f, end, phase) == 1, "%s: closed before its PONG", phase);
+    if (f.type == RILL_F_PONG && f.id == pong)
+      return;
+    if (f.type == RILL_F_ACK) {
+      (*acks)++;
+      continue;
+    }
+    CHECK(f.type == RILL_F_ERROR && (int64_t)f.arg == code, "%s: type %u, code %lld: %.*s", phase,
+          f.type, (long long)(int64_t)f.arg, (int)f.len, (const char *)f.body);
+    CHECK(f.len >= strlen(what) && memmem(f.body, f.len, what, strlen(what)),
+          "%s: '%.*s' does not name %s", phase, (int)f.len, (const char *)f.body, what);
+    (*errs)++;
+  }
+}
+
+/* 10,000 unanswered asks on one connection and 10,000 SERVEs on another
+ * (each cost the server memory until its connection goes): past the
+ * per-connection limits each is refused with EBUSY naming the limit, the
+ * provider that never reads is not cut off, and all of it is let go when
+ * the connections close. */
+static void table_fill(void) {
+  mark_t m = phase_begin();
+  rill_server_stats_t s0 = stats();
+  raw_t p, a, v;
+  raw_open(&p, 1 << 16);
+  raw_handshake(&p, "hole-provider");
+  raw_open(&a, 1 << 16);
+  raw_handshake(&a, "hole-asker");
+  raw_open(&v, 1 << 16);
+  raw_handshake(&v, "serve-filler");
+  out_t o = {0};
+  out_frame(&o, RILL_F_SERVE, 0, 1, 1, 0, "hole", 4);
+  out_frame(&o, RILL_F_PING, 0, 0, 2, 0, NULL, 0);
+  CHECK(raw_send(&p, o.b, o.n), "table_fill: the provider was closed");
+  int acks = 0, errs = 0;
+  count_answers(&p, 2, 0, "", &acks, &errs, "table_fill provider");
+  CHECK(acks == 1, "table_fill: SERVE not acknowledged");
+  /* The asks, and nobody answers them. */
+  o.n = 0;
+  uint8_t ask[] = {4, 0, 'h', 'o', 'l', 'e', '?'};
+  for (int i = 0; i < FILL_N; i++)
+    out_frame(&o, RILL_F_ASK, 0, 0, (uint64_t)i + 1, 0, ask, sizeof ask);
+  out_frame(&o, RILL_F_PING, 0, 0, FILL_N + 1, 0, NULL, 0);
+  CHECK(raw_send(&a, o.b, o.n), "table_fill: the asker was closed");
+  acks = errs = 0;
+  count_answers(&a, FILL_N + 1, RILL_EBUSY, "max_asks_per_conn", &acks, &errs, "table_fill asks");
+  CHECK(errs == FILL_N - ASKS_PER_CONN, "table_fill: %d of %d asks refused, %d expected", errs,
+        FILL_N, FILL_N - ASKS_PER_CONN);
+  int asks_refused = errs;
+  /* The registrations, each under a name of its own. */
+  o.n = 0;
+  for (int i = 0; i < FILL_N; i++) {
+    char name[32];
+    int nl = snprintf(name, sizeof name, "svc-%d", i);
+    out_frame(&o, RILL_F_SERVE, 0, (uint16_t)(i + 1), (uint64_t)i + 1, 0, name, (uint32_t)nl);
+  }
+  out_frame(&o, RILL_F_PING, 0, 0, FILL_N + 1, 0, NULL, 0);
+  CHECK(raw_send(&v, o.b, o.n), "table_fill: the registrar was closed");
+  acks = errs = 0;
+  count_answers(&v, FILL_N + 1, RILL_EBUSY, "max_serves_per_conn", &acks, &errs,
+                "table_fill serves");
+  CHECK(acks == SERVES_PER_CONN && errs == FILL_N - SERVES_PER_CONN,
+        "table_fill: %d SERVEs acknowledged, %d refused", acks, errs);
+  free(o.b);
+  /* The provider was not cut off for the asks it did not read. */
+  o = (out_t){0};
+  out_frame(&o, RILL_F_PING, 0, 0, 3, 0, NULL, 0);
+  CHECK(raw_send(&p, o.b, o.n), "table_fill: the provider was closed");
+  free(o.b);
+  int asked = 0;
+  for (uint64_t end = guard();;) {
+    rill_frame_t f;
+    CHECK(raw_next(&p, &f, end, "table_fill") == 1, "table_fill: the provider was cut off");
+    if (f.type == RILL_F_PONG)
+      break;
+    CHECK(f.type == RILL_F_ASK, "table_fill: the provider got type %u", f.type);
+    asked++;
+  }
+  CHECK(asked == ASKS_PER_CONN, "table_fill: the provider got %d asks", asked);
+  rill_server_stats_t s1 = stats();
+  CHECK(s1.asks_refused - s0.asks_refused == (uint64_t)asks_refused &&
+            s1.serves_refused - s0.serves_refused == (uint64_t)errs,
+        "table_fill: the server counted %llu asks and %llu SERVEs refused",
+        (unsigned long long)(s1.asks_refused - s0.asks_refused),
+        (unsigned long long)(s1.serves_refused - s0.serves_refused));
+  CHECK(s1.conns_dropped == s0.conns_dropped, "table_fill: a connection was cut off");
+  raw_close(&a);
+  raw_close(&v);
+  raw_close(&p);
+  await_conns(2, "table_fill");
+  await_progress("table_fill", m);
+  mark_t d = since(m);
+  printf("     table_fill (%.1f s): %d asks unanswered on one connection, %d SERVEs on another: "
+         "%d asks and %d SERVEs refused with EBUSY naming their limit, nobody cut off; good "
+         "clients +%llu acked, +%llu delivered\n",
+         phase_secs(), FILL_N, FILL_N, asks_refused, errs, (unsigned long long)d.acked,
+         (unsigned long long)d.delivered);
+}
+
 /* ---- out of file descriptors ------------------------------------------------------- */
 
 #define FD_CLIENTS 60
@@ -1362,8 +1477,8 @@ int main(void) {
       {"malformed", malformed},           {"truncated", truncated},
       {"random_bytes", random_bytes},     {"slowloris", slowloris},
       {"connect_cycles", connect_cycles}, {"bad_tokens", bad_tokens},
-      {"never_reads", never_reads},       {"out_of_fds", out_of_fds},
-      {"clean_stop", clean_stop},
+      {"never_reads", never_reads},       {"table_fill", table_fill},
+      {"out_of_fds", out_of_fds},         {"clean_stop", clean_stop},
   };
   return stress_run(cases, (int)(sizeof cases / sizeof cases[0]));
 }
