@@ -27,7 +27,10 @@
  * Flow control. A connection is read only while its send queue is under
  * half its limit, so a client that floods requests without reading the
  * answers is held back by TCP, not by our memory; one whose queue passes
- * the limit anyway is cut off with a reason. Subscriptions deliver only
+ * the limit anyway is cut off with a reason. What a connection's
+ * requests send to another (an ask to its provider) is held to that
+ * one's room: past half its limit the asker is refused (EBUSY), so no
+ * client can get another cut off. Subscriptions deliver only
  * as far as the credits their client granted, and only while the send
  * queue has room. Acknowledged publishes waiting for durability count
  * too: past RILL__ACKS_MAX waiting, the connection is not read.
@@ -245,6 +248,7 @@ struct conn {
   struct provider *provides; /* under reg */
   uint32_t nserves;          /* its providers; under reg */
   uint32_t nasks;            /* asks it made in flight; under asks_mu */
+  uint32_t nasked;           /* asks in flight it provides for; under asks_mu */
   uint32_t acks_waiting;
   struct instream in[IN_STREAMS];
   struct outstream out;
@@ -1433,6 +1437,7 @@ static void ask_done(rill_server_t *s, struct ask **pp) {
     cp = &(*cp)->next_cid;
   *cp = a->next_cid;
   a->asker->nasks--;
+  a->provider->nasked--;
   conn_put(a->asker);
   conn_put(a->provider);
   s->asks_open--;
@@ -1526,6 +1531,7 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   a->next_cid = *slot;
   *slot = a;
   c->nasks++;
+  pc->nasked++;
   s->asks_open++;
   /* Sent under asks_mu, so the ask (and its reference) cannot end before
    * the frame is queued. A provider that went meanwhile ends it now, and
@@ -1656,6 +1662,10 @@ static void on_cancel(struct loop *lp, struct conn *c, const rill_frame_t *f) {
 static void asks_end(struct loop *lp, struct conn *gone, uint64_t now) {
   rill_server_t *s = lp->s;
   pthread_mutex_lock(&s->asks_mu);
+  if (gone && !gone->nasks && !gone->nasked) { /* nothing of its: no scan */
+    pthread_mutex_unlock(&s->asks_mu);
+    return;
+  }
   for (uint32_t b = 0; s->asks_open && b < ASK_BUCKETS; b++)
     for (struct ask **pp = &s->asks[b]; *pp;) {
       struct ask *a = *pp;
