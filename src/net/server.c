@@ -75,22 +75,23 @@
 #define DELIVER_BATCH 64u
 #define MAX_LOOPS     64u
 #define ASK_BUCKETS   4096u
-#define ASK_FREE_MAX  1024u /* asks kept for reuse; more are freed (a burst's memory goes back) */
-#define SVC_BUCKETS   4096u
+#define ACKS_MAX      65536u
+#define TX_REFS       64u   /* payloads one connection's queue holds by reference */
+#define REF_MIN       2048u /* smaller payloads are copied: one iovec per frame costs more */
+#define STREAM_STALL_NS                                                                            \
+  10000000000ull /* a streamed PUBLISH with no piece for this long goes */ /* acknowledged         \
+                                                                              publishes one        \
+                                                                              connection may have  \
+                                                                              waiting */
+
+#define ASK_FREE_MAX 1024u /* asks kept for reuse; more are freed (a burst's memory goes back) */
+#define SVC_BUCKETS  4096u
 /* Descriptors a topic holds at least: its directory, its lock, one
  * segment's data and index. */
 #define FDS_PER_TOPIC 4u
 /* Descriptors the server holds besides connections and topics: listener,
  * stop eventfd, the metrics endpoint's, stdio and some to spare. */
 #define FDS_FIXED (32u + RILL__METRICS_MAX_CONNS)
-#define ACKS_MAX  65536u
-#define TX_REFS   64u   /* payloads one connection's queue holds by reference */
-#define REF_MIN   2048u /* smaller payloads are copied: one iovec per frame costs more */
-#define STREAM_STALL_NS                                                                            \
-  10000000000ull /* a streamed PUBLISH with no piece for this long goes */ /* acknowledged         \
-                                                                              publishes one        \
-                                                                              connection may have  \
-                                                                              waiting */
 
 struct loop;
 struct conn;
@@ -660,10 +661,6 @@ static void conn_take_x(struct loop *lp, struct conn *c) {
 
 /* ---- topics and subscriptions ---------------------------------------------- */
 
-/* The topic called name: open already, or opened from data_dir, or (with
- * create) a new one. Every topic costs a directory, a preallocated
- * segment and descriptors until the server stops, so only a publisher's
- * BIND and a SUBSCRIBE create one, and at most max_topics exist. */
 static struct topic **topic_bucket(rill_server_t *s, const void *name, size_t len) {
   return &s->topic_idx[rill_hash64(name, len) & s->topic_mask];
 }
@@ -676,6 +673,10 @@ static struct topic *topic_find(rill_server_t *s, const void *name, size_t len) 
   return t;
 }
 
+/* The topic called name: open already, or opened from data_dir, or (with
+ * create) a new one. Every topic costs a directory, a preallocated
+ * segment and descriptors until the server stops, so only a publisher's
+ * BIND and a SUBSCRIBE create one, and at most max_topics exist. */
 static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len, bool create,
                                int *rc) {
   pthread_mutex_lock(&s->reg);
