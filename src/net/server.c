@@ -2065,8 +2065,9 @@ static void conn_accept(struct loop *lp) {
     continue;
   undo_conn:
     rill__free(c);
-    rx_give(s, rx, pooled);
-    close(fd);
+    if (rx)
+      rx_give(s, rx, pooled);
+    refuse(lp, fd, "no memory for a connection: try again later");
     atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
   }
 }
