@@ -177,11 +177,18 @@ typedef struct rill_server_opts {
   const char *metrics;       /* "HOST:PORT" to serve Prometheus text over HTTP on; NULL: none */
   uint64_t max_message; /* largest message streamed in CHUNKs, max_body..4 GiB; default 64 MiB */
   uint32_t max_topics;  /* topics the server creates at most (BIND, SUBSCRIBE); default 4096 */
+  uint32_t max_asks_per_conn;   /* asks one connection may have in flight; default 4096 */
+  uint32_t max_asks;            /* asks in flight on the server; default 65536 */
+  uint32_t max_serves_per_conn; /* SERVE registrations one connection may hold; default 1024 */
+  uint32_t max_serves;          /* SERVE registrations on the server; default 65536 */
 } rill_server_opts_t;
 
 /** Opens data_dir and starts listening (nothing is served until
- *  rill_server_run). RILL_EINVAL for options out of range, or the socket's
- *  errno (RILL_EADDRINUSE and the like, as -errno). */
+ *  rill_server_run). RILL_EINVAL for options out of range, or for
+ *  max_conns and max_topics that need more file descriptors than
+ *  RLIMIT_NOFILE's hard limit allows (the soft limit is raised as far as
+ *  they need), or the socket's errno (RILL_EADDRINUSE and the like, as
+ *  -errno). */
 int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts);
 
 /** The port it listens on (the one picked when opts.port was 0). */
@@ -206,6 +213,8 @@ typedef struct rill_server_stats {
   uint64_t conns_accepted, conns_open, conns_refused, conns_dropped;
   uint64_t frames_in, frames_out, bytes_in, bytes_out;
   uint64_t published, delivered, errors_sent;
+  uint64_t asks_refused;   /* over max_asks_per_conn, max_asks, or a provider's full queue */
+  uint64_t serves_refused; /* over max_serves_per_conn or max_serves */
 } rill_server_stats_t;
 
 void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st);

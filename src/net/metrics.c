@@ -279,7 +279,8 @@ void rill__metrics_render_server(rill__prom_t *p, const rill__metrics_snap_t *s)
   } counters[] = {
       {"rill_connections_accepted_total", "Connections accepted.",
        offsetof(rill_server_stats_t, conns_accepted)},
-      {"rill_connections_refused_total", "Connections refused (over max_conns).",
+      {"rill_connections_refused_total",
+       "Connections refused (over max_conns, or out of file descriptors).",
        offsetof(rill_server_stats_t, conns_refused)},
       {"rill_connections_dropped_total",
        "Connections the server closed: protocol errors, timeouts, a full send queue.",
@@ -294,6 +295,12 @@ void rill__metrics_render_server(rill__prom_t *p, const rill__metrics_snap_t *s)
       {"rill_messages_delivered_total", "Records delivered to subscribers and fetches.",
        offsetof(rill_server_stats_t, delivered)},
       {"rill_errors_sent_total", "ERROR frames sent.", offsetof(rill_server_stats_t, errors_sent)},
+      {"rill_asks_refused_total",
+       "Asks refused with EBUSY: over max_asks_per_conn or max_asks, or their provider's send "
+       "queue over half its tx_limit.",
+       offsetof(rill_server_stats_t, asks_refused)},
+      {"rill_serves_refused_total", "SERVEs refused: over max_serves_per_conn or max_serves.",
+       offsetof(rill_server_stats_t, serves_refused)},
   };
   for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
     uint64_t v;
@@ -303,6 +310,8 @@ void rill__metrics_render_server(rill__prom_t *p, const rill__metrics_snap_t *s)
   rill__prom_gauge(p, "rill_connections_open", "Connections open now.", (double)st->conns_open);
   rill__prom_gauge(p, "rill_asks_in_flight", "Asks waiting for their reply.",
                    (double)s->asks_in_flight);
+  rill__prom_gauge(p, "rill_serve_registrations", "SERVE registrations held (max_serves).",
+                   (double)s->serves);
   rill__prom_gauge(p, "rill_uptime_seconds", "Seconds since the server started.", s->uptime_s);
   rill__prom_gauge(p, "rill_loops", "Event-loop threads.", (double)s->loops);
 

@@ -27,7 +27,10 @@
  * Flow control. A connection is read only while its send queue is under
  * half its limit, so a client that floods requests without reading the
  * answers is held back by TCP, not by our memory; one whose queue passes
- * the limit anyway is cut off with a reason. Subscriptions deliver only
+ * the limit anyway is cut off with a reason. What a connection's
+ * requests send to another (an ask to its provider) is held to that
+ * one's room: past half its limit the asker is refused (EBUSY), so no
+ * client can get another cut off. Subscriptions deliver only
  * as far as the credits their client granted, and only while the send
  * queue has room. Acknowledged publishes waiting for durability count
  * too: past RILL__ACKS_MAX waiting, the connection is not read.
@@ -58,6 +61,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -80,9 +84,24 @@
                                                                               connection may have  \
                                                                               waiting */
 
+#define ASK_FREE_MAX 1024u /* asks kept for reuse; more are freed (a burst's memory goes back) */
+#define SVC_BUCKETS  4096u
+/* Descriptors a topic holds at least: its directory, its lock, one
+ * segment's data and index. */
+#define FDS_PER_TOPIC 4u
+/* Descriptors the server holds besides connections and topics: listener,
+ * stop eventfd, the metrics endpoint's, stdio and some to spare. */
+#define FDS_FIXED (32u + RILL__METRICS_MAX_CONNS)
+
 struct loop;
 struct conn;
 struct topic;
+
+/* A loop's counters: rill_server_stats_t's fields as an array of atomic
+ * words, each written by its loop only. */
+#define NSTATS     (sizeof(rill_server_stats_t) / sizeof(uint64_t))
+#define STAT(name) (offsetof(rill_server_stats_t, name) / sizeof(uint64_t))
+_Static_assert(sizeof(rill_server_stats_t) % sizeof(uint64_t) == 0, "stats: u64 fields only");
 
 /* A wakeup pushed onto a loop's inbox by another thread. The nodes are
  * embedded in what they are about, so waking allocates nothing. */
@@ -101,14 +120,15 @@ struct tloop {
   struct wake w;
   bool touched; /* appended to during this loop's current read */
   struct tloop *next_touched;
-  uint64_t appended, bytes; /* by this loop, for the metrics */
-  char pad[48];             /* loops' entries on separate cache lines */
+  _Atomic uint64_t appended, bytes; /* by this loop (its one writer), for the metrics */
+  char pad[48];                     /* loops' entries on separate cache lines */
 };
 
 struct topic {
   char name[RILL_NET_MAX_NAME + 1];
   rill_log_t *log;
   struct topic *next;           /* in the registry */
+  struct topic *next_idx;       /* in its bucket of the registry's index */
   bool group;                   /* acks wait for the syncer */
   _Atomic uint64_t durable;     /* group: records below are synced */
   _Atomic uint64_t failed_upto; /* group: a sync failed for records below */
@@ -143,7 +163,7 @@ struct provider {
 struct service {
   char name[RILL_NET_MAX_NAME + 1];
   struct provider *providers, *turn; /* turn: who gets the next ask */
-  struct service *next;
+  struct service *next;              /* in its bucket; freed with its last provider */
 };
 
 /* An ask in flight, by the id the server gave it. Under asks_mu; holds a
@@ -151,12 +171,13 @@ struct service {
 struct ask {
   uint64_t sid;
   struct conn *asker, *provider;
-  uint64_t cid;      /* the asker's id for it */
-  uint64_t deadline; /* rill_time_ns, or 0 */
-  uint64_t t0;       /* when the ASK was read, for the histogram */
-  uint64_t bytes;    /* of the stream going through, to hold it to max_message */
-  bool replying;     /* the provider's REPLY is streaming: its last CHUNK ends the ask */
-  struct ask *next;  /* in its hash bucket, or in the free list */
+  uint64_t cid;         /* the asker's id for it */
+  uint64_t deadline;    /* rill_time_ns, or 0 */
+  uint64_t t0;          /* when the ASK was read, for the histogram */
+  uint64_t bytes;       /* of the stream going through, to hold it to max_message */
+  bool replying;        /* the provider's REPLY is streaming: its last CHUNK ends the ask */
+  struct ask *next;     /* in its hash bucket, or in the free list */
+  struct ask *next_cid; /* in its bucket by (asker, cid), for CANCEL */
 };
 
 /* A streamed PUBLISH being put together: its CHUNKs are copied in until
@@ -226,6 +247,9 @@ struct conn {
   size_t nbinds, cap_binds;
   struct sub *subs;
   struct provider *provides; /* under reg */
+  uint32_t nserves;          /* its providers; under reg */
+  uint32_t nasks;            /* asks it made in flight; under asks_mu */
+  uint32_t nasked;           /* asks in flight it provides for; under asks_mu */
   uint32_t acks_waiting;
   struct instream in[IN_STREAMS];
   struct outstream out;
@@ -246,6 +270,10 @@ struct conn {
   bool cut;    /* xtx passed the limit: its loop closes it */
   bool xwoken; /* its W_CONN is on the loop's inbox */
   struct wake xw;
+  bool xheld; /* xtx did not fit in tx: taken once tx drains (loop only) */
+  /* queued() as of its loop's last settle: other loops forwarding an ask
+   * read it (relaxed: an estimate, the hard limit is checked anyway). */
+  _Atomic size_t txq;
 };
 
 struct loop {
@@ -255,6 +283,8 @@ struct loop {
   int ep, wakefd;
   _Atomic(struct wake *) inbox;
   atomic_int sleeping; /* in epoll_wait, or about to be: pushers write wakefd */
+  int spare;           /* a descriptor kept to accept-and-refuse when none is left */
+  bool unlistened;     /* out of descriptors: the listener is off until the sweep */
   atomic_bool sync_woken;
   struct wake sync_w;
   struct conn *conns;
@@ -264,7 +294,7 @@ struct loop {
   size_t cap_acks;
   _Atomic size_t nacks;
   uint64_t last_sweep;
-  rill_server_stats_t st;        /* this loop's share, written by it, read relaxed */
+  _Atomic uint64_t st[NSTATS];   /* this loop's share of rill_server_stats_t, by STAT() */
   rill__hist_t publish_ack, ask; /* this loop's, one writer each */
   rill__prom_t stats;            /* the text of STATS answers, kept for the next */
   char pad[64];
@@ -285,13 +315,18 @@ struct rill_server {
   pthread_mutex_t reg; /* topics and services */
   struct topic *topics;
   uint32_t ntopics;
-  struct service *services;
+  struct topic **topic_idx; /* by name hash, topic_mask + 1 buckets */
+  uint64_t topic_mask;
+  struct service *services[SVC_BUCKETS]; /* by name hash */
+  uint32_t nserves;                      /* providers, all services */
   uint64_t started_ns;
   rill__metrics_http_t *metrics;
   rill_iopool_t *rxpool; /* connections' first receive buffers */
   pthread_mutex_t asks_mu;
-  struct ask *asks[ASK_BUCKETS]; /* in flight, by sid % ASK_BUCKETS */
-  struct ask *free_asks;         /* reused: a steady stream allocates nothing */
+  struct ask *asks[ASK_BUCKETS];     /* in flight, by sid % ASK_BUCKETS */
+  struct ask *asks_cid[ASK_BUCKETS]; /* the same, by (asker, its id): CANCEL finds one at once */
+  struct ask *free_asks;             /* reused: a steady stream allocates nothing */
+  uint32_t nfree_asks;               /* at most ASK_FREE_MAX */
   uint64_t next_sid, asks_open;
   /* The syncer (RILL_LOG_SYNC_GROUP only). */
   bool syncing;
@@ -300,9 +335,14 @@ struct rill_server {
   uint32_t sync_word;
 };
 
-#define INC(lp, field, n)                                                                          \
-  atomic_store_explicit((_Atomic uint64_t *)&(lp)->st.field, (lp)->st.field + (n),                 \
-                        memory_order_relaxed)
+#define INC(lp, field, n) stat_add(&(lp)->st[STAT(field)], (n))
+
+/* Relaxed load and store, no locked instruction: the loop is the word's
+ * one writer, and a scrape summing relaxed loads may miss the newest
+ * increments but never sees a torn word. */
+static inline void stat_add(_Atomic uint64_t *w, uint64_t n) {
+  atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) + n, memory_order_relaxed);
+}
 
 /* ---- references and wakeups ------------------------------------------------- */
 
@@ -319,7 +359,9 @@ static void conn_put(struct conn *c) {
 }
 
 /* Pushes w onto lp's inbox; writes its eventfd only when it may sleep.
- * The seq_cst fence pairs with the one in loop_sleep: either the loop sees
+ * The seq_cst fence pairs with the one loop_main makes after it marks
+ * itself sleeping and before it looks at its inbox (a store then a load
+ * on each side, which only seq_cst fences order): either the loop sees
  * the push before it sleeps, or we see it sleeping and wake it. */
 static void loop_wake(struct loop *lp, struct wake *w) {
   struct wake *h = atomic_load_explicit(&lp->inbox, memory_order_relaxed);
@@ -430,6 +472,21 @@ static void mark_dirty(struct loop *lp, struct conn *c) {
   }
 }
 
+static bool send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
+                       uint64_t id, uint64_t arg, const void *body, uint32_t len);
+
+/* A connection that cannot be sent to any more (its queue passed
+ * tx_limit: it does not read what it asked for; or no memory): what is
+ * queued goes, and an ERROR naming the reason takes its place (it fits:
+ * tx_limit holds four frames of max_body), then it closes. */
+static void cut_off(struct loop *lp, struct conn *c, int code, const char *why) {
+  INC(lp, conns_dropped, 1);
+  tx_drop(c);
+  INC(lp, errors_sent, 1);
+  send_frame(lp, c, RILL_F_ERROR, 0, 0, 0, (uint64_t)(int64_t)code, why, (uint32_t)strlen(why));
+  c->closing = true;
+}
+
 /* Appends a frame to the send queue of a connection of this loop; false
  * when the connection is over its limit (it is then closing). */
 static bool send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
@@ -439,9 +496,7 @@ static bool send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t fl
     return false;
   size_t need = RILL_NET_HDR + (size_t)len;
   if (queued(c) + need > s->o.tx_limit) {
-    INC(lp, conns_dropped, 1);
-    c->closing = true; /* not reading what it asked for: cut off */
-    tx_drop(c);
+    cut_off(lp, c, RILL_ENOBUFS, "send queue over tx_limit: the client does not read its answers");
     return false;
   }
   if (c->tx_len + need > c->tx_cap && c->tx_off) { /* compact first */
@@ -452,6 +507,8 @@ static bool send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t fl
     c->tx_off = 0;
   }
   if (!room(&c->tx, &c->tx_cap, c->tx_len, need)) {
+    if (c->tx_len) /* an empty queue that cannot grow cannot carry the reason either */
+      cut_off(lp, c, RILL_ENOMEM, "no memory for the send queue");
     c->closing = true;
     return false;
   }
@@ -475,8 +532,8 @@ static bool send_frame_ref(struct loop *lp, struct conn *c, uint8_t type, uint8_
   if (!send_frame(lp, c, type, flags, ch, id, arg, NULL, 0))
     return false;
   if (rill_buf_slice(&ref, payload, 0, payload->len) != 0) {
-    c->closing = true; /* the header went out without its body */
-    tx_drop(c);
+    /* The header is queued without its body: the stream cannot go on. */
+    cut_off(lp, c, RILL_ENOMEM, "no memory to send a record");
     return false;
   }
   rill__put32(c->tx + c->tx_len - RILL_NET_HDR, (uint32_t)payload->len); /* the real length */
@@ -485,15 +542,25 @@ static bool send_frame_ref(struct loop *lp, struct conn *c, uint8_t type, uint8_
   return true;
 }
 
+/* What forwarding a frame to a connection came to. */
+enum { SENT, GONE, BUSY };
+
 /* A frame for a connection of another loop: into its cross-loop queue,
- * and its loop woken to move it on. */
-static bool xsend(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
-                  uint64_t id, uint64_t arg, const void *body, uint32_t len) {
+ * and its loop woken to move it on. With soft, a frame that would take
+ * both its queues past half tx_limit is not queued (BUSY): the one who
+ * sent it is refused, and c is not cut off for what others send it. */
+static int xsend_(struct loop *lp, struct conn *c, bool soft, uint8_t type, uint8_t flags,
+                  uint16_t ch, uint64_t id, uint64_t arg, const void *body, uint32_t len) {
   size_t need = RILL_NET_HDR + (size_t)len;
   pthread_mutex_lock(&c->xlock);
   if (c->dead || c->cut) {
     pthread_mutex_unlock(&c->xlock);
-    return false;
+    return GONE;
+  }
+  if (soft && c->xtx_len + atomic_load_explicit(&c->txq, memory_order_relaxed) + need >
+                  lp->s->o.tx_limit / 2) {
+    pthread_mutex_unlock(&c->xlock);
+    return BUSY;
   }
   bool ok = c->xtx_len + need <= lp->s->o.tx_limit && room(&c->xtx, &c->xtx_cap, c->xtx_len, need);
   if (ok) {
@@ -513,14 +580,26 @@ static bool xsend(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, 
   }
   if (ok)
     INC(lp, frames_out, 1);
-  return ok;
+  return ok ? SENT : GONE;
 }
 
 static bool send_to(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
                     uint64_t id, uint64_t arg, const void *body, uint32_t len) {
   if (c->lp == lp)
     return send_frame(lp, c, type, flags, ch, id, arg, body, len);
-  return xsend(lp, c, type, flags, ch, id, arg, body, len);
+  return xsend_(lp, c, false, type, flags, ch, id, arg, body, len) == SENT;
+}
+
+/* An ask or a piece of one, for its provider: BUSY when the provider's
+ * queue is over half tx_limit, so an asker faster than the provider is
+ * refused (RILL_EBUSY) instead of the provider being cut off. */
+static int forward_to(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
+                      uint64_t id, uint64_t arg, const void *body, uint32_t len) {
+  if (c->lp != lp)
+    return xsend_(lp, c, true, type, flags, ch, id, arg, body, len);
+  if (!c->closing && queued(c) + RILL_NET_HDR + len > lp->s->o.tx_limit / 2)
+    return BUSY;
+  return send_frame(lp, c, type, flags, ch, id, arg, body, len) ? SENT : GONE;
 }
 
 static bool error_to(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, int code,
@@ -541,10 +620,12 @@ static void fatal(struct loop *lp, struct conn *c, int code, const char *msg) {
   c->closing = true;
 }
 
-/* What other loops queued for c: moved to its own queue. */
+/* What other loops queued for c: moved to its own queue, or, when that
+ * is too full to take it, left for when it drains (xheld). */
 static void conn_take_x(struct loop *lp, struct conn *c) {
   pthread_mutex_lock(&c->xlock);
   c->xwoken = false;
+  c->xheld = false;
   bool cut = c->cut;
   if (!c->dead && !cut && c->xtx_len) {
     if (!queued(c) && c->xtx_cap >= c->tx_cap) { /* swap rather than copy */
@@ -556,28 +637,41 @@ static void conn_take_x(struct loop *lp, struct conn *c) {
       c->tx_len = c->xtx_len;
       c->xtx = t;
       c->xtx_cap = cap;
-    } else if (queued(c) + c->xtx_len <= lp->s->o.tx_limit &&
-               room(&c->tx, &c->tx_cap, c->tx_len, c->xtx_len)) {
+      c->xtx_len = 0;
+    } else if (queued(c) + c->xtx_len > lp->s->o.tx_limit) {
+      c->xheld = true; /* xsend bounds xtx; tx drains as the client reads */
+    } else if (room(&c->tx, &c->tx_cap, c->tx_len, c->xtx_len)) {
       memcpy(c->tx + c->tx_len, c->xtx, c->xtx_len);
       c->tx_len += c->xtx_len;
+      c->xtx_len = 0;
     } else {
       cut = true;
     }
-    c->xtx_len = 0;
   }
   bool dead = c->dead;
   pthread_mutex_unlock(&c->xlock);
   if (dead)
     return;
-  if (cut && !c->closing) {
-    INC(lp, conns_dropped, 1);
-    tx_drop(c);
-    fatal(lp, c, RILL_ENOBUFS, "send queue over its limit");
-  }
-  mark_dirty(lp, c);
+  if (cut && !c->closing)
+    cut_off(lp, c, RILL_ENOBUFS,
+            "send queue over tx_limit: the client does not read what it is sent");
+  if (!c->xheld) /* held: its EPOLLOUT settles it, which takes xtx again */
+    mark_dirty(lp, c);
 }
 
 /* ---- topics and subscriptions ---------------------------------------------- */
+
+static struct topic **topic_bucket(rill_server_t *s, const void *name, size_t len) {
+  return &s->topic_idx[rill_hash64(name, len) & s->topic_mask];
+}
+
+/* Under reg. */
+static struct topic *topic_find(rill_server_t *s, const void *name, size_t len) {
+  struct topic *t = *topic_bucket(s, name, len);
+  while (t && !(strlen(t->name) == len && !memcmp(t->name, name, len)))
+    t = t->next_idx;
+  return t;
+}
 
 /* The topic called name: open already, or opened from data_dir, or (with
  * create) a new one. Every topic costs a directory, a preallocated
@@ -586,9 +680,7 @@ static void conn_take_x(struct loop *lp, struct conn *c) {
 static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len, bool create,
                                int *rc) {
   pthread_mutex_lock(&s->reg);
-  struct topic *t = s->topics;
-  while (t && !(strlen(t->name) == len && !memcmp(t->name, name, len)))
-    t = t->next;
+  struct topic *t = topic_find(s, name, len);
   if (t)
     goto unlock_reg;
   char path[PATH_MAX];
@@ -620,11 +712,16 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
     t = NULL;
     goto unlock_reg;
   }
-  atomic_store(&t->durable, rill_log_next(t->log)); /* what open recovered is on disk */
+  /* What open recovered is on disk. Relaxed: other loops find the topic
+   * only through the registry, under reg, whose unlock publishes this. */
+  atomic_store_explicit(&t->durable, rill_log_next(t->log), memory_order_relaxed);
   for (uint32_t i = 0; i < s->nloops; i++)
     t->per[i] = (struct tloop){.t = t, .w.kind = W_TOPIC};
   t->next = s->topics;
   s->topics = t;
+  struct topic **b = topic_bucket(s, t->name, len);
+  t->next_idx = *b;
+  *b = t;
   s->ntopics++;
 unlock_reg:
   pthread_mutex_unlock(&s->reg);
@@ -732,8 +829,8 @@ static void pump_topic(struct loop *lp, struct topic *t) {
  * them in one read of the log and one run of DELIVER frames each. */
 static void touch(struct loop *lp, struct topic *t, uint64_t n, uint64_t bytes) {
   struct tloop *tl = &t->per[lp->idx];
-  atomic_store_explicit((_Atomic uint64_t *)&tl->appended, tl->appended + n, memory_order_relaxed);
-  atomic_store_explicit((_Atomic uint64_t *)&tl->bytes, tl->bytes + bytes, memory_order_relaxed);
+  stat_add(&tl->appended, n); /* this loop's entry: it is the one writer */
+  stat_add(&tl->bytes, bytes);
   if (!tl->touched) {
     tl->touched = true;
     tl->next_touched = lp->touched;
@@ -771,7 +868,10 @@ static void sub_free(struct loop *lp, struct sub *u) {
   while (*pp != u)
     pp = &(*pp)->next_in_topic;
   *pp = u->next_in_topic;
-  atomic_store_explicit(&tl->nsubs, tl->nsubs - 1, memory_order_relaxed);
+  /* Only this loop writes its count; others read it relaxed to decide
+   * whom to wake (a stale count costs one needless wakeup). */
+  atomic_store_explicit(&tl->nsubs, atomic_load_explicit(&tl->nsubs, memory_order_relaxed) - 1,
+                        memory_order_relaxed);
   pp = &u->c->subs;
   while (*pp != u)
     pp = &(*pp)->next_in_conn;
@@ -808,10 +908,16 @@ static void *syncer_main(void *arg) {
   rill_server_t *s = arg;
   pthread_setname_np(pthread_self(), "rill-sync");
   for (;;) {
+    /* The futex word is a plain u32 (the futex calls take one): read
+     * before the queue, acquire pairing with rill__futex_bump's release,
+     * so a push after the exchange below changes it and the wait returns. */
     uint32_t w = __atomic_load_n(&s->sync_word, __ATOMIC_ACQUIRE);
     struct topic *q = atomic_exchange_explicit(&s->sync_q, NULL, memory_order_acquire);
     if (!q) {
-      if (atomic_load(&s->stopping))
+      /* Acquire, pairing with run's release store made after every loop
+       * was joined. Topics queued after the exchange above are synced by
+       * run itself. */
+      if (atomic_load_explicit(&s->stopping, memory_order_acquire))
         return NULL;
       rill__futex_wait(&s->sync_word, w, 100000000ull);
       continue;
@@ -819,12 +925,16 @@ static void *syncer_main(void *arg) {
     while (q) {
       struct topic *t = q;
       q = t->next_sync;
-      /* Cleared before the sync: an append after this queues it again. */
-      atomic_store(&t->sync_wanted, false);
+      /* Cleared before the sync: an append after this queues it again.
+       * seq_cst: this store must not pass the load of the log's end below
+       * (a store then a load), or an append in between would find the
+       * flag still set, not queue the topic, and miss this sync. */
+      atomic_store_explicit(&t->sync_wanted, false, memory_order_seq_cst);
       uint64_t upto = rill_log_next(t->log);
       int rc = rill_log_sync(t->log);
       if (rc) {
-        atomic_store(&t->sync_err, rc);
+        /* Relaxed: the release store of failed_upto publishes it. */
+        atomic_store_explicit(&t->sync_err, rc, memory_order_relaxed);
         atomic_store_explicit(&t->failed_upto, upto, memory_order_release);
       } else {
         durable_raise(t, upto);
@@ -872,7 +982,9 @@ static void acks_release(struct loop *lp) {
       send_frame(lp, a->c, RILL_F_ACK, 0, a->ch, a->id, a->first, NULL, 0);
       rill__hist_add(&lp->publish_ack, rill_time_ns() - a->t0);
     } else if (a->last < failed)
-      send_error(lp, a->c, a->ch, a->id, atomic_load(&a->t->sync_err),
+      send_error(lp, a->c, a->ch, a->id,
+                 /* after the acquire load of failed_upto, which publishes it */
+                 atomic_load_explicit(&a->t->sync_err, memory_order_relaxed),
                  "PUBLISH: appended, but the sync failed");
     else {
       lp->acks[keep++] = *a;
@@ -981,19 +1093,24 @@ static void stream_open(struct loop *lp, struct conn *c, struct topic *t, const 
   *in = (struct instream){.on = true, .id = f->id, .t = t, .ch = f->channel, .flags = f->flags};
   const char *why = NULL;
   int code = RILL_EMSGSIZE;
-  if (f->arg <= f->len || f->arg > s->o.max_message) {
+  if (!t) {
+    why = "PUBLISH: channel not bound";
+    code = RILL_EINVAL;
+  } else if (f->arg <= f->len || f->arg > s->o.max_message) {
     why = f->arg <= f->len ? "PUBLISH: a stream no longer than its first chunk"
                            : "PUBLISH: a stream over the server's max_message";
     code = f->arg <= f->len ? RILL_EPROTO : RILL_EMSGSIZE;
   } else if (c->assembling + f->arg > s->o.max_message) {
     why = "PUBLISH: this connection's streams in flight would pass max_message";
     code = RILL_EBUSY;
-  } else if (atomic_fetch_add(&s->assembling, f->arg) + f->arg > s->assembly_max) {
-    atomic_fetch_sub(&s->assembling, f->arg);
+  } else if (atomic_fetch_add_explicit(&s->assembling, f->arg, memory_order_relaxed) + f->arg >
+             s->assembly_max) {
+    /* Relaxed: a count of bytes, nothing is published through it. */
+    atomic_fetch_sub_explicit(&s->assembling, f->arg, memory_order_relaxed);
     why = "PUBLISH: too many streamed bytes in flight on the server; try again";
     code = RILL_EBUSY;
   } else if (!(in->buf = rill__malloc(f->arg))) {
-    atomic_fetch_sub(&s->assembling, f->arg);
+    atomic_fetch_sub_explicit(&s->assembling, f->arg, memory_order_relaxed);
     why = "PUBLISH: no memory for the stream";
     code = RILL_ENOMEM;
   }
@@ -1014,7 +1131,7 @@ static void stream_drop(rill_server_t *s, struct conn *c, struct instream *in, b
   if (in->buf) {
     rill__free(in->buf);
     in->buf = NULL;
-    atomic_fetch_sub(&s->assembling, in->len);
+    atomic_fetch_sub_explicit(&s->assembling, in->len, memory_order_relaxed); /* a count */
     c->assembling -= in->len;
   }
   if (!keep)
@@ -1073,12 +1190,12 @@ static void on_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) {
 
 static void on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   struct topic *t = bound(c, f->channel);
-  if (!t) {
-    send_error(lp, c, f->channel, f->id, RILL_EINVAL, "PUBLISH: channel not bound");
+  if (f->flags & RILL_FF_STREAM) { /* refused without a topic, its CHUNKs then dropped */
+    stream_open(lp, c, t, f);
     return;
   }
-  if (f->flags & RILL_FF_STREAM) {
-    stream_open(lp, c, t, f);
+  if (!t) {
+    send_error(lp, c, f->channel, f->id, RILL_EINVAL, "PUBLISH: channel not bound");
     return;
   }
   uint64_t seq;
@@ -1162,7 +1279,8 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
   /* Counted before the ACK goes: from here on, appends by other loops
    * wake this one. One appended just before is caught by the first
    * CREDIT's pump, which reads the log, not the wakeups. */
-  atomic_store_explicit(&tl->nsubs, tl->nsubs + 1, memory_order_seq_cst);
+  atomic_store_explicit(&tl->nsubs, atomic_load_explicit(&tl->nsubs, memory_order_relaxed) + 1,
+                        memory_order_seq_cst);
   send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, u->next, NULL, 0);
 }
 
@@ -1237,20 +1355,42 @@ static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
 
 /* ---- services ------------------------------------------------------------------- */
 
+static struct service **svc_bucket(rill_server_t *s, const void *name, size_t len) {
+  return &s->services[rill_hash64(name, len) % SVC_BUCKETS];
+}
+
+/* Under reg. */
+static struct service *svc_find(rill_server_t *s, const void *name, size_t len) {
+  struct service *v = *svc_bucket(s, name, len);
+  while (v && !(strlen(v->name) == len && !memcmp(v->name, name, len)))
+    v = v->next;
+  return v;
+}
+
 static void on_serve(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   if (!rill_net_name_ok(f->body, f->len)) {
     send_error(lp, c, f->channel, f->id, RILL_EINVAL, "SERVE: not a service name");
     return;
   }
+  char why[128];
+  int code = RILL_EBUSY;
+  why[0] = 0;
   pthread_mutex_lock(&s->reg);
-  struct service *v = s->services;
-  while (v && !(strlen(v->name) == f->len && !memcmp(v->name, f->body, f->len)))
-    v = v->next;
-  if (!v && (v = rill__calloc(1, sizeof *v))) {
+  /* Each registration is memory until its connection goes: held to a
+   * count per connection and on the server. */
+  if (c->nserves >= s->o.max_serves_per_conn)
+    snprintf(why, sizeof why, "SERVE: this connection holds max_serves_per_conn (%u) already",
+             s->o.max_serves_per_conn);
+  else if (s->nserves >= s->o.max_serves)
+    snprintf(why, sizeof why, "SERVE: the server holds max_serves (%u) registrations already",
+             s->o.max_serves);
+  struct service *v = why[0] ? NULL : svc_find(s, f->body, f->len);
+  if (!why[0] && !v && (v = rill__calloc(1, sizeof *v))) {
     memcpy(v->name, f->body, f->len);
-    v->next = s->services;
-    s->services = v;
+    struct service **b = svc_bucket(s, f->body, f->len);
+    v->next = *b;
+    *b = v;
   }
   struct provider *p = v ? rill__calloc(1, sizeof *p) : NULL;
   if (p) {
@@ -1260,10 +1400,17 @@ static void on_serve(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     v->providers = p;
     p->next_in_conn = c->provides;
     c->provides = p;
+    c->nserves++;
+    s->nserves++;
+  } else if (!why[0]) {
+    snprintf(why, sizeof why, "SERVE: no memory");
+    code = RILL_ENOMEM;
   }
   pthread_mutex_unlock(&s->reg);
   if (!p) {
-    send_error(lp, c, f->channel, f->id, RILL_ENOMEM, "no memory");
+    if (code == RILL_EBUSY)
+      INC(lp, serves_refused, 1);
+    send_error(lp, c, f->channel, f->id, code, why);
     return;
   }
   send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, 0, NULL, 0);
@@ -1276,15 +1423,32 @@ static struct ask **ask_slot(rill_server_t *s, uint64_t sid) {
   return pp;
 }
 
+/* The bucket of asks_cid an ask of asker's with the asker's id cid is in. */
+static struct ask **ask_cid_bucket(rill_server_t *s, const struct conn *asker, uint64_t cid) {
+  uint64_t h = (uint64_t)(uintptr_t)asker * 0x9e3779b97f4a7c15ull ^ cid * 0xc2b2ae3d27d4eb4full;
+  return &s->asks_cid[(h ^ h >> 29) % ASK_BUCKETS];
+}
+
 /* Under asks_mu. */
 static void ask_done(rill_server_t *s, struct ask **pp) {
   struct ask *a = *pp;
   *pp = a->next;
+  struct ask **cp = ask_cid_bucket(s, a->asker, a->cid);
+  while (*cp != a)
+    cp = &(*cp)->next_cid;
+  *cp = a->next_cid;
+  a->asker->nasks--;
+  a->provider->nasked--;
   conn_put(a->asker);
   conn_put(a->provider);
-  a->next = s->free_asks;
-  s->free_asks = a;
   s->asks_open--;
+  if (s->nfree_asks < ASK_FREE_MAX) {
+    a->next = s->free_asks;
+    s->free_asks = a;
+    s->nfree_asks++;
+  } else {
+    rill__free(a);
+  }
 }
 
 static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
@@ -1314,9 +1478,7 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     return;
   }
   pthread_mutex_lock(&s->reg);
-  struct service *v = s->services;
-  while (v && !(strlen(v->name) == nl && !memcmp(v->name, f->body + 2, nl)))
-    v = v->next;
+  struct service *v = svc_find(s, f->body + 2, nl);
   struct provider *p = NULL;
   if (v && v->providers) {
     p = v->turn ? v->turn : v->providers;
@@ -1331,32 +1493,59 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     return;
   }
   pthread_mutex_lock(&s->asks_mu);
-  struct ask *a = s->free_asks;
-  if (a)
+  /* Every ask in flight is memory and a table entry until it ends: held
+   * to a count per asker and on the server. */
+  char why[128] = "";
+  if (c->nasks >= s->o.max_asks_per_conn)
+    snprintf(why, sizeof why, "ASK: this connection has max_asks_per_conn (%u) asks in flight",
+             s->o.max_asks_per_conn);
+  else if (s->asks_open >= s->o.max_asks)
+    snprintf(why, sizeof why, "ASK: the server has max_asks (%u) asks in flight", s->o.max_asks);
+  struct ask *a = why[0] ? NULL : s->free_asks;
+  if (a) {
     s->free_asks = a->next;
-  else if (!(a = rill__malloc(sizeof *a))) {
+    s->nfree_asks--;
+  } else if (why[0] || !(a = rill__malloc(sizeof *a))) {
     pthread_mutex_unlock(&s->asks_mu);
     conn_put(pc);
-    send_error(lp, c, 0, f->id, RILL_ENOMEM, "no memory");
+    if (why[0])
+      INC(lp, asks_refused, 1);
+    send_error(lp, c, 0, f->id, why[0] ? RILL_EBUSY : RILL_ENOMEM, why[0] ? why : "no memory");
     return;
   }
   uint64_t now = rill_time_ns();
   conn_get(c);
+  /* arg is the client's: a deadline past 2^64 ns is none in practice,
+   * not one that wrapped into the past. */
+  uint64_t deadline = !f->arg ? 0 : f->arg > UINT64_MAX - now ? UINT64_MAX : now + f->arg;
   *a = (struct ask){.sid = ++s->next_sid,
                     .asker = c,
                     .provider = pc,
                     .cid = f->id,
-                    .deadline = f->arg ? now + f->arg : 0,
+                    .deadline = deadline,
                     .t0 = c->read_ns,
                     .bytes = f->len - 2u - nl};
   struct ask **slot = &s->asks[a->sid % ASK_BUCKETS];
   a->next = *slot;
   *slot = a;
+  slot = ask_cid_bucket(s, c, a->cid);
+  a->next_cid = *slot;
+  *slot = a;
+  c->nasks++;
+  pc->nasked++;
   s->asks_open++;
   /* Sent under asks_mu, so the ask (and its reference) cannot end before
-   * the frame is queued. A provider that went meanwhile ends it now. */
-  if (!send_to(lp, pc, RILL_F_ASK, stream, pch, a->sid, f->arg, f->body + 2 + nl,
-               f->len - 2 - nl)) {
+   * the frame is queued. A provider that went meanwhile ends it now, and
+   * one whose queue is full refuses it: the asker waits, not the
+   * provider's other askers. */
+  int sent = forward_to(lp, pc, RILL_F_ASK, stream, pch, a->sid, f->arg, f->body + 2 + nl,
+                        f->len - 2 - nl);
+  if (sent == BUSY) {
+    INC(lp, asks_refused, 1);
+    send_error(lp, c, 0, f->id, RILL_EBUSY,
+               "ASK: the provider's send queue is over half its tx_limit; try again");
+    ask_done(s, ask_slot(s, a->sid));
+  } else if (sent == GONE) {
     send_error(lp, c, 0, f->id, RILL_ECONNRESET, "ASK: the provider went away");
     ask_done(s, ask_slot(s, a->sid));
   } else if (stream) {
@@ -1401,8 +1590,16 @@ static void on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f)
   struct ask **pp = sid ? ask_slot(s, sid) : NULL;
   struct ask *a = pp ? *pp : NULL;
   if (f->arg == RILL_F_ASK && a && a->asker == c) {
-    if (!ask_too_big(lp, pp, f->len))
-      send_to(lp, a->provider, RILL_F_CHUNK, f->flags, 0, a->sid, RILL_F_ASK, f->body, f->len);
+    if (!ask_too_big(lp, pp, f->len) && forward_to(lp, a->provider, RILL_F_CHUNK, f->flags, 0,
+                                                   a->sid, RILL_F_ASK, f->body, f->len) == BUSY) {
+      /* The provider cannot take more now: the ask ends, its later
+       * pieces are dropped. */
+      INC(lp, asks_refused, 1);
+      error_to(lp, a->asker, 0, a->cid, RILL_EBUSY,
+               "ASK: the provider's send queue is over half its tx_limit; try again");
+      send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
+      ask_done(s, pp);
+    }
   } else if (f->arg == RILL_F_REPLY && a && a->provider == c && a->replying) {
     if (!ask_too_big(lp, pp, f->len)) {
       send_to(lp, a->asker, RILL_F_CHUNK, f->flags, 0, a->cid, RILL_F_REPLY, f->body, f->len);
@@ -1450,15 +1647,14 @@ static void on_client_error(struct loop *lp, struct conn *c, const rill_frame_t 
 static void on_cancel(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   pthread_mutex_lock(&s->asks_mu);
-  for (uint32_t b = 0; b < ASK_BUCKETS; b++)
-    for (struct ask **pp = &s->asks[b]; *pp; pp = &(*pp)->next)
-      if ((*pp)->asker == c && (*pp)->cid == f->id) {
-        send_to(lp, (*pp)->provider, RILL_F_CANCEL, 0, 0, (*pp)->sid, 0, NULL, 0);
-        send_error(lp, c, 0, f->id, RILL_ECANCELED, "ASK cancelled");
-        ask_done(s, pp);
-        goto unlock_asks;
-      }
-unlock_asks:
+  struct ask *a = *ask_cid_bucket(s, c, f->id);
+  while (a && !(a->asker == c && a->cid == f->id))
+    a = a->next_cid;
+  if (a) {
+    send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
+    send_error(lp, c, 0, f->id, RILL_ECANCELED, "ASK cancelled");
+    ask_done(s, ask_slot(s, a->sid));
+  }
   pthread_mutex_unlock(&s->asks_mu);
 }
 
@@ -1467,6 +1663,10 @@ unlock_asks:
 static void asks_end(struct loop *lp, struct conn *gone, uint64_t now) {
   rill_server_t *s = lp->s;
   pthread_mutex_lock(&s->asks_mu);
+  if (gone && !gone->nasks && !gone->nasked) { /* nothing of its: no scan */
+    pthread_mutex_unlock(&s->asks_mu);
+    return;
+  }
   for (uint32_t b = 0; s->asks_open && b < ASK_BUCKETS; b++)
     for (struct ask **pp = &s->asks[b]; *pp;) {
       struct ask *a = *pp;
@@ -1506,6 +1706,7 @@ static int render(void *ctx, rill__prom_t *p) {
   }
   int rc = 0;
   pthread_mutex_lock(&s->reg);
+  snap->serves = s->nserves;
   size_t n = 0;
   for (struct topic *t = s->topics; t; t = t->next)
     n++;
@@ -1521,10 +1722,9 @@ static int render(void *ctx, rill__prom_t *p) {
     m->next_seq = rill_log_next(t->log);
     for (uint32_t i = 0; i < s->nloops; i++) {
       const struct tloop *tl = &t->per[i];
-      m->appended += atomic_load_explicit((_Atomic uint64_t *)&tl->appended, memory_order_relaxed);
-      m->appended_bytes +=
-          atomic_load_explicit((_Atomic uint64_t *)&tl->bytes, memory_order_relaxed);
-      m->subscribers += atomic_load_explicit(&((struct tloop *)tl)->nsubs, memory_order_relaxed);
+      m->appended += atomic_load_explicit(&tl->appended, memory_order_relaxed);
+      m->appended_bytes += atomic_load_explicit(&tl->bytes, memory_order_relaxed);
+      m->subscribers += atomic_load_explicit(&tl->nsubs, memory_order_relaxed);
     }
   }
 unlock_reg:
@@ -1598,11 +1798,13 @@ static void rx_give(rill_server_t *s, uint8_t *b, bool pooled) {
     rill__free(b);
 }
 
-static void conn_watch(struct loop *lp, struct conn *c) {
+/* False when epoll refused (ENOMEM): the connection could no longer be
+ * woken for what it is waiting for, so the caller closes it. */
+static bool conn_watch(struct loop *lp, struct conn *c) {
   struct epoll_event ev = {.events =
                                (c->paused || c->closing ? 0 : EPOLLIN) | (queued(c) ? EPOLLOUT : 0),
                            .data.ptr = c};
-  epoll_ctl(lp->ep, EPOLL_CTL_MOD, c->fd, &ev);
+  return epoll_ctl(lp->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0;
 }
 
 static void conn_close(struct loop *lp, struct conn *c) {
@@ -1626,7 +1828,16 @@ static void conn_close(struct loop *lp, struct conn *c) {
     while (*pp != p)
       pp = &(*pp)->next_in_svc;
     *pp = p->next_in_svc;
+    if (!v->providers) { /* nobody serves it: a name no longer held */
+      struct service **vp = svc_bucket(s, v->name, strlen(v->name));
+      while (*vp != v)
+        vp = &(*vp)->next;
+      *vp = v->next;
+      rill__free(v);
+    }
   }
+  s->nserves -= c->nserves;
+  c->nserves = 0;
   pthread_mutex_unlock(&s->reg);
   while (gone) {
     struct provider *p = gone;
@@ -1652,7 +1863,7 @@ static void conn_close(struct loop *lp, struct conn *c) {
     lp->conns = c->next;
   if (c->next)
     c->next->prev = c->prev;
-  atomic_fetch_sub(&s->nconns, 1);
+  atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed); /* a count: publishes nothing */
   for (uint32_t i = 0; i < IN_STREAMS; i++)
     stream_drop(s, c, &c->in[i], false);
   rill_buf_release(&c->out.data);
@@ -1669,6 +1880,13 @@ static bool over(const struct loop *lp, const struct conn *c) {
   return queued(c) > lp->s->o.tx_limit / 2 || c->acks_waiting >= ACKS_MAX;
 }
 
+/* The largest frame body a connection may send before its HELLO is
+ * accepted: a HELLO with the longest token and name. Nothing bigger is
+ * buffered for a client that has not shown its token. */
+static uint32_t hello_max(void) {
+  return (uint32_t)rill_net_hello_size(RILL_NET_MAX_TOKEN, RILL_NET_MAX_NAME);
+}
+
 /* Handles every whole frame in rx, until the connection pauses. What a
  * pause leaves is handled when it resumes, before anything is read. */
 static void conn_decode(struct loop *lp, struct conn *c) {
@@ -1676,7 +1894,8 @@ static void conn_decode(struct loop *lp, struct conn *c) {
   while (!c->closing && !c->paused) {
     rill_frame_t f;
     size_t used;
-    int rc = rill_frame_decode(c->rx + off, c->rx_len - off, lp->s->o.max_body, &f, &used);
+    int rc = rill_frame_decode(c->rx + off, c->rx_len - off,
+                               c->ready ? lp->s->o.max_body : hello_max(), &f, &used);
     if (rc == RILL_EAGAIN)
       break;
     if (rc) {
@@ -1725,7 +1944,13 @@ static void conn_read(struct loop *lp, struct conn *c) {
       c->rx = n;
       c->rx_cap = cap;
     }
-    ssize_t got = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, 0);
+    /* Before the HELLO is accepted, no more than a HELLO is read: only
+     * the first page of the buffer is touched (a pooled buffer's pages
+     * are committed as they are written). */
+    size_t want = c->rx_cap - c->rx_len, pre = RILL_NET_HDR + hello_max();
+    if (!c->ready && want > pre)
+      want = pre;
+    ssize_t got = recv(c->fd, c->rx + c->rx_len, want, 0);
     if (got == 0) {
       /* The peer is done sending; it may still read (a half close):
        * what is queued goes, then the connection closes. */
@@ -1748,25 +1973,68 @@ static void conn_read(struct loop *lp, struct conn *c) {
   }
 }
 
+/* A connection turned away: told why, best effort, and closed (the
+ * socket is fresh and empty, so the ERROR fits). */
+static void refuse(struct loop *lp, int fd, const char *msg) {
+  uint8_t b[RILL_NET_HDR + 96];
+  size_t len = strlen(msg) < 96 ? strlen(msg) : 96;
+  rill_frame_header(b, RILL_F_ERROR, 0, 0, 0, (uint64_t)(int64_t)RILL_EBUSY, (uint32_t)len);
+  memcpy(b + RILL_NET_HDR, msg, len);
+  ssize_t w = send(fd, b, RILL_NET_HDR + len, MSG_NOSIGNAL | MSG_DONTWAIT);
+  (void)w;
+  close(fd);
+  INC(lp, conns_refused, 1);
+}
+
+/* The process is out of descriptors, so the connection waiting cannot be
+ * accepted, and the listener stays readable: the spare descriptor is let
+ * go to accept it and turn it away, then taken again. Without a spare
+ * (another thread took the number meanwhile), the listener is off for
+ * this loop until its next sweep, rather than polled in a busy loop. */
+static void accept_starved(struct loop *lp) {
+  rill_server_t *s = lp->s;
+  if (lp->spare >= 0) {
+    close(lp->spare);
+    int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      INC(lp, conns_accepted, 1);
+      refuse(lp, fd, "out of file descriptors (RLIMIT_NOFILE): try again later");
+    }
+    lp->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (lp->spare >= 0)
+      return;
+  }
+  if (!lp->unlistened && epoll_ctl(lp->ep, EPOLL_CTL_DEL, s->lfd, NULL) == 0)
+    lp->unlistened = true;
+}
+
+/* At the sweep: a loop that gave up its listener for want of
+ * descriptors takes its spare and its listener back. */
+static void accept_resume(struct loop *lp) {
+  if (lp->spare < 0)
+    lp->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (!lp->unlistened || lp->spare < 0)
+    return;
+  struct epoll_event el = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = lp->s};
+  if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, lp->s->lfd, &el) == 0)
+    lp->unlistened = false;
+}
+
 static void conn_accept(struct loop *lp) {
   rill_server_t *s = lp->s;
   for (;;) {
     int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE)
+        accept_starved(lp);
       return; /* EAGAIN, another loop took it, or a transient error */
+    }
     INC(lp, conns_accepted, 1);
-    if (atomic_fetch_add(&s->nconns, 1) >= s->o.max_conns) {
-      atomic_fetch_sub(&s->nconns, 1);
-      /* Told why, best effort, and closed: the socket is fresh and empty. */
-      uint8_t b[RILL_NET_HDR + 64];
-      const char *msg = "too many connections";
-      rill_frame_header(b, RILL_F_ERROR, 0, 0, 0, (uint64_t)(int64_t)RILL_EBUSY,
-                        (uint32_t)strlen(msg));
-      memcpy(b + RILL_NET_HDR, msg, strlen(msg));
-      ssize_t w = send(fd, b, RILL_NET_HDR + strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
-      (void)w;
-      close(fd);
-      INC(lp, conns_refused, 1);
+    /* Relaxed: a count against max_conns; the RMW keeps loops that
+     * accept at once from both taking the last place. */
+    if (atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed) >= s->o.max_conns) {
+      atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
+      refuse(lp, fd, "too many connections (max_conns)");
       continue;
     }
     int one = 1;
@@ -1797,9 +2065,10 @@ static void conn_accept(struct loop *lp) {
     continue;
   undo_conn:
     rill__free(c);
-    rx_give(s, rx, pooled);
-    close(fd);
-    atomic_fetch_sub(&s->nconns, 1);
+    if (rx)
+      rx_give(s, rx, pooled);
+    refuse(lp, fd, "no memory for a connection: try again later");
+    atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
   }
 }
 
@@ -1823,11 +2092,17 @@ static void conn_settle(struct loop *lp, struct conn *c) {
       pump(lp, u);
     conn_flush(lp, c);
   }
+  if (c->xheld)
+    conn_take_x(lp, c);
   if (c->closing && !queued(c)) {
     conn_close(lp, c);
     return;
   }
-  conn_watch(lp, c);
+  atomic_store_explicit(&c->txq, queued(c), memory_order_relaxed); /* an estimate: see xsend_ */
+  if (!conn_watch(lp, c)) {
+    INC(lp, conns_dropped, 1);
+    conn_close(lp, c);
+  }
 }
 
 /* Handshake and idle timeouts of this loop's connections; ask deadlines
@@ -1835,6 +2110,7 @@ static void conn_settle(struct loop *lp, struct conn *c) {
 static void sweep(struct loop *lp) {
   rill_server_t *s = lp->s;
   uint64_t now = rill_time_ns();
+  accept_resume(lp);
   if (lp->idx == 0)
     asks_end(lp, NULL, now);
   for (struct conn *c = lp->conns, *n; c; c = n) {
@@ -1883,14 +2159,19 @@ static void loop_inbox(struct loop *lp) {
     struct wake *next = w->next;
     if (w->kind == W_TOPIC) {
       struct tloop *tl = (struct tloop *)((char *)w - offsetof(struct tloop, w));
-      atomic_store(&tl->notified, false); /* before the pump: a later append wakes again */
+      /* Before the pump: a later append wakes again. seq_cst: the store
+       * must not pass the pump's loads of the log (a store then a load),
+       * or an append in between would find the flag set and not wake us. */
+      atomic_store_explicit(&tl->notified, false, memory_order_seq_cst);
       pump_topic(lp, tl->t);
     } else if (w->kind == W_CONN) {
       struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, xw));
       conn_take_x(lp, c);
       conn_put(c);
     } else {
-      atomic_store(&lp->sync_woken, false);
+      /* seq_cst, as for notified: not past acks_release's loads of the
+       * durable marks, or a sync in between would not wake us. */
+      atomic_store_explicit(&lp->sync_woken, false, memory_order_seq_cst);
       acks_release(lp);
     }
     w = next;
@@ -1908,7 +2189,9 @@ static void *loop_main(void *arg) {
   struct epoll_event evs[64];
   lp->last_sweep = rill_time_ns();
   for (bool stop = false; !stop;) {
-    atomic_store(&lp->sleeping, 1);
+    /* Relaxed store, ordered before the inbox load by the seq_cst fence
+     * that pairs with loop_wake's. */
+    atomic_store_explicit(&lp->sleeping, 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
     int timeout = atomic_load_explicit(&lp->inbox, memory_order_relaxed) ? 0 : 100;
     int n = epoll_wait(lp->ep, evs, 64, timeout);
@@ -1957,7 +2240,7 @@ static void *loop_main(void *arg) {
   size_t nacks = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
   for (size_t i = 0; i < nacks; i++) {
     struct pack *a = &lp->acks[i];
-    if (a->c && a->last >= atomic_load(&a->t->durable)) {
+    if (a->c && a->last >= atomic_load_explicit(&a->t->durable, memory_order_acquire)) {
       uint64_t upto = rill_log_next(a->t->log);
       if (rill_log_sync(a->t->log) == 0)
         durable_raise(a->t, upto);
@@ -1979,6 +2262,9 @@ static int loop_init(rill_server_t *s, struct loop *lp, uint32_t idx) {
   lp->idx = idx;
   lp->sync_w.kind = W_SYNC;
   rill__prom_init(&lp->stats);
+  lp->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (lp->spare < 0)
+    return rill__err_errno("server: open /dev/null (a spare descriptor)");
   lp->ep = epoll_create1(EPOLL_CLOEXEC);
   lp->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (lp->ep < 0 || lp->wakefd < 0)
@@ -1991,6 +2277,34 @@ static int loop_init(rill_server_t *s, struct loop *lp, uint32_t idx) {
       epoll_ctl(lp->ep, EPOLL_CTL_ADD, s->stopfd, &es) ||
       epoll_ctl(lp->ep, EPOLL_CTL_ADD, lp->wakefd, &ew))
     return rill__err_errno("server: epoll_ctl");
+  return 0;
+}
+
+/* Every connection and every topic holds descriptors: with max_conns and
+ * max_topics all in use the server must not run out, or accept fails
+ * with EMFILE while clients wait. The soft RLIMIT_NOFILE is raised as far
+ * as that needs (up to the hard limit); past the hard limit the
+ * configuration is refused, naming both numbers. */
+static int fd_budget(const rill_server_opts_t *o) {
+  uint64_t need = (uint64_t)o->max_conns + (uint64_t)o->max_topics * FDS_PER_TOPIC +
+                  (uint64_t)o->loops * 3 + FDS_FIXED; /* a loop: epoll, eventfd, spare */
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return rill__err_errno("server: getrlimit(RLIMIT_NOFILE)");
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need)
+    return 0;
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need)
+    return rill__err(RILL_EINVAL,
+                     "server: max_conns (%u) and max_topics (%u, %u descriptors each) need %llu "
+                     "file descriptors, but RLIMIT_NOFILE allows %llu (hard limit): lower them, or "
+                     "raise the limit (ulimit -n)",
+                     o->max_conns, o->max_topics, FDS_PER_TOPIC, (unsigned long long)need,
+                     (unsigned long long)rl.rlim_max);
+  rl.rlim_cur = need;
+  if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+    return rill__err_errno("server: raising RLIMIT_NOFILE to %llu for max_conns (%u) and "
+                           "max_topics (%u)",
+                           (unsigned long long)need, o->max_conns, o->max_topics);
   return 0;
 }
 
@@ -2017,6 +2331,14 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     o.max_topics = 4096;
   if (!o.max_message)
     o.max_message = (uint64_t)64 << 20;
+  if (!o.max_asks_per_conn)
+    o.max_asks_per_conn = 4096;
+  if (!o.max_asks)
+    o.max_asks = 65536;
+  if (!o.max_serves_per_conn)
+    o.max_serves_per_conn = 1024;
+  if (!o.max_serves)
+    o.max_serves = 65536;
   if (!o.loops) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o.loops = n < 1 ? 1 : n > (long)MAX_LOOPS ? MAX_LOOPS : (uint32_t)n;
@@ -2032,6 +2354,9 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     return rill__err(RILL_EINVAL, "server: tx_limit under four frames of max_body");
   if (o.token && strlen(o.token) > RILL_NET_MAX_TOKEN)
     return rill__err(RILL_EINVAL, "server: token over %u bytes", RILL_NET_MAX_TOKEN);
+  int rc = fd_budget(&o);
+  if (rc)
+    return rc;
   uint16_t port = o.any_port ? 0 : o.port ? o.port : RILL_NET_PORT;
   struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
   if (inet_pton(AF_INET, o.host, &sa.sin_addr) != 1)
@@ -2053,10 +2378,18 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   s->loops = loops;
   s->lfd = s->stopfd = -1;
   for (uint32_t i = 0; i < s->nloops; i++)
-    loops[i].ep = loops[i].wakefd = -1;
+    loops[i].ep = loops[i].wakefd = loops[i].spare = -1;
   pthread_mutex_init(&s->reg, NULL);
   pthread_mutex_init(&s->asks_mu, NULL);
-  int rc;
+  /* The topic index: a bucket per topic there can be, to a power of two. */
+  s->topic_mask = 255;
+  while (s->topic_mask < o.max_topics - 1 && s->topic_mask < (1u << 20) - 1)
+    s->topic_mask = s->topic_mask * 2 + 1;
+  s->topic_idx = rill__calloc(s->topic_mask + 1, sizeof *s->topic_idx);
+  if (!s->topic_idx) {
+    rc = rill__err(RILL_ENOMEM, "server: no memory");
+    goto undo_s;
+  }
   if (getrandom(&s->server_id, sizeof s->server_id, GRND_NONBLOCK) != sizeof s->server_id)
     s->server_id = rill_time_wall_ns();
   s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -2067,7 +2400,10 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     goto undo_s;
   }
   socklen_t sl = sizeof sa;
-  getsockname(s->lfd, (struct sockaddr *)&sa, &sl);
+  if (getsockname(s->lfd, (struct sockaddr *)&sa, &sl) != 0) {
+    rc = rill__err_errno("server: getsockname");
+    goto undo_s;
+  }
   s->port = ntohs(sa.sin_port);
   s->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->stopfd < 0) {
@@ -2106,7 +2442,8 @@ void rill_server_stop(rill_server_t *s) {
 
 int rill_server_run(rill_server_t *s) {
   int rc = 0;
-  atomic_store(&s->stopping, false);
+  /* Relaxed: the syncer starts after it, and pthread_create orders it. */
+  atomic_store_explicit(&s->stopping, false, memory_order_relaxed);
   if (s->o.sync == RILL_LOG_SYNC_GROUP) {
     if ((rc = pthread_create(&s->syncer, NULL, syncer_main, s)))
       return rill__err(-rc, "server: cannot start the syncer");
@@ -2123,7 +2460,8 @@ int rill_server_run(rill_server_t *s) {
   for (uint32_t i = 1; i < started; i++)
     pthread_join(s->loops[i].th, NULL);
   if (s->syncing) {
-    atomic_store(&s->stopping, true);
+    /* Release: the loops are joined; the syncer's acquire load pairs. */
+    atomic_store_explicit(&s->stopping, true, memory_order_release);
     rill__futex_bump(&s->sync_word);
     pthread_join(s->syncer, NULL);
     s->syncing = false;
@@ -2147,7 +2485,9 @@ void rill_server_destroy(rill_server_t *s) {
   for (uint32_t i = 0; i < s->nloops; i++) {
     struct loop *lp = &s->loops[i];
     /* Wakeups still queued hold connection references. */
-    for (struct wake *w = atomic_exchange(&lp->inbox, NULL), *n; w; w = n) {
+    /* Acquire, pairing with the pushers' release: the nodes' links. */
+    for (struct wake *w = atomic_exchange_explicit(&lp->inbox, NULL, memory_order_acquire), *n; w;
+         w = n) {
       n = w->next;
       if (w->kind == W_CONN)
         conn_put((struct conn *)((char *)w - offsetof(struct conn, xw)));
@@ -2160,16 +2500,19 @@ void rill_server_destroy(rill_server_t *s) {
       close(lp->ep);
     if (lp->wakefd >= 0)
       close(lp->wakefd);
+    if (lp->spare >= 0)
+      close(lp->spare);
   }
   for (struct topic *t = s->topics, *n; t; t = n) {
     n = t->next;
     rill_log_close(t->log);
     rill__free(t);
   }
-  for (struct service *v = s->services, *n; v; v = n) {
-    n = v->next;
-    rill__free(v);
-  }
+  for (uint32_t b = 0; b < SVC_BUCKETS; b++)
+    for (struct service *v = s->services[b], *n; v; v = n) {
+      n = v->next;
+      rill__free(v);
+    }
   while (s->free_asks) {
     struct ask *a = s->free_asks;
     s->free_asks = a->next;
@@ -2183,17 +2526,16 @@ void rill_server_destroy(rill_server_t *s) {
     close(s->stopfd);
   pthread_mutex_destroy(&s->reg);
   pthread_mutex_destroy(&s->asks_mu);
+  rill__free(s->topic_idx);
   rill__free(s->loops_mem);
   rill__free(s);
 }
 
 void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st) {
-  memset(st, 0, sizeof *st);
-  uint64_t *dst = (uint64_t *)st;
-  for (uint32_t i = 0; i < s->nloops; i++) {
-    const uint64_t *src = (const uint64_t *)&s->loops[i].st;
-    for (size_t k = 0; k < sizeof *st / sizeof(uint64_t); k++)
-      dst[k] += atomic_load_explicit((_Atomic uint64_t *)&src[k], memory_order_relaxed);
-  }
-  st->conns_open = atomic_load_explicit(&((rill_server_t *)s)->nconns, memory_order_relaxed);
+  uint64_t sum[NSTATS] = {0};
+  for (uint32_t i = 0; i < s->nloops; i++)
+    for (size_t k = 0; k < NSTATS; k++)
+      sum[k] += atomic_load_explicit(&s->loops[i].st[k], memory_order_relaxed); /* see stat_add */
+  memcpy(st, sum, sizeof *st);
+  st->conns_open = atomic_load_explicit(&s->nconns, memory_order_relaxed);
 }

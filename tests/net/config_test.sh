@@ -28,6 +28,10 @@ sub_credits_max = 1000
 loops = 3
 metrics = 127.0.0.1:0
 max_topics = 10
+max_asks_per_conn = 50
+max_asks = 500
+max_serves_per_conn = 5
+max_serves = 60
 CONF
 "$rill" serve --config "$d/good.conf" --print-config >"$d/out" || fail "good file"
 cat >"$d/want" <<WANT
@@ -45,6 +49,10 @@ sub_credits_max = 1000
 loops = 3
 metrics = 127.0.0.1:0
 max_topics = 10
+max_asks_per_conn = 50
+max_asks = 500
+max_serves_per_conn = 5
+max_serves = 60
 WANT
 diff "$d/want" "$d/out" || fail "print-config of the good file"
 
@@ -55,10 +63,12 @@ grep -v '^# token' "$d/out" | diff - "$d/again" || fail "print-config round trip
 
 # Flags override the file, before or after --config.
 "$rill" serve --loops 5 --config "$d/good.conf" --sync interval:20 --metrics off \
-  --max-conns 7 --listen 127.0.0.1:9000 --idle_timeout 30s --print-config >"$d/out" ||
+  --max-conns 7 --listen 127.0.0.1:9000 --idle_timeout 30s --max-asks 9 \
+  --max-serves-per-conn 2 --print-config >"$d/out" ||
   fail "flags with the file"
 for want in 'listen = 127.0.0.1:9000' 'loops = 5' 'sync = interval:20' 'metrics = off' \
-  'max_conns = 7' 'idle_timeout = 30s' 'max_body = 2M' 'sub_credits_max = 1000'; do
+  'max_conns = 7' 'idle_timeout = 30s' 'max_body = 2M' 'sub_credits_max = 1000' \
+  'max_asks = 9' 'max_serves_per_conn = 2' 'max_asks_per_conn = 50'; do
   grep -qx "$want" "$d/out" || fail "override: no '$want' in $(cat "$d/out")"
 done
 
@@ -71,7 +81,9 @@ printf 'listen = 127.0.0.1:0\n' >"$d/any.conf"
 # Without a file: the defaults the server applies.
 "$rill" serve --print-config >"$d/out" || fail "defaults"
 for want in 'listen = 127.0.0.1:7450' 'data = ./rill-data' '# token = (none)' 'max_conns = 1024' \
-  'max_body = 1M' 'sync = never' 'handshake_timeout = 5s' 'idle_timeout = 5m' 'metrics = off'; do
+  'max_body = 1M' 'sync = never' 'handshake_timeout = 5s' 'idle_timeout = 5m' 'metrics = off' \
+  'max_asks_per_conn = 4096' 'max_asks = 65536' 'max_serves_per_conn = 1024' \
+  'max_serves = 65536'; do
   grep -qx "$want" "$d/out" || fail "defaults: no '$want' in $(cat "$d/out")"
 done
 

@@ -20,6 +20,13 @@
  *   never_reads clients that ask for gigabytes (FETCHes of a big topic,
  *               subscriptions with unbounded credits) and read nothing:
  *               the process's memory stays bounded
+ *   table_fill  10,000 unanswered asks on one connection, 10,000 SERVEs
+ *               on another: refused past the per-connection limits with
+ *               EBUSY naming them, nobody cut off, all let go on close
+ *   out_of_fds  RLIMIT_NOFILE lowered until the server's accept fails
+ *               with EMFILE: each client after is turned away with EBUSY
+ *               (not left waiting while the server spins), and the
+ *               listener works again once descriptors are back
  *
  * Each phase must see the good clients make progress; at the end every
  * acknowledged message has been delivered exactly once, in order, and the
@@ -41,6 +48,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -1203,6 +1211,191 @@ static void never_reads(void) {
          (unsigned long long)p.delivered, slowest_ack_ms());
 }
 
+/* ---- tables a client fills ----------------------------------------------------------- */
+
+#define FILL_N          10000
+#define ASKS_PER_CONN   4096 /* the server's defaults */
+#define SERVES_PER_CONN 1024
+
+/* Reads r's answers until the PONG with id pong: counts ACKs, and ERRORs
+ * with code whose message names what; any other ERROR fails. */
+static void count_answers(raw_t *r, uint64_t pong, int code, const char *what, int *acks, int *errs,
+                          const char *phase) {
+  uint64_t end = guard();
+  for (;;) {
+    rill_frame_t f;
+    CHECK(raw_next(r, &f, end, phase) == 1, "%s: closed before its PONG", phase);
+    if (f.type == RILL_F_PONG && f.id == pong)
+      return;
+    if (f.type == RILL_F_ACK) {
+      (*acks)++;
+      continue;
+    }
+    CHECK(f.type == RILL_F_ERROR && (int64_t)f.arg == code, "%s: type %u, code %lld: %.*s", phase,
+          f.type, (long long)(int64_t)f.arg, (int)f.len, (const char *)f.body);
+    CHECK(f.len >= strlen(what) && memmem(f.body, f.len, what, strlen(what)),
+          "%s: '%.*s' does not name %s", phase, (int)f.len, (const char *)f.body, what);
+    (*errs)++;
+  }
+}
+
+/* 10,000 unanswered asks on one connection and 10,000 SERVEs on another
+ * (each cost the server memory until its connection goes): past the
+ * per-connection limits each is refused with EBUSY naming the limit, the
+ * provider that never reads is not cut off, and all of it is let go when
+ * the connections close. */
+static void table_fill(void) {
+  mark_t m = phase_begin();
+  rill_server_stats_t s0 = stats();
+  raw_t p, a, v;
+  raw_open(&p, 1 << 16);
+  raw_handshake(&p, "hole-provider");
+  raw_open(&a, 1 << 16);
+  raw_handshake(&a, "hole-asker");
+  raw_open(&v, 1 << 16);
+  raw_handshake(&v, "serve-filler");
+  out_t o = {0};
+  out_frame(&o, RILL_F_SERVE, 0, 1, 1, 0, "hole", 4);
+  out_frame(&o, RILL_F_PING, 0, 0, 2, 0, NULL, 0);
+  CHECK(raw_send(&p, o.b, o.n), "table_fill: the provider was closed");
+  int acks = 0, errs = 0;
+  count_answers(&p, 2, 0, "", &acks, &errs, "table_fill provider");
+  CHECK(acks == 1, "table_fill: SERVE not acknowledged");
+  /* The asks, and nobody answers them. */
+  o.n = 0;
+  uint8_t ask[] = {4, 0, 'h', 'o', 'l', 'e', '?'};
+  for (int i = 0; i < FILL_N; i++)
+    out_frame(&o, RILL_F_ASK, 0, 0, (uint64_t)i + 1, 0, ask, sizeof ask);
+  out_frame(&o, RILL_F_PING, 0, 0, FILL_N + 1, 0, NULL, 0);
+  CHECK(raw_send(&a, o.b, o.n), "table_fill: the asker was closed");
+  acks = errs = 0;
+  count_answers(&a, FILL_N + 1, RILL_EBUSY, "max_asks_per_conn", &acks, &errs, "table_fill asks");
+  CHECK(errs == FILL_N - ASKS_PER_CONN, "table_fill: %d of %d asks refused, %d expected", errs,
+        FILL_N, FILL_N - ASKS_PER_CONN);
+  int asks_refused = errs;
+  /* The registrations, each under a name of its own. */
+  o.n = 0;
+  for (int i = 0; i < FILL_N; i++) {
+    char name[32];
+    int nl = snprintf(name, sizeof name, "svc-%d", i);
+    out_frame(&o, RILL_F_SERVE, 0, (uint16_t)(i + 1), (uint64_t)i + 1, 0, name, (uint32_t)nl);
+  }
+  out_frame(&o, RILL_F_PING, 0, 0, FILL_N + 1, 0, NULL, 0);
+  CHECK(raw_send(&v, o.b, o.n), "table_fill: the registrar was closed");
+  acks = errs = 0;
+  count_answers(&v, FILL_N + 1, RILL_EBUSY, "max_serves_per_conn", &acks, &errs,
+                "table_fill serves");
+  CHECK(acks == SERVES_PER_CONN && errs == FILL_N - SERVES_PER_CONN,
+        "table_fill: %d SERVEs acknowledged, %d refused", acks, errs);
+  free(o.b);
+  /* The provider was not cut off for the asks it did not read. */
+  o = (out_t){0};
+  out_frame(&o, RILL_F_PING, 0, 0, 3, 0, NULL, 0);
+  CHECK(raw_send(&p, o.b, o.n), "table_fill: the provider was closed");
+  free(o.b);
+  int asked = 0;
+  for (uint64_t end = guard();;) {
+    rill_frame_t f;
+    CHECK(raw_next(&p, &f, end, "table_fill") == 1, "table_fill: the provider was cut off");
+    if (f.type == RILL_F_PONG)
+      break;
+    CHECK(f.type == RILL_F_ASK, "table_fill: the provider got type %u", f.type);
+    asked++;
+  }
+  CHECK(asked == ASKS_PER_CONN, "table_fill: the provider got %d asks", asked);
+  rill_server_stats_t s1 = stats();
+  CHECK(s1.asks_refused - s0.asks_refused == (uint64_t)asks_refused &&
+            s1.serves_refused - s0.serves_refused == (uint64_t)errs,
+        "table_fill: the server counted %llu asks and %llu SERVEs refused",
+        (unsigned long long)(s1.asks_refused - s0.asks_refused),
+        (unsigned long long)(s1.serves_refused - s0.serves_refused));
+  CHECK(s1.conns_dropped == s0.conns_dropped, "table_fill: a connection was cut off");
+  raw_close(&a);
+  raw_close(&v);
+  raw_close(&p);
+  await_conns(2, "table_fill");
+  await_progress("table_fill", m);
+  mark_t d = since(m);
+  printf("     table_fill (%.1f s): %d asks unanswered on one connection, %d SERVEs on another: "
+         "%d asks and %d SERVEs refused with EBUSY naming their limit, nobody cut off; good "
+         "clients +%llu acked, +%llu delivered\n",
+         phase_secs(), FILL_N, FILL_N, asks_refused, errs, (unsigned long long)d.acked,
+         (unsigned long long)d.delivered);
+}
+
+/* ---- out of file descriptors ------------------------------------------------------- */
+
+#define FD_CLIENTS 60
+
+/* The process runs out of descriptors (RLIMIT_NOFILE lowered under what
+ * it holds plus 41): clients keep coming, one at a time. Each is either
+ * welcomed or turned away with an ERROR (EBUSY) and EOF; none is left
+ * waiting with its connection in the listener's queue (the server took
+ * a spare descriptor to accept and refuse it, instead of spinning on a
+ * listener it cannot accept from). */
+static void out_of_fds(void) {
+  mark_t m = phase_begin();
+  struct rlimit rl0, rl;
+  CHECK(getrlimit(RLIMIT_NOFILE, &rl0) == 0, "getrlimit: %s", strerror(errno));
+  rl = rl0;
+  /* Odd: a client's socket and the server's end take two, so the
+   * server's accept is the one that finds none left. */
+  rl.rlim_cur = (rlim_t)count_fds() + 41;
+  CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit: %s", strerror(errno));
+  raw_t r[FD_CLIENTS];
+  int n = 0, welcomed = 0, refused = 0, bumps = 0;
+  for (; n < FD_CLIENTS; n++) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      /* This side took the last one: one more, and the server's accept
+       * is the one to run short. */
+      CHECK(errno == EMFILE && bumps++ < 4, "socket: %s", strerror(errno));
+      rl.rlim_cur++;
+      CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit: %s", strerror(errno));
+      n--;
+      continue;
+    }
+    close(fd);
+    raw_open(&r[n], 4096);
+    out_t o = {0};
+    out_hello(&o, TOKEN, strlen(TOKEN), "fd-starved");
+    bool sent = raw_send(&r[n], o.b, o.n);
+    free(o.b);
+    rill_frame_t f;
+    int k = raw_next(&r[n], &f, guard(), "out_of_fds");
+    if (k == 1 && f.type == RILL_F_WELCOME) {
+      CHECK(sent, "out_of_fds: welcomed, but the HELLO was not taken");
+      welcomed++;
+      continue;
+    }
+    CHECK(k == 1 && f.type == RILL_F_ERROR && (int64_t)f.arg == RILL_EBUSY,
+          "out_of_fds: client %d got %s (type %u, code %lld) instead of WELCOME or EBUSY", n,
+          k == 1 ? "a frame" : "no frame", k == 1 ? f.type : 0,
+          k == 1 ? (long long)(int64_t)f.arg : 0LL);
+    CHECK(raw_next(&r[n], &f, guard(), "out_of_fds") != 1, "out_of_fds: a frame after EBUSY");
+    refused++;
+    raw_close(&r[n--]); /* its descriptor is the next client's */
+    if (refused >= 20)
+      break;
+  }
+  CHECK(setrlimit(RLIMIT_NOFILE, &rl0) == 0, "setrlimit: %s", strerror(errno));
+  CHECK(welcomed > 0 && refused > 0, "out_of_fds: %d welcomed, %d refused", welcomed, refused);
+  for (int i = 0; i < welcomed; i++)
+    raw_close(&r[i]);
+  await_conns(2, "out_of_fds");
+  /* The listener still takes connections once descriptors are back. */
+  raw_t again;
+  raw_open(&again, 4096);
+  raw_handshake(&again, "fd-after");
+  raw_close(&again);
+  await_progress("out_of_fds", m);
+  mark_t p = since(m);
+  printf("     out_of_fds (%.1f s): %d welcomed, then %d turned away with EBUSY, one at a time, "
+         "none left waiting; good clients +%llu acked, +%llu delivered\n",
+         phase_secs(), welcomed, refused, (unsigned long long)p.acked,
+         (unsigned long long)p.delivered);
+}
+
 /* ---- start and stop ---------------------------------------------------------------- */
 
 static int fds_at_start;
@@ -1284,7 +1477,8 @@ int main(void) {
       {"malformed", malformed},           {"truncated", truncated},
       {"random_bytes", random_bytes},     {"slowloris", slowloris},
       {"connect_cycles", connect_cycles}, {"bad_tokens", bad_tokens},
-      {"never_reads", never_reads},       {"clean_stop", clean_stop},
+      {"never_reads", never_reads},       {"table_fill", table_fill},
+      {"out_of_fds", out_of_fds},         {"clean_stop", clean_stop},
   };
   return stress_run(cases, (int)(sizeof cases / sizeof cases[0]));
 }

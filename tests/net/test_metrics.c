@@ -301,8 +301,11 @@ Test(prom, server_families) {
                                .bytes_out = 8,
                                .published = 9,
                                .delivered = 10,
-                               .errors_sent = 11};
+                               .errors_sent = 11,
+                               .asks_refused = 15,
+                               .serves_refused = 16};
   s.asks_in_flight = 12;
+  s.serves = 17;
   s.uptime_s = 13.5;
   s.loops = 14;
   rill__hist_add(&s.publish_ack, 1000);
@@ -335,6 +338,9 @@ Test(prom, server_families) {
       {"rill_asks_in_flight", "", 12},
       {"rill_uptime_seconds", "", 13.5},
       {"rill_loops", "", 14},
+      {"rill_asks_refused_total", "", 15},
+      {"rill_serves_refused_total", "", 16},
+      {"rill_serve_registrations", "", 17},
       {"rill_topic_appended_total", "topic=orders,", 100},
       {"rill_topic_appended_bytes_total", "topic=orders,", 1000},
       {"rill_topic_next_sequence", "topic=orders,", 100},
@@ -349,7 +355,7 @@ Test(prom, server_families) {
   }
   check_hist(&t, "rill_publish_ack_seconds", "", 1);
   check_hist(&t, "rill_ask_seconds", "", 2);
-  cr_assert_eq(t.nfam, 20);
+  cr_assert_eq(t.nfam, 23);
   rill__prom_free(&p);
 }
 

@@ -32,6 +32,10 @@
 #define DEF_SYNC_EVERY    1000u
 #define DEF_SYNC_INTERVAL UINT64_C(10000000)
 #define DEF_MAX_TOPICS    4096u
+#define DEF_ASKS_PER_CONN 4096u
+#define DEF_ASKS          65536u
+#define DEF_SERVES_PER    1024u
+#define DEF_SERVES        65536u
 #define MAX_LOOPS         1024u
 
 enum {
@@ -49,13 +53,32 @@ enum {
   K_LOOPS,
   K_METRICS,
   K_MAX_TOPICS,
+  K_MAX_ASKS_PER_CONN,
+  K_MAX_ASKS,
+  K_MAX_SERVES_PER_CONN,
+  K_MAX_SERVES,
   K_COUNT
 };
 
 static const char *const keys[K_COUNT] = {
-    "listen",          "data",     "token",   "max_conns",         "max_body",
-    "max_message",     "tx_limit", "sync",    "handshake_timeout", "idle_timeout",
-    "sub_credits_max", "loops",    "metrics", "max_topics",
+    "listen",
+    "data",
+    "token",
+    "max_conns",
+    "max_body",
+    "max_message",
+    "tx_limit",
+    "sync",
+    "handshake_timeout",
+    "idle_timeout",
+    "sub_credits_max",
+    "loops",
+    "metrics",
+    "max_topics",
+    "max_asks_per_conn",
+    "max_asks",
+    "max_serves_per_conn",
+    "max_serves",
 };
 
 /* A key by name; '-' matches '_' so that flags read --max-conns. */
@@ -214,9 +237,17 @@ static int set_key(rill_server_opts_t *o, rill_serve_config_t *cfg, int k, const
     o->sub_credits_max = (uint32_t)n;
     return 0;
   case K_MAX_TOPICS:
+  case K_MAX_ASKS_PER_CONN:
+  case K_MAX_ASKS:
+  case K_MAX_SERVES_PER_CONN:
+  case K_MAX_SERVES:
     if (!parse_units(v, count_units, 1, UINT32_MAX, &n))
       return BAD("wants a count from 1, not '%s'", v);
-    o->max_topics = (uint32_t)n;
+    *(k == K_MAX_TOPICS            ? &o->max_topics
+      : k == K_MAX_ASKS_PER_CONN   ? &o->max_asks_per_conn
+      : k == K_MAX_ASKS            ? &o->max_asks
+      : k == K_MAX_SERVES_PER_CONN ? &o->max_serves_per_conn
+                                   : &o->max_serves) = (uint32_t)n;
     return 0;
   case K_LOOPS:
     if (!parse_units(v, count_units, 1, MAX_LOOPS, &n))
@@ -409,6 +440,12 @@ void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_se
   fprintf(f, "loops = %u\n", o->loops ? o->loops : cpus > 0 ? (unsigned)cpus : 1u);
   fprintf(f, "metrics = %s\n", o->metrics ? o->metrics : "off");
   fprintf(f, "max_topics = %u\n", o->max_topics ? o->max_topics : DEF_MAX_TOPICS);
+  fprintf(f, "max_asks_per_conn = %u\n",
+          o->max_asks_per_conn ? o->max_asks_per_conn : DEF_ASKS_PER_CONN);
+  fprintf(f, "max_asks = %u\n", o->max_asks ? o->max_asks : DEF_ASKS);
+  fprintf(f, "max_serves_per_conn = %u\n",
+          o->max_serves_per_conn ? o->max_serves_per_conn : DEF_SERVES_PER);
+  fprintf(f, "max_serves = %u\n", o->max_serves ? o->max_serves : DEF_SERVES);
 }
 
 void rill_serve_config_apply(rill_server_opts_t *o, const rill_serve_config_t *cfg) {
