@@ -1190,6 +1190,19 @@ static void on_credit(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   pump(lp, u);
 }
 
+/* A FETCH whose next record cannot be read (damaged on disk, say) ends
+ * with an ERROR naming it instead of END: an END would send a client that
+ * goes on from its sequence back to the same record forever. The records
+ * before it were delivered; the client may skip it with a FETCH from
+ * seq + 1. */
+static void fetch_failed(struct loop *lp, struct conn *c, struct topic *t, uint64_t id,
+                         uint64_t seq, int rc) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "FETCH: record %llu of topic '%s' cannot be read: %s",
+           (unsigned long long)seq, t->name, rill_errmsg());
+  send_error(lp, c, 0, id, rc, msg);
+}
+
 static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (f->len < 4 || !rill_net_name_ok(f->body + 4, f->len - 4)) {
     send_error(lp, c, 0, f->id, RILL_EINVAL, "FETCH: a u32 count, then a topic name");
@@ -1226,6 +1239,10 @@ static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
       rill_buf_release(&recs[k].payload);
     }
     count -= (uint32_t)n;
+    if (rc && rc != RILL_ENOENT && !c->out.on && !streamed) {
+      fetch_failed(lp, c, t, f->id, seq, rc);
+      return;
+    }
     if (!n || c->out.on || streamed || queued(c) > limit / 2)
       break;
   }
