@@ -158,6 +158,8 @@ bool rill_net_name_ok(const void *name, size_t len);
  */
 typedef struct rill_server rill_server_t;
 
+/* The strings (host, data_dir, token, metrics) are copied by
+ * rill_server_create: the caller's may go once it returns. */
 typedef struct rill_server_opts {
   const char *host;              /* address to listen on; default "127.0.0.1" (loopback) */
   uint16_t port;                 /* default RILL_NET_PORT */

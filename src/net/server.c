@@ -1991,6 +1991,12 @@ static void *loop_main(void *arg) {
 
 /* ---- create, run, stop -------------------------------------------------------------- */
 
+static char *str_dup(const char *str) {
+  size_t n = strlen(str) + 1;
+  char *d = rill__malloc(n);
+  return d ? memcpy(d, str, n) : NULL;
+}
+
 static int loop_init(rill_server_t *s, struct loop *lp, uint32_t idx) {
   lp->s = s;
   lp->idx = idx;
@@ -2063,6 +2069,7 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   }
   struct loop *loops =
       (struct loop *)(((uintptr_t)mem + RILL_CACHELINE - 1) & ~(uintptr_t)(RILL_CACHELINE - 1));
+  int rc;
   s->loops_mem = mem;
   s->o = o;
   s->assembly_max = assembly_max;
@@ -2073,7 +2080,14 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     loops[i].ep = loops[i].wakefd = -1;
   pthread_mutex_init(&s->reg, NULL);
   pthread_mutex_init(&s->asks_mu, NULL);
-  int rc;
+  /* The strings are the server's own: the caller's may be on its stack. */
+  s->o.host = s->o.data_dir = s->o.token = s->o.metrics = NULL;
+  if (!(s->o.host = str_dup(o.host)) || !(s->o.data_dir = str_dup(o.data_dir)) ||
+      (o.token && !(s->o.token = str_dup(o.token))) ||
+      (o.metrics && !(s->o.metrics = str_dup(o.metrics)))) {
+    rc = rill__err(RILL_ENOMEM, "server: no memory");
+    goto undo_s;
+  }
   if (getrandom(&s->server_id, sizeof s->server_id, GRND_NONBLOCK) != sizeof s->server_id)
     s->server_id = rill_time_wall_ns();
   s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -2100,7 +2114,7 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
                                &(rill_iopool_opts_t){.buf_size = RX_MIN, .count = o.max_conns})))
     goto undo_s;
   s->started_ns = rill_time_ns();
-  if (o.metrics && (rc = rill__metrics_http_start(&s->metrics, o.metrics, render, s)))
+  if (o.metrics && (rc = rill__metrics_http_start(&s->metrics, s->o.metrics, render, s)))
     goto undo_s;
   *out = s;
   return 0;
@@ -2200,6 +2214,10 @@ void rill_server_destroy(rill_server_t *s) {
     close(s->stopfd);
   pthread_mutex_destroy(&s->reg);
   pthread_mutex_destroy(&s->asks_mu);
+  rill__free((char *)s->o.host);
+  rill__free((char *)s->o.data_dir);
+  rill__free((char *)s->o.token);
+  rill__free((char *)s->o.metrics);
   rill__free(s->loops_mem);
   rill__free(s);
 }

@@ -206,3 +206,30 @@ Test(server_ops, fetch_reports_a_record_it_cannot_read) {
   close(a.fd);
   srv_stop(&v);
 }
+
+/* ---- options ------------------------------------------------------------------ */
+
+/* The server keeps copies of the strings it was given: the caller's
+ * buffers may be reused (or go out of scope) once create returns. */
+Test(server_ops, strings_in_opts_are_copied) {
+  char data[128], token[32], host[32];
+  snprintf(data, sizeof data, "%s", dir);
+  snprintf(token, sizeof token, "s3cret");
+  snprintf(host, sizeof host, "127.0.0.1");
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.data_dir = data, .token = token, .host = host});
+  memset(data, 0, sizeof data);
+  snprintf(data, sizeof data, "/nonexistent/elsewhere");
+  memset(token, 'x', sizeof token - 1);
+  token[sizeof token - 1] = 0;
+  memset(host, 0, sizeof host);
+  static cli_t a;
+  handshake(&a, &v, "s3cret");
+  bind_publish(&a, 1, "copied", 3);
+  char path[256];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/copied", dir);
+  cr_expect_eq(stat(path, &st), 0, "the topic is not under the data_dir given at create");
+  close(a.fd);
+  srv_stop(&v);
+}
