@@ -182,8 +182,13 @@ typedef struct rill_server_opts {
 } rill_server_opts_t;
 
 /** Opens data_dir and starts listening (nothing is served until
- *  rill_server_run). RILL_EINVAL for options out of range, or the socket's
- *  errno (RILL_EADDRINUSE and the like, as -errno). */
+ *  rill_server_run). data_dir is created when missing and must be a
+ *  directory the server can write (RILL_EINVAL when it is not a
+ *  directory, the errno of a failed probe file, RILL_EACCES say, when it
+ *  cannot write there); it is locked for the server's life (flock on
+ *  data_dir/.rill-server.lock), so a second server on it fails with
+ *  RILL_EBUSY naming the first one's pid. RILL_EINVAL for options out of
+ *  range, or the socket's errno (RILL_EADDRINUSE and the like, as -errno). */
 int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts);
 
 /** The port it listens on (the one picked when opts.port was 0). */

@@ -54,9 +54,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -293,6 +295,7 @@ struct rill_server {
   struct ask *asks[ASK_BUCKETS]; /* in flight, by sid % ASK_BUCKETS */
   struct ask *free_asks;         /* reused: a steady stream allocates nothing */
   uint64_t next_sid, asks_open;
+  int dir_lock; /* data_dir's lock file, flocked for the server's life */
   /* The syncer (RILL_LOG_SYNC_GROUP only). */
   bool syncing;
   pthread_t syncer;
@@ -1991,6 +1994,60 @@ static void *loop_main(void *arg) {
 
 /* ---- create, run, stop -------------------------------------------------------------- */
 
+/* Makes data_dir the server's: created when missing, a directory the
+ * server can write (a probe file is created and removed, so a read-only
+ * or foreign directory fails here rather than at every publish), and no
+ * other server's: its lock file stays flocked while the server lives (a
+ * lock that goes with the process, however it ends), and holds the pid of
+ * the server that has it, for the message of the next one. */
+static int data_dir_take(rill_server_t *s) {
+  const char *d = s->o.data_dir;
+  struct stat st;
+  if (mkdir(d, 0755) != 0 && errno != EEXIST)
+    return rill__err_errno("server: cannot create the data directory %s", d);
+  if (stat(d, &st) != 0)
+    return rill__err_errno("server: data directory %s", d);
+  if (!S_ISDIR(st.st_mode))
+    return rill__err(RILL_EINVAL, "server: data directory %s is not a directory", d);
+  char path[PATH_MAX];
+  if (snprintf(path, sizeof path, "%s/.rill-probe-%ld", d, (long)getpid()) >= (int)sizeof path)
+    return rill__err(RILL_EINVAL, "server: data directory path too long");
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0 || write(fd, "x", 1) != 1) {
+    int rc = rill__err_errno("server: data directory %s is not writable", d);
+    if (fd >= 0) {
+      close(fd);
+      unlink(path);
+    }
+    return rc;
+  }
+  close(fd);
+  unlink(path);
+  snprintf(path, sizeof path, "%s/.rill-server.lock", d);
+  s->dir_lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (s->dir_lock < 0)
+    return rill__err_errno("server: cannot open %s", path);
+  if (flock(s->dir_lock, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    char pid[24] = {0};
+    ssize_t n = pread(s->dir_lock, pid, sizeof pid - 1, 0);
+    close(s->dir_lock);
+    s->dir_lock = -1;
+    if (e != EWOULDBLOCK)
+      return rill__err(-e, "server: cannot lock %s: %s", path, strerror(e));
+    long p = n > 0 ? strtol(pid, NULL, 10) : 0;
+    if (p > 0)
+      return rill__err(RILL_EBUSY,
+                       "server: data directory %s is in use by another server (pid %ld)", d, p);
+    return rill__err(RILL_EBUSY, "server: data directory %s is in use by another server", d);
+  }
+  char pid[24];
+  int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  if (ftruncate(s->dir_lock, 0) != 0 || pwrite(s->dir_lock, pid, (size_t)n, 0) != n)
+    return rill__err_errno("server: cannot write %s", path);
+  return 0;
+}
+
 static char *str_dup(const char *str) {
   size_t n = strlen(str) + 1;
   char *d = rill__malloc(n);
@@ -2075,7 +2132,7 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   s->assembly_max = assembly_max;
   s->nloops = o.loops;
   s->loops = loops;
-  s->lfd = s->stopfd = -1;
+  s->lfd = s->stopfd = s->dir_lock = -1;
   for (uint32_t i = 0; i < s->nloops; i++)
     loops[i].ep = loops[i].wakefd = -1;
   pthread_mutex_init(&s->reg, NULL);
@@ -2088,6 +2145,8 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     rc = rill__err(RILL_ENOMEM, "server: no memory");
     goto undo_s;
   }
+  if ((rc = data_dir_take(s)))
+    goto undo_s;
   if (getrandom(&s->server_id, sizeof s->server_id, GRND_NONBLOCK) != sizeof s->server_id)
     s->server_id = rill_time_wall_ns();
   s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -2212,6 +2271,8 @@ void rill_server_destroy(rill_server_t *s) {
     close(s->lfd);
   if (s->stopfd >= 0)
     close(s->stopfd);
+  if (s->dir_lock >= 0)
+    close(s->dir_lock); /* the lock goes with it; the file stays, as the topics do */
   pthread_mutex_destroy(&s->reg);
   pthread_mutex_destroy(&s->asks_mu);
   rill__free((char *)s->o.host);

@@ -24,6 +24,17 @@ srv=$!
 for _ in $(seq 100); do grep -q listening "$d/serve.out" 2>/dev/null && break; sleep 0.05; done
 grep -q "listening on 127.0.0.1:$port" "$d/serve.out" || fail "server did not start"
 
+# A second server on the same data directory fails at start, naming the first.
+port2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+if "$rill" serve --listen 127.0.0.1:$port2 --data "$d/data" >"$d/serve2.out" 2>&1; then
+  fail "a second server on one data directory started"
+fi
+grep -q "in use by another server (pid $srv)" "$d/serve2.out" || fail "second server: $(cat "$d/serve2.out")"
+if "$rill" serve --listen 127.0.0.1:$port2 --data "$d/serve.out" >"$d/serve2.out" 2>&1; then
+  fail "a server on a file started"
+fi
+grep -q "not a directory" "$d/serve2.out" || fail "server on a file: $(cat "$d/serve2.out")"
+
 s="--server 127.0.0.1:$port --token tk"
 [ "$("$rill" pub $s --ack orders first second)" = $'0\n1' ] || fail "pub --ack"
 printf 'third\nfourth\n' | "$rill" pub $s orders || fail "pub from stdin"

@@ -233,3 +233,66 @@ Test(server_ops, strings_in_opts_are_copied) {
   close(a.fd);
   srv_stop(&v);
 }
+
+/* ---- the data directory ------------------------------------------------------- */
+
+/* One server per data directory: a second one fails at create, naming
+ * the first; once the first is gone the directory is free again. */
+Test(server_ops, data_dir_is_locked) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  rill_server_t *two = NULL;
+  int rc = rill_server_create(&two, &(rill_server_opts_t){.data_dir = dir, .any_port = true});
+  cr_expect_eq(rc, RILL_EBUSY, "a second server on %s: %d", dir, rc);
+  char want[64];
+  snprintf(want, sizeof want, "(pid %ld)", (long)getpid());
+  cr_expect_not_null(strstr(rill_errmsg(), want), "%s", rill_errmsg());
+  cr_expect_not_null(strstr(rill_errmsg(), "in use by another server"), "%s", rill_errmsg());
+  if (!rc)
+    rill_server_destroy(two);
+  srv_stop(&v);
+  cr_assert_eq(rill_server_create(&two, &(rill_server_opts_t){.data_dir = dir, .any_port = true}),
+               0, "%s", rill_errmsg());
+  rill_server_destroy(two);
+}
+
+/* A data directory the server cannot use fails create, not every publish
+ * after a "listening"; a missing one is created. */
+Test(server_ops, data_dir_is_checked_at_create) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/a-file", dir);
+  int fd = open(path, O_WRONLY | O_CREAT, 0644);
+  cr_assert_geq(fd, 0);
+  close(fd);
+  rill_server_t *s = NULL;
+  int rc = rill_server_create(&s, &(rill_server_opts_t){.data_dir = path, .any_port = true});
+  cr_expect_eq(rc, RILL_EINVAL, "a file as data_dir: %d", rc);
+  cr_expect_not_null(strstr(rill_errmsg(), "not a directory"), "%s", rill_errmsg());
+  if (!rc)
+    rill_server_destroy(s);
+  snprintf(path, sizeof path, "%s/a-file/below", dir);
+  rc = rill_server_create(&s, &(rill_server_opts_t){.data_dir = path, .any_port = true});
+  cr_expect_neq(rc, 0, "under a file");
+  if (!rc)
+    rill_server_destroy(s);
+  snprintf(path, sizeof path, "%s/new", dir);
+  cr_assert_eq(rill_server_create(&s, &(rill_server_opts_t){.data_dir = path, .any_port = true}), 0,
+               "%s", rill_errmsg());
+  rill_server_destroy(s);
+  struct stat st;
+  cr_expect(stat(path, &st) == 0 && S_ISDIR(st.st_mode), "a missing data_dir is created");
+  /* /proc: a directory nobody, root included, creates files in. */
+  rc = rill_server_create(&s, &(rill_server_opts_t){.data_dir = "/proc", .any_port = true});
+  cr_expect_neq(rc, 0, "/proc as data_dir");
+  cr_expect_not_null(strstr(rill_errmsg(), "not writable"), "%s", rill_errmsg());
+  if (!rc)
+    rill_server_destroy(s);
+  if (geteuid() != 0) { /* root writes anywhere else: the probe cannot fail for it */
+    snprintf(path, sizeof path, "%s/ro", dir);
+    cr_assert_eq(mkdir(path, 0555), 0);
+    rc = rill_server_create(&s, &(rill_server_opts_t){.data_dir = path, .any_port = true});
+    cr_expect_eq(rc, RILL_EACCES, "a read-only data_dir: %d", rc);
+    if (!rc)
+      rill_server_destroy(s);
+  }
+}
