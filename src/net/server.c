@@ -46,6 +46,7 @@
  * either side going away; the other side is told.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -117,6 +118,8 @@ struct topic {
   atomic_int sync_err;
   atomic_bool sync_wanted; /* on the syncer's queue */
   struct topic *next_sync;
+  uint32_t binders;   /* channels bound to it, on every connection; under reg */
+  bool deleted;       /* TOPIC_DELETE took it out of the registry; under reg */
   struct tloop per[]; /* one per loop */
 };
 
@@ -287,6 +290,10 @@ struct rill_server {
   pthread_mutex_t reg; /* topics and services */
   struct topic *topics;
   uint32_t ntopics;
+  /* Deleted topics whose log stays open until destroy: a FETCH on another
+   * loop, a stream or the syncer may still hold the pointer they had. */
+  struct topic *dead_topics;
+  uint64_t deletions; /* names the renamed directories apart */
   struct service *services;
   uint64_t started_ns;
   rill__metrics_http_t *metrics;
@@ -617,7 +624,11 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
   *rc = rill_log_open(&t->log, s->o.data_dir, t->name,
                       &(rill_log_opts_t){.sync = sync,
                                          .sync_every = s->o.sync_every,
-                                         .sync_interval_ns = s->o.sync_interval_ns});
+                                         .sync_interval_ns = s->o.sync_interval_ns,
+                                         .segment_bytes = s->o.segment_bytes,
+                                         .retain_bytes = s->o.retain_bytes,
+                                         .retain_count = s->o.retain_count,
+                                         .retain_age_ns = s->o.retain_age_ns});
   if (*rc) {
     rill__free(t);
     t = NULL;
@@ -918,6 +929,21 @@ static void on_hello(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   c->ready = true;
 }
 
+/* A channel moves from topic `from` (NULL: a new one) to `to`: the
+ * binders counts that TOPIC_DELETE reads. False when `to` was deleted
+ * since topic_get found it. */
+static bool bind_count(rill_server_t *s, struct topic *from, struct topic *to) {
+  pthread_mutex_lock(&s->reg);
+  bool ok = !to->deleted;
+  if (ok && from != to) {
+    if (from)
+      from->binders--;
+    to->binders++;
+  }
+  pthread_mutex_unlock(&s->reg);
+  return ok;
+}
+
 static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (!rill_net_name_ok(f->body, f->len)) {
     send_error(lp, c, f->channel, f->id, RILL_EINVAL, "BIND: not a topic name");
@@ -931,6 +957,10 @@ static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   }
   for (size_t i = 0; i < c->nbinds; i++)
     if (c->binds[i].ch == f->channel) {
+      if (!bind_count(lp->s, c->binds[i].t, t)) {
+        send_error(lp, c, f->channel, f->id, RILL_ENOENT, "BIND: the topic was deleted meanwhile");
+        return;
+      }
       c->binds[i].t = t; /* rebinding a channel is allowed */
       goto ack;
     }
@@ -943,6 +973,10 @@ static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     }
     c->binds = n;
     c->cap_binds = cap;
+  }
+  if (!bind_count(lp->s, NULL, t)) {
+    send_error(lp, c, f->channel, f->id, RILL_ENOENT, "BIND: the topic was deleted meanwhile");
+    return;
   }
   c->binds[c->nbinds++] = (struct bind){f->channel, t};
 ack:
@@ -1150,22 +1184,40 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
     return;
   }
   int rc = 0;
-  struct topic *t = topic_get(lp->s, f->body, f->len, true, &rc);
+  /* A topic only when asked: a mistyped name must not make one. */
+  struct topic *t = topic_get(lp->s, f->body, f->len, f->flags & RILL_FF_CREATE, &rc);
+  if (!t && rc == RILL_ENOENT) {
+    char msg[320];
+    snprintf(msg, sizeof msg, "SUBSCRIBE: no topic '%.*s' (subscribe with CREATE to make it)",
+             (int)f->len, (const char *)f->body);
+    send_error(lp, c, f->channel, f->id, rc, msg);
+    return;
+  }
   struct sub *u = t ? rill__calloc(1, sizeof *u) : NULL;
   if (!u) {
     send_error(lp, c, f->channel, f->id, t ? RILL_ENOMEM : rc, t ? "no memory" : rill_errmsg());
     return;
   }
   struct tloop *tl = &t->per[lp->idx];
+  /* Counted under reg, where TOPIC_DELETE looks, and before the ACK
+   * goes: from here on, appends by other loops wake this one. One
+   * appended just before is caught by the first CREDIT's pump, which
+   * reads the log, not the wakeups. */
+  pthread_mutex_lock(&lp->s->reg);
+  bool deleted = t->deleted;
+  if (!deleted)
+    atomic_store_explicit(&tl->nsubs, tl->nsubs + 1, memory_order_seq_cst);
+  pthread_mutex_unlock(&lp->s->reg);
+  if (deleted) {
+    rill__free(u);
+    send_error(lp, c, f->channel, f->id, RILL_ENOENT, "SUBSCRIBE: the topic was deleted meanwhile");
+    return;
+  }
   *u = (struct sub){.c = c, .ch = f->channel, .t = t, .next = start_of(t->log, f->arg)};
   u->next_in_conn = c->subs;
   c->subs = u;
   u->next_in_topic = tl->subs;
   tl->subs = u;
-  /* Counted before the ACK goes: from here on, appends by other loops
-   * wake this one. One appended just before is caught by the first
-   * CREDIT's pump, which reads the log, not the wakeups. */
-  atomic_store_explicit(&tl->nsubs, tl->nsubs + 1, memory_order_seq_cst);
   send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, u->next, NULL, 0);
 }
 
@@ -1571,6 +1623,251 @@ static void on_stats(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     send_frame(lp, c, RILL_F_STATS, 0, 0, f->id, 0, lp->stats.buf, (uint32_t)lp->stats.len);
 }
 
+/* ---- topics: list, describe, delete ------------------------------------------------ */
+
+/* Removes a topic's directory: its files (a topic has no subdirectory),
+ * then itself. */
+static int topic_dir_remove(const char *path) {
+  DIR *d = opendir(path);
+  if (!d)
+    return rill__err_errno("server: cannot open %s", path);
+  int rc = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+      continue;
+    if (unlinkat(dirfd(d), e->d_name, 0) != 0 && !rc)
+      rc = rill__err_errno("server: cannot remove %s/%s", path, e->d_name);
+  }
+  closedir(d);
+  if (!rc && rmdir(path) != 0)
+    rc = rill__err_errno("server: cannot remove %s", path);
+  return rc;
+}
+
+/* Directories left by deletions a crash interrupted: names that start
+ * with '.' are never topics, so nothing else would ever remove them. */
+static void deleted_dirs_remove(const char *data_dir) {
+  DIR *d = opendir(data_dir);
+  if (!d)
+    return;
+  char path[PATH_MAX];
+  for (struct dirent *e; (e = readdir(d));)
+    if (!strncmp(e->d_name, ".deleted-", 9) &&
+        snprintf(path, sizeof path, "%s/%s", data_dir, e->d_name) < (int)sizeof path)
+      topic_dir_remove(path);
+  closedir(d);
+}
+
+/* Is path (relative to dfd) a directory, as a topic's is? */
+static bool topic_dir(int dfd, const char *path) {
+  struct stat st;
+  return fstatat(dfd, path, &st, 0) == 0 && S_ISDIR(st.st_mode);
+}
+
+static char *str_dup(const char *str);
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* TOPICS: the names of the topics in data_dir (open or not), sorted, after
+ * the body's name (empty: from the first), as many as fit in max_body;
+ * MORE when some are left for a next TOPICS after the last one sent. */
+static void on_topics(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
+  char after[RILL_NET_MAX_NAME + 1] = {0};
+  if (f->len && !rill_net_name_ok(f->body, f->len)) {
+    send_error(lp, c, 0, f->id, RILL_EINVAL, "TOPICS: the body is empty or a topic name");
+    return;
+  }
+  memcpy(after, f->body, f->len);
+  DIR *d = opendir(s->o.data_dir);
+  if (!d) {
+    send_error(lp, c, 0, f->id, rill__err_errno("TOPICS: cannot read the data directory"),
+               rill_errmsg());
+    return;
+  }
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  int rc = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    if ((f->len && strcmp(e->d_name, after) <= 0) ||
+        !rill_net_name_ok(e->d_name, strlen(e->d_name)) || !topic_dir(dirfd(d), e->d_name))
+      continue;
+    if (n == cap) {
+      size_t ncap = cap ? 2 * cap : 64;
+      char **nn = rill__realloc(names, ncap * sizeof *nn);
+      if (!nn) {
+        rc = RILL_ENOMEM;
+        break;
+      }
+      names = nn;
+      cap = ncap;
+    }
+    if (!(names[n] = str_dup(e->d_name))) {
+      rc = RILL_ENOMEM;
+      break;
+    }
+    n++;
+  }
+  closedir(d);
+  uint8_t *body = NULL;
+  size_t len = 0, k = 0;
+  if (!rc) {
+    qsort(names, n, sizeof *names, name_cmp);
+    size_t room = 0;
+    for (k = 0; k < n && room + 1 + strlen(names[k]) <= s->o.max_body; k++)
+      room += 1 + strlen(names[k]);
+    if (room && !(body = rill__malloc(room)))
+      rc = RILL_ENOMEM;
+    for (size_t i = 0; !rc && i < k; i++) {
+      size_t nl = strlen(names[i]);
+      body[len] = (uint8_t)nl;
+      memcpy(body + len + 1, names[i], nl);
+      len += 1 + nl;
+    }
+  }
+  if (rc)
+    send_error(lp, c, 0, f->id, rc, "TOPICS: no memory");
+  else
+    send_frame(lp, c, RILL_F_TOPICS, k < n ? RILL_FF_MORE : 0, 0, f->id, k, body, (uint32_t)len);
+  rill__free(body);
+  for (size_t i = 0; i < n; i++)
+    rill__free(names[i]);
+  rill__free(names);
+}
+
+/* Bytes the files of a topic's directory take on disk (blocks, so a
+ * preallocated segment counts in full and a sparse one does not). */
+static uint64_t topic_disk_bytes(const char *path) {
+  DIR *d = opendir(path);
+  uint64_t sum = 0;
+  if (!d)
+    return 0;
+  struct stat st;
+  for (struct dirent *e; (e = readdir(d));)
+    if (e->d_name[0] != '.' && fstatat(dirfd(d), e->d_name, &st, 0) == 0)
+      sum += (uint64_t)st.st_blocks * 512u;
+  closedir(d);
+  return sum;
+}
+
+/* TOPIC_INFO: a topic's sequences, sizes, retention and users (FORMATS.md
+ * has the body). A topic that is not open is opened read-only for it and
+ * closed again, so asking costs no descriptors afterwards. */
+static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
+  if (!rill_net_name_ok(f->body, f->len)) {
+    send_error(lp, c, 0, f->id, RILL_EINVAL, "TOPIC_INFO: not a topic name");
+    return;
+  }
+  char name[RILL_NET_MAX_NAME + 1] = {0}, path[PATH_MAX];
+  memcpy(name, f->body, f->len);
+  snprintf(path, sizeof path, "%s/%s", s->o.data_dir, name);
+  int rc = 0;
+  uint32_t subs = 0, binders = 0;
+  rill_log_stats_t st;
+  uint64_t seg_bytes = 0;
+  pthread_mutex_lock(&s->reg);
+  struct topic *t = s->topics;
+  while (t && strcmp(t->name, name))
+    t = t->next;
+  rill_log_t *log = t ? t->log : NULL;
+  if (t) {
+    binders = t->binders;
+    for (uint32_t i = 0; i < s->nloops; i++)
+      subs += atomic_load_explicit(&t->per[i].nsubs, memory_order_relaxed);
+  } else if (!topic_dir(AT_FDCWD, path)) {
+    rc = rill__err(RILL_ENOENT, "TOPIC_INFO: no topic '%s'", name);
+  } else {
+    rc = rill_log_open(&log, s->o.data_dir, name,
+                       &(rill_log_opts_t){.read_only = true, .no_create = true});
+  }
+  if (!rc) {
+    rill_log_stats(log, &st);
+    seg_bytes = (uint64_t)rill_log_max_payload(log) + 96; /* a segment's and a record's header */
+    if (!t)
+      rill_log_close(log);
+  }
+  pthread_mutex_unlock(&s->reg);
+  if (rc) {
+    send_error(lp, c, 0, f->id, rc, rill_errmsg());
+    return;
+  }
+  uint8_t b[RILL_NET_TOPIC_INFO_SIZE];
+  rill__put64(b, st.first);
+  rill__put64(b + 8, st.next);
+  rill__put64(b + 16, st.bytes);
+  rill__put64(b + 24, topic_disk_bytes(path));
+  rill__put64(b + 32, seg_bytes);
+  rill__put64(b + 40, st.segments);
+  rill__put64(b + 48, s->o.retain_bytes);
+  rill__put64(b + 56, s->o.retain_count);
+  rill__put64(b + 64, s->o.retain_age_ns);
+  rill__put32(b + 72, subs);
+  rill__put32(b + 76, binders);
+  send_frame(lp, c, RILL_F_TOPIC_INFO, 0, 0, f->id, 0, b, sizeof b);
+}
+
+/* TOPIC_DELETE: refused (EBUSY) while any connection subscribes to the
+ * topic or has a channel bound to it; otherwise it leaves the registry at
+ * once (a BIND or SUBSCRIBE of the name after this makes a new topic),
+ * its directory is renamed out of the way under reg, so nothing opens it
+ * half removed, and then removed. An open topic's log stays open, out of
+ * the registry, until the server is destroyed: requests running on other
+ * loops may hold it, and they find a log whose files are gone. */
+static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
+  if (!rill_net_name_ok(f->body, f->len)) {
+    send_error(lp, c, 0, f->id, RILL_EINVAL, "TOPIC_DELETE: not a topic name");
+    return;
+  }
+  char name[RILL_NET_MAX_NAME + 1] = {0}, path[PATH_MAX], gone[PATH_MAX];
+  memcpy(name, f->body, f->len);
+  snprintf(path, sizeof path, "%s/%s", s->o.data_dir, name);
+  int rc = 0;
+  pthread_mutex_lock(&s->reg);
+  struct topic **pp = &s->topics;
+  while (*pp && strcmp((*pp)->name, name))
+    pp = &(*pp)->next;
+  struct topic *t = *pp;
+  uint32_t subs = 0;
+  for (uint32_t i = 0; t && i < s->nloops; i++)
+    subs += atomic_load_explicit(&t->per[i].nsubs, memory_order_relaxed);
+  if (t && (subs || t->binders)) {
+    rc = rill__err(RILL_EBUSY,
+                   "TOPIC_DELETE: topic '%s' has %u subscribers and %u bound publishers; they "
+                   "must go first",
+                   name, subs, t->binders);
+    goto unlock_reg;
+  }
+  if (!t && !topic_dir(AT_FDCWD, path)) {
+    rc = rill__err(RILL_ENOENT, "TOPIC_DELETE: no topic '%s'", name);
+    goto unlock_reg;
+  }
+  snprintf(gone, sizeof gone, "%s/.deleted-%016llx-%llu", s->o.data_dir,
+           (unsigned long long)s->server_id, (unsigned long long)++s->deletions);
+  if (rename(path, gone) != 0) {
+    rc = rill__err_errno("TOPIC_DELETE: cannot move %s away", path);
+    goto unlock_reg;
+  }
+  if (t) {
+    *pp = t->next;
+    s->ntopics--;
+    t->deleted = true;
+    t->next = s->dead_topics;
+    s->dead_topics = t;
+  }
+unlock_reg:
+  pthread_mutex_unlock(&s->reg);
+  if (!rc)
+    rc = topic_dir_remove(gone);
+  if (rc)
+    send_error(lp, c, 0, f->id, rc, rill_errmsg());
+  else
+    send_frame(lp, c, RILL_F_ACK, 0, 0, f->id, 0, NULL, 0);
+}
+
 static void on_frame(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   INC(lp, frames_in, 1);
   if (!c->ready) {
@@ -1595,6 +1892,9 @@ static void on_frame(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   case RILL_F_ERROR: on_client_error(lp, c, f); break;
   case RILL_F_CHUNK: on_chunk(lp, c, f); break;
   case RILL_F_STATS: on_stats(lp, c, f); break;
+  case RILL_F_TOPICS: on_topics(lp, c, f); break;
+  case RILL_F_TOPIC_INFO: on_topic_info(lp, c, f); break;
+  case RILL_F_TOPIC_DELETE: on_topic_delete(lp, c, f); break;
   default: /* HELLO again, or what only a server sends */
     fatal(lp, c, RILL_EPROTO, "a frame a client does not send");
   }
@@ -1636,6 +1936,8 @@ static void conn_close(struct loop *lp, struct conn *c) {
   while (c->subs)
     sub_free(lp, c->subs);
   pthread_mutex_lock(&s->reg);
+  for (size_t i = 0; i < c->nbinds; i++)
+    c->binds[i].t->binders--;
   struct provider *gone = c->provides;
   c->provides = NULL;
   for (struct provider *p = gone; p; p = p->next_in_conn) {
@@ -2147,6 +2449,7 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   }
   if ((rc = data_dir_take(s)))
     goto undo_s;
+  deleted_dirs_remove(s->o.data_dir);
   if (getrandom(&s->server_id, sizeof s->server_id, GRND_NONBLOCK) != sizeof s->server_id)
     s->server_id = rill_time_wall_ns();
   s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -2252,6 +2555,11 @@ void rill_server_destroy(rill_server_t *s) {
       close(lp->wakefd);
   }
   for (struct topic *t = s->topics, *n; t; t = n) {
+    n = t->next;
+    rill_log_close(t->log);
+    rill__free(t);
+  }
+  for (struct topic *t = s->dead_topics, *n; t; t = n) {
     n = t->next;
     rill_log_close(t->log);
     rill__free(t);

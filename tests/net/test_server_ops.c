@@ -296,3 +296,171 @@ Test(server_ops, data_dir_is_checked_at_create) {
       rill_server_destroy(s);
   }
 }
+
+/* ---- topics: made only when asked, listed, described, deleted ------------------- */
+
+static bool dir_has(const char *name) {
+  char path[256];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  return stat(path, &st) == 0;
+}
+
+/* A SUBSCRIBE to a name nobody publishes to is an error, not a new topic
+ * with its preallocated segment; with CREATE it makes one. */
+Test(server_ops, subscribe_creates_only_when_asked) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  static cli_t a;
+  handshake(&a, &v, NULL);
+  rill_frame_t f;
+  uint8_t body[4096];
+  cli_send(&a, RILL_F_SUBSCRIBE, 0, 3, 1, RILL_NET_FROM_EARLIEST, "mistyped", 8);
+  expect_frame(&a, RILL_F_ERROR, 1, &f, body);
+  cr_expect_eq((int64_t)f.arg, RILL_ENOENT);
+  body[f.len] = 0;
+  cr_expect_not_null(strstr((char *)body, "no topic 'mistyped'"), "%s", body);
+  cr_expect(!dir_has("mistyped"), "a SUBSCRIBE made a topic");
+  cli_send(&a, RILL_F_SUBSCRIBE, RILL_FF_CREATE, 3, 2, RILL_NET_FROM_EARLIEST, "wanted", 6);
+  expect_frame(&a, RILL_F_ACK, 2, &f, NULL);
+  cr_expect_eq(f.arg, 0);
+  cr_expect(dir_has("wanted"));
+  /* An existing topic needs no CREATE. */
+  cli_send(&a, RILL_F_SUBSCRIBE, 0, 4, 3, RILL_NET_FROM_EARLIEST, "wanted", 6);
+  expect_frame(&a, RILL_F_ACK, 3, &f, NULL);
+  ping(&a, 4);
+  close(a.fd);
+  srv_stop(&v);
+}
+
+typedef struct {
+  char names[128][RILL_NET_MAX_NAME + 1];
+  int n;
+} names_t;
+
+static void collect(void *ctx, const char *name) {
+  names_t *l = ctx;
+  cr_assert_lt(l->n, 128);
+  snprintf(l->names[l->n++], sizeof l->names[0], "%s", name);
+}
+
+Test(server_ops, topics_listed_described_deleted) {
+  srv_t v;
+  /* max_body 4 KiB: the list of 40 long names takes several TOPICS. */
+  srv_start(&v, (rill_server_opts_t){.loops = 2,
+                                     .max_body = 4096,
+                                     .tx_limit = 1 << 20,
+                                     .segment_bytes = 1 << 20,
+                                     .retain_count = 1000});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "ops"};
+  rill_client_t *pub, *adm;
+  cr_assert_eq(rill_client_connect(&pub, &o), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_connect(&adm, &o), 0, "%s", rill_errmsg());
+  uint16_t ch;
+  cr_assert_eq(rill_client_bind(pub, "alpha", &ch), 0, "%s", rill_errmsg());
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(rill_client_publish(pub, ch, "abc", 3, true, NULL), 0, "%s", rill_errmsg());
+  char name[RILL_NET_MAX_NAME + 1];
+  for (int i = 0; i < 40; i++) {
+    uint16_t c2;
+    snprintf(name, sizeof name, "t%02d-%0150d", i, 0);
+    cr_assert_eq(rill_client_bind(adm, name, &c2), 0, "%s", rill_errmsg());
+  }
+  /* Not a topic: a file, and a directory whose name no topic has. */
+  char path[256];
+  snprintf(path, sizeof path, "%s/stray", dir);
+  close(open(path, O_WRONLY | O_CREAT, 0644));
+  snprintf(path, sizeof path, "%s/.hidden", dir);
+  mkdir(path, 0755);
+  static names_t l;
+  l.n = 0;
+  cr_assert_eq(rill_client_topics(adm, collect, &l), 0, "%s", rill_errmsg());
+  cr_assert_eq(l.n, 41, "%d topics listed", l.n);
+  cr_expect_str_eq(l.names[0], "alpha");
+  for (int i = 0; i < 40; i++) {
+    snprintf(name, sizeof name, "t%02d-%0150d", i, 0);
+    cr_expect_str_eq(l.names[1 + i], name, "in order, each once");
+  }
+  rill_topic_info_t in;
+  cr_assert_eq(rill_client_topic_info(adm, "alpha", &in), 0, "%s", rill_errmsg());
+  cr_expect_eq(in.first, 0);
+  cr_expect_eq(in.next, 3);
+  cr_expect_eq(in.segment_bytes, 1 << 20, "%llu", (unsigned long long)in.segment_bytes);
+  cr_expect_eq(in.segments, 1);
+  cr_expect_eq(in.retain_count, 1000);
+  cr_expect_eq(in.publishers, 1);
+  cr_expect_eq(in.subscribers, 0);
+  cr_expect_geq(in.bytes, 3 * 3);
+  cr_expect_geq(in.disk_bytes, in.bytes);
+  cr_expect_eq(rill_client_topic_info(adm, "nothing", &in), RILL_ENOENT);
+  cr_expect(!dir_has("nothing"), "TOPIC_INFO made a topic");
+  /* Busy while bound or subscribed: refused, and the records stay. */
+  cr_expect_eq(rill_client_topic_delete(adm, "alpha"), RILL_EBUSY);
+  cr_expect_not_null(strstr(rill_errmsg(), "1 bound publishers"), "%s", rill_errmsg());
+  uint16_t sub;
+  cr_assert_eq(rill_client_subscribe(adm, "alpha", RILL_NET_FROM_EARLIEST, 0, &sub, NULL), 0);
+  rill_client_close(pub);
+  cr_assert_eq(rill_client_ping(adm, NULL), 0);
+  /* The publisher's close is handled on its own loop: wait for it. */
+  for (int i = 0; i < 1000; i++) {
+    cr_assert_eq(rill_client_topic_info(adm, "alpha", &in), 0, "%s", rill_errmsg());
+    if (!in.publishers)
+      break;
+    usleep(1000);
+  }
+  cr_expect_eq(in.publishers, 0);
+  cr_expect_eq(in.subscribers, 1);
+  cr_expect_eq(rill_client_topic_delete(adm, "alpha"), RILL_EBUSY);
+  cr_expect_not_null(strstr(rill_errmsg(), "1 subscribers"), "%s", rill_errmsg());
+  cr_assert_eq(rill_client_unsubscribe(adm, sub), 0);
+  cr_expect_eq(rill_client_topic_delete(adm, "alpha"), 0, "%s", rill_errmsg());
+  cr_expect(!dir_has("alpha"), "the files stay");
+  cr_expect_eq(rill_client_topic_info(adm, "alpha", &in), RILL_ENOENT);
+  cr_expect_eq(rill_client_topic_delete(adm, "alpha"), RILL_ENOENT);
+  l.n = 0;
+  cr_assert_eq(rill_client_topics(adm, collect, &l), 0, "%s", rill_errmsg());
+  cr_expect_eq(l.n, 40);
+  /* The name is free again: a new topic, from 0. */
+  cr_assert_eq(rill_client_bind(adm, "alpha", &ch), 0, "%s", rill_errmsg());
+  uint64_t seq = 99;
+  cr_assert_eq(rill_client_publish(adm, ch, "new", 3, true, &seq), 0, "%s", rill_errmsg());
+  cr_expect_eq(seq, 0);
+  /* A topic on disk that this server never opened is deleted too. */
+  rill_client_close(adm);
+  srv_stop(&v);
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  o.port = rill_server_port(v.s);
+  cr_assert_eq(rill_client_connect(&adm, &o), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_topic_info(adm, "alpha", &in), 0, "%s", rill_errmsg());
+  cr_expect_eq(in.next, 1);
+  cr_expect_eq(in.publishers, 0);
+  cr_expect_eq(rill_client_topic_delete(adm, "alpha"), 0, "%s", rill_errmsg());
+  cr_expect(!dir_has("alpha"));
+  rill_client_close(adm);
+  srv_stop(&v);
+}
+
+/* Names that are not topic names are refused, and nothing is made. */
+Test(server_ops, topic_requests_check_their_names) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  static cli_t a;
+  handshake(&a, &v, NULL);
+  rill_frame_t f;
+  uint8_t types[] = {RILL_F_TOPICS, RILL_F_TOPIC_INFO, RILL_F_TOPIC_DELETE};
+  for (int k = 0; k < 3; k++) {
+    cli_send(&a, types[k], 0, 0, 10 + (uint64_t)k, 0, "../x", 4);
+    expect_frame(&a, RILL_F_ERROR, 10 + (uint64_t)k, &f, NULL);
+    cr_expect_eq((int64_t)f.arg, RILL_EINVAL, "type %u", types[k]);
+  }
+  cli_send(&a, RILL_F_TOPIC_INFO, 0, 0, 20, 0, NULL, 0);
+  expect_frame(&a, RILL_F_ERROR, 20, &f, NULL);
+  cli_send(&a, RILL_F_TOPICS, 0, 0, 21, 0, NULL, 0);
+  expect_frame(&a, RILL_F_TOPICS, 21, &f, NULL);
+  cr_expect_eq(f.arg, 0, "an empty data directory");
+  cr_expect_eq(f.len, 0);
+  cr_expect_eq(f.flags, 0);
+  ping(&a, 22);
+  close(a.fd);
+  srv_stop(&v);
+}
