@@ -2412,6 +2412,9 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   uint64_t assembly_max = 4 * o.max_message;
   if (o.tx_limit < 4 * ((size_t)o.max_body + RILL_NET_HDR))
     return rill__err(RILL_EINVAL, "server: tx_limit under four frames of max_body");
+  if (o.segment_bytes &&
+      (o.segment_bytes % 4096 || o.segment_bytes < (64u << 10) || o.segment_bytes > (2ull << 30)))
+    return rill__err(RILL_EINVAL, "server: segment_bytes not a multiple of 4 KiB in 64 KiB..2 GiB");
   if (o.token && strlen(o.token) > RILL_NET_MAX_TOKEN)
     return rill__err(RILL_EINVAL, "server: token over %u bytes", RILL_NET_MAX_TOKEN);
   uint16_t port = o.any_port ? 0 : o.port ? o.port : RILL_NET_PORT;

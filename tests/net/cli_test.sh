@@ -19,7 +19,7 @@ fail() { echo "FAIL: $*" >&2; [ -f "$d/serve.out" ] && cat "$d/serve.out" >&2; e
 
 # A free port: the kernel's pick for a socket we close at once.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$rill" serve --listen 127.0.0.1:$port --data "$d/data" --token tk >"$d/serve.out" 2>&1 &
+"$rill" serve --listen 127.0.0.1:$port --data "$d/data" --token tk --segment-bytes 1M >"$d/serve.out" 2>&1 &
 srv=$!
 for _ in $(seq 100); do grep -q listening "$d/serve.out" 2>/dev/null && break; sleep 0.05; done
 grep -q "listening on 127.0.0.1:$port" "$d/serve.out" || fail "server did not start"
@@ -67,6 +67,22 @@ wait $rep || fail "rill reply exit status: $(cat "$d/reply.out")"
 rep=
 if "$rill" ask $s --timeout 500 echo x 2>"$d/err"; then fail "ask with nobody serving"; fi
 grep -q ENOENT "$d/err" || fail "ask with nobody serving: $(cat "$d/err")"
+
+# A subscription to a topic nobody made is an error at once, not a new
+# topic waiting forever; --create makes one. rill topic lists, describes
+# and deletes them.
+if timeout 10 "$rill" sub $s --count 1 ordres 2>"$d/err"; then fail "sub of a missing topic"; fi
+grep -q "no topic 'ordres'" "$d/err" || fail "sub of a missing topic: $(cat "$d/err")"
+timeout 10 "$rill" sub $s --create --count 0 made || fail "sub --create"
+[ "$("$rill" topic ls $s)" = $'made\norders' ] || fail "topic ls: $("$rill" topic ls $s)"
+"$rill" topic info $s orders >"$d/info" || fail "topic info"
+grep -qx 'next           5' "$d/info" || fail "topic info: $(cat "$d/info")"
+grep -qx 'segment_bytes  1048576' "$d/info" || fail "topic info segment: $(cat "$d/info")"
+"$rill" topic rm $s made || fail "topic rm"
+[ "$("$rill" topic ls $s)" = orders ] || fail "topic ls after rm"
+if "$rill" topic rm $s made 2>"$d/err"; then fail "topic rm of a missing topic"; fi
+grep -q ENOENT "$d/err" || fail "topic rm of a missing topic: $(cat "$d/err")"
+if "$rill" topic info $s nosuch 2>"$d/err"; then fail "topic info of a missing topic"; fi
 
 kill -TERM $srv
 wait $srv || fail "server exit status"

@@ -28,6 +28,10 @@ sub_credits_max = 1000
 loops = 3
 metrics = 127.0.0.1:0
 max_topics = 10
+segment_bytes = 1M
+retain_bytes = 10G
+retain_count = 5000
+retain_age = 48h
 CONF
 "$rill" serve --config "$d/good.conf" --print-config >"$d/out" || fail "good file"
 cat >"$d/want" <<WANT
@@ -45,6 +49,10 @@ sub_credits_max = 1000
 loops = 3
 metrics = 127.0.0.1:0
 max_topics = 10
+segment_bytes = 1M
+retain_bytes = 10G
+retain_count = 5000
+retain_age = 2d
 WANT
 diff "$d/want" "$d/out" || fail "print-config of the good file"
 
@@ -71,7 +79,8 @@ printf 'listen = 127.0.0.1:0\n' >"$d/any.conf"
 # Without a file: the defaults the server applies.
 "$rill" serve --print-config >"$d/out" || fail "defaults"
 for want in 'listen = 127.0.0.1:7450' 'data = ./rill-data' '# token = (none)' 'max_conns = 1024' \
-  'max_body = 1M' 'sync = never' 'handshake_timeout = 5s' 'idle_timeout = 5m' 'metrics = off'; do
+  'max_body = 1M' 'sync = never' 'handshake_timeout = 5s' 'idle_timeout = 5m' 'metrics = off' \
+  'segment_bytes = 128M' 'retain_bytes = 0' 'retain_count = 0' 'retain_age = 0'; do
   grep -qx "$want" "$d/out" || fail "defaults: no '$want' in $(cat "$d/out")"
 done
 
@@ -98,6 +107,8 @@ bad no_eq 3 '# x\n\njust words\n' 'just words: not key = value'
 bad quote 1 'token = "abc\n' 'token: the quote is not closed'
 bad after_quote 1 'token = "abc" def\n' 'token: text after the closing quote'
 bad empty 1 'data =\n' 'data: wants a directory'
+bad segment 1 'segment_bytes = 100000\n' 'segment_bytes: wants bytes from 64K to 2G, a multiple of 4K'
+bad retain_age 1 'retain_age = 30\n' 'retain_age: wants a time with a unit'
 bad long_token 1 "token = $(head -c 300 /dev/zero | tr '\0' x)\n" 'token: wants 1 to 256 bytes'
 if "$rill" serve --config "$d/nosuch.conf" --print-config 2>"$d/err"; then fail "missing file"; fi
 grep -q "nosuch.conf" "$d/err" || fail "missing file message"

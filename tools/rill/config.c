@@ -32,6 +32,7 @@
 #define DEF_SYNC_EVERY    1000u
 #define DEF_SYNC_INTERVAL UINT64_C(10000000)
 #define DEF_MAX_TOPICS    4096u
+#define DEF_SEGMENT_BYTES ((uint64_t)128 << 20)
 #define MAX_LOOPS         1024u
 
 enum {
@@ -49,13 +50,18 @@ enum {
   K_LOOPS,
   K_METRICS,
   K_MAX_TOPICS,
+  K_SEGMENT_BYTES,
+  K_RETAIN_BYTES,
+  K_RETAIN_COUNT,
+  K_RETAIN_AGE,
   K_COUNT
 };
 
 static const char *const keys[K_COUNT] = {
-    "listen",          "data",     "token",   "max_conns",         "max_body",
-    "max_message",     "tx_limit", "sync",    "handshake_timeout", "idle_timeout",
-    "sub_credits_max", "loops",    "metrics", "max_topics",
+    "listen",          "data",         "token",      "max_conns",         "max_body",
+    "max_message",     "tx_limit",     "sync",       "handshake_timeout", "idle_timeout",
+    "sub_credits_max", "loops",        "metrics",    "max_topics",        "segment_bytes",
+    "retain_bytes",    "retain_count", "retain_age",
 };
 
 /* A key by name; '-' matches '_' so that flags read --max-conns. */
@@ -107,6 +113,9 @@ static const unit_t size_units[] = {
     {"g", 1ull << 30}, {"GiB", 1ull << 30}, {NULL, 0}};
 static const unit_t time_units[] = {
     {"ms", 1000000ull}, {"s", 1000000000ull}, {"m", 60000000000ull}, {NULL, 0}};
+static const unit_t age_units[] = {{"ms", 1000000ull},       {"s", 1000000000ull},
+                                   {"m", 60000000000ull},    {"h", 3600000000000ull},
+                                   {"d", 86400000000000ull}, {NULL, 0}};
 
 /* "A.B.C.D:PORT": port 0 means any free port. */
 static bool parse_hostport(const char *s, char *host, size_t cap, uint16_t *port) {
@@ -217,6 +226,30 @@ static int set_key(rill_server_opts_t *o, rill_serve_config_t *cfg, int k, const
     if (!parse_units(v, count_units, 1, UINT32_MAX, &n))
       return BAD("wants a count from 1, not '%s'", v);
     o->max_topics = (uint32_t)n;
+    return 0;
+  case K_SEGMENT_BYTES:
+    if (!parse_units(v, size_units, 65536, 2ull << 30, &n) || n % 4096)
+      return BAD("wants bytes from 64K to 2G, a multiple of 4K (K, M, G suffixes), not '%s'", v);
+    o->segment_bytes = n;
+    return 0;
+  case K_RETAIN_BYTES:
+    if (!parse_units(v, size_units, 0, UINT64_MAX, &n))
+      return BAD("wants bytes (K, M, G suffixes; 0: no limit), not '%s'", v);
+    o->retain_bytes = n;
+    return 0;
+  case K_RETAIN_COUNT:
+    if (!parse_units(v, count_units, 0, UINT64_MAX, &n))
+      return BAD("wants a count of records (0: no limit), not '%s'", v);
+    o->retain_count = n;
+    return 0;
+  case K_RETAIN_AGE:
+    if (!strcmp(v, "0")) {
+      o->retain_age_ns = 0;
+      return 0;
+    }
+    if (!parse_units(v, age_units, 1000000ull, UINT64_MAX, &n))
+      return BAD("wants a time with a unit, ms, s, m, h or d (0: no limit), not '%s'", v);
+    o->retain_age_ns = n;
     return 0;
   case K_LOOPS:
     if (!parse_units(v, count_units, 1, MAX_LOOPS, &n))
@@ -409,6 +442,18 @@ void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_se
   fprintf(f, "loops = %u\n", o->loops ? o->loops : cpus > 0 ? (unsigned)cpus : 1u);
   fprintf(f, "metrics = %s\n", o->metrics ? o->metrics : "off");
   fprintf(f, "max_topics = %u\n", o->max_topics ? o->max_topics : DEF_MAX_TOPICS);
+  put_units(f, "segment_bytes", o->segment_bytes ? o->segment_bytes : DEF_SEGMENT_BYTES,
+            print_sizes);
+  /* 0 is no limit, printed as such rather than with a unit. */
+  if (o->retain_bytes)
+    put_units(f, "retain_bytes", o->retain_bytes, print_sizes);
+  else
+    fprintf(f, "retain_bytes = 0\n");
+  fprintf(f, "retain_count = %" PRIu64 "\n", o->retain_count);
+  if (o->retain_age_ns)
+    put_units(f, "retain_age", o->retain_age_ns, age_units);
+  else
+    fprintf(f, "retain_age = 0\n");
 }
 
 void rill_serve_config_apply(rill_server_opts_t *o, const rill_serve_config_t *cfg) {

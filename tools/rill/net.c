@@ -132,7 +132,7 @@ int rill_serve_main(int argc, char **argv) {
 typedef struct {
   rill_client_opts_t o;
   const char *topic;
-  bool ack, json, has_from;
+  bool ack, json, has_from, create;
   uint64_t from, count, timeout_ms;
   char **rest;
   int nrest;
@@ -154,6 +154,8 @@ static int cparse(const char *who, int argc, char **argv, cargs_t *a) {
       a->ack = true;
     } else if (!strcmp(s, "--json")) {
       a->json = true;
+    } else if (!strcmp(s, "--create") && !strcmp(who, "sub")) {
+      a->create = true;
     } else if (!strcmp(s, "--from") && i + 1 < argc) {
       const char *f = argv[++i];
       char *end;
@@ -233,7 +235,8 @@ int rill_sub_main(int argc, char **argv) {
   cargs_t a;
   if (cparse("sub", argc, argv, &a) != 0) {
     fprintf(stderr, "usage: rill sub [--server HOST:PORT] [--token T] [--from earliest|latest|SEQ] "
-                    "[--count N] [--json] TOPIC\n");
+                    "[--count N] [--json] [--create] TOPIC\n"
+                    "  --create: make the topic when it does not exist (without: an error)\n");
     free(a.rest);
     return 2;
   }
@@ -246,8 +249,8 @@ int rill_sub_main(int argc, char **argv) {
    * server never holds more for us than the window. */
   const uint32_t window = 1024;
   uint16_t s;
-  if ((rc = rill_client_subscribe(c, a.topic, a.has_from ? a.from : RILL_NET_FROM_LATEST, window,
-                                  &s, NULL)) != 0) {
+  if ((rc = rill_client_subscribe_ex(c, a.topic, a.has_from ? a.from : RILL_NET_FROM_LATEST, window,
+                                     a.create ? RILL_CLIENT_SUB_CREATE : 0, &s, NULL)) != 0) {
     rill_client_close(c);
     return fail("sub", "subscribe", rc);
   }

@@ -80,6 +80,7 @@ int rill_sub_main(int argc, char **argv);
 int rill_ask_main(int argc, char **argv);
 int rill_reply_main(int argc, char **argv);
 int rill_stat_main(int argc, char **argv);
+int rill_topic_main(int argc, char **argv);
 int rill_ipc_main(int argc, char **argv);
 /** argv[0] is "bench": true when `rill ipc bench` is to run the suite
  *  `rill bench ipc` (no NAME, only the suite's flags). */
