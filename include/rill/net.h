@@ -165,6 +165,21 @@ bool rill_net_name_ok(const void *name, size_t len);
  */
 typedef struct rill_server rill_server_t;
 
+/** Levels of the server's log lines. */
+typedef enum rill_server_log_level {
+  RILL_SERVER_LOG_ERROR = 0, /* the server cannot do what it should: no space, no descriptors */
+  RILL_SERVER_LOG_WARN,      /* a limit refused something: max_conns, max_topics */
+  RILL_SERVER_LOG_INFO,      /* topics created and deleted, connections closed and why */
+} rill_server_log_level_t;
+
+/** Receives the server's log lines (the library never prints). Called
+ *  from the server's threads, one call at a time (the server serialises
+ *  them), so it must be quick and must not call the server; msg is one
+ *  line without its newline, valid during the call. Each kind of line is
+ *  rate-limited to opts.log_rate a second; the lines a second dropped are
+ *  counted in a line of their own ("... suppressed N similar lines"). */
+typedef void (*rill_server_log_fn)(void *ctx, rill_server_log_level_t level, const char *msg);
+
 /* The strings (host, data_dir, token, metrics) are copied by
  * rill_server_create: the caller's may go once it returns. */
 typedef struct rill_server_opts {
@@ -191,6 +206,9 @@ typedef struct rill_server_opts {
    * topic keeps its own); retention applies to every topic opened. */
   uint64_t segment_bytes;
   uint64_t retain_bytes, retain_count, retain_age_ns;
+  rill_server_log_fn log; /* NULL: the server logs nothing */
+  void *log_ctx;          /* log's first argument */
+  uint32_t log_rate;      /* lines of one kind a second at most; default 10 */
 } rill_server_opts_t;
 
 /** Opens data_dir and starts listening (nothing is served until

@@ -53,6 +53,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -303,6 +304,13 @@ struct rill_server {
   struct ask *free_asks;         /* reused: a steady stream allocates nothing */
   uint64_t next_sid, asks_open;
   int dir_lock; /* data_dir's lock file, flocked for the server's life */
+  /* The log callback's lines, each kind held to log_rate a second. */
+  pthread_mutex_t log_mu;
+  struct logkind {
+    uint64_t since; /* the start of this kind's current second */
+    uint32_t lines; /* sent in it */
+    uint64_t suppressed;
+  } logk[8];
   /* The syncer (RILL_LOG_SYNC_GROUP only). */
   bool syncing;
   pthread_t syncer;
@@ -313,6 +321,110 @@ struct rill_server {
 #define INC(lp, field, n)                                                                          \
   atomic_store_explicit((_Atomic uint64_t *)&(lp)->st.field, (lp)->st.field + (n),                 \
                         memory_order_relaxed)
+
+/* ---- the server's log ---------------------------------------------------------- */
+
+/* Kinds of log lines, each rate-limited on its own: a flood of refused
+ * connections must not hide the one line saying the disk is full. */
+enum {
+  L_CONN_REFUSED, /* max_conns */
+  L_TOPIC,        /* created, deleted, refused by max_topics */
+  L_NOFILE,       /* EMFILE, ENFILE */
+  L_NOSPC,        /* ENOSPC */
+  L_IO,           /* other errors of the disk: EIO, a record that fails its checks, a sync */
+  L_DROPPED,      /* connections closed by the server, and why */
+  L_KINDS
+};
+
+_Static_assert(L_KINDS <= sizeof((rill_server_t *)0)->logk / sizeof(struct logkind),
+               "a logk entry per kind");
+
+static const char *const log_kind_name[L_KINDS] = {
+    "refused connection", "topic",     "out of descriptors",
+    "no space",           "I/O error", "closed connection",
+};
+
+/* Under log_mu: the count of a kind's lines dropped in a second that has
+ * ended, as a line of its own. */
+static void log_suppressed(rill_server_t *s, int kind, uint64_t now) {
+  struct logkind *k = &s->logk[kind];
+  if (now - k->since < 1000000000ull)
+    return;
+  if (k->suppressed) {
+    char line[128];
+    snprintf(line, sizeof line, "%s: suppressed %llu similar lines in the last second",
+             log_kind_name[kind], (unsigned long long)k->suppressed);
+    s->o.log(s->o.log_ctx,
+             kind == L_NOSPC || kind == L_NOFILE || kind == L_IO ? RILL_SERVER_LOG_ERROR
+                                                                 : RILL_SERVER_LOG_WARN,
+             line);
+  }
+  *k = (struct logkind){.since = now};
+}
+
+static void slog(rill_server_t *s, int kind, rill_server_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* A line to the log callback, unless its kind used its lines this second. */
+static void slog(rill_server_t *s, int kind, rill_server_log_level_t level, const char *fmt, ...) {
+  if (!s->o.log)
+    return;
+  pthread_mutex_lock(&s->log_mu);
+  uint64_t now = rill_time_ns();
+  log_suppressed(s, kind, now);
+  struct logkind *k = &s->logk[kind];
+  if (k->lines >= s->o.log_rate) {
+    k->suppressed++;
+  } else {
+    k->lines++;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    s->o.log(s->o.log_ctx, level, line);
+  }
+  pthread_mutex_unlock(&s->log_mu);
+}
+
+/* The suppressed counts of seconds that ended with no line after them
+ * (loop 0's sweep). */
+static void log_flush(rill_server_t *s) {
+  if (!s->o.log)
+    return;
+  pthread_mutex_lock(&s->log_mu);
+  uint64_t now = rill_time_ns();
+  for (int kind = 0; kind < L_KINDS; kind++)
+    if (s->logk[kind].suppressed)
+      log_suppressed(s, kind, now);
+  pthread_mutex_unlock(&s->log_mu);
+}
+
+/* "A.B.C.D:PORT" of a connection's peer, for the log. */
+static const char *peer_of(int fd, char *buf, size_t cap) {
+  struct sockaddr_in a;
+  socklen_t l = sizeof a;
+  char ip[INET_ADDRSTRLEN];
+  if (getpeername(fd, (struct sockaddr *)&a, &l) == 0 && a.sin_family == AF_INET &&
+      inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip))
+    snprintf(buf, cap, "%s:%u", ip, ntohs(a.sin_port));
+  else
+    snprintf(buf, cap, "(unknown peer)");
+  return buf;
+}
+
+/* An error the server answers a request with that is the server's
+ * trouble, not the client's: logged, by kind. */
+static void log_answer(rill_server_t *s, int fd, int code, const char *msg) {
+  int kind = code == RILL_ENOSPC                         ? L_NOSPC
+             : code == -EMFILE || code == -ENFILE        ? L_NOFILE
+             : code == RILL_EIO || code == RILL_ECORRUPT ? L_IO
+                                                         : -1;
+  if (kind < 0 || !s->o.log)
+    return;
+  char peer[64];
+  slog(s, kind, RILL_SERVER_LOG_ERROR, "%s (answering %s)", msg, peer_of(fd, peer, sizeof peer));
+}
 
 /* ---- references and wakeups ------------------------------------------------- */
 
@@ -449,6 +561,10 @@ static bool send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t fl
     return false;
   size_t need = RILL_NET_HDR + (size_t)len;
   if (queued(c) + need > s->o.tx_limit) {
+    char peer[64];
+    slog(s, L_DROPPED, RILL_SERVER_LOG_INFO,
+         "cut off the connection from %s: its send queue passed tx_limit (%zu bytes)",
+         peer_of(c->fd, peer, sizeof peer), s->o.tx_limit);
     INC(lp, conns_dropped, 1);
     c->closing = true; /* not reading what it asked for: cut off */
     tx_drop(c);
@@ -542,11 +658,16 @@ static bool error_to(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, 
 
 static void send_error(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, int code,
                        const char *msg) {
+  log_answer(lp->s, c->fd, code, msg);
   error_to(lp, c, ch, id, code, msg);
 }
 
 /* An error the connection does not survive: said, then closed. */
 static void fatal(struct loop *lp, struct conn *c, int code, const char *msg) {
+  char peer[64];
+  if (!c->closing)
+    slog(lp->s, L_DROPPED, RILL_SERVER_LOG_INFO, "closing the connection from %s: %s (%s)",
+         peer_of(c->fd, peer, sizeof peer), msg, rill_strerror(code));
   send_error(lp, c, 0, 0, code, msg);
   c->closing = true;
 }
@@ -604,12 +725,15 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
   char path[PATH_MAX];
   struct stat st;
   snprintf(path, sizeof path, "%s/%.*s", s->o.data_dir, (int)len, (const char *)name);
-  if (!create && stat(path, &st) != 0) {
+  bool existed = stat(path, &st) == 0;
+  if (!create && !existed) {
     *rc = rill__err(RILL_ENOENT, "no topic '%.*s'", (int)len, (const char *)name);
     goto unlock_reg;
   }
   if (s->ntopics >= s->o.max_topics) {
     *rc = rill__err(RILL_EBUSY, "the server holds max_topics (%u) topics already", s->o.max_topics);
+    slog(s, L_TOPIC, RILL_SERVER_LOG_WARN, "refused to open topic '%.*s': max_topics (%u) reached",
+         (int)len, (const char *)name, s->o.max_topics);
     goto unlock_reg;
   }
   t = rill__calloc(1, sizeof *t + s->nloops * sizeof t->per[0]);
@@ -634,6 +758,8 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
     t = NULL;
     goto unlock_reg;
   }
+  if (!existed)
+    slog(s, L_TOPIC, RILL_SERVER_LOG_INFO, "topic '%s' created", t->name);
   atomic_store(&t->durable, rill_log_next(t->log)); /* what open recovered is on disk */
   for (uint32_t i = 0; i < s->nloops; i++)
     t->per[i] = (struct tloop){.t = t, .w.kind = W_TOPIC};
@@ -838,6 +964,8 @@ static void *syncer_main(void *arg) {
       uint64_t upto = rill_log_next(t->log);
       int rc = rill_log_sync(t->log);
       if (rc) {
+        slog(s, rc == RILL_ENOSPC ? L_NOSPC : L_IO, RILL_SERVER_LOG_ERROR,
+             "topic '%s': sync failed: %s", t->name, rill_errmsg());
         atomic_store(&t->sync_err, rc);
         atomic_store_explicit(&t->failed_upto, upto, memory_order_release);
       } else {
@@ -1862,10 +1990,14 @@ unlock_reg:
   pthread_mutex_unlock(&s->reg);
   if (!rc)
     rc = topic_dir_remove(gone);
-  if (rc)
+  if (rc) {
     send_error(lp, c, 0, f->id, rc, rill_errmsg());
-  else
+  } else {
+    char peer[64];
+    slog(s, L_TOPIC, RILL_SERVER_LOG_INFO, "topic '%s' deleted (asked by %s)", name,
+         peer_of(c->fd, peer, sizeof peer));
     send_frame(lp, c, RILL_F_ACK, 0, 0, f->id, 0, NULL, 0);
+  }
 }
 
 static void on_frame(struct loop *lp, struct conn *c, const rill_frame_t *f) {
@@ -2058,6 +2190,9 @@ static void conn_read(struct loop *lp, struct conn *c) {
       if (errno == EINTR)
         continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        char peer[64];
+        slog(s, L_DROPPED, RILL_SERVER_LOG_INFO, "the connection from %s failed: %s",
+             peer_of(c->fd, peer, sizeof peer), strerror(errno));
         c->closing = true;
         tx_drop(c);
       }
@@ -2074,8 +2209,13 @@ static void conn_accept(struct loop *lp) {
   rill_server_t *s = lp->s;
   for (;;) {
     int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0)
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE)
+        slog(s, L_NOFILE, RILL_SERVER_LOG_ERROR,
+             "accept: %s: out of file descriptors (raise ulimit -n, or lower max_conns)",
+             strerror(errno));
       return; /* EAGAIN, another loop took it, or a transient error */
+    }
     INC(lp, conns_accepted, 1);
     if (atomic_fetch_add(&s->nconns, 1) >= s->o.max_conns) {
       atomic_fetch_sub(&s->nconns, 1);
@@ -2087,6 +2227,10 @@ static void conn_accept(struct loop *lp) {
       memcpy(b + RILL_NET_HDR, msg, strlen(msg));
       ssize_t w = send(fd, b, RILL_NET_HDR + strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
       (void)w;
+      char peer[64];
+      slog(s, L_CONN_REFUSED, RILL_SERVER_LOG_WARN,
+           "refused a connection from %s: max_conns (%u) connections are open",
+           peer_of(fd, peer, sizeof peer), s->o.max_conns);
       close(fd);
       INC(lp, conns_refused, 1);
       continue;
@@ -2159,6 +2303,8 @@ static void sweep(struct loop *lp) {
   uint64_t now = rill_time_ns();
   if (lp->idx == 0)
     asks_end(lp, NULL, now);
+  if (lp->idx == 0)
+    log_flush(s);
   for (struct conn *c = lp->conns, *n; c; c = n) {
     n = c->next;
     if (c->closing) {
@@ -2399,6 +2545,8 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     o.max_topics = 4096;
   if (!o.max_message)
     o.max_message = (uint64_t)64 << 20;
+  if (!o.log_rate)
+    o.log_rate = 10;
   if (!o.loops) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o.loops = n < 1 ? 1 : n > (long)MAX_LOOPS ? MAX_LOOPS : (uint32_t)n;
@@ -2442,6 +2590,7 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     loops[i].ep = loops[i].wakefd = -1;
   pthread_mutex_init(&s->reg, NULL);
   pthread_mutex_init(&s->asks_mu, NULL);
+  pthread_mutex_init(&s->log_mu, NULL);
   /* The strings are the server's own: the caller's may be on its stack. */
   s->o.host = s->o.data_dir = s->o.token = s->o.metrics = NULL;
   if (!(s->o.host = str_dup(o.host)) || !(s->o.data_dir = str_dup(o.data_dir)) ||
@@ -2586,6 +2735,7 @@ void rill_server_destroy(rill_server_t *s) {
     close(s->dir_lock); /* the lock goes with it; the file stays, as the topics do */
   pthread_mutex_destroy(&s->reg);
   pthread_mutex_destroy(&s->asks_mu);
+  pthread_mutex_destroy(&s->log_mu);
   rill__free((char *)s->o.host);
   rill__free((char *)s->o.data_dir);
   rill__free((char *)s->o.token);

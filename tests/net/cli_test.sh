@@ -88,6 +88,11 @@ kill -TERM $srv
 wait $srv || fail "server exit status"
 srv=
 grep -q "stopped; .* 5 published" "$d/serve.out" || fail "server summary: $(cat "$d/serve.out")"
+# Its log: topics created and deleted, and the wrong token's connection.
+grep -Eq "^[0-9T:.-]+Z rill serve: info: topic 'orders' created$" "$d/serve.out" || fail "log: created"
+grep -q "info: topic 'made' deleted" "$d/serve.out" || fail "log: deleted"
+grep -q "info: closing the connection from 127.0.0.1:[0-9]*: wrong or missing token" "$d/serve.out" ||
+  fail "log: the wrong token"
 [ "$("$rill" log cat "$d/data" orders | awk '{print $1, $4}')" = \
   $'0 first\n1 second\n2 third\n3 fourth\n4 fifth' ] || fail "the log after the server stopped"
 echo "rill serve/pub/sub/ask/reply: all checks passed"

@@ -32,6 +32,7 @@ segment_bytes = 1M
 retain_bytes = 10G
 retain_count = 5000
 retain_age = 48h
+log_rate = 3
 CONF
 "$rill" serve --config "$d/good.conf" --print-config >"$d/out" || fail "good file"
 cat >"$d/want" <<WANT
@@ -53,6 +54,7 @@ segment_bytes = 1M
 retain_bytes = 10G
 retain_count = 5000
 retain_age = 2d
+log_rate = 3
 WANT
 diff "$d/want" "$d/out" || fail "print-config of the good file"
 
@@ -80,7 +82,7 @@ printf 'listen = 127.0.0.1:0\n' >"$d/any.conf"
 "$rill" serve --print-config >"$d/out" || fail "defaults"
 for want in 'listen = 127.0.0.1:7450' 'data = ./rill-data' '# token = (none)' 'max_conns = 1024' \
   'max_body = 1M' 'sync = never' 'handshake_timeout = 5s' 'idle_timeout = 5m' 'metrics = off' \
-  'segment_bytes = 128M' 'retain_bytes = 0' 'retain_count = 0' 'retain_age = 0'; do
+  'segment_bytes = 128M' 'retain_bytes = 0' 'retain_count = 0' 'retain_age = 0' 'log_rate = 10'; do
   grep -qx "$want" "$d/out" || fail "defaults: no '$want' in $(cat "$d/out")"
 done
 

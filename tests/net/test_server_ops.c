@@ -464,3 +464,72 @@ Test(server_ops, topic_requests_check_their_names) {
   close(a.fd);
   srv_stop(&v);
 }
+
+/* ---- the server's log ------------------------------------------------------------ */
+
+typedef struct {
+  pthread_mutex_t mu;
+  char text[1 << 16];
+  size_t len;
+  int lines;
+} logbuf_t;
+
+static void log_to(void *ctx, rill_server_log_level_t level, const char *msg) {
+  logbuf_t *b = ctx;
+  pthread_mutex_lock(&b->mu);
+  int n = snprintf(b->text + b->len, sizeof b->text - b->len, "%d %s\n", (int)level, msg);
+  if (n > 0 && (size_t)n < sizeof b->text - b->len)
+    b->len += (size_t)n;
+  b->lines++;
+  pthread_mutex_unlock(&b->mu);
+}
+
+/* Waits (up to 10 s) for a line holding want; counts those holding it. */
+static int log_has(logbuf_t *b, const char *want, bool wait) {
+  for (int tries = 0;; tries++) {
+    pthread_mutex_lock(&b->mu);
+    int n = 0;
+    for (const char *p = b->text; (p = strstr(p, want)); p++)
+      n++;
+    pthread_mutex_unlock(&b->mu);
+    if (n || !wait || tries == 1000)
+      return n;
+    usleep(10000);
+  }
+}
+
+/* Topic creation, refused connections and protocol errors are logged
+ * through the callback, a kind at most log_rate lines a second, with the
+ * rest counted. */
+Test(server_ops, the_log_callback) {
+  static logbuf_t b = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1, .max_conns = 1, .log = log_to, .log_ctx = &b,
+                                     .log_rate = 2});
+  static cli_t a, r;
+  handshake(&a, &v, NULL);
+  bind_publish(&a, 1, "logged", 1);
+  cr_expect_eq(log_has(&b, "topic 'logged' created", false), 1, "%s", b.text);
+  cr_expect_eq(log_has(&b, "created", false), 1, "a second BIND is no creation: %s", b.text);
+  /* Five refused connections: two lines, then the others counted. */
+  for (int i = 0; i < 5; i++) {
+    cli_connect(&r, &v);
+    rill_frame_t f;
+    cr_assert_eq(cli_recv(&r, &f, NULL), 0);
+    cr_assert_eq(f.type, RILL_F_ERROR);
+    close(r.fd);
+  }
+  cr_expect_eq(log_has(&b, "refused a connection from 127.0.0.1:", false), 2, "%s", b.text);
+  cr_expect_eq(log_has(&b, "max_conns (1)", false), 2, "%s", b.text);
+  cr_expect_eq(log_has(&b, "refused connection: suppressed 3 similar lines", true), 1, "%s",
+               b.text);
+  /* A protocol error closes its connection, with the reason logged. */
+  cli_send(&a, 99, 0, 0, 0, 0, NULL, 0);
+  rill_frame_t f;
+  cr_assert_eq(cli_recv(&a, &f, NULL), 0);
+  cr_expect_eq(f.type, RILL_F_ERROR);
+  close(a.fd);
+  cr_expect_eq(log_has(&b, "closing the connection from 127.0.0.1:", true), 1, "%s", b.text);
+  cr_expect_eq(log_has(&b, "unknown frame type 99", false), 1, "%s", b.text);
+  srv_stop(&v);
+}

@@ -33,6 +33,7 @@
 #define DEF_SYNC_INTERVAL UINT64_C(10000000)
 #define DEF_MAX_TOPICS    4096u
 #define DEF_SEGMENT_BYTES ((uint64_t)128 << 20)
+#define DEF_LOG_RATE      10u
 #define MAX_LOOPS         1024u
 
 enum {
@@ -54,6 +55,7 @@ enum {
   K_RETAIN_BYTES,
   K_RETAIN_COUNT,
   K_RETAIN_AGE,
+  K_LOG_RATE,
   K_COUNT
 };
 
@@ -61,7 +63,7 @@ static const char *const keys[K_COUNT] = {
     "listen",          "data",         "token",      "max_conns",         "max_body",
     "max_message",     "tx_limit",     "sync",       "handshake_timeout", "idle_timeout",
     "sub_credits_max", "loops",        "metrics",    "max_topics",        "segment_bytes",
-    "retain_bytes",    "retain_count", "retain_age",
+    "retain_bytes",    "retain_count", "retain_age", "log_rate",
 };
 
 /* A key by name; '-' matches '_' so that flags read --max-conns. */
@@ -250,6 +252,11 @@ static int set_key(rill_server_opts_t *o, rill_serve_config_t *cfg, int k, const
     if (!parse_units(v, age_units, 1000000ull, UINT64_MAX, &n))
       return BAD("wants a time with a unit, ms, s, m, h or d (0: no limit), not '%s'", v);
     o->retain_age_ns = n;
+    return 0;
+  case K_LOG_RATE:
+    if (!parse_units(v, count_units, 1, UINT32_MAX, &n))
+      return BAD("wants a count of lines a second from 1, not '%s'", v);
+    o->log_rate = (uint32_t)n;
     return 0;
   case K_LOOPS:
     if (!parse_units(v, count_units, 1, MAX_LOOPS, &n))
@@ -454,6 +461,7 @@ void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_se
     put_units(f, "retain_age", o->retain_age_ns, age_units);
   else
     fprintf(f, "retain_age = 0\n");
+  fprintf(f, "log_rate = %u\n", o->log_rate ? o->log_rate : DEF_LOG_RATE);
 }
 
 void rill_serve_config_apply(rill_server_opts_t *o, const rill_serve_config_t *cfg) {

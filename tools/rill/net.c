@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "rill/log.h"
 #include "rill/net.h"
@@ -42,6 +43,20 @@ static bool parse_addr(const char *s, const char **host, uint16_t *port) {
 /* ---- serve ----------------------------------------------------------------- */
 
 static rill_server_t *serving;
+
+/* The server's log lines on stderr, each with its UTC time. */
+static void log_line(void *ctx, rill_server_log_level_t level, const char *msg) {
+  (void)ctx;
+  static const char *const names[] = {"error", "warn", "info"};
+  struct timespec ts;
+  struct tm tm;
+  char when[32];
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+  fprintf(stderr, "%s.%03ldZ rill serve: %s: %s\n", when, ts.tv_nsec / 1000000,
+          (unsigned)level < 3 ? names[level] : "?", msg);
+}
 
 static void on_stop(int sig) {
   (void)sig;
@@ -97,6 +112,7 @@ int rill_serve_main(int argc, char **argv) {
     return 0;
   }
   rill_serve_config_apply(&o, &cfg);
+  o.log = log_line;
   if (mkdir(o.data_dir, 0755) && errno != EEXIST) {
     fprintf(stderr, "rill serve: mkdir %s: %s\n", o.data_dir, strerror(errno));
     return 1;
