@@ -1903,7 +1903,7 @@ static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f
   rill_log_t *log = t ? t->log : NULL;
   if (t) {
     binders = t->binders;
-    for (uint32_t i = 0; i < s->nloops; i++)
+    for (uint32_t i = 0; i < s->nloops; i++) /* a snapshot: relaxed, as for the metrics */
       subs += atomic_load_explicit(&t->per[i].nsubs, memory_order_relaxed);
   } else if (!topic_dir(AT_FDCWD, path)) {
     rc = rill__err(RILL_ENOENT, "TOPIC_INFO: no topic '%s'", name);
@@ -1959,6 +1959,8 @@ static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t 
   while (*pp && strcmp((*pp)->name, name))
     pp = &(*pp)->next;
   struct topic *t = *pp;
+  /* Relaxed: a SUBSCRIBE counts itself under reg, which we hold, so none
+   * is missed; a count going down meanwhile only makes us refuse. */
   uint32_t subs = 0;
   for (uint32_t i = 0; t && i < s->nloops; i++)
     subs += atomic_load_explicit(&t->per[i].nsubs, memory_order_relaxed);
