@@ -1842,7 +1842,8 @@ static void on_topics(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   uint8_t *body = NULL;
   size_t len = 0, k = 0;
   if (!rc) {
-    qsort(names, n, sizeof *names, name_cmp);
+    if (n)
+      qsort(names, n, sizeof *names, name_cmp);
     size_t room = 0;
     for (k = 0; k < n && room + 1 + strlen(names[k]) <= s->o.max_body; k++)
       room += 1 + strlen(names[k]);

@@ -146,7 +146,7 @@ static void bind_publish(cli_t *c, uint16_t ch, const char *topic, int n) {
   cli_send(c, RILL_F_BIND, 0, ch, 1, 0, topic, (uint32_t)strlen(topic));
   expect_frame(c, RILL_F_ACK, 1, &f, NULL);
   for (int i = 0; i < n; i++) {
-    char msg[16];
+    char msg[32];
     snprintf(msg, sizeof msg, "record-%d", i); /* 8 bytes for i < 10 */
     cli_send(c, RILL_F_PUBLISH, RILL_FF_ACK, ch, 100 + (uint64_t)i, 0, msg, (uint32_t)strlen(msg));
     expect_frame(c, RILL_F_ACK, 100 + (uint64_t)i, &f, NULL);
@@ -504,8 +504,8 @@ static int log_has(logbuf_t *b, const char *want, bool wait) {
 Test(server_ops, the_log_callback) {
   static logbuf_t b = {.mu = PTHREAD_MUTEX_INITIALIZER};
   srv_t v;
-  srv_start(&v, (rill_server_opts_t){.loops = 1, .max_conns = 1, .log = log_to, .log_ctx = &b,
-                                     .log_rate = 2});
+  srv_start(&v, (rill_server_opts_t){
+                    .loops = 1, .max_conns = 1, .log = log_to, .log_ctx = &b, .log_rate = 2});
   static cli_t a, r;
   handshake(&a, &v, NULL);
   bind_publish(&a, 1, "logged", 1);
