@@ -533,3 +533,121 @@ Test(server_ops, the_log_callback) {
   cr_expect_eq(log_has(&b, "unknown frame type 99", false), 1, "%s", b.text);
   srv_stop(&v);
 }
+
+/* ---- the client's topic calls against a lying server ------------------------------ */
+
+typedef struct {
+  int lfd;
+  uint16_t port;
+  pthread_t t;
+} fake_t;
+
+static void fake_send(int fd, uint8_t type, uint8_t flags, uint64_t id, uint64_t arg,
+                      const void *body, uint32_t len) {
+  uint8_t b[RILL_NET_HDR + 256];
+  rill_frame_header(b, type, flags, 0, id, arg, len);
+  memcpy(b + RILL_NET_HDR, body, len);
+  cr_assert_eq(send(fd, b, RILL_NET_HDR + len, MSG_NOSIGNAL), (ssize_t)(RILL_NET_HDR + len));
+}
+
+static uint8_t fake_recv(int fd, uint8_t *b, size_t cap, rill_frame_t *f) {
+  size_t have = 0, used = RILL_NET_HDR;
+  while (have < used) {
+    ssize_t n = recv(fd, b + have, used - have, 0);
+    if (n <= 0)
+      return 0;
+    have += (size_t)n;
+    if (rill_frame_decode(b, have, (uint32_t)(cap - RILL_NET_HDR), f, &used) == 0)
+      break;
+  }
+  return f->type;
+}
+
+/* What the lying server answers each TOPICS with, in turn. */
+static const struct {
+  uint8_t flags;
+  uint64_t arg;
+  uint32_t len;
+  const char *body;
+} lies[] = {
+    {0, 1, 3,
+     "\x05"
+     "ab"}, /* a name longer than the body */
+    {0, 2, 4,
+     "\x01"
+     "b\x01"
+     "a"},                    /* out of order */
+    {RILL_FF_MORE, 0, 0, ""}, /* more, but nothing to go on after */
+    {0, 2, 2,
+     "\x01"
+     "a"}, /* fewer names than arg says */
+    {0, 1, 4,
+     "\x03"
+     "a/b"}, /* not a topic name */
+    {RILL_FF_MORE, 1, 2,
+     "\x01"
+     "a"}, /* fine, but then... */
+    {0, 1, 2,
+     "\x01"
+     "a"}, /* ...the same name again: no progress */
+};
+
+static void *liar_main(void *arg) {
+  fake_t *k = arg;
+  int fd = accept(k->lfd, NULL, NULL);
+  cr_assert_geq(fd, 0);
+  uint8_t b[4096];
+  rill_frame_t f;
+  cr_assert_eq(fake_recv(fd, b, sizeof b, &f), RILL_F_HELLO);
+  uint8_t w[RILL_NET_WELCOME_SIZE];
+  rill_net_welcome_encode(w, &(rill_net_welcome_t){RILL_NET_VERSION, 1 << 20, 1, UINT32_MAX});
+  fake_send(fd, RILL_F_WELCOME, 0, 0, 0, w, sizeof w);
+  size_t n = 0;
+  while (fake_recv(fd, b, sizeof b, &f)) {
+    if (f.type == RILL_F_TOPICS && n < sizeof lies / sizeof lies[0]) {
+      fake_send(fd, RILL_F_TOPICS, lies[n].flags, f.id, lies[n].arg, lies[n].body, lies[n].len);
+      n++;
+    } else if (f.type == RILL_F_TOPIC_INFO) {
+      fake_send(fd, RILL_F_TOPIC_INFO, 0, f.id, 0, b, RILL_NET_TOPIC_INFO_SIZE - 1);
+    } else if (f.type == RILL_F_PING) {
+      fake_send(fd, RILL_F_PONG, 0, f.id, 0, NULL, 0);
+    }
+  }
+  close(fd);
+  return NULL;
+}
+
+static void count_names(void *ctx, const char *name) {
+  (void)name;
+  (*(int *)ctx)++;
+}
+
+/* Answers that do not decode are RILL_EPROTO, before any of their names
+ * reaches the callback, and never a loop without end. */
+Test(server_ops, client_topic_calls_trust_no_answer) {
+  fake_t k = {.lfd = socket(AF_INET, SOCK_STREAM, 0)};
+  cr_assert_geq(k.lfd, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  socklen_t sl = sizeof sa;
+  cr_assert_eq(bind(k.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+  cr_assert_eq(listen(k.lfd, 4), 0);
+  getsockname(k.lfd, (struct sockaddr *)&sa, &sl);
+  k.port = ntohs(sa.sin_port);
+  cr_assert_eq(pthread_create(&k.t, NULL, liar_main, &k), 0);
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
+               rill_errmsg());
+  for (int i = 0; i < 6; i++) {
+    int names = 0;
+    cr_expect_eq(rill_client_topics(c, count_names, &names), RILL_EPROTO, "lie %d", i);
+    /* The last: one good answer's name, then the lie after it. */
+    cr_expect_eq(names, i == 5, "lie %d: %d names reached the callback", i, names);
+  }
+  rill_topic_info_t in;
+  cr_expect_eq(rill_client_topic_info(c, "x", &in), RILL_EPROTO);
+  cr_expect_eq(rill_client_ping(c, NULL), 0, "the connection goes on: %s", rill_errmsg());
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
