@@ -180,8 +180,20 @@ typedef enum rill_server_log_level {
  *  counted in a line of their own ("... suppressed N similar lines"). */
 typedef void (*rill_server_log_fn)(void *ctx, rill_server_log_level_t level, const char *msg);
 
-/* The strings (host, data_dir, token, metrics) are copied by
- * rill_server_create: the caller's may go once it returns. */
+/** The log options of the topics whose names match, over the server's
+ *  (rill_server_opts_t.topic_opts). A field of 0 takes the server's
+ *  value; RILL_SERVER_RETAIN_NONE for a retention field means no limit of
+ *  that kind for these topics, whatever the server's. */
+typedef struct rill_server_topic_opts {
+  const char *match;      /* a topic name, or a name's start and '*' ("logs-*", "*": all) */
+  uint64_t segment_bytes; /* for topics created from now on; 64 KiB..2 GiB, a multiple of 4 KiB */
+  uint64_t retain_bytes, retain_count, retain_age_ns;
+} rill_server_topic_opts_t;
+
+#define RILL_SERVER_RETAIN_NONE UINT64_MAX
+
+/* The strings (host, data_dir, token, metrics) and topic_opts are copied
+ * by rill_server_create: the caller's may go once it returns. */
 typedef struct rill_server_opts {
   const char *host;              /* address to listen on; default "127.0.0.1" (loopback) */
   uint16_t port;                 /* default RILL_NET_PORT */
@@ -203,9 +215,14 @@ typedef struct rill_server_opts {
   uint32_t max_topics;  /* topics the server creates at most (BIND, SUBSCRIBE); default 4096 */
   /* The topics' log options (rill_log_opts_t; 0: the log's defaults).
    * segment_bytes applies to topics created from now on (an existing
-   * topic keeps its own); retention applies to every topic opened. */
+   * topic keeps its own); retention applies to every topic opened.
+   * retain_age_ns at most 100 years. */
   uint64_t segment_bytes;
   uint64_t retain_bytes, retain_count, retain_age_ns;
+  /* Per topic, over those: the first entry whose match fits a topic's
+   * name gives its options (copied at create, match strings included). */
+  const rill_server_topic_opts_t *topic_opts;
+  uint32_t ntopic_opts;
   rill_server_log_fn log; /* NULL: the server logs nothing */
   void *log_ctx;          /* log's first argument */
   uint32_t log_rate;      /* lines of one kind a second at most; default 10 */

@@ -76,6 +76,7 @@
 #define MAX_LOOPS     64u
 #define ASK_BUCKETS   4096u
 #define ACKS_MAX      65536u
+#define MAX_AGE_NS    (100ull * 365 * 86400 * 1000000000) /* retain_age: time plus it cannot wrap */
 #define TX_REFS       64u   /* payloads one connection's queue holds by reference */
 #define REF_MIN       2048u /* smaller payloads are copied: one iovec per frame costs more */
 #define STREAM_STALL_NS                                                                            \
@@ -710,6 +711,40 @@ static void conn_take_x(struct loop *lp, struct conn *c) {
 
 /* ---- topics and subscriptions ---------------------------------------------- */
 
+/* The first topic_opts entry whose match fits name, or NULL. */
+static const rill_server_topic_opts_t *topic_opts_of(const rill_server_t *s, const char *name,
+                                                     size_t len) {
+  for (uint32_t i = 0; i < s->o.ntopic_opts; i++) {
+    const rill_server_topic_opts_t *e = &s->o.topic_opts[i];
+    size_t ml = strlen(e->match);
+    bool prefix = ml && e->match[ml - 1] == '*';
+    if (prefix ? len >= ml - 1 && !memcmp(name, e->match, ml - 1)
+               : len == ml && !memcmp(name, e->match, len))
+      return e;
+  }
+  return NULL;
+}
+
+/* A per-topic field over the server's: 0 takes the server's, NONE is no
+ * limit (0 to the log). */
+static uint64_t topic_over(uint64_t server, uint64_t topic) {
+  return topic == RILL_SERVER_RETAIN_NONE ? 0 : topic ? topic : server;
+}
+
+/* The log options of topic name: the server's, with its topic_opts entry
+ * over them. */
+static void topic_log_opts(const rill_server_t *s, const char *name, size_t len,
+                           rill_log_opts_t *lo) {
+  const rill_server_topic_opts_t *e = topic_opts_of(s, name, len);
+  rill_server_topic_opts_t none = {0};
+  if (!e)
+    e = &none;
+  lo->segment_bytes = e->segment_bytes ? e->segment_bytes : s->o.segment_bytes;
+  lo->retain_bytes = topic_over(s->o.retain_bytes, e->retain_bytes);
+  lo->retain_count = topic_over(s->o.retain_count, e->retain_count);
+  lo->retain_age_ns = topic_over(s->o.retain_age_ns, e->retain_age_ns);
+}
+
 /* The topic called name: open already, or opened from data_dir, or (with
  * create) a new one. Every topic costs a directory, a preallocated
  * segment and descriptors until the server stops, so only a publisher's
@@ -745,14 +780,10 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
   /* Group commit is the syncer's job: the log itself never waits. */
   t->group = s->o.sync == RILL_LOG_SYNC_GROUP;
   rill_log_sync_t sync = t->group ? RILL_LOG_SYNC_NEVER : s->o.sync;
-  *rc = rill_log_open(&t->log, s->o.data_dir, t->name,
-                      &(rill_log_opts_t){.sync = sync,
-                                         .sync_every = s->o.sync_every,
-                                         .sync_interval_ns = s->o.sync_interval_ns,
-                                         .segment_bytes = s->o.segment_bytes,
-                                         .retain_bytes = s->o.retain_bytes,
-                                         .retain_count = s->o.retain_count,
-                                         .retain_age_ns = s->o.retain_age_ns});
+  rill_log_opts_t lo = {
+      .sync = sync, .sync_every = s->o.sync_every, .sync_interval_ns = s->o.sync_interval_ns};
+  topic_log_opts(s, t->name, len, &lo);
+  *rc = rill_log_open(&t->log, s->o.data_dir, t->name, &lo);
   if (*rc) {
     rill__free(t);
     t = NULL;
@@ -1930,9 +1961,11 @@ static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f
   rill__put64(b + 24, topic_disk_bytes(path));
   rill__put64(b + 32, seg_bytes);
   rill__put64(b + 40, st.segments);
-  rill__put64(b + 48, s->o.retain_bytes);
-  rill__put64(b + 56, s->o.retain_count);
-  rill__put64(b + 64, s->o.retain_age_ns);
+  rill_log_opts_t lo = {0};
+  topic_log_opts(s, name, strlen(name), &lo);
+  rill__put64(b + 48, lo.retain_bytes);
+  rill__put64(b + 56, lo.retain_count);
+  rill__put64(b + 64, lo.retain_age_ns);
   rill__put32(b + 72, subs);
   rill__put32(b + 76, binders);
   send_frame(lp, c, RILL_F_TOPIC_INFO, 0, 0, f->id, 0, b, sizeof b);
@@ -2505,6 +2538,24 @@ static char *str_dup(const char *str) {
   return d ? memcpy(d, str, n) : NULL;
 }
 
+/* topic_opts and their match strings, the server's own. */
+static int topic_opts_copy(rill_server_t *s, const rill_server_opts_t *o) {
+  s->o.topic_opts = NULL;
+  s->o.ntopic_opts = 0;
+  if (!o->ntopic_opts)
+    return 0;
+  rill_server_topic_opts_t *t = rill__calloc(o->ntopic_opts, sizeof *t);
+  if (!t)
+    return rill__err(RILL_ENOMEM, "server: no memory");
+  s->o.topic_opts = t;
+  for (uint32_t i = 0; i < o->ntopic_opts; i++, s->o.ntopic_opts++) {
+    t[i] = o->topic_opts[i];
+    if (!(t[i].match = str_dup(o->topic_opts[i].match)))
+      return rill__err(RILL_ENOMEM, "server: no memory");
+  }
+  return 0;
+}
+
 static int loop_init(rill_server_t *s, struct loop *lp, uint32_t idx) {
   lp->s = s;
   lp->idx = idx;
@@ -2566,6 +2617,30 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   if (o.segment_bytes &&
       (o.segment_bytes % 4096 || o.segment_bytes < (64u << 10) || o.segment_bytes > (2ull << 30)))
     return rill__err(RILL_EINVAL, "server: segment_bytes not a multiple of 4 KiB in 64 KiB..2 GiB");
+  if (o.retain_age_ns > MAX_AGE_NS)
+    return rill__err(RILL_EINVAL, "server: retain_age over 100 years");
+  if (o.ntopic_opts && !o.topic_opts)
+    return rill__err(RILL_EINVAL, "server: ntopic_opts without topic_opts");
+  for (uint32_t i = 0; i < o.ntopic_opts; i++) {
+    const rill_server_topic_opts_t *e = &o.topic_opts[i];
+    size_t ml = e->match ? strlen(e->match) : 0;
+    bool prefix = ml && e->match[ml - 1] == '*';
+    if (!ml ||
+        (prefix ? ml > 1 && !rill_net_name_ok(e->match, ml - 1) : !rill_net_name_ok(e->match, ml)))
+      return rill__err(RILL_EINVAL,
+                       "server: topic_opts[%u]: match is a topic name, or its start "
+                       "and '*'",
+                       i);
+    if (e->segment_bytes && (e->segment_bytes % 4096 || e->segment_bytes < (64u << 10) ||
+                             e->segment_bytes > (2ull << 30)))
+      return rill__err(RILL_EINVAL,
+                       "server: topic_opts[%u] (%s): segment_bytes not a multiple "
+                       "of 4 KiB in 64 KiB..2 GiB",
+                       i, e->match);
+    if (e->retain_age_ns > MAX_AGE_NS && e->retain_age_ns != RILL_SERVER_RETAIN_NONE)
+      return rill__err(RILL_EINVAL, "server: topic_opts[%u] (%s): retain_age over 100 years", i,
+                       e->match);
+  }
   if (o.token && strlen(o.token) > RILL_NET_MAX_TOKEN)
     return rill__err(RILL_EINVAL, "server: token over %u bytes", RILL_NET_MAX_TOKEN);
   uint16_t port = o.any_port ? 0 : o.port ? o.port : RILL_NET_PORT;
@@ -2596,12 +2671,16 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   pthread_mutex_init(&s->log_mu, NULL);
   /* The strings are the server's own: the caller's may be on its stack. */
   s->o.host = s->o.data_dir = s->o.token = s->o.metrics = NULL;
+  s->o.topic_opts = NULL;
+  s->o.ntopic_opts = 0;
   if (!(s->o.host = str_dup(o.host)) || !(s->o.data_dir = str_dup(o.data_dir)) ||
       (o.token && !(s->o.token = str_dup(o.token))) ||
       (o.metrics && !(s->o.metrics = str_dup(o.metrics)))) {
     rc = rill__err(RILL_ENOMEM, "server: no memory");
     goto undo_s;
   }
+  if ((rc = topic_opts_copy(s, &o)))
+    goto undo_s;
   if ((rc = data_dir_take(s)))
     goto undo_s;
   deleted_dirs_remove(s->o.data_dir);
@@ -2743,6 +2822,9 @@ void rill_server_destroy(rill_server_t *s) {
   rill__free((char *)s->o.data_dir);
   rill__free((char *)s->o.token);
   rill__free((char *)s->o.metrics);
+  for (uint32_t i = 0; i < s->o.ntopic_opts; i++)
+    rill__free((char *)s->o.topic_opts[i].match);
+  rill__free((void *)s->o.topic_opts);
   rill__free(s->loops_mem);
   rill__free(s);
 }

@@ -651,3 +651,56 @@ Test(server_ops, client_topic_calls_trust_no_answer) {
   pthread_join(k.t, NULL);
   close(k.lfd);
 }
+
+/* Segment size and retention per topic: the first topic_opts entry that
+ * matches a name goes over the server's own, field by field. */
+Test(server_ops, options_per_topic) {
+  rill_server_topic_opts_t per[] = {
+      {.match = "small-*", .segment_bytes = 64 << 10},
+      {.match = "keep", .retain_count = RILL_SERVER_RETAIN_NONE},
+      {.match = "small-big", .segment_bytes = 1 << 20}, /* after small-*: never used */
+  };
+  char match[16];
+  snprintf(match, sizeof match, "small-*");
+  per[0].match = match;
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1,
+                                     .segment_bytes = 1 << 20,
+                                     .retain_count = 1000,
+                                     .retain_age_ns = 3600000000000ull,
+                                     .topic_opts = per,
+                                     .ntopic_opts = 3});
+  memset(match, 0, sizeof match); /* copied at create */
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "per"};
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  const char *names[] = {"small-big", "keep", "other"};
+  uint64_t seg[] = {64 << 10, 1 << 20, 1 << 20}, count[] = {1000, 0, 1000};
+  for (int i = 0; i < 3; i++) {
+    uint16_t ch;
+    cr_assert_eq(rill_client_bind(c, names[i], &ch), 0, "%s", rill_errmsg());
+    rill_topic_info_t in;
+    cr_assert_eq(rill_client_topic_info(c, names[i], &in), 0, "%s", rill_errmsg());
+    cr_expect_eq(in.segment_bytes, seg[i], "%s: segment %llu", names[i],
+                 (unsigned long long)in.segment_bytes);
+    cr_expect_eq(in.retain_count, count[i], "%s: retain_count %llu", names[i],
+                 (unsigned long long)in.retain_count);
+    cr_expect_eq(in.retain_age_ns, 3600000000000ull, "%s", names[i]);
+  }
+  rill_client_close(c);
+  srv_stop(&v);
+  /* Entries that cannot be right fail create. */
+  rill_server_topic_opts_t bad[] = {{.match = "a/b*"},
+                                    {.match = ""},
+                                    {.match = "x", .segment_bytes = 5000},
+                                    {.match = "y", .retain_age_ns = UINT64_MAX - 1}};
+  for (int i = 0; i < 4; i++) {
+    rill_server_t *s = NULL;
+    int rc = rill_server_create(
+        &s, &(rill_server_opts_t){
+                .data_dir = dir, .any_port = true, .topic_opts = &bad[i], .ntopic_opts = 1});
+    cr_expect_eq(rc, RILL_EINVAL, "bad entry %d", i);
+    if (!rc)
+      rill_server_destroy(s);
+  }
+}
