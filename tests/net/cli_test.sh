@@ -19,7 +19,8 @@ fail() { echo "FAIL: $*" >&2; [ -f "$d/serve.out" ] && cat "$d/serve.out" >&2; e
 
 # A free port: the kernel's pick for a socket we close at once.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$rill" serve --listen 127.0.0.1:$port --data "$d/data" --token tk --segment-bytes 1M >"$d/serve.out" 2>&1 &
+"$rill" serve --listen 127.0.0.1:$port --data "$d/data" --token tk --segment-bytes 1M \
+  --topic.made.segment-bytes 128K --topic.made.retain-count 10 >"$d/serve.out" 2>&1 &
 srv=$!
 for _ in $(seq 100); do grep -q listening "$d/serve.out" 2>/dev/null && break; sleep 0.05; done
 grep -q "listening on 127.0.0.1:$port" "$d/serve.out" || fail "server did not start"
@@ -78,6 +79,9 @@ timeout 10 "$rill" sub $s --create --count 0 made || fail "sub --create"
 "$rill" topic info $s orders >"$d/info" || fail "topic info"
 grep -qx 'next           5' "$d/info" || fail "topic info: $(cat "$d/info")"
 grep -qx 'segment_bytes  1048576' "$d/info" || fail "topic info segment: $(cat "$d/info")"
+"$rill" topic info $s made >"$d/info" || fail "topic info made"
+grep -qx 'segment_bytes  131072' "$d/info" || fail "per-topic segment: $(cat "$d/info")"
+grep -qx 'retain_count   10' "$d/info" || fail "per-topic retention: $(cat "$d/info")"
 "$rill" topic rm $s made || fail "topic rm"
 [ "$("$rill" topic ls $s)" = orders ] || fail "topic ls after rm"
 if "$rill" topic rm $s made 2>"$d/err"; then fail "topic rm of a missing topic"; fi

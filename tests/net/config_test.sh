@@ -33,6 +33,9 @@ retain_bytes = 10G
 retain_count = 5000
 retain_age = 48h
 log_rate = 3
+topic.logs-*.retain_age = 168h
+topic.logs-*.segment_bytes = 4M
+topic.audit.retain_count = none
 CONF
 "$rill" serve --config "$d/good.conf" --print-config >"$d/out" || fail "good file"
 cat >"$d/want" <<WANT
@@ -55,6 +58,9 @@ retain_bytes = 10G
 retain_count = 5000
 retain_age = 2d
 log_rate = 3
+topic.logs-*.segment_bytes = 4M
+topic.logs-*.retain_age = 7d
+topic.audit.retain_count = none
 WANT
 diff "$d/want" "$d/out" || fail "print-config of the good file"
 
@@ -70,6 +76,14 @@ grep -v '^# token' "$d/out" | diff - "$d/again" || fail "print-config round trip
 for want in 'listen = 127.0.0.1:9000' 'loops = 5' 'sync = interval:20' 'metrics = off' \
   'max_conns = 7' 'idle_timeout = 30s' 'max_body = 2M' 'sub_credits_max = 1000'; do
   grep -qx "$want" "$d/out" || fail "override: no '$want' in $(cat "$d/out")"
+done
+
+# Per-topic keys as flags too, over the file's.
+"$rill" serve --config "$d/good.conf" --topic.logs-*.retain-age 1d --topic.new.retain-bytes 1G \
+  --print-config >"$d/out" || fail "topic flags"
+for want in 'topic.logs-*.retain_age = 1d' 'topic.logs-*.segment_bytes = 4M' \
+  'topic.new.retain_bytes = 1G' 'topic.audit.retain_count = none'; do
+  grep -qFx -- "$want" "$d/out" || fail "topic flags: no '$want' in $(cat "$d/out")"
 done
 
 # A file's "any port" (0) gives way to a port on the command line.
@@ -111,6 +125,10 @@ bad after_quote 1 'token = "abc" def\n' 'token: text after the closing quote'
 bad empty 1 'data =\n' 'data: wants a directory'
 bad segment 1 'segment_bytes = 100000\n' 'segment_bytes: wants bytes from 64K to 2G, a multiple of 4K'
 bad retain_age 1 'retain_age = 30\n' 'retain_age: wants a time with a unit'
+bad topic_name 1 'topic.a/b.retain_count = 5\n' "topic.a/b.retain_count: 'a/b' is neither"
+bad topic_twice 2 'topic.x.retain_age = 1d\ntopic.x.retain_age = 2d\n' 'topic.x.retain_age: given before'
+bad topic_key 1 'topic.x.frobs = 1\n' 'topic.x.frobs: unknown key'
+bad topic_segment 1 'topic.x.segment_bytes = none\n' 'topic.x.segment_bytes: wants bytes'
 bad long_token 1 "token = $(head -c 300 /dev/zero | tr '\0' x)\n" 'token: wants 1 to 256 bytes'
 if "$rill" serve --config "$d/nosuch.conf" --print-config 2>"$d/err"; then fail "missing file"; fi
 grep -q "nosuch.conf" "$d/err" || fail "missing file message"

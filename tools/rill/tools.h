@@ -45,8 +45,11 @@ void rill_tool_records_free(rill_tool_records_t *r);
 /* rill serve's config file and its flags (config.c). The strings the
  * options point to after a load or a flag live here. */
 struct rill_server_opts;
+struct rill_server_topic_opts;
 typedef struct rill_serve_config {
   char *host, *data_dir, *token, *metrics;
+  struct rill_server_topic_opts *topics; /* topic.MATCH.KEY, in the order first named */
+  uint32_t ntopics;
   uint64_t sync_every;       /* sync = every:N (no rill_server_opts_t field yet) */
   uint64_t sync_interval_ns; /* sync = interval:MS (likewise) */
 } rill_serve_config_t;
