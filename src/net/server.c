@@ -2016,8 +2016,10 @@ static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t 
     goto unlock_reg;
   }
   if (t) {
+    /* Still counted in ntopics: its log, descriptors and preallocated
+     * segment stay until destroy, so max_topics bounds what deleting and
+     * making topics again can pile up. */
     *pp = t->next;
-    s->ntopics--;
     t->deleted = true;
     t->next = s->dead_topics;
     s->dead_topics = t;

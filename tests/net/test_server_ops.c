@@ -704,3 +704,37 @@ Test(server_ops, options_per_topic) {
       rill_server_destroy(s);
   }
 }
+
+/* A deleted topic that was open keeps its log until the server stops, so
+ * it still counts toward max_topics: making and deleting topics in a loop
+ * meets the limit instead of piling up open logs. */
+Test(server_ops, deleted_topics_count_until_restart) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1, .max_topics = 3});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "churn"};
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  int made = 0, rc = 0;
+  for (; made < 10; made++) {
+    uint16_t ch;
+    if ((rc = rill_client_bind(c, "churn", &ch)) != 0)
+      break;
+    rill_client_close(c); /* unbinds */
+    cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+    for (int i = 0; i < 1000 && (rc = rill_client_topic_delete(c, "churn")) == RILL_EBUSY; i++)
+      usleep(1000); /* the close is handled on the server's loop */
+    cr_assert_eq(rc, 0, "delete %d: %s", made, rill_errmsg());
+  }
+  cr_expect_eq(made, 3, "%d made before the limit", made);
+  cr_expect_eq(rc, RILL_EBUSY);
+  cr_expect_not_null(strstr(rill_errmsg(), "max_topics"), "%s", rill_errmsg());
+  rill_client_close(c);
+  srv_stop(&v);
+  srv_start(&v, (rill_server_opts_t){.loops = 1, .max_topics = 3});
+  o.port = rill_server_port(v.s);
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  uint16_t ch;
+  cr_expect_eq(rill_client_bind(c, "churn", &ch), 0, "a restart frees them: %s", rill_errmsg());
+  rill_client_close(c);
+  srv_stop(&v);
+}
