@@ -98,7 +98,11 @@ int rill_serve_main(int argc, char **argv) {
              "[--print-config]\n"
              "  defaults: --listen 127.0.0.1:%u --data ./rill-data, no token, --sync never\n"
              "  every key of the config file is also a flag (--max-conns 100); flags override "
-             "the file\n",
+             "the file\n"
+             "  per topic: topic.NAME.KEY or topic.PREFIX*.KEY for segment_bytes, retain_bytes,\n"
+             "  retain_count, retain_age (--topic.logs-*.retain-age 7d; none: no limit)\n"
+             "  logs to stderr: topics made and deleted, refused and closed connections, disk "
+             "errors\n",
              RILL_NET_PORT);
       return 0;
     } else {
