@@ -546,7 +546,8 @@ static void fake_send(int fd, uint8_t type, uint8_t flags, uint64_t id, uint64_t
                       const void *body, uint32_t len) {
   uint8_t b[RILL_NET_HDR + 256];
   rill_frame_header(b, type, flags, 0, id, arg, len);
-  memcpy(b + RILL_NET_HDR, body, len);
+  if (len)
+    memcpy(b + RILL_NET_HDR, body, len);
   cr_assert_eq(send(fd, b, RILL_NET_HDR + len, MSG_NOSIGNAL), (ssize_t)(RILL_NET_HDR + len));
 }
 
