@@ -58,6 +58,9 @@ typedef enum rill_frame_type {
   RILL_F_CANCEL,        /* c->s->provider: id = request */
   RILL_F_CHUNK = 48,    /* either way: id = stream, body = the next piece; MORE until the last */
   RILL_F_STATS = 64,    /* c->s: id = request, no body; s->c: the metrics, Prometheus text */
+  RILL_F_TOPICS,        /* c->s: body = list after this name; s->c: arg = count, names; MORE */
+  RILL_F_TOPIC_INFO,    /* c->s: body = topic; s->c: RILL_NET_TOPIC_INFO_SIZE bytes */
+  RILL_F_TOPIC_DELETE,  /* c->s: body = topic; answered by ACK */
 } rill_frame_type_t;
 
 /* Frame flags. A type accepts only the flags that mean something for it. */
@@ -67,6 +70,8 @@ typedef enum rill_frame_type {
                             * arg (DELIVER: id) carries the whole length, CHUNKs follow */
 #define RILL_FF_MORE 0x04u /* CHUNK: more chunks follow */
 #define RILL_FF_END  0x08u /* DELIVER: the last record a FETCH returns (body may be empty) */
+#define RILL_FF_CREATE                                                                             \
+  0x10u /* SUBSCRIBE: create the topic when it does not exist (without: RILL_ENOENT) */
 
 /* SUBSCRIBE and FETCH `from` values besides a sequence number. */
 #define RILL_NET_FROM_EARLIEST UINT64_MAX
@@ -133,6 +138,8 @@ typedef struct rill_net_welcome {
 
 #define RILL_NET_WELCOME_SIZE 24u
 
+#define RILL_NET_TOPIC_INFO_SIZE 80u /* a TOPIC_INFO answer's body (FORMATS.md) */
+
 void rill_net_welcome_encode(void *out, const rill_net_welcome_t *w);
 
 /** RILL_EVERSION for an unknown version, RILL_EPROTO for a wrong size,
@@ -158,6 +165,35 @@ bool rill_net_name_ok(const void *name, size_t len);
  */
 typedef struct rill_server rill_server_t;
 
+/** Levels of the server's log lines. */
+typedef enum rill_server_log_level {
+  RILL_SERVER_LOG_ERROR = 0, /* the server cannot do what it should: no space, no descriptors */
+  RILL_SERVER_LOG_WARN,      /* a limit refused something: max_conns, max_topics */
+  RILL_SERVER_LOG_INFO,      /* topics created and deleted, connections closed and why */
+} rill_server_log_level_t;
+
+/** Receives the server's log lines (the library never prints). Called
+ *  from the server's threads, one call at a time (the server serialises
+ *  them), so it must be quick and must not call the server; msg is one
+ *  line without its newline, valid during the call. Each kind of line is
+ *  rate-limited to opts.log_rate a second; the lines a second dropped are
+ *  counted in a line of their own ("... suppressed N similar lines"). */
+typedef void (*rill_server_log_fn)(void *ctx, rill_server_log_level_t level, const char *msg);
+
+/** The log options of the topics whose names match, over the server's
+ *  (rill_server_opts_t.topic_opts). A field of 0 takes the server's
+ *  value; RILL_SERVER_RETAIN_NONE for a retention field means no limit of
+ *  that kind for these topics, whatever the server's. */
+typedef struct rill_server_topic_opts {
+  const char *match;      /* a topic name, or a name's start and '*' ("logs-*", "*": all) */
+  uint64_t segment_bytes; /* for topics created from now on; 64 KiB..2 GiB, a multiple of 4 KiB */
+  uint64_t retain_bytes, retain_count, retain_age_ns;
+} rill_server_topic_opts_t;
+
+#define RILL_SERVER_RETAIN_NONE UINT64_MAX
+
+/* The strings (host, data_dir, token, metrics) and topic_opts are copied
+ * by rill_server_create: the caller's may go once it returns. */
 typedef struct rill_server_opts {
   const char *host;              /* address to listen on; default "127.0.0.1" (loopback) */
   uint16_t port;                 /* default RILL_NET_PORT */
@@ -181,13 +217,31 @@ typedef struct rill_server_opts {
   uint32_t max_asks;            /* asks in flight on the server; default 65536 */
   uint32_t max_serves_per_conn; /* SERVE registrations one connection may hold; default 1024 */
   uint32_t max_serves;          /* SERVE registrations on the server; default 65536 */
+  /* The topics' log options (rill_log_opts_t; 0: the log's defaults).
+   * segment_bytes applies to topics created from now on (an existing
+   * topic keeps its own); retention applies to every topic opened.
+   * retain_age_ns at most 100 years. */
+  uint64_t segment_bytes;
+  uint64_t retain_bytes, retain_count, retain_age_ns;
+  /* Per topic, over those: the first entry whose match fits a topic's
+   * name gives its options (copied at create, match strings included). */
+  const rill_server_topic_opts_t *topic_opts;
+  uint32_t ntopic_opts;
+  rill_server_log_fn log; /* NULL: the server logs nothing */
+  void *log_ctx;          /* log's first argument */
+  uint32_t log_rate;      /* lines of one kind a second at most; default 10 */
 } rill_server_opts_t;
 
 /** Opens data_dir and starts listening (nothing is served until
- *  rill_server_run). RILL_EINVAL for options out of range, or for
- *  max_conns and max_topics that need more file descriptors than
- *  RLIMIT_NOFILE's hard limit allows (the soft limit is raised as far as
- *  they need), or the socket's errno (RILL_EADDRINUSE and the like, as
+ *  rill_server_run). data_dir is created when missing and must be a
+ *  directory the server can write (RILL_EINVAL when it is not a
+ *  directory, the errno of a failed probe file, RILL_EACCES say, when it
+ *  cannot write there); it is locked for the server's life (flock on
+ *  data_dir/.rill-server.lock), so a second server on it fails with
+ *  RILL_EBUSY naming the first one's pid. RILL_EINVAL for options out of
+ *  range, or for max_conns and max_topics that need more file descriptors
+ *  than RLIMIT_NOFILE's hard limit allows (the soft limit is raised as far
+ *  as they need), or the socket's errno (RILL_EADDRINUSE and the like, as
  *  -errno). */
 int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts);
 
@@ -476,6 +530,53 @@ int rill_client_ping(rill_client_t *c, uint64_t *rtt_ns);
  *  is not more than that length (*len still says it), or the server's
  *  error (a server without metrics answers ERROR). */
 int rill_client_stats(rill_client_t *c, char *buf, size_t cap, size_t *len);
+
+/* ---- topics ------------------------------------------------------------------ */
+
+/* Topics are made by a BIND (publishing) and by a subscription that asks
+ * for it; a subscription without the ask, a FETCH and the calls below
+ * never make one. An older server (before these frame types) answers
+ * them with a protocol ERROR and closes the connection. */
+
+#define RILL_CLIENT_SUB_CREATE 0x1u /* rill_client_subscribe_ex: create a missing topic */
+
+/** rill_client_subscribe with flags: RILL_CLIENT_SUB_CREATE creates the
+ *  topic when it does not exist. Without it (and from rill_client_subscribe)
+ *  a topic that does not exist is RILL_ENOENT, "no topic 'NAME'". A
+ *  subscription made again on reconnect does not create the topic. */
+int rill_client_subscribe_ex(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
+                             uint32_t flags, uint16_t *sub, uint64_t *start);
+
+/** Called by rill_client_topics with each name, NUL-terminated (valid
+ *  until it returns), in byte order. */
+typedef void (*rill_client_topic_cb)(void *ctx, const char *name);
+
+/** Lists the server's topics (every one in its data directory, open or
+ *  not), calling cb for each; as many TOPICS requests as it takes. 0, or
+ *  the server's error, or RILL_EPROTO for an answer that does not decode. */
+int rill_client_topics(rill_client_t *c, rill_client_topic_cb cb, void *ctx);
+
+/** What rill_client_topic_info tells about a topic. */
+typedef struct rill_topic_info {
+  uint64_t first, next;   /* records held are [first, next) */
+  uint64_t bytes;         /* of records (headers included) */
+  uint64_t disk_bytes;    /* the topic's files' blocks on disk (segments are preallocated) */
+  uint64_t segment_bytes; /* its segment size */
+  uint64_t segments;      /* segment files */
+  uint64_t retain_bytes;  /* the server's retention for it; 0: none */
+  uint64_t retain_count;  /* likewise, records */
+  uint64_t retain_age_ns; /* likewise, age */
+  uint32_t subscribers;   /* subscriptions to it now, on every connection */
+  uint32_t publishers;    /* channels bound to it now */
+} rill_topic_info_t;
+
+/** Describes topic: RILL_ENOENT when there is none (it is not created). */
+int rill_client_topic_info(rill_client_t *c, const char *topic, rill_topic_info_t *info);
+
+/** Deletes topic and its records from the server's disk: RILL_ENOENT when
+ *  there is none, RILL_EBUSY while a connection subscribes to it or has a
+ *  channel bound to it (the message says how many; they must go first). */
+int rill_client_topic_delete(rill_client_t *c, const char *topic);
 
 #ifdef __cplusplus
 }

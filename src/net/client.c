@@ -1235,13 +1235,13 @@ static int new_channel(rill_client_t *c, uint16_t *out) {
 }
 
 /* Sends a naming request (BIND, SUBSCRIBE, SERVE) and waits for its ACK. */
-static int name_request(rill_client_t *c, uint8_t type, const char *name, uint16_t ch, uint64_t arg,
-                        rill_frame_t *f) {
+static int name_request(rill_client_t *c, uint8_t type, uint8_t flags, const char *name,
+                        uint16_t ch, uint64_t arg, rill_frame_t *f) {
   int rc = ready(c);
   if (rc)
     return rc;
   uint64_t id = c->next_id++;
-  rc = send_frame(c, type, 0, ch, id, arg, name, (uint32_t)strlen(name));
+  rc = send_frame(c, type, flags, ch, id, arg, name, (uint32_t)strlen(name));
   if (!rc)
     rc = await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
   if (rc == RILL_ETIMEDOUT && c->fd >= 0) {
@@ -1279,7 +1279,8 @@ int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel) {
   uint16_t ch = 0;
   rill_frame_t f;
   int rc = new_channel(c, &ch);
-  if (rc || (rc = reg_room(c)) != 0 || (rc = name_request(c, RILL_F_BIND, topic, ch, 0, &f)) != 0)
+  if (rc || (rc = reg_room(c)) != 0 ||
+      (rc = name_request(c, RILL_F_BIND, 0, topic, ch, 0, &f)) != 0)
     return rc;
   reg_add(c, REG_BIND, ch, topic);
   *channel = ch;
@@ -1382,7 +1383,8 @@ int rill_client_flush(rill_client_t *c) {
 /* ---- subscriptions ------------------------------------------------------------------ */
 
 static int subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
-                     rill_client_msg_cb cb, void *ctx, uint16_t *sub, uint64_t *start) {
+                     uint8_t flags, rill_client_msg_cb cb, void *ctx, uint16_t *sub,
+                     uint64_t *start) {
   int bad = name_arg(topic, "topic");
   if (bad)
     return bad;
@@ -1390,7 +1392,7 @@ static int subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_
   rill_frame_t f;
   int rc = new_channel(c, &ch);
   if (rc || (rc = reg_room(c)) != 0 ||
-      (rc = name_request(c, RILL_F_SUBSCRIBE, topic, ch, from, &f)) != 0)
+      (rc = name_request(c, RILL_F_SUBSCRIBE, flags, topic, ch, from, &f)) != 0)
     return rc;
   struct reg *r = reg_add(c, REG_SUB, ch, topic);
   r->next = f.arg;
@@ -1405,14 +1407,14 @@ static int subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_
 
 int rill_client_subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
                           uint16_t *sub, uint64_t *start) {
-  return subscribe(c, topic, from, credits, NULL, NULL, sub, start);
+  return subscribe(c, topic, from, credits, 0, NULL, NULL, sub, start);
 }
 
 int rill_client_subscribe_cb(rill_client_t *c, const char *topic, uint64_t from, uint32_t window,
                              rill_client_msg_cb cb, void *ctx, uint16_t *sub, uint64_t *start) {
   if (!cb)
     return rill__err(RILL_EINVAL, "client: subscribe_cb without a callback");
-  return subscribe(c, topic, from, window ? window : 1024, cb, ctx, sub, start);
+  return subscribe(c, topic, from, window ? window : 1024, 0, cb, ctx, sub, start);
 }
 
 int rill_client_credit(rill_client_t *c, uint16_t sub, uint32_t n) {
@@ -1525,7 +1527,7 @@ static int serve(rill_client_t *c, const char *service, rill_client_ask_cb cb, v
   rill_frame_t f;
   int rc = new_channel(c, &sch);
   if (rc || (rc = reg_room(c)) != 0 ||
-      (rc = name_request(c, RILL_F_SERVE, service, sch, 0, &f)) != 0)
+      (rc = name_request(c, RILL_F_SERVE, 0, service, sch, 0, &f)) != 0)
     return rc;
   struct reg *r = reg_add(c, REG_SERVE, sch, service);
   r->ask_cb = cb;
@@ -1915,4 +1917,101 @@ int rill_client_stats(rill_client_t *c, char *buf, size_t cap, size_t *len) {
   memcpy(buf, f.body, f.len);
   buf[f.len] = 0;
   return 0;
+}
+
+/* ---- topics ------------------------------------------------------------------------- */
+
+int rill_client_subscribe_ex(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
+                             uint32_t flags, uint16_t *sub, uint64_t *start) {
+  if (flags & ~RILL_CLIENT_SUB_CREATE)
+    return rill__err(RILL_EINVAL, "client: unknown subscribe flags 0x%x", flags);
+  return subscribe(c, topic, from, credits, flags & RILL_CLIENT_SUB_CREATE ? RILL_FF_CREATE : 0,
+                   NULL, NULL, sub, start);
+}
+
+int rill_client_topics(rill_client_t *c, rill_client_topic_cb cb, void *ctx) {
+  if (!cb)
+    return rill__err(RILL_EINVAL, "client: topics without a callback");
+  char after[RILL_NET_MAX_NAME + 1] = {0}, name[RILL_NET_MAX_NAME + 1];
+  for (;;) {
+    int rc = ready(c);
+    if (rc)
+      return rc;
+    uint64_t id = c->next_id++;
+    rill_frame_t f;
+    rc = send_frame(c, RILL_F_TOPICS, 0, 0, id, 0, after, (uint32_t)strlen(after));
+    if (!rc)
+      rc = await(c, RILL_F_TOPICS, id, &f, c->o.timeout_ns);
+    if (rc)
+      return rc;
+    /* Checked whole before any callback: names, in order, each after the
+     * last, as many as arg says; so a next request always moves on. */
+    uint64_t count = 0;
+    const char *prev = after;
+    size_t prev_len = strlen(after);
+    for (uint32_t off = 0; off < f.len; count++) {
+      uint8_t nl = f.body[off];
+      const uint8_t *nm = f.body + off + 1;
+      if (nl > f.len - off - 1 || !rill_net_name_ok(nm, nl))
+        return rill__err(RILL_EPROTO, "client: a TOPICS answer that does not decode");
+      int cmp = memcmp(nm, prev, prev_len < nl ? prev_len : nl);
+      if (prev_len && (cmp < 0 || (cmp == 0 && nl <= prev_len)))
+        return rill__err(RILL_EPROTO, "client: a TOPICS answer out of order");
+      prev = (const char *)nm;
+      prev_len = nl;
+      off += 1u + nl;
+    }
+    if (count != f.arg || ((f.flags & RILL_FF_MORE) && !count))
+      return rill__err(RILL_EPROTO, "client: a TOPICS answer that does not decode");
+    for (uint32_t off = 0; off < f.len; off += 1u + f.body[off]) {
+      memcpy(name, f.body + off + 1, f.body[off]);
+      name[f.body[off]] = 0;
+      cb(ctx, name);
+    }
+    if (!(f.flags & RILL_FF_MORE))
+      return 0;
+    memcpy(after, name, strlen(name) + 1);
+  }
+}
+
+int rill_client_topic_info(rill_client_t *c, const char *topic, rill_topic_info_t *info) {
+  int rc = name_arg(topic, "topic");
+  if (rc)
+    return rc;
+  if (!info)
+    return rill__err(RILL_EINVAL, "client: topic_info without info");
+  if ((rc = ready(c)))
+    return rc;
+  uint64_t id = c->next_id++;
+  rill_frame_t f;
+  rc = send_frame(c, RILL_F_TOPIC_INFO, 0, 0, id, 0, topic, (uint32_t)strlen(topic));
+  if (!rc)
+    rc = await(c, RILL_F_TOPIC_INFO, id, &f, c->o.timeout_ns);
+  if (rc)
+    return rc;
+  if (f.len != RILL_NET_TOPIC_INFO_SIZE)
+    return rill__err(RILL_EPROTO, "client: a %u-byte TOPIC_INFO answer", f.len);
+  const uint8_t *b = f.body;
+  *info = (rill_topic_info_t){.first = rill__get64(b),
+                              .next = rill__get64(b + 8),
+                              .bytes = rill__get64(b + 16),
+                              .disk_bytes = rill__get64(b + 24),
+                              .segment_bytes = rill__get64(b + 32),
+                              .segments = rill__get64(b + 40),
+                              .retain_bytes = rill__get64(b + 48),
+                              .retain_count = rill__get64(b + 56),
+                              .retain_age_ns = rill__get64(b + 64),
+                              .subscribers = rill__get32(b + 72),
+                              .publishers = rill__get32(b + 76)};
+  return 0;
+}
+
+int rill_client_topic_delete(rill_client_t *c, const char *topic) {
+  int rc = name_arg(topic, "topic");
+  if (rc || (rc = ready(c)))
+    return rc;
+  uint64_t id = c->next_id++;
+  rill_frame_t f;
+  rc = send_frame(c, RILL_F_TOPIC_DELETE, 0, 0, id, 0, topic, (uint32_t)strlen(topic));
+  return rc ? rc : await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
 }

@@ -20,13 +20,16 @@ static uint8_t allowed_flags(uint8_t type) {
   case RILL_F_BYE:
   case RILL_F_BIND:
   case RILL_F_ACK:
-  case RILL_F_SUBSCRIBE:
   case RILL_F_UNSUBSCRIBE:
   case RILL_F_CREDIT:
   case RILL_F_FETCH:
   case RILL_F_SERVE:
   case RILL_F_CANCEL:
-  case RILL_F_STATS: return 0;
+  case RILL_F_STATS:
+  case RILL_F_TOPIC_INFO:
+  case RILL_F_TOPIC_DELETE: return 0;
+  case RILL_F_SUBSCRIBE: return RILL_FF_CREATE;
+  case RILL_F_TOPICS: return RILL_FF_MORE;
   case RILL_F_PUBLISH: return RILL_FF_ACK | RILL_FF_STREAM;
   case RILL_F_PUBLISH_BATCH: return RILL_FF_ACK;
   case RILL_F_DELIVER: return RILL_FF_STREAM | RILL_FF_END;

@@ -49,17 +49,21 @@
  * either side going away; the other side is told.
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -76,6 +80,7 @@
 #define MAX_LOOPS     64u
 #define ASK_BUCKETS   4096u
 #define ACKS_MAX      65536u
+#define MAX_AGE_NS    (100ull * 365 * 86400 * 1000000000) /* retain_age: time plus it cannot wrap */
 #define TX_REFS       64u   /* payloads one connection's queue holds by reference */
 #define REF_MIN       2048u /* smaller payloads are copied: one iovec per frame costs more */
 #define STREAM_STALL_NS                                                                            \
@@ -135,6 +140,8 @@ struct topic {
   atomic_int sync_err;
   atomic_bool sync_wanted; /* on the syncer's queue */
   struct topic *next_sync;
+  uint32_t binders;   /* channels bound to it, on every connection; under reg */
+  bool deleted;       /* TOPIC_DELETE took it out of the registry; under reg */
   struct tloop per[]; /* one per loop */
 };
 
@@ -319,6 +326,10 @@ struct rill_server {
   uint64_t topic_mask;
   struct service *services[SVC_BUCKETS]; /* by name hash */
   uint32_t nserves;                      /* providers, all services */
+  /* Deleted topics whose log stays open until destroy: a FETCH on another
+   * loop, a stream or the syncer may still hold the pointer they had. */
+  struct topic *dead_topics;
+  uint64_t deletions; /* names the renamed directories apart */
   uint64_t started_ns;
   rill__metrics_http_t *metrics;
   rill_iopool_t *rxpool; /* connections' first receive buffers */
@@ -328,6 +339,14 @@ struct rill_server {
   struct ask *free_asks;             /* reused: a steady stream allocates nothing */
   uint32_t nfree_asks;               /* at most ASK_FREE_MAX */
   uint64_t next_sid, asks_open;
+  int dir_lock; /* data_dir's lock file, flocked for the server's life */
+  /* The log callback's lines, each kind held to log_rate a second. */
+  pthread_mutex_t log_mu;
+  struct logkind {
+    uint64_t since; /* the start of this kind's current second */
+    uint32_t lines; /* sent in it */
+    uint64_t suppressed;
+  } logk[8];
   /* The syncer (RILL_LOG_SYNC_GROUP only). */
   bool syncing;
   pthread_t syncer;
@@ -342,6 +361,110 @@ struct rill_server {
  * increments but never sees a torn word. */
 static inline void stat_add(_Atomic uint64_t *w, uint64_t n) {
   atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) + n, memory_order_relaxed);
+}
+
+/* ---- the server's log ---------------------------------------------------------- */
+
+/* Kinds of log lines, each rate-limited on its own: a flood of refused
+ * connections must not hide the one line saying the disk is full. */
+enum {
+  L_CONN_REFUSED, /* max_conns */
+  L_TOPIC,        /* created, deleted, refused by max_topics */
+  L_NOFILE,       /* EMFILE, ENFILE */
+  L_NOSPC,        /* ENOSPC */
+  L_IO,           /* other errors of the disk: EIO, a record that fails its checks, a sync */
+  L_DROPPED,      /* connections closed by the server, and why */
+  L_KINDS
+};
+
+_Static_assert(L_KINDS <= sizeof((rill_server_t *)0)->logk / sizeof(struct logkind),
+               "a logk entry per kind");
+
+static const char *const log_kind_name[L_KINDS] = {
+    "refused connection", "topic",     "out of descriptors",
+    "no space",           "I/O error", "closed connection",
+};
+
+/* Under log_mu: the count of a kind's lines dropped in a second that has
+ * ended, as a line of its own. */
+static void log_suppressed(rill_server_t *s, int kind, uint64_t now) {
+  struct logkind *k = &s->logk[kind];
+  if (now - k->since < 1000000000ull)
+    return;
+  if (k->suppressed) {
+    char line[128];
+    snprintf(line, sizeof line, "%s: suppressed %llu similar lines in the last second",
+             log_kind_name[kind], (unsigned long long)k->suppressed);
+    s->o.log(s->o.log_ctx,
+             kind == L_NOSPC || kind == L_NOFILE || kind == L_IO ? RILL_SERVER_LOG_ERROR
+                                                                 : RILL_SERVER_LOG_WARN,
+             line);
+  }
+  *k = (struct logkind){.since = now};
+}
+
+static void slog(rill_server_t *s, int kind, rill_server_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* A line to the log callback, unless its kind used its lines this second. */
+static void slog(rill_server_t *s, int kind, rill_server_log_level_t level, const char *fmt, ...) {
+  if (!s->o.log)
+    return;
+  pthread_mutex_lock(&s->log_mu);
+  uint64_t now = rill_time_ns();
+  log_suppressed(s, kind, now);
+  struct logkind *k = &s->logk[kind];
+  if (k->lines >= s->o.log_rate) {
+    k->suppressed++;
+  } else {
+    k->lines++;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    s->o.log(s->o.log_ctx, level, line);
+  }
+  pthread_mutex_unlock(&s->log_mu);
+}
+
+/* The suppressed counts of seconds that ended with no line after them
+ * (loop 0's sweep). */
+static void log_flush(rill_server_t *s) {
+  if (!s->o.log)
+    return;
+  pthread_mutex_lock(&s->log_mu);
+  uint64_t now = rill_time_ns();
+  for (int kind = 0; kind < L_KINDS; kind++)
+    if (s->logk[kind].suppressed)
+      log_suppressed(s, kind, now);
+  pthread_mutex_unlock(&s->log_mu);
+}
+
+/* "A.B.C.D:PORT" of a connection's peer, for the log. */
+static const char *peer_of(int fd, char *buf, size_t cap) {
+  struct sockaddr_in a;
+  socklen_t l = sizeof a;
+  char ip[INET_ADDRSTRLEN];
+  if (getpeername(fd, (struct sockaddr *)&a, &l) == 0 && a.sin_family == AF_INET &&
+      inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip))
+    snprintf(buf, cap, "%s:%u", ip, ntohs(a.sin_port));
+  else
+    snprintf(buf, cap, "(unknown peer)");
+  return buf;
+}
+
+/* An error the server answers a request with that is the server's
+ * trouble, not the client's: logged, by kind. */
+static void log_answer(rill_server_t *s, int fd, int code, const char *msg) {
+  int kind = code == RILL_ENOSPC                         ? L_NOSPC
+             : code == -EMFILE || code == -ENFILE        ? L_NOFILE
+             : code == RILL_EIO || code == RILL_ECORRUPT ? L_IO
+                                                         : -1;
+  if (kind < 0 || !s->o.log)
+    return;
+  char peer[64];
+  slog(s, kind, RILL_SERVER_LOG_ERROR, "%s (answering %s)", msg, peer_of(fd, peer, sizeof peer));
 }
 
 /* ---- references and wakeups ------------------------------------------------- */
@@ -496,6 +619,10 @@ static bool send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t fl
     return false;
   size_t need = RILL_NET_HDR + (size_t)len;
   if (queued(c) + need > s->o.tx_limit) {
+    char peer[64];
+    slog(s, L_DROPPED, RILL_SERVER_LOG_INFO,
+         "cut off the connection from %s: its send queue passed tx_limit (%zu bytes)",
+         peer_of(c->fd, peer, sizeof peer), s->o.tx_limit);
     cut_off(lp, c, RILL_ENOBUFS, "send queue over tx_limit: the client does not read its answers");
     return false;
   }
@@ -611,11 +738,16 @@ static bool error_to(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, 
 
 static void send_error(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, int code,
                        const char *msg) {
+  log_answer(lp->s, c->fd, code, msg);
   error_to(lp, c, ch, id, code, msg);
 }
 
 /* An error the connection does not survive: said, then closed. */
 static void fatal(struct loop *lp, struct conn *c, int code, const char *msg) {
+  char peer[64];
+  if (!c->closing)
+    slog(lp->s, L_DROPPED, RILL_SERVER_LOG_INFO, "closing the connection from %s: %s (%s)",
+         peer_of(c->fd, peer, sizeof peer), msg, rill_strerror(code));
   send_error(lp, c, 0, 0, code, msg);
   c->closing = true;
 }
@@ -673,6 +805,51 @@ static struct topic *topic_find(rill_server_t *s, const void *name, size_t len) 
   return t;
 }
 
+/* Under reg: takes t out of the registry's list and its index. */
+static void topic_unlink(rill_server_t *s, struct topic *t) {
+  struct topic **pp = &s->topics;
+  while (*pp != t)
+    pp = &(*pp)->next;
+  *pp = t->next;
+  for (pp = topic_bucket(s, t->name, strlen(t->name)); *pp != t; pp = &(*pp)->next_idx)
+    ;
+  *pp = t->next_idx;
+}
+
+/* The first topic_opts entry whose match fits name, or NULL. */
+static const rill_server_topic_opts_t *topic_opts_of(const rill_server_t *s, const char *name,
+                                                     size_t len) {
+  for (uint32_t i = 0; i < s->o.ntopic_opts; i++) {
+    const rill_server_topic_opts_t *e = &s->o.topic_opts[i];
+    size_t ml = strlen(e->match);
+    bool prefix = ml && e->match[ml - 1] == '*';
+    if (prefix ? len >= ml - 1 && !memcmp(name, e->match, ml - 1)
+               : len == ml && !memcmp(name, e->match, len))
+      return e;
+  }
+  return NULL;
+}
+
+/* A per-topic field over the server's: 0 takes the server's, NONE is no
+ * limit (0 to the log). */
+static uint64_t topic_over(uint64_t server, uint64_t topic) {
+  return topic == RILL_SERVER_RETAIN_NONE ? 0 : topic ? topic : server;
+}
+
+/* The log options of topic name: the server's, with its topic_opts entry
+ * over them. */
+static void topic_log_opts(const rill_server_t *s, const char *name, size_t len,
+                           rill_log_opts_t *lo) {
+  const rill_server_topic_opts_t *e = topic_opts_of(s, name, len);
+  rill_server_topic_opts_t none = {0};
+  if (!e)
+    e = &none;
+  lo->segment_bytes = e->segment_bytes ? e->segment_bytes : s->o.segment_bytes;
+  lo->retain_bytes = topic_over(s->o.retain_bytes, e->retain_bytes);
+  lo->retain_count = topic_over(s->o.retain_count, e->retain_count);
+  lo->retain_age_ns = topic_over(s->o.retain_age_ns, e->retain_age_ns);
+}
+
 /* The topic called name: open already, or opened from data_dir, or (with
  * create) a new one. Every topic costs a directory, a preallocated
  * segment and descriptors until the server stops, so only a publisher's
@@ -686,12 +863,15 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
   char path[PATH_MAX];
   struct stat st;
   snprintf(path, sizeof path, "%s/%.*s", s->o.data_dir, (int)len, (const char *)name);
-  if (!create && stat(path, &st) != 0) {
+  bool existed = stat(path, &st) == 0;
+  if (!create && !existed) {
     *rc = rill__err(RILL_ENOENT, "no topic '%.*s'", (int)len, (const char *)name);
     goto unlock_reg;
   }
   if (s->ntopics >= s->o.max_topics) {
     *rc = rill__err(RILL_EBUSY, "the server holds max_topics (%u) topics already", s->o.max_topics);
+    slog(s, L_TOPIC, RILL_SERVER_LOG_WARN, "refused to open topic '%.*s': max_topics (%u) reached",
+         (int)len, (const char *)name, s->o.max_topics);
     goto unlock_reg;
   }
   t = rill__calloc(1, sizeof *t + s->nloops * sizeof t->per[0]);
@@ -703,15 +883,17 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
   /* Group commit is the syncer's job: the log itself never waits. */
   t->group = s->o.sync == RILL_LOG_SYNC_GROUP;
   rill_log_sync_t sync = t->group ? RILL_LOG_SYNC_NEVER : s->o.sync;
-  *rc = rill_log_open(&t->log, s->o.data_dir, t->name,
-                      &(rill_log_opts_t){.sync = sync,
-                                         .sync_every = s->o.sync_every,
-                                         .sync_interval_ns = s->o.sync_interval_ns});
+  rill_log_opts_t lo = {
+      .sync = sync, .sync_every = s->o.sync_every, .sync_interval_ns = s->o.sync_interval_ns};
+  topic_log_opts(s, t->name, len, &lo);
+  *rc = rill_log_open(&t->log, s->o.data_dir, t->name, &lo);
   if (*rc) {
     rill__free(t);
     t = NULL;
     goto unlock_reg;
   }
+  if (!existed)
+    slog(s, L_TOPIC, RILL_SERVER_LOG_INFO, "topic '%s' created", t->name);
   /* What open recovered is on disk. Relaxed: other loops find the topic
    * only through the registry, under reg, whose unlock publishes this. */
   atomic_store_explicit(&t->durable, rill_log_next(t->log), memory_order_relaxed);
@@ -933,6 +1115,8 @@ static void *syncer_main(void *arg) {
       uint64_t upto = rill_log_next(t->log);
       int rc = rill_log_sync(t->log);
       if (rc) {
+        slog(s, rc == RILL_ENOSPC ? L_NOSPC : L_IO, RILL_SERVER_LOG_ERROR,
+             "topic '%s': sync failed: %s", t->name, rill_errmsg());
         /* Relaxed: the release store of failed_upto publishes it. */
         atomic_store_explicit(&t->sync_err, rc, memory_order_relaxed);
         atomic_store_explicit(&t->failed_upto, upto, memory_order_release);
@@ -1027,6 +1211,21 @@ static void on_hello(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   c->ready = true;
 }
 
+/* A channel moves from topic `from` (NULL: a new one) to `to`: the
+ * binders counts that TOPIC_DELETE reads. False when `to` was deleted
+ * since topic_get found it. */
+static bool bind_count(rill_server_t *s, struct topic *from, struct topic *to) {
+  pthread_mutex_lock(&s->reg);
+  bool ok = !to->deleted;
+  if (ok && from != to) {
+    if (from)
+      from->binders--;
+    to->binders++;
+  }
+  pthread_mutex_unlock(&s->reg);
+  return ok;
+}
+
 static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (!rill_net_name_ok(f->body, f->len)) {
     send_error(lp, c, f->channel, f->id, RILL_EINVAL, "BIND: not a topic name");
@@ -1040,6 +1239,10 @@ static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   }
   for (size_t i = 0; i < c->nbinds; i++)
     if (c->binds[i].ch == f->channel) {
+      if (!bind_count(lp->s, c->binds[i].t, t)) {
+        send_error(lp, c, f->channel, f->id, RILL_ENOENT, "BIND: the topic was deleted meanwhile");
+        return;
+      }
       c->binds[i].t = t; /* rebinding a channel is allowed */
       goto ack;
     }
@@ -1052,6 +1255,10 @@ static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     }
     c->binds = n;
     c->cap_binds = cap;
+  }
+  if (!bind_count(lp->s, NULL, t)) {
+    send_error(lp, c, f->channel, f->id, RILL_ENOENT, "BIND: the topic was deleted meanwhile");
+    return;
   }
   c->binds[c->nbinds++] = (struct bind){f->channel, t};
 ack:
@@ -1264,23 +1471,41 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
     return;
   }
   int rc = 0;
-  struct topic *t = topic_get(lp->s, f->body, f->len, true, &rc);
+  /* A topic only when asked: a mistyped name must not make one. */
+  struct topic *t = topic_get(lp->s, f->body, f->len, f->flags & RILL_FF_CREATE, &rc);
+  if (!t && rc == RILL_ENOENT) {
+    char msg[320];
+    snprintf(msg, sizeof msg, "SUBSCRIBE: no topic '%.*s' (subscribe with CREATE to make it)",
+             (int)f->len, (const char *)f->body);
+    send_error(lp, c, f->channel, f->id, rc, msg);
+    return;
+  }
   struct sub *u = t ? rill__calloc(1, sizeof *u) : NULL;
   if (!u) {
     send_error(lp, c, f->channel, f->id, t ? RILL_ENOMEM : rc, t ? "no memory" : rill_errmsg());
     return;
   }
   struct tloop *tl = &t->per[lp->idx];
+  /* Counted under reg, where TOPIC_DELETE looks, and before the ACK
+   * goes: from here on, appends by other loops wake this one. One
+   * appended just before is caught by the first CREDIT's pump, which
+   * reads the log, not the wakeups. */
+  pthread_mutex_lock(&lp->s->reg);
+  bool deleted = t->deleted;
+  if (!deleted)
+    atomic_store_explicit(&tl->nsubs, atomic_load_explicit(&tl->nsubs, memory_order_relaxed) + 1,
+                          memory_order_seq_cst);
+  pthread_mutex_unlock(&lp->s->reg);
+  if (deleted) {
+    rill__free(u);
+    send_error(lp, c, f->channel, f->id, RILL_ENOENT, "SUBSCRIBE: the topic was deleted meanwhile");
+    return;
+  }
   *u = (struct sub){.c = c, .ch = f->channel, .t = t, .next = start_of(t->log, f->arg)};
   u->next_in_conn = c->subs;
   c->subs = u;
   u->next_in_topic = tl->subs;
   tl->subs = u;
-  /* Counted before the ACK goes: from here on, appends by other loops
-   * wake this one. One appended just before is caught by the first
-   * CREDIT's pump, which reads the log, not the wakeups. */
-  atomic_store_explicit(&tl->nsubs, atomic_load_explicit(&tl->nsubs, memory_order_relaxed) + 1,
-                        memory_order_seq_cst);
   send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, u->next, NULL, 0);
 }
 
@@ -1306,6 +1531,19 @@ static void on_credit(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   uint64_t max = lp->s->o.sub_credits_max;
   u->credits = f->arg > max - u->credits ? max : u->credits + f->arg;
   pump(lp, u);
+}
+
+/* A FETCH whose next record cannot be read (damaged on disk, say) ends
+ * with an ERROR naming it instead of END: an END would send a client that
+ * goes on from its sequence back to the same record forever. The records
+ * before it were delivered; the client may skip it with a FETCH from
+ * seq + 1. */
+static void fetch_failed(struct loop *lp, struct conn *c, struct topic *t, uint64_t id,
+                         uint64_t seq, int rc) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "FETCH: record %llu of topic '%s' cannot be read: %s",
+           (unsigned long long)seq, t->name, rill_errmsg());
+  send_error(lp, c, 0, id, rc, msg);
 }
 
 static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
@@ -1344,6 +1582,10 @@ static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
       rill_buf_release(&recs[k].payload);
     }
     count -= (uint32_t)n;
+    if (rc && rc != RILL_ENOENT && !c->out.on && !streamed) {
+      fetch_failed(lp, c, t, f->id, seq, rc);
+      return;
+    }
     if (!n || c->out.on || streamed || queued(c) > limit / 2)
       break;
   }
@@ -1751,6 +1993,257 @@ static void on_stats(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     send_frame(lp, c, RILL_F_STATS, 0, 0, f->id, 0, lp->stats.buf, (uint32_t)lp->stats.len);
 }
 
+/* ---- topics: list, describe, delete ------------------------------------------------ */
+
+/* Removes a topic's directory: its files (a topic has no subdirectory),
+ * then itself. */
+static int topic_dir_remove(const char *path) {
+  DIR *d = opendir(path);
+  if (!d)
+    return rill__err_errno("server: cannot open %s", path);
+  int rc = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+      continue;
+    if (unlinkat(dirfd(d), e->d_name, 0) != 0 && !rc)
+      rc = rill__err_errno("server: cannot remove %s/%s", path, e->d_name);
+  }
+  closedir(d);
+  if (!rc && rmdir(path) != 0)
+    rc = rill__err_errno("server: cannot remove %s", path);
+  return rc;
+}
+
+/* Directories left by deletions a crash interrupted: names that start
+ * with '.' are never topics, so nothing else would ever remove them. */
+static void deleted_dirs_remove(const char *data_dir) {
+  DIR *d = opendir(data_dir);
+  if (!d)
+    return;
+  char path[PATH_MAX];
+  for (struct dirent *e; (e = readdir(d));)
+    if (!strncmp(e->d_name, ".deleted-", 9) &&
+        snprintf(path, sizeof path, "%s/%s", data_dir, e->d_name) < (int)sizeof path)
+      topic_dir_remove(path);
+  closedir(d);
+}
+
+/* Is path (relative to dfd) a directory, as a topic's is? */
+static bool topic_dir(int dfd, const char *path) {
+  struct stat st;
+  return fstatat(dfd, path, &st, 0) == 0 && S_ISDIR(st.st_mode);
+}
+
+static char *str_dup(const char *str);
+
+static int name_cmp(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* TOPICS: the names of the topics in data_dir (open or not), sorted, after
+ * the body's name (empty: from the first), as many as fit in max_body;
+ * MORE when some are left for a next TOPICS after the last one sent. */
+static void on_topics(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
+  char after[RILL_NET_MAX_NAME + 1] = {0};
+  if (f->len && !rill_net_name_ok(f->body, f->len)) {
+    send_error(lp, c, 0, f->id, RILL_EINVAL, "TOPICS: the body is empty or a topic name");
+    return;
+  }
+  memcpy(after, f->body, f->len);
+  DIR *d = opendir(s->o.data_dir);
+  if (!d) {
+    send_error(lp, c, 0, f->id, rill__err_errno("TOPICS: cannot read the data directory"),
+               rill_errmsg());
+    return;
+  }
+  char **names = NULL;
+  size_t n = 0, cap = 0;
+  int rc = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    if ((f->len && strcmp(e->d_name, after) <= 0) ||
+        !rill_net_name_ok(e->d_name, strlen(e->d_name)) || !topic_dir(dirfd(d), e->d_name))
+      continue;
+    if (n == cap) {
+      size_t ncap = cap ? 2 * cap : 64;
+      char **nn = rill__realloc(names, ncap * sizeof *nn);
+      if (!nn) {
+        rc = RILL_ENOMEM;
+        break;
+      }
+      names = nn;
+      cap = ncap;
+    }
+    if (!(names[n] = str_dup(e->d_name))) {
+      rc = RILL_ENOMEM;
+      break;
+    }
+    n++;
+  }
+  closedir(d);
+  uint8_t *body = NULL;
+  size_t len = 0, k = 0;
+  if (!rc) {
+    if (n)
+      qsort(names, n, sizeof *names, name_cmp);
+    size_t room = 0;
+    for (k = 0; k < n && room + 1 + strlen(names[k]) <= s->o.max_body; k++)
+      room += 1 + strlen(names[k]);
+    if (room && !(body = rill__malloc(room)))
+      rc = RILL_ENOMEM;
+    for (size_t i = 0; !rc && i < k; i++) {
+      size_t nl = strlen(names[i]);
+      body[len] = (uint8_t)nl;
+      memcpy(body + len + 1, names[i], nl);
+      len += 1 + nl;
+    }
+  }
+  if (rc)
+    send_error(lp, c, 0, f->id, rc, "TOPICS: no memory");
+  else
+    send_frame(lp, c, RILL_F_TOPICS, k < n ? RILL_FF_MORE : 0, 0, f->id, k, body, (uint32_t)len);
+  rill__free(body);
+  for (size_t i = 0; i < n; i++)
+    rill__free(names[i]);
+  rill__free(names);
+}
+
+/* Bytes the files of a topic's directory take on disk (blocks, so a
+ * preallocated segment counts in full and a sparse one does not). */
+static uint64_t topic_disk_bytes(const char *path) {
+  DIR *d = opendir(path);
+  uint64_t sum = 0;
+  if (!d)
+    return 0;
+  struct stat st;
+  for (struct dirent *e; (e = readdir(d));)
+    if (e->d_name[0] != '.' && fstatat(dirfd(d), e->d_name, &st, 0) == 0)
+      sum += (uint64_t)st.st_blocks * 512u;
+  closedir(d);
+  return sum;
+}
+
+/* TOPIC_INFO: a topic's sequences, sizes, retention and users (FORMATS.md
+ * has the body). A topic that is not open is opened read-only for it and
+ * closed again, so asking costs no descriptors afterwards. */
+static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
+  if (!rill_net_name_ok(f->body, f->len)) {
+    send_error(lp, c, 0, f->id, RILL_EINVAL, "TOPIC_INFO: not a topic name");
+    return;
+  }
+  char name[RILL_NET_MAX_NAME + 1] = {0}, path[PATH_MAX];
+  memcpy(name, f->body, f->len);
+  snprintf(path, sizeof path, "%s/%s", s->o.data_dir, name);
+  int rc = 0;
+  uint32_t subs = 0, binders = 0;
+  rill_log_stats_t st;
+  uint64_t seg_bytes = 0;
+  pthread_mutex_lock(&s->reg);
+  struct topic *t = topic_find(s, name, strlen(name));
+  rill_log_t *log = t ? t->log : NULL;
+  if (t) {
+    binders = t->binders;
+    for (uint32_t i = 0; i < s->nloops; i++) /* a snapshot: relaxed, as for the metrics */
+      subs += atomic_load_explicit(&t->per[i].nsubs, memory_order_relaxed);
+  } else if (!topic_dir(AT_FDCWD, path)) {
+    rc = rill__err(RILL_ENOENT, "TOPIC_INFO: no topic '%s'", name);
+  } else {
+    rc = rill_log_open(&log, s->o.data_dir, name,
+                       &(rill_log_opts_t){.read_only = true, .no_create = true});
+  }
+  if (!rc) {
+    rill_log_stats(log, &st);
+    seg_bytes = (uint64_t)rill_log_max_payload(log) + 96; /* a segment's and a record's header */
+    if (!t)
+      rill_log_close(log);
+  }
+  pthread_mutex_unlock(&s->reg);
+  if (rc) {
+    send_error(lp, c, 0, f->id, rc, rill_errmsg());
+    return;
+  }
+  uint8_t b[RILL_NET_TOPIC_INFO_SIZE];
+  rill__put64(b, st.first);
+  rill__put64(b + 8, st.next);
+  rill__put64(b + 16, st.bytes);
+  rill__put64(b + 24, topic_disk_bytes(path));
+  rill__put64(b + 32, seg_bytes);
+  rill__put64(b + 40, st.segments);
+  rill_log_opts_t lo = {0};
+  topic_log_opts(s, name, strlen(name), &lo);
+  rill__put64(b + 48, lo.retain_bytes);
+  rill__put64(b + 56, lo.retain_count);
+  rill__put64(b + 64, lo.retain_age_ns);
+  rill__put32(b + 72, subs);
+  rill__put32(b + 76, binders);
+  send_frame(lp, c, RILL_F_TOPIC_INFO, 0, 0, f->id, 0, b, sizeof b);
+}
+
+/* TOPIC_DELETE: refused (EBUSY) while any connection subscribes to the
+ * topic or has a channel bound to it; otherwise it leaves the registry at
+ * once (a BIND or SUBSCRIBE of the name after this makes a new topic),
+ * its directory is renamed out of the way under reg, so nothing opens it
+ * half removed, and then removed. An open topic's log stays open, out of
+ * the registry, until the server is destroyed: requests running on other
+ * loops may hold it, and they find a log whose files are gone. */
+static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
+  if (!rill_net_name_ok(f->body, f->len)) {
+    send_error(lp, c, 0, f->id, RILL_EINVAL, "TOPIC_DELETE: not a topic name");
+    return;
+  }
+  char name[RILL_NET_MAX_NAME + 1] = {0}, path[PATH_MAX], gone[PATH_MAX];
+  memcpy(name, f->body, f->len);
+  snprintf(path, sizeof path, "%s/%s", s->o.data_dir, name);
+  int rc = 0;
+  pthread_mutex_lock(&s->reg);
+  struct topic *t = topic_find(s, name, strlen(name));
+  /* Relaxed: a SUBSCRIBE counts itself under reg, which we hold, so none
+   * is missed; a count going down meanwhile only makes us refuse. */
+  uint32_t subs = 0;
+  for (uint32_t i = 0; t && i < s->nloops; i++)
+    subs += atomic_load_explicit(&t->per[i].nsubs, memory_order_relaxed);
+  if (t && (subs || t->binders)) {
+    rc = rill__err(RILL_EBUSY,
+                   "TOPIC_DELETE: topic '%s' has %u subscribers and %u bound publishers; they "
+                   "must go first",
+                   name, subs, t->binders);
+    goto unlock_reg;
+  }
+  if (!t && !topic_dir(AT_FDCWD, path)) {
+    rc = rill__err(RILL_ENOENT, "TOPIC_DELETE: no topic '%s'", name);
+    goto unlock_reg;
+  }
+  snprintf(gone, sizeof gone, "%s/.deleted-%016llx-%llu", s->o.data_dir,
+           (unsigned long long)s->server_id, (unsigned long long)++s->deletions);
+  if (rename(path, gone) != 0) {
+    rc = rill__err_errno("TOPIC_DELETE: cannot move %s away", path);
+    goto unlock_reg;
+  }
+  if (t) {
+    /* Still counted in ntopics: its log, descriptors and preallocated
+     * segment stay until destroy, so max_topics bounds what deleting and
+     * making topics again can pile up. */
+    topic_unlink(s, t);
+    t->deleted = true;
+    t->next = s->dead_topics;
+    s->dead_topics = t;
+  }
+unlock_reg:
+  pthread_mutex_unlock(&s->reg);
+  if (!rc)
+    rc = topic_dir_remove(gone);
+  if (rc) {
+    send_error(lp, c, 0, f->id, rc, rill_errmsg());
+  } else {
+    char peer[64];
+    slog(s, L_TOPIC, RILL_SERVER_LOG_INFO, "topic '%s' deleted (asked by %s)", name,
+         peer_of(c->fd, peer, sizeof peer));
+    send_frame(lp, c, RILL_F_ACK, 0, 0, f->id, 0, NULL, 0);
+  }
+}
+
 static void on_frame(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   INC(lp, frames_in, 1);
   if (!c->ready) {
@@ -1775,6 +2268,9 @@ static void on_frame(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   case RILL_F_ERROR: on_client_error(lp, c, f); break;
   case RILL_F_CHUNK: on_chunk(lp, c, f); break;
   case RILL_F_STATS: on_stats(lp, c, f); break;
+  case RILL_F_TOPICS: on_topics(lp, c, f); break;
+  case RILL_F_TOPIC_INFO: on_topic_info(lp, c, f); break;
+  case RILL_F_TOPIC_DELETE: on_topic_delete(lp, c, f); break;
   default: /* HELLO again, or what only a server sends */
     fatal(lp, c, RILL_EPROTO, "a frame a client does not send");
   }
@@ -1818,6 +2314,8 @@ static void conn_close(struct loop *lp, struct conn *c) {
   while (c->subs)
     sub_free(lp, c->subs);
   pthread_mutex_lock(&s->reg);
+  for (size_t i = 0; i < c->nbinds; i++)
+    c->binds[i].t->binders--;
   struct provider *gone = c->provides;
   c->provides = NULL;
   for (struct provider *p = gone; p; p = p->next_in_conn) {
@@ -1961,6 +2459,9 @@ static void conn_read(struct loop *lp, struct conn *c) {
       if (errno == EINTR)
         continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        char peer[64];
+        slog(s, L_DROPPED, RILL_SERVER_LOG_INFO, "the connection from %s failed: %s",
+             peer_of(c->fd, peer, sizeof peer), strerror(errno));
         c->closing = true;
         tx_drop(c);
       }
@@ -1993,6 +2494,9 @@ static void refuse(struct loop *lp, int fd, const char *msg) {
  * this loop until its next sweep, rather than polled in a busy loop. */
 static void accept_starved(struct loop *lp) {
   rill_server_t *s = lp->s;
+  slog(s, L_NOFILE, RILL_SERVER_LOG_ERROR,
+       "accept: %s: out of file descriptors (raise ulimit -n, or lower max_conns)",
+       strerror(errno));
   if (lp->spare >= 0) {
     close(lp->spare);
     int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -2034,6 +2538,10 @@ static void conn_accept(struct loop *lp) {
      * accept at once from both taking the last place. */
     if (atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed) >= s->o.max_conns) {
       atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
+      char peer[64];
+      slog(s, L_CONN_REFUSED, RILL_SERVER_LOG_WARN,
+           "refused a connection from %s: max_conns (%u) connections are open",
+           peer_of(fd, peer, sizeof peer), s->o.max_conns);
       refuse(lp, fd, "too many connections (max_conns)");
       continue;
     }
@@ -2113,6 +2621,8 @@ static void sweep(struct loop *lp) {
   accept_resume(lp);
   if (lp->idx == 0)
     asks_end(lp, NULL, now);
+  if (lp->idx == 0)
+    log_flush(s);
   for (struct conn *c = lp->conns, *n; c; c = n) {
     n = c->next;
     if (c->closing) {
@@ -2257,6 +2767,84 @@ static void *loop_main(void *arg) {
 
 /* ---- create, run, stop -------------------------------------------------------------- */
 
+/* Makes data_dir the server's: created when missing, a directory the
+ * server can write (a probe file is created and removed, so a read-only
+ * or foreign directory fails here rather than at every publish), and no
+ * other server's: its lock file stays flocked while the server lives (a
+ * lock that goes with the process, however it ends), and holds the pid of
+ * the server that has it, for the message of the next one. */
+static int data_dir_take(rill_server_t *s) {
+  const char *d = s->o.data_dir;
+  struct stat st;
+  if (mkdir(d, 0755) != 0 && errno != EEXIST)
+    return rill__err_errno("server: cannot create the data directory %s", d);
+  if (stat(d, &st) != 0)
+    return rill__err_errno("server: data directory %s", d);
+  if (!S_ISDIR(st.st_mode))
+    return rill__err(RILL_EINVAL, "server: data directory %s is not a directory", d);
+  char path[PATH_MAX];
+  if (snprintf(path, sizeof path, "%s/.rill-probe-%ld", d, (long)getpid()) >= (int)sizeof path)
+    return rill__err(RILL_EINVAL, "server: data directory path too long");
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0 || write(fd, "x", 1) != 1) {
+    int rc = rill__err_errno("server: data directory %s is not writable", d);
+    if (fd >= 0) {
+      close(fd);
+      unlink(path);
+    }
+    return rc;
+  }
+  close(fd);
+  unlink(path);
+  snprintf(path, sizeof path, "%s/.rill-server.lock", d);
+  s->dir_lock = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (s->dir_lock < 0)
+    return rill__err_errno("server: cannot open %s", path);
+  if (flock(s->dir_lock, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    char pid[24] = {0};
+    ssize_t n = pread(s->dir_lock, pid, sizeof pid - 1, 0);
+    close(s->dir_lock);
+    s->dir_lock = -1;
+    if (e != EWOULDBLOCK)
+      return rill__err(-e, "server: cannot lock %s: %s", path, strerror(e));
+    long p = n > 0 ? strtol(pid, NULL, 10) : 0;
+    if (p > 0)
+      return rill__err(RILL_EBUSY,
+                       "server: data directory %s is in use by another server (pid %ld)", d, p);
+    return rill__err(RILL_EBUSY, "server: data directory %s is in use by another server", d);
+  }
+  char pid[24];
+  int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  if (ftruncate(s->dir_lock, 0) != 0 || pwrite(s->dir_lock, pid, (size_t)n, 0) != n)
+    return rill__err_errno("server: cannot write %s", path);
+  return 0;
+}
+
+static char *str_dup(const char *str) {
+  size_t n = strlen(str) + 1;
+  char *d = rill__malloc(n);
+  return d ? memcpy(d, str, n) : NULL;
+}
+
+/* topic_opts and their match strings, the server's own. */
+static int topic_opts_copy(rill_server_t *s, const rill_server_opts_t *o) {
+  s->o.topic_opts = NULL;
+  s->o.ntopic_opts = 0;
+  if (!o->ntopic_opts)
+    return 0;
+  rill_server_topic_opts_t *t = rill__calloc(o->ntopic_opts, sizeof *t);
+  if (!t)
+    return rill__err(RILL_ENOMEM, "server: no memory");
+  s->o.topic_opts = t;
+  for (uint32_t i = 0; i < o->ntopic_opts; i++, s->o.ntopic_opts++) {
+    t[i] = o->topic_opts[i];
+    if (!(t[i].match = str_dup(o->topic_opts[i].match)))
+      return rill__err(RILL_ENOMEM, "server: no memory");
+  }
+  return 0;
+}
+
 static int loop_init(rill_server_t *s, struct loop *lp, uint32_t idx) {
   lp->s = s;
   lp->idx = idx;
@@ -2339,6 +2927,8 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     o.max_serves_per_conn = 1024;
   if (!o.max_serves)
     o.max_serves = 65536;
+  if (!o.log_rate)
+    o.log_rate = 10;
   if (!o.loops) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o.loops = n < 1 ? 1 : n > (long)MAX_LOOPS ? MAX_LOOPS : (uint32_t)n;
@@ -2352,6 +2942,33 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   uint64_t assembly_max = 4 * o.max_message;
   if (o.tx_limit < 4 * ((size_t)o.max_body + RILL_NET_HDR))
     return rill__err(RILL_EINVAL, "server: tx_limit under four frames of max_body");
+  if (o.segment_bytes &&
+      (o.segment_bytes % 4096 || o.segment_bytes < (64u << 10) || o.segment_bytes > (2ull << 30)))
+    return rill__err(RILL_EINVAL, "server: segment_bytes not a multiple of 4 KiB in 64 KiB..2 GiB");
+  if (o.retain_age_ns > MAX_AGE_NS)
+    return rill__err(RILL_EINVAL, "server: retain_age over 100 years");
+  if (o.ntopic_opts && !o.topic_opts)
+    return rill__err(RILL_EINVAL, "server: ntopic_opts without topic_opts");
+  for (uint32_t i = 0; i < o.ntopic_opts; i++) {
+    const rill_server_topic_opts_t *e = &o.topic_opts[i];
+    size_t ml = e->match ? strlen(e->match) : 0;
+    bool prefix = ml && e->match[ml - 1] == '*';
+    if (!ml ||
+        (prefix ? ml > 1 && !rill_net_name_ok(e->match, ml - 1) : !rill_net_name_ok(e->match, ml)))
+      return rill__err(RILL_EINVAL,
+                       "server: topic_opts[%u]: match is a topic name, or its start "
+                       "and '*'",
+                       i);
+    if (e->segment_bytes && (e->segment_bytes % 4096 || e->segment_bytes < (64u << 10) ||
+                             e->segment_bytes > (2ull << 30)))
+      return rill__err(RILL_EINVAL,
+                       "server: topic_opts[%u] (%s): segment_bytes not a multiple "
+                       "of 4 KiB in 64 KiB..2 GiB",
+                       i, e->match);
+    if (e->retain_age_ns > MAX_AGE_NS && e->retain_age_ns != RILL_SERVER_RETAIN_NONE)
+      return rill__err(RILL_EINVAL, "server: topic_opts[%u] (%s): retain_age over 100 years", i,
+                       e->match);
+  }
   if (o.token && strlen(o.token) > RILL_NET_MAX_TOKEN)
     return rill__err(RILL_EINVAL, "server: token over %u bytes", RILL_NET_MAX_TOKEN);
   int rc = fd_budget(&o);
@@ -2376,11 +2993,27 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   s->assembly_max = assembly_max;
   s->nloops = o.loops;
   s->loops = loops;
-  s->lfd = s->stopfd = -1;
+  s->lfd = s->stopfd = s->dir_lock = -1;
   for (uint32_t i = 0; i < s->nloops; i++)
     loops[i].ep = loops[i].wakefd = loops[i].spare = -1;
   pthread_mutex_init(&s->reg, NULL);
   pthread_mutex_init(&s->asks_mu, NULL);
+  pthread_mutex_init(&s->log_mu, NULL);
+  /* The strings are the server's own: the caller's may be on its stack. */
+  s->o.host = s->o.data_dir = s->o.token = s->o.metrics = NULL;
+  s->o.topic_opts = NULL;
+  s->o.ntopic_opts = 0;
+  if (!(s->o.host = str_dup(o.host)) || !(s->o.data_dir = str_dup(o.data_dir)) ||
+      (o.token && !(s->o.token = str_dup(o.token))) ||
+      (o.metrics && !(s->o.metrics = str_dup(o.metrics)))) {
+    rc = rill__err(RILL_ENOMEM, "server: no memory");
+    goto undo_s;
+  }
+  if ((rc = topic_opts_copy(s, &o)))
+    goto undo_s;
+  if ((rc = data_dir_take(s)))
+    goto undo_s;
+  deleted_dirs_remove(s->o.data_dir);
   /* The topic index: a bucket per topic there can be, to a power of two. */
   s->topic_mask = 255;
   while (s->topic_mask < o.max_topics - 1 && s->topic_mask < (1u << 20) - 1)
@@ -2419,7 +3052,7 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
                                &(rill_iopool_opts_t){.buf_size = RX_MIN, .count = o.max_conns})))
     goto undo_s;
   s->started_ns = rill_time_ns();
-  if (o.metrics && (rc = rill__metrics_http_start(&s->metrics, o.metrics, render, s)))
+  if (o.metrics && (rc = rill__metrics_http_start(&s->metrics, s->o.metrics, render, s)))
     goto undo_s;
   *out = s;
   return 0;
@@ -2513,6 +3146,11 @@ void rill_server_destroy(rill_server_t *s) {
       n = v->next;
       rill__free(v);
     }
+  for (struct topic *t = s->dead_topics, *n; t; t = n) {
+    n = t->next;
+    rill_log_close(t->log);
+    rill__free(t);
+  }
   while (s->free_asks) {
     struct ask *a = s->free_asks;
     s->free_asks = a->next;
@@ -2524,9 +3162,19 @@ void rill_server_destroy(rill_server_t *s) {
     close(s->lfd);
   if (s->stopfd >= 0)
     close(s->stopfd);
+  if (s->dir_lock >= 0)
+    close(s->dir_lock); /* the lock goes with it; the file stays, as the topics do */
   pthread_mutex_destroy(&s->reg);
   pthread_mutex_destroy(&s->asks_mu);
   rill__free(s->topic_idx);
+  pthread_mutex_destroy(&s->log_mu);
+  rill__free((char *)s->o.host);
+  rill__free((char *)s->o.data_dir);
+  rill__free((char *)s->o.token);
+  rill__free((char *)s->o.metrics);
+  for (uint32_t i = 0; i < s->o.ntopic_opts; i++)
+    rill__free((char *)s->o.topic_opts[i].match);
+  rill__free((void *)s->o.topic_opts);
   rill__free(s->loops_mem);
   rill__free(s);
 }

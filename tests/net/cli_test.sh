@@ -23,10 +23,22 @@ fail() { echo "FAIL: $*" >&2; [ -f "$d/serve.out" ] && cat "$d/serve.out" >&2; e
 # A free port: the kernel's pick for a socket we close at once.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$rill" serve --listen 127.0.0.1:$port --data "$d/data" --token tk --max-message 2097152 \
+  --segment-bytes 1M --topic.made.segment-bytes 128K --topic.made.retain-count 10 \
   >"$d/serve.out" 2>&1 &
 srv=$!
 for _ in $(seq 100); do grep -q listening "$d/serve.out" 2>/dev/null && break; sleep 0.05; done
 grep -q "listening on 127.0.0.1:$port" "$d/serve.out" || fail "server did not start"
+
+# A second server on the same data directory fails at start, naming the first.
+port2=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+if "$rill" serve --listen 127.0.0.1:$port2 --data "$d/data" >"$d/serve2.out" 2>&1; then
+  fail "a second server on one data directory started"
+fi
+grep -q "in use by another server (pid $srv)" "$d/serve2.out" || fail "second server: $(cat "$d/serve2.out")"
+if "$rill" serve --listen 127.0.0.1:$port2 --data "$d/serve.out" >"$d/serve2.out" 2>&1; then
+  fail "a server on a file started"
+fi
+grep -q "not a directory" "$d/serve2.out" || fail "server on a file: $(cat "$d/serve2.out")"
 
 s="--server 127.0.0.1:$port --token tk"
 [ "$("$rill" pub $s --ack orders first second)" = $'0\n1' ] || fail "pub --ack"
@@ -69,7 +81,7 @@ mkfifo "$d/fifo"
 pub=$!
 exec 7>"$d/fifo"
 printf 'one\ntwo\npart' >&7
-[ "$("$rill" sub $s --from earliest --count 2 --timeout 5000 live)" = $'0 one\n1 two' ] ||
+[ "$("$rill" sub $s --from earliest --count 2 --timeout 5000 --create live)" = $'0 one\n1 two' ] ||
   fail "pub held its lines back"
 kill -INT $pub
 st=0
@@ -102,6 +114,25 @@ rep=
 if "$rill" ask $s --timeout 500 echo x 2>"$d/err"; then fail "ask with nobody serving"; fi
 grep -q ENOENT "$d/err" || fail "ask with nobody serving: $(cat "$d/err")"
 
+# A subscription to a topic nobody made is an error at once, not a new
+# topic waiting forever; --create makes one. rill topic lists, describes
+# and deletes them.
+if timeout 10 "$rill" sub $s --count 1 ordres 2>"$d/err"; then fail "sub of a missing topic"; fi
+grep -q "no topic 'ordres'" "$d/err" || fail "sub of a missing topic: $(cat "$d/err")"
+timeout 10 "$rill" sub $s --create --count 0 made || fail "sub --create"
+[ "$("$rill" topic ls $s)" = $'dash\nlive\nmade\norders\nparts' ] || fail "topic ls: $("$rill" topic ls $s)"
+"$rill" topic info $s orders >"$d/info" || fail "topic info"
+grep -qx 'next           5' "$d/info" || fail "topic info: $(cat "$d/info")"
+grep -qx 'segment_bytes  1048576' "$d/info" || fail "topic info segment: $(cat "$d/info")"
+"$rill" topic info $s made >"$d/info" || fail "topic info made"
+grep -qx 'segment_bytes  131072' "$d/info" || fail "per-topic segment: $(cat "$d/info")"
+grep -qx 'retain_count   10' "$d/info" || fail "per-topic retention: $(cat "$d/info")"
+"$rill" topic rm $s made || fail "topic rm"
+[ "$("$rill" topic ls $s)" = $'dash\nlive\norders\nparts' ] || fail "topic ls after rm"
+if "$rill" topic rm $s made 2>"$d/err"; then fail "topic rm of a missing topic"; fi
+grep -q ENOENT "$d/err" || fail "topic rm of a missing topic: $(cat "$d/err")"
+if "$rill" topic info $s nosuch 2>"$d/err"; then fail "topic info of a missing topic"; fi
+
 # A sub whose server stops before --count says so and exits non-zero.
 "$rill" sub $s --count 5 orders 2>"$d/sub.err" &
 sub=$!
@@ -115,6 +146,11 @@ wait $sub || st=$?
 grep -q "the server ended the subscription after 0 records" "$d/sub.err" ||
   fail "sub when the server stopped: $(cat "$d/sub.err")"
 grep -q "stopped; .* 9 published" "$d/serve.out" || fail "server summary: $(cat "$d/serve.out")"
+# Its log: topics created and deleted, and the wrong token's connection.
+grep -Eq "^[0-9T:.-]+Z rill serve: info: topic 'orders' created$" "$d/serve.out" || fail "log: created"
+grep -q "info: topic 'made' deleted" "$d/serve.out" || fail "log: deleted"
+grep -q "info: closing the connection from 127.0.0.1:[0-9]*: wrong or missing token" "$d/serve.out" ||
+  fail "log: the wrong token"
 [ "$("$rill" log cat "$d/data" orders | awk '{print $1, $4}')" = \
   $'0 first\n1 second\n2 third\n3 fourth\n4 fifth' ] || fail "the log after the server stopped"
 echo "rill serve/pub/sub/ask/reply: all checks passed"

@@ -32,6 +32,14 @@ max_asks_per_conn = 50
 max_asks = 500
 max_serves_per_conn = 5
 max_serves = 60
+segment_bytes = 1M
+retain_bytes = 10G
+retain_count = 5000
+retain_age = 48h
+log_rate = 3
+topic.logs-*.retain_age = 168h
+topic.logs-*.segment_bytes = 4M
+topic.audit.retain_count = none
 CONF
 "$rill" serve --config "$d/good.conf" --print-config >"$d/out" || fail "good file"
 cat >"$d/want" <<WANT
@@ -53,6 +61,14 @@ max_asks_per_conn = 50
 max_asks = 500
 max_serves_per_conn = 5
 max_serves = 60
+segment_bytes = 1M
+retain_bytes = 10G
+retain_count = 5000
+retain_age = 2d
+log_rate = 3
+topic.logs-*.segment_bytes = 4M
+topic.logs-*.retain_age = 7d
+topic.audit.retain_count = none
 WANT
 diff "$d/want" "$d/out" || fail "print-config of the good file"
 
@@ -72,6 +88,14 @@ for want in 'listen = 127.0.0.1:9000' 'loops = 5' 'sync = interval:20' 'metrics 
   grep -qx "$want" "$d/out" || fail "override: no '$want' in $(cat "$d/out")"
 done
 
+# Per-topic keys as flags too, over the file's.
+"$rill" serve --config "$d/good.conf" --topic.logs-*.retain-age 1d --topic.new.retain-bytes 1G \
+  --print-config >"$d/out" || fail "topic flags"
+for want in 'topic.logs-*.retain_age = 1d' 'topic.logs-*.segment_bytes = 4M' \
+  'topic.new.retain_bytes = 1G' 'topic.audit.retain_count = none'; do
+  grep -qFx -- "$want" "$d/out" || fail "topic flags: no '$want' in $(cat "$d/out")"
+done
+
 # A file's "any port" (0) gives way to a port on the command line.
 printf 'listen = 127.0.0.1:0\n' >"$d/any.conf"
 "$rill" serve --config "$d/any.conf" --print-config | grep -qx 'listen = 127.0.0.1:0' || fail "port 0"
@@ -83,7 +107,8 @@ printf 'listen = 127.0.0.1:0\n' >"$d/any.conf"
 for want in 'listen = 127.0.0.1:7450' 'data = ./rill-data' '# token = (none)' 'max_conns = 1024' \
   'max_body = 1M' 'sync = never' 'handshake_timeout = 5s' 'idle_timeout = 5m' 'metrics = off' \
   'max_asks_per_conn = 4096' 'max_asks = 65536' 'max_serves_per_conn = 1024' \
-  'max_serves = 65536'; do
+  'max_serves = 65536' \
+  'segment_bytes = 128M' 'retain_bytes = 0' 'retain_count = 0' 'retain_age = 0' 'log_rate = 10'; do
   grep -qx "$want" "$d/out" || fail "defaults: no '$want' in $(cat "$d/out")"
 done
 
@@ -110,6 +135,12 @@ bad no_eq 3 '# x\n\njust words\n' 'just words: not key = value'
 bad quote 1 'token = "abc\n' 'token: the quote is not closed'
 bad after_quote 1 'token = "abc" def\n' 'token: text after the closing quote'
 bad empty 1 'data =\n' 'data: wants a directory'
+bad segment 1 'segment_bytes = 100000\n' 'segment_bytes: wants bytes from 64K to 2G, a multiple of 4K'
+bad retain_age 1 'retain_age = 30\n' 'retain_age: wants a time with a unit'
+bad topic_name 1 'topic.a/b.retain_count = 5\n' "topic.a/b.retain_count: 'a/b' is neither"
+bad topic_twice 2 'topic.x.retain_age = 1d\ntopic.x.retain_age = 2d\n' 'topic.x.retain_age: given before'
+bad topic_key 1 'topic.x.frobs = 1\n' 'topic.x.frobs: unknown key'
+bad topic_segment 1 'topic.x.segment_bytes = none\n' 'topic.x.segment_bytes: wants bytes'
 bad long_token 1 "token = $(head -c 300 /dev/zero | tr '\0' x)\n" 'token: wants 1 to 256 bytes'
 if "$rill" serve --config "$d/nosuch.conf" --print-config 2>"$d/err"; then fail "missing file"; fi
 grep -q "nosuch.conf" "$d/err" || fail "missing file message"

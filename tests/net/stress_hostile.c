@@ -209,8 +209,9 @@ static void *subscriber(void *arg) {
   rill_client_t *c = connect_good("good-sub");
   uint16_t sub;
   uint64_t start, granted = 4096, n = 0;
-  CHECK(rill_client_subscribe(c, "good", RILL_NET_FROM_EARLIEST, (uint32_t)granted, &sub, &start) ==
-            0,
+  /* CREATE: the publisher's BIND may come after this. */
+  CHECK(rill_client_subscribe_ex(c, "good", RILL_NET_FROM_EARLIEST, (uint32_t)granted,
+                                 RILL_CLIENT_SUB_CREATE, &sub, &start) == 0,
         "subscribe: %s", rill_errmsg());
   CHECK(start == 0, "the subscription starts at %llu", (unsigned long long)start);
   while (n < atomic_load(&g_final)) {
@@ -580,8 +581,9 @@ static void malformed(void) {
                    (uint32_t)hello_craft(hb, RILL_NET_MAGIC, 1, 0, tl, 3, 12u + tl + 3));
          b.b[b.n - 2] = 0x01);
 
-  /* After a good HELLO: unknown types. (64, STATS, is a client's frame.) */
-  const uint8_t unknown[] = {0, 7, 8, 15, 25, 31, 36, 47, 49, 63, 65, 128, 255};
+  /* After a good HELLO: unknown types. (64..67, STATS and the topics'
+   * requests, are a client's frames.) */
+  const uint8_t unknown[] = {0, 7, 8, 15, 25, 31, 36, 47, 49, 63, 68, 128, 255};
   for (size_t i = 0; i < sizeof unknown; i++) {
     snprintf(what, sizeof what, "unknown type %u", unknown[i]);
     OFFEND(what, WELCOMED, RILL_EPROTO, out_hdr(&b, unknown[i], 0, 0, 1, 0, 0));
@@ -610,6 +612,10 @@ static void malformed(void) {
       {RILL_F_CHUNK, RILL_FF_ACK},
       {RILL_F_CHUNK, RILL_FF_STREAM},
       {RILL_F_STATS, RILL_FF_ACK},
+      {RILL_F_SUBSCRIBE, 0x20},
+      {RILL_F_TOPICS, RILL_FF_ACK},
+      {RILL_F_TOPIC_INFO, RILL_FF_MORE},
+      {RILL_F_TOPIC_DELETE, RILL_FF_CREATE},
   };
   for (size_t i = 0; i < sizeof bad_flags / sizeof bad_flags[0]; i++) {
     snprintf(what, sizeof what, "type %u with flags 0x%02x", bad_flags[i].type, bad_flags[i].flags);

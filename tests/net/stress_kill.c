@@ -78,7 +78,8 @@ static void killed_during_acknowledged_publishing(void) {
     /* What the last rounds acknowledged is all there, in order. */
     uint16_t sub;
     uint64_t start;
-    CHECK(rill_client_subscribe(c, "k", RILL_NET_FROM_EARLIEST, 1 << 16, &sub, &start) == 0,
+    CHECK(rill_client_subscribe_ex(c, "k", RILL_NET_FROM_EARLIEST, 1 << 16, RILL_CLIENT_SUB_CREATE,
+                                   &sub, &start) == 0,
           "subscribe: %s", rill_errmsg());
     CHECK(start == 0, "the topic starts at %llu", (unsigned long long)start);
     for (uint64_t s = 0; s < acked; s++) {

@@ -108,7 +108,8 @@ static void *subscriber_main(void *arg) {
   (void)arg;
   rill_client_t *c = connect_to("subscriber");
   uint16_t sub;
-  CHECK(rill_client_subscribe(c, "loops", RILL_NET_FROM_EARLIEST, 1024, &sub, NULL) == 0,
+  CHECK(rill_client_subscribe_ex(c, "loops", RILL_NET_FROM_EARLIEST, 1024, RILL_CLIENT_SUB_CREATE,
+                                 &sub, NULL) == 0,
         "subscribe: %s", rill_errmsg());
   uint32_t next[PUBLISHERS] = {0};
   int ends = 0, since_credit = 0;

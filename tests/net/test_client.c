@@ -1494,7 +1494,9 @@ Test(keepalive, a_waiting_subscriber_stays) {
   rill_client_t *sub, *pub;
   cr_assert_eq(rill_client_connect(&sub, &o), 0, "%s", rill_errmsg());
   uint16_t ch;
-  cr_assert_eq(rill_client_subscribe(sub, "quiet", RILL_NET_FROM_LATEST, 16, &ch, NULL), 0);
+  cr_assert_eq(rill_client_subscribe_ex(sub, "quiet", RILL_NET_FROM_LATEST, 16,
+                                        RILL_CLIENT_SUB_CREATE, &ch, NULL),
+               0);
   rill_client_msg_t m;
   /* Three idle timeouts of nothing. */
   cr_assert_eq(rill_client_next(sub, &m, 1800000000ull), RILL_ETIMEDOUT, "%s", rill_errmsg());

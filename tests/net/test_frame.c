@@ -25,7 +25,7 @@ static const struct {
     {RILL_F_PUBLISH, RILL_FF_ACK | RILL_FF_STREAM},
     {RILL_F_PUBLISH_BATCH, RILL_FF_ACK},
     {RILL_F_ACK, 0},
-    {RILL_F_SUBSCRIBE, 0},
+    {RILL_F_SUBSCRIBE, RILL_FF_CREATE},
     {RILL_F_UNSUBSCRIBE, 0},
     {RILL_F_DELIVER, RILL_FF_STREAM | RILL_FF_END},
     {RILL_F_CREDIT, 0},
@@ -36,6 +36,9 @@ static const struct {
     {RILL_F_CANCEL, 0},
     {RILL_F_CHUNK, RILL_FF_MORE},
     {RILL_F_STATS, 0},
+    {RILL_F_TOPICS, RILL_FF_MORE},
+    {RILL_F_TOPIC_INFO, 0},
+    {RILL_F_TOPIC_DELETE, 0},
 };
 #define NKINDS (sizeof kinds / sizeof kinds[0])
 

@@ -504,7 +504,7 @@ Test(server, streamed_messages_over_max_body) {
   handshake(sub, &v);
   handshake(fe, &v);
   rill_frame_t f;
-  cli_send(sub, RILL_F_SUBSCRIBE, 0, 5, 1, RILL_NET_FROM_EARLIEST, "big", 3);
+  cli_send(sub, RILL_F_SUBSCRIBE, RILL_FF_CREATE, 5, 1, RILL_NET_FROM_EARLIEST, "big", 3);
   expect_frame(sub, RILL_F_ACK, 1, &f);
   cli_send(sub, RILL_F_CREDIT, 0, 5, 0, 10, NULL, 0);
   cli_send(pub, RILL_F_BIND, 0, 1, 2, 0, "big", 3);
@@ -637,7 +637,7 @@ Test(server, limits_on_what_one_client_may_hold) {
   /* At most max_topics topics. */
   cli_send(c, RILL_F_BIND, 0, 1, 2, 0, "t1", 2);
   expect_frame(c, RILL_F_ACK, 2, &f);
-  cli_send(c, RILL_F_SUBSCRIBE, 0, 9, 3, 0, "t2", 2);
+  cli_send(c, RILL_F_SUBSCRIBE, RILL_FF_CREATE, 9, 3, 0, "t2", 2);
   expect_frame(c, RILL_F_ACK, 3, &f);
   cli_send(c, RILL_F_BIND, 0, 2, 4, 0, "t3", 2);
   expect_frame(c, RILL_F_ERROR, 4, &f);

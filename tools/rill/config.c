@@ -36,6 +36,9 @@
 #define DEF_ASKS          65536u
 #define DEF_SERVES_PER    1024u
 #define DEF_SERVES        65536u
+#define DEF_SEGMENT_BYTES ((uint64_t)128 << 20)
+#define DEF_LOG_RATE      10u
+#define MAX_AGE_NS        (36500ull * 86400 * 1000000000) /* as the server takes */
 #define MAX_LOOPS         1024u
 
 enum {
@@ -57,6 +60,11 @@ enum {
   K_MAX_ASKS,
   K_MAX_SERVES_PER_CONN,
   K_MAX_SERVES,
+  K_SEGMENT_BYTES,
+  K_RETAIN_BYTES,
+  K_RETAIN_COUNT,
+  K_RETAIN_AGE,
+  K_LOG_RATE,
   K_COUNT
 };
 
@@ -79,6 +87,11 @@ static const char *const keys[K_COUNT] = {
     "max_asks",
     "max_serves_per_conn",
     "max_serves",
+    "segment_bytes",
+    "retain_bytes",
+    "retain_count",
+    "retain_age",
+    "log_rate",
 };
 
 /* A key by name; '-' matches '_' so that flags read --max-conns. */
@@ -130,6 +143,9 @@ static const unit_t size_units[] = {
     {"g", 1ull << 30}, {"GiB", 1ull << 30}, {NULL, 0}};
 static const unit_t time_units[] = {
     {"ms", 1000000ull}, {"s", 1000000000ull}, {"m", 60000000000ull}, {NULL, 0}};
+static const unit_t age_units[] = {{"ms", 1000000ull},       {"s", 1000000000ull},
+                                   {"m", 60000000000ull},    {"h", 3600000000000ull},
+                                   {"d", 86400000000000ull}, {NULL, 0}};
 
 /* "A.B.C.D:PORT": port 0 means any free port. */
 static bool parse_hostport(const char *s, char *host, size_t cap, uint16_t *port) {
@@ -249,6 +265,36 @@ static int set_key(rill_server_opts_t *o, rill_serve_config_t *cfg, int k, const
       : k == K_MAX_SERVES_PER_CONN ? &o->max_serves_per_conn
                                    : &o->max_serves) = (uint32_t)n;
     return 0;
+  case K_SEGMENT_BYTES:
+    if (!parse_units(v, size_units, 65536, 2ull << 30, &n) || n % 4096)
+      return BAD("wants bytes from 64K to 2G, a multiple of 4K (K, M, G suffixes), not '%s'", v);
+    o->segment_bytes = n;
+    return 0;
+  case K_RETAIN_BYTES:
+    if (!parse_units(v, size_units, 0, UINT64_MAX, &n))
+      return BAD("wants bytes (K, M, G suffixes; 0: no limit), not '%s'", v);
+    o->retain_bytes = n;
+    return 0;
+  case K_RETAIN_COUNT:
+    if (!parse_units(v, count_units, 0, UINT64_MAX, &n))
+      return BAD("wants a count of records (0: no limit), not '%s'", v);
+    o->retain_count = n;
+    return 0;
+  case K_RETAIN_AGE:
+    if (!strcmp(v, "0")) {
+      o->retain_age_ns = 0;
+      return 0;
+    }
+    if (!parse_units(v, age_units, 1000000ull, MAX_AGE_NS, &n))
+      return BAD("wants a time with a unit, ms, s, m, h or d, up to 36500d (0: no limit), not '%s'",
+                 v);
+    o->retain_age_ns = n;
+    return 0;
+  case K_LOG_RATE:
+    if (!parse_units(v, count_units, 1, UINT32_MAX, &n))
+      return BAD("wants a count of lines a second from 1, not '%s'", v);
+    o->log_rate = (uint32_t)n;
+    return 0;
   case K_LOOPS:
     if (!parse_units(v, count_units, 1, MAX_LOOPS, &n))
       return BAD("wants a count from 1 to %u, not '%s'", MAX_LOOPS, v);
@@ -267,6 +313,88 @@ static int set_key(rill_server_opts_t *o, rill_serve_config_t *cfg, int k, const
     return 0;
   }
   return BAD("unknown key");
+}
+
+/* ---- topic.MATCH.KEY: options per topic ---------------------------------------- */
+
+enum { T_SEGMENT_BYTES, T_RETAIN_BYTES, T_RETAIN_COUNT, T_RETAIN_AGE, T_COUNT };
+static const char *const topic_keys[T_COUNT] = {"segment_bytes", "retain_bytes", "retain_count",
+                                                "retain_age"};
+
+static uint64_t *topic_field(rill_server_topic_opts_t *e, int f) {
+  return f == T_SEGMENT_BYTES  ? &e->segment_bytes
+         : f == T_RETAIN_BYTES ? &e->retain_bytes
+         : f == T_RETAIN_COUNT ? &e->retain_count
+                               : &e->retain_age_ns;
+}
+
+/* Splits "topic.MATCH.KEY" (KEY with '-' or '_') into match (into m, cap
+ * bytes) and the key's index: -1 when key is not of that form. */
+static int topic_key_find(const char *key, char *m, size_t cap) {
+  if (strncmp(key, "topic.", 6))
+    return -1;
+  const char *dot = strrchr(key + 6, '.');
+  if (!dot || dot == key + 6 || (size_t)(dot - key - 6) >= cap)
+    return -1;
+  for (int f = 0; f < T_COUNT; f++) {
+    const char *a = topic_keys[f], *b = dot + 1;
+    while (*a && (*a == *b || (*a == '_' && *b == '-')))
+      a++, b++;
+    if (!*a && !*b) {
+      memcpy(m, key + 6, (size_t)(dot - key - 6));
+      m[dot - key - 6] = 0;
+      return f;
+    }
+  }
+  return -1;
+}
+
+/* The entry for match, added at the end when new; NULL without memory. */
+static rill_server_topic_opts_t *topic_entry(rill_serve_config_t *cfg, const char *match) {
+  for (uint32_t i = 0; i < cfg->ntopics; i++)
+    if (!strcmp(cfg->topics[i].match, match))
+      return &cfg->topics[i];
+  rill_server_topic_opts_t *n = realloc(cfg->topics, (cfg->ntopics + 1) * sizeof *n);
+  if (!n)
+    return NULL;
+  cfg->topics = n;
+  char *m = strdup(match);
+  if (!m)
+    return NULL;
+  n[cfg->ntopics] = (rill_server_topic_opts_t){.match = m};
+  return &n[cfg->ntopics++];
+}
+
+/* Sets field f of match's entry from v; *was gets what it held before. */
+static int set_topic_key(rill_serve_config_t *cfg, const char *match, int f, const char *v,
+                         uint64_t *was, char *why, size_t cap) {
+  size_t ml = strlen(match);
+  bool prefix = ml && match[ml - 1] == '*';
+  if (prefix ? ml > 1 && !rill_net_name_ok(match, ml - 1) : !rill_net_name_ok(match, ml))
+    return BAD("'%s' is neither a topic name nor the start of one and '*'", match);
+  uint64_t n;
+  if (f != T_SEGMENT_BYTES && !strcmp(v, "none")) {
+    n = RILL_SERVER_RETAIN_NONE;
+  } else if (f == T_SEGMENT_BYTES) {
+    if (!parse_units(v, size_units, 65536, 2ull << 30, &n) || n % 4096)
+      return BAD("wants bytes from 64K to 2G, a multiple of 4K (K, M, G suffixes), not '%s'", v);
+  } else if (f == T_RETAIN_BYTES) {
+    if (!parse_units(v, size_units, 1, UINT64_MAX - 1, &n))
+      return BAD("wants bytes from 1 (K, M, G suffixes) or none, not '%s'", v);
+  } else if (f == T_RETAIN_COUNT) {
+    if (!parse_units(v, count_units, 1, UINT64_MAX - 1, &n))
+      return BAD("wants a count of records from 1, or none, not '%s'", v);
+  } else if (!parse_units(v, age_units, 1000000ull, MAX_AGE_NS, &n)) {
+    return BAD("wants a time with a unit, ms, s, m, h or d, up to 36500d, or none, not '%s'", v);
+  }
+  rill_server_topic_opts_t *e = topic_entry(cfg, match);
+  if (!e) {
+    snprintf(why, cap, "out of memory");
+    return RILL_ENOMEM;
+  }
+  *was = *topic_field(e, f);
+  *topic_field(e, f) = n;
+  return 0;
 }
 
 /* The value after '=': unquoted up to a " #" comment and trimmed, or
@@ -334,17 +462,32 @@ int rill_serve_config_load(const char *path, rill_server_opts_t *o, rill_serve_c
     char *ke = eq ? eq : s + strlen(s);
     while (ke > s && (ke[-1] == ' ' || ke[-1] == '\t'))
       ke--;
-    char key[64];
+    char key[256], match[RILL_NET_MAX_NAME + 2];
     snprintf(key, sizeof key, "%.*s", (int)(ke - s), s);
     if (!eq) {
       fprintf(stderr, "rill serve: %s:%u: %s: not key = value\n", path, lineno, key);
       rc = RILL_EINVAL;
       break;
     }
-    int k = -1;
+    int k = -1, tf = topic_key_find(key, match, sizeof match);
     for (int i = 0; i < K_COUNT; i++)
       if (!strcmp(key, keys[i]))
         k = i;
+    if (tf >= 0) {
+      const char *bad = NULL;
+      char *v = line_value(eq + 1, &bad);
+      uint64_t was = 0;
+      if (!v) {
+        fprintf(stderr, "rill serve: %s:%u: %s: %s\n", path, lineno, key, bad);
+        rc = RILL_EINVAL;
+      } else if ((rc = set_topic_key(cfg, match, tf, v, &was, why, sizeof why)) != 0) {
+        fprintf(stderr, "rill serve: %s:%u: %s: %s\n", path, lineno, key, why);
+      } else if (was) {
+        fprintf(stderr, "rill serve: %s:%u: %s: given before\n", path, lineno, key);
+        rc = RILL_EINVAL;
+      }
+      continue;
+    }
     if (k < 0) {
       fprintf(stderr, "rill serve: %s:%u: %s: unknown key\n", path, lineno, key);
       rc = RILL_EINVAL;
@@ -380,13 +523,23 @@ int rill_serve_config_flag(rill_server_opts_t *o, rill_serve_config_t *cfg, int 
   if (strncmp(argv[0], "--", 2))
     return 0;
   int k = key_find(argv[0] + 2);
-  if (k < 0)
+  char match[RILL_NET_MAX_NAME + 2];
+  int tf = k < 0 ? topic_key_find(argv[0] + 2, match, sizeof match) : -1;
+  if (k < 0 && tf < 0)
     return 0;
   if (argc < 2) {
     fprintf(stderr, "rill serve: %s wants a value\n", argv[0]);
     return -1;
   }
   char why[256];
+  uint64_t was;
+  if (tf >= 0) {
+    if (set_topic_key(cfg, match, tf, argv[1], &was, why, sizeof why)) {
+      fprintf(stderr, "rill serve: %s %s\n", argv[0], why);
+      return -1;
+    }
+    return 2;
+  }
   if (set_key(o, cfg, k, argv[1], why, sizeof why)) {
     fprintf(stderr, "rill serve: %s %s\n", argv[0], why);
     return -1;
@@ -446,9 +599,40 @@ void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_se
   fprintf(f, "max_serves_per_conn = %u\n",
           o->max_serves_per_conn ? o->max_serves_per_conn : DEF_SERVES_PER);
   fprintf(f, "max_serves = %u\n", o->max_serves ? o->max_serves : DEF_SERVES);
+  put_units(f, "segment_bytes", o->segment_bytes ? o->segment_bytes : DEF_SEGMENT_BYTES,
+            print_sizes);
+  /* 0 is no limit, printed as such rather than with a unit. */
+  if (o->retain_bytes)
+    put_units(f, "retain_bytes", o->retain_bytes, print_sizes);
+  else
+    fprintf(f, "retain_bytes = 0\n");
+  fprintf(f, "retain_count = %" PRIu64 "\n", o->retain_count);
+  if (o->retain_age_ns)
+    put_units(f, "retain_age", o->retain_age_ns, age_units);
+  else
+    fprintf(f, "retain_age = 0\n");
+  fprintf(f, "log_rate = %u\n", o->log_rate ? o->log_rate : DEF_LOG_RATE);
+  for (uint32_t i = 0; i < cfg->ntopics; i++) {
+    rill_server_topic_opts_t *e = &cfg->topics[i];
+    char key[256];
+    for (int t = 0; t < T_COUNT; t++) {
+      uint64_t v = *topic_field(e, t);
+      snprintf(key, sizeof key, "topic.%s.%s", e->match, topic_keys[t]);
+      if (!v)
+        continue;
+      if (v == RILL_SERVER_RETAIN_NONE)
+        fprintf(f, "%s = none\n", key);
+      else if (t == T_RETAIN_COUNT)
+        fprintf(f, "%s = %" PRIu64 "\n", key, v);
+      else
+        put_units(f, key, v, t == T_RETAIN_AGE ? age_units : print_sizes);
+    }
+  }
 }
 
 void rill_serve_config_apply(rill_server_opts_t *o, const rill_serve_config_t *cfg) {
+  o->topic_opts = cfg->topics;
+  o->ntopic_opts = cfg->ntopics;
   o->sync_every = o->sync == RILL_LOG_SYNC_EVERY_N ? cfg->sync_every : 0;
   o->sync_interval_ns = o->sync == RILL_LOG_SYNC_INTERVAL ? cfg->sync_interval_ns : 0;
 }
@@ -458,5 +642,8 @@ void rill_serve_config_free(rill_serve_config_t *cfg) {
   free(cfg->data_dir);
   free(cfg->token);
   free(cfg->metrics);
+  for (uint32_t i = 0; i < cfg->ntopics; i++)
+    free((char *)cfg->topics[i].match);
+  free(cfg->topics);
   memset(cfg, 0, sizeof *cfg);
 }

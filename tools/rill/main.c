@@ -25,6 +25,7 @@ static int usage(FILE *f) {
              "  ask SERVICE [REQUEST]              ask a service, print the reply (stdin without)\n"
              "  reply SERVICE                      serve SERVICE, echoing each ask back\n"
              "  stat [--server H:P] [--count N]    a server's metrics: rates, topics, latency\n"
+             "  topic ls|info|rm [TOPIC]           a server's topics: list, describe, delete\n"
              "  ipc pub|sub|ls|rm|bench ...        shared-memory routes between processes\n"
              "                                     (rill ipc help)\n"
              "  version                            print the version\n"
@@ -56,6 +57,8 @@ int main(int argc, char **argv) {
     return rill_reply_main(argc - 1, argv + 1);
   if (!strcmp(cmd, "stat"))
     return rill_stat_main(argc - 1, argv + 1);
+  if (!strcmp(cmd, "topic"))
+    return rill_topic_main(argc - 1, argv + 1);
 #ifdef RILL_WITH_BENCH
   /* `rill ipc bench [--json] [--quick] [--filter S]` is `rill bench ipc`:
    * one suite, two ways in; with a NAME it measures that route (ipc.c). */

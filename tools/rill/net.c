@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rill/log.h"
@@ -43,6 +44,20 @@ static bool parse_addr(const char *s, const char **host, uint16_t *port) {
 }
 
 /* ---- serve ----------------------------------------------------------------- */
+
+/* The server's log lines on stderr, each with its UTC time. */
+static void log_line(void *ctx, rill_server_log_level_t level, const char *msg) {
+  (void)ctx;
+  static const char *const names[] = {"error", "warn", "info"};
+  struct timespec ts;
+  struct tm tm;
+  char when[32];
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+  fprintf(stderr, "%s.%03ldZ rill serve: %s: %s\n", when, ts.tv_nsec / 1000000,
+          (unsigned)level < 3 ? names[level] : "?", msg);
+}
 
 /* SIGINT and SIGTERM are blocked in every thread (the server's threads
  * inherit the mask) and taken here by sigwait: no handler can run while
@@ -92,7 +107,11 @@ int rill_serve_main(int argc, char **argv) {
              "[--print-config]\n"
              "  defaults: --listen 127.0.0.1:%u --data ./rill-data, no token, --sync never\n"
              "  every key of the config file is also a flag (--max-conns 100); flags override "
-             "the file\n",
+             "the file\n"
+             "  per topic: topic.NAME.KEY or topic.PREFIX*.KEY for segment_bytes, retain_bytes,\n"
+             "  retain_count, retain_age (--topic.logs-*.retain-age 7d; none: no limit)\n"
+             "  logs to stderr: topics made and deleted, refused and closed connections, disk "
+             "errors\n",
              RILL_NET_PORT);
       return 0;
     } else {
@@ -106,6 +125,7 @@ int rill_serve_main(int argc, char **argv) {
     return 0;
   }
   rill_serve_config_apply(&o, &cfg);
+  o.log = log_line;
   if (mkdir(o.data_dir, 0755) && errno != EEXIST) {
     fprintf(stderr, "rill serve: mkdir %s: %s\n", o.data_dir, strerror(errno));
     return 1;
@@ -159,6 +179,7 @@ enum {
   O_FROM = 1 << 4,
   O_TIMEOUT = 1 << 5,
   O_COUNT = 1 << 6,
+  O_CREATE = 1 << 7,
 };
 
 static const struct {
@@ -166,15 +187,15 @@ static const struct {
   unsigned bit;
   bool value;
 } copts[] = {
-    {"--server", O_SERVER, true}, {"--token", O_TOKEN, true}, {"--ack", O_ACK, false},
-    {"--json", O_JSON, false},    {"--from", O_FROM, true},   {"--timeout", O_TIMEOUT, true},
-    {"--count", O_COUNT, true},
+    {"--server", O_SERVER, true}, {"--token", O_TOKEN, true},    {"--ack", O_ACK, false},
+    {"--json", O_JSON, false},    {"--from", O_FROM, true},      {"--timeout", O_TIMEOUT, true},
+    {"--count", O_COUNT, true},   {"--create", O_CREATE, false},
 };
 
 typedef struct {
   rill_client_opts_t o;
   const char *topic;
-  bool ack, json, has_from, has_timeout;
+  bool ack, json, has_from, has_timeout, create;
   uint64_t from, count, timeout_ms;
   char **rest;
   int nrest;
@@ -229,6 +250,7 @@ static int cparse(const char *who, unsigned allowed, int argc, char **argv, carg
     case O_TOKEN: a->o.token = v; break;
     case O_ACK: a->ack = true; break;
     case O_JSON: a->json = true; break;
+    case O_CREATE: a->create = true; break;
     case O_FROM:
       a->has_from = true;
       if (!strcmp(v, "earliest"))
@@ -487,15 +509,16 @@ int rill_pub_main(int argc, char **argv) {
 
 static const char sub_usage[] =
     "usage: rill sub [--server HOST:PORT] [--token T] [--from earliest|latest|SEQ] [--count N]\n"
-    "                [--timeout MS] [--json] TOPIC\n"
+    "                [--timeout MS] [--json] [--create] TOPIC\n"
     "  prints each record as it comes (SEQ TEXT, or JSON), from the latest by default;\n"
     "  exits 0 once --count records came, and 1 saying why when it ends before: the\n"
-    "  server closed the connection, or (--timeout) no record came for MS.\n";
+    "  server closed the connection, or (--timeout) no record came for MS.\n"
+    "  a topic that does not exist is an error; --create makes it.\n";
 
 int rill_sub_main(int argc, char **argv) {
   cargs_t a;
-  int parsed =
-      cparse("sub", O_SERVER | O_TOKEN | O_FROM | O_COUNT | O_JSON | O_TIMEOUT, argc, argv, &a);
+  int parsed = cparse("sub", O_SERVER | O_TOKEN | O_FROM | O_COUNT | O_JSON | O_TIMEOUT | O_CREATE,
+                      argc, argv, &a);
   if (parsed)
     return cusage(parsed, &a, sub_usage);
   free(a.rest);
@@ -507,8 +530,8 @@ int rill_sub_main(int argc, char **argv) {
    * server never holds more for us than the window. */
   const uint32_t window = 1024;
   uint16_t s;
-  if ((rc = rill_client_subscribe(c, a.topic, a.has_from ? a.from : RILL_NET_FROM_LATEST, window,
-                                  &s, NULL)) != 0) {
+  if ((rc = rill_client_subscribe_ex(c, a.topic, a.has_from ? a.from : RILL_NET_FROM_LATEST, window,
+                                     a.create ? RILL_CLIENT_SUB_CREATE : 0, &s, NULL)) != 0) {
     rill_client_close(c);
     return fail("sub", "subscribe", rc);
   }

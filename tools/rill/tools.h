@@ -45,8 +45,11 @@ void rill_tool_records_free(rill_tool_records_t *r);
 /* rill serve's config file and its flags (config.c). The strings the
  * options point to after a load or a flag live here. */
 struct rill_server_opts;
+struct rill_server_topic_opts;
 typedef struct rill_serve_config {
   char *host, *data_dir, *token, *metrics;
+  struct rill_server_topic_opts *topics; /* topic.MATCH.KEY, in the order first named */
+  uint32_t ntopics;
   uint64_t sync_every;       /* sync = every:N (no rill_server_opts_t field yet) */
   uint64_t sync_interval_ns; /* sync = interval:MS (likewise) */
 } rill_serve_config_t;
@@ -80,6 +83,7 @@ int rill_sub_main(int argc, char **argv);
 int rill_ask_main(int argc, char **argv);
 int rill_reply_main(int argc, char **argv);
 int rill_stat_main(int argc, char **argv);
+int rill_topic_main(int argc, char **argv);
 int rill_ipc_main(int argc, char **argv);
 /** argv[0] is "bench": true when `rill ipc bench` is to run the suite
  *  `rill bench ipc` (no NAME, only the suite's flags). */

@@ -1,0 +1,741 @@
+/*
+ * The server's operations side over real sockets: read errors reported
+ * by FETCH, topics created only when asked and listed, described and
+ * deleted, the data directory locked and checked at start, the server's
+ * own log lines, and the options' strings copied at create. Ordering, not
+ * timing: a PING's PONG comes after everything the server queued for that
+ * connection before it.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "rill/net.h"
+
+static char dir[64];
+
+static void mkdir_tmp(void) {
+  snprintf(dir, sizeof dir, "/tmp/rill-test-ops-XXXXXX");
+  cr_assert_not_null(mkdtemp(dir));
+}
+
+static void rm_tmp(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(server_ops, .init = mkdir_tmp, .fini = rm_tmp);
+
+typedef struct {
+  rill_server_t *s;
+  pthread_t t;
+  int rc;
+} srv_t;
+
+static void *srv_main(void *arg) {
+  srv_t *v = arg;
+  v->rc = rill_server_run(v->s);
+  return NULL;
+}
+
+static void srv_start(srv_t *v, rill_server_opts_t o) {
+  if (!o.data_dir)
+    o.data_dir = dir;
+  o.any_port = true;
+  cr_assert_eq(rill_server_create(&v->s, &o), 0, "%s", rill_errmsg());
+  cr_assert_eq(pthread_create(&v->t, NULL, srv_main, v), 0);
+}
+
+static void srv_stop(srv_t *v) {
+  rill_server_stop(v->s);
+  pthread_join(v->t, NULL);
+  cr_expect_eq(v->rc, 0);
+  rill_server_destroy(v->s);
+}
+
+/* ---- a raw client ---------------------------------------------------------- */
+
+typedef struct {
+  int fd;
+  uint8_t rx[1 << 16];
+  size_t have;
+} cli_t;
+
+static void cli_connect(cli_t *c, srv_t *v) {
+  c->have = 0;
+  c->fd = socket(AF_INET, SOCK_STREAM, 0);
+  cr_assert_geq(c->fd, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(rill_server_port(v->s))};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  cr_assert_eq(connect(c->fd, (struct sockaddr *)&sa, sizeof sa), 0);
+  struct timeval tv = {10, 0}; /* a hang fails the test instead of stalling it */
+  setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+static void cli_send(cli_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id, uint64_t arg,
+                     const void *body, uint32_t len) {
+  uint8_t hdr[RILL_NET_HDR];
+  rill_frame_header(hdr, type, flags, ch, id, arg, len);
+  cr_assert_eq(send(c->fd, hdr, sizeof hdr, MSG_NOSIGNAL), (ssize_t)sizeof hdr);
+  if (len)
+    cr_assert_eq(send(c->fd, body, len, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+/* The next frame (body copied into out, up to 4 KiB), or -1 when the
+ * server closed the connection. */
+static int cli_recv(cli_t *c, rill_frame_t *f, uint8_t *out) {
+  for (;;) {
+    size_t used;
+    int rc = rill_frame_decode(c->rx, c->have, RILL_NET_MAX_BODY, f, &used);
+    if (rc == 0) {
+      if (out)
+        memcpy(out, f->body, f->len < 4096 ? f->len : 4096);
+      memmove(c->rx, c->rx + used, c->have - used);
+      c->have -= used;
+      return 0;
+    }
+    cr_assert_eq(rc, RILL_EAGAIN, "the server sent a bad frame");
+    ssize_t n = recv(c->fd, c->rx + c->have, sizeof c->rx - c->have, 0);
+    if (n == 0)
+      return -1;
+    cr_assert_gt(n, 0, "recv failed");
+    c->have += (size_t)n;
+  }
+}
+
+static void expect_frame(cli_t *c, uint8_t type, uint64_t id, rill_frame_t *f, uint8_t *body) {
+  uint8_t b[4096];
+  if (!body)
+    body = b;
+  cr_assert_eq(cli_recv(c, f, body), 0, "closed while waiting for type %u", type);
+  if (f->type == RILL_F_ERROR && type != RILL_F_ERROR)
+    cr_assert_fail("ERROR %lld: %.*s", (long long)(int64_t)f->arg, (int)f->len, body);
+  cr_assert_eq(f->type, type, "type %u (id %llu), not %u", f->type, (unsigned long long)f->id,
+               type);
+  cr_assert_eq(f->id, id);
+}
+
+static void handshake(cli_t *c, srv_t *v, const char *token) {
+  cli_connect(c, v);
+  uint8_t b[600];
+  size_t tl = token ? strlen(token) : 0;
+  cr_assert_eq(rill_net_hello_encode(b, token, tl, "test", 4), 0);
+  cli_send(c, RILL_F_HELLO, 0, 0, 0, 0, b, (uint32_t)rill_net_hello_size(tl, 4));
+  rill_frame_t f;
+  expect_frame(c, RILL_F_WELCOME, 0, &f, NULL);
+}
+
+static void ping(cli_t *c, uint64_t id) {
+  cli_send(c, RILL_F_PING, 0, 0, id, 0, NULL, 0);
+  rill_frame_t f;
+  expect_frame(c, RILL_F_PONG, id, &f, NULL);
+}
+
+static void bind_publish(cli_t *c, uint16_t ch, const char *topic, int n) {
+  rill_frame_t f;
+  cli_send(c, RILL_F_BIND, 0, ch, 1, 0, topic, (uint32_t)strlen(topic));
+  expect_frame(c, RILL_F_ACK, 1, &f, NULL);
+  for (int i = 0; i < n; i++) {
+    char msg[32];
+    snprintf(msg, sizeof msg, "record-%d", i); /* 8 bytes for i < 10 */
+    cli_send(c, RILL_F_PUBLISH, RILL_FF_ACK, ch, 100 + (uint64_t)i, 0, msg, (uint32_t)strlen(msg));
+    expect_frame(c, RILL_F_ACK, 100 + (uint64_t)i, &f, NULL);
+  }
+}
+
+/* ---- FETCH and read errors ---------------------------------------------------- */
+
+/* A damaged record ends a FETCH's answer with an ERROR that names it, not
+ * with an END that sends the client back to it forever. */
+Test(server_ops, fetch_reports_a_record_it_cannot_read) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  static cli_t a;
+  handshake(&a, &v, NULL);
+  bind_publish(&a, 1, "dmg", 5);
+  /* Record 2's marker overwritten in the segment (mapped shared, so the
+   * server sees it): 64-byte segment header, then 32-byte headers and
+   * 8-byte payloads; the marker is a header's last 4 bytes. */
+  char path[256];
+  snprintf(path, sizeof path, "%s/dmg/%020d.seg", dir, 0);
+  int fd = open(path, O_WRONLY);
+  cr_assert_geq(fd, 0, "%s", path);
+  cr_assert_eq(pwrite(fd, "XXXX", 4, 64 + 2 * 40 + 28), 4);
+  close(fd);
+  rill_frame_t f;
+  uint8_t body[4096];
+  uint8_t fetch[4 + 3] = {10, 0, 0, 0, 'd', 'm', 'g'};
+  cli_send(&a, RILL_F_FETCH, 0, 0, 7, RILL_NET_FROM_EARLIEST, fetch, sizeof fetch);
+  for (uint64_t i = 0; i < 2; i++) {
+    expect_frame(&a, RILL_F_DELIVER, 7, &f, NULL);
+    cr_assert_eq(f.arg, i);
+    cr_assert_eq(f.flags, 0);
+  }
+  cr_assert_eq(cli_recv(&a, &f, body), 0);
+  cr_assert_eq(f.type, RILL_F_ERROR, "type %u flags %u arg %llu: the damage went unsaid", f.type,
+               f.flags, (unsigned long long)f.arg);
+  cr_expect_eq(f.id, 7);
+  cr_expect_eq((int64_t)f.arg, RILL_ECORRUPT, "code %lld", (long long)(int64_t)f.arg);
+  body[f.len < 4095 ? f.len : 4095] = 0;
+  cr_expect_not_null(strstr((char *)body, "record 2"), "%s", body);
+  /* From the same record again: the same error, at once. */
+  cli_send(&a, RILL_F_FETCH, 0, 0, 8, 2, fetch, sizeof fetch);
+  cr_assert_eq(cli_recv(&a, &f, body), 0);
+  cr_expect_eq(f.type, RILL_F_ERROR);
+  cr_expect_eq(f.id, 8);
+  /* Past it: the rest, then END. */
+  cli_send(&a, RILL_F_FETCH, 0, 0, 9, 3, fetch, sizeof fetch);
+  for (uint64_t i = 3; i < 5; i++) {
+    expect_frame(&a, RILL_F_DELIVER, 9, &f, NULL);
+    cr_assert_eq(f.arg, i);
+  }
+  expect_frame(&a, RILL_F_DELIVER, 9, &f, NULL);
+  cr_expect_eq(f.flags, RILL_FF_END);
+  cr_expect_eq(f.arg, 5);
+  ping(&a, 10);
+  close(a.fd);
+  srv_stop(&v);
+}
+
+/* ---- options ------------------------------------------------------------------ */
+
+/* The server keeps copies of the strings it was given: the caller's
+ * buffers may be reused (or go out of scope) once create returns. */
+Test(server_ops, strings_in_opts_are_copied) {
+  char data[128], token[32], host[32];
+  snprintf(data, sizeof data, "%s", dir);
+  snprintf(token, sizeof token, "s3cret");
+  snprintf(host, sizeof host, "127.0.0.1");
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.data_dir = data, .token = token, .host = host});
+  memset(data, 0, sizeof data);
+  snprintf(data, sizeof data, "/nonexistent/elsewhere");
+  memset(token, 'x', sizeof token - 1);
+  token[sizeof token - 1] = 0;
+  memset(host, 0, sizeof host);
+  static cli_t a;
+  handshake(&a, &v, "s3cret");
+  bind_publish(&a, 1, "copied", 3);
+  char path[256];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/copied", dir);
+  cr_expect_eq(stat(path, &st), 0, "the topic is not under the data_dir given at create");
+  close(a.fd);
+  srv_stop(&v);
+}
+
+/* ---- the data directory ------------------------------------------------------- */
+
+/* One server per data directory: a second one fails at create, naming
+ * the first; once the first is gone the directory is free again. */
+Test(server_ops, data_dir_is_locked) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  rill_server_t *two = NULL;
+  int rc = rill_server_create(&two, &(rill_server_opts_t){.data_dir = dir, .any_port = true});
+  cr_expect_eq(rc, RILL_EBUSY, "a second server on %s: %d", dir, rc);
+  char want[64];
+  snprintf(want, sizeof want, "(pid %ld)", (long)getpid());
+  cr_expect_not_null(strstr(rill_errmsg(), want), "%s", rill_errmsg());
+  cr_expect_not_null(strstr(rill_errmsg(), "in use by another server"), "%s", rill_errmsg());
+  if (!rc)
+    rill_server_destroy(two);
+  srv_stop(&v);
+  cr_assert_eq(rill_server_create(&two, &(rill_server_opts_t){.data_dir = dir, .any_port = true}),
+               0, "%s", rill_errmsg());
+  rill_server_destroy(two);
+}
+
+/* A data directory the server cannot use fails create, not every publish
+ * after a "listening"; a missing one is created. */
+Test(server_ops, data_dir_is_checked_at_create) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/a-file", dir);
+  int fd = open(path, O_WRONLY | O_CREAT, 0644);
+  cr_assert_geq(fd, 0);
+  close(fd);
+  rill_server_t *s = NULL;
+  int rc = rill_server_create(&s, &(rill_server_opts_t){.data_dir = path, .any_port = true});
+  cr_expect_eq(rc, RILL_EINVAL, "a file as data_dir: %d", rc);
+  cr_expect_not_null(strstr(rill_errmsg(), "not a directory"), "%s", rill_errmsg());
+  if (!rc)
+    rill_server_destroy(s);
+  snprintf(path, sizeof path, "%s/a-file/below", dir);
+  rc = rill_server_create(&s, &(rill_server_opts_t){.data_dir = path, .any_port = true});
+  cr_expect_neq(rc, 0, "under a file");
+  if (!rc)
+    rill_server_destroy(s);
+  snprintf(path, sizeof path, "%s/new", dir);
+  cr_assert_eq(rill_server_create(&s, &(rill_server_opts_t){.data_dir = path, .any_port = true}), 0,
+               "%s", rill_errmsg());
+  rill_server_destroy(s);
+  struct stat st;
+  cr_expect(stat(path, &st) == 0 && S_ISDIR(st.st_mode), "a missing data_dir is created");
+  /* /proc: a directory nobody, root included, creates files in. */
+  rc = rill_server_create(&s, &(rill_server_opts_t){.data_dir = "/proc", .any_port = true});
+  cr_expect_neq(rc, 0, "/proc as data_dir");
+  cr_expect_not_null(strstr(rill_errmsg(), "not writable"), "%s", rill_errmsg());
+  if (!rc)
+    rill_server_destroy(s);
+  if (geteuid() != 0) { /* root writes anywhere else: the probe cannot fail for it */
+    snprintf(path, sizeof path, "%s/ro", dir);
+    cr_assert_eq(mkdir(path, 0555), 0);
+    rc = rill_server_create(&s, &(rill_server_opts_t){.data_dir = path, .any_port = true});
+    cr_expect_eq(rc, RILL_EACCES, "a read-only data_dir: %d", rc);
+    if (!rc)
+      rill_server_destroy(s);
+  }
+}
+
+/* ---- topics: made only when asked, listed, described, deleted ------------------- */
+
+static bool dir_has(const char *name) {
+  char path[256];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  return stat(path, &st) == 0;
+}
+
+/* A SUBSCRIBE to a name nobody publishes to is an error, not a new topic
+ * with its preallocated segment; with CREATE it makes one. */
+Test(server_ops, subscribe_creates_only_when_asked) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  static cli_t a;
+  handshake(&a, &v, NULL);
+  rill_frame_t f;
+  uint8_t body[4096];
+  cli_send(&a, RILL_F_SUBSCRIBE, 0, 3, 1, RILL_NET_FROM_EARLIEST, "mistyped", 8);
+  expect_frame(&a, RILL_F_ERROR, 1, &f, body);
+  cr_expect_eq((int64_t)f.arg, RILL_ENOENT);
+  body[f.len] = 0;
+  cr_expect_not_null(strstr((char *)body, "no topic 'mistyped'"), "%s", body);
+  cr_expect(!dir_has("mistyped"), "a SUBSCRIBE made a topic");
+  cli_send(&a, RILL_F_SUBSCRIBE, RILL_FF_CREATE, 3, 2, RILL_NET_FROM_EARLIEST, "wanted", 6);
+  expect_frame(&a, RILL_F_ACK, 2, &f, NULL);
+  cr_expect_eq(f.arg, 0);
+  cr_expect(dir_has("wanted"));
+  /* An existing topic needs no CREATE. */
+  cli_send(&a, RILL_F_SUBSCRIBE, 0, 4, 3, RILL_NET_FROM_EARLIEST, "wanted", 6);
+  expect_frame(&a, RILL_F_ACK, 3, &f, NULL);
+  ping(&a, 4);
+  close(a.fd);
+  srv_stop(&v);
+}
+
+typedef struct {
+  char names[128][RILL_NET_MAX_NAME + 1];
+  int n;
+} names_t;
+
+static void collect(void *ctx, const char *name) {
+  names_t *l = ctx;
+  cr_assert_lt(l->n, 128);
+  snprintf(l->names[l->n++], sizeof l->names[0], "%s", name);
+}
+
+Test(server_ops, topics_listed_described_deleted) {
+  srv_t v;
+  /* max_body 4 KiB: the list of 40 long names takes several TOPICS. */
+  srv_start(&v, (rill_server_opts_t){.loops = 2,
+                                     .max_body = 4096,
+                                     .tx_limit = 1 << 20,
+                                     .segment_bytes = 1 << 20,
+                                     .retain_count = 1000});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "ops"};
+  rill_client_t *pub, *adm;
+  cr_assert_eq(rill_client_connect(&pub, &o), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_connect(&adm, &o), 0, "%s", rill_errmsg());
+  uint16_t ch;
+  cr_assert_eq(rill_client_bind(pub, "alpha", &ch), 0, "%s", rill_errmsg());
+  for (int i = 0; i < 3; i++)
+    cr_assert_eq(rill_client_publish(pub, ch, "abc", 3, true, NULL), 0, "%s", rill_errmsg());
+  char name[RILL_NET_MAX_NAME + 1];
+  for (int i = 0; i < 40; i++) {
+    uint16_t c2;
+    snprintf(name, sizeof name, "t%02d-%0150d", i, 0);
+    cr_assert_eq(rill_client_bind(adm, name, &c2), 0, "%s", rill_errmsg());
+  }
+  /* Not a topic: a file, and a directory whose name no topic has. */
+  char path[256];
+  snprintf(path, sizeof path, "%s/stray", dir);
+  close(open(path, O_WRONLY | O_CREAT, 0644));
+  snprintf(path, sizeof path, "%s/.hidden", dir);
+  mkdir(path, 0755);
+  static names_t l;
+  l.n = 0;
+  cr_assert_eq(rill_client_topics(adm, collect, &l), 0, "%s", rill_errmsg());
+  cr_assert_eq(l.n, 41, "%d topics listed", l.n);
+  cr_expect_str_eq(l.names[0], "alpha");
+  for (int i = 0; i < 40; i++) {
+    snprintf(name, sizeof name, "t%02d-%0150d", i, 0);
+    cr_expect_str_eq(l.names[1 + i], name, "in order, each once");
+  }
+  rill_topic_info_t in;
+  cr_assert_eq(rill_client_topic_info(adm, "alpha", &in), 0, "%s", rill_errmsg());
+  cr_expect_eq(in.first, 0);
+  cr_expect_eq(in.next, 3);
+  cr_expect_eq(in.segment_bytes, 1 << 20, "%llu", (unsigned long long)in.segment_bytes);
+  cr_expect_eq(in.segments, 1);
+  cr_expect_eq(in.retain_count, 1000);
+  cr_expect_eq(in.publishers, 1);
+  cr_expect_eq(in.subscribers, 0);
+  cr_expect_geq(in.bytes, 3 * 3);
+  cr_expect_geq(in.disk_bytes, in.bytes);
+  cr_expect_eq(rill_client_topic_info(adm, "nothing", &in), RILL_ENOENT);
+  cr_expect(!dir_has("nothing"), "TOPIC_INFO made a topic");
+  /* Busy while bound or subscribed: refused, and the records stay. */
+  cr_expect_eq(rill_client_topic_delete(adm, "alpha"), RILL_EBUSY);
+  cr_expect_not_null(strstr(rill_errmsg(), "1 bound publishers"), "%s", rill_errmsg());
+  uint16_t sub;
+  cr_assert_eq(rill_client_subscribe(adm, "alpha", RILL_NET_FROM_EARLIEST, 0, &sub, NULL), 0);
+  rill_client_close(pub);
+  cr_assert_eq(rill_client_ping(adm, NULL), 0);
+  /* The publisher's close is handled on its own loop: wait for it. */
+  for (int i = 0; i < 1000; i++) {
+    cr_assert_eq(rill_client_topic_info(adm, "alpha", &in), 0, "%s", rill_errmsg());
+    if (!in.publishers)
+      break;
+    usleep(1000);
+  }
+  cr_expect_eq(in.publishers, 0);
+  cr_expect_eq(in.subscribers, 1);
+  cr_expect_eq(rill_client_topic_delete(adm, "alpha"), RILL_EBUSY);
+  cr_expect_not_null(strstr(rill_errmsg(), "1 subscribers"), "%s", rill_errmsg());
+  cr_assert_eq(rill_client_unsubscribe(adm, sub), 0);
+  cr_expect_eq(rill_client_topic_delete(adm, "alpha"), 0, "%s", rill_errmsg());
+  cr_expect(!dir_has("alpha"), "the files stay");
+  cr_expect_eq(rill_client_topic_info(adm, "alpha", &in), RILL_ENOENT);
+  cr_expect_eq(rill_client_topic_delete(adm, "alpha"), RILL_ENOENT);
+  l.n = 0;
+  cr_assert_eq(rill_client_topics(adm, collect, &l), 0, "%s", rill_errmsg());
+  cr_expect_eq(l.n, 40);
+  /* The name is free again: a new topic, from 0. */
+  cr_assert_eq(rill_client_bind(adm, "alpha", &ch), 0, "%s", rill_errmsg());
+  uint64_t seq = 99;
+  cr_assert_eq(rill_client_publish(adm, ch, "new", 3, true, &seq), 0, "%s", rill_errmsg());
+  cr_expect_eq(seq, 0);
+  /* A topic on disk that this server never opened is deleted too. */
+  rill_client_close(adm);
+  srv_stop(&v);
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  o.port = rill_server_port(v.s);
+  cr_assert_eq(rill_client_connect(&adm, &o), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_topic_info(adm, "alpha", &in), 0, "%s", rill_errmsg());
+  cr_expect_eq(in.next, 1);
+  cr_expect_eq(in.publishers, 0);
+  cr_expect_eq(rill_client_topic_delete(adm, "alpha"), 0, "%s", rill_errmsg());
+  cr_expect(!dir_has("alpha"));
+  rill_client_close(adm);
+  srv_stop(&v);
+}
+
+/* Names that are not topic names are refused, and nothing is made. */
+Test(server_ops, topic_requests_check_their_names) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  static cli_t a;
+  handshake(&a, &v, NULL);
+  rill_frame_t f;
+  uint8_t types[] = {RILL_F_TOPICS, RILL_F_TOPIC_INFO, RILL_F_TOPIC_DELETE};
+  for (int k = 0; k < 3; k++) {
+    cli_send(&a, types[k], 0, 0, 10 + (uint64_t)k, 0, "../x", 4);
+    expect_frame(&a, RILL_F_ERROR, 10 + (uint64_t)k, &f, NULL);
+    cr_expect_eq((int64_t)f.arg, RILL_EINVAL, "type %u", types[k]);
+  }
+  cli_send(&a, RILL_F_TOPIC_INFO, 0, 0, 20, 0, NULL, 0);
+  expect_frame(&a, RILL_F_ERROR, 20, &f, NULL);
+  cli_send(&a, RILL_F_TOPICS, 0, 0, 21, 0, NULL, 0);
+  expect_frame(&a, RILL_F_TOPICS, 21, &f, NULL);
+  cr_expect_eq(f.arg, 0, "an empty data directory");
+  cr_expect_eq(f.len, 0);
+  cr_expect_eq(f.flags, 0);
+  ping(&a, 22);
+  close(a.fd);
+  srv_stop(&v);
+}
+
+/* ---- the server's log ------------------------------------------------------------ */
+
+typedef struct {
+  pthread_mutex_t mu;
+  char text[1 << 16];
+  size_t len;
+  int lines;
+} logbuf_t;
+
+static void log_to(void *ctx, rill_server_log_level_t level, const char *msg) {
+  logbuf_t *b = ctx;
+  pthread_mutex_lock(&b->mu);
+  int n = snprintf(b->text + b->len, sizeof b->text - b->len, "%d %s\n", (int)level, msg);
+  if (n > 0 && (size_t)n < sizeof b->text - b->len)
+    b->len += (size_t)n;
+  b->lines++;
+  pthread_mutex_unlock(&b->mu);
+}
+
+/* Waits (up to 10 s) for a line holding want; counts those holding it. */
+static int log_has(logbuf_t *b, const char *want, bool wait) {
+  for (int tries = 0;; tries++) {
+    pthread_mutex_lock(&b->mu);
+    int n = 0;
+    for (const char *p = b->text; (p = strstr(p, want)); p++)
+      n++;
+    pthread_mutex_unlock(&b->mu);
+    if (n || !wait || tries == 1000)
+      return n;
+    usleep(10000);
+  }
+}
+
+/* Topic creation, refused connections and protocol errors are logged
+ * through the callback, a kind at most log_rate lines a second, with the
+ * rest counted. */
+Test(server_ops, the_log_callback) {
+  static logbuf_t b = {.mu = PTHREAD_MUTEX_INITIALIZER};
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){
+                    .loops = 1, .max_conns = 1, .log = log_to, .log_ctx = &b, .log_rate = 2});
+  static cli_t a, r;
+  handshake(&a, &v, NULL);
+  bind_publish(&a, 1, "logged", 1);
+  cr_expect_eq(log_has(&b, "topic 'logged' created", false), 1, "%s", b.text);
+  cr_expect_eq(log_has(&b, "created", false), 1, "a second BIND is no creation: %s", b.text);
+  /* Five refused connections: two lines, then the others counted. */
+  for (int i = 0; i < 5; i++) {
+    cli_connect(&r, &v);
+    rill_frame_t f;
+    cr_assert_eq(cli_recv(&r, &f, NULL), 0);
+    cr_assert_eq(f.type, RILL_F_ERROR);
+    close(r.fd);
+  }
+  cr_expect_eq(log_has(&b, "refused a connection from 127.0.0.1:", false), 2, "%s", b.text);
+  cr_expect_eq(log_has(&b, "max_conns (1)", false), 2, "%s", b.text);
+  cr_expect_eq(log_has(&b, "refused connection: suppressed 3 similar lines", true), 1, "%s",
+               b.text);
+  /* A protocol error closes its connection, with the reason logged. */
+  cli_send(&a, 99, 0, 0, 0, 0, NULL, 0);
+  rill_frame_t f;
+  cr_assert_eq(cli_recv(&a, &f, NULL), 0);
+  cr_expect_eq(f.type, RILL_F_ERROR);
+  close(a.fd);
+  cr_expect_eq(log_has(&b, "closing the connection from 127.0.0.1:", true), 1, "%s", b.text);
+  cr_expect_eq(log_has(&b, "unknown frame type 99", false), 1, "%s", b.text);
+  srv_stop(&v);
+}
+
+/* ---- the client's topic calls against a lying server ------------------------------ */
+
+typedef struct {
+  int lfd;
+  uint16_t port;
+  pthread_t t;
+} fake_t;
+
+static void fake_send(int fd, uint8_t type, uint8_t flags, uint64_t id, uint64_t arg,
+                      const void *body, uint32_t len) {
+  uint8_t b[RILL_NET_HDR + 256];
+  rill_frame_header(b, type, flags, 0, id, arg, len);
+  if (len)
+    memcpy(b + RILL_NET_HDR, body, len);
+  cr_assert_eq(send(fd, b, RILL_NET_HDR + len, MSG_NOSIGNAL), (ssize_t)(RILL_NET_HDR + len));
+}
+
+static uint8_t fake_recv(int fd, uint8_t *b, size_t cap, rill_frame_t *f) {
+  size_t have = 0, used = RILL_NET_HDR;
+  while (have < used) {
+    ssize_t n = recv(fd, b + have, used - have, 0);
+    if (n <= 0)
+      return 0;
+    have += (size_t)n;
+    if (rill_frame_decode(b, have, (uint32_t)(cap - RILL_NET_HDR), f, &used) == 0)
+      break;
+  }
+  return f->type;
+}
+
+/* What the lying server answers each TOPICS with, in turn. */
+static const struct {
+  uint8_t flags;
+  uint64_t arg;
+  uint32_t len;
+  const char *body;
+} lies[] = {
+    {0, 1, 3,
+     "\x05"
+     "ab"}, /* a name longer than the body */
+    {0, 2, 4,
+     "\x01"
+     "b\x01"
+     "a"},                    /* out of order */
+    {RILL_FF_MORE, 0, 0, ""}, /* more, but nothing to go on after */
+    {0, 2, 2,
+     "\x01"
+     "a"}, /* fewer names than arg says */
+    {0, 1, 4,
+     "\x03"
+     "a/b"}, /* not a topic name */
+    {RILL_FF_MORE, 1, 2,
+     "\x01"
+     "a"}, /* fine, but then... */
+    {0, 1, 2,
+     "\x01"
+     "a"}, /* ...the same name again: no progress */
+};
+
+static void *liar_main(void *arg) {
+  fake_t *k = arg;
+  int fd = accept(k->lfd, NULL, NULL);
+  cr_assert_geq(fd, 0);
+  uint8_t b[4096];
+  rill_frame_t f;
+  cr_assert_eq(fake_recv(fd, b, sizeof b, &f), RILL_F_HELLO);
+  uint8_t w[RILL_NET_WELCOME_SIZE];
+  rill_net_welcome_encode(w, &(rill_net_welcome_t){RILL_NET_VERSION, 1 << 20, 1, UINT32_MAX});
+  fake_send(fd, RILL_F_WELCOME, 0, 0, 0, w, sizeof w);
+  size_t n = 0;
+  while (fake_recv(fd, b, sizeof b, &f)) {
+    if (f.type == RILL_F_TOPICS && n < sizeof lies / sizeof lies[0]) {
+      fake_send(fd, RILL_F_TOPICS, lies[n].flags, f.id, lies[n].arg, lies[n].body, lies[n].len);
+      n++;
+    } else if (f.type == RILL_F_TOPIC_INFO) {
+      fake_send(fd, RILL_F_TOPIC_INFO, 0, f.id, 0, b, RILL_NET_TOPIC_INFO_SIZE - 1);
+    } else if (f.type == RILL_F_PING) {
+      fake_send(fd, RILL_F_PONG, 0, f.id, 0, NULL, 0);
+    }
+  }
+  close(fd);
+  return NULL;
+}
+
+static void count_names(void *ctx, const char *name) {
+  (void)name;
+  (*(int *)ctx)++;
+}
+
+/* Answers that do not decode are RILL_EPROTO, before any of their names
+ * reaches the callback, and never a loop without end. */
+Test(server_ops, client_topic_calls_trust_no_answer) {
+  fake_t k = {.lfd = socket(AF_INET, SOCK_STREAM, 0)};
+  cr_assert_geq(k.lfd, 0);
+  struct sockaddr_in sa = {.sin_family = AF_INET};
+  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+  socklen_t sl = sizeof sa;
+  cr_assert_eq(bind(k.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+  cr_assert_eq(listen(k.lfd, 4), 0);
+  getsockname(k.lfd, (struct sockaddr *)&sa, &sl);
+  k.port = ntohs(sa.sin_port);
+  cr_assert_eq(pthread_create(&k.t, NULL, liar_main, &k), 0);
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
+               rill_errmsg());
+  for (int i = 0; i < 6; i++) {
+    int names = 0;
+    cr_expect_eq(rill_client_topics(c, count_names, &names), RILL_EPROTO, "lie %d", i);
+    /* The last: one good answer's name, then the lie after it. */
+    cr_expect_eq(names, i == 5, "lie %d: %d names reached the callback", i, names);
+  }
+  rill_topic_info_t in;
+  cr_expect_eq(rill_client_topic_info(c, "x", &in), RILL_EPROTO);
+  cr_expect_eq(rill_client_ping(c, NULL), 0, "the connection goes on: %s", rill_errmsg());
+  rill_client_close(c);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
+
+/* Segment size and retention per topic: the first topic_opts entry that
+ * matches a name goes over the server's own, field by field. */
+Test(server_ops, options_per_topic) {
+  rill_server_topic_opts_t per[] = {
+      {.match = "small-*", .segment_bytes = 64 << 10},
+      {.match = "keep", .retain_count = RILL_SERVER_RETAIN_NONE},
+      {.match = "small-big", .segment_bytes = 1 << 20}, /* after small-*: never used */
+  };
+  char match[16];
+  snprintf(match, sizeof match, "small-*");
+  per[0].match = match;
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1,
+                                     .segment_bytes = 1 << 20,
+                                     .retain_count = 1000,
+                                     .retain_age_ns = 3600000000000ull,
+                                     .topic_opts = per,
+                                     .ntopic_opts = 3});
+  memset(match, 0, sizeof match); /* copied at create */
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "per"};
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  const char *names[] = {"small-big", "keep", "other"};
+  uint64_t seg[] = {64 << 10, 1 << 20, 1 << 20}, count[] = {1000, 0, 1000};
+  for (int i = 0; i < 3; i++) {
+    uint16_t ch;
+    cr_assert_eq(rill_client_bind(c, names[i], &ch), 0, "%s", rill_errmsg());
+    rill_topic_info_t in;
+    cr_assert_eq(rill_client_topic_info(c, names[i], &in), 0, "%s", rill_errmsg());
+    cr_expect_eq(in.segment_bytes, seg[i], "%s: segment %llu", names[i],
+                 (unsigned long long)in.segment_bytes);
+    cr_expect_eq(in.retain_count, count[i], "%s: retain_count %llu", names[i],
+                 (unsigned long long)in.retain_count);
+    cr_expect_eq(in.retain_age_ns, 3600000000000ull, "%s", names[i]);
+  }
+  rill_client_close(c);
+  srv_stop(&v);
+  /* Entries that cannot be right fail create. */
+  rill_server_topic_opts_t bad[] = {{.match = "a/b*"},
+                                    {.match = ""},
+                                    {.match = "x", .segment_bytes = 5000},
+                                    {.match = "y", .retain_age_ns = UINT64_MAX - 1}};
+  for (int i = 0; i < 4; i++) {
+    rill_server_t *s = NULL;
+    int rc = rill_server_create(
+        &s, &(rill_server_opts_t){
+                .data_dir = dir, .any_port = true, .topic_opts = &bad[i], .ntopic_opts = 1});
+    cr_expect_eq(rc, RILL_EINVAL, "bad entry %d", i);
+    if (!rc)
+      rill_server_destroy(s);
+  }
+}
+
+/* A deleted topic that was open keeps its log until the server stops, so
+ * it still counts toward max_topics: making and deleting topics in a loop
+ * meets the limit instead of piling up open logs. */
+Test(server_ops, deleted_topics_count_until_restart) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1, .max_topics = 3});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "churn"};
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  int made = 0, rc = 0;
+  for (; made < 10; made++) {
+    uint16_t ch;
+    if ((rc = rill_client_bind(c, "churn", &ch)) != 0)
+      break;
+    rill_client_close(c); /* unbinds */
+    cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+    for (int i = 0; i < 1000 && (rc = rill_client_topic_delete(c, "churn")) == RILL_EBUSY; i++)
+      usleep(1000); /* the close is handled on the server's loop */
+    cr_assert_eq(rc, 0, "delete %d: %s", made, rill_errmsg());
+  }
+  cr_expect_eq(made, 3, "%d made before the limit", made);
+  cr_expect_eq(rc, RILL_EBUSY);
+  cr_expect_not_null(strstr(rill_errmsg(), "max_topics"), "%s", rill_errmsg());
+  rill_client_close(c);
+  srv_stop(&v);
+  srv_start(&v, (rill_server_opts_t){.loops = 1, .max_topics = 3});
+  o.port = rill_server_port(v.s);
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  uint16_t ch;
+  cr_expect_eq(rill_client_bind(c, "churn", &ch), 0, "a restart frees them: %s", rill_errmsg());
+  rill_client_close(c);
+  srv_stop(&v);
+}
