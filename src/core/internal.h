@@ -34,6 +34,11 @@ void rill__count_unmap(size_t bytes);
  * so tests can check the two against each other. */
 uint32_t rill__crc32c_sw(uint32_t crc, const void *data, size_t len);
 
+/* TSC calibrations run in this process so far: 0 until the first
+ * rill_time_ns() or rill_time_init(), which tests use to show that loading
+ * the library does not calibrate. */
+unsigned rill__time_calibrations(void);
+
 /* A topic or service name: 1..max bytes of [A-Za-z0-9._-], not starting
  * with '.'. */
 bool rill__name_ok(const void *name, size_t len, size_t max);
