@@ -163,8 +163,17 @@ typedef struct rill__slab_tc {
 /* The calling thread's caches, indexed by slab id: RILL__SLAB_IDS entries,
  * none NULL (an unused entry points at an empty cache of capacity 0), so
  * the inline paths need neither a bounds check nor a NULL check. Entry 0
- * stays empty for good: slabs that must always take the slow path use it. */
-extern __thread rill__slab_tc_t **rill__slab_tls __attribute__((tls_model("initial-exec")));
+ * stays empty for good: slabs that must always take the slow path use it.
+ *
+ * The TLS model is the compiler's default, never initial-exec: that would
+ * mark librill.so STATIC_TLS, and dlopen() of it (a language binding) fails
+ * once the loader's small static TLS reserve is used up. The default costs
+ * nothing where it matters: in an executable the compiler accesses it
+ * directly (a %fs-relative load), and the linker relaxes librill's own
+ * accesses the same way when the static library is linked in; only code in
+ * a shared object (librill.so's slow paths, a PIC binding) goes through
+ * __tls_get_addr. */
+extern __thread rill__slab_tc_t **rill__slab_tls;
 
 struct rill__slab_head {
   uint32_t id;    /* index into rill__slab_tls */

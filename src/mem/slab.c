@@ -61,7 +61,8 @@ static rill__slab_tc_t null_tc;
 /* The table of a thread that has no cache yet. Never written either: a
  * thread gets a table of its own before its first cache. */
 static rill__slab_tc_t *null_tab[RILL__SLAB_IDS] = {[0 ... RILL__SLAB_IDS - 1] = &null_tc};
-__thread rill__slab_tc_t **rill__slab_tls __attribute__((tls_model("initial-exec"))) = null_tab;
+/* Default TLS model, not initial-exec: see mem.h. */
+__thread rill__slab_tc_t **rill__slab_tls = null_tab;
 
 static struct {
   pthread_mutex_t lock;
