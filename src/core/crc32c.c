@@ -11,6 +11,10 @@
 #include <pthread.h>
 #include <string.h>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
 #include "internal.h"
 
 #define POLY 0x82F63B78u /* 0x1EDC6F41 reflected */
@@ -65,9 +69,12 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const 
   return ~c32;
 }
 
+/* CPUID leaf 1, ECX bit 20. Asked directly rather than through
+ * __builtin_cpu_supports, which links libgcc's CPU model and its
+ * constructor into librill. */
 static uint32_t (*resolve(void))(uint32_t, const void *, size_t) {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("sse4.2") ? crc32c_hw : rill__crc32c_sw;
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_2) ? crc32c_hw : rill__crc32c_sw;
 }
 
 static uint32_t crc_first(uint32_t crc, const void *data, size_t len);

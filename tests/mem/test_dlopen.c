@@ -94,3 +94,16 @@ Test(dlopen, slab_get_and_put_in_a_dlopened_library) {
   l.destroy(s);
   dlclose(l.h);
 }
+
+/* Loading the library runs none of its clock calibration (2 ms of
+ * spinning, once a constructor): the first reader of the fast clock pays. */
+Test(dlopen, loading_does_not_calibrate_the_clock) {
+  struct lib l = open_lib();
+  unsigned (*calibrations)(void) = (unsigned (*)(void))dlsym(l.h, "rill__time_calibrations");
+  uint64_t (*now)(void) = (uint64_t(*)(void))dlsym(l.h, "rill__time_ns_slow");
+  cr_assert(calibrations && now, "dlsym: %s", dlerror());
+  cr_expect_eq(calibrations(), 0, "dlopen calibrated the TSC");
+  (void)now();
+  cr_expect_eq(calibrations(), 1);
+  dlclose(l.h);
+}
