@@ -128,6 +128,9 @@ static void print_header(bench_ctx_t *b) {
   if (b->header_done || b->json)
     return;
   b->header_done = true;
+  /* The first read calibrates the TSC, so the line below names the clock
+   * the rows use. */
+  (void)rill_time_ns();
   printf("rill bench %s: %d CPUs, median of %d runs of ~%.0f ms per row, clock %s (%.1f ns a "
          "read, inside latency samples)\n",
          b->suite->name, bench_ncpu(), b->reps, (double)b->target_ns / 1e6,

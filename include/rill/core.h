@@ -85,40 +85,56 @@ void rill_errmsg_clear(void);
 
 /* ---- clocks ------------------------------------------------------------ */
 
-/* The TSC fast path: a calibrated (tsc * mult) >> shift + base. Filled by
- * rill_time_init(); when the TSC is not invariant, or calibration fails,
- * mult stays 0 and rill_time_ns() falls back to CLOCK_MONOTONIC. */
+/* The TSC fast path: a calibrated (tsc * mult) >> shift + base. Filled on
+ * the first rill_time_ns() (or by rill_time_init()); until then, and when
+ * the TSC is not invariant or calibration fails, usable is 0 and
+ * rill_time_ns() takes the out-of-line path. */
 typedef struct rill_tsc_cal {
   uint64_t mult;
   uint32_t shift;
-  uint32_t usable;
+  uint32_t usable; /* atomic: stored last, with release */
   uint64_t tsc0;
   uint64_t ns0;
 } rill_tsc_cal_t;
 
 extern rill_tsc_cal_t rill__tsc;
 
-/** Calibrates the TSC against CLOCK_MONOTONIC. Called once automatically when
- *  librill loads; callable again (for example after a CPU frequency change)
- *  from a single thread while no other thread reads the clock. */
+/** Calibrates the TSC against CLOCK_MONOTONIC (2 ms). Loading librill does
+ *  not: the first rill_time_ns() does, once, whichever thread gets there
+ *  first. Call this to pay that cost at a moment of your choosing, or again
+ *  (for example after a CPU frequency change) from a single thread while no
+ *  other thread reads the clock. */
 void rill_time_init(void);
 
 /** Nanoseconds from CLOCK_MONOTONIC through the vDSO. The reference clock. */
 uint64_t rill_time_mono_ns(void);
 
+/* The first rill_time_ns() (it calibrates), and every one without a usable
+ * TSC. */
+uint64_t rill__time_ns_slow(void);
+
+#if defined(__x86_64__)
+/* rill_time_ns() once rill__tsc is known usable. */
+RILL_INLINE uint64_t rill__time_tsc_ns(void) {
+  uint32_t lo, hi;
+  __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
+  uint64_t d = (((uint64_t)hi << 32) | lo) - rill__tsc.tsc0;
+  return rill__tsc.ns0 + (uint64_t)(((unsigned __int128)d * rill__tsc.mult) >> rill__tsc.shift);
+}
+#endif
+
 /** Monotonic nanoseconds; the TSC when it is invariant (about 8 ns a read),
  *  else CLOCK_MONOTONIC. Same epoch as rill_time_mono_ns(), within the
- *  calibration error (a few parts per million). */
+ *  calibration error (a few parts per million). The first call in a process
+ *  calibrates the TSC (2 ms). */
 RILL_INLINE uint64_t rill_time_ns(void) {
 #if defined(__x86_64__)
-  if (RILL_LIKELY(rill__tsc.usable)) {
-    uint32_t lo, hi;
-    __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-    uint64_t d = (((uint64_t)hi << 32) | lo) - rill__tsc.tsc0;
-    return rill__tsc.ns0 + (uint64_t)(((unsigned __int128)d * rill__tsc.mult) >> rill__tsc.shift);
-  }
+  /* Acquire: pairs with the release store that ends calibration, so the
+   * fields read next are the calibrated ones. A plain load on x86. */
+  if (RILL_LIKELY(__atomic_load_n(&rill__tsc.usable, __ATOMIC_ACQUIRE)))
+    return rill__time_tsc_ns();
 #endif
-  return rill_time_mono_ns();
+  return rill__time_ns_slow();
 }
 
 /** Milliseconds from CLOCK_MONOTONIC_COARSE: a few ns a read, a resolution of

@@ -15,22 +15,6 @@
 
 #include "core.h"
 
-#if defined(__SANITIZE_ADDRESS__)
-#define RILL__ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define RILL__ASAN 1
-#endif
-#endif
-#ifdef RILL__ASAN
-#include <sanitizer/asan_interface.h>
-#define RILL__POISON(p, n)   ASAN_POISON_MEMORY_REGION((p), (n))
-#define RILL__UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
-#else
-#define RILL__POISON(p, n)   ((void)(p), (void)(n))
-#define RILL__UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -84,7 +68,10 @@ int rill_mem_set_allocator(const rill_allocator_t *a);
  *
  * Objects are never written by the slab while they are free (the caches
  * hold pointers beside them), so a freed object is whole and, under ASan,
- * poisoned: a use after put is reported.
+ * poisoned: a use after put is reported. Poisoning is librill's business,
+ * on whenever the ASan runtime is in the process, however the library and
+ * the application were each built: the inline paths below never poison,
+ * and librill sends every call to its own functions while ASan is on.
  */
 typedef struct rill_slab rill_slab_t;
 
@@ -163,12 +150,22 @@ typedef struct rill__slab_tc {
 /* The calling thread's caches, indexed by slab id: RILL__SLAB_IDS entries,
  * none NULL (an unused entry points at an empty cache of capacity 0), so
  * the inline paths need neither a bounds check nor a NULL check. Entry 0
- * stays empty for good: slabs that must always take the slow path use it. */
-extern __thread rill__slab_tc_t **rill__slab_tls __attribute__((tls_model("initial-exec")));
+ * stays empty for good: slabs that must always take the slow path use it.
+ *
+ * The TLS model is the compiler's default, never initial-exec: that would
+ * mark librill.so STATIC_TLS, and dlopen() of it (a language binding) fails
+ * once the loader's small static TLS reserve is used up. The default costs
+ * nothing where it matters: in an executable the compiler accesses it
+ * directly (a %fs-relative load), and the linker relaxes librill's own
+ * accesses the same way when the static library is linked in; only code in
+ * a shared object (librill.so's slow paths, a PIC binding) goes through
+ * __tls_get_addr. */
+extern __thread rill__slab_tc_t **rill__slab_tls;
 
 struct rill__slab_head {
-  uint32_t id;    /* index into rill__slab_tls */
-  uint32_t flags; /* RILL_SLAB_CHECKED makes every call take the slow path */
+  uint32_t id;    /* index into rill__slab_tls; 0 (every call takes the
+                     slow path) when checked or under ASan */
+  uint32_t flags; /* RILL_SLAB_CHECKED */
   uintptr_t base; /* start of the reserved range */
   size_t stride;  /* object size after alignment */
   uint64_t div;   /* ceil(2^64 / stride): a 32-bit off is a multiple of
@@ -187,7 +184,6 @@ RILL_INLINE int rill_slab_get(rill_slab_t *s, void **obj) {
     void *p = c->obj[n - 1];
     /* Relaxed: only this thread writes n; stats read it as a snapshot. */
     __atomic_store_n(&c->n, n - 1, __ATOMIC_RELAXED);
-    RILL__UNPOISON(p, h->stride);
     *obj = p;
     return 0;
   }
@@ -207,7 +203,6 @@ RILL_INLINE int rill_slab_put(rill_slab_t *s, void *p) {
     if (RILL_LIKELY(n < c->cap)) {
       c->obj[n] = p;
       __atomic_store_n(&c->n, n + 1, __ATOMIC_RELAXED);
-      RILL__POISON(p, h->stride);
       return 0;
     }
   }
@@ -226,7 +221,8 @@ struct rill__arena_chunk;
 
 typedef struct rill_arena {
   uint8_t *cur;                    /* next free byte in the current chunk */
-  uint8_t *end;                    /* end of the current chunk */
+  uint8_t *end;                    /* end of the current chunk; NULL under ASan,
+                                      so every allocation is librill's */
   struct rill__arena_chunk *chunk; /* current chunk; earlier ones behind it */
   struct rill__arena_chunk *spare; /* chunks kept after reset or rewind */
   size_t chunk_bytes;              /* growth step */
@@ -288,7 +284,6 @@ RILL_INLINE int rill_arena_alloc_aligned(rill_arena_t *a, size_t size, size_t al
   if (RILL_LIKELY((align & (align - 1)) == 0 && align <= 4096 && size != 0 && p >= cur &&
                   size <= (uintptr_t)a->end - p && p <= (uintptr_t)a->end)) {
     a->cur = (uint8_t *)(p + size);
-    RILL__UNPOISON((void *)p, size);
     *out = (void *)p;
     return 0;
   }

@@ -71,17 +71,24 @@
  * Sleeping. Nobody naps on a timer any more; both sides sleep on futexes.
  *
  * A producer that must wait (BLOCK with its ring full, DROP_OLDEST with a
- * batch in flight) spins a little, then raises `waiting` in its own line,
- * fences (seq_cst), looks at the ring again and sleeps on its `wake` word
- * up to its deadline. After giving back a batch on such a bus, the worker
- * fences (seq_cst) between its store of head and its load of the flags of
- * the producers it took from, and bumps `wake` for those that wait. With a
- * fence on both sides of this store-then-load pattern one side always sees
- * the other, so no wakeup is lost; it costs one fence per batch, and the
- * flag load, which misses no cache line while nobody waits.
+ * batch in flight) spins a little, then raises `waiting` in its own line
+ * with a seq_cst exchange, loads head (and claim) again with seq_cst and
+ * sleeps on its `wake` word up to its deadline. On such a bus the worker
+ * gives slots back (head, or the claim it undoes) with seq_cst
+ * read-modify-writes or stores and then loads the flags of the producers it
+ * took from with seq_cst, and bumps `wake` for those that wait. All four
+ * accesses of this store-then-load pattern are seq_cst, so in their single
+ * total order one side always sees the other and no wakeup is lost. There
+ * are no standalone fences: ThreadSanitizer does not model them, and with
+ * the accesses themselves seq_cst it checks the code that ships. On x86
+ * the exchange and the read-modify-write are the locked instructions a
+ * fence would have cost, and a seq_cst load is a plain load; the worker
+ * pays one locked add per ring it gives back to instead of a plain store
+ * plus one mfence per batch.
  *
- * An idle worker spins 64 passes, then raises `sleeping` in its doorbell,
- * fences, makes one more pass and sleeps on the doorbell's `ring` word. A
+ * An idle worker spins 64 passes, then raises `sleeping` in its doorbell
+ * with a seq_cst exchange (a full barrier on x86, as the fence it replaces
+ * was), makes one more pass and sleeps on the doorbell's `ring` word. A
  * publish loads its shard's `sleeping` after committing and, when it is
  * up, bumps `ring`. Exact wakeups would need a seq_cst fence in every
  * publish between the tail store and that load. Measured (release build,
@@ -112,25 +119,6 @@
 #include "rill/ring.h"
 
 #define SLOT_HDR 16u
-
-/* The seq_cst fences of the sleeping protocols (see "Sleeping" above).
- * gcc refuses standalone fences under -fsanitize=thread, which does not
- * model them. They keep wakeups from being lost and order no data, so
- * under TSan a seq_cst exchange of a dummy word stands in: a locked
- * instruction, a full barrier on x86 where the TSan build runs. */
-#if defined(__SANITIZE_THREAD__)
-#define BUS_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define BUS_TSAN 1
-#endif
-#endif
-#ifdef BUS_TSAN
-static uint32_t tsan_fence_word;
-#define FULL_FENCE() ((void)__atomic_exchange_n(&tsan_fence_word, 0, __ATOMIC_SEQ_CST))
-#else
-#define FULL_FENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)
-#endif
 
 /* Longest an idle worker sleeps: what a lost doorbell can cost (see
  * "Sleeping" above). */
@@ -327,12 +315,11 @@ static uint32_t producer_arm(rill_bus_producer_t *p) {
    * (or stop) it announced. Loaded before the condition is checked, so a
    * bump after the check changes the word and the futex does not sleep. */
   uint32_t w0 = __atomic_load_n(&p->wt.wake, __ATOMIC_ACQUIRE);
-  __atomic_store_n(&p->wt.waiting, 1, __ATOMIC_RELAXED);
-  /* seq_cst: orders our flag store before our next load of head. The
-   * worker fences between its store of head and its load of the flag
-   * (worker_wake_producers), so of the two one sees the other: either we
-   * find the room, or it finds the flag and wakes us. */
-  FULL_FENCE();
+  /* seq_cst: our flag store and the caller's next seq_cst load of head (or
+   * claim) against the worker's seq_cst give-back and its seq_cst load of
+   * the flag (worker_wake_producers): of the two, one sees the other.
+   * Either we find the room, or it finds the flag and wakes us. */
+  (void)__atomic_exchange_n(&p->wt.waiting, 1, __ATOMIC_SEQ_CST);
   return w0;
 }
 
@@ -490,30 +477,34 @@ static const uint8_t *worker_take(struct worker *w, size_t i, uint32_t s, size_t
 /* Gives back the slots of producer i's ring for shard s after on_batch. */
 static void worker_give_back(struct worker *w, size_t i, uint32_t s) {
   rill_bus_producer_t *p = w->prods[i];
-  if (!p->claim) {
+  if (!w->bus->wake_producers) {
+    /* Nobody sleeps on this bus: the ring's release store of head. */
     rill_ring_spsc_release(p->rings[s], w->take[i]);
     return;
   }
   struct rill__ring_spsc *r = (struct rill__ring_spsc *)p->rings[s];
-  /* Release: our reads of the slots complete before the producer, which
-   * loads head with acquire, overwrites them. A fetch_add, not a store:
-   * the producer adds to head too, for its drops. */
-  __atomic_fetch_add(&r->cons->head, w->take[i], __ATOMIC_RELEASE);
+  /* seq_cst: our reads of the slots complete before the producer, which
+   * loads head with acquire, overwrites them (the release half); and this
+   * store of head against our seq_cst loads of the flags next
+   * (worker_wake_producers), the other half of producer_arm's pattern.
+   * A fetch_add, not a store: on a DROP_OLDEST bus the producer adds to
+   * head too, for its drops; on a BLOCK bus we are head's only writer and
+   * it is just the locked instruction the pattern needs. */
+  __atomic_fetch_add(&r->cons->head, w->take[i], __ATOMIC_SEQ_CST);
 }
 
 /* After giving back slots (or undoing a claim): wakes the producers of
  * those rings that wait for room, or for the batch, on a BLOCK or
- * DROP_OLDEST bus. One fence per batch, not per event. */
+ * DROP_OLDEST bus. */
 static void worker_wake_producers(struct worker *w) {
-  /* seq_cst: orders our stores of head (or claim) above before our loads
-   * of the flags below; the producer fences between raising its flag and
-   * loading head (producer_arm), so one of us sees the other. */
-  FULL_FENCE();
   for (size_t i = 0; i < w->nprods; i++) {
     rill_bus_producer_t *p = w->prods[i];
-    /* Relaxed: the fence above orders it; the exchange lets one worker
-     * make the syscall when several give back to the same producer. */
-    if (w->take[i] && __atomic_load_n(&p->wt.waiting, __ATOMIC_RELAXED) &&
+    /* seq_cst: after our seq_cst give-back of head (or claim) above, in the
+     * total order that also holds the producer's seq_cst flag exchange and
+     * head load (producer_arm), so one of us sees the other. A plain load
+     * on x86. The exchange lets one worker make the syscall when several
+     * give back to the same producer (relaxed: the futex bump publishes). */
+    if (w->take[i] && __atomic_load_n(&p->wt.waiting, __ATOMIC_SEQ_CST) &&
         __atomic_exchange_n(&p->wt.waiting, 0, __ATOMIC_RELAXED))
       rill__futex_bump(&p->wt.wake);
   }
@@ -554,9 +545,11 @@ static size_t worker_shard(struct worker *w, uint32_t s, bool stopping, bool *he
         if (w->take[i])
           /* Undo the claim, so a producer may drop these meanwhile. A
            * plain store: claim != head until now, so no producer CAS
-           * moved it. Release: our reads of the slots above complete
-           * before a producer that takes them (CAS, acquire) reuses them. */
-          __atomic_store_n(&w->prods[i]->claim[s].v, w->from[i], __ATOMIC_RELEASE);
+           * moved it. seq_cst: our reads of the slots above complete
+           * before a producer that takes them (CAS, acquire) reuses them,
+           * and the store is ordered before our seq_cst loads of the
+           * flags (worker_wake_producers) as producer_arm's pattern needs. */
+          __atomic_store_n(&w->prods[i]->claim[s].v, w->from[i], __ATOMIC_SEQ_CST);
       worker_wake_producers(w); /* a producer may wait for that claim */
     }
     return 0;
@@ -659,12 +652,12 @@ static void *worker_main(void *arg) {
        * (a push, stop) is visible to the pass below. Loaded before the
        * pass, so a bump after it changes the word and we do not sleep. */
       bell0 = __atomic_load_n(&w->bell.ring, __ATOMIC_ACQUIRE);
-      __atomic_store_n(&w->bell.sleeping, 1, __ATOMIC_RELAXED);
-      /* seq_cst: our flag store before the pass's loads of the tails. The
-       * producers do not fence between their tail store and their load of
-       * the flag (doorbell_ring), so a wakeup can still be lost, rarely;
-       * the sleep below is bounded for that. */
-      FULL_FENCE();
+      /* seq_cst exchange: a full barrier on x86, so our flag store is
+       * visible before the pass's loads of the tails. The producers do not
+       * order their tail store before their load of the flag
+       * (doorbell_ring), so a wakeup can still be lost, rarely; the sleep
+       * below is bounded for that. */
+      (void)__atomic_exchange_n(&w->bell.sleeping, 1, __ATOMIC_SEQ_CST);
       armed = true;
       continue; /* one more pass with the flag up, then sleep */
     }
@@ -1099,9 +1092,10 @@ static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const str
       continue;
     }
     uint32_t w0 = producer_arm(p);
-    /* Acquire: as above; loaded after the flag went up (see producer_arm). */
-    h = __atomic_load_n(&s->cons->head, __ATOMIC_ACQUIRE);
-    if (__atomic_load_n(&cl->v, __ATOMIC_ACQUIRE) != h &&
+    /* seq_cst: loaded after the flag went up, in producer_arm's pattern
+     * (and acquire, as above). */
+    h = __atomic_load_n(&s->cons->head, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&cl->v, __ATOMIC_SEQ_CST) != h &&
         !__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
       producer_sleep(p, w0, OLDEST_SLEEP_NS); /* bounded: see the constant */
     else
@@ -1162,11 +1156,14 @@ static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct ite
         return rill__err(RILL_ETIMEDOUT, "bus: blocked past the timeout");
       }
       /* Sleep until the worker gives slots of this ring back, close, or
-       * the deadline. The check after arming reloads head (the cache says
-       * full), which is what the worker's fence pairs with. */
+       * the deadline. */
       uint32_t w0 = producer_arm(p);
+      /* seq_cst: head loaded after the flag went up, in producer_arm's
+       * pattern (and acquire, as the ring's own load: the room we see was
+       * read out by the worker). Relaxed tail: ours. */
+      uint64_t head = __atomic_load_n(&s->cons->head, __ATOMIC_SEQ_CST);
       uint64_t tail = __atomic_load_n(&s->prod->tail, __ATOMIC_RELAXED);
-      if (rill__ring_spsc_free(s, tail, 1) == 0 && !__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
+      if (tail - head > s->mask && !__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
         producer_sleep(p, w0, deadline - now);
       else
         producer_unarm(p);

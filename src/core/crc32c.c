@@ -3,16 +3,26 @@
  * SSE4.2 crc32 instruction where the CPU has it (8 bytes a step, about a
  * cycle each), else slicing-by-8 tables. Both compute the same function;
  * tests/core checks them against each other and the standard check value.
+ *
+ * Nothing runs when the library loads: the tables are built by the first
+ * table-driven call, and the choice of implementation is made by the first
+ * rill_crc32c().
  */
+#include <pthread.h>
 #include <string.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 
 #include "internal.h"
 
 #define POLY 0x82F63B78u /* 0x1EDC6F41 reflected */
 
 static uint32_t table[8][256];
+static pthread_once_t table_once = PTHREAD_ONCE_INIT;
 
-__attribute__((constructor)) static void crc_tables(void) {
+static void crc_tables(void) {
   for (uint32_t i = 0; i < 256; i++) {
     uint32_t c = i;
     for (int k = 0; k < 8; k++)
@@ -25,6 +35,9 @@ __attribute__((constructor)) static void crc_tables(void) {
 }
 
 uint32_t rill__crc32c_sw(uint32_t crc, const void *data, size_t len) {
+  /* pthread_once orders the tables' stores before our loads, in every
+   * thread that gets past it. */
+  pthread_once(&table_once, crc_tables);
   const uint8_t *p = data;
   crc = ~crc;
   for (; len >= 8; len -= 8, p += 8) {
@@ -56,16 +69,32 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const 
   return ~c32;
 }
 
+/* CPUID leaf 1, ECX bit 20. Asked directly rather than through
+ * __builtin_cpu_supports, which links libgcc's CPU model and its
+ * constructor into librill. */
 static uint32_t (*resolve(void))(uint32_t, const void *, size_t) {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("sse4.2") ? crc32c_hw : rill__crc32c_sw;
+  unsigned a, b, c, d;
+  return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_2) ? crc32c_hw : rill__crc32c_sw;
 }
 
-static uint32_t (*crc_fn)(uint32_t, const void *, size_t);
+static uint32_t crc_first(uint32_t crc, const void *data, size_t len);
 
-__attribute__((constructor)) static void crc_pick(void) { crc_fn = resolve(); }
+/* Starts at crc_first, which picks the implementation and stores it here.
+ * Relaxed: every value it ever holds is a function that computes the same
+ * CRC, and they touch no data the store would have to publish (the tables
+ * have their own pthread_once); threads racing through crc_first all
+ * store the same pointer. */
+static uint32_t (*crc_fn)(uint32_t, const void *, size_t) = crc_first;
 
-uint32_t rill_crc32c(uint32_t crc, const void *data, size_t len) { return crc_fn(crc, data, len); }
+static uint32_t crc_first(uint32_t crc, const void *data, size_t len) {
+  uint32_t (*fn)(uint32_t, const void *, size_t) = resolve();
+  __atomic_store_n(&crc_fn, fn, __ATOMIC_RELAXED);
+  return fn(crc, data, len);
+}
+
+uint32_t rill_crc32c(uint32_t crc, const void *data, size_t len) {
+  return __atomic_load_n(&crc_fn, __ATOMIC_RELAXED)(crc, data, len);
+}
 #else
 uint32_t rill_crc32c(uint32_t crc, const void *data, size_t len) {
   return rill__crc32c_sw(crc, data, len);

@@ -34,6 +34,33 @@ void rill__count_unmap(size_t bytes);
  * so tests can check the two against each other. */
 uint32_t rill__crc32c_sw(uint32_t crc, const void *data, size_t len);
 
+/* ASan poisoning (src/mem/poison.c): on when the ASan runtime is in the
+ * process, decided by librill and never by rill/mem.h's includer. While it
+ * is on, the mem modules keep the header's inline fast paths out of the way
+ * so that only library code poisons and unpoisons. */
+bool rill__poisoning(void);
+void rill__poison(const void *p, size_t n);
+void rill__unpoison(const void *p, size_t n);
+#define RILL__POISON(p, n)   rill__poison((p), (n))
+#define RILL__UNPOISON(p, n) rill__unpoison((p), (n))
+
+/* This build of librill (and of the tests) is instrumented by ASan. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RILL__ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RILL__ASAN 1
+#endif
+#endif
+#ifdef RILL__ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
+/* TSC calibrations run in this process so far: 0 until the first
+ * rill_time_ns() or rill_time_init(), which tests use to show that loading
+ * the library does not calibrate. */
+unsigned rill__time_calibrations(void);
+
 /* A topic or service name: 1..max bytes of [A-Za-z0-9._-], not starting
  * with '.'. */
 bool rill__name_ok(const void *name, size_t len, size_t max);

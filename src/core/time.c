@@ -1,3 +1,11 @@
+/*
+ * Clocks. The TSC calibration (2 ms of spinning) runs on the first
+ * rill_time_ns(), not when the library loads: a process that links librill
+ * and never reads the fast clock, or a binding that dlopen()s it, pays
+ * nothing. Until then rill__tsc.usable is 0, which sends the inline
+ * rill_time_ns() to rill__time_ns_slow(), and that calibrates once.
+ */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -10,6 +18,11 @@
 #endif
 
 rill_tsc_cal_t rill__tsc;
+
+static pthread_once_t cal_once = PTHREAD_ONCE_INIT;
+/* Calibrations run so far: how rill_time_init() tells whether pthread_once
+ * just ran one, and what tests read through rill__time_calibrations(). */
+static unsigned calibrations;
 
 static uint64_t clock_ns(clockid_t id) {
   struct timespec ts;
@@ -50,16 +63,22 @@ static void sample(uint64_t *tsc, uint64_t *ns) {
 }
 #endif
 
-void rill_time_init(void) {
-  memset(&rill__tsc, 0, sizeof rill__tsc);
+static void calibrate(void) {
+  /* Relaxed: usable is the only field readers look at first; it drops to 0
+   * before the others change (rill_time_init() documents that nobody reads
+   * the clock meanwhile). */
+  __atomic_store_n(&rill__tsc.usable, 0, __ATOMIC_RELAXED);
+  /* Relaxed: a count for tests and rill_time_init(), which read it after
+   * pthread_once (whose own synchronisation orders it). */
+  __atomic_fetch_add(&calibrations, 1, __ATOMIC_RELAXED);
 #if defined(__x86_64__)
   const char *env = getenv("RILL_TSC");
   if ((env && env[0] == '0') || !tsc_invariant())
     return;
   uint64_t t0 = 0, n0 = 0, t1 = 0, n1 = 0;
   sample(&t0, &n0);
-  /* 2 ms between the pairs: a calibration error of a few ppm, paid once
-   * when the library loads. */
+  /* 2 ms between the pairs: a calibration error of a few ppm, paid once,
+   * by the first reader of the clock. */
   while (rill_time_mono_ns() - n0 < 2000000u)
     ;
   sample(&t1, &n1);
@@ -69,8 +88,32 @@ void rill_time_init(void) {
   rill__tsc.mult = (uint64_t)((((unsigned __int128)(n1 - n0)) << 32) / (t1 - t0));
   rill__tsc.tsc0 = t1;
   rill__tsc.ns0 = n1;
-  rill__tsc.usable = rill__tsc.mult != 0;
+  /* Release: pairs with the acquire load in rill_time_ns(), so a thread that
+   * sees usable also sees mult, shift, tsc0 and ns0 above. A thread that
+   * sees 0 instead takes the slow path, whose pthread_once orders the same
+   * fields (or finds the TSC unusable). */
+  __atomic_store_n(&rill__tsc.usable, rill__tsc.mult != 0, __ATOMIC_RELEASE);
 #endif
 }
 
-__attribute__((constructor)) static void time_ctor(void) { rill_time_init(); }
+void rill_time_init(void) {
+  unsigned before = __atomic_load_n(&calibrations, __ATOMIC_RELAXED);
+  pthread_once(&cal_once, calibrate);
+  /* The first call calibrated inside pthread_once; any later one is an
+   * explicit recalibration. */
+  if (__atomic_load_n(&calibrations, __ATOMIC_RELAXED) == before)
+    calibrate();
+}
+
+uint64_t rill__time_ns_slow(void) {
+  pthread_once(&cal_once, calibrate);
+#if defined(__x86_64__)
+  /* Acquire: as in rill_time_ns(); pthread_once already ordered the fields
+   * for the thread that calibrated or waited, this covers a recalibration. */
+  if (__atomic_load_n(&rill__tsc.usable, __ATOMIC_ACQUIRE))
+    return rill__time_tsc_ns();
+#endif
+  return rill_time_mono_ns();
+}
+
+unsigned rill__time_calibrations(void) { return __atomic_load_n(&calibrations, __ATOMIC_RELAXED); }

@@ -7,6 +7,11 @@
  * (a->chunk, then ->next). Chunks taken back sit on a->spare in the order
  * they were first used, so replaying the same allocations after a reset
  * meets the same chunks and allocates nothing.
+ *
+ * a->end is only the inline path's copy of chunk_end(a->chunk): code here
+ * uses the chunk's. Under ASan it stays NULL, which fails the inline test
+ * for every size, so every allocation comes here and librill alone
+ * unpoisons (see mem/poison.c).
  */
 #include <string.h>
 
@@ -33,6 +38,11 @@ struct rill__arena_chunk {
 
 static inline uint8_t *chunk_data(struct rill__arena_chunk *c) { return (uint8_t *)c + HDR; }
 static inline uint8_t *chunk_end(struct rill__arena_chunk *c) { return (uint8_t *)c + c->size; }
+
+/* What the inline path may use as the end of the current chunk c. */
+static inline uint8_t *inline_end(struct rill__arena_chunk *c) {
+  return rill__poisoning() ? NULL : chunk_end(c);
+}
 
 int rill_arena_init(rill_arena_t *a, const rill_arena_opts_t *opts) {
   if (!a)
@@ -100,7 +110,7 @@ void rill_arena_reset(rill_arena_t *a) {
   /* The first chunk stays current, so the next allocation is a fast one. */
   RILL__POISON(chunk_data(first), first->size - HDR);
   a->cur = chunk_data(first);
-  a->end = chunk_end(first);
+  a->end = inline_end(first);
 }
 
 int rill_arena_rewind(rill_arena_t *a, rill_arena_mark_t m) {
@@ -129,7 +139,7 @@ int rill_arena_rewind(rill_arena_t *a, rill_arena_mark_t m) {
   chain_to_spare(a, c);
   RILL__POISON(m.cur, (size_t)(chunk_end(c) - m.cur));
   a->cur = m.cur;
-  a->end = chunk_end(c);
+  a->end = inline_end(c);
   return 0;
 }
 
@@ -207,7 +217,7 @@ int rill__arena_alloc_slow(rill_arena_t *a, size_t size, size_t align, void **ou
                      MAX_ALIGN);
   if (size == 0)
     return rill__err(RILL_EINVAL, "arena: size is 0");
-  uint8_t *p = a->chunk ? fit(a->cur, a->end, size, align) : NULL;
+  uint8_t *p = a->chunk ? fit(a->cur, chunk_end(a->chunk), size, align) : NULL;
   if (!p) {
     struct rill__arena_chunk *c = take_spare(a, size, align);
     if (!c) {
@@ -219,8 +229,8 @@ int rill__arena_alloc_slow(rill_arena_t *a, size_t size, size_t align, void **ou
       a->chunk->top = a->cur;
     c->next = a->chunk;
     a->chunk = c;
-    a->end = chunk_end(c);
-    p = fit(chunk_data(c), a->end, size, align);
+    a->end = inline_end(c);
+    p = fit(chunk_data(c), chunk_end(c), size, align);
   }
   a->cur = p + size;
   RILL__UNPOISON(p, size);

@@ -61,7 +61,8 @@ static rill__slab_tc_t null_tc;
 /* The table of a thread that has no cache yet. Never written either: a
  * thread gets a table of its own before its first cache. */
 static rill__slab_tc_t *null_tab[RILL__SLAB_IDS] = {[0 ... RILL__SLAB_IDS - 1] = &null_tc};
-__thread rill__slab_tc_t **rill__slab_tls __attribute__((tls_model("initial-exec"))) = null_tab;
+/* Default TLS model, not initial-exec: see mem.h. */
+__thread rill__slab_tc_t **rill__slab_tls = null_tab;
 
 static struct {
   pthread_mutex_t lock;
@@ -390,8 +391,9 @@ int rill_slab_create(rill_slab_t **out, const rill_slab_opts_t *o) {
   alloc_id(s);
   pthread_mutex_unlock(&reg.lock);
   /* A checked slab shows the inline paths entry 0, which is always empty,
-   * so every get and put goes through the slow path that checks. */
-  s->h.id = checked ? 0 : s->tid;
+   * so every get and put goes through the slow path that checks; so does a
+   * slab under ASan, so that only librill poisons (see mem/poison.c). */
+  s->h.id = checked || rill__poisoning() ? 0 : s->tid;
   s->h.flags = checked ? RILL_SLAB_CHECKED : 0;
   *out = s;
   return 0;
@@ -420,6 +422,9 @@ void rill_slab_destroy(rill_slab_t *s) {
   pthread_mutex_unlock(&reg.lock);
   if (s->committed)
     rill__count_unmap(s->committed);
+  /* ASan keeps shadow state past munmap: clear what was poisoned, so a
+   * later mapping at these addresses starts clean (as the iopool does). */
+  RILL__UNPOISON((void *)s->h.base, s->committed);
   munmap((void *)s->h.base, s->reserve);
   if (s->live)
     munmap((void *)s->live, s->live_bytes);

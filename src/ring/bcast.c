@@ -4,21 +4,31 @@
  * A record is {int32 length, int32 type, uint64 seq} and the payload,
  * 16-aligned; length counts the 16-byte header; records never cross the end
  * of the data (padding fills it, carrying the next record's seq). Every
- * shared word is read and written with 8-byte relaxed atomics, because a
- * reader may copy a record while the writer overwrites it: the copy is
- * then torn, and the seqlock below is what tells.
+ * shared word is read and written with 8-byte atomics, because a reader
+ * may copy a record while the writer overwrites it: the copy is then torn,
+ * and the seqlock below is what tells.
  *
  * The writer's line holds four counters: tail (bytes published), intent
  * (where tail will be once the record in progress is written), oldest (the
  * start of the oldest record not touched by the write up to intent) and
  * next_seq. Before writing a record the writer moves oldest past every
- * record the write will cover (reading back its own headers), stores
- * intent and oldest, and fences (release) so both are visible before any
- * byte of the new record. A reader copies a record at cursor, fences
- * (acquire) and loads intent: if intent - cursor > capacity, the writer had
- * begun to overwrite the record and the copy is thrown away. A lapped
- * reader moves to oldest; the seq of the record there, less the seq it
- * expected, is how many records it lost.
+ * record the write will cover (reading back its own headers) and stores
+ * intent and oldest; it then stores every word of the record with release
+ * order, so a reader whose acquire load of any word sees the new value
+ * also sees the new intent. A reader copies a record at cursor with
+ * acquire loads and then loads intent: if intent - cursor > capacity, the
+ * writer had begun to overwrite the record and the copy is thrown away. A
+ * lapped reader moves to oldest; the seq of the record there, less the seq
+ * it expected, is how many records it lost.
+ *
+ * Why per-word release/acquire and not relaxed words between two fences
+ * (the textbook seqlock): ThreadSanitizer does not model standalone fences,
+ * so the fenced form could only be checked by running a different
+ * algorithm under TSan. This one is the same code in every build, and on
+ * x86-64 it costs the same: release stores and acquire loads are plain
+ * movs there, as the relaxed ones were, and the fences were compiler
+ * barriers only. (On a weakly ordered CPU each word would pay a
+ * load-acquire or store-release instead of one fence per record.)
  */
 #include <sched.h>
 #include <string.h>
@@ -44,28 +54,11 @@ struct rill_ring_bcast {
 
 #define HDR 16u
 
-/* ThreadSanitizer does not model standalone fences (gcc refuses them under
- * -fsanitize=thread). Under TSan the seqlock is built the other way, which
- * the C11 model also makes correct: every record word is stored with
- * release and loaded with acquire, so a reader that loads any new word
- * sees the intent stored before it. Elsewhere the words are relaxed and
- * one fence on each side does the ordering for the whole record. */
-#if defined(__SANITIZE_THREAD__)
-#define RING_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define RING_TSAN 1
-#endif
-#endif
-#ifdef RING_TSAN
-#define WORD_LOAD    __ATOMIC_ACQUIRE
-#define WORD_STORE   __ATOMIC_RELEASE
-#define FENCE(order) ((void)0)
-#else
-#define WORD_LOAD    __ATOMIC_RELAXED
-#define WORD_STORE   __ATOMIC_RELAXED
-#define FENCE(order) __atomic_thread_fence(order)
-#endif
+/* Record words: release stores by the writer, acquire loads by readers
+ * (see the top of the file). */
+#define WORD_LOAD  __ATOMIC_ACQUIRE
+#define WORD_STORE __ATOMIC_RELEASE
+
 /* Records are 16-aligned, so that the room left before the end is never
  * smaller than a header: padding carries a seq like any record. */
 #define ALIGN16(x) (((x) + 15u) & ~(uint64_t)15u)
@@ -241,12 +234,11 @@ int rill_ring_bcast_writev(rill_ring_bcast_t *r, int32_t type, const rill_ring_p
     }
     oldest += ALIGN16((uint64_t)l);
   }
+  /* Relaxed: each record word below is a release store, which orders these
+   * two before it, so a reader whose copy saw one of those words (acquire)
+   * sees the new intent and throws the copy away. */
   __atomic_store_n(&w->intent, end, __ATOMIC_RELAXED);
   __atomic_store_n(&w->oldest, oldest, __ATOMIC_RELAXED);
-  /* Release fence: intent and oldest are stored before any byte of the
-   * record below, so a reader whose copy saw one of those bytes sees the
-   * new intent after its acquire fence, and throws the copy away. */
-  FENCE(__ATOMIC_RELEASE);
   if (pad) {
     store_w(r, off, word0((int32_t)pad, RILL_RING_PADDING));
     store_w(r, off + 8, seq);
@@ -255,6 +247,7 @@ int rill_ring_bcast_writev(rill_ring_bcast_t *r, int32_t type, const rill_ring_p
   store_w(r, off, word0((int32_t)(len + HDR), type));
   store_w(r, off + 8, seq);
   store_parts(r, off + HDR, parts, nparts);
+  /* Release: as for the record words; join_at relies on it. */
   __atomic_store_n(&w->next_seq, seq + 1, WORD_STORE);
   /* Release: the record (and next_seq) are visible before readers, which
    * acquire tail, see it. */
@@ -265,9 +258,10 @@ int rill_ring_bcast_writev(rill_ring_bcast_t *r, int32_t type, const rill_ring_p
 /* The seq stored at a record start, if the header there is whole and the
  * writer had not begun to overwrite it: 0 and *seq, or -1 to retry. */
 static int seq_at(const rill_ring_bcast_t *r, uint64_t pos, uint64_t *seq) {
+  /* Acquire (load_w): orders the header load before the intent load, and
+   * a header the writer had begun to overwrite comes with its intent. */
   uint64_t s = load_w(r, (pos & r->mask) + 8);
-  /* Acquire: orders the header load before the intent load (seqlock). */
-  FENCE(__ATOMIC_ACQUIRE);
+  /* Relaxed: ordered by the acquire load above. */
   uint64_t intent = __atomic_load_n(&r->w->intent, __ATOMIC_RELAXED);
   if (intent - pos > r->cap)
     return -1;
@@ -286,6 +280,7 @@ static void join_at(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, bo
     /* Acquire: pairs with the writer's release of tail. */
     uint64_t tail = __atomic_load_n(&r->w->tail, __ATOMIC_ACQUIRE);
     uint64_t pos = at_oldest ? __atomic_load_n(&r->w->oldest, __ATOMIC_ACQUIRE) : tail;
+    /* Acquire: pairs with the writer's release store of next_seq. */
     uint64_t seq = __atomic_load_n(&r->w->next_seq, WORD_LOAD);
     if (tries >= TRIES) {
       /* Dead or broken writer: start at tail; reads report what is wrong. */
@@ -298,10 +293,9 @@ static void join_at(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, bo
         continue; /* overwritten meanwhile */
     } else {
       /* next_seq belongs with tail if the writer had not begun the next
-       * record: the release fence of that write orders its intent store
-       * before its next_seq store, so seeing a newer next_seq means seeing
-       * a newer intent here. */
-      FENCE(__ATOMIC_ACQUIRE);
+       * record: that write stores intent before its release store of
+       * next_seq, so having seen a newer next_seq (acquire, above) means
+       * seeing a newer intent here. Relaxed: ordered by that load. */
       if (__atomic_load_n(&r->w->intent, __ATOMIC_RELAXED) != tail)
         continue;
     }
@@ -393,9 +387,9 @@ static int read_rec(const rill_ring_bcast_t *r, rill_ring_bcast_reader_t *rd, vo
         memcpy(dst + i, &v, want - i);
       }
     }
-    /* Acquire: orders the copy above before the intent load. If the
-     * writer's overwrite reached any byte we copied, we see its intent. */
-    FENCE(__ATOMIC_ACQUIRE);
+    /* Relaxed: the copy's acquire loads (load_w) order it after them. If
+     * the writer's overwrite reached any word we copied, the release store
+     * of that word carried its intent, and we see it. */
     uint64_t intent = __atomic_load_n(&r->w->intent, __ATOMIC_RELAXED);
     if (intent - cursor > r->cap)
       return lapped(r, rd);

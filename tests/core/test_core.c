@@ -125,6 +125,55 @@ Test(time, fallback_without_tsc) {
   rill_time_init();
 }
 
+/* Loading librill must not spin 2 ms calibrating (every process that links
+ * it paid that, and a binding that dlopen()s it would): the first reader
+ * of the fast clock calibrates, once. */
+Test(time, no_calibration_until_first_read) {
+  cr_assert_eq(rill__time_calibrations(), 0, "the library calibrated the TSC when it loaded");
+  (void)rill_time_mono_ns();
+  (void)rill_time_coarse_ms();
+  cr_expect_eq(rill__time_calibrations(), 0, "the reference clocks need no calibration");
+  uint64_t a = rill_time_ns();
+  cr_expect_eq(rill__time_calibrations(), 1);
+  uint64_t b = rill_time_ns();
+  cr_expect_geq(b, a);
+  cr_expect_eq(rill__time_calibrations(), 1, "a second read calibrated again");
+}
+
+#define FIRST_READERS 8
+
+static void *first_read(void *arg) {
+  pthread_barrier_t *go = arg;
+  pthread_barrier_wait(go);
+  uint64_t a = rill_time_ns(), m = rill_time_mono_ns(), b = rill_time_ns();
+  /* Whoever calibrated, every thread reads the one calibrated clock. */
+  return (void *)(uintptr_t)(b >= a && m + 1000000 >= a && b + 1000000 >= m);
+}
+
+Test(time, first_reads_from_many_threads_calibrate_once) {
+  pthread_barrier_t go;
+  pthread_barrier_init(&go, NULL, FIRST_READERS);
+  pthread_t t[FIRST_READERS];
+  for (int i = 0; i < FIRST_READERS; i++)
+    cr_assert_eq(pthread_create(&t[i], NULL, first_read, &go), 0);
+  for (int i = 0; i < FIRST_READERS; i++) {
+    void *ok;
+    pthread_join(t[i], &ok);
+    cr_expect(ok != NULL, "thread %d read a clock out of step", i);
+  }
+  pthread_barrier_destroy(&go);
+  cr_expect_eq(rill__time_calibrations(), 1);
+}
+
+Test(time, init_recalibrates) {
+  rill_time_init();
+  cr_expect_eq(rill__time_calibrations(), 1);
+  (void)rill_time_ns();
+  cr_expect_eq(rill__time_calibrations(), 1);
+  rill_time_init();
+  cr_expect_eq(rill__time_calibrations(), 2);
+}
+
 Test(time, coarse_and_wall_clocks) {
   uint64_t c = rill_time_coarse_ms(), m = rill_time_mono_ns() / 1000000u;
   cr_expect_leq(c, m + 1);

@@ -2,6 +2,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/internal.h"
 #include "rill/mem.h"
 
 /* Criterion reports every passing assertion to its runner (ctest runs with

@@ -3,6 +3,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
+#include "core/internal.h"
 #include "rill/mem.h"
 
 static rill_iopool_t *mk_pool(size_t buf_size, uint32_t count, uint32_t flags) {

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/internal.h"
 #include "rill/mem.h"
 
 static rill_slab_t *mk(size_t size, size_t max, uint32_t flags) {
