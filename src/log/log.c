@@ -171,6 +171,11 @@ static int idx_room(rill_log_t *l, struct seg *g, uint64_t i) {
   uint64_t need = LOG_HDR + 4 * (i + 1);
   if (need <= g->idx_alloc)
     return 0;
+  /* The mapping has room for the most records a segment can hold; a count
+   * past that came from somewhere recovery should have refused. */
+  if (RILL_UNLIKELY(need > g->imap_len))
+    return rill__err(RILL_ECORRUPT, "log %s: segment %llu: entry %llu is past its index", l->path,
+                     (unsigned long long)g->base, (unsigned long long)i);
   uint64_t to = RILL__ALIGN_UP(need, IDX_GROW);
   if (to > g->imap_len)
     to = g->imap_len;
@@ -415,6 +420,37 @@ static int tail_note(struct seg *g, uint64_t off) {
   return 0;
 }
 
+/* Whether a checkpoint of c records ending at e, read from g's index with
+ * its crc right, can be believed. The crc says only that these bytes were
+ * written together; the count sizes every index access after it (an entry
+ * store at 64 + 4 * count) and the end is where appends go on, so both are
+ * held to what the files are: no more records than the segment could hold
+ * (which also keeps 4 * c from wrapping), no more entries than the index
+ * file and its mapping hold, an end inside the segment with room for c
+ * records, and the first and last entries must point at records whose
+ * header (marker, sequence, length) puts the last one's end exactly at e.
+ * The entries between are not walked (that is the scan the checkpoint
+ * saves); each one is checked against its record when read. */
+static bool ckpt_holds(rill_log_t *l, const struct seg *g, uint64_t c, uint64_t e) {
+  if (c > (l->seg_bytes - LOG_HDR) / LOG_REC_HDR)
+    return false;
+  uint64_t idx_need = LOG_HDR + 4 * c;
+  if (idx_need > g->imap_len || idx_need > g->idx_alloc)
+    return false;
+  if (e % 8 || e < LOG_HDR + LOG_REC_HDR * c || e > l->seg_bytes)
+    return false;
+  if (c == 0)
+    return e == LOG_HDR;
+  uint32_t first, last, len;
+  memcpy(&first, g->imap + LOG_HDR, 4);
+  memcpy(&last, g->imap + LOG_HDR + 4 * (c - 1), 4);
+  if (first != LOG_HDR || last >= e)
+    return false;
+  if (log_rec_check(g->map, l->seg_bytes, last, g->base + c - 1, false, &len) != 0)
+    return false;
+  return last + LOG_REC_HDR + RILL__ALIGN_UP((uint64_t)len, 8u) == e;
+}
+
 /* The records of g: trusts the index up to a valid checkpoint, then
  * verifies record by record from there, rewriting their index entries (a
  * writer) or noting their offsets (a reader). Sets count and end; *stop
@@ -428,8 +464,7 @@ static int seg_scan(rill_log_t *l, struct seg *g, uint64_t *stop) {
     uint64_t c, e;
     /* A checkpoint whose crc holds but that the files cannot hold is not
      * trusted either: scan from the start. */
-    if (log_idx_checkpoint_read(g->imap, g->base, &c, &e) == 0 && LOG_HDR + 4 * c <= g->idx_alloc &&
-        e >= LOG_HDR && e <= l->seg_bytes)
+    if (log_idx_checkpoint_read(g->imap, g->base, &c, &e) == 0 && ckpt_holds(l, g, c, e))
       count = c, end = e;
   } else if (rw) {
     int rc = idx_room(l, g, 0);
@@ -537,6 +572,19 @@ static bool seg_unborn(rill_log_t *l, uint64_t base) {
   return !used;
 }
 
+/* Deletes segment base's files (a missing index is fine: it may never
+ * have been made). */
+static int seg_unlink(rill_log_t *l, uint64_t base) {
+  char name[32];
+  seg_name(name, sizeof name, base, "seg");
+  if (unlinkat(l->dir_fd, name, 0) && errno != ENOENT)
+    return rill__err_errno("log %s: delete %s", l->path, name);
+  seg_name(name, sizeof name, base, "idx");
+  if (unlinkat(l->dir_fd, name, 0) && errno != ENOENT)
+    return rill__err_errno("log %s: delete %s", l->path, name);
+  return 0;
+}
+
 /* Lists the segments, drops those retired, opens and checks the rest. */
 static int recover(rill_log_t *l, uint64_t first) {
   int dfd = dup(l->dir_fd);
@@ -571,28 +619,49 @@ static int recover(rill_log_t *l, uint64_t first) {
   if (n)
     qsort(bases, n, sizeof *bases, cmp_u64);
   /* Dropped before the loop, so the segment before it is recovered as the
-   * last one (its tail checked and zeroed) and appends go on there. */
+   * last one (its tail checked and zeroed) and appends go on there. The
+   * directory is synced: a new segment is created at the same name. */
   if (n && seg_unborn(l, bases[n - 1])) {
     if (!l->o.read_only) {
-      char name[32];
-      seg_name(name, sizeof name, bases[n - 1], "seg");
-      unlinkat(l->dir_fd, name, 0);
-      seg_name(name, sizeof name, bases[n - 1], "idx");
-      unlinkat(l->dir_fd, name, 0);
-      fsync(l->dir_fd);
+      if ((rc = seg_unlink(l, bases[n - 1])) != 0)
+        goto out;
+      if (fsync(l->dir_fd)) {
+        rc = rill__err_errno("log %s: fsync after dropping segment %llu", l->path,
+                             (unsigned long long)bases[n - 1]);
+        goto out;
+      }
     }
     n--;
   }
+  /* Sequence numbers from names and the manifest are held to what the
+   * files can be: no segment so high that its records' numbers would wrap,
+   * and a first that is where a segment starts (retention writes it so,
+   * before it deletes; a first beyond it would delete segments that hold
+   * records). A first below the oldest segment is what files removed by
+   * hand leave: the log starts at that segment. */
+  bool first_found = n == 0 || first <= bases[0];
   for (size_t i = 0; i < n; i++) {
-    /* Wholly below first: retention got this far before a crash. */
+    if (bases[i] > UINT64_MAX - l->seg_bytes / LOG_REC_HDR) {
+      rc = rill__err(RILL_ECORRUPT, "log %s: segment %llu: sequence numbers would wrap", l->path,
+                     (unsigned long long)bases[i]);
+      goto out;
+    }
+    first_found |= bases[i] == first;
+  }
+  if (!first_found) {
+    rc = rill__err(RILL_ECORRUPT,
+                   "log %s: MANIFEST says records start at %llu, where no segment starts "
+                   "(segments %llu..%llu)",
+                   l->path, (unsigned long long)first, (unsigned long long)bases[0],
+                   (unsigned long long)bases[n - 1]);
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    /* Wholly below first: retention got this far before a crash. Not
+     * synced: a crash brings them back, and the next open deletes them. */
     if (i + 1 < n && bases[i + 1] <= first) {
-      if (!l->o.read_only) {
-        char name[32];
-        seg_name(name, sizeof name, bases[i], "seg");
-        unlinkat(l->dir_fd, name, 0);
-        seg_name(name, sizeof name, bases[i], "idx");
-        unlinkat(l->dir_fd, name, 0);
-      }
+      if (!l->o.read_only && (rc = seg_unlink(l, bases[i])) != 0)
+        goto out;
       continue;
     }
     struct seg *g = NULL;
@@ -1006,11 +1075,15 @@ void rill_log_abort(rill_log_t *l) {
 /* Bytes of records in g, and the timestamp of its last record (0 if none). */
 static uint64_t seg_bytes_used(const struct seg *g) { return g->end - LOG_HDR; }
 
-static uint64_t seg_last_ts(const struct seg *g) {
+/* The entry is checked against its record like any read: the index is
+ * bytes from disk (0 if it does not hold, which keeps the segment). */
+static uint64_t seg_last_ts(const rill_log_t *l, const struct seg *g) {
   if (!g->count)
     return 0;
-  uint32_t off;
+  uint32_t off, len;
   memcpy(&off, g->imap + LOG_HDR + 4 * (g->count - 1), 4);
+  if (log_rec_check(g->map, l->seg_bytes, off, g->base + g->count - 1, false, &len) != 0)
+    return 0;
   uint64_t ts;
   memcpy(&ts, g->map + off + 16, 8);
   return ts;
@@ -1035,7 +1108,8 @@ int rill_log_retain(rill_log_t *l) {
     uint64_t left_bytes = total - seg_bytes_used(g);
     bool by_count = l->o.retain_count && left_recs >= l->o.retain_count;
     bool by_bytes = l->o.retain_bytes && left_bytes >= l->o.retain_bytes;
-    bool by_age = l->o.retain_age_ns && seg_last_ts(g) + l->o.retain_age_ns < now;
+    uint64_t ts = seg_last_ts(l, g);
+    bool by_age = l->o.retain_age_ns && ts && ts < now && now - ts > l->o.retain_age_ns;
     if (!by_count && !by_bytes && !by_age)
       break;
     total = left_bytes;
@@ -1058,14 +1132,14 @@ int rill_log_retain(rill_log_t *l) {
   pthread_mutex_unlock(&l->lock);
   /* The manifest first, then the files: a crash between leaves files below
    * first, which open deletes. Readers' slices keep the mappings. */
-  int rc = manifest_write(l, first);
+  int rc = manifest_write(l, first), mrc = rc;
   for (size_t k = 0; k < ng; k++) {
-    char name[32];
-    if (!rc) {
-      seg_name(name, sizeof name, gone[k]->base, "seg");
-      unlinkat(l->dir_fd, name, 0);
-      seg_name(name, sizeof name, gone[k]->base, "idx");
-      unlinkat(l->dir_fd, name, 0);
+    /* A file that cannot be deleted now is below first: the next open
+     * deletes it. The first such error is returned. */
+    if (!mrc) {
+      int e = seg_unlink(l, gone[k]->base);
+      if (!rc)
+        rc = e;
     }
     rill_buf_release(&gone[k]->whole);
   }

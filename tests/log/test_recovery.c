@@ -381,6 +381,76 @@ Test(recovery, damaged_checkpoint_scans_from_start) {
   cr_assert_eq(rill_log_close(l), 0);
 }
 
+/* Rewrites segment base's checkpoint to count and end, with a right crc. */
+static void forge_checkpoint(uint64_t base, uint64_t count, uint64_t end) {
+  char p[128];
+  seg_path(p, sizeof p, base, "idx");
+  uint8_t h[LOG_HDR];
+  int fd = open(p, O_RDWR);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(pread(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+  log_idx_checkpoint(h, base, count, end);
+  cr_assert_eq(pwrite(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+  close(fd);
+}
+
+/* A checkpoint whose crc holds is still bytes from disk: one that claims
+ * more records than the index holds, than the segment could hold, or an
+ * end that its last record does not reach, is not trusted, and the
+ * records are scanned from the start instead. Before this was checked, a
+ * 10-record topic whose checkpoint claimed 5000 reopened with next 5000,
+ * and a count near 2^62 wrapped 4 * count and sent the next index store
+ * outside the index mapping. */
+Test(recovery, forged_checkpoint_is_not_trusted) {
+  const uint64_t seg = 1u << 20; /* an index mapping with room for 5000 entries */
+  uint64_t end10 = rec_off(0, 10), end9 = rec_off(0, 9);
+  struct {
+    uint64_t count, end;
+  } cases[] = {
+      {5000, end10},
+      {5000, seg},
+      {(1ull << 62) + 5000, end10}, /* 4 * count wraps to 20000 */
+      {UINT64_MAX, end10},
+      {seg, end10}, /* more than a segment can hold */
+      {10, end9},   /* the end is not where the 10th record ends */
+      {10, end10 + 8},
+      {9, end10},
+      {11, end10},
+      {0, end10},
+      {10, 3},
+      {10, UINT64_MAX},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    rm_tmp();
+    cr_assert_eq(mkdir(dir, 0755), 0);
+    rill_log_opts_t o = vopts();
+    o.segment_bytes = seg;
+    rill_log_t *l = open_ok(o);
+    append_n(l, 0, 10);
+    cr_assert_eq(rill_log_close(l), 0);
+    forge_checkpoint(0, cases[i].count, cases[i].end);
+    l = open_ok(o);
+    cr_expect_eq(rill_log_next(l), 10, "case %zu: checkpoint %llu records to %llu: next %llu", i,
+                 (unsigned long long)cases[i].count, (unsigned long long)cases[i].end,
+                 (unsigned long long)rill_log_next(l));
+    expect_all(l, 0, 10);
+    append_n(l, 10, 20);
+    expect_all(l, 0, 20);
+    cr_assert_eq(rill_log_close(l), 0);
+    l = open_ok(o);
+    cr_expect_eq(rill_log_next(l), 20);
+    expect_all(l, 0, 20);
+    cr_assert_eq(rill_log_close(l), 0);
+    /* A reader trusts no more than a writer. */
+    forge_checkpoint(0, cases[i].count, cases[i].end);
+    o.read_only = true;
+    l = open_ok(o);
+    cr_expect_eq(rill_log_next(l), 20, "case %zu read-only", i);
+    expect_all(l, 0, 20);
+    rill_log_close(l);
+  }
+}
+
 /* An index entry below the checkpoint is trusted to find the record, and
  * the record's own marker and sequence number are checked: a wrong entry
  * gives RILL_ECORRUPT, never another record's bytes. */
@@ -521,6 +591,63 @@ Test(recovery, damaged_manifest) {
   cr_assert_eq(truncate(p, 0), 0);
   int rc = open_rc(vopts());
   cr_expect(rc == RILL_ECORRUPT || rc == RILL_EVERSION, "empty MANIFEST: %d", rc);
+}
+
+/* The manifest's first seq is trusted only where a segment starts:
+ * retention writes it so before deleting, and a first past that would
+ * have open delete segments that hold records. */
+Test(recovery, forged_manifest_first_is_refused) {
+  build(800);
+  uint64_t b[16];
+  size_t n = bases(b, 16);
+  cr_assert_geq(n, 3);
+  uint64_t firsts[] = {b[1] + 1, b[n - 1] + 1, 1000, UINT64_MAX};
+  char p[128];
+  path_of(p, sizeof p, "MANIFEST");
+  for (size_t i = 0; i < sizeof firsts / sizeof *firsts; i++) {
+    uint8_t m[LOG_HDR];
+    log_manifest_encode(m, SEG, firsts[i], 1);
+    put_bytes(p, 0, m, sizeof m);
+    cr_expect_eq(open_rc(vopts()), RILL_ECORRUPT, "first %llu: %s", (unsigned long long)firsts[i],
+                 rill_errmsg());
+    cr_expect_not_null(strstr(rill_errmsg(), "MANIFEST"), "%s", rill_errmsg());
+    uint64_t b2[16];
+    cr_expect_eq(bases(b2, 16), n, "first %llu: segments were deleted",
+                 (unsigned long long)firsts[i]);
+  }
+  /* Where a segment starts, it is retention's: the ones below go. */
+  uint8_t m[LOG_HDR];
+  log_manifest_encode(m, SEG, b[1], 1);
+  put_bytes(p, 0, m, sizeof m);
+  rill_log_t *l = open_ok(vopts());
+  cr_expect_eq(rill_log_first(l), b[1]);
+  cr_expect_eq(rill_log_next(l), 800);
+  expect_all(l, b[1], 800);
+  cr_assert_eq(rill_log_close(l), 0);
+  uint64_t b2[16];
+  cr_expect_eq(bases(b2, 16), n - 1);
+}
+
+/* A segment named (and headed, crc right) so high that its sequence
+ * numbers would wrap is refused, not appended to. */
+Test(recovery, segment_base_that_would_wrap) {
+  build(10);
+  uint64_t base = UINT64_MAX - 5;
+  char p[128];
+  seg_path(p, sizeof p, base, "seg");
+  int fd = open(p, O_RDWR | O_CREAT | O_EXCL, 0644);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(ftruncate(fd, SEG), 0);
+  uint8_t h[LOG_HDR];
+  log_seg_hdr_write(h, base, SEG, 1);
+  cr_assert_eq(pwrite(fd, h, sizeof h, 0), (ssize_t)sizeof h);
+  close(fd);
+  /* Alone, so no predecessor's count gives it away. */
+  seg_path(p, sizeof p, 0, "seg");
+  cr_assert_eq(unlink(p), 0);
+  seg_path(p, sizeof p, 0, "idx");
+  cr_assert_eq(unlink(p), 0);
+  cr_expect_eq(open_rc(vopts()), RILL_ECORRUPT, "%s", rill_errmsg());
 }
 
 Test(recovery, damaged_segment_header) {
