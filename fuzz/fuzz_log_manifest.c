@@ -185,7 +185,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   put("MANIFEST", buf, size);
   for (int ro = 1; ro >= 0; ro--) {
     rill_log_t *l;
-    rill_log_opts_t o = {.read_only = ro, .verify_reads = true};
+    rill_log_opts_t o = {.read_only = ro};
     int rc = rill_log_open(&l, dir, "t", &o);
     if (rc == 0) {
       uint64_t f = rill_log_first(l), next = rill_log_next(l);

@@ -66,10 +66,9 @@ typedef struct rill_log_opts {
   uint64_t sync_every;       /* RILL_LOG_SYNC_EVERY_N; default 1000 */
   uint64_t sync_interval_ns; /* RILL_LOG_SYNC_INTERVAL; default 10 ms */
   rill_log_on_corrupt_t on_corrupt;
-  bool read_only;    /* no lock, no recovery writes: a reader beside a writer in
-                      * another process sees what was there at open */
-  bool no_create;    /* RILL_ENOENT rather than creating a missing topic */
-  bool verify_reads; /* check each record's checksum on read, not only at recovery */
+  bool read_only; /* no lock, no recovery writes: a reader beside a writer in
+                   * another process sees what was there at open */
+  bool no_create; /* RILL_ENOENT rather than creating a missing topic */
   /* Retention, whole segments at a time, never the one being written;
    * 0 keeps everything. A segment goes when what is left still holds at
    * least retain_bytes of records and retain_count records, or when its
@@ -169,6 +168,13 @@ uint64_t rill_log_next(const rill_log_t *l);
 
 /** Records below this are on disk (synced); up to next when nothing waits. */
 uint64_t rill_log_durable(const rill_log_t *l);
+
+/* Every read checks the record it hands out: its header (marker, sequence
+ * number, length within the segment) each time, and its checksum the
+ * first time this open reads it (records this handle appended, and those
+ * recovery verified at open, are known good). A record that fails is
+ * never handed out: RILL_ECORRUPT, with rill_errmsg naming its sequence
+ * number, or under RILL_LOG_CORRUPT_SKIP passed over and counted. */
 
 /** The record seq, in O(1) (the segment by binary search over the
  *  segments, then the index). RILL_ENOENT outside [first, next),
