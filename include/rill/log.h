@@ -4,8 +4,8 @@
  * A log directory holds topics; a topic is a directory of segment files
  * (named by the sequence number of their first record), one index file per
  * segment, a MANIFEST and a LOCK (docs/FORMATS.md has every byte). Segments
- * are preallocated and mmap'd: an append copies the record into the
- * mapping under the topic's append lock, and readers in other threads read
+ * are mmap'd, their files allocated as they fill: an append copies the
+ * record into the mapping under the topic's append lock, and readers in other threads read
  * it in place, handed out as rill_buf slices of the mapping, so a read
  * copies nothing and a segment stays mapped while any slice of it lives.
  *
@@ -61,7 +61,9 @@ typedef enum rill_log_on_corrupt {
 /** Options; zero fields take the defaults. */
 typedef struct rill_log_opts {
   uint64_t segment_bytes; /* a multiple of 4096 in 64 KiB..2 GiB; default 128 MiB; a new
-                           * topic records it, an existing one keeps its own */
+                           * topic records it, an existing one keeps its own. The
+                           * most a segment holds: its file starts at 64 KiB and
+                           * grows as records come */
   rill_log_sync_t sync;
   uint64_t sync_every;       /* RILL_LOG_SYNC_EVERY_N; default 1000 */
   uint64_t sync_interval_ns; /* RILL_LOG_SYNC_INTERVAL; default 10 ms */
@@ -110,8 +112,9 @@ uint32_t rill_log_max_payload(const rill_log_t *l);
 /** Appends one record; *seq (may be NULL) gets its sequence number. Under
  *  RILL_LOG_SYNC_GROUP returns once the record is durable; under EVERY_N
  *  and INTERVAL the append that is due syncs before returning. RILL_EMSGSIZE
- *  over the max payload, RILL_ENOSPC when a new segment cannot be
- *  allocated (nothing is written; appends work again once there is room),
+ *  over the max payload, RILL_ENOSPC when the segment file cannot grow
+ *  to hold it or a new segment cannot be created (nothing of the record is
+ *  written; appends work again once there is room),
  *  RILL_EPERM on a read-only open, or the sync's error (the record is
  *  appended, and readable, but not known durable). */
 int rill_log_append(rill_log_t *l, const void *data, uint32_t len, uint64_t *seq);
@@ -274,6 +277,10 @@ typedef struct rill_log_stats {
   uint64_t syncs;          /* fdatasync rounds */
   uint64_t skipped;        /* corrupt records passed over by reads (SKIP) */
   uint64_t recovered_torn; /* bytes of torn tail truncated at open */
+  uint64_t disk_bytes;     /* bytes allocated to the segment and index files: they
+                            * grow as records come (by doubling, up to the segment
+                            * size), so this, not segments times segment_bytes, is
+                            * what the topic takes on disk */
 } rill_log_stats_t;
 
 void rill_log_stats(rill_log_t *l, rill_log_stats_t *st);

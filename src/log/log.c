@@ -4,10 +4,12 @@
  *
  * Writing. Appends take `lock` (a mutex: appenders are any threads), copy
  * header and payload into the mapping of the last segment, store the index
- * entry, and publish with a store of `next`. A segment is preallocated, so
- * writing through the mapping never meets a full disk; a record that does
- * not fit seals the segment (synced and checkpointed) and starts the next,
- * which is where RILL_ENOSPC can come from, before any byte is written.
+ * entry, and publish with a store of `next`. A segment's file grows (seg_grow)
+ * before a record that needs the room is written, so writing through the
+ * mapping never meets a full disk or the end of the file; a record that
+ * does not fit the segment seals it (synced and checkpointed) and starts
+ * the next. Both are where RILL_ENOSPC can come from, before any byte of
+ * the record is written.
  *
  * Reading. Records below `next` are complete: next is stored with release
  * after the record and its index entry, and readers load it with acquire.
@@ -50,8 +52,9 @@
 #define DEFAULT_SEGMENT ((uint64_t)128 << 20)
 #define MIN_SEGMENT     ((uint64_t)64 << 10)
 #define MAX_SEGMENT     ((uint64_t)2 << 30)
-#define IDX_GROW        ((uint64_t)1 << 20) /* index bytes allocated at a time */
-#define SPIN_WAIT_NS    50000u              /* a tail waiter spins this long first */
+#define SEG_START       ((uint64_t)64 << 10) /* a new segment file's first allocation */
+#define IDX_START       ((uint64_t)4 << 10)  /* a new index file's */
+#define SPIN_WAIT_NS    50000u               /* a tail waiter spins this long first */
 
 #define MAX_TOPIC 200u
 
@@ -62,6 +65,13 @@ struct seg {
   uint8_t *imap; /* the index file's mapping, header included */
   size_t imap_len;
   int fd, ifd;
+  /* File bytes of the segment, allocated: every record lies below it, and
+   * nothing at or past it is ever touched (a page of the mapping wholly
+   * past the end of the file is SIGBUS). The writer grows it under lock
+   * before writing into the room; readers bound their reads by it. A
+   * relaxed atomic: a reader only reads records below next, which was
+   * stored with release after the growth that made room for them. */
+  uint64_t size;
   /* Writer only (and recovery). */
   uint64_t count;     /* records */
   uint64_t end;       /* offset past the last record */
@@ -115,6 +125,11 @@ struct rill_log {
 };
 
 static inline uint64_t ld(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
+/* The bytes of g's file that may be read (see seg.size). */
+static inline uint64_t seg_len(const struct seg *g) {
+  return __atomic_load_n(&g->size, __ATOMIC_RELAXED);
+}
 
 /* ---- the segment list -------------------------------------------------- */
 
@@ -174,8 +189,9 @@ static void seg_name(char *buf, size_t n, uint64_t base, const char *ext) {
   snprintf(buf, n, "%020llu.%s", (unsigned long long)base, ext);
 }
 
-/* Makes sure the index file has room for entry i: grows it IDX_GROW at a
- * time with fallocate, so an entry store never meets a full disk. */
+/* Makes sure the index file has room for entry i: grows it with
+ * fallocate, doubling from IDX_START up to its mapping, so an entry store
+ * never meets a full disk and an index costs little until it is used. */
 static int idx_room(rill_log_t *l, struct seg *g, uint64_t i) {
   uint64_t need = LOG_HDR + 4 * (i + 1);
   if (need <= g->idx_alloc)
@@ -185,14 +201,50 @@ static int idx_room(rill_log_t *l, struct seg *g, uint64_t i) {
   if (RILL_UNLIKELY(need > g->imap_len))
     return rill__err(RILL_ECORRUPT, "log %s: segment %llu: entry %llu is past its index", l->path,
                      (unsigned long long)g->base, (unsigned long long)i);
-  uint64_t to = RILL__ALIGN_UP(need, IDX_GROW);
+  uint64_t to = RILL__ALIGN_UP(need, (uint64_t)4096);
+  if (to < 2 * g->idx_alloc)
+    to = 2 * g->idx_alloc;
+  if (to < IDX_START)
+    to = IDX_START;
   if (to > g->imap_len)
     to = g->imap_len;
   int e = posix_fallocate(g->ifd, 0, (off_t)to);
+  if (e == ENOSPC && need < to) /* as seg_grow: take what fits */
+    e = posix_fallocate(g->ifd, 0, (off_t)(to = need));
   if (e)
     return rill__err(-e, "log %s: index of segment %llu cannot grow to %llu bytes: %s", l->path,
                      (unsigned long long)g->base, (unsigned long long)to, strerror(e));
   g->idx_alloc = to;
+  return 0;
+}
+
+/* Makes sure g's file holds `need` bytes: grows it with fallocate,
+ * doubling up to the segment size, before any byte of what needs the room
+ * is written, so a full disk is RILL_ENOSPC here, never a SIGBUS on a
+ * store through the mapping. Under lock (or while creating g). */
+static int seg_grow(rill_log_t *l, struct seg *g, uint64_t need) {
+  uint64_t size = g->size;
+  if (RILL_LIKELY(need <= size))
+    return 0;
+  uint64_t to = RILL__ALIGN_UP(need, (uint64_t)4096);
+  if (to < 2 * size)
+    to = 2 * size;
+  if (to < SEG_START)
+    to = SEG_START;
+  if (to > l->seg_bytes)
+    to = l->seg_bytes;
+  int e = posix_fallocate(g->fd, 0, (off_t)to);
+  /* Short of room for the doubling: the room this record needs may still
+   * be there, and a nearly full disk should take what fits. */
+  uint64_t least = RILL__ALIGN_UP(need, (uint64_t)4096);
+  if (e == ENOSPC && least < to) {
+    to = least;
+    e = posix_fallocate(g->fd, 0, (off_t)to);
+  }
+  if (e)
+    return rill__err(-e, "log %s: segment %llu cannot grow to %llu bytes: %s", l->path,
+                     (unsigned long long)g->base, (unsigned long long)to, strerror(e));
+  __atomic_store_n(&g->size, to, __ATOMIC_RELAXED);
   return 0;
 }
 
@@ -248,9 +300,9 @@ static int seg_view(rill_log_t *l, struct seg *g) {
   return rc;
 }
 
-/* Creates segment `base`: both files, preallocated, headers written and
- * synced, the directory synced. RILL_ENOSPC (nothing left behind) when the
- * disk cannot hold it. */
+/* Creates segment `base`: both files, small (they grow as records come),
+ * headers written and synced, the directory synced. RILL_ENOSPC (nothing
+ * left behind) when the disk cannot hold it. */
 static int seg_create(rill_log_t *l, uint64_t base, struct seg **out) {
   char sname[32], iname[32];
   seg_name(sname, sizeof sname, base, "seg");
@@ -270,12 +322,8 @@ static int seg_create(rill_log_t *l, uint64_t base, struct seg **out) {
     rc = rill__err_errno("log %s: create %s", l->path, iname);
     goto undo_files;
   }
-  int e = posix_fallocate(g->fd, 0, (off_t)l->seg_bytes);
-  if (e) {
-    rc = rill__err(-e, "log %s: cannot allocate %llu bytes for %s: %s", l->path,
-                   (unsigned long long)l->seg_bytes, sname, strerror(e));
+  if ((rc = seg_grow(l, g, LOG_HDR)) != 0)
     goto undo_files;
-  }
   if ((rc = seg_map(l, g, true)) != 0)
     goto undo_files;
   if ((rc = idx_room(l, g, 0)) != 0)
@@ -375,11 +423,15 @@ static int seg_open(rill_log_t *l, uint64_t base, struct seg **out) {
     goto undo_g;
   }
   struct stat st;
-  if (fstat(g->fd, &st) || (uint64_t)st.st_size != l->seg_bytes) {
-    rc = rill__err(RILL_ECORRUPT, "log %s: %s is %lld bytes, the topic's segments are %llu",
+  /* Files grow as records come, up to the segment size: any length from
+   * a header to that is one a writer may leave. Whether a shorter one lost
+   * records is for its checkpoint to say (seg_scan). */
+  if (fstat(g->fd, &st) || (uint64_t)st.st_size < LOG_HDR || (uint64_t)st.st_size > l->seg_bytes) {
+    rc = rill__err(RILL_ECORRUPT, "log %s: %s is %lld bytes, the topic's segments are 64..%llu",
                    l->path, sname, (long long)st.st_size, (unsigned long long)l->seg_bytes);
     goto undo_g;
   }
+  g->size = (uint64_t)st.st_size;
   /* A missing index is rebuilt from the records (writer) or read around
    * (the reader scans instead). */
   g->ifd = openat(l->dir_fd, iname, (rw ? O_RDWR | O_CREAT : O_RDONLY) | O_CLOEXEC, 0644);
@@ -435,7 +487,7 @@ static int tail_note(struct seg *g, uint64_t off) {
  * store at 64 + 4 * count) and the end is where appends go on, so both are
  * held to what the files are: no more records than the segment could hold
  * (which also keeps 4 * c from wrapping), no more entries than the index
- * file and its mapping hold, an end inside the segment with room for c
+ * file and its mapping hold, an end inside the segment file with room for c
  * records, and the first and last entries must point at records whose
  * header (marker, sequence, length) puts the last one's end exactly at e.
  * The entries between are not walked (that is the scan the checkpoint
@@ -446,7 +498,7 @@ static bool ckpt_holds(rill_log_t *l, const struct seg *g, uint64_t c, uint64_t 
   uint64_t idx_need = LOG_HDR + 4 * c;
   if (idx_need > g->imap_len || idx_need > g->idx_alloc)
     return false;
-  if (e % 8 || e < LOG_HDR + LOG_REC_HDR * c || e > l->seg_bytes)
+  if (e % 8 || e < LOG_HDR + LOG_REC_HDR * c || e > g->size)
     return false;
   if (c == 0)
     return e == LOG_HDR;
@@ -455,7 +507,7 @@ static bool ckpt_holds(rill_log_t *l, const struct seg *g, uint64_t c, uint64_t 
   memcpy(&last, g->imap + LOG_HDR + 4 * (c - 1), 4);
   if (first != LOG_HDR || last >= e)
     return false;
-  if (log_rec_check(g->map, l->seg_bytes, last, g->base + c - 1, false, &len) != 0)
+  if (log_rec_check(g->map, g->size, last, g->base + c - 1, false, &len) != 0)
     return false;
   return last + LOG_REC_HDR + RILL__ALIGN_UP((uint64_t)len, 8u) == e;
 }
@@ -473,8 +525,21 @@ static int seg_scan(rill_log_t *l, struct seg *g, uint64_t *stop) {
     uint64_t c, e;
     /* A checkpoint whose crc holds but that the files cannot hold is not
      * trusted either: scan from the start. */
-    if (log_idx_checkpoint_read(g->imap, g->base, &c, &e) == 0 && ckpt_holds(l, g, c, e))
-      count = c, end = e;
+    if (log_idx_checkpoint_read(g->imap, g->base, &c, &e) == 0) {
+      /* Records the checkpoint says were synced lie past the end of the
+       * file: it was cut short, and what was cut may have been
+       * acknowledged. That is for the user to know, not to guess. */
+      if (e > g->size && e <= l->seg_bytes) {
+        char sname[32];
+        seg_name(sname, sizeof sname, g->base, "seg");
+        return rill__err(RILL_ECORRUPT,
+                         "log %s: %s is %llu bytes, its checkpoint says records reach %llu: the "
+                         "file was cut short",
+                         l->path, sname, (unsigned long long)g->size, (unsigned long long)e);
+      }
+      if (ckpt_holds(l, g, c, e))
+        count = c, end = e;
+    }
   } else if (rw) {
     int rc = idx_room(l, g, 0);
     if (rc)
@@ -486,7 +551,7 @@ static int seg_scan(rill_log_t *l, struct seg *g, uint64_t *stop) {
   g->checked_from = count; /* the records below are the checkpoint's, not verified */
   for (;;) {
     uint32_t len;
-    if (log_rec_check(g->map, l->seg_bytes, end, g->base + count, true, &len) != 0)
+    if (log_rec_check(g->map, g->size, end, g->base + count, true, &len) != 0)
       break;
     if (rw) {
       int rc = idx_room(l, g, count);
@@ -510,12 +575,12 @@ static int seg_scan(rill_log_t *l, struct seg *g, uint64_t *stop) {
 
 /* Zeroes a torn tail: from `from` until a whole page of zeros, which is as
  * far as one sequential writer's unfinished record can reach. */
-static uint64_t zero_tail(rill_log_t *l, struct seg *g, uint64_t from) {
+static uint64_t zero_tail(struct seg *g, uint64_t from) {
   uint64_t p = from, last = from;
-  while (p < l->seg_bytes) {
+  while (p < g->size) {
     uint64_t page_end = RILL__ALIGN_UP(p + 1, (uint64_t)4096);
-    if (page_end > l->seg_bytes)
-      page_end = l->seg_bytes;
+    if (page_end > g->size)
+      page_end = g->size;
     bool nonzero = false;
     for (uint64_t q = p; q < page_end; q++)
       if (g->map[q]) {
@@ -696,7 +761,7 @@ static int recover(rill_log_t *l, uint64_t first) {
       goto out;
     }
     if (last && !l->o.read_only) {
-      l->torn = zero_tail(l, g, stop);
+      l->torn = zero_tail(g, stop);
       if ((rc = seg_sync(l, g, g->count, g->end)) != 0)
         goto out;
     }
@@ -908,7 +973,10 @@ static int make_room(rill_log_t *l, uint32_t len, struct seg **out) {
       return rc;
     g = l->segs[l->nsegs - 1];
   }
-  int rc = idx_room(l, g, g->count);
+  int rc = seg_grow(l, g, g->end + need);
+  if (RILL_UNLIKELY(rc))
+    return rc;
+  rc = idx_room(l, g, g->count);
   if (rc)
     return rc;
   *out = g;
@@ -1087,12 +1155,12 @@ static uint64_t seg_bytes_used(const struct seg *g) { return g->end - LOG_HDR; }
 
 /* The entry is checked against its record like any read: the index is
  * bytes from disk (0 if it does not hold, which keeps the segment). */
-static uint64_t seg_last_ts(const rill_log_t *l, const struct seg *g) {
+static uint64_t seg_last_ts(const struct seg *g) {
   if (!g->count)
     return 0;
   uint32_t off, len;
   memcpy(&off, g->imap + LOG_HDR + 4 * (g->count - 1), 4);
-  if (log_rec_check(g->map, l->seg_bytes, off, g->base + g->count - 1, false, &len) != 0)
+  if (log_rec_check(g->map, seg_len(g), off, g->base + g->count - 1, false, &len) != 0)
     return 0;
   uint64_t ts;
   memcpy(&ts, g->map + off + 16, 8);
@@ -1118,7 +1186,7 @@ int rill_log_retain(rill_log_t *l) {
     uint64_t left_bytes = total - seg_bytes_used(g);
     bool by_count = l->o.retain_count && left_recs >= l->o.retain_count;
     bool by_bytes = l->o.retain_bytes && left_bytes >= l->o.retain_bytes;
-    uint64_t ts = seg_last_ts(l, g);
+    uint64_t ts = seg_last_ts(g);
     bool by_age = l->o.retain_age_ns && ts && ts < now && now - ts > l->o.retain_age_ns;
     if (!by_count && !by_bytes && !by_age)
       break;
@@ -1254,7 +1322,7 @@ static int rec_find(rill_log_t *l, struct seg *g, uint64_t seq, rill_log_record_
   uint64_t done = __atomic_load_n(&g->checked, __ATOMIC_RELAXED);
   bool verify = i < g->checked_from && i >= done;
   uint32_t len;
-  if (log_rec_check(g->map, l->seg_bytes, off, seq, verify, &len) != 0)
+  if (log_rec_check(g->map, seg_len(g), off, seq, verify, &len) != 0)
     return rill__err(RILL_ECORRUPT, "log %s: record %llu at offset %u of segment %llu is damaged",
                      l->path, (unsigned long long)seq, off, (unsigned long long)g->base);
   if (verify && i == done) /* the next in order: the known-good prefix grows */
@@ -1419,9 +1487,16 @@ int rill_log_wait(rill_log_t *l, uint64_t from, uint64_t timeout_ns) {
  * recovery does (a record still being written fails its check and waits
  * for the next call). Under segs_lock (write side): tail_off may move. */
 static int seg_follow(rill_log_t *l, struct seg *g) {
+  /* The writer grows the file as it appends: look at how far it is now
+   * (never past the segment size, whatever the file says). */
+  struct stat st;
+  if (fstat(g->fd, &st) == 0 && (uint64_t)st.st_size > g->size)
+    __atomic_store_n(&g->size,
+                     (uint64_t)st.st_size < l->seg_bytes ? (uint64_t)st.st_size : l->seg_bytes,
+                     __ATOMIC_RELAXED);
   for (;;) {
     uint32_t len;
-    if (log_rec_check(g->map, l->seg_bytes, g->end, g->base + g->count, true, &len) != 0)
+    if (log_rec_check(g->map, g->size, g->end, g->base + g->count, true, &len) != 0)
       return 0;
     int rc = tail_note(g, g->end);
     if (rc)
@@ -1476,8 +1551,10 @@ void rill_log_stats(rill_log_t *l, rill_log_stats_t *st) {
   st->durable = ld(&l->durable);
   pthread_mutex_lock(&l->lock);
   st->segments = l->nsegs;
-  for (size_t i = 0; i < l->nsegs; i++)
+  for (size_t i = 0; i < l->nsegs; i++) {
     st->bytes += l->segs[i]->end - LOG_HDR;
+    st->disk_bytes += seg_len(l->segs[i]) + l->segs[i]->idx_alloc;
+  }
   pthread_mutex_unlock(&l->lock);
   st->syncs = __atomic_load_n(&l->syncs, __ATOMIC_RELAXED);
   st->skipped = __atomic_load_n(&l->skipped, __ATOMIC_RELAXED);

@@ -5,6 +5,7 @@
  * and no allocation per append.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,58 @@ Test(log, append_read_reopen) {
   cr_expect_eq(st.recovered_torn, 0);
   cr_expect_eq(st.segments, 1);
   cr_assert_eq(rill_log_close(l), 0);
+}
+
+/* Bytes the topic's files take on disk (allocated blocks). */
+static uint64_t topic_blocks(void) {
+  char p[128];
+  snprintf(p, sizeof p, "%s/t", dir);
+  DIR *d = opendir(p);
+  cr_assert_not_null(d);
+  uint64_t total = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char f[400];
+    struct stat st;
+    snprintf(f, sizeof f, "%s/%s", p, e->d_name);
+    if (e->d_name[0] != '.' && stat(f, &st) == 0)
+      total += (uint64_t)st.st_blocks * 512;
+  }
+  closedir(d);
+  return total;
+}
+
+/* A topic takes disk as records come, not a whole segment up front: a new
+ * topic with one record on the default 128 MiB segments used to take
+ * 129 MiB (the segment and a 1 MiB index, preallocated). */
+Test(log, disk_grows_with_the_records) {
+  rill_log_t *l = open_log((rill_log_opts_t){0});
+  append_n(l, 0, 1);
+  rill_log_stats_t st;
+  rill_log_stats(l, &st);
+  uint64_t used = topic_blocks();
+  cr_expect_lt(used, 256u << 10, "a one-record topic takes %llu bytes", (unsigned long long)used);
+  cr_expect_lt(st.disk_bytes, 256u << 10);
+  cr_expect_geq(st.disk_bytes, st.bytes);
+  /* About 3 MiB of records: the files follow, within a factor of two. */
+  uint64_t n = 20000;
+  append_n(l, 1, n);
+  rill_log_stats(l, &st);
+  cr_expect_eq(st.segments, 1);
+  cr_expect_geq(st.disk_bytes, st.bytes);
+  cr_expect_lt(st.disk_bytes, 2 * st.bytes + (256u << 10), "%llu bytes on disk for %llu",
+               (unsigned long long)st.disk_bytes, (unsigned long long)st.bytes);
+  cr_expect_lt(topic_blocks(), 2 * st.bytes + (256u << 10));
+  cr_assert_eq(rill_log_close(l), 0);
+  /* Reopened (a file shorter than the segment size), then a reader. */
+  l = open_log((rill_log_opts_t){0});
+  cr_expect_eq(rill_log_next(l), n);
+  read_all(l, n);
+  append_n(l, n, n + 10);
+  cr_assert_eq(rill_log_close(l), 0);
+  l = open_log((rill_log_opts_t){.read_only = true});
+  read_all(l, n + 10);
+  rill_log_close(l);
 }
 
 Test(log, segments_roll_and_reopen) {

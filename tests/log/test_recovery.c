@@ -188,9 +188,10 @@ static void flip_seg(uint64_t base, const char *ext, uint64_t off, uint8_t mask)
 
 /* ---- the last segment ---------------------------------------------------- */
 
-/* A segment's size is part of the format (the manifest names it), and
- * bytes cut off may have held acknowledged records: recovery cannot know
- * what was lost, so it says so rather than guess. */
+/* A segment file grows as records come, so a short one is no damage in
+ * itself; but one shorter than its checkpoint's end lost synced records,
+ * which may have been acknowledged: recovery cannot know what was lost,
+ * so it says so rather than guess. */
 Test(recovery, truncated_last_segment_is_reported) {
   build(500);
   uint64_t b[16];
@@ -198,6 +199,21 @@ Test(recovery, truncated_last_segment_is_reported) {
   cr_assert_geq(n, 2);
   char p[128];
   seg_path(p, sizeof p, b[n - 1], "seg");
+  /* Cut past the records: no loss, the file just grows again. */
+  uint64_t end = rec_off(b[n - 1], 500);
+  cr_assert_lt(end + 4096, SEG);
+  cr_assert_eq(truncate(p, (off_t)((end + 4095) & ~4095ull)), 0);
+  rill_log_t *l = open_ok(vopts());
+  cr_expect_eq(rill_log_next(l), 500);
+  expect_all(l, 0, 500);
+  append_n(l, 500, 510);
+  cr_assert_eq(rill_log_close(l), 0);
+  l = open_ok(vopts());
+  expect_all(l, 0, 510);
+  cr_assert_eq(rill_log_close(l), 0);
+  /* Longer than a segment: no writer made it. */
+  cr_assert_eq(truncate(p, SEG + 4096), 0);
+  cr_expect_eq(open_rc(vopts()), RILL_ECORRUPT);
   uint64_t sizes[] = {SEG / 2, 100, 0};
   for (size_t i = 0; i < 3; i++) {
     cr_assert_eq(truncate(p, (off_t)sizes[i]), 0);
@@ -463,11 +479,13 @@ static void forge_checkpoint(uint64_t base, uint64_t count, uint64_t end) {
 Test(recovery, forged_checkpoint_is_not_trusted) {
   const uint64_t seg = 1u << 20; /* an index mapping with room for 5000 entries */
   uint64_t end10 = rec_off(0, 10), end9 = rec_off(0, 9);
+  /* An end past the file (the file grows as records come) is what a file
+   * cut short looks like, and is refused: see truncated_last_segment. */
   struct {
     uint64_t count, end;
   } cases[] = {
       {5000, end10},
-      {5000, seg},
+      {5000, 8 * 4096},             /* within the file */
       {(1ull << 62) + 5000, end10}, /* 4 * count wraps to 20000 */
       {UINT64_MAX, end10},
       {seg, end10}, /* more than a segment can hold */
@@ -841,7 +859,7 @@ Test(recovery, random_damage_never_wrong_bytes, .timeout = 300) {
 
 /* In a child with its own mount namespace: a 4 MiB tmpfs, a filler file,
  * a log filled until RILL_ENOSPC. Writes why it failed to fd. */
-static int full_disk_child(int fd) {
+static int full_disk_child(int fd, uint64_t seg) {
 #define FAIL(...)                                                                                  \
   do {                                                                                             \
     dprintf(fd, __VA_ARGS__);                                                                      \
@@ -869,6 +887,7 @@ static int full_disk_child(int fd) {
   close(ff);
   rill_log_t *l;
   rill_log_opts_t o = vopts();
+  o.segment_bytes = seg;
   if (rill_log_open(&l, mnt, "t", &o) != 0)
     FAIL("open: %s", rill_errmsg());
   uint8_t b[512];
@@ -948,14 +967,14 @@ static int full_disk_child(int fd) {
 #undef FAIL
 }
 
-Test(recovery, full_disk) {
+static void full_disk(uint64_t seg) {
   int p[2];
   cr_assert_eq(pipe(p), 0);
   pid_t pid = fork();
   cr_assert_geq(pid, 0);
   if (pid == 0) {
     close(p[0]);
-    _exit(full_disk_child(p[1]));
+    _exit(full_disk_child(p[1], seg));
   }
   close(p[1]);
   char msg[512] = {0};
@@ -972,3 +991,12 @@ Test(recovery, full_disk) {
   cr_assert_eq(WEXITSTATUS(st), 0, "full disk: %s", msg);
   cr_log_info("full disk: %s", msg);
 }
+
+/* Segments of the smallest size: the disk fills when a segment is made. */
+Test(recovery, full_disk) { full_disk(SEG); }
+
+/* Segments larger than the disk: it fills while a segment file grows,
+ * which must be RILL_ENOSPC before any byte of the record is written
+ * (a store past the end of the file would be SIGBUS), the records before
+ * it intact and appends going on once there is room. */
+Test(recovery, full_disk_while_a_segment_grows) { full_disk(8u << 20); }

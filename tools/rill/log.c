@@ -26,7 +26,7 @@ static int log_usage(FILE *f) {
              "        a damaged record stops cat and tail with exit status 1, naming it;\n"
              "        with --skip-corrupt each one is named on stderr and passed over, and\n"
              "        the exit status is 3 if any was\n"
-             "  stat DIR TOPIC                             first, next, segments, bytes\n"
+             "  stat DIR TOPIC                             first, next, segments, bytes, disk\n"
              "  verify DIR TOPIC                           checks every record's checksum\n"
              "  dump DIR TOPIC                             the files, record by record\n"
              "\n"
@@ -268,14 +268,15 @@ static int cmd_stat(args_t *a) {
   rill_log_stats(l, &st);
   if (a->json)
     printf("{\"topic\":\"%s\",\"first\":%" PRIu64 ",\"next\":%" PRIu64 ",\"records\":%" PRIu64
-           ",\"segments\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"max_payload\":%u}\n",
+           ",\"segments\":%" PRIu64 ",\"bytes\":%" PRIu64
+           ",\"max_payload\":%u,\"disk_bytes\":%" PRIu64 "}\n",
            a->topic, st.first, st.next, st.next - st.first, st.segments, st.bytes,
-           rill_log_max_payload(l));
+           rill_log_max_payload(l), st.disk_bytes);
   else
     printf("topic     %s/%s\nrecords   %" PRIu64 " (%" PRIu64 "..%" PRIu64 ")\nsegments  %" PRIu64
-           "\nbytes     %" PRIu64 "\nmax rec   %u bytes\n",
+           "\nbytes     %" PRIu64 "\nmax rec   %u bytes\non disk   %" PRIu64 " bytes\n",
            a->dir, a->topic, st.next - st.first, st.first, st.next, st.segments, st.bytes,
-           rill_log_max_payload(l));
+           rill_log_max_payload(l), st.disk_bytes);
   rill_log_close(l);
   return 0;
 }
