@@ -160,7 +160,8 @@ int rill_log_sync(rill_log_t *l);
 typedef struct rill_log_record {
   rill_buf_t payload;
   uint64_t seq;
-  uint64_t ts_ns; /* wall clock (CLOCK_REALTIME) at append */
+  uint64_t ts_ns; /* wall clock (CLOCK_REALTIME) at append, read at most 1 ms
+                   * before and moved on by the TSC since */
 } rill_log_record_t;
 
 /** Sequence number of the oldest record still held (after retention). */

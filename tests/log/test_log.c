@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rill/log.h"
@@ -163,6 +164,34 @@ Test(log, disk_grows_with_the_records) {
   l = open_log((rill_log_opts_t){.read_only = true});
   read_all(l, n + 10);
   rill_log_close(l);
+}
+
+static uint64_t wall_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* A record's timestamp is CLOCK_REALTIME at append (read at most 1 ms
+ * before, moved on by the TSC in between), across pauses long enough to
+ * re-read it: not an offset taken at open that drifts and misses steps. */
+Test(log, timestamps_are_the_wall_clock) {
+  rill_log_t *l = open_log((rill_log_opts_t){0});
+  const uint64_t slack = 1000000; /* WALL_ANCHOR_NS */
+  for (uint64_t i = 0; i < 40; i++) {
+    uint64_t before = wall_now();
+    append_n(l, i, i + 1);
+    uint64_t after = wall_now();
+    rill_log_record_t r;
+    cr_assert_eq(rill_log_read(l, i, &r), 0);
+    cr_expect(r.ts_ns + slack >= before && r.ts_ns <= after + slack,
+              "record %llu: ts %llu outside [%llu, %llu]", (unsigned long long)i,
+              (unsigned long long)r.ts_ns, (unsigned long long)before, (unsigned long long)after);
+    rill_buf_release(&r.payload);
+    if (i % 8 == 7)
+      usleep(1500); /* past the anchor's age: the wall clock is read again */
+  }
+  cr_assert_eq(rill_log_close(l), 0);
 }
 
 Test(log, segments_roll_and_reopen) {
