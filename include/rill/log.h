@@ -239,7 +239,9 @@ typedef struct rill_log_sub rill_log_sub_t;
 
 /** Starts a thread that calls cb with the records from `from` on as they
  *  become visible under the topic's policy (as rill_log_wait sees them),
- *  in order, up to 64 at a time. RILL_ENOMEM or pthread_create's error. */
+ *  in order, up to 64 at a time. A damaged record is never delivered: the
+ *  subscriber passes over it and counts it in the stats' skipped (under
+ *  either on_corrupt). RILL_ENOMEM or pthread_create's error. */
 int rill_log_subscribe(rill_log_t *l, uint64_t from, rill_log_cb cb, void *ctx,
                        rill_log_sub_t **out);
 
@@ -276,7 +278,8 @@ typedef struct rill_log_stats {
   uint64_t segments;
   uint64_t bytes;          /* of records in all segments */
   uint64_t syncs;          /* fdatasync rounds */
-  uint64_t skipped;        /* corrupt records passed over by reads (SKIP) */
+  uint64_t skipped;        /* damaged records passed over by reads (SKIP) and
+                            * by subscribers */
   uint64_t recovered_torn; /* bytes of torn tail truncated at open */
   uint64_t disk_bytes;     /* bytes allocated to the segment and index files: they
                             * grow as records come (by doubling, up to the segment

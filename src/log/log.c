@@ -47,6 +47,7 @@
 
 #include "core/internal.h"
 #include "log/format.h"
+#include "log/log_internal.h"
 #include "rill/log.h"
 
 #define DEFAULT_SEGMENT ((uint64_t)128 << 20)
@@ -1567,6 +1568,10 @@ int rill_log_refresh(rill_log_t *l) {
 }
 
 /* ---- stats ------------------------------------------------------------------------ */
+
+void rill__log_count_skipped(rill_log_t *l, uint64_t n) {
+  __atomic_fetch_add(&l->skipped, n, __ATOMIC_RELAXED);
+}
 
 void rill_log_stats(rill_log_t *l, rill_log_stats_t *st) {
   memset(st, 0, sizeof *st);
