@@ -1546,6 +1546,10 @@ int rill_log_refresh(rill_log_t *l) {
     seg_name(name, sizeof name, g->base + g->count, "seg");
     if (faccessat(l->dir_fd, name, F_OK, 0) != 0)
       break;
+    /* The writer is still creating it (the file is there, its header not
+     * yet): not damage, look again next time. */
+    if (seg_unborn(l, g->base + g->count))
+      break;
     uint64_t stop = 0;
     if ((rc = seg_open(l, g->base + g->count, &n)) != 0)
       break;

@@ -440,6 +440,31 @@ Test(log, appending_allocates_nothing) {
 }
 
 /* A read-only open follows a writer with refresh, into new segments. */
+/* A successor the writer is still creating (the file there, nothing in
+ * it yet) is not damage to a reader following it: refresh waits for it. */
+Test(log, refresh_waits_for_a_segment_being_created) {
+  rill_log_t *w = open_log((rill_log_opts_t){.segment_bytes = 64 << 10});
+  append_n(w, 0, 100);
+  cr_assert_eq(rill_log_close(w), 0);
+  rill_log_t *r = NULL;
+  cr_assert_eq(rill_log_open(&r, dir, "t", &(rill_log_opts_t){.read_only = true}), 0, "%s",
+               rill_errmsg());
+  char p[128];
+  snprintf(p, sizeof p, "%s/t/%020llu.seg", dir, 100ull);
+  for (int form = 0; form < 2; form++) {
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    if (form == 1)
+      cr_assert_eq(truncate(p, 64 << 10), 0); /* grown, header not yet written */
+    cr_expect_eq(rill_log_refresh(r), 0, "form %d: %s", form, rill_errmsg());
+    cr_expect_eq(rill_log_next(r), 100);
+    cr_assert_eq(unlink(p), 0);
+  }
+  read_all(r, 100);
+  cr_assert_eq(rill_log_close(r), 0);
+}
+
 Test(log, reader_follows_writer_with_refresh) {
   rill_log_t *w = open_log((rill_log_opts_t){.segment_bytes = 64 << 10});
   append_n(w, 0, 100);
