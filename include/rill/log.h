@@ -22,8 +22,9 @@
  *
  * One writer per topic: the open that writes holds an OFD lock on LOCK, so
  * a second writer, in this process or another, gets RILL_EBUSY. Opening
- * recovers: it trusts the index up to its last checkpoint, verifies the
- * records after it one by one and truncates a torn tail.
+ * recovers: it trusts the index up to its last checkpoint (when the
+ * checkpoint agrees with the files; its checksum alone is not enough),
+ * verifies the records after it one by one and truncates a torn tail.
  */
 #ifndef RILL_LOG_H
 #define RILL_LOG_H
