@@ -4,8 +4,8 @@
  * A log directory holds topics; a topic is a directory of segment files
  * (named by the sequence number of their first record), one index file per
  * segment, a MANIFEST and a LOCK (docs/FORMATS.md has every byte). Segments
- * are preallocated and mmap'd: an append copies the record into the
- * mapping under the topic's append lock, and readers in other threads read
+ * are mmap'd, their files allocated as they fill: an append copies the
+ * record into the mapping under the topic's append lock, and readers in other threads read
  * it in place, handed out as rill_buf slices of the mapping, so a read
  * copies nothing and a segment stays mapped while any slice of it lives.
  *
@@ -22,8 +22,9 @@
  *
  * One writer per topic: the open that writes holds an OFD lock on LOCK, so
  * a second writer, in this process or another, gets RILL_EBUSY. Opening
- * recovers: it trusts the index up to its last checkpoint, verifies the
- * records after it one by one and truncates a torn tail.
+ * recovers: it trusts the index up to its last checkpoint (when the
+ * checkpoint agrees with the files; its checksum alone is not enough),
+ * verifies the records after it one by one and truncates a torn tail.
  */
 #ifndef RILL_LOG_H
 #define RILL_LOG_H
@@ -61,15 +62,16 @@ typedef enum rill_log_on_corrupt {
 /** Options; zero fields take the defaults. */
 typedef struct rill_log_opts {
   uint64_t segment_bytes; /* a multiple of 4096 in 64 KiB..2 GiB; default 128 MiB; a new
-                           * topic records it, an existing one keeps its own */
+                           * topic records it, an existing one keeps its own. The
+                           * most a segment holds: its file starts at 64 KiB and
+                           * grows as records come */
   rill_log_sync_t sync;
   uint64_t sync_every;       /* RILL_LOG_SYNC_EVERY_N; default 1000 */
   uint64_t sync_interval_ns; /* RILL_LOG_SYNC_INTERVAL; default 10 ms */
   rill_log_on_corrupt_t on_corrupt;
-  bool read_only;    /* no lock, no recovery writes: a reader beside a writer in
-                      * another process sees what was there at open */
-  bool no_create;    /* RILL_ENOENT rather than creating a missing topic */
-  bool verify_reads; /* check each record's checksum on read, not only at recovery */
+  bool read_only; /* no lock, no recovery writes: a reader beside a writer in
+                   * another process sees what was there at open */
+  bool no_create; /* RILL_ENOENT rather than creating a missing topic */
   /* Retention, whole segments at a time, never the one being written;
    * 0 keeps everything. A segment goes when what is left still holds at
    * least retain_bytes of records and retain_count records, or when its
@@ -111,8 +113,9 @@ uint32_t rill_log_max_payload(const rill_log_t *l);
 /** Appends one record; *seq (may be NULL) gets its sequence number. Under
  *  RILL_LOG_SYNC_GROUP returns once the record is durable; under EVERY_N
  *  and INTERVAL the append that is due syncs before returning. RILL_EMSGSIZE
- *  over the max payload, RILL_ENOSPC when a new segment cannot be
- *  allocated (nothing is written; appends work again once there is room),
+ *  over the max payload, RILL_ENOSPC when the segment file cannot grow
+ *  to hold it or a new segment cannot be created (nothing of the record is
+ *  written; appends work again once there is room),
  *  RILL_EPERM on a read-only open, or the sync's error (the record is
  *  appended, and readable, but not known durable). */
 int rill_log_append(rill_log_t *l, const void *data, uint32_t len, uint64_t *seq);
@@ -158,7 +161,8 @@ int rill_log_sync(rill_log_t *l);
 typedef struct rill_log_record {
   rill_buf_t payload;
   uint64_t seq;
-  uint64_t ts_ns; /* wall clock (CLOCK_REALTIME) at append */
+  uint64_t ts_ns; /* wall clock (CLOCK_REALTIME) at append, read at most 1 ms
+                   * before and moved on by the TSC since */
 } rill_log_record_t;
 
 /** Sequence number of the oldest record still held (after retention). */
@@ -169,6 +173,13 @@ uint64_t rill_log_next(const rill_log_t *l);
 
 /** Records below this are on disk (synced); up to next when nothing waits. */
 uint64_t rill_log_durable(const rill_log_t *l);
+
+/* Every read checks the record it hands out: its header (marker, sequence
+ * number, length within the segment) each time, and its checksum the
+ * first time this open reads it (records this handle appended, and those
+ * recovery verified at open, are known good). A record that fails is
+ * never handed out: RILL_ECORRUPT, with rill_errmsg naming its sequence
+ * number, or under RILL_LOG_CORRUPT_SKIP passed over and counted. */
 
 /** The record seq, in O(1) (the segment by binary search over the
  *  segments, then the index). RILL_ENOENT outside [first, next),
@@ -229,7 +240,9 @@ typedef struct rill_log_sub rill_log_sub_t;
 
 /** Starts a thread that calls cb with the records from `from` on as they
  *  become visible under the topic's policy (as rill_log_wait sees them),
- *  in order, up to 64 at a time. RILL_ENOMEM or pthread_create's error. */
+ *  in order, up to 64 at a time. A damaged record is never delivered: the
+ *  subscriber passes over it and counts it in the stats' skipped (under
+ *  either on_corrupt). RILL_ENOMEM or pthread_create's error. */
 int rill_log_subscribe(rill_log_t *l, uint64_t from, rill_log_cb cb, void *ctx,
                        rill_log_sub_t **out);
 
@@ -266,8 +279,13 @@ typedef struct rill_log_stats {
   uint64_t segments;
   uint64_t bytes;          /* of records in all segments */
   uint64_t syncs;          /* fdatasync rounds */
-  uint64_t skipped;        /* corrupt records passed over by reads (SKIP) */
+  uint64_t skipped;        /* damaged records passed over by reads (SKIP) and
+                            * by subscribers */
   uint64_t recovered_torn; /* bytes of torn tail truncated at open */
+  uint64_t disk_bytes;     /* bytes allocated to the segment and index files: they
+                            * grow as records come (by doubling, up to the segment
+                            * size), so this, not segments times segment_bytes, is
+                            * what the topic takes on disk */
 } rill_log_stats_t;
 
 void rill_log_stats(rill_log_t *l, rill_log_stats_t *st);

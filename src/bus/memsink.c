@@ -276,11 +276,22 @@ int rill_bus_cursor_load(rill_memsink_t *ms, const void *buf, size_t len, rill_b
   for (uint32_t s = 0; s < shards; s++) {
     uint64_t pos = rill__get64(p + CURSOR_HDR + s * CURSOR_SHARD);
     uint64_t seq = rill__get64(p + CURSOR_HDR + s * CURSOR_SHARD + 8);
-    /* A position the writer has not reached, or off the record grid,
-     * never came from this sink. */
-    if (pos % 16 || seq > rill_ring_bcast_written(ms->win[s]))
-      return rill__err(RILL_ECORRUPT, "bus cursor: shard %u position %llu, seq %llu cannot be", s,
-                       (unsigned long long)pos, (unsigned long long)seq);
+    /* The writer's end now, position and seq as one consistent pair (a
+     * reader joined there). A position or seq the writer has not reached,
+     * a position off the record grid, or one with fewer bytes left before
+     * the end than the records its seq leaves there take (each at least
+     * 16), never came from this sink: the checksum only says the bytes
+     * were saved together, not by whom. Checked with subtractions that
+     * cannot wrap, once pos and seq are known not past the end. */
+    rill_ring_bcast_reader_t end;
+    rill_ring_bcast_join(ms->win[s], &end);
+    if (pos % 16 || pos > end.cursor || seq > end.next_seq ||
+        end.next_seq - seq > (end.cursor - pos) / 16)
+      return rill__err(RILL_ECORRUPT,
+                       "bus cursor: shard %u position %llu, seq %llu cannot be (the window is "
+                       "written to %llu, seq %llu)",
+                       s, (unsigned long long)pos, (unsigned long long)seq,
+                       (unsigned long long)end.cursor, (unsigned long long)end.next_seq);
   }
   rill_bus_cursor_t *c;
   int rc = cursor_alloc(ms, &c);

@@ -3,6 +3,7 @@
  * batch costs one lock and, under a sync policy, one sync.
  */
 #include "core/internal.h"
+#include "log/log_internal.h"
 #include "rill/log.h"
 
 #define CHUNK 64u
@@ -77,8 +78,13 @@ static void *sub_main(void *arg) {
     for (size_t k = 0; k < n; k++)
       rill_buf_release(&recs[k].payload);
     /* A damaged record under CORRUPT_STOP: hand over what came before it,
-     * then step past it rather than spin on it. */
-    s->next = n ? recs[n - 1].seq + 1 : s->next + (rc == RILL_ECORRUPT);
+     * then (on the next round, when it is first) step past it rather than
+     * spin on it, counted in the log's skipped: never delivered, never
+     * passed over unsaid. */
+    bool damaged = !n && rc == RILL_ECORRUPT;
+    if (damaged)
+      rill__log_count_skipped(s->log, 1);
+    s->next = n ? recs[n - 1].seq + 1 : s->next + damaged;
   }
   return NULL;
 }

@@ -337,6 +337,65 @@ Test(poll, hostile_saved_cursors) {
   rig_free(&g);
 }
 
+/* Sets shard s's position and seq in a saved cursor and rights its
+ * checksum: what a hostile save (or a damaged one whose hash was redone)
+ * looks like. */
+static void forge_cursor(uint8_t *b, size_t len, uint32_t s, uint64_t pos, uint64_t seq) {
+  memcpy(b + 24 + 16 * s, &pos, 8);
+  memcpy(b + 32 + 16 * s, &seq, 8);
+  uint64_t sum = rill_hash64(b, len - 8);
+  memcpy(b + len - 8, &sum, 8);
+}
+
+/* A position is held to what the window has been written, like the seq:
+ * one past the writer's end, or one with fewer bytes before the end than
+ * the records its seq leaves there take, never came from this sink (and
+ * a position past the end used to load, then poll as a lapped cursor). */
+Test(poll, saved_cursor_position_past_the_writer_is_refused) {
+  rig_t g;
+  rig_open(&g, 0, 0, NULL);
+  publish_n(&g, 0, 40);
+  rig_drain(&g);
+  rill_bus_cursor_t *c;
+  cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_OLDEST, &c), 0);
+  uint8_t good[96], b[96];
+  size_t len;
+  cr_assert_eq(rill_bus_cursor_save(c, good, sizeof good, &len), 0);
+  rill_bus_cursor_free(c);
+  /* Shard 0's end: a cursor that read everything. */
+  cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_NOW, &c), 0);
+  uint8_t end[96];
+  cr_assert_eq(rill_bus_cursor_save(c, end, sizeof end, &len), 0);
+  rill_bus_cursor_free(c);
+  uint64_t tail, written;
+  memcpy(&tail, end + 24, 8);
+  memcpy(&written, end + 32, 8);
+  cr_assert_eq(written, 10);
+  struct {
+    uint64_t pos, seq;
+    int rc;
+  } cases[] = {
+      {tail, written, 0},                  /* the end itself */
+      {0, 0, 0},                           /* the start */
+      {tail + 16, written, RILL_ECORRUPT}, /* past the end */
+      {tail + 16, 0, RILL_ECORRUPT},       /* past the end, seq at the start */
+      {UINT64_MAX & ~15ull, 0, RILL_ECORRUPT},
+      {tail - 16, 0, RILL_ECORRUPT}, /* 10 records cannot fit in 16 bytes */
+      {tail, 0, RILL_ECORRUPT},      /* at the end with records still to read */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    memcpy(b, good, len);
+    forge_cursor(b, len, 0, cases[i].pos, cases[i].seq);
+    rill_bus_cursor_t *out = NULL;
+    int rc = rill_bus_cursor_load(g.ms, b, len, &out);
+    cr_expect_eq(rc, cases[i].rc, "case %zu (pos %llu, seq %llu): %d %s", i,
+                 (unsigned long long)cases[i].pos, (unsigned long long)cases[i].seq, rc,
+                 rill_errmsg());
+    rill_bus_cursor_free(out);
+  }
+  rig_free(&g);
+}
+
 Test(poll, lapped_cursor_counts_exactly_what_it_lost) {
   rig_t g;
   rig_open(&g, 4096, 0, NULL);

@@ -36,6 +36,22 @@ printf 'X' | dd of="$seg" bs=1 seek=$off conv=notrunc status=none
 if "$rill" log verify "$d" t >"$d/out"; then fail "verify missed damage"; fi
 grep -q '^record 1: ECORRUPT' "$d/out" || fail "verify report: $(cat "$d/out")"
 
+# cat never prints it: it stops there (exit 1, naming it), or with
+# --skip-corrupt names it, passes over it and exits 3.
+rc=0; "$rill" log cat "$d" t >"$d/out" 2>"$d/err" || rc=$?
+[ $rc -eq 1 ] || fail "cat over damage: exit $rc"
+[ "$(awk '{print $1}' "$d/out")" = 0 ] || fail "cat printed past the damage: $(cat "$d/out")"
+grep -q '^rill log: record 1 is damaged' "$d/err" || fail "cat damage message: $(cat "$d/err")"
+rc=0; "$rill" log cat "$d" t --skip-corrupt >"$d/out" 2>"$d/err" || rc=$?
+[ $rc -eq 3 ] || fail "cat --skip-corrupt: exit $rc"
+[ "$(awk '{print $1}' "$d/out" | tr '\n' ' ')" = '0 2 3 4 5 6 7 ' ] || \
+  fail "cat --skip-corrupt printed: $(cat "$d/out")"
+grep -q '^rill log: record 1 is damaged, skipped' "$d/err" || fail "skip message: $(cat "$d/err")"
+grep -q '^rill log: 1 damaged record(s) skipped$' "$d/err" || fail "skip count: $(cat "$d/err")"
+rc=0; "$rill" log cat "$d" t --json --from 2 >/dev/null 2>&1 || rc=$?
+[ $rc -eq 0 ] || fail "cat after the damage: exit $rc"
+if "$rill" log stat "$d" t --skip-corrupt >/dev/null 2>&1; then fail "--skip-corrupt on stat"; fi
+
 # Bad input is an error code and a message, never a crash.
 if "$rill" log cat "$d" nosuch 2>"$d/err"; then fail "missing topic"; fi
 grep -q ENOENT "$d/err" || fail "missing topic message"

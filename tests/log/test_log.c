@@ -5,12 +5,14 @@
  * and no allocation per append.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "rill/log.h"
@@ -109,6 +111,86 @@ Test(log, append_read_reopen) {
   rill_log_stats(l, &st);
   cr_expect_eq(st.recovered_torn, 0);
   cr_expect_eq(st.segments, 1);
+  cr_assert_eq(rill_log_close(l), 0);
+}
+
+/* Bytes the topic's files take on disk (allocated blocks). */
+static uint64_t topic_blocks(void) {
+  char p[128];
+  snprintf(p, sizeof p, "%s/t", dir);
+  DIR *d = opendir(p);
+  cr_assert_not_null(d);
+  uint64_t total = 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    char f[400];
+    struct stat st;
+    snprintf(f, sizeof f, "%s/%s", p, e->d_name);
+    if (e->d_name[0] != '.' && stat(f, &st) == 0)
+      total += (uint64_t)st.st_blocks * 512;
+  }
+  closedir(d);
+  return total;
+}
+
+/* A topic takes disk as records come, not a whole segment up front: a new
+ * topic with one record on the default 128 MiB segments used to take
+ * 129 MiB (the segment and a 1 MiB index, preallocated). */
+Test(log, disk_grows_with_the_records) {
+  rill_log_t *l = open_log((rill_log_opts_t){0});
+  append_n(l, 0, 1);
+  rill_log_stats_t st;
+  rill_log_stats(l, &st);
+  uint64_t used = topic_blocks();
+  cr_expect_lt(used, 256u << 10, "a one-record topic takes %llu bytes", (unsigned long long)used);
+  cr_expect_lt(st.disk_bytes, 256u << 10);
+  cr_expect_geq(st.disk_bytes, st.bytes);
+  /* About 3 MiB of records: the files follow, within a factor of two. */
+  uint64_t n = 20000;
+  append_n(l, 1, n);
+  rill_log_stats(l, &st);
+  cr_expect_eq(st.segments, 1);
+  cr_expect_geq(st.disk_bytes, st.bytes);
+  cr_expect_lt(st.disk_bytes, 2 * st.bytes + (256u << 10), "%llu bytes on disk for %llu",
+               (unsigned long long)st.disk_bytes, (unsigned long long)st.bytes);
+  cr_expect_lt(topic_blocks(), 2 * st.bytes + (256u << 10));
+  cr_assert_eq(rill_log_close(l), 0);
+  /* Reopened (a file shorter than the segment size), then a reader. */
+  l = open_log((rill_log_opts_t){0});
+  cr_expect_eq(rill_log_next(l), n);
+  read_all(l, n);
+  append_n(l, n, n + 10);
+  cr_assert_eq(rill_log_close(l), 0);
+  l = open_log((rill_log_opts_t){.read_only = true});
+  read_all(l, n + 10);
+  rill_log_close(l);
+}
+
+static uint64_t wall_now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_REALTIME, &t);
+  return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* A record's timestamp is CLOCK_REALTIME at append (read at most 1 ms
+ * before, moved on by the TSC in between), across pauses long enough to
+ * re-read it: not an offset taken at open that drifts and misses steps. */
+Test(log, timestamps_are_the_wall_clock) {
+  rill_log_t *l = open_log((rill_log_opts_t){0});
+  const uint64_t slack = 1000000; /* WALL_ANCHOR_NS */
+  for (uint64_t i = 0; i < 40; i++) {
+    uint64_t before = wall_now();
+    append_n(l, i, i + 1);
+    uint64_t after = wall_now();
+    rill_log_record_t r;
+    cr_assert_eq(rill_log_read(l, i, &r), 0);
+    cr_expect(r.ts_ns + slack >= before && r.ts_ns <= after + slack,
+              "record %llu: ts %llu outside [%llu, %llu]", (unsigned long long)i,
+              (unsigned long long)r.ts_ns, (unsigned long long)before, (unsigned long long)after);
+    rill_buf_release(&r.payload);
+    if (i % 8 == 7)
+      usleep(1500); /* past the anchor's age: the wall clock is read again */
+  }
   cr_assert_eq(rill_log_close(l), 0);
 }
 
@@ -358,6 +440,31 @@ Test(log, appending_allocates_nothing) {
 }
 
 /* A read-only open follows a writer with refresh, into new segments. */
+/* A successor the writer is still creating (the file there, nothing in
+ * it yet) is not damage to a reader following it: refresh waits for it. */
+Test(log, refresh_waits_for_a_segment_being_created) {
+  rill_log_t *w = open_log((rill_log_opts_t){.segment_bytes = 64 << 10});
+  append_n(w, 0, 100);
+  cr_assert_eq(rill_log_close(w), 0);
+  rill_log_t *r = NULL;
+  cr_assert_eq(rill_log_open(&r, dir, "t", &(rill_log_opts_t){.read_only = true}), 0, "%s",
+               rill_errmsg());
+  char p[128];
+  snprintf(p, sizeof p, "%s/t/%020llu.seg", dir, 100ull);
+  for (int form = 0; form < 2; form++) {
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    if (form == 1)
+      cr_assert_eq(truncate(p, 64 << 10), 0); /* grown, header not yet written */
+    cr_expect_eq(rill_log_refresh(r), 0, "form %d: %s", form, rill_errmsg());
+    cr_expect_eq(rill_log_next(r), 100);
+    cr_assert_eq(unlink(p), 0);
+  }
+  read_all(r, 100);
+  cr_assert_eq(rill_log_close(r), 0);
+}
+
 Test(log, reader_follows_writer_with_refresh) {
   rill_log_t *w = open_log((rill_log_opts_t){.segment_bytes = 64 << 10});
   append_n(w, 0, 100);

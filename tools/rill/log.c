@@ -23,7 +23,10 @@ static int log_usage(FILE *f) {
              "        appends each RECORD argument, or each line of stdin when there are none\n"
              "  cat DIR TOPIC [--from SEQ] [--count N]     prints records\n"
              "  tail DIR TOPIC [--from SEQ] [--count N]    prints records as they are appended\n"
-             "  stat DIR TOPIC                             first, next, segments, bytes\n"
+             "        a damaged record stops cat and tail with exit status 1, naming it;\n"
+             "        with --skip-corrupt each one is named on stderr and passed over, and\n"
+             "        the exit status is 3 if any was\n"
+             "  stat DIR TOPIC                             first, next, segments, bytes, disk\n"
              "  verify DIR TOPIC                           checks every record's checksum\n"
              "  dump DIR TOPIC                             the files, record by record\n"
              "\n"
@@ -34,6 +37,8 @@ static int log_usage(FILE *f) {
 typedef struct {
   const char *cmd, *dir, *topic;
   bool json;
+  bool skip_corrupt;
+  uint64_t skipped; /* damaged records passed over under --skip-corrupt */
   uint64_t from, count;
   bool has_from;
   rill_log_opts_t o;
@@ -84,6 +89,8 @@ static int parse(int argc, char **argv, args_t *a) {
     const char *s = argv[i];
     if (!strcmp(s, "--json")) {
       a->json = true;
+    } else if (!strcmp(s, "--skip-corrupt")) {
+      a->skip_corrupt = true;
     } else if (!strcmp(s, "--from") && i + 1 < argc) {
       if (!parse_u64(argv[++i], &a->from))
         return rill_tool_bad("--from wants a sequence number");
@@ -165,8 +172,10 @@ static void on_sigint(int sig) {
   stop_tail = 1;
 }
 
-/* Prints records from *seq on; returns how many, or -1 after an error. */
-static int64_t print_from(rill_log_t *l, const args_t *a, uint64_t *seq, uint64_t *left) {
+/* Prints records from *seq on; returns how many, or -1 after an error. A
+ * damaged record (the read stops there, so *seq is it) is an error, or
+ * under --skip-corrupt named, counted and passed over. */
+static int64_t print_from(rill_log_t *l, args_t *a, uint64_t *seq, uint64_t *left) {
   rill_log_record_t recs[64];
   int64_t printed = 0;
   while (*left && *seq < rill_log_next(l)) {
@@ -179,6 +188,20 @@ static int64_t print_from(rill_log_t *l, const args_t *a, uint64_t *seq, uint64_
     }
     printed += (int64_t)n;
     *left -= n;
+    if (rc == RILL_ECORRUPT && a->skip_corrupt) {
+      fprintf(stderr, "rill log: record %" PRIu64 " is damaged, skipped (%s)\n", *seq,
+              rill_errmsg());
+      a->skipped++;
+      (*seq)++;
+      continue;
+    }
+    if (rc == RILL_ECORRUPT) {
+      fprintf(stderr,
+              "rill log: record %" PRIu64 " is damaged: %s (%s); stopping "
+              "(--skip-corrupt passes over damaged records)\n",
+              *seq, rill_strerror(rc), rill_errmsg());
+      return -1;
+    }
     if (rc) {
       fail("read", rc);
       return -1;
@@ -204,8 +227,9 @@ static int cmd_cat(args_t *a, bool follow) {
   }
   int status = print_from(l, a, &seq, &left) < 0;
   if (follow) {
-    /* sigaction, not signal(): its semantics (reset to the default after
-     * one delivery on some systems) are not portable. */
+    /* sigaction, not signal(): its semantics (reset to default or not,
+     * restart or not) are the same everywhere. No SA_RESTART: the sleep
+     * below ends at once. */
     struct sigaction sa = {.sa_handler = on_sigint};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -224,6 +248,11 @@ static int cmd_cat(args_t *a, bool follow) {
     }
   }
   rill_log_close(l);
+  if (a->skipped) {
+    fprintf(stderr, "rill log: %" PRIu64 " damaged record(s) skipped\n", a->skipped);
+    if (!status)
+      status = 3;
+  }
   return status;
 }
 
@@ -239,14 +268,15 @@ static int cmd_stat(args_t *a) {
   rill_log_stats(l, &st);
   if (a->json)
     printf("{\"topic\":\"%s\",\"first\":%" PRIu64 ",\"next\":%" PRIu64 ",\"records\":%" PRIu64
-           ",\"segments\":%" PRIu64 ",\"bytes\":%" PRIu64 ",\"max_payload\":%u}\n",
+           ",\"segments\":%" PRIu64 ",\"bytes\":%" PRIu64
+           ",\"max_payload\":%u,\"disk_bytes\":%" PRIu64 "}\n",
            a->topic, st.first, st.next, st.next - st.first, st.segments, st.bytes,
-           rill_log_max_payload(l));
+           rill_log_max_payload(l), st.disk_bytes);
   else
     printf("topic     %s/%s\nrecords   %" PRIu64 " (%" PRIu64 "..%" PRIu64 ")\nsegments  %" PRIu64
-           "\nbytes     %" PRIu64 "\nmax rec   %u bytes\n",
+           "\nbytes     %" PRIu64 "\nmax rec   %u bytes\non disk   %" PRIu64 " bytes\n",
            a->dir, a->topic, st.next - st.first, st.first, st.next, st.segments, st.bytes,
-           rill_log_max_payload(l));
+           rill_log_max_payload(l), st.disk_bytes);
   rill_log_close(l);
   return 0;
 }
@@ -254,7 +284,6 @@ static int cmd_stat(args_t *a) {
 static int cmd_verify(args_t *a) {
   rill_log_t *l;
   a->o.read_only = true;
-  a->o.verify_reads = true;
   int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
   if (rc)
     return fail("open", rc);
@@ -287,7 +316,6 @@ static int cmd_verify(args_t *a) {
 static int cmd_dump(args_t *a) {
   rill_log_t *l;
   a->o.read_only = true;
-  a->o.verify_reads = true;
   int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
   if (rc)
     return fail("open", rc);
@@ -329,6 +357,11 @@ int rill_log_main(int argc, char **argv) {
     return log_usage(stderr);
   }
   int rc;
+  if (a.skip_corrupt && strcmp(a.cmd, "cat") && strcmp(a.cmd, "tail")) {
+    fprintf(stderr, "rill log: --skip-corrupt is for cat and tail\n");
+    free(a.rest);
+    return 2;
+  }
   if (!strcmp(a.cmd, "append"))
     rc = cmd_append(&a);
   else if (!strcmp(a.cmd, "cat"))
