@@ -22,29 +22,6 @@ static int fail(const char *who, const char *what, int rc) {
   return 1;
 }
 
-/* "HOST:PORT", "HOST" or ":PORT" into host (static storage) and port. */
-static bool parse_addr(const char *s, const char **host, uint16_t *port) {
-  static char h[64];
-  const char *colon = strrchr(s, ':');
-  size_t hl = colon ? (size_t)(colon - s) : strlen(s);
-  if (hl >= sizeof h)
-    return false;
-  memcpy(h, s, hl);
-  h[hl] = 0;
-  if (hl)
-    *host = h;
-  if (colon) {
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (*end || p <= 0 || p > 65535)
-      return false;
-    *port = (uint16_t)p;
-  }
-  return true;
-}
-
-/* ---- serve ----------------------------------------------------------------- */
-
 /* The server's log lines on stderr, each with its UTC time. */
 static void log_line(void *ctx, rill_server_log_level_t level, const char *msg) {
   (void)ctx;
@@ -77,6 +54,7 @@ int rill_serve_main(int argc, char **argv) {
   rill_server_opts_t o = {.data_dir = "./rill-data"};
   rill_serve_config_t cfg = {0};
   bool print_config = false;
+  char listen_host[64]; /* --listen's host: o.host points here */
   /* The file first, wherever --config stands, so that every flag overrides it. */
   for (int i = 1; i + 1 < argc; i++)
     if (!strcmp(argv[i], "--config") && rill_serve_config_load(argv[++i], &o, &cfg))
@@ -85,7 +63,7 @@ int rill_serve_main(int argc, char **argv) {
     const char *a = argv[i];
     int used;
     if (!strcmp(a, "--listen") && i + 1 < argc) {
-      if (!parse_addr(argv[++i], &o.host, &o.port))
+      if (!rill_tool_parse_addr(argv[++i], listen_host, sizeof listen_host, &o.host, &o.port))
         return rill_tool_bad("--listen wants HOST:PORT"), 2;
       o.any_port = false; /* over a file's port 0 */
     } else if (!strcmp(a, "--data") && i + 1 < argc) {
@@ -195,6 +173,7 @@ static const struct {
 typedef struct {
   rill_client_opts_t o;
   const char *topic;
+  char host[64]; /* --server's host: o.host points here */
   bool ack, json, has_from, has_timeout, create;
   uint64_t from, count, timeout_ms;
   char **rest;
@@ -244,7 +223,7 @@ static int cparse(const char *who, unsigned allowed, int argc, char **argv, carg
     char *end;
     switch (copts[k].bit) {
     case O_SERVER:
-      if (!parse_addr(v, &a->o.host, &a->o.port))
+      if (!rill_tool_parse_addr(v, a->host, sizeof a->host, &a->o.host, &a->o.port))
         return rill_tool_bad("--server wants HOST:PORT");
       break;
     case O_TOKEN: a->o.token = v; break;

@@ -115,3 +115,23 @@ void rill_tool_records_free(rill_tool_records_t *r) {
   free(r->line);
   r->line = NULL;
 }
+
+bool rill_tool_parse_addr(const char *s, char *hbuf, size_t cap, const char **host,
+                          uint16_t *port) {
+  const char *colon = strrchr(s, ':');
+  size_t hl = colon ? (size_t)(colon - s) : strlen(s);
+  if (hl >= cap)
+    return false;
+  memcpy(hbuf, s, hl);
+  hbuf[hl] = 0;
+  if (hl)
+    *host = hbuf;
+  if (colon) {
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end || p <= 0 || p > 65535)
+      return false;
+    *port = (uint16_t)p;
+  }
+  return true;
+}

@@ -27,6 +27,12 @@ void rill_tool_text(FILE *f, const void *p, size_t len);
 /** Writes len bytes as hex pairs. */
 void rill_tool_hex(FILE *f, const void *p, size_t len);
 
+/** "HOST:PORT", "HOST" or ":PORT" (--server, --listen): the host into
+ *  hbuf (cap bytes), *host pointed at it when one is given, and *port when
+ *  one is given. False when the host does not fit or the port is not
+ *  1..65535. */
+bool rill_tool_parse_addr(const char *s, char *hbuf, size_t cap, const char **host, uint16_t *port);
+
 /** Records to send, one per argument, or when there are none one per line
  *  of stdin (without its newline). Zero-initialise with args and nargs. */
 typedef struct rill_tool_records {

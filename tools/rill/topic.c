@@ -20,26 +20,6 @@ static int usage(FILE *f) {
   return f == stdout ? 0 : 2;
 }
 
-/* "HOST:PORT", "HOST" or ":PORT" into host (kept in hbuf) and port. */
-static bool parse_server(const char *s, char *hbuf, size_t cap, const char **host, uint16_t *port) {
-  const char *colon = strrchr(s, ':');
-  size_t hl = colon ? (size_t)(colon - s) : strlen(s);
-  if (hl >= cap)
-    return false;
-  memcpy(hbuf, s, hl);
-  hbuf[hl] = 0;
-  if (hl)
-    *host = hbuf;
-  if (colon) {
-    char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (*end || p <= 0 || p > 65535)
-      return false;
-    *port = (uint16_t)p;
-  }
-  return true;
-}
-
 static void print_name(void *ctx, const char *name) {
   (void)ctx;
   printf("%s\n", name);
@@ -66,7 +46,7 @@ int rill_topic_main(int argc, char **argv) {
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--server") && i + 1 < argc) {
-      if (!parse_server(argv[++i], host, sizeof host, &o.host, &o.port))
+      if (!rill_tool_parse_addr(argv[++i], host, sizeof host, &o.host, &o.port))
         return rill_tool_bad("--server wants HOST:PORT"), 2;
     } else if (!strcmp(a, "--token") && i + 1 < argc) {
       o.token = argv[++i];
