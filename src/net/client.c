@@ -1842,18 +1842,24 @@ static int dispatch(rill_client_t *c, const rill_frame_t *f, bool fresh, const s
       void *ctx = r->ctx;
       /* Credits go back by halves, before the callback (which may move
        * the registrations by subscribing). */
+      int rc = 0;
       if (r->kind == REG_SUB && (++r->used >= r->window / 2 || r->window < 2)) {
         uint32_t n = r->used;
         r->used = 0;
         r->credits += n;
         /* Sent at once, with whatever is buffered: a long pass must not
-         * sit on the credits the server is waiting for. */
-        int rc = send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, n, NULL, 0);
-        if (rc)
-          return rc;
+         * sit on the credits the server is waiting for. With the
+         * connection down (a held delivery after a break) or broken by
+         * this send, the re-subscription carries them (r->credits), and
+         * the record is handed over all the same: the subscription
+         * resumes after it, so dropping it here would be a gap. */
+        if (c->fd >= 0)
+          rc = send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, n, NULL, 0);
       }
       rill_client_msg_t m = {f->channel, f->arg, f->body, f->len};
       cb(ctx, &m);
+      if (rc)
+        return rc;
     }
     return 1;
   case RILL_F_ASK:

@@ -2041,3 +2041,75 @@ Test(reconnect, a_refused_resubscription_is_dropped_alone) {
   cr_expect_eq(resub_flags_bad, 0);
   cr_expect_eq(resub_gone_credit, 0, "no CREDIT for a subscription the server refused");
 }
+
+/* ---- a callback's delivery held across a break -------------------------------------- */
+
+static _Atomic uint64_t held_resub_from = UINT64_MAX; /* where the re-SUBSCRIBE resumed */
+
+/* The first connection ACKs the SUBSCRIBE, delivers record 0 and closes at
+ * the first PING (unanswered); the second ACKs the re-SUBSCRIBE, notes its
+ * `from`, and delivers from there. */
+static void *script_held_cb(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  for (int conn = 0, fd; (fd = script_accept(k, b, sizeof b, NULL)) >= 0; conn++) {
+    rill_frame_t f;
+    for (uint8_t t; (t = fake_recv(fd, b, sizeof b, &f)) != 0;) {
+      if (t == RILL_F_PING && conn == 0)
+        break;
+      if (t == RILL_F_PING)
+        try_send(fd, RILL_F_PONG, 0, 0, f.id, 0, NULL, 0);
+      if (t != RILL_F_SUBSCRIBE)
+        continue;
+      uint64_t from = conn ? f.arg : 0;
+      if (conn)
+        held_resub_from = from;
+      try_send(fd, RILL_F_ACK, 0, f.channel, f.id, from, NULL, 0);
+      try_send(fd, RILL_F_DELIVER, 0, f.channel, 0, from, "r", 1);
+    }
+    close(fd);
+  }
+  return NULL;
+}
+
+struct seen {
+  int calls;
+  uint64_t first;
+};
+
+static void on_seen(void *ctx, const rill_client_msg_t *m) {
+  struct seen *s = ctx;
+  if (!s->calls++)
+    s->first = m->seq;
+}
+
+/* A delivery a blocking call read for a callback subscription, held when
+ * the connection broke: the next poll still hands it to the callback (its
+ * credit rides on the re-subscription), and the re-subscription resumes
+ * after it, so it is neither lost nor sent again. */
+Test(reconnect, a_held_callback_delivery_survives_a_break) {
+  alarm(60); /* a hang is a failure (SIGALRM), not a stuck suite */
+  fake_t k;
+  fake_start(&k, script_held_cb, 0);
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port,
+                                                             .reconnect = true,
+                                                             .backoff_min_ns = 1000000,
+                                                             .backoff_max_ns = 10000000}),
+               0, "%s", rill_errmsg());
+  struct seen s = {0};
+  uint16_t ch;
+  cr_assert_eq(rill_client_subscribe_cb(c, "t", RILL_NET_FROM_EARLIEST, 1, on_seen, &s, &ch, NULL),
+               0, "%s", rill_errmsg());
+  /* The PING reads record 0 (held for the callback), then the break. */
+  cr_expect_eq(rill_client_ping(c, NULL), RILL_ECONNRESET, "%s", rill_errmsg());
+  for (int i = 0; i < 200 && s.calls < 2; i++)
+    cr_assert_geq(rill_client_poll(c, 10000000), 0, "%s", rill_errmsg());
+  cr_expect_eq(s.calls, 2, "record 0 and the one after the reconnect");
+  cr_expect_eq(s.first, 0, "the held record first");
+  cr_expect_eq(held_resub_from, 1, "resumed after the record held");
+  rill_client_close(c);
+  shutdown(k.lfd, SHUT_RDWR);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}
