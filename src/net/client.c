@@ -24,7 +24,9 @@
  * Reconnect. A break closes the socket at once (lost()); what was in
  * flight is failed, what is registered (binds, subscriptions, services) is
  * kept, and the next call that needs the connection dials again (ensure())
- * and restores those registrations before doing its own work.
+ * and restores those registrations before doing its own work. A
+ * subscription the server refuses for good then (its topic deleted) is
+ * dropped alone (sub_gone) and told to its reader once (took_gone).
  */
 #include <arpa/inet.h>
 #include <errno.h>
