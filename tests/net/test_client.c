@@ -1922,7 +1922,8 @@ static void try_send(int fd, uint8_t type, uint8_t flags, uint16_t ch, uint64_t 
                      const void *body, uint32_t len) {
   uint8_t b[RILL_NET_HDR + 256];
   rill_frame_header(b, type, flags, ch, id, arg, len);
-  memcpy(b + RILL_NET_HDR, body, len);
+  if (len) /* body may be NULL then */
+    memcpy(b + RILL_NET_HDR, body, len);
   (void)!send(fd, b, RILL_NET_HDR + len, MSG_NOSIGNAL); /* the client may have gone: so be it */
 }
 
