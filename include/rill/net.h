@@ -300,8 +300,17 @@ void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st);
  * the break; poll, next and next_ask only within their own timeout),
  * re-binds bound channels under the same numbers, re-subscribes
  * each subscription from one past the last sequence it received (or its
- * first start) with the credits it had left, so a subscriber sees neither
- * a gap nor a duplicate, and re-serves services. What was in flight at the
+ * first start) with the credits it had left and the flags it was made
+ * with (RILL_CLIENT_SUB_CREATE makes its topic again), so a subscriber
+ * sees neither a gap nor a duplicate, and re-serves services. A
+ * re-subscription the server refuses for good (RILL_ENOENT: its topic was
+ * deleted meanwhile and it was made without CREATE; RILL_EACCES,
+ * RILL_EINVAL, ...) is dropped, and only it: the connection and the other
+ * registrations go on, and its reader is told once, by the next
+ * rill_client_next or rill_client_poll (or rill_client_credit on it),
+ * which returns the refusal with a message naming the topic and the
+ * channel (rill_client_next also puts the channel in m->sub); its
+ * channel is free from then on. What was in flight at the
  * break fails with RILL_ECONNRESET: blocking calls return it (the caller
  * may retry; the first call after a break nobody noticed yet is the one
  * that finds it, and an acknowledged publish that got it may or may not
@@ -389,7 +398,8 @@ int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_log
 int rill_client_subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
                           uint16_t *sub, uint64_t *start);
 
-/** Grants a subscription n more deliveries. */
+/** Grants a subscription n more deliveries. For one a reconnect dropped
+ *  (see above), its refusal instead, once (as next or poll would say it). */
 int rill_client_credit(rill_client_t *c, uint16_t sub, uint32_t n);
 
 /** A delivered message: its subscription, sequence and payload (valid
@@ -424,7 +434,10 @@ int rill_client_unsubscribe(rill_client_t *c, uint16_t sub);
  *  (RILL_ECLOSED when it said BYE or went away and the client does not
  *  reconnect; with reconnect it dials again within the timeout and goes
  *  on). RILL_EMSGSIZE, once, for a record over opts.max_message, which
- *  is skipped: the next call goes on after it. */
+ *  is skipped: the next call goes on after it. A subscription a reconnect
+ *  dropped (see above) is its refusal, once, with m->sub its channel
+ *  (after the deliveries it had received before), and the next call goes
+ *  on with the others. */
 int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns);
 
 /** Serves `service`: asks to that name may now come to this client (the
@@ -514,7 +527,8 @@ int rill_client_ask_async(rill_client_t *c, const char *service, const void *req
  *  subscription callbacks, service callbacks, then sends what they
  *  buffered. Returns the number of callbacks run, or a negative error
  *  (a connection-level error from the server, an earlier unacknowledged
- *  publish's error, RILL_ECLOSED when the connection is gone for good);
+ *  publish's error, a subscription a reconnect dropped (once, see above),
+ *  RILL_ECLOSED when the connection is gone for good);
  *  callbacks may have run before an error. With reconnect, a broken
  *  connection is dialled again within the timeout and is not an error. */
 int rill_client_poll(rill_client_t *c, uint64_t timeout_ns);
@@ -542,10 +556,18 @@ int rill_client_stats(rill_client_t *c, char *buf, size_t cap, size_t *len);
 
 /** rill_client_subscribe with flags: RILL_CLIENT_SUB_CREATE creates the
  *  topic when it does not exist. Without it (and from rill_client_subscribe)
- *  a topic that does not exist is RILL_ENOENT, "no topic 'NAME'". A
- *  subscription made again on reconnect does not create the topic. */
+ *  a topic that does not exist is RILL_ENOENT, "no topic 'NAME'". RILL_EINVAL
+ *  for an unknown flag. A subscription made again on reconnect has the
+ *  same flags: with CREATE it makes its topic again if it was deleted
+ *  meanwhile, without it is dropped (see the reconnect paragraph above). */
 int rill_client_subscribe_ex(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
                              uint32_t flags, uint16_t *sub, uint64_t *start);
+
+/** rill_client_subscribe_cb with flags, as rill_client_subscribe_ex takes
+ *  them (RILL_CLIENT_SUB_CREATE), kept for its re-subscriptions too. */
+int rill_client_subscribe_cb_ex(rill_client_t *c, const char *topic, uint64_t from, uint32_t window,
+                                uint32_t flags, rill_client_msg_cb cb, void *ctx, uint16_t *sub,
+                                uint64_t *start);
 
 /** Called by rill_client_topics with each name, NUL-terminated (valid
  *  until it returns), in byte order. */

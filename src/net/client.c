@@ -24,7 +24,9 @@
  * Reconnect. A break closes the socket at once (lost()); what was in
  * flight is failed, what is registered (binds, subscriptions, services) is
  * kept, and the next call that needs the connection dials again (ensure())
- * and restores those registrations before doing its own work.
+ * and restores those registrations before doing its own work. A
+ * subscription the server refuses for good then (its topic deleted) is
+ * dropped alone (sub_gone) and told to its reader once (took_gone).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -78,7 +80,9 @@ struct asm_in {
   size_t len, cap;
 };
 
-enum reg_kind { REG_BIND, REG_SUB, REG_SERVE };
+/* REG_GONE: a subscription the server refused for good when it was made
+ * again at a reconnect; it holds its channel until the reader is told. */
+enum reg_kind { REG_BIND, REG_SUB, REG_SERVE, REG_GONE };
 
 /* What the client registered with the server, to redo after a reconnect. */
 struct reg {
@@ -91,6 +95,8 @@ struct reg {
   uint64_t next;         /* REG_SUB: the sequence to resume from */
   uint64_t credits;      /* REG_SUB: deliveries the server may still send */
   uint32_t window, used; /* callback subscriptions: credits granted back by halves */
+  uint8_t flags;         /* REG_SUB: the SUBSCRIBE's flags (RILL_FF_CREATE), sent again */
+  int gone;              /* REG_GONE: the server's refusal, told once by next or poll */
 };
 
 struct pend {
@@ -127,6 +133,7 @@ struct rill_client {
   char late_msg[200];
   struct reg *regs;
   size_t nregs, cap_regs;
+  size_t ngone;     /* REG_GONE registrations: their readers are not told yet */
   struct pend *tab; /* async asks in flight: max_inflight slots */
   uint32_t inflight, free_slot;
   uint64_t ask_seq;
@@ -972,12 +979,61 @@ static int lost(rill_client_t *c, const char *why) {
                    why);
 }
 
-/* A request and its ACK, on a connection being set up. */
-static int request(rill_client_t *c, uint8_t type, uint16_t ch, uint64_t arg, const char *name,
-                   rill_frame_t *f) {
+/* A request and its ACK, on a connection being set up. true in *refused
+ * when the server answered it with an ERROR (an error of its own, not of
+ * the connection, which goes on). */
+static int request(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t arg,
+                   const char *name, rill_frame_t *f, bool *refused) {
   uint64_t id = c->next_id++;
-  int rc = send_frame(c, type, 0, ch, id, arg, name, (uint32_t)strlen(name));
-  return rc ? rc : await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
+  f->type = 0;
+  int rc = send_frame(c, type, flags, ch, id, arg, name, (uint32_t)strlen(name));
+  if (!rc)
+    rc = await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
+  *refused = rc && c->fd >= 0 && f->type == RILL_F_ERROR && f->id == id;
+  return rc;
+}
+
+static bool for_good(int rc);
+
+/* A re-subscription's refusal that no redialling will change: its topic
+ * is gone (deleted while the client was away, and it was not made with
+ * CREATE), or the server will not have it at all. Anything else (no
+ * memory, max_topics, a disk error) may pass, so the client dials again. */
+static bool sub_refused_for_good(int rc) { return rc == RILL_ENOENT || for_good(rc); }
+
+/* Drops a subscription the server refused for good at a reconnect, so
+ * that the connection and the other registrations go on without it. Its
+ * channel stays taken until its reader is told (took_gone). */
+static void sub_gone(rill_client_t *c, struct reg *r, int code) {
+  r->kind = REG_GONE;
+  r->gone = code;
+  r->credits = 0;
+  c->ngone++;
+}
+
+/* The first subscription sub_gone dropped (on channel `only`, 0: any), as
+ * its reader's error, once: it is forgotten and its channel let go. *sub
+ * (may be NULL) gets its channel. 0 when there is none. */
+static int took_gone(rill_client_t *c, uint16_t only, uint16_t *sub) {
+  for (size_t i = 0; c->ngone && i < c->nregs; i++) {
+    struct reg *r = &c->regs[i];
+    if (r->kind != REG_GONE || (only && r->ch != only))
+      continue;
+    int code = r->gone;
+    uint16_t ch = r->ch;
+    char name[RILL_NET_MAX_NAME + 1];
+    snprintf(name, sizeof name, "%s", r->name);
+    reg_del(c, r);
+    c->ngone--;
+    if (sub)
+      *sub = ch;
+    return rill__err(code,
+                     "client: subscription %u to topic '%s' dropped: the server refused it when "
+                     "the client reconnected (%s)",
+                     ch, name,
+                     code == RILL_ENOENT ? "the topic no longer exists" : rill_strerror(code));
+  }
+  return 0;
 }
 
 /* Opens the socket, shakes hands, and restores every registration. */
@@ -1016,19 +1072,25 @@ static int dial(rill_client_t *c) {
   if (rc)
     return rc;
   c->max_body = w.max_body;
+  bool refused;
   for (size_t i = 0; i < c->nregs && !rc; i++) {
     struct reg *r = &c->regs[i];
     if (r->kind == REG_BIND) {
-      rc = request(c, RILL_F_BIND, r->ch, 0, r->name, &f);
+      rc = request(c, RILL_F_BIND, 0, r->ch, 0, r->name, &f, &refused);
     } else if (r->kind == REG_SERVE) {
-      rc = request(c, RILL_F_SERVE, r->ch, 0, r->name, &f);
-    } else {
-      /* From where it stopped, with the credits it had left: deliveries
-       * the old connection had on the way are simply sent again. */
-      rc = request(c, RILL_F_SUBSCRIBE, r->ch, r->next, r->name, &f);
+      rc = request(c, RILL_F_SERVE, 0, r->ch, 0, r->name, &f, &refused);
+    } else if (r->kind == REG_SUB) {
+      /* From where it stopped, with the flags it was made with and the
+       * credits it had left: deliveries the old connection had on the
+       * way are simply sent again. */
+      rc = request(c, RILL_F_SUBSCRIBE, r->flags, r->ch, r->next, r->name, &f, &refused);
       r = &c->regs[i]; /* absorbing may not move regs, but be plain about it */
-      if (!rc && r->credits)
+      if (rc && refused && sub_refused_for_good(rc)) {
+        sub_gone(c, r, rc);
+        rc = 0;
+      } else if (!rc && r->credits) {
         rc = send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, r->credits, NULL, 0);
+      }
     }
   }
   return rc;
@@ -1396,6 +1458,7 @@ static int subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_
     return rc;
   struct reg *r = reg_add(c, REG_SUB, ch, topic);
   r->next = f.arg;
+  r->flags = flags;
   r->msg_cb = cb;
   r->ctx = ctx;
   r->window = credits;
@@ -1410,14 +1473,32 @@ int rill_client_subscribe(rill_client_t *c, const char *topic, uint64_t from, ui
   return subscribe(c, topic, from, credits, 0, NULL, NULL, sub, start);
 }
 
+/* The wire flags of rill_client_subscribe_ex's and _cb_ex's flags. */
+static int sub_flags(uint32_t flags, uint8_t *wire) {
+  if (flags & ~RILL_CLIENT_SUB_CREATE)
+    return rill__err(RILL_EINVAL, "client: unknown subscribe flags 0x%x", flags);
+  *wire = flags & RILL_CLIENT_SUB_CREATE ? RILL_FF_CREATE : 0;
+  return 0;
+}
+
 int rill_client_subscribe_cb(rill_client_t *c, const char *topic, uint64_t from, uint32_t window,
                              rill_client_msg_cb cb, void *ctx, uint16_t *sub, uint64_t *start) {
+  return rill_client_subscribe_cb_ex(c, topic, from, window, 0, cb, ctx, sub, start);
+}
+
+int rill_client_subscribe_cb_ex(rill_client_t *c, const char *topic, uint64_t from, uint32_t window,
+                                uint32_t flags, rill_client_msg_cb cb, void *ctx, uint16_t *sub,
+                                uint64_t *start) {
   if (!cb)
     return rill__err(RILL_EINVAL, "client: subscribe_cb without a callback");
-  return subscribe(c, topic, from, window ? window : 1024, 0, cb, ctx, sub, start);
+  uint8_t wire = 0;
+  int rc = sub_flags(flags, &wire);
+  return rc ? rc : subscribe(c, topic, from, window ? window : 1024, wire, cb, ctx, sub, start);
 }
 
 int rill_client_credit(rill_client_t *c, uint16_t sub, uint32_t n) {
+  if (c->ngone && reg_of(c, REG_GONE, sub))
+    return took_gone(c, sub, NULL); /* the server no longer has it: nothing to grant */
   struct reg *r = reg_of(c, REG_SUB, sub);
   if (r)
     r->credits += n; /* what a re-subscription grants again */
@@ -1430,8 +1511,13 @@ int rill_client_credit(rill_client_t *c, uint16_t sub, uint32_t n) {
 
 int rill_client_unsubscribe(rill_client_t *c, uint16_t sub) {
   struct reg *r = reg_of(c, REG_SUB, sub);
-  if (!r)
+  struct reg *gone = r ? NULL : reg_of(c, REG_GONE, sub);
+  if (!r && !gone)
     return rill__err(RILL_ENOENT, "client: no subscription on channel %u", sub);
+  if (gone) {
+    c->ngone--; /* ended by its reader: no refusal left to tell */
+    r = gone;
+  }
   reg_del(c, r); /* gone whatever the server says: nothing to restore */
   for (struct held *prev = NULL, *h = c->head, *n; h; h = n) {
     n = h->next;
@@ -1442,6 +1528,8 @@ int rill_client_unsubscribe(rill_client_t *c, uint16_t sub) {
       prev = h;
     }
   }
+  if (gone)
+    return 0; /* the server holds none */
   int rc = ready(c);
   if (rc)
     return rc;
@@ -1472,7 +1560,13 @@ int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns
     }
     if (c->skipped)
       return took_skip(c);
+    if (c->ngone) { /* after the deliveries it had before it was dropped */
+      *m = (rill_client_msg_t){0};
+      return took_gone(c, 0, &m->sub);
+    }
     int rc = ensure(c, deadline);
+    if (!rc && c->ngone)
+      continue; /* the reconnect dropped a subscription: say so first */
     if (!rc)
       rc = tx_flush(c); /* about to wait: what we buffered must not wait with us */
     rill_frame_t f;
@@ -1739,6 +1833,8 @@ static int dispatch(rill_client_t *c, const rill_frame_t *f, bool fresh, const s
     if (fresh && !note_delivery(c, f))
       return past_credits(c);
     r = reg_of(c, REG_SUB, f->channel);
+    if (!r && !fresh)
+      r = reg_of(c, REG_GONE, f->channel); /* held from before it was dropped: still its reader's */
     if (!r)
       return 0; /* an ended subscription's */
     if (!r->msg_cb)
@@ -1748,18 +1844,24 @@ static int dispatch(rill_client_t *c, const rill_frame_t *f, bool fresh, const s
       void *ctx = r->ctx;
       /* Credits go back by halves, before the callback (which may move
        * the registrations by subscribing). */
-      if (++r->used >= r->window / 2 || r->window < 2) {
+      int rc = 0;
+      if (r->kind == REG_SUB && (++r->used >= r->window / 2 || r->window < 2)) {
         uint32_t n = r->used;
         r->used = 0;
         r->credits += n;
         /* Sent at once, with whatever is buffered: a long pass must not
-         * sit on the credits the server is waiting for. */
-        int rc = send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, n, NULL, 0);
-        if (rc)
-          return rc;
+         * sit on the credits the server is waiting for. With the
+         * connection down (a held delivery after a break) or broken by
+         * this send, the re-subscription carries them (r->credits), and
+         * the record is handed over all the same: the subscription
+         * resumes after it, so dropping it here would be a gap. */
+        if (c->fd >= 0)
+          rc = send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, n, NULL, 0);
       }
       rill_client_msg_t m = {f->channel, f->arg, f->body, f->len};
       cb(ctx, &m);
+      if (rc)
+        return rc;
     }
     return 1;
   case RILL_F_ASK:
@@ -1874,6 +1976,8 @@ out:
     return rc;
   if (c->skipped)
     return took_skip(c);
+  if (c->ngone)
+    return took_gone(c, 0, NULL);
   if (c->late) {
     rc = c->late;
     c->late = 0;
@@ -1923,10 +2027,9 @@ int rill_client_stats(rill_client_t *c, char *buf, size_t cap, size_t *len) {
 
 int rill_client_subscribe_ex(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
                              uint32_t flags, uint16_t *sub, uint64_t *start) {
-  if (flags & ~RILL_CLIENT_SUB_CREATE)
-    return rill__err(RILL_EINVAL, "client: unknown subscribe flags 0x%x", flags);
-  return subscribe(c, topic, from, credits, flags & RILL_CLIENT_SUB_CREATE ? RILL_FF_CREATE : 0,
-                   NULL, NULL, sub, start);
+  uint8_t wire = 0;
+  int rc = sub_flags(flags, &wire);
+  return rc ? rc : subscribe(c, topic, from, credits, wire, NULL, NULL, sub, start);
 }
 
 int rill_client_topics(rill_client_t *c, rill_client_topic_cb cb, void *ctx) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `rill log` end to end: every subcommand, human and JSON output, a reader
-# following a writer in another process, damage found by verify, and
-# clear errors for bad input. Usage: cli_test.sh path/to/rill
+# following a writer in another process, damage found by verify and dump
+# and stopping cat and tail, every command's exit status on a damaged log,
+# and clear errors for bad input. Usage: cli_test.sh path/to/rill
 set -euo pipefail
 rill=$1
 d=$(mktemp -d)
@@ -51,6 +52,36 @@ grep -q '^rill log: 1 damaged record(s) skipped$' "$d/err" || fail "skip count: 
 rc=0; "$rill" log cat "$d" t --json --from 2 >/dev/null 2>&1 || rc=$?
 [ $rc -eq 0 ] || fail "cat after the damage: exit $rc"
 if "$rill" log stat "$d" t --skip-corrupt >/dev/null 2>&1; then fail "--skip-corrupt on stat"; fi
+
+# dump goes on past it, marks and names it, and exits 1 as verify does.
+rc=0; "$rill" log dump "$d" t >"$d/out" 2>"$d/err" || rc=$?
+[ $rc -eq 1 ] || fail "dump over damage: exit $rc"
+grep -qE '^ +1  DAMAGED ' "$d/out" || fail "dump marks it: $(cat "$d/out")"
+[ "$(grep -cE '^ +[0-9]+  [0-9]+ ' "$d/out")" = 7 ] || fail "dump goes on: $(cat "$d/out")"
+grep -q '^rill log: record 1 is damaged: ECORRUPT' "$d/err" || fail "dump names it: $(cat "$d/err")"
+grep -q '^rill log: 1 damaged record(s)$' "$d/err" || fail "dump count: $(cat "$d/err")"
+rc=0; "$rill" log dump "$d" t --json >"$d/out" 2>/dev/null || rc=$?
+[ $rc -eq 1 ] || fail "dump --json over damage: exit $rc"
+grep -q '^{"seq":1,"ok":false,"error":"ECORRUPT' "$d/out" || fail "dump json: $(cat "$d/out")"
+rc=0; "$rill" log dump "$d" t --from 2 >/dev/null 2>&1 || rc=$?
+[ $rc -eq 0 ] || fail "dump after the damage: exit $rc"
+# The other commands on the damaged log: tail stops at it as cat does;
+# stat and append do not read records (verify is what looks).
+rc=0; "$rill" log tail "$d" t --from 0 --count 3 >"$d/out" 2>/dev/null || rc=$?
+[ $rc -eq 1 ] || fail "tail over damage: exit $rc"
+rc=0; "$rill" log tail "$d" t --from 0 --count 2 --skip-corrupt >"$d/out" 2>/dev/null || rc=$?
+[ $rc -eq 3 ] || fail "tail --skip-corrupt over damage: exit $rc"
+[ "$(awk '{print $1}' "$d/out" | tr '\n' ' ')" = '0 2 ' ] || fail "tail --skip-corrupt: $(cat "$d/out")"
+"$rill" log stat "$d" t >/dev/null || fail "stat of a damaged log"
+# A damaged segment header: every command fails to open it (exit 1).
+cp -r "$d/t" "$d/h"
+printf 'Z' | dd of="$d/h/00000000000000000000.seg" bs=1 seek=8 conv=notrunc status=none
+for c in cat tail stat verify dump append; do
+  rec=(); [ $c = append ] && rec=(x)
+  rc=0; "$rill" log $c "$d" h "${rec[@]}" >/dev/null 2>"$d/err" || rc=$?
+  [ $rc -eq 1 ] || fail "$c of a damaged header: exit $rc"
+  grep -q 'ECORRUPT' "$d/err" || fail "$c of a damaged header: $(cat "$d/err")"
+done
 
 # Bad input is an error code and a message, never a crash.
 if "$rill" log cat "$d" nosuch 2>"$d/err"; then fail "missing topic"; fi

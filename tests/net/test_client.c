@@ -1910,3 +1910,207 @@ Test(client_limits, a_registration_timed_out_drops_the_connection) {
   rill_client_close(c);
   close(k.lfd);
 }
+
+/* ---- a re-subscription the server refuses for good ---------------------------------- */
+
+static _Atomic int resub_accepts;     /* connections the client made */
+static _Atomic int resub_flags_ok;    /* re-SUBSCRIBEs with the flags they were made with */
+static _Atomic int resub_flags_bad;   /* ... and without */
+static _Atomic int resub_gone_credit; /* CREDITs for a subscription the server refused */
+
+static void try_send(int fd, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id, uint64_t arg,
+                     const void *body, uint32_t len) {
+  uint8_t b[RILL_NET_HDR + 256];
+  rill_frame_header(b, type, flags, ch, id, arg, len);
+  if (len) /* body may be NULL then */
+    memcpy(b + RILL_NET_HDR, body, len);
+  (void)!send(fd, b, RILL_NET_HDR + len, MSG_NOSIGNAL); /* the client may have gone: so be it */
+}
+
+static bool name_is(const rill_frame_t *f, const char *name) {
+  return f->len == strlen(name) && !memcmp(f->body, name, f->len);
+}
+
+/* The first connection ACKs every SUBSCRIBE and closes at the first PING.
+ * Every later one answers a SUBSCRIBE to "gone" or "gonecb" with ERROR
+ * ENOENT (as a server does for a topic deleted meanwhile), ACKs the others
+ * (checking that "made" and "cbmade" come with CREATE, and only they),
+ * delivers record 7 on "keep" once it is subscribed, and answers PINGs
+ * and UNSUBSCRIBEs. */
+static void *script_resub(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  for (int conn = 0, fd; (fd = script_accept(k, b, sizeof b, NULL)) >= 0; conn++) {
+    resub_accepts++;
+    rill_frame_t f;
+    uint16_t gone[2] = {0, 0};
+    for (uint8_t t; (t = fake_recv(fd, b, sizeof b, &f)) != 0;) {
+      if (t == RILL_F_PING) {
+        if (conn == 0)
+          break;
+        try_send(fd, RILL_F_PONG, 0, 0, f.id, 0, NULL, 0);
+      } else if (t == RILL_F_UNSUBSCRIBE) {
+        try_send(fd, RILL_F_ACK, 0, f.channel, f.id, 0, NULL, 0);
+      } else if (t == RILL_F_CREDIT) {
+        if (conn > 0 && f.channel && (f.channel == gone[0] || f.channel == gone[1]))
+          resub_gone_credit++;
+      } else if (t == RILL_F_SUBSCRIBE) {
+        bool create = name_is(&f, "made") || name_is(&f, "cbmade");
+        if (conn > 0 && (f.flags & RILL_FF_CREATE) == (create ? RILL_FF_CREATE : 0))
+          resub_flags_ok++;
+        else if (conn > 0)
+          resub_flags_bad++;
+        if (conn > 0 && (name_is(&f, "gone") || name_is(&f, "gonecb"))) {
+          gone[name_is(&f, "gonecb")] = f.channel;
+          const char *msg = "SUBSCRIBE: no topic";
+          try_send(fd, RILL_F_ERROR, 0, f.channel, f.id, (uint64_t)(int64_t)RILL_ENOENT, msg,
+                   (uint32_t)strlen(msg));
+          continue;
+        }
+        try_send(fd, RILL_F_ACK, 0, f.channel, f.id, f.arg == RILL_NET_FROM_LATEST ? 0 : f.arg,
+                 NULL, 0);
+        if (conn > 0 && name_is(&f, "keep"))
+          try_send(fd, RILL_F_DELIVER, 0, f.channel, 0, 7, "seven", 5);
+      }
+    }
+    close(fd);
+  }
+  return NULL;
+}
+
+static void on_any(void *ctx, const rill_client_msg_t *m) {
+  (void)m;
+  (*(int *)ctx)++;
+}
+
+/* A subscription whose topic was deleted while the client was away is
+ * refused for good at the reconnect: the client drops it alone (no
+ * redialling until reconnect_limit), tells its reader once with the topic
+ * named, and the other subscriptions go on, each made again with the
+ * flags it was made with. */
+Test(reconnect, a_refused_resubscription_is_dropped_alone) {
+  alarm(60); /* a hang is a failure (SIGALRM), not a stuck suite */
+  fake_t k;
+  fake_start(&k, script_resub, 0);
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port,
+                                                             .reconnect = true,
+                                                             .backoff_min_ns = 1000000,
+                                                             .backoff_max_ns = 10000000,
+                                                             .reconnect_limit_ns = 3000000000ull}),
+               0, "%s", rill_errmsg());
+  uint16_t gone, gonecb, made, cbmade, keep;
+  int calls = 0;
+  const uint64_t L = RILL_NET_FROM_LATEST;
+  cr_assert_eq(rill_client_subscribe(c, "gone", L, 10, &gone, NULL), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_subscribe_cb(c, "gonecb", L, 4, on_any, &calls, &gonecb, NULL), 0);
+  cr_assert_eq(rill_client_subscribe_ex(c, "made", L, 10, RILL_CLIENT_SUB_CREATE, &made, NULL), 0);
+  cr_assert_eq(rill_client_subscribe_cb_ex(c, "cbmade", L, 4, RILL_CLIENT_SUB_CREATE, on_any,
+                                           &calls, &cbmade, NULL),
+               0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_subscribe(c, "keep", L, 10, &keep, NULL), 0, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_subscribe_cb_ex(c, "x", L, 4, 0x100, on_any, &calls, &keep, NULL),
+               RILL_EINVAL, "an unknown flag");
+  cr_expect_eq(rill_client_ping(c, NULL), RILL_ECONNRESET, "the server closed at the PING");
+
+  /* next dials again: "gone" and "gonecb" are refused, the others taken. */
+  rill_client_msg_t m;
+  int rc = rill_client_next(c, &m, 10000000000ull);
+  cr_expect_eq(rc, RILL_ENOENT, "%s: %s", rill_strerror(rc), rill_errmsg());
+  cr_expect(m.sub == gone || m.sub == gonecb, "the dropped subscription's channel: %u", m.sub);
+  cr_expect_neq(strstr(rill_errmsg(), m.sub == gone ? "'gone'" : "'gonecb'"), NULL, "%s",
+                rill_errmsg());
+  uint16_t first = m.sub;
+  /* poll tells the other one, once (and keeps the delivery for next). */
+  rc = rill_client_poll(c, 0);
+  cr_expect_eq(rc, RILL_ENOENT, "%s: %s", rill_strerror(rc), rill_errmsg());
+  cr_expect_neq(strstr(rill_errmsg(), first == gone ? "'gonecb'" : "'gone'"), NULL, "%s",
+                rill_errmsg());
+  cr_assert_eq(rill_client_next(c, &m, 10000000000ull), 0, "%s", rill_errmsg());
+  cr_expect_eq(m.sub, keep);
+  cr_expect_eq(m.seq, 7);
+  cr_expect_eq(rill_client_ping(c, NULL), 0, "the connection goes on: %s", rill_errmsg());
+  cr_expect_eq(rill_client_unsubscribe(c, gone), RILL_ENOENT, "told, and forgotten");
+  cr_expect_eq(rill_client_unsubscribe(c, made), 0, "%s", rill_errmsg());
+  rill_client_close(c);
+  shutdown(k.lfd, SHUT_RDWR);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+  cr_expect_eq(resub_accepts, 2, "no dialling again after a refusal for good");
+  cr_expect_eq(resub_flags_ok, 5, "every re-SUBSCRIBE with its flags (%d without)",
+               (int)resub_flags_bad);
+  cr_expect_eq(resub_flags_bad, 0);
+  cr_expect_eq(resub_gone_credit, 0, "no CREDIT for a subscription the server refused");
+}
+
+/* ---- a callback's delivery held across a break -------------------------------------- */
+
+static _Atomic uint64_t held_resub_from = UINT64_MAX; /* where the re-SUBSCRIBE resumed */
+
+/* The first connection ACKs the SUBSCRIBE, delivers record 0 and closes at
+ * the first PING (unanswered); the second ACKs the re-SUBSCRIBE, notes its
+ * `from`, and delivers from there. */
+static void *script_held_cb(void *arg) {
+  fake_t *k = arg;
+  uint8_t b[4096];
+  for (int conn = 0, fd; (fd = script_accept(k, b, sizeof b, NULL)) >= 0; conn++) {
+    rill_frame_t f;
+    for (uint8_t t; (t = fake_recv(fd, b, sizeof b, &f)) != 0;) {
+      if (t == RILL_F_PING && conn == 0)
+        break;
+      if (t == RILL_F_PING)
+        try_send(fd, RILL_F_PONG, 0, 0, f.id, 0, NULL, 0);
+      if (t != RILL_F_SUBSCRIBE)
+        continue;
+      uint64_t from = conn ? f.arg : 0;
+      if (conn)
+        held_resub_from = from;
+      try_send(fd, RILL_F_ACK, 0, f.channel, f.id, from, NULL, 0);
+      try_send(fd, RILL_F_DELIVER, 0, f.channel, 0, from, "r", 1);
+    }
+    close(fd);
+  }
+  return NULL;
+}
+
+struct seen {
+  int calls;
+  uint64_t first;
+};
+
+static void on_seen(void *ctx, const rill_client_msg_t *m) {
+  struct seen *s = ctx;
+  if (!s->calls++)
+    s->first = m->seq;
+}
+
+/* A delivery a blocking call read for a callback subscription, held when
+ * the connection broke: the next poll still hands it to the callback (its
+ * credit rides on the re-subscription), and the re-subscription resumes
+ * after it, so it is neither lost nor sent again. */
+Test(reconnect, a_held_callback_delivery_survives_a_break) {
+  alarm(60); /* a hang is a failure (SIGALRM), not a stuck suite */
+  fake_t k;
+  fake_start(&k, script_held_cb, 0);
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port,
+                                                             .reconnect = true,
+                                                             .backoff_min_ns = 1000000,
+                                                             .backoff_max_ns = 10000000}),
+               0, "%s", rill_errmsg());
+  struct seen s = {0};
+  uint16_t ch;
+  cr_assert_eq(rill_client_subscribe_cb(c, "t", RILL_NET_FROM_EARLIEST, 1, on_seen, &s, &ch, NULL),
+               0, "%s", rill_errmsg());
+  /* The PING reads record 0 (held for the callback), then the break. */
+  cr_expect_eq(rill_client_ping(c, NULL), RILL_ECONNRESET, "%s", rill_errmsg());
+  for (int i = 0; i < 200 && s.calls < 2; i++)
+    cr_assert_geq(rill_client_poll(c, 10000000), 0, "%s", rill_errmsg());
+  cr_expect_eq(s.calls, 2, "record 0 and the one after the reconnect");
+  cr_expect_eq(s.first, 0, "the held record first");
+  cr_expect_eq(held_resub_from, 1, "resumed after the record held");
+  rill_client_close(c);
+  shutdown(k.lfd, SHUT_RDWR);
+  pthread_join(k.t, NULL);
+  close(k.lfd);
+}

@@ -28,9 +28,16 @@ static int log_usage(FILE *f) {
              "        the exit status is 3 if any was\n"
              "  stat DIR TOPIC                             first, next, segments, bytes, disk\n"
              "  verify DIR TOPIC                           checks every record's checksum\n"
-             "  dump DIR TOPIC                             the files, record by record\n"
+             "  dump DIR TOPIC [--from SEQ] [--count N]    the records one a line, damaged ones\n"
+             "        marked DAMAGED (--json: \"ok\":false) and named on stderr\n"
              "\n"
-             "  --json   one JSON object per line\n");
+             "  --json   one JSON object per line\n"
+             "\n"
+             "exit status: 0 done, no damage met; 1 a damaged record (cat and tail stop at\n"
+             "the first; verify and dump go on and name every one) or an error (a log that\n"
+             "does not open, a damaged file header, a failed read or append); 2 bad usage\n"
+             "or options; 3 cat or tail --skip-corrupt passed over damaged records. append\n"
+             "and stat do not read the records, so they do not look for damage: verify does.\n");
   return f == stdout ? 0 : 2;
 }
 
@@ -324,14 +331,29 @@ static int cmd_dump(args_t *a) {
   if (!a->json)
     printf("# %s/%s: %" PRIu64 " segment(s), records %" PRIu64 "..%" PRIu64 "\n", a->dir, a->topic,
            st.segments, st.first, st.next);
-  uint64_t next = rill_log_next(l), left = a->count;
-  for (uint64_t seq = a->has_from ? a->from : rill_log_first(l); seq < next && left;
-       seq++, left--) {
+  uint64_t next = rill_log_next(l), left = a->count, bad = 0;
+  uint64_t seq = a->has_from ? a->from : rill_log_first(l);
+  if (seq < rill_log_first(l)) { /* as cat: a retired record is not a damaged one */
+    fprintf(stderr, "rill log: records before %" PRIu64 " were retired; starting there\n",
+            rill_log_first(l));
+    seq = rill_log_first(l);
+  }
+  for (; seq < next && left; seq++, left--) {
     rill_log_record_t r;
     rc = rill_log_read(l, seq, &r);
+    if (rc) {
+      /* Named on stderr as cat names the one it stops at, and in the
+       * exit status, as verify does: a dump that looks through damage
+       * must not pass for a clean one in a script. */
+      bad++;
+      fprintf(stderr, "rill log: record %" PRIu64 " is damaged: %s (%s)\n", seq, rill_strerror(rc),
+              rill_errmsg());
+    }
     if (a->json) {
       printf("{\"seq\":%" PRIu64 ",\"ok\":%s", seq, rc ? "false" : "true");
-      if (!rc)
+      if (rc)
+        printf(",\"error\":\"%s\"", rill_strerror(rc));
+      else
         printf(",\"ts_ns\":%" PRIu64 ",\"len\":%zu", r.ts_ns, r.payload.len);
       printf("}\n");
     } else if (rc) {
@@ -345,7 +367,9 @@ static int cmd_dump(args_t *a) {
       rill_buf_release(&r.payload);
   }
   rill_log_close(l);
-  return 0;
+  if (bad)
+    fprintf(stderr, "rill log: %" PRIu64 " damaged record(s)\n", bad);
+  return bad ? 1 : 0;
 }
 
 int rill_log_main(int argc, char **argv) {

@@ -2,8 +2,9 @@
  * rill stat: a running server's metrics for people. The server answers a
  * STATS request with the same Prometheus text its HTTP endpoint serves;
  * this parses it and prints totals, rates between two samples, each
- * topic, and latency quantiles from the histograms' cumulative buckets
- * (the way Prometheus's histogram_quantile reads them).
+ * topic, every other series by its name, and latency quantiles from the
+ * histograms' cumulative buckets (the way Prometheus's histogram_quantile
+ * reads them).
  *
  * --from-file FILE (given once or twice, a hidden option) reads the text
  * from files instead of a server, so the parser and the printing are
@@ -324,6 +325,97 @@ static void put_uptime(FILE *f, double s) {
   fprintf(f, "%" PRIu64 "s", t % 60);
 }
 
+/* The samples report() prints in rows of its own; any other goes to the
+ * rows of other_rows, so a counter a newer server adds is shown too. */
+static const char *const known[] = {
+    "rill_uptime_seconds",
+    "rill_loops",
+    "rill_connections_open",
+    "rill_connections_accepted_total",
+    "rill_connections_refused_total",
+    "rill_connections_dropped_total",
+    "rill_frames_in_total",
+    "rill_frames_out_total",
+    "rill_bytes_in_total",
+    "rill_bytes_out_total",
+    "rill_messages_published_total",
+    "rill_messages_delivered_total",
+    "rill_errors_sent_total",
+    "rill_asks_refused_total",
+    "rill_serves_refused_total",
+    "rill_asks_in_flight",
+    "rill_serve_registrations",
+    "rill_topic_appended_total",
+    "rill_topic_appended_bytes_total",
+    "rill_topic_next_sequence",
+    "rill_topic_subscribers",
+};
+
+static bool same_series(const sample_t *a, const sample_t *b) {
+  return !strcmp(a->name, b->name) && !strcmp(a->labels, b->labels) && !a->topic == !b->topic &&
+         (!a->topic || !strcmp(a->topic, b->topic)) && isnan(a->le) == isnan(b->le);
+}
+
+/* A histogram's _sum or _count: printed with its buckets. */
+static bool hist_part(const samples_t *ss, const char *name) {
+  size_t nl = strlen(name), sl = nl >= 4 && !strcmp(name + nl - 4, "_sum")     ? 4
+                                 : nl >= 6 && !strcmp(name + nl - 6, "_count") ? 6
+                                                                               : 0;
+  if (!sl)
+    return false;
+  for (size_t i = 0; i < ss->n; i++) {
+    const char *b = ss->s[i].name;
+    if (!isnan(ss->s[i].le) && !strncmp(b, name, nl - sl) && !strcmp(b + nl - sl, "_bucket"))
+      return true;
+  }
+  return false;
+}
+
+/* Every series report() has no row of its own for, by the name without
+ * rill_ and _total, with its labels: the value, and for a counter (_total)
+ * its rate. */
+static void other_rows(FILE *f, const samples_t *cur, const samples_t *prev, double dt) {
+  for (size_t i = 0; i < cur->n; i++) {
+    const sample_t *s = &cur->s[i];
+    if (!isnan(s->le) || hist_part(cur, s->name))
+      continue;
+    bool seen = false;
+    for (size_t k = 0; k < sizeof known / sizeof known[0] && !seen; k++)
+      seen = !strcmp(s->name, known[k]) && !s->labels[0];
+    for (size_t j = 0; j < i && !seen; j++)
+      seen = same_series(&cur->s[j], s);
+    if (seen)
+      continue;
+    const char *nm = s->name;
+    size_t nl = strlen(nm);
+    bool counter = nl > 6 && !strcmp(nm + nl - 6, "_total");
+    if (counter)
+      nl -= 6;
+    if (nl > 5 && !strncmp(nm, "rill_", 5))
+      nm += 5, nl -= 5;
+    char label[256];
+    int ll = snprintf(label, sizeof label, "%.*s", (int)nl, nm);
+    if (s->topic || s->labels[0])
+      snprintf(label + ll, sizeof label - (size_t)ll, "{%s%s%s%.*s}", s->topic ? "topic=" : "",
+               s->topic ? s->topic : "", s->topic && s->labels[0] ? "," : "",
+               s->labels[0] ? (int)strlen(s->labels) - 1 : 0, s->labels);
+    double p = NAN;
+    for (size_t j = 0; prev && counter && j < prev->n && isnan(p); j++)
+      if (same_series(&prev->s[j], s))
+        p = prev->s[j].v;
+    char a[64], b[64];
+    put_count(a, sizeof a, s->v);
+    size_t tl = strlen(label);
+    rill_tool_text(f, label, tl); /* the server's names and labels: escaped */
+    fprintf(f, "%*s %14s", tl < 16 ? (int)(16 - tl) : 0, "", a);
+    if (counter) {
+      put_rate(b, sizeof b, rate(s->v, p, dt), false);
+      fprintf(f, " %14s", b);
+    }
+    fputc('\n', f);
+  }
+}
+
 static void report(FILE *f, const char *who, const samples_t *cur, const samples_t *prev,
                    double dt) {
   char a[64], b[64];
@@ -357,6 +449,8 @@ static void report(FILE *f, const char *who, const samples_t *cur, const samples
       {"published", "rill_messages_published_total", false},
       {"delivered", "rill_messages_delivered_total", false},
       {"errors sent", "rill_errors_sent_total", false},
+      {"asks refused", "rill_asks_refused_total", false},
+      {"serves refused", "rill_serves_refused_total", false},
   };
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     double v = get(cur, rows[i].name, NULL);
@@ -369,6 +463,9 @@ static void report(FILE *f, const char *who, const samples_t *cur, const samples
   }
   put_count(a, sizeof a, get(cur, "rill_asks_in_flight", NULL));
   fprintf(f, "%-16s %14s\n", "asks in flight", a);
+  put_count(a, sizeof a, get(cur, "rill_serve_registrations", NULL));
+  fprintf(f, "%-16s %14s\n", "serves held", a);
+  other_rows(f, cur, prev, dt);
 
   /* Topics: every value of the topic label, in the order first seen. */
   const char **topics = NULL;
@@ -533,8 +630,9 @@ static void sleep_s(double s) {
 static int usage(void) {
   fprintf(stderr, "usage: rill stat [--server HOST:PORT] [--token T] [--interval SEC] "
                   "[--count N] [--prom]\n"
-                  "  totals and rates over --interval (default 1 s), each topic, latency "
-                  "quantiles;\n"
+                  "  totals and rates over --interval (default 1 s) (asks and serves refused,\n"
+                  "  serves held among them), each topic, latency quantiles; a metric it has no\n"
+                  "  row for (a newer server's) is shown by its name;\n"
                   "  --count N repeats, --prom prints the server's Prometheus text as is\n");
   return 2;
 }
