@@ -276,17 +276,26 @@ int rill_bus_cursor_load(rill_memsink_t *ms, const void *buf, size_t len, rill_b
   for (uint32_t s = 0; s < shards; s++) {
     uint64_t pos = rill__get64(p + CURSOR_HDR + s * CURSOR_SHARD);
     uint64_t seq = rill__get64(p + CURSOR_HDR + s * CURSOR_SHARD + 8);
-    /* The writer's end now, position and seq as one consistent pair (a
-     * reader joined there). A position or seq the writer has not reached,
-     * a position off the record grid, or one with fewer bytes left before
-     * the end than the records its seq leaves there take (each at least
-     * 16), never came from this sink: the checksum only says the bytes
-     * were saved together, not by whom. Checked with subtractions that
-     * cannot wrap, once pos and seq are known not past the end. */
+    /* A position or seq the writer has not reached, a position off the
+     * record grid, or one with fewer bytes left before the end than the
+     * records its seq leaves there take (each at least 16), never came
+     * from this sink: the checksum only says the bytes were saved
+     * together, not by whom.
+     *
+     * The writer moves on meanwhile, and a join gives up waiting for a
+     * busy writer after a few tries, so its position and seq need not be
+     * one pair. The bounds are taken so that a genuine cursor always
+     * passes: `written` first (acquire), then the join's tail (acquire,
+     * after it): the writer stores tail for record k before it stores
+     * next_seq = k + 2, so at least written - 1 records end by that tail.
+     * The join's seq, loaded after its tail, is at least the records that
+     * end there. Subtractions cannot wrap: pos and seq are known not past
+     * the end first. */
+    uint64_t written = rill_ring_bcast_written(ms->win[s]);
     rill_ring_bcast_reader_t end;
     rill_ring_bcast_join(ms->win[s], &end);
     if (pos % 16 || pos > end.cursor || seq > end.next_seq ||
-        end.next_seq - seq > (end.cursor - pos) / 16)
+        (seq + 1 < written && written - 1 - seq > (end.cursor - pos) / 16))
       return rill__err(RILL_ECORRUPT,
                        "bus cursor: shard %u position %llu, seq %llu cannot be (the window is "
                        "written to %llu, seq %llu)",

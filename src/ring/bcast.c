@@ -159,7 +159,10 @@ void rill_ring_bcast_destroy(rill_ring_bcast_t *r) {
 size_t rill_ring_bcast_max_payload(const rill_ring_bcast_t *r) { return r->max_payload; }
 
 uint64_t rill_ring_bcast_written(const rill_ring_bcast_t *r) {
-  return __atomic_load_n(&r->w->next_seq, __ATOMIC_RELAXED);
+  /* Acquire: pairs with the writer's release store of next_seq, so a
+   * caller that reads the ring's tail after this sees the tail of every
+   * record but the last one counted (a plain mov on x86-64). */
+  return __atomic_load_n(&r->w->next_seq, __ATOMIC_ACQUIRE);
 }
 
 /* Stores the parts' bytes as consecutive words from off, the last word
