@@ -121,7 +121,8 @@ struct rill_log {
   pthread_mutex_t retain_lock; /* one retention pass at a time */
   int retain_due;              /* a roll happened: the appender that rolled retains */
 
-  bool reserved; /* a reservation holds lock */
+  bool recovering; /* open: growth is charged to the budget whatever its limit */
+  bool reserved;   /* a reservation holds lock */
   uint32_t res_len;
 
   uint64_t syncs, skipped, torn; /* stats */
@@ -186,6 +187,59 @@ static int segs_push(rill_log_t *l, struct seg *g) {
   return 0;
 }
 
+/* ---- the disk budget ----------------------------------------------------- */
+
+/* The budget's counter orders nothing (it is a count of bytes; the files
+ * are what they are), so relaxed atomics throughout. A growth takes its
+ * bytes with a compare-and-swap that checks the limit against the value
+ * it replaces, so two logs racing for the last room cannot both have it,
+ * and a refused growth leaves no transient over-count that could refuse
+ * another. Growth is rare (doubling), so the loop costs nothing measurable. */
+uint64_t rill_log_budget_used(const rill_log_budget_t *b) {
+  return __atomic_load_n(&b->used, __ATOMIC_RELAXED);
+}
+
+void rill_log_budget_charge(rill_log_budget_t *b, uint64_t n) {
+  __atomic_fetch_add(&b->used, n, __ATOMIC_RELAXED);
+}
+
+void rill_log_budget_credit(rill_log_budget_t *b, uint64_t n) {
+  uint64_t was = __atomic_load_n(&b->used, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(&b->used, &was, was > n ? was - n : 0, true, __ATOMIC_RELAXED,
+                                      __ATOMIC_RELAXED))
+    ;
+}
+
+/* Takes n bytes of growth from l's budget: false when that would pass its
+ * limit (recovery at open takes them whatever the limit: what it grows
+ * rebuilds what was there). */
+static bool budget_take(rill_log_t *l, uint64_t n) {
+  rill_log_budget_t *b = l->o.budget;
+  if (!b || !n)
+    return true;
+  uint64_t was = __atomic_load_n(&b->used, __ATOMIC_RELAXED);
+  do {
+    if (b->limit && !l->recovering && (was > b->limit || n > b->limit - was))
+      return false;
+  } while (!__atomic_compare_exchange_n(&b->used, &was, was + n, true, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED));
+  return true;
+}
+
+static void budget_give(rill_log_t *l, uint64_t n) {
+  if (l->o.budget && n)
+    rill_log_budget_credit(l->o.budget, n);
+}
+
+/* The error of a growth the budget refused: it names the limit. */
+static int budget_full(rill_log_t *l, const char *file, uint64_t base, uint64_t more) {
+  const rill_log_budget_t *b = l->o.budget;
+  return rill__err(RILL_ENOSPC,
+                   "%s (%llu bytes) is reached: log %s: %s %llu cannot grow by %llu bytes",
+                   b->what ? b->what : "the disk budget", (unsigned long long)b->limit, l->path,
+                   file, (unsigned long long)base, (unsigned long long)more);
+}
+
 /* ---- files ------------------------------------------------------------- */
 
 static void seg_name(char *buf, size_t n, uint64_t base, const char *ext) {
@@ -211,12 +265,21 @@ static int idx_room(rill_log_t *l, struct seg *g, uint64_t i) {
     to = IDX_START;
   if (to > g->imap_len)
     to = g->imap_len;
+  bool took = budget_take(l, to - g->idx_alloc);
+  if (!took && need < to)
+    took = budget_take(l, (to = need) - g->idx_alloc);
+  if (!took)
+    return budget_full(l, "index of segment", g->base, need - g->idx_alloc);
   int e = posix_fallocate(g->ifd, 0, (off_t)to);
-  if (e == ENOSPC && need < to) /* as seg_grow: take what fits */
+  if (e == ENOSPC && need < to) { /* as seg_grow: take what fits */
+    budget_give(l, to - need);
     e = posix_fallocate(g->ifd, 0, (off_t)(to = need));
-  if (e)
+  }
+  if (e) {
+    budget_give(l, to - g->idx_alloc);
     return rill__err(-e, "log %s: index of segment %llu cannot grow to %llu bytes: %s", l->path,
                      (unsigned long long)g->base, (unsigned long long)to, strerror(e));
+  }
   g->idx_alloc = to;
   return 0;
 }
@@ -236,17 +299,26 @@ static int seg_grow(rill_log_t *l, struct seg *g, uint64_t need) {
     to = SEG_START;
   if (to > l->seg_bytes)
     to = l->seg_bytes;
-  int e = posix_fallocate(g->fd, 0, (off_t)to);
-  /* Short of room for the doubling: the room this record needs may still
-   * be there, and a nearly full disk should take what fits. */
+  /* Short of room for the doubling (on the disk or in the budget): the
+   * room this record needs may still be there, and a nearly full disk
+   * should take what fits. */
   uint64_t least = RILL__ALIGN_UP(need, (uint64_t)4096);
+  bool took = budget_take(l, to - size);
+  if (!took && least < to)
+    took = budget_take(l, (to = least) - size);
+  if (!took)
+    return budget_full(l, "segment", g->base, least - size);
+  int e = posix_fallocate(g->fd, 0, (off_t)to);
   if (e == ENOSPC && least < to) {
+    budget_give(l, to - least);
     to = least;
     e = posix_fallocate(g->fd, 0, (off_t)to);
   }
-  if (e)
+  if (e) {
+    budget_give(l, to - size);
     return rill__err(-e, "log %s: segment %llu cannot grow to %llu bytes: %s", l->path,
                      (unsigned long long)g->base, (unsigned long long)to, strerror(e));
+  }
   __atomic_store_n(&g->size, to, __ATOMIC_RELAXED);
   return 0;
 }
@@ -343,6 +415,7 @@ static int seg_create(rill_log_t *l, uint64_t base, struct seg **out) {
 undo_files:
   unlinkat(l->dir_fd, sname, 0);
   unlinkat(l->dir_fd, iname, 0);
+  budget_give(l, g->size + g->idx_alloc); /* what growing them took */
 undo_g:
   seg_discard(l, g);
   return rc;
@@ -650,17 +723,27 @@ static bool seg_unborn(rill_log_t *l, uint64_t base) {
   return !used;
 }
 
+/* Deletes one of segment base's files; its length goes back to the
+ * budget. */
+static int file_unlink(rill_log_t *l, uint64_t base, const char *ext) {
+  char name[32];
+  seg_name(name, sizeof name, base, ext);
+  struct stat st;
+  uint64_t len = l->o.budget && fstatat(l->dir_fd, name, &st, 0) == 0 ? (uint64_t)st.st_size : 0;
+  if (unlinkat(l->dir_fd, name, 0)) {
+    if (errno != ENOENT)
+      return rill__err_errno("log %s: delete %s", l->path, name);
+    return 0;
+  }
+  budget_give(l, len);
+  return 0;
+}
+
 /* Deletes segment base's files (a missing index is fine: it may never
  * have been made). */
 static int seg_unlink(rill_log_t *l, uint64_t base) {
-  char name[32];
-  seg_name(name, sizeof name, base, "seg");
-  if (unlinkat(l->dir_fd, name, 0) && errno != ENOENT)
-    return rill__err_errno("log %s: delete %s", l->path, name);
-  seg_name(name, sizeof name, base, "idx");
-  if (unlinkat(l->dir_fd, name, 0) && errno != ENOENT)
-    return rill__err_errno("log %s: delete %s", l->path, name);
-  return 0;
+  int rc = file_unlink(l, base, "seg");
+  return rc ? rc : file_unlink(l, base, "idx");
 }
 
 /* Lists the segments, drops those retired, opens and checks the rest. */
@@ -829,6 +912,8 @@ int rill_log_open(rill_log_t **out, const char *dir, const char *topic,
   rill_log_t *l = rill__calloc(1, sizeof *l);
   if (!l)
     return rill__err(RILL_ENOMEM, "log: no memory");
+  if (o.read_only)
+    o.budget = NULL; /* it grows and deletes nothing */
   l->o = o;
   l->dir_fd = l->lock_fd = -1;
   pthread_mutex_init(&l->lock, NULL);
@@ -875,7 +960,10 @@ int rill_log_open(rill_log_t **out, const char *dir, const char *topic,
   }
   if (!o.read_only)
     unlinkat(l->dir_fd, "MANIFEST.tmp", 0);
-  if ((rc = recover(l, first)) != 0)
+  l->recovering = true;
+  rc = recover(l, first);
+  l->recovering = false;
+  if (rc)
     goto undo_l;
   if (l->nsegs == 0) {
     if (o.read_only) {

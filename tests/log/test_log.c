@@ -166,6 +166,60 @@ Test(log, disk_grows_with_the_records) {
   rill_log_close(l);
 }
 
+/* The disk budget: two logs share one; growth past its limit is refused
+ * before anything is written, naming the limit; what was appended stays
+ * readable; retention gives the bytes back and appends work again; the
+ * budget always equals what the files hold. */
+Test(log, budget_bounds_the_files) {
+  rill_log_budget_t b = {.limit = 400 << 10, .what = "test's max_disk"};
+  rill_log_opts_t o = {.segment_bytes = 64 << 10, .budget = &b};
+  rill_log_t *l = open_log(o), *m = NULL;
+  cr_assert_eq(rill_log_open(&m, dir, "u", &o), 0, "%s", rill_errmsg());
+  rill_log_stats_t st, sm;
+  rill_log_stats(l, &st);
+  rill_log_stats(m, &sm);
+  cr_expect_eq(rill_log_budget_used(&b), st.disk_bytes + sm.disk_bytes);
+  static const uint8_t rec[1000];
+  uint64_t n = 0;
+  int rc;
+  while ((rc = rill_log_append(l, rec, 1000, NULL)) == 0)
+    n++;
+  cr_assert_eq(rc, RILL_ENOSPC, "%d: %s", rc, rill_errmsg());
+  cr_expect_not_null(strstr(rill_errmsg(), "test's max_disk (409600 bytes) is reached"), "%s",
+                     rill_errmsg());
+  cr_expect_eq(rill_log_next(l), n, "nothing of the refused record");
+  rill_log_stats(l, &st);
+  rill_log_stats(m, &sm);
+  cr_expect_eq(rill_log_budget_used(&b), st.disk_bytes + sm.disk_bytes);
+  cr_expect_leq(rill_log_budget_used(&b), b.limit);
+  cr_expect_gt(n, 200, "only %llu records fit", (unsigned long long)n);
+  /* The other log is held to it too. */
+  for (int i = 0; i < 200 && (rc = rill_log_append(m, rec, 1000, NULL)) == 0; i++)
+    ;
+  cr_expect_eq(rc, RILL_ENOSPC);
+  cr_expect_leq(rill_log_budget_used(&b), b.limit);
+  for (uint64_t i = 0; i < n; i++) {
+    rill_log_record_t r;
+    cr_assert_eq(rill_log_read(l, i, &r), 0, "read %llu: %s", (unsigned long long)i, rill_errmsg());
+    rill_buf_release(&r.payload);
+  }
+  cr_assert_eq(rill_log_close(l), 0);
+  /* Reopened with retention: dropping segments gives their bytes back
+   * (the reopen charges nothing: the files were counted when grown). */
+  uint64_t before = rill_log_budget_used(&b);
+  o.retain_count = 1;
+  l = open_log(o);
+  cr_expect_eq(rill_log_budget_used(&b), before);
+  cr_assert_eq(rill_log_retain(l), 0);
+  cr_expect_lt(rill_log_budget_used(&b), before);
+  rill_log_stats(l, &st);
+  rill_log_stats(m, &sm);
+  cr_expect_eq(rill_log_budget_used(&b), st.disk_bytes + sm.disk_bytes);
+  cr_expect_eq(rill_log_append(l, rec, 1000, NULL), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_log_close(l), 0);
+  cr_assert_eq(rill_log_close(m), 0);
+}
+
 static uint64_t wall_now(void) {
   struct timespec t;
   clock_gettime(CLOCK_REALTIME, &t);
