@@ -68,6 +68,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -89,8 +90,9 @@
                                                                               connection may have  \
                                                                               waiting */
 
-#define ASK_FREE_MAX 1024u /* asks kept for reuse; more are freed (a burst's memory goes back) */
-#define SVC_BUCKETS  4096u
+#define DEFAULT_MAX_DISK ((uint64_t)64 << 30)
+#define ASK_FREE_MAX     1024u /* asks kept for reuse; more are freed (a burst's memory goes back) */
+#define SVC_BUCKETS      4096u
 /* Descriptors a topic holds at least: its directory, its lock, one
  * segment's data and index. */
 #define FDS_PER_TOPIC 4u
@@ -330,6 +332,10 @@ struct rill_server {
    * loop, a stream or the syncer may still hold the pointer they had. */
   struct topic *dead_topics;
   uint64_t deletions; /* names the renamed directories apart */
+  /* max_disk: every topic's log charges its files' growth here, and
+   * retention and deletes credit it; what data_dir held at start was
+   * charged then. */
+  rill_log_budget_t disk;
   uint64_t started_ns;
   rill__metrics_http_t *metrics;
   rill_iopool_t *rxpool; /* connections' first receive buffers */
@@ -883,8 +889,10 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
   /* Group commit is the syncer's job: the log itself never waits. */
   t->group = s->o.sync == RILL_LOG_SYNC_GROUP;
   rill_log_sync_t sync = t->group ? RILL_LOG_SYNC_NEVER : s->o.sync;
-  rill_log_opts_t lo = {
-      .sync = sync, .sync_every = s->o.sync_every, .sync_interval_ns = s->o.sync_interval_ns};
+  rill_log_opts_t lo = {.sync = sync,
+                        .sync_every = s->o.sync_every,
+                        .sync_interval_ns = s->o.sync_interval_ns,
+                        .budget = &s->disk};
   topic_log_opts(s, t->name, len, &lo);
   *rc = rill_log_open(&t->log, s->o.data_dir, t->name, &lo);
   if (*rc) {
@@ -1995,9 +2003,17 @@ static void on_stats(struct loop *lp, struct conn *c, const rill_frame_t *f) {
 
 /* ---- topics: list, describe, delete ------------------------------------------------ */
 
+/* Whether a file of a topic's directory is one max_disk counts: a
+ * segment or an index (the MANIFEST and LOCK are a few bytes). */
+static bool counted_file(const char *name) {
+  size_t n = strlen(name);
+  return n > 4 && (!strcmp(name + n - 4, ".seg") || !strcmp(name + n - 4, ".idx"));
+}
+
 /* Removes a topic's directory: its files (a topic has no subdirectory),
- * then itself. */
-static int topic_dir_remove(const char *path) {
+ * then itself. *freed (may be NULL) gets the bytes of the counted files
+ * removed. */
+static int topic_dir_remove(const char *path, uint64_t *freed) {
   DIR *d = opendir(path);
   if (!d)
     return rill__err_errno("server: cannot open %s", path);
@@ -2005,8 +2021,16 @@ static int topic_dir_remove(const char *path) {
   for (struct dirent *e; (e = readdir(d));) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
       continue;
-    if (unlinkat(dirfd(d), e->d_name, 0) != 0 && !rc)
-      rc = rill__err_errno("server: cannot remove %s/%s", path, e->d_name);
+    struct stat st;
+    uint64_t len = freed && counted_file(e->d_name) && fstatat(dirfd(d), e->d_name, &st, 0) == 0
+                       ? (uint64_t)st.st_size
+                       : 0;
+    if (unlinkat(dirfd(d), e->d_name, 0) != 0) {
+      if (!rc)
+        rc = rill__err_errno("server: cannot remove %s/%s", path, e->d_name);
+    } else if (freed) {
+      *freed += len;
+    }
   }
   closedir(d);
   if (!rc && rmdir(path) != 0)
@@ -2024,8 +2048,52 @@ static void deleted_dirs_remove(const char *data_dir) {
   for (struct dirent *e; (e = readdir(d));)
     if (!strncmp(e->d_name, ".deleted-", 9) &&
         snprintf(path, sizeof path, "%s/%s", data_dir, e->d_name) < (int)sizeof path)
-      topic_dir_remove(path);
+      topic_dir_remove(path, NULL);
   closedir(d);
+}
+
+/* Charges max_disk's budget with what the topics in data_dir hold at
+ * start (their segment and index files' lengths, as the logs count
+ * them), and says so when that is already past the limit or the
+ * filesystem cannot hold the limit. */
+static void disk_scan(rill_server_t *s) {
+  DIR *d = opendir(s->o.data_dir);
+  if (!d)
+    return;
+  uint64_t sum = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    if (!rill_net_name_ok(e->d_name, strlen(e->d_name)))
+      continue;
+    int tfd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *td = tfd >= 0 ? fdopendir(tfd) : NULL;
+    if (!td) {
+      if (tfd >= 0)
+        close(tfd);
+      continue;
+    }
+    struct stat st;
+    for (struct dirent *f; (f = readdir(td));)
+      if (counted_file(f->d_name) && fstatat(dirfd(td), f->d_name, &st, 0) == 0)
+        sum += (uint64_t)st.st_size;
+    closedir(td);
+  }
+  closedir(d);
+  rill_log_budget_charge(&s->disk, sum);
+  uint64_t max = s->disk.limit;
+  struct statvfs vfs;
+  if (max && sum >= max)
+    slog(s, L_NOSPC, RILL_SERVER_LOG_WARN,
+         "the topics in %s hold %llu bytes, max_disk is %llu: publishes that need room are "
+         "refused until retention or deleted topics free some",
+         s->o.data_dir, (unsigned long long)sum, (unsigned long long)max);
+  else if (max && statvfs(s->o.data_dir, &vfs) == 0 &&
+           (uint64_t)vfs.f_bavail * vfs.f_frsize < max - sum)
+    slog(s, L_NOSPC, RILL_SERVER_LOG_WARN,
+         "max_disk is %llu bytes, but %s has %llu bytes free for the %llu more it allows: the "
+         "disk fills first",
+         (unsigned long long)max, s->o.data_dir,
+         (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize),
+         (unsigned long long)(max - sum));
 }
 
 /* Is path (relative to dfd) a directory, as a topic's is? */
@@ -2232,8 +2300,13 @@ static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t 
   }
 unlock_reg:
   pthread_mutex_unlock(&s->reg);
-  if (!rc)
-    rc = topic_dir_remove(gone);
+  uint64_t freed = 0;
+  if (!rc) {
+    /* Credited now, as the files go; an open topic's log keeps their
+     * blocks until it is closed (see DESIGN, "Topics"). */
+    rc = topic_dir_remove(gone, &freed);
+    rill_log_budget_credit(&s->disk, freed);
+  }
   if (rc) {
     send_error(lp, c, 0, f->id, rc, rill_errmsg());
   } else {
@@ -2929,6 +3002,8 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     o.max_serves = 65536;
   if (!o.log_rate)
     o.log_rate = 10;
+  if (!o.max_disk)
+    o.max_disk = DEFAULT_MAX_DISK;
   if (!o.loops) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o.loops = n < 1 ? 1 : n > (long)MAX_LOOPS ? MAX_LOOPS : (uint32_t)n;
@@ -3014,6 +3089,9 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   if ((rc = data_dir_take(s)))
     goto undo_s;
   deleted_dirs_remove(s->o.data_dir);
+  s->disk = (rill_log_budget_t){.limit = o.max_disk == RILL_SERVER_DISK_UNLIMITED ? 0 : o.max_disk,
+                                .what = "the server's max_disk"};
+  disk_scan(s);
   /* The topic index: a bucket per topic there can be, to a power of two. */
   s->topic_mask = 255;
   while (s->topic_mask < o.max_topics - 1 && s->topic_mask < (1u << 20) - 1)
@@ -3186,4 +3264,6 @@ void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st) {
       sum[k] += atomic_load_explicit(&s->loops[i].st[k], memory_order_relaxed); /* see stat_add */
   memcpy(st, sum, sizeof *st);
   st->conns_open = atomic_load_explicit(&s->nconns, memory_order_relaxed);
+  st->disk_bytes = rill_log_budget_used(&s->disk);
+  st->disk_max = s->disk.limit;
 }

@@ -739,3 +739,119 @@ Test(server_ops, deleted_topics_count_until_restart) {
   rill_client_close(c);
   srv_stop(&v);
 }
+
+/* ---- max_disk ------------------------------------------------------------------ */
+
+/* The sum of the lengths of the segment and index files under dir. */
+static uint64_t files_bytes(void) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "find '%s' -name '*.seg' -o -name '*.idx' | xargs -r stat -c %%s", dir);
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  uint64_t sum = 0;
+  unsigned long long n;
+  while (fscanf(p, "%llu", &n) == 1)
+    sum += n;
+  pclose(p);
+  return sum;
+}
+
+/* One client cannot fill the disk: publishes that need the topics' files
+ * to grow past max_disk are refused with ENOSPC naming it, nothing is
+ * written past it, what was acknowledged stays readable, and a deleted
+ * topic gives its room back. The budget counts what data_dir holds at
+ * start, and the metrics show it. */
+Test(server_ops, max_disk_bounds_the_topics) {
+  srv_t v;
+  const uint64_t max = 1 << 20;
+  srv_start(&v, (rill_server_opts_t){.loops = 2, .max_disk = max, .segment_bytes = 64 << 10});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "disk"};
+  rill_client_t *pub, *adm;
+  cr_assert_eq(rill_client_connect(&pub, &o), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_connect(&adm, &o), 0, "%s", rill_errmsg());
+  static char rec[1000];
+  /* Many topics, each growing: together they meet the bound. */
+  uint64_t acked[8] = {0};
+  uint16_t ch[8];
+  int rc = 0, refused = -1;
+  for (int t = 0; t < 8 && refused < 0; t++) {
+    char name[16];
+    snprintf(name, sizeof name, "fill%d", t);
+    cr_assert_eq(rill_client_bind(pub, name, &ch[t]), 0, "%s", rill_errmsg());
+    for (int i = 0; i < 400; i++) {
+      memset(rec, 'a' + (i % 26), sizeof rec);
+      if ((rc = rill_client_publish(pub, ch[t], rec, sizeof rec, true, NULL)) != 0) {
+        refused = t;
+        break;
+      }
+      acked[t]++;
+    }
+  }
+  cr_assert_eq(rc, RILL_ENOSPC, "%d: %s", rc, rill_errmsg());
+  char want[96];
+  snprintf(want, sizeof want, "the server's max_disk (%llu bytes) is reached",
+           (unsigned long long)max);
+  cr_expect_not_null(strstr(rill_errmsg(), want), "%s", rill_errmsg());
+  rill_server_stats_t st;
+  rill_server_stats(v.s, &st);
+  cr_expect_eq(st.disk_max, max);
+  cr_expect_leq(st.disk_bytes, max);
+  cr_expect_eq(st.disk_bytes, files_bytes(), "the budget says %llu, the files hold %llu",
+               (unsigned long long)st.disk_bytes, (unsigned long long)files_bytes());
+  cr_expect_leq(files_bytes(), max, "nothing written past max_disk");
+  /* Refused again, not written: the topic's end does not move. */
+  rill_topic_info_t in;
+  char name[16];
+  snprintf(name, sizeof name, "fill%d", refused);
+  cr_expect_eq(rill_client_publish(pub, ch[refused], rec, sizeof rec, true, NULL), RILL_ENOSPC);
+  cr_assert_eq(rill_client_topic_info(adm, name, &in), 0, "%s", rill_errmsg());
+  cr_expect_eq(in.next, acked[refused]);
+  /* Every acknowledged record is there and whole. */
+  for (int t = 0; t <= refused; t++) {
+    snprintf(name, sizeof name, "fill%d", t);
+    uint16_t sub;
+    cr_assert_eq(rill_client_subscribe(adm, name, RILL_NET_FROM_EARLIEST, 1000, &sub, NULL), 0,
+                 "%s", rill_errmsg());
+    for (uint64_t i = 0; i < acked[t]; i++) {
+      rill_client_msg_t m;
+      cr_assert_eq(rill_client_next(adm, &m, 5000000000ull), 0, "%s", rill_errmsg());
+      cr_assert_eq(m.seq, i);
+      cr_assert_eq(m.len, sizeof rec);
+      cr_assert_eq(((const char *)m.data)[0], 'a' + (int)(i % 26));
+    }
+    cr_assert_eq(rill_client_unsubscribe(adm, sub), 0);
+  }
+  /* The metrics show the bytes held and the limit. */
+  static char text[1 << 16];
+  size_t len = 0;
+  cr_assert_eq(rill_client_stats(adm, text, sizeof text - 1, &len), 0, "%s", rill_errmsg());
+  text[len] = 0;
+  snprintf(want, sizeof want, "rill_disk_max_bytes %llu", (unsigned long long)max);
+  cr_expect_not_null(strstr(text, want), "no '%s'", want);
+  cr_expect_not_null(strstr(text, "rill_disk_bytes "));
+  /* A deleted topic gives its room back: publishing works again. */
+  rill_client_close(pub);
+  for (int i = 0; i < 1000; i++) {
+    cr_assert_eq(rill_client_topic_info(adm, "fill0", &in), 0, "%s", rill_errmsg());
+    if (!in.publishers)
+      break;
+    usleep(1000);
+  }
+  uint64_t before = st.disk_bytes;
+  cr_assert_eq(rill_client_topic_delete(adm, "fill0"), 0, "%s", rill_errmsg());
+  rill_server_stats(v.s, &st);
+  cr_expect_lt(st.disk_bytes, before, "no credit for the deleted topic");
+  uint16_t c2;
+  cr_assert_eq(rill_client_bind(adm, "after", &c2), 0, "%s", rill_errmsg());
+  for (int i = 0; i < 20; i++)
+    cr_assert_eq(rill_client_publish(adm, c2, rec, sizeof rec, true, NULL), 0, "%s", rill_errmsg());
+  rill_client_close(adm);
+  srv_stop(&v);
+  /* A new server counts what the directory holds from the start. */
+  uint64_t held = files_bytes();
+  srv_start(&v, (rill_server_opts_t){.loops = 1, .max_disk = max});
+  rill_server_stats(v.s, &st);
+  cr_expect_eq(st.disk_bytes, held, "%llu counted at start, %llu held",
+               (unsigned long long)st.disk_bytes, (unsigned long long)held);
+  srv_stop(&v);
+}
