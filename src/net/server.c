@@ -1003,7 +1003,12 @@ static void pump(struct loop *lp, struct sub *u) {
     u->credits -= sent;
     INC(lp, delivered, sent);
     if (rc && !n) {
-      send_error(lp, c, u->ch, 0, rc, "subscription: a record cannot be read");
+      /* Named, as FETCH does: the subscriber learns which record it will
+       * never get, and goes on past it. */
+      char msg[512];
+      snprintf(msg, sizeof msg, "subscription: record %llu of topic '%s' cannot be read: %s",
+               (unsigned long long)u->next, u->t->name, rill_errmsg());
+      send_error(lp, c, u->ch, 0, rc, msg);
       u->next++;
     }
   }

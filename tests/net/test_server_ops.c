@@ -207,6 +207,58 @@ Test(server_ops, fetch_reports_a_record_it_cannot_read) {
   srv_stop(&v);
 }
 
+/* A subscriber is told of a record that cannot be read, by its sequence
+ * number and topic, and the records after it still come: it is neither
+ * delivered damaged nor passed over in silence. */
+Test(server_ops, subscription_reports_a_record_it_cannot_read) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  static cli_t a;
+  handshake(&a, &v, NULL);
+  bind_publish(&a, 1, "sdmg", 5);
+  close(a.fd);
+  srv_stop(&v);
+  /* Record 2's payload changed on disk while the server was down (the
+   * records a server appended itself it knows good): its header holds,
+   * its check does not. Record 2 is "record-2" at 64 + 2 * 40 + 32. */
+  char path[256];
+  snprintf(path, sizeof path, "%s/sdmg/%020d.seg", dir, 0);
+  int fd = open(path, O_WRONLY);
+  cr_assert_geq(fd, 0, "%s", path);
+  cr_assert_eq(pwrite(fd, "X", 1, 64 + 2 * 40 + 32), 1);
+  close(fd);
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  handshake(&a, &v, NULL);
+  rill_frame_t f;
+  uint8_t body[4096];
+  cli_send(&a, RILL_F_SUBSCRIBE, 0, 2, 20, RILL_NET_FROM_EARLIEST, "sdmg", 4);
+  expect_frame(&a, RILL_F_ACK, 20, &f, NULL);
+  cli_send(&a, RILL_F_CREDIT, 0, 2, 0, 100, NULL, 0);
+  bool told = false;
+  uint64_t next = 0;
+  while (next < 5) {
+    cr_assert_eq(cli_recv(&a, &f, body), 0, "closed");
+    cr_assert_eq(f.channel, 2);
+    if (f.type == RILL_F_ERROR) {
+      cr_expect_eq(next, 2, "an error before record %llu", (unsigned long long)next);
+      cr_expect_eq((int64_t)f.arg, RILL_ECORRUPT, "code %lld", (long long)(int64_t)f.arg);
+      body[f.len < 4095 ? f.len : 4095] = 0;
+      cr_expect_not_null(strstr((char *)body, "record 2 of topic 'sdmg'"), "%s", body);
+      told = true;
+      next++;
+      continue;
+    }
+    cr_assert_eq(f.type, RILL_F_DELIVER, "type %u", f.type);
+    cr_assert_neq(f.arg, 2, "the damaged record was delivered");
+    cr_assert_eq(f.arg, next);
+    next++;
+  }
+  cr_expect(told, "the damaged record went unsaid");
+  ping(&a, 21);
+  close(a.fd);
+  srv_stop(&v);
+}
+
 /* ---- options ------------------------------------------------------------------ */
 
 /* The server keeps copies of the strings it was given: the caller's
