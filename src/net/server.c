@@ -127,6 +127,7 @@ struct tloop {
   struct wake w;
   bool touched; /* appended to during this loop's current read */
   struct tloop *next_touched;
+  uint32_t held; /* this loop's users of the topic (see hold); only this loop touches it */
   _Atomic uint64_t appended, bytes; /* by this loop (its one writer), for the metrics */
   char pad[48];                     /* loops' entries on separate cache lines */
 };
@@ -142,8 +143,13 @@ struct topic {
   atomic_int sync_err;
   atomic_bool sync_wanted; /* on the syncer's queue */
   struct topic *next_sync;
-  uint32_t binders;   /* channels bound to it, on every connection; under reg */
-  bool deleted;       /* TOPIC_DELETE took it out of the registry; under reg */
+  uint32_t binders; /* channels bound to it, on every connection; under reg */
+  bool deleted;     /* TOPIC_DELETE took it out of the registry; under reg */
+  /* References: the registry's one while the topic is in it, one per loop
+   * using it (tloop.held from 0), one per wakeup on another loop's inbox,
+   * one while on the syncer's queue, and the one topic_get hands out. The
+   * last one closes the log and frees it (topic_put). */
+  atomic_uint refs;
   struct tloop per[]; /* one per loop */
 };
 
@@ -328,8 +334,8 @@ struct rill_server {
   uint64_t topic_mask;
   struct service *services[SVC_BUCKETS]; /* by name hash */
   uint32_t nserves;                      /* providers, all services */
-  /* Deleted topics whose log stays open until destroy: a FETCH on another
-   * loop, a stream or the syncer may still hold the pointer they had. */
+  /* Deleted topics some loop, wakeup or the syncer still uses: freed by
+   * the last topic_put, or by destroy. Counted in ntopics meanwhile. */
   struct topic *dead_topics;
   uint64_t deletions; /* names the renamed directories apart */
   /* max_disk: every topic's log charges its files' growth here, and
@@ -856,16 +862,60 @@ static void topic_log_opts(const rill_server_t *s, const char *name, size_t len,
   lo->retain_age_ns = topic_over(s->o.retain_age_ns, e->retain_age_ns);
 }
 
+/* A reference more, from one already held. Relaxed: taking one orders
+ * nothing; the holder it came from keeps the topic alive meanwhile. */
+static void topic_ref(struct topic *t) {
+  atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+}
+
+/* Drops a reference; the last one (the topic was deleted: the registry's
+ * is gone) closes its log, whose files then give their blocks back, and
+ * frees it, and it no longer counts toward max_topics. acq_rel: every
+ * use of the topic by a dropper happens before the free. Not under reg,
+ * which this takes. */
+static void topic_put(rill_server_t *s, struct topic *t) {
+  if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  pthread_mutex_lock(&s->reg);
+  struct topic **pp = &s->dead_topics;
+  while (*pp != t)
+    pp = &(*pp)->next;
+  *pp = t->next;
+  s->ntopics--;
+  pthread_mutex_unlock(&s->reg);
+  rill_log_close(t->log);
+  rill__free(t);
+}
+
+/* A use of t on this loop (a bound channel, a subscription, a stream, an
+ * ack waiting, a pending pump): only this loop's count moves, and the
+ * topic's shared reference with its first and last, so a steady
+ * publisher's appends touch no shared word. The caller holds a reference
+ * already (the count cannot take its first from nothing). */
+static void hold(struct loop *lp, struct topic *t) {
+  if (t->per[lp->idx].held++ == 0)
+    topic_ref(t);
+}
+
+/* Ends a use taken with hold; may free t. */
+static void unhold(struct loop *lp, struct topic *t) {
+  if (--t->per[lp->idx].held == 0)
+    topic_put(lp->s, t);
+}
+
 /* The topic called name: open already, or opened from data_dir, or (with
- * create) a new one. Every topic costs a directory, a preallocated
- * segment and descriptors until the server stops, so only a publisher's
- * BIND and a SUBSCRIBE create one, and at most max_topics exist. */
+ * create) a new one. Every topic costs a directory, a segment and
+ * descriptors until it is deleted or the server stops, so only a publisher's
+ * BIND and a SUBSCRIBE create one, and at most max_topics exist. A found
+ * topic comes with a reference for the caller (topic_put it). */
 static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len, bool create,
                                int *rc) {
   pthread_mutex_lock(&s->reg);
   struct topic *t = topic_find(s, name, len);
-  if (t)
+  if (t) {
+    topic_ref(t); /* under reg: delete drops the registry's only after */
     goto unlock_reg;
+  }
   char path[PATH_MAX];
   struct stat st;
   snprintf(path, sizeof path, "%s/%.*s", s->o.data_dir, (int)len, (const char *)name);
@@ -907,6 +957,7 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
   atomic_store_explicit(&t->durable, rill_log_next(t->log), memory_order_relaxed);
   for (uint32_t i = 0; i < s->nloops; i++)
     t->per[i] = (struct tloop){.t = t, .w.kind = W_TOPIC};
+  atomic_init(&t->refs, 2); /* the registry's and the caller's */
   t->next = s->topics;
   s->topics = t;
   struct topic **b = topic_bucket(s, t->name, len);
@@ -1030,6 +1081,7 @@ static void touch(struct loop *lp, struct topic *t, uint64_t n, uint64_t bytes) 
     tl->touched = true;
     tl->next_touched = lp->touched;
     lp->touched = tl;
+    hold(lp, t); /* until pump_touched: the appender's bind may go first */
   }
 }
 
@@ -1051,9 +1103,12 @@ static void pump_touched(struct loop *lp) {
     for (uint32_t i = 0; i < s->nloops; i++) {
       struct tloop *o = &t->per[i];
       if (i != lp->idx && atomic_load_explicit(&o->nsubs, memory_order_relaxed) &&
-          !atomic_exchange_explicit(&o->notified, true, memory_order_acq_rel))
+          !atomic_exchange_explicit(&o->notified, true, memory_order_acq_rel)) {
+        topic_ref(t); /* the wakeup's, dropped by the loop it wakes */
         loop_wake(&s->loops[i], &o->w);
+      }
     }
+    unhold(lp, t); /* touch's */
   }
 }
 
@@ -1071,7 +1126,9 @@ static void sub_free(struct loop *lp, struct sub *u) {
   while (*pp != u)
     pp = &(*pp)->next_in_conn;
   *pp = u->next_in_conn;
+  struct topic *t = u->t;
   rill__free(u);
+  unhold(lp, t);
 }
 
 /* ---- durability -------------------------------------------------------------- */
@@ -1080,6 +1137,7 @@ static void sub_free(struct loop *lp, struct sub *u) {
 static void want_sync(rill_server_t *s, struct topic *t) {
   if (atomic_exchange_explicit(&t->sync_wanted, true, memory_order_acq_rel))
     return;
+  topic_ref(t); /* the queue's, dropped by the syncer */
   struct topic *h = atomic_load_explicit(&s->sync_q, memory_order_relaxed);
   do
     t->next_sync = h;
@@ -1136,6 +1194,7 @@ static void *syncer_main(void *arg) {
       } else {
         durable_raise(t, upto);
       }
+      topic_put(s, t);
     }
     for (uint32_t i = 0; i < s->nloops; i++) {
       struct loop *lp = &s->loops[i];
@@ -1162,6 +1221,7 @@ static void ack_later(struct loop *lp, struct conn *c, struct topic *t, uint16_t
     lp->cap_acks = cap;
   }
   lp->acks[n] = (struct pack){c, t, id, first, last, t0, ch};
+  hold(lp, t);
   atomic_store_explicit(&lp->nacks, n + 1, memory_order_relaxed);
   c->acks_waiting++;
 }
@@ -1171,8 +1231,10 @@ static void acks_release(struct loop *lp) {
   size_t n = atomic_load_explicit(&lp->nacks, memory_order_relaxed), keep = 0;
   for (size_t i = 0; i < n; i++) {
     struct pack *a = &lp->acks[i];
-    if (!a->c)
+    if (!a->c) {
+      unhold(lp, a->t);
       continue;
+    }
     uint64_t durable = atomic_load_explicit(&a->t->durable, memory_order_acquire);
     uint64_t failed = atomic_load_explicit(&a->t->failed_upto, memory_order_acquire);
     if (a->last < durable) {
@@ -1188,6 +1250,7 @@ static void acks_release(struct loop *lp) {
       continue;
     }
     a->c->acks_waiting--;
+    unhold(lp, a->t);
   }
   atomic_store_explicit(&lp->nacks, keep, memory_order_relaxed);
 }
@@ -1250,12 +1313,18 @@ static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     send_error(lp, c, f->channel, f->id, rc, rill_errmsg());
     return;
   }
+  /* The channel's use of t is this loop's hold; topic_get's reference
+   * goes once that is taken. */
+  hold(lp, t);
+  topic_put(lp->s, t);
   for (size_t i = 0; i < c->nbinds; i++)
     if (c->binds[i].ch == f->channel) {
       if (!bind_count(lp->s, c->binds[i].t, t)) {
         send_error(lp, c, f->channel, f->id, RILL_ENOENT, "BIND: the topic was deleted meanwhile");
+        unhold(lp, t);
         return;
       }
+      unhold(lp, c->binds[i].t);
       c->binds[i].t = t; /* rebinding a channel is allowed */
       goto ack;
     }
@@ -1264,6 +1333,7 @@ static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     struct bind *n = rill__realloc(c->binds, cap * sizeof *n);
     if (!n) {
       send_error(lp, c, f->channel, f->id, RILL_ENOMEM, "BIND: no memory");
+      unhold(lp, t);
       return;
     }
     c->binds = n;
@@ -1271,6 +1341,7 @@ static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   }
   if (!bind_count(lp->s, NULL, t)) {
     send_error(lp, c, f->channel, f->id, RILL_ENOENT, "BIND: the topic was deleted meanwhile");
+    unhold(lp, t);
     return;
   }
   c->binds[c->nbinds++] = (struct bind){f->channel, t};
@@ -1311,6 +1382,8 @@ static void stream_open(struct loop *lp, struct conn *c, struct topic *t, const 
     return;
   }
   *in = (struct instream){.on = true, .id = f->id, .t = t, .ch = f->channel, .flags = f->flags};
+  if (t)
+    hold(lp, t); /* its bind may go before its last CHUNK */
   const char *why = NULL;
   int code = RILL_EMSGSIZE;
   if (!t) {
@@ -1354,8 +1427,11 @@ static void stream_drop(rill_server_t *s, struct conn *c, struct instream *in, b
     atomic_fetch_sub_explicit(&s->assembling, in->len, memory_order_relaxed); /* a count */
     c->assembling -= in->len;
   }
-  if (!keep)
+  if (!keep) {
+    if (in->t)
+      unhold(c->lp, in->t);
     *in = (struct instream){0};
+  }
 }
 
 static void ack(struct loop *lp, struct conn *c, struct topic *t, const rill_frame_t *f,
@@ -1496,6 +1572,8 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
   struct sub *u = t ? rill__calloc(1, sizeof *u) : NULL;
   if (!u) {
     send_error(lp, c, f->channel, f->id, t ? RILL_ENOMEM : rc, t ? "no memory" : rill_errmsg());
+    if (t)
+      topic_put(lp->s, t);
     return;
   }
   struct tloop *tl = &t->per[lp->idx];
@@ -1512,8 +1590,11 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
   if (deleted) {
     rill__free(u);
     send_error(lp, c, f->channel, f->id, RILL_ENOENT, "SUBSCRIBE: the topic was deleted meanwhile");
+    topic_put(lp->s, t);
     return;
   }
+  hold(lp, t); /* the subscription's, until sub_free */
+  topic_put(lp->s, t);
   *u = (struct sub){.c = c, .ch = f->channel, .t = t, .next = start_of(t->log, f->arg)};
   u->next_in_conn = c->subs;
   c->subs = u;
@@ -1597,6 +1678,7 @@ static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     count -= (uint32_t)n;
     if (rc && rc != RILL_ENOENT && !c->out.on && !streamed) {
       fetch_failed(lp, c, t, f->id, seq, rc);
+      topic_put(lp->s, t);
       return;
     }
     if (!n || c->out.on || streamed || queued(c) > limit / 2)
@@ -1606,6 +1688,7 @@ static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
    * record goes out in chunks). */
   if (!streamed)
     send_frame(lp, c, RILL_F_DELIVER, RILL_FF_END, 0, f->id, seq, NULL, 0);
+  topic_put(lp->s, t);
 }
 
 /* ---- services ------------------------------------------------------------------- */
@@ -2270,6 +2353,7 @@ static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t 
   memcpy(name, f->body, f->len);
   snprintf(path, sizeof path, "%s/%s", s->o.data_dir, name);
   int rc = 0;
+  struct topic *dead = NULL;
   pthread_mutex_lock(&s->reg);
   struct topic *t = topic_find(s, name, strlen(name));
   /* Relaxed: a SUBSCRIBE counts itself under reg, which we hold, so none
@@ -2295,23 +2379,26 @@ static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t 
     goto unlock_reg;
   }
   if (t) {
-    /* Still counted in ntopics: its log, descriptors and preallocated
-     * segment stay until destroy, so max_topics bounds what deleting and
-     * making topics again can pile up. */
+    /* On the dead list until its last user lets go (topic_put), still
+     * counted in ntopics meanwhile: a FETCH on another loop, a stream, an
+     * ack waiting, a wakeup or the syncer may still use it. */
     topic_unlink(s, t);
     t->deleted = true;
     t->next = s->dead_topics;
     s->dead_topics = t;
+    dead = t;
   }
 unlock_reg:
   pthread_mutex_unlock(&s->reg);
   uint64_t freed = 0;
   if (!rc) {
     /* Credited now, as the files go; an open topic's log keeps their
-     * blocks until it is closed (see DESIGN, "Topics"). */
+     * blocks until its last user lets go, just after (see DESIGN, "Topics"). */
     rc = topic_dir_remove(gone, &freed);
     rill_log_budget_credit(&s->disk, freed);
   }
+  if (dead)
+    topic_put(s, dead); /* the registry's: its log closes now, or with its last user */
   if (rc) {
     send_error(lp, c, 0, f->id, rc, rill_errmsg());
   } else {
@@ -2415,6 +2502,8 @@ static void conn_close(struct loop *lp, struct conn *c) {
   s->nserves -= c->nserves;
   c->nserves = 0;
   pthread_mutex_unlock(&s->reg);
+  for (size_t i = 0; i < c->nbinds; i++)
+    unhold(lp, c->binds[i].t); /* not under reg, which a last one takes */
   while (gone) {
     struct provider *p = gone;
     gone = p->next_in_conn;
@@ -2751,7 +2840,9 @@ static void loop_inbox(struct loop *lp) {
        * must not pass the pump's loads of the log (a store then a load),
        * or an append in between would find the flag set and not wake us. */
       atomic_store_explicit(&tl->notified, false, memory_order_seq_cst);
-      pump_topic(lp, tl->t);
+      struct topic *t = tl->t;
+      pump_topic(lp, t);
+      topic_put(lp->s, t); /* the wakeup's */
     } else if (w->kind == W_CONN) {
       struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, xw));
       conn_take_x(lp, c);
