@@ -2196,9 +2196,90 @@ static int name_cmp(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The names of a TOPICS page as a max-heap by name: the smallest names
+ * seen so far that fit in the page, so a directory of any size costs the
+ * memory of one page, not of every name in it. */
+struct page {
+  char **names;
+  size_t n, cap;
+  size_t bytes, room; /* the answer's bytes (a length byte and the name each); max_body */
+  char *bound;        /* the smallest name left out for want of room, or NULL: it
+                       * and every name after it belong to later pages */
+};
+
+static void heap_up(char **h, size_t i) {
+  for (; i && strcmp(h[(i - 1) / 2], h[i]) < 0; i = (i - 1) / 2) {
+    char *x = h[i];
+    h[i] = h[(i - 1) / 2];
+    h[(i - 1) / 2] = x;
+  }
+}
+
+static void heap_down(char **h, size_t n, size_t i) {
+  for (;;) {
+    size_t m = i, l = 2 * i + 1, r = l + 1;
+    if (l < n && strcmp(h[l], h[m]) > 0)
+      m = l;
+    if (r < n && strcmp(h[r], h[m]) > 0)
+      m = r;
+    if (m == i)
+      return;
+    char *x = h[i];
+    h[i] = h[m];
+    h[m] = x;
+    i = m;
+  }
+}
+
+/* Leaves name out of the page: the bound moves down to it if smaller. */
+static void page_leave(struct page *p, char *name) {
+  if (!p->bound || strcmp(name, p->bound) < 0) {
+    rill__free(p->bound);
+    p->bound = name;
+  } else {
+    rill__free(name);
+  }
+}
+
+/* Offers name (taken: kept or freed) to the page: kept when it comes
+ * before the bound, the largest names then leaving until what is kept
+ * fits. What is kept is always every name seen below the bound, and that
+ * fits: the page is the longest run of names from the start that fits. */
+static int page_offer(struct page *p, const char *name) {
+  if (p->bound && strcmp(name, p->bound) >= 0)
+    return 0;
+  size_t len = strlen(name);
+  char *d = str_dup(name);
+  if (!d)
+    return RILL_ENOMEM;
+  if (p->n == p->cap) {
+    size_t cap = p->cap ? 2 * p->cap : 64;
+    char **nn = rill__realloc(p->names, cap * sizeof *nn);
+    if (!nn) {
+      rill__free(d);
+      return RILL_ENOMEM;
+    }
+    p->names = nn;
+    p->cap = cap;
+  }
+  p->names[p->n] = d;
+  heap_up(p->names, p->n++);
+  p->bytes += 1 + len;
+  while (p->bytes > p->room) {
+    char *top = p->names[0];
+    p->names[0] = p->names[--p->n];
+    heap_down(p->names, p->n, 0);
+    p->bytes -= 1 + strlen(top);
+    page_leave(p, top);
+  }
+  return 0;
+}
+
 /* TOPICS: the names of the topics in data_dir (open or not), sorted, after
  * the body's name (empty: from the first), as many as fit in max_body;
- * MORE when some are left for a next TOPICS after the last one sent. */
+ * MORE when some are left for a next TOPICS after the last one sent. The
+ * directory is read without reg (it holds no lock the loops take), and
+ * only the page's names are kept. */
 static void on_topics(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   char after[RILL_NET_MAX_NAME + 1] = {0};
@@ -2213,55 +2294,40 @@ static void on_topics(struct loop *lp, struct conn *c, const rill_frame_t *f) {
                rill_errmsg());
     return;
   }
-  char **names = NULL;
-  size_t n = 0, cap = 0;
+  struct page pg = {.room = s->o.max_body};
   int rc = 0;
-  for (struct dirent *e; (e = readdir(d));) {
+  for (struct dirent *e; !rc && (e = readdir(d));) {
     if ((f->len && strcmp(e->d_name, after) <= 0) ||
-        !rill_net_name_ok(e->d_name, strlen(e->d_name)) || !topic_dir(dirfd(d), e->d_name))
+        !rill_net_name_ok(e->d_name, strlen(e->d_name)) ||
+        (pg.bound && strcmp(e->d_name, pg.bound) >= 0) || !topic_dir(dirfd(d), e->d_name))
       continue;
-    if (n == cap) {
-      size_t ncap = cap ? 2 * cap : 64;
-      char **nn = rill__realloc(names, ncap * sizeof *nn);
-      if (!nn) {
-        rc = RILL_ENOMEM;
-        break;
-      }
-      names = nn;
-      cap = ncap;
-    }
-    if (!(names[n] = str_dup(e->d_name))) {
-      rc = RILL_ENOMEM;
-      break;
-    }
-    n++;
+    rc = page_offer(&pg, e->d_name);
   }
   closedir(d);
   uint8_t *body = NULL;
-  size_t len = 0, k = 0;
+  size_t len = 0;
   if (!rc) {
-    if (n)
-      qsort(names, n, sizeof *names, name_cmp);
-    size_t room = 0;
-    for (k = 0; k < n && room + 1 + strlen(names[k]) <= s->o.max_body; k++)
-      room += 1 + strlen(names[k]);
-    if (room && !(body = rill__malloc(room)))
+    if (pg.n)
+      qsort(pg.names, pg.n, sizeof *pg.names, name_cmp);
+    if (pg.bytes && !(body = rill__malloc(pg.bytes)))
       rc = RILL_ENOMEM;
-    for (size_t i = 0; !rc && i < k; i++) {
-      size_t nl = strlen(names[i]);
+    for (size_t i = 0; !rc && i < pg.n; i++) {
+      size_t nl = strlen(pg.names[i]);
       body[len] = (uint8_t)nl;
-      memcpy(body + len + 1, names[i], nl);
+      memcpy(body + len + 1, pg.names[i], nl);
       len += 1 + nl;
     }
   }
   if (rc)
     send_error(lp, c, 0, f->id, rc, "TOPICS: no memory");
   else
-    send_frame(lp, c, RILL_F_TOPICS, k < n ? RILL_FF_MORE : 0, 0, f->id, k, body, (uint32_t)len);
+    send_frame(lp, c, RILL_F_TOPICS, pg.bound ? RILL_FF_MORE : 0, 0, f->id, pg.n, body,
+               (uint32_t)len);
   rill__free(body);
-  for (size_t i = 0; i < n; i++)
-    rill__free(names[i]);
-  rill__free(names);
+  for (size_t i = 0; i < pg.n; i++)
+    rill__free(pg.names[i]);
+  rill__free(pg.names);
+  rill__free(pg.bound);
 }
 
 /* Bytes the files of a topic's directory take on disk (blocks, so a
@@ -2281,7 +2347,10 @@ static uint64_t topic_disk_bytes(const char *path) {
 
 /* TOPIC_INFO: a topic's sequences, sizes, retention and users (FORMATS.md
  * has the body). A topic that is not open is opened read-only for it and
- * closed again, so asking costs no descriptors afterwards. */
+ * closed again, so asking costs no descriptors afterwards. reg is held
+ * only to find an open topic (and take a reference) and read its users:
+ * the disk is read without it, so a slow directory or a big recovery scan
+ * holds up no BIND, SUBSCRIBE or ASK on any loop. */
 static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   if (!rill_net_name_ok(f->body, f->len)) {
@@ -2297,24 +2366,29 @@ static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f
   uint64_t seg_bytes = 0;
   pthread_mutex_lock(&s->reg);
   struct topic *t = topic_find(s, name, strlen(name));
-  rill_log_t *log = t ? t->log : NULL;
   if (t) {
+    topic_ref(t); /* under reg: a delete meanwhile cannot free it */
     binders = t->binders;
     for (uint32_t i = 0; i < s->nloops; i++) /* a snapshot: relaxed, as for the metrics */
       subs += atomic_load_explicit(&t->per[i].nsubs, memory_order_relaxed);
-  } else if (!topic_dir(AT_FDCWD, path)) {
+  }
+  pthread_mutex_unlock(&s->reg);
+  rill_log_t *log = t ? t->log : NULL;
+  /* Not open: opened read-only here, outside reg. A BIND that opens it
+   * meanwhile is a writer beside this reader, which the log allows. */
+  if (!t && !topic_dir(AT_FDCWD, path))
     rc = rill__err(RILL_ENOENT, "TOPIC_INFO: no topic '%s'", name);
-  } else {
+  else if (!t)
     rc = rill_log_open(&log, s->o.data_dir, name,
                        &(rill_log_opts_t){.read_only = true, .no_create = true});
-  }
   if (!rc) {
     rill_log_stats(log, &st);
     seg_bytes = (uint64_t)rill_log_max_payload(log) + 96; /* a segment's and a record's header */
     if (!t)
       rill_log_close(log);
   }
-  pthread_mutex_unlock(&s->reg);
+  if (t)
+    topic_put(s, t);
   if (rc) {
     send_error(lp, c, 0, f->id, rc, rill_errmsg());
     return;

@@ -850,6 +850,53 @@ Test(server_ops, deleted_topic_freed_after_its_users_on_every_loop) {
   srv_stop(&v);
 }
 
+typedef struct {
+  char (*names)[RILL_NET_MAX_NAME + 1];
+  int n, cap;
+} many_t;
+
+static void collect_many(void *ctx, const char *name) {
+  many_t *l = ctx;
+  cr_assert_lt(l->n, l->cap, "more names than topics");
+  snprintf(l->names[l->n++], sizeof l->names[0], "%s", name);
+}
+
+static int str_cmp(const void *a, const void *b) { return strcmp(a, b); }
+
+/* TOPICS over a directory of many topics, of every name length, made in
+ * no order: the pages (each held to max_body, the server keeping only the
+ * page's names) give every name once, in byte order. */
+Test(server_ops, topics_pages_over_many_topics) {
+  enum { N = 3000 };
+  static char want[N][RILL_NET_MAX_NAME + 1];
+  char path[512];
+  for (int i = 0; i < N; i++) {
+    /* A scrambled order, lengths 1..200: i * 7919 % N visits every i. */
+    int k = (int)((long)i * 7919 % N);
+    int len = 1 + k % 200;
+    snprintf(want[i], sizeof want[i], "%d", k);
+    size_t have = strlen(want[i]);
+    memset(want[i] + have, 'a' + k % 26, (size_t)len > have ? (size_t)len - have : 0);
+    want[i][len > (int)have ? len : (int)have] = 0;
+    snprintf(path, sizeof path, "%s/%s", dir, want[i]);
+    cr_assert_eq(mkdir(path, 0755), 0, "%s", path);
+  }
+  qsort(want, N, sizeof want[0], str_cmp);
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 2, .max_body = 4096});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "many"};
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  static char got[N + 1][RILL_NET_MAX_NAME + 1];
+  many_t l = {got, 0, N + 1};
+  cr_assert_eq(rill_client_topics(c, collect_many, &l), 0, "%s", rill_errmsg());
+  cr_assert_eq(l.n, N, "%d names listed", l.n);
+  for (int i = 0; i < N; i++)
+    cr_assert_str_eq(got[i], want[i], "name %d", i);
+  rill_client_close(c);
+  srv_stop(&v);
+}
+
 /* ---- max_disk ------------------------------------------------------------------ */
 
 /* The sum of the lengths of the segment and index files under dir. */
