@@ -161,8 +161,11 @@ int rill_log_appendv(rill_log_t *l, const rill_log_iov_t *iov, size_t n, uint64_
 
 /** Appends n records under one lock and one sync; *first gets the first
  *  record's sequence number (the others follow densely). All or nothing
- *  for RILL_EMSGSIZE; on RILL_ENOSPC the records before the one that did
- *  not fit are appended, and *done (may be NULL) says how many. */
+ *  for RILL_EMSGSIZE, and for RILL_ENOSPC when the batch fits in one
+ *  segment (one that would straddle the end of the segment being written
+ *  starts the next). A batch larger than a segment may be cut short by
+ *  RILL_ENOSPC: the records before the one that did not fit are
+ *  appended, and *done (may be NULL) says how many. */
 int rill_log_append_batch(rill_log_t *l, const rill_log_iov_t *recs, size_t n, uint64_t *first,
                           size_t *done);
 

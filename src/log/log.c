@@ -1195,17 +1195,37 @@ int rill_log_append_batch(rill_log_t *l, const rill_log_iov_t *recs, size_t n, u
     if (recs[i].len > rill_log_max_payload(l))
       return rill__err(RILL_EMSGSIZE, "log %s: record %zu of the batch is %u bytes, over %u",
                        l->path, i, recs[i].len, rill_log_max_payload(l));
+  uint64_t total = 0;
+  for (size_t i = 0; i < n; i++)
+    total += LOG_REC_HDR + RILL__ALIGN_UP((uint64_t)recs[i].len, 8u);
   pthread_mutex_lock(&l->lock);
   uint64_t s0 = l->next, s = s0;
   size_t i = 0;
   int rc = 0;
-  for (; i < n; i++) {
+  /* All or nothing whenever the batch fits in one segment: one that would
+   * straddle the end of this one starts the next, so no roll comes in the
+   * middle, and a record refused room (a full disk or budget) takes the
+   * ones before it back. Nothing is visible before publish, below. */
+  struct seg *g0 = l->segs[l->nsegs - 1];
+  if (g0->count && g0->end + total > l->seg_bytes && LOG_HDR + total <= l->seg_bytes)
+    rc = roll(l);
+  g0 = l->segs[l->nsegs - 1];
+  uint64_t end0 = g0->end, count0 = g0->count;
+  for (; !rc && i < n; i++) {
     struct seg *g = NULL;
     if ((rc = make_room(l, recs[i].len, &g)) != 0)
       break;
     if (recs[i].len)
       memcpy(g->map + g->end + LOG_REC_HDR, recs[i].data, recs[i].len);
     s = seal(l, g, recs[i].len);
+  }
+  if (rc && i && l->segs[l->nsegs - 1] == g0 && g0->synced <= count0) {
+    /* Zeroed, so recovery finds no record there either (no checkpoint
+     * covers them: a roll that failed after sealing g0 would have). */
+    memset(g0->map + end0, 0, g0->end - end0);
+    g0->end = end0;
+    g0->count = count0;
+    i = 0;
   }
   bool due = i && make_due(l, i);
   if (i)

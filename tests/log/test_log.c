@@ -67,6 +67,15 @@ static void append_n(rill_log_t *l, uint64_t from, uint64_t to) {
   }
 }
 
+static void read_all_len(rill_log_t *l, uint64_t n, uint32_t len) {
+  for (uint64_t i = 0; i < n; i++) {
+    rill_log_record_t r;
+    cr_assert_eq(rill_log_read(l, i, &r), 0, "read %llu: %s", (unsigned long long)i, rill_errmsg());
+    cr_assert_eq(r.payload.len, len);
+    rill_buf_release(&r.payload);
+  }
+}
+
 static void read_all(rill_log_t *l, uint64_t n) {
   for (uint64_t i = 0; i < n; i++) {
     rill_log_record_t r;
@@ -218,6 +227,38 @@ Test(log, budget_bounds_the_files) {
   cr_expect_eq(rill_log_append(l, rec, 1000, NULL), 0, "%s", rill_errmsg());
   cr_assert_eq(rill_log_close(l), 0);
   cr_assert_eq(rill_log_close(m), 0);
+}
+
+/* A batch the budget cuts short in the middle stores none of it: the
+ * records before the one refused room are taken back, so a publisher can
+ * send the whole batch again. */
+Test(log, batch_refused_by_the_budget_is_all_or_nothing) {
+  /* Exactly a new topic's first allocation: the segment's 64 KiB and the
+   * index's 4 KiB; nothing can grow after. */
+  rill_log_budget_t b = {.limit = (64 + 4) << 10};
+  rill_log_t *l = open_log((rill_log_opts_t){.segment_bytes = 256 << 10, .budget = &b});
+  static const uint8_t rec[1000];
+  for (int i = 0; i < 50; i++)
+    cr_assert_eq(rill_log_append(l, rec, sizeof rec, NULL), 0, "%s", rill_errmsg());
+  rill_log_iov_t batch[20];
+  for (int i = 0; i < 20; i++)
+    batch[i] = (rill_log_iov_t){rec, sizeof rec};
+  uint64_t first = 0;
+  size_t done = 99;
+  cr_assert_eq(rill_log_append_batch(l, batch, 20, &first, &done), RILL_ENOSPC, "%s",
+               rill_errmsg());
+  cr_expect_eq(done, 0);
+  cr_expect_eq(rill_log_next(l), 50);
+  rill_log_record_t r;
+  cr_expect_eq(rill_log_read(l, 50, &r), RILL_ENOENT);
+  /* What fits still goes, at the sequence the refused batch would have had. */
+  cr_assert_eq(rill_log_append_batch(l, batch, 5, &first, &done), 0, "%s", rill_errmsg());
+  cr_expect_eq(first, 50);
+  cr_assert_eq(rill_log_close(l), 0);
+  l = open_log((rill_log_opts_t){.segment_bytes = 256 << 10});
+  cr_expect_eq(rill_log_next(l), 55);
+  read_all_len(l, 55, sizeof rec);
+  cr_assert_eq(rill_log_close(l), 0);
 }
 
 static uint64_t wall_now(void) {
