@@ -1533,7 +1533,20 @@ static void on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t
   size_t done = 0;
   int rc = rill_log_append_batch(t->log, recs, n, &first, &done);
   if (rc) {
-    send_error(lp, c, f->channel, f->id, rc, rill_errmsg());
+    /* A batch cut short (the disk or max_disk full at record `done`) keeps
+     * the records before it: subscribers get them, and the publisher is
+     * told which, so it can resend the rest and not the whole. */
+    char msg[512];
+    if (done) {
+      uint64_t bytes = 0;
+      for (size_t k = 0; k < done; k++)
+        bytes += recs[k].len;
+      INC(lp, published, done);
+      touch(lp, t, done, bytes);
+      snprintf(msg, sizeof msg, "PUBLISH_BATCH: %zu of %zu records stored (from %llu): %s", done, n,
+               (unsigned long long)first, rill_errmsg());
+    }
+    send_error(lp, c, f->channel, f->id, rc, done ? msg : rill_errmsg());
     return;
   }
   INC(lp, published, n);
