@@ -1012,3 +1012,52 @@ Test(server_ops, max_disk_bounds_the_topics) {
                (unsigned long long)st.disk_bytes, (unsigned long long)held);
   srv_stop(&v);
 }
+
+/* A batch larger than a segment that max_disk cuts short: the records
+ * stored are said (how many, from which sequence) and reach subscribers;
+ * one that fits in a segment is stored whole or not at all. */
+Test(server_ops, batch_cut_short_by_max_disk_says_what_was_stored) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 2, .max_disk = 100 << 10, .segment_bytes = 64 << 10});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "batch"};
+  rill_client_t *pub, *sub;
+  cr_assert_eq(rill_client_connect(&pub, &o), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_connect(&sub, &o), 0, "%s", rill_errmsg());
+  uint16_t ch, sc;
+  cr_assert_eq(rill_client_bind(pub, "b", &ch), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_subscribe(sub, "b", RILL_NET_FROM_EARLIEST, 1000, &sc, NULL), 0, "%s",
+               rill_errmsg());
+  static const char rec[1000];
+  rill_log_iov_t batch[100];
+  for (int i = 0; i < 100; i++)
+    batch[i] = (rill_log_iov_t){rec, sizeof rec};
+  uint64_t first = 0;
+  /* 100 KB: more than a 64 KiB segment, whose successor max_disk refuses. */
+  cr_assert_eq(rill_client_publish_batch(pub, ch, batch, 100, true, &first), RILL_ENOSPC, "%s",
+               rill_errmsg());
+  unsigned stored = 0;
+  cr_assert_eq(sscanf(strstr(rill_errmsg(), "PUBLISH_BATCH: ")
+                          ? strstr(rill_errmsg(), "PUBLISH_BATCH: ")
+                          : "",
+                      "PUBLISH_BATCH: %u of 100 records stored (from 0)", &stored),
+               1, "%s", rill_errmsg());
+  cr_expect_gt(stored, 0);
+  cr_expect_lt(stored, 100);
+  cr_expect_not_null(strstr(rill_errmsg(), "max_disk"), "%s", rill_errmsg());
+  for (unsigned k = 0; k < stored; k++) {
+    rill_client_msg_t m;
+    cr_assert_eq(rill_client_next(sub, &m, 5000000000ull), 0, "record %u: %s", k, rill_errmsg());
+    cr_assert_eq(m.seq, k);
+  }
+  /* A small one that no longer fits: refused whole. */
+  rill_topic_info_t in;
+  cr_assert_eq(rill_client_topic_info(sub, "b", &in), 0, "%s", rill_errmsg());
+  cr_expect_eq(in.next, stored);
+  cr_expect_eq(rill_client_publish_batch(pub, ch, batch, 10, true, &first), RILL_ENOSPC);
+  cr_expect_null(strstr(rill_errmsg(), "records stored"), "%s", rill_errmsg());
+  cr_assert_eq(rill_client_topic_info(sub, "b", &in), 0, "%s", rill_errmsg());
+  cr_expect_eq(in.next, stored, "a refused batch left records");
+  rill_client_close(pub);
+  rill_client_close(sub);
+  srv_stop(&v);
+}
