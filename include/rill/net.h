@@ -386,7 +386,10 @@ uint32_t rill_client_max_body(const rill_client_t *c);
 #define RILL_NET_MAX_BATCH 256u /* records in one PUBLISH_BATCH */
 
 /** Publishes n records (1..RILL_NET_MAX_BATCH) in one PUBLISH_BATCH:
- *  appended together and in order, or not at all. With ack, waits and
+ *  appended together and in order, or not at all (but for a batch larger
+ *  than one of the topic's segments that the disk or the server's
+ *  max_disk cuts short: its RILL_ENOSPC message says how many records
+ *  were stored, from which sequence). With ack, waits and
  *  puts the first record's sequence in *first (the others follow it);
  *  without, buffered like rill_client_publish. The records with a 4-byte
  *  length each must fit in max_body (RILL_EMSGSIZE). */
