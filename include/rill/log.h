@@ -105,8 +105,9 @@ typedef struct rill_log_opts {
    * 0 keeps everything. A segment goes when what is left still holds at
    * least retain_bytes of records and retain_count records, or when its
    * newest record is older than retain_age_ns. Applied after each roll by
-   * the appender that rolled (other appenders do not wait for it), and by
-   * rill_log_retain. */
+   * the appender that rolled (other appenders do not wait for it), by an
+   * append refused room (RILL_ENOSPC: it tries once more if that dropped
+   * a segment), and by rill_log_retain. */
   uint64_t retain_bytes;
   uint64_t retain_count;
   uint64_t retain_age_ns;

@@ -1149,6 +1149,25 @@ static bool make_due(rill_log_t *l, uint64_t n) {
   }
 }
 
+/* An append refused room (RILL_ENOSPC): retention, when the topic has
+ * any, may drop old segments now. It runs after a roll, and a roll
+ * refused for want of room never comes, so without this a topic whose
+ * budget or disk is full would keep its old segments, and stay full,
+ * forever. True when it dropped some (try again); otherwise the refusal's
+ * message stays. The lock is not held. */
+static bool retain_for_room(rill_log_t *l) {
+  if (!l->o.retain_bytes && !l->o.retain_count && !l->o.retain_age_ns)
+    return false;
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", rill_errmsg());
+  uint64_t first = ld(&l->first);
+  rill_log_retain(l); /* its own error, if any, matters less than the refusal */
+  if (ld(&l->first) != first)
+    return true;
+  rill__err(RILL_ENOSPC, "%s", msg);
+  return false;
+}
+
 int rill_log_appendv(rill_log_t *l, const rill_log_iov_t *iov, size_t n, uint64_t *seq) {
   if (RILL_UNLIKELY(l->o.read_only))
     return rill__err(RILL_EPERM, "log %s: opened read-only", l->path);
@@ -1158,11 +1177,17 @@ int rill_log_appendv(rill_log_t *l, const rill_log_iov_t *iov, size_t n, uint64_
   if (RILL_UNLIKELY(len > UINT32_MAX))
     return rill__err(RILL_EMSGSIZE, "log %s: a record of %llu bytes", l->path,
                      (unsigned long long)len);
+  bool retried = false;
+again:
   pthread_mutex_lock(&l->lock);
   struct seg *g = NULL;
   int rc = make_room(l, (uint32_t)len, &g);
   if (RILL_UNLIKELY(rc)) {
     pthread_mutex_unlock(&l->lock);
+    if (rc == RILL_ENOSPC && !retried && retain_for_room(l)) {
+      retried = true;
+      goto again;
+    }
     return rc;
   }
   uint8_t *p = g->map + g->end + LOG_REC_HDR;
@@ -1198,6 +1223,8 @@ int rill_log_append_batch(rill_log_t *l, const rill_log_iov_t *recs, size_t n, u
   uint64_t total = 0;
   for (size_t i = 0; i < n; i++)
     total += LOG_REC_HDR + RILL__ALIGN_UP((uint64_t)recs[i].len, 8u);
+  bool retried = false;
+again:
   pthread_mutex_lock(&l->lock);
   uint64_t s0 = l->next, s = s0;
   size_t i = 0;
@@ -1226,6 +1253,15 @@ int rill_log_append_batch(rill_log_t *l, const rill_log_iov_t *recs, size_t n, u
     g0->end = end0;
     g0->count = count0;
     i = 0;
+  }
+  if (rc == RILL_ENOSPC && !i && !retried) {
+    pthread_mutex_unlock(&l->lock);
+    retried = true;
+    if (retain_for_room(l))
+      goto again;
+    if (first)
+      *first = s0;
+    return rc;
   }
   bool due = i && make_due(l, i);
   if (i)
