@@ -145,6 +145,7 @@ struct topic {
   struct topic *next_sync;
   uint32_t binders; /* channels bound to it, on every connection; under reg */
   bool deleted;     /* TOPIC_DELETE took it out of the registry; under reg */
+  bool opening;     /* in the registry, its log being opened (log NULL); under reg */
   /* References: the registry's one while the topic is in it, one per loop
    * using it (tloop.held from 0), one per wakeup on another loop's inbox,
    * one while on the syncer's queue, and the one topic_get hands out. The
@@ -327,7 +328,8 @@ struct rill_server {
   atomic_bool stopping;
   _Atomic uint64_t assembling; /* bytes of streamed publishes being put together */
   uint64_t assembly_max;
-  pthread_mutex_t reg; /* topics and services */
+  pthread_mutex_t reg;   /* topics and services */
+  pthread_cond_t opened; /* a topic's open ended (with reg) */
   struct topic *topics;
   uint32_t ntopics;
   struct topic **topic_idx; /* by name hash, topic_mask + 1 buckets */
@@ -903,58 +905,48 @@ static void unhold(struct loop *lp, struct topic *t) {
     topic_put(lp->s, t);
 }
 
+/* Under reg: the topic called name, once no open of it is under way (one
+ * that is waits for it: the open, outside reg, broadcasts `opened`). */
+static struct topic *topic_find_open(rill_server_t *s, const void *name, size_t len) {
+  struct topic *t;
+  while ((t = topic_find(s, name, len)) && t->opening)
+    pthread_cond_wait(&s->opened, &s->reg);
+  return t;
+}
+
 /* The topic called name: open already, or opened from data_dir, or (with
  * create) a new one. Every topic costs a directory, a segment and
  * descriptors until it is deleted or the server stops, so only a publisher's
  * BIND and a SUBSCRIBE create one, and at most max_topics exist. A found
- * topic comes with a reference for the caller (topic_put it). */
+ * topic comes with a reference for the caller (topic_put it). The disk is
+ * touched outside reg (an open may recover a topic, a creation syncs three
+ * times): the topic is in the registry meanwhile, marked `opening`, so it
+ * counts toward max_topics, a second open of the name waits for this one,
+ * and a delete is refused. */
 static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len, bool create,
                                int *rc) {
   pthread_mutex_lock(&s->reg);
-  struct topic *t = topic_find(s, name, len);
+  struct topic *t = topic_find_open(s, name, len);
   if (t) {
     topic_ref(t); /* under reg: delete drops the registry's only after */
-    goto unlock_reg;
-  }
-  char path[PATH_MAX];
-  struct stat st;
-  snprintf(path, sizeof path, "%s/%.*s", s->o.data_dir, (int)len, (const char *)name);
-  bool existed = stat(path, &st) == 0;
-  if (!create && !existed) {
-    *rc = rill__err(RILL_ENOENT, "no topic '%.*s'", (int)len, (const char *)name);
-    goto unlock_reg;
+    pthread_mutex_unlock(&s->reg);
+    return t;
   }
   if (s->ntopics >= s->o.max_topics) {
+    pthread_mutex_unlock(&s->reg);
     *rc = rill__err(RILL_EBUSY, "the server holds max_topics (%u) topics already", s->o.max_topics);
     slog(s, L_TOPIC, RILL_SERVER_LOG_WARN, "refused to open topic '%.*s': max_topics (%u) reached",
          (int)len, (const char *)name, s->o.max_topics);
-    goto unlock_reg;
+    return NULL;
   }
   t = rill__calloc(1, sizeof *t + s->nloops * sizeof t->per[0]);
   if (!t) {
+    pthread_mutex_unlock(&s->reg);
     *rc = rill__err(RILL_ENOMEM, "topic: no memory");
-    goto unlock_reg;
+    return NULL;
   }
   memcpy(t->name, name, len);
-  /* Group commit is the syncer's job: the log itself never waits. */
-  t->group = s->o.sync == RILL_LOG_SYNC_GROUP;
-  rill_log_sync_t sync = t->group ? RILL_LOG_SYNC_NEVER : s->o.sync;
-  rill_log_opts_t lo = {.sync = sync,
-                        .sync_every = s->o.sync_every,
-                        .sync_interval_ns = s->o.sync_interval_ns,
-                        .budget = &s->disk};
-  topic_log_opts(s, t->name, len, &lo);
-  *rc = rill_log_open(&t->log, s->o.data_dir, t->name, &lo);
-  if (*rc) {
-    rill__free(t);
-    t = NULL;
-    goto unlock_reg;
-  }
-  if (!existed)
-    slog(s, L_TOPIC, RILL_SERVER_LOG_INFO, "topic '%s' created", t->name);
-  /* What open recovered is on disk. Relaxed: other loops find the topic
-   * only through the registry, under reg, whose unlock publishes this. */
-  atomic_store_explicit(&t->durable, rill_log_next(t->log), memory_order_relaxed);
+  t->opening = true;
   for (uint32_t i = 0; i < s->nloops; i++)
     t->per[i] = (struct tloop){.t = t, .w.kind = W_TOPIC};
   atomic_init(&t->refs, 2); /* the registry's and the caller's */
@@ -964,8 +956,44 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
   t->next_idx = *b;
   *b = t;
   s->ntopics++;
-unlock_reg:
   pthread_mutex_unlock(&s->reg);
+
+  char path[PATH_MAX];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%s", s->o.data_dir, t->name);
+  bool existed = stat(path, &st) == 0;
+  if (!create && !existed) {
+    *rc = rill__err(RILL_ENOENT, "no topic '%s'", t->name);
+  } else {
+    /* Group commit is the syncer's job: the log itself never waits. */
+    t->group = s->o.sync == RILL_LOG_SYNC_GROUP;
+    rill_log_sync_t sync = t->group ? RILL_LOG_SYNC_NEVER : s->o.sync;
+    rill_log_opts_t lo = {.sync = sync,
+                          .sync_every = s->o.sync_every,
+                          .sync_interval_ns = s->o.sync_interval_ns,
+                          .budget = &s->disk};
+    topic_log_opts(s, t->name, len, &lo);
+    *rc = rill_log_open(&t->log, s->o.data_dir, t->name, &lo);
+  }
+  if (!*rc) {
+    if (!existed)
+      slog(s, L_TOPIC, RILL_SERVER_LOG_INFO, "topic '%s' created", t->name);
+    /* What open recovered is on disk. Relaxed: other loops find the topic
+     * only through the registry, under reg, whose unlock publishes this. */
+    atomic_store_explicit(&t->durable, rill_log_next(t->log), memory_order_relaxed);
+  }
+  pthread_mutex_lock(&s->reg);
+  t->opening = false;
+  if (*rc) {
+    topic_unlink(s, t);
+    s->ntopics--;
+  }
+  pthread_cond_broadcast(&s->opened);
+  pthread_mutex_unlock(&s->reg);
+  if (*rc) {
+    rill__free(t);
+    return NULL;
+  }
   return t;
 }
 
@@ -2062,14 +2090,21 @@ static int render(void *ctx, rill__prom_t *p) {
   for (struct topic *t = s->topics; t; t = t->next)
     n++;
   rill__metrics_topic_t *topics = n ? rill__calloc(n, sizeof *topics) : NULL;
-  if (n && !topics) {
+  struct topic **held = n ? rill__calloc(n, sizeof *held) : NULL;
+  if (n && (!topics || !held)) {
     rc = rill__err(RILL_ENOMEM, "metrics: no memory");
+    n = 0; /* no reference taken */
     goto unlock_reg;
   }
   n = 0;
-  for (struct topic *t = s->topics; t; t = t->next, n++) {
-    rill__metrics_topic_t *m = &topics[n];
-    m->name = t->name; /* topics live as long as the server */
+  for (struct topic *t = s->topics; t; t = t->next) {
+    if (t->opening)
+      continue; /* no log yet */
+    /* A reference until rendered: a delete may otherwise free the name. */
+    topic_ref(t);
+    held[n] = t;
+    rill__metrics_topic_t *m = &topics[n++];
+    m->name = t->name;
     m->next_seq = rill_log_next(t->log);
     for (uint32_t i = 0; i < s->nloops; i++) {
       const struct tloop *tl = &t->per[i];
@@ -2086,6 +2121,9 @@ unlock_reg:
     rill__metrics_render_server(p, snap);
     rc = rill__prom_status(p);
   }
+  for (size_t i = 0; i < n; i++)
+    topic_put(s, held[i]);
+  rill__free(held);
   rill__free(topics);
   return rc;
 }
@@ -2378,7 +2416,7 @@ static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f
   rill_log_stats_t st;
   uint64_t seg_bytes = 0;
   pthread_mutex_lock(&s->reg);
-  struct topic *t = topic_find(s, name, strlen(name));
+  struct topic *t = topic_find_open(s, name, strlen(name));
   if (t) {
     topic_ref(t); /* under reg: a delete meanwhile cannot free it */
     binders = t->binders;
@@ -2442,7 +2480,7 @@ static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t 
   int rc = 0;
   struct topic *dead = NULL;
   pthread_mutex_lock(&s->reg);
-  struct topic *t = topic_find(s, name, strlen(name));
+  struct topic *t = topic_find_open(s, name, strlen(name));
   /* Relaxed: a SUBSCRIBE counts itself under reg, which we hold, so none
    * is missed; a count going down meanwhile only makes us refuse. */
   uint32_t subs = 0;
@@ -3255,6 +3293,7 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   for (uint32_t i = 0; i < s->nloops; i++)
     loops[i].ep = loops[i].wakefd = loops[i].spare = -1;
   pthread_mutex_init(&s->reg, NULL);
+  pthread_cond_init(&s->opened, NULL);
   pthread_mutex_init(&s->asks_mu, NULL);
   pthread_mutex_init(&s->log_mu, NULL);
   /* The strings are the server's own: the caller's may be on its stack. */
@@ -3426,6 +3465,7 @@ void rill_server_destroy(rill_server_t *s) {
   if (s->dir_lock >= 0)
     close(s->dir_lock); /* the lock goes with it; the file stays, as the topics do */
   pthread_mutex_destroy(&s->reg);
+  pthread_cond_destroy(&s->opened);
   pthread_mutex_destroy(&s->asks_mu);
   rill__free(s->topic_idx);
   pthread_mutex_destroy(&s->log_mu);

@@ -1061,3 +1061,54 @@ Test(server_ops, batch_cut_short_by_max_disk_says_what_was_stored) {
   rill_client_close(sub);
   srv_stop(&v);
 }
+
+/* Many clients on several loops bind and publish to one new topic at
+ * once: its log is opened outside the registry's lock, once, and every
+ * other BIND waits for that open rather than opening it again (a second
+ * writer would be refused) or making a topic of its own. */
+typedef struct {
+  uint16_t port;
+  uint64_t seqs[50];
+  int rc;
+} binder_t;
+
+static void *bind_and_publish(void *arg) {
+  binder_t *b = arg;
+  rill_client_opts_t o = {.port = b->port, .name = "race"};
+  rill_client_t *c;
+  if ((b->rc = rill_client_connect(&c, &o)) != 0)
+    return NULL;
+  uint16_t ch;
+  b->rc = rill_client_bind(c, "raced", &ch);
+  for (int i = 0; !b->rc && i < 50; i++)
+    b->rc = rill_client_publish(c, ch, "r", 1, true, &b->seqs[i]);
+  rill_client_close(c);
+  return NULL;
+}
+
+static int u64_cmp(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+Test(server_ops, one_new_topic_bound_by_many_at_once) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 4});
+  enum { K = 16 };
+  static binder_t b[K];
+  pthread_t th[K];
+  for (int i = 0; i < K; i++) {
+    b[i] = (binder_t){.port = rill_server_port(v.s)};
+    cr_assert_eq(pthread_create(&th[i], NULL, bind_and_publish, &b[i]), 0);
+  }
+  static uint64_t all[K * 50];
+  for (int i = 0; i < K; i++) {
+    pthread_join(th[i], NULL);
+    cr_expect_eq(b[i].rc, 0, "client %d: %d", i, b[i].rc);
+    memcpy(all + i * 50, b[i].seqs, sizeof b[i].seqs);
+  }
+  qsort(all, K * 50, sizeof all[0], u64_cmp);
+  for (uint64_t i = 0; i < K * 50; i++)
+    cr_assert_eq(all[i], i, "one topic, every sequence once");
+  srv_stop(&v);
+}
