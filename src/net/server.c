@@ -2466,8 +2466,8 @@ static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f
  * once (a BIND or SUBSCRIBE of the name after this makes a new topic),
  * its directory is renamed out of the way under reg, so nothing opens it
  * half removed, and then removed. An open topic's log stays open, out of
- * the registry, until the server is destroyed: requests running on other
- * loops may hold it, and they find a log whose files are gone. */
+ * the registry, until its last user lets go (topic_put): requests running
+ * on other loops may hold it, and they find a log whose files are gone. */
 static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   if (!rill_net_name_ok(f->body, f->len)) {
