@@ -934,6 +934,13 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
   }
   if (s->ntopics >= s->o.max_topics) {
     pthread_mutex_unlock(&s->reg);
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%.*s", s->o.data_dir, (int)len, (const char *)name);
+    if (!create && stat(path, &st) != 0) { /* a name that is not there is that, full or not */
+      *rc = rill__err(RILL_ENOENT, "no topic '%.*s'", (int)len, (const char *)name);
+      return NULL;
+    }
     *rc = rill__err(RILL_EBUSY, "the server holds max_topics (%u) topics already", s->o.max_topics);
     slog(s, L_TOPIC, RILL_SERVER_LOG_WARN, "refused to open topic '%.*s': max_topics (%u) reached",
          (int)len, (const char *)name, s->o.max_topics);

@@ -1112,3 +1112,21 @@ Test(server_ops, one_new_topic_bound_by_many_at_once) {
     cr_assert_eq(all[i], i, "one topic, every sequence once");
   srv_stop(&v);
 }
+
+/* At max_topics, a name that is not there is still "no topic", not the
+ * limit: the open of a topic checks the limit first, then the disk. */
+Test(server_ops, missing_topic_at_max_topics_is_enoent) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1, .max_topics = 1});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "full"};
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  uint16_t ch;
+  cr_assert_eq(rill_client_bind(c, "only", &ch), 0, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_subscribe(c, "missing", RILL_NET_FROM_EARLIEST, 1, &ch, NULL),
+               RILL_ENOENT, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_bind(c, "another", &ch), RILL_EBUSY);
+  cr_expect_not_null(strstr(rill_errmsg(), "max_topics"), "%s", rill_errmsg());
+  rill_client_close(c);
+  srv_stop(&v);
+}
