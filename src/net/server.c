@@ -148,8 +148,9 @@ struct topic {
   bool opening;     /* in the registry, its log being opened (log NULL); under reg */
   /* References: the registry's one while the topic is in it, one per loop
    * using it (tloop.held from 0), one per wakeup on another loop's inbox,
-   * one while on the syncer's queue, and the one topic_get hands out. The
-   * last one closes the log and frees it (topic_put). */
+   * one while on the syncer's queue, and one for each request using it a
+   * moment (topic_get's, TOPIC_INFO's, a metrics scrape's). The last one
+   * closes the log and frees it (topic_put). */
   atomic_uint refs;
   struct tloop per[]; /* one per loop */
 };
