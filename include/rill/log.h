@@ -59,6 +59,35 @@ typedef enum rill_log_on_corrupt {
   RILL_LOG_CORRUPT_SKIP,     /* range reads and iterators skip it and count it */
 } rill_log_on_corrupt_t;
 
+/** A bound on the disk that the logs sharing it may take: their segment
+ *  and index files, in bytes of file length. A log charges it when it
+ *  grows a file (files grow by doubling, so this is rare: never on an
+ *  append that fits the room already there) and credits it when it
+ *  deletes a segment (retention, recovery); an append that would need
+ *  growth past the limit fails with RILL_ENOSPC before writing anything,
+ *  rill_errmsg naming the limit by `what`. A log does not charge what its
+ *  files held when it opened, nor credit it at close: whoever shares the
+ *  budget counts the files it did not grow (a server sums its data
+ *  directory at start, and credits a deleted topic's files). `used` is
+ *  changed and read with atomics only (rill_log_budget_used); set the
+ *  other fields before any log takes it. */
+typedef struct rill_log_budget {
+  uint64_t limit;   /* bytes; 0: no limit, only counted */
+  const char *what; /* the limit's name in messages ("the server's max_disk"); NULL:
+                     * "the disk budget" */
+  uint64_t used;    /* bytes charged; atomics only */
+} rill_log_budget_t;
+
+/** Bytes charged to b now (a relaxed load: a snapshot). */
+uint64_t rill_log_budget_used(const rill_log_budget_t *b);
+
+/** Adds n bytes to b whatever its limit (files a log did not grow, found
+ *  on disk). */
+void rill_log_budget_charge(rill_log_budget_t *b, uint64_t n);
+
+/** Takes n bytes off b (files deleted), never below 0. */
+void rill_log_budget_credit(rill_log_budget_t *b, uint64_t n);
+
 /** Options; zero fields take the defaults. */
 typedef struct rill_log_opts {
   uint64_t segment_bytes; /* a multiple of 4096 in 64 KiB..2 GiB; default 128 MiB; a new
@@ -76,11 +105,17 @@ typedef struct rill_log_opts {
    * 0 keeps everything. A segment goes when what is left still holds at
    * least retain_bytes of records and retain_count records, or when its
    * newest record is older than retain_age_ns. Applied after each roll by
-   * the appender that rolled (other appenders do not wait for it), and by
-   * rill_log_retain. */
+   * the appender that rolled (other appenders do not wait for it), by an
+   * append refused room (RILL_ENOSPC: it tries once more if that dropped
+   * a segment), and by rill_log_retain. */
   uint64_t retain_bytes;
   uint64_t retain_count;
   uint64_t retain_age_ns;
+  /* Shared with other logs: the growth of this log's files is charged to
+   * it (see rill_log_budget_t); NULL: no bound but the disk's. It must
+   * outlive the log. Read-only opens never grow, and recovery at open
+   * charges what it grows whatever the limit. */
+  rill_log_budget_t *budget;
 } rill_log_opts_t;
 
 /** Opens (creating when missing, unless no_create) topic `topic` in
@@ -114,8 +149,9 @@ uint32_t rill_log_max_payload(const rill_log_t *l);
  *  RILL_LOG_SYNC_GROUP returns once the record is durable; under EVERY_N
  *  and INTERVAL the append that is due syncs before returning. RILL_EMSGSIZE
  *  over the max payload, RILL_ENOSPC when the segment file cannot grow
- *  to hold it or a new segment cannot be created (nothing of the record is
- *  written; appends work again once there is room),
+ *  to hold it, a new segment cannot be created, or the growth would pass
+ *  the options' budget (nothing of the record is written; appends work
+ *  again once there is room),
  *  RILL_EPERM on a read-only open, or the sync's error (the record is
  *  appended, and readable, but not known durable). */
 int rill_log_append(rill_log_t *l, const void *data, uint32_t len, uint64_t *seq);
@@ -126,8 +162,11 @@ int rill_log_appendv(rill_log_t *l, const rill_log_iov_t *iov, size_t n, uint64_
 
 /** Appends n records under one lock and one sync; *first gets the first
  *  record's sequence number (the others follow densely). All or nothing
- *  for RILL_EMSGSIZE; on RILL_ENOSPC the records before the one that did
- *  not fit are appended, and *done (may be NULL) says how many. */
+ *  for RILL_EMSGSIZE, and for RILL_ENOSPC when the batch fits in one
+ *  segment (one that would straddle the end of the segment being written
+ *  starts the next). A batch larger than a segment may be cut short by
+ *  RILL_ENOSPC: the records before the one that did not fit are
+ *  appended, and *done (may be NULL) says how many. */
 int rill_log_append_batch(rill_log_t *l, const rill_log_iov_t *recs, size_t n, uint64_t *first,
                           size_t *done);
 

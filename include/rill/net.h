@@ -192,6 +192,10 @@ typedef struct rill_server_topic_opts {
 
 #define RILL_SERVER_RETAIN_NONE UINT64_MAX
 
+/** rill_server_opts_t.max_disk: the topics' files are bounded only by the
+ *  filesystem. */
+#define RILL_SERVER_DISK_UNLIMITED UINT64_MAX
+
 /* The strings (host, data_dir, token, metrics) and topic_opts are copied
  * by rill_server_create: the caller's may go once it returns. */
 typedef struct rill_server_opts {
@@ -217,6 +221,12 @@ typedef struct rill_server_opts {
   uint32_t max_asks;            /* asks in flight on the server; default 65536 */
   uint32_t max_serves_per_conn; /* SERVE registrations one connection may hold; default 1024 */
   uint32_t max_serves;          /* SERVE registrations on the server; default 65536 */
+  /* Bytes the topics' segment and index files may take in total, the
+   * files found in data_dir at start included; default 64 GiB;
+   * RILL_SERVER_DISK_UNLIMITED: no bound but the filesystem's. A publish
+   * whose record needs a file to grow past it is refused with
+   * RILL_ENOSPC naming it; deleting topics and retention give room back. */
+  uint64_t max_disk;
   /* The topics' log options (rill_log_opts_t; 0: the log's defaults).
    * segment_bytes applies to topics created from now on (an existing
    * topic keeps its own); retention applies to every topic opened.
@@ -269,6 +279,8 @@ typedef struct rill_server_stats {
   uint64_t published, delivered, errors_sent;
   uint64_t asks_refused;   /* over max_asks_per_conn, max_asks, or a provider's full queue */
   uint64_t serves_refused; /* over max_serves_per_conn or max_serves */
+  uint64_t disk_bytes;     /* the topics' segment and index files now (a gauge) */
+  uint64_t disk_max;       /* max_disk; 0 when unlimited */
 } rill_server_stats_t;
 
 void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st);
@@ -383,7 +395,10 @@ uint32_t rill_client_max_body(const rill_client_t *c);
 #define RILL_NET_MAX_BATCH 256u /* records in one PUBLISH_BATCH */
 
 /** Publishes n records (1..RILL_NET_MAX_BATCH) in one PUBLISH_BATCH:
- *  appended together and in order, or not at all. With ack, waits and
+ *  appended together and in order, or not at all (but for a batch larger
+ *  than one of the topic's segments that the disk or the server's
+ *  max_disk cuts short: its RILL_ENOSPC message says how many records
+ *  were stored, from which sequence). With ack, waits and
  *  puts the first record's sequence in *first (the others follow it);
  *  without, buffered like rill_client_publish. The records with a 4-byte
  *  length each must fit in max_body (RILL_EMSGSIZE). */

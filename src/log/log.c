@@ -121,7 +121,8 @@ struct rill_log {
   pthread_mutex_t retain_lock; /* one retention pass at a time */
   int retain_due;              /* a roll happened: the appender that rolled retains */
 
-  bool reserved; /* a reservation holds lock */
+  bool recovering; /* open: growth is charged to the budget whatever its limit */
+  bool reserved;   /* a reservation holds lock */
   uint32_t res_len;
 
   uint64_t syncs, skipped, torn; /* stats */
@@ -186,6 +187,59 @@ static int segs_push(rill_log_t *l, struct seg *g) {
   return 0;
 }
 
+/* ---- the disk budget ----------------------------------------------------- */
+
+/* The budget's counter orders nothing (it is a count of bytes; the files
+ * are what they are), so relaxed atomics throughout. A growth takes its
+ * bytes with a compare-and-swap that checks the limit against the value
+ * it replaces, so two logs racing for the last room cannot both have it,
+ * and a refused growth leaves no transient over-count that could refuse
+ * another. Growth is rare (doubling), so the loop costs nothing measurable. */
+uint64_t rill_log_budget_used(const rill_log_budget_t *b) {
+  return __atomic_load_n(&b->used, __ATOMIC_RELAXED);
+}
+
+void rill_log_budget_charge(rill_log_budget_t *b, uint64_t n) {
+  __atomic_fetch_add(&b->used, n, __ATOMIC_RELAXED);
+}
+
+void rill_log_budget_credit(rill_log_budget_t *b, uint64_t n) {
+  uint64_t was = __atomic_load_n(&b->used, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(&b->used, &was, was > n ? was - n : 0, true, __ATOMIC_RELAXED,
+                                      __ATOMIC_RELAXED))
+    ;
+}
+
+/* Takes n bytes of growth from l's budget: false when that would pass its
+ * limit (recovery at open takes them whatever the limit: what it grows
+ * rebuilds what was there). */
+static bool budget_take(rill_log_t *l, uint64_t n) {
+  rill_log_budget_t *b = l->o.budget;
+  if (!b || !n)
+    return true;
+  uint64_t was = __atomic_load_n(&b->used, __ATOMIC_RELAXED);
+  do {
+    if (b->limit && !l->recovering && (was > b->limit || n > b->limit - was))
+      return false;
+  } while (!__atomic_compare_exchange_n(&b->used, &was, was + n, true, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED));
+  return true;
+}
+
+static void budget_give(rill_log_t *l, uint64_t n) {
+  if (l->o.budget && n)
+    rill_log_budget_credit(l->o.budget, n);
+}
+
+/* The error of a growth the budget refused: it names the limit. */
+static int budget_full(rill_log_t *l, const char *file, uint64_t base, uint64_t more) {
+  const rill_log_budget_t *b = l->o.budget;
+  return rill__err(RILL_ENOSPC,
+                   "%s (%llu bytes) is reached: log %s: %s %llu cannot grow by %llu bytes",
+                   b->what ? b->what : "the disk budget", (unsigned long long)b->limit, l->path,
+                   file, (unsigned long long)base, (unsigned long long)more);
+}
+
 /* ---- files ------------------------------------------------------------- */
 
 static void seg_name(char *buf, size_t n, uint64_t base, const char *ext) {
@@ -211,12 +265,21 @@ static int idx_room(rill_log_t *l, struct seg *g, uint64_t i) {
     to = IDX_START;
   if (to > g->imap_len)
     to = g->imap_len;
+  bool took = budget_take(l, to - g->idx_alloc);
+  if (!took && need < to)
+    took = budget_take(l, (to = need) - g->idx_alloc);
+  if (!took)
+    return budget_full(l, "index of segment", g->base, need - g->idx_alloc);
   int e = posix_fallocate(g->ifd, 0, (off_t)to);
-  if (e == ENOSPC && need < to) /* as seg_grow: take what fits */
+  if (e == ENOSPC && need < to) { /* as seg_grow: take what fits */
+    budget_give(l, to - need);
     e = posix_fallocate(g->ifd, 0, (off_t)(to = need));
-  if (e)
+  }
+  if (e) {
+    budget_give(l, to - g->idx_alloc);
     return rill__err(-e, "log %s: index of segment %llu cannot grow to %llu bytes: %s", l->path,
                      (unsigned long long)g->base, (unsigned long long)to, strerror(e));
+  }
   g->idx_alloc = to;
   return 0;
 }
@@ -236,17 +299,26 @@ static int seg_grow(rill_log_t *l, struct seg *g, uint64_t need) {
     to = SEG_START;
   if (to > l->seg_bytes)
     to = l->seg_bytes;
-  int e = posix_fallocate(g->fd, 0, (off_t)to);
-  /* Short of room for the doubling: the room this record needs may still
-   * be there, and a nearly full disk should take what fits. */
+  /* Short of room for the doubling (on the disk or in the budget): the
+   * room this record needs may still be there, and a nearly full disk
+   * should take what fits. */
   uint64_t least = RILL__ALIGN_UP(need, (uint64_t)4096);
+  bool took = budget_take(l, to - size);
+  if (!took && least < to)
+    took = budget_take(l, (to = least) - size);
+  if (!took)
+    return budget_full(l, "segment", g->base, least - size);
+  int e = posix_fallocate(g->fd, 0, (off_t)to);
   if (e == ENOSPC && least < to) {
+    budget_give(l, to - least);
     to = least;
     e = posix_fallocate(g->fd, 0, (off_t)to);
   }
-  if (e)
+  if (e) {
+    budget_give(l, to - size);
     return rill__err(-e, "log %s: segment %llu cannot grow to %llu bytes: %s", l->path,
                      (unsigned long long)g->base, (unsigned long long)to, strerror(e));
+  }
   __atomic_store_n(&g->size, to, __ATOMIC_RELAXED);
   return 0;
 }
@@ -343,6 +415,7 @@ static int seg_create(rill_log_t *l, uint64_t base, struct seg **out) {
 undo_files:
   unlinkat(l->dir_fd, sname, 0);
   unlinkat(l->dir_fd, iname, 0);
+  budget_give(l, g->size + g->idx_alloc); /* what growing them took */
 undo_g:
   seg_discard(l, g);
   return rc;
@@ -650,17 +723,27 @@ static bool seg_unborn(rill_log_t *l, uint64_t base) {
   return !used;
 }
 
+/* Deletes one of segment base's files; its length goes back to the
+ * budget. */
+static int file_unlink(rill_log_t *l, uint64_t base, const char *ext) {
+  char name[32];
+  seg_name(name, sizeof name, base, ext);
+  struct stat st;
+  uint64_t len = l->o.budget && fstatat(l->dir_fd, name, &st, 0) == 0 ? (uint64_t)st.st_size : 0;
+  if (unlinkat(l->dir_fd, name, 0)) {
+    if (errno != ENOENT)
+      return rill__err_errno("log %s: delete %s", l->path, name);
+    return 0;
+  }
+  budget_give(l, len);
+  return 0;
+}
+
 /* Deletes segment base's files (a missing index is fine: it may never
  * have been made). */
 static int seg_unlink(rill_log_t *l, uint64_t base) {
-  char name[32];
-  seg_name(name, sizeof name, base, "seg");
-  if (unlinkat(l->dir_fd, name, 0) && errno != ENOENT)
-    return rill__err_errno("log %s: delete %s", l->path, name);
-  seg_name(name, sizeof name, base, "idx");
-  if (unlinkat(l->dir_fd, name, 0) && errno != ENOENT)
-    return rill__err_errno("log %s: delete %s", l->path, name);
-  return 0;
+  int rc = file_unlink(l, base, "seg");
+  return rc ? rc : file_unlink(l, base, "idx");
 }
 
 /* Lists the segments, drops those retired, opens and checks the rest. */
@@ -829,6 +912,8 @@ int rill_log_open(rill_log_t **out, const char *dir, const char *topic,
   rill_log_t *l = rill__calloc(1, sizeof *l);
   if (!l)
     return rill__err(RILL_ENOMEM, "log: no memory");
+  if (o.read_only)
+    o.budget = NULL; /* it grows and deletes nothing */
   l->o = o;
   l->dir_fd = l->lock_fd = -1;
   pthread_mutex_init(&l->lock, NULL);
@@ -875,7 +960,10 @@ int rill_log_open(rill_log_t **out, const char *dir, const char *topic,
   }
   if (!o.read_only)
     unlinkat(l->dir_fd, "MANIFEST.tmp", 0);
-  if ((rc = recover(l, first)) != 0)
+  l->recovering = true;
+  rc = recover(l, first);
+  l->recovering = false;
+  if (rc)
     goto undo_l;
   if (l->nsegs == 0) {
     if (o.read_only) {
@@ -1061,6 +1149,25 @@ static bool make_due(rill_log_t *l, uint64_t n) {
   }
 }
 
+/* An append refused room (RILL_ENOSPC): retention, when the topic has
+ * any, may drop old segments now. It runs after a roll, and a roll
+ * refused for want of room never comes, so without this a topic whose
+ * budget or disk is full would keep its old segments, and stay full,
+ * forever. True when it dropped some (try again); otherwise the refusal's
+ * message stays. The lock is not held. */
+static bool retain_for_room(rill_log_t *l) {
+  if (!l->o.retain_bytes && !l->o.retain_count && !l->o.retain_age_ns)
+    return false;
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", rill_errmsg());
+  uint64_t first = ld(&l->first);
+  rill_log_retain(l); /* its own error, if any, matters less than the refusal */
+  if (ld(&l->first) != first)
+    return true;
+  rill__err(RILL_ENOSPC, "%s", msg);
+  return false;
+}
+
 int rill_log_appendv(rill_log_t *l, const rill_log_iov_t *iov, size_t n, uint64_t *seq) {
   if (RILL_UNLIKELY(l->o.read_only))
     return rill__err(RILL_EPERM, "log %s: opened read-only", l->path);
@@ -1070,11 +1177,17 @@ int rill_log_appendv(rill_log_t *l, const rill_log_iov_t *iov, size_t n, uint64_
   if (RILL_UNLIKELY(len > UINT32_MAX))
     return rill__err(RILL_EMSGSIZE, "log %s: a record of %llu bytes", l->path,
                      (unsigned long long)len);
+  bool retried = false;
+again:
   pthread_mutex_lock(&l->lock);
   struct seg *g = NULL;
   int rc = make_room(l, (uint32_t)len, &g);
   if (RILL_UNLIKELY(rc)) {
     pthread_mutex_unlock(&l->lock);
+    if (rc == RILL_ENOSPC && !retried && retain_for_room(l)) {
+      retried = true;
+      goto again;
+    }
     return rc;
   }
   uint8_t *p = g->map + g->end + LOG_REC_HDR;
@@ -1107,17 +1220,48 @@ int rill_log_append_batch(rill_log_t *l, const rill_log_iov_t *recs, size_t n, u
     if (recs[i].len > rill_log_max_payload(l))
       return rill__err(RILL_EMSGSIZE, "log %s: record %zu of the batch is %u bytes, over %u",
                        l->path, i, recs[i].len, rill_log_max_payload(l));
+  uint64_t total = 0;
+  for (size_t i = 0; i < n; i++)
+    total += LOG_REC_HDR + RILL__ALIGN_UP((uint64_t)recs[i].len, 8u);
+  bool retried = false;
+again:
   pthread_mutex_lock(&l->lock);
   uint64_t s0 = l->next, s = s0;
   size_t i = 0;
   int rc = 0;
-  for (; i < n; i++) {
+  /* All or nothing whenever the batch fits in one segment: one that would
+   * straddle the end of this one starts the next, so no roll comes in the
+   * middle, and a record refused room (a full disk or budget) takes the
+   * ones before it back. Nothing is visible before publish, below. */
+  struct seg *g0 = l->segs[l->nsegs - 1];
+  if (g0->count && g0->end + total > l->seg_bytes && LOG_HDR + total <= l->seg_bytes)
+    rc = roll(l);
+  g0 = l->segs[l->nsegs - 1];
+  uint64_t end0 = g0->end, count0 = g0->count;
+  for (; !rc && i < n; i++) {
     struct seg *g = NULL;
     if ((rc = make_room(l, recs[i].len, &g)) != 0)
       break;
     if (recs[i].len)
       memcpy(g->map + g->end + LOG_REC_HDR, recs[i].data, recs[i].len);
     s = seal(l, g, recs[i].len);
+  }
+  if (rc && i && l->segs[l->nsegs - 1] == g0 && g0->synced <= count0) {
+    /* Zeroed, so recovery finds no record there either (no checkpoint
+     * covers them: a roll that failed after sealing g0 would have). */
+    memset(g0->map + end0, 0, g0->end - end0);
+    g0->end = end0;
+    g0->count = count0;
+    i = 0;
+  }
+  if (rc == RILL_ENOSPC && !i && !retried) {
+    pthread_mutex_unlock(&l->lock);
+    retried = true;
+    if (retain_for_room(l))
+      goto again;
+    if (first)
+      *first = s0;
+    return rc;
   }
   bool due = i && make_due(l, i);
   if (i)

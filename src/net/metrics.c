@@ -312,6 +312,11 @@ void rill__metrics_render_server(rill__prom_t *p, const rill__metrics_snap_t *s)
                    (double)s->asks_in_flight);
   rill__prom_gauge(p, "rill_serve_registrations", "SERVE registrations held (max_serves).",
                    (double)s->serves);
+  rill__prom_gauge(p, "rill_disk_bytes",
+                   "Bytes the topics' segment and index files take now (max_disk bounds them).",
+                   (double)st->disk_bytes);
+  rill__prom_gauge(p, "rill_disk_max_bytes", "The server's max_disk; 0: unlimited.",
+                   (double)st->disk_max);
   rill__prom_gauge(p, "rill_uptime_seconds", "Seconds since the server started.", s->uptime_s);
   rill__prom_gauge(p, "rill_loops", "Event-loop threads.", (double)s->loops);
 

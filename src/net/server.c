@@ -68,6 +68,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -89,8 +90,9 @@
                                                                               connection may have  \
                                                                               waiting */
 
-#define ASK_FREE_MAX 1024u /* asks kept for reuse; more are freed (a burst's memory goes back) */
-#define SVC_BUCKETS  4096u
+#define DEFAULT_MAX_DISK ((uint64_t)64 << 30)
+#define ASK_FREE_MAX     1024u /* asks kept for reuse; more are freed (a burst's memory goes back) */
+#define SVC_BUCKETS      4096u
 /* Descriptors a topic holds at least: its directory, its lock, one
  * segment's data and index. */
 #define FDS_PER_TOPIC 4u
@@ -125,6 +127,7 @@ struct tloop {
   struct wake w;
   bool touched; /* appended to during this loop's current read */
   struct tloop *next_touched;
+  uint32_t held; /* this loop's users of the topic (see hold); only this loop touches it */
   _Atomic uint64_t appended, bytes; /* by this loop (its one writer), for the metrics */
   char pad[48];                     /* loops' entries on separate cache lines */
 };
@@ -140,8 +143,15 @@ struct topic {
   atomic_int sync_err;
   atomic_bool sync_wanted; /* on the syncer's queue */
   struct topic *next_sync;
-  uint32_t binders;   /* channels bound to it, on every connection; under reg */
-  bool deleted;       /* TOPIC_DELETE took it out of the registry; under reg */
+  uint32_t binders; /* channels bound to it, on every connection; under reg */
+  bool deleted;     /* TOPIC_DELETE took it out of the registry; under reg */
+  bool opening;     /* in the registry, its log being opened (log NULL); under reg */
+  /* References: the registry's one while the topic is in it, one per loop
+   * using it (tloop.held from 0), one per wakeup on another loop's inbox,
+   * one while on the syncer's queue, and one for each request using it a
+   * moment (topic_get's, TOPIC_INFO's, a metrics scrape's). The last one
+   * closes the log and frees it (topic_put). */
+  atomic_uint refs;
   struct tloop per[]; /* one per loop */
 };
 
@@ -319,17 +329,22 @@ struct rill_server {
   atomic_bool stopping;
   _Atomic uint64_t assembling; /* bytes of streamed publishes being put together */
   uint64_t assembly_max;
-  pthread_mutex_t reg; /* topics and services */
+  pthread_mutex_t reg;   /* topics and services */
+  pthread_cond_t opened; /* a topic's open ended (with reg) */
   struct topic *topics;
   uint32_t ntopics;
   struct topic **topic_idx; /* by name hash, topic_mask + 1 buckets */
   uint64_t topic_mask;
   struct service *services[SVC_BUCKETS]; /* by name hash */
   uint32_t nserves;                      /* providers, all services */
-  /* Deleted topics whose log stays open until destroy: a FETCH on another
-   * loop, a stream or the syncer may still hold the pointer they had. */
+  /* Deleted topics some loop, wakeup or the syncer still uses: freed by
+   * the last topic_put, or by destroy. Counted in ntopics meanwhile. */
   struct topic *dead_topics;
   uint64_t deletions; /* names the renamed directories apart */
+  /* max_disk: every topic's log charges its files' growth here, and
+   * retention and deletes credit it; what data_dir held at start was
+   * charged then. */
+  rill_log_budget_t disk;
   uint64_t started_ns;
   rill__metrics_http_t *metrics;
   rill_iopool_t *rxpool; /* connections' first receive buffers */
@@ -850,63 +865,143 @@ static void topic_log_opts(const rill_server_t *s, const char *name, size_t len,
   lo->retain_age_ns = topic_over(s->o.retain_age_ns, e->retain_age_ns);
 }
 
+/* A reference more, from one already held. Relaxed: taking one orders
+ * nothing; the holder it came from keeps the topic alive meanwhile. */
+static void topic_ref(struct topic *t) {
+  atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+}
+
+/* Drops a reference; the last one (the topic was deleted: the registry's
+ * is gone) closes its log, whose files then give their blocks back, and
+ * frees it, and it no longer counts toward max_topics. acq_rel: every
+ * use of the topic by a dropper happens before the free. Not under reg,
+ * which this takes. */
+static void topic_put(rill_server_t *s, struct topic *t) {
+  if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+    return;
+  pthread_mutex_lock(&s->reg);
+  struct topic **pp = &s->dead_topics;
+  while (*pp != t)
+    pp = &(*pp)->next;
+  *pp = t->next;
+  s->ntopics--;
+  pthread_mutex_unlock(&s->reg);
+  rill_log_close(t->log);
+  rill__free(t);
+}
+
+/* A use of t on this loop (a bound channel, a subscription, a stream, an
+ * ack waiting, a pending pump): only this loop's count moves, and the
+ * topic's shared reference with its first and last, so a steady
+ * publisher's appends touch no shared word. The caller holds a reference
+ * already (the count cannot take its first from nothing). */
+static void hold(struct loop *lp, struct topic *t) {
+  if (t->per[lp->idx].held++ == 0)
+    topic_ref(t);
+}
+
+/* Ends a use taken with hold; may free t. */
+static void unhold(struct loop *lp, struct topic *t) {
+  if (--t->per[lp->idx].held == 0)
+    topic_put(lp->s, t);
+}
+
+/* Under reg: the topic called name, once no open of it is under way (one
+ * that is waits for it: the open, outside reg, broadcasts `opened`). */
+static struct topic *topic_find_open(rill_server_t *s, const void *name, size_t len) {
+  struct topic *t;
+  while ((t = topic_find(s, name, len)) && t->opening)
+    pthread_cond_wait(&s->opened, &s->reg);
+  return t;
+}
+
 /* The topic called name: open already, or opened from data_dir, or (with
- * create) a new one. Every topic costs a directory, a preallocated
- * segment and descriptors until the server stops, so only a publisher's
- * BIND and a SUBSCRIBE create one, and at most max_topics exist. */
+ * create) a new one. Every topic costs a directory, a segment and
+ * descriptors until it is deleted or the server stops, so only a publisher's
+ * BIND and a SUBSCRIBE create one, and at most max_topics exist. A found
+ * topic comes with a reference for the caller (topic_put it). The disk is
+ * touched outside reg (an open may recover a topic, a creation syncs three
+ * times): the topic is in the registry meanwhile, marked `opening`, so it
+ * counts toward max_topics, a second open of the name waits for this one,
+ * and a delete is refused. */
 static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len, bool create,
                                int *rc) {
   pthread_mutex_lock(&s->reg);
-  struct topic *t = topic_find(s, name, len);
-  if (t)
-    goto unlock_reg;
-  char path[PATH_MAX];
-  struct stat st;
-  snprintf(path, sizeof path, "%s/%.*s", s->o.data_dir, (int)len, (const char *)name);
-  bool existed = stat(path, &st) == 0;
-  if (!create && !existed) {
-    *rc = rill__err(RILL_ENOENT, "no topic '%.*s'", (int)len, (const char *)name);
-    goto unlock_reg;
+  struct topic *t = topic_find_open(s, name, len);
+  if (t) {
+    topic_ref(t); /* under reg: delete drops the registry's only after */
+    pthread_mutex_unlock(&s->reg);
+    return t;
   }
   if (s->ntopics >= s->o.max_topics) {
+    pthread_mutex_unlock(&s->reg);
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%.*s", s->o.data_dir, (int)len, (const char *)name);
+    if (!create && stat(path, &st) != 0) { /* a name that is not there is that, full or not */
+      *rc = rill__err(RILL_ENOENT, "no topic '%.*s'", (int)len, (const char *)name);
+      return NULL;
+    }
     *rc = rill__err(RILL_EBUSY, "the server holds max_topics (%u) topics already", s->o.max_topics);
     slog(s, L_TOPIC, RILL_SERVER_LOG_WARN, "refused to open topic '%.*s': max_topics (%u) reached",
          (int)len, (const char *)name, s->o.max_topics);
-    goto unlock_reg;
+    return NULL;
   }
   t = rill__calloc(1, sizeof *t + s->nloops * sizeof t->per[0]);
   if (!t) {
+    pthread_mutex_unlock(&s->reg);
     *rc = rill__err(RILL_ENOMEM, "topic: no memory");
-    goto unlock_reg;
+    return NULL;
   }
   memcpy(t->name, name, len);
-  /* Group commit is the syncer's job: the log itself never waits. */
-  t->group = s->o.sync == RILL_LOG_SYNC_GROUP;
-  rill_log_sync_t sync = t->group ? RILL_LOG_SYNC_NEVER : s->o.sync;
-  rill_log_opts_t lo = {
-      .sync = sync, .sync_every = s->o.sync_every, .sync_interval_ns = s->o.sync_interval_ns};
-  topic_log_opts(s, t->name, len, &lo);
-  *rc = rill_log_open(&t->log, s->o.data_dir, t->name, &lo);
-  if (*rc) {
-    rill__free(t);
-    t = NULL;
-    goto unlock_reg;
-  }
-  if (!existed)
-    slog(s, L_TOPIC, RILL_SERVER_LOG_INFO, "topic '%s' created", t->name);
-  /* What open recovered is on disk. Relaxed: other loops find the topic
-   * only through the registry, under reg, whose unlock publishes this. */
-  atomic_store_explicit(&t->durable, rill_log_next(t->log), memory_order_relaxed);
+  t->opening = true;
   for (uint32_t i = 0; i < s->nloops; i++)
     t->per[i] = (struct tloop){.t = t, .w.kind = W_TOPIC};
+  atomic_init(&t->refs, 2); /* the registry's and the caller's */
   t->next = s->topics;
   s->topics = t;
   struct topic **b = topic_bucket(s, t->name, len);
   t->next_idx = *b;
   *b = t;
   s->ntopics++;
-unlock_reg:
   pthread_mutex_unlock(&s->reg);
+
+  char path[PATH_MAX];
+  struct stat st;
+  snprintf(path, sizeof path, "%s/%s", s->o.data_dir, t->name);
+  bool existed = stat(path, &st) == 0;
+  if (!create && !existed) {
+    *rc = rill__err(RILL_ENOENT, "no topic '%s'", t->name);
+  } else {
+    /* Group commit is the syncer's job: the log itself never waits. */
+    t->group = s->o.sync == RILL_LOG_SYNC_GROUP;
+    rill_log_sync_t sync = t->group ? RILL_LOG_SYNC_NEVER : s->o.sync;
+    rill_log_opts_t lo = {.sync = sync,
+                          .sync_every = s->o.sync_every,
+                          .sync_interval_ns = s->o.sync_interval_ns,
+                          .budget = &s->disk};
+    topic_log_opts(s, t->name, len, &lo);
+    *rc = rill_log_open(&t->log, s->o.data_dir, t->name, &lo);
+  }
+  if (!*rc) {
+    if (!existed)
+      slog(s, L_TOPIC, RILL_SERVER_LOG_INFO, "topic '%s' created", t->name);
+    /* What open recovered is on disk. Relaxed: other loops find the topic
+     * only through the registry, under reg, whose unlock publishes this. */
+    atomic_store_explicit(&t->durable, rill_log_next(t->log), memory_order_relaxed);
+  }
+  pthread_mutex_lock(&s->reg);
+  t->opening = false;
+  if (*rc) {
+    topic_unlink(s, t);
+    s->ntopics--;
+  }
+  pthread_cond_broadcast(&s->opened);
+  pthread_mutex_unlock(&s->reg);
+  if (*rc) {
+    rill__free(t);
+    return NULL;
+  }
   return t;
 }
 
@@ -995,7 +1090,12 @@ static void pump(struct loop *lp, struct sub *u) {
     u->credits -= sent;
     INC(lp, delivered, sent);
     if (rc && !n) {
-      send_error(lp, c, u->ch, 0, rc, "subscription: a record cannot be read");
+      /* Named, as FETCH does: the subscriber learns which record it will
+       * never get, and goes on past it. */
+      char msg[512];
+      snprintf(msg, sizeof msg, "subscription: record %llu of topic '%s' cannot be read: %s",
+               (unsigned long long)u->next, u->t->name, rill_errmsg());
+      send_error(lp, c, u->ch, 0, rc, msg);
       u->next++;
     }
   }
@@ -1017,6 +1117,7 @@ static void touch(struct loop *lp, struct topic *t, uint64_t n, uint64_t bytes) 
     tl->touched = true;
     tl->next_touched = lp->touched;
     lp->touched = tl;
+    hold(lp, t); /* until pump_touched: the appender's bind may go first */
   }
 }
 
@@ -1038,9 +1139,12 @@ static void pump_touched(struct loop *lp) {
     for (uint32_t i = 0; i < s->nloops; i++) {
       struct tloop *o = &t->per[i];
       if (i != lp->idx && atomic_load_explicit(&o->nsubs, memory_order_relaxed) &&
-          !atomic_exchange_explicit(&o->notified, true, memory_order_acq_rel))
+          !atomic_exchange_explicit(&o->notified, true, memory_order_acq_rel)) {
+        topic_ref(t); /* the wakeup's, dropped by the loop it wakes */
         loop_wake(&s->loops[i], &o->w);
+      }
     }
+    unhold(lp, t); /* touch's */
   }
 }
 
@@ -1058,7 +1162,9 @@ static void sub_free(struct loop *lp, struct sub *u) {
   while (*pp != u)
     pp = &(*pp)->next_in_conn;
   *pp = u->next_in_conn;
+  struct topic *t = u->t;
   rill__free(u);
+  unhold(lp, t);
 }
 
 /* ---- durability -------------------------------------------------------------- */
@@ -1067,6 +1173,7 @@ static void sub_free(struct loop *lp, struct sub *u) {
 static void want_sync(rill_server_t *s, struct topic *t) {
   if (atomic_exchange_explicit(&t->sync_wanted, true, memory_order_acq_rel))
     return;
+  topic_ref(t); /* the queue's, dropped by the syncer */
   struct topic *h = atomic_load_explicit(&s->sync_q, memory_order_relaxed);
   do
     t->next_sync = h;
@@ -1123,6 +1230,7 @@ static void *syncer_main(void *arg) {
       } else {
         durable_raise(t, upto);
       }
+      topic_put(s, t);
     }
     for (uint32_t i = 0; i < s->nloops; i++) {
       struct loop *lp = &s->loops[i];
@@ -1149,6 +1257,7 @@ static void ack_later(struct loop *lp, struct conn *c, struct topic *t, uint16_t
     lp->cap_acks = cap;
   }
   lp->acks[n] = (struct pack){c, t, id, first, last, t0, ch};
+  hold(lp, t);
   atomic_store_explicit(&lp->nacks, n + 1, memory_order_relaxed);
   c->acks_waiting++;
 }
@@ -1158,8 +1267,10 @@ static void acks_release(struct loop *lp) {
   size_t n = atomic_load_explicit(&lp->nacks, memory_order_relaxed), keep = 0;
   for (size_t i = 0; i < n; i++) {
     struct pack *a = &lp->acks[i];
-    if (!a->c)
+    if (!a->c) {
+      unhold(lp, a->t);
       continue;
+    }
     uint64_t durable = atomic_load_explicit(&a->t->durable, memory_order_acquire);
     uint64_t failed = atomic_load_explicit(&a->t->failed_upto, memory_order_acquire);
     if (a->last < durable) {
@@ -1175,6 +1286,7 @@ static void acks_release(struct loop *lp) {
       continue;
     }
     a->c->acks_waiting--;
+    unhold(lp, a->t);
   }
   atomic_store_explicit(&lp->nacks, keep, memory_order_relaxed);
 }
@@ -1237,12 +1349,18 @@ static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     send_error(lp, c, f->channel, f->id, rc, rill_errmsg());
     return;
   }
+  /* The channel's use of t is this loop's hold; topic_get's reference
+   * goes once that is taken. */
+  hold(lp, t);
+  topic_put(lp->s, t);
   for (size_t i = 0; i < c->nbinds; i++)
     if (c->binds[i].ch == f->channel) {
       if (!bind_count(lp->s, c->binds[i].t, t)) {
         send_error(lp, c, f->channel, f->id, RILL_ENOENT, "BIND: the topic was deleted meanwhile");
+        unhold(lp, t);
         return;
       }
+      unhold(lp, c->binds[i].t);
       c->binds[i].t = t; /* rebinding a channel is allowed */
       goto ack;
     }
@@ -1251,6 +1369,7 @@ static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     struct bind *n = rill__realloc(c->binds, cap * sizeof *n);
     if (!n) {
       send_error(lp, c, f->channel, f->id, RILL_ENOMEM, "BIND: no memory");
+      unhold(lp, t);
       return;
     }
     c->binds = n;
@@ -1258,6 +1377,7 @@ static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   }
   if (!bind_count(lp->s, NULL, t)) {
     send_error(lp, c, f->channel, f->id, RILL_ENOENT, "BIND: the topic was deleted meanwhile");
+    unhold(lp, t);
     return;
   }
   c->binds[c->nbinds++] = (struct bind){f->channel, t};
@@ -1298,6 +1418,8 @@ static void stream_open(struct loop *lp, struct conn *c, struct topic *t, const 
     return;
   }
   *in = (struct instream){.on = true, .id = f->id, .t = t, .ch = f->channel, .flags = f->flags};
+  if (t)
+    hold(lp, t); /* its bind may go before its last CHUNK */
   const char *why = NULL;
   int code = RILL_EMSGSIZE;
   if (!t) {
@@ -1341,8 +1463,11 @@ static void stream_drop(rill_server_t *s, struct conn *c, struct instream *in, b
     atomic_fetch_sub_explicit(&s->assembling, in->len, memory_order_relaxed); /* a count */
     c->assembling -= in->len;
   }
-  if (!keep)
+  if (!keep) {
+    if (in->t)
+      unhold(c->lp, in->t);
     *in = (struct instream){0};
+  }
 }
 
 static void ack(struct loop *lp, struct conn *c, struct topic *t, const rill_frame_t *f,
@@ -1444,7 +1569,20 @@ static void on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t
   size_t done = 0;
   int rc = rill_log_append_batch(t->log, recs, n, &first, &done);
   if (rc) {
-    send_error(lp, c, f->channel, f->id, rc, rill_errmsg());
+    /* A batch cut short (the disk or max_disk full at record `done`) keeps
+     * the records before it: subscribers get them, and the publisher is
+     * told which, so it can resend the rest and not the whole. */
+    char msg[512];
+    if (done) {
+      uint64_t bytes = 0;
+      for (size_t k = 0; k < done; k++)
+        bytes += recs[k].len;
+      INC(lp, published, done);
+      touch(lp, t, done, bytes);
+      snprintf(msg, sizeof msg, "PUBLISH_BATCH: %zu of %zu records stored (from %llu): %s", done, n,
+               (unsigned long long)first, rill_errmsg());
+    }
+    send_error(lp, c, f->channel, f->id, rc, done ? msg : rill_errmsg());
     return;
   }
   INC(lp, published, n);
@@ -1483,6 +1621,8 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
   struct sub *u = t ? rill__calloc(1, sizeof *u) : NULL;
   if (!u) {
     send_error(lp, c, f->channel, f->id, t ? RILL_ENOMEM : rc, t ? "no memory" : rill_errmsg());
+    if (t)
+      topic_put(lp->s, t);
     return;
   }
   struct tloop *tl = &t->per[lp->idx];
@@ -1499,8 +1639,11 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
   if (deleted) {
     rill__free(u);
     send_error(lp, c, f->channel, f->id, RILL_ENOENT, "SUBSCRIBE: the topic was deleted meanwhile");
+    topic_put(lp->s, t);
     return;
   }
+  hold(lp, t); /* the subscription's, until sub_free */
+  topic_put(lp->s, t);
   *u = (struct sub){.c = c, .ch = f->channel, .t = t, .next = start_of(t->log, f->arg)};
   u->next_in_conn = c->subs;
   c->subs = u;
@@ -1584,6 +1727,7 @@ static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     count -= (uint32_t)n;
     if (rc && rc != RILL_ENOENT && !c->out.on && !streamed) {
       fetch_failed(lp, c, t, f->id, seq, rc);
+      topic_put(lp->s, t);
       return;
     }
     if (!n || c->out.on || streamed || queued(c) > limit / 2)
@@ -1593,6 +1737,7 @@ static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
    * record goes out in chunks). */
   if (!streamed)
     send_frame(lp, c, RILL_F_DELIVER, RILL_FF_END, 0, f->id, seq, NULL, 0);
+  topic_put(lp->s, t);
 }
 
 /* ---- services ------------------------------------------------------------------- */
@@ -1953,14 +2098,21 @@ static int render(void *ctx, rill__prom_t *p) {
   for (struct topic *t = s->topics; t; t = t->next)
     n++;
   rill__metrics_topic_t *topics = n ? rill__calloc(n, sizeof *topics) : NULL;
-  if (n && !topics) {
+  struct topic **held = n ? rill__calloc(n, sizeof *held) : NULL;
+  if (n && (!topics || !held)) {
     rc = rill__err(RILL_ENOMEM, "metrics: no memory");
+    n = 0; /* no reference taken */
     goto unlock_reg;
   }
   n = 0;
-  for (struct topic *t = s->topics; t; t = t->next, n++) {
-    rill__metrics_topic_t *m = &topics[n];
-    m->name = t->name; /* topics live as long as the server */
+  for (struct topic *t = s->topics; t; t = t->next) {
+    if (t->opening)
+      continue; /* no log yet */
+    /* A reference until rendered: a delete may otherwise free the name. */
+    topic_ref(t);
+    held[n] = t;
+    rill__metrics_topic_t *m = &topics[n++];
+    m->name = t->name;
     m->next_seq = rill_log_next(t->log);
     for (uint32_t i = 0; i < s->nloops; i++) {
       const struct tloop *tl = &t->per[i];
@@ -1977,6 +2129,9 @@ unlock_reg:
     rill__metrics_render_server(p, snap);
     rc = rill__prom_status(p);
   }
+  for (size_t i = 0; i < n; i++)
+    topic_put(s, held[i]);
+  rill__free(held);
   rill__free(topics);
   return rc;
 }
@@ -1995,9 +2150,17 @@ static void on_stats(struct loop *lp, struct conn *c, const rill_frame_t *f) {
 
 /* ---- topics: list, describe, delete ------------------------------------------------ */
 
+/* Whether a file of a topic's directory is one max_disk counts: a
+ * segment or an index (the MANIFEST and LOCK are a few bytes). */
+static bool counted_file(const char *name) {
+  size_t n = strlen(name);
+  return n > 4 && (!strcmp(name + n - 4, ".seg") || !strcmp(name + n - 4, ".idx"));
+}
+
 /* Removes a topic's directory: its files (a topic has no subdirectory),
- * then itself. */
-static int topic_dir_remove(const char *path) {
+ * then itself. *freed (may be NULL) gets the bytes of the counted files
+ * removed. */
+static int topic_dir_remove(const char *path, uint64_t *freed) {
   DIR *d = opendir(path);
   if (!d)
     return rill__err_errno("server: cannot open %s", path);
@@ -2005,8 +2168,16 @@ static int topic_dir_remove(const char *path) {
   for (struct dirent *e; (e = readdir(d));) {
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
       continue;
-    if (unlinkat(dirfd(d), e->d_name, 0) != 0 && !rc)
-      rc = rill__err_errno("server: cannot remove %s/%s", path, e->d_name);
+    struct stat st;
+    uint64_t len = freed && counted_file(e->d_name) && fstatat(dirfd(d), e->d_name, &st, 0) == 0
+                       ? (uint64_t)st.st_size
+                       : 0;
+    if (unlinkat(dirfd(d), e->d_name, 0) != 0) {
+      if (!rc)
+        rc = rill__err_errno("server: cannot remove %s/%s", path, e->d_name);
+    } else if (freed) {
+      *freed += len;
+    }
   }
   closedir(d);
   if (!rc && rmdir(path) != 0)
@@ -2024,8 +2195,52 @@ static void deleted_dirs_remove(const char *data_dir) {
   for (struct dirent *e; (e = readdir(d));)
     if (!strncmp(e->d_name, ".deleted-", 9) &&
         snprintf(path, sizeof path, "%s/%s", data_dir, e->d_name) < (int)sizeof path)
-      topic_dir_remove(path);
+      topic_dir_remove(path, NULL);
   closedir(d);
+}
+
+/* Charges max_disk's budget with what the topics in data_dir hold at
+ * start (their segment and index files' lengths, as the logs count
+ * them), and says so when that is already past the limit or the
+ * filesystem cannot hold the limit. */
+static void disk_scan(rill_server_t *s) {
+  DIR *d = opendir(s->o.data_dir);
+  if (!d)
+    return;
+  uint64_t sum = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    if (!rill_net_name_ok(e->d_name, strlen(e->d_name)))
+      continue;
+    int tfd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *td = tfd >= 0 ? fdopendir(tfd) : NULL;
+    if (!td) {
+      if (tfd >= 0)
+        close(tfd);
+      continue;
+    }
+    struct stat st;
+    for (struct dirent *f; (f = readdir(td));)
+      if (counted_file(f->d_name) && fstatat(dirfd(td), f->d_name, &st, 0) == 0)
+        sum += (uint64_t)st.st_size;
+    closedir(td);
+  }
+  closedir(d);
+  rill_log_budget_charge(&s->disk, sum);
+  uint64_t max = s->disk.limit;
+  struct statvfs vfs;
+  if (max && sum >= max)
+    slog(s, L_NOSPC, RILL_SERVER_LOG_WARN,
+         "the topics in %s hold %llu bytes, max_disk is %llu: publishes that need room are "
+         "refused until retention or deleted topics free some",
+         s->o.data_dir, (unsigned long long)sum, (unsigned long long)max);
+  else if (max && statvfs(s->o.data_dir, &vfs) == 0 &&
+           (uint64_t)vfs.f_bavail * vfs.f_frsize < max - sum)
+    slog(s, L_NOSPC, RILL_SERVER_LOG_WARN,
+         "max_disk is %llu bytes, but %s has %llu bytes free for the %llu more it allows: the "
+         "disk fills first",
+         (unsigned long long)max, s->o.data_dir,
+         (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize),
+         (unsigned long long)(max - sum));
 }
 
 /* Is path (relative to dfd) a directory, as a topic's is? */
@@ -2040,9 +2255,90 @@ static int name_cmp(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The names of a TOPICS page as a max-heap by name: the smallest names
+ * seen so far that fit in the page, so a directory of any size costs the
+ * memory of one page, not of every name in it. */
+struct page {
+  char **names;
+  size_t n, cap;
+  size_t bytes, room; /* the answer's bytes (a length byte and the name each); max_body */
+  char *bound;        /* the smallest name left out for want of room, or NULL: it
+                       * and every name after it belong to later pages */
+};
+
+static void heap_up(char **h, size_t i) {
+  for (; i && strcmp(h[(i - 1) / 2], h[i]) < 0; i = (i - 1) / 2) {
+    char *x = h[i];
+    h[i] = h[(i - 1) / 2];
+    h[(i - 1) / 2] = x;
+  }
+}
+
+static void heap_down(char **h, size_t n, size_t i) {
+  for (;;) {
+    size_t m = i, l = 2 * i + 1, r = l + 1;
+    if (l < n && strcmp(h[l], h[m]) > 0)
+      m = l;
+    if (r < n && strcmp(h[r], h[m]) > 0)
+      m = r;
+    if (m == i)
+      return;
+    char *x = h[i];
+    h[i] = h[m];
+    h[m] = x;
+    i = m;
+  }
+}
+
+/* Leaves name out of the page: the bound moves down to it if smaller. */
+static void page_leave(struct page *p, char *name) {
+  if (!p->bound || strcmp(name, p->bound) < 0) {
+    rill__free(p->bound);
+    p->bound = name;
+  } else {
+    rill__free(name);
+  }
+}
+
+/* Offers name (taken: kept or freed) to the page: kept when it comes
+ * before the bound, the largest names then leaving until what is kept
+ * fits. What is kept is always every name seen below the bound, and that
+ * fits: the page is the longest run of names from the start that fits. */
+static int page_offer(struct page *p, const char *name) {
+  if (p->bound && strcmp(name, p->bound) >= 0)
+    return 0;
+  size_t len = strlen(name);
+  char *d = str_dup(name);
+  if (!d)
+    return RILL_ENOMEM;
+  if (p->n == p->cap) {
+    size_t cap = p->cap ? 2 * p->cap : 64;
+    char **nn = rill__realloc(p->names, cap * sizeof *nn);
+    if (!nn) {
+      rill__free(d);
+      return RILL_ENOMEM;
+    }
+    p->names = nn;
+    p->cap = cap;
+  }
+  p->names[p->n] = d;
+  heap_up(p->names, p->n++);
+  p->bytes += 1 + len;
+  while (p->bytes > p->room) {
+    char *top = p->names[0];
+    p->names[0] = p->names[--p->n];
+    heap_down(p->names, p->n, 0);
+    p->bytes -= 1 + strlen(top);
+    page_leave(p, top);
+  }
+  return 0;
+}
+
 /* TOPICS: the names of the topics in data_dir (open or not), sorted, after
  * the body's name (empty: from the first), as many as fit in max_body;
- * MORE when some are left for a next TOPICS after the last one sent. */
+ * MORE when some are left for a next TOPICS after the last one sent. The
+ * directory is read without reg (it holds no lock the loops take), and
+ * only the page's names are kept. */
 static void on_topics(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   char after[RILL_NET_MAX_NAME + 1] = {0};
@@ -2057,55 +2353,40 @@ static void on_topics(struct loop *lp, struct conn *c, const rill_frame_t *f) {
                rill_errmsg());
     return;
   }
-  char **names = NULL;
-  size_t n = 0, cap = 0;
+  struct page pg = {.room = s->o.max_body};
   int rc = 0;
-  for (struct dirent *e; (e = readdir(d));) {
+  for (struct dirent *e; !rc && (e = readdir(d));) {
     if ((f->len && strcmp(e->d_name, after) <= 0) ||
-        !rill_net_name_ok(e->d_name, strlen(e->d_name)) || !topic_dir(dirfd(d), e->d_name))
+        !rill_net_name_ok(e->d_name, strlen(e->d_name)) ||
+        (pg.bound && strcmp(e->d_name, pg.bound) >= 0) || !topic_dir(dirfd(d), e->d_name))
       continue;
-    if (n == cap) {
-      size_t ncap = cap ? 2 * cap : 64;
-      char **nn = rill__realloc(names, ncap * sizeof *nn);
-      if (!nn) {
-        rc = RILL_ENOMEM;
-        break;
-      }
-      names = nn;
-      cap = ncap;
-    }
-    if (!(names[n] = str_dup(e->d_name))) {
-      rc = RILL_ENOMEM;
-      break;
-    }
-    n++;
+    rc = page_offer(&pg, e->d_name);
   }
   closedir(d);
   uint8_t *body = NULL;
-  size_t len = 0, k = 0;
+  size_t len = 0;
   if (!rc) {
-    if (n)
-      qsort(names, n, sizeof *names, name_cmp);
-    size_t room = 0;
-    for (k = 0; k < n && room + 1 + strlen(names[k]) <= s->o.max_body; k++)
-      room += 1 + strlen(names[k]);
-    if (room && !(body = rill__malloc(room)))
+    if (pg.n)
+      qsort(pg.names, pg.n, sizeof *pg.names, name_cmp);
+    if (pg.bytes && !(body = rill__malloc(pg.bytes)))
       rc = RILL_ENOMEM;
-    for (size_t i = 0; !rc && i < k; i++) {
-      size_t nl = strlen(names[i]);
+    for (size_t i = 0; !rc && i < pg.n; i++) {
+      size_t nl = strlen(pg.names[i]);
       body[len] = (uint8_t)nl;
-      memcpy(body + len + 1, names[i], nl);
+      memcpy(body + len + 1, pg.names[i], nl);
       len += 1 + nl;
     }
   }
   if (rc)
     send_error(lp, c, 0, f->id, rc, "TOPICS: no memory");
   else
-    send_frame(lp, c, RILL_F_TOPICS, k < n ? RILL_FF_MORE : 0, 0, f->id, k, body, (uint32_t)len);
+    send_frame(lp, c, RILL_F_TOPICS, pg.bound ? RILL_FF_MORE : 0, 0, f->id, pg.n, body,
+               (uint32_t)len);
   rill__free(body);
-  for (size_t i = 0; i < n; i++)
-    rill__free(names[i]);
-  rill__free(names);
+  for (size_t i = 0; i < pg.n; i++)
+    rill__free(pg.names[i]);
+  rill__free(pg.names);
+  rill__free(pg.bound);
 }
 
 /* Bytes the files of a topic's directory take on disk (blocks, so a
@@ -2125,7 +2406,10 @@ static uint64_t topic_disk_bytes(const char *path) {
 
 /* TOPIC_INFO: a topic's sequences, sizes, retention and users (FORMATS.md
  * has the body). A topic that is not open is opened read-only for it and
- * closed again, so asking costs no descriptors afterwards. */
+ * closed again, so asking costs no descriptors afterwards. reg is held
+ * only to find an open topic (and take a reference) and read its users:
+ * the disk is read without it, so a slow directory or a big recovery scan
+ * holds up no BIND, SUBSCRIBE or ASK on any loop. */
 static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   if (!rill_net_name_ok(f->body, f->len)) {
@@ -2140,25 +2424,30 @@ static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f
   rill_log_stats_t st;
   uint64_t seg_bytes = 0;
   pthread_mutex_lock(&s->reg);
-  struct topic *t = topic_find(s, name, strlen(name));
-  rill_log_t *log = t ? t->log : NULL;
+  struct topic *t = topic_find_open(s, name, strlen(name));
   if (t) {
+    topic_ref(t); /* under reg: a delete meanwhile cannot free it */
     binders = t->binders;
     for (uint32_t i = 0; i < s->nloops; i++) /* a snapshot: relaxed, as for the metrics */
       subs += atomic_load_explicit(&t->per[i].nsubs, memory_order_relaxed);
-  } else if (!topic_dir(AT_FDCWD, path)) {
+  }
+  pthread_mutex_unlock(&s->reg);
+  rill_log_t *log = t ? t->log : NULL;
+  /* Not open: opened read-only here, outside reg. A BIND that opens it
+   * meanwhile is a writer beside this reader, which the log allows. */
+  if (!t && !topic_dir(AT_FDCWD, path))
     rc = rill__err(RILL_ENOENT, "TOPIC_INFO: no topic '%s'", name);
-  } else {
+  else if (!t)
     rc = rill_log_open(&log, s->o.data_dir, name,
                        &(rill_log_opts_t){.read_only = true, .no_create = true});
-  }
   if (!rc) {
     rill_log_stats(log, &st);
     seg_bytes = (uint64_t)rill_log_max_payload(log) + 96; /* a segment's and a record's header */
     if (!t)
       rill_log_close(log);
   }
-  pthread_mutex_unlock(&s->reg);
+  if (t)
+    topic_put(s, t);
   if (rc) {
     send_error(lp, c, 0, f->id, rc, rill_errmsg());
     return;
@@ -2185,8 +2474,8 @@ static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f
  * once (a BIND or SUBSCRIBE of the name after this makes a new topic),
  * its directory is renamed out of the way under reg, so nothing opens it
  * half removed, and then removed. An open topic's log stays open, out of
- * the registry, until the server is destroyed: requests running on other
- * loops may hold it, and they find a log whose files are gone. */
+ * the registry, until its last user lets go (topic_put): requests running
+ * on other loops may hold it, and they find a log whose files are gone. */
 static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   if (!rill_net_name_ok(f->body, f->len)) {
@@ -2197,8 +2486,9 @@ static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t 
   memcpy(name, f->body, f->len);
   snprintf(path, sizeof path, "%s/%s", s->o.data_dir, name);
   int rc = 0;
+  struct topic *dead = NULL;
   pthread_mutex_lock(&s->reg);
-  struct topic *t = topic_find(s, name, strlen(name));
+  struct topic *t = topic_find_open(s, name, strlen(name));
   /* Relaxed: a SUBSCRIBE counts itself under reg, which we hold, so none
    * is missed; a count going down meanwhile only makes us refuse. */
   uint32_t subs = 0;
@@ -2222,18 +2512,26 @@ static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t 
     goto unlock_reg;
   }
   if (t) {
-    /* Still counted in ntopics: its log, descriptors and preallocated
-     * segment stay until destroy, so max_topics bounds what deleting and
-     * making topics again can pile up. */
+    /* On the dead list until its last user lets go (topic_put), still
+     * counted in ntopics meanwhile: a FETCH on another loop, a stream, an
+     * ack waiting, a wakeup or the syncer may still use it. */
     topic_unlink(s, t);
     t->deleted = true;
     t->next = s->dead_topics;
     s->dead_topics = t;
+    dead = t;
   }
 unlock_reg:
   pthread_mutex_unlock(&s->reg);
-  if (!rc)
-    rc = topic_dir_remove(gone);
+  uint64_t freed = 0;
+  if (!rc) {
+    /* Credited now, as the files go; an open topic's log keeps their
+     * blocks until its last user lets go, just after (see DESIGN, "Topics"). */
+    rc = topic_dir_remove(gone, &freed);
+    rill_log_budget_credit(&s->disk, freed);
+  }
+  if (dead)
+    topic_put(s, dead); /* the registry's: its log closes now, or with its last user */
   if (rc) {
     send_error(lp, c, 0, f->id, rc, rill_errmsg());
   } else {
@@ -2337,6 +2635,8 @@ static void conn_close(struct loop *lp, struct conn *c) {
   s->nserves -= c->nserves;
   c->nserves = 0;
   pthread_mutex_unlock(&s->reg);
+  for (size_t i = 0; i < c->nbinds; i++)
+    unhold(lp, c->binds[i].t); /* not under reg, which a last one takes */
   while (gone) {
     struct provider *p = gone;
     gone = p->next_in_conn;
@@ -2673,7 +2973,9 @@ static void loop_inbox(struct loop *lp) {
        * must not pass the pump's loads of the log (a store then a load),
        * or an append in between would find the flag set and not wake us. */
       atomic_store_explicit(&tl->notified, false, memory_order_seq_cst);
-      pump_topic(lp, tl->t);
+      struct topic *t = tl->t;
+      pump_topic(lp, t);
+      topic_put(lp->s, t); /* the wakeup's */
     } else if (w->kind == W_CONN) {
       struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, xw));
       conn_take_x(lp, c);
@@ -2929,6 +3231,8 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     o.max_serves = 65536;
   if (!o.log_rate)
     o.log_rate = 10;
+  if (!o.max_disk)
+    o.max_disk = DEFAULT_MAX_DISK;
   if (!o.loops) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     o.loops = n < 1 ? 1 : n > (long)MAX_LOOPS ? MAX_LOOPS : (uint32_t)n;
@@ -2997,6 +3301,7 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   for (uint32_t i = 0; i < s->nloops; i++)
     loops[i].ep = loops[i].wakefd = loops[i].spare = -1;
   pthread_mutex_init(&s->reg, NULL);
+  pthread_cond_init(&s->opened, NULL);
   pthread_mutex_init(&s->asks_mu, NULL);
   pthread_mutex_init(&s->log_mu, NULL);
   /* The strings are the server's own: the caller's may be on its stack. */
@@ -3014,6 +3319,9 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   if ((rc = data_dir_take(s)))
     goto undo_s;
   deleted_dirs_remove(s->o.data_dir);
+  s->disk = (rill_log_budget_t){.limit = o.max_disk == RILL_SERVER_DISK_UNLIMITED ? 0 : o.max_disk,
+                                .what = "the server's max_disk"};
+  disk_scan(s);
   /* The topic index: a bucket per topic there can be, to a power of two. */
   s->topic_mask = 255;
   while (s->topic_mask < o.max_topics - 1 && s->topic_mask < (1u << 20) - 1)
@@ -3165,6 +3473,7 @@ void rill_server_destroy(rill_server_t *s) {
   if (s->dir_lock >= 0)
     close(s->dir_lock); /* the lock goes with it; the file stays, as the topics do */
   pthread_mutex_destroy(&s->reg);
+  pthread_cond_destroy(&s->opened);
   pthread_mutex_destroy(&s->asks_mu);
   rill__free(s->topic_idx);
   pthread_mutex_destroy(&s->log_mu);
@@ -3186,4 +3495,6 @@ void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st) {
       sum[k] += atomic_load_explicit(&s->loops[i].st[k], memory_order_relaxed); /* see stat_add */
   memcpy(st, sum, sizeof *st);
   st->conns_open = atomic_load_explicit(&s->nconns, memory_order_relaxed);
+  st->disk_bytes = rill_log_budget_used(&s->disk);
+  st->disk_max = s->disk.limit;
 }

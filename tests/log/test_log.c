@@ -67,6 +67,15 @@ static void append_n(rill_log_t *l, uint64_t from, uint64_t to) {
   }
 }
 
+static void read_all_len(rill_log_t *l, uint64_t n, uint32_t len) {
+  for (uint64_t i = 0; i < n; i++) {
+    rill_log_record_t r;
+    cr_assert_eq(rill_log_read(l, i, &r), 0, "read %llu: %s", (unsigned long long)i, rill_errmsg());
+    cr_assert_eq(r.payload.len, len);
+    rill_buf_release(&r.payload);
+  }
+}
+
 static void read_all(rill_log_t *l, uint64_t n) {
   for (uint64_t i = 0; i < n; i++) {
     rill_log_record_t r;
@@ -164,6 +173,128 @@ Test(log, disk_grows_with_the_records) {
   l = open_log((rill_log_opts_t){.read_only = true});
   read_all(l, n + 10);
   rill_log_close(l);
+}
+
+/* The disk budget: two logs share one; growth past its limit is refused
+ * before anything is written, naming the limit; what was appended stays
+ * readable; retention gives the bytes back and appends work again; the
+ * budget always equals what the files hold. */
+Test(log, budget_bounds_the_files) {
+  rill_log_budget_t b = {.limit = 400 << 10, .what = "test's max_disk"};
+  rill_log_opts_t o = {.segment_bytes = 64 << 10, .budget = &b};
+  rill_log_t *l = open_log(o), *m = NULL;
+  cr_assert_eq(rill_log_open(&m, dir, "u", &o), 0, "%s", rill_errmsg());
+  rill_log_stats_t st, sm;
+  rill_log_stats(l, &st);
+  rill_log_stats(m, &sm);
+  cr_expect_eq(rill_log_budget_used(&b), st.disk_bytes + sm.disk_bytes);
+  static const uint8_t rec[1000];
+  uint64_t n = 0;
+  int rc;
+  while ((rc = rill_log_append(l, rec, 1000, NULL)) == 0)
+    n++;
+  cr_assert_eq(rc, RILL_ENOSPC, "%d: %s", rc, rill_errmsg());
+  cr_expect_not_null(strstr(rill_errmsg(), "test's max_disk (409600 bytes) is reached"), "%s",
+                     rill_errmsg());
+  cr_expect_eq(rill_log_next(l), n, "nothing of the refused record");
+  rill_log_stats(l, &st);
+  rill_log_stats(m, &sm);
+  cr_expect_eq(rill_log_budget_used(&b), st.disk_bytes + sm.disk_bytes);
+  cr_expect_leq(rill_log_budget_used(&b), b.limit);
+  cr_expect_gt(n, 200, "only %llu records fit", (unsigned long long)n);
+  /* The other log is held to it too. */
+  for (int i = 0; i < 200 && (rc = rill_log_append(m, rec, 1000, NULL)) == 0; i++)
+    ;
+  cr_expect_eq(rc, RILL_ENOSPC);
+  cr_expect_leq(rill_log_budget_used(&b), b.limit);
+  for (uint64_t i = 0; i < n; i++) {
+    rill_log_record_t r;
+    cr_assert_eq(rill_log_read(l, i, &r), 0, "read %llu: %s", (unsigned long long)i, rill_errmsg());
+    rill_buf_release(&r.payload);
+  }
+  cr_assert_eq(rill_log_close(l), 0);
+  /* Reopened with retention: dropping segments gives their bytes back
+   * (the reopen charges nothing: the files were counted when grown). */
+  uint64_t before = rill_log_budget_used(&b);
+  o.retain_count = 1;
+  l = open_log(o);
+  cr_expect_eq(rill_log_budget_used(&b), before);
+  cr_assert_eq(rill_log_retain(l), 0);
+  cr_expect_lt(rill_log_budget_used(&b), before);
+  rill_log_stats(l, &st);
+  rill_log_stats(m, &sm);
+  cr_expect_eq(rill_log_budget_used(&b), st.disk_bytes + sm.disk_bytes);
+  cr_expect_eq(rill_log_append(l, rec, 1000, NULL), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_log_close(l), 0);
+  cr_assert_eq(rill_log_close(m), 0);
+}
+
+/* A batch the budget cuts short in the middle stores none of it: the
+ * records before the one refused room are taken back, so a publisher can
+ * send the whole batch again. */
+Test(log, batch_refused_by_the_budget_is_all_or_nothing) {
+  /* Exactly a new topic's first allocation: the segment's 64 KiB and the
+   * index's 4 KiB; nothing can grow after. */
+  rill_log_budget_t b = {.limit = (64 + 4) << 10};
+  rill_log_t *l = open_log((rill_log_opts_t){.segment_bytes = 256 << 10, .budget = &b});
+  static const uint8_t rec[1000];
+  for (int i = 0; i < 50; i++)
+    cr_assert_eq(rill_log_append(l, rec, sizeof rec, NULL), 0, "%s", rill_errmsg());
+  rill_log_iov_t batch[20];
+  for (int i = 0; i < 20; i++)
+    batch[i] = (rill_log_iov_t){rec, sizeof rec};
+  uint64_t first = 0;
+  size_t done = 99;
+  cr_assert_eq(rill_log_append_batch(l, batch, 20, &first, &done), RILL_ENOSPC, "%s",
+               rill_errmsg());
+  cr_expect_eq(done, 0);
+  cr_expect_eq(rill_log_next(l), 50);
+  rill_log_record_t r;
+  cr_expect_eq(rill_log_read(l, 50, &r), RILL_ENOENT);
+  /* What fits still goes, at the sequence the refused batch would have had. */
+  cr_assert_eq(rill_log_append_batch(l, batch, 5, &first, &done), 0, "%s", rill_errmsg());
+  cr_expect_eq(first, 50);
+  cr_assert_eq(rill_log_close(l), 0);
+  l = open_log((rill_log_opts_t){.segment_bytes = 256 << 10});
+  cr_expect_eq(rill_log_next(l), 55);
+  read_all_len(l, 55, sizeof rec);
+  cr_assert_eq(rill_log_close(l), 0);
+}
+
+/* A topic whose next segment the budget refuses drops the old segments
+ * its retention allows, and the append goes on: retention runs after a
+ * roll, and a refused roll never comes. */
+Test(log, retention_makes_room_when_the_budget_is_full) {
+  rill_log_budget_t b = {.limit = 1 << 20};
+  rill_log_t *l =
+      open_log((rill_log_opts_t){.segment_bytes = 64 << 10, .retain_count = 50, .budget = &b});
+  static const uint8_t rec[1000];
+  /* Two segments: at the roll, the first was still needed (fewer than 50
+   * records after it); now it is not. */
+  rill_log_stats_t st;
+  uint64_t n = 0;
+  for (;; n++) {
+    rill_log_stats(l, &st);
+    if (st.segments == 2 && st.next - 62 >= 55)
+      break;
+    cr_assert_eq(rill_log_append(l, rec, sizeof rec, NULL), 0, "%s", rill_errmsg());
+  }
+  cr_assert_eq(st.first, 0);
+  rill_log_budget_charge(&b, b.limit - rill_log_budget_used(&b)); /* others took the rest */
+  for (int i = 0; i < 20; i++)
+    cr_assert_eq(rill_log_append(l, rec, sizeof rec, NULL), 0, "append %d: %s", i, rill_errmsg());
+  rill_log_stats(l, &st);
+  cr_expect_gt(st.first, 0, "nothing dropped");
+  cr_expect_leq(rill_log_budget_used(&b), b.limit);
+  /* Batches too (small enough that the segment they start leaves the
+   * 50 records retain_count keeps in the one before). */
+  rill_log_iov_t batch[10];
+  for (int i = 0; i < 10; i++)
+    batch[i] = (rill_log_iov_t){rec, sizeof rec};
+  for (int k = 0; k < 20; k++)
+    cr_assert_eq(rill_log_append_batch(l, batch, 10, NULL, NULL), 0, "batch %d: %s", k,
+                 rill_errmsg());
+  cr_assert_eq(rill_log_close(l), 0);
 }
 
 static uint64_t wall_now(void) {

@@ -32,6 +32,7 @@ max_asks_per_conn = 50
 max_asks = 500
 max_serves_per_conn = 5
 max_serves = 60
+max_disk = 10240M
 segment_bytes = 1M
 retain_bytes = 10G
 retain_count = 5000
@@ -61,6 +62,7 @@ max_asks_per_conn = 50
 max_asks = 500
 max_serves_per_conn = 5
 max_serves = 60
+max_disk = 10G
 segment_bytes = 1M
 retain_bytes = 10G
 retain_count = 5000
@@ -107,10 +109,15 @@ printf 'listen = 127.0.0.1:0\n' >"$d/any.conf"
 for want in 'listen = 127.0.0.1:7450' 'data = ./rill-data' '# token = (none)' 'max_conns = 1024' \
   'max_body = 1M' 'sync = never' 'handshake_timeout = 5s' 'idle_timeout = 5m' 'metrics = off' \
   'max_asks_per_conn = 4096' 'max_asks = 65536' 'max_serves_per_conn = 1024' \
-  'max_serves = 65536' \
+  'max_serves = 65536' 'max_disk = 64G' \
   'segment_bytes = 128M' 'retain_bytes = 0' 'retain_count = 0' 'retain_age = 0' 'log_rate = 10'; do
   grep -qx "$want" "$d/out" || fail "defaults: no '$want' in $(cat "$d/out")"
 done
+
+# No bound on the disk but the filesystem's, spelled out.
+"$rill" serve --max-disk unlimited --print-config | grep -qx 'max_disk = unlimited' ||
+  fail "max_disk unlimited"
+"$rill" serve --max-disk 1k --print-config >/dev/null 2>&1 && fail "max_disk under 1M accepted"
 
 # Each kind of bad line: exit status 2, and the file, line and key named.
 bad() { # bad NAME LINE 'file text' 'stderr pattern'

@@ -303,7 +303,9 @@ Test(prom, server_families) {
                                .delivered = 10,
                                .errors_sent = 11,
                                .asks_refused = 15,
-                               .serves_refused = 16};
+                               .serves_refused = 16,
+                               .disk_bytes = 18,
+                               .disk_max = 19};
   s.asks_in_flight = 12;
   s.serves = 17;
   s.uptime_s = 13.5;
@@ -341,6 +343,8 @@ Test(prom, server_families) {
       {"rill_asks_refused_total", "", 15},
       {"rill_serves_refused_total", "", 16},
       {"rill_serve_registrations", "", 17},
+      {"rill_disk_bytes", "", 18},
+      {"rill_disk_max_bytes", "", 19},
       {"rill_topic_appended_total", "topic=orders,", 100},
       {"rill_topic_appended_bytes_total", "topic=orders,", 1000},
       {"rill_topic_next_sequence", "topic=orders,", 100},
@@ -355,7 +359,7 @@ Test(prom, server_families) {
   }
   check_hist(&t, "rill_publish_ack_seconds", "", 1);
   check_hist(&t, "rill_ask_seconds", "", 2);
-  cr_assert_eq(t.nfam, 23);
+  cr_assert_eq(t.nfam, 25);
   rill__prom_free(&p);
 }
 

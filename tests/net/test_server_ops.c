@@ -207,6 +207,58 @@ Test(server_ops, fetch_reports_a_record_it_cannot_read) {
   srv_stop(&v);
 }
 
+/* A subscriber is told of a record that cannot be read, by its sequence
+ * number and topic, and the records after it still come: it is neither
+ * delivered damaged nor passed over in silence. */
+Test(server_ops, subscription_reports_a_record_it_cannot_read) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  static cli_t a;
+  handshake(&a, &v, NULL);
+  bind_publish(&a, 1, "sdmg", 5);
+  close(a.fd);
+  srv_stop(&v);
+  /* Record 2's payload changed on disk while the server was down (the
+   * records a server appended itself it knows good): its header holds,
+   * its check does not. Record 2 is "record-2" at 64 + 2 * 40 + 32. */
+  char path[256];
+  snprintf(path, sizeof path, "%s/sdmg/%020d.seg", dir, 0);
+  int fd = open(path, O_WRONLY);
+  cr_assert_geq(fd, 0, "%s", path);
+  cr_assert_eq(pwrite(fd, "X", 1, 64 + 2 * 40 + 32), 1);
+  close(fd);
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  handshake(&a, &v, NULL);
+  rill_frame_t f;
+  uint8_t body[4096];
+  cli_send(&a, RILL_F_SUBSCRIBE, 0, 2, 20, RILL_NET_FROM_EARLIEST, "sdmg", 4);
+  expect_frame(&a, RILL_F_ACK, 20, &f, NULL);
+  cli_send(&a, RILL_F_CREDIT, 0, 2, 0, 100, NULL, 0);
+  bool told = false;
+  uint64_t next = 0;
+  while (next < 5) {
+    cr_assert_eq(cli_recv(&a, &f, body), 0, "closed");
+    cr_assert_eq(f.channel, 2);
+    if (f.type == RILL_F_ERROR) {
+      cr_expect_eq(next, 2, "an error before record %llu", (unsigned long long)next);
+      cr_expect_eq((int64_t)f.arg, RILL_ECORRUPT, "code %lld", (long long)(int64_t)f.arg);
+      body[f.len < 4095 ? f.len : 4095] = 0;
+      cr_expect_not_null(strstr((char *)body, "record 2 of topic 'sdmg'"), "%s", body);
+      told = true;
+      next++;
+      continue;
+    }
+    cr_assert_eq(f.type, RILL_F_DELIVER, "type %u", f.type);
+    cr_assert_neq(f.arg, 2, "the damaged record was delivered");
+    cr_assert_eq(f.arg, next);
+    next++;
+  }
+  cr_expect(told, "the damaged record went unsaid");
+  ping(&a, 21);
+  close(a.fd);
+  srv_stop(&v);
+}
+
 /* ---- options ------------------------------------------------------------------ */
 
 /* The server keeps copies of the strings it was given: the caller's
@@ -706,36 +758,375 @@ Test(server_ops, options_per_topic) {
   }
 }
 
-/* A deleted topic that was open keeps its log until the server stops, so
- * it still counts toward max_topics: making and deleting topics in a loop
- * meets the limit instead of piling up open logs. */
-Test(server_ops, deleted_topics_count_until_restart) {
+/* Whether this process maps a file of a deleted topic (the server runs in
+ * it): a log still open on one holds its blocks. */
+static bool maps_deleted_topic(void) {
+  FILE *m = fopen("/proc/self/maps", "r");
+  cr_assert_not_null(m);
+  char line[1024];
+  bool found = false;
+  while (!found && fgets(line, sizeof line, m))
+    found = strstr(line, "/.deleted-") != NULL;
+  fclose(m);
+  return found;
+}
+
+/* A deleted topic that was open is let go with its last user: its log is
+ * closed (its files' blocks come back, nothing maps them) and it no
+ * longer counts toward max_topics, so making and deleting topics in a
+ * loop never meets the limit, and never piles up open logs. */
+Test(server_ops, deleted_topics_are_freed_with_their_last_user) {
   srv_t v;
   srv_start(&v, (rill_server_opts_t){.loops = 1, .max_topics = 3});
   rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "churn"};
   rill_client_t *c;
   cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  uint16_t ch;
+  cr_assert_eq(rill_client_bind(c, "keep1", &ch), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_bind(c, "keep2", &ch), 0, "%s", rill_errmsg());
+  rill_client_close(c);
   int made = 0, rc = 0;
   for (; made < 10; made++) {
-    uint16_t ch;
+    cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
     if ((rc = rill_client_bind(c, "churn", &ch)) != 0)
       break;
+    cr_assert_eq(rill_client_publish(c, ch, "x", 1, true, NULL), 0, "%s", rill_errmsg());
     rill_client_close(c); /* unbinds */
     cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
     for (int i = 0; i < 1000 && (rc = rill_client_topic_delete(c, "churn")) == RILL_EBUSY; i++)
       usleep(1000); /* the close is handled on the server's loop */
     cr_assert_eq(rc, 0, "delete %d: %s", made, rill_errmsg());
+    /* One loop: the delete, after the publisher's close, drops the last
+     * use, before its ACK. */
+    cr_expect(!maps_deleted_topic(), "delete %d: its log is still open", made);
+    rill_client_close(c);
   }
-  cr_expect_eq(made, 3, "%d made before the limit", made);
-  cr_expect_eq(rc, RILL_EBUSY);
-  cr_expect_not_null(strstr(rill_errmsg(), "max_topics"), "%s", rill_errmsg());
+  cr_expect_eq(made, 10, "%d made before: %s", made, rill_errmsg());
+  srv_stop(&v);
+}
+
+/* The same with every kind of user across loops: acknowledged publishes
+ * waiting for the group syncer, subscribers on other loops woken by the
+ * appends, FETCHes. Once they are all gone and the topic deleted, its log
+ * closes and its place under max_topics is free. */
+Test(server_ops, deleted_topic_freed_after_its_users_on_every_loop) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 3, .max_topics = 2, .sync = RILL_LOG_SYNC_GROUP});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "users"};
+  rill_client_t *c[4];
+  for (int i = 0; i < 4; i++)
+    cr_assert_eq(rill_client_connect(&c[i], &o), 0, "%s", rill_errmsg());
+  uint16_t ch, sub[3];
+  cr_assert_eq(rill_client_bind(c[0], "busy", &ch), 0, "%s", rill_errmsg());
+  for (int i = 1; i < 4; i++)
+    cr_assert_eq(
+        rill_client_subscribe(c[i], "busy", RILL_NET_FROM_EARLIEST, 1000, &sub[i - 1], NULL), 0,
+        "%s", rill_errmsg());
+  for (int k = 0; k < 300; k++)
+    cr_assert_eq(rill_client_publish(c[0], ch, "abcdefgh", 8, k % 3 == 0, NULL), 0, "%s",
+                 rill_errmsg());
+  cr_assert_eq(rill_client_publish(c[0], ch, "last", 4, true, NULL), 0, "%s", rill_errmsg());
+  for (int i = 1; i < 4; i++) {
+    for (int k = 0; k < 301; k++) {
+      rill_client_msg_t m;
+      cr_assert_eq(rill_client_next(c[i], &m, 5000000000ull), 0, "%s", rill_errmsg());
+      cr_assert_eq(m.seq, (uint64_t)k);
+    }
+    cr_assert_eq(rill_client_unsubscribe(c[i], sub[i - 1]), 0, "%s", rill_errmsg());
+  }
+  rill_client_close(c[0]);
+  int rc;
+  for (int i = 0; i < 1000 && (rc = rill_client_topic_delete(c[1], "busy")) == RILL_EBUSY; i++)
+    usleep(1000); /* the close is handled on the publisher's loop */
+  cr_assert_eq(rc, 0, "%s", rill_errmsg());
+  /* The last user may be on another loop, or the syncer: wait for it. */
+  for (int i = 0; i < 2000 && maps_deleted_topic(); i++)
+    usleep(1000);
+  cr_expect(!maps_deleted_topic(), "the deleted topic's log is still open");
+  cr_expect_eq(rill_client_bind(c[1], "one", &ch), 0, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_bind(c[1], "two", &ch), 0, "%s", rill_errmsg());
+  for (int i = 1; i < 4; i++)
+    rill_client_close(c[i]);
+  srv_stop(&v);
+}
+
+typedef struct {
+  char (*names)[RILL_NET_MAX_NAME + 1];
+  int n, cap;
+} many_t;
+
+static void collect_many(void *ctx, const char *name) {
+  many_t *l = ctx;
+  cr_assert_lt(l->n, l->cap, "more names than topics");
+  snprintf(l->names[l->n++], sizeof l->names[0], "%s", name);
+}
+
+static int str_cmp(const void *a, const void *b) { return strcmp(a, b); }
+
+/* TOPICS over a directory of many topics, of every name length, made in
+ * no order: the pages (each held to max_body, the server keeping only the
+ * page's names) give every name once, in byte order. */
+Test(server_ops, topics_pages_over_many_topics) {
+  enum { N = 3000 };
+  static char want[N][RILL_NET_MAX_NAME + 1];
+  char path[512];
+  for (int i = 0; i < N; i++) {
+    /* A scrambled order, lengths 1..200: i * 7919 % N visits every i. */
+    int k = (int)((long)i * 7919 % N);
+    int len = 1 + k % 200;
+    snprintf(want[i], sizeof want[i], "%d", k);
+    size_t have = strlen(want[i]);
+    memset(want[i] + have, 'a' + k % 26, (size_t)len > have ? (size_t)len - have : 0);
+    want[i][len > (int)have ? len : (int)have] = 0;
+    snprintf(path, sizeof path, "%s/%s", dir, want[i]);
+    cr_assert_eq(mkdir(path, 0755), 0, "%s", path);
+  }
+  qsort(want, N, sizeof want[0], str_cmp);
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 2, .max_body = 4096});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "many"};
+  rill_client_t *c;
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
+  static char got[N + 1][RILL_NET_MAX_NAME + 1];
+  many_t l = {got, 0, N + 1};
+  cr_assert_eq(rill_client_topics(c, collect_many, &l), 0, "%s", rill_errmsg());
+  cr_assert_eq(l.n, N, "%d names listed", l.n);
+  for (int i = 0; i < N; i++)
+    cr_assert_str_eq(got[i], want[i], "name %d", i);
   rill_client_close(c);
   srv_stop(&v);
-  srv_start(&v, (rill_server_opts_t){.loops = 1, .max_topics = 3});
-  o.port = rill_server_port(v.s);
+}
+
+/* ---- max_disk ------------------------------------------------------------------ */
+
+/* The sum of the lengths of the segment and index files under dir. */
+static uint64_t files_bytes(void) {
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "find '%s' -name '*.seg' -o -name '*.idx' | xargs -r stat -c %%s", dir);
+  FILE *p = popen(cmd, "r");
+  cr_assert_not_null(p);
+  uint64_t sum = 0;
+  unsigned long long n;
+  while (fscanf(p, "%llu", &n) == 1)
+    sum += n;
+  pclose(p);
+  return sum;
+}
+
+/* One client cannot fill the disk: publishes that need the topics' files
+ * to grow past max_disk are refused with ENOSPC naming it, nothing is
+ * written past it, what was acknowledged stays readable, and a deleted
+ * topic gives its room back. The budget counts what data_dir holds at
+ * start, and the metrics show it. */
+Test(server_ops, max_disk_bounds_the_topics) {
+  srv_t v;
+  const uint64_t max = 1 << 20;
+  srv_start(&v, (rill_server_opts_t){.loops = 2, .max_disk = max, .segment_bytes = 64 << 10});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "disk"};
+  rill_client_t *pub, *adm;
+  cr_assert_eq(rill_client_connect(&pub, &o), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_connect(&adm, &o), 0, "%s", rill_errmsg());
+  static char rec[1000];
+  /* Many topics, each growing: together they meet the bound. */
+  uint64_t acked[8] = {0};
+  uint16_t ch[8];
+  int rc = 0, refused = -1;
+  for (int t = 0; t < 8 && refused < 0; t++) {
+    char name[16];
+    snprintf(name, sizeof name, "fill%d", t);
+    cr_assert_eq(rill_client_bind(pub, name, &ch[t]), 0, "%s", rill_errmsg());
+    for (int i = 0; i < 400; i++) {
+      memset(rec, 'a' + (i % 26), sizeof rec);
+      if ((rc = rill_client_publish(pub, ch[t], rec, sizeof rec, true, NULL)) != 0) {
+        refused = t;
+        break;
+      }
+      acked[t]++;
+    }
+  }
+  cr_assert_eq(rc, RILL_ENOSPC, "%d: %s", rc, rill_errmsg());
+  char want[96];
+  snprintf(want, sizeof want, "the server's max_disk (%llu bytes) is reached",
+           (unsigned long long)max);
+  cr_expect_not_null(strstr(rill_errmsg(), want), "%s", rill_errmsg());
+  rill_server_stats_t st;
+  rill_server_stats(v.s, &st);
+  cr_expect_eq(st.disk_max, max);
+  cr_expect_leq(st.disk_bytes, max);
+  cr_expect_eq(st.disk_bytes, files_bytes(), "the budget says %llu, the files hold %llu",
+               (unsigned long long)st.disk_bytes, (unsigned long long)files_bytes());
+  cr_expect_leq(files_bytes(), max, "nothing written past max_disk");
+  /* Refused again, not written: the topic's end does not move. */
+  rill_topic_info_t in;
+  char name[16];
+  snprintf(name, sizeof name, "fill%d", refused);
+  cr_expect_eq(rill_client_publish(pub, ch[refused], rec, sizeof rec, true, NULL), RILL_ENOSPC);
+  cr_assert_eq(rill_client_topic_info(adm, name, &in), 0, "%s", rill_errmsg());
+  cr_expect_eq(in.next, acked[refused]);
+  /* Every acknowledged record is there and whole. */
+  for (int t = 0; t <= refused; t++) {
+    snprintf(name, sizeof name, "fill%d", t);
+    uint16_t sub;
+    cr_assert_eq(rill_client_subscribe(adm, name, RILL_NET_FROM_EARLIEST, 1000, &sub, NULL), 0,
+                 "%s", rill_errmsg());
+    for (uint64_t i = 0; i < acked[t]; i++) {
+      rill_client_msg_t m;
+      cr_assert_eq(rill_client_next(adm, &m, 5000000000ull), 0, "%s", rill_errmsg());
+      cr_assert_eq(m.seq, i);
+      cr_assert_eq(m.len, sizeof rec);
+      cr_assert_eq(((const char *)m.data)[0], 'a' + (int)(i % 26));
+    }
+    cr_assert_eq(rill_client_unsubscribe(adm, sub), 0);
+  }
+  /* The metrics show the bytes held and the limit. */
+  static char text[1 << 16];
+  size_t len = 0;
+  cr_assert_eq(rill_client_stats(adm, text, sizeof text - 1, &len), 0, "%s", rill_errmsg());
+  text[len] = 0;
+  snprintf(want, sizeof want, "rill_disk_max_bytes %llu", (unsigned long long)max);
+  cr_expect_not_null(strstr(text, want), "no '%s'", want);
+  cr_expect_not_null(strstr(text, "rill_disk_bytes "));
+  /* A deleted topic gives its room back: publishing works again. */
+  rill_client_close(pub);
+  for (int i = 0; i < 1000; i++) {
+    cr_assert_eq(rill_client_topic_info(adm, "fill0", &in), 0, "%s", rill_errmsg());
+    if (!in.publishers)
+      break;
+    usleep(1000);
+  }
+  uint64_t before = st.disk_bytes;
+  cr_assert_eq(rill_client_topic_delete(adm, "fill0"), 0, "%s", rill_errmsg());
+  rill_server_stats(v.s, &st);
+  cr_expect_lt(st.disk_bytes, before, "no credit for the deleted topic");
+  uint16_t c2;
+  cr_assert_eq(rill_client_bind(adm, "after", &c2), 0, "%s", rill_errmsg());
+  for (int i = 0; i < 20; i++)
+    cr_assert_eq(rill_client_publish(adm, c2, rec, sizeof rec, true, NULL), 0, "%s", rill_errmsg());
+  rill_client_close(adm);
+  srv_stop(&v);
+  /* A new server counts what the directory holds from the start. */
+  uint64_t held = files_bytes();
+  srv_start(&v, (rill_server_opts_t){.loops = 1, .max_disk = max});
+  rill_server_stats(v.s, &st);
+  cr_expect_eq(st.disk_bytes, held, "%llu counted at start, %llu held",
+               (unsigned long long)st.disk_bytes, (unsigned long long)held);
+  srv_stop(&v);
+}
+
+/* A batch larger than a segment that max_disk cuts short: the records
+ * stored are said (how many, from which sequence) and reach subscribers;
+ * one that fits in a segment is stored whole or not at all. */
+Test(server_ops, batch_cut_short_by_max_disk_says_what_was_stored) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 2, .max_disk = 100 << 10, .segment_bytes = 64 << 10});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "batch"};
+  rill_client_t *pub, *sub;
+  cr_assert_eq(rill_client_connect(&pub, &o), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_connect(&sub, &o), 0, "%s", rill_errmsg());
+  uint16_t ch, sc;
+  cr_assert_eq(rill_client_bind(pub, "b", &ch), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_subscribe(sub, "b", RILL_NET_FROM_EARLIEST, 1000, &sc, NULL), 0, "%s",
+               rill_errmsg());
+  static const char rec[1000];
+  rill_log_iov_t batch[100];
+  for (int i = 0; i < 100; i++)
+    batch[i] = (rill_log_iov_t){rec, sizeof rec};
+  uint64_t first = 0;
+  /* 100 KB: more than a 64 KiB segment, whose successor max_disk refuses. */
+  cr_assert_eq(rill_client_publish_batch(pub, ch, batch, 100, true, &first), RILL_ENOSPC, "%s",
+               rill_errmsg());
+  unsigned stored = 0;
+  cr_assert_eq(sscanf(strstr(rill_errmsg(), "PUBLISH_BATCH: ")
+                          ? strstr(rill_errmsg(), "PUBLISH_BATCH: ")
+                          : "",
+                      "PUBLISH_BATCH: %u of 100 records stored (from 0)", &stored),
+               1, "%s", rill_errmsg());
+  cr_expect_gt(stored, 0);
+  cr_expect_lt(stored, 100);
+  cr_expect_not_null(strstr(rill_errmsg(), "max_disk"), "%s", rill_errmsg());
+  for (unsigned k = 0; k < stored; k++) {
+    rill_client_msg_t m;
+    cr_assert_eq(rill_client_next(sub, &m, 5000000000ull), 0, "record %u: %s", k, rill_errmsg());
+    cr_assert_eq(m.seq, k);
+  }
+  /* A small one that no longer fits: refused whole. */
+  rill_topic_info_t in;
+  cr_assert_eq(rill_client_topic_info(sub, "b", &in), 0, "%s", rill_errmsg());
+  cr_expect_eq(in.next, stored);
+  cr_expect_eq(rill_client_publish_batch(pub, ch, batch, 10, true, &first), RILL_ENOSPC);
+  cr_expect_null(strstr(rill_errmsg(), "records stored"), "%s", rill_errmsg());
+  cr_assert_eq(rill_client_topic_info(sub, "b", &in), 0, "%s", rill_errmsg());
+  cr_expect_eq(in.next, stored, "a refused batch left records");
+  rill_client_close(pub);
+  rill_client_close(sub);
+  srv_stop(&v);
+}
+
+/* Many clients on several loops bind and publish to one new topic at
+ * once: its log is opened outside the registry's lock, once, and every
+ * other BIND waits for that open rather than opening it again (a second
+ * writer would be refused) or making a topic of its own. */
+typedef struct {
+  uint16_t port;
+  uint64_t seqs[50];
+  int rc;
+} binder_t;
+
+static void *bind_and_publish(void *arg) {
+  binder_t *b = arg;
+  rill_client_opts_t o = {.port = b->port, .name = "race"};
+  rill_client_t *c;
+  if ((b->rc = rill_client_connect(&c, &o)) != 0)
+    return NULL;
+  uint16_t ch;
+  b->rc = rill_client_bind(c, "raced", &ch);
+  for (int i = 0; !b->rc && i < 50; i++)
+    b->rc = rill_client_publish(c, ch, "r", 1, true, &b->seqs[i]);
+  rill_client_close(c);
+  return NULL;
+}
+
+static int u64_cmp(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+Test(server_ops, one_new_topic_bound_by_many_at_once) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 4});
+  enum { K = 16 };
+  static binder_t b[K];
+  pthread_t th[K];
+  for (int i = 0; i < K; i++) {
+    b[i] = (binder_t){.port = rill_server_port(v.s)};
+    cr_assert_eq(pthread_create(&th[i], NULL, bind_and_publish, &b[i]), 0);
+  }
+  static uint64_t all[K * 50];
+  for (int i = 0; i < K; i++) {
+    pthread_join(th[i], NULL);
+    cr_expect_eq(b[i].rc, 0, "client %d: %d", i, b[i].rc);
+    memcpy(all + i * 50, b[i].seqs, sizeof b[i].seqs);
+  }
+  qsort(all, K * 50, sizeof all[0], u64_cmp);
+  for (uint64_t i = 0; i < K * 50; i++)
+    cr_assert_eq(all[i], i, "one topic, every sequence once");
+  srv_stop(&v);
+}
+
+/* At max_topics, a name that is not there is still "no topic", not the
+ * limit: the open of a topic checks the limit first, then the disk. */
+Test(server_ops, missing_topic_at_max_topics_is_enoent) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1, .max_topics = 1});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "full"};
+  rill_client_t *c;
   cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
   uint16_t ch;
-  cr_expect_eq(rill_client_bind(c, "churn", &ch), 0, "a restart frees them: %s", rill_errmsg());
+  cr_assert_eq(rill_client_bind(c, "only", &ch), 0, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_subscribe(c, "missing", RILL_NET_FROM_EARLIEST, 1, &ch, NULL),
+               RILL_ENOENT, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_bind(c, "another", &ch), RILL_EBUSY);
+  cr_expect_not_null(strstr(rill_errmsg(), "max_topics"), "%s", rill_errmsg());
   rill_client_close(c);
   srv_stop(&v);
 }

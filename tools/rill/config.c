@@ -38,6 +38,7 @@
 #define DEF_SERVES        65536u
 #define DEF_SEGMENT_BYTES ((uint64_t)128 << 20)
 #define DEF_LOG_RATE      10u
+#define DEF_MAX_DISK      ((uint64_t)64 << 30)
 #define MAX_AGE_NS        (36500ull * 86400 * 1000000000) /* as the server takes */
 #define MAX_LOOPS         1024u
 
@@ -65,6 +66,7 @@ enum {
   K_RETAIN_COUNT,
   K_RETAIN_AGE,
   K_LOG_RATE,
+  K_MAX_DISK,
   K_COUNT
 };
 
@@ -92,6 +94,7 @@ static const char *const keys[K_COUNT] = {
     "retain_count",
     "retain_age",
     "log_rate",
+    "max_disk",
 };
 
 /* A key by name; '-' matches '_' so that flags read --max-conns. */
@@ -289,6 +292,15 @@ static int set_key(rill_server_opts_t *o, rill_serve_config_t *cfg, int k, const
       return BAD("wants a time with a unit, ms, s, m, h or d, up to 36500d (0: no limit), not '%s'",
                  v);
     o->retain_age_ns = n;
+    return 0;
+  case K_MAX_DISK:
+    if (!strcmp(v, "unlimited")) {
+      o->max_disk = RILL_SERVER_DISK_UNLIMITED;
+      return 0;
+    }
+    if (!parse_units(v, size_units, 1u << 20, UINT64_MAX - 1, &n))
+      return BAD("wants bytes from 1M (K, M, G suffixes), or unlimited, not '%s'", v);
+    o->max_disk = n;
     return 0;
   case K_LOG_RATE:
     if (!parse_units(v, count_units, 1, UINT32_MAX, &n))
@@ -599,6 +611,10 @@ void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_se
   fprintf(f, "max_serves_per_conn = %u\n",
           o->max_serves_per_conn ? o->max_serves_per_conn : DEF_SERVES_PER);
   fprintf(f, "max_serves = %u\n", o->max_serves ? o->max_serves : DEF_SERVES);
+  if (o->max_disk == RILL_SERVER_DISK_UNLIMITED)
+    fprintf(f, "max_disk = unlimited\n");
+  else
+    put_units(f, "max_disk", o->max_disk ? o->max_disk : DEF_MAX_DISK, print_sizes);
   put_units(f, "segment_bytes", o->segment_bytes ? o->segment_bytes : DEF_SEGMENT_BYTES,
             print_sizes);
   /* 0 is no limit, printed as such rather than with a unit. */

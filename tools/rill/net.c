@@ -88,6 +88,7 @@ int rill_serve_main(int argc, char **argv) {
              "the file\n"
              "  per topic: topic.NAME.KEY or topic.PREFIX*.KEY for segment_bytes, retain_bytes,\n"
              "  retain_count, retain_age (--topic.logs-*.retain-age 7d; none: no limit)\n"
+             "  --max-disk BYTES bounds what all topics' files take (default 64G; unlimited)\n"
              "  logs to stderr: topics made and deleted, refused and closed connections, disk "
              "errors\n",
              RILL_NET_PORT);
