@@ -217,6 +217,10 @@ typedef struct rill_server_opts {
   uint32_t max_asks;            /* asks in flight on the server; default 65536 */
   uint32_t max_serves_per_conn; /* SERVE registrations one connection may hold; default 1024 */
   uint32_t max_serves;          /* SERVE registrations on the server; default 65536 */
+  uint32_t max_binds_per_conn;  /* channels one connection may have bound; default 4096 */
+  uint32_t max_binds;           /* channels bound on the server; default 262144 */
+  uint32_t max_subs_per_conn;   /* subscriptions one connection may hold; default 4096 */
+  uint32_t max_subs;            /* subscriptions on the server; default 262144 */
   /* The topics' log options (rill_log_opts_t; 0: the log's defaults).
    * segment_bytes applies to topics created from now on (an existing
    * topic keeps its own); retention applies to every topic opened.
@@ -269,6 +273,8 @@ typedef struct rill_server_stats {
   uint64_t published, delivered, errors_sent;
   uint64_t asks_refused;   /* over max_asks_per_conn, max_asks, or a provider's full queue */
   uint64_t serves_refused; /* over max_serves_per_conn or max_serves */
+  uint64_t binds_refused;  /* over max_binds_per_conn or max_binds */
+  uint64_t subs_refused;   /* over max_subs_per_conn or max_subs */
 } rill_server_stats_t;
 
 void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st);

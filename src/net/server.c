@@ -151,12 +151,29 @@ struct sub {
   struct topic *t;
   uint64_t next;    /* sequence to deliver next */
   uint64_t credits; /* deliveries the client allows */
-  struct sub *next_in_conn, *next_in_topic;
+  /* Doubly linked (the address of what points here), so an UNSUBSCRIBE
+   * unlinks at once however many subscriptions the lists hold. */
+  struct sub *next_in_conn, **prev_in_conn;
+  struct sub *next_in_topic, **prev_in_topic;
 };
 
-struct bind {
-  uint16_t ch;
-  struct topic *t;
+/* A connection's channels of one kind (its bound topics, its
+ * subscriptions) by channel number: open addressing with linear probing,
+ * at most half full, so a lookup (every PUBLISH and CREDIT) is a probe or
+ * two and allocates nothing, however many channels the connection holds.
+ * The hash multiplies by the server's secret odd chan_mul, so a client
+ * cannot choose channels that all land in one run of slots. Loop only. */
+struct chslot {
+  uint32_t key; /* channel + 1; 0: empty */
+  void *v;
+};
+
+struct chtab {
+  struct chslot *slot; /* NULL until the first channel */
+  uint32_t mask;       /* slots - 1 */
+  uint32_t shift;      /* 32 - log2(slots): the hash's top bits index */
+  uint32_t n;
+  uint32_t mul; /* the server's chan_mul */
 };
 
 /* A service: the connections that serve it, taken in turn. Under reg. */
@@ -249,10 +266,10 @@ struct conn {
     rill_buf_t b;
   } txrefs[TX_REFS];
   uint32_t refs_head, nrefs;
-  size_t ref_bytes; /* not yet sent */
-  struct bind *binds;
-  size_t nbinds, cap_binds;
-  struct sub *subs;
+  size_t ref_bytes;          /* not yet sent */
+  struct chtab binds;        /* channel -> struct topic */
+  struct chtab subch;        /* channel -> struct sub */
+  struct sub *subs;          /* the same subscriptions, to go through them */
   struct provider *provides; /* under reg */
   uint32_t nserves;          /* its providers; under reg */
   uint32_t nasks;            /* asks it made in flight; under asks_mu */
@@ -326,6 +343,11 @@ struct rill_server {
   uint64_t topic_mask;
   struct service *services[SVC_BUCKETS]; /* by name hash */
   uint32_t nserves;                      /* providers, all services */
+  /* Channels bound and subscriptions, all connections: counts against
+   * max_binds and max_subs, relaxed (they publish nothing), taken with an
+   * RMW before the topic is looked up, as nconns is. */
+  _Atomic uint32_t nbinds, nsubs;
+  uint32_t chan_mul; /* the connections' channel hash: secret, odd */
   /* Deleted topics whose log stays open until destroy: a FETCH on another
    * loop, a stream or the syncer may still hold the pointer they had. */
   struct topic *dead_topics;
@@ -910,19 +932,93 @@ unlock_reg:
   return t;
 }
 
-static struct topic *bound(struct conn *c, uint16_t ch) {
-  for (size_t i = 0; i < c->nbinds; i++)
-    if (c->binds[i].ch == ch)
-      return c->binds[i].t;
-  return NULL;
+/* ---- a connection's channels ---------------------------------------------------- */
+
+static uint32_t chtab_home(const struct chtab *t, uint32_t key) {
+  return (key * t->mul) >> t->shift;
 }
 
-static struct sub *sub_of(struct conn *c, uint16_t ch) {
-  for (struct sub *u = c->subs; u; u = u->next_in_conn)
-    if (u->ch == ch)
-      return u;
-  return NULL;
+/* The slot of channel ch, or NULL. */
+static struct chslot *chtab_find(const struct chtab *t, uint16_t ch) {
+  if (!t->slot)
+    return NULL;
+  uint32_t key = (uint32_t)ch + 1;
+  for (uint32_t i = chtab_home(t, key);; i = (i + 1) & t->mask) {
+    if (t->slot[i].key == key)
+      return &t->slot[i];
+    if (!t->slot[i].key)
+      return NULL;
+  }
 }
+
+static void *chtab_get(const struct chtab *t, uint16_t ch) {
+  struct chslot *sl = chtab_find(t, ch);
+  return sl ? sl->v : NULL;
+}
+
+/* Room for one more channel (the table grown when it would pass half
+ * full), so the chtab_put after it cannot fail. False: no memory. */
+static bool chtab_reserve(struct chtab *t) {
+  uint32_t slots = t->slot ? t->mask + 1 : 0;
+  if (2 * (t->n + 1) <= slots)
+    return true;
+  uint32_t ns = slots ? 2 * slots : 8, shift = 32;
+  for (uint32_t v = ns; v > 1; v >>= 1)
+    shift--;
+  struct chslot *n = rill__calloc(ns, sizeof *n), *old = t->slot;
+  if (!n)
+    return false;
+  t->slot = n;
+  t->mask = ns - 1;
+  t->shift = shift;
+  for (uint32_t i = 0; i < slots; i++)
+    if (old[i].key) {
+      uint32_t j = chtab_home(t, old[i].key);
+      while (n[j].key)
+        j = (j + 1) & t->mask;
+      n[j] = old[i];
+    }
+  rill__free(old);
+  return true;
+}
+
+/* Adds channel ch (not in t; room reserved). */
+static void chtab_put(struct chtab *t, uint16_t ch, void *v) {
+  uint32_t key = (uint32_t)ch + 1, i = chtab_home(t, key);
+  while (t->slot[i].key)
+    i = (i + 1) & t->mask;
+  t->slot[i] = (struct chslot){key, v};
+  t->n++;
+}
+
+/* Takes channel ch out, moving back the entries after it that probed
+ * past its slot, so no tombstone is left and lookups stay short. */
+static void chtab_del(struct chtab *t, uint16_t ch) {
+  struct chslot *sl = chtab_find(t, ch);
+  if (!sl)
+    return;
+  uint32_t hole = (uint32_t)(sl - t->slot);
+  for (uint32_t i = (hole + 1) & t->mask; t->slot[i].key; i = (i + 1) & t->mask) {
+    uint32_t home = chtab_home(t, t->slot[i].key);
+    /* Movable when its home is not in (hole, i], cyclically. */
+    if (((i - home) & t->mask) >= ((i - hole) & t->mask)) {
+      t->slot[hole] = t->slot[i];
+      hole = i;
+    }
+  }
+  t->slot[hole] = (struct chslot){0};
+  t->n--;
+}
+
+static void chtab_free(struct chtab *t) {
+  rill__free(t->slot);
+  t->slot = NULL;
+  t->n = 0;
+}
+
+static struct topic *bound(struct conn *c, uint16_t ch) { return chtab_get(&c->binds, ch); }
+
+static struct sub *sub_of(struct conn *c, uint16_t ch) { return chtab_get(&c->subch, ch); }
 
 /* Sends the next pieces of the record going out in chunks, as far as the
  * send queue allows: DELIVER with STREAM (id = the whole length) and the
@@ -1044,20 +1140,21 @@ static void pump_touched(struct loop *lp) {
   }
 }
 
+/* Frees a subscription; the server's count of them is the caller's to
+ * lower. */
 static void sub_free(struct loop *lp, struct sub *u) {
   struct tloop *tl = &u->t->per[lp->idx];
-  struct sub **pp = &tl->subs;
-  while (*pp != u)
-    pp = &(*pp)->next_in_topic;
-  *pp = u->next_in_topic;
+  *u->prev_in_topic = u->next_in_topic;
+  if (u->next_in_topic)
+    u->next_in_topic->prev_in_topic = u->prev_in_topic;
   /* Only this loop writes its count; others read it relaxed to decide
    * whom to wake (a stale count costs one needless wakeup). */
   atomic_store_explicit(&tl->nsubs, atomic_load_explicit(&tl->nsubs, memory_order_relaxed) - 1,
                         memory_order_relaxed);
-  pp = &u->c->subs;
-  while (*pp != u)
-    pp = &(*pp)->next_in_conn;
-  *pp = u->next_in_conn;
+  *u->prev_in_conn = u->next_in_conn;
+  if (u->next_in_conn)
+    u->next_in_conn->prev_in_conn = u->prev_in_conn;
+  chtab_del(&u->c->subch, u->ch);
   rill__free(u);
 }
 
@@ -1226,42 +1323,65 @@ static bool bind_count(rill_server_t *s, struct topic *from, struct topic *to) {
   return ok;
 }
 
+/* Takes a place in a server-wide count held to max (nbinds, nsubs);
+ * false when it is full. Relaxed: a count; the RMW keeps two loops from
+ * both taking the last place. */
+static bool count_take(_Atomic uint32_t *n, uint32_t max) {
+  if (atomic_fetch_add_explicit(n, 1, memory_order_relaxed) < max)
+    return true;
+  atomic_fetch_sub_explicit(n, 1, memory_order_relaxed);
+  return false;
+}
+
+static void count_give(_Atomic uint32_t *n, uint32_t k) {
+  atomic_fetch_sub_explicit(n, k, memory_order_relaxed); /* a count, as count_take */
+}
+
 static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
   if (!rill_net_name_ok(f->body, f->len)) {
     send_error(lp, c, f->channel, f->id, RILL_EINVAL, "BIND: not a topic name");
     return;
   }
+  char why[128];
+  /* A bound channel is memory and a slot until its connection goes: held
+   * to a count per connection and on the server, both taken before
+   * topic_get, so a refused BIND makes no topic. Rebinding a channel
+   * takes nothing more. */
+  struct chslot *sl = chtab_find(&c->binds, f->channel);
+  if (!sl && (c->binds.n >= s->o.max_binds_per_conn || !count_take(&s->nbinds, s->o.max_binds))) {
+    INC(lp, binds_refused, 1);
+    if (c->binds.n >= s->o.max_binds_per_conn)
+      snprintf(why, sizeof why, "BIND: this connection has max_binds_per_conn (%u) channels bound",
+               s->o.max_binds_per_conn);
+    else
+      snprintf(why, sizeof why, "BIND: the server has max_binds (%u) channels bound",
+               s->o.max_binds);
+    send_error(lp, c, f->channel, f->id, RILL_EBUSY, why);
+    return;
+  }
   int rc = 0;
-  struct topic *t = topic_get(lp->s, f->body, f->len, true, &rc);
-  if (!t) {
-    send_error(lp, c, f->channel, f->id, rc, rill_errmsg());
+  struct topic *t = NULL;
+  const char *msg = NULL;
+  if (!sl && !chtab_reserve(&c->binds)) {
+    rc = RILL_ENOMEM;
+    msg = "BIND: no memory";
+  } else if (!(t = topic_get(s, f->body, f->len, true, &rc))) {
+    msg = rill_errmsg();
+  } else if (!bind_count(s, sl ? sl->v : NULL, t)) {
+    rc = RILL_ENOENT;
+    msg = "BIND: the topic was deleted meanwhile";
+  }
+  if (rc) {
+    if (!sl)
+      count_give(&s->nbinds, 1);
+    send_error(lp, c, f->channel, f->id, rc, msg);
     return;
   }
-  for (size_t i = 0; i < c->nbinds; i++)
-    if (c->binds[i].ch == f->channel) {
-      if (!bind_count(lp->s, c->binds[i].t, t)) {
-        send_error(lp, c, f->channel, f->id, RILL_ENOENT, "BIND: the topic was deleted meanwhile");
-        return;
-      }
-      c->binds[i].t = t; /* rebinding a channel is allowed */
-      goto ack;
-    }
-  if (c->nbinds == c->cap_binds) {
-    size_t cap = c->cap_binds ? 2 * c->cap_binds : 8;
-    struct bind *n = rill__realloc(c->binds, cap * sizeof *n);
-    if (!n) {
-      send_error(lp, c, f->channel, f->id, RILL_ENOMEM, "BIND: no memory");
-      return;
-    }
-    c->binds = n;
-    c->cap_binds = cap;
-  }
-  if (!bind_count(lp->s, NULL, t)) {
-    send_error(lp, c, f->channel, f->id, RILL_ENOENT, "BIND: the topic was deleted meanwhile");
-    return;
-  }
-  c->binds[c->nbinds++] = (struct bind){f->channel, t};
-ack:
+  if (sl)
+    sl->v = t; /* rebinding a channel is allowed */
+  else
+    chtab_put(&c->binds, f->channel, t);
   send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, rill_log_next(t->log), NULL, 0);
 }
 
@@ -1470,9 +1590,33 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
     send_error(lp, c, f->channel, f->id, RILL_EEXIST, "SUBSCRIBE: channel already subscribed");
     return;
   }
+  rill_server_t *s = lp->s;
+  char why[128];
+  /* A subscription is memory, a slot and a turn in its topic's pump until
+   * it goes: held to a count per connection and on the server, both taken
+   * before topic_get, so a refused SUBSCRIBE makes no topic. */
+  if (c->subch.n >= s->o.max_subs_per_conn || !count_take(&s->nsubs, s->o.max_subs)) {
+    INC(lp, subs_refused, 1);
+    if (c->subch.n >= s->o.max_subs_per_conn)
+      snprintf(why, sizeof why,
+               "SUBSCRIBE: this connection has max_subs_per_conn (%u) subscriptions",
+               s->o.max_subs_per_conn);
+    else
+      snprintf(why, sizeof why, "SUBSCRIBE: the server has max_subs (%u) subscriptions",
+               s->o.max_subs);
+    send_error(lp, c, f->channel, f->id, RILL_EBUSY, why);
+    return;
+  }
+  if (!chtab_reserve(&c->subch)) {
+    count_give(&s->nsubs, 1);
+    send_error(lp, c, f->channel, f->id, RILL_ENOMEM, "SUBSCRIBE: no memory");
+    return;
+  }
   int rc = 0;
   /* A topic only when asked: a mistyped name must not make one. */
   struct topic *t = topic_get(lp->s, f->body, f->len, f->flags & RILL_FF_CREATE, &rc);
+  if (!t)
+    count_give(&s->nsubs, 1);
   if (!t && rc == RILL_ENOENT) {
     char msg[320];
     snprintf(msg, sizeof msg, "SUBSCRIBE: no topic '%.*s' (subscribe with CREATE to make it)",
@@ -1481,6 +1625,8 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
     return;
   }
   struct sub *u = t ? rill__calloc(1, sizeof *u) : NULL;
+  if (t && !u)
+    count_give(&s->nsubs, 1);
   if (!u) {
     send_error(lp, c, f->channel, f->id, t ? RILL_ENOMEM : rc, t ? "no memory" : rill_errmsg());
     return;
@@ -1490,22 +1636,30 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
    * goes: from here on, appends by other loops wake this one. One
    * appended just before is caught by the first CREDIT's pump, which
    * reads the log, not the wakeups. */
-  pthread_mutex_lock(&lp->s->reg);
+  pthread_mutex_lock(&s->reg);
   bool deleted = t->deleted;
   if (!deleted)
     atomic_store_explicit(&tl->nsubs, atomic_load_explicit(&tl->nsubs, memory_order_relaxed) + 1,
                           memory_order_seq_cst);
-  pthread_mutex_unlock(&lp->s->reg);
+  pthread_mutex_unlock(&s->reg);
   if (deleted) {
     rill__free(u);
+    count_give(&s->nsubs, 1);
     send_error(lp, c, f->channel, f->id, RILL_ENOENT, "SUBSCRIBE: the topic was deleted meanwhile");
     return;
   }
   *u = (struct sub){.c = c, .ch = f->channel, .t = t, .next = start_of(t->log, f->arg)};
   u->next_in_conn = c->subs;
+  u->prev_in_conn = &c->subs;
+  if (c->subs)
+    c->subs->prev_in_conn = &u->next_in_conn;
   c->subs = u;
   u->next_in_topic = tl->subs;
+  u->prev_in_topic = &tl->subs;
+  if (tl->subs)
+    tl->subs->prev_in_topic = &u->next_in_topic;
   tl->subs = u;
+  chtab_put(&c->subch, f->channel, u);
   send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, u->next, NULL, 0);
 }
 
@@ -1517,6 +1671,7 @@ static void on_unsubscribe(struct loop *lp, struct conn *c, const rill_frame_t *
   }
   uint64_t next = u->next;
   sub_free(lp, u);
+  count_give(&lp->s->nsubs, 1);
   send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, next, NULL, 0);
 }
 
@@ -1949,6 +2104,8 @@ static int render(void *ctx, rill__prom_t *p) {
   int rc = 0;
   pthread_mutex_lock(&s->reg);
   snap->serves = s->nserves;
+  snap->binds = atomic_load_explicit(&s->nbinds, memory_order_relaxed); /* counts */
+  snap->subs = atomic_load_explicit(&s->nsubs, memory_order_relaxed);
   size_t n = 0;
   for (struct topic *t = s->topics; t; t = t->next)
     n++;
@@ -2311,11 +2468,15 @@ static void conn_close(struct loop *lp, struct conn *c) {
       pp = &(*pp)->next_dirty;
     *pp = c->next_dirty;
   }
+  uint32_t nsubs = c->subch.n;
   while (c->subs)
     sub_free(lp, c->subs);
+  count_give(&s->nsubs, nsubs);
+  count_give(&s->nbinds, c->binds.n);
   pthread_mutex_lock(&s->reg);
-  for (size_t i = 0; i < c->nbinds; i++)
-    c->binds[i].t->binders--;
+  for (uint32_t i = 0; c->binds.slot && i <= c->binds.mask; i++)
+    if (c->binds.slot[i].key)
+      ((struct topic *)c->binds.slot[i].v)->binders--;
   struct provider *gone = c->provides;
   c->provides = NULL;
   for (struct provider *p = gone; p; p = p->next_in_conn) {
@@ -2368,9 +2529,9 @@ static void conn_close(struct loop *lp, struct conn *c) {
   tx_drop(c);
   rx_give(s, c->rx, c->rx_pooled);
   rill__free(c->tx);
-  rill__free(c->binds);
+  chtab_free(&c->binds);
+  chtab_free(&c->subch);
   c->rx = c->tx = NULL;
-  c->binds = NULL;
   conn_put(c); /* the loop's reference */
 }
 
@@ -2560,6 +2721,7 @@ static void conn_accept(struct loop *lp) {
     c->rx_cap = RX_MIN;
     c->born_ns = c->last_ns = rill_time_ns();
     c->xw.kind = W_CONN;
+    c->binds.mul = c->subch.mul = s->chan_mul;
     pthread_mutex_init(&c->xlock, NULL);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -2927,6 +3089,14 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     o.max_serves_per_conn = 1024;
   if (!o.max_serves)
     o.max_serves = 65536;
+  if (!o.max_binds_per_conn)
+    o.max_binds_per_conn = 4096;
+  if (!o.max_binds)
+    o.max_binds = 262144;
+  if (!o.max_subs_per_conn)
+    o.max_subs_per_conn = 4096;
+  if (!o.max_subs)
+    o.max_subs = 262144;
   if (!o.log_rate)
     o.log_rate = 10;
   if (!o.loops) {
@@ -3025,6 +3195,9 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   }
   if (getrandom(&s->server_id, sizeof s->server_id, GRND_NONBLOCK) != sizeof s->server_id)
     s->server_id = rill_time_wall_ns();
+  if (getrandom(&s->chan_mul, sizeof s->chan_mul, GRND_NONBLOCK) != sizeof s->chan_mul)
+    s->chan_mul = (uint32_t)(s->server_id >> 17) ^ 0x9e3779b9u;
+  s->chan_mul |= 1; /* odd: multiplying permutes the keys */
   s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
   if (s->lfd < 0 || setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1149,4 +1150,146 @@ Test(server, descriptors_checked_against_rlimit_nofile) {
   cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
   cr_expect_geq(rl.rlim_cur, 1500 + 400, "soft limit %llu", (unsigned long long)rl.rlim_cur);
   rill_server_destroy(s);
+}
+
+/* Channels bound and subscriptions are held to max_binds_per_conn,
+ * max_binds, max_subs_per_conn and max_subs, refused with EBUSY naming
+ * the limit; rebinding a channel takes nothing more, an UNSUBSCRIBE or a
+ * connection that goes gives its places back. */
+Test(server, binds_and_subscriptions_are_limited) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1,
+                                     .max_binds_per_conn = 5,
+                                     .max_binds = 7,
+                                     .max_subs_per_conn = 4,
+                                     .max_subs = 6});
+  cli_t *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+  handshake(a, &v);
+  handshake(b, &v);
+  rill_frame_t f;
+  for (uint16_t ch = 1; ch <= 5; ch++) {
+    cli_send(a, RILL_F_BIND, 0, ch, ch, 0, "lim", 3);
+    expect_frame(a, RILL_F_ACK, ch, &f);
+  }
+  cli_send(a, RILL_F_BIND, 0, 6, 6, 0, "lim", 3);
+  expect_error(a, 6, RILL_EBUSY, "max_binds_per_conn (5)");
+  cli_send(a, RILL_F_BIND, 0, 3, 7, 0, "lim2", 4); /* a rebind: allowed */
+  expect_frame(a, RILL_F_ACK, 7, &f);
+  cli_send(a, RILL_F_PUBLISH, RILL_FF_ACK, 3, 8, 0, "x", 1);
+  expect_frame(a, RILL_F_ACK, 8, &f);
+  cr_expect_eq(f.arg, 0, "the rebound channel publishes to lim2");
+  cli_send(a, RILL_F_PUBLISH, RILL_FF_ACK, 1, 8, 0, "y", 1);
+  expect_frame(a, RILL_F_ACK, 8, &f);
+  cli_send(a, RILL_F_PUBLISH, RILL_FF_ACK, 6, 9, 0, "x", 1); /* refused: not bound */
+  expect_error(a, 9, RILL_EINVAL, "not bound");
+  /* A refused BIND made no topic. */
+  cli_send(b, RILL_F_BIND, 0, 1, 1, 0, "b1", 2);
+  expect_frame(b, RILL_F_ACK, 1, &f);
+  cli_send(b, RILL_F_BIND, 0, 2, 2, 0, "b2", 2);
+  expect_frame(b, RILL_F_ACK, 2, &f);
+  cli_send(b, RILL_F_BIND, 0, 3, 3, 0, "never", 5);
+  expect_error(b, 3, RILL_EBUSY, "max_binds (7)");
+  /* Subscriptions. */
+  for (uint16_t ch = 10; ch < 14; ch++) {
+    cli_send(a, RILL_F_SUBSCRIBE, 0, ch, ch, RILL_NET_FROM_EARLIEST, "lim", 3);
+    expect_frame(a, RILL_F_ACK, ch, &f);
+  }
+  cli_send(a, RILL_F_SUBSCRIBE, 0, 14, 14, RILL_NET_FROM_EARLIEST, "lim", 3);
+  expect_error(a, 14, RILL_EBUSY, "max_subs_per_conn (4)");
+  cli_send(b, RILL_F_SUBSCRIBE, 0, 10, 10, RILL_NET_FROM_EARLIEST, "lim", 3);
+  expect_frame(b, RILL_F_ACK, 10, &f);
+  cli_send(b, RILL_F_SUBSCRIBE, 0, 11, 11, RILL_NET_FROM_EARLIEST, "lim", 3);
+  expect_frame(b, RILL_F_ACK, 11, &f);
+  cli_send(b, RILL_F_SUBSCRIBE, RILL_FF_CREATE, 12, 12, RILL_NET_FROM_EARLIEST, "nope", 4);
+  expect_error(b, 12, RILL_EBUSY, "max_subs (6)");
+  /* An UNSUBSCRIBE gives its place back, and the others still work. */
+  cli_send(a, RILL_F_UNSUBSCRIBE, 0, 11, 15, 0, NULL, 0);
+  expect_frame(a, RILL_F_ACK, 15, &f);
+  cli_send(a, RILL_F_SUBSCRIBE, 0, 14, 16, RILL_NET_FROM_EARLIEST, "lim", 3);
+  expect_frame(a, RILL_F_ACK, 16, &f);
+  cli_send(a, RILL_F_CREDIT, 0, 11, 17, 1, NULL, 0); /* no longer subscribed */
+  expect_error(a, 17, RILL_ENOENT, NULL);
+  cli_send(a, RILL_F_CREDIT, 0, 14, 18, 1, NULL, 0);
+  expect_frame(a, RILL_F_DELIVER, 0, &f);
+  cr_expect_eq(f.channel, 14);
+  ping(a, 19);
+  rill_server_stats_t st;
+  rill_server_stats(v.s, &st);
+  cr_expect_eq(st.binds_refused, 2);
+  cr_expect_eq(st.subs_refused, 2);
+  /* a goes: its binds and subscriptions are given back. */
+  close(a->fd);
+  bool acked = false;
+  for (uint64_t id = 100; id < 400 && !acked; id++) {
+    cli_send(b, RILL_F_BIND, 0, 3, id, 0, "b3", 2);
+    cr_assert_eq(cli_recv(b, &f, NULL), 0);
+    acked = f.type == RILL_F_ACK;
+    if (!acked)
+      usleep(10000);
+  }
+  cr_expect(acked, "the closed connection's binds were not given back");
+  cli_send(b, RILL_F_SUBSCRIBE, 0, 12, 500, RILL_NET_FROM_EARLIEST, "lim", 3);
+  expect_frame(b, RILL_F_ACK, 500, &f);
+  close(b->fd);
+  free(a);
+  free(b);
+  char p[128];
+  snprintf(p, sizeof p, "%s/never", dir);
+  cr_expect_neq(access(p, F_OK), 0, "a refused BIND made its topic");
+  srv_stop(&v);
+}
+
+/* Thousands of channels on one connection, bound and subscribed in an
+ * order that is not the channels' and with subscriptions dropped in
+ * between: each PUBLISH and CREDIT still finds its own channel. */
+Test(server, many_channels_each_find_their_own) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  cli_t *a = calloc(1, sizeof *a);
+  handshake(a, &v);
+  int one = 1; /* thousands of round trips: none waits for a delayed ACK */
+  setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  rill_frame_t f;
+  enum { N = 3000 };
+  char name[16];
+  for (uint32_t i = 0; i < N; i++) {
+    uint16_t ch = (uint16_t)(i * 7919u % 65536u); /* channel 0 too */
+    int nl = snprintf(name, sizeof name, "m%u", i % 5);
+    cli_send(a, RILL_F_BIND, 0, ch, i + 1, 0, name, (uint32_t)nl);
+    expect_frame(a, RILL_F_ACK, i + 1, &f);
+    cli_send(a, RILL_F_SUBSCRIBE, 0, ch, i + 1, RILL_NET_FROM_LATEST, name, (uint32_t)nl);
+    expect_frame(a, RILL_F_ACK, i + 1, &f);
+    if (i % 3 == 2) { /* every third one dropped again: the table moves entries back */
+      cli_send(a, RILL_F_UNSUBSCRIBE, 0, ch, i + 1, 0, NULL, 0);
+      expect_frame(a, RILL_F_ACK, i + 1, &f);
+    }
+  }
+  uint64_t published[5] = {0};
+  for (uint32_t i = 0; i < N; i += 37) {
+    uint16_t ch = (uint16_t)(i * 7919u % 65536u);
+    cli_send(a, RILL_F_PUBLISH, RILL_FF_ACK, ch, 100000 + i, 0, "p", 1);
+    expect_frame(a, RILL_F_ACK, 100000 + i, &f);
+    cr_expect_eq(f.arg, published[i % 5]++, "channel %u published to another topic", ch);
+  }
+  for (uint32_t i = 0; i < N; i += 41) {
+    uint16_t ch = (uint16_t)(i * 7919u % 65536u);
+    cli_send(a, RILL_F_CREDIT, 0, ch, 200000 + i, 1, NULL, 0);
+    if (i % 3 == 2) {
+      expect_error(a, 200000 + i, RILL_ENOENT, "no such subscription");
+      continue;
+    }
+    /* Subscribed from the latest: a record of its topic published after
+     * it subscribed is delivered, on its channel, or nothing. */
+    cli_send(a, RILL_F_PING, 0, 0, 300000 + i, 0, NULL, 0);
+    for (;;) {
+      cr_assert_eq(cli_recv(a, &f, NULL), 0);
+      if (f.type == RILL_F_PONG)
+        break;
+      cr_assert_eq(f.type, RILL_F_DELIVER, "type %u", f.type);
+      cr_assert_eq(f.channel, ch, "a delivery on channel %u for %u", f.channel, ch);
+    }
+  }
+  close(a->fd);
+  free(a);
+  srv_stop(&v);
 }
