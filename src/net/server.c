@@ -200,6 +200,7 @@ struct ask {
   uint64_t t0;          /* when the ASK was read, for the histogram */
   uint64_t bytes;       /* of the stream going through, to hold it to max_message */
   bool replying;        /* the provider's REPLY is streaming: its last CHUNK ends the ask */
+  uint32_t heap_at;     /* its place in asks_heap plus one; 0: no deadline */
   struct ask *next;     /* in its hash bucket, or in the free list */
   struct ask *next_cid; /* in its bucket by (asker, cid), for CANCEL */
 };
@@ -359,7 +360,12 @@ struct rill_server {
   struct ask *asks[ASK_BUCKETS];     /* in flight, by sid % ASK_BUCKETS */
   struct ask *asks_cid[ASK_BUCKETS]; /* the same, by (asker, its id): CANCEL finds one at once */
   struct ask *free_asks;             /* reused: a steady stream allocates nothing */
-  uint32_t nfree_asks;               /* at most ASK_FREE_MAX */
+  /* The asks with a deadline, a binary min-heap by deadline: the sweep
+   * looks only at those past theirs, not at every ask in flight. Grown by
+   * doubling, at most max_asks entries. */
+  struct ask **asks_heap;
+  uint32_t nheap, cap_heap;
+  uint32_t nfree_asks; /* at most ASK_FREE_MAX */
   uint64_t next_sid, asks_open;
   int dir_lock; /* data_dir's lock file, flocked for the server's life */
   /* The log callback's lines, each kind held to log_rate a second. */
@@ -1826,6 +1832,62 @@ static struct ask **ask_cid_bucket(rill_server_t *s, const struct conn *asker, u
   return &s->asks_cid[(h ^ h >> 29) % ASK_BUCKETS];
 }
 
+/* ---- ask deadlines: a min-heap under asks_mu ---- */
+
+static void heap_set(rill_server_t *s, uint32_t i, struct ask *a) {
+  s->asks_heap[i] = a;
+  a->heap_at = i + 1;
+}
+
+/* Moves the entry at i up or down to where its deadline belongs. */
+static void heap_fix(rill_server_t *s, uint32_t i) {
+  struct ask *a = s->asks_heap[i];
+  while (i && s->asks_heap[(i - 1) / 2]->deadline > a->deadline) {
+    heap_set(s, i, s->asks_heap[(i - 1) / 2]);
+    i = (i - 1) / 2;
+  }
+  for (;;) {
+    uint32_t k = 2 * i + 1;
+    if (k >= s->nheap)
+      break;
+    if (k + 1 < s->nheap && s->asks_heap[k + 1]->deadline < s->asks_heap[k]->deadline)
+      k++;
+    if (s->asks_heap[k]->deadline >= a->deadline)
+      break;
+    heap_set(s, i, s->asks_heap[k]);
+    i = k;
+  }
+  heap_set(s, i, a);
+}
+
+/* Room for one more deadline; false: no memory. */
+static bool heap_room(rill_server_t *s) {
+  if (s->nheap < s->cap_heap)
+    return true;
+  uint32_t cap = s->cap_heap ? 2 * s->cap_heap : 256;
+  struct ask **h = rill__realloc(s->asks_heap, (size_t)cap * sizeof *h);
+  if (!h)
+    return false;
+  s->asks_heap = h;
+  s->cap_heap = cap;
+  return true;
+}
+
+static void heap_push(rill_server_t *s, struct ask *a) {
+  heap_set(s, s->nheap++, a);
+  heap_fix(s, s->nheap - 1);
+}
+
+static void heap_remove(rill_server_t *s, struct ask *a) {
+  uint32_t i = a->heap_at - 1;
+  a->heap_at = 0;
+  struct ask *last = s->asks_heap[--s->nheap];
+  if (i < s->nheap) {
+    heap_set(s, i, last);
+    heap_fix(s, i);
+  }
+}
+
 /* Under asks_mu. */
 static void ask_done(rill_server_t *s, struct ask **pp) {
   struct ask *a = *pp;
@@ -1834,6 +1896,8 @@ static void ask_done(rill_server_t *s, struct ask **pp) {
   while (*cp != a)
     cp = &(*cp)->next_cid;
   *cp = a->next_cid;
+  if (a->heap_at)
+    heap_remove(s, a);
   a->asker->nasks--;
   a->provider->nasked--;
   conn_put(a->asker);
@@ -1898,11 +1962,12 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
              s->o.max_asks_per_conn);
   else if (s->asks_open >= s->o.max_asks)
     snprintf(why, sizeof why, "ASK: the server has max_asks (%u) asks in flight", s->o.max_asks);
-  struct ask *a = why[0] ? NULL : s->free_asks;
+  bool room = why[0] || !f->arg || heap_room(s);
+  struct ask *a = why[0] || !room ? NULL : s->free_asks;
   if (a) {
     s->free_asks = a->next;
     s->nfree_asks--;
-  } else if (why[0] || !(a = rill__malloc(sizeof *a))) {
+  } else if (why[0] || !room || !(a = rill__malloc(sizeof *a))) {
     pthread_mutex_unlock(&s->asks_mu);
     conn_put(pc);
     if (why[0])
@@ -1928,6 +1993,8 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   slot = ask_cid_bucket(s, c, a->cid);
   a->next_cid = *slot;
   *slot = a;
+  if (deadline)
+    heap_push(s, a);
   c->nasks++;
   pc->nasked++;
   s->asks_open++;
@@ -2055,30 +2122,44 @@ static void on_cancel(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   pthread_mutex_unlock(&s->asks_mu);
 }
 
-/* Asks of a connection that goes, or past their deadline, end here: the
- * asker is told (unless it is the one going), the provider cancelled. */
-static void asks_end(struct loop *lp, struct conn *gone, uint64_t now) {
+/* Asks of a connection that goes end here: the asker is told (unless it
+ * is the one going), the provider cancelled. */
+static void asks_end(struct loop *lp, struct conn *gone) {
   rill_server_t *s = lp->s;
   pthread_mutex_lock(&s->asks_mu);
-  if (gone && !gone->nasks && !gone->nasked) { /* nothing of its: no scan */
+  if (!gone->nasks && !gone->nasked) { /* nothing of its: no scan */
     pthread_mutex_unlock(&s->asks_mu);
     return;
   }
   for (uint32_t b = 0; s->asks_open && b < ASK_BUCKETS; b++)
     for (struct ask **pp = &s->asks[b]; *pp;) {
       struct ask *a = *pp;
-      bool late = !gone && a->deadline && now > a->deadline;
-      if (!late && (!gone || (a->asker != gone && a->provider != gone))) {
+      if (a->asker != gone && a->provider != gone) {
         pp = &a->next;
         continue;
       }
       if (a->asker != gone)
-        error_to(lp, a->asker, 0, a->cid, late ? RILL_ETIMEDOUT : RILL_ECONNRESET,
-                 late ? "ASK: past its deadline" : "ASK: the provider went away");
+        error_to(lp, a->asker, 0, a->cid, RILL_ECONNRESET, "ASK: the provider went away");
       if (a->provider != gone)
         send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
       ask_done(s, pp);
     }
+  pthread_mutex_unlock(&s->asks_mu);
+}
+
+/* Asks past their deadline end here (loop 0's sweep): the asker is told,
+ * the provider cancelled. Only the asks that expire are looked at, the
+ * earliest deadline first, so the sweep costs nothing while none is due,
+ * however many asks are in flight. */
+static void asks_expire(struct loop *lp, uint64_t now) {
+  rill_server_t *s = lp->s;
+  pthread_mutex_lock(&s->asks_mu);
+  while (s->nheap && now > s->asks_heap[0]->deadline) {
+    struct ask *a = s->asks_heap[0];
+    error_to(lp, a->asker, 0, a->cid, RILL_ETIMEDOUT, "ASK: past its deadline");
+    send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
+    ask_done(s, ask_slot(s, a->sid));
+  }
   pthread_mutex_unlock(&s->asks_mu);
 }
 
@@ -2504,7 +2585,7 @@ static void conn_close(struct loop *lp, struct conn *c) {
     conn_put(c);
     rill__free(p);
   }
-  asks_end(lp, c, 0);
+  asks_end(lp, c);
   size_t nacks = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
   for (size_t i = 0; c->acks_waiting && i < nacks; i++)
     if (lp->acks[i].c == c) {
@@ -2782,7 +2863,7 @@ static void sweep(struct loop *lp) {
   uint64_t now = rill_time_ns();
   accept_resume(lp);
   if (lp->idx == 0)
-    asks_end(lp, NULL, now);
+    asks_expire(lp, now);
   if (lp->idx == 0)
     log_flush(s);
   for (struct conn *c = lp->conns, *n; c; c = n) {
@@ -3329,6 +3410,7 @@ void rill_server_destroy(rill_server_t *s) {
     s->free_asks = a->next;
     rill__free(a);
   }
+  rill__free(s->asks_heap);
   if (s->rxpool)
     rill_iopool_destroy(s->rxpool);
   if (s->lfd >= 0)

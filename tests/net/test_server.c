@@ -1293,3 +1293,76 @@ Test(server, many_channels_each_find_their_own) {
   free(a);
   srv_stop(&v);
 }
+
+/* Asks with deadlines mixed (soon, an hour away, none) from two askers:
+ * the ones whose deadline passed end (ETIMEDOUT to their asker, CANCEL to
+ * the provider), every other one stays and gets its reply. */
+Test(server, only_the_asks_past_their_deadline_end) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  cli_t *p = calloc(1, sizeof *p), *a[2] = {calloc(1, sizeof(cli_t)), calloc(1, sizeof(cli_t))};
+  handshake(p, &v);
+  handshake(a[0], &v);
+  handshake(a[1], &v);
+  serve(p, 3, 1, "mix");
+  enum { N = 600 };
+  /* Ask i (the server's sid i + 1) comes from a[i % 2]; its deadline is
+   * 200 ms plus i µs when i % 3 == 0 (in no order the heap is given), an
+   * hour when 1, none when 2. */
+  for (uint64_t i = 0; i < N; i++) {
+    uint64_t dl = i % 3 == 0   ? 200000000ull + (i * 7919 % N) * 1000
+                  : i % 3 == 1 ? 3600000000000ull
+                               : 0;
+    send_ask(a[i % 2], 1000 + i, dl, "mix", 1);
+  }
+  rill_frame_t f;
+  for (uint64_t i = 0; i < N; i++)
+    expect_frame(p, RILL_F_ASK, i + 1, &f);
+  /* Each expired ask ends once, with its asker and with the provider. */
+  static bool told[N], cancelled[N];
+  uint8_t body[4096];
+  for (int side = 0; side < 2; side++)
+    for (int k = 0; k < N / 6; k++) {
+      cr_assert_eq(cli_recv(a[side], &f, body), 0);
+      cr_assert_eq(f.type, RILL_F_ERROR, "type %u", f.type);
+      cr_assert_eq((int64_t)f.arg, RILL_ETIMEDOUT, "code %lld", (long long)(int64_t)f.arg);
+      uint64_t i = f.id - 1000;
+      cr_assert(i < N && i % 3 == 0 && i % 2 == (uint64_t)side && !told[i],
+                "ask %llu ended by its deadline", (unsigned long long)i);
+      told[i] = true;
+    }
+  for (int k = 0; k < N / 3; k++) {
+    cr_assert_eq(cli_recv(p, &f, NULL), 0);
+    cr_assert_eq(f.type, RILL_F_CANCEL, "type %u", f.type);
+    uint64_t i = f.id - 1;
+    cr_assert(i < N && i % 3 == 0 && !cancelled[i], "ask %llu cancelled", (unsigned long long)i);
+    cancelled[i] = true;
+  }
+  /* The provider answers every ask: only the living ones' replies come
+   * back, each to its asker under its id, then the PONG. */
+  for (uint64_t i = 0; i < N; i++)
+    cli_send(p, RILL_F_REPLY, 0, 0, i + 1, 0, "r", 1);
+  ping(p, 2);
+  for (int side = 0; side < 2; side++) {
+    cli_send(a[side], RILL_F_PING, 0, 0, 7, 0, NULL, 0);
+    int replies = 0;
+    for (;;) {
+      cr_assert_eq(cli_recv(a[side], &f, NULL), 0);
+      if (f.type == RILL_F_PONG)
+        break;
+      cr_assert_eq(f.type, RILL_F_REPLY, "type %u", f.type);
+      uint64_t i = f.id - 1000;
+      cr_assert(i < N && i % 3 != 0 && i % 2 == (uint64_t)side, "a reply to ask %llu",
+                (unsigned long long)i);
+      replies++;
+    }
+    cr_expect_eq(replies, N / 3, "%d replies to a[%d]", replies, side);
+  }
+  for (int i = 0; i < 2; i++) {
+    close(a[i]->fd);
+    free(a[i]);
+  }
+  close(p->fd);
+  free(p);
+  srv_stop(&v);
+}
