@@ -275,6 +275,7 @@ typedef struct rill_server_stats {
   uint64_t serves_refused; /* over max_serves_per_conn or max_serves */
   uint64_t binds_refused;  /* over max_binds_per_conn or max_binds */
   uint64_t subs_refused;   /* over max_subs_per_conn or max_subs */
+  uint64_t replies_held;   /* providers not read while their asker's queue was over half tx_limit */
 } rill_server_stats_t;
 
 void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st);

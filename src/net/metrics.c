@@ -305,6 +305,10 @@ void rill__metrics_render_server(rill__prom_t *p, const rill__metrics_snap_t *s)
        offsetof(rill_server_stats_t, binds_refused)},
       {"rill_subscribes_refused_total", "SUBSCRIBEs refused: over max_subs_per_conn or max_subs.",
        offsetof(rill_server_stats_t, subs_refused)},
+      {"rill_replies_held_total",
+       "Times a provider was not read because its asker's send queue was over half its "
+       "tx_limit.",
+       offsetof(rill_server_stats_t, replies_held)},
   };
   for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
     uint64_t v;

@@ -299,6 +299,16 @@ struct conn {
   /* queued() as of its loop's last settle: other loops forwarding an ask
    * read it (relaxed: an estimate, the hard limit is checked anyway). */
   _Atomic size_t txq;
+  /* A provider whose reply took its asker's queue past half tx_limit is
+   * not read until that queue drains (hold_over): held_on is that asker
+   * (a reference; loop only). The asker keeps the providers it holds in
+   * `waiters` (each a reference, linked by next_waiter, under the
+   * asker's xlock) and wakes them when its queue is under a quarter;
+   * `waited` says the list may be non-empty without taking the lock. */
+  struct conn *held_on;
+  struct conn *waiters, *next_waiter;
+  bool waiting; /* in its held_on's waiters; under that one's xlock */
+  atomic_bool waited;
 };
 
 struct loop {
@@ -755,6 +765,79 @@ static int forward_to(struct loop *lp, struct conn *c, uint8_t type, uint8_t fla
   if (!c->closing && queued(c) + RILL_NET_HDR + len > lp->s->o.tx_limit / 2)
     return BUSY;
   return send_frame(lp, c, type, flags, ch, id, arg, body, len) ? SENT : GONE;
+}
+
+/* What is queued for a (its own queue and other loops' frames for it),
+ * seen from lp. Under a's xlock. */
+static size_t load_of(struct loop *lp, const struct conn *a) {
+  return a->xtx_len +
+         (a->lp == lp ? queued(a) : atomic_load_explicit(&a->txq, memory_order_relaxed));
+}
+
+/* Is provider p's asker still over half its tx_limit? If so p stays
+ * held and is on the asker's waiters list; if not (or the asker is gone)
+ * p lets go of it. */
+static bool hold_over(struct loop *lp, struct conn *p) {
+  struct conn *a = p->held_on;
+  pthread_mutex_lock(&a->xlock);
+  bool over = !a->dead && !a->cut && load_of(lp, a) > lp->s->o.tx_limit / 2;
+  if (over && !p->waiting) {
+    conn_get(p); /* the list's */
+    p->waiting = true;
+    p->next_waiter = a->waiters;
+    a->waiters = p;
+    /* Relaxed: a hint for a's loop; the sweep checks held providers too. */
+    atomic_store_explicit(&a->waited, true, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&a->xlock);
+  if (!over) {
+    p->held_on = NULL;
+    conn_put(a);
+  }
+  return over;
+}
+
+/* After a REPLY or a piece of one went from provider p to asker a: past
+ * half a's tx_limit, p is not read any more until a has read enough, so
+ * a provider faster than its asker is held back by TCP instead of the
+ * asker being cut off for what it did not ask to be sent so fast. */
+static void reply_hold(struct loop *lp, struct conn *p, struct conn *a) {
+  if (a == p || p->held_on) /* its own queue pauses it (over) */
+    return;
+  conn_get(a);
+  p->held_on = a;
+  if (hold_over(lp, p)) {
+    p->paused = true;
+    INC(lp, replies_held, 1);
+  }
+}
+
+/* The providers a holds back, woken once its queue is under a quarter
+ * of tx_limit (a's loop, at its settle): each looks again (hold_over). */
+static void waiters_wake(struct loop *lp, struct conn *a) {
+  pthread_mutex_lock(&a->xlock);
+  struct conn *w = a->waiters;
+  a->waiters = NULL;
+  atomic_store_explicit(&a->waited, false, memory_order_relaxed); /* under xlock, as the list */
+  for (struct conn *p = w; p; p = p->next_waiter)
+    p->waiting = false;
+  pthread_mutex_unlock(&a->xlock);
+  while (w) {
+    struct conn *p = w;
+    w = p->next_waiter;
+    pthread_mutex_lock(&p->xlock);
+    bool wake = !p->dead && !p->xwoken;
+    if (wake && p->lp != lp)
+      p->xwoken = true;
+    pthread_mutex_unlock(&p->xlock);
+    if (wake && p->lp == lp) {
+      mark_dirty(lp, p);
+    } else if (wake) {
+      conn_get(p); /* for the wakeup node; its loop puts it */
+      loop_wake(p->lp, &p->xw);
+    }
+    conn_put(p); /* the list's */
+  }
 }
 
 static bool error_to(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, int code,
@@ -2067,6 +2150,7 @@ static void on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f)
   } else if (f->arg == RILL_F_REPLY && a && a->provider == c && a->replying) {
     if (!ask_too_big(lp, pp, f->len)) {
       send_to(lp, a->asker, RILL_F_CHUNK, f->flags, 0, a->cid, RILL_F_REPLY, f->body, f->len);
+      reply_hold(lp, c, a->asker);
       if (last) {
         rill__hist_add(&lp->ask, rill_time_ns() - a->t0);
         ask_done(s, pp);
@@ -2083,6 +2167,7 @@ static void on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (*pp && (*pp)->provider == c && !(*pp)->replying) {
     struct ask *a = *pp;
     send_to(lp, a->asker, RILL_F_REPLY, f->flags & RILL_FF_STREAM, 0, a->cid, 0, f->body, f->len);
+    reply_hold(lp, c, a->asker);
     if (f->flags & RILL_FF_STREAM) { /* ends with its last CHUNK */
       a->replying = true;
       a->bytes = f->len;
@@ -2596,7 +2681,22 @@ static void conn_close(struct loop *lp, struct conn *c) {
   close(c->fd);
   pthread_mutex_lock(&c->xlock);
   c->dead = true; /* what other loops send from now on is dropped */
+  /* Providers it held: let go here, each released by its own sweep
+   * (hold_over finds this one dead), not woken from a closing loop. */
+  struct conn *w = c->waiters;
+  c->waiters = NULL;
+  for (struct conn *p = w; p; p = p->next_waiter)
+    p->waiting = false;
   pthread_mutex_unlock(&c->xlock);
+  while (w) {
+    struct conn *p = w;
+    w = p->next_waiter;
+    conn_put(p);
+  }
+  if (c->held_on) {
+    conn_put(c->held_on);
+    c->held_on = NULL;
+  }
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -2835,7 +2935,8 @@ static void conn_settle(struct loop *lp, struct conn *c) {
       pump(lp, u);
     conn_flush(lp, c);
   }
-  if (c->paused && queued(c) < limit / 4 && c->acks_waiting < ACKS_MAX / 2) {
+  if (c->paused && queued(c) < limit / 4 && c->acks_waiting < ACKS_MAX / 2 &&
+      !(c->held_on && hold_over(lp, c))) {
     c->paused = false;
     if (c->rx_len) /* frames read before the pause, which no EPOLLIN will announce */
       conn_decode(lp, c);
@@ -2850,6 +2951,8 @@ static void conn_settle(struct loop *lp, struct conn *c) {
     return;
   }
   atomic_store_explicit(&c->txq, queued(c), memory_order_relaxed); /* an estimate: see xsend_ */
+  if (atomic_load_explicit(&c->waited, memory_order_relaxed) && queued(c) < limit / 4)
+    waiters_wake(lp, c);
   if (!conn_watch(lp, c)) {
     INC(lp, conns_dropped, 1);
     conn_close(lp, c);
@@ -2898,7 +3001,9 @@ static void sweep(struct loop *lp) {
           told = true;
         }
       }
-      if (told)
+      /* A provider held by its asker looks again: a backstop for a
+       * wakeup its asker's loop missed or did not send (it closed). */
+      if (told || c->held_on)
         conn_settle(lp, c);
     }
   }

@@ -305,7 +305,8 @@ Test(prom, server_families) {
                                .asks_refused = 15,
                                .serves_refused = 16,
                                .binds_refused = 18,
-                               .subs_refused = 19};
+                               .subs_refused = 19,
+                               .replies_held = 22};
   s.asks_in_flight = 12;
   s.serves = 17;
   s.binds = 20;
@@ -349,6 +350,7 @@ Test(prom, server_families) {
       {"rill_subscribes_refused_total", "", 19},
       {"rill_channels_bound", "", 20},
       {"rill_subscriptions", "", 21},
+      {"rill_replies_held_total", "", 22},
       {"rill_topic_appended_total", "topic=orders,", 100},
       {"rill_topic_appended_bytes_total", "topic=orders,", 1000},
       {"rill_topic_next_sequence", "topic=orders,", 100},
@@ -363,7 +365,7 @@ Test(prom, server_families) {
   }
   check_hist(&t, "rill_publish_ack_seconds", "", 1);
   check_hist(&t, "rill_ask_seconds", "", 2);
-  cr_assert_eq(t.nfam, 27);
+  cr_assert_eq(t.nfam, 28);
   rill__prom_free(&p);
 }
 
