@@ -30,7 +30,9 @@
  * the limit anyway is cut off with a reason. What a connection's
  * requests send to another (an ask to its provider) is held to that
  * one's room: past half its limit the asker is refused (EBUSY), so no
- * client can get another cut off. Subscriptions deliver only
+ * client can get another cut off; a reply that takes its asker's queue
+ * past half stops the server reading the provider until the asker has
+ * read (held_on). Subscriptions deliver only
  * as far as the credits their client granted, and only while the send
  * queue has room. Acknowledged publishes waiting for durability count
  * too: past RILL__ACKS_MAX waiting, the connection is not read.
