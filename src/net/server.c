@@ -192,17 +192,28 @@ struct service {
   struct service *next;              /* in its bucket; freed with its last provider */
 };
 
+/* An ask's place in one of its connections' lists, and a list's ends. */
+struct alink {
+  struct ask *next, *prev;
+};
+struct alist {
+  struct ask *head, *tail;
+};
+
 /* An ask in flight, by the id the server gave it. Under asks_mu; holds a
  * reference on both connections. */
 struct ask {
   uint64_t sid;
   struct conn *asker, *provider;
-  uint64_t cid;         /* the asker's id for it */
-  uint64_t deadline;    /* rill_time_ns, or 0 */
-  uint64_t t0;          /* when the ASK was read, for the histogram */
-  uint64_t bytes;       /* of the stream going through, to hold it to max_message */
-  bool replying;        /* the provider's REPLY is streaming: its last CHUNK ends the ask */
-  uint32_t heap_at;     /* its place in asks_heap plus one; 0: no deadline */
+  uint64_t cid;      /* the asker's id for it */
+  uint64_t deadline; /* rill_time_ns, or 0 */
+  uint64_t t0;       /* when the ASK was read, for the histogram */
+  uint64_t bytes;    /* of the stream going through, to hold it to max_message */
+  bool replying;     /* the provider's REPLY is streaming: its last CHUNK ends the ask */
+  uint32_t heap_at;  /* its place in asks_heap plus one; 0: no deadline */
+  /* In its asker's asks_made and its provider's asks_served, oldest
+   * first: a connection that goes ends its own asks without a scan. */
+  struct alink by_asker, by_provider;
   struct ask *next;     /* in its hash bucket, or in the free list */
   struct ask *next_cid; /* in its bucket by (asker, cid), for CANCEL */
 };
@@ -269,14 +280,15 @@ struct conn {
     rill_buf_t b;
   } txrefs[TX_REFS];
   uint32_t refs_head, nrefs;
-  size_t ref_bytes;          /* not yet sent */
-  struct chtab binds;        /* channel -> struct topic */
-  struct chtab subch;        /* channel -> struct sub */
-  struct sub *subs;          /* the same subscriptions, to go through them */
-  struct provider *provides; /* under reg */
-  uint32_t nserves;          /* its providers; under reg */
-  uint32_t nasks;            /* asks it made in flight; under asks_mu */
-  uint32_t nasked;           /* asks in flight it provides for; under asks_mu */
+  size_t ref_bytes;                    /* not yet sent */
+  struct chtab binds;                  /* channel -> struct topic */
+  struct chtab subch;                  /* channel -> struct sub */
+  struct sub *subs;                    /* the same subscriptions, to go through them */
+  struct provider *provides;           /* under reg */
+  uint32_t nserves;                    /* its providers; under reg */
+  uint32_t nasks;                      /* asks it made in flight; under asks_mu */
+  uint32_t nasked;                     /* asks in flight it provides for; under asks_mu */
+  struct alist asks_made, asks_served; /* those asks; under asks_mu */
   uint32_t acks_waiting;
   struct instream in[IN_STREAMS];
   struct outstream out;
@@ -1973,6 +1985,32 @@ static void heap_remove(rill_server_t *s, struct ask *a) {
   }
 }
 
+static struct alink *alink_of(struct ask *a, bool asker) {
+  return asker ? &a->by_asker : &a->by_provider;
+}
+
+/* Appends a to l, through its asker's link or its provider's. */
+static void alist_add(struct alist *l, struct ask *a, bool asker) {
+  *alink_of(a, asker) = (struct alink){NULL, l->tail};
+  if (l->tail)
+    alink_of(l->tail, asker)->next = a;
+  else
+    l->head = a;
+  l->tail = a;
+}
+
+static void alist_del(struct alist *l, struct ask *a, bool asker) {
+  struct alink *k = alink_of(a, asker);
+  if (k->prev)
+    alink_of(k->prev, asker)->next = k->next;
+  else
+    l->head = k->next;
+  if (k->next)
+    alink_of(k->next, asker)->prev = k->prev;
+  else
+    l->tail = k->prev;
+}
+
 /* Under asks_mu. */
 static void ask_done(rill_server_t *s, struct ask **pp) {
   struct ask *a = *pp;
@@ -1983,6 +2021,8 @@ static void ask_done(rill_server_t *s, struct ask **pp) {
   *cp = a->next_cid;
   if (a->heap_at)
     heap_remove(s, a);
+  alist_del(&a->asker->asks_made, a, true);
+  alist_del(&a->provider->asks_served, a, false);
   a->asker->nasks--;
   a->provider->nasked--;
   conn_put(a->asker);
@@ -2080,6 +2120,8 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   *slot = a;
   if (deadline)
     heap_push(s, a);
+  alist_add(&c->asks_made, a, true);
+  alist_add(&pc->asks_served, a, false);
   c->nasks++;
   pc->nasked++;
   s->asks_open++;
@@ -2209,28 +2251,22 @@ static void on_cancel(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   pthread_mutex_unlock(&s->asks_mu);
 }
 
-/* Asks of a connection that goes end here: the asker is told (unless it
- * is the one going), the provider cancelled. */
+/* Asks of a connection that goes end here, oldest first, found through
+ * its own lists (no scan of the table, however many asks others have in
+ * flight): the asker is told (unless it is the one going), the provider
+ * cancelled. */
 static void asks_end(struct loop *lp, struct conn *gone) {
   rill_server_t *s = lp->s;
   pthread_mutex_lock(&s->asks_mu);
-  if (!gone->nasks && !gone->nasked) { /* nothing of its: no scan */
-    pthread_mutex_unlock(&s->asks_mu);
-    return;
+  for (struct ask *a; (a = gone->asks_made.head);) {
+    if (a->provider != gone)
+      send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
+    ask_done(s, ask_slot(s, a->sid));
   }
-  for (uint32_t b = 0; s->asks_open && b < ASK_BUCKETS; b++)
-    for (struct ask **pp = &s->asks[b]; *pp;) {
-      struct ask *a = *pp;
-      if (a->asker != gone && a->provider != gone) {
-        pp = &a->next;
-        continue;
-      }
-      if (a->asker != gone)
-        error_to(lp, a->asker, 0, a->cid, RILL_ECONNRESET, "ASK: the provider went away");
-      if (a->provider != gone)
-        send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
-      ask_done(s, pp);
-    }
+  for (struct ask *a; (a = gone->asks_served.head);) {
+    error_to(lp, a->asker, 0, a->cid, RILL_ECONNRESET, "ASK: the provider went away");
+    ask_done(s, ask_slot(s, a->sid));
+  }
   pthread_mutex_unlock(&s->asks_mu);
 }
 
