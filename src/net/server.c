@@ -92,7 +92,11 @@
                                                                               waiting */
 
 #define ASK_FREE_MAX 1024u /* asks kept for reuse; more are freed (a burst's memory goes back) */
-#define SVC_BUCKETS  4096u
+/* A provider held back by its asker's queue (held_on) for this long has
+ * the ask it was replying to ended: a held provider serves nobody else,
+ * so an asker that never reads must not hold it for ever. */
+#define HOLD_MAX_NS 10000000000ull
+#define SVC_BUCKETS 4096u
 /* Descriptors a topic holds at least: its directory, its lock, one
  * segment's data and index. */
 #define FDS_PER_TOPIC 4u
@@ -320,6 +324,7 @@ struct conn {
    * asker's xlock) and wakes them when its queue is under a quarter;
    * `waited` says the list may be non-empty without taking the lock. */
   struct conn *held_on;
+  uint64_t held_since, held_sid; /* when the hold began; the ask whose reply made it */
   struct conn *waiters, *next_waiter;
   bool waiting; /* in its held_on's waiters; under that one's xlock */
   atomic_bool waited;
@@ -815,13 +820,16 @@ static bool hold_over(struct loop *lp, struct conn *p) {
  * half a's tx_limit, p is not read any more until a has read enough, so
  * a provider faster than its asker is held back by TCP instead of the
  * asker being cut off for what it did not ask to be sent so fast. */
-static void reply_hold(struct loop *lp, struct conn *p, struct conn *a) {
+static void reply_hold(struct loop *lp, struct conn *p, const struct ask *ask) {
+  struct conn *a = ask->asker;
   if (a == p || p->held_on) /* its own queue pauses it (over) */
     return;
   conn_get(a);
   p->held_on = a;
   if (hold_over(lp, p)) {
     p->paused = true;
+    p->held_since = rill_time_ns();
+    p->held_sid = ask->sid;
     INC(lp, replies_held, 1);
   }
 }
@@ -2194,7 +2202,7 @@ static void on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f)
   } else if (f->arg == RILL_F_REPLY && a && a->provider == c && a->replying) {
     if (!ask_too_big(lp, pp, f->len)) {
       send_to(lp, a->asker, RILL_F_CHUNK, f->flags, 0, a->cid, RILL_F_REPLY, f->body, f->len);
-      reply_hold(lp, c, a->asker);
+      reply_hold(lp, c, a);
       if (last) {
         rill__hist_add(&lp->ask, rill_time_ns() - a->t0);
         ask_done(s, pp);
@@ -2211,7 +2219,7 @@ static void on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (*pp && (*pp)->provider == c && !(*pp)->replying) {
     struct ask *a = *pp;
     send_to(lp, a->asker, RILL_F_REPLY, f->flags & RILL_FF_STREAM, 0, a->cid, 0, f->body, f->len);
-    reply_hold(lp, c, a->asker);
+    reply_hold(lp, c, a);
     if (f->flags & RILL_FF_STREAM) { /* ends with its last CHUNK */
       a->replying = true;
       a->bytes = f->len;
@@ -2268,6 +2276,26 @@ static void asks_end(struct loop *lp, struct conn *gone) {
     ask_done(s, ask_slot(s, a->sid));
   }
   pthread_mutex_unlock(&s->asks_mu);
+}
+
+/* A provider held by its asker for HOLD_MAX_NS (the sweep): the ask whose
+ * reply held it ends, the asker told (naming tx_limit), the provider
+ * cancelled, and the provider is read again. */
+static void hold_expire(struct loop *lp, struct conn *p) {
+  rill_server_t *s = lp->s;
+  pthread_mutex_lock(&s->asks_mu);
+  struct ask **pp = ask_slot(s, p->held_sid);
+  if (*pp && (*pp)->provider == p) {
+    struct ask *a = *pp;
+    error_to(lp, a->asker, 0, a->cid, RILL_ENOBUFS,
+             "ASK: the reply waited 10 s for the asker to read its send queue down from over "
+             "half its tx_limit; the ask ended");
+    send_to(lp, p, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
+    ask_done(s, pp);
+  }
+  pthread_mutex_unlock(&s->asks_mu);
+  conn_put(p->held_on);
+  p->held_on = NULL;
 }
 
 /* Asks past their deadline end here (loop 0's sweep): the asker is told,
@@ -3040,8 +3068,12 @@ static void sweep(struct loop *lp) {
         }
       }
       /* A provider held by its asker looks again: a backstop for a
-       * wakeup its asker's loop missed or did not send (it closed). */
-      if (told || c->held_on)
+       * wakeup its asker's loop missed or did not send (it closed). One
+       * held too long lets go of the ask that held it. */
+      bool held = c->held_on;
+      if (held && now - c->held_since > HOLD_MAX_NS)
+        hold_expire(lp, c);
+      if (told || held)
         conn_settle(lp, c);
     }
   }

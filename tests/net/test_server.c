@@ -1462,3 +1462,52 @@ static void slow_asker(uint32_t loops) {
 
 Test(server, a_provider_is_held_back_by_a_slow_asker) { slow_asker(1); }
 Test(server, a_provider_is_held_back_by_a_slow_asker_across_loops) { slow_asker(2); }
+
+/* An asker that never reads holds its provider back 10 s at most: then
+ * the ask ends (ENOBUFS naming tx_limit to the asker, CANCEL to the
+ * provider), the rest of the reply is dropped, and the provider is read
+ * again. */
+Test(server, a_held_reply_ends_when_its_asker_never_reads, .timeout = 60) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1, .max_body = 16384, .tx_limit = 131072});
+  cli_t *p = calloc(1, sizeof *p), *a = calloc(1, sizeof *a);
+  handshake(p, &v);
+  handshake(a, &v);
+  int small = 16384;
+  setsockopt(a->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  serve(p, 3, 1, "big");
+  send_ask(a, 9, 0, "big", 1);
+  rill_frame_t f;
+  expect_frame(p, RILL_F_ASK, 1, &f);
+  streamer_t st = {p, f.id, 640};
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, reply_streamer, &st), 0);
+  pthread_join(t, NULL); /* the provider's thread gets it all out once the ask ended */
+  /* The provider: CANCEL of the ask, and it answers again. */
+  cli_send(p, RILL_F_PING, 0, 0, 20, 0, NULL, 0);
+  expect_frame(p, RILL_F_CANCEL, st.sid, &f);
+  expect_frame(p, RILL_F_PONG, 20, &f);
+  /* The asker: part of the reply, then the ERROR naming the limit. */
+  uint8_t body[4096];
+  uint64_t got = 0;
+  for (;;) {
+    cr_assert_eq(cli_recv(a, &f, body), 0, "the asker was cut off");
+    if (f.type == RILL_F_ERROR)
+      break;
+    cr_assert(f.type == RILL_F_REPLY || f.type == RILL_F_CHUNK, "type %u", f.type);
+    got += f.len;
+  }
+  cr_expect_eq((int64_t)f.arg, RILL_ENOBUFS);
+  body[f.len < sizeof body ? f.len : sizeof body - 1] = 0;
+  cr_expect(strstr((char *)body, "tx_limit"), "'%s' names no limit", body);
+  cr_expect_lt(got, (uint64_t)st.pieces * PIECE);
+  ping(a, 21);
+  rill_server_stats_t s;
+  rill_server_stats(v.s, &s);
+  cr_expect_eq(s.conns_dropped, 0);
+  close(p->fd);
+  close(a->fd);
+  free(p);
+  free(a);
+  srv_stop(&v);
+}
