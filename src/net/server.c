@@ -326,7 +326,8 @@ struct conn {
   struct conn *held_on;
   uint64_t held_since, held_sid; /* when the hold began; the ask whose reply made it */
   struct conn *waiters, *next_waiter;
-  bool waiting; /* in its held_on's waiters; under that one's xlock */
+  uint32_t nwaiters; /* on waiters; under xlock */
+  bool waiting;      /* in its held_on's waiters; under that one's xlock */
   atomic_bool waited;
 };
 
@@ -793,6 +794,50 @@ static size_t load_of(struct loop *lp, const struct conn *a) {
          (a->lp == lp ? queued(a) : atomic_load_explicit(&a->txq, memory_order_relaxed));
 }
 
+/* Under a's xlock: takes p off a's waiters, if it is on them; true when
+ * it was (the caller puts the list's reference, after the unlock). */
+static bool waiter_leave(struct conn *a, struct conn *p) {
+  if (!p->waiting)
+    return false;
+  struct conn **pp = &a->waiters;
+  while (*pp != p)
+    pp = &(*pp)->next_waiter;
+  *pp = p->next_waiter;
+  p->waiting = false;
+  a->nwaiters--;
+  return true;
+}
+
+/* Under a's xlock: takes up to max providers off a's waiters (each with
+ * the list's reference) into out. A provider taken may put itself on a
+ * list again at once (its next_waiter is then its own), so they are
+ * moved out before the lock goes, never walked after. */
+static uint32_t waiters_take(struct conn *a, struct conn **out, uint32_t max) {
+  uint32_t n = 0;
+  for (; n < max && a->waiters; n++) {
+    struct conn *p = a->waiters;
+    a->waiters = p->next_waiter;
+    p->waiting = false;
+    a->nwaiters--;
+    out[n] = p;
+  }
+  if (!a->waiters) /* under xlock, as the list */
+    atomic_store_explicit(&a->waited, false, memory_order_relaxed);
+  return n;
+}
+
+/* Provider p lets go of the asker that held it. */
+static void hold_release(struct conn *p) {
+  struct conn *a = p->held_on;
+  pthread_mutex_lock(&a->xlock);
+  bool left = waiter_leave(a, p);
+  pthread_mutex_unlock(&a->xlock);
+  if (left)
+    conn_put(p); /* the list's; the caller holds p */
+  p->held_on = NULL;
+  conn_put(a);
+}
+
 /* Is provider p's asker still over half its tx_limit? If so p stays
  * held and is on the asker's waiters list; if not (or the asker is gone)
  * p lets go of it. */
@@ -805,14 +850,13 @@ static bool hold_over(struct loop *lp, struct conn *p) {
     p->waiting = true;
     p->next_waiter = a->waiters;
     a->waiters = p;
+    a->nwaiters++;
     /* Relaxed: a hint for a's loop; the sweep checks held providers too. */
     atomic_store_explicit(&a->waited, true, memory_order_relaxed);
   }
   pthread_mutex_unlock(&a->xlock);
-  if (!over) {
-    p->held_on = NULL;
-    conn_put(a);
-  }
+  if (!over)
+    hold_release(p);
   return over;
 }
 
@@ -834,31 +878,36 @@ static void reply_hold(struct loop *lp, struct conn *p, const struct ask *ask) {
   }
 }
 
+/* Wakes provider p, held by an asker of loop lp, to look again, and puts
+ * the waiters list's reference. */
+static void waiter_wake(struct loop *lp, struct conn *p) {
+  pthread_mutex_lock(&p->xlock);
+  bool wake = !p->dead && !p->xwoken;
+  if (wake && p->lp != lp)
+    p->xwoken = true;
+  pthread_mutex_unlock(&p->xlock);
+  if (wake && p->lp == lp) {
+    mark_dirty(lp, p);
+  } else if (wake) {
+    conn_get(p); /* for the wakeup node; its loop puts it */
+    loop_wake(p->lp, &p->xw);
+  }
+  conn_put(p); /* the list's */
+}
+
 /* The providers a holds back, woken once its queue is under a quarter
  * of tx_limit (a's loop, at its settle): each looks again (hold_over). */
 static void waiters_wake(struct loop *lp, struct conn *a) {
+  struct conn *batch[32];
   pthread_mutex_lock(&a->xlock);
-  struct conn *w = a->waiters;
-  a->waiters = NULL;
-  atomic_store_explicit(&a->waited, false, memory_order_relaxed); /* under xlock, as the list */
-  for (struct conn *p = w; p; p = p->next_waiter)
-    p->waiting = false;
+  uint32_t left = a->nwaiters; /* those on it now: one that comes back waits for the next */
   pthread_mutex_unlock(&a->xlock);
-  while (w) {
-    struct conn *p = w;
-    w = p->next_waiter;
-    pthread_mutex_lock(&p->xlock);
-    bool wake = !p->dead && !p->xwoken;
-    if (wake && p->lp != lp)
-      p->xwoken = true;
-    pthread_mutex_unlock(&p->xlock);
-    if (wake && p->lp == lp) {
-      mark_dirty(lp, p);
-    } else if (wake) {
-      conn_get(p); /* for the wakeup node; its loop puts it */
-      loop_wake(p->lp, &p->xw);
-    }
-    conn_put(p); /* the list's */
+  for (uint32_t n = 32; n == 32 && left; left -= n) {
+    pthread_mutex_lock(&a->xlock);
+    n = waiters_take(a, batch, left < 32 ? left : 32);
+    pthread_mutex_unlock(&a->xlock);
+    for (uint32_t i = 0; i < n; i++)
+      waiter_wake(lp, batch[i]);
   }
 }
 
@@ -2294,8 +2343,7 @@ static void hold_expire(struct loop *lp, struct conn *p) {
     ask_done(s, pp);
   }
   pthread_mutex_unlock(&s->asks_mu);
-  conn_put(p->held_on);
-  p->held_on = NULL;
+  hold_release(p);
 }
 
 /* Asks past their deadline end here (loop 0's sweep): the asker is told,
@@ -2749,20 +2797,17 @@ static void conn_close(struct loop *lp, struct conn *c) {
   c->dead = true; /* what other loops send from now on is dropped */
   /* Providers it held: let go here, each released by its own sweep
    * (hold_over finds this one dead), not woken from a closing loop. */
-  struct conn *w = c->waiters;
-  c->waiters = NULL;
-  for (struct conn *p = w; p; p = p->next_waiter)
-    p->waiting = false;
+  struct conn *batch[32];
+  for (uint32_t n = 32; n == 32;) {
+    n = waiters_take(c, batch, 32);
+    pthread_mutex_unlock(&c->xlock);
+    for (uint32_t i = 0; i < n; i++)
+      conn_put(batch[i]);
+    pthread_mutex_lock(&c->xlock);
+  }
   pthread_mutex_unlock(&c->xlock);
-  while (w) {
-    struct conn *p = w;
-    w = p->next_waiter;
-    conn_put(p);
-  }
-  if (c->held_on) {
-    conn_put(c->held_on);
-    c->held_on = NULL;
-  }
+  if (c->held_on)
+    hold_release(c);
   if (c->prev)
     c->prev->next = c->next;
   else
