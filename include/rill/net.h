@@ -227,6 +227,10 @@ typedef struct rill_server_opts {
    * whose record needs a file to grow past it is refused with
    * RILL_ENOSPC naming it; deleting topics and retention give room back. */
   uint64_t max_disk;
+  uint32_t max_binds_per_conn; /* channels one connection may have bound; default 4096 */
+  uint32_t max_binds;          /* channels bound on the server; default 262144 */
+  uint32_t max_subs_per_conn;  /* subscriptions one connection may hold; default 4096 */
+  uint32_t max_subs;           /* subscriptions on the server; default 262144 */
   /* The topics' log options (rill_log_opts_t; 0: the log's defaults).
    * segment_bytes applies to topics created from now on (an existing
    * topic keeps its own); retention applies to every topic opened.
@@ -281,6 +285,9 @@ typedef struct rill_server_stats {
   uint64_t serves_refused; /* over max_serves_per_conn or max_serves */
   uint64_t disk_bytes;     /* the topics' segment and index files now (a gauge) */
   uint64_t disk_max;       /* max_disk; 0 when unlimited */
+  uint64_t binds_refused;  /* over max_binds_per_conn or max_binds */
+  uint64_t subs_refused;   /* over max_subs_per_conn or max_subs */
+  uint64_t replies_held;   /* providers not read while their asker's queue was over half tx_limit */
 } rill_server_stats_t;
 
 void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st);

@@ -301,6 +301,14 @@ void rill__metrics_render_server(rill__prom_t *p, const rill__metrics_snap_t *s)
        offsetof(rill_server_stats_t, asks_refused)},
       {"rill_serves_refused_total", "SERVEs refused: over max_serves_per_conn or max_serves.",
        offsetof(rill_server_stats_t, serves_refused)},
+      {"rill_binds_refused_total", "BINDs refused: over max_binds_per_conn or max_binds.",
+       offsetof(rill_server_stats_t, binds_refused)},
+      {"rill_subscribes_refused_total", "SUBSCRIBEs refused: over max_subs_per_conn or max_subs.",
+       offsetof(rill_server_stats_t, subs_refused)},
+      {"rill_replies_held_total",
+       "Times a provider was not read because its asker's send queue was over half its "
+       "tx_limit.",
+       offsetof(rill_server_stats_t, replies_held)},
   };
   for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
     uint64_t v;
@@ -317,6 +325,9 @@ void rill__metrics_render_server(rill__prom_t *p, const rill__metrics_snap_t *s)
                    (double)st->disk_bytes);
   rill__prom_gauge(p, "rill_disk_max_bytes", "The server's max_disk; 0: unlimited.",
                    (double)st->disk_max);
+  rill__prom_gauge(p, "rill_channels_bound", "Publishing channels bound (max_binds).",
+                   (double)s->binds);
+  rill__prom_gauge(p, "rill_subscriptions", "Subscriptions held (max_subs).", (double)s->subs);
   rill__prom_gauge(p, "rill_uptime_seconds", "Seconds since the server started.", s->uptime_s);
   rill__prom_gauge(p, "rill_loops", "Event-loop threads.", (double)s->loops);
 

@@ -153,6 +153,8 @@ typedef struct rill__metrics_snap {
   rill_server_stats_t st; /* counters and conns_open, summed over the loops */
   uint64_t asks_in_flight;
   uint64_t serves; /* SERVE registrations held */
+  uint64_t binds;  /* channels bound */
+  uint64_t subs;   /* subscriptions */
   double uptime_s;
   uint32_t loops;
   rill__hist_t publish_ack; /* an acknowledged publish: frame read to ACK queued */

@@ -30,7 +30,9 @@
  * the limit anyway is cut off with a reason. What a connection's
  * requests send to another (an ask to its provider) is held to that
  * one's room: past half its limit the asker is refused (EBUSY), so no
- * client can get another cut off. Subscriptions deliver only
+ * client can get another cut off; a reply that takes its asker's queue
+ * past half stops the server reading the provider until the asker has
+ * read (held_on). Subscriptions deliver only
  * as far as the credits their client granted, and only while the send
  * queue has room. Acknowledged publishes waiting for durability count
  * too: past RILL__ACKS_MAX waiting, the connection is not read.
@@ -92,7 +94,11 @@
 
 #define DEFAULT_MAX_DISK ((uint64_t)64 << 30)
 #define ASK_FREE_MAX     1024u /* asks kept for reuse; more are freed (a burst's memory goes back) */
-#define SVC_BUCKETS      4096u
+/* A provider held back by its asker's queue (held_on) for this long has
+ * the ask it was replying to ended: a held provider serves nobody else,
+ * so an asker that never reads must not hold it for ever. */
+#define HOLD_MAX_NS 10000000000ull
+#define SVC_BUCKETS 4096u
 /* Descriptors a topic holds at least: its directory, its lock, one
  * segment's data and index. */
 #define FDS_PER_TOPIC 4u
@@ -161,12 +167,29 @@ struct sub {
   struct topic *t;
   uint64_t next;    /* sequence to deliver next */
   uint64_t credits; /* deliveries the client allows */
-  struct sub *next_in_conn, *next_in_topic;
+  /* Doubly linked (the address of what points here), so an UNSUBSCRIBE
+   * unlinks at once however many subscriptions the lists hold. */
+  struct sub *next_in_conn, **prev_in_conn;
+  struct sub *next_in_topic, **prev_in_topic;
 };
 
-struct bind {
-  uint16_t ch;
-  struct topic *t;
+/* A connection's channels of one kind (its bound topics, its
+ * subscriptions) by channel number: open addressing with linear probing,
+ * at most half full, so a lookup (every PUBLISH and CREDIT) is a probe or
+ * two and allocates nothing, however many channels the connection holds.
+ * The hash multiplies by the server's secret odd chan_mul, so a client
+ * cannot choose channels that all land in one run of slots. Loop only. */
+struct chslot {
+  uint32_t key; /* channel + 1; 0: empty */
+  void *v;
+};
+
+struct chtab {
+  struct chslot *slot; /* NULL until the first channel */
+  uint32_t mask;       /* slots - 1 */
+  uint32_t shift;      /* 32 - log2(slots): the hash's top bits index */
+  uint32_t n;
+  uint32_t mul; /* the server's chan_mul */
 };
 
 /* A service: the connections that serve it, taken in turn. Under reg. */
@@ -183,16 +206,28 @@ struct service {
   struct service *next;              /* in its bucket; freed with its last provider */
 };
 
+/* An ask's place in one of its connections' lists, and a list's ends. */
+struct alink {
+  struct ask *next, *prev;
+};
+struct alist {
+  struct ask *head, *tail;
+};
+
 /* An ask in flight, by the id the server gave it. Under asks_mu; holds a
  * reference on both connections. */
 struct ask {
   uint64_t sid;
   struct conn *asker, *provider;
-  uint64_t cid;         /* the asker's id for it */
-  uint64_t deadline;    /* rill_time_ns, or 0 */
-  uint64_t t0;          /* when the ASK was read, for the histogram */
-  uint64_t bytes;       /* of the stream going through, to hold it to max_message */
-  bool replying;        /* the provider's REPLY is streaming: its last CHUNK ends the ask */
+  uint64_t cid;      /* the asker's id for it */
+  uint64_t deadline; /* rill_time_ns, or 0 */
+  uint64_t t0;       /* when the ASK was read, for the histogram */
+  uint64_t bytes;    /* of the stream going through, to hold it to max_message */
+  bool replying;     /* the provider's REPLY is streaming: its last CHUNK ends the ask */
+  uint32_t heap_at;  /* its place in asks_heap plus one; 0: no deadline */
+  /* In its asker's asks_made and its provider's asks_served, oldest
+   * first: a connection that goes ends its own asks without a scan. */
+  struct alink by_asker, by_provider;
   struct ask *next;     /* in its hash bucket, or in the free list */
   struct ask *next_cid; /* in its bucket by (asker, cid), for CANCEL */
 };
@@ -259,14 +294,15 @@ struct conn {
     rill_buf_t b;
   } txrefs[TX_REFS];
   uint32_t refs_head, nrefs;
-  size_t ref_bytes; /* not yet sent */
-  struct bind *binds;
-  size_t nbinds, cap_binds;
-  struct sub *subs;
-  struct provider *provides; /* under reg */
-  uint32_t nserves;          /* its providers; under reg */
-  uint32_t nasks;            /* asks it made in flight; under asks_mu */
-  uint32_t nasked;           /* asks in flight it provides for; under asks_mu */
+  size_t ref_bytes;                    /* not yet sent */
+  struct chtab binds;                  /* channel -> struct topic */
+  struct chtab subch;                  /* channel -> struct sub */
+  struct sub *subs;                    /* the same subscriptions, to go through them */
+  struct provider *provides;           /* under reg */
+  uint32_t nserves;                    /* its providers; under reg */
+  uint32_t nasks;                      /* asks it made in flight; under asks_mu */
+  uint32_t nasked;                     /* asks in flight it provides for; under asks_mu */
+  struct alist asks_made, asks_served; /* those asks; under asks_mu */
   uint32_t acks_waiting;
   struct instream in[IN_STREAMS];
   struct outstream out;
@@ -291,6 +327,18 @@ struct conn {
   /* queued() as of its loop's last settle: other loops forwarding an ask
    * read it (relaxed: an estimate, the hard limit is checked anyway). */
   _Atomic size_t txq;
+  /* A provider whose reply took its asker's queue past half tx_limit is
+   * not read until that queue drains (hold_over): held_on is that asker
+   * (a reference; loop only). The asker keeps the providers it holds in
+   * `waiters` (each a reference, linked by next_waiter, under the
+   * asker's xlock) and wakes them when its queue is under a quarter;
+   * `waited` says the list may be non-empty without taking the lock. */
+  struct conn *held_on;
+  uint64_t held_since, held_sid; /* when the hold began; the ask whose reply made it */
+  struct conn *waiters, *next_waiter;
+  uint32_t nwaiters; /* on waiters; under xlock */
+  bool waiting;      /* in its held_on's waiters; under that one's xlock */
+  atomic_bool waited;
 };
 
 struct loop {
@@ -337,6 +385,11 @@ struct rill_server {
   uint64_t topic_mask;
   struct service *services[SVC_BUCKETS]; /* by name hash */
   uint32_t nserves;                      /* providers, all services */
+  /* Channels bound and subscriptions, all connections: counts against
+   * max_binds and max_subs, relaxed (they publish nothing), taken with an
+   * RMW before the topic is looked up, as nconns is. */
+  _Atomic uint32_t nbinds, nsubs;
+  uint32_t chan_mul; /* the connections' channel hash: secret, odd */
   /* Deleted topics some loop, wakeup or the syncer still uses: freed by
    * the last topic_put, or by destroy. Counted in ntopics meanwhile. */
   struct topic *dead_topics;
@@ -352,7 +405,12 @@ struct rill_server {
   struct ask *asks[ASK_BUCKETS];     /* in flight, by sid % ASK_BUCKETS */
   struct ask *asks_cid[ASK_BUCKETS]; /* the same, by (asker, its id): CANCEL finds one at once */
   struct ask *free_asks;             /* reused: a steady stream allocates nothing */
-  uint32_t nfree_asks;               /* at most ASK_FREE_MAX */
+  /* The asks with a deadline, a binary min-heap by deadline: the sweep
+   * looks only at those past theirs, not at every ask in flight. Grown by
+   * doubling, at most max_asks entries. */
+  struct ask **asks_heap;
+  uint32_t nheap, cap_heap;
+  uint32_t nfree_asks; /* at most ASK_FREE_MAX */
   uint64_t next_sid, asks_open;
   int dir_lock; /* data_dir's lock file, flocked for the server's life */
   /* The log callback's lines, each kind held to log_rate a second. */
@@ -744,6 +802,130 @@ static int forward_to(struct loop *lp, struct conn *c, uint8_t type, uint8_t fla
   return send_frame(lp, c, type, flags, ch, id, arg, body, len) ? SENT : GONE;
 }
 
+/* What is queued for a (its own queue and other loops' frames for it),
+ * seen from lp. Under a's xlock. */
+static size_t load_of(struct loop *lp, const struct conn *a) {
+  return a->xtx_len +
+         (a->lp == lp ? queued(a) : atomic_load_explicit(&a->txq, memory_order_relaxed));
+}
+
+/* Under a's xlock: takes p off a's waiters, if it is on them; true when
+ * it was (the caller puts the list's reference, after the unlock). */
+static bool waiter_leave(struct conn *a, struct conn *p) {
+  if (!p->waiting)
+    return false;
+  struct conn **pp = &a->waiters;
+  while (*pp != p)
+    pp = &(*pp)->next_waiter;
+  *pp = p->next_waiter;
+  p->waiting = false;
+  a->nwaiters--;
+  return true;
+}
+
+/* Under a's xlock: takes up to max providers off a's waiters (each with
+ * the list's reference) into out. A provider taken may put itself on a
+ * list again at once (its next_waiter is then its own), so they are
+ * moved out before the lock goes, never walked after. */
+static uint32_t waiters_take(struct conn *a, struct conn **out, uint32_t max) {
+  uint32_t n = 0;
+  for (; n < max && a->waiters; n++) {
+    struct conn *p = a->waiters;
+    a->waiters = p->next_waiter;
+    p->waiting = false;
+    a->nwaiters--;
+    out[n] = p;
+  }
+  if (!a->waiters) /* under xlock, as the list */
+    atomic_store_explicit(&a->waited, false, memory_order_relaxed);
+  return n;
+}
+
+/* Provider p lets go of the asker that held it. */
+static void hold_release(struct conn *p) {
+  struct conn *a = p->held_on;
+  pthread_mutex_lock(&a->xlock);
+  bool left = waiter_leave(a, p);
+  pthread_mutex_unlock(&a->xlock);
+  if (left)
+    conn_put(p); /* the list's; the caller holds p */
+  p->held_on = NULL;
+  conn_put(a);
+}
+
+/* Is provider p's asker still over half its tx_limit? If so p stays
+ * held and is on the asker's waiters list; if not (or the asker is gone)
+ * p lets go of it. */
+static bool hold_over(struct loop *lp, struct conn *p) {
+  struct conn *a = p->held_on;
+  pthread_mutex_lock(&a->xlock);
+  bool over = !a->dead && !a->cut && load_of(lp, a) > lp->s->o.tx_limit / 2;
+  if (over && !p->waiting) {
+    conn_get(p); /* the list's */
+    p->waiting = true;
+    p->next_waiter = a->waiters;
+    a->waiters = p;
+    a->nwaiters++;
+    /* Relaxed: a hint for a's loop; the sweep checks held providers too. */
+    atomic_store_explicit(&a->waited, true, memory_order_relaxed);
+  }
+  pthread_mutex_unlock(&a->xlock);
+  if (!over)
+    hold_release(p);
+  return over;
+}
+
+/* After a REPLY or a piece of one went from provider p to asker a: past
+ * half a's tx_limit, p is not read any more until a has read enough, so
+ * a provider faster than its asker is held back by TCP instead of the
+ * asker being cut off for what it did not ask to be sent so fast. */
+static void reply_hold(struct loop *lp, struct conn *p, const struct ask *ask) {
+  struct conn *a = ask->asker;
+  if (a == p || p->held_on) /* its own queue pauses it (over) */
+    return;
+  conn_get(a);
+  p->held_on = a;
+  if (hold_over(lp, p)) {
+    p->paused = true;
+    p->held_since = rill_time_ns();
+    p->held_sid = ask->sid;
+    INC(lp, replies_held, 1);
+  }
+}
+
+/* Wakes provider p, held by an asker of loop lp, to look again, and puts
+ * the waiters list's reference. */
+static void waiter_wake(struct loop *lp, struct conn *p) {
+  pthread_mutex_lock(&p->xlock);
+  bool wake = !p->dead && !p->xwoken;
+  if (wake && p->lp != lp)
+    p->xwoken = true;
+  pthread_mutex_unlock(&p->xlock);
+  if (wake && p->lp == lp) {
+    mark_dirty(lp, p);
+  } else if (wake) {
+    conn_get(p); /* for the wakeup node; its loop puts it */
+    loop_wake(p->lp, &p->xw);
+  }
+  conn_put(p); /* the list's */
+}
+
+/* The providers a holds back, woken once its queue is under a quarter
+ * of tx_limit (a's loop, at its settle): each looks again (hold_over). */
+static void waiters_wake(struct loop *lp, struct conn *a) {
+  struct conn *batch[32];
+  pthread_mutex_lock(&a->xlock);
+  uint32_t left = a->nwaiters; /* those on it now: one that comes back waits for the next */
+  pthread_mutex_unlock(&a->xlock);
+  for (uint32_t n = 32; n == 32 && left; left -= n) {
+    pthread_mutex_lock(&a->xlock);
+    n = waiters_take(a, batch, left < 32 ? left : 32);
+    pthread_mutex_unlock(&a->xlock);
+    for (uint32_t i = 0; i < n; i++)
+      waiter_wake(lp, batch[i]);
+  }
+}
+
 static bool error_to(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, int code,
                      const char *msg) {
   INC(lp, errors_sent, 1);
@@ -1005,19 +1187,93 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
   return t;
 }
 
-static struct topic *bound(struct conn *c, uint16_t ch) {
-  for (size_t i = 0; i < c->nbinds; i++)
-    if (c->binds[i].ch == ch)
-      return c->binds[i].t;
-  return NULL;
+/* ---- a connection's channels ---------------------------------------------------- */
+
+static uint32_t chtab_home(const struct chtab *t, uint32_t key) {
+  return (key * t->mul) >> t->shift;
 }
 
-static struct sub *sub_of(struct conn *c, uint16_t ch) {
-  for (struct sub *u = c->subs; u; u = u->next_in_conn)
-    if (u->ch == ch)
-      return u;
-  return NULL;
+/* The slot of channel ch, or NULL. */
+static struct chslot *chtab_find(const struct chtab *t, uint16_t ch) {
+  if (!t->slot)
+    return NULL;
+  uint32_t key = (uint32_t)ch + 1;
+  for (uint32_t i = chtab_home(t, key);; i = (i + 1) & t->mask) {
+    if (t->slot[i].key == key)
+      return &t->slot[i];
+    if (!t->slot[i].key)
+      return NULL;
+  }
 }
+
+static void *chtab_get(const struct chtab *t, uint16_t ch) {
+  struct chslot *sl = chtab_find(t, ch);
+  return sl ? sl->v : NULL;
+}
+
+/* Room for one more channel (the table grown when it would pass half
+ * full), so the chtab_put after it cannot fail. False: no memory. */
+static bool chtab_reserve(struct chtab *t) {
+  uint32_t slots = t->slot ? t->mask + 1 : 0;
+  if (2 * (t->n + 1) <= slots)
+    return true;
+  uint32_t ns = slots ? 2 * slots : 8, shift = 32;
+  for (uint32_t v = ns; v > 1; v >>= 1)
+    shift--;
+  struct chslot *n = rill__calloc(ns, sizeof *n), *old = t->slot;
+  if (!n)
+    return false;
+  t->slot = n;
+  t->mask = ns - 1;
+  t->shift = shift;
+  for (uint32_t i = 0; i < slots; i++)
+    if (old[i].key) {
+      uint32_t j = chtab_home(t, old[i].key);
+      while (n[j].key)
+        j = (j + 1) & t->mask;
+      n[j] = old[i];
+    }
+  rill__free(old);
+  return true;
+}
+
+/* Adds channel ch (not in t; room reserved). */
+static void chtab_put(struct chtab *t, uint16_t ch, void *v) {
+  uint32_t key = (uint32_t)ch + 1, i = chtab_home(t, key);
+  while (t->slot[i].key)
+    i = (i + 1) & t->mask;
+  t->slot[i] = (struct chslot){key, v};
+  t->n++;
+}
+
+/* Takes channel ch out, moving back the entries after it that probed
+ * past its slot, so no tombstone is left and lookups stay short. */
+static void chtab_del(struct chtab *t, uint16_t ch) {
+  struct chslot *sl = chtab_find(t, ch);
+  if (!sl)
+    return;
+  uint32_t hole = (uint32_t)(sl - t->slot);
+  for (uint32_t i = (hole + 1) & t->mask; t->slot[i].key; i = (i + 1) & t->mask) {
+    uint32_t home = chtab_home(t, t->slot[i].key);
+    /* Movable when its home is not in (hole, i], cyclically. */
+    if (((i - home) & t->mask) >= ((i - hole) & t->mask)) {
+      t->slot[hole] = t->slot[i];
+      hole = i;
+    }
+  }
+  t->slot[hole] = (struct chslot){0};
+  t->n--;
+}
+
+static void chtab_free(struct chtab *t) {
+  rill__free(t->slot);
+  t->slot = NULL;
+  t->n = 0;
+}
+
+static struct topic *bound(struct conn *c, uint16_t ch) { return chtab_get(&c->binds, ch); }
+
+static struct sub *sub_of(struct conn *c, uint16_t ch) { return chtab_get(&c->subch, ch); }
 
 /* Sends the next pieces of the record going out in chunks, as far as the
  * send queue allows: DELIVER with STREAM (id = the whole length) and the
@@ -1148,20 +1404,21 @@ static void pump_touched(struct loop *lp) {
   }
 }
 
+/* Frees a subscription; the server's count of them is the caller's to
+ * lower. */
 static void sub_free(struct loop *lp, struct sub *u) {
   struct tloop *tl = &u->t->per[lp->idx];
-  struct sub **pp = &tl->subs;
-  while (*pp != u)
-    pp = &(*pp)->next_in_topic;
-  *pp = u->next_in_topic;
+  *u->prev_in_topic = u->next_in_topic;
+  if (u->next_in_topic)
+    u->next_in_topic->prev_in_topic = u->prev_in_topic;
   /* Only this loop writes its count; others read it relaxed to decide
    * whom to wake (a stale count costs one needless wakeup). */
   atomic_store_explicit(&tl->nsubs, atomic_load_explicit(&tl->nsubs, memory_order_relaxed) - 1,
                         memory_order_relaxed);
-  pp = &u->c->subs;
-  while (*pp != u)
-    pp = &(*pp)->next_in_conn;
-  *pp = u->next_in_conn;
+  *u->prev_in_conn = u->next_in_conn;
+  if (u->next_in_conn)
+    u->next_in_conn->prev_in_conn = u->prev_in_conn;
+  chtab_del(&u->c->subch, u->ch);
   struct topic *t = u->t;
   rill__free(u);
   unhold(lp, t);
@@ -1338,50 +1595,74 @@ static bool bind_count(rill_server_t *s, struct topic *from, struct topic *to) {
   return ok;
 }
 
+/* Takes a place in a server-wide count held to max (nbinds, nsubs);
+ * false when it is full. Relaxed: a count; the RMW keeps two loops from
+ * both taking the last place. */
+static bool count_take(_Atomic uint32_t *n, uint32_t max) {
+  if (atomic_fetch_add_explicit(n, 1, memory_order_relaxed) < max)
+    return true;
+  atomic_fetch_sub_explicit(n, 1, memory_order_relaxed);
+  return false;
+}
+
+static void count_give(_Atomic uint32_t *n, uint32_t k) {
+  atomic_fetch_sub_explicit(n, k, memory_order_relaxed); /* a count, as count_take */
+}
+
 static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+  rill_server_t *s = lp->s;
   if (!rill_net_name_ok(f->body, f->len)) {
     send_error(lp, c, f->channel, f->id, RILL_EINVAL, "BIND: not a topic name");
     return;
   }
+  char why[128];
+  /* A bound channel is memory and a slot until its connection goes: held
+   * to a count per connection and on the server, both taken before
+   * topic_get, so a refused BIND makes no topic. Rebinding a channel
+   * takes nothing more. */
+  struct chslot *sl = chtab_find(&c->binds, f->channel);
+  if (!sl && (c->binds.n >= s->o.max_binds_per_conn || !count_take(&s->nbinds, s->o.max_binds))) {
+    INC(lp, binds_refused, 1);
+    if (c->binds.n >= s->o.max_binds_per_conn)
+      snprintf(why, sizeof why, "BIND: this connection has max_binds_per_conn (%u) channels bound",
+               s->o.max_binds_per_conn);
+    else
+      snprintf(why, sizeof why, "BIND: the server has max_binds (%u) channels bound",
+               s->o.max_binds);
+    send_error(lp, c, f->channel, f->id, RILL_EBUSY, why);
+    return;
+  }
   int rc = 0;
-  struct topic *t = topic_get(lp->s, f->body, f->len, true, &rc);
-  if (!t) {
-    send_error(lp, c, f->channel, f->id, rc, rill_errmsg());
+  struct topic *t = NULL;
+  const char *msg = NULL;
+  if (!sl && !chtab_reserve(&c->binds)) {
+    rc = RILL_ENOMEM;
+    msg = "BIND: no memory";
+  } else if (!(t = topic_get(s, f->body, f->len, true, &rc))) {
+    msg = rill_errmsg();
+  } else if (!bind_count(s, sl ? sl->v : NULL, t)) {
+    rc = RILL_ENOENT;
+    msg = "BIND: the topic was deleted meanwhile";
+  }
+  if (rc) {
+    if (!sl)
+      count_give(&s->nbinds, 1);
+    send_error(lp, c, f->channel, f->id, rc, msg);
+    if (t)
+      topic_put(s, t); /* topic_get's, of a topic deleted meanwhile */
     return;
   }
   /* The channel's use of t is this loop's hold; topic_get's reference
-   * goes once that is taken. */
+   * goes once that is taken (and the hold of the topic it was bound to
+   * before, when a channel is rebound). */
   hold(lp, t);
-  topic_put(lp->s, t);
-  for (size_t i = 0; i < c->nbinds; i++)
-    if (c->binds[i].ch == f->channel) {
-      if (!bind_count(lp->s, c->binds[i].t, t)) {
-        send_error(lp, c, f->channel, f->id, RILL_ENOENT, "BIND: the topic was deleted meanwhile");
-        unhold(lp, t);
-        return;
-      }
-      unhold(lp, c->binds[i].t);
-      c->binds[i].t = t; /* rebinding a channel is allowed */
-      goto ack;
-    }
-  if (c->nbinds == c->cap_binds) {
-    size_t cap = c->cap_binds ? 2 * c->cap_binds : 8;
-    struct bind *n = rill__realloc(c->binds, cap * sizeof *n);
-    if (!n) {
-      send_error(lp, c, f->channel, f->id, RILL_ENOMEM, "BIND: no memory");
-      unhold(lp, t);
-      return;
-    }
-    c->binds = n;
-    c->cap_binds = cap;
+  topic_put(s, t);
+  if (sl) {
+    unhold(lp, sl->v);
+    sl->v = t; /* rebinding a channel is allowed */
+  } else {
+    chtab_put(&c->binds, f->channel, t);
   }
-  if (!bind_count(lp->s, NULL, t)) {
-    send_error(lp, c, f->channel, f->id, RILL_ENOENT, "BIND: the topic was deleted meanwhile");
-    unhold(lp, t);
-    return;
-  }
-  c->binds[c->nbinds++] = (struct bind){f->channel, t};
-ack:
   send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, rill_log_next(t->log), NULL, 0);
 }
 
@@ -1608,9 +1889,33 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
     send_error(lp, c, f->channel, f->id, RILL_EEXIST, "SUBSCRIBE: channel already subscribed");
     return;
   }
+  rill_server_t *s = lp->s;
+  char why[128];
+  /* A subscription is memory, a slot and a turn in its topic's pump until
+   * it goes: held to a count per connection and on the server, both taken
+   * before topic_get, so a refused SUBSCRIBE makes no topic. */
+  if (c->subch.n >= s->o.max_subs_per_conn || !count_take(&s->nsubs, s->o.max_subs)) {
+    INC(lp, subs_refused, 1);
+    if (c->subch.n >= s->o.max_subs_per_conn)
+      snprintf(why, sizeof why,
+               "SUBSCRIBE: this connection has max_subs_per_conn (%u) subscriptions",
+               s->o.max_subs_per_conn);
+    else
+      snprintf(why, sizeof why, "SUBSCRIBE: the server has max_subs (%u) subscriptions",
+               s->o.max_subs);
+    send_error(lp, c, f->channel, f->id, RILL_EBUSY, why);
+    return;
+  }
+  if (!chtab_reserve(&c->subch)) {
+    count_give(&s->nsubs, 1);
+    send_error(lp, c, f->channel, f->id, RILL_ENOMEM, "SUBSCRIBE: no memory");
+    return;
+  }
   int rc = 0;
   /* A topic only when asked: a mistyped name must not make one. */
   struct topic *t = topic_get(lp->s, f->body, f->len, f->flags & RILL_FF_CREATE, &rc);
+  if (!t)
+    count_give(&s->nsubs, 1);
   if (!t && rc == RILL_ENOENT) {
     char msg[320];
     snprintf(msg, sizeof msg, "SUBSCRIBE: no topic '%.*s' (subscribe with CREATE to make it)",
@@ -1619,6 +1924,8 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
     return;
   }
   struct sub *u = t ? rill__calloc(1, sizeof *u) : NULL;
+  if (t && !u)
+    count_give(&s->nsubs, 1);
   if (!u) {
     send_error(lp, c, f->channel, f->id, t ? RILL_ENOMEM : rc, t ? "no memory" : rill_errmsg());
     if (t)
@@ -1630,14 +1937,15 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
    * goes: from here on, appends by other loops wake this one. One
    * appended just before is caught by the first CREDIT's pump, which
    * reads the log, not the wakeups. */
-  pthread_mutex_lock(&lp->s->reg);
+  pthread_mutex_lock(&s->reg);
   bool deleted = t->deleted;
   if (!deleted)
     atomic_store_explicit(&tl->nsubs, atomic_load_explicit(&tl->nsubs, memory_order_relaxed) + 1,
                           memory_order_seq_cst);
-  pthread_mutex_unlock(&lp->s->reg);
+  pthread_mutex_unlock(&s->reg);
   if (deleted) {
     rill__free(u);
+    count_give(&s->nsubs, 1);
     send_error(lp, c, f->channel, f->id, RILL_ENOENT, "SUBSCRIBE: the topic was deleted meanwhile");
     topic_put(lp->s, t);
     return;
@@ -1646,9 +1954,16 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
   topic_put(lp->s, t);
   *u = (struct sub){.c = c, .ch = f->channel, .t = t, .next = start_of(t->log, f->arg)};
   u->next_in_conn = c->subs;
+  u->prev_in_conn = &c->subs;
+  if (c->subs)
+    c->subs->prev_in_conn = &u->next_in_conn;
   c->subs = u;
   u->next_in_topic = tl->subs;
+  u->prev_in_topic = &tl->subs;
+  if (tl->subs)
+    tl->subs->prev_in_topic = &u->next_in_topic;
   tl->subs = u;
+  chtab_put(&c->subch, f->channel, u);
   send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, u->next, NULL, 0);
 }
 
@@ -1660,6 +1975,7 @@ static void on_unsubscribe(struct loop *lp, struct conn *c, const rill_frame_t *
   }
   uint64_t next = u->next;
   sub_free(lp, u);
+  count_give(&lp->s->nsubs, 1);
   send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, next, NULL, 0);
 }
 
@@ -1816,6 +2132,88 @@ static struct ask **ask_cid_bucket(rill_server_t *s, const struct conn *asker, u
   return &s->asks_cid[(h ^ h >> 29) % ASK_BUCKETS];
 }
 
+/* ---- ask deadlines: a min-heap under asks_mu ---- */
+
+static void heap_set(rill_server_t *s, uint32_t i, struct ask *a) {
+  s->asks_heap[i] = a;
+  a->heap_at = i + 1;
+}
+
+/* Moves the entry at i up or down to where its deadline belongs. */
+static void heap_fix(rill_server_t *s, uint32_t i) {
+  struct ask *a = s->asks_heap[i];
+  while (i && s->asks_heap[(i - 1) / 2]->deadline > a->deadline) {
+    heap_set(s, i, s->asks_heap[(i - 1) / 2]);
+    i = (i - 1) / 2;
+  }
+  for (;;) {
+    uint32_t k = 2 * i + 1;
+    if (k >= s->nheap)
+      break;
+    if (k + 1 < s->nheap && s->asks_heap[k + 1]->deadline < s->asks_heap[k]->deadline)
+      k++;
+    if (s->asks_heap[k]->deadline >= a->deadline)
+      break;
+    heap_set(s, i, s->asks_heap[k]);
+    i = k;
+  }
+  heap_set(s, i, a);
+}
+
+/* Room for one more deadline; false: no memory. */
+static bool heap_room(rill_server_t *s) {
+  if (s->nheap < s->cap_heap)
+    return true;
+  uint32_t cap = s->cap_heap ? 2 * s->cap_heap : 256;
+  struct ask **h = rill__realloc(s->asks_heap, (size_t)cap * sizeof *h);
+  if (!h)
+    return false;
+  s->asks_heap = h;
+  s->cap_heap = cap;
+  return true;
+}
+
+static void heap_push(rill_server_t *s, struct ask *a) {
+  heap_set(s, s->nheap++, a);
+  heap_fix(s, s->nheap - 1);
+}
+
+static void heap_remove(rill_server_t *s, struct ask *a) {
+  uint32_t i = a->heap_at - 1;
+  a->heap_at = 0;
+  struct ask *last = s->asks_heap[--s->nheap];
+  if (i < s->nheap) {
+    heap_set(s, i, last);
+    heap_fix(s, i);
+  }
+}
+
+static struct alink *alink_of(struct ask *a, bool asker) {
+  return asker ? &a->by_asker : &a->by_provider;
+}
+
+/* Appends a to l, through its asker's link or its provider's. */
+static void alist_add(struct alist *l, struct ask *a, bool asker) {
+  *alink_of(a, asker) = (struct alink){NULL, l->tail};
+  if (l->tail)
+    alink_of(l->tail, asker)->next = a;
+  else
+    l->head = a;
+  l->tail = a;
+}
+
+static void alist_del(struct alist *l, struct ask *a, bool asker) {
+  struct alink *k = alink_of(a, asker);
+  if (k->prev)
+    alink_of(k->prev, asker)->next = k->next;
+  else
+    l->head = k->next;
+  if (k->next)
+    alink_of(k->next, asker)->prev = k->prev;
+  else
+    l->tail = k->prev;
+}
+
 /* Under asks_mu. */
 static void ask_done(rill_server_t *s, struct ask **pp) {
   struct ask *a = *pp;
@@ -1824,6 +2222,10 @@ static void ask_done(rill_server_t *s, struct ask **pp) {
   while (*cp != a)
     cp = &(*cp)->next_cid;
   *cp = a->next_cid;
+  if (a->heap_at)
+    heap_remove(s, a);
+  alist_del(&a->asker->asks_made, a, true);
+  alist_del(&a->provider->asks_served, a, false);
   a->asker->nasks--;
   a->provider->nasked--;
   conn_put(a->asker);
@@ -1888,11 +2290,12 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
              s->o.max_asks_per_conn);
   else if (s->asks_open >= s->o.max_asks)
     snprintf(why, sizeof why, "ASK: the server has max_asks (%u) asks in flight", s->o.max_asks);
-  struct ask *a = why[0] ? NULL : s->free_asks;
+  bool room = why[0] || !f->arg || heap_room(s);
+  struct ask *a = why[0] || !room ? NULL : s->free_asks;
   if (a) {
     s->free_asks = a->next;
     s->nfree_asks--;
-  } else if (why[0] || !(a = rill__malloc(sizeof *a))) {
+  } else if (why[0] || !room || !(a = rill__malloc(sizeof *a))) {
     pthread_mutex_unlock(&s->asks_mu);
     conn_put(pc);
     if (why[0])
@@ -1918,6 +2321,10 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   slot = ask_cid_bucket(s, c, a->cid);
   a->next_cid = *slot;
   *slot = a;
+  if (deadline)
+    heap_push(s, a);
+  alist_add(&c->asks_made, a, true);
+  alist_add(&pc->asks_served, a, false);
   c->nasks++;
   pc->nasked++;
   s->asks_open++;
@@ -1990,6 +2397,7 @@ static void on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f)
   } else if (f->arg == RILL_F_REPLY && a && a->provider == c && a->replying) {
     if (!ask_too_big(lp, pp, f->len)) {
       send_to(lp, a->asker, RILL_F_CHUNK, f->flags, 0, a->cid, RILL_F_REPLY, f->body, f->len);
+      reply_hold(lp, c, a);
       if (last) {
         rill__hist_add(&lp->ask, rill_time_ns() - a->t0);
         ask_done(s, pp);
@@ -2006,6 +2414,7 @@ static void on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (*pp && (*pp)->provider == c && !(*pp)->replying) {
     struct ask *a = *pp;
     send_to(lp, a->asker, RILL_F_REPLY, f->flags & RILL_FF_STREAM, 0, a->cid, 0, f->body, f->len);
+    reply_hold(lp, c, a);
     if (f->flags & RILL_FF_STREAM) { /* ends with its last CHUNK */
       a->replying = true;
       a->bytes = f->len;
@@ -2045,30 +2454,57 @@ static void on_cancel(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   pthread_mutex_unlock(&s->asks_mu);
 }
 
-/* Asks of a connection that goes, or past their deadline, end here: the
- * asker is told (unless it is the one going), the provider cancelled. */
-static void asks_end(struct loop *lp, struct conn *gone, uint64_t now) {
+/* Asks of a connection that goes end here, oldest first, found through
+ * its own lists (no scan of the table, however many asks others have in
+ * flight): the asker is told (unless it is the one going), the provider
+ * cancelled. */
+static void asks_end(struct loop *lp, struct conn *gone) {
   rill_server_t *s = lp->s;
   pthread_mutex_lock(&s->asks_mu);
-  if (gone && !gone->nasks && !gone->nasked) { /* nothing of its: no scan */
-    pthread_mutex_unlock(&s->asks_mu);
-    return;
+  for (struct ask *a; (a = gone->asks_made.head);) {
+    if (a->provider != gone)
+      send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
+    ask_done(s, ask_slot(s, a->sid));
   }
-  for (uint32_t b = 0; s->asks_open && b < ASK_BUCKETS; b++)
-    for (struct ask **pp = &s->asks[b]; *pp;) {
-      struct ask *a = *pp;
-      bool late = !gone && a->deadline && now > a->deadline;
-      if (!late && (!gone || (a->asker != gone && a->provider != gone))) {
-        pp = &a->next;
-        continue;
-      }
-      if (a->asker != gone)
-        error_to(lp, a->asker, 0, a->cid, late ? RILL_ETIMEDOUT : RILL_ECONNRESET,
-                 late ? "ASK: past its deadline" : "ASK: the provider went away");
-      if (a->provider != gone)
-        send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
-      ask_done(s, pp);
-    }
+  for (struct ask *a; (a = gone->asks_served.head);) {
+    error_to(lp, a->asker, 0, a->cid, RILL_ECONNRESET, "ASK: the provider went away");
+    ask_done(s, ask_slot(s, a->sid));
+  }
+  pthread_mutex_unlock(&s->asks_mu);
+}
+
+/* A provider held by its asker for HOLD_MAX_NS (the sweep): the ask whose
+ * reply held it ends, the asker told (naming tx_limit), the provider
+ * cancelled, and the provider is read again. */
+static void hold_expire(struct loop *lp, struct conn *p) {
+  rill_server_t *s = lp->s;
+  pthread_mutex_lock(&s->asks_mu);
+  struct ask **pp = ask_slot(s, p->held_sid);
+  if (*pp && (*pp)->provider == p) {
+    struct ask *a = *pp;
+    error_to(lp, a->asker, 0, a->cid, RILL_ENOBUFS,
+             "ASK: the reply waited 10 s for the asker to read its send queue down from over "
+             "half its tx_limit; the ask ended");
+    send_to(lp, p, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
+    ask_done(s, pp);
+  }
+  pthread_mutex_unlock(&s->asks_mu);
+  hold_release(p);
+}
+
+/* Asks past their deadline end here (loop 0's sweep): the asker is told,
+ * the provider cancelled. Only the asks that expire are looked at, the
+ * earliest deadline first, so the sweep costs nothing while none is due,
+ * however many asks are in flight. */
+static void asks_expire(struct loop *lp, uint64_t now) {
+  rill_server_t *s = lp->s;
+  pthread_mutex_lock(&s->asks_mu);
+  while (s->nheap && now > s->asks_heap[0]->deadline) {
+    struct ask *a = s->asks_heap[0];
+    error_to(lp, a->asker, 0, a->cid, RILL_ETIMEDOUT, "ASK: past its deadline");
+    send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
+    ask_done(s, ask_slot(s, a->sid));
+  }
   pthread_mutex_unlock(&s->asks_mu);
 }
 
@@ -2094,6 +2530,8 @@ static int render(void *ctx, rill__prom_t *p) {
   int rc = 0;
   pthread_mutex_lock(&s->reg);
   snap->serves = s->nserves;
+  snap->binds = atomic_load_explicit(&s->nbinds, memory_order_relaxed); /* counts */
+  snap->subs = atomic_load_explicit(&s->nsubs, memory_order_relaxed);
   size_t n = 0;
   for (struct topic *t = s->topics; t; t = t->next)
     n++;
@@ -2609,11 +3047,15 @@ static void conn_close(struct loop *lp, struct conn *c) {
       pp = &(*pp)->next_dirty;
     *pp = c->next_dirty;
   }
+  uint32_t nsubs = c->subch.n;
   while (c->subs)
     sub_free(lp, c->subs);
+  count_give(&s->nsubs, nsubs);
+  count_give(&s->nbinds, c->binds.n);
   pthread_mutex_lock(&s->reg);
-  for (size_t i = 0; i < c->nbinds; i++)
-    c->binds[i].t->binders--;
+  for (uint32_t i = 0; c->binds.slot && i <= c->binds.mask; i++)
+    if (c->binds.slot[i].key)
+      ((struct topic *)c->binds.slot[i].v)->binders--;
   struct provider *gone = c->provides;
   c->provides = NULL;
   for (struct provider *p = gone; p; p = p->next_in_conn) {
@@ -2635,15 +3077,16 @@ static void conn_close(struct loop *lp, struct conn *c) {
   s->nserves -= c->nserves;
   c->nserves = 0;
   pthread_mutex_unlock(&s->reg);
-  for (size_t i = 0; i < c->nbinds; i++)
-    unhold(lp, c->binds[i].t); /* not under reg, which a last one takes */
+  for (uint32_t i = 0; c->binds.slot && i <= c->binds.mask; i++)
+    if (c->binds.slot[i].key)
+      unhold(lp, c->binds.slot[i].v); /* not under reg, which a last one takes */
   while (gone) {
     struct provider *p = gone;
     gone = p->next_in_conn;
     conn_put(c);
     rill__free(p);
   }
-  asks_end(lp, c, 0);
+  asks_end(lp, c);
   size_t nacks = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
   for (size_t i = 0; c->acks_waiting && i < nacks; i++)
     if (lp->acks[i].c == c) {
@@ -2654,7 +3097,19 @@ static void conn_close(struct loop *lp, struct conn *c) {
   close(c->fd);
   pthread_mutex_lock(&c->xlock);
   c->dead = true; /* what other loops send from now on is dropped */
+  /* Providers it held: let go here, each released by its own sweep
+   * (hold_over finds this one dead), not woken from a closing loop. */
+  struct conn *batch[32];
+  for (uint32_t n = 32; n == 32;) {
+    n = waiters_take(c, batch, 32);
+    pthread_mutex_unlock(&c->xlock);
+    for (uint32_t i = 0; i < n; i++)
+      conn_put(batch[i]);
+    pthread_mutex_lock(&c->xlock);
+  }
   pthread_mutex_unlock(&c->xlock);
+  if (c->held_on)
+    hold_release(c);
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -2668,9 +3123,9 @@ static void conn_close(struct loop *lp, struct conn *c) {
   tx_drop(c);
   rx_give(s, c->rx, c->rx_pooled);
   rill__free(c->tx);
-  rill__free(c->binds);
+  chtab_free(&c->binds);
+  chtab_free(&c->subch);
   c->rx = c->tx = NULL;
-  c->binds = NULL;
   conn_put(c); /* the loop's reference */
 }
 
@@ -2860,6 +3315,7 @@ static void conn_accept(struct loop *lp) {
     c->rx_cap = RX_MIN;
     c->born_ns = c->last_ns = rill_time_ns();
     c->xw.kind = W_CONN;
+    c->binds.mul = c->subch.mul = s->chan_mul;
     pthread_mutex_init(&c->xlock, NULL);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
     if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
@@ -2892,7 +3348,8 @@ static void conn_settle(struct loop *lp, struct conn *c) {
       pump(lp, u);
     conn_flush(lp, c);
   }
-  if (c->paused && queued(c) < limit / 4 && c->acks_waiting < ACKS_MAX / 2) {
+  if (c->paused && queued(c) < limit / 4 && c->acks_waiting < ACKS_MAX / 2 &&
+      !(c->held_on && hold_over(lp, c))) {
     c->paused = false;
     if (c->rx_len) /* frames read before the pause, which no EPOLLIN will announce */
       conn_decode(lp, c);
@@ -2907,6 +3364,8 @@ static void conn_settle(struct loop *lp, struct conn *c) {
     return;
   }
   atomic_store_explicit(&c->txq, queued(c), memory_order_relaxed); /* an estimate: see xsend_ */
+  if (atomic_load_explicit(&c->waited, memory_order_relaxed) && queued(c) < limit / 4)
+    waiters_wake(lp, c);
   if (!conn_watch(lp, c)) {
     INC(lp, conns_dropped, 1);
     conn_close(lp, c);
@@ -2920,7 +3379,7 @@ static void sweep(struct loop *lp) {
   uint64_t now = rill_time_ns();
   accept_resume(lp);
   if (lp->idx == 0)
-    asks_end(lp, NULL, now);
+    asks_expire(lp, now);
   if (lp->idx == 0)
     log_flush(s);
   for (struct conn *c = lp->conns, *n; c; c = n) {
@@ -2955,7 +3414,13 @@ static void sweep(struct loop *lp) {
           told = true;
         }
       }
-      if (told)
+      /* A provider held by its asker looks again: a backstop for a
+       * wakeup its asker's loop missed or did not send (it closed). One
+       * held too long lets go of the ask that held it. */
+      bool held = c->held_on;
+      if (held && now - c->held_since > HOLD_MAX_NS)
+        hold_expire(lp, c);
+      if (told || held)
         conn_settle(lp, c);
     }
   }
@@ -3229,6 +3694,14 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     o.max_serves_per_conn = 1024;
   if (!o.max_serves)
     o.max_serves = 65536;
+  if (!o.max_binds_per_conn)
+    o.max_binds_per_conn = 4096;
+  if (!o.max_binds)
+    o.max_binds = 262144;
+  if (!o.max_subs_per_conn)
+    o.max_subs_per_conn = 4096;
+  if (!o.max_subs)
+    o.max_subs = 262144;
   if (!o.log_rate)
     o.log_rate = 10;
   if (!o.max_disk)
@@ -3333,6 +3806,9 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   }
   if (getrandom(&s->server_id, sizeof s->server_id, GRND_NONBLOCK) != sizeof s->server_id)
     s->server_id = rill_time_wall_ns();
+  if (getrandom(&s->chan_mul, sizeof s->chan_mul, GRND_NONBLOCK) != sizeof s->chan_mul)
+    s->chan_mul = (uint32_t)(s->server_id >> 17) ^ 0x9e3779b9u;
+  s->chan_mul |= 1; /* odd: multiplying permutes the keys */
   s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
   if (s->lfd < 0 || setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
@@ -3464,6 +3940,7 @@ void rill_server_destroy(rill_server_t *s) {
     s->free_asks = a->next;
     rill__free(a);
   }
+  rill__free(s->asks_heap);
   if (s->rxpool)
     rill_iopool_destroy(s->rxpool);
   if (s->lfd >= 0)

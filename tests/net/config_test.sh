@@ -33,6 +33,10 @@ max_asks = 500
 max_serves_per_conn = 5
 max_serves = 60
 max_disk = 10240M
+max_binds_per_conn = 70
+max_binds = 700
+max_subs_per_conn = 80
+max_subs = 800
 segment_bytes = 1M
 retain_bytes = 10G
 retain_count = 5000
@@ -63,6 +67,10 @@ max_asks = 500
 max_serves_per_conn = 5
 max_serves = 60
 max_disk = 10G
+max_binds_per_conn = 70
+max_binds = 700
+max_subs_per_conn = 80
+max_subs = 800
 segment_bytes = 1M
 retain_bytes = 10G
 retain_count = 5000
@@ -82,11 +90,12 @@ grep -v '^# token' "$d/out" | diff - "$d/again" || fail "print-config round trip
 # Flags override the file, before or after --config.
 "$rill" serve --loops 5 --config "$d/good.conf" --sync interval:20 --metrics off \
   --max-conns 7 --listen 127.0.0.1:9000 --idle_timeout 30s --max-asks 9 \
-  --max-serves-per-conn 2 --print-config >"$d/out" ||
+  --max-serves-per-conn 2 --max-subs-per-conn 3 --print-config >"$d/out" ||
   fail "flags with the file"
 for want in 'listen = 127.0.0.1:9000' 'loops = 5' 'sync = interval:20' 'metrics = off' \
   'max_conns = 7' 'idle_timeout = 30s' 'max_body = 2M' 'sub_credits_max = 1000' \
-  'max_asks = 9' 'max_serves_per_conn = 2' 'max_asks_per_conn = 50'; do
+  'max_asks = 9' 'max_serves_per_conn = 2' 'max_asks_per_conn = 50' 'max_subs_per_conn = 3' \
+  'max_binds = 700'; do
   grep -qx "$want" "$d/out" || fail "override: no '$want' in $(cat "$d/out")"
 done
 
@@ -109,7 +118,8 @@ printf 'listen = 127.0.0.1:0\n' >"$d/any.conf"
 for want in 'listen = 127.0.0.1:7450' 'data = ./rill-data' '# token = (none)' 'max_conns = 1024' \
   'max_body = 1M' 'sync = never' 'handshake_timeout = 5s' 'idle_timeout = 5m' 'metrics = off' \
   'max_asks_per_conn = 4096' 'max_asks = 65536' 'max_serves_per_conn = 1024' \
-  'max_serves = 65536' 'max_disk = 64G' \
+  'max_serves = 65536' 'max_disk = 64G' 'max_binds_per_conn = 4096' 'max_binds = 262144' \
+  'max_subs_per_conn = 4096' 'max_subs = 262144' \
   'segment_bytes = 128M' 'retain_bytes = 0' 'retain_count = 0' 'retain_age = 0' 'log_rate = 10'; do
   grep -qx "$want" "$d/out" || fail "defaults: no '$want' in $(cat "$d/out")"
 done
@@ -138,6 +148,7 @@ bad listen 1 'listen = localhost:80\n' 'listen: wants A.B.C.D:PORT'
 bad port 1 'metrics = 127.0.0.1:70000\n' 'metrics: wants A.B.C.D:PORT'
 bad loops 1 'loops = 0\n' 'loops: wants a count'
 bad count 1 'max_conns = -1\n' 'max_conns: wants a count'
+bad subs 1 'max_subs_per_conn = 0\n' 'max_subs_per_conn: wants a count'
 bad no_eq 3 '# x\n\njust words\n' 'just words: not key = value'
 bad quote 1 'token = "abc\n' 'token: the quote is not closed'
 bad after_quote 1 'token = "abc" def\n' 'token: text after the closing quote'

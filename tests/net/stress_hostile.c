@@ -23,6 +23,10 @@
  *   table_fill  10,000 unanswered asks on one connection, 10,000 SERVEs
  *               on another: refused past the per-connection limits with
  *               EBUSY naming them, nobody cut off, all let go on close
+ *   chan_fill   10,000 BINDs on one connection, 10,000 SUBSCRIBEs to the
+ *               good topic on another that grants credits and never reads:
+ *               refused past the per-connection limits with EBUSY naming
+ *               them, the good clients progressing meanwhile
  *   out_of_fds  RLIMIT_NOFILE lowered until the server's accept fails
  *               with EMFILE: each client after is turned away with EBUSY
  *               (not left waiting while the server spins), and the
@@ -1329,6 +1333,71 @@ static void table_fill(void) {
          (unsigned long long)d.delivered);
 }
 
+/* ---- channels a client fills ---------------------------------------------------------- */
+
+#define BINDS_PER_CONN 4096 /* the server's defaults */
+#define SUBS_PER_CONN  4096
+
+/* One connection binds 10,000 channels and publishes on the last it got;
+ * another subscribes 10,000 channels to the good clients' topic, grants
+ * each of its subscriptions credits and reads nothing. Past the
+ * per-connection limits each is refused with EBUSY naming the limit; the
+ * good publisher's every append now has thousands more subscriptions to
+ * look at, and the good clients must still progress. */
+static void chan_fill(void) {
+  mark_t m = phase_begin();
+  rill_server_stats_t s0 = stats();
+  raw_t b, u;
+  raw_open(&b, 1 << 16);
+  raw_handshake(&b, "bind-filler");
+  raw_open(&u, 1 << 16);
+  raw_handshake(&u, "sub-filler");
+  out_t o = {0};
+  for (int i = 0; i < FILL_N; i++)
+    out_frame(&o, RILL_F_BIND, 0, (uint16_t)(i + 1), (uint64_t)i + 1, 0, "chan-fill", 9);
+  out_frame(&o, RILL_F_PUBLISH, RILL_FF_ACK, BINDS_PER_CONN, FILL_N + 1, 0, "x", 1);
+  out_frame(&o, RILL_F_PING, 0, 0, FILL_N + 2, 0, NULL, 0);
+  CHECK(raw_send(&b, o.b, o.n), "chan_fill: the binder was closed");
+  int acks = 0, errs = 0;
+  count_answers(&b, FILL_N + 2, RILL_EBUSY, "max_binds_per_conn", &acks, &errs, "chan_fill binds");
+  CHECK(acks == BINDS_PER_CONN + 1 && errs == FILL_N - BINDS_PER_CONN,
+        "chan_fill: %d BINDs and publishes acknowledged, %d refused", acks, errs);
+  int binds_refused = errs;
+  o.n = 0;
+  for (int i = 0; i < FILL_N; i++)
+    out_frame(&o, RILL_F_SUBSCRIBE, 0, (uint16_t)(i + 1), (uint64_t)i + 1, RILL_NET_FROM_LATEST,
+              "good", 4);
+  out_frame(&o, RILL_F_PING, 0, 0, FILL_N + 1, 0, NULL, 0);
+  CHECK(raw_send(&u, o.b, o.n), "chan_fill: the subscriber was closed");
+  acks = errs = 0;
+  count_answers(&u, FILL_N + 1, RILL_EBUSY, "max_subs_per_conn", &acks, &errs, "chan_fill subs");
+  CHECK(acks == SUBS_PER_CONN && errs == FILL_N - SUBS_PER_CONN,
+        "chan_fill: %d SUBSCRIBEs acknowledged, %d refused", acks, errs);
+  /* Credits for every subscription it got, and then it reads nothing. */
+  o.n = 0;
+  for (int i = 0; i < SUBS_PER_CONN; i++)
+    out_frame(&o, RILL_F_CREDIT, 0, (uint16_t)(i + 1), 0, 1u << 20, NULL, 0);
+  CHECK(raw_send(&u, o.b, o.n), "chan_fill: the subscriber was closed");
+  free(o.b);
+  await_progress("chan_fill", m);
+  rill_server_stats_t s1 = stats();
+  CHECK(s1.binds_refused - s0.binds_refused == (uint64_t)binds_refused &&
+            s1.subs_refused - s0.subs_refused == (uint64_t)errs,
+        "chan_fill: the server counted %llu BINDs and %llu SUBSCRIBEs refused",
+        (unsigned long long)(s1.binds_refused - s0.binds_refused),
+        (unsigned long long)(s1.subs_refused - s0.subs_refused));
+  raw_close(&b);
+  raw_close(&u);
+  await_conns(2, "chan_fill");
+  await_progress("chan_fill", m);
+  mark_t d = since(m);
+  printf("     chan_fill (%.1f s): %d BINDs on one connection, %d SUBSCRIBEs with credits and no "
+         "reads on another: %d and %d refused with EBUSY naming their limit; good clients +%llu "
+         "acked, +%llu delivered; slowest ack %.1f ms\n",
+         phase_secs(), FILL_N, FILL_N, binds_refused, errs, (unsigned long long)d.acked,
+         (unsigned long long)d.delivered, slowest_ack_ms());
+}
+
 /* ---- out of file descriptors ------------------------------------------------------- */
 
 #define FD_CLIENTS 60
@@ -1484,7 +1553,8 @@ int main(void) {
       {"random_bytes", random_bytes},     {"slowloris", slowloris},
       {"connect_cycles", connect_cycles}, {"bad_tokens", bad_tokens},
       {"never_reads", never_reads},       {"table_fill", table_fill},
-      {"out_of_fds", out_of_fds},         {"clean_stop", clean_stop},
+      {"chan_fill", chan_fill},           {"out_of_fds", out_of_fds},
+      {"clean_stop", clean_stop},
   };
   return stress_run(cases, (int)(sizeof cases / sizeof cases[0]));
 }

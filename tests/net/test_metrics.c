@@ -304,10 +304,15 @@ Test(prom, server_families) {
                                .errors_sent = 11,
                                .asks_refused = 15,
                                .serves_refused = 16,
-                               .disk_bytes = 18,
-                               .disk_max = 19};
+                               .binds_refused = 18,
+                               .subs_refused = 19,
+                               .replies_held = 22,
+                               .disk_bytes = 23,
+                               .disk_max = 24};
   s.asks_in_flight = 12;
   s.serves = 17;
+  s.binds = 20;
+  s.subs = 21;
   s.uptime_s = 13.5;
   s.loops = 14;
   rill__hist_add(&s.publish_ack, 1000);
@@ -343,8 +348,13 @@ Test(prom, server_families) {
       {"rill_asks_refused_total", "", 15},
       {"rill_serves_refused_total", "", 16},
       {"rill_serve_registrations", "", 17},
-      {"rill_disk_bytes", "", 18},
-      {"rill_disk_max_bytes", "", 19},
+      {"rill_binds_refused_total", "", 18},
+      {"rill_subscribes_refused_total", "", 19},
+      {"rill_channels_bound", "", 20},
+      {"rill_subscriptions", "", 21},
+      {"rill_replies_held_total", "", 22},
+      {"rill_disk_bytes", "", 23},
+      {"rill_disk_max_bytes", "", 24},
       {"rill_topic_appended_total", "topic=orders,", 100},
       {"rill_topic_appended_bytes_total", "topic=orders,", 1000},
       {"rill_topic_next_sequence", "topic=orders,", 100},
@@ -359,7 +369,7 @@ Test(prom, server_families) {
   }
   check_hist(&t, "rill_publish_ack_seconds", "", 1);
   check_hist(&t, "rill_ask_seconds", "", 2);
-  cr_assert_eq(t.nfam, 25);
+  cr_assert_eq(t.nfam, 30);
   rill__prom_free(&p);
 }
 

@@ -10,6 +10,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1149,4 +1150,364 @@ Test(server, descriptors_checked_against_rlimit_nofile) {
   cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
   cr_expect_geq(rl.rlim_cur, 1500 + 400, "soft limit %llu", (unsigned long long)rl.rlim_cur);
   rill_server_destroy(s);
+}
+
+/* Channels bound and subscriptions are held to max_binds_per_conn,
+ * max_binds, max_subs_per_conn and max_subs, refused with EBUSY naming
+ * the limit; rebinding a channel takes nothing more, an UNSUBSCRIBE or a
+ * connection that goes gives its places back. */
+Test(server, binds_and_subscriptions_are_limited) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1,
+                                     .max_binds_per_conn = 5,
+                                     .max_binds = 7,
+                                     .max_subs_per_conn = 4,
+                                     .max_subs = 6});
+  cli_t *a = calloc(1, sizeof *a), *b = calloc(1, sizeof *b);
+  handshake(a, &v);
+  handshake(b, &v);
+  rill_frame_t f;
+  for (uint16_t ch = 1; ch <= 5; ch++) {
+    cli_send(a, RILL_F_BIND, 0, ch, ch, 0, "lim", 3);
+    expect_frame(a, RILL_F_ACK, ch, &f);
+  }
+  cli_send(a, RILL_F_BIND, 0, 6, 6, 0, "lim", 3);
+  expect_error(a, 6, RILL_EBUSY, "max_binds_per_conn (5)");
+  cli_send(a, RILL_F_BIND, 0, 3, 7, 0, "lim2", 4); /* a rebind: allowed */
+  expect_frame(a, RILL_F_ACK, 7, &f);
+  cli_send(a, RILL_F_PUBLISH, RILL_FF_ACK, 3, 8, 0, "x", 1);
+  expect_frame(a, RILL_F_ACK, 8, &f);
+  cr_expect_eq(f.arg, 0, "the rebound channel publishes to lim2");
+  cli_send(a, RILL_F_PUBLISH, RILL_FF_ACK, 1, 8, 0, "y", 1);
+  expect_frame(a, RILL_F_ACK, 8, &f);
+  cli_send(a, RILL_F_PUBLISH, RILL_FF_ACK, 6, 9, 0, "x", 1); /* refused: not bound */
+  expect_error(a, 9, RILL_EINVAL, "not bound");
+  /* A refused BIND made no topic. */
+  cli_send(b, RILL_F_BIND, 0, 1, 1, 0, "b1", 2);
+  expect_frame(b, RILL_F_ACK, 1, &f);
+  cli_send(b, RILL_F_BIND, 0, 2, 2, 0, "b2", 2);
+  expect_frame(b, RILL_F_ACK, 2, &f);
+  cli_send(b, RILL_F_BIND, 0, 3, 3, 0, "never", 5);
+  expect_error(b, 3, RILL_EBUSY, "max_binds (7)");
+  /* Subscriptions. */
+  for (uint16_t ch = 10; ch < 14; ch++) {
+    cli_send(a, RILL_F_SUBSCRIBE, 0, ch, ch, RILL_NET_FROM_EARLIEST, "lim", 3);
+    expect_frame(a, RILL_F_ACK, ch, &f);
+  }
+  cli_send(a, RILL_F_SUBSCRIBE, 0, 14, 14, RILL_NET_FROM_EARLIEST, "lim", 3);
+  expect_error(a, 14, RILL_EBUSY, "max_subs_per_conn (4)");
+  cli_send(b, RILL_F_SUBSCRIBE, 0, 10, 10, RILL_NET_FROM_EARLIEST, "lim", 3);
+  expect_frame(b, RILL_F_ACK, 10, &f);
+  cli_send(b, RILL_F_SUBSCRIBE, 0, 11, 11, RILL_NET_FROM_EARLIEST, "lim", 3);
+  expect_frame(b, RILL_F_ACK, 11, &f);
+  cli_send(b, RILL_F_SUBSCRIBE, RILL_FF_CREATE, 12, 12, RILL_NET_FROM_EARLIEST, "nope", 4);
+  expect_error(b, 12, RILL_EBUSY, "max_subs (6)");
+  /* An UNSUBSCRIBE gives its place back, and the others still work. */
+  cli_send(a, RILL_F_UNSUBSCRIBE, 0, 11, 15, 0, NULL, 0);
+  expect_frame(a, RILL_F_ACK, 15, &f);
+  cli_send(a, RILL_F_SUBSCRIBE, 0, 14, 16, RILL_NET_FROM_EARLIEST, "lim", 3);
+  expect_frame(a, RILL_F_ACK, 16, &f);
+  cli_send(a, RILL_F_CREDIT, 0, 11, 17, 1, NULL, 0); /* no longer subscribed */
+  expect_error(a, 17, RILL_ENOENT, NULL);
+  cli_send(a, RILL_F_CREDIT, 0, 14, 18, 1, NULL, 0);
+  expect_frame(a, RILL_F_DELIVER, 0, &f);
+  cr_expect_eq(f.channel, 14);
+  ping(a, 19);
+  rill_server_stats_t st;
+  rill_server_stats(v.s, &st);
+  cr_expect_eq(st.binds_refused, 2);
+  cr_expect_eq(st.subs_refused, 2);
+  /* a goes: its binds and subscriptions are given back. */
+  close(a->fd);
+  bool acked = false;
+  for (uint64_t id = 100; id < 400 && !acked; id++) {
+    cli_send(b, RILL_F_BIND, 0, 3, id, 0, "b3", 2);
+    cr_assert_eq(cli_recv(b, &f, NULL), 0);
+    acked = f.type == RILL_F_ACK;
+    if (!acked)
+      usleep(10000);
+  }
+  cr_expect(acked, "the closed connection's binds were not given back");
+  cli_send(b, RILL_F_SUBSCRIBE, 0, 12, 500, RILL_NET_FROM_EARLIEST, "lim", 3);
+  expect_frame(b, RILL_F_ACK, 500, &f);
+  close(b->fd);
+  free(a);
+  free(b);
+  char p[128];
+  snprintf(p, sizeof p, "%s/never", dir);
+  cr_expect_neq(access(p, F_OK), 0, "a refused BIND made its topic");
+  srv_stop(&v);
+}
+
+/* Thousands of channels on one connection, bound and subscribed in an
+ * order that is not the channels' and with subscriptions dropped in
+ * between: each PUBLISH and CREDIT still finds its own channel. */
+Test(server, many_channels_each_find_their_own) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  cli_t *a = calloc(1, sizeof *a);
+  handshake(a, &v);
+  int one = 1; /* thousands of round trips: none waits for a delayed ACK */
+  setsockopt(a->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  rill_frame_t f;
+  enum { N = 3000 };
+  char name[16];
+  for (uint32_t i = 0; i < N; i++) {
+    uint16_t ch = (uint16_t)(i * 7919u % 65536u); /* channel 0 too */
+    int nl = snprintf(name, sizeof name, "m%u", i % 5);
+    cli_send(a, RILL_F_BIND, 0, ch, i + 1, 0, name, (uint32_t)nl);
+    expect_frame(a, RILL_F_ACK, i + 1, &f);
+    cli_send(a, RILL_F_SUBSCRIBE, 0, ch, i + 1, RILL_NET_FROM_LATEST, name, (uint32_t)nl);
+    expect_frame(a, RILL_F_ACK, i + 1, &f);
+    if (i % 3 == 2) { /* every third one dropped again: the table moves entries back */
+      cli_send(a, RILL_F_UNSUBSCRIBE, 0, ch, i + 1, 0, NULL, 0);
+      expect_frame(a, RILL_F_ACK, i + 1, &f);
+    }
+  }
+  uint64_t published[5] = {0};
+  for (uint32_t i = 0; i < N; i += 37) {
+    uint16_t ch = (uint16_t)(i * 7919u % 65536u);
+    cli_send(a, RILL_F_PUBLISH, RILL_FF_ACK, ch, 100000 + i, 0, "p", 1);
+    expect_frame(a, RILL_F_ACK, 100000 + i, &f);
+    cr_expect_eq(f.arg, published[i % 5]++, "channel %u published to another topic", ch);
+  }
+  for (uint32_t i = 0; i < N; i += 41) {
+    uint16_t ch = (uint16_t)(i * 7919u % 65536u);
+    cli_send(a, RILL_F_CREDIT, 0, ch, 200000 + i, 1, NULL, 0);
+    if (i % 3 == 2) {
+      expect_error(a, 200000 + i, RILL_ENOENT, "no such subscription");
+      continue;
+    }
+    /* Subscribed from the latest: a record of its topic published after
+     * it subscribed is delivered, on its channel, or nothing. */
+    cli_send(a, RILL_F_PING, 0, 0, 300000 + i, 0, NULL, 0);
+    for (;;) {
+      cr_assert_eq(cli_recv(a, &f, NULL), 0);
+      if (f.type == RILL_F_PONG)
+        break;
+      cr_assert_eq(f.type, RILL_F_DELIVER, "type %u", f.type);
+      cr_assert_eq(f.channel, ch, "a delivery on channel %u for %u", f.channel, ch);
+    }
+  }
+  close(a->fd);
+  free(a);
+  srv_stop(&v);
+}
+
+/* Asks with deadlines mixed (soon, an hour away, none) from two askers:
+ * the ones whose deadline passed end (ETIMEDOUT to their asker, CANCEL to
+ * the provider), every other one stays and gets its reply. */
+Test(server, only_the_asks_past_their_deadline_end) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  cli_t *p = calloc(1, sizeof *p), *a[2] = {calloc(1, sizeof(cli_t)), calloc(1, sizeof(cli_t))};
+  handshake(p, &v);
+  handshake(a[0], &v);
+  handshake(a[1], &v);
+  serve(p, 3, 1, "mix");
+  enum { N = 600 };
+  /* Ask i comes from a[i % 2]; its deadline is
+   * 200 ms plus i µs when i % 3 == 0 (in no order the heap is given), an
+   * hour when 1, none when 2. */
+  for (uint64_t i = 0; i < N; i++) {
+    uint64_t dl = i % 3 == 0   ? 200000000ull + (i * 7919 % N) * 1000
+                  : i % 3 == 1 ? 3600000000000ull
+                               : 0;
+    send_ask(a[i % 2], 1000 + i, dl, "mix", 1);
+  }
+  /* The provider's asks come in the order the server read them (the
+   * askers' interleaved as it happened); their arg is the deadline. */
+  rill_frame_t f;
+  static bool soon[N + 1], told[N], cancelled[N + 1];
+  for (uint64_t i = 0; i < N; i++) {
+    expect_frame(p, RILL_F_ASK, i + 1, &f);
+    soon[f.id] = f.arg && f.arg < 1000000000ull;
+  }
+  /* Each expired ask ends once, with its asker and with the provider. */
+  uint8_t body[4096];
+  for (int side = 0; side < 2; side++)
+    for (int k = 0; k < N / 6; k++) {
+      cr_assert_eq(cli_recv(a[side], &f, body), 0);
+      cr_assert_eq(f.type, RILL_F_ERROR, "type %u", f.type);
+      cr_assert_eq((int64_t)f.arg, RILL_ETIMEDOUT, "code %lld", (long long)(int64_t)f.arg);
+      uint64_t i = f.id - 1000;
+      cr_assert(i < N && i % 3 == 0 && i % 2 == (uint64_t)side && !told[i],
+                "ask %llu ended by its deadline", (unsigned long long)i);
+      told[i] = true;
+    }
+  for (int k = 0; k < N / 3; k++) {
+    cr_assert_eq(cli_recv(p, &f, NULL), 0);
+    cr_assert_eq(f.type, RILL_F_CANCEL, "type %u", f.type);
+    cr_assert(f.id >= 1 && f.id <= N && soon[f.id] && !cancelled[f.id],
+              "ask %llu (the server's id) cancelled", (unsigned long long)f.id);
+    cancelled[f.id] = true;
+  }
+  /* The provider answers every ask: only the living ones' replies come
+   * back, each to its asker under its id, then the PONG. */
+  for (uint64_t i = 0; i < N; i++)
+    cli_send(p, RILL_F_REPLY, 0, 0, i + 1, 0, "r", 1);
+  ping(p, 2);
+  for (int side = 0; side < 2; side++) {
+    cli_send(a[side], RILL_F_PING, 0, 0, 7, 0, NULL, 0);
+    int replies = 0;
+    for (;;) {
+      cr_assert_eq(cli_recv(a[side], &f, NULL), 0);
+      if (f.type == RILL_F_PONG)
+        break;
+      cr_assert_eq(f.type, RILL_F_REPLY, "type %u", f.type);
+      uint64_t i = f.id - 1000;
+      cr_assert(i < N && i % 3 != 0 && i % 2 == (uint64_t)side, "a reply to ask %llu",
+                (unsigned long long)i);
+      replies++;
+    }
+    cr_expect_eq(replies, N / 3, "%d replies to a[%d]", replies, side);
+  }
+  for (int i = 0; i < 2; i++) {
+    close(a[i]->fd);
+    free(a[i]);
+  }
+  close(p->fd);
+  free(p);
+  srv_stop(&v);
+}
+
+typedef struct {
+  cli_t *p;
+  uint64_t sid;
+  int pieces;
+} streamer_t;
+
+#define PIECE 16000u
+
+static uint8_t piece_byte(uint64_t off) { return (uint8_t)(off * 131 % 251); }
+
+/* Streams a REPLY of pieces * PIECE bytes as fast as the socket takes it. */
+static void *reply_streamer(void *arg) {
+  streamer_t *st = arg;
+  static uint8_t b[PIECE];
+  for (int k = 0; k < st->pieces; k++) {
+    for (uint32_t j = 0; j < PIECE; j++)
+      b[j] = piece_byte((uint64_t)k * PIECE + j);
+    if (k == 0)
+      cli_send(st->p, RILL_F_REPLY, RILL_FF_STREAM, 0, st->sid, 0, b, PIECE);
+    else
+      cli_send(st->p, RILL_F_CHUNK, k + 1 < st->pieces ? RILL_FF_MORE : 0, 0, st->sid, RILL_F_REPLY,
+               b, PIECE);
+  }
+  return NULL;
+}
+
+/* A provider streams a reply far bigger than its asker's tx_limit (and
+ * the kernel's buffers) while the asker reads nothing: the provider is
+ * held back, not the asker cut off; once the asker reads, the whole
+ * reply comes, in order, and both are still connected. */
+static void slow_asker(uint32_t loops) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = loops, .max_body = 16384, .tx_limit = 131072});
+  cli_t *p = calloc(1, sizeof *p), *a = calloc(1, sizeof *a);
+  handshake(p, &v);
+  handshake(a, &v);
+  int small = 16384; /* the asker's kernel takes little before the server's queue fills */
+  setsockopt(a->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  serve(p, 3, 1, "big");
+  send_ask(a, 9, 0, "big", 1);
+  rill_frame_t f;
+  expect_frame(p, RILL_F_ASK, 1, &f);
+  streamer_t st = {p, f.id, 640}; /* 10 MB */
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, reply_streamer, &st), 0);
+  /* Wait (30 s at most) for the server to hold the provider back, or to
+   * cut someone off. */
+  rill_server_stats_t s;
+  for (int i = 0; i < 3000; i++) {
+    rill_server_stats(v.s, &s);
+    if (s.replies_held || s.conns_dropped)
+      break;
+    usleep(10000);
+  }
+  cr_expect_gt(s.replies_held, 0, "the provider was never held back");
+  uint64_t got = 0;
+  bool last = false;
+  uint8_t body[4096];
+  uint8_t piece[sizeof body];
+  while (!last) {
+    cr_assert_eq(cli_recv(a, &f, body), 0, "the asker was cut off after %llu bytes",
+                 (unsigned long long)got);
+    if (f.type == RILL_F_ERROR)
+      cr_assert_fail("ERROR %lld after %llu bytes: %.*s", (long long)(int64_t)f.arg,
+                     (unsigned long long)got, (int)f.len, body);
+    cr_assert_eq(f.id, 9);
+    cr_assert(got ? f.type == RILL_F_CHUNK && f.arg == RILL_F_REPLY
+                  : f.type == RILL_F_REPLY && (f.flags & RILL_FF_STREAM),
+              "type %u at %llu", f.type, (unsigned long long)got);
+    cr_assert_eq(f.len, PIECE);
+    for (uint32_t j = 0; j < sizeof body; j++) /* what cli_recv kept of it */
+      piece[j] = piece_byte(got + j);
+    cr_assert_eq(memcmp(body, piece, sizeof body), 0, "the piece at %llu", (unsigned long long)got);
+    got += f.len;
+    last = f.type == RILL_F_CHUNK && !(f.flags & RILL_FF_MORE);
+  }
+  cr_expect_eq(got, (uint64_t)st.pieces * PIECE);
+  pthread_join(t, NULL);
+  ping(p, 20); /* the provider is still there, read again */
+  ping(a, 21);
+  rill_server_stats(v.s, &s);
+  cr_expect_eq(s.conns_dropped, 0);
+  close(p->fd);
+  close(a->fd);
+  free(p);
+  free(a);
+  srv_stop(&v);
+}
+
+Test(server, a_provider_is_held_back_by_a_slow_asker) { slow_asker(1); }
+Test(server, a_provider_is_held_back_by_a_slow_asker_across_loops) { slow_asker(2); }
+
+/* An asker that never reads holds its provider back 10 s at most: then
+ * the ask ends (ENOBUFS naming tx_limit to the asker, CANCEL to the
+ * provider), the rest of the reply is dropped, and the provider is read
+ * again. */
+Test(server, a_held_reply_ends_when_its_asker_never_reads, .timeout = 60) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1, .max_body = 16384, .tx_limit = 131072});
+  cli_t *p = calloc(1, sizeof *p), *a = calloc(1, sizeof *a);
+  handshake(p, &v);
+  handshake(a, &v);
+  int small = 16384;
+  setsockopt(a->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  serve(p, 3, 1, "big");
+  send_ask(a, 9, 0, "big", 1);
+  rill_frame_t f;
+  expect_frame(p, RILL_F_ASK, 1, &f);
+  streamer_t st = {p, f.id, 640};
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, reply_streamer, &st), 0);
+  pthread_join(t, NULL); /* the provider's thread gets it all out once the ask ended */
+  /* The provider: CANCEL of the ask, and it answers again. */
+  cli_send(p, RILL_F_PING, 0, 0, 20, 0, NULL, 0);
+  expect_frame(p, RILL_F_CANCEL, st.sid, &f);
+  expect_frame(p, RILL_F_PONG, 20, &f);
+  /* The asker: part of the reply, then the ERROR naming the limit. */
+  uint8_t body[4096];
+  uint64_t got = 0;
+  for (;;) {
+    cr_assert_eq(cli_recv(a, &f, body), 0, "the asker was cut off");
+    if (f.type == RILL_F_ERROR)
+      break;
+    cr_assert(f.type == RILL_F_REPLY || f.type == RILL_F_CHUNK, "type %u", f.type);
+    got += f.len;
+  }
+  cr_expect_eq((int64_t)f.arg, RILL_ENOBUFS);
+  body[f.len < sizeof body ? f.len : sizeof body - 1] = 0;
+  cr_expect(strstr((char *)body, "tx_limit"), "'%s' names no limit", body);
+  cr_expect_lt(got, (uint64_t)st.pieces * PIECE);
+  ping(a, 21);
+  rill_server_stats_t s;
+  rill_server_stats(v.s, &s);
+  cr_expect_eq(s.conns_dropped, 0);
+  close(p->fd);
+  close(a->fd);
+  free(p);
+  free(a);
+  srv_stop(&v);
 }

@@ -36,6 +36,10 @@
 #define DEF_ASKS          65536u
 #define DEF_SERVES_PER    1024u
 #define DEF_SERVES        65536u
+#define DEF_BINDS_PER     4096u
+#define DEF_BINDS         262144u
+#define DEF_SUBS_PER      4096u
+#define DEF_SUBS          262144u
 #define DEF_SEGMENT_BYTES ((uint64_t)128 << 20)
 #define DEF_LOG_RATE      10u
 #define DEF_MAX_DISK      ((uint64_t)64 << 30)
@@ -61,6 +65,10 @@ enum {
   K_MAX_ASKS,
   K_MAX_SERVES_PER_CONN,
   K_MAX_SERVES,
+  K_MAX_BINDS_PER_CONN,
+  K_MAX_BINDS,
+  K_MAX_SUBS_PER_CONN,
+  K_MAX_SUBS,
   K_SEGMENT_BYTES,
   K_RETAIN_BYTES,
   K_RETAIN_COUNT,
@@ -89,6 +97,10 @@ static const char *const keys[K_COUNT] = {
     "max_asks",
     "max_serves_per_conn",
     "max_serves",
+    "max_binds_per_conn",
+    "max_binds",
+    "max_subs_per_conn",
+    "max_subs",
     "segment_bytes",
     "retain_bytes",
     "retain_count",
@@ -260,13 +272,21 @@ static int set_key(rill_server_opts_t *o, rill_serve_config_t *cfg, int k, const
   case K_MAX_ASKS:
   case K_MAX_SERVES_PER_CONN:
   case K_MAX_SERVES:
+  case K_MAX_BINDS_PER_CONN:
+  case K_MAX_BINDS:
+  case K_MAX_SUBS_PER_CONN:
+  case K_MAX_SUBS:
     if (!parse_units(v, count_units, 1, UINT32_MAX, &n))
       return BAD("wants a count from 1, not '%s'", v);
     *(k == K_MAX_TOPICS            ? &o->max_topics
       : k == K_MAX_ASKS_PER_CONN   ? &o->max_asks_per_conn
       : k == K_MAX_ASKS            ? &o->max_asks
       : k == K_MAX_SERVES_PER_CONN ? &o->max_serves_per_conn
-                                   : &o->max_serves) = (uint32_t)n;
+      : k == K_MAX_SERVES          ? &o->max_serves
+      : k == K_MAX_BINDS_PER_CONN  ? &o->max_binds_per_conn
+      : k == K_MAX_BINDS           ? &o->max_binds
+      : k == K_MAX_SUBS_PER_CONN   ? &o->max_subs_per_conn
+                                   : &o->max_subs) = (uint32_t)n;
     return 0;
   case K_SEGMENT_BYTES:
     if (!parse_units(v, size_units, 65536, 2ull << 30, &n) || n % 4096)
@@ -615,6 +635,12 @@ void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_se
     fprintf(f, "max_disk = unlimited\n");
   else
     put_units(f, "max_disk", o->max_disk ? o->max_disk : DEF_MAX_DISK, print_sizes);
+  fprintf(f, "max_binds_per_conn = %u\n",
+          o->max_binds_per_conn ? o->max_binds_per_conn : DEF_BINDS_PER);
+  fprintf(f, "max_binds = %u\n", o->max_binds ? o->max_binds : DEF_BINDS);
+  fprintf(f, "max_subs_per_conn = %u\n",
+          o->max_subs_per_conn ? o->max_subs_per_conn : DEF_SUBS_PER);
+  fprintf(f, "max_subs = %u\n", o->max_subs ? o->max_subs : DEF_SUBS);
   put_units(f, "segment_bytes", o->segment_bytes ? o->segment_bytes : DEF_SEGMENT_BYTES,
             print_sizes);
   /* 0 is no limit, printed as such rather than with a unit. */
