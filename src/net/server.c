@@ -327,6 +327,9 @@ struct conn {
   /* queued() as of its loop's last settle: other loops forwarding an ask
    * read it (relaxed: an estimate, the hard limit is checked anyway). */
   _Atomic size_t txq;
+  /* xtx_len as of its last change (a relaxed store under xlock), for a
+   * look without the lock: reply_hold's, which needs only an estimate. */
+  _Atomic size_t xtx_hint;
   /* A provider whose reply took its asker's queue past half tx_limit is
    * not read until that queue drains (hold_over): held_on is that asker
    * (a reference; loop only). The asker keeps the providers it holds in
@@ -768,6 +771,7 @@ static int xsend_(struct loop *lp, struct conn *c, bool soft, uint8_t type, uint
     if (len)
       memcpy(c->xtx + c->xtx_len + RILL_NET_HDR, body, len);
     c->xtx_len += need;
+    atomic_store_explicit(&c->xtx_hint, c->xtx_len, memory_order_relaxed);
   } else {
     c->cut = true; /* its loop closes it when woken */
   }
@@ -883,6 +887,17 @@ static void reply_hold(struct loop *lp, struct conn *p, const struct ask *ask) {
   struct conn *a = ask->asker;
   if (a == p || p->held_on) /* its own queue pauses it (over) */
     return;
+  /* Nearly every reply leaves its asker far under the mark: a look at its
+   * queue without its lock (relaxed: the cross-loop part through its
+   * hint, its own through txq, or queued() on this loop) decides without
+   * a reference or a lock, which cost 60 ns a reply (pipelined asks,
+   * 300 against 365 ns each). A stale look only moves the hold to a
+   * later reply; the cut-off at tx_limit stays the backstop, as it was
+   * for the asks an asker forwards. The ask holds a reference on a. */
+  size_t est = atomic_load_explicit(&a->xtx_hint, memory_order_relaxed) +
+               (a->lp == lp ? queued(a) : atomic_load_explicit(&a->txq, memory_order_relaxed));
+  if (est <= lp->s->o.tx_limit / 2)
+    return;
   conn_get(a);
   p->held_on = a;
   if (hold_over(lp, p)) {
@@ -967,12 +982,14 @@ static void conn_take_x(struct loop *lp, struct conn *c) {
       c->xtx = t;
       c->xtx_cap = cap;
       c->xtx_len = 0;
+      atomic_store_explicit(&c->xtx_hint, 0, memory_order_relaxed);
     } else if (queued(c) + c->xtx_len > lp->s->o.tx_limit) {
       c->xheld = true; /* xsend bounds xtx; tx drains as the client reads */
     } else if (room(&c->tx, &c->tx_cap, c->tx_len, c->xtx_len)) {
       memcpy(c->tx + c->tx_len, c->xtx, c->xtx_len);
       c->tx_len += c->xtx_len;
       c->xtx_len = 0;
+      atomic_store_explicit(&c->xtx_hint, 0, memory_order_relaxed);
     } else {
       cut = true;
     }
