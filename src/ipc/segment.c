@@ -26,7 +26,7 @@ _Static_assert(sizeof(struct rill__ipc_chunk) == RILL__IPC_CHUNK_HDR, "chunk hea
 _Static_assert(offsetof(struct rill__ipc_hdr, recv_futex) == 128, "receivers' futex line");
 _Static_assert(offsetof(struct rill__ipc_hdr, send_futex) == 192, "sender's futex line");
 _Static_assert(sizeof(struct rill__ipc_place) == RILL__IPC_PLACE_BYTES, "a place is a line");
-_Static_assert(offsetof(struct rill__ipc_hdr, gone) == 140, "the receivers' leave count");
+_Static_assert(offsetof(struct rill__ipc_hdr, gone) == 72, "the receivers' leave count");
 _Static_assert(offsetof(struct rill__ipc_place, ready) == 28, "a receiver's ready word");
 _Static_assert(sizeof(struct rill__ipc_slot) == RILL_IPC_SLOT_HDR, "slot header");
 
@@ -475,7 +475,7 @@ _Static_assert(offsetof(struct rill__chan_hdr, send_futex) == 256, "senders' fut
 _Static_assert(offsetof(struct rill__chan_hdr, aborted) == 320, "aborted count line");
 _Static_assert(offsetof(struct rill__chan_hdr, redelivered) == 328, "redelivered count");
 _Static_assert(offsetof(struct rill__chan_hdr, orphans) == 336, "orphan count");
-_Static_assert(offsetof(struct rill__chan_hdr, gone) == 204, "the channel's gone word");
+_Static_assert(offsetof(struct rill__chan_hdr, gone) == 72, "the channel's gone word");
 
 void rill__chan_layout(struct rill__chan_geom *g) {
   uint64_t table = (uint64_t)(g->max_senders + g->max_receivers) * RILL__IPC_PLACE_BYTES;

@@ -763,7 +763,7 @@ Test(ipc, unlink_tells_the_sender_and_receivers) {
 Test(ipc, forged_gone_and_ready_words) {
   fresh();
   uint32_t removed = 1u << 31;
-  poke(140, &removed, 4);
+  poke(72, &removed, 4);
   rill_ipc_receiver_t *r = (void *)1;
   cr_expect_eq(rill_ipc_receiver_open(&r, route), RILL_ENOENT);
   cr_expect_neq(strstr(rill_errmsg(), "being removed"), NULL, "%s", rill_errmsg());
@@ -779,7 +779,7 @@ Test(ipc, forged_gone_and_ready_words) {
   r = receiver();
   send_n(s, 0, 2);
   uint32_t leaves = 12345;
-  poke(140, &leaves, 4);
+  poke(72, &leaves, 4);
   send_n(s, 2, 2); /* recounted: the receiver is still there */
   recv_n(r, 0, 4, rill_ipc_max_payload(s));
   rill_ipc_receiver_close(r);
