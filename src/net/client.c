@@ -2032,19 +2032,25 @@ int rill_client_subscribe_ex(rill_client_t *c, const char *topic, uint64_t from,
   return rc ? rc : subscribe(c, topic, from, credits, wire, NULL, NULL, sub, start);
 }
 
+/* A request about topics (TOPICS, TOPIC_INFO, TOPIC_DELETE) naming one,
+ * and its answer of type `answer` into *f. */
+static int topic_request(rill_client_t *c, uint8_t type, uint8_t answer, const char *name,
+                         rill_frame_t *f) {
+  int rc = ready(c);
+  if (rc)
+    return rc;
+  uint64_t id = c->next_id++;
+  rc = send_frame(c, type, 0, 0, id, 0, name, (uint32_t)strlen(name));
+  return rc ? rc : await(c, answer, id, f, c->o.timeout_ns);
+}
+
 int rill_client_topics(rill_client_t *c, rill_client_topic_cb cb, void *ctx) {
   if (!cb)
     return rill__err(RILL_EINVAL, "client: topics without a callback");
   char after[RILL_NET_MAX_NAME + 1] = {0}, name[RILL_NET_MAX_NAME + 1];
   for (;;) {
-    int rc = ready(c);
-    if (rc)
-      return rc;
-    uint64_t id = c->next_id++;
     rill_frame_t f;
-    rc = send_frame(c, RILL_F_TOPICS, 0, 0, id, 0, after, (uint32_t)strlen(after));
-    if (!rc)
-      rc = await(c, RILL_F_TOPICS, id, &f, c->o.timeout_ns);
+    int rc = topic_request(c, RILL_F_TOPICS, RILL_F_TOPICS, after, &f);
     if (rc)
       return rc;
     /* Checked whole before any callback: names, in order, each after the
@@ -2083,14 +2089,8 @@ int rill_client_topic_info(rill_client_t *c, const char *topic, rill_topic_info_
     return rc;
   if (!info)
     return rill__err(RILL_EINVAL, "client: topic_info without info");
-  if ((rc = ready(c)))
-    return rc;
-  uint64_t id = c->next_id++;
   rill_frame_t f;
-  rc = send_frame(c, RILL_F_TOPIC_INFO, 0, 0, id, 0, topic, (uint32_t)strlen(topic));
-  if (!rc)
-    rc = await(c, RILL_F_TOPIC_INFO, id, &f, c->o.timeout_ns);
-  if (rc)
+  if ((rc = topic_request(c, RILL_F_TOPIC_INFO, RILL_F_TOPIC_INFO, topic, &f)))
     return rc;
   if (f.len != RILL_NET_TOPIC_INFO_SIZE)
     return rill__err(RILL_EPROTO, "client: a %u-byte TOPIC_INFO answer", f.len);
@@ -2111,10 +2111,8 @@ int rill_client_topic_info(rill_client_t *c, const char *topic, rill_topic_info_
 
 int rill_client_topic_delete(rill_client_t *c, const char *topic) {
   int rc = name_arg(topic, "topic");
-  if (rc || (rc = ready(c)))
+  if (rc)
     return rc;
-  uint64_t id = c->next_id++;
   rill_frame_t f;
-  rc = send_frame(c, RILL_F_TOPIC_DELETE, 0, 0, id, 0, topic, (uint32_t)strlen(topic));
-  return rc ? rc : await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
+  return topic_request(c, RILL_F_TOPIC_DELETE, RILL_F_ACK, topic, &f);
 }
