@@ -604,7 +604,7 @@ int rill_client_topics(rill_client_t *c, rill_client_topic_cb cb, void *ctx);
 typedef struct rill_topic_info {
   uint64_t first, next;   /* records held are [first, next) */
   uint64_t bytes;         /* of records (headers included) */
-  uint64_t disk_bytes;    /* the topic's files' blocks on disk (segments are preallocated) */
+  uint64_t disk_bytes;    /* the topic's files' blocks on disk (what fallocate reserved counts) */
   uint64_t segment_bytes; /* its segment size */
   uint64_t segments;      /* segment files */
   uint64_t retain_bytes;  /* the server's retention for it; 0: none */

@@ -2845,7 +2845,7 @@ static void on_topics(struct loop *lp, struct conn *c, const rill_frame_t *f) {
 }
 
 /* Bytes the files of a topic's directory take on disk (blocks, so a
- * preallocated segment counts in full and a sparse one does not). */
+ * segment's room reserved by fallocate counts, a sparse hole does not). */
 static uint64_t topic_disk_bytes(const char *path) {
   DIR *d = opendir(path);
   uint64_t sum = 0;
