@@ -409,19 +409,12 @@ int rill_ipc_chan_wait_receivers(rill_ipc_chan_t *ch, uint32_t n, uint64_t timeo
       return closed_err(ch);
     ch->gone_seen = gone;
     /* The dead are not counted (claim's count keeps them until reaped). */
-    if (count_ready(ch, true) >= n)
+    uint32_t have = count_ready(ch, true);
+    if (have >= n)
       return 0;
-    uint64_t now = rill_time_mono_ns();
-    if (now >= deadline) {
-      if (!timeout_ns)
-        return RILL_EAGAIN;
-      return rill__err(RILL_ETIMEDOUT, "ipc channel %s: %u of %u receivers attached after %llu ns",
-                       ch->name, ch->rx_seen, n, (unsigned long long)timeout_ns);
-    }
-    /* Polled: joining is rare, and a joiner wakes nobody. */
-    uint64_t left = deadline - now < 1000000 ? deadline - now : 1000000;
-    struct timespec ts = {0, (long)left};
-    nanosleep(&ts, NULL);
+    int rc = rill__ipc_wait_step(KIND, ch->name, deadline, timeout_ns, have, n);
+    if (rc)
+      return rc;
   }
 }
 

@@ -373,17 +373,9 @@ int rill_ipc_wait_receivers(rill_ipc_sender_t *s, uint32_t n, uint64_t timeout_n
     scan(s, s->seq);
     if (s->rx_seen >= n)
       return 0;
-    uint64_t now = rill_time_mono_ns();
-    if (now >= deadline) {
-      if (!timeout_ns)
-        return RILL_EAGAIN;
-      return rill__err(RILL_ETIMEDOUT, "ipc route %s: %u of %u receivers attached after %llu ns",
-                       s->s.name, s->rx_seen, n, (unsigned long long)timeout_ns);
-    }
-    /* Polled: joining is rare, and a joiner wakes nobody. */
-    uint64_t left = deadline - now < 1000000 ? deadline - now : 1000000;
-    struct timespec ts = {0, (long)left};
-    nanosleep(&ts, NULL);
+    int rc = rill__ipc_wait_step(KIND, s->s.name, deadline, timeout_ns, s->rx_seen, n);
+    if (rc)
+      return rc;
   }
 }
 

@@ -625,3 +625,18 @@ void rill__chan_summary(const void *mem, const struct rill__chan_geom *g,
   }
   info->slowest = slowest;
 }
+
+int rill__ipc_wait_step(const char *kind, const char *name, uint64_t deadline, uint64_t timeout_ns,
+                        uint32_t have, uint32_t want) {
+  uint64_t now = rill_time_mono_ns();
+  if (now >= deadline) {
+    if (!timeout_ns)
+      return RILL_EAGAIN;
+    return rill__err(RILL_ETIMEDOUT, "ipc %s %s: %u of %u receivers attached after %llu ns", kind,
+                     name, have, want, (unsigned long long)timeout_ns);
+  }
+  uint64_t left = deadline - now < 1000000 ? deadline - now : 1000000;
+  struct timespec ts = {0, (long)left};
+  nanosleep(&ts, NULL);
+  return 0;
+}

@@ -240,6 +240,14 @@ bool rill__ipc_holder_alive(uint64_t st, uint64_t start);
 /* name as a route or channel name: 0, or RILL_EINVAL naming what (kind). */
 int rill__ipc_name_check(const char *kind, const char *name);
 
+/* One round of a sender's wait for `want` receivers, `have` attached now
+ * (rill_ipc_wait_receivers, rill_ipc_chan_wait_receivers): a joiner wakes
+ * nobody, so the wait polls. 0 after sleeping up to 1 ms toward deadline;
+ * at the deadline RILL_EAGAIN when timeout_ns was 0 (look once), else
+ * RILL_ETIMEDOUT naming how many came. */
+int rill__ipc_wait_step(const char *kind, const char *name, uint64_t deadline, uint64_t timeout_ns,
+                        uint32_t have, uint32_t want);
+
 /* Creates /rill.<name> with O_EXCL, mode set exactly, total bytes of zeros,
  * mapped read-write at *base: 0, RILL_EEXIST when it was there (attach
  * instead), or an error. The caller writes the header, magic last. */
