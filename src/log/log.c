@@ -1065,11 +1065,13 @@ static int make_room(rill_log_t *l, uint32_t len, struct seg **out) {
       return rc;
     g = l->segs[l->nsegs - 1];
   }
-  int rc = seg_grow(l, g, g->end + need);
-  if (RILL_UNLIKELY(rc))
+  /* Both files usually have room already: the growth is a call only
+   * when it is due, a few times per segment. */
+  int rc;
+  if (RILL_UNLIKELY(g->end + need > g->size) && (rc = seg_grow(l, g, g->end + need)) != 0)
     return rc;
-  rc = idx_room(l, g, g->count);
-  if (rc)
+  if (RILL_UNLIKELY(LOG_HDR + 4 * ((uint64_t)g->count + 1) > g->idx_alloc) &&
+      (rc = idx_room(l, g, g->count)) != 0)
     return rc;
   *out = g;
   return 0;
@@ -1130,7 +1132,7 @@ static int apply_policy(rill_log_t *l, uint64_t seq, bool due) {
 }
 
 /* Under lock, after `n` records: whether the policy wants a sync now. */
-static bool make_due(rill_log_t *l, uint64_t n) {
+RILL_INLINE bool make_due(rill_log_t *l, uint64_t n) {
   switch (l->o.sync) {
   case RILL_LOG_SYNC_EVERY_N:
     l->appended_since_sync += n;
