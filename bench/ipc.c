@@ -184,14 +184,6 @@ static bool read_full(int fd, void *p, size_t n) {
 
 static void zmq_die(const char *what) { bench_die("ipc: %s: %s", what, zmq_strerror(zmq_errno())); }
 
-static void pin_all(void) {
-  cpu_set_t all;
-  CPU_ZERO(&all);
-  for (int c = 0; c < bench_ncpu() && c < CPU_SETSIZE; c++)
-    CPU_SET(c, &all);
-  sched_setaffinity(0, sizeof all, &all);
-}
-
 static inline void msg_set(uint8_t *m, uint64_t seq) { memcpy(m, &seq, 8); }
 
 static inline void msg_check(const char *who, const uint8_t *m, size_t len, uint64_t want) {
@@ -599,7 +591,7 @@ static void peer_open(peer_t *p) {
       if (pin)
         bench_pin_cpu(1);
       else
-        pin_all();
+        bench_unpin();
       close(ctl[1]);
       close(res[0]);
       child_end_t e = {.fd = -1, .back = -1, .tx_id = i >= p->nrx ? i - p->nrx : -1};
@@ -649,7 +641,7 @@ static void peer_open(peer_t *p) {
   if (pin)
     bench_pin_cpu(0);
   else
-    pin_all();
+    bench_unpin();
   if (p->kind == K_ZMQ && p->ntx == 0) {
     int hwm = ZMQ_HWM;
     if (!(p->zctx = zmq_ctx_new()) ||
@@ -931,10 +923,6 @@ static void run_case(bench_ctx_t *b, const char *name, peer_t *peers, size_t n, 
     peer_close(&peers[i]);
 }
 
-static double rate_m(bench_ctx_t *b, const char *c, const char *impl) {
-  return 1e3 / bench_result(b, c, MSG, impl);
-}
-
 static int ipc_run(bench_ctx_t *b) {
   owner = getpid();
   static bool registered;
@@ -1046,7 +1034,7 @@ static int ipc_run(bench_ctx_t *b) {
   };
   run_case(b, "chan_64", chan, sizeof chan / sizeof chan[0], false);
   run_case(b, "chan_64_queue", chanq, sizeof chanq / sizeof chanq[0], false);
-  pin_all();
+  bench_unpin();
 
   if (bench_want(b, "lat_64")) {
     bench_goal(b, "one-way 64 B, spin, p50", bench_result_q(b, "lat_64", MSG, "rill_spin", 50),
@@ -1055,16 +1043,16 @@ static int ipc_run(bench_ctx_t *b) {
                false, 1000, " ns");
   }
   if (bench_want(b, "thr_64")) {
-    bench_goal(b, "64 B messages, 1 sender, 1 receiver", rate_m(b, "thr_64", "rill_spin"), true, 20,
-               "M/s");
+    bench_goal(b, "64 B messages, 1 sender, 1 receiver",
+               bench_rate_m(b, "thr_64", MSG, "rill_spin"), true, 20, "M/s");
     bench_goal(b, "64 B messages vs Unix stream socket",
                bench_result(b, "thr_64", MSG, "unix_stream") /
                    bench_result(b, "thr_64", MSG, "rill_spin"),
                true, 10, "x");
   }
   if (bench_want(b, "thr_64_4rx"))
-    bench_goal(b, "64 B messages, 1 sender, 4 receivers", rate_m(b, "thr_64_4rx", "rill_park"),
-               true, 20, "M/s");
+    bench_goal(b, "64 B messages, 1 sender, 4 receivers",
+               bench_rate_m(b, "thr_64_4rx", MSG, "rill_park"), true, 20, "M/s");
   /* GB/s a receiver gets: 65536 bytes per message over ns per message. */
   if (bench_want(b, "thr_64k")) {
     bench_goal(b, "64 KiB via the chunk pool, 1 receiver",

@@ -47,7 +47,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -110,13 +109,8 @@ static void path_of(char *out, size_t cap, const char *name) {
     bench_die("path too long: %s/%s", S.dir, name);
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st, (void)flag, (void)ftw;
-  return remove(p) == 0 || errno == ENOENT ? 0 : -1;
-}
-
 static void rm_tree(const char *p) {
-  if (nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+  if (bench_rm_tree(p) != 0)
     fprintf(stderr, "rill bench log: cannot remove %s: %s\n", p, strerror(errno));
 }
 
@@ -133,15 +127,6 @@ static void wait_step(unsigned *spins) {
   bench_relax();
   if (++*spins > 64 && S.ncpu < 2)
     sched_yield();
-}
-
-/* Lets a thread run on every CPU: threads inherit the harness's pin. */
-static void affinity_all(void) {
-  cpu_set_t all;
-  CPU_ZERO(&all);
-  for (int c = 0; c < S.ncpu && c < CPU_SETSIZE; c++)
-    CPU_SET(c, &all);
-  pthread_setaffinity_np(pthread_self(), sizeof all, &all);
 }
 
 /* ---- rill ------------------------------------------------------------------------- */
@@ -628,7 +613,7 @@ static void *gc_worker(void *arg) {
   gc_thr_t *th = arg;
   gc_run_t *x = th->x;
   gc_t *g = x->g;
-  affinity_all();
+  bench_unpin();
   uint8_t frame[FRAME + REC];
   uint64_t l64 = REC;
   memcpy(frame, &l64, FRAME);
@@ -739,10 +724,6 @@ static void at_exit(void) {
 }
 
 /* ---- the cases ------------------------------------------------------------------- */
-
-static double rate_m(bench_ctx_t *b, const char *c, const char *impl) {
-  return 1e3 / bench_result(b, c, REC, impl);
-}
 
 static void case_append(bench_ctx_t *b) {
   static rill_app_t ra, rb;
@@ -945,11 +926,12 @@ static void case_group(bench_ctx_t *b) {
   for (int i = 0; i < 3; i++) {
     if (!bench_want(b, names[i][0]))
       continue;
-    double r = rate_m(b, names[i][0], "rill_log") * 1e6;
-    double w = rate_m(b, names[i][0], "write_fsync") * 1e6;
+    double r = bench_rate_m(b, names[i][0], REC, "rill_log") * 1e6;
+    double w = bench_rate_m(b, names[i][0], REC, "write_fsync") * 1e6;
     char xs[32] = "";
     if (redis)
-      snprintf(xs, sizeof xs, ", redis_aof %.0f", rate_m(b, names[i][0], "redis_aof") * 1e6);
+      snprintf(xs, sizeof xs, ", redis_aof %.0f",
+               bench_rate_m(b, names[i][0], REC, "redis_aof") * 1e6);
     bench_note(b, "%s: rill_log %.0f records/s, write_fsync %.0f%s", names[i][0], r, w, xs);
   }
   rill_log_stats_t st;
@@ -1026,7 +1008,8 @@ static void case_open(bench_ctx_t *b) {
 
 static void goals(bench_ctx_t *b) {
   if (bench_want(b, "append_64")) {
-    bench_goal(b, "append 64 B, sync never", rate_m(b, "append_64", "rill_log"), true, 10, "M/s");
+    bench_goal(b, "append 64 B, sync never", bench_rate_m(b, "append_64", REC, "rill_log"), true,
+               10, "M/s");
     bench_goal(b, "append 64 B vs Redis XADD, pipelined",
                bench_result(b, "append_64", REC, "redis_xadd") /
                    bench_result(b, "append_64", REC, "rill_log"),
@@ -1038,8 +1021,8 @@ static void goals(bench_ctx_t *b) {
                    bench_result(b, "append_4k", BIG, "rill_log"),
                true, 70, "%");
   if (bench_want(b, "read_seq"))
-    bench_goal(b, "sequential zero-copy read, 64 B", rate_m(b, "read_seq", "rill_log"), true, 50,
-               "M/s");
+    bench_goal(b, "sequential zero-copy read, 64 B", bench_rate_m(b, "read_seq", REC, "rill_log"),
+               true, 50, "M/s");
   if (bench_want(b, "tail_lat"))
     bench_goal(b, "append to subscriber p99, back to back",
                bench_result_q(b, "tail_lat", REC, "rill_log", 99), false, 2000, " ns");

@@ -55,7 +55,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ftw.h>
 #include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -157,13 +156,6 @@ static void wait_ready(run_t *x) {
 static void msg_fill(uint8_t *m) { memset(m, 0x5a, MSG); }
 
 static void zmq_die(const char *what) { bench_die("%s: %s", what, zmq_strerror(zmq_errno())); }
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st, (void)flag, (void)ftw;
-  return remove(p);
-}
-
-static void rm_tree(const char *p) { nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 /* ---- rill: pub_128 ---------------------------------------------------------------- */
 
@@ -546,7 +538,7 @@ static void rill_shut(bench_ctx_t *b) {
              "rill server: %" PRIu64 " published, %" PRIu64 " delivered, %" PRIu64
              " frames in, %" PRIu64 " out, %" PRIu64 " errors sent",
              st.published, st.delivered, st.frames_in, st.frames_out, st.errors_sent);
-  rm_tree(S.dir);
+  bench_rm_tree(S.dir);
   S.dir[0] = 0;
 }
 
@@ -892,10 +884,6 @@ static void big_shut(void) {
 
 /* ---- the suite -------------------------------------------------------------------------- */
 
-static double rate_m(bench_ctx_t *b, const char *c, const char *impl) {
-  return 1e3 / bench_result(b, c, MSG, impl);
-}
-
 static int net_run(bench_ctx_t *b) {
   if (rill_open(b) != 0)
     return 1;
@@ -938,8 +926,8 @@ static int net_run(bench_ctx_t *b) {
                                  {.name = "zmq_dealer", .run_timed = zmq_pipe_run}};
     bench_run(b, &(bench_case_t){"ask_pipelined", MSG, 1, pipe, 2});
     pipe_shut();
-    bench_goal(b, "pipelined asks, 256 in flight", rate_m(b, "ask_pipelined", "rill_net"), true, 1,
-               "M/s");
+    bench_goal(b, "pipelined asks, 256 in flight",
+               bench_rate_m(b, "ask_pipelined", MSG, "rill_net"), true, 1, "M/s");
     bench_goal(b, "pipelined asks vs zmq DEALER/ROUTER",
                bench_result(b, "ask_pipelined", MSG, "zmq_dealer") /
                    bench_result(b, "ask_pipelined", MSG, "rill_net"),
@@ -960,8 +948,8 @@ static int net_run(bench_ctx_t *b) {
   }
 
   if (bench_want(b, "pub_128")) {
-    bench_goal(b, "publish 128 B, no ack, at the subscriber", rate_m(b, "pub_128", "rill_net"),
-               true, 5, "M/s");
+    bench_goal(b, "publish 128 B, no ack, at the subscriber",
+               bench_rate_m(b, "pub_128", MSG, "rill_net"), true, 5, "M/s");
     bench_goal(b, "publish 128 B vs zmq PUSH/PULL tcp",
                bench_result(b, "pub_128", MSG, "zmq_tcp") /
                    bench_result(b, "pub_128", MSG, "rill_net"),
@@ -974,7 +962,7 @@ static int net_run(bench_ctx_t *b) {
   }
   if (bench_want(b, "pub_ack_batch"))
     bench_goal(b, "publish 128 B in acknowledged batches of 256",
-               rate_m(b, "pub_ack_batch", "rill_net"), true, 2, "M/s");
+               bench_rate_m(b, "pub_ack_batch", MSG, "rill_net"), true, 2, "M/s");
 
   rill_shut(b);
   zmq_shut();

@@ -329,11 +329,7 @@ static void pingpong(void *arg, uint64_t iters, rill_hist_t *h) {
   pp_recv(rs, true, p.share);
   pthread_join(t, NULL);
   /* The harness runs on unpinned afterwards. */
-  cpu_set_t all;
-  CPU_ZERO(&all);
-  for (int c = 0; c < bench_ncpu() && c < CPU_SETSIZE; c++)
-    CPU_SET(c, &all);
-  pthread_setaffinity_np(pthread_self(), sizeof all, &all);
+  bench_unpin();
 }
 
 /* ---- setup and goals ------------------------------------------------------ */
