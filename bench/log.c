@@ -47,14 +47,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,14 +62,14 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "peer_redis.h"
 #include "rill/log.h"
 
-#define REC        64u   /* record bytes */
-#define BIG        4096u /* append_4k's record bytes */
-#define BATCH      256u  /* records per read_range, per pipelined round, per XRANGE */
-#define FRAME      8u    /* write_loop's length header */
-#define MAX_THR    16
-#define REDIS_PORT 6390
+#define REC     64u   /* record bytes */
+#define BIG     4096u /* append_4k's record bytes */
+#define BATCH   256u  /* records per read_range, per pipelined round, per XRANGE */
+#define FRAME   8u    /* write_loop's length header */
+#define MAX_THR 16
 /* A log or file is started again (outside the clock) once it holds this
  * much, so a fast machine's long calibration cannot fill the disk. */
 #define RESET_BYTES (1ull << 30)
@@ -281,54 +279,9 @@ static void memcpy_run(void *arg, uint64_t n) {
 
 /* ---- redis ------------------------------------------------------------------------ */
 
-static redisContext *redis_connect(void) {
-  struct timeval tv = {1, 0};
-  redisContext *c = redisConnectWithTimeout("127.0.0.1", S.port, tv);
-  if (!c || c->err) {
-    if (c)
-      redisFree(c);
-    return NULL;
-  }
-  return c;
-}
-
-static redisReply *redis_cmd(redisContext *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  redisReply *r = redisvCommand(c, fmt, ap);
-  va_end(ap);
-  if (!r)
-    bench_die("redis: %s", c->errstr);
-  if (r->type == REDIS_REPLY_ERROR)
-    bench_die("redis: %s", r->str);
-  return r;
-}
-
-static void redis_do(redisContext *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  redisReply *r = redisvCommand(c, fmt, ap);
-  va_end(ap);
-  if (!r)
-    bench_die("redis: %s", c->errstr);
-  if (r->type == REDIS_REPLY_ERROR)
-    bench_die("redis: %s", r->str);
-  freeReplyObject(r);
-}
-
-static redisReply *redis_get(redisContext *c) {
-  void *r = NULL;
-  if (redisGetReply(c, &r) != REDIS_OK || !r)
-    bench_die("redis: %s", c->errstr);
-  redisReply *rr = r;
-  if (rr->type == REDIS_REPLY_ERROR)
-    bench_die("redis: %s", rr->str);
-  return rr;
-}
-
 /* A field of INFO's text ("aof_rewrite_in_progress"), or -1. */
 static long redis_info_num(const char *section, const char *field) {
-  redisReply *r = redis_cmd(S.rc, "INFO %s", section);
+  redisReply *r = bench_redis_cmd(S.rc, "INFO %s", section);
   long v = -1;
   size_t fl = strlen(field);
   for (const char *p = r->str; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
@@ -351,7 +304,7 @@ typedef struct rx {
  * as a client that wants throughput from Redis does. */
 static uint64_t redis_xadd_run(void *arg, uint64_t n) {
   rx_t *x = arg;
-  redis_do(x->c, "DEL %s", KEY_APPEND);
+  bench_redis_do(x->c, "DEL %s", KEY_APPEND);
   uint64_t t0 = rill_time_ns();
   for (uint64_t i = 0; i < n;) {
     uint64_t k = n - i < BATCH ? n - i : BATCH;
@@ -363,7 +316,7 @@ static uint64_t redis_xadd_run(void *arg, uint64_t n) {
         bench_die("redis: %s", x->c->errstr);
     }
     for (uint64_t j = 0; j < k; j++) {
-      redisReply *r = redis_get(x->c);
+      redisReply *r = bench_redis_get(x->c);
       if (RILL_UNLIKELY(r->type != REDIS_REPLY_STRING))
         bench_die("redis: XADD replied type %d", r->type);
       freeReplyObject(r);
@@ -462,8 +415,9 @@ static void redis_xrange_run(void *arg, uint64_t n) {
   uint64_t sum = 0;
   for (uint64_t left = n; left > 0;) {
     unsigned k = left < BATCH ? (unsigned)left : BATCH;
-    redisReply *r = x->last[0] ? redis_cmd(x->c, "XRANGE %s (%s + COUNT %u", KEY_READ, x->last, k)
-                               : redis_cmd(x->c, "XRANGE %s - + COUNT %u", KEY_READ, k);
+    redisReply *r = x->last[0]
+                        ? bench_redis_cmd(x->c, "XRANGE %s (%s + COUNT %u", KEY_READ, x->last, k)
+                        : bench_redis_cmd(x->c, "XRANGE %s - + COUNT %u", KEY_READ, k);
     if (r->type != REDIS_REPLY_ARRAY)
       bench_die("redis: XRANGE replied type %d", r->type);
     for (size_t j = 0; j < r->elements; j++) {
@@ -530,7 +484,7 @@ static void *tail_sub(void *arg) {
     } else {
       redisReply *r;
       for (;;) {
-        r = redis_cmd(t->sub, "XREAD BLOCK 1000 COUNT 1 STREAMS %s %s", KEY_TAIL, last);
+        r = bench_redis_cmd(t->sub, "XREAD BLOCK 1000 COUNT 1 STREAMS %s %s", KEY_TAIL, last);
         if (r->type != REDIS_REPLY_NIL)
           break;
         freeReplyObject(r);
@@ -554,7 +508,7 @@ static void tail_run(void *arg, uint64_t n, rill_hist_t *h) {
   atomic_init(&x.seen, 0);
   atomic_init(&x.ready, false);
   if (t->k == K_REDIS)
-    redis_do(t->pub, "DEL %s", KEY_TAIL);
+    bench_redis_do(t->pub, "DEL %s", KEY_TAIL);
   pthread_t th;
   if (pthread_create(&th, NULL, tail_sub, &x) != 0)
     bench_die("pthread_create failed");
@@ -574,7 +528,7 @@ static void tail_run(void *arg, uint64_t n, rill_hist_t *h) {
     if (t->k == K_RILL) {
       rill_append1(t->l, rec, REC);
     } else {
-      redisReply *r = redis_cmd(t->pub, "XADD %s * f %b", KEY_TAIL, rec, (size_t)REC);
+      redisReply *r = bench_redis_cmd(t->pub, "XADD %s * f %b", KEY_TAIL, rec, (size_t)REC);
       freeReplyObject(r);
     }
     for (spins = 0; atomic_load_explicit(&x.seen, memory_order_acquire) <= i;)
@@ -634,7 +588,8 @@ static void *gc_worker(void *arg) {
       if (RILL_UNLIKELY(fdatasync(g->fd) != 0))
         bench_die("fdatasync: %s", strerror(errno));
     } else {
-      redisReply *r = redis_cmd(g->conn[th->id], "XADD %s * f %b", KEY_GROUP, rec, (size_t)REC);
+      redisReply *r =
+          bench_redis_cmd(g->conn[th->id], "XADD %s * f %b", KEY_GROUP, rec, (size_t)REC);
       freeReplyObject(r);
     }
     if (x->lat)
@@ -681,17 +636,17 @@ static void gc_lat(void *arg, uint64_t n, rill_hist_t *h) { gc_go(arg, n, h); }
  * durable configures it; the rewrite that turning it on starts is waited
  * out, so no case meets it. */
 static void redis_aof_on(bench_ctx_t *b) {
-  redisReply *r = redis_cmd(S.rc, "CONFIG GET appendonly");
+  redisReply *r = bench_redis_cmd(S.rc, "CONFIG GET appendonly");
   snprintf(S.aof_was, sizeof S.aof_was, "%s", r->elements == 2 ? r->element[1]->str : "no");
   freeReplyObject(r);
-  r = redis_cmd(S.rc, "CONFIG GET appendfsync");
+  r = bench_redis_cmd(S.rc, "CONFIG GET appendfsync");
   snprintf(S.fsync_was, sizeof S.fsync_was, "%s",
            r->elements == 2 ? r->element[1]->str : "everysec");
   freeReplyObject(r);
-  redis_do(S.rc, "DEL %s", KEY_GROUP);
+  bench_redis_do(S.rc, "DEL %s", KEY_GROUP);
   S.aof_set = true;
-  redis_do(S.rc, "CONFIG SET appendonly yes");
-  redis_do(S.rc, "CONFIG SET appendfsync always");
+  bench_redis_do(S.rc, "CONFIG SET appendonly yes");
+  bench_redis_do(S.rc, "CONFIG SET appendfsync always");
   for (int i = 0; i < 200; i++) {
     if (redis_info_num("persistence", "aof_rewrite_in_progress") == 0 &&
         redis_info_num("persistence", "aof_rewrite_scheduled") == 0 &&
@@ -743,7 +698,7 @@ static void case_append(bench_ctx_t *b) {
     rill_app_fini(&ra);
     wl_fini(&wa);
     if (redis)
-      redis_do(S.rc, "DEL %s", KEY_APPEND);
+      bench_redis_do(S.rc, "DEL %s", KEY_APPEND);
   }
   if (bench_want(b, "append_4k")) {
     rill_app_init(&rb, "append_4k", BIG);
@@ -817,7 +772,7 @@ static void case_read(bench_ctx_t *b) {
 
   bool redis = S.rc != NULL;
   if (redis) {
-    redis_do(S.rc, "DEL %s", KEY_READ);
+    bench_redis_do(S.rc, "DEL %s", KEY_READ);
     for (uint64_t i = 0; i < nr;) {
       uint64_t k = nr - i < BATCH ? nr - i : BATCH;
       for (uint64_t j = 0; j < k; j++) {
@@ -826,7 +781,7 @@ static void case_read(bench_ctx_t *b) {
         redisAppendCommand(S.rc, "XADD %s * f %b", KEY_READ, rec, (size_t)REC);
       }
       for (uint64_t j = 0; j < k; j++)
-        freeReplyObject(redis_get(S.rc));
+        freeReplyObject(bench_redis_get(S.rc));
       i += k;
     }
     xr = (xr_t){.c = S.rc};
@@ -850,7 +805,7 @@ static void case_read(bench_ctx_t *b) {
   path_of(path, sizeof path, "read_seq.dat");
   unlink(path);
   if (redis)
-    redis_do(S.rc, "DEL %s", KEY_READ);
+    bench_redis_do(S.rc, "DEL %s", KEY_READ);
 }
 
 static void case_tail(bench_ctx_t *b) {
@@ -861,7 +816,7 @@ static void case_tail(bench_ctx_t *b) {
     return;
   rill_log_t *l = log_open("tail", RILL_LOG_SYNC_NEVER);
   redisContext *pub = NULL, *sub = NULL;
-  if (redis && (!(pub = redis_connect()) || !(sub = redis_connect())))
+  if (redis && (!(pub = bench_redis_connect(S.port)) || !(sub = bench_redis_connect(S.port))))
     bench_die("redis: a second connection failed");
   rt = (tail_t){.k = K_RILL, .l = l};
   xt = (tail_t){.k = K_REDIS, .pub = pub, .sub = sub};
@@ -878,7 +833,7 @@ static void case_tail(bench_ctx_t *b) {
   path_of(p, sizeof p, "tail");
   rm_tree(p);
   if (redis) {
-    redis_do(pub, "DEL %s", KEY_TAIL);
+    bench_redis_do(pub, "DEL %s", KEY_TAIL);
     redisFree(pub);
     redisFree(sub);
   }
@@ -906,7 +861,7 @@ static void case_group(bench_ctx_t *b) {
   redisContext *conn[MAX_THR] = {0};
   if (redis) {
     for (int i = 0; i < MAX_THR; i++)
-      if (!(conn[i] = redis_connect()))
+      if (!(conn[i] = bench_redis_connect(S.port)))
         bench_die("redis: connection %d failed", i);
     redis_aof_on(b);
   }
@@ -946,7 +901,7 @@ static void case_group(bench_ctx_t *b) {
   unlink(path);
   if (redis) {
     redis_aof_restore();
-    redis_do(S.rc, "DEL %s", KEY_GROUP);
+    bench_redis_do(S.rc, "DEL %s", KEY_GROUP);
     for (int i = 0; i < MAX_THR; i++)
       redisFree(conn[i]);
   }
@@ -1043,24 +998,15 @@ static int log_run(bench_ctx_t *b) {
   }
   atexit(at_exit);
   S.ncpu = bench_ncpu();
-  const char *port = getenv("RILL_REDIS_PORT");
-  S.port = port && *port ? atoi(port) : REDIS_PORT;
-  S.rc = redis_connect();
+  S.port = bench_redis_port();
+  S.rc = bench_redis_connect(S.port);
   if (S.rc) {
-    redisReply *r = redisCommand(S.rc, "INFO server");
-    const char *v = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "redis_version:") : NULL;
-    char ver[32] = "?";
-    if (v)
-      sscanf(v + 14, "%31[0-9.]", ver);
-    if (r)
-      freeReplyObject(r);
+    char ver[32];
+    bench_redis_version(S.rc, ver, sizeof ver);
     bench_note(b, "redis %s on 127.0.0.1:%d, hiredis %d.%d.%d; topics and files in %s", ver, S.port,
                HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, S.dir);
   } else {
-    bench_note(b,
-               "no redis-server answers on 127.0.0.1:%d (scripts/redis.sh starts one): the redis "
-               "rows are absent",
-               S.port);
+    bench_redis_absent(b, S.port);
   }
   case_append(b);
   case_read(b);

@@ -55,7 +55,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -72,6 +71,7 @@
 #include <zmq.h>
 
 #include "bench.h"
+#include "peer_redis.h"
 #include "rill/net.h"
 
 #define MSG        128u  /* message bytes */
@@ -79,7 +79,6 @@
 #define WINDOW     4u    /* PUBLISH_BATCH frames awaiting their ACK */
 #define SUB_WINDOW 1024u /* the subscriber's credits, as `rill sub` grants them */
 #define ZMQ_HWM    8192
-#define REDIS_PORT 6390
 /* Messages the Redis publisher may be ahead of its subscriber: 16384 of
  * about 170 bytes on the wire is under 3 MiB, far from the 8 MiB at which
  * Redis starts counting toward cutting a subscriber off. */
@@ -389,34 +388,19 @@ static void zmq_shut(void) {
 /* ---- redis ----------------------------------------------------------------------------- */
 
 static redisContext *redis_connect(void) {
-  struct timeval tv = {1, 0};
-  redisContext *c = redisConnectWithTimeout("127.0.0.1", S.rport, tv);
-  if (!c || c->err) {
-    if (c)
-      redisFree(c);
-    return NULL;
-  }
+  redisContext *c = bench_redis_connect(S.rport);
   /* The connect timeout would also bound every read: a subscriber waits. */
   struct timeval none = {30, 0};
-  redisSetTimeout(c, none);
+  if (c)
+    redisSetTimeout(c, none);
   return c;
-}
-
-static redisReply *redis_get(redisContext *c) {
-  void *r = NULL;
-  if (redisGetReply(c, &r) != REDIS_OK || !r)
-    bench_die("redis: %s", c->errstr);
-  redisReply *rr = r;
-  if (rr->type == REDIS_REPLY_ERROR)
-    bench_die("redis: %s", rr->str);
-  return rr;
 }
 
 static void *redis_sub_thread(void *arg) {
   run_t *x = arg;
   atomic_store(&x->ready, true);
   for (uint64_t i = 0; i < x->n; i++) {
-    redisReply *r = redis_get(S.rsub);
+    redisReply *r = bench_redis_get(S.rsub);
     if (RILL_UNLIKELY(r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
                       r->element[2]->len != MSG))
       bench_die("redis: the subscriber got something other than a %u-byte message", MSG);
@@ -445,7 +429,7 @@ static uint64_t redis_run(void *arg, uint64_t n) {
       if (redisAppendCommand(S.rpub, "PUBLISH %s %b", CHAN, m, (size_t)MSG) != REDIS_OK)
         bench_die("redis: %s", S.rpub->errstr);
     for (uint64_t j = 0; j < k; j++) {
-      redisReply *r = redis_get(S.rpub);
+      redisReply *r = bench_redis_get(S.rpub);
       if (RILL_UNLIKELY(r->type != REDIS_REPLY_INTEGER || r->integer != 1))
         bench_die("redis: PUBLISH reached %lld subscribers, not 1", r->integer);
       freeReplyObject(r);
@@ -458,22 +442,16 @@ static uint64_t redis_run(void *arg, uint64_t n) {
 
 /* Both connections, the second SUBSCRIBEd; false when no server answers. */
 static bool redis_open(bench_ctx_t *b) {
-  const char *port = getenv("RILL_REDIS_PORT");
-  S.rport = port && *port ? atoi(port) : REDIS_PORT;
+  S.rport = bench_redis_port();
   if (!(S.rpub = redis_connect()))
     return false;
   if (!(S.rsub = redis_connect()))
     bench_die("redis: a second connection failed");
-  redisReply *r = redisCommand(S.rpub, "INFO server");
-  const char *v = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "redis_version:") : NULL;
-  char ver[32] = "?";
-  if (v)
-    sscanf(v + 14, "%31[0-9.]", ver);
-  if (r)
-    freeReplyObject(r);
+  char ver[32];
+  bench_redis_version(S.rpub, ver, sizeof ver);
   if (redisAppendCommand(S.rsub, "SUBSCRIBE %s", CHAN) != REDIS_OK)
     bench_die("redis: %s", S.rsub->errstr);
-  freeReplyObject(redis_get(S.rsub));
+  freeReplyObject(bench_redis_get(S.rsub));
   bench_note(b, "redis %s on 127.0.0.1:%d, hiredis %d.%d.%d, PUBLISH/SUBSCRIBE on one channel", ver,
              S.rport, HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH);
   return true;
@@ -890,10 +868,7 @@ static int net_run(bench_ctx_t *b) {
   zmq_open();
   bool redis = redis_open(b);
   if (!redis)
-    bench_note(b,
-               "no redis-server answers on 127.0.0.1:%d (scripts/redis.sh starts one): the redis "
-               "rows are absent",
-               S.rport);
+    bench_redis_absent(b, S.rport);
   bench_note(b, "zmq %d.%d.%d PUSH/PULL over tcp://127.0.0.1, SNDHWM = RCVHWM = %d",
              ZMQ_VERSION_MAJOR, ZMQ_VERSION_MINOR, ZMQ_VERSION_PATCH, ZMQ_HWM);
   bench_note(b,
