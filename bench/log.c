@@ -279,20 +279,6 @@ static void memcpy_run(void *arg, uint64_t n) {
 
 /* ---- redis ------------------------------------------------------------------------ */
 
-/* A field of INFO's text ("aof_rewrite_in_progress"), or -1. */
-static long redis_info_num(const char *section, const char *field) {
-  redisReply *r = bench_redis_cmd(S.rc, "INFO %s", section);
-  long v = -1;
-  size_t fl = strlen(field);
-  for (const char *p = r->str; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-    if (!strncmp(p, field, fl) && p[fl] == ':') {
-      v = strtol(p + fl + 1, NULL, 10);
-      break;
-    }
-  freeReplyObject(r);
-  return v;
-}
-
 typedef struct rx {
   redisContext *c;
   uint32_t len;
@@ -648,9 +634,9 @@ static void redis_aof_on(bench_ctx_t *b) {
   bench_redis_do(S.rc, "CONFIG SET appendonly yes");
   bench_redis_do(S.rc, "CONFIG SET appendfsync always");
   for (int i = 0; i < 200; i++) {
-    if (redis_info_num("persistence", "aof_rewrite_in_progress") == 0 &&
-        redis_info_num("persistence", "aof_rewrite_scheduled") == 0 &&
-        redis_info_num("persistence", "rdb_bgsave_in_progress") == 0)
+    if (bench_redis_info_num(S.rc, "persistence", "aof_rewrite_in_progress") == 0 &&
+        bench_redis_info_num(S.rc, "persistence", "aof_rewrite_scheduled") == 0 &&
+        bench_redis_info_num(S.rc, "persistence", "rdb_bgsave_in_progress") == 0)
       break;
     usleep(50000);
   }

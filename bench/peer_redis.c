@@ -70,6 +70,19 @@ void bench_redis_version(redisContext *c, char *out, size_t cap) {
     freeReplyObject(r);
 }
 
+long bench_redis_info_num(redisContext *c, const char *section, const char *field) {
+  redisReply *r = bench_redis_cmd(c, "INFO %s", section);
+  long v = -1;
+  size_t fl = strlen(field);
+  for (const char *p = r->str; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+    if (!strncmp(p, field, fl) && p[fl] == ':') {
+      v = strtol(p + fl + 1, NULL, 10);
+      break;
+    }
+  freeReplyObject(r);
+  return v;
+}
+
 void bench_redis_absent(bench_ctx_t *b, int port) {
   bench_note(b,
              "no redis-server answers on 127.0.0.1:%d (scripts/redis.sh starts one): the redis "

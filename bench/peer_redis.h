@@ -35,6 +35,10 @@ redisReply *bench_redis_get(redisContext *c);
  *  say). */
 void bench_redis_version(redisContext *c, char *out, size_t cap);
 
+/** A numeric field of INFO section's text ("aof_rewrite_in_progress"),
+ *  or -1 when absent. */
+long bench_redis_info_num(redisContext *c, const char *section, const char *field);
+
 /** The note a suite prints when no server answered, its Redis rows
  *  absent. */
 void bench_redis_absent(bench_ctx_t *b, int port);
