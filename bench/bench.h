@@ -122,6 +122,11 @@ void bench_unpin(void);
  *  ns/op (NAN when it was not run): what the "M/s" goals compare. */
 double bench_rate_m(const bench_ctx_t *b, const char *case_name, size_t size, const char *impl);
 
+/** The peer's median ns/op over impl's for one case and size: above 1,
+ *  impl is the faster (NAN when either was not run). */
+double bench_ratio(const bench_ctx_t *b, const char *case_name, size_t size, const char *peer,
+                   const char *impl);
+
 /** Removes a directory and everything below it (a suite's temp dir). 0,
  *  or -1 with errno set; a path already gone is not an error. */
 int bench_rm_tree(const char *path);

@@ -425,8 +425,7 @@ static void goal_rate(bench_ctx_t *b, const char *what, const char *c, double li
 
 static void goal_zmq(bench_ctx_t *b, const char *what, const char *c) {
   if (bench_want(b, c))
-    bench_goal(b, what, bench_result(b, c, EV, "zmq_inproc") / bench_result(b, c, EV, "rill_bus"),
-               true, 5.0, "x");
+    bench_goal(b, what, bench_ratio(b, c, EV, "zmq_inproc", "rill_bus"), true, 5.0, "x");
 }
 
 static int bus_run(bench_ctx_t *b) {

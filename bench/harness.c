@@ -234,6 +234,11 @@ double bench_rate_m(const bench_ctx_t *b, const char *case_name, size_t size, co
   return 1e3 / bench_result(b, case_name, size, impl);
 }
 
+double bench_ratio(const bench_ctx_t *b, const char *case_name, size_t size, const char *peer,
+                   const char *impl) {
+  return bench_result(b, case_name, size, peer) / bench_result(b, case_name, size, impl);
+}
+
 double bench_result_q(const bench_ctx_t *b, const char *case_name, size_t size, const char *impl,
                       int q) {
   const bench_row_t *r = find_row(b, case_name, size, impl);

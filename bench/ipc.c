@@ -1033,9 +1033,7 @@ static int ipc_run(bench_ctx_t *b) {
     bench_goal(b, "64 B messages, 1 sender, 1 receiver",
                bench_rate_m(b, "thr_64", MSG, "rill_spin"), true, 20, "M/s");
     bench_goal(b, "64 B messages vs Unix stream socket",
-               bench_result(b, "thr_64", MSG, "unix_stream") /
-                   bench_result(b, "thr_64", MSG, "rill_spin"),
-               true, 10, "x");
+               bench_ratio(b, "thr_64", MSG, "unix_stream", "rill_spin"), true, 10, "x");
   }
   if (bench_want(b, "thr_64_4rx"))
     bench_goal(b, "64 B messages, 1 sender, 4 receivers",
@@ -1045,9 +1043,7 @@ static int ipc_run(bench_ctx_t *b) {
     bench_goal(b, "64 KiB via the chunk pool, 1 receiver",
                BIG / bench_result(b, "thr_64k", BIG, "rill_spin"), true, 8, " GB/s");
     bench_goal(b, "64 KiB vs Unix stream socket",
-               bench_result(b, "thr_64k", BIG, "unix_stream") /
-                   bench_result(b, "thr_64k", BIG, "rill_spin"),
-               true, 1, "x");
+               bench_ratio(b, "thr_64k", BIG, "unix_stream", "rill_spin"), true, 1, "x");
   }
   if (bench_want(b, "thr_64k_4rx"))
     bench_goal(b, "64 KiB via the chunk pool, 4 receivers (each)",

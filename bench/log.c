@@ -952,15 +952,11 @@ static void goals(bench_ctx_t *b) {
     bench_goal(b, "append 64 B, sync never", bench_rate_m(b, "append_64", REC, "rill_log"), true,
                10, "M/s");
     bench_goal(b, "append 64 B vs Redis XADD, pipelined",
-               bench_result(b, "append_64", REC, "redis_xadd") /
-                   bench_result(b, "append_64", REC, "rill_log"),
-               true, 20, "x");
+               bench_ratio(b, "append_64", REC, "redis_xadd", "rill_log"), true, 20, "x");
   }
   if (bench_want(b, "append_4k"))
     bench_goal(b, "append 4 KiB, bandwidth as a share of memcpy's",
-               100 * bench_result(b, "append_4k", BIG, "memcpy") /
-                   bench_result(b, "append_4k", BIG, "rill_log"),
-               true, 70, "%");
+               100 * bench_ratio(b, "append_4k", BIG, "memcpy", "rill_log"), true, 70, "%");
   if (bench_want(b, "read_seq"))
     bench_goal(b, "sequential zero-copy read, 64 B", bench_rate_m(b, "read_seq", REC, "rill_log"),
                true, 50, "M/s");

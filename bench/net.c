@@ -904,9 +904,7 @@ static int net_run(bench_ctx_t *b) {
     bench_goal(b, "pipelined asks, 256 in flight",
                bench_rate_m(b, "ask_pipelined", MSG, "rill_net"), true, 1, "M/s");
     bench_goal(b, "pipelined asks vs zmq DEALER/ROUTER",
-               bench_result(b, "ask_pipelined", MSG, "zmq_dealer") /
-                   bench_result(b, "ask_pipelined", MSG, "rill_net"),
-               true, 1, "x");
+               bench_ratio(b, "ask_pipelined", MSG, "zmq_dealer", "rill_net"), true, 1, "x");
   }
   if (bench_want(b, "pub_64k")) {
     big_open();
@@ -917,23 +915,17 @@ static int net_run(bench_ctx_t *b) {
     bench_goal(b, "publish 64 KiB, no ack, at the subscriber",
                BIG / bench_result(b, "pub_64k", BIG, "rill_net"), true, 2, " GB/s");
     bench_goal(b, "publish 64 KiB vs zmq PUSH/PULL tcp",
-               bench_result(b, "pub_64k", BIG, "zmq_tcp") /
-                   bench_result(b, "pub_64k", BIG, "rill_net"),
-               true, 1, "x");
+               bench_ratio(b, "pub_64k", BIG, "zmq_tcp", "rill_net"), true, 1, "x");
   }
 
   if (bench_want(b, "pub_128")) {
     bench_goal(b, "publish 128 B, no ack, at the subscriber",
                bench_rate_m(b, "pub_128", MSG, "rill_net"), true, 5, "M/s");
     bench_goal(b, "publish 128 B vs zmq PUSH/PULL tcp",
-               bench_result(b, "pub_128", MSG, "zmq_tcp") /
-                   bench_result(b, "pub_128", MSG, "rill_net"),
-               true, 1.5, "x");
+               bench_ratio(b, "pub_128", MSG, "zmq_tcp", "rill_net"), true, 1.5, "x");
     if (redis)
       bench_goal(b, "publish 128 B vs Redis PUBLISH/SUBSCRIBE",
-                 bench_result(b, "pub_128", MSG, "redis_pubsub") /
-                     bench_result(b, "pub_128", MSG, "rill_net"),
-                 true, 3, "x");
+                 bench_ratio(b, "pub_128", MSG, "redis_pubsub", "rill_net"), true, 3, "x");
   }
   if (bench_want(b, "pub_ack_batch"))
     bench_goal(b, "publish 128 B in acknowledged batches of 256",
