@@ -127,6 +127,11 @@ double bench_rate_m(const bench_ctx_t *b, const char *case_name, size_t size, co
 double bench_ratio(const bench_ctx_t *b, const char *case_name, size_t size, const char *peer,
                    const char *impl);
 
+/** Makes a temp dir for a suite, $TMPDIR/rill-bench-<suite>-XXXXXX
+ *  (/tmp without TMPDIR), into out. 0, or -1 after saying why on stderr
+ *  (out is then ""). */
+int bench_tmp_dir(char *out, size_t cap, const char *suite);
+
 /** Removes a directory and everything below it (a suite's temp dir). 0,
  *  or -1 with errno set; a path already gone is not an error. */
 int bench_rm_tree(const char *path);

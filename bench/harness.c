@@ -92,6 +92,18 @@ static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ft
   return remove(p) == 0 || errno == ENOENT ? 0 : -1;
 }
 
+int bench_tmp_dir(char *out, size_t cap, const char *suite) {
+  const char *tmp = getenv("TMPDIR");
+  snprintf(out, cap, "%s/rill-bench-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", suite);
+  if (!mkdtemp(out)) {
+    fprintf(stderr, "rill bench %s: mkdtemp %s: %s\n", suite, out, strerror(errno));
+    if (cap)
+      out[0] = 0;
+    return -1;
+  }
+  return 0;
+}
+
 int bench_rm_tree(const char *path) {
   return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT ? -1 : 0;
 }

@@ -971,13 +971,8 @@ static void goals(bench_ctx_t *b) {
 }
 
 static int log_run(bench_ctx_t *b) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(S.dir, sizeof S.dir, "%s/rill-bench-log-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(S.dir)) {
-    fprintf(stderr, "rill bench log: mkdtemp %s: %s\n", S.dir, strerror(errno));
-    S.dir[0] = 0;
+  if (bench_tmp_dir(S.dir, sizeof S.dir, "log") != 0)
     return 1;
-  }
   atexit(at_exit);
   S.ncpu = bench_ncpu();
   S.port = bench_redis_port();

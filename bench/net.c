@@ -466,13 +466,8 @@ static void *srv_main(void *arg) {
 }
 
 static int rill_open(bench_ctx_t *b) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(S.dir, sizeof S.dir, "%s/rill-bench-net-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(S.dir)) {
-    fprintf(stderr, "rill bench net: mkdtemp %s: %s\n", S.dir, strerror(errno));
-    S.dir[0] = 0;
+  if (bench_tmp_dir(S.dir, sizeof S.dir, "net") != 0)
     return 1;
-  }
   rill_server_opts_t o = {.any_port = true, .data_dir = S.dir, .sync = RILL_LOG_SYNC_NEVER};
   int rc = rill_server_create(&S.srv, &o);
   if (rc)
