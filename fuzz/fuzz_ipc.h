@@ -1,8 +1,8 @@
 /*
  * What fuzz_ipc_attach (routes) and fuzz_ipc_chan_attach (channels) share:
- * the raw mode's copy of the input, the check every message handed out
- * must pass, the messages a sender sends, and the live mode's patches
- * written over the segment in /dev/shm.
+ * the raw mode's copy of the input, the live mode's pool, the check every
+ * message handed out must pass, the messages a sender sends, and the
+ * patches written over the segment in /dev/shm.
  */
 #ifndef RILL_FUZZ_IPC_H
 #define RILL_FUZZ_IPC_H
@@ -33,6 +33,15 @@ static inline uint8_t *fuzz_ipc_copy(const uint8_t *data, size_t size, uint32_t 
     memcpy(mem + 4, &version, 2);
   }
   return mem;
+}
+
+/* The live mode's pool: 0..2 size classes (data[4]), a few chunks each
+ * (data[5]), over slots of slot_size bytes. */
+static inline void fuzz_ipc_pool(rill_ipc_class_t *pool, uint32_t slot_size, const uint8_t *data) {
+  uint32_t inline_max = slot_size - RILL_IPC_SLOT_HDR;
+  uint32_t nclasses = (data[4] >> 3) % 3;
+  for (uint32_t c = 0; c < nclasses; c++)
+    pool[c] = (rill_ipc_class_t){inline_max * (2 + 2 * c), 1 + (data[5] >> (2 * c)) % 4};
 }
 
 /* A message handed out must be mapped, whole, and within the route's or

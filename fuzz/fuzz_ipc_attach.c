@@ -87,10 +87,7 @@ static void live(const uint8_t *data, size_t size) {
                        .policy = (rill_ipc_policy_t)(data[4] % 3),
                        .wait = (rill_ipc_wait_t)((data[4] >> 2) % 2),
                        .spin_ns = 1000};
-  uint32_t inline_max = o.slot_size - RILL_IPC_SLOT_HDR;
-  uint32_t nclasses = (data[4] >> 3) % 3;
-  for (uint32_t c = 0; c < nclasses; c++)
-    o.pool[c] = (rill_ipc_class_t){inline_max * (2 + 2 * c), 1 + (data[5] >> (2 * c)) % 4};
+  fuzz_ipc_pool(o.pool, o.slot_size, data);
   rill_ipc_sender_t *s = NULL, *s2 = NULL;
   rill_ipc_receiver_t *r1 = NULL, *r2 = NULL, *r3 = NULL;
   if (rill_ipc_sender_open(&s, name, &o))
