@@ -145,8 +145,11 @@ static inline int bench_kid_poll(bench_kid_t *kids, size_t n, int ms, void *rec,
   for (size_t i = 0; i < n; i++) {
     if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR)))
       continue;
-    if (read(kids[i].from, rec, size) == (ssize_t)size)
+    ssize_t r = read(kids[i].from, rec, size);
+    if (r == (ssize_t)size)
       return (int)i;
+    if (r < 0 && errno == EINTR)
+      return -1;
     close(kids[i].from);
     kids[i].from = -1;
   }
