@@ -34,6 +34,22 @@ bench: build
 	@bash scripts/redis.sh $(BUILD)/redis
 	@$(BUILD)/rill bench all
 
+# Every suite with --json into $(BUILD)/bench-json/ (a suite's notes beside
+# it in <suite>.log), then scripts/bench_report.py: charts of rill against
+# each peer in docs/bench/, and the report section of docs/BENCHMARKS.md.
+# BENCH_ARGS goes to every suite (--quick for a trial; do not commit those).
+.PHONY: bench-report
+bench-report: build
+	@bash scripts/redis.sh $(BUILD)/redis
+	@rm -rf $(BUILD)/bench-json && mkdir -p $(BUILD)/bench-json
+	@for s in $$($(BUILD)/rill bench list | cut -d' ' -f1); do \
+	  echo "bench-report: rill bench $$s"; \
+	  $(BUILD)/rill bench $$s --json $(BENCH_ARGS) >$(BUILD)/bench-json/$$s.json \
+	    2>$(BUILD)/bench-json/$$s.log || { cat $(BUILD)/bench-json/$$s.log; exit 1; }; \
+	done
+	@/usr/bin/python3 scripts/bench_report.py --out docs/bench --embed docs/BENCHMARKS.md \
+	  $(BUILD)/bench-json
+
 asan: deps
 	@$(CMAKE_GEN) -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRILL_SANITIZE=address,undefined -DRILL_BENCH=OFF >/dev/null
 	@cmake --build build-asan -j $(JOBS)

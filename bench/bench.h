@@ -114,6 +114,28 @@ int bench_pin_cpu(int cpu);
 /** CPUs online. */
 int bench_ncpu(void);
 
+/** Lets the calling thread run on every CPU again: threads inherit the
+ *  harness's pin, and a case that pinned itself undoes it with this. */
+void bench_unpin(void);
+
+/** A case's rate in millions of operations a second, from its median
+ *  ns/op (NAN when it was not run): what the "M/s" goals compare. */
+double bench_rate_m(const bench_ctx_t *b, const char *case_name, size_t size, const char *impl);
+
+/** The peer's median ns/op over impl's for one case and size: above 1,
+ *  impl is the faster (NAN when either was not run). */
+double bench_ratio(const bench_ctx_t *b, const char *case_name, size_t size, const char *peer,
+                   const char *impl);
+
+/** Makes a temp dir for a suite, $TMPDIR/rill-bench-<suite>-XXXXXX
+ *  (/tmp without TMPDIR), into out. 0, or -1 after saying why on stderr
+ *  (out is then ""). */
+int bench_tmp_dir(char *out, size_t cap, const char *suite);
+
+/** Removes a directory and everything below it (a suite's temp dir). 0,
+ *  or -1 with errno set; a path already gone is not an error. */
+int bench_rm_tree(const char *path);
+
 /* Makes the compiler believe p is used and any memory may have been read
  * or written, so work on it is neither folded away nor hoisted out of the
  * loop. Costs no instruction. */

@@ -254,8 +254,6 @@ static uint64_t e2e_1p(void *a, uint64_t n) { return e2e(a, n, 1, false); }
 static uint64_t e2e_batch(void *a, uint64_t n) { return e2e(a, n, 1, true); }
 static uint64_t e2e_2p(void *a, uint64_t n) { return e2e(a, n, 2, false); }
 
-static void affinity_all(void);
-
 /* ---- ingest latency --------------------------------------------------------- */
 
 typedef struct lat_pull {
@@ -298,7 +296,7 @@ static void lat_run(void *arg, uint64_t iters, rill_hist_t *h) {
     while (sink_events(bs) < bs->sent)
       sched_yield();
   }
-  affinity_all();
+  bench_unpin();
 }
 
 /* ---- bursts into the rings ---------------------------------------------------- */
@@ -324,15 +322,6 @@ static void *burst_puller(void *arg) {
     atomic_store_explicit(&bp->got, i + 1, memory_order_release);
   }
   return NULL;
-}
-
-/* Undoes a pin: the next case may run this thread anywhere. */
-static void affinity_all(void) {
-  cpu_set_t all;
-  CPU_ZERO(&all);
-  for (int c = 0; c < bench_ncpu() && c < CPU_SETSIZE; c++)
-    CPU_SET(c, &all);
-  pthread_setaffinity_np(pthread_self(), sizeof all, &all);
 }
 
 /* The batch API into the rings: bursts of BURST events published 64 a
@@ -367,7 +356,7 @@ static uint64_t burst_batch(void *arg, uint64_t n) {
   }
   if (bs->k == ZMQ)
     pthread_join(t, NULL);
-  affinity_all();
+  bench_unpin();
   return timed;
 }
 
@@ -431,13 +420,12 @@ static void set_fini(bench_ctx_t *b, bus_set_t *bs) {
 
 static void goal_rate(bench_ctx_t *b, const char *what, const char *c, double limit) {
   if (bench_want(b, c))
-    bench_goal(b, what, 1e3 / bench_result(b, c, EV, "rill_bus"), true, limit, "M/s");
+    bench_goal(b, what, bench_rate_m(b, c, EV, "rill_bus"), true, limit, "M/s");
 }
 
 static void goal_zmq(bench_ctx_t *b, const char *what, const char *c) {
   if (bench_want(b, c))
-    bench_goal(b, what, bench_result(b, c, EV, "zmq_inproc") / bench_result(b, c, EV, "rill_bus"),
-               true, 5.0, "x");
+    bench_goal(b, what, bench_ratio(b, c, EV, "zmq_inproc", "rill_bus"), true, 5.0, "x");
 }
 
 static int bus_run(bench_ctx_t *b) {

@@ -3,6 +3,7 @@
  * and the two output formats. See bench.h for the model.
  */
 #include <errno.h>
+#include <ftw.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -76,6 +77,35 @@ int bench_pin_cpu(int cpu) {
 int bench_ncpu(void) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
+}
+
+void bench_unpin(void) {
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  for (int c = 0; c < bench_ncpu() && c < CPU_SETSIZE; c++)
+    CPU_SET(c, &all);
+  pthread_setaffinity_np(pthread_self(), sizeof all, &all);
+}
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  return remove(p) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int bench_tmp_dir(char *out, size_t cap, const char *suite) {
+  const char *tmp = getenv("TMPDIR");
+  snprintf(out, cap, "%s/rill-bench-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", suite);
+  if (!mkdtemp(out)) {
+    fprintf(stderr, "rill bench %s: mkdtemp %s: %s\n", suite, out, strerror(errno));
+    if (cap)
+      out[0] = 0;
+    return -1;
+  }
+  return 0;
+}
+
+int bench_rm_tree(const char *path) {
+  return nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT ? -1 : 0;
 }
 
 bool bench_quick(const bench_ctx_t *b) { return b->quick; }
@@ -210,6 +240,15 @@ static const bench_row_t *find_row(const bench_ctx_t *b, const char *case_name, 
 double bench_result(const bench_ctx_t *b, const char *case_name, size_t size, const char *impl) {
   const bench_row_t *r = find_row(b, case_name, size, impl);
   return r ? r->ns : NAN;
+}
+
+double bench_rate_m(const bench_ctx_t *b, const char *case_name, size_t size, const char *impl) {
+  return 1e3 / bench_result(b, case_name, size, impl);
+}
+
+double bench_ratio(const bench_ctx_t *b, const char *case_name, size_t size, const char *peer,
+                   const char *impl) {
+  return bench_result(b, case_name, size, peer) / bench_result(b, case_name, size, impl);
 }
 
 double bench_result_q(const bench_ctx_t *b, const char *case_name, size_t size, const char *impl,

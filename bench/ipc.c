@@ -74,13 +74,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "bench.h"
+#include "fork_harness.h"
 #include "rill/ipc.h"
 
 #define MSG      64u
@@ -121,11 +121,10 @@ typedef struct peer {
   int ntx;    /* channel cases: sender processes (children nrx..); 0: the parent sends */
   bool queue; /* each message to exactly one receiver (OP_TAKE) */
   bool up;
-  uint64_t epoch; /* chan_64_queue: the run, in its stops (zmq may leave stale ones) */
-  pid_t pid[MAX_KIDS];
-  int ctl[MAX_KIDS], res[MAX_KIDS]; /* orders to each child, answers from it */
-  int fd[MAX_RX];                   /* the parent's end toward each child (-1: none) */
-  int back;                         /* pipe ping-pong: the way back */
+  uint64_t epoch;            /* chan_64_queue: the run, in its stops (zmq may leave stale ones) */
+  bench_kid_t kid[MAX_KIDS]; /* orders to each child, answers from it */
+  int fd[MAX_RX];            /* the parent's end toward each child (-1: none) */
+  int back;                  /* pipe ping-pong: the way back */
   rill_ipc_sender_t *tx;
   rill_ipc_receiver_t *rx;
   rill_ipc_chan_t *ch; /* chan_64_queue: the parent's sender */
@@ -153,44 +152,20 @@ static void remember(const char *name) {
 /* ---- plumbing ------------------------------------------------------------------ */
 
 static void write_full(int fd, const void *p, size_t n) {
-  const uint8_t *b = p;
-  while (n) {
-    ssize_t w = write(fd, b, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      bench_die("ipc: write: %s", strerror(errno));
-    b += w;
-    n -= (size_t)w;
-  }
+  int rc = bench_kid_put(fd, p, n);
+  if (RILL_UNLIKELY(rc != 0))
+    bench_die("ipc: write: %s", strerror(-rc));
 }
 
 /* false at end of file. */
 static bool read_full(int fd, void *p, size_t n) {
-  uint8_t *b = p;
-  while (n) {
-    ssize_t r = read(fd, b, n);
-    if (r < 0 && errno == EINTR)
-      continue;
-    if (r < 0)
-      bench_die("ipc: read: %s", strerror(errno));
-    if (r == 0)
-      return false;
-    b += r;
-    n -= (size_t)r;
-  }
-  return true;
+  int rc = bench_kid_get(fd, p, n);
+  if (RILL_UNLIKELY(rc < 0))
+    bench_die("ipc: read: %s", strerror(-rc));
+  return rc > 0;
 }
 
 static void zmq_die(const char *what) { bench_die("ipc: %s: %s", what, zmq_strerror(zmq_errno())); }
-
-static void pin_all(void) {
-  cpu_set_t all;
-  CPU_ZERO(&all);
-  for (int c = 0; c < bench_ncpu() && c < CPU_SETSIZE; c++)
-    CPU_SET(c, &all);
-  sched_setaffinity(0, sizeof all, &all);
-}
 
 static inline void msg_set(uint8_t *m, uint64_t seq) { memcpy(m, &seq, 8); }
 
@@ -537,6 +512,40 @@ static _Noreturn void child_main(const peer_t *p, child_end_t *e, int ctl, int r
 static uint64_t chan_run(peer_t *p, uint64_t n);
 static uint64_t thr_run(void *arg, uint64_t n);
 
+/* What a child is forked with: its place, and the data ends to keep. */
+typedef struct kid_arg {
+  const peer_t *p;
+  int i;
+  bool pin;
+  int one[2], sv[2], bk[2];
+} kid_arg_t;
+
+static int kid_main(void *arg, int ctl, int resfd) {
+  const kid_arg_t *k = arg;
+  const peer_t *p = k->p;
+  if (k->pin)
+    bench_pin_cpu(1);
+  else
+    bench_unpin();
+  child_end_t e = {.fd = -1, .back = -1, .tx_id = k->i >= p->nrx ? k->i - p->nrx : -1};
+  if (k->one[0] >= 0) {
+    /* Senders write one end, receivers read the other. */
+    close(k->one[e.tx_id >= 0 ? 1 : 0]);
+    e.fd = k->one[e.tx_id >= 0 ? 0 : 1];
+  } else if (p->kind == K_UNIX || p->kind == K_SEQ) {
+    close(k->sv[0]);
+    e.fd = k->sv[1];
+  } else if (p->kind == K_PIPE) {
+    close(k->sv[1]);
+    e.fd = k->sv[0];
+    if (p->lat) {
+      close(k->bk[0]);
+      e.back = k->bk[1];
+    }
+  }
+  child_main(p, &e, ctl, resfd);
+}
+
 static void peer_open(peer_t *p) {
   static unsigned seq;
   unsigned id = seq++;
@@ -570,17 +579,15 @@ static void peer_open(peer_t *p) {
   }
   bool pin = p->nrx == 1 && p->ntx == 0 && bench_ncpu() >= 2;
   for (int i = 0; i < p->nrx + p->ntx; i++) {
-    int ctl[2], res[2], sv[2] = {-1, -1}, bk[2] = {-1, -1};
+    int sv[2] = {-1, -1}, bk[2] = {-1, -1};
     if (i == p->nrx && p->ntx > 0) {
       /* The receivers are attached (zmq: bound) before a sender starts. */
       for (int j = 0; j < p->nrx; j++) {
         res_t r;
-        if (!read_full(p->res[j], &r, sizeof r))
+        if (!read_full(p->kid[j].from, &r, sizeof r))
           bench_die("ipc %s: a peer process died while attaching", p->impl);
       }
     }
-    if (pipe(ctl) || pipe(res))
-      bench_die("ipc: pipe: %s", strerror(errno));
     if (shared(p)) {
       /* one[] serves every child. */
     } else if (p->kind == K_UNIX || p->kind == K_SEQ) {
@@ -590,41 +597,16 @@ static void peer_open(peer_t *p) {
       if (pipe(sv) || (p->lat && pipe(bk)))
         bench_die("ipc: pipe: %s", strerror(errno));
     }
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-      bench_die("ipc: fork: %s", strerror(errno));
-    if (pid == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a parent that died */
-      if (pin)
-        bench_pin_cpu(1);
-      else
-        pin_all();
-      close(ctl[1]);
-      close(res[0]);
-      child_end_t e = {.fd = -1, .back = -1, .tx_id = i >= p->nrx ? i - p->nrx : -1};
-      if (one[0] >= 0) {
-        /* Senders write one end, receivers read the other. */
-        close(one[e.tx_id >= 0 ? 1 : 0]);
-        e.fd = one[e.tx_id >= 0 ? 0 : 1];
-      } else if (p->kind == K_UNIX || p->kind == K_SEQ) {
-        close(sv[0]);
-        e.fd = sv[1];
-      } else if (p->kind == K_PIPE) {
-        close(sv[1]);
-        e.fd = sv[0];
-        if (p->lat) {
-          close(bk[0]);
-          e.back = bk[1];
-        }
-      }
-      child_main(p, &e, ctl[0], res[1]);
-    }
-    close(ctl[0]);
-    close(res[1]);
-    p->pid[i] = pid;
-    p->ctl[i] = ctl[1];
-    p->res[i] = res[0];
+    /* A child never outlives a parent that died. */
+    kid_arg_t k = {.p = p,
+                   .i = i,
+                   .pin = pin,
+                   .one = {one[0], one[1]},
+                   .sv = {sv[0], sv[1]},
+                   .bk = {bk[0], bk[1]}};
+    int rc = bench_kid_fork(p->kid, (size_t)i, kid_main, &k, BENCH_KID_DIE_WITH_PARENT);
+    if (rc)
+      bench_die("ipc: fork: %s", strerror(-rc));
     if (shared(p)) {
     } else if (p->kind == K_UNIX || p->kind == K_SEQ) {
       close(sv[1]);
@@ -649,7 +631,7 @@ static void peer_open(peer_t *p) {
   if (pin)
     bench_pin_cpu(0);
   else
-    pin_all();
+    bench_unpin();
   if (p->kind == K_ZMQ && p->ntx == 0) {
     int hwm = ZMQ_HWM;
     if (!(p->zctx = zmq_ctx_new()) ||
@@ -660,7 +642,7 @@ static void peer_open(peer_t *p) {
   }
   for (int i = p->ntx > 0 ? p->nrx : 0; i < p->nrx + p->ntx; i++) {
     res_t r;
-    if (!read_full(p->res[i], &r, sizeof r))
+    if (!read_full(p->kid[i].from, &r, sizeof r))
       bench_die("ipc %s: a peer process died while attaching", p->impl);
   }
   /* The way back exists now: the child created it. */
@@ -685,11 +667,8 @@ static void peer_close(peer_t *p) {
     return;
   cmd_t q = {OP_QUIT, 0};
   for (int i = 0; i < p->nrx + p->ntx; i++) {
-    write_full(p->ctl[i], &q, sizeof q);
-    close(p->ctl[i]);
-    int st;
-    waitpid(p->pid[i], &st, 0);
-    close(p->res[i]);
+    write_full(p->kid[i].to, &q, sizeof q);
+    bench_kid_end(&p->kid[i], false);
   }
   for (int i = 0; i < MAX_RX; i++)
     if (p->fd[i] >= 0)
@@ -723,10 +702,10 @@ static uint64_t order_some(peer_t *p, int lo, int hi, op_t op, uint64_t n) {
   cmd_t c = {op, n};
   uint64_t t0 = UINT64_MAX;
   for (int i = lo; i < hi; i++)
-    write_full(p->ctl[i], &c, sizeof c);
+    write_full(p->kid[i].to, &c, sizeof c);
   for (int i = lo; i < hi; i++) {
     res_t r;
-    if (!read_full(p->res[i], &r, sizeof r))
+    if (!read_full(p->kid[i].from, &r, sizeof r))
       bench_die("ipc %s: a peer process died", p->impl);
     if (r.t1 < t0)
       t0 = r.t1;
@@ -742,7 +721,7 @@ static uint64_t finish(peer_t *p) {
   uint64_t t1 = 0;
   for (int i = 0; i < p->nrx + p->ntx; i++) {
     res_t r;
-    if (!read_full(p->res[i], &r, sizeof r) || r.rc)
+    if (!read_full(p->kid[i].from, &r, sizeof r) || r.rc)
       bench_die("ipc %s: a peer process failed", p->impl);
     if (r.t1 > t1)
       t1 = r.t1;
@@ -796,7 +775,7 @@ static uint64_t queue_finish(peer_t *p, uint64_t n) {
     int who[MAX_RX], k = 0;
     for (int i = 0; i < p->nrx; i++)
       if (!done[i]) {
-        pf[k] = (struct pollfd){.fd = p->res[i], .events = POLLIN};
+        pf[k] = (struct pollfd){.fd = p->kid[i].from, .events = POLLIN};
         who[k++] = i;
       }
     struct timespec tick = {0, 50000};
@@ -809,7 +788,7 @@ static uint64_t queue_finish(peer_t *p, uint64_t n) {
       if (!pf[j].revents)
         continue;
       res_t r;
-      if (!read_full(p->res[who[j]], &r, sizeof r) || r.rc)
+      if (!read_full(p->kid[who[j]].from, &r, sizeof r) || r.rc)
         bench_die("ipc %s: a peer process failed", p->impl);
       done[who[j]] = true;
       left--;
@@ -931,10 +910,6 @@ static void run_case(bench_ctx_t *b, const char *name, peer_t *peers, size_t n, 
     peer_close(&peers[i]);
 }
 
-static double rate_m(bench_ctx_t *b, const char *c, const char *impl) {
-  return 1e3 / bench_result(b, c, MSG, impl);
-}
-
 static int ipc_run(bench_ctx_t *b) {
   owner = getpid();
   static bool registered;
@@ -1046,7 +1021,7 @@ static int ipc_run(bench_ctx_t *b) {
   };
   run_case(b, "chan_64", chan, sizeof chan / sizeof chan[0], false);
   run_case(b, "chan_64_queue", chanq, sizeof chanq / sizeof chanq[0], false);
-  pin_all();
+  bench_unpin();
 
   if (bench_want(b, "lat_64")) {
     bench_goal(b, "one-way 64 B, spin, p50", bench_result_q(b, "lat_64", MSG, "rill_spin", 50),
@@ -1055,24 +1030,20 @@ static int ipc_run(bench_ctx_t *b) {
                false, 1000, " ns");
   }
   if (bench_want(b, "thr_64")) {
-    bench_goal(b, "64 B messages, 1 sender, 1 receiver", rate_m(b, "thr_64", "rill_spin"), true, 20,
-               "M/s");
+    bench_goal(b, "64 B messages, 1 sender, 1 receiver",
+               bench_rate_m(b, "thr_64", MSG, "rill_spin"), true, 20, "M/s");
     bench_goal(b, "64 B messages vs Unix stream socket",
-               bench_result(b, "thr_64", MSG, "unix_stream") /
-                   bench_result(b, "thr_64", MSG, "rill_spin"),
-               true, 10, "x");
+               bench_ratio(b, "thr_64", MSG, "unix_stream", "rill_spin"), true, 10, "x");
   }
   if (bench_want(b, "thr_64_4rx"))
-    bench_goal(b, "64 B messages, 1 sender, 4 receivers", rate_m(b, "thr_64_4rx", "rill_park"),
-               true, 20, "M/s");
+    bench_goal(b, "64 B messages, 1 sender, 4 receivers",
+               bench_rate_m(b, "thr_64_4rx", MSG, "rill_park"), true, 20, "M/s");
   /* GB/s a receiver gets: 65536 bytes per message over ns per message. */
   if (bench_want(b, "thr_64k")) {
     bench_goal(b, "64 KiB via the chunk pool, 1 receiver",
                BIG / bench_result(b, "thr_64k", BIG, "rill_spin"), true, 8, " GB/s");
     bench_goal(b, "64 KiB vs Unix stream socket",
-               bench_result(b, "thr_64k", BIG, "unix_stream") /
-                   bench_result(b, "thr_64k", BIG, "rill_spin"),
-               true, 1, "x");
+               bench_ratio(b, "thr_64k", BIG, "unix_stream", "rill_spin"), true, 1, "x");
   }
   if (bench_want(b, "thr_64k_4rx"))
     bench_goal(b, "64 KiB via the chunk pool, 4 receivers (each)",

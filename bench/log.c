@@ -47,15 +47,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,14 +62,14 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "peer_redis.h"
 #include "rill/log.h"
 
-#define REC        64u   /* record bytes */
-#define BIG        4096u /* append_4k's record bytes */
-#define BATCH      256u  /* records per read_range, per pipelined round, per XRANGE */
-#define FRAME      8u    /* write_loop's length header */
-#define MAX_THR    16
-#define REDIS_PORT 6390
+#define REC     64u   /* record bytes */
+#define BIG     4096u /* append_4k's record bytes */
+#define BATCH   256u  /* records per read_range, per pipelined round, per XRANGE */
+#define FRAME   8u    /* write_loop's length header */
+#define MAX_THR 16
 /* A log or file is started again (outside the clock) once it holds this
  * much, so a fast machine's long calibration cannot fill the disk. */
 #define RESET_BYTES (1ull << 30)
@@ -110,13 +107,8 @@ static void path_of(char *out, size_t cap, const char *name) {
     bench_die("path too long: %s/%s", S.dir, name);
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st, (void)flag, (void)ftw;
-  return remove(p) == 0 || errno == ENOENT ? 0 : -1;
-}
-
 static void rm_tree(const char *p) {
-  if (nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS) != 0 && errno != ENOENT)
+  if (bench_rm_tree(p) != 0)
     fprintf(stderr, "rill bench log: cannot remove %s: %s\n", p, strerror(errno));
 }
 
@@ -133,15 +125,6 @@ static void wait_step(unsigned *spins) {
   bench_relax();
   if (++*spins > 64 && S.ncpu < 2)
     sched_yield();
-}
-
-/* Lets a thread run on every CPU: threads inherit the harness's pin. */
-static void affinity_all(void) {
-  cpu_set_t all;
-  CPU_ZERO(&all);
-  for (int c = 0; c < S.ncpu && c < CPU_SETSIZE; c++)
-    CPU_SET(c, &all);
-  pthread_setaffinity_np(pthread_self(), sizeof all, &all);
 }
 
 /* ---- rill ------------------------------------------------------------------------- */
@@ -296,65 +279,6 @@ static void memcpy_run(void *arg, uint64_t n) {
 
 /* ---- redis ------------------------------------------------------------------------ */
 
-static redisContext *redis_connect(void) {
-  struct timeval tv = {1, 0};
-  redisContext *c = redisConnectWithTimeout("127.0.0.1", S.port, tv);
-  if (!c || c->err) {
-    if (c)
-      redisFree(c);
-    return NULL;
-  }
-  return c;
-}
-
-static redisReply *redis_cmd(redisContext *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  redisReply *r = redisvCommand(c, fmt, ap);
-  va_end(ap);
-  if (!r)
-    bench_die("redis: %s", c->errstr);
-  if (r->type == REDIS_REPLY_ERROR)
-    bench_die("redis: %s", r->str);
-  return r;
-}
-
-static void redis_do(redisContext *c, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  redisReply *r = redisvCommand(c, fmt, ap);
-  va_end(ap);
-  if (!r)
-    bench_die("redis: %s", c->errstr);
-  if (r->type == REDIS_REPLY_ERROR)
-    bench_die("redis: %s", r->str);
-  freeReplyObject(r);
-}
-
-static redisReply *redis_get(redisContext *c) {
-  void *r = NULL;
-  if (redisGetReply(c, &r) != REDIS_OK || !r)
-    bench_die("redis: %s", c->errstr);
-  redisReply *rr = r;
-  if (rr->type == REDIS_REPLY_ERROR)
-    bench_die("redis: %s", rr->str);
-  return rr;
-}
-
-/* A field of INFO's text ("aof_rewrite_in_progress"), or -1. */
-static long redis_info_num(const char *section, const char *field) {
-  redisReply *r = redis_cmd(S.rc, "INFO %s", section);
-  long v = -1;
-  size_t fl = strlen(field);
-  for (const char *p = r->str; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-    if (!strncmp(p, field, fl) && p[fl] == ':') {
-      v = strtol(p + fl + 1, NULL, 10);
-      break;
-    }
-  freeReplyObject(r);
-  return v;
-}
-
 typedef struct rx {
   redisContext *c;
   uint32_t len;
@@ -366,7 +290,7 @@ typedef struct rx {
  * as a client that wants throughput from Redis does. */
 static uint64_t redis_xadd_run(void *arg, uint64_t n) {
   rx_t *x = arg;
-  redis_do(x->c, "DEL %s", KEY_APPEND);
+  bench_redis_do(x->c, "DEL %s", KEY_APPEND);
   uint64_t t0 = rill_time_ns();
   for (uint64_t i = 0; i < n;) {
     uint64_t k = n - i < BATCH ? n - i : BATCH;
@@ -378,7 +302,7 @@ static uint64_t redis_xadd_run(void *arg, uint64_t n) {
         bench_die("redis: %s", x->c->errstr);
     }
     for (uint64_t j = 0; j < k; j++) {
-      redisReply *r = redis_get(x->c);
+      redisReply *r = bench_redis_get(x->c);
       if (RILL_UNLIKELY(r->type != REDIS_REPLY_STRING))
         bench_die("redis: XADD replied type %d", r->type);
       freeReplyObject(r);
@@ -477,8 +401,9 @@ static void redis_xrange_run(void *arg, uint64_t n) {
   uint64_t sum = 0;
   for (uint64_t left = n; left > 0;) {
     unsigned k = left < BATCH ? (unsigned)left : BATCH;
-    redisReply *r = x->last[0] ? redis_cmd(x->c, "XRANGE %s (%s + COUNT %u", KEY_READ, x->last, k)
-                               : redis_cmd(x->c, "XRANGE %s - + COUNT %u", KEY_READ, k);
+    redisReply *r = x->last[0]
+                        ? bench_redis_cmd(x->c, "XRANGE %s (%s + COUNT %u", KEY_READ, x->last, k)
+                        : bench_redis_cmd(x->c, "XRANGE %s - + COUNT %u", KEY_READ, k);
     if (r->type != REDIS_REPLY_ARRAY)
       bench_die("redis: XRANGE replied type %d", r->type);
     for (size_t j = 0; j < r->elements; j++) {
@@ -545,7 +470,7 @@ static void *tail_sub(void *arg) {
     } else {
       redisReply *r;
       for (;;) {
-        r = redis_cmd(t->sub, "XREAD BLOCK 1000 COUNT 1 STREAMS %s %s", KEY_TAIL, last);
+        r = bench_redis_cmd(t->sub, "XREAD BLOCK 1000 COUNT 1 STREAMS %s %s", KEY_TAIL, last);
         if (r->type != REDIS_REPLY_NIL)
           break;
         freeReplyObject(r);
@@ -569,7 +494,7 @@ static void tail_run(void *arg, uint64_t n, rill_hist_t *h) {
   atomic_init(&x.seen, 0);
   atomic_init(&x.ready, false);
   if (t->k == K_REDIS)
-    redis_do(t->pub, "DEL %s", KEY_TAIL);
+    bench_redis_do(t->pub, "DEL %s", KEY_TAIL);
   pthread_t th;
   if (pthread_create(&th, NULL, tail_sub, &x) != 0)
     bench_die("pthread_create failed");
@@ -589,7 +514,7 @@ static void tail_run(void *arg, uint64_t n, rill_hist_t *h) {
     if (t->k == K_RILL) {
       rill_append1(t->l, rec, REC);
     } else {
-      redisReply *r = redis_cmd(t->pub, "XADD %s * f %b", KEY_TAIL, rec, (size_t)REC);
+      redisReply *r = bench_redis_cmd(t->pub, "XADD %s * f %b", KEY_TAIL, rec, (size_t)REC);
       freeReplyObject(r);
     }
     for (spins = 0; atomic_load_explicit(&x.seen, memory_order_acquire) <= i;)
@@ -628,7 +553,7 @@ static void *gc_worker(void *arg) {
   gc_thr_t *th = arg;
   gc_run_t *x = th->x;
   gc_t *g = x->g;
-  affinity_all();
+  bench_unpin();
   uint8_t frame[FRAME + REC];
   uint64_t l64 = REC;
   memcpy(frame, &l64, FRAME);
@@ -649,7 +574,8 @@ static void *gc_worker(void *arg) {
       if (RILL_UNLIKELY(fdatasync(g->fd) != 0))
         bench_die("fdatasync: %s", strerror(errno));
     } else {
-      redisReply *r = redis_cmd(g->conn[th->id], "XADD %s * f %b", KEY_GROUP, rec, (size_t)REC);
+      redisReply *r =
+          bench_redis_cmd(g->conn[th->id], "XADD %s * f %b", KEY_GROUP, rec, (size_t)REC);
       freeReplyObject(r);
     }
     if (x->lat)
@@ -696,21 +622,21 @@ static void gc_lat(void *arg, uint64_t n, rill_hist_t *h) { gc_go(arg, n, h); }
  * durable configures it; the rewrite that turning it on starts is waited
  * out, so no case meets it. */
 static void redis_aof_on(bench_ctx_t *b) {
-  redisReply *r = redis_cmd(S.rc, "CONFIG GET appendonly");
+  redisReply *r = bench_redis_cmd(S.rc, "CONFIG GET appendonly");
   snprintf(S.aof_was, sizeof S.aof_was, "%s", r->elements == 2 ? r->element[1]->str : "no");
   freeReplyObject(r);
-  r = redis_cmd(S.rc, "CONFIG GET appendfsync");
+  r = bench_redis_cmd(S.rc, "CONFIG GET appendfsync");
   snprintf(S.fsync_was, sizeof S.fsync_was, "%s",
            r->elements == 2 ? r->element[1]->str : "everysec");
   freeReplyObject(r);
-  redis_do(S.rc, "DEL %s", KEY_GROUP);
+  bench_redis_do(S.rc, "DEL %s", KEY_GROUP);
   S.aof_set = true;
-  redis_do(S.rc, "CONFIG SET appendonly yes");
-  redis_do(S.rc, "CONFIG SET appendfsync always");
+  bench_redis_do(S.rc, "CONFIG SET appendonly yes");
+  bench_redis_do(S.rc, "CONFIG SET appendfsync always");
   for (int i = 0; i < 200; i++) {
-    if (redis_info_num("persistence", "aof_rewrite_in_progress") == 0 &&
-        redis_info_num("persistence", "aof_rewrite_scheduled") == 0 &&
-        redis_info_num("persistence", "rdb_bgsave_in_progress") == 0)
+    if (bench_redis_info_num(S.rc, "persistence", "aof_rewrite_in_progress") == 0 &&
+        bench_redis_info_num(S.rc, "persistence", "aof_rewrite_scheduled") == 0 &&
+        bench_redis_info_num(S.rc, "persistence", "rdb_bgsave_in_progress") == 0)
       break;
     usleep(50000);
   }
@@ -740,10 +666,6 @@ static void at_exit(void) {
 
 /* ---- the cases ------------------------------------------------------------------- */
 
-static double rate_m(bench_ctx_t *b, const char *c, const char *impl) {
-  return 1e3 / bench_result(b, c, REC, impl);
-}
-
 static void case_append(bench_ctx_t *b) {
   static rill_app_t ra, rb;
   static wl_t wa, wb;
@@ -762,7 +684,7 @@ static void case_append(bench_ctx_t *b) {
     rill_app_fini(&ra);
     wl_fini(&wa);
     if (redis)
-      redis_do(S.rc, "DEL %s", KEY_APPEND);
+      bench_redis_do(S.rc, "DEL %s", KEY_APPEND);
   }
   if (bench_want(b, "append_4k")) {
     rill_app_init(&rb, "append_4k", BIG);
@@ -836,7 +758,7 @@ static void case_read(bench_ctx_t *b) {
 
   bool redis = S.rc != NULL;
   if (redis) {
-    redis_do(S.rc, "DEL %s", KEY_READ);
+    bench_redis_do(S.rc, "DEL %s", KEY_READ);
     for (uint64_t i = 0; i < nr;) {
       uint64_t k = nr - i < BATCH ? nr - i : BATCH;
       for (uint64_t j = 0; j < k; j++) {
@@ -845,7 +767,7 @@ static void case_read(bench_ctx_t *b) {
         redisAppendCommand(S.rc, "XADD %s * f %b", KEY_READ, rec, (size_t)REC);
       }
       for (uint64_t j = 0; j < k; j++)
-        freeReplyObject(redis_get(S.rc));
+        freeReplyObject(bench_redis_get(S.rc));
       i += k;
     }
     xr = (xr_t){.c = S.rc};
@@ -869,7 +791,7 @@ static void case_read(bench_ctx_t *b) {
   path_of(path, sizeof path, "read_seq.dat");
   unlink(path);
   if (redis)
-    redis_do(S.rc, "DEL %s", KEY_READ);
+    bench_redis_do(S.rc, "DEL %s", KEY_READ);
 }
 
 static void case_tail(bench_ctx_t *b) {
@@ -880,7 +802,7 @@ static void case_tail(bench_ctx_t *b) {
     return;
   rill_log_t *l = log_open("tail", RILL_LOG_SYNC_NEVER);
   redisContext *pub = NULL, *sub = NULL;
-  if (redis && (!(pub = redis_connect()) || !(sub = redis_connect())))
+  if (redis && (!(pub = bench_redis_connect(S.port)) || !(sub = bench_redis_connect(S.port))))
     bench_die("redis: a second connection failed");
   rt = (tail_t){.k = K_RILL, .l = l};
   xt = (tail_t){.k = K_REDIS, .pub = pub, .sub = sub};
@@ -897,7 +819,7 @@ static void case_tail(bench_ctx_t *b) {
   path_of(p, sizeof p, "tail");
   rm_tree(p);
   if (redis) {
-    redis_do(pub, "DEL %s", KEY_TAIL);
+    bench_redis_do(pub, "DEL %s", KEY_TAIL);
     redisFree(pub);
     redisFree(sub);
   }
@@ -925,7 +847,7 @@ static void case_group(bench_ctx_t *b) {
   redisContext *conn[MAX_THR] = {0};
   if (redis) {
     for (int i = 0; i < MAX_THR; i++)
-      if (!(conn[i] = redis_connect()))
+      if (!(conn[i] = bench_redis_connect(S.port)))
         bench_die("redis: connection %d failed", i);
     redis_aof_on(b);
   }
@@ -945,11 +867,12 @@ static void case_group(bench_ctx_t *b) {
   for (int i = 0; i < 3; i++) {
     if (!bench_want(b, names[i][0]))
       continue;
-    double r = rate_m(b, names[i][0], "rill_log") * 1e6;
-    double w = rate_m(b, names[i][0], "write_fsync") * 1e6;
+    double r = bench_rate_m(b, names[i][0], REC, "rill_log") * 1e6;
+    double w = bench_rate_m(b, names[i][0], REC, "write_fsync") * 1e6;
     char xs[32] = "";
     if (redis)
-      snprintf(xs, sizeof xs, ", redis_aof %.0f", rate_m(b, names[i][0], "redis_aof") * 1e6);
+      snprintf(xs, sizeof xs, ", redis_aof %.0f",
+               bench_rate_m(b, names[i][0], REC, "redis_aof") * 1e6);
     bench_note(b, "%s: rill_log %.0f records/s, write_fsync %.0f%s", names[i][0], r, w, xs);
   }
   rill_log_stats_t st;
@@ -964,7 +887,7 @@ static void case_group(bench_ctx_t *b) {
   unlink(path);
   if (redis) {
     redis_aof_restore();
-    redis_do(S.rc, "DEL %s", KEY_GROUP);
+    bench_redis_do(S.rc, "DEL %s", KEY_GROUP);
     for (int i = 0; i < MAX_THR; i++)
       redisFree(conn[i]);
   }
@@ -1026,20 +949,17 @@ static void case_open(bench_ctx_t *b) {
 
 static void goals(bench_ctx_t *b) {
   if (bench_want(b, "append_64")) {
-    bench_goal(b, "append 64 B, sync never", rate_m(b, "append_64", "rill_log"), true, 10, "M/s");
+    bench_goal(b, "append 64 B, sync never", bench_rate_m(b, "append_64", REC, "rill_log"), true,
+               10, "M/s");
     bench_goal(b, "append 64 B vs Redis XADD, pipelined",
-               bench_result(b, "append_64", REC, "redis_xadd") /
-                   bench_result(b, "append_64", REC, "rill_log"),
-               true, 20, "x");
+               bench_ratio(b, "append_64", REC, "redis_xadd", "rill_log"), true, 20, "x");
   }
   if (bench_want(b, "append_4k"))
     bench_goal(b, "append 4 KiB, bandwidth as a share of memcpy's",
-               100 * bench_result(b, "append_4k", BIG, "memcpy") /
-                   bench_result(b, "append_4k", BIG, "rill_log"),
-               true, 70, "%");
+               100 * bench_ratio(b, "append_4k", BIG, "memcpy", "rill_log"), true, 70, "%");
   if (bench_want(b, "read_seq"))
-    bench_goal(b, "sequential zero-copy read, 64 B", rate_m(b, "read_seq", "rill_log"), true, 50,
-               "M/s");
+    bench_goal(b, "sequential zero-copy read, 64 B", bench_rate_m(b, "read_seq", REC, "rill_log"),
+               true, 50, "M/s");
   if (bench_want(b, "tail_lat"))
     bench_goal(b, "append to subscriber p99, back to back",
                bench_result_q(b, "tail_lat", REC, "rill_log", 99), false, 2000, " ns");
@@ -1051,33 +971,19 @@ static void goals(bench_ctx_t *b) {
 }
 
 static int log_run(bench_ctx_t *b) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(S.dir, sizeof S.dir, "%s/rill-bench-log-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(S.dir)) {
-    fprintf(stderr, "rill bench log: mkdtemp %s: %s\n", S.dir, strerror(errno));
-    S.dir[0] = 0;
+  if (bench_tmp_dir(S.dir, sizeof S.dir, "log") != 0)
     return 1;
-  }
   atexit(at_exit);
   S.ncpu = bench_ncpu();
-  const char *port = getenv("RILL_REDIS_PORT");
-  S.port = port && *port ? atoi(port) : REDIS_PORT;
-  S.rc = redis_connect();
+  S.port = bench_redis_port();
+  S.rc = bench_redis_connect(S.port);
   if (S.rc) {
-    redisReply *r = redisCommand(S.rc, "INFO server");
-    const char *v = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "redis_version:") : NULL;
-    char ver[32] = "?";
-    if (v)
-      sscanf(v + 14, "%31[0-9.]", ver);
-    if (r)
-      freeReplyObject(r);
+    char ver[32];
+    bench_redis_version(S.rc, ver, sizeof ver);
     bench_note(b, "redis %s on 127.0.0.1:%d, hiredis %d.%d.%d; topics and files in %s", ver, S.port,
                HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, S.dir);
   } else {
-    bench_note(b,
-               "no redis-server answers on 127.0.0.1:%d (scripts/redis.sh starts one): the redis "
-               "rows are absent",
-               S.port);
+    bench_redis_absent(b, S.port);
   }
   case_append(b);
   case_read(b);

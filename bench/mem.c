@@ -545,11 +545,10 @@ static void goals(bench_ctx_t *b) {
   char what[96];
   for (size_t i = 0; i < N_SIZES && bench_want(b, "get_put_hot"); i++) {
     size_t z = sizes[i];
-    double r = bench_result(b, "get_put_hot", z, "rill_slab");
     snprintf(what, sizeof what, "slab get+put hot vs glibc, %zu B", z);
-    bench_goal(b, what, bench_result(b, "get_put_hot", z, "glibc") / r, true, 5, "x");
+    bench_goal(b, what, bench_ratio(b, "get_put_hot", z, "glibc", "rill_slab"), true, 5, "x");
     snprintf(what, sizeof what, "slab get+put hot vs mimalloc, %zu B", z);
-    bench_goal(b, what, bench_result(b, "get_put_hot", z, "mimalloc") / r, true, 1.5, "x");
+    bench_goal(b, what, bench_ratio(b, "get_put_hot", z, "mimalloc", "rill_slab"), true, 1.5, "x");
   }
   for (size_t i = 0; i < N_SIZES && bench_want(b, "get_put_n1") && bench_want(b, "get_put_n100k");
        i++) {

@@ -55,8 +55,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ftw.h>
-#include <hiredis/hiredis.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -73,6 +71,7 @@
 #include <zmq.h>
 
 #include "bench.h"
+#include "peer_redis.h"
 #include "rill/net.h"
 
 #define MSG        128u  /* message bytes */
@@ -80,7 +79,6 @@
 #define WINDOW     4u    /* PUBLISH_BATCH frames awaiting their ACK */
 #define SUB_WINDOW 1024u /* the subscriber's credits, as `rill sub` grants them */
 #define ZMQ_HWM    8192
-#define REDIS_PORT 6390
 /* Messages the Redis publisher may be ahead of its subscriber: 16384 of
  * about 170 bytes on the wire is under 3 MiB, far from the 8 MiB at which
  * Redis starts counting toward cutting a subscriber off. */
@@ -157,13 +155,6 @@ static void wait_ready(run_t *x) {
 static void msg_fill(uint8_t *m) { memset(m, 0x5a, MSG); }
 
 static void zmq_die(const char *what) { bench_die("%s: %s", what, zmq_strerror(zmq_errno())); }
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
-  (void)st, (void)flag, (void)ftw;
-  return remove(p);
-}
-
-static void rm_tree(const char *p) { nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS); }
 
 /* ---- rill: pub_128 ---------------------------------------------------------------- */
 
@@ -397,34 +388,19 @@ static void zmq_shut(void) {
 /* ---- redis ----------------------------------------------------------------------------- */
 
 static redisContext *redis_connect(void) {
-  struct timeval tv = {1, 0};
-  redisContext *c = redisConnectWithTimeout("127.0.0.1", S.rport, tv);
-  if (!c || c->err) {
-    if (c)
-      redisFree(c);
-    return NULL;
-  }
+  redisContext *c = bench_redis_connect(S.rport);
   /* The connect timeout would also bound every read: a subscriber waits. */
   struct timeval none = {30, 0};
-  redisSetTimeout(c, none);
+  if (c)
+    redisSetTimeout(c, none);
   return c;
-}
-
-static redisReply *redis_get(redisContext *c) {
-  void *r = NULL;
-  if (redisGetReply(c, &r) != REDIS_OK || !r)
-    bench_die("redis: %s", c->errstr);
-  redisReply *rr = r;
-  if (rr->type == REDIS_REPLY_ERROR)
-    bench_die("redis: %s", rr->str);
-  return rr;
 }
 
 static void *redis_sub_thread(void *arg) {
   run_t *x = arg;
   atomic_store(&x->ready, true);
   for (uint64_t i = 0; i < x->n; i++) {
-    redisReply *r = redis_get(S.rsub);
+    redisReply *r = bench_redis_get(S.rsub);
     if (RILL_UNLIKELY(r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
                       r->element[2]->len != MSG))
       bench_die("redis: the subscriber got something other than a %u-byte message", MSG);
@@ -453,7 +429,7 @@ static uint64_t redis_run(void *arg, uint64_t n) {
       if (redisAppendCommand(S.rpub, "PUBLISH %s %b", CHAN, m, (size_t)MSG) != REDIS_OK)
         bench_die("redis: %s", S.rpub->errstr);
     for (uint64_t j = 0; j < k; j++) {
-      redisReply *r = redis_get(S.rpub);
+      redisReply *r = bench_redis_get(S.rpub);
       if (RILL_UNLIKELY(r->type != REDIS_REPLY_INTEGER || r->integer != 1))
         bench_die("redis: PUBLISH reached %lld subscribers, not 1", r->integer);
       freeReplyObject(r);
@@ -466,22 +442,16 @@ static uint64_t redis_run(void *arg, uint64_t n) {
 
 /* Both connections, the second SUBSCRIBEd; false when no server answers. */
 static bool redis_open(bench_ctx_t *b) {
-  const char *port = getenv("RILL_REDIS_PORT");
-  S.rport = port && *port ? atoi(port) : REDIS_PORT;
+  S.rport = bench_redis_port();
   if (!(S.rpub = redis_connect()))
     return false;
   if (!(S.rsub = redis_connect()))
     bench_die("redis: a second connection failed");
-  redisReply *r = redisCommand(S.rpub, "INFO server");
-  const char *v = r && r->type == REDIS_REPLY_STRING ? strstr(r->str, "redis_version:") : NULL;
-  char ver[32] = "?";
-  if (v)
-    sscanf(v + 14, "%31[0-9.]", ver);
-  if (r)
-    freeReplyObject(r);
+  char ver[32];
+  bench_redis_version(S.rpub, ver, sizeof ver);
   if (redisAppendCommand(S.rsub, "SUBSCRIBE %s", CHAN) != REDIS_OK)
     bench_die("redis: %s", S.rsub->errstr);
-  freeReplyObject(redis_get(S.rsub));
+  freeReplyObject(bench_redis_get(S.rsub));
   bench_note(b, "redis %s on 127.0.0.1:%d, hiredis %d.%d.%d, PUBLISH/SUBSCRIBE on one channel", ver,
              S.rport, HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH);
   return true;
@@ -496,13 +466,8 @@ static void *srv_main(void *arg) {
 }
 
 static int rill_open(bench_ctx_t *b) {
-  const char *tmp = getenv("TMPDIR");
-  snprintf(S.dir, sizeof S.dir, "%s/rill-bench-net-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(S.dir)) {
-    fprintf(stderr, "rill bench net: mkdtemp %s: %s\n", S.dir, strerror(errno));
-    S.dir[0] = 0;
+  if (bench_tmp_dir(S.dir, sizeof S.dir, "net") != 0)
     return 1;
-  }
   rill_server_opts_t o = {.any_port = true, .data_dir = S.dir, .sync = RILL_LOG_SYNC_NEVER};
   int rc = rill_server_create(&S.srv, &o);
   if (rc)
@@ -546,7 +511,7 @@ static void rill_shut(bench_ctx_t *b) {
              "rill server: %" PRIu64 " published, %" PRIu64 " delivered, %" PRIu64
              " frames in, %" PRIu64 " out, %" PRIu64 " errors sent",
              st.published, st.delivered, st.frames_in, st.frames_out, st.errors_sent);
-  rm_tree(S.dir);
+  bench_rm_tree(S.dir);
   S.dir[0] = 0;
 }
 
@@ -892,20 +857,13 @@ static void big_shut(void) {
 
 /* ---- the suite -------------------------------------------------------------------------- */
 
-static double rate_m(bench_ctx_t *b, const char *c, const char *impl) {
-  return 1e3 / bench_result(b, c, MSG, impl);
-}
-
 static int net_run(bench_ctx_t *b) {
   if (rill_open(b) != 0)
     return 1;
   zmq_open();
   bool redis = redis_open(b);
   if (!redis)
-    bench_note(b,
-               "no redis-server answers on 127.0.0.1:%d (scripts/redis.sh starts one): the redis "
-               "rows are absent",
-               S.rport);
+    bench_redis_absent(b, S.rport);
   bench_note(b, "zmq %d.%d.%d PUSH/PULL over tcp://127.0.0.1, SNDHWM = RCVHWM = %d",
              ZMQ_VERSION_MAJOR, ZMQ_VERSION_MINOR, ZMQ_VERSION_PATCH, ZMQ_HWM);
   bench_note(b,
@@ -938,12 +896,10 @@ static int net_run(bench_ctx_t *b) {
                                  {.name = "zmq_dealer", .run_timed = zmq_pipe_run}};
     bench_run(b, &(bench_case_t){"ask_pipelined", MSG, 1, pipe, 2});
     pipe_shut();
-    bench_goal(b, "pipelined asks, 256 in flight", rate_m(b, "ask_pipelined", "rill_net"), true, 1,
-               "M/s");
+    bench_goal(b, "pipelined asks, 256 in flight",
+               bench_rate_m(b, "ask_pipelined", MSG, "rill_net"), true, 1, "M/s");
     bench_goal(b, "pipelined asks vs zmq DEALER/ROUTER",
-               bench_result(b, "ask_pipelined", MSG, "zmq_dealer") /
-                   bench_result(b, "ask_pipelined", MSG, "rill_net"),
-               true, 1, "x");
+               bench_ratio(b, "ask_pipelined", MSG, "zmq_dealer", "rill_net"), true, 1, "x");
   }
   if (bench_want(b, "pub_64k")) {
     big_open();
@@ -954,27 +910,21 @@ static int net_run(bench_ctx_t *b) {
     bench_goal(b, "publish 64 KiB, no ack, at the subscriber",
                BIG / bench_result(b, "pub_64k", BIG, "rill_net"), true, 2, " GB/s");
     bench_goal(b, "publish 64 KiB vs zmq PUSH/PULL tcp",
-               bench_result(b, "pub_64k", BIG, "zmq_tcp") /
-                   bench_result(b, "pub_64k", BIG, "rill_net"),
-               true, 1, "x");
+               bench_ratio(b, "pub_64k", BIG, "zmq_tcp", "rill_net"), true, 1, "x");
   }
 
   if (bench_want(b, "pub_128")) {
-    bench_goal(b, "publish 128 B, no ack, at the subscriber", rate_m(b, "pub_128", "rill_net"),
-               true, 5, "M/s");
+    bench_goal(b, "publish 128 B, no ack, at the subscriber",
+               bench_rate_m(b, "pub_128", MSG, "rill_net"), true, 5, "M/s");
     bench_goal(b, "publish 128 B vs zmq PUSH/PULL tcp",
-               bench_result(b, "pub_128", MSG, "zmq_tcp") /
-                   bench_result(b, "pub_128", MSG, "rill_net"),
-               true, 1.5, "x");
+               bench_ratio(b, "pub_128", MSG, "zmq_tcp", "rill_net"), true, 1.5, "x");
     if (redis)
       bench_goal(b, "publish 128 B vs Redis PUBLISH/SUBSCRIBE",
-                 bench_result(b, "pub_128", MSG, "redis_pubsub") /
-                     bench_result(b, "pub_128", MSG, "rill_net"),
-                 true, 3, "x");
+                 bench_ratio(b, "pub_128", MSG, "redis_pubsub", "rill_net"), true, 3, "x");
   }
   if (bench_want(b, "pub_ack_batch"))
     bench_goal(b, "publish 128 B in acknowledged batches of 256",
-               rate_m(b, "pub_ack_batch", "rill_net"), true, 2, "M/s");
+               bench_rate_m(b, "pub_ack_batch", MSG, "rill_net"), true, 2, "M/s");
 
   rill_shut(b);
   zmq_shut();

@@ -329,11 +329,7 @@ static void pingpong(void *arg, uint64_t iters, rill_hist_t *h) {
   pp_recv(rs, true, p.share);
   pthread_join(t, NULL);
   /* The harness runs on unpinned afterwards. */
-  cpu_set_t all;
-  CPU_ZERO(&all);
-  for (int c = 0; c < bench_ncpu() && c < CPU_SETSIZE; c++)
-    CPU_SET(c, &all);
-  pthread_setaffinity_np(pthread_self(), sizeof all, &all);
+  bench_unpin();
 }
 
 /* ---- setup and goals ------------------------------------------------------ */
@@ -401,14 +397,10 @@ static int ring_run(bench_ctx_t *b) {
   bench_run(b, &(bench_case_t){"spsc_pingpong", 8, 1, pp, 2});
   if (bench_want(b, "spsc_u64"))
     bench_goal(b, "SPSC 8 B one at a time vs ck_ring",
-               bench_result(b, "spsc_u64", 8, "ck_ring") /
-                   bench_result(b, "spsc_u64", 8, "rill_spsc"),
-               true, 1.0, "x");
+               bench_ratio(b, "spsc_u64", 8, "ck_ring", "rill_spsc"), true, 1.0, "x");
   if (bench_want(b, "spsc_u64_batch32"))
     bench_goal(b, "SPSC 8 B batches of 32 vs ck_ring",
-               bench_result(b, "spsc_u64_batch32", 8, "ck_ring") /
-                   bench_result(b, "spsc_u64_batch32", 8, "rill_spsc"),
-               true, 1.5, "x");
+               bench_ratio(b, "spsc_u64_batch32", 8, "ck_ring", "rill_spsc"), true, 1.5, "x");
   set_fini(&r);
   set_fini(&c);
   return 0;

@@ -23,23 +23,15 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fuzz_ipc.h"
 #include "ipc/segment.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void raw(const uint8_t *data, size_t size) {
-  if (size > (1u << 20))
-    return;
-  uint8_t *mem = aligned_alloc(64, (size + 63) & ~(size_t)63);
+  uint8_t *mem = fuzz_ipc_copy(data, size, RILL_IPC_CHAN_MAGIC, RILL_IPC_CHAN_VERSION);
   if (!mem)
     return;
-  memcpy(mem, data, size);
-  if (size >= 8 && data[size - 1] % 2 == 0) {
-    uint32_t magic = RILL_IPC_CHAN_MAGIC;
-    uint16_t version = RILL_IPC_CHAN_VERSION;
-    memcpy(mem, &magic, 4);
-    memcpy(mem + 4, &version, 2);
-  }
   struct rill__chan_geom g;
   if (rill__chan_check("fuzz", mem, size, &g) == 0) {
     rill_ipc_chan_info_t info;
@@ -48,21 +40,6 @@ static void raw(const uint8_t *data, size_t size) {
       abort();
   }
   free(mem);
-}
-
-static void check_msg(const rill_ipc_msg_t *m, uint32_t max) {
-  if (m->len > max)
-    abort();
-  if (!m->len)
-    return;
-  long page = sysconf(_SC_PAGESIZE);
-  uintptr_t a = (uintptr_t)m->data & ~(uintptr_t)(page - 1);
-  if (msync((void *)a, (uintptr_t)m->data + m->len - a, MS_ASYNC) != 0)
-    abort();
-  volatile uint8_t sum = 0;
-  for (uint32_t i = 0; i < m->len; i++)
-    sum ^= m->data[i];
-  (void)sum;
 }
 
 static void drain(rill_ipc_chan_t *r, uint8_t how) {
@@ -74,7 +51,7 @@ static void drain(rill_ipc_chan_t *r, uint8_t how) {
     uint64_t lost;
     int rc = rill_ipc_chan_recv(r, &m, 0, &lost);
     if (rc == 0) {
-      check_msg(&m, max);
+      fuzz_ipc_check_msg(&m, max);
       if ((how >> (i % 8)) & 1)
         rill_ipc_chan_release(r);
     } else if (rc != RILL_ELAGGED) {
@@ -89,10 +66,7 @@ static void sends(rill_ipc_chan_t *s, const uint8_t *lens, size_t n) {
     return;
   uint32_t max = rill_ipc_chan_max_message(s);
   for (size_t i = 0; i < n; i++) {
-    uint32_t len = (uint32_t)(lens[i] * 131u) % (max + 1);
-    if (len > sizeof buf)
-      len = sizeof buf;
-    memset(buf, (int)i, len);
+    uint32_t len = fuzz_ipc_fill(buf, sizeof buf, lens[i], i, max);
     void *room;
     if (lens[i] % 7 == 0) {
       if (rill_ipc_chan_reserve(s, len, 0, &room) == 0)
@@ -122,10 +96,7 @@ static void live(const uint8_t *data, size_t size) {
                             .policy = (rill_ipc_policy_t)((data[4] >> 1) % 2),
                             .wait = (rill_ipc_wait_t)((data[4] >> 2) % 2),
                             .spin_ns = 1000};
-  uint32_t inline_max = o.slot_size - RILL_IPC_SLOT_HDR;
-  uint32_t nclasses = (data[4] >> 3) % 3;
-  for (uint32_t c = 0; c < nclasses; c++)
-    o.pool[c] = (rill_ipc_class_t){inline_max * (2 + 2 * c), 1 + (data[5] >> (2 * c)) % 4};
+  fuzz_ipc_pool(o.pool, o.slot_size, data);
   rill_ipc_chan_t *s = NULL, *s2 = NULL, *r1 = NULL, *r2 = NULL, *r3 = NULL;
   if (rill_ipc_chan_open(&r1, name, &o, RILL_IPC_RECEIVER))
     return;
@@ -136,36 +107,8 @@ static void live(const uint8_t *data, size_t size) {
   sends(s, data + 8, nsend);
   drain(r2, 0xff);
 
-  size_t total = 0;
-  uint8_t *seg = MAP_FAILED;
-  char path[96];
-  snprintf(path, sizeof path, "/dev/shm/rill.%s", name);
-  FILE *f = fopen(path, "r+");
-  if (f) {
-    fseek(f, 0, SEEK_END);
-    total = (size_t)ftell(f);
-    seg = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_SHARED, fileno(f), 0);
-    fclose(f);
-  }
-  if (seg != MAP_FAILED) {
-    size_t at = 8 + nsend;
-    while (at + 3 <= size) {
-      size_t off = ((size_t)data[at] | (size_t)data[at + 1] << 8) * 4 % total;
-      size_t n = data[at + 2] % 16 + 1;
-      at += 3;
-      if (n > size - at)
-        n = size - at;
-      if (n > total - off)
-        n = total - off;
-      memcpy(seg + off, data + at, n);
-      at += n;
-    }
-    /* The magic stays: without it a new open waits 200 ms for a creator
-     * (the unit tests cover that), which would slow the fuzzer down to a
-     * crawl; the handles attached never read it again. */
-    uint32_t magic = RILL_IPC_CHAN_MAGIC;
-    memcpy(seg, &magic, 4);
-  }
+  size_t total;
+  uint8_t *seg = fuzz_ipc_patch(name, data, size, 8 + nsend, RILL_IPC_CHAN_MAGIC, &total);
 
   drain(r1, data[7]);
   drain(r2, (uint8_t)~data[7]);

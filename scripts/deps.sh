@@ -14,6 +14,7 @@ pkgs=(
   libzmq3-dev        # bench peer: ZeroMQ inproc PUSH/PULL for `rill bench bus`
   redis-server       # bench peer: Redis Streams for `rill bench log` (scripts/redis.sh)
   libhiredis-dev     # bench peer: the Redis client `rill bench log` drives it with
+  python3-matplotlib # make bench-report: the charts (scripts/bench_report.py)
   liburing-dev       # io: later modules
 )
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "rill/net.h"
+#include "scripted_server.h"
 
 static char cdir[64];
 static rill_server_t *srv;
@@ -510,66 +511,13 @@ Test(client, stats_live) {
 
 /* ---- STATS against a scripted server ---------------------------------------------- */
 
-typedef struct {
-  int lfd;
-  uint16_t port;
-  pthread_t t;
-  int verdict; /* what the script found, for the test to check */
-} fake_t;
-
-/* Listens on a loopback port (with socket buffers of buf bytes, 0: the
- * defaults) and runs the script fn on its thread; the client's port is
- * k->port. */
-static void fake_start(fake_t *k, void *(*fn)(void *), int buf) {
-  *k = (fake_t){.lfd = socket(AF_INET, SOCK_STREAM, 0)};
-  cr_assert_geq(k->lfd, 0);
-  if (buf) {
-    setsockopt(k->lfd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
-    setsockopt(k->lfd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
-  }
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  socklen_t sl = sizeof sa;
-  cr_assert_eq(bind(k->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-  cr_assert_eq(listen(k->lfd, 4), 0);
-  getsockname(k->lfd, (struct sockaddr *)&sa, &sl);
-  k->port = ntohs(sa.sin_port);
-  cr_assert_eq(pthread_create(&k->t, NULL, fn, k), 0);
-}
-
-static void fake_send(int fd, uint8_t type, uint64_t id, uint64_t arg, const void *body,
-                      uint32_t len) {
-  uint8_t b[RILL_NET_HDR + 256];
-  rill_frame_header(b, type, 0, 0, id, arg, len);
-  memcpy(b + RILL_NET_HDR, body, len);
-  cr_assert_eq(send(fd, b, RILL_NET_HDR + len, MSG_NOSIGNAL), (ssize_t)(RILL_NET_HDR + len));
-}
-
-/* Reads one frame into b; its type, or 0 at the end. */
-static uint8_t fake_recv(int fd, uint8_t *b, size_t cap, rill_frame_t *f) {
-  size_t have = 0, used = RILL_NET_HDR;
-  while (have < used) {
-    ssize_t n = recv(fd, b + have, used - have, 0);
-    if (n <= 0)
-      return 0;
-    have += (size_t)n;
-    if (rill_frame_decode(b, have, (uint32_t)(cap - RILL_NET_HDR), f, &used) == 0)
-      break;
-  }
-  return f->type;
-}
-
 /* WELCOME, then: the first STATS gets text, the second an ERROR. */
 static void *fake_main(void *arg) {
   fake_t *k = arg;
-  int fd = accept(k->lfd, NULL, NULL);
-  cr_assert_geq(fd, 0);
   uint8_t b[4096];
+  int fd = script_accept(k, b, sizeof b, NULL, 1u << 20);
+  cr_assert_geq(fd, 0);
   rill_frame_t f;
-  cr_assert_eq(fake_recv(fd, b, sizeof b, &f), RILL_F_HELLO);
-  uint8_t w[RILL_NET_WELCOME_SIZE];
-  rill_net_welcome_encode(w, &(rill_net_welcome_t){RILL_NET_VERSION, 1 << 20, 1, UINT32_MAX});
-  fake_send(fd, RILL_F_WELCOME, 0, 0, w, sizeof w);
   const char *text = "# TYPE rill_up gauge\nrill_up 1\n";
   for (int n = 0; fake_recv(fd, b, sizeof b, &f);) {
     if (f.type != RILL_F_STATS)
@@ -585,10 +533,7 @@ static void *fake_main(void *arg) {
 
 Test(client_stats, scripted_server) {
   fake_t k;
-  fake_start(&k, fake_main, 0);
-  rill_client_t *c;
-  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
-               rill_errmsg());
+  rill_client_t *c = fake_connect(&k, fake_main, 0, (rill_client_opts_t){0});
   char buf[256];
   size_t len = 0;
   cr_assert_eq(rill_client_stats(c, buf, sizeof buf, &len), 0, "%s", rill_errmsg());
@@ -600,8 +545,7 @@ Test(client_stats, scripted_server) {
   cr_expect_eq(rill_client_stats(c, buf, sizeof buf, &len), RILL_ENOTSUP);
   cr_expect_neq(strstr(rill_errmsg(), "no metrics"), NULL, "%s", rill_errmsg());
   rill_client_close(c);
-  pthread_join(k.t, NULL);
-  close(k.lfd);
+  fake_end(&k);
 }
 
 /* ---- streamed replies in total ------------------------------------------------------ */
@@ -626,14 +570,10 @@ static void fake_piece(int fd, uint8_t type, uint8_t flags, uint64_t id, uint64_
  * five are being put together at once. */
 static void *fake_streams(void *arg) {
   fake_t *k = arg;
-  int fd = accept(k->lfd, NULL, NULL);
-  cr_assert_geq(fd, 0);
   uint8_t b[4096];
+  int fd = script_accept(k, b, sizeof b, NULL, 64u << 10);
+  cr_assert_geq(fd, 0);
   rill_frame_t f;
-  cr_assert_eq(fake_recv(fd, b, sizeof b, &f), RILL_F_HELLO);
-  uint8_t w[RILL_NET_WELCOME_SIZE];
-  rill_net_welcome_encode(w, &(rill_net_welcome_t){RILL_NET_VERSION, 64u << 10, 1, UINT32_MAX});
-  fake_send(fd, RILL_F_WELCOME, 0, 0, w, sizeof w);
   uint64_t ids[5];
   for (int i = 0; i < 5;)
     if (fake_recv(fd, b, sizeof b, &f) == RILL_F_ASK)
@@ -674,11 +614,8 @@ static void got_reply(void *ctx, int status, const uint8_t *reply, uint32_t len)
  * whole. */
 Test(client_stats, streams_coming_in_at_once_are_bounded_in_total) {
   fake_t k;
-  fake_start(&k, fake_streams, 0);
-  rill_client_t *c;
-  cr_assert_eq(
-      rill_client_connect(&c, &(rill_client_opts_t){.port = k.port, .max_message = 256u << 10}), 0,
-      "%s", rill_errmsg());
+  rill_client_t *c =
+      fake_connect(&k, fake_streams, 0, (rill_client_opts_t){.max_message = 256u << 10});
   struct got g[5] = {0};
   for (int i = 0; i < 5; i++) {
     g[i].status = 1;
@@ -704,8 +641,7 @@ Test(client_stats, streams_coming_in_at_once_are_bounded_in_total) {
   }
   cr_expect_eq(refused, 1, "exactly the one that passed the budget");
   rill_client_close(c);
-  pthread_join(k.t, NULL);
-  close(k.lfd);
+  fake_end(&k);
 }
 
 /* ---- a send that waits reads meanwhile ------------------------------------------------ */
@@ -734,15 +670,11 @@ static bool write_patient(int fd, const uint8_t *b, size_t n) {
  * can park much in the kernel. */
 static void *fake_pinger(void *arg) {
   fake_t *k = arg;
-  int fd = accept(k->lfd, NULL, NULL);
-  cr_assert_geq(fd, 0);
   uint8_t *b = malloc(2u << 20);
   cr_assert_not_null(b);
+  int fd = script_accept(k, b, 4096, NULL, 64u << 10);
+  cr_assert_geq(fd, 0);
   rill_frame_t f;
-  cr_assert_eq(fake_recv(fd, b, 4096, &f), RILL_F_HELLO);
-  uint8_t w[RILL_NET_WELCOME_SIZE];
-  rill_net_welcome_encode(w, &(rill_net_welcome_t){RILL_NET_VERSION, 64u << 10, 1, UINT32_MAX});
-  fake_send(fd, RILL_F_WELCOME, 0, 0, w, sizeof w);
   for (int i = 0; i < PINGS; i++)
     rill_frame_header(b + (size_t)i * RILL_NET_HDR, RILL_F_PING, 0, 0, (uint64_t)i + 1, 0, 0);
   bool wrote = write_patient(fd, b, (size_t)PINGS * RILL_NET_HDR);
@@ -767,10 +699,7 @@ static void *fake_pinger(void *arg) {
 
 Test(client_stats, a_send_that_waits_reads_what_the_server_sends) {
   fake_t k;
-  fake_start(&k, fake_pinger, 16384);
-  rill_client_t *c;
-  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
-               rill_errmsg());
+  rill_client_t *c = fake_connect(&k, fake_pinger, 16384, (rill_client_opts_t){0});
   /* 8 MiB streamed in 64 KiB CHUNKs while the server writes PINGs and
    * reads nothing until they are all out. */
   size_t n = 8u << 20;
@@ -788,8 +717,7 @@ Test(client_stats, a_send_that_waits_reads_what_the_server_sends) {
     cr_expect_eq(memcmp(reply, "done", 4), 0);
   }
   rill_client_close(c);
-  pthread_join(k.t, NULL);
-  close(k.lfd);
+  fake_end(&k);
 }
 
 /* ---- reconnect ------------------------------------------------------------------- */
@@ -1227,18 +1155,6 @@ Test(client, ask_streamed_serve_cb) { ask_big_both_ways(true); }
 
 /* ---- a provider that speaks the protocol by hand ---- */
 
-static void raw_send(int fd, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id, uint64_t arg,
-                     const void *body, uint32_t len) {
-  uint8_t h[RILL_NET_HDR];
-  rill_frame_header(h, type, flags, ch, id, arg, len);
-  cr_assert_eq(send(fd, h, sizeof h, MSG_NOSIGNAL), (ssize_t)sizeof h);
-  for (uint32_t off = 0; off < len;) {
-    ssize_t n = send(fd, (const uint8_t *)body + off, len - off, MSG_NOSIGNAL);
-    cr_assert_gt(n, 0);
-    off += (uint32_t)n;
-  }
-}
-
 #define RAW_CAP (RILL_NET_HDR + RILL_NET_DEFAULT_BODY)
 
 /* Connects and shakes hands; b is a frame buffer of RAW_CAP bytes. */
@@ -1514,32 +1430,13 @@ Test(keepalive, a_waiting_subscriber_stays) {
 
 /* ---- what a server cannot make the client do ------------------------------------------ */
 
-/* Scripted servers for the tests below: each answers a HELLO with a
- * WELCOME of a 64 KiB max_body. */
-static int script_accept(fake_t *k, uint8_t *b, size_t cap, rill_net_hello_t *h) {
-  int fd = accept(k->lfd, NULL, NULL);
-  if (fd < 0)
-    return -1;
-  rill_frame_t f;
-  if (fake_recv(fd, b, cap, &f) != RILL_F_HELLO) {
-    close(fd);
-    return -1;
-  }
-  if (h)
-    cr_assert_eq(rill_net_hello_decode(f.body, f.len, h), 0);
-  uint8_t w[RILL_NET_WELCOME_SIZE];
-  rill_net_welcome_encode(w, &(rill_net_welcome_t){RILL_NET_VERSION, 64u << 10, 1, UINT32_MAX});
-  fake_send(fd, RILL_F_WELCOME, 0, 0, w, sizeof w);
-  return fd;
-}
-
 /* Accepts and shakes hands, then reads nothing, ever; the connections stay
  * open until the listener is shut down. */
 static void *script_deaf(void *arg) {
   fake_t *k = arg;
   uint8_t b[4096];
   int fds[8], n = 0;
-  for (int fd; n < 8 && (fd = script_accept(k, b, sizeof b, NULL)) >= 0;)
+  for (int fd; n < 8 && (fd = script_accept(k, b, sizeof b, NULL, 64u << 10)) >= 0;)
     fds[n++] = fd;
   while (n)
     close(fds[--n]);
@@ -1595,8 +1492,7 @@ Test(client_limits, sends_time_out) {
 
   free(big);
   shutdown(k.lfd, SHUT_RDWR);
-  pthread_join(k.t, NULL);
-  close(k.lfd);
+  fake_end(&k);
 }
 
 /* SUBSCRIBE acked; then a streamed delivery of 2 MiB (over the client's
@@ -1604,7 +1500,7 @@ Test(client_limits, sends_time_out) {
 static void *script_big_delivery(void *arg) {
   fake_t *k = arg;
   uint8_t b[4096];
-  int fd = script_accept(k, b, sizeof b, NULL);
+  int fd = script_accept(k, b, sizeof b, NULL, 64u << 10);
   cr_assert_geq(fd, 0);
   rill_frame_t f;
   while (fake_recv(fd, b, sizeof b, &f) != RILL_F_SUBSCRIBE)
@@ -1633,11 +1529,8 @@ static void *script_big_delivery(void *arg) {
 Test(client_limits, a_delivery_over_max_message_is_skipped) {
   alarm(60); /* a hang is a failure (SIGALRM), not a stuck suite */
   fake_t k;
-  fake_start(&k, script_big_delivery, 0);
-  rill_client_t *c;
-  cr_assert_eq(
-      rill_client_connect(&c, &(rill_client_opts_t){.port = k.port, .max_message = 1u << 20}), 0,
-      "%s", rill_errmsg());
+  rill_client_t *c =
+      fake_connect(&k, script_big_delivery, 0, (rill_client_opts_t){.max_message = 1u << 20});
   uint16_t s;
   cr_assert_eq(rill_client_subscribe(c, "t", RILL_NET_FROM_EARLIEST, 10, &s, NULL), 0, "%s",
                rill_errmsg());
@@ -1649,15 +1542,14 @@ Test(client_limits, a_delivery_over_max_message_is_skipped) {
   cr_expect_eq(m.seq, 1);
   cr_expect(m.len == 5 && !memcmp(m.data, "small", 5));
   rill_client_close(c);
-  pthread_join(k.t, NULL);
-  close(k.lfd);
+  fake_end(&k);
 }
 
 /* ACKs every BIND, SUBSCRIBE, SERVE and UNSUBSCRIBE. */
 static void *script_acker(void *arg) {
   fake_t *k = arg;
   uint8_t b[4096];
-  int fd = script_accept(k, b, sizeof b, NULL);
+  int fd = script_accept(k, b, sizeof b, NULL, 64u << 10);
   cr_assert_geq(fd, 0);
   rill_frame_t f;
   for (uint8_t t; (t = fake_recv(fd, b, sizeof b, &f)) != 0;)
@@ -1672,10 +1564,7 @@ static void *script_acker(void *arg) {
 Test(client_limits, channels_never_wrap_onto_live_ones) {
   alarm(120); /* a hang is a failure (SIGALRM), not a stuck suite */
   fake_t k;
-  fake_start(&k, script_acker, 0);
-  rill_client_t *c;
-  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
-               rill_errmsg());
+  rill_client_t *c = fake_connect(&k, script_acker, 0, (rill_client_opts_t){0});
   uint16_t sub, ch, srv_ch;
   cr_assert_eq(rill_client_subscribe(c, "s", RILL_NET_FROM_LATEST, 0, &sub, NULL), 0);
   cr_assert_eq(rill_client_serve(c, "svc", &srv_ch), 0);
@@ -1691,8 +1580,7 @@ Test(client_limits, channels_never_wrap_onto_live_ones) {
   cr_assert_eq(rill_client_bind(c, "t", &ch), 0, "%s", rill_errmsg());
   cr_expect_eq(ch, sub, "the channel let go");
   rill_client_close(c);
-  pthread_join(k.t, NULL);
-  close(k.lfd);
+  fake_end(&k);
 }
 
 /* The HELLO of each connection: token "secret" and name "nm" in both
@@ -1704,7 +1592,7 @@ static void *script_hello_twice(void *arg) {
   rill_frame_t f;
   for (int i = 0; i < 2; i++) {
     rill_net_hello_t h;
-    int fd = script_accept(k, b, sizeof b, &h);
+    int fd = script_accept(k, b, sizeof b, &h, 64u << 10);
     cr_assert_geq(fd, 0);
     if (h.token_len == 6 && !memcmp(h.token, "secret", 6) && h.name_len == 2 &&
         !memcmp(h.name, "nm", 2))
@@ -1743,8 +1631,7 @@ Test(client_limits, opts_strings_are_copied) {
   cr_expect_eq(rc, 0, "%s", rill_errmsg());
   cr_expect_eq(__atomic_load_n(&k.verdict, __ATOMIC_ACQUIRE), 2, "both HELLOs as given");
   rill_client_close(c);
-  pthread_join(k.t, NULL);
-  close(k.lfd);
+  fake_end(&k);
 }
 
 /* ---- a registration the client cannot record ------------------------------------------- */
@@ -1763,7 +1650,7 @@ static void *starve_aligned(size_t a, size_t n) {
 static void *script_registry(void *arg) {
   fake_t *k = arg;
   uint8_t b[4096];
-  int fd = script_accept(k, b, sizeof b, NULL);
+  int fd = script_accept(k, b, sizeof b, NULL, 64u << 10);
   cr_assert_geq(fd, 0);
   rill_frame_t f;
   for (uint8_t t; (t = fake_recv(fd, b, sizeof b, &f)) != 0;) {
@@ -1785,10 +1672,7 @@ Test(client_alloc, no_memory_leaves_no_registration_on_the_server) {
   rill_allocator_t a = {starve_malloc, starve_realloc, starve_aligned, free};
   cr_assert_eq(rill_mem_set_allocator(&a), 0, "%s", rill_errmsg());
   fake_t k;
-  fake_start(&k, script_registry, 0);
-  rill_client_t *c;
-  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
-               rill_errmsg());
+  rill_client_t *c = fake_connect(&k, script_registry, 0, (rill_client_opts_t){0});
   uint16_t ch;
   starve = true;
   cr_expect_eq(rill_client_subscribe(c, "t", RILL_NET_FROM_LATEST, 0, &ch, NULL), RILL_ENOMEM);
@@ -1798,15 +1682,14 @@ Test(client_alloc, no_memory_leaves_no_registration_on_the_server) {
   cr_expect_eq(__atomic_load_n(&k.verdict, __ATOMIC_ACQUIRE), 0,
                "registrations left on the server that the client does not know");
   rill_client_close(c);
-  pthread_join(k.t, NULL);
-  close(k.lfd);
+  fake_end(&k);
 }
 
 /* SUBSCRIBE acked, then three deliveries whatever the credits. */
 static void *script_flood(void *arg) {
   fake_t *k = arg;
   uint8_t b[4096];
-  int fd = script_accept(k, b, sizeof b, NULL);
+  int fd = script_accept(k, b, sizeof b, NULL, 64u << 10);
   cr_assert_geq(fd, 0);
   rill_frame_t f;
   while (fake_recv(fd, b, sizeof b, &f) != RILL_F_SUBSCRIBE)
@@ -1825,10 +1708,7 @@ static void *script_flood(void *arg) {
  * not memory the client gives. */
 Test(client_limits, a_delivery_past_the_credits_is_refused) {
   fake_t k;
-  fake_start(&k, script_flood, 0);
-  rill_client_t *c;
-  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
-               rill_errmsg());
+  rill_client_t *c = fake_connect(&k, script_flood, 0, (rill_client_opts_t){0});
   uint16_t s;
   cr_assert_eq(rill_client_subscribe(c, "t", RILL_NET_FROM_EARLIEST, 2, &s, NULL), 0, "%s",
                rill_errmsg());
@@ -1839,8 +1719,7 @@ Test(client_limits, a_delivery_past_the_credits_is_refused) {
   cr_expect_eq(rc, RILL_EPROTO, "%s (%s)", rill_strerror(rc), rill_errmsg());
   cr_expect_neq(strstr(rill_errmsg(), "credits"), NULL, "%s", rill_errmsg());
   rill_client_close(c);
-  pthread_join(k.t, NULL);
-  close(k.lfd);
+  fake_end(&k);
 }
 
 /* Never answers; sends a CANCEL of no ask every 20 ms until the client
@@ -1848,7 +1727,7 @@ Test(client_limits, a_delivery_past_the_credits_is_refused) {
 static void *script_chatter(void *arg) {
   fake_t *k = arg;
   uint8_t b[4096];
-  int fd = script_accept(k, b, sizeof b, NULL);
+  int fd = script_accept(k, b, sizeof b, NULL, 64u << 10);
   cr_assert_geq(fd, 0);
   uint8_t h[RILL_NET_HDR];
   rill_frame_header(h, RILL_F_CANCEL, 0, 0, 12345, 0, 0);
@@ -1863,15 +1742,11 @@ static void *script_chatter(void *arg) {
 Test(client_limits, the_timeout_is_one_deadline) {
   alarm(30); /* a hang is a failure (SIGALRM), not a stuck suite */
   fake_t k;
-  fake_start(&k, script_chatter, 0);
-  rill_client_t *c;
-  cr_assert_eq(
-      rill_client_connect(&c, &(rill_client_opts_t){.port = k.port, .timeout_ns = 300000000ull}), 0,
-      "%s", rill_errmsg());
+  rill_client_t *c =
+      fake_connect(&k, script_chatter, 0, (rill_client_opts_t){.timeout_ns = 300000000ull});
   cr_expect_eq(rill_client_ping(c, NULL), RILL_ETIMEDOUT, "%s", rill_errmsg());
   rill_client_close(c);
-  pthread_join(k.t, NULL);
-  close(k.lfd);
+  fake_end(&k);
 }
 
 /* Never answers SUBSCRIBE; verdict 1 when the client then closes the
@@ -1879,7 +1754,7 @@ Test(client_limits, the_timeout_is_one_deadline) {
 static void *script_mute(void *arg) {
   fake_t *k = arg;
   uint8_t b[4096];
-  int fd = script_accept(k, b, sizeof b, NULL);
+  int fd = script_accept(k, b, sizeof b, NULL, 64u << 10);
   cr_assert_geq(fd, 0);
   rill_frame_t f;
   while (fake_recv(fd, b, sizeof b, &f) != RILL_F_SUBSCRIBE)
@@ -1897,11 +1772,8 @@ static void *script_mute(void *arg) {
 Test(client_limits, a_registration_timed_out_drops_the_connection) {
   alarm(30); /* a hang is a failure (SIGALRM), not a stuck suite */
   fake_t k;
-  fake_start(&k, script_mute, 0);
-  rill_client_t *c;
-  cr_assert_eq(
-      rill_client_connect(&c, &(rill_client_opts_t){.port = k.port, .timeout_ns = 200000000ull}), 0,
-      "%s", rill_errmsg());
+  rill_client_t *c =
+      fake_connect(&k, script_mute, 0, (rill_client_opts_t){.timeout_ns = 200000000ull});
   uint16_t s;
   cr_expect_eq(rill_client_subscribe(c, "t", RILL_NET_FROM_LATEST, 1, &s, NULL), RILL_ETIMEDOUT);
   cr_expect_neq(strstr(rill_errmsg(), "connection dropped"), NULL, "%s", rill_errmsg());
@@ -1940,7 +1812,7 @@ static bool name_is(const rill_frame_t *f, const char *name) {
 static void *script_resub(void *arg) {
   fake_t *k = arg;
   uint8_t b[4096];
-  for (int conn = 0, fd; (fd = script_accept(k, b, sizeof b, NULL)) >= 0; conn++) {
+  for (int conn = 0, fd; (fd = script_accept(k, b, sizeof b, NULL, 64u << 10)) >= 0; conn++) {
     resub_accepts++;
     rill_frame_t f;
     uint16_t gone[2] = {0, 0};
@@ -1991,14 +1863,11 @@ static void on_any(void *ctx, const rill_client_msg_t *m) {
 Test(reconnect, a_refused_resubscription_is_dropped_alone) {
   alarm(60); /* a hang is a failure (SIGALRM), not a stuck suite */
   fake_t k;
-  fake_start(&k, script_resub, 0);
-  rill_client_t *c;
-  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port,
-                                                             .reconnect = true,
-                                                             .backoff_min_ns = 1000000,
-                                                             .backoff_max_ns = 10000000,
-                                                             .reconnect_limit_ns = 3000000000ull}),
-               0, "%s", rill_errmsg());
+  rill_client_t *c = fake_connect(&k, script_resub, 0,
+                                  (rill_client_opts_t){.reconnect = true,
+                                                       .backoff_min_ns = 1000000,
+                                                       .backoff_max_ns = 10000000,
+                                                       .reconnect_limit_ns = 3000000000ull});
   uint16_t gone, gonecb, made, cbmade, keep;
   int calls = 0;
   const uint64_t L = RILL_NET_FROM_LATEST;
@@ -2034,8 +1903,7 @@ Test(reconnect, a_refused_resubscription_is_dropped_alone) {
   cr_expect_eq(rill_client_unsubscribe(c, made), 0, "%s", rill_errmsg());
   rill_client_close(c);
   shutdown(k.lfd, SHUT_RDWR);
-  pthread_join(k.t, NULL);
-  close(k.lfd);
+  fake_end(&k);
   cr_expect_eq(resub_accepts, 2, "no dialling again after a refusal for good");
   cr_expect_eq(resub_flags_ok, 5, "every re-SUBSCRIBE with its flags (%d without)",
                (int)resub_flags_bad);
@@ -2053,7 +1921,7 @@ static _Atomic uint64_t held_resub_from = UINT64_MAX; /* where the re-SUBSCRIBE 
 static void *script_held_cb(void *arg) {
   fake_t *k = arg;
   uint8_t b[4096];
-  for (int conn = 0, fd; (fd = script_accept(k, b, sizeof b, NULL)) >= 0; conn++) {
+  for (int conn = 0, fd; (fd = script_accept(k, b, sizeof b, NULL, 64u << 10)) >= 0; conn++) {
     rill_frame_t f;
     for (uint8_t t; (t = fake_recv(fd, b, sizeof b, &f)) != 0;) {
       if (t == RILL_F_PING && conn == 0)
@@ -2091,13 +1959,10 @@ static void on_seen(void *ctx, const rill_client_msg_t *m) {
 Test(reconnect, a_held_callback_delivery_survives_a_break) {
   alarm(60); /* a hang is a failure (SIGALRM), not a stuck suite */
   fake_t k;
-  fake_start(&k, script_held_cb, 0);
-  rill_client_t *c;
-  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port,
-                                                             .reconnect = true,
-                                                             .backoff_min_ns = 1000000,
-                                                             .backoff_max_ns = 10000000}),
-               0, "%s", rill_errmsg());
+  rill_client_t *c =
+      fake_connect(&k, script_held_cb, 0,
+                   (rill_client_opts_t){
+                       .reconnect = true, .backoff_min_ns = 1000000, .backoff_max_ns = 10000000});
   struct seen s = {0};
   uint16_t ch;
   cr_assert_eq(rill_client_subscribe_cb(c, "t", RILL_NET_FROM_EARLIEST, 1, on_seen, &s, &ch, NULL),
@@ -2111,6 +1976,5 @@ Test(reconnect, a_held_callback_delivery_survives_a_break) {
   cr_expect_eq(held_resub_from, 1, "resumed after the record held");
   rill_client_close(c);
   shutdown(k.lfd, SHUT_RDWR);
-  pthread_join(k.t, NULL);
-  close(k.lfd);
+  fake_end(&k);
 }

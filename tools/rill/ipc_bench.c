@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../bench/fork_harness.h"
 #include "ipc_tool.h"
 #include "rill/core.h"
 #include "tools.h"
@@ -22,16 +23,17 @@
 /* ---- bench ------------------------------------------------------------------------- */
 
 /* rill ipc bench NAME: the user's own route or channel, measured. The
- * receivers (and a channel's senders) are child processes; they report
- * through one pipe (a report is one write, under PIPE_BUF, so reports do
- * not interleave). Two more pipes carry the parent's word without a
- * message on the route: the children never write to them, the parent
- * closes its end, and the EOF is seen by every child at once; it is seen
- * too when the parent dies, so no child outlives it waiting. */
+ * receivers (and a channel's senders) are child processes, kids of the
+ * fork harness (bench/fork_harness.h); each reports on its own pipe. The
+ * parent's word comes without a message on the route: it closes a kid's
+ * order pipe, the senders' for "go", the receivers' for "the senders are
+ * done", and the kid sees the EOF; it sees it too when the parent dies,
+ * so no kid outlives it waiting. */
 
 #define BENCH_SLICE_NS 20000000ull /* a receiver's wait: how late it sees the end */
 #define BENCH_MAX_KIDS (RILL_IPC_MAX_RECEIVERS + RILL_IPC_MAX_SENDERS)
 #define SEQ_BITS       56 /* a message's first 8 bytes: sender << 56 | its sequence number */
+_Static_assert(BENCH_MAX_KIDS <= BENCH_KID_MAX, "every kid's reports are polled");
 
 enum { REPORT_READY = 1, REPORT_DONE };
 
@@ -47,9 +49,8 @@ typedef struct {
   uint32_t size, receivers, senders; /* processes */
   uint64_t count;
   bool queue, gaps_ok; /* gaps_ok: the overwrite policy, where lapped messages are lost */
-  int up[2], go[2], done[2];
-  pid_t pid[BENCH_MAX_KIDS];
-  bool exited[BENCH_MAX_KIDS];
+  int in, out;         /* in a kid: its order pipe and its report pipe */
+  bench_kid_t kid[BENCH_MAX_KIDS];
   report_t res[BENCH_MAX_KIDS];
   uint32_t kids, ready, finished;
 } bench_t;
@@ -59,25 +60,14 @@ static const char *kid_role(const bench_t *b, uint32_t i) {
 }
 
 static void put_report(bench_t *b, report_t r) {
-  ssize_t w = write(b->up[1], &r, sizeof r);
-  (void)w; /* a parent gone: nobody to tell */
+  (void)bench_kid_put(b->out, &r, sizeof r); /* a parent gone: nobody to tell */
 }
 
-/* The parent's word on fd (its EOF): the senders are done, or go. */
-static bool told(int fd) {
-  struct pollfd p = {.fd = fd, .events = POLLIN};
-  return poll(&p, 1, 0) > 0;
-}
-
-/* A child keeps none of the parent's pipe ends it does not use: the EOFs
- * the parent gives by closing its own would never come otherwise. Children
- * end with _exit, leaving alone the parent's stdio buffers and its route
- * handles, which fork copied (closing those would free the parent's place). */
-static void kid_start(bench_t *b) {
-  close(b->up[0]);
-  close(b->go[1]);
-  close(b->done[1]);
-}
+/* The parent's word (its EOF on the kid's order pipe): the senders are
+ * done, or go. Kids end with _exit, leaving alone the parent's stdio
+ * buffers and its route handles, which fork copied (closing those would
+ * free the parent's place). */
+static bool told(const bench_t *b) { return bench_kid_told(b->in); }
 
 static void bench_receiver(bench_t *b, uint32_t idx) {
   args_t *a = b->a;
@@ -108,7 +98,7 @@ static void bench_receiver(bench_t *b, uint32_t idx) {
     if (rc == RILL_ETIMEDOUT || rc == RILL_EAGAIN) {
       if (done)
         break;
-      done = told(b->done[0]);
+      done = told(b);
       continue;
     }
     if (rc == RILL_ELAGGED) {
@@ -191,10 +181,10 @@ static void bench_sender(bench_t *b, uint32_t idx, uint64_t n) {
     _exit(1);
   }
   put_report(b, (report_t){.kind = REPORT_READY, .idx = b->receivers + idx});
-  while (!told(b->go[0])) {
+  while (!told(b)) {
     if (ipc_stopping)
       _exit(1);
-    struct pollfd p = {.fd = b->go[0], .events = POLLIN};
+    struct pollfd p = {.fd = b->in, .events = POLLIN};
     poll(&p, 1, 100);
   }
   int status = bench_send_all(b, &e, idx, n, buf, false);
@@ -207,21 +197,39 @@ static void bench_sender(bench_t *b, uint32_t idx, uint64_t n) {
   _exit(status);
 }
 
+typedef struct {
+  bench_t *b;
+  void (*fn)(bench_t *, uint32_t, uint64_t);
+  uint32_t idx;
+  uint64_t n;
+} kid_arg_t;
+
+static int kid_main(void *arg, int in, int out) {
+  kid_arg_t *k = arg;
+  k->b->in = in;
+  k->b->out = out;
+  k->fn(k->b, k->idx, k->n);
+  return 0;
+}
+
 static int bench_fork(bench_t *b, void (*fn)(bench_t *, uint32_t, uint64_t), uint32_t idx,
                       uint64_t n) {
-  fflush(NULL);
-  pid_t p = fork();
-  if (p < 0) {
-    fprintf(stderr, "rill ipc bench: fork: %s\n", strerror(errno));
+  kid_arg_t k = {b, fn, idx, n};
+  int rc = bench_kid_fork(b->kid, b->kids, kid_main, &k, 0);
+  if (rc) {
+    fprintf(stderr, "rill ipc bench: fork: %s\n", strerror(-rc));
     return 1;
   }
-  if (p == 0) {
-    kid_start(b);
-    fn(b, idx, n);
-    _exit(0);
-  }
-  b->pid[b->kids++] = p;
+  b->kids++;
   return 0;
+}
+
+/* The parent's word to kids lo..hi-1: their order pipes closed. */
+static void bench_tell(bench_t *b, uint32_t lo, uint32_t hi) {
+  for (uint32_t i = lo; i < hi; i++) {
+    close(b->kid[i].to);
+    b->kid[i].to = -1;
+  }
 }
 
 static void receiver_fn(bench_t *b, uint32_t idx, uint64_t n) {
@@ -233,10 +241,9 @@ static void sender_fn(bench_t *b, uint32_t idx, uint64_t n) { bench_sender(b, id
 
 /* Reads the reports waiting in the pipe, for up to ms. */
 static void bench_read(bench_t *b, int ms) {
-  struct pollfd p = {.fd = b->up[0], .events = POLLIN};
-  while (poll(&p, 1, ms) > 0 && (p.revents & POLLIN)) {
-    report_t r;
-    if (read(b->up[0], &r, sizeof r) != (ssize_t)sizeof r || r.idx >= b->kids)
+  report_t r;
+  while (bench_kid_poll(b->kid, b->kids, ms, &r, sizeof r) >= 0) {
+    if (r.idx >= b->kids)
       return;
     if (r.kind == REPORT_READY) {
       b->ready++;
@@ -251,20 +258,16 @@ static void bench_read(bench_t *b, int ms) {
 /* false when a child died before its report (said why), or on a signal. */
 static bool bench_check(bench_t *b) {
   for (uint32_t i = 0; i < b->kids; i++) {
-    int st;
-    if (b->exited[i] || waitpid(b->pid[i], &st, WNOHANG) != b->pid[i])
+    bench_kid_t *k = &b->kid[i];
+    if (k->exited || !bench_kid_exited(k))
       continue;
-    b->exited[i] = true;
     bench_read(b, 0); /* what it wrote before it exited */
-    if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && b->res[i].kind == REPORT_DONE)
+    if (bench_kid_ok(k) && b->res[i].kind == REPORT_DONE)
       continue;
-    if (WIFSIGNALED(st))
-      fprintf(stderr, "rill ipc bench: %s %u (pid %ld) was killed by signal %d\n", kid_role(b, i),
-              i < b->receivers ? i : i - b->receivers, (long)b->pid[i], WTERMSIG(st));
-    else
-      fprintf(stderr, "rill ipc bench: %s %u (pid %ld) failed (exit status %d)\n", kid_role(b, i),
-              i < b->receivers ? i : i - b->receivers, (long)b->pid[i],
-              WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    char why[64];
+    bench_kid_why(k, why, sizeof why);
+    fprintf(stderr, "rill ipc bench: %s %u (pid %ld) %s\n", kid_role(b, i),
+            i < b->receivers ? i : i - b->receivers, (long)k->pid, why);
     return false;
   }
   return !ipc_stopping;
@@ -283,12 +286,7 @@ static bool bench_wait(bench_t *b, uint32_t *counter, uint32_t want) {
 /* Ends the children still running (a failed or interrupted run). */
 static void bench_reap(bench_t *b, bool kill_them) {
   for (uint32_t i = 0; i < b->kids; i++)
-    if (!b->exited[i]) {
-      if (kill_them)
-        kill(b->pid[i], SIGTERM);
-      waitpid(b->pid[i], NULL, 0);
-      b->exited[i] = true;
-    }
+    bench_kid_end(&b->kid[i], kill_them);
 }
 
 static void print_pool_json(const rill_ipc_class_t *pool, uint32_t n) {
@@ -407,18 +405,12 @@ static int size_check(args_t *a, end_t *e, uint32_t max) {
 
 static double secs(uint64_t ns) { return (double)ns / 1e9; }
 
-/* The end of a run: the children stopped (killed if need be), the pipes
- * closed, the buffer freed. */
+/* The end of a run: the children stopped (killed if need be), their
+ * pipes closed, the buffer freed. */
 static void bench_end(bench_t *b, int status, uint8_t *buf) {
   if (status && ipc_stopping)
     fprintf(stderr, "rill ipc bench: interrupted\n");
   bench_reap(b, true);
-  for (int k = 0; k < 2; k++) {
-    int *fds[] = {b->up, b->go, b->done};
-    for (int j = 0; j < 3; j++)
-      if (fds[j][k] >= 0)
-        close(fds[j][k]);
-  }
   free(buf);
 }
 
@@ -428,10 +420,7 @@ static int bench_throughput(args_t *a) {
                .receivers = a->receivers ? a->receivers : 1,
                .senders = a->chan && a->senders ? a->senders : 1,
                .count = a->count == UINT64_MAX ? 1000000 : a->count,
-               .queue = a->chan && a->delivery == RILL_IPC_QUEUE,
-               .up = {-1, -1},
-               .go = {-1, -1},
-               .done = {-1, -1}};
+               .queue = a->chan && a->delivery == RILL_IPC_QUEUE};
   end_t e;
   bool created = false;
   uint32_t max = 0;
@@ -449,10 +438,6 @@ static int bench_throughput(args_t *a) {
   e.ch = NULL;
   if (sized)
     goto out;
-  if (pipe(b.up) || pipe(b.go) || pipe(b.done)) {
-    fprintf(stderr, "rill ipc bench: pipe: %s\n", strerror(errno));
-    goto out;
-  }
   ipc_catch_stop();
   signal(SIGPIPE, SIG_IGN);
   for (uint32_t i = 0; i < b.receivers; i++)
@@ -467,8 +452,7 @@ static int bench_throughput(args_t *a) {
     if (!bench_wait(&b, &b.ready, b.receivers + b.senders))
       goto out;
     t0 = rill_time_mono_ns();
-    close(b.go[1]);
-    b.go[1] = -1;
+    bench_tell(&b, b.receivers, b.receivers + b.senders);
     if (!bench_wait(&b, &b.finished, b.senders))
       goto out;
     for (uint32_t i = 0; i < b.senders; i++)
@@ -484,8 +468,7 @@ static int bench_throughput(args_t *a) {
       goto out;
     t_sent = rill_time_mono_ns();
   }
-  close(b.done[1]);
-  b.done[1] = -1;
+  bench_tell(&b, 0, b.receivers);
   if (!bench_wait(&b, &b.finished, b.receivers + (a->chan ? b.senders : 0)))
     goto out;
   bench_reap(&b, false);
@@ -597,7 +580,7 @@ static void echo_fn(bench_t *b, uint32_t idx, uint64_t n) {
                : rill_ipc_recv(in.rx, &m, BENCH_SLICE_NS, NULL);
     if (rc == RILL_ETIMEDOUT || rc == RILL_EAGAIN) {
       /* The done pipe's EOF here: the parent gave up, or died. */
-      if (told(b->done[0])) {
+      if (told(b)) {
         status = 1;
         break;
       }
@@ -645,10 +628,7 @@ static int bench_latency(args_t *a) {
                .size = (uint32_t)a->size,
                .receivers = 1,
                .senders = 1,
-               .count = a->count == UINT64_MAX ? 100000 : a->count,
-               .up = {-1, -1},
-               .go = {-1, -1},
-               .done = {-1, -1}};
+               .count = a->count == UINT64_MAX ? 100000 : a->count};
   end_t e;
   bool created = false, back_created = false;
   uint32_t max = 0;
@@ -680,10 +660,6 @@ static int bench_latency(args_t *a) {
   }
   if (!(buf = calloc(1, b.size))) {
     fprintf(stderr, "rill ipc bench: no memory for a %u-byte message\n", b.size);
-    goto out;
-  }
-  if (pipe(b.up) || pipe(b.go) || pipe(b.done)) {
-    fprintf(stderr, "rill ipc bench: pipe: %s\n", strerror(errno));
     goto out;
   }
   ipc_catch_stop();
