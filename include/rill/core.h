@@ -14,14 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define RILL_VERSION_MAJOR  0
-#define RILL_VERSION_MINOR  1
-#define RILL_VERSION_PATCH  0
-#define RILL_VERSION_STRING "0.1.0"
 
 #if defined(__GNUC__)
 #define RILL_LIKELY(x)   __builtin_expect(!!(x), 1)
