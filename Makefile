@@ -6,7 +6,7 @@ JOBS       ?= $(shell nproc)
 CMAKE_GEN   = cmake -S . -G "Unix Makefiles"
 PREFIX     ?= /usr/local
 
-.PHONY: all deps build test run bench asan tsan fuzz fuzz-smoke install format clean
+.PHONY: all deps build test run bench asan tsan fuzz fuzz-smoke install abi-build abi-dump abi-check coverage format clean
 
 all: build
 
@@ -66,8 +66,33 @@ fuzz-smoke: fuzz
 install: build
 	@cmake --install $(BUILD) --prefix $(PREFIX)
 
+# librill.so's ABI against abi/librill.abi, the last release's (abidiff,
+# from abigail-tools). The types come from DWARF, so this builds the shared
+# library alone with -g, source paths made relative so that the dump is the
+# same from any checkout. Additions pass; a changed or removed function,
+# variable or public type fails. A release, or a change that means to
+# break the ABI (with RILL_VERSION_MAJOR raised), rewrites the dump with
+# `make abi-dump` and commits it.
+ABI_LIB = build-abi/librill.so
+ABI_DROP = --drop-private-types
+build-abi/Makefile: CMakeLists.txt
+	@$(CMAKE_GEN) -B build-abi -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRILL_TESTS=OFF -DRILL_BENCH=OFF \
+	  -DCMAKE_C_FLAGS="-ffile-prefix-map=$(CURDIR)/=" >/dev/null
+
+abi-build: deps build-abi/Makefile
+	@cmake --build build-abi -j $(JOBS) --target rill_shared >/dev/null
+
+abi-dump: abi-build
+	@abidw --headers-dir include/rill $(ABI_DROP) --no-show-locs --no-corpus-path --out-file abi/librill.abi $(ABI_LIB)
+	@echo "abi: abi/librill.abi rewritten from $(ABI_LIB)"
+
+abi-check: abi-build
+	@if abidiff --no-added-syms --headers-dir2 include/rill $(ABI_DROP) abi/librill.abi $(ABI_LIB) >build-abi/abidiff.txt 2>&1; then \
+	  echo "abi: librill.so keeps the ABI of abi/librill.abi"; \
+	else cat build-abi/abidiff.txt; echo "abi: librill.so breaks abi/librill.abi (make abi-dump if meant, see README)"; exit 1; fi
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	@rm -rf build build-asan build-tsan build-fuzz
+	@rm -rf build build-asan build-tsan build-fuzz build-abi build-cov

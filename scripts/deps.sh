@@ -15,6 +15,8 @@ pkgs=(
   redis-server       # bench peer: Redis Streams for `rill bench log` (scripts/redis.sh)
   libhiredis-dev     # bench peer: the Redis client `rill bench log` drives it with
   liburing-dev       # io: later modules
+  abigail-tools      # make abi-check: abidw, abidiff
+  gcovr              # make coverage
 )
 
 missing=()
