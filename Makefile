@@ -91,6 +91,20 @@ abi-check: abi-build
 	  echo "abi: librill.so keeps the ABI of abi/librill.abi"; \
 	else cat build-abi/abidiff.txt; echo "abi: librill.so breaks abi/librill.abi (make abi-dump if meant, see README)"; exit 1; fi
 
+# Line and branch coverage of the library and the command by the tests
+# (gcc --coverage, gcovr): HTML in build-cov/coverage/index.html.
+# COV_TESTS, a ctest regex, narrows the run: make coverage COV_TESTS='^(core|mem)'.
+COV_TESTS ?= .
+coverage: deps
+	@$(CMAKE_GEN) -B build-cov -DCMAKE_BUILD_TYPE=Debug -DRILL_COVERAGE=ON -DRILL_BENCH=OFF >/dev/null
+	@cmake --build build-cov -j $(JOBS)
+	@find build-cov -name '*.gcda' -delete
+	@cd build-cov && ctest -j 1 -R '$(COV_TESTS)' || echo "coverage: some tests failed; the report covers what ran"
+	@mkdir -p build-cov/coverage
+	@gcovr -r . --object-directory build-cov --filter src/ --filter include/ --filter tools/ \
+	  --html-details build-cov/coverage/index.html --print-summary -j $(JOBS)
+	@echo "coverage: build-cov/coverage/index.html"
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
