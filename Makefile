@@ -13,10 +13,11 @@ all: build
 deps:
 	@bash scripts/deps.sh
 
-$(BUILD)/Makefile: CMakeLists.txt
-		@$(CMAKE_GEN) -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-
-build: deps $(BUILD)/Makefile
+# Configured every time (a fraction of a second): a build first made by
+# `make run`, without the test and bench packages, finds them once
+# `make test` has installed them.
+build: deps
+	@$(CMAKE_GEN) -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # The redis-server that `rill bench log` compares with (scripts/redis.sh):
@@ -26,8 +27,14 @@ test: build
 	@cd $(BUILD) && ctest --output-on-failure -j 1
 
 # The main job: the rill server on 127.0.0.1:7450, topics in ./rill-data.
-# Ctrl-C stops it cleanly (clients are told, logs flushed).
-run: build
+# Only what it needs is installed and built (the rill command), and
+# quietly: the build's output is shown only when it fails. Ctrl-C stops
+# the server cleanly (clients are told, logs flushed).
+run:
+	@bash scripts/deps.sh lib
+	@mkdir -p $(BUILD)
+	@{ $(CMAKE_GEN) -B $(BUILD) -DCMAKE_BUILD_TYPE=Release && cmake --build $(BUILD) -j $(JOBS) --target rill; } \
+	  >$(BUILD)/run-build.log 2>&1 || { cat $(BUILD)/run-build.log; exit 1; }
 	@$(BUILD)/rill serve
 
 bench: build
