@@ -2,7 +2,8 @@
 # Holds librill.so's exports to the public headers: every exported symbol
 # is rill_ and a letter, declared in include/rill/, or a rill__ internal
 # that a public header's inline code names; and every rill__ internal the
-# headers name is exported, or a program built against them does not link.
+# headers name is exported, or a program built against them does not link;
+# and the soname is librill.so.MAJOR.
 # Usage: check_exports.sh LIBRILL_SO INCLUDE_DIR
 set -euo pipefail
 so=$1 inc=$2
@@ -31,5 +32,9 @@ for s in $needed; do
   grep -qx -- "$s" <<<"$defined" || continue # a type or struct tag
   grep -qx -- "$s" <<<"$exported" || { echo "named by a public header but not exported: $s"; bad=1; }
 done
+# The soname carries the major version that rill/version.h gives.
+major=$(sed -n 's/^#define RILL_VERSION_MAJOR \([0-9]*\).*/\1/p' "$inc"/rill/version.h)
+soname=$(readelf -d "$so" | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+[ "$soname" = "librill.so.$major" ] || { echo "soname '$soname', not librill.so.$major"; bad=1; }
 [ $bad -eq 0 ] && echo "exports: $(wc -w <<<"$exported") symbols, all public"
 exit $bad
