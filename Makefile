@@ -6,17 +6,18 @@ JOBS       ?= $(shell nproc)
 CMAKE_GEN   = cmake -S . -G "Unix Makefiles"
 PREFIX     ?= /usr/local
 
-.PHONY: all deps build test run bench asan tsan fuzz fuzz-smoke install format clean
+.PHONY: all deps build test run bench asan tsan fuzz fuzz-smoke install abi-build abi-dump abi-check coverage format clean
 
 all: build
 
 deps:
 	@bash scripts/deps.sh
 
-$(BUILD)/Makefile: CMakeLists.txt
-		@$(CMAKE_GEN) -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
-
-build: deps $(BUILD)/Makefile
+# Configured every time (a fraction of a second): a build first made by
+# `make run`, without the test and bench packages, finds them once
+# `make test` has installed them.
+build: deps
+	@$(CMAKE_GEN) -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
 # The redis-server that `rill bench log` compares with (scripts/redis.sh):
@@ -26,8 +27,14 @@ test: build
 	@cd $(BUILD) && ctest --output-on-failure -j 1
 
 # The main job: the rill server on 127.0.0.1:7450, topics in ./rill-data.
-# Ctrl-C stops it cleanly (clients are told, logs flushed).
-run: build
+# Only what it needs is installed and built (the rill command), and
+# quietly: the build's output is shown only when it fails. Ctrl-C stops
+# the server cleanly (clients are told, logs flushed).
+run:
+	@bash scripts/deps.sh lib
+	@mkdir -p $(BUILD)
+	@{ $(CMAKE_GEN) -B $(BUILD) -DCMAKE_BUILD_TYPE=Release && cmake --build $(BUILD) -j $(JOBS) --target rill; } \
+	  >$(BUILD)/run-build.log 2>&1 || { cat $(BUILD)/run-build.log; exit 1; }
 	@$(BUILD)/rill serve
 
 bench: build
@@ -82,8 +89,47 @@ fuzz-smoke: fuzz
 install: build
 	@cmake --install $(BUILD) --prefix $(PREFIX)
 
+# librill.so's ABI against abi/librill.abi, the last release's (abidiff,
+# from abigail-tools). The types come from DWARF, so this builds the shared
+# library alone with -g, source paths made relative so that the dump is the
+# same from any checkout. Additions pass; a changed or removed function,
+# variable or public type fails. A release, or a change that means to
+# break the ABI (with RILL_VERSION_MAJOR raised), rewrites the dump with
+# `make abi-dump` and commits it.
+ABI_LIB = build-abi/librill.so
+ABI_DROP = --drop-private-types
+build-abi/Makefile: CMakeLists.txt
+	@$(CMAKE_GEN) -B build-abi -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRILL_TESTS=OFF -DRILL_BENCH=OFF \
+	  -DCMAKE_C_FLAGS="-ffile-prefix-map=$(CURDIR)/=" >/dev/null
+
+abi-build: deps build-abi/Makefile
+	@cmake --build build-abi -j $(JOBS) --target rill_shared >/dev/null
+
+abi-dump: abi-build
+	@abidw --headers-dir include/rill $(ABI_DROP) --no-show-locs --no-corpus-path --out-file abi/librill.abi $(ABI_LIB)
+	@echo "abi: abi/librill.abi rewritten from $(ABI_LIB)"
+
+abi-check: abi-build
+	@if abidiff --no-added-syms --headers-dir2 include/rill $(ABI_DROP) abi/librill.abi $(ABI_LIB) >build-abi/abidiff.txt 2>&1; then \
+	  echo "abi: librill.so keeps the ABI of abi/librill.abi"; \
+	else cat build-abi/abidiff.txt; echo "abi: librill.so breaks abi/librill.abi (make abi-dump if meant, see README)"; exit 1; fi
+
+# Line and branch coverage of the library and the command by the tests
+# (gcc --coverage, gcovr): HTML in build-cov/coverage/index.html.
+# COV_TESTS, a ctest regex, narrows the run: make coverage COV_TESTS='^(core|mem)'.
+COV_TESTS ?= .
+coverage: deps
+	@$(CMAKE_GEN) -B build-cov -DCMAKE_BUILD_TYPE=Debug -DRILL_COVERAGE=ON -DRILL_BENCH=OFF >/dev/null
+	@cmake --build build-cov -j $(JOBS)
+	@find build-cov -name '*.gcda' -delete
+	@cd build-cov && ctest -j 1 -R '$(COV_TESTS)' || echo "coverage: some tests failed; the report covers what ran"
+	@mkdir -p build-cov/coverage
+	@gcovr -r . --object-directory build-cov --filter src/ --filter include/ --filter tools/ \
+	  --html-details build-cov/coverage/index.html --print-summary -j $(JOBS)
+	@echo "coverage: build-cov/coverage/index.html"
+
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	@rm -rf build build-asan build-tsan build-fuzz
+	@rm -rf build build-asan build-tsan build-fuzz build-abi build-cov

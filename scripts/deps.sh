@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that rill's build, tests and benches need.
-# Idempotent, and quiet when nothing is missing, so `make test` can call it
-# every time. Root (or sudo) is needed only when something must be installed.
+# Installs the Debian packages that rill's build, tests and benches need;
+# `scripts/deps.sh lib` only those librill and the rill command need (what
+# `make run` asks for). Idempotent, and quiet when nothing is missing, so
+# `make test` can call it every time. Root (or sudo) is needed only when
+# something must be installed.
 set -euo pipefail
 
 pkgs=(
-  build-essential cmake pkg-config clang libclang-rt-14-dev
-  libcriterion-dev   # tests
+  build-essential cmake pkg-config
   libxxhash-dev      # core: xxh3
+)
+[ "${1:-}" = lib ] || pkgs+=(
+  clang libclang-rt-14-dev # make fuzz
+  libcriterion-dev   # tests
   libck-dev          # bench peer: ck_ring, and the bench's neutral transport
   libmimalloc-dev    # bench peer
   libjemalloc-dev    # bench peer
@@ -16,6 +21,8 @@ pkgs=(
   libhiredis-dev     # bench peer: the Redis client `rill bench log` drives it with
   python3-matplotlib # make bench-report: the charts (scripts/bench_report.py)
   liburing-dev       # io: later modules
+  abigail-tools      # make abi-check: abidw, abidiff
+  gcovr              # make coverage
 )
 
 missing=()

@@ -14,14 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define RILL_VERSION_MAJOR  0
-#define RILL_VERSION_MINOR  1
-#define RILL_VERSION_PATCH  0
-#define RILL_VERSION_STRING "0.1.0"
 
 #if defined(__GNUC__)
 #define RILL_LIKELY(x)   __builtin_expect(!!(x), 1)
@@ -119,7 +116,10 @@ RILL_INLINE uint64_t rill__time_tsc_ns(void) {
   uint32_t lo, hi;
   __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
   uint64_t d = (((uint64_t)hi << 32) | lo) - rill__tsc.tsc0;
-  return rill__tsc.ns0 + (uint64_t)(((unsigned __int128)d * rill__tsc.mult) >> rill__tsc.shift);
+  /* __extension__: __int128 is GNU C, and a user's -std=c99 -pedantic
+   * must not see it as theirs. */
+  return rill__tsc.ns0 +
+         __extension__(uint64_t)(((unsigned __int128)d * rill__tsc.mult) >> rill__tsc.shift);
 }
 #endif
 
@@ -162,7 +162,7 @@ uint32_t rill_crc32c(uint32_t crc, const void *data, size_t len);
  *  n far below 2^64, and it uses the hash's high bits, which xxh3 mixes
  *  fully. n == 0 gives 0. */
 RILL_INLINE uint32_t rill_hash_reduce(uint64_t hash, uint32_t n) {
-  return (uint32_t)(((unsigned __int128)hash * n) >> 64);
+  return __extension__(uint32_t)(((unsigned __int128)hash * n) >> 64);
 }
 
 /* ---- latency histogram ------------------------------------------------- */

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "net/metrics_http.h"
 
 /* ---- histogram ------------------------------------------------------------------ */
 
@@ -428,29 +429,50 @@ static char *request_token(char **s) {
   return t;
 }
 
-/* The request in c->in is whole (headers ended): compose the answer. */
-static int answer(rill__metrics_http_t *m, mconn_t *c) {
-  char *eol = memchr(c->in, '\n', c->in_len);
-  if (eol > c->in && eol[-1] == '\r')
+size_t rill__metrics_http_end(const char *in, size_t from, size_t len) {
+  for (size_t i = from; i < len; i++)
+    if (in[i] == '\n' &&
+        ((i >= 1 && in[i - 1] == '\n') || (i >= 2 && in[i - 1] == '\r' && in[i - 2] == '\n')))
+      return i + 1;
+  return 0;
+}
+
+int rill__metrics_http_parse(char *in, size_t len, bool *head) {
+  char *eol = memchr(in, '\n', len);
+  if (!eol)
+    return 400;
+  if (eol > in && eol[-1] == '\r')
     eol--;
   *eol = 0;
-  char *s = c->in;
-  if (memchr(c->in, 0, (size_t)(eol - c->in)))
-    return answer_error(c, 400, "Bad Request", NULL);
+  char *s = in;
+  if (memchr(in, 0, (size_t)(eol - in)))
+    return 400;
   char *method = request_token(&s);
   char *target = method ? request_token(&s) : NULL;
   char *version = s;
   if (!target || (strcmp(version, "HTTP/1.0") && strcmp(version, "HTTP/1.1")))
-    return answer_error(c, 400, "Bad Request", NULL);
+    return 400;
   for (const char *t = method; *t; t++)
     if (*t < 'A' || *t > 'Z')
-      return answer_error(c, 400, "Bad Request", NULL);
-  bool head = !strcmp(method, "HEAD");
-  if (strcmp(method, "GET") && !head)
-    return answer_error(c, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n");
+      return 400;
+  *head = !strcmp(method, "HEAD");
+  if (strcmp(method, "GET") && !*head)
+    return 405;
   size_t tl = strcspn(target, "?");
   if (tl != 8 || memcmp(target, "/metrics", 8))
-    return answer_error(c, 404, "Not Found", NULL);
+    return 404;
+  return 200;
+}
+
+/* The request in c->in is whole (headers ended): compose the answer. */
+static int answer(rill__metrics_http_t *m, mconn_t *c) {
+  bool head = false;
+  switch (rill__metrics_http_parse(c->in, c->in_len, &head)) {
+  case 200: break;
+  case 404: return answer_error(c, 404, "Not Found", NULL);
+  case 405: return answer_error(c, 405, "Method Not Allowed", "Allow: GET, HEAD\r\n");
+  default: return answer_error(c, 400, "Bad Request", NULL);
+  }
   rill__prom_reset(&c->body);
   int rc = m->render(m->ctx, &c->body);
   if (rc == 0)
@@ -479,13 +501,10 @@ static bool conn_read(rill__metrics_http_t *m, mconn_t *c) {
       return false; /* gone before asking anything whole */
     size_t from = c->in_len > 3 ? c->in_len - 3 : 0;
     c->in_len += (size_t)n;
-    /* The end of the headers: an empty line, CRLF or a bare LF. */
-    for (size_t i = from; i < c->in_len; i++)
-      if (c->in[i] == '\n' && ((i >= 1 && c->in[i - 1] == '\n') ||
-                               (i >= 2 && c->in[i - 1] == '\r' && c->in[i - 2] == '\n'))) {
-        answer(m, c);
-        return true;
-      }
+    if (rill__metrics_http_end(c->in, from, c->in_len)) {
+      answer(m, c);
+      return true;
+    }
     if (c->in_len == sizeof c->in) {
       answer_error(c, 431, "Request Header Fields Too Large", NULL);
       return true;
