@@ -33,7 +33,7 @@ extern "C" {
  * order the worker drained them. Each event gets a per-shard sequence
  * number (dense, from 0) when its batch is delivered.
  *
- * Events are delivered in place: rill_event_t.data points into the ring
+ * Events are delivered in place: rill_bus_event_t.data points into the ring
  * slot, valid only during on_batch. Payloads up to slot_payload travel
  * inline in the slot; a rill_buf_t (rill_bus_publish_buf) and any payload
  * over slot_payload (copied into a new buf: one allocation) travel as a
@@ -47,7 +47,7 @@ extern "C" {
  * worker sleeps on a futex doorbell that a publish rings. The publish side
  * checks the doorbell without a fence (a fence per publish costs more than
  * the wakeup is worth), so a wakeup can rarely be missed; an idle worker
- * therefore never sleeps longer than 500 us at a time. rill_bus_close
+ * therefore never sleeps longer than 500 us at a time. rill_bus_shutdown
  * wakes every worker and every blocked producer.
  */
 
@@ -73,25 +73,25 @@ typedef enum rill_bus_policy {
  */
 
 /** One delivered event. */
-typedef struct rill_event {
+typedef struct rill_bus_event {
   const void *data; /* the payload, in the slot or the buf: valid during on_batch */
   uint32_t len;     /* payload bytes */
   uint32_t shard;   /* 0..shards-1 */
   uint64_t seq;     /* per shard, dense from 0, assigned by the worker */
   uint64_t ts_ns;   /* rill_time_ns() when it was published */
-} rill_event_t;
+} rill_bus_event_t;
 
 /** Where a bus delivers. on_batch is called by worker threads, possibly by
  *  several at once for different shards; each call holds 1..batch_max
  *  events of one shard. flush and then close are called once, by
- *  rill_bus_close, after the workers are stopped. flush and close may be
+ *  rill_bus_shutdown, after the workers are stopped. flush and close may be
  *  NULL. */
-typedef struct rill_sink {
-  void (*on_batch)(void *ctx, const rill_event_t *ev, size_t n);
+typedef struct rill_bus_sink {
+  void (*on_batch)(void *ctx, const rill_bus_event_t *ev, size_t n);
   void (*flush)(void *ctx);
   void (*close)(void *ctx);
   void *ctx;
-} rill_sink_t;
+} rill_bus_sink_t;
 
 /** Bus options; zero fields take the defaults. */
 typedef struct rill_bus_opts {
@@ -102,7 +102,7 @@ typedef struct rill_bus_opts {
   uint64_t block_timeout_ns; /* RILL_BUS_BLOCK; default 1 s */
   uint32_t sample_n;         /* RILL_BUS_SAMPLE: keep 1 in sample_n; default 10 */
   uint32_t workers;          /* threads, 1..shards; default 1 */
-  rill_sink_t *sink;         /* required; copied at create */
+  rill_bus_sink_t *sink;     /* required; copied at create */
   uint32_t batch_min;        /* default 1 */
   uint32_t batch_max;        /* >= batch_min; default 256 */
   uint64_t max_delay_ns;     /* how long a batch under batch_min may wait; default 1 ms */
@@ -153,7 +153,7 @@ int rill_bus_create(rill_bus_t **out, const rill_bus_opts_t *opts);
  *  with RILL_ECLOSED. A sink that
  *  never returns from on_batch blocks close. RILL_ETIMEDOUT when events
  *  were left, RILL_ECLOSED on a second call. */
-int rill_bus_close(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left);
+int rill_bus_shutdown(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left);
 
 /** Frees the bus (closing it first with a 1 s timeout if needed) and every
  *  producer still open: their handles become invalid. NULL is a no-op. */
@@ -161,12 +161,12 @@ void rill_bus_destroy(rill_bus_t *bus);
 
 /** Opens a producer: one SPSC ring per shard, used by one thread at a time.
  *  May be called while the workers run. RILL_ECLOSED after close. */
-int rill_bus_producer_open(rill_bus_t *bus, rill_bus_producer_t **out);
+int rill_bus_producer_create(rill_bus_producer_t **out, rill_bus_t *bus);
 
 /** Closes a producer. Its events already published are still delivered:
  *  the workers drain its rings and then free them. The handle is invalid
  *  afterwards. NULL is a no-op. */
-void rill_bus_producer_close(rill_bus_producer_t *p);
+void rill_bus_producer_destroy(rill_bus_producer_t *p);
 
 /** Publishes len bytes (0..max_payload) to the shard
  *  rill_hash_reduce(rill_hash64(data, len), shards). Up to slot_payload,
@@ -186,7 +186,7 @@ int rill_bus_publish_key(rill_bus_producer_t *p, uint64_t key, const void *data,
  *  max_payload), to the shard rill_hash_reduce(rill_hash64(b->data,
  *  b->len), shards) as rill_bus_publish would. The slot takes a reference
  *  of its own (rill_buf_clone: no allocation); the caller keeps b and may
- *  release it at once. The sink sees rill_event_t.data == b->data; the bus
+ *  release it at once. The sink sees rill_bus_event_t.data == b->data; the bus
  *  drops its reference after on_batch returns, or when the event is
  *  dropped or left undelivered. Returns as rill_bus_publish does;
  *  RILL_EINVAL for a NULL p or b, RILL_ERANGE when b has 2^31 views. */
@@ -194,12 +194,6 @@ int rill_bus_publish_buf(rill_bus_producer_t *p, const rill_buf_t *b);
 
 /** rill_bus_publish_buf to shard key % shards. */
 int rill_bus_publish_buf_key(rill_bus_producer_t *p, uint64_t key, const rill_buf_t *b);
-
-/** One event of a batch publish. */
-typedef struct rill_bus_iov {
-  const void *data;
-  uint32_t len;
-} rill_bus_iov_t;
 
 /** Publishes n events, each to its hashed shard as rill_bus_publish does,
  *  with one ring reserve and commit per run of consecutive events bound for
@@ -210,17 +204,16 @@ typedef struct rill_bus_iov {
  *  RILL_ENOMEM, RILL_ECLOSED) and returns it; *done (may
  *  be NULL) says how many events were handled before it (published or
  *  dropped by policy). 0 when all were handled. */
-int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_bus_iov_t *iov, size_t n,
-                           size_t *done);
+int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, size_t *done);
 
 /** Snapshot of the totals (producers' counters summed, including closed
  *  ones). Takes the producer-list lock; not for the hot path. */
-void rill_bus_stats(rill_bus_t *bus, rill_bus_stats_t *st);
+void rill_bus_stats(const rill_bus_t *bus, rill_bus_stats_t *st);
 
 /** Per-shard and total counts kept by the counting sink. Updated with
  *  relaxed atomic adds; read them with __atomic loads while the bus runs,
- *  or plainly after rill_bus_close. */
-typedef struct rill_sink_counters {
+ *  or plainly after rill_bus_shutdown. */
+typedef struct rill_bus_counters {
   uint64_t events;
   uint64_t bytes;
   uint64_t batches;
@@ -228,11 +221,11 @@ typedef struct rill_sink_counters {
   uint64_t closes;
   uint64_t shard_events[RILL_BUS_MAX_SHARDS];
   uint64_t shard_bytes[RILL_BUS_MAX_SHARDS];
-} rill_sink_counters_t;
+} rill_bus_counters_t;
 
 /** Fills *sink with the built-in counting sink, which adds into *c (zeroed
  *  here). c must outlive the bus. */
-void rill_sink_counting(rill_sink_t *sink, rill_sink_counters_t *c);
+void rill_bus_sink_counting(rill_bus_sink_t *sink, rill_bus_counters_t *c);
 
 /* ---- memory sink and poll: a retained window consumers read ------------ */
 
@@ -251,32 +244,38 @@ void rill_sink_counting(rill_sink_t *sink, rill_sink_counters_t *c);
  * up to 16; an event larger than the window's max payload (window_bytes /
  * 8 - 32) is counted as omitted and not retained.
  */
-typedef struct rill_memsink rill_memsink_t;
+typedef struct rill_bus_memsink rill_bus_memsink_t;
 typedef struct rill_filter rill_filter_t; /* below, with the filters */
 typedef struct rill_bus_cursor rill_bus_cursor_t;
 
-typedef struct rill_memsink_opts {
+typedef struct rill_bus_memsink_opts {
   uint32_t shards;       /* the bus's shard count, 1..RILL_BUS_MAX_SHARDS; required */
   uint64_t window_bytes; /* per shard, a power of two in 4096..2^32; default 1 MiB */
-  rill_sink_t *next;     /* NULL, or a sink that also gets every batch (after the window) */
-} rill_memsink_opts_t;
+  rill_bus_sink_t *next; /* NULL, or a sink that also gets every batch (after the window) */
+} rill_bus_memsink_opts_t;
 
 /** Creates a memory sink. RILL_EINVAL for options out of range, RILL_ENOMEM. */
-int rill_memsink_create(rill_memsink_t **out, const rill_memsink_opts_t *opts);
+int rill_bus_memsink_create(rill_bus_memsink_t **out, const rill_bus_memsink_opts_t *opts);
 
 /** Fills *sink so that a bus delivers into ms (pass it as opts.sink). One
  *  bus per memory sink. */
-void rill_memsink_sink(rill_memsink_t *ms, rill_sink_t *sink);
+void rill_bus_sink_memsink(rill_bus_sink_t *sink, rill_bus_memsink_t *ms);
 
 /** Frees the sink. Its cursors must be freed first; the bus delivering
  *  into it must be closed first. NULL is a no-op. */
-void rill_memsink_destroy(rill_memsink_t *ms);
+void rill_bus_memsink_destroy(rill_bus_memsink_t *ms);
 
 /** Largest payload the window retains (window_bytes / 8 - 32). */
-size_t rill_memsink_max_payload(const rill_memsink_t *ms);
+size_t rill_bus_memsink_max_payload(const rill_bus_memsink_t *ms);
 
-/** Totals since create: events retained, and events omitted as too large. */
-void rill_memsink_counts(const rill_memsink_t *ms, uint64_t *retained, uint64_t *omitted);
+/** A memory sink's totals since create (relaxed loads: a snapshot). */
+typedef struct rill_bus_memsink_stats {
+  uint64_t retained; /* events written into a window */
+  uint64_t omitted;  /* events larger than the window's max payload, not retained */
+} rill_bus_memsink_stats_t;
+
+/** Fills *out with the sink's totals. */
+void rill_bus_memsink_stats(const rill_bus_memsink_t *ms, rill_bus_memsink_stats_t *out);
 
 /** Where a new cursor starts. */
 typedef enum rill_bus_from {
@@ -302,10 +301,10 @@ typedef enum rill_bus_order {
 /** Opens a cursor on ms, with a private buffer for the events poll
  *  returns. RILL_EINVAL, RILL_ENOMEM. A cursor is used by one thread at a
  *  time; any number of cursors may poll one sink at once. */
-int rill_bus_cursor_open(rill_memsink_t *ms, rill_bus_from_t from, rill_bus_cursor_t **out);
+int rill_bus_cursor_create(rill_bus_cursor_t **out, rill_bus_memsink_t *ms, rill_bus_from_t from);
 
 /** Frees a cursor. NULL is a no-op. */
-void rill_bus_cursor_free(rill_bus_cursor_t *c);
+void rill_bus_cursor_destroy(rill_bus_cursor_t *c);
 
 /** Bytes rill_bus_cursor_save writes for this cursor: 32 + 16 per shard. */
 size_t rill_bus_cursor_size(const rill_bus_cursor_t *c);
@@ -319,7 +318,8 @@ int rill_bus_cursor_save(const rill_bus_cursor_t *c, void *buf, size_t cap, size
  *  identity at create). RILL_EVERSION for a wrong magic or version,
  *  RILL_ECORRUPT for a wrong length, checksum or an impossible position,
  *  RILL_EINVAL for a position saved from another sink or shard count. */
-int rill_bus_cursor_load(rill_memsink_t *ms, const void *buf, size_t len, rill_bus_cursor_t **out);
+int rill_bus_cursor_load(rill_bus_cursor_t **out, rill_bus_memsink_t *ms, const void *buf,
+                         size_t len);
 
 /** Events this cursor lost because a window dropped them before it read
  *  them, since it was opened or loaded. */
@@ -339,7 +339,7 @@ uint64_t rill_bus_cursor_next_seq(const rill_bus_cursor_t *c, uint32_t shard);
  *  window holds a record that cannot be (the cursor does not point at
  *  one); RILL_EINVAL for a bad order. */
 int rill_bus_poll(rill_bus_cursor_t *c, const rill_filter_t *f, rill_bus_order_t order,
-                  rill_event_t *ev, size_t limit, size_t *n);
+                  rill_bus_event_t *ev, size_t limit, size_t *n);
 
 /* ---- filters: JSON predicates evaluated on raw bytes ------------------- */
 
@@ -381,7 +381,7 @@ int rill_filter_compile(rill_filter_t **out, const char *json, size_t len);
 bool rill_filter_match(const rill_filter_t *f, const void *payload, size_t len);
 
 /** Frees a compiled filter. NULL is ignored. */
-void rill_filter_free(rill_filter_t *f);
+void rill_filter_destroy(rill_filter_t *f);
 
 /** Distinct paths the filter tests (0 for a filter such as {}). */
 size_t rill_filter_paths(const rill_filter_t *f);
@@ -392,7 +392,7 @@ size_t rill_filter_conds(const rill_filter_t *f);
 /** True when the len bytes at p are one JSON value by the rules a payload
  *  is held to (RFC 8259, UTF-8 strings without lone surrogates, nesting at
  *  most RILL_FILTER_MAX_DEPTH). Allocates nothing. */
-bool rill_json_valid(const void *p, size_t len);
+bool rill_filter_json_valid(const void *p, size_t len);
 
 #ifdef __cplusplus
 }

@@ -83,6 +83,19 @@ const char *rill_errmsg(void);
 /** Clears the calling thread's error detail. */
 void rill_errmsg_clear(void);
 
+/* ---- bytes and time ---------------------------------------------------- */
+
+/** A piece of bytes: one event of a batch publish, one record of a log
+ *  batch, one piece of a vectored log append or broadcast-ring write. */
+typedef struct rill_iov {
+  const void *data;
+  uint32_t len;
+} rill_iov_t;
+
+/** A timeout_ns that waits with no bound. Every timeout in rill is in
+ *  nanoseconds; 0 tries once without waiting. */
+#define RILL_FOREVER UINT64_MAX
+
 /* ---- clocks ------------------------------------------------------------ */
 
 /* The TSC fast path: a calibrated (tsc * mult) >> shift + base. Filled on

@@ -135,12 +135,6 @@ int rill_log_close(rill_log_t *l);
 
 /* ---- appending (any thread; appends are serialised by the topic) ------- */
 
-/** One record of a batch or one piece of a vectored record. */
-typedef struct rill_log_iov {
-  const void *data;
-  uint32_t len;
-} rill_log_iov_t;
-
 /** Largest payload a record may have for this topic: the segment size less
  *  the segment header and the record header. */
 uint32_t rill_log_max_payload(const rill_log_t *l);
@@ -158,7 +152,7 @@ int rill_log_append(rill_log_t *l, const void *data, uint32_t len, uint64_t *seq
 
 /** Appends one record made of n pieces (a header and a body from separate
  *  buffers, say), copied straight into the segment. */
-int rill_log_appendv(rill_log_t *l, const rill_log_iov_t *iov, size_t n, uint64_t *seq);
+int rill_log_appendv(rill_log_t *l, const rill_iov_t *iov, size_t n, uint64_t *seq);
 
 /** Appends n records under one lock and one sync; *first gets the first
  *  record's sequence number (the others follow densely). All or nothing
@@ -167,7 +161,7 @@ int rill_log_appendv(rill_log_t *l, const rill_log_iov_t *iov, size_t n, uint64_
  *  starts the next). A batch larger than a segment may be cut short by
  *  RILL_ENOSPC: the records before the one that did not fit are
  *  appended, and *done (may be NULL) says how many. */
-int rill_log_append_batch(rill_log_t *l, const rill_log_iov_t *recs, size_t n, uint64_t *first,
+int rill_log_append_batch(rill_log_t *l, const rill_iov_t *recs, size_t n, uint64_t *first,
                           size_t *done);
 
 /** Reserves room for a record of len bytes and points *data at where its
@@ -181,7 +175,7 @@ int rill_log_reserve(rill_log_t *l, uint32_t len, void **data);
 int rill_log_commit(rill_log_t *l, uint64_t *seq);
 
 /** Gives the reservation up; nothing was appended. */
-void rill_log_abort(rill_log_t *l);
+void rill_log_cancel(rill_log_t *l);
 
 /** Applies the retention options now: drops whole segments from the
  *  front, moves rill_log_first, rewrites the MANIFEST, deletes the files.
@@ -273,7 +267,7 @@ int rill_log_refresh(rill_log_t *l);
  *  returns: clone what you keep), preceded by `lost` records that
  *  retention removed before the subscriber read them (it moves on to the
  *  oldest record held, and says so, rather than skipping silently). */
-typedef void (*rill_log_cb)(void *ctx, const rill_log_record_t *recs, size_t n, uint64_t lost);
+typedef void (*rill_log_sub_cb)(void *ctx, const rill_log_record_t *recs, size_t n, uint64_t lost);
 
 typedef struct rill_log_sub rill_log_sub_t;
 
@@ -282,8 +276,8 @@ typedef struct rill_log_sub rill_log_sub_t;
  *  in order, up to 64 at a time. A damaged record is never delivered: the
  *  subscriber passes over it and counts it in the stats' skipped (under
  *  either on_corrupt). RILL_ENOMEM or pthread_create's error. */
-int rill_log_subscribe(rill_log_t *l, uint64_t from, rill_log_cb cb, void *ctx,
-                       rill_log_sub_t **out);
+int rill_log_subscribe(rill_log_sub_t **out, rill_log_t *l, uint64_t from, rill_log_sub_cb cb,
+                       void *ctx);
 
 /** Stops the subscriber (after the callback in progress) and frees it;
  *  returns the next sequence number it would have delivered. Call it
@@ -294,13 +288,13 @@ uint64_t rill_log_unsubscribe(rill_log_sub_t *s);
 
 /** What the log sink did: appended and failed events, and the error of the
  *  last failure (0 if none). Added with relaxed atomics by the bus's
- *  workers; read them after rill_bus_close, or with __atomic loads. */
-typedef struct rill_log_sink {
+ *  workers; read them after rill_bus_shutdown, or with __atomic loads. */
+typedef struct rill_bus_log_sink {
   rill_log_t *log;
   uint64_t appended;
   uint64_t failed;
   int last_error;
-} rill_log_sink_t;
+} rill_bus_log_sink_t;
 
 /** Fills *sink so that a bus appends every event it delivers to l, one
  *  record per event (the payload; the record gets the log's own sequence
@@ -309,7 +303,7 @@ typedef struct rill_log_sink {
  *  s->failed, not retried: a sink cannot push back on a bus. l must
  *  outlive the bus; several workers may append at once. Consumers read the
  *  events back with rill_log_read_range, from any thread or process. */
-void rill_log_sink(rill_sink_t *sink, rill_log_sink_t *s, rill_log_t *l);
+void rill_bus_sink_log(rill_bus_sink_t *sink, rill_bus_log_sink_t *s, rill_log_t *l);
 
 /* ---- stats ------------------------------------------------------------- */
 
@@ -327,7 +321,7 @@ typedef struct rill_log_stats {
                             * what the topic takes on disk */
 } rill_log_stats_t;
 
-void rill_log_stats(rill_log_t *l, rill_log_stats_t *st);
+void rill_log_stats(const rill_log_t *l, rill_log_stats_t *st);
 
 #ifdef __cplusplus
 }

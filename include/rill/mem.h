@@ -126,7 +126,7 @@ void rill_slab_destroy(rill_slab_t *s);
 void rill_slab_flush(rill_slab_t *s);
 
 /** Fills *st. */
-void rill_slab_stats(rill_slab_t *s, rill_slab_stats_t *st);
+void rill_slab_stats(const rill_slab_t *s, rill_slab_stats_t *st);
 
 /** True when p is the start of an object inside this slab's committed
  *  memory (whether got or free). */
@@ -309,12 +309,12 @@ RILL_INLINE int rill_arena_alloc(rill_arena_t *a, size_t size, void **out) {
  * and release every view you own exactly once. Views of one storage may be
  * cloned and released from any threads.
  */
-typedef void (*rill_buf_release_fn)(void *ctx, void *data, size_t len);
+typedef void (*rill_buf_release_cb)(void *ctx, void *data, size_t len);
 
 typedef struct rill__buf_store {
   uint32_t refs;  /* atomic */
   uint32_t flags; /* RILL_BUF_* */
-  rill_buf_release_fn release;
+  rill_buf_release_cb release;
   void *ctx;
   uint8_t *data; /* start of the whole storage */
   size_t len;    /* length of the whole storage */
@@ -343,7 +343,7 @@ int rill_buf_copy(rill_buf_t *b, const void *p, size_t len);
  *  and len, when the last view is released. flags: RILL_BUF_RDONLY.
  *  RILL_EINVAL if data is NULL with len > 0 or flags are unknown. */
 int rill_buf_wrap(rill_buf_t *b, void *data, size_t len, uint32_t flags,
-                  rill_buf_release_fn release, void *ctx);
+                  rill_buf_release_cb release, void *ctx);
 
 /** Views storage whose header you provide and keep alive (pools use this to
  *  hand out bufs without allocating). store->refs must be 0; it becomes 1.

@@ -409,8 +409,8 @@ uint32_t rill_client_max_body(const rill_client_t *c);
  *  puts the first record's sequence in *first (the others follow it);
  *  without, buffered like rill_client_publish. The records with a 4-byte
  *  length each must fit in max_body (RILL_EMSGSIZE). */
-int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_log_iov_t *recs,
-                              size_t n, bool ack, uint64_t *first);
+int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_iov_t *recs, size_t n,
+                              bool ack, uint64_t *first);
 
 /** Subscribes to topic from `from` (a sequence, RILL_NET_FROM_EARLIEST or
  *  RILL_NET_FROM_LATEST) with credits deliveries allowed; *sub gets the

@@ -18,7 +18,7 @@
  * visible to the worker before it reads them; the lock covers the list
  * walk itself.
  *
- * Retirement. rill_bus_producer_close stores `closed` with release after
+ * Retirement. rill_bus_producer_destroy stores `closed` with release after
  * the producer's last push, so a worker that loads it with acquire and
  * then finds the producer's rings for its shards empty has seen every
  * event: it drops the producer from its array and decrements
@@ -226,7 +226,7 @@ struct worker {
   bool *closed_seen;
   size_t nprods, cap;
   uint64_t gen_seen, max_seq;
-  rill_event_t *ev;
+  rill_bus_event_t *ev;
   uint8_t **refs;      /* the batch's slots that hold a buf reference */
   uint64_t hold_until; /* a held batch is due then; UINT64_MAX for none */
   struct doorbell bell;
@@ -234,7 +234,7 @@ struct worker {
 
 struct rill_bus {
   rill_bus_opts_t o;
-  rill_sink_t sink;
+  rill_bus_sink_t sink;
   uint32_t slot_size;
   uint64_t *shard_seq; /* next seq per shard; written by its worker only */
   struct worker *w;
@@ -254,8 +254,8 @@ struct rill_bus {
 
 /* ---- counting sink ----------------------------------------------------- */
 
-static void counting_batch(void *ctx, const rill_event_t *ev, size_t n) {
-  rill_sink_counters_t *c = ctx;
+static void counting_batch(void *ctx, const rill_bus_event_t *ev, size_t n) {
+  rill_bus_counters_t *c = ctx;
   uint64_t bytes = 0;
   for (size_t i = 0; i < n; i++)
     bytes += ev[i].len;
@@ -268,14 +268,14 @@ static void counting_batch(void *ctx, const rill_event_t *ev, size_t n) {
 }
 
 static void counting_flush(void *ctx) {
-  __atomic_fetch_add(&((rill_sink_counters_t *)ctx)->flushes, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&((rill_bus_counters_t *)ctx)->flushes, 1, __ATOMIC_RELAXED);
 }
 
 static void counting_close(void *ctx) {
-  __atomic_fetch_add(&((rill_sink_counters_t *)ctx)->closes, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&((rill_bus_counters_t *)ctx)->closes, 1, __ATOMIC_RELAXED);
 }
 
-void rill_sink_counting(rill_sink_t *sink, rill_sink_counters_t *c) {
+void rill_bus_sink_counting(rill_bus_sink_t *sink, rill_bus_counters_t *c) {
   memset(c, 0, sizeof *c);
   sink->on_batch = counting_batch;
   sink->flush = counting_flush;
@@ -530,7 +530,7 @@ static size_t worker_shard(struct worker *w, uint32_t s, bool stopping, bool *he
         data = b.data;
         w->refs[nrefs++] = (uint8_t *)sl;
       }
-      w->ev[n++] = (rill_event_t){data, h->len, s, 0, h->ts};
+      w->ev[n++] = (rill_bus_event_t){data, h->len, s, 0, h->ts};
     }
     w->take[i] = got;
   }
@@ -757,7 +757,7 @@ int rill_bus_create(rill_bus_t **out, const rill_bus_opts_t *opts) {
   for (uint32_t i = 0; i < o.workers; i++) {
     bus->w[i].bus = bus;
     bus->w[i].idx = i;
-    bus->w[i].ev = rill__malloc(o.batch_max * sizeof(rill_event_t));
+    bus->w[i].ev = rill__malloc(o.batch_max * sizeof(rill_bus_event_t));
     if (!bus->w[i].ev)
       goto undo_workers;
     bus->w[i].refs = rill__malloc(o.batch_max * sizeof(uint8_t *));
@@ -811,7 +811,7 @@ static uint64_t undelivered_locked(rill_bus_t *bus) {
   return left;
 }
 
-int rill_bus_close(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left) {
+int rill_bus_shutdown(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left) {
   if (left)
     *left = 0;
   if (!bus)
@@ -864,7 +864,7 @@ void rill_bus_destroy(rill_bus_t *bus) {
   if (!bus)
     return;
   if (!__atomic_load_n(&bus->closed_done, __ATOMIC_ACQUIRE))
-    rill_bus_close(bus, 1000000000ull, NULL);
+    rill_bus_shutdown(bus, 1000000000ull, NULL);
   while (bus->head)
     producer_retire_locked(bus, bus->head);
   pthread_mutex_destroy(&bus->lock);
@@ -884,7 +884,7 @@ void rill_bus_destroy(rill_bus_t *bus) {
 
 /* ---- producers --------------------------------------------------------- */
 
-int rill_bus_producer_open(rill_bus_t *bus, rill_bus_producer_t **out) {
+int rill_bus_producer_create(rill_bus_producer_t **out, rill_bus_t *bus) {
   if (!bus || !out)
     return rill__err(RILL_EINVAL, "bus: NULL bus or out");
   if (__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
@@ -945,7 +945,7 @@ undo_p:
   return rc;
 }
 
-void rill_bus_producer_close(rill_bus_producer_t *p) {
+void rill_bus_producer_destroy(rill_bus_producer_t *p) {
   if (!p)
     return;
   rill_bus_t *bus = p->bus;
@@ -1202,8 +1202,8 @@ int rill_bus_publish_buf_key(rill_bus_producer_t *p, uint64_t key, const rill_bu
 /* Copies a run of events bound for one shard with one reserve and one
  * commit per contiguous stretch of free slots. Returns how many it pushed
  * (fewer when the ring filled up). */
-static size_t push_run(rill_bus_t *bus, uint32_t shard, rill_ring_spsc_t *r,
-                       const rill_bus_iov_t *iov, size_t n, uint64_t ts) {
+static size_t push_run(rill_bus_t *bus, uint32_t shard, rill_ring_spsc_t *r, const rill_iov_t *iov,
+                       size_t n, uint64_t ts) {
   size_t pushed = 0;
   while (pushed < n) {
     size_t got;
@@ -1232,8 +1232,7 @@ static size_t push_run(rill_bus_t *bus, uint32_t shard, rill_ring_spsc_t *r,
  * ring, checked before anything is written, so the chunk is all or
  * nothing and `done` stays a prefix; otherwise false, nothing written, and
  * the caller takes the in-order path with its policies. */
-static bool publish_grouped(rill_bus_producer_t *p, const rill_bus_iov_t *iov, size_t n,
-                            uint64_t ts) {
+static bool publish_grouped(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, uint64_t ts) {
   rill_bus_t *bus = p->bus;
   uint16_t shard_of[GROUP_CHUNK], count[GROUP_CHUNK];
   uint32_t shards[GROUP_CHUNK];
@@ -1264,7 +1263,7 @@ static bool publish_grouped(rill_bus_producer_t *p, const rill_bus_iov_t *iov, s
     return false;
   /* Gather each group's events in order and push them: they fit, and only
    * this thread adds to these rings. */
-  rill_bus_iov_t mine[GROUP_CHUNK];
+  rill_iov_t mine[GROUP_CHUNK];
   for (size_t g = 0; g < ng; g++) {
     size_t m = 0;
     for (size_t k = 0; k < n && m < count[g]; k++)
@@ -1278,8 +1277,7 @@ static bool publish_grouped(rill_bus_producer_t *p, const rill_bus_iov_t *iov, s
   return true;
 }
 
-int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_bus_iov_t *iov, size_t n,
-                           size_t *done) {
+int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, size_t *done) {
   rill_bus_t *bus = p->bus;
   size_t i = 0;
   int rc = 0;
@@ -1350,7 +1348,9 @@ out:
 
 /* ---- stats ------------------------------------------------------------- */
 
-void rill_bus_stats(rill_bus_t *bus, rill_bus_stats_t *st) {
+void rill_bus_stats(const rill_bus_t *cbus, rill_bus_stats_t *st) {
+  /* The lock is taken and given back: the bus is the same after. */
+  rill_bus_t *bus = (rill_bus_t *)cbus;
   uint64_t *fill = st->shard_fill;
   memset(st, 0, sizeof *st);
   st->shard_fill = fill;

@@ -451,7 +451,7 @@ static bool json_valid(const uint8_t *p, const uint8_t *e, jerr *er) {
   return json_scan(p, e, 0, NULL, er);
 }
 
-bool rill_json_valid(const void *p, size_t len) {
+bool rill_filter_json_valid(const void *p, size_t len) {
   if (!p)
     return false;
   jerr er;
@@ -831,7 +831,7 @@ size_t rill_filter_paths(const rill_filter_t *f) { return f ? f->npaths : 0; }
 
 size_t rill_filter_conds(const rill_filter_t *f) { return f ? f->nconds : 0; }
 
-void rill_filter_free(rill_filter_t *f) { rill__free(f); }
+void rill_filter_destroy(rill_filter_t *f) { rill__free(f); }
 
 /* ---- compiling --------------------------------------------------------------- */
 

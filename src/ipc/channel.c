@@ -1411,7 +1411,7 @@ static int list_one(void *arg, const char *name) {
   return rill_ipc_chan_info(name, &info) ? 0 : l->fn(l->ctx, &info);
 }
 
-int rill_ipc_chan_list(int (*fn)(void *ctx, const rill_ipc_chan_info_t *info), void *ctx) {
+int rill_ipc_chan_list(rill_ipc_chan_list_cb fn, void *ctx) {
   if (!fn)
     return rill__err(RILL_EINVAL, "ipc channel list: fn is NULL");
   return rill__ipc_scan("ipc channel list", list_one, &(struct lister){fn, ctx});

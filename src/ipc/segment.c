@@ -162,7 +162,8 @@ bool rill__ipc_holder_alive(uint64_t st, uint64_t start) {
   return true;
 }
 
-void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g, rill_ipc_info_t *info) {
+void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g,
+                       rill_ipc_route_info_t *info) {
   const uint8_t *base = mem;
   const struct rill__ipc_hdr *h = mem;
   const struct rill__ipc_place *pl = (const void *)(base + g->table_off);

@@ -8,13 +8,13 @@
 
 #define CHUNK 64u
 
-static void sink_batch(void *ctx, const rill_event_t *ev, size_t n) {
-  rill_log_sink_t *s = ctx;
+static void sink_batch(void *ctx, const rill_bus_event_t *ev, size_t n) {
+  rill_bus_log_sink_t *s = ctx;
   for (size_t i = 0; i < n;) {
-    rill_log_iov_t recs[CHUNK];
+    rill_iov_t recs[CHUNK];
     size_t m = n - i < CHUNK ? n - i : CHUNK, done = 0;
     for (size_t k = 0; k < m; k++)
-      recs[k] = (rill_log_iov_t){ev[i + k].data, ev[i + k].len};
+      recs[k] = (rill_iov_t){ev[i + k].data, ev[i + k].len};
     int rc = rill_log_append_batch(s->log, recs, m, NULL, &done);
     __atomic_fetch_add(&s->appended, done, __ATOMIC_RELAXED);
     if (rc) {
@@ -28,15 +28,15 @@ static void sink_batch(void *ctx, const rill_event_t *ev, size_t n) {
 }
 
 static void sink_flush(void *ctx) {
-  rill_log_sink_t *s = ctx;
+  rill_bus_log_sink_t *s = ctx;
   int rc = rill_log_sync(s->log);
   if (rc)
     __atomic_store_n(&s->last_error, rc, __ATOMIC_RELAXED);
 }
 
-void rill_log_sink(rill_sink_t *sink, rill_log_sink_t *s, rill_log_t *l) {
-  *s = (rill_log_sink_t){.log = l};
-  *sink = (rill_sink_t){sink_batch, sink_flush, NULL, s};
+void rill_bus_sink_log(rill_bus_sink_t *sink, rill_bus_log_sink_t *s, rill_log_t *l) {
+  *s = (rill_bus_log_sink_t){.log = l};
+  *sink = (rill_bus_sink_t){sink_batch, sink_flush, NULL, s};
 }
 
 /* ---- subscribers --------------------------------------------------------- */
@@ -45,7 +45,7 @@ void rill_log_sink(rill_sink_t *sink, rill_log_sink_t *s, rill_log_t *l) {
 
 struct rill_log_sub {
   rill_log_t *log;
-  rill_log_cb cb;
+  rill_log_sub_cb cb;
   void *ctx;
   uint64_t next;
   int stop; /* atomic */
@@ -89,8 +89,8 @@ static void *sub_main(void *arg) {
   return NULL;
 }
 
-int rill_log_subscribe(rill_log_t *l, uint64_t from, rill_log_cb cb, void *ctx,
-                       rill_log_sub_t **out) {
+int rill_log_subscribe(rill_log_sub_t **out, rill_log_t *l, uint64_t from, rill_log_sub_cb cb,
+                       void *ctx) {
   if (!l || !cb || !out)
     return rill__err(RILL_EINVAL, "log subscribe: NULL log, callback or out");
   rill_log_sub_t *s = rill__calloc(1, sizeof *s);

@@ -1847,7 +1847,7 @@ static void on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t
   }
   /* Every record's length is checked before anything is appended: the
    * batch goes in whole or not at all. */
-  rill_log_iov_t recs[256];
+  rill_iov_t recs[256];
   size_t n = 0, off = 0;
   while (off < f->len) {
     if (f->len - off < 4 || n == 256)
@@ -1855,7 +1855,7 @@ static void on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t
     uint32_t len = rill__get32(f->body + off);
     if (len > f->len - off - 4)
       break;
-    recs[n++] = (rill_log_iov_t){f->body + off + 4, len};
+    recs[n++] = (rill_iov_t){f->body + off + 4, len};
     off += 4 + (size_t)len;
   }
   if (off != f->len || n != f->arg || n == 0) {

@@ -113,8 +113,8 @@ Test(chan, layout_mismatch_and_bad_opts) {
   cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
   cr_expect_eq(m.len, 0);
   /* A route of the same name space is not a channel, and the other way. */
-  rill_ipc_receiver_t *rr = (void *)1;
-  cr_expect_eq(rill_ipc_receiver_open(&rr, chan), RILL_EVERSION);
+  rill_ipc_route_receiver_t *rr = (void *)1;
+  cr_expect_eq(rill_ipc_route_receiver_open(&rr, chan), RILL_EVERSION);
   rill_ipc_chan_close(r);
   rill_ipc_chan_close(s);
   rill_ipc_chan_close(NULL);
@@ -709,10 +709,10 @@ Test(chan, corrupted_segments_are_refused) {
   expect_refused(RILL_EPROTO, "the segment is");
   /* A route is not a channel. */
   rill_ipc_chan_unlink(chan);
-  rill_ipc_sender_t *rs;
-  cr_assert_eq(rill_ipc_sender_open(&rs, chan, NULL), 0);
+  rill_ipc_route_sender_t *rs;
+  cr_assert_eq(rill_ipc_route_sender_open(&rs, chan, NULL), 0);
   expect_refused(RILL_EVERSION, "RLIC");
-  rill_ipc_sender_close(rs);
+  rill_ipc_route_sender_close(rs);
 }
 
 struct seen {
