@@ -99,7 +99,7 @@ typedef struct rill_bus_opts {
   uint32_t ring_slots;       /* per producer per shard, a power of two >= 2; default 4096 */
   uint32_t slot_payload;     /* largest inline payload, 1..65520; default 120 */
   rill_bus_policy_t policy;  /* default RILL_BUS_DROP_NEWEST */
-  uint64_t block_timeout_ns; /* RILL_BUS_BLOCK; default 1 s */
+  uint64_t block_timeout_ns; /* RILL_BUS_BLOCK; default 1 s; RILL_FOREVER: no bound */
   uint32_t sample_n;         /* RILL_BUS_SAMPLE: keep 1 in sample_n; default 10 */
   uint32_t workers;          /* threads, 1..shards; default 1 */
   rill_bus_sink_t *sink;     /* required; copied at create */
@@ -146,7 +146,7 @@ int rill_bus_create(rill_bus_t **out, const rill_bus_opts_t *opts);
  *  every ring into the sink, joins them and calls the sink's flush and
  *  close. It wakes sleeping workers and producers blocked in a BLOCK or
  *  DROP_OLDEST wait at once; those return RILL_ECLOSED (not counted).
- *  When timeout_ns passes first, the workers stop after their
+ *  When timeout_ns passes first (RILL_FOREVER: never), the workers stop after their
  *  current batch and *left (may be NULL) says how many published events
  *  were not delivered; 0 otherwise. Publishes must not run concurrently
  *  with close: one that does is delivered, counted in *left, or refused

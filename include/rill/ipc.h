@@ -32,6 +32,9 @@
  * from /proc (pid, start time; a zombie is dead): the processes of one
  * route must share a pid namespace.
  *
+ * Timeouts: every timeout_ns below is a bound in nanoseconds; 0 tries
+ * once without waiting, RILL_FOREVER waits with no bound.
+ *
  * Threads: a sender or receiver handle is used by one thread at a time;
  * handles are independent of each other, in one process or several.
  * docs/FORMATS.md ("IPC route segment") gives every byte and the protocol.

@@ -249,7 +249,8 @@ void rill_log_iter_init(rill_log_iter_t *it, rill_log_t *l, uint64_t from);
 int rill_log_iter_next(rill_log_iter_t *it, rill_log_record_t *rec);
 
 /** Waits until records from `from` on are visible and durable under the
- *  topic's policy (any record >= from), or timeout_ns passes: 0, or
+ *  topic's policy (any record >= from), or timeout_ns passes (0: checks
+ *  once; RILL_FOREVER: no bound): 0, or
  *  RILL_ETIMEDOUT, or RILL_ECLOSED once the log is being closed. A
  *  subscriber that fell behind retention learns it from the next read
  *  (RILL_ENOENT below first), never by a silent skip. */

@@ -825,7 +825,7 @@ int rill_bus_shutdown(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left) {
   pthread_mutex_lock(&bus->lock);
   wake_producers_locked(bus);
   pthread_mutex_unlock(&bus->lock);
-  uint64_t deadline = rill_time_ns() + timeout_ns;
+  uint64_t deadline = rill__deadline(rill_time_ns(), timeout_ns);
   /* Wait for the workers to finish draining, up to the deadline; then tell
    * the rest to stop after their current batch. */
   for (uint32_t i = 0; i < bus->o.workers; i++) {
@@ -1133,7 +1133,7 @@ static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct ite
   case RILL_BUS_BLOCK:
   default: {
     struct rill__ring_spsc *s = (struct rill__ring_spsc *)r;
-    uint64_t deadline = rill_time_ns() + bus->o.block_timeout_ns;
+    uint64_t deadline = rill__deadline(rill_time_ns(), bus->o.block_timeout_ns);
     for (unsigned spins = 0;; spins++) {
       int rc = push_slot(p, shard, it);
       if (rc == 0) {

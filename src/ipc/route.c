@@ -113,10 +113,6 @@ static inline struct rill__ipc_slot *slot_at(const struct seg *s, uint64_t seq) 
   return (struct rill__ipc_slot *)(void *)(s->ring + (seq & s->mask) * s->g.slot_size);
 }
 
-static uint64_t deadline_after(uint64_t now, uint64_t ns) {
-  return ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
-}
-
 static void seg_unmap(struct seg *s) {
   rill__ipc_shm_unmap(s->base, s->size);
   s->base = NULL;
@@ -361,7 +357,7 @@ int rill_ipc_route_wait_receivers(rill_ipc_route_sender_t *s, uint32_t n, uint64
   if (n < 1 || n > s->s.g.max_receivers)
     return rill__err(RILL_EINVAL, "ipc route %s: waiting for %u receivers, not in 1..%u", s->s.name,
                      n, s->s.g.max_receivers);
-  uint64_t deadline = deadline_after(rill_time_mono_ns(), timeout_ns);
+  uint64_t deadline = rill__deadline(rill_time_mono_ns(), timeout_ns);
   for (;;) {
     /* Acquire: as in reserve. */
     uint32_t gone = __atomic_load_n(&s->s.hdr->gone, __ATOMIC_ACQUIRE);
@@ -497,8 +493,8 @@ static int wait_room(rill_ipc_route_sender_t *s, uint64_t seq, uint64_t slots,
     now = rill_time_mono_ns();
     if (!timed) {
       timed = true;
-      deadline = deadline_after(now, timeout_ns);
-      spin_until = s->s.g.wait == RILL_IPC_SPIN ? deadline_after(now, s->s.g.spin_ns) : now;
+      deadline = rill__deadline(now, timeout_ns);
+      spin_until = s->s.g.wait == RILL_IPC_SPIN ? rill__deadline(now, s->s.g.spin_ns) : now;
       if (spin_until > deadline)
         spin_until = deadline;
     }
@@ -924,9 +920,9 @@ int rill_ipc_route_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_
     return rc;
   struct rill__ipc_hdr *h = r->s.hdr;
   uint64_t now = rill_time_mono_ns();
-  uint64_t deadline = deadline_after(now, timeout_ns);
+  uint64_t deadline = rill__deadline(now, timeout_ns);
   if (r->s.g.wait == RILL_IPC_SPIN) {
-    uint64_t spin_until = deadline_after(now, r->s.g.spin_ns);
+    uint64_t spin_until = rill__deadline(now, r->s.g.spin_ns);
     while (now < spin_until && now < deadline) {
       for (int i = 0; i < 64; i++) {
         cpu_relax();

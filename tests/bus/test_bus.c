@@ -560,6 +560,37 @@ Test(bus, block_sleeps_then_delivers_everything) {
   rill_bus_destroy(bus);
 }
 
+/* RILL_FOREVER as a BLOCK timeout and as shutdown's: both wait for the
+ * stalled sink however long it takes, rather than wrapping into a deadline
+ * already past (which timed out at once). */
+Test(bus, forever_waits_without_bound) {
+  rec_t r;
+  rill_bus_sink_t sink;
+  rill_bus_producer_t *p;
+  rill_bus_t *bus = stalled_block(&r, &sink, RILL_FOREVER, &p);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, unstall_later, &r), 0);
+  for (uint32_t i = 1; i <= 100; i++)
+    cr_assert_eq(rill_bus_publish(p, &i, 4), 0, "publish %u", i);
+  pthread_join(t, NULL);
+  /* Stall again with events queued: shutdown must wait it out. */
+  while (__atomic_load_n(&r.n, __ATOMIC_ACQUIRE) < 101)
+    ;
+  __atomic_store_n(&r.stall, 1, __ATOMIC_RELEASE);
+  int entered = __atomic_load_n(&r.entered, __ATOMIC_ACQUIRE);
+  for (uint32_t i = 101; i <= 105; i++)
+    cr_assert_eq(rill_bus_publish(p, &i, 4), 0);
+  wait_entered(&r, entered + 1);
+  cr_assert_eq(pthread_create(&t, NULL, unstall_later, &r), 0);
+  uint64_t left = 1;
+  cr_expect_eq(rill_bus_shutdown(bus, RILL_FOREVER, &left), 0);
+  pthread_join(t, NULL);
+  cr_expect_eq(left, 0);
+  cr_expect_eq(r.n, 106);
+  cr_expect_eq(r.bad, 0);
+  rill_bus_destroy(bus);
+}
+
 typedef struct {
   rill_bus_producer_t *p;
   int about_to_block;
