@@ -26,8 +26,8 @@
  *
  * Attaching checks the magic, the version and that the layout adds up
  * to the segment's size; a foreign or corrupted segment is refused with
- * RILL_EVERSION or RILL_EPROTO and a message, never trusted. A segment
- * whose creator died before finishing its header is RILL_EPROTO (after
+ * RILL_EVERSION or RILL_ECORRUPT and a message, never trusted. A segment
+ * whose creator died before finishing its header is RILL_ECORRUPT (after
  * waiting 200 ms for it), until `rill ipc rm` removes it. Liveness is read
  * from /proc (pid, start time; a zombie is dead): the processes of one
  * route must share a pid namespace.
@@ -192,7 +192,7 @@ void rill_ipc_route_sender_close(rill_ipc_route_sender_t *s);
 /** Attaches to route `name` as a receiver, in a free place of its table
  *  (places of dead receivers are reaped first): RILL_ENOENT when there is
  *  no such route, RILL_EBUSY when max_receivers live ones are attached,
- *  RILL_EVERSION / RILL_EPROTO for a segment that is not a rill route of
+ *  RILL_EVERSION / RILL_ECORRUPT for a segment that is not a rill route of
  *  this version or whose layout does not add up. It receives what is
  *  published from now on. */
 int rill_ipc_route_receiver_open(rill_ipc_route_receiver_t **out, const char *name);
@@ -346,7 +346,7 @@ typedef struct rill_ipc_chan rill_ipc_chan_t;
 /** Opens channel `name` in a role, creating it with opts if it does not
  *  exist. RILL_EBUSY when every place of that role is held by a live
  *  process (dead holders' places are reaped first); RILL_EVERSION /
- *  RILL_EPROTO for a segment that is not a channel of this version or
+ *  RILL_ECORRUPT for a segment that is not a channel of this version or
  *  whose layout does not add up. A receiver gets what is claimed from
  *  now on (broadcast) or the queue's next message (queue). A queue
  *  receiver finding every place held by a live process or orphaned takes

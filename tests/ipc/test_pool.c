@@ -363,71 +363,71 @@ Test(ipc_pool, corrupted_pool_fields_are_refused) {
   fresh();
   v = 100;
   poke(OFF_MAX_MESSAGE, &v, 4);
-  expect_refused(RILL_EPROTO, "max message 100, its largest class is 1000");
+  expect_refused(RILL_ECORRUPT, "max message 100, its largest class is 1000");
 
   fresh();
   v = 100;
   poke(OFF_CLASS0, &v, 4);
   poke(OFF_MAX_MESSAGE, &v, 4);
-  expect_refused(RILL_EPROTO, "pool class 0 of 100 bytes, not over 112");
+  expect_refused(RILL_ECORRUPT, "pool class 0 of 100 bytes, not over 112");
 
   fresh();
   v = (1u << 30) + 64;
   poke(OFF_MAX_MESSAGE, &v, 4);
   poke(OFF_CLASS0, &v, 4);
-  expect_refused(RILL_EPROTO, "at most 1 GiB");
+  expect_refused(RILL_ECORRUPT, "at most 1 GiB");
 
   fresh();
   v = 2000; /* valid on its own, but the layout no longer adds up */
   poke(OFF_MAX_MESSAGE, &v, 4);
-  expect_refused(RILL_EPROTO, "max message 2000, its largest class is 1000");
+  expect_refused(RILL_ECORRUPT, "max message 2000, its largest class is 1000");
 
   fresh();
   v = 0;
   poke(OFF_CLASS0 + 4, &v, 4);
-  expect_refused(RILL_EPROTO, "class 0 has 0 chunks");
+  expect_refused(RILL_ECORRUPT, "class 0 has 0 chunks");
 
   fresh();
   v = 5;
   poke(OFF_CLASS0 + 4, &v, 4);
-  expect_refused(RILL_EPROTO, "pool of 5 chunks in 1 classes");
+  expect_refused(RILL_ECORRUPT, "pool of 5 chunks in 1 classes");
 
   fresh();
   v = 0;
   poke(OFF_CLASSES, &v, 4);
-  expect_refused(RILL_EPROTO, "0 pool classes");
+  expect_refused(RILL_ECORRUPT, "0 pool classes");
 
   fresh();
   v = 9;
   poke(OFF_CLASSES, &v, 4);
-  expect_refused(RILL_EPROTO, "9 pool classes");
+  expect_refused(RILL_ECORRUPT, "9 pool classes");
 
   fresh();
   v = 2; /* a second class of size 0: not over the first */
   poke(OFF_CLASSES, &v, 4);
-  expect_refused(RILL_EPROTO, "pool class 1 of 0 bytes, not over 1000");
+  expect_refused(RILL_ECORRUPT, "pool class 1 of 0 bytes, not over 1000");
 
   fresh();
   v = 999; /* the class no longer matches max_message */
   poke(OFF_CLASS0, &v, 4);
-  expect_refused(RILL_EPROTO, "max message 1000, its largest class is 999");
+  expect_refused(RILL_ECORRUPT, "max message 1000, its largest class is 999");
 
   fresh();
   v = 0;
   poke(OFF_FLAGS, &v, 4);
-  expect_refused(RILL_EPROTO, "without the pool flag");
+  expect_refused(RILL_ECORRUPT, "without the pool flag");
 
   fresh();
   v = 3;
   poke(OFF_FLAGS, &v, 4);
-  expect_refused(RILL_EPROTO, "unknown flags 0x3");
+  expect_refused(RILL_ECORRUPT, "unknown flags 0x3");
 
   /* A route without a pool with the pool flag set. */
   rill_ipc_route_unlink(route);
   rill_ipc_route_sender_close(sender(&(rill_ipc_route_opts_t){.slots = 8, .max_receivers = 2}));
   v = 1;
   poke(OFF_FLAGS, &v, 4);
-  expect_refused(RILL_EPROTO, "0 pool classes");
+  expect_refused(RILL_ECORRUPT, "0 pool classes");
 }
 
 /* Slot 0 of the corrupt_opts route: header page, one table page. */

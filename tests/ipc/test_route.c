@@ -515,27 +515,27 @@ Test(ipc, corrupted_segments_are_refused) {
   fresh();
   uint32_t slots = 12;
   poke(OFF_SLOTS, &slots, 4);
-  expect_refused(RILL_EPROTO, "not a power of two");
+  expect_refused(RILL_ECORRUPT, "not a power of two");
 
   fresh();
   uint64_t total = 4096;
   poke(OFF_TOTAL, &total, 8);
-  expect_refused(RILL_EPROTO, "header says 4096 bytes");
+  expect_refused(RILL_ECORRUPT, "header says 4096 bytes");
 
   fresh();
   char path[128];
   shm_file(path, sizeof path);
   cr_assert_eq(truncate(path, 4096 * 2 + 8 * 128 + 64), 0);
-  expect_refused(RILL_EPROTO, "the segment is 9280 bytes");
+  expect_refused(RILL_ECORRUPT, "the segment is 9280 bytes");
 
   /* A creator that died before its header: no magic, however long. */
   rill_ipc_route_unlink(route);
   int fd = open(path, O_RDWR | O_CREAT | O_EXCL, 0600);
   cr_assert_geq(fd, 0);
   close(fd);
-  expect_refused(RILL_EPROTO, "no header");
+  expect_refused(RILL_ECORRUPT, "no header");
   cr_assert_eq(truncate(path, 4096 * 2 + 8 * 128), 0);
-  expect_refused(RILL_EPROTO, "no header");
+  expect_refused(RILL_ECORRUPT, "no header");
 }
 
 /* ---- info and list ------------------------------------------------------------- */
@@ -609,7 +609,7 @@ Test(ipc, info_and_list) {
 
 /* Processes opening one route at once, over and over, while it is created
  * and removed: every open ends in a route whose header is whole (or in
- * EBUSY, ENOENT), never in one taken half-made (EPROTO, EVERSION). */
+ * EBUSY, ENOENT), never in one taken half-made (ECORRUPT, EVERSION). */
 static int race(int as_sender, int rounds) {
   rill_ipc_route_opts_t o = {.slots = 64, .max_receivers = 8};
   for (int i = 0; i < rounds; i++) {
