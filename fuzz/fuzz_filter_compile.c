@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rill/bus.h"
+#include "rill/filter.h"
 
 static const char *payloads[] = {
     ("{\"a\":{\"b\":[1,2,{\"c\":\"x\"}]},\"n\":-1.5e3,\"s\":\"\\u00e9\\ud83d\\ude00\",\"t\":true,"

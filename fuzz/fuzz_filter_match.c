@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rill/bus.h"
+#include "rill/filter.h"
 
 static const char *filters[] = {
     "{\"$or\": [{\"a.b\": {\"$exists\": false}}, {\"a.b\": {\"$exists\": true}}]}",

@@ -1,9 +1,11 @@
 /*
- * rill bus: the sharded in-process event bus (issue 3).
+ * rill bus: the sharded in-process event bus.
  *
- * The bus: producers publish events without a lock into per-shard SPSC
- * rings they own; worker threads drain the rings into batches for a sink.
- * Below it, the filters consumers will poll with (poll is not built yet).
+ * Producers publish events without a lock into per-shard SPSC rings they
+ * own; worker threads drain the rings into batches for a sink: the
+ * counting sink, the log sink (into a rill_log_t), or the memory sink,
+ * whose window consumers poll through cursors, optionally through a
+ * filter (rill/filter.h).
  */
 #ifndef RILL_BUS_H
 #define RILL_BUS_H
@@ -13,6 +15,7 @@
 #include <stdint.h>
 
 #include "core.h"
+#include "filter.h"
 #include "mem.h"
 
 #ifdef __cplusplus
@@ -227,6 +230,31 @@ typedef struct rill_bus_counters {
  *  here). c must outlive the bus. */
 void rill_bus_sink_counting(rill_bus_sink_t *sink, rill_bus_counters_t *c);
 
+/* ---- log sink: a bus that appends to a log ----------------------------- */
+
+/* The log sink lives with the bus, so that a log user does not pull the
+ * bus in; a bus user who wants it includes rill/log.h for the log. */
+typedef struct rill_log rill_log_t;
+
+/** What the log sink did: appended and failed events, and the error of the
+ *  last failure (0 if none). Added with relaxed atomics by the bus's
+ *  workers; read them after rill_bus_shutdown, or with __atomic loads. */
+typedef struct rill_bus_log_sink {
+  rill_log_t *log;
+  uint64_t appended;
+  uint64_t failed;
+  int last_error;
+} rill_bus_log_sink_t;
+
+/** Fills *sink so that a bus appends every event it delivers to l, one
+ *  record per event (the payload; the record gets the log's own sequence
+ *  number and time), a batch per rill_log_append_batch; flush syncs the
+ *  log. A batch that cannot be appended (RILL_ENOSPC, say) is counted in
+ *  s->failed, not retried: a sink cannot push back on a bus. l must
+ *  outlive the bus; several workers may append at once. Consumers read the
+ *  events back with rill_log_read_range, from any thread or process. */
+void rill_bus_sink_log(rill_bus_sink_t *sink, rill_bus_log_sink_t *s, rill_log_t *l);
+
 /* ---- memory sink and poll: a retained window consumers read ------------ */
 
 /*
@@ -245,7 +273,6 @@ void rill_bus_sink_counting(rill_bus_sink_t *sink, rill_bus_counters_t *c);
  * 8 - 32) is counted as omitted and not retained.
  */
 typedef struct rill_bus_memsink rill_bus_memsink_t;
-typedef struct rill_filter rill_filter_t; /* below, with the filters */
 typedef struct rill_bus_cursor rill_bus_cursor_t;
 
 typedef struct rill_bus_memsink_opts {
@@ -340,59 +367,6 @@ uint64_t rill_bus_cursor_next_seq(const rill_bus_cursor_t *c, uint32_t shard);
  *  one); RILL_EINVAL for a bad order. */
 int rill_bus_poll(rill_bus_cursor_t *c, const rill_filter_t *f, rill_bus_order_t order,
                   rill_bus_event_t *ev, size_t limit, size_t *n);
-
-/* ---- filters: JSON predicates evaluated on raw bytes ------------------- */
-
-/*
- * A filter is a small JSON predicate language (docs/FILTERS.md), for
- * example {"user.role": "admin", "size": {"$gte": 100}, "$or": [...]}.
- * It is compiled once into flat arrays (paths split into decoded keys and
- * indexes, constants parsed) and matched against raw JSON payloads without
- * building a tree and without allocating: one validating pass over the
- * payload that also finds where each path's value starts.
- *
- * A payload that is not valid JSON (RFC 8259, strings valid UTF-8, nesting
- * at most RILL_FILTER_MAX_DEPTH) never matches a filter that tests a path.
- *
- * A compiled filter is immutable: any number of threads may match against
- * it at once. Compile and free are not thread-safe for the same filter.
- */
-typedef struct rill_filter rill_filter_t;
-
-/* Deepest nesting of arrays and objects accepted, in a filter (deeper is
- * RILL_EINVAL) and in a payload (deeper does not match). */
-#define RILL_FILTER_MAX_DEPTH 128
-
-/* Longest filter text rill_filter_compile() accepts. */
-#define RILL_FILTER_MAX_LEN ((size_t)1 << 30)
-
-/** Compiles the len bytes at json (need not be NUL-terminated) into *out.
- *  RILL_EINVAL for a filter that is malformed JSON, uses an unknown
- *  operator, gives an operator the wrong operand type, has an empty path or
- *  key, a bad array index, nesting deeper than RILL_FILTER_MAX_DEPTH, or
- *  trailing bytes; rill_errmsg() names the byte offset and what was
- *  expected there. RILL_ENOMEM. *out is NULL on failure. */
-int rill_filter_compile(rill_filter_t **out, const char *json, size_t len);
-
-/** True when the len bytes at payload satisfy the filter. Allocates
- *  nothing, reads nothing outside [payload, payload + len). A NULL filter
- *  matches nothing; an invalid payload matches only filters without path
- *  conditions (such as {}). */
-bool rill_filter_match(const rill_filter_t *f, const void *payload, size_t len);
-
-/** Frees a compiled filter. NULL is ignored. */
-void rill_filter_destroy(rill_filter_t *f);
-
-/** Distinct paths the filter tests (0 for a filter such as {}). */
-size_t rill_filter_paths(const rill_filter_t *f);
-
-/** Conditions (leaf tests) in the filter. */
-size_t rill_filter_conds(const rill_filter_t *f);
-
-/** True when the len bytes at p are one JSON value by the rules a payload
- *  is held to (RFC 8259, UTF-8 strings without lone surrogates, nesting at
- *  most RILL_FILTER_MAX_DEPTH). Allocates nothing. */
-bool rill_filter_json_valid(const void *p, size_t len);
 
 #ifdef __cplusplus
 }

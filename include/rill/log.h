@@ -33,7 +33,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bus.h"
 #include "core.h"
 #include "mem.h"
 
@@ -284,27 +283,6 @@ int rill_log_subscribe(rill_log_sub_t **out, rill_log_t *l, uint64_t from, rill_
  *  returns the next sequence number it would have delivered. Call it
  *  before closing the log. NULL is a no-op returning 0. */
 uint64_t rill_log_unsubscribe(rill_log_sub_t *s);
-
-/* ---- the bus's log sink ------------------------------------------------- */
-
-/** What the log sink did: appended and failed events, and the error of the
- *  last failure (0 if none). Added with relaxed atomics by the bus's
- *  workers; read them after rill_bus_shutdown, or with __atomic loads. */
-typedef struct rill_bus_log_sink {
-  rill_log_t *log;
-  uint64_t appended;
-  uint64_t failed;
-  int last_error;
-} rill_bus_log_sink_t;
-
-/** Fills *sink so that a bus appends every event it delivers to l, one
- *  record per event (the payload; the record gets the log's own sequence
- *  number and time), a batch per append_batch; flush syncs the log. A
- *  batch that cannot be appended (RILL_ENOSPC, say) is counted in
- *  s->failed, not retried: a sink cannot push back on a bus. l must
- *  outlive the bus; several workers may append at once. Consumers read the
- *  events back with rill_log_read_range, from any thread or process. */
-void rill_bus_sink_log(rill_bus_sink_t *sink, rill_bus_log_sink_t *s, rill_log_t *l);
 
 /* ---- stats ------------------------------------------------------------- */
 

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rill/bus.h"
 #include "rill/log.h"
 
 static char dir[64];

@@ -30,7 +30,7 @@
 #include <string.h>
 
 #include "core/internal.h"
-#include "rill/bus.h"
+#include "rill/filter.h"
 
 /* ---- compiled form ------------------------------------------------------- */
 

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rill/bus.h"
+#include "rill/filter.h"
 #include "rill/mem.h"
 
 static rill_filter_t *mk(const char *json) {
