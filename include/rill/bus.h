@@ -58,13 +58,18 @@ extern "C" {
 
 /** What a producer does when its ring for the event's shard is full. */
 typedef enum rill_bus_policy {
-  RILL_BUS_DROP_NEWEST = 0, /* drop the event, count it, return 0 */
-  RILL_BUS_FAIL,            /* return RILL_EFULL, count it */
-  RILL_BUS_BLOCK,           /* wait (asleep) for room up to block_timeout_ns, then
-                             * RILL_ETIMEDOUT; RILL_ECLOSED at once when the bus closes */
-  RILL_BUS_SAMPLE,          /* under pressure (under 1/4 of the ring free) keep 1 in sample_n */
-  RILL_BUS_DROP_OLDEST,     /* discard the oldest event the worker has not taken, count it,
-                             * publish the new one, return 0 (see below) */
+  /* Drop the event, count it, return 0. */
+  RILL_BUS_DROP_NEWEST = 0,
+  /* Return RILL_EFULL, count it. */
+  RILL_BUS_FAIL,
+  /* Wait (asleep) for room up to block_timeout_ns, then RILL_ETIMEDOUT;
+   * RILL_ECLOSED at once when the bus shuts down. */
+  RILL_BUS_BLOCK,
+  /* Under pressure (under 1/4 of the ring free) keep 1 in sample_n. */
+  RILL_BUS_SAMPLE,
+  /* Discard the oldest event the worker has not taken, count it, publish
+   * the new one, return 0 (see below). */
+  RILL_BUS_DROP_OLDEST,
 } rill_bus_policy_t;
 
 /*
@@ -109,8 +114,9 @@ typedef struct rill_bus_opts {
   uint32_t batch_min;        /* default 1 */
   uint32_t batch_max;        /* >= batch_min; default 256 */
   uint64_t max_delay_ns;     /* how long a batch under batch_min may wait; default 1 ms */
-  uint32_t max_payload;      /* largest payload, by reference over slot_payload;
-                              * >= slot_payload; default 16 MiB */
+  /* Largest payload, sent by reference over slot_payload; >= slot_payload;
+   * default 16 MiB. */
+  uint32_t max_payload;
   /* A worker whose pass over its shards delivered fewer than batch_max / 8
    * events waits this long before the next pass, so the producers fill
    * its next batches: a worker that keeps up one event at a time pulls
@@ -301,7 +307,7 @@ typedef struct rill_bus_memsink_stats {
   uint64_t omitted;  /* events larger than the window's max payload, not retained */
 } rill_bus_memsink_stats_t;
 
-/** Fills *out with the sink's totals. */
+/** A snapshot of the sink's totals, from any thread. */
 void rill_bus_memsink_stats(const rill_bus_memsink_t *ms, rill_bus_memsink_stats_t *out);
 
 /** Where a new cursor starts. */

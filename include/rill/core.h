@@ -235,8 +235,10 @@ uint64_t rill_hist_quantile(const rill_hist_t *h, double q);
 /** Mean of the recorded values (0 when empty). */
 double rill_hist_mean(const rill_hist_t *h);
 
-/** The lowest and highest value that land in bucket i. */
+/** The lowest value that lands in bucket i (i < RILL_HIST_BUCKETS). */
 uint64_t rill_hist_bucket_low(uint32_t i);
+
+/** The highest value that lands in bucket i (i < RILL_HIST_BUCKETS). */
 uint64_t rill_hist_bucket_high(uint32_t i);
 
 #ifdef __cplusplus

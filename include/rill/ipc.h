@@ -87,18 +87,19 @@ typedef enum rill_ipc_wait {
   RILL_IPC_SPIN,     /* spin spin_ns, then park */
 } rill_ipc_wait_t;
 
-/** A route's layout and behaviour, fixed when it is created (the sender
- *  that creates it decides; later ones must agree or get RILL_EINVAL: each
- *  of slots, slot_size, max_receivers, max_message and pool_chunks they set
- *  (non-zero), the pool classes when they give any, and the policy). wait, spin_ns and mode are the
- * creator's, kept in the segment for every participant; a later sender's are ignored. */
-/** A size class of a route's chunk pool: chunks chunks of up to size bytes
- *  each. */
+/** A size class of a route's or channel's chunk pool: `chunks` chunks of
+ *  up to `size` bytes each. */
 typedef struct rill_ipc_class {
   uint32_t size;   /* over the slot payload, at most 1 GiB */
   uint32_t chunks; /* 1..2^20 */
 } rill_ipc_class_t;
 
+/** A route's layout and behaviour, fixed when it is created (the sender
+ *  that creates it decides; later ones must agree or get RILL_EINVAL: each
+ *  of slots, slot_size, max_receivers, max_message and pool_chunks they
+ *  set (non-zero), the pool classes when they give any, and the policy).
+ *  wait, spin_ns and mode are the creator's, kept in the segment for every
+ *  participant; a later sender's are ignored. */
 typedef struct rill_ipc_opts {
   uint32_t slots;         /* ring slots, a power of two, 2..2^24; default 4096 */
   uint32_t slot_size;     /* bytes a slot takes, header included, a multiple of 64
@@ -117,14 +118,16 @@ typedef struct rill_ipc_opts {
    * takes a chunk of the smallest class that holds it, or of a larger one
    * whose next chunk is free when that class's is still held. Either
    * max_message (one class of pool_chunks chunks) or pool[] (classes). */
-  uint32_t max_message;                        /* one class of chunks this large (over the slot
-                                                * payload, at most 1 GiB); default 0: no pool, messages
-                                                * inline only. With pool[]: 0, or its largest size */
-  uint32_t pool_chunks;                        /* chunks of that class, 1..2^20; default 64 (when
-                                                * max_message is set); 0 with pool[] */
-  rill_ipc_class_t pool[RILL_IPC_MAX_CLASSES]; /* up to 8 classes in ascending size,
-                                                * the first {0, 0} ends them; the
-                                                * largest is the route's max_message */
+  /* One class of chunks this large (over the slot payload, at most 1 GiB);
+   * default 0: no pool, messages inline only. With pool[]: 0, or its
+   * largest size. */
+  uint32_t max_message;
+  /* Chunks of that class, 1..2^20; default 64 (when max_message is set);
+   * 0 with pool[]. */
+  uint32_t pool_chunks;
+  /* Up to 8 classes in ascending size, the first {0, 0} ends them; the
+   * largest is the route's max_message. */
+  rill_ipc_class_t pool[RILL_IPC_MAX_CLASSES];
 } rill_ipc_route_opts_t;
 
 typedef struct rill_ipc_route_sender rill_ipc_route_sender_t;

@@ -1,5 +1,5 @@
 /*
- * rill log: a durable append-only log per topic (issue 4).
+ * rill log: a durable append-only log per topic.
  *
  * A log directory holds topics; a topic is a directory of segment files
  * (named by the sequence number of their first record), one index file per
@@ -10,8 +10,9 @@
  * copies nothing and a segment stays mapped while any slice of it lives.
  *
  * Sequence numbers are dense, from 0, assigned by the log. A record is a
- * 32-byte header (length, CRC32C, sequence, timestamp, flags, marker) and
- * the payload, padded to 8 bytes.
+ * 32-byte header (length, check, sequence, timestamp, flags, marker) and
+ * the payload, padded to 8 bytes; the check is XXH3-64 of the rest of the
+ * header and the payload (the file headers use CRC32C).
  *
  * Durability is a policy per open topic: never (the page cache, and
  * rill_log_sync when you ask), every N records, every interval, or group
@@ -44,12 +45,16 @@ typedef struct rill_log rill_log_t;
 
 /** When appends reach the disk. */
 typedef enum rill_log_sync {
-  RILL_LOG_SYNC_NEVER = 0, /* only rill_log_sync and close; a crash of the machine loses
-                            * what the page cache held (a crash of the process does not) */
-  RILL_LOG_SYNC_EVERY_N,   /* the append that completes each sync_every records syncs */
-  RILL_LOG_SYNC_INTERVAL,  /* an append syncs when sync_interval_ns passed since the last */
-  RILL_LOG_SYNC_GROUP,     /* every append returns once durable; concurrent appenders
-                            * share one fdatasync */
+  /* Only rill_log_sync and close; a crash of the machine loses what the
+   * page cache held (a crash of the process does not). */
+  RILL_LOG_SYNC_NEVER = 0,
+  /* The append that completes each sync_every records syncs. */
+  RILL_LOG_SYNC_EVERY_N,
+  /* An append syncs when sync_interval_ns passed since the last. */
+  RILL_LOG_SYNC_INTERVAL,
+  /* Every append returns once durable; concurrent appenders share one
+   * fdatasync. */
+  RILL_LOG_SYNC_GROUP,
 } rill_log_sync_t;
 
 /** What a read does with a record whose checksum or header fails. */
@@ -286,20 +291,23 @@ uint64_t rill_log_unsubscribe(rill_log_sub_t *s);
 
 /* ---- stats ------------------------------------------------------------- */
 
+/** A topic's figures, as rill_log_stats fills them. */
 typedef struct rill_log_stats {
-  uint64_t first, next, durable;
+  uint64_t first, next, durable; /* as rill_log_first, _next, _durable */
   uint64_t segments;
-  uint64_t bytes;          /* of records in all segments */
-  uint64_t syncs;          /* fdatasync rounds */
-  uint64_t skipped;        /* damaged records passed over by reads (SKIP) and
-                            * by subscribers */
+  uint64_t bytes; /* of records in all segments */
+  uint64_t syncs; /* fdatasync rounds */
+  /* Damaged records passed over by reads (SKIP) and by subscribers. */
+  uint64_t skipped;
   uint64_t recovered_torn; /* bytes of torn tail truncated at open */
-  uint64_t disk_bytes;     /* bytes allocated to the segment and index files: they
-                            * grow as records come (by doubling, up to the segment
-                            * size), so this, not segments times segment_bytes, is
-                            * what the topic takes on disk */
+  /* Bytes allocated to the segment and index files: they grow as records
+   * come (by doubling, up to the segment size), so this, not segments
+   * times segment_bytes, is what the topic takes on disk. */
+  uint64_t disk_bytes;
 } rill_log_stats_t;
 
+/** A snapshot of the topic's figures. Takes the segment list's lock
+ *  briefly: not for a hot path. */
 void rill_log_stats(const rill_log_t *l, rill_log_stats_t *st);
 
 #ifdef __cplusplus
