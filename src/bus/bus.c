@@ -37,7 +37,10 @@
  * first slot nobody has taken. The worker takes a batch from claim c to
  * c + got (got <= tail - c), reads [c, c + got) in place, and gives them
  * back with a fetch_add of head (not the ring's plain store, since the
- * producer adds to head too). A producer whose ring is full loads head h
+ * producer adds to head too). The ring module gives these moves
+ * (src/ring/spsc_shared.h: head and tail loads, slots by position, a take
+ * from a claim's position, an add to head); the claim and the protocol
+ * are the bus's. A producer whose ring is full loads head h
  * and claim c; only when c == h (no batch in flight) it CASes claim from h
  * to h + 1, discards slot h (releasing its buf reference), adds 1 to head
  * and counts dropped_oldest; then it writes at tail as usual. When c != h
@@ -117,6 +120,7 @@
 #include "rill/bus.h"
 #include "rill/mem.h"
 #include "rill/ring.h"
+#include "ring/spsc_shared.h"
 
 #define SLOT_HDR 16u
 
@@ -356,11 +360,11 @@ static void producer_free(rill_bus_producer_t *p) {
      * buf references. No worker runs on these rings any more (joined, or
      * retired by the last one), so plain reads of the indexes would do;
      * relaxed loads keep TSan's view simple. */
-    struct rill__ring_spsc *r = (struct rill__ring_spsc *)p->rings[s];
-    uint64_t h = __atomic_load_n(&r->cons->head, __ATOMIC_RELAXED);
-    uint64_t t = __atomic_load_n(&r->prod->tail, __ATOMIC_RELAXED);
-    for (; h != t && t - h <= r->mask + 1; h++)
-      slot_release(r->data + (h & r->mask) * r->slot_size);
+    rill_ring_spsc_t *r = p->rings[s];
+    uint64_t h = rill__ring_spsc_head(r, __ATOMIC_RELAXED);
+    uint64_t t = rill__ring_spsc_tail(r, __ATOMIC_RELAXED);
+    for (; h != t && t - h <= rill__ring_spsc_slots(r); h++)
+      slot_release(rill__ring_spsc_slot(r, h));
     rill_ring_spsc_destroy(p->rings[s]);
   }
   rill__free(p->rings);
@@ -438,11 +442,11 @@ out:
  * wrap or the tail, by moving the claim past them. Returns how many;
  * *from is the first. Only this worker takes from the ring, so the busy
  * bit it sets is never set already. */
-static size_t claim_take(struct rill__ring_spsc *s, struct claim *cl, size_t want, uint64_t *from) {
+static size_t claim_take(rill_ring_spsc_t *r, struct claim *cl, size_t want, uint64_t *from) {
   /* A look without the RMW first, so an idle pass over empty rings costs
    * loads only. Relaxed: a hint, checked again below. */
   uint64_t c = __atomic_load_n(&cl->v, __ATOMIC_RELAXED);
-  if (rill__ring_spsc_avail(s, c, 1) == 0)
+  if (rill__ring_spsc_avail_at(r, c, 1) == 0)
     return 0;
   /* Acquire: pairs with the producer's CAS (acq_rel) of a drop, so the
    * tail we load next is at least the one it saw, and tail >= claim. The
@@ -450,12 +454,7 @@ static size_t claim_take(struct rill__ring_spsc *s, struct claim *cl, size_t wan
   c = __atomic_fetch_or(&cl->v, CLAIM_BUSY, __ATOMIC_ACQUIRE);
   /* Acquire load of tail inside (when the cache is short): the slots'
    * bytes are visible before we read them. */
-  uint64_t k = rill__ring_spsc_avail(s, c, want);
-  uint64_t at = c & s->mask, first = s->mask + 1 - at;
-  if (k > first)
-    k = first;
-  if (k > want)
-    k = want;
+  uint64_t k = rill__ring_spsc_avail_at(r, c, want);
   /* Relaxed: nothing to publish (we have not read the slots yet); the
    * store only ends the busy window, with [c, c + k) ours. */
   __atomic_store_n(&cl->v, c + k, __ATOMIC_RELAXED);
@@ -469,9 +468,8 @@ static const uint8_t *worker_take(struct worker *w, size_t i, uint32_t s, size_t
   rill_bus_producer_t *p = w->prods[i];
   if (!p->claim)
     return rill_ring_spsc_peek(p->rings[s], want, got);
-  struct rill__ring_spsc *r = (struct rill__ring_spsc *)p->rings[s];
-  *got = claim_take(r, &p->claim[s], want, &w->from[i]);
-  return *got ? r->data + (w->from[i] & r->mask) * r->slot_size : NULL;
+  *got = claim_take(p->rings[s], &p->claim[s], want, &w->from[i]);
+  return *got ? rill__ring_spsc_slot(p->rings[s], w->from[i]) : NULL;
 }
 
 /* Gives back the slots of producer i's ring for shard s after on_batch. */
@@ -482,7 +480,6 @@ static void worker_give_back(struct worker *w, size_t i, uint32_t s) {
     rill_ring_spsc_release(p->rings[s], w->take[i]);
     return;
   }
-  struct rill__ring_spsc *r = (struct rill__ring_spsc *)p->rings[s];
   /* seq_cst: our reads of the slots complete before the producer, which
    * loads head with acquire, overwrites them (the release half); and this
    * store of head against our seq_cst loads of the flags next
@@ -490,7 +487,7 @@ static void worker_give_back(struct worker *w, size_t i, uint32_t s) {
    * A fetch_add, not a store: on a DROP_OLDEST bus the producer adds to
    * head too, for its drops; on a BLOCK bus we are head's only writer and
    * it is just the locked instruction the pattern needs. */
-  __atomic_fetch_add(&r->cons->head, w->take[i], __ATOMIC_SEQ_CST);
+  rill__ring_spsc_head_add(p->rings[s], w->take[i], __ATOMIC_SEQ_CST);
 }
 
 /* After giving back slots (or undoing a claim): wakes the producers of
@@ -1008,10 +1005,8 @@ static int publish_item(rill_bus_producer_t *p, uint32_t shard, const struct ite
     return rill__err(RILL_ECLOSED, "bus: publish after close");
   rill_ring_spsc_t *r = p->rings[shard];
   if (RILL_UNLIKELY(bus->o.policy == RILL_BUS_SAMPLE)) {
-    struct rill__ring_spsc *s = (struct rill__ring_spsc *)r;
-    uint64_t q = (s->mask + 1) / 4;
-    uint64_t tail = __atomic_load_n(&s->prod->tail, __ATOMIC_RELAXED);
-    if (rill__ring_spsc_free(s, tail, q ? q : 1) < (q ? q : 1))
+    uint64_t q = rill__ring_spsc_slots(r) / 4;
+    if (!rill__ring_spsc_has_room(r, q ? q : 1))
       return publish_full(p, shard, it);
     p->c.sample_ctr = 0;
   }
@@ -1049,7 +1044,6 @@ static int publish_to(rill_bus_producer_t *p, uint32_t shard, const void *data, 
 static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const struct item *it) {
   rill_bus_t *bus = p->bus;
   rill_ring_spsc_t *r = p->rings[shard];
-  struct rill__ring_spsc *s = (struct rill__ring_spsc *)r;
   struct claim *cl = &p->claim[shard];
   for (unsigned spins = 0;; spins++) {
     int rc = push_slot(p, shard, it);
@@ -1064,9 +1058,9 @@ static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const str
     /* Relaxed: our own index. Acquire on head: pairs with the worker's
      * release (fetch_add), so its reads of the slots it gave back are done
      * before we reuse one. */
-    uint64_t tail = __atomic_load_n(&s->prod->tail, __ATOMIC_RELAXED);
-    uint64_t h = __atomic_load_n(&s->cons->head, __ATOMIC_ACQUIRE);
-    if (tail - h <= s->mask)
+    uint64_t tail = rill__ring_spsc_tail(r, __ATOMIC_RELAXED);
+    uint64_t h = rill__ring_spsc_head(r, __ATOMIC_ACQUIRE);
+    if (!rill__ring_spsc_full(r, h, tail))
       continue; /* the worker gave slots back meanwhile: push again */
     uint64_t c = h;
     /* Acquire: pairs with the worker's release store when it undoes a
@@ -1078,8 +1072,8 @@ static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const str
        * Its buf reference, if any, goes with it. Release: as for the
        * worker's give-back, so the head a later acquire load sees covers
        * everything done to slot h. */
-      slot_release(s->data + (h & s->mask) * s->slot_size);
-      __atomic_fetch_add(&s->cons->head, 1, __ATOMIC_RELEASE);
+      slot_release(rill__ring_spsc_slot(r, h));
+      rill__ring_spsc_head_add(r, 1, __ATOMIC_RELEASE);
       cnt_inc(&p->c.dropped_oldest);
       spins = 0;
       continue; /* one slot is free: the push succeeds */
@@ -1094,7 +1088,7 @@ static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const str
     uint32_t w0 = producer_arm(p);
     /* seq_cst: loaded after the flag went up, in producer_arm's pattern
      * (and acquire, as above). */
-    h = __atomic_load_n(&s->cons->head, __ATOMIC_SEQ_CST);
+    h = rill__ring_spsc_head(r, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&cl->v, __ATOMIC_SEQ_CST) != h &&
         !__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
       producer_sleep(p, w0, OLDEST_SLEEP_NS); /* bounded: see the constant */
@@ -1132,7 +1126,6 @@ static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct ite
   }
   case RILL_BUS_BLOCK:
   default: {
-    struct rill__ring_spsc *s = (struct rill__ring_spsc *)r;
     uint64_t deadline = rill__deadline(rill_time_ns(), bus->o.block_timeout_ns);
     for (unsigned spins = 0;; spins++) {
       int rc = push_slot(p, shard, it);
@@ -1161,9 +1154,9 @@ static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct ite
       /* seq_cst: head loaded after the flag went up, in producer_arm's
        * pattern (and acquire, as the ring's own load: the room we see was
        * read out by the worker). Relaxed tail: ours. */
-      uint64_t head = __atomic_load_n(&s->cons->head, __ATOMIC_SEQ_CST);
-      uint64_t tail = __atomic_load_n(&s->prod->tail, __ATOMIC_RELAXED);
-      if (tail - head > s->mask && !__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
+      uint64_t head = rill__ring_spsc_head(r, __ATOMIC_SEQ_CST);
+      uint64_t tail = rill__ring_spsc_tail(r, __ATOMIC_RELAXED);
+      if (rill__ring_spsc_full(r, head, tail) && !__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
         producer_sleep(p, w0, deadline - now);
       else
         producer_unarm(p);
@@ -1253,9 +1246,7 @@ static bool publish_grouped(rill_bus_producer_t *p, const rill_iov_t *iov, size_
     count[p->group[s]]++;
   }
   for (size_t g = 0; g < ng && ok; g++) {
-    struct rill__ring_spsc *r = (struct rill__ring_spsc *)p->rings[shards[g]];
-    uint64_t tail = __atomic_load_n(&r->prod->tail, __ATOMIC_RELAXED);
-    ok = rill__ring_spsc_free(r, tail, count[g]) >= count[g];
+    ok = rill__ring_spsc_has_room(p->rings[shards[g]], count[g]);
   }
   for (size_t g = 0; g < ng; g++)
     p->group[shards[g]] = GROUP_NONE;
