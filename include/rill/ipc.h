@@ -166,12 +166,13 @@ int rill_ipc_route_send(rill_ipc_route_sender_t *s, const void *data, uint32_t l
 int rill_ipc_route_wait_receivers(rill_ipc_route_sender_t *s, uint32_t n, uint64_t timeout_ns);
 
 /** Zero-copy send: reserves room for a message of up to len bytes (as
- *  rill_ipc_route_send would take it: inline when it fits a slot, else a chunk of
- *  the pool, waiting or failing as send does) and points *buf at it. Write
- *  the message there, then rill_ipc_route_commit publishes it. A reservation not
- *  committed is dropped by the next reserve, send or close (nothing is
- *  published). Under RILL_IPC_OVERWRITE, the message the room held is gone
- *  from the reserve on. */
+ *  rill_ipc_route_send would take it: inline when it fits a slot, else a
+ *  chunk of the pool, waiting or failing as send does) and points *buf at
+ *  it. Write the message there, then rill_ipc_route_commit publishes it,
+ *  or rill_ipc_route_cancel gives it up (nothing is published). One
+ *  reservation at a time: send or reserve with one open is RILL_EBUSY;
+ *  close cancels it. Under RILL_IPC_OVERWRITE, the message the room held
+ *  is gone from the reserve on. */
 int rill_ipc_route_reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t timeout_ns,
                            void **buf);
 
@@ -180,6 +181,11 @@ int rill_ipc_route_reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t ti
  *  reserved chunk committed with a length a slot holds is moved into the
  *  slot (the chunk stays free). */
 int rill_ipc_route_commit(rill_ipc_route_sender_t *s, uint32_t len);
+
+/** Gives the reservation up: nothing is published, and the next send or
+ *  reserve takes the same message number (receivers never see a gap).
+ *  RILL_EINVAL without a reservation. */
+int rill_ipc_route_cancel(rill_ipc_route_sender_t *s);
 
 /** The largest message a slot holds inline: slot_size - RILL_IPC_SLOT_HDR. */
 uint32_t rill_ipc_route_max_payload(const rill_ipc_route_sender_t *s);
@@ -242,7 +248,9 @@ int rill_ipc_route_release(rill_ipc_route_receiver_t *r);
 void rill_ipc_route_receiver_close(rill_ipc_route_receiver_t *r);
 
 /** Removes route `name` (its shared-memory name; processes attached keep
- *  their mapping). RILL_ENOENT when there is none. Whoever is attached is
+ *  their mapping). RILL_ENOENT when there is none, RILL_EINVAL when the
+ *  segment of that name is a valid channel (one that is neither a valid
+ *  route nor a valid channel, foreign, damaged or half made, is removed). Whoever is attached is
  *  told: the segment is marked removed first and its waiters woken, so
  *  that its receivers get RILL_ECLOSED once they have read what was
  *  published, and its sender RILL_ECLOSED at its next send (a later
@@ -422,7 +430,8 @@ uint32_t rill_ipc_chan_max_message(const rill_ipc_chan_t *ch);
  *  no-op. */
 void rill_ipc_chan_close(rill_ipc_chan_t *ch);
 
-/** Removes channel `name` (RILL_ENOENT when there is none), telling
+/** Removes channel `name` (RILL_ENOENT when there is none, RILL_EINVAL
+ *  when it is a valid route, as rill_ipc_route_unlink refuses a channel), telling
  *  whoever is attached as rill_ipc_route_unlink does: sends and reserves return
  *  RILL_ECLOSED, receives too once nothing is left to read. */
 int rill_ipc_chan_unlink(const char *name);

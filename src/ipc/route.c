@@ -567,7 +567,12 @@ static void pick_chunk(rill_ipc_route_sender_t *s, uint32_t len, uint64_t seq, u
 static int reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t timeout_ns) {
   const struct rill__ipc_geom *g = &s->s.g;
   const bool pooled = len > g->slot_size - RILL_IPC_SLOT_HDR;
-  s->reserved = false;
+  /* As a channel's: one reservation at a time, ended by commit or cancel,
+   * so that a forgotten one is an error rather than a silent drop. */
+  if (RILL_UNLIKELY(s->reserved))
+    return rill__err(RILL_EBUSY,
+                     "ipc route %s: a message of %u bytes is reserved: commit or cancel it first",
+                     s->s.name, s->res_len);
   if (RILL_UNLIKELY(pooled && len > g->max_message)) {
     if (!g->max_message)
       return rill__err(RILL_EMSGSIZE,
@@ -677,7 +682,7 @@ int rill_ipc_route_send(rill_ipc_route_sender_t *s, const void *data, uint32_t l
    * what we last saw of the cursors. */
   /* Acquire on gone: as in reserve. */
   if (RILL_LIKELY(len <= g->slot_size - RILL_IPC_SLOT_HDR && g->policy != RILL_IPC_OVERWRITE &&
-                  s->seq - s->min_seen < g->slots && s->rx_seen &&
+                  s->seq - s->min_seen < g->slots && s->rx_seen && !s->reserved &&
                   __atomic_load_n(&s->s.hdr->gone, __ATOMIC_ACQUIRE) == s->gone_seen)) {
     if (len)
       memcpy(slot_at(&s->s, s->seq) + 1, data, len);
@@ -714,6 +719,18 @@ int rill_ipc_route_commit(rill_ipc_route_sender_t *s, uint32_t len) {
     return rill__err(RILL_EINVAL, "ipc route %s: commit of %u bytes, %u were reserved", s->s.name,
                      len, s->res_len);
   publish(s, len);
+  return 0;
+}
+
+int rill_ipc_route_cancel(rill_ipc_route_sender_t *s) {
+  if (RILL_UNLIKELY(!s))
+    return rill__err(RILL_EINVAL, "ipc cancel: the sender is NULL");
+  if (RILL_UNLIKELY(!s->reserved))
+    return rill__err(RILL_EINVAL, "ipc route %s: cancel without a reservation", s->s.name);
+  /* Nothing was published: the message number and its room are the next
+   * reserve's or send's (under RILL_IPC_OVERWRITE the message the room
+   * held stays gone). */
+  s->reserved = false;
   return 0;
 }
 

@@ -232,10 +232,13 @@ static void shm_name(char *buf, size_t cap, const char *name) {
  * build knows: its gone word, then every waiter woken. Best
  * effort: a segment we may not write, or that does not validate, is only
  * unlinked (nothing in it is trusted, so nothing is written to it). */
-static void mark_removed(const char *path, const char *name) {
+/* Marks the segment at path removed and wakes its waiters, when it is a
+ * valid segment of the kind being removed (route or not: a channel). A
+ * valid segment of the other kind is left alone: 1. */
+static int mark_removed(const char *path, const char *name, bool route) {
   int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
   if (fd < 0)
-    return;
+    return 0;
   struct stat sb;
   void *p = MAP_FAILED;
   size_t n = 0;
@@ -245,21 +248,24 @@ static void mark_removed(const char *path, const char *name) {
   }
   close(fd);
   if (p == MAP_FAILED)
-    return;
+    return 0;
   rill__count_map(n);
   uint32_t *word = NULL, *futexes[2] = {NULL, NULL};
+  int other = 0;
   if (rill__ipc_check(name, p, n, NULL) == 0) {
     struct rill__ipc_hdr *h = p;
     word = &h->gone;
     futexes[0] = &h->recv_futex;
     futexes[1] = &h->send_futex;
+    other = !route;
   } else if (rill__chan_check(name, p, n, NULL) == 0) {
     struct rill__chan_hdr *h = p;
     word = &h->gone;
     futexes[0] = &h->recv_futex;
     futexes[1] = &h->send_futex;
+    other = route;
   }
-  if (word) {
+  if (word && !other) {
     /* Release: then each bump (a release RMW of the futex word) orders it
      * before a waiter's acquire load of that word: a waiter that parks on
      * an older word value returns at once and sees the mark. */
@@ -269,6 +275,7 @@ static void mark_removed(const char *path, const char *name) {
   }
   rill_errmsg_clear(); /* a failed check here is no failure of the removal */
   rill__ipc_shm_unmap(p, n);
+  return other;
 }
 
 int rill__ipc_shm_unlink(const char *kind, const char *name) {
@@ -277,7 +284,13 @@ int rill__ipc_shm_unlink(const char *kind, const char *name) {
     return rc;
   char path[RILL_IPC_MAX_NAME + 16];
   shm_name(path, sizeof path, name);
-  mark_removed(path, name);
+  /* A route's unlink never removes a valid channel, nor the reverse. A
+   * segment that is neither (foreign, damaged, or half made by a creator
+   * that died) is removed by either, as `rill ipc rm` needs. */
+  bool route = !strcmp(kind, "route");
+  if (mark_removed(path, name, route))
+    return rill__err(RILL_EINVAL, "ipc %s %s: the segment is a %s; rill_ipc_%s_unlink removes it",
+                     kind, name, route ? "channel" : "route", route ? "chan" : "route");
   if (shm_unlink(path) < 0) {
     if (errno == ENOENT)
       return rill__err(RILL_ENOENT, "ipc %s %s: no such %s", kind, name, kind);

@@ -264,8 +264,10 @@ int rill__ipc_shm_attach(const char *kind, const char *name, bool writable, bool
 
 void rill__ipc_shm_unmap(uint8_t *base, size_t size);
 
-/* Removes /rill.<name>: 0, RILL_ENOENT ("no such <kind>"), or the error.
- * A route or channel segment that validates is marked removed first (its
+/* Removes /rill.<name>: 0, RILL_ENOENT ("no such <kind>"), RILL_EINVAL
+ * when the segment is a valid one of the other kind (kind is "route" or
+ * "channel"),
+ * or the error. A route or channel segment that validates is marked removed first (its
  * gone word) and its waiters woken, so that its participants
  * learn it (RILL_ECLOSED) rather than wait on a name nobody can open. */
 int rill__ipc_shm_unlink(const char *kind, const char *name);

@@ -22,11 +22,16 @@
 
 static char chan[64];
 
+/* Each kind's unlink removes only its own: a test may leave either. */
+static void unlink_any(void) {
+  rill_ipc_chan_unlink(chan);
+  rill_ipc_route_unlink(chan);
+}
 static void init_name(void) {
   snprintf(chan, sizeof chan, "chtest.%d", (int)getpid());
-  rill_ipc_chan_unlink(chan);
+  unlink_any();
 }
-static void fini_name(void) { rill_ipc_chan_unlink(chan); }
+static void fini_name(void) { unlink_any(); }
 
 TestSuite(chan, .init = init_name, .fini = fini_name);
 

@@ -641,13 +641,21 @@ Test(ipc_pool, commit_needs_a_reservation_it_fits) {
   cr_assert_eq(rill_ipc_route_reserve(s, 100, 0, &buf), 0);
   cr_expect_eq(rill_ipc_route_commit(s, 101), RILL_EINVAL);
   cr_expect_neq(strstr(rill_errmsg(), "101 bytes, 100 were reserved"), NULL, "%s", rill_errmsg());
-  /* A send drops the reservation: nothing of it is published. */
-  send_msg(s, 0, 30);
+  /* One reservation at a time, as on a channel: a send or a reserve with
+   * one open is refused, and the reservation stays. */
+  cr_expect_eq(rill_ipc_route_send(s, "x", 1, 0), RILL_EBUSY);
+  cr_expect_eq(rill_ipc_route_reserve(s, 10, 0, &buf), RILL_EBUSY);
+  cr_expect_eq(rill_ipc_route_recv(r, &m, 0, NULL), RILL_EAGAIN);
+  /* Cancel publishes nothing; the next send takes the same number. */
+  cr_expect_eq(rill_ipc_route_cancel(s), 0);
+  cr_expect_eq(rill_ipc_route_cancel(s), RILL_EINVAL);
   cr_expect_eq(rill_ipc_route_commit(s, 10), RILL_EINVAL);
+  send_msg(s, 0, 30);
   recv_msg(r, 0, 30);
   cr_expect_eq(rill_ipc_route_recv(r, &m, 0, NULL), RILL_EAGAIN);
-  /* A reservation dropped by a later one publishes nothing either. */
+  /* A cancelled pooled reservation leaves its chunk for the next. */
   cr_assert_eq(rill_ipc_route_reserve(s, 3000, 0, &buf), 0);
+  cr_assert_eq(rill_ipc_route_cancel(s), 0);
   cr_assert_eq(rill_ipc_route_reserve(s, 20, 0, &buf), 0);
   uint8_t *want = make(1, 20);
   memcpy(buf, want, 20);

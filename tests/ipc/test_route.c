@@ -20,11 +20,16 @@
  * removed at the end whatever happened. */
 static char route[64];
 
+/* Each kind's unlink removes only its own: a test may leave either. */
+static void unlink_any(void) {
+  rill_ipc_route_unlink(route);
+  rill_ipc_chan_unlink(route);
+}
 static void init_name(void) {
   snprintf(route, sizeof route, "test.%d", (int)getpid());
-  rill_ipc_route_unlink(route);
+  unlink_any();
 }
-static void fini_name(void) { rill_ipc_route_unlink(route); }
+static void fini_name(void) { unlink_any(); }
 
 TestSuite(ipc, .init = init_name, .fini = fini_name);
 
@@ -709,6 +714,39 @@ Test(ipc, a_message_sent_once_a_receiver_is_attached_reaches_it) {
   }
   (void)max;
   rill_ipc_route_sender_close(s);
+}
+
+/* Each kind's unlink removes only its own kind: a channel is not removed
+ * (nor told it was) by rill_ipc_route_unlink, a route not by
+ * rill_ipc_chan_unlink; a segment that is neither is removed by either. */
+Test(ipc, unlink_checks_the_kind) {
+  rill_ipc_chan_t *ch;
+  cr_assert_eq(rill_ipc_chan_open(&ch, route, NULL, RILL_IPC_SENDER), 0, "%s", rill_errmsg());
+  cr_expect_eq(rill_ipc_route_unlink(route), RILL_EINVAL);
+  cr_expect_neq(strstr(rill_errmsg(), "is a channel"), NULL, "%s", rill_errmsg());
+  rill_ipc_chan_info_t ci;
+  cr_expect_eq(rill_ipc_chan_info(route, &ci), 0, "the channel is still there");
+  cr_expect_neq(rill_ipc_chan_send(ch, "x", 1, 0), RILL_ECLOSED, "and not told it was removed");
+  rill_ipc_chan_close(ch);
+  cr_expect_eq(rill_ipc_chan_unlink(route), 0);
+
+  rill_ipc_route_sender_t *s = sender(NULL);
+  cr_expect_eq(rill_ipc_chan_unlink(route), RILL_EINVAL);
+  cr_expect_neq(strstr(rill_errmsg(), "is a route"), NULL, "%s", rill_errmsg());
+  rill_ipc_route_info_t ri;
+  cr_expect_eq(rill_ipc_route_info(route, &ri), 0, "the route is still there");
+  rill_ipc_route_sender_close(s);
+  cr_expect_eq(rill_ipc_route_unlink(route), 0);
+
+  /* Neither: bytes of no rill kind under the name. */
+  char path[128];
+  shm_file(path, sizeof path);
+  int fd = open(path, O_CREAT | O_RDWR | O_EXCL, 0600);
+  cr_assert_geq(fd, 0);
+  cr_assert_eq(write(fd, "not rill", 8), 8);
+  close(fd);
+  cr_expect_eq(rill_ipc_chan_unlink(route), 0);
+  cr_expect_eq(rill_ipc_route_unlink(route), RILL_ENOENT);
 }
 
 Test(ipc, unlink_tells_the_sender_and_receivers) {

@@ -764,7 +764,10 @@ static int rm_in_use(args_t *a) {
 static int cmd_rm(args_t *a) {
   if (rm_in_use(a))
     return 1;
+  /* Each kind's unlink refuses the other's segment. */
   int rc = rill_ipc_route_unlink(a->name);
+  if (rc == RILL_EINVAL)
+    rc = rill_ipc_chan_unlink(a->name);
   if (rc == RILL_ENOENT) {
     fprintf(stderr, "rill ipc rm: no route or channel %s\n", a->name);
     return 1;
