@@ -395,7 +395,10 @@ int rill_ipc_chan_reserve(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns
 
 /** Publishes the reserved message with len bytes (at most the reserved:
  *  RILL_EINVAL beyond, and without a reservation). A reserved chunk
- *  committed with a length a slot holds is moved into the slot. */
+ *  committed with a length a slot holds is moved into the slot.
+ *  RILL_ECANCELED when a receiver took this sender for dead and skipped
+ *  the message meanwhile (nothing is published; receivers counted it
+ *  lost). */
 int rill_ipc_chan_commit(rill_ipc_chan_t *ch, uint32_t len);
 
 /** Gives the reservation up: its number is marked aborted, and receivers

@@ -787,7 +787,7 @@ static int commit(rill_ipc_chan_t *ch, uint32_t len) {
    * CAS, so that a receiver's abort (it took us for dead) is never undone. */
   if (!__atomic_compare_exchange_n(&sl->mark, &old, c + 1, false, __ATOMIC_RELEASE,
                                    __ATOMIC_RELAXED))
-    return rill__err(RILL_EPROTO, "ipc channel %s: message %llu was aborted before its commit",
+    return rill__err(RILL_ECANCELED, "ipc channel %s: message %llu was aborted before its commit",
                      ch->name, (unsigned long long)c);
   wake_receivers(ch);
   return 0;
