@@ -43,7 +43,7 @@ extern "C" {
  * reference held by the slot, up to max_payload. Then data points at the
  * buf's bytes (no copy), and the bus releases the reference after on_batch
  * returns, or when the event is dropped (DROP_OLDEST) or left undelivered
- * (a close that timed out; released by rill_bus_destroy).
+ * (a shutdown that timed out; released by rill_bus_destroy).
  *
  * Sleeping: a RILL_BUS_BLOCK producer waiting for room sleeps on a futex
  * that the worker signals when it gives slots of that ring back; an idle
@@ -158,21 +158,21 @@ int rill_bus_create(rill_bus_t **out, const rill_bus_opts_t *opts);
  *  When timeout_ns passes first (RILL_FOREVER: never), the workers stop after their
  *  current batch and *left (may be NULL) says how many published events
  *  were not delivered; 0 otherwise. Publishes must not run concurrently
- *  with close: one that does is delivered, counted in *left, or refused
- *  with RILL_ECLOSED. A sink that
- *  never returns from on_batch blocks close. RILL_ETIMEDOUT when events
- *  were left, RILL_ECLOSED on a second call. */
+ *  with shutdown: one that does is delivered, counted in *left, or
+ *  refused with RILL_ECLOSED. A sink that never returns from on_batch
+ *  blocks shutdown. RILL_ETIMEDOUT when events were left, RILL_ECLOSED on
+ *  a second call. */
 int rill_bus_shutdown(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left);
 
-/** Frees the bus (closing it first with a 1 s timeout if needed) and every
+/** Frees the bus (shutting it down first with a 1 s timeout if needed) and every
  *  producer still open: their handles become invalid. NULL is a no-op. */
 void rill_bus_destroy(rill_bus_t *bus);
 
 /** Opens a producer: one SPSC ring per shard, used by one thread at a time.
- *  May be called while the workers run. RILL_ECLOSED after close. */
+ *  May be called while the workers run. RILL_ECLOSED after shutdown. */
 int rill_bus_producer_create(rill_bus_producer_t **out, rill_bus_t *bus);
 
-/** Closes a producer. Its events already published are still delivered:
+/** Destroys a producer. Its events already published are still delivered:
  *  the workers drain its rings and then free them. The handle is invalid
  *  afterwards. NULL is a no-op. */
 void rill_bus_producer_destroy(rill_bus_producer_t *p);
@@ -184,7 +184,7 @@ void rill_bus_producer_destroy(rill_bus_producer_t *p);
  *  events) sent by reference. 0 when published or dropped by policy
  *  (DROP_NEWEST, SAMPLE, DROP_OLDEST); RILL_EFULL (FAIL), RILL_ETIMEDOUT
  *  (BLOCK), RILL_EMSGSIZE over max_payload, RILL_ENOMEM for the copy,
- *  RILL_ECLOSED after close (or when it closes while BLOCK waits). */
+ *  RILL_ECLOSED after shutdown (or when it shuts down while BLOCK waits). */
 int rill_bus_publish(rill_bus_producer_t *p, const void *data, uint32_t len);
 
 /** rill_bus_publish to shard key % shards: events of one key keep their
@@ -215,7 +215,7 @@ int rill_bus_publish_buf_key(rill_bus_producer_t *p, uint64_t key, const rill_bu
  *  dropped by policy). 0 when all were handled. */
 int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, size_t *done);
 
-/** Snapshot of the totals (producers' counters summed, including closed
+/** Snapshot of the totals (producers' counters summed, including destroyed
  *  ones). Takes the producer-list lock; not for the hot path. */
 void rill_bus_stats(const rill_bus_t *bus, rill_bus_stats_t *st);
 
@@ -294,8 +294,8 @@ int rill_bus_memsink_create(rill_bus_memsink_t **out, const rill_bus_memsink_opt
  *  bus per memory sink. */
 void rill_bus_sink_memsink(rill_bus_sink_t *sink, rill_bus_memsink_t *ms);
 
-/** Frees the sink. Its cursors must be freed first; the bus delivering
- *  into it must be closed first. NULL is a no-op. */
+/** Frees the sink. Its cursors must be destroyed first, and the bus
+ *  delivering into it shut down first. NULL is a no-op. */
 void rill_bus_memsink_destroy(rill_bus_memsink_t *ms);
 
 /** Largest payload the window retains (window_bytes / 8 - 32). */
@@ -364,7 +364,7 @@ uint64_t rill_bus_cursor_next_seq(const rill_bus_cursor_t *c, uint32_t shard);
 /** Reads up to limit events past the cursor into ev and moves the cursor
  *  past them, and past the events the filter rejects (f NULL takes every
  *  event). ev[i].data points into the cursor's buffer: valid until the
- *  next poll or free of this cursor. *n gets the count, 0 when nothing is
+ *  next poll or destroy of this cursor. *n gets the count, 0 when nothing is
  *  new. Allocates nothing and never waits for the writer. Returns 0;
  *  RILL_ELAGGED when the cursor was lapped on some shard (the lost events
  *  are added to rill_bus_cursor_lost; the *n events returned are valid and

@@ -814,7 +814,7 @@ int rill_bus_shutdown(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left) {
   if (!bus)
     return rill__err(RILL_EINVAL, "bus: NULL bus");
   if (__atomic_exchange_n(&bus->closed_done, 1, __ATOMIC_ACQ_REL))
-    return rill__err(RILL_ECLOSED, "bus: closed twice");
+    return rill__err(RILL_ECLOSED, "bus: shut down twice");
   /* Release: pairs with the workers' acquire; see worker_main. */
   __atomic_store_n(&bus->stop, 1, __ATOMIC_RELEASE);
   /* Sleeping workers drain now, blocked producers return RILL_ECLOSED. */
@@ -852,7 +852,7 @@ int rill_bus_shutdown(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left) {
   if (left)
     *left = n;
   if (n)
-    return rill__err(RILL_ETIMEDOUT, "bus: close left %llu events undelivered",
+    return rill__err(RILL_ETIMEDOUT, "bus: shutdown left %llu events undelivered",
                      (unsigned long long)n);
   return 0;
 }
@@ -885,7 +885,7 @@ int rill_bus_producer_create(rill_bus_producer_t **out, rill_bus_t *bus) {
   if (!bus || !out)
     return rill__err(RILL_EINVAL, "bus: NULL bus or out");
   if (__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
-    return rill__err(RILL_ECLOSED, "bus: producer_open after close");
+    return rill__err(RILL_ECLOSED, "bus: producer_create after shutdown");
   int rc = RILL_ENOMEM;
   rill_bus_producer_t *p = rill__aligned(64, RILL__ALIGN_UP(sizeof *p, (size_t)64));
   if (!p)
@@ -915,7 +915,7 @@ int rill_bus_producer_create(rill_bus_producer_t **out, rill_bus_t *bus) {
   pthread_mutex_lock(&bus->lock);
   if (bus->joined) {
     pthread_mutex_unlock(&bus->lock);
-    rc = rill__err(RILL_ECLOSED, "bus: producer_open after close");
+    rc = rill__err(RILL_ECLOSED, "bus: producer_create after shutdown");
     goto undo_rings;
   }
   p->seq = ++bus->next_seq;
@@ -1002,7 +1002,7 @@ static int publish_item(rill_bus_producer_t *p, uint32_t shard, const struct ite
   /* Relaxed: a flag that only stops ingest; close documents that
    * publishes must not race with it. */
   if (RILL_UNLIKELY(__atomic_load_n(&bus->stop, __ATOMIC_RELAXED)))
-    return rill__err(RILL_ECLOSED, "bus: publish after close");
+    return rill__err(RILL_ECLOSED, "bus: publish after shutdown");
   rill_ring_spsc_t *r = p->rings[shard];
   if (RILL_UNLIKELY(bus->o.policy == RILL_BUS_SAMPLE)) {
     uint64_t q = rill__ring_spsc_slots(r) / 4;
@@ -1029,7 +1029,7 @@ static int publish_to(rill_bus_producer_t *p, uint32_t shard, const void *data, 
   if (len > bus->o.max_payload)
     return rill__err(RILL_EMSGSIZE, "bus: payload %u over max_payload %u", len, bus->o.max_payload);
   if (__atomic_load_n(&bus->stop, __ATOMIC_RELAXED)) /* spare the copy */
-    return rill__err(RILL_ECLOSED, "bus: publish after close");
+    return rill__err(RILL_ECLOSED, "bus: publish after shutdown");
   rill_buf_t b;
   int rc = rill_buf_copy(&b, data, len);
   if (rc)
@@ -1054,7 +1054,7 @@ static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const str
     if (rc != RILL_EAGAIN)
       return rc;
     if (__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
-      return rill__err(RILL_ECLOSED, "bus: closed while dropping the oldest");
+      return rill__err(RILL_ECLOSED, "bus: shut down while dropping the oldest");
     /* Relaxed: our own index. Acquire on head: pairs with the worker's
      * release (fetch_add), so its reads of the slots it gave back are done
      * before we reuse one. */
@@ -1137,7 +1137,7 @@ static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct ite
         return rc;
       /* Acquire: pairs with close's release; close then wakes us. */
       if (__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
-        return rill__err(RILL_ECLOSED, "bus: closed while blocked");
+        return rill__err(RILL_ECLOSED, "bus: shut down while blocked");
       if (spins < 128) {
         cpu_relax();
         continue;
@@ -1273,7 +1273,7 @@ int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_iov_t *iov, size_t
   size_t i = 0;
   int rc = 0;
   if (RILL_UNLIKELY(__atomic_load_n(&bus->stop, __ATOMIC_RELAXED))) {
-    rc = rill__err(RILL_ECLOSED, "bus: publish after close");
+    rc = rill__err(RILL_ECLOSED, "bus: publish after shutdown");
     goto out;
   }
   uint64_t ts = rill_time_ns();

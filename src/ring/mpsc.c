@@ -224,7 +224,7 @@ static int claimed(rill_ring_mpsc_t *r, void *p, uint64_t *off, int32_t *len, co
 static int finish(rill_ring_mpsc_t *r, void *p, bool keep) {
   uint64_t off = 0;
   int32_t len = 0;
-  int rc = claimed(r, p, &off, &len, keep ? "commit" : "abort");
+  int rc = claimed(r, p, &off, &len, keep ? "commit" : "cancel");
   if (rc)
     return rc;
   if (!keep)
