@@ -70,7 +70,7 @@ typedef struct bus_set {
   /* rill */
   rill_bus_t *bus;
   rill_bus_producer_t *p[NPROD];
-  rill_sink_counters_t *cnt;
+  rill_bus_counters_t *cnt;
   uint64_t sent; /* events published since create: what the sink must reach */
   /* zmq */
   void *zctx, *pull, *push[NPROD];
@@ -129,10 +129,10 @@ static void publish_one_by_one(run_t *x, uint32_t id, uint64_t first, uint64_t n
 static void publish_batched(run_t *x, uint32_t id, uint64_t first, uint64_t n) {
   bus_set_t *bs = x->bs;
   uint8_t e[BATCH][EV];
-  rill_bus_iov_t iov[BATCH];
+  rill_iov_t iov[BATCH];
   for (uint32_t j = 0; j < BATCH; j++) {
     ev_fill(e[j], 0);
-    iov[j] = (rill_bus_iov_t){e[j], EV};
+    iov[j] = (rill_iov_t){e[j], EV};
   }
   for (uint64_t i = 0; i < n;) {
     uint64_t want = n - i < BATCH ? n - i : BATCH;
@@ -214,8 +214,8 @@ static void *puller(void *arg) {
  * count is calibration, which the harness does not keep. */
 static void second_open(bus_set_t *bs) {
   int rc;
-  if (bs->k == RILL && !bs->p[1] && (rc = rill_bus_producer_open(bs->bus, &bs->p[1])) != 0)
-    bench_die("rill_bus_producer_open: %s", rill_strerror(rc));
+  if (bs->k == RILL && !bs->p[1] && (rc = rill_bus_producer_create(&bs->p[1], bs->bus)) != 0)
+    bench_die("rill_bus_producer_create: %s", rill_strerror(rc));
   if (bs->k == ZMQ && !bs->push[1]) {
     int hwm = ZMQ_HWM;
     if (!(bs->push[1] = zmq_socket(bs->zctx, ZMQ_PUSH)) ||
@@ -366,16 +366,16 @@ static void set_init(bus_set_t *bs, impl_k k) {
   memset(bs, 0, sizeof *bs);
   bs->k = k;
   if (k == RILL) {
-    static rill_sink_counters_t cnt;
-    static rill_sink_t sink;
-    rill_sink_counting(&sink, &cnt);
+    static rill_bus_counters_t cnt;
+    static rill_bus_sink_t sink;
+    rill_bus_sink_counting(&sink, &cnt);
     bs->cnt = &cnt;
     rill_bus_opts_t o = {.shards = SHARDS, .workers = 1, .policy = RILL_BUS_BLOCK, .sink = &sink};
     int rc = rill_bus_create(&bs->bus, &o);
     if (rc != 0)
       bench_die("rill_bus_create: %s: %s", rill_strerror(rc), rill_errmsg());
-    if ((rc = rill_bus_producer_open(bs->bus, &bs->p[0])) != 0)
-      bench_die("rill_bus_producer_open: %s", rill_strerror(rc));
+    if ((rc = rill_bus_producer_create(&bs->p[0], bs->bus)) != 0)
+      bench_die("rill_bus_producer_create: %s", rill_strerror(rc));
     return;
   }
   int hwm = ZMQ_HWM;
@@ -402,10 +402,10 @@ static void set_fini(bench_ctx_t *b, bus_set_t *bs) {
     return;
   }
   for (unsigned i = 0; i < NPROD; i++)
-    rill_bus_producer_close(bs->p[i]);
+    rill_bus_producer_destroy(bs->p[i]);
   uint64_t left = 0;
-  int rc = rill_bus_close(bs->bus, 1000000000ull, &left);
-  const rill_sink_counters_t *c = bs->cnt;
+  int rc = rill_bus_shutdown(bs->bus, 1000000000ull, &left);
+  const rill_bus_counters_t *c = bs->cnt;
   if (rc != 0 || c->events != bs->sent || c->bytes != bs->sent * EV)
     bench_die("bus: close %s, %" PRIu64 " left; the sink counted %" PRIu64 " events and %" PRIu64
               " bytes of %" PRIu64 " published",

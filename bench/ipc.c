@@ -125,8 +125,8 @@ typedef struct peer {
   bench_kid_t kid[MAX_KIDS]; /* orders to each child, answers from it */
   int fd[MAX_RX];            /* the parent's end toward each child (-1: none) */
   int back;                  /* pipe ping-pong: the way back */
-  rill_ipc_sender_t *tx;
-  rill_ipc_receiver_t *rx;
+  rill_ipc_route_sender_t *tx;
+  rill_ipc_route_receiver_t *rx;
   rill_ipc_chan_t *ch; /* chan_64_queue: the parent's sender */
   char fwd[64], bwd[64], ep[128];
   void *zctx, *zsock;
@@ -140,7 +140,7 @@ static void unlink_made(void) {
   if (getpid() != owner)
     return; /* a child's exit leaves the parent's routes alone */
   for (int i = 0; i < n_made; i++)
-    rill_ipc_unlink(made[i]);
+    rill_ipc_route_unlink(made[i]);
   n_made = 0;
 }
 
@@ -200,8 +200,8 @@ static inline void big_check(const char *who, const uint8_t *m, size_t len, uint
   big_sink += sum;
 }
 
-static rill_ipc_opts_t route_opts(const peer_t *p) {
-  return (rill_ipc_opts_t){.slots = SLOTS,
+static rill_ipc_route_opts_t route_opts(const peer_t *p) {
+  return (rill_ipc_route_opts_t){.slots = SLOTS,
                            .slot_size = SLOT,
                            .max_receivers = MAX_RX,
                            .policy = RILL_IPC_BLOCK,
@@ -233,8 +233,8 @@ static void rill_check(const char *what, int rc) {
 typedef struct child_end {
   int fd, back; /* sockets: fd both ways; pipes: fd in, back out */
   int tx_id;    /* channel cases: which sender this child is; -1: a receiver */
-  rill_ipc_receiver_t *rx;
-  rill_ipc_sender_t *tx;
+  rill_ipc_route_receiver_t *rx;
+  rill_ipc_route_sender_t *tx;
   rill_ipc_chan_t *ch;
   void *zctx, *zsock;
 } child_end_t;
@@ -359,7 +359,7 @@ static void child_recv(const peer_t *p, child_end_t *e, uint64_t n) {
   case K_RILL:
     for (uint64_t i = 0; i < n; i++) {
       rill_ipc_msg_t m;
-      rill_check("child recv", rill_ipc_recv(e->rx, &m, WAIT_NS, NULL));
+      rill_check("child recv", rill_ipc_route_recv(e->rx, &m, WAIT_NS, NULL));
       if (p->big)
         big_check(p->impl, m.data, m.len, i, p->readall); /* in place, in the chunk */
       else
@@ -424,9 +424,9 @@ static void child_echo(const peer_t *p, child_end_t *e, uint64_t n) {
     case K_CHAN: bench_die("ipc %s: a channel has its own cases", p->impl);
     case K_RILL: {
       rill_ipc_msg_t m;
-      rill_check("child recv", rill_ipc_recv(e->rx, &m, WAIT_NS, NULL));
+      rill_check("child recv", rill_ipc_route_recv(e->rx, &m, WAIT_NS, NULL));
       /* From the ring to the ring: the view stays valid until the next recv. */
-      rill_check("child send", rill_ipc_send(e->tx, m.data, m.len, WAIT_NS));
+      rill_check("child send", rill_ipc_route_send(e->tx, m.data, m.len, WAIT_NS));
       break;
     }
     case K_UNIX:
@@ -460,10 +460,10 @@ static _Noreturn void child_main(const peer_t *p, child_end_t *e, int ctl, int r
         (tx ? zmq_connect(e->zsock, p->ep) : zmq_bind(e->zsock, p->ep)) != 0)
       zmq_die("child zmq PUSH/PULL");
   } else if (p->kind == K_RILL) {
-    rill_check("child attach", rill_ipc_receiver_open(&e->rx, p->fwd));
+    rill_check("child attach", rill_ipc_route_receiver_open(&e->rx, p->fwd));
     if (p->lat) {
-      rill_ipc_opts_t o = route_opts(p);
-      rill_check("child sender", rill_ipc_sender_open(&e->tx, p->bwd, &o));
+      rill_ipc_route_opts_t o = route_opts(p);
+      rill_check("child sender", rill_ipc_route_sender_open(&e->tx, p->bwd, &o));
     }
   } else if (p->kind == K_ZMQ) {
     int hwm = ZMQ_HWM;
@@ -493,8 +493,8 @@ static _Noreturn void child_main(const peer_t *p, child_end_t *e, int ctl, int r
     write_full(resfd, &r, sizeof r);
   }
   if (p->kind == K_RILL) {
-    rill_ipc_sender_close(e->tx);
-    rill_ipc_receiver_close(e->rx);
+    rill_ipc_route_sender_close(e->tx);
+    rill_ipc_route_receiver_close(e->rx);
   } else if (p->kind == K_CHAN) {
     rill_ipc_chan_close(e->ch);
   } else if (p->kind == K_ZMQ) {
@@ -569,8 +569,8 @@ static void peer_open(peer_t *p) {
   } else if (p->kind == K_RILL) {
     snprintf(p->fwd, sizeof p->fwd, "rill-bench-%d-%u-fwd", (int)getpid(), id);
     snprintf(p->bwd, sizeof p->bwd, "rill-bench-%d-%u-back", (int)getpid(), id);
-    rill_ipc_opts_t o = route_opts(p);
-    rill_check("sender_open", rill_ipc_sender_open(&p->tx, p->fwd, &o));
+    rill_ipc_route_opts_t o = route_opts(p);
+    rill_check("sender_open", rill_ipc_route_sender_open(&p->tx, p->fwd, &o));
     remember(p->fwd);
     if (p->lat)
       remember(p->bwd);
@@ -647,7 +647,7 @@ static void peer_open(peer_t *p) {
   }
   /* The way back exists now: the child created it. */
   if (p->kind == K_RILL && p->lat)
-    rill_check("receiver_open (back)", rill_ipc_receiver_open(&p->rx, p->bwd));
+    rill_check("receiver_open (back)", rill_ipc_route_receiver_open(&p->rx, p->bwd));
   p->up = true;
   /* The PULLs connected before the PUSH was bound, and zmq retries only
    * 100 ms later: one untimed run, which ends once both got a stop, so
@@ -676,11 +676,11 @@ static void peer_close(peer_t *p) {
   if (p->back >= 0)
     close(p->back);
   if (p->kind == K_RILL) {
-    rill_ipc_sender_close(p->tx);
-    rill_ipc_receiver_close(p->rx);
-    rill_ipc_unlink(p->fwd);
+    rill_ipc_route_sender_close(p->tx);
+    rill_ipc_route_receiver_close(p->rx);
+    rill_ipc_route_unlink(p->fwd);
     if (p->lat)
-      rill_ipc_unlink(p->bwd);
+      rill_ipc_route_unlink(p->bwd);
   } else if (p->kind == K_CHAN) {
     rill_ipc_chan_close(p->ch);
     rill_ipc_chan_unlink(p->fwd);
@@ -734,7 +734,7 @@ static inline void send_one(peer_t *p, const uint8_t *m) {
   switch (p->kind) {
   case K_CHAN: bench_die("ipc %s: a channel has its own cases", p->impl);
   case K_RILL: {
-    int rc = rill_ipc_send(p->tx, m, msz, WAIT_NS);
+    int rc = rill_ipc_route_send(p->tx, m, msz, WAIT_NS);
     if (RILL_UNLIKELY(rc != 0))
       rill_check("send", rc);
     break;
@@ -850,7 +850,7 @@ static inline void recv_back(peer_t *p, uint64_t i) {
   case K_CHAN: bench_die("ipc %s: a channel has its own cases", p->impl);
   case K_RILL: {
     rill_ipc_msg_t mm;
-    rill_check("recv (back)", rill_ipc_recv(p->rx, &mm, WAIT_NS, NULL));
+    rill_check("recv (back)", rill_ipc_route_recv(p->rx, &mm, WAIT_NS, NULL));
     msg_check(p->impl, mm.data, mm.len, i);
     return;
   }

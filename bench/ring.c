@@ -169,7 +169,7 @@ static void *mpsc_prod(void *arg) {
     if (rs->k == RILL) {
       void *p;
       int rc;
-      while (RILL_UNLIKELY((rc = rill_ring_mpsc_claim(rs->m, 8, 1, &p)) == RILL_EAGAIN))
+      while (RILL_UNLIKELY((rc = rill_ring_mpsc_reserve(rs->m, 8, 1, &p)) == RILL_EAGAIN))
         bench_wait_step(&x->bar, &spins);
       if (rc != 0)
         bench_die("mpsc claim: %s", rill_strerror(rc));
@@ -196,7 +196,7 @@ static inline void mpsc_check(mseen_t *s, uint64_t v) {
   s->got++;
 }
 
-static void mpsc_handler(int32_t type, const void *data, size_t len, void *ctx) {
+static void mpsc_handler(void *ctx, int32_t type, const void *data, size_t len) {
   (void)type, (void)len;
   uint64_t v;
   memcpy(&v, data, 8);

@@ -33,38 +33,38 @@ int main(void) {
   rill_buf_release(&part);
 
   /* The bus, with a window consumers poll. */
-  rill_memsink_t *window;
-  if (rill_memsink_create(&window, &(rill_memsink_opts_t){.shards = 4}) != 0)
+  rill_bus_memsink_t *window;
+  if (rill_bus_memsink_create(&window, &(rill_bus_memsink_opts_t){.shards = 4}) != 0)
     return 1;
-  rill_sink_t sink;
-  rill_memsink_sink(window, &sink);
+  rill_bus_sink_t sink;
+  rill_bus_sink_memsink(&sink, window);
   rill_bus_t *bus;
   if (rill_bus_create(
           &bus, &(rill_bus_opts_t){.shards = 4, .sink = &sink, .policy = RILL_BUS_BLOCK}) != 0)
     return 1;
   rill_bus_producer_t *p;
-  if (rill_bus_producer_open(bus, &p) != 0)
+  if (rill_bus_producer_create(&p, bus) != 0)
     return 1;
   if (rill_bus_publish(p, "{\"user\":\"ada\",\"n\":3}", 20) != 0 ||
       rill_bus_publish(p, "{\"user\":\"bob\",\"n\":1}", 20) != 0)
     return 1;
-  rill_bus_close(bus, 1000000000, NULL); /* delivers everything published */
+  rill_bus_shutdown(bus, 1000000000, NULL); /* delivers everything published */
   rill_filter_t *f;
   if (rill_filter_compile(&f, "{\"n\":{\"$gte\":2}}", 16) != 0)
     return 1;
   rill_bus_cursor_t *cur;
-  if (rill_bus_cursor_open(window, RILL_BUS_FROM_OLDEST, &cur) != 0)
+  if (rill_bus_cursor_create(&cur, window, RILL_BUS_FROM_OLDEST) != 0)
     return 1;
-  rill_event_t ev[64];
+  rill_bus_event_t ev[64];
   size_t n;
   if (rill_bus_poll(cur, f, RILL_BUS_ORDER_TIME, ev, 64, &n) != 0)
     return 1;
   printf("poll: %zu event(s) with n >= 2: %.*s\n", n, n ? (int)ev[0].len : 0,
          n ? (const char *)ev[0].data : "");
   ok = ok && n == 1 && ev[0].len == 20 && memcmp(ev[0].data, "{\"user\":\"ada\"", 13) == 0;
-  rill_bus_cursor_free(cur);
-  rill_filter_free(f);
+  rill_bus_cursor_destroy(cur);
+  rill_filter_destroy(f);
   rill_bus_destroy(bus);
-  rill_memsink_destroy(window);
+  rill_bus_memsink_destroy(window);
   return ok ? 0 : 1;
 }

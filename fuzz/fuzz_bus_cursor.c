@@ -11,30 +11,30 @@
 
 #define SHARDS 4
 
-static rill_memsink_t *ms;
+static rill_bus_memsink_t *ms;
 static uint64_t ms_id;
 
 /* A sink with a few hundred events in each shard's window, some of them
  * lapped already, written through the sink as a bus's worker would. */
 static void setup(void) {
-  rill_memsink_create(&ms, &(rill_memsink_opts_t){.shards = SHARDS, .window_bytes = 8192});
-  rill_sink_t sink;
-  rill_memsink_sink(ms, &sink);
+  rill_bus_memsink_create(&ms, &(rill_bus_memsink_opts_t){.shards = SHARDS, .window_bytes = 8192});
+  rill_bus_sink_t sink;
+  rill_bus_sink_memsink(&sink, ms);
   for (uint32_t s = 0; s < SHARDS; s++)
     for (uint64_t seq = 0; seq < 300; seq++) {
       char p[40];
       size_t n = (size_t)(seq % 37);
       memset(p, '0' + (int)(seq % 10), n);
-      rill_event_t ev = {p, (uint32_t)n, s, seq, 1000 + seq * SHARDS + s};
+      rill_bus_event_t ev = {p, (uint32_t)n, s, seq, 1000 + seq * SHARDS + s};
       sink.on_batch(sink.ctx, &ev, 1);
     }
   /* The sink's identity, from a save of a fresh cursor. */
   rill_bus_cursor_t *c;
-  rill_bus_cursor_open(ms, RILL_BUS_FROM_OLDEST, &c);
+  rill_bus_cursor_create(&c, ms, RILL_BUS_FROM_OLDEST);
   uint8_t b[32 + 16 * SHARDS];
   rill_bus_cursor_save(c, b, sizeof b, NULL);
   memcpy(&ms_id, b + 16, 8);
-  rill_bus_cursor_free(c);
+  rill_bus_cursor_destroy(c);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -58,9 +58,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memcpy(b + want - 8, &sum, 8);
   }
   rill_bus_cursor_t *c = NULL;
-  if (rill_bus_cursor_load(ms, b, size, &c) != 0)
+  if (rill_bus_cursor_load(&c, ms, b, size) != 0)
     return 0;
-  rill_event_t ev[16];
+  rill_bus_event_t ev[16];
   size_t n;
   uint64_t sum = 0;
   for (int i = 0; i < 8; i++) {
@@ -71,6 +71,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (rc != 0 && rc != RILL_ELAGGED)
       break;
   }
-  rill_bus_cursor_free(c);
+  rill_bus_cursor_destroy(c);
   return (int)(sum & 0); /* 0; keeps sum live */
 }

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rill/bus.h"
+#include "rill/filter.h"
 
 static const char *payloads[] = {
     ("{\"a\":{\"b\":[1,2,{\"c\":\"x\"}]},\"n\":-1.5e3,\"s\":\"\\u00e9\\ud83d\\ude00\",\"t\":true,"
@@ -30,7 +30,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t i = 0; i < sizeof payloads / sizeof *payloads; i++)
       (void)rill_filter_match(f, payloads[i], strlen(payloads[i]));
     (void)rill_filter_paths(f);
-    rill_filter_free(f);
+    rill_filter_destroy(f);
   } else if (rc != RILL_EINVAL || f != NULL || strstr(rill_errmsg(), "byte ") == NULL) {
     abort();
   }

@@ -2,14 +2,14 @@
  * Matches a few fixed filters against arbitrary bytes. Also checks that
  * the matcher and the validator agree: a filter that tests a path but
  * holds for every valid payload ($exists false or $exists true) matches
- * exactly the payloads rill_json_valid() accepts.
+ * exactly the payloads rill_filter_json_valid() accepts.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "rill/bus.h"
+#include "rill/filter.h"
 
 static const char *filters[] = {
     "{\"$or\": [{\"a.b\": {\"$exists\": false}}, {\"a.b\": {\"$exists\": true}}]}",
@@ -66,7 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!p)
     return 0;
   memcpy(p, data, size);
-  bool valid = rill_json_valid(p, size);
+  bool valid = rill_filter_json_valid(p, size);
   if (rill_filter_match(compiled[0], p, size) != valid)
     abort();
   for (size_t i = 1; i < sizeof filters / sizeof *filters; i++) {

@@ -36,7 +36,7 @@ static void raw(const uint8_t *data, size_t size) {
     return;
   struct rill__ipc_geom g;
   if (rill__ipc_check("fuzz", mem, size, &g) == 0) {
-    rill_ipc_info_t info;
+    rill_ipc_route_info_t info;
     rill__ipc_summary(mem, &g, &info);
     if (info.receivers > g.max_receivers || g.total != size)
       abort();
@@ -44,33 +44,33 @@ static void raw(const uint8_t *data, size_t size) {
   free(mem);
 }
 
-static void drain(rill_ipc_receiver_t *r, uint32_t max, uint8_t how) {
+static void drain(rill_ipc_route_receiver_t *r, uint32_t max, uint8_t how) {
   for (int i = 0; r && i < 24; i++) {
     rill_ipc_msg_t m;
     uint64_t lost;
-    int rc = rill_ipc_recv(r, &m, 0, &lost);
+    int rc = rill_ipc_route_recv(r, &m, 0, &lost);
     if (rc == 0) {
       fuzz_ipc_check_msg(&m, max);
       if ((how >> (i % 8)) & 1)
-        rill_ipc_release(r);
+        rill_ipc_route_release(r);
     } else if (rc != RILL_ELAGGED) {
       break;
     }
   }
 }
 
-static void sends(rill_ipc_sender_t *s, const uint8_t *lens, size_t n, uint32_t max) {
+static void sends(rill_ipc_route_sender_t *s, const uint8_t *lens, size_t n, uint32_t max) {
   static uint8_t buf[1 << 16];
   for (size_t i = 0; s && i < n; i++) {
     uint32_t len = fuzz_ipc_fill(buf, sizeof buf, lens[i], i, max);
     if (lens[i] % 5 == 0) {
       void *room;
-      if (rill_ipc_reserve(s, len, 0, &room) == 0) {
+      if (rill_ipc_route_reserve(s, len, 0, &room) == 0) {
         memcpy(room, buf, len);
-        rill_ipc_commit(s, len);
+        rill_ipc_route_commit(s, len);
       }
     } else {
-      rill_ipc_send(s, buf, len, 0);
+      rill_ipc_route_send(s, buf, len, 0);
     }
   }
 }
@@ -80,51 +80,51 @@ static void live(const uint8_t *data, size_t size) {
     return;
   char name[64];
   snprintf(name, sizeof name, "fuzz.attach.%d", (int)getpid());
-  rill_ipc_unlink(name);
-  rill_ipc_opts_t o = {.slots = 2u << (data[1] % 4),
+  rill_ipc_route_unlink(name);
+  rill_ipc_route_opts_t o = {.slots = 2u << (data[1] % 4),
                        .slot_size = 64u * (1 + data[2] % 4),
                        .max_receivers = 1 + data[3] % 4,
                        .policy = (rill_ipc_policy_t)(data[4] % 3),
                        .wait = (rill_ipc_wait_t)((data[4] >> 2) % 2),
                        .spin_ns = 1000};
   fuzz_ipc_pool(o.pool, o.slot_size, data);
-  rill_ipc_sender_t *s = NULL, *s2 = NULL;
-  rill_ipc_receiver_t *r1 = NULL, *r2 = NULL, *r3 = NULL;
-  if (rill_ipc_sender_open(&s, name, &o))
+  rill_ipc_route_sender_t *s = NULL, *s2 = NULL;
+  rill_ipc_route_receiver_t *r1 = NULL, *r2 = NULL, *r3 = NULL;
+  if (rill_ipc_route_sender_open(&s, name, &o))
     return;
-  uint32_t max = rill_ipc_max_message(s);
-  rill_ipc_receiver_open(&r1, name);
+  uint32_t max = rill_ipc_route_max_message(s);
+  rill_ipc_route_receiver_open(&r1, name);
   if (o.max_receivers > 1)
-    rill_ipc_receiver_open(&r2, name);
+    rill_ipc_route_receiver_open(&r2, name);
   sends(s, data + 8, data[6] % 12 < size - 8 ? data[6] % 12 : size - 8, max);
   drain(r2, max, 0xff);
 
-  rill_ipc_info_t info;
+  rill_ipc_route_info_t info;
   size_t total;
   uint8_t *seg = fuzz_ipc_patch(name, data, size, 8 + data[6] % 12, RILL_IPC_MAGIC, &total);
 
   drain(r1, max, data[7]);
   drain(r2, max, (uint8_t)~data[7]);
-  if (rill_ipc_info(name, &info) == 0 && info.receivers > info.max_receivers)
+  if (rill_ipc_route_info(name, &info) == 0 && info.receivers > info.max_receivers)
     abort();
   sends(s, data + 8, 4 < size - 8 ? 4 : size - 8, max);
   drain(r1, max, 0);
-  rill_ipc_wait_receivers(s, 1, 0);
-  rill_ipc_sender_close(s);
+  rill_ipc_route_wait_receivers(s, 1, 0);
+  rill_ipc_route_sender_close(s);
   /* Another sender takes the patched route over; another receiver joins. */
-  if (rill_ipc_sender_open(&s2, name, NULL) == 0) {
-    rill_ipc_receiver_open(&r3, name);
-    sends(s2, data + 8, 6 < size - 8 ? 6 : size - 8, rill_ipc_max_message(s2));
-    drain(r3, rill_ipc_max_message(s2), data[7]);
+  if (rill_ipc_route_sender_open(&s2, name, NULL) == 0) {
+    rill_ipc_route_receiver_open(&r3, name);
+    sends(s2, data + 8, 6 < size - 8 ? 6 : size - 8, rill_ipc_route_max_message(s2));
+    drain(r3, rill_ipc_route_max_message(s2), data[7]);
     drain(r1, max, data[7]);
   }
-  rill_ipc_receiver_close(r3);
-  rill_ipc_sender_close(s2);
-  rill_ipc_receiver_close(r2);
-  rill_ipc_receiver_close(r1);
+  rill_ipc_route_receiver_close(r3);
+  rill_ipc_route_sender_close(s2);
+  rill_ipc_route_receiver_close(r2);
+  rill_ipc_route_receiver_close(r1);
   if (seg != MAP_FAILED)
     munmap(seg, total);
-  rill_ipc_unlink(name);
+  rill_ipc_route_unlink(name);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -10,7 +10,7 @@
 
 #include "rill/ring.h"
 
-static void on_record(int32_t type, const void *data, size_t len, void *ctx) {
+static void on_record(void *ctx, int32_t type, const void *data, size_t len) {
   (void)type;
   uint64_t *sum = ctx;
   const uint8_t *p = data;
@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       rill_ring_mpsc_unblock(m);
     }
     void *p;
-    if (rill_ring_mpsc_claim(m, 8, 1, &p) == 0) {
+    if (rill_ring_mpsc_reserve(m, 8, 1, &p) == 0) {
       memset(p, 1, 8);
       rill_ring_mpsc_commit(m, p);
     }

@@ -1,9 +1,11 @@
 /*
- * rill bus: the sharded in-process event bus (issue 3).
+ * rill bus: the sharded in-process event bus.
  *
- * The bus: producers publish events without a lock into per-shard SPSC
- * rings they own; worker threads drain the rings into batches for a sink.
- * Below it, the filters consumers will poll with (poll is not built yet).
+ * Producers publish events without a lock into per-shard SPSC rings they
+ * own; worker threads drain the rings into batches for a sink: the
+ * counting sink, the log sink (into a rill_log_t), or the memory sink,
+ * whose window consumers poll through cursors, optionally through a
+ * filter (rill/filter.h).
  */
 #ifndef RILL_BUS_H
 #define RILL_BUS_H
@@ -13,6 +15,7 @@
 #include <stdint.h>
 
 #include "core.h"
+#include "filter.h"
 #include "mem.h"
 
 #ifdef __cplusplus
@@ -33,21 +36,21 @@ extern "C" {
  * order the worker drained them. Each event gets a per-shard sequence
  * number (dense, from 0) when its batch is delivered.
  *
- * Events are delivered in place: rill_event_t.data points into the ring
+ * Events are delivered in place: rill_bus_event_t.data points into the ring
  * slot, valid only during on_batch. Payloads up to slot_payload travel
  * inline in the slot; a rill_buf_t (rill_bus_publish_buf) and any payload
  * over slot_payload (copied into a new buf: one allocation) travel as a
  * reference held by the slot, up to max_payload. Then data points at the
  * buf's bytes (no copy), and the bus releases the reference after on_batch
  * returns, or when the event is dropped (DROP_OLDEST) or left undelivered
- * (a close that timed out; released by rill_bus_destroy).
+ * (a shutdown that timed out; released by rill_bus_destroy).
  *
  * Sleeping: a RILL_BUS_BLOCK producer waiting for room sleeps on a futex
  * that the worker signals when it gives slots of that ring back; an idle
  * worker sleeps on a futex doorbell that a publish rings. The publish side
  * checks the doorbell without a fence (a fence per publish costs more than
  * the wakeup is worth), so a wakeup can rarely be missed; an idle worker
- * therefore never sleeps longer than 500 us at a time. rill_bus_close
+ * therefore never sleeps longer than 500 us at a time. rill_bus_shutdown
  * wakes every worker and every blocked producer.
  */
 
@@ -55,13 +58,18 @@ extern "C" {
 
 /** What a producer does when its ring for the event's shard is full. */
 typedef enum rill_bus_policy {
-  RILL_BUS_DROP_NEWEST = 0, /* drop the event, count it, return 0 */
-  RILL_BUS_FAIL,            /* return RILL_EFULL, count it */
-  RILL_BUS_BLOCK,           /* wait (asleep) for room up to block_timeout_ns, then
-                             * RILL_ETIMEDOUT; RILL_ECLOSED at once when the bus closes */
-  RILL_BUS_SAMPLE,          /* under pressure (under 1/4 of the ring free) keep 1 in sample_n */
-  RILL_BUS_DROP_OLDEST,     /* discard the oldest event the worker has not taken, count it,
-                             * publish the new one, return 0 (see below) */
+  /* Drop the event, count it, return 0. */
+  RILL_BUS_DROP_NEWEST = 0,
+  /* Return RILL_EFULL, count it. */
+  RILL_BUS_FAIL,
+  /* Wait (asleep) for room up to block_timeout_ns, then RILL_ETIMEDOUT;
+   * RILL_ECLOSED at once when the bus shuts down. */
+  RILL_BUS_BLOCK,
+  /* Under pressure (under 1/4 of the ring free) keep 1 in sample_n. */
+  RILL_BUS_SAMPLE,
+  /* Discard the oldest event the worker has not taken, count it, publish
+   * the new one, return 0 (see below). */
+  RILL_BUS_DROP_OLDEST,
 } rill_bus_policy_t;
 
 /*
@@ -73,25 +81,25 @@ typedef enum rill_bus_policy {
  */
 
 /** One delivered event. */
-typedef struct rill_event {
+typedef struct rill_bus_event {
   const void *data; /* the payload, in the slot or the buf: valid during on_batch */
   uint32_t len;     /* payload bytes */
   uint32_t shard;   /* 0..shards-1 */
   uint64_t seq;     /* per shard, dense from 0, assigned by the worker */
   uint64_t ts_ns;   /* rill_time_ns() when it was published */
-} rill_event_t;
+} rill_bus_event_t;
 
 /** Where a bus delivers. on_batch is called by worker threads, possibly by
  *  several at once for different shards; each call holds 1..batch_max
  *  events of one shard. flush and then close are called once, by
- *  rill_bus_close, after the workers are stopped. flush and close may be
+ *  rill_bus_shutdown, after the workers are stopped. flush and close may be
  *  NULL. */
-typedef struct rill_sink {
-  void (*on_batch)(void *ctx, const rill_event_t *ev, size_t n);
+typedef struct rill_bus_sink {
+  void (*on_batch)(void *ctx, const rill_bus_event_t *ev, size_t n);
   void (*flush)(void *ctx);
   void (*close)(void *ctx);
   void *ctx;
-} rill_sink_t;
+} rill_bus_sink_t;
 
 /** Bus options; zero fields take the defaults. */
 typedef struct rill_bus_opts {
@@ -99,15 +107,16 @@ typedef struct rill_bus_opts {
   uint32_t ring_slots;       /* per producer per shard, a power of two >= 2; default 4096 */
   uint32_t slot_payload;     /* largest inline payload, 1..65520; default 120 */
   rill_bus_policy_t policy;  /* default RILL_BUS_DROP_NEWEST */
-  uint64_t block_timeout_ns; /* RILL_BUS_BLOCK; default 1 s */
+  uint64_t block_timeout_ns; /* RILL_BUS_BLOCK; default 1 s; RILL_FOREVER: no bound */
   uint32_t sample_n;         /* RILL_BUS_SAMPLE: keep 1 in sample_n; default 10 */
   uint32_t workers;          /* threads, 1..shards; default 1 */
-  rill_sink_t *sink;         /* required; copied at create */
+  rill_bus_sink_t *sink;     /* required; copied at create */
   uint32_t batch_min;        /* default 1 */
   uint32_t batch_max;        /* >= batch_min; default 256 */
   uint64_t max_delay_ns;     /* how long a batch under batch_min may wait; default 1 ms */
-  uint32_t max_payload;      /* largest payload, by reference over slot_payload;
-                              * >= slot_payload; default 16 MiB */
+  /* Largest payload, sent by reference over slot_payload; >= slot_payload;
+   * default 16 MiB. */
+  uint32_t max_payload;
   /* A worker whose pass over its shards delivered fewer than batch_max / 8
    * events waits this long before the next pass, so the producers fill
    * its next batches: a worker that keeps up one event at a time pulls
@@ -146,27 +155,27 @@ int rill_bus_create(rill_bus_t **out, const rill_bus_opts_t *opts);
  *  every ring into the sink, joins them and calls the sink's flush and
  *  close. It wakes sleeping workers and producers blocked in a BLOCK or
  *  DROP_OLDEST wait at once; those return RILL_ECLOSED (not counted).
- *  When timeout_ns passes first, the workers stop after their
+ *  When timeout_ns passes first (RILL_FOREVER: never), the workers stop after their
  *  current batch and *left (may be NULL) says how many published events
  *  were not delivered; 0 otherwise. Publishes must not run concurrently
- *  with close: one that does is delivered, counted in *left, or refused
- *  with RILL_ECLOSED. A sink that
- *  never returns from on_batch blocks close. RILL_ETIMEDOUT when events
- *  were left, RILL_ECLOSED on a second call. */
-int rill_bus_close(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left);
+ *  with shutdown: one that does is delivered, counted in *left, or
+ *  refused with RILL_ECLOSED. A sink that never returns from on_batch
+ *  blocks shutdown. RILL_ETIMEDOUT when events were left, RILL_ECLOSED on
+ *  a second call. */
+int rill_bus_shutdown(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left);
 
-/** Frees the bus (closing it first with a 1 s timeout if needed) and every
+/** Frees the bus (shutting it down first with a 1 s timeout if needed) and every
  *  producer still open: their handles become invalid. NULL is a no-op. */
 void rill_bus_destroy(rill_bus_t *bus);
 
 /** Opens a producer: one SPSC ring per shard, used by one thread at a time.
- *  May be called while the workers run. RILL_ECLOSED after close. */
-int rill_bus_producer_open(rill_bus_t *bus, rill_bus_producer_t **out);
+ *  May be called while the workers run. RILL_ECLOSED after shutdown. */
+int rill_bus_producer_create(rill_bus_producer_t **out, rill_bus_t *bus);
 
-/** Closes a producer. Its events already published are still delivered:
+/** Destroys a producer. Its events already published are still delivered:
  *  the workers drain its rings and then free them. The handle is invalid
  *  afterwards. NULL is a no-op. */
-void rill_bus_producer_close(rill_bus_producer_t *p);
+void rill_bus_producer_destroy(rill_bus_producer_t *p);
 
 /** Publishes len bytes (0..max_payload) to the shard
  *  rill_hash_reduce(rill_hash64(data, len), shards). Up to slot_payload,
@@ -175,7 +184,7 @@ void rill_bus_producer_close(rill_bus_producer_t *p);
  *  events) sent by reference. 0 when published or dropped by policy
  *  (DROP_NEWEST, SAMPLE, DROP_OLDEST); RILL_EFULL (FAIL), RILL_ETIMEDOUT
  *  (BLOCK), RILL_EMSGSIZE over max_payload, RILL_ENOMEM for the copy,
- *  RILL_ECLOSED after close (or when it closes while BLOCK waits). */
+ *  RILL_ECLOSED after shutdown (or when it shuts down while BLOCK waits). */
 int rill_bus_publish(rill_bus_producer_t *p, const void *data, uint32_t len);
 
 /** rill_bus_publish to shard key % shards: events of one key keep their
@@ -186,7 +195,7 @@ int rill_bus_publish_key(rill_bus_producer_t *p, uint64_t key, const void *data,
  *  max_payload), to the shard rill_hash_reduce(rill_hash64(b->data,
  *  b->len), shards) as rill_bus_publish would. The slot takes a reference
  *  of its own (rill_buf_clone: no allocation); the caller keeps b and may
- *  release it at once. The sink sees rill_event_t.data == b->data; the bus
+ *  release it at once. The sink sees rill_bus_event_t.data == b->data; the bus
  *  drops its reference after on_batch returns, or when the event is
  *  dropped or left undelivered. Returns as rill_bus_publish does;
  *  RILL_EINVAL for a NULL p or b, RILL_ERANGE when b has 2^31 views. */
@@ -194,12 +203,6 @@ int rill_bus_publish_buf(rill_bus_producer_t *p, const rill_buf_t *b);
 
 /** rill_bus_publish_buf to shard key % shards. */
 int rill_bus_publish_buf_key(rill_bus_producer_t *p, uint64_t key, const rill_buf_t *b);
-
-/** One event of a batch publish. */
-typedef struct rill_bus_iov {
-  const void *data;
-  uint32_t len;
-} rill_bus_iov_t;
 
 /** Publishes n events, each to its hashed shard as rill_bus_publish does,
  *  with one ring reserve and commit per run of consecutive events bound for
@@ -210,17 +213,16 @@ typedef struct rill_bus_iov {
  *  RILL_ENOMEM, RILL_ECLOSED) and returns it; *done (may
  *  be NULL) says how many events were handled before it (published or
  *  dropped by policy). 0 when all were handled. */
-int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_bus_iov_t *iov, size_t n,
-                           size_t *done);
+int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, size_t *done);
 
-/** Snapshot of the totals (producers' counters summed, including closed
+/** Snapshot of the totals (producers' counters summed, including destroyed
  *  ones). Takes the producer-list lock; not for the hot path. */
-void rill_bus_stats(rill_bus_t *bus, rill_bus_stats_t *st);
+void rill_bus_stats(const rill_bus_t *bus, rill_bus_stats_t *st);
 
 /** Per-shard and total counts kept by the counting sink. Updated with
  *  relaxed atomic adds; read them with __atomic loads while the bus runs,
- *  or plainly after rill_bus_close. */
-typedef struct rill_sink_counters {
+ *  or plainly after rill_bus_shutdown. */
+typedef struct rill_bus_counters {
   uint64_t events;
   uint64_t bytes;
   uint64_t batches;
@@ -228,11 +230,36 @@ typedef struct rill_sink_counters {
   uint64_t closes;
   uint64_t shard_events[RILL_BUS_MAX_SHARDS];
   uint64_t shard_bytes[RILL_BUS_MAX_SHARDS];
-} rill_sink_counters_t;
+} rill_bus_counters_t;
 
 /** Fills *sink with the built-in counting sink, which adds into *c (zeroed
  *  here). c must outlive the bus. */
-void rill_sink_counting(rill_sink_t *sink, rill_sink_counters_t *c);
+void rill_bus_sink_counting(rill_bus_sink_t *sink, rill_bus_counters_t *c);
+
+/* ---- log sink: a bus that appends to a log ----------------------------- */
+
+/* The log sink lives with the bus, so that a log user does not pull the
+ * bus in; a bus user who wants it includes rill/log.h for the log. */
+typedef struct rill_log rill_log_t;
+
+/** What the log sink did: appended and failed events, and the error of the
+ *  last failure (0 if none). Added with relaxed atomics by the bus's
+ *  workers; read them after rill_bus_shutdown, or with __atomic loads. */
+typedef struct rill_bus_log_sink {
+  rill_log_t *log;
+  uint64_t appended;
+  uint64_t failed;
+  int last_error;
+} rill_bus_log_sink_t;
+
+/** Fills *sink so that a bus appends every event it delivers to l, one
+ *  record per event (the payload; the record gets the log's own sequence
+ *  number and time), a batch per rill_log_append_batch; flush syncs the
+ *  log. A batch that cannot be appended (RILL_ENOSPC, say) is counted in
+ *  s->failed, not retried: a sink cannot push back on a bus. l must
+ *  outlive the bus; several workers may append at once. Consumers read the
+ *  events back with rill_log_read_range, from any thread or process. */
+void rill_bus_sink_log(rill_bus_sink_t *sink, rill_bus_log_sink_t *s, rill_log_t *l);
 
 /* ---- memory sink and poll: a retained window consumers read ------------ */
 
@@ -251,32 +278,37 @@ void rill_sink_counting(rill_sink_t *sink, rill_sink_counters_t *c);
  * up to 16; an event larger than the window's max payload (window_bytes /
  * 8 - 32) is counted as omitted and not retained.
  */
-typedef struct rill_memsink rill_memsink_t;
-typedef struct rill_filter rill_filter_t; /* below, with the filters */
+typedef struct rill_bus_memsink rill_bus_memsink_t;
 typedef struct rill_bus_cursor rill_bus_cursor_t;
 
-typedef struct rill_memsink_opts {
+typedef struct rill_bus_memsink_opts {
   uint32_t shards;       /* the bus's shard count, 1..RILL_BUS_MAX_SHARDS; required */
   uint64_t window_bytes; /* per shard, a power of two in 4096..2^32; default 1 MiB */
-  rill_sink_t *next;     /* NULL, or a sink that also gets every batch (after the window) */
-} rill_memsink_opts_t;
+  rill_bus_sink_t *next; /* NULL, or a sink that also gets every batch (after the window) */
+} rill_bus_memsink_opts_t;
 
 /** Creates a memory sink. RILL_EINVAL for options out of range, RILL_ENOMEM. */
-int rill_memsink_create(rill_memsink_t **out, const rill_memsink_opts_t *opts);
+int rill_bus_memsink_create(rill_bus_memsink_t **out, const rill_bus_memsink_opts_t *opts);
 
 /** Fills *sink so that a bus delivers into ms (pass it as opts.sink). One
  *  bus per memory sink. */
-void rill_memsink_sink(rill_memsink_t *ms, rill_sink_t *sink);
+void rill_bus_sink_memsink(rill_bus_sink_t *sink, rill_bus_memsink_t *ms);
 
-/** Frees the sink. Its cursors must be freed first; the bus delivering
- *  into it must be closed first. NULL is a no-op. */
-void rill_memsink_destroy(rill_memsink_t *ms);
+/** Frees the sink. Its cursors must be destroyed first, and the bus
+ *  delivering into it shut down first. NULL is a no-op. */
+void rill_bus_memsink_destroy(rill_bus_memsink_t *ms);
 
 /** Largest payload the window retains (window_bytes / 8 - 32). */
-size_t rill_memsink_max_payload(const rill_memsink_t *ms);
+size_t rill_bus_memsink_max_payload(const rill_bus_memsink_t *ms);
 
-/** Totals since create: events retained, and events omitted as too large. */
-void rill_memsink_counts(const rill_memsink_t *ms, uint64_t *retained, uint64_t *omitted);
+/** A memory sink's totals since create (relaxed loads: a snapshot). */
+typedef struct rill_bus_memsink_stats {
+  uint64_t retained; /* events written into a window */
+  uint64_t omitted;  /* events larger than the window's max payload, not retained */
+} rill_bus_memsink_stats_t;
+
+/** A snapshot of the sink's totals, from any thread. */
+void rill_bus_memsink_stats(const rill_bus_memsink_t *ms, rill_bus_memsink_stats_t *out);
 
 /** Where a new cursor starts. */
 typedef enum rill_bus_from {
@@ -302,10 +334,10 @@ typedef enum rill_bus_order {
 /** Opens a cursor on ms, with a private buffer for the events poll
  *  returns. RILL_EINVAL, RILL_ENOMEM. A cursor is used by one thread at a
  *  time; any number of cursors may poll one sink at once. */
-int rill_bus_cursor_open(rill_memsink_t *ms, rill_bus_from_t from, rill_bus_cursor_t **out);
+int rill_bus_cursor_create(rill_bus_cursor_t **out, rill_bus_memsink_t *ms, rill_bus_from_t from);
 
 /** Frees a cursor. NULL is a no-op. */
-void rill_bus_cursor_free(rill_bus_cursor_t *c);
+void rill_bus_cursor_destroy(rill_bus_cursor_t *c);
 
 /** Bytes rill_bus_cursor_save writes for this cursor: 32 + 16 per shard. */
 size_t rill_bus_cursor_size(const rill_bus_cursor_t *c);
@@ -319,7 +351,8 @@ int rill_bus_cursor_save(const rill_bus_cursor_t *c, void *buf, size_t cap, size
  *  identity at create). RILL_EVERSION for a wrong magic or version,
  *  RILL_ECORRUPT for a wrong length, checksum or an impossible position,
  *  RILL_EINVAL for a position saved from another sink or shard count. */
-int rill_bus_cursor_load(rill_memsink_t *ms, const void *buf, size_t len, rill_bus_cursor_t **out);
+int rill_bus_cursor_load(rill_bus_cursor_t **out, rill_bus_memsink_t *ms, const void *buf,
+                         size_t len);
 
 /** Events this cursor lost because a window dropped them before it read
  *  them, since it was opened or loaded. */
@@ -331,7 +364,7 @@ uint64_t rill_bus_cursor_next_seq(const rill_bus_cursor_t *c, uint32_t shard);
 /** Reads up to limit events past the cursor into ev and moves the cursor
  *  past them, and past the events the filter rejects (f NULL takes every
  *  event). ev[i].data points into the cursor's buffer: valid until the
- *  next poll or free of this cursor. *n gets the count, 0 when nothing is
+ *  next poll or destroy of this cursor. *n gets the count, 0 when nothing is
  *  new. Allocates nothing and never waits for the writer. Returns 0;
  *  RILL_ELAGGED when the cursor was lapped on some shard (the lost events
  *  are added to rill_bus_cursor_lost; the *n events returned are valid and
@@ -339,60 +372,7 @@ uint64_t rill_bus_cursor_next_seq(const rill_bus_cursor_t *c, uint32_t shard);
  *  window holds a record that cannot be (the cursor does not point at
  *  one); RILL_EINVAL for a bad order. */
 int rill_bus_poll(rill_bus_cursor_t *c, const rill_filter_t *f, rill_bus_order_t order,
-                  rill_event_t *ev, size_t limit, size_t *n);
-
-/* ---- filters: JSON predicates evaluated on raw bytes ------------------- */
-
-/*
- * A filter is a small JSON predicate language (docs/FILTERS.md), for
- * example {"user.role": "admin", "size": {"$gte": 100}, "$or": [...]}.
- * It is compiled once into flat arrays (paths split into decoded keys and
- * indexes, constants parsed) and matched against raw JSON payloads without
- * building a tree and without allocating: one validating pass over the
- * payload that also finds where each path's value starts.
- *
- * A payload that is not valid JSON (RFC 8259, strings valid UTF-8, nesting
- * at most RILL_FILTER_MAX_DEPTH) never matches a filter that tests a path.
- *
- * A compiled filter is immutable: any number of threads may match against
- * it at once. Compile and free are not thread-safe for the same filter.
- */
-typedef struct rill_filter rill_filter_t;
-
-/* Deepest nesting of arrays and objects accepted, in a filter (deeper is
- * RILL_EINVAL) and in a payload (deeper does not match). */
-#define RILL_FILTER_MAX_DEPTH 128
-
-/* Longest filter text rill_filter_compile() accepts. */
-#define RILL_FILTER_MAX_LEN ((size_t)1 << 30)
-
-/** Compiles the len bytes at json (need not be NUL-terminated) into *out.
- *  RILL_EINVAL for a filter that is malformed JSON, uses an unknown
- *  operator, gives an operator the wrong operand type, has an empty path or
- *  key, a bad array index, nesting deeper than RILL_FILTER_MAX_DEPTH, or
- *  trailing bytes; rill_errmsg() names the byte offset and what was
- *  expected there. RILL_ENOMEM. *out is NULL on failure. */
-int rill_filter_compile(rill_filter_t **out, const char *json, size_t len);
-
-/** True when the len bytes at payload satisfy the filter. Allocates
- *  nothing, reads nothing outside [payload, payload + len). A NULL filter
- *  matches nothing; an invalid payload matches only filters without path
- *  conditions (such as {}). */
-bool rill_filter_match(const rill_filter_t *f, const void *payload, size_t len);
-
-/** Frees a compiled filter. NULL is ignored. */
-void rill_filter_free(rill_filter_t *f);
-
-/** Distinct paths the filter tests (0 for a filter such as {}). */
-size_t rill_filter_paths(const rill_filter_t *f);
-
-/** Conditions (leaf tests) in the filter. */
-size_t rill_filter_conds(const rill_filter_t *f);
-
-/** True when the len bytes at p are one JSON value by the rules a payload
- *  is held to (RFC 8259, UTF-8 strings without lone surrogates, nesting at
- *  most RILL_FILTER_MAX_DEPTH). Allocates nothing. */
-bool rill_json_valid(const void *p, size_t len);
+                  rill_bus_event_t *ev, size_t limit, size_t *n);
 
 #ifdef __cplusplus
 }

@@ -80,6 +80,19 @@ const char *rill_errmsg(void);
 /** Clears the calling thread's error detail. */
 void rill_errmsg_clear(void);
 
+/* ---- bytes and time ---------------------------------------------------- */
+
+/** A piece of bytes: one event of a batch publish, one record of a log
+ *  batch, one piece of a vectored log append or broadcast-ring write. */
+typedef struct rill_iov {
+  const void *data;
+  uint32_t len;
+} rill_iov_t;
+
+/** A timeout_ns that waits with no bound. Every timeout in rill is in
+ *  nanoseconds; 0 tries once without waiting. */
+#define RILL_FOREVER UINT64_MAX
+
 /* ---- clocks ------------------------------------------------------------ */
 
 /* The TSC fast path: a calibrated (tsc * mult) >> shift + base. Filled on
@@ -167,11 +180,19 @@ RILL_INLINE uint32_t rill_hash_reduce(uint64_t hash, uint32_t n) {
 
 /* ---- latency histogram ------------------------------------------------- */
 
-/* Log-linear buckets: values below 2^RILL_HIST_SUB_BITS are exact; above,
- * each power of two is split into 2^RILL_HIST_SUB_BITS equal buckets, so a
+/* Log-linear buckets, each holding the values in (low - 1, high]: 0 and 1
+ * share bucket 0, values up to 2^RILL_HIST_SUB_BITS are exact; above, each
+ * power of two is split into 2^RILL_HIST_SUB_BITS equal buckets, so a
  * recorded value is known to within 1/32 (3.1%) of itself, over the whole
- * range of uint64_t. Fixed size, no allocation: embed it or put it on the
- * stack. */
+ * range of uint64_t. Upper bounds are inclusive and round (64, 1024,
+ * 1088, ...), so a count of the values at or under a bound (Prometheus's
+ * `le`) is exact. Fixed size, no allocation: embed it or put it on the
+ * stack.
+ *
+ * Threads: one writer (rill_hist_record); any thread may read it
+ * meanwhile with rill_hist_merge into a private copy (every word is
+ * written and read with relaxed atomics, so a copy may miss the latest
+ * values, never tear one). */
 #define RILL_HIST_SUB_BITS 5
 #define RILL_HIST_SUB      (1u << RILL_HIST_SUB_BITS)
 #define RILL_HIST_BUCKETS  ((64 - RILL_HIST_SUB_BITS + 1) * RILL_HIST_SUB)
@@ -189,6 +210,8 @@ void rill_hist_init(rill_hist_t *h);
 
 /** Bucket index of a value. Exposed for the inline recorder. */
 RILL_INLINE uint32_t rill_hist_index(uint64_t v) {
+  /* Classify v - 1 into [low, high) buckets: (low, high] ones for v. */
+  v -= v != 0;
   if (v < RILL_HIST_SUB)
     return (uint32_t)v;
   uint32_t msb = 63u - (uint32_t)__builtin_clzll(v);
@@ -197,20 +220,25 @@ RILL_INLINE uint32_t rill_hist_index(uint64_t v) {
   return ((shift + 1) << RILL_HIST_SUB_BITS) + (uint32_t)((v >> shift) & (RILL_HIST_SUB - 1));
 }
 
-/** Records one value. Not thread-safe: give each thread its own histogram
- *  and merge them. */
+/** Records one value. Only the histogram's one writer may call it: plain
+ *  increments made of relaxed loads and stores (no locked instruction),
+ *  so that a reader on another thread never sees a torn word. Give each
+ *  writing thread its own histogram and merge them. */
 RILL_INLINE void rill_hist_record(rill_hist_t *h, uint64_t v) {
-  h->bucket[rill_hist_index(v)]++;
-  h->count++;
-  if (v < h->min)
-    h->min = v;
-  if (v > h->max)
-    h->max = v;
-  uint64_t s = h->sum + v;
-  h->sum = s < h->sum ? UINT64_MAX : s;
+  uint64_t *b = &h->bucket[rill_hist_index(v)];
+  __atomic_store_n(b, __atomic_load_n(b, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&h->count, __atomic_load_n(&h->count, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+  if (v < __atomic_load_n(&h->min, __ATOMIC_RELAXED))
+    __atomic_store_n(&h->min, v, __ATOMIC_RELAXED);
+  if (v > __atomic_load_n(&h->max, __ATOMIC_RELAXED))
+    __atomic_store_n(&h->max, v, __ATOMIC_RELAXED);
+  uint64_t s0 = __atomic_load_n(&h->sum, __ATOMIC_RELAXED), s = s0 + v;
+  __atomic_store_n(&h->sum, s < s0 ? UINT64_MAX : s, __ATOMIC_RELAXED);
 }
 
-/** Adds src's counts into dst. */
+/** Adds src's counts into dst. src may be recorded into by its writer
+ *  meanwhile (read with relaxed loads: the copy may miss the latest
+ *  values); dst must be the caller's alone. */
 void rill_hist_merge(rill_hist_t *dst, const rill_hist_t *src);
 
 /** The value at quantile q (0.0..1.0, e.g. 0.99): the upper bound of the
@@ -222,8 +250,10 @@ uint64_t rill_hist_quantile(const rill_hist_t *h, double q);
 /** Mean of the recorded values (0 when empty). */
 double rill_hist_mean(const rill_hist_t *h);
 
-/** The lowest and highest value that land in bucket i. */
+/** The lowest value that lands in bucket i (i < RILL_HIST_BUCKETS). */
 uint64_t rill_hist_bucket_low(uint32_t i);
+
+/** The highest value that lands in bucket i (i < RILL_HIST_BUCKETS). */
 uint64_t rill_hist_bucket_high(uint32_t i);
 
 #ifdef __cplusplus

@@ -26,11 +26,14 @@
  *
  * Attaching checks the magic, the version and that the layout adds up
  * to the segment's size; a foreign or corrupted segment is refused with
- * RILL_EVERSION or RILL_EPROTO and a message, never trusted. A segment
- * whose creator died before finishing its header is RILL_EPROTO (after
+ * RILL_EVERSION or RILL_ECORRUPT and a message, never trusted. A segment
+ * whose creator died before finishing its header is RILL_ECORRUPT (after
  * waiting 200 ms for it), until `rill ipc rm` removes it. Liveness is read
  * from /proc (pid, start time; a zombie is dead): the processes of one
  * route must share a pid namespace.
+ *
+ * Timeouts: every timeout_ns below is a bound in nanoseconds; 0 tries
+ * once without waiting, RILL_FOREVER waits with no bound.
  *
  * Threads: a sender or receiver handle is used by one thread at a time;
  * handles are independent of each other, in one process or several.
@@ -38,14 +41,14 @@
  *
  * Large messages (opts.max_message or opts.pool): a message over a slot's
  * payload goes into a chunk of a pool in the same segment (the one copy,
- * from the sender's buffer, or none with rill_ipc_reserve); its slot holds
+ * from the sender's buffer, or none with rill_ipc_route_reserve); its slot holds
  * the chunk's class and index, and receivers read
  * the chunk in place. A chunk is free again once every live receiver has
  * moved past its message: no refcount, and a dead receiver's hold ends
  * when it is reaped.
  *
- * The pool has up to 8 size classes (opts.pool), and rill_ipc_reserve /
- * rill_ipc_commit let a sender write a message in place, in its slot or
+ * The pool has up to 8 size classes (opts.pool), and rill_ipc_route_reserve /
+ * rill_ipc_route_commit let a sender write a message in place, in its slot or
  * chunk: then no byte is copied from sender to receivers.
  */
 #ifndef RILL_IPC_H
@@ -84,18 +87,19 @@ typedef enum rill_ipc_wait {
   RILL_IPC_SPIN,     /* spin spin_ns, then park */
 } rill_ipc_wait_t;
 
-/** A route's layout and behaviour, fixed when it is created (the sender
- *  that creates it decides; later ones must agree or get RILL_EINVAL: each
- *  of slots, slot_size, max_receivers, max_message and pool_chunks they set
- *  (non-zero), the pool classes when they give any, and the policy). wait, spin_ns and mode are the
- * creator's, kept in the segment for every participant; a later sender's are ignored. */
-/** A size class of a route's chunk pool: chunks chunks of up to size bytes
- *  each. */
+/** A size class of a route's or channel's chunk pool: `chunks` chunks of
+ *  up to `size` bytes each. */
 typedef struct rill_ipc_class {
   uint32_t size;   /* over the slot payload, at most 1 GiB */
   uint32_t chunks; /* 1..2^20 */
 } rill_ipc_class_t;
 
+/** A route's layout and behaviour, fixed when it is created (the sender
+ *  that creates it decides; later ones must agree or get RILL_EINVAL: each
+ *  of slots, slot_size, max_receivers, max_message and pool_chunks they
+ *  set (non-zero), the pool classes when they give any, and the policy).
+ *  wait, spin_ns and mode are the creator's, kept in the segment for every
+ *  participant; a later sender's are ignored. */
 typedef struct rill_ipc_opts {
   uint32_t slots;         /* ring slots, a power of two, 2..2^24; default 4096 */
   uint32_t slot_size;     /* bytes a slot takes, header included, a multiple of 64
@@ -108,24 +112,26 @@ typedef struct rill_ipc_opts {
                      * exactly: the umask does not apply); default 0600 */
   /* The chunk pool, for messages larger than a slot's payload: such a
    * message is written once into a chunk of shared memory (by send's copy,
-   * or in place through rill_ipc_reserve) and receivers read it there. A
+   * or in place through rill_ipc_route_reserve) and receivers read it there. A
    * chunk is free again once every live receiver has moved past its
    * message (a dead one is reaped), so no refcount is kept. A message
    * takes a chunk of the smallest class that holds it, or of a larger one
    * whose next chunk is free when that class's is still held. Either
    * max_message (one class of pool_chunks chunks) or pool[] (classes). */
-  uint32_t max_message;                        /* one class of chunks this large (over the slot
-                                                * payload, at most 1 GiB); default 0: no pool, messages
-                                                * inline only. With pool[]: 0, or its largest size */
-  uint32_t pool_chunks;                        /* chunks of that class, 1..2^20; default 64 (when
-                                                * max_message is set); 0 with pool[] */
-  rill_ipc_class_t pool[RILL_IPC_MAX_CLASSES]; /* up to 8 classes in ascending size,
-                                                * the first {0, 0} ends them; the
-                                                * largest is the route's max_message */
-} rill_ipc_opts_t;
+  /* One class of chunks this large (over the slot payload, at most 1 GiB);
+   * default 0: no pool, messages inline only. With pool[]: 0, or its
+   * largest size. */
+  uint32_t max_message;
+  /* Chunks of that class, 1..2^20; default 64 (when max_message is set);
+   * 0 with pool[]. */
+  uint32_t pool_chunks;
+  /* Up to 8 classes in ascending size, the first {0, 0} ends them; the
+   * largest is the route's max_message. */
+  rill_ipc_class_t pool[RILL_IPC_MAX_CLASSES];
+} rill_ipc_route_opts_t;
 
-typedef struct rill_ipc_sender rill_ipc_sender_t;
-typedef struct rill_ipc_receiver rill_ipc_receiver_t;
+typedef struct rill_ipc_route_sender rill_ipc_route_sender_t;
+typedef struct rill_ipc_route_receiver rill_ipc_route_receiver_t;
 
 /** Opens route `name` as its sender, creating it with opts if it does
  *  not exist (opts may be NULL for the defaults). An existing route must
@@ -133,67 +139,76 @@ typedef struct rill_ipc_receiver rill_ipc_receiver_t;
  *  existing route as it is). RILL_EBUSY when a live
  *  process is its sender; a dead sender's place is taken over, and the
  *  route goes on from the last message it published. */
-int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_ipc_opts_t *opts);
+int rill_ipc_route_sender_open(rill_ipc_route_sender_t **out, const char *name,
+                               const rill_ipc_route_opts_t *opts);
 
-/** Sends len bytes (at most rill_ipc_max_message: RILL_EMSGSIZE beyond)
+/** Sends len bytes (at most rill_ipc_route_max_message: RILL_EMSGSIZE beyond)
  *  to every receiver attached when it is published: inline in a slot up
- *  to rill_ipc_max_payload bytes, else through a chunk of the pool. Under
+ *  to rill_ipc_route_max_payload bytes, else through a chunk of the pool. Under
  *  RILL_IPC_BLOCK, waits up to timeout_ns (0: not at all) for the
  *  slowest live receiver (to free a slot, or the chunk a pooled message
  *  takes): RILL_ETIMEDOUT; RILL_IPC_FAIL: RILL_EFULL. Receivers that died
  *  are reaped while it would wait.
  *  RILL_EPIPE when no receiver is attached (none whose
- *  rill_ipc_receiver_open has returned): nothing is published, as nobody
+ *  rill_ipc_route_receiver_open has returned): nothing is published, as nobody
  *  would get it (a receiver that died is counted until it is reaped: when
- *  the send would wait for it, or by rill_ipc_wait_receivers). To send
- *  once someone listens, rill_ipc_wait_receivers first. RILL_ECLOSED when
- *  the route was removed (rill_ipc_unlink): close the sender. */
-int rill_ipc_send(rill_ipc_sender_t *s, const void *data, uint32_t len, uint64_t timeout_ns);
+ *  the send would wait for it, or by rill_ipc_route_wait_receivers). To send
+ *  once someone listens, rill_ipc_route_wait_receivers first. RILL_ECLOSED when
+ *  the route was removed (rill_ipc_route_unlink): close the sender. */
+int rill_ipc_route_send(rill_ipc_route_sender_t *s, const void *data, uint32_t len,
+                        uint64_t timeout_ns);
 
 /** Waits up to timeout_ns (0: not at all) until at least n receivers
  *  (1..max_receivers) are attached, reaping dead ones so that they do not
  *  count: 0, and every message sent from then on reaches each of them.
  *  RILL_ETIMEDOUT (RILL_EAGAIN when timeout_ns is 0), RILL_ECLOSED when the
  *  route was removed, RILL_EINVAL. Polls every millisecond. */
-int rill_ipc_wait_receivers(rill_ipc_sender_t *s, uint32_t n, uint64_t timeout_ns);
+int rill_ipc_route_wait_receivers(rill_ipc_route_sender_t *s, uint32_t n, uint64_t timeout_ns);
 
 /** Zero-copy send: reserves room for a message of up to len bytes (as
- *  rill_ipc_send would take it: inline when it fits a slot, else a chunk of
- *  the pool, waiting or failing as send does) and points *buf at it. Write
- *  the message there, then rill_ipc_commit publishes it. A reservation not
- *  committed is dropped by the next reserve, send or close (nothing is
- *  published). Under RILL_IPC_OVERWRITE, the message the room held is gone
- *  from the reserve on. */
-int rill_ipc_reserve(rill_ipc_sender_t *s, uint32_t len, uint64_t timeout_ns, void **buf);
+ *  rill_ipc_route_send would take it: inline when it fits a slot, else a
+ *  chunk of the pool, waiting or failing as send does) and points *buf at
+ *  it. Write the message there, then rill_ipc_route_commit publishes it,
+ *  or rill_ipc_route_cancel gives it up (nothing is published). One
+ *  reservation at a time: send or reserve with one open is RILL_EBUSY;
+ *  close cancels it. Under RILL_IPC_OVERWRITE, the message the room held
+ *  is gone from the reserve on. */
+int rill_ipc_route_reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t timeout_ns,
+                           void **buf);
 
 /** Publishes the reserved message with its length, len (at most the
  *  reserved length: RILL_EINVAL beyond, and without a reservation). A
  *  reserved chunk committed with a length a slot holds is moved into the
  *  slot (the chunk stays free). */
-int rill_ipc_commit(rill_ipc_sender_t *s, uint32_t len);
+int rill_ipc_route_commit(rill_ipc_route_sender_t *s, uint32_t len);
+
+/** Gives the reservation up: nothing is published, and the next send or
+ *  reserve takes the same message number (receivers never see a gap).
+ *  RILL_EINVAL without a reservation. */
+int rill_ipc_route_cancel(rill_ipc_route_sender_t *s);
 
 /** The largest message a slot holds inline: slot_size - RILL_IPC_SLOT_HDR. */
-uint32_t rill_ipc_max_payload(const rill_ipc_sender_t *s);
+uint32_t rill_ipc_route_max_payload(const rill_ipc_route_sender_t *s);
 
 /** The largest message the route takes: max_message when it has a pool,
- *  else rill_ipc_max_payload. */
-uint32_t rill_ipc_max_message(const rill_ipc_sender_t *s);
+ *  else rill_ipc_route_max_payload. */
+uint32_t rill_ipc_route_max_message(const rill_ipc_route_sender_t *s);
 
 /** Leaves the route (its sender place is free for another process); the
  *  segment stays. NULL is a no-op. */
-void rill_ipc_sender_close(rill_ipc_sender_t *s);
+void rill_ipc_route_sender_close(rill_ipc_route_sender_t *s);
 
 /** Attaches to route `name` as a receiver, in a free place of its table
  *  (places of dead receivers are reaped first): RILL_ENOENT when there is
  *  no such route, RILL_EBUSY when max_receivers live ones are attached,
- *  RILL_EVERSION / RILL_EPROTO for a segment that is not a rill route of
+ *  RILL_EVERSION / RILL_ECORRUPT for a segment that is not a rill route of
  *  this version or whose layout does not add up. It receives what is
  *  published from now on. */
-int rill_ipc_receiver_open(rill_ipc_receiver_t **out, const char *name);
+int rill_ipc_route_receiver_open(rill_ipc_route_receiver_t **out, const char *name);
 
 /** A received message: a view of its bytes in the ring, or in a chunk of
  *  the pool for a large one (no copy either way), valid until the next
- *  rill_ipc_recv or close on this receiver; until then the sender does not
+ *  rill_ipc_route_recv or close on this receiver; until then the sender does not
  *  reuse its slot or chunk (under RILL_IPC_OVERWRITE it may: the next call
  *  then reports RILL_ELAGGED). */
 typedef struct rill_ipc_msg {
@@ -216,33 +231,36 @@ typedef struct rill_ipc_msg {
  *  RILL_ECORRUPT for a slot whose length is over the slot, or a pool
  *  descriptor naming no chunk or the wrong one (a scribbled segment).
  *  RILL_ECLOSED once everything published before the route was removed
- *  (rill_ipc_unlink) was read: nothing more can come; close the receiver. */
-int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns, uint64_t *lost);
+ *  (rill_ipc_route_unlink) was read: nothing more can come; close the receiver. */
+int rill_ipc_route_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns,
+                        uint64_t *lost);
 
-/** Finishes with the message the last rill_ipc_recv returned before the
+/** Finishes with the message the last rill_ipc_route_recv returned before the
  *  next one: its view becomes invalid, and the sender may reuse its slot
  *  (and chunk) at once, instead of at the next receive. 0; RILL_EINVAL
  *  when no message is held; under RILL_IPC_OVERWRITE, RILL_ELAGGED when the
  *  message was overwritten while it was held (what was read of it may be
  *  torn; it is not counted again by the next receive). */
-int rill_ipc_release(rill_ipc_receiver_t *r);
+int rill_ipc_route_release(rill_ipc_route_receiver_t *r);
 
 /** Leaves the route: its place in the table is freed, the sender waits
  *  for it no more. NULL is a no-op. */
-void rill_ipc_receiver_close(rill_ipc_receiver_t *r);
+void rill_ipc_route_receiver_close(rill_ipc_route_receiver_t *r);
 
 /** Removes route `name` (its shared-memory name; processes attached keep
- *  their mapping). RILL_ENOENT when there is none. Whoever is attached is
+ *  their mapping). RILL_ENOENT when there is none, RILL_EINVAL when the
+ *  segment of that name is a valid channel (one that is neither a valid
+ *  route nor a valid channel, foreign, damaged or half made, is removed). Whoever is attached is
  *  told: the segment is marked removed first and its waiters woken, so
  *  that its receivers get RILL_ECLOSED once they have read what was
  *  published, and its sender RILL_ECLOSED at its next send (a later
- *  rill_ipc_sender_open makes a new route under the name). It does not
- *  ask who is attached: rill_ipc_info tells (`rill ipc rm` refuses a route
+ *  rill_ipc_route_sender_open makes a new route under the name). It does not
+ *  ask who is attached: rill_ipc_route_info tells (`rill ipc rm` refuses a route
  *  in use without --force). */
-int rill_ipc_unlink(const char *name);
+int rill_ipc_route_unlink(const char *name);
 
 /** A route as `rill ipc ls` shows it. */
-typedef struct rill_ipc_info {
+typedef struct rill_ipc_route_info {
   char name[RILL_IPC_MAX_NAME + 1];
   uint32_t slots, slot_size, max_receivers;
   rill_ipc_policy_t policy;
@@ -255,14 +273,17 @@ typedef struct rill_ipc_info {
   uint32_t max_message, pool_chunks; /* the largest class, every class's chunks; 0, 0: no pool */
   uint32_t pool_classes;
   rill_ipc_class_t pool[RILL_IPC_MAX_CLASSES];
-} rill_ipc_info_t;
+} rill_ipc_route_info_t;
 
 /** Describes route `name` without attaching to it. */
-int rill_ipc_info(const char *name, rill_ipc_info_t *info);
+int rill_ipc_route_info(const char *name, rill_ipc_route_info_t *info);
 
-/** Calls fn for each route in /dev/shm (those whose segment validates);
- *  stops early when fn returns non-zero, and returns that. */
-int rill_ipc_list(int (*fn)(void *ctx, const rill_ipc_info_t *info), void *ctx);
+/** Called by rill_ipc_route_list for each route; non-zero stops the listing. */
+typedef int (*rill_ipc_route_list_cb)(void *ctx, const rill_ipc_route_info_t *info);
+
+/** Calls cb for each route in /dev/shm (those whose segment validates);
+ *  stops early when cb returns non-zero, and returns that. */
+int rill_ipc_route_list(rill_ipc_route_list_cb cb, void *ctx);
 
 /* ---- channels: many senders, many receivers ------------------------------
  * A channel is a segment of its own (/dev/shm/rill.<name>, magic "RLIC"):
@@ -322,7 +343,7 @@ typedef struct rill_ipc_chan_opts {
   uint64_t spin_ns; /* RILL_IPC_SPIN: how long before parking; default 50 us */
   mode_t mode;      /* permissions when created, exactly; default 0600 */
   /* A chunk pool for messages over a slot's payload, as a route's
-   * (rill_ipc_opts_t.pool): up to 8 classes in ascending size, the first
+   * (rill_ipc_route_opts_t.pool): up to 8 classes in ascending size, the first
    * {0, 0} ends them; none by default. Message seq takes chunk seq % chunks
    * of the first class that holds it and has one free, so a class of n
    * chunks carries a pooled message only while the slowest receiver is
@@ -336,7 +357,7 @@ typedef struct rill_ipc_chan rill_ipc_chan_t;
 /** Opens channel `name` in a role, creating it with opts if it does not
  *  exist. RILL_EBUSY when every place of that role is held by a live
  *  process (dead holders' places are reaped first); RILL_EVERSION /
- *  RILL_EPROTO for a segment that is not a channel of this version or
+ *  RILL_ECORRUPT for a segment that is not a channel of this version or
  *  whose layout does not add up. A receiver gets what is claimed from
  *  now on (broadcast) or the queue's next message (queue). A queue
  *  receiver finding every place held by a live process or orphaned takes
@@ -352,7 +373,7 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
  *  up to timeout_ns (RILL_ETIMEDOUT), RILL_IPC_FAIL returns RILL_EFULL.
  *  Messages of one sender keep their order. RILL_EINVAL on a receiver.
  *  RILL_IPC_BROADCAST with no receiver attached: RILL_EPIPE, nothing sent
- *  (as rill_ipc_send; a queue keeps its messages for receivers to come).
+ *  (as rill_ipc_route_send; a queue keeps its messages for receivers to come).
  *  RILL_ECLOSED once the channel was removed. */
 int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint64_t timeout_ns);
 
@@ -374,7 +395,10 @@ int rill_ipc_chan_reserve(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns
 
 /** Publishes the reserved message with len bytes (at most the reserved:
  *  RILL_EINVAL beyond, and without a reservation). A reserved chunk
- *  committed with a length a slot holds is moved into the slot. */
+ *  committed with a length a slot holds is moved into the slot.
+ *  RILL_ECANCELED when a receiver took this sender for dead and skipped
+ *  the message meanwhile (nothing is published; receivers counted it
+ *  lost). */
 int rill_ipc_chan_commit(rill_ipc_chan_t *ch, uint32_t len);
 
 /** Gives the reservation up: its number is marked aborted, and receivers
@@ -409,8 +433,9 @@ uint32_t rill_ipc_chan_max_message(const rill_ipc_chan_t *ch);
  *  no-op. */
 void rill_ipc_chan_close(rill_ipc_chan_t *ch);
 
-/** Removes channel `name` (RILL_ENOENT when there is none), telling
- *  whoever is attached as rill_ipc_unlink does: sends and reserves return
+/** Removes channel `name` (RILL_ENOENT when there is none, RILL_EINVAL
+ *  when it is a valid route, as rill_ipc_route_unlink refuses a channel), telling
+ *  whoever is attached as rill_ipc_route_unlink does: sends and reserves return
  *  RILL_ECLOSED, receives too once nothing is left to read. */
 int rill_ipc_chan_unlink(const char *name);
 
@@ -434,9 +459,12 @@ typedef struct rill_ipc_chan_info {
 /** Describes channel `name` without attaching to it. */
 int rill_ipc_chan_info(const char *name, rill_ipc_chan_info_t *info);
 
-/** Calls fn for each channel in /dev/shm (those whose segment validates);
- *  stops early when fn returns non-zero, and returns that. */
-int rill_ipc_chan_list(int (*fn)(void *ctx, const rill_ipc_chan_info_t *info), void *ctx);
+/** Called by rill_ipc_chan_list for each channel; non-zero stops the listing. */
+typedef int (*rill_ipc_chan_list_cb)(void *ctx, const rill_ipc_chan_info_t *info);
+
+/** Calls cb for each channel in /dev/shm (those whose segment validates);
+ *  stops early when cb returns non-zero, and returns that. */
+int rill_ipc_chan_list(rill_ipc_chan_list_cb cb, void *ctx);
 
 #ifdef __cplusplus
 }

@@ -1,5 +1,5 @@
 /*
- * rill log: a durable append-only log per topic (issue 4).
+ * rill log: a durable append-only log per topic.
  *
  * A log directory holds topics; a topic is a directory of segment files
  * (named by the sequence number of their first record), one index file per
@@ -10,8 +10,9 @@
  * copies nothing and a segment stays mapped while any slice of it lives.
  *
  * Sequence numbers are dense, from 0, assigned by the log. A record is a
- * 32-byte header (length, CRC32C, sequence, timestamp, flags, marker) and
- * the payload, padded to 8 bytes.
+ * 32-byte header (length, check, sequence, timestamp, flags, marker) and
+ * the payload, padded to 8 bytes; the check is XXH3-64 of the rest of the
+ * header and the payload (the file headers use CRC32C).
  *
  * Durability is a policy per open topic: never (the page cache, and
  * rill_log_sync when you ask), every N records, every interval, or group
@@ -33,7 +34,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "bus.h"
 #include "core.h"
 #include "mem.h"
 
@@ -45,12 +45,16 @@ typedef struct rill_log rill_log_t;
 
 /** When appends reach the disk. */
 typedef enum rill_log_sync {
-  RILL_LOG_SYNC_NEVER = 0, /* only rill_log_sync and close; a crash of the machine loses
-                            * what the page cache held (a crash of the process does not) */
-  RILL_LOG_SYNC_EVERY_N,   /* the append that completes each sync_every records syncs */
-  RILL_LOG_SYNC_INTERVAL,  /* an append syncs when sync_interval_ns passed since the last */
-  RILL_LOG_SYNC_GROUP,     /* every append returns once durable; concurrent appenders
-                            * share one fdatasync */
+  /* Only rill_log_sync and close; a crash of the machine loses what the
+   * page cache held (a crash of the process does not). */
+  RILL_LOG_SYNC_NEVER = 0,
+  /* The append that completes each sync_every records syncs. */
+  RILL_LOG_SYNC_EVERY_N,
+  /* An append syncs when sync_interval_ns passed since the last. */
+  RILL_LOG_SYNC_INTERVAL,
+  /* Every append returns once durable; concurrent appenders share one
+   * fdatasync. */
+  RILL_LOG_SYNC_GROUP,
 } rill_log_sync_t;
 
 /** What a read does with a record whose checksum or header fails. */
@@ -135,12 +139,6 @@ int rill_log_close(rill_log_t *l);
 
 /* ---- appending (any thread; appends are serialised by the topic) ------- */
 
-/** One record of a batch or one piece of a vectored record. */
-typedef struct rill_log_iov {
-  const void *data;
-  uint32_t len;
-} rill_log_iov_t;
-
 /** Largest payload a record may have for this topic: the segment size less
  *  the segment header and the record header. */
 uint32_t rill_log_max_payload(const rill_log_t *l);
@@ -158,7 +156,7 @@ int rill_log_append(rill_log_t *l, const void *data, uint32_t len, uint64_t *seq
 
 /** Appends one record made of n pieces (a header and a body from separate
  *  buffers, say), copied straight into the segment. */
-int rill_log_appendv(rill_log_t *l, const rill_log_iov_t *iov, size_t n, uint64_t *seq);
+int rill_log_appendv(rill_log_t *l, const rill_iov_t *iov, size_t n, uint64_t *seq);
 
 /** Appends n records under one lock and one sync; *first gets the first
  *  record's sequence number (the others follow densely). All or nothing
@@ -167,7 +165,7 @@ int rill_log_appendv(rill_log_t *l, const rill_log_iov_t *iov, size_t n, uint64_
  *  starts the next). A batch larger than a segment may be cut short by
  *  RILL_ENOSPC: the records before the one that did not fit are
  *  appended, and *done (may be NULL) says how many. */
-int rill_log_append_batch(rill_log_t *l, const rill_log_iov_t *recs, size_t n, uint64_t *first,
+int rill_log_append_batch(rill_log_t *l, const rill_iov_t *recs, size_t n, uint64_t *first,
                           size_t *done);
 
 /** Reserves room for a record of len bytes and points *data at where its
@@ -181,7 +179,7 @@ int rill_log_reserve(rill_log_t *l, uint32_t len, void **data);
 int rill_log_commit(rill_log_t *l, uint64_t *seq);
 
 /** Gives the reservation up; nothing was appended. */
-void rill_log_abort(rill_log_t *l);
+void rill_log_cancel(rill_log_t *l);
 
 /** Applies the retention options now: drops whole segments from the
  *  front, moves rill_log_first, rewrites the MANIFEST, deletes the files.
@@ -255,7 +253,8 @@ void rill_log_iter_init(rill_log_iter_t *it, rill_log_t *l, uint64_t from);
 int rill_log_iter_next(rill_log_iter_t *it, rill_log_record_t *rec);
 
 /** Waits until records from `from` on are visible and durable under the
- *  topic's policy (any record >= from), or timeout_ns passes: 0, or
+ *  topic's policy (any record >= from), or timeout_ns passes (0: checks
+ *  once; RILL_FOREVER: no bound): 0, or
  *  RILL_ETIMEDOUT, or RILL_ECLOSED once the log is being closed. A
  *  subscriber that fell behind retention learns it from the next read
  *  (RILL_ENOENT below first), never by a silent skip. */
@@ -273,7 +272,7 @@ int rill_log_refresh(rill_log_t *l);
  *  returns: clone what you keep), preceded by `lost` records that
  *  retention removed before the subscriber read them (it moves on to the
  *  oldest record held, and says so, rather than skipping silently). */
-typedef void (*rill_log_cb)(void *ctx, const rill_log_record_t *recs, size_t n, uint64_t lost);
+typedef void (*rill_log_sub_cb)(void *ctx, const rill_log_record_t *recs, size_t n, uint64_t lost);
 
 typedef struct rill_log_sub rill_log_sub_t;
 
@@ -282,52 +281,34 @@ typedef struct rill_log_sub rill_log_sub_t;
  *  in order, up to 64 at a time. A damaged record is never delivered: the
  *  subscriber passes over it and counts it in the stats' skipped (under
  *  either on_corrupt). RILL_ENOMEM or pthread_create's error. */
-int rill_log_subscribe(rill_log_t *l, uint64_t from, rill_log_cb cb, void *ctx,
-                       rill_log_sub_t **out);
+int rill_log_subscribe(rill_log_sub_t **out, rill_log_t *l, uint64_t from, rill_log_sub_cb cb,
+                       void *ctx);
 
 /** Stops the subscriber (after the callback in progress) and frees it;
  *  returns the next sequence number it would have delivered. Call it
  *  before closing the log. NULL is a no-op returning 0. */
 uint64_t rill_log_unsubscribe(rill_log_sub_t *s);
 
-/* ---- the bus's log sink ------------------------------------------------- */
-
-/** What the log sink did: appended and failed events, and the error of the
- *  last failure (0 if none). Added with relaxed atomics by the bus's
- *  workers; read them after rill_bus_close, or with __atomic loads. */
-typedef struct rill_log_sink {
-  rill_log_t *log;
-  uint64_t appended;
-  uint64_t failed;
-  int last_error;
-} rill_log_sink_t;
-
-/** Fills *sink so that a bus appends every event it delivers to l, one
- *  record per event (the payload; the record gets the log's own sequence
- *  number and time), a batch per append_batch; flush syncs the log. A
- *  batch that cannot be appended (RILL_ENOSPC, say) is counted in
- *  s->failed, not retried: a sink cannot push back on a bus. l must
- *  outlive the bus; several workers may append at once. Consumers read the
- *  events back with rill_log_read_range, from any thread or process. */
-void rill_log_sink(rill_sink_t *sink, rill_log_sink_t *s, rill_log_t *l);
-
 /* ---- stats ------------------------------------------------------------- */
 
+/** A topic's figures, as rill_log_stats fills them. */
 typedef struct rill_log_stats {
-  uint64_t first, next, durable;
+  uint64_t first, next, durable; /* as rill_log_first, _next, _durable */
   uint64_t segments;
-  uint64_t bytes;          /* of records in all segments */
-  uint64_t syncs;          /* fdatasync rounds */
-  uint64_t skipped;        /* damaged records passed over by reads (SKIP) and
-                            * by subscribers */
+  uint64_t bytes; /* of records in all segments */
+  uint64_t syncs; /* fdatasync rounds */
+  /* Damaged records passed over by reads (SKIP) and by subscribers. */
+  uint64_t skipped;
   uint64_t recovered_torn; /* bytes of torn tail truncated at open */
-  uint64_t disk_bytes;     /* bytes allocated to the segment and index files: they
-                            * grow as records come (by doubling, up to the segment
-                            * size), so this, not segments times segment_bytes, is
-                            * what the topic takes on disk */
+  /* Bytes allocated to the segment and index files: they grow as records
+   * come (by doubling, up to the segment size), so this, not segments
+   * times segment_bytes, is what the topic takes on disk. */
+  uint64_t disk_bytes;
 } rill_log_stats_t;
 
-void rill_log_stats(rill_log_t *l, rill_log_stats_t *st);
+/** A snapshot of the topic's figures. Takes the segment list's lock
+ *  briefly: not for a hot path. */
+void rill_log_stats(const rill_log_t *l, rill_log_stats_t *st);
 
 #ifdef __cplusplus
 }

@@ -125,8 +125,9 @@ void rill_slab_destroy(rill_slab_t *s);
  *  thread can have them (a thread's caches are flushed when it exits). */
 void rill_slab_flush(rill_slab_t *s);
 
-/** Fills *st. */
-void rill_slab_stats(rill_slab_t *s, rill_slab_stats_t *st);
+/** A snapshot of the slab: geometry, objects cached, in the depot and in
+ *  use. Takes the slab's locks: not for a hot path. */
+void rill_slab_stats(const rill_slab_t *s, rill_slab_stats_t *st);
 
 /** True when p is the start of an object inside this slab's committed
  *  memory (whether got or free). */
@@ -240,6 +241,7 @@ typedef struct rill_arena_mark {
   uint8_t *cur;
 } rill_arena_mark_t;
 
+/** An arena's figures, as rill_arena_stats fills them. */
 typedef struct rill_arena_stats {
   size_t used;   /* bytes handed out since the last reset, with padding */
   size_t held;   /* chunk memory held */
@@ -270,6 +272,7 @@ RILL_INLINE rill_arena_mark_t rill_arena_mark(const rill_arena_t *a) {
  *  arena, or a reset or an earlier rewind passed it). */
 int rill_arena_rewind(rill_arena_t *a, rill_arena_mark_t m);
 
+/** A snapshot of what the arena hands out and holds. */
 void rill_arena_stats(const rill_arena_t *a, rill_arena_stats_t *st);
 
 int rill__arena_alloc_slow(rill_arena_t *a, size_t size, size_t align, void **out);
@@ -309,12 +312,12 @@ RILL_INLINE int rill_arena_alloc(rill_arena_t *a, size_t size, void **out) {
  * and release every view you own exactly once. Views of one storage may be
  * cloned and released from any threads.
  */
-typedef void (*rill_buf_release_fn)(void *ctx, void *data, size_t len);
+typedef void (*rill_buf_release_cb)(void *ctx, void *data, size_t len);
 
 typedef struct rill__buf_store {
   uint32_t refs;  /* atomic */
   uint32_t flags; /* RILL_BUF_* */
-  rill_buf_release_fn release;
+  rill_buf_release_cb release;
   void *ctx;
   uint8_t *data; /* start of the whole storage */
   size_t len;    /* length of the whole storage */
@@ -343,7 +346,7 @@ int rill_buf_copy(rill_buf_t *b, const void *p, size_t len);
  *  and len, when the last view is released. flags: RILL_BUF_RDONLY.
  *  RILL_EINVAL if data is NULL with len > 0 or flags are unknown. */
 int rill_buf_wrap(rill_buf_t *b, void *data, size_t len, uint32_t flags,
-                  rill_buf_release_fn release, void *ctx);
+                  rill_buf_release_cb release, void *ctx);
 
 /** Views storage whose header you provide and keep alive (pools use this to
  *  hand out bufs without allocating). store->refs must be 0; it becomes 1.
@@ -419,14 +422,20 @@ int rill_iopool_put(rill_iopool_t *p, void *buf);
  *  when its last view is released. RILL_EAGAIN when all are out. */
 int rill_iopool_get_buf(rill_iopool_t *p, rill_buf_t *b);
 
-/** The mapping, for io_uring_register_buffers(). */
+/** Start of the pool's one mapping, for io_uring_register_buffers():
+ *  buffer i is at base + i * rill_iopool_buf_size. */
 void *rill_iopool_base(const rill_iopool_t *p);
+
+/** Length of the mapping in bytes: count * buf_size. */
 size_t rill_iopool_bytes(const rill_iopool_t *p);
+
+/** Size of each buffer in bytes. */
 size_t rill_iopool_buf_size(const rill_iopool_t *p);
 
 /** Index of a buffer, or RILL_EFOREIGN. */
 int rill_iopool_index(const rill_iopool_t *p, const void *buf);
 
+/** A snapshot of the pool's geometry and how many buffers are free. */
 void rill_iopool_stats(const rill_iopool_t *p, rill_iopool_stats_t *st);
 
 #ifdef __cplusplus

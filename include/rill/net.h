@@ -1,5 +1,5 @@
 /*
- * rill net: the rill server's TCP protocol (issue 5). This first part is
+ * rill net: the rill server's TCP protocol. This first part is
  * the wire format: frames with a fixed 24-byte header, the handshake, and
  * the decoders the server and client share (docs/FORMATS.md, "Protocol",
  * has every byte). The server, the client and the tools build on it.
@@ -65,11 +65,11 @@ typedef enum rill_frame_type {
 
 /* Frame flags. A type accepts only the flags that mean something for it. */
 #define RILL_FF_ACK 0x01u /* PUBLISH, PUBLISH_BATCH: answer with ACK once durable */
-#define RILL_FF_STREAM                                                                             \
-  0x02u                    /* PUBLISH, ASK, REPLY, DELIVER: the body is the first chunk;           \
-                            * arg (DELIVER: id) carries the whole length, CHUNKs follow */
-#define RILL_FF_MORE 0x04u /* CHUNK: more chunks follow */
-#define RILL_FF_END  0x08u /* DELIVER: the last record a FETCH returns (body may be empty) */
+/* PUBLISH, ASK, REPLY, DELIVER: the body is the first chunk; arg (DELIVER:
+ * id) carries the whole length, CHUNKs follow. */
+#define RILL_FF_STREAM 0x02u
+#define RILL_FF_MORE   0x04u /* CHUNK: more chunks follow */
+#define RILL_FF_END    0x08u /* DELIVER: the last record a FETCH returns (body may be empty) */
 #define RILL_FF_CREATE                                                                             \
   0x10u /* SUBSCRIBE: create the topic when it does not exist (without: RILL_ENOENT) */
 
@@ -255,8 +255,8 @@ typedef struct rill_server_opts {
  *  RILL_EBUSY naming the first one's pid. RILL_EINVAL for options out of
  *  range, or for max_conns and max_topics that need more file descriptors
  *  than RLIMIT_NOFILE's hard limit allows (the soft limit is raised as far
- *  as they need), or the socket's errno (RILL_EADDRINUSE and the like, as
- *  -errno). */
+ *  as they need), or the socket's errno negated (-EADDRINUSE for a
+ *  port in use, say). */
 int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts);
 
 /** The port it listens on (the one picked when opts.port was 0). */
@@ -290,6 +290,7 @@ typedef struct rill_server_stats {
   uint64_t replies_held;   /* providers not read while their asker's queue was over half tx_limit */
 } rill_server_stats_t;
 
+/** A snapshot of the server's counters, from any thread. */
 void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st);
 
 /* ---- the client ----------------------------------------------------------- */
@@ -343,23 +344,23 @@ void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st);
 typedef struct rill_client rill_client_t;
 
 typedef struct rill_client_opts {
-  const char *host;            /* default "127.0.0.1"; the strings are copied at connect */
-  uint16_t port;               /* default RILL_NET_PORT */
-  const char *token;           /* NULL: none */
-  const char *name;            /* shown in the server's logs; default "rill" */
-  uint64_t timeout_ns;         /* per request, and the longest a send waits for the server to
-                                * take a byte (past it the connection is dropped:
-                                * RILL_ETIMEDOUT); default 10 s */
+  const char *host;  /* default "127.0.0.1"; the strings are copied at connect */
+  uint16_t port;     /* default RILL_NET_PORT */
+  const char *token; /* NULL: none */
+  const char *name;  /* shown in the server's logs; default "rill" */
+  /* Per request, and the longest a send waits for the server to take a
+   * byte (past it the connection is dropped: RILL_ETIMEDOUT); default 10 s. */
+  uint64_t timeout_ns;
   uint32_t max_inflight;       /* async asks in flight at once; default 4096 */
   bool reconnect;              /* dial again when the connection breaks (see above) */
   uint64_t backoff_min_ns;     /* first wait between attempts; default 10 ms */
   uint64_t backoff_max_ns;     /* the wait doubles up to this; default 2 s */
   uint64_t reconnect_limit_ns; /* give up (RILL_ECLOSED) after this long down; default 30 s */
-  uint64_t max_message;        /* largest ask, reply or delivery sent or taken in CHUNKs;
-                                * default 64 MiB. A delivery over it is skipped
-                                * (RILL_EMSGSIZE from next or poll). Asks and replies
-                                * coming in at once may hold 4 max_messages together:
-                                * one past that fails with RILL_ENOBUFS */
+  /* Largest ask, reply or delivery sent or taken in CHUNKs; default 64
+   * MiB. A delivery over it is skipped (RILL_EMSGSIZE from next or poll).
+   * Asks and replies coming in at once may hold 4 max_messages together:
+   * one past that fails with RILL_ENOBUFS. */
+  uint64_t max_message;
 } rill_client_opts_t;
 
 /** Connects and shakes hands. The server's refusal comes back as its code
@@ -409,8 +410,8 @@ uint32_t rill_client_max_body(const rill_client_t *c);
  *  puts the first record's sequence in *first (the others follow it);
  *  without, buffered like rill_client_publish. The records with a 4-byte
  *  length each must fit in max_body (RILL_EMSGSIZE). */
-int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_log_iov_t *recs,
-                              size_t n, bool ack, uint64_t *first);
+int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_iov_t *recs, size_t n,
+                              bool ack, uint64_t *first);
 
 /** Subscribes to topic from `from` (a sequence, RILL_NET_FROM_EARLIEST or
  *  RILL_NET_FROM_LATEST) with credits deliveries allowed; *sub gets the

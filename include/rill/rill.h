@@ -6,6 +6,7 @@
 
 #include "bus.h"
 #include "core.h"
+#include "filter.h"
 #include "ipc.h"
 #include "log.h"
 #include "mem.h"

@@ -116,8 +116,8 @@ size_t rill_ring_spsc_bytes(uint64_t slots, uint32_t slot_size);
  *  RILL_EINVAL for a bad geometry, size or alignment; RILL_ENOMEM when the
  *  handle cannot be allocated. No other thread or process may use mem
  *  during the call. */
-int rill_ring_spsc_init(rill_ring_spsc_t **out, void *mem, size_t bytes, uint64_t slots,
-                        uint32_t slot_size);
+int rill_ring_spsc_format(rill_ring_spsc_t **out, void *mem, size_t bytes, uint64_t slots,
+                          uint32_t slot_size);
 
 /** Returns a handle on a ring another handle (maybe in another process)
  *  formatted at mem. Checks the bytes before trusting them: RILL_EVERSION
@@ -364,7 +364,7 @@ typedef struct rill_ring_mpsc rill_ring_mpsc_t;
 
 /** Called by rill_ring_mpsc_read for each record, in place: data is valid
  *  only during the call. */
-typedef void (*rill_ring_handler_fn)(int32_t type, const void *data, size_t len, void *ctx);
+typedef void (*rill_ring_mpsc_read_cb)(void *ctx, int32_t type, const void *data, size_t len);
 
 /** Bytes a ring of `capacity` data bytes needs, or 0 when capacity is not a
  *  power of two in 256..2^32. */
@@ -373,7 +373,7 @@ size_t rill_ring_mpsc_bytes(uint64_t capacity);
 /** Formats mem (64-byte aligned, at least rill_ring_mpsc_bytes(capacity)
  *  bytes) as an empty ring. RILL_EINVAL for a bad capacity, size or
  *  alignment. */
-int rill_ring_mpsc_init(rill_ring_mpsc_t **out, void *mem, size_t bytes, uint64_t capacity);
+int rill_ring_mpsc_format(rill_ring_mpsc_t **out, void *mem, size_t bytes, uint64_t capacity);
 
 /** Checks a ring formatted at mem and returns a handle on it: RILL_EVERSION
  *  for a wrong magic or version, RILL_ECORRUPT for an inconsistent layout or
@@ -404,7 +404,7 @@ uint64_t rill_ring_mpsc_used(const rill_ring_mpsc_t *r);
  *  before it was marked (see unblock; the room is lost, nothing to
  *  commit), RILL_ECORRUPT when the shared tail is not 8-aligned (a peer
  *  wrote over the counters). */
-int rill_ring_mpsc_claim(rill_ring_mpsc_t *r, size_t len, int32_t type, void **out);
+int rill_ring_mpsc_reserve(rill_ring_mpsc_t *r, size_t len, int32_t type, void **out);
 
 /** Publishes a claimed record. 0; RILL_EFOREIGN when p is not a claimed,
  *  uncommitted record of this ring; RILL_ECANCELED when the consumer
@@ -413,7 +413,7 @@ int rill_ring_mpsc_commit(rill_ring_mpsc_t *r, void *p);
 
 /** Gives a claimed record up: it becomes padding the consumer skips. Same
  *  returns as commit. */
-int rill_ring_mpsc_abort(rill_ring_mpsc_t *r, void *p);
+int rill_ring_mpsc_cancel(rill_ring_mpsc_t *r, void *p);
 
 /** Claims, copies len bytes from data and commits. */
 int rill_ring_mpsc_write(rill_ring_mpsc_t *r, int32_t type, const void *data, size_t len);
@@ -424,7 +424,8 @@ int rill_ring_mpsc_write(rill_ring_mpsc_t *r, int32_t type, const void *data, si
  *  (padding is skipped and not counted), or RILL_ECORRUPT when a record
  *  header is impossible (the records before it are still delivered and
  *  released; the ring stays stuck at the bad one). */
-int rill_ring_mpsc_read(rill_ring_mpsc_t *r, rill_ring_handler_fn handler, void *ctx, size_t limit);
+int rill_ring_mpsc_read(rill_ring_mpsc_t *r, rill_ring_mpsc_read_cb handler, void *ctx,
+                        size_t limit);
 
 /** Consumer: moves the ring past a producer that claimed room and never
  *  committed, for use when read has returned 0 for longer than the
@@ -470,7 +471,7 @@ size_t rill_ring_bcast_bytes(uint64_t capacity);
 
 /** Formats mem as an empty ring. RILL_EINVAL for a bad capacity, size or
  *  alignment. */
-int rill_ring_bcast_init(rill_ring_bcast_t **out, void *mem, size_t bytes, uint64_t capacity);
+int rill_ring_bcast_format(rill_ring_bcast_t **out, void *mem, size_t bytes, uint64_t capacity);
 
 /** Checks a ring formatted at mem and returns a handle on it: RILL_EVERSION
  *  for a wrong magic or version, RILL_ECORRUPT for an inconsistent layout or
@@ -491,18 +492,11 @@ size_t rill_ring_bcast_max_payload(const rill_ring_bcast_t *r);
  *  for a negative type. */
 int rill_ring_bcast_write(rill_ring_bcast_t *r, int32_t type, const void *data, size_t len);
 
-/** One piece of a record gathered by rill_ring_bcast_writev. */
-typedef struct rill_ring_part {
-  const void *data;
-  size_t len;
-} rill_ring_part_t;
-
 /** Writer: rill_ring_bcast_write of the n parts' bytes one after another,
  *  as one record, without staging them: a header or prefix and a payload
  *  from elsewhere, say. RILL_EMSGSIZE when they add up to more than the
  *  max payload. */
-int rill_ring_bcast_writev(rill_ring_bcast_t *r, int32_t type, const rill_ring_part_t *parts,
-                           size_t n);
+int rill_ring_bcast_writev(rill_ring_bcast_t *r, int32_t type, const rill_iov_t *parts, size_t n);
 
 /** Records written since init. */
 uint64_t rill_ring_bcast_written(const rill_ring_bcast_t *r);

@@ -18,7 +18,7 @@
  * visible to the worker before it reads them; the lock covers the list
  * walk itself.
  *
- * Retirement. rill_bus_producer_close stores `closed` with release after
+ * Retirement. rill_bus_producer_destroy stores `closed` with release after
  * the producer's last push, so a worker that loads it with acquire and
  * then finds the producer's rings for its shards empty has seen every
  * event: it drops the producer from its array and decrements
@@ -37,7 +37,10 @@
  * first slot nobody has taken. The worker takes a batch from claim c to
  * c + got (got <= tail - c), reads [c, c + got) in place, and gives them
  * back with a fetch_add of head (not the ring's plain store, since the
- * producer adds to head too). A producer whose ring is full loads head h
+ * producer adds to head too). The ring module gives these moves
+ * (src/ring/spsc_shared.h: head and tail loads, slots by position, a take
+ * from a claim's position, an add to head); the claim and the protocol
+ * are the bus's. A producer whose ring is full loads head h
  * and claim c; only when c == h (no batch in flight) it CASes claim from h
  * to h + 1, discards slot h (releasing its buf reference), adds 1 to head
  * and counts dropped_oldest; then it writes at tail as usual. When c != h
@@ -117,6 +120,7 @@
 #include "rill/bus.h"
 #include "rill/mem.h"
 #include "rill/ring.h"
+#include "ring/spsc_shared.h"
 
 #define SLOT_HDR 16u
 
@@ -226,7 +230,7 @@ struct worker {
   bool *closed_seen;
   size_t nprods, cap;
   uint64_t gen_seen, max_seq;
-  rill_event_t *ev;
+  rill_bus_event_t *ev;
   uint8_t **refs;      /* the batch's slots that hold a buf reference */
   uint64_t hold_until; /* a held batch is due then; UINT64_MAX for none */
   struct doorbell bell;
@@ -234,7 +238,7 @@ struct worker {
 
 struct rill_bus {
   rill_bus_opts_t o;
-  rill_sink_t sink;
+  rill_bus_sink_t sink;
   uint32_t slot_size;
   uint64_t *shard_seq; /* next seq per shard; written by its worker only */
   struct worker *w;
@@ -254,8 +258,8 @@ struct rill_bus {
 
 /* ---- counting sink ----------------------------------------------------- */
 
-static void counting_batch(void *ctx, const rill_event_t *ev, size_t n) {
-  rill_sink_counters_t *c = ctx;
+static void counting_batch(void *ctx, const rill_bus_event_t *ev, size_t n) {
+  rill_bus_counters_t *c = ctx;
   uint64_t bytes = 0;
   for (size_t i = 0; i < n; i++)
     bytes += ev[i].len;
@@ -268,14 +272,14 @@ static void counting_batch(void *ctx, const rill_event_t *ev, size_t n) {
 }
 
 static void counting_flush(void *ctx) {
-  __atomic_fetch_add(&((rill_sink_counters_t *)ctx)->flushes, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&((rill_bus_counters_t *)ctx)->flushes, 1, __ATOMIC_RELAXED);
 }
 
 static void counting_close(void *ctx) {
-  __atomic_fetch_add(&((rill_sink_counters_t *)ctx)->closes, 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(&((rill_bus_counters_t *)ctx)->closes, 1, __ATOMIC_RELAXED);
 }
 
-void rill_sink_counting(rill_sink_t *sink, rill_sink_counters_t *c) {
+void rill_bus_sink_counting(rill_bus_sink_t *sink, rill_bus_counters_t *c) {
   memset(c, 0, sizeof *c);
   sink->on_batch = counting_batch;
   sink->flush = counting_flush;
@@ -356,11 +360,11 @@ static void producer_free(rill_bus_producer_t *p) {
      * buf references. No worker runs on these rings any more (joined, or
      * retired by the last one), so plain reads of the indexes would do;
      * relaxed loads keep TSan's view simple. */
-    struct rill__ring_spsc *r = (struct rill__ring_spsc *)p->rings[s];
-    uint64_t h = __atomic_load_n(&r->cons->head, __ATOMIC_RELAXED);
-    uint64_t t = __atomic_load_n(&r->prod->tail, __ATOMIC_RELAXED);
-    for (; h != t && t - h <= r->mask + 1; h++)
-      slot_release(r->data + (h & r->mask) * r->slot_size);
+    rill_ring_spsc_t *r = p->rings[s];
+    uint64_t h = rill__ring_spsc_head(r, __ATOMIC_RELAXED);
+    uint64_t t = rill__ring_spsc_tail(r, __ATOMIC_RELAXED);
+    for (; h != t && t - h <= rill__ring_spsc_slots(r); h++)
+      slot_release(rill__ring_spsc_slot(r, h));
     rill_ring_spsc_destroy(p->rings[s]);
   }
   rill__free(p->rings);
@@ -438,11 +442,11 @@ out:
  * wrap or the tail, by moving the claim past them. Returns how many;
  * *from is the first. Only this worker takes from the ring, so the busy
  * bit it sets is never set already. */
-static size_t claim_take(struct rill__ring_spsc *s, struct claim *cl, size_t want, uint64_t *from) {
+static size_t claim_take(rill_ring_spsc_t *r, struct claim *cl, size_t want, uint64_t *from) {
   /* A look without the RMW first, so an idle pass over empty rings costs
    * loads only. Relaxed: a hint, checked again below. */
   uint64_t c = __atomic_load_n(&cl->v, __ATOMIC_RELAXED);
-  if (rill__ring_spsc_avail(s, c, 1) == 0)
+  if (rill__ring_spsc_avail_at(r, c, 1) == 0)
     return 0;
   /* Acquire: pairs with the producer's CAS (acq_rel) of a drop, so the
    * tail we load next is at least the one it saw, and tail >= claim. The
@@ -450,12 +454,7 @@ static size_t claim_take(struct rill__ring_spsc *s, struct claim *cl, size_t wan
   c = __atomic_fetch_or(&cl->v, CLAIM_BUSY, __ATOMIC_ACQUIRE);
   /* Acquire load of tail inside (when the cache is short): the slots'
    * bytes are visible before we read them. */
-  uint64_t k = rill__ring_spsc_avail(s, c, want);
-  uint64_t at = c & s->mask, first = s->mask + 1 - at;
-  if (k > first)
-    k = first;
-  if (k > want)
-    k = want;
+  uint64_t k = rill__ring_spsc_avail_at(r, c, want);
   /* Relaxed: nothing to publish (we have not read the slots yet); the
    * store only ends the busy window, with [c, c + k) ours. */
   __atomic_store_n(&cl->v, c + k, __ATOMIC_RELAXED);
@@ -469,9 +468,8 @@ static const uint8_t *worker_take(struct worker *w, size_t i, uint32_t s, size_t
   rill_bus_producer_t *p = w->prods[i];
   if (!p->claim)
     return rill_ring_spsc_peek(p->rings[s], want, got);
-  struct rill__ring_spsc *r = (struct rill__ring_spsc *)p->rings[s];
-  *got = claim_take(r, &p->claim[s], want, &w->from[i]);
-  return *got ? r->data + (w->from[i] & r->mask) * r->slot_size : NULL;
+  *got = claim_take(p->rings[s], &p->claim[s], want, &w->from[i]);
+  return *got ? rill__ring_spsc_slot(p->rings[s], w->from[i]) : NULL;
 }
 
 /* Gives back the slots of producer i's ring for shard s after on_batch. */
@@ -482,7 +480,6 @@ static void worker_give_back(struct worker *w, size_t i, uint32_t s) {
     rill_ring_spsc_release(p->rings[s], w->take[i]);
     return;
   }
-  struct rill__ring_spsc *r = (struct rill__ring_spsc *)p->rings[s];
   /* seq_cst: our reads of the slots complete before the producer, which
    * loads head with acquire, overwrites them (the release half); and this
    * store of head against our seq_cst loads of the flags next
@@ -490,7 +487,7 @@ static void worker_give_back(struct worker *w, size_t i, uint32_t s) {
    * A fetch_add, not a store: on a DROP_OLDEST bus the producer adds to
    * head too, for its drops; on a BLOCK bus we are head's only writer and
    * it is just the locked instruction the pattern needs. */
-  __atomic_fetch_add(&r->cons->head, w->take[i], __ATOMIC_SEQ_CST);
+  rill__ring_spsc_head_add(p->rings[s], w->take[i], __ATOMIC_SEQ_CST);
 }
 
 /* After giving back slots (or undoing a claim): wakes the producers of
@@ -530,7 +527,7 @@ static size_t worker_shard(struct worker *w, uint32_t s, bool stopping, bool *he
         data = b.data;
         w->refs[nrefs++] = (uint8_t *)sl;
       }
-      w->ev[n++] = (rill_event_t){data, h->len, s, 0, h->ts};
+      w->ev[n++] = (rill_bus_event_t){data, h->len, s, 0, h->ts};
     }
     w->take[i] = got;
   }
@@ -757,7 +754,7 @@ int rill_bus_create(rill_bus_t **out, const rill_bus_opts_t *opts) {
   for (uint32_t i = 0; i < o.workers; i++) {
     bus->w[i].bus = bus;
     bus->w[i].idx = i;
-    bus->w[i].ev = rill__malloc(o.batch_max * sizeof(rill_event_t));
+    bus->w[i].ev = rill__malloc(o.batch_max * sizeof(rill_bus_event_t));
     if (!bus->w[i].ev)
       goto undo_workers;
     bus->w[i].refs = rill__malloc(o.batch_max * sizeof(uint8_t *));
@@ -811,13 +808,13 @@ static uint64_t undelivered_locked(rill_bus_t *bus) {
   return left;
 }
 
-int rill_bus_close(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left) {
+int rill_bus_shutdown(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left) {
   if (left)
     *left = 0;
   if (!bus)
     return rill__err(RILL_EINVAL, "bus: NULL bus");
   if (__atomic_exchange_n(&bus->closed_done, 1, __ATOMIC_ACQ_REL))
-    return rill__err(RILL_ECLOSED, "bus: closed twice");
+    return rill__err(RILL_ECLOSED, "bus: shut down twice");
   /* Release: pairs with the workers' acquire; see worker_main. */
   __atomic_store_n(&bus->stop, 1, __ATOMIC_RELEASE);
   /* Sleeping workers drain now, blocked producers return RILL_ECLOSED. */
@@ -825,7 +822,7 @@ int rill_bus_close(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left) {
   pthread_mutex_lock(&bus->lock);
   wake_producers_locked(bus);
   pthread_mutex_unlock(&bus->lock);
-  uint64_t deadline = rill_time_ns() + timeout_ns;
+  uint64_t deadline = rill__deadline(rill_time_ns(), timeout_ns);
   /* Wait for the workers to finish draining, up to the deadline; then tell
    * the rest to stop after their current batch. */
   for (uint32_t i = 0; i < bus->o.workers; i++) {
@@ -855,7 +852,7 @@ int rill_bus_close(rill_bus_t *bus, uint64_t timeout_ns, uint64_t *left) {
   if (left)
     *left = n;
   if (n)
-    return rill__err(RILL_ETIMEDOUT, "bus: close left %llu events undelivered",
+    return rill__err(RILL_ETIMEDOUT, "bus: shutdown left %llu events undelivered",
                      (unsigned long long)n);
   return 0;
 }
@@ -864,7 +861,7 @@ void rill_bus_destroy(rill_bus_t *bus) {
   if (!bus)
     return;
   if (!__atomic_load_n(&bus->closed_done, __ATOMIC_ACQUIRE))
-    rill_bus_close(bus, 1000000000ull, NULL);
+    rill_bus_shutdown(bus, 1000000000ull, NULL);
   while (bus->head)
     producer_retire_locked(bus, bus->head);
   pthread_mutex_destroy(&bus->lock);
@@ -884,11 +881,11 @@ void rill_bus_destroy(rill_bus_t *bus) {
 
 /* ---- producers --------------------------------------------------------- */
 
-int rill_bus_producer_open(rill_bus_t *bus, rill_bus_producer_t **out) {
+int rill_bus_producer_create(rill_bus_producer_t **out, rill_bus_t *bus) {
   if (!bus || !out)
     return rill__err(RILL_EINVAL, "bus: NULL bus or out");
   if (__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
-    return rill__err(RILL_ECLOSED, "bus: producer_open after close");
+    return rill__err(RILL_ECLOSED, "bus: producer_create after shutdown");
   int rc = RILL_ENOMEM;
   rill_bus_producer_t *p = rill__aligned(64, RILL__ALIGN_UP(sizeof *p, (size_t)64));
   if (!p)
@@ -918,7 +915,7 @@ int rill_bus_producer_open(rill_bus_t *bus, rill_bus_producer_t **out) {
   pthread_mutex_lock(&bus->lock);
   if (bus->joined) {
     pthread_mutex_unlock(&bus->lock);
-    rc = rill__err(RILL_ECLOSED, "bus: producer_open after close");
+    rc = rill__err(RILL_ECLOSED, "bus: producer_create after shutdown");
     goto undo_rings;
   }
   p->seq = ++bus->next_seq;
@@ -945,7 +942,7 @@ undo_p:
   return rc;
 }
 
-void rill_bus_producer_close(rill_bus_producer_t *p) {
+void rill_bus_producer_destroy(rill_bus_producer_t *p) {
   if (!p)
     return;
   rill_bus_t *bus = p->bus;
@@ -1005,13 +1002,11 @@ static int publish_item(rill_bus_producer_t *p, uint32_t shard, const struct ite
   /* Relaxed: a flag that only stops ingest; close documents that
    * publishes must not race with it. */
   if (RILL_UNLIKELY(__atomic_load_n(&bus->stop, __ATOMIC_RELAXED)))
-    return rill__err(RILL_ECLOSED, "bus: publish after close");
+    return rill__err(RILL_ECLOSED, "bus: publish after shutdown");
   rill_ring_spsc_t *r = p->rings[shard];
   if (RILL_UNLIKELY(bus->o.policy == RILL_BUS_SAMPLE)) {
-    struct rill__ring_spsc *s = (struct rill__ring_spsc *)r;
-    uint64_t q = (s->mask + 1) / 4;
-    uint64_t tail = __atomic_load_n(&s->prod->tail, __ATOMIC_RELAXED);
-    if (rill__ring_spsc_free(s, tail, q ? q : 1) < (q ? q : 1))
+    uint64_t q = rill__ring_spsc_slots(r) / 4;
+    if (!rill__ring_spsc_has_room(r, q ? q : 1))
       return publish_full(p, shard, it);
     p->c.sample_ctr = 0;
   }
@@ -1034,7 +1029,7 @@ static int publish_to(rill_bus_producer_t *p, uint32_t shard, const void *data, 
   if (len > bus->o.max_payload)
     return rill__err(RILL_EMSGSIZE, "bus: payload %u over max_payload %u", len, bus->o.max_payload);
   if (__atomic_load_n(&bus->stop, __ATOMIC_RELAXED)) /* spare the copy */
-    return rill__err(RILL_ECLOSED, "bus: publish after close");
+    return rill__err(RILL_ECLOSED, "bus: publish after shutdown");
   rill_buf_t b;
   int rc = rill_buf_copy(&b, data, len);
   if (rc)
@@ -1049,7 +1044,6 @@ static int publish_to(rill_bus_producer_t *p, uint32_t shard, const void *data, 
 static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const struct item *it) {
   rill_bus_t *bus = p->bus;
   rill_ring_spsc_t *r = p->rings[shard];
-  struct rill__ring_spsc *s = (struct rill__ring_spsc *)r;
   struct claim *cl = &p->claim[shard];
   for (unsigned spins = 0;; spins++) {
     int rc = push_slot(p, shard, it);
@@ -1060,13 +1054,13 @@ static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const str
     if (rc != RILL_EAGAIN)
       return rc;
     if (__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
-      return rill__err(RILL_ECLOSED, "bus: closed while dropping the oldest");
+      return rill__err(RILL_ECLOSED, "bus: shut down while dropping the oldest");
     /* Relaxed: our own index. Acquire on head: pairs with the worker's
      * release (fetch_add), so its reads of the slots it gave back are done
      * before we reuse one. */
-    uint64_t tail = __atomic_load_n(&s->prod->tail, __ATOMIC_RELAXED);
-    uint64_t h = __atomic_load_n(&s->cons->head, __ATOMIC_ACQUIRE);
-    if (tail - h <= s->mask)
+    uint64_t tail = rill__ring_spsc_tail(r, __ATOMIC_RELAXED);
+    uint64_t h = rill__ring_spsc_head(r, __ATOMIC_ACQUIRE);
+    if (!rill__ring_spsc_full(r, h, tail))
       continue; /* the worker gave slots back meanwhile: push again */
     uint64_t c = h;
     /* Acquire: pairs with the worker's release store when it undoes a
@@ -1078,8 +1072,8 @@ static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const str
        * Its buf reference, if any, goes with it. Release: as for the
        * worker's give-back, so the head a later acquire load sees covers
        * everything done to slot h. */
-      slot_release(s->data + (h & s->mask) * s->slot_size);
-      __atomic_fetch_add(&s->cons->head, 1, __ATOMIC_RELEASE);
+      slot_release(rill__ring_spsc_slot(r, h));
+      rill__ring_spsc_head_add(r, 1, __ATOMIC_RELEASE);
       cnt_inc(&p->c.dropped_oldest);
       spins = 0;
       continue; /* one slot is free: the push succeeds */
@@ -1094,7 +1088,7 @@ static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const str
     uint32_t w0 = producer_arm(p);
     /* seq_cst: loaded after the flag went up, in producer_arm's pattern
      * (and acquire, as above). */
-    h = __atomic_load_n(&s->cons->head, __ATOMIC_SEQ_CST);
+    h = rill__ring_spsc_head(r, __ATOMIC_SEQ_CST);
     if (__atomic_load_n(&cl->v, __ATOMIC_SEQ_CST) != h &&
         !__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
       producer_sleep(p, w0, OLDEST_SLEEP_NS); /* bounded: see the constant */
@@ -1132,8 +1126,7 @@ static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct ite
   }
   case RILL_BUS_BLOCK:
   default: {
-    struct rill__ring_spsc *s = (struct rill__ring_spsc *)r;
-    uint64_t deadline = rill_time_ns() + bus->o.block_timeout_ns;
+    uint64_t deadline = rill__deadline(rill_time_ns(), bus->o.block_timeout_ns);
     for (unsigned spins = 0;; spins++) {
       int rc = push_slot(p, shard, it);
       if (rc == 0) {
@@ -1144,7 +1137,7 @@ static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct ite
         return rc;
       /* Acquire: pairs with close's release; close then wakes us. */
       if (__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
-        return rill__err(RILL_ECLOSED, "bus: closed while blocked");
+        return rill__err(RILL_ECLOSED, "bus: shut down while blocked");
       if (spins < 128) {
         cpu_relax();
         continue;
@@ -1161,9 +1154,9 @@ static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct ite
       /* seq_cst: head loaded after the flag went up, in producer_arm's
        * pattern (and acquire, as the ring's own load: the room we see was
        * read out by the worker). Relaxed tail: ours. */
-      uint64_t head = __atomic_load_n(&s->cons->head, __ATOMIC_SEQ_CST);
-      uint64_t tail = __atomic_load_n(&s->prod->tail, __ATOMIC_RELAXED);
-      if (tail - head > s->mask && !__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
+      uint64_t head = rill__ring_spsc_head(r, __ATOMIC_SEQ_CST);
+      uint64_t tail = rill__ring_spsc_tail(r, __ATOMIC_RELAXED);
+      if (rill__ring_spsc_full(r, head, tail) && !__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
         producer_sleep(p, w0, deadline - now);
       else
         producer_unarm(p);
@@ -1202,8 +1195,8 @@ int rill_bus_publish_buf_key(rill_bus_producer_t *p, uint64_t key, const rill_bu
 /* Copies a run of events bound for one shard with one reserve and one
  * commit per contiguous stretch of free slots. Returns how many it pushed
  * (fewer when the ring filled up). */
-static size_t push_run(rill_bus_t *bus, uint32_t shard, rill_ring_spsc_t *r,
-                       const rill_bus_iov_t *iov, size_t n, uint64_t ts) {
+static size_t push_run(rill_bus_t *bus, uint32_t shard, rill_ring_spsc_t *r, const rill_iov_t *iov,
+                       size_t n, uint64_t ts) {
   size_t pushed = 0;
   while (pushed < n) {
     size_t got;
@@ -1232,8 +1225,7 @@ static size_t push_run(rill_bus_t *bus, uint32_t shard, rill_ring_spsc_t *r,
  * ring, checked before anything is written, so the chunk is all or
  * nothing and `done` stays a prefix; otherwise false, nothing written, and
  * the caller takes the in-order path with its policies. */
-static bool publish_grouped(rill_bus_producer_t *p, const rill_bus_iov_t *iov, size_t n,
-                            uint64_t ts) {
+static bool publish_grouped(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, uint64_t ts) {
   rill_bus_t *bus = p->bus;
   uint16_t shard_of[GROUP_CHUNK], count[GROUP_CHUNK];
   uint32_t shards[GROUP_CHUNK];
@@ -1254,9 +1246,7 @@ static bool publish_grouped(rill_bus_producer_t *p, const rill_bus_iov_t *iov, s
     count[p->group[s]]++;
   }
   for (size_t g = 0; g < ng && ok; g++) {
-    struct rill__ring_spsc *r = (struct rill__ring_spsc *)p->rings[shards[g]];
-    uint64_t tail = __atomic_load_n(&r->prod->tail, __ATOMIC_RELAXED);
-    ok = rill__ring_spsc_free(r, tail, count[g]) >= count[g];
+    ok = rill__ring_spsc_has_room(p->rings[shards[g]], count[g]);
   }
   for (size_t g = 0; g < ng; g++)
     p->group[shards[g]] = GROUP_NONE;
@@ -1264,7 +1254,7 @@ static bool publish_grouped(rill_bus_producer_t *p, const rill_bus_iov_t *iov, s
     return false;
   /* Gather each group's events in order and push them: they fit, and only
    * this thread adds to these rings. */
-  rill_bus_iov_t mine[GROUP_CHUNK];
+  rill_iov_t mine[GROUP_CHUNK];
   for (size_t g = 0; g < ng; g++) {
     size_t m = 0;
     for (size_t k = 0; k < n && m < count[g]; k++)
@@ -1278,13 +1268,12 @@ static bool publish_grouped(rill_bus_producer_t *p, const rill_bus_iov_t *iov, s
   return true;
 }
 
-int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_bus_iov_t *iov, size_t n,
-                           size_t *done) {
+int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, size_t *done) {
   rill_bus_t *bus = p->bus;
   size_t i = 0;
   int rc = 0;
   if (RILL_UNLIKELY(__atomic_load_n(&bus->stop, __ATOMIC_RELAXED))) {
-    rc = rill__err(RILL_ECLOSED, "bus: publish after close");
+    rc = rill__err(RILL_ECLOSED, "bus: publish after shutdown");
     goto out;
   }
   uint64_t ts = rill_time_ns();
@@ -1350,7 +1339,9 @@ out:
 
 /* ---- stats ------------------------------------------------------------- */
 
-void rill_bus_stats(rill_bus_t *bus, rill_bus_stats_t *st) {
+void rill_bus_stats(const rill_bus_t *cbus, rill_bus_stats_t *st) {
+  /* The lock is taken and given back: the bus is the same after. */
+  rill_bus_t *bus = (rill_bus_t *)cbus;
   uint64_t *fill = st->shard_fill;
   memset(st, 0, sizeof *st);
   st->shard_fill = fill;

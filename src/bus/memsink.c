@@ -39,13 +39,13 @@
 #define CURSOR_SHARD   16u
 #define CURSOR_TRAILER 8u
 
-struct rill_memsink {
+struct rill_bus_memsink {
   uint32_t shards;
   uint64_t window;
   size_t max_payload;
   uint64_t id; /* random at create: a saved cursor names the sink it came from */
   rill_ring_bcast_t **win;
-  rill_sink_t next;
+  rill_bus_sink_t next;
   /* Added with relaxed atomics: workers of different shards run at once. */
   uint64_t retained, omitted;
 };
@@ -57,7 +57,7 @@ struct head {
 };
 
 struct rill_bus_cursor {
-  rill_memsink_t *ms;
+  rill_bus_memsink_t *ms;
   uint32_t rr; /* first shard of the next RILL_BUS_ORDER_SHARD poll */
   uint64_t lost;
   rill_ring_bcast_reader_t *rd; /* one per shard */
@@ -68,13 +68,13 @@ struct rill_bus_cursor {
 
 /* ---- the sink ---------------------------------------------------------- */
 
-static void memsink_batch(void *ctx, const rill_event_t *ev, size_t n) {
-  rill_memsink_t *ms = ctx;
+static void memsink_batch(void *ctx, const rill_bus_event_t *ev, size_t n) {
+  rill_bus_memsink_t *ms = ctx;
   rill_ring_bcast_t *r = ms->win[ev[0].shard]; /* a batch is one shard */
   uint64_t omitted = 0;
   for (size_t i = 0; i < n; i++) {
     uint64_t prefix[2] = {ev[i].seq, ev[i].ts_ns};
-    rill_ring_part_t parts[2] = {{prefix, PREFIX}, {ev[i].data, ev[i].len}};
+    rill_iov_t parts[2] = {{prefix, PREFIX}, {ev[i].data, ev[i].len}};
     bool fits = ev[i].len <= ms->max_payload;
     /* Cannot fail: the type is valid and the size checked. An omitted
      * event still takes a record, so sequences stay dense in the window. */
@@ -89,18 +89,18 @@ static void memsink_batch(void *ctx, const rill_event_t *ev, size_t n) {
 }
 
 static void memsink_flush(void *ctx) {
-  rill_memsink_t *ms = ctx;
+  rill_bus_memsink_t *ms = ctx;
   if (ms->next.flush)
     ms->next.flush(ms->next.ctx);
 }
 
 static void memsink_close(void *ctx) {
-  rill_memsink_t *ms = ctx;
+  rill_bus_memsink_t *ms = ctx;
   if (ms->next.close)
     ms->next.close(ms->next.ctx);
 }
 
-int rill_memsink_create(rill_memsink_t **out, const rill_memsink_opts_t *opts) {
+int rill_bus_memsink_create(rill_bus_memsink_t **out, const rill_bus_memsink_opts_t *opts) {
   if (!out || !opts)
     return rill__err(RILL_EINVAL, "memsink: NULL out or opts");
   *out = NULL;
@@ -113,7 +113,7 @@ int rill_memsink_create(rill_memsink_t **out, const rill_memsink_opts_t *opts) {
                      (unsigned long long)window);
   if (opts->next && !opts->next->on_batch)
     return rill__err(RILL_EINVAL, "memsink: next sink without on_batch");
-  rill_memsink_t *ms = rill__calloc(1, sizeof *ms);
+  rill_bus_memsink_t *ms = rill__calloc(1, sizeof *ms);
   if (!ms)
     goto fail_nomem;
   ms->shards = opts->shards;
@@ -130,7 +130,7 @@ int rill_memsink_create(rill_memsink_t **out, const rill_memsink_opts_t *opts) {
   for (uint32_t s = 0; s < ms->shards; s++) {
     int rc = rill_ring_bcast_create(&ms->win[s], window);
     if (rc) {
-      rill_memsink_destroy(ms);
+      rill_bus_memsink_destroy(ms);
       return rc;
     }
   }
@@ -143,14 +143,14 @@ fail_nomem:
   return rill__err(RILL_ENOMEM, "memsink: no memory");
 }
 
-void rill_memsink_sink(rill_memsink_t *ms, rill_sink_t *sink) {
+void rill_bus_sink_memsink(rill_bus_sink_t *sink, rill_bus_memsink_t *ms) {
   sink->on_batch = memsink_batch;
   sink->flush = memsink_flush;
   sink->close = memsink_close;
   sink->ctx = ms;
 }
 
-void rill_memsink_destroy(rill_memsink_t *ms) {
+void rill_bus_memsink_destroy(rill_bus_memsink_t *ms) {
   if (!ms)
     return;
   if (ms->win)
@@ -160,18 +160,16 @@ void rill_memsink_destroy(rill_memsink_t *ms) {
   rill__free(ms);
 }
 
-size_t rill_memsink_max_payload(const rill_memsink_t *ms) { return ms->max_payload; }
+size_t rill_bus_memsink_max_payload(const rill_bus_memsink_t *ms) { return ms->max_payload; }
 
-void rill_memsink_counts(const rill_memsink_t *ms, uint64_t *retained, uint64_t *omitted) {
-  if (retained)
-    *retained = __atomic_load_n(&ms->retained, __ATOMIC_RELAXED);
-  if (omitted)
-    *omitted = __atomic_load_n(&ms->omitted, __ATOMIC_RELAXED);
+void rill_bus_memsink_stats(const rill_bus_memsink_t *ms, rill_bus_memsink_stats_t *out) {
+  out->retained = __atomic_load_n(&ms->retained, __ATOMIC_RELAXED);
+  out->omitted = __atomic_load_n(&ms->omitted, __ATOMIC_RELAXED);
 }
 
 /* ---- cursors ----------------------------------------------------------- */
 
-static int cursor_alloc(rill_memsink_t *ms, rill_bus_cursor_t **out) {
+static int cursor_alloc(rill_bus_memsink_t *ms, rill_bus_cursor_t **out) {
   rill_bus_cursor_t *c = rill__calloc(1, sizeof *c);
   if (!c)
     goto fail;
@@ -189,12 +187,12 @@ static int cursor_alloc(rill_memsink_t *ms, rill_bus_cursor_t **out) {
   *out = c;
   return 0;
 undo_c:
-  rill_bus_cursor_free(c);
+  rill_bus_cursor_destroy(c);
 fail:
   return rill__err(RILL_ENOMEM, "bus cursor: no memory");
 }
 
-int rill_bus_cursor_open(rill_memsink_t *ms, rill_bus_from_t from, rill_bus_cursor_t **out) {
+int rill_bus_cursor_create(rill_bus_cursor_t **out, rill_bus_memsink_t *ms, rill_bus_from_t from) {
   if (!ms || !out)
     return rill__err(RILL_EINVAL, "bus cursor: NULL sink or out");
   *out = NULL;
@@ -214,7 +212,7 @@ int rill_bus_cursor_open(rill_memsink_t *ms, rill_bus_from_t from, rill_bus_curs
   return 0;
 }
 
-void rill_bus_cursor_free(rill_bus_cursor_t *c) {
+void rill_bus_cursor_destroy(rill_bus_cursor_t *c) {
   if (!c)
     return;
   rill__free(c->rd);
@@ -250,7 +248,8 @@ int rill_bus_cursor_save(const rill_bus_cursor_t *c, void *buf, size_t cap, size
   return 0;
 }
 
-int rill_bus_cursor_load(rill_memsink_t *ms, const void *buf, size_t len, rill_bus_cursor_t **out) {
+int rill_bus_cursor_load(rill_bus_cursor_t **out, rill_bus_memsink_t *ms, const void *buf,
+                         size_t len) {
   if (!ms || !out || (!buf && len))
     return rill__err(RILL_EINVAL, "bus cursor: NULL sink, buffer or out");
   *out = NULL;
@@ -331,7 +330,7 @@ enum { EMPTY = 0, GOT, NO_ROOM, SKIPPED };
  * reads a single record: SKIPPED when it was not an event to return (or
  * the cursor was lapped to the oldest record instead). */
 static int read_event(rill_bus_cursor_t *c, uint32_t s, const rill_filter_t *f, bool one,
-                      size_t *used, rill_event_t *e, bool *lagged) {
+                      size_t *used, rill_bus_event_t *e, bool *lagged) {
   rill_ring_bcast_t *r = c->ms->win[s];
   rill_ring_bcast_reader_t *rd = &c->rd[s];
   size_t off = RILL__ALIGN_UP(*used, (size_t)16);
@@ -371,13 +370,13 @@ static int read_event(rill_bus_cursor_t *c, uint32_t s, const rill_filter_t *f, 
         return SKIPPED;
       continue;
     }
-    *e = (rill_event_t){data, n, s, seq, ts};
+    *e = (rill_bus_event_t){data, n, s, seq, ts};
     *used = off + len;
     return GOT;
   }
 }
 
-static int poll_shard_order(rill_bus_cursor_t *c, const rill_filter_t *f, rill_event_t *ev,
+static int poll_shard_order(rill_bus_cursor_t *c, const rill_filter_t *f, rill_bus_event_t *ev,
                             size_t limit, size_t *n, bool *lagged) {
   uint32_t shards = c->ms->shards, start = c->rr;
   c->rr = (c->rr + 1) % shards;
@@ -454,7 +453,7 @@ static int peek_ts(rill_bus_cursor_t *c, uint32_t s, uint64_t *ts, bool *lagged)
  * rejects, or a lap between peek and read, sends the shard back to be
  * peeked again, so an event is only ever returned while it is the
  * earliest head. */
-static int poll_time_order(rill_bus_cursor_t *c, const rill_filter_t *f, rill_event_t *ev,
+static int poll_time_order(rill_bus_cursor_t *c, const rill_filter_t *f, rill_bus_event_t *ev,
                            size_t limit, size_t *n, bool *lagged) {
   struct head *h = c->heap;
   size_t nh = 0, used = 0;
@@ -491,7 +490,7 @@ static int poll_time_order(rill_bus_cursor_t *c, const rill_filter_t *f, rill_ev
 }
 
 int rill_bus_poll(rill_bus_cursor_t *c, const rill_filter_t *f, rill_bus_order_t order,
-                  rill_event_t *ev, size_t limit, size_t *n) {
+                  rill_bus_event_t *ev, size_t limit, size_t *n) {
   if (n)
     *n = 0;
   if (!c || !n || (!ev && limit))

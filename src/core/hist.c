@@ -7,32 +7,39 @@ void rill_hist_init(rill_hist_t *h) {
   h->min = UINT64_MAX;
 }
 
+#define LD(p) __atomic_load_n(p, __ATOMIC_RELAXED)
+
 void rill_hist_merge(rill_hist_t *dst, const rill_hist_t *src) {
-  if (src->count == 0)
+  if (LD(&src->count) == 0)
     return;
+  /* With the writer running, the copy's count and buckets may disagree
+   * by the values recorded meanwhile: a renderer that needs them to agree
+   * sums the buckets. */
   for (uint32_t i = 0; i < RILL_HIST_BUCKETS; i++)
-    dst->bucket[i] += src->bucket[i];
-  dst->count += src->count;
-  if (src->min < dst->min)
-    dst->min = src->min;
-  if (src->max > dst->max)
-    dst->max = src->max;
-  uint64_t s = dst->sum + src->sum;
+    dst->bucket[i] += LD(&src->bucket[i]);
+  dst->count += LD(&src->count);
+  uint64_t mn = LD(&src->min), mx = LD(&src->max);
+  if (mn < dst->min)
+    dst->min = mn;
+  if (mx > dst->max)
+    dst->max = mx;
+  uint64_t s = dst->sum + LD(&src->sum);
   dst->sum = s < dst->sum ? UINT64_MAX : s;
 }
 
-uint64_t rill_hist_bucket_low(uint32_t i) {
+/* The lowest value of bucket i as if it held [low, high): what
+ * rill_hist_index classifies v - 1 by. */
+static uint64_t low_of(uint32_t i) {
   if (i < RILL_HIST_SUB)
     return i;
   uint32_t shift = (i >> RILL_HIST_SUB_BITS) - 1;
   return (uint64_t)(RILL_HIST_SUB + (i & (RILL_HIST_SUB - 1))) << shift;
 }
 
+uint64_t rill_hist_bucket_low(uint32_t i) { return i == 0 ? 0 : low_of(i) + 1; }
+
 uint64_t rill_hist_bucket_high(uint32_t i) {
-  if (i < RILL_HIST_SUB)
-    return i;
-  uint32_t shift = (i >> RILL_HIST_SUB_BITS) - 1;
-  return rill_hist_bucket_low(i) + (((uint64_t)1 << shift) - 1);
+  return i + 1 >= RILL_HIST_BUCKETS ? UINT64_MAX : low_of(i + 1);
 }
 
 uint64_t rill_hist_quantile(const rill_hist_t *h, double q) {

@@ -65,6 +65,12 @@ unsigned rill__time_calibrations(void);
  * with '.'. */
 bool rill__name_ok(const void *name, size_t len, size_t max);
 
+/* now + timeout_ns, saturating: RILL_FOREVER (and any timeout that would
+ * pass UINT64_MAX) is a deadline never reached. */
+static inline uint64_t rill__deadline(uint64_t now, uint64_t timeout_ns) {
+  return timeout_ns > UINT64_MAX - now ? UINT64_MAX : now + timeout_ns;
+}
+
 /* Sleeps while *addr == val, at most ns (spurious and early returns are
  * fine: callers re-check their condition). */
 void rill__futex_wait(uint32_t *addr, uint32_t val, uint64_t ns);

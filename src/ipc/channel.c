@@ -138,10 +138,6 @@ static inline struct rill__ipc_slot *slot_at(const rill_ipc_chan_t *ch, uint64_t
   return (struct rill__ipc_slot *)(void *)(ch->ring + (seq & ch->mask) * ch->g.slot_size);
 }
 
-static uint64_t deadline_after(uint64_t now, uint64_t ns) {
-  return ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
-}
-
 static inline struct rill__ipc_place *receivers(const rill_ipc_chan_t *ch) {
   return ch->places + ch->g.max_senders;
 }
@@ -401,7 +397,7 @@ int rill_ipc_chan_wait_receivers(rill_ipc_chan_t *ch, uint32_t n, uint64_t timeo
   if (n < 1 || n > ch->g.max_receivers)
     return rill__err(RILL_EINVAL, "ipc channel %s: waiting for %u receivers, not in 1..%u",
                      ch->name, n, ch->g.max_receivers);
-  uint64_t deadline = deadline_after(rill_time_mono_ns(), timeout_ns);
+  uint64_t deadline = rill__deadline(rill_time_mono_ns(), timeout_ns);
   for (;;) {
     /* Acquire: as in claim. */
     uint32_t gone = __atomic_load_n(&ch->hdr->gone, __ATOMIC_ACQUIRE);
@@ -646,8 +642,8 @@ static int wait_room(rill_ipc_chan_t *ch, uint64_t c, uint64_t slots, struct wai
   uint64_t now = rill_time_mono_ns();
   if (!wt->timed) {
     wt->timed = true;
-    wt->deadline = deadline_after(now, timeout_ns);
-    wt->spin_until = ch->g.wait == RILL_IPC_SPIN ? deadline_after(now, ch->g.spin_ns) : now;
+    wt->deadline = rill__deadline(now, timeout_ns);
+    wt->spin_until = ch->g.wait == RILL_IPC_SPIN ? rill__deadline(now, ch->g.spin_ns) : now;
   }
   if (now >= wt->deadline)
     return rill__err(RILL_ETIMEDOUT, "ipc channel %s: %llu messages not finished with", ch->name,
@@ -791,7 +787,7 @@ static int commit(rill_ipc_chan_t *ch, uint32_t len) {
    * CAS, so that a receiver's abort (it took us for dead) is never undone. */
   if (!__atomic_compare_exchange_n(&sl->mark, &old, c + 1, false, __ATOMIC_RELEASE,
                                    __ATOMIC_RELAXED))
-    return rill__err(RILL_EPROTO, "ipc channel %s: message %llu was aborted before its commit",
+    return rill__err(RILL_ECANCELED, "ipc channel %s: message %llu was aborted before its commit",
                      ch->name, (unsigned long long)c);
   wake_receivers(ch);
   return 0;
@@ -1316,9 +1312,9 @@ int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_
     return rc;
   struct rill__chan_hdr *h = ch->hdr;
   uint64_t now = rill_time_mono_ns();
-  uint64_t deadline = deadline_after(now, timeout_ns);
+  uint64_t deadline = rill__deadline(now, timeout_ns);
   if (ch->g.wait == RILL_IPC_SPIN) {
-    uint64_t spin_until = deadline_after(now, ch->g.spin_ns);
+    uint64_t spin_until = rill__deadline(now, ch->g.spin_ns);
     while (now < spin_until && now < deadline) {
       for (int i = 0; i < 64; i++) {
         cpu_relax();
@@ -1411,7 +1407,7 @@ static int list_one(void *arg, const char *name) {
   return rill_ipc_chan_info(name, &info) ? 0 : l->fn(l->ctx, &info);
 }
 
-int rill_ipc_chan_list(int (*fn)(void *ctx, const rill_ipc_chan_info_t *info), void *ctx) {
+int rill_ipc_chan_list(rill_ipc_chan_list_cb fn, void *ctx) {
   if (!fn)
     return rill__err(RILL_EINVAL, "ipc channel list: fn is NULL");
   return rill__ipc_scan("ipc channel list", list_one, &(struct lister){fn, ctx});

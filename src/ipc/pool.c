@@ -113,24 +113,24 @@ int rill__ipc_classes_check(const char *kind, const char *name, const uint8_t *t
                             uint32_t inline_max, uint32_t max_message,
                             struct rill__ipc_class *cls) {
   if (n < 1 || n > RILL_IPC_MAX_CLASSES)
-    return rill__err(RILL_EPROTO, "ipc %s %s: %u pool classes, not in 1..%u", kind, name, n,
+    return rill__err(RILL_ECORRUPT, "ipc %s %s: %u pool classes, not in 1..%u", kind, name, n,
                      RILL_IPC_MAX_CLASSES);
   for (uint32_t c = 0; c < n; c++) {
     uint32_t size = rill__get32(tbl + 8 * c), chunks = rill__get32(tbl + 8 * c + 4);
     uint32_t floor = c ? cls[c - 1].size : inline_max;
     int bad = class_wrong(size, chunks, floor);
     if (bad == CLASS_BAD_SIZE)
-      return rill__err(RILL_EPROTO,
+      return rill__err(RILL_ECORRUPT,
                        "ipc %s %s: pool class %u of %u bytes, not over %u and at most 1 GiB", kind,
                        name, c, size, floor);
     if (bad)
-      return rill__err(RILL_EPROTO, "ipc %s %s: pool class %u has %u chunks, not 1..2^20", kind,
+      return rill__err(RILL_ECORRUPT, "ipc %s %s: pool class %u has %u chunks, not 1..2^20", kind,
                        name, c, chunks);
     cls[c] = (struct rill__ipc_class){.size = size, .chunks = chunks};
   }
   if (max_message != cls[n - 1].size)
-    return rill__err(RILL_EPROTO, "ipc %s %s: max message %u, its largest class is %u", kind, name,
-                     max_message, cls[n - 1].size);
+    return rill__err(RILL_ECORRUPT, "ipc %s %s: max message %u, its largest class is %u", kind,
+                     name, max_message, cls[n - 1].size);
   return 0;
 }
 

@@ -74,7 +74,7 @@ struct seg {
   char name[RILL_IPC_MAX_NAME + 1];
 };
 
-struct rill_ipc_sender {
+struct rill_ipc_route_sender {
   struct seg s;
   uint64_t mine;                            /* our state word in place 0 */
   uint64_t seq;                             /* the next message's seq (head, as only we write it) */
@@ -94,7 +94,7 @@ struct rill_ipc_sender {
 
 #define NO_CLASS UINT32_MAX
 
-struct rill_ipc_receiver {
+struct rill_ipc_route_receiver {
   struct seg s;
   struct rill__ipc_place *me;
   uint64_t mine;    /* our state word */
@@ -111,10 +111,6 @@ static inline void cpu_relax(void) {
 
 static inline struct rill__ipc_slot *slot_at(const struct seg *s, uint64_t seq) {
   return (struct rill__ipc_slot *)(void *)(s->ring + (seq & s->mask) * s->g.slot_size);
-}
-
-static uint64_t deadline_after(uint64_t now, uint64_t ns) {
-  return ns > UINT64_MAX - now ? UINT64_MAX : now + ns;
 }
 
 static void seg_unmap(struct seg *s) {
@@ -191,9 +187,9 @@ static uint32_t *waiters_of(const struct seg *s, uint32_t idx) {
 
 /* ---- opts ------------------------------------------------------------------ */
 
-static int opts_geom(const char *name, const rill_ipc_opts_t *o, struct rill__ipc_geom *g,
+static int opts_geom(const char *name, const rill_ipc_route_opts_t *o, struct rill__ipc_geom *g,
                      mode_t *mode) {
-  rill_ipc_opts_t d = {0};
+  rill_ipc_route_opts_t d = {0};
   if (o)
     d = *o;
   g->slots = d.slots ? d.slots : 4096;
@@ -254,7 +250,7 @@ static int opts_geom(const char *name, const rill_ipc_opts_t *o, struct rill__ip
 
 /* An existing route against the opts a sender gave: the fields it set, and
  * the policy, must agree. */
-static int opts_agree(const struct seg *s, const rill_ipc_opts_t *o) {
+static int opts_agree(const struct seg *s, const rill_ipc_route_opts_t *o) {
   if (!o)
     return 0;
   const struct rill__ipc_geom *g = &s->g;
@@ -280,11 +276,12 @@ static int opts_agree(const struct seg *s, const rill_ipc_opts_t *o) {
 
 /* ---- sender ------------------------------------------------------------------ */
 
-static uint64_t scan(rill_ipc_sender_t *s, uint64_t seq);
-static bool reap_laggards(rill_ipc_sender_t *s, uint64_t seq, uint64_t limit);
+static uint64_t scan(rill_ipc_route_sender_t *s, uint64_t seq);
+static bool reap_laggards(rill_ipc_route_sender_t *s, uint64_t seq, uint64_t limit);
 static int closed_err(const struct seg *s);
 
-int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_ipc_opts_t *opts) {
+int rill_ipc_route_sender_open(rill_ipc_route_sender_t **out, const char *name,
+                               const rill_ipc_route_opts_t *opts) {
   if (!out)
     return rill__err(RILL_EINVAL, "ipc: out is NULL");
   *out = NULL;
@@ -296,7 +293,7 @@ int rill_ipc_sender_open(rill_ipc_sender_t **out, const char *name, const rill_i
   rc = opts_geom(name, opts, &g, &mode);
   if (rc)
     return rc;
-  rill_ipc_sender_t *x = rill__calloc(1, sizeof *x);
+  rill_ipc_route_sender_t *x = rill__calloc(1, sizeof *x);
   if (!x)
     return rill__err(RILL_ENOMEM, "ipc route %s: no memory for the sender", name);
   snprintf(x->s.name, sizeof x->s.name, "%s", name);
@@ -354,13 +351,13 @@ free_sender:
   return rc;
 }
 
-int rill_ipc_wait_receivers(rill_ipc_sender_t *s, uint32_t n, uint64_t timeout_ns) {
+int rill_ipc_route_wait_receivers(rill_ipc_route_sender_t *s, uint32_t n, uint64_t timeout_ns) {
   if (RILL_UNLIKELY(!s))
     return rill__err(RILL_EINVAL, "ipc wait_receivers: the sender is NULL");
   if (n < 1 || n > s->s.g.max_receivers)
     return rill__err(RILL_EINVAL, "ipc route %s: waiting for %u receivers, not in 1..%u", s->s.name,
                      n, s->s.g.max_receivers);
-  uint64_t deadline = deadline_after(rill_time_mono_ns(), timeout_ns);
+  uint64_t deadline = rill__deadline(rill_time_mono_ns(), timeout_ns);
   for (;;) {
     /* Acquire: as in reserve. */
     uint32_t gone = __atomic_load_n(&s->s.hdr->gone, __ATOMIC_ACQUIRE);
@@ -379,17 +376,17 @@ int rill_ipc_wait_receivers(rill_ipc_sender_t *s, uint32_t n, uint64_t timeout_n
   }
 }
 
-uint32_t rill_ipc_max_payload(const rill_ipc_sender_t *s) {
+uint32_t rill_ipc_route_max_payload(const rill_ipc_route_sender_t *s) {
   return s ? s->s.g.slot_size - RILL_IPC_SLOT_HDR : 0;
 }
 
-uint32_t rill_ipc_max_message(const rill_ipc_sender_t *s) {
+uint32_t rill_ipc_route_max_message(const rill_ipc_route_sender_t *s) {
   if (!s)
     return 0;
   return s->s.g.max_message ? s->s.g.max_message : s->s.g.slot_size - RILL_IPC_SLOT_HDR;
 }
 
-void rill_ipc_sender_close(rill_ipc_sender_t *s) {
+void rill_ipc_route_sender_close(rill_ipc_route_sender_t *s) {
   if (!s)
     return;
   rill__ipc_leave_place(&s->s.places[0], s->mine);
@@ -398,7 +395,7 @@ void rill_ipc_sender_close(rill_ipc_sender_t *s) {
 }
 
 /* The lowest cursor of the receivers that hold a place (seq when none). */
-static uint64_t scan(rill_ipc_sender_t *s, uint64_t seq) {
+static uint64_t scan(rill_ipc_route_sender_t *s, uint64_t seq) {
   /* seq_cst: pairs with the fence a joining receiver makes after taking its
    * place (file comment): we see it, or it sees our head. */
   FENCE(__ATOMIC_SEQ_CST);
@@ -428,7 +425,7 @@ static uint64_t scan(rill_ipc_sender_t *s, uint64_t seq) {
   return min;
 }
 
-/* Whether the route was removed (rill_ipc_unlink): its participants stop
+/* Whether the route was removed (rill_ipc_route_unlink): its participants stop
  * with RILL_ECLOSED. Acquire: pairs with the remover's release. */
 static inline bool removed(const struct seg *s) {
   return __atomic_load_n(&s->hdr->gone, __ATOMIC_ACQUIRE) & RILL__IPC_REMOVED;
@@ -441,7 +438,7 @@ static int closed_err(const struct seg *s) {
 /* Counts the ready receivers again, when the last count was none or a
  * receiver left since (the gone word moved): RILL_ECLOSED when the route
  * was removed, RILL_EPIPE when nobody would receive the next message. */
-static int recount(rill_ipc_sender_t *s, uint32_t gone) {
+static int recount(rill_ipc_route_sender_t *s, uint32_t gone) {
   if (gone & RILL__IPC_REMOVED)
     return closed_err(&s->s);
   s->gone_seen = gone;
@@ -454,7 +451,7 @@ static int recount(rill_ipc_sender_t *s, uint32_t gone) {
 
 /* Reaps the receivers that hold back seq (cursor + limit <= seq) and are
  * dead; true when one was. */
-static bool reap_laggards(rill_ipc_sender_t *s, uint64_t seq, uint64_t limit) {
+static bool reap_laggards(rill_ipc_route_sender_t *s, uint64_t seq, uint64_t limit) {
   bool any = false;
   for (uint32_t i = 1; i <= s->s.g.max_receivers; i++) {
     struct rill__ipc_place *p = &s->s.places[i];
@@ -472,7 +469,8 @@ static bool reap_laggards(rill_ipc_sender_t *s, uint64_t seq, uint64_t limit) {
 
 /* Waits until every live cursor is within limit of seq (limit: the slots,
  * or less when the chunk a pooled message takes is still held). */
-static int wait_room(rill_ipc_sender_t *s, uint64_t seq, uint64_t slots, uint64_t timeout_ns) {
+static int wait_room(rill_ipc_route_sender_t *s, uint64_t seq, uint64_t slots,
+                     uint64_t timeout_ns) {
   struct rill__ipc_hdr *h = s->s.hdr;
   uint64_t now = 0, deadline = 0, spin_until = 0;
   bool timed = false;
@@ -495,8 +493,8 @@ static int wait_room(rill_ipc_sender_t *s, uint64_t seq, uint64_t slots, uint64_
     now = rill_time_mono_ns();
     if (!timed) {
       timed = true;
-      deadline = deadline_after(now, timeout_ns);
-      spin_until = s->s.g.wait == RILL_IPC_SPIN ? deadline_after(now, s->s.g.spin_ns) : now;
+      deadline = rill__deadline(now, timeout_ns);
+      spin_until = s->s.g.wait == RILL_IPC_SPIN ? rill__deadline(now, s->s.g.spin_ns) : now;
       if (spin_until > deadline)
         spin_until = deadline;
     }
@@ -543,8 +541,8 @@ static int wait_room(rill_ipc_sender_t *s, uint64_t seq, uint64_t slots, uint64_
  * class that holds it, or a larger one whose next chunk is free already
  * when that class's is not. Sets *c, *idx, *old and *limit (the room the
  * send needs, pool_pick). */
-static void pick_chunk(rill_ipc_sender_t *s, uint32_t len, uint64_t seq, uint32_t *c, uint32_t *idx,
-                       uint64_t *limit, uint64_t *old) {
+static void pick_chunk(rill_ipc_route_sender_t *s, uint32_t len, uint64_t seq, uint32_t *c,
+                       uint32_t *idx, uint64_t *limit, uint64_t *old) {
   const struct rill__ipc_geom *g = &s->s.g;
   *c = rill__ipc_class_for(g, len);
   *idx = rill__ipc_pool_pick(s->s.base, g, *c, s->pool_next[*c], seq, limit, old);
@@ -566,10 +564,15 @@ static void pick_chunk(rill_ipc_sender_t *s, uint32_t len, uint64_t seq, uint32_
 
 /* Takes the room for the next message, len bytes: its slot, and a chunk
  * when it does not fit the slot, waiting under the policy. */
-static int reserve(rill_ipc_sender_t *s, uint32_t len, uint64_t timeout_ns) {
+static int reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t timeout_ns) {
   const struct rill__ipc_geom *g = &s->s.g;
   const bool pooled = len > g->slot_size - RILL_IPC_SLOT_HDR;
-  s->reserved = false;
+  /* As a channel's: one reservation at a time, ended by commit or cancel,
+   * so that a forgotten one is an error rather than a silent drop. */
+  if (RILL_UNLIKELY(s->reserved))
+    return rill__err(RILL_EBUSY,
+                     "ipc route %s: a message of %u bytes is reserved: commit or cancel it first",
+                     s->s.name, s->res_len);
   if (RILL_UNLIKELY(pooled && len > g->max_message)) {
     if (!g->max_message)
       return rill__err(RILL_EMSGSIZE,
@@ -624,7 +627,8 @@ static int reserve(rill_ipc_sender_t *s, uint32_t len, uint64_t timeout_ns) {
 }
 
 /* Publishes the reserved message as len bytes (at most the reserved). */
-static inline __attribute__((always_inline)) void publish(rill_ipc_sender_t *s, uint32_t len) {
+static inline __attribute__((always_inline)) void publish(rill_ipc_route_sender_t *s,
+                                                          uint32_t len) {
   const struct rill__ipc_geom *g = &s->s.g;
   const uint64_t seq = s->seq;
   struct rill__ipc_slot *sl = slot_at(&s->s, seq);
@@ -669,7 +673,8 @@ static inline __attribute__((always_inline)) void publish(rill_ipc_sender_t *s, 
     rill__futex_bump_shared(&s->s.hdr->recv_futex);
 }
 
-int rill_ipc_send(rill_ipc_sender_t *s, const void *data, uint32_t len, uint64_t timeout_ns) {
+int rill_ipc_route_send(rill_ipc_route_sender_t *s, const void *data, uint32_t len,
+                        uint64_t timeout_ns) {
   if (RILL_UNLIKELY(!s || (!data && len)))
     return rill__err(RILL_EINVAL, "ipc send: %s is NULL", s ? "data" : "the sender");
   const struct rill__ipc_geom *g = &s->s.g;
@@ -677,7 +682,7 @@ int rill_ipc_send(rill_ipc_sender_t *s, const void *data, uint32_t len, uint64_t
    * what we last saw of the cursors. */
   /* Acquire on gone: as in reserve. */
   if (RILL_LIKELY(len <= g->slot_size - RILL_IPC_SLOT_HDR && g->policy != RILL_IPC_OVERWRITE &&
-                  s->seq - s->min_seen < g->slots && s->rx_seen &&
+                  s->seq - s->min_seen < g->slots && s->rx_seen && !s->reserved &&
                   __atomic_load_n(&s->s.hdr->gone, __ATOMIC_ACQUIRE) == s->gone_seen)) {
     if (len)
       memcpy(slot_at(&s->s, s->seq) + 1, data, len);
@@ -694,7 +699,8 @@ int rill_ipc_send(rill_ipc_sender_t *s, const void *data, uint32_t len, uint64_t
   return 0;
 }
 
-int rill_ipc_reserve(rill_ipc_sender_t *s, uint32_t len, uint64_t timeout_ns, void **buf) {
+int rill_ipc_route_reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t timeout_ns,
+                           void **buf) {
   if (RILL_UNLIKELY(!s || !buf))
     return rill__err(RILL_EINVAL, "ipc reserve: %s is NULL", s ? "buf" : "the sender");
   *buf = NULL;
@@ -704,7 +710,7 @@ int rill_ipc_reserve(rill_ipc_sender_t *s, uint32_t len, uint64_t timeout_ns, vo
   return rc;
 }
 
-int rill_ipc_commit(rill_ipc_sender_t *s, uint32_t len) {
+int rill_ipc_route_commit(rill_ipc_route_sender_t *s, uint32_t len) {
   if (RILL_UNLIKELY(!s))
     return rill__err(RILL_EINVAL, "ipc commit: the sender is NULL");
   if (RILL_UNLIKELY(!s->reserved))
@@ -716,16 +722,28 @@ int rill_ipc_commit(rill_ipc_sender_t *s, uint32_t len) {
   return 0;
 }
 
+int rill_ipc_route_cancel(rill_ipc_route_sender_t *s) {
+  if (RILL_UNLIKELY(!s))
+    return rill__err(RILL_EINVAL, "ipc cancel: the sender is NULL");
+  if (RILL_UNLIKELY(!s->reserved))
+    return rill__err(RILL_EINVAL, "ipc route %s: cancel without a reservation", s->s.name);
+  /* Nothing was published: the message number and its room are the next
+   * reserve's or send's (under RILL_IPC_OVERWRITE the message the room
+   * held stays gone). */
+  s->reserved = false;
+  return 0;
+}
+
 /* ---- receiver ---------------------------------------------------------------- */
 
-int rill_ipc_receiver_open(rill_ipc_receiver_t **out, const char *name) {
+int rill_ipc_route_receiver_open(rill_ipc_route_receiver_t **out, const char *name) {
   if (!out)
     return rill__err(RILL_EINVAL, "ipc: out is NULL");
   *out = NULL;
   int rc = rill__ipc_name_check(KIND, name);
   if (rc)
     return rc;
-  rill_ipc_receiver_t *r = rill__calloc(1, sizeof *r);
+  rill_ipc_route_receiver_t *r = rill__calloc(1, sizeof *r);
   if (!r)
     return rill__err(RILL_ENOMEM, "ipc route %s: no memory for the receiver", name);
   snprintf(r->s.name, sizeof r->s.name, "%s", name);
@@ -754,13 +772,13 @@ int rill_ipc_receiver_open(rill_ipc_receiver_t **out, const char *name) {
   uint64_t head2 = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
   if (head2 != head) {
     head = head2;
-    /* Release: as every cursor store (rill_ipc_recv). */
+    /* Release: as every cursor store (rill_ipc_route_recv). */
     __atomic_store_n(&r->me->cursor, head, __ATOMIC_RELEASE);
   }
   r->cur = head;
   r->checked = head;
   /* Release: pairs with the sender's acquire in scan: a sender that sees
-   * it publishes at or past our cursor from then on (rill_ipc_wait_receivers). */
+   * it publishes at or past our cursor from then on (rill_ipc_route_wait_receivers). */
   __atomic_store_n(&r->me->ready, 1, __ATOMIC_RELEASE);
   *out = r;
   return 0;
@@ -773,7 +791,7 @@ free_receiver:
 
 /* Wakes a sender parked for room if our cursor crossed what it needs
  * since the last look (the cursor we stored before). */
-static void wake_sender(rill_ipc_receiver_t *r) {
+static void wake_sender(rill_ipc_route_receiver_t *r) {
   struct rill__ipc_hdr *h = r->s.hdr;
   uint64_t was = r->checked;
   r->checked = r->cur;
@@ -788,7 +806,7 @@ static void wake_sender(rill_ipc_receiver_t *r) {
   uint64_t need = __atomic_load_n(&h->send_need, __ATOMIC_RELAXED);
   if ((int64_t)(was - need) >= 0 || (int64_t)(r->cur - need) < 0)
     return;
-  /* One wake a park, as for receivers (rill_ipc_send). */
+  /* One wake a park, as for receivers (rill_ipc_route_send). */
   if (__atomic_exchange_n(&h->send_want, 0, __ATOMIC_RELAXED))
     rill__futex_bump_shared(&h->send_futex);
 }
@@ -798,7 +816,7 @@ static void wake_sender(rill_ipc_receiver_t *r) {
  * to read, was tried: 46.6-50.0 ns a 64-byte message against 48.5-52.7,
  * alternated 6 times on a quiet machine; too little for a wake that
  * comes up to 32 messages late.) */
-static inline void advance(rill_ipc_receiver_t *r) {
+static inline void advance(rill_ipc_route_receiver_t *r) {
   /* Release: pairs with the sender's acquire load of our cursor in its
    * scan; our reads of the slots below happen before it overwrites them. */
   __atomic_store_n(&r->me->cursor, r->cur, __ATOMIC_RELEASE);
@@ -807,7 +825,7 @@ static inline void advance(rill_ipc_receiver_t *r) {
 
 /* One look at the next message: 0 with *m, RILL_EAGAIN (nothing yet),
  * RILL_ELAGGED (lapped: the cursor moved, *lost says how far). */
-static int try_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t *lost) {
+static int try_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_t *lost) {
   const uint64_t c = r->cur, slots = r->s.g.slots;
   struct rill__ipc_slot *sl = slot_at(&r->s, c);
   /* Acquire: pairs with the sender's release store of the mark; the
@@ -876,7 +894,7 @@ static int try_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t *lost) {
 
 /* Gives back the view held (of cur - 1): true when, under OVERWRITE, it
  * was overwritten while it was held. */
-static bool give_back(rill_ipc_receiver_t *r) {
+static bool give_back(rill_ipc_route_receiver_t *r) {
   r->held = false;
   uint64_t was = r->cur - 1;
   bool torn = false;
@@ -890,7 +908,8 @@ static bool give_back(rill_ipc_receiver_t *r) {
   return torn;
 }
 
-int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns, uint64_t *lost) {
+int rill_ipc_route_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns,
+                        uint64_t *lost) {
   if (RILL_UNLIKELY(!r || !m))
     return rill__err(RILL_EINVAL, "ipc recv: %s is NULL", r ? "the message" : "the receiver");
   m->flags = 0;
@@ -918,9 +937,9 @@ int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns
     return rc;
   struct rill__ipc_hdr *h = r->s.hdr;
   uint64_t now = rill_time_mono_ns();
-  uint64_t deadline = deadline_after(now, timeout_ns);
+  uint64_t deadline = rill__deadline(now, timeout_ns);
   if (r->s.g.wait == RILL_IPC_SPIN) {
-    uint64_t spin_until = deadline_after(now, r->s.g.spin_ns);
+    uint64_t spin_until = rill__deadline(now, r->s.g.spin_ns);
     while (now < spin_until && now < deadline) {
       for (int i = 0; i < 64; i++) {
         cpu_relax();
@@ -942,7 +961,7 @@ int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns
     /* Relaxed: as the sender's (wait_room). */
     __atomic_store_n(&r->me->parked, 1, __ATOMIC_RELAXED);
     /* Relaxed: ordered before our check by the fence below; the sender
-     * takes it after its fence (see rill_ipc_send). */
+     * takes it after its fence (see rill_ipc_route_send). */
     __atomic_store_n(&h->recv_want, 1, __ATOMIC_RELAXED);
     /* seq_cst: pairs with the sender's fence after publishing (file
      * comment): we see its mark, or it sees our count. */
@@ -961,7 +980,7 @@ int rill_ipc_recv(rill_ipc_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns
   }
 }
 
-int rill_ipc_release(rill_ipc_receiver_t *r) {
+int rill_ipc_route_release(rill_ipc_route_receiver_t *r) {
   if (RILL_UNLIKELY(!r))
     return rill__err(RILL_EINVAL, "ipc release: the receiver is NULL");
   if (RILL_UNLIKELY(!r->held))
@@ -973,7 +992,7 @@ int rill_ipc_release(rill_ipc_receiver_t *r) {
   return 0;
 }
 
-void rill_ipc_receiver_close(rill_ipc_receiver_t *r) {
+void rill_ipc_route_receiver_close(rill_ipc_route_receiver_t *r) {
   if (!r)
     return;
   struct rill__ipc_hdr *h = r->s.hdr;
@@ -996,9 +1015,9 @@ void rill_ipc_receiver_close(rill_ipc_receiver_t *r) {
 
 /* ---- the rest ------------------------------------------------------------------ */
 
-int rill_ipc_unlink(const char *name) { return rill__ipc_shm_unlink(KIND, name); }
+int rill_ipc_route_unlink(const char *name) { return rill__ipc_shm_unlink(KIND, name); }
 
-int rill_ipc_info(const char *name, rill_ipc_info_t *info) {
+int rill_ipc_route_info(const char *name, rill_ipc_route_info_t *info) {
   if (!info)
     return rill__err(RILL_EINVAL, "ipc info: info is NULL");
   int rc = rill__ipc_name_check(KIND, name);
@@ -1021,18 +1040,18 @@ int rill_ipc_info(const char *name, rill_ipc_info_t *info) {
 }
 
 struct lister {
-  int (*fn)(void *ctx, const rill_ipc_info_t *info);
+  int (*fn)(void *ctx, const rill_ipc_route_info_t *info);
   void *ctx;
 };
 
 static int list_one(void *arg, const char *name) {
   struct lister *l = arg;
-  rill_ipc_info_t info;
+  rill_ipc_route_info_t info;
   /* Not a route (a channel, a foreign segment), or gone meanwhile: skipped. */
-  return rill_ipc_info(name, &info) ? 0 : l->fn(l->ctx, &info);
+  return rill_ipc_route_info(name, &info) ? 0 : l->fn(l->ctx, &info);
 }
 
-int rill_ipc_list(int (*fn)(void *ctx, const rill_ipc_info_t *info), void *ctx) {
+int rill_ipc_route_list(rill_ipc_route_list_cb fn, void *ctx) {
   if (!fn)
     return rill__err(RILL_EINVAL, "ipc list: fn is NULL");
   return rill__ipc_scan("ipc list", list_one, &(struct lister){fn, ctx});

@@ -43,7 +43,8 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
   if (!name)
     name = "?";
   if (size < 8)
-    return rill__err(RILL_EPROTO, "ipc route %s: a segment of %zu bytes has no header", name, size);
+    return rill__err(RILL_ECORRUPT, "ipc route %s: a segment of %zu bytes has no header", name,
+                     size);
   uint32_t magic = rill__get32(p);
   if (magic != RILL_IPC_MAGIC)
     return rill__err(RILL_EVERSION, "ipc route %s: magic 0x%08x, not 0x%08x (\"RLIP\")", name,
@@ -53,7 +54,7 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
     return rill__err(RILL_EVERSION, "ipc route %s: version %u, this build knows %u", name,
                      (unsigned)version, RILL_IPC_VERSION);
   if (size < RILL__IPC_HDR_BYTES)
-    return rill__err(RILL_EPROTO,
+    return rill__err(RILL_ECORRUPT,
                      "ipc route %s: a segment of %zu bytes, shorter than its %u-byte header", name,
                      size, RILL__IPC_HDR_BYTES);
   struct rill__ipc_geom x = {0};
@@ -68,24 +69,24 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
   uint32_t max_message = rill__get32(p + 40);
   x.nclasses = rill__get32(p + 44);
   if (x.policy > RILL_IPC_OVERWRITE)
-    return rill__err(RILL_EPROTO, "ipc route %s: unknown policy %u", name, (unsigned)x.policy);
+    return rill__err(RILL_ECORRUPT, "ipc route %s: unknown policy %u", name, (unsigned)x.policy);
   if (x.wait > RILL_IPC_SPIN)
-    return rill__err(RILL_EPROTO, "ipc route %s: unknown wait mode %u", name, (unsigned)x.wait);
+    return rill__err(RILL_ECORRUPT, "ipc route %s: unknown wait mode %u", name, (unsigned)x.wait);
   if (flags & ~RILL__IPC_F_POOL)
-    return rill__err(RILL_EPROTO, "ipc route %s: unknown flags 0x%x", name, flags);
+    return rill__err(RILL_ECORRUPT, "ipc route %s: unknown flags 0x%x", name, flags);
   if (!RILL__IS_POW2(x.slots) || x.slots < RILL__IPC_MIN_SLOTS || x.slots > RILL__IPC_MAX_SLOTS)
-    return rill__err(RILL_EPROTO, "ipc route %s: %u slots, not a power of two in 2..2^24", name,
+    return rill__err(RILL_ECORRUPT, "ipc route %s: %u slots, not a power of two in 2..2^24", name,
                      x.slots);
   if (x.slot_size % 64 || x.slot_size < RILL__IPC_MIN_SLOT || x.slot_size > RILL__IPC_MAX_SLOT)
-    return rill__err(RILL_EPROTO, "ipc route %s: slot size %u, not a multiple of 64 in 64..1 MiB",
+    return rill__err(RILL_ECORRUPT, "ipc route %s: slot size %u, not a multiple of 64 in 64..1 MiB",
                      name, x.slot_size);
   if (x.max_receivers < 1 || x.max_receivers > RILL_IPC_MAX_RECEIVERS)
-    return rill__err(RILL_EPROTO, "ipc route %s: max receivers %u, not in 1..%u", name,
+    return rill__err(RILL_ECORRUPT, "ipc route %s: max receivers %u, not in 1..%u", name,
                      x.max_receivers, RILL_IPC_MAX_RECEIVERS);
   if (max_message || x.nclasses || flags) {
     uint32_t inline_max = x.slot_size - RILL_IPC_SLOT_HDR;
     if (!(flags & RILL__IPC_F_POOL))
-      return rill__err(RILL_EPROTO,
+      return rill__err(RILL_ECORRUPT,
                        "ipc route %s: max message %u and %u pool classes without the pool flag",
                        name, max_message, x.nclasses);
     int rc =
@@ -95,14 +96,14 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
   }
   rill__ipc_layout(&x);
   if (total != x.total)
-    return rill__err(RILL_EPROTO,
+    return rill__err(RILL_ECORRUPT,
                      "ipc route %s: the header says %llu bytes, its layout needs %llu (header %u + "
                      "table %llu + ring %u x %u + pool of %u chunks in %u classes)",
                      name, (unsigned long long)total, (unsigned long long)x.total,
                      RILL__IPC_HDR_BYTES, (unsigned long long)(x.ring_off - x.table_off), x.slots,
                      x.slot_size, x.pool_chunks, x.nclasses);
   if ((uint64_t)size != x.total)
-    return rill__err(RILL_EPROTO,
+    return rill__err(RILL_ECORRUPT,
                      "ipc route %s: the segment is %zu bytes, its layout needs %llu (header %u + "
                      "table %llu + ring %u x %u + pool of %u chunks in %u classes)",
                      name, size, (unsigned long long)x.total, RILL__IPC_HDR_BYTES,
@@ -162,7 +163,8 @@ bool rill__ipc_holder_alive(uint64_t st, uint64_t start) {
   return true;
 }
 
-void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g, rill_ipc_info_t *info) {
+void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g,
+                       rill_ipc_route_info_t *info) {
   const uint8_t *base = mem;
   const struct rill__ipc_hdr *h = mem;
   const struct rill__ipc_place *pl = (const void *)(base + g->table_off);
@@ -230,10 +232,13 @@ static void shm_name(char *buf, size_t cap, const char *name) {
  * build knows: its gone word, then every waiter woken. Best
  * effort: a segment we may not write, or that does not validate, is only
  * unlinked (nothing in it is trusted, so nothing is written to it). */
-static void mark_removed(const char *path, const char *name) {
+/* Marks the segment at path removed and wakes its waiters, when it is a
+ * valid segment of the kind being removed (route or not: a channel). A
+ * valid segment of the other kind is left alone: 1. */
+static int mark_removed(const char *path, const char *name, bool route) {
   int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
   if (fd < 0)
-    return;
+    return 0;
   struct stat sb;
   void *p = MAP_FAILED;
   size_t n = 0;
@@ -243,21 +248,24 @@ static void mark_removed(const char *path, const char *name) {
   }
   close(fd);
   if (p == MAP_FAILED)
-    return;
+    return 0;
   rill__count_map(n);
   uint32_t *word = NULL, *futexes[2] = {NULL, NULL};
+  int other = 0;
   if (rill__ipc_check(name, p, n, NULL) == 0) {
     struct rill__ipc_hdr *h = p;
     word = &h->gone;
     futexes[0] = &h->recv_futex;
     futexes[1] = &h->send_futex;
+    other = !route;
   } else if (rill__chan_check(name, p, n, NULL) == 0) {
     struct rill__chan_hdr *h = p;
     word = &h->gone;
     futexes[0] = &h->recv_futex;
     futexes[1] = &h->send_futex;
+    other = route;
   }
-  if (word) {
+  if (word && !other) {
     /* Release: then each bump (a release RMW of the futex word) orders it
      * before a waiter's acquire load of that word: a waiter that parks on
      * an older word value returns at once and sees the mark. */
@@ -267,6 +275,7 @@ static void mark_removed(const char *path, const char *name) {
   }
   rill_errmsg_clear(); /* a failed check here is no failure of the removal */
   rill__ipc_shm_unmap(p, n);
+  return other;
 }
 
 int rill__ipc_shm_unlink(const char *kind, const char *name) {
@@ -275,7 +284,13 @@ int rill__ipc_shm_unlink(const char *kind, const char *name) {
     return rc;
   char path[RILL_IPC_MAX_NAME + 16];
   shm_name(path, sizeof path, name);
-  mark_removed(path, name);
+  /* A route's unlink never removes a valid channel, nor the reverse. A
+   * segment that is neither (foreign, damaged, or half made by a creator
+   * that died) is removed by either, as `rill ipc rm` needs. */
+  bool route = !strcmp(kind, "route");
+  if (mark_removed(path, name, route))
+    return rill__err(RILL_EINVAL, "ipc %s %s: the segment is a %s; rill_ipc_%s_unlink removes it",
+                     kind, name, route ? "channel" : "route", route ? "chan" : "route");
   if (shm_unlink(path) < 0) {
     if (errno == ENOENT)
       return rill__err(RILL_ENOENT, "ipc %s %s: no such %s", kind, name, kind);
@@ -385,7 +400,7 @@ int rill__ipc_shm_attach(const char *kind, const char *name, bool writable, bool
       rill__ipc_shm_unmap(p, n);
     }
     if (!patient || rill_time_mono_ns() - t0 > SHM_PATIENCE) {
-      rc = rill__err(RILL_EPROTO,
+      rc = rill__err(RILL_ECORRUPT,
                      "ipc %s %s: a segment of %zu bytes with no header (its creator died making "
                      "it?); `rill ipc rm %s` removes it",
                      kind, name, n, name);
@@ -490,7 +505,7 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
   if (!name)
     name = "?";
   if (size < 8)
-    return rill__err(RILL_EPROTO, "ipc channel %s: a segment of %zu bytes has no header", name,
+    return rill__err(RILL_ECORRUPT, "ipc channel %s: a segment of %zu bytes has no header", name,
                      size);
   uint32_t magic = rill__get32(p);
   if (magic != RILL_IPC_CHAN_MAGIC)
@@ -501,7 +516,7 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
     return rill__err(RILL_EVERSION, "ipc channel %s: version %u, this build knows %u", name,
                      (unsigned)version, RILL_IPC_CHAN_VERSION);
   if (size < RILL__IPC_HDR_BYTES)
-    return rill__err(RILL_EPROTO,
+    return rill__err(RILL_ECORRUPT,
                      "ipc channel %s: a segment of %zu bytes, shorter than its %u-byte header",
                      name, size, RILL__IPC_HDR_BYTES);
   struct rill__chan_geom x = {0};
@@ -516,31 +531,32 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
   x.delivery = p[40];
   uint32_t flags = rill__get32(p + 44);
   if (x.policy > RILL_IPC_FAIL)
-    return rill__err(RILL_EPROTO, "ipc channel %s: unknown policy %u", name, (unsigned)x.policy);
+    return rill__err(RILL_ECORRUPT, "ipc channel %s: unknown policy %u", name, (unsigned)x.policy);
   if (x.wait > RILL_IPC_SPIN)
-    return rill__err(RILL_EPROTO, "ipc channel %s: unknown wait mode %u", name, (unsigned)x.wait);
+    return rill__err(RILL_ECORRUPT, "ipc channel %s: unknown wait mode %u", name, (unsigned)x.wait);
   if (x.delivery > RILL_IPC_QUEUE)
-    return rill__err(RILL_EPROTO, "ipc channel %s: unknown delivery %u", name,
+    return rill__err(RILL_ECORRUPT, "ipc channel %s: unknown delivery %u", name,
                      (unsigned)x.delivery);
   if (flags & ~RILL__IPC_F_POOL)
-    return rill__err(RILL_EPROTO, "ipc channel %s: unknown flags 0x%x", name, flags);
+    return rill__err(RILL_ECORRUPT, "ipc channel %s: unknown flags 0x%x", name, flags);
   if (!RILL__IS_POW2(x.slots) || x.slots < RILL__IPC_MIN_SLOTS || x.slots > RILL__IPC_MAX_SLOTS)
-    return rill__err(RILL_EPROTO, "ipc channel %s: %u slots, not a power of two in 2..2^24", name,
+    return rill__err(RILL_ECORRUPT, "ipc channel %s: %u slots, not a power of two in 2..2^24", name,
                      x.slots);
   if (x.slot_size % 64 || x.slot_size < RILL__IPC_MIN_SLOT || x.slot_size > RILL__IPC_MAX_SLOT)
-    return rill__err(RILL_EPROTO, "ipc channel %s: slot size %u, not a multiple of 64 in 64..1 MiB",
-                     name, x.slot_size);
+    return rill__err(RILL_ECORRUPT,
+                     "ipc channel %s: slot size %u, not a multiple of 64 in 64..1 MiB", name,
+                     x.slot_size);
   if (x.max_senders < 1 || x.max_senders > RILL_IPC_MAX_SENDERS)
-    return rill__err(RILL_EPROTO, "ipc channel %s: max senders %u, not in 1..%u", name,
+    return rill__err(RILL_ECORRUPT, "ipc channel %s: max senders %u, not in 1..%u", name,
                      x.max_senders, RILL_IPC_MAX_SENDERS);
   if (x.max_receivers < 1 || x.max_receivers > RILL_IPC_MAX_RECEIVERS)
-    return rill__err(RILL_EPROTO, "ipc channel %s: max receivers %u, not in 1..%u", name,
+    return rill__err(RILL_ECORRUPT, "ipc channel %s: max receivers %u, not in 1..%u", name,
                      x.max_receivers, RILL_IPC_MAX_RECEIVERS);
   uint32_t max_message = rill__get32(p + 48);
   x.nclasses = rill__get32(p + 52);
   if (max_message || x.nclasses || flags) {
     if (!(flags & RILL__IPC_F_POOL))
-      return rill__err(RILL_EPROTO,
+      return rill__err(RILL_ECORRUPT,
                        "ipc channel %s: max message %u and %u pool classes without the pool flag",
                        name, max_message, x.nclasses);
     int rc = rill__ipc_classes_check("channel", name, p + 384, x.nclasses,
@@ -550,14 +566,14 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
   }
   rill__chan_layout(&x);
   if (total != x.total)
-    return rill__err(RILL_EPROTO,
+    return rill__err(RILL_ECORRUPT,
                      "ipc channel %s: the header says %llu bytes, its layout needs %llu (header "
                      "%u + table %llu + ring %u x %u + pool of %u chunks in %u classes)",
                      name, (unsigned long long)total, (unsigned long long)x.total,
                      RILL__IPC_HDR_BYTES, (unsigned long long)(x.ring_off - x.table_off), x.slots,
                      x.slot_size, x.pool_chunks, x.nclasses);
   if ((uint64_t)size != x.total)
-    return rill__err(RILL_EPROTO,
+    return rill__err(RILL_ECORRUPT,
                      "ipc channel %s: the segment is %zu bytes, its layout needs %llu (header %u "
                      "+ table %llu + ring %u x %u + pool of %u chunks in %u classes)",
                      name, size, (unsigned long long)x.total, RILL__IPC_HDR_BYTES,

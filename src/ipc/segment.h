@@ -52,7 +52,7 @@ struct rill__ipc_hdr {
    * line, which parking receivers write, that load cost a 1-to-4 spinning
    * route 60% (250-310 against 430-500 ns a message). */
   uint32_t gone; /* bits 0..30: receivers that closed their handle (wrapping);
-                  * RILL__IPC_REMOVED: the route was removed (rill_ipc_unlink) */
+                  * RILL__IPC_REMOVED: the route was removed (rill_ipc_route_unlink) */
   uint8_t reserved1[52];
 
   uint32_t recv_futex;   /* bumped by the sender on publish when recv_waiters > 0 */
@@ -221,7 +221,8 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
 /* Summarises a segment that passed the check (the counters may be anything:
  * they are only compared). Checks the liveness of the pids it holds; reaps
  * nothing. */
-void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g, rill_ipc_info_t *info);
+void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g,
+                       rill_ipc_route_info_t *info);
 
 /* The start time of process pid (field 22 of /proc/<pid>/stat): 0, or
  * RILL_ENOENT when there is no such process or it is a zombie, or another
@@ -241,7 +242,7 @@ bool rill__ipc_holder_alive(uint64_t st, uint64_t start);
 int rill__ipc_name_check(const char *kind, const char *name);
 
 /* One round of a sender's wait for `want` receivers, `have` attached now
- * (rill_ipc_wait_receivers, rill_ipc_chan_wait_receivers): a joiner wakes
+ * (rill_ipc_route_wait_receivers, rill_ipc_chan_wait_receivers): a joiner wakes
  * nobody, so the wait polls. 0 after sleeping up to 1 ms toward deadline;
  * at the deadline RILL_EAGAIN when timeout_ns was 0 (look once), else
  * RILL_ETIMEDOUT naming how many came. */
@@ -263,8 +264,10 @@ int rill__ipc_shm_attach(const char *kind, const char *name, bool writable, bool
 
 void rill__ipc_shm_unmap(uint8_t *base, size_t size);
 
-/* Removes /rill.<name>: 0, RILL_ENOENT ("no such <kind>"), or the error.
- * A route or channel segment that validates is marked removed first (its
+/* Removes /rill.<name>: 0, RILL_ENOENT ("no such <kind>"), RILL_EINVAL
+ * when the segment is a valid one of the other kind (kind is "route" or
+ * "channel"),
+ * or the error. A route or channel segment that validates is marked removed first (its
  * gone word) and its waiters woken, so that its participants
  * learn it (RILL_ECLOSED) rather than wait on a name nobody can open. */
 int rill__ipc_shm_unlink(const char *kind, const char *name);

@@ -1170,7 +1170,7 @@ static bool retain_for_room(rill_log_t *l) {
   return false;
 }
 
-int rill_log_appendv(rill_log_t *l, const rill_log_iov_t *iov, size_t n, uint64_t *seq) {
+int rill_log_appendv(rill_log_t *l, const rill_iov_t *iov, size_t n, uint64_t *seq) {
   if (RILL_UNLIKELY(l->o.read_only))
     return rill__err(RILL_EPERM, "log %s: opened read-only", l->path);
   uint64_t len = 0;
@@ -1208,11 +1208,11 @@ again:
 }
 
 int rill_log_append(rill_log_t *l, const void *data, uint32_t len, uint64_t *seq) {
-  rill_log_iov_t one = {data, len};
+  rill_iov_t one = {data, len};
   return rill_log_appendv(l, &one, 1, seq);
 }
 
-int rill_log_append_batch(rill_log_t *l, const rill_log_iov_t *recs, size_t n, uint64_t *first,
+int rill_log_append_batch(rill_log_t *l, const rill_iov_t *recs, size_t n, uint64_t *first,
                           size_t *done) {
   if (done)
     *done = 0;
@@ -1308,7 +1308,7 @@ int rill_log_commit(rill_log_t *l, uint64_t *seq) {
   return apply_policy(l, s, due);
 }
 
-void rill_log_abort(rill_log_t *l) {
+void rill_log_cancel(rill_log_t *l) {
   if (!l->reserved)
     return;
   /* The payload bytes written stay past end: zero them, so recovery and
@@ -1723,7 +1723,9 @@ void rill__log_count_skipped(rill_log_t *l, uint64_t n) {
   __atomic_fetch_add(&l->skipped, n, __ATOMIC_RELAXED);
 }
 
-void rill_log_stats(rill_log_t *l, rill_log_stats_t *st) {
+void rill_log_stats(const rill_log_t *cl, rill_log_stats_t *st) {
+  /* The lock is taken and given back: the log is the same after. */
+  rill_log_t *l = (rill_log_t *)cl;
   memset(st, 0, sizeof *st);
   st->first = ld(&l->first);
   st->next = ld(&l->next);

@@ -63,7 +63,7 @@ int rill_buf_copy(rill_buf_t *b, const void *p, size_t len) {
 }
 
 int rill_buf_wrap(rill_buf_t *b, void *data, size_t len, uint32_t flags,
-                  rill_buf_release_fn release, void *ctx) {
+                  rill_buf_release_cb release, void *ctx) {
   if (!b)
     return rill__err(RILL_EINVAL, "buf: NULL view");
   *b = RILL_BUF_EMPTY;
@@ -189,7 +189,7 @@ void rill_buf_release(rill_buf_t *b) {
   if (s->flags & OWNED) {
     rill__free(s);
   } else if (s->flags & HEAPHDR) {
-    rill_buf_release_fn fn = s->release;
+    rill_buf_release_cb fn = s->release;
     void *ctx = s->ctx, *data = s->data;
     size_t len = s->len;
     rill__free(s);

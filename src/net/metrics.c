@@ -30,66 +30,23 @@
 #include "core/internal.h"
 #include "net/metrics_http.h"
 
-/* ---- histogram ------------------------------------------------------------------ */
+/* ---- histogram edges ------------------------------------------------------------ */
 
-void rill__hist_init(rill__hist_t *h) { memset(h, 0, sizeof *h); }
+/* The `le` bounds written for a latency histogram: 64 ns, then four per
+ * power of two up to 2^36 ns (68.7 s). Each is the inclusive upper bound
+ * of a rill_hist_t bucket (they hold (low, high] with round highs), so the
+ * count at or under it is exact. */
+#define EDGE_MIN_LOG 6
+#define EDGE_MAX_LOG 36
+#define EDGE_SUB     4
+#define EDGES        ((EDGE_MAX_LOG - EDGE_MIN_LOG) * EDGE_SUB + 1)
 
-uint64_t rill__hist_upper(uint32_t i) {
+static uint64_t edge(uint32_t i) {
   if (i == 0)
-    return 1ull << RILL__HIST_MIN_LOG;
-  if (i >= RILL__HIST_BUCKETS - 1)
-    return UINT64_MAX;
-  uint32_t msb = RILL__HIST_MIN_LOG + (i - 1) / RILL__HIST_SUB;
-  uint64_t sub = (i - 1) % RILL__HIST_SUB;
-  return (RILL__HIST_SUB + sub + 1) << (msb - RILL__HIST_SUB_BITS);
-}
-
-/* The largest value below bucket i (its exclusive lower edge). */
-static uint64_t hist_lower(uint32_t i) { return i == 0 ? 0 : rill__hist_upper(i - 1); }
-
-void rill__hist_merge(rill__hist_t *into, const rill__hist_t *from) {
-  for (uint32_t i = 0; i < RILL__HIST_BUCKETS; i++)
-    into->bucket[i] += __atomic_load_n(&from->bucket[i], __ATOMIC_RELAXED);
-  into->sum_ns += __atomic_load_n(&from->sum_ns, __ATOMIC_RELAXED);
-  uint64_t mx = __atomic_load_n(&from->max_ns, __ATOMIC_RELAXED);
-  if (mx > into->max_ns)
-    into->max_ns = mx;
-}
-
-uint64_t rill__hist_count(const rill__hist_t *h) {
-  uint64_t n = 0;
-  for (uint32_t i = 0; i < RILL__HIST_BUCKETS; i++)
-    n += h->bucket[i];
-  return n;
-}
-
-uint64_t rill__hist_quantile(const rill__hist_t *h, double q) {
-  uint64_t n = rill__hist_count(h);
-  if (n == 0)
-    return 0;
-  if (!(q > 0.0)) /* NaN too */
-    q = 0.0;
-  if (q > 1.0)
-    q = 1.0;
-  /* The rank asked for, as a real number in (0, n]: interpolating on it
-   * within the bucket is what Prometheus's histogram_quantile does. */
-  double rank = q * (double)n;
-  if (rank < 1.0)
-    rank = 1.0;
-  uint64_t seen = 0;
-  for (uint32_t i = 0; i < RILL__HIST_BUCKETS; i++) {
-    if (!h->bucket[i] || (double)(seen + h->bucket[i]) < rank) {
-      seen += h->bucket[i];
-      continue;
-    }
-    uint64_t lo = hist_lower(i);
-    uint64_t hi = i == RILL__HIST_BUCKETS - 1 ? h->max_ns : rill__hist_upper(i);
-    if (hi > h->max_ns && h->max_ns > lo)
-      hi = h->max_ns;
-    double frac = (rank - (double)seen) / (double)h->bucket[i];
-    return lo + (uint64_t)(frac * (double)(hi - lo));
-  }
-  return h->max_ns;
+    return 1ull << EDGE_MIN_LOG;
+  uint32_t k = EDGE_MIN_LOG + (i - 1) / EDGE_SUB;
+  uint64_t j = (i - 1) % EDGE_SUB + 1;
+  return (1ull << k) + (j << (k - 2));
 }
 
 /* ---- Prometheus text ---------------------------------------------------------- */
@@ -248,22 +205,26 @@ static void ns_seconds(char *out, size_t cap, uint64_t ns) {
 }
 
 void rill__prom_hist(rill__prom_t *p, const char *name, const rill__prom_label_t *labels,
-                     const rill__hist_t *h) {
+                     const rill_hist_t *h) {
   uint64_t cum = 0;
+  uint32_t b = 0;
   char le[32];
-  for (uint32_t i = 0; i < RILL__HIST_BUCKETS - 1; i++) {
-    cum += h->bucket[i];
+  for (uint32_t i = 0; i < EDGES; i++) {
+    uint64_t e = edge(i);
+    for (; b < RILL_HIST_BUCKETS && rill_hist_bucket_high(b) <= e; b++)
+      cum += h->bucket[b];
     /* Every edge, not a subset: with two per power of two, a p99 read
      * back from the buckets (rill stat, histogram_quantile) was 40% off
      * for a narrow distribution; with all four, a bucket's 25% at most. */
-    ns_seconds(le, sizeof le, rill__hist_upper(i));
+    ns_seconds(le, sizeof le, e);
     prom_series(p, name, "_bucket", labels, "le", le);
     prom_fmt(p, " %" PRIu64 "\n", cum);
   }
-  cum += h->bucket[RILL__HIST_BUCKETS - 1];
+  for (; b < RILL_HIST_BUCKETS; b++)
+    cum += h->bucket[b];
   prom_series(p, name, "_bucket", labels, "le", "+Inf");
   prom_fmt(p, " %" PRIu64 "\n", cum);
-  ns_seconds(le, sizeof le, h->sum_ns);
+  ns_seconds(le, sizeof le, h->sum);
   prom_series(p, name, "_sum", labels, NULL, NULL);
   prom_fmt(p, " %s\n", le);
   prom_series(p, name, "_count", labels, NULL, NULL);

@@ -1,11 +1,11 @@
 /*
- * The server's metrics (private): a latency histogram that one thread
- * writes and another reads without a lock, a Prometheus text builder
+ * The server's metrics (private): a Prometheus text builder
  * (format 0.0.4), and a small HTTP endpoint that serves that text on a
  * thread of its own.
  *
- * Threading: a rill__hist_t has one writer (rill__hist_add); any thread
- * may read it (rill__hist_merge into a private copy) while it is written.
+ * Threading: a latency histogram is core's rill_hist_t: one writer
+ * (rill_hist_record); any thread may read it (rill_hist_merge into a
+ * private copy) while it is written.
  * A rill__prom_t belongs to one thread. The HTTP endpoint calls render on
  * its own thread, so render must read the server's state with atomics.
  */
@@ -18,71 +18,6 @@
 
 #include "rill/core.h"
 #include "rill/net.h"
-
-/* ---- latency histogram ---------------------------------------------------- */
-
-/* Log-linear over nanoseconds: bucket 0 holds [0, 64]; then each power of
- * two from 2^6 to 2^36 (68.7 s) is split into 4 equal buckets, each
- * holding (low, high], so a value is known to within 25% of itself; the
- * last bucket holds everything over 2^36. Upper bounds are inclusive so
- * that Prometheus's `le` ("less than or equal") counts are exact. */
-#define RILL__HIST_SUB_BITS 2
-#define RILL__HIST_SUB      (1u << RILL__HIST_SUB_BITS)
-#define RILL__HIST_MIN_LOG  6  /* 64 ns */
-#define RILL__HIST_MAX_LOG  36 /* 68.7 s */
-#define RILL__HIST_BUCKETS  ((RILL__HIST_MAX_LOG - RILL__HIST_MIN_LOG) * RILL__HIST_SUB + 2)
-
-typedef struct rill__hist {
-  uint64_t bucket[RILL__HIST_BUCKETS];
-  uint64_t sum_ns; /* wraps after 584 years of latency */
-  uint64_t max_ns;
-} __attribute__((aligned(RILL_CACHELINE))) rill__hist_t;
-
-/** Empties h (not while another thread writes it). */
-void rill__hist_init(rill__hist_t *h);
-
-/** The bucket a value of ns lands in. */
-static inline uint32_t rill__hist_index(uint64_t ns) {
-  if (ns <= (1ull << RILL__HIST_MIN_LOG))
-    return 0;
-  if (ns > (1ull << RILL__HIST_MAX_LOG))
-    return RILL__HIST_BUCKETS - 1;
-  /* (low, high] buckets: classify ns - 1 into [low, high) ones. */
-  uint64_t v = ns - 1;
-  uint32_t msb = 63u - (uint32_t)__builtin_clzll(v);
-  uint32_t sub = (uint32_t)(v >> (msb - RILL__HIST_SUB_BITS)) & (RILL__HIST_SUB - 1);
-  return 1 + (msb - RILL__HIST_MIN_LOG) * RILL__HIST_SUB + sub;
-}
-
-/** The largest value bucket i holds (UINT64_MAX for the last). */
-uint64_t rill__hist_upper(uint32_t i);
-
-/** Records one value. Only the histogram's one writer may call it: plain
- *  increments made of relaxed loads and stores, no locked instruction,
- *  and a reader on another thread never sees a torn word. */
-static inline void rill__hist_add(rill__hist_t *h, uint64_t ns) {
-  uint64_t *b = &h->bucket[rill__hist_index(ns)];
-  __atomic_store_n(b, __atomic_load_n(b, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
-  __atomic_store_n(&h->sum_ns, __atomic_load_n(&h->sum_ns, __ATOMIC_RELAXED) + ns,
-                   __ATOMIC_RELAXED);
-  if (ns > __atomic_load_n(&h->max_ns, __ATOMIC_RELAXED))
-    __atomic_store_n(&h->max_ns, ns, __ATOMIC_RELAXED);
-}
-
-/** Adds from's counts into into, reading from with relaxed loads, so from
- *  may be written meanwhile (the copy may then miss the latest few
- *  values, never tear one). into must be private to the caller. */
-void rill__hist_merge(rill__hist_t *into, const rill__hist_t *from);
-
-/** Values recorded: the sum of the buckets, so a merged copy's count
- *  always agrees with its buckets. */
-uint64_t rill__hist_count(const rill__hist_t *h);
-
-/** The value at quantile q (0..1), interpolated within the bucket that
- *  holds it (so within that bucket's width, 25%, of the truth) and never
- *  above the largest value recorded. 0 for an empty histogram. Reads
- *  without atomics: call it on a private copy. */
-uint64_t rill__hist_quantile(const rill__hist_t *h, double q);
 
 /* ---- Prometheus text ---------------------------------------------------------- */
 
@@ -133,9 +68,9 @@ void rill__prom_gauge(rill__prom_t *p, const char *name, const char *help, doubl
  *  (four per power of two, 64 ns to 68.7 s, 121 bounds, written in exact
  *  decimal seconds so the counts are exact) and +Inf, then name_sum in
  *  seconds and name_count (equal to +Inf). h should be a private copy
- *  (rill__hist_merge). */
+ *  (rill_hist_merge). */
 void rill__prom_hist(rill__prom_t *p, const char *name, const rill__prom_label_t *labels,
-                     const rill__hist_t *h);
+                     const rill_hist_t *h);
 
 /* ---- the server's families ------------------------------------------------------ */
 
@@ -157,8 +92,8 @@ typedef struct rill__metrics_snap {
   uint64_t subs;   /* subscriptions */
   double uptime_s;
   uint32_t loops;
-  rill__hist_t publish_ack; /* an acknowledged publish: frame read to ACK queued */
-  rill__hist_t ask;         /* an ask: ASK read to REPLY forwarded */
+  rill_hist_t publish_ack; /* an acknowledged publish: frame read to ACK queued */
+  rill_hist_t ask;         /* an ask: ASK read to REPLY forwarded */
   const rill__metrics_topic_t *topics;
   size_t ntopics;
 } rill__metrics_snap_t;

@@ -363,7 +363,7 @@ struct loop {
   _Atomic size_t nacks;
   uint64_t last_sweep;
   _Atomic uint64_t st[NSTATS];   /* this loop's share of rill_server_stats_t, by STAT() */
-  rill__hist_t publish_ack, ask; /* this loop's, one writer each */
+  rill_hist_t publish_ack, ask; /* this loop's, one writer each */
   rill__prom_t stats;            /* the text of STATS answers, kept for the next */
   char pad[64];
 };
@@ -1549,7 +1549,7 @@ static void acks_release(struct loop *lp) {
     uint64_t failed = atomic_load_explicit(&a->t->failed_upto, memory_order_acquire);
     if (a->last < durable) {
       send_frame(lp, a->c, RILL_F_ACK, 0, a->ch, a->id, a->first, NULL, 0);
-      rill__hist_add(&lp->publish_ack, rill_time_ns() - a->t0);
+      rill_hist_record(&lp->publish_ack, rill_time_ns() - a->t0);
     } else if (a->last < failed)
       send_error(lp, a->c, a->ch, a->id,
                  /* after the acquire load of failed_upto, which publishes it */
@@ -1693,7 +1693,7 @@ static void ack(struct loop *lp, struct conn *c, struct topic *t, const rill_fra
     ack_later(lp, c, t, f->channel, f->id, first, last, c->read_ns);
   } else {
     send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, first, NULL, 0);
-    rill__hist_add(&lp->publish_ack, rill_time_ns() - c->read_ns);
+    rill_hist_record(&lp->publish_ack, rill_time_ns() - c->read_ns);
   }
 }
 
@@ -1847,7 +1847,7 @@ static void on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t
   }
   /* Every record's length is checked before anything is appended: the
    * batch goes in whole or not at all. */
-  rill_log_iov_t recs[256];
+  rill_iov_t recs[256];
   size_t n = 0, off = 0;
   while (off < f->len) {
     if (f->len - off < 4 || n == 256)
@@ -1855,7 +1855,7 @@ static void on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t
     uint32_t len = rill__get32(f->body + off);
     if (len > f->len - off - 4)
       break;
-    recs[n++] = (rill_log_iov_t){f->body + off + 4, len};
+    recs[n++] = (rill_iov_t){f->body + off + 4, len};
     off += 4 + (size_t)len;
   }
   if (off != f->len || n != f->arg || n == 0) {
@@ -2416,7 +2416,7 @@ static void on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f)
       send_to(lp, a->asker, RILL_F_CHUNK, f->flags, 0, a->cid, RILL_F_REPLY, f->body, f->len);
       reply_hold(lp, c, a);
       if (last) {
-        rill__hist_add(&lp->ask, rill_time_ns() - a->t0);
+        rill_hist_record(&lp->ask, rill_time_ns() - a->t0);
         ask_done(s, pp);
       }
     }
@@ -2436,7 +2436,7 @@ static void on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) {
       a->replying = true;
       a->bytes = f->len;
     } else {
-      rill__hist_add(&lp->ask, rill_time_ns() - a->t0);
+      rill_hist_record(&lp->ask, rill_time_ns() - a->t0);
       ask_done(s, pp);
     }
   } /* else cancelled or timed out meanwhile: the answer has no one to go to */
@@ -2541,8 +2541,8 @@ static int render(void *ctx, rill__prom_t *p) {
   snap->uptime_s = (double)(rill_time_ns() - s->started_ns) / 1e9;
   snap->loops = s->nloops;
   for (uint32_t i = 0; i < s->nloops; i++) {
-    rill__hist_merge(&snap->publish_ack, &s->loops[i].publish_ack);
-    rill__hist_merge(&snap->ask, &s->loops[i].ask);
+    rill_hist_merge(&snap->publish_ack, &s->loops[i].publish_ack);
+    rill_hist_merge(&snap->ask, &s->loops[i].ask);
   }
   int rc = 0;
   pthread_mutex_lock(&s->reg);

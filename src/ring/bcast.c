@@ -95,7 +95,7 @@ static int make_handle(rill_ring_bcast_t **out, void *mem, uint64_t cap) {
   return 0;
 }
 
-int rill_ring_bcast_init(rill_ring_bcast_t **out, void *mem, size_t bytes, uint64_t capacity) {
+int rill_ring_bcast_format(rill_ring_bcast_t **out, void *mem, size_t bytes, uint64_t capacity) {
   if (!out)
     return rill__err(RILL_EINVAL, "ring bcast: out is NULL");
   *out = NULL;
@@ -138,7 +138,7 @@ int rill_ring_bcast_create(rill_ring_bcast_t **out, uint64_t capacity) {
   void *mem = rill__aligned(RILL_CACHELINE, need);
   if (!mem)
     return rill__err(RILL_ENOMEM, "ring bcast: no memory for %zu bytes", need);
-  int rc = rill_ring_bcast_init(out, mem, need, capacity);
+  int rc = rill_ring_bcast_format(out, mem, need, capacity);
   if (rc)
     goto free_mem;
   (*out)->owned = true;
@@ -168,8 +168,7 @@ uint64_t rill_ring_bcast_written(const rill_ring_bcast_t *r) {
 /* Stores the parts' bytes as consecutive words from off, the last word
  * zero-padded. Whole words go straight from a part; only the bytes that
  * straddle two parts gather in acc. */
-static void store_parts(rill_ring_bcast_t *r, uint64_t off, const rill_ring_part_t *parts,
-                        size_t n) {
+static void store_parts(rill_ring_bcast_t *r, uint64_t off, const rill_iov_t *parts, size_t n) {
   uint64_t acc = 0;
   size_t have = 0; /* bytes in acc */
   for (size_t p = 0; p < n; p++) {
@@ -197,11 +196,14 @@ static void store_parts(rill_ring_bcast_t *r, uint64_t off, const rill_ring_part
 }
 
 int rill_ring_bcast_write(rill_ring_bcast_t *r, int32_t type, const void *data, size_t len) {
-  rill_ring_part_t part = {data, len};
+  if (RILL_UNLIKELY(len > UINT32_MAX))
+    return rill__err(RILL_EMSGSIZE, "ring bcast: %zu bytes, the ring takes at most %zu", len,
+                     r->max_payload);
+  rill_iov_t part = {data, (uint32_t)len};
   return rill_ring_bcast_writev(r, type, &part, 1);
 }
 
-int rill_ring_bcast_writev(rill_ring_bcast_t *r, int32_t type, const rill_ring_part_t *parts,
+int rill_ring_bcast_writev(rill_ring_bcast_t *r, int32_t type, const rill_iov_t *parts,
                            size_t nparts) {
   if (RILL_UNLIKELY(type < 0))
     return rill__err(RILL_EINVAL, "ring bcast: record type %d is reserved", (int)type);

@@ -76,7 +76,7 @@ static int make_handle(rill_ring_mpsc_t **out, void *mem, uint64_t cap) {
   return 0;
 }
 
-int rill_ring_mpsc_init(rill_ring_mpsc_t **out, void *mem, size_t bytes, uint64_t capacity) {
+int rill_ring_mpsc_format(rill_ring_mpsc_t **out, void *mem, size_t bytes, uint64_t capacity) {
   if (!out)
     return rill__err(RILL_EINVAL, "ring mpsc: out is NULL");
   *out = NULL;
@@ -119,7 +119,7 @@ int rill_ring_mpsc_create(rill_ring_mpsc_t **out, uint64_t capacity) {
   void *mem = rill__aligned(RILL_CACHELINE, need);
   if (!mem)
     return rill__err(RILL_ENOMEM, "ring mpsc: no memory for %zu bytes", need);
-  int rc = rill_ring_mpsc_init(out, mem, need, capacity);
+  int rc = rill_ring_mpsc_format(out, mem, need, capacity);
   if (rc)
     goto free_mem;
   (*out)->owned = true;
@@ -147,7 +147,7 @@ uint64_t rill_ring_mpsc_used(const rill_ring_mpsc_t *r) {
   return tail - head > r->cap ? 0 : tail - head;
 }
 
-int rill_ring_mpsc_claim(rill_ring_mpsc_t *r, size_t len, int32_t type, void **out) {
+int rill_ring_mpsc_reserve(rill_ring_mpsc_t *r, size_t len, int32_t type, void **out) {
   *out = NULL;
   if (RILL_UNLIKELY(type < 0))
     return rill__err(RILL_EINVAL, "ring mpsc: record type %d is reserved", (int)type);
@@ -224,7 +224,7 @@ static int claimed(rill_ring_mpsc_t *r, void *p, uint64_t *off, int32_t *len, co
 static int finish(rill_ring_mpsc_t *r, void *p, bool keep) {
   uint64_t off = 0;
   int32_t len = 0;
-  int rc = claimed(r, p, &off, &len, keep ? "commit" : "abort");
+  int rc = claimed(r, p, &off, &len, keep ? "commit" : "cancel");
   if (rc)
     return rc;
   if (!keep)
@@ -240,11 +240,11 @@ static int finish(rill_ring_mpsc_t *r, void *p, bool keep) {
 
 int rill_ring_mpsc_commit(rill_ring_mpsc_t *r, void *p) { return finish(r, p, true); }
 
-int rill_ring_mpsc_abort(rill_ring_mpsc_t *r, void *p) { return finish(r, p, false); }
+int rill_ring_mpsc_cancel(rill_ring_mpsc_t *r, void *p) { return finish(r, p, false); }
 
 int rill_ring_mpsc_write(rill_ring_mpsc_t *r, int32_t type, const void *data, size_t len) {
   void *p;
-  int rc = rill_ring_mpsc_claim(r, len, type, &p);
+  int rc = rill_ring_mpsc_reserve(r, len, type, &p);
   if (rc)
     return rc;
   memcpy(p, data, len);
@@ -260,7 +260,7 @@ static void zero_range(rill_ring_mpsc_t *r, uint64_t from, uint64_t n) {
   memset(r->data, 0, n - first);
 }
 
-int rill_ring_mpsc_read(rill_ring_mpsc_t *r, rill_ring_handler_fn handler, void *ctx,
+int rill_ring_mpsc_read(rill_ring_mpsc_t *r, rill_ring_mpsc_read_cb handler, void *ctx,
                         size_t limit) {
   const uint64_t head = __atomic_load_n(&r->cons->head, __ATOMIC_RELAXED);
   uint64_t pos = head;
@@ -287,7 +287,7 @@ int rill_ring_mpsc_read(rill_ring_mpsc_t *r, rill_ring_handler_fn handler, void 
       break;
     }
     if (!pad) {
-      handler(type, r->data + off + HDR, (size_t)len - HDR, ctx);
+      handler(ctx, type, r->data + off + HDR, (size_t)len - HDR);
       count++;
     }
     pos += span;

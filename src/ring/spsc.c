@@ -42,8 +42,8 @@ static int make_handle(rill_ring_spsc_t **out, void *mem, uint64_t slots, uint32
   return 0;
 }
 
-int rill_ring_spsc_init(rill_ring_spsc_t **out, void *mem, size_t bytes, uint64_t slots,
-                        uint32_t slot_size) {
+int rill_ring_spsc_format(rill_ring_spsc_t **out, void *mem, size_t bytes, uint64_t slots,
+                          uint32_t slot_size) {
   if (!out)
     return rill__err(RILL_EINVAL, "ring spsc: out is NULL");
   *out = NULL;
@@ -100,7 +100,7 @@ int rill_ring_spsc_create(rill_ring_spsc_t **out, uint64_t slots, uint32_t slot_
   void *mem = rill__aligned(RILL_CACHELINE, need);
   if (!mem)
     return rill__err(RILL_ENOMEM, "ring spsc: no memory for %zu bytes", need);
-  int rc = rill_ring_spsc_init(out, mem, need, slots, slot_size);
+  int rc = rill_ring_spsc_format(out, mem, need, slots, slot_size);
   if (rc)
     goto free_mem;
   (*out)->owned = true;

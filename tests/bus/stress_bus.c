@@ -32,7 +32,7 @@ typedef struct {
   int slow;        /* nap in each batch */
 } check_t;
 
-static void check_batch(void *ctx, const rill_event_t *ev, size_t n) {
+static void check_batch(void *ctx, const rill_bus_event_t *ev, size_t n) {
   check_t *c = ctx;
   for (size_t i = 0; i < n; i++) {
     uint32_t s = ev[i].shard;
@@ -93,22 +93,22 @@ static void *producer(void *arg) {
   prod_arg_t *a = arg;
   for (uint32_t r = 0; r < a->rounds; r++) {
     rill_bus_producer_t *p;
-    CHECK(rill_bus_producer_open(a->bus, &p) == 0, "open: %s", rill_errmsg());
+    CHECK(rill_bus_producer_create(&p, a->bus) == 0, "open: %s", rill_errmsg());
     struct payload pl = {a->pid0 + r, 0, 0};
     if (a->batch) {
       struct payload b[16];
-      rill_bus_iov_t iov[16];
+      rill_iov_t iov[16];
       for (uint64_t i = 0; i < a->events; i += 16) {
         size_t n = a->events - i < 16 ? (size_t)(a->events - i) : 16, done = 0;
         for (size_t k = 0; k < n; k++) {
           b[k] = (struct payload){a->pid0 + r, 0, i + k};
-          iov[k] = (rill_bus_iov_t){&b[k], sizeof b[k]};
+          iov[k] = (rill_iov_t){&b[k], sizeof b[k]};
         }
         int rc = rill_bus_publish_batch(p, iov, n, &done);
         CHECK(rc == 0 && done == n, "publish_batch: %d %s", rc, rill_errmsg());
         a->ok += n;
       }
-      rill_bus_producer_close(p);
+      rill_bus_producer_destroy(p);
       continue;
     }
     for (uint64_t i = 0; i < a->events; i++) {
@@ -118,7 +118,7 @@ static void *producer(void *arg) {
         CHECK(rc == 0, "publish: %d %s", rc, rill_errmsg());
       a->ok += rc == 0;
     }
-    rill_bus_producer_close(p);
+    rill_bus_producer_destroy(p);
   }
   return NULL;
 }
@@ -135,7 +135,7 @@ static void run(int nprod, uint32_t rounds, uint64_t events, rill_bus_policy_t p
                 uint32_t workers, uint32_t ring_slots, int slow, const char *name) {
   memset(&chk, 0, sizeof chk);
   chk.slow = slow;
-  rill_sink_t sink = {check_batch, NULL, NULL, &chk};
+  rill_bus_sink_t sink = {check_batch, NULL, NULL, &chk};
   rill_bus_t *bus;
   CHECK(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
                                                  .shards = SHARDS,
@@ -159,7 +159,7 @@ static void run(int nprod, uint32_t rounds, uint64_t events, rill_bus_policy_t p
     ok += a[i].ok;
   }
   uint64_t left = 1;
-  CHECK(rill_bus_close(bus, 10000000000ull, &left) == 0, "close: %s", rill_errmsg());
+  CHECK(rill_bus_shutdown(bus, 10000000000ull, &left) == 0, "close: %s", rill_errmsg());
   double dt = now_s() - t0;
   CHECK(left == 0, "left %llu", (unsigned long long)left);
   rill_bus_stats_t st = {0};

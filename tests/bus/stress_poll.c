@@ -25,7 +25,7 @@
 
 typedef struct {
   rill_bus_t *bus;
-  rill_memsink_t *ms;
+  rill_bus_memsink_t *ms;
   uint32_t id;
   int done; /* producers finished and the bus closed */
 } ctx_t;
@@ -44,12 +44,12 @@ static void *producer(void *arg) {
   ctx_t *x = arg;
   uint32_t id = __atomic_fetch_add(&x->id, 1, __ATOMIC_RELAXED);
   rill_bus_producer_t *p;
-  CHECK(rill_bus_producer_open(x->bus, &p) == 0, "open: %s", rill_errmsg());
+  CHECK(rill_bus_producer_create(&p, x->bus) == 0, "open: %s", rill_errmsg());
   for (uint32_t i = 0; i < PER_PROD; i++) {
     uint64_t v[8] = {(uint64_t)id * PER_PROD + i, 0};
     CHECK(rill_bus_publish(p, v, sizeof v) == 0, "publish: %s", rill_errmsg());
   }
-  rill_bus_producer_close(p);
+  rill_bus_producer_destroy(p);
   return NULL;
 }
 
@@ -58,7 +58,7 @@ static void *consumer(void *arg) {
   rill_bus_cursor_t *cur = c->cur;
   uint64_t last_seq[SHARDS];
   memset(last_seq, 0xff, sizeof last_seq);
-  rill_event_t ev[64];
+  rill_bus_event_t ev[64];
   for (unsigned polls = 0;; polls++) {
     bool done = __atomic_load_n(&c->x->done, __ATOMIC_ACQUIRE);
     size_t n;
@@ -88,22 +88,22 @@ static void *consumer(void *arg) {
       size_t len;
       CHECK(rill_bus_cursor_save(cur, saved, sizeof saved, &len) == 0, "save");
       c->lost += rill_bus_cursor_lost(cur);
-      rill_bus_cursor_free(cur);
-      CHECK(rill_bus_cursor_load(c->x->ms, saved, len, &cur) == 0, "load: %s", rill_errmsg());
+      rill_bus_cursor_destroy(cur);
+      CHECK(rill_bus_cursor_load(&cur, c->x->ms, saved, len) == 0, "load: %s", rill_errmsg());
     }
   }
   c->lost += rill_bus_cursor_lost(cur);
-  rill_bus_cursor_free(cur);
+  rill_bus_cursor_destroy(cur);
   return NULL;
 }
 
 static void run(uint64_t window, int nconsumers, const consumer_t *tmpl, bool expect_no_loss) {
   ctx_t x = {0};
-  CHECK(rill_memsink_create(&x.ms,
-                            &(rill_memsink_opts_t){.shards = SHARDS, .window_bytes = window}) == 0,
+  CHECK(rill_bus_memsink_create(
+            &x.ms, &(rill_bus_memsink_opts_t){.shards = SHARDS, .window_bytes = window}) == 0,
         "memsink");
-  rill_sink_t sink;
-  rill_memsink_sink(x.ms, &sink);
+  rill_bus_sink_t sink;
+  rill_bus_sink_memsink(&sink, x.ms);
   rill_bus_opts_t o = {
       .shards = SHARDS, .workers = 2, .policy = RILL_BUS_BLOCK, .sink = &sink, .ring_slots = 1024};
   CHECK(rill_bus_create(&x.bus, &o) == 0, "create: %s", rill_errmsg());
@@ -119,14 +119,14 @@ static void run(uint64_t window, int nconsumers, const consumer_t *tmpl, bool ex
      * small window, and what the window had already dropped would be
      * nobody's loss (this once made got + lost come up short, 1 run in
      * 10 under ASan). */
-    CHECK(rill_bus_cursor_open(x.ms, RILL_BUS_FROM_OLDEST, &cs[i].cur) == 0, "%s", rill_errmsg());
+    CHECK(rill_bus_cursor_create(&cs[i].cur, x.ms, RILL_BUS_FROM_OLDEST) == 0, "%s", rill_errmsg());
     CHECK(pthread_create(&ct[i], NULL, consumer, &cs[i]) == 0, "pthread_create");
   }
   for (int i = 0; i < PRODUCERS; i++)
     CHECK(pthread_create(&pt[i], NULL, producer, &x) == 0, "pthread_create");
   for (int i = 0; i < PRODUCERS; i++)
     pthread_join(pt[i], NULL);
-  CHECK(rill_bus_close(x.bus, 10000000000ull, NULL) == 0, "close: %s", rill_errmsg());
+  CHECK(rill_bus_shutdown(x.bus, 10000000000ull, NULL) == 0, "close: %s", rill_errmsg());
   /* Release: everything delivered is in the windows before a consumer
    * that sees done makes its final, empty poll. */
   __atomic_store_n(&x.done, 1, __ATOMIC_RELEASE);
@@ -142,7 +142,7 @@ static void run(uint64_t window, int nconsumers, const consumer_t *tmpl, bool ex
     free(cs[i].seen);
   }
   rill_bus_destroy(x.bus);
-  rill_memsink_destroy(x.ms);
+  rill_bus_memsink_destroy(x.ms);
 }
 
 /* 16 MiB a shard holds the ~3.2 MiB each shard gets: nothing may be lost. */

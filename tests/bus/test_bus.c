@@ -24,7 +24,7 @@ typedef struct {
   uint32_t nvals;
 } rec_t;
 
-static void rec_batch(void *ctx, const rill_event_t *ev, size_t n) {
+static void rec_batch(void *ctx, const rill_bus_event_t *ev, size_t n) {
   rec_t *r = ctx;
   __atomic_fetch_add(&r->entered, 1, __ATOMIC_ACQ_REL);
   while (__atomic_load_n(&r->stall, __ATOMIC_ACQUIRE)) {
@@ -52,9 +52,9 @@ static void rec_batch(void *ctx, const rill_event_t *ev, size_t n) {
 static void rec_flush(void *ctx) { ((rec_t *)ctx)->flushed++; }
 static void rec_close(void *ctx) { ((rec_t *)ctx)->closed++; }
 
-static rill_sink_t rec_sink(rec_t *r) {
+static rill_bus_sink_t rec_sink(rec_t *r) {
   memset(r, 0, sizeof *r);
-  return (rill_sink_t){rec_batch, rec_flush, rec_close, r};
+  return (rill_bus_sink_t){rec_batch, rec_flush, rec_close, r};
 }
 
 static void wait_entered(rec_t *r, int n) {
@@ -73,9 +73,9 @@ static void expect_einval(rill_bus_opts_t o, const char *what) {
 }
 
 Test(bus, bad_options) {
-  rill_sink_counters_t c;
-  rill_sink_t sink;
-  rill_sink_counting(&sink, &c);
+  rill_bus_counters_t c;
+  rill_bus_sink_t sink;
+  rill_bus_sink_counting(&sink, &c);
   expect_einval((rill_bus_opts_t){.sink = NULL}, "no sink");
   expect_einval((rill_bus_opts_t){.sink = &sink, .shards = 1025}, "shards");
   expect_einval((rill_bus_opts_t){.sink = &sink, .ring_slots = 100}, "ring_slots");
@@ -88,7 +88,7 @@ Test(bus, bad_options) {
 
 Test(bus, delivers_in_order_and_close_drains) {
   rec_t r;
-  rill_sink_t sink = rec_sink(&r);
+  rill_bus_sink_t sink = rec_sink(&r);
   rill_bus_t *bus;
   cr_assert_eq(
       rill_bus_create(
@@ -96,11 +96,11 @@ Test(bus, delivers_in_order_and_close_drains) {
           &(rill_bus_opts_t){.sink = &sink, .shards = 4, .workers = 2, .policy = RILL_BUS_BLOCK}),
       0);
   rill_bus_producer_t *p;
-  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
   for (uint32_t i = 1; i <= 20000; i++)
     cr_assert_eq(rill_bus_publish_key(p, i, &i, 4), 0);
   uint64_t left = 99;
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, &left), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, &left), 0);
   cr_expect_eq(left, 0);
   cr_expect_eq(r.n, 20000);
   cr_expect_eq(r.bad, 0);
@@ -115,17 +115,17 @@ Test(bus, delivers_in_order_and_close_drains) {
   cr_expect_geq(st.batches, 1);
   int x = 1;
   cr_expect_eq(rill_bus_publish(p, &x, 4), RILL_ECLOSED);
-  cr_expect_eq(rill_bus_close(bus, 0, NULL), RILL_ECLOSED);
+  cr_expect_eq(rill_bus_shutdown(bus, 0, NULL), RILL_ECLOSED);
   rill_bus_producer_t *q = NULL;
-  cr_expect_eq(rill_bus_producer_open(bus, &q), RILL_ECLOSED);
-  rill_bus_producer_close(p);
+  cr_expect_eq(rill_bus_producer_create(&q, bus), RILL_ECLOSED);
+  rill_bus_producer_destroy(p);
   rill_bus_destroy(bus);
 }
 
 Test(bus, counting_sink_and_hash_shards) {
-  rill_sink_counters_t c;
-  rill_sink_t sink;
-  rill_sink_counting(&sink, &c);
+  rill_bus_counters_t c;
+  rill_bus_sink_t sink;
+  rill_bus_sink_counting(&sink, &c);
   rill_bus_t *bus;
   cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
                                                         .shards = 8,
@@ -134,7 +134,7 @@ Test(bus, counting_sink_and_hash_shards) {
                                                         .max_payload = 120}),
                0);
   rill_bus_producer_t *p;
-  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
   char buf[120];
   memset(buf, 'x', sizeof buf);
   for (uint32_t i = 0; i < 10000; i++) {
@@ -143,8 +143,8 @@ Test(bus, counting_sink_and_hash_shards) {
   }
   cr_expect_eq(rill_bus_publish(p, buf, 121), RILL_EMSGSIZE);
   cr_expect_neq(rill_errmsg()[0], '\0');
-  rill_bus_producer_close(p); /* closed while running: still delivered */
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  rill_bus_producer_destroy(p); /* closed while running: still delivered */
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
   cr_expect_eq(c.events, 10000);
   uint64_t sum = 0, bytes = 0;
   int used = 0;
@@ -163,7 +163,7 @@ Test(bus, counting_sink_and_hash_shards) {
 
 /* One shard, a ring of `slots`, a sink stalled on the first event: the
  * worker holds that slot, so slots - 1 more fit. */
-static rill_bus_t *stalled(rec_t *r, rill_sink_t *sink, rill_bus_policy_t pol, uint32_t slots,
+static rill_bus_t *stalled(rec_t *r, rill_bus_sink_t *sink, rill_bus_policy_t pol, uint32_t slots,
                            rill_bus_producer_t **p) {
   *sink = rec_sink(r);
   r->stall = 1;
@@ -175,7 +175,7 @@ static rill_bus_t *stalled(rec_t *r, rill_sink_t *sink, rill_bus_policy_t pol, u
                                                         .sample_n = 4,
                                                         .block_timeout_ns = 2000000}),
                0);
-  cr_assert_eq(rill_bus_producer_open(bus, p), 0);
+  cr_assert_eq(rill_bus_producer_create(p, bus), 0);
   uint32_t v = 0;
   cr_assert_eq(rill_bus_publish(*p, &v, 4), 0);
   wait_entered(r, 1);
@@ -185,7 +185,7 @@ static rill_bus_t *stalled(rec_t *r, rill_sink_t *sink, rill_bus_policy_t pol, u
 static void unstall_close(rill_bus_t *bus, rec_t *r, uint64_t expect_delivered) {
   __atomic_store_n(&r->stall, 0, __ATOMIC_RELEASE);
   uint64_t left = 1;
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, &left), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, &left), 0);
   cr_expect_eq(left, 0);
   cr_expect_eq(r->n, expect_delivered);
   cr_expect_eq(r->bad, 0);
@@ -199,7 +199,7 @@ static void unstall_close(rill_bus_t *bus, rec_t *r, uint64_t expect_delivered) 
 
 Test(bus, drop_newest_exact) {
   rec_t r;
-  rill_sink_t sink;
+  rill_bus_sink_t sink;
   rill_bus_producer_t *p;
   rill_bus_t *bus = stalled(&r, &sink, RILL_BUS_DROP_NEWEST, 8, &p);
   for (uint32_t i = 1; i <= 100; i++)
@@ -216,7 +216,7 @@ Test(bus, drop_newest_exact) {
 
 Test(bus, fail_exact) {
   rec_t r;
-  rill_sink_t sink;
+  rill_bus_sink_t sink;
   rill_bus_producer_t *p;
   rill_bus_t *bus = stalled(&r, &sink, RILL_BUS_FAIL, 16, &p);
   int ok = 0, full = 0;
@@ -235,7 +235,7 @@ Test(bus, fail_exact) {
 
 Test(bus, block_times_out) {
   rec_t r;
-  rill_sink_t sink;
+  rill_bus_sink_t sink;
   rill_bus_producer_t *p;
   rill_bus_t *bus = stalled(&r, &sink, RILL_BUS_BLOCK, 4, &p);
   for (uint32_t i = 1; i <= 3; i++)
@@ -250,7 +250,7 @@ Test(bus, block_times_out) {
 
 Test(bus, sample_exact) {
   rec_t r;
-  rill_sink_t sink;
+  rill_bus_sink_t sink;
   rill_bus_producer_t *p;
   rill_bus_t *bus = stalled(&r, &sink, RILL_BUS_SAMPLE, 16, &p);
   /* The model: under pressure when fewer than 16/4 slots are free; then
@@ -288,7 +288,7 @@ static void *unstall_later(void *arg) {
 
 Test(bus, close_times_out_with_left) {
   rec_t r;
-  rill_sink_t sink;
+  rill_bus_sink_t sink;
   rill_bus_producer_t *p;
   rill_bus_t *bus = stalled(&r, &sink, RILL_BUS_DROP_NEWEST, 8, &p);
   for (uint32_t i = 1; i <= 5; i++)
@@ -298,7 +298,7 @@ Test(bus, close_times_out_with_left) {
   pthread_t t;
   cr_assert_eq(pthread_create(&t, NULL, unstall_later, &r), 0);
   uint64_t left = 0;
-  cr_expect_eq(rill_bus_close(bus, 10000000, &left), RILL_ETIMEDOUT);
+  cr_expect_eq(rill_bus_shutdown(bus, 10000000, &left), RILL_ETIMEDOUT);
   pthread_join(t, NULL);
   cr_expect_eq(r.n, 1);
   cr_expect_eq(left, 5);
@@ -307,16 +307,16 @@ Test(bus, close_times_out_with_left) {
 }
 
 Test(bus, zero_allocations_per_event) {
-  rill_sink_counters_t c;
-  rill_sink_t sink;
-  rill_sink_counting(&sink, &c);
+  rill_bus_counters_t c;
+  rill_bus_sink_t sink;
+  rill_bus_sink_counting(&sink, &c);
   rill_bus_t *bus;
   cr_assert_eq(
       rill_bus_create(
           &bus, &(rill_bus_opts_t){.sink = &sink, .shards = 4, .policy = RILL_BUS_DROP_NEWEST}),
       0);
   rill_bus_producer_t *p;
-  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
   char buf[64] = {0};
   uint64_t before = rill_mem_allocs_thread();
   for (uint32_t i = 0; i < 1000000; i++) {
@@ -324,7 +324,7 @@ Test(bus, zero_allocations_per_event) {
     cr_assert_eq(rill_bus_publish(p, buf, sizeof buf), 0);
   }
   cr_expect_eq(rill_mem_allocs_thread(), before);
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
   rill_bus_stats_t st = {0};
   rill_bus_stats(bus, &st);
   cr_expect_eq(st.ingested, 1000000);
@@ -334,7 +334,7 @@ Test(bus, zero_allocations_per_event) {
 
 Test(bus, publish_batch_in_order) {
   rec_t r;
-  rill_sink_t sink = rec_sink(&r);
+  rill_bus_sink_t sink = rec_sink(&r);
   rill_bus_t *bus;
   cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
                                                         .shards = 4,
@@ -344,21 +344,21 @@ Test(bus, publish_batch_in_order) {
                                                         .policy = RILL_BUS_BLOCK}),
                0);
   rill_bus_producer_t *p;
-  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
   static uint32_t vals[1000];
-  static rill_bus_iov_t iov[1000];
+  static rill_iov_t iov[1000];
   char big[200] = {0};
   for (uint32_t i = 0; i < 1000; i++) {
     vals[i] = i + 1;
-    iov[i] = (rill_bus_iov_t){&vals[i], 4};
+    iov[i] = (rill_iov_t){&vals[i], 4};
   }
-  iov[500] = (rill_bus_iov_t){big, sizeof big};
+  iov[500] = (rill_iov_t){big, sizeof big};
   size_t done = 0;
   cr_expect_eq(rill_bus_publish_batch(p, iov, 1000, &done), RILL_EMSGSIZE);
   cr_expect_eq(done, 500);
   cr_expect_eq(rill_bus_publish_batch(p, iov + 501, 499, &done), 0);
   cr_expect_eq(done, 499);
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
   cr_expect_eq(r.n, 999);
   cr_expect_eq(r.bad, 0);
   rill_bus_stats_t st = {0};
@@ -372,9 +372,9 @@ Test(bus, publish_batch_in_order) {
 /* Batches are written grouped by shard: every event lands on the shard
  * its hash names, none twice, and the steady state allocates nothing. */
 Test(bus, publish_batch_groups_by_shard_allocating_nothing) {
-  rill_sink_counters_t c;
-  rill_sink_t sink;
-  rill_sink_counting(&sink, &c);
+  rill_bus_counters_t c;
+  rill_bus_sink_t sink;
+  rill_bus_sink_counting(&sink, &c);
   rill_bus_t *bus;
   cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
                                                         .shards = 64,
@@ -384,16 +384,16 @@ Test(bus, publish_batch_groups_by_shard_allocating_nothing) {
                                                         .policy = RILL_BUS_BLOCK}),
                0);
   rill_bus_producer_t *p;
-  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
   static uint64_t vals[64][8];
-  rill_bus_iov_t iov[64];
+  rill_iov_t iov[64];
   static uint64_t want[64];
   uint64_t before = rill_mem_allocs_thread();
   for (uint64_t round = 0; round < 2000; round++) {
     size_t n = 1 + round % 64;
     for (size_t k = 0; k < n; k++) {
       vals[k][0] = round * 64 + k;
-      iov[k] = (rill_bus_iov_t){vals[k], 8 * (uint32_t)(1 + k % 8)};
+      iov[k] = (rill_iov_t){vals[k], 8 * (uint32_t)(1 + k % 8)};
       want[rill_hash_reduce(rill_hash64(iov[k].data, iov[k].len), 64)]++;
     }
     size_t done = 0;
@@ -401,7 +401,7 @@ Test(bus, publish_batch_groups_by_shard_allocating_nothing) {
     cr_assert_eq(done, n);
   }
   cr_expect_eq(rill_mem_allocs_thread(), before);
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
   uint64_t total = 0;
   for (int s = 0; s < 64; s++) {
     cr_expect_eq(c.shard_events[s], want[s], "shard %d", s);
@@ -413,13 +413,13 @@ Test(bus, publish_batch_groups_by_shard_allocating_nothing) {
 
 Test(bus, publish_batch_policies) {
   rec_t r;
-  rill_sink_t sink;
+  rill_bus_sink_t sink;
   rill_bus_producer_t *p;
   static uint32_t vals[20];
-  rill_bus_iov_t iov[20];
+  rill_iov_t iov[20];
   for (uint32_t i = 0; i < 20; i++) {
     vals[i] = i + 1;
-    iov[i] = (rill_bus_iov_t){&vals[i], 4};
+    iov[i] = (rill_iov_t){&vals[i], 4};
   }
   size_t done = 0;
   rill_bus_t *bus = stalled(&r, &sink, RILL_BUS_DROP_NEWEST, 8, &p);
@@ -443,7 +443,7 @@ Test(bus, publish_batch_policies) {
  * oldest. The survivors are exactly the newest ring_slots, in order. */
 Test(bus, drop_oldest_exact) {
   rec_t r;
-  rill_sink_t sink = rec_sink(&r);
+  rill_bus_sink_t sink = rec_sink(&r);
   rill_bus_t *bus;
   cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
                                                         .shards = 1,
@@ -453,7 +453,7 @@ Test(bus, drop_oldest_exact) {
                                                         .max_delay_ns = 60000000000ull}),
                0);
   rill_bus_producer_t *p;
-  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
   for (uint32_t i = 1; i <= 100; i++)
     cr_assert_eq(rill_bus_publish(p, &i, 4), 0);
   rill_bus_stats_t st = {0};
@@ -465,7 +465,7 @@ Test(bus, drop_oldest_exact) {
   cr_expect_eq(st.delivered, 0);
   cr_expect_eq(fill[0], 8);
   uint64_t left = 1;
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, &left), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, &left), 0);
   cr_expect_eq(left, 0);
   cr_expect_eq(r.bad, 0);
   cr_assert_eq(r.nvals, 8);
@@ -474,7 +474,7 @@ Test(bus, drop_oldest_exact) {
   rill_bus_stats(bus, &st);
   cr_expect_eq(st.delivered, 8);
   cr_expect_eq(st.ingested, st.delivered + st.dropped_oldest);
-  rill_bus_producer_close(p);
+  rill_bus_producer_destroy(p);
   rill_bus_destroy(bus);
 }
 
@@ -484,7 +484,7 @@ Test(bus, drop_oldest_exact) {
  * then every publish returns 0 and the counts are exact. */
 Test(bus, drop_oldest_waits_for_the_batch_in_flight) {
   rec_t r;
-  rill_sink_t sink;
+  rill_bus_sink_t sink;
   rill_bus_producer_t *p;
   rill_bus_t *bus = stalled(&r, &sink, RILL_BUS_DROP_OLDEST, 8, &p);
   for (uint32_t i = 1; i <= 7; i++)
@@ -498,7 +498,7 @@ Test(bus, drop_oldest_waits_for_the_batch_in_flight) {
   cr_expect_eq(__atomic_load_n(&r.stall, __ATOMIC_ACQUIRE), 0);
   pthread_join(t, NULL);
   uint64_t left = 1;
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, &left), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, &left), 0);
   cr_expect_eq(left, 0);
   cr_expect_eq(r.bad, 0);
   rill_bus_stats_t st = {0};
@@ -517,7 +517,7 @@ static uint64_t now_ns(void) {
 }
 
 /* A BLOCK bus whose sink holds event 0 in place; block_timeout_ns long. */
-static rill_bus_t *stalled_block(rec_t *r, rill_sink_t *sink, uint64_t timeout_ns,
+static rill_bus_t *stalled_block(rec_t *r, rill_bus_sink_t *sink, uint64_t timeout_ns,
                                  rill_bus_producer_t **p) {
   *sink = rec_sink(r);
   r->stall = 1;
@@ -528,7 +528,7 @@ static rill_bus_t *stalled_block(rec_t *r, rill_sink_t *sink, uint64_t timeout_n
                                                         .policy = RILL_BUS_BLOCK,
                                                         .block_timeout_ns = timeout_ns}),
                0);
-  cr_assert_eq(rill_bus_producer_open(bus, p), 0);
+  cr_assert_eq(rill_bus_producer_create(p, bus), 0);
   uint32_t v = 0;
   cr_assert_eq(rill_bus_publish(*p, &v, 4), 0);
   wait_entered(r, 1);
@@ -539,7 +539,7 @@ static rill_bus_t *stalled_block(rec_t *r, rill_sink_t *sink, uint64_t timeout_n
  * worker gives slots back, then goes on; nothing is lost. */
 Test(bus, block_sleeps_then_delivers_everything) {
   rec_t r;
-  rill_sink_t sink;
+  rill_bus_sink_t sink;
   rill_bus_producer_t *p;
   rill_bus_t *bus = stalled_block(&r, &sink, 10000000000ull, &p);
   pthread_t t;
@@ -548,7 +548,7 @@ Test(bus, block_sleeps_then_delivers_everything) {
     cr_assert_eq(rill_bus_publish(p, &i, 4), 0, "publish %u", i);
   pthread_join(t, NULL);
   uint64_t left = 1;
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, &left), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, &left), 0);
   cr_expect_eq(left, 0);
   cr_expect_eq(r.n, 5001);
   cr_expect_eq(r.bad, 0);
@@ -557,6 +557,37 @@ Test(bus, block_sleeps_then_delivers_everything) {
   cr_expect_eq(st.ingested, 5001);
   cr_expect_eq(st.delivered, 5001);
   cr_expect_eq(st.blocked_timeouts, 0);
+  rill_bus_destroy(bus);
+}
+
+/* RILL_FOREVER as a BLOCK timeout and as shutdown's: both wait for the
+ * stalled sink however long it takes, rather than wrapping into a deadline
+ * already past (which timed out at once). */
+Test(bus, forever_waits_without_bound) {
+  rec_t r;
+  rill_bus_sink_t sink;
+  rill_bus_producer_t *p;
+  rill_bus_t *bus = stalled_block(&r, &sink, RILL_FOREVER, &p);
+  pthread_t t;
+  cr_assert_eq(pthread_create(&t, NULL, unstall_later, &r), 0);
+  for (uint32_t i = 1; i <= 100; i++)
+    cr_assert_eq(rill_bus_publish(p, &i, 4), 0, "publish %u", i);
+  pthread_join(t, NULL);
+  /* Stall again with events queued: shutdown must wait it out. */
+  while (__atomic_load_n(&r.n, __ATOMIC_ACQUIRE) < 101)
+    ;
+  __atomic_store_n(&r.stall, 1, __ATOMIC_RELEASE);
+  int entered = __atomic_load_n(&r.entered, __ATOMIC_ACQUIRE);
+  for (uint32_t i = 101; i <= 105; i++)
+    cr_assert_eq(rill_bus_publish(p, &i, 4), 0);
+  wait_entered(&r, entered + 1);
+  cr_assert_eq(pthread_create(&t, NULL, unstall_later, &r), 0);
+  uint64_t left = 1;
+  cr_expect_eq(rill_bus_shutdown(bus, RILL_FOREVER, &left), 0);
+  pthread_join(t, NULL);
+  cr_expect_eq(left, 0);
+  cr_expect_eq(r.n, 106);
+  cr_expect_eq(r.bad, 0);
   rill_bus_destroy(bus);
 }
 
@@ -586,7 +617,7 @@ static void *blocker(void *arg) {
  * (stalled for 200 ms more) lets the worker go. */
 Test(bus, close_wakes_a_blocked_producer) {
   rec_t r;
-  rill_sink_t sink;
+  rill_bus_sink_t sink;
   blocker_t b = {0};
   rill_bus_t *bus = stalled_block(&r, &sink, 10000000000ull, &b.p);
   pthread_t tb, tu;
@@ -600,7 +631,7 @@ Test(bus, close_wakes_a_blocked_producer) {
   cr_assert_eq(pthread_create(&tu, NULL, unstall_later, &r), 0);
   uint64_t t0 = now_ns();
   uint64_t left = 0;
-  cr_expect_eq(rill_bus_close(bus, 10000000, &left), RILL_ETIMEDOUT);
+  cr_expect_eq(rill_bus_shutdown(bus, 10000000, &left), RILL_ETIMEDOUT);
   pthread_join(tb, NULL);
   pthread_join(tu, NULL);
   cr_expect_eq(b.rc, RILL_ECLOSED);
@@ -618,12 +649,12 @@ Test(bus, close_wakes_a_blocked_producer) {
  * still delivered, each time. */
 Test(bus, idle_worker_wakes_on_publish) {
   rec_t r;
-  rill_sink_t sink = rec_sink(&r);
+  rill_bus_sink_t sink = rec_sink(&r);
   rill_bus_t *bus;
   cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink, .shards = 2, .workers = 2}),
                0);
   rill_bus_producer_t *p;
-  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
   uint64_t worst = 0;
   for (uint32_t i = 1; i <= 20; i++) {
     struct timespec ts = {0, 3000000}; /* the workers go to sleep */
@@ -637,7 +668,7 @@ Test(bus, idle_worker_wakes_on_publish) {
   }
   /* Even a lost doorbell costs at most the bounded sleep (500 us). */
   cr_expect_lt(worst, 100000000ull, "worst wake %llu ns", (unsigned long long)worst);
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
   cr_expect_eq(r.n, 20);
   cr_expect_eq(r.bad, 0);
   rill_bus_destroy(bus);
@@ -658,7 +689,7 @@ typedef struct {
   int bad;
 } ptr_t;
 
-static void ptr_batch(void *ctx, const rill_event_t *ev, size_t n) {
+static void ptr_batch(void *ctx, const rill_bus_event_t *ev, size_t n) {
   ptr_t *r = ctx;
   for (size_t i = 0; i < n; i++) {
     if (r->n < 64) {
@@ -679,7 +710,7 @@ static void fill_big_ref(void) {
 Test(bus, big_payload_arrives_intact) {
   fill_big_ref();
   ptr_t r = {0};
-  rill_sink_t sink = {ptr_batch, NULL, NULL, &r};
+  rill_bus_sink_t sink = {ptr_batch, NULL, NULL, &r};
   rill_bus_t *bus;
   cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
                                                         .shards = 2,
@@ -687,19 +718,19 @@ Test(bus, big_payload_arrives_intact) {
                                                         .max_payload = 2 * BIG}),
                0);
   rill_bus_producer_t *p;
-  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
   cr_assert_eq(rill_bus_publish(p, big_ref, BIG), 0, "%s", rill_errmsg());
   cr_assert_eq(rill_bus_publish_key(p, 1, big_ref, BIG), 0);
   /* In a batch, between small events: in order, alone, by reference. */
   uint32_t a = 1, b = 2;
-  rill_bus_iov_t iov[3] = {{&a, 4}, {big_ref, BIG}, {&b, 4}};
+  rill_iov_t iov[3] = {{&a, 4}, {big_ref, BIG}, {&b, 4}};
   size_t done = 0;
   cr_assert_eq(rill_bus_publish_batch(p, iov, 3, &done), 0);
   cr_expect_eq(done, 3);
   static uint8_t huge[2 * BIG + 1];
   cr_expect_eq(rill_bus_publish(p, huge, sizeof huge), RILL_EMSGSIZE);
   cr_expect_neq(rill_errmsg()[0], '\0');
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
   cr_expect_eq(r.n, 5);
   cr_expect_eq(r.intact, 3);
   rill_bus_stats_t st = {0};
@@ -710,9 +741,9 @@ Test(bus, big_payload_arrives_intact) {
 }
 
 Test(bus, max_payload_bounds) {
-  rill_sink_counters_t c;
-  rill_sink_t sink;
-  rill_sink_counting(&sink, &c);
+  rill_bus_counters_t c;
+  rill_bus_sink_t sink;
+  rill_bus_sink_counting(&sink, &c);
   expect_einval((rill_bus_opts_t){.sink = &sink, .slot_payload = 200, .max_payload = 100},
                 "max_payload below slot_payload");
   /* A 1-byte slot still carries a reference. */
@@ -724,7 +755,7 @@ Test(bus, max_payload_bounds) {
                                                         .policy = RILL_BUS_BLOCK}),
                0);
   rill_bus_producer_t *p;
-  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
   static char buf[4097];
   for (uint32_t len = 0; len <= 4096; len += 64)
     cr_assert_eq(rill_bus_publish(p, buf, len), 0);
@@ -734,7 +765,7 @@ Test(bus, max_payload_bounds) {
   cr_expect_eq(rill_bus_publish_buf(p, &b), RILL_EMSGSIZE);
   cr_expect_eq(rill_bus_publish_buf(p, NULL), RILL_EINVAL);
   rill_buf_release(&b);
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
   cr_expect_eq(c.events, 65);
   cr_expect_eq(c.bytes, 64ull * 65 * 64 / 2);
   rill_bus_destroy(bus);
@@ -744,11 +775,11 @@ Test(bus, max_payload_bounds) {
  * bus's reference is gone once the event is delivered. */
 Test(bus, publish_buf_zero_copy) {
   ptr_t r = {0};
-  rill_sink_t sink = {ptr_batch, NULL, NULL, &r};
+  rill_bus_sink_t sink = {ptr_batch, NULL, NULL, &r};
   rill_bus_t *bus;
   cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink, .shards = 4}), 0);
   rill_bus_producer_t *p;
-  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
   rill_buf_t small, large;
   cr_assert_eq(rill_buf_copy(&small, "hello", 5), 0);
   cr_assert_eq(rill_buf_alloc(&large, 100000), 0);
@@ -757,7 +788,7 @@ Test(bus, publish_buf_zero_copy) {
   cr_assert_eq(rill_bus_publish_buf_key(p, 3, &large), 0);
   while (__atomic_load_n(&r.n, __ATOMIC_ACQUIRE) < 2)
     ;
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
   cr_assert_eq(r.n, 2);
   /* One shard each, so either may come first. */
   int si = r.len[0] == 5 ? 0 : 1;
@@ -782,7 +813,7 @@ static void count_release(void *ctx, void *data, size_t len) {
  * (at once), and delivery. */
 Test(bus, drop_oldest_releases_bufs) {
   rec_t r;
-  rill_sink_t sink = rec_sink(&r);
+  rill_bus_sink_t sink = rec_sink(&r);
   rill_bus_t *bus;
   cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
                                                         .shards = 1,
@@ -792,7 +823,7 @@ Test(bus, drop_oldest_releases_bufs) {
                                                         .max_delay_ns = 60000000000ull}),
                0);
   rill_bus_producer_t *p;
-  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
   released = 0;
   static uint32_t vals[20];
   for (uint32_t i = 0; i < 20; i++) {
@@ -806,7 +837,7 @@ Test(bus, drop_oldest_releases_bufs) {
   rill_bus_stats_t st = {0};
   rill_bus_stats(bus, &st);
   cr_expect_eq(st.dropped_oldest, 12);
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
   cr_expect_eq(released, 20, "and the 8 delivered");
   cr_expect_eq(r.nvals, 8);
   for (uint32_t i = 0; i < r.nvals; i++)
@@ -818,7 +849,7 @@ Test(bus, drop_oldest_releases_bufs) {
  * their references. */
 Test(bus, destroy_releases_undelivered_bufs) {
   rec_t r;
-  rill_sink_t sink;
+  rill_bus_sink_t sink;
   rill_bus_producer_t *p;
   rill_bus_t *bus = stalled(&r, &sink, RILL_BUS_DROP_NEWEST, 8, &p);
   released = 0;
@@ -833,7 +864,7 @@ Test(bus, destroy_releases_undelivered_bufs) {
   pthread_t t;
   cr_assert_eq(pthread_create(&t, NULL, unstall_later, &r), 0);
   uint64_t left = 0;
-  cr_expect_eq(rill_bus_close(bus, 10000000, &left), RILL_ETIMEDOUT);
+  cr_expect_eq(rill_bus_shutdown(bus, 10000000, &left), RILL_ETIMEDOUT);
   pthread_join(t, NULL);
   cr_expect_eq(left, 5);
   cr_expect_eq(released, 0);
@@ -843,13 +874,13 @@ Test(bus, destroy_releases_undelivered_bufs) {
 
 /* publish_buf takes a reference, never memory. */
 Test(bus, publish_buf_allocates_nothing) {
-  rill_sink_counters_t c;
-  rill_sink_t sink;
-  rill_sink_counting(&sink, &c);
+  rill_bus_counters_t c;
+  rill_bus_sink_t sink;
+  rill_bus_sink_counting(&sink, &c);
   rill_bus_t *bus;
   cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink, .shards = 4}), 0);
   rill_bus_producer_t *p;
-  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
   rill_buf_t b;
   cr_assert_eq(rill_buf_alloc(&b, 4096), 0);
   memset(b.data, 1, b.len);
@@ -857,7 +888,7 @@ Test(bus, publish_buf_allocates_nothing) {
   for (uint32_t i = 0; i < 200000; i++)
     cr_assert_eq(rill_bus_publish_buf_key(p, i, &b), 0);
   cr_expect_eq(rill_mem_allocs_thread(), before);
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
   rill_bus_stats_t st = {0};
   rill_bus_stats(bus, &st);
   cr_expect_eq(st.ingested, 200000);

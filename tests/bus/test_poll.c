@@ -13,32 +13,32 @@
 #define SHARDS 4
 
 typedef struct {
-  rill_memsink_t *ms;
+  rill_bus_memsink_t *ms;
   rill_bus_t *bus;
   rill_bus_producer_t *p;
-  rill_sink_t sink;
+  rill_bus_sink_t sink;
 } rig_t;
 
-static void rig_open(rig_t *g, uint64_t window, uint32_t slot_payload, rill_sink_t *next) {
+static void rig_open(rig_t *g, uint64_t window, uint32_t slot_payload, rill_bus_sink_t *next) {
   memset(g, 0, sizeof *g);
-  rill_memsink_opts_t mo = {.shards = SHARDS, .window_bytes = window, .next = next};
-  cr_assert_eq(rill_memsink_create(&g->ms, &mo), 0, "%s", rill_errmsg());
-  rill_memsink_sink(g->ms, &g->sink);
+  rill_bus_memsink_opts_t mo = {.shards = SHARDS, .window_bytes = window, .next = next};
+  cr_assert_eq(rill_bus_memsink_create(&g->ms, &mo), 0, "%s", rill_errmsg());
+  rill_bus_sink_memsink(&g->sink, g->ms);
   rill_bus_opts_t o = {.shards = SHARDS,
                        .sink = &g->sink,
                        .policy = RILL_BUS_BLOCK,
                        .slot_payload = slot_payload,
                        .ring_slots = 4096};
   cr_assert_eq(rill_bus_create(&g->bus, &o), 0, "%s", rill_errmsg());
-  cr_assert_eq(rill_bus_producer_open(g->bus, &g->p), 0);
+  cr_assert_eq(rill_bus_producer_create(&g->p, g->bus), 0);
 }
 
 /* Closes the bus (everything published is then in the windows). */
-static void rig_drain(rig_t *g) { cr_assert_eq(rill_bus_close(g->bus, 5000000000ull, NULL), 0); }
+static void rig_drain(rig_t *g) { cr_assert_eq(rill_bus_shutdown(g->bus, 5000000000ull, NULL), 0); }
 
 static void rig_free(rig_t *g) {
   rill_bus_destroy(g->bus);
-  rill_memsink_destroy(g->ms);
+  rill_bus_memsink_destroy(g->ms);
 }
 
 /* Event i: {"i":i,"k":i%3}, to shard i % SHARDS. */
@@ -50,7 +50,7 @@ static void publish_n(rig_t *g, int from, int to) {
   }
 }
 
-static int event_i(const rill_event_t *e) {
+static int event_i(const rill_bus_event_t *e) {
   int i = -1;
   char buf[64];
   cr_assert_lt(e->len, sizeof buf);
@@ -65,7 +65,7 @@ static int event_i(const rill_event_t *e) {
  * timestamps never go back. Returns the events seen. */
 static size_t drain_cursor(rill_bus_cursor_t *c, const rill_filter_t *f, rill_bus_order_t order,
                            size_t limit, int *seen, int max_i, uint64_t *last_seq) {
-  rill_event_t ev[256];
+  rill_bus_event_t ev[256];
   size_t total = 0;
   uint64_t last_ts = 0;
   for (;;) {
@@ -100,29 +100,32 @@ static void reset_seq(uint64_t *last_seq) {
 }
 
 Test(poll, bad_options) {
-  rill_memsink_t *ms = NULL;
-  cr_expect_eq(rill_memsink_create(&ms, &(rill_memsink_opts_t){.shards = 0}), RILL_EINVAL);
-  cr_expect_eq(rill_memsink_create(&ms, &(rill_memsink_opts_t){.shards = 1025}), RILL_EINVAL);
-  cr_expect_eq(rill_memsink_create(&ms, &(rill_memsink_opts_t){.shards = 1, .window_bytes = 5000}),
+  rill_bus_memsink_t *ms = NULL;
+  cr_expect_eq(rill_bus_memsink_create(&ms, &(rill_bus_memsink_opts_t){.shards = 0}), RILL_EINVAL);
+  cr_expect_eq(rill_bus_memsink_create(&ms, &(rill_bus_memsink_opts_t){.shards = 1025}),
                RILL_EINVAL);
-  cr_expect_eq(rill_memsink_create(&ms, &(rill_memsink_opts_t){.shards = 1, .window_bytes = 2048}),
-               RILL_EINVAL);
-  rill_sink_t half = {0};
-  cr_expect_eq(rill_memsink_create(&ms, &(rill_memsink_opts_t){.shards = 1, .next = &half}),
+  cr_expect_eq(
+      rill_bus_memsink_create(&ms, &(rill_bus_memsink_opts_t){.shards = 1, .window_bytes = 5000}),
+      RILL_EINVAL);
+  cr_expect_eq(
+      rill_bus_memsink_create(&ms, &(rill_bus_memsink_opts_t){.shards = 1, .window_bytes = 2048}),
+      RILL_EINVAL);
+  rill_bus_sink_t half = {0};
+  cr_expect_eq(rill_bus_memsink_create(&ms, &(rill_bus_memsink_opts_t){.shards = 1, .next = &half}),
                RILL_EINVAL);
   cr_expect_null(ms);
-  cr_assert_eq(rill_memsink_create(&ms, &(rill_memsink_opts_t){.shards = 2}), 0);
-  cr_expect_eq(rill_memsink_max_payload(ms), (1u << 20) / 8 - 32);
+  cr_assert_eq(rill_bus_memsink_create(&ms, &(rill_bus_memsink_opts_t){.shards = 2}), 0);
+  cr_expect_eq(rill_bus_memsink_max_payload(ms), (1u << 20) / 8 - 32);
   rill_bus_cursor_t *c = NULL;
-  cr_expect_eq(rill_bus_cursor_open(ms, (rill_bus_from_t)7, &c), RILL_EINVAL);
-  cr_assert_eq(rill_bus_cursor_open(ms, RILL_BUS_FROM_OLDEST, &c), 0);
-  rill_event_t ev[4];
+  cr_expect_eq(rill_bus_cursor_create(&c, ms, (rill_bus_from_t)7), RILL_EINVAL);
+  cr_assert_eq(rill_bus_cursor_create(&c, ms, RILL_BUS_FROM_OLDEST), 0);
+  rill_bus_event_t ev[4];
   size_t n;
   cr_expect_eq(rill_bus_poll(c, NULL, (rill_bus_order_t)5, ev, 4, &n), RILL_EINVAL);
   cr_expect_eq(rill_bus_poll(c, NULL, RILL_BUS_ORDER_SHARD, ev, 4, &n), 0);
   cr_expect_eq(n, 0);
-  rill_bus_cursor_free(c);
-  rill_memsink_destroy(ms);
+  rill_bus_cursor_destroy(c);
+  rill_bus_memsink_destroy(ms);
 }
 
 Test(poll, shard_order_every_event_once) {
@@ -130,13 +133,13 @@ Test(poll, shard_order_every_event_once) {
   rig_open(&g, 0, 0, NULL);
   publish_n(&g, 0, 5000);
   rig_drain(&g);
-  uint64_t kept, omitted;
-  rill_memsink_counts(g.ms, &kept, &omitted);
-  cr_expect_eq(kept, 5000);
-  cr_expect_eq(omitted, 0);
+  rill_bus_memsink_stats_t st;
+  rill_bus_memsink_stats(g.ms, &st);
+  cr_expect_eq(st.retained, 5000);
+  cr_expect_eq(st.omitted, 0);
   for (size_t limit = 1; limit <= 256; limit *= 4) {
     rill_bus_cursor_t *c;
-    cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_OLDEST, &c), 0);
+    cr_assert_eq(rill_bus_cursor_create(&c, g.ms, RILL_BUS_FROM_OLDEST), 0);
     static int seen[5000];
     uint64_t last[SHARDS];
     memset(seen, 0, sizeof seen);
@@ -147,7 +150,7 @@ Test(poll, shard_order_every_event_once) {
       cr_expect_eq(rill_bus_cursor_next_seq(c, (uint32_t)s), 1250);
     }
     cr_expect_eq(rill_bus_cursor_lost(c), 0);
-    rill_bus_cursor_free(c);
+    rill_bus_cursor_destroy(c);
   }
   rig_free(&g);
 }
@@ -165,8 +168,8 @@ Test(poll, time_order_merges_shards) {
   rig_drain(&g);
   for (size_t limit = 1; limit <= 256; limit *= 16) {
     rill_bus_cursor_t *c;
-    cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_OLDEST, &c), 0);
-    rill_event_t ev[256];
+    cr_assert_eq(rill_bus_cursor_create(&c, g.ms, RILL_BUS_FROM_OLDEST), 0);
+    rill_bus_event_t ev[256];
     uint64_t last_ts = 0;
     int last_i = -1;
     size_t total = 0, n;
@@ -183,7 +186,7 @@ Test(poll, time_order_merges_shards) {
       total += n;
     } while (n);
     cr_expect_eq(total, 3000);
-    rill_bus_cursor_free(c);
+    rill_bus_cursor_destroy(c);
   }
   rig_free(&g);
 }
@@ -198,7 +201,7 @@ Test(poll, filter_in_both_orders) {
   cr_assert_eq(rill_filter_compile(&f, q, strlen(q)), 0);
   for (int order = 0; order < 2; order++) {
     rill_bus_cursor_t *c;
-    cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_OLDEST, &c), 0);
+    cr_assert_eq(rill_bus_cursor_create(&c, g.ms, RILL_BUS_FROM_OLDEST), 0);
     static int seen[3000];
     uint64_t last[SHARDS];
     memset(seen, 0, sizeof seen);
@@ -210,9 +213,9 @@ Test(poll, filter_in_both_orders) {
     /* Rejected events are passed, not left pending. */
     for (int s = 0; s < SHARDS; s++)
       cr_expect_eq(rill_bus_cursor_next_seq(c, (uint32_t)s), 750);
-    rill_bus_cursor_free(c);
+    rill_bus_cursor_destroy(c);
   }
-  rill_filter_free(f);
+  rill_filter_destroy(f);
   rig_free(&g);
 }
 
@@ -221,11 +224,11 @@ Test(poll, from_now_sees_only_later_events) {
   rig_open(&g, 0, 0, NULL);
   publish_n(&g, 0, 100);
   /* Let the worker deliver the first hundred before the cursor joins. */
-  uint64_t kept = 0;
-  while (kept < 100)
-    rill_memsink_counts(g.ms, &kept, NULL);
+  rill_bus_memsink_stats_t st = {0};
+  while (st.retained < 100)
+    rill_bus_memsink_stats(g.ms, &st);
   rill_bus_cursor_t *c;
-  cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_NOW, &c), 0);
+  cr_assert_eq(rill_bus_cursor_create(&c, g.ms, RILL_BUS_FROM_NOW), 0);
   publish_n(&g, 100, 200);
   rig_drain(&g);
   static int seen[200];
@@ -234,7 +237,7 @@ Test(poll, from_now_sees_only_later_events) {
   cr_expect_eq(drain_cursor(c, NULL, RILL_BUS_ORDER_SHARD, 64, seen, 200, last), 100);
   for (int i = 0; i < 200; i++)
     cr_assert_eq(seen[i], i >= 100, "event %d", i);
-  rill_bus_cursor_free(c);
+  rill_bus_cursor_destroy(c);
   rig_free(&g);
 }
 
@@ -245,15 +248,15 @@ Test(poll, cursor_resumes_after_consumer_restart) {
   rig_t g;
   rig_open(&g, 0, 0, NULL);
   publish_n(&g, 0, 2000);
-  uint64_t kept = 0;
-  while (kept < 2000)
-    rill_memsink_counts(g.ms, &kept, NULL);
+  rill_bus_memsink_stats_t st = {0};
+  while (st.retained < 2000)
+    rill_bus_memsink_stats(g.ms, &st);
   static int seen[4000];
   uint64_t last[SHARDS];
   reset_seq(last);
   rill_bus_cursor_t *c;
-  cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_OLDEST, &c), 0);
-  rill_event_t ev[100];
+  cr_assert_eq(rill_bus_cursor_create(&c, g.ms, RILL_BUS_FROM_OLDEST), 0);
+  rill_bus_event_t ev[100];
   size_t n, first = 0;
   for (int k = 0; k < 7; k++) {
     cr_assert_eq(rill_bus_poll(c, NULL, RILL_BUS_ORDER_TIME, ev, 100, &n), 0);
@@ -272,16 +275,16 @@ Test(poll, cursor_resumes_after_consumer_restart) {
   cr_expect_eq(len, 32 + 16 * SHARDS);
   cr_assert_eq(rill_bus_cursor_save(c, saved, sizeof saved, &len), 0);
   cr_expect_eq(len, rill_bus_cursor_size(c));
-  rill_bus_cursor_free(c); /* the consumer goes away */
+  rill_bus_cursor_destroy(c); /* the consumer goes away */
   publish_n(&g, 2000, 4000);
   rig_drain(&g);
-  cr_assert_eq(rill_bus_cursor_load(g.ms, saved, len, &c), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_bus_cursor_load(&c, g.ms, saved, len), 0, "%s", rill_errmsg());
   size_t rest = drain_cursor(c, NULL, RILL_BUS_ORDER_SHARD, 64, seen, 4000, last);
   cr_expect_eq(first + rest, 4000);
   for (int i = 0; i < 4000; i++)
     cr_assert_eq(seen[i], 1, "event %d", i);
   cr_expect_eq(rill_bus_cursor_lost(c), 0);
-  rill_bus_cursor_free(c);
+  rill_bus_cursor_destroy(c);
   rig_free(&g);
 }
 
@@ -291,38 +294,38 @@ Test(poll, hostile_saved_cursors) {
   publish_n(&g, 0, 40);
   rig_drain(&g);
   rill_bus_cursor_t *c;
-  cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_OLDEST, &c), 0);
-  rill_event_t ev[8];
+  cr_assert_eq(rill_bus_cursor_create(&c, g.ms, RILL_BUS_FROM_OLDEST), 0);
+  rill_bus_event_t ev[8];
   size_t n;
   cr_assert_eq(rill_bus_poll(c, NULL, RILL_BUS_ORDER_SHARD, ev, 8, &n), 0);
   uint8_t good[96], b[96];
   size_t len;
   cr_assert_eq(rill_bus_cursor_save(c, good, sizeof good, &len), 0);
-  rill_bus_cursor_free(c);
+  rill_bus_cursor_destroy(c);
   rill_bus_cursor_t *out = (void *)1;
   /* Every single-bit flip is refused, never loaded as some other position. */
   for (size_t bit = 0; bit < len * 8; bit++) {
     memcpy(b, good, len);
     b[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-    int rc = rill_bus_cursor_load(g.ms, b, len, &out);
+    int rc = rill_bus_cursor_load(&out, g.ms, b, len);
     cr_assert(rc == RILL_EVERSION || rc == RILL_ECORRUPT || rc == RILL_EINVAL, "bit %zu: %d", bit,
               rc);
     cr_assert_null(out);
   }
   for (size_t l = 0; l < len; l++)
-    cr_assert_eq(rill_bus_cursor_load(g.ms, good, l, &out) < 0, 1, "truncated to %zu", l);
+    cr_assert_eq(rill_bus_cursor_load(&out, g.ms, good, l) < 0, 1, "truncated to %zu", l);
   /* Another sink, the same shape: refused by identity. */
-  rill_memsink_t *other;
-  cr_assert_eq(rill_memsink_create(&other, &(rill_memsink_opts_t){.shards = SHARDS}), 0);
-  cr_expect_eq(rill_bus_cursor_load(other, good, len, &out), RILL_EINVAL);
-  rill_memsink_destroy(other);
-  rill_memsink_t *narrow;
-  cr_assert_eq(rill_memsink_create(&narrow, &(rill_memsink_opts_t){.shards = 2}), 0);
-  cr_expect_eq(rill_bus_cursor_load(narrow, good, len, &out), RILL_EINVAL);
-  rill_memsink_destroy(narrow);
+  rill_bus_memsink_t *other;
+  cr_assert_eq(rill_bus_memsink_create(&other, &(rill_bus_memsink_opts_t){.shards = SHARDS}), 0);
+  cr_expect_eq(rill_bus_cursor_load(&out, other, good, len), RILL_EINVAL);
+  rill_bus_memsink_destroy(other);
+  rill_bus_memsink_t *narrow;
+  cr_assert_eq(rill_bus_memsink_create(&narrow, &(rill_bus_memsink_opts_t){.shards = 2}), 0);
+  cr_expect_eq(rill_bus_cursor_load(&out, narrow, good, len), RILL_EINVAL);
+  rill_bus_memsink_destroy(narrow);
   /* A well-formed save of a position off the record grid: loads (the
    * checksum is right) but poll says the window holds no such record. */
-  cr_assert_eq(rill_bus_cursor_load(g.ms, good, len, &c), 0);
+  cr_assert_eq(rill_bus_cursor_load(&c, g.ms, good, len), 0);
   memcpy(b, good, len);
   uint64_t pos;
   memcpy(&pos, b + 24, 8);
@@ -330,10 +333,10 @@ Test(poll, hostile_saved_cursors) {
   memcpy(b + 24, &pos, 8);
   uint64_t sum = rill_hash64(b, len - 8);
   memcpy(b + len - 8, &sum, 8);
-  rill_bus_cursor_free(c);
-  cr_assert_eq(rill_bus_cursor_load(g.ms, b, len, &c), 0);
+  rill_bus_cursor_destroy(c);
+  cr_assert_eq(rill_bus_cursor_load(&c, g.ms, b, len), 0);
   cr_expect_eq(rill_bus_poll(c, NULL, RILL_BUS_ORDER_SHARD, ev, 8, &n), RILL_ECORRUPT);
-  rill_bus_cursor_free(c);
+  rill_bus_cursor_destroy(c);
   rig_free(&g);
 }
 
@@ -357,16 +360,16 @@ Test(poll, saved_cursor_position_past_the_writer_is_refused) {
   publish_n(&g, 0, 40);
   rig_drain(&g);
   rill_bus_cursor_t *c;
-  cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_OLDEST, &c), 0);
+  cr_assert_eq(rill_bus_cursor_create(&c, g.ms, RILL_BUS_FROM_OLDEST), 0);
   uint8_t good[96], b[96];
   size_t len;
   cr_assert_eq(rill_bus_cursor_save(c, good, sizeof good, &len), 0);
-  rill_bus_cursor_free(c);
+  rill_bus_cursor_destroy(c);
   /* Shard 0's end: a cursor that read everything. */
-  cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_NOW, &c), 0);
+  cr_assert_eq(rill_bus_cursor_create(&c, g.ms, RILL_BUS_FROM_NOW), 0);
   uint8_t end[96];
   cr_assert_eq(rill_bus_cursor_save(c, end, sizeof end, &len), 0);
-  rill_bus_cursor_free(c);
+  rill_bus_cursor_destroy(c);
   uint64_t tail, written;
   memcpy(&tail, end + 24, 8);
   memcpy(&written, end + 32, 8);
@@ -387,11 +390,11 @@ Test(poll, saved_cursor_position_past_the_writer_is_refused) {
     memcpy(b, good, len);
     forge_cursor(b, len, 0, cases[i].pos, cases[i].seq);
     rill_bus_cursor_t *out = NULL;
-    int rc = rill_bus_cursor_load(g.ms, b, len, &out);
+    int rc = rill_bus_cursor_load(&out, g.ms, b, len);
     cr_expect_eq(rc, cases[i].rc, "case %zu (pos %llu, seq %llu): %d %s", i,
                  (unsigned long long)cases[i].pos, (unsigned long long)cases[i].seq, rc,
                  rill_errmsg());
-    rill_bus_cursor_free(out);
+    rill_bus_cursor_destroy(out);
   }
   rig_free(&g);
 }
@@ -400,7 +403,7 @@ Test(poll, lapped_cursor_counts_exactly_what_it_lost) {
   rig_t g;
   rig_open(&g, 4096, 0, NULL);
   rill_bus_cursor_t *c;
-  cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_OLDEST, &c), 0);
+  cr_assert_eq(rill_bus_cursor_create(&c, g.ms, RILL_BUS_FROM_OLDEST), 0);
   /* All to shard 0; each record is 32 + 16..32 bytes: 4096 holds ~100. */
   for (int i = 0; i < 1000; i++) {
     char buf[64];
@@ -408,7 +411,7 @@ Test(poll, lapped_cursor_counts_exactly_what_it_lost) {
     cr_assert_eq(rill_bus_publish_key(g.p, 0, buf, (uint32_t)len), 0);
   }
   rig_drain(&g);
-  rill_event_t ev[256];
+  rill_bus_event_t ev[256];
   size_t n, got = 0;
   int rc = rill_bus_poll(c, NULL, RILL_BUS_ORDER_SHARD, ev, 256, &n);
   cr_expect_eq(rc, RILL_ELAGGED);
@@ -425,14 +428,14 @@ Test(poll, lapped_cursor_counts_exactly_what_it_lost) {
   }
   cr_expect_eq(got + rill_bus_cursor_lost(c), 1000);
   cr_expect_eq(rill_bus_cursor_next_seq(c, 0), 1000);
-  rill_bus_cursor_free(c);
+  rill_bus_cursor_destroy(c);
   rig_free(&g);
 }
 
 Test(poll, events_too_large_for_the_window_are_omitted_and_counted) {
   rig_t g;
   rig_open(&g, 4096, 1000, NULL);
-  size_t max = rill_memsink_max_payload(g.ms);
+  size_t max = rill_bus_memsink_max_payload(g.ms);
   cr_assert_eq(max, 4096 / 8 - 32);
   static char big[1000];
   memset(big, 'x', sizeof big);
@@ -440,13 +443,13 @@ Test(poll, events_too_large_for_the_window_are_omitted_and_counted) {
   cr_assert_eq(rill_bus_publish_key(g.p, 0, big, (uint32_t)max + 1), 0);
   cr_assert_eq(rill_bus_publish_key(g.p, 0, big, (uint32_t)max), 0);
   rig_drain(&g);
-  uint64_t kept, omitted;
-  rill_memsink_counts(g.ms, &kept, &omitted);
-  cr_expect_eq(kept, 2);
-  cr_expect_eq(omitted, 1);
+  rill_bus_memsink_stats_t st;
+  rill_bus_memsink_stats(g.ms, &st);
+  cr_expect_eq(st.retained, 2);
+  cr_expect_eq(st.omitted, 1);
   rill_bus_cursor_t *c;
-  cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_OLDEST, &c), 0);
-  rill_event_t ev[4];
+  cr_assert_eq(rill_bus_cursor_create(&c, g.ms, RILL_BUS_FROM_OLDEST), 0);
+  rill_bus_event_t ev[4];
   size_t n;
   cr_assert_eq(rill_bus_poll(c, NULL, RILL_BUS_ORDER_SHARD, ev, 4, &n), 0);
   cr_assert_eq(n, 2);
@@ -454,14 +457,14 @@ Test(poll, events_too_large_for_the_window_are_omitted_and_counted) {
   cr_expect_eq(ev[1].seq, 2, "the omitted event leaves a gap in seq");
   cr_expect_eq(ev[1].len, max);
   cr_expect_eq(memcmp(ev[1].data, big, max), 0);
-  rill_bus_cursor_free(c);
+  rill_bus_cursor_destroy(c);
   rig_free(&g);
 }
 
 Test(poll, tee_passes_every_batch_on) {
-  rill_sink_counters_t cnt;
-  rill_sink_t counting;
-  rill_sink_counting(&counting, &cnt);
+  rill_bus_counters_t cnt;
+  rill_bus_sink_t counting;
+  rill_bus_sink_counting(&counting, &cnt);
   rig_t g;
   rig_open(&g, 0, 0, &counting);
   publish_n(&g, 0, 1000);
@@ -481,9 +484,9 @@ Test(poll, polling_allocates_nothing) {
   const char *q = "{\"k\":{\"$ne\":2}}";
   cr_assert_eq(rill_filter_compile(&f, q, strlen(q)), 0);
   rill_bus_cursor_t *a, *b;
-  cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_OLDEST, &a), 0);
-  cr_assert_eq(rill_bus_cursor_open(g.ms, RILL_BUS_FROM_OLDEST, &b), 0);
-  rill_event_t ev[32];
+  cr_assert_eq(rill_bus_cursor_create(&a, g.ms, RILL_BUS_FROM_OLDEST), 0);
+  cr_assert_eq(rill_bus_cursor_create(&b, g.ms, RILL_BUS_FROM_OLDEST), 0);
+  rill_bus_event_t ev[32];
   size_t n, total = 0;
   uint64_t before = rill_mem_allocs_thread();
   for (int k = 0; k < 200; k++) {
@@ -494,8 +497,8 @@ Test(poll, polling_allocates_nothing) {
   }
   cr_expect_eq(rill_mem_allocs_thread(), before);
   cr_expect_eq(total, 2667 + 4000);
-  rill_bus_cursor_free(a);
-  rill_bus_cursor_free(b);
-  rill_filter_free(f);
+  rill_bus_cursor_destroy(a);
+  rill_bus_cursor_destroy(b);
+  rill_filter_destroy(f);
   rig_free(&g);
 }

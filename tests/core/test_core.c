@@ -217,7 +217,13 @@ Test(hash, reduce_spreads_evenly) {
 
 Test(hist, buckets_tile_the_range) {
   cr_expect_eq(rill_hist_index(0), 0);
-  cr_expect_eq(rill_hist_index(31), 31);
+  cr_expect_eq(rill_hist_index(1), 0, "0 and 1 share the first bucket");
+  cr_expect_eq(rill_hist_index(32), 31);
+  /* Upper bounds are inclusive and round: exact `le` counts. */
+  cr_expect_eq(rill_hist_bucket_high(31), 32);
+  cr_expect_eq(rill_hist_index(1024), rill_hist_index(1009), "(1008, 1024]");
+  cr_expect_eq(rill_hist_index(1025), rill_hist_index(1024) + 1);
+  cr_expect_eq(rill_hist_bucket_high(rill_hist_index(1024)), 1024);
   cr_expect_eq(rill_hist_index(UINT64_MAX), RILL_HIST_BUCKETS - 1);
   for (uint32_t i = 0; i + 1 < RILL_HIST_BUCKETS; i++) {
     cr_assert_eq(rill_hist_bucket_high(i) + 1, rill_hist_bucket_low(i + 1), "gap after %u", i);

@@ -34,10 +34,10 @@ static int ready[2]; /* a receiver process writes a byte here once attached */
 #define MAXMSG 8192u
 /* Three size classes, few chunks each: messages spill into larger classes
  * when the receivers hold the smaller one's. */
-static rill_ipc_opts_t opts = {.slots = 256,
-                               .slot_size = 128,
-                               .max_receivers = RECEIVERS,
-                               .pool = {{512, 4}, {2048, 4}, {MAXMSG, 8}}};
+static rill_ipc_route_opts_t opts = {.slots = 256,
+                                     .slot_size = 128,
+                                     .max_receivers = RECEIVERS,
+                                     .pool = {{512, 4}, {2048, 4}, {MAXMSG, 8}}};
 
 /* A message: its sender's generation, its number in that generation, then
  * bytes that follow from both; one in eight over the slot payload max. */
@@ -83,8 +83,8 @@ static void sleep_us(uint64_t us) {
  * want_gen0 the first message must be (0, 0) and the last generation's
  * count `count`. */
 static void receive_until_end(int want_gen0, uint32_t count) {
-  rill_ipc_receiver_t *r = NULL;
-  for (int tries = 0; rill_ipc_receiver_open(&r, route) != 0; tries++) {
+  rill_ipc_route_receiver_t *r = NULL;
+  for (int tries = 0; rill_ipc_route_receiver_open(&r, route) != 0; tries++) {
     if (tries > 5000)
       _exit(10);
     sleep_us(1000);
@@ -96,7 +96,7 @@ static void receive_until_end(int want_gen0, uint32_t count) {
   int first = 1;
   for (;;) {
     rill_ipc_msg_t m;
-    int rc = rill_ipc_recv(r, &m, PATIENCE, NULL);
+    int rc = rill_ipc_route_recv(r, &m, PATIENCE, NULL);
     if (rc) {
       fprintf(stderr, "receiver %d: recv: %s (%s)\n", (int)getpid(), rill_strerror(rc),
               rill_errmsg());
@@ -136,7 +136,7 @@ static void receive_until_end(int want_gen0, uint32_t count) {
     last_gen = gen;
     last_i = i;
   }
-  rill_ipc_receiver_close(r);
+  rill_ipc_route_receiver_close(r);
   _exit(0);
 }
 
@@ -184,19 +184,19 @@ static void reap_killed(pid_t pid, const char *who) {
 
 /* Every third message is written in place (reserve for the most it could
  * be, commit its length), the others copied by send. */
-static void send_one(rill_ipc_sender_t *s, uint32_t gen, uint32_t i) {
+static void send_one(rill_ipc_route_sender_t *s, uint32_t gen, uint32_t i) {
   static _Thread_local uint8_t buf[MAXMSG];
   uint32_t len;
   int rc;
   if (i % 3 == 0 && i != END) {
     void *room;
-    rc = rill_ipc_reserve(s, MAXMSG, PATIENCE, &room);
+    rc = rill_ipc_route_reserve(s, MAXMSG, PATIENCE, &room);
     CHECK(rc == 0, "reserve (%u, %u): %s (%s)", gen, i, rill_strerror(rc), rill_errmsg());
-    len = fill(room, gen, i, rill_ipc_max_payload(s));
-    rc = rill_ipc_commit(s, len);
+    len = fill(room, gen, i, rill_ipc_route_max_payload(s));
+    rc = rill_ipc_route_commit(s, len);
   } else {
-    len = fill(buf, gen, i, rill_ipc_max_payload(s));
-    rc = rill_ipc_send(s, buf, len, PATIENCE);
+    len = fill(buf, gen, i, rill_ipc_route_max_payload(s));
+    rc = rill_ipc_route_send(s, buf, len, PATIENCE);
   }
   CHECK(rc == 0, "send (%u, %u): %s (%s)", gen, i, rill_strerror(rc), rill_errmsg());
 }
@@ -205,14 +205,14 @@ static void send_one(rill_ipc_sender_t *s, uint32_t gen, uint32_t i) {
 
 static void fresh_route(const char *tag) {
   snprintf(route, sizeof route, "stress.%d.%s", (int)getpid(), tag);
-  rill_ipc_unlink(route);
+  rill_ipc_route_unlink(route);
 }
 
 /* One sender, three receivers, N messages under BLOCK. */
 static void block_1_to_3(void) {
   fresh_route("block");
-  rill_ipc_sender_t *s = NULL;
-  CHECK(rill_ipc_sender_open(&s, route, &opts) == 0, "open: %s", rill_errmsg());
+  rill_ipc_route_sender_t *s = NULL;
+  CHECK(rill_ipc_route_sender_open(&s, route, &opts) == 0, "open: %s", rill_errmsg());
   pid_t rx[RECEIVERS];
   for (int k = 0; k < RECEIVERS; k++)
     rx[k] = spawn_receiver(1, N);
@@ -222,8 +222,8 @@ static void block_1_to_3(void) {
   send_one(s, 0, END);
   for (int k = 0; k < RECEIVERS; k++)
     reap_ok(rx[k], "receiver");
-  rill_ipc_sender_close(s);
-  rill_ipc_unlink(route);
+  rill_ipc_route_sender_close(s);
+  rill_ipc_route_unlink(route);
 }
 
 /* A receiver SIGKILLed at a random moment: the sender reaps it when it
@@ -232,8 +232,8 @@ static void block_1_to_3(void) {
  * everything from then on at once. */
 static void kill_a_receiver(void) {
   fresh_route("killrx");
-  rill_ipc_sender_t *s = NULL;
-  CHECK(rill_ipc_sender_open(&s, route, &opts) == 0, "open: %s", rill_errmsg());
+  rill_ipc_route_sender_t *s = NULL;
+  CHECK(rill_ipc_route_sender_open(&s, route, &opts) == 0, "open: %s", rill_errmsg());
   pid_t rx[RECEIVERS];
   for (int k = 0; k < RECEIVERS; k++)
     rx[k] = spawn_receiver(1, N);
@@ -261,8 +261,8 @@ static void kill_a_receiver(void) {
   for (int k = 1; k < RECEIVERS; k++)
     reap_ok(rx[k], "receiver");
   reap_ok(restarted, "restarted receiver");
-  rill_ipc_sender_close(s);
-  rill_ipc_unlink(route);
+  rill_ipc_route_sender_close(s);
+  rill_ipc_route_unlink(route);
 }
 
 /* A sender process that sends (gen, 0), (gen, 1), ... up to count, then
@@ -272,9 +272,9 @@ static pid_t spawn_sender(uint32_t gen, uint32_t count) {
   CHECK(pid >= 0, "fork");
   if (pid)
     return pid;
-  rill_ipc_sender_t *s = NULL;
+  rill_ipc_route_sender_t *s = NULL;
   int rc;
-  for (int tries = 0; (rc = rill_ipc_sender_open(&s, route, &opts)) != 0; tries++) {
+  for (int tries = 0; (rc = rill_ipc_route_sender_open(&s, route, &opts)) != 0; tries++) {
     if (tries > 5000) {
       fprintf(stderr, "sender %u: %s (%s)\n", gen, rill_strerror(rc), rill_errmsg());
       _exit(20);
@@ -284,7 +284,7 @@ static pid_t spawn_sender(uint32_t gen, uint32_t count) {
   for (uint32_t i = 0; count == 0 || i < count; i++)
     send_one(s, gen, i);
   send_one(s, gen, END);
-  rill_ipc_sender_close(s);
+  rill_ipc_route_sender_close(s);
   _exit(0);
 }
 
@@ -294,9 +294,9 @@ static pid_t spawn_sender(uint32_t gen, uint32_t count) {
  * sender's N / 4 and its END. */
 static void kill_senders(void) {
   fresh_route("killtx");
-  rill_ipc_sender_t *s = NULL;
-  CHECK(rill_ipc_sender_open(&s, route, &opts) == 0, "create: %s", rill_errmsg());
-  rill_ipc_sender_close(s);
+  rill_ipc_route_sender_t *s = NULL;
+  CHECK(rill_ipc_route_sender_open(&s, route, &opts) == 0, "create: %s", rill_errmsg());
+  rill_ipc_route_sender_close(s);
   pid_t rx[RECEIVERS];
   for (int k = 0; k < RECEIVERS; k++)
     rx[k] = spawn_receiver(0, N / 4);
@@ -318,7 +318,7 @@ static void kill_senders(void) {
     reap_ok(rx[k], "receiver");
   for (int k = 0; k < nz; k++)
     reap_killed(zombies[k], "killed sender");
-  rill_ipc_unlink(route);
+  rill_ipc_route_unlink(route);
 }
 
 /* The same protocol between threads, so TSan sees the orderings. */
@@ -329,27 +329,27 @@ struct thr {
 
 static void *thread_receiver(void *arg) {
   struct thr *t = arg;
-  rill_ipc_receiver_t *r = NULL;
-  CHECK(rill_ipc_receiver_open(&r, route) == 0, "receiver: %s", rill_errmsg());
+  rill_ipc_route_receiver_t *r = NULL;
+  CHECK(rill_ipc_route_receiver_open(&r, route) == 0, "receiver: %s", rill_errmsg());
   __atomic_store_n(&t->ok, 1, __ATOMIC_RELEASE);
   for (uint32_t i = 0; i < t->count; i++) {
     rill_ipc_msg_t m;
-    int rc = rill_ipc_recv(r, &m, PATIENCE, NULL);
+    int rc = rill_ipc_route_recv(r, &m, PATIENCE, NULL);
     CHECK(rc == 0, "recv %u: %s (%s)", i, rill_strerror(rc), rill_errmsg());
     uint32_t gen, j;
     CHECK(content_ok(&m, &gen, &j) && gen == 0 && j == i && m.seq == i, "message %u", i);
   }
-  rill_ipc_receiver_close(r);
+  rill_ipc_route_receiver_close(r);
   __atomic_store_n(&t->ok, 2, __ATOMIC_RELEASE);
   return NULL;
 }
 
 static void threads_1_to_3(void) {
   fresh_route("threads");
-  rill_ipc_opts_t o = opts;
+  rill_ipc_route_opts_t o = opts;
   o.slots = 64;
-  rill_ipc_sender_t *s = NULL;
-  CHECK(rill_ipc_sender_open(&s, route, &o) == 0, "open: %s", rill_errmsg());
+  rill_ipc_route_sender_t *s = NULL;
+  CHECK(rill_ipc_route_sender_open(&s, route, &o) == 0, "open: %s", rill_errmsg());
   struct thr t[RECEIVERS];
   pthread_t th[RECEIVERS];
   for (int k = 0; k < RECEIVERS; k++) {
@@ -365,8 +365,8 @@ static void threads_1_to_3(void) {
     pthread_join(th[k], NULL);
     CHECK(t[k].ok == 2, "receiver thread %d", k);
   }
-  rill_ipc_sender_close(s);
-  rill_ipc_unlink(route);
+  rill_ipc_route_sender_close(s);
+  rill_ipc_route_unlink(route);
 }
 
 static pid_t main_pid;
@@ -374,7 +374,7 @@ static pid_t main_pid;
 /* A failed check exits: the route it ran on goes too. */
 static void unlink_route(void) {
   if (getpid() == main_pid && route[0])
-    rill_ipc_unlink(route);
+    rill_ipc_route_unlink(route);
 }
 
 int main(void) {

@@ -22,11 +22,16 @@
 
 static char chan[64];
 
+/* Each kind's unlink removes only its own: a test may leave either. */
+static void unlink_any(void) {
+  rill_ipc_chan_unlink(chan);
+  rill_ipc_route_unlink(chan);
+}
 static void init_name(void) {
   snprintf(chan, sizeof chan, "chtest.%d", (int)getpid());
-  rill_ipc_chan_unlink(chan);
+  unlink_any();
 }
-static void fini_name(void) { rill_ipc_chan_unlink(chan); }
+static void fini_name(void) { unlink_any(); }
 
 TestSuite(chan, .init = init_name, .fini = fini_name);
 
@@ -113,8 +118,8 @@ Test(chan, layout_mismatch_and_bad_opts) {
   cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
   cr_expect_eq(m.len, 0);
   /* A route of the same name space is not a channel, and the other way. */
-  rill_ipc_receiver_t *rr = (void *)1;
-  cr_expect_eq(rill_ipc_receiver_open(&rr, chan), RILL_EVERSION);
+  rill_ipc_route_receiver_t *rr = (void *)1;
+  cr_expect_eq(rill_ipc_route_receiver_open(&rr, chan), RILL_EVERSION);
   rill_ipc_chan_close(r);
   rill_ipc_chan_close(s);
   rill_ipc_chan_close(NULL);
@@ -693,26 +698,26 @@ Test(chan, corrupted_segments_are_refused) {
   fresh();
   uint32_t slots = 12;
   poke(OFF_SLOTS, &slots, 4);
-  expect_refused(RILL_EPROTO, "not a power of two");
+  expect_refused(RILL_ECORRUPT, "not a power of two");
   fresh();
   uint32_t senders = 0;
   poke(16, &senders, 4);
-  expect_refused(RILL_EPROTO, "max senders");
+  expect_refused(RILL_ECORRUPT, "max senders");
   fresh();
   uint64_t total = 4096;
   poke(OFF_TOTAL, &total, 8);
-  expect_refused(RILL_EPROTO, "header says 4096 bytes");
+  expect_refused(RILL_ECORRUPT, "header says 4096 bytes");
   fresh();
   char path[128];
   snprintf(path, sizeof path, "/dev/shm/rill.%s", chan);
   cr_assert_eq(truncate(path, 4096 * 2 + 8 * 128 + 64), 0);
-  expect_refused(RILL_EPROTO, "the segment is");
+  expect_refused(RILL_ECORRUPT, "the segment is");
   /* A route is not a channel. */
   rill_ipc_chan_unlink(chan);
-  rill_ipc_sender_t *rs;
-  cr_assert_eq(rill_ipc_sender_open(&rs, chan, NULL), 0);
+  rill_ipc_route_sender_t *rs;
+  cr_assert_eq(rill_ipc_route_sender_open(&rs, chan, NULL), 0);
   expect_refused(RILL_EVERSION, "RLIC");
-  rill_ipc_sender_close(rs);
+  rill_ipc_route_sender_close(rs);
 }
 
 struct seen {
@@ -946,17 +951,17 @@ Test(chan, pool_scribbles_are_refused_or_corrupt) {
   /* The header's class table, checked at attach. */
   v = 100;
   poke(384, &v, 4);
-  expect_refused(RILL_EPROTO, "pool class 0 of 100 bytes, not over 112");
+  expect_refused(RILL_ECORRUPT, "pool class 0 of 100 bytes, not over 112");
   v = 256;
   poke(384, &v, 4);
   v = 9;
   poke(52, &v, 4);
-  expect_refused(RILL_EPROTO, "9 pool classes");
+  expect_refused(RILL_ECORRUPT, "9 pool classes");
   v = 3;
   poke(52, &v, 4);
   v = 0;
   poke(44, &v, 4);
-  expect_refused(RILL_EPROTO, "without the pool flag");
+  expect_refused(RILL_ECORRUPT, "without the pool flag");
 }
 
 /* ---- reserve, commit, cancel --------------------------------------------------- */

@@ -129,16 +129,16 @@ static void child(int t, int fd, uint64_t seed) {
       /* Three pieces, the middle one possibly empty. */
       rec_fill(b[0], next);
       uint32_t n = rec_len(next), a = (uint32_t)rnd(n + 1), c = (uint32_t)rnd(n - a + 1);
-      rill_log_iov_t iov[3] = {{b[0], a}, {b[0] + a, c}, {b[0] + a + c, n - a - c}};
+      rill_iov_t iov[3] = {{b[0], a}, {b[0] + a, c}, {b[0] + a + c, n - a - c}};
       rc = rill_log_appendv(l, iov, 3, &seq);
       if (rc == 0)
         ack(fd, &seq, 1);
     } else if (m == 2) {
       size_t n = 1 + rnd(8), done;
-      rill_log_iov_t recs[8];
+      rill_iov_t recs[8];
       for (size_t i = 0; i < n; i++) {
         rec_fill(b[i], next + i);
-        recs[i] = (rill_log_iov_t){b[i], rec_len(next + i)};
+        recs[i] = (rill_iov_t){b[i], rec_len(next + i)};
       }
       rc = rill_log_append_batch(l, recs, n, &seq, &done);
       if (rc == 0) {
@@ -154,7 +154,7 @@ static void child(int t, int fd, uint64_t seed) {
         rec_fill(p, next);
         if (rnd(8) == 0) {
           /* Bytes left past the end by an abort must not become a record. */
-          rill_log_abort(l);
+          rill_log_cancel(l);
           continue;
         }
         rc = rill_log_commit(l, &seq);

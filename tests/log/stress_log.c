@@ -125,7 +125,7 @@ static void one_writer_readers_tail_subscriber_retention(void) {
   ctx_t x = {.l = l, .seq_is_value = true};
   sub_t sub = {0};
   rill_log_sub_t *s;
-  CHECK(rill_log_subscribe(l, 0, on_recs, &sub, &s) == 0, "subscribe");
+  CHECK(rill_log_subscribe(&s, l, 0, on_recs, &sub) == 0, "subscribe");
   pthread_t rt[2], tt;
   for (int i = 0; i < 2; i++)
     CHECK(pthread_create(&rt[i], NULL, reader, &x) == 0, "pthread_create");

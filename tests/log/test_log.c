@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "rill/bus.h"
 #include "rill/log.h"
 
 static char dir[64];
@@ -240,9 +241,9 @@ Test(log, batch_refused_by_the_budget_is_all_or_nothing) {
   static const uint8_t rec[1000];
   for (int i = 0; i < 50; i++)
     cr_assert_eq(rill_log_append(l, rec, sizeof rec, NULL), 0, "%s", rill_errmsg());
-  rill_log_iov_t batch[20];
+  rill_iov_t batch[20];
   for (int i = 0; i < 20; i++)
-    batch[i] = (rill_log_iov_t){rec, sizeof rec};
+    batch[i] = (rill_iov_t){rec, sizeof rec};
   uint64_t first = 0;
   size_t done = 99;
   cr_assert_eq(rill_log_append_batch(l, batch, 20, &first, &done), RILL_ENOSPC, "%s",
@@ -288,9 +289,9 @@ Test(log, retention_makes_room_when_the_budget_is_full) {
   cr_expect_leq(rill_log_budget_used(&b), b.limit);
   /* Batches too (small enough that the segment they start leaves the
    * 50 records retain_count keeps in the one before). */
-  rill_log_iov_t batch[10];
+  rill_iov_t batch[10];
   for (int i = 0; i < 10; i++)
-    batch[i] = (rill_log_iov_t){rec, sizeof rec};
+    batch[i] = (rill_iov_t){rec, sizeof rec};
   for (int k = 0; k < 20; k++)
     cr_assert_eq(rill_log_append_batch(l, batch, 10, NULL, NULL), 0, "batch %d: %s", k,
                  rill_errmsg());
@@ -348,15 +349,15 @@ Test(log, appendv_batch_reserve) {
   rill_log_t *l = open_log((rill_log_opts_t){.segment_bytes = 64 << 10});
   uint8_t b[512];
   rec_fill(b, 0);
-  rill_log_iov_t parts[3] = {{b, 1}, {NULL, 0}, {b + 1, rec_len(0) - 1}};
+  rill_iov_t parts[3] = {{b, 1}, {NULL, 0}, {b + 1, rec_len(0) - 1}};
   uint64_t seq;
   cr_assert_eq(rill_log_appendv(l, parts, 3, &seq), 0);
   cr_expect_eq(seq, 0);
   static uint8_t bufs[600][512];
-  rill_log_iov_t recs[600];
+  rill_iov_t recs[600];
   for (uint64_t i = 1; i <= 600; i++) {
     rec_fill(bufs[i - 1], i);
-    recs[i - 1] = (rill_log_iov_t){bufs[i - 1], rec_len(i)};
+    recs[i - 1] = (rill_iov_t){bufs[i - 1], rec_len(i)};
   }
   uint64_t first;
   size_t done;
@@ -370,7 +371,7 @@ Test(log, appendv_batch_reserve) {
   cr_expect_eq(seq, 601);
   cr_assert_eq(rill_log_reserve(l, 100, &p), 0);
   memset(p, 0xee, 100);
-  rill_log_abort(l);
+  rill_log_cancel(l);
   append_n(l, 602, 700);
   read_all(l, 700);
   cr_expect_eq(rill_log_commit(l, &seq), RILL_EINVAL);
@@ -660,9 +661,9 @@ Test(log, retention_by_count_bytes_and_age) {
  * shard: the consumer's half of "poll them back". */
 Test(log, bus_log_sink) {
   rill_log_t *l = open_log((rill_log_opts_t){.segment_bytes = 64 << 10});
-  rill_log_sink_t ls;
-  rill_sink_t sink;
-  rill_log_sink(&sink, &ls, l);
+  rill_bus_log_sink_t ls;
+  rill_bus_sink_t sink;
+  rill_bus_sink_log(&sink, &ls, l);
   rill_bus_t *bus;
   cr_assert_eq(
       rill_bus_create(
@@ -670,12 +671,12 @@ Test(log, bus_log_sink) {
           &(rill_bus_opts_t){.shards = 4, .workers = 2, .sink = &sink, .policy = RILL_BUS_BLOCK}),
       0);
   rill_bus_producer_t *p;
-  cr_assert_eq(rill_bus_producer_open(bus, &p), 0);
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
   for (uint32_t i = 0; i < 10000; i++) {
     uint32_t v[2] = {i % 4, i};
     cr_assert_eq(rill_bus_publish_key(p, i % 4, v, sizeof v), 0);
   }
-  cr_assert_eq(rill_bus_close(bus, 5000000000ull, NULL), 0);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
   rill_bus_destroy(bus);
   cr_expect_eq(ls.appended, 10000);
   cr_expect_eq(ls.failed, 0);
@@ -718,7 +719,7 @@ Test(log, subscriber_callbacks) {
   rill_log_t *l = open_log((rill_log_opts_t){0});
   subctx_t c = {0};
   rill_log_sub_t *s;
-  cr_assert_eq(rill_log_subscribe(l, 0, on_records, &c, &s), 0);
+  cr_assert_eq(rill_log_subscribe(&s, l, 0, on_records, &c), 0);
   append_n(l, 0, 3000);
   while (__atomic_load_n(&c.next, __ATOMIC_ACQUIRE) < 3000)
     usleep(1000);
@@ -739,7 +740,7 @@ Test(log, subscriber_callbacks) {
   uint64_t first = rill_log_first(l);
   cr_assert_gt(first, 0);
   subctx_t d = {0};
-  cr_assert_eq(rill_log_subscribe(l, 0, on_records, &d, &s), 0);
+  cr_assert_eq(rill_log_subscribe(&s, l, 0, on_records, &d), 0);
   while (__atomic_load_n(&d.next, __ATOMIC_ACQUIRE) < 6000)
     usleep(1000);
   rill_log_unsubscribe(s);

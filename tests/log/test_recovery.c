@@ -409,7 +409,7 @@ Test(recovery, subscriber_counts_a_damaged_record) {
   rill_log_t *l = open_ok((rill_log_opts_t){.segment_bytes = SEG});
   static sub_seen_t seen;
   rill_log_sub_t *sub;
-  cr_assert_eq(rill_log_subscribe(l, 0, sub_cb, &seen, &sub), 0);
+  cr_assert_eq(rill_log_subscribe(&sub, l, 0, sub_cb, &seen), 0);
   for (int i = 0; i < 2000 && rill_log_next(l) > 0; i++) {
     rill_log_stats_t st;
     rill_log_stats(l, &st);
@@ -1007,9 +1007,9 @@ static int full_disk_child(int fd, uint64_t seg) {
     FAIL("next %llu after ENOSPC at %llu", (unsigned long long)rill_log_next(l),
          (unsigned long long)n);
   /* A batch that reaches the full disk: none of it can go in. */
-  rill_log_iov_t recs[4];
+  rill_iov_t recs[4];
   for (int i = 0; i < 4; i++)
-    recs[i] = (rill_log_iov_t){b, 400};
+    recs[i] = (rill_iov_t){b, 400};
   size_t done = 99;
   if (rill_log_append_batch(l, recs, 4, NULL, &done) != RILL_ENOSPC || done != 0)
     FAIL("batch on a full disk: done %zu, %s", done, rill_errmsg());

@@ -18,7 +18,7 @@
 
 #define N 2000000u
 
-static rill__hist_t hist;
+static rill_hist_t hist;
 static uint32_t written; /* the writer's progress, for the checks */
 
 #define CHECK(c)                                                                                   \
@@ -32,7 +32,7 @@ static uint32_t written; /* the writer's progress, for the checks */
 static void *writer(void *arg) {
   (void)arg;
   for (uint32_t i = 0; i < N; i++) {
-    rill__hist_add(&hist, 100 + (i % 100000) * 37);
+    rill_hist_record(&hist, 100 + (i % 100000) * 37);
     __atomic_store_n(&written, i + 1, __ATOMIC_RELEASE);
   }
   return NULL;
@@ -43,10 +43,10 @@ static int render(void *ctx, rill__prom_t *p) {
   /* Loaded before the histogram: with acquire, every value counted here
    * is in the copy, so the copy holds at least this many. */
   uint32_t before = __atomic_load_n(&written, __ATOMIC_ACQUIRE);
-  rill__hist_t copy;
-  rill__hist_init(&copy);
-  rill__hist_merge(&copy, &hist);
-  uint64_t n = rill__hist_count(&copy);
+  rill_hist_t copy;
+  rill_hist_init(&copy);
+  rill_hist_merge(&copy, &hist);
+  uint64_t n = copy.count;
   CHECK(n >= before && n <= N);
   rill__prom_family(p, "rill_publish_ack_seconds", "histogram", "Test.");
   rill__prom_hist(p, "rill_publish_ack_seconds", NULL, &copy);

@@ -65,7 +65,7 @@ static void *user_main(void *arg) {
       if ((rc = rill_client_bind(c, t, &ch)) == 0) {
         for (int k = 0; k < 8 && expected(rc); k++)
           rc = rill_client_publish(c, ch, "abcdefgh", 8, k % 2 == 0, NULL);
-        rill_log_iov_t b[4] = {{"1", 1}, {"22", 2}, {"333", 3}, {"4444", 4}};
+        rill_iov_t b[4] = {{"1", 1}, {"22", 2}, {"333", 3}, {"4444", 4}};
         if (expected(rc))
           rc = rill_client_publish_batch(c, ch, b, 4, true, NULL);
       }

@@ -908,7 +908,7 @@ Test(client, batch_and_streamed) {
   cr_assert_eq(rill_client_connect(&sub, &o), 0);
   uint16_t ch;
   cr_assert_eq(rill_client_bind(pub, "big", &ch), 0);
-  rill_log_iov_t recs[3] = {{"a", 1}, {"bb", 2}, {"", 0}};
+  rill_iov_t recs[3] = {{"a", 1}, {"bb", 2}, {"", 0}};
   uint64_t first = 99;
   cr_assert_eq(rill_client_publish_batch(pub, ch, recs, 3, true, &first), 0, "%s", rill_errmsg());
   cr_expect_eq(first, 0);

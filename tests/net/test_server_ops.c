@@ -941,9 +941,9 @@ Test(server_ops, batch_cut_short_by_max_disk_says_what_was_stored) {
   cr_assert_eq(rill_client_subscribe(sub, "b", RILL_NET_FROM_EARLIEST, 1000, &sc, NULL), 0, "%s",
                rill_errmsg());
   static const char rec[1000];
-  rill_log_iov_t batch[100];
+  rill_iov_t batch[100];
   for (int i = 0; i < 100; i++)
-    batch[i] = (rill_log_iov_t){rec, sizeof rec};
+    batch[i] = (rill_iov_t){rec, sizeof rec};
   uint64_t first = 0;
   /* 100 KB: more than a 64 KiB segment, whose successor max_disk refuses. */
   cr_assert_eq(rill_client_publish_batch(pub, ch, batch, 100, true, &first), RILL_ENOSPC, "%s",

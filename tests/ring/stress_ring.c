@@ -132,7 +132,7 @@ static void *mpsc_produce(void *arg) {
   for (uint32_t i = 0; i < x->n;) {
     size_t len = 8 + (i * 7 + x->id) % 41;
     void *p;
-    int rc = rill_ring_mpsc_claim(x->r, len, (int32_t)x->id, &p);
+    int rc = rill_ring_mpsc_reserve(x->r, len, (int32_t)x->id, &p);
     if (rc == RILL_EAGAIN) {
       sched_yield();
       continue;
@@ -145,7 +145,7 @@ static void *mpsc_produce(void *arg) {
       b[k] = (uint8_t)(i + k);
     if (i % 97 == 13 && aborted != i) {
       aborted = i;
-      CHECK(rill_ring_mpsc_abort(x->r, p) == 0, "abort");
+      CHECK(rill_ring_mpsc_cancel(x->r, p) == 0, "abort");
       continue; /* the same i again: an aborted record is never seen */
     }
     CHECK(rill_ring_mpsc_commit(x->r, p) == 0, "commit");
@@ -159,7 +159,7 @@ struct mpsc_seen {
   uint64_t total;
 };
 
-static void mpsc_check(int32_t type, const void *data, size_t len, void *ctx) {
+static void mpsc_check(void *ctx, int32_t type, const void *data, size_t len) {
   struct mpsc_seen *s = ctx;
   uint32_t i, id;
   CHECK(len >= 8, "short record %zu", len);

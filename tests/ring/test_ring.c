@@ -28,7 +28,7 @@ static rill_ring_spsc_t *spsc(void **mem, uint64_t slots, uint32_t size) {
   cr_assert_gt(n, 0);
   *mem = amem(n);
   rill_ring_spsc_t *r = NULL;
-  int rc = rill_ring_spsc_init(&r, *mem, n, slots, size);
+  int rc = rill_ring_spsc_format(&r, *mem, n, slots, size);
   cr_assert_eq(rc, 0, "init: %s (%s)", rill_strerror(rc), rill_errmsg());
   return r;
 }
@@ -45,12 +45,12 @@ Test(spsc, rejects_bad_geometry) {
   cr_expect_eq(rill_ring_spsc_bytes(4, 8), RILL_RING_DATA_OFF + 32);
   uint8_t *m = amem(4096);
   rill_ring_spsc_t *r = (void *)1;
-  cr_expect_eq(rill_ring_spsc_init(&r, m, 4096, 3, 8), RILL_EINVAL);
+  cr_expect_eq(rill_ring_spsc_format(&r, m, 4096, 3, 8), RILL_EINVAL);
   cr_expect_null(r);
-  cr_expect_eq(rill_ring_spsc_init(&r, m + 8, 4000, 4, 8), RILL_EINVAL, "misaligned");
-  cr_expect_eq(rill_ring_spsc_init(&r, NULL, 4096, 4, 8), RILL_EINVAL);
-  cr_expect_eq(rill_ring_spsc_init(&r, m, RILL_RING_DATA_OFF + 31, 4, 8), RILL_EINVAL, "short");
-  cr_expect_eq(rill_ring_spsc_init(NULL, m, 4096, 4, 8), RILL_EINVAL);
+  cr_expect_eq(rill_ring_spsc_format(&r, m + 8, 4000, 4, 8), RILL_EINVAL, "misaligned");
+  cr_expect_eq(rill_ring_spsc_format(&r, NULL, 4096, 4, 8), RILL_EINVAL);
+  cr_expect_eq(rill_ring_spsc_format(&r, m, RILL_RING_DATA_OFF + 31, 4, 8), RILL_EINVAL, "short");
+  cr_expect_eq(rill_ring_spsc_format(NULL, m, 4096, 4, 8), RILL_EINVAL);
   cr_expect_eq(rill_ring_spsc_create(&r, 6, 8), RILL_EINVAL);
   cr_expect_neq(rill_errmsg()[0], '\0');
   free(m);
@@ -359,7 +359,7 @@ typedef struct sink {
   int n;
 } sink_t;
 
-static void collect(int32_t type, const void *data, size_t len, void *ctx) {
+static void collect(void *ctx, int32_t type, const void *data, size_t len) {
   sink_t *s = ctx;
   cr_assert_lt(s->n, 256);
   cr_assert_leq(len, 512);
@@ -391,22 +391,22 @@ Test(mpsc, rejects_bad_arguments) {
   rill_ring_mpsc_t *r = NULL;
   cr_expect_eq(rill_ring_mpsc_create(&r, 300), RILL_EINVAL);
   void *m = amem(4096);
-  cr_expect_eq(rill_ring_mpsc_init(&r, m, 1000, 1024), RILL_EINVAL);
-  cr_expect_eq(rill_ring_mpsc_init(&r, (uint8_t *)m + 32, 2000, 1024), RILL_EINVAL);
-  cr_assert_eq(rill_ring_mpsc_init(&r, m, 4096, 1024), 0);
+  cr_expect_eq(rill_ring_mpsc_format(&r, m, 1000, 1024), RILL_EINVAL);
+  cr_expect_eq(rill_ring_mpsc_format(&r, (uint8_t *)m + 32, 2000, 1024), RILL_EINVAL);
+  cr_assert_eq(rill_ring_mpsc_format(&r, m, 4096, 1024), 0);
   cr_expect_eq(rill_ring_mpsc_max_payload(r), 1024 / 8 - 8);
   void *p;
-  cr_expect_eq(rill_ring_mpsc_claim(r, 121, 0, &p), RILL_EMSGSIZE);
+  cr_expect_eq(rill_ring_mpsc_reserve(r, 121, 0, &p), RILL_EMSGSIZE);
   cr_expect_null(p);
-  cr_expect_eq(rill_ring_mpsc_claim(r, 8, -1, &p), RILL_EINVAL);
-  cr_expect_eq(rill_ring_mpsc_claim(r, 120, 0, &p), 0);
+  cr_expect_eq(rill_ring_mpsc_reserve(r, 8, -1, &p), RILL_EINVAL);
+  cr_expect_eq(rill_ring_mpsc_reserve(r, 120, 0, &p), 0);
   cr_expect_eq(rill_ring_mpsc_commit(r, (uint8_t *)p + 8), RILL_EFOREIGN);
   cr_expect_eq(rill_ring_mpsc_commit(r, (uint8_t *)p + 1), RILL_EFOREIGN);
   cr_expect_eq(rill_ring_mpsc_commit(r, NULL), RILL_EFOREIGN);
   cr_expect_eq(rill_ring_mpsc_commit(r, m), RILL_EFOREIGN);
   cr_expect_eq(rill_ring_mpsc_commit(r, p), 0);
   cr_expect_eq(rill_ring_mpsc_commit(r, p), RILL_EFOREIGN, "committed twice");
-  cr_expect_eq(rill_ring_mpsc_abort(r, p), RILL_EFOREIGN, "aborted after commit");
+  cr_expect_eq(rill_ring_mpsc_cancel(r, p), RILL_EFOREIGN, "aborted after commit");
   rill_ring_mpsc_destroy(r);
   free(m);
 }
@@ -485,16 +485,16 @@ Test(mpsc, claims_commit_out_of_order_and_abort_pads) {
   rill_ring_mpsc_t *r = NULL;
   cr_assert_eq(rill_ring_mpsc_create(&r, 1024), 0);
   void *a, *b, *c;
-  cr_assert_eq(rill_ring_mpsc_claim(r, 10, 1, &a), 0);
-  cr_assert_eq(rill_ring_mpsc_claim(r, 20, 2, &b), 0);
-  cr_assert_eq(rill_ring_mpsc_claim(r, 30, 3, &c), 0);
+  cr_assert_eq(rill_ring_mpsc_reserve(r, 10, 1, &a), 0);
+  cr_assert_eq(rill_ring_mpsc_reserve(r, 20, 2, &b), 0);
+  cr_assert_eq(rill_ring_mpsc_reserve(r, 30, 3, &c), 0);
   memset(a, 1, 10);
   memset(b, 2, 20);
   memset(c, 3, 30);
   sink_t *s = calloc(1, sizeof *s);
   cr_assert_eq(rill_ring_mpsc_commit(r, c), 0);
   cr_expect_eq(rill_ring_mpsc_read(r, collect, s, 10), 0, "a is not committed: nothing yet");
-  cr_assert_eq(rill_ring_mpsc_abort(r, b), 0);
+  cr_assert_eq(rill_ring_mpsc_cancel(r, b), 0);
   cr_expect_eq(rill_ring_mpsc_commit(r, b), RILL_ECANCELED, "b is padding now");
   cr_expect_eq(rill_ring_mpsc_read(r, collect, s, 10), 0);
   cr_assert_eq(rill_ring_mpsc_commit(r, a), 0);
@@ -516,12 +516,12 @@ Test(mpsc, claims_commit_out_of_order_and_abort_pads) {
 Test(mpsc, unblock_a_dead_producer) {
   void *m = amem(rill_ring_mpsc_bytes(1024));
   rill_ring_mpsc_t *r = NULL;
-  cr_assert_eq(rill_ring_mpsc_init(&r, m, rill_ring_mpsc_bytes(1024), 1024), 0);
+  cr_assert_eq(rill_ring_mpsc_format(&r, m, rill_ring_mpsc_bytes(1024), 1024), 0);
   sink_t *s = calloc(1, sizeof *s);
   cr_expect_eq(rill_ring_mpsc_unblock(r), 0, "empty ring: nothing to do");
   /* 1. Died after claiming (the record is marked, never committed). */
   void *dead, *live;
-  cr_assert_eq(rill_ring_mpsc_claim(r, 40, 7, &dead), 0);
+  cr_assert_eq(rill_ring_mpsc_reserve(r, 40, 7, &dead), 0);
   memset(dead, 0xee, 40);
   cr_assert_eq(rill_ring_mpsc_write(r, 8, "after", 5), 0);
   cr_expect_eq(rill_ring_mpsc_read(r, collect, s, 10), 0, "stuck behind the dead claim");
@@ -536,7 +536,7 @@ Test(mpsc, unblock_a_dead_producer) {
   s->n = 0;
   cr_expect_eq(rill_ring_mpsc_read(r, collect, s, 10), 1);
   /* 3. Slow, not dead: unblock wins, the late commit is told. */
-  cr_assert_eq(rill_ring_mpsc_claim(r, 16, 10, &live), 0);
+  cr_assert_eq(rill_ring_mpsc_reserve(r, 16, 10, &live), 0);
   cr_expect_eq(rill_ring_mpsc_unblock(r), 1);
   cr_expect_eq(rill_ring_mpsc_commit(r, live), RILL_ECANCELED);
   s->n = 0;
@@ -575,7 +575,7 @@ Test(mpsc, second_handle_and_corrupt_memory) {
   size_t n = rill_ring_mpsc_bytes(1024);
   void *m = amem(n);
   rill_ring_mpsc_t *a = NULL, *b = NULL;
-  cr_assert_eq(rill_ring_mpsc_init(&a, m, n, 1024), 0);
+  cr_assert_eq(rill_ring_mpsc_format(&a, m, n, 1024), 0);
   cr_assert_eq(rill_ring_mpsc_write(a, 5, "hello", 5), 0);
   cr_assert_eq(rill_ring_mpsc_attach(&b, m, n), 0, "%s", rill_errmsg());
   cr_assert_eq(rill_ring_mpsc_write(b, 6, "world", 5), 0);
@@ -609,7 +609,7 @@ Test(mpsc, second_handle_and_corrupt_memory) {
   CONS(m, 0) -= 4;
   PROD(m, 0) += 4;
   void *p;
-  cr_expect_eq(rill_ring_mpsc_claim(a, 8, 1, &p), RILL_ECORRUPT, "tail unaligned");
+  cr_expect_eq(rill_ring_mpsc_reserve(a, 8, 1, &p), RILL_ECORRUPT, "tail unaligned");
   cr_expect_eq(rill_ring_mpsc_unblock(a), RILL_ECORRUPT, "tail unaligned");
   PROD(m, 0) -= 4;
   s->n = 0;
@@ -619,7 +619,7 @@ Test(mpsc, second_handle_and_corrupt_memory) {
   free(m);
 }
 
-static void count_only(int32_t type, const void *data, size_t len, void *ctx) {
+static void count_only(void *ctx, int32_t type, const void *data, size_t len) {
   (void)type, (void)data, (void)len;
   ++*(int *)ctx;
 }
@@ -631,7 +631,7 @@ Test(mpsc, no_allocation_in_steady_state) {
   uint64_t before = rill_mem_allocs_thread();
   for (int i = 0; i < 100000; i++) {
     void *p;
-    cr_assert_eq(rill_ring_mpsc_claim(r, (size_t)i % 64, 1, &p), 0);
+    cr_assert_eq(rill_ring_mpsc_reserve(r, (size_t)i % 64, 1, &p), 0);
     cr_assert_eq(rill_ring_mpsc_commit(r, p), 0);
     cr_assert_eq(rill_ring_mpsc_write(r, 2, &i, sizeof i), 0);
     cr_assert_eq(rill_ring_mpsc_read(r, count_only, &seen, 8), 2);
@@ -696,11 +696,11 @@ Test(bcast, writev_gathers_parts) {
     src[i] = (uint8_t)(i * 7 + 1);
   srand(11);
   for (int round = 0; round < 2000; round++) {
-    rill_ring_part_t parts[4];
+    rill_iov_t parts[4];
     size_t np = 1 + (size_t)(rand() % 4), total = 0;
     for (size_t k = 0; k < np; k++) {
       size_t l = (size_t)(rand() % 40);
-      parts[k] = (rill_ring_part_t){src + total, l};
+      parts[k] = (rill_iov_t){src + total, l};
       total += l;
     }
     cr_assert_eq(rill_ring_bcast_writev(r, 3, parts, np), 0);
@@ -712,9 +712,9 @@ Test(bcast, writev_gathers_parts) {
     cr_assert_eq(type, 3);
     cr_assert_eq(memcmp(out, src, total), 0, "round %d", round);
   }
-  rill_ring_part_t big[2] = {{src, 300}, {src, 197}};
+  rill_iov_t big[2] = {{src, 300}, {src, 197}};
   cr_expect_eq(rill_ring_bcast_writev(r, 0, big, 2), RILL_EMSGSIZE); /* max 496 */
-  rill_ring_part_t wrap[2] = {{src, 1}, {NULL, SIZE_MAX}};
+  rill_iov_t wrap[2] = {{src, 1}, {NULL, UINT32_MAX}};
   cr_expect_eq(rill_ring_bcast_writev(r, 0, wrap, 2), RILL_EMSGSIZE);
   rill_ring_bcast_destroy(r);
 }
@@ -842,7 +842,7 @@ Test(bcast, second_handle_and_corrupt_memory) {
   size_t n = rill_ring_bcast_bytes(1024);
   void *m = amem(n);
   rill_ring_bcast_t *a = NULL, *b = NULL;
-  cr_assert_eq(rill_ring_bcast_init(&a, m, n, 1024), 0);
+  cr_assert_eq(rill_ring_bcast_format(&a, m, n, 1024), 0);
   rill_ring_bcast_reader_t rd;
   rill_ring_bcast_join(a, &rd);
   cr_assert_eq(rill_ring_bcast_write(a, 4, "abc", 3), 0);
@@ -897,7 +897,7 @@ Test(bcast, no_allocation_in_steady_state) {
 
 #define XP_N 200000u
 
-static void xp_collect(int32_t type, const void *data, size_t len, void *ctx) {
+static void xp_collect(void *ctx, int32_t type, const void *data, size_t len) {
   uint32_t *next = ctx;
   uint32_t v;
   cr_assert_eq(len, (size_t)(*next % 17) + 4, "record %u: length %zu", *next, len);
@@ -916,8 +916,8 @@ Test(ring, fork_producer_in_shared_memory, .timeout = 60) {
   cr_assert_neq(m, MAP_FAILED);
   rill_ring_spsc_t *s = NULL;
   rill_ring_mpsc_t *q = NULL;
-  cr_assert_eq(rill_ring_spsc_init(&s, m, ns, 1024, 8), 0);
-  cr_assert_eq(rill_ring_mpsc_init(&q, m + ns, nm, 4096), 0);
+  cr_assert_eq(rill_ring_spsc_format(&s, m, ns, 1024, 8), 0);
+  cr_assert_eq(rill_ring_mpsc_format(&q, m + ns, nm, 4096), 0);
   pid_t pid = fork();
   cr_assert_geq(pid, 0);
   if (pid == 0) {

@@ -21,7 +21,7 @@
  *
  * Waits (a blocked send, a receive) are cut into short slices so that
  * Ctrl-C or SIGTERM closes the route cleanly: a receiver that leaves
- * through rill_ipc_receiver_close frees its place at once, where a killed
+ * through rill_ipc_route_receiver_close frees its place at once, where a killed
  * one is only reaped when the sender next waits for it.
  */
 #include <errno.h>
@@ -294,7 +294,8 @@ int ipc_send_one(end_t *e, const void *p, uint32_t len, bool bounded, uint64_t t
   uint64_t waited = 0;
   for (;;) {
     uint64_t slice = bounded && timeout_ns - waited < SLICE_NS ? timeout_ns - waited : SLICE_NS;
-    int rc = e->ch ? rill_ipc_chan_send(e->ch, p, len, slice) : rill_ipc_send(e->tx, p, len, slice);
+    int rc = e->ch ? rill_ipc_chan_send(e->ch, p, len, slice)
+                   : rill_ipc_route_send(e->tx, p, len, slice);
     if (rc != RILL_ETIMEDOUT)
       return rc;
     waited += slice;
@@ -319,9 +320,9 @@ static void chan_hint(const char *who, const char *name) {
  * none. A route that exists keeps its layout: the options not given are
  * taken from it, so `rill ipc pub NAME` works on any route. *existed says
  * whether it was there before. 0, or 1 after printing why. */
-int ipc_open_route_sender(args_t *a, rill_ipc_sender_t **s, bool *existed) {
-  rill_ipc_info_t info;
-  *existed = rill_ipc_info(a->name, &info) == 0;
+int ipc_open_route_sender(args_t *a, rill_ipc_route_sender_t **s, bool *existed) {
+  rill_ipc_route_info_t info;
+  *existed = rill_ipc_route_info(a->name, &info) == 0;
   if (*existed) {
     if (!a->has_slots)
       a->o.slots = info.slots;
@@ -334,12 +335,12 @@ int ipc_open_route_sender(args_t *a, rill_ipc_sender_t **s, bool *existed) {
         a->o.pool[c] = info.pool[c];
     a->o.max_receivers = info.max_receivers;
   }
-  int rc = rill_ipc_sender_open(s, a->name, &a->o);
+  int rc = rill_ipc_route_sender_open(s, a->name, &a->o);
   if (rc == RILL_EINVAL && *existed && !a->has_spin) {
     /* The wait mode is part of a route but not of its info: a route made
      * with --spin is opened with --spin. */
     a->o.wait = RILL_IPC_SPIN;
-    rc = rill_ipc_sender_open(s, a->name, &a->o);
+    rc = rill_ipc_route_sender_open(s, a->name, &a->o);
   }
   if (rc == RILL_EBUSY && *existed && info.sender && info.sender_alive) {
     /* Only a pub that is to share the route with its live sender would
@@ -357,12 +358,12 @@ int ipc_open_route_sender(args_t *a, rill_ipc_sender_t **s, bool *existed) {
 }
 
 static int cmd_pub(args_t *a) {
-  rill_ipc_sender_t *s;
+  rill_ipc_route_sender_t *s;
   bool existed;
   if (ipc_open_route_sender(a, &s, &existed))
     return 1;
   end_t e = {.tx = s};
-  return pub_loop(a, &e, rill_ipc_max_message(s), "route");
+  return pub_loop(a, &e, rill_ipc_route_max_message(s), "route");
 }
 
 /* A channel's layout, for opening it: what was given, and for what was
@@ -378,8 +379,8 @@ int ipc_chan_opts(args_t *a, const char *who, rill_ipc_chan_opts_t *o) {
                               .wait = a->o.wait};
   if (a->has_pool)
     memcpy(o->pool, a->o.pool, sizeof o->pool);
-  rill_ipc_info_t ri;
-  if (rill_ipc_info(a->name, &ri) == 0) {
+  rill_ipc_route_info_t ri;
+  if (rill_ipc_route_info(a->name, &ri) == 0) {
     fprintf(stderr, "rill ipc %s: %s is a route, not a channel (drop --channel/--queue)\n", who,
             a->name);
     return 1;
@@ -413,7 +414,7 @@ static int cmd_pub_chan(args_t *a) {
 /* A receiver attached to e's route or broadcast channel, within timeout_ns. */
 static int wait_rx(end_t *e, uint64_t timeout_ns) {
   return e->ch ? rill_ipc_chan_wait_receivers(e->ch, 1, timeout_ns)
-               : rill_ipc_wait_receivers(e->tx, 1, timeout_ns);
+               : rill_ipc_route_wait_receivers(e->tx, 1, timeout_ns);
 }
 
 /* Waits until a receiver is attached to the route (or broadcast channel),
@@ -500,7 +501,7 @@ static int pub_loop(args_t *a, end_t *e, uint32_t max, const char *kind) {
     }
   }
   rill_tool_records_free(&in);
-  rill_ipc_sender_close(e->tx);
+  rill_ipc_route_sender_close(e->tx);
   rill_ipc_chan_close(e->ch);
   return status;
 }
@@ -512,11 +513,11 @@ static int sub_loop(args_t *a, end_t *e);
 static int cmd_sub(args_t *a) {
   ipc_catch_stop();
   uint64_t limit = a->timeout_ms * 1000000ull, idle = 0;
-  rill_ipc_receiver_t *r = NULL;
+  rill_ipc_route_receiver_t *r = NULL;
   bool told = false;
   /* A route not created yet is waited for: sub may start before pub. */
   for (;;) {
-    int rc = rill_ipc_receiver_open(&r, a->name);
+    int rc = rill_ipc_route_receiver_open(&r, a->name);
     if (rc == 0)
       break;
     if (rc != RILL_ENOENT) {
@@ -566,7 +567,7 @@ static int sub_loop(args_t *a, end_t *e) {
     rill_ipc_msg_t m;
     uint64_t lost = 0;
     int rc = e->ch ? rill_ipc_chan_recv(e->ch, &m, slice, &lost)
-                   : rill_ipc_recv(e->rx, &m, slice, &lost);
+                   : rill_ipc_route_recv(e->rx, &m, slice, &lost);
     if (rc == RILL_ETIMEDOUT || rc == RILL_EAGAIN) {
       idle += slice;
       if (a->has_timeout && idle >= limit) {
@@ -617,7 +618,7 @@ static int sub_loop(args_t *a, end_t *e) {
     fflush(stdout);
     n++;
   }
-  rill_ipc_receiver_close(e->rx);
+  rill_ipc_route_receiver_close(e->rx);
   rill_ipc_chan_close(e->ch);
   return status;
 }
@@ -629,7 +630,7 @@ typedef struct {
   unsigned n;
 } ls_ctx_t;
 
-static int ls_one(void *ctx, const rill_ipc_info_t *i) {
+static int ls_one(void *ctx, const rill_ipc_route_info_t *i) {
   ls_ctx_t *c = ctx;
   /* slowest is the slowest live receiver's next message, head with none. */
   uint64_t lag = i->head >= i->slowest ? i->head - i->slowest : 0;
@@ -709,7 +710,7 @@ static int ls_chan_one(void *ctx, const rill_ipc_chan_info_t *i) {
 
 static int cmd_ls(args_t *a) {
   ls_ctx_t c = {.json = a->json};
-  int rc = rill_ipc_list(ls_one, &c);
+  int rc = rill_ipc_route_list(ls_one, &c);
   if (rc < 0)
     return ipc_fail("ls", "/dev/shm", rc);
   if (!c.n && !a->json)
@@ -729,10 +730,10 @@ static int cmd_ls(args_t *a) {
 static int rm_in_use(args_t *a) {
   if (a->force)
     return 0;
-  rill_ipc_info_t ri;
+  rill_ipc_route_info_t ri;
   rill_ipc_chan_info_t ci;
   char who[160];
-  if (rill_ipc_info(a->name, &ri) == 0) {
+  if (rill_ipc_route_info(a->name, &ri) == 0) {
     uint32_t live = ri.receivers - ri.dead;
     bool tx = ri.sender && ri.sender_alive;
     if (!live && !tx)
@@ -763,7 +764,10 @@ static int rm_in_use(args_t *a) {
 static int cmd_rm(args_t *a) {
   if (rm_in_use(a))
     return 1;
-  int rc = rill_ipc_unlink(a->name);
+  /* Each kind's unlink refuses the other's segment. */
+  int rc = rill_ipc_route_unlink(a->name);
+  if (rc == RILL_EINVAL)
+    rc = rill_ipc_chan_unlink(a->name);
   if (rc == RILL_ENOENT) {
     fprintf(stderr, "rill ipc rm: no route or channel %s\n", a->name);
     return 1;

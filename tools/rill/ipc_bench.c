@@ -73,7 +73,7 @@ static void bench_receiver(bench_t *b, uint32_t idx) {
   args_t *a = b->a;
   end_t e = {0};
   int rc = a->chan ? rill_ipc_chan_open(&e.ch, a->name, NULL, RILL_IPC_RECEIVER)
-                   : rill_ipc_receiver_open(&e.rx, a->name);
+                   : rill_ipc_route_receiver_open(&e.rx, a->name);
   if (rc) {
     ipc_fail("bench", "a receiver", rc);
     _exit(1);
@@ -94,7 +94,8 @@ static void bench_receiver(bench_t *b, uint32_t idx) {
     rill_ipc_msg_t m;
     uint64_t lost = 0;
     uint64_t slice = done ? 0 : BENCH_SLICE_NS;
-    rc = e.ch ? rill_ipc_chan_recv(e.ch, &m, slice, &lost) : rill_ipc_recv(e.rx, &m, slice, &lost);
+    rc = e.ch ? rill_ipc_chan_recv(e.ch, &m, slice, &lost)
+              : rill_ipc_route_recv(e.rx, &m, slice, &lost);
     if (rc == RILL_ETIMEDOUT || rc == RILL_EAGAIN) {
       if (done)
         break;
@@ -128,7 +129,7 @@ static void bench_receiver(bench_t *b, uint32_t idx) {
   }
   if (!status)
     put_report(b, r);
-  rill_ipc_receiver_close(e.rx);
+  rill_ipc_route_receiver_close(e.rx);
   rill_ipc_chan_close(e.ch);
   _exit(status);
 }
@@ -321,9 +322,9 @@ static void layout_read(args_t *a, bool created, layout_t *l) {
     if (created)
       l->wait = a->o.wait == RILL_IPC_SPIN ? "spin" : "park";
   } else {
-    rill_ipc_info_t ri;
+    rill_ipc_route_info_t ri;
     l->kind = "route";
-    if (rill_ipc_info(a->name, &ri) == 0) {
+    if (rill_ipc_route_info(a->name, &ri) == 0) {
       l->slots = ri.slots, l->slot_size = ri.slot_size, l->policy = ri.policy;
       l->classes = ri.pool_classes;
       memcpy(l->pool, ri.pool, sizeof l->pool);
@@ -355,7 +356,7 @@ static void layout_text(const args_t *a, const layout_t *l) {
 
 static void bench_unlink(args_t *a, bool created) {
   if (created)
-    a->chan ? rill_ipc_chan_unlink(a->name) : rill_ipc_unlink(a->name);
+    a->chan ? rill_ipc_chan_unlink(a->name) : rill_ipc_route_unlink(a->name);
 }
 
 /* Opens (or creates) NAME for the run; for a channel, the open only checks
@@ -367,7 +368,7 @@ static int bench_open(args_t *a, end_t *e, bool *created, uint32_t *max) {
     if (ipc_open_route_sender(a, &e->tx, &existed))
       return 1;
     *created = !existed;
-    *max = rill_ipc_max_message(e->tx);
+    *max = rill_ipc_route_max_message(e->tx);
     return 0;
   }
   rill_ipc_chan_opts_t o;
@@ -394,7 +395,7 @@ static int size_check(args_t *a, end_t *e, uint32_t max) {
     return 0;
   void *p;
   int rc = e->ch ? rill_ipc_chan_send(e->ch, &max, (uint32_t)a->size, 0)
-                 : rill_ipc_reserve(e->tx, (uint32_t)a->size, 0, &p);
+                 : rill_ipc_route_reserve(e->tx, (uint32_t)a->size, 0, &p);
   ipc_fail("bench", a->name, rc ? rc : RILL_EMSGSIZE);
   fprintf(stderr,
           "rill ipc bench: --size %" PRIu64 " is over the %u bytes %s takes (--slot-size, or "
@@ -549,7 +550,7 @@ static int bench_throughput(args_t *a) {
     printf("],\"ok\":%s}\n", status ? "false" : "true");
 out:
   bench_end(&b, status, buf);
-  rill_ipc_sender_close(e.tx);
+  rill_ipc_route_sender_close(e.tx);
   bench_unlink(a, created);
   return status;
 }
@@ -562,8 +563,8 @@ static void echo_fn(bench_t *b, uint32_t idx, uint64_t n) {
   args_t *a = b->a;
   end_t in = {0}, out = {0};
   int rc = a->chan ? rill_ipc_chan_open(&in.ch, a->name, NULL, RILL_IPC_RECEIVER)
-                   : rill_ipc_receiver_open(&in.rx, a->name);
-  if (rc || (rc = rill_ipc_sender_open(&out.tx, b->back, NULL)) != 0) {
+                   : rill_ipc_route_receiver_open(&in.rx, a->name);
+  if (rc || (rc = rill_ipc_route_sender_open(&out.tx, b->back, NULL)) != 0) {
     ipc_fail("bench", "the echo", rc);
     _exit(1);
   }
@@ -577,7 +578,7 @@ static void echo_fn(bench_t *b, uint32_t idx, uint64_t n) {
     }
     rill_ipc_msg_t m;
     rc = in.ch ? rill_ipc_chan_recv(in.ch, &m, BENCH_SLICE_NS, NULL)
-               : rill_ipc_recv(in.rx, &m, BENCH_SLICE_NS, NULL);
+               : rill_ipc_route_recv(in.rx, &m, BENCH_SLICE_NS, NULL);
     if (rc == RILL_ETIMEDOUT || rc == RILL_EAGAIN) {
       /* The done pipe's EOF here: the parent gave up, or died. */
       if (told(b)) {
@@ -600,9 +601,9 @@ static void echo_fn(bench_t *b, uint32_t idx, uint64_t n) {
   }
   if (!status)
     put_report(b, (report_t){.kind = REPORT_DONE, .idx = idx, .count = i});
-  rill_ipc_receiver_close(in.rx);
+  rill_ipc_route_receiver_close(in.rx);
   rill_ipc_chan_close(in.ch);
-  rill_ipc_sender_close(out.tx);
+  rill_ipc_route_sender_close(out.tx);
   _exit(status);
 }
 
@@ -614,9 +615,9 @@ static int bench_latency(args_t *a) {
             a->name, RILL_IPC_MAX_NAME - 5);
     return 2;
   }
-  rill_ipc_info_t bi;
+  rill_ipc_route_info_t bi;
   rill_ipc_chan_info_t bci;
-  if (rill_ipc_info(back, &bi) == 0 || rill_ipc_chan_info(back, &bci) == 0) {
+  if (rill_ipc_route_info(back, &bi) == 0 || rill_ipc_chan_info(back, &bci) == 0) {
     /* It is the run's own, made and removed by it: one that exists is
      * someone else's, or a killed run's (rill ipc rm removes it). */
     fprintf(stderr, "rill ipc bench: %s exists; --latency makes it for the run (rill ipc rm %s)\n",
@@ -638,23 +639,23 @@ static int bench_latency(args_t *a) {
   layout_read(a, created, &l);
   int status = 1;
   uint8_t *buf = NULL;
-  rill_ipc_receiver_t *rx = NULL;
+  rill_ipc_route_receiver_t *rx = NULL;
   rill_hist_t h;
   rill_hist_init(&h);
   if (size_check(a, &e, max))
     goto out;
   /* NAME's layout, so that an echo fits wherever its ping did. */
-  rill_ipc_opts_t bo = {.slots = l.slots, .slot_size = l.slot_size, .wait = a->o.wait};
+  rill_ipc_route_opts_t bo = {.slots = l.slots, .slot_size = l.slot_size, .wait = a->o.wait};
   memcpy(bo.pool, l.pool, sizeof bo.pool);
-  rill_ipc_sender_t *tmp;
-  int rc = rill_ipc_sender_open(&tmp, back, &bo);
+  rill_ipc_route_sender_t *tmp;
+  int rc = rill_ipc_route_sender_open(&tmp, back, &bo);
   if (rc) {
     ipc_fail("bench", back, rc);
     goto out;
   }
   back_created = true;
-  rill_ipc_sender_close(tmp);
-  if ((rc = rill_ipc_receiver_open(&rx, back)) != 0) {
+  rill_ipc_route_sender_close(tmp);
+  if ((rc = rill_ipc_route_receiver_open(&rx, back)) != 0) {
     ipc_fail("bench", back, rc);
     goto out;
   }
@@ -678,7 +679,7 @@ static int bench_latency(args_t *a) {
     }
     rill_ipc_msg_t m;
     for (;;) {
-      rc = rill_ipc_recv(rx, &m, SLICE_NS, NULL);
+      rc = rill_ipc_route_recv(rx, &m, SLICE_NS, NULL);
       if (rc == 0)
         break;
       if (rc == RILL_ETIMEDOUT || rc == RILL_EAGAIN) {
@@ -727,11 +728,11 @@ static int bench_latency(args_t *a) {
   }
 out:
   bench_end(&b, status, buf);
-  rill_ipc_receiver_close(rx);
-  rill_ipc_sender_close(e.tx);
+  rill_ipc_route_receiver_close(rx);
+  rill_ipc_route_sender_close(e.tx);
   rill_ipc_chan_close(e.ch);
   if (back_created)
-    rill_ipc_unlink(back);
+    rill_ipc_route_unlink(back);
   bench_unlink(a, created);
   return status;
 }

@@ -285,7 +285,7 @@ typedef struct {
   uint64_t no;      /* the number of the next record to add, from 1 */
   uint64_t stored;  /* records the server said it stored */
   size_t n, body;   /* the group being put together: recs[0..n), body bytes */
-  rill_log_iov_t recs[RILL_NET_MAX_BATCH];
+  rill_iov_t recs[RILL_NET_MAX_BATCH];
 } pub_t;
 
 /* Whether the server may have stored what it did not answer for. */
@@ -360,7 +360,7 @@ static int pub_add(pub_t *p, const void *data, size_t len) {
   }
   uint64_t no = p->no++;
   if (!alone) {
-    p->recs[p->n++] = (rill_log_iov_t){data, (uint32_t)len};
+    p->recs[p->n++] = (rill_iov_t){data, (uint32_t)len};
     p->body += 4 + len;
     return 0;
   }

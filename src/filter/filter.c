@@ -30,7 +30,7 @@
 #include <string.h>
 
 #include "core/internal.h"
-#include "rill/bus.h"
+#include "rill/filter.h"
 
 /* ---- compiled form ------------------------------------------------------- */
 
@@ -351,6 +351,37 @@ static uint64_t index_paths(const scan *sc, uint64_t live, uint32_t depth, size_
 /* Validates the value at p, nested depth levels deep; records the paths
  * among live that end here and follows the others into it. */
 static const uint8_t *v_value(const uint8_t *p, const uint8_t *e, uint32_t depth, uint64_t live,
+                              scan *sc, jerr *er);
+
+/* The value of an object member or array element at depth: a scalar off
+ * every path needs no call of v_value of its own. */
+static inline const uint8_t *v_member(const uint8_t *p, const uint8_t *e, uint32_t depth,
+                                      uint64_t sub, scan *sc, jerr *er) {
+  if (!sub && p < e && *p != '{' && *p != '[')
+    return v_scalar(p, e, er);
+  return v_value(p, e, depth + 1, sub, sc, er);
+}
+
+/* After a member or element: 0 with *pp past the ',' and the blanks after
+ * it (another follows); 1 with *pp past the closer (the container ends) or
+ * NULL (anything else, with the message). */
+static inline int v_next(const uint8_t **pp, const uint8_t *e, uint8_t closer, jerr *er) {
+  const uint8_t *p = skip_ws(*pp, e);
+  if (p < e && *p == ',') {
+    *pp = skip_ws(p + 1, e);
+    return 0;
+  }
+  if (p < e && *p == closer) {
+    *pp = p + 1;
+    return 1;
+  }
+  *pp =
+      fail(er, p,
+           closer == '}' ? "expected ',' or '}' in an object" : "expected ',' or ']' in an array");
+  return 1;
+}
+
+static const uint8_t *v_value(const uint8_t *p, const uint8_t *e, uint32_t depth, uint64_t live,
                               scan *sc, jerr *er) {
   if (p >= e)
     return fail(er, p, "unexpected end: expected a value");
@@ -387,22 +418,9 @@ static const uint8_t *v_value(const uint8_t *p, const uint8_t *e, uint32_t depth
       p = skip_ws(p, e);
       if (p >= e || *p != ':')
         return fail(er, p, "expected ':' after a key");
-      p = skip_ws(p + 1, e);
-      /* Scalars off every path need no call of their own. */
-      if (!sub && p < e && *p != '{' && *p != '[')
-        p = v_scalar(p, e, er);
-      else
-        p = v_value(p, e, depth + 1, sub, sc, er);
-      if (!p)
-        return NULL;
-      p = skip_ws(p, e);
-      if (p < e && *p == ',') {
-        p = skip_ws(p + 1, e);
-        continue;
-      }
-      if (p < e && *p == '}')
-        return p + 1;
-      return fail(er, p, "expected ',' or '}' in an object");
+      p = v_member(skip_ws(p + 1, e), e, depth, sub, sc, er);
+      if (!p || v_next(&p, e, '}', er))
+        return p;
     }
   }
   case '[': {
@@ -413,20 +431,9 @@ static const uint8_t *v_value(const uint8_t *p, const uint8_t *e, uint32_t depth
       return p + 1;
     for (size_t ix = 0;; ix++) {
       uint64_t sub = live ? index_paths(sc, live, depth, ix) : 0;
-      if (!sub && p < e && *p != '{' && *p != '[')
-        p = v_scalar(p, e, er);
-      else
-        p = v_value(p, e, depth + 1, sub, sc, er);
-      if (!p)
-        return NULL;
-      p = skip_ws(p, e);
-      if (p < e && *p == ',') {
-        p = skip_ws(p + 1, e);
-        continue;
-      }
-      if (p < e && *p == ']')
-        return p + 1;
-      return fail(er, p, "expected ',' or ']' in an array");
+      p = v_member(p, e, depth, sub, sc, er);
+      if (!p || v_next(&p, e, ']', er))
+        return p;
     }
   }
   default: return v_scalar(p, e, er);
@@ -451,7 +458,7 @@ static bool json_valid(const uint8_t *p, const uint8_t *e, jerr *er) {
   return json_scan(p, e, 0, NULL, er);
 }
 
-bool rill_json_valid(const void *p, size_t len) {
+bool rill_filter_json_valid(const void *p, size_t len) {
   if (!p)
     return false;
   jerr er;
@@ -831,7 +838,7 @@ size_t rill_filter_paths(const rill_filter_t *f) { return f ? f->npaths : 0; }
 
 size_t rill_filter_conds(const rill_filter_t *f) { return f ? f->nconds : 0; }
 
-void rill_filter_free(rill_filter_t *f) { rill__free(f); }
+void rill_filter_destroy(rill_filter_t *f) { rill__free(f); }
 
 /* ---- compiling --------------------------------------------------------------- */
 

@@ -1,51 +1,18 @@
 /*
- * The bus's log sink: each delivered batch becomes one append_batch, so a
- * batch costs one lock and, under a sync policy, one sync.
+ * Log subscribers: a thread per subscriber that waits on the log and hands
+ * the callback what became visible, up to CHUNK records at a time.
  */
+#include <pthread.h>
+
 #include "core/internal.h"
 #include "log/log_internal.h"
 #include "rill/log.h"
 
 #define CHUNK 64u
 
-static void sink_batch(void *ctx, const rill_event_t *ev, size_t n) {
-  rill_log_sink_t *s = ctx;
-  for (size_t i = 0; i < n;) {
-    rill_log_iov_t recs[CHUNK];
-    size_t m = n - i < CHUNK ? n - i : CHUNK, done = 0;
-    for (size_t k = 0; k < m; k++)
-      recs[k] = (rill_log_iov_t){ev[i + k].data, ev[i + k].len};
-    int rc = rill_log_append_batch(s->log, recs, m, NULL, &done);
-    __atomic_fetch_add(&s->appended, done, __ATOMIC_RELAXED);
-    if (rc) {
-      /* A sync error leaves the records appended; anything else did not
-       * append the rest of the chunk. */
-      __atomic_fetch_add(&s->failed, m - done, __ATOMIC_RELAXED);
-      __atomic_store_n(&s->last_error, rc, __ATOMIC_RELAXED);
-    }
-    i += m;
-  }
-}
-
-static void sink_flush(void *ctx) {
-  rill_log_sink_t *s = ctx;
-  int rc = rill_log_sync(s->log);
-  if (rc)
-    __atomic_store_n(&s->last_error, rc, __ATOMIC_RELAXED);
-}
-
-void rill_log_sink(rill_sink_t *sink, rill_log_sink_t *s, rill_log_t *l) {
-  *s = (rill_log_sink_t){.log = l};
-  *sink = (rill_sink_t){sink_batch, sink_flush, NULL, s};
-}
-
-/* ---- subscribers --------------------------------------------------------- */
-
-#include <pthread.h>
-
 struct rill_log_sub {
   rill_log_t *log;
-  rill_log_cb cb;
+  rill_log_sub_cb cb;
   void *ctx;
   uint64_t next;
   int stop; /* atomic */
@@ -89,8 +56,8 @@ static void *sub_main(void *arg) {
   return NULL;
 }
 
-int rill_log_subscribe(rill_log_t *l, uint64_t from, rill_log_cb cb, void *ctx,
-                       rill_log_sub_t **out) {
+int rill_log_subscribe(rill_log_sub_t **out, rill_log_t *l, uint64_t from, rill_log_sub_cb cb,
+                       void *ctx) {
   if (!l || !cb || !out)
     return rill__err(RILL_EINVAL, "log subscribe: NULL log, callback or out");
   rill_log_sub_t *s = rill__calloc(1, sizeof *s);

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rill/bus.h"
+#include "rill/filter.h"
 #include "rill/mem.h"
 
 static rill_filter_t *mk(const char *json) {
@@ -17,7 +17,7 @@ static rill_filter_t *mk(const char *json) {
 static bool match(const char *filter, const char *payload) {
   rill_filter_t *f = mk(filter);
   bool m = rill_filter_match(f, payload, strlen(payload));
-  rill_filter_free(f);
+  rill_filter_destroy(f);
   return m;
 }
 
@@ -189,7 +189,7 @@ Test(filter, table) {
   for (size_t i = 0; i < sizeof table / sizeof *table; i++) {
     const row_t *r = &table[i];
     const char *p = r->payload ? r->payload : EV;
-    cr_expect(rill_json_valid(p, strlen(p)), "row %zu: payload %s is not valid", i, p);
+    cr_expect(rill_filter_json_valid(p, strlen(p)), "row %zu: payload %s is not valid", i, p);
     cr_expect_eq(match(r->filter, p), r->want, "row %zu: %s on %s: want %d", i, r->filter, p,
                  r->want);
   }
@@ -206,11 +206,11 @@ static const char *never[] = {
 };
 
 static void expect_invalid(const char *p, size_t len, const char *what) {
-  cr_expect_not(rill_json_valid(p, len), "%s: accepted: %.*s", what, (int)len, p);
+  cr_expect_not(rill_filter_json_valid(p, len), "%s: accepted: %.*s", what, (int)len, p);
   for (size_t k = 0; k < sizeof never / sizeof *never; k++) {
     rill_filter_t *f = mk(never[k]);
     cr_expect_not(rill_filter_match(f, p, len), "%s: %s matched %.*s", what, never[k], (int)len, p);
-    rill_filter_free(f);
+    rill_filter_destroy(f);
   }
 }
 
@@ -298,7 +298,7 @@ Test(filter, truncated_documents_never_match) {
   };
   for (size_t d = 0; d < sizeof docs / sizeof *docs; d++) {
     size_t n = strlen(docs[d]);
-    cr_assert(rill_json_valid(docs[d], n), "doc %zu", d);
+    cr_assert(rill_filter_json_valid(docs[d], n), "doc %zu", d);
     /* A copy of exactly len bytes in its own allocation, so ASan catches a
      * read past the end. */
     for (size_t len = 0; len < n; len++) {
@@ -331,7 +331,7 @@ Test(filter, valid_odd_payloads) {
       "\"\xf4\x8f\xbf\xbf\"",
   };
   for (size_t i = 0; i < sizeof ok / sizeof *ok; i++)
-    cr_expect(rill_json_valid(ok[i], strlen(ok[i])), "%s", ok[i]);
+    cr_expect(rill_filter_json_valid(ok[i], strlen(ok[i])), "%s", ok[i]);
   cr_expect(match("{\"a\": 1}", "{\"\":0,\"a\":1}"), "an empty key in the payload is skipped");
 }
 
@@ -342,10 +342,10 @@ Test(filter, never_reads_past_len) {
   cr_expect(rill_filter_match(f, p, 7));
   cr_expect_not(rill_filter_match(f, p, 8));
   cr_expect_not(rill_filter_match(f, "{\"a\":12}", 6), "cut inside the number");
-  rill_filter_free(f);
+  rill_filter_destroy(f);
   f = mk("{\"a\": 12}");
   cr_expect_not(rill_filter_match(f, "{\"a\":12}", 7));
-  rill_filter_free(f);
+  rill_filter_destroy(f);
 }
 
 /* ---- malformed filters ------------------------------------------------------- */
@@ -431,7 +431,7 @@ Test(filter, malformed_filters) {
     cr_expect(strstr(rill_errmsg(), b->says) != NULL, "%s: message \"%s\" does not say \"%s\"",
               b->filter, rill_errmsg(), b->says);
     if (rc == 0)
-      rill_filter_free(f);
+      rill_filter_destroy(f);
   }
 }
 
@@ -443,18 +443,18 @@ Test(filter, bad_arguments) {
   cr_expect_eq(rill_filter_compile(&f, NULL, 0), RILL_EINVAL);
   cr_expect_eq(rill_filter_compile(&f, "{}", RILL_FILTER_MAX_LEN + 1), RILL_EINVAL);
   cr_expect_not(rill_filter_match(NULL, "{}", 2));
-  rill_filter_free(NULL);
+  rill_filter_destroy(NULL);
   f = mk("{\"a\":1}");
   cr_expect_not(rill_filter_match(f, NULL, 0));
   cr_expect_not(rill_filter_match(f, NULL, 10));
-  rill_filter_free(f);
+  rill_filter_destroy(f);
   f = mk("{}");
   cr_expect(rill_filter_match(f, NULL, 0), "{} matches anything, even no payload");
   cr_expect(rill_filter_match(f, "not json", 8));
-  rill_filter_free(f);
+  rill_filter_destroy(f);
   /* Not NUL-terminated: the filter text is taken by length. */
   cr_expect_eq(rill_filter_compile(&f, "{\"a\":1}xyz", 7), 0, "%s", rill_errmsg());
-  rill_filter_free(f);
+  rill_filter_destroy(f);
 }
 
 Test(filter, stats_share_paths) {
@@ -462,11 +462,11 @@ Test(filter, stats_share_paths) {
                         "\"b.c\": {\"$exists\": true}}");
   cr_expect_eq(rill_filter_paths(f), 2);
   cr_expect_eq(rill_filter_conds(f), 5);
-  rill_filter_free(f);
+  rill_filter_destroy(f);
   f = mk("{}");
   cr_expect_eq(rill_filter_paths(f), 0);
   cr_expect_eq(rill_filter_conds(f), 0);
-  rill_filter_free(f);
+  rill_filter_destroy(f);
   cr_expect_eq(rill_filter_paths(NULL), 0);
 }
 
@@ -475,7 +475,7 @@ Test(filter, compile_is_one_allocation) {
   rill_filter_t *f = mk("{\"a.b[2]\": \"x\", \"c\": {\"$gte\": 10}, \"$or\": [{\"d\": true}]}");
   rill_mem_counters_t c0, c1;
   rill_mem_counters_thread(&c0);
-  rill_filter_free(f);
+  rill_filter_destroy(f);
   rill_mem_counters_thread(&c1);
   cr_expect_eq(c1.frees - c0.frees, 1, "the compiled filter is one block");
   cr_expect_gt(rill_mem_allocs_thread(), before);
@@ -501,11 +501,11 @@ Test(filter, payload_depth_limit) {
   for (int d = RILL_FILTER_MAX_DEPTH - 1; d <= RILL_FILTER_MAX_DEPTH + 2; d++) {
     char *arr = nest(d, "[", "1", "]");
     bool ok = d <= RILL_FILTER_MAX_DEPTH;
-    cr_expect_eq(rill_json_valid(arr, strlen(arr)), ok, "arrays %d deep", d);
+    cr_expect_eq(rill_filter_json_valid(arr, strlen(arr)), ok, "arrays %d deep", d);
     cr_expect_eq(rill_filter_match(f, arr, strlen(arr)), ok, "arrays %d deep", d);
     free(arr);
     char *obj = nest(d, "{\"a\":", "1", "}");
-    cr_expect_eq(rill_json_valid(obj, strlen(obj)), ok, "objects %d deep", d);
+    cr_expect_eq(rill_filter_json_valid(obj, strlen(obj)), ok, "objects %d deep", d);
     free(obj);
   }
   /* A deep path into a document at the limit. */
@@ -520,10 +520,10 @@ Test(filter, payload_depth_limit) {
   free(obj);
   /* Far beyond: no stack overflow, just no match. */
   char *deep = nest(100000, "[", "", "]");
-  cr_expect_not(rill_json_valid(deep, strlen(deep)));
+  cr_expect_not(rill_filter_json_valid(deep, strlen(deep)));
   cr_expect_not(rill_filter_match(f, deep, strlen(deep)));
   free(deep);
-  rill_filter_free(f);
+  rill_filter_destroy(f);
 }
 
 Test(filter, filter_depth_limit) {
@@ -535,7 +535,7 @@ Test(filter, filter_depth_limit) {
     if (d <= RILL_FILTER_MAX_DEPTH) {
       cr_expect_eq(rc, 0, "%d deep: %s", d, rill_errmsg());
       cr_expect_eq(rill_filter_match(f, "{}", 2), (d - 1) % 2 == 0, "%d deep", d);
-      rill_filter_free(f);
+      rill_filter_destroy(f);
     } else {
       cr_expect_eq(rc, RILL_EINVAL, "%d deep", d);
       cr_expect(strstr(rill_errmsg(), "nesting deeper than 128") != NULL, "%s", rill_errmsg());
@@ -566,7 +566,7 @@ Test(filter, match_allocates_nothing) {
   uint64_t allocs = rill_mem_allocs_thread() - before;
   cr_expect_eq(hits, 1000000);
   cr_expect_eq(allocs, 0, "%llu allocations in 1,000,000 matches", (unsigned long long)allocs);
-  rill_filter_free(f);
+  rill_filter_destroy(f);
 }
 
 /* ---- differential: random documents against a naive tree ------------------------ */
@@ -825,7 +825,7 @@ Test(filter, differential_against_a_tree) {
           doc->kid[i] = gen(&r, pool, &used, 1);
     sbuf d = {.n = 0};
     ser(&r, &d, doc);
-    cr_assert(rill_json_valid(d.b, d.n), "generated %.*s", (int)d.n, d.b);
+    cr_assert(rill_filter_json_valid(d.b, d.n), "generated %.*s", (int)d.n, d.b);
 
     cond a, b;
     gen_cond(&r, &a);
@@ -877,12 +877,12 @@ Test(filter, differential_against_a_tree) {
       size_t at = rnd(&r, (uint32_t)d.n);
       char old = d.b[at];
       d.b[at] = "{}[],:\"\\x0"[rnd(&r, 10)];
-      if (!rill_json_valid(d.b, d.n))
+      if (!rill_filter_json_valid(d.b, d.n))
         cr_assert_not(rill_filter_match(f, d.b, d.n), "mutated %.*s matched %.*s", (int)d.n, d.b,
                       (int)fs.n, fs.b);
       d.b[at] = old;
     }
-    rill_filter_free(f);
+    rill_filter_destroy(f);
   }
   /* Both outcomes must be common, or the comparison proves little. */
   cr_expect_gt(matched, checked / 10, "%zu of %zu matched", matched, checked);
@@ -907,7 +907,7 @@ Test(filter, many_paths_beyond_the_cache) {
   rill_filter_t *f = mk(filt);
   cr_expect_eq(rill_filter_paths(f), 100);
   cr_expect(rill_filter_match(f, doc, strlen(doc)), "%s on %s", filt, doc);
-  rill_filter_free(f);
+  rill_filter_destroy(f);
   /* One wrong value at the end (path 99, uncached) fails the match. */
   char *at = strstr(doc, "\"k99\":[-1,99]");
   cr_assert_not_null(at);
@@ -918,5 +918,5 @@ Test(filter, many_paths_beyond_the_cache) {
   at = strstr(doc, "\"k3\":[-1,3]");
   at[9] = '4'; /* path 3, cached */
   cr_expect_not(rill_filter_match(f, doc, strlen(doc)));
-  rill_filter_free(f);
+  rill_filter_destroy(f);
 }

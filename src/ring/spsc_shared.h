@@ -1,0 +1,86 @@
+/*
+ * An SPSC ring whose consumer side is shared (private to librill).
+ *
+ * The bus's DROP_OLDEST lets a producer whose ring is full discard the
+ * oldest item the consumer has not taken yet, so two threads move the
+ * ring's head. Who may take which slot is decided outside the ring (the
+ * bus's claim word: src/bus/bus.c, "Drop-oldest"); the ring gives the
+ * moves that decision needs, so that no code outside src/ring touches its
+ * indexes or geometry:
+ *  - head and tail loaded with the order the caller's protocol needs;
+ *  - the slot at a position, and the contiguous filled slots from a
+ *    position that is not the consumer's head (what a claim points at);
+ *  - giving slots back with a read-modify-write of head rather than the
+ *    plain ring's release store, since two threads add to it.
+ * Everything here is inline: these are the bus's publish and drain paths.
+ */
+#ifndef RILL_RING_SPSC_SHARED_H
+#define RILL_RING_SPSC_SHARED_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "rill/ring.h"
+
+static inline struct rill__ring_spsc *rill__ring_spsc_of(const rill_ring_spsc_t *r) {
+  return (struct rill__ring_spsc *)r;
+}
+
+/** Slots the ring holds. */
+static inline uint64_t rill__ring_spsc_slots(const rill_ring_spsc_t *r) {
+  return rill__ring_spsc_of(r)->mask + 1;
+}
+
+/** head: slots given back since format; loaded with `order`. */
+static inline uint64_t rill__ring_spsc_head(const rill_ring_spsc_t *r, int order) {
+  return __atomic_load_n(&rill__ring_spsc_of(r)->cons->head, order);
+}
+
+/** tail: slots pushed since format; loaded with `order`. */
+static inline uint64_t rill__ring_spsc_tail(const rill_ring_spsc_t *r, int order) {
+  return __atomic_load_n(&rill__ring_spsc_of(r)->prod->tail, order);
+}
+
+/** The slot of position pos. */
+static inline uint8_t *rill__ring_spsc_slot(const rill_ring_spsc_t *r, uint64_t pos) {
+  struct rill__ring_spsc *s = rill__ring_spsc_of(r);
+  return s->data + (pos & s->mask) * s->slot_size;
+}
+
+/** True when head and tail (loaded by the caller) say every slot is full. */
+static inline bool rill__ring_spsc_full(const rill_ring_spsc_t *r, uint64_t head, uint64_t tail) {
+  return tail - head > rill__ring_spsc_of(r)->mask;
+}
+
+/** Producer: true when at least n slots are free (its cached view of head
+ *  first, the real one, with acquire, only when that says no). */
+static inline bool rill__ring_spsc_has_room(rill_ring_spsc_t *r, uint64_t n) {
+  struct rill__ring_spsc *s = rill__ring_spsc_of(r);
+  /* Relaxed: the producer's own index. */
+  uint64_t tail = __atomic_load_n(&s->prod->tail, __ATOMIC_RELAXED);
+  return rill__ring_spsc_free(s, tail, n) >= n;
+}
+
+/** Consumer: how many filled slots, up to want, lie contiguous from pos
+ *  (a position between head and tail: the consumer's own, or a claim's),
+ *  stopping at the wrap. Loads tail with acquire when its cached copy is
+ *  short, so the slots' bytes are visible before they are read. */
+static inline uint64_t rill__ring_spsc_avail_at(rill_ring_spsc_t *r, uint64_t pos, uint64_t want) {
+  struct rill__ring_spsc *s = rill__ring_spsc_of(r);
+  uint64_t k = rill__ring_spsc_avail(s, pos, want);
+  uint64_t first = s->mask + 1 - (pos & s->mask);
+  if (k > first)
+    k = first;
+  return k < want ? k : want;
+}
+
+/** Gives n slots back by adding to head with a read-modify-write of order
+ *  `order` (release at least: the reads of those slots are done before a
+ *  producer that loads head with acquire reuses them). For a ring whose
+ *  head more than one thread moves; a plain consumer uses
+ *  rill_ring_spsc_release. */
+static inline void rill__ring_spsc_head_add(rill_ring_spsc_t *r, uint64_t n, int order) {
+  __atomic_fetch_add(&rill__ring_spsc_of(r)->cons->head, n, order);
+}
+
+#endif /* RILL_RING_SPSC_SHARED_H */
