@@ -551,32 +551,24 @@ int rill_serve_config_load(const char *path, rill_server_opts_t *o, rill_serve_c
   return rc;
 }
 
-int rill_serve_config_flag(rill_server_opts_t *o, rill_serve_config_t *cfg, int argc, char **argv) {
-  if (strncmp(argv[0], "--", 2))
-    return 0;
-  int k = key_find(argv[0] + 2);
+bool rill_serve_config_is_flag(const char *name) {
   char match[RILL_NET_MAX_NAME + 2];
-  int tf = k < 0 ? topic_key_find(argv[0] + 2, match, sizeof match) : -1;
-  if (k < 0 && tf < 0)
-    return 0;
-  if (argc < 2) {
-    fprintf(stderr, "rill serve: %s wants a value\n", argv[0]);
-    return -1;
-  }
-  char why[256];
+  return !strncmp(name, "--", 2) &&
+         (key_find(name + 2) >= 0 || topic_key_find(name + 2, match, sizeof match) >= 0);
+}
+
+int rill_serve_config_flag(rill_server_opts_t *o, rill_serve_config_t *cfg, const char *name,
+                           const char *value) {
+  int k = key_find(name + 2);
+  char match[RILL_NET_MAX_NAME + 2], why[256];
+  int tf = k < 0 ? topic_key_find(name + 2, match, sizeof match) : -1;
   uint64_t was;
-  if (tf >= 0) {
-    if (set_topic_key(cfg, match, tf, argv[1], &was, why, sizeof why)) {
-      fprintf(stderr, "rill serve: %s %s\n", argv[0], why);
-      return -1;
-    }
-    return 2;
-  }
-  if (set_key(o, cfg, k, argv[1], why, sizeof why)) {
-    fprintf(stderr, "rill serve: %s %s\n", argv[0], why);
+  if (tf >= 0 ? set_topic_key(cfg, match, tf, value, &was, why, sizeof why)
+              : set_key(o, cfg, k, value, why, sizeof why)) {
+    fprintf(stderr, "rill serve: %s %s\n", name, why);
     return -1;
   }
-  return 2;
+  return 0;
 }
 
 /* The shortest exact spelling of n with one of the units. */

@@ -33,48 +33,69 @@ static int usage(FILE *f) {
   return f == stdout ? 0 : 2;
 }
 
+/* The command named by argv[0], with its arguments after it. */
+static int run(int argc, char **argv) {
+  const char *cmd = argv[0];
+  if (!strcmp(cmd, "log"))
+    return rill_log_main(argc, argv);
+  if (!strcmp(cmd, "serve"))
+    return rill_serve_main(argc, argv);
+  if (!strcmp(cmd, "pub"))
+    return rill_pub_main(argc, argv);
+  if (!strcmp(cmd, "sub"))
+    return rill_sub_main(argc, argv);
+  if (!strcmp(cmd, "ask"))
+    return rill_ask_main(argc, argv);
+  if (!strcmp(cmd, "reply"))
+    return rill_reply_main(argc, argv);
+  if (!strcmp(cmd, "stat"))
+    return rill_stat_main(argc, argv);
+  if (!strcmp(cmd, "topic"))
+    return rill_topic_main(argc, argv);
+#ifdef RILL_WITH_BENCH
+  /* `rill ipc bench [--json] [--quick] [--filter S]` is `rill bench ipc`:
+   * one suite, two ways in; with a NAME it measures that route (ipc.c). */
+  if (!strcmp(cmd, "ipc") && argc >= 2 && !strcmp(argv[1], "bench") &&
+      rill_ipc_bench_is_suite(argc - 1, argv + 1)) {
+    argv[0] = "bench";
+    argv[1] = "ipc";
+    return rill_bench_main(argc, argv);
+  }
+#endif
+  if (!strcmp(cmd, "ipc"))
+    return rill_ipc_main(argc, argv);
+#ifdef RILL_WITH_BENCH
+  if (!strcmp(cmd, "bench"))
+    return rill_bench_main(argc, argv);
+#endif
+  fprintf(stderr, "rill: unknown command '%s'\n", cmd);
+  return usage(stderr);
+}
+
 int main(int argc, char **argv) {
   if (argc < 2)
     return usage(stderr);
   const char *cmd = argv[1];
-  if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
+  if ((!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) && argc == 2)
     return usage(stdout);
+  if (!strcmp(cmd, "help")) {
+    /* rill help CMD [SUB]: CMD [SUB] --help. */
+    char *args[4] = {argv[2], argc > 3 ? argv[3] : "--help", argc > 3 ? "--help" : NULL, NULL};
+    if (argc > 4) {
+      fprintf(stderr, "rill help: rill help COMMAND [SUBCOMMAND]\n");
+      return 2;
+    }
+    if (!strcmp(argv[2], "version") || !strcmp(argv[2], "help"))
+      return usage(stdout);
+    return run(argc > 3 ? 3 : 2, args);
+  }
   if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+    if (argc > 2 && strcmp(argv[2], "--help") && strcmp(argv[2], "-h") && strcmp(argv[2], "help")) {
+      fprintf(stderr, "rill version: unexpected argument %s\n", argv[2]);
+      return 2;
+    }
     printf("rill %s\n", RILL_VERSION_STRING);
     return 0;
   }
-  if (!strcmp(cmd, "log"))
-    return rill_log_main(argc - 1, argv + 1);
-  if (!strcmp(cmd, "serve"))
-    return rill_serve_main(argc - 1, argv + 1);
-  if (!strcmp(cmd, "pub"))
-    return rill_pub_main(argc - 1, argv + 1);
-  if (!strcmp(cmd, "sub"))
-    return rill_sub_main(argc - 1, argv + 1);
-  if (!strcmp(cmd, "ask"))
-    return rill_ask_main(argc - 1, argv + 1);
-  if (!strcmp(cmd, "reply"))
-    return rill_reply_main(argc - 1, argv + 1);
-  if (!strcmp(cmd, "stat"))
-    return rill_stat_main(argc - 1, argv + 1);
-  if (!strcmp(cmd, "topic"))
-    return rill_topic_main(argc - 1, argv + 1);
-#ifdef RILL_WITH_BENCH
-  /* `rill ipc bench [--json] [--quick] [--filter S]` is `rill bench ipc`:
-   * one suite, two ways in; with a NAME it measures that route (ipc.c). */
-  if (!strcmp(cmd, "ipc") && argc >= 3 && !strcmp(argv[2], "bench") &&
-      rill_ipc_bench_is_suite(argc - 2, argv + 2)) {
-    argv[1] = "bench";
-    argv[2] = "ipc";
-    return rill_bench_main(argc - 1, argv + 1);
-  }
-#endif
-  if (!strcmp(cmd, "ipc"))
-    return rill_ipc_main(argc - 1, argv + 1);
-#ifdef RILL_WITH_BENCH
-  if (!strcmp(cmd, "bench"))
-    return rill_bench_main(argc - 1, argv + 1);
-#endif
-  fprintf(stderr, "rill: unknown command '%s'\n", cmd);
-  return usage(stderr);
+  return run(argc - 1, argv + 1);
 }

@@ -627,66 +627,62 @@ static void sleep_s(double s) {
     ;
 }
 
-static int usage(void) {
-  fprintf(stderr, "usage: rill stat [--server HOST:PORT] [--token T] [--interval SEC] "
-                  "[--count N] [--prom]\n"
-                  "  totals and rates over --interval (default 1 s) (asks and serves refused,\n"
-                  "  serves held among them), each topic, latency quantiles; a metric it has no\n"
-                  "  row for (a newer server's) is shown by its name;\n"
-                  "  --count N repeats, --prom prints the server's Prometheus text as is\n");
-  return 2;
+static const char stat_usage[] =
+    "usage: rill stat [--server HOST:PORT] [--token T | --token-file FILE] [--interval SEC]\n"
+    "                 [--count N] [--prom]\n"
+    "  totals and rates over --interval (default 1 s) (asks and serves refused,\n"
+    "  serves held among them), each topic, latency quantiles; a metric it has no\n"
+    "  row for (a newer server's) is shown by its name;\n"
+    "  --count N repeats, --prom prints the server's Prometheus text as is\n";
+
+/* --from-file, at most twice. */
+typedef struct {
+  const char *files[2];
+  int n;
+} files_t;
+
+static bool add_file(void *dst, const char *v) {
+  files_t *f = dst;
+  if (f->n == 2)
+    return false;
+  f->files[f->n++] = v;
+  return true;
 }
 
 int rill_stat_main(int argc, char **argv) {
   rill_client_opts_t o = {.name = "stat"};
-  static char host[64];
+  rill_tool_conn_t conn = {0};
   double interval = 1.0;
-  long count = 1;
+  uint64_t count = 1;
   bool prom = false;
-  const char *files[2] = {NULL, NULL};
-  int nfiles = 0;
-  const char *who = "127.0.0.1:7450";
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    char *end;
-    if (!strcmp(a, "--server") && i + 1 < argc) {
-      who = argv[++i];
-      const char *colon = strrchr(who, ':');
-      size_t hl = colon ? (size_t)(colon - who) : strlen(who);
-      if (hl >= sizeof host)
-        return rill_tool_bad("--server wants HOST:PORT"), 2;
-      memcpy(host, who, hl);
-      host[hl] = 0;
-      if (hl)
-        o.host = host;
-      if (colon) {
-        long p = strtol(colon + 1, &end, 10);
-        if (*end || p <= 0 || p > 65535)
-          return rill_tool_bad("--server wants HOST:PORT"), 2;
-        o.port = (uint16_t)p;
-      }
-    } else if (!strcmp(a, "--token") && i + 1 < argc) {
-      o.token = argv[++i];
-    } else if (!strcmp(a, "--interval") && i + 1 < argc) {
-      interval = strtod(argv[++i], &end);
-      if (*end || !(interval > 0) || interval > 86400)
-        return rill_tool_bad("--interval wants seconds, above 0"), 2;
-    } else if (!strcmp(a, "--count") && i + 1 < argc) {
-      count = strtol(argv[++i], &end, 10);
-      if (*end || count < 1)
-        return rill_tool_bad("--count wants a number from 1"), 2;
-    } else if (!strcmp(a, "--prom")) {
-      prom = true;
-    } else if (!strcmp(a, "--from-file") && i + 1 < argc && nfiles < 2) {
-      files[nfiles++] = argv[++i];
-    } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage();
-      return 0;
-    } else {
-      fprintf(stderr, "rill stat: unknown argument %s\n", a);
-      return usage();
-    }
+  files_t ff = {{NULL, NULL}, 0};
+  rill_tool_opt_t opts[] = {
+      RILL_TOOL_CONN_OPTS(&conn),
+      {"--interval", RILL_TOOL_SECS, &interval, 0, 86400, "seconds", NULL, 0},
+      {"--count", RILL_TOOL_U64, &count, 1, UINT32_MAX, "a number", NULL, 0},
+      {"--prom", RILL_TOOL_FLAG, &prom, 0, 0, NULL, NULL, 0},
+      {"--from-file", RILL_TOOL_FN, &ff, 0, 0, "a file (at most twice)", add_file, 0},
+      {0},
+  };
+  char **pos = rill_tool_alloc_args(argc);
+  int npos, parsed = rill_tool_parse("stat", opts, NULL, NULL, argc, argv, pos, &npos);
+  if (!parsed && npos) {
+    fprintf(stderr, "rill stat: unexpected argument %s\n", pos[0]);
+    parsed = -1;
   }
+  free(pos);
+  if (!parsed && rill_tool_conn_resolve("stat", &conn, &o))
+    parsed = -1;
+  if (parsed) {
+    rill_tool_conn_free(&conn);
+    return rill_tool_usage(parsed, stat_usage);
+  }
+  const char **files = ff.files;
+  int nfiles = ff.n;
+  /* What the report names: the server as given, or where it connects. */
+  char who[300];
+  snprintf(who, sizeof who, "%s:%u", o.host ? o.host : "127.0.0.1",
+           o.port ? o.port : RILL_NET_PORT);
 
   samples_t cur = {0}, prev = {0};
   int status = 0;
@@ -710,12 +706,14 @@ int rill_stat_main(int argc, char **argv) {
     free(text[1]);
     samples_free(&cur);
     samples_free(&prev);
+    rill_tool_conn_free(&conn);
     return status;
   }
 
   src_t s = {.cap = 1 << 16};
   s.buf = xrealloc(NULL, s.cap);
   int rc = rill_client_connect(&s.c, &o);
+  rill_tool_conn_free(&conn);
   if (rc) {
     fprintf(stderr, "rill stat: connect: %s (%s)\n", rill_strerror(rc), rill_errmsg());
     free(s.buf);
@@ -729,7 +727,7 @@ int rill_stat_main(int argc, char **argv) {
     }
     t_prev = now_s();
   }
-  for (long k = 0; k < count; k++) {
+  for (uint64_t k = 0; k < count; k++) {
     if (prom) {
       if (k)
         sleep_s(interval);

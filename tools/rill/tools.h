@@ -33,6 +33,113 @@ void rill_tool_hex(FILE *f, const void *p, size_t len);
  *  1..65535. */
 bool rill_tool_parse_addr(const char *s, char *hbuf, size_t cap, const char **host, uint16_t *port);
 
+/* ---- options ----------------------------------------------------------------
+ * One parser for every subcommand, so that each takes its options the same
+ * way: anywhere among its positional arguments, as `--opt value` or
+ * `--opt=value`; `--` ends them (a name or message may then start with
+ * '-'); `-h`, `--help`, or `help` as the only argument asks for help. An
+ * option a command does not list is an error naming it, and a numeric
+ * option is checked here, against the range its entry gives, so every
+ * command refuses the same bad values with the same words. */
+
+typedef enum {
+  RILL_TOOL_FLAG, /* bool *dst = true; takes no value */
+  RILL_TOOL_STR,  /* const char **dst = the value */
+  RILL_TOOL_U64,  /* uint64_t *dst: a decimal in min..max */
+  RILL_TOOL_SECS, /* double *dst: seconds, decimals allowed, above 0 and at most max */
+  RILL_TOOL_FN,   /* fn(dst, value) checks and stores it */
+} rill_tool_kind_t;
+
+typedef struct rill_tool_opt {
+  const char *name; /* "--timeout" */
+  rill_tool_kind_t kind;
+  void *dst;
+  /* U64: the range; SECS: max only. */
+  uint64_t min, max;
+  /* What the value is, for messages: "milliseconds", "a number";
+   * FN: the whole phrase, "block, fail or overwrite". */
+  const char *want;
+  bool (*fn)(void *dst, const char *value);
+  /* Set by the parser: argv's index where it was given last (0: not
+   * given), so a command can tell given from default, and which came
+   * first. */
+  int at;
+} rill_tool_opt_t;
+
+/** Called for an option not in the table (name without "=value"; value:
+ *  the inline value, else the next argument, NULL at the end): 2 when it
+ *  took the next argument as its value, 1 when it took the inline one,
+ *  0 when it is not an option either, -1 for a bad value (said on
+ *  stderr). */
+typedef int (*rill_tool_other_cb)(void *ctx, const char *name, const char *value,
+                                  bool inline_value);
+
+/** Parses argv[1..argc) against opts (ended by an entry with a NULL name)
+ *  and other (may be NULL): the positional arguments, in order, into pos
+ *  (room for argc) and *npos. 0; 1 for help (-h, --help, or `help` alone);
+ *  -1 for a usage error, said on stderr as "rill WHO: why". */
+int rill_tool_parse(const char *who, rill_tool_opt_t *opts, rill_tool_other_cb other, void *ctx,
+                    int argc, char **argv, char **pos, int *npos);
+
+/** The entry named name (given or not), or NULL. */
+rill_tool_opt_t *rill_tool_opt(rill_tool_opt_t *opts, const char *name);
+
+/** Whether the option named name is in opts and was given. */
+bool rill_tool_given(rill_tool_opt_t *opts, const char *name);
+
+/** An option of a family of commands (rill log's, rill ipc's...): the
+ *  commands that take it as bits, and bits of the family's own. */
+typedef struct rill_tool_optdef {
+  unsigned cmds, flags;
+  rill_tool_opt_t opt;
+} rill_tool_optdef_t;
+
+/** Copies the entries of defs[0..n) that cmd selects into opts (room for
+ *  n + 1), ended by one with a NULL name; from[j] (from may be NULL) gets
+ *  the index in defs of opts[j]. */
+void rill_tool_opts_pick(const rill_tool_optdef_t *defs, size_t n, unsigned cmd,
+                         rill_tool_opt_t *opts, size_t *from);
+
+/** The exit status of a parse that did not go on: usage to stdout and 0
+ *  for help, usage to stderr and 2 for an error. */
+int rill_tool_usage(int parsed, const char *usage);
+
+/* ---- connecting to a server ---------------------------------------------------
+ * --server, --token and --token-file, the same for every client command.
+ * Each falls back on the environment, then the default: --server on
+ * RILL_SERVER, then 127.0.0.1:7450; the token on --token, --token-file
+ * (its first line), RILL_TOKEN, then none. A file or the environment
+ * keeps the token out of `ps`. */
+typedef struct rill_tool_conn {
+  const char *server, *token, *token_file; /* as given */
+  char host[256];                          /* the resolved host: opts.host points here */
+  char *token_buf;                         /* a token read from a file */
+} rill_tool_conn_t;
+
+#define RILL_TOOL_CONN_OPTS(c)                                                                     \
+  {"--server", RILL_TOOL_STR, &(c)->server, 0, 0, "HOST:PORT", NULL, 0},                           \
+      {"--token", RILL_TOOL_STR, &(c)->token, 0, 0, "a token", NULL, 0}, {                         \
+    "--token-file", RILL_TOOL_STR, &(c)->token_file, 0, 0, "a file", NULL, 0                       \
+  }
+
+/* --timeout: milliseconds, the same name and check everywhere; min is 0
+ * where 0 has a meaning (do not wait), else 1. */
+#define RILL_TOOL_MAX_MS (UINT64_MAX / 2000000)
+#define RILL_TOOL_TIMEOUT(dst, min)                                                                \
+  { "--timeout", RILL_TOOL_U64, dst, min, RILL_TOOL_MAX_MS, "milliseconds", NULL, 0 }
+
+struct rill_client_opts;
+/** Fills o's host, port and token from c, the environment and the
+ *  defaults; 0, or -1 after saying why on stderr (a usage error). */
+int rill_tool_conn_resolve(const char *who, rill_tool_conn_t *c, struct rill_client_opts *o);
+
+/** The token of --token, --token-file or RILL_TOKEN (NULL for none) into
+ *  *token (the string lives in c); 0 or -1 after saying why. */
+int rill_tool_token(const char *who, rill_tool_conn_t *c, const char **token);
+
+/** Frees what c read. */
+void rill_tool_conn_free(rill_tool_conn_t *c);
+
 /** Records to send, one per argument, or when there are none one per line
  *  of stdin (without its newline). Zero-initialise with args and nargs. */
 typedef struct rill_tool_records {
@@ -65,11 +172,13 @@ typedef struct rill_serve_config {
  *  printing "FILE:LINE: key: why" to stderr. */
 int rill_serve_config_load(const char *path, struct rill_server_opts *o, rill_serve_config_t *cfg);
 
-/** argv[0] as `--key value` of a config key (`-` or `_` in the key):
- *  2 (arguments used) when it is one and its value is good, 0 when it is
- *  not a config key, -1 for a bad value (printed). */
-int rill_serve_config_flag(struct rill_server_opts *o, rill_serve_config_t *cfg, int argc,
-                           char **argv);
+/** Whether name ("--max-conns", '-' or '_') is a config key's flag. */
+bool rill_serve_config_is_flag(const char *name);
+
+/** Sets the config key of flag name (rill_serve_config_is_flag) to value:
+ *  0, or -1 after printing why. */
+int rill_serve_config_flag(struct rill_server_opts *o, rill_serve_config_t *cfg, const char *name,
+                           const char *value);
 
 /** The options in effect, defaults filled in, as a config file. */
 void rill_serve_config_print(FILE *f, const struct rill_server_opts *o,

@@ -42,32 +42,29 @@ int rill_topic_main(int argc, char **argv) {
     return usage(stderr);
   }
   rill_client_opts_t o = {.name = "topic"};
-  char host[64];
-  for (int i = 2; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--server") && i + 1 < argc) {
-      if (!rill_tool_parse_addr(argv[++i], host, sizeof host, &o.host, &o.port))
-        return rill_tool_bad("--server wants HOST:PORT"), 2;
-    } else if (!strcmp(a, "--token") && i + 1 < argc) {
-      o.token = argv[++i];
-    } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      return usage(stdout);
-    } else if (a[0] == '-' && a[1] == '-') {
-      fprintf(stderr, "rill topic %s: unknown option %s\n", cmd, a);
-      return usage(stderr);
-    } else if (!topic && !ls) {
-      topic = a;
-    } else {
-      fprintf(stderr, "rill topic %s: unexpected argument %s\n", cmd, a);
-      return usage(stderr);
-    }
+  rill_tool_conn_t conn = {0};
+  rill_tool_opt_t opts[] = {RILL_TOOL_CONN_OPTS(&conn), {0}};
+  char who[16], **pos = rill_tool_alloc_args(argc);
+  snprintf(who, sizeof who, "topic %s", cmd);
+  int npos, parsed = rill_tool_parse(who, opts, NULL, NULL, argc - 1, argv + 1, pos, &npos);
+  if (!parsed && npos > (ls ? 0 : 1)) {
+    fprintf(stderr, "rill %s: unexpected argument %s\n", who, pos[ls ? 0 : 1]);
+    parsed = -1;
+  } else if (!parsed && !ls && !npos) {
+    fprintf(stderr, "rill %s: a topic is needed\n", who);
+    parsed = -1;
   }
-  if (!ls && !topic) {
-    fprintf(stderr, "rill topic %s: a topic is needed\n", cmd);
-    return usage(stderr);
+  if (!parsed && rill_tool_conn_resolve(who, &conn, &o))
+    parsed = -1;
+  topic = npos ? pos[0] : NULL;
+  free(pos);
+  if (parsed) {
+    rill_tool_conn_free(&conn);
+    return usage(parsed > 0 ? stdout : stderr);
   }
   rill_client_t *c;
   int rc = rill_client_connect(&c, &o);
+  rill_tool_conn_free(&conn);
   if (rc) {
     fprintf(stderr, "rill topic %s: connect: %s (%s)\n", cmd, rill_strerror(rc), rill_errmsg());
     return 1;
