@@ -75,7 +75,7 @@ static int serve_other(void *ctx, const char *name, const char *value, bool inli
 }
 
 static const char serve_usage[] =
-    "usage: rill serve [--listen HOST:PORT] [--data DIR] [--token T | --token-file FILE]\n"
+    "usage: rill serve [--listen HOST:PORT] [--data DIR] [--token T|--token-file F]\n"
     "                  [--config FILE] [--print-config] [--KEY VALUE...]\n"
     "  the rill server, until SIGINT or SIGTERM. Every key of the config file is also a\n"
     "  flag (--max-conns 100, --max-conns=100); flags override the file, which overrides\n"
@@ -291,14 +291,16 @@ static int cusage(int parsed, cargs_t *a, const char *usage) {
 }
 
 static const char pub_usage[] =
-    "usage: rill pub [--server HOST:PORT] [--token T] [--ack] [--timeout MS] TOPIC [MESSAGE...]\n"
+    "usage: rill pub [--server HOST:PORT] [--token T|--token-file F] [--ack] [--timeout MS] TOPIC "
+    "[MESSAGE...]\n"
     "  messages from the arguments, or one per line of stdin, sent as they come (the lines\n"
     "  already waiting go together, appended all or none); each group is stored before\n"
     "  more is read, so a failure stops there: it names the line, says how many were\n"
     "  stored before it, and nothing after it was sent (exit 1). Ctrl-C (SIGTERM) sends\n"
     "  the lines read so far, says so and exits 130 (143). --ack prints each record's\n"
     "  sequence number.\n"
-    "  --timeout: how long to wait for the server (default 10000). -- ends the options.\n";
+    "  --timeout: how long to wait for the server (default 10000). -- ends the "
+    "options.\n" RILL_TOOL_CONN_HELP;
 
 typedef struct {
   rill_client_t *c;
@@ -512,12 +514,13 @@ int rill_pub_main(int argc, char **argv) {
 }
 
 static const char sub_usage[] =
-    "usage: rill sub [--server HOST:PORT] [--token T] [--from earliest|latest|SEQ] [--count N]\n"
+    "usage: rill sub [--server HOST:PORT] [--token T|--token-file F] [--from earliest|latest|SEQ] "
+    "[--count N]\n"
     "                [--timeout MS] [--json] [--create] TOPIC\n"
     "  prints each record as it comes (SEQ TEXT, or JSON), from the latest by default;\n"
     "  exits 0 once --count records came, and 1 saying why when it ends before: the\n"
     "  server closed the connection, or (--timeout) no record came for MS.\n"
-    "  a topic that does not exist is an error; --create makes it.\n";
+    "  a topic that does not exist is an error; --create makes it.\n" RILL_TOOL_CONN_HELP;
 
 int rill_sub_main(int argc, char **argv) {
   cargs_t a;
@@ -606,9 +609,11 @@ static char *read_all(FILE *f, size_t *len) {
 
 int rill_ask_main(int argc, char **argv) {
   static const char usage[] =
-      "usage: rill ask [--server HOST:PORT] [--token T] [--timeout MS] SERVICE [REQUEST]\n"
+      "usage: rill ask [--server HOST:PORT] [--token T|--token-file F] [--timeout MS] SERVICE "
+      "[REQUEST]\n"
       "  the request from stdin without REQUEST; prints the reply. --timeout: the ask's\n"
-      "  deadline (default none: as long as the provider takes). -- ends the options.\n";
+      "  deadline (default none: as long as the provider takes). -- ends the "
+      "options.\n" RILL_TOOL_CONN_HELP;
   cargs_t a;
   int parsed = cparse("ask", O_SERVER | O_TIMEOUT, argc, argv, &a);
   if (parsed || a.nrest > 1)
@@ -668,8 +673,8 @@ static void echo_ask(void *ctx, const rill_client_ask_t *q) {
 
 int rill_reply_main(int argc, char **argv) {
   static const char usage[] =
-      "usage: rill reply [--server HOST:PORT] [--token T] SERVICE\n"
-      "  serves SERVICE, answering each ask with its own bytes, until Ctrl-C\n";
+      "usage: rill reply [--server HOST:PORT] [--token T|--token-file F] SERVICE\n"
+      "  serves SERVICE, answering each ask with its own bytes, until Ctrl-C\n" RILL_TOOL_CONN_HELP;
   cargs_t a;
   int parsed = cparse("reply", O_SERVER, argc, argv, &a);
   if (parsed || a.nrest)

@@ -628,12 +628,12 @@ static void sleep_s(double s) {
 }
 
 static const char stat_usage[] =
-    "usage: rill stat [--server HOST:PORT] [--token T | --token-file FILE] [--interval SEC]\n"
+    "usage: rill stat [--server HOST:PORT] [--token T|--token-file F] [--interval SEC]\n"
     "                 [--count N] [--prom]\n"
     "  totals and rates over --interval (default 1 s) (asks and serves refused,\n"
     "  serves held among them), each topic, latency quantiles; a metric it has no\n"
     "  row for (a newer server's) is shown by its name;\n"
-    "  --count N repeats, --prom prints the server's Prometheus text as is\n";
+    "  --count N repeats, --prom prints the server's Prometheus text as is\n" RILL_TOOL_CONN_HELP;
 
 /* --from-file, at most twice. */
 typedef struct {

@@ -116,6 +116,12 @@ typedef struct rill_tool_conn {
   char *token_buf;                         /* a token read from a file */
 } rill_tool_conn_t;
 
+/* The client commands' help on them. */
+#define RILL_TOOL_CONN_HELP                                                                        \
+  "  --server HOST:PORT: default $RILL_SERVER, else 127.0.0.1:7450 (HOST alone: port 7450)\n"      \
+  "  --token T, --token-file FILE (its first line): default $RILL_TOKEN, else none; a\n"           \
+  "  file or the environment keeps the token out of ps. A flag wins over the environment.\n"
+
 #define RILL_TOOL_CONN_OPTS(c)                                                                     \
   {"--server", RILL_TOOL_STR, &(c)->server, 0, 0, "HOST:PORT", NULL, 0},                           \
       {"--token", RILL_TOOL_STR, &(c)->token, 0, 0, "a token", NULL, 0}, {                         \

@@ -11,12 +11,12 @@
 #include "tools.h"
 
 static int usage(FILE *f) {
-  fprintf(f, "usage: rill topic ls [--server HOST:PORT] [--token T]\n"
-             "       rill topic info [--server HOST:PORT] [--token T] TOPIC\n"
-             "       rill topic rm [--server HOST:PORT] [--token T] TOPIC\n"
+  fprintf(f, "usage: rill topic ls [--server HOST:PORT] [--token T|--token-file F]\n"
+             "       rill topic info [--server HOST:PORT] [--token T|--token-file F] TOPIC\n"
+             "       rill topic rm [--server HOST:PORT] [--token T|--token-file F] TOPIC\n"
              "  ls: the server's topics, one a line; info: sequences, sizes, retention and\n"
              "  users; rm: deletes a topic and its records (refused while a client\n"
-             "  subscribes to it or has it bound)\n");
+             "  subscribes to it or has it bound)\n" RILL_TOOL_CONN_HELP);
   return f == stdout ? 0 : 2;
 }
 
