@@ -191,8 +191,12 @@ for _ in $(seq 400); do
   sleep 0.05
 done
 kill -TERM $q1 $q2
-wait $q1 || fail "queue sub 1: $(cat "$d/q1.err")"
-wait $q2 || fail "queue sub 2: $(cat "$d/q2.err")"
+st=0
+wait $q1 || st=$?
+[ $st = 143 ] || fail "queue sub 1 after SIGTERM: $st $(cat "$d/q1.err")"
+st=0
+wait $q2 || st=$?
+[ $st = 143 ] || fail "queue sub 2 after SIGTERM: $st $(cat "$d/q2.err")"
 q1= q2=
 [ "$(cat "$d/q1.out" "$d/q2.out" | sort -n | tr '\n' ' ')" = "$(seq 1 200 | tr '\n' ' ')" ] ||
   fail "queue: not each line once: $(wc -l "$d/q1.out" "$d/q2.out")"

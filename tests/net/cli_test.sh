@@ -109,7 +109,9 @@ grep -q "serving echo" "$d/reply.out" || fail "rill reply did not start: $(cat "
 [ "$("$rill" ask $s --timeout 2000 echo hello)" = "hello" ] || fail "ask"
 [ "$(printf 'from\nstdin' | "$rill" ask $s echo)" = $'from\nstdin' ] || fail "ask from stdin"
 kill -TERM $rep
-wait $rep || fail "rill reply exit status: $(cat "$d/reply.out")"
+st=0
+wait $rep || st=$?
+[ $st = 143 ] || fail "rill reply exit status after SIGTERM: $st $(cat "$d/reply.out")"
 rep=
 if "$rill" ask $s --timeout 500 echo x 2>"$d/err"; then fail "ask with nobody serving"; fi
 grep -q ENOENT "$d/err" || fail "ask with nobody serving: $(cat "$d/err")"
@@ -138,7 +140,9 @@ if "$rill" topic info $s nosuch 2>"$d/err"; then fail "topic info of a missing t
 sub=$!
 sleep 0.3
 kill -TERM $srv
-wait $srv || fail "server exit status"
+st=0
+wait $srv || st=$?
+[ $st = 143 ] || fail "server exit status after SIGTERM: $st"
 srv=
 st=0
 wait $sub || st=$?

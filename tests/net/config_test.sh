@@ -175,6 +175,8 @@ grep -q "listening on 127.0.0.1:$port" "$d/serve.out" || fail "server from a fil
 [ "$("$rill" pub --server 127.0.0.1:$port --token filetk --ack t one)" = 0 ] || fail "the file's token"
 if "$rill" pub --server 127.0.0.1:$port --token other t x 2>/dev/null; then fail "another token"; fi
 kill -TERM $srv
-wait $srv || fail "server exit status"
+st=0
+wait $srv || st=$?
+[ $st = 143 ] || fail "server exit status after SIGTERM: $st"
 srv=
 echo "rill serve --config: all checks passed"

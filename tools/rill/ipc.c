@@ -95,8 +95,8 @@ int ipc_fail(const char *who, const char *what, int rc) {
 volatile sig_atomic_t ipc_stopping;
 
 static void on_stop(int sig) {
-  (void)sig;
   ipc_stopping = 1;
+  rill_tool_stop_sig = sig; /* how rill exits (tools.h) */
 }
 
 /* No SA_RESTART: a futex wait or a read of stdin returns at once. */

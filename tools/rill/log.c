@@ -197,13 +197,6 @@ static void print_record(const args_t *a, const rill_log_record_t *r) {
   putchar('\n');
 }
 
-static volatile sig_atomic_t stop_tail;
-
-static void on_sigint(int sig) {
-  (void)sig;
-  stop_tail = 1;
-}
-
 /* Prints records from *seq on; returns how many, or -1 after an error. A
  * damaged record (the read stops there, so *seq is it) is an error, or
  * under --skip-corrupt named, counted and passed over. */
@@ -259,15 +252,10 @@ static int cmd_cat(args_t *a, bool follow) {
   }
   int status = print_from(l, a, &seq, &left) < 0;
   if (follow) {
-    /* sigaction, not signal(): its semantics (reset to default or not,
-     * restart or not) are the same everywhere. No SA_RESTART: the sleep
-     * below ends at once. */
-    struct sigaction sa = {.sa_handler = on_sigint};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    /* No SA_RESTART: the sleep below ends at once. */
+    rill_tool_catch_stop();
     /* Another process's writer cannot wake us: look again every ms. */
-    while (!status && left && !stop_tail) {
+    while (!status && left && !rill_tool_stop_sig) {
       if ((rc = rill_log_refresh(l)) != 0) {
         status = fail("refresh", rc);
         break;

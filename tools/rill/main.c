@@ -13,23 +13,34 @@
 #endif
 
 static int usage(FILE *f) {
-  fprintf(f, "usage: rill <command> [args]\n"
-             "\n"
-             "commands:\n"
-             "  bench <suite> [--json] [--quick]   run a benchmark suite (rill bench list)\n"
-             "  log <command> DIR TOPIC ...        the durable log: append, cat, tail, stat,\n"
-             "                                     verify, dump (rill log help)\n"
-             "  serve [--listen H:P] [--data DIR]  the rill server (rill serve --help)\n"
-             "  pub [--ack] TOPIC [MESSAGE...]     publish to a server (stdin lines without args)\n"
-             "  sub [--from earliest] TOPIC        print what a server delivers\n"
-             "  ask SERVICE [REQUEST]              ask a service, print the reply (stdin without)\n"
-             "  reply SERVICE                      serve SERVICE, echoing each ask back\n"
-             "  stat [--server H:P] [--count N]    a server's metrics: rates, topics, latency\n"
-             "  topic ls|info|rm [TOPIC]           a server's topics: list, describe, delete\n"
-             "  ipc pub|sub|ls|rm|bench ...        shared-memory routes between processes\n"
-             "                                     (rill ipc help)\n"
-             "  version                            print the version\n"
-             "  help                               this text\n");
+  fprintf(f,
+          "usage: rill <command> [args]\n"
+          "\n"
+          "commands:\n"
+          "  bench <suite> [--json] [--quick]   run a benchmark suite (rill bench list)\n"
+          "  log <command> DIR TOPIC ...        the durable log: append, cat, tail, stat,\n"
+          "                                     verify, dump (rill log help)\n"
+          "  serve [--listen H:P] [--data DIR]  the rill server (rill serve --help)\n"
+          "  pub [--ack] TOPIC [MESSAGE...]     publish to a server (stdin lines without args)\n"
+          "  sub [--from earliest] TOPIC        print what a server delivers\n"
+          "  ask SERVICE [REQUEST]              ask a service, print the reply (stdin without)\n"
+          "  reply SERVICE                      serve SERVICE, echoing each ask back\n"
+          "  stat [--server H:P] [--count N]    a server's metrics: rates, topics, latency\n"
+          "  topic ls|info|rm [TOPIC]           a server's topics: list, describe, delete\n"
+          "  ipc pub|sub|ls|rm|bench ...        shared-memory routes between processes\n"
+          "                                     (rill ipc help)\n"
+          "  version                            print the version\n"
+          "  help [COMMAND]                     this text, or a command's (rill COMMAND --help)\n"
+          "\n"
+          "Every command takes -h, --help or help; options before or after the other\n"
+          "arguments, as --opt value or --opt=value; -- ends them. Client commands take\n"
+          "--server (else $RILL_SERVER, else 127.0.0.1:7450) and --token or --token-file\n"
+          "(else $RILL_TOKEN). --json on every command that prints data.\n"
+          "\n"
+          "exit status: 0 success; 1 a runtime failure (a server gone or refusing, damaged\n"
+          "data, a timeout); 2 a usage error; 3 a partial success (rill log cat or tail\n"
+          "--skip-corrupt passed over damaged records); a long-running command stopped by\n"
+          "SIGINT or SIGTERM ends cleanly, then dies of that signal: 130 or 143.\n");
   return f == stdout ? 0 : 2;
 }
 
@@ -97,5 +108,5 @@ int main(int argc, char **argv) {
     printf("rill %s\n", RILL_VERSION_STRING);
     return 0;
   }
-  return run(argc - 1, argv + 1);
+  return rill_tool_exit(run(argc - 1, argv + 1));
 }

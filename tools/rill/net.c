@@ -36,6 +36,9 @@ static void log_line(void *ctx, rill_server_log_level_t level, const char *msg) 
           (unsigned)level < 3 ? names[level] : "?", msg);
 }
 
+/* Set before the stopper is sent its own SIGTERM to end it. */
+static volatile sig_atomic_t serve_done;
+
 /* SIGINT and SIGTERM are blocked in every thread (the server's threads
  * inherit the mask) and taken here by sigwait: no handler can run while
  * the server is destroyed, which a handler holding a pointer to it could. */
@@ -46,6 +49,8 @@ static void *stop_on_signal(void *arg) {
   sigaddset(&set, SIGTERM);
   int sig;
   sigwait(&set, &sig);
+  if (!serve_done) /* not the SIGTERM that ends this thread after a stop */
+    rill_tool_stop_sig = sig;
   rill_server_stop(arg); /* the server outlives this thread: joined before destroy */
   return NULL;
 }
@@ -186,6 +191,7 @@ int rill_serve_main(int argc, char **argv) {
   rc = rill_server_run(serving);
   rill_server_stats_t st;
   rill_server_stats(serving, &st);
+  serve_done = 1;
   pthread_kill(stopper, SIGTERM); /* still waiting when the server stopped by itself */
   pthread_join(stopper, NULL);
   rill_server_destroy(serving);
@@ -401,10 +407,6 @@ static int pub_add(pub_t *p, const void *data, size_t len) {
   return 0;
 }
 
-static volatile sig_atomic_t pub_stop;
-
-static void on_pub_stop(int sig) { pub_stop = sig; }
-
 /* Lines of stdin, each group published as soon as it is read: a read
  * takes what is waiting (up to the buffer), its whole lines go out, and
  * only then is more read. SIGINT and SIGTERM are blocked but while
@@ -415,16 +417,13 @@ static int pub_stdin(pub_t *p) {
   sigemptyset(&stops);
   sigaddset(&stops, SIGINT);
   sigaddset(&stops, SIGTERM);
-  struct sigaction sa = {.sa_handler = on_pub_stop};
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+  rill_tool_catch_stop();
   sigprocmask(SIG_BLOCK, &stops, &waiting);
   size_t cap = 256u << 10, have = 0;
   char *buf = malloc(cap);
   int status = buf ? 0 : (fprintf(stderr, "rill pub: out of memory\n"), 1);
   bool eof = false;
-  while (!status && !eof && !pub_stop) {
+  while (!status && !eof && !rill_tool_stop_sig) {
     struct pollfd pf = {0, POLLIN, 0};
     if (ppoll(&pf, 1, NULL, &waiting) < 0) {
       if (errno != EINTR)
@@ -465,13 +464,13 @@ static int pub_stdin(pub_t *p) {
   }
   if (!status && eof && have) /* the last line, without its newline */
     status = pub_add(p, buf, have) ? 1 : pub_flush(p);
-  if (!status && pub_stop) {
-    fprintf(stderr, "rill pub: %s: the %" PRIu64 " %s%s read were published", strsignal(pub_stop),
-            p->stored, p->noun, p->stored == 1 ? "" : "s");
+  if (!status && rill_tool_stop_sig) {
+    fprintf(stderr, "rill pub: %s: the %" PRIu64 " %s%s read were published",
+            strsignal(rill_tool_stop_sig), p->stored, p->noun, p->stored == 1 ? "" : "s");
     if (have)
       fprintf(stderr, "; an unfinished line of %zu bytes was not", have);
     fputc('\n', stderr);
-    status = 128 + pub_stop;
+    status = 128 + rill_tool_stop_sig;
   }
   free(buf);
   sigprocmask(SIG_SETMASK, &waiting, NULL);
@@ -546,10 +545,22 @@ int rill_sub_main(int argc, char **argv) {
   signal(SIGPIPE, SIG_DFL);
   uint32_t used = 0;
   int status = 0;
-  uint64_t wait_ns = a.has_timeout ? a.timeout_ms * 1000000ull : UINT64_MAX / 2;
-  for (uint64_t n = 0; n < a.count; n++) {
+  uint64_t wait_ns = a.timeout_ms * 1000000ull, idle = 0;
+  /* Waits in slices, so that SIGINT or SIGTERM (caught even where the
+   * shell had them ignored, as every long-running command does) ends it. */
+  const uint64_t slice_ns = 100000000ull;
+  rill_tool_catch_stop();
+  for (uint64_t n = 0; n < a.count && !rill_tool_stop_sig; n++) {
     rill_client_msg_t m;
-    rc = rill_client_next(c, &m, wait_ns);
+    uint64_t slice = a.has_timeout && wait_ns - idle < slice_ns ? wait_ns - idle : slice_ns;
+    rc = rill_client_next(c, &m, slice);
+    if (rill_tool_stop_sig)
+      break;
+    if (rc == RILL_ETIMEDOUT && (!a.has_timeout || (idle += slice) < wait_ns)) {
+      n--; /* no record yet: wait on */
+      continue;
+    }
+    idle = 0;
     if (rc == RILL_ETIMEDOUT && a.has_timeout) {
       fprintf(stderr,
               "rill sub: no record for %" PRIu64 " ms (--timeout): stopping after %" PRIu64
@@ -652,13 +663,6 @@ int rill_ask_main(int argc, char **argv) {
   return status;
 }
 
-static volatile sig_atomic_t replying = 1;
-
-static void on_reply_stop(int sig) {
-  (void)sig;
-  replying = 0;
-}
-
 typedef struct {
   rill_client_t *c;
   int rc;
@@ -691,13 +695,11 @@ int rill_reply_main(int argc, char **argv) {
     rill_client_close(c);
     return fail("reply", "serve", rc);
   }
-  struct sigaction sa = {.sa_handler = on_reply_stop};
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+  rill_tool_catch_stop();
   printf("rill reply: serving %s\n", a.topic);
   fflush(stdout);
   int status = 0;
-  while (replying && !r.rc) {
+  while (!rill_tool_stop_sig && !r.rc) {
     if ((rc = rill_client_poll(c, 100000000ull)) < 0) {
       status = fail("reply", "poll", rc);
       break;

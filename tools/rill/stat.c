@@ -623,7 +623,7 @@ static double now_s(void) {
 
 static void sleep_s(double s) {
   struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-  while (nanosleep(&ts, &ts) && errno == EINTR)
+  while (nanosleep(&ts, &ts) && errno == EINTR && !rill_tool_stop_sig)
     ;
 }
 
@@ -720,6 +720,7 @@ int rill_stat_main(int argc, char **argv) {
     return 1;
   }
   double t_prev = 0;
+  rill_tool_catch_stop(); /* a sleep between samples ends at once, and so does stat */
   if (!prom) {
     if (fetch(&s) || parse_text(s.buf, s.len, &prev, who)) {
       status = 1;
@@ -727,10 +728,12 @@ int rill_stat_main(int argc, char **argv) {
     }
     t_prev = now_s();
   }
-  for (uint64_t k = 0; k < count; k++) {
+  for (uint64_t k = 0; k < count && !rill_tool_stop_sig; k++) {
     if (prom) {
       if (k)
         sleep_s(interval);
+      if (rill_tool_stop_sig)
+        break;
       if (fetch(&s)) {
         status = 1;
         break;
@@ -740,6 +743,8 @@ int rill_stat_main(int argc, char **argv) {
       continue;
     }
     sleep_s(interval);
+    if (rill_tool_stop_sig)
+      break;
     if (fetch(&s) || parse_text(s.buf, s.len, &cur, who)) {
       status = 1;
       break;

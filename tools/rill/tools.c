@@ -1,6 +1,7 @@
 /* The subcommands' shared helpers (tools.h). */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -336,4 +337,34 @@ int rill_tool_conn_resolve(const char *who, rill_tool_conn_t *c, rill_client_opt
 void rill_tool_conn_free(rill_tool_conn_t *c) {
   free(c->token_buf);
   c->token_buf = NULL;
+}
+
+/* ---- exit status ------------------------------------------------------------------ */
+
+volatile sig_atomic_t rill_tool_stop_sig;
+
+static void on_stop(int sig) { rill_tool_stop_sig = sig; }
+
+void rill_tool_catch_stop(void) {
+  struct sigaction sa = {.sa_handler = on_stop};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+}
+
+int rill_tool_exit(int status) {
+  int sig = rill_tool_stop_sig;
+  if (!sig)
+    return status;
+  fflush(stdout);
+  fflush(stderr);
+  /* Die of it, as an uncaught signal would have: the shell sees 128 +
+   * sig, and a shell script running us stops as it does for Ctrl-C. */
+  signal(sig, SIG_DFL);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, sig);
+  raise(sig);
+  sigprocmask(SIG_UNBLOCK, &set, NULL);
+  return 128 + sig;
 }

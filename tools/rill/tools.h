@@ -5,6 +5,7 @@
 #ifndef RILL_TOOLS_H
 #define RILL_TOOLS_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -145,6 +146,31 @@ int rill_tool_token(const char *who, rill_tool_conn_t *c, const char **token);
 
 /** Frees what c read. */
 void rill_tool_conn_free(rill_tool_conn_t *c);
+
+/* ---- exit status ----------------------------------------------------------------
+ * One convention for every command (rill --help says it): 0 success; 1 a
+ * runtime failure (the server gone or refusing, damaged data, a timeout
+ * that ends a wait for what was asked); 2 a usage error; 3 a partial
+ * success (rill log cat or tail --skip-corrupt passed over damaged
+ * records); a long-running command stopped by SIGINT or SIGTERM finishes
+ * cleanly, then dies of that signal, so its status is 130 or 143 and its
+ * parent (a shell, systemd) sees why it ended. */
+#define RILL_TOOL_EXIT_OK      0
+#define RILL_TOOL_EXIT_FAIL    1
+#define RILL_TOOL_EXIT_USAGE   2
+#define RILL_TOOL_EXIT_PARTIAL 3
+
+/** The signal (SIGINT or SIGTERM) that asked the command to stop; 0
+ *  while none did. */
+extern volatile sig_atomic_t rill_tool_stop_sig;
+
+/** Catches SIGINT and SIGTERM into rill_tool_stop_sig, without
+ *  SA_RESTART: a blocking read or sleep returns at once with EINTR. */
+void rill_tool_catch_stop(void);
+
+/** The command's exit: status, or when a signal asked it to stop, death
+ *  by that signal (after flushing stdout), 128 + the signal for a parent. */
+int rill_tool_exit(int status);
 
 /** Records to send, one per argument, or when there are none one per line
  *  of stdin (without its newline). Zero-initialise with args and nargs. */
