@@ -55,8 +55,10 @@ static int ipc_usage(FILE *f) {
           "        that wait and each blocked send (default: none; 0: do not wait):\n"
           "        then it says what was not sent and exits 1 (a broadcast channel's\n"
           "        pub waits too; a queue keeps its lines for receivers to come)\n"
-          "  sub [--count N] [--timeout MS] [--json] NAME\n"
-          "        prints each message published from now on, one per line; waits for\n"
+          "  sub [--count N] [--timeout MS] [--json|--raw] NAME\n"
+          "        prints each message published from now on, one per line (text as is,\n"
+          "        other bytes as \\xHH; --raw: the bytes exactly; --json: {seq,len,data});\n"
+          "        waits for\n"
           "        the route to be created; --timeout: stop after MS ms without a message;\n"
           "        exits 1 if the route is removed under it\n"
           "  pub|sub --channel|--queue [--slots N] [--slot-size B] [--policy block|fail]\n"
@@ -170,7 +172,7 @@ static int parse(int argc, char **argv, args_t *a) {
   bool pub = !strcmp(a->cmd, "pub"), sub = !strcmp(a->cmd, "sub"), bench = !strcmp(a->cmd, "bench");
   unsigned cmd = pub ? C_PUB : sub ? C_SUB : bench ? C_BENCH : !strcmp(a->cmd, "ls") ? C_LS : C_RM;
   a->size = 64;
-  bool channel = false, queue = false;
+  bool channel = false, queue = false, raw = false;
   uint64_t senders = 0, receivers = 0, slots = 0, slot_size = 0;
   /* flags: the commands for which it needs --channel or --queue. */
   const rill_tool_optdef_t all[] = {
@@ -209,6 +211,7 @@ static int parse(int argc, char **argv, args_t *a) {
       {C_BENCH, 0, {"--size", RILL_TOOL_U64, &a->size, 8, 1ull << 30, "bytes", NULL, 0}},
       {C_BENCH, 0, {"--latency", RILL_TOOL_FLAG, &a->latency, 0, 0, NULL, NULL, 0}},
       {C_SUB | C_BENCH | C_LS, 0, {"--json", RILL_TOOL_FLAG, &a->json, 0, 0, NULL, NULL, 0}},
+      {C_SUB, 0, {"--raw", RILL_TOOL_FLAG, &raw, 0, 0, NULL, NULL, 0}},
       {C_RM, 0, {"--force", RILL_TOOL_FLAG, &a->force, 0, 0, NULL, NULL, 0}},
   };
   enum { N = sizeof all / sizeof all[0] };
@@ -222,6 +225,9 @@ static int parse(int argc, char **argv, args_t *a) {
     return rc;
   if (channel && queue)
     return rill_tool_bad("--channel and --queue: one or the other");
+  if (raw && a->json)
+    return rill_tool_bad("--json and --raw: one or the other");
+  a->raw = raw;
   a->chan = channel || queue;
   a->delivery = queue ? RILL_IPC_QUEUE : RILL_IPC_BROADCAST;
   a->senders = (uint32_t)senders;
@@ -606,6 +612,9 @@ static int sub_loop(args_t *a, end_t *e) {
       printf("{\"seq\":%" PRIu64 ",\"len\":%u,\"data\":", m.seq, m.len);
       rill_tool_json_string(stdout, m.data, m.len);
       printf("}\n");
+    } else if (a->raw) {
+      fwrite(m.data, 1, m.len, stdout);
+      putchar('\n');
     } else {
       rill_tool_text(stdout, m.data, m.len);
       putchar('\n');

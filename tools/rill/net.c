@@ -304,20 +304,28 @@ static const char pub_usage[] =
     "  more is read, so a failure stops there: it names the line, says how many were\n"
     "  stored before it, and nothing after it was sent (exit 1). Ctrl-C (SIGTERM) sends\n"
     "  the lines read so far, says so and exits 130 (143). --ack prints each record's\n"
-    "  sequence number.\n"
+    "  sequence number, --json as {\"seq\":N}.\n"
     "  --timeout: how long to wait for the server (default 10000). -- ends the "
     "options.\n" RILL_TOOL_CONN_HELP;
 
 typedef struct {
   rill_client_t *c;
   uint16_t ch;
-  bool ack;
+  bool ack, json;
   const char *noun; /* "line" or "message" */
   uint64_t no;      /* the number of the next record to add, from 1 */
   uint64_t stored;  /* records the server said it stored */
   size_t n, body;   /* the group being put together: recs[0..n), body bytes */
   rill_log_iov_t recs[RILL_NET_MAX_BATCH];
 } pub_t;
+
+/* A stored record's sequence number, for --ack or --json. */
+static void pub_print_seq(const pub_t *p, uint64_t seq) {
+  if (p->json)
+    printf("{\"seq\":%" PRIu64 "}\n", seq);
+  else
+    printf("%" PRIu64 "\n", seq);
+}
 
 /* Whether the server may have stored what it did not answer for. */
 static bool answer_lost(int rc) {
@@ -360,7 +368,7 @@ static int pub_flush(pub_t *p) {
   int rc = rill_client_publish_batch(p->c, p->ch, p->recs, n, true, &seq);
   if (rc == 0) {
     for (size_t i = 0; p->ack && i < n; i++)
-      printf("%" PRIu64 "\n", seq + i);
+      pub_print_seq(p, seq + i);
     if (p->ack)
       fflush(stdout); /* as they are stored, for a pipe too */
     p->stored += n;
@@ -372,7 +380,7 @@ static int pub_flush(pub_t *p) {
     if ((rc = rill_client_publish(p->c, p->ch, p->recs[i].data, p->recs[i].len, true, &seq)))
       return pub_failed(p, first_no + i, first_no + i, p->recs[i].len, rc, NULL);
     if (p->ack)
-      printf("%" PRIu64 "\n", seq);
+      pub_print_seq(p, seq);
     p->stored++;
   }
   return 0;
@@ -402,7 +410,7 @@ static int pub_add(pub_t *p, const void *data, size_t len) {
   if (rc)
     return pub_failed(p, no, no, len, rc, NULL);
   if (p->ack)
-    printf("%" PRIu64 "\n", seq);
+    pub_print_seq(p, seq);
   p->stored++;
   return 0;
 }
@@ -479,7 +487,7 @@ static int pub_stdin(pub_t *p) {
 
 int rill_pub_main(int argc, char **argv) {
   cargs_t a;
-  int parsed = cparse("pub", O_SERVER | O_ACK | O_TIMEOUT, argc, argv, &a);
+  int parsed = cparse("pub", O_SERVER | O_ACK | O_JSON | O_TIMEOUT, argc, argv, &a);
   if (parsed)
     return cusage(parsed, &a, pub_usage);
   if (a.has_timeout)
@@ -497,7 +505,8 @@ int rill_pub_main(int argc, char **argv) {
     status = fail("pub", "bind", rc);
   if (!status) {
     p->c = c;
-    p->ack = a.ack;
+    p->ack = a.ack || a.json;
+    p->json = a.json;
     p->no = 1;
     p->noun = a.nrest ? "message" : "line";
     for (int i = 0; !status && i < a.nrest; i++)
@@ -515,16 +524,20 @@ int rill_pub_main(int argc, char **argv) {
 static const char sub_usage[] =
     "usage: rill sub [--server HOST:PORT] [--token T|--token-file F] [--from earliest|latest|SEQ] "
     "[--count N]\n"
-    "                [--timeout MS] [--json] [--create] TOPIC\n"
-    "  prints each record as it comes (SEQ TEXT, or JSON), from the latest by default;\n"
+    "                [--timeout MS] [--json|--raw] [--create] TOPIC\n"
+    "  prints each record as it comes, from the latest by default: SEQ PAYLOAD a line,\n"
+    "  the payload unaltered when it is text (other bytes as \\xHH); --json: one object\n"
+    "  a line, {\"seq\":N,\"len\":N,\"data\":\"...\"}, the payload a JSON string, exact for any\n"
+    "  bytes; --raw: each payload's bytes exactly as published, then a newline (one\n"
+    "  holding a newline reads as two lines: --json is exact for those).\n"
     "  exits 0 once --count records came, and 1 saying why when it ends before: the\n"
     "  server closed the connection, or (--timeout) no record came for MS.\n"
     "  a topic that does not exist is an error; --create makes it.\n" RILL_TOOL_CONN_HELP;
 
 int rill_sub_main(int argc, char **argv) {
   cargs_t a;
-  int parsed =
-      cparse("sub", O_SERVER | O_FROM | O_COUNT | O_JSON | O_TIMEOUT | O_CREATE, argc, argv, &a);
+  int parsed = cparse("sub", O_SERVER | O_FROM | O_COUNT | O_JSON | O_RAW | O_TIMEOUT | O_CREATE,
+                      argc, argv, &a);
   if (parsed)
     return cusage(parsed, &a, sub_usage);
   free(a.rest);
@@ -584,6 +597,9 @@ int rill_sub_main(int argc, char **argv) {
       printf("{\"seq\":%" PRIu64 ",\"len\":%u,\"data\":", m.seq, m.len);
       rill_tool_json_string(stdout, m.data, m.len);
       printf("}\n");
+    } else if (a.raw) {
+      fwrite(m.data, 1, m.len, stdout);
+      putchar('\n');
     } else {
       printf("%" PRIu64 " ", m.seq);
       rill_tool_text(stdout, m.data, m.len);
@@ -622,11 +638,12 @@ int rill_ask_main(int argc, char **argv) {
   static const char usage[] =
       "usage: rill ask [--server HOST:PORT] [--token T|--token-file F] [--timeout MS] SERVICE "
       "[REQUEST]\n"
-      "  the request from stdin without REQUEST; prints the reply. --timeout: the ask's\n"
+      "  the request from stdin without REQUEST; prints the reply's bytes as they are\n"
+      "  (--json: {\"len\":N,\"data\":\"...\"}). --timeout: the ask's\n"
       "  deadline (default none: as long as the provider takes). -- ends the "
       "options.\n" RILL_TOOL_CONN_HELP;
   cargs_t a;
-  int parsed = cparse("ask", O_SERVER | O_TIMEOUT, argc, argv, &a);
+  int parsed = cparse("ask", O_SERVER | O_TIMEOUT | O_JSON, argc, argv, &a);
   if (parsed || a.nrest > 1)
     return cusage(parsed ? parsed : -1, &a, usage);
   size_t len;
@@ -652,6 +669,10 @@ int rill_ask_main(int argc, char **argv) {
   rc = rill_client_ask(c, a.topic, req, (uint32_t)len, a.timeout_ms * 1000000ull, &reply, &rl);
   if (rc) {
     status = fail("ask", a.topic, rc);
+  } else if (a.json) {
+    printf("{\"len\":%u,\"data\":", rl);
+    rill_tool_json_string(stdout, reply, rl);
+    printf("}\n");
   } else {
     /* The reply's bytes as they are, and a newline unless it ends with one. */
     fwrite(reply, 1, rl, stdout);

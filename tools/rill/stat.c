@@ -416,6 +416,82 @@ static void other_rows(FILE *f, const samples_t *cur, const samples_t *prev, dou
   }
 }
 
+/* Every value of the topic label of the rill_topic_* series, in the
+ * order first seen (*n of them; the caller frees the array). */
+static const char **topics_of(const samples_t *cur, size_t *n) {
+  const char **topics = NULL;
+  size_t nt = 0;
+  for (size_t i = 0; i < cur->n; i++) {
+    const char *t = cur->s[i].topic;
+    if (!t || strncmp(cur->s[i].name, "rill_topic_", 11))
+      continue;
+    size_t j = 0;
+    while (j < nt && strcmp(topics[j], t))
+      j++;
+    if (j == nt) {
+      topics = xrealloc(topics, (nt + 1) * sizeof *topics);
+      topics[nt++] = t;
+    }
+  }
+  *n = nt;
+  return topics;
+}
+
+/* A latency histogram's row: its label (publish_ack{...}), observations
+ * and p50, p99, p99.9 in seconds (over: in +Inf), over the interval when
+ * it saw observations (window), else since the start. */
+typedef struct {
+  char label[160];
+  double count, q[3];
+  bool over[3], window;
+} hist_row_t;
+
+/* The row of the histogram whose first bucket is cur->s[i]; false when
+ * cur->s[i] is not a group's first bucket. */
+static bool hist_row(const samples_t *cur, const samples_t *prev, size_t i, hist_row_t *r) {
+  const sample_t *s = &cur->s[i];
+  size_t nl = strlen(s->name);
+  if (isnan(s->le) || nl < 8 || strcmp(s->name + nl - 7, "_bucket"))
+    return false;
+  for (size_t j = 0; j < i; j++) {
+    const sample_t *o = &cur->s[j];
+    if (!isnan(o->le) && !strcmp(o->name, s->name) && !strcmp(o->labels, s->labels) &&
+        !o->topic == !s->topic && (!s->topic || !strcmp(o->topic, s->topic)))
+      return false;
+  }
+  size_t n, pn;
+  bucket_t *bk = hist_buckets(cur, s->name, s, &n);
+  bucket_t *pb = hist_buckets(prev, s->name, s, &pn);
+  r->window = false;
+  if (pb && pn == n && n && bk[n - 1].cum > pb[n - 1].cum) {
+    r->window = true;
+    for (size_t k = 0; k < n; k++) {
+      if (bk[k].le != pb[k].le || bk[k].cum < pb[k].cum)
+        r->window = false;
+    }
+    for (size_t k = 0; r->window && k < n; k++)
+      bk[k].cum -= pb[k].cum;
+  }
+  /* rill_publish_ack_seconds{...} as publish_ack{...}. */
+  const char *nm = s->name;
+  size_t bl = nl - 7;
+  if (!strncmp(nm, "rill_", 5))
+    nm += 5, bl -= 5;
+  if (bl > 8 && !strncmp(nm + bl - 8, "_seconds", 8))
+    bl -= 8;
+  int ll = snprintf(r->label, sizeof r->label, "%.*s", (int)bl, nm);
+  if (s->topic || s->labels[0])
+    snprintf(r->label + ll, sizeof r->label - (size_t)ll, "{%s%s%.*s}", s->topic ? "topic=" : "",
+             s->topic ? s->topic : "", s->labels[0] ? (int)strlen(s->labels) - 1 : 0, s->labels);
+  r->count = n ? bk[n - 1].cum : 0.0;
+  static const double qs[] = {0.5, 0.99, 0.999};
+  for (size_t k = 0; k < 3; k++)
+    r->q[k] = bucket_quantile(bk, n, qs[k], &r->over[k]);
+  free(bk);
+  free(pb);
+  return true;
+}
+
 static void report(FILE *f, const char *who, const samples_t *cur, const samples_t *prev,
                    double dt) {
   char a[64], b[64];
@@ -467,21 +543,8 @@ static void report(FILE *f, const char *who, const samples_t *cur, const samples
   fprintf(f, "%-16s %14s\n", "serves held", a);
   other_rows(f, cur, prev, dt);
 
-  /* Topics: every value of the topic label, in the order first seen. */
-  const char **topics = NULL;
-  size_t nt = 0;
-  for (size_t i = 0; i < cur->n; i++) {
-    const char *t = cur->s[i].topic;
-    if (!t || strncmp(cur->s[i].name, "rill_topic_", 11))
-      continue;
-    size_t j = 0;
-    while (j < nt && strcmp(topics[j], t))
-      j++;
-    if (j == nt) {
-      topics = xrealloc(topics, (nt + 1) * sizeof *topics);
-      topics[nt++] = t;
-    }
-  }
+  size_t nt;
+  const char **topics = topics_of(cur, &nt);
   if (nt) {
     fprintf(f, "\n%-24s %12s %12s %12s %14s %12s %11s\n", "topic", "appended", "per second",
             "bytes", "bytes/s", "next seq", "subscribers");
@@ -509,66 +572,119 @@ static void report(FILE *f, const char *who, const samples_t *cur, const samples
   }
   free(topics);
 
-  /* Histograms: every *_bucket series, grouped by name and labels. */
   bool header = false;
   for (size_t i = 0; i < cur->n; i++) {
-    const sample_t *s = &cur->s[i];
-    size_t nl = strlen(s->name);
-    if (isnan(s->le) || nl < 8 || strcmp(s->name + nl - 7, "_bucket"))
+    hist_row_t r;
+    if (!hist_row(cur, prev, i, &r))
       continue;
-    bool first = true; /* the group's first bucket: print the group there */
-    for (size_t j = 0; j < i && first; j++) {
-      const sample_t *o = &cur->s[j];
-      if (!isnan(o->le) && !strcmp(o->name, s->name) && !strcmp(o->labels, s->labels) &&
-          !o->topic == !s->topic && (!s->topic || !strcmp(o->topic, s->topic)))
-        first = false;
-    }
-    if (!first)
-      continue;
-    size_t n, pn;
-    bucket_t *bk = hist_buckets(cur, s->name, s, &n);
-    bucket_t *pb = hist_buckets(prev, s->name, s, &pn);
-    /* Over the interval when it saw observations, else since the start. */
-    bool window = false;
-    if (pb && pn == n && n && bk[n - 1].cum > pb[n - 1].cum) {
-      window = true;
-      for (size_t k = 0; k < n; k++) {
-        if (bk[k].le != pb[k].le || bk[k].cum < pb[k].cum)
-          window = false;
-      }
-      for (size_t k = 0; window && k < n; k++)
-        bk[k].cum -= pb[k].cum;
-    }
     if (!header) {
       fprintf(f, "\n%-24s %12s %9s %9s %9s  %s\n", "latency", "count", "p50", "p99", "p99.9",
               "over");
       header = true;
     }
-    /* rill_publish_ack_seconds{...} as publish_ack{...}. */
-    char label[160];
-    const char *nm = s->name;
-    size_t bl = nl - 7;
-    if (!strncmp(nm, "rill_", 5))
-      nm += 5, bl -= 5;
-    if (bl > 8 && !strncmp(nm + bl - 8, "_seconds", 8))
-      bl -= 8;
-    int ll = snprintf(label, sizeof label, "%.*s", (int)bl, nm);
-    if (s->topic || s->labels[0])
-      snprintf(label + ll, sizeof label - (size_t)ll, "{%s%s%.*s}", s->topic ? "topic=" : "",
-               s->topic ? s->topic : "", s->labels[0] ? (int)strlen(s->labels) - 1 : 0, s->labels);
-    fprintf(f, "%-24s %12.0f", label, n ? bk[n - 1].cum : 0.0);
-    static const double qs[] = {0.5, 0.99, 0.999};
+    fprintf(f, "%-24s %12.0f", r.label, r.count);
     for (size_t k = 0; k < 3; k++) {
-      bool over;
-      double v = bucket_quantile(bk, n, qs[k], &over);
-      put_secs(a, sizeof a, v);
-      snprintf(b, sizeof b, "%s%.32s", over ? ">" : "", a);
+      put_secs(a, sizeof a, r.q[k]);
+      snprintf(b, sizeof b, "%s%.32s", r.over[k] ? ">" : "", a);
       fprintf(f, " %9s", b);
     }
-    fprintf(f, "  %s\n", window ? "interval" : "all time");
-    free(bk);
-    free(pb);
+    fprintf(f, "  %s\n", r.window ? "interval" : "all time");
   }
+}
+
+/* A number for JSON: null for NAN (absent, or no rate yet). */
+static void json_num(FILE *f, double v) {
+  if (isnan(v) || isinf(v))
+    fputs("null", f);
+  else if (v == floor(v) && fabs(v) < 1e15)
+    fprintf(f, "%.0f", v);
+  else
+    fprintf(f, "%.9g", v);
+}
+
+/* The same as report, as one JSON object: every series by name (with its
+ * rate when it is a counter), every topic, every latency histogram. */
+static void report_json(FILE *f, const char *who, const samples_t *cur, const samples_t *prev,
+                        double dt) {
+  fputs("{\"server\":", f);
+  rill_tool_json_string(f, who, strlen(who));
+  fputs(",\"interval_s\":", f);
+  json_num(f, prev ? dt : NAN);
+  fputs(",\"metrics\":[", f);
+  bool first = true;
+  for (size_t i = 0; i < cur->n; i++) {
+    const sample_t *s = &cur->s[i];
+    if (!isnan(s->le))
+      continue;
+    size_t nl = strlen(s->name);
+    bool counter = nl > 6 && !strcmp(s->name + nl - 6, "_total");
+    double p = NAN;
+    for (size_t j = 0; prev && counter && j < prev->n && isnan(p); j++)
+      if (same_series(&prev->s[j], s))
+        p = prev->s[j].v;
+    fprintf(f, "%s{\"name\":", first ? "" : ",");
+    first = false;
+    rill_tool_json_string(f, s->name, nl);
+    if (s->topic) {
+      fputs(",\"topic\":", f);
+      rill_tool_json_string(f, s->topic, strlen(s->topic));
+    }
+    if (s->labels[0]) {
+      fputs(",\"labels\":", f); /* k=v,k=v as the server wrote them */
+      rill_tool_json_string(f, s->labels, strlen(s->labels) - 1);
+    }
+    fputs(",\"value\":", f);
+    json_num(f, s->v);
+    if (counter) {
+      fputs(",\"rate\":", f);
+      json_num(f, rate(s->v, p, dt));
+    }
+    fputc('}', f);
+  }
+  fputs("],\"topics\":[", f);
+  size_t nt;
+  const char **topics = topics_of(cur, &nt);
+  for (size_t j = 0; j < nt; j++) {
+    const char *t = topics[j];
+    double n = get(cur, "rill_topic_appended_total", t);
+    double by = get(cur, "rill_topic_appended_bytes_total", t);
+    fprintf(f, "%s{\"topic\":", j ? "," : "");
+    rill_tool_json_string(f, t, strlen(t));
+    fputs(",\"appended\":", f);
+    json_num(f, n);
+    fputs(",\"appended_rate\":", f);
+    json_num(f, rate(n, get(prev, "rill_topic_appended_total", t), dt));
+    fputs(",\"bytes\":", f);
+    json_num(f, by);
+    fputs(",\"bytes_rate\":", f);
+    json_num(f, rate(by, get(prev, "rill_topic_appended_bytes_total", t), dt));
+    fputs(",\"next_seq\":", f);
+    json_num(f, get(cur, "rill_topic_next_sequence", t));
+    fputs(",\"subscribers\":", f);
+    json_num(f, get(cur, "rill_topic_subscribers", t));
+    fputc('}', f);
+  }
+  free(topics);
+  fputs("],\"latency\":[", f);
+  first = true;
+  for (size_t i = 0; i < cur->n; i++) {
+    hist_row_t r;
+    if (!hist_row(cur, prev, i, &r))
+      continue;
+    fprintf(f, "%s{\"name\":", first ? "" : ",");
+    first = false;
+    rill_tool_json_string(f, r.label, strlen(r.label));
+    fputs(",\"count\":", f);
+    json_num(f, r.count);
+    static const char *const qn[] = {"p50_s", "p99_s", "p999_s"};
+    for (size_t k = 0; k < 3; k++) {
+      fprintf(f, ",\"%s\":", qn[k]);
+      json_num(f, r.q[k]);
+    }
+    fprintf(f, ",\"over\":%s,\"window\":\"%s\"}", r.over[2] ? "true" : "false",
+            r.window ? "interval" : "all time");
+  }
+  fputs("]}\n", f);
 }
 
 /* ---- getting the text ---------------------------------------------------------------- */
@@ -629,11 +745,14 @@ static void sleep_s(double s) {
 
 static const char stat_usage[] =
     "usage: rill stat [--server HOST:PORT] [--token T|--token-file F] [--interval SEC]\n"
-    "                 [--count N] [--prom]\n"
+    "                 [--count N] [--prom|--json]\n"
     "  totals and rates over --interval (default 1 s) (asks and serves refused,\n"
     "  serves held among them), each topic, latency quantiles; a metric it has no\n"
     "  row for (a newer server's) is shown by its name;\n"
-    "  --count N repeats, --prom prints the server's Prometheus text as is\n" RILL_TOOL_CONN_HELP;
+    "  --count N repeats, --prom prints the server's Prometheus text as is; --json: one\n"
+    "  object a sample, {server, interval_s, metrics: [{name, topic, labels, value,\n"
+    "  rate}], topics: [{topic, appended, ...}], latency: [{name, count, p50_s, "
+    "...}]}\n" RILL_TOOL_CONN_HELP;
 
 /* --from-file, at most twice. */
 typedef struct {
@@ -654,13 +773,14 @@ int rill_stat_main(int argc, char **argv) {
   rill_tool_conn_t conn = {0};
   double interval = 1.0;
   uint64_t count = 1;
-  bool prom = false;
+  bool prom = false, json = false;
   files_t ff = {{NULL, NULL}, 0};
   rill_tool_opt_t opts[] = {
       RILL_TOOL_CONN_OPTS(&conn),
       {"--interval", RILL_TOOL_SECS, &interval, 0, 86400, "seconds", NULL, 0},
       {"--count", RILL_TOOL_U64, &count, 1, UINT32_MAX, "a number", NULL, 0},
       {"--prom", RILL_TOOL_FLAG, &prom, 0, 0, NULL, NULL, 0},
+      {"--json", RILL_TOOL_FLAG, &json, 0, 0, NULL, NULL, 0},
       {"--from-file", RILL_TOOL_FN, &ff, 0, 0, "a file (at most twice)", add_file, 0},
       {0},
   };
@@ -701,7 +821,8 @@ int rill_stat_main(int argc, char **argv) {
     else if (!status && nfiles == 1 && parse_text(text[0], len[0], &cur, files[0]))
       status = 1;
     else if (!status)
-      report(stdout, files[nfiles - 1], &cur, nfiles == 2 ? &prev : NULL, interval);
+      (json ? report_json : report)(stdout, files[nfiles - 1], &cur, nfiles == 2 ? &prev : NULL,
+                                    interval);
     free(text[0]);
     free(text[1]);
     samples_free(&cur);
@@ -750,9 +871,9 @@ int rill_stat_main(int argc, char **argv) {
       break;
     }
     double t = now_s();
-    if (k)
+    if (k && !json)
       putchar('\n');
-    report(stdout, who, &cur, &prev, t - t_prev);
+    (json ? report_json : report)(stdout, who, &cur, &prev, t - t_prev);
     fflush(stdout);
     samples_free(&prev);
     prev = cur;

@@ -78,10 +78,7 @@ void rill_tool_text(FILE *f, const void *data, size_t len) {
   const uint8_t *p = data;
   for (size_t i = 0; i < len;) {
     size_t n = utf8_len(p + i, len - i);
-    if (p[i] == '\\') {
-      fputs("\\\\", f);
-      i++;
-    } else if (n > 1 || (n == 1 && p[i] >= 0x20 && p[i] < 0x7f)) {
+    if (n > 1 || (n == 1 && p[i] >= 0x20 && p[i] < 0x7f)) {
       fwrite(p + i, 1, n, f); /* text, UTF-8 included */
       i += n;
     } else {

@@ -21,8 +21,10 @@ int rill_tool_bad(const char *why);
  *  valid, anything else as \u00XX escapes of its bytes. */
 void rill_tool_json_string(FILE *f, const void *p, size_t len);
 
-/** Writes len bytes for a terminal: printable ASCII as is, the rest as
- *  \xHH escapes, so a record never moves the cursor or rings the bell. */
+/** Writes len bytes for a terminal: printable text (ASCII and valid
+ *  UTF-8) as is, unaltered, backslashes included, and any other byte as
+ *  a \xHH escape, so a record never moves the cursor or rings the bell.
+ *  Exact only for text; --json and --raw are exact for any bytes. */
 void rill_tool_text(FILE *f, const void *p, size_t len);
 
 /** Writes len bytes as hex pairs. */

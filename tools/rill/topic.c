@@ -11,25 +11,38 @@
 #include "tools.h"
 
 static int usage(FILE *f) {
-  fprintf(f, "usage: rill topic ls [--server HOST:PORT] [--token T|--token-file F]\n"
-             "       rill topic info [--server HOST:PORT] [--token T|--token-file F] TOPIC\n"
-             "       rill topic rm [--server HOST:PORT] [--token T|--token-file F] TOPIC\n"
-             "  ls: the server's topics, one a line; info: sequences, sizes, retention and\n"
-             "  users; rm: deletes a topic and its records (refused while a client\n"
-             "  subscribes to it or has it bound)\n" RILL_TOOL_CONN_HELP);
+  fprintf(f,
+          "usage: rill topic ls [--server HOST:PORT] [--token T|--token-file F] [--json]\n"
+          "       rill topic info [--server HOST:PORT] [--token T|--token-file F] [--json] TOPIC\n"
+          "       rill topic rm [--server HOST:PORT] [--token T|--token-file F] TOPIC\n"
+          "  ls: the server's topics, one a line; info: sequences, sizes, retention and\n"
+          "  users (--json: one object a line; a limit of none is null); rm: deletes a\n"
+          "  topic and its records (refused while a client subscribes to it or has it\n"
+          "  bound)\n" RILL_TOOL_CONN_HELP);
   return f == stdout ? 0 : 2;
 }
 
 static void print_name(void *ctx, const char *name) {
-  (void)ctx;
-  printf("%s\n", name);
+  if (*(bool *)ctx) {
+    printf("{\"topic\":");
+    rill_tool_json_string(stdout, name, strlen(name));
+    printf("}\n");
+  } else {
+    printf("%s\n", name);
+  }
 }
 
-static void print_limit(const char *what, uint64_t v, const char *unit) {
-  if (v)
-    printf("%-14s %" PRIu64 "%s\n", what, v, unit);
-  else
+/* One row of info: "what  value" or, for --json, ",\"what\":value";
+ * none (a limit of 0) as the word or null. */
+static void row(bool json, const char *what, uint64_t v, bool limit, const char *unit) {
+  if (json && limit && !v)
+    printf(",\"%s\":null", what);
+  else if (json)
+    printf(",\"%s\":%" PRIu64, what, v);
+  else if (limit && !v)
     printf("%-14s none\n", what);
+  else
+    printf("%-14s %" PRIu64 "%s\n", what, v, unit);
 }
 
 int rill_topic_main(int argc, char **argv) {
@@ -43,7 +56,11 @@ int rill_topic_main(int argc, char **argv) {
   }
   rill_client_opts_t o = {.name = "topic"};
   rill_tool_conn_t conn = {0};
-  rill_tool_opt_t opts[] = {RILL_TOOL_CONN_OPTS(&conn), {0}};
+  bool json = false;
+  rill_tool_opt_t opts[] = {
+      RILL_TOOL_CONN_OPTS(&conn), {"--json", RILL_TOOL_FLAG, &json, 0, 0, NULL, NULL, 0}, {0}};
+  if (rm)
+    opts[3] = (rill_tool_opt_t){0}; /* rm prints nothing */
   char who[16], **pos = rill_tool_alloc_args(argc);
   snprintf(who, sizeof who, "topic %s", cmd);
   int npos, parsed = rill_tool_parse(who, opts, NULL, NULL, argc - 1, argv + 1, pos, &npos);
@@ -71,23 +88,30 @@ int rill_topic_main(int argc, char **argv) {
   }
   rill_topic_info_t in;
   if (ls) {
-    rc = rill_client_topics(c, print_name, NULL);
+    rc = rill_client_topics(c, print_name, &json);
   } else if (rm) {
     rc = rill_client_topic_delete(c, topic);
   } else if (!(rc = rill_client_topic_info(c, topic, &in))) {
-    printf("%-14s %s\n", "topic", topic);
-    printf("%-14s %" PRIu64 "\n", "first", in.first);
-    printf("%-14s %" PRIu64 "\n", "next", in.next);
-    printf("%-14s %" PRIu64 "\n", "records", in.next - in.first);
-    printf("%-14s %" PRIu64 "\n", "bytes", in.bytes);
-    printf("%-14s %" PRIu64 "\n", "disk_bytes", in.disk_bytes);
-    printf("%-14s %" PRIu64 "\n", "segment_bytes", in.segment_bytes);
-    printf("%-14s %" PRIu64 "\n", "segments", in.segments);
-    print_limit("retain_bytes", in.retain_bytes, "");
-    print_limit("retain_count", in.retain_count, "");
-    print_limit("retain_age", in.retain_age_ns / 1000000u, "ms");
-    printf("%-14s %u\n", "subscribers", in.subscribers);
-    printf("%-14s %u\n", "publishers", in.publishers);
+    if (json) {
+      printf("{\"topic\":");
+      rill_tool_json_string(stdout, topic, strlen(topic));
+    } else {
+      printf("%-14s %s\n", "topic", topic);
+    }
+    row(json, "first", in.first, false, "");
+    row(json, "next", in.next, false, "");
+    row(json, "records", in.next - in.first, false, "");
+    row(json, "bytes", in.bytes, false, "");
+    row(json, "disk_bytes", in.disk_bytes, false, "");
+    row(json, "segment_bytes", in.segment_bytes, false, "");
+    row(json, "segments", in.segments, false, "");
+    row(json, "retain_bytes", in.retain_bytes, true, "");
+    row(json, "retain_count", in.retain_count, true, "");
+    row(json, json ? "retain_age_ms" : "retain_age", in.retain_age_ns / 1000000u, true, "ms");
+    row(json, "subscribers", in.subscribers, false, "");
+    row(json, "publishers", in.publishers, false, "");
+    if (json)
+      printf("}\n");
   }
   if (rc)
     fprintf(stderr, "rill topic %s: %s (%s)\n", cmd, rill_strerror(rc), rill_errmsg());
