@@ -114,6 +114,7 @@ int rill_serve_main(int argc, char **argv) {
                    : (fprintf(stderr, "rill serve: out of memory\n"), -1);
   if (parsed > 0) {
     fputs(serve_usage, stdout);
+    rill_serve_config_help(stdout);
     status = 0;
   } else if (parsed < 0) {
     fputs(serve_usage, stderr);
@@ -138,6 +139,8 @@ int rill_serve_main(int argc, char **argv) {
     o.data_dir = data;
   if (status < 0 && (conn.token || conn.token_file || !o.token) &&
       rill_tool_token("serve", &conn, &o.token))
+    status = 2;
+  if (status < 0 && rill_serve_config_check(&o, &cfg))
     status = 2;
   for (int i = 0; i < flags.n; i++)
     free(flags.names[i]);

@@ -14,6 +14,9 @@
 /** Room for argc argument pointers; exits on no memory. */
 char **rill_tool_alloc_args(int argc);
 
+/** realloc, or exit(1) saying so on no memory. */
+void *rill_tool_realloc(void *p, size_t n);
+
 /** Prints "rill: <why>" to stderr and returns -1 (a usage error). */
 int rill_tool_bad(const char *why);
 
@@ -206,6 +209,10 @@ typedef struct rill_serve_config {
  *  printing "FILE:LINE: key: why" to stderr. */
 int rill_serve_config_load(const char *path, struct rill_server_opts *o, rill_serve_config_t *cfg);
 
+/** The same from an open file (path names it in messages). */
+int rill_serve_config_read(FILE *f, const char *path, struct rill_server_opts *o,
+                           rill_serve_config_t *cfg);
+
 /** Whether name ("--max-conns", '-' or '_') is a config key's flag. */
 bool rill_serve_config_is_flag(const char *name);
 
@@ -217,6 +224,15 @@ int rill_serve_config_flag(struct rill_server_opts *o, rill_serve_config_t *cfg,
 /** The options in effect, defaults filled in, as a config file. */
 void rill_serve_config_print(FILE *f, const struct rill_server_opts *o,
                              const rill_serve_config_t *cfg);
+
+/** Checks the limits that bind keys together, on the values in effect
+ *  (defaults filled in): max_body within max_message, tx_limit over four
+ *  frames of max_body, max_message within a segment. 0, or RILL_EINVAL
+ *  after printing which keys and why. */
+int rill_serve_config_check(const struct rill_server_opts *o, const rill_serve_config_t *cfg);
+
+/** Every config key with what it takes, its default and what it is for. */
+void rill_serve_config_help(FILE *f);
 
 /** Hands the server what cfg holds beyond o (just before
  *  rill_server_create). */
