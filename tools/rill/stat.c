@@ -19,187 +19,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "prom.h"
 #include "rill/net.h"
 #include "tools.h"
 
-/* ---- the Prometheus text --------------------------------------------------------- */
-
-typedef struct {
-  char *name;   /* as written: rill_ask_seconds_bucket */
-  char *topic;  /* the topic label's value, or NULL */
-  char *labels; /* the other labels but le, "k=v," each: what groups a histogram's series */
-  double le;    /* a bucket's bound (INFINITY for +Inf); NAN when there is no le */
-  double v;
-} sample_t;
-
-typedef struct {
-  sample_t *s;
-  size_t n, cap;
-} samples_t;
-
-static void samples_free(samples_t *ss) {
-  for (size_t i = 0; i < ss->n; i++) {
-    free(ss->s[i].name);
-    free(ss->s[i].topic);
-    free(ss->s[i].labels);
-  }
-  free(ss->s);
-  memset(ss, 0, sizeof *ss);
-}
-
-static void *xrealloc(void *p, size_t n) {
-  void *q = realloc(p, n);
-  if (!q) {
-    fprintf(stderr, "rill stat: out of memory\n");
-    exit(1);
-  }
-  return q;
-}
-
-static char *xstrndup(const char *s, size_t n) {
-  char *c = xrealloc(NULL, n + 1);
-  memcpy(c, s, n);
-  c[n] = 0;
-  return c;
-}
-
-static bool name_char(char c, bool first) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
-         (!first && c >= '0' && c <= '9');
-}
-
-/* One sample line (without its newline) into *s. false: malformed. */
-static bool parse_line(const char *p, const char *end, sample_t *s) {
-  memset(s, 0, sizeof *s); /* first: a line refused here is freed by the caller */
-  const char *n0 = p;
-  while (p < end && name_char(*p, p == n0))
-    p++;
-  if (p == n0)
-    return false;
-  s->le = NAN;
-  s->name = xstrndup(n0, (size_t)(p - n0));
-  size_t lcap = 64, llen = 0;
-  s->labels = xrealloc(NULL, lcap);
-  s->labels[0] = 0;
-  if (p < end && *p == '{') {
-    p++;
-    for (;;) {
-      while (p < end && (*p == ' ' || *p == ','))
-        p++;
-      if (p < end && *p == '}') {
-        p++;
-        break;
-      }
-      const char *k0 = p;
-      while (p < end && name_char(*p, p == k0))
-        p++;
-      size_t kl = (size_t)(p - k0);
-      if (!kl || p + 1 >= end || p[0] != '=' || p[1] != '"')
-        return false;
-      p += 2;
-      /* The value, unescaped: \\, \" and \n are the format's escapes. */
-      char *v = xrealloc(NULL, (size_t)(end - p) + 1);
-      size_t vl = 0;
-      for (;; p++) {
-        if (p >= end) {
-          free(v);
-          return false;
-        }
-        if (*p == '"')
-          break;
-        if (*p == '\\' && p + 1 < end) {
-          p++;
-          v[vl++] = *p == 'n' ? '\n' : *p;
-        } else {
-          v[vl++] = *p;
-        }
-      }
-      p++;
-      v[vl] = 0;
-      if (kl == 2 && !memcmp(k0, "le", 2)) {
-        char *e;
-        s->le = !strcmp(v, "+Inf") ? INFINITY : strtod(v, &e);
-        bool ok = !strcmp(v, "+Inf") || (e != v && !*e);
-        free(v);
-        if (!ok)
-          return false;
-      } else if (kl == 5 && !memcmp(k0, "topic", 5) && !s->topic) {
-        s->topic = v;
-      } else {
-        size_t need = llen + kl + vl + 3;
-        if (need > lcap)
-          s->labels = xrealloc(s->labels, lcap = need * 2);
-        llen += (size_t)sprintf(s->labels + llen, "%.*s=%s,", (int)kl, k0, v);
-        free(v);
-      }
-    }
-  }
-  if (p >= end || (*p != ' ' && *p != '\t'))
-    return false;
-  while (p < end && (*p == ' ' || *p == '\t'))
-    p++;
-  /* The value, then an optional timestamp, which is ignored. */
-  char num[64];
-  size_t nl = 0;
-  while (p < end && *p != ' ' && *p != '\t' && nl < sizeof num - 1)
-    num[nl++] = *p++;
-  num[nl] = 0;
-  char *e;
-  s->v = strtod(num, &e);
-  if (!nl || *e)
-    return false;
-  while (p < end && (*p == ' ' || *p == '\t'))
-    p++;
-  if (p < end) {
-    strtoll(p, &e, 10);
-    if (e != end)
-      return false;
-  }
-  return true;
-}
-
-/* Parses text; a line that is neither a comment nor a sample is an
- * error naming it. */
-static int parse_text(const char *text, size_t len, samples_t *ss, const char *src) {
-  const char *p = text, *end = text + len;
-  unsigned lineno = 0;
-  while (p < end) {
-    const char *eol = memchr(p, '\n', (size_t)(end - p));
-    if (!eol)
-      eol = end;
-    lineno++;
-    const char *q = p;
-    while (q < eol && (*q == ' ' || *q == '\t'))
-      q++;
-    const char *le = eol;
-    if (le > q && le[-1] == '\r')
-      le--;
-    if (q < le && *q != '#') {
-      if (ss->n == ss->cap)
-        ss->s = xrealloc(ss->s, (ss->cap = ss->cap ? ss->cap * 2 : 256) * sizeof *ss->s);
-      sample_t *s = &ss->s[ss->n];
-      if (!parse_line(q, le, s)) {
-        free(s->name);
-        free(s->topic);
-        free(s->labels);
-        fprintf(stderr, "rill stat: %s, line %u: not a Prometheus sample: %.*s\n", src, lineno,
-                (int)(le - q > 120 ? 120 : le - q), q);
-        return RILL_EPROTO;
-      }
-      ss->n++;
-    }
-    p = eol + 1;
-  }
-  return 0;
-}
-
 /* The value of name with that topic (NULL: no topic label) and no other
  * label; NAN when absent. */
-static double get(const samples_t *ss, const char *name, const char *topic) {
+static double get(const rill_prom_samples_t *ss, const char *name, const char *topic) {
   if (!ss)
     return NAN;
   for (size_t i = 0; i < ss->n; i++) {
-    const sample_t *s = &ss->s[i];
+    const rill_prom_sample_t *s = &ss->s[i];
     if (!strcmp(s->name, name) && !s->labels[0] && isnan(s->le) &&
         (topic ? s->topic && !strcmp(s->topic, topic) : !s->topic))
       return s->v;
@@ -219,18 +49,18 @@ static int cmp_bucket(const void *a, const void *b) {
 }
 
 /* The buckets of base{topic, labels} sorted by bound; n of them. */
-static bucket_t *hist_buckets(const samples_t *ss, const char *bucket_name, const sample_t *key,
-                              size_t *n) {
+static bucket_t *hist_buckets(const rill_prom_samples_t *ss, const char *bucket_name,
+                              const rill_prom_sample_t *key, size_t *n) {
   *n = 0;
   if (!ss)
     return NULL;
   bucket_t *b = NULL;
   for (size_t i = 0; i < ss->n; i++) {
-    const sample_t *s = &ss->s[i];
+    const rill_prom_sample_t *s = &ss->s[i];
     if (isnan(s->le) || strcmp(s->name, bucket_name) || strcmp(s->labels, key->labels) ||
         !s->topic != !key->topic || (s->topic && strcmp(s->topic, key->topic)))
       continue;
-    b = xrealloc(b, (*n + 1) * sizeof *b);
+    b = rill_tool_realloc(b, (*n + 1) * sizeof *b);
     b[(*n)++] = (bucket_t){s->le, s->v};
   }
   if (*n)
@@ -351,13 +181,13 @@ static const char *const known[] = {
     "rill_topic_subscribers",
 };
 
-static bool same_series(const sample_t *a, const sample_t *b) {
+static bool same_series(const rill_prom_sample_t *a, const rill_prom_sample_t *b) {
   return !strcmp(a->name, b->name) && !strcmp(a->labels, b->labels) && !a->topic == !b->topic &&
          (!a->topic || !strcmp(a->topic, b->topic)) && isnan(a->le) == isnan(b->le);
 }
 
 /* A histogram's _sum or _count: printed with its buckets. */
-static bool hist_part(const samples_t *ss, const char *name) {
+static bool hist_part(const rill_prom_samples_t *ss, const char *name) {
   size_t nl = strlen(name), sl = nl >= 4 && !strcmp(name + nl - 4, "_sum")     ? 4
                                  : nl >= 6 && !strcmp(name + nl - 6, "_count") ? 6
                                                                                : 0;
@@ -374,9 +204,10 @@ static bool hist_part(const samples_t *ss, const char *name) {
 /* Every series report() has no row of its own for, by the name without
  * rill_ and _total, with its labels: the value, and for a counter (_total)
  * its rate. */
-static void other_rows(FILE *f, const samples_t *cur, const samples_t *prev, double dt) {
+static void other_rows(FILE *f, const rill_prom_samples_t *cur, const rill_prom_samples_t *prev,
+                       double dt) {
   for (size_t i = 0; i < cur->n; i++) {
-    const sample_t *s = &cur->s[i];
+    const rill_prom_sample_t *s = &cur->s[i];
     if (!isnan(s->le) || hist_part(cur, s->name))
       continue;
     bool seen = false;
@@ -418,7 +249,7 @@ static void other_rows(FILE *f, const samples_t *cur, const samples_t *prev, dou
 
 /* Every value of the topic label of the rill_topic_* series, in the
  * order first seen (*n of them; the caller frees the array). */
-static const char **topics_of(const samples_t *cur, size_t *n) {
+static const char **topics_of(const rill_prom_samples_t *cur, size_t *n) {
   const char **topics = NULL;
   size_t nt = 0;
   for (size_t i = 0; i < cur->n; i++) {
@@ -429,7 +260,7 @@ static const char **topics_of(const samples_t *cur, size_t *n) {
     while (j < nt && strcmp(topics[j], t))
       j++;
     if (j == nt) {
-      topics = xrealloc(topics, (nt + 1) * sizeof *topics);
+      topics = rill_tool_realloc(topics, (nt + 1) * sizeof *topics);
       topics[nt++] = t;
     }
   }
@@ -448,13 +279,14 @@ typedef struct {
 
 /* The row of the histogram whose first bucket is cur->s[i]; false when
  * cur->s[i] is not a group's first bucket. */
-static bool hist_row(const samples_t *cur, const samples_t *prev, size_t i, hist_row_t *r) {
-  const sample_t *s = &cur->s[i];
+static bool hist_row(const rill_prom_samples_t *cur, const rill_prom_samples_t *prev, size_t i,
+                     hist_row_t *r) {
+  const rill_prom_sample_t *s = &cur->s[i];
   size_t nl = strlen(s->name);
   if (isnan(s->le) || nl < 8 || strcmp(s->name + nl - 7, "_bucket"))
     return false;
   for (size_t j = 0; j < i; j++) {
-    const sample_t *o = &cur->s[j];
+    const rill_prom_sample_t *o = &cur->s[j];
     if (!isnan(o->le) && !strcmp(o->name, s->name) && !strcmp(o->labels, s->labels) &&
         !o->topic == !s->topic && (!s->topic || !strcmp(o->topic, s->topic)))
       return false;
@@ -492,8 +324,8 @@ static bool hist_row(const samples_t *cur, const samples_t *prev, size_t i, hist
   return true;
 }
 
-static void report(FILE *f, const char *who, const samples_t *cur, const samples_t *prev,
-                   double dt) {
+static void report(FILE *f, const char *who, const rill_prom_samples_t *cur,
+                   const rill_prom_samples_t *prev, double dt) {
   char a[64], b[64];
   fprintf(f, "rill stat %s", who);
   put_uptime(f, get(cur, "rill_uptime_seconds", NULL));
@@ -604,8 +436,8 @@ static void json_num(FILE *f, double v) {
 
 /* The same as report, as one JSON object: every series by name (with its
  * rate when it is a counter), every topic, every latency histogram. */
-static void report_json(FILE *f, const char *who, const samples_t *cur, const samples_t *prev,
-                        double dt) {
+static void report_json(FILE *f, const char *who, const rill_prom_samples_t *cur,
+                        const rill_prom_samples_t *prev, double dt) {
   fputs("{\"server\":", f);
   rill_tool_json_string(f, who, strlen(who));
   fputs(",\"interval_s\":", f);
@@ -613,7 +445,7 @@ static void report_json(FILE *f, const char *who, const samples_t *cur, const sa
   fputs(",\"metrics\":[", f);
   bool first = true;
   for (size_t i = 0; i < cur->n; i++) {
-    const sample_t *s = &cur->s[i];
+    const rill_prom_sample_t *s = &cur->s[i];
     if (!isnan(s->le))
       continue;
     size_t nl = strlen(s->name);
@@ -704,7 +536,7 @@ static int fetch(src_t *s) {
       return 0;
     }
     if (rc == RILL_ENOBUFS && len >= s->cap) {
-      s->buf = xrealloc(s->buf, s->cap = len + 1); /* and the NUL */
+      s->buf = rill_tool_realloc(s->buf, s->cap = len + 1); /* and the NUL */
       continue;
     }
     fprintf(stderr, "rill stat: stats: %s (%s)\n", rill_strerror(rc), rill_errmsg());
@@ -721,10 +553,10 @@ static int read_file(const char *path, char **out, size_t *len) {
     return -errno;
   }
   size_t cap = 1 << 16, n = 0, r;
-  char *b = xrealloc(NULL, cap);
+  char *b = rill_tool_realloc(NULL, cap);
   while ((r = fread(b + n, 1, cap - n, f)) > 0)
     if ((n += r) == cap)
-      b = xrealloc(b, cap *= 2);
+      b = rill_tool_realloc(b, cap *= 2);
   fclose(f);
   *out = b;
   *len = n;
@@ -804,7 +636,7 @@ int rill_stat_main(int argc, char **argv) {
   snprintf(who, sizeof who, "%s:%u", o.host ? o.host : "127.0.0.1",
            o.port ? o.port : RILL_NET_PORT);
 
-  samples_t cur = {0}, prev = {0};
+  rill_prom_samples_t cur = {0}, prev = {0};
   int status = 0;
   if (nfiles) {
     char *text[2] = {NULL, NULL};
@@ -815,24 +647,24 @@ int rill_stat_main(int argc, char **argv) {
     if (!status && prom)
       fwrite(text[nfiles - 1], 1, len[nfiles - 1], stdout);
     else if (!status && nfiles == 2 &&
-             (parse_text(text[0], len[0], &prev, files[0]) ||
-              parse_text(text[1], len[1], &cur, files[1])))
+             (rill_prom_parse(text[0], len[0], &prev, files[0]) ||
+              rill_prom_parse(text[1], len[1], &cur, files[1])))
       status = 1;
-    else if (!status && nfiles == 1 && parse_text(text[0], len[0], &cur, files[0]))
+    else if (!status && nfiles == 1 && rill_prom_parse(text[0], len[0], &cur, files[0]))
       status = 1;
     else if (!status)
       (json ? report_json : report)(stdout, files[nfiles - 1], &cur, nfiles == 2 ? &prev : NULL,
                                     interval);
     free(text[0]);
     free(text[1]);
-    samples_free(&cur);
-    samples_free(&prev);
+    rill_prom_free(&cur);
+    rill_prom_free(&prev);
     rill_tool_conn_free(&conn);
     return status;
   }
 
   src_t s = {.cap = 1 << 16};
-  s.buf = xrealloc(NULL, s.cap);
+  s.buf = rill_tool_realloc(NULL, s.cap);
   int rc = rill_client_connect(&s.c, &o);
   rill_tool_conn_free(&conn);
   if (rc) {
@@ -843,7 +675,7 @@ int rill_stat_main(int argc, char **argv) {
   double t_prev = 0;
   rill_tool_catch_stop(); /* a sleep between samples ends at once, and so does stat */
   if (!prom) {
-    if (fetch(&s) || parse_text(s.buf, s.len, &prev, who)) {
+    if (fetch(&s) || rill_prom_parse(s.buf, s.len, &prev, who)) {
       status = 1;
       goto close;
     }
@@ -866,7 +698,7 @@ int rill_stat_main(int argc, char **argv) {
     sleep_s(interval);
     if (rill_tool_stop_sig)
       break;
-    if (fetch(&s) || parse_text(s.buf, s.len, &cur, who)) {
+    if (fetch(&s) || rill_prom_parse(s.buf, s.len, &cur, who)) {
       status = 1;
       break;
     }
@@ -875,14 +707,14 @@ int rill_stat_main(int argc, char **argv) {
       putchar('\n');
     (json ? report_json : report)(stdout, who, &cur, &prev, t - t_prev);
     fflush(stdout);
-    samples_free(&prev);
+    rill_prom_free(&prev);
     prev = cur;
     memset(&cur, 0, sizeof cur);
     t_prev = t;
   }
 close:
-  samples_free(&cur);
-  samples_free(&prev);
+  rill_prom_free(&cur);
+  rill_prom_free(&prev);
   rill_client_close(s.c);
   free(s.buf);
   return status;

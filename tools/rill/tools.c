@@ -18,6 +18,15 @@ char **rill_tool_alloc_args(int argc) {
   return v;
 }
 
+void *rill_tool_realloc(void *p, size_t n) {
+  void *q = realloc(p, n);
+  if (!q) {
+    fprintf(stderr, "rill: out of memory\n");
+    exit(1);
+  }
+  return q;
+}
+
 int rill_tool_bad(const char *why) {
   fprintf(stderr, "rill: %s\n", why);
   return -1;
