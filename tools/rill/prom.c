@@ -119,12 +119,16 @@ static bool parse_line(const char *p, const char *end, rill_prom_sample_t *s) {
     return false;
   while (p < end && (*p == ' ' || *p == '\t'))
     p++;
-  if (p < end) {
-    strtoll(p, &e, 10);
-    if (e != end)
-      return false;
-  }
-  return true;
+  /* The timestamp: [-]digits, read within the line (strtoll would read
+   * past the text, which need not end in a NUL: fuzz_stat found it). */
+  if (p == end)
+    return true;
+  if (*p == '-')
+    p++;
+  const char *d0 = p;
+  while (p < end && *p >= '0' && *p <= '9')
+    p++;
+  return p == end && p > d0;
 }
 
 /* Parses text; a line that is neither a comment nor a sample is an
