@@ -247,14 +247,38 @@ static void other_rows(FILE *f, const rill_prom_samples_t *cur, const rill_prom_
   }
 }
 
+/* The topics the server listed (TOPICS): with no traffic since it
+ * started, a topic has no series, and would be missing from the report. */
+typedef struct {
+  char **v;
+  size_t n;
+} names_t;
+
+static void add_name(void *ctx, const char *name) {
+  names_t *l = ctx;
+  l->v = rill_tool_realloc(l->v, (l->n + 1) * sizeof *l->v);
+  size_t len = strlen(name);
+  l->v[l->n] = memcpy(rill_tool_realloc(NULL, len + 1), name, len + 1);
+  l->n++;
+}
+
+static void names_free(names_t *l) {
+  for (size_t i = 0; i < l->n; i++)
+    free(l->v[i]);
+  free(l->v);
+  l->v = NULL;
+  l->n = 0;
+}
+
 /* Every value of the topic label of the rill_topic_* series, in the
- * order first seen (*n of them; the caller frees the array). */
-static const char **topics_of(const rill_prom_samples_t *cur, size_t *n) {
+ * order first seen, then those of listed not among them (*n in all; the
+ * caller frees the array). */
+static const char **topics_of(const rill_prom_samples_t *cur, const names_t *listed, size_t *n) {
   const char **topics = NULL;
-  size_t nt = 0;
-  for (size_t i = 0; i < cur->n; i++) {
-    const char *t = cur->s[i].topic;
-    if (!t || strncmp(cur->s[i].name, "rill_topic_", 11))
+  size_t nt = 0, nl = listed ? listed->n : 0;
+  for (size_t i = 0; i < cur->n + nl; i++) {
+    const char *t = i < cur->n ? cur->s[i].topic : listed->v[i - cur->n];
+    if (!t || (i < cur->n && strncmp(cur->s[i].name, "rill_topic_", 11)))
       continue;
     size_t j = 0;
     while (j < nt && strcmp(topics[j], t))
@@ -266,6 +290,19 @@ static const char **topics_of(const rill_prom_samples_t *cur, size_t *n) {
   }
   *n = nt;
   return topics;
+}
+
+/* A topic's series; a listed topic without any has had no traffic since
+ * the server started: 0 appended and 0 subscribers, not "unknown" (its
+ * next sequence number is unknown). */
+static double topic_get(const rill_prom_samples_t *ss, const char *name, const char *topic) {
+  double v = get(ss, name, topic);
+  if (!ss || !isnan(v) || !strcmp(name, "rill_topic_next_sequence"))
+    return v;
+  for (size_t i = 0; i < ss->n; i++)
+    if (ss->s[i].topic && !strcmp(ss->s[i].topic, topic))
+      return v;
+  return 0;
 }
 
 /* A latency histogram's row: its label (publish_ack{...}), observations
@@ -324,7 +361,7 @@ static bool hist_row(const rill_prom_samples_t *cur, const rill_prom_samples_t *
   return true;
 }
 
-static void report(FILE *f, const char *who, const rill_prom_samples_t *cur,
+static void report(FILE *f, const char *who, const names_t *listed, const rill_prom_samples_t *cur,
                    const rill_prom_samples_t *prev, double dt) {
   char a[64], b[64];
   fprintf(f, "rill stat %s", who);
@@ -376,24 +413,25 @@ static void report(FILE *f, const char *who, const rill_prom_samples_t *cur,
   other_rows(f, cur, prev, dt);
 
   size_t nt;
-  const char **topics = topics_of(cur, &nt);
+  const char **topics = topics_of(cur, listed, &nt);
   if (nt) {
     fprintf(f, "\n%-24s %12s %12s %12s %14s %12s %11s\n", "topic", "appended", "per second",
             "bytes", "bytes/s", "next seq", "subscribers");
     for (size_t j = 0; j < nt; j++) {
       const char *t = topics[j];
       char c[64], d[64], e[64], g[64];
-      double n = get(cur, "rill_topic_appended_total", t);
-      double by = get(cur, "rill_topic_appended_bytes_total", t);
+      double n = topic_get(cur, "rill_topic_appended_total", t);
+      double by = topic_get(cur, "rill_topic_appended_bytes_total", t);
       put_count(a, sizeof a, n);
-      put_rate(b, sizeof b, rate(n, get(prev, "rill_topic_appended_total", t), dt), false);
+      put_rate(b, sizeof b, rate(n, topic_get(prev, "rill_topic_appended_total", t), dt), false);
       if (isnan(by))
         snprintf(c, sizeof c, "-");
       else
         put_bytes(c, sizeof c, by, "");
-      put_rate(d, sizeof d, rate(by, get(prev, "rill_topic_appended_bytes_total", t), dt), true);
-      put_count(e, sizeof e, get(cur, "rill_topic_next_sequence", t));
-      put_count(g, sizeof g, get(cur, "rill_topic_subscribers", t));
+      put_rate(d, sizeof d, rate(by, topic_get(prev, "rill_topic_appended_bytes_total", t), dt),
+               true);
+      put_count(e, sizeof e, topic_get(cur, "rill_topic_next_sequence", t));
+      put_count(g, sizeof g, topic_get(cur, "rill_topic_subscribers", t));
       /* A topic name is [A-Za-z0-9._-] on a good server; escape anything
        * else rather than let it move the cursor. */
       size_t tl = strlen(t);
@@ -436,8 +474,9 @@ static void json_num(FILE *f, double v) {
 
 /* The same as report, as one JSON object: every series by name (with its
  * rate when it is a counter), every topic, every latency histogram. */
-static void report_json(FILE *f, const char *who, const rill_prom_samples_t *cur,
-                        const rill_prom_samples_t *prev, double dt) {
+static void report_json(FILE *f, const char *who, const names_t *listed,
+                        const rill_prom_samples_t *cur, const rill_prom_samples_t *prev,
+                        double dt) {
   fputs("{\"server\":", f);
   rill_tool_json_string(f, who, strlen(who));
   fputs(",\"interval_s\":", f);
@@ -475,25 +514,25 @@ static void report_json(FILE *f, const char *who, const rill_prom_samples_t *cur
   }
   fputs("],\"topics\":[", f);
   size_t nt;
-  const char **topics = topics_of(cur, &nt);
+  const char **topics = topics_of(cur, listed, &nt);
   for (size_t j = 0; j < nt; j++) {
     const char *t = topics[j];
-    double n = get(cur, "rill_topic_appended_total", t);
-    double by = get(cur, "rill_topic_appended_bytes_total", t);
+    double n = topic_get(cur, "rill_topic_appended_total", t);
+    double by = topic_get(cur, "rill_topic_appended_bytes_total", t);
     fprintf(f, "%s{\"topic\":", j ? "," : "");
     rill_tool_json_string(f, t, strlen(t));
     fputs(",\"appended\":", f);
     json_num(f, n);
     fputs(",\"appended_rate\":", f);
-    json_num(f, rate(n, get(prev, "rill_topic_appended_total", t), dt));
+    json_num(f, rate(n, topic_get(prev, "rill_topic_appended_total", t), dt));
     fputs(",\"bytes\":", f);
     json_num(f, by);
     fputs(",\"bytes_rate\":", f);
-    json_num(f, rate(by, get(prev, "rill_topic_appended_bytes_total", t), dt));
+    json_num(f, rate(by, topic_get(prev, "rill_topic_appended_bytes_total", t), dt));
     fputs(",\"next_seq\":", f);
-    json_num(f, get(cur, "rill_topic_next_sequence", t));
+    json_num(f, topic_get(cur, "rill_topic_next_sequence", t));
     fputs(",\"subscribers\":", f);
-    json_num(f, get(cur, "rill_topic_subscribers", t));
+    json_num(f, topic_get(cur, "rill_topic_subscribers", t));
     fputc('}', f);
   }
   free(topics);
@@ -653,8 +692,8 @@ int rill_stat_main(int argc, char **argv) {
     else if (!status && nfiles == 1 && rill_prom_parse(text[0], len[0], &cur, files[0]))
       status = 1;
     else if (!status)
-      (json ? report_json : report)(stdout, files[nfiles - 1], &cur, nfiles == 2 ? &prev : NULL,
-                                    interval);
+      (json ? report_json : report)(stdout, files[nfiles - 1], NULL, &cur,
+                                    nfiles == 2 ? &prev : NULL, interval);
     free(text[0]);
     free(text[1]);
     rill_prom_free(&cur);
@@ -705,7 +744,16 @@ int rill_stat_main(int argc, char **argv) {
     double t = now_s();
     if (k && !json)
       putchar('\n');
-    (json ? report_json : report)(stdout, who, &cur, &prev, t - t_prev);
+    /* Every topic, those without traffic since a restart too. */
+    names_t listed = {NULL, 0};
+    if ((rc = rill_client_topics(s.c, add_name, &listed)) != 0) {
+      fprintf(stderr, "rill stat: topics: %s (%s)\n", rill_strerror(rc), rill_errmsg());
+      names_free(&listed);
+      status = 1;
+      break;
+    }
+    (json ? report_json : report)(stdout, who, &listed, &cur, &prev, t - t_prev);
+    names_free(&listed);
     fflush(stdout);
     rill_prom_free(&prev);
     prev = cur;
