@@ -129,8 +129,11 @@ int rill_serve_main(int argc, char **argv) {
     if (rill_serve_config_flag(&o, &cfg, flags.names[i], flags.values[i]))
       status = 2;
   if (status < 0 && listen) {
-    if (!rill_tool_parse_addr(listen, listen_host, sizeof listen_host, &o.host, &o.port)) {
-      fprintf(stderr, "rill serve: --listen wants HOST:PORT, HOST or :PORT, not '%s'\n", listen);
+    const char *why =
+        rill_tool_parse_addr(listen, listen_host, sizeof listen_host, &o.host, &o.port);
+    if (why) {
+      fprintf(stderr, "rill serve: --listen wants HOST:PORT, HOST or :PORT, not '%s': %s\n", listen,
+              why);
       status = 2;
     }
     o.any_port = false; /* over a file's port 0 */

@@ -1,6 +1,8 @@
 /* The subcommands' shared helpers (tools.h). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -126,24 +128,57 @@ void rill_tool_records_free(rill_tool_records_t *r) {
   r->line = NULL;
 }
 
-bool rill_tool_parse_addr(const char *s, char *hbuf, size_t cap, const char **host,
-                          uint16_t *port) {
-  const char *colon = strrchr(s, ':');
-  size_t hl = colon ? (size_t)(colon - s) : strlen(s);
-  if (hl >= cap)
-    return false;
-  memcpy(hbuf, s, hl);
-  hbuf[hl] = 0;
-  if (hl)
-    *host = hbuf;
+const char *rill_tool_parse_addr(const char *s, char *hbuf, size_t cap, const char **host,
+                                 uint16_t *port) {
+  const char *h = s, *colon = strrchr(s, ':');
+  size_t hl;
+  if (*s == '[') { /* [V6]:PORT or [V6] */
+    const char *close = strchr(s, ']');
+    if (!close || (close[1] && close[1] != ':'))
+      return "a [ without its ] before the :PORT";
+    h = s + 1;
+    hl = (size_t)(close - h);
+    colon = close[1] ? close + 1 : NULL;
+  } else if (colon && strchr(s, ':') != colon) {
+    h = s; /* two colons or more, no brackets: an IPv6 address without a port */
+    hl = strlen(s);
+    colon = NULL;
+  } else {
+    hl = colon ? (size_t)(colon - s) : strlen(s);
+  }
   if (colon) {
     char *end;
-    long p = strtol(colon + 1, &end, 10);
-    if (*end || p <= 0 || p > 65535)
-      return false;
+    errno = 0;
+    long p = colon[1] >= '0' && colon[1] <= '9' ? strtol(colon + 1, &end, 10) : 0;
+    if (errno || !p || *end || p > 65535)
+      return "the port is not 1..65535";
     *port = (uint16_t)p;
   }
-  return true;
+  if (!hl)
+    return colon ? NULL : "no host and no port";
+  char name[256];
+  if (hl >= sizeof name)
+    return "the host name is too long";
+  memcpy(name, h, hl);
+  name[hl] = 0;
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (inet_pton(AF_INET6, name, &a6) == 1)
+    /* librill's sockets are IPv4 for now: say so rather than fail later. */
+    return "an IPv6 address, which librill does not take yet (an IPv4 address or a host "
+           "name with one)";
+  if (inet_pton(AF_INET, name, &a4) != 1) {
+    /* A host name: its first IPv4 address, as librill takes a literal. */
+    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res;
+    if (getaddrinfo(name, NULL, &hints, &res) != 0 || !res)
+      return "a host name that does not resolve to an IPv4 address";
+    a4 = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
+    freeaddrinfo(res);
+  }
+  if (cap < INET_ADDRSTRLEN || !inet_ntop(AF_INET, &a4, hbuf, (socklen_t)cap))
+    return "the host name is too long";
+  *host = hbuf;
+  return NULL;
 }
 
 /* ---- options ---------------------------------------------------------------- */
@@ -333,8 +368,11 @@ int rill_tool_conn_resolve(const char *who, rill_tool_conn_t *c, rill_client_opt
     if (env && *env)
       server = env, from = "RILL_SERVER";
   }
-  if (server && !rill_tool_parse_addr(server, c->host, sizeof c->host, &o->host, &o->port)) {
-    fprintf(stderr, "rill %s: %s wants HOST:PORT, HOST or :PORT, not '%s'\n", who, from, server);
+  const char *why =
+      server ? rill_tool_parse_addr(server, c->host, sizeof c->host, &o->host, &o->port) : NULL;
+  if (why) {
+    fprintf(stderr, "rill %s: %s wants HOST:PORT, HOST or :PORT, not '%s': %s\n", who, from, server,
+            why);
     return -1;
   }
   return rill_tool_token(who, c, &o->token);

@@ -33,11 +33,13 @@ void rill_tool_text(FILE *f, const void *p, size_t len);
 /** Writes len bytes as hex pairs. */
 void rill_tool_hex(FILE *f, const void *p, size_t len);
 
-/** "HOST:PORT", "HOST" or ":PORT" (--server, --listen): the host into
- *  hbuf (cap bytes), *host pointed at it when one is given, and *port when
- *  one is given. False when the host does not fit or the port is not
- *  1..65535. */
-bool rill_tool_parse_addr(const char *s, char *hbuf, size_t cap, const char **host, uint16_t *port);
+/** "HOST:PORT", "HOST", ":PORT", "[IPV6]:PORT" or "[IPV6]" (--server,
+ *  --listen): the port (1..65535) into *port when one is given; the host,
+ *  resolved to the IPv4 address librill takes (a name by getaddrinfo),
+ *  into hbuf (cap bytes) and *host pointed at it when one is given. NULL,
+ *  or why not (an IPv6 address: librill does not take one yet). */
+const char *rill_tool_parse_addr(const char *s, char *hbuf, size_t cap, const char **host,
+                                 uint16_t *port);
 
 /* ---- options ----------------------------------------------------------------
  * One parser for every subcommand, so that each takes its options the same
