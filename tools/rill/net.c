@@ -303,8 +303,8 @@ static int cusage(int parsed, cargs_t *a, const char *usage) {
 }
 
 static const char pub_usage[] =
-    "usage: rill pub [--server HOST:PORT] [--token T|--token-file F] [--ack] [--timeout MS] TOPIC "
-    "[MESSAGE...]\n"
+    "usage: rill pub [--server HOST:PORT] [--token T|--token-file F] [--ack] [--json]\n"
+    "                [--timeout MS] TOPIC [MESSAGE...]\n"
     "  messages from the arguments, or one per line of stdin, sent as they come (the lines\n"
     "  already waiting go together, appended all or none); each group is stored before\n"
     "  more is read, so a failure stops there: it names the line, says how many were\n"
@@ -528,9 +528,8 @@ int rill_pub_main(int argc, char **argv) {
 }
 
 static const char sub_usage[] =
-    "usage: rill sub [--server HOST:PORT] [--token T|--token-file F] [--from earliest|latest|SEQ] "
-    "[--count N]\n"
-    "                [--timeout MS] [--json|--raw] [--create] TOPIC\n"
+    "usage: rill sub [--server HOST:PORT] [--token T|--token-file F] [--from earliest|latest|SEQ]\n"
+    "                [--count N] [--timeout MS] [--json|--raw] [--create] TOPIC\n"
     "  prints each record as it comes, from the latest by default: SEQ PAYLOAD a line,\n"
     "  the payload unaltered when it is text (other bytes as \\xHH); --json: one object\n"
     "  a line, {\"seq\":N,\"len\":N,\"data\":\"...\"}, the payload a JSON string, exact for any\n"
@@ -642,8 +641,8 @@ static char *read_all(FILE *f, size_t *len) {
 
 int rill_ask_main(int argc, char **argv) {
   static const char usage[] =
-      "usage: rill ask [--server HOST:PORT] [--token T|--token-file F] [--timeout MS] SERVICE "
-      "[REQUEST]\n"
+      "usage: rill ask [--server HOST:PORT] [--token T|--token-file F] [--timeout MS] [--json]\n"
+      "                SERVICE [REQUEST]\n"
       "  the request from stdin without REQUEST; prints the reply's bytes as they are\n"
       "  (--json: {\"len\":N,\"data\":\"...\"}). --timeout: the ask's\n"
       "  deadline (default none: as long as the provider takes). -- ends the "
