@@ -794,7 +794,7 @@ int rill_ipc_main(int argc, char **argv) {
   if (argc < 2)
     return ipc_usage(stderr);
   const char *cmd = argv[1];
-  if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
+  if (rill_tool_is_help(cmd))
     return ipc_usage(stdout);
   if (!strcmp(cmd, "bench") && rill_ipc_bench_is_suite(argc - 1, argv + 1)) {
     /* With the benches built, main.c hands these to `rill bench ipc`. */

@@ -176,6 +176,13 @@ static int cmd_append(args_t *a) {
   return status;
 }
 
+/* Opens a's log read-only, beside any writer: 0, or 1 said. */
+static int open_reader(args_t *a, rill_log_t **l) {
+  a->o.read_only = true;
+  int rc = rill_log_open(l, a->dir, a->topic, &a->o);
+  return rc ? fail("open", rc) : 0;
+}
+
 /* ---- cat and tail -------------------------------------------------------- */
 
 static void print_record(const args_t *a, const rill_log_record_t *r) {
@@ -238,10 +245,9 @@ static int64_t print_from(rill_log_t *l, args_t *a, uint64_t *seq, uint64_t *lef
 
 static int cmd_cat(args_t *a, bool follow) {
   rill_log_t *l;
-  a->o.read_only = true;
-  int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
+  int rc = open_reader(a, &l);
   if (rc)
-    return fail("open", rc);
+    return rc;
   /* cat starts at the oldest record, tail at the next one to come. */
   uint64_t seq = a->has_from ? a->from : follow ? rill_log_next(l) : rill_log_first(l);
   uint64_t left = a->count;
@@ -280,10 +286,9 @@ static int cmd_cat(args_t *a, bool follow) {
 
 static int cmd_stat(args_t *a) {
   rill_log_t *l;
-  a->o.read_only = true;
-  int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
+  int rc = open_reader(a, &l);
   if (rc)
-    return fail("open", rc);
+    return rc;
   rill_log_stats_t st;
   rill_log_stats(l, &st);
   if (a->json)
@@ -303,10 +308,9 @@ static int cmd_stat(args_t *a) {
 
 static int cmd_verify(args_t *a) {
   rill_log_t *l;
-  a->o.read_only = true;
-  int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
+  int rc = open_reader(a, &l);
   if (rc)
-    return fail("open", rc);
+    return rc;
   uint64_t ok = 0, bad = 0, next = rill_log_next(l);
   for (uint64_t seq = rill_log_first(l); seq < next; seq++) {
     rill_log_record_t r;
@@ -335,10 +339,9 @@ static int cmd_verify(args_t *a) {
 
 static int cmd_dump(args_t *a) {
   rill_log_t *l;
-  a->o.read_only = true;
-  int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
+  int rc = open_reader(a, &l);
   if (rc)
-    return fail("open", rc);
+    return rc;
   rill_log_stats_t st;
   rill_log_stats(l, &st);
   if (!a->json)
@@ -388,7 +391,7 @@ static int cmd_dump(args_t *a) {
 int rill_log_main(int argc, char **argv) {
   if (argc < 2)
     return log_usage(stderr);
-  if (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
+  if (rill_tool_is_help(argv[1]))
     return log_usage(stdout);
   args_t a;
   int parsed = parse(argc - 1, argv + 1, &a);

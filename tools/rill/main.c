@@ -87,7 +87,7 @@ int main(int argc, char **argv) {
   if (argc < 2)
     return usage(stderr);
   const char *cmd = argv[1];
-  if ((!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) && argc == 2)
+  if (rill_tool_is_help(cmd) && argc == 2)
     return usage(stdout);
   if (!strcmp(cmd, "help")) {
     /* rill help CMD [SUB]: CMD [SUB] --help. */

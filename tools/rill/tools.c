@@ -190,6 +190,10 @@ rill_tool_opt_t *rill_tool_opt(rill_tool_opt_t *opts, const char *name) {
   return NULL;
 }
 
+bool rill_tool_is_help(const char *s) {
+  return !strcmp(s, "-h") || !strcmp(s, "--help") || !strcmp(s, "help");
+}
+
 bool rill_tool_given(rill_tool_opt_t *opts, const char *name) {
   rill_tool_opt_t *o = rill_tool_opt(opts, name);
   return o && o->at;

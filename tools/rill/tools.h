@@ -89,6 +89,9 @@ typedef int (*rill_tool_other_cb)(void *ctx, const char *name, const char *value
 int rill_tool_parse(const char *who, rill_tool_opt_t *opts, rill_tool_other_cb other, void *ctx,
                     int argc, char **argv, char **pos, int *npos);
 
+/** Whether s asks for help: -h, --help or help. */
+bool rill_tool_is_help(const char *s);
+
 /** The entry named name (given or not), or NULL. */
 rill_tool_opt_t *rill_tool_opt(rill_tool_opt_t *opts, const char *name);
 

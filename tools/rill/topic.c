@@ -46,7 +46,7 @@ static void row(bool json, const char *what, uint64_t v, bool limit, const char 
 }
 
 int rill_topic_main(int argc, char **argv) {
-  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))
+  if (argc < 2 || rill_tool_is_help(argv[1]))
     return usage(argc < 2 ? stderr : stdout);
   const char *cmd = argv[1], *topic = NULL;
   bool ls = !strcmp(cmd, "ls"), info = !strcmp(cmd, "info"), rm = !strcmp(cmd, "rm");
