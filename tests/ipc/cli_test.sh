@@ -64,6 +64,14 @@ wait $sub || fail "sub --json"
 sub=
 grep -q '^{"seq":3,"len":15,"data":"a \\"quoted\\" line"}$' "$d/json.out" ||
   fail "sub --json printed: $(cat "$d/json.out")"
+# --raw: the bytes exactly, backslashes and control bytes too.
+"$rill" ipc sub --count 2 --raw --timeout 5000 "$name" >"$d/raw.out" &
+sub=$!
+wait_ls '"receivers":1,'
+printf 'C:\\dir\001\n{"k":"\\n"}\n' | "$rill" ipc pub "$name"
+wait $sub || fail "sub --raw"
+sub=
+printf 'C:\\dir\001\n{"k":"\\n"}\n' | cmp - "$d/raw.out" || fail "sub --raw printed: $(od -c "$d/raw.out")"
 if "$rill" ipc sub --count 1 --timeout 200 "$name" 2>"$d/err"; then fail "sub timeout"; fi
 grep -q "0 of 1 messages" "$d/err" || fail "sub timeout message: $(cat "$d/err")"
 
