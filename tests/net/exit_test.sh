@@ -31,9 +31,22 @@ start() {
   exec {fd}>"$d/$name.in"
   eval "fd_$name=$fd"
 }
-# stopped NAME SIG WANT: sends SIG to $pid once it ran a moment, expects WANT.
+# ready PID: waits until PID catches (or blocks, to sigwait) both SIGINT
+# and SIGTERM: before, a background job has them ignored by the shell.
+ready() {
+  for _ in $(seq 200); do
+    local cgt blk
+    cgt=$(awk '/^SigCgt:/ {print $2}' /proc/"$1"/status 2>/dev/null || echo 0)
+    blk=$(awk '/^SigBlk:/ {print $2}' /proc/"$1"/status 2>/dev/null || echo 0)
+    (( ((0x$cgt | 0x$blk) & 0x4002) == 0x4002 )) && return 0
+    sleep 0.05
+  done
+  fail "pid $1 never caught SIGINT and SIGTERM"
+}
+# stopped NAME SIG WANT: sends SIG to $pid once it is ready, expects WANT.
 stopped() {
-  sleep 0.4
+  ready "$pid"
+  sleep 0.1
   kill -"$2" "$pid"
   local st=0
   wait "$pid" || st=$?
