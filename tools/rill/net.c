@@ -176,7 +176,9 @@ int rill_serve_main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &stops, NULL); /* before any thread exists */
   rill_server_t *serving;
   int rc = rill_server_create(&serving, &o);
+  bool token = o.token != NULL;
   rill_tool_conn_free(&conn); /* the server keeps a copy of the token */
+  o.token = NULL;
   if (rc)
     return rill_serve_config_free(&cfg), fail("serve", "start", rc);
   pthread_t stopper;
@@ -188,7 +190,7 @@ int rill_serve_main(int argc, char **argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   printf("rill serve: listening on %s:%u, topics in %s%s\n", o.host ? o.host : "127.0.0.1",
-         rill_server_port(serving), o.data_dir, o.token ? ", token required" : "");
+         rill_server_port(serving), o.data_dir, token ? ", token required" : "");
   if (rill_server_metrics_port(serving))
     printf("rill serve: metrics on http://%.*s:%u/metrics\n",
            (int)(strrchr(o.metrics, ':') - o.metrics), o.metrics,
