@@ -3,16 +3,11 @@
 # port alone, HOST:PORT from RILL_SERVER, and IPv6 in brackets or bare,
 # which librill does not take yet: refused at once, saying so (exit 2),
 # not failing later with the address mangled. Usage: addr_test.sh rill
-set -euo pipefail
 rill=$1
-d=$(mktemp -d)
-srv=
-cleanup() { [ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$d"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-unset RILL_SERVER RILL_TOKEN
+# shellcheck source=tests/net/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 "$rill" serve --listen localhost:$port --data "$d/data" >"$d/serve.out" 2>&1 &
 srv=$!
 for _ in $(seq 100); do grep -q listening "$d/serve.out" 2>/dev/null && break; sleep 0.05; done

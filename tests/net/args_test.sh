@@ -6,13 +6,9 @@
 # literally --ack); --timeout -5 refused by every command that takes it,
 # naming it; an option a command does not take refused.
 # Usage: args_test.sh rill
-set -euo pipefail
 rill=$1
-d=$(mktemp -d)
-srv=
-cleanup() { [ -n "$srv" ] && kill "$srv" 2>/dev/null; rm -rf "$d"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# shellcheck source=tests/net/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # Help: every spelling, every level, on stdout, exit 0, nothing on stderr.
 while read -r args; do
@@ -111,11 +107,7 @@ usage_error "DIR and TOPIC are needed" log cat "$d"
 
 # With a server: options after the topic, --opt=value, -- before a message
 # that is literally --ack.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$rill" serve --listen=127.0.0.1:$port --data "$d/data" >"$d/serve.out" 2>&1 &
-srv=$!
-for _ in $(seq 100); do grep -q listening "$d/serve.out" 2>/dev/null && break; sleep 0.05; done
-grep -q "listening on 127.0.0.1:$port" "$d/serve.out" || fail "server: $(cat "$d/serve.out")"
+serve
 [ "$("$rill" pub t --server=127.0.0.1:$port --ack -- --ack -h)" = $'0\n1' ] || fail "pub -- --ack"
 [ "$("$rill" sub t --count=2 --server 127.0.0.1:$port --from=earliest)" = $'0 --ack\n1 -h' ] ||
   fail "sub: options after the topic"

@@ -3,25 +3,12 @@
 # from a file, clients finding it and their token through the
 # environment or a file, a flag winning over the environment, and the
 # token nowhere in the processes' command lines. Usage: env_test.sh rill
-set -euo pipefail
 rill=$1
-d=$(mktemp -d)
-srv=
-sub=
-cleanup() {
-  [ -n "$sub" ] && kill "$sub" 2>/dev/null
-  [ -n "$srv" ] && kill "$srv" 2>/dev/null
-  rm -rf "$d"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-unset RILL_SERVER RILL_TOKEN
+# shellcheck source=tests/net/lib.sh
+. "$(dirname "$0")/lib.sh"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf 's3cret-tk\n' >"$d/token"
-"$rill" serve --listen 127.0.0.1:$port --data "$d/data" --token-file "$d/token" >"$d/serve.out" 2>&1 &
-srv=$!
-for _ in $(seq 100); do grep -q listening "$d/serve.out" 2>/dev/null && break; sleep 0.05; done
+serve --token-file "$d/token"
 grep -q "listening on 127.0.0.1:$port, .*token required" "$d/serve.out" || fail "server: $(cat "$d/serve.out")"
 tr '\0' ' ' </proc/$srv/cmdline | grep -q s3cret && fail "the server's token in ps"
 

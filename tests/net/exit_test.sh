@@ -3,18 +3,10 @@
 # success, 1 a runtime failure, 2 a usage error, 3 a partial success, and
 # 130 or 143 for every long-running command stopped by SIGINT or SIGTERM
 # (it finishes cleanly, then dies of the signal). Usage: exit_test.sh rill
-set -euo pipefail
 rill=$1
-d=$(mktemp -d)
-srv=
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  rm -rf "$d"
-  rm -f /dev/shm/rill.exit-test-$$
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-unset RILL_SERVER RILL_TOKEN
+# shellcheck source=tests/net/lib.sh
+. "$(dirname "$0")/lib.sh"
+more_cleanup() { rm -f /dev/shm/rill.exit-test-$$; }
 
 "$rill" --help >"$d/help"
 grep -q "^exit status: 0 success; 1 a runtime failure" "$d/help" || fail "rill --help: exit status"
@@ -53,7 +45,7 @@ stopped() {
   [ "$st" = "$3" ] || fail "$1 after SIG$2: exit $st, want $3: $(cat "$d/$1.err")"
 }
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 start serve "$rill" serve --listen 127.0.0.1:$port --data "$d/data"
 srv=$pid
 for _ in $(seq 100); do grep -q listening "$d/serve.out" 2>/dev/null && break; sleep 0.05; done

@@ -4,26 +4,16 @@
 # read back with rill sub is the same bytes in the default line mode and
 # with --raw, parses with python3 -m json.tool (and jq when installed),
 # and every --json output parses as JSON. Usage: json_test.sh rill
-set -euo pipefail
 rill=$1
-d=$(mktemp -d)
-cleanup() {
-  kill $(jobs -p) 2>/dev/null || true
-  rm -rf "$d"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-unset RILL_SERVER RILL_TOKEN
+# shellcheck source=tests/net/lib.sh
+. "$(dirname "$0")/lib.sh"
 # json_lines FILE: every line of FILE is a JSON value.
 json_lines() {
   python3 -c 'import json,sys
 for l in open(sys.argv[1]): json.loads(l)' "$1" || fail "not JSON lines: $(cat "$1")"
 }
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$rill" serve --listen 127.0.0.1:$port --data "$d/data" >"$d/serve.out" 2>&1 &
-for _ in $(seq 100); do grep -q listening "$d/serve.out" 2>/dev/null && break; sleep 0.05; done
-grep -q listening "$d/serve.out" || fail "server: $(cat "$d/serve.out")"
+serve
 export RILL_SERVER=127.0.0.1:$port
 
 payload='{"path":"C:\\dir\\new","say":"\"hi\"","tab":"a\tb","é":"☃"}'
