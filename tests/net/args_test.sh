@@ -53,6 +53,8 @@ ipc help
 ipc sub --help
 ipc pub help
 help ipc
+bench help
+help bench
 ARGS
 
 # Usage errors: on stderr, exit 2, nothing on stdout.
