@@ -53,9 +53,14 @@ ipc help
 ipc sub --help
 ipc pub help
 help ipc
-bench help
-help bench
 ARGS
+# The benches, when this rill has them (RILL_BENCH).
+if "$rill" bench list >/dev/null 2>&1; then
+  for args in "bench help" "help bench" "bench --help"; do
+    # shellcheck disable=SC2086
+    "$rill" $args 2>"$d/err" | grep -q '^usage: rill bench' || fail "rill $args: $(cat "$d/err")"
+  done
+fi
 
 # Usage errors: on stderr, exit 2, nothing on stdout.
 usage_error() {
