@@ -738,8 +738,8 @@ void rill_serve_config_help(FILE *f) {
     rill_serve_config_print(m, &o, &cfg);
     fclose(m);
   }
-  fprintf(f, "\nconfig keys: `key = value` lines of --config FILE, or flags (--max-conns 100, "
-             "--max-conns=100);\nsizes take K, M or G (KiB, MiB, GiB), times their unit:\n");
+  fprintf(f, "\nconfig keys: `key = value` lines of --config FILE, or flags (--max-conns 100,\n"
+             "--max-conns=100); sizes take K, M or G (KiB, MiB, GiB), times their unit:\n");
   for (int k = 0; k < K_COUNT; k++) {
     char def[96] = "none";
     size_t nl = strlen(keys[k].name);
