@@ -1,6 +1,9 @@
 /*
- * What the rill command's subcommands share: argument scratch, errors, and
- * printing bytes for people (escaped text, hex) and for scripts (JSON).
+ * What the rill command's subcommands share: one option parser, the
+ * options and environment that name a server and its token, one
+ * exit-status convention, printing bytes for people (text as it is,
+ * other bytes escaped; hex) and for scripts (JSON), and rill serve's
+ * config file.
  */
 #ifndef RILL_TOOLS_H
 #define RILL_TOOLS_H
