@@ -64,6 +64,14 @@ wait $sub || fail "sub --json"
 sub=
 grep -q '^{"seq":3,"len":15,"data":"a \\"quoted\\" line"}$' "$d/json.out" ||
   fail "sub --json printed: $(cat "$d/json.out")"
+# --raw: the bytes exactly, backslashes and control bytes too.
+"$rill" ipc sub --count 2 --raw --timeout 5000 "$name" >"$d/raw.out" &
+sub=$!
+wait_ls '"receivers":1,'
+printf 'C:\\dir\001\n{"k":"\\n"}\n' | "$rill" ipc pub "$name"
+wait $sub || fail "sub --raw"
+sub=
+printf 'C:\\dir\001\n{"k":"\\n"}\n' | cmp - "$d/raw.out" || fail "sub --raw printed: $(od -c "$d/raw.out")"
 if "$rill" ipc sub --count 1 --timeout 200 "$name" 2>"$d/err"; then fail "sub timeout"; fi
 grep -q "0 of 1 messages" "$d/err" || fail "sub timeout message: $(cat "$d/err")"
 
@@ -191,8 +199,12 @@ for _ in $(seq 400); do
   sleep 0.05
 done
 kill -TERM $q1 $q2
-wait $q1 || fail "queue sub 1: $(cat "$d/q1.err")"
-wait $q2 || fail "queue sub 2: $(cat "$d/q2.err")"
+st=0
+wait $q1 || st=$?
+[ $st = 143 ] || fail "queue sub 1 after SIGTERM: $st $(cat "$d/q1.err")"
+st=0
+wait $q2 || st=$?
+[ $st = 143 ] || fail "queue sub 2 after SIGTERM: $st $(cat "$d/q2.err")"
 q1= q2=
 [ "$(cat "$d/q1.out" "$d/q2.out" | sort -n | tr '\n' ' ')" = "$(seq 1 200 | tr '\n' ' ')" ] ||
   fail "queue: not each line once: $(wc -l "$d/q1.out" "$d/q2.out")"

@@ -23,7 +23,7 @@ fail() { echo "FAIL: $*" >&2; [ -f "$d/serve.out" ] && cat "$d/serve.out" >&2; e
 # A free port: the kernel's pick for a socket we close at once.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$rill" serve --listen 127.0.0.1:$port --data "$d/data" --token tk --max-message 2097152 \
-  --segment-bytes 1M --topic.made.segment-bytes 128K --topic.made.retain-count 10 \
+  --segment-bytes 4M --topic.made.segment-bytes 128K --topic.made.retain-count 10 \
   >"$d/serve.out" 2>&1 &
 srv=$!
 for _ in $(seq 100); do grep -q listening "$d/serve.out" 2>/dev/null && break; sleep 0.05; done
@@ -109,7 +109,9 @@ grep -q "serving echo" "$d/reply.out" || fail "rill reply did not start: $(cat "
 [ "$("$rill" ask $s --timeout 2000 echo hello)" = "hello" ] || fail "ask"
 [ "$(printf 'from\nstdin' | "$rill" ask $s echo)" = $'from\nstdin' ] || fail "ask from stdin"
 kill -TERM $rep
-wait $rep || fail "rill reply exit status: $(cat "$d/reply.out")"
+st=0
+wait $rep || st=$?
+[ $st = 143 ] || fail "rill reply exit status after SIGTERM: $st $(cat "$d/reply.out")"
 rep=
 if "$rill" ask $s --timeout 500 echo x 2>"$d/err"; then fail "ask with nobody serving"; fi
 grep -q ENOENT "$d/err" || fail "ask with nobody serving: $(cat "$d/err")"
@@ -123,7 +125,7 @@ timeout 10 "$rill" sub $s --create --count 0 made || fail "sub --create"
 [ "$("$rill" topic ls $s)" = $'dash\nlive\nmade\norders\nparts' ] || fail "topic ls: $("$rill" topic ls $s)"
 "$rill" topic info $s orders >"$d/info" || fail "topic info"
 grep -qx 'next           5' "$d/info" || fail "topic info: $(cat "$d/info")"
-grep -qx 'segment_bytes  1048576' "$d/info" || fail "topic info segment: $(cat "$d/info")"
+grep -qx 'segment_bytes  4194304' "$d/info" || fail "topic info segment: $(cat "$d/info")"
 "$rill" topic info $s made >"$d/info" || fail "topic info made"
 grep -qx 'segment_bytes  131072' "$d/info" || fail "per-topic segment: $(cat "$d/info")"
 grep -qx 'retain_count   10' "$d/info" || fail "per-topic retention: $(cat "$d/info")"
@@ -138,7 +140,9 @@ if "$rill" topic info $s nosuch 2>"$d/err"; then fail "topic info of a missing t
 sub=$!
 sleep 0.3
 kill -TERM $srv
-wait $srv || fail "server exit status"
+st=0
+wait $srv || st=$?
+[ $st = 143 ] || fail "server exit status after SIGTERM: $st"
 srv=
 st=0
 wait $sub || st=$?

@@ -37,7 +37,7 @@ max_binds_per_conn = 70
 max_binds = 700
 max_subs_per_conn = 80
 max_subs = 800
-segment_bytes = 1M
+segment_bytes = 2G
 retain_bytes = 10G
 retain_count = 5000
 retain_age = 48h
@@ -71,7 +71,7 @@ max_binds_per_conn = 70
 max_binds = 700
 max_subs_per_conn = 80
 max_subs = 800
-segment_bytes = 1M
+segment_bytes = 2G
 retain_bytes = 10G
 retain_count = 5000
 retain_age = 2d
@@ -165,6 +165,43 @@ grep -q "nosuch.conf" "$d/err" || fail "missing file message"
 if "$rill" serve --loops x --print-config 2>"$d/err"; then fail "bad flag value"; fi
 grep -q -- "--loops" "$d/err" || fail "bad flag message: $(cat "$d/err")"
 
+# Limits are checked when the config is read, those binding keys together
+# too, on the values in effect (flags, file, defaults), naming the keys.
+refused() { # refused 'stderr pattern' serve-args...
+  local want=$1
+  shift
+  st=0
+  "$rill" serve "$@" --print-config >"$d/out" 2>"$d/err" || st=$?
+  [ $st = 2 ] || fail "serve $*: exit $st, want 2"
+  grep -q -- "$want" "$d/err" || fail "serve $*: stderr: $(cat "$d/err")"
+}
+refused "--loops wants a count from 1 to 64" --loops 1024
+refused "--max-message wants bytes from 4K to 4G-1" --max-message 4G
+refused "max_message (2097152) is over what a segment of segment_bytes (1048576) holds" \
+  --segment-bytes 1M --max-message 2M
+refused "max_message (268435456) is over what a segment of segment_bytes (134217728)" \
+  --max-message 256M
+refused "max_body (2097152) is over max_message (1048576)" --max-body 2M --max-message 1M
+refused "tx_limit (67108864) is under four frames of max_body (67108864)" --max-body 64M \
+  --tx-limit 64M
+printf 'max_body = 4M\n' >"$d/body.conf"
+refused "max_body (4194304) is over max_message (1048576)" --config "$d/body.conf" \
+  --max-message 1M
+"$rill" serve --segment-bytes 1M --max-message 1M --max-body 1M --print-config >/dev/null 2>&1 &&
+  fail "max_message equal to a 1M segment accepted"
+"$rill" serve --segment-bytes 2M --max-message 1M --print-config >/dev/null ||
+  fail "a good combination refused"
+
+# rill serve --help lists every key --print-config prints, with its
+# default (the same value) and what it takes.
+"$rill" serve --help >"$d/help"
+"$rill" serve --data ./rill-data --print-config | grep -v '^#' | while IFS= read -r line; do
+  key=${line%% = *} val=${line#* = }
+  grep -qE "^  $key +.*; default $val\$" "$d/help" || fail "serve --help: $key ($val): $(cat "$d/help")"
+done
+grep -qE '^  token +1 to 256 bytes; default none$' "$d/help" || fail "serve --help: token"
+grep -q 'topic.MATCH.KEY' "$d/help" || fail "serve --help: per-topic keys"
+
 # A server started from a file listens where it says and wants its token.
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf 'listen = 127.0.0.1:%s\ndata = %s\ntoken = filetk\n' "$port" "$d/srv" >"$d/srv.conf"
@@ -175,6 +212,8 @@ grep -q "listening on 127.0.0.1:$port" "$d/serve.out" || fail "server from a fil
 [ "$("$rill" pub --server 127.0.0.1:$port --token filetk --ack t one)" = 0 ] || fail "the file's token"
 if "$rill" pub --server 127.0.0.1:$port --token other t x 2>/dev/null; then fail "another token"; fi
 kill -TERM $srv
-wait $srv || fail "server exit status"
+st=0
+wait $srv || st=$?
+[ $st = 143 ] || fail "server exit status after SIGTERM: $st"
 srv=
 echo "rill serve --config: all checks passed"

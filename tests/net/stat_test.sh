@@ -88,8 +88,8 @@ grep -q 'up 1h2m3s  2 loops$' "$d/out" || fail "header"
 # ... but not a histogram's parts, nor a known one twice.
 if grep -qE '^(publish_ack|ask)_(sum|count)|^asks_refused' "$d/out"; then fail "shown twice"; fi
 [ "$(row orders)" = "orders 800 - 78.1 KiB - 800 2" ] || fail "topic row"
-# The backslash comes back escaped for the terminal.
-[ "$(grep -F 'we"ird' "$d/out" | tr -s ' ')" = 'we"ird\\x 100 - - - - -' ] || fail "escaped topic"
+# The backslash comes back as it is: printable text is never altered.
+[ "$(grep -F 'we"ird' "$d/out" | tr -s ' ')" = 'we"ird\x 100 - - - - -' ] || fail "escaped topic"
 # 50 of 100 at or under 10 us; the 99.9th is 0.9 of the way into (100 us, 1 ms].
 [ "$(row publish_ack)" = "publish_ack 100 10us 100us 910us all time" ] || fail "quantiles"
 [ "$(row ask)" = "ask 0 - - - all time" ] || fail "empty histogram"
@@ -133,6 +133,24 @@ grep -q "listening on 127.0.0.1:$port" "$d/serve.out" || fail "server did not st
 [ "$(row 'asks refused')" = "asks refused 0 0.0/s" ] || fail "live asks refused"
 [ "$(row 'serves refused')" = "serves refused 0 0.0/s" ] || fail "live serves refused"
 [ "$(row 'serves held')" = "serves held 0" ] || fail "live serve registrations"
+"$rill" pub --server 127.0.0.1:$port busy a b c
+"$rill" pub --server 127.0.0.1:$port other x
+kill "$srv"
+wait "$srv" || true
+# After a restart every topic is listed, those with no traffic since too.
+"$rill" serve --listen 127.0.0.1:$port --data "$d/data" >"$d/serve.out" 2>&1 &
+srv=$!
+for _ in $(seq 100); do grep -q listening "$d/serve.out" 2>/dev/null && break; sleep 0.05; done
+"$rill" pub --server 127.0.0.1:$port other y
+"$rill" stat --server 127.0.0.1:$port --interval 0.1 >"$d/out" || fail "stat after a restart"
+[ "$(row busy)" = "busy 0 0.0/s 0 B 0 B/s - 0" ] || fail "a quiet topic after a restart: $(cat "$d/out")"
+row other | grep -q '^other 1 ' || fail "a busy topic after a restart: $(cat "$d/out")"
+"$rill" stat --server 127.0.0.1:$port --interval 0.1 --json >"$d/out" || fail "stat --json"
+python3 -c 'import json,sys
+o = json.load(open(sys.argv[1]))
+t = {x["topic"]: x for x in o["topics"]}
+assert t["busy"]["appended"] == 0 and t["busy"]["next_seq"] is None, t
+assert t["other"]["appended"] == 1, t' "$d/out" || fail "stat --json after a restart: $(cat "$d/out")"
 kill "$srv"
 wait "$srv" || true
 srv=

@@ -44,7 +44,10 @@
 #define DEF_LOG_RATE      10u
 #define DEF_MAX_DISK      ((uint64_t)64 << 30)
 #define MAX_AGE_NS        (36500ull * 86400 * 1000000000) /* as the server takes */
-#define MAX_LOOPS         1024u
+#define MAX_LOOPS         64u                             /* as the server takes */
+/* What a segment holds beyond a record's payload: its header and the
+ * record's (src/log/format.h), so max_message <= segment_bytes - this. */
+#define SEG_OVERHEAD 96u
 
 enum {
   K_LISTEN,
@@ -78,41 +81,60 @@ enum {
   K_COUNT
 };
 
-static const char *const keys[K_COUNT] = {
-    "listen",
-    "data",
-    "token",
-    "max_conns",
-    "max_body",
-    "max_message",
-    "tx_limit",
-    "sync",
-    "handshake_timeout",
-    "idle_timeout",
-    "sub_credits_max",
-    "loops",
-    "metrics",
-    "max_topics",
-    "max_asks_per_conn",
-    "max_asks",
-    "max_serves_per_conn",
-    "max_serves",
-    "max_binds_per_conn",
-    "max_binds",
-    "max_subs_per_conn",
-    "max_subs",
-    "segment_bytes",
-    "retain_bytes",
-    "retain_count",
-    "retain_age",
-    "log_rate",
-    "max_disk",
+/* Every key: its name, what it takes (the value's form and range, as
+ * set_key checks it) and what it is for. rill serve --help lists them
+ * from here, with the defaults rill_serve_config_print shows, so the
+ * help cannot drift from what is read. */
+static const struct {
+  const char *name, *takes, *what;
+} keys[K_COUNT] = {
+    [K_LISTEN] = {"listen", "A.B.C.D:PORT (port 0: any)", "where clients connect"},
+    [K_DATA] = {"data", "DIR", "the topics' logs, one directory each"},
+    [K_TOKEN] = {"token", "1 to 256 bytes", "what every client must present"},
+    [K_MAX_CONNS] = {"max_conns", "count from 1", "connections open at once"},
+    [K_MAX_BODY] = {"max_body", "bytes, 4K to 64M, at most max_message",
+                    "the largest frame body; a bigger message streams in chunks"},
+    [K_MAX_MESSAGE] = {"max_message", "bytes, max_body to 4G-1, at most segment_bytes - 96",
+                       "the largest message, ask or reply"},
+    [K_TX_LIMIT] = {"tx_limit", "bytes, at least 4 x (max_body + 24)",
+                    "what may wait to be sent to one connection before it is closed"},
+    [K_SYNC] = {"sync", "never, group, every:N or interval:MS",
+                "when appended records reach the disk (fdatasync)"},
+    [K_HANDSHAKE] = {"handshake_timeout", "time, ms, s or m, 1ms to 24h",
+                     "how long a new connection has to say hello"},
+    [K_IDLE] = {"idle_timeout", "time, ms, s or m, 1ms to 24h",
+                "how long a silent connection is kept"},
+    [K_CREDITS] = {"sub_credits_max", "count from 1", "the most a subscriber may ask ahead"},
+    [K_LOOPS] = {"loops", "count, 1 to 64", "event-loop threads (default: one a CPU, at most 64)"},
+    [K_METRICS] = {"metrics", "A.B.C.D:PORT or off", "where Prometheus scrapes /metrics"},
+    [K_MAX_TOPICS] = {"max_topics", "count from 1", "topics the server holds"},
+    [K_MAX_ASKS_PER_CONN] = {"max_asks_per_conn", "count from 1", "asks in flight per connection"},
+    [K_MAX_ASKS] = {"max_asks", "count from 1", "asks in flight in all"},
+    [K_MAX_SERVES_PER_CONN] = {"max_serves_per_conn", "count from 1",
+                               "services one connection provides"},
+    [K_MAX_SERVES] = {"max_serves", "count from 1", "service registrations in all"},
+    [K_MAX_BINDS_PER_CONN] = {"max_binds_per_conn", "count from 1",
+                              "topics one connection binds to publish"},
+    [K_MAX_BINDS] = {"max_binds", "count from 1", "binds in all"},
+    [K_MAX_SUBS_PER_CONN] = {"max_subs_per_conn", "count from 1", "subscriptions per connection"},
+    [K_MAX_SUBS] = {"max_subs", "count from 1", "subscriptions in all"},
+    [K_SEGMENT_BYTES] = {"segment_bytes", "bytes, 64K to 2G, a multiple of 4K",
+                         "a topic's segment files (per topic: topic.MATCH.segment_bytes)"},
+    [K_RETAIN_BYTES] = {"retain_bytes", "bytes (0: no limit)",
+                        "a topic's records kept, by size (per topic too)"},
+    [K_RETAIN_COUNT] = {"retain_count", "count (0: no limit)",
+                        "a topic's records kept, by number (per topic too)"},
+    [K_RETAIN_AGE] = {"retain_age", "time, ms, s, m, h or d, to 36500d (0: no limit)",
+                      "a topic's records kept, by age (per topic too)"},
+    [K_LOG_RATE] = {"log_rate", "count from 1", "log lines a second per kind, at most"},
+    [K_MAX_DISK] = {"max_disk", "bytes from 1M, or unlimited",
+                    "what all topics' files may take on disk"},
 };
 
 /* A key by name; '-' matches '_' so that flags read --max-conns. */
 static int key_find(const char *name) {
   for (int k = 0; k < K_COUNT; k++) {
-    const char *a = keys[k], *b = name;
+    const char *a = keys[k].name, *b = name;
     while (*a && (*a == *b || (*a == '_' && *b == '-')))
       a++, b++;
     if (!*a && !*b)
@@ -232,8 +254,8 @@ static int set_key(rill_server_opts_t *o, rill_serve_config_t *cfg, int k, const
     o->max_body = (uint32_t)n;
     return 0;
   case K_MAX_MESSAGE:
-    if (!parse_units(v, size_units, 4096, 4ull << 30, &n))
-      return BAD("wants bytes from 4K to 4G (K, M, G suffixes), not '%s'", v);
+    if (!parse_units(v, size_units, 4096, UINT32_MAX, &n))
+      return BAD("wants bytes from 4K to 4G-1 (K, M, G suffixes), not '%s'", v);
     o->max_message = n;
     return 0;
   case K_TX_LIMIT:
@@ -468,6 +490,13 @@ int rill_serve_config_load(const char *path, rill_server_opts_t *o, rill_serve_c
     fprintf(stderr, "rill serve: %s: %s\n", path, strerror(errno));
     return rc;
   }
+  int rc = rill_serve_config_read(f, path, o, cfg);
+  fclose(f);
+  return rc;
+}
+
+int rill_serve_config_read(FILE *f, const char *path, rill_server_opts_t *o,
+                           rill_serve_config_t *cfg) {
   char *line = NULL;
   size_t lcap = 0;
   ssize_t n;
@@ -503,7 +532,7 @@ int rill_serve_config_load(const char *path, rill_server_opts_t *o, rill_serve_c
     }
     int k = -1, tf = topic_key_find(key, match, sizeof match);
     for (int i = 0; i < K_COUNT; i++)
-      if (!strcmp(key, keys[i]))
+      if (!strcmp(key, keys[i].name))
         k = i;
     if (tf >= 0) {
       const char *bad = NULL;
@@ -547,36 +576,27 @@ int rill_serve_config_load(const char *path, rill_server_opts_t *o, rill_serve_c
     fprintf(stderr, "rill serve: %s: read error\n", path);
   }
   free(line);
-  fclose(f);
   return rc;
 }
 
-int rill_serve_config_flag(rill_server_opts_t *o, rill_serve_config_t *cfg, int argc, char **argv) {
-  if (strncmp(argv[0], "--", 2))
-    return 0;
-  int k = key_find(argv[0] + 2);
+bool rill_serve_config_is_flag(const char *name) {
   char match[RILL_NET_MAX_NAME + 2];
-  int tf = k < 0 ? topic_key_find(argv[0] + 2, match, sizeof match) : -1;
-  if (k < 0 && tf < 0)
-    return 0;
-  if (argc < 2) {
-    fprintf(stderr, "rill serve: %s wants a value\n", argv[0]);
-    return -1;
-  }
-  char why[256];
+  return !strncmp(name, "--", 2) &&
+         (key_find(name + 2) >= 0 || topic_key_find(name + 2, match, sizeof match) >= 0);
+}
+
+int rill_serve_config_flag(rill_server_opts_t *o, rill_serve_config_t *cfg, const char *name,
+                           const char *value) {
+  int k = key_find(name + 2);
+  char match[RILL_NET_MAX_NAME + 2], why[256];
+  int tf = k < 0 ? topic_key_find(name + 2, match, sizeof match) : -1;
   uint64_t was;
-  if (tf >= 0) {
-    if (set_topic_key(cfg, match, tf, argv[1], &was, why, sizeof why)) {
-      fprintf(stderr, "rill serve: %s %s\n", argv[0], why);
-      return -1;
-    }
-    return 2;
-  }
-  if (set_key(o, cfg, k, argv[1], why, sizeof why)) {
-    fprintf(stderr, "rill serve: %s %s\n", argv[0], why);
+  if (tf >= 0 ? set_topic_key(cfg, match, tf, value, &was, why, sizeof why)
+              : set_key(o, cfg, k, value, why, sizeof why)) {
+    fprintf(stderr, "rill serve: %s %s\n", name, why);
     return -1;
   }
-  return 2;
+  return 0;
 }
 
 /* The shortest exact spelling of n with one of the units. */
@@ -622,7 +642,11 @@ void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_se
   put_units(f, "idle_timeout", o->idle_timeout_ns ? o->idle_timeout_ns : DEF_IDLE_NS, time_units);
   fprintf(f, "sub_credits_max = %u\n", o->sub_credits_max ? o->sub_credits_max : DEF_CREDITS);
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  fprintf(f, "loops = %u\n", o->loops ? o->loops : cpus > 0 ? (unsigned)cpus : 1u);
+  fprintf(f, "loops = %u\n",
+          o->loops           ? o->loops
+          : cpus > MAX_LOOPS ? MAX_LOOPS
+          : cpus > 0         ? (unsigned)cpus
+                             : 1u);
   fprintf(f, "metrics = %s\n", o->metrics ? o->metrics : "off");
   fprintf(f, "max_topics = %u\n", o->max_topics ? o->max_topics : DEF_MAX_TOPICS);
   fprintf(f, "max_asks_per_conn = %u\n",
@@ -670,6 +694,69 @@ void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_se
         put_units(f, key, v, t == T_RETAIN_AGE ? age_units : print_sizes);
     }
   }
+}
+
+int rill_serve_config_check(const rill_server_opts_t *o, const rill_serve_config_t *cfg) {
+  (void)cfg;
+  /* The values in effect: what was set, else the server's default. */
+  uint64_t body = o->max_body ? o->max_body : RILL_NET_DEFAULT_BODY;
+  uint64_t msg = o->max_message ? o->max_message : DEF_MAX_MESSAGE;
+  uint64_t tx = o->tx_limit ? o->tx_limit : DEF_TX_LIMIT;
+  uint64_t seg = o->segment_bytes ? o->segment_bytes : DEF_SEGMENT_BYTES;
+  if (body > msg) {
+    fprintf(stderr,
+            "rill serve: max_body (%" PRIu64 ") is over max_message (%" PRIu64
+            "): a frame body is at most a message\n",
+            body, msg);
+    return RILL_EINVAL;
+  }
+  if (tx < 4 * (body + RILL_NET_HDR)) {
+    fprintf(stderr,
+            "rill serve: tx_limit (%" PRIu64 ") is under four frames of max_body (%" PRIu64
+            "): at least %" PRIu64 "\n",
+            tx, body, 4 * (body + RILL_NET_HDR));
+    return RILL_EINVAL;
+  }
+  if (msg > seg - SEG_OVERHEAD) {
+    fprintf(stderr,
+            "rill serve: max_message (%" PRIu64
+            ") is over what a segment of segment_bytes (%" PRIu64 ") holds: at most %" PRIu64 "\n",
+            msg, seg, seg - SEG_OVERHEAD);
+    return RILL_EINVAL;
+  }
+  return 0;
+}
+
+void rill_serve_config_help(FILE *f) {
+  /* The defaults as --print-config shows them for an empty config. */
+  char *text = NULL;
+  size_t len = 0;
+  FILE *m = open_memstream(&text, &len);
+  if (m) {
+    rill_server_opts_t o = {.data_dir = "./rill-data"};
+    rill_serve_config_t cfg = {0};
+    rill_serve_config_print(m, &o, &cfg);
+    fclose(m);
+  }
+  fprintf(f, "\nconfig keys: `key = value` lines of --config FILE, or flags (--max-conns 100,\n"
+             "--max-conns=100); sizes take K, M or G (KiB, MiB, GiB), times their unit:\n");
+  for (int k = 0; k < K_COUNT; k++) {
+    char def[96] = "none";
+    size_t nl = strlen(keys[k].name);
+    for (const char *l = text; l && *l;) {
+      const char *eol = strchr(l, '\n');
+      size_t ll = eol ? (size_t)(eol - l) : strlen(l);
+      if (ll > nl + 3 && !strncmp(l, keys[k].name, nl) && !strncmp(l + nl, " = ", 3))
+        snprintf(def, sizeof def, "%.*s", (int)(ll - nl - 3), l + nl + 3);
+      l += ll + (eol != NULL);
+    }
+    fprintf(f, "  %-19s %s; default %s\n  %-19s %s\n", keys[k].name, keys[k].takes, def, "",
+            keys[k].what);
+  }
+  fprintf(f, "  topic.MATCH.KEY     per topic, MATCH a topic name or its start and '*':\n"
+             "                      segment_bytes, retain_bytes, retain_count, retain_age\n"
+             "                      (none: no limit over the default)\n");
+  free(text);
 }
 
 void rill_serve_config_apply(rill_server_opts_t *o, const rill_serve_config_t *cfg) {

@@ -55,8 +55,10 @@ static int ipc_usage(FILE *f) {
           "        that wait and each blocked send (default: none; 0: do not wait):\n"
           "        then it says what was not sent and exits 1 (a broadcast channel's\n"
           "        pub waits too; a queue keeps its lines for receivers to come)\n"
-          "  sub [--count N] [--timeout MS] [--json] NAME\n"
-          "        prints each message published from now on, one per line; waits for\n"
+          "  sub [--count N] [--timeout MS] [--json|--raw] NAME\n"
+          "        prints each message published from now on, one per line (text as is,\n"
+          "        other bytes as \\xHH; --raw: the bytes exactly; --json: {seq,len,data});\n"
+          "        waits for\n"
           "        the route to be created; --timeout: stop after MS ms without a message;\n"
           "        exits 1 if the route is removed under it\n"
           "  pub|sub --channel|--queue [--slots N] [--slot-size B] [--policy block|fail]\n"
@@ -95,8 +97,8 @@ int ipc_fail(const char *who, const char *what, int rc) {
 volatile sig_atomic_t ipc_stopping;
 
 static void on_stop(int sig) {
-  (void)sig;
   ipc_stopping = 1;
+  rill_tool_stop_sig = sig; /* how rill exits (tools.h) */
 }
 
 /* No SA_RESTART: a futex wait or a read of stdin returns at once. */
@@ -104,22 +106,6 @@ void ipc_catch_stop(void) {
   struct sigaction sa = {.sa_handler = on_stop};
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
-}
-
-static bool parse_u64(const char *s, uint64_t *v) {
-  char *end;
-  if (!*s || *s == '-' || *s == '+' || *s == ' ')
-    return false;
-  *v = strtoull(s, &end, 10);
-  return !*end;
-}
-
-static bool parse_u32(const char *s, uint32_t *v) {
-  uint64_t x;
-  if (!parse_u64(s, &x) || x > UINT32_MAX)
-    return false;
-  *v = (uint32_t)x;
-  return true;
 }
 
 const char *ipc_policy_name(rill_ipc_policy_t p) {
@@ -142,119 +128,135 @@ static bool name_ok(const char *n) {
   return true;
 }
 
-/* argv[0] is the subcommand. -1 after printing why on a bad argument. */
+static bool parse_policy(void *dst, const char *p) {
+  rill_ipc_policy_t *policy = dst;
+  if (!strcmp(p, "block"))
+    *policy = RILL_IPC_BLOCK;
+  else if (!strcmp(p, "fail"))
+    *policy = RILL_IPC_FAIL;
+  else if (!strcmp(p, "overwrite"))
+    *policy = RILL_IPC_OVERWRITE;
+  else
+    return false;
+  return true;
+}
+
+/* SIZE:CHUNKS[,SIZE:CHUNKS...]: the route's pool classes. */
+static bool parse_pool(void *dst, const char *p) {
+  rill_ipc_opts_t *o = dst;
+  uint32_t n = 0;
+  while (*p) {
+    char *end;
+    unsigned long long size = *p >= '0' && *p <= '9' ? strtoull(p, &end, 10) : 0, chunks = 0;
+    if (size && *end == ':' && end[1] >= '0' && end[1] <= '9')
+      chunks = strtoull(end + 1, &end, 10);
+    if (!size || !chunks || size > UINT32_MAX || chunks > UINT32_MAX || (*end && *end != ',') ||
+        n == RILL_IPC_MAX_CLASSES)
+      return false;
+    o->pool[n++] = (rill_ipc_class_t){(uint32_t)size, (uint32_t)chunks};
+    p = *end ? end + 1 : end;
+  }
+  return n > 0;
+}
+
+/* Which commands take an option, and whether it is for a channel only
+ * (sub's layout options: a sub creates a channel, never a route). */
+enum { C_PUB = 1, C_SUB = 2, C_BENCH = 4, C_LS = 8, C_RM = 16 };
+
+/* argv[0] is the subcommand. 0, 1 for help, -1 after printing why. */
 static int parse(int argc, char **argv, args_t *a) {
   memset(a, 0, sizeof *a);
   a->cmd = argv[0];
   a->count = UINT64_MAX;
   a->rest = rill_tool_alloc_args(argc);
   bool pub = !strcmp(a->cmd, "pub"), sub = !strcmp(a->cmd, "sub"), bench = !strcmp(a->cmd, "bench");
+  unsigned cmd = pub ? C_PUB : sub ? C_SUB : bench ? C_BENCH : !strcmp(a->cmd, "ls") ? C_LS : C_RM;
   a->size = 64;
-  for (int i = 1; i < argc; i++) {
-    const char *s = argv[i];
-    bool more = i + 1 < argc;
-    /* sub takes the layout options only for a channel, which it may create;
-     * whether it is one is known once every option is read. */
-    bool layout = pub || sub || bench;
-    if (sub && !a->chan_only &&
-        (((!strcmp(s, "--slots") || !strcmp(s, "--slot-size") || !strcmp(s, "--policy") ||
-           !strcmp(s, "--pool")) &&
-          more) ||
-         !strcmp(s, "--spin")))
-      a->chan_only = s;
-    if ((pub || sub || bench) && (!strcmp(s, "--channel") || !strcmp(s, "--queue"))) {
-      rill_ipc_delivery_t d = !strcmp(s, "--queue") ? RILL_IPC_QUEUE : RILL_IPC_BROADCAST;
-      if (a->chan && a->delivery != d)
-        return rill_tool_bad("--channel and --queue: one or the other");
-      a->chan = true;
-      a->delivery = d;
-    } else if ((pub || sub || bench) && (!strcmp(s, "--senders") || !strcmp(s, "--receivers")) &&
-               more) {
-      bool tx = !strcmp(s, "--senders");
-      uint32_t *v = tx ? &a->senders : &a->receivers;
-      if (!parse_u32(argv[++i], v) || !*v ||
-          *v > (tx ? RILL_IPC_MAX_SENDERS : RILL_IPC_MAX_RECEIVERS))
-        return rill_tool_bad(tx ? "--senders wants a number from 1 to 64"
-                                : "--receivers wants a number from 1 to 64");
+  bool channel = false, queue = false, raw = false;
+  uint64_t senders = 0, receivers = 0, slots = 0, slot_size = 0;
+  /* flags: the commands for which it needs --channel or --queue. */
+  const rill_tool_optdef_t all[] = {
+      {C_PUB | C_SUB | C_BENCH, 0, {"--channel", RILL_TOOL_FLAG, &channel, 0, 0, NULL, NULL, 0}},
+      {C_PUB | C_SUB | C_BENCH, 0, {"--queue", RILL_TOOL_FLAG, &queue, 0, 0, NULL, NULL, 0}},
+      {C_PUB | C_SUB | C_BENCH,
+       C_PUB | C_SUB | C_BENCH,
+       {"--senders", RILL_TOOL_U64, &senders, 1, RILL_IPC_MAX_SENDERS, "a number", NULL, 0}},
       /* bench's --receivers counts its receiver processes, on a route too. */
-      if (!a->chan_only && !(bench && !tx))
-        a->chan_only = s;
-    } else if (layout && !strcmp(s, "--slots") && more) {
+      {C_PUB | C_SUB | C_BENCH,
+       C_PUB | C_SUB,
+       {"--receivers", RILL_TOOL_U64, &receivers, 1, RILL_IPC_MAX_RECEIVERS, "a number", NULL, 0}},
       /* 0 would mean "the default" to the library: not what was typed. */
-      if (!parse_u32(argv[++i], &a->o.slots) || !a->o.slots)
-        return rill_tool_bad("--slots wants a number (a power of two, 2 to 2^24)");
-      a->has_slots = true;
-    } else if (layout && !strcmp(s, "--slot-size") && more) {
-      if (!parse_u32(argv[++i], &a->o.slot_size) || !a->o.slot_size)
-        return rill_tool_bad("--slot-size wants bytes (a multiple of 64, 64 to 1 MiB)");
-      a->has_slot_size = true;
-    } else if (layout && !strcmp(s, "--policy") && more) {
-      const char *p = argv[++i];
-      if (!strcmp(p, "block"))
-        a->o.policy = RILL_IPC_BLOCK;
-      else if (!strcmp(p, "fail"))
-        a->o.policy = RILL_IPC_FAIL;
-      else if (!strcmp(p, "overwrite"))
-        a->o.policy = RILL_IPC_OVERWRITE;
-      else
-        return rill_tool_bad("--policy wants block, fail or overwrite");
-      a->has_policy = true;
-    } else if (layout && !strcmp(s, "--pool") && more) {
-      /* SIZE:CHUNKS[,SIZE:CHUNKS...]: the route's pool classes. */
-      const char *p = argv[++i];
-      uint32_t n = 0;
-      while (*p) {
-        char *end;
-        unsigned long long size = strtoull(p, &end, 10), chunks = 0;
-        if (end != p && *end == ':' && end[1] >= '0' && end[1] <= '9')
-          chunks = strtoull(end + 1, &end, 10);
-        if (!size || !chunks || size > UINT32_MAX || chunks > UINT32_MAX || (*end && *end != ',') ||
-            n == RILL_IPC_MAX_CLASSES)
-          return rill_tool_bad("--pool wants SIZE:CHUNKS[,SIZE:CHUNKS...], up to 8 classes in "
-                               "ascending size");
-        a->o.pool[n++] = (rill_ipc_class_t){(uint32_t)size, (uint32_t)chunks};
-        p = *end ? end + 1 : end;
-      }
-      if (!n)
-        return rill_tool_bad("--pool wants SIZE:CHUNKS[,SIZE:CHUNKS...]");
-      a->has_pool = true;
-    } else if (layout && !strcmp(s, "--spin")) {
-      a->o.wait = RILL_IPC_SPIN;
-      a->has_spin = true;
-    } else if ((pub || sub) && !strcmp(s, "--timeout") && more) {
-      if (!parse_u64(argv[++i], &a->timeout_ms) || a->timeout_ms > UINT64_MAX / 1000000)
-        return rill_tool_bad("--timeout wants milliseconds");
-      a->has_timeout = true;
-    } else if ((sub || bench) && !strcmp(s, "--count") && more) {
-      if (!parse_u64(argv[++i], &a->count) || (bench && !a->count))
-        return rill_tool_bad("--count wants a number");
-    } else if (bench && !strcmp(s, "--size") && more) {
+      {C_PUB | C_SUB | C_BENCH,
+       C_SUB,
+       {"--slots", RILL_TOOL_U64, &slots, 1, UINT32_MAX, "a number (a power of two, 2 to 2^24)",
+        NULL, 0}},
+      {C_PUB | C_SUB | C_BENCH,
+       C_SUB,
+       {"--slot-size", RILL_TOOL_U64, &slot_size, 1, UINT32_MAX,
+        "bytes (a multiple of 64, 64 to 1 MiB)", NULL, 0}},
+      {C_PUB | C_SUB | C_BENCH,
+       C_SUB,
+       {"--policy", RILL_TOOL_FN, &a->o.policy, 0, 0, "block, fail or overwrite", parse_policy, 0}},
+      {C_PUB | C_SUB | C_BENCH,
+       C_SUB,
+       {"--pool", RILL_TOOL_FN, &a->o, 0, 0,
+        "SIZE:CHUNKS[,SIZE:CHUNKS...], up to 8 classes in ascending size", parse_pool, 0}},
+      {C_PUB | C_SUB | C_BENCH,
+       C_SUB,
+       {"--spin", RILL_TOOL_FLAG, &a->has_spin, 0, 0, NULL, NULL, 0}},
+      {C_PUB | C_SUB, 0, RILL_TOOL_TIMEOUT(&a->timeout_ms, 0)},
+      {C_SUB, 0, {"--count", RILL_TOOL_U64, &a->count, 0, UINT64_MAX, "a number", NULL, 0}},
+      {C_BENCH, 0, {"--count", RILL_TOOL_U64, &a->count, 1, UINT64_MAX, "a number", NULL, 0}},
       /* The first 8 bytes carry the sequence number the receivers check. */
-      if (!parse_u64(argv[++i], &a->size) || a->size < 8 || a->size > (1ull << 30))
-        return rill_tool_bad("--size wants bytes, from 8 to 1 GiB");
-    } else if (!strcmp(a->cmd, "rm") && !strcmp(s, "--force")) {
-      a->force = true;
-    } else if (bench && !strcmp(s, "--latency")) {
-      a->latency = true;
-    } else if ((sub || bench || !strcmp(a->cmd, "ls")) && !strcmp(s, "--json")) {
-      a->json = true;
-    } else if (s[0] == '-' && s[1] == '-') {
-      fprintf(stderr, "rill ipc %s: unknown option %s%s\n", a->cmd, s,
-              more ? "" : " (or its value is missing)");
-      return -1;
-    } else if (!a->name) {
-      a->name = s;
-    } else {
-      a->rest[a->nrest++] = argv[i];
+      {C_BENCH, 0, {"--size", RILL_TOOL_U64, &a->size, 8, 1ull << 30, "bytes", NULL, 0}},
+      {C_BENCH, 0, {"--latency", RILL_TOOL_FLAG, &a->latency, 0, 0, NULL, NULL, 0}},
+      {C_SUB | C_BENCH | C_LS, 0, {"--json", RILL_TOOL_FLAG, &a->json, 0, 0, NULL, NULL, 0}},
+      {C_SUB, 0, {"--raw", RILL_TOOL_FLAG, &raw, 0, 0, NULL, NULL, 0}},
+      {C_RM, 0, {"--force", RILL_TOOL_FLAG, &a->force, 0, 0, NULL, NULL, 0}},
+  };
+  enum { N = sizeof all / sizeof all[0] };
+  rill_tool_opt_t opts[N + 1];
+  size_t idx[N];
+  rill_tool_opts_pick(all, N, cmd, opts, idx);
+  char who[16];
+  snprintf(who, sizeof who, "ipc %s", a->cmd);
+  int npos, rc = rill_tool_parse(who, opts, NULL, NULL, argc, argv, a->rest, &npos);
+  if (rc)
+    return rc;
+  if (channel && queue)
+    return rill_tool_bad("--channel and --queue: one or the other");
+  if (raw && a->json)
+    return rill_tool_bad("--json and --raw: one or the other");
+  a->raw = raw;
+  a->chan = channel || queue;
+  a->delivery = queue ? RILL_IPC_QUEUE : RILL_IPC_BROADCAST;
+  a->senders = (uint32_t)senders;
+  a->receivers = (uint32_t)receivers;
+  a->o.slots = (uint32_t)slots;
+  a->o.slot_size = (uint32_t)slot_size;
+  int first = 0; /* the first option given that only a channel takes */
+  for (size_t j = 0; opts[j].name; j++) {
+    const char *nm = opts[j].name;
+    a->has_slots |= opts[j].at && !strcmp(nm, "--slots");
+    a->has_slot_size |= opts[j].at && !strcmp(nm, "--slot-size");
+    a->has_policy |= opts[j].at && !strcmp(nm, "--policy");
+    a->has_pool |= opts[j].at && !strcmp(nm, "--pool");
+    a->has_timeout |= opts[j].at && !strcmp(nm, "--timeout");
+    if (opts[j].at && (all[idx[j]].flags & cmd) && (!first || opts[j].at < first)) {
+      first = opts[j].at;
+      a->chan_only = all[idx[j]].opt.name;
     }
+  }
+  if (a->has_spin)
+    a->o.wait = RILL_IPC_SPIN;
+  if (npos) {
+    a->name = a->rest[0];
+    a->nrest = npos - 1;
+    memmove(a->rest, a->rest + 1, (size_t)a->nrest * sizeof *a->rest);
   }
   if (a->chan_only && !a->chan) {
     /* Without --channel or --queue, as before channels existed: sub knows
      * no layout option, and pub no --senders or --receivers. */
-    if (sub && strcmp(a->chan_only, "--senders") && strcmp(a->chan_only, "--receivers")) {
-      fprintf(stderr, "rill ipc %s: unknown option %s\n", a->cmd, a->chan_only);
-      return -1;
-    }
     fprintf(stderr, "rill ipc %s: %s is for a channel: add --channel or --queue\n", a->cmd,
             a->chan_only);
     return -1;
@@ -611,6 +613,9 @@ static int sub_loop(args_t *a, end_t *e) {
       printf("{\"seq\":%" PRIu64 ",\"len\":%u,\"data\":", m.seq, m.len);
       rill_tool_json_string(stdout, m.data, m.len);
       printf("}\n");
+    } else if (a->raw) {
+      fwrite(m.data, 1, m.len, stdout);
+      putchar('\n');
     } else {
       rill_tool_text(stdout, m.data, m.len);
       putchar('\n');
@@ -793,7 +798,7 @@ int rill_ipc_main(int argc, char **argv) {
   if (argc < 2)
     return ipc_usage(stderr);
   const char *cmd = argv[1];
-  if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h"))
+  if (rill_tool_is_help(cmd))
     return ipc_usage(stdout);
   if (!strcmp(cmd, "bench") && rill_ipc_bench_is_suite(argc - 1, argv + 1)) {
     /* With the benches built, main.c hands these to `rill bench ipc`. */
@@ -807,9 +812,10 @@ int rill_ipc_main(int argc, char **argv) {
     return ipc_usage(stderr);
   }
   args_t a;
-  if (parse(argc - 1, argv + 1, &a) != 0) {
+  int parsed = parse(argc - 1, argv + 1, &a);
+  if (parsed) {
     free(a.rest);
-    return ipc_usage(stderr);
+    return ipc_usage(parsed > 0 ? stdout : stderr);
   }
   int rc = !strcmp(cmd, "pub")     ? (a.chan ? cmd_pub_chan(&a) : cmd_pub(&a))
            : !strcmp(cmd, "sub")   ? (a.chan ? cmd_sub_chan(&a) : cmd_sub(&a))

@@ -25,6 +25,7 @@ typedef struct {
   uint64_t count, timeout_ms;
   uint64_t size; /* bench --size */
   bool latency;  /* bench --latency */
+  bool raw;      /* sub --raw */
   bool force;    /* rm --force */
   char **rest;
   int nrest;

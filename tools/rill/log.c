@@ -17,7 +17,7 @@
 #include "tools.h"
 
 static int log_usage(FILE *f) {
-  fprintf(f, "usage: rill log <command> DIR TOPIC [options]\n"
+  fprintf(f, "usage: rill log <command> [options] DIR TOPIC (options anywhere; -- ends them)\n"
              "\n"
              "  append DIR TOPIC [--sync never|group|every:N|interval:MS] [RECORD...]\n"
              "        appends each RECORD argument, or each line of stdin when there are none\n"
@@ -62,13 +62,14 @@ static bool parse_u64(const char *s, uint64_t *v) {
   char *end;
   errno = 0;
   unsigned long long x = strtoull(s, &end, 10);
-  if (errno || end == s || *end || s[0] == '-')
+  if (errno || end == s || *end || s[0] < '0' || s[0] > '9')
     return false;
   *v = x;
   return true;
 }
 
-static bool parse_sync(const char *s, rill_log_opts_t *o) {
+static bool parse_sync(void *dst, const char *s) {
+  rill_log_opts_t *o = dst;
   uint64_t n;
   if (!strcmp(s, "never"))
     o->sync = RILL_LOG_SYNC_NEVER;
@@ -76,48 +77,72 @@ static bool parse_sync(const char *s, rill_log_opts_t *o) {
     o->sync = RILL_LOG_SYNC_GROUP;
   else if (!strncmp(s, "every:", 6) && parse_u64(s + 6, &n) && n)
     o->sync = RILL_LOG_SYNC_EVERY_N, o->sync_every = n;
-  else if (!strncmp(s, "interval:", 9) && parse_u64(s + 9, &n) && n)
+  else if (!strncmp(s, "interval:", 9) && parse_u64(s + 9, &n) && n && n <= UINT64_MAX / 1000000)
     o->sync = RILL_LOG_SYNC_INTERVAL, o->sync_interval_ns = n * 1000000;
   else
     return false;
   return true;
 }
 
+/* The options each command takes (the table's order). */
+enum { L_JSON = 1, L_SKIP = 2, L_FROM = 4, L_COUNT = 8, L_SYNC = 16 };
+
+static const struct {
+  const char *cmd;
+  unsigned opts;
+  bool records; /* RECORD arguments after DIR TOPIC */
+} cmds[] = {
+    {"append", L_JSON | L_SYNC, true},
+    {"cat", L_JSON | L_SKIP | L_FROM | L_COUNT, false},
+    {"tail", L_JSON | L_SKIP | L_FROM | L_COUNT, false},
+    {"stat", L_JSON, false},
+    {"verify", L_JSON, false},
+    {"dump", L_JSON | L_FROM | L_COUNT, false},
+};
+
+/* argv[0] is the command. 0, 1 for help, -1 after saying why. */
 static int parse(int argc, char **argv, args_t *a) {
   memset(a, 0, sizeof *a);
   a->count = UINT64_MAX;
-  if (argc < 4)
-    return -1;
-  a->cmd = argv[1];
-  a->dir = argv[2];
-  a->topic = argv[3];
+  a->cmd = argv[0];
   a->rest = rill_tool_alloc_args(argc);
-  for (int i = 4; i < argc; i++) {
-    const char *s = argv[i];
-    if (!strcmp(s, "--json")) {
-      a->json = true;
-    } else if (!strcmp(s, "--skip-corrupt")) {
-      a->skip_corrupt = true;
-    } else if (!strcmp(s, "--from") && i + 1 < argc) {
-      if (!parse_u64(argv[++i], &a->from))
-        return rill_tool_bad("--from wants a sequence number");
-      a->has_from = true;
-    } else if (!strcmp(s, "--count") && i + 1 < argc) {
-      if (!parse_u64(argv[++i], &a->count))
-        return rill_tool_bad("--count wants a number");
-    } else if (!strcmp(s, "--sync") && i + 1 < argc) {
-      if (!parse_sync(argv[++i], &a->o))
-        return rill_tool_bad("--sync wants never, group, every:N or interval:MS");
-    } else if (!strcmp(s, "--")) {
-      while (++i < argc)
-        a->rest[a->nrest++] = argv[i];
-    } else if (s[0] == '-' && s[1] == '-') {
-      fprintf(stderr, "rill log: unknown option %s\n", s);
-      return -1;
-    } else {
-      a->rest[a->nrest++] = argv[i];
-    }
+  size_t c = 0;
+  while (c < sizeof cmds / sizeof cmds[0] && strcmp(cmds[c].cmd, a->cmd))
+    c++;
+  if (c == sizeof cmds / sizeof cmds[0]) {
+    fprintf(stderr, "rill log: unknown command '%s'\n", a->cmd);
+    return -1;
   }
+  const rill_tool_optdef_t all[] = {
+      {L_JSON, 0, {"--json", RILL_TOOL_FLAG, &a->json, 0, 0, NULL, NULL, 0}},
+      {L_SKIP, 0, {"--skip-corrupt", RILL_TOOL_FLAG, &a->skip_corrupt, 0, 0, NULL, NULL, 0}},
+      {L_FROM, 0, {"--from", RILL_TOOL_U64, &a->from, 0, UINT64_MAX, "a sequence number", NULL, 0}},
+      {L_COUNT, 0, {"--count", RILL_TOOL_U64, &a->count, 0, UINT64_MAX, "a number", NULL, 0}},
+      {L_SYNC,
+       0,
+       {"--sync", RILL_TOOL_FN, &a->o, 0, 0, "never, group, every:N or interval:MS", parse_sync,
+        0}},
+  };
+  rill_tool_opt_t opts[sizeof all / sizeof all[0] + 1];
+  rill_tool_opts_pick(all, sizeof all / sizeof all[0], cmds[c].opts, opts, NULL);
+  char who[32];
+  snprintf(who, sizeof who, "log %s", a->cmd);
+  int npos, rc = rill_tool_parse(who, opts, NULL, NULL, argc, argv, a->rest, &npos);
+  if (rc)
+    return rc;
+  a->has_from = rill_tool_given(opts, "--from");
+  if (npos < 2) {
+    fprintf(stderr, "rill %s: DIR and TOPIC are needed\n", who);
+    return -1;
+  }
+  if (npos > 2 && !cmds[c].records) {
+    fprintf(stderr, "rill %s: unexpected argument %s\n", who, a->rest[2]);
+    return -1;
+  }
+  a->dir = a->rest[0];
+  a->topic = a->rest[1];
+  a->nrest = npos - 2;
+  memmove(a->rest, a->rest + 2, (size_t)a->nrest * sizeof *a->rest);
   return 0;
 }
 
@@ -151,6 +176,13 @@ static int cmd_append(args_t *a) {
   return status;
 }
 
+/* Opens a's log read-only, beside any writer: 0, or 1 said. */
+static int open_reader(args_t *a, rill_log_t **l) {
+  a->o.read_only = true;
+  int rc = rill_log_open(l, a->dir, a->topic, &a->o);
+  return rc ? fail("open", rc) : 0;
+}
+
 /* ---- cat and tail -------------------------------------------------------- */
 
 static void print_record(const args_t *a, const rill_log_record_t *r) {
@@ -170,13 +202,6 @@ static void print_record(const args_t *a, const rill_log_record_t *r) {
          r->payload.len);
   rill_tool_text(stdout, r->payload.data, r->payload.len);
   putchar('\n');
-}
-
-static volatile sig_atomic_t stop_tail;
-
-static void on_sigint(int sig) {
-  (void)sig;
-  stop_tail = 1;
 }
 
 /* Prints records from *seq on; returns how many, or -1 after an error. A
@@ -220,10 +245,9 @@ static int64_t print_from(rill_log_t *l, args_t *a, uint64_t *seq, uint64_t *lef
 
 static int cmd_cat(args_t *a, bool follow) {
   rill_log_t *l;
-  a->o.read_only = true;
-  int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
+  int rc = open_reader(a, &l);
   if (rc)
-    return fail("open", rc);
+    return rc;
   /* cat starts at the oldest record, tail at the next one to come. */
   uint64_t seq = a->has_from ? a->from : follow ? rill_log_next(l) : rill_log_first(l);
   uint64_t left = a->count;
@@ -234,15 +258,10 @@ static int cmd_cat(args_t *a, bool follow) {
   }
   int status = print_from(l, a, &seq, &left) < 0;
   if (follow) {
-    /* sigaction, not signal(): its semantics (reset to default or not,
-     * restart or not) are the same everywhere. No SA_RESTART: the sleep
-     * below ends at once. */
-    struct sigaction sa = {.sa_handler = on_sigint};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    /* No SA_RESTART: the sleep below ends at once. */
+    rill_tool_catch_stop();
     /* Another process's writer cannot wake us: look again every ms. */
-    while (!status && left && !stop_tail) {
+    while (!status && left && !rill_tool_stop_sig) {
       if ((rc = rill_log_refresh(l)) != 0) {
         status = fail("refresh", rc);
         break;
@@ -267,10 +286,9 @@ static int cmd_cat(args_t *a, bool follow) {
 
 static int cmd_stat(args_t *a) {
   rill_log_t *l;
-  a->o.read_only = true;
-  int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
+  int rc = open_reader(a, &l);
   if (rc)
-    return fail("open", rc);
+    return rc;
   rill_log_stats_t st;
   rill_log_stats(l, &st);
   if (a->json)
@@ -290,10 +308,9 @@ static int cmd_stat(args_t *a) {
 
 static int cmd_verify(args_t *a) {
   rill_log_t *l;
-  a->o.read_only = true;
-  int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
+  int rc = open_reader(a, &l);
   if (rc)
-    return fail("open", rc);
+    return rc;
   uint64_t ok = 0, bad = 0, next = rill_log_next(l);
   for (uint64_t seq = rill_log_first(l); seq < next; seq++) {
     rill_log_record_t r;
@@ -322,10 +339,9 @@ static int cmd_verify(args_t *a) {
 
 static int cmd_dump(args_t *a) {
   rill_log_t *l;
-  a->o.read_only = true;
-  int rc = rill_log_open(&l, a->dir, a->topic, &a->o);
+  int rc = open_reader(a, &l);
   if (rc)
-    return fail("open", rc);
+    return rc;
   rill_log_stats_t st;
   rill_log_stats(l, &st);
   if (!a->json)
@@ -373,19 +389,17 @@ static int cmd_dump(args_t *a) {
 }
 
 int rill_log_main(int argc, char **argv) {
-  if (argc >= 2 && (!strcmp(argv[1], "help") || !strcmp(argv[1], "--help")))
+  if (argc < 2)
+    return log_usage(stderr);
+  if (rill_tool_is_help(argv[1]))
     return log_usage(stdout);
   args_t a;
-  if (parse(argc, argv, &a) != 0) {
+  int parsed = parse(argc - 1, argv + 1, &a);
+  if (parsed) {
     free(a.rest);
-    return log_usage(stderr);
+    return log_usage(parsed > 0 ? stdout : stderr);
   }
   int rc;
-  if (a.skip_corrupt && strcmp(a.cmd, "cat") && strcmp(a.cmd, "tail")) {
-    fprintf(stderr, "rill log: --skip-corrupt is for cat and tail\n");
-    free(a.rest);
-    return 2;
-  }
   if (!strcmp(a.cmd, "append"))
     rc = cmd_append(&a);
   else if (!strcmp(a.cmd, "cat"))
@@ -396,10 +410,8 @@ int rill_log_main(int argc, char **argv) {
     rc = cmd_stat(&a);
   else if (!strcmp(a.cmd, "verify"))
     rc = cmd_verify(&a);
-  else if (!strcmp(a.cmd, "dump"))
-    rc = cmd_dump(&a);
   else
-    rc = log_usage(stderr);
+    rc = cmd_dump(&a);
   free(a.rest);
   return rc;
 }

@@ -36,6 +36,9 @@ static void log_line(void *ctx, rill_server_log_level_t level, const char *msg) 
           (unsigned)level < 3 ? names[level] : "?", msg);
 }
 
+/* Set before the stopper is sent its own SIGTERM to end it. */
+static volatile sig_atomic_t serve_done;
+
 /* SIGINT and SIGTERM are blocked in every thread (the server's threads
  * inherit the mask) and taken here by sigwait: no handler can run while
  * the server is destroyed, which a handler holding a pointer to it could. */
@@ -46,67 +49,124 @@ static void *stop_on_signal(void *arg) {
   sigaddset(&set, SIGTERM);
   int sig;
   sigwait(&set, &sig);
+  if (!serve_done) /* not the SIGTERM that ends this thread after a stop */
+    rill_tool_stop_sig = sig;
   rill_server_stop(arg); /* the server outlives this thread: joined before destroy */
   return NULL;
 }
+
+/* The config keys given as flags, kept until the file is loaded, so that
+ * they override it wherever --config stands. */
+typedef struct {
+  char **names;
+  const char **values;
+  int n;
+} serve_flags_t;
+
+static int serve_other(void *ctx, const char *name, const char *value, bool inline_value) {
+  serve_flags_t *f = ctx;
+  if (!rill_serve_config_is_flag(name))
+    return 0;
+  if (!value) {
+    fprintf(stderr, "rill serve: %s wants a value\n", name);
+    return -1;
+  }
+  if (!(f->names[f->n] = strdup(name))) {
+    fprintf(stderr, "rill serve: out of memory\n");
+    return -1;
+  }
+  f->values[f->n++] = value;
+  return inline_value ? 1 : 2;
+}
+
+static const char serve_usage[] =
+    "usage: rill serve [--listen HOST:PORT] [--data DIR] [--token T|--token-file F]\n"
+    "                  [--config FILE] [--print-config] [--KEY VALUE...]\n"
+    "  the rill server, until SIGINT or SIGTERM. Every key of the config file is also a\n"
+    "  flag (--max-conns 100, --max-conns=100); flags override the file, which overrides\n"
+    "  the defaults. The token: --token or --token-file (its first line), else the\n"
+    "  file's token, else $RILL_TOKEN, else none. --print-config prints the options in\n"
+    "  effect as a config file and exits. Logs to stderr: topics made and deleted,\n"
+    "  refused and closed connections, disk errors.\n";
 
 int rill_serve_main(int argc, char **argv) {
   rill_server_opts_t o = {.data_dir = "./rill-data"};
   rill_serve_config_t cfg = {0};
   bool print_config = false;
-  char listen_host[64]; /* --listen's host: o.host points here */
-  /* The file first, wherever --config stands, so that every flag overrides it. */
-  for (int i = 1; i + 1 < argc; i++)
-    if (!strcmp(argv[i], "--config") && rill_serve_config_load(argv[++i], &o, &cfg))
-      return rill_serve_config_free(&cfg), 2;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    int used;
-    if (!strcmp(a, "--listen") && i + 1 < argc) {
-      if (!rill_tool_parse_addr(argv[++i], listen_host, sizeof listen_host, &o.host, &o.port))
-        return rill_tool_bad("--listen wants HOST:PORT"), 2;
-      o.any_port = false; /* over a file's port 0 */
-    } else if (!strcmp(a, "--data") && i + 1 < argc) {
-      o.data_dir = argv[++i];
-    } else if (!strcmp(a, "--token") && i + 1 < argc) {
-      o.token = argv[++i];
-    } else if (!strcmp(a, "--config") && i + 1 < argc) {
-      i++; /* loaded above */
-    } else if (!strcmp(a, "--print-config")) {
-      print_config = true;
-    } else if ((used = rill_serve_config_flag(&o, &cfg, argc - i, argv + i)) != 0) {
-      if (used < 0)
-        return rill_serve_config_free(&cfg), 2;
-      i += used - 1; /* --sync, --metrics, --loops, ...: any config key as --key VALUE */
-    } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      printf("usage: rill serve [--listen HOST:PORT] [--data DIR] [--token TOKEN] "
-             "[--sync never|group|every:N|interval:MS]\n"
-             "                  [--metrics HOST:PORT] [--loops N] [--config FILE] "
-             "[--print-config]\n"
-             "  defaults: --listen 127.0.0.1:%u --data ./rill-data, no token, --sync never\n"
-             "  every key of the config file is also a flag (--max-conns 100); flags override "
-             "the file\n"
-             "  per topic: topic.NAME.KEY or topic.PREFIX*.KEY for segment_bytes, retain_bytes,\n"
-             "  retain_count, retain_age (--topic.logs-*.retain-age 7d; none: no limit)\n"
-             "  --max-disk BYTES bounds what all topics' files take (default 64G; unlimited)\n"
-             "  logs to stderr: topics made and deleted, refused and closed connections, disk "
-             "errors\n",
-             RILL_NET_PORT);
-      return 0;
-    } else {
-      fprintf(stderr, "rill serve: unknown argument %s (rill serve --help)\n", a);
-      return 2;
+  char listen_host[256]; /* --listen's host: o.host points here */
+  const char *listen = NULL, *data = NULL, *config = NULL;
+  rill_tool_conn_t conn = {0};
+  serve_flags_t flags = {calloc((size_t)argc, sizeof(char *)), calloc((size_t)argc, sizeof(char *)),
+                         0};
+  char **pos = rill_tool_alloc_args(argc);
+  rill_tool_opt_t opts[] = {
+      {"--listen", RILL_TOOL_STR, &listen, 0, 0, "HOST:PORT", NULL, 0},
+      {"--data", RILL_TOOL_STR, &data, 0, 0, "a directory", NULL, 0},
+      {"--token", RILL_TOOL_STR, &conn.token, 0, 0, "a token", NULL, 0},
+      {"--token-file", RILL_TOOL_STR, &conn.token_file, 0, 0, "a file", NULL, 0},
+      {"--config", RILL_TOOL_STR, &config, 0, 0, "a file", NULL, 0},
+      {"--print-config", RILL_TOOL_FLAG, &print_config, 0, 0, NULL, NULL, 0},
+      {0},
+  };
+  int npos = 0, status = -1;
+  int parsed = flags.names && flags.values
+                   ? rill_tool_parse("serve", opts, serve_other, &flags, argc, argv, pos, &npos)
+                   : (fprintf(stderr, "rill serve: out of memory\n"), -1);
+  if (parsed > 0) {
+    fputs(serve_usage, stdout);
+    rill_serve_config_help(stdout);
+    status = 0;
+  } else if (parsed < 0) {
+    fputs(serve_usage, stderr);
+    status = 2;
+  } else if (npos) {
+    fprintf(stderr, "rill serve: unexpected argument %s (rill serve --help)\n", pos[0]);
+    status = 2;
+  } else if (config && rill_serve_config_load(config, &o, &cfg)) {
+    status = 2;
+  }
+  for (int i = 0; status < 0 && i < flags.n; i++)
+    if (rill_serve_config_flag(&o, &cfg, flags.names[i], flags.values[i]))
+      status = 2;
+  if (status < 0 && listen) {
+    const char *why =
+        rill_tool_parse_addr(listen, listen_host, sizeof listen_host, &o.host, &o.port);
+    if (why) {
+      fprintf(stderr, "rill serve: --listen wants HOST:PORT, HOST or :PORT, not '%s': %s\n", listen,
+              why);
+      status = 2;
     }
+    o.any_port = false; /* over a file's port 0 */
+  }
+  if (status < 0 && data)
+    o.data_dir = data;
+  if (status < 0 && (conn.token || conn.token_file || !o.token) &&
+      rill_tool_token("serve", &conn, &o.token))
+    status = 2;
+  if (status < 0 && rill_serve_config_check(&o, &cfg))
+    status = 2;
+  for (int i = 0; i < flags.n; i++)
+    free(flags.names[i]);
+  free(flags.names);
+  free(flags.values);
+  free(pos);
+  if (status >= 0) {
+    rill_tool_conn_free(&conn);
+    rill_serve_config_free(&cfg);
+    return status;
   }
   if (print_config) {
     rill_serve_config_print(stdout, &o, &cfg);
     rill_serve_config_free(&cfg);
+    rill_tool_conn_free(&conn);
     return 0;
   }
   rill_serve_config_apply(&o, &cfg);
   o.log = log_line;
   if (mkdir(o.data_dir, 0755) && errno != EEXIST) {
     fprintf(stderr, "rill serve: mkdir %s: %s\n", o.data_dir, strerror(errno));
+    rill_serve_config_free(&cfg);
+    rill_tool_conn_free(&conn);
     return 1;
   }
   sigset_t stops;
@@ -116,6 +176,9 @@ int rill_serve_main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &stops, NULL); /* before any thread exists */
   rill_server_t *serving;
   int rc = rill_server_create(&serving, &o);
+  bool token = o.token != NULL;
+  rill_tool_conn_free(&conn); /* the server keeps a copy of the token */
+  o.token = NULL;
   if (rc)
     return rill_serve_config_free(&cfg), fail("serve", "start", rc);
   pthread_t stopper;
@@ -127,7 +190,7 @@ int rill_serve_main(int argc, char **argv) {
   }
   signal(SIGPIPE, SIG_IGN);
   printf("rill serve: listening on %s:%u, topics in %s%s\n", o.host ? o.host : "127.0.0.1",
-         rill_server_port(serving), o.data_dir, o.token ? ", token required" : "");
+         rill_server_port(serving), o.data_dir, token ? ", token required" : "");
   if (rill_server_metrics_port(serving))
     printf("rill serve: metrics on http://%.*s:%u/metrics\n",
            (int)(strrchr(o.metrics, ':') - o.metrics), o.metrics,
@@ -136,6 +199,7 @@ int rill_serve_main(int argc, char **argv) {
   rc = rill_server_run(serving);
   rill_server_stats_t st;
   rill_server_stats(serving, &st);
+  serve_done = 1;
   pthread_kill(stopper, SIGTERM); /* still waiting when the server stopped by itself */
   pthread_join(stopper, NULL);
   rill_server_destroy(serving);
@@ -149,113 +213,86 @@ int rill_serve_main(int argc, char **argv) {
 /* ---- pub and sub ------------------------------------------------------------- */
 
 /* The options of the client commands; each command takes only those it
- * uses, and any other is an error that names it. */
+ * uses (rill_tool_parse refuses any other, naming it). */
 enum {
-  O_SERVER = 1 << 0,
-  O_TOKEN = 1 << 1,
-  O_ACK = 1 << 2,
-  O_JSON = 1 << 3,
-  O_FROM = 1 << 4,
-  O_TIMEOUT = 1 << 5,
-  O_COUNT = 1 << 6,
-  O_CREATE = 1 << 7,
-};
-
-static const struct {
-  const char *name;
-  unsigned bit;
-  bool value;
-} copts[] = {
-    {"--server", O_SERVER, true}, {"--token", O_TOKEN, true},    {"--ack", O_ACK, false},
-    {"--json", O_JSON, false},    {"--from", O_FROM, true},      {"--timeout", O_TIMEOUT, true},
-    {"--count", O_COUNT, true},   {"--create", O_CREATE, false},
+  O_SERVER = 1 << 0, /* --server, --token, --token-file */
+  O_ACK = 1 << 1,
+  O_JSON = 1 << 2,
+  O_FROM = 1 << 3,
+  O_TIMEOUT = 1 << 4,
+  O_COUNT = 1 << 5,
+  O_CREATE = 1 << 6,
+  O_RAW = 1 << 7,
 };
 
 typedef struct {
   rill_client_opts_t o;
+  rill_tool_conn_t conn;
   const char *topic;
-  char host[64]; /* --server's host: o.host points here */
-  bool ack, json, has_from, has_timeout, create;
+  bool ack, json, raw, has_from, has_timeout, create;
   uint64_t from, count, timeout_ms;
   char **rest;
   int nrest;
 } cargs_t;
 
-/* 0, 1 for --help or -h, -1 for a bad argument (said on stderr). Options
- * may stand anywhere; after `--` everything is a name or a message, so
- * one may begin with '-'. */
+/* --from: earliest, latest or a sequence number. */
+static bool parse_from(void *dst, const char *v) {
+  uint64_t *from = dst;
+  char *end;
+  if (!strcmp(v, "earliest"))
+    *from = RILL_NET_FROM_EARLIEST;
+  else if (!strcmp(v, "latest"))
+    *from = RILL_NET_FROM_LATEST;
+  else if (*v < '0' || *v > '9' || (errno = 0, *from = strtoull(v, &end, 10), errno || *end))
+    return false;
+  return true;
+}
+
+/* 0, 1 for help, -1 for a bad argument (said on stderr). Options may
+ * stand anywhere; after `--` everything is a name or a message, so one
+ * may begin with '-'. */
 static int cparse(const char *who, unsigned allowed, int argc, char **argv, cargs_t *a) {
   memset(a, 0, sizeof *a);
   a->count = UINT64_MAX;
   a->o.name = who;
   a->rest = rill_tool_alloc_args(argc);
-  bool opts_done = false;
-  for (int i = 1; i < argc; i++) {
-    const char *s = argv[i];
-    if (opts_done || s[0] != '-' || !s[1]) {
-      if (!a->topic)
-        a->topic = s;
-      else
-        a->rest[a->nrest++] = argv[i];
-      continue;
-    }
-    if (!strcmp(s, "--")) {
-      opts_done = true;
-      continue;
-    }
-    if (!strcmp(s, "--help") || !strcmp(s, "-h"))
-      return 1;
-    size_t k = 0;
-    while (k < sizeof copts / sizeof copts[0] && strcmp(s, copts[k].name))
-      k++;
-    if (k == sizeof copts / sizeof copts[0]) {
-      fprintf(stderr, "rill %s: unknown option %s\n", who, s);
-      return -1;
-    }
-    if (!(allowed & copts[k].bit)) {
-      fprintf(stderr, "rill %s: %s is not an option of rill %s\n", who, s, who);
-      return -1;
-    }
-    if (copts[k].value && i + 1 >= argc) {
-      fprintf(stderr, "rill %s: %s wants a value\n", who, s);
-      return -1;
-    }
-    const char *v = copts[k].value ? argv[++i] : NULL;
-    char *end;
-    switch (copts[k].bit) {
-    case O_SERVER:
-      if (!rill_tool_parse_addr(v, a->host, sizeof a->host, &a->o.host, &a->o.port))
-        return rill_tool_bad("--server wants HOST:PORT");
-      break;
-    case O_TOKEN: a->o.token = v; break;
-    case O_ACK: a->ack = true; break;
-    case O_JSON: a->json = true; break;
-    case O_CREATE: a->create = true; break;
-    case O_FROM:
-      a->has_from = true;
-      if (!strcmp(v, "earliest"))
-        a->from = RILL_NET_FROM_EARLIEST;
-      else if (!strcmp(v, "latest"))
-        a->from = RILL_NET_FROM_LATEST;
-      else if ((a->from = strtoull(v, &end, 10), *end || !*v || v[0] == '-'))
-        return rill_tool_bad("--from wants earliest, latest or a sequence number");
-      break;
-    case O_TIMEOUT:
-      a->timeout_ms = strtoull(v, &end, 10);
-      if (*end || !*v || v[0] == '-' || !a->timeout_ms || a->timeout_ms > UINT64_MAX / 2000000)
-        return rill_tool_bad("--timeout wants a positive number of milliseconds");
-      a->has_timeout = true;
-      break;
-    case O_COUNT:
-      a->count = strtoull(v, &end, 10);
-      if (*end || !*v || v[0] == '-')
-        return rill_tool_bad("--count wants a number");
-      break;
-    }
+  const rill_tool_optdef_t all[] = {
+      {O_SERVER, 0, {"--server", RILL_TOOL_STR, &a->conn.server, 0, 0, "HOST:PORT", NULL, 0}},
+      {O_SERVER, 0, {"--token", RILL_TOOL_STR, &a->conn.token, 0, 0, "a token", NULL, 0}},
+      {O_SERVER, 0, {"--token-file", RILL_TOOL_STR, &a->conn.token_file, 0, 0, "a file", NULL, 0}},
+      {O_ACK, 0, {"--ack", RILL_TOOL_FLAG, &a->ack, 0, 0, NULL, NULL, 0}},
+      {O_JSON, 0, {"--json", RILL_TOOL_FLAG, &a->json, 0, 0, NULL, NULL, 0}},
+      {O_RAW, 0, {"--raw", RILL_TOOL_FLAG, &a->raw, 0, 0, NULL, NULL, 0}},
+      {O_CREATE, 0, {"--create", RILL_TOOL_FLAG, &a->create, 0, 0, NULL, NULL, 0}},
+      {O_FROM,
+       0,
+       {"--from", RILL_TOOL_FN, &a->from, 0, 0, "earliest, latest or a sequence number", parse_from,
+        0}},
+      {O_TIMEOUT, 0, RILL_TOOL_TIMEOUT(&a->timeout_ms, 1)},
+      {O_COUNT, 0, {"--count", RILL_TOOL_U64, &a->count, 0, UINT64_MAX, "a number", NULL, 0}},
+  };
+  rill_tool_opt_t opts[sizeof all / sizeof all[0] + 1];
+  rill_tool_opts_pick(all, sizeof all / sizeof all[0], allowed, opts, NULL);
+  int npos, rc = rill_tool_parse(who, opts, NULL, NULL, argc, argv, a->rest, &npos);
+  if (rc)
+    return rc;
+  a->has_from = rill_tool_given(opts, "--from");
+  a->has_timeout = rill_tool_given(opts, "--timeout");
+  if (a->json && a->raw) {
+    fprintf(stderr, "rill %s: --json and --raw: one or the other\n", who);
+    return -1;
   }
-  if (!a->topic)
-    return rill_tool_bad(strcmp(who, "ask") && strcmp(who, "reply") ? "a topic is needed"
-                                                                    : "a service is needed");
+  if (rill_tool_conn_resolve(who, &a->conn, &a->o))
+    return -1;
+  if (!npos) {
+    fprintf(stderr, "rill %s: %s\n", who,
+            strcmp(who, "ask") && strcmp(who, "reply") ? "a topic is needed"
+                                                       : "a service is needed");
+    return -1;
+  }
+  a->topic = a->rest[0];
+  a->nrest = npos - 1;
+  memmove(a->rest, a->rest + 1, (size_t)a->nrest * sizeof *a->rest);
   return 0;
 }
 
@@ -263,30 +300,40 @@ static int cparse(const char *who, unsigned allowed, int argc, char **argv, carg
  * --help, on stderr and 2 for a bad argument. */
 static int cusage(int parsed, cargs_t *a, const char *usage) {
   free(a->rest);
-  fputs(usage, parsed > 0 ? stdout : stderr);
-  return parsed > 0 ? 0 : 2;
+  rill_tool_conn_free(&a->conn);
+  return rill_tool_usage(parsed, usage);
 }
 
 static const char pub_usage[] =
-    "usage: rill pub [--server HOST:PORT] [--token T] [--ack] [--timeout MS] TOPIC [MESSAGE...]\n"
+    "usage: rill pub [--server HOST:PORT] [--token T|--token-file F] [--ack] [--json]\n"
+    "                [--timeout MS] TOPIC [MESSAGE...]\n"
     "  messages from the arguments, or one per line of stdin, sent as they come (the lines\n"
     "  already waiting go together, appended all or none); each group is stored before\n"
     "  more is read, so a failure stops there: it names the line, says how many were\n"
     "  stored before it, and nothing after it was sent (exit 1). Ctrl-C (SIGTERM) sends\n"
     "  the lines read so far, says so and exits 130 (143). --ack prints each record's\n"
-    "  sequence number.\n"
-    "  --timeout: how long to wait for the server (default 10000). -- ends the options.\n";
+    "  sequence number, --json as {\"seq\":N}.\n"
+    "  --timeout: how long to wait for the server (default 10000). -- ends the "
+    "options.\n" RILL_TOOL_CONN_HELP;
 
 typedef struct {
   rill_client_t *c;
   uint16_t ch;
-  bool ack;
+  bool ack, json;
   const char *noun; /* "line" or "message" */
   uint64_t no;      /* the number of the next record to add, from 1 */
   uint64_t stored;  /* records the server said it stored */
   size_t n, body;   /* the group being put together: recs[0..n), body bytes */
   rill_iov_t recs[RILL_NET_MAX_BATCH];
 } pub_t;
+
+/* A stored record's sequence number, for --ack or --json. */
+static void pub_print_seq(const pub_t *p, uint64_t seq) {
+  if (p->json)
+    printf("{\"seq\":%" PRIu64 "}\n", seq);
+  else
+    printf("%" PRIu64 "\n", seq);
+}
 
 /* Whether the server may have stored what it did not answer for. */
 static bool answer_lost(int rc) {
@@ -329,7 +376,7 @@ static int pub_flush(pub_t *p) {
   int rc = rill_client_publish_batch(p->c, p->ch, p->recs, n, true, &seq);
   if (rc == 0) {
     for (size_t i = 0; p->ack && i < n; i++)
-      printf("%" PRIu64 "\n", seq + i);
+      pub_print_seq(p, seq + i);
     if (p->ack)
       fflush(stdout); /* as they are stored, for a pipe too */
     p->stored += n;
@@ -341,7 +388,7 @@ static int pub_flush(pub_t *p) {
     if ((rc = rill_client_publish(p->c, p->ch, p->recs[i].data, p->recs[i].len, true, &seq)))
       return pub_failed(p, first_no + i, first_no + i, p->recs[i].len, rc, NULL);
     if (p->ack)
-      printf("%" PRIu64 "\n", seq);
+      pub_print_seq(p, seq);
     p->stored++;
   }
   return 0;
@@ -371,14 +418,10 @@ static int pub_add(pub_t *p, const void *data, size_t len) {
   if (rc)
     return pub_failed(p, no, no, len, rc, NULL);
   if (p->ack)
-    printf("%" PRIu64 "\n", seq);
+    pub_print_seq(p, seq);
   p->stored++;
   return 0;
 }
-
-static volatile sig_atomic_t pub_stop;
-
-static void on_pub_stop(int sig) { pub_stop = sig; }
 
 /* Lines of stdin, each group published as soon as it is read: a read
  * takes what is waiting (up to the buffer), its whole lines go out, and
@@ -390,16 +433,13 @@ static int pub_stdin(pub_t *p) {
   sigemptyset(&stops);
   sigaddset(&stops, SIGINT);
   sigaddset(&stops, SIGTERM);
-  struct sigaction sa = {.sa_handler = on_pub_stop};
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+  rill_tool_catch_stop();
   sigprocmask(SIG_BLOCK, &stops, &waiting);
   size_t cap = 256u << 10, have = 0;
   char *buf = malloc(cap);
   int status = buf ? 0 : (fprintf(stderr, "rill pub: out of memory\n"), 1);
   bool eof = false;
-  while (!status && !eof && !pub_stop) {
+  while (!status && !eof && !rill_tool_stop_sig) {
     struct pollfd pf = {0, POLLIN, 0};
     if (ppoll(&pf, 1, NULL, &waiting) < 0) {
       if (errno != EINTR)
@@ -440,13 +480,13 @@ static int pub_stdin(pub_t *p) {
   }
   if (!status && eof && have) /* the last line, without its newline */
     status = pub_add(p, buf, have) ? 1 : pub_flush(p);
-  if (!status && pub_stop) {
-    fprintf(stderr, "rill pub: %s: the %" PRIu64 " %s%s read were published", strsignal(pub_stop),
-            p->stored, p->noun, p->stored == 1 ? "" : "s");
+  if (!status && rill_tool_stop_sig) {
+    fprintf(stderr, "rill pub: %s: the %" PRIu64 " %s%s read were published",
+            strsignal(rill_tool_stop_sig), p->stored, p->noun, p->stored == 1 ? "" : "s");
     if (have)
       fprintf(stderr, "; an unfinished line of %zu bytes was not", have);
     fputc('\n', stderr);
-    status = 128 + pub_stop;
+    status = 128 + rill_tool_stop_sig;
   }
   free(buf);
   sigprocmask(SIG_SETMASK, &waiting, NULL);
@@ -455,13 +495,14 @@ static int pub_stdin(pub_t *p) {
 
 int rill_pub_main(int argc, char **argv) {
   cargs_t a;
-  int parsed = cparse("pub", O_SERVER | O_TOKEN | O_ACK | O_TIMEOUT, argc, argv, &a);
+  int parsed = cparse("pub", O_SERVER | O_ACK | O_JSON | O_TIMEOUT, argc, argv, &a);
   if (parsed)
     return cusage(parsed, &a, pub_usage);
   if (a.has_timeout)
     a.o.timeout_ns = a.timeout_ms * 1000000ull;
   rill_client_t *c;
   int rc = rill_client_connect(&c, &a.o);
+  rill_tool_conn_free(&a.conn); /* the client keeps a copy of the token */
   if (rc) {
     free(a.rest);
     return fail("pub", "connect", rc);
@@ -472,7 +513,8 @@ int rill_pub_main(int argc, char **argv) {
     status = fail("pub", "bind", rc);
   if (!status) {
     p->c = c;
-    p->ack = a.ack;
+    p->ack = a.ack || a.json;
+    p->json = a.json;
     p->no = 1;
     p->noun = a.nrest ? "message" : "line";
     for (int i = 0; !status && i < a.nrest; i++)
@@ -488,22 +530,27 @@ int rill_pub_main(int argc, char **argv) {
 }
 
 static const char sub_usage[] =
-    "usage: rill sub [--server HOST:PORT] [--token T] [--from earliest|latest|SEQ] [--count N]\n"
-    "                [--timeout MS] [--json] [--create] TOPIC\n"
-    "  prints each record as it comes (SEQ TEXT, or JSON), from the latest by default;\n"
+    "usage: rill sub [--server HOST:PORT] [--token T|--token-file F] [--from earliest|latest|SEQ]\n"
+    "                [--count N] [--timeout MS] [--json|--raw] [--create] TOPIC\n"
+    "  prints each record as it comes, from the latest by default: SEQ PAYLOAD a line,\n"
+    "  the payload unaltered when it is text (other bytes as \\xHH); --json: one object\n"
+    "  a line, {\"seq\":N,\"len\":N,\"data\":\"...\"}, the payload a JSON string, exact for any\n"
+    "  bytes; --raw: each payload's bytes exactly as published, then a newline (one\n"
+    "  holding a newline reads as two lines: --json is exact for those).\n"
     "  exits 0 once --count records came, and 1 saying why when it ends before: the\n"
     "  server closed the connection, or (--timeout) no record came for MS.\n"
-    "  a topic that does not exist is an error; --create makes it.\n";
+    "  a topic that does not exist is an error; --create makes it.\n" RILL_TOOL_CONN_HELP;
 
 int rill_sub_main(int argc, char **argv) {
   cargs_t a;
-  int parsed = cparse("sub", O_SERVER | O_TOKEN | O_FROM | O_COUNT | O_JSON | O_TIMEOUT | O_CREATE,
+  int parsed = cparse("sub", O_SERVER | O_FROM | O_COUNT | O_JSON | O_RAW | O_TIMEOUT | O_CREATE,
                       argc, argv, &a);
   if (parsed)
     return cusage(parsed, &a, sub_usage);
   free(a.rest);
   rill_client_t *c;
   int rc = rill_client_connect(&c, &a.o);
+  rill_tool_conn_free(&a.conn);
   if (rc)
     return fail("sub", "connect", rc);
   /* Credits in windows: a new half-window each time half was used, so the
@@ -518,10 +565,22 @@ int rill_sub_main(int argc, char **argv) {
   signal(SIGPIPE, SIG_DFL);
   uint32_t used = 0;
   int status = 0;
-  uint64_t wait_ns = a.has_timeout ? a.timeout_ms * 1000000ull : UINT64_MAX / 2;
-  for (uint64_t n = 0; n < a.count; n++) {
+  uint64_t wait_ns = a.timeout_ms * 1000000ull, idle = 0;
+  /* Waits in slices, so that SIGINT or SIGTERM (caught even where the
+   * shell had them ignored, as every long-running command does) ends it. */
+  const uint64_t slice_ns = 100000000ull;
+  rill_tool_catch_stop();
+  for (uint64_t n = 0; n < a.count && !rill_tool_stop_sig; n++) {
     rill_client_msg_t m;
-    rc = rill_client_next(c, &m, wait_ns);
+    uint64_t slice = a.has_timeout && wait_ns - idle < slice_ns ? wait_ns - idle : slice_ns;
+    rc = rill_client_next(c, &m, slice);
+    if (rill_tool_stop_sig)
+      break;
+    if (rc == RILL_ETIMEDOUT && (!a.has_timeout || (idle += slice) < wait_ns)) {
+      n--; /* no record yet: wait on */
+      continue;
+    }
+    idle = 0;
     if (rc == RILL_ETIMEDOUT && a.has_timeout) {
       fprintf(stderr,
               "rill sub: no record for %" PRIu64 " ms (--timeout): stopping after %" PRIu64
@@ -545,6 +604,9 @@ int rill_sub_main(int argc, char **argv) {
       printf("{\"seq\":%" PRIu64 ",\"len\":%u,\"data\":", m.seq, m.len);
       rill_tool_json_string(stdout, m.data, m.len);
       printf("}\n");
+    } else if (a.raw) {
+      fwrite(m.data, 1, m.len, stdout);
+      putchar('\n');
     } else {
       printf("%" PRIu64 " ", m.seq);
       rill_tool_text(stdout, m.data, m.len);
@@ -581,11 +643,14 @@ static char *read_all(FILE *f, size_t *len) {
 
 int rill_ask_main(int argc, char **argv) {
   static const char usage[] =
-      "usage: rill ask [--server HOST:PORT] [--token T] [--timeout MS] SERVICE [REQUEST]\n"
-      "  the request from stdin without REQUEST; prints the reply. --timeout: the ask's\n"
-      "  deadline (default none: as long as the provider takes). -- ends the options.\n";
+      "usage: rill ask [--server HOST:PORT] [--token T|--token-file F] [--timeout MS] [--json]\n"
+      "                SERVICE [REQUEST]\n"
+      "  the request from stdin without REQUEST; prints the reply's bytes as they are\n"
+      "  (--json: {\"len\":N,\"data\":\"...\"}). --timeout: the ask's\n"
+      "  deadline (default none: as long as the provider takes). -- ends the "
+      "options.\n" RILL_TOOL_CONN_HELP;
   cargs_t a;
-  int parsed = cparse("ask", O_SERVER | O_TOKEN | O_TIMEOUT, argc, argv, &a);
+  int parsed = cparse("ask", O_SERVER | O_TIMEOUT | O_JSON, argc, argv, &a);
   if (parsed || a.nrest > 1)
     return cusage(parsed ? parsed : -1, &a, usage);
   size_t len;
@@ -595,10 +660,12 @@ int rill_ask_main(int argc, char **argv) {
   free(a.rest);
   if (!req || len > UINT32_MAX) {
     free(req);
+    rill_tool_conn_free(&a.conn);
     return fail("ask", "request", req ? RILL_EMSGSIZE : RILL_ENOMEM);
   }
   rill_client_t *c;
   int rc = rill_client_connect(&c, &a.o);
+  rill_tool_conn_free(&a.conn);
   if (rc) {
     free(req);
     return fail("ask", "connect", rc);
@@ -609,6 +676,10 @@ int rill_ask_main(int argc, char **argv) {
   rc = rill_client_ask(c, a.topic, req, (uint32_t)len, a.timeout_ms * 1000000ull, &reply, &rl);
   if (rc) {
     status = fail("ask", a.topic, rc);
+  } else if (a.json) {
+    printf("{\"len\":%u,\"data\":", rl);
+    rill_tool_json_string(stdout, reply, rl);
+    printf("}\n");
   } else {
     /* The reply's bytes as they are, and a newline unless it ends with one. */
     fwrite(reply, 1, rl, stdout);
@@ -618,13 +689,6 @@ int rill_ask_main(int argc, char **argv) {
   free(req);
   rill_client_close(c);
   return status;
-}
-
-static volatile sig_atomic_t replying = 1;
-
-static void on_reply_stop(int sig) {
-  (void)sig;
-  replying = 0;
 }
 
 typedef struct {
@@ -641,16 +705,17 @@ static void echo_ask(void *ctx, const rill_client_ask_t *q) {
 
 int rill_reply_main(int argc, char **argv) {
   static const char usage[] =
-      "usage: rill reply [--server HOST:PORT] [--token T] SERVICE\n"
-      "  serves SERVICE, answering each ask with its own bytes, until Ctrl-C\n";
+      "usage: rill reply [--server HOST:PORT] [--token T|--token-file F] SERVICE\n"
+      "  serves SERVICE, answering each ask with its own bytes, until Ctrl-C\n" RILL_TOOL_CONN_HELP;
   cargs_t a;
-  int parsed = cparse("reply", O_SERVER | O_TOKEN, argc, argv, &a);
+  int parsed = cparse("reply", O_SERVER, argc, argv, &a);
   if (parsed || a.nrest)
     return cusage(parsed ? parsed : -1, &a, usage);
   free(a.rest);
   a.o.reconnect = true; /* a provider outlives a server restart */
   rill_client_t *c;
   int rc = rill_client_connect(&c, &a.o);
+  rill_tool_conn_free(&a.conn);
   if (rc)
     return fail("reply", "connect", rc);
   replier_t r = {c, 0};
@@ -658,13 +723,11 @@ int rill_reply_main(int argc, char **argv) {
     rill_client_close(c);
     return fail("reply", "serve", rc);
   }
-  struct sigaction sa = {.sa_handler = on_reply_stop};
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+  rill_tool_catch_stop();
   printf("rill reply: serving %s\n", a.topic);
   fflush(stdout);
   int status = 0;
-  while (replying && !r.rc) {
+  while (!rill_tool_stop_sig && !r.rc) {
     if ((rc = rill_client_poll(c, 100000000ull)) < 0) {
       status = fail("reply", "poll", rc);
       break;

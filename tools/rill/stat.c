@@ -19,187 +19,17 @@
 #include <string.h>
 #include <time.h>
 
+#include "prom.h"
 #include "rill/net.h"
 #include "tools.h"
 
-/* ---- the Prometheus text --------------------------------------------------------- */
-
-typedef struct {
-  char *name;   /* as written: rill_ask_seconds_bucket */
-  char *topic;  /* the topic label's value, or NULL */
-  char *labels; /* the other labels but le, "k=v," each: what groups a histogram's series */
-  double le;    /* a bucket's bound (INFINITY for +Inf); NAN when there is no le */
-  double v;
-} sample_t;
-
-typedef struct {
-  sample_t *s;
-  size_t n, cap;
-} samples_t;
-
-static void samples_free(samples_t *ss) {
-  for (size_t i = 0; i < ss->n; i++) {
-    free(ss->s[i].name);
-    free(ss->s[i].topic);
-    free(ss->s[i].labels);
-  }
-  free(ss->s);
-  memset(ss, 0, sizeof *ss);
-}
-
-static void *xrealloc(void *p, size_t n) {
-  void *q = realloc(p, n);
-  if (!q) {
-    fprintf(stderr, "rill stat: out of memory\n");
-    exit(1);
-  }
-  return q;
-}
-
-static char *xstrndup(const char *s, size_t n) {
-  char *c = xrealloc(NULL, n + 1);
-  memcpy(c, s, n);
-  c[n] = 0;
-  return c;
-}
-
-static bool name_char(char c, bool first) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
-         (!first && c >= '0' && c <= '9');
-}
-
-/* One sample line (without its newline) into *s. false: malformed. */
-static bool parse_line(const char *p, const char *end, sample_t *s) {
-  memset(s, 0, sizeof *s); /* first: a line refused here is freed by the caller */
-  const char *n0 = p;
-  while (p < end && name_char(*p, p == n0))
-    p++;
-  if (p == n0)
-    return false;
-  s->le = NAN;
-  s->name = xstrndup(n0, (size_t)(p - n0));
-  size_t lcap = 64, llen = 0;
-  s->labels = xrealloc(NULL, lcap);
-  s->labels[0] = 0;
-  if (p < end && *p == '{') {
-    p++;
-    for (;;) {
-      while (p < end && (*p == ' ' || *p == ','))
-        p++;
-      if (p < end && *p == '}') {
-        p++;
-        break;
-      }
-      const char *k0 = p;
-      while (p < end && name_char(*p, p == k0))
-        p++;
-      size_t kl = (size_t)(p - k0);
-      if (!kl || p + 1 >= end || p[0] != '=' || p[1] != '"')
-        return false;
-      p += 2;
-      /* The value, unescaped: \\, \" and \n are the format's escapes. */
-      char *v = xrealloc(NULL, (size_t)(end - p) + 1);
-      size_t vl = 0;
-      for (;; p++) {
-        if (p >= end) {
-          free(v);
-          return false;
-        }
-        if (*p == '"')
-          break;
-        if (*p == '\\' && p + 1 < end) {
-          p++;
-          v[vl++] = *p == 'n' ? '\n' : *p;
-        } else {
-          v[vl++] = *p;
-        }
-      }
-      p++;
-      v[vl] = 0;
-      if (kl == 2 && !memcmp(k0, "le", 2)) {
-        char *e;
-        s->le = !strcmp(v, "+Inf") ? INFINITY : strtod(v, &e);
-        bool ok = !strcmp(v, "+Inf") || (e != v && !*e);
-        free(v);
-        if (!ok)
-          return false;
-      } else if (kl == 5 && !memcmp(k0, "topic", 5) && !s->topic) {
-        s->topic = v;
-      } else {
-        size_t need = llen + kl + vl + 3;
-        if (need > lcap)
-          s->labels = xrealloc(s->labels, lcap = need * 2);
-        llen += (size_t)sprintf(s->labels + llen, "%.*s=%s,", (int)kl, k0, v);
-        free(v);
-      }
-    }
-  }
-  if (p >= end || (*p != ' ' && *p != '\t'))
-    return false;
-  while (p < end && (*p == ' ' || *p == '\t'))
-    p++;
-  /* The value, then an optional timestamp, which is ignored. */
-  char num[64];
-  size_t nl = 0;
-  while (p < end && *p != ' ' && *p != '\t' && nl < sizeof num - 1)
-    num[nl++] = *p++;
-  num[nl] = 0;
-  char *e;
-  s->v = strtod(num, &e);
-  if (!nl || *e)
-    return false;
-  while (p < end && (*p == ' ' || *p == '\t'))
-    p++;
-  if (p < end) {
-    strtoll(p, &e, 10);
-    if (e != end)
-      return false;
-  }
-  return true;
-}
-
-/* Parses text; a line that is neither a comment nor a sample is an
- * error naming it. */
-static int parse_text(const char *text, size_t len, samples_t *ss, const char *src) {
-  const char *p = text, *end = text + len;
-  unsigned lineno = 0;
-  while (p < end) {
-    const char *eol = memchr(p, '\n', (size_t)(end - p));
-    if (!eol)
-      eol = end;
-    lineno++;
-    const char *q = p;
-    while (q < eol && (*q == ' ' || *q == '\t'))
-      q++;
-    const char *le = eol;
-    if (le > q && le[-1] == '\r')
-      le--;
-    if (q < le && *q != '#') {
-      if (ss->n == ss->cap)
-        ss->s = xrealloc(ss->s, (ss->cap = ss->cap ? ss->cap * 2 : 256) * sizeof *ss->s);
-      sample_t *s = &ss->s[ss->n];
-      if (!parse_line(q, le, s)) {
-        free(s->name);
-        free(s->topic);
-        free(s->labels);
-        fprintf(stderr, "rill stat: %s, line %u: not a Prometheus sample: %.*s\n", src, lineno,
-                (int)(le - q > 120 ? 120 : le - q), q);
-        return RILL_EPROTO;
-      }
-      ss->n++;
-    }
-    p = eol + 1;
-  }
-  return 0;
-}
-
 /* The value of name with that topic (NULL: no topic label) and no other
  * label; NAN when absent. */
-static double get(const samples_t *ss, const char *name, const char *topic) {
+static double get(const rill_prom_samples_t *ss, const char *name, const char *topic) {
   if (!ss)
     return NAN;
   for (size_t i = 0; i < ss->n; i++) {
-    const sample_t *s = &ss->s[i];
+    const rill_prom_sample_t *s = &ss->s[i];
     if (!strcmp(s->name, name) && !s->labels[0] && isnan(s->le) &&
         (topic ? s->topic && !strcmp(s->topic, topic) : !s->topic))
       return s->v;
@@ -219,18 +49,18 @@ static int cmp_bucket(const void *a, const void *b) {
 }
 
 /* The buckets of base{topic, labels} sorted by bound; n of them. */
-static bucket_t *hist_buckets(const samples_t *ss, const char *bucket_name, const sample_t *key,
-                              size_t *n) {
+static bucket_t *hist_buckets(const rill_prom_samples_t *ss, const char *bucket_name,
+                              const rill_prom_sample_t *key, size_t *n) {
   *n = 0;
   if (!ss)
     return NULL;
   bucket_t *b = NULL;
   for (size_t i = 0; i < ss->n; i++) {
-    const sample_t *s = &ss->s[i];
+    const rill_prom_sample_t *s = &ss->s[i];
     if (isnan(s->le) || strcmp(s->name, bucket_name) || strcmp(s->labels, key->labels) ||
         !s->topic != !key->topic || (s->topic && strcmp(s->topic, key->topic)))
       continue;
-    b = xrealloc(b, (*n + 1) * sizeof *b);
+    b = rill_tool_realloc(b, (*n + 1) * sizeof *b);
     b[(*n)++] = (bucket_t){s->le, s->v};
   }
   if (*n)
@@ -351,13 +181,13 @@ static const char *const known[] = {
     "rill_topic_subscribers",
 };
 
-static bool same_series(const sample_t *a, const sample_t *b) {
+static bool same_series(const rill_prom_sample_t *a, const rill_prom_sample_t *b) {
   return !strcmp(a->name, b->name) && !strcmp(a->labels, b->labels) && !a->topic == !b->topic &&
          (!a->topic || !strcmp(a->topic, b->topic)) && isnan(a->le) == isnan(b->le);
 }
 
 /* A histogram's _sum or _count: printed with its buckets. */
-static bool hist_part(const samples_t *ss, const char *name) {
+static bool hist_part(const rill_prom_samples_t *ss, const char *name) {
   size_t nl = strlen(name), sl = nl >= 4 && !strcmp(name + nl - 4, "_sum")     ? 4
                                  : nl >= 6 && !strcmp(name + nl - 6, "_count") ? 6
                                                                                : 0;
@@ -374,9 +204,10 @@ static bool hist_part(const samples_t *ss, const char *name) {
 /* Every series report() has no row of its own for, by the name without
  * rill_ and _total, with its labels: the value, and for a counter (_total)
  * its rate. */
-static void other_rows(FILE *f, const samples_t *cur, const samples_t *prev, double dt) {
+static void other_rows(FILE *f, const rill_prom_samples_t *cur, const rill_prom_samples_t *prev,
+                       double dt) {
   for (size_t i = 0; i < cur->n; i++) {
-    const sample_t *s = &cur->s[i];
+    const rill_prom_sample_t *s = &cur->s[i];
     if (!isnan(s->le) || hist_part(cur, s->name))
       continue;
     bool seen = false;
@@ -416,8 +247,122 @@ static void other_rows(FILE *f, const samples_t *cur, const samples_t *prev, dou
   }
 }
 
-static void report(FILE *f, const char *who, const samples_t *cur, const samples_t *prev,
-                   double dt) {
+/* The topics the server listed (TOPICS): with no traffic since it
+ * started, a topic has no series, and would be missing from the report. */
+typedef struct {
+  char **v;
+  size_t n;
+} names_t;
+
+static void add_name(void *ctx, const char *name) {
+  names_t *l = ctx;
+  l->v = rill_tool_realloc(l->v, (l->n + 1) * sizeof *l->v);
+  size_t len = strlen(name);
+  l->v[l->n] = memcpy(rill_tool_realloc(NULL, len + 1), name, len + 1);
+  l->n++;
+}
+
+static void names_free(names_t *l) {
+  for (size_t i = 0; i < l->n; i++)
+    free(l->v[i]);
+  free(l->v);
+  l->v = NULL;
+  l->n = 0;
+}
+
+/* Every value of the topic label of the rill_topic_* series, in the
+ * order first seen, then those of listed not among them (*n in all; the
+ * caller frees the array). */
+static const char **topics_of(const rill_prom_samples_t *cur, const names_t *listed, size_t *n) {
+  const char **topics = NULL;
+  size_t nt = 0, nl = listed ? listed->n : 0;
+  for (size_t i = 0; i < cur->n + nl; i++) {
+    const char *t = i < cur->n ? cur->s[i].topic : listed->v[i - cur->n];
+    if (!t || (i < cur->n && strncmp(cur->s[i].name, "rill_topic_", 11)))
+      continue;
+    size_t j = 0;
+    while (j < nt && strcmp(topics[j], t))
+      j++;
+    if (j == nt) {
+      topics = rill_tool_realloc(topics, (nt + 1) * sizeof *topics);
+      topics[nt++] = t;
+    }
+  }
+  *n = nt;
+  return topics;
+}
+
+/* A topic's series; a listed topic without any has had no traffic since
+ * the server started: 0 appended and 0 subscribers, not "unknown" (its
+ * next sequence number is unknown). */
+static double topic_get(const rill_prom_samples_t *ss, const char *name, const char *topic) {
+  double v = get(ss, name, topic);
+  if (!ss || !isnan(v) || !strcmp(name, "rill_topic_next_sequence"))
+    return v;
+  for (size_t i = 0; i < ss->n; i++)
+    if (ss->s[i].topic && !strcmp(ss->s[i].topic, topic))
+      return v;
+  return 0;
+}
+
+/* A latency histogram's row: its label (publish_ack{...}), observations
+ * and p50, p99, p99.9 in seconds (over: in +Inf), over the interval when
+ * it saw observations (window), else since the start. */
+typedef struct {
+  char label[160];
+  double count, q[3];
+  bool over[3], window;
+} hist_row_t;
+
+/* The row of the histogram whose first bucket is cur->s[i]; false when
+ * cur->s[i] is not a group's first bucket. */
+static bool hist_row(const rill_prom_samples_t *cur, const rill_prom_samples_t *prev, size_t i,
+                     hist_row_t *r) {
+  const rill_prom_sample_t *s = &cur->s[i];
+  size_t nl = strlen(s->name);
+  if (isnan(s->le) || nl < 8 || strcmp(s->name + nl - 7, "_bucket"))
+    return false;
+  for (size_t j = 0; j < i; j++) {
+    const rill_prom_sample_t *o = &cur->s[j];
+    if (!isnan(o->le) && !strcmp(o->name, s->name) && !strcmp(o->labels, s->labels) &&
+        !o->topic == !s->topic && (!s->topic || !strcmp(o->topic, s->topic)))
+      return false;
+  }
+  size_t n, pn;
+  bucket_t *bk = hist_buckets(cur, s->name, s, &n);
+  bucket_t *pb = hist_buckets(prev, s->name, s, &pn);
+  r->window = false;
+  if (pb && pn == n && n && bk[n - 1].cum > pb[n - 1].cum) {
+    r->window = true;
+    for (size_t k = 0; k < n; k++) {
+      if (bk[k].le != pb[k].le || bk[k].cum < pb[k].cum)
+        r->window = false;
+    }
+    for (size_t k = 0; r->window && k < n; k++)
+      bk[k].cum -= pb[k].cum;
+  }
+  /* rill_publish_ack_seconds{...} as publish_ack{...}. */
+  const char *nm = s->name;
+  size_t bl = nl - 7;
+  if (!strncmp(nm, "rill_", 5))
+    nm += 5, bl -= 5;
+  if (bl > 8 && !strncmp(nm + bl - 8, "_seconds", 8))
+    bl -= 8;
+  int ll = snprintf(r->label, sizeof r->label, "%.*s", (int)bl, nm);
+  if (s->topic || s->labels[0])
+    snprintf(r->label + ll, sizeof r->label - (size_t)ll, "{%s%s%.*s}", s->topic ? "topic=" : "",
+             s->topic ? s->topic : "", s->labels[0] ? (int)strlen(s->labels) - 1 : 0, s->labels);
+  r->count = n ? bk[n - 1].cum : 0.0;
+  static const double qs[] = {0.5, 0.99, 0.999};
+  for (size_t k = 0; k < 3; k++)
+    r->q[k] = bucket_quantile(bk, n, qs[k], &r->over[k]);
+  free(bk);
+  free(pb);
+  return true;
+}
+
+static void report(FILE *f, const char *who, const names_t *listed, const rill_prom_samples_t *cur,
+                   const rill_prom_samples_t *prev, double dt) {
   char a[64], b[64];
   fprintf(f, "rill stat %s", who);
   put_uptime(f, get(cur, "rill_uptime_seconds", NULL));
@@ -467,38 +412,26 @@ static void report(FILE *f, const char *who, const samples_t *cur, const samples
   fprintf(f, "%-16s %14s\n", "serves held", a);
   other_rows(f, cur, prev, dt);
 
-  /* Topics: every value of the topic label, in the order first seen. */
-  const char **topics = NULL;
-  size_t nt = 0;
-  for (size_t i = 0; i < cur->n; i++) {
-    const char *t = cur->s[i].topic;
-    if (!t || strncmp(cur->s[i].name, "rill_topic_", 11))
-      continue;
-    size_t j = 0;
-    while (j < nt && strcmp(topics[j], t))
-      j++;
-    if (j == nt) {
-      topics = xrealloc(topics, (nt + 1) * sizeof *topics);
-      topics[nt++] = t;
-    }
-  }
+  size_t nt;
+  const char **topics = topics_of(cur, listed, &nt);
   if (nt) {
     fprintf(f, "\n%-24s %12s %12s %12s %14s %12s %11s\n", "topic", "appended", "per second",
             "bytes", "bytes/s", "next seq", "subscribers");
     for (size_t j = 0; j < nt; j++) {
       const char *t = topics[j];
       char c[64], d[64], e[64], g[64];
-      double n = get(cur, "rill_topic_appended_total", t);
-      double by = get(cur, "rill_topic_appended_bytes_total", t);
+      double n = topic_get(cur, "rill_topic_appended_total", t);
+      double by = topic_get(cur, "rill_topic_appended_bytes_total", t);
       put_count(a, sizeof a, n);
-      put_rate(b, sizeof b, rate(n, get(prev, "rill_topic_appended_total", t), dt), false);
+      put_rate(b, sizeof b, rate(n, topic_get(prev, "rill_topic_appended_total", t), dt), false);
       if (isnan(by))
         snprintf(c, sizeof c, "-");
       else
         put_bytes(c, sizeof c, by, "");
-      put_rate(d, sizeof d, rate(by, get(prev, "rill_topic_appended_bytes_total", t), dt), true);
-      put_count(e, sizeof e, get(cur, "rill_topic_next_sequence", t));
-      put_count(g, sizeof g, get(cur, "rill_topic_subscribers", t));
+      put_rate(d, sizeof d, rate(by, topic_get(prev, "rill_topic_appended_bytes_total", t), dt),
+               true);
+      put_count(e, sizeof e, topic_get(cur, "rill_topic_next_sequence", t));
+      put_count(g, sizeof g, topic_get(cur, "rill_topic_subscribers", t));
       /* A topic name is [A-Za-z0-9._-] on a good server; escape anything
        * else rather than let it move the cursor. */
       size_t tl = strlen(t);
@@ -509,66 +442,120 @@ static void report(FILE *f, const char *who, const samples_t *cur, const samples
   }
   free(topics);
 
-  /* Histograms: every *_bucket series, grouped by name and labels. */
   bool header = false;
   for (size_t i = 0; i < cur->n; i++) {
-    const sample_t *s = &cur->s[i];
-    size_t nl = strlen(s->name);
-    if (isnan(s->le) || nl < 8 || strcmp(s->name + nl - 7, "_bucket"))
+    hist_row_t r;
+    if (!hist_row(cur, prev, i, &r))
       continue;
-    bool first = true; /* the group's first bucket: print the group there */
-    for (size_t j = 0; j < i && first; j++) {
-      const sample_t *o = &cur->s[j];
-      if (!isnan(o->le) && !strcmp(o->name, s->name) && !strcmp(o->labels, s->labels) &&
-          !o->topic == !s->topic && (!s->topic || !strcmp(o->topic, s->topic)))
-        first = false;
-    }
-    if (!first)
-      continue;
-    size_t n, pn;
-    bucket_t *bk = hist_buckets(cur, s->name, s, &n);
-    bucket_t *pb = hist_buckets(prev, s->name, s, &pn);
-    /* Over the interval when it saw observations, else since the start. */
-    bool window = false;
-    if (pb && pn == n && n && bk[n - 1].cum > pb[n - 1].cum) {
-      window = true;
-      for (size_t k = 0; k < n; k++) {
-        if (bk[k].le != pb[k].le || bk[k].cum < pb[k].cum)
-          window = false;
-      }
-      for (size_t k = 0; window && k < n; k++)
-        bk[k].cum -= pb[k].cum;
-    }
     if (!header) {
       fprintf(f, "\n%-24s %12s %9s %9s %9s  %s\n", "latency", "count", "p50", "p99", "p99.9",
               "over");
       header = true;
     }
-    /* rill_publish_ack_seconds{...} as publish_ack{...}. */
-    char label[160];
-    const char *nm = s->name;
-    size_t bl = nl - 7;
-    if (!strncmp(nm, "rill_", 5))
-      nm += 5, bl -= 5;
-    if (bl > 8 && !strncmp(nm + bl - 8, "_seconds", 8))
-      bl -= 8;
-    int ll = snprintf(label, sizeof label, "%.*s", (int)bl, nm);
-    if (s->topic || s->labels[0])
-      snprintf(label + ll, sizeof label - (size_t)ll, "{%s%s%.*s}", s->topic ? "topic=" : "",
-               s->topic ? s->topic : "", s->labels[0] ? (int)strlen(s->labels) - 1 : 0, s->labels);
-    fprintf(f, "%-24s %12.0f", label, n ? bk[n - 1].cum : 0.0);
-    static const double qs[] = {0.5, 0.99, 0.999};
+    fprintf(f, "%-24s %12.0f", r.label, r.count);
     for (size_t k = 0; k < 3; k++) {
-      bool over;
-      double v = bucket_quantile(bk, n, qs[k], &over);
-      put_secs(a, sizeof a, v);
-      snprintf(b, sizeof b, "%s%.32s", over ? ">" : "", a);
+      put_secs(a, sizeof a, r.q[k]);
+      snprintf(b, sizeof b, "%s%.32s", r.over[k] ? ">" : "", a);
       fprintf(f, " %9s", b);
     }
-    fprintf(f, "  %s\n", window ? "interval" : "all time");
-    free(bk);
-    free(pb);
+    fprintf(f, "  %s\n", r.window ? "interval" : "all time");
   }
+}
+
+/* A number for JSON: null for NAN (absent, or no rate yet). */
+static void json_num(FILE *f, double v) {
+  if (isnan(v) || isinf(v))
+    fputs("null", f);
+  else if (v == floor(v) && fabs(v) < 1e15)
+    fprintf(f, "%.0f", v);
+  else
+    fprintf(f, "%.9g", v);
+}
+
+/* The same as report, as one JSON object: every series by name (with its
+ * rate when it is a counter), every topic, every latency histogram. */
+static void report_json(FILE *f, const char *who, const names_t *listed,
+                        const rill_prom_samples_t *cur, const rill_prom_samples_t *prev,
+                        double dt) {
+  fputs("{\"server\":", f);
+  rill_tool_json_string(f, who, strlen(who));
+  fputs(",\"interval_s\":", f);
+  json_num(f, prev ? dt : NAN);
+  fputs(",\"metrics\":[", f);
+  bool first = true;
+  for (size_t i = 0; i < cur->n; i++) {
+    const rill_prom_sample_t *s = &cur->s[i];
+    if (!isnan(s->le))
+      continue;
+    size_t nl = strlen(s->name);
+    bool counter = nl > 6 && !strcmp(s->name + nl - 6, "_total");
+    double p = NAN;
+    for (size_t j = 0; prev && counter && j < prev->n && isnan(p); j++)
+      if (same_series(&prev->s[j], s))
+        p = prev->s[j].v;
+    fprintf(f, "%s{\"name\":", first ? "" : ",");
+    first = false;
+    rill_tool_json_string(f, s->name, nl);
+    if (s->topic) {
+      fputs(",\"topic\":", f);
+      rill_tool_json_string(f, s->topic, strlen(s->topic));
+    }
+    if (s->labels[0]) {
+      fputs(",\"labels\":", f); /* k=v,k=v as the server wrote them */
+      rill_tool_json_string(f, s->labels, strlen(s->labels) - 1);
+    }
+    fputs(",\"value\":", f);
+    json_num(f, s->v);
+    if (counter) {
+      fputs(",\"rate\":", f);
+      json_num(f, rate(s->v, p, dt));
+    }
+    fputc('}', f);
+  }
+  fputs("],\"topics\":[", f);
+  size_t nt;
+  const char **topics = topics_of(cur, listed, &nt);
+  for (size_t j = 0; j < nt; j++) {
+    const char *t = topics[j];
+    double n = topic_get(cur, "rill_topic_appended_total", t);
+    double by = topic_get(cur, "rill_topic_appended_bytes_total", t);
+    fprintf(f, "%s{\"topic\":", j ? "," : "");
+    rill_tool_json_string(f, t, strlen(t));
+    fputs(",\"appended\":", f);
+    json_num(f, n);
+    fputs(",\"appended_rate\":", f);
+    json_num(f, rate(n, topic_get(prev, "rill_topic_appended_total", t), dt));
+    fputs(",\"bytes\":", f);
+    json_num(f, by);
+    fputs(",\"bytes_rate\":", f);
+    json_num(f, rate(by, topic_get(prev, "rill_topic_appended_bytes_total", t), dt));
+    fputs(",\"next_seq\":", f);
+    json_num(f, topic_get(cur, "rill_topic_next_sequence", t));
+    fputs(",\"subscribers\":", f);
+    json_num(f, topic_get(cur, "rill_topic_subscribers", t));
+    fputc('}', f);
+  }
+  free(topics);
+  fputs("],\"latency\":[", f);
+  first = true;
+  for (size_t i = 0; i < cur->n; i++) {
+    hist_row_t r;
+    if (!hist_row(cur, prev, i, &r))
+      continue;
+    fprintf(f, "%s{\"name\":", first ? "" : ",");
+    first = false;
+    rill_tool_json_string(f, r.label, strlen(r.label));
+    fputs(",\"count\":", f);
+    json_num(f, r.count);
+    static const char *const qn[] = {"p50_s", "p99_s", "p999_s"};
+    for (size_t k = 0; k < 3; k++) {
+      fprintf(f, ",\"%s\":", qn[k]);
+      json_num(f, r.q[k]);
+    }
+    fprintf(f, ",\"over\":%s,\"window\":\"%s\"}", r.over[2] ? "true" : "false",
+            r.window ? "interval" : "all time");
+  }
+  fputs("]}\n", f);
 }
 
 /* ---- getting the text ---------------------------------------------------------------- */
@@ -588,7 +575,7 @@ static int fetch(src_t *s) {
       return 0;
     }
     if (rc == RILL_ENOBUFS && len >= s->cap) {
-      s->buf = xrealloc(s->buf, s->cap = len + 1); /* and the NUL */
+      s->buf = rill_tool_realloc(s->buf, s->cap = len + 1); /* and the NUL */
       continue;
     }
     fprintf(stderr, "rill stat: stats: %s (%s)\n", rill_strerror(rc), rill_errmsg());
@@ -605,10 +592,10 @@ static int read_file(const char *path, char **out, size_t *len) {
     return -errno;
   }
   size_t cap = 1 << 16, n = 0, r;
-  char *b = xrealloc(NULL, cap);
+  char *b = rill_tool_realloc(NULL, cap);
   while ((r = fread(b + n, 1, cap - n, f)) > 0)
     if ((n += r) == cap)
-      b = xrealloc(b, cap *= 2);
+      b = rill_tool_realloc(b, cap *= 2);
   fclose(f);
   *out = b;
   *len = n;
@@ -623,72 +610,72 @@ static double now_s(void) {
 
 static void sleep_s(double s) {
   struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
-  while (nanosleep(&ts, &ts) && errno == EINTR)
+  while (nanosleep(&ts, &ts) && errno == EINTR && !rill_tool_stop_sig)
     ;
 }
 
-static int usage(void) {
-  fprintf(stderr, "usage: rill stat [--server HOST:PORT] [--token T] [--interval SEC] "
-                  "[--count N] [--prom]\n"
-                  "  totals and rates over --interval (default 1 s) (asks and serves refused,\n"
-                  "  serves held among them), each topic, latency quantiles; a metric it has no\n"
-                  "  row for (a newer server's) is shown by its name;\n"
-                  "  --count N repeats, --prom prints the server's Prometheus text as is\n");
-  return 2;
+static const char stat_usage[] =
+    "usage: rill stat [--server HOST:PORT] [--token T|--token-file F] [--interval SEC]\n"
+    "                 [--count N] [--prom|--json]\n"
+    "  totals and rates over --interval (default 1 s) (asks and serves refused,\n"
+    "  serves held among them), each topic, latency quantiles; a metric it has no\n"
+    "  row for (a newer server's) is shown by its name;\n"
+    "  --count N repeats, --prom prints the server's Prometheus text as is; --json: one\n"
+    "  object a sample, {server, interval_s, metrics: [{name, topic, labels, value,\n"
+    "  rate}], topics: [{topic, appended, ...}], latency: [{name, count, p50_s, "
+    "...}]}\n" RILL_TOOL_CONN_HELP;
+
+/* --from-file, at most twice. */
+typedef struct {
+  const char *files[2];
+  int n;
+} files_t;
+
+static bool add_file(void *dst, const char *v) {
+  files_t *f = dst;
+  if (f->n == 2)
+    return false;
+  f->files[f->n++] = v;
+  return true;
 }
 
 int rill_stat_main(int argc, char **argv) {
   rill_client_opts_t o = {.name = "stat"};
-  static char host[64];
+  rill_tool_conn_t conn = {0};
   double interval = 1.0;
-  long count = 1;
-  bool prom = false;
-  const char *files[2] = {NULL, NULL};
-  int nfiles = 0;
-  const char *who = "127.0.0.1:7450";
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    char *end;
-    if (!strcmp(a, "--server") && i + 1 < argc) {
-      who = argv[++i];
-      const char *colon = strrchr(who, ':');
-      size_t hl = colon ? (size_t)(colon - who) : strlen(who);
-      if (hl >= sizeof host)
-        return rill_tool_bad("--server wants HOST:PORT"), 2;
-      memcpy(host, who, hl);
-      host[hl] = 0;
-      if (hl)
-        o.host = host;
-      if (colon) {
-        long p = strtol(colon + 1, &end, 10);
-        if (*end || p <= 0 || p > 65535)
-          return rill_tool_bad("--server wants HOST:PORT"), 2;
-        o.port = (uint16_t)p;
-      }
-    } else if (!strcmp(a, "--token") && i + 1 < argc) {
-      o.token = argv[++i];
-    } else if (!strcmp(a, "--interval") && i + 1 < argc) {
-      interval = strtod(argv[++i], &end);
-      if (*end || !(interval > 0) || interval > 86400)
-        return rill_tool_bad("--interval wants seconds, above 0"), 2;
-    } else if (!strcmp(a, "--count") && i + 1 < argc) {
-      count = strtol(argv[++i], &end, 10);
-      if (*end || count < 1)
-        return rill_tool_bad("--count wants a number from 1"), 2;
-    } else if (!strcmp(a, "--prom")) {
-      prom = true;
-    } else if (!strcmp(a, "--from-file") && i + 1 < argc && nfiles < 2) {
-      files[nfiles++] = argv[++i];
-    } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      usage();
-      return 0;
-    } else {
-      fprintf(stderr, "rill stat: unknown argument %s\n", a);
-      return usage();
-    }
+  uint64_t count = 1;
+  bool prom = false, json = false;
+  files_t ff = {{NULL, NULL}, 0};
+  rill_tool_opt_t opts[] = {
+      RILL_TOOL_CONN_OPTS(&conn),
+      {"--interval", RILL_TOOL_SECS, &interval, 0, 86400, "seconds", NULL, 0},
+      {"--count", RILL_TOOL_U64, &count, 1, UINT32_MAX, "a number", NULL, 0},
+      {"--prom", RILL_TOOL_FLAG, &prom, 0, 0, NULL, NULL, 0},
+      {"--json", RILL_TOOL_FLAG, &json, 0, 0, NULL, NULL, 0},
+      {"--from-file", RILL_TOOL_FN, &ff, 0, 0, "a file (at most twice)", add_file, 0},
+      {0},
+  };
+  char **pos = rill_tool_alloc_args(argc);
+  int npos, parsed = rill_tool_parse("stat", opts, NULL, NULL, argc, argv, pos, &npos);
+  if (!parsed && npos) {
+    fprintf(stderr, "rill stat: unexpected argument %s\n", pos[0]);
+    parsed = -1;
   }
+  free(pos);
+  if (!parsed && rill_tool_conn_resolve("stat", &conn, &o))
+    parsed = -1;
+  if (parsed) {
+    rill_tool_conn_free(&conn);
+    return rill_tool_usage(parsed, stat_usage);
+  }
+  const char **files = ff.files;
+  int nfiles = ff.n;
+  /* What the report names: the server as given, or where it connects. */
+  char who[300];
+  snprintf(who, sizeof who, "%s:%u", o.host ? o.host : "127.0.0.1",
+           o.port ? o.port : RILL_NET_PORT);
 
-  samples_t cur = {0}, prev = {0};
+  rill_prom_samples_t cur = {0}, prev = {0};
   int status = 0;
   if (nfiles) {
     char *text[2] = {NULL, NULL};
@@ -699,40 +686,46 @@ int rill_stat_main(int argc, char **argv) {
     if (!status && prom)
       fwrite(text[nfiles - 1], 1, len[nfiles - 1], stdout);
     else if (!status && nfiles == 2 &&
-             (parse_text(text[0], len[0], &prev, files[0]) ||
-              parse_text(text[1], len[1], &cur, files[1])))
+             (rill_prom_parse(text[0], len[0], &prev, files[0]) ||
+              rill_prom_parse(text[1], len[1], &cur, files[1])))
       status = 1;
-    else if (!status && nfiles == 1 && parse_text(text[0], len[0], &cur, files[0]))
+    else if (!status && nfiles == 1 && rill_prom_parse(text[0], len[0], &cur, files[0]))
       status = 1;
     else if (!status)
-      report(stdout, files[nfiles - 1], &cur, nfiles == 2 ? &prev : NULL, interval);
+      (json ? report_json : report)(stdout, files[nfiles - 1], NULL, &cur,
+                                    nfiles == 2 ? &prev : NULL, interval);
     free(text[0]);
     free(text[1]);
-    samples_free(&cur);
-    samples_free(&prev);
+    rill_prom_free(&cur);
+    rill_prom_free(&prev);
+    rill_tool_conn_free(&conn);
     return status;
   }
 
   src_t s = {.cap = 1 << 16};
-  s.buf = xrealloc(NULL, s.cap);
+  s.buf = rill_tool_realloc(NULL, s.cap);
   int rc = rill_client_connect(&s.c, &o);
+  rill_tool_conn_free(&conn);
   if (rc) {
     fprintf(stderr, "rill stat: connect: %s (%s)\n", rill_strerror(rc), rill_errmsg());
     free(s.buf);
     return 1;
   }
   double t_prev = 0;
+  rill_tool_catch_stop(); /* a sleep between samples ends at once, and so does stat */
   if (!prom) {
-    if (fetch(&s) || parse_text(s.buf, s.len, &prev, who)) {
+    if (fetch(&s) || rill_prom_parse(s.buf, s.len, &prev, who)) {
       status = 1;
       goto close;
     }
     t_prev = now_s();
   }
-  for (long k = 0; k < count; k++) {
+  for (uint64_t k = 0; k < count && !rill_tool_stop_sig; k++) {
     if (prom) {
       if (k)
         sleep_s(interval);
+      if (rill_tool_stop_sig)
+        break;
       if (fetch(&s)) {
         status = 1;
         break;
@@ -742,23 +735,34 @@ int rill_stat_main(int argc, char **argv) {
       continue;
     }
     sleep_s(interval);
-    if (fetch(&s) || parse_text(s.buf, s.len, &cur, who)) {
+    if (rill_tool_stop_sig)
+      break;
+    if (fetch(&s) || rill_prom_parse(s.buf, s.len, &cur, who)) {
       status = 1;
       break;
     }
     double t = now_s();
-    if (k)
+    if (k && !json)
       putchar('\n');
-    report(stdout, who, &cur, &prev, t - t_prev);
+    /* Every topic, those without traffic since a restart too. */
+    names_t listed = {NULL, 0};
+    if ((rc = rill_client_topics(s.c, add_name, &listed)) != 0) {
+      fprintf(stderr, "rill stat: topics: %s (%s)\n", rill_strerror(rc), rill_errmsg());
+      names_free(&listed);
+      status = 1;
+      break;
+    }
+    (json ? report_json : report)(stdout, who, &listed, &cur, &prev, t - t_prev);
+    names_free(&listed);
     fflush(stdout);
-    samples_free(&prev);
+    rill_prom_free(&prev);
     prev = cur;
     memset(&cur, 0, sizeof cur);
     t_prev = t;
   }
 close:
-  samples_free(&cur);
-  samples_free(&prev);
+  rill_prom_free(&cur);
+  rill_prom_free(&prev);
   rill_client_close(s.c);
   free(s.buf);
   return status;

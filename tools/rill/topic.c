@@ -11,29 +11,42 @@
 #include "tools.h"
 
 static int usage(FILE *f) {
-  fprintf(f, "usage: rill topic ls [--server HOST:PORT] [--token T]\n"
-             "       rill topic info [--server HOST:PORT] [--token T] TOPIC\n"
-             "       rill topic rm [--server HOST:PORT] [--token T] TOPIC\n"
-             "  ls: the server's topics, one a line; info: sequences, sizes, retention and\n"
-             "  users; rm: deletes a topic and its records (refused while a client\n"
-             "  subscribes to it or has it bound)\n");
+  fprintf(f,
+          "usage: rill topic ls [--server HOST:PORT] [--token T|--token-file F] [--json]\n"
+          "       rill topic info [--server HOST:PORT] [--token T|--token-file F] [--json] TOPIC\n"
+          "       rill topic rm [--server HOST:PORT] [--token T|--token-file F] TOPIC\n"
+          "  ls: the server's topics, one a line; info: sequences, sizes, retention and\n"
+          "  users (--json: one object a line; a limit of none is null); rm: deletes a\n"
+          "  topic and its records (refused while a client subscribes to it or has it\n"
+          "  bound)\n" RILL_TOOL_CONN_HELP);
   return f == stdout ? 0 : 2;
 }
 
 static void print_name(void *ctx, const char *name) {
-  (void)ctx;
-  printf("%s\n", name);
+  if (*(bool *)ctx) {
+    printf("{\"topic\":");
+    rill_tool_json_string(stdout, name, strlen(name));
+    printf("}\n");
+  } else {
+    printf("%s\n", name);
+  }
 }
 
-static void print_limit(const char *what, uint64_t v, const char *unit) {
-  if (v)
-    printf("%-14s %" PRIu64 "%s\n", what, v, unit);
-  else
+/* One row of info: "what  value" or, for --json, ",\"what\":value";
+ * none (a limit of 0) as the word or null. */
+static void row(bool json, const char *what, uint64_t v, bool limit, const char *unit) {
+  if (json && limit && !v)
+    printf(",\"%s\":null", what);
+  else if (json)
+    printf(",\"%s\":%" PRIu64, what, v);
+  else if (limit && !v)
     printf("%-14s none\n", what);
+  else
+    printf("%-14s %" PRIu64 "%s\n", what, v, unit);
 }
 
 int rill_topic_main(int argc, char **argv) {
-  if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help"))
+  if (argc < 2 || rill_tool_is_help(argv[1]))
     return usage(argc < 2 ? stderr : stdout);
   const char *cmd = argv[1], *topic = NULL;
   bool ls = !strcmp(cmd, "ls"), info = !strcmp(cmd, "info"), rm = !strcmp(cmd, "rm");
@@ -42,55 +55,63 @@ int rill_topic_main(int argc, char **argv) {
     return usage(stderr);
   }
   rill_client_opts_t o = {.name = "topic"};
-  char host[64];
-  for (int i = 2; i < argc; i++) {
-    const char *a = argv[i];
-    if (!strcmp(a, "--server") && i + 1 < argc) {
-      if (!rill_tool_parse_addr(argv[++i], host, sizeof host, &o.host, &o.port))
-        return rill_tool_bad("--server wants HOST:PORT"), 2;
-    } else if (!strcmp(a, "--token") && i + 1 < argc) {
-      o.token = argv[++i];
-    } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      return usage(stdout);
-    } else if (a[0] == '-' && a[1] == '-') {
-      fprintf(stderr, "rill topic %s: unknown option %s\n", cmd, a);
-      return usage(stderr);
-    } else if (!topic && !ls) {
-      topic = a;
-    } else {
-      fprintf(stderr, "rill topic %s: unexpected argument %s\n", cmd, a);
-      return usage(stderr);
-    }
+  rill_tool_conn_t conn = {0};
+  bool json = false;
+  rill_tool_opt_t opts[] = {
+      RILL_TOOL_CONN_OPTS(&conn), {"--json", RILL_TOOL_FLAG, &json, 0, 0, NULL, NULL, 0}, {0}};
+  if (rm)
+    opts[3] = (rill_tool_opt_t){0}; /* rm prints nothing */
+  char who[16], **pos = rill_tool_alloc_args(argc);
+  snprintf(who, sizeof who, "topic %s", cmd);
+  int npos, parsed = rill_tool_parse(who, opts, NULL, NULL, argc - 1, argv + 1, pos, &npos);
+  if (!parsed && npos > (ls ? 0 : 1)) {
+    fprintf(stderr, "rill %s: unexpected argument %s\n", who, pos[ls ? 0 : 1]);
+    parsed = -1;
+  } else if (!parsed && !ls && !npos) {
+    fprintf(stderr, "rill %s: a topic is needed\n", who);
+    parsed = -1;
   }
-  if (!ls && !topic) {
-    fprintf(stderr, "rill topic %s: a topic is needed\n", cmd);
-    return usage(stderr);
+  if (!parsed && rill_tool_conn_resolve(who, &conn, &o))
+    parsed = -1;
+  topic = npos ? pos[0] : NULL;
+  free(pos);
+  if (parsed) {
+    rill_tool_conn_free(&conn);
+    return usage(parsed > 0 ? stdout : stderr);
   }
   rill_client_t *c;
   int rc = rill_client_connect(&c, &o);
+  rill_tool_conn_free(&conn);
   if (rc) {
     fprintf(stderr, "rill topic %s: connect: %s (%s)\n", cmd, rill_strerror(rc), rill_errmsg());
     return 1;
   }
   rill_topic_info_t in;
   if (ls) {
-    rc = rill_client_topics(c, print_name, NULL);
+    rc = rill_client_topics(c, print_name, &json);
   } else if (rm) {
     rc = rill_client_topic_delete(c, topic);
   } else if (!(rc = rill_client_topic_info(c, topic, &in))) {
-    printf("%-14s %s\n", "topic", topic);
-    printf("%-14s %" PRIu64 "\n", "first", in.first);
-    printf("%-14s %" PRIu64 "\n", "next", in.next);
-    printf("%-14s %" PRIu64 "\n", "records", in.next - in.first);
-    printf("%-14s %" PRIu64 "\n", "bytes", in.bytes);
-    printf("%-14s %" PRIu64 "\n", "disk_bytes", in.disk_bytes);
-    printf("%-14s %" PRIu64 "\n", "segment_bytes", in.segment_bytes);
-    printf("%-14s %" PRIu64 "\n", "segments", in.segments);
-    print_limit("retain_bytes", in.retain_bytes, "");
-    print_limit("retain_count", in.retain_count, "");
-    print_limit("retain_age", in.retain_age_ns / 1000000u, "ms");
-    printf("%-14s %u\n", "subscribers", in.subscribers);
-    printf("%-14s %u\n", "publishers", in.publishers);
+    if (json) {
+      printf("{\"topic\":");
+      rill_tool_json_string(stdout, topic, strlen(topic));
+    } else {
+      printf("%-14s %s\n", "topic", topic);
+    }
+    row(json, "first", in.first, false, "");
+    row(json, "next", in.next, false, "");
+    row(json, "records", in.next - in.first, false, "");
+    row(json, "bytes", in.bytes, false, "");
+    row(json, "disk_bytes", in.disk_bytes, false, "");
+    row(json, "segment_bytes", in.segment_bytes, false, "");
+    row(json, "segments", in.segments, false, "");
+    row(json, "retain_bytes", in.retain_bytes, true, "");
+    row(json, "retain_count", in.retain_count, true, "");
+    row(json, json ? "retain_age_ms" : "retain_age", in.retain_age_ns / 1000000u, true, "ms");
+    row(json, "subscribers", in.subscribers, false, "");
+    row(json, "publishers", in.publishers, false, "");
+    if (json)
+      printf("}\n");
   }
   if (rc)
     fprintf(stderr, "rill topic %s: %s (%s)\n", cmd, rill_strerror(rc), rill_errmsg());
