@@ -143,7 +143,7 @@ static bool parse_policy(void *dst, const char *p) {
 
 /* SIZE:CHUNKS[,SIZE:CHUNKS...]: the route's pool classes. */
 static bool parse_pool(void *dst, const char *p) {
-  rill_ipc_opts_t *o = dst;
+  rill_ipc_route_opts_t *o = dst;
   uint32_t n = 0;
   while (*p) {
     char *end;
