@@ -49,6 +49,26 @@
  * the provider's REPLY goes back under the asker's id. An ask ends with
  * its reply, its cancellation, its deadline (swept every 100 ms), or
  * either side going away; the other side is told.
+ *
+ * The server's files, one idea each (the shared structures are in
+ * server_internal.h):
+ *   server.c            create, run, stop, destroy: options and data_dir
+ *   server_loop.c       the event loops: epoll, the inbox of wakeups, sweeps
+ *   server_conn.c       connections: accept, HELLO, reading and decoding
+ *                       frames, the channel tables, settling and closing
+ *   server_sendq.c      the send queue: frames out, by copy or by reference,
+ *                       and the cross-loop queue
+ *   server_topic.c      the topic registry: index, references, open
+ *   server_topic_dir.c  topics on disk: TOPICS, TOPIC_INFO, TOPIC_DELETE,
+ *                       the disk budget's scan
+ *   server_publish.c    BIND, PUBLISH, PUBLISH_BATCH and their ACKs
+ *   server_stream.c     streamed PUBLISHes put together from CHUNKs
+ *   server_deliver.c    SUBSCRIBE, CREDIT, FETCH: records out to clients
+ *   server_sync.c       group commit: the syncer and the acks it releases
+ *   server_ask.c        SERVE, ASK, REPLY, CANCEL: services and asks
+ *   server_hold.c       the reply hold: a provider held to its asker's pace
+ *   server_log.c        the log callback's lines, rate-limited by kind
+ *   server_stats.c      counters, STATS and the metrics endpoint's text
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -57,12 +77,9 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
@@ -72,389 +89,8 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
-#include "core/internal.h"
-#include "net/metrics.h"
-#include "rill/net.h"
-
-#define RX_MIN        (64u << 10)
-#define DELIVER_BATCH 64u
-#define MAX_LOOPS     64u
-#define ASK_BUCKETS   4096u
-#define ACKS_MAX      65536u
-#define MAX_AGE_NS    (100ull * 365 * 86400 * 1000000000) /* retain_age: time plus it cannot wrap */
-#define TX_REFS       64u   /* payloads one connection's queue holds by reference */
-#define REF_MIN       2048u /* smaller payloads are copied: one iovec per frame costs more */
-#define STREAM_STALL_NS                                                                            \
-  10000000000ull /* a streamed PUBLISH with no piece for this long goes */ /* acknowledged         \
-                                                                              publishes one        \
-                                                                              connection may have  \
-                                                                              waiting */
-
-#define DEFAULT_MAX_DISK ((uint64_t)64 << 30)
-#define ASK_FREE_MAX     1024u /* asks kept for reuse; more are freed (a burst's memory goes back) */
-/* A provider held back by its asker's queue (held_on) for this long has
- * the ask it was replying to ended: a held provider serves nobody else,
- * so an asker that never reads must not hold it for ever. */
-#define HOLD_MAX_NS 10000000000ull
-#define SVC_BUCKETS 4096u
-/* Descriptors a topic holds at least: its directory, its lock, one
- * segment's data and index. */
-#define FDS_PER_TOPIC 4u
-/* Descriptors the server holds besides connections and topics: listener,
- * stop eventfd, the metrics endpoint's, stdio and some to spare. */
-#define FDS_FIXED (32u + RILL__METRICS_MAX_CONNS)
-
-struct loop;
-struct conn;
-struct topic;
-
-/* A loop's counters: rill_server_stats_t's fields as an array of atomic
- * words, each written by its loop only. */
-#define NSTATS     (sizeof(rill_server_stats_t) / sizeof(uint64_t))
-#define STAT(name) (offsetof(rill_server_stats_t, name) / sizeof(uint64_t))
-_Static_assert(sizeof(rill_server_stats_t) % sizeof(uint64_t) == 0, "stats: u64 fields only");
-
-/* A wakeup pushed onto a loop's inbox by another thread. The nodes are
- * embedded in what they are about, so waking allocates nothing. */
-enum { W_TOPIC, W_CONN, W_SYNC };
-struct wake {
-  struct wake *next;
-  uint8_t kind;
-};
-
-/* A topic as one loop sees it: that loop's subscribers and its wakeup. */
-struct tloop {
-  struct topic *t;
-  struct sub *subs;       /* only this loop touches them */
-  _Atomic uint32_t nsubs; /* read by loops deciding whom to wake */
-  atomic_bool notified;   /* a W_TOPIC is on this loop's inbox */
-  struct wake w;
-  bool touched; /* appended to during this loop's current read */
-  struct tloop *next_touched;
-  uint32_t held; /* this loop's users of the topic (see hold); only this loop touches it */
-  _Atomic uint64_t appended, bytes; /* by this loop (its one writer), for the metrics */
-  char pad[48];                     /* loops' entries on separate cache lines */
-};
-
-struct topic {
-  char name[RILL_NET_MAX_NAME + 1];
-  rill_log_t *log;
-  struct topic *next;           /* in the registry */
-  struct topic *next_idx;       /* in its bucket of the registry's index */
-  bool group;                   /* acks wait for the syncer */
-  _Atomic uint64_t durable;     /* group: records below are synced */
-  _Atomic uint64_t failed_upto; /* group: a sync failed for records below */
-  atomic_int sync_err;
-  atomic_bool sync_wanted; /* on the syncer's queue */
-  struct topic *next_sync;
-  uint32_t binders; /* channels bound to it, on every connection; under reg */
-  bool deleted;     /* TOPIC_DELETE took it out of the registry; under reg */
-  bool opening;     /* in the registry, its log being opened (log NULL); under reg */
-  /* References: the registry's one while the topic is in it, one per loop
-   * using it (tloop.held from 0), one per wakeup on another loop's inbox,
-   * one while on the syncer's queue, and one for each request using it a
-   * moment (topic_get's, TOPIC_INFO's, a metrics scrape's). The last one
-   * closes the log and frees it (topic_put). */
-  atomic_uint refs;
-  struct tloop per[]; /* one per loop */
-};
-
-struct sub {
-  struct conn *c;
-  uint16_t ch;
-  struct topic *t;
-  uint64_t next;    /* sequence to deliver next */
-  uint64_t credits; /* deliveries the client allows */
-  /* Doubly linked (the address of what points here), so an UNSUBSCRIBE
-   * unlinks at once however many subscriptions the lists hold. */
-  struct sub *next_in_conn, **prev_in_conn;
-  struct sub *next_in_topic, **prev_in_topic;
-};
-
-/* A connection's channels of one kind (its bound topics, its
- * subscriptions) by channel number: open addressing with linear probing,
- * at most half full, so a lookup (every PUBLISH and CREDIT) is a probe or
- * two and allocates nothing, however many channels the connection holds.
- * The hash multiplies by the server's secret odd chan_mul, so a client
- * cannot choose channels that all land in one run of slots. Loop only. */
-struct chslot {
-  uint32_t key; /* channel + 1; 0: empty */
-  void *v;
-};
-
-struct chtab {
-  struct chslot *slot; /* NULL until the first channel */
-  uint32_t mask;       /* slots - 1 */
-  uint32_t shift;      /* 32 - log2(slots): the hash's top bits index */
-  uint32_t n;
-  uint32_t mul; /* the server's chan_mul */
-};
-
-/* A service: the connections that serve it, taken in turn. Under reg. */
-struct provider {
-  struct conn *c; /* holds a reference */
-  uint16_t ch;    /* the provider's channel for it */
-  struct service *svc;
-  struct provider *next_in_svc, *next_in_conn;
-};
-
-struct service {
-  char name[RILL_NET_MAX_NAME + 1];
-  struct provider *providers, *turn; /* turn: who gets the next ask */
-  struct service *next;              /* in its bucket; freed with its last provider */
-};
-
-/* An ask's place in one of its connections' lists, and a list's ends. */
-struct alink {
-  struct ask *next, *prev;
-};
-struct alist {
-  struct ask *head, *tail;
-};
-
-/* An ask in flight, by the id the server gave it. Under asks_mu; holds a
- * reference on both connections. */
-struct ask {
-  uint64_t sid;
-  struct conn *asker, *provider;
-  uint64_t cid;      /* the asker's id for it */
-  uint64_t deadline; /* rill_time_ns, or 0 */
-  uint64_t t0;       /* when the ASK was read, for the histogram */
-  uint64_t bytes;    /* of the stream going through, to hold it to max_message */
-  bool replying;     /* the provider's REPLY is streaming: its last CHUNK ends the ask */
-  uint32_t heap_at;  /* its place in asks_heap plus one; 0: no deadline */
-  /* In its asker's asks_made and its provider's asks_served, oldest
-   * first: a connection that goes ends its own asks without a scan. */
-  struct alink by_asker, by_provider;
-  struct ask *next;     /* in its hash bucket, or in the free list */
-  struct ask *next_cid; /* in its bucket by (asker, cid), for CANCEL */
-};
-
-/* A streamed PUBLISH being put together: its CHUNKs are copied in until
- * the last, then the whole is appended as one record. */
-#define IN_STREAMS 4u
-struct instream {
-  uint64_t id; /* the PUBLISH's, which its CHUNKs carry */
-  struct topic *t;
-  uint8_t *buf; /* NULL: refused, its CHUNKs are dropped until the last */
-  uint32_t len, got;
-  uint64_t last_ns; /* its last piece: a stream that stalls is dropped */
-  uint16_t ch;
-  uint8_t flags; /* the PUBLISH's: ACK */
-  bool on;
-};
-
-/* A record over max_body going out: a reference to its bytes in the log,
- * sent a chunk at a time as the send queue drains. One per connection;
- * what comes after it on the connection waits for it. */
-struct outstream {
-  bool on;
-  bool fetch; /* ends a FETCH's answer: END follows the last chunk */
-  uint16_t ch;
-  uint64_t id; /* FETCH's id, or 0 */
-  uint64_t seq;
-  rill_buf_t data;
-  size_t off;
-};
-
-/* An acknowledged publish waiting for its topic's sync. */
-struct pack {
-  struct conn *c; /* NULL once the connection went */
-  struct topic *t;
-  uint64_t id, first, last;
-  uint64_t t0; /* when the PUBLISH was read */
-  uint16_t ch;
-};
-
-struct conn {
-  struct loop *lp; /* the loop that owns it */
-  atomic_uint refs;
-  int fd;
-  bool ready;            /* HELLO accepted */
-  bool closing;          /* send what is queued, then close */
-  bool paused;           /* not reading: the send queue is over half full, or acks wait */
-  uint8_t closing_ticks; /* sweeps since closing, with its queue not drained */
-  bool pinged;           /* a keepalive PING went out since its last frame */
-  uint64_t born_ns;
-  uint64_t last_ns;    /* the last whole frame: bytes dripped in do not count */
-  uint64_t read_ns;    /* when the read being handled returned */
-  uint64_t assembling; /* bytes of its streams being put together */
-  uint8_t *rx;
-  size_t rx_len, rx_cap;
-  bool rx_pooled; /* rx is one of the server's pool buffers (RX_MIN) */
-  uint8_t *tx;
-  size_t tx_off, tx_len, tx_cap;
-  /* Payloads sent by reference (a record's bytes in the log), each after
-   * tx byte `at`: written with the bytes around them by one sendmsg. A
-   * ring, oldest at refs_head. */
-  struct txref {
-    size_t at;
-    rill_buf_t b;
-  } txrefs[TX_REFS];
-  uint32_t refs_head, nrefs;
-  size_t ref_bytes;                    /* not yet sent */
-  struct chtab binds;                  /* channel -> struct topic */
-  struct chtab subch;                  /* channel -> struct sub */
-  struct sub *subs;                    /* the same subscriptions, to go through them */
-  struct provider *provides;           /* under reg */
-  uint32_t nserves;                    /* its providers; under reg */
-  uint32_t nasks;                      /* asks it made in flight; under asks_mu */
-  uint32_t nasked;                     /* asks in flight it provides for; under asks_mu */
-  struct alist asks_made, asks_served; /* those asks; under asks_mu */
-  uint32_t acks_waiting;
-  struct instream in[IN_STREAMS];
-  struct outstream out;
-  /* Asks this connection is streaming: its id for each and the server's
-   * (0 once the ask failed or ended: its CHUNKs are dropped). */
-  struct {
-    uint64_t cid, sid;
-    bool on;
-  } askout[IN_STREAMS];
-  struct conn *prev, *next;
-  bool dirty; /* frames queued by another connection's request: settle it */
-  struct conn *next_dirty;
-  /* Frames from other loops, under xlock. */
-  pthread_mutex_t xlock;
-  uint8_t *xtx;
-  size_t xtx_len, xtx_cap;
-  bool dead;   /* closed by its loop: drop what comes */
-  bool cut;    /* xtx passed the limit: its loop closes it */
-  bool xwoken; /* its W_CONN is on the loop's inbox */
-  struct wake xw;
-  bool xheld; /* xtx did not fit in tx: taken once tx drains (loop only) */
-  /* queued() as of its loop's last settle: other loops forwarding an ask
-   * read it (relaxed: an estimate, the hard limit is checked anyway). */
-  _Atomic size_t txq;
-  /* xtx_len as of its last change (a relaxed store under xlock), for a
-   * look without the lock: reply_hold's, which needs only an estimate. */
-  _Atomic size_t xtx_hint;
-  /* A provider whose reply took its asker's queue past half tx_limit is
-   * not read until that queue drains (hold_over): held_on is that asker
-   * (a reference; loop only). The asker keeps the providers it holds in
-   * `waiters` (each a reference, linked by next_waiter, under the
-   * asker's xlock) and wakes them when its queue is under a quarter;
-   * `waited` says the list may be non-empty without taking the lock. */
-  struct conn *held_on;
-  uint64_t held_since, held_sid; /* when the hold began; the ask whose reply made it */
-  struct conn *waiters, *next_waiter;
-  uint32_t nwaiters; /* on waiters; under xlock */
-  bool waiting;      /* in its held_on's waiters; under that one's xlock */
-  atomic_bool waited;
-};
-
-struct loop {
-  rill_server_t *s;
-  uint32_t idx;
-  pthread_t th;
-  int ep, wakefd;
-  _Atomic(struct wake *) inbox;
-  atomic_int sleeping; /* in epoll_wait, or about to be: pushers write wakefd */
-  int spare;           /* a descriptor kept to accept-and-refuse when none is left */
-  bool unlistened;     /* out of descriptors: the listener is off until the sweep */
-  atomic_bool sync_woken;
-  struct wake sync_w;
-  struct conn *conns;
-  struct conn *dirty;
-  struct tloop *touched; /* topics appended to during this read */
-  struct pack *acks;     /* waiting for durability, in arrival order */
-  size_t cap_acks;
-  _Atomic size_t nacks;
-  uint64_t last_sweep;
-  _Atomic uint64_t st[NSTATS];   /* this loop's share of rill_server_stats_t, by STAT() */
-  rill__hist_t publish_ack, ask; /* this loop's, one writer each */
-  rill__prom_t stats;            /* the text of STATS answers, kept for the next */
-  char pad[64];
-};
-
-struct rill_server {
-  rill_server_opts_t o;
-  int lfd, stopfd;
-  uint16_t port;
-  uint64_t server_id;
-  uint32_t nloops;
-  struct loop *loops; /* aligned to a cache line, in loops_mem */
-  void *loops_mem;
-  atomic_uint nconns;
-  atomic_bool stopping;
-  _Atomic uint64_t assembling; /* bytes of streamed publishes being put together */
-  uint64_t assembly_max;
-  pthread_mutex_t reg;   /* topics and services */
-  pthread_cond_t opened; /* a topic's open ended (with reg) */
-  struct topic *topics;
-  uint32_t ntopics;
-  struct topic **topic_idx; /* by name hash, topic_mask + 1 buckets */
-  uint64_t topic_mask;
-  struct service *services[SVC_BUCKETS]; /* by name hash */
-  uint32_t nserves;                      /* providers, all services */
-  /* Channels bound and subscriptions, all connections: counts against
-   * max_binds and max_subs, relaxed (they publish nothing), taken with an
-   * RMW before the topic is looked up, as nconns is. */
-  _Atomic uint32_t nbinds, nsubs;
-  uint32_t chan_mul; /* the connections' channel hash: secret, odd */
-  /* Deleted topics some loop, wakeup or the syncer still uses: freed by
-   * the last topic_put, or by destroy. Counted in ntopics meanwhile. */
-  struct topic *dead_topics;
-  uint64_t deletions; /* names the renamed directories apart */
-  /* max_disk: every topic's log charges its files' growth here, and
-   * retention and deletes credit it; what data_dir held at start was
-   * charged then. */
-  rill_log_budget_t disk;
-  uint64_t started_ns;
-  rill__metrics_http_t *metrics;
-  rill_iopool_t *rxpool; /* connections' first receive buffers */
-  pthread_mutex_t asks_mu;
-  struct ask *asks[ASK_BUCKETS];     /* in flight, by sid % ASK_BUCKETS */
-  struct ask *asks_cid[ASK_BUCKETS]; /* the same, by (asker, its id): CANCEL finds one at once */
-  struct ask *free_asks;             /* reused: a steady stream allocates nothing */
-  /* The asks with a deadline, a binary min-heap by deadline: the sweep
-   * looks only at those past theirs, not at every ask in flight. Grown by
-   * doubling, at most max_asks entries. */
-  struct ask **asks_heap;
-  uint32_t nheap, cap_heap;
-  uint32_t nfree_asks; /* at most ASK_FREE_MAX */
-  uint64_t next_sid, asks_open;
-  int dir_lock; /* data_dir's lock file, flocked for the server's life */
-  /* The log callback's lines, each kind held to log_rate a second. */
-  pthread_mutex_t log_mu;
-  struct logkind {
-    uint64_t since; /* the start of this kind's current second */
-    uint32_t lines; /* sent in it */
-    uint64_t suppressed;
-  } logk[8];
-  /* The syncer (RILL_LOG_SYNC_GROUP only). */
-  bool syncing;
-  pthread_t syncer;
-  _Atomic(struct topic *) sync_q;
-  uint32_t sync_word;
-};
-
-#define INC(lp, field, n) stat_add(&(lp)->st[STAT(field)], (n))
-
-/* Relaxed load and store, no locked instruction: the loop is the word's
- * one writer, and a scrape summing relaxed loads may miss the newest
- * increments but never sees a torn word. */
-static inline void stat_add(_Atomic uint64_t *w, uint64_t n) {
-  atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) + n, memory_order_relaxed);
-}
-
-/* ---- the server's log ---------------------------------------------------------- */
-
-/* Kinds of log lines, each rate-limited on its own: a flood of refused
- * connections must not hide the one line saying the disk is full. */
-enum {
-  L_CONN_REFUSED, /* max_conns */
-  L_TOPIC,        /* created, deleted, refused by max_topics */
-  L_NOFILE,       /* EMFILE, ENFILE */
-  L_NOSPC,        /* ENOSPC */
-  L_IO,           /* other errors of the disk: EIO, a record that fails its checks, a sync */
-  L_DROPPED,      /* connections closed by the server, and why */
-  L_KINDS
-};
-
-_Static_assert(L_KINDS <= sizeof((rill_server_t *)0)->logk / sizeof(struct logkind),
-               "a logk entry per kind");
+#include "net/server_internal.h"
 
 static const char *const log_kind_name[L_KINDS] = {
     "refused connection", "topic",     "out of descriptors",
@@ -479,11 +115,9 @@ static void log_suppressed(rill_server_t *s, int kind, uint64_t now) {
   *k = (struct logkind){.since = now};
 }
 
-static void slog(rill_server_t *s, int kind, rill_server_log_level_t level, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 /* A line to the log callback, unless its kind used its lines this second. */
-static void slog(rill_server_t *s, int kind, rill_server_log_level_t level, const char *fmt, ...) {
+void rill__srv_log(rill_server_t *s, int kind, rill_server_log_level_t level, const char *fmt,
+                   ...) {
   if (!s->o.log)
     return;
   pthread_mutex_lock(&s->log_mu);
@@ -506,7 +140,7 @@ static void slog(rill_server_t *s, int kind, rill_server_log_level_t level, cons
 
 /* The suppressed counts of seconds that ended with no line after them
  * (loop 0's sweep). */
-static void log_flush(rill_server_t *s) {
+void rill__srv_log_flush(rill_server_t *s) {
   if (!s->o.log)
     return;
   pthread_mutex_lock(&s->log_mu);
@@ -518,7 +152,7 @@ static void log_flush(rill_server_t *s) {
 }
 
 /* "A.B.C.D:PORT" of a connection's peer, for the log. */
-static const char *peer_of(int fd, char *buf, size_t cap) {
+const char *rill__srv_peer_of(int fd, char *buf, size_t cap) {
   struct sockaddr_in a;
   socklen_t l = sizeof a;
   char ip[INET_ADDRSTRLEN];
@@ -532,7 +166,7 @@ static const char *peer_of(int fd, char *buf, size_t cap) {
 
 /* An error the server answers a request with that is the server's
  * trouble, not the client's: logged, by kind. */
-static void log_answer(rill_server_t *s, int fd, int code, const char *msg) {
+void rill__srv_log_answer(rill_server_t *s, int fd, int code, const char *msg) {
   int kind = code == RILL_ENOSPC                         ? L_NOSPC
              : code == -EMFILE || code == -ENFILE        ? L_NOFILE
              : code == RILL_EIO || code == RILL_ECORRUPT ? L_IO
@@ -540,52 +174,12 @@ static void log_answer(rill_server_t *s, int fd, int code, const char *msg) {
   if (kind < 0 || !s->o.log)
     return;
   char peer[64];
-  slog(s, kind, RILL_SERVER_LOG_ERROR, "%s (answering %s)", msg, peer_of(fd, peer, sizeof peer));
-}
-
-/* ---- references and wakeups ------------------------------------------------- */
-
-static void conn_get(struct conn *c) {
-  atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
-}
-
-static void conn_put(struct conn *c) {
-  if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
-    return;
-  pthread_mutex_destroy(&c->xlock);
-  rill__free(c->xtx);
-  rill__free(c);
-}
-
-/* Pushes w onto lp's inbox; writes its eventfd only when it may sleep.
- * The seq_cst fence pairs with the one loop_main makes after it marks
- * itself sleeping and before it looks at its inbox (a store then a load
- * on each side, which only seq_cst fences order): either the loop sees
- * the push before it sleeps, or we see it sleeping and wake it. */
-static void loop_wake(struct loop *lp, struct wake *w) {
-  struct wake *h = atomic_load_explicit(&lp->inbox, memory_order_relaxed);
-  do
-    w->next = h;
-  while (!atomic_compare_exchange_weak_explicit(&lp->inbox, &h, w, memory_order_release,
-                                                memory_order_relaxed));
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&lp->sleeping, memory_order_relaxed)) {
-    uint64_t one = 1;
-    ssize_t n = write(lp->wakefd, &one, sizeof one);
-    (void)n;
-  }
-}
-
-/* ---- sending ------------------------------------------------------------- */
-
-static void conn_close(struct loop *lp, struct conn *c);
-
-static struct txref *ref_at(struct conn *c, uint32_t i) {
-  return &c->txrefs[(c->refs_head + i) % TX_REFS];
+  rill__srv_log(s, kind, RILL_SERVER_LOG_ERROR, "%s (answering %s)", msg,
+                rill__srv_peer_of(fd, peer, sizeof peer));
 }
 
 /* Empties the send queue (the connection is cut off or gone). */
-static void tx_drop(struct conn *c) {
+void rill__srv_tx_drop(struct conn *c) {
   c->tx_off = c->tx_len = 0;
   for (; c->nrefs; c->nrefs--, c->refs_head = (c->refs_head + 1) % TX_REFS)
     rill_buf_release(&ref_at(c, 0)->b);
@@ -595,7 +189,7 @@ static void tx_drop(struct conn *c) {
 /* Writes what the send queue holds, as far as the socket takes it: the
  * queued bytes and the payloads held by reference between them, in one
  * sendmsg a round. */
-static int conn_flush(struct loop *lp, struct conn *c) {
+int rill__srv_conn_flush(struct loop *lp, struct conn *c) {
   while (c->tx_off < c->tx_len || c->nrefs) {
     struct iovec iov[2 * TX_REFS + 1];
     int n_iov = 0;
@@ -645,60 +239,32 @@ static int conn_flush(struct loop *lp, struct conn *c) {
   return 0;
 }
 
-static size_t queued(const struct conn *c) { return c->tx_len - c->tx_off + c->ref_bytes; }
-
-/* Room for need more bytes at the end of a queue of *len bytes: grows it
- * by doubling (the queue's limit bounds it). */
-static bool room(uint8_t **buf, size_t *cap, size_t len, size_t need) {
-  if (len + need <= *cap)
-    return true;
-  size_t ncap = *cap ? *cap : RX_MIN;
-  while (ncap < len + need)
-    ncap *= 2;
-  uint8_t *n = rill__realloc(*buf, ncap);
-  if (!n)
-    return false;
-  *buf = n;
-  *cap = ncap;
-  return true;
-}
-
-static void mark_dirty(struct loop *lp, struct conn *c) {
-  if (!c->dirty) {
-    c->dirty = true;
-    c->next_dirty = lp->dirty;
-    lp->dirty = c;
-  }
-}
-
-static bool send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
-                       uint64_t id, uint64_t arg, const void *body, uint32_t len);
-
 /* A connection that cannot be sent to any more (its queue passed
  * tx_limit: it does not read what it asked for; or no memory): what is
  * queued goes, and an ERROR naming the reason takes its place (it fits:
  * tx_limit holds four frames of max_body), then it closes. */
 static void cut_off(struct loop *lp, struct conn *c, int code, const char *why) {
   INC(lp, conns_dropped, 1);
-  tx_drop(c);
+  rill__srv_tx_drop(c);
   INC(lp, errors_sent, 1);
-  send_frame(lp, c, RILL_F_ERROR, 0, 0, 0, (uint64_t)(int64_t)code, why, (uint32_t)strlen(why));
+  rill__srv_send_frame(lp, c, RILL_F_ERROR, 0, 0, 0, (uint64_t)(int64_t)code, why,
+                       (uint32_t)strlen(why));
   c->closing = true;
 }
 
 /* Appends a frame to the send queue of a connection of this loop; false
  * when the connection is over its limit (it is then closing). */
-static bool send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
-                       uint64_t id, uint64_t arg, const void *body, uint32_t len) {
+bool rill__srv_send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
+                          uint64_t id, uint64_t arg, const void *body, uint32_t len) {
   rill_server_t *s = lp->s;
   if (c->closing)
     return false;
   size_t need = RILL_NET_HDR + (size_t)len;
   if (queued(c) + need > s->o.tx_limit) {
     char peer[64];
-    slog(s, L_DROPPED, RILL_SERVER_LOG_INFO,
-         "cut off the connection from %s: its send queue passed tx_limit (%zu bytes)",
-         peer_of(c->fd, peer, sizeof peer), s->o.tx_limit);
+    rill__srv_log(s, L_DROPPED, RILL_SERVER_LOG_INFO,
+                  "cut off the connection from %s: its send queue passed tx_limit (%zu bytes)",
+                  rill__srv_peer_of(c->fd, peer, sizeof peer), s->o.tx_limit);
     cut_off(lp, c, RILL_ENOBUFS, "send queue over tx_limit: the client does not read its answers");
     return false;
   }
@@ -726,13 +292,14 @@ static bool send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t fl
 
 /* A frame whose payload is sent from where it is (a record in the log):
  * the header is queued, the payload held by a new reference to it. */
-static bool send_frame_ref(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags,
-                           uint16_t ch, uint64_t id, uint64_t arg, const rill_buf_t *payload) {
+bool rill__srv_send_frame_ref(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags,
+                              uint16_t ch, uint64_t id, uint64_t arg, const rill_buf_t *payload) {
   if (payload->len < REF_MIN || c->nrefs == TX_REFS || c->closing ||
       queued(c) + RILL_NET_HDR + payload->len > lp->s->o.tx_limit)
-    return send_frame(lp, c, type, flags, ch, id, arg, payload->data, (uint32_t)payload->len);
+    return rill__srv_send_frame(lp, c, type, flags, ch, id, arg, payload->data,
+                                (uint32_t)payload->len);
   rill_buf_t ref;
-  if (!send_frame(lp, c, type, flags, ch, id, arg, NULL, 0))
+  if (!rill__srv_send_frame(lp, c, type, flags, ch, id, arg, NULL, 0))
     return false;
   if (rill_buf_slice(&ref, payload, 0, payload->len) != 0) {
     /* The header is queued without its body: the stream cannot go on. */
@@ -745,15 +312,12 @@ static bool send_frame_ref(struct loop *lp, struct conn *c, uint8_t type, uint8_
   return true;
 }
 
-/* What forwarding a frame to a connection came to. */
-enum { SENT, GONE, BUSY };
-
 /* A frame for a connection of another loop: into its cross-loop queue,
  * and its loop woken to move it on. With soft, a frame that would take
  * both its queues past half tx_limit is not queued (BUSY): the one who
  * sent it is refused, and c is not cut off for what others send it. */
-static int xsend_(struct loop *lp, struct conn *c, bool soft, uint8_t type, uint8_t flags,
-                  uint16_t ch, uint64_t id, uint64_t arg, const void *body, uint32_t len) {
+int rill__srv_xsend(struct loop *lp, struct conn *c, bool soft, uint8_t type, uint8_t flags,
+                    uint16_t ch, uint64_t id, uint64_t arg, const void *body, uint32_t len) {
   size_t need = RILL_NET_HDR + (size_t)len;
   pthread_mutex_lock(&c->xlock);
   if (c->dead || c->cut) {
@@ -787,25 +351,6 @@ static int xsend_(struct loop *lp, struct conn *c, bool soft, uint8_t type, uint
   return ok ? SENT : GONE;
 }
 
-static bool send_to(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
-                    uint64_t id, uint64_t arg, const void *body, uint32_t len) {
-  if (c->lp == lp)
-    return send_frame(lp, c, type, flags, ch, id, arg, body, len);
-  return xsend_(lp, c, false, type, flags, ch, id, arg, body, len) == SENT;
-}
-
-/* An ask or a piece of one, for its provider: BUSY when the provider's
- * queue is over half tx_limit, so an asker faster than the provider is
- * refused (RILL_EBUSY) instead of the provider being cut off. */
-static int forward_to(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags, uint16_t ch,
-                      uint64_t id, uint64_t arg, const void *body, uint32_t len) {
-  if (c->lp != lp)
-    return xsend_(lp, c, true, type, flags, ch, id, arg, body, len);
-  if (!c->closing && queued(c) + RILL_NET_HDR + len > lp->s->o.tx_limit / 2)
-    return BUSY;
-  return send_frame(lp, c, type, flags, ch, id, arg, body, len) ? SENT : GONE;
-}
-
 /* What is queued for a (its own queue and other loops' frames for it),
  * seen from lp. Under a's xlock. */
 static size_t load_of(struct loop *lp, const struct conn *a) {
@@ -831,7 +376,7 @@ static bool waiter_leave(struct conn *a, struct conn *p) {
  * the list's reference) into out. A provider taken may put itself on a
  * list again at once (its next_waiter is then its own), so they are
  * moved out before the lock goes, never walked after. */
-static uint32_t waiters_take(struct conn *a, struct conn **out, uint32_t max) {
+uint32_t rill__srv_waiters_take(struct conn *a, struct conn **out, uint32_t max) {
   uint32_t n = 0;
   for (; n < max && a->waiters; n++) {
     struct conn *p = a->waiters;
@@ -846,7 +391,7 @@ static uint32_t waiters_take(struct conn *a, struct conn **out, uint32_t max) {
 }
 
 /* Provider p lets go of the asker that held it. */
-static void hold_release(struct conn *p) {
+void rill__srv_hold_release(struct conn *p) {
   struct conn *a = p->held_on;
   pthread_mutex_lock(&a->xlock);
   bool left = waiter_leave(a, p);
@@ -860,7 +405,7 @@ static void hold_release(struct conn *p) {
 /* Is provider p's asker still over half its tx_limit? If so p stays
  * held and is on the asker's waiters list; if not (or the asker is gone)
  * p lets go of it. */
-static bool hold_over(struct loop *lp, struct conn *p) {
+bool rill__srv_hold_over(struct loop *lp, struct conn *p) {
   struct conn *a = p->held_on;
   pthread_mutex_lock(&a->xlock);
   bool over = !a->dead && !a->cut && load_of(lp, a) > lp->s->o.tx_limit / 2;
@@ -875,7 +420,7 @@ static bool hold_over(struct loop *lp, struct conn *p) {
   }
   pthread_mutex_unlock(&a->xlock);
   if (!over)
-    hold_release(p);
+    rill__srv_hold_release(p);
   return over;
 }
 
@@ -883,7 +428,7 @@ static bool hold_over(struct loop *lp, struct conn *p) {
  * half a's tx_limit, p is not read any more until a has read enough, so
  * a provider faster than its asker is held back by TCP instead of the
  * asker being cut off for what it did not ask to be sent so fast. */
-static void reply_hold(struct loop *lp, struct conn *p, const struct ask *ask) {
+void rill__srv_reply_hold(struct loop *lp, struct conn *p, const struct ask *ask) {
   struct conn *a = ask->asker;
   if (a == p || p->held_on) /* its own queue pauses it (over) */
     return;
@@ -900,7 +445,7 @@ static void reply_hold(struct loop *lp, struct conn *p, const struct ask *ask) {
     return;
   conn_get(a);
   p->held_on = a;
-  if (hold_over(lp, p)) {
+  if (rill__srv_hold_over(lp, p)) {
     p->paused = true;
     p->held_since = rill_time_ns();
     p->held_sid = ask->sid;
@@ -927,46 +472,46 @@ static void waiter_wake(struct loop *lp, struct conn *p) {
 
 /* The providers a holds back, woken once its queue is under a quarter
  * of tx_limit (a's loop, at its settle): each looks again (hold_over). */
-static void waiters_wake(struct loop *lp, struct conn *a) {
+void rill__srv_waiters_wake(struct loop *lp, struct conn *a) {
   struct conn *batch[32];
   pthread_mutex_lock(&a->xlock);
   uint32_t left = a->nwaiters; /* those on it now: one that comes back waits for the next */
   pthread_mutex_unlock(&a->xlock);
   for (uint32_t n = 32; n == 32 && left; left -= n) {
     pthread_mutex_lock(&a->xlock);
-    n = waiters_take(a, batch, left < 32 ? left : 32);
+    n = rill__srv_waiters_take(a, batch, left < 32 ? left : 32);
     pthread_mutex_unlock(&a->xlock);
     for (uint32_t i = 0; i < n; i++)
       waiter_wake(lp, batch[i]);
   }
 }
 
-static bool error_to(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, int code,
-                     const char *msg) {
+bool rill__srv_error_to(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, int code,
+                        const char *msg) {
   INC(lp, errors_sent, 1);
   return send_to(lp, c, RILL_F_ERROR, 0, ch, id, (uint64_t)(int64_t)code, msg,
                  (uint32_t)strlen(msg));
 }
 
-static void send_error(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, int code,
-                       const char *msg) {
-  log_answer(lp->s, c->fd, code, msg);
-  error_to(lp, c, ch, id, code, msg);
+void rill__srv_send_error(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, int code,
+                          const char *msg) {
+  rill__srv_log_answer(lp->s, c->fd, code, msg);
+  rill__srv_error_to(lp, c, ch, id, code, msg);
 }
 
 /* An error the connection does not survive: said, then closed. */
-static void fatal(struct loop *lp, struct conn *c, int code, const char *msg) {
+void rill__srv_fatal(struct loop *lp, struct conn *c, int code, const char *msg) {
   char peer[64];
   if (!c->closing)
-    slog(lp->s, L_DROPPED, RILL_SERVER_LOG_INFO, "closing the connection from %s: %s (%s)",
-         peer_of(c->fd, peer, sizeof peer), msg, rill_strerror(code));
-  send_error(lp, c, 0, 0, code, msg);
+    rill__srv_log(lp->s, L_DROPPED, RILL_SERVER_LOG_INFO, "closing the connection from %s: %s (%s)",
+                  rill__srv_peer_of(c->fd, peer, sizeof peer), msg, rill_strerror(code));
+  rill__srv_send_error(lp, c, 0, 0, code, msg);
   c->closing = true;
 }
 
 /* What other loops queued for c: moved to its own queue, or, when that
  * is too full to take it, left for when it drains (xheld). */
-static void conn_take_x(struct loop *lp, struct conn *c) {
+void rill__srv_conn_take_x(struct loop *lp, struct conn *c) {
   pthread_mutex_lock(&c->xlock);
   c->xwoken = false;
   c->xheld = false;
@@ -1005,8 +550,6 @@ static void conn_take_x(struct loop *lp, struct conn *c) {
     mark_dirty(lp, c);
 }
 
-/* ---- topics and subscriptions ---------------------------------------------- */
-
 static struct topic **topic_bucket(rill_server_t *s, const void *name, size_t len) {
   return &s->topic_idx[rill_hash64(name, len) & s->topic_mask];
 }
@@ -1020,7 +563,7 @@ static struct topic *topic_find(rill_server_t *s, const void *name, size_t len) 
 }
 
 /* Under reg: takes t out of the registry's list and its index. */
-static void topic_unlink(rill_server_t *s, struct topic *t) {
+void rill__srv_topic_unlink(rill_server_t *s, struct topic *t) {
   struct topic **pp = &s->topics;
   while (*pp != t)
     pp = &(*pp)->next;
@@ -1052,8 +595,8 @@ static uint64_t topic_over(uint64_t server, uint64_t topic) {
 
 /* The log options of topic name: the server's, with its topic_opts entry
  * over them. */
-static void topic_log_opts(const rill_server_t *s, const char *name, size_t len,
-                           rill_log_opts_t *lo) {
+void rill__srv_topic_log_opts(const rill_server_t *s, const char *name, size_t len,
+                              rill_log_opts_t *lo) {
   const rill_server_topic_opts_t *e = topic_opts_of(s, name, len);
   rill_server_topic_opts_t none = {0};
   if (!e)
@@ -1064,18 +607,12 @@ static void topic_log_opts(const rill_server_t *s, const char *name, size_t len,
   lo->retain_age_ns = topic_over(s->o.retain_age_ns, e->retain_age_ns);
 }
 
-/* A reference more, from one already held. Relaxed: taking one orders
- * nothing; the holder it came from keeps the topic alive meanwhile. */
-static void topic_ref(struct topic *t) {
-  atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-}
-
 /* Drops a reference; the last one (the topic was deleted: the registry's
  * is gone) closes its log, whose files then give their blocks back, and
  * frees it, and it no longer counts toward max_topics. acq_rel: every
  * use of the topic by a dropper happens before the free. Not under reg,
  * which this takes. */
-static void topic_put(rill_server_t *s, struct topic *t) {
+void rill__srv_topic_put(rill_server_t *s, struct topic *t) {
   if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
     return;
   pthread_mutex_lock(&s->reg);
@@ -1089,25 +626,9 @@ static void topic_put(rill_server_t *s, struct topic *t) {
   rill__free(t);
 }
 
-/* A use of t on this loop (a bound channel, a subscription, a stream, an
- * ack waiting, a pending pump): only this loop's count moves, and the
- * topic's shared reference with its first and last, so a steady
- * publisher's appends touch no shared word. The caller holds a reference
- * already (the count cannot take its first from nothing). */
-static void hold(struct loop *lp, struct topic *t) {
-  if (t->per[lp->idx].held++ == 0)
-    topic_ref(t);
-}
-
-/* Ends a use taken with hold; may free t. */
-static void unhold(struct loop *lp, struct topic *t) {
-  if (--t->per[lp->idx].held == 0)
-    topic_put(lp->s, t);
-}
-
 /* Under reg: the topic called name, once no open of it is under way (one
  * that is waits for it: the open, outside reg, broadcasts `opened`). */
-static struct topic *topic_find_open(rill_server_t *s, const void *name, size_t len) {
+struct topic *rill__srv_topic_find_open(rill_server_t *s, const void *name, size_t len) {
   struct topic *t;
   while ((t = topic_find(s, name, len)) && t->opening)
     pthread_cond_wait(&s->opened, &s->reg);
@@ -1123,10 +644,10 @@ static struct topic *topic_find_open(rill_server_t *s, const void *name, size_t 
  * times): the topic is in the registry meanwhile, marked `opening`, so it
  * counts toward max_topics, a second open of the name waits for this one,
  * and a delete is refused. */
-static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len, bool create,
-                               int *rc) {
+struct topic *rill__srv_topic_get(rill_server_t *s, const uint8_t *name, size_t len, bool create,
+                                  int *rc) {
   pthread_mutex_lock(&s->reg);
-  struct topic *t = topic_find_open(s, name, len);
+  struct topic *t = rill__srv_topic_find_open(s, name, len);
   if (t) {
     topic_ref(t); /* under reg: delete drops the registry's only after */
     pthread_mutex_unlock(&s->reg);
@@ -1142,8 +663,9 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
       return NULL;
     }
     *rc = rill__err(RILL_EBUSY, "the server holds max_topics (%u) topics already", s->o.max_topics);
-    slog(s, L_TOPIC, RILL_SERVER_LOG_WARN, "refused to open topic '%.*s': max_topics (%u) reached",
-         (int)len, (const char *)name, s->o.max_topics);
+    rill__srv_log(s, L_TOPIC, RILL_SERVER_LOG_WARN,
+                  "refused to open topic '%.*s': max_topics (%u) reached", (int)len,
+                  (const char *)name, s->o.max_topics);
     return NULL;
   }
   t = rill__calloc(1, sizeof *t + s->nloops * sizeof t->per[0]);
@@ -1179,12 +701,12 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
                           .sync_every = s->o.sync_every,
                           .sync_interval_ns = s->o.sync_interval_ns,
                           .budget = &s->disk};
-    topic_log_opts(s, t->name, len, &lo);
+    rill__srv_topic_log_opts(s, t->name, len, &lo);
     *rc = rill_log_open(&t->log, s->o.data_dir, t->name, &lo);
   }
   if (!*rc) {
     if (!existed)
-      slog(s, L_TOPIC, RILL_SERVER_LOG_INFO, "topic '%s' created", t->name);
+      rill__srv_log(s, L_TOPIC, RILL_SERVER_LOG_INFO, "topic '%s' created", t->name);
     /* What open recovered is on disk. Relaxed: other loops find the topic
      * only through the registry, under reg, whose unlock publishes this. */
     atomic_store_explicit(&t->durable, rill_log_next(t->log), memory_order_relaxed);
@@ -1192,7 +714,7 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
   pthread_mutex_lock(&s->reg);
   t->opening = false;
   if (*rc) {
-    topic_unlink(s, t);
+    rill__srv_topic_unlink(s, t);
     s->ntopics--;
   }
   pthread_cond_broadcast(&s->opened);
@@ -1204,33 +726,9 @@ static struct topic *topic_get(rill_server_t *s, const uint8_t *name, size_t len
   return t;
 }
 
-/* ---- a connection's channels ---------------------------------------------------- */
-
-static uint32_t chtab_home(const struct chtab *t, uint32_t key) {
-  return (key * t->mul) >> t->shift;
-}
-
-/* The slot of channel ch, or NULL. */
-static struct chslot *chtab_find(const struct chtab *t, uint16_t ch) {
-  if (!t->slot)
-    return NULL;
-  uint32_t key = (uint32_t)ch + 1;
-  for (uint32_t i = chtab_home(t, key);; i = (i + 1) & t->mask) {
-    if (t->slot[i].key == key)
-      return &t->slot[i];
-    if (!t->slot[i].key)
-      return NULL;
-  }
-}
-
-static void *chtab_get(const struct chtab *t, uint16_t ch) {
-  struct chslot *sl = chtab_find(t, ch);
-  return sl ? sl->v : NULL;
-}
-
 /* Room for one more channel (the table grown when it would pass half
  * full), so the chtab_put after it cannot fail. False: no memory. */
-static bool chtab_reserve(struct chtab *t) {
+bool rill__srv_chtab_reserve(struct chtab *t) {
   uint32_t slots = t->slot ? t->mask + 1 : 0;
   if (2 * (t->n + 1) <= slots)
     return true;
@@ -1255,7 +753,7 @@ static bool chtab_reserve(struct chtab *t) {
 }
 
 /* Adds channel ch (not in t; room reserved). */
-static void chtab_put(struct chtab *t, uint16_t ch, void *v) {
+void rill__srv_chtab_put(struct chtab *t, uint16_t ch, void *v) {
   uint32_t key = (uint32_t)ch + 1, i = chtab_home(t, key);
   while (t->slot[i].key)
     i = (i + 1) & t->mask;
@@ -1265,7 +763,7 @@ static void chtab_put(struct chtab *t, uint16_t ch, void *v) {
 
 /* Takes channel ch out, moving back the entries after it that probed
  * past its slot, so no tombstone is left and lookups stay short. */
-static void chtab_del(struct chtab *t, uint16_t ch) {
+void rill__srv_chtab_del(struct chtab *t, uint16_t ch) {
   struct chslot *sl = chtab_find(t, ch);
   if (!sl)
     return;
@@ -1288,14 +786,10 @@ static void chtab_free(struct chtab *t) {
   t->n = 0;
 }
 
-static struct topic *bound(struct conn *c, uint16_t ch) { return chtab_get(&c->binds, ch); }
-
-static struct sub *sub_of(struct conn *c, uint16_t ch) { return chtab_get(&c->subch, ch); }
-
 /* Sends the next pieces of the record going out in chunks, as far as the
  * send queue allows: DELIVER with STREAM (id = the whole length) and the
  * first max_body bytes, then CHUNKs. True when none is left going out. */
-static bool out_pump(struct loop *lp, struct conn *c) {
+bool rill__srv_out_pump(struct loop *lp, struct conn *c) {
   struct outstream *o = &c->out;
   size_t limit = lp->s->o.tx_limit, piece = lp->s->o.max_body;
   while (o->on && !c->closing && queued(c) < limit / 2) {
@@ -1303,15 +797,16 @@ static bool out_pump(struct loop *lp, struct conn *c) {
     rill_buf_t view = {o->data.store, o->data.data + o->off, n}; /* of the record's bytes */
     bool more = o->off + n < o->data.len;
     if (o->off == 0)
-      send_frame_ref(lp, c, RILL_F_DELIVER, RILL_FF_STREAM, o->ch, o->data.len, o->seq, &view);
+      rill__srv_send_frame_ref(lp, c, RILL_F_DELIVER, RILL_FF_STREAM, o->ch, o->data.len, o->seq,
+                               &view);
     else
-      send_frame_ref(lp, c, RILL_F_CHUNK, more ? RILL_FF_MORE : 0, o->ch, o->seq, RILL_F_DELIVER,
-                     &view);
+      rill__srv_send_frame_ref(lp, c, RILL_F_CHUNK, more ? RILL_FF_MORE : 0, o->ch, o->seq,
+                               RILL_F_DELIVER, &view);
     o->off += n;
     if (!more) {
       o->on = false;
       if (o->fetch) /* END: where a next FETCH would start */
-        send_frame(lp, c, RILL_F_DELIVER, RILL_FF_END, 0, o->id, o->seq + 1, NULL, 0);
+        rill__srv_send_frame(lp, c, RILL_F_DELIVER, RILL_FF_END, 0, o->id, o->seq + 1, NULL, 0);
     }
   }
   if (!o->on || c->closing) {
@@ -1328,14 +823,14 @@ static void out_start(struct loop *lp, struct conn *c, uint16_t ch, uint64_t fet
   c->out = (struct outstream){
       .on = true, .fetch = fetch, .ch = ch, .id = fetch_id, .seq = rec->seq, .data = rec->payload};
   rec->payload = RILL_BUF_EMPTY;
-  out_pump(lp, c);
+  rill__srv_out_pump(lp, c);
 }
 
 /* Delivers what u's credits and the send queue allow. */
-static void pump(struct loop *lp, struct sub *u) {
+void rill__srv_pump(struct loop *lp, struct sub *u) {
   struct conn *c = u->c;
   size_t limit = lp->s->o.tx_limit;
-  if (!out_pump(lp, c))
+  if (!rill__srv_out_pump(lp, c))
     return; /* a record in chunks goes first */
   while (u->credits && !c->closing && !c->out.on && queued(c) < limit / 2) {
     uint64_t first = rill_log_first(u->t->log);
@@ -1357,7 +852,7 @@ static void pump(struct loop *lp, struct sub *u) {
       if (recs[k].payload.len > lp->s->o.max_body)
         out_start(lp, c, u->ch, 0, false, &recs[k]);
       else
-        send_frame_ref(lp, c, RILL_F_DELIVER, 0, u->ch, 0, recs[k].seq, &recs[k].payload);
+        rill__srv_send_frame_ref(lp, c, RILL_F_DELIVER, 0, u->ch, 0, recs[k].seq, &recs[k].payload);
       rill_buf_release(&recs[k].payload);
     }
     u->credits -= sent;
@@ -1368,21 +863,21 @@ static void pump(struct loop *lp, struct sub *u) {
       char msg[512];
       snprintf(msg, sizeof msg, "subscription: record %llu of topic '%s' cannot be read: %s",
                (unsigned long long)u->next, u->t->name, rill_errmsg());
-      send_error(lp, c, u->ch, 0, rc, msg);
+      rill__srv_send_error(lp, c, u->ch, 0, rc, msg);
       u->next++;
     }
   }
 }
 
-static void pump_topic(struct loop *lp, struct topic *t) {
+void rill__srv_pump_topic(struct loop *lp, struct topic *t) {
   for (struct sub *u = t->per[lp->idx].subs; u; u = u->next_in_topic)
-    pump(lp, u);
+    rill__srv_pump(lp, u);
 }
 
 /* Marks t appended to by this loop. Subscribers are pumped once per read,
  * not once per publish: a read that brought a hundred publishes delivers
  * them in one read of the log and one run of DELIVER frames each. */
-static void touch(struct loop *lp, struct topic *t, uint64_t n, uint64_t bytes) {
+void rill__srv_touch(struct loop *lp, struct topic *t, uint64_t n, uint64_t bytes) {
   struct tloop *tl = &t->per[lp->idx];
   stat_add(&tl->appended, n); /* this loop's entry: it is the one writer */
   stat_add(&tl->bytes, bytes);
@@ -1394,11 +889,9 @@ static void touch(struct loop *lp, struct topic *t, uint64_t n, uint64_t bytes) 
   }
 }
 
-static void want_sync(rill_server_t *s, struct topic *t);
-
 /* After a read: pump this loop's subscribers of the topics it appended
  * to, wake the other loops that have some, and queue the group syncs. */
-static void pump_touched(struct loop *lp) {
+void rill__srv_pump_touched(struct loop *lp) {
   rill_server_t *s = lp->s;
   while (lp->touched) {
     struct tloop *tl = lp->touched;
@@ -1406,9 +899,9 @@ static void pump_touched(struct loop *lp) {
     tl->touched = false;
     struct topic *t = tl->t;
     if (t->group)
-      want_sync(s, t);
+      rill__srv_want_sync(s, t);
     if (tl->subs)
-      pump_topic(lp, t);
+      rill__srv_pump_topic(lp, t);
     for (uint32_t i = 0; i < s->nloops; i++) {
       struct tloop *o = &t->per[i];
       if (i != lp->idx && atomic_load_explicit(&o->nsubs, memory_order_relaxed) &&
@@ -1423,7 +916,7 @@ static void pump_touched(struct loop *lp) {
 
 /* Frees a subscription; the server's count of them is the caller's to
  * lower. */
-static void sub_free(struct loop *lp, struct sub *u) {
+void rill__srv_sub_free(struct loop *lp, struct sub *u) {
   struct tloop *tl = &u->t->per[lp->idx];
   *u->prev_in_topic = u->next_in_topic;
   if (u->next_in_topic)
@@ -1435,16 +928,14 @@ static void sub_free(struct loop *lp, struct sub *u) {
   *u->prev_in_conn = u->next_in_conn;
   if (u->next_in_conn)
     u->next_in_conn->prev_in_conn = u->prev_in_conn;
-  chtab_del(&u->c->subch, u->ch);
+  rill__srv_chtab_del(&u->c->subch, u->ch);
   struct topic *t = u->t;
   rill__free(u);
   unhold(lp, t);
 }
 
-/* ---- durability -------------------------------------------------------------- */
-
 /* Queues t for the syncer, once until it syncs it. */
-static void want_sync(rill_server_t *s, struct topic *t) {
+void rill__srv_want_sync(rill_server_t *s, struct topic *t) {
   if (atomic_exchange_explicit(&t->sync_wanted, true, memory_order_acq_rel))
     return;
   topic_ref(t); /* the queue's, dropped by the syncer */
@@ -1458,7 +949,7 @@ static void want_sync(rill_server_t *s, struct topic *t) {
 
 /* Moves t's durable mark up to upto, never down (the syncer and a
  * stopping loop may both sync). */
-static void durable_raise(struct topic *t, uint64_t upto) {
+void rill__srv_durable_raise(struct topic *t, uint64_t upto) {
   uint64_t d = atomic_load_explicit(&t->durable, memory_order_relaxed);
   while (d < upto && !atomic_compare_exchange_weak_explicit(
                          &t->durable, &d, upto, memory_order_release, memory_order_relaxed))
@@ -1467,7 +958,7 @@ static void durable_raise(struct topic *t, uint64_t upto) {
 
 /* The syncer: one fdatasync per queued topic covers every record appended
  * to it before, by any loop; then the loops with acks waiting are woken. */
-static void *syncer_main(void *arg) {
+void *rill__srv_syncer_main(void *arg) {
   rill_server_t *s = arg;
   pthread_setname_np(pthread_self(), "rill-sync");
   for (;;) {
@@ -1496,15 +987,15 @@ static void *syncer_main(void *arg) {
       uint64_t upto = rill_log_next(t->log);
       int rc = rill_log_sync(t->log);
       if (rc) {
-        slog(s, rc == RILL_ENOSPC ? L_NOSPC : L_IO, RILL_SERVER_LOG_ERROR,
-             "topic '%s': sync failed: %s", t->name, rill_errmsg());
+        rill__srv_log(s, rc == RILL_ENOSPC ? L_NOSPC : L_IO, RILL_SERVER_LOG_ERROR,
+                      "topic '%s': sync failed: %s", t->name, rill_errmsg());
         /* Relaxed: the release store of failed_upto publishes it. */
         atomic_store_explicit(&t->sync_err, rc, memory_order_relaxed);
         atomic_store_explicit(&t->failed_upto, upto, memory_order_release);
       } else {
-        durable_raise(t, upto);
+        rill__srv_durable_raise(t, upto);
       }
-      topic_put(s, t);
+      rill__srv_topic_put(s, t);
     }
     for (uint32_t i = 0; i < s->nloops; i++) {
       struct loop *lp = &s->loops[i];
@@ -1516,15 +1007,15 @@ static void *syncer_main(void *arg) {
 }
 
 /* Parks an acknowledged publish until its records are synced. */
-static void ack_later(struct loop *lp, struct conn *c, struct topic *t, uint16_t ch, uint64_t id,
-                      uint64_t first, uint64_t last, uint64_t t0) {
+void rill__srv_ack_later(struct loop *lp, struct conn *c, struct topic *t, uint16_t ch, uint64_t id,
+                         uint64_t first, uint64_t last, uint64_t t0) {
   size_t n = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
   if (n == lp->cap_acks) {
     size_t cap = n ? 2 * n : 256;
     struct pack *a = rill__realloc(lp->acks, cap * sizeof *a);
     if (!a) {
-      send_error(lp, c, ch, id, RILL_ENOMEM,
-                 "PUBLISH: appended, but no memory to wait for its sync");
+      rill__srv_send_error(lp, c, ch, id, RILL_ENOMEM,
+                           "PUBLISH: appended, but no memory to wait for its sync");
       return;
     }
     lp->acks = a;
@@ -1537,7 +1028,7 @@ static void ack_later(struct loop *lp, struct conn *c, struct topic *t, uint16_t
 }
 
 /* Sends the ACKs whose records are now durable (or the sync's error). */
-static void acks_release(struct loop *lp) {
+void rill__srv_acks_release(struct loop *lp) {
   size_t n = atomic_load_explicit(&lp->nacks, memory_order_relaxed), keep = 0;
   for (size_t i = 0; i < n; i++) {
     struct pack *a = &lp->acks[i];
@@ -1548,13 +1039,13 @@ static void acks_release(struct loop *lp) {
     uint64_t durable = atomic_load_explicit(&a->t->durable, memory_order_acquire);
     uint64_t failed = atomic_load_explicit(&a->t->failed_upto, memory_order_acquire);
     if (a->last < durable) {
-      send_frame(lp, a->c, RILL_F_ACK, 0, a->ch, a->id, a->first, NULL, 0);
+      rill__srv_send_frame(lp, a->c, RILL_F_ACK, 0, a->ch, a->id, a->first, NULL, 0);
       rill__hist_add(&lp->publish_ack, rill_time_ns() - a->t0);
     } else if (a->last < failed)
-      send_error(lp, a->c, a->ch, a->id,
-                 /* after the acquire load of failed_upto, which publishes it */
-                 atomic_load_explicit(&a->t->sync_err, memory_order_relaxed),
-                 "PUBLISH: appended, but the sync failed");
+      rill__srv_send_error(lp, a->c, a->ch, a->id,
+                           /* after the acquire load of failed_upto, which publishes it */
+                           atomic_load_explicit(&a->t->sync_err, memory_order_relaxed),
+                           "PUBLISH: appended, but the sync failed");
     else {
       lp->acks[keep++] = *a;
       continue;
@@ -1565,18 +1056,16 @@ static void acks_release(struct loop *lp) {
   atomic_store_explicit(&lp->nacks, keep, memory_order_relaxed);
 }
 
-/* ---- requests ------------------------------------------------------------------- */
-
 static void on_hello(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   rill_net_hello_t h;
   if (f->type != RILL_F_HELLO) {
-    fatal(lp, c, RILL_EPROTO, "the first frame must be HELLO");
+    rill__srv_fatal(lp, c, RILL_EPROTO, "the first frame must be HELLO");
     return;
   }
   int rc = rill_net_hello_decode(f->body, f->len, &h);
   if (rc) {
-    fatal(lp, c, rc, rill_errmsg());
+    rill__srv_fatal(lp, c, rc, rill_errmsg());
     return;
   }
   if (s->o.token) {
@@ -1586,14 +1075,14 @@ static void on_hello(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     for (size_t i = 0; i < h.token_len; i++)
       diff |= (uint8_t)(h.token[i] ^ (uint8_t)s->o.token[i < tl ? i : 0]);
     if (diff) {
-      fatal(lp, c, RILL_EACCES, "wrong or missing token");
+      rill__srv_fatal(lp, c, RILL_EACCES, "wrong or missing token");
       return;
     }
   }
   uint8_t w[RILL_NET_WELCOME_SIZE];
   rill_net_welcome_encode(
       w, &(rill_net_welcome_t){RILL_NET_VERSION, s->o.max_body, s->server_id, UINT32_MAX});
-  send_frame(lp, c, RILL_F_WELCOME, 0, 0, 0, 0, w, sizeof w);
+  rill__srv_send_frame(lp, c, RILL_F_WELCOME, 0, 0, 0, 0, w, sizeof w);
   c->ready = true;
 }
 
@@ -1612,24 +1101,10 @@ static bool bind_count(rill_server_t *s, struct topic *from, struct topic *to) {
   return ok;
 }
 
-/* Takes a place in a server-wide count held to max (nbinds, nsubs);
- * false when it is full. Relaxed: a count; the RMW keeps two loops from
- * both taking the last place. */
-static bool count_take(_Atomic uint32_t *n, uint32_t max) {
-  if (atomic_fetch_add_explicit(n, 1, memory_order_relaxed) < max)
-    return true;
-  atomic_fetch_sub_explicit(n, 1, memory_order_relaxed);
-  return false;
-}
-
-static void count_give(_Atomic uint32_t *n, uint32_t k) {
-  atomic_fetch_sub_explicit(n, k, memory_order_relaxed); /* a count, as count_take */
-}
-
-static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   if (!rill_net_name_ok(f->body, f->len)) {
-    send_error(lp, c, f->channel, f->id, RILL_EINVAL, "BIND: not a topic name");
+    rill__srv_send_error(lp, c, f->channel, f->id, RILL_EINVAL, "BIND: not a topic name");
     return;
   }
   char why[128];
@@ -1646,16 +1121,16 @@ static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     else
       snprintf(why, sizeof why, "BIND: the server has max_binds (%u) channels bound",
                s->o.max_binds);
-    send_error(lp, c, f->channel, f->id, RILL_EBUSY, why);
+    rill__srv_send_error(lp, c, f->channel, f->id, RILL_EBUSY, why);
     return;
   }
   int rc = 0;
   struct topic *t = NULL;
   const char *msg = NULL;
-  if (!sl && !chtab_reserve(&c->binds)) {
+  if (!sl && !rill__srv_chtab_reserve(&c->binds)) {
     rc = RILL_ENOMEM;
     msg = "BIND: no memory";
-  } else if (!(t = topic_get(s, f->body, f->len, true, &rc))) {
+  } else if (!(t = rill__srv_topic_get(s, f->body, f->len, true, &rc))) {
     msg = rill_errmsg();
   } else if (!bind_count(s, sl ? sl->v : NULL, t)) {
     rc = RILL_ENOENT;
@@ -1664,35 +1139,35 @@ static void on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (rc) {
     if (!sl)
       count_give(&s->nbinds, 1);
-    send_error(lp, c, f->channel, f->id, rc, msg);
+    rill__srv_send_error(lp, c, f->channel, f->id, rc, msg);
     if (t)
-      topic_put(s, t); /* topic_get's, of a topic deleted meanwhile */
+      rill__srv_topic_put(s, t); /* topic_get's, of a topic deleted meanwhile */
     return;
   }
   /* The channel's use of t is this loop's hold; topic_get's reference
    * goes once that is taken (and the hold of the topic it was bound to
    * before, when a channel is rebound). */
   hold(lp, t);
-  topic_put(s, t);
+  rill__srv_topic_put(s, t);
   if (sl) {
     unhold(lp, sl->v);
     sl->v = t; /* rebinding a channel is allowed */
   } else {
-    chtab_put(&c->binds, f->channel, t);
+    rill__srv_chtab_put(&c->binds, f->channel, t);
   }
-  send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, rill_log_next(t->log), NULL, 0);
+  rill__srv_send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, rill_log_next(t->log), NULL, 0);
 }
 
 /* The answer to an acknowledged publish of records first..last: now,
  * or once the syncer has them on disk. */
-static void ack(struct loop *lp, struct conn *c, struct topic *t, const rill_frame_t *f,
-                uint64_t first, uint64_t last) {
+void rill__srv_ack(struct loop *lp, struct conn *c, struct topic *t, const rill_frame_t *f,
+                   uint64_t first, uint64_t last) {
   if (!(f->flags & RILL_FF_ACK))
     return;
   if (t->group) {
-    ack_later(lp, c, t, f->channel, f->id, first, last, c->read_ns);
+    rill__srv_ack_later(lp, c, t, f->channel, f->id, first, last, c->read_ns);
   } else {
-    send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, first, NULL, 0);
+    rill__srv_send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, first, NULL, 0);
     rill__hist_add(&lp->publish_ack, rill_time_ns() - c->read_ns);
   }
 }
@@ -1700,19 +1175,20 @@ static void ack(struct loop *lp, struct conn *c, struct topic *t, const rill_fra
 /* A streamed PUBLISH's first frame: arg is the whole length. A refused
  * stream keeps its slot, without a buffer, so its CHUNKs are dropped
  * rather than taken for a protocol error. */
-static void stream_open(struct loop *lp, struct conn *c, struct topic *t, const rill_frame_t *f) {
+void rill__srv_stream_open(struct loop *lp, struct conn *c, struct topic *t,
+                           const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   struct instream *in = NULL;
   for (uint32_t i = 0; i < IN_STREAMS; i++) {
     if (c->in[i].on && c->in[i].id == f->id) {
-      fatal(lp, c, RILL_EPROTO, "PUBLISH: a stream with that id is open");
+      rill__srv_fatal(lp, c, RILL_EPROTO, "PUBLISH: a stream with that id is open");
       return;
     }
     if (!c->in[i].on && !in)
       in = &c->in[i];
   }
   if (!in) {
-    fatal(lp, c, RILL_EPROTO, "PUBLISH: more than 4 streams open on one connection");
+    rill__srv_fatal(lp, c, RILL_EPROTO, "PUBLISH: more than 4 streams open on one connection");
     return;
   }
   *in = (struct instream){.on = true, .id = f->id, .t = t, .ch = f->channel, .flags = f->flags};
@@ -1742,7 +1218,7 @@ static void stream_open(struct loop *lp, struct conn *c, struct topic *t, const 
     code = RILL_ENOMEM;
   }
   if (why) {
-    send_error(lp, c, f->channel, f->id, code, why);
+    rill__srv_send_error(lp, c, f->channel, f->id, code, why);
     return;
   }
   in->len = (uint32_t)f->arg;
@@ -1754,7 +1230,7 @@ static void stream_open(struct loop *lp, struct conn *c, struct topic *t, const 
 
 /* Frees a stream's buffer; with `keep`, its slot stays to drop the CHUNKs
  * still coming. */
-static void stream_drop(rill_server_t *s, struct conn *c, struct instream *in, bool keep) {
+void rill__srv_stream_drop(rill_server_t *s, struct conn *c, struct instream *in, bool keep) {
   if (in->buf) {
     rill__free(in->buf);
     in->buf = NULL;
@@ -1768,19 +1244,14 @@ static void stream_drop(rill_server_t *s, struct conn *c, struct instream *in, b
   }
 }
 
-static void ack(struct loop *lp, struct conn *c, struct topic *t, const rill_frame_t *f,
-                uint64_t first, uint64_t last);
-
-/* The next piece of a streamed PUBLISH; the last appends the whole. */
-static void on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f);
-
-static void on_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (f->arg == RILL_F_ASK || f->arg == RILL_F_REPLY) {
-    on_ask_chunk(lp, c, f);
+    rill__srv_on_ask_chunk(lp, c, f);
     return;
   }
   if (f->arg != RILL_F_PUBLISH) {
-    fatal(lp, c, RILL_EPROTO, "CHUNK: arg must be the type it continues: PUBLISH, ASK or REPLY");
+    rill__srv_fatal(lp, c, RILL_EPROTO,
+                    "CHUNK: arg must be the type it continues: PUBLISH, ASK or REPLY");
     return;
   }
   struct instream *in = NULL;
@@ -1788,13 +1259,13 @@ static void on_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     if (c->in[i].on && c->in[i].id == f->id)
       in = &c->in[i];
   if (!in) {
-    fatal(lp, c, RILL_EPROTO, "CHUNK: no stream with that id");
+    rill__srv_fatal(lp, c, RILL_EPROTO, "CHUNK: no stream with that id");
     return;
   }
   bool last = !(f->flags & RILL_FF_MORE);
   if (in->buf) {
     if (f->len > in->len - in->got || (last && in->got + f->len != in->len)) {
-      fatal(lp, c, RILL_EPROTO, "CHUNK: the pieces do not add up to the stream's length");
+      rill__srv_fatal(lp, c, RILL_EPROTO, "CHUNK: the pieces do not add up to the stream's length");
       return;
     }
     memcpy(in->buf + in->got, f->body, f->len);
@@ -1808,41 +1279,41 @@ static void on_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     int rc = rill_log_append(in->t->log, in->buf, in->len, &seq);
     rill_frame_t first = {.flags = in->flags, .channel = in->ch, .id = in->id};
     if (rc) {
-      send_error(lp, c, in->ch, in->id, rc, rill_errmsg());
+      rill__srv_send_error(lp, c, in->ch, in->id, rc, rill_errmsg());
     } else {
       INC(lp, published, 1);
-      touch(lp, in->t, 1, in->len);
-      ack(lp, c, in->t, &first, seq, seq);
+      rill__srv_touch(lp, in->t, 1, in->len);
+      rill__srv_ack(lp, c, in->t, &first, seq, seq);
     }
   }
-  stream_drop(lp->s, c, in, false);
+  rill__srv_stream_drop(lp->s, c, in, false);
 }
 
-static void on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   struct topic *t = bound(c, f->channel);
   if (f->flags & RILL_FF_STREAM) { /* refused without a topic, its CHUNKs then dropped */
-    stream_open(lp, c, t, f);
+    rill__srv_stream_open(lp, c, t, f);
     return;
   }
   if (!t) {
-    send_error(lp, c, f->channel, f->id, RILL_EINVAL, "PUBLISH: channel not bound");
+    rill__srv_send_error(lp, c, f->channel, f->id, RILL_EINVAL, "PUBLISH: channel not bound");
     return;
   }
   uint64_t seq;
   int rc = rill_log_append(t->log, f->body, f->len, &seq);
   if (rc) {
-    send_error(lp, c, f->channel, f->id, rc, rill_errmsg());
+    rill__srv_send_error(lp, c, f->channel, f->id, rc, rill_errmsg());
     return;
   }
   INC(lp, published, 1);
-  touch(lp, t, 1, f->len);
-  ack(lp, c, t, f, seq, seq);
+  rill__srv_touch(lp, t, 1, f->len);
+  rill__srv_ack(lp, c, t, f, seq, seq);
 }
 
-static void on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   struct topic *t = bound(c, f->channel);
   if (!t) {
-    send_error(lp, c, f->channel, f->id, RILL_EINVAL, "PUBLISH_BATCH: channel not bound");
+    rill__srv_send_error(lp, c, f->channel, f->id, RILL_EINVAL, "PUBLISH_BATCH: channel not bound");
     return;
   }
   /* Every record's length is checked before anything is appended: the
@@ -1859,8 +1330,9 @@ static void on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t
     off += 4 + (size_t)len;
   }
   if (off != f->len || n != f->arg || n == 0) {
-    send_error(lp, c, f->channel, f->id, RILL_EPROTO,
-               "PUBLISH_BATCH: 1..256 records whose lengths add up to the body, as many as arg");
+    rill__srv_send_error(
+        lp, c, f->channel, f->id, RILL_EPROTO,
+        "PUBLISH_BATCH: 1..256 records whose lengths add up to the body, as many as arg");
     return;
   }
   uint64_t first;
@@ -1876,16 +1348,16 @@ static void on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t
       for (size_t k = 0; k < done; k++)
         bytes += recs[k].len;
       INC(lp, published, done);
-      touch(lp, t, done, bytes);
+      rill__srv_touch(lp, t, done, bytes);
       snprintf(msg, sizeof msg, "PUBLISH_BATCH: %zu of %zu records stored (from %llu): %s", done, n,
                (unsigned long long)first, rill_errmsg());
     }
-    send_error(lp, c, f->channel, f->id, rc, done ? msg : rill_errmsg());
+    rill__srv_send_error(lp, c, f->channel, f->id, rc, done ? msg : rill_errmsg());
     return;
   }
   INC(lp, published, n);
-  touch(lp, t, n, f->len - 4 * n);
-  ack(lp, c, t, f, first, first + n - 1);
+  rill__srv_touch(lp, t, n, f->len - 4 * n);
+  rill__srv_ack(lp, c, t, f, first, first + n - 1);
 }
 
 /* The start a SUBSCRIBE or FETCH asks for, in the log's terms. */
@@ -1897,13 +1369,14 @@ static uint64_t start_of(rill_log_t *log, uint64_t from) {
   return from < rill_log_first(log) ? rill_log_first(log) : from;
 }
 
-static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (!rill_net_name_ok(f->body, f->len)) {
-    send_error(lp, c, f->channel, f->id, RILL_EINVAL, "SUBSCRIBE: not a topic name");
+    rill__srv_send_error(lp, c, f->channel, f->id, RILL_EINVAL, "SUBSCRIBE: not a topic name");
     return;
   }
   if (sub_of(c, f->channel)) {
-    send_error(lp, c, f->channel, f->id, RILL_EEXIST, "SUBSCRIBE: channel already subscribed");
+    rill__srv_send_error(lp, c, f->channel, f->id, RILL_EEXIST,
+                         "SUBSCRIBE: channel already subscribed");
     return;
   }
   rill_server_t *s = lp->s;
@@ -1920,33 +1393,34 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
     else
       snprintf(why, sizeof why, "SUBSCRIBE: the server has max_subs (%u) subscriptions",
                s->o.max_subs);
-    send_error(lp, c, f->channel, f->id, RILL_EBUSY, why);
+    rill__srv_send_error(lp, c, f->channel, f->id, RILL_EBUSY, why);
     return;
   }
-  if (!chtab_reserve(&c->subch)) {
+  if (!rill__srv_chtab_reserve(&c->subch)) {
     count_give(&s->nsubs, 1);
-    send_error(lp, c, f->channel, f->id, RILL_ENOMEM, "SUBSCRIBE: no memory");
+    rill__srv_send_error(lp, c, f->channel, f->id, RILL_ENOMEM, "SUBSCRIBE: no memory");
     return;
   }
   int rc = 0;
   /* A topic only when asked: a mistyped name must not make one. */
-  struct topic *t = topic_get(lp->s, f->body, f->len, f->flags & RILL_FF_CREATE, &rc);
+  struct topic *t = rill__srv_topic_get(lp->s, f->body, f->len, f->flags & RILL_FF_CREATE, &rc);
   if (!t)
     count_give(&s->nsubs, 1);
   if (!t && rc == RILL_ENOENT) {
     char msg[320];
     snprintf(msg, sizeof msg, "SUBSCRIBE: no topic '%.*s' (subscribe with CREATE to make it)",
              (int)f->len, (const char *)f->body);
-    send_error(lp, c, f->channel, f->id, rc, msg);
+    rill__srv_send_error(lp, c, f->channel, f->id, rc, msg);
     return;
   }
   struct sub *u = t ? rill__calloc(1, sizeof *u) : NULL;
   if (t && !u)
     count_give(&s->nsubs, 1);
   if (!u) {
-    send_error(lp, c, f->channel, f->id, t ? RILL_ENOMEM : rc, t ? "no memory" : rill_errmsg());
+    rill__srv_send_error(lp, c, f->channel, f->id, t ? RILL_ENOMEM : rc,
+                         t ? "no memory" : rill_errmsg());
     if (t)
-      topic_put(lp->s, t);
+      rill__srv_topic_put(lp->s, t);
     return;
   }
   struct tloop *tl = &t->per[lp->idx];
@@ -1963,12 +1437,13 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
   if (deleted) {
     rill__free(u);
     count_give(&s->nsubs, 1);
-    send_error(lp, c, f->channel, f->id, RILL_ENOENT, "SUBSCRIBE: the topic was deleted meanwhile");
-    topic_put(lp->s, t);
+    rill__srv_send_error(lp, c, f->channel, f->id, RILL_ENOENT,
+                         "SUBSCRIBE: the topic was deleted meanwhile");
+    rill__srv_topic_put(lp->s, t);
     return;
   }
   hold(lp, t); /* the subscription's, until sub_free */
-  topic_put(lp->s, t);
+  rill__srv_topic_put(lp->s, t);
   *u = (struct sub){.c = c, .ch = f->channel, .t = t, .next = start_of(t->log, f->arg)};
   u->next_in_conn = c->subs;
   u->prev_in_conn = &c->subs;
@@ -1980,33 +1455,34 @@ static void on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f)
   if (tl->subs)
     tl->subs->prev_in_topic = &u->next_in_topic;
   tl->subs = u;
-  chtab_put(&c->subch, f->channel, u);
-  send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, u->next, NULL, 0);
+  rill__srv_chtab_put(&c->subch, f->channel, u);
+  rill__srv_send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, u->next, NULL, 0);
 }
 
-static void on_unsubscribe(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_unsubscribe(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   struct sub *u = sub_of(c, f->channel);
   if (!u) {
-    send_error(lp, c, f->channel, f->id, RILL_ENOENT, "UNSUBSCRIBE: no such subscription");
+    rill__srv_send_error(lp, c, f->channel, f->id, RILL_ENOENT,
+                         "UNSUBSCRIBE: no such subscription");
     return;
   }
   uint64_t next = u->next;
-  sub_free(lp, u);
+  rill__srv_sub_free(lp, u);
   count_give(&lp->s->nsubs, 1);
-  send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, next, NULL, 0);
+  rill__srv_send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, next, NULL, 0);
 }
 
-static void on_credit(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_credit(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (f->channel == 0)
     return; /* publish credits flow the other way */
   struct sub *u = sub_of(c, f->channel);
   if (!u) {
-    send_error(lp, c, f->channel, f->id, RILL_ENOENT, "CREDIT: no such subscription");
+    rill__srv_send_error(lp, c, f->channel, f->id, RILL_ENOENT, "CREDIT: no such subscription");
     return;
   }
   uint64_t max = lp->s->o.sub_credits_max;
   u->credits = f->arg > max - u->credits ? max : u->credits + f->arg;
-  pump(lp, u);
+  rill__srv_pump(lp, u);
 }
 
 /* A FETCH whose next record cannot be read (damaged on disk, say) ends
@@ -2019,21 +1495,21 @@ static void fetch_failed(struct loop *lp, struct conn *c, struct topic *t, uint6
   char msg[512];
   snprintf(msg, sizeof msg, "FETCH: record %llu of topic '%s' cannot be read: %s",
            (unsigned long long)seq, t->name, rill_errmsg());
-  send_error(lp, c, 0, id, rc, msg);
+  rill__srv_send_error(lp, c, 0, id, rc, msg);
 }
 
-static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (f->len < 4 || !rill_net_name_ok(f->body + 4, f->len - 4)) {
-    send_error(lp, c, 0, f->id, RILL_EINVAL, "FETCH: a u32 count, then a topic name");
+    rill__srv_send_error(lp, c, 0, f->id, RILL_EINVAL, "FETCH: a u32 count, then a topic name");
     return;
   }
   uint32_t count = rill__get32(f->body);
   if (count > DELIVER_BATCH * 16)
     count = DELIVER_BATCH * 16;
   int rc = 0;
-  struct topic *t = topic_get(lp->s, f->body + 4, f->len - 4, false, &rc);
+  struct topic *t = rill__srv_topic_get(lp->s, f->body + 4, f->len - 4, false, &rc);
   if (!t) {
-    send_error(lp, c, 0, f->id, rc, rill_errmsg());
+    rill__srv_send_error(lp, c, 0, f->id, rc, rill_errmsg());
     return;
   }
   size_t limit = lp->s->o.tx_limit;
@@ -2054,13 +1530,13 @@ static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
         out_start(lp, c, 0, f->id, true, &recs[k]); /* the answer ends with it */
         streamed = true;
       } else
-        send_frame_ref(lp, c, RILL_F_DELIVER, 0, 0, f->id, recs[k].seq, &recs[k].payload);
+        rill__srv_send_frame_ref(lp, c, RILL_F_DELIVER, 0, 0, f->id, recs[k].seq, &recs[k].payload);
       rill_buf_release(&recs[k].payload);
     }
     count -= (uint32_t)n;
     if (rc && rc != RILL_ENOENT && !c->out.on && !streamed) {
       fetch_failed(lp, c, t, f->id, seq, rc);
-      topic_put(lp->s, t);
+      rill__srv_topic_put(lp->s, t);
       return;
     }
     if (!n || c->out.on || streamed || queued(c) > limit / 2)
@@ -2069,28 +1545,26 @@ static void on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   /* END: arg is where a next FETCH would start (after the chunks, if a
    * record goes out in chunks). */
   if (!streamed)
-    send_frame(lp, c, RILL_F_DELIVER, RILL_FF_END, 0, f->id, seq, NULL, 0);
-  topic_put(lp->s, t);
+    rill__srv_send_frame(lp, c, RILL_F_DELIVER, RILL_FF_END, 0, f->id, seq, NULL, 0);
+  rill__srv_topic_put(lp->s, t);
 }
 
-/* ---- services ------------------------------------------------------------------- */
-
-static struct service **svc_bucket(rill_server_t *s, const void *name, size_t len) {
+struct service **rill__srv_svc_bucket(rill_server_t *s, const void *name, size_t len) {
   return &s->services[rill_hash64(name, len) % SVC_BUCKETS];
 }
 
 /* Under reg. */
 static struct service *svc_find(rill_server_t *s, const void *name, size_t len) {
-  struct service *v = *svc_bucket(s, name, len);
+  struct service *v = *rill__srv_svc_bucket(s, name, len);
   while (v && !(strlen(v->name) == len && !memcmp(v->name, name, len)))
     v = v->next;
   return v;
 }
 
-static void on_serve(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_serve(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   if (!rill_net_name_ok(f->body, f->len)) {
-    send_error(lp, c, f->channel, f->id, RILL_EINVAL, "SERVE: not a service name");
+    rill__srv_send_error(lp, c, f->channel, f->id, RILL_EINVAL, "SERVE: not a service name");
     return;
   }
   char why[128];
@@ -2108,7 +1582,7 @@ static void on_serve(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   struct service *v = why[0] ? NULL : svc_find(s, f->body, f->len);
   if (!why[0] && !v && (v = rill__calloc(1, sizeof *v))) {
     memcpy(v->name, f->body, f->len);
-    struct service **b = svc_bucket(s, f->body, f->len);
+    struct service **b = rill__srv_svc_bucket(s, f->body, f->len);
     v->next = *b;
     *b = v;
   }
@@ -2130,10 +1604,10 @@ static void on_serve(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   if (!p) {
     if (code == RILL_EBUSY)
       INC(lp, serves_refused, 1);
-    send_error(lp, c, f->channel, f->id, code, why);
+    rill__srv_send_error(lp, c, f->channel, f->id, code, why);
     return;
   }
-  send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, 0, NULL, 0);
+  rill__srv_send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, 0, NULL, 0);
 }
 
 static struct ask **ask_slot(rill_server_t *s, uint64_t sid) {
@@ -2148,8 +1622,6 @@ static struct ask **ask_cid_bucket(rill_server_t *s, const struct conn *asker, u
   uint64_t h = (uint64_t)(uintptr_t)asker * 0x9e3779b97f4a7c15ull ^ cid * 0xc2b2ae3d27d4eb4full;
   return &s->asks_cid[(h ^ h >> 29) % ASK_BUCKETS];
 }
-
-/* ---- ask deadlines: a min-heap under asks_mu ---- */
 
 static void heap_set(rill_server_t *s, uint32_t i, struct ask *a) {
   s->asks_heap[i] = a;
@@ -2257,21 +1729,21 @@ static void ask_done(rill_server_t *s, struct ask **pp) {
   }
 }
 
-static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   uint8_t stream = f->flags & RILL_FF_STREAM;
   int out = -1; /* the askout slot of a streamed ask, taken before anything can fail */
   if (stream) {
     for (int i = 0; i < (int)IN_STREAMS; i++) {
       if (c->askout[i].on && c->askout[i].cid == f->id) {
-        fatal(lp, c, RILL_EPROTO, "ASK: a stream with that id is open");
+        rill__srv_fatal(lp, c, RILL_EPROTO, "ASK: a stream with that id is open");
         return;
       }
       if (!c->askout[i].on && out < 0)
         out = i;
     }
     if (out < 0) {
-      fatal(lp, c, RILL_EPROTO, "ASK: more than 4 streams open on one connection");
+      rill__srv_fatal(lp, c, RILL_EPROTO, "ASK: more than 4 streams open on one connection");
       return;
     }
     c->askout[out].on = true;
@@ -2280,7 +1752,8 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   }
   uint16_t nl = f->len >= 2 ? rill__get16(f->body) : 0;
   if (f->len < 2 || (size_t)nl + 2 > f->len || !rill_net_name_ok(f->body + 2, nl)) {
-    send_error(lp, c, 0, f->id, RILL_EINVAL, "ASK: a u16 name length, a service name, a payload");
+    rill__srv_send_error(lp, c, 0, f->id, RILL_EINVAL,
+                         "ASK: a u16 name length, a service name, a payload");
     return;
   }
   pthread_mutex_lock(&s->reg);
@@ -2295,7 +1768,7 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   uint16_t pch = p ? p->ch : 0;
   pthread_mutex_unlock(&s->reg);
   if (!pc) {
-    send_error(lp, c, 0, f->id, RILL_ENOENT, "ASK: nobody serves that name");
+    rill__srv_send_error(lp, c, 0, f->id, RILL_ENOENT, "ASK: nobody serves that name");
     return;
   }
   pthread_mutex_lock(&s->asks_mu);
@@ -2317,7 +1790,8 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     conn_put(pc);
     if (why[0])
       INC(lp, asks_refused, 1);
-    send_error(lp, c, 0, f->id, why[0] ? RILL_EBUSY : RILL_ENOMEM, why[0] ? why : "no memory");
+    rill__srv_send_error(lp, c, 0, f->id, why[0] ? RILL_EBUSY : RILL_ENOMEM,
+                         why[0] ? why : "no memory");
     return;
   }
   uint64_t now = rill_time_ns();
@@ -2353,11 +1827,11 @@ static void on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
                         f->len - 2 - nl);
   if (sent == BUSY) {
     INC(lp, asks_refused, 1);
-    send_error(lp, c, 0, f->id, RILL_EBUSY,
-               "ASK: the provider's send queue is over half its tx_limit; try again");
+    rill__srv_send_error(lp, c, 0, f->id, RILL_EBUSY,
+                         "ASK: the provider's send queue is over half its tx_limit; try again");
     ask_done(s, ask_slot(s, a->sid));
   } else if (sent == GONE) {
-    send_error(lp, c, 0, f->id, RILL_ECONNRESET, "ASK: the provider went away");
+    rill__srv_send_error(lp, c, 0, f->id, RILL_ECONNRESET, "ASK: the provider went away");
     ask_done(s, ask_slot(s, a->sid));
   } else if (stream) {
     c->askout[out].sid = a->sid;
@@ -2371,7 +1845,8 @@ static bool ask_too_big(struct loop *lp, struct ask **pp, uint32_t more) {
   a->bytes += more;
   if (a->bytes <= lp->s->o.max_message)
     return false;
-  error_to(lp, a->asker, 0, a->cid, RILL_EMSGSIZE, "ASK: a streamed body over max_message");
+  rill__srv_error_to(lp, a->asker, 0, a->cid, RILL_EMSGSIZE,
+                     "ASK: a streamed body over max_message");
   send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
   ask_done(lp->s, pp);
   return true;
@@ -2380,7 +1855,7 @@ static bool ask_too_big(struct loop *lp, struct ask **pp, uint32_t more) {
 /* The next piece of a streamed ASK (from its asker) or REPLY (from its
  * provider): passed on as it comes, under the other side's id. Pieces of
  * an ask that ended meanwhile are dropped. */
-static void on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   bool last = !(f->flags & RILL_FF_MORE);
   uint64_t sid = f->id;
@@ -2390,7 +1865,7 @@ static void on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f)
       if (c->askout[i].on && c->askout[i].cid == f->id)
         out = i;
     if (out < 0) {
-      fatal(lp, c, RILL_EPROTO, "CHUNK: no ASK stream with that id");
+      rill__srv_fatal(lp, c, RILL_EPROTO, "CHUNK: no ASK stream with that id");
       return;
     }
     sid = c->askout[out].sid;
@@ -2406,15 +1881,15 @@ static void on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f)
       /* The provider cannot take more now: the ask ends, its later
        * pieces are dropped. */
       INC(lp, asks_refused, 1);
-      error_to(lp, a->asker, 0, a->cid, RILL_EBUSY,
-               "ASK: the provider's send queue is over half its tx_limit; try again");
+      rill__srv_error_to(lp, a->asker, 0, a->cid, RILL_EBUSY,
+                         "ASK: the provider's send queue is over half its tx_limit; try again");
       send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
       ask_done(s, pp);
     }
   } else if (f->arg == RILL_F_REPLY && a && a->provider == c && a->replying) {
     if (!ask_too_big(lp, pp, f->len)) {
       send_to(lp, a->asker, RILL_F_CHUNK, f->flags, 0, a->cid, RILL_F_REPLY, f->body, f->len);
-      reply_hold(lp, c, a);
+      rill__srv_reply_hold(lp, c, a);
       if (last) {
         rill__hist_add(&lp->ask, rill_time_ns() - a->t0);
         ask_done(s, pp);
@@ -2424,14 +1899,14 @@ static void on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f)
   pthread_mutex_unlock(&s->asks_mu);
 }
 
-static void on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   pthread_mutex_lock(&s->asks_mu);
   struct ask **pp = ask_slot(s, f->id);
   if (*pp && (*pp)->provider == c && !(*pp)->replying) {
     struct ask *a = *pp;
     send_to(lp, a->asker, RILL_F_REPLY, f->flags & RILL_FF_STREAM, 0, a->cid, 0, f->body, f->len);
-    reply_hold(lp, c, a);
+    rill__srv_reply_hold(lp, c, a);
     if (f->flags & RILL_FF_STREAM) { /* ends with its last CHUNK */
       a->replying = true;
       a->bytes = f->len;
@@ -2445,7 +1920,7 @@ static void on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) {
 
 /* An ERROR from a client: a provider failing an ask (id = the ask's) has
  * it passed to the asker, code and message; any other is ignored. */
-static void on_client_error(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_client_error(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   pthread_mutex_lock(&s->asks_mu);
   struct ask **pp = ask_slot(s, f->id);
@@ -2457,7 +1932,7 @@ static void on_client_error(struct loop *lp, struct conn *c, const rill_frame_t 
   pthread_mutex_unlock(&s->asks_mu);
 }
 
-static void on_cancel(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_cancel(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   pthread_mutex_lock(&s->asks_mu);
   struct ask *a = *ask_cid_bucket(s, c, f->id);
@@ -2465,7 +1940,7 @@ static void on_cancel(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     a = a->next_cid;
   if (a) {
     send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
-    send_error(lp, c, 0, f->id, RILL_ECANCELED, "ASK cancelled");
+    rill__srv_send_error(lp, c, 0, f->id, RILL_ECANCELED, "ASK cancelled");
     ask_done(s, ask_slot(s, a->sid));
   }
   pthread_mutex_unlock(&s->asks_mu);
@@ -2475,7 +1950,7 @@ static void on_cancel(struct loop *lp, struct conn *c, const rill_frame_t *f) {
  * its own lists (no scan of the table, however many asks others have in
  * flight): the asker is told (unless it is the one going), the provider
  * cancelled. */
-static void asks_end(struct loop *lp, struct conn *gone) {
+void rill__srv_asks_end(struct loop *lp, struct conn *gone) {
   rill_server_t *s = lp->s;
   pthread_mutex_lock(&s->asks_mu);
   for (struct ask *a; (a = gone->asks_made.head);) {
@@ -2484,7 +1959,7 @@ static void asks_end(struct loop *lp, struct conn *gone) {
     ask_done(s, ask_slot(s, a->sid));
   }
   for (struct ask *a; (a = gone->asks_served.head);) {
-    error_to(lp, a->asker, 0, a->cid, RILL_ECONNRESET, "ASK: the provider went away");
+    rill__srv_error_to(lp, a->asker, 0, a->cid, RILL_ECONNRESET, "ASK: the provider went away");
     ask_done(s, ask_slot(s, a->sid));
   }
   pthread_mutex_unlock(&s->asks_mu);
@@ -2493,45 +1968,44 @@ static void asks_end(struct loop *lp, struct conn *gone) {
 /* A provider held by its asker for HOLD_MAX_NS (the sweep): the ask whose
  * reply held it ends, the asker told (naming tx_limit), the provider
  * cancelled, and the provider is read again. */
-static void hold_expire(struct loop *lp, struct conn *p) {
+void rill__srv_hold_expire(struct loop *lp, struct conn *p) {
   rill_server_t *s = lp->s;
   pthread_mutex_lock(&s->asks_mu);
   struct ask **pp = ask_slot(s, p->held_sid);
   if (*pp && (*pp)->provider == p) {
     struct ask *a = *pp;
-    error_to(lp, a->asker, 0, a->cid, RILL_ENOBUFS,
-             "ASK: the reply waited 10 s for the asker to read its send queue down from over "
-             "half its tx_limit; the ask ended");
+    rill__srv_error_to(
+        lp, a->asker, 0, a->cid, RILL_ENOBUFS,
+        "ASK: the reply waited 10 s for the asker to read its send queue down from over "
+        "half its tx_limit; the ask ended");
     send_to(lp, p, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
     ask_done(s, pp);
   }
   pthread_mutex_unlock(&s->asks_mu);
-  hold_release(p);
+  rill__srv_hold_release(p);
 }
 
 /* Asks past their deadline end here (loop 0's sweep): the asker is told,
  * the provider cancelled. Only the asks that expire are looked at, the
  * earliest deadline first, so the sweep costs nothing while none is due,
  * however many asks are in flight. */
-static void asks_expire(struct loop *lp, uint64_t now) {
+void rill__srv_asks_expire(struct loop *lp, uint64_t now) {
   rill_server_t *s = lp->s;
   pthread_mutex_lock(&s->asks_mu);
   while (s->nheap && now > s->asks_heap[0]->deadline) {
     struct ask *a = s->asks_heap[0];
-    error_to(lp, a->asker, 0, a->cid, RILL_ETIMEDOUT, "ASK: past its deadline");
+    rill__srv_error_to(lp, a->asker, 0, a->cid, RILL_ETIMEDOUT, "ASK: past its deadline");
     send_to(lp, a->provider, RILL_F_CANCEL, 0, 0, a->sid, 0, NULL, 0);
     ask_done(s, ask_slot(s, a->sid));
   }
   pthread_mutex_unlock(&s->asks_mu);
 }
 
-/* ---- metrics --------------------------------------------------------------------- */
-
 /* The server's metrics as Prometheus text: the loops' counters summed and
  * their histograms merged (relaxed loads: a scrape may miss the newest
  * few values, never tear one), and the topics under reg. Runs on the
  * metrics thread, or on a loop for STATS. */
-static int render(void *ctx, rill__prom_t *p) {
+int rill__srv_render(void *ctx, rill__prom_t *p) {
   rill_server_t *s = ctx;
   rill__metrics_snap_t snap_ = {0}, *snap = &snap_; /* on the stack: aligned for its histograms */
   rill_server_stats(s, &snap->st);
@@ -2585,25 +2059,25 @@ unlock_reg:
     rc = rill__prom_status(p);
   }
   for (size_t i = 0; i < n; i++)
-    topic_put(s, held[i]);
+    rill__srv_topic_put(s, held[i]);
   rill__free(held);
   rill__free(topics);
   return rc;
 }
 
-static void on_stats(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_stats(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill__prom_reset(&lp->stats);
-  int rc = render(lp->s, &lp->stats);
+  int rc = rill__srv_render(lp->s, &lp->stats);
   if (rc)
-    send_error(lp, c, 0, f->id, rc, rill_errmsg());
+    rill__srv_send_error(lp, c, 0, f->id, rc, rill_errmsg());
   else if (lp->stats.len > lp->s->o.max_body)
-    send_error(lp, c, 0, f->id, RILL_EMSGSIZE,
-               "STATS: the metrics are over max_body; scrape the HTTP endpoint (--metrics)");
+    rill__srv_send_error(
+        lp, c, 0, f->id, RILL_EMSGSIZE,
+        "STATS: the metrics are over max_body; scrape the HTTP endpoint (--metrics)");
   else
-    send_frame(lp, c, RILL_F_STATS, 0, 0, f->id, 0, lp->stats.buf, (uint32_t)lp->stats.len);
+    rill__srv_send_frame(lp, c, RILL_F_STATS, 0, 0, f->id, 0, lp->stats.buf,
+                         (uint32_t)lp->stats.len);
 }
-
-/* ---- topics: list, describe, delete ------------------------------------------------ */
 
 /* Whether a file of a topic's directory is one max_disk counts: a
  * segment or an index (the MANIFEST and LOCK are a few bytes). */
@@ -2642,7 +2116,7 @@ static int topic_dir_remove(const char *path, uint64_t *freed) {
 
 /* Directories left by deletions a crash interrupted: names that start
  * with '.' are never topics, so nothing else would ever remove them. */
-static void deleted_dirs_remove(const char *data_dir) {
+void rill__srv_deleted_dirs_remove(const char *data_dir) {
   DIR *d = opendir(data_dir);
   if (!d)
     return;
@@ -2658,7 +2132,7 @@ static void deleted_dirs_remove(const char *data_dir) {
  * start (their segment and index files' lengths, as the logs count
  * them), and says so when that is already past the limit or the
  * filesystem cannot hold the limit. */
-static void disk_scan(rill_server_t *s) {
+void rill__srv_disk_scan(rill_server_t *s) {
   DIR *d = opendir(s->o.data_dir);
   if (!d)
     return;
@@ -2684,18 +2158,20 @@ static void disk_scan(rill_server_t *s) {
   uint64_t max = s->disk.limit;
   struct statvfs vfs;
   if (max && sum >= max)
-    slog(s, L_NOSPC, RILL_SERVER_LOG_WARN,
-         "the topics in %s hold %llu bytes, max_disk is %llu: publishes that need room are "
-         "refused until retention or deleted topics free some",
-         s->o.data_dir, (unsigned long long)sum, (unsigned long long)max);
+    rill__srv_log(
+        s, L_NOSPC, RILL_SERVER_LOG_WARN,
+        "the topics in %s hold %llu bytes, max_disk is %llu: publishes that need room are "
+        "refused until retention or deleted topics free some",
+        s->o.data_dir, (unsigned long long)sum, (unsigned long long)max);
   else if (max && statvfs(s->o.data_dir, &vfs) == 0 &&
            (uint64_t)vfs.f_bavail * vfs.f_frsize < max - sum)
-    slog(s, L_NOSPC, RILL_SERVER_LOG_WARN,
-         "max_disk is %llu bytes, but %s has %llu bytes free for the %llu more it allows: the "
-         "disk fills first",
-         (unsigned long long)max, s->o.data_dir,
-         (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize),
-         (unsigned long long)(max - sum));
+    rill__srv_log(
+        s, L_NOSPC, RILL_SERVER_LOG_WARN,
+        "max_disk is %llu bytes, but %s has %llu bytes free for the %llu more it allows: the "
+        "disk fills first",
+        (unsigned long long)max, s->o.data_dir,
+        (unsigned long long)((uint64_t)vfs.f_bavail * vfs.f_frsize),
+        (unsigned long long)(max - sum));
 }
 
 /* Is path (relative to dfd) a directory, as a topic's is? */
@@ -2703,8 +2179,6 @@ static bool topic_dir(int dfd, const char *path) {
   struct stat st;
   return fstatat(dfd, path, &st, 0) == 0 && S_ISDIR(st.st_mode);
 }
-
-static char *str_dup(const char *str);
 
 static int name_cmp(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
@@ -2763,7 +2237,7 @@ static int page_offer(struct page *p, const char *name) {
   if (p->bound && strcmp(name, p->bound) >= 0)
     return 0;
   size_t len = strlen(name);
-  char *d = str_dup(name);
+  char *d = rill__srv_str_dup(name);
   if (!d)
     return RILL_ENOMEM;
   if (p->n == p->cap) {
@@ -2794,18 +2268,18 @@ static int page_offer(struct page *p, const char *name) {
  * MORE when some are left for a next TOPICS after the last one sent. The
  * directory is read without reg (it holds no lock the loops take), and
  * only the page's names are kept. */
-static void on_topics(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_topics(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   char after[RILL_NET_MAX_NAME + 1] = {0};
   if (f->len && !rill_net_name_ok(f->body, f->len)) {
-    send_error(lp, c, 0, f->id, RILL_EINVAL, "TOPICS: the body is empty or a topic name");
+    rill__srv_send_error(lp, c, 0, f->id, RILL_EINVAL, "TOPICS: the body is empty or a topic name");
     return;
   }
   memcpy(after, f->body, f->len);
   DIR *d = opendir(s->o.data_dir);
   if (!d) {
-    send_error(lp, c, 0, f->id, rill__err_errno("TOPICS: cannot read the data directory"),
-               rill_errmsg());
+    rill__srv_send_error(lp, c, 0, f->id, rill__err_errno("TOPICS: cannot read the data directory"),
+                         rill_errmsg());
     return;
   }
   struct page pg = {.room = s->o.max_body};
@@ -2833,10 +2307,10 @@ static void on_topics(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     }
   }
   if (rc)
-    send_error(lp, c, 0, f->id, rc, "TOPICS: no memory");
+    rill__srv_send_error(lp, c, 0, f->id, rc, "TOPICS: no memory");
   else
-    send_frame(lp, c, RILL_F_TOPICS, pg.bound ? RILL_FF_MORE : 0, 0, f->id, pg.n, body,
-               (uint32_t)len);
+    rill__srv_send_frame(lp, c, RILL_F_TOPICS, pg.bound ? RILL_FF_MORE : 0, 0, f->id, pg.n, body,
+                         (uint32_t)len);
   rill__free(body);
   for (size_t i = 0; i < pg.n; i++)
     rill__free(pg.names[i]);
@@ -2865,10 +2339,10 @@ static uint64_t topic_disk_bytes(const char *path) {
  * only to find an open topic (and take a reference) and read its users:
  * the disk is read without it, so a slow directory or a big recovery scan
  * holds up no BIND, SUBSCRIBE or ASK on any loop. */
-static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   if (!rill_net_name_ok(f->body, f->len)) {
-    send_error(lp, c, 0, f->id, RILL_EINVAL, "TOPIC_INFO: not a topic name");
+    rill__srv_send_error(lp, c, 0, f->id, RILL_EINVAL, "TOPIC_INFO: not a topic name");
     return;
   }
   char name[RILL_NET_MAX_NAME + 1] = {0}, path[PATH_MAX];
@@ -2879,7 +2353,7 @@ static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f
   rill_log_stats_t st;
   uint64_t seg_bytes = 0;
   pthread_mutex_lock(&s->reg);
-  struct topic *t = topic_find_open(s, name, strlen(name));
+  struct topic *t = rill__srv_topic_find_open(s, name, strlen(name));
   if (t) {
     topic_ref(t); /* under reg: a delete meanwhile cannot free it */
     binders = t->binders;
@@ -2902,9 +2376,9 @@ static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f
       rill_log_close(log);
   }
   if (t)
-    topic_put(s, t);
+    rill__srv_topic_put(s, t);
   if (rc) {
-    send_error(lp, c, 0, f->id, rc, rill_errmsg());
+    rill__srv_send_error(lp, c, 0, f->id, rc, rill_errmsg());
     return;
   }
   uint8_t b[RILL_NET_TOPIC_INFO_SIZE];
@@ -2915,13 +2389,13 @@ static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f
   rill__put64(b + 32, seg_bytes);
   rill__put64(b + 40, st.segments);
   rill_log_opts_t lo = {0};
-  topic_log_opts(s, name, strlen(name), &lo);
+  rill__srv_topic_log_opts(s, name, strlen(name), &lo);
   rill__put64(b + 48, lo.retain_bytes);
   rill__put64(b + 56, lo.retain_count);
   rill__put64(b + 64, lo.retain_age_ns);
   rill__put32(b + 72, subs);
   rill__put32(b + 76, binders);
-  send_frame(lp, c, RILL_F_TOPIC_INFO, 0, 0, f->id, 0, b, sizeof b);
+  rill__srv_send_frame(lp, c, RILL_F_TOPIC_INFO, 0, 0, f->id, 0, b, sizeof b);
 }
 
 /* TOPIC_DELETE: refused (EBUSY) while any connection subscribes to the
@@ -2931,10 +2405,10 @@ static void on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t *f
  * half removed, and then removed. An open topic's log stays open, out of
  * the registry, until its last user lets go (topic_put): requests running
  * on other loops may hold it, and they find a log whose files are gone. */
-static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t *f) {
+void rill__srv_on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   if (!rill_net_name_ok(f->body, f->len)) {
-    send_error(lp, c, 0, f->id, RILL_EINVAL, "TOPIC_DELETE: not a topic name");
+    rill__srv_send_error(lp, c, 0, f->id, RILL_EINVAL, "TOPIC_DELETE: not a topic name");
     return;
   }
   char name[RILL_NET_MAX_NAME + 1] = {0}, path[PATH_MAX], gone[PATH_MAX];
@@ -2943,7 +2417,7 @@ static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t 
   int rc = 0;
   struct topic *dead = NULL;
   pthread_mutex_lock(&s->reg);
-  struct topic *t = topic_find_open(s, name, strlen(name));
+  struct topic *t = rill__srv_topic_find_open(s, name, strlen(name));
   /* Relaxed: a SUBSCRIBE counts itself under reg, which we hold, so none
    * is missed; a count going down meanwhile only makes us refuse. */
   uint32_t subs = 0;
@@ -2970,7 +2444,7 @@ static void on_topic_delete(struct loop *lp, struct conn *c, const rill_frame_t 
     /* On the dead list until its last user lets go (topic_put), still
      * counted in ntopics meanwhile: a FETCH on another loop, a stream, an
      * ack waiting, a wakeup or the syncer may still use it. */
-    topic_unlink(s, t);
+    rill__srv_topic_unlink(s, t);
     t->deleted = true;
     t->next = s->dead_topics;
     s->dead_topics = t;
@@ -2986,14 +2460,14 @@ unlock_reg:
     rill_log_budget_credit(&s->disk, freed);
   }
   if (dead)
-    topic_put(s, dead); /* the registry's: its log closes now, or with its last user */
+    rill__srv_topic_put(s, dead); /* the registry's: its log closes now, or with its last user */
   if (rc) {
-    send_error(lp, c, 0, f->id, rc, rill_errmsg());
+    rill__srv_send_error(lp, c, 0, f->id, rc, rill_errmsg());
   } else {
     char peer[64];
-    slog(s, L_TOPIC, RILL_SERVER_LOG_INFO, "topic '%s' deleted (asked by %s)", name,
-         peer_of(c->fd, peer, sizeof peer));
-    send_frame(lp, c, RILL_F_ACK, 0, 0, f->id, 0, NULL, 0);
+    rill__srv_log(s, L_TOPIC, RILL_SERVER_LOG_INFO, "topic '%s' deleted (asked by %s)", name,
+                  rill__srv_peer_of(c->fd, peer, sizeof peer));
+    rill__srv_send_frame(lp, c, RILL_F_ACK, 0, 0, f->id, 0, NULL, 0);
   }
 }
 
@@ -3004,32 +2478,30 @@ static void on_frame(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     return;
   }
   switch (f->type) {
-  case RILL_F_PING: send_frame(lp, c, RILL_F_PONG, 0, 0, f->id, 0, NULL, 0); break;
+  case RILL_F_PING: rill__srv_send_frame(lp, c, RILL_F_PONG, 0, 0, f->id, 0, NULL, 0); break;
   case RILL_F_PONG: break;
   case RILL_F_BYE: c->closing = true; break;
-  case RILL_F_BIND: on_bind(lp, c, f); break;
-  case RILL_F_PUBLISH: on_publish(lp, c, f); break;
-  case RILL_F_PUBLISH_BATCH: on_publish_batch(lp, c, f); break;
-  case RILL_F_SUBSCRIBE: on_subscribe(lp, c, f); break;
-  case RILL_F_UNSUBSCRIBE: on_unsubscribe(lp, c, f); break;
-  case RILL_F_CREDIT: on_credit(lp, c, f); break;
-  case RILL_F_FETCH: on_fetch(lp, c, f); break;
-  case RILL_F_SERVE: on_serve(lp, c, f); break;
-  case RILL_F_ASK: on_ask(lp, c, f); break;
-  case RILL_F_REPLY: on_reply(lp, c, f); break;
-  case RILL_F_CANCEL: on_cancel(lp, c, f); break;
-  case RILL_F_ERROR: on_client_error(lp, c, f); break;
-  case RILL_F_CHUNK: on_chunk(lp, c, f); break;
-  case RILL_F_STATS: on_stats(lp, c, f); break;
-  case RILL_F_TOPICS: on_topics(lp, c, f); break;
-  case RILL_F_TOPIC_INFO: on_topic_info(lp, c, f); break;
-  case RILL_F_TOPIC_DELETE: on_topic_delete(lp, c, f); break;
+  case RILL_F_BIND: rill__srv_on_bind(lp, c, f); break;
+  case RILL_F_PUBLISH: rill__srv_on_publish(lp, c, f); break;
+  case RILL_F_PUBLISH_BATCH: rill__srv_on_publish_batch(lp, c, f); break;
+  case RILL_F_SUBSCRIBE: rill__srv_on_subscribe(lp, c, f); break;
+  case RILL_F_UNSUBSCRIBE: rill__srv_on_unsubscribe(lp, c, f); break;
+  case RILL_F_CREDIT: rill__srv_on_credit(lp, c, f); break;
+  case RILL_F_FETCH: rill__srv_on_fetch(lp, c, f); break;
+  case RILL_F_SERVE: rill__srv_on_serve(lp, c, f); break;
+  case RILL_F_ASK: rill__srv_on_ask(lp, c, f); break;
+  case RILL_F_REPLY: rill__srv_on_reply(lp, c, f); break;
+  case RILL_F_CANCEL: rill__srv_on_cancel(lp, c, f); break;
+  case RILL_F_ERROR: rill__srv_on_client_error(lp, c, f); break;
+  case RILL_F_CHUNK: rill__srv_on_chunk(lp, c, f); break;
+  case RILL_F_STATS: rill__srv_on_stats(lp, c, f); break;
+  case RILL_F_TOPICS: rill__srv_on_topics(lp, c, f); break;
+  case RILL_F_TOPIC_INFO: rill__srv_on_topic_info(lp, c, f); break;
+  case RILL_F_TOPIC_DELETE: rill__srv_on_topic_delete(lp, c, f); break;
   default: /* HELLO again, or what only a server sends */
-    fatal(lp, c, RILL_EPROTO, "a frame a client does not send");
+    rill__srv_fatal(lp, c, RILL_EPROTO, "a frame a client does not send");
   }
 }
-
-/* ---- connections ----------------------------------------------------------------- */
 
 /* A connection's first receive buffer comes from the server's pool (no
  * allocation to accept one); past the pool, or for a frame over RX_MIN,
@@ -3056,7 +2528,7 @@ static bool conn_watch(struct loop *lp, struct conn *c) {
   return epoll_ctl(lp->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0;
 }
 
-static void conn_close(struct loop *lp, struct conn *c) {
+void rill__srv_conn_close(struct loop *lp, struct conn *c) {
   rill_server_t *s = lp->s;
   if (c->dirty) {
     struct conn **pp = &lp->dirty;
@@ -3066,7 +2538,7 @@ static void conn_close(struct loop *lp, struct conn *c) {
   }
   uint32_t nsubs = c->subch.n;
   while (c->subs)
-    sub_free(lp, c->subs);
+    rill__srv_sub_free(lp, c->subs);
   count_give(&s->nsubs, nsubs);
   count_give(&s->nbinds, c->binds.n);
   pthread_mutex_lock(&s->reg);
@@ -3084,7 +2556,7 @@ static void conn_close(struct loop *lp, struct conn *c) {
       pp = &(*pp)->next_in_svc;
     *pp = p->next_in_svc;
     if (!v->providers) { /* nobody serves it: a name no longer held */
-      struct service **vp = svc_bucket(s, v->name, strlen(v->name));
+      struct service **vp = rill__srv_svc_bucket(s, v->name, strlen(v->name));
       while (*vp != v)
         vp = &(*vp)->next;
       *vp = v->next;
@@ -3103,7 +2575,7 @@ static void conn_close(struct loop *lp, struct conn *c) {
     conn_put(c);
     rill__free(p);
   }
-  asks_end(lp, c);
+  rill__srv_asks_end(lp, c);
   size_t nacks = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
   for (size_t i = 0; c->acks_waiting && i < nacks; i++)
     if (lp->acks[i].c == c) {
@@ -3118,7 +2590,7 @@ static void conn_close(struct loop *lp, struct conn *c) {
    * (hold_over finds this one dead), not woken from a closing loop. */
   struct conn *batch[32];
   for (uint32_t n = 32; n == 32;) {
-    n = waiters_take(c, batch, 32);
+    n = rill__srv_waiters_take(c, batch, 32);
     pthread_mutex_unlock(&c->xlock);
     for (uint32_t i = 0; i < n; i++)
       conn_put(batch[i]);
@@ -3126,7 +2598,7 @@ static void conn_close(struct loop *lp, struct conn *c) {
   }
   pthread_mutex_unlock(&c->xlock);
   if (c->held_on)
-    hold_release(c);
+    rill__srv_hold_release(c);
   if (c->prev)
     c->prev->next = c->next;
   else
@@ -3135,9 +2607,9 @@ static void conn_close(struct loop *lp, struct conn *c) {
     c->next->prev = c->prev;
   atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed); /* a count: publishes nothing */
   for (uint32_t i = 0; i < IN_STREAMS; i++)
-    stream_drop(s, c, &c->in[i], false);
+    rill__srv_stream_drop(s, c, &c->in[i], false);
   rill_buf_release(&c->out.data);
-  tx_drop(c);
+  rill__srv_tx_drop(c);
   rx_give(s, c->rx, c->rx_pooled);
   rill__free(c->tx);
   chtab_free(&c->binds);
@@ -3169,7 +2641,7 @@ static void conn_decode(struct loop *lp, struct conn *c) {
     if (rc == RILL_EAGAIN)
       break;
     if (rc) {
-      fatal(lp, c, rc, rill_errmsg());
+      rill__srv_fatal(lp, c, rc, rill_errmsg());
       break;
     }
     on_frame(lp, c, &f);
@@ -3179,13 +2651,13 @@ static void conn_decode(struct loop *lp, struct conn *c) {
     if (over(lp, c))
       c->paused = true; /* answers pile up: stop reading until they drain */
   }
-  pump_touched(lp);
+  rill__srv_pump_touched(lp);
   memmove(c->rx, c->rx + off, c->rx_len - off);
   c->rx_len -= off;
 }
 
 /* Reads what the socket has, decodes and handles every whole frame. */
-static void conn_read(struct loop *lp, struct conn *c) {
+void rill__srv_conn_read(struct loop *lp, struct conn *c) {
   rill_server_t *s = lp->s;
   if (c->rx_len)
     conn_decode(lp, c);
@@ -3198,7 +2670,7 @@ static void conn_read(struct loop *lp, struct conn *c) {
       if (cap > most)
         cap = most;
       if (cap <= c->rx_cap) {
-        fatal(lp, c, RILL_EMSGSIZE, "receive buffer full");
+        rill__srv_fatal(lp, c, RILL_EMSGSIZE, "receive buffer full");
         return;
       }
       uint8_t *n = c->rx_pooled ? rill__malloc(cap) : rill__realloc(c->rx, cap);
@@ -3208,7 +2680,7 @@ static void conn_read(struct loop *lp, struct conn *c) {
         c->rx_pooled = false;
       }
       if (!n) {
-        fatal(lp, c, RILL_ENOMEM, "no memory");
+        rill__srv_fatal(lp, c, RILL_ENOMEM, "no memory");
         return;
       }
       c->rx = n;
@@ -3232,10 +2704,10 @@ static void conn_read(struct loop *lp, struct conn *c) {
         continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
         char peer[64];
-        slog(s, L_DROPPED, RILL_SERVER_LOG_INFO, "the connection from %s failed: %s",
-             peer_of(c->fd, peer, sizeof peer), strerror(errno));
+        rill__srv_log(s, L_DROPPED, RILL_SERVER_LOG_INFO, "the connection from %s failed: %s",
+                      rill__srv_peer_of(c->fd, peer, sizeof peer), strerror(errno));
         c->closing = true;
-        tx_drop(c);
+        rill__srv_tx_drop(c);
       }
       return;
     }
@@ -3266,9 +2738,9 @@ static void refuse(struct loop *lp, int fd, const char *msg) {
  * this loop until its next sweep, rather than polled in a busy loop. */
 static void accept_starved(struct loop *lp) {
   rill_server_t *s = lp->s;
-  slog(s, L_NOFILE, RILL_SERVER_LOG_ERROR,
-       "accept: %s: out of file descriptors (raise ulimit -n, or lower max_conns)",
-       strerror(errno));
+  rill__srv_log(s, L_NOFILE, RILL_SERVER_LOG_ERROR,
+                "accept: %s: out of file descriptors (raise ulimit -n, or lower max_conns)",
+                strerror(errno));
   if (lp->spare >= 0) {
     close(lp->spare);
     int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -3286,7 +2758,7 @@ static void accept_starved(struct loop *lp) {
 
 /* At the sweep: a loop that gave up its listener for want of
  * descriptors takes its spare and its listener back. */
-static void accept_resume(struct loop *lp) {
+void rill__srv_accept_resume(struct loop *lp) {
   if (lp->spare < 0)
     lp->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (!lp->unlistened || lp->spare < 0)
@@ -3296,7 +2768,7 @@ static void accept_resume(struct loop *lp) {
     lp->unlistened = false;
 }
 
-static void conn_accept(struct loop *lp) {
+void rill__srv_conn_accept(struct loop *lp) {
   rill_server_t *s = lp->s;
   for (;;) {
     int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -3311,9 +2783,9 @@ static void conn_accept(struct loop *lp) {
     if (atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed) >= s->o.max_conns) {
       atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
       char peer[64];
-      slog(s, L_CONN_REFUSED, RILL_SERVER_LOG_WARN,
-           "refused a connection from %s: max_conns (%u) connections are open",
-           peer_of(fd, peer, sizeof peer), s->o.max_conns);
+      rill__srv_log(s, L_CONN_REFUSED, RILL_SERVER_LOG_WARN,
+                    "refused a connection from %s: max_conns (%u) connections are open",
+                    rill__srv_peer_of(fd, peer, sizeof peer), s->o.max_conns);
       refuse(lp, fd, "too many connections (max_conns)");
       continue;
     }
@@ -3354,38 +2826,39 @@ static void conn_accept(struct loop *lp) {
 }
 
 /* After a connection's events: send, resume reading, close, or re-arm. */
-static void conn_settle(struct loop *lp, struct conn *c) {
+void rill__srv_conn_settle(struct loop *lp, struct conn *c) {
   size_t limit = lp->s->o.tx_limit;
-  if (conn_flush(lp, c) != 0) {
-    conn_close(lp, c);
+  if (rill__srv_conn_flush(lp, c) != 0) {
+    rill__srv_conn_close(lp, c);
     return;
   }
-  if (c->out.on && out_pump(lp, c)) { /* the record in chunks is out: the rest may follow */
+  if (c->out.on &&
+      rill__srv_out_pump(lp, c)) { /* the record in chunks is out: the rest may follow */
     for (struct sub *u = c->subs; u; u = u->next_in_conn)
-      pump(lp, u);
-    conn_flush(lp, c);
+      rill__srv_pump(lp, u);
+    rill__srv_conn_flush(lp, c);
   }
   if (c->paused && queued(c) < limit / 4 && c->acks_waiting < ACKS_MAX / 2 &&
-      !(c->held_on && hold_over(lp, c))) {
+      !(c->held_on && rill__srv_hold_over(lp, c))) {
     c->paused = false;
     if (c->rx_len) /* frames read before the pause, which no EPOLLIN will announce */
       conn_decode(lp, c);
     for (struct sub *u = c->subs; u; u = u->next_in_conn)
-      pump(lp, u);
-    conn_flush(lp, c);
+      rill__srv_pump(lp, u);
+    rill__srv_conn_flush(lp, c);
   }
   if (c->xheld)
-    conn_take_x(lp, c);
+    rill__srv_conn_take_x(lp, c);
   if (c->closing && !queued(c)) {
-    conn_close(lp, c);
+    rill__srv_conn_close(lp, c);
     return;
   }
   atomic_store_explicit(&c->txq, queued(c), memory_order_relaxed); /* an estimate: see xsend_ */
   if (atomic_load_explicit(&c->waited, memory_order_relaxed) && queued(c) < limit / 4)
-    waiters_wake(lp, c);
+    rill__srv_waiters_wake(lp, c);
   if (!conn_watch(lp, c)) {
     INC(lp, conns_dropped, 1);
-    conn_close(lp, c);
+    rill__srv_conn_close(lp, c);
   }
 }
 
@@ -3394,30 +2867,30 @@ static void conn_settle(struct loop *lp, struct conn *c) {
 static void sweep(struct loop *lp) {
   rill_server_t *s = lp->s;
   uint64_t now = rill_time_ns();
-  accept_resume(lp);
+  rill__srv_accept_resume(lp);
   if (lp->idx == 0)
-    asks_expire(lp, now);
+    rill__srv_asks_expire(lp, now);
   if (lp->idx == 0)
-    log_flush(s);
+    rill__srv_log_flush(s);
   for (struct conn *c = lp->conns, *n; c; c = n) {
     n = c->next;
     if (c->closing) {
       /* Its last words have had a second to go (a peer that does not
        * read them would hold the connection forever). */
       if (++c->closing_ticks >= 10)
-        conn_close(lp, c);
+        rill__srv_conn_close(lp, c);
     } else if (!c->ready && now - c->born_ns > s->o.handshake_timeout_ns) {
-      fatal(lp, c, RILL_ETIMEDOUT, "no HELLO in time");
-      conn_settle(lp, c);
+      rill__srv_fatal(lp, c, RILL_ETIMEDOUT, "no HELLO in time");
+      rill__srv_conn_settle(lp, c);
     } else if (now - c->last_ns > s->o.idle_timeout_ns) {
-      fatal(lp, c, RILL_ETIMEDOUT, "idle too long");
-      conn_settle(lp, c);
+      rill__srv_fatal(lp, c, RILL_ETIMEDOUT, "idle too long");
+      rill__srv_conn_settle(lp, c);
     } else if (c->ready && !c->pinged && now - c->last_ns > s->o.idle_timeout_ns / 2) {
       /* Quiet for half the timeout: asked for a sign of life, so a
        * subscriber waiting on a quiet topic stays while a dead peer goes. */
       c->pinged = true;
-      send_frame(lp, c, RILL_F_PING, 0, 0, 0, 0, NULL, 0);
-      conn_settle(lp, c);
+      rill__srv_send_frame(lp, c, RILL_F_PING, 0, 0, 0, 0, NULL, 0);
+      rill__srv_conn_settle(lp, c);
     } else {
       /* A stream that stalls holds memory others may need: dropped, the
        * publisher told, its later pieces ignored. */
@@ -3425,9 +2898,9 @@ static void sweep(struct loop *lp) {
       for (uint32_t i = 0; i < IN_STREAMS; i++) {
         struct instream *in = &c->in[i];
         if (in->buf && now - in->last_ns > STREAM_STALL_NS) {
-          send_error(lp, c, in->ch, in->id, RILL_ETIMEDOUT,
-                     "PUBLISH: no piece of the stream for 10 s; dropped");
-          stream_drop(s, c, in, true);
+          rill__srv_send_error(lp, c, in->ch, in->id, RILL_ETIMEDOUT,
+                               "PUBLISH: no piece of the stream for 10 s; dropped");
+          rill__srv_stream_drop(s, c, in, true);
           told = true;
         }
       }
@@ -3436,9 +2909,9 @@ static void sweep(struct loop *lp) {
        * held too long lets go of the ask that held it. */
       bool held = c->held_on;
       if (held && now - c->held_since > HOLD_MAX_NS)
-        hold_expire(lp, c);
+        rill__srv_hold_expire(lp, c);
       if (told || held)
-        conn_settle(lp, c);
+        rill__srv_conn_settle(lp, c);
     }
   }
 }
@@ -3456,23 +2929,23 @@ static void loop_inbox(struct loop *lp) {
        * or an append in between would find the flag set and not wake us. */
       atomic_store_explicit(&tl->notified, false, memory_order_seq_cst);
       struct topic *t = tl->t;
-      pump_topic(lp, t);
-      topic_put(lp->s, t); /* the wakeup's */
+      rill__srv_pump_topic(lp, t);
+      rill__srv_topic_put(lp->s, t); /* the wakeup's */
     } else if (w->kind == W_CONN) {
       struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, xw));
-      conn_take_x(lp, c);
+      rill__srv_conn_take_x(lp, c);
       conn_put(c);
     } else {
       /* seq_cst, as for notified: not past acks_release's loads of the
        * durable marks, or a sync in between would not wake us. */
       atomic_store_explicit(&lp->sync_woken, false, memory_order_seq_cst);
-      acks_release(lp);
+      rill__srv_acks_release(lp);
     }
     w = next;
   }
 }
 
-static void *loop_main(void *arg) {
+void *rill__srv_loop_main(void *arg) {
   struct loop *lp = arg;
   rill_server_t *s = lp->s;
   if (lp->idx) { /* loop 0 runs on the caller's thread: its name stays */
@@ -3493,7 +2966,7 @@ static void *loop_main(void *arg) {
     for (int i = 0; i < n; i++) {
       void *p = evs[i].data.ptr;
       if (p == s) {
-        conn_accept(lp);
+        rill__srv_conn_accept(lp);
         continue;
       }
       if (p == &s->stopfd) {
@@ -3508,12 +2981,12 @@ static void *loop_main(void *arg) {
       }
       struct conn *c = p;
       if (evs[i].events & (EPOLLERR | EPOLLHUP) && !(evs[i].events & EPOLLIN)) {
-        conn_close(lp, c);
+        rill__srv_conn_close(lp, c);
         continue;
       }
       if (evs[i].events & EPOLLIN)
-        conn_read(lp, c);
-      conn_settle(lp, c);
+        rill__srv_conn_read(lp, c);
+      rill__srv_conn_settle(lp, c);
     }
     loop_inbox(lp);
     /* Frames queued on connections other than the one whose request made
@@ -3522,7 +2995,7 @@ static void *loop_main(void *arg) {
       struct conn *c = lp->dirty;
       lp->dirty = c->next_dirty;
       c->dirty = false;
-      conn_settle(lp, c);
+      rill__srv_conn_settle(lp, c);
     }
     if (rill_time_ns() - lp->last_sweep > 100000000ull) {
       sweep(lp);
@@ -3537,19 +3010,18 @@ static void *loop_main(void *arg) {
     if (a->c && a->last >= atomic_load_explicit(&a->t->durable, memory_order_acquire)) {
       uint64_t upto = rill_log_next(a->t->log);
       if (rill_log_sync(a->t->log) == 0)
-        durable_raise(a->t, upto);
+        rill__srv_durable_raise(a->t, upto);
     }
   }
-  acks_release(lp);
+  rill__srv_acks_release(lp);
   /* Then tell everyone, and give them what is queued. */
   for (struct conn *c = lp->conns; c; c = c->next) {
-    send_frame(lp, c, RILL_F_BYE, 0, 0, 0, (uint64_t)(int64_t)RILL_ECLOSED, "server stopping", 15);
-    conn_flush(lp, c);
+    rill__srv_send_frame(lp, c, RILL_F_BYE, 0, 0, 0, (uint64_t)(int64_t)RILL_ECLOSED,
+                         "server stopping", 15);
+    rill__srv_conn_flush(lp, c);
   }
   return NULL;
 }
-
-/* ---- create, run, stop -------------------------------------------------------------- */
 
 /* Makes data_dir the server's: created when missing, a directory the
  * server can write (a probe file is created and removed, so a read-only
@@ -3605,7 +3077,7 @@ static int data_dir_take(rill_server_t *s) {
   return 0;
 }
 
-static char *str_dup(const char *str) {
+char *rill__srv_str_dup(const char *str) {
   size_t n = strlen(str) + 1;
   char *d = rill__malloc(n);
   return d ? memcpy(d, str, n) : NULL;
@@ -3623,13 +3095,13 @@ static int topic_opts_copy(rill_server_t *s, const rill_server_opts_t *o) {
   s->o.topic_opts = t;
   for (uint32_t i = 0; i < o->ntopic_opts; i++, s->o.ntopic_opts++) {
     t[i] = o->topic_opts[i];
-    if (!(t[i].match = str_dup(o->topic_opts[i].match)))
+    if (!(t[i].match = rill__srv_str_dup(o->topic_opts[i].match)))
       return rill__err(RILL_ENOMEM, "server: no memory");
   }
   return 0;
 }
 
-static int loop_init(rill_server_t *s, struct loop *lp, uint32_t idx) {
+int rill__srv_loop_init(rill_server_t *s, struct loop *lp, uint32_t idx) {
   lp->s = s;
   lp->idx = idx;
   lp->sync_w.kind = W_SYNC;
@@ -3798,9 +3270,10 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   s->o.host = s->o.data_dir = s->o.token = s->o.metrics = NULL;
   s->o.topic_opts = NULL;
   s->o.ntopic_opts = 0;
-  if (!(s->o.host = str_dup(o.host)) || !(s->o.data_dir = str_dup(o.data_dir)) ||
-      (o.token && !(s->o.token = str_dup(o.token))) ||
-      (o.metrics && !(s->o.metrics = str_dup(o.metrics)))) {
+  if (!(s->o.host = rill__srv_str_dup(o.host)) ||
+      !(s->o.data_dir = rill__srv_str_dup(o.data_dir)) ||
+      (o.token && !(s->o.token = rill__srv_str_dup(o.token))) ||
+      (o.metrics && !(s->o.metrics = rill__srv_str_dup(o.metrics)))) {
     rc = rill__err(RILL_ENOMEM, "server: no memory");
     goto undo_s;
   }
@@ -3808,10 +3281,10 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     goto undo_s;
   if ((rc = data_dir_take(s)))
     goto undo_s;
-  deleted_dirs_remove(s->o.data_dir);
+  rill__srv_deleted_dirs_remove(s->o.data_dir);
   s->disk = (rill_log_budget_t){.limit = o.max_disk == RILL_SERVER_DISK_UNLIMITED ? 0 : o.max_disk,
                                 .what = "the server's max_disk"};
-  disk_scan(s);
+  rill__srv_disk_scan(s);
   /* The topic index: a bucket per topic there can be, to a power of two. */
   s->topic_mask = 255;
   while (s->topic_mask < o.max_topics - 1 && s->topic_mask < (1u << 20) - 1)
@@ -3845,7 +3318,7 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
     goto undo_s;
   }
   for (uint32_t i = 0; i < s->nloops; i++)
-    if ((rc = loop_init(s, &loops[i], i)))
+    if ((rc = rill__srv_loop_init(s, &loops[i], i)))
       goto undo_s;
   /* As many first buffers as connections (pages are touched only when a
    * connection uses them). */
@@ -3853,7 +3326,7 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
                                &(rill_iopool_opts_t){.buf_size = RX_MIN, .count = o.max_conns})))
     goto undo_s;
   s->started_ns = rill_time_ns();
-  if (o.metrics && (rc = rill__metrics_http_start(&s->metrics, s->o.metrics, render, s)))
+  if (o.metrics && (rc = rill__metrics_http_start(&s->metrics, s->o.metrics, rill__srv_render, s)))
     goto undo_s;
   *out = s;
   return 0;
@@ -3879,18 +3352,19 @@ int rill_server_run(rill_server_t *s) {
   /* Relaxed: the syncer starts after it, and pthread_create orders it. */
   atomic_store_explicit(&s->stopping, false, memory_order_relaxed);
   if (s->o.sync == RILL_LOG_SYNC_GROUP) {
-    if ((rc = pthread_create(&s->syncer, NULL, syncer_main, s)))
+    if ((rc = pthread_create(&s->syncer, NULL, rill__srv_syncer_main, s)))
       return rill__err(-rc, "server: cannot start the syncer");
     s->syncing = true;
   }
   uint32_t started = 1;
   for (; started < s->nloops; started++)
-    if ((rc = pthread_create(&s->loops[started].th, NULL, loop_main, &s->loops[started]))) {
+    if ((rc = pthread_create(&s->loops[started].th, NULL, rill__srv_loop_main,
+                             &s->loops[started]))) {
       rc = rill__err(-rc, "server: cannot start loop %u", started);
       rill_server_stop(s);
       break;
     }
-  loop_main(&s->loops[0]);
+  rill__srv_loop_main(&s->loops[0]);
   for (uint32_t i = 1; i < started; i++)
     pthread_join(s->loops[i].th, NULL);
   if (s->syncing) {
@@ -3927,7 +3401,7 @@ void rill_server_destroy(rill_server_t *s) {
         conn_put((struct conn *)((char *)w - offsetof(struct conn, xw)));
     }
     while (lp->conns)
-      conn_close(lp, lp->conns);
+      rill__srv_conn_close(lp, lp->conns);
     rill__free(lp->acks);
     rill__prom_free(&lp->stats);
     if (lp->ep >= 0)
