@@ -27,150 +27,33 @@
  * and restores those registrations before doing its own work. A
  * subscription the server refuses for good then (its topic deleted) is
  * dropped alone (sub_gone) and told to its reader once (took_gone).
+ *
+ * The client's files, one idea each (the shared structures are in
+ * client_internal.h):
+ *   client.c          connect, close, and reconnecting after a break
+ *   client_send.c     the send path: the send buffer, sendmsg, streaming out
+ *   client_recv.c     the receive path: frames, streamed messages put together
+ *   client_held.c     frames read before anyone wanted them, and await
+ *   client_reg.c      registrations (binds, subscriptions, services), channels
+ *   client_publish.c  BIND, PUBLISH, PUBLISH_BATCH
+ *   client_sub.c      subscriptions, credits, rill_client_next
+ *   client_ask.c      asks and serves: blocking, async, replies
+ *   client_poll.c     rill_client_poll and the callbacks it runs
+ *   client_call.c     requests answered at once: PING, STATS, topics
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdio.h>
-#include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
-#include <unistd.h>
 
-#include "core/internal.h"
-#include "rill/net.h"
-
-#define TX_BUF    (64u << 10)
-#define RX_START  (256u << 10) /* a few 64 KiB frames per recv */
-#define SPILL_MAX (64u << 20)  /* read while a send waits, at most (the server's tx_limit) */
-#define FOREVER   (UINT64_MAX / 2)
-/* On an ERROR frame the client made up itself (the wire never sets a flag
- * on ERROR): its message is the client's, not the server's. */
-#define LOCAL_ERR 0x80u
-/* Streams coming in at once may hold this many max_messages together. */
-#define ASM_BUDGET 4
-
-/* A frame read while nobody wanted it yet. */
-struct held {
-  struct held *next;
-  bool for_cb;             /* dispatched by rill_client_poll, not by next/next_ask */
-  rill_client_reply_cb cb; /* an async ask's answer: taken out of the table already */
-  void *ctx;
-  uint8_t type, flags;
-  uint16_t ch;
-  uint64_t id, arg;
-  uint32_t len;
-  uint8_t data[];
-};
-
-/* An ask or a reply coming in CHUNKs, put together here. Several may be
- * open at once (the server forwards pieces as they come, interleaved);
- * asks and replies are told apart by type, as their ids are the server's
- * and ours. */
-struct asm_in {
-  struct asm_in *next;
-  uint8_t type; /* RILL_F_ASK or RILL_F_REPLY */
-  uint16_t ch;
-  uint64_t id, arg;
-  uint8_t *buf;
-  size_t len, cap;
-};
-
-/* REG_GONE: a subscription the server refused for good when it was made
- * again at a reconnect; it holds its channel until the reader is told. */
-enum reg_kind { REG_BIND, REG_SUB, REG_SERVE, REG_GONE };
-
-/* What the client registered with the server, to redo after a reconnect. */
-struct reg {
-  uint8_t kind;
-  uint16_t ch;
-  char name[RILL_NET_MAX_NAME + 1];
-  rill_client_msg_cb msg_cb; /* REG_SUB with a callback */
-  rill_client_ask_cb ask_cb; /* REG_SERVE with a callback */
-  void *ctx;
-  uint64_t next;         /* REG_SUB: the sequence to resume from */
-  uint64_t credits;      /* REG_SUB: deliveries the server may still send */
-  uint32_t window, used; /* callback subscriptions: credits granted back by halves */
-  uint8_t flags;         /* REG_SUB: the SUBSCRIBE's flags (RILL_FF_CREATE), sent again */
-  int gone;              /* REG_GONE: the server's refusal, told once by next or poll */
-};
-
-struct pend {
-  uint64_t id; /* 0: free */
-  rill_client_reply_cb cb;
-  void *ctx;
-  uint32_t next_free;
-};
-
-/* An async ask's id names its slot: ASYNC_ID, a sequence, and the slot in
- * the low SLOT_BITS. Lookups and removals are one index, whatever the
- * pattern of replies; the sequence keeps ids unique. */
-#define ASYNC_ID  (1ull << 63)
-#define SLOT_BITS 24u
-#define SLOT_MASK ((1u << SLOT_BITS) - 1)
-
-struct rill_client {
-  rill_client_opts_t o; /* its strings point to the copies below */
-  char host[INET_ADDRSTRLEN], token[RILL_NET_MAX_TOKEN + 1], name[RILL_NET_MAX_NAME + 1];
-  struct sockaddr_in sa;
-  int fd; /* -1 while disconnected */
-  uint32_t max_body;
-  uint64_t next_id;
-  uint16_t next_ch;
-  uint64_t live_ch[65536 / 64]; /* channels of registrations: never handed out again */
-  uint8_t *rx;
-  size_t have, cap, off; /* rx[off..have) is not decoded yet */
-  uint8_t *tx;           /* frames not sent yet */
-  size_t tx_len;
-  struct held *head, *tail;
-  uint32_t held_cb; /* how many held frames are for callbacks */
-  uint8_t *cur;     /* the held frame next/next_ask handed out */
-  int late;         /* an error for a request nobody waited for */
-  char late_msg[200];
-  struct reg *regs;
-  size_t nregs, cap_regs;
-  size_t ngone;     /* REG_GONE registrations: their readers are not told yet */
-  struct pend *tab; /* async asks in flight: max_inflight slots */
-  uint32_t inflight, free_slot;
-  uint64_t ask_seq;
-  struct pend *failed; /* asks the break ended, callbacks not run yet */
-  uint32_t nfailed;
-  int depth;    /* poll passes running: replies and credits are buffered */
-  bool drained; /* the last recv found the socket empty */
-  /* What came in while a send waited for room (wait_writable): read
-   * there rather than into rx, where frames handed out still point, and
-   * moved into rx by the next read. */
-  uint8_t *spill;
-  size_t spill_len, spill_cap;
-  /* A record over max_body coming in CHUNKs (one at a time per connection). */
-  bool in_stream;
-  bool in_skip; /* the record in_stream is over max_message: its pieces are dropped */
-  uint16_t in_ch;
-  uint64_t in_seq;
-  uint8_t *in_buf;
-  size_t in_len, in_got, in_cap;
-  struct asm_in *asms;  /* asks and replies coming in CHUNKs */
-  size_t asm_bytes;     /* the buffers of asms together: at most ASM_BUDGET max_messages */
-  uint8_t *done_buf;    /* the last one put together: freed by the next read */
-  uint64_t ask_waiting; /* the blocking ask waiting for its reply now; 0: none */
-  char asm_msg[128];    /* the message of an ERROR made up for one over max_message */
-  int skipped;          /* a delivery over max_message was dropped: told by next or poll */
-  bool skip_wake;       /* read_frame returns 1 at a skip (next and poll wait on it) */
-  char skip_msg[160];
-  uint8_t *batch; /* a PUBLISH_BATCH too big for the send buffer is put together here */
-  size_t batch_cap;
-  /* reconnecting */
-  bool down, gave_up;
-  uint64_t down_ns, next_try_ns, backoff_ns, rng;
-};
-
-static int lost(rill_client_t *c, const char *why);
-
-/* ---- sending ------------------------------------------------------------- */
+#include "net/client_internal.h"
 
 /* Waits until the socket takes more, reading what the server sends
  * meanwhile into the spill buffer. A server whose queue to us backs up
@@ -190,7 +73,7 @@ static int wait_writable(rill_client_t *c) {
     if (now >= deadline) {
       /* A frame may be half sent: the stream cannot go on, so the
        * connection goes (and reconnect, if on, dials again). */
-      lost(c, "the server took nothing for the client's timeout");
+      rill__cli_lost(c, "the server took nothing for the client's timeout");
       return rill__err(RILL_ETIMEDOUT,
                        "client: the server took no bytes for %llu ms (the client's timeout_ns): "
                        "connection dropped",
@@ -214,11 +97,11 @@ static int wait_writable(rill_client_t *c) {
       }
       ssize_t n = recv(c->fd, c->spill + c->spill_len, c->spill_cap - c->spill_len, MSG_DONTWAIT);
       if (n == 0)
-        return lost(c, "the server closed the connection");
+        return rill__cli_lost(c, "the server closed the connection");
       if (n > 0)
         c->spill_len += (size_t)n;
       else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-        return lost(c, "recv failed while a send waited");
+        return rill__cli_lost(c, "recv failed while a send waited");
     }
     if (p.revents & (POLLOUT | POLLERR | POLLHUP))
       return 0; /* the next sendmsg sends, or says what is wrong */
@@ -254,8 +137,8 @@ static int unspill(rill_client_t *c) {
 
 /* Sends the send buffer, then pre and body, in one sendmsg where the
  * kernel takes it all (waiting for room, wait_writable). */
-static int send_now(rill_client_t *c, const void *pre, size_t pre_len, const void *body,
-                    uint32_t len) {
+int rill__cli_send_now(rill_client_t *c, const void *pre, size_t pre_len, const void *body,
+                       uint32_t len) {
   if (c->fd < 0)
     return rill__err(c->o.reconnect ? RILL_ECONNRESET : RILL_ECLOSED, "client: not connected");
   struct iovec iov[3] = {{c->tx, c->tx_len}, {(void *)pre, pre_len}, {(void *)body, len}};
@@ -281,7 +164,7 @@ static int send_now(rill_client_t *c, const void *pre, size_t pre_len, const voi
       }
       char why[96];
       snprintf(why, sizeof why, "send: %s", strerror(errno));
-      return lost(c, why);
+      return rill__cli_lost(c, why);
     }
     left -= (size_t)n;
     while (n_iov && (size_t)n >= v->iov_len) {
@@ -298,67 +181,33 @@ static int send_now(rill_client_t *c, const void *pre, size_t pre_len, const voi
 }
 
 /* Sends a frame now, after anything buffered. */
-static int send_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id,
-                      uint64_t arg, const void *body, uint32_t len) {
+int rill__cli_send_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id,
+                         uint64_t arg, const void *body, uint32_t len) {
   uint8_t hdr[RILL_NET_HDR];
   rill_frame_header(hdr, type, flags, ch, id, arg, len);
-  return send_now(c, hdr, sizeof hdr, body, len);
-}
-
-/* Puts a frame (its header, pre_len bytes of pre, then body) into the
- * send buffer; one that does not fit goes out now, with the buffer ahead
- * of it, in one sendmsg. */
-static int buffer_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id,
-                        uint64_t arg, const void *pre, size_t pre_len, const void *body,
-                        uint32_t len) {
-  size_t need = RILL_NET_HDR + pre_len + (size_t)len;
-  uint8_t hdr[RILL_NET_HDR + 2 + RILL_NET_MAX_NAME];
-  if (c->tx_len + need > TX_BUF) {
-    rill_frame_header(hdr, type, flags, ch, id, arg, (uint32_t)(pre_len + len));
-    if (pre_len)
-      memcpy(hdr + RILL_NET_HDR, pre, pre_len);
-    return send_now(c, hdr, RILL_NET_HDR + pre_len, body, len);
-  }
-  uint8_t *p = c->tx + c->tx_len;
-  rill_frame_header(p, type, flags, ch, id, arg, (uint32_t)(pre_len + len));
-  if (pre_len)
-    memcpy(p + RILL_NET_HDR, pre, pre_len);
-  if (len)
-    memcpy(p + RILL_NET_HDR + pre_len, body, len);
-  c->tx_len += need;
-  return 0;
-}
-
-static int tx_flush(rill_client_t *c) { return c->tx_len ? send_now(c, NULL, 0, NULL, 0) : 0; }
-
-/* The most a frame carries of a message that streams, and the size over
- * which one does: 8 KiB under max_body, so a piece and whatever prefix
- * its frame has (an ASK's service name) stay within the limit. */
-static uint32_t piece_of(const rill_client_t *c) {
-  return c->max_body > 16384 ? c->max_body - 8192 : c->max_body / 2;
+  return rill__cli_send_now(c, hdr, sizeof hdr, body, len);
 }
 
 /* The rest of a streamed message after its first frame: CHUNKs with
  * arg = the first frame's type, straight from the caller's bytes, sent at
  * once (after anything buffered, which keeps the order). */
-static int send_chunks(rill_client_t *c, uint8_t type, uint16_t ch, uint64_t id, const uint8_t *p,
-                       uint32_t off, uint32_t len) {
+int rill__cli_send_chunks(rill_client_t *c, uint8_t type, uint16_t ch, uint64_t id,
+                          const uint8_t *p, uint32_t off, uint32_t len) {
   uint32_t piece = piece_of(c);
   int rc = 0;
   while (!rc && off < len) {
     uint32_t n = len - off < piece ? len - off : piece;
-    rc = send_frame(c, RILL_F_CHUNK, off + n < len ? RILL_FF_MORE : 0, ch, id, type, p + off, n);
+    rc = rill__cli_send_frame(c, RILL_F_CHUNK, off + n < len ? RILL_FF_MORE : 0, ch, id, type,
+                              p + off, n);
     off += n;
   }
   return rc;
 }
 
-/* ---- receiving ------------------------------------------------------------- */
-
-static int protocol_broken(rill_client_t *c, const char *what) {
+int rill__cli_protocol_broken(rill_client_t *c, const char *what) {
   char why[160];
   snprintf(why, sizeof why, "the server broke the protocol: %s", what);
-  lost(c, why);
+  rill__cli_lost(c, why);
   return rill__err(RILL_EPROTO, "client: %s", why);
 }
 
@@ -369,7 +218,7 @@ static struct asm_in **asm_slot(rill_client_t *c, uint8_t type, uint64_t id) {
   return pp;
 }
 
-static void asm_drop(rill_client_t *c, struct asm_in **pp) {
+void rill__cli_asm_drop(rill_client_t *c, struct asm_in **pp) {
   struct asm_in *a = *pp;
   *pp = a->next;
   c->asm_bytes -= a->cap;
@@ -383,7 +232,7 @@ static void asm_drop(rill_client_t *c, struct asm_in **pp) {
 static void asm_end(rill_client_t *c, uint8_t type, uint64_t id) {
   struct asm_in **pp = asm_slot(c, type, id);
   if (*pp)
-    asm_drop(c, pp);
+    rill__cli_asm_drop(c, pp);
 }
 
 /* Appends a piece: 0, or RILL_EMSGSIZE when it would pass max_message,
@@ -438,7 +287,8 @@ static int asm_refuse(rill_client_t *c, uint8_t type, uint64_t id, int code, ril
   else
     n = snprintf(c->asm_msg, sizeof c->asm_msg, "no memory for a streamed %s", what);
   if (type == RILL_F_ASK)
-    return send_frame(c, RILL_F_ERROR, 0, 0, id, (uint64_t)(int64_t)code, c->asm_msg, (uint32_t)n);
+    return rill__cli_send_frame(c, RILL_F_ERROR, 0, 0, id, (uint64_t)(int64_t)code, c->asm_msg,
+                                (uint32_t)n);
   if (!reply_wanted(c, id))
     return 0; /* an error for nobody would come back as somebody else's */
   *f = (rill_frame_t){.len = (uint32_t)n,
@@ -458,7 +308,7 @@ static int asm_in(rill_client_t *c, rill_frame_t *f) {
   struct asm_in **pp = asm_slot(c, type, f->id);
   if (f->type != RILL_F_CHUNK) {
     if (*pp)
-      return protocol_broken(c, "a streamed ASK or REPLY under an id already streaming");
+      return rill__cli_protocol_broken(c, "a streamed ASK or REPLY under an id already streaming");
     if (type == RILL_F_REPLY && !reply_wanted(c, f->id))
       return 0;
     struct asm_in *a = rill__calloc(1, sizeof *a);
@@ -474,7 +324,7 @@ static int asm_in(rill_client_t *c, rill_frame_t *f) {
   struct asm_in *a = *pp;
   int rc = asm_add(c, a, f->body, f->len);
   if (rc) {
-    asm_drop(c, pp);
+    rill__cli_asm_drop(c, pp);
     return asm_refuse(c, type, f->id, rc, f);
   }
   if (f->type != RILL_F_CHUNK || (f->flags & RILL_FF_MORE))
@@ -492,9 +342,6 @@ static int asm_in(rill_client_t *c, rill_frame_t *f) {
   rill__free(a);
   return 1;
 }
-
-static bool note_delivery(rill_client_t *c, const rill_frame_t *f);
-static struct reg *reg_of(rill_client_t *c, uint8_t kind, uint16_t ch);
 
 /* A streamed record over max_message went by: its subscription moves past
  * it (a re-subscription does not fetch it again) and the next
@@ -528,9 +375,10 @@ static int stream_in(rill_client_t *c, rill_frame_t *f) {
     return asm_in(c, f);
   if (f->type == RILL_F_DELIVER) {
     if (c->in_stream)
-      return protocol_broken(c, "a streamed DELIVER inside another");
+      return rill__cli_protocol_broken(c, "a streamed DELIVER inside another");
     if (f->id <= f->len || f->id > UINT32_MAX)
-      return protocol_broken(c, "a streamed DELIVER whose length is not over its first piece");
+      return rill__cli_protocol_broken(
+          c, "a streamed DELIVER whose length is not over its first piece");
     c->in_stream = true;
     c->in_ch = f->channel;
     c->in_seq = f->arg;
@@ -556,10 +404,10 @@ static int stream_in(rill_client_t *c, rill_frame_t *f) {
   if (f->arg != RILL_F_DELIVER)
     return 0; /* pieces of a kind the server does not send a client: passed over */
   if (!c->in_stream || f->id != c->in_seq || f->channel != c->in_ch)
-    return protocol_broken(c, "a CHUNK of no streamed record");
+    return rill__cli_protocol_broken(c, "a CHUNK of no streamed record");
   if (f->len > c->in_len - c->in_got ||
       (!(f->flags & RILL_FF_MORE) && f->len != c->in_len - c->in_got))
-    return protocol_broken(c, "CHUNKs that do not add up to the record's length");
+    return rill__cli_protocol_broken(c, "CHUNKs that do not add up to the record's length");
   if (!c->in_skip)
     memcpy(c->in_buf + c->in_got, f->body, f->len);
   c->in_got += f->len;
@@ -582,7 +430,7 @@ static int stream_in(rill_client_t *c, rill_frame_t *f) {
 /* The next frame, waiting up to timeout_ns (0: only what is there now);
  * its body stays valid until the next read. 1 (no frame) when skip_wake
  * is set and a record over max_message went by. */
-static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
+int rill__cli_read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
   uint64_t deadline = 0;
   if (RILL_UNLIKELY(c->done_buf != NULL)) { /* the last message put together: read */
     rill__free(c->done_buf);
@@ -605,7 +453,7 @@ static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
       if (RILL_UNLIKELY(f->type == RILL_F_PING)) {
         /* The server's keepalive (a connection it has not heard from):
          * answered here, whoever is reading. */
-        if ((rc = send_frame(c, RILL_F_PONG, 0, 0, f->id, 0, NULL, 0)) != 0)
+        if ((rc = rill__cli_send_frame(c, RILL_F_PONG, 0, 0, f->id, 0, NULL, 0)) != 0)
           return rc;
         continue;
       }
@@ -630,7 +478,7 @@ static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
     if (rc != RILL_EAGAIN) {
       char why[160];
       snprintf(why, sizeof why, "the server broke the protocol: %s", rill_errmsg());
-      lost(c, why);
+      rill__cli_lost(c, why);
       return rill__err(rc, "client: %s", why);
     }
     /* Room for the rest of the frame: move what is left to the front (only
@@ -673,20 +521,20 @@ static int read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns) {
       continue;
     }
     if (n == 0)
-      return lost(c, "the server closed the connection");
+      return rill__cli_lost(c, "the server closed the connection");
     if (n < 0) {
       if (errno == EINTR)
         continue;
       char why[96];
       snprintf(why, sizeof why, "recv: %s", strerror(errno));
-      return lost(c, why);
+      return rill__cli_lost(c, why);
     }
     c->have += (size_t)n;
   }
 }
 
 /* An ERROR or BYE frame as a return code, its message as the errmsg. */
-static int as_error(const rill_frame_t *f) {
+int rill__cli_as_error(const rill_frame_t *f) {
   int code = f->type == RILL_F_BYE ? RILL_ECLOSED : (int)(int64_t)f->arg;
   if (code >= 0)
     code = RILL_EPROTO;
@@ -695,27 +543,18 @@ static int as_error(const rill_frame_t *f) {
   return rill__err(code, "server: %.*s", (int)(f->len < 200 ? f->len : 200), f->body);
 }
 
-static int bye(rill_client_t *c, const rill_frame_t *f) {
+int rill__cli_bye(rill_client_t *c, const rill_frame_t *f) {
   char why[240];
   snprintf(why, sizeof why, "the server said BYE: %.*s", (int)(f->len < 200 ? f->len : 200),
            f->body);
-  return lost(c, why);
-}
-
-/* ---- registrations ---------------------------------------------------------- */
-
-static struct reg *reg_of(rill_client_t *c, uint8_t kind, uint16_t ch) {
-  for (size_t i = 0; i < c->nregs; i++)
-    if (c->regs[i].ch == ch && c->regs[i].kind == kind)
-      return &c->regs[i];
-  return NULL;
+  return rill__cli_lost(c, why);
 }
 
 /* Room for one more registration, made before its request goes: once the
  * server has accepted one, recording it cannot fail (there is no UNBIND
  * nor UNSERVE to take it back, and an unrecorded one would never be
  * restored nor routed). */
-static int reg_room(rill_client_t *c) {
+int rill__cli_reg_room(rill_client_t *c) {
   if (c->nregs < c->cap_regs)
     return 0;
   size_t cap = c->cap_regs ? 2 * c->cap_regs : 8;
@@ -728,7 +567,7 @@ static int reg_room(rill_client_t *c) {
 }
 
 /* Records a registration the server accepted (reg_room made room). */
-static struct reg *reg_add(rill_client_t *c, uint8_t kind, uint16_t ch, const char *name) {
+struct reg *rill__cli_reg_add(rill_client_t *c, uint8_t kind, uint16_t ch, const char *name) {
   struct reg *r = &c->regs[c->nregs++];
   c->live_ch[ch / 64] |= 1ull << (ch % 64);
   memset(r, 0, sizeof *r);
@@ -738,30 +577,14 @@ static struct reg *reg_add(rill_client_t *c, uint8_t kind, uint16_t ch, const ch
   return r;
 }
 
-static void reg_del(rill_client_t *c, struct reg *r) {
+void rill__cli_reg_del(rill_client_t *c, struct reg *r) {
   c->live_ch[r->ch / 64] &= ~(1ull << (r->ch % 64));
   *r = c->regs[--c->nregs];
 }
 
-/* A delivery came off the wire: where the subscription resumes from.
- * false for one past the credits granted: a server that sent it could
- * make the client hold any number while a blocking call waits. */
-static bool note_delivery(rill_client_t *c, const rill_frame_t *f) {
-  struct reg *r = reg_of(c, REG_SUB, f->channel);
-  if (!r)
-    return true;
-  if (!r->credits)
-    return false;
-  r->next = f->arg + 1;
-  r->credits--;
-  return true;
+int rill__cli_past_credits(rill_client_t *c) {
+  return rill__cli_protocol_broken(c, "a DELIVER past the credits granted");
 }
-
-static int past_credits(rill_client_t *c) {
-  return protocol_broken(c, "a DELIVER past the credits granted");
-}
-
-/* ---- async asks in flight --------------------------------------------------- */
 
 /* A free slot for an ask (there is one: callers check inflight first),
  * and the id that names it. */
@@ -774,25 +597,8 @@ static uint64_t pend_put(rill_client_t *c, rill_client_reply_cb cb, void *ctx) {
   return id;
 }
 
-static void pend_free(rill_client_t *c, uint32_t i) {
-  c->tab[i].id = 0;
-  c->tab[i].next_free = c->free_slot;
-  c->free_slot = i;
-  c->inflight--;
-}
-
-/* Takes ask id out of the table: false when it is not there. */
-static bool pend_take(rill_client_t *c, uint64_t id, struct pend *out) {
-  uint32_t i = (uint32_t)id & SLOT_MASK;
-  if (!(id & ASYNC_ID) || i >= c->o.max_inflight || c->tab[i].id != id)
-    return false;
-  *out = c->tab[i];
-  pend_free(c, i);
-  return true;
-}
-
 /* Runs the callbacks of asks a break ended. */
-static int run_failed(rill_client_t *c, int status) {
+int rill__cli_run_failed(rill_client_t *c, int status) {
   int n = 0;
   while (c->nfailed) {
     struct pend p = c->failed[--c->nfailed];
@@ -802,9 +608,7 @@ static int run_failed(rill_client_t *c, int status) {
   return n;
 }
 
-/* ---- held frames -------------------------------------------------------------- */
-
-static int hold(rill_client_t *c, const rill_frame_t *f, bool for_cb, const struct pend *p) {
+int rill__cli_hold(rill_client_t *c, const rill_frame_t *f, bool for_cb, const struct pend *p) {
   struct held *h = rill__malloc(sizeof *h + f->len);
   if (!h)
     return rill__err(RILL_ENOMEM, "client: no memory");
@@ -827,27 +631,6 @@ static int hold(rill_client_t *c, const rill_frame_t *f, bool for_cb, const stru
   return 0;
 }
 
-static void unlink_held(rill_client_t *c, struct held *prev, struct held *h) {
-  if (prev)
-    prev->next = h->next;
-  else
-    c->head = h->next;
-  if (c->tail == h)
-    c->tail = prev;
-  c->held_cb -= h->for_cb;
-}
-
-/* The first held frame that `pick` accepts, unlinked (the caller frees it). */
-static struct held *take(rill_client_t *c, bool (*pick)(rill_client_t *, const struct held *)) {
-  struct held *prev = NULL;
-  for (struct held *h = c->head; h; prev = h, h = h->next)
-    if (pick(c, h)) {
-      unlink_held(c, prev, h);
-      return h;
-    }
-  return NULL;
-}
-
 static bool pick_delivery(rill_client_t *c, const struct held *h) {
   (void)c;
   return h->type == RILL_F_DELIVER && !h->for_cb;
@@ -864,7 +647,7 @@ static bool pick_cb(rill_client_t *c, const struct held *h) {
 }
 
 /* A CANCEL for an ask still held: it never reaches its taker. */
-static void drop_held_ask(rill_client_t *c, uint64_t id) {
+void rill__cli_drop_held_ask(rill_client_t *c, uint64_t id) {
   struct held *prev = NULL;
   for (struct held *h = c->head; h; prev = h, h = h->next)
     if (h->type == RILL_F_ASK && h->id == id) {
@@ -879,32 +662,32 @@ static bool sub_has_cb(rill_client_t *c, uint16_t ch) {
   return r && r->msg_cb;
 }
 
-static bool svc_has_cb(rill_client_t *c, uint16_t ch) {
+bool rill__cli_svc_has_cb(rill_client_t *c, uint16_t ch) {
   struct reg *r = reg_of(c, REG_SERVE, ch);
   return r && r->ask_cb;
 }
 
 /* A frame a blocking call read that is not its answer: kept for whoever
  * wants it, or dropped when nobody will. */
-static int absorb(rill_client_t *c, const rill_frame_t *f) {
+int rill__cli_absorb(rill_client_t *c, const rill_frame_t *f) {
   struct pend p;
   switch (f->type) {
   case RILL_F_DELIVER:
     if (f->id || !reg_of(c, REG_SUB, f->channel))
       return 0; /* a FETCH's (this client makes none), or an ended subscription's */
     if (!note_delivery(c, f))
-      return past_credits(c);
-    return hold(c, f, sub_has_cb(c, f->channel), NULL);
-  case RILL_F_ASK: return hold(c, f, svc_has_cb(c, f->channel), NULL);
-  case RILL_F_CANCEL: drop_held_ask(c, f->id); return 0;
-  case RILL_F_REPLY: return pend_take(c, f->id, &p) ? hold(c, f, true, &p) : 0;
+      return rill__cli_past_credits(c);
+    return rill__cli_hold(c, f, sub_has_cb(c, f->channel), NULL);
+  case RILL_F_ASK: return rill__cli_hold(c, f, rill__cli_svc_has_cb(c, f->channel), NULL);
+  case RILL_F_CANCEL: rill__cli_drop_held_ask(c, f->id); return 0;
+  case RILL_F_REPLY: return pend_take(c, f->id, &p) ? rill__cli_hold(c, f, true, &p) : 0;
   case RILL_F_ERROR:
     if (pend_take(c, f->id, &p))
-      return hold(c, f, true, &p);
+      return rill__cli_hold(c, f, true, &p);
     if (!c->late) {
       /* The error of an earlier request that did not wait (a publish
        * without ack): kept, and returned once this one is done. */
-      c->late = as_error(f);
+      c->late = rill__cli_as_error(f);
       snprintf(c->late_msg, sizeof c->late_msg, "%s", rill_errmsg());
     }
     return 0;
@@ -915,12 +698,12 @@ static int absorb(rill_client_t *c, const rill_frame_t *f) {
 /* Waits for the answer of type `type` to request id; what comes first is
  * absorbed. The timeout is one deadline for the whole wait: frames that
  * keep coming (asks, deliveries, errors of others) do not extend it. */
-static int await(rill_client_t *c, uint8_t type, uint64_t id, rill_frame_t *f,
-                 uint64_t timeout_ns) {
+int rill__cli_await(rill_client_t *c, uint8_t type, uint64_t id, rill_frame_t *f,
+                    uint64_t timeout_ns) {
   uint64_t deadline = rill_time_ns() + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
   for (;;) {
     uint64_t now = rill_time_ns();
-    int rc = read_frame(c, f, deadline > now ? deadline - now : 0);
+    int rc = rill__cli_read_frame(c, f, deadline > now ? deadline - now : 0);
     if (rc)
       return rc;
     if (f->type == type && f->id == id) {
@@ -931,19 +714,17 @@ static int await(rill_client_t *c, uint8_t type, uint64_t id, rill_frame_t *f,
       return rill__err(late, "an earlier request failed: %s", c->late_msg);
     }
     if (f->type == RILL_F_BYE)
-      return bye(c, f);
+      return rill__cli_bye(c, f);
     if (f->type == RILL_F_ERROR && (f->id == id || f->id == 0))
-      return as_error(f);
-    if ((rc = absorb(c, f)) != 0)
+      return rill__cli_as_error(f);
+    if ((rc = rill__cli_absorb(c, f)) != 0)
       return rc;
   }
 }
 
-/* ---- connecting and reconnecting --------------------------------------------- */
-
 /* A break: the socket is closed, asks in flight are failed (their
  * callbacks run at the next poll), and what is buffered is dropped. */
-static int lost(rill_client_t *c, const char *why) {
+int rill__cli_lost(rill_client_t *c, const char *why) {
   if (c->fd >= 0) {
     close(c->fd);
     c->fd = -1;
@@ -959,7 +740,7 @@ static int lost(rill_client_t *c, const char *why) {
   c->in_stream = false; /* a record half received is received again */
   c->in_skip = false;
   while (c->asms) /* their asks ended with the connection */
-    asm_drop(c, &c->asms);
+    rill__cli_asm_drop(c, &c->asms);
   for (uint32_t i = 0; c->inflight && i < c->o.max_inflight; i++)
     if (c->tab[i].id) {
       c->failed[c->nfailed++] = c->tab[i];
@@ -986,9 +767,9 @@ static int request(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, u
                    const char *name, rill_frame_t *f, bool *refused) {
   uint64_t id = c->next_id++;
   f->type = 0;
-  int rc = send_frame(c, type, flags, ch, id, arg, name, (uint32_t)strlen(name));
+  int rc = rill__cli_send_frame(c, type, flags, ch, id, arg, name, (uint32_t)strlen(name));
   if (!rc)
-    rc = await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
+    rc = rill__cli_await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
   *refused = rc && c->fd >= 0 && f->type == RILL_F_ERROR && f->id == id;
   return rc;
 }
@@ -1014,7 +795,7 @@ static void sub_gone(rill_client_t *c, struct reg *r, int code) {
 /* The first subscription sub_gone dropped (on channel `only`, 0: any), as
  * its reader's error, once: it is forgotten and its channel let go. *sub
  * (may be NULL) gets its channel. 0 when there is none. */
-static int took_gone(rill_client_t *c, uint16_t only, uint16_t *sub) {
+int rill__cli_took_gone(rill_client_t *c, uint16_t only, uint16_t *sub) {
   for (size_t i = 0; c->ngone && i < c->nregs; i++) {
     struct reg *r = &c->regs[i];
     if (r->kind != REG_GONE || (only && r->ch != only))
@@ -1023,7 +804,7 @@ static int took_gone(rill_client_t *c, uint16_t only, uint16_t *sub) {
     uint16_t ch = r->ch;
     char name[RILL_NET_MAX_NAME + 1];
     snprintf(name, sizeof name, "%s", r->name);
-    reg_del(c, r);
+    rill__cli_reg_del(c, r);
     c->ngone--;
     if (sub)
       *sub = ch;
@@ -1062,10 +843,11 @@ static int dial(rill_client_t *c) {
   size_t tl = c->o.token ? strlen(c->o.token) : 0, nl = strlen(c->o.name);
   uint8_t hello[12 + RILL_NET_MAX_TOKEN + RILL_NET_MAX_NAME];
   rill_net_hello_encode(hello, c->o.token, tl, c->o.name, nl);
-  int rc = send_frame(c, RILL_F_HELLO, 0, 0, 0, 0, hello, (uint32_t)rill_net_hello_size(tl, nl));
+  int rc = rill__cli_send_frame(c, RILL_F_HELLO, 0, 0, 0, 0, hello,
+                                (uint32_t)rill_net_hello_size(tl, nl));
   rill_frame_t f;
   if (!rc)
-    rc = await(c, RILL_F_WELCOME, 0, &f, c->o.timeout_ns);
+    rc = rill__cli_await(c, RILL_F_WELCOME, 0, &f, c->o.timeout_ns);
   rill_net_welcome_t w;
   if (!rc)
     rc = rill_net_welcome_decode(f.body, f.len, &w);
@@ -1089,7 +871,7 @@ static int dial(rill_client_t *c) {
         sub_gone(c, r, rc);
         rc = 0;
       } else if (!rc && r->credits) {
-        rc = send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, r->credits, NULL, 0);
+        rc = rill__cli_send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, r->credits, NULL, 0);
       }
     }
   }
@@ -1111,7 +893,7 @@ static uint64_t jitter(rill_client_t *c, uint64_t b) {
 /* The connection, dialling again if it broke and reconnect is on: 0, or
  * RILL_ETIMEDOUT when deadline passes first, or RILL_ECLOSED (or the
  * server's refusal) when it is gone for good. */
-static int ensure(rill_client_t *c, uint64_t deadline) {
+int rill__cli_ensure(rill_client_t *c, uint64_t deadline) {
   if (c->fd >= 0)
     return 0;
   if (!c->o.reconnect || c->gave_up)
@@ -1151,9 +933,6 @@ static int ensure(rill_client_t *c, uint64_t deadline) {
     c->next_try_ns = rill_time_ns() + jitter(c, c->backoff_ns);
   }
 }
-
-/* Blocking calls wait for the connection as long as reconnecting lasts. */
-static int ready(rill_client_t *c) { return ensure(c, FOREVER); }
 
 int rill_client_connect(rill_client_t **out, const rill_client_opts_t *opts) {
   if (!out)
@@ -1235,7 +1014,7 @@ void rill_client_close(rill_client_t *c) {
   if (!c)
     return;
   if (c->fd >= 0) {
-    send_frame(c, RILL_F_BYE, 0, 0, 0, 0, NULL, 0);
+    rill__cli_send_frame(c, RILL_F_BYE, 0, 0, 0, 0, NULL, 0);
     close(c->fd);
     c->fd = -1;
   }
@@ -1251,7 +1030,7 @@ void rill_client_close(rill_client_t *c) {
       p.cb(p.ctx, RILL_ECLOSED, NULL, 0);
     }
   if (c->failed)
-    run_failed(c, RILL_ECLOSED);
+    rill__cli_run_failed(c, RILL_ECLOSED);
   while (c->head) {
     struct held *h = c->head;
     c->head = h->next;
@@ -1270,18 +1049,16 @@ void rill_client_close(rill_client_t *c) {
   rill__free(c->regs);
   rill__free(c->in_buf);
   while (c->asms)
-    asm_drop(c, &c->asms);
+    rill__cli_asm_drop(c, &c->asms);
   rill__free(c->done_buf);
   rill__free(c->batch);
   rill__free(c);
 }
 
-/* ---- publishing ------------------------------------------------------------------ */
-
 /* A channel number no registration holds, in turn from next_ch (a number
  * let go is not taken again at once: deliveries may still be on their
  * way to it). 0 means "none" on the wire, so there are 65,535. */
-static int new_channel(rill_client_t *c, uint16_t *out) {
+int rill__cli_new_channel(rill_client_t *c, uint16_t *out) {
   for (uint32_t k = 0; k < 65535; k++) {
     uint16_t ch = c->next_ch++;
     if (!c->next_ch)
@@ -1297,21 +1074,21 @@ static int new_channel(rill_client_t *c, uint16_t *out) {
 }
 
 /* Sends a naming request (BIND, SUBSCRIBE, SERVE) and waits for its ACK. */
-static int name_request(rill_client_t *c, uint8_t type, uint8_t flags, const char *name,
-                        uint16_t ch, uint64_t arg, rill_frame_t *f) {
+int rill__cli_name_request(rill_client_t *c, uint8_t type, uint8_t flags, const char *name,
+                           uint16_t ch, uint64_t arg, rill_frame_t *f) {
   int rc = ready(c);
   if (rc)
     return rc;
   uint64_t id = c->next_id++;
-  rc = send_frame(c, type, flags, ch, id, arg, name, (uint32_t)strlen(name));
+  rc = rill__cli_send_frame(c, type, flags, ch, id, arg, name, (uint32_t)strlen(name));
   if (!rc)
-    rc = await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
+    rc = rill__cli_await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
   if (rc == RILL_ETIMEDOUT && c->fd >= 0) {
     /* The server may yet accept it, and nothing takes a BIND or a SERVE
      * back: a registration the client does not know of would hold its
      * channel on the server. The connection goes, and every registration
      * with it; a reconnect restores only those recorded. */
-    lost(c, "a registration got no answer in time");
+    rill__cli_lost(c, "a registration got no answer in time");
     return rill__err(RILL_ETIMEDOUT,
                      "client: no answer to %s '%s' in time: connection dropped (the server "
                      "may have taken it)",
@@ -1325,7 +1102,7 @@ static int name_request(rill_client_t *c, uint8_t type, uint8_t flags, const cha
 
 /* A topic or service name given by the caller: 0, or RILL_EINVAL saying
  * what is wrong with it (NULL included). */
-static int name_arg(const char *name, const char *what) {
+int rill__cli_name_arg(const char *name, const char *what) {
   if (!name)
     return rill__err(RILL_EINVAL, "client: a NULL %s name", what);
   if (!rill_net_name_ok(name, strnlen(name, RILL_NET_MAX_NAME + 1)))
@@ -1335,16 +1112,16 @@ static int name_arg(const char *name, const char *what) {
 }
 
 int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel) {
-  int bad = name_arg(topic, "topic");
+  int bad = rill__cli_name_arg(topic, "topic");
   if (bad)
     return bad;
   uint16_t ch = 0;
   rill_frame_t f;
-  int rc = new_channel(c, &ch);
-  if (rc || (rc = reg_room(c)) != 0 ||
-      (rc = name_request(c, RILL_F_BIND, 0, topic, ch, 0, &f)) != 0)
+  int rc = rill__cli_new_channel(c, &ch);
+  if (rc || (rc = rill__cli_reg_room(c)) != 0 ||
+      (rc = rill__cli_name_request(c, RILL_F_BIND, 0, topic, ch, 0, &f)) != 0)
     return rc;
-  reg_add(c, REG_BIND, ch, topic);
+  rill__cli_reg_add(c, REG_BIND, ch, topic);
   *channel = ch;
   return 0;
 }
@@ -1364,19 +1141,19 @@ int rill_client_publish(rill_client_t *c, uint16_t channel, const void *data, ui
      * record when the last arrives (and refuses one over its max_message
      * with EMSGSIZE). */
     rill_frame_header(hdr, RILL_F_PUBLISH, flags | RILL_FF_STREAM, channel, id, len, piece);
-    rc = send_now(c, hdr, sizeof hdr, data, piece);
+    rc = rill__cli_send_now(c, hdr, sizeof hdr, data, piece);
     if (!rc)
-      rc = send_chunks(c, RILL_F_PUBLISH, channel, id, data, piece, len);
+      rc = rill__cli_send_chunks(c, RILL_F_PUBLISH, channel, id, data, piece, len);
   } else if (!ack) {
     return buffer_frame(c, RILL_F_PUBLISH, 0, channel, id, 0, NULL, 0, data, len);
   } else {
     rill_frame_header(hdr, RILL_F_PUBLISH, flags, channel, id, 0, len);
-    rc = send_now(c, hdr, sizeof hdr, data, len);
+    rc = rill__cli_send_now(c, hdr, sizeof hdr, data, len);
   }
   if (rc || !ack)
     return rc;
   rill_frame_t f;
-  rc = await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
+  rc = rill__cli_await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
   if (!rc && seq)
     *seq = f.arg;
   return rc;
@@ -1424,12 +1201,12 @@ int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_log
     c->tx_len += need;
     rc = ack ? tx_flush(c) : 0;
   } else {
-    rc = send_now(c, p, need, NULL, 0);
+    rc = rill__cli_send_now(c, p, need, NULL, 0);
   }
   if (rc || !ack)
     return rc;
   rill_frame_t f;
-  rc = await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
+  rc = rill__cli_await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
   if (!rc && first)
     *first = f.arg;
   return rc;
@@ -1442,21 +1219,19 @@ int rill_client_flush(rill_client_t *c) {
   return rc ? rc : tx_flush(c);
 }
 
-/* ---- subscriptions ------------------------------------------------------------------ */
-
 static int subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
                      uint8_t flags, rill_client_msg_cb cb, void *ctx, uint16_t *sub,
                      uint64_t *start) {
-  int bad = name_arg(topic, "topic");
+  int bad = rill__cli_name_arg(topic, "topic");
   if (bad)
     return bad;
   uint16_t ch = 0;
   rill_frame_t f;
-  int rc = new_channel(c, &ch);
-  if (rc || (rc = reg_room(c)) != 0 ||
-      (rc = name_request(c, RILL_F_SUBSCRIBE, flags, topic, ch, from, &f)) != 0)
+  int rc = rill__cli_new_channel(c, &ch);
+  if (rc || (rc = rill__cli_reg_room(c)) != 0 ||
+      (rc = rill__cli_name_request(c, RILL_F_SUBSCRIBE, flags, topic, ch, from, &f)) != 0)
     return rc;
-  struct reg *r = reg_add(c, REG_SUB, ch, topic);
+  struct reg *r = rill__cli_reg_add(c, REG_SUB, ch, topic);
   r->next = f.arg;
   r->flags = flags;
   r->msg_cb = cb;
@@ -1498,7 +1273,7 @@ int rill_client_subscribe_cb_ex(rill_client_t *c, const char *topic, uint64_t fr
 
 int rill_client_credit(rill_client_t *c, uint16_t sub, uint32_t n) {
   if (c->ngone && reg_of(c, REG_GONE, sub))
-    return took_gone(c, sub, NULL); /* the server no longer has it: nothing to grant */
+    return rill__cli_took_gone(c, sub, NULL); /* the server no longer has it: nothing to grant */
   struct reg *r = reg_of(c, REG_SUB, sub);
   if (r)
     r->credits += n; /* what a re-subscription grants again */
@@ -1506,7 +1281,7 @@ int rill_client_credit(rill_client_t *c, uint16_t sub, uint32_t n) {
     return ready(c); /* the re-subscription carries them */
   if (c->depth)
     return buffer_frame(c, RILL_F_CREDIT, 0, sub, 0, n, NULL, 0, NULL, 0);
-  return send_frame(c, RILL_F_CREDIT, 0, sub, 0, n, NULL, 0);
+  return rill__cli_send_frame(c, RILL_F_CREDIT, 0, sub, 0, n, NULL, 0);
 }
 
 int rill_client_unsubscribe(rill_client_t *c, uint16_t sub) {
@@ -1518,7 +1293,7 @@ int rill_client_unsubscribe(rill_client_t *c, uint16_t sub) {
     c->ngone--; /* ended by its reader: no refusal left to tell */
     r = gone;
   }
-  reg_del(c, r); /* gone whatever the server says: nothing to restore */
+  rill__cli_reg_del(c, r); /* gone whatever the server says: nothing to restore */
   for (struct held *prev = NULL, *h = c->head, *n; h; h = n) {
     n = h->next;
     if (h->type == RILL_F_DELIVER && h->ch == sub) {
@@ -1535,12 +1310,12 @@ int rill_client_unsubscribe(rill_client_t *c, uint16_t sub) {
     return rc;
   uint64_t id = c->next_id++;
   rill_frame_t f;
-  rc = send_frame(c, RILL_F_UNSUBSCRIBE, 0, sub, id, 0, NULL, 0);
-  return rc ? rc : await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
+  rc = rill__cli_send_frame(c, RILL_F_UNSUBSCRIBE, 0, sub, id, 0, NULL, 0);
+  return rc ? rc : rill__cli_await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
 }
 
 /* The record skip_record passed over, as the reader's error (once). */
-static int took_skip(rill_client_t *c) {
+int rill__cli_took_skip(rill_client_t *c) {
   int rc = c->skipped;
   c->skipped = 0;
   return rill__err(rc, "%s", c->skip_msg);
@@ -1559,12 +1334,12 @@ int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns
       return 0;
     }
     if (c->skipped)
-      return took_skip(c);
+      return rill__cli_took_skip(c);
     if (c->ngone) { /* after the deliveries it had before it was dropped */
       *m = (rill_client_msg_t){0};
-      return took_gone(c, 0, &m->sub);
+      return rill__cli_took_gone(c, 0, &m->sub);
     }
-    int rc = ensure(c, deadline);
+    int rc = rill__cli_ensure(c, deadline);
     if (!rc && c->ngone)
       continue; /* the reconnect dropped a subscription: say so first */
     if (!rc)
@@ -1573,12 +1348,12 @@ int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns
     if (!rc) {
       now = rill_time_ns();
       c->skip_wake = true;
-      rc = read_frame(c, &f, deadline > now ? deadline - now : 0);
+      rc = rill__cli_read_frame(c, &f, deadline > now ? deadline - now : 0);
       c->skip_wake = false;
     }
     if (rc) {
       if (c->skipped)
-        return took_skip(c); /* it came before the error */
+        return rill__cli_took_skip(c); /* it came before the error */
       if (c->fd < 0 && c->o.reconnect && !c->gave_up && rill_time_ns() < deadline)
         continue; /* dial again, and go on waiting */
       return rc;
@@ -1586,44 +1361,42 @@ int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns
     struct reg *r = f.type == RILL_F_DELIVER && f.id == 0 ? reg_of(c, REG_SUB, f.channel) : NULL;
     if (r && !r->msg_cb) {
       if (!note_delivery(c, &f))
-        return past_credits(c);
+        return rill__cli_past_credits(c);
       if (c->skipped) /* the record skipped came first: this one waits its turn */
-        return (rc = hold(c, &f, false, NULL)) != 0 ? rc : took_skip(c);
+        return (rc = rill__cli_hold(c, &f, false, NULL)) != 0 ? rc : rill__cli_took_skip(c);
       *m = (rill_client_msg_t){f.channel, f.arg, f.body, f.len};
       return 0;
     }
     if (f.type == RILL_F_BYE) {
-      bye(c, &f);
+      rill__cli_bye(c, &f);
       if (c->o.reconnect)
         continue;
-      return as_error(&f);
+      return rill__cli_as_error(&f);
     }
     struct pend p;
     if (f.type == RILL_F_ERROR && !pend_take(c, f.id, &p))
-      return as_error(&f);
+      return rill__cli_as_error(&f);
     if (f.type == RILL_F_ERROR)
-      rc = hold(c, &f, true, &p);
+      rc = rill__cli_hold(c, &f, true, &p);
     else
-      rc = absorb(c, &f);
+      rc = rill__cli_absorb(c, &f);
     if (rc)
       return rc;
   }
 }
 
-/* ---- services ---------------------------------------------------------------------- */
-
 static int serve(rill_client_t *c, const char *service, rill_client_ask_cb cb, void *ctx,
                  uint16_t *ch) {
-  int bad = name_arg(service, "service");
+  int bad = rill__cli_name_arg(service, "service");
   if (bad)
     return bad;
   uint16_t sch = 0;
   rill_frame_t f;
-  int rc = new_channel(c, &sch);
-  if (rc || (rc = reg_room(c)) != 0 ||
-      (rc = name_request(c, RILL_F_SERVE, 0, service, sch, 0, &f)) != 0)
+  int rc = rill__cli_new_channel(c, &sch);
+  if (rc || (rc = rill__cli_reg_room(c)) != 0 ||
+      (rc = rill__cli_name_request(c, RILL_F_SERVE, 0, service, sch, 0, &f)) != 0)
     return rc;
-  struct reg *r = reg_add(c, REG_SERVE, sch, service);
+  struct reg *r = rill__cli_reg_add(c, REG_SERVE, sch, service);
   r->ask_cb = cb;
   r->ctx = ctx;
   if (ch)
@@ -1654,32 +1427,32 @@ int rill_client_next_ask(rill_client_t *c, rill_client_ask_t *a, uint64_t timeou
       c->cur = (uint8_t *)h;
       return 0;
     }
-    int rc = ensure(c, deadline);
+    int rc = rill__cli_ensure(c, deadline);
     if (!rc)
       rc = tx_flush(c);
     rill_frame_t f;
     if (!rc) {
       now = rill_time_ns();
-      rc = read_frame(c, &f, deadline > now ? deadline - now : 0);
+      rc = rill__cli_read_frame(c, &f, deadline > now ? deadline - now : 0);
     }
     if (rc) {
       if (c->fd < 0 && c->o.reconnect && !c->gave_up && rill_time_ns() < deadline)
         continue;
       return rc;
     }
-    if (f.type == RILL_F_ASK && !svc_has_cb(c, f.channel)) {
+    if (f.type == RILL_F_ASK && !rill__cli_svc_has_cb(c, f.channel)) {
       *a = (rill_client_ask_t){f.channel, f.id, f.body, f.len, f.arg};
       return 0;
     }
     if (f.type == RILL_F_BYE) {
-      bye(c, &f);
+      rill__cli_bye(c, &f);
       if (c->o.reconnect)
         continue;
-      return as_error(&f);
+      return rill__cli_as_error(&f);
     }
     if (f.type == RILL_F_ERROR && f.id == 0)
-      return as_error(&f);
-    if ((rc = absorb(c, &f)) != 0)
+      return rill__cli_as_error(&f);
+    if ((rc = rill__cli_absorb(c, &f)) != 0)
       return rc;
   }
 }
@@ -1695,12 +1468,12 @@ int rill_client_reply(rill_client_t *c, uint64_t id, const void *data, uint32_t 
   if (len > piece) {
     /* Streamed, at once even inside a poll pass: buffering megabytes
      * would only copy them. No total length: the asker grows its buffer. */
-    int rc = send_frame(c, RILL_F_REPLY, RILL_FF_STREAM, 0, id, 0, data, piece);
-    return rc ? rc : send_chunks(c, RILL_F_REPLY, 0, id, data, piece, len);
+    int rc = rill__cli_send_frame(c, RILL_F_REPLY, RILL_FF_STREAM, 0, id, 0, data, piece);
+    return rc ? rc : rill__cli_send_chunks(c, RILL_F_REPLY, 0, id, data, piece, len);
   }
   if (c->depth)
     return buffer_frame(c, RILL_F_REPLY, 0, 0, id, 0, NULL, 0, data, len);
-  return send_frame(c, RILL_F_REPLY, 0, 0, id, 0, data, len);
+  return rill__cli_send_frame(c, RILL_F_REPLY, 0, 0, id, 0, data, len);
 }
 
 int rill_client_reply_error(rill_client_t *c, uint64_t id, int code, const char *msg) {
@@ -1714,14 +1487,14 @@ int rill_client_reply_error(rill_client_t *c, uint64_t id, int code, const char 
   uint64_t arg = (uint64_t)(int64_t)code;
   if (c->depth)
     return buffer_frame(c, RILL_F_ERROR, 0, 0, id, arg, NULL, 0, msg, n);
-  return send_frame(c, RILL_F_ERROR, 0, 0, id, arg, msg, n);
+  return rill__cli_send_frame(c, RILL_F_ERROR, 0, 0, id, arg, msg, n);
 }
 
 /* An ASK's name, ready to go before its payload. Over max_body it streams
  * (ask_stream), so only max_message bounds it. */
 static int ask_prefix(rill_client_t *c, const char *service, uint32_t len, uint8_t *pre,
                       size_t *pre_len) {
-  int bad = name_arg(service, "service");
+  int bad = rill__cli_name_arg(service, "service");
   if (bad)
     return bad;
   if (len > c->o.max_message)
@@ -1744,8 +1517,8 @@ static int ask_stream(rill_client_t *c, uint64_t id, uint64_t timeout_ns, const 
   uint32_t first = piece_of(c) - (uint32_t)pl; /* pieces are >= 2 KiB, names <= 202 bytes */
   rill_frame_header(hdr, RILL_F_ASK, RILL_FF_STREAM, 0, id, timeout_ns, (uint32_t)pl + first);
   memcpy(hdr + RILL_NET_HDR, pre, pl);
-  int rc = send_now(c, hdr, RILL_NET_HDR + pl, req, first);
-  return rc ? rc : send_chunks(c, RILL_F_ASK, 0, id, req, first, len);
+  int rc = rill__cli_send_now(c, hdr, RILL_NET_HDR + pl, req, first);
+  return rc ? rc : rill__cli_send_chunks(c, RILL_F_ASK, 0, id, req, first, len);
 }
 
 int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint32_t len,
@@ -1760,7 +1533,7 @@ int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint
     rc = ask_stream(c, id, timeout_ns, hdr + RILL_NET_HDR, pl, req, len);
   } else {
     rill_frame_header(hdr, RILL_F_ASK, 0, 0, id, timeout_ns, (uint32_t)(pl + len));
-    rc = send_now(c, hdr, RILL_NET_HDR + pl, req, len);
+    rc = rill__cli_send_now(c, hdr, RILL_NET_HDR + pl, req, len);
   }
   if (rc)
     return rc;
@@ -1768,7 +1541,8 @@ int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint
   /* The server's deadline answers first; ours is only for a server that
    * stopped answering altogether. */
   c->ask_waiting = id;
-  rc = await(c, RILL_F_REPLY, id, &f, timeout_ns ? timeout_ns + 1000000000ull : c->o.timeout_ns);
+  rc = rill__cli_await(c, RILL_F_REPLY, id, &f,
+                       timeout_ns ? timeout_ns + 1000000000ull : c->o.timeout_ns);
   c->ask_waiting = 0;
   if (rc)
     return rc;
@@ -1819,8 +1593,6 @@ int rill_client_ask_async(rill_client_t *c, const char *service, const void *req
   return 0;
 }
 
-/* ---- polling ---------------------------------------------------------------------- */
-
 /* Runs what a frame asks for inside a poll pass: 1 when a callback ran, 0
  * when not, or an error. fresh: it just came off the wire (not held). */
 static int dispatch(rill_client_t *c, const rill_frame_t *f, bool fresh, const struct held *h) {
@@ -1831,14 +1603,14 @@ static int dispatch(rill_client_t *c, const rill_frame_t *f, bool fresh, const s
     if (f->id)
       return 0;
     if (fresh && !note_delivery(c, f))
-      return past_credits(c);
+      return rill__cli_past_credits(c);
     r = reg_of(c, REG_SUB, f->channel);
     if (!r && !fresh)
       r = reg_of(c, REG_GONE, f->channel); /* held from before it was dropped: still its reader's */
     if (!r)
       return 0; /* an ended subscription's */
     if (!r->msg_cb)
-      return fresh ? hold(c, f, false, NULL) : 0; /* for rill_client_next */
+      return fresh ? rill__cli_hold(c, f, false, NULL) : 0; /* for rill_client_next */
     {
       rill_client_msg_cb cb = r->msg_cb;
       void *ctx = r->ctx;
@@ -1856,7 +1628,7 @@ static int dispatch(rill_client_t *c, const rill_frame_t *f, bool fresh, const s
          * the record is handed over all the same: the subscription
          * resumes after it, so dropping it here would be a gap. */
         if (c->fd >= 0)
-          rc = send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, n, NULL, 0);
+          rc = rill__cli_send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, n, NULL, 0);
       }
       rill_client_msg_t m = {f->channel, f->arg, f->body, f->len};
       cb(ctx, &m);
@@ -1867,7 +1639,7 @@ static int dispatch(rill_client_t *c, const rill_frame_t *f, bool fresh, const s
   case RILL_F_ASK:
     r = reg_of(c, REG_SERVE, f->channel);
     if (!r || !r->ask_cb)
-      return fresh ? hold(c, f, false, NULL) : 0; /* for rill_client_next_ask */
+      return fresh ? rill__cli_hold(c, f, false, NULL) : 0; /* for rill_client_next_ask */
     {
       rill_client_ask_t a = {f->channel, f->id, f->body, f->len, f->arg};
       r->ask_cb(r->ctx, &a);
@@ -1884,7 +1656,7 @@ static int dispatch(rill_client_t *c, const rill_frame_t *f, bool fresh, const s
     return 1;
   case RILL_F_ERROR:
     if (h || pend_take(c, f->id, &p)) {
-      int code = as_error(f); /* the message goes with it, in rill_errmsg */
+      int code = rill__cli_as_error(f); /* the message goes with it, in rill_errmsg */
       if (h)
         h->cb(h->ctx, code, NULL, 0);
       else
@@ -1892,14 +1664,14 @@ static int dispatch(rill_client_t *c, const rill_frame_t *f, bool fresh, const s
       return 1;
     }
     if (f->id == 0)
-      return as_error(f);
+      return rill__cli_as_error(f);
     if (!c->late) {
-      c->late = as_error(f);
+      c->late = rill__cli_as_error(f);
       snprintf(c->late_msg, sizeof c->late_msg, "%s", rill_errmsg());
     }
     return 0;
-  case RILL_F_BYE: return bye(c, f);
-  case RILL_F_CANCEL: drop_held_ask(c, f->id); return 0;
+  case RILL_F_BYE: return rill__cli_bye(c, f);
+  case RILL_F_CANCEL: rill__cli_drop_held_ask(c, f->id); return 0;
   default: return 0;
   }
 }
@@ -1930,12 +1702,12 @@ int rill_client_poll(rill_client_t *c, uint64_t timeout_ns) {
   uint64_t deadline = now + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
   int st = c->o.reconnect && !c->gave_up ? RILL_ECONNRESET : RILL_ECLOSED;
   c->depth++; /* callbacks run inside: what they send is buffered */
-  int n = run_failed(c, st);
+  int n = rill__cli_run_failed(c, st);
   int rc = run_held(c);
   if (rc < 0)
     goto out;
   n += rc;
-  rc = ensure(c, deadline);
+  rc = rill__cli_ensure(c, deadline);
   if (rc == RILL_ETIMEDOUT) {
     rc = 0; /* still reconnecting: nothing happened */
     goto out;
@@ -1950,7 +1722,7 @@ int rill_client_poll(rill_client_t *c, uint64_t timeout_ns) {
     rill_frame_t f;
     now = rill_time_ns();
     c->skip_wake = true;
-    rc = read_frame(c, &f, n || now >= deadline ? 0 : deadline - now);
+    rc = rill__cli_read_frame(c, &f, n || now >= deadline ? 0 : deadline - now);
     c->skip_wake = false;
     if (rc == RILL_ETIMEDOUT || rc == 1) { /* a skip: returned below */
       rc = 0;
@@ -1970,14 +1742,14 @@ int rill_client_poll(rill_client_t *c, uint64_t timeout_ns) {
 out:
   if (c->fd < 0 && c->o.reconnect && !c->gave_up && (rc == RILL_ECONNRESET || rc == 0))
     rc = 0; /* the break is reported to what was in flight; the next poll dials again */
-  n += run_failed(c, st);
+  n += rill__cli_run_failed(c, st);
   c->depth--;
   if (rc < 0)
     return rc;
   if (c->skipped)
-    return took_skip(c);
+    return rill__cli_took_skip(c);
   if (c->ngone)
-    return took_gone(c, 0, NULL);
+    return rill__cli_took_gone(c, 0, NULL);
   if (c->late) {
     rc = c->late;
     c->late = 0;
@@ -1986,17 +1758,15 @@ out:
   return n;
 }
 
-/* ---- the rest ------------------------------------------------------------------------ */
-
 int rill_client_ping(rill_client_t *c, uint64_t *rtt_ns) {
   int rc = ready(c);
   if (rc)
     return rc;
   uint64_t id = c->next_id++, t0 = rill_time_ns();
-  rc = send_frame(c, RILL_F_PING, 0, 0, id, 0, NULL, 0);
+  rc = rill__cli_send_frame(c, RILL_F_PING, 0, 0, id, 0, NULL, 0);
   rill_frame_t f;
   if (!rc)
-    rc = await(c, RILL_F_PONG, id, &f, c->o.timeout_ns);
+    rc = rill__cli_await(c, RILL_F_PONG, id, &f, c->o.timeout_ns);
   if (!rc && rtt_ns)
     *rtt_ns = rill_time_ns() - t0;
   return rc;
@@ -2009,10 +1779,10 @@ int rill_client_stats(rill_client_t *c, char *buf, size_t cap, size_t *len) {
   if (rc)
     return rc;
   uint64_t id = c->next_id++;
-  rc = send_frame(c, RILL_F_STATS, 0, 0, id, 0, NULL, 0);
+  rc = rill__cli_send_frame(c, RILL_F_STATS, 0, 0, id, 0, NULL, 0);
   rill_frame_t f;
   if (!rc)
-    rc = await(c, RILL_F_STATS, id, &f, c->o.timeout_ns);
+    rc = rill__cli_await(c, RILL_F_STATS, id, &f, c->o.timeout_ns);
   if (rc)
     return rc;
   *len = f.len;
@@ -2022,8 +1792,6 @@ int rill_client_stats(rill_client_t *c, char *buf, size_t cap, size_t *len) {
   buf[f.len] = 0;
   return 0;
 }
-
-/* ---- topics ------------------------------------------------------------------------- */
 
 int rill_client_subscribe_ex(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
                              uint32_t flags, uint16_t *sub, uint64_t *start) {
@@ -2040,8 +1808,8 @@ static int topic_request(rill_client_t *c, uint8_t type, uint8_t answer, const c
   if (rc)
     return rc;
   uint64_t id = c->next_id++;
-  rc = send_frame(c, type, 0, 0, id, 0, name, (uint32_t)strlen(name));
-  return rc ? rc : await(c, answer, id, f, c->o.timeout_ns);
+  rc = rill__cli_send_frame(c, type, 0, 0, id, 0, name, (uint32_t)strlen(name));
+  return rc ? rc : rill__cli_await(c, answer, id, f, c->o.timeout_ns);
 }
 
 int rill_client_topics(rill_client_t *c, rill_client_topic_cb cb, void *ctx) {
@@ -2084,7 +1852,7 @@ int rill_client_topics(rill_client_t *c, rill_client_topic_cb cb, void *ctx) {
 }
 
 int rill_client_topic_info(rill_client_t *c, const char *topic, rill_topic_info_t *info) {
-  int rc = name_arg(topic, "topic");
+  int rc = rill__cli_name_arg(topic, "topic");
   if (rc)
     return rc;
   if (!info)
@@ -2110,7 +1878,7 @@ int rill_client_topic_info(rill_client_t *c, const char *topic, rill_topic_info_
 }
 
 int rill_client_topic_delete(rill_client_t *c, const char *topic) {
-  int rc = name_arg(topic, "topic");
+  int rc = rill__cli_name_arg(topic, "topic");
   if (rc)
     return rc;
   rill_frame_t f;
