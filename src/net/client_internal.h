@@ -9,27 +9,20 @@
 #ifndef RILL_NET_CLIENT_INTERNAL_H
 #define RILL_NET_CLIENT_INTERNAL_H
 
-#include <pthread.h>
-#include <stdatomic.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
-#include <unistd.h>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
 
 #include "core/internal.h"
 #include "rill/net.h"
 
-#define TX_BUF (64u << 10)
-
-#define RX_START (256u << 10) /* a few 64 KiB frames per recv */
-
-#define SPILL_MAX (64u << 20) /* read while a send waits, at most (the server's tx_limit) */
-
-#define FOREVER (UINT64_MAX / 2)
+#define TX_BUF    (64u << 10)
+#define RX_START  (256u << 10) /* a few 64 KiB frames per recv */
+#define SPILL_MAX (64u << 20)  /* read while a send waits, at most (the server's tx_limit) */
+#define FOREVER   (UINT64_MAX / 2)
 
 /* On an ERROR frame the client made up itself (the wire never sets a flag
  * on ERROR): its message is the client's, not the server's. */
@@ -93,10 +86,8 @@ struct pend {
 /* An async ask's id names its slot: ASYNC_ID, a sequence, and the slot in
  * the low SLOT_BITS. Lookups and removals are one index, whatever the
  * pattern of replies; the sequence keeps ids unique. */
-#define ASYNC_ID (1ull << 63)
-
+#define ASYNC_ID  (1ull << 63)
 #define SLOT_BITS 24u
-
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
 
 struct rill_client {
@@ -156,12 +147,12 @@ struct rill_client {
 
 #pragma GCC visibility push(hidden)
 
-/* client.c */
+/* client.c: the connection and reconnecting */
 int rill__cli_lost(rill_client_t *c, const char *why);
 int rill__cli_took_gone(rill_client_t *c, uint16_t only, uint16_t *sub);
 int rill__cli_ensure(rill_client_t *c, uint64_t deadline);
 
-/* client_send.c */
+/* client_send.c: the send path */
 int rill__cli_send_now(rill_client_t *c, const void *pre, size_t pre_len, const void *body,
                        uint32_t len);
 int rill__cli_send_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id,
@@ -169,14 +160,14 @@ int rill__cli_send_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t
 int rill__cli_send_chunks(rill_client_t *c, uint8_t type, uint16_t ch, uint64_t id,
                           const uint8_t *p, uint32_t off, uint32_t len);
 
-/* client_recv.c */
+/* client_recv.c: the receive path */
 int rill__cli_protocol_broken(rill_client_t *c, const char *what);
 void rill__cli_asm_drop(rill_client_t *c, struct asm_in **pp);
 int rill__cli_read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns);
 int rill__cli_as_error(const rill_frame_t *f);
 int rill__cli_bye(rill_client_t *c, const rill_frame_t *f);
 
-/* client_held.c */
+/* client_held.c: held frames, waiting for an answer */
 int rill__cli_hold(rill_client_t *c, const rill_frame_t *f, bool for_cb, const struct pend *p);
 void rill__cli_drop_held_ask(rill_client_t *c, uint64_t id);
 bool rill__cli_svc_has_cb(rill_client_t *c, uint16_t ch);
@@ -184,7 +175,7 @@ int rill__cli_absorb(rill_client_t *c, const rill_frame_t *f);
 int rill__cli_await(rill_client_t *c, uint8_t type, uint64_t id, rill_frame_t *f,
                     uint64_t timeout_ns);
 
-/* client_reg.c */
+/* client_reg.c: registrations */
 int rill__cli_reg_room(rill_client_t *c);
 struct reg *rill__cli_reg_add(rill_client_t *c, uint8_t kind, uint16_t ch, const char *name);
 void rill__cli_reg_del(rill_client_t *c, struct reg *r);
@@ -194,10 +185,10 @@ int rill__cli_name_request(rill_client_t *c, uint8_t type, uint8_t flags, const 
                            uint16_t ch, uint64_t arg, rill_frame_t *f);
 int rill__cli_name_arg(const char *name, const char *what);
 
-/* client_sub.c */
+/* client_sub.c: subscriptions */
 int rill__cli_took_skip(rill_client_t *c);
 
-/* client_ask.c */
+/* client_ask.c: asks and serves */
 int rill__cli_run_failed(rill_client_t *c, int status);
 
 #pragma GCC visibility pop

@@ -20,37 +20,24 @@
 #include "net/metrics.h"
 #include "rill/net.h"
 
-#define RX_MIN (64u << 10)
-
+#define RX_MIN        (64u << 10)
 #define DELIVER_BATCH 64u
-
-#define MAX_LOOPS 64u
-
-#define ASK_BUCKETS 4096u
-
-#define ACKS_MAX 65536u
-
+#define MAX_LOOPS     64u
+#define ASK_BUCKETS   4096u
+/* Acknowledged publishes one connection may have waiting. */
+#define ACKS_MAX   65536u
 #define MAX_AGE_NS (100ull * 365 * 86400 * 1000000000) /* retain_age: time plus it cannot wrap */
-
-#define TX_REFS 64u /* payloads one connection's queue holds by reference */
-
-#define REF_MIN 2048u /* smaller payloads are copied: one iovec per frame costs more */
-
-#define STREAM_STALL_NS                                                                            \
-  10000000000ull /* a streamed PUBLISH with no piece for this long goes */ /* acknowledged         \
-                                                                              publishes one        \
-                                                                              connection may have  \
-                                                                              waiting */
-
+#define TX_REFS    64u   /* payloads one connection's queue holds by reference */
+#define REF_MIN    2048u /* smaller payloads are copied: one iovec per frame costs more */
+/* A streamed PUBLISH with no piece for this long goes. */
+#define STREAM_STALL_NS  10000000000ull
 #define DEFAULT_MAX_DISK ((uint64_t)64 << 30)
-
-#define ASK_FREE_MAX 1024u /* asks kept for reuse; more are freed (a burst's memory goes back) */
+#define ASK_FREE_MAX     1024u /* asks kept for reuse; more are freed (a burst's memory goes back) */
 
 /* A provider held back by its asker's queue (held_on) for this long has
  * the ask it was replying to ended: a held provider serves nobody else,
  * so an asker that never reads must not hold it for ever. */
 #define HOLD_MAX_NS 10000000000ull
-
 #define SVC_BUCKETS 4096u
 
 /* Descriptors a topic holds at least: its directory, its lock, one
@@ -62,15 +49,12 @@
 #define FDS_FIXED (32u + RILL__METRICS_MAX_CONNS)
 
 struct loop;
-
 struct conn;
-
 struct topic;
 
 /* A loop's counters: rill_server_stats_t's fields as an array of atomic
  * words, each written by its loop only. */
-#define NSTATS (sizeof(rill_server_stats_t) / sizeof(uint64_t))
-
+#define NSTATS     (sizeof(rill_server_stats_t) / sizeof(uint64_t))
 #define STAT(name) (offsetof(rill_server_stats_t, name) / sizeof(uint64_t))
 
 _Static_assert(sizeof(rill_server_stats_t) % sizeof(uint64_t) == 0, "stats: u64 fields only");
@@ -414,7 +398,7 @@ enum { SENT, GONE, BUSY };
 
 #pragma GCC visibility push(hidden)
 
-/* server.c */
+/* server.c: create, run, destroy */
 char *rill__srv_str_dup(const char *str);
 
 /* server_log.c: the log */
