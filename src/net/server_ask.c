@@ -12,13 +12,13 @@
 
 #include "net/server_internal.h"
 
-struct service **rill__srv_svc_bucket(rill_server_t *s, const void *name, size_t len) {
+static struct service **svc_bucket(rill_server_t *s, const void *name, size_t len) {
   return &s->services[rill_hash64(name, len) % SVC_BUCKETS];
 }
 
 /* Under reg. */
 static struct service *svc_find(rill_server_t *s, const void *name, size_t len) {
-  struct service *v = *rill__srv_svc_bucket(s, name, len);
+  struct service *v = *svc_bucket(s, name, len);
   while (v && !(strlen(v->name) == len && !memcmp(v->name, name, len)))
     v = v->next;
   return v;
@@ -45,7 +45,7 @@ void rill__srv_on_serve(struct loop *lp, struct conn *c, const rill_frame_t *f) 
   struct service *v = why[0] ? NULL : svc_find(s, f->body, f->len);
   if (!why[0] && !v && (v = rill__calloc(1, sizeof *v))) {
     memcpy(v->name, f->body, f->len);
-    struct service **b = rill__srv_svc_bucket(s, f->body, f->len);
+    struct service **b = svc_bucket(s, f->body, f->len);
     v->next = *b;
     *b = v;
   }
@@ -71,6 +71,43 @@ void rill__srv_on_serve(struct loop *lp, struct conn *c, const rill_frame_t *f) 
     return;
   }
   rill__srv_send_frame(lp, c, RILL_F_ACK, 0, f->channel, f->id, 0, NULL, 0);
+}
+
+/* Under reg: c's providers leave their services (a service nobody serves
+ * any more goes, a name no longer held), and the server's count. Returns
+ * them, for rill__srv_providers_free once reg is let go. */
+struct provider *rill__srv_serves_leave(rill_server_t *s, struct conn *c) {
+  struct provider *gone = c->provides;
+  c->provides = NULL;
+  for (struct provider *p = gone; p; p = p->next_in_conn) {
+    struct service *v = p->svc;
+    if (v->turn == p)
+      v->turn = p->next_in_svc;
+    struct provider **pp = &v->providers;
+    while (*pp != p)
+      pp = &(*pp)->next_in_svc;
+    *pp = p->next_in_svc;
+    if (!v->providers) { /* nobody serves it: a name no longer held */
+      struct service **vp = svc_bucket(s, v->name, strlen(v->name));
+      while (*vp != v)
+        vp = &(*vp)->next;
+      *vp = v->next;
+      rill__free(v);
+    }
+  }
+  s->nserves -= c->nserves;
+  c->nserves = 0;
+  return gone;
+}
+
+/* Frees what rill__srv_serves_leave returned, each with its reference on c. */
+void rill__srv_providers_free(struct conn *c, struct provider *gone) {
+  while (gone) {
+    struct provider *p = gone;
+    gone = p->next_in_conn;
+    conn_put(c);
+    rill__free(p);
+  }
 }
 
 static struct ask **ask_slot(rill_server_t *s, uint64_t sid) {

@@ -178,36 +178,12 @@ void rill__srv_conn_close(struct loop *lp, struct conn *c) {
   for (uint32_t i = 0; c->binds.slot && i <= c->binds.mask; i++)
     if (c->binds.slot[i].key)
       ((struct topic *)c->binds.slot[i].v)->binders--;
-  struct provider *gone = c->provides;
-  c->provides = NULL;
-  for (struct provider *p = gone; p; p = p->next_in_conn) {
-    struct service *v = p->svc;
-    if (v->turn == p)
-      v->turn = p->next_in_svc;
-    struct provider **pp = &v->providers;
-    while (*pp != p)
-      pp = &(*pp)->next_in_svc;
-    *pp = p->next_in_svc;
-    if (!v->providers) { /* nobody serves it: a name no longer held */
-      struct service **vp = rill__srv_svc_bucket(s, v->name, strlen(v->name));
-      while (*vp != v)
-        vp = &(*vp)->next;
-      *vp = v->next;
-      rill__free(v);
-    }
-  }
-  s->nserves -= c->nserves;
-  c->nserves = 0;
+  struct provider *gone = rill__srv_serves_leave(s, c);
   pthread_mutex_unlock(&s->reg);
   for (uint32_t i = 0; c->binds.slot && i <= c->binds.mask; i++)
     if (c->binds.slot[i].key)
       unhold(lp, c->binds.slot[i].v); /* not under reg, which a last one takes */
-  while (gone) {
-    struct provider *p = gone;
-    gone = p->next_in_conn;
-    conn_put(c);
-    rill__free(p);
-  }
+  rill__srv_providers_free(c, gone);
   rill__srv_asks_end(lp, c);
   size_t nacks = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
   for (size_t i = 0; c->acks_waiting && i < nacks; i++)

@@ -480,7 +480,8 @@ void rill__srv_ack_later(struct loop *lp, struct conn *c, struct topic *t, uint1
 void rill__srv_acks_release(struct loop *lp);
 
 /* server_ask.c: services and asks */
-struct service **rill__srv_svc_bucket(rill_server_t *s, const void *name, size_t len);
+struct provider *rill__srv_serves_leave(rill_server_t *s, struct conn *c);
+void rill__srv_providers_free(struct conn *c, struct provider *gone);
 void rill__srv_on_serve(struct loop *lp, struct conn *c, const rill_frame_t *f);
 void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f);
 void rill__srv_on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f);
