@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -159,6 +160,26 @@ static bool conn_watch(struct loop *lp, struct conn *c) {
                                (c->paused || c->closing ? 0 : EPOLLIN) | (queued(c) ? EPOLLOUT : 0),
                            .data.ptr = c};
   return epoll_ctl(lp->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0;
+}
+
+/* Takes a place in a connection's count of a kind (n of its per_conn)
+ * and in the server's (*total of max), before the request makes anything;
+ * false when either is full: the request is refused (EBUSY) naming the
+ * limit (max_<limit>_per_conn or max_<limit>), and counted in stat. */
+bool rill__srv_limit_take(struct loop *lp, struct conn *c, const rill_frame_t *f, uint32_t n,
+                          uint32_t per_conn, _Atomic uint32_t *total, uint32_t max, size_t stat,
+                          const char *req, const char *limit, const char *what) {
+  if (n < per_conn && count_take(total, max))
+    return true;
+  char why[128];
+  stat_add(&lp->st[stat], 1);
+  if (n >= per_conn)
+    snprintf(why, sizeof why, "%s: this connection has max_%s_per_conn (%u) %s", req, limit,
+             per_conn, what);
+  else
+    snprintf(why, sizeof why, "%s: the server has max_%s (%u) %s", req, limit, max, what);
+  rill__srv_send_error(lp, c, f->channel, f->id, RILL_EBUSY, why);
+  return false;
 }
 
 void rill__srv_conn_close(struct loop *lp, struct conn *c) {

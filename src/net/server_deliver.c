@@ -176,22 +176,12 @@ void rill__srv_on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t 
     return;
   }
   rill_server_t *s = lp->s;
-  char why[128];
   /* A subscription is memory, a slot and a turn in its topic's pump until
    * it goes: held to a count per connection and on the server, both taken
    * before topic_get, so a refused SUBSCRIBE makes no topic. */
-  if (c->subch.n >= s->o.max_subs_per_conn || !count_take(&s->nsubs, s->o.max_subs)) {
-    INC(lp, subs_refused, 1);
-    if (c->subch.n >= s->o.max_subs_per_conn)
-      snprintf(why, sizeof why,
-               "SUBSCRIBE: this connection has max_subs_per_conn (%u) subscriptions",
-               s->o.max_subs_per_conn);
-    else
-      snprintf(why, sizeof why, "SUBSCRIBE: the server has max_subs (%u) subscriptions",
-               s->o.max_subs);
-    rill__srv_send_error(lp, c, f->channel, f->id, RILL_EBUSY, why);
+  if (!rill__srv_limit_take(lp, c, f, c->subch.n, s->o.max_subs_per_conn, &s->nsubs, s->o.max_subs,
+                            STAT(subs_refused), "SUBSCRIBE", "subs", "subscriptions"))
     return;
-  }
   if (!rill__srv_chtab_reserve(&c->subch)) {
     count_give(&s->nsubs, 1);
     rill__srv_send_error(lp, c, f->channel, f->id, RILL_ENOMEM, "SUBSCRIBE: no memory");

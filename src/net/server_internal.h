@@ -496,6 +496,9 @@ void rill__srv_asks_expire(struct loop *lp, uint64_t now);
 bool rill__srv_chtab_reserve(struct chtab *t);
 void rill__srv_chtab_put(struct chtab *t, uint16_t ch, void *v);
 void rill__srv_chtab_del(struct chtab *t, uint16_t ch);
+bool rill__srv_limit_take(struct loop *lp, struct conn *c, const rill_frame_t *f, uint32_t n,
+                          uint32_t per_conn, _Atomic uint32_t *total, uint32_t max, size_t stat,
+                          const char *req, const char *limit, const char *what);
 void rill__srv_conn_close(struct loop *lp, struct conn *c);
 void rill__srv_conn_read(struct loop *lp, struct conn *c);
 void rill__srv_accept_resume(struct loop *lp);

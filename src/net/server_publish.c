@@ -28,23 +28,15 @@ void rill__srv_on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     rill__srv_send_error(lp, c, f->channel, f->id, RILL_EINVAL, "BIND: not a topic name");
     return;
   }
-  char why[128];
   /* A bound channel is memory and a slot until its connection goes: held
    * to a count per connection and on the server, both taken before
    * topic_get, so a refused BIND makes no topic. Rebinding a channel
    * takes nothing more. */
   struct chslot *sl = chtab_find(&c->binds, f->channel);
-  if (!sl && (c->binds.n >= s->o.max_binds_per_conn || !count_take(&s->nbinds, s->o.max_binds))) {
-    INC(lp, binds_refused, 1);
-    if (c->binds.n >= s->o.max_binds_per_conn)
-      snprintf(why, sizeof why, "BIND: this connection has max_binds_per_conn (%u) channels bound",
-               s->o.max_binds_per_conn);
-    else
-      snprintf(why, sizeof why, "BIND: the server has max_binds (%u) channels bound",
-               s->o.max_binds);
-    rill__srv_send_error(lp, c, f->channel, f->id, RILL_EBUSY, why);
+  if (!sl &&
+      !rill__srv_limit_take(lp, c, f, c->binds.n, s->o.max_binds_per_conn, &s->nbinds,
+                            s->o.max_binds, STAT(binds_refused), "BIND", "binds", "channels bound"))
     return;
-  }
   int rc = 0;
   struct topic *t = NULL;
   const char *msg = NULL;
