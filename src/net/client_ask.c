@@ -35,16 +35,12 @@ static bool pick_ask(rill_client_t *c, const struct held *h) {
 
 static int serve(rill_client_t *c, const char *service, rill_client_ask_cb cb, void *ctx,
                  uint16_t *ch) {
-  int bad = rill__cli_name_arg(service, "service");
-  if (bad)
-    return bad;
-  uint16_t sch = 0;
+  struct reg *r;
   rill_frame_t f;
-  int rc = rill__cli_new_channel(c, &sch);
-  if (rc || (rc = rill__cli_reg_room(c)) != 0 ||
-      (rc = rill__cli_name_request(c, RILL_F_SERVE, 0, service, sch, 0, &f)) != 0)
+  int rc = rill__cli_register(c, REG_SERVE, 0, service, 0, &r, &f);
+  if (rc)
     return rc;
-  struct reg *r = rill__cli_reg_add(c, REG_SERVE, sch, service);
+  uint16_t sch = r->ch;
   r->ask_cb = cb;
   r->ctx = ctx;
   if (ch)

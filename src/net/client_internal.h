@@ -176,14 +176,11 @@ int rill__cli_await(rill_client_t *c, uint8_t type, uint64_t id, rill_frame_t *f
                     uint64_t timeout_ns);
 
 /* client_reg.c: registrations */
-int rill__cli_reg_room(rill_client_t *c);
-struct reg *rill__cli_reg_add(rill_client_t *c, uint8_t kind, uint16_t ch, const char *name);
 void rill__cli_reg_del(rill_client_t *c, struct reg *r);
 int rill__cli_past_credits(rill_client_t *c);
-int rill__cli_new_channel(rill_client_t *c, uint16_t *out);
-int rill__cli_name_request(rill_client_t *c, uint8_t type, uint8_t flags, const char *name,
-                           uint16_t ch, uint64_t arg, rill_frame_t *f);
 int rill__cli_name_arg(const char *name, const char *what);
+int rill__cli_register(rill_client_t *c, uint8_t kind, uint8_t flags, const char *name,
+                       uint64_t arg, struct reg **r, rill_frame_t *f);
 
 /* client_sub.c: subscriptions */
 int rill__cli_took_skip(rill_client_t *c);

@@ -7,18 +7,25 @@
 
 #include "net/client_internal.h"
 
-int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel) {
-  int bad = rill__cli_name_arg(topic, "topic");
-  if (bad)
-    return bad;
-  uint16_t ch = 0;
-  rill_frame_t f;
-  int rc = rill__cli_new_channel(c, &ch);
-  if (rc || (rc = rill__cli_reg_room(c)) != 0 ||
-      (rc = rill__cli_name_request(c, RILL_F_BIND, 0, topic, ch, 0, &f)) != 0)
+/* After a publish went (rc: how its send went): its ACK, when one is
+ * wanted; *seq (may be NULL) gets the sequence of its first record. */
+static int acked(rill_client_t *c, int rc, bool ack, uint64_t id, uint64_t *seq) {
+  if (rc || !ack)
     return rc;
-  rill__cli_reg_add(c, REG_BIND, ch, topic);
-  *channel = ch;
+  rill_frame_t f;
+  rc = rill__cli_await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
+  if (!rc && seq)
+    *seq = f.arg;
+  return rc;
+}
+
+int rill_client_bind(rill_client_t *c, const char *topic, uint16_t *channel) {
+  struct reg *r;
+  rill_frame_t f;
+  int rc = rill__cli_register(c, REG_BIND, 0, topic, 0, &r, &f);
+  if (rc)
+    return rc;
+  *channel = r->ch;
   return 0;
 }
 
@@ -46,13 +53,7 @@ int rill_client_publish(rill_client_t *c, uint16_t channel, const void *data, ui
     rill_frame_header(hdr, RILL_F_PUBLISH, flags, channel, id, 0, len);
     rc = rill__cli_send_now(c, hdr, sizeof hdr, data, len);
   }
-  if (rc || !ack)
-    return rc;
-  rill_frame_t f;
-  rc = rill__cli_await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
-  if (!rc && seq)
-    *seq = f.arg;
-  return rc;
+  return acked(c, rc, ack, id, seq);
 }
 
 int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_log_iov_t *recs,
@@ -99,13 +100,7 @@ int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_log
   } else {
     rc = rill__cli_send_now(c, p, need, NULL, 0);
   }
-  if (rc || !ack)
-    return rc;
-  rill_frame_t f;
-  rc = rill__cli_await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
-  if (!rc && first)
-    *first = f.arg;
-  return rc;
+  return acked(c, rc, ack, id, first);
 }
 
 uint32_t rill_client_max_body(const rill_client_t *c) { return c->max_body; }

@@ -11,7 +11,7 @@
  * server has accepted one, recording it cannot fail (there is no UNBIND
  * nor UNSERVE to take it back, and an unrecorded one would never be
  * restored nor routed). */
-int rill__cli_reg_room(rill_client_t *c) {
+int reg_room(rill_client_t *c) {
   if (c->nregs < c->cap_regs)
     return 0;
   size_t cap = c->cap_regs ? 2 * c->cap_regs : 8;
@@ -24,7 +24,7 @@ int rill__cli_reg_room(rill_client_t *c) {
 }
 
 /* Records a registration the server accepted (reg_room made room). */
-struct reg *rill__cli_reg_add(rill_client_t *c, uint8_t kind, uint16_t ch, const char *name) {
+static struct reg *reg_add(rill_client_t *c, uint8_t kind, uint16_t ch, const char *name) {
   struct reg *r = &c->regs[c->nregs++];
   c->live_ch[ch / 64] |= 1ull << (ch % 64);
   memset(r, 0, sizeof *r);
@@ -46,7 +46,7 @@ int rill__cli_past_credits(rill_client_t *c) {
 /* A channel number no registration holds, in turn from next_ch (a number
  * let go is not taken again at once: deliveries may still be on their
  * way to it). 0 means "none" on the wire, so there are 65,535. */
-int rill__cli_new_channel(rill_client_t *c, uint16_t *out) {
+int new_channel(rill_client_t *c, uint16_t *out) {
   for (uint32_t k = 0; k < 65535; k++) {
     uint16_t ch = c->next_ch++;
     if (!c->next_ch)
@@ -62,8 +62,8 @@ int rill__cli_new_channel(rill_client_t *c, uint16_t *out) {
 }
 
 /* Sends a naming request (BIND, SUBSCRIBE, SERVE) and waits for its ACK. */
-int rill__cli_name_request(rill_client_t *c, uint8_t type, uint8_t flags, const char *name,
-                           uint16_t ch, uint64_t arg, rill_frame_t *f) {
+int name_request(rill_client_t *c, uint8_t type, uint8_t flags, const char *name, uint16_t ch,
+                 uint64_t arg, rill_frame_t *f) {
   int rc = ready(c);
   if (rc)
     return rc;
@@ -96,5 +96,23 @@ int rill__cli_name_arg(const char *name, const char *what) {
   if (!rill_net_name_ok(name, strnlen(name, RILL_NET_MAX_NAME + 1)))
     return rill__err(RILL_EINVAL, "client: '%.*s' is not a %s name", (int)RILL_NET_MAX_NAME, name,
                      what);
+  return 0;
+}
+
+/* Registers name on a channel no registration holds: BIND (kind
+ * REG_BIND), SUBSCRIBE (REG_SUB, with its flags and arg, where from) or
+ * SERVE (REG_SERVE), recorded once the server accepted it. *r gets the
+ * record, *f the ACK. */
+int rill__cli_register(rill_client_t *c, uint8_t kind, uint8_t flags, const char *name,
+                       uint64_t arg, struct reg **r, rill_frame_t *f) {
+  int rc = rill__cli_name_arg(name, kind == REG_SERVE ? "service" : "topic");
+  if (rc)
+    return rc;
+  uint8_t type = kind == REG_BIND ? RILL_F_BIND : kind == REG_SUB ? RILL_F_SUBSCRIBE : RILL_F_SERVE;
+  uint16_t ch = 0;
+  if ((rc = new_channel(c, &ch)) != 0 || (rc = reg_room(c)) != 0 ||
+      (rc = name_request(c, type, flags, name, ch, arg, f)) != 0)
+    return rc;
+  *r = reg_add(c, kind, ch, name);
   return 0;
 }

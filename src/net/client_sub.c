@@ -13,16 +13,12 @@ static bool pick_delivery(rill_client_t *c, const struct held *h) {
 static int subscribe(rill_client_t *c, const char *topic, uint64_t from, uint32_t credits,
                      uint8_t flags, rill_client_msg_cb cb, void *ctx, uint16_t *sub,
                      uint64_t *start) {
-  int bad = rill__cli_name_arg(topic, "topic");
-  if (bad)
-    return bad;
-  uint16_t ch = 0;
+  struct reg *r;
   rill_frame_t f;
-  int rc = rill__cli_new_channel(c, &ch);
-  if (rc || (rc = rill__cli_reg_room(c)) != 0 ||
-      (rc = rill__cli_name_request(c, RILL_F_SUBSCRIBE, flags, topic, ch, from, &f)) != 0)
+  int rc = rill__cli_register(c, REG_SUB, flags, topic, from, &r, &f);
+  if (rc)
     return rc;
-  struct reg *r = rill__cli_reg_add(c, REG_SUB, ch, topic);
+  uint16_t ch = r->ch;
   r->next = f.arg;
   r->flags = flags;
   r->msg_cb = cb;
