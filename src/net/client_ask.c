@@ -60,10 +60,7 @@ int rill_client_serve_cb(rill_client_t *c, const char *service, rill_client_ask_
 }
 
 int rill_client_next_ask(rill_client_t *c, rill_client_ask_t *a, uint64_t timeout_ns) {
-  rill__free(c->cur);
-  c->cur = NULL;
-  uint64_t now = rill_time_ns();
-  uint64_t deadline = now + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
+  uint64_t now, deadline = reader_begin(c, timeout_ns);
   for (;;) {
     struct held *h = take(c, pick_ask);
     if (h) {
@@ -88,12 +85,10 @@ int rill_client_next_ask(rill_client_t *c, rill_client_ask_t *a, uint64_t timeou
       *a = (rill_client_ask_t){f.channel, f.id, f.body, f.len, f.arg};
       return 0;
     }
-    if (f.type == RILL_F_BYE) {
-      rill__cli_bye(c, &f);
-      if (c->o.reconnect)
-        continue;
-      return rill__cli_as_error(&f);
-    }
+    if (f.type == RILL_F_BYE && (rc = rill__cli_reader_bye(c, &f)) != 0)
+      return rc;
+    if (f.type == RILL_F_BYE)
+      continue; /* dial again, and go on waiting */
     if (f.type == RILL_F_ERROR && f.id == 0)
       return rill__cli_as_error(&f);
     if ((rc = rill__cli_absorb(c, &f)) != 0)

@@ -166,6 +166,7 @@ void rill__cli_asm_drop(rill_client_t *c, struct asm_in **pp);
 int rill__cli_read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns);
 int rill__cli_as_error(const rill_frame_t *f);
 int rill__cli_bye(rill_client_t *c, const rill_frame_t *f);
+int rill__cli_reader_bye(rill_client_t *c, const rill_frame_t *f);
 
 /* client_held.c: held frames, waiting for an answer */
 int rill__cli_hold(rill_client_t *c, const rill_frame_t *f, bool for_cb, const struct pend *p);
@@ -283,6 +284,14 @@ static inline struct held *take(rill_client_t *c,
       return h;
     }
   return NULL;
+}
+
+/* The start of a reader's call (rill_client_next, rill_client_next_ask):
+ * what it handed out last is let go. Returns the call's deadline. */
+static inline uint64_t reader_begin(rill_client_t *c, uint64_t timeout_ns) {
+  rill__free(c->cur);
+  c->cur = NULL;
+  return rill_time_ns() + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
 }
 
 /* Blocking calls wait for the connection as long as reconnecting lasts. */

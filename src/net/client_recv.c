@@ -385,3 +385,11 @@ int rill__cli_bye(rill_client_t *c, const rill_frame_t *f) {
            f->body);
   return rill__cli_lost(c, why);
 }
+
+/* A BYE a reader (rill_client_next, rill_client_next_ask) met: the
+ * connection goes. 0 when the reader goes on waiting (reconnect is on:
+ * it dials again), else the BYE as its error. */
+int rill__cli_reader_bye(rill_client_t *c, const rill_frame_t *f) {
+  rill__cli_bye(c, f);
+  return c->o.reconnect ? 0 : rill__cli_as_error(f);
+}

@@ -109,10 +109,7 @@ int rill__cli_took_skip(rill_client_t *c) {
 }
 
 int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns) {
-  rill__free(c->cur);
-  c->cur = NULL;
-  uint64_t now = rill_time_ns();
-  uint64_t deadline = now + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
+  uint64_t now, deadline = reader_begin(c, timeout_ns);
   for (;;) {
     struct held *h = take(c, pick_delivery);
     if (h) {
@@ -154,12 +151,10 @@ int rill_client_next(rill_client_t *c, rill_client_msg_t *m, uint64_t timeout_ns
       *m = (rill_client_msg_t){f.channel, f.arg, f.body, f.len};
       return 0;
     }
-    if (f.type == RILL_F_BYE) {
-      rill__cli_bye(c, &f);
-      if (c->o.reconnect)
-        continue;
-      return rill__cli_as_error(&f);
-    }
+    if (f.type == RILL_F_BYE && (rc = rill__cli_reader_bye(c, &f)) != 0)
+      return rc;
+    if (f.type == RILL_F_BYE)
+      continue; /* dial again, and go on waiting */
     struct pend p;
     if (f.type == RILL_F_ERROR && !pend_take(c, f.id, &p))
       return rill__cli_as_error(&f);
