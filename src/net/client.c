@@ -149,22 +149,45 @@ int rill__cli_took_gone(rill_client_t *c, uint16_t only, uint16_t *sub) {
   return 0;
 }
 
-/* Opens the socket, shakes hands, and restores every registration. */
-static int dial(rill_client_t *c) {
-  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (c->fd < 0)
-    return rill__err_errno("client: socket");
-  /* connect() gives up after SO_SNDTIMEO: an unreachable host costs one
-   * request timeout, not the kernel's minutes. */
+/* The socket, connected to the first of the host's addresses that takes
+ * it, in getaddrinfo's order. The host is resolved at every dial: a name
+ * may point elsewhere by the time the client reconnects. */
+static int dial_socket(rill_client_t *c) {
+  struct addrinfo *ai;
+  int rc = rill__addr_resolve(c->o.host, c->o.port, false, "client", &ai);
+  if (rc)
+    /* Reconnecting, a name the resolver refuses now may resolve later:
+     * dialled again until reconnect_limit, not given up as a bad option. */
+    return rc == RILL_EINVAL && c->down ? RILL_EAGAIN : rc;
+  /* connect() gives up after SO_SNDTIMEO: an unreachable address costs
+   * one request timeout, not the kernel's minutes. */
   struct timeval tv = {(time_t)(c->o.timeout_ns / 1000000000u),
                        (suseconds_t)(c->o.timeout_ns % 1000000000u / 1000u)};
-  setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  if (connect(c->fd, (struct sockaddr *)&c->sa, sizeof c->sa) != 0) {
-    int rc = rill__err_errno("client: connect to %s:%u", c->o.host, c->o.port);
+  for (struct addrinfo *a = ai; a; a = a->ai_next) {
+    c->fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+      rc = rill__err_errno("client: socket");
+      continue;
+    }
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(c->fd, a->ai_addr, a->ai_addrlen) == 0) {
+      rc = 0;
+      break;
+    }
+    char where[RILL__ADDR_STR];
+    rc = rill__err_errno("client: connect to %s", rill__addr_str(a->ai_addr, where, sizeof where));
     close(c->fd);
     c->fd = -1;
-    return rc;
   }
+  freeaddrinfo(ai);
+  return rc;
+}
+
+/* Opens the socket, shakes hands, and restores every registration. */
+static int dial(rill_client_t *c) {
+  int rc = dial_socket(c);
+  if (rc)
+    return rc;
   struct timeval none = {0, 0}; /* sends wait for the kernel as long as it takes */
   setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
   int one = 1;
@@ -175,8 +198,8 @@ static int dial(rill_client_t *c) {
   size_t tl = c->o.token ? strlen(c->o.token) : 0, nl = strlen(c->o.name);
   uint8_t hello[12 + RILL_NET_MAX_TOKEN + RILL_NET_MAX_NAME];
   rill_net_hello_encode(hello, c->o.token, tl, c->o.name, nl);
-  int rc = rill__cli_send_frame(c, RILL_F_HELLO, 0, 0, 0, 0, hello,
-                                (uint32_t)rill_net_hello_size(tl, nl));
+  rc = rill__cli_send_frame(c, RILL_F_HELLO, 0, 0, 0, 0, hello,
+                            (uint32_t)rill_net_hello_size(tl, nl));
   rill_frame_t f;
   if (!rc)
     rc = rill__cli_await(c, RILL_F_WELCOME, 0, &f, c->o.timeout_ns);
@@ -229,18 +252,17 @@ int rill__cli_ensure(rill_client_t *c, uint64_t deadline) {
   if (c->fd >= 0)
     return 0;
   if (!c->o.reconnect || c->gave_up)
-    return rill__err(RILL_ECLOSED, "client: the connection to %s:%u is closed", c->o.host,
-                     c->o.port);
+    return rill__err(RILL_ECLOSED, "client: the connection to %s is closed", c->where);
   for (;;) {
     uint64_t now = rill_time_ns();
     if (now - c->down_ns > c->o.reconnect_limit_ns) {
       c->gave_up = true;
-      return rill__err(RILL_ECLOSED, "client: no connection to %s:%u for %.1f s: giving up",
-                       c->o.host, c->o.port, (double)(now - c->down_ns) / 1e9);
+      return rill__err(RILL_ECLOSED, "client: no connection to %s for %.1f s: giving up", c->where,
+                       (double)(now - c->down_ns) / 1e9);
     }
     if (now < c->next_try_ns) {
       if (now >= deadline)
-        return rill__err(RILL_ETIMEDOUT, "client: reconnecting to %s:%u", c->o.host, c->o.port);
+        return rill__err(RILL_ETIMEDOUT, "client: reconnecting to %s", c->where);
       uint64_t until = c->next_try_ns < deadline ? c->next_try_ns : deadline;
       struct timespec ts = {(time_t)((until - now) / 1000000000u),
                             (long)((until - now) % 1000000000u)};
@@ -296,25 +318,23 @@ int rill_client_connect(rill_client_t **out, const rill_client_opts_t *opts) {
     return rill__err(RILL_EINVAL, "client: max_inflight over 2^24 or backoff_min over backoff_max");
   if (o.max_message > UINT32_MAX) /* lengths are u32 in the API */
     return rill__err(RILL_EINVAL, "client: max_message over 4 GiB - 1");
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(o.port)};
-  if (inet_pton(AF_INET, o.host, &sa.sin_addr) != 1)
-    return rill__err(RILL_EINVAL, "client: '%s' is not an IPv4 address", o.host);
+  if (strlen(o.host) > RILL__HOST_MAX) /* resolved at every dial, from the client's copy */
+    return rill__err(RILL_EINVAL, "client: a host over %u characters", RILL__HOST_MAX);
   rill_client_t *c = rill__calloc(1, sizeof *c);
   if (!c)
     return rill__err(RILL_ENOMEM, "client: no memory");
   /* The caller's strings may not outlive this call; a reconnect needs
-   * them later. Their lengths were checked above (an IPv4 address is at
-   * most 15 characters). */
+   * them later. Their lengths were checked above. */
   c->o = o;
   c->o.host = c->host;
   c->o.name = c->name;
   snprintf(c->host, sizeof c->host, "%s", o.host);
+  rill__addr_join(c->host, o.port, c->where, sizeof c->where);
   snprintf(c->name, sizeof c->name, "%s", o.name);
   if (o.token) {
     memcpy(c->token, o.token, tl + 1);
     c->o.token = c->token;
   }
-  c->sa = sa;
   c->fd = -1;
   c->next_id = 1;
   c->next_ch = 1;

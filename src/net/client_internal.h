@@ -9,14 +9,13 @@
 #ifndef RILL_NET_CLIENT_INTERNAL_H
 #define RILL_NET_CLIENT_INTERNAL_H
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "core/internal.h"
+#include "net/addr.h"
 #include "rill/net.h"
 
 #define TX_BUF    (64u << 10)
@@ -92,9 +91,9 @@ struct pend {
 
 struct rill_client {
   rill_client_opts_t o; /* its strings point to the copies below */
-  char host[INET_ADDRSTRLEN], token[RILL_NET_MAX_TOKEN + 1], name[RILL_NET_MAX_NAME + 1];
-  struct sockaddr_in sa;
-  int fd; /* -1 while disconnected */
+  char host[RILL__HOST_MAX + 1], token[RILL_NET_MAX_TOKEN + 1], name[RILL_NET_MAX_NAME + 1];
+  char where[RILL__ADDR_STR]; /* "HOST:PORT", for messages */
+  int fd;                     /* -1 while disconnected */
   uint32_t max_body;
   uint64_t next_id;
   uint16_t next_ch;

@@ -70,20 +70,18 @@
  *   server_log.c        the log callback's lines, rate-limited by kind
  *   server_stats.c      counters, STATS and the metrics endpoint's text
  */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 
+#include "net/addr.h"
 #include "net/server_internal.h"
 
 /* Makes data_dir the server's: created when missing, a directory the
@@ -281,13 +279,14 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   if (rc)
     return rc;
   uint16_t port = o.any_port ? 0 : o.port ? o.port : RILL_NET_PORT;
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-  if (inet_pton(AF_INET, o.host, &sa.sin_addr) != 1)
-    return rill__err(RILL_EINVAL, "server: '%s' is not an IPv4 address", o.host);
+  struct addrinfo *ai = NULL;
+  if ((rc = rill__addr_resolve(o.host, port, true, "server", &ai)))
+    return rc;
   rill_server_t *s = rill__calloc(1, sizeof *s);
   /* Aligned by hand: the loops' histograms are cache-line aligned. */
   void *mem = rill__calloc(1, o.loops * sizeof(struct loop) + RILL_CACHELINE);
   if (!s || !mem) {
+    freeaddrinfo(ai);
     rill__free(s);
     rill__free(mem);
     return rill__err(RILL_ENOMEM, "server: no memory");
@@ -339,19 +338,11 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   if (getrandom(&s->chan_mul, sizeof s->chan_mul, GRND_NONBLOCK) != sizeof s->chan_mul)
     s->chan_mul = (uint32_t)(s->server_id >> 17) ^ 0x9e3779b9u;
   s->chan_mul |= 1; /* odd: multiplying permutes the keys */
-  s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int one = 1;
-  if (s->lfd < 0 || setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-      bind(s->lfd, (struct sockaddr *)&sa, sizeof sa) || listen(s->lfd, 1024)) {
-    rc = rill__err_errno("server: listen on %s:%u", o.host, ntohs(sa.sin_port));
+  rc = rill__addr_listen(ai, 1024, SOCK_NONBLOCK, "server", &s->lfd, &s->port);
+  freeaddrinfo(ai);
+  ai = NULL;
+  if (rc)
     goto undo_s;
-  }
-  socklen_t sl = sizeof sa;
-  if (getsockname(s->lfd, (struct sockaddr *)&sa, &sl) != 0) {
-    rc = rill__err_errno("server: getsockname");
-    goto undo_s;
-  }
-  s->port = ntohs(sa.sin_port);
   s->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (s->stopfd < 0) {
     rc = rill__err_errno("server: eventfd");
@@ -371,6 +362,8 @@ int rill_server_create(rill_server_t **out, const rill_server_opts_t *opts) {
   *out = s;
   return 0;
 undo_s:
+  if (ai)
+    freeaddrinfo(ai);
   rill_server_destroy(s);
   return rc;
 }

@@ -3,13 +3,12 @@
  * lines a second, so a flood of refused connections cannot hide the one
  * line saying the disk is full.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/socket.h>
 
+#include "net/addr.h"
 #include "net/server_internal.h"
 
 static const char *const log_kind_name[L_KINDS] = {
@@ -71,16 +70,14 @@ void rill__srv_log_flush(rill_server_t *s) {
   pthread_mutex_unlock(&s->log_mu);
 }
 
-/* "A.B.C.D:PORT" of a connection's peer, for the log. */
+/* "ADDRESS:PORT" of a connection's peer ("[ADDRESS]:PORT" for IPv6), for the log. */
 const char *rill__srv_peer_of(int fd, char *buf, size_t cap) {
-  struct sockaddr_in a;
+  struct sockaddr_storage a;
   socklen_t l = sizeof a;
-  char ip[INET_ADDRSTRLEN];
-  if (getpeername(fd, (struct sockaddr *)&a, &l) == 0 && a.sin_family == AF_INET &&
-      inet_ntop(AF_INET, &a.sin_addr, ip, sizeof ip))
-    snprintf(buf, cap, "%s:%u", ip, ntohs(a.sin_port));
-  else
-    snprintf(buf, cap, "(unknown peer)");
+  if (getpeername(fd, (struct sockaddr *)&a, &l) == 0 &&
+      (a.ss_family == AF_INET || a.ss_family == AF_INET6))
+    return rill__addr_str((struct sockaddr *)&a, buf, cap);
+  snprintf(buf, cap, "(unknown peer)");
   return buf;
 }
 
