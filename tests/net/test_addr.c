@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #include "net/addr.h"
-#include "rill/net.h"
+#include "server_fixture.h"
 
 /* Whether ::1 can be bound here (a container may have no IPv6 at all). */
 static bool have_ipv6_loopback(void) {
@@ -102,9 +102,8 @@ Test(addr, resolve) {
 
 /* ---- a server and a client on them ------------------------------------------------ */
 
-static char adir[64];
-static rill_server_t *srv;
-static pthread_t srv_th;
+static srv_t v;
+static bool serving;
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static char log_text[4096];
 
@@ -117,46 +116,26 @@ static void log_line(void *ctx, rill_server_log_level_t level, const char *line)
   pthread_mutex_unlock(&log_mu);
 }
 
-static void *run(void *arg) {
-  (void)arg;
-  rill_server_run(srv);
-  return NULL;
-}
-
-static void setup(void) {
-  snprintf(adir, sizeof adir, "/tmp/rill-test-addr-XXXXXX");
-  cr_assert_not_null(mkdtemp(adir));
-}
+static void setup(void) { dir_make("/tmp/rill-test-addr-XXXXXX"); }
 
 static void teardown(void) {
-  if (srv) {
-    rill_server_stop(srv);
-    pthread_join(srv_th, NULL);
-    rill_server_destroy(srv);
-    srv = NULL;
-  }
-  char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", adir);
-  cr_assert_eq(system(cmd), 0);
+  if (serving)
+    srv_stop(&v);
+  rm_tmp();
 }
 
 TestSuite(addr_net, .init = setup, .fini = teardown);
 
-static void serve_on(const char *host) {
-  cr_assert_eq(
-      rill_server_create(
-          &srv,
-          &(rill_server_opts_t){.data_dir = adir, .host = host, .any_port = true, .log = log_line}),
-      0, "%s: %s", host, rill_errmsg());
-  cr_assert_eq(pthread_create(&srv_th, NULL, run, NULL), 0);
+static void serve_on(const char *host, const char *metrics) {
+  srv_start(&v, (rill_server_opts_t){.host = host, .metrics = metrics, .log = log_line});
+  serving = true;
 }
 
 /* A client on host publishes and reads back what it published. */
 static void round_trip(const char *host) {
   rill_client_t *c;
-  cr_assert_eq(
-      rill_client_connect(&c, &(rill_client_opts_t){.host = host, .port = rill_server_port(srv)}),
-      0, "%s: %s", host, rill_errmsg());
+  rill_client_opts_t o = {.host = host, .port = rill_server_port(v.s)};
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s: %s", host, rill_errmsg());
   uint16_t ch, sub;
   uint64_t seq = 0, start = 0;
   cr_assert_eq(rill_client_bind(c, "t", &ch), 0, "%s", rill_errmsg());
@@ -172,14 +151,13 @@ static void round_trip(const char *host) {
 
 Test(addr_net, server_on_ipv6_loopback) {
   NEED_IPV6();
-  serve_on("::1");
+  serve_on("::1", NULL);
   round_trip("::1");
   round_trip("[::1]");
   /* The server's log names an IPv6 peer as [ADDRESS]:PORT. */
   rill_client_t *c;
-  cr_assert_eq(
-      rill_client_connect(&c, &(rill_client_opts_t){.host = "::1", .port = rill_server_port(srv)}),
-      0, "%s", rill_errmsg());
+  rill_client_opts_t o = {.host = "::1", .port = rill_server_port(v.s)};
+  cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
   cr_assert_eq(rill_client_topic_delete(c, "t"), 0, "%s", rill_errmsg());
   rill_client_close(c);
   pthread_mutex_lock(&log_mu);
@@ -190,7 +168,7 @@ Test(addr_net, server_on_ipv6_loopback) {
 
 Test(addr_net, server_on_bracketed_ipv6) {
   NEED_IPV6();
-  serve_on("[::1]");
+  serve_on("[::1]", NULL);
   round_trip("::1");
 }
 
@@ -198,19 +176,18 @@ Test(addr_net, server_on_bracketed_ipv6) {
  * was told, not on every address. */
 Test(addr_net, ipv6_server_is_not_on_ipv4) {
   NEED_IPV6();
-  serve_on("::1");
+  serve_on("::1", NULL);
   rill_client_t *c = NULL;
-  cr_expect_lt(rill_client_connect(&c, &(rill_client_opts_t){.host = "127.0.0.1",
-                                                             .port = rill_server_port(srv),
-                                                             .timeout_ns = 2000000000ull}),
-               0);
+  rill_client_opts_t o = {
+      .host = "127.0.0.1", .port = rill_server_port(v.s), .timeout_ns = 2000000000ull};
+  cr_expect_lt(rill_client_connect(&c, &o), 0);
   cr_expect_null(c);
 }
 
 /* A name: the server takes the first of its addresses that binds, and
  * the client tries each of its addresses until one answers. */
 Test(addr_net, localhost) {
-  serve_on("localhost");
+  serve_on("localhost", NULL);
   round_trip("localhost");
 }
 
@@ -218,9 +195,8 @@ Test(addr_net, server_refuses_bad_hosts) {
   const char *bad[] = {"no such host!", "1.2.3", "", "[::1", NULL};
   for (int i = 0; bad[i]; i++) {
     rill_server_t *s = (void *)1;
-    cr_expect_eq(rill_server_create(
-                     &s, &(rill_server_opts_t){.data_dir = adir, .host = bad[i], .any_port = true}),
-                 RILL_EINVAL, "%s: %s", bad[i], rill_errmsg());
+    rill_server_opts_t o = {.data_dir = dir, .host = bad[i], .any_port = true};
+    cr_expect_eq(rill_server_create(&s, &o), RILL_EINVAL, "%s: %s", bad[i], rill_errmsg());
     cr_expect_null(s);
   }
 }
@@ -232,8 +208,8 @@ Test(addr_net, client_refuses_bad_hosts) {
   const char *bad[] = {"no such host!", "1.2.3", "", longer, NULL};
   for (int i = 0; bad[i]; i++) {
     rill_client_t *c = (void *)1;
-    cr_expect_eq(rill_client_connect(&c, &(rill_client_opts_t){.host = bad[i], .port = 1}),
-                 RILL_EINVAL, "%.20s: %s", bad[i], rill_errmsg());
+    rill_client_opts_t o = {.host = bad[i], .port = 1};
+    cr_expect_eq(rill_client_connect(&c, &o), RILL_EINVAL, "%.20s: %s", bad[i], rill_errmsg());
     cr_expect_null(c);
   }
 }
@@ -241,15 +217,11 @@ Test(addr_net, client_refuses_bad_hosts) {
 /* The metrics endpoint takes "[::1]:PORT" and answers there. */
 Test(addr_net, metrics_on_ipv6) {
   NEED_IPV6();
-  cr_assert_eq(
-      rill_server_create(
-          &srv, &(rill_server_opts_t){.data_dir = adir, .any_port = true, .metrics = "[::1]:0"}),
-      0, "%s", rill_errmsg());
-  cr_assert_eq(pthread_create(&srv_th, NULL, run, NULL), 0);
+  serve_on("127.0.0.1", "[::1]:0");
   int fd = socket(AF_INET6, SOCK_STREAM, 0);
   cr_assert_geq(fd, 0);
   struct sockaddr_in6 sa = {.sin6_family = AF_INET6,
-                            .sin6_port = htons(rill_server_metrics_port(srv)),
+                            .sin6_port = htons(rill_server_metrics_port(v.s)),
                             .sin6_addr = IN6ADDR_LOOPBACK_INIT};
   cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
   const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
