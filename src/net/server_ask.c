@@ -229,6 +229,11 @@ static void ask_done(rill_server_t *s, struct ask **pp) {
   }
 }
 
+bool rill__srv_ask_parse(const rill_frame_t *f, uint16_t *nl) {
+  *nl = f->len >= 2 ? rill__get16(f->body) : 0;
+  return f->len >= 2 && (size_t)*nl + 2 <= f->len && rill_net_name_ok(f->body + 2, *nl);
+}
+
 void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
   uint8_t stream = f->flags & RILL_FF_STREAM;
@@ -250,8 +255,8 @@ void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     c->askout[out].cid = f->id;
     c->askout[out].sid = 0;
   }
-  uint16_t nl = f->len >= 2 ? rill__get16(f->body) : 0;
-  if (f->len < 2 || (size_t)nl + 2 > f->len || !rill_net_name_ok(f->body + 2, nl)) {
+  uint16_t nl;
+  if (!rill__srv_ask_parse(f, &nl)) {
     rill__srv_send_error(lp, c, 0, f->id, RILL_EINVAL,
                          "ASK: a u16 name length, a service name, a payload");
     return;

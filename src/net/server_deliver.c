@@ -284,12 +284,19 @@ static void fetch_failed(struct loop *lp, struct conn *c, struct topic *t, uint6
   rill__srv_send_error(lp, c, 0, id, rc, msg);
 }
 
+bool rill__srv_fetch_parse(const rill_frame_t *f, uint32_t *count) {
+  if (f->len < 4 || !rill_net_name_ok(f->body + 4, f->len - 4))
+    return false;
+  *count = rill__get32(f->body);
+  return true;
+}
+
 void rill__srv_on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
-  if (f->len < 4 || !rill_net_name_ok(f->body + 4, f->len - 4)) {
+  uint32_t count;
+  if (!rill__srv_fetch_parse(f, &count)) {
     rill__srv_send_error(lp, c, 0, f->id, RILL_EINVAL, "FETCH: a u32 count, then a topic name");
     return;
   }
-  uint32_t count = rill__get32(f->body);
   if (count > DELIVER_BATCH * 16)
     count = DELIVER_BATCH * 16;
   int rc = 0;

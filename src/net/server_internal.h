@@ -513,6 +513,18 @@ int rill__srv_loop_init(rill_server_t *s, struct loop *lp, uint32_t idx);
 int rill__srv_render(void *ctx, rill__prom_t *p);
 void rill__srv_on_stats(struct loop *lp, struct conn *c, const rill_frame_t *f);
 
+/* Frame bodies, as the handlers read them (and fuzz/fuzz_net_bodies.c
+ * feeds them): each false for a body the request refuses. */
+
+/* PUBLISH_BATCH: arg records (1..RILL_NET_MAX_BATCH), each a u32 length
+ * and its bytes, filling the body exactly; recs[0..*n) point into it. */
+bool rill__srv_batch_parse(const rill_frame_t *f, rill_log_iov_t recs[RILL_NET_MAX_BATCH],
+                           size_t *n);
+/* FETCH: a u32 count, then a topic name. */
+bool rill__srv_fetch_parse(const rill_frame_t *f, uint32_t *count);
+/* ASK: a u16 name length, a service name, then the payload (the rest). */
+bool rill__srv_ask_parse(const rill_frame_t *f, uint16_t *nl);
+
 #pragma GCC visibility pop
 
 /* Relaxed load and store, no locked instruction: the loop is the word's
@@ -663,6 +675,12 @@ static inline bool count_take(_Atomic uint32_t *n, uint32_t max) {
 
 static inline void count_give(_Atomic uint32_t *n, uint32_t k) {
   atomic_fetch_sub_explicit(n, k, memory_order_relaxed); /* a count, as count_take */
+}
+
+/* A piece of len bytes of a streamed PUBLISH of total bytes, got of them
+ * in: never past the total, and the last piece ends it exactly. */
+static inline bool rill__srv_piece_fits(uint32_t total, uint32_t got, uint32_t len, bool last) {
+  return len <= total - got && (!last || got + len == total);
 }
 
 #endif

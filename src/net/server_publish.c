@@ -106,6 +106,22 @@ void rill__srv_on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f
   rill__srv_ack(lp, c, t, f, seq, seq);
 }
 
+bool rill__srv_batch_parse(const rill_frame_t *f, rill_log_iov_t recs[RILL_NET_MAX_BATCH],
+                           size_t *n) {
+  size_t k = 0, off = 0;
+  while (off < f->len) {
+    if (f->len - off < 4 || k == RILL_NET_MAX_BATCH)
+      break;
+    uint32_t len = rill__get32(f->body + off);
+    if (len > f->len - off - 4)
+      break;
+    recs[k++] = (rill_log_iov_t){f->body + off + 4, len};
+    off += 4 + (size_t)len;
+  }
+  *n = k;
+  return off == f->len && k == f->arg && k != 0;
+}
+
 void rill__srv_on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   struct topic *t = bound(c, f->channel);
   if (!t) {
@@ -114,18 +130,9 @@ void rill__srv_on_publish_batch(struct loop *lp, struct conn *c, const rill_fram
   }
   /* Every record's length is checked before anything is appended: the
    * batch goes in whole or not at all. */
-  rill_log_iov_t recs[256];
-  size_t n = 0, off = 0;
-  while (off < f->len) {
-    if (f->len - off < 4 || n == 256)
-      break;
-    uint32_t len = rill__get32(f->body + off);
-    if (len > f->len - off - 4)
-      break;
-    recs[n++] = (rill_log_iov_t){f->body + off + 4, len};
-    off += 4 + (size_t)len;
-  }
-  if (off != f->len || n != f->arg || n == 0) {
+  rill_log_iov_t recs[RILL_NET_MAX_BATCH];
+  size_t n = 0;
+  if (!rill__srv_batch_parse(f, recs, &n)) {
     rill__srv_send_error(
         lp, c, f->channel, f->id, RILL_EPROTO,
         "PUBLISH_BATCH: 1..256 records whose lengths add up to the body, as many as arg");

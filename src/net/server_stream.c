@@ -99,7 +99,7 @@ void rill__srv_on_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) 
   }
   bool last = !(f->flags & RILL_FF_MORE);
   if (in->buf) {
-    if (f->len > in->len - in->got || (last && in->got + f->len != in->len)) {
+    if (!rill__srv_piece_fits(in->len, in->got, f->len, last)) {
       rill__srv_fatal(lp, c, RILL_EPROTO, "CHUNK: the pieces do not add up to the stream's length");
       return;
     }
