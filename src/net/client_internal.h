@@ -162,6 +162,13 @@ int rill__cli_send_chunks(rill_client_t *c, uint8_t type, uint16_t ch, uint64_t 
 /* client_recv.c: the receive path */
 int rill__cli_protocol_broken(rill_client_t *c, const char *what);
 void rill__cli_asm_drop(rill_client_t *c, struct asm_in **pp);
+/* Reassembly, as read_frame runs it on each frame it decodes (and
+ * fuzz/fuzz_net_reassembly.c without a socket): a CHUNK or a STREAM frame
+ * goes to rill__cli_stream_in, and while asks or replies are coming in
+ * pieces, a CANCEL ends an ask's (rill__cli_asm_end(c, RILL_F_ASK, id))
+ * and a server's ERROR a reply's (RILL_F_REPLY). */
+int rill__cli_stream_in(rill_client_t *c, rill_frame_t *f);
+void rill__cli_asm_end(rill_client_t *c, uint8_t type, uint64_t id);
 int rill__cli_read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns);
 int rill__cli_as_error(const rill_frame_t *f);
 int rill__cli_bye(rill_client_t *c, const rill_frame_t *f);

@@ -65,7 +65,7 @@ void rill__cli_asm_drop(rill_client_t *c, struct asm_in **pp) {
 /* An ask the server ended (CANCEL) or an ask of ours that failed (ERROR)
  * while its pieces were coming: what came is dropped, and the pieces that
  * still come find nothing and are dropped too. */
-static void asm_end(rill_client_t *c, uint8_t type, uint64_t id) {
+void rill__cli_asm_end(rill_client_t *c, uint8_t type, uint64_t id) {
   struct asm_in **pp = asm_slot(c, type, id);
   if (*pp)
     rill__cli_asm_drop(c, pp);
@@ -205,7 +205,7 @@ static void skip_record(rill_client_t *c) {
  * are missing, 1 when *f is now the whole message (a record's body in
  * in_buf, valid until the next stream starts), or an error. Readers above
  * never see pieces. */
-static int stream_in(rill_client_t *c, rill_frame_t *f) {
+int rill__cli_stream_in(rill_client_t *c, rill_frame_t *f) {
   if (f->type == RILL_F_ASK || f->type == RILL_F_REPLY ||
       (f->type == RILL_F_CHUNK && (f->arg == RILL_F_ASK || f->arg == RILL_F_REPLY)))
     return asm_in(c, f);
@@ -295,7 +295,7 @@ int rill__cli_read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns)
       }
       /* STREAM comes from the server only on DELIVER, ASK and REPLY. */
       if (RILL_UNLIKELY(f->type == RILL_F_CHUNK || (f->flags & RILL_FF_STREAM))) {
-        if ((rc = stream_in(c, f)) <= 0) {
+        if ((rc = rill__cli_stream_in(c, f)) <= 0) {
           if (rc == 0 && c->skipped && c->skip_wake)
             return 1; /* a reader waits: it hears of the skipped record now */
           if (rc == 0)
@@ -305,9 +305,9 @@ int rill__cli_read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns)
       }
       if (RILL_UNLIKELY(c->asms != NULL)) {
         if (f->type == RILL_F_CANCEL)
-          asm_end(c, RILL_F_ASK, f->id);
+          rill__cli_asm_end(c, RILL_F_ASK, f->id);
         else if (f->type == RILL_F_ERROR && !(f->flags & LOCAL_ERR))
-          asm_end(c, RILL_F_REPLY, f->id);
+          rill__cli_asm_end(c, RILL_F_REPLY, f->id);
       }
       return 0;
     }
