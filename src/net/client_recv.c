@@ -94,7 +94,8 @@ static int asm_add(rill_client_t *c, struct asm_in *a, const uint8_t *p, uint32_
     a->buf = b;
     a->cap = cap;
   }
-  memcpy(a->buf + a->len, p, n);
+  if (n) /* an empty first piece: no buffer yet, and NULL + 0 is undefined */
+    memcpy(a->buf + a->len, p, n);
   a->len += n;
   return 0;
 }
