@@ -206,7 +206,7 @@ void rill__srv_on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t 
     rill__srv_send_error(lp, c, f->channel, f->id, t ? RILL_ENOMEM : rc,
                          t ? "no memory" : rill_errmsg());
     if (t)
-      rill__srv_topic_put(lp->s, t);
+      topic_put(lp->s, t);
     return;
   }
   struct tloop *tl = &t->per[lp->idx];
@@ -225,11 +225,11 @@ void rill__srv_on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t 
     count_give(&s->nsubs, 1);
     rill__srv_send_error(lp, c, f->channel, f->id, RILL_ENOENT,
                          "SUBSCRIBE: the topic was deleted meanwhile");
-    rill__srv_topic_put(lp->s, t);
+    topic_put(lp->s, t);
     return;
   }
   hold(lp, t); /* the subscription's, until sub_free */
-  rill__srv_topic_put(lp->s, t);
+  topic_put(lp->s, t);
   *u = (struct sub){.c = c, .ch = f->channel, .t = t, .next = start_of(t->log, f->arg)};
   u->next_in_conn = c->subs;
   u->prev_in_conn = &c->subs;
@@ -329,7 +329,7 @@ void rill__srv_on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) 
     count -= (uint32_t)n;
     if (rc && rc != RILL_ENOENT && !c->out.on && !streamed) {
       fetch_failed(lp, c, t, f->id, seq, rc);
-      rill__srv_topic_put(lp->s, t);
+      topic_put(lp->s, t);
       return;
     }
     if (!n || c->out.on || streamed || queued(c) > limit / 2)
@@ -339,5 +339,5 @@ void rill__srv_on_fetch(struct loop *lp, struct conn *c, const rill_frame_t *f) 
    * record goes out in chunks). */
   if (!streamed)
     rill__srv_send_frame(lp, c, RILL_F_DELIVER, RILL_FF_END, 0, f->id, seq, NULL, 0);
-  rill__srv_topic_put(lp->s, t);
+  topic_put(lp->s, t);
 }

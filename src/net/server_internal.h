@@ -435,7 +435,7 @@ void rill__srv_waiters_wake(struct loop *lp, struct conn *a);
 void rill__srv_topic_unlink(rill_server_t *s, struct topic *t);
 void rill__srv_topic_log_opts(const rill_server_t *s, const char *name, size_t len,
                               rill_log_opts_t *lo);
-void rill__srv_topic_put(rill_server_t *s, struct topic *t);
+void rill__srv_topic_free(rill_server_t *s, struct topic *t);
 struct topic *rill__srv_topic_find_open(rill_server_t *s, const void *name, size_t len);
 struct topic *rill__srv_topic_get(rill_server_t *s, const uint8_t *name, size_t len, bool create,
                                   int *rc);
@@ -631,10 +631,18 @@ static inline void hold(struct loop *lp, struct topic *t) {
     topic_ref(t);
 }
 
+/* Drops a reference; the last one frees the topic (rill__srv_topic_free).
+ * acq_rel: every use of the topic by a dropper happens before the free.
+ * Not under reg, which the last one takes. */
+static inline void topic_put(rill_server_t *s, struct topic *t) {
+  if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+    rill__srv_topic_free(s, t);
+}
+
 /* Ends a use taken with hold; may free t. */
 static inline void unhold(struct loop *lp, struct topic *t) {
   if (--t->per[lp->idx].held == 0)
-    rill__srv_topic_put(lp->s, t);
+    topic_put(lp->s, t);
 }
 
 static inline uint32_t chtab_home(const struct chtab *t, uint32_t key) {

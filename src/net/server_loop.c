@@ -78,7 +78,7 @@ static void loop_inbox(struct loop *lp) {
       atomic_store_explicit(&tl->notified, false, memory_order_seq_cst);
       struct topic *t = tl->t;
       rill__srv_pump_topic(lp, t);
-      rill__srv_topic_put(lp->s, t); /* the wakeup's */
+      topic_put(lp->s, t); /* the wakeup's */
     } else if (w->kind == W_CONN) {
       struct conn *c = (struct conn *)((char *)w - offsetof(struct conn, xw));
       rill__srv_conn_take_x(lp, c);

@@ -54,14 +54,14 @@ void rill__srv_on_bind(struct loop *lp, struct conn *c, const rill_frame_t *f) {
       count_give(&s->nbinds, 1);
     rill__srv_send_error(lp, c, f->channel, f->id, rc, msg);
     if (t)
-      rill__srv_topic_put(s, t); /* topic_get's, of a topic deleted meanwhile */
+      topic_put(s, t); /* topic_get's, of a topic deleted meanwhile */
     return;
   }
   /* The channel's use of t is this loop's hold; topic_get's reference
    * goes once that is taken (and the hold of the topic it was bound to
    * before, when a channel is rebound). */
   hold(lp, t);
-  rill__srv_topic_put(s, t);
+  topic_put(s, t);
   if (sl) {
     unhold(lp, sl->v);
     sl->v = t; /* rebinding a channel is allowed */

@@ -64,7 +64,7 @@ unlock_reg:
     rc = rill__prom_status(p);
   }
   for (size_t i = 0; i < n; i++)
-    rill__srv_topic_put(s, held[i]);
+    topic_put(s, held[i]);
   rill__free(held);
   rill__free(topics);
   return rc;

@@ -68,7 +68,7 @@ void *rill__srv_syncer_main(void *arg) {
       } else {
         rill__srv_durable_raise(t, upto);
       }
-      rill__srv_topic_put(s, t);
+      topic_put(s, t);
     }
     for (uint32_t i = 0; i < s->nloops; i++) {
       struct loop *lp = &s->loops[i];

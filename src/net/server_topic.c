@@ -66,14 +66,11 @@ void rill__srv_topic_log_opts(const rill_server_t *s, const char *name, size_t l
   lo->retain_age_ns = topic_over(s->o.retain_age_ns, e->retain_age_ns);
 }
 
-/* Drops a reference; the last one (the topic was deleted: the registry's
- * is gone) closes its log, whose files then give their blocks back, and
- * frees it, and it no longer counts toward max_topics. acq_rel: every
- * use of the topic by a dropper happens before the free. Not under reg,
- * which this takes. */
-void rill__srv_topic_put(rill_server_t *s, struct topic *t) {
-  if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
-    return;
+/* What topic_put does with the last reference: the topic (deleted: the
+ * registry's is gone) leaves the dead list, its log closes, whose files
+ * then give their blocks back, and it no longer counts toward
+ * max_topics. Not under reg, which this takes. */
+void rill__srv_topic_free(rill_server_t *s, struct topic *t) {
   pthread_mutex_lock(&s->reg);
   struct topic **pp = &s->dead_topics;
   while (*pp != t)

@@ -311,7 +311,7 @@ void rill__srv_on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t
       rill_log_close(log);
   }
   if (t)
-    rill__srv_topic_put(s, t);
+    topic_put(s, t);
   if (rc) {
     rill__srv_send_error(lp, c, 0, f->id, rc, rill_errmsg());
     return;
@@ -395,7 +395,7 @@ unlock_reg:
     rill_log_budget_credit(&s->disk, freed);
   }
   if (dead)
-    rill__srv_topic_put(s, dead); /* the registry's: its log closes now, or with its last user */
+    topic_put(s, dead); /* the registry's: its log closes now, or with its last user */
   if (rc) {
     rill__srv_send_error(lp, c, 0, f->id, rc, rill_errmsg());
   } else {
