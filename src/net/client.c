@@ -99,7 +99,7 @@ static int request(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, u
                    const char *name, rill_frame_t *f, bool *refused) {
   uint64_t id = c->next_id++;
   f->type = 0;
-  int rc = rill__cli_send_frame(c, type, flags, ch, id, arg, name, (uint32_t)strlen(name));
+  int rc = send_frame(c, type, flags, ch, id, arg, name, (uint32_t)strlen(name));
   if (!rc)
     rc = rill__cli_await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
   *refused = rc && c->fd >= 0 && f->type == RILL_F_ERROR && f->id == id;
@@ -198,8 +198,7 @@ static int dial(rill_client_t *c) {
   size_t tl = c->o.token ? strlen(c->o.token) : 0, nl = strlen(c->o.name);
   uint8_t hello[12 + RILL_NET_MAX_TOKEN + RILL_NET_MAX_NAME];
   rill_net_hello_encode(hello, c->o.token, tl, c->o.name, nl);
-  rc = rill__cli_send_frame(c, RILL_F_HELLO, 0, 0, 0, 0, hello,
-                            (uint32_t)rill_net_hello_size(tl, nl));
+  rc = send_frame(c, RILL_F_HELLO, 0, 0, 0, 0, hello, (uint32_t)rill_net_hello_size(tl, nl));
   rill_frame_t f;
   if (!rc)
     rc = rill__cli_await(c, RILL_F_WELCOME, 0, &f, c->o.timeout_ns);
@@ -226,7 +225,7 @@ static int dial(rill_client_t *c) {
         sub_gone(c, r, rc);
         rc = 0;
       } else if (!rc && r->credits) {
-        rc = rill__cli_send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, r->credits, NULL, 0);
+        rc = send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, r->credits, NULL, 0);
       }
     }
   }
@@ -366,7 +365,7 @@ void rill_client_close(rill_client_t *c) {
   if (!c)
     return;
   if (c->fd >= 0) {
-    rill__cli_send_frame(c, RILL_F_BYE, 0, 0, 0, 0, NULL, 0);
+    send_frame(c, RILL_F_BYE, 0, 0, 0, 0, NULL, 0);
     close(c->fd);
     c->fd = -1;
   }
@@ -382,7 +381,7 @@ void rill_client_close(rill_client_t *c) {
       p.cb(p.ctx, RILL_ECLOSED, NULL, 0);
     }
   if (c->failed)
-    rill__cli_run_failed(c, RILL_ECLOSED);
+    run_failed(c, RILL_ECLOSED);
   while (c->head) {
     struct held *h = c->head;
     c->head = h->next;

@@ -17,17 +17,6 @@ static uint64_t pend_put(rill_client_t *c, rill_client_reply_cb cb, void *ctx) {
   return id;
 }
 
-/* Runs the callbacks of asks a break ended. */
-int rill__cli_run_failed(rill_client_t *c, int status) {
-  int n = 0;
-  while (c->nfailed) {
-    struct pend p = c->failed[--c->nfailed];
-    p.cb(p.ctx, status, NULL, 0);
-    n++;
-  }
-  return n;
-}
-
 static bool pick_ask(rill_client_t *c, const struct held *h) {
   (void)c;
   return h->type == RILL_F_ASK && !h->for_cb;
@@ -107,12 +96,12 @@ int rill_client_reply(rill_client_t *c, uint64_t id, const void *data, uint32_t 
   if (len > piece) {
     /* Streamed, at once even inside a poll pass: buffering megabytes
      * would only copy them. No total length: the asker grows its buffer. */
-    int rc = rill__cli_send_frame(c, RILL_F_REPLY, RILL_FF_STREAM, 0, id, 0, data, piece);
+    int rc = send_frame(c, RILL_F_REPLY, RILL_FF_STREAM, 0, id, 0, data, piece);
     return rc ? rc : rill__cli_send_chunks(c, RILL_F_REPLY, 0, id, data, piece, len);
   }
   if (c->depth)
     return buffer_frame(c, RILL_F_REPLY, 0, 0, id, 0, NULL, 0, data, len);
-  return rill__cli_send_frame(c, RILL_F_REPLY, 0, 0, id, 0, data, len);
+  return send_frame(c, RILL_F_REPLY, 0, 0, id, 0, data, len);
 }
 
 int rill_client_reply_error(rill_client_t *c, uint64_t id, int code, const char *msg) {
@@ -126,7 +115,7 @@ int rill_client_reply_error(rill_client_t *c, uint64_t id, int code, const char 
   uint64_t arg = (uint64_t)(int64_t)code;
   if (c->depth)
     return buffer_frame(c, RILL_F_ERROR, 0, 0, id, arg, NULL, 0, msg, n);
-  return rill__cli_send_frame(c, RILL_F_ERROR, 0, 0, id, arg, msg, n);
+  return send_frame(c, RILL_F_ERROR, 0, 0, id, arg, msg, n);
 }
 
 /* An ASK's name, ready to go before its payload. Over max_body it streams

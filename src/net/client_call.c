@@ -10,7 +10,7 @@ int rill_client_ping(rill_client_t *c, uint64_t *rtt_ns) {
   if (rc)
     return rc;
   uint64_t id = c->next_id++, t0 = rill_time_ns();
-  rc = rill__cli_send_frame(c, RILL_F_PING, 0, 0, id, 0, NULL, 0);
+  rc = send_frame(c, RILL_F_PING, 0, 0, id, 0, NULL, 0);
   rill_frame_t f;
   if (!rc)
     rc = rill__cli_await(c, RILL_F_PONG, id, &f, c->o.timeout_ns);
@@ -26,7 +26,7 @@ int rill_client_stats(rill_client_t *c, char *buf, size_t cap, size_t *len) {
   if (rc)
     return rc;
   uint64_t id = c->next_id++;
-  rc = rill__cli_send_frame(c, RILL_F_STATS, 0, 0, id, 0, NULL, 0);
+  rc = send_frame(c, RILL_F_STATS, 0, 0, id, 0, NULL, 0);
   rill_frame_t f;
   if (!rc)
     rc = rill__cli_await(c, RILL_F_STATS, id, &f, c->o.timeout_ns);
@@ -48,7 +48,7 @@ static int topic_request(rill_client_t *c, uint8_t type, uint8_t answer, const c
   if (rc)
     return rc;
   uint64_t id = c->next_id++;
-  rc = rill__cli_send_frame(c, type, 0, 0, id, 0, name, (uint32_t)strlen(name));
+  rc = send_frame(c, type, 0, 0, id, 0, name, (uint32_t)strlen(name));
   return rc ? rc : rill__cli_await(c, answer, id, f, c->o.timeout_ns);
 }
 

@@ -154,8 +154,6 @@ int rill__cli_ensure(rill_client_t *c, uint64_t deadline);
 /* client_send.c: the send path */
 int rill__cli_send_now(rill_client_t *c, const void *pre, size_t pre_len, const void *body,
                        uint32_t len);
-int rill__cli_send_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id,
-                         uint64_t arg, const void *body, uint32_t len);
 int rill__cli_send_chunks(rill_client_t *c, uint8_t type, uint16_t ch, uint64_t id,
                           const uint8_t *p, uint32_t off, uint32_t len);
 
@@ -192,9 +190,6 @@ int rill__cli_register(rill_client_t *c, uint8_t kind, uint8_t flags, const char
 /* client_sub.c: subscriptions */
 int rill__cli_took_skip(rill_client_t *c);
 
-/* client_ask.c: asks and serves */
-int rill__cli_run_failed(rill_client_t *c, int status);
-
 #pragma GCC visibility pop
 
 /* Puts a frame (its header, pre_len bytes of pre, then body) into the
@@ -219,6 +214,25 @@ static inline int buffer_frame(rill_client_t *c, uint8_t type, uint8_t flags, ui
     memcpy(p + RILL_NET_HDR + pre_len, body, len);
   c->tx_len += need;
   return 0;
+}
+
+/* Sends a frame now, after anything buffered. */
+static inline int send_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch,
+                             uint64_t id, uint64_t arg, const void *body, uint32_t len) {
+  uint8_t hdr[RILL_NET_HDR];
+  rill_frame_header(hdr, type, flags, ch, id, arg, len);
+  return rill__cli_send_now(c, hdr, sizeof hdr, body, len);
+}
+
+/* Runs the callbacks of asks a break ended. */
+static inline int run_failed(rill_client_t *c, int status) {
+  int n = 0;
+  while (c->nfailed) {
+    struct pend p = c->failed[--c->nfailed];
+    p.cb(p.ctx, status, NULL, 0);
+    n++;
+  }
+  return n;
 }
 
 static inline int tx_flush(rill_client_t *c) {

@@ -47,7 +47,7 @@ static int dispatch(rill_client_t *c, const rill_frame_t *f, bool fresh, const s
          * the record is handed over all the same: the subscription
          * resumes after it, so dropping it here would be a gap. */
         if (c->fd >= 0)
-          rc = rill__cli_send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, n, NULL, 0);
+          rc = send_frame(c, RILL_F_CREDIT, 0, r->ch, 0, n, NULL, 0);
       }
       rill_client_msg_t m = {f->channel, f->arg, f->body, f->len};
       cb(ctx, &m);
@@ -121,7 +121,7 @@ int rill_client_poll(rill_client_t *c, uint64_t timeout_ns) {
   uint64_t deadline = now + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
   int st = c->o.reconnect && !c->gave_up ? RILL_ECONNRESET : RILL_ECLOSED;
   c->depth++; /* callbacks run inside: what they send is buffered */
-  int n = rill__cli_run_failed(c, st);
+  int n = run_failed(c, st);
   int rc = run_held(c);
   if (rc < 0)
     goto out;
@@ -161,7 +161,7 @@ int rill_client_poll(rill_client_t *c, uint64_t timeout_ns) {
 out:
   if (c->fd < 0 && c->o.reconnect && !c->gave_up && (rc == RILL_ECONNRESET || rc == 0))
     rc = 0; /* the break is reported to what was in flight; the next poll dials again */
-  n += rill__cli_run_failed(c, st);
+  n += run_failed(c, st);
   c->depth--;
   if (rc < 0)
     return rc;

@@ -124,8 +124,7 @@ static int asm_refuse(rill_client_t *c, uint8_t type, uint64_t id, int code, ril
   else
     n = snprintf(c->asm_msg, sizeof c->asm_msg, "no memory for a streamed %s", what);
   if (type == RILL_F_ASK)
-    return rill__cli_send_frame(c, RILL_F_ERROR, 0, 0, id, (uint64_t)(int64_t)code, c->asm_msg,
-                                (uint32_t)n);
+    return send_frame(c, RILL_F_ERROR, 0, 0, id, (uint64_t)(int64_t)code, c->asm_msg, (uint32_t)n);
   if (!reply_wanted(c, id))
     return 0; /* an error for nobody would come back as somebody else's */
   *f = (rill_frame_t){.len = (uint32_t)n,
@@ -290,7 +289,7 @@ int rill__cli_read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns)
       if (RILL_UNLIKELY(f->type == RILL_F_PING)) {
         /* The server's keepalive (a connection it has not heard from):
          * answered here, whoever is reading. */
-        if ((rc = rill__cli_send_frame(c, RILL_F_PONG, 0, 0, f->id, 0, NULL, 0)) != 0)
+        if ((rc = send_frame(c, RILL_F_PONG, 0, 0, f->id, 0, NULL, 0)) != 0)
           return rc;
         continue;
       }

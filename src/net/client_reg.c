@@ -68,7 +68,7 @@ int name_request(rill_client_t *c, uint8_t type, uint8_t flags, const char *name
   if (rc)
     return rc;
   uint64_t id = c->next_id++;
-  rc = rill__cli_send_frame(c, type, flags, ch, id, arg, name, (uint32_t)strlen(name));
+  rc = send_frame(c, type, flags, ch, id, arg, name, (uint32_t)strlen(name));
   if (!rc)
     rc = rill__cli_await(c, RILL_F_ACK, id, f, c->o.timeout_ns);
   if (rc == RILL_ETIMEDOUT && c->fd >= 0) {

@@ -110,14 +110,6 @@ int rill__cli_send_now(rill_client_t *c, const void *pre, size_t pre_len, const 
   return 0;
 }
 
-/* Sends a frame now, after anything buffered. */
-int rill__cli_send_frame(rill_client_t *c, uint8_t type, uint8_t flags, uint16_t ch, uint64_t id,
-                         uint64_t arg, const void *body, uint32_t len) {
-  uint8_t hdr[RILL_NET_HDR];
-  rill_frame_header(hdr, type, flags, ch, id, arg, len);
-  return rill__cli_send_now(c, hdr, sizeof hdr, body, len);
-}
-
 /* The rest of a streamed message after its first frame: CHUNKs with
  * arg = the first frame's type, straight from the caller's bytes, sent at
  * once (after anything buffered, which keeps the order). */
@@ -127,8 +119,7 @@ int rill__cli_send_chunks(rill_client_t *c, uint8_t type, uint16_t ch, uint64_t 
   int rc = 0;
   while (!rc && off < len) {
     uint32_t n = len - off < piece ? len - off : piece;
-    rc = rill__cli_send_frame(c, RILL_F_CHUNK, off + n < len ? RILL_FF_MORE : 0, ch, id, type,
-                              p + off, n);
+    rc = send_frame(c, RILL_F_CHUNK, off + n < len ? RILL_FF_MORE : 0, ch, id, type, p + off, n);
     off += n;
   }
   return rc;

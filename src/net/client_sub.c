@@ -68,7 +68,7 @@ int rill_client_credit(rill_client_t *c, uint16_t sub, uint32_t n) {
     return ready(c); /* the re-subscription carries them */
   if (c->depth)
     return buffer_frame(c, RILL_F_CREDIT, 0, sub, 0, n, NULL, 0, NULL, 0);
-  return rill__cli_send_frame(c, RILL_F_CREDIT, 0, sub, 0, n, NULL, 0);
+  return send_frame(c, RILL_F_CREDIT, 0, sub, 0, n, NULL, 0);
 }
 
 int rill_client_unsubscribe(rill_client_t *c, uint16_t sub) {
@@ -97,7 +97,7 @@ int rill_client_unsubscribe(rill_client_t *c, uint16_t sub) {
     return rc;
   uint64_t id = c->next_id++;
   rill_frame_t f;
-  rc = rill__cli_send_frame(c, RILL_F_UNSUBSCRIBE, 0, sub, id, 0, NULL, 0);
+  rc = send_frame(c, RILL_F_UNSUBSCRIBE, 0, sub, id, 0, NULL, 0);
   return rc ? rc : rill__cli_await(c, RILL_F_ACK, id, &f, c->o.timeout_ns);
 }
 
