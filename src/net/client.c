@@ -40,6 +40,7 @@
  *   client_ask.c      asks and serves: blocking, async, replies
  *   client_poll.c     rill_client_poll and the callbacks it runs
  *   client_call.c     requests answered at once: PING, STATS, topics
+ * and, shared with the server, addr.c: host names and addresses.
  */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -69,6 +69,8 @@
  *   server_hold.c       the reply hold: a provider held to its asker's pace
  *   server_log.c        the log callback's lines, rate-limited by kind
  *   server_stats.c      counters, STATS and the metrics endpoint's text
+ * and, shared with the client and the metrics endpoint, addr.c: host
+ * names and addresses.
  */
 #include <errno.h>
 #include <fcntl.h>
