@@ -398,6 +398,43 @@ void rill__srv_accept_resume(struct loop *lp) {
     lp->unlistened = false;
 }
 
+/* A connection on fd, new to this loop (counted in nconns already): its
+ * first receive buffer, its place in the loop's epoll set and list. NULL
+ * when there is no memory for it (fd is then the caller's still). */
+struct conn *rill__srv_conn_open(struct loop *lp, int fd) {
+  rill_server_t *s = lp->s;
+  struct conn *c = rill__calloc(1, sizeof *c);
+  bool pooled = false;
+  uint8_t *rx = rx_take(s, &pooled);
+  if (!c || !rx)
+    goto undo_conn;
+  c->rx_pooled = pooled;
+  c->lp = lp;
+  atomic_init(&c->refs, 1);
+  c->fd = fd;
+  c->rx = rx;
+  c->rx_cap = RX_MIN;
+  c->born_ns = c->last_ns = rill_time_ns();
+  c->xw.kind = W_CONN;
+  c->binds.mul = c->subch.mul = s->chan_mul;
+  pthread_mutex_init(&c->xlock, NULL);
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+  if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    pthread_mutex_destroy(&c->xlock);
+    goto undo_conn;
+  }
+  c->next = lp->conns;
+  if (lp->conns)
+    lp->conns->prev = c;
+  lp->conns = c;
+  return c;
+undo_conn:
+  rill__free(c);
+  if (rx)
+    rx_give(s, rx, pooled);
+  return NULL;
+}
+
 void rill__srv_conn_accept(struct loop *lp) {
   rill_server_t *s = lp->s;
   for (;;) {
@@ -421,35 +458,8 @@ void rill__srv_conn_accept(struct loop *lp) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct conn *c = rill__calloc(1, sizeof *c);
-    bool pooled = false;
-    uint8_t *rx = rx_take(s, &pooled);
-    if (!c || !rx)
-      goto undo_conn;
-    c->rx_pooled = pooled;
-    c->lp = lp;
-    atomic_init(&c->refs, 1);
-    c->fd = fd;
-    c->rx = rx;
-    c->rx_cap = RX_MIN;
-    c->born_ns = c->last_ns = rill_time_ns();
-    c->xw.kind = W_CONN;
-    c->binds.mul = c->subch.mul = s->chan_mul;
-    pthread_mutex_init(&c->xlock, NULL);
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-    if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
-      pthread_mutex_destroy(&c->xlock);
-      goto undo_conn;
-    }
-    c->next = lp->conns;
-    if (lp->conns)
-      lp->conns->prev = c;
-    lp->conns = c;
-    continue;
-  undo_conn:
-    rill__free(c);
-    if (rx)
-      rx_give(s, rx, pooled);
+    if (rill__srv_conn_open(lp, fd))
+      continue;
     refuse(lp, fd, "no memory for a connection: try again later");
     atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
   }

@@ -502,6 +502,7 @@ bool rill__srv_limit_take(struct loop *lp, struct conn *c, const rill_frame_t *f
 void rill__srv_conn_close(struct loop *lp, struct conn *c);
 void rill__srv_conn_read(struct loop *lp, struct conn *c);
 void rill__srv_accept_resume(struct loop *lp);
+struct conn *rill__srv_conn_open(struct loop *lp, int fd);
 void rill__srv_conn_accept(struct loop *lp);
 void rill__srv_conn_settle(struct loop *lp, struct conn *c);
 
