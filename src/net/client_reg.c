@@ -11,7 +11,7 @@
  * server has accepted one, recording it cannot fail (there is no UNBIND
  * nor UNSERVE to take it back, and an unrecorded one would never be
  * restored nor routed). */
-int reg_room(rill_client_t *c) {
+static int reg_room(rill_client_t *c) {
   if (c->nregs < c->cap_regs)
     return 0;
   size_t cap = c->cap_regs ? 2 * c->cap_regs : 8;
@@ -46,7 +46,7 @@ int rill__cli_past_credits(rill_client_t *c) {
 /* A channel number no registration holds, in turn from next_ch (a number
  * let go is not taken again at once: deliveries may still be on their
  * way to it). 0 means "none" on the wire, so there are 65,535. */
-int new_channel(rill_client_t *c, uint16_t *out) {
+static int new_channel(rill_client_t *c, uint16_t *out) {
   for (uint32_t k = 0; k < 65535; k++) {
     uint16_t ch = c->next_ch++;
     if (!c->next_ch)
@@ -62,8 +62,8 @@ int new_channel(rill_client_t *c, uint16_t *out) {
 }
 
 /* Sends a naming request (BIND, SUBSCRIBE, SERVE) and waits for its ACK. */
-int name_request(rill_client_t *c, uint8_t type, uint8_t flags, const char *name, uint16_t ch,
-                 uint64_t arg, rill_frame_t *f) {
+static int name_request(rill_client_t *c, uint8_t type, uint8_t flags, const char *name,
+                        uint16_t ch, uint64_t arg, rill_frame_t *f) {
   int rc = ready(c);
   if (rc)
     return rc;
