@@ -199,7 +199,9 @@ typedef struct rill_server_topic_opts {
 /* The strings (host, data_dir, token, metrics) and topic_opts are copied
  * by rill_server_create: the caller's may go once it returns. */
 typedef struct rill_server_opts {
-  const char *host;              /* address to listen on; default "127.0.0.1" (loopback) */
+  /* A name or an IPv4 or IPv6 address ("::1" or "[::1]") to listen on, at
+   * the first of its addresses that binds; default "127.0.0.1" (loopback). */
+  const char *host;
   uint16_t port;                 /* default RILL_NET_PORT */
   bool any_port;                 /* listen on a free port instead (rill_server_port says which) */
   const char *data_dir;          /* where the topics' logs live; required */
@@ -214,7 +216,9 @@ typedef struct rill_server_opts {
   uint64_t sync_every;  /* RILL_LOG_SYNC_EVERY_N: records; the log's default when 0 */
   uint64_t sync_interval_ns; /* RILL_LOG_SYNC_INTERVAL; the log's default when 0 */
   uint32_t loops;            /* event-loop threads; default one per online CPU */
-  const char *metrics;       /* "HOST:PORT" to serve Prometheus text over HTTP on; NULL: none */
+  /* "HOST:PORT" ("[::1]:PORT" for IPv6) to serve Prometheus text over
+   * HTTP on; NULL: none. */
+  const char *metrics;
   uint64_t max_message; /* largest message streamed in CHUNKs, max_body..4 GiB; default 64 MiB */
   uint32_t max_topics;  /* topics the server creates at most (BIND, SUBSCRIBE); default 4096 */
   uint32_t max_asks_per_conn;   /* asks one connection may have in flight; default 4096 */
@@ -344,7 +348,10 @@ void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st);
 typedef struct rill_client rill_client_t;
 
 typedef struct rill_client_opts {
-  const char *host;  /* default "127.0.0.1"; the strings are copied at connect */
+  /* A name or an IPv4 or IPv6 address, resolved at every dial, its
+   * addresses tried in turn; default "127.0.0.1". The strings are copied
+   * at connect. */
+  const char *host;
   uint16_t port;     /* default RILL_NET_PORT */
   const char *token; /* NULL: none */
   const char *name;  /* shown in the server's logs; default "rill" */

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "core/internal.h"
+#include "net/addr.h"
 #include "net/metrics_http.h"
 
 /* ---- histogram edges ------------------------------------------------------------ */
@@ -571,54 +572,31 @@ static void *http_main(void *arg) {
   return NULL;
 }
 
-/* "A.B.C.D:PORT" into sa. */
-static int parse_hostport(const char *hostport, struct sockaddr_in *sa) {
-  if (!hostport)
-    return rill__err(RILL_EINVAL, "metrics: no HOST:PORT");
-  const char *colon = strrchr(hostport, ':');
-  char host[64];
-  size_t hl = colon ? (size_t)(colon - hostport) : 0;
-  if (!colon || hl == 0 || hl >= sizeof host)
-    return rill__err(RILL_EINVAL, "metrics: '%s' is not HOST:PORT", hostport);
-  memcpy(host, hostport, hl);
-  host[hl] = 0;
-  char *end;
-  errno = 0;
-  unsigned long port = strtoul(colon + 1, &end, 10);
-  if (!colon[1] || *end || errno || port > 65535 || colon[1] == '-' || colon[1] == '+')
-    return rill__err(RILL_EINVAL, "metrics: '%s': the port is not 0..65535", hostport);
-  *sa = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-  if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
-    return rill__err(RILL_EINVAL, "metrics: '%s' is not an IPv4 address", host);
-  return 0;
-}
-
 int rill__metrics_http_start(rill__metrics_http_t **out, const char *hostport,
                              rill__metrics_render_fn render, void *ctx) {
   if (!out || !render)
     return rill__err(RILL_EINVAL, "metrics: NULL out or render");
   *out = NULL;
-  struct sockaddr_in sa;
-  int rc = parse_hostport(hostport, &sa);
-  if (rc)
+  char host[RILL__HOST_MAX + 1];
+  uint16_t port;
+  struct addrinfo *ai;
+  int rc = rill__addr_split(hostport, host, &port, "metrics");
+  if (rc || (rc = rill__addr_resolve(host, port, true, "metrics", &ai)))
     return rc;
   rill__metrics_http_t *m = rill__calloc(1, sizeof *m);
-  if (!m)
+  if (!m) {
+    freeaddrinfo(ai);
     return rill__err(RILL_ENOMEM, "metrics: no memory");
+  }
   m->render = render;
   m->ctx = ctx;
   for (int i = 0; i < RILL__METRICS_MAX_CONNS; i++)
     m->conn[i].fd = -1;
-  m->lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  int one = 1;
-  if (m->lfd < 0 || setsockopt(m->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
-      bind(m->lfd, (struct sockaddr *)&sa, sizeof sa) || listen(m->lfd, 64)) {
-    rc = rill__err_errno("metrics: listen on %s", hostport);
+  m->lfd = -1;
+  rc = rill__addr_listen(ai, 64, SOCK_NONBLOCK, "metrics", &m->lfd, &m->port);
+  freeaddrinfo(ai);
+  if (rc)
     goto close_lfd;
-  }
-  socklen_t sl = sizeof sa;
-  getsockname(m->lfd, (struct sockaddr *)&sa, &sl);
-  m->port = ntohs(sa.sin_port);
   m->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (m->stopfd < 0) {
     rc = rill__err_errno("metrics: eventfd");

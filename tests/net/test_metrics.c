@@ -6,6 +6,7 @@
  */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -476,9 +477,9 @@ Test(http, stop_with_clients_connected) {
 
 Test(http, bad_hostport) {
   rill__metrics_http_t *m = (void *)1;
-  const char *bad[] = {"127.0.0.1",       ":9100",         "127.0.0.1:",
-                       "127.0.0.1:65536", "127.0.0.1:-1",  "localhost:9100",
-                       "1.2.3:80",        "127.0.0.1:80x", NULL};
+  const char *bad[] = {"127.0.0.1",    ":9100",    "127.0.0.1:", "127.0.0.1:65536",
+                       "127.0.0.1:-1", "::1:9100", "1.2.3:80",   "127.0.0.1:80x",
+                       "[::1]",        "[::1:80",  NULL};
   for (int i = 0; bad[i]; i++) {
     cr_assert_eq(rill__metrics_http_start(&m, bad[i], small_render, NULL), RILL_EINVAL, "%s",
                  bad[i]);
@@ -486,4 +487,18 @@ Test(http, bad_hostport) {
     cr_assert_neq(rill_errmsg()[0], 0);
   }
   cr_assert_eq(rill__metrics_http_start(&m, NULL, small_render, NULL), RILL_EINVAL);
+}
+
+/* A host name, and an IPv6 address in brackets. */
+Test(http, good_hostports) {
+  const char *good[] = {"localhost:0", "[::1]:0", NULL};
+  for (int i = 0; good[i]; i++) {
+    rill__metrics_http_t *m = NULL;
+    int rc = rill__metrics_http_start(&m, good[i], small_render, NULL);
+    if (rc == -EADDRNOTAVAIL && good[i][0] == '[')
+      continue; /* no IPv6 loopback here */
+    cr_assert_eq(rc, 0, "%s: %s", good[i], rill_errmsg());
+    cr_expect_gt(rill__metrics_http_port(m), 0);
+    rill__metrics_http_stop(m);
+  }
 }

@@ -1,0 +1,130 @@
+/*
+ * Durability without stalling (RILL_LOG_SYNC_GROUP): a loop that appends
+ * queues the topic for the syncer thread, whose one fdatasync covers every
+ * append before it from every loop; acknowledged publishes wait on their
+ * loop until their records are durable. No loop ever waits on the disk.
+ */
+
+#include "net/server_internal.h"
+
+/* Queues t for the syncer, once until it syncs it. */
+void rill__srv_want_sync(rill_server_t *s, struct topic *t) {
+  if (atomic_exchange_explicit(&t->sync_wanted, true, memory_order_acq_rel))
+    return;
+  topic_ref(t); /* the queue's, dropped by the syncer */
+  struct topic *h = atomic_load_explicit(&s->sync_q, memory_order_relaxed);
+  do
+    t->next_sync = h;
+  while (!atomic_compare_exchange_weak_explicit(&s->sync_q, &h, t, memory_order_release,
+                                                memory_order_relaxed));
+  rill__futex_bump(&s->sync_word);
+}
+
+/* Moves t's durable mark up to upto, never down (the syncer and a
+ * stopping loop may both sync). */
+void rill__srv_durable_raise(struct topic *t, uint64_t upto) {
+  uint64_t d = atomic_load_explicit(&t->durable, memory_order_relaxed);
+  while (d < upto && !atomic_compare_exchange_weak_explicit(
+                         &t->durable, &d, upto, memory_order_release, memory_order_relaxed))
+    ;
+}
+
+/* The syncer: one fdatasync per queued topic covers every record appended
+ * to it before, by any loop; then the loops with acks waiting are woken. */
+void *rill__srv_syncer_main(void *arg) {
+  rill_server_t *s = arg;
+  pthread_setname_np(pthread_self(), "rill-sync");
+  for (;;) {
+    /* The futex word is a plain u32 (the futex calls take one): read
+     * before the queue, acquire pairing with rill__futex_bump's release,
+     * so a push after the exchange below changes it and the wait returns. */
+    uint32_t w = __atomic_load_n(&s->sync_word, __ATOMIC_ACQUIRE);
+    struct topic *q = atomic_exchange_explicit(&s->sync_q, NULL, memory_order_acquire);
+    if (!q) {
+      /* Acquire, pairing with run's release store made after every loop
+       * was joined. Topics queued after the exchange above are synced by
+       * run itself. */
+      if (atomic_load_explicit(&s->stopping, memory_order_acquire))
+        return NULL;
+      rill__futex_wait(&s->sync_word, w, 100000000ull);
+      continue;
+    }
+    while (q) {
+      struct topic *t = q;
+      q = t->next_sync;
+      /* Cleared before the sync: an append after this queues it again.
+       * seq_cst: this store must not pass the load of the log's end below
+       * (a store then a load), or an append in between would find the
+       * flag still set, not queue the topic, and miss this sync. */
+      atomic_store_explicit(&t->sync_wanted, false, memory_order_seq_cst);
+      uint64_t upto = rill_log_next(t->log);
+      int rc = rill_log_sync(t->log);
+      if (rc) {
+        rill__srv_log(s, rc == RILL_ENOSPC ? L_NOSPC : L_IO, RILL_SERVER_LOG_ERROR,
+                      "topic '%s': sync failed: %s", t->name, rill_errmsg());
+        /* Relaxed: the release store of failed_upto publishes it. */
+        atomic_store_explicit(&t->sync_err, rc, memory_order_relaxed);
+        atomic_store_explicit(&t->failed_upto, upto, memory_order_release);
+      } else {
+        rill__srv_durable_raise(t, upto);
+      }
+      topic_put(s, t);
+    }
+    for (uint32_t i = 0; i < s->nloops; i++) {
+      struct loop *lp = &s->loops[i];
+      if (atomic_load_explicit(&lp->nacks, memory_order_relaxed) &&
+          !atomic_exchange_explicit(&lp->sync_woken, true, memory_order_acq_rel))
+        loop_wake(lp, &lp->sync_w);
+    }
+  }
+}
+
+/* Parks an acknowledged publish until its records are synced. */
+void rill__srv_ack_later(struct loop *lp, struct conn *c, struct topic *t, uint16_t ch, uint64_t id,
+                         uint64_t first, uint64_t last, uint64_t t0) {
+  size_t n = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
+  if (n == lp->cap_acks) {
+    size_t cap = n ? 2 * n : 256;
+    struct pack *a = rill__realloc(lp->acks, cap * sizeof *a);
+    if (!a) {
+      rill__srv_send_error(lp, c, ch, id, RILL_ENOMEM,
+                           "PUBLISH: appended, but no memory to wait for its sync");
+      return;
+    }
+    lp->acks = a;
+    lp->cap_acks = cap;
+  }
+  lp->acks[n] = (struct pack){c, t, id, first, last, t0, ch};
+  hold(lp, t);
+  atomic_store_explicit(&lp->nacks, n + 1, memory_order_relaxed);
+  c->acks_waiting++;
+}
+
+/* Sends the ACKs whose records are now durable (or the sync's error). */
+void rill__srv_acks_release(struct loop *lp) {
+  size_t n = atomic_load_explicit(&lp->nacks, memory_order_relaxed), keep = 0;
+  for (size_t i = 0; i < n; i++) {
+    struct pack *a = &lp->acks[i];
+    if (!a->c) {
+      unhold(lp, a->t);
+      continue;
+    }
+    uint64_t durable = atomic_load_explicit(&a->t->durable, memory_order_acquire);
+    uint64_t failed = atomic_load_explicit(&a->t->failed_upto, memory_order_acquire);
+    if (a->last < durable) {
+      rill__srv_send_frame(lp, a->c, RILL_F_ACK, 0, a->ch, a->id, a->first, NULL, 0);
+      rill_hist_record(&lp->publish_ack, rill_time_ns() - a->t0);
+    } else if (a->last < failed)
+      rill__srv_send_error(lp, a->c, a->ch, a->id,
+                           /* after the acquire load of failed_upto, which publishes it */
+                           atomic_load_explicit(&a->t->sync_err, memory_order_relaxed),
+                           "PUBLISH: appended, but the sync failed");
+    else {
+      lp->acks[keep++] = *a;
+      continue;
+    }
+    a->c->acks_waiting--;
+    unhold(lp, a->t);
+  }
+  atomic_store_explicit(&lp->nacks, keep, memory_order_relaxed);
+}
