@@ -96,21 +96,6 @@ void rill__srv_pump_topic(struct loop *lp, struct topic *t) {
     rill__srv_pump(lp, u);
 }
 
-/* Marks t appended to by this loop. Subscribers are pumped once per read,
- * not once per publish: a read that brought a hundred publishes delivers
- * them in one read of the log and one run of DELIVER frames each. */
-void rill__srv_touch(struct loop *lp, struct topic *t, uint64_t n, uint64_t bytes) {
-  struct tloop *tl = &t->per[lp->idx];
-  stat_add(&tl->appended, n); /* this loop's entry: it is the one writer */
-  stat_add(&tl->bytes, bytes);
-  if (!tl->touched) {
-    tl->touched = true;
-    tl->next_touched = lp->touched;
-    lp->touched = tl;
-    hold(lp, t); /* until pump_touched: the appender's bind may go first */
-  }
-}
-
 /* After a read: pump this loop's subscribers of the topics it appended
  * to, wake the other loops that have some, and queue the group syncs. */
 void rill__srv_pump_touched(struct loop *lp) {

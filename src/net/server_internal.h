@@ -308,9 +308,9 @@ struct loop {
   size_t cap_acks;
   _Atomic size_t nacks;
   uint64_t last_sweep;
-  _Atomic uint64_t st[NSTATS];   /* this loop's share of rill_server_stats_t, by STAT() */
+  _Atomic uint64_t st[NSTATS];  /* this loop's share of rill_server_stats_t, by STAT() */
   rill_hist_t publish_ack, ask; /* this loop's, one writer each */
-  rill__prom_t stats;            /* the text of STATS answers, kept for the next */
+  rill__prom_t stats;           /* the text of STATS answers, kept for the next */
   char pad[64];
 };
 
@@ -463,7 +463,6 @@ void rill__srv_on_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f);
 bool rill__srv_out_pump(struct loop *lp, struct conn *c);
 void rill__srv_pump(struct loop *lp, struct sub *u);
 void rill__srv_pump_topic(struct loop *lp, struct topic *t);
-void rill__srv_touch(struct loop *lp, struct topic *t, uint64_t n, uint64_t bytes);
 void rill__srv_pump_touched(struct loop *lp);
 void rill__srv_sub_free(struct loop *lp, struct sub *u);
 void rill__srv_on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t *f);
@@ -519,8 +518,7 @@ void rill__srv_on_stats(struct loop *lp, struct conn *c, const rill_frame_t *f);
 
 /* PUBLISH_BATCH: arg records (1..RILL_NET_MAX_BATCH), each a u32 length
  * and its bytes, filling the body exactly; recs[0..*n) point into it. */
-bool rill__srv_batch_parse(const rill_frame_t *f, rill_iov_t recs[RILL_NET_MAX_BATCH],
-                           size_t *n);
+bool rill__srv_batch_parse(const rill_frame_t *f, rill_iov_t recs[RILL_NET_MAX_BATCH], size_t *n);
 /* FETCH: a u32 count, then a topic name. */
 bool rill__srv_fetch_parse(const rill_frame_t *f, uint32_t *count);
 /* ASK: a u16 name length, a service name, then the payload (the rest). */
@@ -644,6 +642,21 @@ static inline void topic_put(rill_server_t *s, struct topic *t) {
 static inline void unhold(struct loop *lp, struct topic *t) {
   if (--t->per[lp->idx].held == 0)
     topic_put(lp->s, t);
+}
+
+/* Marks t appended to by this loop (inline: once per PUBLISH). Subscribers are pumped once per
+ * read, not once per publish: a read that brought a hundred publishes delivers them in one read of
+ * the log and one run of DELIVER frames each. */
+static inline void topic_touch(struct loop *lp, struct topic *t, uint64_t n, uint64_t bytes) {
+  struct tloop *tl = &t->per[lp->idx];
+  stat_add(&tl->appended, n); /* this loop's entry: it is the one writer */
+  stat_add(&tl->bytes, bytes);
+  if (!tl->touched) {
+    tl->touched = true;
+    tl->next_touched = lp->touched;
+    lp->touched = tl;
+    hold(lp, t); /* until pump_touched: the appender's bind may go first */
+  }
 }
 
 static inline uint32_t chtab_home(const struct chtab *t, uint32_t key) {

@@ -102,7 +102,7 @@ void rill__srv_on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f
     return;
   }
   INC(lp, published, 1);
-  rill__srv_touch(lp, t, 1, f->len);
+  topic_touch(lp, t, 1, f->len);
   rill__srv_ack(lp, c, t, f, seq, seq);
 }
 
@@ -151,7 +151,7 @@ void rill__srv_on_publish_batch(struct loop *lp, struct conn *c, const rill_fram
       for (size_t k = 0; k < done; k++)
         bytes += recs[k].len;
       INC(lp, published, done);
-      rill__srv_touch(lp, t, done, bytes);
+      topic_touch(lp, t, done, bytes);
       snprintf(msg, sizeof msg, "PUBLISH_BATCH: %zu of %zu records stored (from %llu): %s", done, n,
                (unsigned long long)first, rill_errmsg());
     }
@@ -159,6 +159,6 @@ void rill__srv_on_publish_batch(struct loop *lp, struct conn *c, const rill_fram
     return;
   }
   INC(lp, published, n);
-  rill__srv_touch(lp, t, n, f->len - 4 * n);
+  topic_touch(lp, t, n, f->len - 4 * n);
   rill__srv_ack(lp, c, t, f, first, first + n - 1);
 }

@@ -117,7 +117,7 @@ void rill__srv_on_chunk(struct loop *lp, struct conn *c, const rill_frame_t *f) 
       rill__srv_send_error(lp, c, in->ch, in->id, rc, rill_errmsg());
     } else {
       INC(lp, published, 1);
-      rill__srv_touch(lp, in->t, 1, in->len);
+      topic_touch(lp, in->t, 1, in->len);
       rill__srv_ack(lp, c, in->t, &first, seq, seq);
     }
   }
