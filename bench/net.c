@@ -6,7 +6,7 @@
  *
  * rill: a server in this process (rill_server_create on a free port of
  * 127.0.0.1, topics in a fresh directory under $TMPDIR or /tmp,
- * RILL_LOG_SYNC_NEVER), its loop in a thread of its own. The clients are
+ * RILL_SERVER_SYNC_NEVER), its loop in a thread of its own. The clients are
  * librill's blocking client, except where it has no call for the case.
  * Connections are opened once for the suite, outside every clock; so is
  * the subscription.
@@ -468,7 +468,7 @@ static void *srv_main(void *arg) {
 static int rill_open(bench_ctx_t *b) {
   if (bench_tmp_dir(S.dir, sizeof S.dir, "net") != 0)
     return 1;
-  rill_server_opts_t o = {.any_port = true, .data_dir = S.dir, .sync = RILL_LOG_SYNC_NEVER};
+  rill_server_opts_t o = {.any_port = true, .data_dir = S.dir, .sync = RILL_SERVER_SYNC_NEVER};
   int rc = rill_server_create(&S.srv, &o);
   if (rc)
     bench_die("rill_server_create: %s: %s", rill_strerror(rc), rill_errmsg());
@@ -483,7 +483,7 @@ static int rill_open(bench_ctx_t *b) {
     bench_die("rill: bind or subscribe: %s: %s", rill_strerror(rc), rill_errmsg());
   raw_open();
   bench_note(b,
-             "rill: server on 127.0.0.1:%u, topics in %s, RILL_LOG_SYNC_NEVER; subscriber credits "
+             "rill: server on 127.0.0.1:%u, topics in %s, RILL_SERVER_SYNC_NEVER; subscriber credits "
              "%u, granted by halves; batches of %u records, %u awaiting their ACK",
              rill_server_port(S.srv), S.dir, SUB_WINDOW, BATCH, WINDOW);
   return 0;

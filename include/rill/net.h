@@ -19,7 +19,6 @@
 #include <stdint.h>
 
 #include "core.h"
-#include "log.h"
 #include "mem.h"
 
 #ifdef __cplusplus
@@ -156,7 +155,7 @@ bool rill_net_name_ok(const void *name, size_t len);
  * rill serve's engine: one event loop per core (epoll, non-blocking
  * sockets) speaking the protocol above; each topic is an embedded log
  * under data_dir. Publishes are appended as they are decoded (under
- * RILL_LOG_SYNC_GROUP their ACKs wait for a syncer thread, never the
+ * RILL_SERVER_SYNC_GROUP their ACKs wait for a syncer thread, never the
  * loop); subscribers get what their credits allow; asks go to a
  * service's providers in turn; messages over max_body stream in CHUNKs up
  * to max_message. A frame that breaks the protocol gets an ERROR and its
@@ -164,6 +163,20 @@ bool rill_net_name_ok(const void *name, size_t len);
  * protocol, and Prometheus text over HTTP when opts.metrics is set.
  */
 typedef struct rill_server rill_server_t;
+
+/** When the topics' appends reach the disk (rill_server_opts_t.sync): the
+ *  log's policies (rill_log_sync_t in rill/log.h, with the same values),
+ *  named here so that a user of the server need not include the log. */
+typedef enum rill_server_sync {
+  /* At close only: a crash of the machine loses what the page cache held
+   * (a crash of the server does not). */
+  RILL_SERVER_SYNC_NEVER = 0,
+  RILL_SERVER_SYNC_EVERY_N,  /* the append that completes each sync_every records syncs */
+  RILL_SERVER_SYNC_INTERVAL, /* an append syncs when sync_interval_ns passed since the last */
+  /* A publish is acknowledged once durable; the syncer thread's one
+   * fdatasync covers every append made before it, from every loop. */
+  RILL_SERVER_SYNC_GROUP,
+} rill_server_sync_t;
 
 /** Levels of the server's log lines. */
 typedef enum rill_server_log_level {
@@ -211,10 +224,10 @@ typedef struct rill_server_opts {
   uint64_t handshake_timeout_ns; /* HELLO must arrive within; default 5 s */
   uint64_t idle_timeout_ns;      /* a silent connection is closed after; default 5 min */
   uint32_t sub_credits_max;      /* credits a subscription may hold; default 65536 */
-  size_t tx_limit;      /* bytes queued for one connection before it is cut off; default 64 MiB */
-  rill_log_sync_t sync; /* the topics' sync policy; default RILL_LOG_SYNC_NEVER */
-  uint64_t sync_every;  /* RILL_LOG_SYNC_EVERY_N: records; the log's default when 0 */
-  uint64_t sync_interval_ns; /* RILL_LOG_SYNC_INTERVAL; the log's default when 0 */
+  size_t tx_limit; /* bytes queued for one connection before it is cut off; default 64 MiB */
+  rill_server_sync_t sync;   /* the topics' sync policy; default RILL_SERVER_SYNC_NEVER */
+  uint64_t sync_every;       /* RILL_SERVER_SYNC_EVERY_N: records; the log's default when 0 */
+  uint64_t sync_interval_ns; /* RILL_SERVER_SYNC_INTERVAL; the log's default when 0 */
   uint32_t loops;            /* event-loop threads; default one per online CPU */
   /* "HOST:PORT" ("[::1]:PORT" for IPv6) to serve Prometheus text over
    * HTTP on; NULL: none. */

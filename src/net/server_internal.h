@@ -18,6 +18,7 @@
 
 #include "core/internal.h"
 #include "net/metrics.h"
+#include "rill/log.h"
 #include "rill/net.h"
 
 #define RX_MIN        (64u << 10)
@@ -308,9 +309,9 @@ struct loop {
   size_t cap_acks;
   _Atomic size_t nacks;
   uint64_t last_sweep;
-  _Atomic uint64_t st[NSTATS];   /* this loop's share of rill_server_stats_t, by STAT() */
+  _Atomic uint64_t st[NSTATS];  /* this loop's share of rill_server_stats_t, by STAT() */
   rill_hist_t publish_ack, ask; /* this loop's, one writer each */
-  rill__prom_t stats;            /* the text of STATS answers, kept for the next */
+  rill__prom_t stats;           /* the text of STATS answers, kept for the next */
   char pad[64];
 };
 
@@ -369,7 +370,7 @@ struct rill_server {
     uint32_t lines; /* sent in it */
     uint64_t suppressed;
   } logk[8];
-  /* The syncer (RILL_LOG_SYNC_GROUP only). */
+  /* The syncer (RILL_SERVER_SYNC_GROUP only). */
   bool syncing;
   pthread_t syncer;
   _Atomic(struct topic *) sync_q;
@@ -395,6 +396,14 @@ _Static_assert(L_KINDS <= sizeof((rill_server_t *)0)->logk / sizeof(struct logki
 
 /* What forwarding a frame to a connection came to. */
 enum { SENT, GONE, BUSY };
+
+/* rill_server_sync_t is the log's policies under the server's names:
+ * the server passes a value on as it is. */
+_Static_assert(RILL_SERVER_SYNC_NEVER == (int)RILL_LOG_SYNC_NEVER &&
+                   RILL_SERVER_SYNC_EVERY_N == (int)RILL_LOG_SYNC_EVERY_N &&
+                   RILL_SERVER_SYNC_INTERVAL == (int)RILL_LOG_SYNC_INTERVAL &&
+                   RILL_SERVER_SYNC_GROUP == (int)RILL_LOG_SYNC_GROUP,
+               "rill_server_sync_t and rill_log_sync_t differ");
 
 #pragma GCC visibility push(hidden)
 
@@ -519,8 +528,7 @@ void rill__srv_on_stats(struct loop *lp, struct conn *c, const rill_frame_t *f);
 
 /* PUBLISH_BATCH: arg records (1..RILL_NET_MAX_BATCH), each a u32 length
  * and its bytes, filling the body exactly; recs[0..*n) point into it. */
-bool rill__srv_batch_parse(const rill_frame_t *f, rill_iov_t recs[RILL_NET_MAX_BATCH],
-                           size_t *n);
+bool rill__srv_batch_parse(const rill_frame_t *f, rill_iov_t recs[RILL_NET_MAX_BATCH], size_t *n);
 /* FETCH: a u32 count, then a topic name. */
 bool rill__srv_fetch_parse(const rill_frame_t *f, uint32_t *count);
 /* ASK: a u16 name length, a service name, then the payload (the rest). */

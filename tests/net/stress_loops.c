@@ -206,7 +206,7 @@ static void loops_side_by_side(void) {
                                                      .any_port = true,
                                                      .loops = 4,
                                                      .metrics = "127.0.0.1:0",
-                                                     .sync = RILL_LOG_SYNC_GROUP}) == 0,
+                                                     .sync = RILL_SERVER_SYNC_GROUP}) == 0,
         "create: %s", rill_errmsg());
   port = rill_server_port(s);
   metrics_port = rill_server_metrics_port(s);

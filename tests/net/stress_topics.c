@@ -145,7 +145,7 @@ static void topics_churn(void) {
                                                        .max_topics = 8,
                                                        .max_disk = 2 << 20,
                                                        .segment_bytes = 64 << 10,
-                                                       .sync = RILL_LOG_SYNC_GROUP}) == 0,
+                                                       .sync = RILL_SERVER_SYNC_GROUP}) == 0,
         "create: %s", rill_errmsg());
   port = rill_server_port(srv);
   pthread_t s, u[USERS], d;

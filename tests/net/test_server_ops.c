@@ -724,7 +724,7 @@ Test(server_ops, deleted_topics_are_freed_with_their_last_user) {
  * closes and its place under max_topics is free. */
 Test(server_ops, deleted_topic_freed_after_its_users_on_every_loop) {
   srv_t v;
-  srv_start(&v, (rill_server_opts_t){.loops = 3, .max_topics = 2, .sync = RILL_LOG_SYNC_GROUP});
+  srv_start(&v, (rill_server_opts_t){.loops = 3, .max_topics = 2, .sync = RILL_SERVER_SYNC_GROUP});
   rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "users"};
   rill_client_t *c[4];
   for (int i = 0; i < 4; i++)
