@@ -191,7 +191,7 @@ typedef enum rill_server_log_level {
  *  line without its newline, valid during the call. Each kind of line is
  *  rate-limited to opts.log_rate a second; the lines a second dropped are
  *  counted in a line of their own ("... suppressed N similar lines"). */
-typedef void (*rill_server_log_fn)(void *ctx, rill_server_log_level_t level, const char *msg);
+typedef void (*rill_server_log_cb)(void *ctx, rill_server_log_level_t level, const char *msg);
 
 /** The log options of the topics whose names match, over the server's
  *  (rill_server_opts_t.topic_opts). A field of 0 takes the server's
@@ -258,7 +258,7 @@ typedef struct rill_server_opts {
    * name gives its options (copied at create, match strings included). */
   const rill_server_topic_opts_t *topic_opts;
   uint32_t ntopic_opts;
-  rill_server_log_fn log; /* NULL: the server logs nothing */
+  rill_server_log_cb log; /* NULL: the server logs nothing */
   void *log_ctx;          /* log's first argument */
   uint32_t log_rate;      /* lines of one kind a second at most; default 10 */
 } rill_server_opts_t;
@@ -582,11 +582,13 @@ int rill_client_flush(rill_client_t *c);
 /** Round trip of a PING, in ns. */
 int rill_client_ping(rill_client_t *c, uint64_t *rtt_ns);
 
-/** The server's metrics (a STATS request): its Prometheus text goes into
+/** The server's metrics as text (a STATS request; named for what it
+ *  gives, as it is no stats getter of the one shape: it asks the server,
+ *  so it waits and can fail): the Prometheus text goes into
  *  buf, NUL-terminated, and *len gets its length. RILL_ENOBUFS when cap
  *  is not more than that length (*len still says it), or the server's
  *  error (a server without metrics answers ERROR). */
-int rill_client_stats(rill_client_t *c, char *buf, size_t cap, size_t *len);
+int rill_client_server_stats_text(rill_client_t *c, char *buf, size_t cap, size_t *len);
 
 /* ---- topics ------------------------------------------------------------------ */
 

@@ -111,7 +111,7 @@ static void *deleter_main(void *arg) {
     if (i % 16 == 0) {
       char buf[1 << 14];
       size_t len;
-      rc = rill_client_stats(c, buf, sizeof buf, &len); /* renders the topics too */
+      rc = rill_client_server_stats_text(c, buf, sizeof buf, &len); /* renders the topics too */
       CHECK(rc == 0 || rc == RILL_EMSGSIZE, "stats: %d %s", rc, rill_errmsg());
     }
     if (i >= DELETES && atomic_load(&users_left) == 0)

@@ -499,7 +499,7 @@ Test(client, stats_live) {
   cr_assert_eq(rill_client_connect(&c, &o), 0);
   char buf[1 << 16];
   size_t len = 0;
-  int rc = rill_client_stats(c, buf, sizeof buf, &len);
+  int rc = rill_client_server_stats_text(c, buf, sizeof buf, &len);
   if (rc == 0) {
     cr_expect_eq(strlen(buf), len);
     cr_expect_gt(len, 0);
@@ -536,13 +536,13 @@ Test(client_stats, scripted_server) {
   rill_client_t *c = fake_connect(&k, fake_main, 0, (rill_client_opts_t){0});
   char buf[256];
   size_t len = 0;
-  cr_assert_eq(rill_client_stats(c, buf, sizeof buf, &len), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_server_stats_text(c, buf, sizeof buf, &len), 0, "%s", rill_errmsg());
   cr_expect_str_eq(buf, "# TYPE rill_up gauge\nrill_up 1\n");
   cr_expect_eq(len, strlen(buf));
   char small[8];
-  cr_expect_eq(rill_client_stats(c, small, sizeof small, &len), RILL_ENOBUFS);
+  cr_expect_eq(rill_client_server_stats_text(c, small, sizeof small, &len), RILL_ENOBUFS);
   cr_expect_eq(len, strlen(buf), "says the size it needs");
-  cr_expect_eq(rill_client_stats(c, buf, sizeof buf, &len), RILL_ENOTSUP);
+  cr_expect_eq(rill_client_server_stats_text(c, buf, sizeof buf, &len), RILL_ENOTSUP);
   cr_expect_neq(strstr(rill_errmsg(), "no metrics"), NULL, "%s", rill_errmsg());
   rill_client_close(c);
   fake_end(&k);

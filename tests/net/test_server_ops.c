@@ -894,7 +894,8 @@ Test(server_ops, max_disk_bounds_the_topics) {
   /* The metrics show the bytes held and the limit. */
   static char text[1 << 16];
   size_t len = 0;
-  cr_assert_eq(rill_client_stats(adm, text, sizeof text - 1, &len), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_server_stats_text(adm, text, sizeof text - 1, &len), 0, "%s",
+               rill_errmsg());
   text[len] = 0;
   snprintf(want, sizeof want, "rill_disk_max_bytes %llu", (unsigned long long)max);
   cr_expect_not_null(strstr(text, want), "no '%s'", want);
