@@ -539,7 +539,7 @@ static void rill_ask_lat(void *arg, uint64_t iters, rill_hist_t *h) {
     const uint8_t *r;
     uint32_t rl;
     uint64_t t0 = rill_time_ns();
-    int rc = rill_client_ask(S.asker, "echo", m, MSG, 0, &r, &rl);
+    int rc = rill_client_ask(S.asker, "echo", m, MSG, RILL_FOREVER, &r, &rl);
     rill_hist_record(h, rill_time_ns() - t0);
     if (RILL_UNLIKELY(rc || rl != MSG))
       bench_die("rill_client_ask: %s: %s", rill_strerror(rc), rill_errmsg());
@@ -630,7 +630,7 @@ static void pipe_reply(void *ctx, int status, const uint8_t *reply, uint32_t len
 
 static void pipe_ask(pipe_run_t *x) {
   static uint8_t m[MSG];
-  int rc = rill_client_ask_async(S.pasker, "pecho", m, MSG, 0, pipe_reply, x);
+  int rc = rill_client_ask_async(S.pasker, "pecho", m, MSG, RILL_FOREVER, pipe_reply, x);
   if (RILL_UNLIKELY(rc != 0))
     bench_die("rill_client_ask_async: %s: %s", rill_strerror(rc), rill_errmsg());
   x->sent++;

@@ -158,7 +158,7 @@ static void *churn_main(void *arg) {
     CHECK(rc == RILL_ETIMEDOUT, "ask past its deadline: %d %s", rc, rill_errmsg());
     if (i % 2) {
       rill_client_close(p); /* the provider goes: askers see ECONNRESET or ENOENT */
-      rc = rill_client_ask(a, "mute", "x", 1, 0, &rep, &len);
+      rc = rill_client_ask(a, "mute", "x", 1, RILL_FOREVER, &rep, &len);
       CHECK(rc == RILL_ENOENT || rc == RILL_ECONNRESET, "ask of a gone provider: %d", rc);
       rill_client_close(a);
     } else {
