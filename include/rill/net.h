@@ -10,6 +10,13 @@
  * appended to a log or sliced as a rill_buf straight from the receive
  * buffer. Bad input is an error code, never a crash or a read outside the
  * bytes given.
+ *
+ * The header follows docs/DESIGN.md's API convention (a NULL handle is
+ * undefined; rill_server_destroy and rill_client_close take NULL), with
+ * two departures: the encoders (rill_frame_header, rill_net_*_encode)
+ * take the buffer they write first, as memcpy does, and the readers
+ * (rill_client_next, rill_client_next_ask) take the message they fill
+ * before their timeout, as rill_ipc_route_recv does.
  */
 #ifndef RILL_NET_H
 #define RILL_NET_H
@@ -292,7 +299,8 @@ int rill_server_run(rill_server_t *s);
  *  eventfd), so a SIGTERM handler may call it. */
 void rill_server_stop(rill_server_t *s);
 
-/** Frees a server that is not running: closes the logs and sockets. */
+/** Frees a server that is not running: closes the logs and sockets.
+ *  NULL is a no-op. */
 void rill_server_destroy(rill_server_t *s);
 
 /** Counters since create (read while it runs with relaxed atomics). */
