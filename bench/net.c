@@ -6,7 +6,7 @@
  *
  * rill: a server in this process (rill_server_create on a free port of
  * 127.0.0.1, topics in a fresh directory under $TMPDIR or /tmp,
- * RILL_LOG_SYNC_NEVER), its loop in a thread of its own. The clients are
+ * RILL_SERVER_SYNC_NEVER), its loop in a thread of its own. The clients are
  * librill's blocking client, except where it has no call for the case.
  * Connections are opened once for the suite, outside every clock; so is
  * the subscription.
@@ -468,7 +468,7 @@ static void *srv_main(void *arg) {
 static int rill_open(bench_ctx_t *b) {
   if (bench_tmp_dir(S.dir, sizeof S.dir, "net") != 0)
     return 1;
-  rill_server_opts_t o = {.any_port = true, .data_dir = S.dir, .sync = RILL_LOG_SYNC_NEVER};
+  rill_server_opts_t o = {.any_port = true, .data_dir = S.dir, .sync = RILL_SERVER_SYNC_NEVER};
   int rc = rill_server_create(&S.srv, &o);
   if (rc)
     bench_die("rill_server_create: %s: %s", rill_strerror(rc), rill_errmsg());
@@ -483,7 +483,7 @@ static int rill_open(bench_ctx_t *b) {
     bench_die("rill: bind or subscribe: %s: %s", rill_strerror(rc), rill_errmsg());
   raw_open();
   bench_note(b,
-             "rill: server on 127.0.0.1:%u, topics in %s, RILL_LOG_SYNC_NEVER; subscriber credits "
+             "rill: server on 127.0.0.1:%u, topics in %s, RILL_SERVER_SYNC_NEVER; subscriber credits "
              "%u, granted by halves; batches of %u records, %u awaiting their ACK",
              rill_server_port(S.srv), S.dir, SUB_WINDOW, BATCH, WINDOW);
   return 0;
@@ -539,7 +539,7 @@ static void rill_ask_lat(void *arg, uint64_t iters, rill_hist_t *h) {
     const uint8_t *r;
     uint32_t rl;
     uint64_t t0 = rill_time_ns();
-    int rc = rill_client_ask(S.asker, "echo", m, MSG, 0, &r, &rl);
+    int rc = rill_client_ask(S.asker, "echo", m, MSG, RILL_FOREVER, &r, &rl);
     rill_hist_record(h, rill_time_ns() - t0);
     if (RILL_UNLIKELY(rc || rl != MSG))
       bench_die("rill_client_ask: %s: %s", rill_strerror(rc), rill_errmsg());
@@ -630,7 +630,7 @@ static void pipe_reply(void *ctx, int status, const uint8_t *reply, uint32_t len
 
 static void pipe_ask(pipe_run_t *x) {
   static uint8_t m[MSG];
-  int rc = rill_client_ask_async(S.pasker, "pecho", m, MSG, 0, pipe_reply, x);
+  int rc = rill_client_ask_async(S.pasker, "pecho", m, MSG, RILL_FOREVER, pipe_reply, x);
   if (RILL_UNLIKELY(rc != 0))
     bench_die("rill_client_ask_async: %s: %s", rill_strerror(rc), rill_errmsg());
   x->sent++;

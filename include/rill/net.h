@@ -10,6 +10,13 @@
  * appended to a log or sliced as a rill_buf straight from the receive
  * buffer. Bad input is an error code, never a crash or a read outside the
  * bytes given.
+ *
+ * The header follows docs/DESIGN.md's API convention (a NULL handle is
+ * undefined; rill_server_destroy and rill_client_close take NULL), with
+ * two departures: the encoders (rill_frame_header, rill_net_*_encode)
+ * take the buffer they write first, as memcpy does, and the readers
+ * (rill_client_next, rill_client_next_ask) take the message they fill
+ * before their timeout, as rill_ipc_route_recv does.
  */
 #ifndef RILL_NET_H
 #define RILL_NET_H
@@ -19,7 +26,6 @@
 #include <stdint.h>
 
 #include "core.h"
-#include "log.h"
 #include "mem.h"
 
 #ifdef __cplusplus
@@ -156,7 +162,7 @@ bool rill_net_name_ok(const void *name, size_t len);
  * rill serve's engine: one event loop per core (epoll, non-blocking
  * sockets) speaking the protocol above; each topic is an embedded log
  * under data_dir. Publishes are appended as they are decoded (under
- * RILL_LOG_SYNC_GROUP their ACKs wait for a syncer thread, never the
+ * RILL_SERVER_SYNC_GROUP their ACKs wait for a syncer thread, never the
  * loop); subscribers get what their credits allow; asks go to a
  * service's providers in turn; messages over max_body stream in CHUNKs up
  * to max_message. A frame that breaks the protocol gets an ERROR and its
@@ -164,6 +170,20 @@ bool rill_net_name_ok(const void *name, size_t len);
  * protocol, and Prometheus text over HTTP when opts.metrics is set.
  */
 typedef struct rill_server rill_server_t;
+
+/** When the topics' appends reach the disk (rill_server_opts_t.sync): the
+ *  log's policies (rill_log_sync_t in rill/log.h, with the same values),
+ *  named here so that a user of the server need not include the log. */
+typedef enum rill_server_sync {
+  /* At close only: a crash of the machine loses what the page cache held
+   * (a crash of the server does not). */
+  RILL_SERVER_SYNC_NEVER = 0,
+  RILL_SERVER_SYNC_EVERY_N,  /* the append that completes each sync_every records syncs */
+  RILL_SERVER_SYNC_INTERVAL, /* an append syncs when sync_interval_ns passed since the last */
+  /* A publish is acknowledged once durable; the syncer thread's one
+   * fdatasync covers every append made before it, from every loop. */
+  RILL_SERVER_SYNC_GROUP,
+} rill_server_sync_t;
 
 /** Levels of the server's log lines. */
 typedef enum rill_server_log_level {
@@ -178,7 +198,7 @@ typedef enum rill_server_log_level {
  *  line without its newline, valid during the call. Each kind of line is
  *  rate-limited to opts.log_rate a second; the lines a second dropped are
  *  counted in a line of their own ("... suppressed N similar lines"). */
-typedef void (*rill_server_log_fn)(void *ctx, rill_server_log_level_t level, const char *msg);
+typedef void (*rill_server_log_cb)(void *ctx, rill_server_log_level_t level, const char *msg);
 
 /** The log options of the topics whose names match, over the server's
  *  (rill_server_opts_t.topic_opts). A field of 0 takes the server's
@@ -208,13 +228,15 @@ typedef struct rill_server_opts {
   const char *token;             /* clients must present it in HELLO; NULL: none */
   uint32_t max_conns;            /* default 1024 */
   uint32_t max_body;             /* largest frame body taken, 4 KiB..64 MiB; default 1 MiB */
-  uint64_t handshake_timeout_ns; /* HELLO must arrive within; default 5 s */
-  uint64_t idle_timeout_ns;      /* a silent connection is closed after; default 5 min */
-  uint32_t sub_credits_max;      /* credits a subscription may hold; default 65536 */
-  size_t tx_limit;      /* bytes queued for one connection before it is cut off; default 64 MiB */
-  rill_log_sync_t sync; /* the topics' sync policy; default RILL_LOG_SYNC_NEVER */
-  uint64_t sync_every;  /* RILL_LOG_SYNC_EVERY_N: records; the log's default when 0 */
-  uint64_t sync_interval_ns; /* RILL_LOG_SYNC_INTERVAL; the log's default when 0 */
+  uint64_t handshake_timeout_ns; /* HELLO must arrive within; default 5 s; RILL_FOREVER: no bound */
+  /* A silent connection is PINGed after half of it and closed after it;
+   * default 5 min; RILL_FOREVER: never (and no PINGs). */
+  uint64_t idle_timeout_ns;
+  uint32_t sub_credits_max; /* credits a subscription may hold; default 65536 */
+  size_t tx_limit; /* bytes queued for one connection before it is cut off; default 64 MiB */
+  rill_server_sync_t sync;   /* the topics' sync policy; default RILL_SERVER_SYNC_NEVER */
+  uint64_t sync_every;       /* RILL_SERVER_SYNC_EVERY_N: records; the log's default when 0 */
+  uint64_t sync_interval_ns; /* RILL_SERVER_SYNC_INTERVAL; the log's default when 0 */
   uint32_t loops;            /* event-loop threads; default one per online CPU */
   /* "HOST:PORT" ("[::1]:PORT" for IPv6) to serve Prometheus text over
    * HTTP on; NULL: none. */
@@ -245,7 +267,7 @@ typedef struct rill_server_opts {
    * name gives its options (copied at create, match strings included). */
   const rill_server_topic_opts_t *topic_opts;
   uint32_t ntopic_opts;
-  rill_server_log_fn log; /* NULL: the server logs nothing */
+  rill_server_log_cb log; /* NULL: the server logs nothing */
   void *log_ctx;          /* log's first argument */
   uint32_t log_rate;      /* lines of one kind a second at most; default 10 */
 } rill_server_opts_t;
@@ -277,7 +299,8 @@ int rill_server_run(rill_server_t *s);
  *  eventfd), so a SIGTERM handler may call it. */
 void rill_server_stop(rill_server_t *s);
 
-/** Frees a server that is not running: closes the logs and sockets. */
+/** Frees a server that is not running: closes the logs and sockets.
+ *  NULL is a no-op. */
 void rill_server_destroy(rill_server_t *s);
 
 /** Counters since create (read while it runs with relaxed atomics). */
@@ -356,13 +379,16 @@ typedef struct rill_client_opts {
   const char *token; /* NULL: none */
   const char *name;  /* shown in the server's logs; default "rill" */
   /* Per request, and the longest a send waits for the server to take a
-   * byte (past it the connection is dropped: RILL_ETIMEDOUT); default 10 s. */
+   * byte (past it the connection is dropped: RILL_ETIMEDOUT); default 10 s
+   * (0), RILL_FOREVER: no bound. */
   uint64_t timeout_ns;
-  uint32_t max_inflight;       /* async asks in flight at once; default 4096 */
-  bool reconnect;              /* dial again when the connection breaks (see above) */
-  uint64_t backoff_min_ns;     /* first wait between attempts; default 10 ms */
-  uint64_t backoff_max_ns;     /* the wait doubles up to this; default 2 s */
-  uint64_t reconnect_limit_ns; /* give up (RILL_ECLOSED) after this long down; default 30 s */
+  uint32_t max_inflight;   /* async asks in flight at once; default 4096 */
+  bool reconnect;          /* dial again when the connection breaks (see above) */
+  uint64_t backoff_min_ns; /* first wait between attempts; default 10 ms */
+  uint64_t backoff_max_ns; /* the wait doubles up to this; default 2 s */
+  /* Give up (RILL_ECLOSED) after this long down; default 30 s;
+   * RILL_FOREVER: never. */
+  uint64_t reconnect_limit_ns;
   /* Largest ask, reply or delivery sent or taken in CHUNKs; default 64
    * MiB. A delivery over it is skipped (RILL_EMSGSIZE from next or poll).
    * Asks and replies coming in at once may hold 4 max_messages together:
@@ -460,7 +486,9 @@ int rill_client_subscribe_cb(rill_client_t *c, const char *topic, uint64_t from,
 int rill_client_unsubscribe(rill_client_t *c, uint16_t sub);
 
 /** Waits up to timeout_ns for the next delivery of a polling
- *  subscription: 0, RILL_ETIMEDOUT, or the error the server sent
+ *  subscription (0: takes what has come and does not wait; RILL_FOREVER:
+ *  no bound): 0, RILL_ETIMEDOUT when none came (at once for 0), or the
+ *  error the server sent
  *  (RILL_ECLOSED when it said BYE or went away and the client does not
  *  reconnect; with reconnect it dials again within the timeout and goes
  *  on). RILL_EMSGSIZE, once, for a record over opts.max_message, which
@@ -504,8 +532,9 @@ typedef void (*rill_client_ask_cb)(void *ctx, const rill_client_ask_t *a);
 int rill_client_serve_cb(rill_client_t *c, const char *service, rill_client_ask_cb cb, void *ctx,
                          uint16_t *ch);
 
-/** Waits up to timeout_ns for the next ask to a service served without a
- *  callback: 0, RILL_ETIMEDOUT, or the server's connection-level error. */
+/** Waits up to timeout_ns (0: not at all; RILL_FOREVER: no bound) for
+ *  the next ask to a service served without a callback: 0, RILL_ETIMEDOUT
+ *  when none came, or the server's connection-level error. */
 int rill_client_next_ask(rill_client_t *c, rill_client_ask_t *a, uint64_t timeout_ns);
 
 /** Answers ask id. Inside rill_client_poll (a callback) the reply is
@@ -523,8 +552,11 @@ int rill_client_reply(rill_client_t *c, uint64_t id, const void *data, uint32_t 
 int rill_client_reply_error(rill_client_t *c, uint64_t id, int code, const char *msg);
 
 /** Asks `service` and waits for the reply: *reply points at it (valid
- *  until the next call on this client). timeout_ns (0: none) is the
- *  deadline the server enforces: RILL_ETIMEDOUT when it passes,
+ *  until the next call on this client). timeout_ns is the deadline the
+ *  server enforces: RILL_FOREVER for none (as long as the provider
+ *  takes); 0 tries once without waiting, and as no reply is there before
+ *  an ask is sent, it is RILL_ETIMEDOUT at once with nothing sent.
+ *  RILL_ETIMEDOUT when the deadline passes,
  *  RILL_ENOENT when nobody serves the name, RILL_ECONNRESET when the
  *  provider went away (or the connection broke, with reconnect),
  *  RILL_EMSGSIZE for an ask or a reply over max_message (the client's or
@@ -545,22 +577,21 @@ typedef void (*rill_client_reply_cb)(void *ctx, int status, const uint8_t *reply
  *  drives the connection (polls, running callbacks) until one ends, or
  *  returns RILL_ETIMEDOUT after opts.timeout_ns without one (RILL_EFULL
  *  when called from a callback, which must not wait). timeout_ns as in
- *  rill_client_ask, but the client adds no deadline of its own: an ask
- *  without one whose provider never answers stays in flight until the
- *  provider or the connection goes. A non-zero return means cb will not
- *  run. */
+ *  rill_client_ask (0: RILL_ETIMEDOUT at once, nothing sent), but the
+ *  client adds no deadline of its own: an ask with RILL_FOREVER whose
+ *  provider never answers stays in flight until the provider or the
+ *  connection goes. A non-zero return means cb will not run. */
 int rill_client_ask_async(rill_client_t *c, const char *service, const void *req, uint32_t len,
                           uint64_t timeout_ns, rill_client_reply_cb cb, void *ctx);
 
-/** Sends what is buffered, waits up to timeout_ns (0: not at all) for
- *  input, and dispatches everything that has arrived: reply callbacks,
- *  subscription callbacks, service callbacks, then sends what they
- *  buffered. Returns the number of callbacks run, or a negative error
- *  (a connection-level error from the server, an earlier unacknowledged
- *  publish's error, a subscription a reconnect dropped (once, see above),
- *  RILL_ECLOSED when the connection is gone for good);
- *  callbacks may have run before an error. With reconnect, a broken
- *  connection is dialled again within the timeout and is not an error. */
+/** Sends what is buffered, waits up to timeout_ns (0: not at all;
+ *  RILL_FOREVER: until something comes) for input, and dispatches everything that has arrived:
+ * reply callbacks, subscription callbacks, service callbacks, then sends what they buffered.
+ * Returns the number of callbacks run, or a negative error (a connection-level error from the
+ * server, an earlier unacknowledged publish's error, a subscription a reconnect dropped (once, see
+ * above), RILL_ECLOSED when the connection is gone for good); callbacks may have run before an
+ * error. With reconnect, a broken connection is dialled again within the timeout and is not an
+ * error. */
 int rill_client_poll(rill_client_t *c, uint64_t timeout_ns);
 
 /** Sends what the send buffer holds now. */
@@ -569,11 +600,13 @@ int rill_client_flush(rill_client_t *c);
 /** Round trip of a PING, in ns. */
 int rill_client_ping(rill_client_t *c, uint64_t *rtt_ns);
 
-/** The server's metrics (a STATS request): its Prometheus text goes into
+/** The server's metrics as text (a STATS request; named for what it
+ *  gives, as it is no stats getter of the one shape: it asks the server,
+ *  so it waits and can fail): the Prometheus text goes into
  *  buf, NUL-terminated, and *len gets its length. RILL_ENOBUFS when cap
  *  is not more than that length (*len still says it), or the server's
  *  error (a server without metrics answers ERROR). */
-int rill_client_stats(rill_client_t *c, char *buf, size_t cap, size_t *len);
+int rill_client_server_stats_text(rill_client_t *c, char *buf, size_t cap, size_t *len);
 
 /* ---- topics ------------------------------------------------------------------ */
 

@@ -161,9 +161,12 @@ static int dial_socket(rill_client_t *c) {
      * dialled again until reconnect_limit, not given up as a bad option. */
     return rc == RILL_EINVAL && c->down ? RILL_EAGAIN : rc;
   /* connect() gives up after SO_SNDTIMEO: an unreachable address costs
-   * one request timeout, not the kernel's minutes. */
-  struct timeval tv = {(time_t)(c->o.timeout_ns / 1000000000u),
-                       (suseconds_t)(c->o.timeout_ns % 1000000000u / 1000u)};
+   * one request timeout, not the kernel's minutes (with RILL_FOREVER, a
+   * zero timeval: the kernel's own). */
+  struct timeval tv = {0, 0};
+  if (c->o.timeout_ns != RILL_FOREVER)
+    tv = (struct timeval){(time_t)(c->o.timeout_ns / 1000000000u),
+                          (suseconds_t)(c->o.timeout_ns % 1000000000u / 1000u)};
   for (struct addrinfo *a = ai; a; a = a->ai_next) {
     c->fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
@@ -282,9 +285,11 @@ int rill__cli_ensure(rill_client_t *c, uint64_t deadline) {
       c->gave_up = true;
       return rc;
     }
-    uint64_t b = c->backoff_ns ? 2 * c->backoff_ns : c->o.backoff_min_ns;
+    uint64_t b = !c->backoff_ns                   ? c->o.backoff_min_ns
+                 : c->backoff_ns > UINT64_MAX / 2 ? UINT64_MAX
+                                                  : 2 * c->backoff_ns;
     c->backoff_ns = b > c->o.backoff_max_ns ? c->o.backoff_max_ns : b;
-    c->next_try_ns = rill_time_ns() + jitter(c, c->backoff_ns);
+    c->next_try_ns = rill__deadline(rill_time_ns(), jitter(c, c->backoff_ns));
   }
 }
 

@@ -139,11 +139,24 @@ static int ask_prefix(rill_client_t *c, const char *service, uint32_t len, uint8
 /* Sends an ASK over the threshold at once: STREAM with the name and the
  * first piece (the whole frame within a piece), then CHUNKs with arg = ASK
  * and no total length; the server forwards the pieces as they come. */
+/* The ASK's arg, the deadline the server enforces: 0 says none. */
+static uint64_t wire_deadline(uint64_t timeout_ns) {
+  return timeout_ns == RILL_FOREVER ? 0 : timeout_ns;
+}
+
+/* timeout 0 tries once without waiting, and no reply is there before
+ * the ask is sent: the ask would only reach a provider to be cancelled. */
+static int ask_now(void) {
+  return rill__err(RILL_ETIMEDOUT, "client: an ask with a timeout of 0 cannot be answered: "
+                                   "RILL_FOREVER waits for the reply without a bound");
+}
+
 static int ask_stream(rill_client_t *c, uint64_t id, uint64_t timeout_ns, const uint8_t *pre,
                       size_t pl, const uint8_t *req, uint32_t len) {
   uint8_t hdr[RILL_NET_HDR + 2 + RILL_NET_MAX_NAME];
   uint32_t first = piece_of(c) - (uint32_t)pl; /* pieces are >= 2 KiB, names <= 202 bytes */
-  rill_frame_header(hdr, RILL_F_ASK, RILL_FF_STREAM, 0, id, timeout_ns, (uint32_t)pl + first);
+  rill_frame_header(hdr, RILL_F_ASK, RILL_FF_STREAM, 0, id, wire_deadline(timeout_ns),
+                    (uint32_t)pl + first);
   memcpy(hdr + RILL_NET_HDR, pre, pl);
   int rc = rill__cli_send_now(c, hdr, RILL_NET_HDR + pl, req, first);
   return rc ? rc : rill__cli_send_chunks(c, RILL_F_ASK, 0, id, req, first, len);
@@ -154,23 +167,25 @@ int rill_client_ask(rill_client_t *c, const char *service, const void *req, uint
   uint8_t hdr[RILL_NET_HDR + 2 + RILL_NET_MAX_NAME];
   size_t pl = 0;
   int rc = ask_prefix(c, service, len, hdr + RILL_NET_HDR, &pl);
+  if (!rc && !timeout_ns)
+    rc = ask_now();
   if (rc || (rc = ready(c)) != 0)
     return rc;
   uint64_t id = c->next_id++;
   if (pl + len > piece_of(c)) {
     rc = ask_stream(c, id, timeout_ns, hdr + RILL_NET_HDR, pl, req, len);
   } else {
-    rill_frame_header(hdr, RILL_F_ASK, 0, 0, id, timeout_ns, (uint32_t)(pl + len));
+    rill_frame_header(hdr, RILL_F_ASK, 0, 0, id, wire_deadline(timeout_ns), (uint32_t)(pl + len));
     rc = rill__cli_send_now(c, hdr, RILL_NET_HDR + pl, req, len);
   }
   if (rc)
     return rc;
   rill_frame_t f;
-  /* The server's deadline answers first; ours is only for a server that
-   * stopped answering altogether. */
+  /* The server's deadline answers first; ours, a second later, is only
+   * for a server that stopped answering altogether (a saturating sum:
+   * RILL_FOREVER stays no bound). */
   c->ask_waiting = id;
-  rc = rill__cli_await(c, RILL_F_REPLY, id, &f,
-                       timeout_ns ? timeout_ns + 1000000000ull : c->o.timeout_ns);
+  rc = rill__cli_await(c, RILL_F_REPLY, id, &f, rill__deadline(1000000000ull, timeout_ns));
   c->ask_waiting = 0;
   if (rc)
     return rc;
@@ -186,6 +201,8 @@ int rill_client_ask_async(rill_client_t *c, const char *service, const void *req
   uint8_t pre[2 + RILL_NET_MAX_NAME];
   size_t pl = 0;
   int rc = ask_prefix(c, service, len, pre, &pl);
+  if (!rc && !timeout_ns)
+    rc = ask_now();
   if (rc || (rc = ready(c)) != 0)
     return rc;
   /* Bounded: a full table is emptied by driving the connection, never
@@ -206,7 +223,7 @@ int rill_client_ask_async(rill_client_t *c, const char *service, const void *req
   if (pl + len > piece_of(c))
     rc = ask_stream(c, id, timeout_ns, pre, pl, req, len);
   else
-    rc = buffer_frame(c, RILL_F_ASK, 0, 0, id, timeout_ns, pre, pl, req, len);
+    rc = buffer_frame(c, RILL_F_ASK, 0, 0, id, wire_deadline(timeout_ns), pre, pl, req, len);
   if (rc != 0) {
     /* The connection broke: this ask never went, and its callback must
      * not run, so it leaves the table or the failed ones lost() made. */

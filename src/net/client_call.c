@@ -19,7 +19,7 @@ int rill_client_ping(rill_client_t *c, uint64_t *rtt_ns) {
   return rc;
 }
 
-int rill_client_stats(rill_client_t *c, char *buf, size_t cap, size_t *len) {
+int rill_client_server_stats_text(rill_client_t *c, char *buf, size_t cap, size_t *len) {
   if (!len || (cap && !buf))
     return rill__err(RILL_EINVAL, "client: stats wants len (and buf when cap > 0)");
   int rc = ready(c);

@@ -85,7 +85,7 @@ int rill__cli_absorb(rill_client_t *c, const rill_frame_t *f) {
  * keep coming (asks, deliveries, errors of others) do not extend it. */
 int rill__cli_await(rill_client_t *c, uint8_t type, uint64_t id, rill_frame_t *f,
                     uint64_t timeout_ns) {
-  uint64_t deadline = rill_time_ns() + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
+  uint64_t deadline = rill__deadline(rill_time_ns(), timeout_ns);
   for (;;) {
     uint64_t now = rill_time_ns();
     int rc = rill__cli_read_frame(c, f, deadline > now ? deadline - now : 0);

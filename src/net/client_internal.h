@@ -21,7 +21,6 @@
 #define TX_BUF    (64u << 10)
 #define RX_START  (256u << 10) /* a few 64 KiB frames per recv */
 #define SPILL_MAX (64u << 20)  /* read while a send waits, at most (the server's tx_limit) */
-#define FOREVER   (UINT64_MAX / 2)
 
 /* On an ERROR frame the client made up itself (the wire never sets a flag
  * on ERROR): its message is the client's, not the server's. */
@@ -311,10 +310,18 @@ static inline struct held *take(rill_client_t *c,
 static inline uint64_t reader_begin(rill_client_t *c, uint64_t timeout_ns) {
   rill__free(c->cur);
   c->cur = NULL;
-  return rill_time_ns() + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
+  return rill__deadline(rill_time_ns(), timeout_ns);
 }
 
 /* Blocking calls wait for the connection as long as reconnecting lasts. */
-static inline int ready(rill_client_t *c) { return rill__cli_ensure(c, FOREVER); }
+static inline int ready(rill_client_t *c) { return rill__cli_ensure(c, RILL_FOREVER); }
+
+/* poll()'s timeout for a wait until deadline (at least now): whole
+ * milliseconds rounded up, an hour at most (the caller loops), so that a
+ * deadline of RILL_FOREVER neither wraps nor overflows an int. */
+static inline int poll_ms(uint64_t deadline, uint64_t now) {
+  uint64_t ns = deadline - now;
+  return ns >= 3600000000000ull ? 3600000 : (int)((ns + 999999) / 1000000);
+}
 
 #endif

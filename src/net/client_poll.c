@@ -118,7 +118,7 @@ static int run_held(rill_client_t *c) {
 
 int rill_client_poll(rill_client_t *c, uint64_t timeout_ns) {
   uint64_t now = rill_time_ns();
-  uint64_t deadline = now + (timeout_ns > FOREVER ? FOREVER : timeout_ns);
+  uint64_t deadline = rill__deadline(now, timeout_ns);
   int st = c->o.reconnect && !c->gave_up ? RILL_ECONNRESET : RILL_ECLOSED;
   c->depth++; /* callbacks run inside: what they send is buffered */
   int n = run_failed(c, st);

@@ -345,14 +345,13 @@ int rill__cli_read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns)
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       uint64_t now = rill_time_ns();
       if (!deadline)
-        deadline = timeout_ns > FOREVER ? now + FOREVER : now + timeout_ns;
+        deadline = rill__deadline(now, timeout_ns);
       if (now >= deadline) {
         c->drained = true;
         return rill__err(RILL_ETIMEDOUT, "client: no answer in time");
       }
       struct pollfd p = {c->fd, POLLIN, 0};
-      uint64_t ms = (deadline - now + 999999) / 1000000;
-      if (poll(&p, 1, ms > 3600000 ? 3600000 : (int)ms) < 0 && errno != EINTR)
+      if (poll(&p, 1, poll_ms(deadline, now)) < 0 && errno != EINTR)
         return rill__err_errno("client: poll");
       continue;
     }

@@ -22,7 +22,7 @@ static int wait_writable(rill_client_t *c) {
    * again after each), so a long stream to a slow server goes on while a
    * server that stopped reading ends it. Reading alone is no progress: a
    * server may send (PINGs, deliveries) and never read. */
-  uint64_t deadline = rill_time_ns() + (c->o.timeout_ns > FOREVER ? FOREVER : c->o.timeout_ns);
+  uint64_t deadline = rill__deadline(rill_time_ns(), c->o.timeout_ns);
   for (;;) {
     bool room = c->spill_len < SPILL_MAX;
     struct pollfd p = {c->fd, (short)(POLLOUT | (room ? POLLIN : 0)), 0};
@@ -36,8 +36,7 @@ static int wait_writable(rill_client_t *c) {
                        "connection dropped",
                        (unsigned long long)(c->o.timeout_ns / 1000000u));
     }
-    uint64_t ms = (deadline - now + 999999) / 1000000;
-    int k = poll(&p, 1, ms > 3600000 ? 3600000 : (int)ms);
+    int k = poll(&p, 1, poll_ms(deadline, now));
     if (k < 0) {
       if (errno == EINTR)
         continue;

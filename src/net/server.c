@@ -37,7 +37,7 @@
  * queue has room. Acknowledged publishes waiting for durability count
  * too: past RILL__ACKS_MAX waiting, the connection is not read.
  *
- * Durability without stalling. Under RILL_LOG_SYNC_GROUP the server opens
+ * Durability without stalling. Under RILL_SERVER_SYNC_GROUP the server opens
  * the logs without a sync policy and runs one syncer thread: a loop that
  * appends marks the topic, the syncer fdatasyncs each marked topic (one
  * sync covers every append made before it, from every loop: group commit
@@ -386,7 +386,7 @@ int rill_server_run(rill_server_t *s) {
   int rc = 0;
   /* Relaxed: the syncer starts after it, and pthread_create orders it. */
   atomic_store_explicit(&s->stopping, false, memory_order_relaxed);
-  if (s->o.sync == RILL_LOG_SYNC_GROUP) {
+  if (s->o.sync == RILL_SERVER_SYNC_GROUP) {
     if ((rc = pthread_create(&s->syncer, NULL, rill__srv_syncer_main, s)))
       return rill__err(-rc, "server: cannot start the syncer");
     s->syncing = true;

@@ -301,9 +301,9 @@ void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   }
   uint64_t now = rill_time_ns();
   conn_get(c);
-  /* arg is the client's: a deadline past 2^64 ns is none in practice,
-   * not one that wrapped into the past. */
-  uint64_t deadline = !f->arg ? 0 : f->arg > UINT64_MAX - now ? UINT64_MAX : now + f->arg;
+  /* arg is the client's (0: none): a deadline past 2^64 ns is none in
+   * practice, not one that wrapped into the past. */
+  uint64_t deadline = f->arg ? rill__deadline(now, f->arg) : 0;
   *a = (struct ask){.sid = ++s->next_sid,
                     .asker = c,
                     .provider = pc,

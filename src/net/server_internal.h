@@ -18,6 +18,7 @@
 
 #include "core/internal.h"
 #include "net/metrics.h"
+#include "rill/log.h"
 #include "rill/net.h"
 
 #define RX_MIN        (64u << 10)
@@ -369,7 +370,7 @@ struct rill_server {
     uint32_t lines; /* sent in it */
     uint64_t suppressed;
   } logk[8];
-  /* The syncer (RILL_LOG_SYNC_GROUP only). */
+  /* The syncer (RILL_SERVER_SYNC_GROUP only). */
   bool syncing;
   pthread_t syncer;
   _Atomic(struct topic *) sync_q;
@@ -395,6 +396,14 @@ _Static_assert(L_KINDS <= sizeof((rill_server_t *)0)->logk / sizeof(struct logki
 
 /* What forwarding a frame to a connection came to. */
 enum { SENT, GONE, BUSY };
+
+/* rill_server_sync_t is the log's policies under the server's names:
+ * the server passes a value on as it is. */
+_Static_assert(RILL_SERVER_SYNC_NEVER == (int)RILL_LOG_SYNC_NEVER &&
+                   RILL_SERVER_SYNC_EVERY_N == (int)RILL_LOG_SYNC_EVERY_N &&
+                   RILL_SERVER_SYNC_INTERVAL == (int)RILL_LOG_SYNC_INTERVAL &&
+                   RILL_SERVER_SYNC_GROUP == (int)RILL_LOG_SYNC_GROUP,
+               "rill_server_sync_t and rill_log_sync_t differ");
 
 #pragma GCC visibility push(hidden)
 

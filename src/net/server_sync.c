@@ -1,5 +1,5 @@
 /*
- * Durability without stalling (RILL_LOG_SYNC_GROUP): a loop that appends
+ * Durability without stalling (RILL_SERVER_SYNC_GROUP): a loop that appends
  * queues the topic for the syncer thread, whose one fdatasync covers every
  * append before it from every loop; acknowledged publishes wait on their
  * loop until their records are durable. No loop ever waits on the disk.

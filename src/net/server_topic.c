@@ -151,8 +151,8 @@ struct topic *rill__srv_topic_get(rill_server_t *s, const uint8_t *name, size_t 
     *rc = rill__err(RILL_ENOENT, "no topic '%s'", t->name);
   } else {
     /* Group commit is the syncer's job: the log itself never waits. */
-    t->group = s->o.sync == RILL_LOG_SYNC_GROUP;
-    rill_log_sync_t sync = t->group ? RILL_LOG_SYNC_NEVER : s->o.sync;
+    t->group = s->o.sync == RILL_SERVER_SYNC_GROUP;
+    rill_log_sync_t sync = t->group ? RILL_LOG_SYNC_NEVER : (rill_log_sync_t)s->o.sync;
     rill_log_opts_t lo = {.sync = sync,
                           .sync_every = s->o.sync_every,
                           .sync_interval_ns = s->o.sync_interval_ns,

@@ -82,6 +82,12 @@ for cmd in "pub t x" "sub t" "ask svc x" "ipc pub r x" "ipc sub r"; do
   usage_error "--timeout wants milliseconds" $cmd --timeout=-5
 done
 usage_error "--timeout wants milliseconds" sub --timeout 5x t
+# The net commands wait 1 ms at least: an ask with 0 could only time out,
+# and pub's 0 would be the library's default, not "do not wait".
+for cmd in "pub t x" "sub t" "ask svc x"; do
+  # shellcheck disable=SC2086
+  usage_error "--timeout wants milliseconds from 1" $cmd --timeout 0
+done
 usage_error "--count wants a number" sub --count -1 t
 usage_error "--count wants a number" log cat --count=-1 "$d" t
 usage_error "--from wants" sub --from yesterday t

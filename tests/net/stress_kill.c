@@ -43,7 +43,7 @@ static pid_t serve(uint16_t *port) {
     rill_server_t *s;
     if (rill_server_create(&s, &(rill_server_opts_t){.data_dir = dir,
                                                      .any_port = true,
-                                                     .sync = RILL_LOG_SYNC_GROUP}) != 0)
+                                                     .sync = RILL_SERVER_SYNC_GROUP}) != 0)
       _exit(1);
     child_srv = s;
     signal(SIGTERM, on_term);

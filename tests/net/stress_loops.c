@@ -158,7 +158,7 @@ static void *churn_main(void *arg) {
     CHECK(rc == RILL_ETIMEDOUT, "ask past its deadline: %d %s", rc, rill_errmsg());
     if (i % 2) {
       rill_client_close(p); /* the provider goes: askers see ECONNRESET or ENOENT */
-      rc = rill_client_ask(a, "mute", "x", 1, 0, &rep, &len);
+      rc = rill_client_ask(a, "mute", "x", 1, RILL_FOREVER, &rep, &len);
       CHECK(rc == RILL_ENOENT || rc == RILL_ECONNRESET, "ask of a gone provider: %d", rc);
       rill_client_close(a);
     } else {
@@ -206,7 +206,7 @@ static void loops_side_by_side(void) {
                                                      .any_port = true,
                                                      .loops = 4,
                                                      .metrics = "127.0.0.1:0",
-                                                     .sync = RILL_LOG_SYNC_GROUP}) == 0,
+                                                     .sync = RILL_SERVER_SYNC_GROUP}) == 0,
         "create: %s", rill_errmsg());
   port = rill_server_port(s);
   metrics_port = rill_server_metrics_port(s);

@@ -111,7 +111,7 @@ static void *deleter_main(void *arg) {
     if (i % 16 == 0) {
       char buf[1 << 14];
       size_t len;
-      rc = rill_client_stats(c, buf, sizeof buf, &len); /* renders the topics too */
+      rc = rill_client_server_stats_text(c, buf, sizeof buf, &len); /* renders the topics too */
       CHECK(rc == 0 || rc == RILL_EMSGSIZE, "stats: %d %s", rc, rill_errmsg());
     }
     if (i >= DELETES && atomic_load(&users_left) == 0)
@@ -145,7 +145,7 @@ static void topics_churn(void) {
                                                        .max_topics = 8,
                                                        .max_disk = 2 << 20,
                                                        .segment_bytes = 64 << 10,
-                                                       .sync = RILL_LOG_SYNC_GROUP}) == 0,
+                                                       .sync = RILL_SERVER_SYNC_GROUP}) == 0,
         "create: %s", rill_errmsg());
   port = rill_server_port(srv);
   pthread_t s, u[USERS], d;

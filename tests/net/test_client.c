@@ -73,6 +73,9 @@ Test(client, token) {
   cr_assert_eq(rill_client_ping(c, &rtt), 0);
   cr_expect_gt(rtt, 0);
   rill_client_close(c);
+  /* The teardown verbs take NULL, as every teardown in rill does. */
+  rill_client_close(NULL);
+  rill_server_destroy(NULL);
 }
 
 /* Bad names are the caller's error, said before anything is sent: NULL
@@ -89,7 +92,7 @@ Test(client, bad_names) {
   cr_expect_eq(rill_client_bind(c, ".hidden", &ch), RILL_EINVAL);
   cr_expect_eq(rill_client_subscribe(c, NULL, RILL_NET_FROM_LATEST, 1, &ch, NULL), RILL_EINVAL);
   cr_expect_eq(rill_client_serve(c, "a b", &ch), RILL_EINVAL);
-  cr_expect_eq(rill_client_ask(c, NULL, "x", 1, 0, &rep, &len), RILL_EINVAL);
+  cr_expect_eq(rill_client_ask(c, NULL, "x", 1, RILL_FOREVER, &rep, &len), RILL_EINVAL);
   uint64_t rtt;
   cr_expect_eq(rill_client_ping(c, &rtt), 0, "the connection goes on");
   rill_client_close(c);
@@ -193,7 +196,7 @@ static void *ask_thread(void *arg) {
   asker_t *k = arg;
   const uint8_t *r;
   uint32_t rl;
-  k->rc = rill_client_ask(k->c, "echo", "held", 4, 0, &r, &rl);
+  k->rc = rill_client_ask(k->c, "echo", "held", 4, RILL_FOREVER, &r, &rl);
   return NULL;
 }
 
@@ -206,7 +209,7 @@ Test(client, ask_and_reply) {
   cr_assert_eq(rill_client_connect(&c, &o), 0);
   const uint8_t *r;
   uint32_t rl;
-  cr_expect_eq(rill_client_ask(c, "echo", "x", 1, 0, &r, &rl), RILL_ENOENT);
+  cr_expect_eq(rill_client_ask(c, "echo", "x", 1, RILL_FOREVER, &r, &rl), RILL_ENOENT);
   provider_t p1, p2;
   provider_start(&p1, 1, false);
   provider_start(&p2, 2, false);
@@ -234,7 +237,7 @@ Test(client, ask_and_reply) {
   provider_stop(&mute);
   pthread_join(k.t, NULL);
   cr_expect_eq(k.rc, RILL_ECONNRESET);
-  cr_expect_eq(rill_client_ask(c, "echo", "x", 1, 0, &r, &rl), RILL_ENOENT,
+  cr_expect_eq(rill_client_ask(c, "echo", "x", 1, RILL_FOREVER, &r, &rl), RILL_ENOENT,
                "the provider's going took its name with it");
   rill_client_close(c);
 }
@@ -321,8 +324,8 @@ Test(client, ask_async_pipelined) {
   static ask_ctx_t k[2048];
   for (uint32_t i = 0; i < 2048; i++) {
     k[i] = (ask_ctx_t){&r, i};
-    cr_assert_eq(rill_client_ask_async(asker, "echo", &i, sizeof i, 0, on_reply, &k[i]), 0, "%s",
-                 rill_errmsg());
+    cr_assert_eq(rill_client_ask_async(asker, "echo", &i, sizeof i, RILL_FOREVER, on_reply, &k[i]),
+                 0, "%s", rill_errmsg());
   }
   cr_expect_eq(r.calls, 0, "callbacks run from poll only");
   want_t w = {&r, 2048};
@@ -335,7 +338,8 @@ Test(client, ask_async_pipelined) {
   uint64_t before = rill_mem_allocs_thread();
   memset(&r, 0, sizeof r);
   for (uint32_t i = 0; i < 1024; i++)
-    cr_assert_eq(rill_client_ask_async(asker, "echo", &i, sizeof i, 0, on_reply, &k[i]), 0);
+    cr_assert_eq(rill_client_ask_async(asker, "echo", &i, sizeof i, RILL_FOREVER, on_reply, &k[i]),
+                 0);
   w.want = 1024;
   pump2(asker, prov, enough, &w);
   cr_expect_eq(r.ok, 1024);
@@ -386,7 +390,7 @@ Test(client, ask_async_bounded_and_errors) {
   for (uint32_t i = 0; i < 2048; i++)
     k[i] = (ask_ctx_t){&r, i};
   /* Nobody serves it: the error comes to the callback. */
-  cr_assert_eq(rill_client_ask_async(c, "echo", &k[0].i, 4, 0, on_reply, &k[0]), 0);
+  cr_assert_eq(rill_client_ask_async(c, "echo", &k[0].i, 4, RILL_FOREVER, on_reply, &k[0]), 0);
   want_t w = {&r, 1};
   pump2(c, NULL, enough, &w);
   cr_expect_eq(r.last_status, RILL_ENOENT);
@@ -394,8 +398,8 @@ Test(client, ask_async_bounded_and_errors) {
   poller_start(&p, false);
   memset(&r, 0, sizeof r);
   for (uint32_t i = 0; i < 500; i++)
-    cr_assert_eq(rill_client_ask_async(c, "echo", &i, sizeof i, 0, on_reply, &k[i]), 0, "%s",
-                 rill_errmsg());
+    cr_assert_eq(rill_client_ask_async(c, "echo", &i, sizeof i, RILL_FOREVER, on_reply, &k[i]), 0,
+                 "%s", rill_errmsg());
   cr_expect_geq(r.calls, 500 - 8, "at most 8 in flight: the rest had to finish first");
   w.want = 500;
   pump2(c, NULL, enough, &w);
@@ -403,11 +407,12 @@ Test(client, ask_async_bounded_and_errors) {
   /* Async asks out, then a blocking one: their replies wait for poll. */
   memset(&r, 0, sizeof r);
   for (uint32_t i = 0; i < 4; i++)
-    cr_assert_eq(rill_client_ask_async(c, "echo", &i, sizeof i, 0, on_reply, &k[i]), 0);
+    cr_assert_eq(rill_client_ask_async(c, "echo", &i, sizeof i, RILL_FOREVER, on_reply, &k[i]), 0);
   const uint8_t *rep;
   uint32_t rl;
   uint32_t v = 7;
-  cr_assert_eq(rill_client_ask(c, "echo", &v, sizeof v, 0, &rep, &rl), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_ask(c, "echo", &v, sizeof v, RILL_FOREVER, &rep, &rl), 0, "%s",
+               rill_errmsg());
   cr_expect_eq(rl, 6);
   cr_expect_eq(r.calls, 0, "no callback inside a blocking call");
   w.want = 4;
@@ -424,7 +429,7 @@ Test(client, ask_async_bounded_and_errors) {
   cr_expect_eq(r.last_status, RILL_ETIMEDOUT);
   /* Close tells the asks still in flight. */
   memset(&r, 0, sizeof r);
-  cr_assert_eq(rill_client_ask_async(c, "echo", &v, sizeof v, 0, on_reply, &k[1]), 0);
+  cr_assert_eq(rill_client_ask_async(c, "echo", &v, sizeof v, RILL_FOREVER, on_reply, &k[1]), 0);
   cr_assert_eq(rill_client_flush(c), 0);
   rill_client_close(c);
   cr_expect_eq(r.calls, 1);
@@ -491,6 +496,114 @@ Test(client, subscribe_cb) {
   rill_client_close(sub);
 }
 
+/* Another client's thread that publishes to ch, or asks "slow", after a
+ * short delay, while the test waits for it with RILL_FOREVER. */
+typedef struct {
+  rill_client_t *c;
+  uint16_t ch;
+  bool ask;
+  pthread_t t;
+  int rc;
+  char reply[16];
+} later_t;
+
+static void *do_later(void *arg) {
+  later_t *l = arg;
+  if (l->ask) {
+    const uint8_t *r;
+    uint32_t rl;
+    l->rc = rill_client_ask(l->c, "slow", "q", 1, RILL_FOREVER, &r, &rl);
+    if (!l->rc)
+      snprintf(l->reply, sizeof l->reply, "%.*s", (int)rl, (const char *)r);
+    return NULL;
+  }
+  usleep(100000);
+  l->rc = rill_client_publish(l->c, l->ch, "late", 4, true, NULL);
+  return NULL;
+}
+
+static void on_count(void *ctx, const rill_client_msg_t *m) {
+  (void)m;
+  (*(int *)ctx)++;
+}
+
+static void on_count_reply(void *ctx, int status, const uint8_t *reply, uint32_t len) {
+  (void)status, (void)reply, (void)len;
+  (*(int *)ctx)++;
+}
+
+/* Timeouts as everywhere in rill: 0 tries once and says "not now"
+ * (RILL_ETIMEDOUT) at once when nothing is there, an ask with 0 included,
+ * which sends nothing; RILL_FOREVER waits with no bound, beyond the
+ * client's own opts.timeout_ns, for what comes later. */
+Test(client, timeouts_zero_and_forever) {
+  alarm(60); /* a wait that never ends is a failure (SIGALRM), not a stuck suite */
+  rill_client_opts_t o = opts("tok");
+  o.timeout_ns = 20000000ull; /* 20 ms: what RILL_FOREVER below must outlast */
+  rill_client_t *pub, *sub, *cb, *prov, *asker;
+  cr_assert_eq(rill_client_connect(&pub, &o), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_connect(&sub, &o), 0);
+  cr_assert_eq(rill_client_connect(&cb, &o), 0);
+  cr_assert_eq(rill_client_connect(&prov, &o), 0);
+  cr_assert_eq(rill_client_connect(&asker, &o), 0);
+  uint16_t ch, s, s2;
+  cr_assert_eq(rill_client_bind(pub, "waits", &ch), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_subscribe(sub, "waits", RILL_NET_FROM_LATEST, 10, &s, NULL), 0);
+  int got = 0;
+  cr_assert_eq(
+      rill_client_subscribe_cb(cb, "waits", RILL_NET_FROM_LATEST, 16, on_count, &got, &s2, NULL),
+      0);
+  cr_assert_eq(rill_client_serve(prov, "slow", NULL), 0, "%s", rill_errmsg());
+
+  /* 0: nothing there, so "not now" at once. */
+  rill_client_msg_t m;
+  rill_client_ask_t a;
+  cr_expect_eq(rill_client_next(sub, &m, 0), RILL_ETIMEDOUT);
+  cr_expect_eq(rill_client_next_ask(prov, &a, 0), RILL_ETIMEDOUT);
+  cr_expect_eq(rill_client_poll(cb, 0), 0, "no callback ran");
+  const uint8_t *r;
+  uint32_t rl;
+  cr_expect_eq(rill_client_ask(asker, "slow", "0", 1, 0, &r, &rl), RILL_ETIMEDOUT);
+  cr_expect_neq(strstr(rill_errmsg(), "RILL_FOREVER"), NULL, "%s", rill_errmsg());
+  int replies = 0;
+  cr_expect_eq(rill_client_ask_async(asker, "slow", "0", 1, 0, on_count_reply, &replies),
+               RILL_ETIMEDOUT);
+  cr_expect_eq(rill_client_poll(asker, 0), 0);
+  cr_expect_eq(replies, 0, "a refused ask_async runs no callback");
+
+  /* RILL_FOREVER: a record published 100 ms later comes to next, then to
+   * poll. */
+  later_t l = {.c = pub, .ch = ch};
+  cr_assert_eq(pthread_create(&l.t, NULL, do_later, &l), 0);
+  cr_assert_eq(rill_client_next(sub, &m, RILL_FOREVER), 0, "%s", rill_errmsg());
+  cr_expect(m.len == 4 && !memcmp(m.data, "late", 4));
+  pthread_join(l.t, NULL);
+  cr_expect_eq(l.rc, 0);
+  int n = 0;
+  while (n == 0)
+    cr_assert_geq(n = rill_client_poll(cb, RILL_FOREVER), 0, "%s", rill_errmsg());
+  cr_expect_eq(got, 1);
+
+  /* An ask with RILL_FOREVER, answered after the asker's opts.timeout_ns
+   * has passed: the reply, not RILL_ETIMEDOUT. The ask with 0 above sent
+   * nothing: this is the first ask the provider sees. */
+  later_t k = {.c = asker, .ask = true};
+  cr_assert_eq(pthread_create(&k.t, NULL, do_later, &k), 0);
+  cr_assert_eq(rill_client_next_ask(prov, &a, RILL_FOREVER), 0, "%s", rill_errmsg());
+  cr_expect(a.len == 1 && a.data[0] == 'q', "the first ask is the FOREVER one");
+  cr_expect_eq(a.deadline_ns, 0, "RILL_FOREVER is no deadline on the wire");
+  usleep(100000);
+  cr_assert_eq(rill_client_reply(prov, a.id, "done", 4), 0);
+  pthread_join(k.t, NULL);
+  cr_expect_eq(k.rc, 0, "%d", k.rc);
+  cr_expect_str_eq(k.reply, "done");
+  rill_client_close(asker);
+  rill_client_close(prov);
+  rill_client_close(cb);
+  rill_client_close(sub);
+  rill_client_close(pub);
+}
+
 /* Against today's server, STATS is either answered with text or refused
  * with an error code; never a crash or a hang. */
 Test(client, stats_live) {
@@ -499,7 +612,7 @@ Test(client, stats_live) {
   cr_assert_eq(rill_client_connect(&c, &o), 0);
   char buf[1 << 16];
   size_t len = 0;
-  int rc = rill_client_stats(c, buf, sizeof buf, &len);
+  int rc = rill_client_server_stats_text(c, buf, sizeof buf, &len);
   if (rc == 0) {
     cr_expect_eq(strlen(buf), len);
     cr_expect_gt(len, 0);
@@ -536,13 +649,13 @@ Test(client_stats, scripted_server) {
   rill_client_t *c = fake_connect(&k, fake_main, 0, (rill_client_opts_t){0});
   char buf[256];
   size_t len = 0;
-  cr_assert_eq(rill_client_stats(c, buf, sizeof buf, &len), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_server_stats_text(c, buf, sizeof buf, &len), 0, "%s", rill_errmsg());
   cr_expect_str_eq(buf, "# TYPE rill_up gauge\nrill_up 1\n");
   cr_expect_eq(len, strlen(buf));
   char small[8];
-  cr_expect_eq(rill_client_stats(c, small, sizeof small, &len), RILL_ENOBUFS);
+  cr_expect_eq(rill_client_server_stats_text(c, small, sizeof small, &len), RILL_ENOBUFS);
   cr_expect_eq(len, strlen(buf), "says the size it needs");
-  cr_expect_eq(rill_client_stats(c, buf, sizeof buf, &len), RILL_ENOTSUP);
+  cr_expect_eq(rill_client_server_stats_text(c, buf, sizeof buf, &len), RILL_ENOTSUP);
   cr_expect_neq(strstr(rill_errmsg(), "no metrics"), NULL, "%s", rill_errmsg());
   rill_client_close(c);
   fake_end(&k);
@@ -619,7 +732,7 @@ Test(client_stats, streams_coming_in_at_once_are_bounded_in_total) {
   struct got g[5] = {0};
   for (int i = 0; i < 5; i++) {
     g[i].status = 1;
-    cr_assert_eq(rill_client_ask_async(c, "svc", "q", 1, 0, got_reply, &g[i]), 0, "%s",
+    cr_assert_eq(rill_client_ask_async(c, "svc", "q", 1, RILL_FOREVER, got_reply, &g[i]), 0, "%s",
                  rill_errmsg());
   }
   int done = 0, refused = 0;
@@ -707,7 +820,7 @@ Test(client_stats, a_send_that_waits_reads_what_the_server_sends) {
   cr_assert_not_null(req);
   const uint8_t *reply = NULL;
   uint32_t len = 0;
-  int rc = rill_client_ask(c, "svc", req, (uint32_t)n, 0, &reply, &len);
+  int rc = rill_client_ask(c, "svc", req, (uint32_t)n, RILL_FOREVER, &reply, &len);
   free(req);
   cr_expect_eq(__atomic_load_n(&k.verdict, __ATOMIC_ACQUIRE), 1,
                "the server could not write its PINGs: the client did not read while it sent");
@@ -821,7 +934,8 @@ Test(reconnect, resumes_where_it_was) {
   k[0] = (ask_ctx_t){&r, 0};
   k[1] = (ask_ctx_t){&r, 1};
   uint32_t v0 = 0, v1 = 1;
-  cr_assert_eq(rill_client_ask_async(asker, "svc", &v0, sizeof v0, 0, on_reply, &k[0]), 0);
+  cr_assert_eq(rill_client_ask_async(asker, "svc", &v0, sizeof v0, RILL_FOREVER, on_reply, &k[0]),
+               0);
   recon_t x = {.e = &e, .asked = 1};
   pump2(asker, prov, asked_enough, &x);
   cr_assert_eq(e.asked, 1);
@@ -859,7 +973,8 @@ Test(reconnect, resumes_where_it_was) {
   cr_assert_eq(rc, 0, "%s", rill_errmsg());
   e.silent = false;
   memset(&r, 0, sizeof r);
-  cr_assert_eq(rill_client_ask_async(asker, "svc", &v1, sizeof v1, 0, on_reply, &k[1]), 0);
+  cr_assert_eq(rill_client_ask_async(asker, "svc", &v1, sizeof v1, RILL_FOREVER, on_reply, &k[1]),
+               0);
   pump2(asker, prov, enough, &w);
   cr_expect_eq(r.ok, 1, "status %d", r.last_status);
 
@@ -980,7 +1095,8 @@ Test(client, blocking_call_inside_a_callback) {
   static ask_ctx_t k[300];
   for (uint32_t i = 0; i < 300; i++) {
     k[i] = (ask_ctx_t){&r, i};
-    cr_assert_eq(rill_client_ask_async(asker, "echo", &i, sizeof i, 0, on_reply, &k[i]), 0);
+    cr_assert_eq(rill_client_ask_async(asker, "echo", &i, sizeof i, RILL_FOREVER, on_reply, &k[i]),
+                 0);
   }
   want_t w = {&r, 300};
   pump2(asker, prov, enough, &w);
@@ -1120,7 +1236,8 @@ static void ask_big_both_ways(bool cb) {
   uint8_t *req = pattern(BIG_ASK, 7);
   const uint8_t *r;
   uint32_t rl;
-  cr_assert_eq(rill_client_ask(c, "big", req, BIG_ASK, 0, &r, &rl), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_ask(c, "big", req, BIG_ASK, RILL_FOREVER, &r, &rl), 0, "%s",
+               rill_errmsg());
   cr_assert_eq(rl, BIG_REPLY);
   cr_assert(is_pattern(r, rl, 13), "the reply came whole");
   cr_assert_eq(rill_client_ask(c, "big", req, BIG_ASK, 5000000000ull, &r, &rl), 0, "%s",
@@ -1129,11 +1246,11 @@ static void ask_big_both_ways(bool cb) {
   cr_assert(is_pattern(r, rl, 13));
   /* Two async ones in flight at once, and small asks between them. */
   bigrep_t b[2] = {0};
-  cr_assert_eq(rill_client_ask_async(c, "big", req, BIG_ASK, 0, on_big_reply, &b[0]), 0, "%s",
+  cr_assert_eq(rill_client_ask_async(c, "big", req, BIG_ASK, RILL_FOREVER, on_big_reply, &b[0]), 0,
+               "%s", rill_errmsg());
+  cr_assert_eq(rill_client_ask_async(c, "big", "B", 1, RILL_FOREVER, on_big_reply, &b[1]), 0, "%s",
                rill_errmsg());
-  cr_assert_eq(rill_client_ask_async(c, "big", "B", 1, 0, on_big_reply, &b[1]), 0, "%s",
-               rill_errmsg());
-  cr_assert_eq(rill_client_ask(c, "big", "s", 1, 0, &r, &rl), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_ask(c, "big", "s", 1, RILL_FOREVER, &r, &rl), 0, "%s", rill_errmsg());
   cr_expect_eq(rl, 2);
   cr_expect_eq(memcmp(r, "ok", 2), 0);
   pump2(c, NULL, big_done, b);
@@ -1192,7 +1309,7 @@ static void *big_ask_thread(void *arg) {
   bigask_t *k = arg;
   const uint8_t *r;
   uint32_t rl;
-  k->rc = rill_client_ask(k->c, "big", k->req, k->len, 0, &r, &rl);
+  k->rc = rill_client_ask(k->c, "big", k->req, k->len, RILL_FOREVER, &r, &rl);
   return NULL;
 }
 
@@ -1219,7 +1336,8 @@ Test(client, ask_streamed_provider_gone) {
   cr_expect_eq(k.rc, RILL_ECONNRESET, "%d: %s", k.rc, rill_errmsg());
   const uint8_t *r;
   uint32_t rl;
-  cr_expect_eq(rill_client_ask(c, "big", "s", 1, 0, &r, &rl), RILL_ENOENT, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_ask(c, "big", "s", 1, RILL_FOREVER, &r, &rl), RILL_ENOENT, "%s",
+               rill_errmsg());
 
   /* Gone after the first piece of the reply. */
   fd = raw_provider(b);
@@ -1233,7 +1351,8 @@ Test(client, ask_streamed_provider_gone) {
   close(fd);
   pthread_join(k.t, NULL);
   cr_expect_eq(k.rc, RILL_ECONNRESET, "%d: %s", k.rc, rill_errmsg());
-  cr_expect_eq(rill_client_ask(c, "big", "s", 1, 0, &r, &rl), RILL_ENOENT, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_ask(c, "big", "s", 1, RILL_FOREVER, &r, &rl), RILL_ENOENT, "%s",
+               rill_errmsg());
   cr_expect_eq(rill_client_ping(c, NULL), 0, "%s", rill_errmsg());
   free(piece);
   free(req);
@@ -1287,10 +1406,10 @@ Test(client, ask_max_message) {
   uint8_t *req = pattern(BIG_ASK, 7);
   const uint8_t *r;
   uint32_t rl;
-  cr_expect_eq(rill_client_ask(c, "big", req, BIG_ASK, 0, &r, &rl), RILL_EMSGSIZE,
+  cr_expect_eq(rill_client_ask(c, "big", req, BIG_ASK, RILL_FOREVER, &r, &rl), RILL_EMSGSIZE,
                "refused before the name is even looked up");
   bigrep_t b[2] = {0};
-  cr_expect_eq(rill_client_ask_async(c, "big", req, BIG_ASK, 0, on_big_reply, &b[0]),
+  cr_expect_eq(rill_client_ask_async(c, "big", req, BIG_ASK, RILL_FOREVER, on_big_reply, &b[0]),
                RILL_EMSGSIZE);
   cr_expect_eq(rill_client_reply(c, 12345, req, BIG_ASK), RILL_EMSGSIZE);
   cr_expect_eq(rill_client_poll(c, 0), 0, "no callback, no error from the server");
@@ -1303,16 +1422,17 @@ Test(client, ask_max_message) {
   /* Coming in: a 5 MiB reply to an asker that takes 2 MiB. */
   bigprov_t p;
   bigprov_start(&p, false, 0);
-  cr_expect_eq(rill_client_ask(c, "big", "B", 1, 0, &r, &rl), RILL_EMSGSIZE, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_ask(c, "big", "B", 1, RILL_FOREVER, &r, &rl), RILL_EMSGSIZE, "%s",
+               rill_errmsg());
   cr_expect_neq(strstr(rill_errmsg(), "max_message"), NULL, "%s", rill_errmsg());
-  cr_assert_eq(rill_client_ask_async(c, "big", "B", 1, 0, on_big_reply, &b[0]), 0);
-  cr_assert_eq(rill_client_ask_async(c, "big", "s", 1, 0, on_big_reply, &b[1]), 0);
+  cr_assert_eq(rill_client_ask_async(c, "big", "B", 1, RILL_FOREVER, on_big_reply, &b[0]), 0);
+  cr_assert_eq(rill_client_ask_async(c, "big", "s", 1, RILL_FOREVER, on_big_reply, &b[1]), 0);
   pump2(c, NULL, big_done, b);
   cr_expect_eq(b[0].calls, 1);
   cr_expect_eq(b[0].status, RILL_EMSGSIZE, "%s", b[0].msg);
   cr_expect_eq(b[1].status, 0, "%s", b[1].msg);
   cr_expect_eq(b[1].len, 2);
-  cr_expect_eq(rill_client_ask(c, "big", "s", 1, 0, &r, &rl), 0, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_ask(c, "big", "s", 1, RILL_FOREVER, &r, &rl), 0, "%s", rill_errmsg());
   cr_expect_eq(rill_client_ping(c, NULL), 0, "nothing left over: %s", rill_errmsg());
   bigprov_stop(&p);
 
@@ -1321,10 +1441,10 @@ Test(client, ask_max_message) {
   rill_client_t *big;
   o = opts("tok");
   cr_assert_eq(rill_client_connect(&big, &o), 0);
-  cr_expect_eq(rill_client_ask(big, "big", req, BIG_ASK, 0, &r, &rl), RILL_EMSGSIZE, "%s",
-               rill_errmsg());
+  cr_expect_eq(rill_client_ask(big, "big", req, BIG_ASK, RILL_FOREVER, &r, &rl), RILL_EMSGSIZE,
+               "%s", rill_errmsg());
   cr_expect_neq(strstr(rill_errmsg(), "max_message"), NULL, "%s", rill_errmsg());
-  cr_expect_eq(rill_client_ask(big, "big", "s", 1, 0, &r, &rl), 0, "%s", rill_errmsg());
+  cr_expect_eq(rill_client_ask(big, "big", "s", 1, RILL_FOREVER, &r, &rl), 0, "%s", rill_errmsg());
   cr_expect_eq(__atomic_load_n(&p.asked, __ATOMIC_ACQUIRE), 1, "only the small ask got there");
   bigprov_stop(&p);
   rill_client_close(big);
@@ -1358,7 +1478,7 @@ Test(client, reply_error) {
   cr_assert_eq(rill_client_serve_cb(prov, "no", on_ask_refusing, &e, NULL), 0);
   cr_expect_eq(rill_client_reply_error(prov, 1, 0, "x"), RILL_EINVAL, "not an error code");
   bigrep_t b = {0};
-  cr_assert_eq(rill_client_ask_async(asker, "no", "x", 1, 0, on_refused, &b), 0);
+  cr_assert_eq(rill_client_ask_async(asker, "no", "x", 1, RILL_FOREVER, on_refused, &b), 0);
   pump2(asker, prov, refused_done, &b);
   cr_expect_eq(b.calls, 1);
   cr_expect_eq(b.status, RILL_EPERM);
@@ -1477,8 +1597,8 @@ Test(client_limits, sends_time_out) {
   cr_assert_eq(rill_client_connect(&c, &o), 0, "%s", rill_errmsg());
   const uint8_t *rep;
   uint32_t rl;
-  cr_expect_eq(rill_client_ask(c, "svc", big, (uint32_t)n, 0, &rep, &rl), RILL_ETIMEDOUT, "%s",
-               rill_errmsg());
+  cr_expect_eq(rill_client_ask(c, "svc", big, (uint32_t)n, RILL_FOREVER, &rep, &rl), RILL_ETIMEDOUT,
+               "%s", rill_errmsg());
   rill_client_close(c);
 
   /* close: the kernel's buffers full behind a publish still buffered. */

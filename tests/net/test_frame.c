@@ -12,6 +12,12 @@
 #include "rill/mem.h"
 #include "rill/net.h"
 
+/* A user of the protocol, the server or the client does not get the log
+ * or the bus with it. */
+#if defined(RILL_LOG_H) || defined(RILL_BUS_H)
+#error "rill/net.h includes rill/log.h or rill/bus.h"
+#endif
+
 static const struct {
   uint8_t type, flags;
 } kinds[] = {

@@ -20,6 +20,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "rill/log.h"
 #include "rill/net.h"
 #include "server_fixture.h"
 
@@ -493,7 +494,7 @@ static void http_get(uint16_t port, const char *path, char *out, size_t cap) {
 
 Test(server, metrics_over_http_and_stats) {
   srv_t v;
-  srv_start(&v, (rill_server_opts_t){.metrics = "127.0.0.1:0", .sync = RILL_LOG_SYNC_GROUP});
+  srv_start(&v, (rill_server_opts_t){.metrics = "127.0.0.1:0", .sync = RILL_SERVER_SYNC_GROUP});
   uint16_t mport = rill_server_metrics_port(v.s);
   cr_assert_gt(mport, 0);
   cli_t *c = calloc(1, sizeof *c);
@@ -704,7 +705,7 @@ Test(server, asks_and_replies_stream_through) {
  * loop if the syncer had not got to it), and is in the log after. */
 Test(server, stop_answers_the_acks_it_owes) {
   srv_t v;
-  srv_start(&v, (rill_server_opts_t){.sync = RILL_LOG_SYNC_GROUP, .loops = 1});
+  srv_start(&v, (rill_server_opts_t){.sync = RILL_SERVER_SYNC_GROUP, .loops = 1});
   cli_t *c = calloc(1, sizeof *c);
   handshake(c, &v);
   rill_frame_t f;

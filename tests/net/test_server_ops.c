@@ -724,7 +724,7 @@ Test(server_ops, deleted_topics_are_freed_with_their_last_user) {
  * closes and its place under max_topics is free. */
 Test(server_ops, deleted_topic_freed_after_its_users_on_every_loop) {
   srv_t v;
-  srv_start(&v, (rill_server_opts_t){.loops = 3, .max_topics = 2, .sync = RILL_LOG_SYNC_GROUP});
+  srv_start(&v, (rill_server_opts_t){.loops = 3, .max_topics = 2, .sync = RILL_SERVER_SYNC_GROUP});
   rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "users"};
   rill_client_t *c[4];
   for (int i = 0; i < 4; i++)
@@ -894,7 +894,8 @@ Test(server_ops, max_disk_bounds_the_topics) {
   /* The metrics show the bytes held and the limit. */
   static char text[1 << 16];
   size_t len = 0;
-  cr_assert_eq(rill_client_stats(adm, text, sizeof text - 1, &len), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_server_stats_text(adm, text, sizeof text - 1, &len), 0, "%s",
+               rill_errmsg());
   text[len] = 0;
   snprintf(want, sizeof want, "rill_disk_max_bytes %llu", (unsigned long long)max);
   cr_expect_not_null(strstr(text, want), "no '%s'", want);

@@ -265,14 +265,14 @@ static int set_key(rill_server_opts_t *o, rill_serve_config_t *cfg, int k, const
     return 0;
   case K_SYNC:
     if (!strcmp(v, "never")) {
-      o->sync = RILL_LOG_SYNC_NEVER;
+      o->sync = RILL_SERVER_SYNC_NEVER;
     } else if (!strcmp(v, "group")) {
-      o->sync = RILL_LOG_SYNC_GROUP;
+      o->sync = RILL_SERVER_SYNC_GROUP;
     } else if (!strncmp(v, "every:", 6) && parse_units(v + 6, count_units, 1, UINT32_MAX, &n)) {
-      o->sync = RILL_LOG_SYNC_EVERY_N;
+      o->sync = RILL_SERVER_SYNC_EVERY_N;
       cfg->sync_every = n;
     } else if (!strncmp(v, "interval:", 9) && parse_units(v + 9, count_units, 1, 3600000, &n)) {
-      o->sync = RILL_LOG_SYNC_INTERVAL;
+      o->sync = RILL_SERVER_SYNC_INTERVAL;
       cfg->sync_interval_ns = n * 1000000ull;
     } else {
       return BAD("wants never, group, every:N (records) or interval:MS, not '%s'", v);
@@ -627,12 +627,12 @@ void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_se
   put_units(f, "max_message", o->max_message ? o->max_message : DEF_MAX_MESSAGE, print_sizes);
   put_units(f, "tx_limit", o->tx_limit ? o->tx_limit : DEF_TX_LIMIT, print_sizes);
   switch (o->sync) {
-  case RILL_LOG_SYNC_NEVER: fprintf(f, "sync = never\n"); break;
-  case RILL_LOG_SYNC_GROUP: fprintf(f, "sync = group\n"); break;
-  case RILL_LOG_SYNC_EVERY_N:
+  case RILL_SERVER_SYNC_NEVER: fprintf(f, "sync = never\n"); break;
+  case RILL_SERVER_SYNC_GROUP: fprintf(f, "sync = group\n"); break;
+  case RILL_SERVER_SYNC_EVERY_N:
     fprintf(f, "sync = every:%" PRIu64 "\n", cfg->sync_every ? cfg->sync_every : DEF_SYNC_EVERY);
     break;
-  case RILL_LOG_SYNC_INTERVAL:
+  case RILL_SERVER_SYNC_INTERVAL:
     fprintf(f, "sync = interval:%" PRIu64 "\n",
             (cfg->sync_interval_ns ? cfg->sync_interval_ns : DEF_SYNC_INTERVAL) / 1000000u);
     break;
@@ -762,8 +762,8 @@ void rill_serve_config_help(FILE *f) {
 void rill_serve_config_apply(rill_server_opts_t *o, const rill_serve_config_t *cfg) {
   o->topic_opts = cfg->topics;
   o->ntopic_opts = cfg->ntopics;
-  o->sync_every = o->sync == RILL_LOG_SYNC_EVERY_N ? cfg->sync_every : 0;
-  o->sync_interval_ns = o->sync == RILL_LOG_SYNC_INTERVAL ? cfg->sync_interval_ns : 0;
+  o->sync_every = o->sync == RILL_SERVER_SYNC_EVERY_N ? cfg->sync_every : 0;
+  o->sync_interval_ns = o->sync == RILL_SERVER_SYNC_INTERVAL ? cfg->sync_interval_ns : 0;
 }
 
 void rill_serve_config_free(rill_serve_config_t *cfg) {

@@ -673,7 +673,9 @@ int rill_ask_main(int argc, char **argv) {
   const uint8_t *reply;
   uint32_t rl;
   int status = 0;
-  rc = rill_client_ask(c, a.topic, req, (uint32_t)len, a.timeout_ms * 1000000ull, &reply, &rl);
+  /* Without --timeout no deadline: the provider takes as long as it takes. */
+  uint64_t t = a.has_timeout ? a.timeout_ms * 1000000ull : RILL_FOREVER;
+  rc = rill_client_ask(c, a.topic, req, (uint32_t)len, t, &reply, &rl);
   if (rc) {
     status = fail("ask", a.topic, rc);
   } else if (a.json) {

@@ -569,7 +569,7 @@ typedef struct {
 static int fetch(src_t *s) {
   for (int tries = 0; tries < 3; tries++) {
     size_t len = 0;
-    int rc = rill_client_stats(s->c, s->buf, s->cap, &len);
+    int rc = rill_client_server_stats_text(s->c, s->buf, s->cap, &len);
     if (rc == 0) {
       s->len = len;
       return 0;
