@@ -554,6 +554,15 @@ static inline void conn_put(struct conn *c) {
   rill__free(c);
 }
 
+/* gcc 12 and later warn (-Wtsan) that ThreadSanitizer does not model a
+ * standalone fence. The fence below and loop_main's orders a store before
+ * a load on each side (Dekker's pattern), which TSan cannot see either
+ * way: every word involved is atomic, so ignoring the fence can make TSan
+ * report more, never hide a race (src/ipc/route.c says the same). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic ignored "-Wtsan"
+#endif
+
 /* Pushes w onto lp's inbox; writes its eventfd only when it may sleep.
  * The seq_cst fence pairs with the one loop_main makes after it marks
  * itself sleeping and before it looks at its inbox (a store then a load
