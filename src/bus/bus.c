@@ -343,12 +343,6 @@ static void wake_producers_locked(rill_bus_t *bus) {
     rill__futex_bump(&p->wt.wake);
 }
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 static inline void cnt_inc(uint64_t *c) {
   __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
 }
@@ -640,7 +634,7 @@ static void *worker_main(void *arg) {
     if (stopping && !held)
       break;
     if (++idle < 64) {
-      cpu_relax();
+      rill__cpu_relax();
       continue;
     }
     if (!armed) {
@@ -1081,7 +1075,7 @@ static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const str
      * to give the slots back (at most one on_batch call): spin a little,
      * then sleep until the worker wakes us (worker_wake_producers). */
     if (spins < 128) {
-      cpu_relax();
+      rill__cpu_relax();
       continue;
     }
     uint32_t w0 = producer_arm(p);
@@ -1138,7 +1132,7 @@ static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct ite
       if (__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
         return rill__err(RILL_ECLOSED, "bus: shut down while blocked");
       if (spins < 128) {
-        cpu_relax();
+        rill__cpu_relax();
         continue;
       }
       uint64_t now = rill_time_ns();

@@ -128,12 +128,6 @@ struct rill_ipc_chan {
   char name[RILL_IPC_MAX_NAME + 1];
 };
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 static inline struct rill__ipc_slot *slot_at(const rill_ipc_chan_t *ch, uint64_t seq) {
   return (struct rill__ipc_slot *)(void *)(ch->ring + (seq & ch->mask) * ch->g.slot_size);
 }
@@ -649,7 +643,7 @@ static int wait_room(rill_ipc_chan_t *ch, uint64_t c, uint64_t slots, struct wai
     return rill__err(RILL_ETIMEDOUT, "ipc channel %s: %llu messages not finished with", ch->name,
                      (unsigned long long)slots);
   if (now < wt->spin_until) {
-    cpu_relax();
+    rill__cpu_relax();
     return 1; /* look again */
   }
   /* Acquire: pairs with a receiver's release bump of the word. */
@@ -1317,7 +1311,7 @@ int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_
     uint64_t spin_until = rill__deadline(now, ch->g.spin_ns);
     while (now < spin_until && now < deadline) {
       for (int i = 0; i < 64; i++) {
-        cpu_relax();
+        rill__cpu_relax();
         rc = try_recv(ch, m, lost);
         if (rc != RILL_EAGAIN)
           return rc;

@@ -103,12 +103,6 @@ struct rill_ipc_route_receiver {
   bool held;        /* a view of cur - 1 is out */
 };
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 static inline struct rill__ipc_slot *slot_at(const struct seg *s, uint64_t seq) {
   return (struct rill__ipc_slot *)(void *)(s->ring + (seq & s->mask) * s->g.slot_size);
 }
@@ -499,7 +493,7 @@ static int wait_room(rill_ipc_route_sender_t *s, uint64_t seq, uint64_t slots,
         spin_until = deadline;
     }
     if (now < spin_until) {
-      cpu_relax();
+      rill__cpu_relax();
       continue;
     }
     uint64_t ms = rill_time_coarse_ms();
@@ -942,7 +936,7 @@ int rill_ipc_route_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_
     uint64_t spin_until = rill__deadline(now, r->s.g.spin_ns);
     while (now < spin_until && now < deadline) {
       for (int i = 0; i < 64; i++) {
-        cpu_relax();
+        rill__cpu_relax();
         rc = try_recv(r, m, lost);
         if (rc != RILL_EAGAIN)
           return rc;
