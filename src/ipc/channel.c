@@ -86,12 +86,6 @@
 #include "ipc/segment.h"
 #include "rill/ipc.h"
 
-/* As in route.c: the same fences in every build, TSan included. */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-#pragma GCC diagnostic ignored "-Wtsan"
-#endif
-#define FENCE(order) __atomic_thread_fence(order)
-
 #define KIND           "channel"
 #define NO_CLASS       UINT32_MAX
 #define PARK_SLICE     10000000ull /* a waiter re-checks for dead peers this often */
@@ -363,7 +357,7 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
   ch->mine = rill__ipc_take_place(ch->me, ch->mine);
   /* seq_cst: pairs with the fence in a sender's scan: it sees our place,
    * or we now see every claim it scanned under. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   uint64_t c2 = __atomic_load_n(&h->claim, __ATOMIC_ACQUIRE);
   if (c2 != c) {
     c = c2;
@@ -446,7 +440,7 @@ void rill_ipc_chan_close(rill_ipc_chan_t *ch) {
       ;
   }
   /* seq_cst: as in advance(); a sender waiting for us stops waiting. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   if (ch->role == RILL_IPC_RECEIVER && __atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED))
     rill__futex_bump_shared(&h->send_futex);
   rill__ipc_shm_unmap(ch->base, ch->size);
@@ -459,7 +453,7 @@ void rill_ipc_chan_close(rill_ipc_chan_t *ch) {
  * sender may claim c when c - bound < slots. */
 static uint64_t scan(rill_ipc_chan_t *ch, uint64_t c) {
   /* seq_cst: pairs with the fence a joining receiver makes (file comment). */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   const bool queue = ch->g.delivery == RILL_IPC_QUEUE;
   struct rill__chan_hdr *h = ch->hdr;
   struct rill__ipc_place *rx = receivers(ch);
@@ -584,7 +578,7 @@ static bool reap_laggards(rill_ipc_chan_t *ch, uint64_t c, uint64_t limit) {
  * alive (/proc is read for each). Stored as rx_seen. */
 static uint32_t count_ready(rill_ipc_chan_t *ch, bool live) {
   /* seq_cst: as the fence in scan(), pairs with a joining receiver's. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   struct rill__ipc_place *rx = receivers(ch);
   uint32_t n = 0;
   for (uint32_t i = 0; i < ch->g.max_receivers; i++) {
@@ -874,7 +868,7 @@ static void wake_receivers(rill_ipc_chan_t *ch) {
   struct rill__chan_hdr *h = ch->hdr;
   /* seq_cst: pairs with the fence a receiver makes after counting itself
    * a waiter: it sees the mark (the orphan), or we see its count. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   if (RILL_UNLIKELY(__atomic_load_n(&h->recv_waiters, __ATOMIC_RELAXED)) &&
       __atomic_exchange_n(&h->recv_want, 0, __ATOMIC_RELAXED))
     rill__futex_bump_shared(&h->recv_futex);
@@ -1281,7 +1275,7 @@ static void wake_senders(rill_ipc_chan_t *ch) {
   struct rill__chan_hdr *h = ch->hdr;
   /* seq_cst: pairs with the fence a sender makes after counting itself a
    * waiter: it sees our cursor, or we see its count. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   if (RILL_UNLIKELY(__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED)) &&
       __atomic_exchange_n(&h->send_want, 0, __ATOMIC_RELAXED))
     rill__futex_bump_shared(&h->send_futex);
@@ -1333,7 +1327,7 @@ int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_
     __atomic_store_n(&h->recv_want, 1, __ATOMIC_RELAXED);
     /* seq_cst: pairs with the sender's fence after its commit: we see its
      * mark, or it sees our count. */
-    FENCE(__ATOMIC_SEQ_CST);
+    RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
     rc = try_recv(ch, m, lost);
     if (rc == RILL_EAGAIN) {
       /* A slice at a time: a claimer may die without waking anyone. */

@@ -44,20 +44,6 @@
 #include "ipc/segment.h"
 #include "rill/ipc.h"
 
-/* The same fences in every build. gcc 12 and later warn (-Wtsan) that
- * ThreadSanitizer does not model standalone fences; under TSan they still
- * run as fences, TSan just draws no happens-before from them. Nothing
- * between threads relies on that: the data they order across processes is
- * invisible to TSan anyway, and between threads every slot is published by
- * the mark's release and acquire, which TSan sees. A fence TSan ignores can
- * only make it report more, never hide a race (the seq_cst exchange of one
- * dummy word that stood in for them did: every pair of threads passing
- * one synchronized through it). */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-#pragma GCC diagnostic ignored "-Wtsan"
-#endif
-#define FENCE(order) __atomic_thread_fence(order)
-
 #define KIND          "route"
 #define PARK_SLICE    10000000ull /* a blocked sender re-checks for dead receivers this often */
 #define REAP_EVERY_MS 1           /* a sender checks liveness at most this often */
@@ -392,7 +378,7 @@ void rill_ipc_route_sender_close(rill_ipc_route_sender_t *s) {
 static uint64_t scan(rill_ipc_route_sender_t *s, uint64_t seq) {
   /* seq_cst: pairs with the fence a joining receiver makes after taking its
    * place (file comment): we see it, or it sees our head. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   uint64_t min = seq;
   uint32_t ready = 0;
   for (uint32_t i = 1; i <= s->s.g.max_receivers; i++) {
@@ -609,7 +595,7 @@ static int reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t timeout_ns
     __atomic_store_n(&sl->mark, 0, __ATOMIC_RELAXED);
     if (old && __atomic_load_n(&slot_at(&s->s, old - 1)->mark, __ATOMIC_RELAXED) == old)
       __atomic_store_n(&slot_at(&s->s, old - 1)->mark, 0, __ATOMIC_RELAXED);
-    FENCE(__ATOMIC_RELEASE);
+    RILL__IPC_FENCE(__ATOMIC_RELEASE);
   }
   s->res_len = len;
   s->res_class = c;
@@ -655,7 +641,7 @@ static inline __attribute__((always_inline)) void publish(rill_ipc_route_sender_
   }
   /* seq_cst: pairs with the fence a receiver makes after counting itself a
    * waiter: it sees the mark, or we see its count. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   /* One wake a park, not one a message: a receiver woken but not yet
    * running stays counted, and with more receivers than CPUs one nearly
    * always is, which made a futex syscall of every send. recv_want is
@@ -762,7 +748,7 @@ int rill_ipc_route_receiver_open(rill_ipc_route_receiver_t **out, const char *na
   r->mine = rill__ipc_take_place(r->me, r->mine);
   /* seq_cst: pairs with the fence in the sender's scan (file comment): it
    * sees our place, or we now see every head it scanned under. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   uint64_t head2 = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
   if (head2 != head) {
     head = head2;
@@ -792,7 +778,7 @@ static void wake_sender(rill_ipc_route_receiver_t *r) {
   /* seq_cst: pairs with the fence the sender makes after counting itself a
    * waiter and storing its need: it sees every cursor we stored before
    * this fence, or we see its count and its need. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   if (RILL_LIKELY(!__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED)))
     return;
   /* Only a receiver that held the sender back wakes it, when it crosses
@@ -865,7 +851,7 @@ static int try_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_t *l
     /* Acquire: orders the length, descriptor and owner loads before the
      * mark's second load; a sender that began to overwrite the slot, or the
      * chunk, unmarked the slot first. */
-    FENCE(__ATOMIC_ACQUIRE);
+    RILL__IPC_FENCE(__ATOMIC_ACQUIRE);
     if (__atomic_load_n(&sl->mark, __ATOMIC_RELAXED) != c + 1)
       return RILL_EAGAIN; /* the next look finds it lapped */
   }
@@ -895,7 +881,7 @@ static bool give_back(rill_ipc_route_receiver_t *r) {
   if (r->s.g.policy == RILL_IPC_OVERWRITE) {
     /* Acquire: the caller's reads of the view come before this load; a
      * sender that began to overwrite the slot had unmarked it. */
-    FENCE(__ATOMIC_ACQUIRE);
+    RILL__IPC_FENCE(__ATOMIC_ACQUIRE);
     torn = __atomic_load_n(&slot_at(&r->s, was)->mark, __ATOMIC_RELAXED) != was + 1;
   }
   advance(r);
@@ -959,7 +945,7 @@ int rill_ipc_route_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_
     __atomic_store_n(&h->recv_want, 1, __ATOMIC_RELAXED);
     /* seq_cst: pairs with the sender's fence after publishing (file
      * comment): we see its mark, or it sees our count. */
-    FENCE(__ATOMIC_SEQ_CST);
+    RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
     rc = try_recv(r, m, lost);
     if (rc == RILL_EAGAIN)
       rill__futex_wait_shared(&h->recv_futex, w, deadline - now);
@@ -1000,7 +986,7 @@ void rill_ipc_route_receiver_close(rill_ipc_route_receiver_t *r) {
       __ATOMIC_RELEASE, __ATOMIC_RELAXED))
     ;
   /* seq_cst: as in advance(); a sender waiting for us stops. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   if (__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED))
     rill__futex_bump_shared(&h->send_futex);
   seg_unmap(&r->s);
