@@ -1,8 +1,10 @@
 /*
- * The IPC route segment: its layout in shared memory, the check every
- * attach runs before trusting a byte of it, and the process liveness test
- * the reaping of dead participants rests on. docs/FORMATS.md ("IPC route
- * segment") gives every byte. Private to rill.
+ * The IPC route and channel segments: their layout in shared memory, the
+ * check every attach runs before trusting a byte of them, what the two
+ * kinds share (names, shared memory, places, the pool), and the process
+ * liveness test the reaping of dead participants rests on.
+ * docs/FORMATS.md ("IPC route segment", "IPC channel segment") gives every
+ * byte. Private to rill.
  */
 #ifndef RILL_IPC_SEGMENT_H
 #define RILL_IPC_SEGMENT_H
@@ -249,7 +251,6 @@ int rill__ipc_proc_start(pid_t pid, uint64_t *start);
  * alone decides. When /proc cannot tell, the holder is taken for alive. */
 bool rill__ipc_holder_alive(uint64_t st, uint64_t start);
 
-#endif
 
 /* ---- shared by the channel (and open to the route) ------------------------- */
 
@@ -381,3 +382,5 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
 /* Summarises a channel segment that passed the check; reaps nothing. */
 void rill__chan_summary(const void *mem, const struct rill__chan_geom *g,
                         rill_ipc_chan_info_t *info);
+
+#endif
