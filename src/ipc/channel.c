@@ -1364,39 +1364,23 @@ int rill_ipc_chan_unlink(const char *name) { return rill__ipc_shm_unlink(KIND, n
 int rill_ipc_chan_info(const char *name, rill_ipc_chan_info_t *info) {
   if (!info)
     return rill__err(RILL_EINVAL, "ipc channel info: info is NULL");
-  int rc = rill__ipc_name_check(KIND, name);
-  if (rc)
-    return rc;
-  uint8_t *base;
-  size_t size;
-  rc = rill__ipc_shm_attach(KIND, name, false, false, &base, &size);
-  if (rc)
-    return rc;
-  struct rill__chan_geom g;
-  rc = rill__chan_check(name, base, size, &g);
-  if (rc == 0) {
-    memset(info, 0, sizeof *info);
-    snprintf(info->name, sizeof info->name, "%s", name);
-    rill__chan_summary(base, &g, info);
-  }
-  rill__ipc_shm_unmap(base, size);
-  return rc;
+  return rill__ipc_info(KIND, name, info);
 }
 
 struct lister {
-  int (*fn)(void *ctx, const rill_ipc_chan_info_t *info);
+  rill_ipc_chan_list_cb fn;
   void *ctx;
+  rill_ipc_chan_info_t info; /* the segment of the call */
 };
 
-static int list_one(void *arg, const char *name) {
+static int list_one(void *arg) {
   struct lister *l = arg;
-  rill_ipc_chan_info_t info;
-  /* Not a channel (a route, a foreign segment), or gone meanwhile: skipped. */
-  return rill_ipc_chan_info(name, &info) ? 0 : l->fn(l->ctx, &info);
+  return l->fn(l->ctx, &l->info);
 }
 
 int rill_ipc_chan_list(rill_ipc_chan_list_cb fn, void *ctx) {
   if (!fn)
     return rill__err(RILL_EINVAL, "ipc channel list: fn is NULL");
-  return rill__ipc_scan("ipc channel list", list_one, &(struct lister){fn, ctx});
+  struct lister l = {.fn = fn, .ctx = ctx};
+  return rill__ipc_list(KIND, "ipc channel list", &l.info, list_one, &l);
 }

@@ -316,6 +316,57 @@ int rill__ipc_scan(const char *what, int (*each)(void *ctx, const char *name), v
   return rc;
 }
 
+int rill__ipc_info(const char *kind, const char *name, void *info) {
+  int rc = rill__ipc_name_check(kind, name);
+  if (rc)
+    return rc;
+  uint8_t *base;
+  size_t size;
+  rc = rill__ipc_shm_attach(kind, name, false, false, &base, &size);
+  if (rc)
+    return rc;
+  if (!strcmp(kind, "route")) {
+    rill_ipc_route_info_t *ri = info;
+    struct rill__ipc_geom g;
+    rc = rill__ipc_check(name, base, size, &g);
+    if (rc == 0) {
+      memset(ri, 0, sizeof *ri);
+      snprintf(ri->name, sizeof ri->name, "%s", name);
+      rill__ipc_summary(base, &g, ri);
+    }
+  } else {
+    rill_ipc_chan_info_t *ci = info;
+    struct rill__chan_geom g;
+    rc = rill__chan_check(name, base, size, &g);
+    if (rc == 0) {
+      memset(ci, 0, sizeof *ci);
+      snprintf(ci->name, sizeof ci->name, "%s", name);
+      rill__chan_summary(base, &g, ci);
+    }
+  }
+  rill__ipc_shm_unmap(base, size);
+  return rc;
+}
+
+struct lister {
+  const char *kind;
+  void *info;
+  int (*each)(void *ctx);
+  void *ctx;
+};
+
+static int list_one(void *arg, const char *name) {
+  struct lister *l = arg;
+  /* Not of this kind (the other kind, a foreign segment), or gone
+   * meanwhile: skipped. */
+  return rill__ipc_info(l->kind, name, l->info) ? 0 : l->each(l->ctx);
+}
+
+int rill__ipc_list(const char *kind, const char *what, void *info, int (*each)(void *ctx),
+                   void *ctx) {
+  return rill__ipc_scan(what, list_one, &(struct lister){kind, info, each, ctx});
+}
+
 void rill__ipc_shm_unmap(uint8_t *base, size_t size) {
   if (base) {
     munmap(base, size);

@@ -251,7 +251,6 @@ int rill__ipc_proc_start(pid_t pid, uint64_t *start);
  * alone decides. When /proc cannot tell, the holder is taken for alive. */
 bool rill__ipc_holder_alive(uint64_t st, uint64_t start);
 
-
 /* ---- shared by the channel (and open to the route) ------------------------- */
 
 /* name as a route or channel name: 0, or RILL_EINVAL naming what (kind). */
@@ -293,6 +292,17 @@ int rill__ipc_shm_unlink(const char *kind, const char *name);
  * first non-zero return and returns it. `what` names the caller in an
  * error. */
 int rill__ipc_scan(const char *what, int (*each)(void *ctx, const char *name), void *ctx);
+
+/* Describes /rill.<name> as a segment of kind ("route": info is a
+ * rill_ipc_route_info_t; "channel": a rill_ipc_chan_info_t), read-only:
+ * 0, or the error of the attach or of the kind's check. */
+int rill__ipc_info(const char *kind, const char *name, void *info);
+
+/* For each segment that describes as kind (rill__ipc_info; the others are
+ * skipped): info filled, then each(ctx); stops at the first non-zero
+ * return and returns it. `what` names the caller in an error. */
+int rill__ipc_list(const char *kind, const char *what, void *info, int (*each)(void *ctx),
+                   void *ctx);
 
 /* The calling process's start time (field 22 of /proc/self/stat). */
 uint64_t rill__ipc_self_start(void);
