@@ -203,40 +203,6 @@ static void bind(rill_ipc_chan_t *ch) {
   ch->mask = (uint64_t)ch->g.slots - 1;
 }
 
-static int create(rill_ipc_chan_t *ch, const struct rill__chan_geom *g, mode_t mode) {
-  int rc = rill__ipc_shm_create(KIND, ch->name, g->total, mode, &ch->base);
-  if (rc)
-    return rc;
-  ch->size = (size_t)g->total;
-  ch->g = *g;
-  bind(ch);
-  /* ftruncate gave zeros: counters, places and marks all start at 0. */
-  struct rill__chan_hdr *h = ch->hdr;
-  h->version = RILL_IPC_CHAN_VERSION;
-  h->policy = g->policy;
-  h->wait = g->wait;
-  h->slots = g->slots;
-  h->slot_size = g->slot_size;
-  h->max_senders = g->max_senders;
-  h->max_receivers = g->max_receivers;
-  h->total = g->total;
-  h->spin_ns = g->spin_ns;
-  h->delivery = g->delivery;
-  h->flags = g->nclasses ? RILL__IPC_F_POOL : 0;
-  h->max_message = g->max_message;
-  h->pool_classes = g->nclasses;
-  for (uint32_t c = 0; c < g->nclasses; c++) {
-    h->pool[c].size = g->cls[c].size;
-    h->pool[c].chunks = g->cls[c].chunks;
-  }
-  for (uint32_t i = 0; i < g->max_receivers; i++)
-    receivers(ch)[i].cursor = RILL__CHAN_NONE;
-  /* Release: pairs with the attacher's acquire load of the magic; the
-   * header above is complete before anyone trusts it. */
-  __atomic_store_n(&h->magic, RILL_IPC_CHAN_MAGIC, __ATOMIC_RELEASE);
-  return 0;
-}
-
 /* Whether the channel was removed (rill_ipc_chan_unlink). Acquire: pairs
  * with the remover's release. */
 static inline bool removed(const rill_ipc_chan_t *ch) {
@@ -245,25 +211,6 @@ static inline bool removed(const rill_ipc_chan_t *ch) {
 
 static int closed_err(const rill_ipc_chan_t *ch) {
   return rill__err(RILL_ECLOSED, "ipc channel %s: removed (rill ipc rm) while in use", ch->name);
-}
-
-static int attach(rill_ipc_chan_t *ch) {
-  int rc = rill__ipc_shm_attach(KIND, ch->name, true, true, &ch->base, &ch->size);
-  if (rc)
-    return rc;
-  rc = rill__chan_check(ch->name, ch->base, ch->size, &ch->g);
-  if (rc) {
-    rill__ipc_shm_unmap(ch->base, ch->size);
-    ch->base = NULL;
-    return rc;
-  }
-  bind(ch);
-  if (removed(ch)) {
-    rill__ipc_shm_unmap(ch->base, ch->size);
-    ch->base = NULL;
-    return rill__err(RILL_ENOENT, "ipc channel %s: being removed", ch->name);
-  }
-  return 0;
 }
 
 /* ---- open and close ---------------------------------------------------------- */
@@ -293,19 +240,9 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
     return rill__err(RILL_ENOMEM, "ipc channel %s: no memory for the handle", name);
   snprintf(ch->name, sizeof ch->name, "%s", name);
   ch->role = role;
-  /* Create, or attach to what a racing creator made; a channel unlinked
-   * between the two gets a few more tries. */
-  for (int tries = 0;; tries++) {
-    rc = create(ch, &g, mode);
-    if (rc != RILL_EEXIST)
-      break;
-    rc = attach(ch);
-    if (rc != RILL_ENOENT || tries == 8)
-      break;
-    /* Removed meanwhile, or being removed: its remover unlinks it soon. */
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
+  rc = rill__ipc_seg_open(KIND, name, &g, mode, &ch->g, &ch->base, &ch->size);
+  if (rc == 0)
+    bind(ch);
   if (rc)
     goto free_handle;
   rc = opts_agree(ch, opts);

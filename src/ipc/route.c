@@ -105,57 +105,12 @@ static void seg_bind(struct seg *s) {
   s->mask = (uint64_t)s->g.slots - 1;
 }
 
-/* Maps an existing segment and checks it, waiting up to 200 ms for a
- * creator that is still writing its header (rill__ipc_shm_attach). */
-static int seg_attach(struct seg *s, bool writable) {
-  int rc = rill__ipc_shm_attach(KIND, s->name, writable, true, &s->base, &s->size);
-  if (rc)
-    return rc;
-  rc = rill__ipc_check(s->name, s->base, s->size, &s->g);
-  if (rc) {
-    seg_unmap(s);
-    return rc;
-  }
-  seg_bind(s);
-  /* Acquire: pairs with the remover's release; a route being removed is as
-   * good as gone (its name is about to be unlinked). */
-  if (__atomic_load_n(&s->hdr->gone, __ATOMIC_ACQUIRE) & RILL__IPC_REMOVED) {
-    seg_unmap(s);
-    return rill__err(RILL_ENOENT, "ipc route %s: being removed", s->name);
-  }
-  return 0;
-}
-
-/* Creates the segment with O_EXCL: 0 when we made it, RILL_EEXIST when it
- * was there (the caller attaches), or an error. */
-static int seg_create(struct seg *s, const struct rill__ipc_geom *g, mode_t mode) {
-  int rc = rill__ipc_shm_create(KIND, s->name, g->total, mode, &s->base);
-  if (rc)
-    return rc;
-  s->size = (size_t)g->total;
-  s->g = *g;
-  seg_bind(s);
-  /* ftruncate gave zeros: counters, places and marks all start at 0. */
-  struct rill__ipc_hdr *h = s->hdr;
-  h->version = RILL_IPC_VERSION;
-  h->policy = g->policy;
-  h->wait = g->wait;
-  h->slots = g->slots;
-  h->slot_size = g->slot_size;
-  h->max_receivers = g->max_receivers;
-  h->flags = g->nclasses ? RILL__IPC_F_POOL : 0;
-  h->total = g->total;
-  h->spin_ns = g->spin_ns;
-  h->max_message = g->max_message;
-  h->pool_classes = g->nclasses;
-  for (uint32_t c = 0; c < g->nclasses; c++) {
-    h->pool[c].size = g->cls[c].size;
-    h->pool[c].chunks = g->cls[c].chunks;
-  }
-  /* Release: pairs with the attacher's acquire load of the magic; the
-   * header above is complete before anyone trusts it. */
-  __atomic_store_n(&h->magic, RILL_IPC_MAGIC, __ATOMIC_RELEASE);
-  return 0;
+/* Maps an existing segment and checks it (rill__ipc_seg_attach). */
+static int seg_attach(struct seg *s) {
+  int rc = rill__ipc_seg_attach(KIND, s->name, &s->g, &s->base, &s->size);
+  if (rc == 0)
+    seg_bind(s);
+  return rc;
 }
 
 /* The waiter count a holder of place idx counts itself in while parked:
@@ -277,19 +232,9 @@ int rill_ipc_route_sender_open(rill_ipc_route_sender_t **out, const char *name,
   if (!x)
     return rill__err(RILL_ENOMEM, "ipc route %s: no memory for the sender", name);
   snprintf(x->s.name, sizeof x->s.name, "%s", name);
-  /* Create, or attach to what a racing creator made; a route unlinked
-   * between the two gets a few more tries. */
-  for (int tries = 0;; tries++) {
-    rc = seg_create(&x->s, &g, mode);
-    if (rc != RILL_EEXIST)
-      break;
-    rc = seg_attach(&x->s, true);
-    if (rc != RILL_ENOENT || tries == 8)
-      break;
-    /* Removed meanwhile, or being removed: its remover unlinks it soon. */
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
+  rc = rill__ipc_seg_open(KIND, name, &g, mode, &x->s.g, &x->s.base, &x->s.size);
+  if (rc == 0)
+    seg_bind(&x->s);
   if (rc)
     goto free_sender;
   rc = opts_agree(&x->s, opts);
@@ -727,7 +672,7 @@ int rill_ipc_route_receiver_open(rill_ipc_route_receiver_t **out, const char *na
   if (!r)
     return rill__err(RILL_ENOMEM, "ipc route %s: no memory for the receiver", name);
   snprintf(r->s.name, sizeof r->s.name, "%s", name);
-  rc = seg_attach(&r->s, true);
+  rc = seg_attach(&r->s);
   if (rc)
     goto free_receiver;
   for (uint32_t i = 1; i <= r->s.g.max_receivers && !r->me; i++)

@@ -465,6 +465,115 @@ close_fd:
   return rc;
 }
 
+/* ---- making and attaching, either kind ------------------------------------------ */
+
+static bool is_route(const char *kind) { return !strcmp(kind, "route"); }
+
+/* ftruncate gave zeros: counters, places and marks all start at 0. */
+static void route_write(uint8_t *base, const struct rill__ipc_geom *g) {
+  struct rill__ipc_hdr *h = (struct rill__ipc_hdr *)(void *)base;
+  h->version = RILL_IPC_VERSION;
+  h->policy = g->policy;
+  h->wait = g->wait;
+  h->slots = g->slots;
+  h->slot_size = g->slot_size;
+  h->max_receivers = g->max_receivers;
+  h->flags = g->nclasses ? RILL__IPC_F_POOL : 0;
+  h->total = g->total;
+  h->spin_ns = g->spin_ns;
+  h->max_message = g->max_message;
+  h->pool_classes = g->nclasses;
+  for (uint32_t c = 0; c < g->nclasses; c++) {
+    h->pool[c].size = g->cls[c].size;
+    h->pool[c].chunks = g->cls[c].chunks;
+  }
+  /* Release: pairs with the attacher's acquire load of the magic; the
+   * header above is complete before anyone trusts it. */
+  __atomic_store_n(&h->magic, RILL_IPC_MAGIC, __ATOMIC_RELEASE);
+}
+
+/* As route_write; a free queue receiver place shows NONE. */
+static void chan_write(uint8_t *base, const struct rill__chan_geom *g) {
+  struct rill__chan_hdr *h = (struct rill__chan_hdr *)(void *)base;
+  struct rill__ipc_place *rx = (struct rill__ipc_place *)(void *)(base + g->table_off);
+  h->version = RILL_IPC_CHAN_VERSION;
+  h->policy = g->policy;
+  h->wait = g->wait;
+  h->slots = g->slots;
+  h->slot_size = g->slot_size;
+  h->max_senders = g->max_senders;
+  h->max_receivers = g->max_receivers;
+  h->total = g->total;
+  h->spin_ns = g->spin_ns;
+  h->delivery = g->delivery;
+  h->flags = g->nclasses ? RILL__IPC_F_POOL : 0;
+  h->max_message = g->max_message;
+  h->pool_classes = g->nclasses;
+  for (uint32_t c = 0; c < g->nclasses; c++) {
+    h->pool[c].size = g->cls[c].size;
+    h->pool[c].chunks = g->cls[c].chunks;
+  }
+  for (uint32_t i = 0; i < g->max_receivers; i++)
+    rx[g->max_senders + i].cursor = RILL__CHAN_NONE;
+  /* Release: as route_write's. */
+  __atomic_store_n(&h->magic, RILL_IPC_CHAN_MAGIC, __ATOMIC_RELEASE);
+}
+
+int rill__ipc_seg_attach(const char *kind, const char *name, void *g, uint8_t **base,
+                         size_t *size) {
+  int rc = rill__ipc_shm_attach(kind, name, true, true, base, size);
+  if (rc)
+    return rc;
+  const uint32_t *gone;
+  if (is_route(kind)) {
+    rc = rill__ipc_check(name, *base, *size, g);
+    gone = &((const struct rill__ipc_hdr *)(void *)*base)->gone;
+  } else {
+    rc = rill__chan_check(name, *base, *size, g);
+    gone = &((const struct rill__chan_hdr *)(void *)*base)->gone;
+  }
+  /* Acquire: pairs with the remover's release; a segment being removed is
+   * as good as gone (its name is about to be unlinked). */
+  if (rc == 0 && (__atomic_load_n(gone, __ATOMIC_ACQUIRE) & RILL__IPC_REMOVED))
+    rc = rill__err(RILL_ENOENT, "ipc %s %s: being removed", kind, name);
+  if (rc) {
+    rill__ipc_shm_unmap(*base, *size);
+    *base = NULL;
+  }
+  return rc;
+}
+
+int rill__ipc_seg_open(const char *kind, const char *name, const void *want, mode_t mode, void *g,
+                       uint8_t **base, size_t *size) {
+  const bool route = is_route(kind);
+  const uint64_t total = route ? ((const struct rill__ipc_geom *)want)->total
+                               : ((const struct rill__chan_geom *)want)->total;
+  /* Create, or attach to what a racing creator made; a segment unlinked
+   * between the two gets a few more tries. */
+  for (int tries = 0;; tries++) {
+    int rc = rill__ipc_shm_create(kind, name, total, mode, base);
+    if (rc == 0) {
+      *size = (size_t)total;
+      if (route) {
+        *(struct rill__ipc_geom *)g = *(const struct rill__ipc_geom *)want;
+        route_write(*base, g);
+      } else {
+        *(struct rill__chan_geom *)g = *(const struct rill__chan_geom *)want;
+        chan_write(*base, g);
+      }
+      return 0;
+    }
+    if (rc != RILL_EEXIST)
+      return rc;
+    rc = rill__ipc_seg_attach(kind, name, g, base, size);
+    if (rc != RILL_ENOENT || tries == 8)
+      return rc;
+    /* Removed meanwhile, or being removed: its remover unlinks it soon. */
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
 uint64_t rill__ipc_self_start(void) {
   uint64_t st = 0;
   (void)rill__ipc_proc_start(getpid(), &st); /* our own /proc entry: always there */

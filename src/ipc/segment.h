@@ -279,6 +279,20 @@ int rill__ipc_shm_attach(const char *kind, const char *name, bool writable, bool
 
 void rill__ipc_shm_unmap(uint8_t *base, size_t size);
 
+/* Maps an existing /rill.<name> read-write (rill__ipc_shm_attach, patient)
+ * and checks it as a segment of kind ("route": g is a struct
+ * rill__ipc_geom; "channel": a struct rill__chan_geom): 0 with the
+ * geometry in g, RILL_ENOENT when it is being removed, or the error. */
+int rill__ipc_seg_attach(const char *kind, const char *name, void *g, uint8_t **base, size_t *size);
+
+/* Creates /rill.<name> with geometry want (as g, by kind) and writes its
+ * header, or attaches to the one a racing creator made (rill__ipc_seg_attach;
+ * a segment unlinked between the two gets a few more tries): 0 with the
+ * segment's geometry in g, *base and *size, or the error. The caller checks
+ * an attached segment against what it asked for. */
+int rill__ipc_seg_open(const char *kind, const char *name, const void *want, mode_t mode, void *g,
+                       uint8_t **base, size_t *size);
+
 /* Removes /rill.<name>: 0, RILL_ENOENT ("no such <kind>"), RILL_EINVAL
  * when the segment is a valid one of the other kind (kind is "route" or
  * "channel"),
