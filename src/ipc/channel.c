@@ -153,12 +153,9 @@ static int opts_geom(const char *name, const rill_ipc_chan_opts_t *o, struct ril
   g->policy = (uint8_t)d.policy;
   g->wait = (uint8_t)d.wait;
   g->delivery = (uint8_t)d.delivery;
-  if (!RILL__IS_POW2(g->slots) || g->slots < RILL__IPC_MIN_SLOTS || g->slots > RILL__IPC_MAX_SLOTS)
-    return rill__err(RILL_EINVAL, "ipc channel %s: %u slots, not a power of two in 2..2^24", name,
-                     g->slots);
-  if (g->slot_size % 64 || g->slot_size < RILL__IPC_MIN_SLOT || g->slot_size > RILL__IPC_MAX_SLOT)
-    return rill__err(RILL_EINVAL, "ipc channel %s: slot size %u, not a multiple of 64 in 64..1 MiB",
-                     name, g->slot_size);
+  int rc = rill__ipc_ring_check(RILL_EINVAL, KIND, name, g->slots, g->slot_size);
+  if (rc)
+    return rc;
   if (g->max_senders > RILL_IPC_MAX_SENDERS)
     return rill__err(RILL_EINVAL, "ipc channel %s: max senders %u, not in 1..%u", name,
                      g->max_senders, RILL_IPC_MAX_SENDERS);
@@ -168,8 +165,8 @@ static int opts_geom(const char *name, const rill_ipc_chan_opts_t *o, struct ril
   if (*mode & ~(mode_t)0777)
     return rill__err(RILL_EINVAL, "ipc channel %s: mode %o has bits beyond 0777", name,
                      (unsigned)*mode);
-  int rc = rill__ipc_classes_opts(KIND, name, d.pool, g->slot_size - RILL_IPC_SLOT_HDR, g->cls,
-                                  &g->nclasses);
+  rc = rill__ipc_classes_opts(KIND, name, d.pool, g->slot_size - RILL_IPC_SLOT_HDR, g->cls,
+                              &g->nclasses);
   if (rc)
     return rc;
   rill__chan_layout(g);

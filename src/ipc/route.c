@@ -138,12 +138,9 @@ static int opts_geom(const char *name, const rill_ipc_route_opts_t *o, struct ri
     return rill__err(RILL_EINVAL, "ipc route %s: unknown wait mode %d", name, (int)d.wait);
   g->policy = (uint8_t)d.policy;
   g->wait = (uint8_t)d.wait;
-  if (!RILL__IS_POW2(g->slots) || g->slots < RILL__IPC_MIN_SLOTS || g->slots > RILL__IPC_MAX_SLOTS)
-    return rill__err(RILL_EINVAL, "ipc route %s: %u slots, not a power of two in 2..2^24", name,
-                     g->slots);
-  if (g->slot_size % 64 || g->slot_size < RILL__IPC_MIN_SLOT || g->slot_size > RILL__IPC_MAX_SLOT)
-    return rill__err(RILL_EINVAL, "ipc route %s: slot size %u, not a multiple of 64 in 64..1 MiB",
-                     name, g->slot_size);
+  int rc = rill__ipc_ring_check(RILL_EINVAL, KIND, name, g->slots, g->slot_size);
+  if (rc)
+    return rc;
   if (g->max_receivers > RILL_IPC_MAX_RECEIVERS)
     return rill__err(RILL_EINVAL, "ipc route %s: max receivers %u, not in 1..%u", name,
                      g->max_receivers, RILL_IPC_MAX_RECEIVERS);
@@ -156,7 +153,7 @@ static int opts_geom(const char *name, const rill_ipc_route_opts_t *o, struct ri
     if (d.pool_chunks)
       return rill__err(RILL_EINVAL, "ipc route %s: pool_chunks with pool classes (give either)",
                        name);
-    int rc = rill__ipc_classes_opts(KIND, name, d.pool, inline_max, g->cls, &g->nclasses);
+    rc = rill__ipc_classes_opts(KIND, name, d.pool, inline_max, g->cls, &g->nclasses);
     if (rc)
       return rc;
     if (d.max_message && d.max_message != g->cls[g->nclasses - 1].size)

@@ -30,11 +30,87 @@ _Static_assert(offsetof(struct rill__ipc_hdr, gone) == 72, "the receivers' leave
 _Static_assert(offsetof(struct rill__ipc_place, ready) == 28, "a receiver's ready word");
 _Static_assert(sizeof(struct rill__ipc_slot) == RILL_IPC_SLOT_HDR, "slot header");
 
+/* ---- what the two kinds' checks share ------------------------------------------ */
+
+/* The first checks of either kind: a header, the kind's magic (tag: its
+ * letters) and version, and a whole header page. */
+static int check_head(const char *kind, const char *name, const uint8_t *p, size_t size,
+                      uint32_t magic, const char *tag, uint16_t version) {
+  if (size < 8)
+    return rill__err(RILL_ECORRUPT, "ipc %s %s: a segment of %zu bytes has no header", kind, name,
+                     size);
+  uint32_t m = rill__get32(p);
+  if (m != magic)
+    return rill__err(RILL_EVERSION, "ipc %s %s: magic 0x%08x, not 0x%08x (\"%s\")", kind, name, m,
+                     magic, tag);
+  uint16_t v = rill__get16(p + 4);
+  if (v != version)
+    return rill__err(RILL_EVERSION, "ipc %s %s: version %u, this build knows %u", kind, name,
+                     (unsigned)v, (unsigned)version);
+  if (size < RILL__IPC_HDR_BYTES)
+    return rill__err(RILL_ECORRUPT,
+                     "ipc %s %s: a segment of %zu bytes, shorter than its %u-byte header", kind,
+                     name, size, RILL__IPC_HDR_BYTES);
+  return 0;
+}
+
+int rill__ipc_ring_check(int code, const char *kind, const char *name, uint32_t slots,
+                         uint32_t slot_size) {
+  if (!RILL__IS_POW2(slots) || slots < RILL__IPC_MIN_SLOTS || slots > RILL__IPC_MAX_SLOTS)
+    return rill__err(code, "ipc %s %s: %u slots, not a power of two in 2..2^24", kind, name, slots);
+  if (slot_size % 64 || slot_size < RILL__IPC_MIN_SLOT || slot_size > RILL__IPC_MAX_SLOT)
+    return rill__err(code, "ipc %s %s: slot size %u, not a multiple of 64 in 64..1 MiB", kind, name,
+                     slot_size);
+  return 0;
+}
+
+/* The pool fields of a header: none, or the flag and n classes in the
+ * table at tbl that rill__ipc_classes_check accepts (into cls). */
+static int check_pool(const char *kind, const char *name, const uint8_t *tbl, uint32_t flags,
+                      uint32_t max_message, uint32_t n, uint32_t slot_size,
+                      struct rill__ipc_class *cls) {
+  if (!max_message && !n && !flags)
+    return 0;
+  if (!(flags & RILL__IPC_F_POOL))
+    return rill__err(RILL_ECORRUPT,
+                     "ipc %s %s: max message %u and %u pool classes without the pool flag", kind,
+                     name, max_message, n);
+  return rill__ipc_classes_check(kind, name, tbl, n, slot_size - RILL_IPC_SLOT_HDR, max_message,
+                                 cls);
+}
+
+/* The total the header says (said) and the segment's size against the
+ * layout's total, the rest of the layout naming the parts in a message. */
+static int check_total(const char *kind, const char *name, uint64_t said, size_t size,
+                       uint64_t total, uint64_t table, uint32_t slots, uint32_t slot_size,
+                       uint32_t chunks, uint32_t n) {
+  if (said != total)
+    return rill__err(RILL_ECORRUPT,
+                     "ipc %s %s: the header says %llu bytes, its layout needs %llu (header %u + "
+                     "table %llu + ring %u x %u + pool of %u chunks in %u classes)",
+                     kind, name, (unsigned long long)said, (unsigned long long)total,
+                     RILL__IPC_HDR_BYTES, (unsigned long long)table, slots, slot_size, chunks, n);
+  if ((uint64_t)size != total)
+    return rill__err(RILL_ECORRUPT,
+                     "ipc %s %s: the segment is %zu bytes, its layout needs %llu (header %u + "
+                     "table %llu + ring %u x %u + pool of %u chunks in %u classes)",
+                     kind, name, size, (unsigned long long)total, RILL__IPC_HDR_BYTES,
+                     (unsigned long long)table, slots, slot_size, chunks, n);
+  return 0;
+}
+
+/* The header page, a table of nplaces places from the next page, the ring
+ * of slots x slot_size from the page after, then the pool. */
+static void layout(uint32_t nplaces, uint32_t slots, uint32_t slot_size, uint64_t *table_off,
+                   uint64_t *ring_off, uint64_t *total) {
+  uint64_t table = (uint64_t)nplaces * RILL__IPC_PLACE_BYTES;
+  *table_off = RILL__IPC_HDR_BYTES;
+  *ring_off = *table_off + RILL__ALIGN_UP(table, (uint64_t)RILL__IPC_PAGE);
+  *total = *ring_off + (uint64_t)slots * slot_size;
+}
+
 void rill__ipc_layout(struct rill__ipc_geom *g) {
-  uint64_t table = (uint64_t)(1 + g->max_receivers) * RILL__IPC_PLACE_BYTES;
-  g->table_off = RILL__IPC_HDR_BYTES;
-  g->ring_off = g->table_off + RILL__ALIGN_UP(table, (uint64_t)RILL__IPC_PAGE);
-  g->total = g->ring_off + (uint64_t)g->slots * g->slot_size;
+  layout(1 + g->max_receivers, g->slots, g->slot_size, &g->table_off, &g->ring_off, &g->total);
   rill__ipc_pool_layout(g->cls, g->nclasses, &g->total, &g->max_message, &g->pool_chunks);
 }
 
@@ -42,21 +118,9 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
   const uint8_t *p = mem;
   if (!name)
     name = "?";
-  if (size < 8)
-    return rill__err(RILL_ECORRUPT, "ipc route %s: a segment of %zu bytes has no header", name,
-                     size);
-  uint32_t magic = rill__get32(p);
-  if (magic != RILL_IPC_MAGIC)
-    return rill__err(RILL_EVERSION, "ipc route %s: magic 0x%08x, not 0x%08x (\"RLIP\")", name,
-                     magic, RILL_IPC_MAGIC);
-  uint16_t version = rill__get16(p + 4);
-  if (version != RILL_IPC_VERSION)
-    return rill__err(RILL_EVERSION, "ipc route %s: version %u, this build knows %u", name,
-                     (unsigned)version, RILL_IPC_VERSION);
-  if (size < RILL__IPC_HDR_BYTES)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc route %s: a segment of %zu bytes, shorter than its %u-byte header", name,
-                     size, RILL__IPC_HDR_BYTES);
+  int rc = check_head("route", name, p, size, RILL_IPC_MAGIC, "RLIP", RILL_IPC_VERSION);
+  if (rc)
+    return rc;
   struct rill__ipc_geom x = {0};
   x.policy = p[6];
   x.wait = p[7];
@@ -74,41 +138,17 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
     return rill__err(RILL_ECORRUPT, "ipc route %s: unknown wait mode %u", name, (unsigned)x.wait);
   if (flags & ~RILL__IPC_F_POOL)
     return rill__err(RILL_ECORRUPT, "ipc route %s: unknown flags 0x%x", name, flags);
-  if (!RILL__IS_POW2(x.slots) || x.slots < RILL__IPC_MIN_SLOTS || x.slots > RILL__IPC_MAX_SLOTS)
-    return rill__err(RILL_ECORRUPT, "ipc route %s: %u slots, not a power of two in 2..2^24", name,
-                     x.slots);
-  if (x.slot_size % 64 || x.slot_size < RILL__IPC_MIN_SLOT || x.slot_size > RILL__IPC_MAX_SLOT)
-    return rill__err(RILL_ECORRUPT, "ipc route %s: slot size %u, not a multiple of 64 in 64..1 MiB",
-                     name, x.slot_size);
+  if ((rc = rill__ipc_ring_check(RILL_ECORRUPT, "route", name, x.slots, x.slot_size)))
+    return rc;
   if (x.max_receivers < 1 || x.max_receivers > RILL_IPC_MAX_RECEIVERS)
     return rill__err(RILL_ECORRUPT, "ipc route %s: max receivers %u, not in 1..%u", name,
                      x.max_receivers, RILL_IPC_MAX_RECEIVERS);
-  if (max_message || x.nclasses || flags) {
-    uint32_t inline_max = x.slot_size - RILL_IPC_SLOT_HDR;
-    if (!(flags & RILL__IPC_F_POOL))
-      return rill__err(RILL_ECORRUPT,
-                       "ipc route %s: max message %u and %u pool classes without the pool flag",
-                       name, max_message, x.nclasses);
-    int rc =
-        rill__ipc_classes_check("route", name, p + 256, x.nclasses, inline_max, max_message, x.cls);
-    if (rc)
-      return rc;
-  }
+  if ((rc = check_pool("route", name, p + 256, flags, max_message, x.nclasses, x.slot_size, x.cls)))
+    return rc;
   rill__ipc_layout(&x);
-  if (total != x.total)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc route %s: the header says %llu bytes, its layout needs %llu (header %u + "
-                     "table %llu + ring %u x %u + pool of %u chunks in %u classes)",
-                     name, (unsigned long long)total, (unsigned long long)x.total,
-                     RILL__IPC_HDR_BYTES, (unsigned long long)(x.ring_off - x.table_off), x.slots,
-                     x.slot_size, x.pool_chunks, x.nclasses);
-  if ((uint64_t)size != x.total)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc route %s: the segment is %zu bytes, its layout needs %llu (header %u + "
-                     "table %llu + ring %u x %u + pool of %u chunks in %u classes)",
-                     name, size, (unsigned long long)x.total, RILL__IPC_HDR_BYTES,
-                     (unsigned long long)(x.ring_off - x.table_off), x.slots, x.slot_size,
-                     x.pool_chunks, x.nclasses);
+  if ((rc = check_total("route", name, total, size, x.total, x.ring_off - x.table_off, x.slots,
+                        x.slot_size, x.pool_chunks, x.nclasses)))
+    return rc;
   if (g)
     *g = x;
   return 0;
@@ -653,10 +693,8 @@ _Static_assert(offsetof(struct rill__chan_hdr, orphans) == 336, "orphan count");
 _Static_assert(offsetof(struct rill__chan_hdr, gone) == 72, "the channel's gone word");
 
 void rill__chan_layout(struct rill__chan_geom *g) {
-  uint64_t table = (uint64_t)(g->max_senders + g->max_receivers) * RILL__IPC_PLACE_BYTES;
-  g->table_off = RILL__IPC_HDR_BYTES;
-  g->ring_off = g->table_off + RILL__ALIGN_UP(table, (uint64_t)RILL__IPC_PAGE);
-  g->total = g->ring_off + (uint64_t)g->slots * g->slot_size;
+  layout(g->max_senders + g->max_receivers, g->slots, g->slot_size, &g->table_off, &g->ring_off,
+         &g->total);
   rill__ipc_pool_layout(g->cls, g->nclasses, &g->total, &g->max_message, &g->pool_chunks);
 }
 
@@ -664,21 +702,9 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
   const uint8_t *p = mem;
   if (!name)
     name = "?";
-  if (size < 8)
-    return rill__err(RILL_ECORRUPT, "ipc channel %s: a segment of %zu bytes has no header", name,
-                     size);
-  uint32_t magic = rill__get32(p);
-  if (magic != RILL_IPC_CHAN_MAGIC)
-    return rill__err(RILL_EVERSION, "ipc channel %s: magic 0x%08x, not 0x%08x (\"RLIC\")", name,
-                     magic, RILL_IPC_CHAN_MAGIC);
-  uint16_t version = rill__get16(p + 4);
-  if (version != RILL_IPC_CHAN_VERSION)
-    return rill__err(RILL_EVERSION, "ipc channel %s: version %u, this build knows %u", name,
-                     (unsigned)version, RILL_IPC_CHAN_VERSION);
-  if (size < RILL__IPC_HDR_BYTES)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc channel %s: a segment of %zu bytes, shorter than its %u-byte header",
-                     name, size, RILL__IPC_HDR_BYTES);
+  int rc = check_head("channel", name, p, size, RILL_IPC_CHAN_MAGIC, "RLIC", RILL_IPC_CHAN_VERSION);
+  if (rc)
+    return rc;
   struct rill__chan_geom x = {0};
   x.policy = p[6];
   x.wait = p[7];
@@ -699,13 +725,8 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
                      (unsigned)x.delivery);
   if (flags & ~RILL__IPC_F_POOL)
     return rill__err(RILL_ECORRUPT, "ipc channel %s: unknown flags 0x%x", name, flags);
-  if (!RILL__IS_POW2(x.slots) || x.slots < RILL__IPC_MIN_SLOTS || x.slots > RILL__IPC_MAX_SLOTS)
-    return rill__err(RILL_ECORRUPT, "ipc channel %s: %u slots, not a power of two in 2..2^24", name,
-                     x.slots);
-  if (x.slot_size % 64 || x.slot_size < RILL__IPC_MIN_SLOT || x.slot_size > RILL__IPC_MAX_SLOT)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc channel %s: slot size %u, not a multiple of 64 in 64..1 MiB", name,
-                     x.slot_size);
+  if ((rc = rill__ipc_ring_check(RILL_ECORRUPT, "channel", name, x.slots, x.slot_size)))
+    return rc;
   if (x.max_senders < 1 || x.max_senders > RILL_IPC_MAX_SENDERS)
     return rill__err(RILL_ECORRUPT, "ipc channel %s: max senders %u, not in 1..%u", name,
                      x.max_senders, RILL_IPC_MAX_SENDERS);
@@ -714,31 +735,13 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
                      x.max_receivers, RILL_IPC_MAX_RECEIVERS);
   uint32_t max_message = rill__get32(p + 48);
   x.nclasses = rill__get32(p + 52);
-  if (max_message || x.nclasses || flags) {
-    if (!(flags & RILL__IPC_F_POOL))
-      return rill__err(RILL_ECORRUPT,
-                       "ipc channel %s: max message %u and %u pool classes without the pool flag",
-                       name, max_message, x.nclasses);
-    int rc = rill__ipc_classes_check("channel", name, p + 384, x.nclasses,
-                                     x.slot_size - RILL_IPC_SLOT_HDR, max_message, x.cls);
-    if (rc)
-      return rc;
-  }
+  if ((rc = check_pool("channel", name, p + 384, flags, max_message, x.nclasses, x.slot_size,
+                       x.cls)))
+    return rc;
   rill__chan_layout(&x);
-  if (total != x.total)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc channel %s: the header says %llu bytes, its layout needs %llu (header "
-                     "%u + table %llu + ring %u x %u + pool of %u chunks in %u classes)",
-                     name, (unsigned long long)total, (unsigned long long)x.total,
-                     RILL__IPC_HDR_BYTES, (unsigned long long)(x.ring_off - x.table_off), x.slots,
-                     x.slot_size, x.pool_chunks, x.nclasses);
-  if ((uint64_t)size != x.total)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc channel %s: the segment is %zu bytes, its layout needs %llu (header %u "
-                     "+ table %llu + ring %u x %u + pool of %u chunks in %u classes)",
-                     name, size, (unsigned long long)x.total, RILL__IPC_HDR_BYTES,
-                     (unsigned long long)(x.ring_off - x.table_off), x.slots, x.slot_size,
-                     x.pool_chunks, x.nclasses);
+  if ((rc = check_total("channel", name, total, size, x.total, x.ring_off - x.table_off, x.slots,
+                        x.slot_size, x.pool_chunks, x.nclasses)))
+    return rc;
   if (g)
     *g = x;
   return 0;

@@ -224,6 +224,12 @@ int rill__ipc_pool_check(const char *kind, const char *name, const struct rill__
                          uint32_t n, uint64_t seq, uint32_t c, uint32_t idx, uint32_t len,
                          uint64_t owner);
 
+/* A ring of slots x slot_size, as opts give it (code: RILL_EINVAL) or a
+ * header says (RILL_ECORRUPT): slots a power of two in 2..2^24, slot_size
+ * a multiple of 64 in 64..1 MiB. 0, or code with a message. */
+int rill__ipc_ring_check(int code, const char *kind, const char *name, uint32_t slots,
+                         uint32_t slot_size);
+
 /* Fills g's offsets, strides, max_message and pool_chunks from its slots,
  * slot_size, max_receivers and classes (nclasses, and each size and
  * chunks). */
