@@ -212,7 +212,7 @@ static int closed_err(const rill_ipc_chan_t *ch) {
 
 /* ---- open and close ---------------------------------------------------------- */
 
-static bool claim_queue_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p);
+static bool reap_free(void *ch, struct rill__ipc_place *p, uint64_t st);
 static bool adopt_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p);
 static void leave_orphan(rill_ipc_chan_t *ch);
 static uint32_t count_ready(rill_ipc_chan_t *ch, bool live);
@@ -254,7 +254,7 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
   if (!sender && queue) {
     /* A free place first; an orphan only when none is left. */
     for (uint32_t i = 0; i < n && !ch->me; i++)
-      if (claim_queue_place(ch, &pl[i]))
+      if (rill__ipc_claim_place_with(&pl[i], reap_free, ch, &ch->mine))
         ch->me = &pl[i];
     for (uint32_t i = 0; i < n && !ch->me; i++)
       if (adopt_place(ch, &pl[i]))
@@ -1123,25 +1123,11 @@ static int try_queue(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t *lost) {
   return rc;
 }
 
-/* Open, queue receiver: takes place p if it is free, or its holder is
- * dead and held no message (reap_receiver; a generic reap would lose it). */
-static bool claim_queue_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p) {
-  /* Acquire: pairs with the holder's release store of TAKEN, or a
-   * leaver's or reaper's of FREE (the NONE stored before). */
-  uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
-  if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE) {
-    if (reap_receiver(ch, p, st) != REAP_FREED)
-      return false;
-    st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
-    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE)
-      return false;
-  }
-  uint64_t want = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
-  /* seq_cst: as rill__ipc_claim_place. */
-  if (!__atomic_compare_exchange_n(&p->state, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
-    return false;
-  ch->mine = want;
-  return true;
+/* Open, queue receiver: frees place p if its holder is dead and held no
+ * message (reap_receiver; a generic reap would lose it), for
+ * rill__ipc_claim_place_with. */
+static bool reap_free(void *ch, struct rill__ipc_place *p, uint64_t st) {
+  return reap_receiver(ch, p, st) == REAP_FREED;
 }
 
 /* Open, queue receiver, no place free: takes orphan p with its hold; the
@@ -1155,14 +1141,12 @@ static bool adopt_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p) {
   uint64_t s = __atomic_load_n(&p->cursor, __ATOMIC_RELAXED);
   if (s >= RILL__CHAN_TAKING)
     return false;
-  uint64_t want = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
   /* seq_cst: as rill__ipc_claim_place; from exactly the orphan seen (its
    * cursor s with it), as try_adopt. */
-  if (!__atomic_compare_exchange_n(&p->state, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+  if (!rill__ipc_claim_from(p, st, &ch->mine))
     return false;
   /* Relaxed: a hint to look, counted up before the ORPHAN word. */
   __atomic_fetch_sub(&ch->hdr->orphans, 1, __ATOMIC_RELAXED);
-  ch->mine = want;
   ch->adopted = true;
   ch->adopted_seq = s;
   return true;

@@ -644,22 +644,37 @@ bool rill__ipc_reap_if_dead(struct rill__ipc_place *p, uint64_t st, uint32_t *wa
   return true;
 }
 
-bool rill__ipc_claim_place(struct rill__ipc_place *p, uint32_t *waiters, uint64_t *mine) {
-  /* Acquire: pairs with the holder's release store of TAKEN. */
-  uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
-  if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE) {
-    if (!rill__ipc_reap_if_dead(p, st, waiters))
-      return false;
-    st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
-    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE)
-      return false;
-  }
+bool rill__ipc_claim_from(struct rill__ipc_place *p, uint64_t st, uint64_t *mine) {
   uint64_t want = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
   /* seq_cst: the take is ordered with the join fences (channel.c, route.c). */
   if (!__atomic_compare_exchange_n(&p->state, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
     return false;
   *mine = want;
   return true;
+}
+
+bool rill__ipc_claim_place_with(struct rill__ipc_place *p,
+                                bool (*reap)(void *ctx, struct rill__ipc_place *p, uint64_t st),
+                                void *ctx, uint64_t *mine) {
+  /* Acquire: pairs with the holder's release store of TAKEN, or a
+   * leaver's or reaper's of FREE (a queue place's NONE stored before). */
+  uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+  if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE) {
+    if (!reap(ctx, p, st))
+      return false;
+    st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE)
+      return false;
+  }
+  return rill__ipc_claim_from(p, st, mine);
+}
+
+static bool reap_waiter(void *waiters, struct rill__ipc_place *p, uint64_t st) {
+  return rill__ipc_reap_if_dead(p, st, waiters);
+}
+
+bool rill__ipc_claim_place(struct rill__ipc_place *p, uint32_t *waiters, uint64_t *mine) {
+  return rill__ipc_claim_place_with(p, reap_waiter, waiters, mine);
 }
 
 uint64_t rill__ipc_take_place(struct rill__ipc_place *p, uint64_t claiming) {

@@ -337,6 +337,18 @@ bool rill__ipc_reap_if_dead(struct rill__ipc_place *p, uint64_t st, uint32_t *wa
  * CLAIMING word now in it. */
 bool rill__ipc_claim_place(struct rill__ipc_place *p, uint32_t *waiters, uint64_t *mine);
 
+/* Takes place p if it is still in state st (free, or an orphan being
+ * adopted), by a CAS from exactly st (seq_cst): true with *mine the
+ * CLAIMING word now in it. */
+bool rill__ipc_claim_from(struct rill__ipc_place *p, uint64_t st, uint64_t *mine);
+
+/* As rill__ipc_claim_place, with the reaping of a holder that is not free
+ * done by reap(ctx, p, st) (st loaded with acquire): true when the place
+ * is free afterwards, or was seen free. */
+bool rill__ipc_claim_place_with(struct rill__ipc_place *p,
+                                bool (*reap)(void *ctx, struct rill__ipc_place *p, uint64_t st),
+                                void *ctx, uint64_t *mine);
+
 /* Publishes a claimed place as TAKEN (release); returns the new word. */
 uint64_t rill__ipc_take_place(struct rill__ipc_place *p, uint64_t claiming);
 
