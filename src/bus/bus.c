@@ -1032,6 +1032,24 @@ static int publish_to(rill_bus_producer_t *p, uint32_t shard, const void *data, 
   return rc;
 }
 
+/* One push of a publish that waits for room (DROP_OLDEST, BLOCK): 0 once
+ * the item is in (counted), RILL_EAGAIN while the ring is full, or the
+ * error; RILL_ECLOSED, saying what we were doing, once the bus shuts down. */
+static inline int push_or_stop(rill_bus_producer_t *p, uint32_t shard, const struct item *it,
+                               const char *doing) {
+  int rc = push_slot(p, shard, it);
+  if (rc == 0) {
+    cnt_inc(&p->c.ingested);
+    return 0;
+  }
+  if (rc != RILL_EAGAIN)
+    return rc;
+  /* Acquire: pairs with close's release; close then wakes us. */
+  if (__atomic_load_n(&p->bus->stop, __ATOMIC_ACQUIRE))
+    return rill__err(RILL_ECLOSED, "bus: shut down while %s", doing);
+  return RILL_EAGAIN;
+}
+
 /* DROP_OLDEST with the ring full: discards the oldest slot not taken by
  * the worker (see "Drop-oldest" at the top), then pushes. */
 static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const struct item *it) {
@@ -1039,15 +1057,9 @@ static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const str
   rill_ring_spsc_t *r = p->rings[shard];
   struct claim *cl = &p->claim[shard];
   for (unsigned spins = 0;; spins++) {
-    int rc = push_slot(p, shard, it);
-    if (rc == 0) {
-      cnt_inc(&p->c.ingested);
-      return 0;
-    }
+    int rc = push_or_stop(p, shard, it, "dropping the oldest");
     if (rc != RILL_EAGAIN)
       return rc;
-    if (__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
-      return rill__err(RILL_ECLOSED, "bus: shut down while dropping the oldest");
     /* Relaxed: our own index. Acquire on head: pairs with the worker's
      * release (fetch_add), so its reads of the slots it gave back are done
      * before we reuse one. */
@@ -1121,16 +1133,9 @@ static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct ite
   default: {
     uint64_t deadline = rill__deadline(rill_time_ns(), bus->o.block_timeout_ns);
     for (unsigned spins = 0;; spins++) {
-      int rc = push_slot(p, shard, it);
-      if (rc == 0) {
-        cnt_inc(&p->c.ingested);
-        return 0;
-      }
+      int rc = push_or_stop(p, shard, it, "blocked");
       if (rc != RILL_EAGAIN)
         return rc;
-      /* Acquire: pairs with close's release; close then wakes us. */
-      if (__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
-        return rill__err(RILL_ECLOSED, "bus: shut down while blocked");
       if (spins < 128) {
         rill__cpu_relax();
         continue;
