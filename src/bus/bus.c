@@ -714,6 +714,19 @@ static int check_opts(rill_bus_opts_t *o) {
   return 0;
 }
 
+/* Frees the n workers' arrays and the workers (create's undo, destroy). */
+static void workers_free(rill_bus_t *bus, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) {
+    rill__free(bus->w[i].ev);
+    rill__free(bus->w[i].refs);
+    rill__free(bus->w[i].prods);
+    rill__free(bus->w[i].take);
+    rill__free(bus->w[i].from);
+    rill__free(bus->w[i].closed_seen);
+  }
+  rill__free(bus->w);
+}
+
 int rill_bus_create(rill_bus_t **out, const rill_bus_opts_t *opts) {
   if (!out || !opts)
     return rill__err(RILL_EINVAL, "bus: NULL out or opts");
@@ -773,15 +786,7 @@ undo_threads:
       pthread_join(bus->w[i].tid, NULL);
   pthread_mutex_destroy(&bus->lock);
 undo_workers:
-  for (uint32_t i = 0; i < o.workers; i++) {
-    rill__free(bus->w[i].ev);
-    rill__free(bus->w[i].refs);
-    rill__free(bus->w[i].prods);
-    rill__free(bus->w[i].take);
-    rill__free(bus->w[i].from);
-    rill__free(bus->w[i].closed_seen);
-  }
-  rill__free(bus->w);
+  workers_free(bus, o.workers);
 undo_bell:
   rill__free(bus->bell);
 undo_seq:
@@ -858,15 +863,7 @@ void rill_bus_destroy(rill_bus_t *bus) {
   while (bus->head)
     producer_retire_locked(bus, bus->head);
   pthread_mutex_destroy(&bus->lock);
-  for (uint32_t i = 0; i < bus->o.workers; i++) {
-    rill__free(bus->w[i].ev);
-    rill__free(bus->w[i].refs);
-    rill__free(bus->w[i].prods);
-    rill__free(bus->w[i].take);
-    rill__free(bus->w[i].from);
-    rill__free(bus->w[i].closed_seen);
-  }
-  rill__free(bus->w);
+  workers_free(bus, bus->o.workers);
   rill__free(bus->bell);
   rill__free(bus->shard_seq);
   rill__free(bus);
