@@ -803,9 +803,7 @@ static void wake_receivers(rill_ipc_chan_t *ch) {
   /* seq_cst: pairs with the fence a receiver makes after counting itself
    * a waiter: it sees the mark (the orphan), or we see its count. */
   RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
-  if (RILL_UNLIKELY(__atomic_load_n(&h->recv_waiters, __ATOMIC_RELAXED)) &&
-      __atomic_exchange_n(&h->recv_want, 0, __ATOMIC_RELAXED))
-    rill__futex_bump_shared(&h->recv_futex);
+  rill__ipc_wake(&h->recv_waiters, &h->recv_want, &h->recv_futex);
 }
 
 /* ---- receive ------------------------------------------------------------------ */
@@ -1194,9 +1192,7 @@ static void wake_senders(rill_ipc_chan_t *ch) {
   /* seq_cst: pairs with the fence a sender makes after counting itself a
    * waiter: it sees our cursor, or we see its count. */
   RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
-  if (RILL_UNLIKELY(__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED)) &&
-      __atomic_exchange_n(&h->send_want, 0, __ATOMIC_RELAXED))
-    rill__futex_bump_shared(&h->send_futex);
+  rill__ipc_wake(&h->send_waiters, &h->send_want, &h->send_futex);
 }
 
 int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_ns,

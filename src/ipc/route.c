@@ -590,9 +590,7 @@ static inline __attribute__((always_inline)) void publish(rill_ipc_route_sender_
    * set by each receiver about to park and taken here; a receiver that
    * sets it after our exchange sees this message (store-buffer pattern
    * with the two seq_cst fences), so no wakeup is lost. */
-  if (RILL_UNLIKELY(__atomic_load_n(&s->s.hdr->recv_waiters, __ATOMIC_RELAXED)) &&
-      __atomic_exchange_n(&s->s.hdr->recv_want, 0, __ATOMIC_RELAXED))
-    rill__futex_bump_shared(&s->s.hdr->recv_futex);
+  rill__ipc_wake(&s->s.hdr->recv_waiters, &s->s.hdr->recv_want, &s->s.hdr->recv_futex);
 }
 
 int rill_ipc_route_send(rill_ipc_route_sender_t *s, const void *data, uint32_t len,

@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/internal.h"
 #include "rill/ipc.h"
 
 /* The fences of routes and channels: the same in every build. gcc 12 and
@@ -284,6 +285,16 @@ int rill__ipc_shm_attach(const char *kind, const char *name, bool writable, bool
                          uint8_t **base, size_t *size);
 
 void rill__ipc_shm_unmap(uint8_t *base, size_t size);
+
+/* One wake a park (route.c's file comment), made by the caller after its
+ * seq_cst fence: the side parked on futex is woken when it counts waiters
+ * and one of them asked (want) since the last wake. Inline: every publish
+ * and every give-back ends here. */
+static inline void rill__ipc_wake(uint32_t *waiters, uint32_t *want, uint32_t *futex) {
+  if (RILL_UNLIKELY(__atomic_load_n(waiters, __ATOMIC_RELAXED)) &&
+      __atomic_exchange_n(want, 0, __ATOMIC_RELAXED))
+    rill__futex_bump_shared(futex);
+}
 
 /* Maps an existing /rill.<name> read-write (rill__ipc_shm_attach, patient)
  * and checks it as a segment of kind ("route": g is a struct
