@@ -363,16 +363,8 @@ void rill_ipc_chan_close(rill_ipc_chan_t *ch) {
       __atomic_store_n(&ch->me->cursor, RILL__CHAN_NONE, __ATOMIC_RELAXED);
     rill__ipc_leave_place(ch->me, ch->mine);
   }
-  if (ch->role == RILL_IPC_RECEIVER) {
-    /* Count the leave in gone's low bits (the removed bit kept): a sender
-     * that counted us recounts. Release: pairs with the senders' acquire
-     * of the word; our place is free before they see the new count. */
-    uint32_t gone = __atomic_load_n(&h->gone, __ATOMIC_RELAXED);
-    while (!__atomic_compare_exchange_n(
-        &h->gone, &gone, (gone & RILL__IPC_REMOVED) | ((gone + 1) & ~RILL__IPC_REMOVED), false,
-        __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-      ;
-  }
+  if (ch->role == RILL_IPC_RECEIVER)
+    rill__ipc_count_leave(&h->gone);
   /* seq_cst: as in advance(); a sender waiting for us stops waiting. */
   RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   if (ch->role == RILL_IPC_RECEIVER && __atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED))

@@ -917,14 +917,7 @@ void rill_ipc_route_receiver_close(rill_ipc_route_receiver_t *r) {
     return;
   struct rill__ipc_hdr *h = r->s.hdr;
   rill__ipc_leave_place(r->me, r->mine);
-  /* Count the leave in gone's low bits (the removed bit kept): a sender
-   * that counted us recounts. Release: pairs with the sender's acquire of
-   * the word; our place is free before it sees the new count. */
-  uint32_t gone = __atomic_load_n(&h->gone, __ATOMIC_RELAXED);
-  while (!__atomic_compare_exchange_n(
-      &h->gone, &gone, (gone & RILL__IPC_REMOVED) | ((gone + 1) & ~RILL__IPC_REMOVED), false,
-      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-    ;
+  rill__ipc_count_leave(&h->gone);
   /* seq_cst: as in advance(); a sender waiting for us stops. */
   RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   if (__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED))

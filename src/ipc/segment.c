@@ -614,6 +614,16 @@ int rill__ipc_seg_open(const char *kind, const char *name, const void *want, mod
   }
 }
 
+void rill__ipc_count_leave(uint32_t *gone) {
+  /* Release: pairs with the senders' acquire of the word; the leaver's
+   * place is free before they see the new count. */
+  uint32_t g = __atomic_load_n(gone, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(gone, &g,
+                                      (g & RILL__IPC_REMOVED) | ((g + 1) & ~RILL__IPC_REMOVED),
+                                      false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    ;
+}
+
 uint64_t rill__ipc_self_start(void) {
   uint64_t st = 0;
   (void)rill__ipc_proc_start(getpid(), &st); /* our own /proc entry: always there */

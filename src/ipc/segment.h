@@ -335,6 +335,10 @@ int rill__ipc_info(const char *kind, const char *name, void *info);
 int rill__ipc_list(const char *kind, const char *what, void *info, int (*each)(void *ctx),
                    void *ctx);
 
+/* A receiver's close: counts the leave in the gone word's low bits (the
+ * removed bit kept), so that a sender that counted it recounts. */
+void rill__ipc_count_leave(uint32_t *gone);
+
 /* The calling process's start time (field 22 of /proc/self/stat). */
 uint64_t rill__ipc_self_start(void);
 
