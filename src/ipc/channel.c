@@ -156,12 +156,12 @@ static int opts_geom(const char *name, const rill_ipc_chan_opts_t *o, struct ril
   int rc = rill__ipc_ring_check(RILL_EINVAL, KIND, name, g->slots, g->slot_size);
   if (rc)
     return rc;
-  if (g->max_senders > RILL_IPC_MAX_SENDERS)
-    return rill__err(RILL_EINVAL, "ipc channel %s: max senders %u, not in 1..%u", name,
-                     g->max_senders, RILL_IPC_MAX_SENDERS);
-  if (g->max_receivers > RILL_IPC_MAX_RECEIVERS)
-    return rill__err(RILL_EINVAL, "ipc channel %s: max receivers %u, not in 1..%u", name,
-                     g->max_receivers, RILL_IPC_MAX_RECEIVERS);
+  if ((rc = rill__ipc_places_check(RILL_EINVAL, KIND, name, "senders", g->max_senders,
+                                   RILL_IPC_MAX_SENDERS)))
+    return rc;
+  if ((rc = rill__ipc_places_check(RILL_EINVAL, KIND, name, "receivers", g->max_receivers,
+                                   RILL_IPC_MAX_RECEIVERS)))
+    return rc;
   if (*mode & ~(mode_t)0777)
     return rill__err(RILL_EINVAL, "ipc channel %s: mode %o has bits beyond 0777", name,
                      (unsigned)*mode);

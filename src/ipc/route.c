@@ -141,9 +141,9 @@ static int opts_geom(const char *name, const rill_ipc_route_opts_t *o, struct ri
   int rc = rill__ipc_ring_check(RILL_EINVAL, KIND, name, g->slots, g->slot_size);
   if (rc)
     return rc;
-  if (g->max_receivers > RILL_IPC_MAX_RECEIVERS)
-    return rill__err(RILL_EINVAL, "ipc route %s: max receivers %u, not in 1..%u", name,
-                     g->max_receivers, RILL_IPC_MAX_RECEIVERS);
+  if ((rc = rill__ipc_places_check(RILL_EINVAL, KIND, name, "receivers", g->max_receivers,
+                                   RILL_IPC_MAX_RECEIVERS)))
+    return rc;
   if (*mode & ~(mode_t)0777)
     return rill__err(RILL_EINVAL, "ipc route %s: mode %o has bits beyond 0777", name,
                      (unsigned)*mode);

@@ -64,6 +64,13 @@ int rill__ipc_ring_check(int code, const char *kind, const char *name, uint32_t 
   return 0;
 }
 
+int rill__ipc_places_check(int code, const char *kind, const char *name, const char *who,
+                           uint32_t n, uint32_t max) {
+  if (n < 1 || n > max)
+    return rill__err(code, "ipc %s %s: max %s %u, not in 1..%u", kind, name, who, n, max);
+  return 0;
+}
+
 /* The pool fields of a header: none, or the flag and n classes in the
  * table at tbl that rill__ipc_classes_check accepts (into cls). */
 static int check_pool(const char *kind, const char *name, const uint8_t *tbl, uint32_t flags,
@@ -140,9 +147,9 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
     return rill__err(RILL_ECORRUPT, "ipc route %s: unknown flags 0x%x", name, flags);
   if ((rc = rill__ipc_ring_check(RILL_ECORRUPT, "route", name, x.slots, x.slot_size)))
     return rc;
-  if (x.max_receivers < 1 || x.max_receivers > RILL_IPC_MAX_RECEIVERS)
-    return rill__err(RILL_ECORRUPT, "ipc route %s: max receivers %u, not in 1..%u", name,
-                     x.max_receivers, RILL_IPC_MAX_RECEIVERS);
+  if ((rc = rill__ipc_places_check(RILL_ECORRUPT, "route", name, "receivers", x.max_receivers,
+                                   RILL_IPC_MAX_RECEIVERS)))
+    return rc;
   if ((rc = check_pool("route", name, p + 256, flags, max_message, x.nclasses, x.slot_size, x.cls)))
     return rc;
   rill__ipc_layout(&x);
@@ -752,12 +759,12 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
     return rill__err(RILL_ECORRUPT, "ipc channel %s: unknown flags 0x%x", name, flags);
   if ((rc = rill__ipc_ring_check(RILL_ECORRUPT, "channel", name, x.slots, x.slot_size)))
     return rc;
-  if (x.max_senders < 1 || x.max_senders > RILL_IPC_MAX_SENDERS)
-    return rill__err(RILL_ECORRUPT, "ipc channel %s: max senders %u, not in 1..%u", name,
-                     x.max_senders, RILL_IPC_MAX_SENDERS);
-  if (x.max_receivers < 1 || x.max_receivers > RILL_IPC_MAX_RECEIVERS)
-    return rill__err(RILL_ECORRUPT, "ipc channel %s: max receivers %u, not in 1..%u", name,
-                     x.max_receivers, RILL_IPC_MAX_RECEIVERS);
+  if ((rc = rill__ipc_places_check(RILL_ECORRUPT, "channel", name, "senders", x.max_senders,
+                                   RILL_IPC_MAX_SENDERS)))
+    return rc;
+  if ((rc = rill__ipc_places_check(RILL_ECORRUPT, "channel", name, "receivers", x.max_receivers,
+                                   RILL_IPC_MAX_RECEIVERS)))
+    return rc;
   uint32_t max_message = rill__get32(p + 48);
   x.nclasses = rill__get32(p + 52);
   if ((rc = check_pool("channel", name, p + 384, flags, max_message, x.nclasses, x.slot_size,

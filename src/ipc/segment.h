@@ -231,6 +231,11 @@ int rill__ipc_pool_check(const char *kind, const char *name, const struct rill__
 int rill__ipc_ring_check(int code, const char *kind, const char *name, uint32_t slots,
                          uint32_t slot_size);
 
+/* The max senders or receivers (who) of a segment, n, in 1..max: 0, or
+ * code (RILL_EINVAL for opts, RILL_ECORRUPT for a header) with a message. */
+int rill__ipc_places_check(int code, const char *kind, const char *name, const char *who,
+                           uint32_t n, uint32_t max);
+
 /* Fills g's offsets, strides, max_message and pool_chunks from its slots,
  * slot_size, max_receivers and classes (nclasses, and each size and
  * chunks). */
