@@ -1,6 +1,8 @@
 /*
- * The route segment's layout and its attach-time check, and the liveness
- * test behind reaping. See docs/FORMATS.md ("IPC route segment").
+ * The route and channel segments: their layouts and attach-time checks,
+ * their making, attaching, describing, listing and removal, the places
+ * both kinds' participants hold, and the liveness test behind reaping.
+ * See docs/FORMATS.md ("IPC route segment", "IPC channel segment").
  */
 #include <dirent.h>
 #include <errno.h>
@@ -275,13 +277,11 @@ static void shm_name(char *buf, size_t cap, const char *name) {
   snprintf(buf, cap, "/rill.%s", name);
 }
 
-/* Marks the segment at path removed, when it is a route or a channel this
- * build knows: its gone word, then every waiter woken. Best
- * effort: a segment we may not write, or that does not validate, is only
- * unlinked (nothing in it is trusted, so nothing is written to it). */
-/* Marks the segment at path removed and wakes its waiters, when it is a
- * valid segment of the kind being removed (route or not: a channel). A
- * valid segment of the other kind is left alone: 1. */
+/* Marks the segment at path removed (its gone word) and wakes its
+ * waiters, when it is a valid segment of the kind being removed (route or
+ * not: a channel). A valid segment of the other kind is left alone: 1.
+ * Best effort: a segment we may not write, or that does not validate, is
+ * only unlinked (nothing in it is trusted, so nothing is written to it). */
 static int mark_removed(const char *path, const char *name, bool route) {
   int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
   if (fd < 0)
