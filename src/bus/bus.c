@@ -111,7 +111,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -342,12 +341,6 @@ static void producer_sleep(rill_bus_producer_t *p, uint32_t w0, uint64_t ns) {
 static void wake_producers_locked(rill_bus_t *bus) {
   for (rill_bus_producer_t *p = bus->head; p; p = p->next)
     rill__futex_bump(&p->wt.wake);
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
 }
 
 static inline void cnt_inc(uint64_t *c) {
@@ -641,7 +634,7 @@ static void *worker_main(void *arg) {
     if (stopping && !held)
       break;
     if (++idle < 64) {
-      cpu_relax();
+      rill__cpu_relax();
       continue;
     }
     if (!armed) {
@@ -721,6 +714,19 @@ static int check_opts(rill_bus_opts_t *o) {
   return 0;
 }
 
+/* Frees the n workers' arrays and the workers (create's undo, destroy). */
+static void workers_free(rill_bus_t *bus, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) {
+    rill__free(bus->w[i].ev);
+    rill__free(bus->w[i].refs);
+    rill__free(bus->w[i].prods);
+    rill__free(bus->w[i].take);
+    rill__free(bus->w[i].from);
+    rill__free(bus->w[i].closed_seen);
+  }
+  rill__free(bus->w);
+}
+
 int rill_bus_create(rill_bus_t **out, const rill_bus_opts_t *opts) {
   if (!out || !opts)
     return rill__err(RILL_EINVAL, "bus: NULL out or opts");
@@ -780,15 +786,7 @@ undo_threads:
       pthread_join(bus->w[i].tid, NULL);
   pthread_mutex_destroy(&bus->lock);
 undo_workers:
-  for (uint32_t i = 0; i < o.workers; i++) {
-    rill__free(bus->w[i].ev);
-    rill__free(bus->w[i].refs);
-    rill__free(bus->w[i].prods);
-    rill__free(bus->w[i].take);
-    rill__free(bus->w[i].from);
-    rill__free(bus->w[i].closed_seen);
-  }
-  rill__free(bus->w);
+  workers_free(bus, o.workers);
 undo_bell:
   rill__free(bus->bell);
 undo_seq:
@@ -865,15 +863,7 @@ void rill_bus_destroy(rill_bus_t *bus) {
   while (bus->head)
     producer_retire_locked(bus, bus->head);
   pthread_mutex_destroy(&bus->lock);
-  for (uint32_t i = 0; i < bus->o.workers; i++) {
-    rill__free(bus->w[i].ev);
-    rill__free(bus->w[i].refs);
-    rill__free(bus->w[i].prods);
-    rill__free(bus->w[i].take);
-    rill__free(bus->w[i].from);
-    rill__free(bus->w[i].closed_seen);
-  }
-  rill__free(bus->w);
+  workers_free(bus, bus->o.workers);
   rill__free(bus->bell);
   rill__free(bus->shard_seq);
   rill__free(bus);
@@ -1039,6 +1029,24 @@ static int publish_to(rill_bus_producer_t *p, uint32_t shard, const void *data, 
   return rc;
 }
 
+/* One push of a publish that waits for room (DROP_OLDEST, BLOCK): 0 once
+ * the item is in (counted), RILL_EAGAIN while the ring is full, or the
+ * error; RILL_ECLOSED, saying what we were doing, once the bus shuts down. */
+static inline int push_or_stop(rill_bus_producer_t *p, uint32_t shard, const struct item *it,
+                               const char *doing) {
+  int rc = push_slot(p, shard, it);
+  if (rc == 0) {
+    cnt_inc(&p->c.ingested);
+    return 0;
+  }
+  if (rc != RILL_EAGAIN)
+    return rc;
+  /* Acquire: pairs with close's release; close then wakes us. */
+  if (__atomic_load_n(&p->bus->stop, __ATOMIC_ACQUIRE))
+    return rill__err(RILL_ECLOSED, "bus: shut down while %s", doing);
+  return RILL_EAGAIN;
+}
+
 /* DROP_OLDEST with the ring full: discards the oldest slot not taken by
  * the worker (see "Drop-oldest" at the top), then pushes. */
 static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const struct item *it) {
@@ -1046,15 +1054,9 @@ static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const str
   rill_ring_spsc_t *r = p->rings[shard];
   struct claim *cl = &p->claim[shard];
   for (unsigned spins = 0;; spins++) {
-    int rc = push_slot(p, shard, it);
-    if (rc == 0) {
-      cnt_inc(&p->c.ingested);
-      return 0;
-    }
+    int rc = push_or_stop(p, shard, it, "dropping the oldest");
     if (rc != RILL_EAGAIN)
       return rc;
-    if (__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
-      return rill__err(RILL_ECLOSED, "bus: shut down while dropping the oldest");
     /* Relaxed: our own index. Acquire on head: pairs with the worker's
      * release (fetch_add), so its reads of the slots it gave back are done
      * before we reuse one. */
@@ -1082,7 +1084,7 @@ static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const str
      * to give the slots back (at most one on_batch call): spin a little,
      * then sleep until the worker wakes us (worker_wake_producers). */
     if (spins < 128) {
-      cpu_relax();
+      rill__cpu_relax();
       continue;
     }
     uint32_t w0 = producer_arm(p);
@@ -1128,18 +1130,11 @@ static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct ite
   default: {
     uint64_t deadline = rill__deadline(rill_time_ns(), bus->o.block_timeout_ns);
     for (unsigned spins = 0;; spins++) {
-      int rc = push_slot(p, shard, it);
-      if (rc == 0) {
-        cnt_inc(&p->c.ingested);
-        return 0;
-      }
+      int rc = push_or_stop(p, shard, it, "blocked");
       if (rc != RILL_EAGAIN)
         return rc;
-      /* Acquire: pairs with close's release; close then wakes us. */
-      if (__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
-        return rill__err(RILL_ECLOSED, "bus: shut down while blocked");
       if (spins < 128) {
-        cpu_relax();
+        rill__cpu_relax();
         continue;
       }
       uint64_t now = rill_time_ns();

@@ -1,4 +1,4 @@
-#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -7,9 +7,9 @@
 
 /* Process-wide totals are relaxed atomics: they are read as a snapshot and
  * order nothing. Per-thread totals are plain: only their thread writes. */
-static struct { _Atomic uint64_t allocs, frees, reallocs, bytes, maps, unmaps, bytes_mapped; } g;
+static struct { uint64_t allocs, frees, reallocs, bytes, maps, unmaps, bytes_mapped; } g;
 static __thread rill_mem_counters_t t;
-static atomic_bool used;
+static bool used;
 
 static void *aligned_default(size_t align, size_t size) {
   void *p = NULL;
@@ -20,14 +20,14 @@ static rill_allocator_t A = {malloc, realloc, aligned_default, free};
 
 #define BUMP(field, v)                                                                             \
   do {                                                                                             \
-    atomic_fetch_add_explicit(&g.field, (v), memory_order_relaxed);                                \
+    __atomic_fetch_add(&g.field, (v), __ATOMIC_RELAXED);                                           \
     t.field += (v);                                                                                \
   } while (0)
 
 int rill_mem_set_allocator(const rill_allocator_t *a) {
   if (!a || !a->malloc_fn || !a->realloc_fn || !a->aligned_fn || !a->free_fn)
     return rill__err(RILL_EINVAL, "mem: allocator needs all four functions");
-  if (atomic_load(&used))
+  if (__atomic_load_n(&used, __ATOMIC_SEQ_CST))
     return rill__err(RILL_EBUSY, "mem: rill has allocated already; set the allocator first");
   A = *a;
   return 0;
@@ -42,7 +42,7 @@ static void *counted(void *p, size_t size) {
 }
 
 void *rill__malloc(size_t size) {
-  atomic_store_explicit(&used, true, memory_order_relaxed);
+  __atomic_store_n(&used, true, __ATOMIC_RELAXED);
   return counted(A.malloc_fn(size ? size : 1), size);
 }
 
@@ -57,7 +57,7 @@ void *rill__calloc(size_t n, size_t size) {
 }
 
 void *rill__aligned(size_t align, size_t size) {
-  atomic_store_explicit(&used, true, memory_order_relaxed);
+  __atomic_store_n(&used, true, __ATOMIC_RELAXED);
   if (align < sizeof(void *))
     align = sizeof(void *);
   return counted(A.aligned_fn(align, size ? size : 1), size);
@@ -92,13 +92,13 @@ void rill__count_unmap(size_t bytes) {
 }
 
 void rill_mem_counters(rill_mem_counters_t *out) {
-  out->allocs = atomic_load_explicit(&g.allocs, memory_order_relaxed);
-  out->frees = atomic_load_explicit(&g.frees, memory_order_relaxed);
-  out->reallocs = atomic_load_explicit(&g.reallocs, memory_order_relaxed);
-  out->bytes = atomic_load_explicit(&g.bytes, memory_order_relaxed);
-  out->maps = atomic_load_explicit(&g.maps, memory_order_relaxed);
-  out->unmaps = atomic_load_explicit(&g.unmaps, memory_order_relaxed);
-  out->bytes_mapped = atomic_load_explicit(&g.bytes_mapped, memory_order_relaxed);
+  out->allocs = __atomic_load_n(&g.allocs, __ATOMIC_RELAXED);
+  out->frees = __atomic_load_n(&g.frees, __ATOMIC_RELAXED);
+  out->reallocs = __atomic_load_n(&g.reallocs, __ATOMIC_RELAXED);
+  out->bytes = __atomic_load_n(&g.bytes, __ATOMIC_RELAXED);
+  out->maps = __atomic_load_n(&g.maps, __ATOMIC_RELAXED);
+  out->unmaps = __atomic_load_n(&g.unmaps, __ATOMIC_RELAXED);
+  out->bytes_mapped = __atomic_load_n(&g.bytes_mapped, __ATOMIC_RELAXED);
 }
 
 void rill_mem_counters_thread(rill_mem_counters_t *out) { *out = t; }

@@ -124,4 +124,11 @@ RILL__LE_GET(64)
 #define RILL__ALIGN_UP(x, a) (((x) + ((a)-1)) & ~((__typeof__(x))(a)-1))
 #define RILL__IS_POW2(x)     ((x) != 0 && ((x) & ((x)-1)) == 0)
 
+/* One pause in a spin loop: lets the other hyperthread run and saves power. */
+static inline void rill__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
 #endif

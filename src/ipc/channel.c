@@ -86,12 +86,6 @@
 #include "ipc/segment.h"
 #include "rill/ipc.h"
 
-/* As in route.c: the same fences in every build, TSan included. */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-#pragma GCC diagnostic ignored "-Wtsan"
-#endif
-#define FENCE(order) __atomic_thread_fence(order)
-
 #define KIND           "channel"
 #define NO_CLASS       UINT32_MAX
 #define PARK_SLICE     10000000ull /* a waiter re-checks for dead peers this often */
@@ -128,12 +122,6 @@ struct rill_ipc_chan {
   char name[RILL_IPC_MAX_NAME + 1];
 };
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 static inline struct rill__ipc_slot *slot_at(const rill_ipc_chan_t *ch, uint64_t seq) {
   return (struct rill__ipc_slot *)(void *)(ch->ring + (seq & ch->mask) * ch->g.slot_size);
 }
@@ -165,23 +153,20 @@ static int opts_geom(const char *name, const rill_ipc_chan_opts_t *o, struct ril
   g->policy = (uint8_t)d.policy;
   g->wait = (uint8_t)d.wait;
   g->delivery = (uint8_t)d.delivery;
-  if (!RILL__IS_POW2(g->slots) || g->slots < RILL__IPC_MIN_SLOTS || g->slots > RILL__IPC_MAX_SLOTS)
-    return rill__err(RILL_EINVAL, "ipc channel %s: %u slots, not a power of two in 2..2^24", name,
-                     g->slots);
-  if (g->slot_size % 64 || g->slot_size < RILL__IPC_MIN_SLOT || g->slot_size > RILL__IPC_MAX_SLOT)
-    return rill__err(RILL_EINVAL, "ipc channel %s: slot size %u, not a multiple of 64 in 64..1 MiB",
-                     name, g->slot_size);
-  if (g->max_senders > RILL_IPC_MAX_SENDERS)
-    return rill__err(RILL_EINVAL, "ipc channel %s: max senders %u, not in 1..%u", name,
-                     g->max_senders, RILL_IPC_MAX_SENDERS);
-  if (g->max_receivers > RILL_IPC_MAX_RECEIVERS)
-    return rill__err(RILL_EINVAL, "ipc channel %s: max receivers %u, not in 1..%u", name,
-                     g->max_receivers, RILL_IPC_MAX_RECEIVERS);
+  int rc = rill__ipc_ring_check(RILL_EINVAL, KIND, name, g->slots, g->slot_size);
+  if (rc)
+    return rc;
+  if ((rc = rill__ipc_places_check(RILL_EINVAL, KIND, name, "senders", g->max_senders,
+                                   RILL_IPC_MAX_SENDERS)))
+    return rc;
+  if ((rc = rill__ipc_places_check(RILL_EINVAL, KIND, name, "receivers", g->max_receivers,
+                                   RILL_IPC_MAX_RECEIVERS)))
+    return rc;
   if (*mode & ~(mode_t)0777)
     return rill__err(RILL_EINVAL, "ipc channel %s: mode %o has bits beyond 0777", name,
                      (unsigned)*mode);
-  int rc = rill__ipc_classes_opts(KIND, name, d.pool, g->slot_size - RILL_IPC_SLOT_HDR, g->cls,
-                                  &g->nclasses);
+  rc = rill__ipc_classes_opts(KIND, name, d.pool, g->slot_size - RILL_IPC_SLOT_HDR, g->cls,
+                              &g->nclasses);
   if (rc)
     return rc;
   rill__chan_layout(g);
@@ -215,40 +200,6 @@ static void bind(rill_ipc_chan_t *ch) {
   ch->mask = (uint64_t)ch->g.slots - 1;
 }
 
-static int create(rill_ipc_chan_t *ch, const struct rill__chan_geom *g, mode_t mode) {
-  int rc = rill__ipc_shm_create(KIND, ch->name, g->total, mode, &ch->base);
-  if (rc)
-    return rc;
-  ch->size = (size_t)g->total;
-  ch->g = *g;
-  bind(ch);
-  /* ftruncate gave zeros: counters, places and marks all start at 0. */
-  struct rill__chan_hdr *h = ch->hdr;
-  h->version = RILL_IPC_CHAN_VERSION;
-  h->policy = g->policy;
-  h->wait = g->wait;
-  h->slots = g->slots;
-  h->slot_size = g->slot_size;
-  h->max_senders = g->max_senders;
-  h->max_receivers = g->max_receivers;
-  h->total = g->total;
-  h->spin_ns = g->spin_ns;
-  h->delivery = g->delivery;
-  h->flags = g->nclasses ? RILL__IPC_F_POOL : 0;
-  h->max_message = g->max_message;
-  h->pool_classes = g->nclasses;
-  for (uint32_t c = 0; c < g->nclasses; c++) {
-    h->pool[c].size = g->cls[c].size;
-    h->pool[c].chunks = g->cls[c].chunks;
-  }
-  for (uint32_t i = 0; i < g->max_receivers; i++)
-    receivers(ch)[i].cursor = RILL__CHAN_NONE;
-  /* Release: pairs with the attacher's acquire load of the magic; the
-   * header above is complete before anyone trusts it. */
-  __atomic_store_n(&h->magic, RILL_IPC_CHAN_MAGIC, __ATOMIC_RELEASE);
-  return 0;
-}
-
 /* Whether the channel was removed (rill_ipc_chan_unlink). Acquire: pairs
  * with the remover's release. */
 static inline bool removed(const rill_ipc_chan_t *ch) {
@@ -259,28 +210,9 @@ static int closed_err(const rill_ipc_chan_t *ch) {
   return rill__err(RILL_ECLOSED, "ipc channel %s: removed (rill ipc rm) while in use", ch->name);
 }
 
-static int attach(rill_ipc_chan_t *ch) {
-  int rc = rill__ipc_shm_attach(KIND, ch->name, true, true, &ch->base, &ch->size);
-  if (rc)
-    return rc;
-  rc = rill__chan_check(ch->name, ch->base, ch->size, &ch->g);
-  if (rc) {
-    rill__ipc_shm_unmap(ch->base, ch->size);
-    ch->base = NULL;
-    return rc;
-  }
-  bind(ch);
-  if (removed(ch)) {
-    rill__ipc_shm_unmap(ch->base, ch->size);
-    ch->base = NULL;
-    return rill__err(RILL_ENOENT, "ipc channel %s: being removed", ch->name);
-  }
-  return 0;
-}
-
 /* ---- open and close ---------------------------------------------------------- */
 
-static bool claim_queue_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p);
+static bool reap_free(void *ch, struct rill__ipc_place *p, uint64_t st);
 static bool adopt_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p);
 static void leave_orphan(rill_ipc_chan_t *ch);
 static uint32_t count_ready(rill_ipc_chan_t *ch, bool live);
@@ -305,19 +237,9 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
     return rill__err(RILL_ENOMEM, "ipc channel %s: no memory for the handle", name);
   snprintf(ch->name, sizeof ch->name, "%s", name);
   ch->role = role;
-  /* Create, or attach to what a racing creator made; a channel unlinked
-   * between the two gets a few more tries. */
-  for (int tries = 0;; tries++) {
-    rc = create(ch, &g, mode);
-    if (rc != RILL_EEXIST)
-      break;
-    rc = attach(ch);
-    if (rc != RILL_ENOENT || tries == 8)
-      break;
-    /* Removed meanwhile, or being removed: its remover unlinks it soon. */
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
+  rc = rill__ipc_seg_open(KIND, name, &g, mode, &ch->g, &ch->base, &ch->size);
+  if (rc == 0)
+    bind(ch);
   if (rc)
     goto free_handle;
   rc = opts_agree(ch, opts);
@@ -332,7 +254,7 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
   if (!sender && queue) {
     /* A free place first; an orphan only when none is left. */
     for (uint32_t i = 0; i < n && !ch->me; i++)
-      if (claim_queue_place(ch, &pl[i]))
+      if (rill__ipc_claim_place_with(&pl[i], reap_free, ch, &ch->mine))
         ch->me = &pl[i];
     for (uint32_t i = 0; i < n && !ch->me; i++)
       if (adopt_place(ch, &pl[i]))
@@ -369,7 +291,7 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
   ch->mine = rill__ipc_take_place(ch->me, ch->mine);
   /* seq_cst: pairs with the fence in a sender's scan: it sees our place,
    * or we now see every claim it scanned under. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   uint64_t c2 = __atomic_load_n(&h->claim, __ATOMIC_ACQUIRE);
   if (c2 != c) {
     c = c2;
@@ -441,18 +363,10 @@ void rill_ipc_chan_close(rill_ipc_chan_t *ch) {
       __atomic_store_n(&ch->me->cursor, RILL__CHAN_NONE, __ATOMIC_RELAXED);
     rill__ipc_leave_place(ch->me, ch->mine);
   }
-  if (ch->role == RILL_IPC_RECEIVER) {
-    /* Count the leave in gone's low bits (the removed bit kept): a sender
-     * that counted us recounts. Release: pairs with the senders' acquire
-     * of the word; our place is free before they see the new count. */
-    uint32_t gone = __atomic_load_n(&h->gone, __ATOMIC_RELAXED);
-    while (!__atomic_compare_exchange_n(
-        &h->gone, &gone, (gone & RILL__IPC_REMOVED) | ((gone + 1) & ~RILL__IPC_REMOVED), false,
-        __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-      ;
-  }
+  if (ch->role == RILL_IPC_RECEIVER)
+    rill__ipc_count_leave(&h->gone);
   /* seq_cst: as in advance(); a sender waiting for us stops waiting. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   if (ch->role == RILL_IPC_RECEIVER && __atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED))
     rill__futex_bump_shared(&h->send_futex);
   rill__ipc_shm_unmap(ch->base, ch->size);
@@ -465,7 +379,7 @@ void rill_ipc_chan_close(rill_ipc_chan_t *ch) {
  * sender may claim c when c - bound < slots. */
 static uint64_t scan(rill_ipc_chan_t *ch, uint64_t c) {
   /* seq_cst: pairs with the fence a joining receiver makes (file comment). */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   const bool queue = ch->g.delivery == RILL_IPC_QUEUE;
   struct rill__chan_hdr *h = ch->hdr;
   struct rill__ipc_place *rx = receivers(ch);
@@ -590,7 +504,7 @@ static bool reap_laggards(rill_ipc_chan_t *ch, uint64_t c, uint64_t limit) {
  * alive (/proc is read for each). Stored as rx_seen. */
 static uint32_t count_ready(rill_ipc_chan_t *ch, bool live) {
   /* seq_cst: as the fence in scan(), pairs with a joining receiver's. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   struct rill__ipc_place *rx = receivers(ch);
   uint32_t n = 0;
   for (uint32_t i = 0; i < ch->g.max_receivers; i++) {
@@ -649,7 +563,7 @@ static int wait_room(rill_ipc_chan_t *ch, uint64_t c, uint64_t slots, struct wai
     return rill__err(RILL_ETIMEDOUT, "ipc channel %s: %llu messages not finished with", ch->name,
                      (unsigned long long)slots);
   if (now < wt->spin_until) {
-    cpu_relax();
+    rill__cpu_relax();
     return 1; /* look again */
   }
   /* Acquire: pairs with a receiver's release bump of the word. */
@@ -880,10 +794,8 @@ static void wake_receivers(rill_ipc_chan_t *ch) {
   struct rill__chan_hdr *h = ch->hdr;
   /* seq_cst: pairs with the fence a receiver makes after counting itself
    * a waiter: it sees the mark (the orphan), or we see its count. */
-  FENCE(__ATOMIC_SEQ_CST);
-  if (RILL_UNLIKELY(__atomic_load_n(&h->recv_waiters, __ATOMIC_RELAXED)) &&
-      __atomic_exchange_n(&h->recv_want, 0, __ATOMIC_RELAXED))
-    rill__futex_bump_shared(&h->recv_futex);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
+  rill__ipc_wake(&h->recv_waiters, &h->recv_want, &h->recv_futex);
 }
 
 /* ---- receive ------------------------------------------------------------------ */
@@ -1201,25 +1113,11 @@ static int try_queue(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t *lost) {
   return rc;
 }
 
-/* Open, queue receiver: takes place p if it is free, or its holder is
- * dead and held no message (reap_receiver; a generic reap would lose it). */
-static bool claim_queue_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p) {
-  /* Acquire: pairs with the holder's release store of TAKEN, or a
-   * leaver's or reaper's of FREE (the NONE stored before). */
-  uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
-  if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE) {
-    if (reap_receiver(ch, p, st) != REAP_FREED)
-      return false;
-    st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
-    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE)
-      return false;
-  }
-  uint64_t want = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
-  /* seq_cst: as rill__ipc_claim_place. */
-  if (!__atomic_compare_exchange_n(&p->state, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
-    return false;
-  ch->mine = want;
-  return true;
+/* Open, queue receiver: frees place p if its holder is dead and held no
+ * message (reap_receiver; a generic reap would lose it), for
+ * rill__ipc_claim_place_with. */
+static bool reap_free(void *ch, struct rill__ipc_place *p, uint64_t st) {
+  return reap_receiver(ch, p, st) == REAP_FREED;
 }
 
 /* Open, queue receiver, no place free: takes orphan p with its hold; the
@@ -1233,14 +1131,12 @@ static bool adopt_place(rill_ipc_chan_t *ch, struct rill__ipc_place *p) {
   uint64_t s = __atomic_load_n(&p->cursor, __ATOMIC_RELAXED);
   if (s >= RILL__CHAN_TAKING)
     return false;
-  uint64_t want = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
   /* seq_cst: as rill__ipc_claim_place; from exactly the orphan seen (its
    * cursor s with it), as try_adopt. */
-  if (!__atomic_compare_exchange_n(&p->state, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
+  if (!rill__ipc_claim_from(p, st, &ch->mine))
     return false;
   /* Relaxed: a hint to look, counted up before the ORPHAN word. */
   __atomic_fetch_sub(&ch->hdr->orphans, 1, __ATOMIC_RELAXED);
-  ch->mine = want;
   ch->adopted = true;
   ch->adopted_seq = s;
   return true;
@@ -1287,10 +1183,8 @@ static void wake_senders(rill_ipc_chan_t *ch) {
   struct rill__chan_hdr *h = ch->hdr;
   /* seq_cst: pairs with the fence a sender makes after counting itself a
    * waiter: it sees our cursor, or we see its count. */
-  FENCE(__ATOMIC_SEQ_CST);
-  if (RILL_UNLIKELY(__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED)) &&
-      __atomic_exchange_n(&h->send_want, 0, __ATOMIC_RELAXED))
-    rill__futex_bump_shared(&h->send_futex);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
+  rill__ipc_wake(&h->send_waiters, &h->send_want, &h->send_futex);
 }
 
 int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_ns,
@@ -1317,7 +1211,7 @@ int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_
     uint64_t spin_until = rill__deadline(now, ch->g.spin_ns);
     while (now < spin_until && now < deadline) {
       for (int i = 0; i < 64; i++) {
-        cpu_relax();
+        rill__cpu_relax();
         rc = try_recv(ch, m, lost);
         if (rc != RILL_EAGAIN)
           return rc;
@@ -1339,7 +1233,7 @@ int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_
     __atomic_store_n(&h->recv_want, 1, __ATOMIC_RELAXED);
     /* seq_cst: pairs with the sender's fence after its commit: we see its
      * mark, or it sees our count. */
-    FENCE(__ATOMIC_SEQ_CST);
+    RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
     rc = try_recv(ch, m, lost);
     if (rc == RILL_EAGAIN) {
       /* A slice at a time: a claimer may die without waking anyone. */
@@ -1376,39 +1270,23 @@ int rill_ipc_chan_unlink(const char *name) { return rill__ipc_shm_unlink(KIND, n
 int rill_ipc_chan_info(const char *name, rill_ipc_chan_info_t *info) {
   if (!info)
     return rill__err(RILL_EINVAL, "ipc channel info: info is NULL");
-  int rc = rill__ipc_name_check(KIND, name);
-  if (rc)
-    return rc;
-  uint8_t *base;
-  size_t size;
-  rc = rill__ipc_shm_attach(KIND, name, false, false, &base, &size);
-  if (rc)
-    return rc;
-  struct rill__chan_geom g;
-  rc = rill__chan_check(name, base, size, &g);
-  if (rc == 0) {
-    memset(info, 0, sizeof *info);
-    snprintf(info->name, sizeof info->name, "%s", name);
-    rill__chan_summary(base, &g, info);
-  }
-  rill__ipc_shm_unmap(base, size);
-  return rc;
+  return rill__ipc_info(KIND, name, info);
 }
 
 struct lister {
-  int (*fn)(void *ctx, const rill_ipc_chan_info_t *info);
+  rill_ipc_chan_list_cb fn;
   void *ctx;
+  rill_ipc_chan_info_t info; /* the segment of the call */
 };
 
-static int list_one(void *arg, const char *name) {
+static int list_one(void *arg) {
   struct lister *l = arg;
-  rill_ipc_chan_info_t info;
-  /* Not a channel (a route, a foreign segment), or gone meanwhile: skipped. */
-  return rill_ipc_chan_info(name, &info) ? 0 : l->fn(l->ctx, &info);
+  return l->fn(l->ctx, &l->info);
 }
 
 int rill_ipc_chan_list(rill_ipc_chan_list_cb fn, void *ctx) {
   if (!fn)
     return rill__err(RILL_EINVAL, "ipc channel list: fn is NULL");
-  return rill__ipc_scan("ipc channel list", list_one, &(struct lister){fn, ctx});
+  struct lister l = {.fn = fn, .ctx = ctx};
+  return rill__ipc_list(KIND, "ipc channel list", &l.info, list_one, &l);
 }

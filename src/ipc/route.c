@@ -44,20 +44,6 @@
 #include "ipc/segment.h"
 #include "rill/ipc.h"
 
-/* The same fences in every build. gcc 12 and later warn (-Wtsan) that
- * ThreadSanitizer does not model standalone fences; under TSan they still
- * run as fences, TSan just draws no happens-before from them. Nothing
- * between threads relies on that: the data they order across processes is
- * invisible to TSan anyway, and between threads every slot is published by
- * the mark's release and acquire, which TSan sees. A fence TSan ignores can
- * only make it report more, never hide a race (the seq_cst exchange of one
- * dummy word that stood in for them did: every pair of threads passing
- * one synchronized through it). */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
-#pragma GCC diagnostic ignored "-Wtsan"
-#endif
-#define FENCE(order) __atomic_thread_fence(order)
-
 #define KIND          "route"
 #define PARK_SLICE    10000000ull /* a blocked sender re-checks for dead receivers this often */
 #define REAP_EVERY_MS 1           /* a sender checks liveness at most this often */
@@ -103,12 +89,6 @@ struct rill_ipc_route_receiver {
   bool held;        /* a view of cur - 1 is out */
 };
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#endif
-}
-
 static inline struct rill__ipc_slot *slot_at(const struct seg *s, uint64_t seq) {
   return (struct rill__ipc_slot *)(void *)(s->ring + (seq & s->mask) * s->g.slot_size);
 }
@@ -125,57 +105,12 @@ static void seg_bind(struct seg *s) {
   s->mask = (uint64_t)s->g.slots - 1;
 }
 
-/* Maps an existing segment and checks it, waiting up to 200 ms for a
- * creator that is still writing its header (rill__ipc_shm_attach). */
-static int seg_attach(struct seg *s, bool writable) {
-  int rc = rill__ipc_shm_attach(KIND, s->name, writable, true, &s->base, &s->size);
-  if (rc)
-    return rc;
-  rc = rill__ipc_check(s->name, s->base, s->size, &s->g);
-  if (rc) {
-    seg_unmap(s);
-    return rc;
-  }
-  seg_bind(s);
-  /* Acquire: pairs with the remover's release; a route being removed is as
-   * good as gone (its name is about to be unlinked). */
-  if (__atomic_load_n(&s->hdr->gone, __ATOMIC_ACQUIRE) & RILL__IPC_REMOVED) {
-    seg_unmap(s);
-    return rill__err(RILL_ENOENT, "ipc route %s: being removed", s->name);
-  }
-  return 0;
-}
-
-/* Creates the segment with O_EXCL: 0 when we made it, RILL_EEXIST when it
- * was there (the caller attaches), or an error. */
-static int seg_create(struct seg *s, const struct rill__ipc_geom *g, mode_t mode) {
-  int rc = rill__ipc_shm_create(KIND, s->name, g->total, mode, &s->base);
-  if (rc)
-    return rc;
-  s->size = (size_t)g->total;
-  s->g = *g;
-  seg_bind(s);
-  /* ftruncate gave zeros: counters, places and marks all start at 0. */
-  struct rill__ipc_hdr *h = s->hdr;
-  h->version = RILL_IPC_VERSION;
-  h->policy = g->policy;
-  h->wait = g->wait;
-  h->slots = g->slots;
-  h->slot_size = g->slot_size;
-  h->max_receivers = g->max_receivers;
-  h->flags = g->nclasses ? RILL__IPC_F_POOL : 0;
-  h->total = g->total;
-  h->spin_ns = g->spin_ns;
-  h->max_message = g->max_message;
-  h->pool_classes = g->nclasses;
-  for (uint32_t c = 0; c < g->nclasses; c++) {
-    h->pool[c].size = g->cls[c].size;
-    h->pool[c].chunks = g->cls[c].chunks;
-  }
-  /* Release: pairs with the attacher's acquire load of the magic; the
-   * header above is complete before anyone trusts it. */
-  __atomic_store_n(&h->magic, RILL_IPC_MAGIC, __ATOMIC_RELEASE);
-  return 0;
+/* Maps an existing segment and checks it (rill__ipc_seg_attach). */
+static int seg_attach(struct seg *s) {
+  int rc = rill__ipc_seg_attach(KIND, s->name, &s->g, &s->base, &s->size);
+  if (rc == 0)
+    seg_bind(s);
+  return rc;
 }
 
 /* The waiter count a holder of place idx counts itself in while parked:
@@ -203,15 +138,12 @@ static int opts_geom(const char *name, const rill_ipc_route_opts_t *o, struct ri
     return rill__err(RILL_EINVAL, "ipc route %s: unknown wait mode %d", name, (int)d.wait);
   g->policy = (uint8_t)d.policy;
   g->wait = (uint8_t)d.wait;
-  if (!RILL__IS_POW2(g->slots) || g->slots < RILL__IPC_MIN_SLOTS || g->slots > RILL__IPC_MAX_SLOTS)
-    return rill__err(RILL_EINVAL, "ipc route %s: %u slots, not a power of two in 2..2^24", name,
-                     g->slots);
-  if (g->slot_size % 64 || g->slot_size < RILL__IPC_MIN_SLOT || g->slot_size > RILL__IPC_MAX_SLOT)
-    return rill__err(RILL_EINVAL, "ipc route %s: slot size %u, not a multiple of 64 in 64..1 MiB",
-                     name, g->slot_size);
-  if (g->max_receivers > RILL_IPC_MAX_RECEIVERS)
-    return rill__err(RILL_EINVAL, "ipc route %s: max receivers %u, not in 1..%u", name,
-                     g->max_receivers, RILL_IPC_MAX_RECEIVERS);
+  int rc = rill__ipc_ring_check(RILL_EINVAL, KIND, name, g->slots, g->slot_size);
+  if (rc)
+    return rc;
+  if ((rc = rill__ipc_places_check(RILL_EINVAL, KIND, name, "receivers", g->max_receivers,
+                                   RILL_IPC_MAX_RECEIVERS)))
+    return rc;
   if (*mode & ~(mode_t)0777)
     return rill__err(RILL_EINVAL, "ipc route %s: mode %o has bits beyond 0777", name,
                      (unsigned)*mode);
@@ -221,7 +153,7 @@ static int opts_geom(const char *name, const rill_ipc_route_opts_t *o, struct ri
     if (d.pool_chunks)
       return rill__err(RILL_EINVAL, "ipc route %s: pool_chunks with pool classes (give either)",
                        name);
-    int rc = rill__ipc_classes_opts(KIND, name, d.pool, inline_max, g->cls, &g->nclasses);
+    rc = rill__ipc_classes_opts(KIND, name, d.pool, inline_max, g->cls, &g->nclasses);
     if (rc)
       return rc;
     if (d.max_message && d.max_message != g->cls[g->nclasses - 1].size)
@@ -297,19 +229,9 @@ int rill_ipc_route_sender_open(rill_ipc_route_sender_t **out, const char *name,
   if (!x)
     return rill__err(RILL_ENOMEM, "ipc route %s: no memory for the sender", name);
   snprintf(x->s.name, sizeof x->s.name, "%s", name);
-  /* Create, or attach to what a racing creator made; a route unlinked
-   * between the two gets a few more tries. */
-  for (int tries = 0;; tries++) {
-    rc = seg_create(&x->s, &g, mode);
-    if (rc != RILL_EEXIST)
-      break;
-    rc = seg_attach(&x->s, true);
-    if (rc != RILL_ENOENT || tries == 8)
-      break;
-    /* Removed meanwhile, or being removed: its remover unlinks it soon. */
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
+  rc = rill__ipc_seg_open(KIND, name, &g, mode, &x->s.g, &x->s.base, &x->s.size);
+  if (rc == 0)
+    seg_bind(&x->s);
   if (rc)
     goto free_sender;
   rc = opts_agree(&x->s, opts);
@@ -398,7 +320,7 @@ void rill_ipc_route_sender_close(rill_ipc_route_sender_t *s) {
 static uint64_t scan(rill_ipc_route_sender_t *s, uint64_t seq) {
   /* seq_cst: pairs with the fence a joining receiver makes after taking its
    * place (file comment): we see it, or it sees our head. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   uint64_t min = seq;
   uint32_t ready = 0;
   for (uint32_t i = 1; i <= s->s.g.max_receivers; i++) {
@@ -499,7 +421,7 @@ static int wait_room(rill_ipc_route_sender_t *s, uint64_t seq, uint64_t slots,
         spin_until = deadline;
     }
     if (now < spin_until) {
-      cpu_relax();
+      rill__cpu_relax();
       continue;
     }
     uint64_t ms = rill_time_coarse_ms();
@@ -615,7 +537,7 @@ static int reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t timeout_ns
     __atomic_store_n(&sl->mark, 0, __ATOMIC_RELAXED);
     if (old && __atomic_load_n(&slot_at(&s->s, old - 1)->mark, __ATOMIC_RELAXED) == old)
       __atomic_store_n(&slot_at(&s->s, old - 1)->mark, 0, __ATOMIC_RELAXED);
-    FENCE(__ATOMIC_RELEASE);
+    RILL__IPC_FENCE(__ATOMIC_RELEASE);
   }
   s->res_len = len;
   s->res_class = c;
@@ -661,16 +583,14 @@ static inline __attribute__((always_inline)) void publish(rill_ipc_route_sender_
   }
   /* seq_cst: pairs with the fence a receiver makes after counting itself a
    * waiter: it sees the mark, or we see its count. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   /* One wake a park, not one a message: a receiver woken but not yet
    * running stays counted, and with more receivers than CPUs one nearly
    * always is, which made a futex syscall of every send. recv_want is
    * set by each receiver about to park and taken here; a receiver that
    * sets it after our exchange sees this message (store-buffer pattern
    * with the two seq_cst fences), so no wakeup is lost. */
-  if (RILL_UNLIKELY(__atomic_load_n(&s->s.hdr->recv_waiters, __ATOMIC_RELAXED)) &&
-      __atomic_exchange_n(&s->s.hdr->recv_want, 0, __ATOMIC_RELAXED))
-    rill__futex_bump_shared(&s->s.hdr->recv_futex);
+  rill__ipc_wake(&s->s.hdr->recv_waiters, &s->s.hdr->recv_want, &s->s.hdr->recv_futex);
 }
 
 int rill_ipc_route_send(rill_ipc_route_sender_t *s, const void *data, uint32_t len,
@@ -747,7 +667,7 @@ int rill_ipc_route_receiver_open(rill_ipc_route_receiver_t **out, const char *na
   if (!r)
     return rill__err(RILL_ENOMEM, "ipc route %s: no memory for the receiver", name);
   snprintf(r->s.name, sizeof r->s.name, "%s", name);
-  rc = seg_attach(&r->s, true);
+  rc = seg_attach(&r->s);
   if (rc)
     goto free_receiver;
   for (uint32_t i = 1; i <= r->s.g.max_receivers && !r->me; i++)
@@ -768,7 +688,7 @@ int rill_ipc_route_receiver_open(rill_ipc_route_receiver_t **out, const char *na
   r->mine = rill__ipc_take_place(r->me, r->mine);
   /* seq_cst: pairs with the fence in the sender's scan (file comment): it
    * sees our place, or we now see every head it scanned under. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   uint64_t head2 = __atomic_load_n(&h->head, __ATOMIC_ACQUIRE);
   if (head2 != head) {
     head = head2;
@@ -798,7 +718,7 @@ static void wake_sender(rill_ipc_route_receiver_t *r) {
   /* seq_cst: pairs with the fence the sender makes after counting itself a
    * waiter and storing its need: it sees every cursor we stored before
    * this fence, or we see its count and its need. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   if (RILL_LIKELY(!__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED)))
     return;
   /* Only a receiver that held the sender back wakes it, when it crosses
@@ -871,7 +791,7 @@ static int try_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_t *l
     /* Acquire: orders the length, descriptor and owner loads before the
      * mark's second load; a sender that began to overwrite the slot, or the
      * chunk, unmarked the slot first. */
-    FENCE(__ATOMIC_ACQUIRE);
+    RILL__IPC_FENCE(__ATOMIC_ACQUIRE);
     if (__atomic_load_n(&sl->mark, __ATOMIC_RELAXED) != c + 1)
       return RILL_EAGAIN; /* the next look finds it lapped */
   }
@@ -901,7 +821,7 @@ static bool give_back(rill_ipc_route_receiver_t *r) {
   if (r->s.g.policy == RILL_IPC_OVERWRITE) {
     /* Acquire: the caller's reads of the view come before this load; a
      * sender that began to overwrite the slot had unmarked it. */
-    FENCE(__ATOMIC_ACQUIRE);
+    RILL__IPC_FENCE(__ATOMIC_ACQUIRE);
     torn = __atomic_load_n(&slot_at(&r->s, was)->mark, __ATOMIC_RELAXED) != was + 1;
   }
   advance(r);
@@ -942,7 +862,7 @@ int rill_ipc_route_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_
     uint64_t spin_until = rill__deadline(now, r->s.g.spin_ns);
     while (now < spin_until && now < deadline) {
       for (int i = 0; i < 64; i++) {
-        cpu_relax();
+        rill__cpu_relax();
         rc = try_recv(r, m, lost);
         if (rc != RILL_EAGAIN)
           return rc;
@@ -965,7 +885,7 @@ int rill_ipc_route_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_
     __atomic_store_n(&h->recv_want, 1, __ATOMIC_RELAXED);
     /* seq_cst: pairs with the sender's fence after publishing (file
      * comment): we see its mark, or it sees our count. */
-    FENCE(__ATOMIC_SEQ_CST);
+    RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
     rc = try_recv(r, m, lost);
     if (rc == RILL_EAGAIN)
       rill__futex_wait_shared(&h->recv_futex, w, deadline - now);
@@ -997,16 +917,9 @@ void rill_ipc_route_receiver_close(rill_ipc_route_receiver_t *r) {
     return;
   struct rill__ipc_hdr *h = r->s.hdr;
   rill__ipc_leave_place(r->me, r->mine);
-  /* Count the leave in gone's low bits (the removed bit kept): a sender
-   * that counted us recounts. Release: pairs with the sender's acquire of
-   * the word; our place is free before it sees the new count. */
-  uint32_t gone = __atomic_load_n(&h->gone, __ATOMIC_RELAXED);
-  while (!__atomic_compare_exchange_n(
-      &h->gone, &gone, (gone & RILL__IPC_REMOVED) | ((gone + 1) & ~RILL__IPC_REMOVED), false,
-      __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-    ;
+  rill__ipc_count_leave(&h->gone);
   /* seq_cst: as in advance(); a sender waiting for us stops. */
-  FENCE(__ATOMIC_SEQ_CST);
+  RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
   if (__atomic_load_n(&h->send_waiters, __ATOMIC_RELAXED))
     rill__futex_bump_shared(&h->send_futex);
   seg_unmap(&r->s);
@@ -1020,39 +933,23 @@ int rill_ipc_route_unlink(const char *name) { return rill__ipc_shm_unlink(KIND, 
 int rill_ipc_route_info(const char *name, rill_ipc_route_info_t *info) {
   if (!info)
     return rill__err(RILL_EINVAL, "ipc info: info is NULL");
-  int rc = rill__ipc_name_check(KIND, name);
-  if (rc)
-    return rc;
-  uint8_t *base;
-  size_t size;
-  rc = rill__ipc_shm_attach(KIND, name, false, false, &base, &size);
-  if (rc)
-    return rc;
-  struct rill__ipc_geom g;
-  rc = rill__ipc_check(name, base, size, &g);
-  if (rc == 0) {
-    memset(info, 0, sizeof *info);
-    snprintf(info->name, sizeof info->name, "%s", name);
-    rill__ipc_summary(base, &g, info);
-  }
-  rill__ipc_shm_unmap(base, size);
-  return rc;
+  return rill__ipc_info(KIND, name, info);
 }
 
 struct lister {
-  int (*fn)(void *ctx, const rill_ipc_route_info_t *info);
+  rill_ipc_route_list_cb fn;
   void *ctx;
+  rill_ipc_route_info_t info; /* the segment of the call */
 };
 
-static int list_one(void *arg, const char *name) {
+static int list_one(void *arg) {
   struct lister *l = arg;
-  rill_ipc_route_info_t info;
-  /* Not a route (a channel, a foreign segment), or gone meanwhile: skipped. */
-  return rill_ipc_route_info(name, &info) ? 0 : l->fn(l->ctx, &info);
+  return l->fn(l->ctx, &l->info);
 }
 
 int rill_ipc_route_list(rill_ipc_route_list_cb fn, void *ctx) {
   if (!fn)
     return rill__err(RILL_EINVAL, "ipc list: fn is NULL");
-  return rill__ipc_scan("ipc list", list_one, &(struct lister){fn, ctx});
+  struct lister l = {.fn = fn, .ctx = ctx};
+  return rill__ipc_list(KIND, "ipc list", &l.info, list_one, &l);
 }

@@ -1,6 +1,8 @@
 /*
- * The route segment's layout and its attach-time check, and the liveness
- * test behind reaping. See docs/FORMATS.md ("IPC route segment").
+ * The route and channel segments: their layouts and attach-time checks,
+ * their making, attaching, describing, listing and removal, the places
+ * both kinds' participants hold, and the liveness test behind reaping.
+ * See docs/FORMATS.md ("IPC route segment", "IPC channel segment").
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,11 +32,94 @@ _Static_assert(offsetof(struct rill__ipc_hdr, gone) == 72, "the receivers' leave
 _Static_assert(offsetof(struct rill__ipc_place, ready) == 28, "a receiver's ready word");
 _Static_assert(sizeof(struct rill__ipc_slot) == RILL_IPC_SLOT_HDR, "slot header");
 
+/* ---- what the two kinds' checks share ------------------------------------------ */
+
+/* The first checks of either kind: a header, the kind's magic (tag: its
+ * letters) and version, and a whole header page. */
+static int check_head(const char *kind, const char *name, const uint8_t *p, size_t size,
+                      uint32_t magic, const char *tag, uint16_t version) {
+  if (size < 8)
+    return rill__err(RILL_ECORRUPT, "ipc %s %s: a segment of %zu bytes has no header", kind, name,
+                     size);
+  uint32_t m = rill__get32(p);
+  if (m != magic)
+    return rill__err(RILL_EVERSION, "ipc %s %s: magic 0x%08x, not 0x%08x (\"%s\")", kind, name, m,
+                     magic, tag);
+  uint16_t v = rill__get16(p + 4);
+  if (v != version)
+    return rill__err(RILL_EVERSION, "ipc %s %s: version %u, this build knows %u", kind, name,
+                     (unsigned)v, (unsigned)version);
+  if (size < RILL__IPC_HDR_BYTES)
+    return rill__err(RILL_ECORRUPT,
+                     "ipc %s %s: a segment of %zu bytes, shorter than its %u-byte header", kind,
+                     name, size, RILL__IPC_HDR_BYTES);
+  return 0;
+}
+
+int rill__ipc_ring_check(int code, const char *kind, const char *name, uint32_t slots,
+                         uint32_t slot_size) {
+  if (!RILL__IS_POW2(slots) || slots < RILL__IPC_MIN_SLOTS || slots > RILL__IPC_MAX_SLOTS)
+    return rill__err(code, "ipc %s %s: %u slots, not a power of two in 2..2^24", kind, name, slots);
+  if (slot_size % 64 || slot_size < RILL__IPC_MIN_SLOT || slot_size > RILL__IPC_MAX_SLOT)
+    return rill__err(code, "ipc %s %s: slot size %u, not a multiple of 64 in 64..1 MiB", kind, name,
+                     slot_size);
+  return 0;
+}
+
+int rill__ipc_places_check(int code, const char *kind, const char *name, const char *who,
+                           uint32_t n, uint32_t max) {
+  if (n < 1 || n > max)
+    return rill__err(code, "ipc %s %s: max %s %u, not in 1..%u", kind, name, who, n, max);
+  return 0;
+}
+
+/* The pool fields of a header: none, or the flag and n classes in the
+ * table at tbl that rill__ipc_classes_check accepts (into cls). */
+static int check_pool(const char *kind, const char *name, const uint8_t *tbl, uint32_t flags,
+                      uint32_t max_message, uint32_t n, uint32_t slot_size,
+                      struct rill__ipc_class *cls) {
+  if (!max_message && !n && !flags)
+    return 0;
+  if (!(flags & RILL__IPC_F_POOL))
+    return rill__err(RILL_ECORRUPT,
+                     "ipc %s %s: max message %u and %u pool classes without the pool flag", kind,
+                     name, max_message, n);
+  return rill__ipc_classes_check(kind, name, tbl, n, slot_size - RILL_IPC_SLOT_HDR, max_message,
+                                 cls);
+}
+
+/* The total the header says (said) and the segment's size against the
+ * layout's total, the rest of the layout naming the parts in a message. */
+static int check_total(const char *kind, const char *name, uint64_t said, size_t size,
+                       uint64_t total, uint64_t table, uint32_t slots, uint32_t slot_size,
+                       uint32_t chunks, uint32_t n) {
+  if (said != total)
+    return rill__err(RILL_ECORRUPT,
+                     "ipc %s %s: the header says %llu bytes, its layout needs %llu (header %u + "
+                     "table %llu + ring %u x %u + pool of %u chunks in %u classes)",
+                     kind, name, (unsigned long long)said, (unsigned long long)total,
+                     RILL__IPC_HDR_BYTES, (unsigned long long)table, slots, slot_size, chunks, n);
+  if ((uint64_t)size != total)
+    return rill__err(RILL_ECORRUPT,
+                     "ipc %s %s: the segment is %zu bytes, its layout needs %llu (header %u + "
+                     "table %llu + ring %u x %u + pool of %u chunks in %u classes)",
+                     kind, name, size, (unsigned long long)total, RILL__IPC_HDR_BYTES,
+                     (unsigned long long)table, slots, slot_size, chunks, n);
+  return 0;
+}
+
+/* The header page, a table of nplaces places from the next page, the ring
+ * of slots x slot_size from the page after, then the pool. */
+static void layout(uint32_t nplaces, uint32_t slots, uint32_t slot_size, uint64_t *table_off,
+                   uint64_t *ring_off, uint64_t *total) {
+  uint64_t table = (uint64_t)nplaces * RILL__IPC_PLACE_BYTES;
+  *table_off = RILL__IPC_HDR_BYTES;
+  *ring_off = *table_off + RILL__ALIGN_UP(table, (uint64_t)RILL__IPC_PAGE);
+  *total = *ring_off + (uint64_t)slots * slot_size;
+}
+
 void rill__ipc_layout(struct rill__ipc_geom *g) {
-  uint64_t table = (uint64_t)(1 + g->max_receivers) * RILL__IPC_PLACE_BYTES;
-  g->table_off = RILL__IPC_HDR_BYTES;
-  g->ring_off = g->table_off + RILL__ALIGN_UP(table, (uint64_t)RILL__IPC_PAGE);
-  g->total = g->ring_off + (uint64_t)g->slots * g->slot_size;
+  layout(1 + g->max_receivers, g->slots, g->slot_size, &g->table_off, &g->ring_off, &g->total);
   rill__ipc_pool_layout(g->cls, g->nclasses, &g->total, &g->max_message, &g->pool_chunks);
 }
 
@@ -42,21 +127,9 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
   const uint8_t *p = mem;
   if (!name)
     name = "?";
-  if (size < 8)
-    return rill__err(RILL_ECORRUPT, "ipc route %s: a segment of %zu bytes has no header", name,
-                     size);
-  uint32_t magic = rill__get32(p);
-  if (magic != RILL_IPC_MAGIC)
-    return rill__err(RILL_EVERSION, "ipc route %s: magic 0x%08x, not 0x%08x (\"RLIP\")", name,
-                     magic, RILL_IPC_MAGIC);
-  uint16_t version = rill__get16(p + 4);
-  if (version != RILL_IPC_VERSION)
-    return rill__err(RILL_EVERSION, "ipc route %s: version %u, this build knows %u", name,
-                     (unsigned)version, RILL_IPC_VERSION);
-  if (size < RILL__IPC_HDR_BYTES)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc route %s: a segment of %zu bytes, shorter than its %u-byte header", name,
-                     size, RILL__IPC_HDR_BYTES);
+  int rc = check_head("route", name, p, size, RILL_IPC_MAGIC, "RLIP", RILL_IPC_VERSION);
+  if (rc)
+    return rc;
   struct rill__ipc_geom x = {0};
   x.policy = p[6];
   x.wait = p[7];
@@ -74,41 +147,17 @@ int rill__ipc_check(const char *name, const void *mem, size_t size, struct rill_
     return rill__err(RILL_ECORRUPT, "ipc route %s: unknown wait mode %u", name, (unsigned)x.wait);
   if (flags & ~RILL__IPC_F_POOL)
     return rill__err(RILL_ECORRUPT, "ipc route %s: unknown flags 0x%x", name, flags);
-  if (!RILL__IS_POW2(x.slots) || x.slots < RILL__IPC_MIN_SLOTS || x.slots > RILL__IPC_MAX_SLOTS)
-    return rill__err(RILL_ECORRUPT, "ipc route %s: %u slots, not a power of two in 2..2^24", name,
-                     x.slots);
-  if (x.slot_size % 64 || x.slot_size < RILL__IPC_MIN_SLOT || x.slot_size > RILL__IPC_MAX_SLOT)
-    return rill__err(RILL_ECORRUPT, "ipc route %s: slot size %u, not a multiple of 64 in 64..1 MiB",
-                     name, x.slot_size);
-  if (x.max_receivers < 1 || x.max_receivers > RILL_IPC_MAX_RECEIVERS)
-    return rill__err(RILL_ECORRUPT, "ipc route %s: max receivers %u, not in 1..%u", name,
-                     x.max_receivers, RILL_IPC_MAX_RECEIVERS);
-  if (max_message || x.nclasses || flags) {
-    uint32_t inline_max = x.slot_size - RILL_IPC_SLOT_HDR;
-    if (!(flags & RILL__IPC_F_POOL))
-      return rill__err(RILL_ECORRUPT,
-                       "ipc route %s: max message %u and %u pool classes without the pool flag",
-                       name, max_message, x.nclasses);
-    int rc =
-        rill__ipc_classes_check("route", name, p + 256, x.nclasses, inline_max, max_message, x.cls);
-    if (rc)
-      return rc;
-  }
+  if ((rc = rill__ipc_ring_check(RILL_ECORRUPT, "route", name, x.slots, x.slot_size)))
+    return rc;
+  if ((rc = rill__ipc_places_check(RILL_ECORRUPT, "route", name, "receivers", x.max_receivers,
+                                   RILL_IPC_MAX_RECEIVERS)))
+    return rc;
+  if ((rc = check_pool("route", name, p + 256, flags, max_message, x.nclasses, x.slot_size, x.cls)))
+    return rc;
   rill__ipc_layout(&x);
-  if (total != x.total)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc route %s: the header says %llu bytes, its layout needs %llu (header %u + "
-                     "table %llu + ring %u x %u + pool of %u chunks in %u classes)",
-                     name, (unsigned long long)total, (unsigned long long)x.total,
-                     RILL__IPC_HDR_BYTES, (unsigned long long)(x.ring_off - x.table_off), x.slots,
-                     x.slot_size, x.pool_chunks, x.nclasses);
-  if ((uint64_t)size != x.total)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc route %s: the segment is %zu bytes, its layout needs %llu (header %u + "
-                     "table %llu + ring %u x %u + pool of %u chunks in %u classes)",
-                     name, size, (unsigned long long)x.total, RILL__IPC_HDR_BYTES,
-                     (unsigned long long)(x.ring_off - x.table_off), x.slots, x.slot_size,
-                     x.pool_chunks, x.nclasses);
+  if ((rc = check_total("route", name, total, size, x.total, x.ring_off - x.table_off, x.slots,
+                        x.slot_size, x.pool_chunks, x.nclasses)))
+    return rc;
   if (g)
     *g = x;
   return 0;
@@ -228,13 +277,11 @@ static void shm_name(char *buf, size_t cap, const char *name) {
   snprintf(buf, cap, "/rill.%s", name);
 }
 
-/* Marks the segment at path removed, when it is a route or a channel this
- * build knows: its gone word, then every waiter woken. Best
- * effort: a segment we may not write, or that does not validate, is only
- * unlinked (nothing in it is trusted, so nothing is written to it). */
-/* Marks the segment at path removed and wakes its waiters, when it is a
- * valid segment of the kind being removed (route or not: a channel). A
- * valid segment of the other kind is left alone: 1. */
+/* Marks the segment at path removed (its gone word) and wakes its
+ * waiters, when it is a valid segment of the kind being removed (route or
+ * not: a channel). A valid segment of the other kind is left alone: 1.
+ * Best effort: a segment we may not write, or that does not validate, is
+ * only unlinked (nothing in it is trusted, so nothing is written to it). */
 static int mark_removed(const char *path, const char *name, bool route) {
   int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
   if (fd < 0)
@@ -314,6 +361,57 @@ int rill__ipc_scan(const char *what, int (*each)(void *ctx, const char *name), v
   if (rc == 0)
     rill_errmsg_clear(); /* the segments each skipped are no failure of the call */
   return rc;
+}
+
+int rill__ipc_info(const char *kind, const char *name, void *info) {
+  int rc = rill__ipc_name_check(kind, name);
+  if (rc)
+    return rc;
+  uint8_t *base;
+  size_t size;
+  rc = rill__ipc_shm_attach(kind, name, false, false, &base, &size);
+  if (rc)
+    return rc;
+  if (!strcmp(kind, "route")) {
+    rill_ipc_route_info_t *ri = info;
+    struct rill__ipc_geom g;
+    rc = rill__ipc_check(name, base, size, &g);
+    if (rc == 0) {
+      memset(ri, 0, sizeof *ri);
+      snprintf(ri->name, sizeof ri->name, "%s", name);
+      rill__ipc_summary(base, &g, ri);
+    }
+  } else {
+    rill_ipc_chan_info_t *ci = info;
+    struct rill__chan_geom g;
+    rc = rill__chan_check(name, base, size, &g);
+    if (rc == 0) {
+      memset(ci, 0, sizeof *ci);
+      snprintf(ci->name, sizeof ci->name, "%s", name);
+      rill__chan_summary(base, &g, ci);
+    }
+  }
+  rill__ipc_shm_unmap(base, size);
+  return rc;
+}
+
+struct lister {
+  const char *kind;
+  void *info;
+  int (*each)(void *ctx);
+  void *ctx;
+};
+
+static int list_one(void *arg, const char *name) {
+  struct lister *l = arg;
+  /* Not of this kind (the other kind, a foreign segment), or gone
+   * meanwhile: skipped. */
+  return rill__ipc_info(l->kind, name, l->info) ? 0 : l->each(l->ctx);
+}
+
+int rill__ipc_list(const char *kind, const char *what, void *info, int (*each)(void *ctx),
+                   void *ctx) {
+  return rill__ipc_scan(what, list_one, &(struct lister){kind, info, each, ctx});
 }
 
 void rill__ipc_shm_unmap(uint8_t *base, size_t size) {
@@ -414,6 +512,125 @@ close_fd:
   return rc;
 }
 
+/* ---- making and attaching, either kind ------------------------------------------ */
+
+static bool is_route(const char *kind) { return !strcmp(kind, "route"); }
+
+/* ftruncate gave zeros: counters, places and marks all start at 0. */
+static void route_write(uint8_t *base, const struct rill__ipc_geom *g) {
+  struct rill__ipc_hdr *h = (struct rill__ipc_hdr *)(void *)base;
+  h->version = RILL_IPC_VERSION;
+  h->policy = g->policy;
+  h->wait = g->wait;
+  h->slots = g->slots;
+  h->slot_size = g->slot_size;
+  h->max_receivers = g->max_receivers;
+  h->flags = g->nclasses ? RILL__IPC_F_POOL : 0;
+  h->total = g->total;
+  h->spin_ns = g->spin_ns;
+  h->max_message = g->max_message;
+  h->pool_classes = g->nclasses;
+  for (uint32_t c = 0; c < g->nclasses; c++) {
+    h->pool[c].size = g->cls[c].size;
+    h->pool[c].chunks = g->cls[c].chunks;
+  }
+  /* Release: pairs with the attacher's acquire load of the magic; the
+   * header above is complete before anyone trusts it. */
+  __atomic_store_n(&h->magic, RILL_IPC_MAGIC, __ATOMIC_RELEASE);
+}
+
+/* As route_write; a free queue receiver place shows NONE. */
+static void chan_write(uint8_t *base, const struct rill__chan_geom *g) {
+  struct rill__chan_hdr *h = (struct rill__chan_hdr *)(void *)base;
+  struct rill__ipc_place *rx = (struct rill__ipc_place *)(void *)(base + g->table_off);
+  h->version = RILL_IPC_CHAN_VERSION;
+  h->policy = g->policy;
+  h->wait = g->wait;
+  h->slots = g->slots;
+  h->slot_size = g->slot_size;
+  h->max_senders = g->max_senders;
+  h->max_receivers = g->max_receivers;
+  h->total = g->total;
+  h->spin_ns = g->spin_ns;
+  h->delivery = g->delivery;
+  h->flags = g->nclasses ? RILL__IPC_F_POOL : 0;
+  h->max_message = g->max_message;
+  h->pool_classes = g->nclasses;
+  for (uint32_t c = 0; c < g->nclasses; c++) {
+    h->pool[c].size = g->cls[c].size;
+    h->pool[c].chunks = g->cls[c].chunks;
+  }
+  for (uint32_t i = 0; i < g->max_receivers; i++)
+    rx[g->max_senders + i].cursor = RILL__CHAN_NONE;
+  /* Release: as route_write's. */
+  __atomic_store_n(&h->magic, RILL_IPC_CHAN_MAGIC, __ATOMIC_RELEASE);
+}
+
+int rill__ipc_seg_attach(const char *kind, const char *name, void *g, uint8_t **base,
+                         size_t *size) {
+  int rc = rill__ipc_shm_attach(kind, name, true, true, base, size);
+  if (rc)
+    return rc;
+  const uint32_t *gone;
+  if (is_route(kind)) {
+    rc = rill__ipc_check(name, *base, *size, g);
+    gone = &((const struct rill__ipc_hdr *)(void *)*base)->gone;
+  } else {
+    rc = rill__chan_check(name, *base, *size, g);
+    gone = &((const struct rill__chan_hdr *)(void *)*base)->gone;
+  }
+  /* Acquire: pairs with the remover's release; a segment being removed is
+   * as good as gone (its name is about to be unlinked). */
+  if (rc == 0 && (__atomic_load_n(gone, __ATOMIC_ACQUIRE) & RILL__IPC_REMOVED))
+    rc = rill__err(RILL_ENOENT, "ipc %s %s: being removed", kind, name);
+  if (rc) {
+    rill__ipc_shm_unmap(*base, *size);
+    *base = NULL;
+  }
+  return rc;
+}
+
+int rill__ipc_seg_open(const char *kind, const char *name, const void *want, mode_t mode, void *g,
+                       uint8_t **base, size_t *size) {
+  const bool route = is_route(kind);
+  const uint64_t total = route ? ((const struct rill__ipc_geom *)want)->total
+                               : ((const struct rill__chan_geom *)want)->total;
+  /* Create, or attach to what a racing creator made; a segment unlinked
+   * between the two gets a few more tries. */
+  for (int tries = 0;; tries++) {
+    int rc = rill__ipc_shm_create(kind, name, total, mode, base);
+    if (rc == 0) {
+      *size = (size_t)total;
+      if (route) {
+        *(struct rill__ipc_geom *)g = *(const struct rill__ipc_geom *)want;
+        route_write(*base, g);
+      } else {
+        *(struct rill__chan_geom *)g = *(const struct rill__chan_geom *)want;
+        chan_write(*base, g);
+      }
+      return 0;
+    }
+    if (rc != RILL_EEXIST)
+      return rc;
+    rc = rill__ipc_seg_attach(kind, name, g, base, size);
+    if (rc != RILL_ENOENT || tries == 8)
+      return rc;
+    /* Removed meanwhile, or being removed: its remover unlinks it soon. */
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+void rill__ipc_count_leave(uint32_t *gone) {
+  /* Release: pairs with the senders' acquire of the word; the leaver's
+   * place is free before they see the new count. */
+  uint32_t g = __atomic_load_n(gone, __ATOMIC_RELAXED);
+  while (!__atomic_compare_exchange_n(gone, &g,
+                                      (g & RILL__IPC_REMOVED) | ((g + 1) & ~RILL__IPC_REMOVED),
+                                      false, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+    ;
+}
+
 uint64_t rill__ipc_self_start(void) {
   uint64_t st = 0;
   (void)rill__ipc_proc_start(getpid(), &st); /* our own /proc entry: always there */
@@ -444,22 +661,37 @@ bool rill__ipc_reap_if_dead(struct rill__ipc_place *p, uint64_t st, uint32_t *wa
   return true;
 }
 
-bool rill__ipc_claim_place(struct rill__ipc_place *p, uint32_t *waiters, uint64_t *mine) {
-  /* Acquire: pairs with the holder's release store of TAKEN. */
-  uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
-  if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE) {
-    if (!rill__ipc_reap_if_dead(p, st, waiters))
-      return false;
-    st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
-    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE)
-      return false;
-  }
+bool rill__ipc_claim_from(struct rill__ipc_place *p, uint64_t st, uint64_t *mine) {
   uint64_t want = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
   /* seq_cst: the take is ordered with the join fences (channel.c, route.c). */
   if (!__atomic_compare_exchange_n(&p->state, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
     return false;
   *mine = want;
   return true;
+}
+
+bool rill__ipc_claim_place_with(struct rill__ipc_place *p,
+                                bool (*reap)(void *ctx, struct rill__ipc_place *p, uint64_t st),
+                                void *ctx, uint64_t *mine) {
+  /* Acquire: pairs with the holder's release store of TAKEN, or a
+   * leaver's or reaper's of FREE (a queue place's NONE stored before). */
+  uint64_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+  if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE) {
+    if (!reap(ctx, p, st))
+      return false;
+    st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+    if (RILL__IPC_ST_PHASE(st) != RILL__IPC_FREE)
+      return false;
+  }
+  return rill__ipc_claim_from(p, st, mine);
+}
+
+static bool reap_waiter(void *waiters, struct rill__ipc_place *p, uint64_t st) {
+  return rill__ipc_reap_if_dead(p, st, waiters);
+}
+
+bool rill__ipc_claim_place(struct rill__ipc_place *p, uint32_t *waiters, uint64_t *mine) {
+  return rill__ipc_claim_place_with(p, reap_waiter, waiters, mine);
 }
 
 uint64_t rill__ipc_take_place(struct rill__ipc_place *p, uint64_t claiming) {
@@ -493,10 +725,8 @@ _Static_assert(offsetof(struct rill__chan_hdr, orphans) == 336, "orphan count");
 _Static_assert(offsetof(struct rill__chan_hdr, gone) == 72, "the channel's gone word");
 
 void rill__chan_layout(struct rill__chan_geom *g) {
-  uint64_t table = (uint64_t)(g->max_senders + g->max_receivers) * RILL__IPC_PLACE_BYTES;
-  g->table_off = RILL__IPC_HDR_BYTES;
-  g->ring_off = g->table_off + RILL__ALIGN_UP(table, (uint64_t)RILL__IPC_PAGE);
-  g->total = g->ring_off + (uint64_t)g->slots * g->slot_size;
+  layout(g->max_senders + g->max_receivers, g->slots, g->slot_size, &g->table_off, &g->ring_off,
+         &g->total);
   rill__ipc_pool_layout(g->cls, g->nclasses, &g->total, &g->max_message, &g->pool_chunks);
 }
 
@@ -504,21 +734,9 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
   const uint8_t *p = mem;
   if (!name)
     name = "?";
-  if (size < 8)
-    return rill__err(RILL_ECORRUPT, "ipc channel %s: a segment of %zu bytes has no header", name,
-                     size);
-  uint32_t magic = rill__get32(p);
-  if (magic != RILL_IPC_CHAN_MAGIC)
-    return rill__err(RILL_EVERSION, "ipc channel %s: magic 0x%08x, not 0x%08x (\"RLIC\")", name,
-                     magic, RILL_IPC_CHAN_MAGIC);
-  uint16_t version = rill__get16(p + 4);
-  if (version != RILL_IPC_CHAN_VERSION)
-    return rill__err(RILL_EVERSION, "ipc channel %s: version %u, this build knows %u", name,
-                     (unsigned)version, RILL_IPC_CHAN_VERSION);
-  if (size < RILL__IPC_HDR_BYTES)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc channel %s: a segment of %zu bytes, shorter than its %u-byte header",
-                     name, size, RILL__IPC_HDR_BYTES);
+  int rc = check_head("channel", name, p, size, RILL_IPC_CHAN_MAGIC, "RLIC", RILL_IPC_CHAN_VERSION);
+  if (rc)
+    return rc;
   struct rill__chan_geom x = {0};
   x.policy = p[6];
   x.wait = p[7];
@@ -539,46 +757,23 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
                      (unsigned)x.delivery);
   if (flags & ~RILL__IPC_F_POOL)
     return rill__err(RILL_ECORRUPT, "ipc channel %s: unknown flags 0x%x", name, flags);
-  if (!RILL__IS_POW2(x.slots) || x.slots < RILL__IPC_MIN_SLOTS || x.slots > RILL__IPC_MAX_SLOTS)
-    return rill__err(RILL_ECORRUPT, "ipc channel %s: %u slots, not a power of two in 2..2^24", name,
-                     x.slots);
-  if (x.slot_size % 64 || x.slot_size < RILL__IPC_MIN_SLOT || x.slot_size > RILL__IPC_MAX_SLOT)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc channel %s: slot size %u, not a multiple of 64 in 64..1 MiB", name,
-                     x.slot_size);
-  if (x.max_senders < 1 || x.max_senders > RILL_IPC_MAX_SENDERS)
-    return rill__err(RILL_ECORRUPT, "ipc channel %s: max senders %u, not in 1..%u", name,
-                     x.max_senders, RILL_IPC_MAX_SENDERS);
-  if (x.max_receivers < 1 || x.max_receivers > RILL_IPC_MAX_RECEIVERS)
-    return rill__err(RILL_ECORRUPT, "ipc channel %s: max receivers %u, not in 1..%u", name,
-                     x.max_receivers, RILL_IPC_MAX_RECEIVERS);
+  if ((rc = rill__ipc_ring_check(RILL_ECORRUPT, "channel", name, x.slots, x.slot_size)))
+    return rc;
+  if ((rc = rill__ipc_places_check(RILL_ECORRUPT, "channel", name, "senders", x.max_senders,
+                                   RILL_IPC_MAX_SENDERS)))
+    return rc;
+  if ((rc = rill__ipc_places_check(RILL_ECORRUPT, "channel", name, "receivers", x.max_receivers,
+                                   RILL_IPC_MAX_RECEIVERS)))
+    return rc;
   uint32_t max_message = rill__get32(p + 48);
   x.nclasses = rill__get32(p + 52);
-  if (max_message || x.nclasses || flags) {
-    if (!(flags & RILL__IPC_F_POOL))
-      return rill__err(RILL_ECORRUPT,
-                       "ipc channel %s: max message %u and %u pool classes without the pool flag",
-                       name, max_message, x.nclasses);
-    int rc = rill__ipc_classes_check("channel", name, p + 384, x.nclasses,
-                                     x.slot_size - RILL_IPC_SLOT_HDR, max_message, x.cls);
-    if (rc)
-      return rc;
-  }
+  if ((rc = check_pool("channel", name, p + 384, flags, max_message, x.nclasses, x.slot_size,
+                       x.cls)))
+    return rc;
   rill__chan_layout(&x);
-  if (total != x.total)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc channel %s: the header says %llu bytes, its layout needs %llu (header "
-                     "%u + table %llu + ring %u x %u + pool of %u chunks in %u classes)",
-                     name, (unsigned long long)total, (unsigned long long)x.total,
-                     RILL__IPC_HDR_BYTES, (unsigned long long)(x.ring_off - x.table_off), x.slots,
-                     x.slot_size, x.pool_chunks, x.nclasses);
-  if ((uint64_t)size != x.total)
-    return rill__err(RILL_ECORRUPT,
-                     "ipc channel %s: the segment is %zu bytes, its layout needs %llu (header %u "
-                     "+ table %llu + ring %u x %u + pool of %u chunks in %u classes)",
-                     name, size, (unsigned long long)x.total, RILL__IPC_HDR_BYTES,
-                     (unsigned long long)(x.ring_off - x.table_off), x.slots, x.slot_size,
-                     x.pool_chunks, x.nclasses);
+  if ((rc = check_total("channel", name, total, size, x.total, x.ring_off - x.table_off, x.slots,
+                        x.slot_size, x.pool_chunks, x.nclasses)))
+    return rc;
   if (g)
     *g = x;
   return 0;

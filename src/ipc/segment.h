@@ -1,8 +1,10 @@
 /*
- * The IPC route segment: its layout in shared memory, the check every
- * attach runs before trusting a byte of it, and the process liveness test
- * the reaping of dead participants rests on. docs/FORMATS.md ("IPC route
- * segment") gives every byte. Private to rill.
+ * The IPC route and channel segments: their layout in shared memory, the
+ * check every attach runs before trusting a byte of them, what the two
+ * kinds share (names, shared memory, places, the pool), and the process
+ * liveness test the reaping of dead participants rests on.
+ * docs/FORMATS.md ("IPC route segment", "IPC channel segment") gives every
+ * byte. Private to rill.
  */
 #ifndef RILL_IPC_SEGMENT_H
 #define RILL_IPC_SEGMENT_H
@@ -12,7 +14,23 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "core/internal.h"
 #include "rill/ipc.h"
+
+/* The fences of routes and channels: the same in every build. gcc 12 and
+ * later warn (-Wtsan) that ThreadSanitizer does not model standalone
+ * fences; under TSan they still run as fences, TSan just draws no
+ * happens-before from them. Nothing between threads relies on that: the
+ * data they order across processes is invisible to TSan anyway, and
+ * between threads every slot is published by the mark's release and
+ * acquire, which TSan sees. A fence TSan ignores can only make it report
+ * more, never hide a race (the seq_cst exchange of one dummy word that
+ * stood in for them did: every pair of threads passing one synchronized
+ * through it). */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+#pragma GCC diagnostic ignored "-Wtsan"
+#endif
+#define RILL__IPC_FENCE(order) __atomic_thread_fence(order)
 
 #define RILL__IPC_HDR_BYTES   4096u /* the header page */
 #define RILL__IPC_PLACE_BYTES 64u   /* one participant, one cache line */
@@ -207,6 +225,17 @@ int rill__ipc_pool_check(const char *kind, const char *name, const struct rill__
                          uint32_t n, uint64_t seq, uint32_t c, uint32_t idx, uint32_t len,
                          uint64_t owner);
 
+/* A ring of slots x slot_size, as opts give it (code: RILL_EINVAL) or a
+ * header says (RILL_ECORRUPT): slots a power of two in 2..2^24, slot_size
+ * a multiple of 64 in 64..1 MiB. 0, or code with a message. */
+int rill__ipc_ring_check(int code, const char *kind, const char *name, uint32_t slots,
+                         uint32_t slot_size);
+
+/* The max senders or receivers (who) of a segment, n, in 1..max: 0, or
+ * code (RILL_EINVAL for opts, RILL_ECORRUPT for a header) with a message. */
+int rill__ipc_places_check(int code, const char *kind, const char *name, const char *who,
+                           uint32_t n, uint32_t max);
+
 /* Fills g's offsets, strides, max_message and pool_chunks from its slots,
  * slot_size, max_receivers and classes (nclasses, and each size and
  * chunks). */
@@ -233,8 +262,6 @@ int rill__ipc_proc_start(pid_t pid, uint64_t *start);
  * process. A claiming holder has not written its start time yet: its pid
  * alone decides. When /proc cannot tell, the holder is taken for alive. */
 bool rill__ipc_holder_alive(uint64_t st, uint64_t start);
-
-#endif
 
 /* ---- shared by the channel (and open to the route) ------------------------- */
 
@@ -264,6 +291,30 @@ int rill__ipc_shm_attach(const char *kind, const char *name, bool writable, bool
 
 void rill__ipc_shm_unmap(uint8_t *base, size_t size);
 
+/* One wake a park (route.c's file comment), made by the caller after its
+ * seq_cst fence: the side parked on futex is woken when it counts waiters
+ * and one of them asked (want) since the last wake. Inline: every publish
+ * and every give-back ends here. */
+static inline void rill__ipc_wake(uint32_t *waiters, uint32_t *want, uint32_t *futex) {
+  if (RILL_UNLIKELY(__atomic_load_n(waiters, __ATOMIC_RELAXED)) &&
+      __atomic_exchange_n(want, 0, __ATOMIC_RELAXED))
+    rill__futex_bump_shared(futex);
+}
+
+/* Maps an existing /rill.<name> read-write (rill__ipc_shm_attach, patient)
+ * and checks it as a segment of kind ("route": g is a struct
+ * rill__ipc_geom; "channel": a struct rill__chan_geom): 0 with the
+ * geometry in g, RILL_ENOENT when it is being removed, or the error. */
+int rill__ipc_seg_attach(const char *kind, const char *name, void *g, uint8_t **base, size_t *size);
+
+/* Creates /rill.<name> with geometry want (as g, by kind) and writes its
+ * header, or attaches to the one a racing creator made (rill__ipc_seg_attach;
+ * a segment unlinked between the two gets a few more tries): 0 with the
+ * segment's geometry in g, *base and *size, or the error. The caller checks
+ * an attached segment against what it asked for. */
+int rill__ipc_seg_open(const char *kind, const char *name, const void *want, mode_t mode, void *g,
+                       uint8_t **base, size_t *size);
+
 /* Removes /rill.<name>: 0, RILL_ENOENT ("no such <kind>"), RILL_EINVAL
  * when the segment is a valid one of the other kind (kind is "route" or
  * "channel"),
@@ -278,6 +329,21 @@ int rill__ipc_shm_unlink(const char *kind, const char *name);
  * error. */
 int rill__ipc_scan(const char *what, int (*each)(void *ctx, const char *name), void *ctx);
 
+/* Describes /rill.<name> as a segment of kind ("route": info is a
+ * rill_ipc_route_info_t; "channel": a rill_ipc_chan_info_t), read-only:
+ * 0, or the error of the attach or of the kind's check. */
+int rill__ipc_info(const char *kind, const char *name, void *info);
+
+/* For each segment that describes as kind (rill__ipc_info; the others are
+ * skipped): info filled, then each(ctx); stops at the first non-zero
+ * return and returns it. `what` names the caller in an error. */
+int rill__ipc_list(const char *kind, const char *what, void *info, int (*each)(void *ctx),
+                   void *ctx);
+
+/* A receiver's close: counts the leave in the gone word's low bits (the
+ * removed bit kept), so that a sender that counted it recounts. */
+void rill__ipc_count_leave(uint32_t *gone);
+
 /* The calling process's start time (field 22 of /proc/self/stat). */
 uint64_t rill__ipc_self_start(void);
 
@@ -290,6 +356,18 @@ bool rill__ipc_reap_if_dead(struct rill__ipc_place *p, uint64_t st, uint32_t *wa
 /* Takes place p (free, or reaped from a dead holder): true with *mine the
  * CLAIMING word now in it. */
 bool rill__ipc_claim_place(struct rill__ipc_place *p, uint32_t *waiters, uint64_t *mine);
+
+/* Takes place p if it is still in state st (free, or an orphan being
+ * adopted), by a CAS from exactly st (seq_cst): true with *mine the
+ * CLAIMING word now in it. */
+bool rill__ipc_claim_from(struct rill__ipc_place *p, uint64_t st, uint64_t *mine);
+
+/* As rill__ipc_claim_place, with the reaping of a holder that is not free
+ * done by reap(ctx, p, st) (st loaded with acquire): true when the place
+ * is free afterwards, or was seen free. */
+bool rill__ipc_claim_place_with(struct rill__ipc_place *p,
+                                bool (*reap)(void *ctx, struct rill__ipc_place *p, uint64_t st),
+                                void *ctx, uint64_t *mine);
 
 /* Publishes a claimed place as TAKEN (release); returns the new word. */
 uint64_t rill__ipc_take_place(struct rill__ipc_place *p, uint64_t claiming);
@@ -366,3 +444,5 @@ int rill__chan_check(const char *name, const void *mem, size_t size, struct rill
 /* Summarises a channel segment that passed the check; reaps nothing. */
 void rill__chan_summary(const void *mem, const struct rill__chan_geom *g,
                         rill_ipc_chan_info_t *info);
+
+#endif

@@ -1627,9 +1627,7 @@ int rill_log_wait(rill_log_t *l, uint64_t from, uint64_t timeout_ns) {
       return RILL_ETIMEDOUT;
     if (spent >= SPIN_WAIT_NS)
       break;
-#if defined(__x86_64__)
-    __builtin_ia32_pause();
-#endif
+    rill__cpu_relax();
   }
   int rc = 0;
   __atomic_fetch_add(&l->sleepers, 1, __ATOMIC_SEQ_CST);

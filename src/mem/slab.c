@@ -18,7 +18,6 @@
  * lock, never the other way round.
  */
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -46,7 +45,7 @@ struct rill_slab {
   size_t capacity; /* objects carved so far */
   size_t chunks;
   uint64_t refills, flushes;
-  _Atomic uint64_t *live; /* RILL_SLAB_CHECKED: one bit per object, set while out */
+  uint64_t *live; /* RILL_SLAB_CHECKED: one bit per object, set while out */
   size_t live_bytes;
   tc_priv *caches;      /* under reg.lock */
   pthread_mutex_t lock; /* the depot and the fields above it that grow */
@@ -235,13 +234,13 @@ fail_unlock:
 static int mark_live(rill_slab_t *s, void *p, int live) {
   size_t i = ((uintptr_t)p - s->h.base) / s->h.stride;
   uint64_t bit = (uint64_t)1 << (i & 63);
-  _Atomic uint64_t *w = &s->live[i >> 6];
+  uint64_t *w = &s->live[i >> 6];
   if (live) {
     /* Relaxed: the bit guards against misuse, it does not publish data. */
-    atomic_fetch_or_explicit(w, bit, memory_order_relaxed);
+    __atomic_fetch_or(w, bit, __ATOMIC_RELAXED);
     return 0;
   }
-  uint64_t old = atomic_fetch_and_explicit(w, ~bit, memory_order_relaxed);
+  uint64_t old = __atomic_fetch_and(w, ~bit, __ATOMIC_RELAXED);
   if (!(old & bit))
     return rill__err(RILL_EDOUBLE, "slab '%s': object %p put twice, or never got", s->name, p);
   return 0;

@@ -79,10 +79,15 @@ static inline void store_w(rill_ring_bcast_t *r, uint64_t off, uint64_t v) {
 
 size_t rill_ring_bcast_bytes(uint64_t capacity) { return rill__ring_record_bytes(capacity); }
 
-static int make_handle(rill_ring_bcast_t **out, void *mem, uint64_t cap) {
+/* owned: mem came from _create, and is freed here if the handle cannot be
+ * made. */
+static int make_handle(rill_ring_bcast_t **out, void *mem, uint64_t cap, bool owned) {
   rill_ring_bcast_t *r = rill__malloc(sizeof *r);
-  if (!r)
+  if (!r) {
+    if (owned)
+      rill__free(mem);
     return rill__err(RILL_ENOMEM, "ring bcast: no memory for the handle");
+  }
   uint8_t *base = mem;
   r->w = (void *)(base + RILL_RING_PROD_OFF);
   r->data = (void *)(base + RILL_RING_DATA_OFF);
@@ -90,7 +95,7 @@ static int make_handle(rill_ring_bcast_t **out, void *mem, uint64_t cap) {
   r->mask = cap - 1;
   r->max_payload = (size_t)(cap / 8 - HDR);
   r->mem = mem;
-  r->owned = false;
+  r->owned = owned;
   *out = r;
   return 0;
 }
@@ -102,7 +107,7 @@ int rill_ring_bcast_format(rill_ring_bcast_t **out, void *mem, size_t bytes, uin
   int rc = rill__ring_init_records("bcast", RILL_RING_BCAST_MAGIC, HDR, mem, bytes, capacity);
   if (rc)
     return rc;
-  return make_handle(out, mem, capacity);
+  return make_handle(out, mem, capacity, false);
 }
 
 int rill_ring_bcast_attach(rill_ring_bcast_t **out, void *mem, size_t bytes) {
@@ -124,28 +129,18 @@ int rill_ring_bcast_attach(rill_ring_bcast_t **out, void *mem, size_t bytes) {
   if (o > t || t > i || (o | t | i) % 16 || (t == i && t - o > h.capacity))
     return rill__err(RILL_ECORRUPT, "ring bcast: oldest %llu, tail %llu, intent %llu cannot be",
                      (unsigned long long)o, (unsigned long long)t, (unsigned long long)i);
-  return make_handle(out, mem, h.capacity);
+  return make_handle(out, mem, h.capacity, false);
 }
 
 int rill_ring_bcast_create(rill_ring_bcast_t **out, uint64_t capacity) {
   if (!out)
     return rill__err(RILL_EINVAL, "ring bcast: out is NULL");
   *out = NULL;
-  size_t need = rill_ring_bcast_bytes(capacity);
-  if (!need)
-    return rill__err(RILL_EINVAL, "ring bcast: capacity %llu is not a power of two in 256..2^32",
-                     (unsigned long long)capacity);
-  void *mem = rill__aligned(RILL_CACHELINE, need);
-  if (!mem)
-    return rill__err(RILL_ENOMEM, "ring bcast: no memory for %zu bytes", need);
-  int rc = rill_ring_bcast_format(out, mem, need, capacity);
+  void *mem;
+  int rc = rill__ring_create_records("bcast", RILL_RING_BCAST_MAGIC, HDR, capacity, &mem);
   if (rc)
-    goto free_mem;
-  (*out)->owned = true;
-  return 0;
-free_mem:
-  rill__free(mem);
-  return rc;
+    return rc;
+  return make_handle(out, mem, capacity, true);
 }
 
 void rill_ring_bcast_destroy(rill_ring_bcast_t *r) {

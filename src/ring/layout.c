@@ -86,6 +86,31 @@ int rill__ring_init_records(const char *kind, uint32_t magic, uint32_t rec_hdr, 
   return 0;
 }
 
+int rill__ring_alloc(const char *kind, size_t need, void **mem) {
+  *mem = rill__aligned(RILL_CACHELINE, need);
+  if (!*mem)
+    return rill__err(RILL_ENOMEM, "ring %s: no memory for %zu bytes", kind, need);
+  return 0;
+}
+
+int rill__ring_create_records(const char *kind, uint32_t magic, uint32_t rec_hdr, uint64_t capacity,
+                              void **mem) {
+  *mem = NULL;
+  size_t need = rill__ring_record_bytes(capacity);
+  if (!need)
+    return rill__err(RILL_EINVAL, "ring %s: capacity %llu is not a power of two in 256..2^32", kind,
+                     (unsigned long long)capacity);
+  int rc = rill__ring_alloc(kind, need, mem);
+  if (rc)
+    return rc;
+  rc = rill__ring_init_records(kind, magic, rec_hdr, *mem, need, capacity);
+  if (rc) {
+    rill__free(*mem);
+    *mem = NULL;
+  }
+  return rc;
+}
+
 int rill__ring_read_records_hdr(const char *kind, uint32_t magic, uint32_t rec_hdr, const void *mem,
                                 size_t bytes, struct rill__ring_hdr *h) {
   int rc = rill__ring_read_hdr(kind, mem, bytes, magic, h);

@@ -36,6 +36,15 @@ size_t rill__ring_record_bytes(uint64_t capacity);
 int rill__ring_init_records(const char *kind, uint32_t magic, uint32_t rec_hdr, void *mem,
                             size_t bytes, uint64_t capacity);
 
+/* The memory a _create makes: need bytes, cache-line aligned: 0 with
+ * *mem, or RILL_ENOMEM. */
+int rill__ring_alloc(const char *kind, size_t need, void **mem);
+
+/* A records ring's memory for _create (mpsc, bcast): checks the capacity,
+ * allocates and formats it: 0 with *mem, or RILL_EINVAL / RILL_ENOMEM. */
+int rill__ring_create_records(const char *kind, uint32_t magic, uint32_t rec_hdr, uint64_t capacity,
+                              void **mem);
+
 /* Reads the header of a records ring and checks its geometry is one that
  * rill__ring_init_records() writes: RILL_EVERSION or RILL_ECORRUPT. */
 int rill__ring_read_records_hdr(const char *kind, uint32_t magic, uint32_t rec_hdr, const void *mem,

@@ -59,10 +59,15 @@ static inline int32_t *type_at(const rill_ring_mpsc_t *r, uint64_t off) {
 
 size_t rill_ring_mpsc_bytes(uint64_t capacity) { return rill__ring_record_bytes(capacity); }
 
-static int make_handle(rill_ring_mpsc_t **out, void *mem, uint64_t cap) {
+/* owned: mem came from _create, and is freed here if the handle cannot be
+ * made. */
+static int make_handle(rill_ring_mpsc_t **out, void *mem, uint64_t cap, bool owned) {
   rill_ring_mpsc_t *r = rill__malloc(sizeof *r);
-  if (!r)
+  if (!r) {
+    if (owned)
+      rill__free(mem);
     return rill__err(RILL_ENOMEM, "ring mpsc: no memory for the handle");
+  }
   uint8_t *base = mem;
   r->prod = (void *)(base + RILL_RING_PROD_OFF);
   r->cons = (void *)(base + RILL_RING_CONS_OFF);
@@ -71,7 +76,7 @@ static int make_handle(rill_ring_mpsc_t **out, void *mem, uint64_t cap) {
   r->mask = cap - 1;
   r->max_payload = (size_t)(cap / 8 - HDR);
   r->mem = mem;
-  r->owned = false;
+  r->owned = owned;
   *out = r;
   return 0;
 }
@@ -83,7 +88,7 @@ int rill_ring_mpsc_format(rill_ring_mpsc_t **out, void *mem, size_t bytes, uint6
   int rc = rill__ring_init_records("mpsc", RILL_RING_MPSC_MAGIC, HDR, mem, bytes, capacity);
   if (rc)
     return rc;
-  return make_handle(out, mem, capacity);
+  return make_handle(out, mem, capacity, false);
 }
 
 int rill_ring_mpsc_attach(rill_ring_mpsc_t **out, void *mem, size_t bytes) {
@@ -105,28 +110,18 @@ int rill_ring_mpsc_attach(rill_ring_mpsc_t **out, void *mem, size_t bytes) {
   if (t < h1 || t - h2 > h.capacity || (t | h2) % RILL_RING_ALIGN || hc > t)
     return rill__err(RILL_ECORRUPT, "ring mpsc: head %llu, tail %llu, cached head %llu cannot be",
                      (unsigned long long)h2, (unsigned long long)t, (unsigned long long)hc);
-  return make_handle(out, mem, h.capacity);
+  return make_handle(out, mem, h.capacity, false);
 }
 
 int rill_ring_mpsc_create(rill_ring_mpsc_t **out, uint64_t capacity) {
   if (!out)
     return rill__err(RILL_EINVAL, "ring mpsc: out is NULL");
   *out = NULL;
-  size_t need = rill_ring_mpsc_bytes(capacity);
-  if (!need)
-    return rill__err(RILL_EINVAL, "ring mpsc: capacity %llu is not a power of two in 256..2^32",
-                     (unsigned long long)capacity);
-  void *mem = rill__aligned(RILL_CACHELINE, need);
-  if (!mem)
-    return rill__err(RILL_ENOMEM, "ring mpsc: no memory for %zu bytes", need);
-  int rc = rill_ring_mpsc_format(out, mem, need, capacity);
+  void *mem;
+  int rc = rill__ring_create_records("mpsc", RILL_RING_MPSC_MAGIC, HDR, capacity, &mem);
   if (rc)
-    goto free_mem;
-  (*out)->owned = true;
-  return 0;
-free_mem:
-  rill__free(mem);
-  return rc;
+    return rc;
+  return make_handle(out, mem, capacity, true);
 }
 
 void rill_ring_mpsc_destroy(rill_ring_mpsc_t *r) {

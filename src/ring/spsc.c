@@ -26,10 +26,16 @@ size_t rill_ring_spsc_bytes(uint64_t slots, uint32_t slot_size) {
   return (size_t)(RILL_RING_DATA_OFF + slots * slot_size);
 }
 
-static int make_handle(rill_ring_spsc_t **out, void *mem, uint64_t slots, uint32_t slot_size) {
+/* owned: mem came from _create, and is freed here if the handle cannot be
+ * made. */
+static int make_handle(rill_ring_spsc_t **out, void *mem, uint64_t slots, uint32_t slot_size,
+                       bool owned) {
   rill_ring_spsc_t *r = rill__malloc(sizeof *r);
-  if (!r)
+  if (!r) {
+    if (owned)
+      rill__free(mem);
     return rill__err(RILL_ENOMEM, "ring spsc: no memory for the handle");
+  }
   uint8_t *base = mem;
   r->h.prod = (struct rill__ring_spsc_prod *)(void *)(base + RILL_RING_PROD_OFF);
   r->h.cons = (struct rill__ring_spsc_cons *)(void *)(base + RILL_RING_CONS_OFF);
@@ -37,7 +43,7 @@ static int make_handle(rill_ring_spsc_t **out, void *mem, uint64_t slots, uint32
   r->h.mask = slots - 1;
   r->h.slot_size = slot_size;
   r->mem = mem;
-  r->owned = false;
+  r->owned = owned;
   *out = r;
   return 0;
 }
@@ -59,7 +65,7 @@ int rill_ring_spsc_format(rill_ring_spsc_t **out, void *mem, size_t bytes, uint6
   if (bytes < need)
     return rill__err(RILL_EINVAL, "ring spsc: %zu bytes, the geometry needs %zu", bytes, need);
   rill__ring_format(mem, RILL_RING_SPSC_MAGIC, slots, slot_size, need);
-  return make_handle(out, mem, slots, slot_size);
+  return make_handle(out, mem, slots, slot_size, false);
 }
 
 int rill_ring_spsc_attach(rill_ring_spsc_t **out, void *mem, size_t bytes) {
@@ -86,7 +92,7 @@ int rill_ring_spsc_attach(rill_ring_spsc_t **out, void *mem, size_t bytes) {
   if (t < h1 || t - h2 > h.capacity)
     return rill__err(RILL_ECORRUPT, "ring spsc: head %llu and tail %llu cannot be",
                      (unsigned long long)h2, (unsigned long long)t);
-  return make_handle(out, mem, h.capacity, h.item_size);
+  return make_handle(out, mem, h.capacity, h.item_size, false);
 }
 
 int rill_ring_spsc_create(rill_ring_spsc_t **out, uint64_t slots, uint32_t slot_size) {
@@ -97,17 +103,12 @@ int rill_ring_spsc_create(rill_ring_spsc_t **out, uint64_t slots, uint32_t slot_
   if (!need)
     return rill__err(RILL_EINVAL, "ring spsc: %llu slots of %u bytes is not a valid geometry",
                      (unsigned long long)slots, slot_size);
-  void *mem = rill__aligned(RILL_CACHELINE, need);
-  if (!mem)
-    return rill__err(RILL_ENOMEM, "ring spsc: no memory for %zu bytes", need);
-  int rc = rill_ring_spsc_format(out, mem, need, slots, slot_size);
+  void *mem;
+  int rc = rill__ring_alloc("spsc", need, &mem);
   if (rc)
-    goto free_mem;
-  (*out)->owned = true;
-  return 0;
-free_mem:
-  rill__free(mem);
-  return rc;
+    return rc;
+  rill__ring_format(mem, RILL_RING_SPSC_MAGIC, slots, slot_size, need);
+  return make_handle(out, mem, slots, slot_size, true);
 }
 
 void rill_ring_spsc_destroy(rill_ring_spsc_t *r) {
