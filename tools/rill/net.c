@@ -36,8 +36,9 @@ static void log_line(void *ctx, rill_server_log_level_t level, const char *msg) 
           (unsigned)level < 3 ? names[level] : "?", msg);
 }
 
-/* Set before the stopper is sent its own SIGTERM to end it. */
-static volatile sig_atomic_t serve_done;
+/* Set before the stopper is sent its own SIGTERM to end it. Atomic: the
+ * stopper reads it from its thread when a real signal came meanwhile. */
+static int serve_done;
 
 /* SIGINT and SIGTERM are blocked in every thread (the server's threads
  * inherit the mask) and taken here by sigwait: no handler can run while
@@ -49,7 +50,7 @@ static void *stop_on_signal(void *arg) {
   sigaddset(&set, SIGTERM);
   int sig;
   sigwait(&set, &sig);
-  if (!serve_done) /* not the SIGTERM that ends this thread after a stop */
+  if (!__atomic_load_n(&serve_done, __ATOMIC_ACQUIRE)) /* not the SIGTERM that ends it */
     rill_tool_stop_sig = sig;
   rill_server_stop(arg); /* the server outlives this thread: joined before destroy */
   return NULL;
@@ -199,7 +200,7 @@ int rill_serve_main(int argc, char **argv) {
   rc = rill_server_run(serving);
   rill_server_stats_t st;
   rill_server_stats(serving, &st);
-  serve_done = 1;
+  __atomic_store_n(&serve_done, 1, __ATOMIC_RELEASE);
   pthread_kill(stopper, SIGTERM); /* still waiting when the server stopped by itself */
   pthread_join(stopper, NULL);
   rill_server_destroy(serving);
