@@ -88,7 +88,7 @@ enum {
 static const struct {
   const char *name, *takes, *what;
 } keys[K_COUNT] = {
-    [K_LISTEN] = {"listen", "A.B.C.D:PORT (port 0: any)", "where clients connect"},
+    [K_LISTEN] = {"listen", "HOST:PORT or [V6]:PORT (port 0: any)", "where clients connect"},
     [K_DATA] = {"data", "DIR", "the topics' logs, one directory each"},
     [K_TOKEN] = {"token", "1 to 256 bytes", "what every client must present"},
     [K_MAX_CONNS] = {"max_conns", "count from 1", "connections open at once"},
@@ -106,7 +106,7 @@ static const struct {
                 "how long a silent connection is kept"},
     [K_CREDITS] = {"sub_credits_max", "count from 1", "the most a subscriber may ask ahead"},
     [K_LOOPS] = {"loops", "count, 1 to 64", "event-loop threads (default: one a CPU, at most 64)"},
-    [K_METRICS] = {"metrics", "A.B.C.D:PORT or off", "where Prometheus scrapes /metrics"},
+    [K_METRICS] = {"metrics", "HOST:PORT, [V6]:PORT or off", "where Prometheus scrapes /metrics"},
     [K_MAX_TOPICS] = {"max_topics", "count from 1", "topics the server holds"},
     [K_MAX_ASKS_PER_CONN] = {"max_asks_per_conn", "count from 1", "asks in flight per connection"},
     [K_MAX_ASKS] = {"max_asks", "count from 1", "asks in flight in all"},
@@ -184,16 +184,34 @@ static const unit_t age_units[] = {{"ms", 1000000ull},       {"s", 1000000000ull
                                    {"m", 60000000000ull},    {"h", 3600000000000ull},
                                    {"d", 86400000000000ull}, {NULL, 0}};
 
-/* "A.B.C.D:PORT": port 0 means any free port. */
+/* HOST:PORT or [V6]:PORT, port 0 allowed (any): the host as written
+ * (without brackets), resolved by librill at listen, never here, so that
+ * reading a config does no lookups. */
 static bool parse_hostport(const char *s, char *host, size_t cap, uint16_t *port) {
-  const char *colon = strrchr(s, ':');
-  if (!colon || colon == s || (size_t)(colon - s) >= cap)
+  const char *colon = strrchr(s, ':'), *h = s;
+  size_t hl;
+  if (!colon)
     return false;
-  memcpy(host, s, (size_t)(colon - s));
-  host[colon - s] = 0;
-  struct in_addr a;
+  if (*s == '[') {
+    const char *close = strchr(s, ']');
+    if (!close || close + 1 != colon)
+      return false;
+    h = s + 1;
+    hl = (size_t)(close - h);
+  } else {
+    if (memchr(s, ':', (size_t)(colon - s)))
+      return false; /* a bare IPv6 address wants its brackets before :PORT */
+    hl = (size_t)(colon - s);
+  }
+  if (!hl || hl >= cap)
+    return false;
+  memcpy(host, h, hl);
+  host[hl] = 0;
+  for (size_t i = 0; i < hl; i++)
+    if ((unsigned char)host[i] <= ' ' || host[i] == '[' || host[i] == ']')
+      return false;
   uint64_t p;
-  if (inet_pton(AF_INET, host, &a) != 1 || !parse_units(colon + 1, count_units, 0, 65535, &p))
+  if (!parse_units(colon + 1, count_units, 0, 65535, &p))
     return false;
   *port = (uint16_t)p;
   return true;
@@ -217,12 +235,12 @@ static int keep(char **slot, const char *v, char *why, size_t cap) {
 static int set_key(rill_server_opts_t *o, rill_serve_config_t *cfg, int k, const char *v, char *why,
                    size_t cap) {
   uint64_t n;
-  char host[64];
+  char host[256];
   uint16_t port;
   switch (k) {
   case K_LISTEN:
     if (!parse_hostport(v, host, sizeof host, &port))
-      return BAD("wants A.B.C.D:PORT (an IPv4 address; port 0 for any), not '%s'", v);
+      return BAD("wants HOST:PORT or [V6]:PORT (port 0 for any), not '%s'", v);
     if (keep(&cfg->host, host, why, cap))
       return RILL_ENOMEM;
     o->host = cfg->host;
@@ -360,7 +378,7 @@ static int set_key(rill_server_opts_t *o, rill_serve_config_t *cfg, int k, const
       return 0;
     }
     if (!parse_hostport(v, host, sizeof host, &port))
-      return BAD("wants A.B.C.D:PORT (port 0 for any) or off, not '%s'", v);
+      return BAD("wants HOST:PORT or [V6]:PORT (port 0 for any) or off, not '%s'", v);
     if (keep(&cfg->metrics, v, why, cap))
       return RILL_ENOMEM;
     o->metrics = cfg->metrics;
@@ -614,10 +632,12 @@ static void put_units(FILE *f, const char *key, uint64_t n, const unit_t *units)
 void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_serve_config_t *cfg) {
   static const unit_t print_sizes[] = {
       {"", 1}, {"K", 1u << 10}, {"M", 1u << 20}, {"G", 1ull << 30}, {NULL, 0}};
-  fprintf(f, "listen = %s:%u\n", o->host ? o->host : "127.0.0.1",
-          o->any_port ? 0u
-          : o->port   ? o->port
-                      : RILL_NET_PORT);
+  char addr[300];
+  fprintf(f, "listen = %s\n",
+          rill_tool_fmt_addr(addr, sizeof addr, o->host ? o->host : "127.0.0.1",
+                             o->any_port ? 0
+                             : o->port   ? o->port
+                                         : RILL_NET_PORT));
   fprintf(f, "data = %s\n", o->data_dir ? o->data_dir : "");
   /* The token is a secret: say that there is one, in a comment, so the
    * output still reads back as a config file. */

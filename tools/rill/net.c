@@ -190,8 +190,11 @@ int rill_serve_main(int argc, char **argv) {
     return 1;
   }
   signal(SIGPIPE, SIG_IGN);
-  printf("rill serve: listening on %s:%u, topics in %s%s\n", o.host ? o.host : "127.0.0.1",
-         rill_server_port(serving), o.data_dir, token ? ", token required" : "");
+  char addr[300];
+  printf("rill serve: listening on %s, topics in %s%s\n",
+         rill_tool_fmt_addr(addr, sizeof addr, o.host ? o.host : "127.0.0.1",
+                            rill_server_port(serving)),
+         o.data_dir, token ? ", token required" : "");
   if (rill_server_metrics_port(serving))
     printf("rill serve: metrics on http://%.*s:%u/metrics\n",
            (int)(strrchr(o.metrics, ':') - o.metrics), o.metrics,

@@ -139,6 +139,8 @@ const char *rill_tool_parse_addr(const char *s, char *hbuf, size_t cap, const ch
     h = s + 1;
     hl = (size_t)(close - h);
     colon = close[1] ? close + 1 : NULL;
+    if (!hl)
+      return "nothing between [ and ]";
   } else if (colon && strchr(s, ':') != colon) {
     h = s; /* two colons or more, no brackets: an IPv6 address without a port */
     hl = strlen(s);
@@ -156,29 +158,19 @@ const char *rill_tool_parse_addr(const char *s, char *hbuf, size_t cap, const ch
   }
   if (!hl)
     return colon ? NULL : "no host and no port";
-  char name[256];
-  if (hl >= sizeof name)
+  if (hl >= cap)
     return "the host name is too long";
-  memcpy(name, h, hl);
-  name[hl] = 0;
-  struct in_addr a4;
-  struct in6_addr a6;
-  if (inet_pton(AF_INET6, name, &a6) == 1)
-    /* librill's sockets are IPv4 for now: say so rather than fail later. */
-    return "an IPv6 address, which librill does not take yet (an IPv4 address or a host "
-           "name with one)";
-  if (inet_pton(AF_INET, name, &a4) != 1) {
-    /* A host name: its first IPv4 address, as librill takes a literal. */
-    struct addrinfo hints = {.ai_family = AF_INET, .ai_socktype = SOCK_STREAM}, *res;
-    if (getaddrinfo(name, NULL, &hints, &res) != 0 || !res)
-      return "a host name that does not resolve to an IPv4 address";
-    a4 = ((struct sockaddr_in *)res->ai_addr)->sin_addr;
-    freeaddrinfo(res);
-  }
-  if (cap < INET_ADDRSTRLEN || !inet_ntop(AF_INET, &a4, hbuf, (socklen_t)cap))
-    return "the host name is too long";
+  /* The name as given: librill resolves it at each dial (or at listen),
+   * IPv4 and IPv6 alike, and names what fails. */
+  memcpy(hbuf, h, hl);
+  hbuf[hl] = 0;
   *host = hbuf;
   return NULL;
+}
+
+const char *rill_tool_fmt_addr(char *buf, size_t cap, const char *host, uint16_t port) {
+  snprintf(buf, cap, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, (unsigned)port);
+  return buf;
 }
 
 /* ---- options ---------------------------------------------------------------- */

@@ -36,13 +36,17 @@ void rill_tool_text(FILE *f, const void *p, size_t len);
 /** Writes len bytes as hex pairs. */
 void rill_tool_hex(FILE *f, const void *p, size_t len);
 
-/** "HOST:PORT", "HOST", ":PORT", "[IPV6]:PORT" or "[IPV6]" (--server,
- *  --listen): the port (1..65535) into *port when one is given; the host,
- *  resolved to the IPv4 address librill takes (a name by getaddrinfo),
- *  into hbuf (cap bytes) and *host pointed at it when one is given. NULL,
- *  or why not (an IPv6 address: librill does not take one yet). */
+/** "HOST:PORT", "HOST", ":PORT", "[IPV6]:PORT", "[IPV6]" or a bare IPv6
+ *  address (--server, --listen): the port (1..65535) into *port when one
+ *  is given; the host as given (a name, IPv4 or IPv6, without brackets;
+ *  librill resolves it) into hbuf (cap bytes) and *host pointed at it
+ *  when one is given. NULL, or why not. */
 const char *rill_tool_parse_addr(const char *s, char *hbuf, size_t cap, const char **host,
                                  uint16_t *port);
+
+/** host and port as a user writes them back: "[V6]:PORT" for an IPv6
+ *  address, "HOST:PORT" otherwise. Returns buf. */
+const char *rill_tool_fmt_addr(char *buf, size_t cap, const char *host, uint16_t port);
 
 /* ---- options ----------------------------------------------------------------
  * One parser for every subcommand, so that each takes its options the same
