@@ -134,7 +134,7 @@ void rill__srv_on_publish_batch(struct loop *lp, struct conn *c, const rill_fram
   size_t n = 0;
   if (!rill__srv_batch_parse(f, recs, &n)) {
     rill__srv_send_error(
-        lp, c, f->channel, f->id, RILL_EPROTO,
+        lp, c, f->channel, f->id, RILL_EINVAL,
         "PUBLISH_BATCH: 1..256 records whose lengths add up to the body, as many as arg");
     return;
   }

@@ -204,13 +204,15 @@ Test(server, batches_and_request_errors_keep_the_connection) {
   cli_send(&a, RILL_F_PUBLISH_BATCH, RILL_FF_ACK, 3, 4, 3, batch, sizeof batch);
   expect_frame(&a, RILL_F_ACK, 4, &f);
   cr_expect_eq(f.arg, 0);
+  /* Well framed, a body refused: the request's RILL_EINVAL (DESIGN, Bad bytes). */
   cli_send(&a, RILL_F_PUBLISH_BATCH, RILL_FF_ACK, 3, 5, 4, batch, sizeof batch); /* count lies */
   cr_assert_eq(cli_recv(&a, &f, body), 0);
   cr_expect_eq(f.type, RILL_F_ERROR);
-  cr_expect_eq((int64_t)f.arg, RILL_EPROTO);
+  cr_expect_eq((int64_t)f.arg, RILL_EINVAL);
   cli_send(&a, RILL_F_PUBLISH_BATCH, RILL_FF_ACK, 3, 6, 3, batch, sizeof batch - 1); /* short */
   cr_assert_eq(cli_recv(&a, &f, body), 0);
   cr_expect_eq(f.type, RILL_F_ERROR);
+  cr_expect_eq((int64_t)f.arg, RILL_EINVAL);
   cli_send(&a, RILL_F_ASK, 0, 0, 7, 0, NULL, 0);
   cr_assert_eq(cli_recv(&a, &f, body), 0);
   cr_expect_eq((int64_t)f.arg, RILL_EINVAL, "an ASK without a service name");
