@@ -539,13 +539,18 @@ static void on_count_reply(void *ctx, int status, const uint8_t *reply, uint32_t
 Test(client, timeouts_zero_and_forever) {
   alarm(60); /* a wait that never ends is a failure (SIGALRM), not a stuck suite */
   rill_client_opts_t o = opts("tok");
-  o.timeout_ns = 20000000ull; /* 20 ms: what RILL_FOREVER below must outlast */
+  /* The asker's own bound, which its RILL_FOREVER ask below must outlast;
+   * the others keep the default, so that a slow machine (a sanitizer
+   * build beside other work) never fails their requests. The provider
+   * answers 400 ms after this bound has passed. */
+  rill_client_opts_t oa = o;
+  oa.timeout_ns = 500000000ull;
   rill_client_t *pub, *sub, *cb, *prov, *asker;
   cr_assert_eq(rill_client_connect(&pub, &o), 0, "%s", rill_errmsg());
   cr_assert_eq(rill_client_connect(&sub, &o), 0);
   cr_assert_eq(rill_client_connect(&cb, &o), 0);
   cr_assert_eq(rill_client_connect(&prov, &o), 0);
-  cr_assert_eq(rill_client_connect(&asker, &o), 0);
+  cr_assert_eq(rill_client_connect(&asker, &oa), 0, "%s", rill_errmsg());
   uint16_t ch, s, s2;
   cr_assert_eq(rill_client_bind(pub, "waits", &ch), 0, "%s", rill_errmsg());
   cr_assert_eq(rill_client_subscribe(sub, "waits", RILL_NET_FROM_LATEST, 10, &s, NULL), 0);
@@ -592,7 +597,7 @@ Test(client, timeouts_zero_and_forever) {
   cr_assert_eq(rill_client_next_ask(prov, &a, RILL_FOREVER), 0, "%s", rill_errmsg());
   cr_expect(a.len == 1 && a.data[0] == 'q', "the first ask is the FOREVER one");
   cr_expect_eq(a.deadline_ns, 0, "RILL_FOREVER is no deadline on the wire");
-  usleep(100000);
+  usleep((useconds_t)(oa.timeout_ns / 1000) + 400000); /* past the asker's bound */
   cr_assert_eq(rill_client_reply(prov, a.id, "done", 4), 0);
   pthread_join(k.t, NULL);
   cr_expect_eq(k.rc, 0, "%d", k.rc);
