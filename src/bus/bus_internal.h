@@ -266,4 +266,37 @@ void *rill__bus_worker_main(void *arg);
 /* Under bus->lock: unlinks p, keeps its counters, frees it (producer.c). */
 void rill__bus_producer_retire_locked(rill_bus_t *bus, rill_bus_producer_t *p);
 
+/* ---- the memory sink (memsink.c) and its readers (poll.c) ------------ */
+
+#define REC_EVENT   0 /* prefix and payload */
+#define REC_OMITTED 1 /* prefix only: the event was larger than the window takes */
+#define PREFIX      16u
+
+struct rill_bus_memsink {
+  uint32_t shards;
+  uint64_t window;
+  size_t max_payload;
+  uint64_t id; /* random at create: a saved cursor names the sink it came from */
+  rill_ring_bcast_t **win;
+  rill_bus_sink_t next;
+  /* Added with relaxed atomics: workers of different shards run at once. */
+  uint64_t retained, omitted;
+};
+
+/* The next event of a shard, for the time merge. */
+struct head {
+  uint64_t ts;
+  uint32_t shard;
+};
+
+struct rill_bus_cursor {
+  rill_bus_memsink_t *ms;
+  uint32_t rr; /* first shard of the next RILL_BUS_ORDER_SHARD poll */
+  uint64_t lost;
+  rill_ring_bcast_reader_t *rd; /* one per shard */
+  struct head *heap;            /* RILL_BUS_ORDER_TIME: a min-heap of shards' next events */
+  uint8_t *buf;                 /* what poll returns points in here */
+  size_t cap;
+};
+
 #endif
