@@ -11,7 +11,8 @@
  *    and batch publish;
  *  - worker.c: the workers that drain the rings and call the sink;
  *  - stats.c: the counters summed;
- *  - countsink.c, memsink.c (with cursors and poll), logsink.c: sinks.
+ *  - countsink.c, memsink.c, logsink.c: the sinks;
+ *  - poll.c: cursors and poll, which read the memory sink.
  *
  * A slot is a 16-byte header {u64 ts_ns, u32 len, u32 0} and the payload
  * inline, padded to 8 bytes. The worker hands the sink pointers into the

@@ -14,7 +14,7 @@
 #define OLDEST_SLEEP_NS 1000000u
 
 /* After a publish to shard: wakes its worker if it sleeps. Relaxed and
- * without a fence on purpose (see "Sleeping" at the top): a miss costs at
+ * without a fence on purpose (see "Sleeping" in bus_internal.h): a miss costs at
  * most IDLE_SLEEP_NS. The exchange lets one producer make the syscall. */
 static inline void doorbell_ring(rill_bus_t *bus, uint32_t shard) {
   struct doorbell *d = bus->bell[shard];
@@ -152,7 +152,7 @@ static inline int push_or_stop(rill_bus_producer_t *p, uint32_t shard, const str
 }
 
 /* DROP_OLDEST with the ring full: discards the oldest slot not taken by
- * the worker (see "Drop-oldest" at the top), then pushes. */
+ * the worker (see "Drop-oldest" in bus_internal.h), then pushes. */
 static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const struct item *it) {
   rill_bus_t *bus = p->bus;
   rill_ring_spsc_t *r = p->rings[shard];

@@ -10,7 +10,7 @@
 #include "bus/bus_internal.h"
 
 /* Longest an idle worker sleeps: what a lost doorbell can cost (see
- * "Sleeping" above). */
+ * "Sleeping" in bus_internal.h). */
 #define IDLE_SLEEP_NS 500000u
 
 /* ---- workers ----------------------------------------------------------- */
@@ -231,7 +231,7 @@ void *rill__bus_worker_main(void *arg) {
     bool stopping = __atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE);
     if (__atomic_load_n(&bus->abort, __ATOMIC_ACQUIRE))
       break;
-    /* Acquire: pairs with open's release of gen (see the file comment). */
+    /* Acquire: pairs with open's release of gen (see bus_internal.h). */
     uint64_t gen = __atomic_load_n(&bus->gen, __ATOMIC_ACQUIRE);
     if (gen != w->gen_seen && worker_refresh(w) == 0)
       w->gen_seen = gen;
