@@ -59,82 +59,6 @@
 
 #define MAX_TOPIC 200u
 
-struct seg {
-  rill_buf_t whole; /* the log's view of the mapping; slices keep it alive */
-  uint64_t base;
-  uint8_t *map;  /* the segment, seg_bytes */
-  uint8_t *imap; /* the index file's mapping, header included */
-  size_t imap_len;
-  int fd, ifd;
-  /* File bytes of the segment, allocated: every record lies below it, and
-   * nothing at or past it is ever touched (a page of the mapping wholly
-   * past the end of the file is SIGBUS). The writer grows it under lock
-   * before writing into the room; readers bound their reads by it. A
-   * relaxed atomic: a reader only reads records below next, which was
-   * stored with release after the growth that made room for them. */
-  uint64_t size;
-  /* Writer only (and recovery). */
-  uint64_t count;     /* records */
-  uint64_t end;       /* offset past the last record */
-  uint64_t idx_alloc; /* index bytes allocated (file size) */
-  uint64_t synced;    /* records covered by the last checkpoint */
-  /* Read-only opens: offsets of the records recovery found past the
-   * checkpoint, which the index may not hold yet (the writer rewrites
-   * them when it recovers; a reader may not write). */
-  uint32_t *tail_off;
-  uint64_t tail_from, tail_n, tail_cap;
-  /* Records whose check is known to hold, so a read need not hash them
-   * again: those from checked_from on (found by recovery's scan, which
-   * verifies each, or sealed by this handle from the bytes in place), and
-   * the first `checked` ones (read in order and verified by earlier reads;
-   * a hint, moved with relaxed atomics: the record bytes themselves are
-   * published by next, and a reader that sees a stale count only hashes a
-   * record once more). */
-  uint64_t checked_from;
-  uint64_t checked;
-};
-
-struct rill_log {
-  rill_log_opts_t o;
-  char *path;
-  int dir_fd, lock_fd;
-  uint64_t seg_bytes;
-  /* Record timestamps (under lock): the wall clock read at wall_at, when
-   * rill_time_ns said mono_at; see rec_time. */
-  uint64_t wall_at, mono_at;
-
-  pthread_mutex_t lock; /* appends */
-  pthread_rwlock_t segs_lock;
-  struct seg **segs;
-  size_t nsegs, cap;
-
-  uint64_t first, next, durable; /* atomics */
-  uint32_t wake, sleepers;       /* tail waiters */
-  int closing;
-
-  int syncing;                  /* a leader is syncing (atomic) */
-  uint32_t sync_word;           /* futex: bumped when a sync round ends */
-  pthread_mutex_t ckpt_lock;    /* checkpoint writes: a roll and a sync may meet */
-  uint64_t appended_since_sync; /* under lock */
-  uint64_t last_sync_ns;        /* under lock */
-
-  pthread_mutex_t retain_lock; /* one retention pass at a time */
-  int retain_due;              /* a roll happened: the appender that rolled retains */
-
-  bool recovering; /* open: growth is charged to the budget whatever its limit */
-  bool reserved;   /* a reservation holds lock */
-  uint32_t res_len;
-
-  uint64_t syncs, skipped, torn; /* stats */
-};
-
-static inline uint64_t ld(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-
-/* The bytes of g's file that may be read (see seg.size). */
-static inline uint64_t seg_len(const struct seg *g) {
-  return __atomic_load_n(&g->size, __ATOMIC_RELAXED);
-}
-
 /* ---- the segment list -------------------------------------------------- */
 
 /* The view's release: the last slice of a segment unmaps and closes it. */
@@ -241,10 +165,6 @@ static int budget_full(rill_log_t *l, const char *file, uint64_t base, uint64_t 
 }
 
 /* ---- files ------------------------------------------------------------- */
-
-static void seg_name(char *buf, size_t n, uint64_t base, const char *ext) {
-  snprintf(buf, n, "%020llu.%s", (unsigned long long)base, ext);
-}
 
 /* Makes sure the index file has room for entry i: grows it with
  * fallocate, doubling from IDX_START up to its mapping, so an entry store
