@@ -4,7 +4,7 @@
  *
  * Writing. Appends take `lock` (a mutex: appenders are any threads), copy
  * header and payload into the mapping of the last segment, store the index
- * entry, and publish with a store of `next`. A segment's file grows (seg_grow)
+ * entry, and publish with a store of `next`. A segment's file grows (rill__log_seg_grow)
  * before a record that needs the room is written, so writing through the
  * mapping never meets a full disk or the end of the file; a record that
  * does not fit the segment seals it (synced and checkpointed) and starts
@@ -53,29 +53,11 @@
 #define DEFAULT_SEGMENT ((uint64_t)128 << 20)
 #define MIN_SEGMENT     ((uint64_t)64 << 10)
 #define MAX_SEGMENT     ((uint64_t)2 << 30)
-#define SEG_START       ((uint64_t)64 << 10) /* a new segment file's first allocation */
-#define IDX_START       ((uint64_t)4 << 10)  /* a new index file's */
-#define SPIN_WAIT_NS    50000u               /* a tail waiter spins this long first */
+#define SPIN_WAIT_NS    50000u /* a tail waiter spins this long first */
 
 #define MAX_TOPIC 200u
 
 /* ---- the segment list -------------------------------------------------- */
-
-/* The view's release: the last slice of a segment unmaps and closes it. */
-static void seg_unmap(void *ctx, void *data, size_t len) {
-  struct seg *g = ctx;
-  munmap(data, len);
-  rill__count_unmap(len);
-  if (g->imap) {
-    munmap(g->imap, g->imap_len);
-    rill__count_unmap(g->imap_len);
-  }
-  close(g->fd);
-  if (g->ifd >= 0)
-    close(g->ifd);
-  rill__free(g->tail_off);
-  rill__free(g);
-}
 
 /* The segment holding seq, or NULL; under segs_lock. */
 static struct seg *seg_find(rill_log_t *l, uint64_t seq) {
@@ -96,264 +78,6 @@ static size_t seg_find_index(rill_log_t *l, struct seg *g) {
   while (l->segs[i] != g)
     i++;
   return i;
-}
-
-static int segs_push(rill_log_t *l, struct seg *g) {
-  if (l->nsegs == l->cap) {
-    size_t cap = l->cap ? 2 * l->cap : 16;
-    struct seg **n = rill__realloc(l->segs, cap * sizeof *n);
-    if (!n)
-      return rill__err(RILL_ENOMEM, "log: no memory for the segment list");
-    l->segs = n;
-    l->cap = cap;
-  }
-  l->segs[l->nsegs++] = g;
-  return 0;
-}
-
-/* ---- the disk budget ----------------------------------------------------- */
-
-/* The budget's counter orders nothing (it is a count of bytes; the files
- * are what they are), so relaxed atomics throughout. A growth takes its
- * bytes with a compare-and-swap that checks the limit against the value
- * it replaces, so two logs racing for the last room cannot both have it,
- * and a refused growth leaves no transient over-count that could refuse
- * another. Growth is rare (doubling), so the loop costs nothing measurable. */
-uint64_t rill_log_budget_used(const rill_log_budget_t *b) {
-  return __atomic_load_n(&b->used, __ATOMIC_RELAXED);
-}
-
-void rill_log_budget_charge(rill_log_budget_t *b, uint64_t n) {
-  __atomic_fetch_add(&b->used, n, __ATOMIC_RELAXED);
-}
-
-void rill_log_budget_credit(rill_log_budget_t *b, uint64_t n) {
-  uint64_t was = __atomic_load_n(&b->used, __ATOMIC_RELAXED);
-  while (!__atomic_compare_exchange_n(&b->used, &was, was > n ? was - n : 0, true, __ATOMIC_RELAXED,
-                                      __ATOMIC_RELAXED))
-    ;
-}
-
-/* Takes n bytes of growth from l's budget: false when that would pass its
- * limit (recovery at open takes them whatever the limit: what it grows
- * rebuilds what was there). */
-static bool budget_take(rill_log_t *l, uint64_t n) {
-  rill_log_budget_t *b = l->o.budget;
-  if (!b || !n)
-    return true;
-  uint64_t was = __atomic_load_n(&b->used, __ATOMIC_RELAXED);
-  do {
-    if (b->limit && !l->recovering && (was > b->limit || n > b->limit - was))
-      return false;
-  } while (!__atomic_compare_exchange_n(&b->used, &was, was + n, true, __ATOMIC_RELAXED,
-                                        __ATOMIC_RELAXED));
-  return true;
-}
-
-static void budget_give(rill_log_t *l, uint64_t n) {
-  if (l->o.budget && n)
-    rill_log_budget_credit(l->o.budget, n);
-}
-
-/* The error of a growth the budget refused: it names the limit. */
-static int budget_full(rill_log_t *l, const char *file, uint64_t base, uint64_t more) {
-  const rill_log_budget_t *b = l->o.budget;
-  return rill__err(RILL_ENOSPC,
-                   "%s (%llu bytes) is reached: log %s: %s %llu cannot grow by %llu bytes",
-                   b->what ? b->what : "the disk budget", (unsigned long long)b->limit, l->path,
-                   file, (unsigned long long)base, (unsigned long long)more);
-}
-
-/* ---- files ------------------------------------------------------------- */
-
-/* Makes sure the index file has room for entry i: grows it with
- * fallocate, doubling from IDX_START up to its mapping, so an entry store
- * never meets a full disk and an index costs little until it is used. */
-static int idx_room(rill_log_t *l, struct seg *g, uint64_t i) {
-  uint64_t need = LOG_HDR + 4 * (i + 1);
-  if (need <= g->idx_alloc)
-    return 0;
-  /* The mapping has room for the most records a segment can hold; a count
-   * past that came from somewhere recovery should have refused. */
-  if (RILL_UNLIKELY(need > g->imap_len))
-    return rill__err(RILL_ECORRUPT, "log %s: segment %llu: entry %llu is past its index", l->path,
-                     (unsigned long long)g->base, (unsigned long long)i);
-  uint64_t to = RILL__ALIGN_UP(need, (uint64_t)4096);
-  if (to < 2 * g->idx_alloc)
-    to = 2 * g->idx_alloc;
-  if (to < IDX_START)
-    to = IDX_START;
-  if (to > g->imap_len)
-    to = g->imap_len;
-  bool took = budget_take(l, to - g->idx_alloc);
-  if (!took && need < to)
-    took = budget_take(l, (to = need) - g->idx_alloc);
-  if (!took)
-    return budget_full(l, "index of segment", g->base, need - g->idx_alloc);
-  int e = posix_fallocate(g->ifd, 0, (off_t)to);
-  if (e == ENOSPC && need < to) { /* as seg_grow: take what fits */
-    budget_give(l, to - need);
-    e = posix_fallocate(g->ifd, 0, (off_t)(to = need));
-  }
-  if (e) {
-    budget_give(l, to - g->idx_alloc);
-    return rill__err(-e, "log %s: index of segment %llu cannot grow to %llu bytes: %s", l->path,
-                     (unsigned long long)g->base, (unsigned long long)to, strerror(e));
-  }
-  g->idx_alloc = to;
-  return 0;
-}
-
-/* Makes sure g's file holds `need` bytes: grows it with fallocate,
- * doubling up to the segment size, before any byte of what needs the room
- * is written, so a full disk is RILL_ENOSPC here, never a SIGBUS on a
- * store through the mapping. Under lock (or while creating g). */
-static int seg_grow(rill_log_t *l, struct seg *g, uint64_t need) {
-  uint64_t size = g->size;
-  if (RILL_LIKELY(need <= size))
-    return 0;
-  uint64_t to = RILL__ALIGN_UP(need, (uint64_t)4096);
-  if (to < 2 * size)
-    to = 2 * size;
-  if (to < SEG_START)
-    to = SEG_START;
-  if (to > l->seg_bytes)
-    to = l->seg_bytes;
-  /* Short of room for the doubling (on the disk or in the budget): the
-   * room this record needs may still be there, and a nearly full disk
-   * should take what fits. */
-  uint64_t least = RILL__ALIGN_UP(need, (uint64_t)4096);
-  bool took = budget_take(l, to - size);
-  if (!took && least < to)
-    took = budget_take(l, (to = least) - size);
-  if (!took)
-    return budget_full(l, "segment", g->base, least - size);
-  int e = posix_fallocate(g->fd, 0, (off_t)to);
-  if (e == ENOSPC && least < to) {
-    budget_give(l, to - least);
-    to = least;
-    e = posix_fallocate(g->fd, 0, (off_t)to);
-  }
-  if (e) {
-    budget_give(l, to - size);
-    return rill__err(-e, "log %s: segment %llu cannot grow to %llu bytes: %s", l->path,
-                     (unsigned long long)g->base, (unsigned long long)to, strerror(e));
-  }
-  __atomic_store_n(&g->size, to, __ATOMIC_RELAXED);
-  return 0;
-}
-
-/* Maps seg and idx files already open; validates nothing. */
-static int seg_map(rill_log_t *l, struct seg *g, bool rw) {
-  int prot = rw ? PROT_READ | PROT_WRITE : PROT_READ;
-  g->map = mmap(NULL, l->seg_bytes, prot, MAP_SHARED, g->fd, 0);
-  if (g->map == MAP_FAILED) {
-    g->map = NULL;
-    return rill__err_errno("log %s: mmap of segment %llu", l->path, (unsigned long long)g->base);
-  }
-  rill__count_map(l->seg_bytes);
-  /* Room for the most entries a segment can have: the file behind it grows
-   * as entries are written, and nothing past its end is touched. */
-  g->imap_len = LOG_HDR + 4 * (l->seg_bytes / LOG_REC_HDR);
-  g->imap = mmap(NULL, g->imap_len, prot, MAP_SHARED, g->ifd, 0);
-  if (g->imap == MAP_FAILED) {
-    g->imap = NULL;
-    return rill__err_errno("log %s: mmap of index %llu", l->path, (unsigned long long)g->base);
-  }
-  rill__count_map(g->imap_len);
-  return 0;
-}
-
-static struct seg *seg_alloc(void) {
-  struct seg *g = rill__calloc(1, sizeof *g);
-  if (g)
-    g->fd = g->ifd = -1;
-  return g;
-}
-
-/* Frees a segment that never got its view (a failed open or create). */
-static void seg_discard(rill_log_t *l, struct seg *g) {
-  if (g->map) {
-    munmap(g->map, l->seg_bytes);
-    rill__count_unmap(l->seg_bytes);
-  }
-  if (g->imap) {
-    munmap(g->imap, g->imap_len);
-    rill__count_unmap(g->imap_len);
-  }
-  if (g->fd >= 0)
-    close(g->fd);
-  if (g->ifd >= 0)
-    close(g->ifd);
-  rill__free(g->tail_off);
-  rill__free(g);
-}
-
-static int seg_view(rill_log_t *l, struct seg *g) {
-  int rc = rill_buf_wrap(&g->whole, g->map, l->seg_bytes, l->o.read_only ? RILL_BUF_RDONLY : 0,
-                         seg_unmap, g);
-  return rc;
-}
-
-/* Creates segment `base`: both files, small (they grow as records come),
- * headers written and synced, the directory synced. RILL_ENOSPC (nothing
- * left behind) when the disk cannot hold it. */
-static int seg_create(rill_log_t *l, uint64_t base, struct seg **out) {
-  char sname[32], iname[32];
-  seg_name(sname, sizeof sname, base, "seg");
-  seg_name(iname, sizeof iname, base, "idx");
-  struct seg *g = seg_alloc();
-  if (!g)
-    return rill__err(RILL_ENOMEM, "log: no memory for a segment");
-  g->base = base;
-  int rc;
-  g->fd = openat(l->dir_fd, sname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (g->fd < 0) {
-    rc = rill__err_errno("log %s: create %s", l->path, sname);
-    goto undo_g;
-  }
-  g->ifd = openat(l->dir_fd, iname, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (g->ifd < 0) {
-    rc = rill__err_errno("log %s: create %s", l->path, iname);
-    goto undo_files;
-  }
-  if ((rc = seg_grow(l, g, LOG_HDR)) != 0)
-    goto undo_files;
-  if ((rc = seg_map(l, g, true)) != 0)
-    goto undo_files;
-  if ((rc = idx_room(l, g, 0)) != 0)
-    goto undo_files;
-  log_seg_hdr_write(g->map, base, l->seg_bytes, rill_time_wall_ns());
-  log_idx_hdr_write(g->imap, base);
-  g->end = LOG_HDR;
-  if (fdatasync(g->fd) || fdatasync(g->ifd) || fsync(l->dir_fd)) {
-    rc = rill__err_errno("log %s: sync of new segment %s", l->path, sname);
-    goto undo_files;
-  }
-  *out = g;
-  return 0;
-undo_files:
-  unlinkat(l->dir_fd, sname, 0);
-  unlinkat(l->dir_fd, iname, 0);
-  budget_give(l, g->size + g->idx_alloc); /* what growing them took */
-undo_g:
-  seg_discard(l, g);
-  return rc;
-}
-
-/* fdatasyncs the segment and its index, then checkpoints `count` records
- * ending at `end`: a checkpoint only ever covers what is on disk. */
-static int seg_sync(rill_log_t *l, struct seg *g, uint64_t count, uint64_t end) {
-  if (fdatasync(g->fd) || fdatasync(g->ifd))
-    return rill__err_errno("log %s: fdatasync of segment %llu", l->path,
-                           (unsigned long long)g->base);
-  pthread_mutex_lock(&l->ckpt_lock);
-  if (count > g->synced) {
-    log_idx_checkpoint(g->imap, g->base, count, end);
-    g->synced = count;
-  }
-  pthread_mutex_unlock(&l->ckpt_lock);
-  return 0;
 }
 
 /* ---- manifest and lock --------------------------------------------------- */
@@ -408,7 +132,7 @@ static int seg_open(rill_log_t *l, uint64_t base, struct seg **out) {
   seg_name(sname, sizeof sname, base, "seg");
   seg_name(iname, sizeof iname, base, "idx");
   bool rw = !l->o.read_only;
-  struct seg *g = seg_alloc();
+  struct seg *g = rill__log_seg_alloc();
   if (!g)
     return rill__err(RILL_ENOMEM, "log: no memory for a segment");
   g->base = base;
@@ -450,7 +174,7 @@ static int seg_open(rill_log_t *l, uint64_t base, struct seg **out) {
       goto undo_g;
     }
     rill__count_map(l->seg_bytes);
-  } else if ((rc = seg_map(l, g, rw)) != 0) {
+  } else if ((rc = rill__log_seg_map(l, g, rw)) != 0) {
     goto undo_g;
   }
   if ((rc = log_seg_hdr_check(g->map, base, l->seg_bytes, l->path)) != 0)
@@ -458,7 +182,7 @@ static int seg_open(rill_log_t *l, uint64_t base, struct seg **out) {
   *out = g;
   return 0;
 undo_g:
-  seg_discard(l, g);
+  rill__log_seg_discard(l, g);
   return rc;
 }
 
@@ -537,7 +261,7 @@ static int seg_scan(rill_log_t *l, struct seg *g, uint64_t *stop) {
         count = c, end = e;
     }
   } else if (rw) {
-    int rc = idx_room(l, g, 0);
+    int rc = rill__log_idx_room(l, g, 0);
     if (rc)
       return rc;
     log_idx_hdr_write(g->imap, g->base); /* rebuilt below from the records */
@@ -550,7 +274,7 @@ static int seg_scan(rill_log_t *l, struct seg *g, uint64_t *stop) {
     if (log_rec_check(g->map, g->size, end, g->base + count, true, &len) != 0)
       break;
     if (rw) {
-      int rc = idx_room(l, g, count);
+      int rc = rill__log_idx_room(l, g, count);
       if (rc)
         return rc;
       uint32_t off = (uint32_t)end;
@@ -598,7 +322,7 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 /* Whether segment base is one whose creation a crash cut short: a file
- * that is all zeros (or empty), as seg_create leaves it between creating
+ * that is all zeros (or empty), as rill__log_seg_create leaves it between creating
  * the file and writing its header. Nothing was ever appended to it, so
  * recovery may drop it; failing the open instead would make a crash
  * during a roll (or while a topic is created) unrecoverable. A file with
@@ -643,29 +367,6 @@ static bool seg_unborn(rill_log_t *l, uint64_t base) {
   return !used;
 }
 
-/* Deletes one of segment base's files; its length goes back to the
- * budget. */
-static int file_unlink(rill_log_t *l, uint64_t base, const char *ext) {
-  char name[32];
-  seg_name(name, sizeof name, base, ext);
-  struct stat st;
-  uint64_t len = l->o.budget && fstatat(l->dir_fd, name, &st, 0) == 0 ? (uint64_t)st.st_size : 0;
-  if (unlinkat(l->dir_fd, name, 0)) {
-    if (errno != ENOENT)
-      return rill__err_errno("log %s: delete %s", l->path, name);
-    return 0;
-  }
-  budget_give(l, len);
-  return 0;
-}
-
-/* Deletes segment base's files (a missing index is fine: it may never
- * have been made). */
-static int seg_unlink(rill_log_t *l, uint64_t base) {
-  int rc = file_unlink(l, base, "seg");
-  return rc ? rc : file_unlink(l, base, "idx");
-}
-
 /* Lists the segments, drops those retired, opens and checks the rest. */
 static int recover(rill_log_t *l, uint64_t first) {
   int dfd = dup(l->dir_fd);
@@ -704,7 +405,7 @@ static int recover(rill_log_t *l, uint64_t first) {
    * directory is synced: a new segment is created at the same name. */
   if (n && seg_unborn(l, bases[n - 1])) {
     if (!l->o.read_only) {
-      if ((rc = seg_unlink(l, bases[n - 1])) != 0)
+      if ((rc = rill__log_seg_unlink(l, bases[n - 1])) != 0)
         goto out;
       if (fsync(l->dir_fd)) {
         rc = rill__err_errno("log %s: fsync after dropping segment %llu", l->path,
@@ -741,7 +442,7 @@ static int recover(rill_log_t *l, uint64_t first) {
     /* Wholly below first: retention got this far before a crash. Not
      * synced: a crash brings them back, and the next open deletes them. */
     if (i + 1 < n && bases[i + 1] <= first) {
-      if (!l->o.read_only && (rc = seg_unlink(l, bases[i])) != 0)
+      if (!l->o.read_only && (rc = rill__log_seg_unlink(l, bases[i])) != 0)
         goto out;
       continue;
     }
@@ -749,11 +450,11 @@ static int recover(rill_log_t *l, uint64_t first) {
     if ((rc = seg_open(l, bases[i], &g)) != 0)
       goto out;
     uint64_t stop = 0;
-    if ((rc = seg_scan(l, g, &stop)) != 0 || (rc = seg_view(l, g)) != 0) {
-      seg_discard(l, g);
+    if ((rc = seg_scan(l, g, &stop)) != 0 || (rc = rill__log_seg_view(l, g)) != 0) {
+      rill__log_seg_discard(l, g);
       goto out;
     }
-    if ((rc = segs_push(l, g)) != 0) {
+    if ((rc = rill__log_segs_push(l, g)) != 0) {
       rill_buf_release(&g->whole);
       goto out;
     }
@@ -768,7 +469,7 @@ static int recover(rill_log_t *l, uint64_t first) {
     }
     if (last && !l->o.read_only) {
       l->torn = zero_tail(g, stop);
-      if ((rc = seg_sync(l, g, g->count, g->end)) != 0)
+      if ((rc = rill__log_seg_sync(l, g, g->count, g->end)) != 0)
         goto out;
     }
   }
@@ -891,13 +592,13 @@ int rill_log_open(rill_log_t **out, const char *dir, const char *topic,
       goto undo_l;
     }
     struct seg *g = NULL;
-    if ((rc = seg_create(l, first, &g)) != 0)
+    if ((rc = rill__log_seg_create(l, first, &g)) != 0)
       goto undo_l;
-    if ((rc = seg_view(l, g)) != 0) {
-      seg_discard(l, g);
+    if ((rc = rill__log_seg_view(l, g)) != 0) {
+      rill__log_seg_discard(l, g);
       goto undo_l;
     }
-    if ((rc = segs_push(l, g)) != 0) {
+    if ((rc = rill__log_segs_push(l, g)) != 0) {
       rill_buf_release(&g->whole);
       goto undo_l;
     }
@@ -928,7 +629,7 @@ int rill_log_close(rill_log_t *l) {
     /* The checkpoint too, so the next open scans nothing. */
     rc = rill_log_sync(l);
     struct seg *g = l->segs[l->nsegs - 1];
-    int e = seg_sync(l, g, g->count, g->end);
+    int e = rill__log_seg_sync(l, g, g->count, g->end);
     if (!rc)
       rc = e;
   }
@@ -951,18 +652,18 @@ uint32_t rill_log_max_payload(const rill_log_t *l) {
 /* Seals the last segment (synced, checkpointed) and starts the next. */
 static int roll(rill_log_t *l) {
   struct seg *g = l->segs[l->nsegs - 1];
-  int rc = seg_sync(l, g, g->count, g->end);
+  int rc = rill__log_seg_sync(l, g, g->count, g->end);
   if (rc)
     return rc;
   struct seg *n;
-  if ((rc = seg_create(l, g->base + g->count, &n)) != 0)
+  if ((rc = rill__log_seg_create(l, g->base + g->count, &n)) != 0)
     return rc;
-  if ((rc = seg_view(l, n)) != 0) {
-    seg_discard(l, n);
+  if ((rc = rill__log_seg_view(l, n)) != 0) {
+    rill__log_seg_discard(l, n);
     return rc;
   }
   pthread_rwlock_wrlock(&l->segs_lock);
-  rc = segs_push(l, n);
+  rc = rill__log_segs_push(l, n);
   pthread_rwlock_unlock(&l->segs_lock);
   if (rc)
     rill_buf_release(&n->whole);
@@ -988,10 +689,10 @@ static int make_room(rill_log_t *l, uint32_t len, struct seg **out) {
   /* Both files usually have room already: the growth is a call only
    * when it is due, a few times per segment. */
   int rc;
-  if (RILL_UNLIKELY(g->end + need > g->size) && (rc = seg_grow(l, g, g->end + need)) != 0)
+  if (RILL_UNLIKELY(g->end + need > g->size) && (rc = rill__log_seg_grow(l, g, g->end + need)) != 0)
     return rc;
   if (RILL_UNLIKELY(LOG_HDR + 4 * ((uint64_t)g->count + 1) > g->idx_alloc) &&
-      (rc = idx_room(l, g, g->count)) != 0)
+      (rc = rill__log_idx_room(l, g, g->count)) != 0)
     return rc;
   *out = g;
   return 0;
@@ -1306,7 +1007,7 @@ int rill_log_retain(rill_log_t *l) {
     /* A file that cannot be deleted now is below first: the next open
      * deletes it. The first such error is returned. */
     if (!mrc) {
-      int e = seg_unlink(l, gone[k]->base);
+      int e = rill__log_seg_unlink(l, gone[k]->base);
       if (!rc)
         rc = e;
     }
@@ -1617,11 +1318,11 @@ int rill_log_refresh(rill_log_t *l) {
     uint64_t stop = 0;
     if ((rc = seg_open(l, g->base + g->count, &n)) != 0)
       break;
-    if ((rc = seg_scan(l, n, &stop)) != 0 || (rc = seg_view(l, n)) != 0) {
-      seg_discard(l, n);
+    if ((rc = seg_scan(l, n, &stop)) != 0 || (rc = rill__log_seg_view(l, n)) != 0) {
+      rill__log_seg_discard(l, n);
       break;
     }
-    if ((rc = segs_push(l, n)) != 0) {
+    if ((rc = rill__log_segs_push(l, n)) != 0) {
       rill_buf_release(&n->whole);
       break;
     }

@@ -101,4 +101,28 @@ static inline void seg_name(char *buf, size_t n, uint64_t base, const char *ext)
  * skipped): a subscriber that steps past one says so there. */
 void rill__log_count_skipped(rill_log_t *l, uint64_t n);
 
+/* ---- segment.c ---- */
+
+/* Appends g to l's segment list (under segs_lock's write side once
+ * readers may look). */
+int rill__log_segs_push(rill_log_t *l, struct seg *g);
+/* Room in g's index for entry i, and in g's file for `need` bytes: each
+ * grows the file when due (the callers on the hot path test that first),
+ * RILL_ENOSPC when the disk or the budget refuses. */
+int rill__log_idx_room(rill_log_t *l, struct seg *g, uint64_t i);
+int rill__log_seg_grow(rill_log_t *l, struct seg *g, uint64_t need);
+/* Maps g's files, already open (read-write with rw). */
+int rill__log_seg_map(rill_log_t *l, struct seg *g, bool rw);
+struct seg *rill__log_seg_alloc(void);
+/* Frees a segment that never got its view. */
+void rill__log_seg_discard(rill_log_t *l, struct seg *g);
+/* Wraps g's mapping in its view, whose last slice unmaps it. */
+int rill__log_seg_view(rill_log_t *l, struct seg *g);
+/* Creates segment base, its files synced and small. */
+int rill__log_seg_create(rill_log_t *l, uint64_t base, struct seg **out);
+/* Syncs g's files, then checkpoints count records ending at end. */
+int rill__log_seg_sync(rill_log_t *l, struct seg *g, uint64_t count, uint64_t end);
+/* Deletes segment base's files, giving their bytes back to the budget. */
+int rill__log_seg_unlink(rill_log_t *l, uint64_t base);
+
 #endif
