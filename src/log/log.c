@@ -80,50 +80,6 @@ static size_t seg_find_index(rill_log_t *l, struct seg *g) {
   return i;
 }
 
-/* ---- manifest and lock --------------------------------------------------- */
-
-static int manifest_write(rill_log_t *l, uint64_t first) {
-  uint8_t m[LOG_HDR];
-  log_manifest_encode(m, l->seg_bytes, first, rill_time_wall_ns());
-  int fd = openat(l->dir_fd, "MANIFEST.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return rill__err_errno("log %s: create MANIFEST.tmp", l->path);
-  int rc = 0;
-  if (write(fd, m, sizeof m) != (ssize_t)sizeof m || fdatasync(fd))
-    rc = rill__err_errno("log %s: write MANIFEST.tmp", l->path);
-  close(fd);
-  if (!rc && (renameat(l->dir_fd, "MANIFEST.tmp", l->dir_fd, "MANIFEST") || fsync(l->dir_fd)))
-    rc = rill__err_errno("log %s: replace MANIFEST", l->path);
-  return rc;
-}
-
-/* Reads MANIFEST into *seg_bytes and *first: 0, RILL_ENOENT when there is
- * none, or why it cannot be trusted. */
-static int manifest_read(rill_log_t *l, uint64_t *seg_bytes, uint64_t *first) {
-  int fd = openat(l->dir_fd, "MANIFEST", O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return errno == ENOENT ? RILL_ENOENT : rill__err_errno("log %s: open MANIFEST", l->path);
-  uint8_t m[LOG_HDR + 1];
-  ssize_t n = read(fd, m, sizeof m);
-  close(fd);
-  if (n < 0)
-    return rill__err_errno("log %s: read MANIFEST", l->path);
-  return log_manifest_decode(m, (size_t)n, seg_bytes, first, l->path);
-}
-
-static int take_lock(rill_log_t *l) {
-  l->lock_fd = openat(l->dir_fd, "LOCK", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (l->lock_fd < 0)
-    return rill__err_errno("log %s: open LOCK", l->path);
-  struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-  if (fcntl(l->lock_fd, F_OFD_SETLK, &fl) != 0) {
-    if (errno == EAGAIN || errno == EACCES)
-      return rill__err(RILL_EBUSY, "log %s: another writer holds the topic", l->path);
-    return rill__err_errno("log %s: lock LOCK", l->path);
-  }
-  return 0;
-}
-
 /* ---- recovery ------------------------------------------------------------ */
 
 /* Opens and maps an existing segment and checks its header. */
@@ -564,17 +520,17 @@ int rill_log_open(rill_log_t **out, const char *dir, const char *topic,
                          : rill__err_errno("log: open %s", l->path);
     goto undo_l;
   }
-  if (!o.read_only && (rc = take_lock(l)) != 0)
+  if (!o.read_only && (rc = rill__log_take_lock(l)) != 0)
     goto undo_l;
   uint64_t first = 0;
-  rc = manifest_read(l, &l->seg_bytes, &first);
+  rc = rill__log_manifest_read(l, &l->seg_bytes, &first);
   if (rc == RILL_ENOENT) {
     if (o.read_only || o.no_create) {
       rc = rill__err(RILL_ENOENT, "log: %s has no MANIFEST", l->path);
       goto undo_l;
     }
     l->seg_bytes = o.segment_bytes ? o.segment_bytes : DEFAULT_SEGMENT;
-    if ((rc = manifest_write(l, 0)) != 0)
+    if ((rc = rill__log_manifest_write(l, 0)) != 0)
       goto undo_l;
   } else if (rc) {
     goto undo_l;
@@ -1002,7 +958,7 @@ int rill_log_retain(rill_log_t *l) {
   pthread_mutex_unlock(&l->lock);
   /* The manifest first, then the files: a crash between leaves files below
    * first, which open deletes. Readers' slices keep the mappings. */
-  int rc = manifest_write(l, first), mrc = rc;
+  int rc = rill__log_manifest_write(l, first), mrc = rc;
   for (size_t k = 0; k < ng; k++) {
     /* A file that cannot be deleted now is below first: the next open
      * deletes it. The first such error is returned. */

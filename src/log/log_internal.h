@@ -125,4 +125,14 @@ int rill__log_seg_sync(rill_log_t *l, struct seg *g, uint64_t count, uint64_t en
 /* Deletes segment base's files, giving their bytes back to the budget. */
 int rill__log_seg_unlink(rill_log_t *l, uint64_t base);
 
+/* ---- manifest.c ---- */
+
+/* Replaces MANIFEST with one saying records start at first. */
+int rill__log_manifest_write(rill_log_t *l, uint64_t first);
+/* Reads MANIFEST: 0, RILL_ENOENT when there is none, or why it cannot be
+ * trusted. */
+int rill__log_manifest_read(rill_log_t *l, uint64_t *seg_bytes, uint64_t *first);
+/* Takes the topic's writer lock: RILL_EBUSY when another writer has it. */
+int rill__log_take_lock(rill_log_t *l);
+
 #endif
