@@ -135,4 +135,10 @@ int rill__log_manifest_read(rill_log_t *l, uint64_t *seg_bytes, uint64_t *first)
 /* Takes the topic's writer lock: RILL_EBUSY when another writer has it. */
 int rill__log_take_lock(rill_log_t *l);
 
+/* ---- recover.c ---- */
+
+/* Lists the segments, drops those retired below first, opens and checks
+ * the rest, and zeroes the last one's torn tail. */
+int rill__log_recover(rill_log_t *l, uint64_t first);
+
 #endif
