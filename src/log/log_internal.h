@@ -141,4 +141,10 @@ int rill__log_take_lock(rill_log_t *l);
  * the rest, and zeroes the last one's torn tail. */
 int rill__log_recover(rill_log_t *l, uint64_t first);
 
+/* ---- sync.c ---- */
+
+/* Makes records below target (at least) durable: leads a sync round or
+ * waits for the one under way. */
+int rill__log_sync_to(rill_log_t *l, uint64_t target);
+
 #endif
