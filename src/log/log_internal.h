@@ -147,4 +147,17 @@ int rill__log_recover(rill_log_t *l, uint64_t first);
  * waits for the one under way. */
 int rill__log_sync_to(rill_log_t *l, uint64_t target);
 
+/* ---- retain.c ---- */
+
+/* After an append refused room (RILL_ENOSPC, lock not held): true when
+ * retention dropped segments, so the append may try again. */
+bool rill__log_retain_for_room(rill_log_t *l);
+
+/* After an append, outside the append lock: the roll asked for retention. */
+static inline void retain_if_due(rill_log_t *l) {
+  if (RILL_UNLIKELY(__atomic_load_n(&l->retain_due, __ATOMIC_RELAXED)) &&
+      __atomic_exchange_n(&l->retain_due, 0, __ATOMIC_RELAXED))
+    rill_log_retain(l);
+}
+
 #endif
