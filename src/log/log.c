@@ -1,62 +1,36 @@
 /*
  * The durable log: one topic's segments, index files, manifest and lock
- * (docs/FORMATS.md, "Log").
+ * (docs/FORMATS.md, "Log"). This file opens and closes a topic and counts
+ * its stats; the rest is one idea a file, each opening with its design:
  *
- * Writing. Appends take `lock` (a mutex: appenders are any threads), copy
- * header and payload into the mapping of the last segment, store the index
- * entry, and publish with a store of `next`. A segment's file grows (rill__log_seg_grow)
- * before a record that needs the room is written, so writing through the
- * mapping never meets a full disk or the end of the file; a record that
- * does not fit the segment seals it (synced and checkpointed) and starts
- * the next. Both are where RILL_ENOSPC can come from, before any byte of
- * the record is written.
+ *   segment.c   a segment's files, their mappings and growth; the budget
+ *   manifest.c  MANIFEST and the writer's LOCK
+ *   recover.c   what open finds on disk, checked; a reader's refresh
+ *   append.c    appends: room, seal, publish, batch, reserve/commit
+ *   sync.c      sync rounds and group commit
+ *   retain.c    retention
+ *   read.c      reads, ranges, the iterator, waiting at the tail
+ *   format.c    every on-disk byte, encoded and checked
+ *   subscribe.c subscriber threads
  *
- * Reading. Records below `next` are complete: next is stored with release
- * after the record and its index entry, and readers load it with acquire.
- * Readers find the segment under `segs_lock` (read side) and take a slice
- * of the segment's whole view before dropping it, so a segment that
- * retention or close lets go stays mapped as long as a slice lives (the
- * view's release callback unmaps it).
- *
- * Syncing. One syncer at a time leads a round (the `syncing` flag): it
- * notes how far records go (next), fdatasyncs the last segment (a roll
- * syncs the segment it seals, so only the last can hold unsynced
- * records) and stores `durable`. Group commit is that and nothing more:
- * an appender under RILL_LOG_SYNC_GROUP needs its own record durable;
- * while a round runs, the others sleep on `sync_word` and most find their
- * record covered when it ends. Index checkpoints are written at rolls,
- * open and close, after syncing the segment and its index.
- *
- * Waking. Tail waiters spin briefly (a futex wake costs more than the 2 µs
- * append-to-subscriber budget), then count themselves in `sleepers` and
- * sleep on `wake`. next and durable are stored seq_cst and sleepers loaded
- * seq_cst after them, against the waiters' seq_cst increment and reload:
- * with both sides sequentially consistent one always sees the other, so no
- * wakeup is lost (the cost is one locked store per append).
+ * log_internal.h holds the handle and segment structs they share and the
+ * helpers both hot paths inline.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/internal.h"
-#include "log/format.h"
 #include "log/log_internal.h"
-#include "rill/log.h"
 
 #define DEFAULT_SEGMENT ((uint64_t)128 << 20)
 #define MIN_SEGMENT     ((uint64_t)64 << 10)
 #define MAX_SEGMENT     ((uint64_t)2 << 30)
 
 #define MAX_TOPIC 200u
-
-/* ---- open, close ----------------------------------------------------------- */
 
 static bool topic_ok(const char *t) { return rill__name_ok(t, strlen(t), MAX_TOPIC); }
 
