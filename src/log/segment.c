@@ -18,20 +18,30 @@
 #define SEG_START ((uint64_t)64 << 10) /* a new segment file's first allocation */
 #define IDX_START ((uint64_t)4 << 10)  /* a new index file's */
 
-/* The view's release: the last slice of a segment unmaps and closes it. */
-static void seg_unmap(void *ctx, void *data, size_t len) {
-  struct seg *g = ctx;
-  munmap(data, len);
-  rill__count_unmap(len);
+/* Unmaps, closes and frees g, whose records' mapping is map_len bytes:
+ * the view's release, or a segment that never got its view. */
+static void seg_free(struct seg *g, size_t map_len) {
+  if (g->map) {
+    munmap(g->map, map_len);
+    rill__count_unmap(map_len);
+  }
   if (g->imap) {
     munmap(g->imap, g->imap_len);
     rill__count_unmap(g->imap_len);
   }
-  close(g->fd);
+  if (g->fd >= 0)
+    close(g->fd);
   if (g->ifd >= 0)
     close(g->ifd);
   rill__free(g->tail_off);
   rill__free(g);
+}
+
+/* The view's release: the last slice of a segment unmaps and closes it. */
+static void seg_unmap(void *ctx, void *data, size_t len) {
+  struct seg *g = ctx;
+  g->map = data;
+  seg_free(g, len);
 }
 
 int rill__log_segs_push(rill_log_t *l, struct seg *g) {
@@ -208,22 +218,7 @@ struct seg *rill__log_seg_alloc(void) {
 }
 
 /* Frees a segment that never got its view (a failed open or create). */
-void rill__log_seg_discard(rill_log_t *l, struct seg *g) {
-  if (g->map) {
-    munmap(g->map, l->seg_bytes);
-    rill__count_unmap(l->seg_bytes);
-  }
-  if (g->imap) {
-    munmap(g->imap, g->imap_len);
-    rill__count_unmap(g->imap_len);
-  }
-  if (g->fd >= 0)
-    close(g->fd);
-  if (g->ifd >= 0)
-    close(g->ifd);
-  rill__free(g->tail_off);
-  rill__free(g);
-}
+void rill__log_seg_discard(rill_log_t *l, struct seg *g) { seg_free(g, l->seg_bytes); }
 
 int rill__log_seg_view(rill_log_t *l, struct seg *g) {
   int rc = rill_buf_wrap(&g->whole, g->map, l->seg_bytes, l->o.read_only ? RILL_BUF_RDONLY : 0,
