@@ -57,7 +57,7 @@ struct rill_log {
   int dir_fd, lock_fd;
   uint64_t seg_bytes;
   /* Record timestamps (under lock): the wall clock read at wall_at, when
-   * rill_time_ns said mono_at; see rec_time. */
+   * rill_time_ns said mono_at; see rec_time (append.c). */
   uint64_t wall_at, mono_at;
 
   pthread_mutex_t lock; /* appends */
@@ -96,6 +96,8 @@ static inline uint64_t seg_len(const struct seg *g) {
 static inline void seg_name(char *buf, size_t n, uint64_t base, const char *ext) {
   snprintf(buf, n, "%020llu.%s", (unsigned long long)base, ext);
 }
+
+/* ---- log.c ---- */
 
 /* Counts n damaged records passed over by a reader of l (the stats'
  * skipped): a subscriber that steps past one says so there. */
