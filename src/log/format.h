@@ -1,7 +1,8 @@
 /*
  * The log's on-disk bytes (docs/FORMATS.md, "Log"): encoders and the
  * checks that decide whether bytes read back can be trusted. Kept apart
- * from log.c so the fuzz targets drive exactly what open and read use.
+ * from the rest of src/log so the fuzz targets drive exactly what open
+ * and read use.
  */
 #ifndef RILL_LOG_FORMAT_H
 #define RILL_LOG_FORMAT_H
