@@ -4,8 +4,10 @@
  */
 #include <criterion/criterion.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "rill/bus.h"
 #include "rill/mem.h"
@@ -646,8 +648,13 @@ Test(bus, close_wakes_a_blocked_producer) {
 }
 
 /* An idle worker sleeps on its doorbell: a publish after a quiet spell is
- * still delivered, each time. */
+ * still delivered, each time. A worker that never woke would leave the
+ * wait below spinning; the alarm turns that into a failure (SIGALRM)
+ * rather than a stuck suite. How fast it wakes is the bench's business
+ * (`rill bench bus`, ingest_lat), not a test's: under load a wake can
+ * take any time. */
 Test(bus, idle_worker_wakes_on_publish) {
+  alarm(60);
   rec_t r;
   rill_bus_sink_t sink = rec_sink(&r);
   rill_bus_t *bus;
@@ -655,19 +662,14 @@ Test(bus, idle_worker_wakes_on_publish) {
                0);
   rill_bus_producer_t *p;
   cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
-  uint64_t worst = 0;
   for (uint32_t i = 1; i <= 20; i++) {
     struct timespec ts = {0, 3000000}; /* the workers go to sleep */
     nanosleep(&ts, NULL);
-    uint64_t t0 = now_ns();
     cr_assert_eq(rill_bus_publish_key(p, i, &i, 4), 0);
     while (__atomic_load_n(&r.n, __ATOMIC_ACQUIRE) < i)
-      ;
-    if (now_ns() - t0 > worst)
-      worst = now_ns() - t0;
+      sched_yield();
   }
-  /* Even a lost doorbell costs at most the bounded sleep (500 us). */
-  cr_expect_lt(worst, 100000000ull, "worst wake %llu ns", (unsigned long long)worst);
+  alarm(0);
   cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
   cr_expect_eq(r.n, 20);
   cr_expect_eq(r.bad, 0);
