@@ -86,13 +86,13 @@ struct tloop {
 struct topic {
   char name[RILL_NET_MAX_NAME + 1];
   rill_log_t *log;
-  struct topic *next;           /* in the registry */
-  struct topic *next_idx;       /* in its bucket of the registry's index */
-  bool group;                   /* acks wait for the syncer */
-  _Atomic uint64_t durable;     /* group: records below are synced */
-  _Atomic uint64_t failed_upto; /* group: a sync failed for records below */
-  atomic_int sync_err;
-  atomic_bool sync_wanted; /* on the syncer's queue */
+  struct topic *next;     /* in the registry */
+  struct topic *next_idx; /* in its bucket of the registry's index */
+  bool group;             /* acks wait for the syncer */
+  uint64_t durable;       /* group: records below are synced (atomic) */
+  uint64_t failed_upto;   /* group: a sync failed for records below (atomic) */
+  int sync_err;           /* the failed sync's error (atomic) */
+  bool sync_wanted;       /* on the syncer's queue (atomic) */
   struct topic *next_sync;
   uint32_t binders; /* channels bound to it, on every connection; under reg */
   bool deleted;     /* TOPIC_DELETE took it out of the registry; under reg */
@@ -101,8 +101,8 @@ struct topic {
    * using it (tloop.held from 0), one per wakeup on another loop's inbox,
    * one while on the syncer's queue, and one for each request using it a
    * moment (topic_get's, TOPIC_INFO's, a metrics scrape's). The last one
-   * closes the log and frees it (topic_put). */
-  atomic_uint refs;
+   * closes the log and frees it (topic_put). Atomic. */
+  uint32_t refs;
   struct tloop per[]; /* one per loop */
 };
 
@@ -634,9 +634,7 @@ static inline int forward_to(struct loop *lp, struct conn *c, uint8_t type, uint
 
 /* A reference more, from one already held. Relaxed: taking one orders
  * nothing; the holder it came from keeps the topic alive meanwhile. */
-static inline void topic_ref(struct topic *t) {
-  atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-}
+static inline void topic_ref(struct topic *t) { __atomic_fetch_add(&t->refs, 1, __ATOMIC_RELAXED); }
 
 /* A use of t on this loop (a bound channel, a subscription, a stream, an
  * ack waiting, a pending pump): only this loop's count moves, and the
@@ -652,7 +650,7 @@ static inline void hold(struct loop *lp, struct topic *t) {
  * acq_rel: every use of the topic by a dropper happens before the free.
  * Not under reg, which the last one takes. */
 static inline void topic_put(rill_server_t *s, struct topic *t) {
-  if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+  if (__atomic_fetch_sub(&t->refs, 1, __ATOMIC_ACQ_REL) == 1)
     rill__srv_topic_free(s, t);
 }
 

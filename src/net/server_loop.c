@@ -155,7 +155,7 @@ void *rill__srv_loop_main(void *arg) {
   size_t nacks = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
   for (size_t i = 0; i < nacks; i++) {
     struct pack *a = &lp->acks[i];
-    if (a->c && a->last >= atomic_load_explicit(&a->t->durable, memory_order_acquire)) {
+    if (a->c && a->last >= __atomic_load_n(&a->t->durable, __ATOMIC_ACQUIRE)) {
       uint64_t upto = rill_log_next(a->t->log);
       if (rill_log_sync(a->t->log) == 0)
         rill__srv_durable_raise(a->t, upto);

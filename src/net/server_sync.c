@@ -9,7 +9,7 @@
 
 /* Queues t for the syncer, once until it syncs it. */
 void rill__srv_want_sync(rill_server_t *s, struct topic *t) {
-  if (atomic_exchange_explicit(&t->sync_wanted, true, memory_order_acq_rel))
+  if (__atomic_exchange_n(&t->sync_wanted, true, __ATOMIC_ACQ_REL))
     return;
   topic_ref(t); /* the queue's, dropped by the syncer */
   struct topic *h = atomic_load_explicit(&s->sync_q, memory_order_relaxed);
@@ -23,9 +23,9 @@ void rill__srv_want_sync(rill_server_t *s, struct topic *t) {
 /* Moves t's durable mark up to upto, never down (the syncer and a
  * stopping loop may both sync). */
 void rill__srv_durable_raise(struct topic *t, uint64_t upto) {
-  uint64_t d = atomic_load_explicit(&t->durable, memory_order_relaxed);
-  while (d < upto && !atomic_compare_exchange_weak_explicit(
-                         &t->durable, &d, upto, memory_order_release, memory_order_relaxed))
+  uint64_t d = __atomic_load_n(&t->durable, __ATOMIC_RELAXED);
+  while (d < upto && !__atomic_compare_exchange_n(&t->durable, &d, upto, true, __ATOMIC_RELEASE,
+                                                  __ATOMIC_RELAXED))
     ;
 }
 
@@ -56,15 +56,15 @@ void *rill__srv_syncer_main(void *arg) {
        * seq_cst: this store must not pass the load of the log's end below
        * (a store then a load), or an append in between would find the
        * flag still set, not queue the topic, and miss this sync. */
-      atomic_store_explicit(&t->sync_wanted, false, memory_order_seq_cst);
+      __atomic_store_n(&t->sync_wanted, false, __ATOMIC_SEQ_CST);
       uint64_t upto = rill_log_next(t->log);
       int rc = rill_log_sync(t->log);
       if (rc) {
         rill__srv_log(s, rc == RILL_ENOSPC ? L_NOSPC : L_IO, RILL_SERVER_LOG_ERROR,
                       "topic '%s': sync failed: %s", t->name, rill_errmsg());
         /* Relaxed: the release store of failed_upto publishes it. */
-        atomic_store_explicit(&t->sync_err, rc, memory_order_relaxed);
-        atomic_store_explicit(&t->failed_upto, upto, memory_order_release);
+        __atomic_store_n(&t->sync_err, rc, __ATOMIC_RELAXED);
+        __atomic_store_n(&t->failed_upto, upto, __ATOMIC_RELEASE);
       } else {
         rill__srv_durable_raise(t, upto);
       }
@@ -109,15 +109,15 @@ void rill__srv_acks_release(struct loop *lp) {
       unhold(lp, a->t);
       continue;
     }
-    uint64_t durable = atomic_load_explicit(&a->t->durable, memory_order_acquire);
-    uint64_t failed = atomic_load_explicit(&a->t->failed_upto, memory_order_acquire);
+    uint64_t durable = __atomic_load_n(&a->t->durable, __ATOMIC_ACQUIRE);
+    uint64_t failed = __atomic_load_n(&a->t->failed_upto, __ATOMIC_ACQUIRE);
     if (a->last < durable) {
       rill__srv_send_frame(lp, a->c, RILL_F_ACK, 0, a->ch, a->id, a->first, NULL, 0);
       rill_hist_record(&lp->publish_ack, rill_time_ns() - a->t0);
     } else if (a->last < failed)
       rill__srv_send_error(lp, a->c, a->ch, a->id,
                            /* after the acquire load of failed_upto, which publishes it */
-                           atomic_load_explicit(&a->t->sync_err, memory_order_relaxed),
+                           __atomic_load_n(&a->t->sync_err, __ATOMIC_RELAXED),
                            "PUBLISH: appended, but the sync failed");
     else {
       lp->acks[keep++] = *a;
