@@ -410,7 +410,7 @@ struct conn *rill__srv_conn_open(struct loop *lp, int fd) {
     goto undo_conn;
   c->rx_pooled = pooled;
   c->lp = lp;
-  atomic_init(&c->refs, 1);
+  c->refs = 1; /* plain: no other thread sees c yet */
   c->fd = fd;
   c->rx = rx;
   c->rx_cap = RX_MIN;
@@ -493,8 +493,8 @@ void rill__srv_conn_settle(struct loop *lp, struct conn *c) {
     rill__srv_conn_close(lp, c);
     return;
   }
-  atomic_store_explicit(&c->txq, queued(c), memory_order_relaxed); /* an estimate: see xsend_ */
-  if (atomic_load_explicit(&c->waited, memory_order_relaxed) && queued(c) < limit / 4)
+  __atomic_store_n(&c->txq, queued(c), __ATOMIC_RELAXED); /* an estimate: see xsend_ */
+  if (__atomic_load_n(&c->waited, __ATOMIC_RELAXED) && queued(c) < limit / 4)
     rill__srv_waiters_wake(lp, c);
   if (!conn_watch(lp, c)) {
     INC(lp, conns_dropped, 1);

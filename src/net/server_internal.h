@@ -217,7 +217,7 @@ struct pack {
 
 struct conn {
   struct loop *lp; /* the loop that owns it */
-  atomic_uint refs;
+  uint32_t refs;   /* atomic */
   int fd;
   bool ready;            /* HELLO accepted */
   bool closing;          /* send what is queued, then close */
@@ -273,10 +273,10 @@ struct conn {
   bool xheld; /* xtx did not fit in tx: taken once tx drains (loop only) */
   /* queued() as of its loop's last settle: other loops forwarding an ask
    * read it (relaxed: an estimate, the hard limit is checked anyway). */
-  _Atomic size_t txq;
+  size_t txq;
   /* xtx_len as of its last change (a relaxed store under xlock), for a
    * look without the lock: reply_hold's, which needs only an estimate. */
-  _Atomic size_t xtx_hint;
+  size_t xtx_hint;
   /* A provider whose reply took its asker's queue past half tx_limit is
    * not read until that queue drains (hold_over): held_on is that asker
    * (a reference; loop only). The asker keeps the providers it holds in
@@ -288,7 +288,7 @@ struct conn {
   struct conn *waiters, *next_waiter;
   uint32_t nwaiters; /* on waiters; under xlock */
   bool waiting;      /* in its held_on's waiters; under that one's xlock */
-  atomic_bool waited;
+  bool waited;       /* atomic */
 };
 
 struct loop {
@@ -542,12 +542,10 @@ static inline void stat_add(_Atomic uint64_t *w, uint64_t n) {
   atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) + n, memory_order_relaxed);
 }
 
-static inline void conn_get(struct conn *c) {
-  atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
-}
+static inline void conn_get(struct conn *c) { __atomic_fetch_add(&c->refs, 1, __ATOMIC_RELAXED); }
 
 static inline void conn_put(struct conn *c) {
-  if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+  if (__atomic_fetch_sub(&c->refs, 1, __ATOMIC_ACQ_REL) != 1)
     return;
   pthread_mutex_destroy(&c->xlock);
   rill__free(c->xtx);
