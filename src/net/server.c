@@ -429,8 +429,7 @@ void rill_server_destroy(rill_server_t *s) {
     struct loop *lp = &s->loops[i];
     /* Wakeups still queued hold connection references. */
     /* Acquire, pairing with the pushers' release: the nodes' links. */
-    for (struct wake *w = atomic_exchange_explicit(&lp->inbox, NULL, memory_order_acquire), *n; w;
-         w = n) {
+    for (struct wake *w = __atomic_exchange_n(&lp->inbox, NULL, __ATOMIC_ACQUIRE), *n; w; w = n) {
       n = w->next;
       if (w->kind == W_CONN)
         conn_put((struct conn *)((char *)w - offsetof(struct conn, xw)));

@@ -206,7 +206,7 @@ void rill__srv_conn_close(struct loop *lp, struct conn *c) {
       unhold(lp, c->binds.slot[i].v); /* not under reg, which a last one takes */
   rill__srv_providers_free(c, gone);
   rill__srv_asks_end(lp, c);
-  size_t nacks = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
+  size_t nacks = __atomic_load_n(&lp->nacks, __ATOMIC_RELAXED);
   for (size_t i = 0; c->acks_waiting && i < nacks; i++)
     if (lp->acks[i].c == c) {
       lp->acks[i].c = NULL;

@@ -112,7 +112,7 @@ void rill__srv_pump_touched(struct loop *lp) {
     for (uint32_t i = 0; i < s->nloops; i++) {
       struct tloop *o = &t->per[i];
       if (i != lp->idx && atomic_load_explicit(&o->nsubs, memory_order_relaxed) &&
-          !atomic_exchange_explicit(&o->notified, true, memory_order_acq_rel)) {
+          !__atomic_exchange_n(&o->notified, true, __ATOMIC_ACQ_REL)) {
         topic_ref(t); /* the wakeup's, dropped by the loop it wakes */
         loop_wake(&s->loops[i], &o->w);
       }

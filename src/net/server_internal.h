@@ -74,7 +74,7 @@ struct tloop {
   struct topic *t;
   struct sub *subs;       /* only this loop touches them */
   _Atomic uint32_t nsubs; /* read by loops deciding whom to wake */
-  atomic_bool notified;   /* a W_TOPIC is on this loop's inbox */
+  bool notified;          /* a W_TOPIC is on this loop's inbox (atomic) */
   struct wake w;
   bool touched; /* appended to during this loop's current read */
   struct tloop *next_touched;
@@ -296,18 +296,18 @@ struct loop {
   uint32_t idx;
   pthread_t th;
   int ep, wakefd;
-  _Atomic(struct wake *) inbox;
-  atomic_int sleeping; /* in epoll_wait, or about to be: pushers write wakefd */
-  int spare;           /* a descriptor kept to accept-and-refuse when none is left */
-  bool unlistened;     /* out of descriptors: the listener is off until the sweep */
-  atomic_bool sync_woken;
+  struct wake *inbox; /* atomic */
+  int sleeping;       /* in epoll_wait, or about to be: pushers write wakefd (atomic) */
+  int spare;          /* a descriptor kept to accept-and-refuse when none is left */
+  bool unlistened;    /* out of descriptors: the listener is off until the sweep */
+  bool sync_woken;    /* its sync_w is on the inbox (atomic) */
   struct wake sync_w;
   struct conn *conns;
   struct conn *dirty;
   struct tloop *touched; /* topics appended to during this read */
   struct pack *acks;     /* waiting for durability, in arrival order */
   size_t cap_acks;
-  _Atomic size_t nacks;
+  size_t nacks; /* atomic */
   uint64_t last_sweep;
   _Atomic uint64_t st[NSTATS];  /* this loop's share of rill_server_stats_t, by STAT() */
   rill_hist_t publish_ack, ask; /* this loop's, one writer each */
@@ -567,13 +567,12 @@ static inline void conn_put(struct conn *c) {
  * on each side, which only seq_cst fences order): either the loop sees
  * the push before it sleeps, or we see it sleeping and wake it. */
 static inline void loop_wake(struct loop *lp, struct wake *w) {
-  struct wake *h = atomic_load_explicit(&lp->inbox, memory_order_relaxed);
+  struct wake *h = __atomic_load_n(&lp->inbox, __ATOMIC_RELAXED);
   do
     w->next = h;
-  while (!atomic_compare_exchange_weak_explicit(&lp->inbox, &h, w, memory_order_release,
-                                                memory_order_relaxed));
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&lp->sleeping, memory_order_relaxed)) {
+  while (!__atomic_compare_exchange_n(&lp->inbox, &h, w, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&lp->sleeping, __ATOMIC_RELAXED)) {
     uint64_t one = 1;
     ssize_t n = write(lp->wakefd, &one, sizeof one);
     (void)n;

@@ -72,8 +72,8 @@ void *rill__srv_syncer_main(void *arg) {
     }
     for (uint32_t i = 0; i < s->nloops; i++) {
       struct loop *lp = &s->loops[i];
-      if (atomic_load_explicit(&lp->nacks, memory_order_relaxed) &&
-          !atomic_exchange_explicit(&lp->sync_woken, true, memory_order_acq_rel))
+      if (__atomic_load_n(&lp->nacks, __ATOMIC_RELAXED) &&
+          !__atomic_exchange_n(&lp->sync_woken, true, __ATOMIC_ACQ_REL))
         loop_wake(lp, &lp->sync_w);
     }
   }
@@ -82,7 +82,7 @@ void *rill__srv_syncer_main(void *arg) {
 /* Parks an acknowledged publish until its records are synced. */
 void rill__srv_ack_later(struct loop *lp, struct conn *c, struct topic *t, uint16_t ch, uint64_t id,
                          uint64_t first, uint64_t last, uint64_t t0) {
-  size_t n = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
+  size_t n = __atomic_load_n(&lp->nacks, __ATOMIC_RELAXED);
   if (n == lp->cap_acks) {
     size_t cap = n ? 2 * n : 256;
     struct pack *a = rill__realloc(lp->acks, cap * sizeof *a);
@@ -96,13 +96,13 @@ void rill__srv_ack_later(struct loop *lp, struct conn *c, struct topic *t, uint1
   }
   lp->acks[n] = (struct pack){c, t, id, first, last, t0, ch};
   hold(lp, t);
-  atomic_store_explicit(&lp->nacks, n + 1, memory_order_relaxed);
+  __atomic_store_n(&lp->nacks, n + 1, __ATOMIC_RELAXED);
   c->acks_waiting++;
 }
 
 /* Sends the ACKs whose records are now durable (or the sync's error). */
 void rill__srv_acks_release(struct loop *lp) {
-  size_t n = atomic_load_explicit(&lp->nacks, memory_order_relaxed), keep = 0;
+  size_t n = __atomic_load_n(&lp->nacks, __ATOMIC_RELAXED), keep = 0;
   for (size_t i = 0; i < n; i++) {
     struct pack *a = &lp->acks[i];
     if (!a->c) {
@@ -126,5 +126,5 @@ void rill__srv_acks_release(struct loop *lp) {
     a->c->acks_waiting--;
     unhold(lp, a->t);
   }
-  atomic_store_explicit(&lp->nacks, keep, memory_order_relaxed);
+  __atomic_store_n(&lp->nacks, keep, __ATOMIC_RELAXED);
 }
