@@ -324,7 +324,7 @@ struct rill_server {
   struct loop *loops; /* aligned to a cache line, in loops_mem */
   void *loops_mem;
   atomic_uint nconns;
-  atomic_bool stopping;
+  bool stopping;               /* atomic */
   _Atomic uint64_t assembling; /* bytes of streamed publishes being put together */
   uint64_t assembly_max;
   pthread_mutex_t reg;   /* topics and services */
@@ -373,7 +373,7 @@ struct rill_server {
   /* The syncer (RILL_SERVER_SYNC_GROUP only). */
   bool syncing;
   pthread_t syncer;
-  _Atomic(struct topic *) sync_q;
+  struct topic *sync_q; /* topics to sync, linked by next_sync (atomic) */
   uint32_t sync_word;
 };
 

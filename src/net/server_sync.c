@@ -12,11 +12,10 @@ void rill__srv_want_sync(rill_server_t *s, struct topic *t) {
   if (__atomic_exchange_n(&t->sync_wanted, true, __ATOMIC_ACQ_REL))
     return;
   topic_ref(t); /* the queue's, dropped by the syncer */
-  struct topic *h = atomic_load_explicit(&s->sync_q, memory_order_relaxed);
+  struct topic *h = __atomic_load_n(&s->sync_q, __ATOMIC_RELAXED);
   do
     t->next_sync = h;
-  while (!atomic_compare_exchange_weak_explicit(&s->sync_q, &h, t, memory_order_release,
-                                                memory_order_relaxed));
+  while (!__atomic_compare_exchange_n(&s->sync_q, &h, t, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
   rill__futex_bump(&s->sync_word);
 }
 
@@ -39,12 +38,12 @@ void *rill__srv_syncer_main(void *arg) {
      * before the queue, acquire pairing with rill__futex_bump's release,
      * so a push after the exchange below changes it and the wait returns. */
     uint32_t w = __atomic_load_n(&s->sync_word, __ATOMIC_ACQUIRE);
-    struct topic *q = atomic_exchange_explicit(&s->sync_q, NULL, memory_order_acquire);
+    struct topic *q = __atomic_exchange_n(&s->sync_q, NULL, __ATOMIC_ACQUIRE);
     if (!q) {
       /* Acquire, pairing with run's release store made after every loop
        * was joined. Topics queued after the exchange above are synced by
        * run itself. */
-      if (atomic_load_explicit(&s->stopping, memory_order_acquire))
+      if (__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE))
         return NULL;
       rill__futex_wait(&s->sync_word, w, 100000000ull);
       continue;
