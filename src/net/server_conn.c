@@ -167,7 +167,7 @@ static bool conn_watch(struct loop *lp, struct conn *c) {
  * false when either is full: the request is refused (EBUSY) naming the
  * limit (max_<limit>_per_conn or max_<limit>), and counted in stat. */
 bool rill__srv_limit_take(struct loop *lp, struct conn *c, const rill_frame_t *f, uint32_t n,
-                          uint32_t per_conn, _Atomic uint32_t *total, uint32_t max, size_t stat,
+                          uint32_t per_conn, uint32_t *total, uint32_t max, size_t stat,
                           const char *req, const char *limit, const char *what) {
   if (n < per_conn && count_take(total, max))
     return true;
@@ -235,7 +235,7 @@ void rill__srv_conn_close(struct loop *lp, struct conn *c) {
     lp->conns = c->next;
   if (c->next)
     c->next->prev = c->prev;
-  atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed); /* a count: publishes nothing */
+  __atomic_fetch_sub(&s->nconns, 1, __ATOMIC_RELAXED); /* a count: publishes nothing */
   for (uint32_t i = 0; i < IN_STREAMS; i++)
     rill__srv_stream_drop(s, c, &c->in[i], false);
   rill_buf_release(&c->out.data);
@@ -447,8 +447,8 @@ void rill__srv_conn_accept(struct loop *lp) {
     INC(lp, conns_accepted, 1);
     /* Relaxed: a count against max_conns; the RMW keeps loops that
      * accept at once from both taking the last place. */
-    if (atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed) >= s->o.max_conns) {
-      atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
+    if (__atomic_fetch_add(&s->nconns, 1, __ATOMIC_RELAXED) >= s->o.max_conns) {
+      __atomic_fetch_sub(&s->nconns, 1, __ATOMIC_RELAXED);
       char peer[64];
       rill__srv_log(s, L_CONN_REFUSED, RILL_SERVER_LOG_WARN,
                     "refused a connection from %s: max_conns (%u) connections are open",
@@ -461,7 +461,7 @@ void rill__srv_conn_accept(struct loop *lp) {
     if (rill__srv_conn_open(lp, fd))
       continue;
     refuse(lp, fd, "no memory for a connection: try again later");
-    atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
+    __atomic_fetch_sub(&s->nconns, 1, __ATOMIC_RELAXED);
   }
 }
 

@@ -9,7 +9,6 @@
 #define RILL_NET_SERVER_INTERNAL_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,15 +71,15 @@ struct wake {
 /* A topic as one loop sees it: that loop's subscribers and its wakeup. */
 struct tloop {
   struct topic *t;
-  struct sub *subs;       /* only this loop touches them */
-  _Atomic uint32_t nsubs; /* read by loops deciding whom to wake */
-  bool notified;          /* a W_TOPIC is on this loop's inbox (atomic) */
+  struct sub *subs; /* only this loop touches them */
+  uint32_t nsubs;   /* read by loops deciding whom to wake (atomic) */
+  bool notified;    /* a W_TOPIC is on this loop's inbox (atomic) */
   struct wake w;
   bool touched; /* appended to during this loop's current read */
   struct tloop *next_touched;
   uint32_t held; /* this loop's users of the topic (see hold); only this loop touches it */
-  _Atomic uint64_t appended, bytes; /* by this loop (its one writer), for the metrics */
-  char pad[48];                     /* loops' entries on separate cache lines */
+  uint64_t appended, bytes; /* by this loop (its one writer), for the metrics (atomic) */
+  char pad[48];             /* loops' entries on separate cache lines */
 };
 
 struct topic {
@@ -309,7 +308,7 @@ struct loop {
   size_t cap_acks;
   size_t nacks; /* atomic */
   uint64_t last_sweep;
-  _Atomic uint64_t st[NSTATS];  /* this loop's share of rill_server_stats_t, by STAT() */
+  uint64_t st[NSTATS];          /* this loop's share of rill_server_stats_t, by STAT() (atomic) */
   rill_hist_t publish_ack, ask; /* this loop's, one writer each */
   rill__prom_t stats;           /* the text of STATS answers, kept for the next */
   char pad[64];
@@ -323,9 +322,9 @@ struct rill_server {
   uint32_t nloops;
   struct loop *loops; /* aligned to a cache line, in loops_mem */
   void *loops_mem;
-  atomic_uint nconns;
-  bool stopping;               /* atomic */
-  _Atomic uint64_t assembling; /* bytes of streamed publishes being put together */
+  uint32_t nconns;     /* atomic */
+  bool stopping;       /* atomic */
+  uint64_t assembling; /* bytes of streamed publishes being put together (atomic) */
   uint64_t assembly_max;
   pthread_mutex_t reg;   /* topics and services */
   pthread_cond_t opened; /* a topic's open ended (with reg) */
@@ -338,7 +337,7 @@ struct rill_server {
   /* Channels bound and subscriptions, all connections: counts against
    * max_binds and max_subs, relaxed (they publish nothing), taken with an
    * RMW before the topic is looked up, as nconns is. */
-  _Atomic uint32_t nbinds, nsubs;
+  uint32_t nbinds, nsubs;
   uint32_t chan_mul; /* the connections' channel hash: secret, odd */
   /* Deleted topics some loop, wakeup or the syncer still uses: freed by
    * the last topic_put, or by destroy. Counted in ntopics meanwhile. */
@@ -505,7 +504,7 @@ bool rill__srv_chtab_reserve(struct chtab *t);
 void rill__srv_chtab_put(struct chtab *t, uint16_t ch, void *v);
 void rill__srv_chtab_del(struct chtab *t, uint16_t ch);
 bool rill__srv_limit_take(struct loop *lp, struct conn *c, const rill_frame_t *f, uint32_t n,
-                          uint32_t per_conn, _Atomic uint32_t *total, uint32_t max, size_t stat,
+                          uint32_t per_conn, uint32_t *total, uint32_t max, size_t stat,
                           const char *req, const char *limit, const char *what);
 void rill__srv_conn_close(struct loop *lp, struct conn *c);
 void rill__srv_conn_read(struct loop *lp, struct conn *c);
@@ -538,8 +537,8 @@ bool rill__srv_ask_parse(const rill_frame_t *f, uint16_t *nl);
 /* Relaxed load and store, no locked instruction: the loop is the word's
  * one writer, and a scrape summing relaxed loads may miss the newest
  * increments but never sees a torn word. */
-static inline void stat_add(_Atomic uint64_t *w, uint64_t n) {
-  atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) + n, memory_order_relaxed);
+static inline void stat_add(uint64_t *w, uint64_t n) {
+  __atomic_store_n(w, __atomic_load_n(w, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 }
 
 static inline void conn_get(struct conn *c) { __atomic_fetch_add(&c->refs, 1, __ATOMIC_RELAXED); }
@@ -701,15 +700,15 @@ static inline struct sub *sub_of(struct conn *c, uint16_t ch) { return chtab_get
 /* Takes a place in a server-wide count held to max (nbinds, nsubs);
  * false when it is full. Relaxed: a count; the RMW keeps two loops from
  * both taking the last place. */
-static inline bool count_take(_Atomic uint32_t *n, uint32_t max) {
-  if (atomic_fetch_add_explicit(n, 1, memory_order_relaxed) < max)
+static inline bool count_take(uint32_t *n, uint32_t max) {
+  if (__atomic_fetch_add(n, 1, __ATOMIC_RELAXED) < max)
     return true;
-  atomic_fetch_sub_explicit(n, 1, memory_order_relaxed);
+  __atomic_fetch_sub(n, 1, __ATOMIC_RELAXED);
   return false;
 }
 
-static inline void count_give(_Atomic uint32_t *n, uint32_t k) {
-  atomic_fetch_sub_explicit(n, k, memory_order_relaxed); /* a count, as count_take */
+static inline void count_give(uint32_t *n, uint32_t k) {
+  __atomic_fetch_sub(n, k, __ATOMIC_RELAXED); /* a count, as count_take */
 }
 
 /* A piece of len bytes of a streamed PUBLISH of total bytes, got of them
