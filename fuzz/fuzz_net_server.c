@@ -66,10 +66,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   int sv[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) != 0)
     return 0;
-  atomic_fetch_add_explicit(&srv->nconns, 1, memory_order_relaxed); /* as accept counts it */
+  __atomic_fetch_add(&srv->nconns, 1, __ATOMIC_RELAXED); /* as accept counts it */
   struct conn *c = rill__srv_conn_open(lp, sv[0]);
   if (!c) {
-    atomic_fetch_sub_explicit(&srv->nconns, 1, memory_order_relaxed);
+    __atomic_fetch_sub(&srv->nconns, 1, __ATOMIC_RELAXED);
     close(sv[0]);
     close(sv[1]);
     return 0;

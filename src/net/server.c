@@ -385,7 +385,7 @@ void rill_server_stop(rill_server_t *s) {
 int rill_server_run(rill_server_t *s) {
   int rc = 0;
   /* Relaxed: the syncer starts after it, and pthread_create orders it. */
-  atomic_store_explicit(&s->stopping, false, memory_order_relaxed);
+  __atomic_store_n(&s->stopping, false, __ATOMIC_RELAXED);
   if (s->o.sync == RILL_SERVER_SYNC_GROUP) {
     if ((rc = pthread_create(&s->syncer, NULL, rill__srv_syncer_main, s)))
       return rill__err(-rc, "server: cannot start the syncer");
@@ -404,7 +404,7 @@ int rill_server_run(rill_server_t *s) {
     pthread_join(s->loops[i].th, NULL);
   if (s->syncing) {
     /* Release: the loops are joined; the syncer's acquire load pairs. */
-    atomic_store_explicit(&s->stopping, true, memory_order_release);
+    __atomic_store_n(&s->stopping, true, __ATOMIC_RELEASE);
     rill__futex_bump(&s->sync_word);
     pthread_join(s->syncer, NULL);
     s->syncing = false;
@@ -429,8 +429,7 @@ void rill_server_destroy(rill_server_t *s) {
     struct loop *lp = &s->loops[i];
     /* Wakeups still queued hold connection references. */
     /* Acquire, pairing with the pushers' release: the nodes' links. */
-    for (struct wake *w = atomic_exchange_explicit(&lp->inbox, NULL, memory_order_acquire), *n; w;
-         w = n) {
+    for (struct wake *w = __atomic_exchange_n(&lp->inbox, NULL, __ATOMIC_ACQUIRE), *n; w; w = n) {
       n = w->next;
       if (w->kind == W_CONN)
         conn_put((struct conn *)((char *)w - offsetof(struct conn, xw)));

@@ -167,7 +167,7 @@ static bool conn_watch(struct loop *lp, struct conn *c) {
  * false when either is full: the request is refused (EBUSY) naming the
  * limit (max_<limit>_per_conn or max_<limit>), and counted in stat. */
 bool rill__srv_limit_take(struct loop *lp, struct conn *c, const rill_frame_t *f, uint32_t n,
-                          uint32_t per_conn, _Atomic uint32_t *total, uint32_t max, size_t stat,
+                          uint32_t per_conn, uint32_t *total, uint32_t max, size_t stat,
                           const char *req, const char *limit, const char *what) {
   if (n < per_conn && count_take(total, max))
     return true;
@@ -206,7 +206,7 @@ void rill__srv_conn_close(struct loop *lp, struct conn *c) {
       unhold(lp, c->binds.slot[i].v); /* not under reg, which a last one takes */
   rill__srv_providers_free(c, gone);
   rill__srv_asks_end(lp, c);
-  size_t nacks = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
+  size_t nacks = __atomic_load_n(&lp->nacks, __ATOMIC_RELAXED);
   for (size_t i = 0; c->acks_waiting && i < nacks; i++)
     if (lp->acks[i].c == c) {
       lp->acks[i].c = NULL;
@@ -235,7 +235,7 @@ void rill__srv_conn_close(struct loop *lp, struct conn *c) {
     lp->conns = c->next;
   if (c->next)
     c->next->prev = c->prev;
-  atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed); /* a count: publishes nothing */
+  __atomic_fetch_sub(&s->nconns, 1, __ATOMIC_RELAXED); /* a count: publishes nothing */
   for (uint32_t i = 0; i < IN_STREAMS; i++)
     rill__srv_stream_drop(s, c, &c->in[i], false);
   rill_buf_release(&c->out.data);
@@ -410,7 +410,7 @@ struct conn *rill__srv_conn_open(struct loop *lp, int fd) {
     goto undo_conn;
   c->rx_pooled = pooled;
   c->lp = lp;
-  atomic_init(&c->refs, 1);
+  c->refs = 1; /* plain: no other thread sees c yet */
   c->fd = fd;
   c->rx = rx;
   c->rx_cap = RX_MIN;
@@ -447,8 +447,8 @@ void rill__srv_conn_accept(struct loop *lp) {
     INC(lp, conns_accepted, 1);
     /* Relaxed: a count against max_conns; the RMW keeps loops that
      * accept at once from both taking the last place. */
-    if (atomic_fetch_add_explicit(&s->nconns, 1, memory_order_relaxed) >= s->o.max_conns) {
-      atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
+    if (__atomic_fetch_add(&s->nconns, 1, __ATOMIC_RELAXED) >= s->o.max_conns) {
+      __atomic_fetch_sub(&s->nconns, 1, __ATOMIC_RELAXED);
       char peer[64];
       rill__srv_log(s, L_CONN_REFUSED, RILL_SERVER_LOG_WARN,
                     "refused a connection from %s: max_conns (%u) connections are open",
@@ -461,7 +461,7 @@ void rill__srv_conn_accept(struct loop *lp) {
     if (rill__srv_conn_open(lp, fd))
       continue;
     refuse(lp, fd, "no memory for a connection: try again later");
-    atomic_fetch_sub_explicit(&s->nconns, 1, memory_order_relaxed);
+    __atomic_fetch_sub(&s->nconns, 1, __ATOMIC_RELAXED);
   }
 }
 
@@ -493,8 +493,8 @@ void rill__srv_conn_settle(struct loop *lp, struct conn *c) {
     rill__srv_conn_close(lp, c);
     return;
   }
-  atomic_store_explicit(&c->txq, queued(c), memory_order_relaxed); /* an estimate: see xsend_ */
-  if (atomic_load_explicit(&c->waited, memory_order_relaxed) && queued(c) < limit / 4)
+  __atomic_store_n(&c->txq, queued(c), __ATOMIC_RELAXED); /* an estimate: see xsend_ */
+  if (__atomic_load_n(&c->waited, __ATOMIC_RELAXED) && queued(c) < limit / 4)
     rill__srv_waiters_wake(lp, c);
   if (!conn_watch(lp, c)) {
     INC(lp, conns_dropped, 1);

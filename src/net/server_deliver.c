@@ -111,8 +111,8 @@ void rill__srv_pump_touched(struct loop *lp) {
       rill__srv_pump_topic(lp, t);
     for (uint32_t i = 0; i < s->nloops; i++) {
       struct tloop *o = &t->per[i];
-      if (i != lp->idx && atomic_load_explicit(&o->nsubs, memory_order_relaxed) &&
-          !atomic_exchange_explicit(&o->notified, true, memory_order_acq_rel)) {
+      if (i != lp->idx && __atomic_load_n(&o->nsubs, __ATOMIC_RELAXED) &&
+          !__atomic_exchange_n(&o->notified, true, __ATOMIC_ACQ_REL)) {
         topic_ref(t); /* the wakeup's, dropped by the loop it wakes */
         loop_wake(&s->loops[i], &o->w);
       }
@@ -130,8 +130,7 @@ void rill__srv_sub_free(struct loop *lp, struct sub *u) {
     u->next_in_topic->prev_in_topic = u->prev_in_topic;
   /* Only this loop writes its count; others read it relaxed to decide
    * whom to wake (a stale count costs one needless wakeup). */
-  atomic_store_explicit(&tl->nsubs, atomic_load_explicit(&tl->nsubs, memory_order_relaxed) - 1,
-                        memory_order_relaxed);
+  __atomic_store_n(&tl->nsubs, __atomic_load_n(&tl->nsubs, __ATOMIC_RELAXED) - 1, __ATOMIC_RELAXED);
   *u->prev_in_conn = u->next_in_conn;
   if (u->next_in_conn)
     u->next_in_conn->prev_in_conn = u->prev_in_conn;
@@ -202,8 +201,8 @@ void rill__srv_on_subscribe(struct loop *lp, struct conn *c, const rill_frame_t 
   pthread_mutex_lock(&s->reg);
   bool deleted = t->deleted;
   if (!deleted)
-    atomic_store_explicit(&tl->nsubs, atomic_load_explicit(&tl->nsubs, memory_order_relaxed) + 1,
-                          memory_order_seq_cst);
+    __atomic_store_n(&tl->nsubs, __atomic_load_n(&tl->nsubs, __ATOMIC_RELAXED) + 1,
+                     __ATOMIC_SEQ_CST);
   pthread_mutex_unlock(&s->reg);
   if (deleted) {
     rill__free(u);

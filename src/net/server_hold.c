@@ -11,8 +11,7 @@
 /* What is queued for a (its own queue and other loops' frames for it),
  * seen from lp. Under a's xlock. */
 static size_t load_of(struct loop *lp, const struct conn *a) {
-  return a->xtx_len +
-         (a->lp == lp ? queued(a) : atomic_load_explicit(&a->txq, memory_order_relaxed));
+  return a->xtx_len + (a->lp == lp ? queued(a) : __atomic_load_n(&a->txq, __ATOMIC_RELAXED));
 }
 
 /* Under a's xlock: takes p off a's waiters, if it is on them; true when
@@ -43,7 +42,7 @@ uint32_t rill__srv_waiters_take(struct conn *a, struct conn **out, uint32_t max)
     out[n] = p;
   }
   if (!a->waiters) /* under xlock, as the list */
-    atomic_store_explicit(&a->waited, false, memory_order_relaxed);
+    __atomic_store_n(&a->waited, false, __ATOMIC_RELAXED);
   return n;
 }
 
@@ -73,7 +72,7 @@ bool rill__srv_hold_over(struct loop *lp, struct conn *p) {
     a->waiters = p;
     a->nwaiters++;
     /* Relaxed: a hint for a's loop; the sweep checks held providers too. */
-    atomic_store_explicit(&a->waited, true, memory_order_relaxed);
+    __atomic_store_n(&a->waited, true, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock(&a->xlock);
   if (!over)
@@ -96,8 +95,8 @@ void rill__srv_reply_hold(struct loop *lp, struct conn *p, const struct ask *ask
    * 300 against 365 ns each). A stale look only moves the hold to a
    * later reply; the cut-off at tx_limit stays the backstop, as it was
    * for the asks an asker forwards. The ask holds a reference on a. */
-  size_t est = atomic_load_explicit(&a->xtx_hint, memory_order_relaxed) +
-               (a->lp == lp ? queued(a) : atomic_load_explicit(&a->txq, memory_order_relaxed));
+  size_t est = __atomic_load_n(&a->xtx_hint, __ATOMIC_RELAXED) +
+               (a->lp == lp ? queued(a) : __atomic_load_n(&a->txq, __ATOMIC_RELAXED));
   if (est <= lp->s->o.tx_limit / 2)
     return;
   conn_get(a);

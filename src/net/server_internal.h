@@ -9,7 +9,6 @@
 #define RILL_NET_SERVER_INTERNAL_H
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,27 +71,27 @@ struct wake {
 /* A topic as one loop sees it: that loop's subscribers and its wakeup. */
 struct tloop {
   struct topic *t;
-  struct sub *subs;       /* only this loop touches them */
-  _Atomic uint32_t nsubs; /* read by loops deciding whom to wake */
-  atomic_bool notified;   /* a W_TOPIC is on this loop's inbox */
+  struct sub *subs; /* only this loop touches them */
+  uint32_t nsubs;   /* read by loops deciding whom to wake (atomic) */
+  bool notified;    /* a W_TOPIC is on this loop's inbox (atomic) */
   struct wake w;
   bool touched; /* appended to during this loop's current read */
   struct tloop *next_touched;
   uint32_t held; /* this loop's users of the topic (see hold); only this loop touches it */
-  _Atomic uint64_t appended, bytes; /* by this loop (its one writer), for the metrics */
-  char pad[48];                     /* loops' entries on separate cache lines */
+  uint64_t appended, bytes; /* by this loop (its one writer), for the metrics (atomic) */
+  char pad[48];             /* loops' entries on separate cache lines */
 };
 
 struct topic {
   char name[RILL_NET_MAX_NAME + 1];
   rill_log_t *log;
-  struct topic *next;           /* in the registry */
-  struct topic *next_idx;       /* in its bucket of the registry's index */
-  bool group;                   /* acks wait for the syncer */
-  _Atomic uint64_t durable;     /* group: records below are synced */
-  _Atomic uint64_t failed_upto; /* group: a sync failed for records below */
-  atomic_int sync_err;
-  atomic_bool sync_wanted; /* on the syncer's queue */
+  struct topic *next;     /* in the registry */
+  struct topic *next_idx; /* in its bucket of the registry's index */
+  bool group;             /* acks wait for the syncer */
+  uint64_t durable;       /* group: records below are synced (atomic) */
+  uint64_t failed_upto;   /* group: a sync failed for records below (atomic) */
+  int sync_err;           /* the failed sync's error (atomic) */
+  bool sync_wanted;       /* on the syncer's queue (atomic) */
   struct topic *next_sync;
   uint32_t binders; /* channels bound to it, on every connection; under reg */
   bool deleted;     /* TOPIC_DELETE took it out of the registry; under reg */
@@ -101,8 +100,8 @@ struct topic {
    * using it (tloop.held from 0), one per wakeup on another loop's inbox,
    * one while on the syncer's queue, and one for each request using it a
    * moment (topic_get's, TOPIC_INFO's, a metrics scrape's). The last one
-   * closes the log and frees it (topic_put). */
-  atomic_uint refs;
+   * closes the log and frees it (topic_put). Atomic. */
+  uint32_t refs;
   struct tloop per[]; /* one per loop */
 };
 
@@ -217,7 +216,7 @@ struct pack {
 
 struct conn {
   struct loop *lp; /* the loop that owns it */
-  atomic_uint refs;
+  uint32_t refs;   /* atomic */
   int fd;
   bool ready;            /* HELLO accepted */
   bool closing;          /* send what is queued, then close */
@@ -273,10 +272,10 @@ struct conn {
   bool xheld; /* xtx did not fit in tx: taken once tx drains (loop only) */
   /* queued() as of its loop's last settle: other loops forwarding an ask
    * read it (relaxed: an estimate, the hard limit is checked anyway). */
-  _Atomic size_t txq;
+  size_t txq;
   /* xtx_len as of its last change (a relaxed store under xlock), for a
    * look without the lock: reply_hold's, which needs only an estimate. */
-  _Atomic size_t xtx_hint;
+  size_t xtx_hint;
   /* A provider whose reply took its asker's queue past half tx_limit is
    * not read until that queue drains (hold_over): held_on is that asker
    * (a reference; loop only). The asker keeps the providers it holds in
@@ -288,7 +287,7 @@ struct conn {
   struct conn *waiters, *next_waiter;
   uint32_t nwaiters; /* on waiters; under xlock */
   bool waiting;      /* in its held_on's waiters; under that one's xlock */
-  atomic_bool waited;
+  bool waited;       /* atomic */
 };
 
 struct loop {
@@ -296,20 +295,20 @@ struct loop {
   uint32_t idx;
   pthread_t th;
   int ep, wakefd;
-  _Atomic(struct wake *) inbox;
-  atomic_int sleeping; /* in epoll_wait, or about to be: pushers write wakefd */
-  int spare;           /* a descriptor kept to accept-and-refuse when none is left */
-  bool unlistened;     /* out of descriptors: the listener is off until the sweep */
-  atomic_bool sync_woken;
+  struct wake *inbox; /* atomic */
+  int sleeping;       /* in epoll_wait, or about to be: pushers write wakefd (atomic) */
+  int spare;          /* a descriptor kept to accept-and-refuse when none is left */
+  bool unlistened;    /* out of descriptors: the listener is off until the sweep */
+  bool sync_woken;    /* its sync_w is on the inbox (atomic) */
   struct wake sync_w;
   struct conn *conns;
   struct conn *dirty;
   struct tloop *touched; /* topics appended to during this read */
   struct pack *acks;     /* waiting for durability, in arrival order */
   size_t cap_acks;
-  _Atomic size_t nacks;
+  size_t nacks; /* atomic */
   uint64_t last_sweep;
-  _Atomic uint64_t st[NSTATS];  /* this loop's share of rill_server_stats_t, by STAT() */
+  uint64_t st[NSTATS];          /* this loop's share of rill_server_stats_t, by STAT() (atomic) */
   rill_hist_t publish_ack, ask; /* this loop's, one writer each */
   rill__prom_t stats;           /* the text of STATS answers, kept for the next */
   char pad[64];
@@ -323,9 +322,9 @@ struct rill_server {
   uint32_t nloops;
   struct loop *loops; /* aligned to a cache line, in loops_mem */
   void *loops_mem;
-  atomic_uint nconns;
-  atomic_bool stopping;
-  _Atomic uint64_t assembling; /* bytes of streamed publishes being put together */
+  uint32_t nconns;     /* atomic */
+  bool stopping;       /* atomic */
+  uint64_t assembling; /* bytes of streamed publishes being put together (atomic) */
   uint64_t assembly_max;
   pthread_mutex_t reg;   /* topics and services */
   pthread_cond_t opened; /* a topic's open ended (with reg) */
@@ -338,7 +337,7 @@ struct rill_server {
   /* Channels bound and subscriptions, all connections: counts against
    * max_binds and max_subs, relaxed (they publish nothing), taken with an
    * RMW before the topic is looked up, as nconns is. */
-  _Atomic uint32_t nbinds, nsubs;
+  uint32_t nbinds, nsubs;
   uint32_t chan_mul; /* the connections' channel hash: secret, odd */
   /* Deleted topics some loop, wakeup or the syncer still uses: freed by
    * the last topic_put, or by destroy. Counted in ntopics meanwhile. */
@@ -373,7 +372,7 @@ struct rill_server {
   /* The syncer (RILL_SERVER_SYNC_GROUP only). */
   bool syncing;
   pthread_t syncer;
-  _Atomic(struct topic *) sync_q;
+  struct topic *sync_q; /* topics to sync, linked by next_sync (atomic) */
   uint32_t sync_word;
 };
 
@@ -505,7 +504,7 @@ bool rill__srv_chtab_reserve(struct chtab *t);
 void rill__srv_chtab_put(struct chtab *t, uint16_t ch, void *v);
 void rill__srv_chtab_del(struct chtab *t, uint16_t ch);
 bool rill__srv_limit_take(struct loop *lp, struct conn *c, const rill_frame_t *f, uint32_t n,
-                          uint32_t per_conn, _Atomic uint32_t *total, uint32_t max, size_t stat,
+                          uint32_t per_conn, uint32_t *total, uint32_t max, size_t stat,
                           const char *req, const char *limit, const char *what);
 void rill__srv_conn_close(struct loop *lp, struct conn *c);
 void rill__srv_conn_read(struct loop *lp, struct conn *c);
@@ -538,16 +537,14 @@ bool rill__srv_ask_parse(const rill_frame_t *f, uint16_t *nl);
 /* Relaxed load and store, no locked instruction: the loop is the word's
  * one writer, and a scrape summing relaxed loads may miss the newest
  * increments but never sees a torn word. */
-static inline void stat_add(_Atomic uint64_t *w, uint64_t n) {
-  atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) + n, memory_order_relaxed);
+static inline void stat_add(uint64_t *w, uint64_t n) {
+  __atomic_store_n(w, __atomic_load_n(w, __ATOMIC_RELAXED) + n, __ATOMIC_RELAXED);
 }
 
-static inline void conn_get(struct conn *c) {
-  atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
-}
+static inline void conn_get(struct conn *c) { __atomic_fetch_add(&c->refs, 1, __ATOMIC_RELAXED); }
 
 static inline void conn_put(struct conn *c) {
-  if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+  if (__atomic_fetch_sub(&c->refs, 1, __ATOMIC_ACQ_REL) != 1)
     return;
   pthread_mutex_destroy(&c->xlock);
   rill__free(c->xtx);
@@ -569,13 +566,12 @@ static inline void conn_put(struct conn *c) {
  * on each side, which only seq_cst fences order): either the loop sees
  * the push before it sleeps, or we see it sleeping and wake it. */
 static inline void loop_wake(struct loop *lp, struct wake *w) {
-  struct wake *h = atomic_load_explicit(&lp->inbox, memory_order_relaxed);
+  struct wake *h = __atomic_load_n(&lp->inbox, __ATOMIC_RELAXED);
   do
     w->next = h;
-  while (!atomic_compare_exchange_weak_explicit(&lp->inbox, &h, w, memory_order_release,
-                                                memory_order_relaxed));
-  atomic_thread_fence(memory_order_seq_cst);
-  if (atomic_load_explicit(&lp->sleeping, memory_order_relaxed)) {
+  while (!__atomic_compare_exchange_n(&lp->inbox, &h, w, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+  __atomic_thread_fence(__ATOMIC_SEQ_CST);
+  if (__atomic_load_n(&lp->sleeping, __ATOMIC_RELAXED)) {
     uint64_t one = 1;
     ssize_t n = write(lp->wakefd, &one, sizeof one);
     (void)n;
@@ -634,9 +630,7 @@ static inline int forward_to(struct loop *lp, struct conn *c, uint8_t type, uint
 
 /* A reference more, from one already held. Relaxed: taking one orders
  * nothing; the holder it came from keeps the topic alive meanwhile. */
-static inline void topic_ref(struct topic *t) {
-  atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
-}
+static inline void topic_ref(struct topic *t) { __atomic_fetch_add(&t->refs, 1, __ATOMIC_RELAXED); }
 
 /* A use of t on this loop (a bound channel, a subscription, a stream, an
  * ack waiting, a pending pump): only this loop's count moves, and the
@@ -652,7 +646,7 @@ static inline void hold(struct loop *lp, struct topic *t) {
  * acq_rel: every use of the topic by a dropper happens before the free.
  * Not under reg, which the last one takes. */
 static inline void topic_put(rill_server_t *s, struct topic *t) {
-  if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+  if (__atomic_fetch_sub(&t->refs, 1, __ATOMIC_ACQ_REL) == 1)
     rill__srv_topic_free(s, t);
 }
 
@@ -706,15 +700,15 @@ static inline struct sub *sub_of(struct conn *c, uint16_t ch) { return chtab_get
 /* Takes a place in a server-wide count held to max (nbinds, nsubs);
  * false when it is full. Relaxed: a count; the RMW keeps two loops from
  * both taking the last place. */
-static inline bool count_take(_Atomic uint32_t *n, uint32_t max) {
-  if (atomic_fetch_add_explicit(n, 1, memory_order_relaxed) < max)
+static inline bool count_take(uint32_t *n, uint32_t max) {
+  if (__atomic_fetch_add(n, 1, __ATOMIC_RELAXED) < max)
     return true;
-  atomic_fetch_sub_explicit(n, 1, memory_order_relaxed);
+  __atomic_fetch_sub(n, 1, __ATOMIC_RELAXED);
   return false;
 }
 
-static inline void count_give(_Atomic uint32_t *n, uint32_t k) {
-  atomic_fetch_sub_explicit(n, k, memory_order_relaxed); /* a count, as count_take */
+static inline void count_give(uint32_t *n, uint32_t k) {
+  __atomic_fetch_sub(n, k, __ATOMIC_RELAXED); /* a count, as count_take */
 }
 
 /* A piece of len bytes of a streamed PUBLISH of total bytes, got of them

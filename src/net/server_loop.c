@@ -67,7 +67,7 @@ static void sweep(struct loop *lp) {
 /* What other threads pushed: topics appended to, frames for connections,
  * syncs done. */
 static void loop_inbox(struct loop *lp) {
-  struct wake *w = atomic_exchange_explicit(&lp->inbox, NULL, memory_order_acquire);
+  struct wake *w = __atomic_exchange_n(&lp->inbox, NULL, __ATOMIC_ACQUIRE);
   while (w) {
     struct wake *next = w->next;
     if (w->kind == W_TOPIC) {
@@ -75,7 +75,7 @@ static void loop_inbox(struct loop *lp) {
       /* Before the pump: a later append wakes again. seq_cst: the store
        * must not pass the pump's loads of the log (a store then a load),
        * or an append in between would find the flag set and not wake us. */
-      atomic_store_explicit(&tl->notified, false, memory_order_seq_cst);
+      __atomic_store_n(&tl->notified, false, __ATOMIC_SEQ_CST);
       struct topic *t = tl->t;
       rill__srv_pump_topic(lp, t);
       topic_put(lp->s, t); /* the wakeup's */
@@ -86,7 +86,7 @@ static void loop_inbox(struct loop *lp) {
     } else {
       /* seq_cst, as for notified: not past acks_release's loads of the
        * durable marks, or a sync in between would not wake us. */
-      atomic_store_explicit(&lp->sync_woken, false, memory_order_seq_cst);
+      __atomic_store_n(&lp->sync_woken, false, __ATOMIC_SEQ_CST);
       rill__srv_acks_release(lp);
     }
     w = next;
@@ -106,11 +106,11 @@ void *rill__srv_loop_main(void *arg) {
   for (bool stop = false; !stop;) {
     /* Relaxed store, ordered before the inbox load by the seq_cst fence
      * that pairs with loop_wake's. */
-    atomic_store_explicit(&lp->sleeping, 1, memory_order_relaxed);
-    atomic_thread_fence(memory_order_seq_cst);
-    int timeout = atomic_load_explicit(&lp->inbox, memory_order_relaxed) ? 0 : 100;
+    __atomic_store_n(&lp->sleeping, 1, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    int timeout = __atomic_load_n(&lp->inbox, __ATOMIC_RELAXED) ? 0 : 100;
     int n = epoll_wait(lp->ep, evs, 64, timeout);
-    atomic_store_explicit(&lp->sleeping, 0, memory_order_relaxed);
+    __atomic_store_n(&lp->sleeping, 0, __ATOMIC_RELAXED);
     for (int i = 0; i < n; i++) {
       void *p = evs[i].data.ptr;
       if (p == s) {
@@ -152,10 +152,10 @@ void *rill__srv_loop_main(void *arg) {
   }
   /* Stop. Acks still waiting for the syncer: their topics synced here
    * and answered, so a publisher hears about what is on disk. */
-  size_t nacks = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
+  size_t nacks = __atomic_load_n(&lp->nacks, __ATOMIC_RELAXED);
   for (size_t i = 0; i < nacks; i++) {
     struct pack *a = &lp->acks[i];
-    if (a->c && a->last >= atomic_load_explicit(&a->t->durable, memory_order_acquire)) {
+    if (a->c && a->last >= __atomic_load_n(&a->t->durable, __ATOMIC_ACQUIRE)) {
       uint64_t upto = rill_log_next(a->t->log);
       if (rill_log_sync(a->t->log) == 0)
         rill__srv_durable_raise(a->t, upto);

@@ -157,8 +157,8 @@ int rill__srv_xsend(struct loop *lp, struct conn *c, bool soft, uint8_t type, ui
     pthread_mutex_unlock(&c->xlock);
     return GONE;
   }
-  if (soft && c->xtx_len + atomic_load_explicit(&c->txq, memory_order_relaxed) + need >
-                  lp->s->o.tx_limit / 2) {
+  if (soft &&
+      c->xtx_len + __atomic_load_n(&c->txq, __ATOMIC_RELAXED) + need > lp->s->o.tx_limit / 2) {
     pthread_mutex_unlock(&c->xlock);
     return BUSY;
   }
@@ -168,7 +168,7 @@ int rill__srv_xsend(struct loop *lp, struct conn *c, bool soft, uint8_t type, ui
     if (len)
       memcpy(c->xtx + c->xtx_len + RILL_NET_HDR, body, len);
     c->xtx_len += need;
-    atomic_store_explicit(&c->xtx_hint, c->xtx_len, memory_order_relaxed);
+    __atomic_store_n(&c->xtx_hint, c->xtx_len, __ATOMIC_RELAXED);
   } else {
     c->cut = true; /* its loop closes it when woken */
   }
@@ -225,14 +225,14 @@ void rill__srv_conn_take_x(struct loop *lp, struct conn *c) {
       c->xtx = t;
       c->xtx_cap = cap;
       c->xtx_len = 0;
-      atomic_store_explicit(&c->xtx_hint, 0, memory_order_relaxed);
+      __atomic_store_n(&c->xtx_hint, 0, __ATOMIC_RELAXED);
     } else if (queued(c) + c->xtx_len > lp->s->o.tx_limit) {
       c->xheld = true; /* xsend bounds xtx; tx drains as the client reads */
     } else if (room(&c->tx, &c->tx_cap, c->tx_len, c->xtx_len)) {
       memcpy(c->tx + c->tx_len, c->xtx, c->xtx_len);
       c->tx_len += c->xtx_len;
       c->xtx_len = 0;
-      atomic_store_explicit(&c->xtx_hint, 0, memory_order_relaxed);
+      __atomic_store_n(&c->xtx_hint, 0, __ATOMIC_RELAXED);
     } else {
       cut = true;
     }

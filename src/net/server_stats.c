@@ -26,8 +26,8 @@ int rill__srv_render(void *ctx, rill__prom_t *p) {
   int rc = 0;
   pthread_mutex_lock(&s->reg);
   snap->serves = s->nserves;
-  snap->binds = atomic_load_explicit(&s->nbinds, memory_order_relaxed); /* counts */
-  snap->subs = atomic_load_explicit(&s->nsubs, memory_order_relaxed);
+  snap->binds = __atomic_load_n(&s->nbinds, __ATOMIC_RELAXED); /* counts */
+  snap->subs = __atomic_load_n(&s->nsubs, __ATOMIC_RELAXED);
   size_t n = 0;
   for (struct topic *t = s->topics; t; t = t->next)
     n++;
@@ -50,9 +50,9 @@ int rill__srv_render(void *ctx, rill__prom_t *p) {
     m->next_seq = rill_log_next(t->log);
     for (uint32_t i = 0; i < s->nloops; i++) {
       const struct tloop *tl = &t->per[i];
-      m->appended += atomic_load_explicit(&tl->appended, memory_order_relaxed);
-      m->appended_bytes += atomic_load_explicit(&tl->bytes, memory_order_relaxed);
-      m->subscribers += atomic_load_explicit(&tl->nsubs, memory_order_relaxed);
+      m->appended += __atomic_load_n(&tl->appended, __ATOMIC_RELAXED);
+      m->appended_bytes += __atomic_load_n(&tl->bytes, __ATOMIC_RELAXED);
+      m->subscribers += __atomic_load_n(&tl->nsubs, __ATOMIC_RELAXED);
     }
   }
 unlock_reg:
@@ -88,9 +88,9 @@ void rill_server_stats(const rill_server_t *s, rill_server_stats_t *st) {
   uint64_t sum[NSTATS] = {0};
   for (uint32_t i = 0; i < s->nloops; i++)
     for (size_t k = 0; k < NSTATS; k++)
-      sum[k] += atomic_load_explicit(&s->loops[i].st[k], memory_order_relaxed); /* see stat_add */
+      sum[k] += __atomic_load_n(&s->loops[i].st[k], __ATOMIC_RELAXED); /* see stat_add */
   memcpy(st, sum, sizeof *st);
-  st->conns_open = atomic_load_explicit(&s->nconns, memory_order_relaxed);
+  st->conns_open = __atomic_load_n(&s->nconns, __ATOMIC_RELAXED);
   st->disk_bytes = rill_log_budget_used(&s->disk);
   st->disk_max = s->disk.limit;
 }

@@ -41,14 +41,14 @@ void rill__srv_stream_open(struct loop *lp, struct conn *c, struct topic *t,
   } else if (c->assembling + f->arg > s->o.max_message) {
     why = "PUBLISH: this connection's streams in flight would pass max_message";
     code = RILL_EBUSY;
-  } else if (atomic_fetch_add_explicit(&s->assembling, f->arg, memory_order_relaxed) + f->arg >
+  } else if (__atomic_fetch_add(&s->assembling, f->arg, __ATOMIC_RELAXED) + f->arg >
              s->assembly_max) {
     /* Relaxed: a count of bytes, nothing is published through it. */
-    atomic_fetch_sub_explicit(&s->assembling, f->arg, memory_order_relaxed);
+    __atomic_fetch_sub(&s->assembling, f->arg, __ATOMIC_RELAXED);
     why = "PUBLISH: too many streamed bytes in flight on the server; try again";
     code = RILL_EBUSY;
   } else if (!(in->buf = rill__malloc(f->arg))) {
-    atomic_fetch_sub_explicit(&s->assembling, f->arg, memory_order_relaxed);
+    __atomic_fetch_sub(&s->assembling, f->arg, __ATOMIC_RELAXED);
     why = "PUBLISH: no memory for the stream";
     code = RILL_ENOMEM;
   }
@@ -69,7 +69,7 @@ void rill__srv_stream_drop(rill_server_t *s, struct conn *c, struct instream *in
   if (in->buf) {
     rill__free(in->buf);
     in->buf = NULL;
-    atomic_fetch_sub_explicit(&s->assembling, in->len, memory_order_relaxed); /* a count */
+    __atomic_fetch_sub(&s->assembling, in->len, __ATOMIC_RELAXED); /* a count */
     c->assembling -= in->len;
   }
   if (!keep) {

@@ -9,23 +9,22 @@
 
 /* Queues t for the syncer, once until it syncs it. */
 void rill__srv_want_sync(rill_server_t *s, struct topic *t) {
-  if (atomic_exchange_explicit(&t->sync_wanted, true, memory_order_acq_rel))
+  if (__atomic_exchange_n(&t->sync_wanted, true, __ATOMIC_ACQ_REL))
     return;
   topic_ref(t); /* the queue's, dropped by the syncer */
-  struct topic *h = atomic_load_explicit(&s->sync_q, memory_order_relaxed);
+  struct topic *h = __atomic_load_n(&s->sync_q, __ATOMIC_RELAXED);
   do
     t->next_sync = h;
-  while (!atomic_compare_exchange_weak_explicit(&s->sync_q, &h, t, memory_order_release,
-                                                memory_order_relaxed));
+  while (!__atomic_compare_exchange_n(&s->sync_q, &h, t, true, __ATOMIC_RELEASE, __ATOMIC_RELAXED));
   rill__futex_bump(&s->sync_word);
 }
 
 /* Moves t's durable mark up to upto, never down (the syncer and a
  * stopping loop may both sync). */
 void rill__srv_durable_raise(struct topic *t, uint64_t upto) {
-  uint64_t d = atomic_load_explicit(&t->durable, memory_order_relaxed);
-  while (d < upto && !atomic_compare_exchange_weak_explicit(
-                         &t->durable, &d, upto, memory_order_release, memory_order_relaxed))
+  uint64_t d = __atomic_load_n(&t->durable, __ATOMIC_RELAXED);
+  while (d < upto && !__atomic_compare_exchange_n(&t->durable, &d, upto, true, __ATOMIC_RELEASE,
+                                                  __ATOMIC_RELAXED))
     ;
 }
 
@@ -39,12 +38,12 @@ void *rill__srv_syncer_main(void *arg) {
      * before the queue, acquire pairing with rill__futex_bump's release,
      * so a push after the exchange below changes it and the wait returns. */
     uint32_t w = __atomic_load_n(&s->sync_word, __ATOMIC_ACQUIRE);
-    struct topic *q = atomic_exchange_explicit(&s->sync_q, NULL, memory_order_acquire);
+    struct topic *q = __atomic_exchange_n(&s->sync_q, NULL, __ATOMIC_ACQUIRE);
     if (!q) {
       /* Acquire, pairing with run's release store made after every loop
        * was joined. Topics queued after the exchange above are synced by
        * run itself. */
-      if (atomic_load_explicit(&s->stopping, memory_order_acquire))
+      if (__atomic_load_n(&s->stopping, __ATOMIC_ACQUIRE))
         return NULL;
       rill__futex_wait(&s->sync_word, w, 100000000ull);
       continue;
@@ -56,15 +55,15 @@ void *rill__srv_syncer_main(void *arg) {
        * seq_cst: this store must not pass the load of the log's end below
        * (a store then a load), or an append in between would find the
        * flag still set, not queue the topic, and miss this sync. */
-      atomic_store_explicit(&t->sync_wanted, false, memory_order_seq_cst);
+      __atomic_store_n(&t->sync_wanted, false, __ATOMIC_SEQ_CST);
       uint64_t upto = rill_log_next(t->log);
       int rc = rill_log_sync(t->log);
       if (rc) {
         rill__srv_log(s, rc == RILL_ENOSPC ? L_NOSPC : L_IO, RILL_SERVER_LOG_ERROR,
                       "topic '%s': sync failed: %s", t->name, rill_errmsg());
         /* Relaxed: the release store of failed_upto publishes it. */
-        atomic_store_explicit(&t->sync_err, rc, memory_order_relaxed);
-        atomic_store_explicit(&t->failed_upto, upto, memory_order_release);
+        __atomic_store_n(&t->sync_err, rc, __ATOMIC_RELAXED);
+        __atomic_store_n(&t->failed_upto, upto, __ATOMIC_RELEASE);
       } else {
         rill__srv_durable_raise(t, upto);
       }
@@ -72,8 +71,8 @@ void *rill__srv_syncer_main(void *arg) {
     }
     for (uint32_t i = 0; i < s->nloops; i++) {
       struct loop *lp = &s->loops[i];
-      if (atomic_load_explicit(&lp->nacks, memory_order_relaxed) &&
-          !atomic_exchange_explicit(&lp->sync_woken, true, memory_order_acq_rel))
+      if (__atomic_load_n(&lp->nacks, __ATOMIC_RELAXED) &&
+          !__atomic_exchange_n(&lp->sync_woken, true, __ATOMIC_ACQ_REL))
         loop_wake(lp, &lp->sync_w);
     }
   }
@@ -82,7 +81,7 @@ void *rill__srv_syncer_main(void *arg) {
 /* Parks an acknowledged publish until its records are synced. */
 void rill__srv_ack_later(struct loop *lp, struct conn *c, struct topic *t, uint16_t ch, uint64_t id,
                          uint64_t first, uint64_t last, uint64_t t0) {
-  size_t n = atomic_load_explicit(&lp->nacks, memory_order_relaxed);
+  size_t n = __atomic_load_n(&lp->nacks, __ATOMIC_RELAXED);
   if (n == lp->cap_acks) {
     size_t cap = n ? 2 * n : 256;
     struct pack *a = rill__realloc(lp->acks, cap * sizeof *a);
@@ -96,28 +95,28 @@ void rill__srv_ack_later(struct loop *lp, struct conn *c, struct topic *t, uint1
   }
   lp->acks[n] = (struct pack){c, t, id, first, last, t0, ch};
   hold(lp, t);
-  atomic_store_explicit(&lp->nacks, n + 1, memory_order_relaxed);
+  __atomic_store_n(&lp->nacks, n + 1, __ATOMIC_RELAXED);
   c->acks_waiting++;
 }
 
 /* Sends the ACKs whose records are now durable (or the sync's error). */
 void rill__srv_acks_release(struct loop *lp) {
-  size_t n = atomic_load_explicit(&lp->nacks, memory_order_relaxed), keep = 0;
+  size_t n = __atomic_load_n(&lp->nacks, __ATOMIC_RELAXED), keep = 0;
   for (size_t i = 0; i < n; i++) {
     struct pack *a = &lp->acks[i];
     if (!a->c) {
       unhold(lp, a->t);
       continue;
     }
-    uint64_t durable = atomic_load_explicit(&a->t->durable, memory_order_acquire);
-    uint64_t failed = atomic_load_explicit(&a->t->failed_upto, memory_order_acquire);
+    uint64_t durable = __atomic_load_n(&a->t->durable, __ATOMIC_ACQUIRE);
+    uint64_t failed = __atomic_load_n(&a->t->failed_upto, __ATOMIC_ACQUIRE);
     if (a->last < durable) {
       rill__srv_send_frame(lp, a->c, RILL_F_ACK, 0, a->ch, a->id, a->first, NULL, 0);
       rill_hist_record(&lp->publish_ack, rill_time_ns() - a->t0);
     } else if (a->last < failed)
       rill__srv_send_error(lp, a->c, a->ch, a->id,
                            /* after the acquire load of failed_upto, which publishes it */
-                           atomic_load_explicit(&a->t->sync_err, memory_order_relaxed),
+                           __atomic_load_n(&a->t->sync_err, __ATOMIC_RELAXED),
                            "PUBLISH: appended, but the sync failed");
     else {
       lp->acks[keep++] = *a;
@@ -126,5 +125,5 @@ void rill__srv_acks_release(struct loop *lp) {
     a->c->acks_waiting--;
     unhold(lp, a->t);
   }
-  atomic_store_explicit(&lp->nacks, keep, memory_order_relaxed);
+  __atomic_store_n(&lp->nacks, keep, __ATOMIC_RELAXED);
 }

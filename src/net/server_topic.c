@@ -134,7 +134,9 @@ struct topic *rill__srv_topic_get(rill_server_t *s, const uint8_t *name, size_t 
   t->opening = true;
   for (uint32_t i = 0; i < s->nloops; i++)
     t->per[i] = (struct tloop){.t = t, .w.kind = W_TOPIC};
-  atomic_init(&t->refs, 2); /* the registry's and the caller's */
+  /* The registry's and the caller's. Plain: no other thread sees t
+   * before it is in the registry, under reg. */
+  t->refs = 2;
   t->next = s->topics;
   s->topics = t;
   struct topic **b = topic_bucket(s, t->name, len);
@@ -165,7 +167,7 @@ struct topic *rill__srv_topic_get(rill_server_t *s, const uint8_t *name, size_t 
       rill__srv_log(s, L_TOPIC, RILL_SERVER_LOG_INFO, "topic '%s' created", t->name);
     /* What open recovered is on disk. Relaxed: other loops find the topic
      * only through the registry, under reg, whose unlock publishes this. */
-    atomic_store_explicit(&t->durable, rill_log_next(t->log), memory_order_relaxed);
+    __atomic_store_n(&t->durable, rill_log_next(t->log), __ATOMIC_RELAXED);
   }
   pthread_mutex_lock(&s->reg);
   t->opening = false;

@@ -293,7 +293,7 @@ void rill__srv_on_topic_info(struct loop *lp, struct conn *c, const rill_frame_t
     topic_ref(t); /* under reg: a delete meanwhile cannot free it */
     binders = t->binders;
     for (uint32_t i = 0; i < s->nloops; i++) /* a snapshot: relaxed, as for the metrics */
-      subs += atomic_load_explicit(&t->per[i].nsubs, memory_order_relaxed);
+      subs += __atomic_load_n(&t->per[i].nsubs, __ATOMIC_RELAXED);
   }
   pthread_mutex_unlock(&s->reg);
   rill_log_t *log = t ? t->log : NULL;
@@ -357,7 +357,7 @@ void rill__srv_on_topic_delete(struct loop *lp, struct conn *c, const rill_frame
    * is missed; a count going down meanwhile only makes us refuse. */
   uint32_t subs = 0;
   for (uint32_t i = 0; t && i < s->nloops; i++)
-    subs += atomic_load_explicit(&t->per[i].nsubs, memory_order_relaxed);
+    subs += __atomic_load_n(&t->per[i].nsubs, __ATOMIC_RELAXED);
   if (t && (subs || t->binders)) {
     rc = rill__err(RILL_EBUSY,
                    "TOPIC_DELETE: topic '%s' has %u subscribers and %u bound publishers; they "
