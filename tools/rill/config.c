@@ -629,6 +629,23 @@ static void put_units(FILE *f, const char *key, uint64_t n, const unit_t *units)
     fprintf(f, "%s = %" PRIu64 "\n", key, n);
 }
 
+/* key = value, the value quoted when it would not read back as it is
+ * unquoted (line_value trims it and stops at a " #"): empty, spaces at
+ * either end, a '#', a quote or a backslash. */
+static void put_str(FILE *f, const char *key, const char *v) {
+  size_t n = strlen(v);
+  bool plain = n && strcspn(v, "#\"\\") == n && v[0] != ' ' && v[0] != '\t' && v[n - 1] != ' ' &&
+               v[n - 1] != '\t';
+  if (plain) {
+    fprintf(f, "%s = %s\n", key, v);
+    return;
+  }
+  fprintf(f, "%s = \"", key);
+  for (; *v; v++)
+    fprintf(f, *v == '"' || *v == '\\' ? "\\%c" : "%c", *v);
+  fputs("\"\n", f);
+}
+
 void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_serve_config_t *cfg) {
   static const unit_t print_sizes[] = {
       {"", 1}, {"K", 1u << 10}, {"M", 1u << 20}, {"G", 1ull << 30}, {NULL, 0}};
@@ -638,7 +655,7 @@ void rill_serve_config_print(FILE *f, const rill_server_opts_t *o, const rill_se
                              o->any_port ? 0
                              : o->port   ? o->port
                                          : RILL_NET_PORT));
-  fprintf(f, "data = %s\n", o->data_dir ? o->data_dir : "");
+  put_str(f, "data", o->data_dir ? o->data_dir : "");
   /* The token is a secret: say that there is one, in a comment, so the
    * output still reads back as a config file. */
   fprintf(f, o->token ? "# token = (set, not shown)\n" : "# token = (none)\n");
