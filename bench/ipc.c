@@ -202,12 +202,12 @@ static inline void big_check(const char *who, const uint8_t *m, size_t len, uint
 
 static rill_ipc_route_opts_t route_opts(const peer_t *p) {
   return (rill_ipc_route_opts_t){.slots = SLOTS,
-                           .slot_size = SLOT,
-                           .max_receivers = MAX_RX,
-                           .policy = RILL_IPC_BLOCK,
-                           .wait = p->spin ? RILL_IPC_SPIN : RILL_IPC_PARK,
-                           .max_message = p->big ? BIG : 0,
-                           .pool_chunks = p->big ? CHUNKS : 0};
+                                 .slot_size = SLOT,
+                                 .max_receivers = MAX_RX,
+                                 .policy = RILL_IPC_BLOCK,
+                                 .wait = p->spin ? RILL_IPC_SPIN : RILL_IPC_PARK,
+                                 .max_message = p->big ? BIG : 0,
+                                 .pool_chunks = p->big ? CHUNKS : 0};
 }
 
 /* Channel cases put every process on one socket pair, not one per child. */

@@ -482,10 +482,11 @@ static int rill_open(bench_ctx_t *b) {
                                   &S.sub_next)) != 0)
     bench_die("rill: bind or subscribe: %s: %s", rill_strerror(rc), rill_errmsg());
   raw_open();
-  bench_note(b,
-             "rill: server on 127.0.0.1:%u, topics in %s, RILL_SERVER_SYNC_NEVER; subscriber credits "
-             "%u, granted by halves; batches of %u records, %u awaiting their ACK",
-             rill_server_port(S.srv), S.dir, SUB_WINDOW, BATCH, WINDOW);
+  bench_note(
+      b,
+      "rill: server on 127.0.0.1:%u, topics in %s, RILL_SERVER_SYNC_NEVER; subscriber credits "
+      "%u, granted by halves; batches of %u records, %u awaiting their ACK",
+      rill_server_port(S.srv), S.dir, SUB_WINDOW, BATCH, WINDOW);
   return 0;
 }
 

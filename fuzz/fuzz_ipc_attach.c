@@ -82,11 +82,11 @@ static void live(const uint8_t *data, size_t size) {
   snprintf(name, sizeof name, "fuzz.attach.%d", (int)getpid());
   rill_ipc_route_unlink(name);
   rill_ipc_route_opts_t o = {.slots = 2u << (data[1] % 4),
-                       .slot_size = 64u * (1 + data[2] % 4),
-                       .max_receivers = 1 + data[3] % 4,
-                       .policy = (rill_ipc_policy_t)(data[4] % 3),
-                       .wait = (rill_ipc_wait_t)((data[4] >> 2) % 2),
-                       .spin_ns = 1000};
+                             .slot_size = 64u * (1 + data[2] % 4),
+                             .max_receivers = 1 + data[3] % 4,
+                             .policy = (rill_ipc_policy_t)(data[4] % 3),
+                             .wait = (rill_ipc_wait_t)((data[4] >> 2) % 2),
+                             .spin_ns = 1000};
   fuzz_ipc_pool(o.pool, o.slot_size, data);
   rill_ipc_route_sender_t *s = NULL, *s2 = NULL;
   rill_ipc_route_receiver_t *r1 = NULL, *r2 = NULL, *r3 = NULL;

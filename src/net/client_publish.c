@@ -56,8 +56,8 @@ int rill_client_publish(rill_client_t *c, uint16_t channel, const void *data, ui
   return acked(c, rc, ack, id, seq);
 }
 
-int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_iov_t *recs,
-                              size_t n, bool ack, uint64_t *first) {
+int rill_client_publish_batch(rill_client_t *c, uint16_t channel, const rill_iov_t *recs, size_t n,
+                              bool ack, uint64_t *first) {
   if (!recs || !n || n > RILL_NET_MAX_BATCH)
     return rill__err(RILL_EINVAL, "client: a batch is 1..%u records, not %zu", RILL_NET_MAX_BATCH,
                      n);

@@ -106,8 +106,7 @@ void rill__srv_on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f
   rill__srv_ack(lp, c, t, f, seq, seq);
 }
 
-bool rill__srv_batch_parse(const rill_frame_t *f, rill_iov_t recs[RILL_NET_MAX_BATCH],
-                           size_t *n) {
+bool rill__srv_batch_parse(const rill_frame_t *f, rill_iov_t recs[RILL_NET_MAX_BATCH], size_t *n) {
   size_t k = 0, off = 0;
   while (off < f->len) {
     if (f->len - off < 4 || k == RILL_NET_MAX_BATCH)
