@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "rill/net.h"
+#include "scripted_server.h"
 #include "server_fixture.h"
 
 static void mkdir_tmp(void) { dir_make("/tmp/rill-test-ops-XXXXXX"); }
@@ -501,34 +502,6 @@ Test(server_ops, the_log_callback) {
 
 /* ---- the client's topic calls against a lying server ------------------------------ */
 
-typedef struct {
-  int lfd;
-  uint16_t port;
-  pthread_t t;
-} fake_t;
-
-static void fake_send(int fd, uint8_t type, uint8_t flags, uint64_t id, uint64_t arg,
-                      const void *body, uint32_t len) {
-  uint8_t b[RILL_NET_HDR + 256];
-  rill_frame_header(b, type, flags, 0, id, arg, len);
-  if (len)
-    memcpy(b + RILL_NET_HDR, body, len);
-  cr_assert_eq(send(fd, b, RILL_NET_HDR + len, MSG_NOSIGNAL), (ssize_t)(RILL_NET_HDR + len));
-}
-
-static uint8_t fake_recv(int fd, uint8_t *b, size_t cap, rill_frame_t *f) {
-  size_t have = 0, used = RILL_NET_HDR;
-  while (have < used) {
-    ssize_t n = recv(fd, b + have, used - have, 0);
-    if (n <= 0)
-      return 0;
-    have += (size_t)n;
-    if (rill_frame_decode(b, have, (uint32_t)(cap - RILL_NET_HDR), f, &used) == 0)
-      break;
-  }
-  return f->type;
-}
-
 /* What the lying server answers each TOPICS with, in turn. */
 static const struct {
   uint8_t flags;
@@ -560,23 +533,19 @@ static const struct {
 
 static void *liar_main(void *arg) {
   fake_t *k = arg;
-  int fd = accept(k->lfd, NULL, NULL);
-  cr_assert_geq(fd, 0);
   uint8_t b[4096];
+  int fd = script_accept(k, b, sizeof b, NULL, 1 << 20);
+  cr_assert_geq(fd, 0);
   rill_frame_t f;
-  cr_assert_eq(fake_recv(fd, b, sizeof b, &f), RILL_F_HELLO);
-  uint8_t w[RILL_NET_WELCOME_SIZE];
-  rill_net_welcome_encode(w, &(rill_net_welcome_t){RILL_NET_VERSION, 1 << 20, 1, UINT32_MAX});
-  fake_send(fd, RILL_F_WELCOME, 0, 0, 0, w, sizeof w);
   size_t n = 0;
   while (fake_recv(fd, b, sizeof b, &f)) {
     if (f.type == RILL_F_TOPICS && n < sizeof lies / sizeof lies[0]) {
-      fake_send(fd, RILL_F_TOPICS, lies[n].flags, f.id, lies[n].arg, lies[n].body, lies[n].len);
+      raw_send(fd, RILL_F_TOPICS, lies[n].flags, 0, f.id, lies[n].arg, lies[n].body, lies[n].len);
       n++;
     } else if (f.type == RILL_F_TOPIC_INFO) {
-      fake_send(fd, RILL_F_TOPIC_INFO, 0, f.id, 0, b, RILL_NET_TOPIC_INFO_SIZE - 1);
+      raw_send(fd, RILL_F_TOPIC_INFO, 0, 0, f.id, 0, b, RILL_NET_TOPIC_INFO_SIZE - 1);
     } else if (f.type == RILL_F_PING) {
-      fake_send(fd, RILL_F_PONG, 0, f.id, 0, NULL, 0);
+      raw_send(fd, RILL_F_PONG, 0, 0, f.id, 0, NULL, 0);
     }
   }
   close(fd);
@@ -591,19 +560,8 @@ static void count_names(void *ctx, const char *name) {
 /* Answers that do not decode are RILL_EPROTO, before any of their names
  * reaches the callback, and never a loop without end. */
 Test(server_ops, client_topic_calls_trust_no_answer) {
-  fake_t k = {.lfd = socket(AF_INET, SOCK_STREAM, 0)};
-  cr_assert_geq(k.lfd, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-  socklen_t sl = sizeof sa;
-  cr_assert_eq(bind(k.lfd, (struct sockaddr *)&sa, sizeof sa), 0);
-  cr_assert_eq(listen(k.lfd, 4), 0);
-  getsockname(k.lfd, (struct sockaddr *)&sa, &sl);
-  k.port = ntohs(sa.sin_port);
-  cr_assert_eq(pthread_create(&k.t, NULL, liar_main, &k), 0);
-  rill_client_t *c;
-  cr_assert_eq(rill_client_connect(&c, &(rill_client_opts_t){.port = k.port}), 0, "%s",
-               rill_errmsg());
+  fake_t k;
+  rill_client_t *c = fake_connect(&k, liar_main, 0, (rill_client_opts_t){0});
   for (int i = 0; i < 6; i++) {
     int names = 0;
     cr_expect_eq(rill_client_topics(c, count_names, &names), RILL_EPROTO, "lie %d", i);
@@ -614,8 +572,7 @@ Test(server_ops, client_topic_calls_trust_no_answer) {
   cr_expect_eq(rill_client_topic_info(c, "x", &in), RILL_EPROTO);
   cr_expect_eq(rill_client_ping(c, NULL), 0, "the connection goes on: %s", rill_errmsg());
   rill_client_close(c);
-  pthread_join(k.t, NULL);
-  close(k.lfd);
+  fake_end(&k);
 }
 
 /* Segment size and retention per topic: the first topic_opts entry that
