@@ -307,9 +307,13 @@ for args in "--size 4 $bench" "--count 0 $bench" "--senders 2 $bench" "--receive
 done
 [ -z "$(lsname "$bench")" ] || fail "a refused bench made its route"
 "$rill" ipc help | grep -q "bench .*NAME" || fail "help: bench NAME"
-out=$("$rill" ipc bench --help 2>&1 || true)
-echo "$out" | grep -Eq "rill bench <suite>|built without the benchmarks" ||
-  fail "rill ipc bench --help is not the suite's: $out"
+# bench's own usage, both forms, not `rill bench`'s.
+for h in --help -h; do
+  out=$("$rill" ipc bench $h) || fail "rill ipc bench $h: status $?"
+  echo "$out" | grep -q "^usage: rill ipc bench .*--size" || fail "rill ipc bench $h: $out"
+  echo "$out" | grep -q -e "--filter S" || fail "rill ipc bench $h: no suite form: $out"
+  ! echo "$out" | grep -q "rill bench <suite>" || fail "rill ipc bench $h is rill bench's: $out"
+done
 
 # The README's demo, in its order: a sub waiting for a route that does not
 # exist yet, then a pub that creates it and sends. The pub waits for the

@@ -781,14 +781,14 @@ static int cmd_rm(args_t *a) {
 }
 
 /* Without a NAME, and with nothing but the suite's own flags, `rill ipc
- * bench` is the built-in suite, as it was before it took a NAME. */
+ * bench` is the built-in suite, as it was before it took a NAME. --help is
+ * bench's own, which tells of both. */
 bool rill_ipc_bench_is_suite(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *s = argv[i];
     if (!strcmp(s, "--filter") && i + 1 < argc)
       i++;
-    else if (strcmp(s, "--json") && strcmp(s, "--quick") && strncmp(s, "--filter=", 9) &&
-             strcmp(s, "--help") && strcmp(s, "-h"))
+    else if (strcmp(s, "--json") && strcmp(s, "--quick") && strncmp(s, "--filter=", 9))
       return false;
   }
   return true;
@@ -815,7 +815,8 @@ int rill_ipc_main(int argc, char **argv) {
   int parsed = parse(argc - 1, argv + 1, &a);
   if (parsed) {
     free(a.rest);
-    return ipc_usage(parsed > 0 ? stdout : stderr);
+    FILE *f = parsed > 0 ? stdout : stderr;
+    return !strcmp(cmd, "bench") ? ipc_bench_usage(f) : ipc_usage(f);
   }
   int rc = !strcmp(cmd, "pub")     ? (a.chan ? cmd_pub_chan(&a) : cmd_pub(&a))
            : !strcmp(cmd, "sub")   ? (a.chan ? cmd_sub_chan(&a) : cmd_sub(&a))

@@ -20,6 +20,49 @@
 #include "rill/core.h"
 #include "tools.h"
 
+/* ---- usage ------------------------------------------------------------------------- */
+
+int ipc_bench_usage(FILE *f) {
+  fprintf(f,
+          "usage: rill ipc bench [--size B] [--count N] [--receivers K] [--latency] [--json]\n"
+          "                      [--slots N] [--slot-size B] [--policy block|fail|overwrite]\n"
+          "                      [--spin] [--pool SIZE:CHUNKS[,...]]\n"
+          "                      [--channel|--queue [--senders S]] NAME\n"
+          "       rill ipc bench [--json] [--quick] [--filter S]\n"
+          "\n"
+          "With NAME: measures that route (or channel, with --channel or --queue) as it\n"
+          "is, or creates it with the layout options (as `rill ipc pub` takes them) and\n"
+          "removes it afterwards; a route with a live sender is never measured.\n"
+          "  --size B       message size (default 64; over a slot's payload through the\n"
+          "                 pool)\n"
+          "  --count N      messages (default 1000000), or round trips with --latency\n"
+          "                 (default 100000)\n"
+          "  --receivers K  receiver processes (default 1), each getting every message\n"
+          "                 (a queue: each message to one of them)\n"
+          "  --senders S    a channel's sender processes (default 1); a route's sender is\n"
+          "                 this process\n"
+          "  --latency      round trips to one echo process, back on a route NAME.back\n"
+          "                 made for the run: one-way p50/p99/p999/max in ns (half a round\n"
+          "                 trip)\n"
+          "  --spin         a created route's waits spin before they park\n"
+          "  --json         one JSON object instead of the text report\n"
+          "Prints msg/s and MB/s per receiver (a queue's: all together).\n"
+          "\n"
+          "Without NAME: the built-in suite, `rill bench ipc`: rill's routes and\n"
+          "channels between processes against Unix sockets (one write per message, a\n"
+          "64 KiB buffered writer, sendmmsg/recvmmsg batches, busy-polling), a pipe and\n"
+          "ZeroMQ; its notes say how each peer is run.\n"
+          "  --quick        ~10x fewer iterations: a smoke run, figures are rough\n"
+          "  --filter S     only the cases whose name contains S (lat_64_spin,\n"
+          "                 lat_64_block, lat_64_load, thr_64, thr_64_4rx, thr_64k,\n"
+          "                 thr_64k_pageword, thr_64k_4rx, chan_64, chan_64_queue)\n"
+          "  --json         one JSON object per result line on stdout\n"
+          "\n"
+          "NAME: up to %u of [A-Za-z0-9._-], not starting with '.'\n",
+          RILL_IPC_MAX_NAME);
+  return f == stdout ? 0 : 2;
+}
+
 /* ---- bench ------------------------------------------------------------------------- */
 
 /* rill ipc bench NAME: the user's own route or channel, measured. The

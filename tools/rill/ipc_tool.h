@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "rill/ipc.h"
 
@@ -64,5 +65,9 @@ int ipc_chan_opts(args_t *a, const char *who, rill_ipc_chan_opts_t *o);
 
 /* rill ipc bench NAME (ipc_bench.c). */
 int ipc_cmd_bench(args_t *a);
+
+/* rill ipc bench --help: both forms, NAME and the suite. 0 on stdout, 2
+ * otherwise (a usage error). */
+int ipc_bench_usage(FILE *f);
 
 #endif
