@@ -46,7 +46,7 @@ int rill_bus_cursor_create(rill_bus_cursor_t **out, rill_bus_memsink_t *ms, rill
   *out = NULL;
   if ((unsigned)from > RILL_BUS_FROM_NOW)
     return rill__err(RILL_EINVAL, "bus cursor: unknown start %d", (int)from);
-  rill_bus_cursor_t *c;
+  rill_bus_cursor_t *c = NULL;
   int rc = cursor_alloc(ms, &c);
   if (rc)
     return rc;
@@ -149,7 +149,7 @@ int rill_bus_cursor_load(rill_bus_cursor_t **out, rill_bus_memsink_t *ms, const 
                        s, (unsigned long long)pos, (unsigned long long)seq,
                        (unsigned long long)end.cursor, (unsigned long long)end.next_seq);
   }
-  rill_bus_cursor_t *c;
+  rill_bus_cursor_t *c = NULL;
   int rc = cursor_alloc(ms, &c);
   if (rc)
     return rc;
