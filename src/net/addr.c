@@ -19,7 +19,7 @@ int rill__addr_resolve(const char *host, uint16_t port, bool passive, const char
   *out = NULL;
   if (!host)
     return rill__err(RILL_EINVAL, "%s: no host", who);
-  size_t n = strnlen(host, RILL__HOST_MAX + 3);
+  size_t n = strlen(host);
   const char *h = host;
   if (n >= 2 && h[0] == '[' && h[n - 1] == ']') { /* "[::1]", as in "[::1]:7450" */
     h++;

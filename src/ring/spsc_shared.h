@@ -4,7 +4,7 @@
  * The bus's DROP_OLDEST lets a producer whose ring is full discard the
  * oldest item the consumer has not taken yet, so two threads move the
  * ring's head. Who may take which slot is decided outside the ring (the
- * bus's claim word: src/bus/bus.c, "Drop-oldest"); the ring gives the
+ * bus's claim word: src/bus/bus_internal.h, "Drop-oldest"); the ring gives the
  * moves that decision needs, so that no code outside src/ring touches its
  * indexes or geometry:
  *  - head and tail loaded with the order the caller's protocol needs;

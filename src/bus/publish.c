@@ -1,0 +1,436 @@
+/*
+ * Publish: the producer side. An event goes into the next slot of its
+ * shard's ring, inline or by buf reference; a full ring applies the bus's
+ * policy (DROP_OLDEST and BLOCK wait as "Drop-oldest" and "Sleeping" in
+ * bus_internal.h describe). Batch publish groups events by shard.
+ */
+#include <assert.h>
+#include <string.h>
+
+#include "bus/bus_internal.h"
+
+/* Longest a DROP_OLDEST producer sleeps waiting for a batch in flight
+ * before it looks again (the worker's wakeup is the normal way out). */
+#define OLDEST_SLEEP_NS 1000000u
+
+/* After a publish to shard: wakes its worker if it sleeps. Relaxed and
+ * without a fence on purpose (see "Sleeping" in bus_internal.h): a miss costs at
+ * most IDLE_SLEEP_NS. The exchange lets one producer make the syscall. */
+static inline void doorbell_ring(rill_bus_t *bus, uint32_t shard) {
+  struct doorbell *d = bus->bell[shard];
+  if (RILL_UNLIKELY(__atomic_load_n(&d->sleeping, __ATOMIC_RELAXED)) &&
+      __atomic_exchange_n(&d->sleeping, 0, __ATOMIC_RELAXED))
+    rill__futex_bump(&d->ring);
+}
+
+/* A producer about to sleep: raises its flag and returns the wake word to
+ * sleep on. The caller then checks its condition again and either sleeps
+ * (producer_sleep) or lowers the flag (producer_unarm). */
+static uint32_t producer_arm(rill_bus_producer_t *p) {
+  /* Acquire: pairs with futex_bump, so a bump we see comes with the room
+   * (or stop) it announced. Loaded before the condition is checked, so a
+   * bump after the check changes the word and the futex does not sleep. */
+  uint32_t w0 = __atomic_load_n(&p->wt.wake, __ATOMIC_ACQUIRE);
+  /* seq_cst: our flag store and the caller's next seq_cst load of head (or
+   * claim) against the worker's seq_cst give-back and its seq_cst load of
+   * the flag (worker_wake_producers): of the two, one sees the other.
+   * Either we find the room, or it finds the flag and wakes us. */
+  (void)__atomic_exchange_n(&p->wt.waiting, 1, __ATOMIC_SEQ_CST);
+  return w0;
+}
+
+static void producer_unarm(rill_bus_producer_t *p) {
+  __atomic_store_n(&p->wt.waiting, 0, __ATOMIC_RELAXED);
+}
+
+static void producer_sleep(rill_bus_producer_t *p, uint32_t w0, uint64_t ns) {
+  rill__futex_wait(&p->wt.wake, w0, ns);
+  producer_unarm(p);
+}
+
+static inline void cnt_inc(uint64_t *c) {
+  __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+}
+
+/* The slow path: the ring for the shard is full, or under pressure for
+ * SAMPLE. Applies the policy. */
+static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct item *it);
+
+/* An event into a reserved slot: its header, then its payload inline. */
+static inline void write_slot(uint8_t *sl, uint64_t ts, const void *data, uint32_t len) {
+  struct slot_hdr h = {ts, len, 0};
+  memcpy(sl, &h, sizeof h);
+  if (len)
+    memcpy(sl + SLOT_HDR, data, len);
+}
+
+/* One event into the next slot of the shard's ring, and the doorbell.
+ * RILL_EAGAIN when full; the error of rill_buf_clone (nothing pushed). */
+static inline int push_slot(rill_bus_producer_t *p, uint32_t shard, const struct item *it) {
+  rill_ring_spsc_t *r = p->rings[shard];
+  size_t got;
+  uint8_t *sl = rill_ring_spsc_reserve(r, 1, &got);
+  if (RILL_UNLIKELY(!got))
+    return RILL_EAGAIN;
+  if (RILL_LIKELY(!it->ref)) {
+    write_slot(sl, rill_time_ns(), it->data, it->len);
+  } else {
+    /* The slot holds a reference of its own, released by whoever takes
+     * the slot last (slot_release). */
+    rill_buf_t v;
+    int rc = rill_buf_clone(&v, it->ref);
+    if (RILL_UNLIKELY(rc))
+      return rc;
+    struct slot_hdr h = {rill_time_ns(), it->len, SLOT_REF};
+    memcpy(sl, &h, sizeof h);
+    memcpy(sl + SLOT_HDR, &v, sizeof v);
+  }
+  rill_ring_spsc_commit(r, 1);
+  doorbell_ring(p->bus, shard);
+  return 0;
+}
+
+/* Publishes one event (inline, or by reference when it->ref) to shard. */
+static int publish_item(rill_bus_producer_t *p, uint32_t shard, const struct item *it) {
+  rill_bus_t *bus = p->bus;
+  /* Relaxed: a flag that only stops ingest; close documents that
+   * publishes must not race with it. */
+  if (RILL_UNLIKELY(__atomic_load_n(&bus->stop, __ATOMIC_RELAXED)))
+    return rill__err(RILL_ECLOSED, "bus: publish after shutdown");
+  rill_ring_spsc_t *r = p->rings[shard];
+  if (RILL_UNLIKELY(bus->o.policy == RILL_BUS_SAMPLE)) {
+    uint64_t q = rill__ring_spsc_slots(r) / 4;
+    if (!rill__ring_spsc_has_room(r, q ? q : 1))
+      return publish_full(p, shard, it);
+    p->c.sample_ctr = 0;
+  }
+  int rc = push_slot(p, shard, it);
+  if (RILL_LIKELY(rc == 0)) {
+    cnt_inc(&p->c.ingested);
+    return 0;
+  }
+  if (RILL_UNLIKELY(rc != RILL_EAGAIN))
+    return rc;
+  return publish_full(p, shard, it);
+}
+
+/* Publishes len bytes at data: inline up to slot_payload, else copied into
+ * a new buf (an allocation) sent by reference, up to max_payload. */
+static int publish_to(rill_bus_producer_t *p, uint32_t shard, const void *data, uint32_t len) {
+  rill_bus_t *bus = p->bus;
+  if (RILL_LIKELY(len <= bus->o.slot_payload))
+    return publish_item(p, shard, &(struct item){data, len, NULL});
+  if (len > bus->o.max_payload)
+    return rill__err(RILL_EMSGSIZE, "bus: payload %u over max_payload %u", len, bus->o.max_payload);
+  if (__atomic_load_n(&bus->stop, __ATOMIC_RELAXED)) /* spare the copy */
+    return rill__err(RILL_ECLOSED, "bus: publish after shutdown");
+  rill_buf_t b;
+  int rc = rill_buf_copy(&b, data, len);
+  if (rc)
+    return rc;
+  rc = publish_item(p, shard, &(struct item){NULL, len, &b});
+  rill_buf_release(&b); /* the slot has its own reference, if it got in */
+  return rc;
+}
+
+/* One push of a publish that waits for room (DROP_OLDEST, BLOCK): 0 once
+ * the item is in (counted), RILL_EAGAIN while the ring is full, or the
+ * error; RILL_ECLOSED, saying what we were doing, once the bus shuts down. */
+static inline int push_or_stop(rill_bus_producer_t *p, uint32_t shard, const struct item *it,
+                               const char *doing) {
+  int rc = push_slot(p, shard, it);
+  if (rc == 0) {
+    cnt_inc(&p->c.ingested);
+    return 0;
+  }
+  if (rc != RILL_EAGAIN)
+    return rc;
+  /* Acquire: pairs with close's release; close then wakes us. */
+  if (__atomic_load_n(&p->bus->stop, __ATOMIC_ACQUIRE))
+    return rill__err(RILL_ECLOSED, "bus: shut down while %s", doing);
+  return RILL_EAGAIN;
+}
+
+/* DROP_OLDEST with the ring full: discards the oldest slot not taken by
+ * the worker (see "Drop-oldest" in bus_internal.h), then pushes. */
+static int publish_drop_oldest(rill_bus_producer_t *p, uint32_t shard, const struct item *it) {
+  rill_bus_t *bus = p->bus;
+  rill_ring_spsc_t *r = p->rings[shard];
+  struct claim *cl = &p->claim[shard];
+  for (unsigned spins = 0;; spins++) {
+    int rc = push_or_stop(p, shard, it, "dropping the oldest");
+    if (rc != RILL_EAGAIN)
+      return rc;
+    /* Relaxed: our own index. Acquire on head: pairs with the worker's
+     * release (fetch_add), so its reads of the slots it gave back are done
+     * before we reuse one. */
+    uint64_t tail = rill__ring_spsc_tail(r, __ATOMIC_RELAXED);
+    uint64_t h = rill__ring_spsc_head(r, __ATOMIC_ACQUIRE);
+    if (!rill__ring_spsc_full(r, h, tail))
+      continue; /* the worker gave slots back meanwhile: push again */
+    uint64_t c = h;
+    /* Acquire: pairs with the worker's release store when it undoes a
+     * held claim, so its reads of slot h are done before we reuse it.
+     * Release: pairs with the worker's acquire load of claim, so the tail
+     * it loads next is at least ours (tail >= claim). */
+    if (__atomic_compare_exchange_n(&cl->v, &c, h + 1, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+      /* Slot h is ours alone now: the worker's next take starts at h + 1.
+       * Its buf reference, if any, goes with it. Release: as for the
+       * worker's give-back, so the head a later acquire load sees covers
+       * everything done to slot h. */
+      slot_release(rill__ring_spsc_slot(r, h));
+      rill__ring_spsc_head_add(r, 1, __ATOMIC_RELEASE);
+      cnt_inc(&p->c.dropped_oldest);
+      spins = 0;
+      continue; /* one slot is free: the push succeeds */
+    }
+    /* c != h: the worker is delivering a batch from this ring. Wait for it
+     * to give the slots back (at most one on_batch call): spin a little,
+     * then sleep until the worker wakes us (worker_wake_producers). */
+    if (spins < 128) {
+      rill__cpu_relax();
+      continue;
+    }
+    uint32_t w0 = producer_arm(p);
+    /* seq_cst: loaded after the flag went up, in producer_arm's pattern
+     * (and acquire, as above). */
+    h = rill__ring_spsc_head(r, __ATOMIC_SEQ_CST);
+    if (__atomic_load_n(&cl->v, __ATOMIC_SEQ_CST) != h &&
+        !__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
+      producer_sleep(p, w0, OLDEST_SLEEP_NS); /* bounded: see the constant */
+    else
+      producer_unarm(p);
+  }
+}
+
+static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct item *it) {
+  rill_bus_t *bus = p->bus;
+  rill_ring_spsc_t *r = p->rings[shard];
+  switch (bus->o.policy) {
+  case RILL_BUS_DROP_OLDEST: return publish_drop_oldest(p, shard, it);
+  case RILL_BUS_DROP_NEWEST:
+    cnt_inc(&p->c.ingested);
+    cnt_inc(&p->c.dropped_newest);
+    return 0;
+  case RILL_BUS_FAIL:
+    cnt_inc(&p->c.ingested);
+    cnt_inc(&p->c.failed_full);
+    return rill__err(RILL_EFULL, "bus: ring full");
+  case RILL_BUS_SAMPLE: {
+    if (p->c.sample_ctr++ % bus->o.sample_n != 0) {
+      cnt_inc(&p->c.ingested);
+      cnt_inc(&p->c.dropped_sampled);
+      return 0;
+    }
+    int rc = push_slot(p, shard, it);
+    if (rc && rc != RILL_EAGAIN)
+      return rc; /* not ingested: the buf refused another reference */
+    cnt_inc(&p->c.ingested);
+    if (rc)
+      cnt_inc(&p->c.dropped_newest);
+    return 0;
+  }
+  case RILL_BUS_BLOCK:
+  default: {
+    uint64_t deadline = rill__deadline(rill_time_ns(), bus->o.block_timeout_ns);
+    for (unsigned spins = 0;; spins++) {
+      int rc = push_or_stop(p, shard, it, "blocked");
+      if (rc != RILL_EAGAIN)
+        return rc;
+      if (spins < 128) {
+        rill__cpu_relax();
+        continue;
+      }
+      uint64_t now = rill_time_ns();
+      if (now >= deadline) {
+        cnt_inc(&p->c.ingested);
+        cnt_inc(&p->c.blocked_timeouts);
+        return rill__err(RILL_ETIMEDOUT, "bus: blocked past the timeout");
+      }
+      /* Sleep until the worker gives slots of this ring back, close, or
+       * the deadline. */
+      uint32_t w0 = producer_arm(p);
+      /* seq_cst: head loaded after the flag went up, in producer_arm's
+       * pattern (and acquire, as the ring's own load: the room we see was
+       * read out by the worker). Relaxed tail: ours. */
+      uint64_t head = rill__ring_spsc_head(r, __ATOMIC_SEQ_CST);
+      uint64_t tail = rill__ring_spsc_tail(r, __ATOMIC_RELAXED);
+      if (rill__ring_spsc_full(r, head, tail) && !__atomic_load_n(&bus->stop, __ATOMIC_ACQUIRE))
+        producer_sleep(p, w0, deadline - now);
+      else
+        producer_unarm(p);
+    }
+  }
+  }
+}
+
+int rill_bus_publish(rill_bus_producer_t *p, const void *data, uint32_t len) {
+  uint32_t shard = rill_hash_reduce(rill_hash64(data, len), p->bus->o.shards);
+  return publish_to(p, shard, data, len);
+}
+
+int rill_bus_publish_key(rill_bus_producer_t *p, uint64_t key, const void *data, uint32_t len) {
+  return publish_to(p, (uint32_t)(key % p->bus->o.shards), data, len);
+}
+
+int rill_bus_publish_buf(rill_bus_producer_t *p, const rill_buf_t *b) {
+  if (!p || !b)
+    return rill__err(RILL_EINVAL, "bus: NULL producer or buf");
+  uint32_t shard = rill_hash_reduce(rill_hash64(b->data, b->len), p->bus->o.shards);
+  return rill_bus_publish_buf_key(p, shard, b);
+}
+
+int rill_bus_publish_buf_key(rill_bus_producer_t *p, uint64_t key, const rill_buf_t *b) {
+  if (!p || !b)
+    return rill__err(RILL_EINVAL, "bus: NULL producer or buf");
+  rill_bus_t *bus = p->bus;
+  if (b->len > bus->o.max_payload)
+    return rill__err(RILL_EMSGSIZE, "bus: buf of %zu bytes over max_payload %u", b->len,
+                     bus->o.max_payload);
+  return publish_item(p, (uint32_t)(key % bus->o.shards),
+                      &(struct item){NULL, (uint32_t)b->len, b});
+}
+
+/* Copies a run of events bound for one shard with one reserve and one
+ * commit per contiguous stretch of free slots. Returns how many it pushed
+ * (fewer when the ring filled up). */
+static size_t push_run(rill_bus_t *bus, uint32_t shard, rill_ring_spsc_t *r, const rill_iov_t *iov,
+                       size_t n, uint64_t ts) {
+  size_t pushed = 0;
+  while (pushed < n) {
+    size_t got;
+    uint8_t *sl = rill_ring_spsc_reserve(r, n - pushed, &got);
+    if (!got)
+      break;
+    for (size_t k = 0; k < got; k++, sl += bus->slot_size)
+      write_slot(sl, ts, iov[pushed + k].data, iov[pushed + k].len);
+    rill_ring_spsc_commit(r, got);
+    pushed += got;
+  }
+  if (pushed)
+    doorbell_ring(bus, shard);
+  return pushed;
+}
+
+/* Events a grouped chunk of a batch publish takes at most. */
+#define GROUP_CHUNK 64u
+
+/* A chunk of a batch publish, grouped by shard: one reserve and commit
+ * (and one doorbell) per shard instead of per run of neighbours, which
+ * hashed events seldom are (4 shards: a run averages 4/3 events). Events
+ * keep their order within each shard, the only order the bus promises.
+ * Taken only when every event fits inline and every group fits in its
+ * ring, checked before anything is written, so the chunk is all or
+ * nothing and `done` stays a prefix; otherwise false, nothing written, and
+ * the caller takes the in-order path with its policies. */
+static bool publish_grouped(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, uint64_t ts) {
+  rill_bus_t *bus = p->bus;
+  uint16_t shard_of[GROUP_CHUNK], count[GROUP_CHUNK];
+  uint32_t shards[GROUP_CHUNK];
+  size_t ng = 0;
+  bool ok = true;
+  for (size_t k = 0; k < n; k++) {
+    if (iov[k].len > bus->o.slot_payload) {
+      ok = false;
+      break;
+    }
+    uint32_t s = rill_hash_reduce(rill_hash64(iov[k].data, iov[k].len), bus->o.shards);
+    if (p->group[s] == GROUP_NONE) {
+      p->group[s] = (uint16_t)ng;
+      shards[ng] = s;
+      count[ng++] = 0;
+    }
+    shard_of[k] = p->group[s];
+    count[p->group[s]]++;
+  }
+  for (size_t g = 0; g < ng && ok; g++) {
+    ok = rill__ring_spsc_has_room(p->rings[shards[g]], count[g]);
+  }
+  for (size_t g = 0; g < ng; g++)
+    p->group[shards[g]] = GROUP_NONE;
+  if (!ok)
+    return false;
+  /* Gather each group's events in order and push them: they fit, and only
+   * this thread adds to these rings. */
+  rill_iov_t mine[GROUP_CHUNK];
+  for (size_t g = 0; g < ng; g++) {
+    size_t m = 0;
+    for (size_t k = 0; k < n && m < count[g]; k++)
+      if (shard_of[k] == g)
+        mine[m++] = iov[k];
+    size_t pushed = push_run(bus, shards[g], p->rings[shards[g]], mine, m, ts);
+    (void)pushed;
+    assert(pushed == m);
+  }
+  __atomic_store_n(&p->c.ingested, p->c.ingested + n, __ATOMIC_RELAXED);
+  return true;
+}
+
+int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, size_t *done) {
+  rill_bus_t *bus = p->bus;
+  size_t i = 0;
+  int rc = 0;
+  if (RILL_UNLIKELY(__atomic_load_n(&bus->stop, __ATOMIC_RELAXED))) {
+    rc = rill__err(RILL_ECLOSED, "bus: publish after shutdown");
+    goto out;
+  }
+  uint64_t ts = rill_time_ns();
+  if (bus->o.policy != RILL_BUS_SAMPLE && bus->o.shards > 1) {
+    while (i < n) {
+      size_t m = n - i < GROUP_CHUNK ? n - i : GROUP_CHUNK;
+      if (!publish_grouped(p, iov + i, m, ts))
+        break;
+      i += m;
+    }
+  }
+  uint32_t shard =
+      i < n ? rill_hash_reduce(rill_hash64(iov[i].data, iov[i].len), bus->o.shards) : 0;
+  while (i < n) {
+    /* The run: events from i on that go to the same shard and fit. The
+     * shard of iov[i] is known already (it ended the previous run). */
+    size_t j = i;
+    uint32_t next = shard;
+    while (j < n && iov[j].len <= bus->o.slot_payload) {
+      if (j > i) {
+        next = rill_hash_reduce(rill_hash64(iov[j].data, iov[j].len), bus->o.shards);
+        if (next != shard)
+          break;
+      }
+      j++;
+    }
+    rill_ring_spsc_t *r = p->rings[shard];
+    size_t k = i;
+    if (bus->o.policy != RILL_BUS_SAMPLE) {
+      k += push_run(bus, shard, r, iov + i, j - i, ts);
+      __atomic_store_n(&p->c.ingested, p->c.ingested + (k - i), __ATOMIC_RELAXED);
+    }
+    /* What did not fit (or every event under SAMPLE) takes the one-event
+     * path and its policy. */
+    for (; k < j; k++) {
+      rc = publish_to(p, shard, iov[k].data, iov[k].len);
+      if (rc) {
+        i = k;
+        goto out;
+      }
+    }
+    if (j < n && iov[j].len > bus->o.slot_payload) {
+      /* Over the slot: alone, copied into a buf and sent by reference
+       * (publish_to). Its shard is known when it started the run. */
+      uint32_t big =
+          j == i ? shard : rill_hash_reduce(rill_hash64(iov[j].data, iov[j].len), bus->o.shards);
+      i = j;
+      rc = publish_to(p, big, iov[j].data, iov[j].len);
+      if (rc)
+        goto out;
+      j++;
+      if (j < n)
+        next = rill_hash_reduce(rill_hash64(iov[j].data, iov[j].len), bus->o.shards);
+    }
+    i = j;
+    shard = next;
+  }
+out:
+  if (done)
+    *done = i;
+  return rc;
+}
