@@ -50,7 +50,10 @@
  *   other); redis_xadd_pre_p256 is XADD key * f <record> formatted once
  *   and pipelined 256 commands at a time (redis-benchmark -P 256),
  *   redis_xadd_fmt_p256 the same with hiredis's format string walked for
- *   every command, as most hiredis code is written. append_4k's memcpy row
+ *   every command, as most hiredis code is written. Pipelining, like the
+ *   256-record transactions, buys throughput with latency: a record is
+ *   acknowledged (or visible) only once its batch is, where rill's append
+ *   returns with the record readable. append_4k's memcpy row
  *   is the machine's copy bandwidth (see memcpy_run).
  * - append_64_interval: the same under RILL_LOG_SYNC_INTERVAL with a 1 s
  *   interval (Redis's everysec, the interval it offers): the write loop
