@@ -135,6 +135,7 @@
 #define INTERVAL_NS 1000000000ull
 
 #define KEY_APPEND "rill-bench-log:append"
+#define KEY_FMT    "rill-bench-log:append-fmt"
 #define KEY_READ   "rill-bench-log:read"
 #define KEY_TAIL   "rill-bench-log:tail"
 #define KEY_GROUP  "rill-bench-log:group"
@@ -458,6 +459,7 @@ static void memcpy_run(void *arg, uint64_t n) {
 typedef struct rx {
   redisContext *c;
   bool fmt; /* the format-string client rather than the pre-formatted one */
+  const char *key;
   uint32_t len;
   uint64_t ctr;
   bench_redis_pre_t pre;
@@ -465,13 +467,29 @@ typedef struct rx {
 } rx_t;
 
 static void rx_init(rx_t *x, bool fmt, uint32_t len) {
-  *x = (rx_t){.c = S.rc, .fmt = fmt, .len = len};
+  *x = (rx_t){.c = S.rc, .fmt = fmt, .key = fmt ? KEY_FMT : KEY_APPEND, .len = len};
   rec_fill(x->rec, len);
   if (!fmt)
-    bench_redis_pre_init(&x->pre, "XADD %s * f %b", KEY_APPEND, x->rec, (size_t)len);
+    bench_redis_pre_init(&x->pre, "XADD %s * f %b", x->key, x->rec, (size_t)len);
+}
+
+/* After the case, outside the clock: the stream's last entry must be the
+ * last record sent, whole, or the row did not measure what it says. */
+static void rx_check(rx_t *x) {
+  if (x->ctr == 0)
+    return;
+  redisReply *r = bench_redis_cmd(x->c, "XREVRANGE %s + - COUNT 1", x->key);
+  uint64_t want = x->ctr - 1;
+  if (r->type != REDIS_REPLY_ARRAY || r->elements != 1 ||
+      r->element[0]->element[1]->element[1]->len != x->len ||
+      rec_head(r->element[0]->element[1]->element[1]->str) != want)
+    bench_die("redis: %s does not end with record %" PRIu64 " of %u bytes", x->key, want, x->len);
+  freeReplyObject(r);
+  bench_redis_do(x->c, "DEL %s", x->key);
 }
 
 static void rx_fini(rx_t *x) {
+  rx_check(x);
   if (!x->fmt)
     bench_redis_pre_free(&x->pre);
 }
@@ -484,7 +502,7 @@ static void rx_fini(rx_t *x) {
  * is written, and pays for walking the format each time. */
 static uint64_t redis_xadd_run(void *arg, uint64_t n) {
   rx_t *x = arg;
-  bench_redis_do(x->c, "DEL %s", KEY_APPEND);
+  bench_redis_do(x->c, "DEL %s", x->key);
   uint64_t t0 = rill_time_ns();
   if (!x->fmt) {
     bench_redis_pipeline(x->c, &x->pre, n, BATCH, &x->ctr, REDIS_REPLY_STRING);
@@ -495,8 +513,7 @@ static uint64_t redis_xadd_run(void *arg, uint64_t n) {
     for (uint64_t j = 0; j < k; j++) {
       uint64_t v = x->ctr++;
       memcpy(x->rec, &v, 8);
-      if (redisAppendCommand(x->c, "XADD %s * f %b", KEY_APPEND, x->rec, (size_t)x->len) !=
-          REDIS_OK)
+      if (redisAppendCommand(x->c, "XADD %s * f %b", x->key, x->rec, (size_t)x->len) != REDIS_OK)
         bench_die("redis: %s", x->c->errstr);
     }
     for (uint64_t j = 0; j < k; j++) {
@@ -1003,7 +1020,6 @@ static void append_64_case(bench_ctx_t *b, const a64_t *c) {
     rx_fini(&xa);
     if (c->fmt_row)
       rx_fini(&xf);
-    bench_redis_do(S.rc, "DEL %s", KEY_APPEND);
   }
 }
 
