@@ -966,10 +966,32 @@ static size_t emb_rows(bench_impl_t *im, emb_t *e, const char *const names[EMB_R
   return n;
 }
 
+/* After the case, outside the clock: the store's last record must be the
+ * last one appended, or the row did not do what it says. */
+static void emb_check(emb_t *e) {
+  if (e->ctr == 0)
+    return;
+  uint64_t head = 0;
+  bool found;
+  if (e->k == E_MMAP) {
+    found = e->mm.at >= 8 + e->len;
+    if (found)
+      head = rec_head(e->mm.map + e->mm.at - e->len);
+  } else if (e->k == E_SQLITE) {
+    found = bench_sqlite_last(e->sq, &head);
+  } else {
+    found = bench_lmdb_last(e->db, &head);
+  }
+  if (!found || head != e->ctr - 1)
+    bench_die("%s: the last record is not %" PRIu64, e->path, e->ctr - 1);
+}
+
 static void emb_rows_fini(emb_t *e) {
   for (int i = 0; i < EMB_ROWS; i++)
-    if (e[i].path[0])
+    if (e[i].path[0]) {
+      emb_check(&e[i]);
       emb_close(&e[i]);
+    }
 }
 
 /* append_64 and append_64_interval: rill, a write() loop, the embedded

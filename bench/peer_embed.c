@@ -127,6 +127,18 @@ size_t bench_sqlite_read(bench_sqlite_t *s, uint64_t *after, size_t max, uint64_
   return got;
 }
 
+bool bench_sqlite_last(bench_sqlite_t *s, uint64_t *head) {
+  sqlite3_stmt *st = sq_prepare(s, "SELECT rec FROM log ORDER BY seq DESC LIMIT 1");
+  int rc = sqlite3_step(st);
+  bool found = rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) >= 8;
+  if (found)
+    memcpy(head, sqlite3_column_blob(st, 0), 8);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    bench_die("sqlite: SELECT the last: %s", sqlite3_errmsg(s->db));
+  return found;
+}
+
 #else
 
 bool bench_sqlite_have(void) { return false; }
@@ -144,6 +156,10 @@ void bench_sqlite_insert(bench_sqlite_t *s, const void *rec, size_t len) {
 size_t bench_sqlite_read(bench_sqlite_t *s, uint64_t *after, size_t max, uint64_t *sum) {
   (void)s, (void)after, (void)max, (void)sum;
   return 0;
+}
+bool bench_sqlite_last(bench_sqlite_t *s, uint64_t *head) {
+  (void)s, (void)head;
+  return false;
 }
 
 #endif
@@ -264,6 +280,23 @@ size_t bench_lmdb_read(bench_lmdb_t *l, uint64_t *from, size_t max, uint64_t *su
   return got;
 }
 
+bool bench_lmdb_last(bench_lmdb_t *l, uint64_t *head) {
+  MDB_txn *t;
+  MDB_cursor *c;
+  mdb_check(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &t), "mdb_txn_begin");
+  mdb_check(mdb_cursor_open(t, l->dbi, &c), "mdb_cursor_open");
+  MDB_val k, v;
+  int rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+  bool found = rc == MDB_SUCCESS && v.mv_size >= 8;
+  if (found)
+    memcpy(head, v.mv_data, 8);
+  mdb_cursor_close(c);
+  mdb_txn_abort(t);
+  if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND)
+    mdb_check(rc, "mdb_cursor_get");
+  return found;
+}
+
 #else
 
 bool bench_lmdb_have(void) { return false; }
@@ -285,6 +318,10 @@ void bench_lmdb_sync(bench_lmdb_t *l) { (void)l; }
 size_t bench_lmdb_read(bench_lmdb_t *l, uint64_t *from, size_t max, uint64_t *sum) {
   (void)l, (void)from, (void)max, (void)sum;
   return 0;
+}
+bool bench_lmdb_last(bench_lmdb_t *l, uint64_t *head) {
+  (void)l, (void)head;
+  return false;
 }
 
 #endif

@@ -74,6 +74,10 @@ void bench_sqlite_insert(bench_sqlite_t *s, const void *rec, size_t len);
  *  many; 0 at the end. */
 size_t bench_sqlite_read(bench_sqlite_t *s, uint64_t *after, size_t max, uint64_t *sum);
 
+/** The last record's first 8 bytes into *head: false when the table is
+ *  empty. */
+bool bench_sqlite_last(bench_sqlite_t *s, uint64_t *head);
+
 /* ---- LMDB: one unnamed database, 8-byte integer keys from 0 ---- */
 
 typedef struct bench_lmdb bench_lmdb_t;
@@ -109,6 +113,10 @@ void bench_lmdb_sync(bench_lmdb_t *l);
  *  in place, from the map), *from moved past the last. Returns how many;
  *  0 at the end. */
 size_t bench_lmdb_read(bench_lmdb_t *l, uint64_t *from, size_t max, uint64_t *sum);
+
+/** The last record's first 8 bytes into *head: false when the database is
+ *  empty. */
+bool bench_lmdb_last(bench_lmdb_t *l, uint64_t *head);
 
 /* ---- the mmap'd append file ---- */
 
