@@ -347,7 +347,7 @@ typedef struct emb {
 
 static void emb_open(emb_t *e) {
   if (e->k == E_MMAP)
-    bench_mmap_open(&e->mm, e->path, e->sync);
+    bench_mmap_open(&e->mm, e->path);
   else if (e->k == E_SQLITE)
     e->sq = bench_sqlite_open(e->path, e->sync);
   else
@@ -1157,7 +1157,7 @@ static void case_read(bench_ctx_t *b) {
   path_of(lpath, sizeof lpath, "read_seq.lmdb");
   {
     bench_mmap_log_t m;
-    bench_mmap_open(&m, mpath, BENCH_EMBED_SYNC_NEVER);
+    bench_mmap_open(&m, mpath);
     for (uint64_t i = 0; i < n; i++) {
       memcpy(rec, &i, 8);
       bench_mmap_append(&m, rec, REC);

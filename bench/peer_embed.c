@@ -334,13 +334,12 @@ static void mm_map(bench_mmap_log_t *m) {
   m->map = mmap(NULL, BENCH_MMAP_CHUNK, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, (off_t)m->base);
   if (m->map == MAP_FAILED)
     bench_die("mmap %s: %s", m->path, strerror(errno));
-  m->at = m->synced = 0;
+  m->at = 0;
 }
 
-void bench_mmap_open(bench_mmap_log_t *m, const char *path, bench_embed_sync_t sync) {
+void bench_mmap_open(bench_mmap_log_t *m, const char *path) {
   memset(m, 0, sizeof *m);
   snprintf(m->path, sizeof m->path, "%s", path);
-  m->sync = sync;
   m->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (m->fd < 0)
     bench_die("open %s: %s", path, strerror(errno));
@@ -361,21 +360,24 @@ void bench_mmap_reset(bench_mmap_log_t *m) {
   munmap(m->map, BENCH_MMAP_CHUNK);
   if (ftruncate(m->fd, 0) != 0)
     bench_die("ftruncate %s: %s", m->path, strerror(errno));
-  m->base = 0;
+  m->base = m->synced = 0;
   mm_map(m);
 }
 
 void bench_mmap_sync(bench_mmap_log_t *m) {
-  /* msync wants a page-aligned start. */
-  size_t from = m->synced & ~(size_t)4095;
-  if (m->at > from && msync(m->map + from, m->at - from, MS_SYNC) != 0)
-    bench_die("msync %s: %s", m->path, strerror(errno));
-  m->synced = m->at;
+  if (m->synced < m->base) {
+    if (fdatasync(m->fd) != 0)
+      bench_die("fdatasync %s: %s", m->path, strerror(errno));
+  } else {
+    /* msync wants a page-aligned start. */
+    size_t from = (size_t)(m->synced - m->base) & ~(size_t)4095;
+    if (m->at > from && msync(m->map + from, m->at - from, MS_SYNC) != 0)
+      bench_die("msync %s: %s", m->path, strerror(errno));
+  }
+  m->synced = m->base + m->at;
 }
 
 void bench_mmap_next(bench_mmap_log_t *m) {
-  if (m->sync != BENCH_EMBED_SYNC_NEVER)
-    bench_mmap_sync(m);
   munmap(m->map, BENCH_MMAP_CHUNK);
   m->base += BENCH_MMAP_CHUNK;
   mm_map(m);

@@ -129,15 +129,15 @@ bool bench_lmdb_last(bench_lmdb_t *l, uint64_t *head);
 typedef struct bench_mmap_log {
   int fd;
   char path[PATH_MAX];
-  bench_embed_sync_t sync;
-  uint8_t *map;  /* the chunk being written */
-  uint64_t base; /* its offset in the file */
-  size_t at;     /* the next frame's offset in it */
-  size_t synced; /* what of it bench_mmap_sync already synced */
+  uint8_t *map;    /* the chunk being written */
+  uint64_t base;   /* its offset in the file */
+  size_t at;       /* the next frame's offset in it */
+  uint64_t synced; /* the file offset bench_mmap_sync synced up to */
 } bench_mmap_log_t;
 
-/** Creates the file at path (truncated) and maps its first chunk. */
-void bench_mmap_open(bench_mmap_log_t *m, const char *path, bench_embed_sync_t sync);
+/** Creates the file at path (truncated) and maps its first chunk. Nothing
+ *  is synced but by bench_mmap_sync. */
+void bench_mmap_open(bench_mmap_log_t *m, const char *path);
 
 /** Unmaps and closes; with remove, deletes the file. */
 void bench_mmap_close(bench_mmap_log_t *m, bool remove);
@@ -145,10 +145,13 @@ void bench_mmap_close(bench_mmap_log_t *m, bool remove);
 /** Empties the file and starts again at its first chunk. */
 void bench_mmap_reset(bench_mmap_log_t *m);
 
-/** Unmaps the chunk, synced first unless sync is NEVER, and maps the next. */
+/** Unmaps the chunk and maps the next (its pages stay in the page cache,
+ *  dirty, for the next bench_mmap_sync). */
 void bench_mmap_next(bench_mmap_log_t *m);
 
-/** msync(MS_SYNC) of what was appended since the last. */
+/** Makes what was appended since the last call durable: msync(MS_SYNC) of
+ *  the chunk's new part, or fdatasync() of the file when earlier chunks,
+ *  no longer mapped, hold some of it. */
 void bench_mmap_sync(bench_mmap_log_t *m);
 
 /** Bytes written so far, padding included. */
