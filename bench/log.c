@@ -1465,6 +1465,8 @@ static int log_run(bench_ctx_t *b) {
     bench_redis_version(S.rc, ver, sizeof ver);
     bench_note(b, "redis %s on 127.0.0.1:%d, hiredis %d.%d.%d; topics and files in %s", ver, S.port,
                HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH, S.dir);
+    bench_note(b, "redis rows: a server over loopback TCP against a library in the process (the "
+                  "embedded rows are the like-for-like ones)");
   } else {
     bench_redis_absent(b, S.port);
   }
@@ -1497,6 +1499,6 @@ static int log_run(bench_ctx_t *b) {
 const bench_suite_t bench_suite_log = {
     .name = "log",
     .about = "the durable log: appends, reads, tailing, group commit, vs write(), mmap, SQLite, "
-             "LMDB and Redis Streams",
+             "LMDB (in the process) and Redis Streams (a server over TCP)",
     .run = log_run,
 };
