@@ -89,3 +89,53 @@ void bench_redis_absent(bench_ctx_t *b, int port) {
              "rows are absent",
              port);
 }
+
+void bench_redis_pre_init(bench_redis_pre_t *p, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *cmd = NULL;
+  int len = redisvFormatCommand(&cmd, fmt, ap);
+  va_end(ap);
+  if (len < 0 || !cmd)
+    bench_die("redis: cannot format \"%s\"", fmt);
+  /* "*N\r\n" then N times "$L\r\n<L bytes>\r\n": walk to the last. */
+  char *at = cmd, *end = cmd + len;
+  long argc = strtol(at + 1, &at, 10);
+  size_t last = 0;
+  uint8_t *data = NULL;
+  for (long i = 0; i < argc; i++) {
+    if (end - at < 4 || at[0] != '\r' || at[2] != '$')
+      bench_die("redis: \"%s\" formatted into an unexpected shape", fmt);
+    last = strtoul(at + 3, &at, 10);
+    data = (uint8_t *)at + 2;
+    at = (char *)data + last;
+  }
+  if (last < 8 || (char *)data + last + 2 != end)
+    bench_die("redis: \"%s\": its last argument is not a payload of 8 bytes or more", fmt);
+  *p = (bench_redis_pre_t){.cmd = cmd, .len = (size_t)len, .payload = data, .payload_len = last};
+}
+
+void bench_redis_pre_free(bench_redis_pre_t *p) {
+  redisFreeCommand(p->cmd);
+  *p = (bench_redis_pre_t){0};
+}
+
+void bench_redis_pipeline(redisContext *c, bench_redis_pre_t *p, uint64_t n, unsigned window,
+                          uint64_t *ctr, int want) {
+  for (uint64_t i = 0; i < n;) {
+    uint64_t k = n - i < window ? n - i : window;
+    for (uint64_t j = 0; j < k; j++) {
+      uint64_t v = (*ctr)++;
+      memcpy(p->payload, &v, 8);
+      if (redisAppendFormattedCommand(c, p->cmd, p->len) != REDIS_OK)
+        bench_die("redis: %s", c->errstr);
+    }
+    for (uint64_t j = 0; j < k; j++) {
+      redisReply *r = bench_redis_get(c);
+      if (r->type != want)
+        bench_die("redis: a pipelined reply of type %d, not %d", r->type, want);
+      freeReplyObject(r);
+    }
+    i += k;
+  }
+}

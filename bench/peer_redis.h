@@ -8,6 +8,7 @@
 
 #include <hiredis/hiredis.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "bench.h"
 
@@ -42,5 +43,32 @@ long bench_redis_info_num(redisContext *c, const char *section, const char *fiel
 /** The note a suite prints when no server answered, its Redis rows
  *  absent. */
 void bench_redis_absent(bench_ctx_t *b, int port);
+
+/* A command formatted once, as redis-benchmark does, and sent many times:
+ * the client then costs what a tuned client costs (a copy into the output
+ * buffer and a reply parsed), not a format string walked per command. Its
+ * last argument is the payload, rewritten in place between sends. */
+typedef struct bench_redis_pre {
+  char *cmd; /* the whole command, in the protocol (redisFormatCommand's) */
+  size_t len;
+  uint8_t *payload; /* the last argument's bytes, inside cmd */
+  size_t payload_len;
+} bench_redis_pre_t;
+
+/** Formats the command (hiredis's format: "XADD %s * f %b") into p; the
+ *  last argument is the payload, which must be at least 8 bytes. Dies when
+ *  the format does not parse. */
+void bench_redis_pre_init(bench_redis_pre_t *p, const char *fmt, ...);
+
+void bench_redis_pre_free(bench_redis_pre_t *p);
+
+/** Sends p n times, window commands appended (redisAppendFormattedCommand)
+ *  and then their window replies read, as `redis-benchmark -P window`
+ *  does. Before each send the payload's first 8 bytes get *ctr, which
+ *  then counts up. Every reply must be of type want (REDIS_REPLY_STRING
+ *  for XADD, REDIS_REPLY_INTEGER for PUBLISH); dies on another, or on a
+ *  lost connection. */
+void bench_redis_pipeline(redisContext *c, bench_redis_pre_t *p, uint64_t n, unsigned window,
+                          uint64_t *ctr, int want);
 
 #endif

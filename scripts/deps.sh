@@ -19,6 +19,8 @@ pkgs=(
   libzmq3-dev        # bench peer: ZeroMQ inproc PUSH/PULL for `rill bench bus`
   redis-server       # bench peer: Redis Streams for `rill bench log` (scripts/redis.sh)
   libhiredis-dev     # bench peer: the Redis client `rill bench log` drives it with
+  libsqlite3-dev     # bench peer: SQLite in WAL mode, an embedded log for `rill bench log`
+  liblmdb-dev        # bench peer: LMDB, an embedded log for `rill bench log`
   python3-matplotlib # make bench-report: the charts (scripts/bench_report.py)
   liburing-dev       # io: later modules
   abigail-tools      # make abi-check: abidw, abidiff

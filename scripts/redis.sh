@@ -10,8 +10,8 @@
 # mistaken for a system instance on 6379 (Debian's package starts one
 # where systemd runs). Bound to 127.0.0.1 only. Persistence is left at
 # redis-server's built-in defaults (RDB snapshots on its save rules, no
-# AOF), as a user who installs it gets: the suite turns AOF on only for
-# its group-commit cases and restores it after.
+# AOF), as a user who installs it gets: `rill bench log` turns AOF on,
+# fsynced to match rill's sync policy case by case, and restores it after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
