@@ -15,20 +15,21 @@
  * when the free memory at the top of its heap passes M_TRIM_THRESHOLD
  * (128 KiB), free() gives it back to the kernel, and the next round
  * faults it in again, page by page. Every case that frees more than that
- * in a round pays this each round (get_put_n100k, get_lat_n100k, and
- * cross_thread and arena_alloc_reset from 256 B). "glibc_notrim"
- * is glibc as services that allocate in rounds are run: mallopt() with
+ * in a round pays this each round (get_put_n100k, get_lat_n100k,
+ * cross_thread and arena_alloc_reset, from 256 B up). "glibc_notrim" is
+ * glibc as services that allocate in rounds are run: mallopt() with
  * M_TRIM_THRESHOLD -1 (never trim, as mallopt(3) documents) and
  * M_MMAP_THRESHOLD fixed at its 128 KiB default, so the heap stays
  * faulted in. The cases where one object is live (get_put_hot,
- * get_put_n1, buf_slice_clone) never trim, and show glibc once.
+ * get_put_n1, buf_slice_clone), and every case at 48 and 64 B (see
+ * glibc_trims), never trim, and show glibc once.
  *
  * arena_alloc_reset also has the arenas users write or reach for instead
  * of rill's: glibc's obstack (chunks of 64 KiB, as rill's arena, from
  * glibc's malloc; reset is obstack_free to a mark taken first), over glibc
- * both ways, and "bump_block", the few lines a user writes: a pointer into
- * one block big enough for the round, checked against its end, set back to
- * the start to reset.
+ * both ways from 256 B up, and "bump_block", the few lines a user writes:
+ * a pointer into one block big enough for the round, checked against its
+ * end, set back to the start to reset.
  */
 #include <dlfcn.h>
 #include <inttypes.h>
@@ -186,9 +187,11 @@ TEMPLATE void put_dl(const mcase_t *c, void *p) { c->f(p); }
  * between ("glibc", obstack, and rill's own, whose chunks and tables come
  * from glibc's malloc) must meet glibc as it comes. Setting either
  * parameter also stops glibc sliding its mmap threshold up for the rest of
- * the process; it slides only when a block that glibc mmap'd (128 KiB or
- * more) is freed, and no row here frees one (bump_block's block is mmap'd
- * directly for that reason). */
+ * the process, which no call can undo; it slides only when a block that
+ * glibc mmap'd (128 KiB or more) is freed, and no row here frees one
+ * (bump_block's block is mmap'd directly for that reason). The suites
+ * that `rill bench all` runs after this one inherit it; `make
+ * bench-report` runs each suite in a process of its own. */
 #define GLIBC_TRIM_DEFAULT    (128 * 1024)
 #define GLIBC_MMAP_DEFAULT    (128 * 1024)
 #define GLIBC_TOP_PAD_DEFAULT (128 * 1024)
