@@ -10,16 +10,39 @@
  * put functions, and instantiated per implementation, so rill and each
  * peer run the same instructions around the allocator calls; glibc's
  * instance calls malloc and free directly.
+ *
+ * glibc is shown two ways where it matters. "glibc" is glibc as it comes:
+ * when the free memory at the top of its heap passes M_TRIM_THRESHOLD
+ * (128 KiB), free() gives it back to the kernel, and the next round
+ * faults it in again, page by page. Every case that frees more than that
+ * in a round pays this each round (get_put_n100k, get_lat_n100k,
+ * cross_thread and arena_alloc_reset, from 256 B up). "glibc_notrim" is
+ * glibc as services that allocate in rounds are run: mallopt() with
+ * M_TRIM_THRESHOLD -1 (never trim, as mallopt(3) documents) and
+ * M_MMAP_THRESHOLD fixed at its 128 KiB default, so the heap stays
+ * faulted in. The cases where one object is live (get_put_hot,
+ * get_put_n1, buf_slice_clone), and every case at 48 and 64 B (see
+ * glibc_trims), never trim, and show glibc once.
+ *
+ * arena_alloc_reset also has the arenas users write or reach for instead
+ * of rill's: glibc's obstack (chunks of 64 KiB, as rill's arena, from
+ * glibc's malloc; reset is obstack_free to a mark taken first), over glibc
+ * both ways from 256 B up, and "bump_block", the few lines a user writes:
+ * a pointer into one block big enough for the round, checked against its
+ * end, set back to the start to reset.
  */
 #include <dlfcn.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <math.h>
+#include <obstack.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "bench.h"
 #include "rill/mem.h"
@@ -41,9 +64,11 @@ typedef struct peer {
   void *(*malloc_fn)(size_t);
   void (*free_fn)(void *);
   bool direct; /* glibc: the loops call malloc and free by name */
+  bool notrim; /* glibc with trimming off, in the cases where it trims */
 } peer_t;
 
-static peer_t peers[3];
+#define MAX_PEERS 4
+static peer_t peers[MAX_PEERS];
 static size_t n_peers;
 static bool peers_loaded;
 
@@ -54,7 +79,7 @@ static void load_peer(bench_ctx_t *b, const char *name, const char *lib, const c
     bench_note(b, "%s skipped: %s", name, dlerror());
     return;
   }
-  peer_t p = {name, (void *(*)(size_t))dlsym(h, m), (void (*)(void *))dlsym(h, f), false};
+  peer_t p = {name, (void *(*)(size_t))dlsym(h, m), (void (*)(void *))dlsym(h, f), false, false};
   /* dlsym on a handle searches the library's dependencies too; make sure
    * the symbol is the library's own and not glibc's. */
   Dl_info di;
@@ -76,12 +101,19 @@ static void load_peers(bench_ctx_t *b) {
   if (peers_loaded)
     return;
   peers_loaded = true;
-  peers[n_peers++] = (peer_t){"glibc", malloc, free, true};
+  peers[n_peers++] = (peer_t){"glibc", malloc, free, true, false};
+  peers[n_peers++] = (peer_t){"glibc_notrim", malloc, free, true, true};
+  const char *t = getenv("GLIBC_TUNABLES");
+  if (t && strstr(t, "glibc.malloc."))
+    bench_note(b, "GLIBC_TUNABLES sets glibc.malloc tunables: the glibc rows are not glibc as it "
+                  "comes, and glibc_notrim's runs end with mallopt's defaults");
   load_peer(b, "mimalloc", "libmimalloc.so.2", "mi_malloc", "mi_free");
   load_peer(b, "jemalloc", "libjemalloc.so.2", "malloc", "free");
 }
 
 /* ---- what every loop works on ------------------------------------------ */
+
+typedef struct bump bump_t;
 
 typedef struct mcase {
   size_t size;
@@ -90,6 +122,9 @@ typedef struct mcase {
   void (*f)(void *);
   void **ptrs; /* N_HELD (or ARENA_K) slots, shared by the implementations */
   rill_arena_t *arena;
+  struct obstack *ob;
+  void *ob_mark; /* where ob starts: an obstack_free to it empties ob */
+  bump_t *bump;
   const rill_buf_t *big;
   uint64_t held; /* objects held per round in the get_put_n cases */
 } mcase_t;
@@ -140,6 +175,77 @@ TEMPLATE void put_dl(const mcase_t *c, void *p) { c->f(p); }
 #define INSTANTIATE_PEERS(loop)                                                                    \
   static void loop##_glibc(void *a, uint64_t n) { loop(a, n, get_glibc, put_glibc); }              \
   static void loop##_dl(void *a, uint64_t n) { loop(a, n, get_dl, put_dl); }
+/* loop##_notrim: glibc_notrim's instance, which times itself. */
+#define INSTANTIATE_NOTRIM(loop)                                                                   \
+  static uint64_t loop##_notrim(void *a, uint64_t n) { return notrim_timed(loop##_glibc, a, n); }
+
+/* ---- glibc without trimming ---------------------------------------------- */
+
+/* mallopt() is process-wide, so glibc_notrim sets it only for its own runs
+ * and puts glibc's defaults (mallopt(3)) back at the end of each: the
+ * harness interleaves the rows run by run, and the rows that run in
+ * between ("glibc", obstack, and rill's own, whose chunks and tables come
+ * from glibc's malloc) must meet glibc as it comes. Setting either
+ * parameter also stops glibc sliding its mmap threshold up for the rest of
+ * the process, which no call can undo; it slides only when a block that
+ * glibc mmap'd (128 KiB or more) is freed, and no row here frees one
+ * (bump_block's block is mmap'd directly for that reason). The suites
+ * that `rill bench all` runs after this one inherit it; `make
+ * bench-report` runs each suite in a process of its own. */
+#define GLIBC_TRIM_DEFAULT    (128 * 1024)
+#define GLIBC_MMAP_DEFAULT    (128 * 1024)
+#define GLIBC_TOP_PAD_DEFAULT (128 * 1024)
+/* The largest request glibc keeps in its fastbins (M_MXFAST's default):
+ * freed objects it never merges back into the heap on free(). */
+#define GLIBC_MAX_FAST_REQ 120u
+
+/* Whether glibc as it comes can trim in a case of this size: objects of
+ * fastbin sizes it never merges back into the heap, so it never trims
+ * (strace counted none at 48 and 64 B), and there glibc_notrim would only
+ * measure a side effect of mallopt(), which merges the fastbins each call
+ * (10-12 ns a pair at 48 B against 22-27 for "glibc": a fresh top each
+ * run, not trimming). */
+static bool glibc_trims(size_t size) { return size > GLIBC_MAX_FAST_REQ; }
+
+static void notrim_begin(void) {
+  if (!mallopt(M_TRIM_THRESHOLD, -1) || !mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_DEFAULT))
+    bench_die("mallopt failed");
+}
+
+/* Also trims the heap's top where glibc's free() would have at the end of
+ * the row's last round (a round gave back more than the threshold, past
+ * the pad glibc keeps there): on a heap this row left faulted in, the
+ * first round of a "glibc" run would fault nothing (at 4 KiB a run of
+ * get_put_n100k is one round). */
+static void notrim_end(void) {
+  if (!mallopt(M_TRIM_THRESHOLD, GLIBC_TRIM_DEFAULT) ||
+      !mallopt(M_MMAP_THRESHOLD, GLIBC_MMAP_DEFAULT))
+    bench_die("mallopt failed");
+  if (mallinfo2().keepcost > GLIBC_TOP_PAD_DEFAULT + GLIBC_TRIM_DEFAULT)
+    malloc_trim(GLIBC_TOP_PAD_DEFAULT);
+}
+
+/* Rounds run before the clock: the "glibc" row, run in between on the
+ * same heap, trimmed it, which a process run this way never does, and the
+ * first round faults it all in again (at 4 KiB, 400 MB for get_put_n100k:
+ * more than the run's other rounds together). One round is not enough on
+ * this VM: with no page fault left, the next rounds of a heap just faulted
+ * back in still ran 2-4x slower (1 KiB get_put_n100k: 120-220 ns a pair,
+ * against 30-60 after three rounds or a 100 ms pause; the host taking back
+ * the pages the guest freed, we think), a cost of the trims of the row
+ * beside it, not of glibc run without trimming. */
+#define NOTRIM_WARM_ROUNDS 3
+
+static uint64_t notrim_timed(void (*loop)(void *, uint64_t), void *arg, uint64_t iters) {
+  notrim_begin();
+  for (int i = 0; i < NOTRIM_WARM_ROUNDS; i++)
+    loop(arg, 1);
+  uint64_t t0 = rill_time_ns();
+  loop(arg, iters);
+  uint64_t t = rill_time_ns() - t0;
+  notrim_end();
+  return t;
+}
 
 /* ---- get_put_hot, get_put_n1, get_put_n100k ---------------------------- */
 
@@ -170,6 +276,7 @@ TEMPLATE void held(void *arg, uint64_t iters, get_fn get, put_fn put) {
   }
 }
 INSTANTIATE(held)
+INSTANTIATE_NOTRIM(held)
 
 /* ---- get_lat_n100k: each get of a 100k fill timed on its own ------------ */
 
@@ -192,6 +299,16 @@ TEMPLATE void lat(void *arg, uint64_t iters, rill_hist_t *h, get_fn get, put_fn 
 static void lat_rill(void *a, uint64_t n, rill_hist_t *h) { lat(a, n, h, get_rill, put_rill); }
 static void lat_glibc(void *a, uint64_t n, rill_hist_t *h) { lat(a, n, h, get_glibc, put_glibc); }
 static void lat_dl(void *a, uint64_t n, rill_hist_t *h) { lat(a, n, h, get_dl, put_dl); }
+
+/* Only gets are sampled, so the rounds that fault the heap back in (see
+ * notrim_timed) need no clock of their own. */
+static void lat_notrim(void *a, uint64_t n, rill_hist_t *h) {
+  notrim_begin();
+  for (int i = 0; i < NOTRIM_WARM_ROUNDS; i++)
+    held_glibc(a, 1);
+  lat(a, n, h, get_glibc, put_glibc);
+  notrim_end();
+}
 
 /* ---- cross_thread ------------------------------------------------------- */
 
@@ -310,22 +427,76 @@ INSTANTIATE_X(rill)
 INSTANTIATE_X(glibc)
 INSTANTIATE_X(dl)
 
+/* No round before the clock here: at most XQ_CAP objects are in flight, so
+ * what a trim left to fault in is at most 4 MB, a small part of a run. */
+static uint64_t cross_notrim(void *a, uint64_t n) {
+  notrim_begin();
+  uint64_t t = cross_glibc(a, n);
+  notrim_end();
+  return t;
+}
+
 /* ---- arena_alloc_reset -------------------------------------------------- */
 
-/* rill: K bump allocations then one reset, which the K share. */
-static void arena_rill(void *arg, uint64_t iters) {
+/* The arenas: K allocations then one reset, which the K share. Written
+ * once over alloc and reset, as the get/put loops are. */
+typedef void *(*alloc_fn)(const mcase_t *c);
+typedef void (*reset_fn)(const mcase_t *c);
+
+TEMPLATE void arena_loop(void *arg, uint64_t iters, alloc_fn alloc, reset_fn reset) {
   const mcase_t *c = arg;
-  rill_arena_t *a = c->arena;
   for (uint64_t r = 0; r < iters; r++) {
     for (uint32_t k = 0; k < ARENA_K; k++) {
-      void *p;
-      int rc = rill_arena_alloc(a, c->size, &p);
-      if (RILL_UNLIKELY(rc != 0))
-        bench_die("rill_arena_alloc: %s", rill_strerror(rc));
+      void *p = alloc(c);
       bench_black_box(p);
     }
-    rill_arena_reset(a);
+    reset(c);
   }
+}
+
+TEMPLATE void *alloc_rill(const mcase_t *c) {
+  void *p;
+  int rc = rill_arena_alloc(c->arena, c->size, &p);
+  if (RILL_UNLIKELY(rc != 0))
+    bench_die("rill_arena_alloc: %s", rill_strerror(rc));
+  return p;
+}
+
+TEMPLATE void reset_rill(const mcase_t *c) { rill_arena_reset(c->arena); }
+
+/* glibc's obstack: obstack_alloc, and obstack_free to the mark taken when
+ * it was made, which keeps the first chunk and frees the others. */
+#define obstack_chunk_alloc malloc
+#define obstack_chunk_free  free
+#define OBSTACK_CHUNK       65536u /* rill's arena's default chunk */
+
+TEMPLATE void *alloc_obstack(const mcase_t *c) { return obstack_alloc(c->ob, c->size); }
+
+TEMPLATE void reset_obstack(const mcase_t *c) { obstack_free(c->ob, c->ob_mark); }
+
+/* The arena a user writes in a few lines: one block that holds a round,
+ * a pointer into it, checked against the end and set back to reset. */
+struct bump {
+  uint8_t *start, *cur, *end;
+};
+
+TEMPLATE void *alloc_bump(const mcase_t *c) {
+  bump_t *a = c->bump;
+  size_t n = (c->size + 15) & ~(size_t)15;
+  if (RILL_UNLIKELY((size_t)(a->end - a->cur) < n))
+    bench_die("bump_block: the block is full");
+  void *p = a->cur;
+  a->cur += n;
+  return p;
+}
+
+TEMPLATE void reset_bump(const mcase_t *c) { c->bump->cur = c->bump->start; }
+
+static void arena_rill(void *a, uint64_t n) { arena_loop(a, n, alloc_rill, reset_rill); }
+static void arena_obstack(void *a, uint64_t n) { arena_loop(a, n, alloc_obstack, reset_obstack); }
+static void arena_bump(void *a, uint64_t n) { arena_loop(a, n, alloc_bump, reset_bump); }
+static uint64_t arena_obstack_notrim(void *a, uint64_t n) {
+  return notrim_timed(arena_obstack, a, n);
 }
 
 /* A peer: K mallocs, then K frees, which the pointers must be kept for. */
@@ -343,6 +514,7 @@ TEMPLATE void arena_peer(void *arg, uint64_t iters, get_fn get, put_fn put) {
   }
 }
 INSTANTIATE_PEERS(arena_peer)
+INSTANTIATE_NOTRIM(arena_peer)
 
 /* ---- buf_slice_clone ---------------------------------------------------- */
 
@@ -383,10 +555,10 @@ INSTANTIATE_PEERS(buf_peer)
 
 typedef struct mset {
   mcase_t rill;
-  mcase_t peer[3];
-  bench_impl_t impl[4];
+  mcase_t peer[MAX_PEERS];
+  bench_impl_t impl[MAX_PEERS + 4]; /* + rill, and arena_alloc_reset's other arenas */
   size_t n;
-  void *resident[4]; /* peers' first, then the slab's */
+  void *resident[MAX_PEERS + 1]; /* peers' first, then the slab's */
 } mset_t;
 
 /* rill's case and one per peer, all sharing the pointer array. */
@@ -422,13 +594,37 @@ static void mset_add(mset_t *s, const char *name, void (*run)(void *, uint64_t),
   s->impl[s->n++] = (bench_impl_t){.name = name, .run = run, .arg = arg};
 }
 
-/* Adds the peers with the glibc or the dlsym'd instance of a loop. */
+/* Adds the peers with the glibc or the dlsym'd instance of a loop, in the
+ * cases where glibc does not trim (so without glibc_notrim). */
 #define ADD_PEERS(s, field, loop)                                                                  \
-  for (size_t i_ = 0; i_ < n_peers; i_++)                                                          \
-    (s)->impl[(s)->n++] = (bench_impl_t) {                                                         \
-      .name = peers[i_].name, .field = peers[i_].direct ? loop##_glibc : loop##_dl,                \
-      .arg = &(s)->peer[i_]                                                                        \
-    }
+  do {                                                                                             \
+    for (size_t i_ = 0; i_ < n_peers; i_++) {                                                      \
+      if (peers[i_].notrim)                                                                        \
+        continue;                                                                                  \
+      (s)->impl[(s)->n++] = (bench_impl_t){                                                        \
+          .name = peers[i_].name,                                                                  \
+          .field = peers[i_].direct ? loop##_glibc : loop##_dl,                                    \
+          .arg = &(s)->peer[i_],                                                                   \
+      };                                                                                           \
+    }                                                                                              \
+  } while (0)
+
+/* The same in the cases where glibc trims: glibc_notrim too, with
+ * loop##_notrim in nfield, where the case's size is one glibc merges back
+ * into its heap (see glibc_trims). */
+#define ADD_PEERS_NOTRIM(s, field, loop, nfield)                                                   \
+  do {                                                                                             \
+    for (size_t i_ = 0; i_ < n_peers; i_++) {                                                      \
+      if (peers[i_].notrim && !glibc_trims((s)->peer[i_].size))                                    \
+        continue;                                                                                  \
+      bench_impl_t *im_ = &(s)->impl[(s)->n++];                                                    \
+      *im_ = (bench_impl_t){.name = peers[i_].name, .arg = &(s)->peer[i_]};                        \
+      if (peers[i_].notrim)                                                                        \
+        im_->nfield = loop##_notrim;                                                               \
+      else                                                                                         \
+        im_->field = peers[i_].direct ? loop##_glibc : loop##_dl;                                  \
+    }                                                                                              \
+  } while (0)
 
 static rill_slab_t *slab_new(size_t size) {
   rill_slab_opts_t o = {.obj_size = size, .flags = RILL_SLAB_UNCHECKED, .name = "bench"};
@@ -466,16 +662,22 @@ static uint64_t slab_case_build(mset_t *s, enum slab_case k, size_t size, void *
     for (size_t i = 0; i < n_peers; i++)
       s->peer[i].held = ops;
     mset_add(s, "rill_slab", held_rill, &s->rill);
-    ADD_PEERS(s, run, held);
+    if (k == HELD_1)
+      ADD_PEERS(s, run, held);
+    else
+      ADD_PEERS_NOTRIM(s, run, held, run_timed);
     break;
   case LAT:
     ops = N_HELD;
+    /* glibc_notrim's warm-up round is a held round of N_HELD. */
+    for (size_t i = 0; i < n_peers; i++)
+      s->peer[i].held = N_HELD;
     s->impl[s->n++] = (bench_impl_t){.name = "rill_slab", .run_lat = lat_rill, .arg = &s->rill};
-    ADD_PEERS(s, run_lat, lat);
+    ADD_PEERS_NOTRIM(s, run_lat, lat, run_lat);
     break;
   case CROSS:
     s->impl[s->n++] = (bench_impl_t){.name = "rill_slab", .run_timed = cross_rill, .arg = &s->rill};
-    ADD_PEERS(s, run_timed, cross);
+    ADD_PEERS_NOTRIM(s, run_timed, cross, run_timed);
     break;
   }
   /* The threads of cross_thread are new each run: an object held here
@@ -514,13 +716,35 @@ static void run_arena_case(bench_ctx_t *b, size_t size, void **ptrs) {
   int rc = rill_arena_init(&arena, NULL);
   if (rc != 0)
     bench_die("rill_arena_init: %s", rill_strerror(rc));
+  /* mmap'd rather than malloc'd: freeing a block this size would slide
+   * glibc's thresholds up for the glibc rows of the later cases. */
+  size_t block = ARENA_K * ((size + 15) & ~(size_t)15);
+  uint8_t *mem = mmap(NULL, block, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED)
+    bench_die("mmap(%zu) failed", block);
+  bump_t bump = {mem, mem, mem + block};
+  struct obstack ob[2];
+  mcase_t obc[2], bumpc = {.size = size, .bump = &bump};
+  for (int i = 0; i < 2; i++) {
+    if (!obstack_begin(&ob[i], OBSTACK_CHUNK))
+      bench_die("obstack_begin failed");
+    obc[i] = (mcase_t){.size = size, .ob = &ob[i], .ob_mark = obstack_alloc(&ob[i], 0)};
+  }
   mset_init(&s, size, ptrs);
   s.rill.arena = &arena;
   mset_add(&s, "rill_arena", arena_rill, &s.rill);
-  ADD_PEERS(&s, run, arena_peer);
+  mset_add(&s, "bump_block", arena_bump, &bumpc);
+  mset_add(&s, "obstack", arena_obstack, &obc[0]);
+  if (glibc_trims(size))
+    s.impl[s.n++] =
+        (bench_impl_t){.name = "obstack_notrim", .run_timed = arena_obstack_notrim, .arg = &obc[1]};
+  ADD_PEERS_NOTRIM(&s, run, arena_peer, run_timed);
   mset_hold(&s);
   bench_run(b, &(bench_case_t){"arena_alloc_reset", size, ARENA_K, s.impl, s.n});
   mset_unhold(&s);
+  for (int i = 0; i < 2; i++)
+    obstack_free(&ob[i], NULL);
+  munmap(mem, block);
   rill_arena_fini(&arena);
 }
 
@@ -593,6 +817,7 @@ static int mem_run(bench_ctx_t *b) {
 
 const bench_suite_t bench_suite_mem = {
     .name = "mem",
-    .about = "slab, arena and buf vs glibc malloc, mimalloc and jemalloc",
+    .about = "slab, arena and buf vs glibc malloc (as it comes and without trimming), mimalloc "
+             "and jemalloc; the arena also vs obstack and a bump block",
     .run = mem_run,
 };
