@@ -41,7 +41,11 @@
 extern "C" {
 #endif
 
+/* Guarded: bus.h names it too, and C99 has no repeated typedef. */
+#ifndef RILL__LOG_T
+#define RILL__LOG_T
 typedef struct rill_log rill_log_t;
+#endif
 
 /** When appends reach the disk. */
 typedef enum rill_log_sync {
