@@ -663,7 +663,7 @@ bool rill__ipc_reap_if_dead(struct rill__ipc_place *p, uint64_t st, uint32_t *wa
 
 bool rill__ipc_claim_from(struct rill__ipc_place *p, uint64_t st, uint64_t *mine) {
   uint64_t want = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
-  /* seq_cst: the take is ordered with the join fences (channel.c, route.c). */
+  /* seq_cst: the take is ordered with the join fences (channel_open.c, route.c). */
   if (!__atomic_compare_exchange_n(&p->state, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
     return false;
   *mine = want;
