@@ -99,7 +99,7 @@
 #define KIND           "channel"
 #define NO_CLASS       UINT32_MAX
 #define PARK_SLICE     10000000ull /* a waiter re-checks for dead peers this often */
-#define CHECK_EVERY_MS 1 /* liveness is read from /proc at most this often */
+#define CHECK_EVERY_MS 1           /* liveness is read from /proc at most this often */
 
 struct rill_ipc_chan {
   uint8_t *base;
@@ -109,7 +109,7 @@ struct rill_ipc_chan {
   uint8_t *ring;
   struct rill__chan_geom g;
   uint64_t mask;
-  rill_ipc_chan_role_t role;
+  rill_ipc_role_t role;
   struct rill__ipc_place *me;
   uint64_t mine;      /* our state word */
   uint64_t min_seen;  /* sender: the lowest bound of the last scan */

@@ -83,7 +83,7 @@ int rill__chan_closed_err(const rill_ipc_chan_t *ch) {
 }
 
 int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_chan_opts_t *opts,
-                       rill_ipc_chan_role_t role) {
+                       rill_ipc_role_t role) {
   if (!out)
     return rill__err(RILL_EINVAL, "ipc channel: out is NULL");
   *out = NULL;

@@ -21,7 +21,7 @@
  *
  * Waits (a blocked send, a receive) are cut into short slices so that
  * Ctrl-C or SIGTERM closes the route cleanly: a receiver that leaves
- * through rill_ipc_route_receiver_close frees its place at once, where a killed
+ * through rill_ipc_route_close frees its place at once, where a killed
  * one is only reaped when the sender next waits for it.
  */
 #include <errno.h>
@@ -322,7 +322,7 @@ static void chan_hint(const char *who, const char *name) {
  * none. A route that exists keeps its layout: the options not given are
  * taken from it, so `rill ipc pub NAME` works on any route. *existed says
  * whether it was there before. 0, or 1 after printing why. */
-int ipc_open_route_sender(args_t *a, rill_ipc_route_sender_t **s, bool *existed) {
+int ipc_open_route_sender(args_t *a, rill_ipc_route_t **s, bool *existed) {
   rill_ipc_route_info_t info;
   *existed = rill_ipc_route_info(a->name, &info) == 0;
   if (*existed) {
@@ -337,12 +337,12 @@ int ipc_open_route_sender(args_t *a, rill_ipc_route_sender_t **s, bool *existed)
         a->o.pool[c] = info.pool[c];
     a->o.max_receivers = info.max_receivers;
   }
-  int rc = rill_ipc_route_sender_open(s, a->name, &a->o);
+  int rc = rill_ipc_route_open(s, a->name, &a->o, RILL_IPC_SENDER);
   if (rc == RILL_EINVAL && *existed && !a->has_spin) {
     /* The wait mode is part of a route but not of its info: a route made
      * with --spin is opened with --spin. */
     a->o.wait = RILL_IPC_SPIN;
-    rc = rill_ipc_route_sender_open(s, a->name, &a->o);
+    rc = rill_ipc_route_open(s, a->name, &a->o, RILL_IPC_SENDER);
   }
   if (rc == RILL_EBUSY && *existed && info.sender && info.sender_alive) {
     /* Only a pub that is to share the route with its live sender would
@@ -360,7 +360,7 @@ int ipc_open_route_sender(args_t *a, rill_ipc_route_sender_t **s, bool *existed)
 }
 
 static int cmd_pub(args_t *a) {
-  rill_ipc_route_sender_t *s;
+  rill_ipc_route_t *s;
   bool existed;
   if (ipc_open_route_sender(a, &s, &existed))
     return 1;
@@ -503,7 +503,7 @@ static int pub_loop(args_t *a, end_t *e, uint32_t max, const char *kind) {
     }
   }
   rill_tool_records_free(&in);
-  rill_ipc_route_sender_close(e->tx);
+  rill_ipc_route_close(e->tx);
   rill_ipc_chan_close(e->ch);
   return status;
 }
@@ -515,11 +515,11 @@ static int sub_loop(args_t *a, end_t *e);
 static int cmd_sub(args_t *a) {
   ipc_catch_stop();
   uint64_t limit = a->timeout_ms * 1000000ull, idle = 0;
-  rill_ipc_route_receiver_t *r = NULL;
+  rill_ipc_route_t *r = NULL;
   bool told = false;
   /* A route not created yet is waited for: sub may start before pub. */
   for (;;) {
-    int rc = rill_ipc_route_receiver_open(&r, a->name);
+    int rc = rill_ipc_route_open(&r, a->name, NULL, RILL_IPC_RECEIVER);
     if (rc == 0)
       break;
     if (rc != RILL_ENOENT) {
@@ -623,7 +623,7 @@ static int sub_loop(args_t *a, end_t *e) {
     fflush(stdout);
     n++;
   }
-  rill_ipc_route_receiver_close(e->rx);
+  rill_ipc_route_close(e->rx);
   rill_ipc_chan_close(e->ch);
   return status;
 }
