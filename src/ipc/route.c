@@ -60,7 +60,12 @@ struct seg {
   char name[RILL_IPC_MAX_NAME + 1];
 };
 
-/* A sender's or a receiver's handle: the role picks the fields it uses. */
+/* A sender's or a receiver's handle: the role picks the fields it uses.
+ * In a receiver's, rx_seen stays 0 and reserved false: the sender's hot
+ * paths test them already, so a receiver's handle falls to their slow
+ * paths, which check the role, and a send costs no test of its own. A
+ * sender's handle holds no view (held false): release checks the role
+ * where it refuses that; recv alone pays for a test. */
 struct rill_ipc_route {
   struct seg s;
   rill_ipc_role_t role;
@@ -395,6 +400,9 @@ static int closed_err(const struct seg *s) {
  * receiver left since (the gone word moved): RILL_ECLOSED when the route
  * was removed, RILL_EPIPE when nobody would receive the next message. */
 static int recount(rill_ipc_route_t *s, uint32_t gone) {
+  /* A receiver's handle comes here at each send or reserve (rx_seen 0). */
+  if (RILL_UNLIKELY(s->role != RILL_IPC_SENDER))
+    return wrong_role(s, "send or reserve");
   if (gone & RILL__IPC_REMOVED)
     return closed_err(&s->s);
   s->gone_seen = gone;
@@ -529,6 +537,8 @@ static int reserve(rill_ipc_route_t *s, uint32_t len, uint64_t timeout_ns) {
                      "ipc route %s: a message of %u bytes is reserved: commit or cancel it first",
                      s->s.name, s->res_len);
   if (RILL_UNLIKELY(pooled && len > g->max_message)) {
+    if (s->role != RILL_IPC_SENDER)
+      return wrong_role(s, "send or reserve");
     if (!g->max_message)
       return rill__err(RILL_EMSGSIZE,
                        "ipc route %s: a message of %u bytes, over the %u a slot holds (the route "
@@ -626,11 +636,8 @@ static inline __attribute__((always_inline)) void publish(rill_ipc_route_t *s, u
 }
 
 int rill_ipc_route_send(rill_ipc_route_t *s, const void *data, uint32_t len, uint64_t timeout_ns) {
-  if (RILL_UNLIKELY(!s || s->role != RILL_IPC_SENDER || (!data && len))) {
-    if (s && s->role != RILL_IPC_SENDER)
-      return wrong_role(s, "send");
+  if (RILL_UNLIKELY(!s || (!data && len)))
     return rill__err(RILL_EINVAL, "ipc route send: %s is NULL", s ? "data" : "the route");
-  }
   const struct rill__ipc_geom *g = &s->s.g;
   /* The common case without reserve's bookkeeping: inline, and room by
    * what we last saw of the cursors. */
@@ -656,8 +663,6 @@ int rill_ipc_route_send(rill_ipc_route_t *s, const void *data, uint32_t len, uin
 int rill_ipc_route_reserve(rill_ipc_route_t *s, uint32_t len, uint64_t timeout_ns, void **buf) {
   if (RILL_UNLIKELY(!s || !buf))
     return rill__err(RILL_EINVAL, "ipc route reserve: %s is NULL", s ? "buf" : "the route");
-  if (RILL_UNLIKELY(s->role != RILL_IPC_SENDER))
-    return wrong_role(s, "reserve");
   *buf = NULL;
   int rc = reserve(s, len, timeout_ns);
   if (rc == 0)
@@ -668,10 +673,11 @@ int rill_ipc_route_reserve(rill_ipc_route_t *s, uint32_t len, uint64_t timeout_n
 int rill_ipc_route_commit(rill_ipc_route_t *s, uint32_t len) {
   if (RILL_UNLIKELY(!s))
     return rill__err(RILL_EINVAL, "ipc route commit: the route is NULL");
-  if (RILL_UNLIKELY(s->role != RILL_IPC_SENDER))
-    return wrong_role(s, "commit");
-  if (RILL_UNLIKELY(!s->reserved))
+  if (RILL_UNLIKELY(!s->reserved)) {
+    if (s->role != RILL_IPC_SENDER)
+      return wrong_role(s, "commit");
     return rill__err(RILL_EINVAL, "ipc route %s: commit without a reservation", s->s.name);
+  }
   if (RILL_UNLIKELY(len > s->res_len))
     return rill__err(RILL_EINVAL, "ipc route %s: commit of %u bytes, %u were reserved", s->s.name,
                      len, s->res_len);
@@ -682,10 +688,11 @@ int rill_ipc_route_commit(rill_ipc_route_t *s, uint32_t len) {
 int rill_ipc_route_cancel(rill_ipc_route_t *s) {
   if (RILL_UNLIKELY(!s))
     return rill__err(RILL_EINVAL, "ipc route cancel: the route is NULL");
-  if (RILL_UNLIKELY(s->role != RILL_IPC_SENDER))
-    return wrong_role(s, "cancel");
-  if (RILL_UNLIKELY(!s->reserved))
+  if (RILL_UNLIKELY(!s->reserved)) {
+    if (s->role != RILL_IPC_SENDER)
+      return wrong_role(s, "cancel");
     return rill__err(RILL_EINVAL, "ipc route %s: cancel without a reservation", s->s.name);
+  }
   /* Nothing was published: the message number and its room are the next
    * reserve's or send's (under RILL_IPC_OVERWRITE the message the room
    * held stays gone). */
@@ -944,10 +951,11 @@ int rill_ipc_route_recv(rill_ipc_route_t *r, rill_ipc_msg_t *m, uint64_t timeout
 int rill_ipc_route_release(rill_ipc_route_t *r) {
   if (RILL_UNLIKELY(!r))
     return rill__err(RILL_EINVAL, "ipc route release: the route is NULL");
-  if (RILL_UNLIKELY(r->role != RILL_IPC_RECEIVER))
-    return wrong_role(r, "release");
-  if (RILL_UNLIKELY(!r->held))
+  if (RILL_UNLIKELY(!r->held)) {
+    if (r->role != RILL_IPC_RECEIVER)
+      return wrong_role(r, "release");
     return rill__err(RILL_EINVAL, "ipc route %s: release with no message held", r->s.name);
+  }
   uint64_t was = r->cur - 1;
   if (give_back(r))
     return rill__err(RILL_ELAGGED, "ipc route %s: message %llu was overwritten while it was read",

@@ -36,14 +36,14 @@ TestSuite(ipc_pool, .init = init_name, .fini = fini_name);
 static rill_ipc_route_t *sender(const rill_ipc_route_opts_t *o) {
   rill_ipc_route_t *s = NULL;
   int rc = rill_ipc_route_open(&s, route, o, RILL_IPC_SENDER);
-  cr_assert_eq(rc, 0, "sender_open: %s (%s)", rill_strerror(rc), rill_errmsg());
+  cr_assert_eq(rc, 0, "open as a sender: %s (%s)", rill_strerror(rc), rill_errmsg());
   return s;
 }
 
 static rill_ipc_route_t *receiver(void) {
   rill_ipc_route_t *r = NULL;
   int rc = rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER);
-  cr_assert_eq(rc, 0, "receiver_open: %s (%s)", rill_strerror(rc), rill_errmsg());
+  cr_assert_eq(rc, 0, "open as a receiver: %s (%s)", rill_strerror(rc), rill_errmsg());
   return r;
 }
 
