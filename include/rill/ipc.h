@@ -276,8 +276,10 @@ typedef struct rill_ipc_route_info {
   pid_t sender;       /* 0: none attached */
   bool sender_alive;  /* the pid is the process that attached (start time checked) */
   uint32_t receivers; /* places taken */
-  uint32_t dead;      /* of which held by a process that is gone (reaped at the next wait) */
-  uint64_t slowest;   /* the slowest live receiver's next message (head when none) */
+  /* Of which held by a process that is gone (reaped at the next wait);
+   * named as the channel's. */
+  uint32_t receivers_dead;
+  uint64_t slowest;                  /* the slowest live receiver's next message (head when none) */
   uint32_t max_message, pool_chunks; /* the largest class, every class's chunks; 0, 0: no pool */
   uint32_t pool_classes;
   rill_ipc_class_t pool[RILL_IPC_MAX_CLASSES];

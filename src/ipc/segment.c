@@ -238,7 +238,7 @@ void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g,
     info->sender_alive =
         rill__ipc_holder_alive(st, __atomic_load_n(&pl[0].start, __ATOMIC_RELAXED));
   }
-  info->receivers = info->dead = 0;
+  info->receivers = info->receivers_dead = 0;
   uint64_t slowest = info->head;
   for (uint32_t i = 1; i <= g->max_receivers; i++) {
     st = __atomic_load_n(&pl[i].state, __ATOMIC_ACQUIRE);
@@ -246,7 +246,7 @@ void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g,
       continue;
     info->receivers++;
     if (!rill__ipc_holder_alive(st, __atomic_load_n(&pl[i].start, __ATOMIC_RELAXED))) {
-      info->dead++;
+      info->receivers_dead++;
       continue;
     }
     /* Relaxed: a snapshot for display, nothing is read through it. */

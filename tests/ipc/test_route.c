@@ -431,7 +431,7 @@ static pid_t dead_receiver(void) {
    * zombie. */
   for (int i = 0; i < 5000; i++) {
     rill_ipc_route_info_t info;
-    if (rill_ipc_route_info(route, &info) == 0 && info.receivers == 1 && info.dead == 1)
+    if (rill_ipc_route_info(route, &info) == 0 && info.receivers == 1 && info.receivers_dead == 1)
       return pid;
     usleep(1000);
   }
@@ -447,7 +447,7 @@ Test(ipc, block_reaps_a_dead_receiver) {
   rill_ipc_route_info_t info;
   cr_assert_eq(rill_ipc_route_info(route, &info), 0);
   cr_expect_eq(info.receivers, 1);
-  cr_expect_eq(info.dead, 1);
+  cr_expect_eq(info.receivers_dead, 1);
   send_n(s, 0, 4); /* counted until it is reaped */
   uint8_t b[8] = {0};
   /* The wait reaps it, and then nobody is there: not sent. */
@@ -471,7 +471,7 @@ Test(ipc, receiver_reaps_a_dead_place) {
   rill_ipc_route_info_t info;
   cr_assert_eq(rill_ipc_route_info(route, &info), 0);
   cr_expect_eq(info.receivers, 1);
-  cr_expect_eq(info.dead, 0);
+  cr_expect_eq(info.receivers_dead, 0);
   rill_ipc_route_close(r);
   rill_ipc_route_close(s);
   waitpid(pid, NULL, 0);
@@ -633,7 +633,7 @@ Test(ipc, info_and_list) {
   cr_expect_eq(info.sender, getpid());
   cr_expect(info.sender_alive);
   cr_expect_eq(info.receivers, 2);
-  cr_expect_eq(info.dead, 0);
+  cr_expect_eq(info.receivers_dead, 0);
   cr_expect_eq(info.slowest, 1, "b holds message 1: %llu", (unsigned long long)info.slowest);
 
   struct seen x = {0};

@@ -646,8 +646,8 @@ static int ls_one(void *ctx, const rill_ipc_route_info_t *i) {
            "\"head\":%" PRIu64 ",\"sender\":%ld,\"sender_alive\":%s,\"receivers\":%u,"
            "\"dead\":%u,\"lag\":%" PRIu64 ",\"pool\":[",
            i->slots, i->slot_size, i->max_receivers, ipc_policy_name(i->policy), i->head,
-           (long)i->sender, i->sender && i->sender_alive ? "true" : "false", i->receivers, i->dead,
-           lag);
+           (long)i->sender, i->sender && i->sender_alive ? "true" : "false", i->receivers,
+           i->receivers_dead, lag);
     for (uint32_t k = 0; k < i->pool_classes; k++)
       printf("%s{\"size\":%u,\"chunks\":%u}", k ? "," : "", i->pool[k].size, i->pool[k].chunks);
     printf("]}\n");
@@ -663,8 +663,8 @@ static int ls_one(void *ctx, const rill_ipc_route_info_t *i) {
     else
       snprintf(sender, sizeof sender, "none");
     printf("%-24s %-12s %-9s %12" PRIu64 "  %-14s %5u/%-3u %5u %10" PRIu64, i->name, layout,
-           ipc_policy_name(i->policy), i->head, sender, i->receivers, i->max_receivers, i->dead,
-           lag);
+           ipc_policy_name(i->policy), i->head, sender, i->receivers, i->max_receivers,
+           i->receivers_dead, lag);
     /* The pool, when there is one, after the columns: SIZExCHUNKS a class. */
     for (uint32_t k = 0; k < i->pool_classes; k++)
       printf("%s%ux%u", k ? "," : "  pool ", i->pool[k].size, i->pool[k].chunks);
@@ -739,7 +739,7 @@ static int rm_in_use(args_t *a) {
   rill_ipc_chan_info_t ci;
   char who[160];
   if (rill_ipc_route_info(a->name, &ri) == 0) {
-    uint32_t live = ri.receivers - ri.dead;
+    uint32_t live = ri.receivers - ri.receivers_dead;
     bool tx = ri.sender && ri.sender_alive;
     if (!live && !tx)
       return 0;
