@@ -218,16 +218,16 @@ static uint64_t scan(rill_ipc_route_t *s, uint64_t seq);
 static bool reap_laggards(rill_ipc_route_t *s, uint64_t seq, uint64_t limit);
 static int closed_err(const struct seg *s);
 
-/* Opens the route as its sender, creating it with g when there is none. */
+/* Opens the route as its sender, creating it as want (opts checked) when
+ * there is none. */
 static int open_sender(rill_ipc_route_t **out, const char *name, const rill_ipc_route_opts_t *opts,
                        const struct rill__ipc_geom *want, mode_t mode) {
-  struct rill__ipc_geom g = *want;
   rill_ipc_route_t *x = rill__calloc(1, sizeof *x);
   if (!x)
     return rill__err(RILL_ENOMEM, "ipc route %s: no memory for the sender", name);
   snprintf(x->s.name, sizeof x->s.name, "%s", name);
   x->role = RILL_IPC_SENDER;
-  int rc = rill__ipc_seg_open(KIND, name, &g, mode, &x->s.g, &x->s.base, &x->s.size);
+  int rc = rill__ipc_seg_open(KIND, name, want, mode, &x->s.g, &x->s.base, &x->s.size);
   if (rc == 0)
     seg_bind(&x->s);
   if (rc)
