@@ -147,8 +147,8 @@ typedef struct peer {
   bench_kid_t kid[MAX_KIDS]; /* orders to each child, answers from it */
   int fd[MAX_RX];            /* the parent's end toward each child (-1: none) */
   int back;                  /* pipe ping-pong: the way back */
-  rill_ipc_route_sender_t *tx;
-  rill_ipc_route_receiver_t *rx;
+  rill_ipc_route_t *tx;
+  rill_ipc_route_t *rx;
   rill_ipc_chan_t *ch; /* chan_64_queue: the parent's sender */
   char fwd[64], bwd[64], ep[128];
   void *zctx, *zsock;
@@ -257,8 +257,8 @@ static void rill_check(const char *what, int rc) {
 typedef struct child_end {
   int fd, back; /* sockets: fd both ways; pipes: fd in, back out */
   int tx_id;    /* channel cases: which sender this child is; -1: a receiver */
-  rill_ipc_route_receiver_t *rx;
-  rill_ipc_route_sender_t *tx;
+  rill_ipc_route_t *rx;
+  rill_ipc_route_t *tx;
   rill_ipc_chan_t *ch;
   void *zctx, *zsock;
 } child_end_t;
@@ -559,10 +559,10 @@ static _Noreturn void child_main(const peer_t *p, child_end_t *e, int ctl, int r
         (tx ? zmq_connect(e->zsock, p->ep) : zmq_bind(e->zsock, p->ep)) != 0)
       zmq_die("child zmq PUSH/PULL");
   } else if (p->kind == K_RILL) {
-    rill_check("child attach", rill_ipc_route_receiver_open(&e->rx, p->fwd));
+    rill_check("child attach", rill_ipc_route_open(&e->rx, p->fwd, NULL, RILL_IPC_RECEIVER));
     if (p->lat) {
       rill_ipc_route_opts_t o = route_opts(p);
-      rill_check("child sender", rill_ipc_route_sender_open(&e->tx, p->bwd, &o));
+      rill_check("child sender", rill_ipc_route_open(&e->tx, p->bwd, &o, RILL_IPC_SENDER));
     }
   } else if (p->kind == K_ZMQ) {
     int hwm = ZMQ_HWM;
@@ -596,8 +596,8 @@ static _Noreturn void child_main(const peer_t *p, child_end_t *e, int ctl, int r
       write_full(resfd, &dh, sizeof dh);
   }
   if (p->kind == K_RILL) {
-    rill_ipc_route_sender_close(e->tx);
-    rill_ipc_route_receiver_close(e->rx);
+    rill_ipc_route_close(e->tx);
+    rill_ipc_route_close(e->rx);
   } else if (p->kind == K_CHAN) {
     rill_ipc_chan_close(e->ch);
   } else if (p->kind == K_ZMQ) {
@@ -676,7 +676,7 @@ static void peer_open(peer_t *p) {
     snprintf(p->fwd, sizeof p->fwd, "rill-bench-%d-%u-fwd", (int)getpid(), id);
     snprintf(p->bwd, sizeof p->bwd, "rill-bench-%d-%u-back", (int)getpid(), id);
     rill_ipc_route_opts_t o = route_opts(p);
-    rill_check("sender_open", rill_ipc_route_sender_open(&p->tx, p->fwd, &o));
+    rill_check("sender_open", rill_ipc_route_open(&p->tx, p->fwd, &o, RILL_IPC_SENDER));
     remember(p->fwd);
     if (p->lat)
       remember(p->bwd);
@@ -754,7 +754,8 @@ static void peer_open(peer_t *p) {
   }
   /* The way back exists now: the child created it. */
   if (p->kind == K_RILL && p->lat)
-    rill_check("receiver_open (back)", rill_ipc_route_receiver_open(&p->rx, p->bwd));
+    rill_check("receiver_open (back)",
+               rill_ipc_route_open(&p->rx, p->bwd, NULL, RILL_IPC_RECEIVER));
   p->up = true;
   /* The PULLs connected before the PUSH was bound, and zmq retries only
    * 100 ms later: one untimed run, which ends once both got a stop, so
@@ -785,8 +786,8 @@ static void peer_close(peer_t *p) {
   free(p->wb);
   p->wb = NULL;
   if (p->kind == K_RILL) {
-    rill_ipc_route_sender_close(p->tx);
-    rill_ipc_route_receiver_close(p->rx);
+    rill_ipc_route_close(p->tx);
+    rill_ipc_route_close(p->rx);
     rill_ipc_route_unlink(p->fwd);
     if (p->lat)
       rill_ipc_route_unlink(p->bwd);

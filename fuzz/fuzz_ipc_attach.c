@@ -44,7 +44,7 @@ static void raw(const uint8_t *data, size_t size) {
   free(mem);
 }
 
-static void drain(rill_ipc_route_receiver_t *r, uint32_t max, uint8_t how) {
+static void drain(rill_ipc_route_t *r, uint32_t max, uint8_t how) {
   for (int i = 0; r && i < 24; i++) {
     rill_ipc_msg_t m;
     uint64_t lost;
@@ -59,7 +59,7 @@ static void drain(rill_ipc_route_receiver_t *r, uint32_t max, uint8_t how) {
   }
 }
 
-static void sends(rill_ipc_route_sender_t *s, const uint8_t *lens, size_t n, uint32_t max) {
+static void sends(rill_ipc_route_t *s, const uint8_t *lens, size_t n, uint32_t max) {
   static uint8_t buf[1 << 16];
   for (size_t i = 0; s && i < n; i++) {
     uint32_t len = fuzz_ipc_fill(buf, sizeof buf, lens[i], i, max);
@@ -88,14 +88,14 @@ static void live(const uint8_t *data, size_t size) {
                              .wait = (rill_ipc_wait_t)((data[4] >> 2) % 2),
                              .spin_ns = 1000};
   fuzz_ipc_pool(o.pool, o.slot_size, data);
-  rill_ipc_route_sender_t *s = NULL, *s2 = NULL;
-  rill_ipc_route_receiver_t *r1 = NULL, *r2 = NULL, *r3 = NULL;
-  if (rill_ipc_route_sender_open(&s, name, &o))
+  rill_ipc_route_t *s = NULL, *s2 = NULL;
+  rill_ipc_route_t *r1 = NULL, *r2 = NULL, *r3 = NULL;
+  if (rill_ipc_route_open(&s, name, &o, RILL_IPC_SENDER))
     return;
   uint32_t max = rill_ipc_route_max_message(s);
-  rill_ipc_route_receiver_open(&r1, name);
+  rill_ipc_route_open(&r1, name, NULL, RILL_IPC_RECEIVER);
   if (o.max_receivers > 1)
-    rill_ipc_route_receiver_open(&r2, name);
+    rill_ipc_route_open(&r2, name, NULL, RILL_IPC_RECEIVER);
   sends(s, data + 8, data[6] % 12 < size - 8 ? data[6] % 12 : size - 8, max);
   drain(r2, max, 0xff);
 
@@ -110,18 +110,18 @@ static void live(const uint8_t *data, size_t size) {
   sends(s, data + 8, 4 < size - 8 ? 4 : size - 8, max);
   drain(r1, max, 0);
   rill_ipc_route_wait_receivers(s, 1, 0);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
   /* Another sender takes the patched route over; another receiver joins. */
-  if (rill_ipc_route_sender_open(&s2, name, NULL) == 0) {
-    rill_ipc_route_receiver_open(&r3, name);
+  if (rill_ipc_route_open(&s2, name, NULL, RILL_IPC_SENDER) == 0) {
+    rill_ipc_route_open(&r3, name, NULL, RILL_IPC_RECEIVER);
     sends(s2, data + 8, 6 < size - 8 ? 6 : size - 8, rill_ipc_route_max_message(s2));
     drain(r3, rill_ipc_route_max_message(s2), data[7]);
     drain(r1, max, data[7]);
   }
-  rill_ipc_route_receiver_close(r3);
-  rill_ipc_route_sender_close(s2);
-  rill_ipc_route_receiver_close(r2);
-  rill_ipc_route_receiver_close(r1);
+  rill_ipc_route_close(r3);
+  rill_ipc_route_close(s2);
+  rill_ipc_route_close(r2);
+  rill_ipc_route_close(r1);
   if (seg != MAP_FAILED)
     munmap(seg, total);
   rill_ipc_route_unlink(name);

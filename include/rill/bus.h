@@ -240,7 +240,11 @@ void rill_bus_sink_counting(rill_bus_sink_t *sink, rill_bus_counters_t *c);
 
 /* The log sink lives with the bus, so that a log user does not pull the
  * bus in; a bus user who wants it includes rill/log.h for the log. */
+/* Guarded as in log.h: C99 has no repeated typedef. */
+#ifndef RILL__LOG_T
+#define RILL__LOG_T
 typedef struct rill_log rill_log_t;
+#endif
 
 /** What the log sink did: appended and failed events, and the error of the
  *  last failure (0 if none). Added with relaxed atomics by the bus's

@@ -35,8 +35,15 @@
  * Timeouts: every timeout_ns below is a bound in nanoseconds; 0 tries
  * once without waiting, RILL_FOREVER waits with no bound.
  *
- * Threads: a sender or receiver handle is used by one thread at a time;
- * handles are independent of each other, in one process or several.
+ * Handles: a route and a channel are opened alike, with one handle type
+ * each (rill_ipc_route_t, rill_ipc_chan_t) and a role chosen at open
+ * (RILL_IPC_SENDER or RILL_IPC_RECEIVER); the calls of the other role
+ * return RILL_EINVAL. Both send, reserve / commit / cancel, recv / release,
+ * wait_receivers, unlink, info and list with the same signatures and the
+ * same return codes, each as its header says.
+ *
+ * Threads: a handle is used by one thread at a time; handles are
+ * independent of each other, in one process or several.
  * docs/FORMATS.md ("IPC route segment") gives every byte and the protocol.
  *
  * Large messages (opts.max_message or opts.pool): a message over a slot's
@@ -81,6 +88,12 @@ typedef enum rill_ipc_policy {
                        * lapped receiver gets RILL_ELAGGED and the count lost */
 } rill_ipc_policy_t;
 
+/** The role a handle is opened in, on a route or a channel. */
+typedef enum rill_ipc_role {
+  RILL_IPC_SENDER = 1,
+  RILL_IPC_RECEIVER,
+} rill_ipc_role_t;
+
 /** How a waiter waits. */
 typedef enum rill_ipc_wait {
   RILL_IPC_PARK = 0, /* a futex in the segment: no CPU while waiting */
@@ -95,11 +108,11 @@ typedef struct rill_ipc_class {
 } rill_ipc_class_t;
 
 /** A route's layout and behaviour, fixed when it is created (the sender
- *  that creates it decides; later ones must agree or get RILL_EINVAL: each
- *  of slots, slot_size, max_receivers, max_message and pool_chunks they
- *  set (non-zero), the pool classes when they give any, and the policy).
- *  wait, spin_ns and mode are the creator's, kept in the segment for every
- *  participant; a later sender's are ignored. */
+ *  that creates it decides; later openers, in either role, must agree or
+ *  get RILL_EINVAL: each of slots, slot_size, max_receivers, max_message
+ *  and pool_chunks they set (non-zero), the pool classes when they give
+ *  any, and the policy). wait, spin_ns and mode are the creator's, kept in
+ *  the segment for every participant; a later opener's are ignored. */
 typedef struct rill_ipc_opts {
   uint32_t slots;         /* ring slots, a power of two, 2..2^24; default 4096 */
   uint32_t slot_size;     /* bytes a slot takes, header included, a multiple of 64
@@ -130,17 +143,22 @@ typedef struct rill_ipc_opts {
   rill_ipc_class_t pool[RILL_IPC_MAX_CLASSES];
 } rill_ipc_route_opts_t;
 
-typedef struct rill_ipc_route_sender rill_ipc_route_sender_t;
-typedef struct rill_ipc_route_receiver rill_ipc_route_receiver_t;
+typedef struct rill_ipc_route rill_ipc_route_t;
 
-/** Opens route `name` as its sender, creating it with opts if it does
- *  not exist (opts may be NULL for the defaults). An existing route must
- *  have the same layout (RILL_EINVAL otherwise; NULL opts take an
- *  existing route as it is). RILL_EBUSY when a live
- *  process is its sender; a dead sender's place is taken over, and the
- *  route goes on from the last message it published. */
-int rill_ipc_route_sender_open(rill_ipc_route_sender_t **out, const char *name,
-                               const rill_ipc_route_opts_t *opts);
+/** Opens route `name` in a role. RILL_IPC_SENDER: creates it with opts if
+ *  it does not exist (opts may be NULL for the defaults); RILL_EBUSY when
+ *  a live process is its sender; a dead sender's place is taken over, and
+ *  the route goes on from the last message it published.
+ *  RILL_IPC_RECEIVER: attaches to it in a free place of its table (places
+ *  of dead receivers are reaped first): RILL_ENOENT when there is no such
+ *  route (a route is made by its sender: the receiver joins at its head,
+ *  what the sender publishes from now on), RILL_EBUSY when max_receivers
+ *  live ones are attached. Either role: an existing route must have the
+ *  layout opts give (RILL_EINVAL otherwise; NULL opts take it as it is);
+ *  RILL_EVERSION / RILL_ECORRUPT for a segment that is not a rill route
+ *  of this version or whose layout does not add up. */
+int rill_ipc_route_open(rill_ipc_route_t **out, const char *name, const rill_ipc_route_opts_t *opts,
+                        rill_ipc_role_t role);
 
 /** Sends len bytes (at most rill_ipc_route_max_message: RILL_EMSGSIZE beyond)
  *  to every receiver attached when it is published: inline in a slot up
@@ -150,20 +168,21 @@ int rill_ipc_route_sender_open(rill_ipc_route_sender_t **out, const char *name,
  *  takes): RILL_ETIMEDOUT; RILL_IPC_FAIL: RILL_EFULL. Receivers that died
  *  are reaped while it would wait.
  *  RILL_EPIPE when no receiver is attached (none whose
- *  rill_ipc_route_receiver_open has returned): nothing is published, as nobody
+ *  rill_ipc_route_open has returned): nothing is published, as nobody
  *  would get it (a receiver that died is counted until it is reaped: when
  *  the send would wait for it, or by rill_ipc_route_wait_receivers). To send
  *  once someone listens, rill_ipc_route_wait_receivers first. RILL_ECLOSED when
- *  the route was removed (rill_ipc_route_unlink): close the sender. */
-int rill_ipc_route_send(rill_ipc_route_sender_t *s, const void *data, uint32_t len,
-                        uint64_t timeout_ns);
+ *  the route was removed (rill_ipc_route_unlink): close the sender.
+ *  RILL_EINVAL on a receiver. */
+int rill_ipc_route_send(rill_ipc_route_t *rt, const void *data, uint32_t len, uint64_t timeout_ns);
 
 /** Waits up to timeout_ns (0: not at all) until at least n receivers
  *  (1..max_receivers) are attached, reaping dead ones so that they do not
  *  count: 0, and every message sent from then on reaches each of them.
  *  RILL_ETIMEDOUT (RILL_EAGAIN when timeout_ns is 0), RILL_ECLOSED when the
- *  route was removed, RILL_EINVAL. Polls every millisecond. */
-int rill_ipc_route_wait_receivers(rill_ipc_route_sender_t *s, uint32_t n, uint64_t timeout_ns);
+ *  route was removed, RILL_EINVAL (on a receiver too). Polls every
+ *  millisecond. */
+int rill_ipc_route_wait_receivers(rill_ipc_route_t *rt, uint32_t n, uint64_t timeout_ns);
 
 /** Zero-copy send: reserves room for a message of up to len bytes (as
  *  rill_ipc_route_send would take it: inline when it fits a slot, else a
@@ -173,44 +192,36 @@ int rill_ipc_route_wait_receivers(rill_ipc_route_sender_t *s, uint32_t n, uint64
  *  reservation at a time: send or reserve with one open is RILL_EBUSY;
  *  close cancels it. Under RILL_IPC_OVERWRITE, the message the room held
  *  is gone from the reserve on. */
-int rill_ipc_route_reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t timeout_ns,
-                           void **buf);
+int rill_ipc_route_reserve(rill_ipc_route_t *rt, uint32_t len, uint64_t timeout_ns, void **buf);
 
 /** Publishes the reserved message with its length, len (at most the
  *  reserved length: RILL_EINVAL beyond, and without a reservation). A
  *  reserved chunk committed with a length a slot holds is moved into the
  *  slot (the chunk stays free). */
-int rill_ipc_route_commit(rill_ipc_route_sender_t *s, uint32_t len);
+int rill_ipc_route_commit(rill_ipc_route_t *rt, uint32_t len);
 
 /** Gives the reservation up: nothing is published, and the next send or
  *  reserve takes the same message number (receivers never see a gap).
  *  RILL_EINVAL without a reservation. */
-int rill_ipc_route_cancel(rill_ipc_route_sender_t *s);
+int rill_ipc_route_cancel(rill_ipc_route_t *rt);
 
 /** The largest message a slot holds inline: slot_size - RILL_IPC_SLOT_HDR. */
-uint32_t rill_ipc_route_max_payload(const rill_ipc_route_sender_t *s);
+uint32_t rill_ipc_route_max_payload(const rill_ipc_route_t *rt);
 
 /** The largest message the route takes: max_message when it has a pool,
  *  else rill_ipc_route_max_payload. */
-uint32_t rill_ipc_route_max_message(const rill_ipc_route_sender_t *s);
+uint32_t rill_ipc_route_max_message(const rill_ipc_route_t *rt);
 
-/** Leaves the route (its sender place is free for another process); the
- *  segment stays. NULL is a no-op. */
-void rill_ipc_route_sender_close(rill_ipc_route_sender_t *s);
-
-/** Attaches to route `name` as a receiver, in a free place of its table
- *  (places of dead receivers are reaped first): RILL_ENOENT when there is
- *  no such route, RILL_EBUSY when max_receivers live ones are attached,
- *  RILL_EVERSION / RILL_ECORRUPT for a segment that is not a rill route of
- *  this version or whose layout does not add up. It receives what is
- *  published from now on. */
-int rill_ipc_route_receiver_open(rill_ipc_route_receiver_t **out, const char *name);
+/** Leaves the route: the place is free for another process (a
+ *  reservation is cancelled); a receiver's sender waits for it no more.
+ *  The segment stays. NULL is a no-op. */
+void rill_ipc_route_close(rill_ipc_route_t *rt);
 
 /** A received message: a view of its bytes in the ring, or in a chunk of
  *  the pool for a large one (no copy either way), valid until the next
- *  rill_ipc_route_recv or close on this receiver; until then the sender does not
- *  reuse its slot or chunk (under RILL_IPC_OVERWRITE it may: the next call
- *  then reports RILL_ELAGGED). */
+ *  rill_ipc_route_recv, rill_ipc_route_release or close on this receiver; until then the sender
+ * does not reuse its slot or chunk (under RILL_IPC_OVERWRITE it may: the next call then reports
+ * RILL_ELAGGED). */
 typedef struct rill_ipc_msg {
   const uint8_t *data;
   uint32_t len;
@@ -231,21 +242,18 @@ typedef struct rill_ipc_msg {
  *  RILL_ECORRUPT for a slot whose length is over the slot, or a pool
  *  descriptor naming no chunk or the wrong one (a scribbled segment).
  *  RILL_ECLOSED once everything published before the route was removed
- *  (rill_ipc_route_unlink) was read: nothing more can come; close the receiver. */
-int rill_ipc_route_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns,
+ *  (rill_ipc_route_unlink) was read: nothing more can come; close the receiver.
+ *  RILL_EINVAL on a sender. */
+int rill_ipc_route_recv(rill_ipc_route_t *rt, rill_ipc_msg_t *m, uint64_t timeout_ns,
                         uint64_t *lost);
 
 /** Finishes with the message the last rill_ipc_route_recv returned before the
  *  next one: its view becomes invalid, and the sender may reuse its slot
  *  (and chunk) at once, instead of at the next receive. 0; RILL_EINVAL
- *  when no message is held; under RILL_IPC_OVERWRITE, RILL_ELAGGED when the
+ *  on a sender or when no message is held; under RILL_IPC_OVERWRITE, RILL_ELAGGED when the
  *  message was overwritten while it was held (what was read of it may be
  *  torn; it is not counted again by the next receive). */
-int rill_ipc_route_release(rill_ipc_route_receiver_t *r);
-
-/** Leaves the route: its place in the table is freed, the sender waits
- *  for it no more. NULL is a no-op. */
-void rill_ipc_route_receiver_close(rill_ipc_route_receiver_t *r);
+int rill_ipc_route_release(rill_ipc_route_t *rt);
 
 /** Removes route `name` (its shared-memory name; processes attached keep
  *  their mapping). RILL_ENOENT when there is none, RILL_EINVAL when the
@@ -254,7 +262,7 @@ void rill_ipc_route_receiver_close(rill_ipc_route_receiver_t *r);
  *  told: the segment is marked removed first and its waiters woken, so
  *  that its receivers get RILL_ECLOSED once they have read what was
  *  published, and its sender RILL_ECLOSED at its next send (a later
- *  rill_ipc_route_sender_open makes a new route under the name). It does not
+ *  rill_ipc_route_open of a sender makes a new route under the name). It does not
  *  ask who is attached: rill_ipc_route_info tells (`rill ipc rm` refuses a route
  *  in use without --force). */
 int rill_ipc_route_unlink(const char *name);
@@ -268,8 +276,10 @@ typedef struct rill_ipc_route_info {
   pid_t sender;       /* 0: none attached */
   bool sender_alive;  /* the pid is the process that attached (start time checked) */
   uint32_t receivers; /* places taken */
-  uint32_t dead;      /* of which held by a process that is gone (reaped at the next wait) */
-  uint64_t slowest;   /* the slowest live receiver's next message (head when none) */
+  /* Of which held by a process that is gone (reaped at the next wait);
+   * named as the channel's. */
+  uint32_t receivers_dead;
+  uint64_t slowest;                  /* the slowest live receiver's next message (head when none) */
   uint32_t max_message, pool_chunks; /* the largest class, every class's chunks; 0, 0: no pool */
   uint32_t pool_classes;
   rill_ipc_class_t pool[RILL_IPC_MAX_CLASSES];
@@ -322,11 +332,6 @@ typedef enum rill_ipc_delivery {
   RILL_IPC_QUEUE,         /* each message goes to exactly one receiver */
 } rill_ipc_delivery_t;
 
-typedef enum rill_ipc_chan_role {
-  RILL_IPC_SENDER = 1,
-  RILL_IPC_RECEIVER,
-} rill_ipc_chan_role_t;
-
 /** A channel's layout and behaviour, fixed by whoever creates it (either
  *  role); later openers must agree on each of slots, slot_size,
  *  max_senders, max_receivers they set (non-zero), and on delivery and
@@ -364,7 +369,7 @@ typedef struct rill_ipc_chan rill_ipc_chan_t;
  *  an orphaned one: its first recv hands out the message that place
  *  held (RILL_IPC_REDELIVERED). */
 int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_chan_opts_t *opts,
-                       rill_ipc_chan_role_t role);
+                       rill_ipc_role_t role);
 
 /** Sends len bytes (at most rill_ipc_chan_max_message: RILL_EMSGSIZE
  *  beyond; over rill_ipc_chan_max_payload, through a chunk of the pool,

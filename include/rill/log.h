@@ -41,7 +41,11 @@
 extern "C" {
 #endif
 
+/* Guarded: bus.h names it too, and C99 has no repeated typedef. */
+#ifndef RILL__LOG_T
+#define RILL__LOG_T
 typedef struct rill_log rill_log_t;
+#endif
 
 /** When appends reach the disk. */
 typedef enum rill_log_sync {
@@ -178,8 +182,9 @@ int rill_log_reserve(rill_log_t *l, uint32_t len, void **data);
  *  applies the sync policy as append does. */
 int rill_log_commit(rill_log_t *l, uint64_t *seq);
 
-/** Gives the reservation up; nothing was appended. */
-void rill_log_cancel(rill_log_t *l);
+/** Gives the reservation up; nothing was appended. 0, or RILL_EINVAL
+ *  without a reservation (as the ipc cancels). */
+int rill_log_cancel(rill_log_t *l);
 
 /** Applies the retention options now: drops whole segments from the
  *  front, moves rill_log_first, rewrites the MANIFEST, deletes the files.

@@ -140,9 +140,12 @@ int rill__slab_put_slow(rill_slab_t *s, void *obj);
 /* Private: what the inline paths read. Layout may change between versions. */
 typedef struct rill__slab_tc {
   uint32_t n;   /* free objects held; written by the owner thread only */
-  uint32_t cap; /* room in obj[] */
-  void *obj[];
+  uint32_t cap; /* room for objects after the struct */
 } rill__slab_tc_t;
+
+/* The cache's stack of free objects: cap pointers right after the struct,
+ * where a flexible array member would put them (C++ has none). */
+RILL_INLINE void **rill__slab_tc_obj(rill__slab_tc_t *c) { return (void **)(void *)(c + 1); }
 
 /* Slabs alive at once that get per-thread caches; slab 4096 and beyond
  * work, through the depot lock on every call. */
@@ -182,7 +185,7 @@ RILL_INLINE int rill_slab_get(rill_slab_t *s, void **obj) {
   rill__slab_tc_t *c = __atomic_load_n(&rill__slab_tls[h->id], __ATOMIC_RELAXED);
   uint32_t n = __atomic_load_n(&c->n, __ATOMIC_RELAXED);
   if (RILL_LIKELY(n != 0)) {
-    void *p = c->obj[n - 1];
+    void *p = rill__slab_tc_obj(c)[n - 1];
     /* Relaxed: only this thread writes n; stats read it as a snapshot. */
     __atomic_store_n(&c->n, n - 1, __ATOMIC_RELAXED);
     *obj = p;
@@ -202,7 +205,7 @@ RILL_INLINE int rill_slab_put(rill_slab_t *s, void *p) {
     rill__slab_tc_t *c = __atomic_load_n(&rill__slab_tls[h->id], __ATOMIC_RELAXED);
     uint32_t n = __atomic_load_n(&c->n, __ATOMIC_RELAXED);
     if (RILL_LIKELY(n < c->cap)) {
-      c->obj[n] = p;
+      rill__slab_tc_obj(c)[n] = p;
       __atomic_store_n(&c->n, n + 1, __ATOMIC_RELAXED);
       return 0;
     }

@@ -60,34 +60,40 @@ struct seg {
   char name[RILL_IPC_MAX_NAME + 1];
 };
 
-struct rill_ipc_route_sender {
+/* A sender's or a receiver's handle: the role picks the fields it uses.
+ * In a receiver's, rx_seen stays 0 and reserved false: the sender's hot
+ * paths test them already, so a receiver's handle falls to their slow
+ * paths, which check the role, and a send costs no test of its own. A
+ * sender's handle holds no view (held false): release checks the role
+ * where it refuses that; recv alone pays for a test. */
+struct rill_ipc_route {
   struct seg s;
-  uint64_t mine;                            /* our state word in place 0 */
-  uint64_t seq;                             /* the next message's seq (head, as only we write it) */
-  uint64_t min_seen;                        /* the lowest live cursor at the last scan */
-  uint32_t rx_seen;                         /* ready receivers at the last scan */
-  uint32_t gone_seen;                       /* the header's gone word at the last scan */
-  uint64_t reaped_ms;                       /* when we last checked the laggards' liveness */
-  uint64_t pool_next[RILL_IPC_MAX_CLASSES]; /* pooled messages sent in each class
-                                             * (the header's, as only we write it) */
+  rill_ipc_role_t role;
+  uint64_t mine; /* our state word (a sender's in place 0) */
+
+  /* The sender's. */
+  uint64_t seq;       /* the next message's seq (head, as only we write it) */
+  uint64_t min_seen;  /* the lowest live cursor at the last scan */
+  uint32_t rx_seen;   /* ready receivers at the last scan */
+  uint32_t gone_seen; /* the header's gone word at the last scan */
+  uint64_t reaped_ms; /* when we last checked the laggards' liveness */
+  /* Pooled messages sent in each class (the header's, as only we write it). */
+  uint64_t pool_next[RILL_IPC_MAX_CLASSES];
   /* The room the last reserve took for message seq, until its commit. */
   bool reserved;
   uint32_t res_len;   /* the bytes reserved */
   uint32_t res_class; /* the chunk's class, NO_CLASS: the slot */
   uint32_t res_idx;   /* the chunk's index in its class */
   uint8_t *res_buf;   /* where the message goes */
-};
 
-#define NO_CLASS UINT32_MAX
-
-struct rill_ipc_route_receiver {
-  struct seg s;
+  /* A receiver's. */
   struct rill__ipc_place *me;
-  uint64_t mine;    /* our state word */
   uint64_t cur;     /* the next message to return */
   uint64_t checked; /* our cursor when we last looked for a parked sender */
   bool held;        /* a view of cur - 1 is out */
 };
+
+#define NO_CLASS UINT32_MAX
 
 static inline struct rill__ipc_slot *slot_at(const struct seg *s, uint64_t seq) {
   return (struct rill__ipc_slot *)(void *)(s->ring + (seq & s->mask) * s->g.slot_size);
@@ -208,28 +214,20 @@ static int opts_agree(const struct seg *s, const rill_ipc_route_opts_t *o) {
 
 /* ---- sender ------------------------------------------------------------------ */
 
-static uint64_t scan(rill_ipc_route_sender_t *s, uint64_t seq);
-static bool reap_laggards(rill_ipc_route_sender_t *s, uint64_t seq, uint64_t limit);
+static uint64_t scan(rill_ipc_route_t *s, uint64_t seq);
+static bool reap_laggards(rill_ipc_route_t *s, uint64_t seq, uint64_t limit);
 static int closed_err(const struct seg *s);
 
-int rill_ipc_route_sender_open(rill_ipc_route_sender_t **out, const char *name,
-                               const rill_ipc_route_opts_t *opts) {
-  if (!out)
-    return rill__err(RILL_EINVAL, "ipc: out is NULL");
-  *out = NULL;
-  int rc = rill__ipc_name_check(KIND, name);
-  if (rc)
-    return rc;
-  struct rill__ipc_geom g;
-  mode_t mode;
-  rc = opts_geom(name, opts, &g, &mode);
-  if (rc)
-    return rc;
-  rill_ipc_route_sender_t *x = rill__calloc(1, sizeof *x);
+/* Opens the route as its sender, creating it as want (opts checked) when
+ * there is none. */
+static int open_sender(rill_ipc_route_t **out, const char *name, const rill_ipc_route_opts_t *opts,
+                       const struct rill__ipc_geom *want, mode_t mode) {
+  rill_ipc_route_t *x = rill__calloc(1, sizeof *x);
   if (!x)
     return rill__err(RILL_ENOMEM, "ipc route %s: no memory for the sender", name);
   snprintf(x->s.name, sizeof x->s.name, "%s", name);
-  rc = rill__ipc_seg_open(KIND, name, &g, mode, &x->s.g, &x->s.base, &x->s.size);
+  x->role = RILL_IPC_SENDER;
+  int rc = rill__ipc_seg_open(KIND, name, want, mode, &x->s.g, &x->s.base, &x->s.size);
   if (rc == 0)
     seg_bind(&x->s);
   if (rc)
@@ -273,9 +271,43 @@ free_sender:
   return rc;
 }
 
-int rill_ipc_route_wait_receivers(rill_ipc_route_sender_t *s, uint32_t n, uint64_t timeout_ns) {
+/* Opens route name as a receiver: it must exist (a route is made by its
+ * sender); opts, when given, must agree with it. */
+static int open_receiver(rill_ipc_route_t **out, const char *name,
+                         const rill_ipc_route_opts_t *opts);
+
+int rill_ipc_route_open(rill_ipc_route_t **out, const char *name, const rill_ipc_route_opts_t *opts,
+                        rill_ipc_role_t role) {
+  if (!out)
+    return rill__err(RILL_EINVAL, "ipc route: out is NULL");
+  *out = NULL;
+  int rc = rill__ipc_name_check(KIND, name);
+  if (rc)
+    return rc;
+  if (role != RILL_IPC_SENDER && role != RILL_IPC_RECEIVER)
+    return rill__err(RILL_EINVAL, "ipc route %s: unknown role %d", name, (int)role);
+  /* Checked in either role, as a channel's: a receiver's are compared with
+   * the route's once attached. */
+  struct rill__ipc_geom g;
+  mode_t mode;
+  rc = opts_geom(name, opts, &g, &mode);
+  if (rc)
+    return rc;
+  return role == RILL_IPC_SENDER ? open_sender(out, name, opts, &g, mode)
+                                 : open_receiver(out, name, opts);
+}
+
+/* A sender's call on a receiver's handle, or the reverse: RILL_EINVAL. */
+static int wrong_role(const rill_ipc_route_t *rt, const char *what) {
+  return rill__err(RILL_EINVAL, "ipc route %s: %s on a %s", rt->s.name, what,
+                   rt->role == RILL_IPC_SENDER ? "sender" : "receiver");
+}
+
+int rill_ipc_route_wait_receivers(rill_ipc_route_t *s, uint32_t n, uint64_t timeout_ns) {
   if (RILL_UNLIKELY(!s))
-    return rill__err(RILL_EINVAL, "ipc wait_receivers: the sender is NULL");
+    return rill__err(RILL_EINVAL, "ipc route wait_receivers: the route is NULL");
+  if (RILL_UNLIKELY(s->role != RILL_IPC_SENDER))
+    return wrong_role(s, "wait_receivers");
   if (n < 1 || n > s->s.g.max_receivers)
     return rill__err(RILL_EINVAL, "ipc route %s: waiting for %u receivers, not in 1..%u", s->s.name,
                      n, s->s.g.max_receivers);
@@ -298,26 +330,33 @@ int rill_ipc_route_wait_receivers(rill_ipc_route_sender_t *s, uint32_t n, uint64
   }
 }
 
-uint32_t rill_ipc_route_max_payload(const rill_ipc_route_sender_t *s) {
+uint32_t rill_ipc_route_max_payload(const rill_ipc_route_t *s) {
   return s ? s->s.g.slot_size - RILL_IPC_SLOT_HDR : 0;
 }
 
-uint32_t rill_ipc_route_max_message(const rill_ipc_route_sender_t *s) {
+uint32_t rill_ipc_route_max_message(const rill_ipc_route_t *s) {
   if (!s)
     return 0;
   return s->s.g.max_message ? s->s.g.max_message : s->s.g.slot_size - RILL_IPC_SLOT_HDR;
 }
 
-void rill_ipc_route_sender_close(rill_ipc_route_sender_t *s) {
+static void close_receiver(rill_ipc_route_t *r);
+
+void rill_ipc_route_close(rill_ipc_route_t *s) {
   if (!s)
     return;
+  if (s->role == RILL_IPC_RECEIVER) {
+    close_receiver(s);
+    return;
+  }
+  /* A reservation holds nothing shared: it goes with the handle. */
   rill__ipc_leave_place(&s->s.places[0], s->mine);
   seg_unmap(&s->s);
   rill__free(s);
 }
 
 /* The lowest cursor of the receivers that hold a place (seq when none). */
-static uint64_t scan(rill_ipc_route_sender_t *s, uint64_t seq) {
+static uint64_t scan(rill_ipc_route_t *s, uint64_t seq) {
   /* seq_cst: pairs with the fence a joining receiver makes after taking its
    * place (file comment): we see it, or it sees our head. */
   RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
@@ -360,7 +399,10 @@ static int closed_err(const struct seg *s) {
 /* Counts the ready receivers again, when the last count was none or a
  * receiver left since (the gone word moved): RILL_ECLOSED when the route
  * was removed, RILL_EPIPE when nobody would receive the next message. */
-static int recount(rill_ipc_route_sender_t *s, uint32_t gone) {
+static int recount(rill_ipc_route_t *s, uint32_t gone) {
+  /* A receiver's handle comes here at each send or reserve (rx_seen 0). */
+  if (RILL_UNLIKELY(s->role != RILL_IPC_SENDER))
+    return wrong_role(s, "send or reserve");
   if (gone & RILL__IPC_REMOVED)
     return closed_err(&s->s);
   s->gone_seen = gone;
@@ -373,7 +415,7 @@ static int recount(rill_ipc_route_sender_t *s, uint32_t gone) {
 
 /* Reaps the receivers that hold back seq (cursor + limit <= seq) and are
  * dead; true when one was. */
-static bool reap_laggards(rill_ipc_route_sender_t *s, uint64_t seq, uint64_t limit) {
+static bool reap_laggards(rill_ipc_route_t *s, uint64_t seq, uint64_t limit) {
   bool any = false;
   for (uint32_t i = 1; i <= s->s.g.max_receivers; i++) {
     struct rill__ipc_place *p = &s->s.places[i];
@@ -391,8 +433,7 @@ static bool reap_laggards(rill_ipc_route_sender_t *s, uint64_t seq, uint64_t lim
 
 /* Waits until every live cursor is within limit of seq (limit: the slots,
  * or less when the chunk a pooled message takes is still held). */
-static int wait_room(rill_ipc_route_sender_t *s, uint64_t seq, uint64_t slots,
-                     uint64_t timeout_ns) {
+static int wait_room(rill_ipc_route_t *s, uint64_t seq, uint64_t slots, uint64_t timeout_ns) {
   struct rill__ipc_hdr *h = s->s.hdr;
   uint64_t now = 0, deadline = 0, spin_until = 0;
   bool timed = false;
@@ -463,8 +504,8 @@ static int wait_room(rill_ipc_route_sender_t *s, uint64_t seq, uint64_t slots,
  * class that holds it, or a larger one whose next chunk is free already
  * when that class's is not. Sets *c, *idx, *old and *limit (the room the
  * send needs, pool_pick). */
-static void pick_chunk(rill_ipc_route_sender_t *s, uint32_t len, uint64_t seq, uint32_t *c,
-                       uint32_t *idx, uint64_t *limit, uint64_t *old) {
+static void pick_chunk(rill_ipc_route_t *s, uint32_t len, uint64_t seq, uint32_t *c, uint32_t *idx,
+                       uint64_t *limit, uint64_t *old) {
   const struct rill__ipc_geom *g = &s->s.g;
   *c = rill__ipc_class_for(g, len);
   *idx = rill__ipc_pool_pick(s->s.base, g, *c, s->pool_next[*c], seq, limit, old);
@@ -486,7 +527,7 @@ static void pick_chunk(rill_ipc_route_sender_t *s, uint32_t len, uint64_t seq, u
 
 /* Takes the room for the next message, len bytes: its slot, and a chunk
  * when it does not fit the slot, waiting under the policy. */
-static int reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t timeout_ns) {
+static int reserve(rill_ipc_route_t *s, uint32_t len, uint64_t timeout_ns) {
   const struct rill__ipc_geom *g = &s->s.g;
   const bool pooled = len > g->slot_size - RILL_IPC_SLOT_HDR;
   /* As a channel's: one reservation at a time, ended by commit or cancel,
@@ -496,6 +537,8 @@ static int reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t timeout_ns
                      "ipc route %s: a message of %u bytes is reserved: commit or cancel it first",
                      s->s.name, s->res_len);
   if (RILL_UNLIKELY(pooled && len > g->max_message)) {
+    if (s->role != RILL_IPC_SENDER)
+      return wrong_role(s, "send or reserve");
     if (!g->max_message)
       return rill__err(RILL_EMSGSIZE,
                        "ipc route %s: a message of %u bytes, over the %u a slot holds (the route "
@@ -549,8 +592,7 @@ static int reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t timeout_ns
 }
 
 /* Publishes the reserved message as len bytes (at most the reserved). */
-static inline __attribute__((always_inline)) void publish(rill_ipc_route_sender_t *s,
-                                                          uint32_t len) {
+static inline __attribute__((always_inline)) void publish(rill_ipc_route_t *s, uint32_t len) {
   const struct rill__ipc_geom *g = &s->s.g;
   const uint64_t seq = s->seq;
   struct rill__ipc_slot *sl = slot_at(&s->s, seq);
@@ -593,10 +635,9 @@ static inline __attribute__((always_inline)) void publish(rill_ipc_route_sender_
   rill__ipc_wake(&s->s.hdr->recv_waiters, &s->s.hdr->recv_want, &s->s.hdr->recv_futex);
 }
 
-int rill_ipc_route_send(rill_ipc_route_sender_t *s, const void *data, uint32_t len,
-                        uint64_t timeout_ns) {
+int rill_ipc_route_send(rill_ipc_route_t *s, const void *data, uint32_t len, uint64_t timeout_ns) {
   if (RILL_UNLIKELY(!s || (!data && len)))
-    return rill__err(RILL_EINVAL, "ipc send: %s is NULL", s ? "data" : "the sender");
+    return rill__err(RILL_EINVAL, "ipc route send: %s is NULL", s ? "data" : "the route");
   const struct rill__ipc_geom *g = &s->s.g;
   /* The common case without reserve's bookkeeping: inline, and room by
    * what we last saw of the cursors. */
@@ -619,10 +660,9 @@ int rill_ipc_route_send(rill_ipc_route_sender_t *s, const void *data, uint32_t l
   return 0;
 }
 
-int rill_ipc_route_reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t timeout_ns,
-                           void **buf) {
+int rill_ipc_route_reserve(rill_ipc_route_t *s, uint32_t len, uint64_t timeout_ns, void **buf) {
   if (RILL_UNLIKELY(!s || !buf))
-    return rill__err(RILL_EINVAL, "ipc reserve: %s is NULL", s ? "buf" : "the sender");
+    return rill__err(RILL_EINVAL, "ipc route reserve: %s is NULL", s ? "buf" : "the route");
   *buf = NULL;
   int rc = reserve(s, len, timeout_ns);
   if (rc == 0)
@@ -630,11 +670,14 @@ int rill_ipc_route_reserve(rill_ipc_route_sender_t *s, uint32_t len, uint64_t ti
   return rc;
 }
 
-int rill_ipc_route_commit(rill_ipc_route_sender_t *s, uint32_t len) {
+int rill_ipc_route_commit(rill_ipc_route_t *s, uint32_t len) {
   if (RILL_UNLIKELY(!s))
-    return rill__err(RILL_EINVAL, "ipc commit: the sender is NULL");
-  if (RILL_UNLIKELY(!s->reserved))
+    return rill__err(RILL_EINVAL, "ipc route commit: the route is NULL");
+  if (RILL_UNLIKELY(!s->reserved)) {
+    if (s->role != RILL_IPC_SENDER)
+      return wrong_role(s, "commit");
     return rill__err(RILL_EINVAL, "ipc route %s: commit without a reservation", s->s.name);
+  }
   if (RILL_UNLIKELY(len > s->res_len))
     return rill__err(RILL_EINVAL, "ipc route %s: commit of %u bytes, %u were reserved", s->s.name,
                      len, s->res_len);
@@ -642,11 +685,14 @@ int rill_ipc_route_commit(rill_ipc_route_sender_t *s, uint32_t len) {
   return 0;
 }
 
-int rill_ipc_route_cancel(rill_ipc_route_sender_t *s) {
+int rill_ipc_route_cancel(rill_ipc_route_t *s) {
   if (RILL_UNLIKELY(!s))
-    return rill__err(RILL_EINVAL, "ipc cancel: the sender is NULL");
-  if (RILL_UNLIKELY(!s->reserved))
+    return rill__err(RILL_EINVAL, "ipc route cancel: the route is NULL");
+  if (RILL_UNLIKELY(!s->reserved)) {
+    if (s->role != RILL_IPC_SENDER)
+      return wrong_role(s, "cancel");
     return rill__err(RILL_EINVAL, "ipc route %s: cancel without a reservation", s->s.name);
+  }
   /* Nothing was published: the message number and its room are the next
    * reserve's or send's (under RILL_IPC_OVERWRITE the message the room
    * held stays gone). */
@@ -656,20 +702,19 @@ int rill_ipc_route_cancel(rill_ipc_route_sender_t *s) {
 
 /* ---- receiver ---------------------------------------------------------------- */
 
-int rill_ipc_route_receiver_open(rill_ipc_route_receiver_t **out, const char *name) {
-  if (!out)
-    return rill__err(RILL_EINVAL, "ipc: out is NULL");
-  *out = NULL;
-  int rc = rill__ipc_name_check(KIND, name);
-  if (rc)
-    return rc;
-  rill_ipc_route_receiver_t *r = rill__calloc(1, sizeof *r);
+static int open_receiver(rill_ipc_route_t **out, const char *name,
+                         const rill_ipc_route_opts_t *opts) {
+  rill_ipc_route_t *r = rill__calloc(1, sizeof *r);
   if (!r)
     return rill__err(RILL_ENOMEM, "ipc route %s: no memory for the receiver", name);
   snprintf(r->s.name, sizeof r->s.name, "%s", name);
-  rc = seg_attach(&r->s);
+  r->role = RILL_IPC_RECEIVER;
+  int rc = seg_attach(&r->s);
   if (rc)
     goto free_receiver;
+  rc = opts_agree(&r->s, opts);
+  if (rc)
+    goto unmap;
   for (uint32_t i = 1; i <= r->s.g.max_receivers && !r->me; i++)
     if (rill__ipc_claim_place(&r->s.places[i], waiters_of(&r->s, i), &r->mine))
       r->me = &r->s.places[i];
@@ -711,7 +756,7 @@ free_receiver:
 
 /* Wakes a sender parked for room if our cursor crossed what it needs
  * since the last look (the cursor we stored before). */
-static void wake_sender(rill_ipc_route_receiver_t *r) {
+static void wake_sender(rill_ipc_route_t *r) {
   struct rill__ipc_hdr *h = r->s.hdr;
   uint64_t was = r->checked;
   r->checked = r->cur;
@@ -736,7 +781,7 @@ static void wake_sender(rill_ipc_route_receiver_t *r) {
  * to read, was tried: 46.6-50.0 ns a 64-byte message against 48.5-52.7,
  * alternated 6 times on a quiet machine; too little for a wake that
  * comes up to 32 messages late.) */
-static inline void advance(rill_ipc_route_receiver_t *r) {
+static inline void advance(rill_ipc_route_t *r) {
   /* Release: pairs with the sender's acquire load of our cursor in its
    * scan; our reads of the slots below happen before it overwrites them. */
   __atomic_store_n(&r->me->cursor, r->cur, __ATOMIC_RELEASE);
@@ -745,7 +790,7 @@ static inline void advance(rill_ipc_route_receiver_t *r) {
 
 /* One look at the next message: 0 with *m, RILL_EAGAIN (nothing yet),
  * RILL_ELAGGED (lapped: the cursor moved, *lost says how far). */
-static int try_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_t *lost) {
+static int try_recv(rill_ipc_route_t *r, rill_ipc_msg_t *m, uint64_t *lost) {
   const uint64_t c = r->cur, slots = r->s.g.slots;
   struct rill__ipc_slot *sl = slot_at(&r->s, c);
   /* Acquire: pairs with the sender's release store of the mark; the
@@ -814,7 +859,7 @@ static int try_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_t *l
 
 /* Gives back the view held (of cur - 1): true when, under OVERWRITE, it
  * was overwritten while it was held. */
-static bool give_back(rill_ipc_route_receiver_t *r) {
+static bool give_back(rill_ipc_route_t *r) {
   r->held = false;
   uint64_t was = r->cur - 1;
   bool torn = false;
@@ -828,10 +873,13 @@ static bool give_back(rill_ipc_route_receiver_t *r) {
   return torn;
 }
 
-int rill_ipc_route_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns,
+int rill_ipc_route_recv(rill_ipc_route_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns,
                         uint64_t *lost) {
-  if (RILL_UNLIKELY(!r || !m))
-    return rill__err(RILL_EINVAL, "ipc recv: %s is NULL", r ? "the message" : "the receiver");
+  if (RILL_UNLIKELY(!r || !m || r->role != RILL_IPC_RECEIVER)) {
+    if (r && r->role != RILL_IPC_RECEIVER)
+      return wrong_role(r, "recv");
+    return rill__err(RILL_EINVAL, "ipc route recv: %s is NULL", r ? "the message" : "the route");
+  }
   m->flags = 0;
   if (lost)
     *lost = 0;
@@ -900,11 +948,14 @@ int rill_ipc_route_recv(rill_ipc_route_receiver_t *r, rill_ipc_msg_t *m, uint64_
   }
 }
 
-int rill_ipc_route_release(rill_ipc_route_receiver_t *r) {
+int rill_ipc_route_release(rill_ipc_route_t *r) {
   if (RILL_UNLIKELY(!r))
-    return rill__err(RILL_EINVAL, "ipc release: the receiver is NULL");
-  if (RILL_UNLIKELY(!r->held))
+    return rill__err(RILL_EINVAL, "ipc route release: the route is NULL");
+  if (RILL_UNLIKELY(!r->held)) {
+    if (r->role != RILL_IPC_RECEIVER)
+      return wrong_role(r, "release");
     return rill__err(RILL_EINVAL, "ipc route %s: release with no message held", r->s.name);
+  }
   uint64_t was = r->cur - 1;
   if (give_back(r))
     return rill__err(RILL_ELAGGED, "ipc route %s: message %llu was overwritten while it was read",
@@ -912,9 +963,7 @@ int rill_ipc_route_release(rill_ipc_route_receiver_t *r) {
   return 0;
 }
 
-void rill_ipc_route_receiver_close(rill_ipc_route_receiver_t *r) {
-  if (!r)
-    return;
+static void close_receiver(rill_ipc_route_t *r) {
   struct rill__ipc_hdr *h = r->s.hdr;
   rill__ipc_leave_place(r->me, r->mine);
   rill__ipc_count_leave(&h->gone);
@@ -932,7 +981,7 @@ int rill_ipc_route_unlink(const char *name) { return rill__ipc_shm_unlink(KIND, 
 
 int rill_ipc_route_info(const char *name, rill_ipc_route_info_t *info) {
   if (!info)
-    return rill__err(RILL_EINVAL, "ipc info: info is NULL");
+    return rill__err(RILL_EINVAL, "ipc route info: info is NULL");
   return rill__ipc_info(KIND, name, info);
 }
 
@@ -949,7 +998,7 @@ static int list_one(void *arg) {
 
 int rill_ipc_route_list(rill_ipc_route_list_cb fn, void *ctx) {
   if (!fn)
-    return rill__err(RILL_EINVAL, "ipc list: fn is NULL");
+    return rill__err(RILL_EINVAL, "ipc route list: fn is NULL");
   struct lister l = {.fn = fn, .ctx = ctx};
-  return rill__ipc_list(KIND, "ipc list", &l.info, list_one, &l);
+  return rill__ipc_list(KIND, "ipc route list", &l.info, list_one, &l);
 }

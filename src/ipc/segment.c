@@ -238,7 +238,7 @@ void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g,
     info->sender_alive =
         rill__ipc_holder_alive(st, __atomic_load_n(&pl[0].start, __ATOMIC_RELAXED));
   }
-  info->receivers = info->dead = 0;
+  info->receivers = info->receivers_dead = 0;
   uint64_t slowest = info->head;
   for (uint32_t i = 1; i <= g->max_receivers; i++) {
     st = __atomic_load_n(&pl[i].state, __ATOMIC_ACQUIRE);
@@ -246,7 +246,7 @@ void rill__ipc_summary(const void *mem, const struct rill__ipc_geom *g,
       continue;
     info->receivers++;
     if (!rill__ipc_holder_alive(st, __atomic_load_n(&pl[i].start, __ATOMIC_RELAXED))) {
-      info->dead++;
+      info->receivers_dead++;
       continue;
     }
     /* Relaxed: a snapshot for display, nothing is read through it. */
@@ -663,7 +663,7 @@ bool rill__ipc_reap_if_dead(struct rill__ipc_place *p, uint64_t st, uint32_t *wa
 
 bool rill__ipc_claim_from(struct rill__ipc_place *p, uint64_t st, uint64_t *mine) {
   uint64_t want = RILL__IPC_ST(RILL__IPC_CLAIMING, RILL__IPC_ST_GEN(st) + 1, (uint32_t)getpid());
-  /* seq_cst: the take is ordered with the join fences (channel.c, route.c). */
+  /* seq_cst: the take is ordered with the join fences (channel_open.c, route.c). */
   if (!__atomic_compare_exchange_n(&p->state, &st, want, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED))
     return false;
   *mine = want;

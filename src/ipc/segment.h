@@ -68,9 +68,10 @@ struct rill__ipc_hdr {
   /* On head's line, which the sender writes at every publish and so has
    * at hand when it loads this at every send: on the receivers' futex
    * line, which parking receivers write, that load cost a 1-to-4 spinning
-   * route 60% (250-310 against 430-500 ns a message). */
-  uint32_t gone; /* bits 0..30: receivers that closed their handle (wrapping);
-                  * RILL__IPC_REMOVED: the route was removed (rill_ipc_route_unlink) */
+   * route 60% (250-310 against 430-500 ns a message).
+   * Bits 0..30: receivers that closed their handle (wrapping);
+   * RILL__IPC_REMOVED: the route was removed (rill_ipc_route_unlink). */
+  uint32_t gone;
   uint8_t reserved1[52];
 
   uint32_t recv_futex;   /* bumped by the sender on publish when recv_waiters > 0 */
@@ -82,18 +83,20 @@ struct rill__ipc_hdr {
   uint32_t send_waiters; /* senders parked (or about to park) on send_futex */
   uint32_t send_want;    /* set by a sender about to park, taken by the wake it gets */
   uint32_t reserved3a;
-  uint64_t send_need; /* the cursor every live receiver must reach for the parked
-                       * sender to go on: only a receiver crossing it wakes it */
+  /* The cursor every live receiver must reach for the parked sender to go
+   * on: only a receiver crossing it wakes it. */
+  uint64_t send_need;
   uint8_t reserved3[40];
 
+  /* The pool's classes, in ascending sizes; the first pool_classes used. */
   struct {
-    uint32_t size;              /* the largest message a chunk of the class holds */
-    uint32_t chunks;            /* chunks in the class */
-  } pool[RILL_IPC_MAX_CLASSES]; /* ascending sizes; the first pool_classes used */
+    uint32_t size;   /* the largest message a chunk of the class holds */
+    uint32_t chunks; /* chunks in the class */
+  } pool[RILL_IPC_MAX_CLASSES];
 
-  uint64_t pool_next[RILL_IPC_MAX_CLASSES]; /* pooled messages sent in each class:
-                                             * the next takes chunk pool_next % chunks;
-                                             * the sender's alone */
+  /* Pooled messages sent in each class: the next takes chunk
+   * pool_next % chunks. The sender's alone. */
+  uint64_t pool_next[RILL_IPC_MAX_CLASSES];
 };
 
 /* A place in the participants table: index 0 is the sender's, 1..max
@@ -103,9 +106,10 @@ struct rill__ipc_place {
   uint64_t start;  /* the holder's start time (field 22 of /proc/<pid>/stat) */
   uint64_t cursor; /* a receiver's next message it has not finished with */
   uint32_t parked; /* 1 while the holder counts itself in its side's waiters */
-  uint32_t ready;  /* receivers: 1 once the cursor is final (the open returns), so
-                    * that every message published (claimed) after a sender sees it
-                    * is received; 0 from the claim on. Senders: 0 */
+  /* Receivers: 1 once the cursor is final (the open returns), so that every
+   * message published (claimed) after a sender sees it is received; 0 from
+   * the claim on. Senders: 0. */
+  uint32_t ready;
   uint8_t reserved[32];
 };
 
@@ -120,7 +124,7 @@ struct rill__ipc_place {
  * a live receiver adopts it. No holder: pid 0. */
 #define RILL__IPC_ORPHAN 3u
 #define RILL__IPC_ST(phase, gen, pid)                                                              \
-  (((uint64_t)(phase) << 62) | (((uint64_t)(gen)&0x3fffffffu) << 32) | (uint32_t)(pid))
+  (((uint64_t)(phase) << 62) | ((0x3fffffffu & (uint64_t)(gen)) << 32) | (uint32_t)(pid))
 #define RILL__IPC_ST_PHASE(s) ((unsigned)((s) >> 62))
 #define RILL__IPC_ST_GEN(s)   ((uint32_t)(((s) >> 32) & 0x3fffffffu))
 #define RILL__IPC_ST_PID(s)   ((uint32_t)(s))
@@ -317,10 +321,10 @@ int rill__ipc_seg_open(const char *kind, const char *name, const void *want, mod
 
 /* Removes /rill.<name>: 0, RILL_ENOENT ("no such <kind>"), RILL_EINVAL
  * when the segment is a valid one of the other kind (kind is "route" or
- * "channel"),
- * or the error. A route or channel segment that validates is marked removed first (its
- * gone word) and its waiters woken, so that its participants
- * learn it (RILL_ECLOSED) rather than wait on a name nobody can open. */
+ * "channel"), or the error. A route or channel segment that validates is
+ * marked removed first (its gone word) and its waiters woken, so that its
+ * participants learn it (RILL_ECLOSED) rather than wait on a name nobody
+ * can open. */
 int rill__ipc_shm_unlink(const char *kind, const char *name);
 
 /* Calls each(ctx, name) for every /dev/shm/rill.<name> with a valid name,
@@ -418,13 +422,15 @@ struct rill__chan_hdr {
 
   uint64_t aborted;     /* claims abandoned by dead senders and skipped */
   uint64_t redelivered; /* RILL_IPC_QUEUE: messages of dead receivers handed out again */
-  uint32_t orphans;     /* RILL_IPC_QUEUE: places in ORPHAN now (or about to be, or just
-                         * adopted): never below their number */
+  /* RILL_IPC_QUEUE: places in ORPHAN now (or about to be, or just adopted):
+   * never below their number. */
+  uint32_t orphans;
   uint8_t reserved6[44];
 
+  /* As the route's; the first pool_classes used. */
   struct {
     uint32_t size, chunks;
-  } pool[RILL_IPC_MAX_CLASSES]; /* as the route's; the first pool_classes used */
+  } pool[RILL_IPC_MAX_CLASSES];
 };
 
 struct rill__chan_geom {

@@ -277,13 +277,14 @@ int rill_log_commit(rill_log_t *l, uint64_t *seq) {
   return apply_policy(l, s, due);
 }
 
-void rill_log_cancel(rill_log_t *l) {
+int rill_log_cancel(rill_log_t *l) {
   if (!l->reserved)
-    return;
+    return rill__err(RILL_EINVAL, "log %s: cancel without a reservation", l->path);
   /* The payload bytes written stay past end: zero them, so recovery and
    * the next record never see them. */
   struct seg *g = l->segs[l->nsegs - 1];
   memset(g->map + g->end + LOG_REC_HDR, 0, l->res_len);
   l->reserved = false;
   pthread_mutex_unlock(&l->lock);
+  return 0;
 }

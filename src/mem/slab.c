@@ -30,7 +30,7 @@ typedef struct tc_priv {
   struct tc_priv *next, *prev; /* in the slab's list of caches */
   rill_slab_t *slab;
   rill__slab_tc_t ***tabp; /* &rill__slab_tls of the owner thread */
-  rill__slab_tc_t pub;     /* last: ends in the flexible obj[] */
+  rill__slab_tc_t pub;     /* last: its objects follow it */
 } tc_priv;
 
 struct rill_slab {
@@ -175,7 +175,7 @@ static void thread_exit(void *unused) {
       continue;
     tc_priv *c = (tc_priv *)((char *)t[i] - offsetof(tc_priv, pub));
     if (c->pub.n)
-      depot_give(c->slab, c->pub.obj, c->pub.n);
+      depot_give(c->slab, rill__slab_tc_obj(&c->pub), c->pub.n);
     cache_unlink(c);
     rill__free(c);
   }
@@ -207,7 +207,7 @@ static rill__slab_tc_t *my_cache(rill_slab_t *s) {
     rill__slab_tls = t;
   }
   uint32_t cap = 2 * s->batch;
-  tc_priv *c = rill__malloc(sizeof *c + cap * sizeof c->pub.obj[0]);
+  tc_priv *c = rill__malloc(sizeof *c + cap * sizeof(void *));
   if (!c)
     goto fail_unlock;
   c->slab = s;
@@ -253,13 +253,13 @@ int rill__slab_get_slow(rill_slab_t *s, void **obj) {
   void *p;
   if (c) {
     if (c->n == 0) {
-      int k = depot_take(s, c->obj, s->batch);
+      int k = depot_take(s, rill__slab_tc_obj(c), s->batch);
       if (k < 0)
         return k;
       __atomic_store_n(&c->n, (uint32_t)k, __ATOMIC_RELAXED);
     }
     uint32_t n = c->n - 1;
-    p = c->obj[n];
+    p = rill__slab_tc_obj(c)[n];
     __atomic_store_n(&c->n, n, __ATOMIC_RELAXED);
   } else {
     int k = depot_take(s, &p, 1);
@@ -292,11 +292,11 @@ int rill__slab_put_slow(rill_slab_t *s, void *p) {
   if (n == c->cap) {
     /* Give back the bottom half, the objects freed longest ago; the top
      * half is what this thread touched last and is still in its cache. */
-    depot_give(s, c->obj, s->batch);
+    depot_give(s, rill__slab_tc_obj(c), s->batch);
     n -= s->batch;
-    memmove(c->obj, c->obj + s->batch, n * sizeof c->obj[0]);
+    memmove(rill__slab_tc_obj(c), rill__slab_tc_obj(c) + s->batch, n * sizeof(void *));
   }
-  c->obj[n] = p;
+  rill__slab_tc_obj(c)[n] = p;
   __atomic_store_n(&c->n, n + 1, __ATOMIC_RELAXED);
   return 0;
 }
@@ -436,7 +436,7 @@ void rill_slab_flush(rill_slab_t *s) {
   rill__slab_tc_t *c = rill__slab_tls[s->tid];
   if (s->tid == 0 || c->n == 0)
     return;
-  depot_give(s, c->obj, c->n);
+  depot_give(s, rill__slab_tc_obj(c), c->n);
   __atomic_store_n(&c->n, 0, __ATOMIC_RELAXED);
 }
 

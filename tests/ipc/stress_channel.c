@@ -104,7 +104,7 @@ static rill_ipc_chan_opts_t opts(rill_ipc_delivery_t d) {
                                 .pool = {{512, 8}, {POOLMAX, 32}}};
 }
 
-static rill_ipc_chan_t *open_retry(rill_ipc_delivery_t d, rill_ipc_chan_role_t role) {
+static rill_ipc_chan_t *open_retry(rill_ipc_delivery_t d, rill_ipc_role_t role) {
   rill_ipc_chan_opts_t o = opts(d);
   rill_ipc_chan_t *ch = NULL;
   int rc;

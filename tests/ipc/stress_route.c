@@ -83,8 +83,8 @@ static void sleep_us(uint64_t us) {
  * want_gen0 the first message must be (0, 0) and the last generation's
  * count `count`. */
 static void receive_until_end(int want_gen0, uint32_t count) {
-  rill_ipc_route_receiver_t *r = NULL;
-  for (int tries = 0; rill_ipc_route_receiver_open(&r, route) != 0; tries++) {
+  rill_ipc_route_t *r = NULL;
+  for (int tries = 0; rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER) != 0; tries++) {
     if (tries > 5000)
       _exit(10);
     sleep_us(1000);
@@ -136,7 +136,7 @@ static void receive_until_end(int want_gen0, uint32_t count) {
     last_gen = gen;
     last_i = i;
   }
-  rill_ipc_route_receiver_close(r);
+  rill_ipc_route_close(r);
   _exit(0);
 }
 
@@ -184,7 +184,7 @@ static void reap_killed(pid_t pid, const char *who) {
 
 /* Every third message is written in place (reserve for the most it could
  * be, commit its length), the others copied by send. */
-static void send_one(rill_ipc_route_sender_t *s, uint32_t gen, uint32_t i) {
+static void send_one(rill_ipc_route_t *s, uint32_t gen, uint32_t i) {
   static _Thread_local uint8_t buf[MAXMSG];
   uint32_t len;
   int rc;
@@ -211,8 +211,8 @@ static void fresh_route(const char *tag) {
 /* One sender, three receivers, N messages under BLOCK. */
 static void block_1_to_3(void) {
   fresh_route("block");
-  rill_ipc_route_sender_t *s = NULL;
-  CHECK(rill_ipc_route_sender_open(&s, route, &opts) == 0, "open: %s", rill_errmsg());
+  rill_ipc_route_t *s = NULL;
+  CHECK(rill_ipc_route_open(&s, route, &opts, RILL_IPC_SENDER) == 0, "open: %s", rill_errmsg());
   pid_t rx[RECEIVERS];
   for (int k = 0; k < RECEIVERS; k++)
     rx[k] = spawn_receiver(1, N);
@@ -222,7 +222,7 @@ static void block_1_to_3(void) {
   send_one(s, 0, END);
   for (int k = 0; k < RECEIVERS; k++)
     reap_ok(rx[k], "receiver");
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
   rill_ipc_route_unlink(route);
 }
 
@@ -232,8 +232,8 @@ static void block_1_to_3(void) {
  * everything from then on at once. */
 static void kill_a_receiver(void) {
   fresh_route("killrx");
-  rill_ipc_route_sender_t *s = NULL;
-  CHECK(rill_ipc_route_sender_open(&s, route, &opts) == 0, "open: %s", rill_errmsg());
+  rill_ipc_route_t *s = NULL;
+  CHECK(rill_ipc_route_open(&s, route, &opts, RILL_IPC_SENDER) == 0, "open: %s", rill_errmsg());
   pid_t rx[RECEIVERS];
   for (int k = 0; k < RECEIVERS; k++)
     rx[k] = spawn_receiver(1, N);
@@ -261,7 +261,7 @@ static void kill_a_receiver(void) {
   for (int k = 1; k < RECEIVERS; k++)
     reap_ok(rx[k], "receiver");
   reap_ok(restarted, "restarted receiver");
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
   rill_ipc_route_unlink(route);
 }
 
@@ -272,9 +272,9 @@ static pid_t spawn_sender(uint32_t gen, uint32_t count) {
   CHECK(pid >= 0, "fork");
   if (pid)
     return pid;
-  rill_ipc_route_sender_t *s = NULL;
+  rill_ipc_route_t *s = NULL;
   int rc;
-  for (int tries = 0; (rc = rill_ipc_route_sender_open(&s, route, &opts)) != 0; tries++) {
+  for (int tries = 0; (rc = rill_ipc_route_open(&s, route, &opts, RILL_IPC_SENDER)) != 0; tries++) {
     if (tries > 5000) {
       fprintf(stderr, "sender %u: %s (%s)\n", gen, rill_strerror(rc), rill_errmsg());
       _exit(20);
@@ -284,7 +284,7 @@ static pid_t spawn_sender(uint32_t gen, uint32_t count) {
   for (uint32_t i = 0; count == 0 || i < count; i++)
     send_one(s, gen, i);
   send_one(s, gen, END);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
   _exit(0);
 }
 
@@ -294,9 +294,9 @@ static pid_t spawn_sender(uint32_t gen, uint32_t count) {
  * sender's N / 4 and its END. */
 static void kill_senders(void) {
   fresh_route("killtx");
-  rill_ipc_route_sender_t *s = NULL;
-  CHECK(rill_ipc_route_sender_open(&s, route, &opts) == 0, "create: %s", rill_errmsg());
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_t *s = NULL;
+  CHECK(rill_ipc_route_open(&s, route, &opts, RILL_IPC_SENDER) == 0, "create: %s", rill_errmsg());
+  rill_ipc_route_close(s);
   pid_t rx[RECEIVERS];
   for (int k = 0; k < RECEIVERS; k++)
     rx[k] = spawn_receiver(0, N / 4);
@@ -329,8 +329,9 @@ struct thr {
 
 static void *thread_receiver(void *arg) {
   struct thr *t = arg;
-  rill_ipc_route_receiver_t *r = NULL;
-  CHECK(rill_ipc_route_receiver_open(&r, route) == 0, "receiver: %s", rill_errmsg());
+  rill_ipc_route_t *r = NULL;
+  CHECK(rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER) == 0, "receiver: %s",
+        rill_errmsg());
   __atomic_store_n(&t->ok, 1, __ATOMIC_RELEASE);
   for (uint32_t i = 0; i < t->count; i++) {
     rill_ipc_msg_t m;
@@ -339,7 +340,7 @@ static void *thread_receiver(void *arg) {
     uint32_t gen, j;
     CHECK(content_ok(&m, &gen, &j) && gen == 0 && j == i && m.seq == i, "message %u", i);
   }
-  rill_ipc_route_receiver_close(r);
+  rill_ipc_route_close(r);
   __atomic_store_n(&t->ok, 2, __ATOMIC_RELEASE);
   return NULL;
 }
@@ -348,8 +349,8 @@ static void threads_1_to_3(void) {
   fresh_route("threads");
   rill_ipc_route_opts_t o = opts;
   o.slots = 64;
-  rill_ipc_route_sender_t *s = NULL;
-  CHECK(rill_ipc_route_sender_open(&s, route, &o) == 0, "open: %s", rill_errmsg());
+  rill_ipc_route_t *s = NULL;
+  CHECK(rill_ipc_route_open(&s, route, &o, RILL_IPC_SENDER) == 0, "open: %s", rill_errmsg());
   struct thr t[RECEIVERS];
   pthread_t th[RECEIVERS];
   for (int k = 0; k < RECEIVERS; k++) {
@@ -365,7 +366,7 @@ static void threads_1_to_3(void) {
     pthread_join(th[k], NULL);
     CHECK(t[k].ok == 2, "receiver thread %d", k);
   }
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
   rill_ipc_route_unlink(route);
 }
 

@@ -35,7 +35,7 @@ static void fini_name(void) { unlink_any(); }
 
 TestSuite(chan, .init = init_name, .fini = fini_name);
 
-static rill_ipc_chan_t *open_as(const rill_ipc_chan_opts_t *o, rill_ipc_chan_role_t role) {
+static rill_ipc_chan_t *open_as(const rill_ipc_chan_opts_t *o, rill_ipc_role_t role) {
   rill_ipc_chan_t *ch = NULL;
   int rc = rill_ipc_chan_open(&ch, chan, o, role);
   cr_assert_eq(rc, 0, "open: %s (%s)", rill_strerror(rc), rill_errmsg());
@@ -105,7 +105,7 @@ Test(chan, layout_mismatch_and_bad_opts) {
     cr_expect_eq(rill_ipc_chan_open(&x, "chtest.never", &invalid[i], RILL_IPC_SENDER), RILL_EINVAL,
                  "opts %zu", i);
   cr_expect_eq(access("/dev/shm/rill.chtest.never", F_OK), -1);
-  cr_expect_eq(rill_ipc_chan_open(&x, chan, NULL, (rill_ipc_chan_role_t)9), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_chan_open(&x, chan, NULL, (rill_ipc_role_t)9), RILL_EINVAL);
   cr_expect_eq(rill_ipc_chan_open(&x, "a/b", NULL, RILL_IPC_SENDER), RILL_EINVAL);
   cr_expect_eq(rill_ipc_chan_open(&x, NULL, NULL, RILL_IPC_SENDER), RILL_EINVAL);
   /* Role errors, sizes. */
@@ -118,8 +118,8 @@ Test(chan, layout_mismatch_and_bad_opts) {
   cr_assert_eq(rill_ipc_chan_recv(r, &m, 0, NULL), 0);
   cr_expect_eq(m.len, 0);
   /* A route of the same name space is not a channel, and the other way. */
-  rill_ipc_route_receiver_t *rr = (void *)1;
-  cr_expect_eq(rill_ipc_route_receiver_open(&rr, chan), RILL_EVERSION);
+  rill_ipc_route_t *rr = (void *)1;
+  cr_expect_eq(rill_ipc_route_open(&rr, chan, NULL, RILL_IPC_RECEIVER), RILL_EVERSION);
   rill_ipc_chan_close(r);
   rill_ipc_chan_close(s);
   rill_ipc_chan_close(NULL);
@@ -714,10 +714,10 @@ Test(chan, corrupted_segments_are_refused) {
   expect_refused(RILL_ECORRUPT, "the segment is");
   /* A route is not a channel. */
   rill_ipc_chan_unlink(chan);
-  rill_ipc_route_sender_t *rs;
-  cr_assert_eq(rill_ipc_route_sender_open(&rs, chan, NULL), 0);
+  rill_ipc_route_t *rs;
+  cr_assert_eq(rill_ipc_route_open(&rs, chan, NULL, RILL_IPC_SENDER), 0);
   expect_refused(RILL_EVERSION, "RLIC");
-  rill_ipc_route_sender_close(rs);
+  rill_ipc_route_close(rs);
 }
 
 struct seen {

@@ -33,17 +33,17 @@ static void fini_name(void) { rill_ipc_route_unlink(route); }
 
 TestSuite(ipc_pool, .init = init_name, .fini = fini_name);
 
-static rill_ipc_route_sender_t *sender(const rill_ipc_route_opts_t *o) {
-  rill_ipc_route_sender_t *s = NULL;
-  int rc = rill_ipc_route_sender_open(&s, route, o);
-  cr_assert_eq(rc, 0, "sender_open: %s (%s)", rill_strerror(rc), rill_errmsg());
+static rill_ipc_route_t *sender(const rill_ipc_route_opts_t *o) {
+  rill_ipc_route_t *s = NULL;
+  int rc = rill_ipc_route_open(&s, route, o, RILL_IPC_SENDER);
+  cr_assert_eq(rc, 0, "open as a sender: %s (%s)", rill_strerror(rc), rill_errmsg());
   return s;
 }
 
-static rill_ipc_route_receiver_t *receiver(void) {
-  rill_ipc_route_receiver_t *r = NULL;
-  int rc = rill_ipc_route_receiver_open(&r, route);
-  cr_assert_eq(rc, 0, "receiver_open: %s (%s)", rill_strerror(rc), rill_errmsg());
+static rill_ipc_route_t *receiver(void) {
+  rill_ipc_route_t *r = NULL;
+  int rc = rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER);
+  cr_assert_eq(rc, 0, "open as a receiver: %s (%s)", rill_strerror(rc), rill_errmsg());
   return r;
 }
 
@@ -58,7 +58,7 @@ static uint8_t *make(uint64_t i, uint32_t len) {
   return b;
 }
 
-static void send_msg(rill_ipc_route_sender_t *s, uint64_t i, uint32_t len) {
+static void send_msg(rill_ipc_route_t *s, uint64_t i, uint32_t len) {
   uint8_t *b = make(i, len);
   int rc = rill_ipc_route_send(s, b, len, 5000000000ull);
   free(b);
@@ -76,7 +76,7 @@ static void expect_msg(const rill_ipc_msg_t *m, uint64_t i, uint32_t len) {
   free(want);
 }
 
-static void recv_msg(rill_ipc_route_receiver_t *r, uint64_t i, uint32_t len) {
+static void recv_msg(rill_ipc_route_t *r, uint64_t i, uint32_t len) {
   rill_ipc_msg_t m;
   int rc = rill_ipc_route_recv(r, &m, 5000000000ull, NULL);
   cr_assert_eq(rc, 0, "recv %llu: %s (%s)", (unsigned long long)i, rill_strerror(rc),
@@ -89,7 +89,7 @@ static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 Test(ipc_pool, layout_opts_and_mismatch) {
   rill_ipc_route_opts_t o = {
       .slots = 8, .slot_size = 128, .max_receivers = 4, .max_message = 300000, .pool_chunks = 4};
-  rill_ipc_route_sender_t *s = sender(&o);
+  rill_ipc_route_t *s = sender(&o);
   cr_expect_eq(rill_ipc_route_max_payload(s), 112);
   cr_expect_eq(rill_ipc_route_max_message(s), 300000);
   char path[128];
@@ -103,13 +103,13 @@ Test(ipc_pool, layout_opts_and_mismatch) {
   cr_assert_eq(rill_ipc_route_info(route, &info), 0);
   cr_expect_eq(info.max_message, 300000);
   cr_expect_eq(info.pool_chunks, 4);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
 
   s = sender(NULL);
   cr_expect_eq(rill_ipc_route_max_message(s), 300000);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
   s = sender(&(rill_ipc_route_opts_t){.slots = 8, .max_message = 300000}); /* chunks unset: agree */
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
 
   rill_ipc_route_opts_t bad[] = {
       {.slots = 8, .max_message = 300001},
@@ -117,7 +117,7 @@ Test(ipc_pool, layout_opts_and_mismatch) {
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     s = (void *)1;
-    int rc = rill_ipc_route_sender_open(&s, route, &bad[i]);
+    int rc = rill_ipc_route_open(&s, route, &bad[i], RILL_IPC_SENDER);
     cr_expect_eq(rc, RILL_EINVAL, "mismatch %zu: %s", i, rill_strerror(rc));
     cr_expect_null(s);
     cr_expect_neq(strstr(rill_errmsg(), "max message 300000, 4 pool chunks"), NULL, "%s",
@@ -134,7 +134,7 @@ Test(ipc_pool, layout_opts_and_mismatch) {
   };
   for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++) {
     s = (void *)1;
-    int rc = rill_ipc_route_sender_open(&s, route, &invalid[i]);
+    int rc = rill_ipc_route_open(&s, route, &invalid[i], RILL_IPC_SENDER);
     cr_expect_eq(rc, RILL_EINVAL, "invalid %zu: %s", i, rill_strerror(rc));
     cr_expect_null(s);
     cr_expect_eq(access(path, F_OK), -1, "invalid %zu left a segment", i);
@@ -143,9 +143,9 @@ Test(ipc_pool, layout_opts_and_mismatch) {
 
 Test(ipc_pool, every_size_and_the_edges) {
   const uint32_t max = (1u << 20) + 4096 + 8;
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){
       .slots = 16, .slot_size = 128, .max_receivers = 2, .max_message = max, .pool_chunks = 3});
-  rill_ipc_route_receiver_t *r1 = receiver(), *r2 = receiver();
+  rill_ipc_route_t *r1 = receiver(), *r2 = receiver();
   const uint32_t sizes[] = {0,     1,     112,      113,      4095, 4096, 4097, 65535,
                             65536, 65537, 1u << 20, max - 1,  max,  200,  113,  70000,
                             64,    9,     300000,   1u << 19, 112,  max};
@@ -167,9 +167,9 @@ Test(ipc_pool, every_size_and_the_edges) {
   cr_expect_eq(rill_ipc_route_send(s, b, UINT32_MAX, 0), RILL_EMSGSIZE);
   rill_ipc_msg_t m;
   cr_expect_eq(rill_ipc_route_recv(r1, &m, 0, NULL), RILL_EAGAIN, "nothing was sent");
-  rill_ipc_route_receiver_close(r1);
-  rill_ipc_route_receiver_close(r2);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r1);
+  rill_ipc_route_close(r2);
+  rill_ipc_route_close(s);
 
   /* Without a pool the error says so. */
   rill_ipc_route_unlink(route);
@@ -178,7 +178,7 @@ Test(ipc_pool, every_size_and_the_edges) {
   cr_expect_eq(rill_ipc_route_send(s, b, 113, 0), RILL_EMSGSIZE);
   cr_expect_neq(strstr(rill_errmsg(), "no pool"), NULL, "%s", rill_errmsg());
   free(b);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
 }
 
 /* A chunk is free once every receiver has moved past its message: with
@@ -186,12 +186,12 @@ Test(ipc_pool, every_size_and_the_edges) {
  * receiver is past the first; and thousands of large messages go through
  * two chunks. */
 Test(ipc_pool, chunks_come_back) {
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){.slots = 64,
-                                                               .max_receivers = 1,
-                                                               .policy = RILL_IPC_FAIL,
-                                                               .max_message = 70000,
-                                                               .pool_chunks = 2});
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 64,
+                                                        .max_receivers = 1,
+                                                        .policy = RILL_IPC_FAIL,
+                                                        .max_message = 70000,
+                                                        .pool_chunks = 2});
+  rill_ipc_route_t *r = receiver();
   send_msg(s, 0, 70000);
   send_msg(s, 1, 5000);
   uint8_t *b = make(2, 60000);
@@ -211,16 +211,16 @@ Test(ipc_pool, chunks_come_back) {
     send_msg(s, i, len);
     recv_msg(r, i, len);
   }
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 /* Under BLOCK, a sender process far ahead of the receiver waits for
  * chunks and is woken as they come back. */
 Test(ipc_pool, block_waits_for_chunks) {
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){
       .slots = 256, .max_receivers = 1, .max_message = 65536, .pool_chunks = 4});
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *r = receiver();
   fflush(NULL);
   pid_t pid = fork();
   cr_assert_geq(pid, 0);
@@ -240,14 +240,14 @@ Test(ipc_pool, block_waits_for_chunks) {
   int st;
   cr_assert_eq(waitpid(pid, &st, 0), pid);
   cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "sender status 0x%x", st);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 /* A receiver killed while it holds a view of a chunk: the sender waiting
  * for that chunk reaps it and reuses the chunk. */
 Test(ipc_pool, a_dead_receivers_chunk_comes_back) {
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){
       .slots = 64, .max_receivers = 2, .max_message = 10000, .pool_chunks = 2});
   int p[2];
   cr_assert_eq(pipe(p), 0);
@@ -255,8 +255,8 @@ Test(ipc_pool, a_dead_receivers_chunk_comes_back) {
   pid_t pid = fork();
   cr_assert_geq(pid, 0);
   if (pid == 0) {
-    rill_ipc_route_receiver_t *r = NULL;
-    if (rill_ipc_route_receiver_open(&r, route))
+    rill_ipc_route_t *r = NULL;
+    if (rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER))
       _exit(1);
     if (write(p[1], "a", 1) != 1)
       _exit(2);
@@ -270,7 +270,7 @@ Test(ipc_pool, a_dead_receivers_chunk_comes_back) {
   }
   char c;
   cr_assert_eq(read(p[0], &c, 1), 1);
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *r = receiver();
   send_msg(s, 0, 10000);
   send_msg(s, 1, 9000);
   cr_assert_eq(read(p[0], &c, 1), 1);
@@ -293,19 +293,19 @@ Test(ipc_pool, a_dead_receivers_chunk_comes_back) {
   int st;
   cr_assert_eq(waitpid(pid, &st, 0), pid);
   cr_expect(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "status 0x%x", st);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 /* Under RILL_IPC_OVERWRITE the sender reuses a chunk a receiver still
  * reads: the receiver is told (RILL_ELAGGED), never handed torn bytes. */
 Test(ipc_pool, overwrite_reports_a_reused_chunk) {
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){.slots = 16,
-                                                               .max_receivers = 1,
-                                                               .policy = RILL_IPC_OVERWRITE,
-                                                               .max_message = 4096,
-                                                               .pool_chunks = 2});
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 16,
+                                                        .max_receivers = 1,
+                                                        .policy = RILL_IPC_OVERWRITE,
+                                                        .max_message = 4096,
+                                                        .pool_chunks = 2});
+  rill_ipc_route_t *r = receiver();
   send_msg(s, 0, 4000);
   recv_msg(r, 0, 4000); /* held */
   send_msg(s, 1, 3000);
@@ -325,8 +325,8 @@ Test(ipc_pool, overwrite_reports_a_reused_chunk) {
   cr_expect_eq(lost, 2);
   recv_msg(r, 4, 1000);
   recv_msg(r, 5, 1000);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 /* ---- corrupted segments ----------------------------------------------------- */
@@ -341,8 +341,8 @@ static void poke(off_t off, const void *bytes, size_t n) {
 }
 
 static void expect_refused(int code, const char *words) {
-  rill_ipc_route_receiver_t *r = (void *)1;
-  int rc = rill_ipc_route_receiver_open(&r, route);
+  rill_ipc_route_t *r = (void *)1;
+  int rc = rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER);
   cr_expect_eq(rc, code, "receiver: %s (%s)", rill_strerror(rc), rill_errmsg());
   cr_expect_null(r);
   cr_expect_neq(strstr(rill_errmsg(), words), NULL, "\"%s\" lacks \"%s\"", rill_errmsg(), words);
@@ -355,7 +355,7 @@ static const rill_ipc_route_opts_t corrupt_opts = {
 
 static void fresh(void) {
   rill_ipc_route_unlink(route);
-  rill_ipc_route_sender_close(sender(&corrupt_opts));
+  rill_ipc_route_close(sender(&corrupt_opts));
 }
 
 Test(ipc_pool, corrupted_pool_fields_are_refused) {
@@ -424,7 +424,7 @@ Test(ipc_pool, corrupted_pool_fields_are_refused) {
 
   /* A route without a pool with the pool flag set. */
   rill_ipc_route_unlink(route);
-  rill_ipc_route_sender_close(sender(&(rill_ipc_route_opts_t){.slots = 8, .max_receivers = 2}));
+  rill_ipc_route_close(sender(&(rill_ipc_route_opts_t){.slots = 8, .max_receivers = 2}));
   v = 1;
   poke(OFF_FLAGS, &v, 4);
   expect_refused(RILL_ECORRUPT, "0 pool classes");
@@ -435,8 +435,8 @@ Test(ipc_pool, corrupted_pool_fields_are_refused) {
 
 Test(ipc_pool, scribbled_descriptors_are_corrupt) {
   fresh();
-  rill_ipc_route_sender_t *s = sender(NULL);
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *s = sender(NULL);
+  rill_ipc_route_t *r = receiver();
   rill_ipc_msg_t m;
   send_msg(s, 0, 500);
   uint32_t idx = 9;
@@ -467,8 +467,8 @@ Test(ipc_pool, scribbled_descriptors_are_corrupt) {
   len = 500;
   poke(SLOT0 + 8, &len, 4);
   recv_msg(r, 0, 500);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 /* ---- size classes ------------------------------------------------------------ */
@@ -486,7 +486,7 @@ Test(ipc_pool, each_message_takes_the_smallest_class_that_holds_it) {
    * its chunk, and two in a row take it. */
   rill_ipc_route_opts_t o = class_opts;
   o.pool[2].chunks = 2;
-  rill_ipc_route_sender_t *s = sender(&o);
+  rill_ipc_route_t *s = sender(&o);
   cr_expect_eq(rill_ipc_route_max_message(s), 65536);
   rill_ipc_route_info_t info;
   cr_assert_eq(rill_ipc_route_info(route, &info), 0);
@@ -495,7 +495,7 @@ Test(ipc_pool, each_message_takes_the_smallest_class_that_holds_it) {
   cr_expect_eq(info.max_message, 65536);
   cr_expect_eq(info.pool[1].size, 4096);
   cr_expect_eq(info.pool[1].chunks, 2);
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *r = receiver();
   /* One of each class, then the edges of each. */
   uint32_t lens[] = {200, 3000, 60000, 113, 256, 257, 4096, 4097, 65536};
   for (uint64_t round = 0; round < 3; round++)
@@ -504,13 +504,13 @@ Test(ipc_pool, each_message_takes_the_smallest_class_that_holds_it) {
       send_msg(s, n, lens[i]);
       recv_msg(r, n, lens[i]);
     }
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 Test(ipc_pool, a_busy_class_spills_into_a_larger_free_one) {
-  rill_ipc_route_sender_t *s = sender(&class_opts);
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *s = sender(&class_opts);
+  rill_ipc_route_t *r = receiver();
   rill_ipc_msg_t m;
   /* The receiver reads nothing: class 0's 2 chunks, then class 1's 2, then
    * class 2's one, then nothing is left for a 200-byte message. */
@@ -536,12 +536,12 @@ Test(ipc_pool, a_busy_class_spills_into_a_larger_free_one) {
   recv_msg(r, 6, 60000);
   recv_msg(r, 7, 4000);
   recv_msg(r, 8, 250);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 Test(ipc_pool, bad_classes_are_refused) {
-  rill_ipc_route_sender_t *s = NULL;
+  rill_ipc_route_t *s = NULL;
   struct {
     rill_ipc_route_opts_t o;
     const char *words;
@@ -554,37 +554,38 @@ Test(ipc_pool, bad_classes_are_refused) {
       {{.pool = {{1024, 2}, {2048, 1}}, .max_message = 1024}, "the largest pool class is 2048"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    int rc = rill_ipc_route_sender_open(&s, route, &bad[i].o);
+    int rc = rill_ipc_route_open(&s, route, &bad[i].o, RILL_IPC_SENDER);
     cr_expect_eq(rc, RILL_EINVAL, "case %zu: %s", i, rill_strerror(rc));
     cr_expect_null(s);
     cr_expect_neq(strstr(rill_errmsg(), bad[i].words), NULL, "case %zu: %s", i, rill_errmsg());
     if (s)
-      rill_ipc_route_sender_close(s);
+      rill_ipc_route_close(s);
     s = NULL;
   }
   /* A later sender must agree with the classes it gives. */
-  rill_ipc_route_sender_close(sender(&class_opts));
+  rill_ipc_route_close(sender(&class_opts));
   rill_ipc_route_opts_t o = class_opts;
   o.pool[2].chunks = 2;
-  cr_expect_eq(rill_ipc_route_sender_open(&s, route, &o), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_route_open(&s, route, &o, RILL_IPC_SENDER), RILL_EINVAL);
   cr_expect_neq(strstr(rill_errmsg(), "pool class 2 of 1 chunks of 65536 bytes"), NULL, "%s",
                 rill_errmsg());
   o = class_opts;
   o.pool[3] = (rill_ipc_class_t){1 << 20, 1};
-  cr_expect_eq(rill_ipc_route_sender_open(&s, route, &o), RILL_EINVAL);
-  rill_ipc_route_sender_close(sender(&class_opts));
-  rill_ipc_route_sender_close(
+  cr_expect_eq(rill_ipc_route_open(&s, route, &o, RILL_IPC_SENDER), RILL_EINVAL);
+  rill_ipc_route_close(sender(&class_opts));
+  rill_ipc_route_close(
       sender(&(rill_ipc_route_opts_t){.policy = RILL_IPC_FAIL, .max_message = 65536}));
-  cr_expect_eq(rill_ipc_route_sender_open(
-                   &s, route, &(rill_ipc_route_opts_t){.policy = RILL_IPC_FAIL, .pool_chunks = 5}),
+  cr_expect_eq(rill_ipc_route_open(
+                   &s, route, &(rill_ipc_route_opts_t){.policy = RILL_IPC_FAIL, .pool_chunks = 5},
+                   RILL_IPC_SENDER),
                RILL_EINVAL);
 }
 
 /* ---- reserve and commit ------------------------------------------------------- */
 
 Test(ipc_pool, reserve_writes_the_message_in_place) {
-  rill_ipc_route_sender_t *s = sender(&class_opts);
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *s = sender(&class_opts);
+  rill_ipc_route_t *r = receiver();
   uint32_t lens[] = {0, 64, 112, 113, 3000, 65536};
   for (uint64_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
     void *buf = NULL;
@@ -597,8 +598,8 @@ Test(ipc_pool, reserve_writes_the_message_in_place) {
     cr_assert_eq(rill_ipc_route_commit(s, lens[i]), 0, "%s", rill_errmsg());
     recv_msg(r, i, lens[i]);
   }
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 Test(ipc_pool, a_short_commit_moves_into_the_slot_and_frees_the_chunk) {
@@ -607,8 +608,8 @@ Test(ipc_pool, a_short_commit_moves_into_the_slot_and_frees_the_chunk) {
                              .policy = RILL_IPC_FAIL,
                              .max_message = 4096,
                              .pool_chunks = 1};
-  rill_ipc_route_sender_t *s = sender(&o);
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *s = sender(&o);
+  rill_ipc_route_t *r = receiver();
   void *buf;
   cr_assert_eq(rill_ipc_route_reserve(s, 4096, 0, &buf), 0);
   uint8_t *want = make(0, 50);
@@ -623,13 +624,13 @@ Test(ipc_pool, a_short_commit_moves_into_the_slot_and_frees_the_chunk) {
   free(b);
   recv_msg(r, 0, 50);
   recv_msg(r, 1, 3000);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 Test(ipc_pool, commit_needs_a_reservation_it_fits) {
-  rill_ipc_route_sender_t *s = sender(&class_opts);
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *s = sender(&class_opts);
+  rill_ipc_route_t *r = receiver();
   rill_ipc_msg_t m;
   void *buf = (void *)1;
   cr_expect_eq(rill_ipc_route_commit(s, 10), RILL_EINVAL);
@@ -663,6 +664,6 @@ Test(ipc_pool, commit_needs_a_reservation_it_fits) {
   cr_assert_eq(rill_ipc_route_commit(s, 20), 0);
   recv_msg(r, 1, 20);
   cr_expect_eq(rill_ipc_route_recv(r, &m, 0, NULL), RILL_EAGAIN);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }

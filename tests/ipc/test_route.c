@@ -35,17 +35,17 @@ TestSuite(ipc, .init = init_name, .fini = fini_name);
 
 static void shm_file(char *buf, size_t cap) { snprintf(buf, cap, "/dev/shm/rill.%s", route); }
 
-static rill_ipc_route_sender_t *sender(const rill_ipc_route_opts_t *o) {
-  rill_ipc_route_sender_t *s = NULL;
-  int rc = rill_ipc_route_sender_open(&s, route, o);
-  cr_assert_eq(rc, 0, "sender_open: %s (%s)", rill_strerror(rc), rill_errmsg());
+static rill_ipc_route_t *sender(const rill_ipc_route_opts_t *o) {
+  rill_ipc_route_t *s = NULL;
+  int rc = rill_ipc_route_open(&s, route, o, RILL_IPC_SENDER);
+  cr_assert_eq(rc, 0, "open as a sender: %s (%s)", rill_strerror(rc), rill_errmsg());
   return s;
 }
 
-static rill_ipc_route_receiver_t *receiver(void) {
-  rill_ipc_route_receiver_t *r = NULL;
-  int rc = rill_ipc_route_receiver_open(&r, route);
-  cr_assert_eq(rc, 0, "receiver_open: %s (%s)", rill_strerror(rc), rill_errmsg());
+static rill_ipc_route_t *receiver(void) {
+  rill_ipc_route_t *r = NULL;
+  int rc = rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER);
+  cr_assert_eq(rc, 0, "open as a receiver: %s (%s)", rill_strerror(rc), rill_errmsg());
   return r;
 }
 
@@ -68,7 +68,7 @@ static void expect_msg(const rill_ipc_msg_t *m, uint64_t i, uint32_t max) {
   cr_assert_eq(memcmp(m->data, want, len), 0, "message %llu: content", (unsigned long long)i);
 }
 
-static void send_n(rill_ipc_route_sender_t *s, uint64_t from, uint64_t n) {
+static void send_n(rill_ipc_route_t *s, uint64_t from, uint64_t n) {
   uint8_t buf[1 << 12];
   for (uint64_t i = from; i < from + n; i++) {
     uint32_t len = fill(buf, i, rill_ipc_route_max_payload(s));
@@ -78,7 +78,7 @@ static void send_n(rill_ipc_route_sender_t *s, uint64_t from, uint64_t n) {
   }
 }
 
-static void recv_n(rill_ipc_route_receiver_t *r, uint64_t from, uint64_t n, uint32_t max) {
+static void recv_n(rill_ipc_route_t *r, uint64_t from, uint64_t n, uint32_t max) {
   for (uint64_t i = from; i < from + n; i++) {
     rill_ipc_msg_t m;
     int rc = rill_ipc_route_recv(r, &m, 1000000000ull, NULL);
@@ -90,7 +90,7 @@ static void recv_n(rill_ipc_route_receiver_t *r, uint64_t from, uint64_t n, uint
 
 Test(ipc, create_attach_and_layout_mismatch) {
   rill_ipc_route_opts_t o = {.slots = 8, .slot_size = 128, .max_receivers = 4};
-  rill_ipc_route_sender_t *s = sender(&o);
+  rill_ipc_route_t *s = sender(&o);
   cr_expect_eq(rill_ipc_route_max_payload(s), 128 - RILL_IPC_SLOT_HDR);
   char path[128];
   shm_file(path, sizeof path);
@@ -98,13 +98,13 @@ Test(ipc, create_attach_and_layout_mismatch) {
   cr_assert_eq(stat(path, &sb), 0);
   cr_expect_eq(sb.st_mode & 0777, 0600, "mode %o", (unsigned)(sb.st_mode & 0777));
   cr_expect_eq(sb.st_size, 4096 + 4096 + 8 * 128, "size %lld", (long long)sb.st_size);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
 
   s = sender(NULL); /* no opts: the route as it is */
   cr_expect_eq(rill_ipc_route_max_payload(s), 112);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
   s = sender(&o);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
 
   rill_ipc_route_opts_t bad[] = {
       {.slots = 16, .slot_size = 128, .max_receivers = 4},
@@ -114,7 +114,7 @@ Test(ipc, create_attach_and_layout_mismatch) {
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     s = (void *)1;
-    int rc = rill_ipc_route_sender_open(&s, route, &bad[i]);
+    int rc = rill_ipc_route_open(&s, route, &bad[i], RILL_IPC_SENDER);
     cr_expect_eq(rc, RILL_EINVAL, "mismatch %zu: %s", i, rill_strerror(rc));
     cr_expect_null(s);
     cr_expect_neq(strstr(rill_errmsg(), "exists with"), NULL, "%s", rill_errmsg());
@@ -127,54 +127,107 @@ Test(ipc, create_attach_and_layout_mismatch) {
       {.mode = 01777},
   };
   for (size_t i = 0; i < sizeof invalid / sizeof invalid[0]; i++)
-    cr_expect_eq(rill_ipc_route_sender_open(&s, "test.never", &invalid[i]), RILL_EINVAL, "opts %zu",
-                 i);
+    cr_expect_eq(rill_ipc_route_open(&s, "test.never", &invalid[i], RILL_IPC_SENDER), RILL_EINVAL,
+                 "opts %zu", i);
   cr_expect_eq(access("/dev/shm/rill.test.never", F_OK), -1, "nothing created");
 
   const char *names[] = {"", ".hidden", "a/b", "sp ace", NULL};
-  rill_ipc_route_receiver_t *r;
+  rill_ipc_route_t *r;
   for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
-    cr_expect_eq(rill_ipc_route_sender_open(&s, names[i], NULL), RILL_EINVAL, "name %zu", i);
-    cr_expect_eq(rill_ipc_route_receiver_open(&r, names[i]), RILL_EINVAL, "name %zu", i);
+    cr_expect_eq(rill_ipc_route_open(&s, names[i], NULL, RILL_IPC_SENDER), RILL_EINVAL, "name %zu",
+                 i);
+    cr_expect_eq(rill_ipc_route_open(&r, names[i], NULL, RILL_IPC_RECEIVER), RILL_EINVAL,
+                 "name %zu", i);
   }
   char longname[RILL_IPC_MAX_NAME + 2];
   memset(longname, 'a', sizeof longname - 1);
   longname[sizeof longname - 1] = '\0';
-  cr_expect_eq(rill_ipc_route_receiver_open(&r, longname), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_route_open(&r, longname, NULL, RILL_IPC_RECEIVER), RILL_EINVAL);
 
-  cr_expect_eq(rill_ipc_route_receiver_open(&r, "test.no-such-route"), RILL_ENOENT);
+  cr_expect_eq(rill_ipc_route_open(&r, "test.no-such-route", NULL, RILL_IPC_RECEIVER), RILL_ENOENT);
   cr_expect_eq(rill_ipc_route_unlink(route), 0);
   cr_expect_eq(rill_ipc_route_unlink(route), RILL_ENOENT);
-  cr_expect_eq(rill_ipc_route_receiver_open(&r, route), RILL_ENOENT);
+  cr_expect_eq(rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER), RILL_ENOENT);
+}
+
+/* One handle type, two roles, as a channel's: each role's calls on the
+ * other are refused, and a receiver's opts are checked as a sender's. */
+Test(ipc, one_handle_type_opened_in_a_role) {
+  rill_ipc_route_opts_t o = {.slots = 8, .slot_size = 128, .max_receivers = 4};
+  rill_ipc_route_t *x = (void *)1;
+  cr_expect_eq(rill_ipc_route_open(&x, route, &o, (rill_ipc_role_t)9), RILL_EINVAL);
+  cr_expect_null(x);
+  cr_expect_eq(rill_ipc_route_open(&x, route, &o, RILL_IPC_RECEIVER), RILL_ENOENT,
+               "a receiver does not create the route");
+  rill_ipc_route_t *s = sender(&o);
+  rill_ipc_route_opts_t other = {.slots = 16};
+  cr_expect_eq(rill_ipc_route_open(&x, route, &other, RILL_IPC_RECEIVER), RILL_EINVAL);
+  cr_expect_neq(strstr(rill_errmsg(), "exists with"), NULL, "%s", rill_errmsg());
+  rill_ipc_route_opts_t invalid = {.slots = 12};
+  cr_expect_eq(rill_ipc_route_open(&x, route, &invalid, RILL_IPC_RECEIVER), RILL_EINVAL);
+  rill_ipc_route_t *r = NULL;
+  cr_assert_eq(rill_ipc_route_open(&r, route, &o, RILL_IPC_RECEIVER), 0);
+  cr_expect_eq(rill_ipc_route_max_payload(r), rill_ipc_route_max_payload(s));
+  cr_expect_eq(rill_ipc_route_max_message(r), rill_ipc_route_max_message(s));
+
+  rill_ipc_msg_t m;
+  void *buf;
+  cr_expect_eq(rill_ipc_route_send(r, "x", 1, 0), RILL_EINVAL);
+  cr_expect_neq(strstr(rill_errmsg(), "on a receiver"), NULL, "%s", rill_errmsg());
+  cr_expect_eq(rill_ipc_route_reserve(r, 1, 0, &buf), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_route_reserve(r, 1u << 20, 0, &buf), RILL_EINVAL, "not EMSGSIZE");
+  cr_expect_eq(rill_ipc_route_send(r, route, 1u << 20, 0), RILL_EINVAL, "not EMSGSIZE");
+  cr_expect_eq(rill_ipc_route_commit(r, 1), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_route_cancel(r), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_route_wait_receivers(r, 1, 0), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_route_recv(s, &m, 0, NULL), RILL_EINVAL);
+  cr_expect_neq(strstr(rill_errmsg(), "recv on a sender"), NULL, "%s", rill_errmsg());
+  cr_expect_eq(rill_ipc_route_release(s), RILL_EINVAL);
+
+  /* The roles still work after the refusals. */
+  cr_expect_eq(rill_ipc_route_send(s, "x", 1, 0), 0);
+  cr_assert_eq(rill_ipc_route_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(m.len, 1);
+  cr_expect_eq(rill_ipc_route_release(r), 0);
+  /* A reservation ends with the handle, as a channel's. */
+  cr_assert_eq(rill_ipc_route_reserve(s, 1, 0, &buf), 0);
+  rill_ipc_route_close(s);
+  s = sender(NULL);
+  cr_expect_eq(rill_ipc_route_send(s, "y", 1, 0), 0);
+  cr_assert_eq(rill_ipc_route_recv(r, &m, 0, NULL), 0);
+  cr_expect_eq(m.seq, 1, "the cancelled reservation took no number");
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
+  rill_ipc_route_close(NULL);
 }
 
 Test(ipc, mode_is_the_creators) {
   mode_t old = umask(077);
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4, .mode = 0640});
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4, .mode = 0640});
   umask(old);
   char path[128];
   shm_file(path, sizeof path);
   struct stat sb;
   cr_assert_eq(stat(path, &sb), 0);
   cr_expect_eq(sb.st_mode & 0777, 0640, "mode %o", (unsigned)(sb.st_mode & 0777));
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
 }
 
 Test(ipc, second_live_sender_is_busy) {
-  rill_ipc_route_sender_t *s = sender(NULL), *s2 = (void *)1;
-  cr_expect_eq(rill_ipc_route_sender_open(&s2, route, NULL), RILL_EBUSY);
+  rill_ipc_route_t *s = sender(NULL), *s2 = (void *)1;
+  cr_expect_eq(rill_ipc_route_open(&s2, route, NULL, RILL_IPC_SENDER), RILL_EBUSY);
   cr_expect_null(s2);
   cr_expect_neq(strstr(rill_errmsg(), "is its sender"), NULL, "%s", rill_errmsg());
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
   s2 = sender(NULL);
-  rill_ipc_route_sender_close(s2);
+  rill_ipc_route_close(s2);
 }
 
 Test(ipc, in_order_to_several_receivers) {
   rill_ipc_route_opts_t o = {.slots = 16, .slot_size = 256, .max_receivers = 4};
-  rill_ipc_route_sender_t *s = sender(&o);
+  rill_ipc_route_t *s = sender(&o);
   uint32_t max = rill_ipc_route_max_payload(s);
-  rill_ipc_route_receiver_t *r[3] = {receiver(), receiver(), receiver()};
+  rill_ipc_route_t *r[3] = {receiver(), receiver(), receiver()};
   rill_ipc_msg_t m;
   cr_expect_eq(rill_ipc_route_recv(r[0], &m, 0, NULL), RILL_EAGAIN, "empty");
   for (uint64_t round = 0; round < 20; round++) {
@@ -183,7 +236,7 @@ Test(ipc, in_order_to_several_receivers) {
       recv_n(r[k], round * 10, 10, max);
   }
   /* A receiver that joins now gets what is published from now on. */
-  rill_ipc_route_receiver_t *late = receiver();
+  rill_ipc_route_t *late = receiver();
   cr_expect_eq(rill_ipc_route_recv(late, &m, 0, NULL), RILL_EAGAIN);
   send_n(s, 200, 15); /* the others hold message 199's view: 15 slots free */
   recv_n(late, 200, 15, max);
@@ -191,20 +244,20 @@ Test(ipc, in_order_to_several_receivers) {
     recv_n(r[k], 200, 15, max);
   cr_expect_eq(rill_ipc_route_recv(r[1], &m, 1000000, NULL), RILL_ETIMEDOUT);
   /* A fifth receiver has no place. */
-  rill_ipc_route_receiver_t *fifth = (void *)1;
-  cr_expect_eq(rill_ipc_route_receiver_open(&fifth, route), RILL_EBUSY);
+  rill_ipc_route_t *fifth = (void *)1;
+  cr_expect_eq(rill_ipc_route_open(&fifth, route, NULL, RILL_IPC_RECEIVER), RILL_EBUSY);
   cr_expect_null(fifth);
-  rill_ipc_route_receiver_close(late);
+  rill_ipc_route_close(late);
   fifth = receiver(); /* the place late left */
-  rill_ipc_route_receiver_close(fifth);
+  rill_ipc_route_close(fifth);
   for (int k = 0; k < 3; k++)
-    rill_ipc_route_receiver_close(r[k]);
-  rill_ipc_route_sender_close(s);
+    rill_ipc_route_close(r[k]);
+  rill_ipc_route_close(s);
 }
 
 Test(ipc, max_payload_and_msgsize) {
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4, .slot_size = 128});
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4, .slot_size = 128});
+  rill_ipc_route_t *r = receiver();
   uint8_t big[200];
   for (int i = 0; i < 200; i++)
     big[i] = (uint8_t)i;
@@ -221,17 +274,16 @@ Test(ipc, max_payload_and_msgsize) {
   cr_expect_eq(m.seq, 1);
   cr_expect_eq(rill_ipc_route_send(NULL, big, 1, 0), RILL_EINVAL);
   cr_expect_eq(rill_ipc_route_recv(r, NULL, 0, NULL), RILL_EINVAL);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
-  rill_ipc_route_sender_close(NULL);
-  rill_ipc_route_receiver_close(NULL);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
+  rill_ipc_route_close(NULL);
+  rill_ipc_route_close(NULL);
 }
 
 Test(ipc, fail_policy_is_full_a_ring_behind) {
-  rill_ipc_route_sender_t *s =
-      sender(&(rill_ipc_route_opts_t){.slots = 4, .policy = RILL_IPC_FAIL});
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4, .policy = RILL_IPC_FAIL});
   uint32_t max = rill_ipc_route_max_payload(s);
-  rill_ipc_route_receiver_t *fast = receiver(), *slow = receiver();
+  rill_ipc_route_t *fast = receiver(), *slow = receiver();
   send_n(s, 0, 4);
   recv_n(fast, 0, 4, max);
   uint8_t b[8] = {0};
@@ -246,20 +298,19 @@ Test(ipc, fail_policy_is_full_a_ring_behind) {
   expect_msg(&m, 1, max);
   send_n(s, 4, 1);
   cr_expect_eq(rill_ipc_route_send(s, b, 8, 0), RILL_EFULL);
-  rill_ipc_route_receiver_close(slow); /* the sender waits for it no more */
-  send_n(s, 5, 2);                     /* fast holds message 3's view */
+  rill_ipc_route_close(slow); /* the sender waits for it no more */
+  send_n(s, 5, 2);            /* fast holds message 3's view */
   cr_expect_eq(rill_ipc_route_send(s, b, 8, 0), RILL_EFULL);
   recv_n(fast, 4, 3, max);
   send_n(s, 7, 3);
-  rill_ipc_route_receiver_close(fast);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(fast);
+  rill_ipc_route_close(s);
 }
 
 Test(ipc, release_gives_the_slot_back_before_the_next_receive) {
-  rill_ipc_route_sender_t *s =
-      sender(&(rill_ipc_route_opts_t){.slots = 4, .policy = RILL_IPC_FAIL});
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4, .policy = RILL_IPC_FAIL});
   uint32_t max = rill_ipc_route_max_payload(s);
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *r = receiver();
   rill_ipc_msg_t m;
   cr_expect_eq(rill_ipc_route_release(r), RILL_EINVAL);
   cr_expect_neq(strstr(rill_errmsg(), "no message held"), NULL, "%s", rill_errmsg());
@@ -273,15 +324,14 @@ Test(ipc, release_gives_the_slot_back_before_the_next_receive) {
   cr_expect_eq(rill_ipc_route_release(r), RILL_EINVAL, "released already");
   send_n(s, 4, 1); /* slot 0 is free now */
   recv_n(r, 1, 4, max);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 Test(ipc, release_of_an_overwritten_view_says_so) {
-  rill_ipc_route_sender_t *s =
-      sender(&(rill_ipc_route_opts_t){.slots = 4, .policy = RILL_IPC_OVERWRITE});
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4, .policy = RILL_IPC_OVERWRITE});
   uint32_t max = rill_ipc_route_max_payload(s);
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *r = receiver();
   rill_ipc_msg_t m;
   uint64_t lost = 99;
   send_n(s, 0, 1);
@@ -294,15 +344,14 @@ Test(ipc, release_of_an_overwritten_view_says_so) {
   cr_expect_eq(lost, 0);
   expect_msg(&m, 1, max);
   recv_n(r, 2, 3, max);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 Test(ipc, overwrite_reports_the_exact_loss) {
-  rill_ipc_route_sender_t *s =
-      sender(&(rill_ipc_route_opts_t){.slots = 8, .policy = RILL_IPC_OVERWRITE});
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 8, .policy = RILL_IPC_OVERWRITE});
   uint32_t max = rill_ipc_route_max_payload(s);
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *r = receiver();
   send_n(s, 0, 13); /* never waits: 0..4 are overwritten */
   rill_ipc_msg_t m;
   uint64_t lost = 99;
@@ -328,13 +377,13 @@ Test(ipc, overwrite_reports_the_exact_loss) {
   cr_expect_eq(rill_ipc_route_recv(r, &m, 0, &lost), RILL_ELAGGED);
   cr_expect_eq(lost, 93, "lost %llu", (unsigned long long)lost);
   recv_n(r, 213, 8, max);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 Test(ipc, block_times_out) {
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4});
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4});
+  rill_ipc_route_t *r = receiver();
   send_n(s, 0, 4);
   uint8_t b[8] = {0};
   cr_expect_eq(rill_ipc_route_send(s, b, 8, 20000000), RILL_ETIMEDOUT);
@@ -344,20 +393,20 @@ Test(ipc, block_times_out) {
   cr_assert_eq(rill_ipc_route_recv(r, &m, 0, NULL), 0); /* gives message 0's slot back */
   send_n(s, 4, 1);
   cr_expect_eq(rill_ipc_route_send(s, b, 8, 1000000), RILL_ETIMEDOUT);
-  rill_ipc_route_receiver_close(r);
+  rill_ipc_route_close(r);
   /* Nobody to wait for, and nobody to get it: not sent, and said so. */
   cr_expect_eq(rill_ipc_route_send(s, b, 8, 0), RILL_EPIPE);
   cr_expect_eq(rill_ipc_route_send(s, b, 8, 1000000000ull), RILL_EPIPE, "no wait for nobody");
   rill_ipc_route_info_t info;
   cr_assert_eq(rill_ipc_route_info(route, &info), 0);
   cr_expect_eq(info.head, 5, "nothing published");
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
 }
 
 Test(ipc, spin_mode_block_times_out) {
-  rill_ipc_route_sender_t *s =
+  rill_ipc_route_t *s =
       sender(&(rill_ipc_route_opts_t){.slots = 2, .wait = RILL_IPC_SPIN, .spin_ns = 1000000});
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *r = receiver();
   send_n(s, 0, 2);
   uint8_t b[8] = {0};
   cr_expect_eq(rill_ipc_route_send(s, b, 8, 5000000), RILL_ETIMEDOUT);
@@ -365,8 +414,8 @@ Test(ipc, spin_mode_block_times_out) {
   cr_expect_eq(rill_ipc_route_recv(r, &m, 0, NULL), 0);
   cr_expect_eq(rill_ipc_route_recv(r, &m, 0, NULL), 0);
   cr_expect_eq(rill_ipc_route_recv(r, &m, 3000000, NULL), RILL_ETIMEDOUT);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 /* A child that attaches as a receiver and dies without closing. The parent
@@ -375,14 +424,14 @@ static pid_t dead_receiver(void) {
   pid_t pid = fork();
   cr_assert_geq(pid, 0);
   if (pid == 0) {
-    rill_ipc_route_receiver_t *r;
-    _exit(rill_ipc_route_receiver_open(&r, route) == 0 ? 0 : 1);
+    rill_ipc_route_t *r;
+    _exit(rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER) == 0 ? 0 : 1);
   }
   /* Wait for its attach through info rather than waitpid, to keep it a
    * zombie. */
   for (int i = 0; i < 5000; i++) {
     rill_ipc_route_info_t info;
-    if (rill_ipc_route_info(route, &info) == 0 && info.receivers == 1 && info.dead == 1)
+    if (rill_ipc_route_info(route, &info) == 0 && info.receivers == 1 && info.receivers_dead == 1)
       return pid;
     usleep(1000);
   }
@@ -391,14 +440,14 @@ static pid_t dead_receiver(void) {
 }
 
 Test(ipc, block_reaps_a_dead_receiver) {
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4, .max_receivers = 1});
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4, .max_receivers = 1});
   uint32_t max = rill_ipc_route_max_payload(s);
   pid_t pid = dead_receiver();
   /* Its place is taken; the only one. */
   rill_ipc_route_info_t info;
   cr_assert_eq(rill_ipc_route_info(route, &info), 0);
   cr_expect_eq(info.receivers, 1);
-  cr_expect_eq(info.dead, 1);
+  cr_expect_eq(info.receivers_dead, 1);
   send_n(s, 0, 4); /* counted until it is reaped */
   uint8_t b[8] = {0};
   /* The wait reaps it, and then nobody is there: not sent. */
@@ -407,38 +456,38 @@ Test(ipc, block_reaps_a_dead_receiver) {
   cr_assert_eq(rill_ipc_route_info(route, &info), 0);
   cr_expect_eq(info.receivers, 0);
   cr_expect_eq(info.head, 4);
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *r = receiver();
   send_n(s, 4, 3);
   recv_n(r, 4, 3, max);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
   waitpid(pid, NULL, 0);
 }
 
 Test(ipc, receiver_reaps_a_dead_place) {
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4, .max_receivers = 1});
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4, .max_receivers = 1});
   pid_t pid = dead_receiver();
-  rill_ipc_route_receiver_t *r = receiver(); /* the dead one's place */
+  rill_ipc_route_t *r = receiver(); /* the dead one's place */
   rill_ipc_route_info_t info;
   cr_assert_eq(rill_ipc_route_info(route, &info), 0);
   cr_expect_eq(info.receivers, 1);
-  cr_expect_eq(info.dead, 0);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  cr_expect_eq(info.receivers_dead, 0);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
   waitpid(pid, NULL, 0);
 }
 
 Test(ipc, a_new_sender_takes_over_from_a_dead_one) {
   rill_ipc_route_opts_t o = {.slots = 8};
-  rill_ipc_route_sender_t *s = sender(&o);
+  rill_ipc_route_t *s = sender(&o);
   uint32_t max = rill_ipc_route_max_payload(s);
-  rill_ipc_route_sender_close(s);
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_close(s);
+  rill_ipc_route_t *r = receiver();
   pid_t pid = fork();
   cr_assert_geq(pid, 0);
   if (pid == 0) {
-    rill_ipc_route_sender_t *c;
-    if (rill_ipc_route_sender_open(&c, route, &o))
+    rill_ipc_route_t *c;
+    if (rill_ipc_route_open(&c, route, &o, RILL_IPC_SENDER))
       _exit(1);
     uint8_t buf[256];
     for (uint64_t i = 0; i < 3; i++)
@@ -472,8 +521,8 @@ Test(ipc, a_new_sender_takes_over_from_a_dead_one) {
   cr_expect_eq(info.head, 3);
   send_n(s, 3, 2);
   recv_n(r, 0, 5, max);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }
 
 /* ---- corrupted segments ------------------------------------------------------ */
@@ -488,13 +537,13 @@ static void poke(off_t off, const void *bytes, size_t n) {
 }
 
 static void expect_refused(int code, const char *words) {
-  rill_ipc_route_receiver_t *r = (void *)1;
-  int rc = rill_ipc_route_receiver_open(&r, route);
+  rill_ipc_route_t *r = (void *)1;
+  int rc = rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER);
   cr_expect_eq(rc, code, "receiver: %s (%s)", rill_strerror(rc), rill_errmsg());
   cr_expect_null(r);
   cr_expect_neq(strstr(rill_errmsg(), words), NULL, "\"%s\" lacks \"%s\"", rill_errmsg(), words);
-  rill_ipc_route_sender_t *s = (void *)1;
-  rc = rill_ipc_route_sender_open(&s, route, NULL);
+  rill_ipc_route_t *s = (void *)1;
+  rc = rill_ipc_route_open(&s, route, NULL, RILL_IPC_SENDER);
   cr_expect_eq(rc, code, "sender: %s (%s)", rill_strerror(rc), rill_errmsg());
   cr_expect_null(s);
   rill_ipc_route_info_t info;
@@ -503,8 +552,8 @@ static void expect_refused(int code, const char *words) {
 
 static void fresh(void) {
   rill_ipc_route_unlink(route);
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){.slots = 8, .max_receivers = 2});
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 8, .max_receivers = 2});
+  rill_ipc_route_close(s);
 }
 
 Test(ipc, corrupted_segments_are_refused) {
@@ -566,10 +615,10 @@ static int stop_at_first(void *ctx, const rill_ipc_route_info_t *info) {
 }
 
 Test(ipc, info_and_list) {
-  rill_ipc_route_sender_t *s =
+  rill_ipc_route_t *s =
       sender(&(rill_ipc_route_opts_t){.slots = 16, .max_receivers = 8, .policy = RILL_IPC_FAIL});
   uint32_t max = rill_ipc_route_max_payload(s);
-  rill_ipc_route_receiver_t *a = receiver(), *b = receiver();
+  rill_ipc_route_t *a = receiver(), *b = receiver();
   send_n(s, 0, 5);
   recv_n(a, 0, 5, max);
   recv_n(b, 0, 2, max);
@@ -584,7 +633,7 @@ Test(ipc, info_and_list) {
   cr_expect_eq(info.sender, getpid());
   cr_expect(info.sender_alive);
   cr_expect_eq(info.receivers, 2);
-  cr_expect_eq(info.dead, 0);
+  cr_expect_eq(info.receivers_dead, 0);
   cr_expect_eq(info.slowest, 1, "b holds message 1: %llu", (unsigned long long)info.slowest);
 
   struct seen x = {0};
@@ -595,9 +644,9 @@ Test(ipc, info_and_list) {
   cr_expect_eq(rill_ipc_route_list(stop_at_first, &calls), 7);
   cr_expect_eq(calls, 1);
 
-  rill_ipc_route_receiver_close(a);
-  rill_ipc_route_receiver_close(b);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(a);
+  rill_ipc_route_close(b);
+  rill_ipc_route_close(s);
   cr_assert_eq(rill_ipc_route_info(route, &info), 0);
   cr_expect_eq(info.sender, 0);
   cr_expect_eq(info.receivers, 0);
@@ -620,18 +669,18 @@ static int race(int as_sender, int rounds) {
   for (int i = 0; i < rounds; i++) {
     int rc;
     if (as_sender) {
-      rill_ipc_route_sender_t *s;
-      rc = rill_ipc_route_sender_open(&s, route, &o);
+      rill_ipc_route_t *s;
+      rc = rill_ipc_route_open(&s, route, &o, RILL_IPC_SENDER);
       if (rc == 0) {
         if (rill_ipc_route_max_payload(s) != 112)
           return 100;
-        rill_ipc_route_sender_close(s);
+        rill_ipc_route_close(s);
       }
     } else {
-      rill_ipc_route_receiver_t *r;
-      rc = rill_ipc_route_receiver_open(&r, route);
+      rill_ipc_route_t *r;
+      rc = rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER);
       if (rc == 0)
-        rill_ipc_route_receiver_close(r);
+        rill_ipc_route_close(r);
     }
     if (rc != 0 && rc != RILL_EBUSY && rc != RILL_ENOENT) {
       fprintf(stderr, "race: %s (%s)\n", rill_strerror(rc), rill_errmsg());
@@ -661,7 +710,7 @@ Test(ipc, create_race) {
 /* ---- nobody to receive, and a route removed under its users ---------------- */
 
 Test(ipc, a_send_nobody_can_receive_is_epipe) {
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){.slots = 8});
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 8});
   uint8_t b[8] = {1, 2, 3, 4, 5, 6, 7, 8};
   cr_expect_eq(rill_ipc_route_send(s, b, 8, 0), RILL_EPIPE);
   cr_expect_neq(strstr(rill_errmsg(), "no receiver"), NULL, "%s", rill_errmsg());
@@ -676,27 +725,27 @@ Test(ipc, a_send_nobody_can_receive_is_epipe) {
   cr_assert_eq(rill_ipc_route_info(route, &info), 0);
   cr_expect_eq(info.head, 0, "nothing was published");
 
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *r = receiver();
   cr_expect_eq(rill_ipc_route_wait_receivers(s, 1, 0), 0);
   send_n(s, 0, 3);
   recv_n(r, 0, 3, rill_ipc_route_max_payload(s));
-  rill_ipc_route_receiver_close(r);
+  rill_ipc_route_close(r);
   /* The sender counted it: its leave is seen at the next send. */
   cr_expect_eq(rill_ipc_route_send(s, b, 8, 0), RILL_EPIPE);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
 }
 
 /* The README's demo, in one process pair: a receiver that attaches while
  * the sender waits for it gets the first message sent after the wait. */
 Test(ipc, a_message_sent_once_a_receiver_is_attached_reaches_it) {
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){.slots = 8});
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 8});
   uint32_t max = rill_ipc_route_max_payload(s);
   for (int round = 0; round < 20; round++) {
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
-      rill_ipc_route_receiver_t *r;
-      if (rill_ipc_route_receiver_open(&r, route))
+      rill_ipc_route_t *r;
+      if (rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER))
         _exit(2);
       rill_ipc_msg_t m;
       int rc = rill_ipc_route_recv(r, &m, 10000000000ull, NULL);
@@ -713,7 +762,7 @@ Test(ipc, a_message_sent_once_a_receiver_is_attached_reaches_it) {
     /* Reaped (it exited without closing): the next round waits again. */
   }
   (void)max;
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
 }
 
 /* Each kind's unlink removes only its own kind: a channel is not removed
@@ -730,12 +779,12 @@ Test(ipc, unlink_checks_the_kind) {
   rill_ipc_chan_close(ch);
   cr_expect_eq(rill_ipc_chan_unlink(route), 0);
 
-  rill_ipc_route_sender_t *s = sender(NULL);
+  rill_ipc_route_t *s = sender(NULL);
   cr_expect_eq(rill_ipc_chan_unlink(route), RILL_EINVAL);
   cr_expect_neq(strstr(rill_errmsg(), "is a route"), NULL, "%s", rill_errmsg());
   rill_ipc_route_info_t ri;
   cr_expect_eq(rill_ipc_route_info(route, &ri), 0, "the route is still there");
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(s);
   cr_expect_eq(rill_ipc_route_unlink(route), 0);
 
   /* Neither: bytes of no rill kind under the name. */
@@ -750,17 +799,17 @@ Test(ipc, unlink_checks_the_kind) {
 }
 
 Test(ipc, unlink_tells_the_sender_and_receivers) {
-  rill_ipc_route_sender_t *s = sender(&(rill_ipc_route_opts_t){.slots = 8});
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 8});
   uint32_t max = rill_ipc_route_max_payload(s);
-  rill_ipc_route_receiver_t *r = receiver();
+  rill_ipc_route_t *r = receiver();
   /* A receiver parked in another process is woken by the removal. */
   int ready[2];
   cr_assert_eq(pipe(ready), 0);
   pid_t pid = fork();
   cr_assert_geq(pid, 0);
   if (pid == 0) {
-    rill_ipc_route_receiver_t *r2;
-    if (rill_ipc_route_receiver_open(&r2, route))
+    rill_ipc_route_t *r2;
+    if (rill_ipc_route_open(&r2, route, NULL, RILL_IPC_RECEIVER))
       _exit(2);
     if (write(ready[1], "r", 1) != 1)
       _exit(3);
@@ -789,15 +838,15 @@ Test(ipc, unlink_tells_the_sender_and_receivers) {
   cr_expect_eq(rill_ipc_route_wait_receivers(s, 1, 0), RILL_ECLOSED);
   /* A new route under the name is another route: the old handles still
    * see theirs removed. */
-  rill_ipc_route_sender_t *s2 = sender(&(rill_ipc_route_opts_t){.slots = 8});
-  rill_ipc_route_receiver_t *r2 = receiver();
+  rill_ipc_route_t *s2 = sender(&(rill_ipc_route_opts_t){.slots = 8});
+  rill_ipc_route_t *r2 = receiver();
   send_n(s2, 0, 1);
   cr_expect_eq(rill_ipc_route_recv(r, &m, 0, NULL), RILL_ECLOSED);
   recv_n(r2, 0, 1, max);
-  rill_ipc_route_receiver_close(r2);
-  rill_ipc_route_sender_close(s2);
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r2);
+  rill_ipc_route_close(s2);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
   close(ready[0]);
   close(ready[1]);
 }
@@ -809,11 +858,11 @@ Test(ipc, forged_gone_and_ready_words) {
   fresh();
   uint32_t removed = 1u << 31;
   poke(72, &removed, 4);
-  rill_ipc_route_receiver_t *r = (void *)1;
-  cr_expect_eq(rill_ipc_route_receiver_open(&r, route), RILL_ENOENT);
+  rill_ipc_route_t *r = (void *)1;
+  cr_expect_eq(rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER), RILL_ENOENT);
   cr_expect_neq(strstr(rill_errmsg(), "being removed"), NULL, "%s", rill_errmsg());
-  rill_ipc_route_sender_t *s = (void *)1;
-  cr_expect_eq(rill_ipc_route_sender_open(&s, route, NULL), RILL_ENOENT);
+  rill_ipc_route_t *s = (void *)1;
+  cr_expect_eq(rill_ipc_route_open(&s, route, NULL, RILL_IPC_SENDER), RILL_ENOENT);
 
   fresh();
   uint32_t one = 1;
@@ -827,6 +876,6 @@ Test(ipc, forged_gone_and_ready_words) {
   poke(72, &leaves, 4);
   send_n(s, 2, 2); /* recounted: the receiver is still there */
   recv_n(r, 0, 4, rill_ipc_route_max_payload(s));
-  rill_ipc_route_receiver_close(r);
-  rill_ipc_route_sender_close(s);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
 }

@@ -154,12 +154,14 @@ static void child(int t, int fd, uint64_t seed) {
         rec_fill(p, next);
         if (rnd(8) == 0) {
           /* Bytes left past the end by an abort must not become a record. */
-          rill_log_cancel(l);
-          continue;
+          rc = rill_log_cancel(l);
+          if (rc == 0)
+            continue;
+        } else {
+          rc = rill_log_commit(l, &seq);
+          if (rc == 0)
+            ack(fd, &seq, 1);
         }
-        rc = rill_log_commit(l, &seq);
-        if (rc == 0)
-          ack(fd, &seq, 1);
       }
     }
     if (rc != 0) {

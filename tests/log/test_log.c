@@ -371,7 +371,8 @@ Test(log, appendv_batch_reserve) {
   cr_expect_eq(seq, 601);
   cr_assert_eq(rill_log_reserve(l, 100, &p), 0);
   memset(p, 0xee, 100);
-  rill_log_cancel(l);
+  cr_assert_eq(rill_log_cancel(l), 0);
+  cr_expect_eq(rill_log_cancel(l), RILL_EINVAL);
   append_n(l, 602, 700);
   read_all(l, 700);
   cr_expect_eq(rill_log_commit(l, &seq), RILL_EINVAL);

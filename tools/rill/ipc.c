@@ -21,7 +21,7 @@
  *
  * Waits (a blocked send, a receive) are cut into short slices so that
  * Ctrl-C or SIGTERM closes the route cleanly: a receiver that leaves
- * through rill_ipc_route_receiver_close frees its place at once, where a killed
+ * through rill_ipc_route_close frees its place at once, where a killed
  * one is only reaped when the sender next waits for it.
  */
 #include <errno.h>
@@ -322,7 +322,7 @@ static void chan_hint(const char *who, const char *name) {
  * none. A route that exists keeps its layout: the options not given are
  * taken from it, so `rill ipc pub NAME` works on any route. *existed says
  * whether it was there before. 0, or 1 after printing why. */
-int ipc_open_route_sender(args_t *a, rill_ipc_route_sender_t **s, bool *existed) {
+int ipc_open_route_sender(args_t *a, rill_ipc_route_t **s, bool *existed) {
   rill_ipc_route_info_t info;
   *existed = rill_ipc_route_info(a->name, &info) == 0;
   if (*existed) {
@@ -337,12 +337,12 @@ int ipc_open_route_sender(args_t *a, rill_ipc_route_sender_t **s, bool *existed)
         a->o.pool[c] = info.pool[c];
     a->o.max_receivers = info.max_receivers;
   }
-  int rc = rill_ipc_route_sender_open(s, a->name, &a->o);
+  int rc = rill_ipc_route_open(s, a->name, &a->o, RILL_IPC_SENDER);
   if (rc == RILL_EINVAL && *existed && !a->has_spin) {
     /* The wait mode is part of a route but not of its info: a route made
      * with --spin is opened with --spin. */
     a->o.wait = RILL_IPC_SPIN;
-    rc = rill_ipc_route_sender_open(s, a->name, &a->o);
+    rc = rill_ipc_route_open(s, a->name, &a->o, RILL_IPC_SENDER);
   }
   if (rc == RILL_EBUSY && *existed && info.sender && info.sender_alive) {
     /* Only a pub that is to share the route with its live sender would
@@ -360,7 +360,7 @@ int ipc_open_route_sender(args_t *a, rill_ipc_route_sender_t **s, bool *existed)
 }
 
 static int cmd_pub(args_t *a) {
-  rill_ipc_route_sender_t *s;
+  rill_ipc_route_t *s;
   bool existed;
   if (ipc_open_route_sender(a, &s, &existed))
     return 1;
@@ -503,7 +503,7 @@ static int pub_loop(args_t *a, end_t *e, uint32_t max, const char *kind) {
     }
   }
   rill_tool_records_free(&in);
-  rill_ipc_route_sender_close(e->tx);
+  rill_ipc_route_close(e->tx);
   rill_ipc_chan_close(e->ch);
   return status;
 }
@@ -515,11 +515,11 @@ static int sub_loop(args_t *a, end_t *e);
 static int cmd_sub(args_t *a) {
   ipc_catch_stop();
   uint64_t limit = a->timeout_ms * 1000000ull, idle = 0;
-  rill_ipc_route_receiver_t *r = NULL;
+  rill_ipc_route_t *r = NULL;
   bool told = false;
   /* A route not created yet is waited for: sub may start before pub. */
   for (;;) {
-    int rc = rill_ipc_route_receiver_open(&r, a->name);
+    int rc = rill_ipc_route_open(&r, a->name, NULL, RILL_IPC_RECEIVER);
     if (rc == 0)
       break;
     if (rc != RILL_ENOENT) {
@@ -623,7 +623,7 @@ static int sub_loop(args_t *a, end_t *e) {
     fflush(stdout);
     n++;
   }
-  rill_ipc_route_receiver_close(e->rx);
+  rill_ipc_route_close(e->rx);
   rill_ipc_chan_close(e->ch);
   return status;
 }
@@ -646,8 +646,8 @@ static int ls_one(void *ctx, const rill_ipc_route_info_t *i) {
            "\"head\":%" PRIu64 ",\"sender\":%ld,\"sender_alive\":%s,\"receivers\":%u,"
            "\"dead\":%u,\"lag\":%" PRIu64 ",\"pool\":[",
            i->slots, i->slot_size, i->max_receivers, ipc_policy_name(i->policy), i->head,
-           (long)i->sender, i->sender && i->sender_alive ? "true" : "false", i->receivers, i->dead,
-           lag);
+           (long)i->sender, i->sender && i->sender_alive ? "true" : "false", i->receivers,
+           i->receivers_dead, lag);
     for (uint32_t k = 0; k < i->pool_classes; k++)
       printf("%s{\"size\":%u,\"chunks\":%u}", k ? "," : "", i->pool[k].size, i->pool[k].chunks);
     printf("]}\n");
@@ -663,8 +663,8 @@ static int ls_one(void *ctx, const rill_ipc_route_info_t *i) {
     else
       snprintf(sender, sizeof sender, "none");
     printf("%-24s %-12s %-9s %12" PRIu64 "  %-14s %5u/%-3u %5u %10" PRIu64, i->name, layout,
-           ipc_policy_name(i->policy), i->head, sender, i->receivers, i->max_receivers, i->dead,
-           lag);
+           ipc_policy_name(i->policy), i->head, sender, i->receivers, i->max_receivers,
+           i->receivers_dead, lag);
     /* The pool, when there is one, after the columns: SIZExCHUNKS a class. */
     for (uint32_t k = 0; k < i->pool_classes; k++)
       printf("%s%ux%u", k ? "," : "  pool ", i->pool[k].size, i->pool[k].chunks);
@@ -739,7 +739,7 @@ static int rm_in_use(args_t *a) {
   rill_ipc_chan_info_t ci;
   char who[160];
   if (rill_ipc_route_info(a->name, &ri) == 0) {
-    uint32_t live = ri.receivers - ri.dead;
+    uint32_t live = ri.receivers - ri.receivers_dead;
     bool tx = ri.sender && ri.sender_alive;
     if (!live && !tx)
       return 0;

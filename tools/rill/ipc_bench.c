@@ -116,7 +116,7 @@ static void bench_receiver(bench_t *b, uint32_t idx) {
   args_t *a = b->a;
   end_t e = {0};
   int rc = a->chan ? rill_ipc_chan_open(&e.ch, a->name, NULL, RILL_IPC_RECEIVER)
-                   : rill_ipc_route_receiver_open(&e.rx, a->name);
+                   : rill_ipc_route_open(&e.rx, a->name, NULL, RILL_IPC_RECEIVER);
   if (rc) {
     ipc_fail("bench", "a receiver", rc);
     _exit(1);
@@ -172,7 +172,7 @@ static void bench_receiver(bench_t *b, uint32_t idx) {
   }
   if (!status)
     put_report(b, r);
-  rill_ipc_route_receiver_close(e.rx);
+  rill_ipc_route_close(e.rx);
   rill_ipc_chan_close(e.ch);
   _exit(status);
 }
@@ -593,7 +593,7 @@ static int bench_throughput(args_t *a) {
     printf("],\"ok\":%s}\n", status ? "false" : "true");
 out:
   bench_end(&b, status, buf);
-  rill_ipc_route_sender_close(e.tx);
+  rill_ipc_route_close(e.tx);
   bench_unlink(a, created);
   return status;
 }
@@ -606,8 +606,8 @@ static void echo_fn(bench_t *b, uint32_t idx, uint64_t n) {
   args_t *a = b->a;
   end_t in = {0}, out = {0};
   int rc = a->chan ? rill_ipc_chan_open(&in.ch, a->name, NULL, RILL_IPC_RECEIVER)
-                   : rill_ipc_route_receiver_open(&in.rx, a->name);
-  if (rc || (rc = rill_ipc_route_sender_open(&out.tx, b->back, NULL)) != 0) {
+                   : rill_ipc_route_open(&in.rx, a->name, NULL, RILL_IPC_RECEIVER);
+  if (rc || (rc = rill_ipc_route_open(&out.tx, b->back, NULL, RILL_IPC_SENDER)) != 0) {
     ipc_fail("bench", "the echo", rc);
     _exit(1);
   }
@@ -644,9 +644,9 @@ static void echo_fn(bench_t *b, uint32_t idx, uint64_t n) {
   }
   if (!status)
     put_report(b, (report_t){.kind = REPORT_DONE, .idx = idx, .count = i});
-  rill_ipc_route_receiver_close(in.rx);
+  rill_ipc_route_close(in.rx);
   rill_ipc_chan_close(in.ch);
-  rill_ipc_route_sender_close(out.tx);
+  rill_ipc_route_close(out.tx);
   _exit(status);
 }
 
@@ -682,7 +682,7 @@ static int bench_latency(args_t *a) {
   layout_read(a, created, &l);
   int status = 1;
   uint8_t *buf = NULL;
-  rill_ipc_route_receiver_t *rx = NULL;
+  rill_ipc_route_t *rx = NULL;
   rill_hist_t h;
   rill_hist_init(&h);
   if (size_check(a, &e, max))
@@ -690,15 +690,15 @@ static int bench_latency(args_t *a) {
   /* NAME's layout, so that an echo fits wherever its ping did. */
   rill_ipc_route_opts_t bo = {.slots = l.slots, .slot_size = l.slot_size, .wait = a->o.wait};
   memcpy(bo.pool, l.pool, sizeof bo.pool);
-  rill_ipc_route_sender_t *tmp;
-  int rc = rill_ipc_route_sender_open(&tmp, back, &bo);
+  rill_ipc_route_t *tmp;
+  int rc = rill_ipc_route_open(&tmp, back, &bo, RILL_IPC_SENDER);
   if (rc) {
     ipc_fail("bench", back, rc);
     goto out;
   }
   back_created = true;
-  rill_ipc_route_sender_close(tmp);
-  if ((rc = rill_ipc_route_receiver_open(&rx, back)) != 0) {
+  rill_ipc_route_close(tmp);
+  if ((rc = rill_ipc_route_open(&rx, back, NULL, RILL_IPC_RECEIVER)) != 0) {
     ipc_fail("bench", back, rc);
     goto out;
   }
@@ -771,8 +771,8 @@ static int bench_latency(args_t *a) {
   }
 out:
   bench_end(&b, status, buf);
-  rill_ipc_route_receiver_close(rx);
-  rill_ipc_route_sender_close(e.tx);
+  rill_ipc_route_close(rx);
+  rill_ipc_route_close(e.tx);
   rill_ipc_chan_close(e.ch);
   if (back_created)
     rill_ipc_route_unlink(back);

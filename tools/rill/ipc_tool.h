@@ -34,8 +34,8 @@ typedef struct {
 
 /* A route's sender or a channel's: pub and sub do the same on either. */
 typedef struct {
-  rill_ipc_route_sender_t *tx;
-  rill_ipc_route_receiver_t *rx;
+  rill_ipc_route_t *tx;
+  rill_ipc_route_t *rx;
   rill_ipc_chan_t *ch;
 } end_t;
 
@@ -57,7 +57,7 @@ int ipc_send_one(end_t *e, const void *p, uint32_t len, bool bounded, uint64_t t
 /* Opens route a->name as its sender with a's layout, taking what is not
  * given from an existing route; *existed says whether it was there. 0, or
  * 1 after printing why. */
-int ipc_open_route_sender(args_t *a, rill_ipc_route_sender_t **s, bool *existed);
+int ipc_open_route_sender(args_t *a, rill_ipc_route_t **s, bool *existed);
 
 /* A channel's opts from a's flags and an existing channel's layout: 0, or
  * 1 after printing why (who names the command). */
