@@ -117,7 +117,6 @@
 #define TOPIC_PUB "pub_128"
 #define TOPIC_BIG "pub_64k"
 #define TOPIC_ACK "pub_ack_batch"
-#define CHAN      "rill-bench-net"
 
 static struct {
   char dir[PATH_MAX];
@@ -160,7 +159,10 @@ static struct {
   /* redis */
   int rport;
   redisContext *rpub[REDIS_CONNS], *rsub;
-  char *pubcmd; /* PUBLISH CHAN <message>, formatted once */
+  /* rill-bench-net-<pid>: the Redis server may be shared, and another
+   * run's subscriber on the channel would count in PUBLISH's reply */
+  char chan[48];
+  char *pubcmd; /* PUBLISH chan <message>, formatted once */
   int pubcmd_len;
 } S = {.fd = -1};
 
@@ -475,7 +477,7 @@ static void redis_fmt_publish(run_t *x) {
     redis_lag_wait(x, sent);
     uint64_t k = x->n - sent < BATCH ? x->n - sent : BATCH;
     for (uint64_t j = 0; j < k; j++)
-      if (redisAppendCommand(c, "PUBLISH %s %b", CHAN, m, (size_t)MSG) != REDIS_OK)
+      if (redisAppendCommand(c, "PUBLISH %s %b", S.chan, m, (size_t)MSG) != REDIS_OK)
         bench_die("redis: %s", c->errstr);
     for (uint64_t j = 0; j < k; j++)
       redis_pub_reply(bench_redis_get(c));
@@ -556,6 +558,7 @@ static uint64_t redis_pre_c_run(void *arg, uint64_t n) {
  * answers. */
 static bool redis_open(bench_ctx_t *b) {
   S.rport = bench_redis_port();
+  snprintf(S.chan, sizeof S.chan, "rill-bench-net-%ld", (long)getpid());
   if (!(S.rpub[0] = redis_connect()))
     return false;
   for (int i = 1; i < REDIS_CONNS; i++)
@@ -565,12 +568,12 @@ static bool redis_open(bench_ctx_t *b) {
     bench_die("redis: the subscriber's connection failed");
   char ver[32];
   bench_redis_version(S.rpub[0], ver, sizeof ver);
-  if (redisAppendCommand(S.rsub, "SUBSCRIBE %s", CHAN) != REDIS_OK)
+  if (redisAppendCommand(S.rsub, "SUBSCRIBE %s", S.chan) != REDIS_OK)
     bench_die("redis: %s", S.rsub->errstr);
   freeReplyObject(bench_redis_get(S.rsub));
   uint8_t m[MSG];
   msg_fill(m);
-  if ((S.pubcmd_len = redisFormatCommand(&S.pubcmd, "PUBLISH %s %b", CHAN, m, (size_t)MSG)) < 0)
+  if ((S.pubcmd_len = redisFormatCommand(&S.pubcmd, "PUBLISH %s %b", S.chan, m, (size_t)MSG)) < 0)
     bench_die("redis: out of memory");
   bench_note(b,
              "redis %s on 127.0.0.1:%d, hiredis %d.%d.%d, PUBLISH/SUBSCRIBE on one channel, the "
