@@ -58,7 +58,7 @@ bench-report: build
 	  $(BUILD)/bench-json
 
 # The net suite's ZeroMQ and Redis rows against the peers' own tools run
-# beside them (zmq_local_thr/zmq_remote_thr, redis-benchmark): fails when
+# beside them (bench/tools/zmq_thr, redis-benchmark): fails when
 # they disagree by more than this machine's noise (scripts/peer_check.sh).
 .PHONY: peer-check
 peer-check: build

@@ -7,12 +7,13 @@
 #   scripts/peer_check.sh [BUILD_DIR]      (make peer-check)
 #
 # Pairs compared (ns per message, 128 B unless said):
-#   zmq_128   bench pub_128 zmq_2proc        vs zmq_local_thr/zmq_remote_thr, 128 B
+#   zmq_128   bench pub_128 zmq_2proc        vs zmq_thr local/remote, 128 B
 #   zmq_64k   bench pub_64k zmq_2proc        vs the same with 65536 B
 #   redis_p   bench pub_128 redis_pre_p256   vs redis-benchmark -c 1 -P 256 PUBLISH
 #   redis_c   bench pub_128 redis_pre_c4_p64 vs redis-benchmark -c 4 -P 64 PUBLISH
-# (zmq_local_thr/zmq_remote_thr are built beside the rill command when
-# libzmq is found: bench/tools/, in the manner of libzmq's perf/ tools.)
+# (zmq_thr is built beside the rill command when libzmq is found:
+# bench/tools/zmq_thr.c, in the manner of libzmq's perf/local_thr and
+# perf/remote_thr.)
 # redis-benchmark PUBLISHes to a channel with one subscriber, a raw socket
 # drained by cat, since PUBLISH to nobody is cheaper than the bench's.
 #
@@ -56,9 +57,8 @@ py=/usr/bin/python3
 chan=rill-peer-check-$$ # the server may be shared: a channel of its own
 
 rill=$build/rill
-lthr=$build/zmq_local_thr
-rthr=$build/zmq_remote_thr
-for f in "$rill" "$lthr" "$rthr"; do
+thr=$build/zmq_thr
+for f in "$rill" "$thr"; do
   [ -x "$f" ] || {
     echo "peer_check: no $f (build with libzmq found: make build)" >&2
     exit 2
@@ -86,20 +86,20 @@ free_port() {
   "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# ns per message of zmq_local_thr fed by zmq_remote_thr: SIZE COUNT
+# ns per message of zmq_thr local fed by zmq_thr remote: SIZE COUNT
 zmq_tool() {
   local ep out
   ep=tcp://127.0.0.1:$(free_port)
-  "$lthr" "$ep" "$1" "$2" >"$d/lthr" 2>&1 &
+  "$thr" local "$ep" "$1" "$2" >"$d/lthr" 2>&1 &
   local l=$!
   sleep 0.05 # the PULL binds first, as local_thr is started first
-  "$rthr" "$ep" "$1" "$2" >"$d/rthr" 2>&1 || {
-    echo "peer_check: zmq_remote_thr: $(cat "$d/rthr")" >&2
+  "$thr" remote "$ep" "$1" "$2" >"$d/rthr" 2>&1 || {
+    echo "peer_check: zmq_thr remote: $(cat "$d/rthr")" >&2
     kill "$l" 2>/dev/null
     return 1
   }
   wait "$l" || {
-    echo "peer_check: zmq_local_thr: $(cat "$d/lthr")" >&2
+    echo "peer_check: zmq_thr local: $(cat "$d/lthr")" >&2
     return 1
   }
   out=$(sed -n 's/^ns per message: //p' "$d/lthr")
