@@ -14,8 +14,11 @@
 # (zmq_thr is built beside the rill command when libzmq is found:
 # bench/tools/zmq_thr.c, in the manner of libzmq's perf/local_thr and
 # perf/remote_thr.)
-# redis-benchmark PUBLISHes to a channel with one subscriber, a raw socket
-# drained by cat, since PUBLISH to nobody is cheaper than the bench's.
+# redis-benchmark PUBLISHes to a channel with one subscriber, as the
+# bench's do (PUBLISH to nobody is cheaper), and one written as the bench's
+# is: bench/tools/redis_sub.c, hiredis's redisGetReply in a loop. On two
+# CPUs the subscriber's parsing takes CPU from redis-server, so a
+# subscriber that parsed nothing would flatter the tool.
 #
 # Like with like: a bench row is the median of 9 runs of about 20 ms; a
 # tool run of several seconds would average in every preemption a busy
@@ -40,7 +43,8 @@
 # medians moved by 25-30% between runs), so they get TOL_BIG (default
 # 1.5). Environment: ROUNDS, TOL, TOL_BIG, TOOL_REPS, QUICK=1 (the bench
 # with --quick: a smoke run, the verdict means little), RILL_REDIS_PORT
-# (6390), ZMQ_N / ZMQ_N_BIG / REDIS_N (messages a tool run).
+# (6390), ZMQ_N / ZMQ_N_BIG / REDIS_N (messages a tool run), ZMQ_ROW /
+# REDIS_P_ROW / REDIS_C_ROW (the bench rows compared).
 #
 # Exit: 0 all agree, 1 a pair disagrees, 2 something needed is missing.
 set -u
@@ -54,11 +58,17 @@ zmq_n=${ZMQ_N:-200000}
 zmq_n_big=${ZMQ_N_BIG:-1000}
 redis_n=${REDIS_N:-60000}
 py=/usr/bin/python3
+# The bench rows compared; another row's name shows the check failing on a
+# peer set up below its tools (REDIS_P_ROW=redis_hiredis_fmt, say).
+zmq_row=${ZMQ_ROW:-zmq_2proc}
+redis_p_row=${REDIS_P_ROW:-redis_pre_p256}
+redis_c_row=${REDIS_C_ROW:-redis_pre_c4_p64}
 chan=rill-peer-check-$$ # the server may be shared: a channel of its own
 
 rill=$build/rill
 thr=$build/zmq_thr
-for f in "$rill" "$thr"; do
+sub=$build/redis_sub
+for f in "$rill" "$thr" "$sub"; do
   [ -x "$f" ] || {
     echo "peer_check: no $f (build with libzmq found: make build)" >&2
     exit 2
@@ -147,16 +157,17 @@ tool_median() {
 
 pick() { awk -v i="$1" -v c="$2" '$1 == i && $2 == c { print $3 }' "$d/rows"; }
 
-# A subscriber for redis-benchmark's PUBLISHes that keeps up with any
-# publisher: a raw connection, its bytes thrown away unparsed.
-exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 2
-printf 'SUBSCRIBE %s\r\n' "$chan" >&3
-cat <&3 >/dev/null &
+# The subscriber redis-benchmark's PUBLISHes reach.
+"$sub" "$port" "$chan" >"$d/sub" 2>&1 &
 sub_pid=$!
 for _ in $(seq 50); do
-  [ "$(redis-cli -p "$port" pubsub numsub "$chan" | tail -1)" = 1 ] && break
+  grep -q '^subscribed' "$d/sub" && break
   sleep 0.1
 done
+grep -q '^subscribed' "$d/sub" || {
+  echo "peer_check: redis_sub: $(cat "$d/sub")" >&2
+  exit 2
+}
 
 : >"$results"
 for r in $(seq "$rounds"); do
@@ -171,8 +182,8 @@ for r in $(seq "$rounds"); do
       bench_rows >"$d/rows" || exit 2
     fi
   done
-  for pair in "zmq_128 zmq_2proc pub_128 $z" "zmq_64k zmq_2proc pub_64k $zb" \
-    "redis_p redis_pre_p256 pub_128 $rp" "redis_c redis_pre_c4_p64 pub_128 $rc"; do
+  for pair in "zmq_128 $zmq_row pub_128 $z" "zmq_64k $zmq_row pub_64k $zb" \
+    "redis_p $redis_p_row pub_128 $rp" "redis_c $redis_c_row pub_128 $rc"; do
     # shellcheck disable=SC2086 # four words, split on purpose
     set -- $pair
     b=$(pick "$2" "$3")
