@@ -23,10 +23,12 @@
 # Like with like: a bench row is the median of 9 runs of about 20 ms; a
 # tool run of several seconds would average in every preemption a busy
 # machine makes, which the median leaves out. So a tool is run TOOL_REPS
-# times (default 9) with counts that take some 50-100 ms, and its figure
-# for the round is the median of those runs (each excluding its start-up,
-# as local_thr's clock starts at the first message; redis-benchmark's
-# connection set-up is about 1% of a run).
+# times (default 9) with counts that take some 50-100 ms (64 KiB: 4000
+# messages, twice what the two high-water marks hold, so that a run is
+# mostly steady state), and its figure for the round is the median of
+# those runs (each excluding its start-up, as local_thr's clock starts at
+# the first message; redis-benchmark's connection set-up is about 1% of a
+# run).
 #
 # Noise: the machine has 2 vCPUs shared with other work and drops now and
 # then into a mode where everything takes up to 5x as long. So each pair
@@ -55,7 +57,7 @@ tol_big=${TOL_BIG:-1.5}
 port=${RILL_REDIS_PORT:-6390}
 tool_reps=${TOOL_REPS:-9}
 zmq_n=${ZMQ_N:-200000}
-zmq_n_big=${ZMQ_N_BIG:-1000}
+zmq_n_big=${ZMQ_N_BIG:-4000}
 redis_n=${REDIS_N:-60000}
 py=/usr/bin/python3
 # The bench rows compared; another row's name shows the check failing on a
