@@ -57,6 +57,14 @@ bench-report: build
 	@/usr/bin/python3 scripts/bench_report.py --out docs/bench --embed docs/BENCHMARKS.md \
 	  $(BUILD)/bench-json
 
+# The net suite's ZeroMQ and Redis rows against the peers' own tools run
+# beside them (bench/tools/zmq_thr, redis-benchmark): fails when
+# they disagree by more than this machine's noise (scripts/peer_check.sh).
+.PHONY: peer-check
+peer-check: build
+	@bash scripts/redis.sh $(BUILD)/redis
+	@bash scripts/peer_check.sh $(BUILD)
+
 asan: deps
 	@$(CMAKE_GEN) -B build-asan -DCMAKE_BUILD_TYPE=Debug -DRILL_SANITIZE=address,undefined -DRILL_BENCH=OFF >/dev/null
 	@cmake --build build-asan -j $(JOBS)

@@ -8,6 +8,10 @@
  * interleaved, repetition by repetition, in one process, so that the noise
  * of a small shared machine lands on all of them alike; it reports each
  * one's median ns/op and every peer's time as a multiple of rill's.
+ *
+ * Pinning is decided per case, the same for rill and its peers, and
+ * printed with the case (a line above its rows; "pin" in its --json rows):
+ * see bench_set_pin.
  */
 #ifndef RILL_BENCH_H
 #define RILL_BENCH_H
@@ -67,6 +71,28 @@ typedef struct bench_case {
   size_t n_impl;
 } bench_case_t;
 
+/* Where a case's runs execute. The harness applies it around every run of
+ * the case (calibration included) and puts the mask the process started
+ * with back after each, so that nothing a suite does between cases (its
+ * server threads, its peers' processes) inherits a pin. */
+typedef enum bench_pin {
+  /* The thread that runs the case is pinned to one CPU (the last the
+   * process may use: interrupts favour CPU 0), so that a migration does
+   * not cost one implementation its warm caches mid-run. For
+   * single-threaded cases: a thread the case starts inherits the pin. */
+  BENCH_PIN_ONE = 0,
+  /* Nothing is pinned: the case's threads and processes, rill's and the
+   * peers', run on every CPU the process may use, as users run servers. */
+  BENCH_PIN_NONE,
+  /* The case pins its own threads (the suite's notes say where); the
+   * harness leaves the mask alone. */
+  BENCH_PIN_OWN,
+} bench_pin_t;
+
+/** How the cases the suite runs from now on are pinned, until it says
+ *  otherwise; BENCH_PIN_ONE when a suite starts. */
+void bench_set_pin(bench_ctx_t *b, bench_pin_t pin);
+
 /** Runs a case (unless --filter excludes it) and prints its rows. The first
  *  implementation whose name starts with "rill" is the one the others are
  *  compared with. */
@@ -114,8 +140,8 @@ int bench_pin_cpu(int cpu);
 /** CPUs online. */
 int bench_ncpu(void);
 
-/** Lets the calling thread run on every CPU again: threads inherit the
- *  harness's pin, and a case that pinned itself undoes it with this. */
+/** Lets the calling thread run on every CPU the process started with
+ *  again: a case that pinned itself undoes it with this. */
 void bench_unpin(void);
 
 /** A case's rate in millions of operations a second, from its median

@@ -374,6 +374,11 @@ static void set_fini(ring_set_t *rs) {
 
 static int ring_run(bench_ctx_t *b) {
   static ring_set_t r, c;
+  /* Every thread of every case pins itself (CPUs 0 and 1). */
+  bench_set_pin(b, BENCH_PIN_OWN);
+  bench_note(b,
+             "each case pins its threads, rill's and ck's alike: the producer (pinger) on CPU 0, "
+             "the consumer (ponger) on CPU 1; mpsc_2p as below");
   set_init(&r, RILL);
   set_init(&c, CK);
   if (bench_ncpu() < 2)
