@@ -413,6 +413,38 @@ Test(bus, publish_batch_groups_by_shard_allocating_nothing) {
   rill_bus_destroy(bus);
 }
 
+/* A batch over more shards than one pass writes (64) takes several
+ * passes: every event still lands once, on its hashed shard. */
+Test(bus, publish_batch_wider_than_a_pass) {
+  rill_bus_counters_t c;
+  rill_bus_sink_t sink;
+  rill_bus_sink_counting(&sink, &c);
+  rill_bus_t *bus;
+  cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
+                                                        .shards = 1024,
+                                                        .ring_slots = 16,
+                                                        .policy = RILL_BUS_BLOCK}),
+               0);
+  rill_bus_producer_t *p;
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
+  static uint64_t vals[2000];
+  static rill_iov_t iov[2000];
+  static uint64_t want[1024];
+  for (uint64_t k = 0; k < 2000; k++) {
+    vals[k] = k;
+    iov[k] = (rill_iov_t){&vals[k], 8};
+    want[rill_hash_reduce(rill_hash64(&vals[k], 8), 1024)]++;
+  }
+  size_t done = 0;
+  cr_assert_eq(rill_bus_publish_batch(p, iov, 2000, &done), 0);
+  cr_expect_eq(done, 2000);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
+  for (int s = 0; s < 1024; s++)
+    cr_expect_eq(c.shard_events[s], want[s], "shard %d", s);
+  cr_expect_eq(c.events, 2000);
+  rill_bus_destroy(bus);
+}
+
 Test(bus, publish_batch_policies) {
   rec_t r;
   rill_bus_sink_t sink;
