@@ -217,6 +217,13 @@ int rill_bus_publish_buf_key(rill_bus_producer_t *p, uint64_t key, const rill_bu
  *  0 when all were handled. */
 int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, size_t *done);
 
+/** rill_bus_publish_batch with every event to shard key % shards, in
+ *  order: no hash per event, one ring. For a batch whose events share a
+ *  key (one stream, one device, one connection). Returns as
+ *  rill_bus_publish_batch does. */
+int rill_bus_publish_batch_key(rill_bus_producer_t *p, uint64_t key, const rill_iov_t *iov,
+                               size_t n, size_t *done);
+
 /** Snapshot of the totals (producers' counters summed, including destroyed
  *  ones). Takes the producer-list lock; not for the hot path. */
 void rill_bus_stats(const rill_bus_t *bus, rill_bus_stats_t *st);

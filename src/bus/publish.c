@@ -364,7 +364,7 @@ RILL_INLINE enum pass_stop publish_pass(rill_bus_producer_t *p, const rill_iov_t
   return why;
 }
 
-/* rill_bus_publish_batch: passes of
+/* rill_bus_publish_batch and rill_bus_publish_batch_key: passes of
  * publish_pass, and between them the events a pass left to go alone
  * through publish_to and its policy. SAMPLE takes publish_to for every
  * event: its pressure test is per event. */
@@ -405,3 +405,7 @@ int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_iov_t *iov, size_t
   return publish_many(p, iov, n, done, false, 0);
 }
 
+int rill_bus_publish_batch_key(rill_bus_producer_t *p, uint64_t key, const rill_iov_t *iov,
+                               size_t n, size_t *done) {
+  return publish_many(p, iov, n, done, true, (uint32_t)(key % p->bus->o.shards));
+}

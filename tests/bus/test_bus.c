@@ -445,6 +445,84 @@ Test(bus, publish_batch_wider_than_a_pass) {
   rill_bus_destroy(bus);
 }
 
+/* One key for the whole batch: every event on shard key % shards, in
+ * order, through a ring that fills many times (BLOCK waits per event,
+ * then the batch goes on), an event over slot_payload by reference in
+ * its place, one over max_payload stopping the call with done at it; and
+ * a steady state of small events allocates nothing. */
+Test(bus, publish_batch_key_in_order) {
+  rec_t r;
+  rill_bus_sink_t sink = rec_sink(&r);
+  rill_bus_t *bus;
+  cr_assert_eq(rill_bus_create(&bus, &(rill_bus_opts_t){.sink = &sink,
+                                                        .shards = 4,
+                                                        .workers = 2,
+                                                        .ring_slots = 64,
+                                                        .slot_payload = 16,
+                                                        .max_payload = 150,
+                                                        .policy = RILL_BUS_BLOCK}),
+               0);
+  rill_bus_producer_t *p;
+  cr_assert_eq(rill_bus_producer_create(&p, bus), 0);
+  static uint32_t vals[1000];
+  static rill_iov_t iov[1000];
+  char mid[100] = {0}, big[200] = {0};
+  for (uint32_t i = 0; i < 1000; i++) {
+    vals[i] = i + 1;
+    iov[i] = (rill_iov_t){&vals[i], 4};
+  }
+  iov[100] = (rill_iov_t){mid, sizeof mid};
+  iov[500] = (rill_iov_t){big, sizeof big};
+  size_t done = 0;
+  cr_expect_eq(rill_bus_publish_batch_key(p, 6, iov, 1000, &done), RILL_EMSGSIZE);
+  cr_expect_eq(done, 500);
+  uint64_t before = rill_mem_allocs_thread();
+  cr_expect_eq(rill_bus_publish_batch_key(p, 6, iov + 501, 499, &done), 0);
+  cr_expect_eq(done, 499);
+  cr_expect_eq(rill_mem_allocs_thread(), before);
+  cr_assert_eq(rill_bus_shutdown(bus, 5000000000ull, NULL), 0);
+  cr_expect_eq(r.n, 999);
+  cr_expect_eq(r.bad, 0);
+  cr_expect_eq(r.next_seq[2], 999, "every event on shard 6 %% 4");
+  cr_expect_eq(r.nvals, 256);
+  for (uint32_t i = 0; i < 256; i++)
+    cr_expect_eq(r.vals[i], i < 100 ? i + 1 : i + 2, "event %u", i);
+  rill_bus_stats_t st = {0};
+  rill_bus_stats(bus, &st);
+  cr_expect_eq(st.ingested, 999);
+  cr_expect_eq(st.delivered, 999);
+  cr_expect_eq(rill_bus_publish_batch_key(p, 6, iov, 1, &done), RILL_ECLOSED);
+  cr_expect_eq(done, 0);
+  rill_bus_destroy(bus);
+}
+
+/* The keyed batch applies the policies as the hashed one does. */
+Test(bus, publish_batch_key_policies) {
+  rec_t r;
+  rill_bus_sink_t sink;
+  rill_bus_producer_t *p;
+  static uint32_t vals[20];
+  rill_iov_t iov[20];
+  for (uint32_t i = 0; i < 20; i++) {
+    vals[i] = i + 1;
+    iov[i] = (rill_iov_t){&vals[i], 4};
+  }
+  size_t done = 0;
+  rill_bus_t *bus = stalled(&r, &sink, RILL_BUS_DROP_NEWEST, 8, &p);
+  cr_expect_eq(rill_bus_publish_batch_key(p, 0, iov, 20, &done), 0);
+  cr_expect_eq(done, 20);
+  rill_bus_stats_t st = {0};
+  rill_bus_stats(bus, &st);
+  cr_expect_eq(st.dropped_newest, 13);
+  cr_expect_eq(st.ingested, 21);
+  unstall_close(bus, &r, 8);
+
+  bus = stalled(&r, &sink, RILL_BUS_FAIL, 8, &p);
+  cr_expect_eq(rill_bus_publish_batch_key(p, 0, iov, 20, &done), RILL_EFULL);
+  cr_expect_eq(done, 7);
+  unstall_close(bus, &r, 8);
+}
+
 Test(bus, publish_batch_policies) {
   rec_t r;
   rill_bus_sink_t sink;
