@@ -338,23 +338,37 @@ RILL_INLINE enum pass_stop publish_pass(rill_bus_producer_t *p, const rill_iov_t
   uint32_t nsh = bus->o.shards, max = bus->o.slot_payload, nrun = 0;
   enum pass_stop why = PASS_DONE;
   size_t i = 0;
-  if (keyed) {
-    rill__ring_spsc_writer_begin(&run[0], p->rings[fixed]);
-    shard_of_run[nrun++] = fixed;
-  }
   uint32_t last = fixed;
-  for (; i < n; i++) {
-    uint32_t len = iov[i].len, g = 0;
-    last = fixed;
-    if (!keyed) {
-      last = nsh > 1 ? rill_hash_reduce(rill_hash64(iov[i].data, len), nsh) : 0;
-      g = p->group[last];
+  if (keyed) {
+    /* One ring: its free slots taken a contiguous span at a time, each
+     * slot the last one plus the slot size. */
+    rill__ring_spsc_writer_t *w = &run[0];
+    rill__ring_spsc_writer_begin(w, p->rings[fixed]);
+    shard_of_run[nrun++] = fixed;
+    while (i < n && why == PASS_DONE) {
+      uint8_t *sl;
+      size_t from = i, end = i + rill__ring_spsc_writer_span(w, n - i, &sl);
+      if (RILL_UNLIKELY(end == i))
+        why = PASS_ONE; /* full */
+      for (; i < end; i++, sl += w->size) {
+        if (RILL_UNLIKELY(iov[i].len > max)) {
+          why = PASS_ONE;
+          break;
+        }
+        write_slot(sl, ts, iov[i].data, iov[i].len);
+      }
+      rill__ring_spsc_writer_advance(w, i - from);
     }
+  }
+  for (; !keyed && i < n; i++) {
+    uint32_t len = iov[i].len;
+    last = nsh > 1 ? rill_hash_reduce(rill_hash64(iov[i].data, len), nsh) : 0;
+    uint32_t g = p->group[last];
     if (RILL_UNLIKELY(len > max)) {
       why = PASS_ONE;
       break;
     }
-    if (!keyed && RILL_UNLIKELY(g == GROUP_NONE)) {
+    if (RILL_UNLIKELY(g == GROUP_NONE)) {
       if (nrun == PASS_SHARDS) {
         why = PASS_AGAIN;
         break;

@@ -127,6 +127,28 @@ static inline uint8_t *rill__ring_spsc_writer_take(rill__ring_spsc_writer_t *w) 
   return w->data + (w->pos++ & w->mask) * w->size;
 }
 
+/** Up to want free slots that lie contiguous from the writer's position
+ *  (they stop at the wrap); *at gets the first. The caller writes some of
+ *  them and takes those with rill__ring_spsc_writer_advance. 0 when the
+ *  ring is full. */
+static inline uint64_t rill__ring_spsc_writer_span(rill__ring_spsc_writer_t *w, uint64_t want,
+                                                   uint8_t **at) {
+  if (RILL_UNLIKELY(w->pos == w->end))
+    w->end = w->pos + rill__ring_spsc_free(rill__ring_spsc_of(w->r), w->pos, want);
+  uint64_t k = w->end - w->pos, first = w->mask + 1 - (w->pos & w->mask);
+  if (k > first)
+    k = first;
+  if (k > want)
+    k = want;
+  *at = w->data + (w->pos & w->mask) * w->size;
+  return k;
+}
+
+/** Takes the first k slots of the last span. */
+static inline void rill__ring_spsc_writer_advance(rill__ring_spsc_writer_t *w, uint64_t k) {
+  w->pos += k;
+}
+
 /** Publishes every slot taken since begin (or the last publish) with one
  *  release store of tail: their bytes are visible before tail covers them. */
 static inline void rill__ring_spsc_writer_publish(rill__ring_spsc_writer_t *w) {
