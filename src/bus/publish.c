@@ -360,10 +360,11 @@ RILL_INLINE enum pass_stop publish_pass(rill_bus_producer_t *p, const rill_iov_t
       rill__ring_spsc_writer_advance(w, i - from);
     }
   }
+  uint16_t *group = p->group; /* a local: the stores into slots could alias p */
   for (; !keyed && i < n; i++) {
     uint32_t len = iov[i].len;
     last = nsh > 1 ? rill_hash_reduce(rill_hash64(iov[i].data, len), nsh) : 0;
-    uint32_t g = p->group[last];
+    uint32_t g = group[last];
     if (RILL_UNLIKELY(len > max)) {
       why = PASS_ONE;
       break;
@@ -374,7 +375,7 @@ RILL_INLINE enum pass_stop publish_pass(rill_bus_producer_t *p, const rill_iov_t
         break;
       }
       g = nrun++;
-      p->group[last] = (uint16_t)g;
+      group[last] = (uint16_t)g;
       shard_of_run[g] = last;
       rill__ring_spsc_writer_begin(&run[g], p->rings[last]);
     }
