@@ -4,7 +4,6 @@
  * policy (DROP_OLDEST and BLOCK wait as "Drop-oldest" and "Sleeping" in
  * bus_internal.h describe). Batch publish groups events by shard.
  */
-#include <assert.h>
 #include <string.h>
 
 #include "bus/bus_internal.h"
