@@ -205,15 +205,24 @@ int rill_bus_publish_buf(rill_bus_producer_t *p, const rill_buf_t *b);
 int rill_bus_publish_buf_key(rill_bus_producer_t *p, uint64_t key, const rill_buf_t *b);
 
 /** Publishes n events, each to its hashed shard as rill_bus_publish does,
- *  with one ring reserve and commit per run of consecutive events bound for
- *  the same shard (and one timestamp for the whole call); an event over
- *  slot_payload goes alone, by reference, as rill_bus_publish sends it.
- *  Events that do not fit take the policy one by one. Stops at the first
+ *  copying each into its ring's next free slot and publishing each ring
+ *  once per call (one store of its tail, one doorbell), with one timestamp
+ *  for the whole call; an event over slot_payload goes alone, by
+ *  reference, as rill_bus_publish sends it. Events that do not fit take
+ *  the policy one by one, as do all of them on a RILL_BUS_SAMPLE bus.
+ *  Allocates nothing for events up to slot_payload. Stops at the first
  *  error (RILL_EFULL, RILL_ETIMEDOUT, RILL_EMSGSIZE over max_payload,
- *  RILL_ENOMEM, RILL_ECLOSED) and returns it; *done (may
- *  be NULL) says how many events were handled before it (published or
- *  dropped by policy). 0 when all were handled. */
+ *  RILL_ENOMEM, RILL_ECLOSED) and returns it; *done (may be NULL) says how
+ *  many events were handled before it (published or dropped by policy).
+ *  0 when all were handled. */
 int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, size_t *done);
+
+/** rill_bus_publish_batch with every event to shard key % shards, in
+ *  order: no hash per event, one ring. For a batch whose events share a
+ *  key (one stream, one device, one connection). Returns as
+ *  rill_bus_publish_batch does. */
+int rill_bus_publish_batch_key(rill_bus_producer_t *p, uint64_t key, const rill_iov_t *iov,
+                               size_t n, size_t *done);
 
 /** Snapshot of the totals (producers' counters summed, including destroyed
  *  ones). Takes the producer-list lock; not for the hot path. */

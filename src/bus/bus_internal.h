@@ -210,10 +210,10 @@ struct rill_bus_producer {
   rill_bus_t *bus;
   rill_ring_spsc_t **rings; /* one per shard */
   struct claim *claim;      /* DROP_OLDEST only: one per shard, else NULL */
-  uint16_t *group;          /* batch publish: shard -> its group, GROUP_NONE between calls */
-  uint64_t seq;             /* open order, from 1 */
-  int closed;               /* release by close, acquire by workers */
-  uint32_t workers_left;    /* workers that have not retired it yet */
+  uint16_t *group;       /* batch publish: shard -> its run in a pass, GROUP_NONE between passes */
+  uint64_t seq;          /* open order, from 1 */
+  int closed;            /* release by close, acquire by workers */
+  uint32_t workers_left; /* workers that have not retired it yet */
   struct rill_bus_producer *next, *prev;
 };
 
@@ -258,7 +258,7 @@ struct rill_bus {
   struct prod_counters retired; /* counters of freed producers */
 };
 
-/* In rill_bus_producer.group: the shard has no group (batch publish). */
+/* In rill_bus_producer.group: the shard has no run in this pass (batch publish). */
 #define GROUP_NONE UINT16_MAX
 
 /* The worker thread (worker.c); arg is its struct worker. */

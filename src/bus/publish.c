@@ -4,7 +4,6 @@
  * policy (DROP_OLDEST and BLOCK wait as "Drop-oldest" and "Sleeping" in
  * bus_internal.h describe). Batch publish groups events by shard.
  */
-#include <assert.h>
 #include <string.h>
 
 #include "bus/bus_internal.h"
@@ -56,12 +55,31 @@ static inline void cnt_inc(uint64_t *c) {
  * SAMPLE. Applies the policy. */
 static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct item *it);
 
+/* A payload into its slot. From 8 to 64 bytes, the usual event, with
+ * two overlapping moves of 8, 16 or 32 bytes inline (the largest class
+ * tested first, one compare for the 64-byte event): a call to memcpy
+ * costs as much as the copy at that size, and the registers the caller
+ * spills around it as much again. */
+static inline void copy_payload(uint8_t *d, const uint8_t *s, uint32_t len) {
+  if (RILL_LIKELY(len - 33u < 32u)) {
+    __builtin_memcpy(d, s, 32);
+    __builtin_memcpy(d + len - 32, s + len - 32, 32);
+  } else if (len - 17u < 16u) {
+    __builtin_memcpy(d, s, 16);
+    __builtin_memcpy(d + len - 16, s + len - 16, 16);
+  } else if (len - 8u < 9u) {
+    __builtin_memcpy(d, s, 8);
+    __builtin_memcpy(d + len - 8, s + len - 8, 8);
+  } else if (len) {
+    memcpy(d, s, len);
+  }
+}
+
 /* An event into a reserved slot: its header, then its payload inline. */
 static inline void write_slot(uint8_t *sl, uint64_t ts, const void *data, uint32_t len) {
   struct slot_hdr h = {ts, len, 0};
   memcpy(sl, &h, sizeof h);
-  if (len)
-    memcpy(sl + SLOT_HDR, data, len);
+  copy_payload(sl + SLOT_HDR, data, len);
 }
 
 /* One event into the next slot of the shard's ring, and the doorbell.
@@ -291,82 +309,100 @@ int rill_bus_publish_buf_key(rill_bus_producer_t *p, uint64_t key, const rill_bu
                       &(struct item){NULL, (uint32_t)b->len, b});
 }
 
-/* Copies a run of events bound for one shard with one reserve and one
- * commit per contiguous stretch of free slots. Returns how many it pushed
- * (fewer when the ring filled up). */
-static size_t push_run(rill_bus_t *bus, uint32_t shard, rill_ring_spsc_t *r, const rill_iov_t *iov,
-                       size_t n, uint64_t ts) {
-  size_t pushed = 0;
-  while (pushed < n) {
-    size_t got;
-    uint8_t *sl = rill_ring_spsc_reserve(r, n - pushed, &got);
-    if (!got)
-      break;
-    for (size_t k = 0; k < got; k++, sl += bus->slot_size)
-      write_slot(sl, ts, iov[pushed + k].data, iov[pushed + k].len);
-    rill_ring_spsc_commit(r, got);
-    pushed += got;
-  }
-  if (pushed)
-    doorbell_ring(bus, shard);
-  return pushed;
-}
+/* Shards one pass of a batch publish writes to at most (the runs it keeps
+ * on the stack); a batch spread wider takes another pass. */
+#define PASS_SHARDS 64u
 
-/* Events a grouped chunk of a batch publish takes at most. */
-#define GROUP_CHUNK 64u
+/* Why a pass stopped before the end of the batch. */
+enum pass_stop {
+  PASS_DONE,  /* every event is in */
+  PASS_ONE,   /* event *k goes alone (over slot_payload, or its ring is full) */
+  PASS_AGAIN, /* event *k needs a shard past PASS_SHARDS: another pass */
+};
 
-/* A chunk of a batch publish, grouped by shard: one reserve and commit
- * (and one doorbell) per shard instead of per run of neighbours, which
- * hashed events seldom are (4 shards: a run averages 4/3 events). Events
- * keep their order within each shard, the only order the bus promises.
- * Taken only when every event fits inline and every group fits in its
- * ring, checked before anything is written, so the chunk is all or
- * nothing and `done` stays a prefix; otherwise false, nothing written, and
- * the caller takes the in-order path with its policies. */
-static bool publish_grouped(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, uint64_t ts) {
+/* One pass of a batch publish: each event, in order, straight into the
+ * next free slot of its shard's ring (hashed, or shard `fixed` when keyed),
+ * then one release store of tail and one doorbell per ring written, and
+ * one counter store. Events keep their order within each shard, the only
+ * order the bus promises, and what went in is a prefix of the batch
+ * (*k events), so `done` stays a prefix whatever stops the pass. Writing
+ * past tail needs no ordering: those slots are ours until the tail store.
+ * *shard gets the shard of event *k when the pass stops early. */
+RILL_INLINE enum pass_stop publish_pass(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n,
+                                        uint64_t ts, bool keyed, uint32_t fixed, size_t *k,
+                                        uint32_t *shard) {
   rill_bus_t *bus = p->bus;
-  uint16_t shard_of[GROUP_CHUNK], count[GROUP_CHUNK];
-  uint32_t shards[GROUP_CHUNK];
-  size_t ng = 0;
-  bool ok = true;
-  for (size_t k = 0; k < n; k++) {
-    if (iov[k].len > bus->o.slot_payload) {
-      ok = false;
+  rill__ring_spsc_writer_t run[PASS_SHARDS];
+  uint32_t shard_of_run[PASS_SHARDS];
+  uint32_t nsh = bus->o.shards, max = bus->o.slot_payload, nrun = 0;
+  enum pass_stop why = PASS_DONE;
+  size_t i = 0;
+  uint32_t last = fixed;
+  if (keyed) {
+    /* One ring: its free slots taken a contiguous span at a time, each
+     * slot the last one plus the slot size. */
+    rill__ring_spsc_writer_t *w = &run[0];
+    rill__ring_spsc_writer_begin(w, p->rings[fixed]);
+    shard_of_run[nrun++] = fixed;
+    while (i < n && why == PASS_DONE) {
+      uint8_t *sl;
+      size_t from = i, end = i + rill__ring_spsc_writer_span(w, n - i, &sl);
+      if (RILL_UNLIKELY(end == i))
+        why = PASS_ONE; /* full */
+      for (; i < end; i++, sl += w->size) {
+        if (RILL_UNLIKELY(iov[i].len > max)) {
+          why = PASS_ONE;
+          break;
+        }
+        write_slot(sl, ts, iov[i].data, iov[i].len);
+      }
+      rill__ring_spsc_writer_advance(w, i - from);
+    }
+  }
+  uint16_t *group = p->group; /* a local: the stores into slots could alias p */
+  for (; !keyed && i < n; i++) {
+    uint32_t len = iov[i].len;
+    last = nsh > 1 ? rill_hash_reduce(rill_hash64(iov[i].data, len), nsh) : 0;
+    uint32_t g = group[last];
+    if (RILL_UNLIKELY(len > max)) {
+      why = PASS_ONE;
       break;
     }
-    uint32_t s = rill_hash_reduce(rill_hash64(iov[k].data, iov[k].len), bus->o.shards);
-    if (p->group[s] == GROUP_NONE) {
-      p->group[s] = (uint16_t)ng;
-      shards[ng] = s;
-      count[ng++] = 0;
+    if (RILL_UNLIKELY(g == GROUP_NONE)) {
+      if (nrun == PASS_SHARDS) {
+        why = PASS_AGAIN;
+        break;
+      }
+      g = nrun++;
+      group[last] = (uint16_t)g;
+      shard_of_run[g] = last;
+      rill__ring_spsc_writer_begin(&run[g], p->rings[last]);
     }
-    shard_of[k] = p->group[s];
-    count[p->group[s]]++;
+    uint8_t *sl = rill__ring_spsc_writer_take(&run[g]);
+    if (RILL_UNLIKELY(!sl)) {
+      why = PASS_ONE;
+      break;
+    }
+    write_slot(sl, ts, iov[i].data, len);
   }
-  for (size_t g = 0; g < ng && ok; g++) {
-    ok = rill__ring_spsc_has_room(p->rings[shards[g]], count[g]);
+  *shard = last;
+  for (uint32_t g = 0; g < nrun; g++) {
+    if (!keyed)
+      p->group[shard_of_run[g]] = GROUP_NONE;
+    rill__ring_spsc_writer_publish(&run[g]);
+    doorbell_ring(bus, shard_of_run[g]);
   }
-  for (size_t g = 0; g < ng; g++)
-    p->group[shards[g]] = GROUP_NONE;
-  if (!ok)
-    return false;
-  /* Gather each group's events in order and push them: they fit, and only
-   * this thread adds to these rings. */
-  rill_iov_t mine[GROUP_CHUNK];
-  for (size_t g = 0; g < ng; g++) {
-    size_t m = 0;
-    for (size_t k = 0; k < n && m < count[g]; k++)
-      if (shard_of[k] == g)
-        mine[m++] = iov[k];
-    size_t pushed = push_run(bus, shards[g], p->rings[shards[g]], mine, m, ts);
-    (void)pushed;
-    assert(pushed == m);
-  }
-  __atomic_store_n(&p->c.ingested, p->c.ingested + n, __ATOMIC_RELAXED);
-  return true;
+  __atomic_store_n(&p->c.ingested, p->c.ingested + i, __ATOMIC_RELAXED);
+  *k = i;
+  return why;
 }
 
-int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, size_t *done) {
+/* rill_bus_publish_batch and rill_bus_publish_batch_key: passes of
+ * publish_pass, and between them the events a pass left to go alone
+ * through publish_to and its policy. SAMPLE takes publish_to for every
+ * event: its pressure test is per event. */
+RILL_INLINE int publish_many(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, size_t *done,
+                             bool keyed, uint32_t fixed) {
   rill_bus_t *bus = p->bus;
   size_t i = 0;
   int rc = 0;
@@ -375,62 +411,34 @@ int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_iov_t *iov, size_t
     goto out;
   }
   uint64_t ts = rill_time_ns();
-  if (bus->o.policy != RILL_BUS_SAMPLE && bus->o.shards > 1) {
-    while (i < n) {
-      size_t m = n - i < GROUP_CHUNK ? n - i : GROUP_CHUNK;
-      if (!publish_grouped(p, iov + i, m, ts))
-        break;
-      i += m;
-    }
-  }
-  uint32_t shard =
-      i < n ? rill_hash_reduce(rill_hash64(iov[i].data, iov[i].len), bus->o.shards) : 0;
+  bool sample = bus->o.policy == RILL_BUS_SAMPLE;
   while (i < n) {
-    /* The run: events from i on that go to the same shard and fit. The
-     * shard of iov[i] is known already (it ended the previous run). */
-    size_t j = i;
-    uint32_t next = shard;
-    while (j < n && iov[j].len <= bus->o.slot_payload) {
-      if (j > i) {
-        next = rill_hash_reduce(rill_hash64(iov[j].data, iov[j].len), bus->o.shards);
-        if (next != shard)
-          break;
-      }
-      j++;
-    }
-    rill_ring_spsc_t *r = p->rings[shard];
-    size_t k = i;
-    if (bus->o.policy != RILL_BUS_SAMPLE) {
-      k += push_run(bus, shard, r, iov + i, j - i, ts);
-      __atomic_store_n(&p->c.ingested, p->c.ingested + (k - i), __ATOMIC_RELAXED);
-    }
-    /* What did not fit (or every event under SAMPLE) takes the one-event
-     * path and its policy. */
-    for (; k < j; k++) {
-      rc = publish_to(p, shard, iov[k].data, iov[k].len);
-      if (rc) {
-        i = k;
-        goto out;
-      }
-    }
-    if (j < n && iov[j].len > bus->o.slot_payload) {
-      /* Over the slot: alone, copied into a buf and sent by reference
-       * (publish_to). Its shard is known when it started the run. */
-      uint32_t big =
-          j == i ? shard : rill_hash_reduce(rill_hash64(iov[j].data, iov[j].len), bus->o.shards);
-      i = j;
-      rc = publish_to(p, big, iov[j].data, iov[j].len);
+    size_t k = 0;
+    uint32_t shard = fixed;
+    enum pass_stop why = PASS_ONE;
+    if (!sample)
+      why = publish_pass(p, iov + i, n - i, ts, keyed, fixed, &k, &shard);
+    else if (!keyed)
+      shard = rill_hash_reduce(rill_hash64(iov[i].data, iov[i].len), bus->o.shards);
+    i += k;
+    if (why == PASS_ONE) {
+      rc = publish_to(p, shard, iov[i].data, iov[i].len);
       if (rc)
         goto out;
-      j++;
-      if (j < n)
-        next = rill_hash_reduce(rill_hash64(iov[j].data, iov[j].len), bus->o.shards);
+      i++;
     }
-    i = j;
-    shard = next;
   }
 out:
   if (done)
     *done = i;
   return rc;
+}
+
+int rill_bus_publish_batch(rill_bus_producer_t *p, const rill_iov_t *iov, size_t n, size_t *done) {
+  return publish_many(p, iov, n, done, false, 0);
+}
+
+int rill_bus_publish_batch_key(rill_bus_producer_t *p, uint64_t key, const rill_iov_t *iov,
+                               size_t n, size_t *done) {
+  return publish_many(p, iov, n, done, true, (uint32_t)(key % p->bus->o.shards));
 }

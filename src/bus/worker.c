@@ -135,13 +135,20 @@ static void worker_wake_producers(struct worker *w) {
 static size_t worker_shard(struct worker *w, uint32_t s, bool stopping, bool *held) {
   rill_bus_t *bus = w->bus;
   size_t n = 0, max = bus->o.batch_max, nrefs = 0;
+  /* Numbered as they are gathered: a batch held back is numbered again
+   * on the pass that delivers it, since shard_seq moves only then. */
+  uint64_t seq = bus->shard_seq[s];
+  /* In locals: the stores into ev would otherwise make the compiler load
+   * both again for every event. */
+  rill_bus_event_t *ev = w->ev;
+  size_t slot_size = bus->slot_size;
   for (size_t i = 0; i < w->nprods; i++) {
     w->take[i] = 0;
     if (n == max)
       continue;
     size_t got = 0;
     const uint8_t *sl = worker_take(w, i, s, max - n, &got);
-    for (size_t j = 0; j < got; j++, sl += bus->slot_size) {
+    for (size_t j = 0; j < got; j++, sl += slot_size) {
       const struct slot_hdr *h = (const void *)sl;
       const void *data = sl + SLOT_HDR;
       if (RILL_UNLIKELY(h->flags & SLOT_REF)) {
@@ -150,7 +157,8 @@ static size_t worker_shard(struct worker *w, uint32_t s, bool stopping, bool *he
         data = b.data;
         w->refs[nrefs++] = (uint8_t *)sl;
       }
-      w->ev[n++] = (rill_bus_event_t){data, h->len, s, 0, h->ts};
+      ev[n] = (rill_bus_event_t){data, h->len, s, seq + n, h->ts};
+      n++;
     }
     w->take[i] = got;
   }
@@ -174,10 +182,7 @@ static size_t worker_shard(struct worker *w, uint32_t s, bool stopping, bool *he
     }
     return 0;
   }
-  uint64_t seq = bus->shard_seq[s];
-  for (size_t i = 0; i < n; i++)
-    w->ev[i].seq = seq++;
-  bus->shard_seq[s] = seq;
+  bus->shard_seq[s] = seq + n;
   bus->sink.on_batch(bus->sink.ctx, w->ev, n);
   /* The sink is done with the bytes: drop the slots' references before
    * the slots go back (the producer may then overwrite them). */

@@ -83,4 +83,76 @@ static inline void rill__ring_spsc_head_add(rill_ring_spsc_t *r, uint64_t n, int
   __atomic_fetch_add(&rill__ring_spsc_of(r)->cons->head, n, order);
 }
 
+/*
+ * A producer that writes several slots before it publishes them (the bus's
+ * batch publish, which spreads one call over several rings): it takes
+ * free slots one at a time, each a pointer computed from cached geometry,
+ * and publishes all it took with one release store of tail. Slots past
+ * tail are the producer's alone until that store, so nothing is ordered
+ * before it.
+ */
+typedef struct rill__ring_spsc_writer {
+  rill_ring_spsc_t *r;
+  uint8_t *data;
+  uint64_t mask;
+  uint64_t size;
+  uint64_t pos; /* the next slot's position; tail until the first take */
+  uint64_t end; /* free slots known, from the cached head, end below this */
+} rill__ring_spsc_writer_t;
+
+/** Starts writing at the ring's tail. */
+static inline void rill__ring_spsc_writer_begin(rill__ring_spsc_writer_t *w, rill_ring_spsc_t *r) {
+  struct rill__ring_spsc *s = rill__ring_spsc_of(r);
+  w->r = r;
+  w->data = s->data;
+  w->mask = s->mask;
+  w->size = s->slot_size;
+  /* Relaxed: the producer's own index. */
+  w->pos = __atomic_load_n(&s->prod->tail, __ATOMIC_RELAXED);
+  /* The cached head only: no load of the consumer's line until it says
+   * full (the acquire load is in rill__ring_spsc_free, at the first
+   * take that needs it). */
+  uint64_t used = w->pos - s->prod->head_cache;
+  w->end = used <= s->mask ? w->pos + s->mask + 1 - used : w->pos;
+}
+
+/** The next free slot, or NULL when the ring is full (head loaded with
+ *  acquire then, so slots given back are seen). */
+static inline uint8_t *rill__ring_spsc_writer_take(rill__ring_spsc_writer_t *w) {
+  if (RILL_UNLIKELY(w->pos == w->end)) {
+    w->end = w->pos + rill__ring_spsc_free(rill__ring_spsc_of(w->r), w->pos, 1);
+    if (w->pos == w->end)
+      return NULL;
+  }
+  return w->data + (w->pos++ & w->mask) * w->size;
+}
+
+/** Up to want free slots that lie contiguous from the writer's position
+ *  (they stop at the wrap); *at gets the first. The caller writes some of
+ *  them and takes those with rill__ring_spsc_writer_advance. 0 when the
+ *  ring is full. */
+static inline uint64_t rill__ring_spsc_writer_span(rill__ring_spsc_writer_t *w, uint64_t want,
+                                                   uint8_t **at) {
+  if (RILL_UNLIKELY(w->pos == w->end))
+    w->end = w->pos + rill__ring_spsc_free(rill__ring_spsc_of(w->r), w->pos, want);
+  uint64_t k = w->end - w->pos, first = w->mask + 1 - (w->pos & w->mask);
+  if (k > first)
+    k = first;
+  if (k > want)
+    k = want;
+  *at = w->data + (w->pos & w->mask) * w->size;
+  return k;
+}
+
+/** Takes the first k slots of the last span. */
+static inline void rill__ring_spsc_writer_advance(rill__ring_spsc_writer_t *w, uint64_t k) {
+  w->pos += k;
+}
+
+/** Publishes every slot taken since begin (or the last publish) with one
+ *  release store of tail: their bytes are visible before tail covers them. */
+static inline void rill__ring_spsc_writer_publish(rill__ring_spsc_writer_t *w) {
+  __atomic_store_n(&rill__ring_spsc_of(w->r)->prod->tail, w->pos, __ATOMIC_RELEASE);
+}
+
 #endif /* RILL_RING_SPSC_SHARED_H */

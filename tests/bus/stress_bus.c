@@ -63,7 +63,7 @@ typedef struct {
   uint32_t rounds; /* open, publish, close this many times */
   uint64_t events; /* per round */
   int expect_all;  /* every publish must return 0 */
-  int batch;       /* publish in batches of 16 */
+  int batch;       /* publish in batches of 16: 1 hashed, 2 keyed */
   uint64_t ok;
 } prod_arg_t;
 
@@ -104,7 +104,9 @@ static void *producer(void *arg) {
           b[k] = (struct payload){a->pid0 + r, 0, i + k};
           iov[k] = (rill_iov_t){&b[k], sizeof b[k]};
         }
-        int rc = rill_bus_publish_batch(p, iov, n, &done);
+        /* batch 2: keyed, the key moving from batch to batch */
+        int rc = a->batch == 2 ? rill_bus_publish_batch_key(p, i / 16 + r, iov, n, &done)
+                               : rill_bus_publish_batch(p, iov, n, &done);
         CHECK(rc == 0 && done == n, "publish_batch: %d %s", rc, rill_errmsg());
         a->ok += n;
       }
@@ -227,6 +229,16 @@ static void bufs_block(void) {
   run(4, 1, EV / 8, RILL_BUS_BLOCK, 3, 64, 0, "bufs block 4p");
   buf_mode = 0;
 }
+static void batch_key_4(void) {
+  batch_mode = 2;
+  run(4, 1, EV / 2, RILL_BUS_BLOCK, 2, 256, 0, "keyed batch 4p");
+  batch_mode = 0;
+}
+static void oldest_batch_key(void) {
+  batch_mode = 2;
+  run(3, 2, EV / 8, RILL_BUS_DROP_OLDEST, 2, 16, 1, "drop-oldest keyed batch 3p");
+  batch_mode = 0;
+}
 static void oldest_batch(void) {
   batch_mode = 1;
   run(3, 2, EV / 8, RILL_BUS_DROP_OLDEST, 2, 16, 1, "drop-oldest batch 3p");
@@ -246,6 +258,8 @@ int main(void) {
       {"drop-oldest, 2 producers, slow sink", oldest_2},
       {"drop-oldest, 4 producers, slow sink", oldest_4},
       {"drop-oldest, batch publish, 3 producers", oldest_batch},
+      {"keyed batch publish, 4 producers", batch_key_4},
+      {"drop-oldest, keyed batch publish, 3 producers", oldest_batch_key},
       {"bufs by reference, drop-oldest, 4 producers", bufs_oldest},
       {"bufs by reference, block, 4 producers", bufs_block},
   };
