@@ -737,6 +737,7 @@ static void *tail_sub(void *arg) {
 
 static void tail_run(void *arg, uint64_t n, rill_hist_t *h) {
   tail_t *t = arg;
+  bench_pin_cpu(1);
   tail_run_t x = {.t = t, .n = n, .h = h};
   atomic_init(&x.seen, 0);
   atomic_init(&x.ready, false);
@@ -1266,8 +1267,12 @@ static void case_tail(bench_ctx_t *b) {
                              {.name = "redis_xread", .run_lat = tail_run, .arg = &xt}};
   const bench_impl_t imi[] = {{.name = "rill_log", .run_lat = tail_run, .arg = &rti},
                               {.name = "redis_xread", .run_lat = tail_run, .arg = &xti}};
+  /* The appender on CPU 1 (tail_run), the subscriber on CPU 0 (tail_sub),
+   * for rill and Redis alike; redis-server runs where it likes. */
+  bench_set_pin(b, BENCH_PIN_OWN);
   bench_run(b, &(bench_case_t){"tail_lat", REC, 1, im, redis ? 2 : 1});
   bench_run(b, &(bench_case_t){"tail_lat_idle", REC, 1, imi, redis ? 2 : 1});
+  bench_set_pin(b, BENCH_PIN_ONE);
   log_close(l);
   char p[PATH_MAX];
   path_of(p, sizeof p, "tail");
@@ -1327,8 +1332,12 @@ static void case_group(bench_ctx_t *b) {
       im[n] = (bench_impl_t){.name = rows[j], .run_timed = gc_run, .arg = &g[i][j]};
       iml[n++] = (bench_impl_t){.name = rows[j], .run_lat = gc_lat, .arg = &g[i][j]};
     }
+    /* The appending threads run where the scheduler puts them (gc_worker
+     * unpins), rill's and the peers' alike. */
+    bench_set_pin(b, BENCH_PIN_NONE);
     bench_run(b, &(bench_case_t){names[i][0], REC, 1, im, n});
     bench_run(b, &(bench_case_t){names[i][1], REC, 1, iml, n});
+    bench_set_pin(b, BENCH_PIN_ONE);
   }
   for (int i = 0; i < 3; i++) {
     if (!bench_want(b, names[i][0]))
