@@ -176,6 +176,21 @@ int rill_ipc_route_open(rill_ipc_route_t **out, const char *name, const rill_ipc
  *  RILL_EINVAL on a receiver. */
 int rill_ipc_route_send(rill_ipc_route_t *rt, const void *data, uint32_t len, uint64_t timeout_ns);
 
+/** Sends msgs[0..n) in order, as n rill_ipc_route_send would, but each run
+ *  of inline messages that fits the room the sender last saw is published
+ *  together: one store of head, one fence and one wake check for the run
+ *  (each message is still readable from its own slot's mark on, so a
+ *  receiver may start on the first before the last is written). Pooled
+ *  messages, RILL_IPC_OVERWRITE and a full ring take the one-at-a-time
+ *  path message by message; each wait for room is bounded by timeout_ns
+ *  (0: none) as send's. *sent (may be NULL) is the number published,
+ *  from the first, whatever the return: 0 when all n were (n may be 0),
+ *  else the error that stopped the message msgs[*sent] (send's codes;
+ *  RILL_EINVAL for one with len and no data), as sendmmsg reports
+ *  partial progress. */
+int rill_ipc_route_send_batch(rill_ipc_route_t *rt, const rill_iov_t *msgs, uint32_t n,
+                              uint64_t timeout_ns, uint32_t *sent);
+
 /** Waits up to timeout_ns (0: not at all) until at least n receivers
  *  (1..max_receivers) are attached, reaping dead ones so that they do not
  *  count: 0, and every message sent from then on reaches each of them.
@@ -254,6 +269,23 @@ int rill_ipc_route_recv(rill_ipc_route_t *rt, rill_ipc_msg_t *m, uint64_t timeou
  *  message was overwritten while it was held (what was read of it may be
  *  torn; it is not counted again by the next receive). */
 int rill_ipc_route_release(rill_ipc_route_t *rt);
+
+/** Receives up to max messages in one call: gives back the views held
+ *  (as rill_ipc_route_recv does), waits up to timeout_ns for the first
+ *  message exactly as rill_ipc_route_recv (same returns, *lost the same;
+ *  *got 0 on an error), then takes whatever else is published already,
+ *  without waiting, up to max (as recvmmsg with MSG_WAITFORONE): 0 with
+ *  *got in 1..max and msgs[0..*got) views in place, in order, all valid
+ *  until the next recv, recv_batch, release or close on this receiver
+ *  (release gives them all back). The cursor moves once for the whole
+ *  batch, at that next call: until then the sender does not reuse their
+ *  slots. A message that cannot be taken after the first (lapped,
+ *  scribbled) ends the batch; the next call reports it. Under
+ *  RILL_IPC_OVERWRITE, views overwritten while held are counted as
+ *  rill_ipc_route_recv counts one (RILL_ELAGGED, *lost the number of
+ *  them). RILL_EINVAL for max 0 or a NULL got, and on a sender. */
+int rill_ipc_route_recv_batch(rill_ipc_route_t *rt, rill_ipc_msg_t *msgs, uint32_t max,
+                              uint32_t *got, uint64_t timeout_ns, uint64_t *lost);
 
 /** Removes route `name` (its shared-memory name; processes attached keep
  *  their mapping). RILL_ENOENT when there is none, RILL_EINVAL when the
