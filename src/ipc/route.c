@@ -48,9 +48,10 @@
 #define PARK_SLICE    10000000ull /* a blocked sender re-checks for dead receivers this often */
 #define REAP_EVERY_MS 1           /* a sender checks liveness at most this often */
 
-/* A message's bytes into its slot: up to 64 (the common small message)
- * with two fixed-size copies that overlap, inline, rather than a call. */
-static inline __attribute__((always_inline)) void copy_in(void *dst, const void *src, uint32_t n) {
+/* n bytes from src to dst: up to 64 (the common small message) with two
+ * fixed-size copies that overlap, inline, rather than a call. */
+static inline __attribute__((always_inline)) void copy_small(void *dst, const void *src,
+                                                             uint32_t n) {
   uint8_t *d = dst;
   const uint8_t *s = src;
   if (n >= 16 && n <= 32) {
@@ -62,6 +63,29 @@ static inline __attribute__((always_inline)) void copy_in(void *dst, const void 
   } else if (n) {
     memcpy(d, s, n);
   }
+}
+
+/* Payload bytes in a slot's first cache line (slots are 64-byte aligned). */
+#define FIRST_LINE (64u - RILL_IPC_SLOT_HDR)
+
+/* A message's bytes into slot sl, those past its first cache line first.
+ * A waiting receiver polls that line (the mark's): written first, it was
+ * taken back by the receiver's poll while the stores to the next line
+ * waited for theirs, and the length and mark stores then waited for the
+ * line again, one more trip between the cores a message. Now every store
+ * to the first line comes last, together, with the mark's. */
+static inline __attribute__((always_inline)) void copy_in(struct rill__ipc_slot *sl,
+                                                          const void *src, uint32_t n) {
+  uint8_t *d = (uint8_t *)(sl + 1);
+  const uint8_t *s = src;
+  if (n <= FIRST_LINE) {
+    copy_small(d, s, n);
+    return;
+  }
+  copy_small(d + FIRST_LINE, s + FIRST_LINE, n - FIRST_LINE);
+  /* The order of the two copies is the point: the compiler keeps it. */
+  __asm__ volatile("" ::: "memory");
+  memcpy(d, s, FIRST_LINE);
 }
 
 /* A mapped segment and the geometry it was checked with. */
@@ -670,7 +694,7 @@ int rill_ipc_route_send(rill_ipc_route_t *s, const void *data, uint32_t len, uin
                   s->seq - s->min_seen < g->slots && s->rx_seen && !s->reserved &&
                   __atomic_load_n(&s->s.hdr->gone, __ATOMIC_ACQUIRE) == s->gone_seen)) {
     if (len)
-      memcpy(slot_at(&s->s, s->seq) + 1, data, len);
+      copy_in(slot_at(&s->s, s->seq), data, len);
     s->res_class = NO_CLASS;
     publish(s, len);
     return 0;
@@ -704,7 +728,7 @@ static uint32_t write_run(rill_ipc_route_t *s, const rill_iov_t *msgs, uint32_t 
     if (RILL_UNLIKELY(len > inline_max || (len && !msgs[k].data)))
       break;
     struct rill__ipc_slot *sl = slot_at(&s->s, seq + k);
-    copy_in(sl + 1, msgs[k].data, len);
+    copy_in(sl, msgs[k].data, len);
     __atomic_store_n(&sl->len, len, __ATOMIC_RELAXED);
     /* Relaxed: published by the mark's release below, as the length. */
     __atomic_store_n(&sl->flags, 0, __ATOMIC_RELAXED);
