@@ -414,6 +414,17 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
  *  RILL_ECLOSED once the channel was removed. */
 int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint64_t timeout_ns);
 
+/** Sends msgs[0..n) in order as n rill_ipc_chan_send would (each message
+ *  claims its own number: the claim of a dead sender is told by the one
+ *  number it holds), with the fence and the wake check of receivers once
+ *  for the batch (and before any wait for room). *sent (may be NULL) is
+ *  the number committed, from the first, whatever the return: 0 when all
+ *  n were, else send's error for msgs[*sent] (RILL_EINVAL for one with
+ *  len and no data), as sendmmsg reports partial progress. Each wait for
+ *  room is bounded by timeout_ns (0: none). */
+int rill_ipc_chan_send_batch(rill_ipc_chan_t *ch, const rill_iov_t *msgs, uint32_t n,
+                             uint64_t timeout_ns, uint32_t *sent);
+
 /** A sender waits up to timeout_ns (0: not at all) until at least n live
  *  receivers (1..max_receivers) are attached: 0, and (broadcast) every
  *  message claimed from then on reaches each of them. RILL_ETIMEDOUT
@@ -458,6 +469,20 @@ int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_
  *  handed out again should this receiver die. 0, or RILL_EINVAL on a
  *  sender or when no message is held. */
 int rill_ipc_chan_release(rill_ipc_chan_t *ch);
+
+/** Receives up to max messages in one call, as rill_ipc_route_recv_batch:
+ *  the views held given back, the first message waited for exactly as
+ *  rill_ipc_chan_recv (same returns; *got 0 on an error), then, under
+ *  RILL_IPC_BROADCAST, whatever else is committed already, in number
+ *  order, up to max (a claim not committed yet, an aborted one or a
+ *  scribbled slot ends the batch; the next call reports it): 0 with *got
+ *  in 1..max, views in place valid until the next recv, recv_batch,
+ *  release or close, the cursor moved once for them all. Under
+ *  RILL_IPC_QUEUE a receiver's place holds one message for redelivery
+ *  should it die, so *got is 1: the queue's delivery claims one message
+ *  at a time. RILL_EINVAL for max 0, a NULL got, and on a sender. */
+int rill_ipc_chan_recv_batch(rill_ipc_chan_t *ch, rill_ipc_msg_t *msgs, uint32_t max, uint32_t *got,
+                             uint64_t timeout_ns, uint64_t *lost);
 
 /** slot_size - RILL_IPC_SLOT_HDR. */
 uint32_t rill_ipc_chan_max_payload(const rill_ipc_chan_t *ch);

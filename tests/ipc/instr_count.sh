@@ -2,7 +2,8 @@
 # Instruction counts of the ipc hot paths, for refactors that must not
 # cost speed on a machine too busy to time: 1,000,000 messages of 64 bytes
 # through a route and a channel (broadcast, queue; send/recv and
-# reserve/commit; routebatch: send_batch/recv_batch of BATCH), one thread,
+# reserve/commit; routebatch, bcastbatch: send_batch/recv_batch of BATCH),
+# one thread,
 # under callgrind; prints each case's total
 # Ir. Compare two trees' counts (each built with
 # -DCMAKE_BUILD_TYPE=Release); they move by a few thousand between runs
@@ -13,7 +14,7 @@ set -euo pipefail
 build=$(cd "$1" && pwd)
 shift
 src=$(cd "$(dirname "$0")/../.." && pwd)
-cases=${*:-bcast queue bcastzc queuezc route routezc routebatch}
+cases=${*:-bcast queue bcastzc queuezc route routezc routebatch bcastbatch}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cat >"$tmp/count.c" <<'EOF'
@@ -129,6 +130,31 @@ static unsigned long route_batch(const char *name) {
   return sum;
 }
 
+static unsigned long chan_batch(const char *name) {
+  rill_ipc_chan_opts_t o = {.slots = 1024};
+  rill_ipc_chan_t *s, *r;
+  check("open", rill_ipc_chan_open(&s, name, &o, RILL_IPC_SENDER));
+  check("open", rill_ipc_chan_open(&r, name, &o, RILL_IPC_RECEIVER));
+  unsigned char msg[64];
+  memset(msg, 7, sizeof msg);
+  rill_iov_t v[BATCH];
+  for (unsigned j = 0; j < BATCH; j++)
+    v[j] = (rill_iov_t){msg, 64};
+  unsigned long sum = 0;
+  for (unsigned i = 0; i < N; i += BATCH) {
+    check("send_batch", rill_ipc_chan_send_batch(s, v, BATCH, 0, NULL));
+    rill_ipc_msg_t m[BATCH];
+    uint32_t got = 0;
+    check("recv_batch", rill_ipc_chan_recv_batch(r, m, BATCH, &got, 0, NULL));
+    for (unsigned j = 0; j < got; j++)
+      sum += m[j].data[j & 63] + m[j].len;
+  }
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
+  rill_ipc_chan_unlink(name);
+  return sum;
+}
+
 int main(int argc, char **argv) {
   const char *w = argc > 1 ? argv[1] : "";
   char name[64];
@@ -148,6 +174,8 @@ int main(int argc, char **argv) {
     sum = route(name, 1);
   else if (!strcmp(w, "routebatch"))
     sum = route_batch(name);
+  else if (!strcmp(w, "bcastbatch"))
+    sum = chan_batch(name);
   else
     return 2;
   return sum == 71ul * N ? 0 : 1;
