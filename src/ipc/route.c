@@ -4,11 +4,13 @@
  * (docs/FORMATS.md, "IPC route segment").
  *
  * Publication is the slot's mark: the sender writes payload and length,
- * stores mark = seq + 1 with release, then head = seq + 1 with release. A
- * receiver trusts a slot only when its acquire load of the mark gives the
- * seq it expects. So a sender killed anywhere leaves each slot either
- * published or not; head can lag one published slot behind (killed between
- * the two stores), and a sender taking over moves head past it first.
+ * stores mark = seq + 1 with release, then head = seq + 1 with release
+ * (send_batch: each slot's mark, then head once for the run). A receiver
+ * trusts a slot only when its acquire load of the mark gives the seq it
+ * expects. So a sender killed anywhere leaves each slot either published
+ * or not; head can lag published slots behind (one, or a batch's run:
+ * killed between the marks and head), and a sender taking over moves
+ * head past them first.
  *
  * Room: a receiver's cursor is the oldest message it has not finished
  * with (the view it holds, or the next one); the sender may write seq only
@@ -285,16 +287,19 @@ static int open_sender(rill_ipc_route_t **out, const char *name, const rill_ipc_
   __atomic_store_n(&p->start, rill__ipc_self_start(), __ATOMIC_RELAXED); /* published by the take */
   __atomic_store_n(&p->cursor, 0, __ATOMIC_RELAXED);
   x->mine = rill__ipc_take_place(p, x->mine);
-  /* A dead sender may have stored a slot's mark and not head: that slot is
-   * published (receivers go by the mark), so go on after it. Acquire: pairs
-   * with the release stores of head and of the mark by the previous
-   * sender. */
-  uint64_t head = __atomic_load_n(&x->s.hdr->head, __ATOMIC_ACQUIRE);
-  if (__atomic_load_n(&slot_at(&x->s, head)->mark, __ATOMIC_ACQUIRE) == head + 1) {
+  /* A dead sender may have stored slots' marks and not head: one slot's
+   * (send), or up to a ring of them (send_batch stores head once a run).
+   * They are published (receivers go by the mark), so go on after the
+   * last. Acquire: pairs with the release stores of head and of the marks
+   * by the previous sender. */
+  const uint64_t head0 = __atomic_load_n(&x->s.hdr->head, __ATOMIC_ACQUIRE);
+  uint64_t head = head0;
+  while (head - head0 < x->s.g.slots &&
+         __atomic_load_n(&slot_at(&x->s, head)->mark, __ATOMIC_ACQUIRE) == head + 1)
     head++;
+  if (head != head0)
     /* Release: as in send. */
     __atomic_store_n(&x->s.hdr->head, head, __ATOMIC_RELEASE);
-  }
   x->seq = head;
   /* Relaxed: written by the previous sender before its head, which we
    * acquired; a stale value only makes us wait for a chunk (pool.c). */

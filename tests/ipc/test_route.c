@@ -1128,3 +1128,33 @@ Test(ipc, batch_stops_before_a_scribbled_slot) {
   rill_ipc_route_close(r);
   rill_ipc_route_close(s);
 }
+
+Test(ipc, a_new_sender_takes_over_after_a_batch_head_never_covered) {
+  rill_ipc_route_opts_t o = {.slots = 8};
+  rill_ipc_route_t *s = sender(&o);
+  uint32_t max = rill_ipc_route_max_payload(s);
+  rill_ipc_route_t *r = receiver();
+  static uint8_t bufs[8][256];
+  rill_iov_t iov[8];
+  fill_batch(iov, bufs, 0, 5, max);
+  uint32_t sent = 0;
+  cr_assert_eq(rill_ipc_route_send_batch(s, iov, 5, 0, &sent), 0);
+  /* As if it had died after the run's marks and before its head: all 5
+   * are published, and the receiver may have read some already. */
+  uint64_t head = 1;
+  poke(OFF_HEAD, &head, 8);
+  rill_ipc_msg_t m[8];
+  uint32_t got = 0;
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 3, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 3, max);
+  rill_ipc_route_close(s);
+  s = sender(&o);
+  rill_ipc_route_info_t info;
+  cr_assert_eq(rill_ipc_route_info(route, &info), 0);
+  cr_expect_eq(info.head, 5, "head %llu", (unsigned long long)info.head);
+  send_n(s, 5, 2);
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 8, &got, 0, NULL), 0);
+  expect_batch(m, got, 3, 4, max);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
+}
