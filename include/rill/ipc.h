@@ -39,8 +39,9 @@
  * each (rill_ipc_route_t, rill_ipc_chan_t) and a role chosen at open
  * (RILL_IPC_SENDER or RILL_IPC_RECEIVER); the calls of the other role
  * return RILL_EINVAL. Both send, reserve / commit / cancel, recv / release,
- * wait_receivers, unlink, info and list with the same signatures and the
- * same return codes, each as its header says.
+ * send_batch / recv_batch, wait_receivers, unlink, info and list with the
+ * same signatures and the same return codes, each as its header says (a
+ * channel queue's recv_batch takes one message a call).
  *
  * Threads: a handle is used by one thread at a time; handles are
  * independent of each other, in one process or several.
