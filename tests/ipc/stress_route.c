@@ -371,12 +371,16 @@ static void *thread_receiver(void *arg) {
   CHECK(rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER) == 0, "receiver: %s",
         rill_errmsg());
   __atomic_store_n(&t->ok, 1, __ATOMIC_RELEASE);
-  for (uint32_t i = 0; i < t->count; i++) {
-    rill_ipc_msg_t m;
-    int rc = rill_ipc_route_recv(r, &m, PATIENCE, NULL);
+  for (uint32_t i = 0; i < t->count;) {
+    rill_ipc_msg_t m[16];
+    uint32_t got = 1;
+    int rc = batched ? rill_ipc_route_recv_batch(r, m, 16, &got, PATIENCE, NULL)
+                     : rill_ipc_route_recv(r, m, PATIENCE, NULL);
     CHECK(rc == 0, "recv %u: %s (%s)", i, rill_strerror(rc), rill_errmsg());
-    uint32_t gen, j;
-    CHECK(content_ok(&m, &gen, &j) && gen == 0 && j == i && m.seq == i, "message %u", i);
+    for (uint32_t k = 0; k < got; k++, i++) {
+      uint32_t gen, j;
+      CHECK(content_ok(&m[k], &gen, &j) && gen == 0 && j == i && m[k].seq == i, "message %u", i);
+    }
   }
   rill_ipc_route_close(r);
   __atomic_store_n(&t->ok, 2, __ATOMIC_RELEASE);
@@ -398,8 +402,15 @@ static void threads_1_to_3(void) {
   for (int k = 0; k < RECEIVERS; k++)
     while (__atomic_load_n(&t[k].ok, __ATOMIC_ACQUIRE) == 0)
       sleep_us(100);
-  for (uint32_t i = 0; i < N / 4; i++)
-    send_one(s, 0, i);
+  if (batched)
+    /* N / 4 messages: the END, number N / 4, is never sent. */
+    for (uint32_t i = 0; i < N / 4;) {
+      uint32_t n = 1 + (uint32_t)(rnd() % 16);
+      i = send_run(s, 0, i, n < N / 4 - i ? n : N / 4 - i, UINT32_MAX);
+    }
+  else
+    for (uint32_t i = 0; i < N / 4; i++)
+      send_one(s, 0, i);
   for (int k = 0; k < RECEIVERS; k++) {
     pthread_join(th[k], NULL);
     CHECK(t[k].ok == 2, "receiver thread %d", k);
@@ -411,6 +422,12 @@ static void threads_1_to_3(void) {
 static void block_1_to_3_batches(void) {
   batched = 1;
   block_1_to_3();
+  batched = 0;
+}
+
+static void threads_1_to_3_batches(void) {
+  batched = 1;
+  threads_1_to_3();
   batched = 0;
 }
 
@@ -443,6 +460,7 @@ int main(void) {
       {"ipc_batches_1_sender_3_receivers", block_1_to_3_batches},
       {"ipc_batches_sigkill_senders", kill_senders_batches},
       {"ipc_threads_1_sender_3_receivers", threads_1_to_3},
+      {"ipc_threads_batches", threads_1_to_3_batches},
   };
   return stress_run(cases, (int)(sizeof cases / sizeof cases[0]));
 }
