@@ -11,7 +11,9 @@
  * between threads of one process, where TSan sees the orderings: there
  * the receivers release every other message early, and a receiver process
  * that died holding a message leaves an orphan for the threads to adopt.
- * Plain C so that it runs under TSan (see tests/stress.h).
+ * The process cases run again with batches (send_batch of 1..8,
+ * recv_batch of up to 8). Plain C so that it runs under TSan (see
+ * tests/stress.h).
  */
 #include <fcntl.h>
 #include <poll.h>
