@@ -42,6 +42,8 @@ typedef struct kind {
   int (*reserve)(void *h, uint32_t len, void **buf);
   int (*commit)(void *h, uint32_t len);
   int (*recv)(void *h, rill_ipc_msg_t *m);
+  int (*send_batch)(void *h, const rill_iov_t *v, uint32_t n);
+  int (*recv_batch)(void *h, rill_ipc_msg_t *m, uint32_t max, uint32_t *got);
 } kind_t;
 
 static int c_send(void *h, const void *d, uint32_t n) { return rill_ipc_chan_send(h, d, n, 0); }
@@ -53,13 +55,42 @@ static int r_reserve(void *h, uint32_t n, void **b) { return rill_ipc_route_rese
 static int r_commit(void *h, uint32_t n) { return rill_ipc_route_commit(h, n); }
 static int r_recv(void *h, rill_ipc_msg_t *m) { return rill_ipc_route_recv(h, m, 0, NULL); }
 
-static const kind_t chan_kind = {c_send, c_reserve, c_commit, c_recv};
-static const kind_t route_kind = {r_send, r_reserve, r_commit, r_recv};
+static int c_send_batch(void *h, const rill_iov_t *v, uint32_t n) {
+  return rill_ipc_chan_send_batch(h, v, n, 0, NULL);
+}
+static int c_recv_batch(void *h, rill_ipc_msg_t *m, uint32_t max, uint32_t *got) {
+  return rill_ipc_chan_recv_batch(h, m, max, got, 0, NULL);
+}
+static int r_send_batch(void *h, const rill_iov_t *v, uint32_t n) {
+  return rill_ipc_route_send_batch(h, v, n, 0, NULL);
+}
+static int r_recv_batch(void *h, rill_ipc_msg_t *m, uint32_t max, uint32_t *got) {
+  return rill_ipc_route_recv_batch(h, m, max, got, 0, NULL);
+}
 
+static const kind_t chan_kind = {c_send, c_reserve, c_commit, c_recv, c_send_batch, c_recv_batch};
+static const kind_t route_kind = {r_send, r_reserve, r_commit, r_recv, r_send_batch, r_recv_batch};
+
+/* in_place 2: the batch calls, BATCH messages a send_batch and a
+ * recv_batch. */
 static unsigned long run(const kind_t *k, void *s, void *r, int in_place) {
   unsigned char msg[64];
   memset(msg, 7, sizeof msg);
   unsigned long sum = 0;
+  if (in_place == 2) {
+    rill_iov_t v[BATCH];
+    for (unsigned j = 0; j < BATCH; j++)
+      v[j] = (rill_iov_t){msg, 64};
+    for (unsigned i = 0; i < N; i += BATCH) {
+      rill_ipc_msg_t m[BATCH];
+      uint32_t got = 0;
+      check("send_batch", k->send_batch(s, v, BATCH));
+      check("recv_batch", k->recv_batch(r, m, BATCH, &got));
+      for (unsigned j = 0; j < got; j++)
+        sum += m[j].data[j & 63] + m[j].len;
+    }
+    return sum;
+  }
   for (unsigned i = 0; i < N; i += BATCH) {
     for (unsigned j = 0; j < BATCH; j++) {
       if (in_place) {
@@ -104,57 +135,6 @@ static unsigned long route(const char *name, int in_place) {
   return sum;
 }
 
-/* The batch calls: BATCH messages a send_batch, a recv_batch. */
-static unsigned long route_batch(const char *name) {
-  rill_ipc_route_opts_t o = {.slots = 1024};
-  rill_ipc_route_t *s, *r;
-  check("open", rill_ipc_route_open(&s, name, &o, RILL_IPC_SENDER));
-  check("open", rill_ipc_route_open(&r, name, NULL, RILL_IPC_RECEIVER));
-  unsigned char msg[64];
-  memset(msg, 7, sizeof msg);
-  rill_iov_t v[BATCH];
-  for (unsigned j = 0; j < BATCH; j++)
-    v[j] = (rill_iov_t){msg, 64};
-  unsigned long sum = 0;
-  for (unsigned i = 0; i < N; i += BATCH) {
-    check("send_batch", rill_ipc_route_send_batch(s, v, BATCH, 0, NULL));
-    rill_ipc_msg_t m[BATCH];
-    uint32_t got = 0;
-    check("recv_batch", rill_ipc_route_recv_batch(r, m, BATCH, &got, 0, NULL));
-    for (unsigned j = 0; j < got; j++)
-      sum += m[j].data[j & 63] + m[j].len;
-  }
-  rill_ipc_route_close(r);
-  rill_ipc_route_close(s);
-  rill_ipc_route_unlink(name);
-  return sum;
-}
-
-static unsigned long chan_batch(const char *name) {
-  rill_ipc_chan_opts_t o = {.slots = 1024};
-  rill_ipc_chan_t *s, *r;
-  check("open", rill_ipc_chan_open(&s, name, &o, RILL_IPC_SENDER));
-  check("open", rill_ipc_chan_open(&r, name, &o, RILL_IPC_RECEIVER));
-  unsigned char msg[64];
-  memset(msg, 7, sizeof msg);
-  rill_iov_t v[BATCH];
-  for (unsigned j = 0; j < BATCH; j++)
-    v[j] = (rill_iov_t){msg, 64};
-  unsigned long sum = 0;
-  for (unsigned i = 0; i < N; i += BATCH) {
-    check("send_batch", rill_ipc_chan_send_batch(s, v, BATCH, 0, NULL));
-    rill_ipc_msg_t m[BATCH];
-    uint32_t got = 0;
-    check("recv_batch", rill_ipc_chan_recv_batch(r, m, BATCH, &got, 0, NULL));
-    for (unsigned j = 0; j < got; j++)
-      sum += m[j].data[j & 63] + m[j].len;
-  }
-  rill_ipc_chan_close(r);
-  rill_ipc_chan_close(s);
-  rill_ipc_chan_unlink(name);
-  return sum;
-}
-
 int main(int argc, char **argv) {
   const char *w = argc > 1 ? argv[1] : "";
   char name[64];
@@ -173,9 +153,9 @@ int main(int argc, char **argv) {
   else if (!strcmp(w, "routezc"))
     sum = route(name, 1);
   else if (!strcmp(w, "routebatch"))
-    sum = route_batch(name);
+    sum = route(name, 2);
   else if (!strcmp(w, "bcastbatch"))
-    sum = chan_batch(name);
+    sum = chan(name, RILL_IPC_BROADCAST, 2);
   else
     return 2;
   return sum == 71ul * N ? 0 : 1;
