@@ -43,10 +43,15 @@
  *   and at the end), and unix_seqpkt_mmsg64 / unix_dgram_mmsg64, sendmmsg
  *   of 64 and recvmmsg of up to 64 (MSG_WAITFORONE); zmq: PUSH/PULL over
  *   ipc://, high-water marks of 8192 as in `rill bench net` (zmq batches
- *   in its I/O thread by itself).
+ *   in its I/O thread by itself). rill batched meets them batched:
+ *   rill_spin_batch64 / rill_park_batch64 hold 64 messages as the mmsg
+ *   sender does and publish them with one rill_ipc_route_send_batch; the
+ *   receiver takes up to 64 a rill_ipc_route_recv_batch (the first
+ *   waited for, the rest what is there), reading them in place.
  * - thr_64_4rx: one sender, four receiver processes, every message to
  *   every receiver (the route's broadcast; the socket and the pipe: one
- *   write to each of four, the buffered writer its buffer to each). ns/op
+ *   write to each of four, the buffered writer its buffer to each;
+ *   rill_park_batch64 its batch once, to all four). ns/op
  *   is per message sent, the clock stopping when the last receiver holds
  *   all N. Five processes on a small machine take turns, so nothing is
  *   pinned, and the route is measured parked (the reference row) and
@@ -138,6 +143,7 @@ typedef struct peer {
   bool readall; /* the receiver reads every byte of a big message */
   bool wbuf;    /* unix_stream: the sender buffers WBUF bytes in user space, one write when full */
   bool mmsg;    /* datagram sockets: sendmmsg/recvmmsg, BATCH messages a call */
+  bool rbatch;  /* rill: send_batch of BATCH held messages, recv_batch of up to BATCH */
   bool delay;   /* lat_64_load: paced sends, each message's one-way delay recorded */
   int nrx;
   int ntx;    /* channel cases: sender processes (children nrx..); 0: the parent sends */
@@ -152,7 +158,7 @@ typedef struct peer {
   rill_ipc_chan_t *ch; /* chan_64_queue: the parent's sender */
   char fwd[64], bwd[64], ep[128];
   void *zctx, *zsock;
-  uint8_t *wb; /* wbuf, mmsg: the messages held back, wlen bytes of them */
+  uint8_t *wb; /* wbuf, mmsg, rbatch: the messages held back, wlen bytes of them */
   size_t wlen;
 } peer_t;
 
@@ -413,12 +419,32 @@ static void child_recv_mmsg(const peer_t *p, child_end_t *e, uint64_t n, rill_hi
   }
 }
 
+/* n messages off a route, up to BATCH a recv_batch: it waits for the first
+ * and takes what else is published, views in place (as recvmmsg with
+ * MSG_WAITFORONE, without the copy). */
+static void child_recv_batch(const peer_t *p, child_end_t *e, uint64_t n, rill_hist_t *dh) {
+  rill_ipc_msg_t m[BATCH];
+  for (uint64_t i = 0; i < n;) {
+    uint32_t want = n - i < BATCH ? (uint32_t)(n - i) : BATCH, got = 0;
+    rill_check("child recv_batch", rill_ipc_route_recv_batch(e->rx, m, want, &got, WAIT_NS, NULL));
+    for (uint32_t j = 0; j < got; j++) {
+      msg_check(p->impl, m[j].data, m[j].len, i + j);
+      delay_record(dh, m[j].data);
+    }
+    i += got;
+  }
+}
+
 /* n messages to the child: counted, checked and (dh) timed. */
 static void child_recv(const peer_t *p, child_end_t *e, uint64_t n, rill_hist_t *dh) {
   static uint8_t buf[STREAM_B];
   switch (p->kind) {
   case K_CHAN: bench_die("ipc %s: a channel has its own cases", p->impl);
   case K_RILL:
+    if (p->rbatch) {
+      child_recv_batch(p, e, n, dh);
+      break;
+    }
     for (uint64_t i = 0; i < n; i++) {
       rill_ipc_msg_t m;
       rill_check("child recv", rill_ipc_route_recv(e->rx, &m, WAIT_NS, NULL));
@@ -654,7 +680,7 @@ static void peer_open(peer_t *p) {
   unsigned id = seq++;
   p->back = -1;
   p->wlen = 0;
-  if ((p->wbuf || p->mmsg) && !(p->wb = malloc(WBUF)))
+  if ((p->wbuf || p->mmsg || p->rbatch) && !(p->wb = malloc(WBUF)))
     bench_die("ipc: out of memory");
   for (int i = 0; i < MAX_RX; i++)
     p->fd[i] = -1;
@@ -862,6 +888,16 @@ static void send_mmsg(const peer_t *p, int fd, uint8_t *b, size_t n) {
 static void flush_held(peer_t *p) {
   if (!p->wlen)
     return;
+  if (p->rbatch) {
+    /* One route to every receiver: the batch once. */
+    rill_iov_t v[BATCH];
+    uint32_t n = (uint32_t)(p->wlen / MSG);
+    for (uint32_t j = 0; j < n; j++)
+      v[j] = (rill_iov_t){p->wb + j * MSG, MSG};
+    rill_check("send_batch", rill_ipc_route_send_batch(p->tx, v, n, WAIT_NS, NULL));
+    p->wlen = 0;
+    return;
+  }
   for (int i = 0; i < p->nrx; i++) {
     if (p->mmsg)
       send_mmsg(p, p->fd[i], p->wb, p->wlen / MSG);
@@ -876,7 +912,7 @@ static void flush_held(peer_t *p) {
 static inline void hold(peer_t *p, const uint8_t *m, size_t len) {
   memcpy(p->wb + p->wlen, m, len);
   p->wlen += len;
-  if (p->wlen + len > (p->mmsg ? BATCH * MSG : WBUF))
+  if (p->wlen + len > (p->mmsg || p->rbatch ? BATCH * MSG : WBUF))
     flush_held(p);
 }
 
@@ -885,6 +921,10 @@ static inline void send_one(peer_t *p, const uint8_t *m) {
   switch (p->kind) {
   case K_CHAN: bench_die("ipc %s: a channel has its own cases", p->impl);
   case K_RILL: {
+    if (p->rbatch) {
+      hold(p, m, msz);
+      break;
+    }
     int rc = rill_ipc_route_send(p->tx, m, msz, WAIT_NS);
     if (RILL_UNLIKELY(rc != 0))
       rill_check("send", rc);
@@ -1015,7 +1055,7 @@ static void delay_run(void *arg, uint64_t iters, rill_hist_t *h) {
    * steady stream, not an early flush at the end of a run. The row's
    * figure is the mean of the samples, so the extra messages change no
    * rate. */
-  const uint64_t held = p->wbuf ? WBUF / MSG : p->mmsg ? BATCH : 1;
+  const uint64_t held = p->wbuf ? WBUF / MSG : p->mmsg || p->rbatch ? BATCH : 1;
   const uint64_t n = (iters + held - 1) / held * held;
   order(p, OP_DELAY, n);
   uint64_t next = rill_time_ns();
@@ -1148,9 +1188,9 @@ static int ipc_run(bench_ctx_t *b) {
              "read when the receiver holds it) while the sender hands over one every %u us: "
              "the price of each way of sending; unix_stream_buf%uk holds a message until its "
              "%u KiB buffer is full (%u messages, ~%u ms at this pace); unix_seqpkt_mmsg%u until "
-             "its batch of %u is (~%u us)",
+             "its batch of %u is (~%u us), as rill_park_batch%u does",
              PACE_NS / 1000, WBUF >> 10, WBUF >> 10, WBUF / MSG, WBUF / MSG * PACE_NS / 1000000,
-             BATCH, BATCH, BATCH * PACE_NS / 1000);
+             BATCH, BATCH, BATCH * PACE_NS / 1000, BATCH);
   bench_note(
       b,
       "thr_64: messages counted at the receiving process; *_permsg: one write/send per message "
@@ -1160,16 +1200,19 @@ static int ipc_run(bench_ctx_t *b) {
       "at a time, the messages walked in the buffer; unix_seqpkt_mmsg%u (SOCK_SEQPACKET), "
       "unix_dgram_mmsg%u (SOCK_DGRAM, the receive queue capped at %d datagrams by "
       "net.unix.max_dgram_qlen): sendmmsg of %u messages, recvmmsg of up to %u (MSG_WAITFORONE); "
-      "batched rows "
-      "trade latency for throughput (lat_64_load); zmq %d.%d.%d PUSH/PULL over ipc://, HWM %d",
-      WBUF >> 10, WBUF >> 10, BATCH, BATCH, dgram_qlen(), BATCH, BATCH, ZMQ_VERSION_MAJOR,
-      ZMQ_VERSION_MINOR, ZMQ_VERSION_PATCH, ZMQ_HWM);
+      "rill_spin_batch%u, rill_park_batch%u: the route's send_batch of %u held messages, "
+      "recv_batch of up to %u (the first waited for, the rest what is published), read in "
+      "place; batched rows trade latency for throughput (lat_64_load); zmq %d.%d.%d PUSH/PULL "
+      "over ipc://, HWM %d",
+      WBUF >> 10, WBUF >> 10, BATCH, BATCH, dgram_qlen(), BATCH, BATCH, BATCH, BATCH, BATCH, BATCH,
+      ZMQ_VERSION_MAJOR, ZMQ_VERSION_MINOR, ZMQ_VERSION_PATCH, ZMQ_HWM);
   bench_note(b,
              "thr_64_4rx: ns per message sent, each delivered to 4 receiving processes "
              "(unix_stream_permsg and pipe_permsg: one write to each of 4; unix_stream_buf%uk: "
-             "the buffer written to each of 4); zmq absent (PUB/SUB drops what a slow "
-             "subscriber cannot take, so it is not the same service)",
-             WBUF >> 10);
+             "the buffer written to each of 4; rill_park_batch%u: one send_batch of %u for all "
+             "4); zmq absent (PUB/SUB drops what a slow subscriber cannot take, so it is not the "
+             "same service)",
+             WBUF >> 10, BATCH, BATCH);
   bench_note(b,
              "thr_64k, thr_64k_4rx: 64 KiB messages, every receiver reads every byte (sums all "
              "8192 words) and checks the number in the first and last 8; rill through the "
@@ -1213,6 +1256,7 @@ static int ipc_run(bench_ctx_t *b) {
       /* rill_park first: the peers' ratios are to the receiver that sleeps as theirs do. */
       {.impl = "rill_park", .kind = K_RILL, .delay = true, .nrx = 1},
       {.impl = "rill_spin", .kind = K_RILL, .spin = true, .delay = true, .nrx = 1},
+      {.impl = "rill_park_batch64", .kind = K_RILL, .rbatch = true, .delay = true, .nrx = 1},
       {.impl = "unix_stream_permsg", .kind = K_UNIX, .delay = true, .nrx = 1},
       {.impl = "unix_stream_buf64k", .kind = K_UNIX, .wbuf = true, .delay = true, .nrx = 1},
       {.impl = "unix_seqpkt_mmsg64", .kind = K_SEQ, .mmsg = true, .delay = true, .nrx = 1},
@@ -1220,6 +1264,8 @@ static int ipc_run(bench_ctx_t *b) {
   peer_t thr[] = {
       {.impl = "rill_spin", .kind = K_RILL, .spin = true, .nrx = 1},
       {.impl = "rill_park", .kind = K_RILL, .nrx = 1},
+      {.impl = "rill_spin_batch64", .kind = K_RILL, .spin = true, .rbatch = true, .nrx = 1},
+      {.impl = "rill_park_batch64", .kind = K_RILL, .rbatch = true, .nrx = 1},
       {.impl = "unix_stream_permsg", .kind = K_UNIX, .nrx = 1},
       {.impl = "unix_stream_buf64k", .kind = K_UNIX, .wbuf = true, .nrx = 1},
       {.impl = "unix_seqpkt_permsg", .kind = K_SEQ, .nrx = 1},
@@ -1231,6 +1277,7 @@ static int ipc_run(bench_ctx_t *b) {
   peer_t thr4[] = {
       {.impl = "rill_park", .kind = K_RILL, .nrx = 4},
       {.impl = "rill_spin", .kind = K_RILL, .spin = true, .nrx = 4},
+      {.impl = "rill_park_batch64", .kind = K_RILL, .rbatch = true, .nrx = 4},
       {.impl = "unix_stream_permsg", .kind = K_UNIX, .nrx = 4},
       {.impl = "unix_stream_buf64k", .kind = K_UNIX, .wbuf = true, .nrx = 4},
       {.impl = "pipe_permsg", .kind = K_PIPE, .nrx = 4},
@@ -1290,8 +1337,11 @@ static int ipc_run(bench_ctx_t *b) {
   if (bench_want(b, "thr_64")) {
     bench_goal(b, "64 B messages, 1 sender, 1 receiver",
                bench_rate_m(b, "thr_64", MSG, "rill_spin"), true, 20, "M/s");
-    bench_goal(b, "64 B messages vs a buffered Unix stream",
-               bench_ratio(b, "thr_64", MSG, "unix_stream_buf64k", "rill_spin"), true, 3, "x");
+    /* Batched against batched, and a receiver that sleeps when there is
+     * nothing, as the stream's reader does in read(). */
+    bench_goal(b, "64 B messages, batched, vs a buffered Unix stream",
+               bench_ratio(b, "thr_64", MSG, "unix_stream_buf64k", "rill_park_batch64"), true, 3,
+               "x");
   }
   if (bench_want(b, "thr_64_4rx"))
     bench_goal(b, "64 B messages, 1 sender, 4 receivers",

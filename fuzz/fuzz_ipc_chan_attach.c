@@ -47,11 +47,17 @@ static void drain(rill_ipc_chan_t *r, uint8_t how) {
     return;
   uint32_t max = rill_ipc_chan_max_message(r);
   for (int i = 0; i < 24; i++) {
-    rill_ipc_msg_t m;
+    rill_ipc_msg_t m[4];
     uint64_t lost;
-    int rc = rill_ipc_chan_recv(r, &m, 0, &lost);
+    uint32_t got = 1;
+    /* Every third look a batch: its own loop over the slots. */
+    int rc = i % 3 == 2 ? rill_ipc_chan_recv_batch(r, m, 4, &got, 0, &lost)
+                        : rill_ipc_chan_recv(r, m, 0, &lost);
     if (rc == 0) {
-      fuzz_ipc_check_msg(&m, max);
+      if (got < 1 || got > 4)
+        abort();
+      for (uint32_t j = 0; j < got; j++)
+        fuzz_ipc_check_msg(&m[j], max);
       if ((how >> (i % 8)) & 1)
         rill_ipc_chan_release(r);
     } else if (rc != RILL_ELAGGED) {
@@ -76,6 +82,15 @@ static void sends(rill_ipc_chan_t *s, const uint8_t *lens, size_t n) {
         memcpy(room, buf, len);
         rill_ipc_chan_commit(s, len);
       }
+    } else if (lens[i] % 7 == 3) {
+      /* A batch of this one and the next few, with lengths of their own. */
+      static uint8_t more[3][1 << 12];
+      rill_iov_t v[4] = {{buf, len}};
+      uint32_t k = 1;
+      for (; k < 1u + lens[i] % 4u; k++)
+        v[k] = (rill_iov_t){more[k - 1], fuzz_ipc_fill(more[k - 1], sizeof more[k - 1],
+                                                       (uint8_t)(lens[i] + k), i + k, max)};
+      rill_ipc_chan_send_batch(s, v, k, 0, NULL);
     } else {
       rill_ipc_chan_send(s, buf, len, 0);
     }

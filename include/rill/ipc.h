@@ -39,8 +39,9 @@
  * each (rill_ipc_route_t, rill_ipc_chan_t) and a role chosen at open
  * (RILL_IPC_SENDER or RILL_IPC_RECEIVER); the calls of the other role
  * return RILL_EINVAL. Both send, reserve / commit / cancel, recv / release,
- * wait_receivers, unlink, info and list with the same signatures and the
- * same return codes, each as its header says.
+ * send_batch / recv_batch, wait_receivers, unlink, info and list with the
+ * same signatures and the same return codes, each as its header says (a
+ * channel queue's recv_batch takes one message a call).
  *
  * Threads: a handle is used by one thread at a time; handles are
  * independent of each other, in one process or several.
@@ -176,6 +177,21 @@ int rill_ipc_route_open(rill_ipc_route_t **out, const char *name, const rill_ipc
  *  RILL_EINVAL on a receiver. */
 int rill_ipc_route_send(rill_ipc_route_t *rt, const void *data, uint32_t len, uint64_t timeout_ns);
 
+/** Sends msgs[0..n) in order, as n rill_ipc_route_send would, but each run
+ *  of inline messages that fits the room the sender last saw is published
+ *  together: one store of head, one fence and one wake check for the run
+ *  (each message is still readable from its own slot's mark on, so a
+ *  receiver may start on the first before the last is written). Pooled
+ *  messages, RILL_IPC_OVERWRITE and a full ring take the one-at-a-time
+ *  path message by message; each wait for room is bounded by timeout_ns
+ *  (0: none) as send's. *sent (may be NULL) is the number published,
+ *  from the first, whatever the return: 0 when all n were (n may be 0),
+ *  else the error that stopped the message msgs[*sent] (send's codes;
+ *  RILL_EINVAL for one with len and no data), as sendmmsg reports
+ *  partial progress. */
+int rill_ipc_route_send_batch(rill_ipc_route_t *rt, const rill_iov_t *msgs, uint32_t n,
+                              uint64_t timeout_ns, uint32_t *sent);
+
 /** Waits up to timeout_ns (0: not at all) until at least n receivers
  *  (1..max_receivers) are attached, reaping dead ones so that they do not
  *  count: 0, and every message sent from then on reaches each of them.
@@ -254,6 +270,23 @@ int rill_ipc_route_recv(rill_ipc_route_t *rt, rill_ipc_msg_t *m, uint64_t timeou
  *  message was overwritten while it was held (what was read of it may be
  *  torn; it is not counted again by the next receive). */
 int rill_ipc_route_release(rill_ipc_route_t *rt);
+
+/** Receives up to max messages in one call: gives back the views held
+ *  (as rill_ipc_route_recv does), waits up to timeout_ns for the first
+ *  message exactly as rill_ipc_route_recv (same returns, *lost the same;
+ *  *got 0 on an error), then takes whatever else is published already,
+ *  without waiting, up to max (as recvmmsg with MSG_WAITFORONE): 0 with
+ *  *got in 1..max and msgs[0..*got) views in place, in order, all valid
+ *  until the next recv, recv_batch, release or close on this receiver
+ *  (release gives them all back). The cursor moves once for the whole
+ *  batch, at that next call: until then the sender does not reuse their
+ *  slots. A message that cannot be taken after the first (lapped,
+ *  scribbled) ends the batch; the next call reports it. Under
+ *  RILL_IPC_OVERWRITE, views overwritten while held are counted as
+ *  rill_ipc_route_recv counts one (RILL_ELAGGED, *lost the number of
+ *  them). RILL_EINVAL for max 0 or a NULL got, and on a sender. */
+int rill_ipc_route_recv_batch(rill_ipc_route_t *rt, rill_ipc_msg_t *msgs, uint32_t max,
+                              uint32_t *got, uint64_t timeout_ns, uint64_t *lost);
 
 /** Removes route `name` (its shared-memory name; processes attached keep
  *  their mapping). RILL_ENOENT when there is none, RILL_EINVAL when the
@@ -382,6 +415,17 @@ int rill_ipc_chan_open(rill_ipc_chan_t **out, const char *name, const rill_ipc_c
  *  RILL_ECLOSED once the channel was removed. */
 int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint64_t timeout_ns);
 
+/** Sends msgs[0..n) in order as n rill_ipc_chan_send would (each message
+ *  claims its own number: the claim of a dead sender is told by the one
+ *  number it holds), with the fence and the wake check of receivers once
+ *  for the batch (and before any wait for room). *sent (may be NULL) is
+ *  the number committed, from the first, whatever the return: 0 when all
+ *  n were, else send's error for msgs[*sent] (RILL_EINVAL for one with
+ *  len and no data), as sendmmsg reports partial progress. Each wait for
+ *  room is bounded by timeout_ns (0: none). */
+int rill_ipc_chan_send_batch(rill_ipc_chan_t *ch, const rill_iov_t *msgs, uint32_t n,
+                             uint64_t timeout_ns, uint32_t *sent);
+
 /** A sender waits up to timeout_ns (0: not at all) until at least n live
  *  receivers (1..max_receivers) are attached: 0, and (broadcast) every
  *  message claimed from then on reaches each of them. RILL_ETIMEDOUT
@@ -426,6 +470,20 @@ int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_
  *  handed out again should this receiver die. 0, or RILL_EINVAL on a
  *  sender or when no message is held. */
 int rill_ipc_chan_release(rill_ipc_chan_t *ch);
+
+/** Receives up to max messages in one call, as rill_ipc_route_recv_batch:
+ *  the views held given back, the first message waited for exactly as
+ *  rill_ipc_chan_recv (same returns; *got 0 on an error), then, under
+ *  RILL_IPC_BROADCAST, whatever else is committed already, in number
+ *  order, up to max (a claim not committed yet, an aborted one or a
+ *  scribbled slot ends the batch; the next call reports it): 0 with *got
+ *  in 1..max, views in place valid until the next recv, recv_batch,
+ *  release or close, the cursor moved once for them all. Under
+ *  RILL_IPC_QUEUE a receiver's place holds one message for redelivery
+ *  should it die, so *got is 1: the queue's delivery claims one message
+ *  at a time. RILL_EINVAL for max 0, a NULL got, and on a sender. */
+int rill_ipc_chan_recv_batch(rill_ipc_chan_t *ch, rill_ipc_msg_t *msgs, uint32_t max, uint32_t *got,
+                             uint64_t timeout_ns, uint64_t *lost);
 
 /** slot_size - RILL_IPC_SLOT_HDR. */
 uint32_t rill_ipc_chan_max_payload(const rill_ipc_chan_t *ch);

@@ -224,6 +224,42 @@ int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_
   }
 }
 
+int rill_ipc_chan_recv_batch(rill_ipc_chan_t *ch, rill_ipc_msg_t *msgs, uint32_t max, uint32_t *got,
+                             uint64_t timeout_ns, uint64_t *lost) {
+  if (got)
+    *got = 0;
+  if (RILL_UNLIKELY(!got || !max)) {
+    if (lost)
+      *lost = 0;
+    return rill__err(RILL_EINVAL, "ipc channel recv_batch: %s", got ? "max is 0" : "got is NULL");
+  }
+  /* The first as recv takes it: the views held given back, the wait. */
+  int rc = rill_ipc_chan_recv(ch, msgs, timeout_ns, lost);
+  if (rc)
+    return rc;
+  uint32_t k = 1;
+  /* A queue receiver's place holds one message for redelivery should it
+   * die (FORMATS): it takes one at a time. A broadcast receiver takes what
+   * else is committed, in order, its cursor moved once for all at the
+   * next call; a hole (a claim not committed, or aborted) or a scribbled
+   * slot ends the batch, and the next call looks into it. */
+  if (ch->g.delivery == RILL_IPC_BROADCAST) {
+    for (; k < max; k++) {
+      const uint64_t c = ch->cur;
+      struct rill__ipc_slot *sl = slot_at(ch, c);
+      /* Acquire: pairs with the sender's release CAS of the mark. */
+      if (__atomic_load_n(&sl->mark, __ATOMIC_ACQUIRE) != c + 1)
+        break;
+      msgs[k].flags = 0;
+      if (deliver(ch, sl, c, &msgs[k]) != 0)
+        break;
+      ch->cur = c + 1;
+    }
+  }
+  *got = k;
+  return 0;
+}
+
 int rill_ipc_chan_release(rill_ipc_chan_t *ch) {
   if (RILL_UNLIKELY(!ch))
     return rill__err(RILL_EINVAL, "ipc channel release: the channel is NULL");

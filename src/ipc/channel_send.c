@@ -141,8 +141,10 @@ static int wait_room(rill_ipc_chan_t *ch, uint64_t c, uint64_t slots, struct wai
 
 /* Claims the next seq for a message of len bytes once there is room for
  * it (a slot, and a free chunk when it is pooled): the claim is ours in
- * ch->res, with where the message goes. */
-static int claim(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns) {
+ * ch->res, with where the message goes. *unwoken (send_batch: commits
+ * whose wake was put off): the receivers are woken before any wait, as
+ * they may be what we wait for. */
+static int claim(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns, bool *unwoken) {
   const struct rill__chan_geom *g = &ch->g;
   const bool pooled = len > g->slot_size - RILL_IPC_SLOT_HDR;
   uint64_t limit = g->slots;
@@ -184,6 +186,10 @@ static int claim(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns) {
   uint64_t c = __atomic_load_n(&h->claim, __ATOMIC_ACQUIRE);
   for (;;) {
     if (c - ch->min_seen >= limit || c < ch->min_seen) {
+      if (*unwoken) {
+        *unwoken = false;
+        wake_receivers(ch);
+      }
       int rc = wait_room(ch, c, limit, &wt, timeout_ns);
       if (rc < 0)
         return rc;
@@ -226,8 +232,9 @@ static int claim(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns) {
   return 0;
 }
 
-/* Publishes the claimed message as len bytes (at most the claimed). */
-static int commit(rill_ipc_chan_t *ch, uint32_t len) {
+/* Publishes the claimed message as len bytes (at most the claimed), and
+ * wakes receivers unless wake is false (send_batch wakes once a batch). */
+static int commit(rill_ipc_chan_t *ch, uint32_t len, bool wake) {
   const struct rill__chan_geom *g = &ch->g;
   const uint64_t c = ch->res.seq;
   struct rill__ipc_slot *sl = slot_at(ch, c);
@@ -256,7 +263,8 @@ static int commit(rill_ipc_chan_t *ch, uint32_t len) {
                                    __ATOMIC_RELAXED))
     return rill__err(RILL_ECANCELED, "ipc channel %s: message %llu was aborted before its commit",
                      ch->name, (unsigned long long)c);
-  wake_receivers(ch);
+  if (wake)
+    wake_receivers(ch);
   return 0;
 }
 
@@ -284,11 +292,51 @@ int rill_ipc_chan_send(rill_ipc_chan_t *ch, const void *data, uint32_t len, uint
     return rc;
   if (RILL_UNLIKELY(!data && len))
     return rill__err(RILL_EINVAL, "ipc channel %s: send: data is NULL", ch->name);
-  if (RILL_UNLIKELY((rc = no_open_claim(ch, "send")) || (rc = claim(ch, len, timeout_ns))))
+  bool unwoken = false;
+  if (RILL_UNLIKELY((rc = no_open_claim(ch, "send")) ||
+                    (rc = claim(ch, len, timeout_ns, &unwoken))))
     return rc;
   if (len)
     memcpy(ch->res.buf, data, len); /* the one copy */
-  return commit(ch, len);
+  return commit(ch, len, true);
+}
+
+int rill_ipc_chan_send_batch(rill_ipc_chan_t *ch, const rill_iov_t *msgs, uint32_t n,
+                             uint64_t timeout_ns, uint32_t *sent) {
+  if (sent)
+    *sent = 0;
+  int rc = sender_ok(ch, "send_batch");
+  if (RILL_UNLIKELY(rc))
+    return rc;
+  if (RILL_UNLIKELY(!msgs && n))
+    return rill__err(RILL_EINVAL, "ipc channel %s: send_batch: msgs is NULL", ch->name);
+  if (RILL_UNLIKELY(rc = no_open_claim(ch, "send_batch")))
+    return rc;
+  /* Each message claimed and committed as send does (a claim covers one
+   * number: receivers tell a dead claimer's hole by it), the fence and
+   * the wake check once for the batch, or before a wait for room. */
+  bool unwoken = false;
+  uint32_t i = 0;
+  for (; i < n; i++) {
+    const rill_iov_t *m = &msgs[i];
+    if (RILL_UNLIKELY(!m->data && m->len)) {
+      rc =
+          rill__err(RILL_EINVAL, "ipc channel %s: send_batch: message %u has no data", ch->name, i);
+      break;
+    }
+    if (RILL_UNLIKELY(rc = claim(ch, m->len, timeout_ns, &unwoken)))
+      break;
+    if (m->len)
+      memcpy(ch->res.buf, m->data, m->len);
+    if (RILL_UNLIKELY(rc = commit(ch, m->len, false)))
+      break;
+    unwoken = true;
+    if (sent)
+      *sent = i + 1;
+  }
+  if (unwoken)
+    wake_receivers(ch);
+  return rc;
 }
 
 int rill_ipc_chan_reserve(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns, void **buf) {
@@ -298,7 +346,8 @@ int rill_ipc_chan_reserve(rill_ipc_chan_t *ch, uint32_t len, uint64_t timeout_ns
   if (!buf)
     return rill__err(RILL_EINVAL, "ipc channel %s: reserve: buf is NULL", ch->name);
   *buf = NULL;
-  if ((rc = no_open_claim(ch, "reserve")) || (rc = claim(ch, len, timeout_ns)))
+  bool unwoken = false;
+  if ((rc = no_open_claim(ch, "reserve")) || (rc = claim(ch, len, timeout_ns, &unwoken)))
     return rc;
   *buf = ch->res.buf;
   return 0;
@@ -313,7 +362,7 @@ int rill_ipc_chan_commit(rill_ipc_chan_t *ch, uint32_t len) {
   if (len > ch->res.len)
     return rill__err(RILL_EINVAL, "ipc channel %s: commit of %u bytes, %u were reserved", ch->name,
                      len, ch->res.len);
-  return commit(ch, len);
+  return commit(ch, len, true);
 }
 
 /* Gives up our claim: its slot is marked aborted, as a dead sender's

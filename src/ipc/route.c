@@ -4,11 +4,13 @@
  * (docs/FORMATS.md, "IPC route segment").
  *
  * Publication is the slot's mark: the sender writes payload and length,
- * stores mark = seq + 1 with release, then head = seq + 1 with release. A
- * receiver trusts a slot only when its acquire load of the mark gives the
- * seq it expects. So a sender killed anywhere leaves each slot either
- * published or not; head can lag one published slot behind (killed between
- * the two stores), and a sender taking over moves head past it first.
+ * stores mark = seq + 1 with release, then head = seq + 1 with release
+ * (send_batch: each slot's mark, then head once for the run). A receiver
+ * trusts a slot only when its acquire load of the mark gives the seq it
+ * expects. So a sender killed anywhere leaves each slot either published
+ * or not; head can lag published slots behind (one, or a batch's run:
+ * killed between the marks and head), and a sender taking over moves
+ * head past them first.
  *
  * Room: a receiver's cursor is the oldest message it has not finished
  * with (the view it holds, or the next one); the sender may write seq only
@@ -48,6 +50,46 @@
 #define PARK_SLICE    10000000ull /* a blocked sender re-checks for dead receivers this often */
 #define REAP_EVERY_MS 1           /* a sender checks liveness at most this often */
 
+/* n bytes from src to dst: up to 64 (the common small message) with two
+ * fixed-size copies that overlap, inline, rather than a call. */
+static inline __attribute__((always_inline)) void copy_small(void *dst, const void *src,
+                                                             uint32_t n) {
+  uint8_t *d = dst;
+  const uint8_t *s = src;
+  if (n >= 16 && n <= 32) {
+    memcpy(d, s, 16);
+    memcpy(d + n - 16, s + n - 16, 16);
+  } else if (n > 32 && n <= 64) {
+    memcpy(d, s, 32);
+    memcpy(d + n - 32, s + n - 32, 32);
+  } else if (n) {
+    memcpy(d, s, n);
+  }
+}
+
+/* Payload bytes in a slot's first cache line (slots are 64-byte aligned). */
+#define FIRST_LINE (64u - RILL_IPC_SLOT_HDR)
+
+/* A message's bytes into slot sl, those past its first cache line first.
+ * A waiting receiver polls that line (the mark's): written first, it was
+ * taken back by the receiver's poll while the stores to the next line
+ * waited for theirs, and the length and mark stores then waited for the
+ * line again, one more trip between the cores a message. Now every store
+ * to the first line comes last, together, with the mark's. */
+static inline __attribute__((always_inline)) void copy_in(struct rill__ipc_slot *sl,
+                                                          const void *src, uint32_t n) {
+  uint8_t *d = (uint8_t *)(sl + 1);
+  const uint8_t *s = src;
+  if (n <= FIRST_LINE) {
+    copy_small(d, s, n);
+    return;
+  }
+  copy_small(d + FIRST_LINE, s + FIRST_LINE, n - FIRST_LINE);
+  /* The order of the two copies is the point: the compiler keeps it. */
+  __asm__ volatile("" ::: "memory");
+  memcpy(d, s, FIRST_LINE);
+}
+
 /* A mapped segment and the geometry it was checked with. */
 struct seg {
   uint8_t *base;
@@ -64,7 +106,7 @@ struct seg {
  * In a receiver's, rx_seen stays 0 and reserved false: the sender's hot
  * paths test them already, so a receiver's handle falls to their slow
  * paths, which check the role, and a send costs no test of its own. A
- * sender's handle holds no view (held false): release checks the role
+ * sender's handle holds no view (held 0): release checks the role
  * where it refuses that; recv alone pays for a test. */
 struct rill_ipc_route {
   struct seg s;
@@ -90,7 +132,7 @@ struct rill_ipc_route {
   struct rill__ipc_place *me;
   uint64_t cur;     /* the next message to return */
   uint64_t checked; /* our cursor when we last looked for a parked sender */
-  bool held;        /* a view of cur - 1 is out */
+  uint32_t held;    /* views of cur - held .. cur - 1 are out (recv_batch: more than one) */
 };
 
 #define NO_CLASS UINT32_MAX
@@ -245,16 +287,19 @@ static int open_sender(rill_ipc_route_t **out, const char *name, const rill_ipc_
   __atomic_store_n(&p->start, rill__ipc_self_start(), __ATOMIC_RELAXED); /* published by the take */
   __atomic_store_n(&p->cursor, 0, __ATOMIC_RELAXED);
   x->mine = rill__ipc_take_place(p, x->mine);
-  /* A dead sender may have stored a slot's mark and not head: that slot is
-   * published (receivers go by the mark), so go on after it. Acquire: pairs
-   * with the release stores of head and of the mark by the previous
-   * sender. */
-  uint64_t head = __atomic_load_n(&x->s.hdr->head, __ATOMIC_ACQUIRE);
-  if (__atomic_load_n(&slot_at(&x->s, head)->mark, __ATOMIC_ACQUIRE) == head + 1) {
+  /* A dead sender may have stored slots' marks and not head: one slot's
+   * (send), or up to a ring of them (send_batch stores head once a run).
+   * They are published (receivers go by the mark), so go on after the
+   * last. Acquire: pairs with the release stores of head and of the marks
+   * by the previous sender. */
+  const uint64_t head0 = __atomic_load_n(&x->s.hdr->head, __ATOMIC_ACQUIRE);
+  uint64_t head = head0;
+  while (head - head0 < x->s.g.slots &&
+         __atomic_load_n(&slot_at(&x->s, head)->mark, __ATOMIC_ACQUIRE) == head + 1)
     head++;
+  if (head != head0)
     /* Release: as in send. */
     __atomic_store_n(&x->s.hdr->head, head, __ATOMIC_RELEASE);
-  }
   x->seq = head;
   /* Relaxed: written by the previous sender before its head, which we
    * acquired; a stale value only makes us wait for a chunk (pool.c). */
@@ -591,6 +636,8 @@ static int reserve(rill_ipc_route_t *s, uint32_t len, uint64_t timeout_ns) {
   return 0;
 }
 
+static inline __attribute__((always_inline)) void publish_head(rill_ipc_route_t *s);
+
 /* Publishes the reserved message as len bytes (at most the reserved). */
 static inline __attribute__((always_inline)) void publish(rill_ipc_route_t *s, uint32_t len) {
   const struct rill__ipc_geom *g = &s->s.g;
@@ -614,15 +661,21 @@ static inline __attribute__((always_inline)) void publish(rill_ipc_route_t *s, u
   /* Release: pairs with the receiver's acquire load of the mark; payload
    * and length are visible once it sees seq + 1. The publication point. */
   __atomic_store_n(&sl->mark, seq + 1, __ATOMIC_RELEASE);
-  /* Release: pairs with the acquire loads of head by receivers (joining,
-   * or telling "not yet" from "lapped") and by a sender taking over. */
-  __atomic_store_n(&s->s.hdr->head, seq + 1, __ATOMIC_RELEASE);
   s->seq = seq + 1;
   if (flags) {
     s->pool_next[c]++;
     /* Relaxed: read only by a sender taking the route over (open). */
     __atomic_store_n(&s->s.hdr->pool_next[c], s->pool_next[c], __ATOMIC_RELAXED);
   }
+  publish_head(s);
+}
+
+/* Ends a publish of one message or of a run of them (send_batch): head
+ * once, the fence once, the wake check once. */
+static inline __attribute__((always_inline)) void publish_head(rill_ipc_route_t *s) {
+  /* Release: pairs with the acquire loads of head by receivers (joining,
+   * or telling "not yet" from "lapped") and by a sender taking over. */
+  __atomic_store_n(&s->s.hdr->head, s->seq, __ATOMIC_RELEASE);
   /* seq_cst: pairs with the fence a receiver makes after counting itself a
    * waiter: it sees the mark, or we see its count. */
   RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
@@ -646,7 +699,7 @@ int rill_ipc_route_send(rill_ipc_route_t *s, const void *data, uint32_t len, uin
                   s->seq - s->min_seen < g->slots && s->rx_seen && !s->reserved &&
                   __atomic_load_n(&s->s.hdr->gone, __ATOMIC_ACQUIRE) == s->gone_seen)) {
     if (len)
-      memcpy(slot_at(&s->s, s->seq) + 1, data, len);
+      copy_in(slot_at(&s->s, s->seq), data, len);
     s->res_class = NO_CLASS;
     publish(s, len);
     return 0;
@@ -657,6 +710,74 @@ int rill_ipc_route_send(rill_ipc_route_t *s, const void *data, uint32_t len, uin
   if (len)
     memcpy(s->res_buf, data, len); /* the one copy; data may be NULL when len is 0 */
   publish(s, len);
+  return 0;
+}
+
+/* The inline messages of msgs[0..n) that fit the room we last saw, written
+ * and marked one by one, published together by the caller's publish_head:
+ * how many. Stops at the first message a slot does not hold, or without
+ * data (the caller's slow path takes it). */
+static uint32_t write_run(rill_ipc_route_t *s, const rill_iov_t *msgs, uint32_t n) {
+  const struct rill__ipc_geom *g = &s->s.g;
+  const uint32_t inline_max = g->slot_size - RILL_IPC_SLOT_HDR;
+  /* The fast path's conditions, as send's: room by what we last saw. */
+  if (RILL_UNLIKELY(g->policy == RILL_IPC_OVERWRITE || !s->rx_seen || s->reserved ||
+                    __atomic_load_n(&s->s.hdr->gone, __ATOMIC_ACQUIRE) != s->gone_seen))
+    return 0;
+  uint64_t seq = s->seq;
+  const uint64_t used = seq - s->min_seen;
+  uint64_t room = used < g->slots ? g->slots - used : 0;
+  uint32_t k = 0;
+  for (; k < n && k < room; k++) {
+    uint32_t len = msgs[k].len;
+    if (RILL_UNLIKELY(len > inline_max || (len && !msgs[k].data)))
+      break;
+    struct rill__ipc_slot *sl = slot_at(&s->s, seq + k);
+    copy_in(sl, msgs[k].data, len);
+    __atomic_store_n(&sl->len, len, __ATOMIC_RELAXED);
+    /* Relaxed: published by the mark's release below, as the length. */
+    __atomic_store_n(&sl->flags, 0, __ATOMIC_RELAXED);
+    /* Release: as publish's; each message is readable from its mark on,
+     * before head moves (receivers go by the mark). */
+    __atomic_store_n(&sl->mark, seq + k + 1, __ATOMIC_RELEASE);
+  }
+  s->seq = seq + k;
+  return k;
+}
+
+int rill_ipc_route_send_batch(rill_ipc_route_t *s, const rill_iov_t *msgs, uint32_t n,
+                              uint64_t timeout_ns, uint32_t *sent) {
+  if (sent)
+    *sent = 0;
+  if (RILL_UNLIKELY(!s || (!msgs && n)))
+    return rill__err(RILL_EINVAL, "ipc route send_batch: %s is NULL", s ? "msgs" : "the route");
+  uint32_t i = 0;
+  while (i < n) {
+    uint32_t k = write_run(s, msgs + i, n - i);
+    if (k) {
+      publish_head(s);
+      i += k;
+      if (sent)
+        *sent = i;
+      continue;
+    }
+    /* One message the slow way: no room by what we saw (reserve scans the
+     * cursors, waits or fails as send does), a pooled one, OVERWRITE, a
+     * recount, or an error. Then runs again, with the room the scan saw. */
+    const rill_iov_t *m = &msgs[i];
+    if (RILL_UNLIKELY(!m->data && m->len))
+      return rill__err(RILL_EINVAL, "ipc route %s: send_batch: message %u has no data", s->s.name,
+                       i);
+    int rc = reserve(s, m->len, timeout_ns);
+    if (RILL_UNLIKELY(rc))
+      return rc;
+    if (m->len)
+      memcpy(s->res_buf, m->data, m->len);
+    publish(s, m->len);
+    i++;
+    if (sent)
+      *sent = i;
+  }
   return 0;
 }
 
@@ -789,14 +910,20 @@ static inline void advance(rill_ipc_route_t *r) {
 }
 
 /* One look at the next message: 0 with *m, RILL_EAGAIN (nothing yet),
- * RILL_ELAGGED (lapped: the cursor moved, *lost says how far). */
-static int try_recv(rill_ipc_route_t *r, rill_ipc_msg_t *m, uint64_t *lost) {
+ * RILL_ELAGGED (lapped: the cursor moved, *lost says how far). With more
+ * (recv_batch's messages after its first), a slot not marked for us is
+ * RILL_EAGAIN at once: the batch ends there, and the next call looks
+ * into why. */
+static inline __attribute__((always_inline)) int try_recv(rill_ipc_route_t *r, rill_ipc_msg_t *m,
+                                                          uint64_t *lost, bool more) {
   const uint64_t c = r->cur, slots = r->s.g.slots;
   struct rill__ipc_slot *sl = slot_at(&r->s, c);
   /* Acquire: pairs with the sender's release store of the mark; the
    * payload and length are visible when it is ours. */
   uint64_t mark = __atomic_load_n(&sl->mark, __ATOMIC_ACQUIRE);
   if (mark != c + 1) {
+    if (more)
+      return RILL_EAGAIN;
     /* Acquire: pairs with the sender's release of head, which follows its
      * mark store: a head past c means the mark was written, so look again. */
     uint64_t head = __atomic_load_n(&r->s.hdr->head, __ATOMIC_ACQUIRE);
@@ -851,23 +978,28 @@ static int try_recv(rill_ipc_route_t *r, rill_ipc_msg_t *m, uint64_t *lost) {
   }
   m->data = data;
   m->len = len;
+  m->flags = 0;
   m->seq = c;
   r->cur = c + 1;
-  r->held = true;
+  r->held++;
   return 0;
 }
 
-/* Gives back the view held (of cur - 1): true when, under OVERWRITE, it
- * was overwritten while it was held. */
-static bool give_back(rill_ipc_route_t *r) {
-  r->held = false;
-  uint64_t was = r->cur - 1;
-  bool torn = false;
+/* Gives back the views held (of cur - held .. cur - 1), moving the cursor
+ * once: how many of them, under OVERWRITE, were overwritten while held.
+ * The sender overwrites in order, so those are the oldest ones: counted
+ * from the oldest to the first intact. */
+static uint32_t give_back(rill_ipc_route_t *r) {
+  const uint32_t n = r->held;
+  r->held = 0;
+  uint32_t torn = 0;
   if (r->s.g.policy == RILL_IPC_OVERWRITE) {
-    /* Acquire: the caller's reads of the view come before this load; a
-     * sender that began to overwrite the slot had unmarked it. */
+    /* Acquire: the caller's reads of the views come before these loads; a
+     * sender that began to overwrite a slot had unmarked it. */
     RILL__IPC_FENCE(__ATOMIC_ACQUIRE);
-    torn = __atomic_load_n(&slot_at(&r->s, was)->mark, __ATOMIC_RELAXED) != was + 1;
+    for (uint64_t was = r->cur - n; torn < n; was++, torn++)
+      if (__atomic_load_n(&slot_at(&r->s, was)->mark, __ATOMIC_RELAXED) == was + 1)
+        break;
   }
   advance(r);
   return torn;
@@ -884,23 +1016,24 @@ int rill_ipc_route_recv(rill_ipc_route_t *r, rill_ipc_msg_t *m, uint64_t timeout
   if (lost)
     *lost = 0;
   if (r->held) {
-    uint64_t was = r->cur - 1;
-    if (give_back(r)) {
-      /* Counted as lost, with whatever was lapped after it: one report. */
+    uint64_t was = r->cur - r->held;
+    uint32_t torn = give_back(r);
+    if (torn) {
+      /* Counted as lost, with whatever was lapped after them: one report. */
       uint64_t more = 0;
-      int rc = try_recv(r, m, &more);
+      int rc = try_recv(r, m, &more, false);
       if (rc == 0) {
         r->cur--; /* not returned now: the next call returns it */
-        r->held = false;
+        r->held = 0;
       }
       if (lost)
-        *lost = 1 + (rc == RILL_ELAGGED ? more : 0);
+        *lost = torn + (rc == RILL_ELAGGED ? more : 0);
       return rill__err(RILL_ELAGGED,
                        "ipc route %s: message %llu was overwritten while it was read%s", r->s.name,
                        (unsigned long long)was, rc == RILL_ELAGGED ? ", and more after it" : "");
     }
   }
-  int rc = try_recv(r, m, lost);
+  int rc = try_recv(r, m, lost, false);
   if (rc != RILL_EAGAIN || timeout_ns == 0)
     return rc;
   struct rill__ipc_hdr *h = r->s.hdr;
@@ -911,7 +1044,7 @@ int rill_ipc_route_recv(rill_ipc_route_t *r, rill_ipc_msg_t *m, uint64_t timeout
     while (now < spin_until && now < deadline) {
       for (int i = 0; i < 64; i++) {
         rill__cpu_relax();
-        rc = try_recv(r, m, lost);
+        rc = try_recv(r, m, lost, false);
         if (rc != RILL_EAGAIN)
           return rc;
       }
@@ -934,7 +1067,7 @@ int rill_ipc_route_recv(rill_ipc_route_t *r, rill_ipc_msg_t *m, uint64_t timeout
     /* seq_cst: pairs with the sender's fence after publishing (file
      * comment): we see its mark, or it sees our count. */
     RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
-    rc = try_recv(r, m, lost);
+    rc = try_recv(r, m, lost, false);
     if (rc == RILL_EAGAIN)
       rill__futex_wait_shared(&h->recv_futex, w, deadline - now);
     __atomic_store_n(&r->me->parked, 0, __ATOMIC_RELAXED);
@@ -942,10 +1075,52 @@ int rill_ipc_route_recv(rill_ipc_route_t *r, rill_ipc_msg_t *m, uint64_t timeout
     __atomic_fetch_sub(&h->recv_waiters, 1, __ATOMIC_RELAXED);
     if (rc != RILL_EAGAIN)
       return rc;
-    rc = try_recv(r, m, lost);
+    rc = try_recv(r, m, lost, false);
     if (rc != RILL_EAGAIN)
       return rc;
   }
+}
+
+int rill_ipc_route_recv_batch(rill_ipc_route_t *r, rill_ipc_msg_t *msgs, uint32_t max,
+                              uint32_t *got, uint64_t timeout_ns, uint64_t *lost) {
+  if (got)
+    *got = 0;
+  if (RILL_UNLIKELY(!got || !max)) {
+    if (lost)
+      *lost = 0;
+    return rill__err(RILL_EINVAL, "ipc route recv_batch: %s", got ? "max is 0" : "got is NULL");
+  }
+  /* The first as recv takes it: the views held given back, the wait. */
+  int rc = rill_ipc_route_recv(r, msgs, timeout_ns, lost);
+  if (rc)
+    return rc;
+  /* Then whatever else is marked already, without waiting; the cursor
+   * moves once for all, at the next call (or release). Inline messages in
+   * a loop of their own; a pooled one, one with other flags or a length
+   * over the slot (scribbled), and OVERWRITE's second look at the mark
+   * go through try_recv. */
+  uint32_t k = 1;
+  if (r->s.g.policy != RILL_IPC_OVERWRITE) {
+    const uint32_t inline_max = r->s.g.slot_size - RILL_IPC_SLOT_HDR;
+    uint64_t c = r->cur;
+    for (; k < max; k++, c++) {
+      struct rill__ipc_slot *sl = slot_at(&r->s, c);
+      /* Acquire: as try_recv's. */
+      if (__atomic_load_n(&sl->mark, __ATOMIC_ACQUIRE) != c + 1)
+        break;
+      /* Relaxed, both: ordered by the mark's acquire. */
+      uint32_t len = __atomic_load_n(&sl->len, __ATOMIC_RELAXED);
+      if (RILL_UNLIKELY(__atomic_load_n(&sl->flags, __ATOMIC_RELAXED) || len > inline_max))
+        break;
+      msgs[k] = (rill_ipc_msg_t){.data = (const uint8_t *)(sl + 1), .len = len, .seq = c};
+    }
+    r->held += (uint32_t)(c - r->cur);
+    r->cur = c;
+  }
+  while (k < max && try_recv(r, &msgs[k], NULL, true) == 0)
+    k++;
+  *got = k;
+  return 0;
 }
 
 int rill_ipc_route_release(rill_ipc_route_t *r) {
@@ -956,7 +1131,7 @@ int rill_ipc_route_release(rill_ipc_route_t *r) {
       return wrong_role(r, "release");
     return rill__err(RILL_EINVAL, "ipc route %s: release with no message held", r->s.name);
   }
-  uint64_t was = r->cur - 1;
+  uint64_t was = r->cur - r->held;
   if (give_back(r))
     return rill__err(RILL_ELAGGED, "ipc route %s: message %llu was overwritten while it was read",
                      r->s.name, (unsigned long long)was);

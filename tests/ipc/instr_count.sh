@@ -2,7 +2,9 @@
 # Instruction counts of the ipc hot paths, for refactors that must not
 # cost speed on a machine too busy to time: 1,000,000 messages of 64 bytes
 # through a route and a channel (broadcast, queue; send/recv and
-# reserve/commit), one thread, under callgrind; prints each case's total
+# reserve/commit; routebatch, bcastbatch: send_batch/recv_batch of BATCH),
+# one thread,
+# under callgrind; prints each case's total
 # Ir. Compare two trees' counts (each built with
 # -DCMAKE_BUILD_TYPE=Release); they move by a few thousand between runs
 # (the queue's clock-paced reaping), so a change under 0.1% is noise.
@@ -12,7 +14,7 @@ set -euo pipefail
 build=$(cd "$1" && pwd)
 shift
 src=$(cd "$(dirname "$0")/../.." && pwd)
-cases=${*:-bcast queue bcastzc queuezc route routezc}
+cases=${*:-bcast queue bcastzc queuezc route routezc routebatch bcastbatch}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cat >"$tmp/count.c" <<'EOF'
@@ -40,6 +42,8 @@ typedef struct kind {
   int (*reserve)(void *h, uint32_t len, void **buf);
   int (*commit)(void *h, uint32_t len);
   int (*recv)(void *h, rill_ipc_msg_t *m);
+  int (*send_batch)(void *h, const rill_iov_t *v, uint32_t n);
+  int (*recv_batch)(void *h, rill_ipc_msg_t *m, uint32_t max, uint32_t *got);
 } kind_t;
 
 static int c_send(void *h, const void *d, uint32_t n) { return rill_ipc_chan_send(h, d, n, 0); }
@@ -51,13 +55,42 @@ static int r_reserve(void *h, uint32_t n, void **b) { return rill_ipc_route_rese
 static int r_commit(void *h, uint32_t n) { return rill_ipc_route_commit(h, n); }
 static int r_recv(void *h, rill_ipc_msg_t *m) { return rill_ipc_route_recv(h, m, 0, NULL); }
 
-static const kind_t chan_kind = {c_send, c_reserve, c_commit, c_recv};
-static const kind_t route_kind = {r_send, r_reserve, r_commit, r_recv};
+static int c_send_batch(void *h, const rill_iov_t *v, uint32_t n) {
+  return rill_ipc_chan_send_batch(h, v, n, 0, NULL);
+}
+static int c_recv_batch(void *h, rill_ipc_msg_t *m, uint32_t max, uint32_t *got) {
+  return rill_ipc_chan_recv_batch(h, m, max, got, 0, NULL);
+}
+static int r_send_batch(void *h, const rill_iov_t *v, uint32_t n) {
+  return rill_ipc_route_send_batch(h, v, n, 0, NULL);
+}
+static int r_recv_batch(void *h, rill_ipc_msg_t *m, uint32_t max, uint32_t *got) {
+  return rill_ipc_route_recv_batch(h, m, max, got, 0, NULL);
+}
 
+static const kind_t chan_kind = {c_send, c_reserve, c_commit, c_recv, c_send_batch, c_recv_batch};
+static const kind_t route_kind = {r_send, r_reserve, r_commit, r_recv, r_send_batch, r_recv_batch};
+
+/* in_place 2: the batch calls, BATCH messages a send_batch and a
+ * recv_batch. */
 static unsigned long run(const kind_t *k, void *s, void *r, int in_place) {
   unsigned char msg[64];
   memset(msg, 7, sizeof msg);
   unsigned long sum = 0;
+  if (in_place == 2) {
+    rill_iov_t v[BATCH];
+    for (unsigned j = 0; j < BATCH; j++)
+      v[j] = (rill_iov_t){msg, 64};
+    for (unsigned i = 0; i < N; i += BATCH) {
+      rill_ipc_msg_t m[BATCH];
+      uint32_t got = 0;
+      check("send_batch", k->send_batch(s, v, BATCH));
+      check("recv_batch", k->recv_batch(r, m, BATCH, &got));
+      for (unsigned j = 0; j < got; j++)
+        sum += m[j].data[j & 63] + m[j].len;
+    }
+    return sum;
+  }
   for (unsigned i = 0; i < N; i += BATCH) {
     for (unsigned j = 0; j < BATCH; j++) {
       if (in_place) {
@@ -119,6 +152,10 @@ int main(int argc, char **argv) {
     sum = route(name, 0);
   else if (!strcmp(w, "routezc"))
     sum = route(name, 1);
+  else if (!strcmp(w, "routebatch"))
+    sum = route(name, 2);
+  else if (!strcmp(w, "bcastbatch"))
+    sum = chan(name, RILL_IPC_BROADCAST, 2);
   else
     return 2;
   return sum == 71ul * N ? 0 : 1;

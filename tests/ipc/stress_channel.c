@@ -11,7 +11,9 @@
  * between threads of one process, where TSan sees the orderings: there
  * the receivers release every other message early, and a receiver process
  * that died holding a message leaves an orphan for the threads to adopt.
- * Plain C so that it runs under TSan (see tests/stress.h).
+ * The process cases run again with batches (send_batch of 1..8,
+ * recv_batch of up to 8). Plain C so that it runs under TSan (see
+ * tests/stress.h).
  */
 #include <fcntl.h>
 #include <poll.h>
@@ -35,6 +37,8 @@
 #define PATIENCE 10000000000ull
 
 static char chan[64];
+static int batched; /* send_batch and recv_batch of up to BATCH (the children inherit it) */
+#define BATCH 8u
 static int ready[2];
 
 /* Shared between the processes (MAP_SHARED before the forks). */
@@ -128,26 +132,33 @@ static void receiver(rill_ipc_delivery_t d, int q, int late) {
   for (int g = 0; g < MAXGEN; g++)
     last[g] = -1;
   uint64_t idle = 0;
-  for (;;) {
-    rill_ipc_msg_t m;
-    uint64_t lost = 0;
-    /* Acquire: pairs with the parent's release; read before the call, so
-     * a timeout after it means everything committed was taken. */
-    int stop = __atomic_load_n(&T->stop, __ATOMIC_ACQUIRE);
-    int rc = rill_ipc_chan_recv(r, &m, 100000000ull, &lost);
-    if (rc == RILL_ETIMEDOUT && !stop && ++idle < PATIENCE / 100000000ull)
-      continue;
-    idle = 0;
-    if (rc == RILL_ELAGGED) {
-      __atomic_fetch_add(&T->lost, (uint32_t)lost, __ATOMIC_RELAXED);
-      continue;
+  rill_ipc_msg_t ms[BATCH];
+  for (uint32_t got = 0, j = 0;;) {
+    if (j == got) {
+      uint64_t lost = 0;
+      got = j = 0;
+      uint32_t n = 1;
+      /* Acquire: pairs with the parent's release; read before the call, so
+       * a timeout after it means everything committed was taken. */
+      int stop = __atomic_load_n(&T->stop, __ATOMIC_ACQUIRE);
+      int rc = batched ? rill_ipc_chan_recv_batch(r, ms, BATCH, &n, 100000000ull, &lost)
+                       : rill_ipc_chan_recv(r, ms, 100000000ull, &lost);
+      if (rc == RILL_ETIMEDOUT && !stop && ++idle < PATIENCE / 100000000ull)
+        continue;
+      idle = 0;
+      if (rc == RILL_ELAGGED) {
+        __atomic_fetch_add(&T->lost, (uint32_t)lost, __ATOMIC_RELAXED);
+        continue;
+      }
+      if (rc == RILL_ETIMEDOUT && stop)
+        break;
+      if (rc || n < 1 || n > BATCH) {
+        fprintf(stderr, "receiver %d: recv: %s (%s), %u\n", q, rill_strerror(rc), rill_errmsg(), n);
+        _exit(11);
+      }
+      got = n;
     }
-    if (rc == RILL_ETIMEDOUT && stop)
-      break;
-    if (rc) {
-      fprintf(stderr, "receiver %d: recv: %s (%s)\n", q, rill_strerror(rc), rill_errmsg());
-      _exit(11);
-    }
+    const rill_ipc_msg_t m = ms[j++];
     uint32_t gen, i;
     if (!content_ok(&m, &gen, &i)) {
       fprintf(stderr, "receiver %d: message %llu: bad content\n", q, (unsigned long long)m.seq);
@@ -197,6 +208,29 @@ static int put(rill_ipc_chan_t *s, uint32_t gen, uint32_t i, uint8_t *buf) {
 static void sender(rill_ipc_delivery_t d, uint32_t gen, uint32_t count) {
   rill_ipc_chan_t *s = open_retry(d, RILL_IPC_SENDER);
   uint8_t buf[POOLMAX];
+  if (batched) {
+    static uint8_t bufs[BATCH][POOLMAX];
+    rill_iov_t v[BATCH];
+    for (uint32_t i = 0; i < count;) {
+      uint32_t n = 1 + (uint32_t)(rnd() % BATCH), sent = 0;
+      if (n > count - i)
+        n = count - i;
+      for (uint32_t k = 0; k < n; k++)
+        v[k] = (rill_iov_t){bufs[k], fill(bufs[k], gen, i + k, rill_ipc_chan_max_payload(s))};
+      int rc = rill_ipc_chan_send_batch(s, v, n, PATIENCE, &sent);
+      if (rc || sent != n) {
+        fprintf(stderr, "sender %u: send_batch at %u: %u of %u, %s (%s)\n", gen, i, sent, n,
+                rill_strerror(rc), rill_errmsg());
+        _exit(21);
+      }
+      i += n;
+      /* Relaxed: as below; a sender killed in a batch may have committed
+       * up to BATCH messages past what this says. */
+      __atomic_store_n(&T->sent[gen], i, __ATOMIC_RELAXED);
+    }
+    rill_ipc_chan_close(s);
+    _exit(0);
+  }
   for (uint32_t i = 0; i < count; i++) {
     int rc = put(s, gen, i, buf);
     if (rc) {
@@ -405,7 +439,9 @@ static void run(rill_ipc_delivery_t d, const char *tag) {
   } else {
     for (int q = 1; q < RECVS; q++)
       for (uint32_t g = 0; g < MAXGEN; g++)
-        CHECK(T->count[q][g] == T->sent[g] || (killed[g] && T->count[q][g] == T->sent[g] + 1),
+        CHECK(T->count[q][g] == T->sent[g] ||
+                  (killed[g] && T->count[q][g] > T->sent[g] &&
+                   T->count[q][g] <= T->sent[g] + (batched ? BATCH : 1)),
               "receiver %d got %u of sender %u's, %u committed", q, T->count[q][g], g, T->sent[g]);
   }
   printf("     %s: %llu messages committed, %u claims of killed senders skipped, %llu "
@@ -416,6 +452,18 @@ static void run(rill_ipc_delivery_t d, const char *tag) {
 
 static void broadcast_procs(void) { run(RILL_IPC_BROADCAST, "bcast"); }
 static void queue_procs(void) { run(RILL_IPC_QUEUE, "queue"); }
+
+static void broadcast_procs_batches(void) {
+  batched = 1;
+  run(RILL_IPC_BROADCAST, "bcast-batches");
+  batched = 0;
+}
+
+static void queue_procs_batches(void) {
+  batched = 1;
+  run(RILL_IPC_QUEUE, "queue-batches");
+  batched = 0;
+}
 
 /* ---- threads ------------------------------------------------------------------ */
 
@@ -582,6 +630,8 @@ int main(void) {
   static const stress_case_t cases[] = {
       {"chan_broadcast_3x3_sigkill", broadcast_procs},
       {"chan_queue_3x3_sigkill", queue_procs},
+      {"chan_broadcast_3x3_sigkill_batches", broadcast_procs_batches},
+      {"chan_queue_3x3_sigkill_batches", queue_procs_batches},
       {"chan_threads_broadcast_3x3", broadcast_threads},
       {"chan_threads_queue_3x3", queue_threads},
   };

@@ -9,8 +9,11 @@
  * see it. One message in eight is large (over a slot's payload, up to
  * 8 KiB): it goes through the route's chunk pool, 16 chunks for 256 slots,
  * so chunks are reused far more often than slots and the pool's bound is
- * what the sender mostly waits for. Plain C so that it runs under TSan
- * (see tests/stress.h).
+ * what the sender mostly waits for. The block and kill-the-senders cases
+ * run again with batches (send_batch of 1..16, recv_batch of up to 16):
+ * a sender killed between a run's marks and its head leaves several
+ * published slots for the next to go on after. Plain C so that it runs
+ * under TSan (see tests/stress.h).
  */
 #include <poll.h>
 #include <pthread.h>
@@ -30,6 +33,7 @@
 #define PATIENCE  10000000000ull
 
 static char route[64];
+static int batched;  /* send_batch and recv_batch (the children inherit it) */
 static int ready[2]; /* a receiver process writes a byte here once attached */
 #define MAXMSG 8192u
 /* Three size classes, few chunks each: messages spill into larger classes
@@ -94,14 +98,20 @@ static void receive_until_end(int want_gen0, uint32_t count) {
   uint64_t expect = 0;
   uint32_t last_gen = 0, last_i = 0;
   int first = 1;
-  for (;;) {
-    rill_ipc_msg_t m;
-    int rc = rill_ipc_route_recv(r, &m, PATIENCE, NULL);
-    if (rc) {
-      fprintf(stderr, "receiver %d: recv: %s (%s)\n", (int)getpid(), rill_strerror(rc),
-              rill_errmsg());
-      _exit(11);
+  for (uint32_t got = 0, j = 0;; j++) {
+    static rill_ipc_msg_t ms[16];
+    if (j == got) {
+      j = 0;
+      got = 1;
+      int rc = batched ? rill_ipc_route_recv_batch(r, ms, 16, &got, PATIENCE, NULL)
+                       : rill_ipc_route_recv(r, ms, PATIENCE, NULL);
+      if (rc || got < 1 || got > 16) {
+        fprintf(stderr, "receiver %d: recv: %s (%s), %u\n", (int)getpid(), rill_strerror(rc),
+                rill_errmsg(), got);
+        _exit(11);
+      }
     }
+    const rill_ipc_msg_t m = ms[j];
     uint32_t gen, i;
     if (!content_ok(&m, &gen, &i)) {
       fprintf(stderr, "receiver %d: message %llu: bad content\n", (int)getpid(),
@@ -201,6 +211,38 @@ static void send_one(rill_ipc_route_t *s, uint32_t gen, uint32_t i) {
   CHECK(rc == 0, "send (%u, %u): %s (%s)", gen, i, rill_strerror(rc), rill_errmsg());
 }
 
+/* (gen, i) and the next up to n - 1 (n <= 16) in one send_batch, END
+ * taking the place of i == end; returns the i after the batch. */
+static uint32_t send_run(rill_ipc_route_t *s, uint32_t gen, uint32_t i, uint32_t n, uint32_t end) {
+  static _Thread_local uint8_t bufs[16][MAXMSG];
+  rill_iov_t v[16];
+  uint32_t k = 0;
+  for (; k < n && (k == 0 || i + k - 1 != end); k++) {
+    uint32_t at = i + k == end ? END : i + k;
+    v[k] = (rill_iov_t){bufs[k], fill(bufs[k], gen, at, rill_ipc_route_max_payload(s))};
+  }
+  uint32_t sent = 0;
+  int rc = rill_ipc_route_send_batch(s, v, k, PATIENCE, &sent);
+  CHECK(rc == 0 && sent == k, "send_batch (%u, %u) of %u: %u sent, %s (%s)", gen, i, k, sent,
+        rill_strerror(rc), rill_errmsg());
+  return i + k;
+}
+
+/* (gen, 0) up to (gen, count - 1), then END (count 0: forever), one at a
+ * time or in batches. */
+static void send_all(rill_ipc_route_t *s, uint32_t gen, uint32_t count) {
+  if (!batched) {
+    for (uint32_t i = 0; count == 0 || i < count; i++)
+      send_one(s, gen, i);
+    send_one(s, gen, END);
+    return;
+  }
+  /* The END is message number count; forever: never. */
+  uint32_t end = count ? count : UINT32_MAX;
+  for (uint32_t i = 0; i <= count || count == 0;)
+    i = send_run(s, gen, i, 1 + (uint32_t)(rnd() % 16), end);
+}
+
 /* ---- cases ------------------------------------------------------------------ */
 
 static void fresh_route(const char *tag) {
@@ -217,9 +259,7 @@ static void block_1_to_3(void) {
   for (int k = 0; k < RECEIVERS; k++)
     rx[k] = spawn_receiver(1, N);
   wait_attached(RECEIVERS);
-  for (uint32_t i = 0; i < N; i++)
-    send_one(s, 0, i);
-  send_one(s, 0, END);
+  send_all(s, 0, N);
   for (int k = 0; k < RECEIVERS; k++)
     reap_ok(rx[k], "receiver");
   rill_ipc_route_close(s);
@@ -281,9 +321,7 @@ static pid_t spawn_sender(uint32_t gen, uint32_t count) {
     }
     sleep_us(1000);
   }
-  for (uint32_t i = 0; count == 0 || i < count; i++)
-    send_one(s, gen, i);
-  send_one(s, gen, END);
+  send_all(s, gen, count);
   rill_ipc_route_close(s);
   _exit(0);
 }
@@ -333,12 +371,16 @@ static void *thread_receiver(void *arg) {
   CHECK(rill_ipc_route_open(&r, route, NULL, RILL_IPC_RECEIVER) == 0, "receiver: %s",
         rill_errmsg());
   __atomic_store_n(&t->ok, 1, __ATOMIC_RELEASE);
-  for (uint32_t i = 0; i < t->count; i++) {
-    rill_ipc_msg_t m;
-    int rc = rill_ipc_route_recv(r, &m, PATIENCE, NULL);
+  for (uint32_t i = 0; i < t->count;) {
+    rill_ipc_msg_t m[16];
+    uint32_t got = 1;
+    int rc = batched ? rill_ipc_route_recv_batch(r, m, 16, &got, PATIENCE, NULL)
+                     : rill_ipc_route_recv(r, m, PATIENCE, NULL);
     CHECK(rc == 0, "recv %u: %s (%s)", i, rill_strerror(rc), rill_errmsg());
-    uint32_t gen, j;
-    CHECK(content_ok(&m, &gen, &j) && gen == 0 && j == i && m.seq == i, "message %u", i);
+    for (uint32_t k = 0; k < got; k++, i++) {
+      uint32_t gen, j;
+      CHECK(content_ok(&m[k], &gen, &j) && gen == 0 && j == i && m[k].seq == i, "message %u", i);
+    }
   }
   rill_ipc_route_close(r);
   __atomic_store_n(&t->ok, 2, __ATOMIC_RELEASE);
@@ -360,14 +402,39 @@ static void threads_1_to_3(void) {
   for (int k = 0; k < RECEIVERS; k++)
     while (__atomic_load_n(&t[k].ok, __ATOMIC_ACQUIRE) == 0)
       sleep_us(100);
-  for (uint32_t i = 0; i < N / 4; i++)
-    send_one(s, 0, i);
+  if (batched)
+    /* N / 4 messages: the END, number N / 4, is never sent. */
+    for (uint32_t i = 0; i < N / 4;) {
+      uint32_t n = 1 + (uint32_t)(rnd() % 16);
+      i = send_run(s, 0, i, n < N / 4 - i ? n : N / 4 - i, UINT32_MAX);
+    }
+  else
+    for (uint32_t i = 0; i < N / 4; i++)
+      send_one(s, 0, i);
   for (int k = 0; k < RECEIVERS; k++) {
     pthread_join(th[k], NULL);
     CHECK(t[k].ok == 2, "receiver thread %d", k);
   }
   rill_ipc_route_close(s);
   rill_ipc_route_unlink(route);
+}
+
+static void block_1_to_3_batches(void) {
+  batched = 1;
+  block_1_to_3();
+  batched = 0;
+}
+
+static void threads_1_to_3_batches(void) {
+  batched = 1;
+  threads_1_to_3();
+  batched = 0;
+}
+
+static void kill_senders_batches(void) {
+  batched = 1;
+  kill_senders();
+  batched = 0;
 }
 
 static pid_t main_pid;
@@ -390,7 +457,10 @@ int main(void) {
       {"ipc_block_1_sender_3_receivers", block_1_to_3},
       {"ipc_sigkill_a_receiver", kill_a_receiver},
       {"ipc_sigkill_senders", kill_senders},
+      {"ipc_batches_1_sender_3_receivers", block_1_to_3_batches},
+      {"ipc_batches_sigkill_senders", kill_senders_batches},
       {"ipc_threads_1_sender_3_receivers", threads_1_to_3},
+      {"ipc_threads_batches", threads_1_to_3_batches},
   };
   return stress_run(cases, (int)(sizeof cases / sizeof cases[0]));
 }

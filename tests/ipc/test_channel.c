@@ -1079,3 +1079,165 @@ Test(chan, a_broadcast_send_nobody_can_receive_is_epipe) {
   rill_ipc_chan_close(r);
   rill_ipc_chan_close(s);
 }
+
+/* ---- batches ------------------------------------------------------------------ */
+
+/* n messages of sender k from i, as fill makes them, in bufs (iov into it). */
+static void fill_batch(rill_iov_t *iov, uint8_t (*bufs)[256], uint32_t k, uint32_t i, uint32_t n,
+                       uint32_t max) {
+  for (uint32_t j = 0; j < n; j++)
+    iov[j] = (rill_iov_t){bufs[j], fill(bufs[j], k, i + j, max)};
+}
+
+static void expect_batch(const rill_ipc_msg_t *m, uint32_t got, uint32_t k, uint32_t i, uint32_t n,
+                         uint32_t max) {
+  cr_assert_eq(got, n, "got %u, expected %u", got, n);
+  for (uint32_t j = 0; j < n; j++) {
+    uint32_t kk, ii;
+    parse(&m[j], max, &kk, &ii);
+    cr_expect_eq(kk, k);
+    cr_expect_eq(ii, i + j, "message %u: %u, expected %u", j, ii, i + j);
+    cr_expect_eq(m[j].flags, 0);
+  }
+}
+
+Test(chan, broadcast_batches_partial_full_and_wrapped) {
+  rill_ipc_chan_opts_t o = {
+      .slots = 8, .max_senders = 2, .max_receivers = 2, .policy = RILL_IPC_FAIL};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER);
+  rill_ipc_chan_t *r = open_as(&o, RILL_IPC_RECEIVER), *r2 = open_as(&o, RILL_IPC_RECEIVER);
+  uint32_t max = rill_ipc_chan_max_payload(s);
+  static uint8_t bufs[16][256];
+  rill_iov_t iov[16];
+  rill_ipc_msg_t m[16];
+  uint32_t sent = 99, got = 99;
+  fill_batch(iov, bufs, 0, 0, 5, max);
+  cr_assert_eq(rill_ipc_chan_send_batch(s, iov, 5, 0, &sent), 0);
+  cr_expect_eq(sent, 5);
+  cr_assert_eq(rill_ipc_chan_recv_batch(r, m, 16, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 0, 5, max);
+  cr_assert_eq(rill_ipc_chan_recv_batch(r2, m, 3, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 0, 3, max);
+  /* r holds 0..4 and r2 0..2: 3 of 10 fit, then the ring is full. */
+  fill_batch(iov, bufs, 0, 5, 10, max);
+  cr_expect_eq(rill_ipc_chan_send_batch(s, iov, 10, 0, &sent), RILL_EFULL);
+  cr_expect_eq(sent, 3, "sent %u", sent);
+  cr_assert_eq(rill_ipc_chan_recv_batch(r2, m, 16, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 3, 5, max);
+  cr_assert_eq(rill_ipc_chan_recv_batch(r, m, 16, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 5, 3, max);
+  cr_expect_eq(rill_ipc_chan_release(r2), 0, "release gives the whole batch back");
+  /* r2 released 3..7, r holds 5..7: 5 more, wrapping around the ring. */
+  cr_expect_eq(rill_ipc_chan_send_batch(s, iov + 3, 7, 0, &sent), RILL_EFULL);
+  cr_expect_eq(sent, 5, "sent %u", sent);
+  cr_assert_eq(rill_ipc_chan_recv_batch(r, m, 16, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 8, 5, max);
+  cr_assert_eq(rill_ipc_chan_recv_batch(r2, m, 16, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 8, 5, max);
+  /* 0 looks once, a bound waits and times out. */
+  cr_expect_eq(rill_ipc_chan_recv_batch(r, m, 16, &got, 0, NULL), RILL_EAGAIN);
+  cr_expect_eq(got, 0);
+  cr_expect_eq(rill_ipc_chan_recv_batch(r, m, 16, &got, 2000000, NULL), RILL_ETIMEDOUT);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(r2);
+  rill_ipc_chan_close(s);
+}
+
+Test(chan, batch_arguments_roles_and_holes) {
+  rill_ipc_chan_opts_t o = {.slots = 8, .max_senders = 2, .max_receivers = 2};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER), *s2 = open_as(&o, RILL_IPC_SENDER);
+  rill_ipc_chan_t *r = open_as(&o, RILL_IPC_RECEIVER);
+  uint32_t max = rill_ipc_chan_max_payload(s);
+  static uint8_t bufs[16][256];
+  rill_iov_t iov[16];
+  rill_ipc_msg_t m[16];
+  uint32_t sent = 99, got = 99;
+  uint64_t lost = 99;
+  cr_expect_eq(rill_ipc_chan_send_batch(s, NULL, 0, 0, &sent), 0);
+  cr_expect_eq(sent, 0);
+  cr_expect_eq(rill_ipc_chan_send_batch(s, NULL, 2, 0, &sent), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_chan_send_batch(NULL, NULL, 0, 0, &sent), RILL_EINVAL);
+  fill_batch(iov, bufs, 0, 0, 3, max);
+  cr_expect_eq(rill_ipc_chan_send_batch(r, iov, 3, 0, &sent), RILL_EINVAL, "on a receiver");
+  cr_expect_eq(rill_ipc_chan_recv_batch(s, m, 4, &got, 0, NULL), RILL_EINVAL, "on a sender");
+  cr_expect_eq(rill_ipc_chan_recv_batch(r, m, 0, &got, 0, NULL), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_chan_recv_batch(r, m, 4, NULL, 0, NULL), RILL_EINVAL);
+  iov[1].data = NULL;
+  cr_expect_eq(rill_ipc_chan_send_batch(s, iov, 3, 0, &sent), RILL_EINVAL);
+  cr_expect_eq(sent, 1);
+  cr_expect_neq(strstr(rill_errmsg(), "message 1 has no data"), NULL, "%s", rill_errmsg());
+  /* A reservation open: a batch is refused as a send is. */
+  void *buf;
+  cr_assert_eq(rill_ipc_chan_reserve(s, 8, 0, &buf), 0);
+  cr_expect_eq(rill_ipc_chan_send_batch(s, iov, 1, 0, &sent), RILL_EBUSY);
+  /* s2's batch lands behind the reservation: the batch ends at the hole. */
+  fill_batch(iov, bufs, 1, 0, 3, max);
+  cr_assert_eq(rill_ipc_chan_send_batch(s2, iov, 3, 0, &sent), 0);
+  cr_assert_eq(rill_ipc_chan_recv_batch(r, m, 16, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 0, 1, max);
+  cr_expect_eq(rill_ipc_chan_recv_batch(r, m, 16, &got, 0, NULL), RILL_EAGAIN, "the hole");
+  cr_assert_eq(rill_ipc_chan_cancel(s), 0);
+  cr_expect_eq(rill_ipc_chan_recv_batch(r, m, 16, &got, 0, &lost), RILL_ELAGGED);
+  cr_expect_eq(lost, 1);
+  cr_expect_eq(got, 0);
+  cr_assert_eq(rill_ipc_chan_recv_batch(r, m, 16, &got, 0, &lost), 0);
+  cr_expect_eq(lost, 0);
+  expect_batch(m, got, 1, 0, 3, max);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s2);
+  rill_ipc_chan_close(s);
+}
+
+Test(chan, queue_batch_takes_one_at_a_time) {
+  rill_ipc_chan_opts_t o = {
+      .slots = 8, .max_senders = 1, .max_receivers = 2, .delivery = RILL_IPC_QUEUE};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER);
+  rill_ipc_chan_t *r = open_as(&o, RILL_IPC_RECEIVER), *r2 = open_as(&o, RILL_IPC_RECEIVER);
+  uint32_t max = rill_ipc_chan_max_payload(s);
+  static uint8_t bufs[16][256];
+  rill_iov_t iov[16];
+  rill_ipc_msg_t m[16];
+  uint32_t sent = 0, got = 0;
+  fill_batch(iov, bufs, 0, 0, 8, max);
+  cr_assert_eq(rill_ipc_chan_send_batch(s, iov, 8, 0, &sent), 0);
+  cr_expect_eq(sent, 8);
+  /* A full queue under block: the wait times out, nothing more claimed. */
+  cr_expect_eq(rill_ipc_chan_send_batch(s, iov, 2, 1000000, &sent), RILL_ETIMEDOUT);
+  cr_expect_eq(sent, 0);
+  for (uint32_t i = 0; i < 8; i++) {
+    rill_ipc_chan_t *who = i % 2 ? r2 : r;
+    cr_assert_eq(rill_ipc_chan_recv_batch(who, m, 16, &got, 0, NULL), 0);
+    expect_batch(m, got, 0, i, 1, max);
+  }
+  cr_expect_eq(rill_ipc_chan_recv_batch(r, m, 16, &got, 0, NULL), RILL_EAGAIN);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(r2);
+  rill_ipc_chan_close(s);
+}
+
+/* A slot scribbled in the middle of a batch: the batch ends before it,
+ * and the next call says what is wrong. */
+Test(chan, batch_stops_before_a_scribbled_slot) {
+  rill_ipc_chan_opts_t o = {.slots = 8, .max_senders = 1, .max_receivers = 1};
+  rill_ipc_chan_t *s = open_as(&o, RILL_IPC_SENDER);
+  rill_ipc_chan_t *r = open_as(&o, RILL_IPC_RECEIVER);
+  uint32_t max = rill_ipc_chan_max_payload(s);
+  for (uint32_t i = 0; i < 4; i++)
+    send_one(s, 0, i);
+  char path[128];
+  snprintf(path, sizeof path, "/dev/shm/rill.%s", chan);
+  int fd = open(path, O_RDWR);
+  cr_assert_geq(fd, 0);
+  uint32_t huge = 100000;
+  /* The ring follows the header page and the table's (2 places). */
+  cr_assert_eq(pwrite(fd, &huge, 4, 4096 * 2 + 2 * 128 + 8), 4);
+  close(fd);
+  rill_ipc_msg_t m[8];
+  uint32_t got = 0;
+  cr_assert_eq(rill_ipc_chan_recv_batch(r, m, 8, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 0, 2, max);
+  cr_expect_eq(rill_ipc_chan_recv_batch(r, m, 8, &got, 0, NULL), RILL_ECORRUPT);
+  cr_expect_eq(got, 0);
+  rill_ipc_chan_close(r);
+  rill_ipc_chan_close(s);
+}

@@ -879,3 +879,282 @@ Test(ipc, forged_gone_and_ready_words) {
   rill_ipc_route_close(r);
   rill_ipc_route_close(s);
 }
+
+/* ---- batches ------------------------------------------------------------------ */
+
+/* n messages from number `from`, as fill makes them, in bufs (iov into it). */
+static void fill_batch(rill_iov_t *iov, uint8_t (*bufs)[256], uint64_t from, uint32_t n,
+                       uint32_t max) {
+  for (uint32_t k = 0; k < n; k++)
+    iov[k] = (rill_iov_t){bufs[k], fill(bufs[k], from + k, max)};
+}
+
+static void expect_batch(const rill_ipc_msg_t *m, uint32_t got, uint64_t from, uint32_t n,
+                         uint32_t max) {
+  cr_assert_eq(got, n, "got %u, expected %u", got, n);
+  for (uint32_t k = 0; k < n; k++) {
+    expect_msg(&m[k], from + k, max);
+    cr_expect_eq(m[k].flags, 0);
+  }
+}
+
+Test(ipc, batches_partial_full_and_wrapped) {
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 8, .policy = RILL_IPC_FAIL});
+  uint32_t max = rill_ipc_route_max_payload(s);
+  rill_ipc_route_t *r = receiver();
+  static uint8_t bufs[16][256];
+  rill_iov_t iov[16];
+  rill_ipc_msg_t m[16];
+  uint32_t sent = 99, got = 99;
+  fill_batch(iov, bufs, 0, 5, max);
+  cr_assert_eq(rill_ipc_route_send_batch(s, iov, 5, 0, &sent), 0);
+  cr_expect_eq(sent, 5);
+  rill_ipc_route_info_t info;
+  cr_assert_eq(rill_ipc_route_info(route, &info), 0);
+  cr_expect_eq(info.head, 5, "head moved for the run");
+  /* Fewer ready than asked: what is there, at once. */
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 16, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 5, max);
+  /* The 5 views hold their slots: 3 of 10 fit, and the ring is full. */
+  fill_batch(iov, bufs, 5, 10, max);
+  cr_expect_eq(rill_ipc_route_send_batch(s, iov, 10, 0, &sent), RILL_EFULL);
+  cr_expect_eq(sent, 3, "sent %u", sent);
+  /* Held views are still intact while the sender waits. */
+  expect_batch(m, 5, 0, 5, max);
+  /* A batch of at most max. */
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 2, &got, 0, NULL), 0);
+  expect_batch(m, got, 5, 2, max);
+  /* The 5 given back: the next 5 go out, wrapping around the ring. */
+  cr_expect_eq(rill_ipc_route_send_batch(s, iov + 3, 7, 0, &sent), RILL_EFULL);
+  cr_expect_eq(sent, 5, "sent %u", sent);
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 16, &got, 0, NULL), 0);
+  expect_batch(m, got, 7, 6, max);
+  cr_expect_eq(rill_ipc_route_release(r), 0, "release gives the whole batch back");
+  cr_expect_eq(rill_ipc_route_send_batch(s, iov + 8, 2, 0, &sent), 0);
+  cr_expect_eq(sent, 2);
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 16, &got, 0, NULL), 0);
+  expect_batch(m, got, 13, 2, max);
+  /* One at a time and batches mix. */
+  send_n(s, 15, 1);
+  recv_n(r, 15, 1, max);
+  cr_assert_eq(rill_ipc_route_info(route, &info), 0);
+  cr_expect_eq(info.head, 16);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
+}
+
+Test(ipc, batch_arguments_roles_and_timeouts) {
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4});
+  uint32_t max = rill_ipc_route_max_payload(s);
+  rill_ipc_route_t *r = receiver();
+  rill_ipc_msg_t m[4];
+  uint32_t sent = 99, got = 99;
+  uint64_t lost = 99;
+  cr_expect_eq(rill_ipc_route_send_batch(s, NULL, 0, 0, &sent), 0, "nothing to send");
+  cr_expect_eq(sent, 0);
+  cr_expect_eq(rill_ipc_route_send_batch(s, NULL, 1, 0, &sent), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_route_send_batch(NULL, NULL, 0, 0, &sent), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_route_recv_batch(r, m, 0, &got, 0, NULL), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_route_recv_batch(r, m, 4, NULL, 0, NULL), RILL_EINVAL);
+  cr_expect_eq(rill_ipc_route_recv_batch(s, m, 4, &got, 0, NULL), RILL_EINVAL, "on a sender");
+  cr_expect_eq(got, 0);
+  static uint8_t bufs[8][256];
+  rill_iov_t iov[8];
+  fill_batch(iov, bufs, 0, 3, max);
+  cr_expect_eq(rill_ipc_route_send_batch(r, iov, 3, 0, &sent), RILL_EINVAL, "on a receiver");
+  cr_expect_eq(sent, 0);
+  /* Data missing in the middle: what came before it goes out. */
+  iov[1].data = NULL;
+  cr_expect_eq(rill_ipc_route_send_batch(s, iov, 3, 0, &sent), RILL_EINVAL);
+  cr_expect_eq(sent, 1);
+  cr_expect_neq(strstr(rill_errmsg(), "message 1 has no data"), NULL, "%s", rill_errmsg());
+  /* An empty message is a message. */
+  iov[1] = (rill_iov_t){NULL, 0};
+  cr_expect_eq(rill_ipc_route_send_batch(s, iov + 1, 1, 0, &sent), 0);
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 4, &got, 0, &lost), 0);
+  cr_expect_eq(got, 2);
+  cr_expect_eq(lost, 0);
+  expect_msg(&m[0], 0, max);
+  cr_expect_eq(m[1].len, 0);
+  cr_expect_eq(m[1].seq, 1);
+  /* 0 looks once; a bound waits, then times out; spin or park alike. */
+  cr_expect_eq(rill_ipc_route_recv_batch(r, m, 4, &got, 0, NULL), RILL_EAGAIN);
+  cr_expect_eq(got, 0);
+  cr_expect_eq(rill_ipc_route_recv_batch(r, m, 4, &got, 2000000, NULL), RILL_ETIMEDOUT);
+  fill_batch(iov, bufs, 2, 6, max);
+  /* A full ring under block: what fits, then the wait times out. */
+  cr_expect_eq(rill_ipc_route_send_batch(s, iov, 6, 2000000, &sent), RILL_ETIMEDOUT);
+  cr_expect_eq(sent, 4, "sent %u", sent);
+  cr_expect_eq(rill_ipc_route_send_batch(s, iov + 4, 2, 0, &sent), RILL_ETIMEDOUT);
+  cr_expect_eq(sent, 0);
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 4, &got, 0, NULL), 0);
+  expect_batch(m, got, 2, 4, max);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
+}
+
+Test(ipc, batch_mixes_inline_and_pooled) {
+  rill_ipc_route_t *s =
+      sender(&(rill_ipc_route_opts_t){.slots = 8, .max_message = 4000, .pool_chunks = 2});
+  rill_ipc_route_t *r = receiver();
+  static uint8_t big[3][4000];
+  rill_iov_t iov[6];
+  for (int k = 0; k < 3; k++)
+    memset(big[k], 'a' + k, sizeof big[k]);
+  uint8_t small[8] = "inline!";
+  iov[0] = (rill_iov_t){small, 8};
+  iov[1] = (rill_iov_t){big[0], 4000};
+  iov[2] = (rill_iov_t){small, 8};
+  iov[3] = (rill_iov_t){big[1], 3000};
+  iov[4] = (rill_iov_t){big[2], 200}; /* over a slot's 112: a chunk */
+  iov[5] = (rill_iov_t){small, 4};
+  uint32_t sent = 0, got = 0;
+  /* Two chunks: the third pooled message waits for a receiver. */
+  cr_expect_eq(rill_ipc_route_send_batch(s, iov, 6, 0, &sent), RILL_ETIMEDOUT);
+  cr_expect_eq(sent, 4, "sent %u", sent);
+  rill_ipc_msg_t m[8];
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 8, &got, 0, NULL), 0);
+  cr_assert_eq(got, 4);
+  uint32_t want_len[4] = {8, 4000, 8, 3000};
+  for (uint32_t k = 0; k < 4; k++) {
+    cr_expect_eq(m[k].len, want_len[k]);
+    cr_expect_eq(m[k].seq, k);
+    cr_expect_eq(memcmp(m[k].data, iov[k].data, want_len[k]), 0, "message %u", k);
+  }
+  cr_expect_eq(rill_ipc_route_release(r), 0);
+  cr_expect_eq(rill_ipc_route_send_batch(s, iov + 4, 2, 0, &sent), 0);
+  cr_expect_eq(sent, 2);
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 8, &got, 0, NULL), 0);
+  cr_assert_eq(got, 2);
+  cr_expect_eq(m[0].len, 200);
+  cr_expect_eq(memcmp(m[0].data, big[2], 200), 0);
+  cr_expect_eq(m[1].len, 4);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
+}
+
+Test(ipc, batch_views_overwritten_are_counted) {
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 8, .policy = RILL_IPC_OVERWRITE});
+  uint32_t max = rill_ipc_route_max_payload(s);
+  rill_ipc_route_t *r = receiver();
+  static uint8_t bufs[16][256];
+  rill_iov_t iov[16];
+  rill_ipc_msg_t m[16];
+  uint32_t sent = 0, got = 0;
+  uint64_t lost = 99;
+  fill_batch(iov, bufs, 0, 4, max);
+  cr_assert_eq(rill_ipc_route_send_batch(s, iov, 4, 0, &sent), 0);
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 16, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 4, max);
+  /* Message 8 overwrites the slot of 0, one of the 4 views held. */
+  fill_batch(iov, bufs, 4, 5, max);
+  cr_assert_eq(rill_ipc_route_send_batch(s, iov, 5, 0, &sent), 0);
+  cr_expect_eq(rill_ipc_route_recv_batch(r, m, 16, &got, 0, &lost), RILL_ELAGGED);
+  cr_expect_eq(lost, 1, "lost %llu", (unsigned long long)lost);
+  cr_expect_eq(got, 0);
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 16, &got, 0, &lost), 0);
+  cr_expect_eq(lost, 0);
+  expect_batch(m, got, 4, 5, max);
+  /* All 5 views held overwritten (4..8, by 12..16), then 9..10 lapped by
+   * 17..18: one report of 7. */
+  fill_batch(iov, bufs, 9, 10, max);
+  cr_assert_eq(rill_ipc_route_send_batch(s, iov, 10, 0, &sent), 0);
+  cr_expect_eq(rill_ipc_route_recv_batch(r, m, 16, &got, 0, &lost), RILL_ELAGGED);
+  cr_expect_eq(lost, 7, "lost %llu", (unsigned long long)lost);
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 16, &got, 0, &lost), 0);
+  expect_batch(m, got, 11, 8, max);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
+}
+
+Test(ipc, batch_send_reaps_a_dead_receiver) {
+  rill_ipc_route_t *s = sender(&(rill_ipc_route_opts_t){.slots = 4, .max_receivers = 1});
+  uint32_t max = rill_ipc_route_max_payload(s);
+  pid_t pid = dead_receiver();
+  static uint8_t bufs[8][256];
+  rill_iov_t iov[8];
+  fill_batch(iov, bufs, 0, 6, max);
+  uint32_t sent = 0;
+  /* 4 fit; the wait for the 5th reaps it, and nobody is left. */
+  cr_expect_eq(rill_ipc_route_send_batch(s, iov, 6, 5000000000ull, &sent), RILL_EPIPE, "%s",
+               rill_errmsg());
+  cr_expect_eq(sent, 4, "sent %u", sent);
+  rill_ipc_route_info_t info;
+  cr_assert_eq(rill_ipc_route_info(route, &info), 0);
+  cr_expect_eq(info.receivers, 0);
+  cr_expect_eq(info.head, 4);
+  rill_ipc_route_close(s);
+  waitpid(pid, NULL, 0);
+}
+
+/* The slots of fresh()'s route: 8 of 128 bytes after the header and the
+ * table's page. */
+#define RING_OFF (4096 * 2)
+
+Test(ipc, batch_stops_before_a_scribbled_slot) {
+  fresh();
+  rill_ipc_route_t *s = sender(NULL);
+  uint32_t max = rill_ipc_route_max_payload(s);
+  rill_ipc_route_t *r = receiver();
+  send_n(s, 0, 4);
+  uint32_t huge = 100000;
+  poke(RING_OFF + 2 * 128 + 8, &huge, 4); /* message 2's length */
+  rill_ipc_msg_t m[8];
+  uint32_t got = 0;
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 8, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 2, max);
+  cr_expect_eq(rill_ipc_route_recv_batch(r, m, 8, &got, 0, NULL), RILL_ECORRUPT);
+  cr_expect_eq(got, 0);
+  cr_expect_neq(strstr(rill_errmsg(), "says 100000 bytes"), NULL, "%s", rill_errmsg());
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
+
+  /* A mark from the future in the middle of a batch: the batch ends before
+   * it; a later look takes it for a lap, never for a message. */
+  fresh();
+  s = sender(NULL);
+  r = receiver();
+  send_n(s, 0, 3);
+  uint64_t future = 1000;
+  poke(RING_OFF + 1 * 128, &future, 8);
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 8, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 1, max);
+  uint64_t lost = 0;
+  int rc = rill_ipc_route_recv_batch(r, m, 8, &got, 0, &lost);
+  cr_expect_eq(rc, RILL_ELAGGED, "%s", rill_strerror(rc));
+  cr_expect_eq(lost, 1);
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 8, &got, 0, NULL), 0);
+  expect_batch(m, got, 2, 1, max);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
+}
+
+Test(ipc, a_new_sender_takes_over_after_a_batch_head_never_covered) {
+  rill_ipc_route_opts_t o = {.slots = 8};
+  rill_ipc_route_t *s = sender(&o);
+  uint32_t max = rill_ipc_route_max_payload(s);
+  rill_ipc_route_t *r = receiver();
+  static uint8_t bufs[8][256];
+  rill_iov_t iov[8];
+  fill_batch(iov, bufs, 0, 5, max);
+  uint32_t sent = 0;
+  cr_assert_eq(rill_ipc_route_send_batch(s, iov, 5, 0, &sent), 0);
+  /* As if it had died after the run's marks and before its head: all 5
+   * are published, and the receiver may have read some already. */
+  uint64_t head = 1;
+  poke(OFF_HEAD, &head, 8);
+  rill_ipc_msg_t m[8];
+  uint32_t got = 0;
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 3, &got, 0, NULL), 0);
+  expect_batch(m, got, 0, 3, max);
+  rill_ipc_route_close(s);
+  s = sender(&o);
+  rill_ipc_route_info_t info;
+  cr_assert_eq(rill_ipc_route_info(route, &info), 0);
+  cr_expect_eq(info.head, 5, "head %llu", (unsigned long long)info.head);
+  send_n(s, 5, 2);
+  cr_assert_eq(rill_ipc_route_recv_batch(r, m, 8, &got, 0, NULL), 0);
+  expect_batch(m, got, 3, 4, max);
+  rill_ipc_route_close(r);
+  rill_ipc_route_close(s);
+}
