@@ -150,6 +150,18 @@ static int try_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t *lost) {
   return rc;
 }
 
+/* rill__ipc_recv_wait's look: one try. */
+typedef struct look {
+  rill_ipc_chan_t *ch;
+  rill_ipc_msg_t *m;
+  uint64_t *lost;
+} look_t;
+
+static int look(void *arg) {
+  look_t *x = arg;
+  return try_recv(x->ch, x->m, x->lost);
+}
+
 /* Gives back the view held: the cursor moves on, a sender waiting for
  * room is woken. */
 static void advance(rill_ipc_chan_t *ch) {
@@ -179,49 +191,19 @@ int rill_ipc_chan_recv(rill_ipc_chan_t *ch, rill_ipc_msg_t *m, uint64_t timeout_
     return rc;
   struct rill__chan_hdr *h = ch->hdr;
   uint64_t now = rill_time_mono_ns();
-  uint64_t deadline = rill__deadline(now, timeout_ns);
-  if (ch->g.wait == RILL_IPC_SPIN) {
-    uint64_t spin_until = rill__deadline(now, ch->g.spin_ns);
-    while (now < spin_until && now < deadline) {
-      for (int i = 0; i < 64; i++) {
-        rill__cpu_relax();
-        rc = try_recv(ch, m, lost);
-        if (rc != RILL_EAGAIN)
-          return rc;
-      }
-      now = rill_time_mono_ns();
-    }
-  }
-  for (;;) {
-    now = rill_time_mono_ns();
-    if (now >= deadline)
-      return rill__err(RILL_ETIMEDOUT, "ipc channel %s: no message in %llu ns", ch->name,
-                       (unsigned long long)timeout_ns);
-    /* Acquire: pairs with the sender's release bump. */
-    uint32_t w = __atomic_load_n(&h->recv_futex, __ATOMIC_ACQUIRE);
-    __atomic_fetch_add(&h->recv_waiters, 1, __ATOMIC_SEQ_CST);
-    /* Relaxed: read only by a reaper after we are dead. */
-    __atomic_store_n(&ch->me->parked, 1, __ATOMIC_RELAXED);
-    /* Relaxed: ordered before our look by the fence below. */
-    __atomic_store_n(&h->recv_want, 1, __ATOMIC_RELAXED);
-    /* seq_cst: pairs with the sender's fence after its commit: we see its
-     * mark, or it sees our count. */
-    RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
-    rc = try_recv(ch, m, lost);
-    if (rc == RILL_EAGAIN) {
-      /* A slice at a time: a claimer may die without waking anyone. */
-      uint64_t left = deadline - now;
-      rill__futex_wait_shared(&h->recv_futex, w, left < PARK_SLICE ? left : PARK_SLICE);
-    }
-    __atomic_store_n(&ch->me->parked, 0, __ATOMIC_RELAXED);
-    /* Relaxed: only a hint for wakers. */
-    __atomic_fetch_sub(&h->recv_waiters, 1, __ATOMIC_RELAXED);
-    if (rc != RILL_EAGAIN)
-      return rc;
-    rc = try_recv(ch, m, lost);
-    if (rc != RILL_EAGAIN)
-      return rc;
-  }
+  /* A slice at a time: a claimer may die without waking anyone. */
+  const rill__ipc_recv_wait_t w = {.futex = &h->recv_futex,
+                                   .waiters = &h->recv_waiters,
+                                   .want = &h->recv_want,
+                                   .parked = &ch->me->parked,
+                                   .spin = ch->g.wait == RILL_IPC_SPIN,
+                                   .spin_ns = ch->g.spin_ns,
+                                   .slice = PARK_SLICE};
+  rc = rill__ipc_recv_wait(&w, now, rill__deadline(now, timeout_ns), look, &(look_t){ch, m, lost});
+  if (rc == RILL_EAGAIN)
+    return rill__err(RILL_ETIMEDOUT, "ipc channel %s: no message in %llu ns", ch->name,
+                     (unsigned long long)timeout_ns);
+  return rc;
 }
 
 int rill_ipc_chan_recv_batch(rill_ipc_chan_t *ch, rill_ipc_msg_t *msgs, uint32_t max, uint32_t *got,

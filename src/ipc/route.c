@@ -1005,6 +1005,18 @@ static uint32_t give_back(rill_ipc_route_t *r) {
   return torn;
 }
 
+/* rill__ipc_recv_wait's look: one try. */
+typedef struct recv_look {
+  rill_ipc_route_t *r;
+  rill_ipc_msg_t *m;
+  uint64_t *lost;
+} recv_look_t;
+
+static int recv_look(void *arg) {
+  recv_look_t *x = arg;
+  return try_recv(x->r, x->m, x->lost, false);
+}
+
 int rill_ipc_route_recv(rill_ipc_route_t *r, rill_ipc_msg_t *m, uint64_t timeout_ns,
                         uint64_t *lost) {
   if (RILL_UNLIKELY(!r || !m || r->role != RILL_IPC_RECEIVER)) {
@@ -1038,47 +1050,19 @@ int rill_ipc_route_recv(rill_ipc_route_t *r, rill_ipc_msg_t *m, uint64_t timeout
     return rc;
   struct rill__ipc_hdr *h = r->s.hdr;
   uint64_t now = rill_time_mono_ns();
-  uint64_t deadline = rill__deadline(now, timeout_ns);
-  if (r->s.g.wait == RILL_IPC_SPIN) {
-    uint64_t spin_until = rill__deadline(now, r->s.g.spin_ns);
-    while (now < spin_until && now < deadline) {
-      for (int i = 0; i < 64; i++) {
-        rill__cpu_relax();
-        rc = try_recv(r, m, lost, false);
-        if (rc != RILL_EAGAIN)
-          return rc;
-      }
-      now = rill_time_mono_ns();
-    }
-  }
-  for (;;) {
-    now = rill_time_mono_ns();
-    if (now >= deadline)
-      return rill__err(RILL_ETIMEDOUT, "ipc route %s: no message in %llu ns", r->s.name,
-                       (unsigned long long)timeout_ns);
-    /* Acquire: pairs with the sender's release bump. */
-    uint32_t w = __atomic_load_n(&h->recv_futex, __ATOMIC_ACQUIRE);
-    __atomic_fetch_add(&h->recv_waiters, 1, __ATOMIC_SEQ_CST);
-    /* Relaxed: as the sender's (wait_room). */
-    __atomic_store_n(&r->me->parked, 1, __ATOMIC_RELAXED);
-    /* Relaxed: ordered before our check by the fence below; the sender
-     * takes it after its fence (see rill_ipc_route_send). */
-    __atomic_store_n(&h->recv_want, 1, __ATOMIC_RELAXED);
-    /* seq_cst: pairs with the sender's fence after publishing (file
-     * comment): we see its mark, or it sees our count. */
-    RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
-    rc = try_recv(r, m, lost, false);
-    if (rc == RILL_EAGAIN)
-      rill__futex_wait_shared(&h->recv_futex, w, deadline - now);
-    __atomic_store_n(&r->me->parked, 0, __ATOMIC_RELAXED);
-    /* Relaxed: only a hint for wakers. */
-    __atomic_fetch_sub(&h->recv_waiters, 1, __ATOMIC_RELAXED);
-    if (rc != RILL_EAGAIN)
-      return rc;
-    rc = try_recv(r, m, lost, false);
-    if (rc != RILL_EAGAIN)
-      return rc;
-  }
+  const rill__ipc_recv_wait_t w = {.futex = &h->recv_futex,
+                                   .waiters = &h->recv_waiters,
+                                   .want = &h->recv_want,
+                                   .parked = &r->me->parked,
+                                   .spin = r->s.g.wait == RILL_IPC_SPIN,
+                                   .spin_ns = r->s.g.spin_ns,
+                                   .slice = UINT64_MAX};
+  rc = rill__ipc_recv_wait(&w, now, rill__deadline(now, timeout_ns), recv_look,
+                           &(recv_look_t){r, m, lost});
+  if (rc == RILL_EAGAIN)
+    return rill__err(RILL_ETIMEDOUT, "ipc route %s: no message in %llu ns", r->s.name,
+                     (unsigned long long)timeout_ns);
+  return rc;
 }
 
 int rill_ipc_route_recv_batch(rill_ipc_route_t *r, rill_ipc_msg_t *msgs, uint32_t max,

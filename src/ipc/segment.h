@@ -305,6 +305,63 @@ static inline void rill__ipc_wake(uint32_t *waiters, uint32_t *want, uint32_t *f
     rill__futex_bump_shared(futex);
 }
 
+/* A receiver's wait for a message, routes and channels alike: spin first
+ * when the segment says RILL_IPC_SPIN, then park (route.c's file comment)
+ * until look() returns anything but RILL_EAGAIN or the deadline passes
+ * (RILL_EAGAIN then: the caller names the timeout). slice bounds one sleep,
+ * for a channel whose claimer may die without waking anyone. look is a
+ * static function of the caller's file and this is inline, so the spin
+ * loop makes no indirect call. */
+typedef struct rill__ipc_recv_wait {
+  uint32_t *futex, *waiters, *want; /* the header's recv_* words */
+  uint32_t *parked;                 /* the receiver's place */
+  bool spin;
+  uint64_t spin_ns, slice;
+} rill__ipc_recv_wait_t;
+
+static inline int rill__ipc_recv_wait(const rill__ipc_recv_wait_t *w, uint64_t now,
+                                      uint64_t deadline, int (*look)(void *), void *ctx) {
+  int rc;
+  if (w->spin) {
+    uint64_t spin_until = rill__deadline(now, w->spin_ns);
+    while (now < spin_until && now < deadline) {
+      for (int i = 0; i < 64; i++) {
+        rill__cpu_relax();
+        if ((rc = look(ctx)) != RILL_EAGAIN)
+          return rc;
+      }
+      now = rill_time_mono_ns();
+    }
+  }
+  for (;;) {
+    now = rill_time_mono_ns();
+    if (now >= deadline)
+      return RILL_EAGAIN;
+    /* Acquire: pairs with the sender's release bump. */
+    uint32_t f = __atomic_load_n(w->futex, __ATOMIC_ACQUIRE);
+    __atomic_fetch_add(w->waiters, 1, __ATOMIC_SEQ_CST);
+    /* Relaxed: read by a reaper after we are dead, and by the sender's
+     * wait as a hint. */
+    __atomic_store_n(w->parked, 1, __ATOMIC_RELAXED);
+    /* Relaxed: ordered before our look by the fence below; the sender
+     * takes it after its fence (rill__ipc_wake). */
+    __atomic_store_n(w->want, 1, __ATOMIC_RELAXED);
+    /* seq_cst: pairs with the sender's fence after it publishes: we see
+     * its mark, or it sees our count. */
+    RILL__IPC_FENCE(__ATOMIC_SEQ_CST);
+    rc = look(ctx);
+    if (rc == RILL_EAGAIN) {
+      uint64_t left = deadline - now;
+      rill__futex_wait_shared(w->futex, f, left < w->slice ? left : w->slice);
+    }
+    __atomic_store_n(w->parked, 0, __ATOMIC_RELAXED);
+    /* Relaxed: only a hint for wakers. */
+    __atomic_fetch_sub(w->waiters, 1, __ATOMIC_RELAXED);
+    if (rc != RILL_EAGAIN || (rc = look(ctx)) != RILL_EAGAIN)
+      return rc;
+  }
+}
+
 /* Maps an existing /rill.<name> read-write (rill__ipc_shm_attach, patient)
  * and checks it as a segment of kind ("route": g is a struct
  * rill__ipc_geom; "channel": a struct rill__chan_geom): 0 with the
