@@ -132,9 +132,10 @@ static int publish_item(rill_bus_producer_t *p, uint32_t shard, const struct ite
   return publish_full(p, shard, it);
 }
 
-/* Publishes len bytes at data: inline up to slot_payload, else copied into
+/* publish_to for every case: inline up to slot_payload, else copied into
  * a new buf (an allocation) sent by reference, up to max_payload. */
-static int publish_to(rill_bus_producer_t *p, uint32_t shard, const void *data, uint32_t len) {
+static __attribute__((noinline)) int publish_slow(rill_bus_producer_t *p, uint32_t shard,
+                                                  const void *data, uint32_t len) {
   rill_bus_t *bus = p->bus;
   if (RILL_LIKELY(len <= bus->o.slot_payload))
     return publish_item(p, shard, &(struct item){data, len, NULL});
@@ -149,6 +150,33 @@ static int publish_to(rill_bus_producer_t *p, uint32_t shard, const void *data, 
   rc = publish_item(p, shard, &(struct item){NULL, len, &b});
   rill_buf_release(&b); /* the slot has its own reference, if it got in */
   return rc;
+}
+
+/* Publishes len bytes at data to shard. The usual event (inline, its
+ * ring not full, the bus neither sampling nor shut down) is written here;
+ * everything else goes to publish_slow, which checks it all again. Apart
+ * so that the usual event saves few registers and pays no stack canary
+ * for the item and buf the others take the address of (callgrind, bench
+ * bus e2e_1p: the producer thread's loop, the hash aside, went from 153
+ * to 88 instructions an event). */
+static inline int publish_to(rill_bus_producer_t *p, uint32_t shard, const void *data,
+                             uint32_t len) {
+  rill_bus_t *bus = p->bus;
+  /* Relaxed stop: as publish_item's. */
+  if (RILL_LIKELY(len <= bus->o.slot_payload && bus->o.policy != RILL_BUS_SAMPLE &&
+                  !__atomic_load_n(&bus->stop, __ATOMIC_RELAXED))) {
+    rill_ring_spsc_t *r = p->rings[shard];
+    uint64_t tail;
+    uint8_t *sl = rill__ring_spsc_next(r, &tail);
+    if (RILL_LIKELY(sl != NULL)) {
+      write_slot(sl, rill_time_ns(), data, len);
+      rill__ring_spsc_publish(r, tail);
+      doorbell_ring(bus, shard);
+      cnt_inc(&p->c.ingested);
+      return 0;
+    }
+  }
+  return publish_slow(p, shard, data, len);
 }
 
 /* One push of a publish that waits for room (DROP_OLDEST, BLOCK): 0 once

@@ -83,6 +83,26 @@ static inline void rill__ring_spsc_head_add(rill_ring_spsc_t *r, uint64_t n, int
   __atomic_fetch_add(&rill__ring_spsc_of(r)->cons->head, n, order);
 }
 
+/** Producer: the slot at tail when one is free, else NULL (head loaded
+ *  with acquire only when the cached head says full, as push does); *tail
+ *  gets tail, for rill__ring_spsc_publish. One push in two steps without
+ *  commit's second look at the indexes: the bus's one-event publish. */
+static inline uint8_t *rill__ring_spsc_next(rill_ring_spsc_t *r, uint64_t *tail) {
+  struct rill__ring_spsc *s = rill__ring_spsc_of(r);
+  /* Relaxed: the producer's own index. */
+  uint64_t t = __atomic_load_n(&s->prod->tail, __ATOMIC_RELAXED);
+  if (RILL_UNLIKELY(rill__ring_spsc_free(s, t, 1) == 0))
+    return NULL;
+  *tail = t;
+  return s->data + (t & s->mask) * s->slot_size;
+}
+
+/** Producer: publishes the slot rill__ring_spsc_next returned, with a
+ *  release store of tail: its bytes are visible before tail covers it. */
+static inline void rill__ring_spsc_publish(rill_ring_spsc_t *r, uint64_t tail) {
+  __atomic_store_n(&rill__ring_spsc_of(r)->prod->tail, tail + 1, __ATOMIC_RELEASE);
+}
+
 /*
  * A producer that writes several slots before it publishes them (the bus's
  * batch publish, which spreads one call over several rings): it takes
