@@ -159,7 +159,7 @@ uint64_t rill_time_wall_ns(void);
 
 /* ---- hashing ----------------------------------------------------------- */
 
-/** xxh3 64-bit hash of len bytes (libxxhash). */
+/** xxh3 64-bit hash of len bytes (XXH3_64bits: the values libxxhash gives). */
 uint64_t rill_hash64(const void *data, size_t len);
 
 /** xxh3 64-bit hash with a seed. */
