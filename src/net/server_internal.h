@@ -463,6 +463,23 @@ void rill__srv_ack(struct loop *lp, struct conn *c, struct topic *t, const rill_
 void rill__srv_on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f);
 void rill__srv_on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t *f);
 
+/* Unacknowledged PUBLISH frames read back to back for one topic, appended
+ * together (one lock of the log, one store of its next) when the run ends:
+ * at a frame of another kind or topic, or at the end of what was read.
+ * Their bodies stay in rx until then. */
+#define PUB_RUN 64u
+struct pubrun {
+  struct topic *t;
+  uint32_t n;
+  rill_frame_t f[PUB_RUN];
+};
+/* Whether f, a PUBLISH, joins r (r flushed first when it is full or of
+ * another topic); false: f is not a plain unacknowledged publish to a
+ * bound channel, and the caller flushes r (when r->n) and handles f
+ * alone. */
+bool rill__srv_pubrun_add(struct loop *lp, struct conn *c, struct pubrun *r, const rill_frame_t *f);
+void rill__srv_pubrun_flush(struct loop *lp, struct conn *c, struct pubrun *r);
+
 /* server_stream.c: streamed publishes */
 void rill__srv_stream_open(struct loop *lp, struct conn *c, struct topic *t, const rill_frame_t *f);
 void rill__srv_stream_drop(rill_server_t *s, struct conn *c, struct instream *in, bool keep);
