@@ -305,6 +305,17 @@ static inline struct held *take(rill_client_t *c,
   return NULL;
 }
 
+/* The next whole frame in rx when decoding is all rill__cli_read_frame
+ * would do with it: connected, nothing spilled by a send, no message put
+ * together, and a frame that is not a PING or a piece. Not consumed: the
+ * caller that takes it moves off on by *used. False: read_frame's way. */
+static inline bool rx_peek_plain(rill_client_t *c, rill_frame_t *f, size_t *used) {
+  if (c->fd < 0 || c->spill_len || c->done_buf || c->asms)
+    return false;
+  return rill_frame_decode(c->rx + c->off, c->have - c->off, c->max_body, f, used) == 0 &&
+         f->type != RILL_F_PING && f->type != RILL_F_CHUNK && !(f->flags & RILL_FF_STREAM);
+}
+
 /* The start of a reader's call (rill_client_next, rill_client_next_ask):
  * what it handed out last is let go. Returns the call's deadline. */
 static inline uint64_t reader_begin(rill_client_t *c, uint64_t timeout_ns) {

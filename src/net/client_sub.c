@@ -110,19 +110,17 @@ int rill__cli_took_skip(rill_client_t *c) {
 
 /* A subscriber keeping up: the next frame rx holds is a delivery for a
  * subscription read here, with nothing held, skipped, dropped, pieced
- * together or waiting to be sent. Taken straight from rx, decoded by the
- * same rill_frame_decode and counted against the same credits as below,
+ * together or waiting to be sent. Taken straight from rx (rx_peek_plain)
+ * and counted against the same credits as below,
  * without the deadline, the connection check and the read call, which
  * were half the cost of a delivery. Anything else: false, and the full
  * path decodes it again. */
 static bool next_in_rx(rill_client_t *c, rill_client_msg_t *m) {
-  if (c->head || c->skipped || c->ngone || c->fd < 0 || c->tx_len || c->spill_len || c->done_buf ||
-      c->asms)
+  if (c->head || c->skipped || c->ngone || c->tx_len)
     return false;
   rill_frame_t f;
   size_t used;
-  if (rill_frame_decode(c->rx + c->off, c->have - c->off, c->max_body, &f, &used) != 0 ||
-      f.type != RILL_F_DELIVER || f.id != 0 || (f.flags & RILL_FF_STREAM))
+  if (!rx_peek_plain(c, &f, &used) || f.type != RILL_F_DELIVER || f.id != 0)
     return false;
   struct reg *r = reg_of(c, REG_SUB, f.channel);
   if (!r || r->msg_cb || !r->credits)
