@@ -276,7 +276,7 @@ void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     rill__srv_send_error(lp, c, 0, f->id, RILL_ENOENT, "ASK: nobody serves that name");
     return;
   }
-  pthread_mutex_lock(&s->asks_mu);
+  asks_lock(lp);
   /* Every ask in flight is memory and a table entry until it ends: held
    * to a count per asker and on the server. */
   char why[128] = "";
@@ -291,7 +291,7 @@ void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     s->free_asks = a->next;
     s->nfree_asks--;
   } else if (why[0] || !room || !(a = rill__malloc(sizeof *a))) {
-    pthread_mutex_unlock(&s->asks_mu);
+    asks_unlock(lp);
     conn_put(pc);
     if (why[0])
       INC(lp, asks_refused, 1);
@@ -341,7 +341,7 @@ void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   } else if (stream) {
     c->askout[out].sid = a->sid;
   }
-  pthread_mutex_unlock(&s->asks_mu);
+  asks_unlock(lp);
 }
 
 /* Under asks_mu: a streamed ask that would pass max_message ends. */
@@ -406,7 +406,7 @@ void rill__srv_on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t 
 
 void rill__srv_on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
-  pthread_mutex_lock(&s->asks_mu);
+  asks_lock(lp);
   struct ask **pp = ask_slot(s, f->id);
   if (*pp && (*pp)->provider == c && !(*pp)->replying) {
     struct ask *a = *pp;
@@ -420,7 +420,7 @@ void rill__srv_on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) 
       ask_done(s, pp);
     }
   } /* else cancelled or timed out meanwhile: the answer has no one to go to */
-  pthread_mutex_unlock(&s->asks_mu);
+  asks_unlock(lp);
 }
 
 /* An ERROR from a client: a provider failing an ask (id = the ask's) has

@@ -266,6 +266,32 @@ static uint32_t hello_max(void) {
   return (uint32_t)rill_net_hello_size(RILL_NET_MAX_TOKEN, RILL_NET_MAX_NAME);
 }
 
+/* Ends conn_decode's hold of asks_mu (see loop.asks_held). */
+static void asks_let_go(struct loop *lp) {
+  if (lp->asks_held) {
+    lp->asks_held = false;
+    pthread_mutex_unlock(&lp->s->asks_mu);
+  }
+}
+
+/* Asks and replies read together take asks_mu once, up to ASKS_RUN of
+ * them (others loops wait no longer than that for it): pipelined asks
+ * took it twice an ask, a tenth of the server's cost of one. Streamed
+ * asks are left out: their refusals are fatal, and the log callback
+ * must not run under the lock. */
+#define ASKS_RUN 64u
+static void asks_hold(struct loop *lp, const rill_frame_t *f) {
+  bool run = f->type == RILL_F_REPLY || (f->type == RILL_F_ASK && !(f->flags & RILL_FF_STREAM));
+  if (!run || lp->asks_run >= ASKS_RUN)
+    asks_let_go(lp);
+  if (run && !lp->asks_held) {
+    pthread_mutex_lock(&lp->s->asks_mu);
+    lp->asks_held = true;
+    lp->asks_run = 0;
+  }
+  lp->asks_run++;
+}
+
 /* Handles every whole frame in rx, until the connection pauses. What a
  * pause leaves is handled when it resumes, before anything is read. */
 static void conn_decode(struct loop *lp, struct conn *c) {
@@ -280,6 +306,7 @@ static void conn_decode(struct loop *lp, struct conn *c) {
     if (rc == RILL_EAGAIN)
       break;
     if (rc) {
+      asks_let_go(lp);
       if (run.n)
         rill__srv_pubrun_flush(lp, c, &run);
       rill__srv_fatal(lp, c, rc, rill_errmsg());
@@ -288,11 +315,16 @@ static void conn_decode(struct loop *lp, struct conn *c) {
     /* A run of publishes queues nothing to send (no ACK asked, and an
      * error only where one alone would have had it), so the pause below
      * sees what it would have seen frame by frame. */
-    if (f.type == RILL_F_PUBLISH && c->ready && rill__srv_pubrun_add(lp, c, &run, &f)) {
+    bool pub = f.type == RILL_F_PUBLISH && c->ready;
+    if (pub)
+      asks_let_go(lp); /* before the run's appends: a refusal may be logged */
+    if (pub && rill__srv_pubrun_add(lp, c, &run, &f)) {
       INC(lp, frames_in, 1);
     } else {
       if (run.n)
         rill__srv_pubrun_flush(lp, c, &run);
+      if (c->ready)
+        asks_hold(lp, &f);
       if (!c->closing) /* a publish of the run refused, and the connection cut off */
         on_frame(lp, c, &f);
     }
@@ -302,6 +334,7 @@ static void conn_decode(struct loop *lp, struct conn *c) {
     if (over(lp, c))
       c->paused = true; /* answers pile up: stop reading until they drain */
   }
+  asks_let_go(lp);
   if (run.n)
     rill__srv_pubrun_flush(lp, c, &run);
   rill__srv_pump_touched(lp);

@@ -305,7 +305,13 @@ struct loop {
   struct conn *conns;
   struct conn *dirty;
   struct tloop *touched; /* topics appended to during this read */
-  struct pack *acks;     /* waiting for durability, in arrival order */
+  /* conn_decode holds asks_mu over a run of ASK and REPLY frames read
+   * together (asks_run of them so far), rather than each taking it: the
+   * lock order is then asks_mu before reg (on_ask's service lookup). Let
+   * go before any other frame, so no log callback runs under it. */
+  bool asks_held;
+  uint32_t asks_run;
+  struct pack *acks; /* waiting for durability, in arrival order */
   size_t cap_acks;
   size_t nacks; /* atomic */
   uint64_t last_sweep;
@@ -462,6 +468,16 @@ void rill__srv_ack(struct loop *lp, struct conn *c, struct topic *t, const rill_
                    uint64_t first, uint64_t last);
 void rill__srv_on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f);
 void rill__srv_on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t *f);
+
+/* asks_mu, unless conn_decode holds it over a run (asks_held). */
+static inline void asks_lock(struct loop *lp) {
+  if (!lp->asks_held)
+    pthread_mutex_lock(&lp->s->asks_mu);
+}
+static inline void asks_unlock(struct loop *lp) {
+  if (!lp->asks_held)
+    pthread_mutex_unlock(&lp->s->asks_mu);
+}
 
 /* Unacknowledged PUBLISH frames read back to back for one topic, appended
  * together (one lock of the log, one store of its next) when the run ends:
