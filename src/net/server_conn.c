@@ -535,6 +535,12 @@ void rill__srv_conn_settle(struct loop *lp, struct conn *c) {
       rill__srv_pump(lp, u);
     rill__srv_conn_flush(lp, c);
   }
+  if (c->refs_full && c->nrefs < TX_REFS && !c->out.on) {
+    c->refs_full = false;
+    for (struct sub *u = c->subs; u; u = u->next_in_conn)
+      rill__srv_pump(lp, u);
+    rill__srv_conn_flush(lp, c);
+  }
   if (c->paused && queued(c) < limit / 4 && c->acks_waiting < ACKS_MAX / 2 &&
       !(c->held_on && rill__srv_hold_over(lp, c))) {
     c->paused = false;

@@ -241,14 +241,15 @@ struct conn {
     rill_buf_t b;
   } txrefs[TX_REFS];
   uint32_t refs_head, nrefs;
-  size_t ref_bytes;                    /* not yet sent */
-  struct chtab binds;                  /* channel -> struct topic */
-  struct chtab subch;                  /* channel -> struct sub */
-  struct sub *subs;                    /* the same subscriptions, to go through them */
-  struct provider *provides;           /* under reg */
-  uint32_t nserves;                    /* its providers; under reg */
-  uint32_t nasks;                      /* asks it made in flight; under asks_mu */
-  uint32_t nasked;                     /* asks in flight it provides for; under asks_mu */
+  bool refs_full;            /* a pump stopped at TX_REFS: settle pumps again once some went */
+  size_t ref_bytes;          /* not yet sent */
+  struct chtab binds;        /* channel -> struct topic */
+  struct chtab subch;        /* channel -> struct sub */
+  struct sub *subs;          /* the same subscriptions, to go through them */
+  struct provider *provides; /* under reg */
+  uint32_t nserves;          /* its providers; under reg */
+  uint32_t nasks;            /* asks it made in flight; under asks_mu */
+  uint32_t nasked;           /* asks in flight it provides for; under asks_mu */
   struct alist asks_made, asks_served; /* those asks; under asks_mu */
   uint32_t acks_waiting;
   struct instream in[IN_STREAMS];
