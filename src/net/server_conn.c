@@ -295,7 +295,7 @@ static void asks_hold(struct loop *lp, const rill_frame_t *f) {
 /* Handles every whole frame in rx, until the connection pauses. What a
  * pause leaves is handled when it resumes, before anything is read. */
 static void conn_decode(struct loop *lp, struct conn *c) {
-  size_t off = 0;
+  size_t off = c->rx_off, need = 0;
   struct pubrun run;
   run.n = 0;
   while (!c->closing && !c->paused) {
@@ -303,8 +303,10 @@ static void conn_decode(struct loop *lp, struct conn *c) {
     size_t used;
     int rc = rill_frame_decode(c->rx + off, c->rx_len - off,
                                c->ready ? lp->s->o.max_body : hello_max(), &f, &used);
-    if (rc == RILL_EAGAIN)
+    if (rc == RILL_EAGAIN) {
+      need = used;
       break;
+    }
     if (rc) {
       asks_let_go(lp);
       if (run.n)
@@ -338,40 +340,67 @@ static void conn_decode(struct loop *lp, struct conn *c) {
   if (run.n)
     rill__srv_pubrun_flush(lp, c, &run);
   rill__srv_pump_touched(lp);
-  memmove(c->rx, c->rx + off, c->rx_len - off);
-  c->rx_len -= off;
+  if (off == c->rx_len) {
+    off = c->rx_len = 0;
+  } else if (need && off + need > c->rx_cap) { /* the rest of the frame does not fit after it */
+    memmove(c->rx, c->rx + off, c->rx_len - off);
+    c->rx_len -= off;
+    off = 0;
+  }
+  c->rx_off = off;
+  c->rx_need = need;
+}
+
+/* Room to read into c->rx: what is decoded goes when the room at the end
+ * is short, and the buffer grows when that is not enough, or to four
+ * frames when frames are big (16 KiB and more), so that one read in
+ * pieces is rarely moved (pub_64k moved most of each record once).
+ * False when it cannot grow (the connection is then closing). */
+#define RX_BIG_FRAME (16u << 10)
+static bool rx_room(rill_server_t *s, struct loop *lp, struct conn *c) {
+  if (c->rx_off && (c->rx_cap - c->rx_len < 4096 || c->rx_off + c->rx_need > c->rx_cap)) {
+    memmove(c->rx, c->rx + c->rx_off, c->rx_len - c->rx_off);
+    c->rx_len -= c->rx_off;
+    c->rx_off = 0;
+  }
+  /* A whole frame of max_body and room to read on: what stays in rx
+   * after decoding is one partial frame, so this never fills. */
+  size_t most = RILL_NET_HDR + (size_t)s->o.max_body + 4096;
+  bool full = c->rx_cap - c->rx_len < 4096;
+  if (!full && (c->rx_need < RX_BIG_FRAME || c->rx_cap / 4 >= c->rx_need || c->rx_cap >= most))
+    return true;
+  size_t cap = c->rx_cap * 2;
+  if (cap > most)
+    cap = most;
+  if (cap <= c->rx_cap) {
+    rill__srv_fatal(lp, c, RILL_EMSGSIZE, "receive buffer full");
+    return false;
+  }
+  uint8_t *n = c->rx_pooled ? rill__malloc(cap) : rill__realloc(c->rx, cap);
+  if (n && c->rx_pooled) { /* past the pool's size: to the heap */
+    memcpy(n, c->rx, c->rx_len);
+    rx_give(s, c->rx, true);
+    c->rx_pooled = false;
+  }
+  if (!n) {
+    if (!full)
+      return true; /* room enough to go on, if not as much as wished */
+    rill__srv_fatal(lp, c, RILL_ENOMEM, "no memory");
+    return false;
+  }
+  c->rx = n;
+  c->rx_cap = cap;
+  return true;
 }
 
 /* Reads what the socket has, decodes and handles every whole frame. */
 void rill__srv_conn_read(struct loop *lp, struct conn *c) {
   rill_server_t *s = lp->s;
-  if (c->rx_len)
+  if (c->rx_len > c->rx_off)
     conn_decode(lp, c);
   for (int rounds = 0; rounds < 16 && !c->closing && !c->paused; rounds++) {
-    if (c->rx_cap - c->rx_len < 4096) {
-      size_t cap = c->rx_cap * 2;
-      /* A whole frame of max_body and room to read on: what stays in rx
-       * after decoding is one partial frame, so this never fills. */
-      size_t most = RILL_NET_HDR + (size_t)s->o.max_body + 4096;
-      if (cap > most)
-        cap = most;
-      if (cap <= c->rx_cap) {
-        rill__srv_fatal(lp, c, RILL_EMSGSIZE, "receive buffer full");
-        return;
-      }
-      uint8_t *n = c->rx_pooled ? rill__malloc(cap) : rill__realloc(c->rx, cap);
-      if (n && c->rx_pooled) { /* past the pool's size: to the heap */
-        memcpy(n, c->rx, c->rx_len);
-        rx_give(s, c->rx, true);
-        c->rx_pooled = false;
-      }
-      if (!n) {
-        rill__srv_fatal(lp, c, RILL_ENOMEM, "no memory");
-        return;
-      }
-      c->rx = n;
-      c->rx_cap = cap;
-    }
+    if (!rx_room(s, lp, c))
+      return;
     /* Before the HELLO is accepted, no more than a HELLO is read: only
      * the first page of the buffer is touched (a pooled buffer's pages
      * are committed as they are written). */
@@ -544,7 +573,7 @@ void rill__srv_conn_settle(struct loop *lp, struct conn *c) {
   if (c->paused && queued(c) < limit / 4 && c->acks_waiting < ACKS_MAX / 2 &&
       !(c->held_on && rill__srv_hold_over(lp, c))) {
     c->paused = false;
-    if (c->rx_len) /* frames read before the pause, which no EPOLLIN will announce */
+    if (c->rx_len > c->rx_off) /* frames read before the pause, which no EPOLLIN will announce */
       conn_decode(lp, c);
     for (struct sub *u = c->subs; u; u = u->next_in_conn)
       rill__srv_pump(lp, u);

@@ -230,6 +230,11 @@ struct conn {
   uint64_t assembling; /* bytes of its streams being put together */
   uint8_t *rx;
   size_t rx_len, rx_cap;
+  /* rx[rx_off, rx_len) is not decoded yet: a frame read in pieces stays
+   * where it began while the rest of it fits after it (rx_need: its
+   * whole size, once its header is in), rather than being moved to the
+   * front after every read. */
+  size_t rx_off, rx_need;
   bool rx_pooled; /* rx is one of the server's pool buffers (RX_MIN) */
   uint8_t *tx;
   size_t tx_off, tx_len, tx_cap;
