@@ -16,6 +16,7 @@
 
 #include "core/internal.h"
 #include "net/addr.h"
+#include "net/frame.h"
 #include "rill/net.h"
 
 #define TX_BUF    (64u << 10)
@@ -312,7 +313,7 @@ static inline struct held *take(rill_client_t *c,
 static inline bool rx_peek_plain(rill_client_t *c, rill_frame_t *f, size_t *used) {
   if (c->fd < 0 || c->spill_len || c->done_buf || c->asms)
     return false;
-  return rill_frame_decode(c->rx + c->off, c->have - c->off, c->max_body, f, used) == 0 &&
+  return rill__frame_decode(c->rx + c->off, c->have - c->off, c->max_body, f, used) == 0 &&
          f->type != RILL_F_PING && f->type != RILL_F_CHUNK && !(f->flags & RILL_FF_STREAM);
 }
 

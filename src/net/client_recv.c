@@ -283,7 +283,7 @@ int rill__cli_read_frame(rill_client_t *c, rill_frame_t *f, uint64_t timeout_ns)
         return src;
     }
     size_t used;
-    int rc = rill_frame_decode(c->rx + c->off, c->have - c->off, c->max_body, f, &used);
+    int rc = rill__frame_decode(c->rx + c->off, c->have - c->off, c->max_body, f, &used);
     if (rc == 0) {
       c->off += used; /* the body stays where it is until the next call */
       if (RILL_UNLIKELY(f->type == RILL_F_PING)) {

@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include "net/frame.h"
 #include "net/server_internal.h"
 
 /* Room for one more channel (the table grown when it would pass half
@@ -301,8 +302,8 @@ static void conn_decode(struct loop *lp, struct conn *c) {
   while (!c->closing && !c->paused) {
     rill_frame_t f;
     size_t used;
-    int rc = rill_frame_decode(c->rx + off, c->rx_len - off,
-                               c->ready ? lp->s->o.max_body : hello_max(), &f, &used);
+    int rc = rill__frame_decode(c->rx + off, c->rx_len - off,
+                                c->ready ? lp->s->o.max_body : hello_max(), &f, &used);
     if (rc == RILL_EAGAIN) {
       need = used;
       break;
