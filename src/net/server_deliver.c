@@ -78,6 +78,18 @@ void rill__srv_pump(struct loop *lp, struct sub *u) {
         rill_buf_release(&recs[k].payload); /* read again once the chunks are out */
         continue;
       }
+      size_t run = 0; /* small ones from k on, copied into the queue together */
+      while (k + run < n && recs[k + run].payload.len < REF_MIN)
+        run++;
+      if (run) {
+        rill__srv_send_delivers(lp, c, u->ch, recs + k, run);
+        sent += run;
+        u->next = recs[k + run - 1].seq + 1;
+        for (size_t i = 0; i < run; i++)
+          rill_buf_release(&recs[k + i].payload);
+        k += run - 1;
+        continue;
+      }
       sent++;
       u->next = recs[k].seq + 1;
       if (recs[k].payload.len > lp->s->o.max_body)

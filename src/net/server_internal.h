@@ -436,6 +436,10 @@ bool rill__srv_send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t
                           uint64_t id, uint64_t arg, const void *body, uint32_t len);
 bool rill__srv_send_frame_ref(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags,
                               uint16_t ch, uint64_t id, uint64_t arg, const rill_buf_t *payload);
+/* DELIVERs on channel ch of n records each under REF_MIN (copied), in
+ * order: as n send_frame_ref calls would queue them. */
+void rill__srv_send_delivers(struct loop *lp, struct conn *c, uint16_t ch,
+                             const rill_log_record_t *recs, size_t n);
 int rill__srv_xsend(struct loop *lp, struct conn *c, bool soft, uint8_t type, uint8_t flags,
                     uint16_t ch, uint64_t id, uint64_t arg, const void *body, uint32_t len);
 bool rill__srv_error_to(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, int code,
