@@ -133,9 +133,14 @@ struct rill_client {
   size_t asm_bytes;     /* the buffers of asms together: at most ASM_BUDGET max_messages */
   uint8_t *done_buf;    /* the last one put together: freed by the next read */
   uint64_t ask_waiting; /* the blocking ask waiting for its reply now; 0: none */
-  char asm_msg[128];    /* the message of an ERROR made up for one over max_message */
-  int skipped;          /* a delivery over max_message was dropped: told by next or poll */
-  bool skip_wake;       /* read_frame returns 1 at a skip (next and poll wait on it) */
+  /* The last service name an ask passed the check with (ask_prefix):
+   * asks repeat a name, and checking each of its bytes cost more than
+   * putting the rest of the ask together. */
+  char ask_name[RILL_NET_MAX_NAME];
+  size_t ask_name_len; /* 0: none yet */
+  char asm_msg[128];   /* the message of an ERROR made up for one over max_message */
+  int skipped;         /* a delivery over max_message was dropped: told by next or poll */
+  bool skip_wake;      /* read_frame returns 1 at a skip (next and poll wait on it) */
   char skip_msg[160];
   uint8_t *batch; /* a PUBLISH_BATCH too big for the send buffer is put together here */
   size_t batch_cap;
