@@ -279,7 +279,8 @@ void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   asks_lock(lp);
   /* Every ask in flight is memory and a table entry until it ends: held
    * to a count per asker and on the server. */
-  char why[128] = "";
+  char why[128];
+  why[0] = 0; /* not the whole of it: this is on every ask */
   if (c->nasks >= s->o.max_asks_per_conn)
     snprintf(why, sizeof why, "ASK: this connection has max_asks_per_conn (%u) asks in flight",
              s->o.max_asks_per_conn);
@@ -299,11 +300,10 @@ void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
                          why[0] ? why : "no memory");
     return;
   }
-  uint64_t now = rill_time_ns();
   conn_get(c);
   /* arg is the client's (0: none): a deadline past 2^64 ns is none in
    * practice, not one that wrapped into the past. */
-  uint64_t deadline = f->arg ? rill__deadline(now, f->arg) : 0;
+  uint64_t deadline = f->arg ? rill__deadline(rill_time_ns(), f->arg) : 0;
   *a = (struct ask){.sid = ++s->next_sid,
                     .asker = c,
                     .provider = pc,
