@@ -16,10 +16,12 @@ static struct service **svc_bucket(rill_server_t *s, const void *name, size_t le
   return &s->services[rill_hash64(name, len) % SVC_BUCKETS];
 }
 
-/* Under reg. */
+/* Under reg. len is at most RILL_NET_MAX_NAME (a checked name), so
+ * name[len] is in the array: equal bytes then the end there is the same
+ * name, without a strlen of each on every ask. */
 static struct service *svc_find(rill_server_t *s, const void *name, size_t len) {
   struct service *v = *svc_bucket(s, name, len);
-  while (v && !(strlen(v->name) == len && !memcmp(v->name, name, len)))
+  while (v && !(!memcmp(v->name, name, len) && v->name[len] == 0))
     v = v->next;
   return v;
 }
