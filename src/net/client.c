@@ -248,12 +248,8 @@ static uint64_t jitter(rill_client_t *c, uint64_t b) {
   return b / 2 + c->rng % (b / 2 + 1); /* half to all of it: clients do not dial in step */
 }
 
-/* The connection, dialling again if it broke and reconnect is on: 0, or
- * RILL_ETIMEDOUT when deadline passes first, or RILL_ECLOSED (or the
- * server's refusal) when it is gone for good. */
-int rill__cli_ensure(rill_client_t *c, uint64_t deadline) {
-  if (c->fd >= 0)
-    return 0;
+/* rill__cli_ensure's way when the connection is down. */
+int rill__cli_redial(rill_client_t *c, uint64_t deadline) {
   if (!c->o.reconnect || c->gave_up)
     return rill__err(RILL_ECLOSED, "client: the connection to %s is closed", c->where);
   for (;;) {

@@ -122,13 +122,17 @@ int rill_client_reply_error(rill_client_t *c, uint64_t id, int code, const char 
  * (ask_stream), so only max_message bounds it. */
 static int ask_prefix(rill_client_t *c, const char *service, uint32_t len, uint8_t *pre,
                       size_t *pre_len) {
-  int bad = rill__cli_name_arg(service, "service");
-  if (bad)
-    return bad;
+  size_t n = service ? strnlen(service, RILL_NET_MAX_NAME + 1) : 0;
+  if (!n || n != c->ask_name_len || memcmp(service, c->ask_name, n) != 0) {
+    int bad = rill__cli_name_arg(service, "service");
+    if (bad)
+      return bad;
+    memcpy(c->ask_name, service, n); /* a valid name is at most RILL_NET_MAX_NAME */
+    c->ask_name_len = n;
+  }
   if (len > c->o.max_message)
     return rill__err(RILL_EMSGSIZE, "client: an ask of %u bytes, max_message is %llu", len,
                      (unsigned long long)c->o.max_message);
-  size_t n = strlen(service);
   pre[0] = (uint8_t)n;
   pre[1] = (uint8_t)(n >> 8);
   memcpy(pre + 2, service, n);

@@ -16,6 +16,7 @@
 
 #include "core/internal.h"
 #include "net/addr.h"
+#include "net/frame.h"
 #include "rill/net.h"
 
 #define TX_BUF    (64u << 10)
@@ -132,9 +133,14 @@ struct rill_client {
   size_t asm_bytes;     /* the buffers of asms together: at most ASM_BUDGET max_messages */
   uint8_t *done_buf;    /* the last one put together: freed by the next read */
   uint64_t ask_waiting; /* the blocking ask waiting for its reply now; 0: none */
-  char asm_msg[128];    /* the message of an ERROR made up for one over max_message */
-  int skipped;          /* a delivery over max_message was dropped: told by next or poll */
-  bool skip_wake;       /* read_frame returns 1 at a skip (next and poll wait on it) */
+  /* The last service name an ask passed the check with (ask_prefix):
+   * asks repeat a name, and checking each of its bytes cost more than
+   * putting the rest of the ask together. */
+  char ask_name[RILL_NET_MAX_NAME];
+  size_t ask_name_len; /* 0: none yet */
+  char asm_msg[128];   /* the message of an ERROR made up for one over max_message */
+  int skipped;         /* a delivery over max_message was dropped: told by next or poll */
+  bool skip_wake;      /* read_frame returns 1 at a skip (next and poll wait on it) */
   char skip_msg[160];
   uint8_t *batch; /* a PUBLISH_BATCH too big for the send buffer is put together here */
   size_t batch_cap;
@@ -148,7 +154,7 @@ struct rill_client {
 /* client.c: the connection and reconnecting */
 int rill__cli_lost(rill_client_t *c, const char *why);
 int rill__cli_took_gone(rill_client_t *c, uint16_t only, uint16_t *sub);
-int rill__cli_ensure(rill_client_t *c, uint64_t deadline);
+int rill__cli_redial(rill_client_t *c, uint64_t deadline);
 
 /* client_send.c: the send path */
 int rill__cli_send_now(rill_client_t *c, const void *pre, size_t pre_len, const void *body,
@@ -305,12 +311,31 @@ static inline struct held *take(rill_client_t *c,
   return NULL;
 }
 
+/* The next whole frame in rx when decoding is all rill__cli_read_frame
+ * would do with it: connected, nothing spilled by a send, no message put
+ * together, and a frame that is not a PING or a piece. Not consumed: the
+ * caller that takes it moves off on by *used. False: read_frame's way. */
+static inline bool rx_peek_plain(rill_client_t *c, rill_frame_t *f, size_t *used) {
+  if (c->fd < 0 || c->spill_len || c->done_buf || c->asms)
+    return false;
+  return rill__frame_decode(c->rx + c->off, c->have - c->off, c->max_body, f, used) == 0 &&
+         f->type != RILL_F_PING && f->type != RILL_F_CHUNK && !(f->flags & RILL_FF_STREAM);
+}
+
 /* The start of a reader's call (rill_client_next, rill_client_next_ask):
  * what it handed out last is let go. Returns the call's deadline. */
 static inline uint64_t reader_begin(rill_client_t *c, uint64_t timeout_ns) {
   rill__free(c->cur);
   c->cur = NULL;
   return rill__deadline(rill_time_ns(), timeout_ns);
+}
+
+/* The connection, dialling again if it broke and reconnect is on: 0, or
+ * RILL_ETIMEDOUT when deadline passes first, or RILL_ECLOSED (or the
+ * server's refusal) when it is gone for good. The test inline: it is on
+ * every publish and ask, and the call cost 22 instructions. */
+static inline int rill__cli_ensure(rill_client_t *c, uint64_t deadline) {
+  return c->fd >= 0 ? 0 : rill__cli_redial(c, deadline);
 }
 
 /* Blocking calls wait for the connection as long as reconnecting lasts. */

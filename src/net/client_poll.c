@@ -139,10 +139,16 @@ int rill_client_poll(rill_client_t *c, uint64_t timeout_ns) {
    * waiting, up to a bound so that what callbacks buffered goes out. */
   for (uint32_t frames = 0; frames < 65536; frames++) {
     rill_frame_t f;
-    now = rill_time_ns();
-    c->skip_wake = true;
-    rc = rill__cli_read_frame(c, &f, n || now >= deadline ? 0 : deadline - now);
-    c->skip_wake = false;
+    size_t used;
+    if (rx_peek_plain(c, &f, &used)) { /* what read_frame would return, without the call */
+      c->off += used;
+      rc = 0;
+    } else {
+      now = rill_time_ns();
+      c->skip_wake = true;
+      rc = rill__cli_read_frame(c, &f, n || now >= deadline ? 0 : deadline - now);
+      c->skip_wake = false;
+    }
     if (rc == RILL_ETIMEDOUT || rc == 1) { /* a skip: returned below */
       rc = 0;
       break;

@@ -7,68 +7,19 @@
 #include <string.h>
 
 #include "core/internal.h"
-#include "rill/net.h"
+#include "net/frame.h"
 
-/* The flags each type takes; 0xff for a type that does not exist. */
-static uint8_t allowed_flags(uint8_t type) {
-  switch (type) {
-  case RILL_F_HELLO:
-  case RILL_F_WELCOME:
-  case RILL_F_ERROR:
-  case RILL_F_PING:
-  case RILL_F_PONG:
-  case RILL_F_BYE:
-  case RILL_F_BIND:
-  case RILL_F_ACK:
-  case RILL_F_UNSUBSCRIBE:
-  case RILL_F_CREDIT:
-  case RILL_F_FETCH:
-  case RILL_F_SERVE:
-  case RILL_F_CANCEL:
-  case RILL_F_STATS:
-  case RILL_F_TOPIC_INFO:
-  case RILL_F_TOPIC_DELETE: return 0;
-  case RILL_F_SUBSCRIBE: return RILL_FF_CREATE;
-  case RILL_F_TOPICS: return RILL_FF_MORE;
-  case RILL_F_PUBLISH: return RILL_FF_ACK | RILL_FF_STREAM;
-  case RILL_F_PUBLISH_BATCH: return RILL_FF_ACK;
-  case RILL_F_DELIVER: return RILL_FF_STREAM | RILL_FF_END;
-  case RILL_F_ASK:
-  case RILL_F_REPLY: return RILL_FF_STREAM;
-  case RILL_F_CHUNK: return RILL_FF_MORE;
-  default: return 0xff;
-  }
+int rill__frame_refuse(uint8_t type, uint8_t flags, uint32_t len, uint32_t max_body) {
+  if (rill__frame_flags(type) == 0xff)
+    return rill__err(RILL_EPROTO, "net: unknown frame type %u", type);
+  if (flags & ~rill__frame_flags(type))
+    return rill__err(RILL_EPROTO, "net: frame type %u with flags 0x%02x it does not take", type,
+                     flags);
+  return rill__err(RILL_EMSGSIZE, "net: a %u-byte frame body, the limit is %u", len, max_body);
 }
 
 int rill_frame_decode(const void *buf, size_t n, uint32_t max_body, rill_frame_t *f, size_t *used) {
-  const uint8_t *p = buf;
-  if (n < RILL_NET_HDR) {
-    *used = RILL_NET_HDR;
-    return RILL_EAGAIN;
-  }
-  uint32_t len = rill__get32(p);
-  uint8_t type = p[4], flags = p[5];
-  uint8_t ok = allowed_flags(type);
-  if (ok == 0xff)
-    return rill__err(RILL_EPROTO, "net: unknown frame type %u", type);
-  if (flags & ~ok)
-    return rill__err(RILL_EPROTO, "net: frame type %u with flags 0x%02x it does not take", type,
-                     flags);
-  if (max_body > RILL_NET_MAX_BODY)
-    max_body = RILL_NET_MAX_BODY;
-  if (len > max_body)
-    return rill__err(RILL_EMSGSIZE, "net: a %u-byte frame body, the limit is %u", len, max_body);
-  *used = RILL_NET_HDR + (size_t)len;
-  if (n < *used)
-    return RILL_EAGAIN;
-  *f = (rill_frame_t){.len = len,
-                      .type = type,
-                      .flags = flags,
-                      .channel = rill__get16(p + 6),
-                      .id = rill__get64(p + 8),
-                      .arg = rill__get64(p + 16),
-                      .body = p + RILL_NET_HDR};
-  return 0;
+  return rill__frame_decode(buf, n, max_body, f, used);
 }
 
 void rill_frame_header(void *hdr, uint8_t type, uint8_t flags, uint16_t channel, uint64_t id,

@@ -11,7 +11,8 @@
  *   - the registry of topics and services (`reg`, taken on BIND,
  *     SUBSCRIBE, FETCH, SERVE, ASK and when a connection goes);
  *   - the asks in flight (`asks_mu`), so a reply arriving on the
- *     provider's loop finds its asker on another;
+ *     provider's loop finds its asker on another; held over a run of
+ *     asks and replies read together, and then taken before `reg`;
  *   - a connection's cross-loop send queue (`xlock`): a frame for a
  *     connection of another loop (an ask, a reply, a cancellation) goes
  *     there, and its loop moves it to its own queue when woken;

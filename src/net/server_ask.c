@@ -16,10 +16,12 @@ static struct service **svc_bucket(rill_server_t *s, const void *name, size_t le
   return &s->services[rill_hash64(name, len) % SVC_BUCKETS];
 }
 
-/* Under reg. */
+/* Under reg. len is at most RILL_NET_MAX_NAME (a checked name), so
+ * name[len] is in the array: equal bytes then the end there is the same
+ * name, without a strlen of each on every ask. */
 static struct service *svc_find(rill_server_t *s, const void *name, size_t len) {
   struct service *v = *svc_bucket(s, name, len);
-  while (v && !(strlen(v->name) == len && !memcmp(v->name, name, len)))
+  while (v && !(!memcmp(v->name, name, len) && v->name[len] == 0))
     v = v->next;
   return v;
 }
@@ -276,10 +278,11 @@ void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     rill__srv_send_error(lp, c, 0, f->id, RILL_ENOENT, "ASK: nobody serves that name");
     return;
   }
-  pthread_mutex_lock(&s->asks_mu);
+  asks_lock(lp);
   /* Every ask in flight is memory and a table entry until it ends: held
    * to a count per asker and on the server. */
-  char why[128] = "";
+  char why[128];
+  why[0] = 0; /* not the whole of it: this is on every ask */
   if (c->nasks >= s->o.max_asks_per_conn)
     snprintf(why, sizeof why, "ASK: this connection has max_asks_per_conn (%u) asks in flight",
              s->o.max_asks_per_conn);
@@ -291,7 +294,7 @@ void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
     s->free_asks = a->next;
     s->nfree_asks--;
   } else if (why[0] || !room || !(a = rill__malloc(sizeof *a))) {
-    pthread_mutex_unlock(&s->asks_mu);
+    asks_unlock(lp);
     conn_put(pc);
     if (why[0])
       INC(lp, asks_refused, 1);
@@ -299,11 +302,10 @@ void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
                          why[0] ? why : "no memory");
     return;
   }
-  uint64_t now = rill_time_ns();
   conn_get(c);
   /* arg is the client's (0: none): a deadline past 2^64 ns is none in
    * practice, not one that wrapped into the past. */
-  uint64_t deadline = f->arg ? rill__deadline(now, f->arg) : 0;
+  uint64_t deadline = f->arg ? rill__deadline(rill_time_ns(), f->arg) : 0;
   *a = (struct ask){.sid = ++s->next_sid,
                     .asker = c,
                     .provider = pc,
@@ -341,7 +343,7 @@ void rill__srv_on_ask(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   } else if (stream) {
     c->askout[out].sid = a->sid;
   }
-  pthread_mutex_unlock(&s->asks_mu);
+  asks_unlock(lp);
 }
 
 /* Under asks_mu: a streamed ask that would pass max_message ends. */
@@ -406,7 +408,7 @@ void rill__srv_on_ask_chunk(struct loop *lp, struct conn *c, const rill_frame_t 
 
 void rill__srv_on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) {
   rill_server_t *s = lp->s;
-  pthread_mutex_lock(&s->asks_mu);
+  asks_lock(lp);
   struct ask **pp = ask_slot(s, f->id);
   if (*pp && (*pp)->provider == c && !(*pp)->replying) {
     struct ask *a = *pp;
@@ -420,7 +422,7 @@ void rill__srv_on_reply(struct loop *lp, struct conn *c, const rill_frame_t *f) 
       ask_done(s, pp);
     }
   } /* else cancelled or timed out meanwhile: the answer has no one to go to */
-  pthread_mutex_unlock(&s->asks_mu);
+  asks_unlock(lp);
 }
 
 /* An ERROR from a client: a provider failing an ask (id = the ask's) has

@@ -55,6 +55,13 @@ void rill__srv_pump(struct loop *lp, struct sub *u) {
   if (!rill__srv_out_pump(lp, c))
     return; /* a record in chunks goes first */
   while (u->credits && !c->closing && !c->out.on && queued(c) < limit / 2) {
+    if (c->nrefs == TX_REFS) {
+      /* Every slot for a record sent by reference is taken: more would
+       * be copied into the queue (a 64 KiB record copied once more).
+       * They wait for the socket to take some; settle pumps again. */
+      c->refs_full = true;
+      return;
+    }
     uint64_t first = rill_log_first(u->t->log);
     if (u->next < first)
       u->next = first; /* retention passed it: the client sees the gap in sequences */
@@ -62,11 +69,25 @@ void rill__srv_pump(struct loop *lp, struct sub *u) {
       return;
     rill_log_record_t recs[DELIVER_BATCH];
     size_t n = 0, want = u->credits < DELIVER_BATCH ? (size_t)u->credits : DELIVER_BATCH;
+    if (want > TX_REFS - c->nrefs)
+      want = TX_REFS - c->nrefs; /* each may take a slot */
     int rc = rill_log_read_range(u->t->log, u->next, want, limit / 4, recs, &n);
     size_t sent = 0;
     for (size_t k = 0; k < n; k++) {
       if (c->out.on) {
         rill_buf_release(&recs[k].payload); /* read again once the chunks are out */
+        continue;
+      }
+      size_t run = 0; /* small ones from k on, copied into the queue together */
+      while (k + run < n && recs[k + run].payload.len < REF_MIN)
+        run++;
+      if (run) {
+        rill__srv_send_delivers(lp, c, u->ch, recs + k, run);
+        sent += run;
+        u->next = recs[k + run - 1].seq + 1;
+        for (size_t i = 0; i < run; i++)
+          rill_buf_release(&recs[k + i].payload);
+        k += run - 1;
         continue;
       }
       sent++;

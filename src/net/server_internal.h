@@ -223,12 +223,18 @@ struct conn {
   bool paused;           /* not reading: the send queue is over half full, or acks wait */
   uint8_t closing_ticks; /* sweeps since closing, with its queue not drained */
   bool pinged;           /* a keepalive PING went out since its last frame */
+  uint32_t armed;        /* the events its epoll entry asks for, as last set */
   uint64_t born_ns;
   uint64_t last_ns;    /* the last whole frame: bytes dripped in do not count */
   uint64_t read_ns;    /* when the read being handled returned */
   uint64_t assembling; /* bytes of its streams being put together */
   uint8_t *rx;
   size_t rx_len, rx_cap;
+  /* rx[rx_off, rx_len) is not decoded yet: a frame read in pieces stays
+   * where it began while the rest of it fits after it (rx_need: its
+   * whole size, once its header is in), rather than being moved to the
+   * front after every read. */
+  size_t rx_off, rx_need;
   bool rx_pooled; /* rx is one of the server's pool buffers (RX_MIN) */
   uint8_t *tx;
   size_t tx_off, tx_len, tx_cap;
@@ -240,14 +246,15 @@ struct conn {
     rill_buf_t b;
   } txrefs[TX_REFS];
   uint32_t refs_head, nrefs;
-  size_t ref_bytes;                    /* not yet sent */
-  struct chtab binds;                  /* channel -> struct topic */
-  struct chtab subch;                  /* channel -> struct sub */
-  struct sub *subs;                    /* the same subscriptions, to go through them */
-  struct provider *provides;           /* under reg */
-  uint32_t nserves;                    /* its providers; under reg */
-  uint32_t nasks;                      /* asks it made in flight; under asks_mu */
-  uint32_t nasked;                     /* asks in flight it provides for; under asks_mu */
+  bool refs_full;            /* a pump stopped at TX_REFS: settle pumps again once some went */
+  size_t ref_bytes;          /* not yet sent */
+  struct chtab binds;        /* channel -> struct topic */
+  struct chtab subch;        /* channel -> struct sub */
+  struct sub *subs;          /* the same subscriptions, to go through them */
+  struct provider *provides; /* under reg */
+  uint32_t nserves;          /* its providers; under reg */
+  uint32_t nasks;            /* asks it made in flight; under asks_mu */
+  uint32_t nasked;           /* asks in flight it provides for; under asks_mu */
   struct alist asks_made, asks_served; /* those asks; under asks_mu */
   uint32_t acks_waiting;
   struct instream in[IN_STREAMS];
@@ -304,7 +311,13 @@ struct loop {
   struct conn *conns;
   struct conn *dirty;
   struct tloop *touched; /* topics appended to during this read */
-  struct pack *acks;     /* waiting for durability, in arrival order */
+  /* conn_decode holds asks_mu over a run of ASK and REPLY frames read
+   * together (asks_run of them so far), rather than each taking it: the
+   * lock order is then asks_mu before reg (on_ask's service lookup). Let
+   * go before any other frame, so no log callback runs under it. */
+  bool asks_held;
+  uint32_t asks_run;
+  struct pack *acks; /* waiting for durability, in arrival order */
   size_t cap_acks;
   size_t nacks; /* atomic */
   uint64_t last_sweep;
@@ -423,6 +436,10 @@ bool rill__srv_send_frame(struct loop *lp, struct conn *c, uint8_t type, uint8_t
                           uint64_t id, uint64_t arg, const void *body, uint32_t len);
 bool rill__srv_send_frame_ref(struct loop *lp, struct conn *c, uint8_t type, uint8_t flags,
                               uint16_t ch, uint64_t id, uint64_t arg, const rill_buf_t *payload);
+/* DELIVERs on channel ch of n records each under REF_MIN (copied), in
+ * order: as n send_frame_ref calls would queue them. */
+void rill__srv_send_delivers(struct loop *lp, struct conn *c, uint16_t ch,
+                             const rill_log_record_t *recs, size_t n);
 int rill__srv_xsend(struct loop *lp, struct conn *c, bool soft, uint8_t type, uint8_t flags,
                     uint16_t ch, uint64_t id, uint64_t arg, const void *body, uint32_t len);
 bool rill__srv_error_to(struct loop *lp, struct conn *c, uint16_t ch, uint64_t id, int code,
@@ -461,6 +478,33 @@ void rill__srv_ack(struct loop *lp, struct conn *c, struct topic *t, const rill_
                    uint64_t first, uint64_t last);
 void rill__srv_on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f);
 void rill__srv_on_publish_batch(struct loop *lp, struct conn *c, const rill_frame_t *f);
+
+/* asks_mu, unless conn_decode holds it over a run (asks_held). */
+static inline void asks_lock(struct loop *lp) {
+  if (!lp->asks_held)
+    pthread_mutex_lock(&lp->s->asks_mu);
+}
+static inline void asks_unlock(struct loop *lp) {
+  if (!lp->asks_held)
+    pthread_mutex_unlock(&lp->s->asks_mu);
+}
+
+/* Unacknowledged PUBLISH frames read back to back for one topic, appended
+ * together (one lock of the log, one store of its next) when the run ends:
+ * at a frame of another kind or topic, or at the end of what was read.
+ * Their bodies stay in rx until then. */
+#define PUB_RUN 64u
+struct pubrun {
+  struct topic *t;
+  uint32_t n;
+  rill_frame_t f[PUB_RUN];
+};
+/* Whether f, a PUBLISH, joins r (r flushed first when it is full or of
+ * another topic); false: f is not a plain unacknowledged publish to a
+ * bound channel, and the caller flushes r (when r->n) and handles f
+ * alone. */
+bool rill__srv_pubrun_add(struct loop *lp, struct conn *c, struct pubrun *r, const rill_frame_t *f);
+void rill__srv_pubrun_flush(struct loop *lp, struct conn *c, struct pubrun *r);
 
 /* server_stream.c: streamed publishes */
 void rill__srv_stream_open(struct loop *lp, struct conn *c, struct topic *t, const rill_frame_t *f);

@@ -106,6 +106,54 @@ void rill__srv_on_publish(struct loop *lp, struct conn *c, const rill_frame_t *f
   rill__srv_ack(lp, c, t, f, seq, seq);
 }
 
+void rill__srv_pubrun_flush(struct loop *lp, struct conn *c, struct pubrun *r) {
+  uint32_t n = r->n;
+  r->n = 0;
+  if (n == 1) {
+    rill__srv_on_publish(lp, c, &r->f[0]);
+    return;
+  }
+  if (!n)
+    return;
+  rill_iov_t recs[PUB_RUN];
+  uint64_t bytes = 0, first;
+  for (uint32_t k = 0; k < n; k++) {
+    recs[k] = (rill_iov_t){r->f[k].body, r->f[k].len};
+    bytes += r->f[k].len;
+  }
+  size_t done = 0;
+  int rc = rill_log_append_batch(r->t->log, recs, n, &first, &done);
+  if (done < n)
+    for (size_t k = bytes = 0; k < done; k++)
+      bytes += recs[k].len;
+  if (done) {
+    INC(lp, published, done);
+    topic_touch(lp, r->t, done, bytes);
+  }
+  if (rc && done == n) { /* stored, but the sync the policy asked for failed: said once */
+    rill__srv_send_error(lp, c, r->f[n - 1].channel, r->f[n - 1].id, rc, rill_errmsg());
+    return;
+  }
+  /* What the batch did not store (too big, no room) goes one at a time,
+   * as it came: each frame gets the answer it would have had alone. */
+  for (size_t k = done; rc && k < n && !c->closing; k++)
+    rill__srv_on_publish(lp, c, &r->f[k]);
+}
+
+bool rill__srv_pubrun_add(struct loop *lp, struct conn *c, struct pubrun *r,
+                          const rill_frame_t *f) {
+  if (f->flags & (RILL_FF_ACK | RILL_FF_STREAM))
+    return false;
+  struct topic *t = bound(c, f->channel);
+  if (!t)
+    return false;
+  if (r->n && (r->t != t || r->n == PUB_RUN))
+    rill__srv_pubrun_flush(lp, c, r);
+  r->t = t;
+  r->f[r->n++] = *f;
+  return true;
+}
+
 bool rill__srv_batch_parse(const rill_frame_t *f, rill_iov_t recs[RILL_NET_MAX_BATCH], size_t *n) {
   size_t k = 0, off = 0;
   while (off < f->len) {

@@ -145,6 +145,33 @@ bool rill__srv_send_frame_ref(struct loop *lp, struct conn *c, uint8_t type, uin
   return true;
 }
 
+/* A subscriber keeping up gets its deliveries in runs of small records:
+ * the limit, the room and the dirty mark are seen to once a run, not once
+ * a frame (what send_frame does for each, 40-odd instructions of a
+ * 128-byte delivery). Where a run does not fit as it is, or the
+ * connection is closing, each goes the way it went alone. */
+void rill__srv_send_delivers(struct loop *lp, struct conn *c, uint16_t ch,
+                             const rill_log_record_t *recs, size_t n) {
+  size_t need = 0;
+  for (size_t k = 0; k < n; k++)
+    need += RILL_NET_HDR + recs[k].payload.len;
+  if (c->closing || queued(c) + need > lp->s->o.tx_limit || c->tx_len + need > c->tx_cap) {
+    for (size_t k = 0; k < n; k++)
+      rill__srv_send_frame_ref(lp, c, RILL_F_DELIVER, 0, ch, 0, recs[k].seq, &recs[k].payload);
+    return;
+  }
+  mark_dirty(lp, c);
+  uint8_t *p = c->tx + c->tx_len;
+  for (size_t k = 0; k < n; k++) {
+    uint32_t len = (uint32_t)recs[k].payload.len;
+    rill_frame_header(p, RILL_F_DELIVER, 0, ch, 0, recs[k].seq, len);
+    memcpy(p + RILL_NET_HDR, recs[k].payload.data, len);
+    p += RILL_NET_HDR + len;
+  }
+  c->tx_len += need;
+  INC(lp, frames_out, n);
+}
+
 /* A frame for a connection of another loop: into its cross-loop queue,
  * and its loop woken to move it on. With soft, a frame that would take
  * both its queues past half tx_limit is not queued (BUSY): the one who

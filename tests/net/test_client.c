@@ -93,6 +93,15 @@ Test(client, bad_names) {
   cr_expect_eq(rill_client_subscribe(c, NULL, RILL_NET_FROM_LATEST, 1, &ch, NULL), RILL_EINVAL);
   cr_expect_eq(rill_client_serve(c, "a b", &ch), RILL_EINVAL);
   cr_expect_eq(rill_client_ask(c, NULL, "x", 1, RILL_FOREVER, &rep, &len), RILL_EINVAL);
+  /* A good service name is checked once and remembered: names that
+   * differ from it, by a byte or in length, are still checked. */
+  cr_expect_eq(rill_client_ask(c, "svc-a", "x", 1, RILL_FOREVER, &rep, &len), RILL_ENOENT, "%s",
+               rill_errmsg());
+  cr_expect_eq(rill_client_ask(c, "svc-a b", "x", 1, RILL_FOREVER, &rep, &len), RILL_EINVAL);
+  cr_expect_eq(rill_client_ask(c, "svc a", "x", 1, RILL_FOREVER, &rep, &len), RILL_EINVAL);
+  cr_expect_eq(rill_client_ask(c, "", "x", 1, RILL_FOREVER, &rep, &len), RILL_EINVAL);
+  cr_expect_eq(rill_client_ask(c, NULL, "x", 1, RILL_FOREVER, &rep, &len), RILL_EINVAL);
+  cr_expect_eq(rill_client_ask(c, "svc-a", "x", 1, RILL_FOREVER, &rep, &len), RILL_ENOENT);
   uint64_t rtt;
   cr_expect_eq(rill_client_ping(c, &rtt), 0, "the connection goes on");
   rill_client_close(c);

@@ -933,6 +933,61 @@ Test(server_ops, batch_cut_short_by_max_disk_says_what_was_stored) {
   srv_stop(&v);
 }
 
+/* Unacknowledged publishes read together are appended in runs, one per
+ * topic: publishes to two topics interleaved in runs of every length up
+ * to past a run's size, sent in one stream, each land in their own topic
+ * in the order sent, none lost or doubled where one run ends and the next
+ * begins. */
+Test(server_ops, interleaved_unacked_publishes_keep_their_topics_and_order) {
+  srv_t v;
+  srv_start(&v, (rill_server_opts_t){.loops = 1});
+  rill_client_opts_t o = {.port = rill_server_port(v.s), .name = "runs"};
+  rill_client_t *pub, *sub;
+  cr_assert_eq(rill_client_connect(&pub, &o), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_connect(&sub, &o), 0, "%s", rill_errmsg());
+  uint16_t ch[2];
+  cr_assert_eq(rill_client_bind(pub, "ra", &ch[0]), 0, "%s", rill_errmsg());
+  cr_assert_eq(rill_client_bind(pub, "rb", &ch[1]), 0, "%s", rill_errmsg());
+  uint32_t sent[2] = {0, 0};
+  for (uint32_t len = 1, t = 0; len <= 70; len += 3, t ^= 1)
+    for (uint32_t i = 0; i < len; i++) {
+      uint32_t rec[2] = {t, sent[t]++};
+      cr_assert_eq(rill_client_publish(pub, ch[t], rec, sizeof rec, false, NULL), 0, "%s",
+                   rill_errmsg());
+    }
+  for (int t = 0; t < 2; t++) { /* acknowledged: everything before it is in */
+    uint32_t rec[2] = {(uint32_t)t, sent[t]++};
+    cr_assert_eq(rill_client_publish(pub, ch[t], rec, sizeof rec, true, NULL), 0, "%s",
+                 rill_errmsg());
+  }
+  for (uint32_t t = 0; t < 2; t++) {
+    uint16_t sc;
+    cr_assert_eq(
+        rill_client_subscribe(sub, t ? "rb" : "ra", RILL_NET_FROM_EARLIEST, 10000, &sc, NULL), 0,
+        "%s", rill_errmsg());
+    for (uint32_t i = 0; i < sent[t]; i++) {
+      rill_client_msg_t m;
+      uint32_t rec[2];
+      cr_assert_eq(rill_client_next(sub, &m, 5000000000ull), 0, "%s", rill_errmsg());
+      cr_assert_eq(m.len, sizeof rec);
+      memcpy(rec, m.data, sizeof rec);
+      cr_assert_eq(m.seq, i);
+      cr_assert_eq(rec[0], t, "topic %u record %u came from topic %u", t, i, rec[0]);
+      cr_assert_eq(rec[1], i, "topic %u record %u is its record %u", t, i, rec[1]);
+    }
+    rill_topic_info_t in;
+    cr_assert_eq(rill_client_topic_info(sub, t ? "rb" : "ra", &in), 0, "%s", rill_errmsg());
+    cr_expect_eq(in.next, sent[t]);
+    cr_assert_eq(rill_client_unsubscribe(sub, sc), 0);
+  }
+  rill_server_stats_t st;
+  rill_server_stats(v.s, &st);
+  cr_expect_eq(st.published, sent[0] + sent[1]);
+  rill_client_close(pub);
+  rill_client_close(sub);
+  srv_stop(&v);
+}
+
 /* Many clients on several loops bind and publish to one new topic at
  * once: its log is opened outside the registry's lock, once, and every
  * other BIND waits for that open rather than opening it again (a second
