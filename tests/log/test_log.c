@@ -727,6 +727,12 @@ Test(log, subscriber_callbacks) {
   cr_expect_eq(rill_log_unsubscribe(s), 3000);
   cr_expect_eq(c.bad, 0);
   cr_expect_eq(c.lost, 0);
+  /* The subscriber gave back every reference it took (a run of a segment's
+   * records at a time): only the log's own and this read's remain. */
+  rill_log_record_t r;
+  cr_assert_eq(rill_log_read(l, 0, &r), 0);
+  cr_expect_eq(rill_buf_refs(&r.payload), 2);
+  rill_buf_release(&r.payload);
   cr_assert_eq(rill_log_close(l), 0);
   /* Behind retention: subscribe from 0 after the old segments went. */
   /* A topic of its own: "t" keeps the 128 MiB segments it was made with. */
