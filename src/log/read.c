@@ -113,22 +113,22 @@ int rill_log_read(rill_log_t *l, uint64_t seq, rill_log_record_t *rec) {
 
 static inline uint64_t min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
-/* A stretch of a run (see seg_read_run) whose offsets are offs[i..lim):
+/* A stretch of a run (see seg_read_run) whose offsets are offs[i - obase..lim - obase):
  * each record's framing checked, its checksum too when hash says some
  * may need it and it is not known good; filled in at *out. Stops at lim
  * (*why 0), before a record past max_bytes (1) or at one that fails
  * (2). Returns where it stopped. Inlined twice, so the usual stretch,
  * all known good, tests nothing for hashing. */
-RILL_INLINE uint64_t take(const uint8_t *map, uint64_t size, const uint32_t *offs, uint64_t base,
-                          uint64_t i, uint64_t lim, bool hash, uint64_t known_from, uint64_t *done,
-                          size_t *bytes, size_t max_bytes, bool *any, rill__buf_store_t *store,
-                          rill_log_record_t **out, int *why) {
+RILL_INLINE uint64_t take(const uint8_t *map, uint64_t size, const uint32_t *offs, uint64_t obase,
+                          uint64_t base, uint64_t i, uint64_t lim, bool hash, uint64_t known_from,
+                          uint64_t *done, size_t *bytes, size_t max_bytes, bool *any,
+                          rill__buf_store_t *store, rill_log_record_t **out, int *why) {
   rill_log_record_t *r = *out;
   size_t b = *bytes;
   bool a = *any;
   *why = 0;
   for (; i < lim; i++) {
-    uint32_t off = offs[i], len;
+    uint32_t off = offs[i - obase], len;
     bool verify = hash && i < known_from && i >= *done;
     if (RILL_UNLIKELY(log_rec_check(map, size, off, base + i, verify, &len) != 0)) {
       *why = 2;
@@ -180,9 +180,10 @@ static size_t seg_read_run(rill_log_t *l, struct seg *g, uint64_t seq, uint64_t 
   *rc = 0;
   for (uint64_t i = seq - base, iend = end - base; i < iend;) {
     const uint32_t *offs;
-    uint64_t lim = iend;
+    uint64_t lim = iend, obase = 0;
     if (i - tail_from < tail_n) {
-      offs = g->tail_off - tail_from;
+      offs = g->tail_off;
+      obase = tail_from;
       lim = min64(lim, tail_from + tail_n);
     } else if (i < idx_n) {
       offs = idx;
@@ -195,11 +196,11 @@ static size_t seg_read_run(rill_log_t *l, struct seg *g, uint64_t seq, uint64_t 
     }
     int why;
     if (i < known_from && lim > done)
-      i = take(map, size, offs, base, i, lim, true, known_from, &done, bytes, max_bytes, any, store,
-               &o, &why);
-    else
-      i = take(map, size, offs, base, i, lim, false, known_from, &done, bytes, max_bytes, any,
+      i = take(map, size, offs, obase, base, i, lim, true, known_from, &done, bytes, max_bytes, any,
                store, &o, &why);
+    else
+      i = take(map, size, offs, obase, base, i, lim, false, known_from, &done, bytes, max_bytes,
+               any, store, &o, &why);
     if (why == 1)
       break;
     if (why == 2) {
