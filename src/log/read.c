@@ -136,7 +136,7 @@ RILL_INLINE uint64_t take(const uint8_t *map, uint64_t size, const uint32_t *off
     }
     if (verify && i == *done)
       *done = i + 1;
-    if (a && b + len > max_bytes) {
+    if (max_bytes != SIZE_MAX && a && b + len > max_bytes) {
       *why = 1;
       break;
     }
@@ -197,6 +197,9 @@ static size_t seg_read_run(rill_log_t *l, struct seg *g, uint64_t seq, uint64_t 
     int why;
     if (i < known_from && lim > done)
       i = take(map, size, offs, obase, base, i, lim, true, known_from, &done, bytes, max_bytes, any,
+               store, &o, &why);
+    else if (max_bytes == SIZE_MAX) /* no budget: nothing to weigh */
+      i = take(map, size, offs, obase, base, i, lim, false, known_from, &done, bytes, SIZE_MAX, any,
                store, &o, &why);
     else
       i = take(map, size, offs, obase, base, i, lim, false, known_from, &done, bytes, max_bytes,
