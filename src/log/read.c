@@ -117,8 +117,9 @@ static inline uint64_t min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
  * each record's framing checked, its checksum too when hash says some
  * may need it and it is not known good; filled in at *out. Stops at lim
  * (*why 0), before a record past max_bytes (1) or at one that fails
- * (2). Returns where it stopped. Inlined twice, so the usual stretch,
- * all known good, tests nothing for hashing. */
+ * (2). Returns where it stopped. Inlined with hash and max_bytes
+ * constant where they can be, so the usual stretch (all known good, no
+ * budget: SIZE_MAX) tests neither. */
 RILL_INLINE uint64_t take(const uint8_t *map, uint64_t size, const uint32_t *offs, uint64_t obase,
                           uint64_t base, uint64_t i, uint64_t lim, bool hash, uint64_t known_from,
                           uint64_t *done, size_t *bytes, size_t max_bytes, bool *any,
