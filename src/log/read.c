@@ -19,8 +19,9 @@
 
 #define SPIN_WAIT_NS 50000u /* a tail waiter spins this long first */
 
-/* The segment holding seq, or NULL; under segs_lock. */
-static struct seg *seg_find(rill_log_t *l, uint64_t seq) {
+/* The segment holding seq, or NULL, and where it sits in the list (*at);
+ * under segs_lock. */
+static struct seg *seg_find(rill_log_t *l, uint64_t seq, size_t *at) {
   size_t lo = 0, hi = l->nsegs;
   while (hi - lo > 1) {
     size_t mid = (lo + hi) / 2;
@@ -29,15 +30,8 @@ static struct seg *seg_find(rill_log_t *l, uint64_t seq) {
     else
       hi = mid;
   }
+  *at = lo;
   return l->nsegs && l->segs[lo]->base <= seq ? l->segs[lo] : NULL;
-}
-
-/* Where g sits in the list; under segs_lock. */
-static size_t seg_find_index(rill_log_t *l, struct seg *g) {
-  size_t i = 0;
-  while (l->segs[i] != g)
-    i++;
-  return i;
 }
 
 uint64_t rill_log_first(const rill_log_t *l) { return ld(&l->first); }
@@ -103,7 +97,8 @@ int rill_log_read(rill_log_t *l, uint64_t seq, rill_log_record_t *rec) {
                      (unsigned long long)seq, (unsigned long long)ld(&l->first),
                      (unsigned long long)next);
   pthread_rwlock_rdlock(&l->segs_lock);
-  struct seg *g = seg_find(l, seq);
+  size_t gi;
+  struct seg *g = seg_find(l, seq, &gi);
   int rc =
       g ? rec_get(l, g, seq, rec)
         : rill__err(RILL_ENOENT, "log %s: no segment holds %llu", l->path, (unsigned long long)seq);
@@ -235,8 +230,8 @@ int rill_log_read_range(rill_log_t *l, uint64_t from, size_t max_count, size_t m
   size_t bytes = 0;
   bool any = false;
   pthread_rwlock_rdlock(&l->segs_lock);
-  struct seg *g = seg_find(l, from);
-  size_t gi = g ? (size_t)(seg_find_index(l, g)) : 0;
+  size_t gi;
+  struct seg *g = seg_find(l, from, &gi);
   /* A run of records in one segment at a time, its references taken with
    * one atomic add before the lock is dropped: a read of 256 small records
    * would otherwise spend more on its atomics than on everything else. */
