@@ -19,8 +19,9 @@
 
 #define SPIN_WAIT_NS 50000u /* a tail waiter spins this long first */
 
-/* The segment holding seq, or NULL; under segs_lock. */
-static struct seg *seg_find(rill_log_t *l, uint64_t seq) {
+/* The segment holding seq, or NULL, and where it sits in the list (*at);
+ * under segs_lock. */
+static struct seg *seg_find(rill_log_t *l, uint64_t seq, size_t *at) {
   size_t lo = 0, hi = l->nsegs;
   while (hi - lo > 1) {
     size_t mid = (lo + hi) / 2;
@@ -29,15 +30,8 @@ static struct seg *seg_find(rill_log_t *l, uint64_t seq) {
     else
       hi = mid;
   }
+  *at = lo;
   return l->nsegs && l->segs[lo]->base <= seq ? l->segs[lo] : NULL;
-}
-
-/* Where g sits in the list; under segs_lock. */
-static size_t seg_find_index(rill_log_t *l, struct seg *g) {
-  size_t i = 0;
-  while (l->segs[i] != g)
-    i++;
-  return i;
 }
 
 uint64_t rill_log_first(const rill_log_t *l) { return ld(&l->first); }
@@ -104,12 +98,125 @@ int rill_log_read(rill_log_t *l, uint64_t seq, rill_log_record_t *rec) {
                      (unsigned long long)seq, (unsigned long long)ld(&l->first),
                      (unsigned long long)next);
   pthread_rwlock_rdlock(&l->segs_lock);
-  struct seg *g = seg_find(l, seq);
+  size_t gi;
+  struct seg *g = seg_find(l, seq, &gi);
   int rc =
       g ? rec_get(l, g, seq, rec)
         : rill__err(RILL_ENOENT, "log %s: no segment holds %llu", l->path, (unsigned long long)seq);
   pthread_rwlock_unlock(&l->segs_lock);
   return rc;
+}
+
+static inline uint64_t min64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+/* A stretch of a run (see seg_read_run) whose offsets are offs[i - obase..lim - obase):
+ * each record's framing checked, its checksum too when hash says some
+ * may need it and it is not known good; filled in at *out. Stops at lim
+ * (*why 0), before a record past max_bytes (1) or at one that fails
+ * (2). Returns where it stopped. Inlined with hash and max_bytes
+ * constant where they can be, so the usual stretch (all known good, no
+ * budget: SIZE_MAX) tests neither. */
+RILL_INLINE uint64_t take(const uint8_t *map, uint64_t size, const uint32_t *offs, uint64_t obase,
+                          uint64_t base, uint64_t i, uint64_t lim, bool hash, uint64_t known_from,
+                          uint64_t *done, size_t *bytes, size_t max_bytes, bool *any,
+                          rill__buf_store_t *store, rill_log_record_t **out, int *why) {
+  rill_log_record_t *r = *out;
+  size_t b = *bytes;
+  bool a = *any;
+  *why = 0;
+  for (; i < lim; i++) {
+    uint32_t off = offs[i - obase], len;
+    bool verify = hash && i < known_from && i >= *done;
+    if (RILL_UNLIKELY(log_rec_check(map, size, off, base + i, verify, &len) != 0)) {
+      *why = 2;
+      break;
+    }
+    if (verify && i == *done)
+      *done = i + 1;
+    if (max_bytes != SIZE_MAX && a && b + len > max_bytes) {
+      *why = 1;
+      break;
+    }
+    a = true;
+    b += len;
+    r->payload = (rill_buf_t){store, (uint8_t *)map + off + LOG_REC_HDR, len};
+    r->seq = base + i;
+    memcpy(&r->ts_ns, map + off + 16, 8);
+    r++;
+  }
+  *out = r;
+  *bytes = b;
+  *any = a;
+  return i;
+}
+
+/* rec_find for a run of records of one segment, read in order: what is
+ * the same for every record (the mapping, its bounds, the index, the
+ * tail, how far records are known good) is loaded once, and the known-
+ * good prefix moves once per run. Every record is still checked as
+ * rec_find checks it: its framing always, its checksum unless known good.
+ * Fills out[0..) with records seq.. below end, stopping before one that
+ * would take *bytes past max_bytes (unless *any is false: the read's
+ * first record always goes); a record that fails any check is handed to
+ * rec_find, which says why in *rc (0, with the record, if it holds now),
+ * and the run stops there. Returns the records filled, no references
+ * taken. */
+static size_t seg_read_run(rill_log_t *l, struct seg *g, uint64_t seq, uint64_t end,
+                           size_t max_bytes, size_t *bytes, bool *any, rill_log_record_t *out,
+                           int *rc) {
+  const uint8_t *map = g->map;
+  const uint64_t size = seg_len(g), base = g->base;
+  rill__buf_store_t *store = g->whole.store;
+  /* The index's entries as uint32s: the mapping is page-aligned and its
+   * header 64 bytes. */
+  const uint32_t *idx = g->imap ? (const uint32_t *)(const void *)(g->imap + LOG_HDR) : NULL;
+  const uint64_t idx_n = g->imap ? (g->imap_len - LOG_HDR) / 4 : 0;
+  const uint64_t tail_from = g->tail_from, tail_n = g->tail_n, known_from = g->checked_from;
+  uint64_t done0 = __atomic_load_n(&g->checked, __ATOMIC_RELAXED), done = done0;
+  rill_log_record_t *o = out;
+  *rc = 0;
+  for (uint64_t i = seq - base, iend = end - base; i < iend;) {
+    const uint32_t *offs;
+    uint64_t lim = iend, obase = 0;
+    if (i - tail_from < tail_n) {
+      offs = g->tail_off;
+      obase = tail_from;
+      lim = min64(lim, tail_from + tail_n);
+    } else if (i < idx_n) {
+      offs = idx;
+      lim = min64(lim, idx_n);
+      if (i < tail_from)
+        lim = min64(lim, tail_from);
+    } else {
+      *rc = rec_find(l, g, base + i, o); /* says there is no entry */
+      break;
+    }
+    int why;
+    if (i < known_from && lim > done)
+      i = take(map, size, offs, obase, base, i, lim, true, known_from, &done, bytes, max_bytes, any,
+               store, &o, &why);
+    else if (max_bytes == SIZE_MAX) /* no budget: nothing to weigh */
+      i = take(map, size, offs, obase, base, i, lim, false, known_from, &done, bytes, SIZE_MAX, any,
+               store, &o, &why);
+    else
+      i = take(map, size, offs, obase, base, i, lim, false, known_from, &done, bytes, max_bytes,
+               any, store, &o, &why);
+    if (why == 1)
+      break;
+    if (why == 2) {
+      if ((*rc = rec_find(l, g, base + i, o)) != 0)
+        break;
+      if (*any && *bytes + o->payload.len > max_bytes) /* held after all */
+        break;
+      *any = true;
+      *bytes += o++->payload.len;
+      i++;
+    }
+  }
+  if (done > done0) /* the known-good prefix grew; a hint, so one try */
+    __atomic_compare_exchange_n(&g->checked, &done0, done, false, __ATOMIC_RELAXED,
+                                __ATOMIC_RELAXED);
+  return (size_t)(o - out);
 }
 
 int rill_log_read_range(rill_log_t *l, uint64_t from, size_t max_count, size_t max_bytes,
@@ -122,37 +229,36 @@ int rill_log_read_range(rill_log_t *l, uint64_t from, size_t max_count, size_t m
                      (unsigned long long)next);
   int rc = 0;
   size_t bytes = 0;
+  bool any = false;
   pthread_rwlock_rdlock(&l->segs_lock);
-  struct seg *g = seg_find(l, from);
-  size_t gi = g ? (size_t)(seg_find_index(l, g)) : 0;
-  /* References are taken per run of records in one segment, one atomic
-   * add each, before the lock is dropped: a read of 256 small records
+  size_t gi;
+  struct seg *g = seg_find(l, from, &gi);
+  /* A run of records in one segment at a time, its references taken with
+   * one atomic add before the lock is dropped: a read of 256 small records
    * would otherwise spend more on its atomics than on everything else. */
-  uint32_t run = 0;
-  for (uint64_t seq = from; g && seq < next && *n < max_count; seq++) {
-    while (gi + 1 < l->nsegs && seq >= l->segs[gi + 1]->base) {
-      seg_ref(g, run);
-      run = 0;
+  uint64_t seq = from;
+  while (g && seq < next && *n < max_count) {
+    uint64_t end = next;
+    if (gi + 1 < l->nsegs && l->segs[gi + 1]->base < end)
+      end = l->segs[gi + 1]->base;
+    if (end - seq > max_count - *n)
+      end = seq + (max_count - *n);
+    size_t got = seg_read_run(l, g, seq, end, max_bytes, &bytes, &any, out + *n, &rc);
+    seg_ref(g, (uint32_t)got);
+    *n += got;
+    seq += got;
+    if (rc) {
+      if (l->o.on_corrupt != RILL_LOG_CORRUPT_SKIP)
+        break;
+      __atomic_fetch_add(&l->skipped, 1, __ATOMIC_RELAXED);
+      rc = 0;
+      seq++;
+    } else if (seq < end) {
+      break; /* max_bytes */
+    }
+    if (seq == end && gi + 1 < l->nsegs && seq >= l->segs[gi + 1]->base)
       g = l->segs[++gi];
-    }
-    rill_log_record_t r;
-    int e = rec_find(l, g, seq, &r);
-    if (e) {
-      if (l->o.on_corrupt == RILL_LOG_CORRUPT_SKIP) {
-        __atomic_fetch_add(&l->skipped, 1, __ATOMIC_RELAXED);
-        continue;
-      }
-      rc = e;
-      break;
-    }
-    if (*n && bytes + r.payload.len > max_bytes)
-      break;
-    bytes += r.payload.len;
-    out[(*n)++] = r;
-    run++;
   }
-  if (g)
-    seg_ref(g, run);
   pthread_rwlock_unlock(&l->segs_lock);
   return rc;
 }

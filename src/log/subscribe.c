@@ -19,6 +19,25 @@ struct rill_log_sub {
   pthread_t tid;
 };
 
+/* Releases recs[0..n), one atomic subtraction a run of records of one
+ * segment (read_range took their references that way): all but the run's
+ * last view go at once, which cannot reach zero while that one is held,
+ * and the last goes through rill_buf_release, which frees the segment's
+ * mapping when it was the last. Release ordering, as every release. */
+static void release_recs(rill_log_record_t *recs, size_t n) {
+  for (size_t k = 0; k < n;) {
+    rill__buf_store_t *st = recs[k].payload.store;
+    size_t e = k + 1;
+    while (e < n && recs[e].payload.store == st)
+      e++;
+    if (st && e - k > 1)
+      __atomic_fetch_sub(&st->refs, (uint32_t)(e - k - 1), __ATOMIC_RELEASE);
+    for (; k < e - 1; k++)
+      recs[k].payload = RILL_BUF_EMPTY;
+    rill_buf_release(&recs[k++].payload);
+  }
+}
+
 /* Waits in slices, so that unsubscribe is seen within one of them. */
 #define SUB_WAIT_NS 50000000u
 
@@ -42,8 +61,7 @@ static void *sub_main(void *arg) {
       continue;
     if (n || lost)
       s->cb(s->ctx, recs, n, lost);
-    for (size_t k = 0; k < n; k++)
-      rill_buf_release(&recs[k].payload);
+    release_recs(recs, n);
     /* A damaged record under CORRUPT_STOP: hand over what came before it,
      * then (on the next round, when it is first) step past it rather than
      * spin on it, counted in the log's skipped: never delivered, never
