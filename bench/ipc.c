@@ -1168,6 +1168,12 @@ static int ipc_run(bench_ctx_t *b) {
     registered = true;
   /* A peer that died shows as an error of the next read, not a signal. */
   void (*old_pipe)(int) = signal(SIGPIPE, SIG_IGN);
+  /* Each case pins its processes at set-up (one receiver: the parent on
+   * CPU 0, the child on CPU 1; otherwise nothing), rill and the peers
+   * alike. The harness's default would pin the parent to the last CPU
+   * around every run, onto the child's CPU: a spinning ping-pong then
+   * waits for the scheduler (54 us one way, both sides alike). */
+  bench_set_pin(b, BENCH_PIN_OWN);
 
   if (bench_ncpu() < 2)
     bench_note(b, "one CPU: sender and receiver take turns on it");
