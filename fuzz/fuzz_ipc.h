@@ -71,6 +71,19 @@ static inline uint32_t fuzz_ipc_fill(uint8_t *buf, size_t cap, uint8_t b, size_t
   return len;
 }
 
+/* A batch for send_batch: the i-th message (buf, len) and up to three
+ * after it, their lengths from b + 1, b + 2...: the count, in v[0..3]. */
+static inline uint32_t fuzz_ipc_batch(rill_iov_t v[4], uint8_t *buf, uint32_t len, uint8_t b,
+                                      size_t i, uint32_t max) {
+  static uint8_t more[3][1 << 12];
+  v[0] = (rill_iov_t){buf, len};
+  uint32_t k = 1;
+  for (; k < 1u + b % 4u; k++)
+    v[k] = (rill_iov_t){
+        more[k - 1], fuzz_ipc_fill(more[k - 1], sizeof more[k - 1], (uint8_t)(b + k), i + k, max)};
+  return k;
+}
+
 /* Maps /dev/shm/rill.<name> and writes the input's patches from data[at]
  * on over it, anywhere: (offset / 4: 2 bytes, length - 1: 1 byte, the
  * bytes). The magic stays: without it a new open waits 200 ms for a

@@ -84,13 +84,8 @@ static void sends(rill_ipc_chan_t *s, const uint8_t *lens, size_t n) {
       }
     } else if (lens[i] % 7 == 3) {
       /* A batch of this one and the next few, with lengths of their own. */
-      static uint8_t more[3][1 << 12];
-      rill_iov_t v[4] = {{buf, len}};
-      uint32_t k = 1;
-      for (; k < 1u + lens[i] % 4u; k++)
-        v[k] = (rill_iov_t){more[k - 1], fuzz_ipc_fill(more[k - 1], sizeof more[k - 1],
-                                                       (uint8_t)(lens[i] + k), i + k, max)};
-      rill_ipc_chan_send_batch(s, v, k, 0, NULL);
+      rill_iov_t v[4];
+      rill_ipc_chan_send_batch(s, v, fuzz_ipc_batch(v, buf, len, lens[i], i, max), 0, NULL);
     } else {
       rill_ipc_chan_send(s, buf, len, 0);
     }
