@@ -310,9 +310,16 @@ static int publish_full(rill_bus_producer_t *p, uint32_t shard, const struct ite
   }
 }
 
+/* The shard of a payload by its hash. One over max_payload is not read
+ * (publish_to refuses it, RILL_EMSGSIZE): shard 0. */
+static inline uint32_t shard_of(const rill_bus_t *bus, const void *data, size_t len) {
+  if (RILL_UNLIKELY(len > bus->o.max_payload))
+    return 0;
+  return rill_hash_reduce(rill_hash64(data, len), bus->o.shards);
+}
+
 int rill_bus_publish(rill_bus_producer_t *p, const void *data, uint32_t len) {
-  uint32_t shard = rill_hash_reduce(rill_hash64(data, len), p->bus->o.shards);
-  return publish_to(p, shard, data, len);
+  return publish_to(p, shard_of(p->bus, data, len), data, len);
 }
 
 int rill_bus_publish_key(rill_bus_producer_t *p, uint64_t key, const void *data, uint32_t len) {
@@ -322,8 +329,7 @@ int rill_bus_publish_key(rill_bus_producer_t *p, uint64_t key, const void *data,
 int rill_bus_publish_buf(rill_bus_producer_t *p, const rill_buf_t *b) {
   if (!p || !b)
     return rill__err(RILL_EINVAL, "bus: NULL producer or buf");
-  uint32_t shard = rill_hash_reduce(rill_hash64(b->data, b->len), p->bus->o.shards);
-  return rill_bus_publish_buf_key(p, shard, b);
+  return rill_bus_publish_buf_key(p, shard_of(p->bus, b->data, b->len), b);
 }
 
 int rill_bus_publish_buf_key(rill_bus_producer_t *p, uint64_t key, const rill_buf_t *b) {
