@@ -630,12 +630,15 @@ static void put_units(FILE *f, const char *key, uint64_t n, const unit_t *units)
 }
 
 /* key = value, the value quoted when it would not read back as it is
- * unquoted (line_value trims it and stops at a " #"): empty, spaces at
- * either end, a '#', a quote or a backslash. */
+ * unquoted (line_value trims it and stops at a " #"; the reader takes a
+ * line's last '\r' for a CRLF ending): empty, spaces at either end, a
+ * '#', a quote, a backslash or a control character. */
 static void put_str(FILE *f, const char *key, const char *v) {
   size_t n = strlen(v);
   bool plain = n && strcspn(v, "#\"\\") == n && v[0] != ' ' && v[0] != '\t' && v[n - 1] != ' ' &&
                v[n - 1] != '\t';
+  for (size_t i = 0; plain && i < n; i++)
+    plain = (unsigned char)v[i] >= 0x20 && v[i] != 0x7f;
   if (plain) {
     fprintf(f, "%s = %s\n", key, v);
     return;
