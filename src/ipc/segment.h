@@ -340,8 +340,8 @@ static inline int rill__ipc_recv_wait(const rill__ipc_recv_wait_t *w, uint64_t n
     /* Acquire: pairs with the sender's release bump. */
     uint32_t f = __atomic_load_n(w->futex, __ATOMIC_ACQUIRE);
     __atomic_fetch_add(w->waiters, 1, __ATOMIC_SEQ_CST);
-    /* Relaxed: read by a reaper after we are dead, and by the sender's
-     * wait as a hint. */
+    /* Relaxed: read only by a reaper after we are dead, which then takes
+     * us out of the waiter count. */
     __atomic_store_n(w->parked, 1, __ATOMIC_RELAXED);
     /* Relaxed: ordered before our look by the fence below; the sender
      * takes it after its fence (rill__ipc_wake). */
